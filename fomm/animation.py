@@ -1,0 +1,58 @@
+"""Relative motion transfer with movement-scale adaptation (Sec. 3.4, Eq. 14-15)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fomm.geometry import Keypoints
+
+
+def convex_hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of N×2 points (Andrew's monotone chain + shoelace); 0 when degenerate."""
+    pts = sorted(set(map(tuple, np.asarray(points, dtype=np.float64).tolist())))
+    if len(pts) < 3:
+        return 0.0
+
+    def cross(o, a, b) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: list = []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    upper: list = []
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    hull = np.array(lower[:-1] + upper[:-1])
+    x, y = hull[:, 0], hull[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> float:
+    """sqrt(hull area of source keypoints) / sqrt(hull area of initial driving keypoints), first batch item."""
+    source_area = convex_hull_area(kp_source["value"][0].detach().float().cpu().numpy())
+    driving_area = convex_hull_area(kp_driving_initial["value"][0].detach().float().cpu().numpy())
+    if driving_area <= 0:
+        return 1.0
+    return float(np.sqrt(source_area) / np.sqrt(driving_area))
+
+
+def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
+                 adapt_movement_scale: bool = False, use_relative_movement: bool = False,
+                 use_relative_jacobian: bool = False) -> Keypoints:
+    """Keypoints that move the source as the driving video moves relative to its initial frame.
+
+    value: kp_source + s·(kp_driving − kp_driving_initial); jacobian: J_driving · J_initial⁻¹ · J_source.
+    """
+    scale = movement_scale(kp_source, kp_driving_initial) if adapt_movement_scale else 1.0
+    kp_new: Keypoints = dict(kp_driving)  # type: ignore[assignment]
+    if use_relative_movement:
+        kp_new["value"] = (kp_driving["value"] - kp_driving_initial["value"]) * scale + kp_source["value"]
+        if use_relative_jacobian and "jacobian" in kp_driving:
+            jacobian_diff = torch.matmul(kp_driving["jacobian"], torch.inverse(kp_driving_initial["jacobian"]))
+            kp_new["jacobian"] = torch.matmul(jacobian_diff, kp_source["jacobian"])
+    return kp_new

@@ -1,0 +1,121 @@
+"""Checkpoint I/O in the original format: generator, kp_detector, discriminator, optimizers, epoch."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+MODEL_KEYS = ("generator", "kp_detector", "discriminator")
+OPTIMIZER_KEYS = ("optimizer_generator", "optimizer_kp_detector", "optimizer_discriminator")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message names the file."""
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint dict safely (weights_only=True: tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+    except Exception as err:  # noqa: BLE001 - the unpickler raises many types for foreign objects
+        raise CheckpointError(f"{path}: refused to load (holds objects other than tensors; "
+                              f"weights_only=True): {str(err).splitlines()[0]}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict of state dicts, got {type(state).__name__}")
+    return state
+
+
+def _describe_mismatch(module: nn.Module, state: dict[str, torch.Tensor], limit: int = 8) -> str:
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"{label} {len(items)}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts)
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path, name: str) -> None:
+    """load_state_dict(strict=True), turning a mismatch into an error naming the file and the keys."""
+    problem = _describe_mismatch(module, state)
+    if problem:
+        raise CheckpointError(f"{path}: '{name}' does not fit the model config: {problem}")
+    module.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(path: str | Path, generator: nn.Module | None = None, kp_detector: nn.Module | None = None,
+                    discriminator: nn.Module | None = None, optimizer_generator=None,
+                    optimizer_kp_detector=None, optimizer_discriminator=None,
+                    map_location: str | torch.device = "cpu") -> int:
+    """Load whatever modules/optimizers are given from an original-format checkpoint; returns its epoch."""
+    state = read_checkpoint(path, map_location)
+    modules = {"generator": generator, "kp_detector": kp_detector, "discriminator": discriminator}
+    for name, module in modules.items():
+        if module is None:
+            continue
+        if name not in state:
+            raise CheckpointError(f"{path}: has no '{name}' (keys: {', '.join(sorted(state))})")
+        load_state(_unwrap(module), state[name], path, name)
+    optimizers = {"optimizer_generator": optimizer_generator, "optimizer_kp_detector": optimizer_kp_detector,
+                  "optimizer_discriminator": optimizer_discriminator}
+    for name, optimizer in optimizers.items():
+        if optimizer is not None and name in state:
+            optimizer.load_state_dict(state[name])
+    return int(state.get("epoch", 0))
+
+
+def save_checkpoint(path: str | Path, generator: nn.Module | None = None, kp_detector: nn.Module | None = None,
+                    discriminator: nn.Module | None = None, optimizer_generator=None,
+                    optimizer_kp_detector=None, optimizer_discriminator=None, epoch: int = 0,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write the original format atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    state: dict[str, Any] = {}
+    for name, obj in (("generator", generator), ("kp_detector", kp_detector), ("discriminator", discriminator),
+                      ("optimizer_generator", optimizer_generator),
+                      ("optimizer_kp_detector", optimizer_kp_detector),
+                      ("optimizer_discriminator", optimizer_discriminator)):
+        if obj is not None:
+            state[name] = _unwrap(obj).state_dict() if isinstance(obj, nn.Module) else obj.state_dict()
+    state["epoch"] = epoch
+    if extra:
+        state.update(extra)
+    return write_state(path, state)
+
+
+def write_state(path: str | Path, state: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            f.write(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The bare module inside DDP / DataParallel wrappers, so keys carry no 'module.' prefix."""
+    return module.module if hasattr(module, "module") and isinstance(module.module, nn.Module) else module

@@ -1,0 +1,78 @@
+"""Dense motion network: K+1 sparse motions blended by soft masks, plus an occlusion map (Sec. 3.2, Eq. 4-7)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fomm.blocks import Hourglass
+from fomm.geometry import Keypoints, kp2gaussian, make_coordinate_grid
+from fomm.pyramid import AntiAliasInterpolation2d
+
+
+def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints,
+                           kp_variance: float) -> Tensor:
+    """Eq. 6: gaussian(kp_driving) − gaussian(kp_source), with a zero background map first.  # B×(K+1)×1×h×w"""
+    heatmap = kp2gaussian(kp_driving, spatial_size, kp_variance) - kp2gaussian(kp_source, spatial_size, kp_variance)
+    zeros = heatmap.new_zeros(heatmap.shape[0], 1, *spatial_size)
+    return torch.cat([zeros, heatmap], dim=1).unsqueeze(2)
+
+
+def sparse_motions(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints) -> Tensor:
+    """Eq. 4: z ↦ J_k (z − kp_driving_k) + kp_source_k, J_k = J_source_k J_driving_k⁻¹; identity first.
+
+    Returns B×(K+1)×h×w×2 sampling grids (driving → source coordinates).
+    """
+    h, w = spatial_size
+    value_d, value_s = kp_driving["value"], kp_source["value"]  # B×K×2
+    b, k, _ = value_d.shape
+    identity = make_coordinate_grid((h, w), value_s.dtype, value_s.device).view(1, 1, h, w, 2)
+    coords = identity - value_d.view(b, k, 1, 1, 2)  # B×K×h×w×2
+    if "jacobian" in kp_driving and "jacobian" in kp_source:
+        jacobian = torch.matmul(kp_source["jacobian"], torch.inverse(kp_driving["jacobian"]))  # B×K×2×2
+        coords = torch.einsum("bkij,bkhwj->bkhwi", jacobian, coords)
+    driving_to_source = coords + value_s.view(b, k, 1, 1, 2)
+    return torch.cat([identity.expand(b, 1, h, w, 2), driving_to_source], dim=1)
+
+
+def deform_sources(source: Tensor, motions: Tensor) -> Tensor:
+    """Warp the source by each sparse motion.  # B×(K+1)×C×h×w"""
+    b, c, h, w = source.shape
+    n = motions.shape[1]
+    repeated = source.unsqueeze(1).expand(b, n, c, h, w).reshape(b * n, c, h, w)
+    deformed = F.grid_sample(repeated, motions.reshape(b * n, h, w, 2), align_corners=False)
+    return deformed.view(b, n, c, h, w)
+
+
+class DenseMotionNetwork(nn.Module):
+    """Predicts masks over the K+1 sparse motions (Eq. 7), the dense deformation and an occlusion map."""
+
+    def __init__(self, block_expansion: int, num_blocks: int, max_features: int, num_kp: int, num_channels: int,
+                 estimate_occlusion_map: bool = False, scale_factor: float = 1, kp_variance: float = 0.01) -> None:
+        super().__init__()
+        self.hourglass = Hourglass(block_expansion, in_features=(num_kp + 1) * (num_channels + 1),
+                                   max_features=max_features, num_blocks=num_blocks)
+        self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=(7, 7), padding=(3, 3))
+        self.occlusion = (nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=(7, 7), padding=(3, 3))
+                          if estimate_occlusion_map else None)
+        self.num_kp = num_kp
+        self.scale_factor = scale_factor
+        self.kp_variance = kp_variance
+        if scale_factor != 1:
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+
+    def forward(self, source_image: Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> dict[str, Tensor]:
+        if self.scale_factor != 1:
+            source_image = self.down(source_image)
+        b, _, h, w = source_image.shape
+        heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance)  # B×(K+1)×1×h×w
+        motions = sparse_motions((h, w), kp_driving, kp_source)  # B×(K+1)×h×w×2
+        sparse_deformed = deform_sources(source_image, motions)  # B×(K+1)×C×h×w
+        features = self.hourglass(torch.cat([heatmaps, sparse_deformed], dim=2).view(b, -1, h, w))
+        mask = F.softmax(self.mask(features), dim=1)  # B×(K+1)×h×w
+        deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)  # B×h×w×2
+        out = {"sparse_deformed": sparse_deformed, "mask": mask, "deformation": deformation}
+        if self.occlusion is not None:
+            out["occlusion_map"] = torch.sigmoid(self.occlusion(features))  # B×1×h×w
+        return out

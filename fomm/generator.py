@@ -1,0 +1,97 @@
+"""Occlusion-aware generator: encode the source, warp its features, mask occlusions, decode (Sec. 3.2, Eq. 8)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fomm.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, level_features
+from fomm.config import ModelConfig
+from fomm.dense_motion import DenseMotionNetwork
+from fomm.geometry import Keypoints
+
+
+def deform_input(x: Tensor, deformation: Tensor) -> Tensor:
+    """Warp x by a B×h×w×2 sampling grid, resized bilinearly to x's size when they differ."""
+    _, h_old, w_old, _ = deformation.shape
+    _, _, h, w = x.shape
+    if (h_old, w_old) != (h, w):
+        deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
+                                    align_corners=False).permute(0, 2, 3, 1)
+    return F.grid_sample(x, deformation, align_corners=False)
+
+
+class OcclusionAwareGenerator(nn.Module):
+    """Generates the driving frame from the source image and the two keypoint sets."""
+
+    def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
+                 num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
+                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False) -> None:
+        super().__init__()
+        if dense_motion_params is not None:
+            self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
+                                                           estimate_occlusion_map=estimate_occlusion_map,
+                                                           **dense_motion_params)
+        else:
+            self.dense_motion_network = None
+        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=(7, 7), padding=(3, 3))
+        self.down_blocks = nn.ModuleList(
+            DownBlock2d(level_features(block_expansion, max_features, i),
+                        level_features(block_expansion, max_features, i + 1))
+            for i in range(num_down_blocks)
+        )
+        self.up_blocks = nn.ModuleList(
+            UpBlock2d(level_features(block_expansion, max_features, num_down_blocks - i),
+                      level_features(block_expansion, max_features, num_down_blocks - i - 1))
+            for i in range(num_down_blocks)
+        )
+        bottleneck_features = level_features(block_expansion, max_features, num_down_blocks)
+        self.bottleneck = nn.Sequential()
+        for i in range(num_bottleneck_blocks):
+            self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features, kernel_size=(3, 3), padding=(1, 1)))
+        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
+        self.estimate_occlusion_map = estimate_occlusion_map
+        self.num_channels = num_channels
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> OcclusionAwareGenerator:
+        common, gen = cfg.common_params, cfg.generator_params
+        dense = gen.dense_motion_params.to_dict() if gen.dense_motion_params is not None else None
+        return cls(num_channels=common.num_channels, num_kp=common.num_kp, block_expansion=gen.block_expansion,
+                   max_features=gen.max_features, num_down_blocks=gen.num_down_blocks,
+                   num_bottleneck_blocks=gen.num_bottleneck_blocks,
+                   estimate_occlusion_map=gen.estimate_occlusion_map, dense_motion_params=dense,
+                   estimate_jacobian=common.estimate_jacobian)
+
+    def encode(self, source_image: Tensor) -> Tensor:
+        """Source features before warping (computed once per source when animating).  # B×C'×h×w"""
+        out = self.first(source_image)
+        for block in self.down_blocks:
+            out = block(out)
+        return out
+
+    def forward(self, source_image: Tensor, kp_driving: Keypoints, kp_source: Keypoints,
+                source_features: Tensor | None = None) -> dict[str, Tensor]:
+        out = self.encode(source_image) if source_features is None else source_features
+        result: dict[str, Tensor] = {}
+        if self.dense_motion_network is not None:
+            motion = self.dense_motion_network(source_image=source_image, kp_driving=kp_driving,
+                                               kp_source=kp_source)
+            result["mask"] = motion["mask"]
+            result["sparse_deformed"] = motion["sparse_deformed"]
+            result["deformation"] = motion["deformation"]
+            out = deform_input(out, motion["deformation"])
+            occlusion_map = motion.get("occlusion_map")
+            if occlusion_map is not None:
+                result["occlusion_map"] = occlusion_map
+                if out.shape[2:] != occlusion_map.shape[2:]:
+                    occlusion_map = F.interpolate(occlusion_map, size=out.shape[2:], mode="bilinear",
+                                                  align_corners=False)
+                out = out * occlusion_map  # Eq. 8: occluded features are left for the decoder to inpaint
+            result["deformed"] = deform_input(source_image, motion["deformation"])
+        out = self.bottleneck(out)
+        for block in self.up_blocks:
+            out = block(out)
+        result["prediction"] = torch.sigmoid(self.final(out))
+        return result

@@ -1,0 +1,63 @@
+"""Loss terms of Sec. 3.3: perceptual pyramid (Eq. 9), equivariance (Eq. 11, 13), LSGAN and feature matching."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from fomm.tps import Transform
+
+
+def perceptual_loss(features_pred: Sequence[Tensor], features_real: Sequence[Tensor],
+                    weights: Sequence[float]) -> Tensor:
+    """Σ_i w_i · mean |F_i(pred) − F_i(real)| for one pyramid level (real detached)."""
+    total = features_pred[0].new_zeros(())
+    for weight, fp, fr in zip(weights, features_pred, features_real):
+        if weight != 0:
+            total = total + weight * (fp - fr.detach()).abs().mean()
+    return total
+
+
+def pyramid_perceptual_loss(vgg: Callable[[Tensor], list[Tensor]], pyramid_pred: dict[str, Tensor],
+                            pyramid_real: dict[str, Tensor], weights: Sequence[float]) -> Tensor:
+    """Eq. 9 summed over the pyramid levels."""
+    total = next(iter(pyramid_pred.values())).new_zeros(())
+    for key, pred in pyramid_pred.items():
+        total = total + perceptual_loss(vgg(pred), vgg(pyramid_real[key]), weights)
+    return total
+
+
+def equivariance_value_loss(kp_driving: Tensor, kp_transformed: Tensor, transform: Transform) -> Tensor:
+    """Eq. 11: mean |kp_driving − T(kp of the warped frame)|."""
+    return (kp_driving - transform.warp_coordinates(kp_transformed)).abs().mean()
+
+
+def equivariance_jacobian_loss(jacobian_driving: Tensor, kp_transformed: Tensor, jacobian_transformed: Tensor,
+                               transform: Transform) -> Tensor:
+    """Eq. 13: mean |I − J_driving⁻¹ · ∇T(kp_transformed) · J_transformed|."""
+    composed = torch.matmul(transform.jacobian(kp_transformed), jacobian_transformed)  # B×K×2×2
+    value = torch.matmul(torch.inverse(jacobian_driving), composed)
+    eye = torch.eye(2, dtype=value.dtype, device=value.device).view(1, 1, 2, 2)
+    return (eye - value).abs().mean()
+
+
+def generator_gan_loss(prediction_maps: Sequence[Tensor]) -> Tensor:
+    """LSGAN generator term: Σ_scales mean (1 − D(pred))²."""
+    return sum(((1 - p) ** 2).mean() for p in prediction_maps)  # type: ignore[return-value]
+
+
+def discriminator_gan_loss(real_maps: Sequence[Tensor], fake_maps: Sequence[Tensor]) -> Tensor:
+    """LSGAN discriminator term: Σ_scales mean[(1 − D(real))² + D(fake)²]."""
+    return sum(((1 - r) ** 2 + f**2).mean() for r, f in zip(real_maps, fake_maps))  # type: ignore[return-value]
+
+
+def feature_matching_loss(real_features: Sequence[Tensor], fake_features: Sequence[Tensor],
+                          weights: Sequence[float]) -> Tensor:
+    """Σ_i w_i · mean |F_i(real) − F_i(pred)| over discriminator blocks."""
+    total = fake_features[0].new_zeros(())
+    for weight, a, b in zip(weights, real_features, fake_features):
+        if weight != 0:
+            total = total + weight * (a - b).abs().mean()
+    return total

@@ -1,0 +1,133 @@
+"""Single-device training state and step: per-module Adam, multi-step LR, the original update order (Sec. 3.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from fomm.checkpoint import load_checkpoint, save_checkpoint
+from fomm.config import ModelConfig, TrainParams
+from fomm.discriminator import MultiScaleDiscriminator
+from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
+from fomm.generator import OcclusionAwareGenerator
+from fomm.keypoint_detector import KPDetector
+from fomm.vgg import Vgg19, default_weights_path
+
+BETAS = (0.5, 0.999)
+
+
+@dataclass
+class TrainState:
+    """Networks, their full models, optimisers and schedulers, and progress counters."""
+
+    kp_detector: KPDetector
+    generator: OcclusionAwareGenerator
+    discriminator: MultiScaleDiscriminator
+    generator_full: nn.Module
+    discriminator_full: nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.MultiStepLR]
+    train_params: TrainParams
+    epoch: int = 0
+    step: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def use_gan(self) -> bool:
+        return self.train_params.loss_weights.generator_gan != 0
+
+    def learning_rates(self) -> dict[str, float]:
+        return {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(path, generator=self.generator, kp_detector=self.kp_detector,
+                               discriminator=self.discriminator,
+                               optimizer_generator=self.optimizers["generator"],
+                               optimizer_kp_detector=self.optimizers["kp_detector"],
+                               optimizer_discriminator=self.optimizers["discriminator"], epoch=self.epoch,
+                               extra={"step": self.step})
+
+    def load(self, path: str | Path) -> None:
+        """Restore weights, optimisers and the epoch; schedulers are re-aligned to the epoch."""
+        from fomm.checkpoint import read_checkpoint
+
+        self.epoch = load_checkpoint(path, generator=self.generator, kp_detector=self.kp_detector,
+                                     discriminator=self.discriminator,
+                                     optimizer_generator=self.optimizers["generator"],
+                                     optimizer_kp_detector=self.optimizers["kp_detector"],
+                                     optimizer_discriminator=self.optimizers["discriminator"])
+        self.step = int(read_checkpoint(path).get("step", 0))
+        for name, scheduler in self.schedulers.items():
+            scheduler.last_epoch = self.epoch - 1
+            base = scheduler.base_lrs[0]
+            lr = base * 0.1 ** sum(1 for m in self.train_params.epoch_milestones if m <= self.epoch)
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = lr
+
+
+def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,
+                      device: str | torch.device = "cpu") -> TrainState:
+    """Build networks and optimisers from the config; VGG-19 weights come from `default_weights_path()`."""
+    kp_detector = KPDetector.from_config(model_cfg).to(device)
+    generator = OcclusionAwareGenerator.from_config(model_cfg).to(device)
+    discriminator = MultiScaleDiscriminator.from_config(model_cfg).to(device)
+    if vgg is None and sum(train_params.loss_weights.perceptual) != 0:
+        vgg = Vgg19(default_weights_path())
+    if vgg is not None:
+        vgg = vgg.to(device)
+    generator_full = GeneratorFullModel(kp_detector, generator, discriminator, train_params, vgg=vgg).to(device)
+    discriminator_full = DiscriminatorFullModel(discriminator, train_params,
+                                                model_cfg.common_params.num_channels).to(device)
+    tp = train_params
+    optimizers = {
+        "generator": torch.optim.Adam(generator.parameters(), lr=tp.lr_generator, betas=BETAS),
+        "kp_detector": torch.optim.Adam(kp_detector.parameters(), lr=tp.lr_kp_detector, betas=BETAS),
+        "discriminator": torch.optim.Adam(discriminator.parameters(), lr=tp.lr_discriminator, betas=BETAS),
+    }
+    schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(tp.epoch_milestones), gamma=0.1)
+                  for name, opt in optimizers.items()}
+    return TrainState(kp_detector, generator, discriminator, generator_full, discriminator_full, optimizers,
+                      schedulers, train_params)
+
+
+def train_step(state: TrainState, batch: dict[str, Tensor],
+               generator_full: nn.Module | None = None, discriminator_full: nn.Module | None = None,
+               autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, float], dict[str, Tensor]]:
+    """One update in the original order: generator + kp detector on their losses, then the discriminator.
+
+    `generator_full` / `discriminator_full` override the state's modules (e.g. DDP-wrapped ones).
+    """
+    generator_full = generator_full or state.generator_full
+    discriminator_full = discriminator_full or state.discriminator_full
+    device_type = batch["source"].device.type
+    with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+        losses, generated = generator_full(batch)
+        loss = total_loss(losses)
+    loss.backward()
+    for name in ("generator", "kp_detector"):
+        state.optimizers[name].step()
+        state.optimizers[name].zero_grad(set_to_none=True)
+    values = {k: float(v.detach().mean()) for k, v in losses.items()}
+    if state.use_gan:
+        state.optimizers["discriminator"].zero_grad(set_to_none=True)
+        with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16,
+                            enabled=autocast_dtype is not None):
+            disc_losses = discriminator_full(batch, generated)
+            disc_loss = total_loss(disc_losses)
+        disc_loss.backward()
+        state.optimizers["discriminator"].step()
+        state.optimizers["discriminator"].zero_grad(set_to_none=True)
+        values.update({k: float(v.detach().mean()) for k, v in disc_losses.items()})
+    values["total"] = float(loss.detach())
+    state.step += 1
+    return values, generated
+
+
+def end_epoch(state: TrainState) -> None:
+    """Advance the learning-rate schedules and the epoch counter."""
+    for scheduler in state.schedulers.values():
+        scheduler.step()
+    state.epoch += 1
