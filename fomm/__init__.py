@@ -1,6 +1,7 @@
 """fomm: the First Order Motion Model (Siarohin et al., NeurIPS 2019), drop-in with the original checkpoints."""
 
-from fomm.animation import normalize_kp
+from fomm.animation import find_best_frame, normalize_kp
+from fomm.animator import Animator, AnimatorError
 from fomm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fomm.config import ConfigError, FommConfig, ModelConfig, TrainParams, load_config
 from fomm.dense_motion import DenseMotionNetwork
@@ -10,7 +11,8 @@ from fomm.geometry import Keypoints, heatmap_to_keypoints, kp2gaussian, make_coo
 from fomm.keypoint_detector import KPDetector
 
 __all__ = [
-    "CheckpointError", "ConfigError", "DenseMotionNetwork", "FommConfig", "KPDetector", "Keypoints",
-    "ModelConfig", "MultiScaleDiscriminator", "OcclusionAwareGenerator", "TrainParams", "heatmap_to_keypoints",
-    "kp2gaussian", "load_checkpoint", "load_config", "make_coordinate_grid", "normalize_kp", "save_checkpoint",
+    "Animator", "AnimatorError", "CheckpointError", "ConfigError", "DenseMotionNetwork", "FommConfig", "KPDetector",
+    "Keypoints", "ModelConfig", "MultiScaleDiscriminator", "OcclusionAwareGenerator", "TrainParams",
+    "find_best_frame", "heatmap_to_keypoints", "kp2gaussian", "load_checkpoint", "load_config",
+    "make_coordinate_grid", "normalize_kp", "save_checkpoint",
 ]

@@ -1,6 +1,8 @@
-"""Relative motion transfer with movement-scale adaptation (Sec. 3.4, Eq. 14-15)."""
+"""Relative motion transfer with movement-scale adaptation (Sec. 3.4, Eq. 14-15) and its best start frame."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -56,3 +58,38 @@ def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial
             jacobian_diff = torch.matmul(kp_driving["jacobian"], torch.inverse(kp_driving_initial["jacobian"]))
             kp_new["jacobian"] = torch.matmul(jacobian_diff, kp_source["jacobian"])
     return kp_new
+
+
+def normalize_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """Face landmarks centred on their mean and divided by sqrt(hull area): invariant to shift and scale.  # N×2"""
+    points = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    points = points - points.mean(axis=0, keepdims=True)
+    area = convex_hull_area(points)
+    if area <= 0:
+        raise ValueError(f"degenerate landmarks (convex hull area {area}); cannot normalise")
+    return points / np.sqrt(area)
+
+
+def find_best_frame(source_landmarks: np.ndarray, driving_landmarks: Sequence[np.ndarray | None]) -> int:
+    """Index of the driving frame whose normalised landmarks are closest (squared L2) to the source's.
+
+    Frames without a face (None) or with degenerate landmarks are skipped, so relative motion starts from the
+    driving pose that best matches the source pose.
+    """
+    source = normalize_landmarks(source_landmarks)
+    best, best_distance = -1, np.inf
+    for index, landmarks in enumerate(driving_landmarks):
+        if landmarks is None:
+            continue
+        try:
+            driving = normalize_landmarks(landmarks)
+        except ValueError:
+            continue
+        if driving.shape != source.shape:
+            raise ValueError(f"driving frame {index}: {driving.shape[0]} landmarks, source has {source.shape[0]}")
+        distance = float(((source - driving) ** 2).sum())
+        if distance < best_distance:
+            best, best_distance = index, distance
+    if best < 0:
+        raise ValueError(f"no face found in any of the {len(driving_landmarks)} driving frames")
+    return best

@@ -28,10 +28,13 @@ def _build(cls: type[T], data: Any, where: str) -> T:
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     kwargs: dict[str, Any] = {}
+    defaults = {f.name: f.default for f in fields(cls)}
     for name, value in data.items():
         hint = hints[name]
         sub = _dataclass_of(hint)
-        if sub is not None and (isinstance(value, dict) or value is None):
+        if value is None and defaults[name] is None:
+            kwargs[name] = None  # an optional section left out (e.g. dense_motion_params, crop_param)
+        elif sub is not None and (isinstance(value, dict) or value is None):
             kwargs[name] = _build(sub, value, f"{where} {name}" if where.endswith(":") else f"{where}.{name}")
         elif isinstance(value, list):
             kwargs[name] = tuple(value)

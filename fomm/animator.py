@@ -1,0 +1,223 @@
+"""Animator: a source image driven by a stream of frames, in batches, with relative motion (Sec. 3.4).
+
+The source's keypoints and encoder features are computed once; driving frames stream through in batches,
+so memory stays flat however long the driving video is. Works on numpy frames and tensors (no video I/O).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fomm.animation import normalize_kp
+from fomm.checkpoint import load_checkpoint
+from fomm.config import FommConfig, load_config
+from fomm.generator import OcclusionAwareGenerator
+from fomm.geometry import Keypoints
+from fomm.keypoint_detector import KPDetector
+from fomm.visualization import draw_keypoints, side_by_side
+
+CROP_MODES = ("center", "pad", "none")
+LAYOUTS = ("result", "side-by-side")
+Frame = np.ndarray | Tensor
+
+
+class AnimatorError(ValueError):
+    """An Animator that cannot be built or used as asked; the message says why."""
+
+
+@dataclass
+class SourceState:
+    """What is computed once per source image."""
+
+    image: Tensor  # 1×3×H×W in [0, 1]
+    kp: Keypoints  # value 1×K×2, jacobian 1×K×2×2
+    features: Tensor  # 1×C'×h×w (generator encoder output)
+
+
+@dataclass
+class AnimatedBatch:
+    """One batch of driving frames and what the generator made of them."""
+
+    start: int  # index of the batch's first driving frame
+    driving: Tensor  # B×3×H×W, resized as the model sees it
+    kp_driving: Keypoints  # detected on the driving frames
+    kp_norm: Keypoints  # fed to the generator (relative or absolute motion)
+    prediction: Tensor  # B×3×H×W in [0, 1]
+
+
+def frames_to_tensor(frames: Frame) -> Tensor:
+    """Frames (H×W, H×W×C or B×H×W×C numpy, uint8/uint16/float; or a 3×H×W / B×3×H×W tensor) to B×3×H×W."""
+    if isinstance(frames, Tensor):
+        x = frames.unsqueeze(0) if frames.dim() == 3 else frames
+        return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    a = np.asarray(frames)
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):  # H×W or B×H×W greyscale
+        a = a[..., None]
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
+        raise AnimatorError(f"expected frames H×W×{{1,3,4}} or B×H×W×{{1,3,4}}, got shape {a.shape}")
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / scale  # B×C×H×W
+    if x.shape[1] == 4:  # alpha: composite on white, as for image files
+        x = x[:, :3] * x[:, 3:] + (1 - x[:, 3:])
+    elif x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return x
+
+
+def fit_frames(x: Tensor, size: tuple[int, int], crop: str = "center") -> Tensor:
+    """Bring B×3×H×W frames to the model's size: central crop, black padding, or a plain stretch ('none')."""
+    if crop not in CROP_MODES:
+        raise AnimatorError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
+    h, w = x.shape[-2:]
+    th, tw = size
+    if crop == "center":  # largest central window with the target's aspect ratio
+        ch, cw = min(h, round(w * th / tw)), min(w, round(h * tw / th))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        x = x[..., top:top + ch, left:left + cw]
+    elif crop == "pad":  # smallest window holding the frame with the target's aspect ratio
+        ph, pw = max(h, round(w * th / tw)), max(w, round(h * tw / th))
+        top, left = (ph - h) // 2, (pw - w) // 2
+        x = F.pad(x, (left, pw - w - left, top, ph - h - top))
+    if tuple(x.shape[-2:]) == (th, tw):
+        return x.clamp(0, 1)
+    return F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def to_uint8(x: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+    """B×3×H×W in [0, 1] to B×H×W×3 uint8, resized to `size` first when given."""
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _expand(kp: Keypoints, b: int) -> Keypoints:
+    return {k: v.expand(b, *v.shape[1:]) for k, v in kp.items()}  # type: ignore[return-value]
+
+
+class Animator:
+    """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it."""
+
+    def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
+                 frame_size: tuple[int, int] = (256, 256), relative: bool = True,
+                 adapt_movement_scale: bool = True, use_relative_jacobian: bool = True, crop: str = "center",
+                 batch_size: int = 8, device: str | torch.device = "cpu") -> None:
+        if batch_size < 1:
+            raise AnimatorError(f"batch_size must be at least 1, got {batch_size}")
+        if crop not in CROP_MODES:
+            raise AnimatorError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
+        self.device = torch.device(device)
+        self.kp_detector = kp_detector.to(self.device).eval()
+        self.generator = generator.to(self.device).eval()
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.relative, self.adapt_movement_scale = relative, adapt_movement_scale
+        self.use_relative_jacobian = use_relative_jacobian
+        self.crop, self.batch_size = crop, batch_size
+
+    @classmethod
+    def from_config(cls, config: str | Path | FommConfig, checkpoint: str | Path | None = None, *,
+                    random_init: bool = False, seed: int = 0, **options) -> Animator:
+        """Build the models of a config and load a checkpoint (or, only when asked, keep a random init)."""
+        cfg = config if isinstance(config, FommConfig) else load_config(config)
+        if checkpoint is None and not random_init:
+            raise AnimatorError("no checkpoint given; pass one, or ask for a random-init model explicitly")
+        torch.manual_seed(seed)
+        kp_detector = KPDetector.from_config(cfg.model_params)
+        generator = OcclusionAwareGenerator.from_config(cfg.model_params)
+        if checkpoint is not None:
+            load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location="cpu")
+        norm = cfg.animate_params.normalization_params
+        options.setdefault("use_relative_jacobian", norm.use_relative_jacobian)
+        return cls(kp_detector, generator, frame_size=tuple(cfg.dataset_params.shape[:2]), **options)
+
+    def prepare(self, frames: Frame) -> Tensor:
+        """Frames of any size and type, cropped/padded and resized to the model's size.  # B×3×H×W"""
+        x = frames_to_tensor(frames if isinstance(frames, Tensor) else np.asarray(frames))
+        return fit_frames(x.to(self.device), self.frame_size, self.crop)
+
+    @torch.inference_mode()
+    def detect(self, frames: Frame) -> Keypoints:
+        """Keypoints of frames (prepared here).  # value B×K×2"""
+        return self.kp_detector(self.prepare(frames))
+
+    @torch.inference_mode()
+    def encode_source(self, source: Frame) -> SourceState:
+        image = self.prepare(source)[:1]
+        return SourceState(image=image, kp=self.kp_detector(image), features=self.generator.encode(image))
+
+    @torch.inference_mode()
+    def animate(self, source: Frame | SourceState, driving: Iterable[Frame],
+                driving_initial: Frame | Keypoints | None = None) -> Iterator[AnimatedBatch]:
+        """Stream AnimatedBatches; relative motion starts from `driving_initial` (default: the first frame)."""
+        state = source if isinstance(source, SourceState) else self.encode_source(source)
+        kp_initial = None
+        if isinstance(driving_initial, dict):
+            kp_initial = driving_initial
+        elif driving_initial is not None:
+            kp_initial = self.detect(driving_initial)
+        frames = iter(driving)
+        start = 0
+        while batch := list(itertools.islice(frames, self.batch_size)):
+            x = torch.cat([self.prepare(f) for f in batch]) if _sizes_differ(batch) else self.prepare(_stack(batch))
+            b = x.shape[0]
+            kp_driving = self.kp_detector(x)
+            if kp_initial is None:
+                kp_initial = {k: v[:1] for k, v in kp_driving.items()}  # type: ignore[assignment]
+            kp_norm = normalize_kp(kp_source=_expand(state.kp, b), kp_driving=kp_driving,
+                                   kp_driving_initial=_expand(kp_initial, b),
+                                   adapt_movement_scale=self.adapt_movement_scale,
+                                   use_relative_movement=self.relative,
+                                   use_relative_jacobian=self.use_relative_jacobian)
+            out = self.generator(state.image.expand(b, -1, -1, -1), kp_driving=kp_norm,
+                                 kp_source=_expand(state.kp, b),
+                                 source_features=state.features.expand(b, -1, -1, -1))
+            yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm,
+                                prediction=out["prediction"])
+            start += b
+
+    def frames(self, source: Frame, driving: Iterable[Frame], *, driving_initial: Frame | Keypoints | None = None,
+               layout: str = "result", draw_kp: bool = False,
+               output_size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+        """Output frames, H×W×3 uint8: the result alone, or source | driving | result side by side."""
+        if layout not in LAYOUTS:
+            raise AnimatorError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        size = tuple(output_size) if output_size is not None else self.frame_size
+        state = self.encode_source(source)
+        source_panel = to_uint8(state.image, size)[0]
+        if draw_kp:
+            source_panel = draw_keypoints(source_panel, state.kp["value"][0].cpu().numpy())
+        for batch in self.animate(state, driving, driving_initial):
+            results = to_uint8(batch.prediction, size)
+            drivings = to_uint8(batch.driving, size) if layout == "side-by-side" else None
+            for i in range(results.shape[0]):
+                result = results[i]
+                if draw_kp:
+                    result = draw_keypoints(result, batch.kp_norm["value"][i].cpu().numpy())
+                if drivings is None:
+                    yield result
+                    continue
+                panel = drivings[i]
+                if draw_kp:
+                    panel = draw_keypoints(panel, batch.kp_driving["value"][i].cpu().numpy())
+                yield side_by_side([source_panel, panel, result])
+
+    def animate_video(self, source: Frame, driving: Iterable[Frame], **kwargs) -> np.ndarray:
+        """The whole animation in memory (for notebooks and short clips).  # T×H×W×3 uint8"""
+        return np.stack(list(self.frames(source, driving, **kwargs)))
+
+
+def _stack(batch: list[Frame]) -> Frame:
+    return torch.stack([frames_to_tensor(f)[0] for f in batch]) if isinstance(batch[0], Tensor) else np.stack(batch)
+
+
+def _sizes_differ(batch: list[Frame]) -> bool:
+    return len({(type(f), tuple(f.shape)) for f in batch}) > 1

@@ -1,0 +1,45 @@
+"""Numpy-only views of what the model sees: keypoints drawn on frames and side-by-side panels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def keypoint_colors(num_kp: int) -> np.ndarray:
+    """One saturated colour per keypoint, hues spread from red to magenta (as gist_rainbow).  # K×3 uint8"""
+    hue = np.linspace(0.0, 5.0 / 6.0, num_kp) if num_kp > 1 else np.zeros(1)
+    # HSV → RGB with S = V = 1: channel n (R 5, G 3, B 1) is 1 − clip(min(k, 4 − k), 0, 1), k = (n + 6·hue) mod 6
+    k = (np.array([5.0, 3.0, 1.0])[None, :] + 6.0 * hue[:, None]) % 6.0
+    rgb = 1.0 - np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def keypoints_to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[-1, 1] (x, y) keypoints to pixel (column, row) coordinates of the model's grid.  # K×2"""
+    kp = np.asarray(kp, dtype=np.float64)
+    return np.stack([(kp[:, 0] + 1) * (width - 1) / 2, (kp[:, 1] + 1) * (height - 1) / 2], axis=1)
+
+
+def draw_keypoints(image: np.ndarray, kp: np.ndarray, radius: float | None = None,
+                   colors: np.ndarray | None = None) -> np.ndarray:
+    """A copy of an H×W×3 uint8 image with a filled disc at each keypoint (K×2 in [-1, 1], x before y)."""
+    out = np.array(image, dtype=np.uint8, copy=True)
+    h, w = out.shape[:2]
+    radius = max(1.0, min(h, w) / 64) if radius is None else radius
+    colors = keypoint_colors(len(kp)) if colors is None else np.asarray(colors, dtype=np.uint8)
+    rows, cols = np.mgrid[0:h, 0:w]
+    for (x, y), color in zip(keypoints_to_pixels(kp, h, w), colors):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        out[(cols - x) ** 2 + (rows - y) ** 2 <= radius**2] = color
+    return out
+
+
+def side_by_side(panels: Sequence[np.ndarray]) -> np.ndarray:
+    """Panels of equal height (H×Wi×3 uint8) joined left to right.  # H×ΣWi×3"""
+    heights = {p.shape[0] for p in panels}
+    if len(heights) != 1:
+        raise ValueError(f"panels must share one height, got {sorted(heights)}")
+    return np.concatenate([np.asarray(p, dtype=np.uint8) for p in panels], axis=1)

@@ -1,0 +1,93 @@
+"""Checkpoint I/O: the reference vox-256 key list, bit-exact round trips, clear errors naming the file."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import fomm
+from fomm.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fomm-vox256-state-keys.txt"
+
+
+def reference_entries() -> dict[str, tuple[tuple[int, ...], str]]:
+    entries = {}
+    for line in REFERENCE.read_text().splitlines():
+        m = re.match(r"(\S+) \((.*)\) (\S+)$", line.strip())
+        if m and not line.startswith("#"):
+            shape = tuple(int(x) for x in m.group(2).split(",") if x.strip())
+            entries[m.group(1)] = (shape, m.group(3))
+    return entries
+
+
+def test_vox256_state_dict_equals_the_reference_list(repo_root):
+    cfg = fomm.load_config(repo_root / "configs" / "vox-256.yaml").model
+    modules = {"kp_detector": fomm.KPDetector.from_config(cfg), "generator": fomm.OcclusionAwareGenerator.from_config(cfg),
+               "discriminator": fomm.MultiScaleDiscriminator.from_config(cfg)}
+    ours = {f"{name}.{k}": (tuple(v.shape), str(v.dtype).replace("torch.", ""))
+            for name, m in modules.items() for k, v in m.state_dict().items()}
+    ref = reference_entries()
+    assert len(ref) == 297
+    assert ours == ref
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in modules.items()}
+    assert counts == {"kp_detector": 14_215_368, "generator": 45_575_391, "discriminator": 2_758_849}
+
+
+@pytest.fixture()
+def tiny(tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path).model
+    return cfg, fomm.KPDetector.from_config(cfg), fomm.OcclusionAwareGenerator.from_config(cfg)
+
+
+def test_round_trip_is_bit_exact(tmp_path, tiny):
+    cfg, kp, gen = tiny
+    disc = fomm.MultiScaleDiscriminator.from_config(cfg)
+    opt = torch.optim.Adam(gen.parameters(), lr=1e-3)
+    gen(torch.rand(1, 3, 64, 64), kp_source=kp(torch.rand(1, 3, 64, 64)),
+        kp_driving=kp(torch.rand(1, 3, 64, 64)))["prediction"].mean().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "ckpt.pth.tar", generator=gen, kp_detector=kp, discriminator=disc,
+                           optimizer_generator=opt, epoch=7)
+    assert sorted(read_checkpoint(path)) == ["discriminator", "epoch", "generator", "kp_detector",
+                                             "optimizer_generator"]
+    kp2, gen2 = fomm.KPDetector.from_config(cfg), fomm.OcclusionAwareGenerator.from_config(cfg)
+    opt2 = torch.optim.Adam(gen2.parameters(), lr=1e-3)
+    assert load_checkpoint(path, generator=gen2, kp_detector=kp2, optimizer_generator=opt2) == 7
+    for a, b in ((gen, gen2), (kp, kp2)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    st_a, st_b = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert all(torch.equal(st_a[i]["exp_avg"], st_b[i]["exp_avg"]) for i in st_a)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write left no temporary
+
+
+def test_truncated_file_names_the_file(tmp_path, tiny):
+    cfg, kp, gen = tiny
+    path = save_checkpoint(tmp_path / "ok.pth.tar", generator=gen, kp_detector=kp)
+    bad = tmp_path / "truncated.pth.tar"
+    bad.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"truncated\.pth\.tar: not a readable checkpoint"):
+        load_checkpoint(bad, generator=gen)
+    with pytest.raises(CheckpointError, match=r"nowhere\.pth: checkpoint file not found"):
+        load_checkpoint(tmp_path / "nowhere.pth", generator=gen)
+
+
+def test_wrong_config_lists_mismatched_keys(tmp_path, tiny, repo_root):
+    cfg, kp, gen = tiny
+    path = save_checkpoint(tmp_path / "tiny.pth.tar", generator=gen, kp_detector=kp)
+    vox = fomm.load_config(repo_root / "configs" / "vox-256.yaml").model
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, kp_detector=fomm.KPDetector.from_config(vox))
+    msg = str(err.value)
+    assert "tiny.pth.tar: 'kp_detector' does not fit the model config" in msg
+    assert "missing 28: predictor.encoder.down_blocks.3.conv.weight" in msg  # vox: 5 hourglass blocks, tiny 3
+    assert "shape mismatch" in msg and "predictor.encoder.down_blocks.0.conv.weight" in msg
+
+
+def test_arbitrary_pickles_are_refused(tmp_path):
+    path = tmp_path / "evil.pth.tar"
+    torch.save({"generator": {}, "note": Path("x")}, path)  # a non-tensor object inside
+    with pytest.raises(CheckpointError, match="evil.pth.tar"):
+        read_checkpoint(path)

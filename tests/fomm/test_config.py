@@ -1,0 +1,54 @@
+"""Configs: every original-format file loads unchanged; unknown keys are errors naming file and path."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from fomm.config import ConfigError, FommConfig, ModelConfig, load_config
+
+ORIGINAL = ["vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256", "bair-256", "fashion-256",
+            "nemo-256"]
+
+
+@pytest.mark.parametrize("name", ORIGINAL)
+def test_original_configs_load_and_round_trip(repo_root, name):
+    path = repo_root / "configs" / f"{name}.yaml"
+    cfg = load_config(path)
+    raw = yaml.safe_load(path.read_text())
+    assert cfg.model.common_params.num_kp == raw["model_params"]["common_params"]["num_kp"]
+    assert ModelConfig.from_dict(cfg.model.to_dict()) == cfg.model
+    assert FommConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_vox_values(repo_root):
+    cfg = load_config(repo_root / "configs" / "vox-256.yaml")
+    assert cfg.model.kp_detector_params.temperature == 0.1
+    assert cfg.model.generator_params.dense_motion_params.scale_factor == 0.25
+    assert cfg.train.epoch_milestones == (60, 90) and cfg.train.num_repeats == 75
+    assert cfg.train.loss_weights.perceptual == (10, 10, 10, 10, 10)
+    assert cfg.dataset_params.id_sampling is True
+    assert cfg.animate_params.normalization_params.use_relative_jacobian is True
+
+
+def test_unknown_key_names_file_and_path(tmp_path):
+    path = tmp_path / "vox.yaml"
+    path.write_text("model_params:\n  kp_detector_params:\n    tempreture: 0.1\n")
+    with pytest.raises(ConfigError, match=r"vox.yaml: model_params.kp_detector_params: unknown key 'tempreture'"):
+        load_config(path)
+
+
+def test_bad_values_and_files(tmp_path):
+    path = tmp_path / "neg.yaml"
+    path.write_text("model_params:\n  common_params:\n    num_kp: -3\n")
+    with pytest.raises(ConfigError, match="neg.yaml: model_params.common_params: num_kp must be positive"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_configs_are_frozen(repo_root):
+    cfg = load_config(repo_root / "configs" / "tiny-64.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.batch_size = 3  # type: ignore[misc]
+    assert dataclasses.replace(cfg.train, batch_size=3).batch_size == 3

@@ -1,0 +1,83 @@
+"""Sparse motions, dense deformation and relative motion against hand-computed values and invariants."""
+
+import numpy as np
+import pytest
+import torch
+
+import fomm
+from fomm.animation import convex_hull_area, normalize_kp
+from fomm.dense_motion import heatmap_representation, sparse_motions
+from fomm.geometry import make_coordinate_grid
+
+
+def test_sparse_motion_with_known_jacobian():
+    kp_d = {"value": torch.tensor([[[0.5, 0.0]]]), "jacobian": torch.tensor([[[[2.0, 0.0], [0.0, 1.0]]]])}
+    kp_s = {"value": torch.tensor([[[0.0, 0.0]]]), "jacobian": torch.eye(2).view(1, 1, 2, 2)}
+    motion = sparse_motions((3, 3), kp_d, kp_s)  # B×(K+1)×h×w×2
+    assert motion.shape == (1, 2, 3, 3, 2)
+    assert torch.equal(motion[0, 0], make_coordinate_grid((3, 3)))  # background = identity
+    # z = (1, 1) (row 2, column 2): J = J_s J_d⁻¹ = diag(0.5, 1); 0.5·(1 − 0.5) + 0 = 0.25, 1·(1 − 0) + 0 = 1
+    assert motion[0, 1, 2, 2].tolist() == pytest.approx([0.25, 1.0])
+    # z = (−1, 0) (row 1, column 0): 0.5·(−1.5) = −0.75, 0
+    assert motion[0, 1, 1, 0].tolist() == pytest.approx([-0.75, 0.0])
+
+
+def test_sparse_motion_without_jacobian_is_a_translation():
+    kp_d = {"value": torch.tensor([[[0.2, 0.1]]])}
+    kp_s = {"value": torch.tensor([[[-0.3, 0.4]]])}
+    motion = sparse_motions((4, 4), kp_d, kp_s)
+    shift = torch.tensor([-0.5, 0.3])
+    assert torch.allclose(motion[0, 1], make_coordinate_grid((4, 4)) + shift)
+
+
+def test_heatmap_representation_is_zero_for_identical_keypoints():
+    kp = {"value": torch.rand(2, 4, 2) * 2 - 1}
+    heat = heatmap_representation((8, 8), kp, kp, 0.01)
+    assert heat.shape == (2, 5, 1, 8, 8)
+    assert torch.count_nonzero(heat) == 0
+
+
+def test_identity_motion_gives_identity_deformation(tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path).model
+    gen = fomm.OcclusionAwareGenerator.from_config(cfg).eval()
+    source = torch.rand(2, 3, 64, 64)
+    kp = {"value": torch.rand(2, 5, 2) * 1.6 - 0.8, "jacobian": torch.eye(2).expand(2, 5, 2, 2).clone()}
+    with torch.no_grad():
+        out = gen(source, kp_driving=kp, kp_source=kp)
+    h, w = out["deformation"].shape[1:3]
+    identity = make_coordinate_grid((h, w)).expand(2, h, w, 2)
+    assert torch.allclose(out["deformation"], identity, atol=1e-6)
+    # every sparse deformation is then the downsampled source resampled on the identity grid
+    assert torch.allclose(out["sparse_deformed"][:, 0], out["sparse_deformed"][:, 3], atol=1e-6)
+
+
+def test_normalize_kp_hand_values():
+    src = {"value": torch.tensor([[[0.1, 0.2]]]), "jacobian": torch.tensor([[[[1.0, 0.5], [0.0, 1.0]]]])}
+    drv = {"value": torch.tensor([[[0.3, 0.3]]]), "jacobian": torch.tensor([[[[2.0, 0.0], [0.0, 1.0]]]])}
+    init = {"value": torch.tensor([[[0.2, 0.1]]]), "jacobian": torch.eye(2).view(1, 1, 2, 2)}
+    out = normalize_kp(src, drv, init, use_relative_movement=True, use_relative_jacobian=True)
+    assert out["value"][0, 0].tolist() == pytest.approx([0.2, 0.4])
+    # J_d · J_init⁻¹ · J_s = diag(2, 1) · [[1, .5], [0, 1]] = [[2, 1], [0, 1]]
+    assert torch.allclose(out["jacobian"][0, 0], torch.tensor([[2.0, 1.0], [0.0, 1.0]]))
+    absolute = normalize_kp(src, drv, init)
+    assert torch.equal(absolute["value"], drv["value"])
+
+
+def test_normalize_kp_with_first_driving_frame_returns_source():
+    src = {"value": torch.rand(1, 6, 2), "jacobian": torch.rand(1, 6, 2, 2) + torch.eye(2)}
+    drv = {"value": torch.rand(1, 6, 2), "jacobian": torch.rand(1, 6, 2, 2) + torch.eye(2)}
+    out = normalize_kp(src, drv, drv, adapt_movement_scale=True, use_relative_movement=True,
+                       use_relative_jacobian=True)
+    assert torch.allclose(out["value"], src["value"])
+    assert torch.allclose(out["jacobian"], src["jacobian"], atol=1e-5)
+
+
+def test_adapt_movement_scale_from_convex_hull_areas():
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0.5]])  # interior point ignored
+    assert convex_hull_area(square) == pytest.approx(1.0)
+    assert convex_hull_area(np.array([[0, 0], [2, 0], [0, 3]])) == pytest.approx(3.0)
+    src = {"value": torch.tensor([[[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]]])}  # area 0.25
+    init = {"value": torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]])}  # area 1
+    drv = {"value": init["value"] + 0.2}
+    out = normalize_kp(src, drv, init, adapt_movement_scale=True, use_relative_movement=True)
+    assert torch.allclose(out["value"], src["value"] + 0.1)  # s = sqrt(.25)/sqrt(1) = 0.5

@@ -1,0 +1,89 @@
+"""CPU training steps: a tiny model overfits one pair; the tiny-64 loss curve matches its golden record."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+import fomm
+from fomm.config import LossWeights
+from fomm.training import build_train_state, end_epoch, train_step
+
+GOLDEN = Path(__file__).resolve().parents[1] / "assets" / "losses" / "tiny-64.txt"
+
+
+def smooth_pair() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    img = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=(64, 64), mode="bilinear",
+                                          align_corners=False)
+    return {"source": img, "driving": torch.roll(img, shifts=(4, 6), dims=(2, 3))}
+
+
+def test_tiny_model_overfits_one_pair(tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path)
+    tp = dataclasses.replace(cfg.train, lr_generator=2e-3, lr_kp_detector=2e-3, scales=(1,),
+                             loss_weights=LossWeights(perceptual=(1, 1, 1, 1, 1), equivariance_value=0,
+                                                      equivariance_jacobian=0))
+    torch.manual_seed(0)
+    state = build_train_state(cfg.model, tp)
+    batch = smooth_pair()
+    history = [train_step(state, batch)[0]["perceptual"] for _ in range(100)]
+    assert all(torch.isfinite(torch.tensor(history)))
+    assert history[-1] < history[0] / 4, f"loss fell only from {history[0]:.4f} to {history[-1]:.4f}"
+
+
+def golden_run(cfg) -> list[float]:
+    torch.manual_seed(0)
+    state = build_train_state(cfg.model, cfg.train)
+    torch.manual_seed(1)
+    batch = {"source": torch.rand(2, 3, 64, 64), "driving": torch.rand(2, 3, 64, 64)}
+    return [train_step(state, batch)[0]["total"] for _ in range(4)]
+
+
+def test_tiny64_golden_loss_curve(tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path)
+    losses = golden_run(cfg)
+    if not GOLDEN.exists():
+        pytest.fail(f"{GOLDEN} missing: record it with `python tests/fomm/test_training_step.py`")
+    expected = [float(x) for x in GOLDEN.read_text().split()]
+    assert losses == pytest.approx(expected, rel=2e-3)
+
+
+def test_learning_rate_schedule_and_adversarial_step(tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path)
+    weights = dataclasses.replace(cfg.train.loss_weights, generator_gan=1)
+    tp = dataclasses.replace(cfg.train, loss_weights=weights, scales=(1,), epoch_milestones=(1, 2))
+    state = build_train_state(cfg.model, tp)
+    before = [p.clone() for p in state.discriminator.parameters()]
+    values, _ = train_step(state, {"source": torch.rand(2, 3, 64, 64), "driving": torch.rand(2, 3, 64, 64)})
+    assert {"gen_gan", "feature_matching", "disc_gan"} <= set(values)
+    assert any(not torch.equal(a, b) for a, b in zip(before, state.discriminator.parameters()))
+    assert state.learning_rates()["lr_generator"] == pytest.approx(2e-4)
+    end_epoch(state)
+    assert state.learning_rates()["lr_generator"] == pytest.approx(2e-5)
+    end_epoch(state)
+    assert state.learning_rates()["lr_kp_detector"] == pytest.approx(2e-6) and state.epoch == 2
+
+
+def test_state_save_load_restores_epoch_and_optimizer(tmp_path, tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path)
+    tp = dataclasses.replace(cfg.train, scales=(1,), epoch_milestones=(1,))
+    state = build_train_state(cfg.model, tp)
+    train_step(state, {"source": torch.rand(1, 3, 64, 64), "driving": torch.rand(1, 3, 64, 64)})
+    end_epoch(state)
+    path = state.save(tmp_path / "00000001-checkpoint.pth.tar")
+    fresh = build_train_state(cfg.model, tp)
+    fresh.load(path)
+    assert fresh.epoch == 1 and fresh.step == 1
+    assert fresh.learning_rates() == state.learning_rates()
+    a = state.optimizers["generator"].state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(fresh.optimizers["generator"].state_dict()["state"][0]["exp_avg"], a)
+
+
+if __name__ == "__main__":  # record the golden curve
+    root = Path(__file__).resolve().parents[2]
+    curve = golden_run(fomm.load_config(root / "configs" / "tiny-64.yaml"))
+    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+    GOLDEN.write_text("\n".join(f"{x:.6f}" for x in curve) + "\n")
+    print(curve)
