@@ -25,6 +25,9 @@ FORMULAS = {
     "aed_l2": "sqrt(sum over dims of (e_real - e_generated)^2), mean over frames",
 }
 
+SHORT_FORMULAS = {"l1": "mean |Δ|, pixels in [0,1]", "akd": "mean |Δx|,|Δy| px", "akd_l2": "mean ‖Δ‖₂ px",
+                  "mkr": "missed / present in real", "aed": "Σ Δe² (squared L2)", "aed_l2": "‖Δe‖₂"}
+
 
 def to_unit(frames: np.ndarray) -> np.ndarray:
     """Frames as float64 in [0, 1]: uint8 is divided by 255, floats are taken as already in [0, 1]."""

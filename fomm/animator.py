@@ -65,6 +65,8 @@ def frames_to_tensor(frames: Frame) -> Tensor:
         a = a[None]
     if a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
         raise AnimatorError(f"expected frames H×W×{{1,3,4}} or B×H×W×{{1,3,4}}, got shape {a.shape}")
+    if not a.flags.writeable:  # torch.from_numpy wants writable memory (PIL arrays are read-only)
+        a = a.copy()
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
     x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / scale  # B×C×H×W
     if x.shape[1] == 4:  # alpha: composite on white, as for image files

@@ -11,7 +11,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config import ConfigError, load_config
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
+Landmarker = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
 RANDOM_INIT_WARNING = ("WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows "
                        "the pipeline working, not a trained animation")
 
@@ -51,11 +52,11 @@ class AnimateResult:
 def check_output(out: str | Path) -> Path:
     """Fail early, naming the file, when the output cannot be written (the video itself is written atomically)."""
     out = Path(out)
+    if out.is_dir():
+        raise AnimateError(f"{out}: is a folder, not an output file")
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise AnimateError(f"{out}: unsupported output format {out.suffix or '(none)'!r} "
                            f"(use {', '.join(OUTPUT_SUFFIXES)})")
-    if out.is_dir():
-        raise AnimateError(f"{out}: is a folder, not an output file")
     parent = out.parent
     if parent.exists() and not parent.is_dir():
         raise AnimateError(f"{out}: cannot write: {parent} is not a folder")
@@ -70,11 +71,9 @@ def check_output(out: str | Path) -> Path:
 
 def read_source(path: str | Path) -> np.ndarray:
     """The source image as H×W×3 uint8 RGB: an image file, or the first frame of a video."""
-    from preprocessing.video_io import ImageError, VideoError, iter_frames
+    from preprocessing.video_io import ImageError, VideoError, iter_frames, read_image
 
     try:
-        from preprocessing.video_io import read_image
-
         return read_image(path)
     except ImageError as image_err:
         if not Path(path).is_file():
@@ -98,13 +97,14 @@ def checked_frames(path: str | Path, expected: int) -> Iterator[np.ndarray]:
 
 
 def select_best_frame(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
-                      num_frames: int, progress: bool) -> int:
+                      num_frames: int, progress: bool, landmarks: Landmarker | None = None) -> int:
     """The driving frame whose face landmarks best match the source's (face-alignment, on the model's crops)."""
     from tqdm import tqdm
 
-    from preprocessing.landmarks import FaceLandmarks
+    if landmarks is None:
+        from preprocessing.landmarks import FaceLandmarks
 
-    landmarks = FaceLandmarks(device=str(animator.device))
+        landmarks = FaceLandmarks(device=str(animator.device))
     source_landmarks = landmarks(to_uint8(animator.prepare(source))[0])
     if source_landmarks is None:
         raise AnimateError(f"{source_path}: no face found (needed by --find-best-frame)")
@@ -119,8 +119,13 @@ def select_best_frame(animator: Animator, source: np.ndarray, source_path: str |
 
 def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
                  layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
-                 use_best_frame: bool = False, progress: bool = True) -> AnimateResult:
-    """Animate a source image file with a driving video file into `out` (driving fps and audio kept)."""
+                 use_best_frame: bool = False, landmarks: Landmarker | None = None,
+                 progress: bool = True) -> AnimateResult:
+    """Animate a source image file with a driving video file into `out` (driving fps and audio kept).
+
+    With `use_best_frame`, relative motion starts from the driving frame whose face landmarks (`landmarks`,
+    default face-alignment) best match the source's; frames are still written in their order.
+    """
     from tqdm import tqdm
 
     from preprocessing.video_io import VideoWriter, iter_frames, probe_video
@@ -131,7 +136,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     started = time.perf_counter()
     best, initial = None, None
     if use_best_frame:
-        best = select_best_frame(animator, source_frame, source, driving, info.num_frames, progress)
+        best = select_best_frame(animator, source_frame, source, driving, info.num_frames, progress, landmarks)
         initial = next(iter_frames(driving, best, best + 1))
     frames = animator.frames(source_frame, checked_frames(driving, info.num_frames), driving_initial=initial,
                              layout=layout, draw_kp=draw_kp, output_size=output_size)

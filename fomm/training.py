@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,9 @@ class TrainState:
                                      optimizer_discriminator=self.optimizers["discriminator"])
         self.step = int(read_checkpoint(path).get("step", 0))
         for name, scheduler in self.schedulers.items():
-            scheduler.last_epoch = self.epoch - 1
+            # a fresh scheduler has last_epoch 0 and end_epoch() steps it once per epoch, so after `epoch`
+            # finished epochs it is at `epoch` (epoch - 1 would apply a milestone at `epoch` a second time)
+            scheduler.last_epoch = self.epoch
             base = scheduler.base_lrs[0]
             lr = base * 0.1 ** sum(1 for m in self.train_params.epoch_milestones if m <= self.epoch)
             for group in self.optimizers[name].param_groups:
@@ -78,7 +81,11 @@ def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vg
         vgg = Vgg19(default_weights_path())
     if vgg is not None:
         vgg = vgg.to(device)
-    generator_full = GeneratorFullModel(kp_detector, generator, discriminator, train_params, vgg=vgg).to(device)
+    # the discriminator joins the generator's full model only for the GAN terms: otherwise its parameters
+    # would sit unused in there (DDP would wait for their gradients)
+    use_gan = train_params.loss_weights.generator_gan != 0
+    generator_full = GeneratorFullModel(kp_detector, generator, discriminator if use_gan else None, train_params,
+                                        vgg=vgg).to(device)
     discriminator_full = DiscriminatorFullModel(discriminator, train_params,
                                                 model_cfg.common_params.num_channels).to(device)
     tp = train_params
@@ -128,6 +135,9 @@ def train_step(state: TrainState, batch: dict[str, Tensor],
 
 def end_epoch(state: TrainState) -> None:
     """Advance the learning-rate schedules and the epoch counter."""
-    for scheduler in state.schedulers.values():
-        scheduler.step()
+    with warnings.catch_warnings():
+        # the discriminator's optimiser never steps in non-adversarial configs; its schedule still advances
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        for scheduler in state.schedulers.values():
+            scheduler.step()
     state.epoch += 1

@@ -115,17 +115,23 @@ def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None) -
     """(time in seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop."""
     container = _open(path)
     try:
-        count, t0 = 0, None
+        stream = container.streams.video[0]
+        declared = int(stream.frames or 0)
+        count, t0, stopped = 0, None, False
         for frame in _decode(path, container):
             if stop is not None and count >= stop:
+                stopped = True
                 break
-            t = float(frame.time) if frame.time is not None else count / (_stream_fps(container.streams.video[0]) or 25.0)
+            t = float(frame.time) if frame.time is not None else count / (_stream_fps(stream) or 25.0)
             t0 = t if t0 is None else t0
             if count >= start:
                 yield t - t0, _rotate(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0))
             count += 1
         if count == 0:
             raise VideoError(f"{path}: no decodable frames (zero-frame video)")
+        # the index promised more frames than the data held: a cut-off download or a damaged file
+        if not stopped and declared and count < declared - max(2, declared // 100):
+            raise VideoError(f"{path}: truncated or corrupt: decoded {count} of {declared} frames")
     finally:
         container.close()
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,8 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# Ray ≥ 2.5x turns on token authentication by default; the test cluster lives on loopback only
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def free_port() -> int:
@@ -36,7 +40,9 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
-        except Exception:  # noqa: BLE001 - any failure means "not up yet"
+        except urllib.error.HTTPError:
+            return  # it answered (e.g. 401 or 404): the server is up
+        except Exception:  # noqa: BLE001 - any other failure means "not up yet"
             time.sleep(0.3)
     raise RuntimeError(f"service at {url} did not come up in {timeout:.0f}s")
 
@@ -70,22 +76,41 @@ def tiny_config_path() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory) -> Iterator[dict]:
-    """A real `ray start --head` on 127.0.0.1 with the job server, stopped at the end of the session."""
+    """A real `ray start --head --block` on 127.0.0.1 with the job server, in its own process group.
+
+    Teardown signals that group only: `ray stop` would also kill every other Ray instance on the machine.
+    """
     port, dash = free_port(), free_port()
     temp_dir = Path("/tmp") / f"ray_t{port}"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
     cmd = [
-        str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+        str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
         "--num-cpus=4", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dash}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
     ]
-    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=180)
+    log = tmp_path_factory.mktemp("ray_head") / "ray_start.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     info = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "temp_dir": temp_dir}
     try:
-        wait_http(info["dashboard"] + "/api/version", timeout=120)
+        try:
+            wait_http(info["dashboard"] + "/api/version", timeout=180)
+        except RuntimeError:
+            raise RuntimeError(f"ray head did not start; its log:\n{log.read_text()[-3000:]}") from None
         yield info
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        # workers re-parented away from the group still carry the session dir on their command line
+        subprocess.run(["pkill", "-9", "-f", str(temp_dir)], capture_output=True)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

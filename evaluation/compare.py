@@ -1,0 +1,89 @@
+"""`fomm runs compare`: a table (and a bar-chart PNG) of metrics across the MLflow runs of an experiment."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import sys
+from datetime import datetime, timezone
+
+from evaluation.report import plot_runs
+from evaluation.tracking import search_runs
+
+MAIN_METRIC = re.compile(r"^(l1|akd|akd_l2|mkr|aed|aed_l2)(/.*)?$")
+
+
+def default_metrics(runs: list[dict]) -> list[str]:
+    """The reconstruction metrics any of the runs has (backend-labelled keys kept apart), L1 first."""
+    keys = {k for r in runs for k in r["metrics"] if MAIN_METRIC.match(k) and not k.endswith("_frames")}
+    return sorted(keys, key=lambda k: (k != "l1", k))
+
+
+def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of run name, id, status, start time, checkpoint and the metrics ('' where absent)."""
+    header = ["run_name", "run_id", "status", "start_time", "checkpoint_sha256", *metrics]
+    rows = []
+    for r in runs:
+        start = datetime.fromtimestamp(r["start_time"] / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
+            if r.get("start_time") else ""
+        sha = r["params"].get("checkpoint.sha256", r["tags"].get("checkpoint.sha256", ""))[:12]
+        values = []
+        for m in metrics:
+            v = r["metrics"].get(m)
+            values.append("" if v is None else ("nan" if not math.isfinite(v) else f"{v:.4f}"))
+        rows.append([r.get("run_name") or "", r["run_id"], r["status"], start, sha, *values])
+    return header, rows
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fomm runs compare", description=__doc__.splitlines()[0])
+    p.add_argument("--experiment", "-e", default="fomm-eval", help="MLflow experiment name (default: fomm-eval)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "
+                   "or the local ./mlruns SQLite store)")
+    p.add_argument("--metrics", default=None, help="comma-separated metric keys (default: all L1/AKD/MKR/AED)")
+    p.add_argument("--filter", default="", help="MLflow search filter, e.g. \"tags.`fomm.kind` = 'benchmark'\"")
+    p.add_argument("--sort", default=None, help="sort ascending by this metric (default: newest first)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--plot", default=None, help="also write a bar chart per metric to this PNG path")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runs = search_runs(args.tracking_uri, args.experiment, filter_string=args.filter)
+    if not runs:
+        print(f"experiment {args.experiment!r}: no runs" + (f" matching {args.filter!r}" if args.filter else ""),
+              file=sys.stderr)
+        return 1
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else default_metrics(runs)
+    if args.sort:
+        runs.sort(key=lambda r: (r["metrics"].get(args.sort) is None, r["metrics"].get(args.sort, 0.0)))
+    runs = runs[:args.limit]
+    header, rows = runs_table(runs, metrics)
+    if args.format == "json":
+        print(json.dumps([dict(zip(header, row)) for row in rows], indent=1))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        csv.writer(buf).writerows([header, *rows])
+        print(buf.getvalue(), end="")
+    else:
+        print(format_table(header, rows))
+    if args.plot:
+        print(f"plot: {plot_runs(runs, metrics, args.plot)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

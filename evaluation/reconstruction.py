@@ -1,0 +1,97 @@
+"""Video reconstruction (paper Sec. 4): the first frame is the source, every frame is driven by its own keypoints.
+
+Pure torch over numpy frames. The source's keypoints and encoder features are computed once per video, then
+the driving frames go through the model in batches; keypoints are absolute (no relative motion transfer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ReconstructionModel:
+    """The two networks reconstruction needs, in eval mode, plus where they came from."""
+
+    generator: torch.nn.Module
+    kp_detector: torch.nn.Module
+    frame_size: tuple[int, int]  # H, W the model was configured for (dataset_params.frame_shape)
+    checkpoint: str
+    epoch: int
+
+
+def load_model(config_path: str | Path, checkpoint: str | Path | None, device: str = "cpu") -> ReconstructionModel:
+    """Build generator + kp detector from a FOMM YAML and load an original-format checkpoint into them.
+
+    `checkpoint=None` keeps the random initialisation (for tests and smoke runs only).
+    """
+    import fomm
+
+    cfg = fomm.load_config(config_path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a reproducible random init, the same in every Ray worker
+        generator = fomm.OcclusionAwareGenerator.from_config(cfg.model)
+        kp_detector = fomm.KPDetector.from_config(cfg.model)
+    epoch = 0
+    if checkpoint is not None:
+        epoch = fomm.load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location=device)
+    generator.to(device).eval()
+    kp_detector.to(device).eval()
+    shape = tuple(cfg.dataset_params.frame_shape)
+    return ReconstructionModel(generator, kp_detector, (int(shape[0]), int(shape[1])),
+                               str(checkpoint) if checkpoint is not None else "random-init", epoch)
+
+
+def frames_to_tensor(frames: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """T×H×W×3 uint8 → T×3×H×W float in [0, 1], resized (bilinear, antialiased) to `size` when given."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)  # T×3×H×W
+    if size is not None and tuple(x.shape[2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+    return x
+
+
+def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
+    """T×3×H×W in [0, 1] → T×H×W×3 uint8 (rounded, as the lossless PNGs the original evaluated)."""
+    return (x.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+
+def _expand(kp: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    return {k: v.expand(n, *v.shape[1:]) for k, v in kp.items()}
+
+
+@torch.no_grad()
+def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size: int = 16,
+                      device: str = "cpu") -> dict[str, np.ndarray]:
+    """Reconstruct a video T×H×W×3 uint8 from its first frame and the keypoints of every frame.
+
+    Returns {'real': T×H×W×3 uint8 at the model's frame size, 'prediction': T×H×W×3 uint8,
+    'kp_driving': T×K×2 in [-1, 1], 'kp_source': K×2}.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")
+    video = frames_to_tensor(frames, model.frame_size)  # T×3×H×W
+    source = video[:1].to(device)  # 1×3×H×W
+    kp_source = model.kp_detector(source)  # value 1×K×2, jacobian 1×K×2×2
+    source_features = model.generator.encode(source)  # 1×C'×h×w, computed once
+    predictions, kp_values = [], []
+    for start in range(0, len(video), batch_size):
+        driving = video[start:start + batch_size].to(device)  # B×3×H×W
+        n = driving.shape[0]
+        kp_driving = model.kp_detector(driving)
+        out = model.generator(source.expand(n, -1, -1, -1), kp_driving=kp_driving,
+                              kp_source=_expand(kp_source, n),
+                              source_features=source_features.expand(n, -1, -1, -1))
+        predictions.append(out["prediction"].cpu())
+        kp_values.append(kp_driving["value"].cpu())
+    return {
+        "real": tensor_to_frames(video),
+        "prediction": tensor_to_frames(torch.cat(predictions)),
+        "kp_driving": torch.cat(kp_values).numpy(),  # T×K×2
+        "kp_source": kp_source["value"][0].cpu().numpy(),  # K×2
+    }

@@ -1,0 +1,131 @@
+"""Evaluation reports: the metric table (text, HTML, PNG) with worst / best reconstructions, and run plots."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.metrics import SHORT_FORMULAS
+from evaluation.visualize import side_by_side, strip, write_gif, write_png
+
+TITLES = {"l1": "L1", "akd": "AKD", "akd_l2": "AKD (L2)", "mkr": "MKR", "aed": "AED (sq. L2)", "aed_l2": "AED (L2)"}
+
+
+def format_value(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def metric_rows(aggregate: dict[str, float], labels: dict[str, str]) -> list[tuple]:
+    """(metric title with its backend, value, frames scored, formula) for every metric present."""
+    rows = []
+    for key, title in TITLES.items():
+        if key in aggregate:
+            label = labels.get(key, key)
+            backend = f" · {label.split('/', 1)[1]}" if "/" in label else ""
+            rows.append((f"{title}{backend}", format_value(aggregate[key]),
+                         str(int(aggregate.get(f"{key}_frames", 0))), SHORT_FORMULAS.get(key, "")))
+    return rows
+
+
+def metric_table_text(aggregate: dict[str, float], labels: dict[str, str], networks: dict[str, str] | None = None) -> str:
+    """A fixed-width table of the data-set figures, each labelled with the backend that produced it,
+    followed by one line per backend naming its network."""
+    rows = [("metric", "value", "frames", "formula")] + metric_rows(aggregate, labels)
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += [f"{name}: {network}" for name, network in (networks or {}).items()]
+    return "\n".join(lines)
+
+
+def _summary_png(path: Path, aggregate: dict, labels: dict, cases: Sequence[dict], n_frames: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(r[0], r[1], r[2]) for r in metric_rows(aggregate, labels)]
+    fig = plt.figure(figsize=(10, 1.2 + 0.35 * len(rows) + 2.2 * len(cases)))
+    grid = fig.add_gridspec(1 + len(cases), 1, height_ratios=[0.6 + 0.3 * len(rows)] + [2] * len(cases))
+    ax = fig.add_subplot(grid[0])
+    ax.axis("off")
+    if rows:
+        ax.table(cellText=rows, colLabels=["metric", "value", "frames"], loc="center", cellLoc="left")
+    ax.set_title(f"{int(aggregate.get('num_videos', 0))} videos, {int(aggregate.get('num_frames', 0))} frames")
+    for i, case in enumerate(cases, start=1):
+        ax = fig.add_subplot(grid[i])
+        ax.imshow(np.concatenate([strip(case["real"], n_frames), strip(case["prediction"], n_frames)], axis=0))
+        ax.set_title(f"{case['title']}: {case['clip_id']} (L1 {format_value(case['l1'])}); top real, bottom generated",
+                     fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[str, str],
+                 cases: Sequence[dict], meta: dict[str, str], n_frames: int = 6) -> dict[str, Path]:
+    """report/index.html + summary.png + one side-by-side GIF per case (real | generated | |diff|).
+
+    `cases`: dicts with title, clip_id, l1, real and prediction (T×H×W×3 uint8).
+    """
+    root = Path(out_dir) / "report"
+    root.mkdir(parents=True, exist_ok=True)
+    parts = ["<!doctype html><meta charset='utf-8'><title>FOMM evaluation</title>",
+             "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:left}"
+             "img{image-rendering:pixelated}</style><h1>FOMM video reconstruction</h1>", "<table>"]
+    for key, value in meta.items():
+        parts.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>")
+    parts.append("</table><h2>Metrics</h2><table border=1><tr><th>metric</th><th>value</th><th>frames</th>"
+                 "<th>formula</th></tr>")
+    for row in metric_rows(aggregate, labels):
+        parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table><h2>Worst and best reconstructions</h2><p>real | generated | |difference| ×4</p>")
+    for case in cases:
+        name = f"{case['title'].replace(' ', '_')}_{case['clip_id']}.gif"
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        write_gif(side_by_side(case["real"], case["prediction"]), root / safe, fps=10,
+                  scale=max(1, 192 // case["real"].shape[1]))
+        write_png(side_by_side(case["real"], case["prediction"])[0], root / safe.replace(".gif", "_f0.png"))
+        parts.append(f"<h3>{html.escape(case['title'])}: {html.escape(case['clip_id'])} "
+                     f"(L1 {format_value(case['l1'])})</h3><img src='{html.escape(safe)}'>")
+    summary = _summary_png(root / "summary.png", aggregate, labels, cases, n_frames)
+    parts.append("<h2>Summary</h2><img src='summary.png'>")
+    index = root / "index.html"
+    tmp = root / ".index.html.tmp"
+    tmp.write_text("\n".join(parts))
+    os.replace(tmp, index)
+    return {"dir": root, "html": index, "png": summary}
+
+
+def plot_runs(runs: Sequence[dict], metrics: Sequence[str], path: str | Path) -> Path:
+    """One bar chart per metric across runs (runs: dicts with run_name/run_id and metrics), as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [r.get("run_name") or r["run_id"][:8] for r in runs]
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(4, 0.6 * len(runs) + 2), 2.2 * len(metrics)),
+                             squeeze=False)
+    for ax, metric in zip(axes[:, 0], metrics):
+        values = [r["metrics"].get(metric, float("nan")) for r in runs]
+        ax.bar(range(len(runs)), values, color="tab:blue")
+        ax.set_xticks(range(len(runs)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,143 @@
+"""Evaluation without Ray: config, extractor set-up, per-clip reconstruction + scoring, per-video tables."""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation import metrics
+from evaluation.extractors import build_backend
+from evaluation.reconstruction import ReconstructionModel, reconstruct_video
+from evaluation.scoring import Extractors, metric_keys, score_video
+
+DOMAINS = ("face", "body", "synthetic")
+CLIP_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "num_frames", "frames"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """Everything one evaluation run needs; logged whole to MLflow."""
+
+    config_path: str  # FOMM YAML of the model
+    checkpoint: str | None  # original-format checkpoint; None = random init (smoke tests only)
+    data: str  # dataset root, shard folder or shard file (local or s3://)
+    out_dir: str = "eval_output"
+    split: str | None = "test"
+    max_videos: int | None = None  # the first N clips in shard order (a fixed benchmark set)
+    domain: str = "face"  # face / body / synthetic: picks the 'auto' extractors and MKR
+    keypoints: str = "auto"  # backend name, 'auto' or 'none'
+    embedding: str = "auto"
+    use_mkr: bool | None = None  # default: on for bodies, as in the paper
+    extractor_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend → kwargs
+    batch_size: int = 16  # frames per generator call
+    num_workers: int = 2  # Ray actors
+    cpus_per_worker: float = 1.0
+    device: str = "cpu"
+    endpoint: str | None = None  # S3 endpoint override
+    tracking_uri: str | None = None
+    experiment: str = "fomm-eval"
+    run_name: str | None = None
+    parent_run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    report_cases: int = 1  # worst and best clips shown in the report
+    report_frames: int = 6  # frames per strip in the PNG report
+
+    def __post_init__(self) -> None:
+        if self.domain not in DOMAINS:
+            raise ValueError(f"EvalConfig.domain: {self.domain!r} is not one of {DOMAINS}")
+        if self.max_videos is not None and self.max_videos < 1:
+            raise ValueError(f"EvalConfig.max_videos must be ≥ 1, got {self.max_videos}")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("EvalConfig: batch_size must be ≥ 1 and num_workers ≥ 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_extractors(cfg: EvalConfig) -> tuple[Extractors, list[str]]:
+    """Resolve 'auto' backends for the domain and build them; returns (extractors, notes on fallbacks)."""
+    keypoints, _, notes = build_backend("keypoints", cfg.keypoints, cfg.domain, cfg.extractor_options)
+    embedding, _, emb_notes = build_backend("embedding", cfg.embedding, cfg.domain, cfg.extractor_options)
+    use_mkr = cfg.domain == "body" if cfg.use_mkr is None else cfg.use_mkr
+    return Extractors(keypoints=keypoints, embedding=embedding, use_mkr=use_mkr), notes + emb_notes
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a local file (the checkpoint's identity in MLflow)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extractors, batch_size: int = 16,
+                  device: str = "cpu") -> list[dict]:
+    """Reconstruct and score one shard row; returns one row per frame, or a single error row.
+
+    A bad clip never raises: its row has `error` set (and frame = -1), and the job goes on.
+    """
+    from preprocessing.shards import row_to_clip
+
+    ident = {k: clip_row.get(k) or "" for k in ("video_id", "clip_id", "person_id")}
+    keys = metric_keys(extractors)
+    try:
+        clip = row_to_clip(clip_row)
+        if len(clip.frames) < 1:
+            raise ValueError("clip has no frames")
+        result = reconstruct_video(model, clip.frames, batch_size=batch_size, device=device)
+        scores = score_video(result["real"], result["prediction"], extractors)
+    except Exception as err:  # noqa: BLE001 - any failure of one clip becomes its error row
+        message = f"{type(err).__name__}: {err}"
+        tail = traceback.format_exc(limit=3).strip().splitlines()[-3:]
+        return [{**ident, "frame": -1, **{k: float("nan") for k in keys},
+                 "error": message + " | " + " / ".join(tail)}]
+    return [{**ident, "frame": t, **{k: float(scores[k][t]) for k in keys}, "error": None}
+            for t in range(len(result["real"]))]
+
+
+def evaluate_clips(rows: Iterable[dict], model: ReconstructionModel, extractors: Extractors,
+                   batch_size: int = 16, device: str = "cpu") -> list[dict]:
+    """`evaluate_clip` over many shard rows, sequentially (the Ray job runs the same per actor)."""
+    out: list[dict] = []
+    for row in rows:
+        out.extend(evaluate_clip(row, model, extractors, batch_size, device))
+    return out
+
+
+def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(per-frame rows, error rows)."""
+    frames = [r for r in rows if r.get("error") is None]
+    errors = [{k: r[k] for k in ("video_id", "clip_id", "person_id", "error")} for r in rows
+              if r.get("error") is not None]
+    return frames, errors
+
+
+def per_video(frame_rows: list[dict], keys: list[str]) -> list[dict]:
+    """One row per clip: each metric's mean over its scored frames, and the number of frames."""
+    groups: dict[str, list[dict]] = {}
+    for row in frame_rows:
+        groups.setdefault(row["clip_id"], []).append(row)
+    out = []
+    for rows in groups.values():
+        entry = {k: rows[0][k] for k in ("video_id", "clip_id", "person_id")}
+        entry["num_frames"] = len(rows)
+        for key in keys:
+            entry[key] = metrics.nanmean(np.array([r[key] for r in rows], dtype=np.float64))
+        out.append(entry)
+    return out
+
+
+def aggregate_frames(frame_rows: list[dict], keys: list[str]) -> dict[str, float]:
+    """Data-set figures: means over all scored frames of all clips (the original's pooling)."""
+    table = {k: np.array([r[k] for r in frame_rows], dtype=np.float64) for k in keys}
+    out = metrics.aggregate(table)
+    out["num_videos"] = float(len({r["clip_id"] for r in frame_rows}))
+    out["num_frames"] = float(len(frame_rows))
+    return out

@@ -1,0 +1,121 @@
+"""Pictures of reconstructions: keypoint overlays, side-by-side real | generated | difference, strips, GIFs,
+and the training grid source | driving | deformed | occlusion | prediction."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
+
+
+def kp_to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Keypoints in [-1, 1] (x, y; grid x = 2j/(w−1) − 1) → pixel coordinates (column j, row i).  # K×2"""
+    kp = np.asarray(kp, dtype=np.float64)
+    return np.stack([(kp[..., 0] + 1) * (width - 1) / 2, (kp[..., 1] + 1) * (height - 1) / 2], axis=-1)
+
+
+def draw_keypoints(frame: np.ndarray, points: np.ndarray, radius: int = 2) -> np.ndarray:
+    """A copy of an H×W×3 uint8 frame with pixel keypoints K×2 drawn as coloured dots (NaN points skipped)."""
+    import cv2
+
+    out = np.ascontiguousarray(frame.copy())
+    for k, (x, y) in enumerate(np.asarray(points, dtype=np.float64)):
+        if np.isfinite(x) and np.isfinite(y):
+            color = tuple(int(c) for c in PALETTE[k % len(PALETTE)])
+            cv2.circle(out, (int(round(x)), int(round(y))), radius, color, thickness=-1, lineType=cv2.LINE_AA)
+    return out
+
+
+def difference(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
+    """|real − generated| averaged over channels, as a grey uint8 image (×4 so small errors show)."""
+    diff = np.abs(real.astype(np.int16) - generated.astype(np.int16)).mean(axis=-1)
+    grey = np.clip(diff * 4, 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def side_by_side(real: np.ndarray, generated: np.ndarray, with_difference: bool = True) -> np.ndarray:
+    """Videos T×H×W×3 → T×H×(2 or 3)W×3: real | generated (| difference)."""
+    if real.shape != generated.shape:
+        raise ValueError(f"side_by_side: shapes differ: {real.shape} vs {generated.shape}")
+    parts = [real, generated] + ([difference(real, generated)] if with_difference else [])
+    return np.concatenate(parts, axis=2)
+
+
+def strip(frames: np.ndarray, n: int = 6) -> np.ndarray:
+    """n evenly spaced frames of a T×H×W×3 video side by side.  # H×(n·W)×3"""
+    idx = np.unique(np.linspace(0, len(frames) - 1, num=min(n, len(frames))).round().astype(int))
+    return np.concatenate(list(frames[idx]), axis=1)
+
+
+def write_gif(frames: np.ndarray, path: str | Path, fps: float = 10.0, scale: int = 1) -> Path:
+    """An animated GIF of T×H×W×3 uint8 frames (nearest-neighbour upscaled by `scale`), written atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if scale > 1:
+        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    images = [Image.fromarray(f) for f in frames]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".gif", dir=path.parent)
+    os.close(fd)
+    try:
+        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / max(fps, 1e-3)),
+                       loop=0, format="GIF")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_png(image: np.ndarray, path: str | Path) -> Path:
+    """An H×W×3 uint8 image as PNG, written atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(image).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _to_images(x) -> np.ndarray:  # noqa: ANN001 - a torch tensor B×C×H×W in [0, 1]
+    x = x.detach().float().clamp(0, 1).cpu()
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # B×H×W×3
+
+
+def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving: dict,  # noqa: ANN001
+                  max_rows: int = 4) -> np.ndarray:
+    """Rows of source+kp | driving+kp | deformed | occlusion | prediction from torch tensors.  # H'×W'×3 uint8
+
+    `generated` is the generator's output dict ('prediction', optionally 'deformed', 'occlusion_map').
+    """
+    import torch.nn.functional as F
+
+    src, drv, pred = _to_images(source), _to_images(driving), _to_images(generated["prediction"])
+    h, w = src.shape[1:3]
+    columns = [
+        np.stack([draw_keypoints(s, kp_to_pixels(k, h, w)) for s, k in zip(src, kp_source["value"].detach().cpu().numpy())]),
+        np.stack([draw_keypoints(d, kp_to_pixels(k, h, w)) for d, k in zip(drv, kp_driving["value"].detach().cpu().numpy())]),
+    ]
+    if "deformed" in generated:
+        columns.append(_to_images(generated["deformed"]))
+    if "occlusion_map" in generated:
+        columns.append(_to_images(F.interpolate(generated["occlusion_map"], size=(h, w), mode="bilinear",
+                                                align_corners=False)))
+    columns.append(pred)
+    rows = [np.concatenate([c[i] for c in columns], axis=1) for i in range(min(max_rows, len(src)))]
+    return np.concatenate(rows, axis=0)

@@ -1,0 +1,109 @@
+"""Crop geometry: enlarge a box by a margin, make it square inside the frame, crop, resize keeping the aspect.
+
+Boxes are (x0, y0, x1, y1) in pixels with x1, y1 exclusive, so a box's width is x1 − x0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+def union_box(boxes: Sequence[Sequence[float]] | np.ndarray) -> Box:
+    """The smallest box containing all boxes.  boxes: N×4"""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(b) == 0:
+        raise ValueError("union_box of no boxes")
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+
+def enlarge_box(box: Sequence[float], margin: float) -> Box:
+    """Move every side outwards by `margin` times the box's size along that axis."""
+    x0, y0, x1, y1 = map(float, box)
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    return x0 - dx, y0 - dy, x1 + dx, y1 + dy
+
+
+def make_square(box: Sequence[float]) -> Box:
+    """Grow the shorter side about the centre until the box is square."""
+    x0, y0, x1, y1 = map(float, box)
+    side = max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> Box:
+    """Intersect a box with the frame [0, width) × [0, height)."""
+    x0, y0, x1, y1 = map(float, box)
+    return max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
+
+
+def fit_square(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """A square integer box that covers `box` as far as the frame allows and lies inside the frame.
+
+    The side is the box's longer side, capped at the frame's shorter side; the square is centred on the
+    box and then shifted (not shrunk) to lie inside the frame, so the crop keeps a 1:1 aspect ratio.
+    """
+    x0, y0, x1, y1 = make_square(box)
+    side = int(round(min(x1 - x0, width, height)))
+    side = max(side, 1)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(round(cx - side / 2))
+    top = int(round(cy - side / 2))
+    left = min(max(left, 0), width - side)
+    top = min(max(top, 0), height - side)
+    return left, top, left + side, top + side
+
+
+def crop_box_for_track(boxes: Sequence[Sequence[float]] | np.ndarray, margin: float, width: int,
+                       height: int) -> tuple[int, int, int, int]:
+    """One crop for a whole track: the union of its boxes, enlarged by the margin, made square in the frame."""
+    return fit_square(enlarge_box(union_box(boxes), margin), width, height)
+
+
+def crop(frame: np.ndarray, box: Sequence[int]) -> np.ndarray:
+    """frame[y0:y1, x0:x1] with the box clipped to the frame.  # h×w×3"""
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in clip_box(box, w, h))
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"crop box {tuple(box)} lies outside the {w}×{h} frame")
+    return frame[y0:y1, x0:x1]
+
+
+def resize_keep_aspect(image: np.ndarray, size: int | tuple[int, int], pad_value: int = 0) -> np.ndarray:
+    """Resize to fit inside size (h, w) keeping the aspect ratio; centre it and pad the rest.  # h×w×3
+
+    Area interpolation when shrinking (no aliasing), bicubic when enlarging.
+    """
+    th, tw = (size, size) if isinstance(size, int) else size
+    h, w = image.shape[:2]
+    scale = min(th / h, tw / w)
+    nh, nw = max(1, min(th, int(round(h * scale)))), max(1, min(tw, int(round(w * scale))))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image
+    if (nh, nw) == (th, tw):
+        return np.ascontiguousarray(resized)
+    out = np.full((th, tw) + image.shape[2:], pad_value, dtype=image.dtype)
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    out[top:top + nh, left:left + nw] = resized
+    return out
+
+
+def crop_and_resize(frame: np.ndarray, box: Sequence[int], size: int | tuple[int, int]) -> np.ndarray:
+    return resize_keep_aspect(crop(frame, box), size)
+
+
+def scale_box(box: Sequence[float], sx: float, sy: float) -> Box:
+    """A box in a frame resized by (sx, sy)."""
+    x0, y0, x1, y1 = map(float, box)
+    return x0 * sx, y0 * sy, x1 * sx, y1 * sy
+
+
+def contains(outer: Sequence[float], inner: Sequence[float], tol: float = 0.0) -> bool:
+    """Whether `inner` lies inside `outer` (with `tol` pixels of slack)."""
+    return (inner[0] >= outer[0] - tol and inner[1] >= outer[1] - tol
+            and inner[2] <= outer[2] + tol and inner[3] <= outer[3] + tol)

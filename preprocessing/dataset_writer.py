@@ -1,0 +1,296 @@
+"""Resumable dataset writing: per-video part files, then deterministic shards, the manifest and the error table.
+
+Layout of a dataset root (local or s3://):
+    shards/<split>/shard-00000.parquet   clips, packed to about cfg.shard_bytes, videos in id order
+    _manifest.json                       shards with rows, bytes, SHA-256 and videos; per-video outcome
+    errors.parquet                       path, video_id, stage, message of every video that failed
+    _work/parts/<video>.parquet          one finished video's clips (removed once in a shard)
+    _work/errors/<video>.json            one failed video (removed once in errors.parquet)
+Every file is written whole (temporary name + rename, or one S3 PUT). A video is finished once its part or
+error file exists, so a re-run after a kill skips it. Shards are packed only from part files, in video-id
+order, and the manifest is written last: an interrupted run re-run gives byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from preprocessing import shards, storage
+from preprocessing.config import PreprocessConfig
+from preprocessing.process import StageError, process_video
+from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
+from preprocessing.sources import VideoTask
+from preprocessing.video_io import VideoError
+
+PART_META_KEY = b"fomm_part"
+
+
+class Layout:
+    """Paths of a dataset root and the filesystem that holds it."""
+
+    def __init__(self, root: str, endpoint: str | None = None, fs: pafs.FileSystem | None = None) -> None:
+        self.root = root.rstrip("/")
+        self.endpoint = endpoint
+        if fs is None:
+            fs, base = storage.resolve(self.root, endpoint)
+        else:
+            base = storage.resolve(self.root, endpoint)[1] if not storage.is_remote(self.root) else self.root[5:]
+        self.fs, self.base = fs, base.rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        """A path inside the filesystem (no scheme)."""
+        return "/".join([self.base, *parts])
+
+    def uri(self, *parts: str) -> str:
+        return storage.join(self.root, *parts)
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def list(self, *parts: str, hidden: bool = False) -> list[pafs.FileInfo]:
+        """Files under a folder, sorted; temporaries (dot names) only when `hidden`."""
+        p = self.path(*parts)
+        if self.fs.get_file_info(p).type != pafs.FileType.Directory:
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(p, recursive=True))
+        return sorted((i for i in infos if i.type == pafs.FileType.File and (hidden or not i.base_name.startswith("."))),
+                      key=lambda i: i.path)
+
+
+def video_key(video_id: str) -> str:
+    """A file name for a video id: readable, and unique even when ids differ only in unsafe characters."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", video_id)[:80]
+    return f"{safe}-{hashlib.sha1(video_id.encode()).hexdigest()[:10]}"
+
+
+def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]) -> dict:
+    table = shards.records_to_table(records)
+    per_split: dict[str, list[int]] = {}
+    for r in records:
+        s = per_split.setdefault(r.split, [0, 0])
+        s[0] += 1
+        s[1] += sum(len(b) for b in r.frames)
+    meta = {"video_id": task.video_id, "split": task.split, "splits": per_split,
+            "frames": sum(r.num_frames for r in records)}
+    table = table.replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
+    shards.write_table_atomic(table, layout.path("_work", "parts", video_key(task.video_id) + ".parquet"),
+                              fs=layout.fs)
+    return {"video_id": task.video_id, "status": "ok", "clips": len(records), "frames": meta["frames"]}
+
+
+def write_error(layout: Layout, task: VideoTask, stage: str, message: str) -> dict:
+    row = {"path": task.path or task.video_id, "video_id": task.video_id, "stage": stage, "message": message}
+    storage.write_bytes(layout.path("_work", "errors", video_key(task.video_id) + ".json"),
+                        json.dumps(row).encode(), fs=layout.fs)
+    return {"video_id": task.video_id, "status": "error", "clips": 0, "frames": 0, "stage": stage, "message": message}
+
+
+def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=None,  # noqa: ANN001
+              input_fs: pafs.FileSystem | None = None) -> dict:
+    """Process one video and record the outcome (part file or error file); never raises for bad data.
+
+    `input_fs` reads remote inputs (a filesystem resolved by the driver carries its credentials to workers).
+    """
+    if task.missing:
+        return write_error(layout, task, "missing", task.missing)
+    t0 = time.perf_counter()
+    fs = input_fs if storage.is_remote(task.path) else None
+    src = storage.resolve(task.path, cfg.endpoint)[1] if fs is not None else task.path
+    try:
+        with storage.local_copy(src, cfg.endpoint, fs=fs) as local:
+            records = process_video(local, cfg, task, detector=detector, source_path=task.path)
+    except StageError as e:
+        return write_error(layout, task, e.stage, str(e))
+    except (VideoError, storage.StorageError) as e:
+        return write_error(layout, task, "read", str(e))
+    out = write_part(layout, task, records)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def finished_videos(layout: Layout, include_errors: bool = True) -> set[str]:
+    """Ids of videos whose outcome is already recorded (in the manifest, the error table or a work file)."""
+    done: set[str] = set()
+    if layout.exists(MANIFEST_NAME):
+        done |= set(shards.read_manifest(layout.root, layout.endpoint).get("videos", {}))
+    for info in layout.list("_work", "parts"):
+        done.add(_part_meta(layout, info.path)["video_id"])
+    if include_errors:
+        done |= {r["video_id"] for r in shards.read_errors(layout.root, layout.endpoint)}
+        done |= {json.loads(_read(layout, i.path))["video_id"] for i in layout.list("_work", "errors")}
+    return done
+
+
+def _read(layout: Layout, path: str) -> bytes:
+    with layout.fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def _part_meta(layout: Layout, path: str) -> dict:
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path, filesystem=layout.fs)
+    return json.loads(schema.metadata[PART_META_KEY])
+
+
+@dataclass
+class ShardPlan:
+    """One shard to write: which parts (in order) contribute rows of `split`."""
+
+    file: str
+    split: str
+    parts: list[str] = field(default_factory=list)  # part paths inside the filesystem
+    videos: list[str] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+
+
+def plan_shards(layout: Layout, shard_bytes: int, manifest: dict | None) -> tuple[list[ShardPlan], list[dict]]:
+    """Pack pending parts into shards (per split, video-id order, ≤ shard_bytes unless one video is larger)."""
+    known = set((manifest or {}).get("videos", {}))
+    metas = []
+    for info in layout.list("_work", "parts"):
+        meta = _part_meta(layout, info.path)
+        if meta["video_id"] not in known:
+            metas.append((meta, info.path))
+    metas.sort(key=lambda m: m[0]["video_id"])
+    existing = [s for s in (manifest or {}).get("shards", [])]
+    plans: list[ShardPlan] = []
+    for split in sorted({s for m, _ in metas for s in m["splits"]}):
+        index = sum(1 for s in existing if s["split"] == split)
+        current: ShardPlan | None = None
+        for meta, path in metas:
+            if split not in meta["splits"]:
+                continue
+            rows, nbytes = meta["splits"][split]
+            if current is None or (current.rows and current.bytes + nbytes > shard_bytes):
+                current = ShardPlan(file=f"{shards.SHARDS_DIR}/{split}/shard-{index:05d}.parquet", split=split)
+                plans.append(current)
+                index += 1
+            current.parts.append(path)
+            current.videos.append(meta["video_id"])
+            current.rows += rows
+            current.bytes += nbytes
+    return plans, [m for m, _ in metas]
+
+
+def assemble_shard(layout: Layout, plan: ShardPlan) -> dict:
+    """Concatenate a plan's part rows of its split into one shard file, written atomically."""
+    import pyarrow.compute as pc
+
+    tables = []
+    for path in plan.parts:
+        t = shards.read_table(path, fs=layout.fs).replace_schema_metadata(None)
+        tables.append(t.filter(pc.equal(t["split"], plan.split)))
+    table = pa.concat_tables(tables).cast(CLIP_SCHEMA) if tables else CLIP_SCHEMA.empty_table()
+    info = shards.write_table_atomic(table, layout.path(plan.file), fs=layout.fs)
+    frames = int(pc.sum(table["num_frames"]).as_py() or 0) if table.num_rows else 0
+    return {"file": plan.file, "split": plan.split, **info, "frames": frames, "videos": plan.videos}
+
+
+def _pending_errors(layout: Layout) -> list[dict]:
+    return [json.loads(_read(layout, i.path)) for i in layout.list("_work", "errors")]
+
+
+def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: list[dict]) -> dict:
+    """Record a run: the error table, then the manifest (the commit point), then remove the work files."""
+    manifest = shards.read_manifest(layout.root, layout.endpoint) if layout.exists(MANIFEST_NAME) else {
+        "version": shards.SCHEMA_VERSION, "shards": [], "videos": {}}
+    new_errors = _pending_errors(layout)
+    retried = {m["video_id"] for m in metas} | {e["video_id"] for e in new_errors}
+    old_errors = [e for e in shards.read_errors(layout.root, layout.endpoint) if e["video_id"] not in retried]
+    errors = sorted(old_errors + new_errors, key=lambda e: e["video_id"])
+    shards.write_table_atomic(pa.Table.from_pylist(errors, schema=ERROR_SCHEMA), layout.path(shards.ERRORS_NAME),
+                              fs=layout.fs)
+    videos = dict(manifest.get("videos", {}))
+    for m in metas:
+        videos[m["video_id"]] = {"split": m["split"], "clips": sum(r for r, _ in m["splits"].values()),
+                                 "frames": m["frames"]}
+    for e in errors:
+        videos.pop(e["video_id"], None)
+    all_shards = sorted(manifest.get("shards", []) + written, key=lambda s: s["file"])
+    per_split: dict[str, dict] = {}
+    for s in all_shards:
+        d = per_split.setdefault(s["split"], {"clips": 0, "frames": 0, "shards": 0})
+        d["clips"] += s["rows"]
+        d["frames"] += s.get("frames", 0)
+        d["shards"] += 1
+    manifest.update({
+        "version": shards.SCHEMA_VERSION, "schema": CLIP_SCHEMA.names, "frame_format": cfg.frame_format,
+        "size": cfg.size, "kind": cfg.kind, "shards": all_shards, "videos": dict(sorted(videos.items())),
+        "totals": {"clips": sum(d["clips"] for d in per_split.values()),
+                   "frames": sum(d["frames"] for d in per_split.values()), "shards": len(all_shards),
+                   "videos": len(videos), "errors": len(errors), "splits": per_split},
+        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("workers",)},
+    })
+    storage.write_bytes(layout.path(MANIFEST_NAME), json.dumps(manifest, indent=1).encode(), fs=layout.fs)
+    cleanup(layout, manifest)
+    return manifest
+
+
+def cleanup(layout: Layout, manifest: dict) -> None:
+    """Remove work files already committed, shard files the manifest does not list, and stale temporaries."""
+    committed = set(manifest.get("videos", {})) | {
+        r["video_id"] for r in shards.read_errors(layout.root, layout.endpoint)}
+    for info in layout.list("_work", "parts"):
+        if _part_meta(layout, info.path)["video_id"] in committed:
+            layout.fs.delete_file(info.path)
+    for info in layout.list("_work", "errors"):
+        if json.loads(_read(layout, info.path))["video_id"] in committed:
+            layout.fs.delete_file(info.path)
+    for info in layout.list("_work", "parts", hidden=True) + layout.list("_work", "errors", hidden=True):
+        if info.base_name.startswith("."):
+            layout.fs.delete_file(info.path)  # a temporary of a killed writer
+    for sub in ("parts", "errors"):  # empty work folders (and S3 folder markers) go too
+        folder = layout.path("_work", sub)
+        if layout.fs.get_file_info(folder).type == pafs.FileType.Directory and not layout.list("_work", sub, hidden=True):
+            layout.fs.delete_dir(folder)
+    work = layout.path("_work")
+    if layout.fs.get_file_info(work).type == pafs.FileType.Directory and not layout.list("_work", hidden=True):
+        layout.fs.delete_dir(work)
+    listed = {layout.path(s["file"]) for s in manifest.get("shards", [])}
+    for info in layout.list(shards.SHARDS_DIR, hidden=True):
+        if info.path not in listed:
+            layout.fs.delete_file(info.path)  # half-finished runs' shards or temporaries
+
+
+def finalize(layout: Layout, cfg: PreprocessConfig, assemble=None) -> dict:  # noqa: ANN001
+    """Pack pending parts into shards (with `assemble`, e.g. a Ray map, or serially) and commit."""
+    manifest = shards.read_manifest(layout.root, layout.endpoint) if layout.exists(MANIFEST_NAME) else None
+    plans, metas = plan_shards(layout, cfg.shard_bytes, manifest)
+    if assemble is None:
+        written = [assemble_shard(layout, p) for p in plans]
+    else:
+        written = assemble(plans)
+    return commit(layout, cfg, metas, sorted(written, key=lambda s: s["file"]))
+
+
+def summarize(layout: Layout, manifest: dict) -> dict:
+    """What a run prints and returns: where everything is, and the counts."""
+    t = manifest.get("totals", {})
+    return {"output": layout.root, "shards": layout.uri(shards.SHARDS_DIR), "manifest": layout.uri(MANIFEST_NAME),
+            "errors": layout.uri(shards.ERRORS_NAME), "num_shards": t.get("shards", 0), "num_clips": t.get("clips", 0),
+            "num_frames": t.get("frames", 0), "num_videos": t.get("videos", 0), "num_errors": t.get("errors", 0),
+            "splits": t.get("splits", {})}
+
+
+def run_local(cfg: PreprocessConfig, tasks: list[VideoTask] | None = None) -> dict:
+    """The whole job in this process, without Ray (small inputs, tests, debugging)."""
+    from preprocessing.detection import make_detector
+    from preprocessing.sources import collect_tasks
+
+    layout = Layout(cfg.output, cfg.endpoint)
+    tasks = collect_tasks(cfg) if tasks is None else tasks
+    done = finished_videos(layout, include_errors=not cfg.retry_errors)
+    todo = [t for t in tasks if t.video_id not in done]
+    detector = make_detector(cfg.kind, cfg.detector_backend) if any(not t.segments for t in todo) else None
+    for task in todo:
+        run_video(task, cfg, layout, detector)
+    return summarize(layout, finalize(layout, cfg))

@@ -1,0 +1,180 @@
+"""Detectors behind one protocol: faces (face-alignment's S3FD, OpenCV Haar) and people (OpenCV HOG).
+
+Every backend takes an H×W×3 uint8 RGB frame and returns N×5 float boxes (x0, y0, x1, y1, score) in that
+frame's pixels. `make_detector(kind, backend="auto")` picks face-alignment's S3FD when its weights are on
+disk (no download is ever attempted) and otherwise the offline OpenCV model shipped inside the wheel.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+S3FD_FILE = "s3fd-619a316812.pth"
+
+
+class DetectorUnavailable(RuntimeError):
+    """A detector backend that cannot run here (missing weights or OpenCV feature); says what is missing."""
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:  # H×W×3 uint8 RGB → N×5
+        ...
+
+
+def _downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    h, w = frame.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1.0:
+        frame = cv2.resize(frame, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_AREA)
+    return frame, s
+
+
+def _rects_to_boxes(rects: np.ndarray, scores: np.ndarray, s: float) -> np.ndarray:
+    if len(rects) == 0:
+        return np.zeros((0, 5), np.float64)
+    r = np.asarray(rects, np.float64).reshape(-1, 4) / s
+    boxes = np.column_stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3],
+                             np.asarray(scores, np.float64).reshape(-1)])
+    return boxes[np.argsort(-boxes[:, 4])]
+
+
+class FullFrameDetector:
+    """No detection: the whole frame is the object (synthetic data, pre-cropped videos)."""
+
+    name = "none"
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        return np.array([[0.0, 0.0, float(w), float(h), 1.0]])
+
+
+class HaarFaceDetector:
+    """OpenCV's bundled frontal-face Haar cascade (offline; needs an OpenCV 4.x wheel, which ships the XML)."""
+
+    name = "haar"
+
+    def __init__(self, cascade_path: str | None = None, max_side: int = 640, min_face: float = 0.06,
+                 min_neighbors: int = 6, scale_factor: float = 1.1) -> None:
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise DetectorUnavailable(f"OpenCV {cv2.__version__} has no CascadeClassifier (install opencv<5)")
+        path = cascade_path or _find_cascade("haarcascade_frontalface_default.xml")
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise DetectorUnavailable(f"{path}: not a loadable Haar cascade")
+        self.max_side, self.min_face = max_side, min_face
+        self.min_neighbors, self.scale_factor = min_neighbors, scale_factor
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        small, s = _downscale(frame, self.max_side)
+        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        min_side = max(16, int(self.min_face * min(gray.shape)))
+        rects, neighbours = self.cascade.detectMultiScale2(gray, scaleFactor=self.scale_factor,
+                                                           minNeighbors=self.min_neighbors,
+                                                           minSize=(min_side, min_side))
+        return _rects_to_boxes(rects, neighbours, s)
+
+
+def _find_cascade(name: str) -> str:
+    roots = [getattr(getattr(cv2, "data", None), "haarcascades", "") or "", "/usr/share/opencv4/haarcascades",
+             "/usr/share/opencv/haarcascades", "/usr/local/share/opencv4/haarcascades"]
+    for root in roots:
+        p = Path(root) / name
+        if root and p.is_file():
+            return str(p)
+    raise DetectorUnavailable(f"{name}: not found in {[r for r in roots if r]}")
+
+
+class HogPersonDetector:
+    """OpenCV's HOG + linear SVM people detector (offline; the SVM is compiled into OpenCV 4.x)."""
+
+    name = "hog"
+
+    def __init__(self, max_side: int = 640, hit_threshold: float = 0.0, scale: float = 1.05,
+                 nms_iou: float = 0.4, min_score: float = 0.3) -> None:
+        if not hasattr(cv2, "HOGDescriptor"):
+            raise DetectorUnavailable(f"OpenCV {cv2.__version__} has no HOGDescriptor (install opencv<5)")
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.max_side, self.hit_threshold, self.scale = max_side, hit_threshold, scale
+        self.nms_iou, self.min_score = nms_iou, min_score
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        small, s = _downscale(frame, self.max_side)
+        pad = 32  # people touching the border are found more often on a padded frame
+        padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        rects, weights = self.hog.detectMultiScale(padded, hitThreshold=self.hit_threshold, winStride=(8, 8),
+                                                   padding=(8, 8), scale=self.scale)
+        if len(rects) == 0:
+            return np.zeros((0, 5), np.float64)
+        rects = np.asarray(rects, np.float64).reshape(-1, 4) - [pad, pad, 0, 0]
+        weights = np.asarray(weights, np.float64).reshape(-1)
+        keep = cv2.dnn.NMSBoxes(rects.tolist(), weights.tolist(), self.min_score, self.nms_iou)
+        keep = np.asarray(keep, dtype=int).reshape(-1)
+        boxes = _rects_to_boxes(rects[keep], weights[keep], s)
+        h, w = frame.shape[:2]
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        return boxes
+
+
+class S3FDFaceDetector:
+    """face-alignment's S3FD face detector, from a local weights file only."""
+
+    name = "s3fd"
+
+    def __init__(self, weights: str | None = None, device: str = "cpu", threshold: float = 0.5,
+                 max_side: int = 640) -> None:
+        path = weights or find_s3fd_weights()
+        if path is None:
+            raise DetectorUnavailable(f"S3FD weights {S3FD_FILE} not found (set FOMM_S3FD_WEIGHTS or put it in "
+                                      "the torch hub cache); no download is attempted")
+        from face_alignment.detection.sfd.sfd_detector import SFDDetector
+
+        self.model = SFDDetector(device, path_to_detector=path, filter_threshold=threshold)
+        self.max_side = max_side
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        small, s = _downscale(frame, self.max_side)
+        found = self.model.detect_from_image(np.ascontiguousarray(small[..., ::-1]))  # it expects BGR
+        if not found:
+            return np.zeros((0, 5), np.float64)
+        boxes = np.asarray(found, np.float64).reshape(-1, 5)
+        boxes[:, :4] /= s
+        return boxes[np.argsort(-boxes[:, 4])]
+
+
+def find_s3fd_weights() -> str | None:
+    candidates = [os.environ.get("FOMM_S3FD_WEIGHTS", "")]
+    hub = os.environ.get("TORCH_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "torch")
+    candidates.append(os.path.join(hub, "hub", "checkpoints", S3FD_FILE))
+    return next((c for c in candidates if c and os.path.isfile(c)), None)
+
+
+BACKENDS = {"face": ("s3fd", "haar"), "person": ("hog",), "none": ("none",)}
+_CLASSES = {"s3fd": S3FDFaceDetector, "haar": HaarFaceDetector, "hog": HogPersonDetector, "none": FullFrameDetector}
+
+
+def make_detector(kind: str, backend: str = "auto", **options) -> Detector:
+    """A detector for `kind` ('face', 'person', 'none'); backend 'auto' takes the first one available."""
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown detector kind {kind!r}: expected one of {sorted(BACKENDS)}")
+    if backend != "auto":
+        if backend not in _CLASSES:
+            raise ValueError(f"unknown detector backend {backend!r}: expected one of {sorted(_CLASSES)}")
+        return _CLASSES[backend](**options)
+    reasons = []
+    for name in BACKENDS[kind]:
+        accepted = inspect.signature(_CLASSES[name]).parameters
+        try:
+            return _CLASSES[name](**{k: v for k, v in options.items() if k in accepted})
+        except DetectorUnavailable as e:
+            reasons.append(f"{name}: {e}")
+    raise DetectorUnavailable(f"no {kind} detector available: " + "; ".join(reasons))

@@ -1,0 +1,138 @@
+"""Training samples: source/driving frame pairs, epochs with num_repeats and id sampling, paired augmentation.
+
+Numpy only. As in the original FOMM training: two frames of one video drawn uniformly with replacement and
+sorted in time (the earlier is the source); an epoch visits every video `num_repeats` times, or with
+`id_sampling` every person id, each visit taking one of that person's videos at random; augmentation
+(horizontal flip, time flip, colour jitter) is drawn once and applied identically to both frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def sample_pair(num_frames: int, rng: np.random.Generator) -> tuple[int, int]:
+    """(i_source, i_driving): two frame indices uniform with replacement, sorted in time."""
+    if num_frames < 1:
+        raise ValueError(f"cannot sample a frame pair from a clip of {num_frames} frames")
+    i, j = np.sort(rng.choice(num_frames, size=2, replace=True))
+    return int(i), int(j)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentParams:
+    """The original's `augmentation_params`: flip_param and jitter_param."""
+
+    horizontal_flip: bool = True
+    time_flip: bool = True
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.1
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> AugmentParams:
+        """From the YAML section {'flip_param': {...}, 'jitter_param': {...}} (or a flat dict)."""
+        d = dict(d or {})
+        flat = {**d.pop("flip_param", {}), **d.pop("jitter_param", {}), **d}
+        unknown = set(flat) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"augmentation_params: unknown key(s) {sorted(unknown)}")
+        return cls(**flat)
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114  # ITU-R 601, as torchvision
+
+
+def _shift_hue(img: np.ndarray, shift: float) -> np.ndarray:
+    """Rotate the hue of an H×W×3 float image in [0, 1] by `shift` turns (RGB → HSV → RGB)."""
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    v = img.max(-1)
+    c = v - img.min(-1)
+    s = np.where(v > 0, c / np.maximum(v, 1e-12), 0.0)
+    safe = np.maximum(c, 1e-12)
+    h = np.where(v == r, ((g - b) / safe) % 6.0, np.where(v == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    h = np.where(c > 0, h / 6.0, 0.0)
+    h = (h + shift) % 1.0
+    k = (np.array([5.0, 3.0, 1.0]) + h[..., None] * 6.0) % 6.0
+    return v[..., None] - (v * s)[..., None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def jitter_colour(img: np.ndarray, factors: dict[str, float], order: Sequence[str]) -> np.ndarray:
+    """Apply brightness/contrast/saturation (multiplicative factors) and hue (a shift in turns) in `order`."""
+    out = img
+    for name in order:
+        f = factors[name]
+        if name == "brightness":
+            out = out * f
+        elif name == "contrast":
+            out = (out - _gray(out).mean()) * f + _gray(out).mean()
+        elif name == "saturation":
+            gray = _gray(out)[..., None]
+            out = (out - gray) * f + gray
+        elif name == "hue":
+            out = _shift_hue(np.clip(out, 0.0, 1.0), f)
+        out = np.clip(out, 0.0, 1.0)
+    return out
+
+
+def augment_pair(source: np.ndarray, driving: np.ndarray, rng: np.random.Generator,
+                 params: AugmentParams | Mapping | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Augment an H×W×3 frame pair (uint8, or float in [0, 1]) identically; returns (source, driving)."""
+    p = params if isinstance(params, AugmentParams) else AugmentParams.from_dict(params)
+    frames = [source, driving]
+    if p.time_flip and rng.random() < 0.5:  # time flip: the later frame becomes the source
+        frames = frames[::-1]
+    if p.horizontal_flip and rng.random() < 0.5:
+        frames = [f[:, ::-1] for f in frames]
+    ranges = {"brightness": p.brightness, "contrast": p.contrast, "saturation": p.saturation, "hue": p.hue}
+    active = [k for k, v in ranges.items() if v > 0]
+    if not active:
+        return tuple(np.ascontiguousarray(f) for f in frames)  # type: ignore[return-value]
+    factors = {k: (rng.uniform(-v, v) if k == "hue" else rng.uniform(max(0.0, 1 - v), 1 + v)) for k, v in ranges.items()}
+    order = [active[i] for i in rng.permutation(len(active))]
+    out = []
+    for f in frames:
+        is_int = np.issubdtype(f.dtype, np.integer)
+        x = f.astype(np.float64) / 255.0 if is_int else f.astype(np.float64)
+        y = jitter_colour(x, factors, order)
+        out.append((y * 255.0 + 0.5).astype(np.uint8) if is_int else y.astype(f.dtype))
+    return out[0], out[1]
+
+
+class EpochSampler:
+    """Which clip each sample of an epoch comes from: num_repeats visits per clip, or per person id."""
+
+    def __init__(self, person_ids: Sequence[str], num_repeats: int = 1, id_sampling: bool = False,
+                 seed: int = 0, shuffle: bool = True) -> None:
+        if num_repeats < 1:
+            raise ValueError(f"num_repeats must be ≥ 1, got {num_repeats}")
+        if len(person_ids) == 0:
+            raise ValueError("EpochSampler needs at least one clip")
+        self.person_ids = list(person_ids)
+        self.num_repeats, self.id_sampling, self.seed, self.shuffle = num_repeats, id_sampling, seed, shuffle
+        self.ids = sorted(set(self.person_ids))
+        self.clips_of = {pid: np.array([i for i, p in enumerate(self.person_ids) if p == pid]) for pid in self.ids}
+
+    def __len__(self) -> int:
+        units = len(self.ids) if self.id_sampling else len(self.person_ids)
+        return units * self.num_repeats
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        """Clip indices of one epoch, in sample order; deterministic for (seed, epoch)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.id_sampling:
+            visits = np.repeat(np.arange(len(self.ids)), self.num_repeats)
+            if self.shuffle:
+                visits = rng.permutation(visits)
+            return np.array([rng.choice(self.clips_of[self.ids[v]]) for v in visits], dtype=np.int64)
+        order = np.repeat(np.arange(len(self.person_ids)), self.num_repeats)
+        return rng.permutation(order) if self.shuffle else order
+
+    def num_batches(self, batch_size: int, drop_last: bool = True) -> int:
+        return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)

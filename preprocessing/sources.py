@@ -1,0 +1,177 @@
+"""Inputs: a folder or glob of videos, a VoxCeleb / Tai-Chi-HD metadata CSV, or the built-in synthetic set.
+
+Each input becomes a sorted list of VideoTask, one per raw video. The published metadata CSVs have the
+columns video_id, start, end, bbox ("left-top-right-bottom"), fps, width, height and, for VoxCeleb,
+partition and person_id: start/end are frame numbers at the CSV's fps and the bbox is in pixels of a
+width×height frame, both rescaled to the raw video actually found.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from preprocessing import storage
+from preprocessing.config import PreprocessConfig
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".gif")
+METADATA_CSV = "metadata.csv"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One clip that a metadata CSV asks for: frames [start, end) at `fps`, bbox in a width×height frame."""
+
+    start: int
+    end: int
+    bbox: tuple[int, int, int, int]
+    fps: float
+    width: int
+    height: int
+
+
+@dataclass
+class VideoTask:
+    """One raw video to process, with what the input says about it."""
+
+    video_id: str
+    path: str  # local path or s3:// URI; empty when the raw video is missing
+    person_id: str
+    split: str
+    segments: list[Segment] = field(default_factory=list)  # empty: detect and track instead
+    missing: str = ""  # why the raw video could not be found
+
+    def to_row(self) -> dict:
+        row = asdict(self)
+        row["segments"] = json.dumps([asdict(s) for s in self.segments])
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict) -> VideoTask:
+        segs = [Segment(**{**s, "bbox": tuple(s["bbox"])}) for s in json.loads(row.get("segments") or "[]")]
+        return cls(video_id=row["video_id"], path=row["path"], person_id=row["person_id"], split=row["split"],
+                   segments=segs, missing=row.get("missing") or "")
+
+
+def hash_split(video_id: str, test_fraction: float) -> str:
+    """A split that depends only on the id: stable across runs and machines."""
+    h = int.from_bytes(hashlib.sha256(video_id.encode()).digest()[:8], "big") / 2**64
+    return "test" if h < test_fraction else "train"
+
+
+def _video_id(path: str, root: str) -> str:
+    rel = path[len(root):].lstrip("/") if path.startswith(root) else Path(path).name
+    return rel.rsplit(".", 1)[0].replace("/", "__")
+
+
+def _read_side_metadata(root: str, endpoint: str | None) -> dict[str, dict]:
+    """metadata.csv beside the videos (as the synthetic set writes): video_id / file → person_id, split."""
+    path = storage.join(root, METADATA_CSV)
+    if not storage.exists(path, endpoint):
+        return {}
+    rows = list(csv.DictReader(io.StringIO(storage.read_bytes(path, endpoint).decode())))
+    out = {}
+    for r in rows:
+        for key in (r.get("video_id"), Path(r.get("file") or "").stem):
+            if key:
+                out[key] = r
+    return out
+
+
+def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[VideoTask]:
+    side = _read_side_metadata(root, cfg.endpoint)
+    tasks = []
+    for p in paths:
+        vid = _video_id(p, root)
+        meta = side.get(vid) or side.get(Path(p).stem) or {}
+        parts = p[len(root):].strip("/").split("/") if p.startswith(root) else []
+        split = meta.get("split") or (parts[0] if len(parts) > 1 and parts[0] in ("train", "test") else "")
+        tasks.append(VideoTask(video_id=vid, path=p, person_id=meta.get("person_id") or vid,
+                               split=split or hash_split(vid, cfg.test_fraction)))
+    return tasks
+
+
+def _find_raw(video_dir: str, video_id: str, endpoint: str | None) -> str | None:
+    for ext in VIDEO_EXTENSIONS[:5]:
+        p = storage.join(video_dir, video_id + ext)
+        if storage.exists(p, endpoint):
+            return p
+    return None
+
+
+def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
+    """Tasks from a VoxCeleb / Tai-Chi-HD metadata CSV; raw videos looked up as <video_dir>/<video_id>.<ext>."""
+    text = storage.read_bytes(csv_path, cfg.endpoint).decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    required = {"video_id", "start", "end", "bbox"}
+    if not rows or not required <= set(rows[0]):
+        raise ValueError(f"{csv_path}: not a metadata CSV (needs columns {sorted(required)}, "
+                         f"has {sorted(rows[0]) if rows else 'no rows'})")
+    video_dir = cfg.video_dir or csv_path.rsplit("/", 1)[0]
+    by_video: dict[str, list[dict]] = {}
+    for r in rows:
+        by_video.setdefault(r["video_id"], []).append(r)
+    tasks = []
+    for vid in sorted(by_video):
+        rs = by_video[vid]
+        segs = []
+        for i, r in enumerate(rs):
+            try:
+                bbox = tuple(int(v) for v in r["bbox"].split("-"))
+                segs.append(Segment(start=int(r["start"]), end=int(r["end"]), bbox=bbox,  # type: ignore[arg-type]
+                                    fps=float(r.get("fps") or 0) or 25.0, width=int(r.get("width") or 0),
+                                    height=int(r.get("height") or 0)))
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"{csv_path}: row {i} of video {vid}: bad value ({e})") from e
+        raw = _find_raw(video_dir, vid, cfg.endpoint)
+        missing = "" if raw else f"raw video not found: {storage.join(video_dir, vid)}.{{{','.join(e[1:] for e in VIDEO_EXTENSIONS[:5])}}}"
+        split = rs[0].get("partition") or hash_split(vid, cfg.test_fraction)
+        tasks.append(VideoTask(video_id=vid, path=raw or "", person_id=rs[0].get("person_id") or vid, split=split,
+                               segments=sorted(segs, key=lambda s: (s.start, s.end)), missing=missing))
+    return tasks
+
+
+def synthetic_tasks(spec: str, cfg: PreprocessConfig) -> list[VideoTask]:
+    """Generate the built-in synthetic set ("synthetic" or "synthetic:N") into a local folder, then list it."""
+    from preprocessing.synthetic import generate_synthetic_videos
+
+    n = int(spec.split(":", 1)[1]) if ":" in spec else cfg.synthetic_videos
+    root = Path(cfg.output) / "_work" / "synthetic_raw" if not storage.is_remote(cfg.output) else \
+        Path(tempfile.gettempdir()) / f"fomm-synthetic-{cfg.seed}-{n}-{cfg.synthetic_size}-{cfg.synthetic_frames}"
+    if not (root / "metadata.csv").is_file():
+        generate_synthetic_videos(root, num_videos=n, size=cfg.synthetic_size, num_frames=cfg.synthetic_frames,
+                                  seed=cfg.seed)
+    paths = sorted(str(p) for p in root.glob("*.mp4"))
+    return folder_tasks(paths, str(root), cfg)
+
+
+def collect_tasks(cfg: PreprocessConfig) -> list[VideoTask]:
+    """All videos named by cfg.input, sorted by video_id (ids must be unique)."""
+    spec = cfg.input
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        tasks = synthetic_tasks(spec, cfg)
+    elif spec.lower().endswith(".csv"):
+        tasks = csv_tasks(spec, cfg)
+    elif any(c in spec for c in "*?["):
+        paths = [p for p in storage.glob(spec, cfg.endpoint) if p.lower().endswith(VIDEO_EXTENSIONS)]
+        root = spec.split("*")[0].rsplit("/", 1)[0]
+        tasks = folder_tasks(paths, root, cfg)
+    elif storage.is_dir(spec, cfg.endpoint):
+        root = spec if storage.is_remote(spec) else storage.resolve(spec)[1]
+        paths = [p for p in storage.list_files(root, endpoint=cfg.endpoint) if p.lower().endswith(VIDEO_EXTENSIONS)]
+        tasks = folder_tasks(paths, root, cfg)
+    elif storage.exists(spec, cfg.endpoint):
+        tasks = folder_tasks([spec], spec.rsplit("/", 1)[0], cfg)
+    else:
+        raise FileNotFoundError(f"input {spec!r}: no such folder, file or CSV, and the glob matched nothing")
+    seen: dict[str, str] = {}
+    for t in tasks:
+        if t.video_id in seen:
+            raise ValueError(f"input {spec!r}: two videos share the id {t.video_id!r}: {seen[t.video_id]} and {t.path}")
+        seen[t.video_id] = t.path
+    return sorted(tasks, key=lambda t: t.video_id)

@@ -1,0 +1,142 @@
+"""pipelines/preprocess.py against real local services: `ray job submit`, moto S3, and a job killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from preprocessing import shards
+from preprocessing.synthetic import generate_synthetic_videos
+from preprocessing.video_io import read_frames
+
+pytestmark = pytest.mark.ray
+BIN = Path(sys.executable).parent
+
+
+def zero_frame_video(path: Path) -> None:
+    container = av.open(str(path), "w", options={"movflags": "frag_keyframe+empty_moov"})
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    container.start_encoding()
+    container.close()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("raw")
+    generate_synthetic_videos(out, num_videos=12, size=64, num_frames=40, seed=0)
+    return out
+
+
+def job_env(repo_root: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(repo_root), "RAY_DEDUP_LOGS": "0"}
+
+
+def test_ray_job_submit_with_bad_videos(ray_head, repo_root, videos, tmp_path, shared_data):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ["metadata.csv"] + [f"synth{i:04d}.mp4" for i in range(4)]:
+        shutil.copy(videos / name, inputs / name)
+    data = (shared_data / "face_talk_d.mp4").read_bytes()
+    (inputs / "corrupt.mp4").write_bytes(data[: len(data) // 3])
+    zero_frame_video(inputs / "zero.mp4")
+    out = tmp_path / "dataset"
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(repo_root),
+           "--", sys.executable, "pipelines/preprocess.py", "--input", str(inputs), "--output", str(out),
+           "--kind", "none", "--size", "64", "--min-frames", "8", "--workers", "2"]
+    deadline = time.time() + 90
+    while True:  # a fresh head takes a moment to register its job agent
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=job_env(repo_root))
+        log = proc.stdout + proc.stderr
+        if "No available agent to submit job" not in log or time.time() > deadline:
+            break
+        time.sleep(2)
+    assert proc.returncode == 0, log[-4000:]
+    assert "succeeded" in log, log[-4000:]
+    assert f"manifest: {out}/_manifest.json" in log and f"errors:   {out}/errors.parquet (2 failed videos)" in log
+    manifest = shards.read_manifest(str(out))
+    assert manifest["totals"]["clips"] == 4 and manifest["totals"]["errors"] == 2
+    assert {e["video_id"]: e["stage"] for e in shards.read_errors(str(out))} == {"corrupt": "decode", "zero": "probe"}
+    clips = {c.video_id: c for c in shards.read_clips(str(out))}
+    assert sorted(clips) == [f"synth{i:04d}" for i in range(4)]
+    assert clips["synth0002"].frames.shape == (40, 64, 64, 3)
+    decoded = read_frames(inputs / "synth0002.mp4")
+    assert np.abs(clips["synth0002"].frames.astype(int) - decoded).mean() < 3  # JPEG q95 of the same frames
+
+
+def test_s3_in_s3_out(moto_s3, ray_local, videos):
+    import boto3
+
+    from preprocessing.config import PreprocessConfig
+    from preprocessing.ray_jobs import run_preprocess
+
+    bucket = moto_s3["bucket"]
+    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint"], region_name="us-east-1")
+    for name in ["metadata.csv", "synth0000.mp4", "synth0001.mp4", "synth0002.mp4"]:
+        s3.upload_file(str(videos / name), bucket, f"raw/{name}")
+    s3.put_object(Bucket=bucket, Key="raw/broken.mp4", Body=b"not a video at all")
+    cfg = PreprocessConfig(input=f"s3://{bucket}/raw", output=f"s3://{bucket}/ds", kind="none", size=32,
+                           min_frames=8, workers=2)
+    result = run_preprocess(cfg)
+    assert result["manifest"] == f"s3://{bucket}/ds/_manifest.json"
+    assert (result["num_clips"], result["num_errors"]) == (3, 1)
+    clips = list(shards.read_clips(f"s3://{bucket}/ds"))
+    assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
+    assert all(c.frames.shape == (40, 32, 32, 3) for c in clips)
+    assert all(c.source_path.startswith(f"s3://{bucket}/raw/") for c in clips)
+    assert shards.verify_shards(f"s3://{bucket}/ds") == []
+    (err,) = shards.read_errors(f"s3://{bucket}/ds")
+    assert err["path"] == f"s3://{bucket}/raw/broken.mp4" and "not a readable video" in err["message"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ds/")["Contents"]}
+    assert not any("/_work/" in k for k in keys), sorted(keys)  # work files removed after the commit
+    again = run_preprocess(cfg)  # resuming a finished job: nothing to do, same answer
+    assert (again["num_clips"], again["num_errors"]) == (3, 1)
+
+
+def run_pipeline(repo_root: Path, ray_head: dict, inputs: Path, out: Path) -> subprocess.Popen:
+    cmd = [sys.executable, str(repo_root / "pipelines" / "preprocess.py"), "--input", str(inputs), "--output",
+           str(out), "--kind", "none", "--size", "64", "--min-frames", "8", "--workers", "1", "--shard-mb", "0.15",
+           "--frame-format", "png", "--address", ray_head["address"]]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=job_env(repo_root), start_new_session=True)
+
+
+def test_killed_job_resumes_to_identical_shards(ray_head, repo_root, videos, tmp_path):
+    full = run_pipeline(repo_root, ray_head, videos, tmp_path / "full")
+    log = full.communicate(timeout=400)[0]
+    assert full.returncode == 0, log[-4000:]
+
+    killed = run_pipeline(repo_root, ray_head, videos, tmp_path / "resumed")
+    parts = tmp_path / "resumed" / "_work" / "parts"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(parts.glob("*.parquet"))) < 3 and killed.poll() is None:
+        time.sleep(0.02)
+    os.killpg(killed.pid, signal.SIGKILL)  # the driver and anything it started
+    killed.wait(timeout=60)
+    done_before = len(list(parts.glob("*.parquet")))
+    assert 3 <= done_before < 12, "the job was not killed halfway"
+    assert not (tmp_path / "resumed" / "_manifest.json").exists()
+
+    resumed = run_pipeline(repo_root, ray_head, videos, tmp_path / "resumed")
+    log = resumed.communicate(timeout=400)[0]
+    assert resumed.returncode == 0, log[-4000:]
+    a = json.loads((tmp_path / "full" / "_manifest.json").read_text())
+    b = json.loads((tmp_path / "resumed" / "_manifest.json").read_text())
+    assert len(a["shards"]) > 1
+    assert [(s["file"], s["rows"], s["sha256"]) for s in a["shards"]] == \
+           [(s["file"], s["rows"], s["sha256"]) for s in b["shards"]]
+    listed = sorted(p.relative_to(tmp_path / "resumed").as_posix()
+                    for p in (tmp_path / "resumed" / "shards").rglob("*") if p.is_file())
+    assert listed == sorted(s["file"] for s in b["shards"])  # no duplicate or half-written shard files
+    assert [c.clip_id for c in shards.read_clips(str(tmp_path / "resumed"))] == \
+           [c.clip_id for c in shards.read_clips(str(tmp_path / "full"))]

@@ -1,0 +1,91 @@
+"""The scheduled benchmark: newest checkpoint, best earlier run, regression flagged (exit 1) or passed (exit 0)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from evaluation import tracking
+from evaluation.benchmark import find_regressions, newest_checkpoint
+from evaluation.synthetic_set import write_synthetic_shards
+
+
+def load_pipeline(repo_root, name: str):
+    spec = importlib.util.spec_from_file_location(f"pipeline_{name}", repo_root / "pipelines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_find_regressions_hand_made() -> None:
+    best = {"l1": 0.10, "akd/x": 2.0, "aed/y": float("nan")}
+    ok, compared = find_regressions({"l1": 0.104, "akd/x": 1.0, "aed/y": 5.0}, best, ["l1", "akd/x", "aed/y"], 0.05)
+    assert ok == [] and compared == {"l1": (0.104, 0.10), "akd/x": (1.0, 2.0)}  # NaN baselines are not judged
+    bad, _ = find_regressions({"l1": 0.106, "akd/x": 2.0}, best, ["l1", "akd/x"], 0.05)
+    assert len(bad) == 1 and bad[0].startswith("l1: 0.10600 > 0.10500")
+
+
+def test_newest_checkpoint(tmp_path) -> None:
+    for i, name in enumerate(["a.pth.tar", "sub/b.pth.tar", "c.txt", ".d.pth.tar.tmp"]):
+        path = tmp_path / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1_000 + i, 1_000 + i))
+    assert newest_checkpoint(str(tmp_path)) == str(tmp_path / "sub" / "b.pth.tar")
+    assert newest_checkpoint(str(tmp_path / "a.pth.tar")) == str(tmp_path / "a.pth.tar")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint files"):
+        newest_checkpoint(str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        newest_checkpoint(str(tmp_path / "missing"))
+
+
+def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, tiny_config_path, tmp_path,
+                                                                     capsys, sqlite_uri) -> None:
+    uri = sqlite_uri
+    import fomm
+    from evaluation.reconstruction import load_model
+
+    data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=6, seed=5)
+    ckpts = tmp_path / "ckpts"
+    model = load_model(tiny_config_path, None)
+    bench = load_pipeline(repo_root, "benchmark")
+    args = ["--checkpoints", str(ckpts), "--config", str(tiny_config_path), "--data", str(data),
+            "--tracking-uri", uri, "--workers", "0", "--domain", "synthetic", "--out", str(tmp_path / "out")]
+
+    def save(name: str, when: int) -> None:
+        path = fomm.save_checkpoint(ckpts / name, generator=model.generator, kp_detector=model.kp_detector)
+        os.utime(path, (when, when))
+
+    save("base.pth.tar", 1_000)
+    assert bench.main(args + ["--run-name", "base"]) == 0
+    assert "baseline: none" in capsys.readouterr().out
+
+    save("same.pth.tar", 2_000)  # same quality: identical weights in a newer file
+    assert bench.main(args + ["--run-name", "same"]) == 0
+    out = capsys.readouterr().out
+    assert "no regression" in out and "checkpoint: " + str(ckpts / "same.pth.tar") in out
+
+    # deliberately worse: a constant output, each channel at the extreme away from the data's mean colour
+    from preprocessing.shards import read_clips
+
+    mean = np.mean([c.frames.mean(axis=(0, 1, 2)) / 255 for c in read_clips(str(data))], axis=0)
+    with torch.no_grad():
+        model.generator.final.weight.zero_()
+        model.generator.final.bias.copy_(torch.tensor(np.where(mean < 0.5, 10.0, -10.0)))
+    save("worse.pth.tar", 3_000)
+    assert bench.main(args + ["--run-name", "worse"]) == 1
+    captured = capsys.readouterr()
+    assert "REGRESSION: l1:" in captured.err
+
+    runs = {r["run_name"]: r for r in tracking.search_runs(uri, "fomm-benchmark")}
+    assert runs["same"]["metrics"]["l1"] == runs["base"]["metrics"]["l1"]
+    assert runs["worse"]["metrics"]["l1"] > 0.5 > runs["base"]["metrics"]["l1"]
+    assert runs["worse"]["tags"]["benchmark.regression"] == "true"
+    assert runs["same"]["tags"]["benchmark.regression"] == "false"
+    assert runs["worse"]["tags"]["benchmark.baseline_run_id"] in (runs["base"]["run_id"], runs["same"]["run_id"])
+    assert all(r["tags"]["fomm.kind"] == "benchmark" and r["status"] == "FINISHED" for r in runs.values())

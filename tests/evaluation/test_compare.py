@@ -1,0 +1,36 @@
+"""`fomm runs compare` (evaluation.compare.main) over real runs in a local MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+from evaluation import compare, tracking
+
+
+def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
+    uri = sqlite_uri
+    for name, l1, akd in (("good", 0.05, 1.25), ("bad", 0.25, 3.5)):
+        with tracking.Tracker(uri, "cmp", run_name=name) as t:
+            t.log_params({"checkpoint.sha256": "ab" * 32})
+            t.log_metrics({"l1": l1, "akd/dlib-68": akd, "l1_frames": 10.0, "num_videos": 2.0})
+    with tracking.Tracker(uri, "cmp", run_name="other-backend") as t:
+        t.log_metrics({"l1": 0.1, "akd/foreground-centroids": 9.0})
+
+    assert compare.main(["--experiment", "cmp", "--tracking-uri", uri, "--sort", "l1",
+                         "--plot", str(tmp_path / "runs.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["run_name", "run_id", "status", "start_time", "checkpoint_sha256", "l1",
+                              "akd/dlib-68", "akd/foreground-centroids"]
+    assert [line.split()[0] for line in out[2:]] == ["good", "other-backend", "bad"]  # sorted by L1
+    assert "0.0500" in out[2] and "1.2500" in out[2] and "abababababab" in out[2]
+    assert (tmp_path / "runs.png").stat().st_size > 1000
+
+    assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--metrics", "l1", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["run_name"]: r["l1"] for r in rows} == {"good": "0.0500", "bad": "0.2500", "other-backend": "0.1000"}
+
+    assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--format", "csv", "--limit", "1"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+    assert compare.main(["-e", "nothing-here", "--tracking-uri", uri]) == 1
+    assert "no runs" in capsys.readouterr().err

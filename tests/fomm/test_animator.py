@@ -1,0 +1,194 @@
+"""Animator, frame fitting, keypoint drawing and best-frame selection: hand-computed values and invariants."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from fomm import Animator, AnimatorError, find_best_frame, save_checkpoint
+from fomm.animation import normalize_landmarks
+from fomm.animator import fit_frames, frames_to_tensor, to_uint8
+from fomm.visualization import draw_keypoints, keypoint_colors, keypoints_to_pixels, side_by_side
+
+
+@pytest.fixture(scope="module")
+def animator(tiny_config_path) -> Animator:
+    torch.set_num_threads(1)
+    return Animator.from_config(tiny_config_path, random_init=True, seed=0, batch_size=4)
+
+
+def random_frames(n: int, h: int = 48, w: int = 80, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- frames in and out
+
+
+def test_frames_to_tensor_scales_each_dtype_and_layout():
+    rgb = np.array([[[255, 0, 51]]], dtype=np.uint8)  # 1×1×3
+    assert frames_to_tensor(rgb).flatten().tolist() == pytest.approx([1.0, 0.0, 0.2])
+    grey16 = np.array([[65535, 0]], dtype=np.uint16)  # 1×2 greyscale, 16-bit
+    x = frames_to_tensor(grey16)
+    assert x.shape == (1, 3, 1, 2) and x[0, :, 0, 0].tolist() == [1, 1, 1] and x[0, :, 0, 1].tolist() == [0, 0, 0]
+    rgba = np.array([[[0, 0, 0, 0], [0, 0, 0, 255]]], dtype=np.uint8)  # transparent black → white; opaque stays
+    x = frames_to_tensor(rgba)
+    assert x[0, :, 0, 0].tolist() == [1, 1, 1] and x[0, :, 0, 1].tolist() == [0, 0, 0]
+    assert torch.equal(frames_to_tensor(torch.full((3, 2, 2), 255, dtype=torch.uint8)), torch.ones(1, 3, 2, 2))
+
+
+def test_fit_frames_center_crop_pad_and_stretch():
+    x = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 3, 4, 8) / 10  # column j holds j/10
+    center = fit_frames(x, (4, 4), "center")
+    assert center[0, 0, 0].tolist() == pytest.approx([0.2, 0.3, 0.4, 0.5])  # central columns 2..5, no resize
+    padded = fit_frames(x, (8, 8), "pad")  # 4×8 → 8×8: two black rows above and below
+    assert padded[0, 0, :2].abs().sum() == 0 and padded[0, 0, 6:].abs().sum() == 0
+    assert torch.equal(padded[0, :, 2:6], x[0])
+    assert fit_frames(x, (6, 2), "none").shape == (1, 3, 6, 2)
+    with pytest.raises(AnimatorError, match="crop must be one of"):
+        fit_frames(x, (4, 4), "zoom")
+
+
+def test_to_uint8_rounds_and_clamps():
+    x = torch.tensor([-0.5, 0.0, 0.5, 1.0, 2.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
+    assert to_uint8(x)[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def test_keypoints_map_to_the_model_grid_and_discs_are_drawn():
+    assert keypoints_to_pixels(np.array([[-1, -1], [1, 1], [0, 0]]), 5, 9).tolist() == [[0, 0], [8, 4], [4, 2]]
+    image = np.zeros((5, 5, 3), np.uint8)
+    out = draw_keypoints(image, np.array([[0.0, 0.0]]), radius=1, colors=np.array([[255, 0, 0]]))
+    red = (out == [255, 0, 0]).all(axis=2)
+    expected = np.zeros((5, 5), bool)
+    expected[2, 1:4] = expected[1:4, 2] = True  # centre (2, 2) and its 4 neighbours; diagonals are √2 away
+    assert np.array_equal(red, expected)
+    assert image.sum() == 0  # input untouched
+    # hues 0°, 150°, 300°: red, spring green (blue at half), magenta
+    assert keypoint_colors(3).tolist() == [[255, 0, 0], [0, 255, 128], [255, 0, 255]]
+    assert side_by_side([image, out, image]).shape == (5, 15, 3)
+    with pytest.raises(ValueError, match="one height"):
+        side_by_side([image, np.zeros((4, 5, 3), np.uint8)])
+
+
+# ---------------------------------------------------------------- best frame (pure part)
+
+
+def test_normalize_landmarks_removes_shift_and_scale():
+    square = np.array([[0, 0], [2, 0], [2, 2], [0, 2]], dtype=float)  # area 4 → divide by 2 after centring
+    assert normalize_landmarks(square).tolist() == [[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]
+    assert np.allclose(normalize_landmarks(square * 7.5 + [100, -3]), normalize_landmarks(square))
+
+
+def test_find_best_frame_skips_frames_without_a_face():
+    source = np.array([[0, 0], [4, 0], [4, 2], [0, 2], [2, 1]], dtype=float)  # a wide rectangle + centre
+    tall = source[:, ::-1].copy()  # the same shape turned: a tall rectangle
+    skewed = source + np.array([[0, 0], [0, 0], [1, 0], [1, 0], [0.5, 0]])
+    matching = source * 3 + [50, 60]  # same pose, other place and size
+    frames = [tall, None, skewed, matching, None, tall]
+    assert find_best_frame(source, frames) == 3
+    assert find_best_frame(source, [None, skewed, tall]) == 1  # skew is closer to the source than a turn
+    with pytest.raises(ValueError, match="no face found in any of the 2"):
+        find_best_frame(source, [None, None])
+
+
+# ---------------------------------------------------------------- animator
+
+
+def captured_generator_inputs(animator: Animator) -> tuple[list, torch.utils.hooks.RemovableHandle]:
+    calls: list = []
+
+    def hook(module, args, kwargs):  # noqa: ANN001
+        calls.append({k: {n: t.clone() for n, t in kwargs[k].items()} for k in ("kp_driving", "kp_source")})
+
+    return calls, animator.generator.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_relative_motion_feeds_the_source_keypoints_for_the_initial_frame(animator):
+    frames = random_frames(6)
+    calls, handle = captured_generator_inputs(animator)
+    try:
+        batches = list(animator.animate(frames[0], frames))
+    finally:
+        handle.remove()
+    kp_source = animator.encode_source(frames[0]).kp
+    first = calls[0]["kp_driving"]
+    assert torch.allclose(first["value"][0], kp_source["value"][0], atol=1e-6)
+    assert torch.allclose(first["jacobian"][0], kp_source["jacobian"][0], atol=1e-5)
+    # and what the generator got is what the Animator reports, frame for frame
+    assert torch.equal(torch.cat([c["kp_driving"]["value"] for c in calls]),
+                       torch.cat([b.kp_norm["value"] for b in batches]))
+    assert [b.start for b in batches] == [0, 4] and batches[1].prediction.shape == (2, 3, 64, 64)
+
+
+def test_relative_motion_is_the_driving_motion_added_to_the_source(tiny_config_path):
+    animator = Animator.from_config(tiny_config_path, random_init=True, adapt_movement_scale=False, batch_size=3)
+    source, frames = random_frames(1, seed=1)[0], random_frames(5, seed=2)
+    kp_source = animator.encode_source(source).kp["value"]
+    kp_initial = animator.detect(frames[2])["value"]
+    batches = list(animator.animate(source, frames, driving_initial=frames[2]))
+    kp_driving = torch.cat([b.kp_driving["value"] for b in batches])
+    kp_norm = torch.cat([b.kp_norm["value"] for b in batches])
+    assert torch.allclose(kp_norm, kp_source + kp_driving - kp_initial, atol=1e-6)
+    absolute = Animator(animator.kp_detector, animator.generator, frame_size=(64, 64), relative=False)
+    batch = next(absolute.animate(source, frames))
+    assert torch.equal(batch.kp_norm["value"], batch.kp_driving["value"])
+
+
+def test_source_is_encoded_once_and_frames_stream_in_batches(animator):
+    encodes, detected = [], []
+    h1 = animator.generator.first.register_forward_hook(lambda m, i, o: encodes.append(o.shape[0]))
+    h2 = animator.kp_detector.register_forward_hook(lambda m, i, o: detected.append(o["value"].shape[0]))
+    pulled = 0
+
+    def endless():  # a driving "video" that never ends: only a streaming animator can start on it
+        nonlocal pulled
+        for i in itertools.count():
+            pulled += 1
+            yield random_frames(1, seed=i % 3)[0]
+
+    try:
+        frames = list(itertools.islice(animator.frames(random_frames(1)[0], endless()), 6))
+    finally:
+        h1.remove()
+        h2.remove()
+    assert len(frames) == 6 and frames[0].shape == (64, 64, 3) and frames[0].dtype == np.uint8
+    assert pulled == 8  # two batches of 4, nothing read ahead
+    assert encodes == [1]  # the generator's encoder ran for the source only
+    assert detected == [1, 4, 4]  # source keypoints once, then one detector pass per batch
+
+
+def test_batch_size_does_not_change_the_result(animator, tiny_config_path):
+    source, frames = random_frames(1, seed=3)[0], random_frames(5, seed=4)
+    one = Animator(animator.kp_detector, animator.generator, frame_size=(64, 64), batch_size=1)
+    a = animator.animate_video(source, frames)
+    b = one.animate_video(source, frames)
+    assert a.shape == (5, 64, 64, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # equal up to float rounding of a uint8 step
+
+
+def test_side_by_side_layout_shows_source_driving_result(animator):
+    source, frames = random_frames(1, seed=5)[0], random_frames(2, 64, 64, seed=6)
+    out = list(animator.frames(source, frames, layout="side-by-side", output_size=(32, 32)))
+    assert out[0].shape == (32, 96, 3)
+    assert np.array_equal(out[1][:, :32], to_uint8(animator.prepare(source), (32, 32))[0])
+    assert np.array_equal(out[1][:, 32:64], to_uint8(animator.prepare(frames[1]), (32, 32))[0])
+    plain = list(animator.frames(source, frames, output_size=(32, 32)))
+    assert np.array_equal(out[1][:, 64:], plain[1])
+    drawn = list(animator.frames(source, frames, layout="side-by-side", draw_kp=True, output_size=(32, 32)))
+    assert not np.array_equal(drawn[0], out[0])
+    with pytest.raises(AnimatorError, match="layout must be one of"):
+        next(animator.frames(source, frames, layout="grid"))
+
+
+def test_from_config_needs_a_checkpoint_or_an_explicit_random_init(tiny_config_path, tmp_path):
+    with pytest.raises(AnimatorError, match="no checkpoint given"):
+        Animator.from_config(tiny_config_path)
+    trained = Animator.from_config(tiny_config_path, random_init=True, seed=7)
+    path = save_checkpoint(tmp_path / "tiny.pth.tar", generator=trained.generator, kp_detector=trained.kp_detector)
+    loaded = Animator.from_config(tiny_config_path, path, seed=123)
+    assert not loaded.generator.training and not loaded.kp_detector.training
+    source, frames = random_frames(1, seed=8)[0], random_frames(2, seed=9)
+    assert np.array_equal(trained.animate_video(source, frames), loaded.animate_video(source, frames))

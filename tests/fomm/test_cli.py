@@ -1,0 +1,234 @@
+"""`fomm animate|info|runs` on the real media: outputs that decode as asked, and one clear line per bad input."""
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fomm import Animator, save_checkpoint
+from fomm.cli import animate_file, main
+from preprocessing.video_io import iter_frames, probe_video, read_frames, write_video
+
+CLIP_FRAMES = 8
+
+
+def cut_clip(src: Path, dst: Path, num_frames: int) -> Path:
+    """The first frames of a real video, with its audio trimmed to match."""
+    return write_video(dst, read_frames(src, num_frames), probe_video(src).fps, audio_from=src)
+
+
+def audio_seconds(path: Path) -> float:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return sum(f.samples for f in container.decode(stream)) / stream.rate
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, shared_data, tiny_config_path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("media")
+    m = {"clip": cut_clip(shared_data / "face_talk_d.mp4", root / "clip.mp4", CLIP_FRAMES),
+         "source": shared_data / "face_source_c.jpg"}  # PNG bytes behind a .jpg name
+    longer = cut_clip(shared_data / "face_talk_d.mp4", root / "clip12.mp4", 12)
+    data = bytearray(longer.read_bytes())
+    with av.open(str(longer)) as c:  # packet 8 of 12 overwritten with noise: decoding fails after 6 frames
+        packets = [p for p in c.demux(c.streams.video[0]) if p.size]
+    start, size = packets[8].pos, packets[8].size
+    data[start:start + size] = np.random.default_rng(8).integers(0, 256, size, dtype=np.uint8).tobytes()
+    (m.setdefault("corrupt", root / "corrupt.mp4")).write_bytes(bytes(data))
+    real = (shared_data / "face_talk_d.mp4").read_bytes()  # index up front: a cut keeps 15 of 169 frames
+    (m.setdefault("truncated", root / "truncated.mp4")).write_bytes(real[: len(real) // 10])
+    clip = m["clip"].read_bytes()  # index at the end: a cut loses it
+    (m.setdefault("truncated_index", root / "truncated_index.mp4")).write_bytes(clip[: len(clip) // 2])
+    with av.open(str(root / "zero.avi"), "w") as c:  # a video stream without a single frame
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        c.start_encoding()
+    m["zero"] = root / "zero.avi"
+    (m.setdefault("text", root / "notes.mp4")).write_text("not a video\n")
+    face = np.asarray(Image.open(shared_data / "face_source_d.jpg").convert("RGB"))
+    rgba = np.dstack([face, np.full(face.shape[:2], 255, np.uint8)])
+    rgba[:20] = 0  # a transparent band
+    Image.fromarray(rgba, "RGBA").save(root / "rgba.png")
+    m["rgba"] = root / "rgba.png"
+    grey16 = (face.mean(axis=2) * 257).astype(np.uint16)
+    Image.fromarray(grey16).save(root / "grey16.png")
+    m["grey16"] = root / "grey16.png"
+    torch.manual_seed(0)
+    tiny = Animator.from_config(tiny_config_path, random_init=True)
+    m["tiny_ckpt"] = save_checkpoint(root / "tiny.pth.tar", generator=tiny.generator, kp_detector=tiny.kp_detector)
+    (m.setdefault("bad_ckpt", root / "bad.pth.tar")).write_bytes(b"PK\x03\x04 half a zip")
+    return m
+
+
+def run(argv: list, capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_animate_tiny_keeps_frames_fps_and_audio(media, tiny_config_path, tmp_path, capsys):
+    out = tmp_path / "result.mp4"
+    code, stdout, err = run(["animate", "--config", tiny_config_path, "--random-init", "--source", media["source"],
+                             "--driving", media["clip"], "--out", out, "--quiet", "--batch-size", "3"], capsys)
+    assert code == 0, err
+    assert "RANDOM weights" in err
+    info = probe_video(out)
+    assert (info.width, info.height, info.num_frames, info.fps) == (64, 64, CLIP_FRAMES, 25.0)
+    assert info.has_audio and abs(audio_seconds(out) - CLIP_FRAMES / 25) <= 1 / 25
+    assert len(list(iter_frames(out))) == CLIP_FRAMES
+    assert f"{out}: {CLIP_FRAMES} frames 64×64 at 25 fps, audio kept" in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.mp4"]  # no temporary left
+
+
+@pytest.mark.parametrize("source", ["rgba", "grey16"])
+def test_animate_side_by_side_with_keypoints_any_source_type(source, media, tiny_config_path, tmp_path, capsys):
+    out = tmp_path / "view.mkv"
+    code, _, err = run(["animate", "--config", tiny_config_path, "--random-init", "--source", media[source],
+                        "--driving", media["clip"], "--out", out, "--quiet", "--layout", "side-by-side",
+                        "--draw-keypoints", "--output-size", "96", "--crop", "pad", "--absolute",
+                        "--no-adapt-scale"], capsys)
+    assert code == 0, err
+    info = probe_video(out)
+    assert (info.width, info.height, info.num_frames) == (3 * 96, 96, CLIP_FRAMES)
+
+
+def test_vox256_architecture_end_to_end_and_initial_keypoints(media, tmp_path):
+    """Random-init vox-256: 3 real frames at 256², the source is the clip's first frame."""
+    clip = cut_clip(media["clip"], tmp_path / "clip3.mp4", 3)
+    source = tmp_path / "first.png"
+    Image.fromarray(next(iter_frames(clip))).save(source)
+    animator = Animator.from_config("configs/vox-256.yaml", random_init=True, batch_size=3)
+    seen = []
+    handle = animator.generator.register_forward_pre_hook(
+        lambda m, a, kw: seen.append((kw["kp_driving"]["value"].clone(), kw["kp_source"]["value"].clone())),
+        with_kwargs=True)
+    try:
+        result = animate_file(animator, source, clip, tmp_path / "vox.mp4", progress=False)
+    finally:
+        handle.remove()
+    info = probe_video(result.path)
+    assert (info.width, info.height, info.num_frames, info.fps) == (256, 256, 3, 25.0)
+    assert abs(audio_seconds(Path(result.path)) - 3 / 25) <= 1 / 25
+    kp_driving, kp_source = seen[0]
+    assert kp_driving.shape == (3, 10, 2)
+    assert torch.allclose(kp_driving[0], kp_source[0], atol=1e-6)  # relative: frame 0 moves nothing
+
+
+BAD_INPUTS = {  # case: (changed arguments, the argument whose file the message names, what it says)
+    "missing source": (lambda m, o: {"--source": o / "nowhere.png"}, "--source", "no such file"),
+    "missing driving": (lambda m, o: {"--driving": o / "nowhere.mp4"}, "--driving", "no such file"),
+    "source not an image": (lambda m, o: {"--source": m["text"]}, "--source", "not a readable image or video"),
+    "driving not a video": (lambda m, o: {"--driving": m["text"]}, "--driving", "not a readable video"),
+    "corrupt driving": (lambda m, o: {"--driving": m["corrupt"]}, "--driving", "corrupt video stream"),
+    "truncated driving": (lambda m, o: {"--driving": m["truncated"]}, "--driving", "decoded 15 of 169 frames"),
+    "truncated index": (lambda m, o: {"--driving": m["truncated_index"]}, "--driving", "not a readable video"),
+    "zero frames": (lambda m, o: {"--driving": m["zero"]}, "--driving", "zero-frame video"),
+    "checkpoint misfit": (lambda m, o: {"--checkpoint": m["tiny_ckpt"], "--config": "configs/vox-256.yaml"},
+                          "--checkpoint", "'generator' does not fit the model config"),
+    "checkpoint corrupt": (lambda m, o: {"--checkpoint": m["bad_ckpt"]}, "--checkpoint", "not a readable checkpoint"),
+    "output under a file": (lambda m, o: {"--out": m["text"] / "out.mp4"}, "--out", "is not a folder"),
+    "output is a folder": (lambda m, o: {"--out": o}, "--out", "is a folder"),
+    "output format": (lambda m, o: {"--out": o / "result.txt"}, "--out", "unsupported output format"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gives_one_line_and_no_output(case, media, tiny_config_path, tmp_path, capsys):
+    changes, named, problem = BAD_INPUTS[case]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    args = {"--config": tiny_config_path, "--random-init": None, "--source": media["source"],
+            "--driving": media["clip"], "--out": out_dir / "result.mp4", "--batch-size": "4"}
+    args.update(changes(media, out_dir))
+    if "--checkpoint" in args:
+        del args["--random-init"]
+    argv = ["animate", "--quiet"] + [x for k, v in args.items() for x in ((k,) if v is None else (k, v))]
+    code, _, err = run(argv, capsys)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 1
+    assert len(errors) == 1 and errors[0].startswith("fomm animate: error: "), err
+    assert f"error: {args[named]}: " in errors[0] and problem in errors[0], errors[0]
+    assert list(out_dir.iterdir()) == []  # no output, no temporary
+
+
+def test_find_best_frame_without_weights_names_them(media, tiny_config_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    out = tmp_path / "best.mp4"
+    code, _, err = run(["animate", "--config", tiny_config_path, "--random-init", "--source", media["source"],
+                        "--driving", media["clip"], "--out", out, "--quiet", "--find-best-frame"], capsys)
+    assert code == 1
+    line = [x for x in err.splitlines() if "error:" in x][0]
+    assert "face-alignment weights missing" in line
+    assert str(tmp_path / "torch-home" / "hub" / "checkpoints" / "2DFAN4-11f355bf06.pth.tar") in line
+    assert not out.exists()
+
+
+def test_missing_checkpoint_needs_explicit_random_init(media, tiny_config_path, tmp_path, capsys):
+    code, _, err = run(["animate", "--config", tiny_config_path, "--source", media["source"], "--driving",
+                        media["clip"], "--out", tmp_path / "r.mp4"], capsys)
+    assert code == 1 and "--checkpoint is required (or pass --random-init" in err
+
+
+def test_info_counts_parameters_and_checks_checkpoints(media, tiny_config_path, capsys):
+    code, out, _ = run(["info", "--config", "configs/vox-256.yaml"], capsys)
+    assert code == 0
+    assert "14,215,368" in out and "45,575,391" in out and "2,758,849" in out  # reference figures (vox-256)
+    code, out, _ = run(["info", "--config", tiny_config_path, "--checkpoint", media["tiny_ckpt"]], capsys)
+    assert code == 0 and "[generator]: ok" in out and "[discriminator]: absent" in out
+    code, out, _ = run(["info", "--config", "configs/vox-256.yaml", "--checkpoint", media["tiny_ckpt"]], capsys)
+    assert code == 1 and "'kp_detector' does not fit the model config" in out
+
+
+def test_runs_compare_dispatches_its_arguments(monkeypatch, capsys):
+    received = []
+    module = types.ModuleType("evaluation.compare")
+    module.main = lambda argv: received.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "evaluation.compare", module)
+    assert main(["runs", "compare", "--metric", "l1", "run-a", "run-b"]) == 0
+    assert received == [["--metric", "l1", "run-a", "run-b"]]
+    assert main(["runs", "merge"]) == 1 and "unknown action 'merge'" in capsys.readouterr().err
+
+
+def test_console_script_exit_status(media, tmp_path):
+    fomm = Path(sys.executable).parent / "fomm"
+    done = subprocess.run([str(fomm), "animate", "--config", "configs/tiny-64.yaml", "--random-init",
+                           "--source", str(media["text"]), "--driving", str(media["clip"]),
+                           "--out", str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (f"fomm animate: error: {media['text']}: "
+                                                    "not a readable image or video")
+
+
+def test_best_frame_starts_relative_motion_there(media, tiny_config_path, tmp_path):
+    """A landmark function that sees the source's pose only in driving frame 5: motion is zero there."""
+    square = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [2, 1]], dtype=float)
+    calls = []
+
+    def landmarks(frame):  # call 0: the source, then the driving frames in order
+        calls.append(frame.shape)
+        index = len(calls) - 2
+        if index == 5 or index < 0:
+            return square * (1 + index % 3)
+        return None if index % 2 else square + [[0, 0], [0, 0], [3, 0], [3, 0], [0, 0]]
+
+    animator = Animator.from_config(tiny_config_path, random_init=True, batch_size=3)
+    seen = []
+    handle = animator.generator.register_forward_pre_hook(
+        lambda m, a, kw: seen.append((kw["kp_driving"]["value"].clone(), kw["kp_source"]["value"].clone())),
+        with_kwargs=True)
+    try:
+        result = animate_file(animator, media["source"], media["clip"], tmp_path / "best.mp4", progress=False,
+                              use_best_frame=True, landmarks=landmarks)
+    finally:
+        handle.remove()
+    assert result.best_frame == 5 and result.num_frames == CLIP_FRAMES
+    assert calls == [(64, 64, 3)] * (1 + CLIP_FRAMES)  # landmarks on what the model sees
+    kp_driving, kp_source = torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen])
+    assert torch.allclose(kp_driving[5], kp_source[5], atol=1e-5)
+    assert not torch.allclose(kp_driving[0], kp_source[0], atol=1e-3)

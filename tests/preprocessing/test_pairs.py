@@ -1,0 +1,82 @@
+"""Frame-pair sampling, epochs (num_repeats, id_sampling) and paired augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from preprocessing.pairs import AugmentParams, EpochSampler, augment_pair, jitter_colour, sample_pair
+
+
+def test_sample_pair_is_sorted_uniform_with_replacement():
+    rng = np.random.default_rng(0)
+    pairs = np.array([sample_pair(4, rng) for _ in range(8000)])
+    assert (pairs[:, 0] <= pairs[:, 1]).all() and pairs.min() == 0 and pairs.max() == 3
+    # with replacement: P(i == j) = 1/4; sorted: P(i = 0) = 1 − (3/4)² = 7/16
+    assert np.mean(pairs[:, 0] == pairs[:, 1]) == pytest.approx(0.25, abs=0.02)
+    assert np.mean(pairs[:, 0] == 0) == pytest.approx(7 / 16, abs=0.02)
+    assert sample_pair(1, rng) == (0, 0)
+    with pytest.raises(ValueError, match="0 frames"):
+        sample_pair(0, rng)
+
+
+def test_augmentation_is_identical_on_both_frames():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    for seed in range(20):
+        a, b = augment_pair(frame, frame.copy(), np.random.default_rng(seed), AugmentParams())
+        np.testing.assert_array_equal(a, b)  # same frame in, same frame out: the draw is shared
+
+
+def test_flip_and_time_flip_without_jitter():
+    src, drv = np.zeros((2, 3, 3), np.uint8), np.ones((2, 3, 3), np.uint8)
+    src[0, 0] = 9
+    params = AugmentParams(brightness=0, contrast=0, saturation=0, hue=0)
+    seen = set()
+    for seed in range(40):
+        a, b = augment_pair(src, drv, np.random.default_rng(seed), params)
+        swapped = a.max() == 1
+        first = b if swapped else a
+        flipped = first[0, 2, 0] == 9
+        assert first[0, 0 if not flipped else 2, 0] == 9
+        seen.add((swapped, flipped))
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+    a, b = augment_pair(src, drv, np.random.default_rng(0), AugmentParams(horizontal_flip=False, time_flip=False,
+                                                                        brightness=0, contrast=0, saturation=0, hue=0))
+    np.testing.assert_array_equal(a, src)
+
+
+def test_hue_shift_by_hand():
+    red = np.zeros((1, 1, 3))
+    red[..., 0] = 1.0
+    green = jitter_colour(red, {"hue": 1 / 3}, ["hue"])
+    np.testing.assert_allclose(green[0, 0], [0, 1, 0], atol=1e-9)
+    grey = np.full((1, 1, 3), 0.5)
+    np.testing.assert_allclose(jitter_colour(grey, {"hue": 0.1}, ["hue"]), grey)  # no hue to turn
+    np.testing.assert_allclose(jitter_colour(grey, {"brightness": 1.2}, ["brightness"]), 0.6)
+    two = np.array([[[0.2, 0.2, 0.2], [0.6, 0.6, 0.6]]])  # mean 0.4: contrast 0.5 pulls both halfway to it
+    np.testing.assert_allclose(jitter_colour(two, {"contrast": 0.5}, ["contrast"]), [[[0.3] * 3, [0.5] * 3]])
+
+
+def test_params_from_the_original_yaml_section():
+    p = AugmentParams.from_dict({"flip_param": {"horizontal_flip": True, "time_flip": False},
+                                 "jitter_param": {"brightness": 0.2, "hue": 0.05}})
+    assert (p.time_flip, p.brightness, p.hue, p.contrast) == (False, 0.2, 0.05, 0.1)
+    with pytest.raises(ValueError, match="unknown key"):
+        AugmentParams.from_dict({"jitter_param": {"brigthness": 0.1}})
+
+
+def test_epoch_sampler_num_repeats_and_id_sampling():
+    person_ids = ["a", "a", "a", "b", "c"]
+    plain = EpochSampler(person_ids, num_repeats=3, seed=1)
+    epoch = plain.epoch(0)
+    assert len(plain) == 15 and sorted(np.bincount(epoch)) == [3, 3, 3, 3, 3]
+    np.testing.assert_array_equal(epoch, plain.epoch(0))  # deterministic per (seed, epoch)
+    assert not np.array_equal(epoch, plain.epoch(1))
+    by_id = EpochSampler(person_ids, num_repeats=4, id_sampling=True, seed=1)
+    assert len(by_id) == 12
+    picks = np.concatenate([by_id.epoch(e) for e in range(50)])
+    people = np.array(person_ids)[picks]
+    # every person is visited equally often, however many clips each has
+    assert [int(np.sum(people == p)) for p in "abc"] == [200, 200, 200]
+    assert set(picks[people == "a"]) == {0, 1, 2}  # and any of a person's clips can be picked

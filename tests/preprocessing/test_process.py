@@ -1,0 +1,130 @@
+"""The job without Ray: synthetic and CSV inputs, faults in the error table, shard packing and resuming."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from preprocessing import dataset_writer as dw
+from preprocessing import shards
+from preprocessing.config import PreprocessConfig
+from preprocessing.cropping import resize_keep_aspect
+from preprocessing.sources import collect_tasks
+from preprocessing.video_io import read_frames
+
+
+def cfg_for(input_: str, output, **kw) -> PreprocessConfig:
+    base = {"input": str(input_), "output": str(output), "kind": "none", "size": 64, "min_frames": 8,
+            "frame_format": "png"}
+    return PreprocessConfig(**{**base, **kw})
+
+
+def shard_digests(root) -> dict[str, str]:
+    return {s["file"]: s["sha256"] for s in shards.read_manifest(str(root))["shards"]}
+
+
+def test_synthetic_folder_end_to_end(synthetic_dir, tmp_path):
+    result = dw.run_local(cfg_for(synthetic_dir, tmp_path / "out"))
+    assert (result["num_videos"], result["num_clips"], result["num_frames"], result["num_errors"]) == (6, 6, 144, 0)
+    clips = {c.video_id: c for c in shards.read_clips(str(tmp_path / "out"))}
+    meta = {r["video_id"]: r for r in csv.DictReader(open(synthetic_dir / "metadata.csv"))}
+    for vid, clip in clips.items():
+        assert (clip.person_id, clip.split) == (meta[vid]["person_id"], meta[vid]["split"])
+        assert clip.crop_box == (0, 0, 64, 64) and clip.frames.shape == (24, 64, 64, 3)
+    np.testing.assert_array_equal(clips["synth0003"].frames, read_frames(synthetic_dir / "synth0003.mp4"))
+    assert shards.verify_shards(str(tmp_path / "out")) == []
+    assert not list((tmp_path / "out" / "_work").rglob("*.parquet"))  # work files removed after the commit
+
+
+def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, shared_data):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(shared_data / "face_talk_d.mp4", raw / "vidA.mp4")  # 410×412 at 25 fps
+    table = tmp_path / "vox-metadata.csv"
+    rows = [  # reference frame 820×824 at 50 fps: the bbox halves, the frame range halves
+        "video_id,start,end,bbox,fps,width,height,partition,person_id",
+        "vidA,6,18,100-80-300-290,50,820,824,train,id10001",
+        "vidMissing,0,50,10-10-200-200,25,640,360,test,id10002",
+    ]
+    table.write_text("\n".join(rows) + "\n")
+    result = dw.run_local(cfg_for(table, tmp_path / "out", video_dir=str(raw), size=48))
+    (clip,) = list(shards.read_clips(str(tmp_path / "out")))
+    assert (clip.video_id, clip.person_id, clip.split) == ("vidA", "id10001", "train")
+    assert (clip.start_frame, clip.end_frame, clip.crop_box) == (3, 9, (50, 40, 150, 145))
+    source = read_frames(raw / "vidA.mp4", 9)[3:9]
+    expected = np.stack([resize_keep_aspect(f[40:145, 50:150], 48) for f in source])
+    np.testing.assert_array_equal(clip.frames, expected)
+    (err,) = shards.read_errors(str(tmp_path / "out"))
+    assert (err["video_id"], err["stage"]) == ("vidMissing", "missing")
+    assert "vidMissing" in err["message"] and result["num_errors"] == 1
+
+
+def test_corrupt_and_zero_frame_videos_go_to_errors(synthetic_dir, tmp_path, corrupt_video, zero_frame_video):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("synth0000.mp4", "synth0001.mp4"):
+        shutil.copy(synthetic_dir / name, inputs / name)
+    shutil.copy(corrupt_video, inputs / "corrupt.mp4")
+    shutil.copy(zero_frame_video, inputs / "zero.mp4")
+    (inputs / "notes.mp4").write_text("not a video")
+    result = dw.run_local(cfg_for(inputs, tmp_path / "out", max_frames=None))
+    assert (result["num_clips"], result["num_errors"]) == (2, 3)
+    errors = {e["video_id"]: e for e in shards.read_errors(str(tmp_path / "out"))}
+    assert set(errors) == {"corrupt", "zero", "notes"}
+    assert errors["corrupt"]["stage"] == "decode" and "truncated or corrupt" in errors["corrupt"]["message"]
+    assert errors["zero"]["stage"] == "probe" and "zero-frame" in errors["zero"]["message"]
+    assert errors["notes"]["path"].endswith("notes.mp4") and "not a readable video" in errors["notes"]["message"]
+    assert {c.video_id for c in shards.read_clips(str(tmp_path / "out"))} == {"synth0000", "synth0001"}
+
+
+def test_shards_respect_the_target_size(synthetic_dir, tmp_path):
+    dw.run_local(cfg_for(synthetic_dir, tmp_path / "out", shard_bytes=60_000))
+    manifest = shards.read_manifest(str(tmp_path / "out"))
+    assert len(manifest["shards"]) > 2
+    for s in manifest["shards"]:
+        assert s["bytes"] == (tmp_path / "out" / s["file"]).stat().st_size
+        assert s["rows"] == pq.read_metadata(tmp_path / "out" / s["file"]).num_rows
+        assert s["rows"] == 1 or s["bytes"] < 60_000 + 8_000  # over only when a single video is larger
+    assert sum(s["rows"] for s in manifest["shards"]) == 6
+
+
+def test_interrupted_run_resumes_to_identical_shards(synthetic_dir, tmp_path):
+    full = dw.run_local(cfg_for(synthetic_dir, tmp_path / "full", shard_bytes=60_000))
+    cfg = cfg_for(synthetic_dir, tmp_path / "resumed", shard_bytes=60_000)
+    layout = dw.Layout(cfg.output)
+    for task in collect_tasks(cfg)[:3]:  # the first run dies after three videos, before packing shards
+        dw.run_video(task, cfg, layout)
+    (tmp_path / "resumed" / "shards" / "train").mkdir(parents=True)
+    (tmp_path / "resumed" / "shards" / "train" / ".shard-00000.parquet.1234.tmp").write_bytes(b"half")
+    assert dw.finished_videos(layout) == {"synth0000", "synth0001", "synth0002"}
+    resumed = dw.run_local(cfg)
+    assert shard_digests(tmp_path / "resumed") == shard_digests(tmp_path / "full")
+    assert resumed["num_clips"] == full["num_clips"] == 6
+    files = sorted(p.relative_to(tmp_path / "resumed").as_posix() for p in (tmp_path / "resumed" / "shards").rglob("*"))
+    assert files == sorted(["shards/train", "shards/test", *shard_digests(tmp_path / "full")])  # no leftovers
+    before = (tmp_path / "resumed" / "_manifest.json").read_bytes()
+    again = dw.run_local(cfg)  # a finished job re-run changes nothing
+    assert again["num_clips"] == 6 and (tmp_path / "resumed" / "_manifest.json").read_bytes() == before
+
+
+def test_manifest_counts_match_the_shards(synthetic_dir, tmp_path):
+    dw.run_local(cfg_for(synthetic_dir, tmp_path / "out"))
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    for s in manifest["shards"]:
+        data = (tmp_path / "out" / s["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == s["sha256"]
+    assert manifest["totals"]["clips"] == sum(v["clips"] for v in manifest["videos"].values()) == 6
+    assert manifest["config"]["kind"] == "none"
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="kind 'cats'"):
+        PreprocessConfig(input="x", output="y", kind="cats")
+    with pytest.raises(ValueError, match="unknown key"):
+        PreprocessConfig.from_dict({"input": "x", "output": "y", "sise": 3})

@@ -1,0 +1,89 @@
+"""Shard schema: records → Parquet → clips round trip, deterministic bytes, manifest and error readers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from preprocessing import shards
+
+
+def make_record(i: int, split: str = "train", frames: int = 3, fmt: str = "png") -> shards.ClipRecord:
+    rng = np.random.default_rng(i)
+    video = rng.integers(0, 255, (frames, 16, 16, 3), dtype=np.uint8)  # T×H×W×3
+    return shards.ClipRecord(
+        video_id=f"v{i}", clip_id=f"v{i}#000", person_id=f"p{i % 2}", split=split, fps=25.0, height=16, width=16,
+        start_frame=10, end_frame=10 + frames, crop_box=(1, 2, 33, 34), source_path=f"/raw/v{i}.mp4",
+        source_height=40, source_width=60, frames=shards.encode_frames(video, fmt), frame_format=fmt,
+    )
+
+
+def test_schema_columns():
+    expected = {"video_id", "clip_id", "person_id", "split", "num_frames", "fps", "height", "width", "start_frame",
+                "end_frame", "crop_box", "source_path", "source_height", "source_width", "frame_format", "frames"}
+    assert set(shards.CLIP_SCHEMA.names) == expected
+    assert shards.CLIP_SCHEMA.field("frames").type == pa.list_(pa.binary())
+    assert shards.CLIP_SCHEMA.field("crop_box").type == pa.list_(pa.int32(), 4)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_encode_decode(fmt):
+    rng = np.random.default_rng(0)
+    smooth = np.repeat(np.repeat(rng.integers(0, 255, (2, 4, 4, 3), dtype=np.uint8), 8, 1), 8, 2)  # 2×32×32×3
+    back = shards.decode_frames(shards.encode_frames(smooth, fmt))
+    assert back.shape == smooth.shape and back.dtype == np.uint8
+    if fmt == "png":
+        np.testing.assert_array_equal(back, smooth)  # lossless
+    else:
+        assert np.abs(back.astype(int) - smooth).mean() < 8
+
+
+def test_round_trip_through_a_shard(tmp_path):
+    records = [make_record(0), make_record(1, "test"), make_record(2)]
+    info = shards.write_table_atomic(shards.records_to_table(records), str(tmp_path / "s.parquet"))
+    assert info["rows"] == 3 and info["bytes"] == (tmp_path / "s.parquet").stat().st_size
+    clips = list(shards.read_clips(str(tmp_path / "s.parquet")))
+    assert [c.clip_id for c in clips] == ["v0#000", "v1#000", "v2#000"]
+    c = clips[0]
+    assert (c.video_id, c.person_id, c.split, c.fps, c.num_frames, c.crop_box) == ("v0", "p0", "train", 25.0, 3,
+                                                                                      (1, 2, 33, 34))
+    np.testing.assert_array_equal(c.frames, shards.decode_frames(records[0].frames))
+    assert c.meta["source_width"] == 60
+    assert [c.clip_id for c in shards.read_clips(str(tmp_path / "s.parquet"), split="test")] == ["v1#000"]
+    meta_only = list(shards.read_clips(str(tmp_path), columns=["clip_id", "num_frames"]))
+    assert [m.num_frames for m in meta_only] == [3, 3, 3] and meta_only[0].frames.size == 0
+
+
+def test_writes_are_deterministic_and_leave_no_temporaries(tmp_path):
+    table = shards.records_to_table([make_record(0), make_record(1)])
+    a = shards.write_table_atomic(table, str(tmp_path / "a.parquet"))
+    b = shards.write_table_atomic(table, str(tmp_path / "b.parquet"))
+    assert a["sha256"] == b["sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
+    assert pq.read_metadata(tmp_path / "a.parquet").num_rows == 2
+
+
+def test_manifest_errors_and_list_shards(tmp_path):
+    root = tmp_path / "ds"
+    (root / "shards" / "train").mkdir(parents=True)
+    info = shards.write_table_atomic(shards.records_to_table([make_record(0)]),
+                                     str(root / "shards" / "train" / "shard-00000.parquet"))
+    manifest = {"shards": [{"file": "shards/train/shard-00000.parquet", "split": "train", **info}]}
+    (root / "_manifest.json").write_text(json.dumps(manifest))
+    assert shards.read_manifest(str(root))["shards"][0]["rows"] == 1
+    assert shards.list_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
+    assert shards.list_shards(str(root), split="test") == []
+    assert shards.verify_shards(str(root)) == []
+    assert shards.read_errors(str(root)) == []
+    errors = pa.Table.from_pylist([{"path": "/x.mp4", "video_id": "x", "stage": "decode", "message": "bad"}],
+                                  schema=shards.ERROR_SCHEMA)
+    shards.write_table_atomic(errors, str(root / "errors.parquet"))
+    assert shards.read_errors(str(root)) == [{"path": "/x.mp4", "video_id": "x", "stage": "decode", "message": "bad"}]
+    (root / "shards" / "train" / "shard-00000.parquet").write_bytes(b"tampered")
+    assert shards.verify_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        shards.read_manifest(str(tmp_path / "elsewhere"))

@@ -1,0 +1,164 @@
+"""video_io: probing, decoding (rotation, errors), atomic writing with audio, image sniffing."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from preprocessing.video_io import (
+    ImageError,
+    VideoError,
+    VideoWriter,
+    iter_frames,
+    probe_video,
+    read_frames,
+    read_image,
+    write_video,
+)
+
+
+def test_probe_real_video(shared_data):
+    info = probe_video(shared_data / "face_talk_b.mp4")
+    assert (info.width, info.height, info.num_frames, info.has_audio, info.rotation) == (480, 480, 216, True, 0)
+    assert info.fps == pytest.approx(30.0)
+    assert info.duration == pytest.approx(216 / 30, abs=0.05)
+    cuts = probe_video(shared_data / "multi_scene_cuts.mp4")
+    assert cuts.fps == pytest.approx(29.97) and cuts.num_frames == 275
+
+
+def test_read_frames_first_n_and_window(shared_data):
+    path = shared_data / "face_talk_d.mp4"
+    frames = read_frames(path, max_frames=6)  # T×H×W×3
+    assert frames.shape == (6, 412, 410, 3) and frames.dtype == np.uint8
+    window = np.stack(list(iter_frames(path, start=2, stop=5)))
+    np.testing.assert_array_equal(window, frames[2:5])
+
+
+def test_round_trip_keeps_content_and_fps(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 255, (5, 4, 4, 3), dtype=np.uint8), 8, axis=1).repeat(8, axis=2)  # 5×32×32×3
+    out = write_video(tmp_path / "v.mp4", frames, fps=12.5)
+    info = probe_video(out)
+    assert (info.num_frames, info.width, info.height, info.has_audio) == (5, 32, 32, False)
+    assert info.fps == pytest.approx(12.5)
+    back = read_frames(out)
+    assert np.abs(back.astype(int) - frames).mean() < 6  # lossy, but close (crf 18)
+
+
+def test_odd_sizes_are_padded_to_even(tmp_path):
+    out = write_video(tmp_path / "odd.mp4", np.zeros((2, 33, 35, 3), np.uint8), fps=10)
+    assert (probe_video(out).height, probe_video(out).width) == (34, 36)
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    path = tmp_path / "rotated.mp4"
+    frame = np.zeros((32, 64, 3), np.uint8)
+    frame[:, :16] = 255  # a white band on the left of the stored frame
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+    stream.set_display_rotation(90)  # display: turn 90° counter-clockwise
+    for _ in range(3):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    info = probe_video(path)
+    assert (info.rotation, info.width, info.height) == (90, 32, 64)
+    shown = read_frames(path, 1)[0]  # 64×32: the left band is now at the bottom
+    assert shown.shape == (64, 32, 3)
+    assert shown[-16:].mean() > 200 and shown[:40].mean() < 30
+
+
+def test_audio_is_copied_and_trimmed(tmp_path, shared_data):
+    src = shared_data / "face_talk_a.mp4"
+    frames = read_frames(src, 25)
+    out = write_video(tmp_path / "with_audio.mp4", frames, fps=25, audio_from=src)
+    with av.open(str(out)) as c:
+        audio = c.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        seconds = float(audio.duration * audio.time_base)
+    assert probe_video(out).has_audio
+    assert seconds == pytest.approx(1.0, abs=0.06)  # 25 frames at 25 fps
+
+
+def test_audio_from_a_silent_video_gives_no_audio(tmp_path, shared_data):
+    out = write_video(tmp_path / "silent.mp4", np.zeros((3, 16, 16, 3), np.uint8), fps=25,
+                      audio_from=shared_data / "face_desk_portrait.mp4")
+    assert not probe_video(out).has_audio
+
+
+def test_writer_is_atomic(tmp_path):
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(target, fps=10) as writer:
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary is left
+    with VideoWriter(target, fps=10) as writer:
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+        assert not target.exists()  # only the temporary exists while writing
+    assert target.exists() and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+def test_writer_rejects_bad_frames(tmp_path):
+    with pytest.raises(VideoError, match="out.mp4: frames must be H×W×3 uint8"):
+        with VideoWriter(tmp_path / "out.mp4", fps=10) as writer:
+            writer.write(np.zeros((16, 16), np.uint8))
+    with pytest.raises(VideoError, match=r"frame 1 is \(8, 8\), expected \(16, 16\)"):
+        with VideoWriter(tmp_path / "out.mp4", fps=10) as writer:
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+            writer.write(np.zeros((8, 8, 3), np.uint8))
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "corrupt", "zero_frames"])
+def test_bad_videos_raise_clear_errors(case, tmp_path, corrupt_video, zero_frame_video):
+    path = {"missing": tmp_path / "nope.mp4", "empty": tmp_path / "empty.mp4", "text": tmp_path / "notes.mp4",
+            "corrupt": corrupt_video, "zero_frames": zero_frame_video}[case]
+    if case == "empty":
+        path.write_bytes(b"")
+    if case == "text":
+        path.write_text("this is not a video")
+    expected = {"missing": "no such file", "empty": "empty file", "text": "not a readable video",
+                "corrupt": "truncated or corrupt: decoded 51 of 169 frames", "zero_frames": "zero-frame video"}[case]
+    with pytest.raises(VideoError, match=expected) as err:
+        list(iter_frames(path))
+    assert str(path) in str(err.value)
+    if case != "corrupt":  # probing reads the index and one frame only: a cut-off file still probes
+        with pytest.raises(VideoError, match=expected):
+            probe_video(path)
+
+
+def test_read_image_sniffs_content_not_extension(shared_data):
+    img = read_image(shared_data / "face_source_c.jpg")  # PNG bytes behind a .jpg name
+    assert img.shape == (256, 256, 3) and img.dtype == np.uint8
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "I;16", "P", "LA"])
+def test_read_image_modes(mode, tmp_path):
+    path = tmp_path / "img.bin"  # no telling extension
+    if mode == "I;16":
+        Image.fromarray(np.full((4, 5), 65535, np.uint16)).save(path, format="PNG")
+    elif mode == "RGBA":
+        a = np.zeros((4, 5, 4), np.uint8)
+        a[..., 0], a[..., 3] = 255, 255
+        a[0, 0, 3] = 0  # one transparent pixel: composited on white
+        Image.fromarray(a, "RGBA").save(path, format="PNG")
+    else:
+        Image.new(mode, (5, 4), 128 if mode != "LA" else (128, 255)).save(path, format="PNG")
+    img = read_image(path)
+    assert img.shape == (4, 5, 3) and img.dtype == np.uint8
+    if mode == "I;16":
+        assert img.min() == 255  # 16-bit white stays white (scaled, not clipped)
+    if mode == "RGBA":
+        assert tuple(img[0, 0]) == (255, 255, 255) and tuple(img[1, 1]) == (255, 0, 0)
+
+
+def test_read_image_not_an_image(tmp_path, shared_data):
+    with pytest.raises(ImageError, match="face_talk_a.mp4: not a readable image"):
+        read_image(shared_data / "face_talk_a.mp4")
+    with pytest.raises(ImageError, match="no such file"):
+        read_image(tmp_path / "missing.png")

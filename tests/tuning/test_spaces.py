@@ -1,0 +1,46 @@
+"""Search spaces: YAML → Tune distributions → nested overrides → a typed config; errors name the file."""
+
+import pytest
+from ray.tune.search.sample import Categorical, Float
+
+from fomm.config import load_config
+from tuning.export import export_best_config
+from tuning.spaces import SearchSpace, SpaceError, apply, to_overrides
+
+
+def test_shipped_space_parses_and_fits_vox(repo_root):
+    space = SearchSpace.from_yaml(repo_root / "configs" / "sweeps" / "loss-weights.yaml")
+    assert space.metric == "val_l1" and space.mode == "min"
+    space.check_against(load_config(repo_root / "configs" / "vox-256.yaml"))
+    ps = space.param_space()
+    assert isinstance(ps["train_params.loss_weights.perceptual"], Categorical)
+    lr = ps["train_params.lr_generator,train_params.lr_kp_detector,train_params.lr_discriminator"]
+    assert isinstance(lr, Float) and lr.lower == pytest.approx(5e-5)
+
+
+def test_joined_keys_share_one_value_and_config_is_typed(tiny_config_path):
+    sample = {"train_params.lr_generator,train_params.lr_kp_detector": 1e-3,
+              "train_params.loss_weights.perceptual": [1, 2, 3, 4, 5]}
+    assert to_overrides(sample) == {"train_params": {"lr_generator": 1e-3, "lr_kp_detector": 1e-3,
+                                                     "loss_weights": {"perceptual": [1, 2, 3, 4, 5]}}}
+    cfg = apply(load_config(tiny_config_path), sample)
+    assert cfg.train.lr_kp_detector == 1e-3 and cfg.train.loss_weights.perceptual == (1, 2, 3, 4, 5)
+    assert cfg.train.lr_discriminator == 2e-4  # untouched
+
+
+def test_bad_spaces_name_the_file_and_key(tmp_path, tiny_config_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("space:\n  train_params.lr_generator:\n    lognormal: [1, 2]\n")
+    with pytest.raises(SpaceError, match="bad.yaml: space.train_params.lr_generator: expected one of"):
+        SearchSpace.from_yaml(bad)
+    typo = SearchSpace.from_dict({"space": {"train_params.loss_weight.gan": {"choice": [0, 1]}}}, source="t.yaml")
+    with pytest.raises(SpaceError, match="t.yaml: space key 'train_params.loss_weight.gan' is not in the config"):
+        typo.check_against(load_config(tiny_config_path))
+
+
+def test_exported_best_config_loads_as_a_training_config(tmp_path, tiny_config_path):
+    out = export_best_config(tiny_config_path, {"train_params.loss_weights.equivariance_value": 3.5},
+                             tmp_path / "best.yaml", base_overrides={"train_params": {"num_epochs": 7}})
+    cfg = load_config(out)
+    assert cfg.train.loss_weights.equivariance_value == 3.5 and cfg.train.num_epochs == 7
+    assert cfg.model == load_config(tiny_config_path).model

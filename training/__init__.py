@@ -1,0 +1,1 @@
+"""Training FOMM on Ray Train: frame-pair data (Ray Data), the DDP worker loop, checkpoints and resume."""

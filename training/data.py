@@ -1,0 +1,222 @@
+"""Ray Data for training: Parquet clip shards → random frame pairs (train) and fixed frame sets (validation).
+
+Sampling follows the original FOMM: a sample is two frames of one clip, uniform with replacement and sorted
+in time (`preprocessing.pairs.sample_pair`), augmented identically (`augment_pair`). An epoch visits every
+training clip `num_repeats` times; with `id_sampling` it visits every person id `num_repeats` times, each
+visit taking one of that person's clips uniformly.
+
+Streaming: each clip row is read once per epoch and emits all its samples there, so decoding happens in
+Ray Data tasks and no frame is shuffled across the cluster. With id sampling, a clip of a person with n
+clips emits Binomial(num_repeats, 1/n) samples. Each sample then comes from person p with probability
+1/#ids and from each of p's clips with probability 1/n, exactly as in the original, and the epoch holds
+#ids × num_repeats samples on average; only the exact per-person count of an epoch varies (the original
+fixes it at num_repeats). Rows are then mixed by each worker's local shuffle buffer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from fomm.config import FommConfig
+from preprocessing import shards, storage
+from preprocessing.pairs import AugmentParams, augment_pair, sample_pair
+
+META_COLUMNS = ["clip_id", "video_id", "person_id", "split", "num_frames"]
+READ_COLUMNS = [*META_COLUMNS, "frames"]
+
+
+class DataError(ValueError):
+    """Shards that cannot feed training (no clips of a split, clips too short); names the path."""
+
+
+@dataclass(frozen=True)
+class ClipIndex:
+    """Metadata of the clips of one split (no frames): what epoch sizes and id sampling need."""
+
+    clip_ids: tuple[str, ...]
+    person_ids: tuple[str, ...]
+    num_frames: tuple[int, ...]
+
+    @property
+    def clips_per_person(self) -> dict[str, int]:
+        return dict(Counter(self.person_ids))
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+
+def scan_clips(data: str, split: str, endpoint: str | None = None) -> ClipIndex:
+    """Read only the metadata columns of every shard and keep the clips of `split`, sorted by clip id."""
+    rows = []
+    for shard in shard_paths(data, split, endpoint):
+        table = shards.read_table(shard, columns=META_COLUMNS, endpoint=endpoint)
+        rows += [r for r in table.to_pylist() if r["split"] == split and (r["num_frames"] or 0) > 0]
+    rows.sort(key=lambda r: r["clip_id"])
+    return ClipIndex(tuple(r["clip_id"] for r in rows), tuple(r["person_id"] or r["video_id"] for r in rows),
+                     tuple(int(r["num_frames"]) for r in rows))
+
+
+def shard_paths(data: str, split: str | None = None, endpoint: str | None = None) -> list[str]:
+    paths = shards.list_shards(data, split, endpoint)
+    if not paths:
+        raise DataError(f"{data}: no shards{f' of split {split!r}' if split else ''}")
+    return paths
+
+
+def samples_per_epoch(index: ClipIndex, num_repeats: int, id_sampling: bool) -> int:
+    """Expected samples in one epoch, as the original's dataset length × num_repeats."""
+    units = len(index.clips_per_person) if id_sampling else len(index)
+    return units * num_repeats
+
+
+# ---------------------------------------------------------------- plain functions (tested without Ray)
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """What turning clips into samples needs; small and picklable (shipped to every Ray Data task)."""
+
+    frame_shape: tuple[int, int]  # H, W the model trains at
+    num_repeats: int = 1
+    id_sampling: bool = False
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    clips_per_person: dict[str, int] = field(default_factory=dict)  # only read with id_sampling
+    split: str = "train"
+
+    @classmethod
+    def from_config(cls, cfg: FommConfig, index: ClipIndex, split: str = "train") -> PairSpec:
+        aug = cfg.dataset_params.augmentation_params
+        flip, jitter = aug.flip_param, aug.jitter_param
+        augment = AugmentParams(
+            horizontal_flip=bool(flip and flip.horizontal_flip), time_flip=bool(flip and flip.time_flip),
+            brightness=jitter.brightness if jitter else 0.0, contrast=jitter.contrast if jitter else 0.0,
+            saturation=jitter.saturation if jitter else 0.0, hue=jitter.hue if jitter else 0.0)
+        h, w = cfg.dataset_params.shape[:2]
+        return cls((int(h), int(w)), cfg.train_params.num_repeats, cfg.dataset_params.id_sampling, augment,
+                   index.clips_per_person if cfg.dataset_params.id_sampling else {}, split)
+
+
+def repeat_counts(person_ids: Sequence[str], spec: PairSpec, rng: np.random.Generator) -> np.ndarray:
+    """Samples each clip emits this epoch: num_repeats, or Binomial(num_repeats, 1/n_person) with id sampling."""
+    if not spec.id_sampling:
+        return np.full(len(person_ids), spec.num_repeats, dtype=np.int64)
+    n = np.array([spec.clips_per_person.get(p, 1) for p in person_ids], dtype=np.float64)
+    return rng.binomial(spec.num_repeats, 1.0 / n).astype(np.int64)
+
+
+def fit_frame(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A decoded H×W×3 frame at the model's frame shape (area resampling when the shard size differs)."""
+    if frame.shape[:2] == tuple(shape):
+        return frame
+    return cv2.resize(frame, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def clips_to_pairs(batch: pa.Table, spec: PairSpec, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """Clip rows (with encoded frames) → augmented samples {'source', 'driving': N×H×W×3 uint8}."""
+    rng = rng if rng is not None else np.random.default_rng()
+    h, w = spec.frame_shape
+    sources, drivings = [], []
+    if batch.num_rows:
+        keep = [i for i, s in enumerate(batch.column("split").to_pylist()) if s == spec.split]
+        person = batch.column("person_id").to_pylist()
+        video = batch.column("video_id").to_pylist()
+        counts = repeat_counts([person[i] or video[i] for i in keep], spec, rng)
+        for row, count in zip(keep, counts):
+            if count == 0:
+                continue
+            frames = batch.column("frames")[row].values  # BinaryArray, T encoded images
+            for _ in range(count):
+                i, j = sample_pair(len(frames), rng)
+                src, drv = shards.decode_frames([frames[i].as_py(), frames[j].as_py()])
+                src, drv = augment_pair(fit_frame(src, (h, w)), fit_frame(drv, (h, w)), rng, spec.augment)
+                sources.append(src)
+                drivings.append(drv)
+    if not sources:
+        empty = np.zeros((0, h, w, 3), np.uint8)
+        return {"source": empty, "driving": empty.copy()}
+    return {"source": np.stack(sources), "driving": np.stack(drivings)}
+
+
+def val_frame_indices(num_frames: int, count: int) -> np.ndarray:
+    """`count` evenly spaced frame indices from 0 to the last frame (0 first: it is the source)."""
+    return np.linspace(0, num_frames - 1, num=count).round().astype(np.int64)
+
+
+def clips_to_val_frames(batch: pa.Table, frame_shape: tuple[int, int], count: int,
+                        keep_ids: frozenset[str] | None = None) -> dict[str, np.ndarray]:
+    """Held-out clip rows → {'frames': N×F×H×W×3 uint8, 'clip_id'}: F evenly spaced frames per clip."""
+    out, ids = [], []
+    for row in range(batch.num_rows):
+        clip_id = batch.column("clip_id")[row].as_py()
+        if keep_ids is not None and clip_id not in keep_ids:
+            continue
+        frames = batch.column("frames")[row].values
+        picked = shards.decode_frames([frames[int(i)].as_py() for i in val_frame_indices(len(frames), count)])
+        out.append(np.stack([fit_frame(f, frame_shape) for f in picked]))
+        ids.append(clip_id)
+    h, w = frame_shape
+    if not out:
+        return {"frames": np.zeros((0, count, h, w, 3), np.uint8), "clip_id": np.array([], dtype=object)}
+    return {"frames": np.stack(out), "clip_id": np.array(ids, dtype=object)}
+
+
+# ---------------------------------------------------------------- Ray Data plans
+
+
+def _read(data: str, split: str, endpoint: str | None, shuffle_files: bool):  # noqa: ANN202 - ray Dataset
+    import ray.data
+
+    paths = shard_paths(data, split, endpoint)
+    fs, _ = storage.resolve(paths[0], endpoint)
+    fs_paths = [storage.resolve(p, endpoint)[1] for p in paths]
+    return ray.data.read_parquet(fs_paths, filesystem=fs, columns=READ_COLUMNS,
+                                 shuffle="files" if shuffle_files else None)
+
+
+def _nonempty(fn, key: str):  # noqa: ANN001, ANN202
+    """A Ray Data UDF yielding fn's batch only when it has rows (an empty numpy batch would lose its tensor type)."""
+    def udf(batch: pa.Table) -> Iterator[dict[str, np.ndarray]]:
+        out = fn(batch)
+        if len(out[key]):
+            yield out
+    return udf
+
+
+def train_dataset(data: str, spec: PairSpec, endpoint: str | None = None, num_cpus: float = 1.0):  # noqa: ANN201
+    """Streaming dataset of augmented frame pairs; every pass over it is a fresh epoch."""
+    ds = _read(data, spec.split, endpoint, shuffle_files=True).randomize_block_order()
+    # one clip per call: its num_repeats samples form one output batch, so memory stays bounded at 256²
+    return ds.map_batches(_nonempty(functools.partial(clips_to_pairs, spec=spec), "source"), batch_size=1,
+                          batch_format="pyarrow", num_cpus=num_cpus)
+
+
+def val_dataset(data: str, split: str, clip_ids: Sequence[str], frame_shape: tuple[int, int], count: int,
+                endpoint: str | None = None, num_cpus: float = 1.0):  # noqa: ANN201
+    """The chosen held-out clips' frames, decoded once and kept in the object store."""
+    fn = functools.partial(clips_to_val_frames, frame_shape=frame_shape, count=count, keep_ids=frozenset(clip_ids))
+    ds = _read(data, split, endpoint, shuffle_files=False)
+    return ds.map_batches(_nonempty(fn, "frames"), batch_size=8, batch_format="pyarrow",
+                          num_cpus=num_cpus).materialize()
+
+
+def choose_val_clips(index: ClipIndex, count: int, multiple_of: int = 1) -> list[str]:
+    """The first `count` held-out clips in clip-id order, one per person first, trimmed to a multiple."""
+    by_person: dict[str, list[str]] = {}
+    for clip_id, person in zip(index.clip_ids, index.person_ids):
+        by_person.setdefault(person, []).append(clip_id)
+    order: list[str] = []
+    depth = 0
+    while len(order) < len(index) and len(order) < count:  # round-robin over persons: varied identities
+        for person in sorted(by_person):
+            if depth < len(by_person[person]):
+                order.append(by_person[person][depth])
+        depth += 1
+    order = order[:count]
+    return order[: len(order) - len(order) % multiple_of]

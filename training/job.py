@@ -1,0 +1,108 @@
+"""A training job: the FOMM YAML (possibly with overrides) plus where data, checkpoints and logs live."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fomm.config import ConfigError, FommConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainJob:
+    """Everything `fit()` needs besides the model config; the defaults run on one laptop.
+
+    `overrides` is a nested dict merged into the YAML before it is typed (Ray Tune passes loss weights this
+    way, e.g. {"train_params": {"loss_weights": {"perceptual": [...]}}}).
+    """
+
+    config: str  # path of an original-format FOMM YAML
+    data: str  # shards: dataset root (with _manifest.json), folder of .parquet files, or one file; local or s3://
+    storage: str  # checkpoints and run state; local or s3://
+    name: str | None = None  # run folder under `storage`; default: the config file's stem
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    max_steps: int | None = None  # cap on optimiser steps (counted across resumes)
+    num_epochs: int | None = None  # overrides train_params.num_epochs
+    tracking_uri: str | None = None  # MLflow; None: evaluation.tracking.default_tracking_uri()
+    experiment: str = "fomm-train"
+    parent_run_id: str | None = None  # MLflow parent (a Tune sweep)
+    resume: bool = False  # continue the run in storage/name if it exists
+    keep_checkpoints: int = 3  # best N by val_l1 (the latest is always kept as well)
+    max_failures: int = 3  # worker-group restarts from the latest checkpoint before giving up
+    train_split: str = "train"
+    val_split: str = "test"
+    num_val_clips: int = 8  # held-out clips reconstructed after every epoch (rounded down to a multiple of workers)
+    val_frames: int = 8  # frames per held-out clip, evenly spaced, the first one being the source
+    log_images_every: int = 100  # steps between training-grid images in MLflow (0: never)
+    shuffle_buffer: int | None = None  # samples in each worker's local shuffle buffer; None: 64 batches
+    validate_at_start: bool = True  # log the untrained model's val_l1 (and the copy-source baseline) at step 0
+    endpoint: str | None = None  # S3 endpoint for data and storage (else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be ≥ 1, got {self.workers}")
+        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
+            raise ValueError(f"need gpus_per_worker ≥ 0 and cpus_per_worker > 0, got "
+                             f"{self.gpus_per_worker}, {self.cpus_per_worker}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be ≥ 1, got {self.max_steps}")
+        if self.val_frames < 2:
+            raise ValueError(f"val_frames must be ≥ 2 (a source and a driving frame), got {self.val_frames}")
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
+            raise ValueError(f"run name {self.name!r}: use letters, digits, '.', '_' and '-' only")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or Path(self.config).stem
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus_per_worker > 0
+
+    def replace(self, **changes: Any) -> TrainJob:
+        return dataclasses.replace(self, **changes)
+
+    def load_config(self) -> FommConfig:
+        """The typed FOMM config: the YAML, then `overrides`, then `num_epochs`."""
+        return resolve_config(self.config, self.overrides, self.num_epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def merge(base: dict, overrides: dict, where: str = "") -> dict:
+    """Nested dict `base` with `overrides` merged in; a key that `base` lacks is an error naming its path."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in out:
+            raise ConfigError(f"override {path!r}: no such key in the config (known: {', '.join(map(str, out))})")
+        if isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = merge(out[key], value, path)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None) -> FommConfig:
+    """Read a FOMM YAML, merge overrides into the full resolved dict, and type it again."""
+    cfg = FommConfig.from_yaml(path)
+    if not overrides and num_epochs is None:
+        return cfg
+    data = merge(cfg.to_dict(), overrides or {})
+    if num_epochs is not None:
+        data["train_params"]["num_epochs"] = int(num_epochs)
+    return FommConfig.from_dict(data, where=f"{Path(path).name} (with overrides):")
+
+
+def config_yaml(cfg: FommConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

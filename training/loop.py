@@ -1,0 +1,192 @@
+"""Pieces of the per-worker loop that need no Ray: batches to tensors, validation L1, timing, weight checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from fomm.vgg import SLICE_ENDS, Vgg19
+
+
+def to_model_batch(batch: dict, device: torch.device | str = "cpu",
+                   channels_last: bool = False) -> dict[str, Tensor]:
+    """{'source', 'driving': B×H×W×3 uint8} → B×3×H×W float in [0, 1] on `device`."""
+    out = {}
+    for key in ("source", "driving"):
+        x = torch.as_tensor(batch[key]).to(device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # B×3×H×W
+        out[key] = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return out
+
+
+class VggPrefix(nn.Module):
+    """VGG-19 run only as deep as the last perceptual weight that is not zero (same values, less work).
+
+    Returns the first `num_slices` relu*_1 features; `perceptual_loss` zips them with the weights, so the
+    missing deeper ones (weight 0) are never needed.
+    """
+
+    def __init__(self, vgg: Vgg19, num_slices: int) -> None:
+        super().__init__()
+        if not 1 <= num_slices <= len(SLICE_ENDS):
+            raise ValueError(f"num_slices must be in 1..{len(SLICE_ENDS)}, got {num_slices}")
+        self.vgg = vgg
+        self.num_slices = num_slices
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        out = (x - self.vgg.mean.to(x)) / self.vgg.std.to(x)
+        feats, start = [], 0
+        for end in SLICE_ENDS[: self.num_slices]:
+            for i in range(start, end):
+                out = self.vgg.features[i](out)
+            feats.append(out)
+            start = end
+        return feats
+
+
+def perceptual_network(weights: tuple[float, ...], vgg: Vgg19) -> nn.Module | None:
+    """The VGG the perceptual loss needs for these weights: None when all are zero, else a prefix."""
+    used = [i for i, w in enumerate(weights) if w != 0]
+    if not used:
+        return None
+    return vgg if used[-1] == len(SLICE_ENDS) - 1 else VggPrefix(vgg, used[-1] + 1)
+
+
+@dataclass
+class ValSums:
+    """Sums of per-frame reconstruction L1 and of the copy-the-source baseline, over `frames` frames."""
+
+    l1: float = 0.0
+    copy_source: float = 0.0
+    frames: int = 0
+
+    def add(self, other: ValSums) -> None:
+        self.l1 += other.l1
+        self.copy_source += other.copy_source
+        self.frames += other.frames
+
+    def all_reduce(self) -> ValSums:
+        """Sum over DDP workers (a no-op without a process group)."""
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return self
+        t = torch.tensor([self.l1, self.copy_source, float(self.frames)], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t)
+        return ValSums(float(t[0]), float(t[1]), int(t[2]))
+
+    def metrics(self) -> dict[str, float]:
+        if self.frames == 0:
+            return {}
+        l1, base = self.l1 / self.frames, self.copy_source / self.frames
+        return {"val_l1": l1, "val_l1_copy_source": base, "val_l1_ratio": l1 / base if base > 0 else float("nan")}
+
+
+@torch.no_grad()
+def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Tensor,
+                        device: torch.device | str = "cpu") -> ValSums:
+    """Reconstruct clips from their first frame, each frame driven by its own keypoints (Sec. 4).
+
+    frames: B×F×H×W×3 uint8 (frame 0 is the source). Predictions are rounded to 8 bits, as the evaluation
+    compares saved frames. The copy-the-source baseline predicts frame 0 for every frame.
+    """
+    was_training = kp_detector.training, generator.training
+    kp_detector.eval()
+    generator.eval()
+    try:
+        video = torch.as_tensor(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×F×3×H×W
+        source = video[:, 0]  # B×3×H×W
+        kp_source = kp_detector(source)
+        sums = ValSums()
+        for f in range(video.shape[1]):
+            driving = video[:, f]
+            out = generator(source, kp_source=kp_source, kp_driving=kp_detector(driving))
+            prediction = out["prediction"].clamp(0, 1).mul(255).round().div(255)
+            sums.l1 += float((prediction - driving).abs().mean(dim=(1, 2, 3)).sum())
+            sums.copy_source += float((source - driving).abs().mean(dim=(1, 2, 3)).sum())
+            sums.frames += driving.shape[0]
+        return sums
+    finally:
+        kp_detector.train(was_training[0])
+        generator.train(was_training[1])
+
+
+def validate(kp_detector: nn.Module, generator: nn.Module, batches: Iterable[dict],
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Reconstruction L1 over every worker's held-out clips ({'frames': B×F×H×W×3} batches)."""
+    sums = ValSums()
+    for batch in batches:
+        if len(batch["frames"]):
+            sums.add(reconstruction_sums(kp_detector, generator, batch["frames"], device))
+    return sums.all_reduce().metrics()
+
+
+def weights_fingerprint(modules: dict[str, nn.Module]) -> Tensor:
+    """Σw and Σw² of every module's parameters in float64: equal on all workers when DDP keeps them in sync."""
+    values = []
+    for module in modules.values():
+        params = [p.detach().double() for p in module.parameters()]
+        values += [sum(p.sum() for p in params).cpu(), sum((p * p).sum() for p in params).cpu()]
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values])
+
+
+def max_weight_difference(modules: dict[str, nn.Module]) -> float:
+    """Largest difference of the fingerprints across DDP workers (0.0 alone)."""
+    mine = weights_fingerprint(modules)
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return 0.0
+    t = mine.cuda() if dist.get_backend() == "nccl" else mine
+    gathered = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, t)
+    stacked = torch.stack([g.cpu() for g in gathered])
+    return float((stacked - stacked[0]).abs().max())
+
+
+@dataclass
+class StepClock:
+    """Splits wall time into waiting for data and computing, for throughput and the data-wait share."""
+
+    data_s: float = 0.0
+    compute_s: float = 0.0
+    samples: int = 0
+    steps: int = 0
+    _mark: float = field(default_factory=time.perf_counter)
+
+    def timed(self, batches: Iterable[dict]) -> Iterator[dict]:
+        """Yield batches, charging the time spent in next() to data."""
+        it = iter(batches)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            self.data_s += time.perf_counter() - start
+            self._mark = time.perf_counter()
+            yield batch
+
+    def step_done(self, samples: int) -> dict[str, float]:
+        """Close a step; returns this step's figures (per worker)."""
+        compute = time.perf_counter() - self._mark
+        self.compute_s += compute
+        self.samples += samples
+        self.steps += 1
+        return {"step_time_s": compute}
+
+    def summary(self, world_size: int = 1) -> dict[str, float]:
+        total = self.data_s + self.compute_s
+        if total <= 0 or self.steps == 0:
+            return {}
+        return {"samples_per_s": self.samples * world_size / total, "samples_per_s_per_worker": self.samples / total,
+                "data_wait_fraction": self.data_s / total, "step_time_s": total / self.steps}
+
+
+def uint8_images(x: Tensor) -> np.ndarray:
+    """B×3×H×W in [0, 1] → B×H×W×3 uint8."""
+    return (x.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())

@@ -1,0 +1,94 @@
+"""Batch norm synchronised across DDP workers, on GPU (torch's SyncBatchNorm) and on CPU/gloo (ours).
+
+The original FOMM normalises with statistics of the whole batch spread over its GPUs (synchronised batch
+norm). torch's `nn.SyncBatchNorm` refuses CPU tensors (torch 2.13: "SyncBatchNorm expected input tensor to
+be on GPU ..."), so on CPU we use `GlooSyncBatchNorm2d`: the same computation, with the per-channel sums
+all-reduced by a differentiable all-reduce, so gradients
+flow through the global mean and variance exactly as in SyncBatchNorm. Both keep BatchNorm2d's state-dict
+keys, so checkpoints stay in the original format.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Σ over workers, differentiable: the gradient of a sum over workers is the sum of their gradients."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: ANN001
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: ANN001
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    return _AllReduceSum.apply(x)
+
+
+class GlooSyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the batches of every worker (any backend, CPU included)."""
+
+    def forward(self, x: Tensor) -> Tensor:  # x: B×C×H×W
+        if not self.training or _world_size() == 1:
+            return super().forward(x)
+        c = x.shape[1]
+        count = x.new_full((1,), x.numel() / c)
+        # one all-reduce for Σx and the element count, one for Σ(x − mean)²: the two-pass variance is stable
+        totals = all_reduce_sum(torch.cat([x.sum(dim=(0, 2, 3)), count]))  # (C+1)
+        n = totals[-1]
+        mean = totals[:c] / n  # C
+        centred = x - mean.view(1, c, 1, 1)
+        var = all_reduce_sum((centred * centred).sum(dim=(0, 2, 3))) / n  # C, biased (used to normalise)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+                unbiased = var.detach() * (n / (n - 1).clamp(min=1))
+                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+        out = centred * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+        if self.affine:
+            out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        return out
+
+
+def _convert(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d below `module` by GlooSyncBatchNorm2d sharing its parameters and buffers."""
+    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, GlooSyncBatchNorm2d):
+        out = GlooSyncBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                                  module.track_running_stats)
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias  # the same Parameters: optimisers keep working
+        if module.track_running_stats:
+            out.running_mean, out.running_var = module.running_mean, module.running_var
+            out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+        return out
+    for name, child in module.named_children():
+        module.add_module(name, _convert(child))
+    return module
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """Synchronise every batch norm of `module` across workers: SyncBatchNorm on GPU, ours elsewhere.
+
+    Conversion is in place below the top module (children are swapped), so references held elsewhere
+    (TrainState.generator, the optimisers' parameters) stay valid.
+    """
+    if torch.device(device).type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _convert(module)

@@ -1,0 +1,373 @@
+"""FOMM on Ray Train (the project's only Ray Train code): DDP workers, checkpoints, resume, MLflow from rank 0.
+
+`train_loop_per_worker` restores the latest checkpoint, takes its shard of the frame-pair stream, runs
+`fomm.training.train_step` (the original update order, Sec. 3.3) and reports `val_l1` plus a checkpoint in
+the original format after every `checkpoint_freq` epochs (and every `checkpoint_every_steps` steps).
+`make_trainer` wires ScalingConfig / RunConfig / FailureConfig / CheckpointConfig; `fit` runs a whole job.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+from torch import nn
+
+from fomm.config import FommConfig
+from fomm.training import TrainState, build_train_state, end_epoch, train_step
+from fomm.vgg import Vgg19, default_weights_path
+from preprocessing import storage
+from training import data
+from training.job import TrainJob
+from training.loop import StepClock, max_weight_difference, perceptual_network, to_model_batch, validate
+from training.sync_bn import convert_sync_batchnorm
+
+CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
+STATE_FILE = "train_state.json"  # what the original format has no room for: progress within an epoch, MLflow run
+NO_SCORE = 1e9  # val_l1 of a checkpoint taken before any validation (ranked last by CheckpointConfig)
+
+
+def parallelize(module: nn.Module, device: torch.device) -> nn.Module:
+    """The one distributed edge: synchronised batch norm, then DDP through `ray.train.torch.prepare_model`."""
+    module = convert_sync_batchnorm(module, device)
+    return ray.train.torch.prepare_model(module, move_to_device=device,
+                                         parallel_strategy_kwargs={"find_unused_parameters": False})
+
+
+def build_worker_state(cfg: FommConfig, device: torch.device) -> TrainState:
+    """Networks, optimisers and the perceptual VGG (only as deep as the loss weights need)."""
+    tp = cfg.train_params
+    vgg = perceptual_network(tp.loss_weights.perceptual, Vgg19(default_weights_path()))
+    return build_train_state(cfg.model_params, tp, vgg=vgg, device=device)
+
+
+@dataclass
+class Progress:
+    """Counters the original checkpoint format lacks; saved beside it as train_state.json."""
+
+    epoch_step: int = 0  # optimiser steps already done in the current (unfinished) epoch
+    val_l1: float | None = None
+    samples_seen: int = 0
+
+    @classmethod
+    def read(cls, path: Path) -> Progress:
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls(**{k: data[k] for k in ("epoch_step", "val_l1", "samples_seen") if k in data})
+
+
+def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, directory: Path) -> None:
+    state.save(directory / CHECKPOINT_FILE)
+    payload = {"epoch": state.epoch, "step": state.step, "epoch_step": progress.epoch_step,
+               "val_l1": progress.val_l1, "samples_seen": progress.samples_seen}
+    (directory / STATE_FILE).write_text(json.dumps(payload, indent=1))
+    import yaml
+
+    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg: FommConfig,
+            with_checkpoint: bool, rank: int) -> None:
+    """ray.train.report on every worker (it is a barrier); rank 0 attaches the checkpoint."""
+    metrics = {**metrics, "epoch": state.epoch, "step": state.step,
+               "val_l1": progress.val_l1 if progress.val_l1 is not None else NO_SCORE}
+    if not (with_checkpoint and rank == 0):
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        _save_checkpoint(state, progress, cfg, Path(tmp))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                         checkpoint_dir_name=f"checkpoint_e{state.epoch:04d}_s{state.step:08d}")
+
+
+def _tracker(config: dict, rank: int):  # noqa: ANN202 - evaluation.tracking.Tracker or None
+    if rank != 0 or not config.get("mlflow_run_id"):
+        return None
+    from evaluation.tracking import Tracker
+
+    return Tracker(tracking_uri=config["tracking_uri"], run_id=config["mlflow_run_id"])
+
+
+def _log_grid(tracker, batch: dict, generated: dict, step: int) -> None:  # noqa: ANN001
+    from evaluation.visualize import training_grid
+
+    grid = training_grid(batch["source"], batch["driving"], generated, generated["kp_source"],
+                         generated["kp_driving"])
+    tracker.log_image(grid, f"train/step_{step:08d}")
+
+
+class WorkerLoop:
+    """The state of one DDP worker between reports; `run()` is the whole per-worker training."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.job = TrainJob(**config["job"])
+        self.cfg = FommConfig.from_dict(config["fomm"])
+        tp = self.tp = self.cfg.train_params
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.batch_size = tp.batch_size // self.world  # the config's batch is global, as over the original's GPUs
+        self.steps_per_epoch = max(1, config["samples_per_epoch"] // self.world // self.batch_size)
+
+        torch.manual_seed(tp.seed)  # identical initial weights everywhere (DDP also broadcasts rank 0's)
+        self.state = build_worker_state(self.cfg, self.device)
+        self.progress = Progress()
+        self.restored = self._restore()
+        torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
+        if tp.channels_last:
+            for module in (self.state.kp_detector, self.state.generator, self.state.discriminator):
+                module.to(memory_format=torch.channels_last)
+        self.generator_full = parallelize(self.state.generator_full, self.device)
+        self.discriminator_full = (parallelize(self.state.discriminator_full, self.device)
+                                   if self.state.use_gan else None)
+        self.autocast = torch.bfloat16 if tp.bf16 else None
+        self.tracker = _tracker(config, self.rank)
+        self.train_shard = ray.train.get_dataset_shard("train")
+        self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
+        self.last_checkpoint_step = self.state.step if self.restored else -1
+
+    def _restore(self) -> bool:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return False
+        with checkpoint.as_directory() as d:
+            self.state.load(Path(d) / CHECKPOINT_FILE)
+            self.progress = Progress.read(Path(d) / STATE_FILE)
+        return True
+
+    @property
+    def done(self) -> bool:
+        return self.job.max_steps is not None and self.state.step >= self.job.max_steps
+
+    def validate(self) -> dict[str, float]:
+        if self.val_shard is None:
+            return {}
+        metrics = validate(self.state.kp_detector, self.state.generator,
+                           self.val_shard.iter_batches(batch_size=4, batch_format="numpy"), self.device)
+        if metrics:
+            self.progress.val_l1 = metrics["val_l1"]
+        return metrics
+
+    def report(self, metrics: dict[str, Any], with_checkpoint: bool) -> None:
+        metrics = {**metrics, "weights_max_diff": max_weight_difference(
+            {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world}
+        if self.tracker is not None:
+            self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "world_size"}, step=self.state.step)
+        _report(metrics, self.state, self.progress, self.cfg, with_checkpoint, self.rank)
+        if with_checkpoint:
+            self.last_checkpoint_step = self.state.step
+
+    def run_epoch(self) -> bool:
+        """Train over this worker's shard of one epoch; False when stopped by max_steps before its end."""
+        tp, job, state, progress = self.tp, self.job, self.state, self.progress
+        # resumed mid-epoch: only the steps the interrupted epoch still owed
+        cap = self.steps_per_epoch if progress.epoch_step else None
+        clock = self.clock = StepClock()
+        batches = self.train_shard.iter_torch_batches(
+            batch_size=self.batch_size, drop_last=True, device=self.device, dtypes=torch.uint8,
+            local_shuffle_buffer_size=job.shuffle_buffer or 64 * self.batch_size)
+        for raw in clock.timed(batches):
+            batch = to_model_batch(raw, self.device, tp.channels_last)
+            values, generated = train_step(state, batch, self.generator_full, self.discriminator_full, self.autocast)
+            clock.step_done(self.batch_size)
+            progress.epoch_step += 1
+            progress.samples_seen += self.batch_size * self.world
+            if self.tracker is not None:
+                self.tracker.log_metrics({**values, **state.learning_rates(), **clock.summary(self.world),
+                                          "epoch": state.epoch}, step=state.step)
+                if job.log_images_every and state.step % job.log_images_every == 0:
+                    _log_grid(self.tracker, batch, generated, state.step)
+            if cap is not None and progress.epoch_step >= cap:
+                return True
+            if self.done:
+                return False
+            if tp.checkpoint_every_steps and state.step % tp.checkpoint_every_steps == 0:
+                self.report({**values, **clock.summary(self.world)}, with_checkpoint=True)
+        return True
+
+    def run(self) -> None:
+        tp, state = self.tp, self.state
+        if self.job.validate_at_start and not self.restored:
+            metrics = self.validate()
+            if self.tracker is not None and metrics:
+                self.tracker.log_metrics(metrics, step=0)
+        while not self.done and state.epoch < tp.num_epochs:
+            if not self.run_epoch():
+                break
+            end_epoch(state)
+            self.progress.epoch_step = 0
+            metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}
+            is_last = state.epoch >= tp.num_epochs or self.done
+            self.report(metrics, with_checkpoint=state.epoch % max(1, tp.checkpoint_freq) == 0 or is_last)
+        if self.last_checkpoint_step != state.step:  # stopped by max_steps mid-epoch: keep what was learned
+            self.report(self.clock.summary(self.world) if hasattr(self, "clock") else {}, with_checkpoint=True)
+        if self.tracker is not None:
+            self.tracker.set_tags({"last_step": state.step, "last_epoch": state.epoch})
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point of each worker (see WorkerLoop)."""
+    WorkerLoop(config).run()
+
+
+# ---------------------------------------------------------------- driver side
+
+
+RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
+
+
+@dataclass
+class TrainResult:
+    """Where a finished job left its results."""
+
+    checkpoint: str | None  # latest checkpoint file, original format (local path or s3:// URI)
+    best_checkpoint: str | None  # lowest val_l1 among those kept
+    mlflow_run_id: str | None
+    run_path: str  # storage/<name>
+    metrics: dict[str, Any]
+
+
+@dataclass
+class RunPlan:
+    """What the driver prepares before workers start: config, datasets, MLflow run."""
+
+    job: TrainJob
+    cfg: FommConfig
+    datasets: dict[str, Any]
+    samples_per_epoch: int
+    mlflow_run_id: str | None
+    tracking_uri: str | None
+
+    def loop_config(self) -> dict[str, Any]:
+        return {"job": self.job.to_dict(), "fomm": self.cfg.to_dict(), "samples_per_epoch": self.samples_per_epoch,
+                "has_val": "val" in self.datasets, "mlflow_run_id": self.mlflow_run_id,
+                "tracking_uri": self.tracking_uri}
+
+
+def run_path(job: TrainJob) -> str:
+    return storage.join(job.storage, job.run_name)
+
+
+def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
+    """Create the job's MLflow run (or re-open it when resuming); returns (run id, tracking URI)."""
+    from evaluation.tracking import Tracker, default_tracking_uri
+
+    uri = job.tracking_uri or default_tracking_uri()
+    record = storage.join(run_path(job), RUN_FILE)
+    if job.resume and storage.exists(record, job.endpoint):
+        saved = json.loads(storage.read_bytes(record, job.endpoint))
+        if saved.get("tracking_uri") == uri:
+            Tracker(tracking_uri=uri, run_id=saved["mlflow_run_id"]).set_tags({"resumed": "true"})
+            return saved["mlflow_run_id"], uri
+    tracker = Tracker(tracking_uri=uri, experiment=job.experiment, run_name=job.run_name,
+                      parent_run_id=job.parent_run_id, tags={"storage": run_path(job), "config": job.config})
+    tracker.log_config({"fomm": cfg.to_dict(), "job": {k: v for k, v in job.to_dict().items() if k != "overrides"},
+                        "overrides": job.overrides})
+    storage.write_bytes(record, json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri}).encode(),
+                        endpoint=job.endpoint)
+    return tracker.run_id, uri
+
+
+def plan_run(job: TrainJob) -> RunPlan:
+    """Check the job, scan the shards, build the Ray datasets and open the MLflow run."""
+    cfg = job.load_config()
+    tp = cfg.train_params
+    if tp.batch_size % job.workers:
+        raise ValueError(f"{job.config}: train_params.batch_size {tp.batch_size} is the global batch and must "
+                         f"divide evenly over {job.workers} workers")
+    if storage.exists(run_path(job), job.endpoint) and not job.resume:
+        raise FileExistsError(f"{run_path(job)}: a run of this name exists; pass --resume to continue it "
+                              f"or --name for a new one")
+    train_index = data.scan_clips(job.data, job.train_split, job.endpoint)
+    if len(train_index) == 0:
+        raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}")
+    spec = data.PairSpec.from_config(cfg, train_index, job.train_split)
+    datasets = {"train": data.train_dataset(job.data, spec, job.endpoint)}
+    val_ids: list[str] = []
+    if job.num_val_clips > 0:
+        try:
+            val_index = data.scan_clips(job.data, job.val_split, job.endpoint)
+        except data.DataError:
+            val_index = data.ClipIndex((), (), ())
+        val_ids = data.choose_val_clips(val_index, job.num_val_clips, multiple_of=job.workers)
+    if val_ids:
+        datasets["val"] = data.val_dataset(job.data, job.val_split, val_ids, spec.frame_shape, job.val_frames,
+                                           job.endpoint)
+    run_id, uri = _open_mlflow_run(job, cfg)
+    samples = data.samples_per_epoch(train_index, tp.num_repeats, cfg.dataset_params.id_sampling)
+    if samples // job.workers < tp.batch_size // job.workers:
+        raise data.DataError(f"{job.data}: an epoch of {samples} samples is less than one batch per worker "
+                             f"(batch_size {tp.batch_size}, {job.workers} workers); raise num_repeats")
+    return RunPlan(job, cfg, datasets, samples, run_id, uri)
+
+
+def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
+    """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig
+
+    job = plan.job
+    resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.use_gpu else {})}
+    fs, fs_path = storage.resolve(job.storage, job.endpoint)
+    run_config = RunConfig(
+        name=job.run_name, storage_path=fs_path, storage_filesystem=fs,
+        failure_config=FailureConfig(max_failures=job.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=job.keep_checkpoints, checkpoint_score_attribute="val_l1",
+                                           checkpoint_score_order="min"),
+        callbacks=callbacks or [])
+    return ray.train.torch.TorchTrainer(
+        train_loop_per_worker, train_loop_config=plan.loop_config(),
+        torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu, resources_per_worker=resources),
+        run_config=run_config, datasets=plan.datasets, dataset_config=DataConfig(datasets_to_split="all"))
+
+
+def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> str | None:
+    if checkpoint is None:
+        return None
+    path = storage.join(checkpoint.path, CHECKPOINT_FILE)
+    return f"s3://{path}" if storage.is_remote(job.storage) and not path.startswith("s3://") else path
+
+
+def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
+    """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
+    ensure_ray(job)
+    plan = plan_run(job)
+    result = make_trainer(plan, callbacks).fit()
+    status = "FAILED" if result.error is not None else "FINISHED"
+    if plan.mlflow_run_id:
+        from evaluation.tracking import Tracker
+
+        tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
+        latest = _checkpoint_file(result.checkpoint, job)
+        if latest:
+            tracker.set_tags({"checkpoint_path": latest})
+        tracker.end(status)
+    if result.error is not None:
+        raise result.error
+    best = min(result.best_checkpoints or [], key=lambda cm: cm[1].get("val_l1", NO_SCORE), default=None)
+    return TrainResult(_checkpoint_file(result.checkpoint, job), _checkpoint_file(best[0] if best else None, job),
+                       plan.mlflow_run_id, run_path(job), dict(result.metrics or {}))
+
+
+def ensure_ray(job: TrainJob) -> None:
+    """Connect to the cluster in RAY_ADDRESS, or start a local Ray with room for the workers and the data tasks."""
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2)
+    ray.init(num_cpus=cpus, include_dashboard=False)

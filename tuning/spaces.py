@@ -1,0 +1,106 @@
+"""Search spaces: a YAML of dotted config keys → Ray Tune distributions → nested config overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import tune
+
+from fomm.config import FommConfig
+from training.job import merge
+
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
+
+
+class SpaceError(ValueError):
+    """A search-space file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Parameters to sample (dotted keys, several joined by ',' share one value) and the target metric."""
+
+    params: dict[str, tuple[str, list]]  # key → (distribution, arguments)
+    metric: str = "val_l1"
+    mode: str = "min"
+    num_samples: int = 4
+    source: str = "<dict>"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise SpaceError(f"{path}: cannot read search space ({err})") from None
+        return cls.from_dict(data or {}, source=path.name)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> SearchSpace:
+        unknown = set(data) - {"metric", "mode", "num_samples", "space"}
+        if unknown:
+            raise SpaceError(f"{source}: unknown key {sorted(unknown)[0]!r} (use metric, mode, num_samples, space)")
+        params: dict[str, tuple[str, list]] = {}
+        for key, spec in (data.get("space") or {}).items():
+            if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+                raise SpaceError(f"{source}: space.{key}: expected one of {', '.join(DISTRIBUTIONS)} "
+                                 f"with its arguments, got {spec!r}")
+            kind, args = next(iter(spec.items()))
+            if kind in ("uniform", "loguniform", "randint") and (not isinstance(args, list) or len(args) != 2):
+                raise SpaceError(f"{source}: space.{key}: {kind} takes [low, high], got {args!r}")
+            params[key] = (kind, list(args))
+        if not params:
+            raise SpaceError(f"{source}: 'space' is empty")
+        mode = data.get("mode", "min")
+        if mode not in ("min", "max"):
+            raise SpaceError(f"{source}: mode must be min or max, got {mode!r}")
+        return cls(params, data.get("metric", "val_l1"), mode, int(data.get("num_samples", 4)), source)
+
+    def check_against(self, cfg: FommConfig) -> None:
+        """Every key must exist in the config, so a typo fails before any trial starts."""
+        resolved = cfg.to_dict()
+        for joined in self.params:
+            for key in joined.split(","):
+                node: Any = resolved
+                for part in key.split("."):
+                    if not isinstance(node, dict) or part not in node:
+                        raise SpaceError(f"{self.source}: space key {key!r} is not in the config")
+                    node = node[part]
+
+    def param_space(self) -> dict[str, Any]:
+        """Ray Tune's param_space (flat, keyed by the joined dotted names)."""
+        out = {}
+        for key, (kind, args) in self.params.items():
+            if kind == "choice":
+                out[key] = tune.choice(args)
+            elif kind == "grid":
+                out[key] = tune.grid_search(args)
+            elif kind == "uniform":
+                out[key] = tune.uniform(float(args[0]), float(args[1]))
+            elif kind == "loguniform":
+                out[key] = tune.loguniform(float(args[0]), float(args[1]))
+            else:
+                out[key] = tune.randint(int(args[0]), int(args[1]))
+        return out
+
+
+def to_overrides(sample: dict[str, Any]) -> dict:
+    """{'a.b,a.c': v} → {'a': {'b': v, 'c': v}}: the nested overrides TrainJob merges into the YAML."""
+    out: dict = {}
+    for joined, value in sample.items():
+        for key in joined.split(","):
+            node = out
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def apply(cfg: FommConfig, sample: dict[str, Any]) -> FommConfig:
+    """The config with one sample applied (typed again, so bad values fail like a bad YAML)."""
+    return FommConfig.from_dict(merge(cfg.to_dict(), to_overrides(sample)), where="sweep sample:")

@@ -1,0 +1,141 @@
+"""Ray Tune sweep over the Ray Train job: one driver function per trial, ASHA on val_l1, MLflow child runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from training.job import TrainJob
+from tuning.export import export_best_config
+from tuning.spaces import SearchSpace, to_overrides
+
+PARENT_FILE = "sweep_parent.json"  # beside the Tune experiment: the MLflow parent run a restore keeps using
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepJob:
+    """A sweep: the base training job, the search space, and how many trials run, for how long."""
+
+    base: TrainJob  # its storage is the sweep's storage; its name the sweep's name
+    space: SearchSpace
+    num_samples: int | None = None  # default: the space file's
+    max_concurrent: int = 1
+    grace_period: int = 1  # reports (epochs) before ASHA may stop a trial
+    max_reports: int = 100  # ASHA's max_t in reports
+    reduction_factor: int = 2
+    resume: bool = False  # restore an interrupted sweep (Tuner.restore)
+    out: str | None = None  # where the best config YAML goes (default: <storage>/<name>/best.yaml, local only)
+
+    @property
+    def name(self) -> str:
+        return self.base.name or f"sweep-{Path(self.base.config).stem}"
+
+
+@dataclass
+class SweepResult:
+    best_config: str  # YAML that pipelines/train.py accepts
+    best_metrics: dict[str, Any]
+    best_sample: dict[str, Any]
+    parent_run_id: str | None
+    experiment_path: str
+    num_trials: int
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """The per-trial driver: a full Ray Train run whose reports reach Tune through TuneReportCallback."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from training.trainer import make_trainer, plan_run
+
+    base = TrainJob(**config["__base_job"])
+    sample = {k: v for k, v in config.items() if not k.startswith("__")}
+    trial_id = tune.get_context().get_trial_id()
+    job = base.replace(name=f"trial-{trial_id}", overrides=to_overrides(sample), resume=True,
+                       parent_run_id=config["__parent_run_id"], experiment=config["__experiment"])
+    plan = plan_run(job)
+    result = make_trainer(plan, callbacks=[TuneReportCallback()]).fit()
+    if plan.mlflow_run_id:
+        from evaluation.tracking import Tracker
+
+        Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id).end(
+            "FAILED" if result.error is not None else "FINISHED")
+    if result.error is not None:
+        raise result.error
+
+
+def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]:
+    """Open (or, on restore, re-open) the sweep's MLflow parent run."""
+    from evaluation.tracking import Tracker, default_tracking_uri
+
+    uri = sweep.base.tracking_uri or default_tracking_uri()
+    record = experiment_dir / PARENT_FILE
+    if sweep.resume and record.is_file():
+        saved = json.loads(record.read_text())
+        return saved["run_id"], uri
+    tracker = Tracker(tracking_uri=uri, experiment=sweep.base.experiment, run_name=sweep.name,
+                      tags={"kind": "sweep", "config": sweep.base.config, "space": sweep.space.source})
+    tracker.log_params({"space": json.dumps(sweep.space.params), "metric": sweep.space.metric,
+                        "mode": sweep.space.mode, "num_samples": sweep.num_samples or sweep.space.num_samples})
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"run_id": tracker.run_id, "tracking_uri": uri}))
+    return tracker.run_id, uri
+
+
+def run_sweep(sweep: SweepJob) -> SweepResult:
+    """Run (or restore) the sweep; log the best trial to the parent run and export its config."""
+    from training.trainer import ensure_ray
+
+    base = sweep.base
+    cfg = base.load_config()
+    sweep.space.check_against(cfg)
+    if base.storage.startswith("s3://"):
+        raise ValueError(f"{base.storage}: sweeps keep Tune's experiment state on a local or shared path; "
+                         f"trial checkpoints may still go to s3:// via the training job")
+    ensure_ray(base)
+    experiment_dir = Path(base.storage).resolve() / sweep.name
+    parent_run_id, uri = _parent_run(sweep, experiment_dir)
+    # trials write their Train runs under <storage>/<sweep>/trials/trial-<id>
+    trial_base = base.replace(storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None)
+    trainable = tune.with_resources(train_trial, {"CPU": 0.01})  # the driver only waits; workers hold the CPUs
+    if sweep.resume and tune.Tuner.can_restore(str(experiment_dir / "tune")):
+        tuner = tune.Tuner.restore(str(experiment_dir / "tune"), trainable=trainable, resume_errored=True,
+                                   restart_errored=False)
+    else:
+        param_space = {**sweep.space.param_space(), "__base_job": trial_base.to_dict(),
+                       "__parent_run_id": parent_run_id, "__experiment": base.experiment}
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=sweep.max_reports,
+                                  grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)
+        tuner = tune.Tuner(
+            trainable, param_space=param_space,
+            tune_config=tune.TuneConfig(metric=sweep.space.metric, mode=sweep.space.mode, scheduler=scheduler,
+                                        num_samples=sweep.num_samples or sweep.space.num_samples,
+                                        max_concurrent_trials=sweep.max_concurrent),
+            run_config=tune.RunConfig(name="tune", storage_path=str(experiment_dir),
+                                      failure_config=tune.FailureConfig(max_failures=1)))
+    grid = tuner.fit()
+    best = grid.get_best_result(metric=sweep.space.metric, mode=sweep.space.mode, scope="all")
+    sample = {k: v for k, v in best.config.items() if not k.startswith("__")}
+    out = Path(sweep.out) if sweep.out else experiment_dir / "best.yaml"
+    export_best_config(base.config, sample, out, base.overrides)
+    best_value = (best.metrics or {}).get(sweep.space.metric)
+    if parent_run_id:
+        from evaluation.tracking import Tracker
+
+        tracker = Tracker(tracking_uri=uri, run_id=parent_run_id)
+        if best_value is not None:
+            tracker.log_metrics({f"best_{sweep.space.metric}": float(best_value)})
+        tracker.log_params({f"best.{k}": v for k, v in sample.items()})
+        tracker.log_artifact(out)
+        tracker.end("FINISHED")
+    return SweepResult(str(out), dict(best.metrics or {}), sample, parent_run_id, str(experiment_dir / "tune"),
+                       len(grid))
+
+
+def default_storage() -> str:
+    return os.environ.get("FOMM_STORAGE", "runs")
