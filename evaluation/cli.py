@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import yaml
 
@@ -57,12 +56,3 @@ def eval_config_from_args(args: argparse.Namespace, experiment: str, **overrides
     values.update(overrides)
     return EvalConfig(**values)
 
-
-def init_ray(address: str | None, workers: int) -> None:
-    """Connect to a Ray cluster (argument, $RAY_ADDRESS) or start a local one; nothing when workers == 0."""
-    if workers == 0:
-        return
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,16 @@ class EvaluateClips:
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
+def init_ray(address: str | None, workers: int) -> None:
+    """Connect to a Ray cluster (argument, $RAY_ADDRESS) or start a local one; nothing when workers == 0."""
+    if workers == 0:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+
+
 def select_clips(cfg: runner.EvalConfig) -> list[dict]:
     """The clips to evaluate (metadata only, shard order): the split, then the first `max_videos`."""
     from preprocessing.shards import read_clips
@@ -104,8 +115,7 @@ def run_rows(cfg: runner.EvalConfig, clip_ids: list[str]) -> list[dict]:
     from preprocessing.shards import list_shards
     from preprocessing.storage import resolve
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    init_ray(None, cfg.num_workers)
     shards = list_shards(cfg.data, cfg.split, cfg.endpoint)
     fs, _ = resolve(shards[0], cfg.endpoint)
     paths = [resolve(s, cfg.endpoint)[1] for s in shards]
@@ -228,4 +238,4 @@ def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:
                 "checkpoint.bytes": str(Path(local).stat().st_size)}
 
 
-__all__ = ["EvalResult", "EvaluateClips", "Extractors", "evaluate", "run_rows", "select_clips"]
+__all__ = ["EvalResult", "EvaluateClips", "Extractors", "evaluate", "init_ray", "run_rows", "select_clips"]

@@ -27,7 +27,7 @@ def draw_keypoints(frame: np.ndarray, points: np.ndarray, radius: int = 2) -> np
     for k, (x, y) in enumerate(np.asarray(points, dtype=np.float64)):
         if np.isfinite(x) and np.isfinite(y):
             color = tuple(int(c) for c in PALETTE[k % len(PALETTE)])
-            cv2.circle(out, (int(round(x)), int(round(y))), radius, color, thickness=-1, lineType=cv2.LINE_AA)
+            cv2.circle(out, (int(round(x)), int(round(y))), radius, color, thickness=-1, lineType=cv2.LINE_8)
     return out
 
 

@@ -281,7 +281,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_runs(argv: Sequence[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: fomm runs compare [ARGS...]  (see `fomm runs compare --help`)")
+        print("usage: fomm runs compare [ARGS...]  (see `fomm runs compare --help`)",
+              file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] != "compare":
         raise AnimateError(f"fomm runs: unknown action {argv[0]!r} (available: compare)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +138,7 @@ def end_epoch(state: TrainState) -> None:
     """Advance the learning-rate schedules and the epoch counter."""
     with warnings.catch_warnings():
         # the discriminator's optimiser never steps in non-adversarial configs; its schedule still advances
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
         for scheduler in state.schedulers.values():
             scheduler.step()
     state.epoch += 1

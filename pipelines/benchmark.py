@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evaluation.cli import add_eval_arguments, eval_config_from_args, init_ray
+from evaluation.cli import add_eval_arguments, eval_config_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.05, help="relative regression threshold (0.05)")
     parser.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
     args = parser.parse_args(argv)
-    init_ray(args.ray_address, args.workers)
 
     from evaluation.benchmark import BenchmarkConfig, run_benchmark
+    from evaluation.ray_jobs import init_ray
+
+    init_ray(args.ray_address, args.workers)
 
     cfg = BenchmarkConfig(eval=eval_config_from_args(args, experiment="fomm-benchmark"),
                           checkpoints=args.checkpoints, model_name=args.model_name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evaluation.cli import add_eval_arguments, eval_config_from_args, init_ray
+from evaluation.cli import add_eval_arguments, eval_config_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,9 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     add_eval_arguments(parser)
     args = parser.parse_args(argv)
     cfg = eval_config_from_args(args, experiment="fomm-eval")
-    init_ray(args.ray_address, cfg.num_workers)
 
-    from evaluation.ray_jobs import evaluate
+    from evaluation.ray_jobs import evaluate, init_ray
+
+    init_ray(args.ray_address, cfg.num_workers)
 
     result = evaluate(cfg)
     print(result.table)

@@ -84,7 +84,7 @@ def resize_keep_aspect(image: np.ndarray, size: int | tuple[int, int], pad_value
     scale = min(th / h, tw / w)
     nh, nw = max(1, min(th, int(round(h * scale)))), max(1, min(tw, int(round(w * scale))))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image
+    resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image
     if (nh, nw) == (th, tw):
         return np.ascontiguousarray(resized)
     out = np.full((th, tw) + image.shape[2:], pad_value, dtype=image.dtype)

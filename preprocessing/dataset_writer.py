@@ -283,14 +283,14 @@ def summarize(layout: Layout, manifest: dict) -> dict:
 
 def run_local(cfg: PreprocessConfig, tasks: list[VideoTask] | None = None) -> dict:
     """The whole job in this process, without Ray (small inputs, tests, debugging)."""
-    from preprocessing.detection import make_detector
+    from preprocessing.process import detector_for
     from preprocessing.sources import collect_tasks
 
     layout = Layout(cfg.output, cfg.endpoint)
     tasks = collect_tasks(cfg) if tasks is None else tasks
     done = finished_videos(layout, include_errors=not cfg.retry_errors)
     todo = [t for t in tasks if t.video_id not in done]
-    detector = make_detector(cfg.kind, cfg.detector_backend) if any(not t.segments for t in todo) else None
+    detector = detector_for(cfg) if any(not t.segments for t in todo) else None
     for task in todo:
         run_video(task, cfg, layout, detector)
     return summarize(layout, finalize(layout, cfg))

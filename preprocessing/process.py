@@ -131,6 +131,11 @@ def cut_clips(frames: Iterator[tuple[int, np.ndarray]], plans: list[ClipPlan],
     return encoded
 
 
+def detector_for(cfg: PreprocessConfig) -> Detector:
+    """The detector a config asks for, tuned to the smallest object it keeps (cfg.min_size)."""
+    return make_detector(cfg.kind, cfg.detector_backend, min_face=cfg.min_size)
+
+
 def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = None,
                   detector: Detector | None = None, source_path: str | None = None) -> list[ClipRecord]:
     """All clips of one local video file. Raises StageError (stage: probe/decode/detect/crop/encode)."""
@@ -149,7 +154,7 @@ def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = Non
         else:
             n_est = min(info.num_frames, cfg.max_frames or info.num_frames)
             keep = n_est * info.width * info.height * 3 <= cfg.max_buffer_bytes
-            detector = detector or make_detector(cfg.kind, cfg.detector_backend)
+            detector = detector or detector_for(cfg)
             tracks, n, kept = find_tracks(path, cfg, info, detector, keep)
             plans = plan_track_clips(tracks, cfg, info.width, info.height)
             frames = enumerate(kept) if kept is not None else iter_video(path, cfg, info)

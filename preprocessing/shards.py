@@ -110,7 +110,7 @@ def encode_frame(frame: np.ndarray, frame_format: str = "jpeg", quality: int = 9
         raise ValueError(f"frame_format {frame_format!r}: expected one of {sorted(FRAME_FORMATS)}")
     params = {"jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality], "webp": [cv2.IMWRITE_WEBP_QUALITY, quality],
               "png": [cv2.IMWRITE_PNG_COMPRESSION, 1]}[frame_format]
-    ok, buf = cv2.imencode(FRAME_FORMATS[frame_format], np.ascontiguousarray(frame[..., ::-1]), params)
+    ok, buf = cv2.imencode(FRAME_FORMATS[frame_format], cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f"could not encode a {frame.shape} frame as {frame_format}")
     return buf.tobytes()
@@ -128,8 +128,8 @@ def decode_frames(encoded: Sequence[bytes]) -> np.ndarray:
         img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"frame {i}: not a decodable image ({len(b)} bytes)")
-        out.append(img[..., ::-1])
-    return np.ascontiguousarray(np.stack(out)) if out else np.zeros((0, 0, 0, 3), np.uint8)
+        out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    return np.stack(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
 
 
 def records_to_table(records: Sequence[ClipRecord]) -> pa.Table:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -169,10 +170,39 @@ def glob(pattern: str, endpoint: str | None = None) -> list[str]:
         return []
     infos = fs.get_file_info(pafs.FileSelector(p, recursive=True))
     full_pattern = resolve(s, endpoint)[1] if not is_remote(s) else s[len("s3://"):]
-    alt = full_pattern.replace("/**/", "/")  # '**/' also matches zero folders
-    out = [i.path for i in infos if i.type == pafs.FileType.File
-           and (fnmatch.fnmatch(i.path, full_pattern) or fnmatch.fnmatch(i.path, alt))]
+    regex = _glob_regex(full_pattern)
+    out = [i.path for i in infos if i.type == pafs.FileType.File and regex.fullmatch(i.path)]
     return sorted(_unresolve(s, n) for n in out)
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """Shell-glob semantics on '/' paths: * and ? stay inside one folder, **/ spans any number of folders."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            j = pattern.find("]", i + 1)
+            if j < 0:
+                out.append(re.escape(pattern[i]))
+                i += 1
+            else:
+                out.append(fnmatch.translate(pattern[i:j + 1])[4:-3])  # the class only
+                i = j + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 @contextlib.contextmanager

@@ -124,7 +124,9 @@ class CutDetector:
 
     def score(self, frame: np.ndarray) -> float:
         """Mean absolute difference (in [0, 1]) with the previous frame's thumbnail, normalised by contrast."""
-        g = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (self.thumb, self.thumb),
+        step = max(1, min(frame.shape[:2]) // (4 * self.thumb))  # subsample first: a thumbnail needs few pixels
+        small = np.ascontiguousarray(frame[::step, ::step])
+        g = cv2.resize(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (self.thumb, self.thumb),
                        interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         prev, self._prev = self._prev, g
         if prev is None:

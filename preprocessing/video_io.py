@@ -189,13 +189,13 @@ class VideoWriter:
     """
 
     def __init__(self, path: PathLike, fps: float, audio_from: PathLike | None = None,
-                 codec: str = "libx264", crf: int = 18) -> None:
+                 codec: str = "libx264", crf: int = 18, threads: int = 0) -> None:
         self.path = Path(path)
         self.fps = float(fps)
         if self.fps <= 0:
             raise VideoError(f"{self.path}: fps must be positive, got {fps}")
         self.audio_from = Path(audio_from) if audio_from is not None else None
-        self.codec, self.crf = codec, crf
+        self.codec, self.crf, self.threads = codec, crf, threads  # threads 0: the encoder decides
         self.num_frames = 0
         self._tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp{self.path.suffix}")
         self._container = None
@@ -221,6 +221,8 @@ class VideoWriter:
         if self.codec in ("libx264", "libx265", "libx264rgb"):
             self._video.options = {"crf": str(self.crf)}
         self._video.codec_context.time_base = Fraction(1) / rate
+        if self.threads:
+            self._video.codec_context.thread_count = self.threads
         if self.audio_from is not None:
             self._add_audio_stream()
         self._size = (height, width)
@@ -322,9 +324,9 @@ class VideoWriter:
 
 
 def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float, audio_from: PathLike | None = None,
-                codec: str = "libx264", crf: int = 18) -> Path:
+                codec: str = "libx264", crf: int = 18, threads: int = 0) -> Path:
     """Write T frames (H×W×3 uint8 RGB) to `path` atomically; returns the path."""
-    with VideoWriter(path, fps, audio_from=audio_from, codec=codec, crf=crf) as writer:
+    with VideoWriter(path, fps, audio_from=audio_from, codec=codec, crf=crf, threads=threads) as writer:
         for frame in frames:
             writer.write(frame)
     return Path(path)

@@ -100,6 +100,7 @@ def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Te
     kp_detector.eval()
     generator.eval()
     try:
+        frames = np.array(frames) if isinstance(frames, np.ndarray) else frames  # Ray hands out read-only arrays
         video = torch.as_tensor(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×F×3×H×W
         source = video[:, 0]  # B×3×H×W
         kp_source = kp_detector(source)
@@ -156,6 +157,7 @@ class StepClock:
     compute_s: float = 0.0
     samples: int = 0
     steps: int = 0
+    last_wait_s: float = 0.0
     _mark: float = field(default_factory=time.perf_counter)
 
     def timed(self, batches: Iterable[dict]) -> Iterator[dict]:
@@ -167,24 +169,29 @@ class StepClock:
                 batch = next(it)
             except StopIteration:
                 return
-            self.data_s += time.perf_counter() - start
+            self.last_wait_s = time.perf_counter() - start
+            self.data_s += self.last_wait_s
             self._mark = time.perf_counter()
             yield batch
 
-    def step_done(self, samples: int) -> dict[str, float]:
-        """Close a step; returns this step's figures (per worker)."""
+    def step_done(self, samples: int, world_size: int = 1) -> dict[str, float]:
+        """Close a step; returns this step's figures (samples/s over all workers, assuming equal steps)."""
         compute = time.perf_counter() - self._mark
         self.compute_s += compute
         self.samples += samples
         self.steps += 1
-        return {"step_time_s": compute}
+        total = compute + self.last_wait_s
+        return {"data_wait_s": self.last_wait_s, "compute_s": compute,
+                "samples_per_s": samples * world_size / total if total > 0 else 0.0}
 
     def summary(self, world_size: int = 1) -> dict[str, float]:
+        """Figures over every step since this clock started (per worker unless named otherwise)."""
         total = self.data_s + self.compute_s
         if total <= 0 or self.steps == 0:
             return {}
-        return {"samples_per_s": self.samples * world_size / total, "samples_per_s_per_worker": self.samples / total,
-                "data_wait_fraction": self.data_s / total, "step_time_s": total / self.steps}
+        return {"epoch_samples_per_s": self.samples * world_size / total,
+                "epoch_samples_per_s_per_worker": self.samples / total,
+                "epoch_data_wait_fraction": self.data_s / total, "epoch_step_time_s": total / self.steps}
 
 
 def uint8_images(x: Tensor) -> np.ndarray:

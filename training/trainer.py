@@ -23,9 +23,9 @@ from fomm.config import FommConfig
 from fomm.training import TrainState, build_train_state, end_epoch, train_step
 from fomm.vgg import Vgg19, default_weights_path
 from preprocessing import storage
-from training import data
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, perceptual_network, to_model_batch, validate
+from training.plan import RunPlan, TrainResult, plan_run, run_path
 from training.sync_bn import convert_sync_batchnorm
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
@@ -133,6 +133,8 @@ class WorkerLoop:
         self.train_shard = ray.train.get_dataset_shard("train")
         self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
         self.last_checkpoint_step = self.state.step if self.restored else -1
+        if self.restored and self.tracker is not None:
+            self.tracker.log_metrics({"restored_from_step": self.state.step}, step=self.state.step)
 
     def _restore(self) -> bool:
         checkpoint = ray.train.get_checkpoint()
@@ -156,11 +158,13 @@ class WorkerLoop:
             self.progress.val_l1 = metrics["val_l1"]
         return metrics
 
-    def report(self, metrics: dict[str, Any], with_checkpoint: bool) -> None:
+    def report(self, metrics: dict[str, Any], with_checkpoint: bool, log: bool = True) -> None:
+        """ray.train.report (+ checkpoint) on every worker; `log` also sends the metrics to MLflow."""
         metrics = {**metrics, "weights_max_diff": max_weight_difference(
             {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world}
         if self.tracker is not None:
-            self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "world_size"}, step=self.state.step)
+            self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "world_size" and (log or k == "weights_max_diff")},
+                                     step=self.state.step)
         _report(metrics, self.state, self.progress, self.cfg, with_checkpoint, self.rank)
         if with_checkpoint:
             self.last_checkpoint_step = self.state.step
@@ -170,6 +174,8 @@ class WorkerLoop:
         tp, job, state, progress = self.tp, self.job, self.state, self.progress
         # resumed mid-epoch: only the steps the interrupted epoch still owed
         cap = self.steps_per_epoch if progress.epoch_step else None
+        if cap is not None and progress.epoch_step >= cap:
+            return True
         clock = self.clock = StepClock()
         batches = self.train_shard.iter_torch_batches(
             batch_size=self.batch_size, drop_last=True, device=self.device, dtypes=torch.uint8,
@@ -177,12 +183,12 @@ class WorkerLoop:
         for raw in clock.timed(batches):
             batch = to_model_batch(raw, self.device, tp.channels_last)
             values, generated = train_step(state, batch, self.generator_full, self.discriminator_full, self.autocast)
-            clock.step_done(self.batch_size)
+            timing = clock.step_done(self.batch_size, self.world)
             progress.epoch_step += 1
             progress.samples_seen += self.batch_size * self.world
             if self.tracker is not None:
-                self.tracker.log_metrics({**values, **state.learning_rates(), **clock.summary(self.world),
-                                          "epoch": state.epoch}, step=state.step)
+                self.tracker.log_metrics({**values, **state.learning_rates(), **timing, "epoch": state.epoch},
+                                         step=state.step)
                 if job.log_images_every and state.step % job.log_images_every == 0:
                     _log_grid(self.tracker, batch, generated, state.step)
             if cap is not None and progress.epoch_step >= cap:
@@ -190,7 +196,7 @@ class WorkerLoop:
             if self.done:
                 return False
             if tp.checkpoint_every_steps and state.step % tp.checkpoint_every_steps == 0:
-                self.report({**values, **clock.summary(self.world)}, with_checkpoint=True)
+                self.report({**values, **timing}, with_checkpoint=True, log=False)  # already logged above
         return True
 
     def run(self) -> None:
@@ -219,94 +225,6 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 # ---------------------------------------------------------------- driver side
-
-
-RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
-
-
-@dataclass
-class TrainResult:
-    """Where a finished job left its results."""
-
-    checkpoint: str | None  # latest checkpoint file, original format (local path or s3:// URI)
-    best_checkpoint: str | None  # lowest val_l1 among those kept
-    mlflow_run_id: str | None
-    run_path: str  # storage/<name>
-    metrics: dict[str, Any]
-
-
-@dataclass
-class RunPlan:
-    """What the driver prepares before workers start: config, datasets, MLflow run."""
-
-    job: TrainJob
-    cfg: FommConfig
-    datasets: dict[str, Any]
-    samples_per_epoch: int
-    mlflow_run_id: str | None
-    tracking_uri: str | None
-
-    def loop_config(self) -> dict[str, Any]:
-        return {"job": self.job.to_dict(), "fomm": self.cfg.to_dict(), "samples_per_epoch": self.samples_per_epoch,
-                "has_val": "val" in self.datasets, "mlflow_run_id": self.mlflow_run_id,
-                "tracking_uri": self.tracking_uri}
-
-
-def run_path(job: TrainJob) -> str:
-    return storage.join(job.storage, job.run_name)
-
-
-def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
-    """Create the job's MLflow run (or re-open it when resuming); returns (run id, tracking URI)."""
-    from evaluation.tracking import Tracker, default_tracking_uri
-
-    uri = job.tracking_uri or default_tracking_uri()
-    record = storage.join(run_path(job), RUN_FILE)
-    if job.resume and storage.exists(record, job.endpoint):
-        saved = json.loads(storage.read_bytes(record, job.endpoint))
-        if saved.get("tracking_uri") == uri:
-            Tracker(tracking_uri=uri, run_id=saved["mlflow_run_id"]).set_tags({"resumed": "true"})
-            return saved["mlflow_run_id"], uri
-    tracker = Tracker(tracking_uri=uri, experiment=job.experiment, run_name=job.run_name,
-                      parent_run_id=job.parent_run_id, tags={"storage": run_path(job), "config": job.config})
-    tracker.log_config({"fomm": cfg.to_dict(), "job": {k: v for k, v in job.to_dict().items() if k != "overrides"},
-                        "overrides": job.overrides})
-    storage.write_bytes(record, json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri}).encode(),
-                        endpoint=job.endpoint)
-    return tracker.run_id, uri
-
-
-def plan_run(job: TrainJob) -> RunPlan:
-    """Check the job, scan the shards, build the Ray datasets and open the MLflow run."""
-    cfg = job.load_config()
-    tp = cfg.train_params
-    if tp.batch_size % job.workers:
-        raise ValueError(f"{job.config}: train_params.batch_size {tp.batch_size} is the global batch and must "
-                         f"divide evenly over {job.workers} workers")
-    if storage.exists(run_path(job), job.endpoint) and not job.resume:
-        raise FileExistsError(f"{run_path(job)}: a run of this name exists; pass --resume to continue it "
-                              f"or --name for a new one")
-    train_index = data.scan_clips(job.data, job.train_split, job.endpoint)
-    if len(train_index) == 0:
-        raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}")
-    spec = data.PairSpec.from_config(cfg, train_index, job.train_split)
-    datasets = {"train": data.train_dataset(job.data, spec, job.endpoint)}
-    val_ids: list[str] = []
-    if job.num_val_clips > 0:
-        try:
-            val_index = data.scan_clips(job.data, job.val_split, job.endpoint)
-        except data.DataError:
-            val_index = data.ClipIndex((), (), ())
-        val_ids = data.choose_val_clips(val_index, job.num_val_clips, multiple_of=job.workers)
-    if val_ids:
-        datasets["val"] = data.val_dataset(job.data, job.val_split, val_ids, spec.frame_shape, job.val_frames,
-                                           job.endpoint)
-    run_id, uri = _open_mlflow_run(job, cfg)
-    samples = data.samples_per_epoch(train_index, tp.num_repeats, cfg.dataset_params.id_sampling)
-    if samples // job.workers < tp.batch_size // job.workers:
-        raise data.DataError(f"{job.data}: an epoch of {samples} samples is less than one batch per worker "
-                             f"(batch_size {tp.batch_size}, {job.workers} workers); raise num_repeats")
-    return RunPlan(job, cfg, datasets, samples, run_id, uri)
 
 
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:

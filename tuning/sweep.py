@@ -101,7 +101,9 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
     experiment_dir = Path(base.storage).resolve() / sweep.name
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
     # trials write their Train runs under <storage>/<sweep>/trials/trial-<id>
-    trial_base = base.replace(storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None)
+    # Tune runs each trial in its own working directory: hand trials absolute paths
+    trial_base = base.replace(storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None,
+                              config=str(Path(base.config).resolve()), data=_absolute(base.data))
     trainable = tune.with_resources(train_trial, {"CPU": 0.01})  # the driver only waits; workers hold the CPUs
     if sweep.resume and tune.Tuner.can_restore(str(experiment_dir / "tune")):
         tuner = tune.Tuner.restore(str(experiment_dir / "tune"), trainable=trainable, resume_errored=True,
@@ -135,6 +137,10 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         tracker.end("FINISHED")
     return SweepResult(str(out), dict(best.metrics or {}), sample, parent_run_id, str(experiment_dir / "tune"),
                        len(grid))
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else str(Path(path).resolve())
 
 
 def default_storage() -> str:

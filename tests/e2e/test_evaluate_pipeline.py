@@ -13,7 +13,6 @@ import pytest
 
 # Ray ≥ 2.5x turns on token auth for `ray start` whenever ~/.ray/auth_token exists (any local ray.init() writes
 # one), and the dashboard then answers 401 to the ray_head fixture's health check. Tests run without it.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.mark.parametrize("name", ["evaluate", "benchmark"])
@@ -27,9 +26,9 @@ def test_pipeline_help(repo_root, name) -> None:
 @pytest.mark.ray
 def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path, tmp_path, ray_head,
                                                      mlflow_server) -> None:
-    import fomm
     import mlflow
 
+    import fomm
     from evaluation.reconstruction import load_model
     from evaluation.synthetic_set import write_synthetic_shards
 
@@ -37,7 +36,10 @@ def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path
     model = load_model(tiny_config_path, None)
     checkpoint = fomm.save_checkpoint(tmp_path / "tiny.pth.tar", generator=model.generator,
                                       kp_detector=model.kp_detector, epoch=3)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ray_head["address"]}
+    # the driver must stay on loopback: Ray rewrites 127.0.0.1 to the machine's interface address unless
+    # multi-node clustering is off for this process (the head only listens on 127.0.0.1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ray_head["address"],
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     cmd = [sys.executable, str(repo_root / "pipelines" / "evaluate.py"), "--config", str(tiny_config_path),
            "--checkpoint", str(checkpoint), "--data", str(data), "--tracking-uri", mlflow_server,
            "--max-videos", "2", "--out", str(tmp_path / "out"), "--domain", "synthetic", "--workers", "2",

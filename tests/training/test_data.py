@@ -15,7 +15,7 @@ from training import data
 NO_AUGMENT = AugmentParams(horizontal_flip=False, time_flip=False, brightness=0, contrast=0, saturation=0, hue=0)
 
 
-def _train_table(root) -> "shards.pa.Table":  # noqa: F821
+def _train_table(root) -> shards.pa.Table:  # noqa: F821
     return shards.read_table(str(root / "train-00000.parquet"), columns=data.READ_COLUMNS)
 
 

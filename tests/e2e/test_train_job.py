@@ -1,0 +1,84 @@
+"""pipelines/train.py as Ray jobs: a 2-worker run stopped after its first checkpoint, then resubmitted with
+--resume, continues from that checkpoint (epoch, step and optimiser state) and logs to the same MLflow run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from fomm.checkpoint import read_checkpoint
+
+TRAIN = Path(__file__).resolve().parents[2] / "pipelines" / "train.py"
+SETTINGS = ["--set", "dataset_params.frame_shape=[32,32,3]", "--set", "train_params.num_repeats=2",
+            "--set", "train_params.batch_size=2", "--set", "train_params.scales=[1,0.5]",
+            "--set", "train_params.checkpoint_every_steps=2",
+            "--set", "train_params.loss_weights.perceptual=[10,10,0,0,0]"]
+
+
+def test_train_help():
+    out = subprocess.run([sys.executable, str(TRAIN), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for flag in ("--config", "--data", "--storage", "--workers", "--gpus-per-worker", "--max-steps",
+                 "--tracking-uri", "--resume"):
+        assert flag in out.stdout
+
+
+def _wait_for(predicate, timeout: float, what: str, every: float = 0.2) -> None:  # noqa: ANN001
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise TimeoutError(f"{what} within {timeout:.0f}s")
+
+
+@pytest.mark.ray
+def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthetic_shards, tiny_config_path,
+                                                 tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    storage = tmp_path / "storage"
+    train = [sys.executable, str(TRAIN), "--config", str(tiny_config_path), "--data", str(synthetic_shards),
+             "--storage", str(storage), "--name", "job", "--workers", "2", "--max-steps", "16",
+             "--tracking-uri", mlflow_server, "--val-clips", "2", "--log-images-every", "5", *SETTINGS]
+    jobs = JobSubmissionClient(ray_head["dashboard"])
+    env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
+
+    first = jobs.submit_job(entrypoint=shlex.join(train), runtime_env=env)
+    _wait_for(lambda: any((storage / "job").glob("checkpoint_*/train_state.json")), 500, "no checkpoint")
+    jobs.stop_job(first)  # SIGTERM to the driver: its Train controller and workers go with it
+    _wait_for(lambda: jobs.get_job_status(first).is_terminal(), 60, "the first job did not stop")
+    assert jobs.get_job_status(first) == JobStatus.STOPPED
+    kept = sorted((storage / "job").glob("checkpoint_*/checkpoint.pth.tar"))
+    resumed_from = max(read_checkpoint(p)["step"] for p in kept)
+    assert 2 <= resumed_from < 16
+    run_id = json.loads((storage / "job" / "fomm_run.json").read_text())["mlflow_run_id"]
+
+    second = jobs.submit_job(entrypoint=shlex.join([*train, "--resume"]), runtime_env=env)
+    _wait_for(lambda: jobs.get_job_status(second).is_terminal(), 600, "the resumed job did not finish", every=1)
+    logs = jobs.get_job_logs(second)
+    assert jobs.get_job_status(second) == JobStatus.SUCCEEDED, logs[-4000:]
+    checkpoint = re.search(r"^checkpoint: (\S+)", logs, re.M).group(1)
+    assert re.search(r"^mlflow run id: (\w+)", logs, re.M).group(1) == run_id  # the same MLflow run
+
+    state = read_checkpoint(checkpoint)
+    assert state["step"] == 16 and state["epoch"] == 2  # 6 steps per epoch: two done, 4 steps into the third
+    adam = state["optimizer_kp_detector"]["state"]
+    assert adam and {float(s["step"]) for s in adam.values()} == {16.0}  # moments restored, not restarted
+
+    client = mlflow.MlflowClient(mlflow_server)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    restored = client.get_metric_history(run_id, "restored_from_step")
+    assert restored and restored[-1].value >= resumed_from
+    totals = client.get_metric_history(run_id, "total")
+    assert {m.step for m in totals} == set(range(1, 17))
+    after = [m.step for m in totals if m.timestamp >= restored[-1].timestamp]
+    assert after and min(after) > restored[-1].value  # the curve continues past the checkpoint, not from step 1

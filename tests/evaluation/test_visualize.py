@@ -1,0 +1,54 @@
+"""Pictures and tables: keypoint pixel mapping, side-by-side videos, GIF/PNG files, labelled metric tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from evaluation import visualize
+from evaluation.report import metric_table_text
+
+
+def test_kp_to_pixels_hand_made() -> None:
+    # grid x = 2j/(w−1) − 1: −1 → column 0, +1 → column w−1, 0 → the middle
+    pixels = visualize.kp_to_pixels(np.array([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.5]]), height=5, width=9)
+    assert pixels.tolist() == [[0.0, 0.0], [8.0, 4.0], [4.0, 3.0]]
+
+
+def test_side_by_side_strip_and_files(tmp_path) -> None:
+    real = np.zeros((4, 8, 10, 3), np.uint8)
+    real[:, 7, 9] = np.arange(4)[:, None] * 50  # frames differ (GIF writers merge identical ones)
+    generated = real.copy()
+    generated[:, :, :5] = 10
+    both = visualize.side_by_side(real, generated)
+    assert both.shape == (4, 8, 30, 3)
+    assert both[0, 0, 20].tolist() == [40, 40, 40] and both[0, 7, 29].tolist() == [0, 0, 0]  # |diff| ×4
+    assert visualize.strip(real, 3).shape == (8, 30, 3)
+    gif = visualize.write_gif(both, tmp_path / "v.gif", scale=2)
+    with Image.open(gif) as im:
+        assert im.n_frames == 4 and im.size == (60, 16)
+    assert Image.open(visualize.write_png(both[0], tmp_path / "f.png")).size == (30, 8)
+    drawn = visualize.draw_keypoints(np.zeros((8, 10, 3), np.uint8), np.array([[2.0, 3.0], [np.nan, 1.0]]), radius=0)
+    assert drawn[3, 2].tolist() == visualize.PALETTE[0].tolist() and drawn.sum() == visualize.PALETTE[0].sum()
+
+
+def test_training_grid_from_model_outputs(tiny_config_path) -> None:
+    from evaluation.reconstruction import load_model
+
+    model = load_model(tiny_config_path, None)
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        kp_s, kp_d = model.kp_detector(source), model.kp_detector(driving)
+        out = model.generator(source, kp_driving=kp_d, kp_source=kp_s)
+    grid = visualize.training_grid(source, driving, out, kp_s, kp_d)
+    assert grid.shape == (128, 5 * 64, 3) and grid.dtype == np.uint8  # src | drv | deformed | occlusion | pred
+
+
+def test_metric_table_names_the_backends() -> None:
+    table = metric_table_text({"l1": 0.05, "l1_frames": 10, "akd": float("nan"), "akd_frames": 0},
+                              {"l1": "l1", "akd": "akd/dlib-68"}, {"dlib-68": "dlib shape predictor"})
+    lines = table.splitlines()
+    assert lines[2].split()[:3] == ["L1", "0.0500", "10"]
+    assert lines[3].startswith("AKD · dlib-68") and "n/a" in lines[3]
+    assert lines[-1] == "dlib-68: dlib shape predictor"

@@ -1,0 +1,108 @@
+"""The Ray-free parts of the worker loop: batches, validation L1, VGG prefix, timing, config overrides."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fomm.config import ConfigError, load_config
+from fomm.vgg import Vgg19
+from training.job import TrainJob, resolve_config
+from training.loop import (
+    StepClock,
+    ValSums,
+    VggPrefix,
+    perceptual_network,
+    reconstruction_sums,
+    to_model_batch,
+)
+
+
+def test_batches_become_float_images_in_unit_range():
+    raw = {"source": torch.full((2, 4, 5, 3), 255, dtype=torch.uint8), "driving": torch.zeros(2, 4, 5, 3, dtype=torch.uint8)}
+    raw["source"][0, 1, 2] = torch.tensor([0, 51, 102], dtype=torch.uint8)
+    batch = to_model_batch(raw, channels_last=True)
+    assert batch["source"].shape == (2, 3, 4, 5) and batch["source"].dtype == torch.float32
+    assert batch["source"][0, :, 1, 2].tolist() == pytest.approx([0.0, 0.2, 0.4])
+    assert batch["driving"].max() == 0 and batch["source"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_vgg_prefix_returns_the_same_leading_features():
+    vgg = Vgg19()
+    x = torch.rand(1, 3, 32, 32)
+    full = vgg(x)
+    part = VggPrefix(vgg, 2)(x)
+    assert len(part) == 2
+    for a, b in zip(part, full[:2]):
+        torch.testing.assert_close(a, b)
+    assert perceptual_network((10, 10, 0, 0, 0), vgg).num_slices == 2
+    assert perceptual_network((10, 0, 0, 0, 10), vgg) is vgg
+    assert perceptual_network((0, 0, 0, 0, 0), vgg) is None
+
+
+class _CopySource(nn.Module):
+    """A 'generator' that predicts the source frame, so its L1 is the copy-the-source baseline."""
+
+    def forward(self, source, kp_source, kp_driving):  # noqa: ANN001
+        return {"prediction": source}
+
+
+class _NoKeypoints(nn.Module):
+    def forward(self, x):  # noqa: ANN001
+        return {"value": torch.zeros(x.shape[0], 1, 2)}
+
+
+def test_reconstruction_l1_by_hand():
+    frames = np.zeros((2, 3, 2, 2, 3), np.uint8)  # 2 clips × 3 frames of 2×2
+    frames[0, 1] = 51  # clip 0, frame 1: |0.2 − 0| everywhere
+    frames[1, 2] = 255  # clip 1, frame 2: |1 − 0|
+    sums = reconstruction_sums(_NoKeypoints(), _CopySource(), frames)
+    assert sums.frames == 6
+    assert sums.l1 == pytest.approx(0.2 + 1.0) and sums.copy_source == pytest.approx(1.2)
+    metrics = sums.metrics()
+    assert metrics["val_l1"] == pytest.approx(1.2 / 6) and metrics["val_l1_ratio"] == pytest.approx(1.0)
+    assert ValSums().metrics() == {}
+
+
+def test_validation_leaves_modules_in_training_mode():
+    kp, gen = _NoKeypoints(), _CopySource()
+    reconstruction_sums(kp, gen, np.zeros((1, 2, 2, 2, 3), np.uint8))
+    assert kp.training and gen.training
+
+
+def test_step_clock_splits_waiting_from_computing():
+    def slow_batches():
+        for _ in range(3):
+            time.sleep(0.05)
+            yield {}
+
+    clock = StepClock()
+    for _ in clock.timed(slow_batches()):
+        time.sleep(0.05)
+        step = clock.step_done(4, world_size=2)
+        assert step["data_wait_s"] == pytest.approx(0.05, abs=0.04)
+    summary = clock.summary(world_size=2)
+    assert summary["epoch_data_wait_fraction"] == pytest.approx(0.5, abs=0.2)
+    assert summary["epoch_samples_per_s"] == pytest.approx(2 * summary["epoch_samples_per_s_per_worker"])
+
+
+def test_overrides_change_the_config_and_unknown_keys_name_their_path(tiny_config_path):
+    cfg = resolve_config(tiny_config_path, {"train_params": {"loss_weights": {"perceptual": [1, 2, 0, 0, 0]}}}, 7)
+    assert cfg.train_params.loss_weights.perceptual == (1, 2, 0, 0, 0)
+    assert cfg.train_params.num_epochs == 7
+    assert cfg.model_params == load_config(tiny_config_path).model_params
+    with pytest.raises(ConfigError, match="train_params.loss_weights.perceptul"):
+        resolve_config(tiny_config_path, {"train_params": {"loss_weights": {"perceptul": [1]}}})
+
+
+def test_job_checks_its_arguments(tiny_config_path):
+    job = TrainJob(config=str(tiny_config_path), data="d", storage="s")
+    assert job.run_name == "tiny-64" and not job.use_gpu
+    with pytest.raises(ValueError, match="workers"):
+        TrainJob(config="c", data="d", storage="s", workers=0)
+    with pytest.raises(ValueError, match="run name"):
+        TrainJob(config="c", data="d", storage="s", name="a/b")

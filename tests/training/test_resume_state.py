@@ -1,0 +1,65 @@
+"""Resuming from an original-format checkpoint restores epoch, step, optimiser state and the LR schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from fomm.checkpoint import read_checkpoint
+from fomm.config import load_config
+from fomm.training import build_train_state, end_epoch, train_step
+
+
+def _state(tiny_config_path, perceptual: tuple = (0, 0, 0, 0, 0)):
+    cfg = load_config(tiny_config_path)
+    weights = dataclasses.replace(cfg.train_params.loss_weights, perceptual=perceptual)
+    tp = dataclasses.replace(cfg.train_params, epoch_milestones=(1, 2), num_epochs=4, scales=(1, 0.5),
+                             loss_weights=weights)
+    return build_train_state(cfg.model_params, tp)
+
+
+def test_learning_rates_after_resume_follow_the_uninterrupted_schedule(tiny_config_path, tmp_path):
+    torch.manual_seed(0)
+    straight = _state(tiny_config_path)
+    lrs = []
+    for _ in range(4):
+        lrs.append(straight.learning_rates()["lr_generator"])
+        end_epoch(straight)
+    assert lrs[0] == 2e-4 and abs(lrs[1] - 2e-5) < 1e-12 and abs(lrs[2] - 2e-6) < 1e-13 and abs(lrs[3] - 2e-6) < 1e-13
+
+    for stop in (1, 2):  # interrupt right at each milestone
+        first = _state(tiny_config_path)
+        for _ in range(stop):
+            end_epoch(first)
+        path = first.save(tmp_path / f"e{stop}.pth.tar")
+        resumed = _state(tiny_config_path)
+        resumed.load(path)
+        assert resumed.epoch == stop
+        got = []
+        for _ in range(stop, 4):
+            got.append(resumed.learning_rates()["lr_generator"])
+            end_epoch(resumed)
+        assert got == lrs[stop:], f"resumed at epoch {stop}"
+
+
+def test_optimizer_state_and_step_survive_a_checkpoint(tiny_config_path, tmp_path):
+    torch.manual_seed(0)
+    state = _state(tiny_config_path)
+    batch = {"source": torch.rand(2, 3, 32, 32), "driving": torch.rand(2, 3, 32, 32)}
+    for _ in range(2):
+        train_step(state, batch)
+    end_epoch(state)
+    path = state.save(tmp_path / "c.pth.tar")
+    saved = read_checkpoint(path)
+    assert saved["epoch"] == 1 and saved["step"] == 2
+    assert set(saved) >= {"generator", "kp_detector", "discriminator", "optimizer_generator",
+                          "optimizer_kp_detector", "optimizer_discriminator", "epoch"}
+    resumed = _state(tiny_config_path)
+    resumed.load(path)
+    assert (resumed.epoch, resumed.step) == (1, 2)
+    # (perceptual weights are 0 here, so only the kp detector learns, from the equivariance losses)
+    adam = resumed.optimizers["kp_detector"].state_dict()["state"]
+    assert adam and all(float(s["step"]) == 2 for s in adam.values())  # Adam's moments continue, not restart
+    for a, b in zip(resumed.kp_detector.parameters(), state.kp_detector.parameters()):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,40 @@
+"""A 2-trial Ray Tune sweep on tiny shards: trials are MLflow child runs; the best config file trains."""
+
+import pytest
+
+from fomm.config import load_config
+from training.job import TrainJob
+from training.trainer import fit
+from tuning.spaces import SearchSpace
+from tuning.sweep import SweepJob, run_sweep
+
+
+@pytest.mark.ray
+def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local, mlflow_server, synthetic_shards,
+                                                                      tmp_path, tiny_config_path):
+    from evaluation.tracking import search_runs
+
+    base = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "runs"),
+                    max_steps=1, num_epochs=1, tracking_uri=mlflow_server, experiment="sweep-test",
+                    num_val_clips=2, val_frames=3, log_images_every=0, validate_at_start=False,
+                    overrides={"train_params": {"num_repeats": 1, "scales": [1]}})
+    space = SearchSpace.from_dict({"space": {"train_params.loss_weights.equivariance_value": {"grid": [1, 10]}},
+                                   "num_samples": 1}, source="test-space")
+    result = run_sweep(SweepJob(base=base, space=space))
+    assert result.num_trials == 2
+    assert result.best_sample["train_params.loss_weights.equivariance_value"] in (1, 10)
+    assert 0 < result.best_metrics["val_l1"] < 1
+
+    runs = search_runs(mlflow_server, "sweep-test")
+    children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == result.parent_run_id]
+    assert len(children) == 2
+    parent = next(r for r in runs if r["run_id"] == result.parent_run_id)
+    assert parent["metrics"]["best_val_l1"] == pytest.approx(result.best_metrics["val_l1"])
+
+    best = load_config(result.best_config)
+    assert best.train.loss_weights.equivariance_value == result.best_sample[
+        "train_params.loss_weights.equivariance_value"]
+    trained = fit(TrainJob(config=result.best_config, data=str(synthetic_shards), storage=str(tmp_path / "best"),
+                           max_steps=1, tracking_uri=mlflow_server, num_val_clips=0, log_images_every=0,
+                           validate_at_start=False))
+    assert trained.checkpoint is not None
