@@ -129,3 +129,29 @@ def plot_runs(runs: Sequence[dict], metrics: Sequence[str], path: str | Path) ->
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def plot_curves(curves: dict[str, Sequence[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
+    """Line plots of (step, value) series, one panel each (e.g. training losses and val_l1), as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [n for n, c in curves.items() if c]
+    fig, axes = plt.subplots(len(names), 1, figsize=(6, 1.9 * max(1, len(names))), squeeze=False, sharex=True)
+    for ax, name in zip(axes[:, 0], names):
+        steps, values = zip(*curves[name])
+        ax.plot(steps, values, color="tab:blue", lw=1)
+        ax.set_ylabel(name, fontsize=8)
+    axes[-1, 0].set_xlabel("step")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -277,6 +277,12 @@ def get_run(tracking_uri: str | None, run_id: str) -> dict:
     return _run_dict(make_client(tracking_uri).get_run(run_id))
 
 
+def metric_history(tracking_uri: str | None, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric of a run, in step order."""
+    history = make_client(tracking_uri).get_metric_history(run_id, key)
+    return sorted((int(m.step), float(m.value)) for m in history)
+
+
 def list_artifacts(tracking_uri: str | None, run_id: str, path: str | None = None) -> list[str]:
     """Artifact paths of a run (recursively) under `path`."""
     client = make_client(tracking_uri)
