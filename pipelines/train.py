@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from training.job import TrainJob
-from training.trainer import fit
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.job import TrainJob  # noqa: E402
+from training.trainer import fit  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke tests)")
     p.add_argument("--epochs", type=int, default=None, help="override train_params.num_epochs")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop training this long after the start")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
     p.add_argument("--experiment", default="fomm-train", help="MLflow experiment")
     p.add_argument("--resume", action="store_true", help="continue the run in --storage/--name from its latest checkpoint")
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     job = TrainJob(config=a.config, data=a.data, storage=a.storage, name=a.name, workers=a.workers,
                    gpus_per_worker=a.gpus_per_worker, cpus_per_worker=a.cpus_per_worker, max_steps=a.max_steps,
-                   num_epochs=a.epochs, tracking_uri=a.tracking_uri, experiment=a.experiment, resume=a.resume,
+                   max_minutes=a.max_minutes, num_epochs=a.epochs, tracking_uri=a.tracking_uri, experiment=a.experiment, resume=a.resume,
                    keep_checkpoints=a.keep_checkpoints, max_failures=a.max_failures, num_val_clips=a.val_clips,
                    val_split=a.val_split, log_images_every=a.log_images_every, overrides=overrides_from(a.set))
     result = fit(job)

@@ -199,11 +199,10 @@ def train_dataset(data: str, spec: PairSpec, endpoint: str | None = None, num_cp
 
 def val_dataset(data: str, split: str, clip_ids: Sequence[str], frame_shape: tuple[int, int], count: int,
                 endpoint: str | None = None, num_cpus: float = 1.0):  # noqa: ANN201
-    """The chosen held-out clips' frames, decoded once and kept in the object store."""
+    """The chosen held-out clips' frames (decoded again each epoch: a few images, not worth holding)."""
     fn = functools.partial(clips_to_val_frames, frame_shape=frame_shape, count=count, keep_ids=frozenset(clip_ids))
     ds = _read(data, split, endpoint, shuffle_files=False)
-    return ds.map_batches(_nonempty(fn, "frames"), batch_size=8, batch_format="pyarrow",
-                          num_cpus=num_cpus).materialize()
+    return ds.map_batches(_nonempty(fn, "frames"), batch_size=8, batch_format="pyarrow", num_cpus=num_cpus)
 
 
 def choose_val_clips(index: ClipIndex, count: int, multiple_of: int = 1) -> list[str]:

@@ -30,6 +30,7 @@ class TrainJob:
     gpus_per_worker: float = 0.0
     cpus_per_worker: float = 1.0
     max_steps: int | None = None  # cap on optimiser steps (counted across resumes)
+    max_minutes: float | None = None  # stop training this long after the job started (then validate, checkpoint)
     num_epochs: int | None = None  # overrides train_params.num_epochs
     tracking_uri: str | None = None  # MLflow; None: evaluation.tracking.default_tracking_uri()
     experiment: str = "fomm-train"

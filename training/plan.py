@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from fomm.config import FommConfig
@@ -35,11 +36,12 @@ class RunPlan:
     samples_per_epoch: int
     mlflow_run_id: str | None
     tracking_uri: str | None
+    started_at: float = field(default_factory=time.time)  # the time budget (max_minutes) counts from here
 
     def loop_config(self) -> dict[str, Any]:
         return {"job": self.job.to_dict(), "fomm": self.cfg.to_dict(), "samples_per_epoch": self.samples_per_epoch,
                 "has_val": "val" in self.datasets, "mlflow_run_id": self.mlflow_run_id,
-                "tracking_uri": self.tracking_uri}
+                "tracking_uri": self.tracking_uri, "started_at": self.started_at}
 
 
 def run_path(job: TrainJob) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from fomm.config import FommConfig
@@ -133,6 +135,10 @@ class WorkerLoop:
         self.train_shard = ray.train.get_dataset_shard("train")
         self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
         self.last_checkpoint_step = self.state.step if self.restored else -1
+        self.stopped = self.job.max_steps is not None and self.state.step >= self.job.max_steps
+        self.deadline = (config["started_at"] + 60 * self.job.max_minutes
+                         if self.job.max_minutes is not None else None)
+        self.clock = StepClock()
         if self.restored and self.tracker is not None:
             self.tracker.log_metrics({"restored_from_step": self.state.step}, step=self.state.step)
 
@@ -145,9 +151,16 @@ class WorkerLoop:
             self.progress = Progress.read(Path(d) / STATE_FILE)
         return True
 
-    @property
-    def done(self) -> bool:
-        return self.job.max_steps is not None and self.state.step >= self.job.max_steps
+    def check_stop(self) -> bool:
+        """After a step: max_steps reached, or (rank 0's clock, shared by all) the time budget spent."""
+        if self.job.max_steps is not None and self.state.step >= self.job.max_steps:
+            self.stopped = True
+        elif self.deadline is not None:
+            late = torch.tensor([float(time.time() > self.deadline)], device=self.device)
+            if dist.is_available() and dist.is_initialized() and self.world > 1:
+                dist.broadcast(late, src=0)  # every worker stops after the same step
+            self.stopped = bool(late.item())
+        return self.stopped
 
     def validate(self) -> dict[str, float]:
         if self.val_shard is None:
@@ -191,10 +204,10 @@ class WorkerLoop:
                                          step=state.step)
                 if job.log_images_every and state.step % job.log_images_every == 0:
                     _log_grid(self.tracker, batch, generated, state.step)
+            if self.check_stop():
+                return cap is not None and progress.epoch_step >= cap
             if cap is not None and progress.epoch_step >= cap:
                 return True
-            if self.done:
-                return False
             if tp.checkpoint_every_steps and state.step % tp.checkpoint_every_steps == 0:
                 self.report({**values, **timing}, with_checkpoint=True, log=False)  # already logged above
         return True
@@ -205,16 +218,16 @@ class WorkerLoop:
             metrics = self.validate()
             if self.tracker is not None and metrics:
                 self.tracker.log_metrics(metrics, step=0)
-        while not self.done and state.epoch < tp.num_epochs:
+        while not self.stopped and state.epoch < tp.num_epochs:
             if not self.run_epoch():
                 break
             end_epoch(state)
             self.progress.epoch_step = 0
             metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}
-            is_last = state.epoch >= tp.num_epochs or self.done
+            is_last = state.epoch >= tp.num_epochs or self.stopped
             self.report(metrics, with_checkpoint=state.epoch % max(1, tp.checkpoint_freq) == 0 or is_last)
-        if self.last_checkpoint_step != state.step:  # stopped by max_steps mid-epoch: keep what was learned
-            self.report(self.clock.summary(self.world) if hasattr(self, "clock") else {}, with_checkpoint=True)
+        if self.last_checkpoint_step != state.step:  # stopped mid-epoch (max_steps, time): keep what was learned
+            self.report({**self.validate(), **self.clock.summary(self.world)}, with_checkpoint=True)
         if self.tracker is not None:
             self.tracker.set_tags({"last_step": state.step, "last_epoch": state.epoch})
 
@@ -257,8 +270,10 @@ def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> 
 
 def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
+    started_at = time.time()
     ensure_ray(job)
     plan = plan_run(job)
+    plan.started_at = started_at
     result = make_trainer(plan, callbacks).fit()
     status = "FAILED" if result.error is not None else "FINISHED"
     if plan.mlflow_run_id:

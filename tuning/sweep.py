@@ -132,7 +132,8 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         tracker = Tracker(tracking_uri=uri, run_id=parent_run_id)
         if best_value is not None:
             tracker.log_metrics({f"best_{sweep.space.metric}": float(best_value)})
-        tracker.log_params({f"best.{k}": v for k, v in sample.items()})
+        # MLflow names may not hold ',': tied keys are logged joined by ' '
+        tracker.log_params({f"best.{k.replace(',', ' ')}": v for k, v in sample.items()})
         tracker.log_artifact(out)
         tracker.end("FINISHED")
     return SweepResult(str(out), dict(best.metrics or {}), sample, parent_run_id, str(experiment_dir / "tune"),

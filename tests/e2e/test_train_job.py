@@ -47,7 +47,7 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
 
     storage = tmp_path / "storage"
     train = [sys.executable, str(TRAIN), "--config", str(tiny_config_path), "--data", str(synthetic_shards),
-             "--storage", str(storage), "--name", "job", "--workers", "2", "--max-steps", "16",
+             "--storage", str(storage), "--name", "job", "--workers", "2", "--max-steps", "10", "--epochs", "2",
              "--tracking-uri", mlflow_server, "--val-clips", "2", "--log-images-every", "5", *SETTINGS]
     jobs = JobSubmissionClient(ray_head["dashboard"])
     env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
@@ -59,7 +59,7 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     assert jobs.get_job_status(first) == JobStatus.STOPPED
     kept = sorted((storage / "job").glob("checkpoint_*/checkpoint.pth.tar"))
     resumed_from = max(read_checkpoint(p)["step"] for p in kept)
-    assert 2 <= resumed_from < 16
+    assert 2 <= resumed_from < 10
     run_id = json.loads((storage / "job" / "fomm_run.json").read_text())["mlflow_run_id"]
 
     second = jobs.submit_job(entrypoint=shlex.join([*train, "--resume"]), runtime_env=env)
@@ -70,15 +70,15 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     assert re.search(r"^mlflow run id: (\w+)", logs, re.M).group(1) == run_id  # the same MLflow run
 
     state = read_checkpoint(checkpoint)
-    assert state["step"] == 16 and state["epoch"] == 2  # 6 steps per epoch: two done, 4 steps into the third
+    assert state["step"] == 10 and state["epoch"] == 1  # 6 steps per epoch: one done, 4 steps into the next
     adam = state["optimizer_kp_detector"]["state"]
-    assert adam and {float(s["step"]) for s in adam.values()} == {16.0}  # moments restored, not restarted
+    assert adam and {float(s["step"]) for s in adam.values()} == {10.0}  # moments restored, not restarted
 
     client = mlflow.MlflowClient(mlflow_server)
     assert client.get_run(run_id).info.status == "FINISHED"
     restored = client.get_metric_history(run_id, "restored_from_step")
     assert restored and restored[-1].value >= resumed_from
     totals = client.get_metric_history(run_id, "total")
-    assert {m.step for m in totals} == set(range(1, 17))
+    assert {m.step for m in totals} == set(range(1, 11))
     after = [m.step for m in totals if m.timestamp >= restored[-1].timestamp]
     assert after and min(after) > restored[-1].value  # the curve continues past the checkpoint, not from step 1

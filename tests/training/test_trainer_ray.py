@@ -1,4 +1,4 @@
-"""Two-worker DDP training on Ray Train (CPU, gloo) over synthetic shards, with a worker killed mid-run."""
+"""Two-worker DDP training on Ray Train (CPU, gloo) from and to S3, with a worker killed mid-run."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from fomm.checkpoint import load_checkpoint, read_checkpoint
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
+from preprocessing import storage
 from training.job import TrainJob
 from training.trainer import fit
 
@@ -26,8 +27,8 @@ SMALL = {"dataset_params": {"frame_shape": [32, 32, 3]},
                           "loss_weights": {"perceptual": [10, 10, 0, 0, 0]}}}
 
 
-def small_job(config: Path, shards: Path, storage: Path, tracking_uri: str, **changes) -> TrainJob:
-    return TrainJob(config=str(config), data=str(shards), storage=str(storage), workers=2, max_steps=8,
+def small_job(config: Path, data: str, storage_path: str, tracking_uri: str, **changes) -> TrainJob:
+    return TrainJob(config=str(config), data=data, storage=storage_path, workers=2, max_steps=8,
                     tracking_uri=tracking_uri, num_val_clips=2, val_frames=3, log_images_every=4, overrides=SMALL,
                     **changes)
 
@@ -46,24 +47,34 @@ def _train_worker_pids(dashboard: str, timeout: float) -> list[int]:
     raise TimeoutError(f"no 2 live train workers within {timeout:.0f}s")
 
 
-def _wait_for_checkpoint(run_dir: Path, timeout: float) -> None:
+def _wait_for_checkpoint(run_dir: str, timeout: float) -> None:
     """Until Ray Train has registered a checkpoint (its snapshot names one), not merely begun writing it."""
-    snapshot = run_dir / "checkpoint_manager_snapshot.json"
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+            if json.loads(storage.read_bytes(storage.join(run_dir, "checkpoint_manager_snapshot.json"))).get(
+                    "latest_checkpoint_result"):
                 return
-        except (OSError, ValueError):
+        except (storage.StorageError, ValueError):
             pass  # not written yet, or caught mid-write
         time.sleep(0.05)
     raise TimeoutError(f"{run_dir}: no checkpoint within {timeout:.0f}s")
 
 
+def _upload(local: Path, remote: str) -> str:
+    for path in sorted(local.glob("*.parquet")):
+        storage.write_bytes(storage.join(remote, path.name), path.read_bytes())
+    return remote
+
+
 @pytest.mark.ray
-def test_two_worker_ddp_run_recovers_from_a_killed_worker(ray_local, synthetic_shards, tiny_config_path, tmp_path):
+def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_s3, synthetic_shards,
+                                                                 tiny_config_path, tmp_path):
+    """Shards and checkpoints on S3 (moto); one of the two workers is SIGKILLed after the first checkpoint."""
+    bucket = f"s3://{moto_s3['bucket']}/{tmp_path.name}"
+    data = _upload(synthetic_shards, f"{bucket}/shards")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    job = small_job(tiny_config_path, synthetic_shards, tmp_path / "storage", uri, name="ddp")
+    job = small_job(tiny_config_path, data, f"{bucket}/storage", uri, name="ddp")
     outcome: dict = {}
 
     def run() -> None:
@@ -75,13 +86,14 @@ def test_two_worker_ddp_run_recovers_from_a_killed_worker(ray_local, synthetic_s
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     pids = _train_worker_pids(ray_local["dashboard"], timeout=400)  # found early: the kill must land mid-run
-    _wait_for_checkpoint(tmp_path / "storage" / "ddp", timeout=400)
+    _wait_for_checkpoint(f"{bucket}/storage/ddp", timeout=400)
     os.kill(pids[-1], signal.SIGKILL)
     killed_at = time.time()
     thread.join(timeout=500)
     assert not thread.is_alive(), "training did not finish after a worker was killed"
     assert "error" not in outcome, outcome.get("error")
     result = outcome["result"]
+    assert result.checkpoint.startswith(f"{bucket}/storage/ddp/checkpoint_")
 
     # the two workers hold identical weights (checked across workers after the last step)
     assert result.metrics["world_size"] == 2 and result.metrics["weights_max_diff"] == 0.0
@@ -89,8 +101,10 @@ def test_two_worker_ddp_run_recovers_from_a_killed_worker(ray_local, synthetic_s
     cfg = job.load_config()
     kp, gen = KPDetector.from_config(cfg.model_params), OcclusionAwareGenerator.from_config(cfg.model_params)
     disc = MultiScaleDiscriminator.from_config(cfg.model_params)
-    load_checkpoint(result.checkpoint, generator=gen, kp_detector=kp, discriminator=disc)
-    assert read_checkpoint(result.checkpoint)["step"] == 8
+    local = tmp_path / "checkpoint.pth.tar"
+    local.write_bytes(storage.read_bytes(result.checkpoint))
+    load_checkpoint(local, generator=gen, kp_detector=kp, discriminator=disc)
+    assert read_checkpoint(local)["step"] == 8
 
     client = mlflow.MlflowClient(uri)
     run = client.get_run(result.mlflow_run_id)
