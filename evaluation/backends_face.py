@@ -36,12 +36,13 @@ def _torch_hub_dir(path: Path) -> Iterator[None]:
     import torch
 
     with _HUB_LOCK:
-        previous = torch.hub.get_dir()
+        # the raw setting, not get_dir(): restoring None keeps $TORCH_HOME in charge afterwards
+        previous = torch.hub._hub_dir
         torch.hub.set_dir(str(path))
         try:
             yield
         finally:
-            torch.hub.set_dir(previous)
+            torch.hub._hub_dir = previous
 
 
 class FaceAlignmentLandmarks:

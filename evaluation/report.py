@@ -63,12 +63,7 @@ def _summary_png(path: Path, aggregate: dict, labels: dict, cases: Sequence[dict
         ax.set_title(f"{case['title']}: {case['clip_id']} (L1 {format_value(case['l1'])}); top real, bottom generated",
                      fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[str, str],
@@ -123,12 +118,7 @@ def plot_runs(runs: Sequence[dict], metrics: Sequence[str], path: str | Path) ->
         ax.bar(range(len(runs)), values, color="tab:blue")
         ax.set_xticks(range(len(runs)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(metric, fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_curves(curves: dict[str, Sequence[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
@@ -149,6 +139,13 @@ def plot_curves(curves: dict[str, Sequence[tuple[int, float]]], path: str | Path
     axes[-1, 0].set_xlabel("step")
     if title:
         fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+    """Tight layout, write to a temporary PNG beside `path`, rename, close the figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=90)

@@ -23,42 +23,33 @@ class ResBlock2d(nn.Module):
         return out + x
 
 
-class UpBlock2d(nn.Module):
-    """Nearest 2× upsampling → conv → BN → ReLU."""
+class _ConvNorm(nn.Module):
+    """A conv (`conv`) followed by batch norm (`norm`): the original key names of every block below."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple = 3,
                  padding: int | tuple = 1, groups: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
+
+
+class UpBlock2d(_ConvNorm):
+    """Nearest 2× upsampling → conv → BN → ReLU."""
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.interpolate(x, scale_factor=2)
         return F.relu(self.norm(self.conv(out)))
 
 
-class DownBlock2d(nn.Module):
+class DownBlock2d(_ConvNorm):
     """Conv → BN → ReLU → 2×2 average pooling."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple = 3,
-                 padding: int | tuple = 1, groups: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
-        self.pool = nn.AvgPool2d(kernel_size=(2, 2))
-
     def forward(self, x: Tensor) -> Tensor:
-        return self.pool(F.relu(self.norm(self.conv(x))))
+        return F.avg_pool2d(F.relu(self.norm(self.conv(x))), kernel_size=(2, 2))
 
 
-class SameBlock2d(nn.Module):
+class SameBlock2d(_ConvNorm):
     """Conv → BN → ReLU at the same resolution."""
-
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple = 3,
-                 padding: int | tuple = 1, groups: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.norm(self.conv(x)))

@@ -62,11 +62,13 @@ def overrides_from(items: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    job = TrainJob(config=a.config, data=a.data, storage=a.storage, name=a.name, workers=a.workers,
-                   gpus_per_worker=a.gpus_per_worker, cpus_per_worker=a.cpus_per_worker, max_steps=a.max_steps,
-                   max_minutes=a.max_minutes, num_epochs=a.epochs, tracking_uri=a.tracking_uri, experiment=a.experiment, resume=a.resume,
-                   keep_checkpoints=a.keep_checkpoints, max_failures=a.max_failures, num_val_clips=a.val_clips,
-                   val_split=a.val_split, log_images_every=a.log_images_every, overrides=overrides_from(a.set))
+    job = TrainJob(
+        config=a.config, data=a.data, storage=a.storage, name=a.name, workers=a.workers,
+        gpus_per_worker=a.gpus_per_worker, cpus_per_worker=a.cpus_per_worker, max_steps=a.max_steps,
+        max_minutes=a.max_minutes, num_epochs=a.epochs, tracking_uri=a.tracking_uri, experiment=a.experiment,
+        resume=a.resume, keep_checkpoints=a.keep_checkpoints, max_failures=a.max_failures,
+        num_val_clips=a.val_clips, val_split=a.val_split, log_images_every=a.log_images_every,
+        overrides=overrides_from(a.set))
     result = fit(job)
     print(f"checkpoint: {result.checkpoint}")
     print(f"best checkpoint: {result.best_checkpoint}")

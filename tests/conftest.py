@@ -76,6 +76,20 @@ def tiny_config_path() -> Path:
     return REPO_ROOT / "configs" / "tiny-64.yaml"
 
 
+def wait_job_agent(dashboard: str, env: dict, timeout: float = 240.0) -> None:
+    """Submit a trivial job until the head's job agent accepts it ("No available agent" right after start)."""
+    deadline = time.time() + timeout
+    last = ""
+    while time.time() < deadline:
+        done = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", dashboard, "--", "python", "-c", "pass"],
+                              env=env, capture_output=True, text=True, timeout=180)
+        if done.returncode == 0:
+            return
+        last = (done.stderr or done.stdout)[-500:]
+        time.sleep(3)
+    raise RuntimeError(f"the Ray job agent at {dashboard} never accepted a job: {last}")
+
+
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory) -> Iterator[dict]:
     """A real `ray start --head --block` on 127.0.0.1 with the job server, in its own process group.
@@ -100,6 +114,7 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
             wait_http(info["dashboard"] + "/api/version", timeout=180)
         except RuntimeError:
             raise RuntimeError(f"ray head did not start; its log:\n{log.read_text()[-3000:]}") from None
+        wait_job_agent(info["dashboard"], env)
         yield info
     finally:
         for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):

@@ -46,24 +46,27 @@ class GlooSyncBatchNorm2d(nn.BatchNorm2d):
         if not self.training or _world_size() == 1:
             return super().forward(x)
         c = x.shape[1]
-        count = x.new_full((1,), x.numel() / c)
-        # one all-reduce for Σx and the element count, one for Σ(x − mean)²: the two-pass variance is stable
-        totals = all_reduce_sum(torch.cat([x.sum(dim=(0, 2, 3)), count]))  # (C+1)
+        # one all-reduce of Σx, Σx² and the count (float64, so E[x²] − E[x]² does not cancel badly); its
+        # backward is one more: two collectives per layer and step, as torch's SyncBatchNorm
+        local = torch.cat([x.sum(dim=(0, 2, 3), dtype=torch.float64),
+                           (x * x).sum(dim=(0, 2, 3), dtype=torch.float64),
+                           x.new_full((1,), x.numel() / c, dtype=torch.float64)])
+        totals = all_reduce_sum(local)  # 2C+1
         n = totals[-1]
         mean = totals[:c] / n  # C
-        centred = x - mean.view(1, c, 1, 1)
-        var = all_reduce_sum((centred * centred).sum(dim=(0, 2, 3))) / n  # C, biased (used to normalise)
+        var = (totals[c:2 * c] / n - mean * mean).clamp(min=0)  # C, biased (used to normalise)
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
-                unbiased = var.detach() * (n / (n - 1).clamp(min=1))
-                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
-                self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-        out = centred * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+                unbiased = var * (n / (n - 1).clamp(min=1))
+                self.running_mean.mul_(1 - momentum).add_(mean.to(x.dtype), alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_(unbiased.to(x.dtype), alpha=momentum)
+        scale = torch.rsqrt(var + self.eps).to(x.dtype)  # C
+        shift = (-mean).to(x.dtype) * scale
         if self.affine:
-            out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
-        return out
+            scale, shift = scale * self.weight, shift * self.weight + self.bias
+        return x * scale.view(1, c, 1, 1) + shift.view(1, c, 1, 1)
 
 
 def _convert(module: nn.Module) -> nn.Module:

@@ -176,8 +176,8 @@ class WorkerLoop:
         metrics = {**metrics, "weights_max_diff": max_weight_difference(
             {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world}
         if self.tracker is not None:
-            self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "world_size" and (log or k == "weights_max_diff")},
-                                     step=self.state.step)
+            logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
+            self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)
         _report(metrics, self.state, self.progress, self.cfg, with_checkpoint, self.rank)
         if with_checkpoint:
             self.last_checkpoint_step = self.state.step
@@ -272,6 +272,7 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
     started_at = time.time()
     ensure_ray(job)
+    _check_room_for_data(job)
     plan = plan_run(job)
     plan.started_at = started_at
     result = make_trainer(plan, callbacks).fit()
@@ -302,5 +303,21 @@ def ensure_ray(job: TrainJob) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
         return
+    # a laptop: logical CPUs for every train worker plus two for Ray Data's decoding tasks, which would
+    # otherwise wait forever behind the workers' reservations on a 2-core machine
     cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2)
-    ray.init(num_cpus=cpus, include_dashboard=False)
+    ray.init(num_cpus=cpus)
+
+
+def _check_room_for_data(job: TrainJob) -> None:
+    """Warn when the workers would take every CPU: Ray Data's decoding tasks could then never run."""
+    import logging
+
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus - job.workers * job.cpus_per_worker < 1:
+        logging.getLogger(__name__).warning(
+            "the cluster has %s CPUs and %d workers × %s CPUs leave none for Ray Data's decoding tasks: training "
+            "will wait for data unless the cluster grows (start Ray with more --num-cpus)", cpus, job.workers,
+            job.cpus_per_worker)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 
 import numpy as np
 
@@ -22,8 +21,8 @@ def test_files_metadata_and_split(synthetic_dir):
 
 def test_deterministic_for_a_seed(tmp_path, synthetic_dir):
     again = generate_synthetic_videos(tmp_path, num_videos=2, size=64, num_frames=24, seed=0)
-    for p in again:
-        assert hashlib.sha256(p.read_bytes()).digest() == hashlib.sha256((synthetic_dir / p.name).read_bytes()).digest()
+    for p in again:  # the decoded frames are identical (the container bytes may carry encoder timing)
+        assert np.array_equal(read_frames(p), read_frames(synthetic_dir / p.name))
 
 
 def test_bodies_move_and_cover_the_frame():
