@@ -40,6 +40,18 @@ def _wait_for(predicate, timeout: float, what: str, every: float = 0.2) -> None:
     raise TimeoutError(f"{what} within {timeout:.0f}s")
 
 
+def _submit(jobs, entrypoint: list[str], env: dict, timeout: float = 120) -> str:  # noqa: ANN001
+    """Submit a job, waiting for the head's job agent (it can come up a little after the dashboard)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return jobs.submit_job(entrypoint=shlex.join(entrypoint), runtime_env=env)
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.time() > deadline:
+                raise
+            time.sleep(2)
+
+
 @pytest.mark.ray
 def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthetic_shards, tiny_config_path,
                                                  tmp_path):
@@ -52,20 +64,20 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     jobs = JobSubmissionClient(ray_head["dashboard"])
     env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
 
-    first = jobs.submit_job(entrypoint=shlex.join(train), runtime_env=env)
+    first = _submit(jobs, train, env)
     _wait_for(lambda: any((storage / "job").glob("checkpoint_*/train_state.json")), 500, "no checkpoint")
     jobs.stop_job(first)  # SIGTERM to the driver: its Train controller and workers go with it
     _wait_for(lambda: jobs.get_job_status(first).is_terminal(), 60, "the first job did not stop")
     assert jobs.get_job_status(first) == JobStatus.STOPPED
     kept = sorted((storage / "job").glob("checkpoint_*/checkpoint.pth.tar"))
-    resumed_from = max(read_checkpoint(p)["step"] for p in kept)
-    assert 2 <= resumed_from < 10
+    kept_steps = {read_checkpoint(p)["step"] for p in kept}
+    assert kept_steps and 2 <= min(kept_steps) and max(kept_steps) < 10
     run_id = json.loads((storage / "job" / "fomm_run.json").read_text())["mlflow_run_id"]
 
-    second = jobs.submit_job(entrypoint=shlex.join([*train, "--resume"]), runtime_env=env)
+    second = _submit(jobs, [*train, "--resume"], env)
     _wait_for(lambda: jobs.get_job_status(second).is_terminal(), 600, "the resumed job did not finish", every=1)
     logs = jobs.get_job_logs(second)
-    assert jobs.get_job_status(second) == JobStatus.SUCCEEDED, logs[-4000:]
+    assert jobs.get_job_status(second) == JobStatus.SUCCEEDED, (jobs.get_job_info(second).message, logs[-4000:])
     checkpoint = re.search(r"^checkpoint: (\S+)", logs, re.M).group(1)
     assert re.search(r"^mlflow run id: (\w+)", logs, re.M).group(1) == run_id  # the same MLflow run
 
@@ -77,7 +89,8 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     client = mlflow.MlflowClient(mlflow_server)
     assert client.get_run(run_id).info.status == "FINISHED"
     restored = client.get_metric_history(run_id, "restored_from_step")
-    assert restored and restored[-1].value >= resumed_from
+    # a checkpoint the stop interrupted may be on disk but unregistered: Ray resumes from a registered one
+    assert restored and restored[-1].value in kept_steps
     totals = client.get_metric_history(run_id, "total")
     assert {m.step for m in totals} == set(range(1, 11))
     after = [m.step for m in totals if m.timestamp >= restored[-1].timestamp]
