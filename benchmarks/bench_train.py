@@ -38,20 +38,29 @@ def synthetic_shards(root: Path, num_videos: int, size: int, frames: int) -> str
 
 
 def step_figures(tracking_uri: str, run_id: str, warmup: int, per_worker_batch: int) -> dict:
-    """Steady-state figures from the per-step metrics of rank 0 (steps after `warmup`)."""
+    """Figures from the per-step metrics of rank 0 (steps after `warmup`).
+
+    `data_wait_fraction` counts every measured step; `data_wait_fraction_steady` leaves out the first step of
+    each epoch, which waits for that epoch's data stream to start.
+    """
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)
     wait = {m.step: m.value for m in client.get_metric_history(run_id, "data_wait_s")}
     compute = {m.step: m.value for m in client.get_metric_history(run_id, "compute_s")}
+    epoch = {m.step: m.value for m in client.get_metric_history(run_id, "epoch")}
     steps = sorted(s for s in wait if s > warmup and s in compute)
     if not steps:
         raise RuntimeError(f"run {run_id}: no steps after the {warmup} warm-up steps")
-    total_wait = sum(wait[s] for s in steps)
-    total = total_wait + sum(compute[s] for s in steps)
+    starts = {s for s in wait if epoch.get(s) != epoch.get(s - 1)}
+    steady = [s for s in steps if s not in starts]
+    total = sum(wait[s] + compute[s] for s in steps)
+    steady_total = sum(wait[s] + compute[s] for s in steady)
     return {"steps_measured": len(steps), "step_time_s": total / len(steps),
             "samples_per_s_per_worker": per_worker_batch * len(steps) / total,
-            "data_wait_fraction": total_wait / total}
+            "data_wait_fraction": sum(wait[s] for s in steps) / total,
+            "data_wait_fraction_steady": sum(wait[s] for s in steady) / steady_total if steady else None,
+            "epoch_starts_measured": len(steps) - len(steady)}
 
 
 def measure(name: str, config: str, data: str, workers: int, steps: int, warmup: int, overrides: dict,
@@ -69,7 +78,8 @@ def measure(name: str, config: str, data: str, workers: int, steps: int, warmup:
     figures = step_figures(uri, result.mlflow_run_id, warmup, cfg.train_params.batch_size // workers)
     return {"case": name, "config": Path(config).name, "frame_shape": list(cfg.dataset_params.shape[:2]),
             "workers": workers, "batch_per_worker": cfg.train_params.batch_size // workers,
-            "job_wall_s": round(time.time() - start, 1), **{k: round(v, 4) for k, v in figures.items()}}
+            "job_wall_s": round(time.time() - start, 1),
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -227,3 +227,10 @@ def write_synthetic_shards(root: Path, num_videos: int = 8, size: int = 32, num_
 def synthetic_shards(tmp_path_factory) -> Path:
     """8 clips of 12 frames at 32×32, 2 identities; clips 3 and 7 held out."""
     return write_synthetic_shards(tmp_path_factory.mktemp("shards"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards_64(tmp_path_factory) -> Path:
+    """12 clips of 16 frames at 64×64 (the demo size), 3 identities; every third clip held out."""
+    return write_synthetic_shards(tmp_path_factory.mktemp("shards64"), num_videos=12, size=64, num_frames=16,
+                                  num_identities=3, test_every=3)

@@ -16,6 +16,7 @@ fixes it at num_repeats). Rows are then mixed by each worker's local shuffle buf
 from __future__ import annotations
 
 import functools
+import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -134,7 +135,12 @@ def clips_to_pairs(batch: pa.Table, spec: PairSpec, rng: np.random.Generator | N
             frames = batch.column("frames")[row].values  # BinaryArray, T encoded images
             for _ in range(count):
                 i, j = sample_pair(len(frames), rng)
-                src, drv = shards.decode_frames([frames[i].as_py(), frames[j].as_py()])
+                try:
+                    src, drv = shards.decode_frames([frames[i].as_py(), frames[j].as_py()])
+                except ValueError as err:  # a damaged image costs one sample, not the epoch
+                    clip_id = batch.column("clip_id")[row].as_py()
+                    logging.getLogger(__name__).warning("clip %s, frames %d/%d: %s", clip_id, i, j, err)
+                    continue
                 src, drv = augment_pair(fit_frame(src, (h, w)), fit_frame(drv, (h, w)), rng, spec.augment)
                 sources.append(src)
                 drivings.append(drv)
@@ -191,7 +197,9 @@ def _nonempty(fn, key: str):  # noqa: ANN001, ANN202
 
 def train_dataset(data: str, spec: PairSpec, endpoint: str | None = None, num_cpus: float = 1.0):  # noqa: ANN201
     """Streaming dataset of augmented frame pairs; every pass over it is a fresh epoch."""
-    ds = _read(data, spec.split, endpoint, shuffle_files=True).randomize_block_order()
+    # files shuffled per epoch, samples mixed by each worker's shuffle buffer; no all-to-all step, so the first
+    # batch of an epoch waits only for one read and one decode task
+    ds = _read(data, spec.split, endpoint, shuffle_files=True)
     # one clip per call: its num_repeats samples form one output batch, so memory stays bounded at 256²
     return ds.map_batches(_nonempty(functools.partial(clips_to_pairs, spec=spec), "source"), batch_size=1,
                           batch_format="pyarrow", num_cpus=num_cpus)
@@ -199,10 +207,11 @@ def train_dataset(data: str, spec: PairSpec, endpoint: str | None = None, num_cp
 
 def val_dataset(data: str, split: str, clip_ids: Sequence[str], frame_shape: tuple[int, int], count: int,
                 endpoint: str | None = None, num_cpus: float = 1.0):  # noqa: ANN201
-    """The chosen held-out clips' frames (decoded again each epoch: a few images, not worth holding)."""
+    """The chosen held-out clips' frames, decoded once and kept in the object store for every epoch."""
     fn = functools.partial(clips_to_val_frames, frame_shape=frame_shape, count=count, keep_ids=frozenset(clip_ids))
     ds = _read(data, split, endpoint, shuffle_files=False)
-    return ds.map_batches(_nonempty(fn, "frames"), batch_size=8, batch_format="pyarrow", num_cpus=num_cpus)
+    return ds.map_batches(_nonempty(fn, "frames"), batch_size=8, batch_format="pyarrow",
+                          num_cpus=num_cpus).materialize()
 
 
 def choose_val_clips(index: ClipIndex, count: int, multiple_of: int = 1) -> list[str]:

@@ -130,3 +130,14 @@ def test_validation_clips_cover_persons_first_and_divide_over_workers():
 def test_missing_shards_are_an_error_naming_the_path(tmp_path):
     with pytest.raises(data.DataError, match=str(tmp_path)):
         data.scan_clips(str(tmp_path), "train")
+
+
+def test_a_damaged_frame_costs_its_samples_not_the_epoch(synthetic_shards):
+    table = _train_table(synthetic_shards).slice(0, 1)
+    frames = table.column("frames")[0].as_py()
+    row = {name: table.column(name)[0].as_py() for name in data.READ_COLUMNS}
+    row["frames"] = [*frames[:3], b"not an image"]  # 4 frames, the last one damaged
+    damaged = shards.pa.Table.from_pylist([row], schema=table.select(data.READ_COLUMNS).schema)
+    out = data.clips_to_pairs(damaged, data.PairSpec((32, 32), 200, augment=NO_AUGMENT), np.random.default_rng(0))
+    # a pair avoids frame 3 with probability (3/4)²: about 112 of 200 samples survive
+    assert 80 < len(out["source"]) < 150
