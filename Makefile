@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,eval]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,eval]"
 	touch $(STAMP)
 
 demo: $(STAMP)
