@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python pipelines/demo.py --out demo_output
 
 test: $(STAMP) lint
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=15 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,7 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="demo_output", help="everything the demo writes")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo-64.yaml"))
     p.add_argument("--videos", type=int, default=24, help="synthetic videos to generate")
-    p.add_argument("--train-steps", type=int, default=600, help="optimiser steps of the main training run")
+    p.add_argument("--train-minutes", type=float, default=6.0,
+                   help="time budget of the main training run (then a last validation and checkpoint)")
+    p.add_argument("--train-steps", type=int, default=5000, help="cap on the main run's optimiser steps")
     p.add_argument("--tune-trials", type=int, default=2)
     p.add_argument("--tune-steps", type=int, default=20, help="optimiser steps per sweep trial")
     return p.parse_args(argv)
@@ -68,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         input=f"synthetic:{a.videos}", output=shards, kind="none", size=64, synthetic_videos=a.videos,
         synthetic_size=64, synthetic_frames=48, min_frames=16, test_fraction=0.2, workers=2)))
     base = TrainJob(config=a.config, data=shards, storage=str(out / "runs"), name="demo", workers=2,
-                    max_steps=a.train_steps, tracking_uri=uri, experiment="fomm-demo", resume=True,
+                    max_steps=a.train_steps, max_minutes=a.train_minutes, tracking_uri=uri, experiment="fomm-demo", resume=True,
                     num_val_clips=4, log_images_every=100)
     train = stage(out, "train", lambda: vars(fit(base)))
     space = SearchSpace.from_yaml(ROOT / "configs" / "sweeps" / "loss-weights.yaml")
     tune = stage(out, "tune", lambda: vars(run_sweep(SweepJob(
-        base=base.replace(name="demo-sweep", workers=1, max_steps=a.tune_steps, num_val_clips=2,
+        base=base.replace(name="demo-sweep", workers=1, max_steps=a.tune_steps, max_minutes=None, num_val_clips=2,
                           log_images_every=0, resume=False),
         space=space, num_samples=a.tune_trials, out=str(out / "best.yaml")))))
     ev = stage(out, "evaluate", lambda: {k: v for k, v in vars(evaluate(EvalConfig(
