@@ -37,9 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-minutes", type=float, default=6.0,
                    help="time budget of the main training run (then a last validation and checkpoint)")
     p.add_argument("--train-steps", type=int, default=5000, help="cap on the main run's optimiser steps")
-    p.add_argument("--tune-trials", type=int, default=2)
+    p.add_argument("--tune-trials", type=int, default=2, help="trials of the loss-weight sweep (0: no sweep)")
     p.add_argument("--tune-steps", type=int, default=20, help="optimiser steps per sweep trial")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.videos < 8:  # the synthetic set has 4 identities; each needs a training and a held-out video
+        p.error(f"--videos must be at least 8 (2 per identity, so every identity has a held-out video), "
+                f"got {args.videos}")
+    return args
 
 
 def stage(out: Path, name: str, run) -> dict:  # noqa: ANN001 - a zero-argument callable returning a dict
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                     num_val_clips=4, log_images_every=100)
     train = stage(out, "train", lambda: vars(fit(base)))
     space = SearchSpace.from_yaml(ROOT / "configs" / "sweeps" / "loss-weights.yaml")
-    tune = stage(out, "tune", lambda: vars(run_sweep(SweepJob(
+    tune = {"best_config": None} if a.tune_trials == 0 else stage(out, "tune", lambda: vars(run_sweep(SweepJob(
         base=base.replace(name="demo-sweep", workers=1, max_steps=a.tune_steps, max_minutes=None, num_val_clips=2,
                           log_images_every=0, resume=False),
         space=space, num_samples=a.tune_trials, out=str(out / "best.yaml")))))
