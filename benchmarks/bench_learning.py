@@ -9,7 +9,6 @@ The time budget covers the whole job (Ray start-up, data, training); the last va
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_train import synthetic_shards  # noqa: E402
+from benchmarks.bench_train import synthetic_shards, write_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.30  # held-out L1 at least this fraction below the copy-the-source baseline
@@ -69,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": result.checkpoint, "best_checkpoint": result.best_checkpoint,
         "mlflow": {"tracking_uri": uri, "run_id": result.mlflow_run_id},
     }
-    print(json.dumps(report, indent=1))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+    write_report(report, args.out)
     return 0
 
 

@@ -37,6 +37,17 @@ def synthetic_shards(root: Path, num_videos: int, size: int, frames: int) -> str
     return str(root)
 
 
+def write_report(report: dict, path: str) -> None:
+    """Print the benchmark's JSON and keep it at `path` (written whole, then renamed)."""
+    text = json.dumps(report, indent=1)
+    print(text)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+
+
 def step_figures(tracking_uri: str, run_id: str, warmup: int, per_worker_batch: int) -> dict:
     """Figures from the per-step metrics of rank 0 (steps after `warmup`).
 
@@ -88,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="first steps left out of the figures")
     p.add_argument("--demo-workers", type=int, default=2)
     p.add_argument("--skip-256", action="store_true", help="only the demo size (256×256 on CPU takes minutes)")
+    p.add_argument("--demo-num-repeats", type=int, default=None,
+                   help="shorter demo epochs (e.g. 4: 18 steps) so that the figures include epoch starts")
     p.add_argument("--out", default="bench_output/bench_train.json")
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
@@ -100,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     demo_data = synthetic_shards(work / "synthetic-64", num_videos=12, size=64, frames=48)
     results.append(measure("demo-64", str(REPO / "configs" / "demo-64.yaml"), demo_data, args.demo_workers,
-                           args.steps, args.warmup, {}, work / "demo"))
+                           args.steps, args.warmup,
+                           {"train_params": {"num_repeats": args.demo_num_repeats}} if args.demo_num_repeats else {},
+                           work / "demo"))
     if not args.skip_256:
         vox_data = synthetic_shards(work / "synthetic-256", num_videos=4, size=256, frames=24)
         results.append(measure("vox-256-batch2", str(REPO / "configs" / "vox-256.yaml"), vox_data, 1,
@@ -111,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "bench_train", "command": shlex.join([sys.executable, *sys.argv]),
               "device": "cpu", "torch_threads_per_worker": 1, "cpus": os.cpu_count(),
               "torch": torch.__version__, "results": results}
-    print(json.dumps(report, indent=1))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+    write_report(report, args.out)
     return 0
 
 
