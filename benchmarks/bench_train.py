@@ -51,8 +51,8 @@ def write_report(report: dict, path: str) -> None:
 def step_figures(tracking_uri: str, run_id: str, warmup: int, per_worker_batch: int) -> dict:
     """Figures from the per-step metrics of rank 0 (steps after `warmup`).
 
-    `data_wait_fraction` counts every measured step; `data_wait_fraction_steady` leaves out the first step of
-    each epoch, which waits for that epoch's data stream to start.
+    `data_wait_fraction` counts every measured step, epoch starts included (each restarts the data stream);
+    `epoch_start_wait_s` is the mean wait of the slowest step in each epoch crossed.
     """
     import mlflow
 
@@ -63,15 +63,16 @@ def step_figures(tracking_uri: str, run_id: str, warmup: int, per_worker_batch: 
     steps = sorted(s for s in wait if s > warmup and s in compute)
     if not steps:
         raise RuntimeError(f"run {run_id}: no steps after the {warmup} warm-up steps")
-    starts = {s for s in wait if epoch.get(s) != epoch.get(s - 1)}
-    steady = [s for s in steps if s not in starts]
     total = sum(wait[s] + compute[s] for s in steps)
-    steady_total = sum(wait[s] + compute[s] for s in steady)
+    by_epoch: dict[float, list[float]] = {}
+    for s in steps:
+        by_epoch.setdefault(epoch.get(s, 0.0), []).append(wait[s])
+    crossed = [max(waits) for e, waits in by_epoch.items() if e != epoch.get(steps[0], 0.0)]
     return {"steps_measured": len(steps), "step_time_s": total / len(steps),
             "samples_per_s_per_worker": per_worker_batch * len(steps) / total,
             "data_wait_fraction": sum(wait[s] for s in steps) / total,
-            "data_wait_fraction_steady": sum(wait[s] for s in steady) / steady_total if steady else None,
-            "epoch_starts_measured": len(steps) - len(steady)}
+            "epochs_crossed": len(crossed),
+            "epoch_start_wait_s": sum(crossed) / len(crossed) if crossed else None}
 
 
 def measure(name: str, config: str, data: str, workers: int, steps: int, warmup: int, overrides: dict,
