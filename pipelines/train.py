@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         num_val_clips=a.val_clips, val_split=a.val_split, log_images_every=a.log_images_every,
         overrides=overrides_from(a.set))
     result = fit(job)
+    if a.resume:
+        print(f"resumed from: {result.resumed_from or 'step 0 (no registered checkpoint)'}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"best checkpoint: {result.best_checkpoint}")
     print(f"val_l1: {result.metrics.get('val_l1')}")

@@ -234,3 +234,24 @@ def synthetic_shards_64(tmp_path_factory) -> Path:
     """12 clips of 16 frames at 64×64 (the demo size), 3 identities; every third clip held out."""
     return write_synthetic_shards(tmp_path_factory.mktemp("shards64"), num_videos=12, size=64, num_frames=16,
                                   num_identities=3, test_every=3)
+
+
+@pytest.fixture
+def wait_registered():  # noqa: ANN201 - a callable(job, timeout) -> registered checkpoint names
+    """Waits until Ray Train has registered a checkpoint of a training job (its snapshot names one), not
+    merely begun writing one: a job stopped between the two resumes from an older checkpoint or from step 0."""
+    from preprocessing.storage import StorageError
+    from training.plan import registered_checkpoints
+
+    def wait(job, timeout: float) -> list[str]:  # noqa: ANN001 - training.job.TrainJob
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if names := registered_checkpoints(job):
+                    return names
+            except (StorageError, ValueError):
+                pass  # the snapshot caught mid-write
+            time.sleep(0.05)
+        raise TimeoutError(f"{job.storage}/{job.run_name}: no registered checkpoint within {timeout:.0f}s")
+
+    return wait

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from training import data
 from training.job import TrainJob
 
 RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
+RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
 
 
 @dataclass
@@ -24,6 +26,7 @@ class TrainResult:
     mlflow_run_id: str | None
     run_path: str  # storage/<name>
     metrics: dict[str, Any]
+    resumed_from: str | None = None  # the checkpoint directory this job continued from
 
 
 @dataclass
@@ -36,6 +39,7 @@ class RunPlan:
     samples_per_epoch: int
     mlflow_run_id: str | None
     tracking_uri: str | None
+    resume_from: str | None = None  # the registered checkpoint directory Ray Train will restore, if any
     started_at: float = field(default_factory=time.time)  # the time budget (max_minutes) counts from here
 
     def loop_config(self) -> dict[str, Any]:
@@ -46,6 +50,20 @@ class RunPlan:
 
 def run_path(job: TrainJob) -> str:
     return storage.join(job.storage, job.run_name)
+
+
+def registered_checkpoints(job: TrainJob) -> list[str]:
+    """Checkpoint directories of storage/<name> that Ray Train registered, oldest first; a resumed run restores
+    the last. A directory on disk but not listed (its job stopped while reporting it) is never restored."""
+    snapshot = storage.join(run_path(job), RAY_CHECKPOINTS_FILE)
+    if not storage.exists(snapshot, job.endpoint):
+        return []
+    state = json.loads(storage.read_bytes(snapshot, job.endpoint))
+    names = [r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])]
+    latest = (state.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+    if latest and latest in names:
+        names.remove(latest)
+    return [*names, latest] if latest else names
 
 
 def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
@@ -98,4 +116,11 @@ def plan_run(job: TrainJob) -> RunPlan:
     if samples // job.workers < tp.batch_size // job.workers:
         raise data.DataError(f"{job.data}: an epoch of {samples} samples is less than one batch per worker "
                              f"(batch_size {tp.batch_size}, {job.workers} workers); raise num_repeats")
-    return RunPlan(job, cfg, datasets, samples, run_id, uri)
+    resume_from = None
+    if job.resume:
+        registered = registered_checkpoints(job)
+        resume_from = storage.join(run_path(job), registered[-1]) if registered else None
+        if resume_from is None and storage.exists(run_path(job), job.endpoint):
+            logging.getLogger(__name__).warning("%s: no checkpoint registered yet, the resumed run starts at step 0",
+                                                run_path(job))
+    return RunPlan(job, cfg, datasets, samples, run_id, uri, resume_from)

@@ -289,7 +289,7 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
         raise result.error
     best = min(result.best_checkpoints or [], key=lambda cm: cm[1].get("val_l1", NO_SCORE), default=None)
     return TrainResult(_checkpoint_file(result.checkpoint, job), _checkpoint_file(best[0] if best else None, job),
-                       plan.mlflow_run_id, run_path(job), dict(result.metrics or {}))
+                       plan.mlflow_run_id, run_path(job), dict(result.metrics or {}), plan.resume_from)
 
 
 def ensure_ray(job: TrainJob) -> None:

@@ -15,6 +15,8 @@ import mlflow
 import pytest
 
 from fomm.checkpoint import read_checkpoint
+from training.job import TrainJob
+from training.plan import registered_checkpoints
 
 TRAIN = Path(__file__).resolve().parents[2] / "pipelines" / "train.py"
 SETTINGS = ["--set", "dataset_params.frame_shape=[32,32,3]", "--set", "train_params.num_repeats=2",
@@ -54,7 +56,7 @@ def _submit(jobs, entrypoint: list[str], env: dict, timeout: float = 120) -> str
 
 @pytest.mark.ray
 def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthetic_shards, tiny_config_path,
-                                                 tmp_path):
+                                                 tmp_path, wait_registered):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     storage = tmp_path / "storage"
@@ -64,13 +66,15 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     jobs = JobSubmissionClient(ray_head["dashboard"])
     env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
 
+    job = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(storage), name="job")
     first = _submit(jobs, train, env)
-    _wait_for(lambda: any((storage / "job").glob("checkpoint_*/train_state.json")), 500, "no checkpoint")
+    # stop once Ray Train has registered a checkpoint: files on disk alone may be a report still in flight
+    wait_registered(job, timeout=500)
     jobs.stop_job(first)  # SIGTERM to the driver: its Train controller and workers go with it
     _wait_for(lambda: jobs.get_job_status(first).is_terminal(), 60, "the first job did not stop")
     assert jobs.get_job_status(first) == JobStatus.STOPPED
-    kept = sorted((storage / "job").glob("checkpoint_*/checkpoint.pth.tar"))
-    kept_steps = {read_checkpoint(p)["step"] for p in kept}
+    registered = registered_checkpoints(job)
+    kept_steps = [read_checkpoint(storage / "job" / name / "checkpoint.pth.tar")["step"] for name in registered]
     assert kept_steps and 2 <= min(kept_steps) and max(kept_steps) < 10
     run_id = json.loads((storage / "job" / "fomm_run.json").read_text())["mlflow_run_id"]
 
@@ -78,6 +82,7 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     _wait_for(lambda: jobs.get_job_status(second).is_terminal(), 600, "the resumed job did not finish", every=1)
     logs = jobs.get_job_logs(second)
     assert jobs.get_job_status(second) == JobStatus.SUCCEEDED, (jobs.get_job_info(second).message, logs[-4000:])
+    assert re.search(r"^resumed from: (\S+)", logs, re.M).group(1) == str(storage / "job" / registered[-1])
     checkpoint = re.search(r"^checkpoint: (\S+)", logs, re.M).group(1)
     assert re.search(r"^mlflow run id: (\w+)", logs, re.M).group(1) == run_id  # the same MLflow run
 
@@ -89,8 +94,7 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     client = mlflow.MlflowClient(mlflow_server)
     assert client.get_run(run_id).info.status == "FINISHED"
     restored = client.get_metric_history(run_id, "restored_from_step")
-    # a checkpoint the stop interrupted may be on disk but unregistered: Ray resumes from a registered one
-    assert restored and restored[-1].value in kept_steps
+    assert restored and restored[-1].value == kept_steps[-1]  # the latest registered checkpoint
     totals = client.get_metric_history(run_id, "total")
     assert {m.step for m in totals} == set(range(1, 11))
     after = [m.step for m in totals if m.timestamp >= restored[-1].timestamp]

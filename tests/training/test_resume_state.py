@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import torch
 
@@ -63,3 +64,18 @@ def test_optimizer_state_and_step_survive_a_checkpoint(tiny_config_path, tmp_pat
     assert adam and all(float(s["step"]) == 2 for s in adam.values())  # Adam's moments continue, not restart
     for a, b in zip(resumed.kp_detector.parameters(), state.kp_detector.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_registered_checkpoints_follow_ray_trains_snapshot_with_the_latest_last(tmp_path):
+    from training.job import TrainJob
+    from training.plan import RAY_CHECKPOINTS_FILE, registered_checkpoints
+
+    job = TrainJob(config="configs/vox-256.yaml", data=str(tmp_path), storage=str(tmp_path), name="run")
+    assert registered_checkpoints(job) == []  # nothing registered: a resumed run starts at step 0
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint_e0000_s00000006").mkdir()  # on disk but never registered: not listed
+    snapshot = {"checkpoint_results": [{"checkpoint_dir_name": n} for n in
+                                       ("checkpoint_e0000_s00000004", "checkpoint_e0000_s00000002")],
+                "latest_checkpoint_result": {"checkpoint_dir_name": "checkpoint_e0000_s00000004"}}
+    (tmp_path / "run" / RAY_CHECKPOINTS_FILE).write_text(json.dumps(snapshot))
+    assert registered_checkpoints(job) == ["checkpoint_e0000_s00000002", "checkpoint_e0000_s00000004"]

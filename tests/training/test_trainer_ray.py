@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -47,20 +46,6 @@ def _train_worker_pids(dashboard: str, timeout: float) -> list[int]:
     raise TimeoutError(f"no 2 live train workers within {timeout:.0f}s")
 
 
-def _wait_for_checkpoint(run_dir: str, timeout: float) -> None:
-    """Until Ray Train has registered a checkpoint (its snapshot names one), not merely begun writing it."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if json.loads(storage.read_bytes(storage.join(run_dir, "checkpoint_manager_snapshot.json"))).get(
-                    "latest_checkpoint_result"):
-                return
-        except (storage.StorageError, ValueError):
-            pass  # not written yet, or caught mid-write
-        time.sleep(0.05)
-    raise TimeoutError(f"{run_dir}: no checkpoint within {timeout:.0f}s")
-
-
 def _upload(local: Path, remote: str) -> str:
     for path in sorted(local.glob("*.parquet")):
         storage.write_bytes(storage.join(remote, path.name), path.read_bytes())
@@ -69,7 +54,7 @@ def _upload(local: Path, remote: str) -> str:
 
 @pytest.mark.ray
 def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_s3, synthetic_shards,
-                                                                 tiny_config_path, tmp_path):
+                                                                 tiny_config_path, tmp_path, wait_registered):
     """Shards and checkpoints on S3 (moto); one of the two workers is SIGKILLed after the first checkpoint."""
     bucket = f"s3://{moto_s3['bucket']}/{tmp_path.name}"
     data = _upload(synthetic_shards, f"{bucket}/shards")
@@ -86,7 +71,7 @@ def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     pids = _train_worker_pids(ray_local["dashboard"], timeout=400)  # found early: the kill must land mid-run
-    _wait_for_checkpoint(f"{bucket}/storage/ddp", timeout=400)
+    wait_registered(job, timeout=400)
     os.kill(pids[-1], signal.SIGKILL)
     killed_at = time.time()
     thread.join(timeout=500)
