@@ -414,7 +414,8 @@ def test_dockerfile() -> None:
         return at[0]
 
     torch_at = first("RUN", rf"pip install .*torch=={re.escape(torch.__version__.split('+')[0])}\b")
-    project_at = first("RUN", r"pip install (--no-cache-dir )?\.(\s|$)")
+    project_at = first("RUN", r"pip install (--no-cache-dir )?-c constraints\.txt \.(\s|$)")
+    assert first("COPY", r"(^|\s)constraints\.txt(\s|$)") < project_at, "the tested versions pin the image's packages"
     assert torch_at < project_at, "torch must be installed (pinned) before the project"
     assert "--index-url" in stage[torch_at][1], "torch comes from the flavour's PyTorch index"
     users = [arg for op, arg in stage if op == "USER"]
