@@ -8,9 +8,11 @@ the original format after every `checkpoint_freq` epochs (and every `checkpoint_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,24 @@ def _log_grid(tracker, batch: dict, generated: dict, step: int) -> None:  # noqa
     tracker.log_image(grid, f"train/step_{step:08d}")
 
 
+@contextlib.contextmanager
+def private_checkpoint_dir(checkpoint: ray.train.Checkpoint) -> Iterator[str]:
+    """A local directory holding the checkpoint, read by this process alone.
+
+    A local checkpoint is read in place. A remote one is downloaded into a temporary directory of this
+    process: `Checkpoint.as_directory` shares one download per node, and a worker that arrives after the
+    first download finished downloads again into the same files while its neighbour is still reading them
+    (a restored DDP run then fails with a corrupt zip archive).
+    """
+    import pyarrow.fs as pafs
+
+    if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
+        yield checkpoint.path
+        return
+    with tempfile.TemporaryDirectory(prefix="fomm_restore_") as tmp:
+        yield checkpoint.to_directory(tmp)
+
+
 class WorkerLoop:
     """The state of one DDP worker between reports; `run()` is the whole per-worker training."""
 
@@ -146,7 +166,7 @@ class WorkerLoop:
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             return False
-        with checkpoint.as_directory() as d:
+        with private_checkpoint_dir(checkpoint) as d:
             self.state.load(Path(d) / CHECKPOINT_FILE)
             self.progress = Progress.read(Path(d) / STATE_FILE)
         return True
