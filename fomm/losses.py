@@ -20,12 +20,17 @@ def perceptual_loss(features_pred: Sequence[Tensor], features_real: Sequence[Ten
     return total
 
 
-def pyramid_perceptual_loss(vgg: Callable[[Tensor], list[Tensor]], pyramid_pred: dict[str, Tensor],
+def pyramid_perceptual_loss(vgg: Callable[..., list[Tensor]], pyramid_pred: dict[str, Tensor],
                             pyramid_real: dict[str, Tensor], weights: Sequence[float]) -> Tensor:
-    """Eq. 9 summed over the pyramid levels."""
+    """Eq. 9 summed over the pyramid levels; VGG stops at the deepest layer with a non-zero weight."""
     total = next(iter(pyramid_pred.values())).new_zeros(())
+    used = max((i + 1 for i, w in enumerate(weights) if w != 0), default=0)
+    if used == 0:
+        return total
     for key, pred in pyramid_pred.items():
-        total = total + perceptual_loss(vgg(pred), vgg(pyramid_real[key]), weights)
+        with torch.no_grad():
+            real = vgg(pyramid_real[key], num_slices=used)
+        total = total + perceptual_loss(vgg(pred, num_slices=used), real, weights)
     return total
 
 

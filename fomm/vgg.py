@@ -69,11 +69,12 @@ class Vgg19(nn.Module):
         self.features.load_state_dict({k: wanted[k] for k in own})
         self.pretrained = True
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor, num_slices: int = len(SLICE_ENDS)) -> list[Tensor]:
+        """relu1_1 … relu5_1 (the first `num_slices` of them: deeper layers are not computed)."""
         out = (x - self.mean.to(x)) / self.std.to(x)
         feats = []
         start = 0
-        for end in SLICE_ENDS:
+        for end in SLICE_ENDS[:num_slices]:
             for i in range(start, end):
                 out = self.features[i](out)
             feats.append(out)

@@ -25,6 +25,19 @@ def test_perceptual_is_zero_on_identical_images_and_positive_otherwise():
     assert pyramid_perceptual_loss(vgg, pyr(x), pyr(torch.rand(1, 3, 32, 32)), (10,) * 5).item() > 0
 
 
+def test_perceptual_stops_vgg_at_the_deepest_weighted_layer_with_the_same_value():
+    vgg = Vgg19()
+    pyr = ImagePyramid((1, 0.5), 3)
+    pred, real = pyr(torch.rand(2, 3, 32, 32)), pyr(torch.rand(2, 3, 32, 32))
+    weights = (10, 10, 0, 0, 0)
+    full = sum(perceptual_loss(vgg(pred[k]), vgg(real[k]), weights) for k in pred)  # all five slices
+    calls = []
+    vgg.features[7].register_forward_hook(lambda *_: calls.append(1))  # conv2_2, first layer past relu2_1
+    assert pyramid_perceptual_loss(vgg, pred, real, weights).item() == pytest.approx(full.item(), rel=1e-6)
+    assert calls == []
+    assert pyramid_perceptual_loss(vgg, pred, real, (0,) * 5).item() == 0 and calls == []
+
+
 def test_perceptual_weighting_by_hand():
     a = [torch.zeros(1, 2, 2, 2), torch.zeros(1, 1, 1, 1)]
     b = [torch.full((1, 2, 2, 2), 0.5), torch.full((1, 1, 1, 1), 2.0)]
