@@ -11,8 +11,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from fomm.vgg import SLICE_ENDS, Vgg19
-
 
 def to_model_batch(batch: dict, device: torch.device | str = "cpu",
                    channels_last: bool = False) -> dict[str, Tensor]:
@@ -23,39 +21,6 @@ def to_model_batch(batch: dict, device: torch.device | str = "cpu",
         x = x.permute(0, 3, 1, 2).float().div_(255.0)  # B×3×H×W
         out[key] = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return out
-
-
-class VggPrefix(nn.Module):
-    """VGG-19 run only as deep as the last perceptual weight that is not zero (same values, less work).
-
-    Returns the first `num_slices` relu*_1 features; `perceptual_loss` zips them with the weights, so the
-    missing deeper ones (weight 0) are never needed.
-    """
-
-    def __init__(self, vgg: Vgg19, num_slices: int) -> None:
-        super().__init__()
-        if not 1 <= num_slices <= len(SLICE_ENDS):
-            raise ValueError(f"num_slices must be in 1..{len(SLICE_ENDS)}, got {num_slices}")
-        self.vgg = vgg
-        self.num_slices = num_slices
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        out = (x - self.vgg.mean.to(x)) / self.vgg.std.to(x)
-        feats, start = [], 0
-        for end in SLICE_ENDS[: self.num_slices]:
-            for i in range(start, end):
-                out = self.vgg.features[i](out)
-            feats.append(out)
-            start = end
-        return feats
-
-
-def perceptual_network(weights: tuple[float, ...], vgg: Vgg19) -> nn.Module | None:
-    """The VGG the perceptual loss needs for these weights: None when all are zero, else a prefix."""
-    used = [i for i, w in enumerate(weights) if w != 0]
-    if not used:
-        return None
-    return vgg if used[-1] == len(SLICE_ENDS) - 1 else VggPrefix(vgg, used[-1] + 1)
 
 
 @dataclass

@@ -25,10 +25,9 @@ from torch import nn
 
 from fomm.config import FommConfig
 from fomm.training import TrainState, build_train_state, end_epoch, train_step
-from fomm.vgg import Vgg19, default_weights_path
 from preprocessing import storage
 from training.job import TrainJob
-from training.loop import StepClock, max_weight_difference, perceptual_network, to_model_batch, validate
+from training.loop import StepClock, max_weight_difference, to_model_batch, validate
 from training.plan import RunPlan, TrainResult, plan_run, run_path
 from training.sync_bn import convert_sync_batchnorm
 
@@ -45,10 +44,8 @@ def parallelize(module: nn.Module, device: torch.device) -> nn.Module:
 
 
 def build_worker_state(cfg: FommConfig, device: torch.device) -> TrainState:
-    """Networks, optimisers and the perceptual VGG (only as deep as the loss weights need)."""
-    tp = cfg.train_params
-    vgg = perceptual_network(tp.loss_weights.perceptual, Vgg19(default_weights_path()))
-    return build_train_state(cfg.model_params, tp, vgg=vgg, device=device)
+    """Networks, optimisers and the perceptual VGG (ImageNet weights when found locally)."""
+    return build_train_state(cfg.model_params, cfg.train_params, device=device)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The Ray-free parts of the worker loop: batches, validation L1, VGG prefix, timing, config overrides."""
+"""The Ray-free parts of the worker loop: batches, validation L1, timing, config overrides."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ import torch
 from torch import nn
 
 from fomm.config import ConfigError, load_config
-from fomm.vgg import Vgg19
 from training.job import TrainJob, resolve_config
 from training.loop import (
     StepClock,
     ValSums,
-    VggPrefix,
-    perceptual_network,
     reconstruction_sums,
     to_model_batch,
 )
@@ -29,19 +26,6 @@ def test_batches_become_float_images_in_unit_range():
     assert batch["source"].shape == (2, 3, 4, 5) and batch["source"].dtype == torch.float32
     assert batch["source"][0, :, 1, 2].tolist() == pytest.approx([0.0, 0.2, 0.4])
     assert batch["driving"].max() == 0 and batch["source"].is_contiguous(memory_format=torch.channels_last)
-
-
-def test_vgg_prefix_returns_the_same_leading_features():
-    vgg = Vgg19()
-    x = torch.rand(1, 3, 32, 32)
-    full = vgg(x)
-    part = VggPrefix(vgg, 2)(x)
-    assert len(part) == 2
-    for a, b in zip(part, full[:2]):
-        torch.testing.assert_close(a, b)
-    assert perceptual_network((10, 10, 0, 0, 0), vgg).num_slices == 2
-    assert perceptual_network((10, 0, 0, 0, 10), vgg) is vgg
-    assert perceptual_network((0, 0, 0, 0, 0), vgg) is None
 
 
 class _CopySource(nn.Module):
