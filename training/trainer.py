@@ -133,6 +133,8 @@ class WorkerLoop:
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
+        if self.device.type == "cpu":  # the worker's CPU reservation, whatever OMP_NUM_THREADS says
+            torch.set_num_threads(max(1, int(self.job.cpus_per_worker)))
         self.batch_size = tp.batch_size // self.world  # the config's batch is global, as over the original's GPUs
         self.steps_per_epoch = max(1, config["samples_per_epoch"] // self.world // self.batch_size)
 
