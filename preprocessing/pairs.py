@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,14 @@ class AugmentParams:
         if unknown:
             raise ValueError(f"augmentation_params: unknown key(s) {sorted(unknown)}")
         return cls(**flat)
+
+    @classmethod
+    def from_config(cls, aug: Any) -> AugmentParams:
+        """From a loaded config's `dataset_params.augmentation_params` (flip_param / jitter_param, either None)."""
+        flip, jitter = aug.flip_param, aug.jitter_param
+        return cls(horizontal_flip=bool(flip and flip.horizontal_flip), time_flip=bool(flip and flip.time_flip),
+                   brightness=jitter.brightness if jitter else 0.0, contrast=jitter.contrast if jitter else 0.0,
+                   saturation=jitter.saturation if jitter else 0.0, hue=jitter.hue if jitter else 0.0)
 
 
 def _gray(img: np.ndarray) -> np.ndarray:

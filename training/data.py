@@ -93,12 +93,7 @@ class PairSpec:
 
     @classmethod
     def from_config(cls, cfg: FommConfig, index: ClipIndex, split: str = "train") -> PairSpec:
-        aug = cfg.dataset_params.augmentation_params
-        flip, jitter = aug.flip_param, aug.jitter_param
-        augment = AugmentParams(
-            horizontal_flip=bool(flip and flip.horizontal_flip), time_flip=bool(flip and flip.time_flip),
-            brightness=jitter.brightness if jitter else 0.0, contrast=jitter.contrast if jitter else 0.0,
-            saturation=jitter.saturation if jitter else 0.0, hue=jitter.hue if jitter else 0.0)
+        augment = AugmentParams.from_config(cfg.dataset_params.augmentation_params)
         h, w = cfg.dataset_params.shape[:2]
         return cls((int(h), int(w)), cfg.train_params.num_repeats, cfg.dataset_params.id_sampling, augment,
                    index.clips_per_person if cfg.dataset_params.id_sampling else {}, split)
