@@ -80,3 +80,14 @@ def test_epoch_sampler_num_repeats_and_id_sampling():
     # every person is visited equally often, however many clips each has
     assert [int(np.sum(people == p)) for p in "abc"] == [200, 200, 200]
     assert set(picks[people == "a"]) == {0, 1, 2}  # and any of a person's clips can be picked
+
+
+def test_augment_params_from_a_loaded_config(repo_root):
+    from fomm.config import FommConfig, load_config
+
+    cfg = load_config(repo_root / "configs" / "vox-256.yaml")
+    assert AugmentParams.from_config(cfg.dataset_params.augmentation_params) == AugmentParams(
+        horizontal_flip=True, time_flip=True, brightness=0.1, contrast=0.1, saturation=0.1, hue=0.1)
+    bare = FommConfig.from_dict({"dataset_params": {"augmentation_params": {"flip_param": {"time_flip": True}}}})
+    assert AugmentParams.from_config(bare.dataset_params.augmentation_params) == AugmentParams(
+        horizontal_flip=False, time_flip=True, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
