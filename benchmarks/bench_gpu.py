@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / ".devdata" / "synth64.npz"
 
 
 def render(out: Path, videos: int = 24, size: int = 64, frames: int = 48, identities: int = 4) -> None:
@@ -188,12 +189,12 @@ def learn(device: torch.device, data: Path, config: str, seconds: float, every: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd")
     r = sub.add_parser("render")
-    r.add_argument("--out", type=Path, default=Path(".devdata/synth64.npz"))
+    r.add_argument("--out", type=Path, default=DEFAULT_DATA)
     g = sub.add_parser("run")
-    g.add_argument("--data", type=Path, default=Path(".devdata/synth64.npz"))
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--data", type=Path, default=DEFAULT_DATA, help="rendered first when missing")
+    g.add_argument("--device", default=None, help="default: cuda; on a machine without one the benchmark is skipped")
     g.add_argument("--config", default=str(REPO / "configs" / "vox-256.yaml"))
     g.add_argument("--batch", type=int, default=8)
     g.add_argument("--steps", type=int, default=10)
@@ -203,12 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--checkpoint", type=Path, default=None, help="where to save the learned model")
     g.add_argument("--out", default="bench_output/bench_gpu.json")
     args = p.parse_args(argv)
+    if args.cmd is None:  # `make bench`: every benchmark without arguments
+        args = p.parse_args(["run", *(argv or [])])
     if args.cmd == "render":
         render(args.out)
         return 0
     from benchmarks.bench_train import write_report
 
-    device = torch.device(args.device)
+    if args.device is None and not torch.cuda.is_available():
+        print("bench_gpu: no CUDA device here, skipped (pass --device cpu to run it on the CPU anyway)")
+        return 0
+    device = torch.device(args.device or "cuda")
+    if args.learn_seconds > 0 and not args.data.is_file():
+        render(args.data)
     report: dict = {"benchmark": "bench_gpu", "command": " ".join([sys.executable, *sys.argv]),
                     "torch": torch.__version__,
                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
