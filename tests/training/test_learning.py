@@ -1,6 +1,6 @@
 """A short version of the learning benchmark: the demo config, fed by the training data path, learns.
 
-benchmarks/bench_learning.py runs the full figure (15 minutes, 2 DDP workers, ≥ 30% below copy-the-source).
+benchmarks/bench_learning.py runs the full figure (15 minutes, one worker with every core; goal ≥ 30% below copy-the-source).
 """
 
 from __future__ import annotations
