@@ -125,35 +125,25 @@ def learn(device: torch.device, data: Path, config: str, seconds: float, every: 
     from fomm.config import load_config
     from fomm.training import build_train_state, end_epoch, train_step
     from preprocessing.pairs import AugmentParams, augment_pair, sample_pair
+    from training.loop import to_model_batch, validate
 
     cfg = load_config(config)
     tp = cfg.train_params
     arrays = np.load(data)
     clips, test = arrays["clips"], arrays["test"]
-    train_clips, test_clips = clips[~test], clips[test]
-    to_tensor = lambda frames: torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
-    val_frames = [to_tensor(list(c[::4])).to(device) for c in test_clips]  # 12 frames each
+    train_clips = clips[~test]
+    val_batches = [{"frames": clips[test][:, ::4]}]  # every 4th frame of each held-out clip; frame 0 the source
     torch.manual_seed(tp.seed)
     state = build_train_state(cfg.model_params, tp, device=device)
     rng = np.random.default_rng(0)
     aug = AugmentParams.from_config(cfg.dataset_params.augmentation_params)
 
-    @torch.no_grad()
-    def validate() -> tuple[float, float]:
-        state.kp_detector.eval()
-        state.generator.eval()
-        l1, copy = [], []
-        for x in val_frames:
-            src = x[:1].expand(len(x), -1, -1, -1)
-            pred = state.generator(src, kp_source=state.kp_detector(src), kp_driving=state.kp_detector(x))
-            l1.append(float((pred["prediction"] - x).abs().mean()))
-            copy.append(float((src - x).abs().mean()))
-        state.kp_detector.train()
-        state.generator.train()
-        return float(np.mean(l1)), float(np.mean(copy))
+    def evaluate() -> tuple[float, float]:
+        metrics = validate(state.kp_detector, state.generator, val_batches, device)  # the training job's protocol
+        return metrics["val_l1"], metrics["val_l1_copy_source"]
 
     steps_per_epoch = max(1, len(train_clips) * tp.num_repeats // tp.batch_size)
-    curve = [(0, 0.0, *validate())]
+    curve = [(0, 0.0, *evaluate())]
     start = time.perf_counter()
     next_val = every
     while time.perf_counter() - start < seconds:
@@ -164,16 +154,16 @@ def learn(device: torch.device, data: Path, config: str, seconds: float, every: 
             s, d = augment_pair(clip[i], clip[j], rng, aug)
             sources.append(s)
             drivings.append(d)
-        train_step(state, {"source": to_tensor(sources).to(device), "driving": to_tensor(drivings).to(device)})
+        train_step(state, to_model_batch({"source": np.stack(sources), "driving": np.stack(drivings)}, device))
         if state.step % steps_per_epoch == 0:
             end_epoch(state)
         elapsed = time.perf_counter() - start
         if elapsed >= next_val:
             next_val += every
-            curve.append((state.step, round(elapsed, 1), *validate()))
+            curve.append((state.step, round(elapsed, 1), *evaluate()))
             print(json.dumps({"step": curve[-1][0], "s": curve[-1][1], "val_l1": round(curve[-1][2], 5),
                               "copy": round(curve[-1][3], 5)}), flush=True)
-    curve.append((state.step, round(time.perf_counter() - start, 1), *validate()))
+    curve.append((state.step, round(time.perf_counter() - start, 1), *evaluate()))
     if out is not None:
         save_checkpoint(out, generator=state.generator, kp_detector=state.kp_detector,
                         discriminator=state.discriminator, epoch=state.epoch)
