@@ -1,4 +1,4 @@
-"""Does training learn? The demo config on the synthetic set at 64×64, 2 DDP workers, for at most N minutes;
+"""Does training learn? The demo config on the synthetic set at 64×64 on Ray Train, for at most N minutes;
 then held-out reconstruction L1 against the copy-the-source baseline (goal: at least 30% below). Prints JSON.
 
     python benchmarks/bench_learning.py [--minutes 15] [--workers 1] [--cpus-per-worker 2] [--videos 24]

@@ -43,11 +43,6 @@ def parallelize(module: nn.Module, device: torch.device) -> nn.Module:
                                          parallel_strategy_kwargs={"find_unused_parameters": False})
 
 
-def build_worker_state(cfg: FommConfig, device: torch.device) -> TrainState:
-    """Networks, optimisers and the perceptual VGG (ImageNet weights when found locally)."""
-    return build_train_state(cfg.model_params, cfg.train_params, device=device)
-
-
 @dataclass
 class Progress:
     """Counters the original checkpoint format lacks; saved beside it as train_state.json."""
@@ -139,7 +134,7 @@ class WorkerLoop:
         self.steps_per_epoch = max(1, config["samples_per_epoch"] // self.world // self.batch_size)
 
         torch.manual_seed(tp.seed)  # identical initial weights everywhere (DDP also broadcasts rank 0's)
-        self.state = build_worker_state(self.cfg, self.device)
+        self.state = build_train_state(self.cfg.model_params, tp, device=self.device)
         self.progress = Progress()
         self.restored = self._restore()
         torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume

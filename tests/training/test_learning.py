@@ -9,11 +9,10 @@ import numpy as np
 import torch
 
 from fomm.config import load_config
-from fomm.training import train_step
+from fomm.training import build_train_state, train_step
 from preprocessing import shards
 from training import data
 from training.loop import to_model_batch, validate
-from training.trainer import build_worker_state
 
 STEPS = 40
 
@@ -21,7 +20,7 @@ STEPS = 40
 def test_demo_config_reconstruction_improves_within_a_few_dozen_steps(repo_root, synthetic_shards_64):
     cfg = load_config(repo_root / "configs" / "demo-64.yaml")
     torch.manual_seed(0)
-    state = build_worker_state(cfg, torch.device("cpu"))
+    state = build_train_state(cfg.model_params, cfg.train_params)
     root = str(synthetic_shards_64)
     index = data.scan_clips(root, "train")
     spec = data.PairSpec.from_config(cfg, index)
