@@ -90,6 +90,10 @@ class CommonParams(_Section):
     num_kp: int = 10
     num_channels: int = 3
     estimate_jacobian: bool = True
+    # Sampling convention of every warp (grid_sample, resized motion fields). False: PyTorch's default, that of the
+    # original checkpoints. True: ±1 are the centres of the corner pixels, as in make_coordinate_grid, so identity
+    # motion reproduces the source exactly (with False it shrinks the image by (n-1)/n and darkens the border).
+    align_corners: bool = False
 
     def __post_init__(self) -> None:
         _positive("common_params", num_kp=self.num_kp, num_channels=self.num_channels)

@@ -36,12 +36,12 @@ def sparse_motions(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_sour
     return torch.cat([identity.expand(b, 1, h, w, 2), driving_to_source], dim=1)
 
 
-def deform_sources(source: Tensor, motions: Tensor) -> Tensor:
+def deform_sources(source: Tensor, motions: Tensor, align_corners: bool = False) -> Tensor:
     """Warp the source by each sparse motion.  # B×(K+1)×C×h×w"""
     b, c, h, w = source.shape
     n = motions.shape[1]
     repeated = source.unsqueeze(1).expand(b, n, c, h, w).reshape(b * n, c, h, w)
-    deformed = F.grid_sample(repeated, motions.reshape(b * n, h, w, 2), align_corners=False)
+    deformed = F.grid_sample(repeated, motions.reshape(b * n, h, w, 2), align_corners=align_corners)
     return deformed.view(b, n, c, h, w)
 
 
@@ -49,7 +49,8 @@ class DenseMotionNetwork(nn.Module):
     """Predicts masks over the K+1 sparse motions (Eq. 7), the dense deformation and an occlusion map."""
 
     def __init__(self, block_expansion: int, num_blocks: int, max_features: int, num_kp: int, num_channels: int,
-                 estimate_occlusion_map: bool = False, scale_factor: float = 1, kp_variance: float = 0.01) -> None:
+                 estimate_occlusion_map: bool = False, scale_factor: float = 1, kp_variance: float = 0.01,
+                 align_corners: bool = False) -> None:
         super().__init__()
         self.hourglass = Hourglass(block_expansion, in_features=(num_kp + 1) * (num_channels + 1),
                                    max_features=max_features, num_blocks=num_blocks)
@@ -59,6 +60,7 @@ class DenseMotionNetwork(nn.Module):
         self.num_kp = num_kp
         self.scale_factor = scale_factor
         self.kp_variance = kp_variance
+        self.align_corners = align_corners
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
@@ -68,7 +70,7 @@ class DenseMotionNetwork(nn.Module):
         b, _, h, w = source_image.shape
         heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance)  # B×(K+1)×1×h×w
         motions = sparse_motions((h, w), kp_driving, kp_source)  # B×(K+1)×h×w×2
-        sparse_deformed = deform_sources(source_image, motions)  # B×(K+1)×C×h×w
+        sparse_deformed = deform_sources(source_image, motions, self.align_corners)  # B×(K+1)×C×h×w
         features = self.hourglass(torch.cat([heatmaps, sparse_deformed], dim=2).view(b, -1, h, w))
         mask = F.softmax(self.mask(features), dim=1)  # B×(K+1)×h×w
         deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)  # B×h×w×2

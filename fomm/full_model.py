@@ -68,7 +68,7 @@ class GeneratorFullModel(nn.Module):
         if w.equivariance_value + w.equivariance_jacobian != 0:
             tp = self.train_params.transform_params
             transform = Transform(x["driving"].shape[0], tp.sigma_affine, tp.sigma_tps, tp.points_tps)
-            transformed_frame = transform.transform_frame(x["driving"])
+            transformed_frame = transform.transform_frame(x["driving"], self.generator.align_corners)
             transformed_kp = self.kp_extractor(transformed_frame)
             generated["transformed_frame"] = transformed_frame
             generated["transformed_kp"] = transformed_kp

@@ -12,14 +12,14 @@ from fomm.dense_motion import DenseMotionNetwork
 from fomm.geometry import Keypoints
 
 
-def deform_input(x: Tensor, deformation: Tensor) -> Tensor:
+def deform_input(x: Tensor, deformation: Tensor, align_corners: bool = False) -> Tensor:
     """Warp x by a B×h×w×2 sampling grid, resized bilinearly to x's size when they differ."""
     _, h_old, w_old, _ = deformation.shape
     _, _, h, w = x.shape
     if (h_old, w_old) != (h, w):
         deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
-                                    align_corners=False).permute(0, 2, 3, 1)
-    return F.grid_sample(x, deformation, align_corners=False)
+                                    align_corners=align_corners).permute(0, 2, 3, 1)
+    return F.grid_sample(x, deformation, align_corners=align_corners)
 
 
 class OcclusionAwareGenerator(nn.Module):
@@ -27,11 +27,13 @@ class OcclusionAwareGenerator(nn.Module):
 
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
                  num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False) -> None:
+                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False,
+                 align_corners: bool = False) -> None:
         super().__init__()
         if dense_motion_params is not None:
             self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
                                                            estimate_occlusion_map=estimate_occlusion_map,
+                                                           align_corners=align_corners,
                                                            **dense_motion_params)
         else:
             self.dense_motion_network = None
@@ -53,6 +55,7 @@ class OcclusionAwareGenerator(nn.Module):
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
         self.estimate_occlusion_map = estimate_occlusion_map
         self.num_channels = num_channels
+        self.align_corners = align_corners
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> OcclusionAwareGenerator:
@@ -62,7 +65,7 @@ class OcclusionAwareGenerator(nn.Module):
                    max_features=gen.max_features, num_down_blocks=gen.num_down_blocks,
                    num_bottleneck_blocks=gen.num_bottleneck_blocks,
                    estimate_occlusion_map=gen.estimate_occlusion_map, dense_motion_params=dense,
-                   estimate_jacobian=common.estimate_jacobian)
+                   estimate_jacobian=common.estimate_jacobian, align_corners=common.align_corners)
 
     def encode(self, source_image: Tensor) -> Tensor:
         """Source features before warping (computed once per source when animating).  # B×C'×h×w"""
@@ -81,15 +84,15 @@ class OcclusionAwareGenerator(nn.Module):
             result["mask"] = motion["mask"]
             result["sparse_deformed"] = motion["sparse_deformed"]
             result["deformation"] = motion["deformation"]
-            out = deform_input(out, motion["deformation"])
+            out = deform_input(out, motion["deformation"], self.align_corners)
             occlusion_map = motion.get("occlusion_map")
             if occlusion_map is not None:
                 result["occlusion_map"] = occlusion_map
                 if out.shape[2:] != occlusion_map.shape[2:]:
                     occlusion_map = F.interpolate(occlusion_map, size=out.shape[2:], mode="bilinear",
-                                                  align_corners=False)
+                                                  align_corners=self.align_corners)
                 out = out * occlusion_map  # Eq. 8: occluded features are left for the decoder to inpaint
-            result["deformed"] = deform_input(source_image, motion["deformation"])
+            result["deformed"] = deform_input(source_image, motion["deformation"], self.align_corners)
         out = self.bottleneck(out)
         for block in self.up_blocks:
             out = block(out)

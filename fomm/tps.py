@@ -53,10 +53,10 @@ class Transform:
         grad_y = torch.autograd.grad(warped[..., 1].sum(), coordinates, create_graph=True)[0]
         return torch.stack([grad_x, grad_y], dim=-2)
 
-    def transform_frame(self, frame: Tensor) -> Tensor:
+    def transform_frame(self, frame: Tensor, align_corners: bool = False) -> Tensor:
         """Sample the frame at T(z) for every pixel z, with reflection padding.  # B×C×H×W"""
         h, w = frame.shape[2:]
         grid = make_coordinate_grid((h, w), frame.dtype, frame.device).view(1, h * w, 2).expand(self.bs, -1, -1)
         grid = self.warp_coordinates(grid).view(self.bs, h, w, 2)
         # reflection padding: the warped driving frame must not gain black borders
-        return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=False)
+        return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=align_corners)

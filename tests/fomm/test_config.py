@@ -29,6 +29,7 @@ def test_vox_values(repo_root):
     assert cfg.train.loss_weights.perceptual == (10, 10, 10, 10, 10)
     assert cfg.dataset_params.id_sampling is True
     assert cfg.animate_params.normalization_params.use_relative_jacobian is True
+    assert cfg.model.common_params.align_corners is False  # the original checkpoints' sampling convention
 
 
 def test_unknown_key_names_file_and_path(tmp_path):

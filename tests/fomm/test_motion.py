@@ -1,5 +1,7 @@
 """Sparse motions, dense deformation and relative motion against hand-computed values and invariants."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,9 @@ import torch
 import fomm
 from fomm.animation import convex_hull_area, normalize_kp
 from fomm.dense_motion import heatmap_representation, sparse_motions
+from fomm.generator import deform_input
 from fomm.geometry import make_coordinate_grid
+from fomm.tps import Transform
 
 
 def test_sparse_motion_with_known_jacobian():
@@ -50,6 +54,47 @@ def test_identity_motion_gives_identity_deformation(tiny_config_path):
     # every sparse deformation is then the downsampled source resampled on the identity grid
     assert torch.allclose(out["sparse_deformed"][:, 0], out["sparse_deformed"][:, 3], atol=1e-6)
 
+
+
+def test_identity_grid_warp_hand_values_for_both_conventions():
+    ones = torch.ones(1, 1, 4, 4)
+    grid = make_coordinate_grid((4, 4)).unsqueeze(0)  # 1×4×4×2, ±1 at the corner pixels' centres
+    # align_corners=False reads ±1 as the outer pixel edges: column j is sampled at 4j/3 − 0.5 px, so the first and
+    # last columns (and rows) are half zero padding: 0.5 on the edges, 0.25 in the corners
+    shrunk = deform_input(ones, grid, align_corners=False)[0, 0]
+    assert shrunk[0, 0].item() == pytest.approx(0.25) and shrunk[0, 1].item() == pytest.approx(0.5)
+    assert shrunk[1, 1].item() == pytest.approx(1.0)
+    image = torch.rand(1, 3, 4, 4)
+    assert torch.allclose(deform_input(image, grid, align_corners=True), image, atol=1e-6)
+    # a half-resolution identity field, resized with the same convention, is still the identity
+    half = make_coordinate_grid((2, 2)).unsqueeze(0)
+    assert torch.allclose(deform_input(image, half, align_corners=True), image, atol=1e-6)
+    assert not torch.allclose(deform_input(image, half, align_corners=False), image, atol=1e-2)
+
+
+def test_identity_motion_returns_the_source_with_aligned_corners(tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path).model
+    common = dataclasses.replace(cfg.common_params, align_corners=True)
+    gen = fomm.OcclusionAwareGenerator.from_config(dataclasses.replace(cfg, common_params=common)).eval()
+    source = torch.rand(2, 3, 64, 64)
+    kp = {"value": torch.rand(2, 5, 2) * 1.6 - 0.8, "jacobian": torch.eye(2).expand(2, 5, 2, 2).clone()}
+    with torch.no_grad():
+        out = gen(source, kp_driving=kp, kp_source=kp)
+    assert torch.allclose(out["deformed"], source, atol=1e-5)  # warped at 64×64 by a field computed at 32×32
+    with torch.no_grad():
+        default = fomm.OcclusionAwareGenerator.from_config(cfg).eval()(source, kp_driving=kp, kp_source=kp)
+    assert (default["deformed"] - source).abs().mean() > 0.05  # PyTorch's default convention shrinks and darkens
+
+
+def test_equivariance_warp_follows_the_model_convention():
+    frame = torch.rand(2, 3, 8, 8)
+    identity = Transform.identity(2)
+    assert torch.allclose(identity.transform_frame(frame, align_corners=True), frame, atol=1e-6)
+    assert not torch.allclose(identity.transform_frame(frame, align_corners=False), frame, atol=1e-2)
+    # a pure shift by one pixel (2/(w−1) in grid units) moves the frame by exactly one column
+    theta = torch.tensor([[1.0, 0.0, 2 / 7], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
+    shifted = Transform(2, 0.0, theta=theta).transform_frame(frame, align_corners=True)
+    assert torch.allclose(shifted[..., :-1], frame[..., 1:], atol=1e-5)
 
 def test_normalize_kp_hand_values():
     src = {"value": torch.tensor([[[0.1, 0.2]]]), "jacobian": torch.tensor([[[[1.0, 0.5], [0.0, 1.0]]]])}
