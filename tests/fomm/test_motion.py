@@ -55,7 +55,6 @@ def test_identity_motion_gives_identity_deformation(tiny_config_path):
     assert torch.allclose(out["sparse_deformed"][:, 0], out["sparse_deformed"][:, 3], atol=1e-6)
 
 
-
 def test_identity_grid_warp_hand_values_for_both_conventions():
     ones = torch.ones(1, 1, 4, 4)
     grid = make_coordinate_grid((4, 4)).unsqueeze(0)  # 1×4×4×2, ±1 at the corner pixels' centres
@@ -95,6 +94,7 @@ def test_equivariance_warp_follows_the_model_convention():
     theta = torch.tensor([[1.0, 0.0, 2 / 7], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
     shifted = Transform(2, 0.0, theta=theta).transform_frame(frame, align_corners=True)
     assert torch.allclose(shifted[..., :-1], frame[..., 1:], atol=1e-5)
+
 
 def test_normalize_kp_hand_values():
     src = {"value": torch.tensor([[[0.1, 0.2]]]), "jacobian": torch.tensor([[[[1.0, 0.5], [0.0, 1.0]]]])}
