@@ -151,7 +151,7 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
         second = identities[(pid + 1) % num_identities] if two_body[v] else None
         frames = render_video(identities[pid], rng, size, num_frames, fps, second=second)
         video_id = f"synth{v:04d}"
-        path = write_video(out / f"{video_id}.mp4", frames, fps, threads=1)  # one thread: byte-identical reruns
+        path = write_video(out / f"{video_id}.mp4", frames, fps, deterministic=True)  # byte-identical reruns
         split = "test" if rank >= per_id[pid] - n_test[pid] else "train"
         rows.append({"video_id": video_id, "person_id": f"id{pid:02d}", "split": split, "file": path.name,
                      "num_frames": num_frames, "fps": fps, "width": size, "height": size,
