@@ -226,7 +226,7 @@ class VideoWriter:
         rgb_codecs = ("libx264rgb", "png", "qtrle", "ffv1")
         self._video.pix_fmt = "rgb24" if self.codec in rgb_codecs else "yuv420p"
         if self.codec in ("libx264", "libx265", "libx264rgb"):
-            plain_c = {"x264-params": "no-asm=1"} if self.deterministic and self.codec != "libx265" else {}
+            plain_c = {"x264-params": "no-asm=1"} if self.deterministic and self.codec.startswith("libx264") else {}
             self._video.options = {"crf": str(self.crf), **plain_c}
         self._video.codec_context.time_base = Fraction(1) / rate
         if self.threads:
