@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPUs (= torch threads) per worker; default: all cores shared among the workers")
     p.add_argument("--videos", type=int, default=24, help="synthetic videos (a quarter held out)")
     p.add_argument("--config", default=str(REPO / "configs" / "demo-64.yaml"))
+    p.add_argument("--lr-schedule", choices=("epochs", "budget"), default="budget",
+                   help="budget (default): the config's decays at the same fractions of the time budget, so they "
+                        "happen whatever the machine's speed; epochs: at the epoch milestones")
     p.add_argument("--work", default=None, help="folder for data, checkpoints and MLflow (default: a temp dir)")
     p.add_argument("--out", default="bench_output/bench_learning.json")
     args = p.parse_args(argv)
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     job = TrainJob(config=args.config, data="", storage=str(work / "storage"), name=f"learn-{int(time.time())}",
                    workers=args.workers, cpus_per_worker=cpus_per_worker, max_minutes=args.minutes,
-                   tracking_uri=uri, experiment="bench-learning",
+                   lr_schedule=args.lr_schedule, tracking_uri=uri, experiment="bench-learning",
                    num_val_clips=64, val_frames=12, log_images_every=500)
     start = time.time()
     ensure_ray(job)
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     reduction = 1.0 - m["val_l1"] / m["val_l1_copy_source"]
     report = {
         "benchmark": "bench_learning", "command": shlex.join([sys.executable, *sys.argv]),
-        "config": Path(args.config).name, "workers": args.workers,
+        "config": Path(args.config).name, "lr_schedule": args.lr_schedule, "workers": args.workers,
         "cpus_per_worker": cpus_per_worker, "minutes_budget": args.minutes,
         "wall_s": round(wall, 1), "steps": int(m["step"]), "epochs": int(m["epoch"]),
         "val_l1_untrained": next((h.value for h in history if h.step == 0), None),

@@ -44,6 +44,13 @@ class TrainState:
     def learning_rates(self) -> dict[str, float]:
         return {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
 
+    def scale_learning_rates(self, factor: float) -> None:
+        """Set every optimiser's rate to its config value × factor (a schedule other than the epochs')."""
+        for name, optimizer in self.optimizers.items():
+            base = self.schedulers[name].base_lrs[0]
+            for group in optimizer.param_groups:
+                group["lr"] = base * factor
+
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(path, generator=self.generator, kp_detector=self.kp_detector,
                                discriminator=self.discriminator,

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         input=f"synthetic:{a.videos}", output=shards, kind="none", size=64, synthetic_videos=a.videos,
         synthetic_size=64, synthetic_frames=48, min_frames=16, test_fraction=0.2, workers=2)))
     base = TrainJob(config=a.config, data=shards, storage=str(out / "runs"), name="demo", workers=2,
-                    max_steps=a.train_steps, max_minutes=a.train_minutes, tracking_uri=uri, experiment="fomm-demo", resume=True,
+                    max_steps=a.train_steps, max_minutes=a.train_minutes, lr_schedule="budget",  # decays fit the run
+                    tracking_uri=uri, experiment="fomm-demo", resume=True,
                     num_val_clips=4, log_images_every=100)
     train = stage(out, "train", lambda: vars(fit(base)))
     space = SearchSpace.from_yaml(ROOT / "configs" / "sweeps" / "loss-weights.yaml")

@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke tests)")
     p.add_argument("--epochs", type=int, default=None, help="override train_params.num_epochs")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training this long after the start")
+    p.add_argument("--lr-schedule", choices=("epochs", "budget"), default="epochs",
+                   help="decay the learning rates at the config's epoch_milestones (epochs), or at the same "
+                        "fractions of --max-steps / --max-minutes, training until that budget ends (budget)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
     p.add_argument("--experiment", default="fomm-train", help="MLflow experiment")
     p.add_argument("--resume", action="store_true", help="continue the run in --storage/--name from its latest checkpoint")
@@ -65,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     job = TrainJob(
         config=a.config, data=a.data, storage=a.storage, name=a.name, workers=a.workers,
         gpus_per_worker=a.gpus_per_worker, cpus_per_worker=a.cpus_per_worker, max_steps=a.max_steps,
-        max_minutes=a.max_minutes, num_epochs=a.epochs, tracking_uri=a.tracking_uri, experiment=a.experiment,
-        resume=a.resume, keep_checkpoints=a.keep_checkpoints, max_failures=a.max_failures,
+        max_minutes=a.max_minutes, num_epochs=a.epochs, lr_schedule=a.lr_schedule, tracking_uri=a.tracking_uri,
+        experiment=a.experiment, resume=a.resume, keep_checkpoints=a.keep_checkpoints, max_failures=a.max_failures,
         num_val_clips=a.val_clips, val_split=a.val_split, log_images_every=a.log_images_every,
         overrides=overrides_from(a.set))
     result = fit(job)

@@ -32,6 +32,9 @@ class TrainJob:
     max_steps: int | None = None  # cap on optimiser steps (counted across resumes)
     max_minutes: float | None = None  # stop training this long after the job started (then validate, checkpoint)
     num_epochs: int | None = None  # overrides train_params.num_epochs
+    # "epochs": the original ×0.1 decays at epoch_milestones; "budget": at the same fractions of max_steps /
+    # max_minutes (milestone m at m / num_epochs of it, training runs until the budget ends: training/budget.py)
+    lr_schedule: str = "epochs"
     tracking_uri: str | None = None  # MLflow; None: evaluation.tracking.default_tracking_uri()
     experiment: str = "fomm-train"
     parent_run_id: str | None = None  # MLflow parent (a Tune sweep)
@@ -56,6 +59,10 @@ class TrainJob:
                              f"{self.gpus_per_worker}, {self.cpus_per_worker}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be ≥ 1, got {self.max_steps}")
+        if self.lr_schedule not in ("epochs", "budget"):
+            raise ValueError(f"lr_schedule must be 'epochs' or 'budget', got {self.lr_schedule!r}")
+        if self.lr_schedule == "budget" and self.max_steps is None and self.max_minutes is None:
+            raise ValueError("lr_schedule 'budget' needs a budget: set max_steps and/or max_minutes")
         if self.val_frames < 2:
             raise ValueError(f"val_frames must be ≥ 2 (a source and a driving frame), got {self.val_frames}")
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):

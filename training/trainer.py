@@ -9,6 +9,7 @@ the original format after every `checkpoint_freq` epochs (and every `checkpoint_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import tempfile
 import time
@@ -26,6 +27,7 @@ from torch import nn
 from fomm.config import FommConfig
 from fomm.training import TrainState, build_train_state, end_epoch, train_step
 from preprocessing import storage
+from training.budget import Budget, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
 from training.plan import RunPlan, TrainResult, plan_run, run_path
@@ -50,19 +52,22 @@ class Progress:
     epoch_step: int = 0  # optimiser steps already done in the current (unfinished) epoch
     val_l1: float | None = None
     samples_seen: int = 0
+    budget_fraction: float = 0.0  # of the budget spent (lr_schedule "budget")
+    budget_offset: float = 0.0  # of it spent by earlier submissions, when this one started
+    started_at: float | None = None  # when the submission that wrote this began
 
     @classmethod
     def read(cls, path: Path) -> Progress:
         if not path.is_file():
             return cls()
         data = json.loads(path.read_text())
-        return cls(**{k: data[k] for k in ("epoch_step", "val_l1", "samples_seen") if k in data})
+        keys = ("epoch_step", "val_l1", "samples_seen", "budget_fraction", "budget_offset", "started_at")
+        return cls(**{k: data[k] for k in keys if k in data})
 
 
 def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, directory: Path) -> None:
     state.save(directory / CHECKPOINT_FILE)
-    payload = {"epoch": state.epoch, "step": state.step, "epoch_step": progress.epoch_step,
-               "val_l1": progress.val_l1, "samples_seen": progress.samples_seen}
+    payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
     (directory / STATE_FILE).write_text(json.dumps(payload, indent=1))
     import yaml
 
@@ -152,6 +157,9 @@ class WorkerLoop:
         self.stopped = self.job.max_steps is not None and self.state.step >= self.job.max_steps
         self.deadline = (config["started_at"] + 60 * self.job.max_minutes
                          if self.job.max_minutes is not None else None)
+        self.budget = self._budget(config["started_at"])
+        if self.budget is not None:
+            self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
         self.clock = StepClock()
         if self.restored and self.tracker is not None:
             self.tracker.log_metrics({"restored_from_step": self.state.step}, step=self.state.step)
@@ -165,16 +173,40 @@ class WorkerLoop:
             self.progress = Progress.read(Path(d) / STATE_FILE)
         return True
 
+    def _budget(self, started_at: float) -> Budget | None:
+        """The budget the learning rates follow (lr_schedule "budget"), else None."""
+        if self.job.lr_schedule != "budget":
+            return None
+        p = self.progress
+        offset = resumed_offset(p.budget_fraction, p.budget_offset, p.started_at, started_at) if self.restored else 0.0
+        self.progress.budget_offset, self.progress.started_at = offset, started_at
+        seconds = 60 * self.job.max_minutes if self.job.max_minutes is not None else None
+        return Budget(self.job.max_steps, seconds, started_at, offset)
+
+    def _shared_clock(self) -> float:
+        """Rank 0's time.time(), the same on every worker (stops and learning rates agree across workers)."""
+        now = torch.tensor([time.time()], dtype=torch.float64, device=self.device)
+        if dist.is_available() and dist.is_initialized() and self.world > 1:
+            dist.broadcast(now, src=0)
+        return float(now.item())
+
     def check_stop(self) -> bool:
         """After a step: max_steps reached, or (rank 0's clock, shared by all) the time budget spent."""
+        now = self._shared_clock() if self.deadline is not None or self.budget is not None else time.time()
+        if self.budget is not None:
+            self.progress.budget_fraction = self.budget.fraction(self.state.step, now)
         if self.job.max_steps is not None and self.state.step >= self.job.max_steps:
             self.stopped = True
         elif self.deadline is not None:
-            late = torch.tensor([float(time.time() > self.deadline)], device=self.device)
-            if dist.is_available() and dist.is_initialized() and self.world > 1:
-                dist.broadcast(late, src=0)  # every worker stops after the same step
-            self.stopped = bool(late.item())
+            self.stopped = now > self.deadline  # every worker stops after the same step
         return self.stopped
+
+    def _follow_budget(self) -> None:
+        """lr_schedule "budget": the rates for the fraction of the budget spent (else the epochs' schedule)."""
+        if self.budget is not None:
+            tp = self.tp
+            self.state.scale_learning_rates(lr_factor(self.progress.budget_fraction, tp.epoch_milestones,
+                                                      tp.num_epochs))
 
     def validate(self) -> dict[str, float]:
         if self.val_shard is None:
@@ -209,6 +241,7 @@ class WorkerLoop:
             local_shuffle_buffer_size=job.shuffle_buffer or 64 * self.batch_size)
         for raw in clock.timed(batches):
             batch = to_model_batch(raw, self.device, tp.channels_last)
+            self._follow_budget()
             values, generated = train_step(state, batch, self.generator_full, self.discriminator_full, self.autocast)
             timing = clock.step_done(self.batch_size, self.world)
             progress.epoch_step += 1
@@ -232,13 +265,14 @@ class WorkerLoop:
             metrics = self.validate()
             if self.tracker is not None and metrics:
                 self.tracker.log_metrics(metrics, step=0)
-        while not self.stopped and state.epoch < tp.num_epochs:
+        # a budget schedule trains until the budget ends; its milestones sit at fractions of it, not at epochs
+        while not self.stopped and (self.budget is not None or state.epoch < tp.num_epochs):
             if not self.run_epoch():
                 break
             end_epoch(state)
             self.progress.epoch_step = 0
             metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}
-            is_last = state.epoch >= tp.num_epochs or self.stopped
+            is_last = self.stopped or (self.budget is None and state.epoch >= tp.num_epochs)
             self.report(metrics, with_checkpoint=state.epoch % max(1, tp.checkpoint_freq) == 0 or is_last)
         if self.last_checkpoint_step != state.step:  # stopped mid-epoch (max_steps, time): keep what was learned
             self.report({**self.validate(), **self.clock.summary(self.world)}, with_checkpoint=True)
