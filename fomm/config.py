@@ -204,6 +204,10 @@ class TrainParams(_Section):
     bf16: bool = False
     channels_last: bool = False
     seed: int = 0
+    # from this epoch on (with a budget schedule: at this fraction of the budget, epoch / num_epochs) the batch
+    # norm layers of the kp detector and generator normalise with their running statistics and stop updating
+    # them, while their weights train on: small batches' statistics then stop shifting each image's colours
+    freeze_batch_norm_epoch: int | None = None
 
 
 # ---------------------------------------------------------------- other sections

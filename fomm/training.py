@@ -35,6 +35,7 @@ class TrainState:
     train_params: TrainParams
     epoch: int = 0
     step: int = 0
+    batch_norm_frozen: bool = False  # train_params.freeze_batch_norm_epoch reached (see freeze_batch_norm)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -108,6 +109,15 @@ def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vg
                       schedulers, train_params)
 
 
+def freeze_batch_norm(*modules: nn.Module) -> None:
+    """Batch norm layers below `modules` normalise with their running statistics and stop updating them; their
+    weights still train, and every other layer stays as it is (in training mode)."""
+    for module in modules:
+        for layer in module.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()
+
+
 def train_step(state: TrainState, batch: dict[str, Tensor],
                generator_full: nn.Module | None = None, discriminator_full: nn.Module | None = None,
                autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, float], dict[str, Tensor]]:
@@ -118,6 +128,8 @@ def train_step(state: TrainState, batch: dict[str, Tensor],
     generator_full = generator_full or state.generator_full
     discriminator_full = discriminator_full or state.discriminator_full
     device_type = batch["source"].device.type
+    if state.batch_norm_frozen:  # again each step: validation puts whole modules back into training mode
+        freeze_batch_norm(state.kp_detector, state.generator)
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
         losses, generated = generator_full(batch)
         loss = total_loss(losses)

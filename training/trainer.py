@@ -201,12 +201,15 @@ class WorkerLoop:
             self.stopped = now > self.deadline  # every worker stops after the same step
         return self.stopped
 
-    def _follow_budget(self) -> None:
-        """lr_schedule "budget": the rates for the fraction of the budget spent (else the epochs' schedule)."""
+    def _follow_schedule(self) -> None:
+        """Before a step: with lr_schedule "budget", the rates for the fraction of the budget spent (else the
+        epochs' schedule has set them); batch norm frozen once freeze_batch_norm_epoch is reached."""
+        tp, state = self.tp, self.state
         if self.budget is not None:
-            tp = self.tp
-            self.state.scale_learning_rates(lr_factor(self.progress.budget_fraction, tp.epoch_milestones,
-                                                      tp.num_epochs))
+            state.scale_learning_rates(lr_factor(self.progress.budget_fraction, tp.epoch_milestones, tp.num_epochs))
+        if tp.freeze_batch_norm_epoch is not None:
+            state.batch_norm_frozen = (self.progress.budget_fraction >= tp.freeze_batch_norm_epoch / tp.num_epochs
+                                       if self.budget is not None else state.epoch >= tp.freeze_batch_norm_epoch)
 
     def validate(self) -> dict[str, float]:
         if self.val_shard is None:
@@ -241,13 +244,14 @@ class WorkerLoop:
             local_shuffle_buffer_size=job.shuffle_buffer or 64 * self.batch_size)
         for raw in clock.timed(batches):
             batch = to_model_batch(raw, self.device, tp.channels_last)
-            self._follow_budget()
+            self._follow_schedule()
             values, generated = train_step(state, batch, self.generator_full, self.discriminator_full, self.autocast)
             timing = clock.step_done(self.batch_size, self.world)
             progress.epoch_step += 1
             progress.samples_seen += self.batch_size * self.world
             if self.tracker is not None:
-                self.tracker.log_metrics({**values, **state.learning_rates(), **timing, "epoch": state.epoch},
+                frozen = {} if tp.freeze_batch_norm_epoch is None else {"batch_norm_frozen": float(state.batch_norm_frozen)}
+                self.tracker.log_metrics({**values, **state.learning_rates(), **timing, **frozen, "epoch": state.epoch},
                                          step=state.step)
                 if job.log_images_every and state.step % job.log_images_every == 0:
                     _log_grid(self.tracker, batch, generated, state.step)

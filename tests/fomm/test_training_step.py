@@ -87,3 +87,30 @@ if __name__ == "__main__":  # record the golden curve
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN.write_text("\n".join(f"{x:.6f}" for x in curve) + "\n")
     print(curve)
+
+
+def test_frozen_batch_norm_keeps_its_statistics_trains_its_weights_and_makes_training_mode_match_eval(
+        tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path)
+    tp = dataclasses.replace(cfg.train, scales=(1,))
+    torch.manual_seed(0)
+    state = build_train_state(cfg.model, tp)
+    batch = smooth_pair()
+    train_step(state, batch)  # one ordinary step: statistics move
+    norms = [m for m in state.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stats = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    weights = [m.weight.detach().clone() for m in norms]
+    state.batch_norm_frozen = True
+    state.generator.train(), state.kp_detector.train()  # as validation leaves them
+    train_step(state, batch)
+    assert all(torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var)
+               for m, (mean, var) in zip(norms, stats))
+    assert any(not torch.equal(m.weight, w) for m, w in zip(norms, weights))  # the affine weights still learn
+    assert not any(m.training for m in norms) and state.generator.training  # only the norms switched
+
+    kp = state.kp_detector(batch["source"])
+    with torch.no_grad():  # frozen: a forward in training mode is the eval-mode forward
+        frozen = state.generator(batch["source"], kp_source=kp, kp_driving=kp)["prediction"]
+        state.generator.eval()
+        evaluated = state.generator(batch["source"], kp_source=kp, kp_driving=kp)["prediction"]
+    assert torch.equal(frozen, evaluated)

@@ -113,10 +113,11 @@ def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_
 def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num_epochs(
         ray_local, synthetic_shards, tiny_config_path, tmp_path):
     """6 training clips × num_repeats 1 / batch 2: 3 steps per epoch. num_epochs 2 with a milestone after epoch
-    1 puts the decay at half the budget (step 4 of 8); the epoch schedule would decay after step 3 and stop at 6."""
+    1 puts the decay at half the budget (step 4 of 8); the epoch schedule would decay after step 3 and stop at 6.
+    Batch norm freezes at the same point (freeze_batch_norm_epoch 1)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = {**SMALL, "train_params": {**SMALL["train_params"], "num_repeats": 1, "epoch_milestones": [1],
-                                           "checkpoint_every_steps": 0}}
+                                           "checkpoint_every_steps": 0, "freeze_batch_norm_epoch": 1}}
     job = small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"), uri, name="budget",
                     num_epochs=2, lr_schedule="budget").replace(workers=1, log_images_every=0, overrides=overrides)
     result = fit(job)
@@ -125,6 +126,8 @@ def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num
                                                                                          "lr_generator"))
     assert [s for s, _ in lrs] == list(range(1, 9))
     assert [v for _, v in lrs] == pytest.approx([base] * 4 + [0.1 * base] * 4)
+    frozen = mlflow.MlflowClient(uri).get_metric_history(result.mlflow_run_id, "batch_norm_frozen")
+    assert [m.value for m in sorted(frozen, key=lambda m: m.step)] == [0.0] * 4 + [1.0] * 4
     assert result.metrics["step"] == 8 and result.metrics["epoch"] == 2  # 8 steps of 3: past num_epochs' 6
     state = json.loads(Path(result.checkpoint).with_name("train_state.json").read_text())
     assert state["budget_fraction"] == 1.0 and state["budget_offset"] == 0.0
