@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -208,6 +209,13 @@ class TrainParams(_Section):
     # norm layers of the kp detector and generator normalise with their running statistics and stop updating
     # them, while their weights train on: small batches' statistics then stop shifting each image's colours
     freeze_batch_norm_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        first_decay = min(self.epoch_milestones, default=None)
+        if self.freeze_batch_norm_epoch is not None and (first_decay is None or self.freeze_batch_norm_epoch < first_decay):
+            warnings.warn(f"train_params.freeze_batch_norm_epoch {self.freeze_batch_norm_epoch} comes before the first "
+                          f"learning-rate decay (epoch_milestones {list(self.epoch_milestones)}): at the full rate, "
+                          "frozen batch norm diverged in our trials; freeze at or after a decay", stacklevel=2)
 
 
 # ---------------------------------------------------------------- other sections

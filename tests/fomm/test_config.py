@@ -53,3 +53,12 @@ def test_configs_are_frozen(repo_root):
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.batch_size = 3  # type: ignore[misc]
     assert dataclasses.replace(cfg.train, batch_size=3).batch_size == 3
+
+
+def test_freezing_batch_norm_before_the_first_decay_warns(repo_root):
+    cfg = load_config(repo_root / "configs" / "demo-64.yaml")
+    assert cfg.train_params.freeze_batch_norm_epoch == 7 and min(cfg.train_params.epoch_milestones) == 7
+    with pytest.warns(UserWarning, match="before the first learning-rate decay"):
+        dataclasses.replace(cfg.train_params, freeze_batch_norm_epoch=3)
+    with pytest.warns(UserWarning, match="before the first learning-rate decay"):
+        dataclasses.replace(cfg.train_params, epoch_milestones=())
