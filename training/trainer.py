@@ -271,8 +271,12 @@ class WorkerLoop:
                 self.tracker.log_metrics(metrics, step=0)
         # a budget schedule trains until the budget ends; its milestones sit at fractions of it, not at epochs
         while not self.stopped and (self.budget is not None or state.epoch < tp.num_epochs):
+            fresh, step = self.progress.epoch_step == 0, state.step
             if not self.run_epoch():
                 break
+            if fresh and state.step == step:  # else a budget schedule would wait for steps that never come
+                raise ValueError(f"{self.job.data}: an epoch gave worker {self.rank} no full batch of "
+                                 f"{self.batch_size} training pairs (too few clips for the batch size and workers)")
             end_epoch(state)
             self.progress.epoch_step = 0
             metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}

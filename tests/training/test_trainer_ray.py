@@ -131,3 +131,26 @@ def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num
     assert result.metrics["step"] == 8 and result.metrics["epoch"] == 2  # 8 steps of 3: past num_epochs' 6
     state = json.loads(Path(result.checkpoint).with_name("train_state.json").read_text())
     assert state["budget_fraction"] == 1.0 and state["budget_offset"] == 0.0
+
+
+@pytest.mark.ray
+def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
+        ray_local, synthetic_shards, tiny_config_path, tmp_path):
+    """Every training frame undecodable: the pairs are all dropped, so no batch ever comes (the epoch count would
+    not stop a budget schedule)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data_dir = tmp_path / "damaged"
+    shutil.copytree(synthetic_shards, data_dir)
+    train = data_dir / "train-00000.parquet"
+    table = pq.read_table(train)
+    frames = pa.array([[b"not an image"] * len(f) for f in table.column("frames").to_pylist()],
+                      type=table.schema.field("frames").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("frames"), "frames", frames), train)
+    job = small_job(tiny_config_path, str(data_dir), str(tmp_path / "storage"), f"sqlite:///{tmp_path / 'm.db'}",
+                    name="empty", lr_schedule="budget").replace(workers=1, max_failures=0, validate_at_start=False)
+    with pytest.raises(Exception, match="no full batch of 2 training pairs"):
+        fit(job)
