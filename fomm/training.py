@@ -70,14 +70,11 @@ class TrainState:
                                      optimizer_kp_detector=self.optimizers["kp_detector"],
                                      optimizer_discriminator=self.optimizers["discriminator"])
         self.step = int(read_checkpoint(path).get("step", 0))
-        for name, scheduler in self.schedulers.items():
+        for scheduler in self.schedulers.values():
             # a fresh scheduler has last_epoch 0 and end_epoch() steps it once per epoch, so after `epoch`
             # finished epochs it is at `epoch` (epoch - 1 would apply a milestone at `epoch` a second time)
             scheduler.last_epoch = self.epoch
-            base = scheduler.base_lrs[0]
-            lr = base * 0.1 ** sum(1 for m in self.train_params.epoch_milestones if m <= self.epoch)
-            for group in self.optimizers[name].param_groups:
-                group["lr"] = lr
+        self.scale_learning_rates(0.1 ** sum(1 for m in self.train_params.epoch_milestones if m <= self.epoch))
 
 
 def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,

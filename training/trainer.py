@@ -61,8 +61,7 @@ class Progress:
         if not path.is_file():
             return cls()
         data = json.loads(path.read_text())
-        keys = ("epoch_step", "val_l1", "samples_seen", "budget_fraction", "budget_offset", "started_at")
-        return cls(**{k: data[k] for k in keys if k in data})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, directory: Path) -> None:
@@ -276,7 +275,7 @@ class WorkerLoop:
                 break
             if fresh and state.step == step:  # else a budget schedule would wait for steps that never come
                 raise ValueError(f"{self.job.data}: an epoch gave worker {self.rank} no full batch of "
-                                 f"{self.batch_size} training pairs (too few clips for the batch size and workers)")
+                                 f"{self.batch_size} training pairs (are its frames decodable?)")
             end_epoch(state)
             self.progress.epoch_step = 0
             metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}
