@@ -119,6 +119,8 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 class Tracker:
     """One MLflow run: start (or resume) it, log params/metrics/artifacts, end it."""
 
+    FLUSH_INTERVAL_S = 10.0  # buffered metrics wait at most this long (a crash loses at most this much of them)
+
     def __init__(self, tracking_uri: str | None = None, experiment: str = "fomm", run_name: str | None = None,
                  run_id: str | None = None, parent_run_id: str | None = None,
                  tags: dict[str, str] | None = None) -> None:
@@ -126,6 +128,8 @@ class Tracker:
         self.experiment = experiment
         self._client = make_client(self.tracking_uri)
         self._ended = False
+        self._pending: list[Metric] = []  # buffered metrics (log_metrics(..., buffered=True)), oldest first
+        self._last_flush = time.monotonic()
         all_tags = dict(tags or {})
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
@@ -177,11 +181,29 @@ class Tracker:
         for chunk in _chunks(todo, _BATCH_PARAMS):
             self._client.log_batch(self.run_id, params=chunk, synchronous=True)
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Metrics at `step` (default 0) in batches; non-finite values are logged as they are."""
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, buffered: bool = False) -> None:
+        """Metrics at `step` (default 0) in batches; non-finite values are logged as they are.
+
+        `buffered`: keep them (with their own timestamps) and send them with the next flush, which comes once
+        `FLUSH_INTERVAL_S` has passed, with any unbuffered call, or with `flush()` / `end()`. For per-step
+        metrics: one store round trip every few seconds instead of one per step.
+        """
         now = int(time.time() * 1000)
         items = [Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items()]
+        if buffered:
+            self._pending.extend(items)
+            if time.monotonic() - self._last_flush >= self.FLUSH_INTERVAL_S or len(self._pending) >= _BATCH_METRICS:
+                self.flush()
+            return
+        self.flush()
         for chunk in _chunks(items, _BATCH_METRICS):
+            self._client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+
+    def flush(self) -> None:
+        """Send the buffered metrics now."""
+        pending, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        for chunk in _chunks(pending, _BATCH_METRICS):
             self._client.log_batch(self.run_id, metrics=chunk, synchronous=True)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
@@ -211,12 +233,14 @@ class Tracker:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Tags (values as strings); secret-looking ones are redacted."""
         items = [RunTag(str(k), REDACTED if is_secret(str(k), v) else str(v)) for k, v in tags.items()]
+        self.flush()
         for chunk in _chunks(items, _BATCH_PARAMS):
             self._client.log_batch(self.run_id, tags=chunk, synchronous=True)
 
     def end(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED / FAILED / KILLED (once)."""
         if not self._ended:
+            self.flush()
             self._client.set_terminated(self.run_id, status=status)
             self._ended = True
 

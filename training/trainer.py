@@ -251,7 +251,7 @@ class WorkerLoop:
             if self.tracker is not None:
                 frozen = {} if tp.freeze_batch_norm_epoch is None else {"batch_norm_frozen": float(state.batch_norm_frozen)}
                 self.tracker.log_metrics({**values, **state.learning_rates(), **timing, **frozen, "epoch": state.epoch},
-                                         step=state.step)
+                                         step=state.step, buffered=True)  # sent every few seconds
                 if job.log_images_every and state.step % job.log_images_every == 0:
                     _log_grid(self.tracker, batch, generated, state.step)
             if self.check_stop():

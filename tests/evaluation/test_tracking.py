@@ -85,3 +85,27 @@ def test_tracker_pickles_for_ray_workers(uri) -> None:
     t.end()
     assert tracking.get_run(uri, t.run_id)["metrics"] == {"from_worker": 1.0}
     assert tracking.search_runs(uri, "no-such-experiment") == []
+
+
+def test_buffered_metrics_wait_for_the_interval_then_arrive_whole_and_in_order(uri) -> None:
+    t = tracking.Tracker(uri, "t-buffer")
+    t.FLUSH_INTERVAL_S = 3600.0  # no timed flush within the test
+    client = tracking.make_client(uri)
+    for step in range(5):
+        t.log_metrics({"loss": 1.0 / (step + 1), "lr": 0.1}, step=step, buffered=True)
+    assert client.get_metric_history(t.run_id, "loss") == []  # still buffered
+    t.log_metrics({"val_l1": 0.5}, step=5)  # an unbuffered call sends what waits first
+    history = client.get_metric_history(t.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(s, 1.0 / (s + 1)) for s in range(5)]
+    assert [m.step for m in client.get_metric_history(t.run_id, "val_l1")] == [5]
+
+    t.log_metrics({"loss": 0.1}, step=6, buffered=True)
+    t.FLUSH_INTERVAL_S = 0.0  # the interval has passed: the next buffered call flushes
+    t.log_metrics({"loss": 0.05}, step=7, buffered=True)
+    assert [m.step for m in client.get_metric_history(t.run_id, "loss")] == [0, 1, 2, 3, 4, 6, 7]
+
+    t.FLUSH_INTERVAL_S = 3600.0
+    t.log_metrics({"loss": 0.01}, step=8, buffered=True)
+    t.end()  # ending the run loses nothing
+    assert tracking.get_run(uri, t.run_id)["metrics"]["loss"] == 0.01
+    assert len(client.get_metric_history(t.run_id, "loss")) == 8
