@@ -47,7 +47,12 @@ def test_tiny64_golden_loss_curve(tiny_config_path):
     if not GOLDEN.exists():
         pytest.fail(f"{GOLDEN} missing: record it with `python tests/fomm/test_training_step.py`")
     expected = [float(x) for x in GOLDEN.read_text().split()]
-    assert losses == pytest.approx(expected, rel=2e-3)
+    # Step 1 is a forward pass of the initial weights: equal up to float summation order. Each Adam step then
+    # amplifies the last bits, which differ between CPUs (other vector kernels): steps 3 and 4 moved by 0.08% and
+    # 0.4% from the recording machine to an AMD EPYC one. A changed loss or update rule moves step 1 or 2 by far more.
+    tolerances = (1e-5, 1e-4, 1e-2, 1e-2)
+    for step, (got, want, rel) in enumerate(zip(losses, expected, tolerances, strict=True), start=1):
+        assert got == pytest.approx(want, rel=rel), f"step {step}: {got} against the golden {want}"
 
 
 def test_learning_rate_schedule_and_adversarial_step(tiny_config_path):
