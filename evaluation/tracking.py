@@ -189,15 +189,10 @@ class Tracker:
         metrics: one store round trip every few seconds instead of one per step.
         """
         now = int(time.time() * 1000)
-        items = [Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items()]
-        if buffered:
-            self._pending.extend(items)
-            if time.monotonic() - self._last_flush >= self.FLUSH_INTERVAL_S or len(self._pending) >= _BATCH_METRICS:
-                self.flush()
-            return
-        self.flush()
-        for chunk in _chunks(items, _BATCH_METRICS):
-            self._client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+        self._pending.extend(Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items())
+        if (not buffered or len(self._pending) >= _BATCH_METRICS
+                or time.monotonic() - self._last_flush >= self.FLUSH_INTERVAL_S):
+            self.flush()
 
     def flush(self) -> None:
         """Send the buffered metrics now."""

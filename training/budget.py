@@ -12,9 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def epoch_reached(epoch: int, fraction: float, num_epochs: int) -> bool:
+    """Whether `fraction` of the budget has reached the point that stands for `epoch` (epoch / num_epochs)."""
+    return epoch / num_epochs <= fraction
+
+
 def lr_factor(fraction: float, milestones: Sequence[int], num_epochs: int) -> float:
     """Learning-rate multiplier at `fraction` of the budget: ×0.1 for each milestone at or before it."""
-    return 0.1 ** sum(1 for m in milestones if m / num_epochs <= fraction)
+    return 0.1 ** sum(1 for m in milestones if epoch_reached(m, fraction, num_epochs))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from torch import nn
 from fomm.config import FommConfig
 from fomm.training import TrainState, build_train_state, end_epoch, train_step
 from preprocessing import storage
-from training.budget import Budget, lr_factor, resumed_offset
+from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
 from training.plan import RunPlan, TrainResult, plan_run, run_path
@@ -207,8 +207,9 @@ class WorkerLoop:
         if self.budget is not None:
             state.scale_learning_rates(lr_factor(self.progress.budget_fraction, tp.epoch_milestones, tp.num_epochs))
         if tp.freeze_batch_norm_epoch is not None:
-            state.batch_norm_frozen = (self.progress.budget_fraction >= tp.freeze_batch_norm_epoch / tp.num_epochs
-                                       if self.budget is not None else state.epoch >= tp.freeze_batch_norm_epoch)
+            state.batch_norm_frozen = (  # the same rule as the decays, so a freeze at a milestone lands with it
+                epoch_reached(tp.freeze_batch_norm_epoch, self.progress.budget_fraction, tp.num_epochs)
+                if self.budget is not None else state.epoch >= tp.freeze_batch_norm_epoch)
 
     def validate(self) -> dict[str, float]:
         if self.val_shard is None:

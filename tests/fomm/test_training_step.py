@@ -86,14 +86,6 @@ def test_state_save_load_restores_epoch_and_optimizer(tmp_path, tiny_config_path
     assert torch.equal(fresh.optimizers["generator"].state_dict()["state"][0]["exp_avg"], a)
 
 
-if __name__ == "__main__":  # record the golden curve
-    root = Path(__file__).resolve().parents[2]
-    curve = golden_run(fomm.load_config(root / "configs" / "tiny-64.yaml"))
-    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    GOLDEN.write_text("\n".join(f"{x:.6f}" for x in curve) + "\n")
-    print(curve)
-
-
 def test_frozen_batch_norm_keeps_its_statistics_trains_its_weights_and_makes_training_mode_match_eval(
         tiny_config_path):
     cfg = fomm.load_config(tiny_config_path)
@@ -119,3 +111,11 @@ def test_frozen_batch_norm_keeps_its_statistics_trains_its_weights_and_makes_tra
         state.generator.eval()
         evaluated = state.generator(batch["source"], kp_source=kp, kp_driving=kp)["prediction"]
     assert torch.equal(frozen, evaluated)
+
+
+if __name__ == "__main__":  # record the golden curve
+    root = Path(__file__).resolve().parents[2]
+    curve = golden_run(fomm.load_config(root / "configs" / "tiny-64.yaml"))
+    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+    GOLDEN.write_text("\n".join(f"{x:.6f}" for x in curve) + "\n")
+    print(curve)
