@@ -181,8 +181,13 @@ class LossWeights(_Section):
     perceptual: tuple[float, ...] = (10, 10, 10, 10, 10)
     equivariance_value: float = 10.0
     equivariance_jacobian: float = 10.0
+    # our addition (0: the original losses): weight of the keypoint separation prior on the source and driving
+    # keypoints, fomm.losses.keypoint_separation_loss with σ = keypoint_separation_sigma (keypoint units, [-1, 1])
+    keypoint_separation: float = 0.0
+    keypoint_separation_sigma: float = 0.1
 
     def __post_init__(self) -> None:
+        _positive("train_params.loss_weights", keypoint_separation_sigma=self.keypoint_separation_sigma)
         if len(self.perceptual) != 5:
             raise ValueError(f"perceptual needs 5 weights (VGG-19 relu1_1..relu5_1), got {len(self.perceptual)}")
 

@@ -16,6 +16,7 @@ from fomm.losses import (
     equivariance_value_loss,
     feature_matching_loss,
     generator_gan_loss,
+    keypoint_separation_loss,
     pyramid_perceptual_loss,
 )
 from fomm.pyramid import ImagePyramid
@@ -65,6 +66,10 @@ class GeneratorFullModel(nn.Module):
                     feature_matching_loss(maps_real[f"feature_maps_{s}"], maps_generated[f"feature_maps_{s}"],
                                           w.feature_matching)
                     for s in self.disc_scales)
+        if w.keypoint_separation != 0:
+            losses["keypoint_separation"] = w.keypoint_separation * 0.5 * (
+                keypoint_separation_loss(kp_source["value"], w.keypoint_separation_sigma)
+                + keypoint_separation_loss(kp_driving["value"], w.keypoint_separation_sigma))
         if w.equivariance_value + w.equivariance_jacobian != 0:
             tp = self.train_params.transform_params
             transform = Transform(x["driving"].shape[0], tp.sigma_affine, tp.sigma_tps, tp.points_tps)

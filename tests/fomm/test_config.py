@@ -44,6 +44,9 @@ def test_bad_values_and_files(tmp_path):
     path.write_text("model_params:\n  common_params:\n    num_kp: -3\n")
     with pytest.raises(ConfigError, match="neg.yaml: model_params.common_params: num_kp must be positive"):
         load_config(path)
+    path.write_text("train_params:\n  loss_weights:\n    keypoint_separation_sigma: 0\n")
+    with pytest.raises(ConfigError, match="keypoint_separation_sigma must be positive"):
+        load_config(path)
     with pytest.raises(ConfigError, match="missing.yaml: cannot read config"):
         load_config(tmp_path / "missing.yaml")
 

@@ -1,5 +1,7 @@
 """Loss terms on hand-made cases: zero when they should be, known values for the GAN terms."""
 
+import math
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from fomm.losses import (
     equivariance_value_loss,
     feature_matching_loss,
     generator_gan_loss,
+    keypoint_separation_loss,
     perceptual_loss,
     pyramid_perceptual_loss,
 )
@@ -86,3 +89,22 @@ def test_lsgan_and_feature_matching_hand_values():
     real = [torch.ones(1, 2, 2, 2), torch.zeros(1, 1, 1, 1)]
     fake = [torch.zeros(1, 2, 2, 2), torch.full((1, 1, 1, 1), 3.0)]
     assert feature_matching_loss(real, fake, (10, 0)).item() == pytest.approx(10.0)
+
+
+def test_keypoint_separation_hand_values_and_gradient_pushes_apart():
+    sigma = 0.1
+    assert keypoint_separation_loss(torch.zeros(2, 5, 2), sigma).item() == pytest.approx(1.0)  # all coincide
+    assert keypoint_separation_loss(torch.zeros(2, 1, 2), sigma).item() == 0  # one keypoint: nothing to separate
+    # three keypoints on a line, 0.1 apart: pair distances² 0.01, 0.01, 0.04 → exp(−0.5), exp(−0.5), exp(−2)
+    kp = torch.tensor([[[0.0, 0.0], [0.1, 0.0], [0.2, 0.0]]], requires_grad=True)
+    expected = (2 * math.exp(-0.5) + math.exp(-2.0)) / 3
+    loss = keypoint_separation_loss(kp, sigma)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # the batch mean of two such images is the same; a far-apart image adds ~0
+    far = torch.tensor([[[-0.9, -0.9], [0.9, 0.9], [0.9, -0.9]]])
+    both = keypoint_separation_loss(torch.cat([kp.detach(), far]), sigma).item()
+    assert both == pytest.approx(expected / 2, rel=1e-6)
+    # a descent step spreads the outer keypoints outward and leaves the middle one in place (symmetry)
+    loss.backward()
+    assert kp.grad[0, 0, 0] > 0 and kp.grad[0, 2, 0] < 0 and kp.grad[0, 1].abs().max() < 1e-7
+    assert kp.grad[..., 1].abs().max() == 0

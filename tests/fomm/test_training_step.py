@@ -8,6 +8,7 @@ import torch
 
 import fomm
 from fomm.config import LossWeights
+from fomm.losses import keypoint_separation_loss
 from fomm.training import build_train_state, end_epoch, train_step
 
 GOLDEN = Path(__file__).resolve().parents[1] / "assets" / "losses" / "tiny-64.txt"
@@ -53,6 +54,21 @@ def test_tiny64_golden_loss_curve(tiny_config_path):
     tolerances = (1e-5, 1e-4, 1e-2, 1e-2)
     for step, (got, want, rel) in enumerate(zip(losses, expected, tolerances, strict=True), start=1):
         assert got == pytest.approx(want, rel=rel), f"step {step}: {got} against the golden {want}"
+
+
+def test_keypoint_separation_term_is_weighted_and_absent_by_default(tiny_config_path):
+    cfg = fomm.load_config(tiny_config_path)
+    assert cfg.train.loss_weights.keypoint_separation == 0  # original configs: the paper's losses only
+    torch.manual_seed(0)
+    state = build_train_state(cfg.model, cfg.train)
+    batch = smooth_pair()
+    losses, generated = state.generator_full(batch)
+    assert "keypoint_separation" not in losses
+    weights = dataclasses.replace(cfg.train.loss_weights, keypoint_separation=4.0, keypoint_separation_sigma=0.2)
+    state.generator_full.weights = weights
+    losses, generated = state.generator_full(batch)
+    expected = 4.0 * 0.5 * sum(keypoint_separation_loss(generated[k]["value"], 0.2) for k in ("kp_source", "kp_driving"))
+    assert losses["keypoint_separation"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_learning_rate_schedule_and_adversarial_step(tiny_config_path):
