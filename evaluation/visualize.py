@@ -107,14 +107,15 @@ def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving:
 
     src, drv, pred = _to_images(source), _to_images(driving), _to_images(generated["prediction"])
     h, w = src.shape[1:3]
+    kp_s, kp_d = (kp["value"].detach().float().cpu().numpy() for kp in (kp_source, kp_driving))  # bf16 → float
     columns = [
-        np.stack([draw_keypoints(s, kp_to_pixels(k, h, w)) for s, k in zip(src, kp_source["value"].detach().cpu().numpy())]),
-        np.stack([draw_keypoints(d, kp_to_pixels(k, h, w)) for d, k in zip(drv, kp_driving["value"].detach().cpu().numpy())]),
+        np.stack([draw_keypoints(s, kp_to_pixels(k, h, w)) for s, k in zip(src, kp_s)]),
+        np.stack([draw_keypoints(d, kp_to_pixels(k, h, w)) for d, k in zip(drv, kp_d)]),
     ]
     if "deformed" in generated:
         columns.append(_to_images(generated["deformed"]))
     if "occlusion_map" in generated:
-        columns.append(_to_images(F.interpolate(generated["occlusion_map"], size=(h, w), mode="bilinear",
+        columns.append(_to_images(F.interpolate(generated["occlusion_map"].float(), size=(h, w), mode="bilinear",
                                                 align_corners=False)))
     columns.append(pred)
     rows = [np.concatenate([c[i] for c in columns], axis=1) for i in range(min(max_rows, len(src)))]

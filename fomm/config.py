@@ -207,7 +207,7 @@ class TrainParams(_Section):
     loss_weights: LossWeights = field(default_factory=LossWeights)
     # our additions (absent from the original files; defaults keep the original behaviour)
     checkpoint_every_steps: int | None = None
-    bf16: bool = False
+    bf16: bool | str = False  # true, false or "auto": bf16 autocast where the device has native bf16 (training.precision)
     channels_last: bool = False
     seed: int = 0
     # from this epoch on (with a budget schedule: at this fraction of the budget, epoch / num_epochs) the batch
@@ -216,6 +216,8 @@ class TrainParams(_Section):
     freeze_batch_norm_epoch: int | None = None
 
     def __post_init__(self) -> None:
+        if self.bf16 not in (True, False, "auto"):
+            raise ValueError(f"bf16 must be true, false or auto, got {self.bf16!r}")
         first_decay = min(self.epoch_milestones, default=None)
         if self.freeze_batch_norm_epoch is not None and (first_decay is None or self.freeze_batch_norm_epoch < first_decay):
             warnings.warn(f"train_params.freeze_batch_norm_epoch {self.freeze_batch_norm_epoch} comes before the first "

@@ -31,6 +31,7 @@ from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
 from training.plan import RunPlan, TrainResult, plan_run, run_path
+from training.precision import autocast_dtype
 from training.sync_bn import convert_sync_batchnorm
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
@@ -148,8 +149,10 @@ class WorkerLoop:
         self.generator_full = parallelize(self.state.generator_full, self.device)
         self.discriminator_full = (parallelize(self.state.discriminator_full, self.device)
                                    if self.state.use_gan else None)
-        self.autocast = torch.bfloat16 if tp.bf16 else None
+        self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
         self.tracker = _tracker(config, self.rank)
+        if self.tracker is not None:
+            self.tracker.set_tags({"precision": "bf16" if self.autocast is not None else "fp32"})
         self.train_shard = ray.train.get_dataset_shard("train")
         self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
         self.last_checkpoint_step = self.state.step if self.restored else -1

@@ -43,6 +43,14 @@ def test_training_grid_from_model_outputs(tiny_config_path) -> None:
         out = model.generator(source, kp_driving=kp_d, kp_source=kp_s)
     grid = visualize.training_grid(source, driving, out, kp_s, kp_d)
     assert grid.shape == (128, 5 * 64, 3) and grid.dtype == np.uint8  # src | drv | deformed | occlusion | pred
+    # a bf16-autocast training step hands over bf16 keypoints and maps (train_params.bf16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        kp_s, kp_d = model.kp_detector(source), model.kp_detector(driving)
+        out = model.generator(source, kp_driving=kp_d, kp_source=kp_s)
+    assert kp_s["value"].dtype == torch.bfloat16 or out["prediction"].dtype == torch.bfloat16
+    grid_bf16 = visualize.training_grid(source, driving, out, kp_s, kp_d)
+    assert grid_bf16.shape == grid.shape
+    assert np.abs(grid_bf16.astype(int) - grid.astype(int)).mean() < 8  # the same picture, to bf16 precision
 
 
 def test_metric_table_names_the_backends() -> None:
