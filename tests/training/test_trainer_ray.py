@@ -95,6 +95,7 @@ def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_
     client = mlflow.MlflowClient(uri)
     run = client.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["checkpoint_path"] == result.checkpoint
+    assert run.data.tags["precision"] == "fp32"  # tiny-64: bf16 false
     totals = client.get_metric_history(result.mlflow_run_id, "total")
     assert {m.step for m in totals} == set(range(1, 9)) and all(math.isfinite(m.value) for m in totals)
     for key in ("perceptual", "equivariance_value", "equivariance_jacobian", "lr_generator", "samples_per_s",
@@ -114,13 +115,18 @@ def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num
         ray_local, synthetic_shards, tiny_config_path, tmp_path):
     """6 training clips × num_repeats 1 / batch 2: 3 steps per epoch. num_epochs 2 with a milestone after epoch
     1 puts the decay at half the budget (step 4 of 8); the epoch schedule would decay after step 3 and stop at 6.
-    Batch norm freezes at the same point (freeze_batch_norm_epoch 1)."""
+    Batch norm freezes at the same point (freeze_batch_norm_epoch 1). The run trains in bf16 autocast
+    (train_params.bf16; emulated where the CPU lacks bf16) and logs its image grids from bf16 outputs."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = {**SMALL, "train_params": {**SMALL["train_params"], "num_repeats": 1, "epoch_milestones": [1],
-                                           "checkpoint_every_steps": 0, "freeze_batch_norm_epoch": 1}}
+                                           "checkpoint_every_steps": 0, "freeze_batch_norm_epoch": 1, "bf16": True}}
     job = small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"), uri, name="budget",
-                    num_epochs=2, lr_schedule="budget").replace(workers=1, log_images_every=0, overrides=overrides)
+                    num_epochs=2, lr_schedule="budget").replace(workers=1, log_images_every=4, overrides=overrides)
     result = fit(job)
+    run = mlflow.MlflowClient(uri).get_run(result.mlflow_run_id)
+    assert run.data.tags["precision"] == "bf16"
+    grids = [a.path for a in mlflow.MlflowClient(uri).list_artifacts(result.mlflow_run_id, "images/train")]
+    assert len(grids) == 2 and all(g.endswith(".png") for g in grids)  # steps 4 and 8
     base = job.load_config().train_params.lr_generator
     lrs = sorted((m.step, m.value) for m in mlflow.MlflowClient(uri).get_metric_history(result.mlflow_run_id,
                                                                                          "lr_generator"))
