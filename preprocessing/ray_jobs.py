@@ -1,4 +1,4 @@
-"""Ray Data plans: videos → map_batches(process) → per-video parts → sharded Parquet; shards → frame pairs.
+"""Ray Data plan: videos → map_batches(process) → per-video parts → sharded Parquet.
 
 The only Ray code of `preprocessing`; every step is a plain function of dataset_writer / process.
 """
@@ -110,52 +110,3 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
 
     manifest = dw.finalize(layout, cfg, assemble=assemble)
     return dw.summarize(layout, manifest)
-
-
-def _pairs_from_clip(row: dict, num_repeats: int, seed: int, epoch: int, augment: dict | None) -> list[dict]:
-    """num_repeats random frame pairs of one clip (seeded by clip id, epoch and repeat)."""
-    from preprocessing.frame_pairs import make_pair
-
-    out = []
-    for r in range(num_repeats):
-        rng = np.random.default_rng([seed, epoch, r, int.from_bytes(str(row["clip_id"]).encode()[-8:].rjust(8, b"\0"), "big")])
-        source, driving, i, j = make_pair(list(row["frames"]), rng, augment)
-        out.append({"source": source, "driving": driving, "video_id": row["video_id"], "clip_id": row["clip_id"],
-                    "person_id": row["person_id"], "i_source": i, "i_driving": j})
-    return out
-
-
-def _pairs_by_person(group: dict, num_repeats: int, seed: int, epoch: int, augment: dict | None) -> dict:
-    """id sampling: num_repeats pairs per person, each from one of the person's clips at random."""
-    from preprocessing.frame_pairs import make_pair
-
-    pid = str(group["person_id"][0])
-    rng = np.random.default_rng([seed, epoch, int.from_bytes(pid.encode()[-8:].rjust(8, b"\0"), "big")])
-    rows: dict[str, list] = {k: [] for k in ("source", "driving", "video_id", "clip_id", "person_id", "i_source",
-                                             "i_driving")}
-    for _ in range(num_repeats):
-        k = int(rng.integers(len(group["clip_id"])))
-        source, driving, i, j = make_pair(list(group["frames"][k]), rng, augment)
-        for key, v in (("source", source), ("driving", driving), ("video_id", group["video_id"][k]),
-                       ("clip_id", group["clip_id"][k]), ("person_id", pid), ("i_source", i), ("i_driving", j)):
-            rows[key].append(v)
-    return {k: np.stack(v) if k in ("source", "driving") else np.asarray(v) for k, v in rows.items()}
-
-
-def frame_pairs_dataset(path: str, split: str = "train", num_repeats: int = 1, id_sampling: bool = False,
-                        seed: int = 0, epoch: int = 0, augment: dict | None = None, endpoint: str | None = None,
-                        shuffle: bool = True) -> ray.data.Dataset:
-    """A Ray Dataset of training pairs (source/driving H×W×3 uint8 + ids) streamed from the shards."""
-    from preprocessing.shards import list_shards
-
-    files = list_shards(path, split, endpoint)
-    fs, _ = storage.resolve(files[0], endpoint)
-    ds = ray.data.read_parquet([storage.resolve(f, endpoint)[1] for f in files], filesystem=fs)
-    ds = ds.select_columns(["video_id", "clip_id", "person_id", "split", "frames"])
-    ds = ds.filter(lambda r: r["split"] == split)  # shards are per split already; this guards folders of files
-    kwargs = {"num_repeats": num_repeats, "seed": seed, "epoch": epoch, "augment": augment}
-    if id_sampling:
-        ds = ds.groupby("person_id").map_groups(_pairs_by_person, fn_kwargs=kwargs, batch_format="numpy")
-    else:
-        ds = ds.flat_map(_pairs_from_clip, fn_kwargs=kwargs)
-    return ds.random_shuffle(seed=seed + epoch) if shuffle else ds

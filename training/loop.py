@@ -158,7 +158,3 @@ class StepClock:
                 "epoch_samples_per_s_per_worker": self.samples / total,
                 "epoch_data_wait_fraction": self.data_s / total, "epoch_step_time_s": total / self.steps}
 
-
-def uint8_images(x: Tensor) -> np.ndarray:
-    """B×3×H×W in [0, 1] → B×H×W×3 uint8."""
-    return (x.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
