@@ -175,3 +175,24 @@ def test_body_clip_person_detector(tmp_path_factory, tiny_config_path, shared_da
     result = animate_file(animator, source, clip, tmp_path / "body_out.mp4", options, progress=False)
     assert (result.height, result.width) == (1080, 720) and result.num_frames == 6
     assert "person detector hog" in result.notes[0]
+
+
+def test_batch_job_actor_takes_the_same_options(tmp_path_factory, tiny_config_path, shared_data, tmp_path):
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("pipelines_animate_rw", Path("pipelines") / "animate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    config = tiny_config(tmp_path_factory, tiny_config_path, "data/vox-tiny")
+    clip = write_video(tmp_path / "talk.mp4", read_frames(shared_data / "face_talk_b.mp4", 4), 30)
+    actor = module.AnimatePairs(str(config), None, True, "cpu", 1,
+                                {"crop": "auto", "subject": 0, "smooth": 3.0, "batch_size": 4}, None)
+    assert actor.animator.smooth == 3.0 and actor.options["auto_crop"].subject == 0
+    rows = {"source": np.array([str(shared_data / "faces_two.jpg")], dtype=object),
+            "driving": np.array([str(clip)], dtype=object), "output": np.array([str(tmp_path / "o.mp4")], dtype=object)}
+    out = actor(rows)
+    assert out["status"].tolist() == ["done"], out["error"]
+    info = probe_video(tmp_path / "o.mp4")
+    assert (info.height, info.width, info.num_frames) == (662, 1126, 4)  # faces_two.jpg is 1126×661: padded to even
