@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -42,9 +43,32 @@ def pick_subject(boxes: np.ndarray, subject: int | None, name: str) -> np.ndarra
     return boxes[np.argsort(boxes[:, 0])[subject], :4]
 
 
-def square_crop(box: np.ndarray, margin: float, width: int, height: int) -> np.ndarray:
-    """The training-clip crop of one subject box.  → 4 ints (x0, y0, x1, y1)"""
-    return np.array(fit_square(enlarge_box(box, margin), width, height), dtype=np.int64)
+def square_crop(box: np.ndarray, margin: float, width: int, height: int, integer: bool = True) -> np.ndarray:
+    """The training-clip crop of one subject box.  → 4 (x0, y0, x1, y1): ints, or sub-pixel floats"""
+    return np.array(fit_square(enlarge_box(box, margin), width, height, integer=integer),
+                    dtype=np.int64 if integer else np.float64)
+
+
+def crop_subpixel(frame: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The square `box` (sub-pixel corners) of a frame resampled to size (h, w), antialiased.  # h×w×3
+
+    Output pixel u samples x = x0 + (u + ½)·s − ½ (s: box side / output side), bilinearly, after a Gaussian
+    pre-filter (σ = ½·√(s² − 1)) when shrinking, so a box that moves by a fraction of a pixel moves the crop
+    by as much: no rounding steps in a smoothly tracked crop.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    th, tw = size
+    sx, sy = (x1 - x0) / tw, (y1 - y0) / th
+    h, w = frame.shape[:2]
+    ix0, iy0 = max(int(np.floor(x0)) - 2, 0), max(int(np.floor(y0)) - 2, 0)
+    ix1, iy1 = min(int(np.ceil(x1)) + 2, w), min(int(np.ceil(y1)) + 2, h)
+    region = frame[iy0:iy1, ix0:ix1]
+    s = max(sx, sy)
+    if s > 1:
+        region = cv2.GaussianBlur(region, (0, 0), sigmaX=0.5 * np.sqrt(s * s - 1), borderType=cv2.BORDER_REPLICATE)
+    m = np.array([[sx, 0.0, x0 - ix0 + 0.5 * sx - 0.5], [0.0, sy, y0 - iy0 + 0.5 * sy - 0.5]])
+    return cv2.warpAffine(np.ascontiguousarray(region), m, (tw, th), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def track_subject(detections: Iterable[np.ndarray | None], max_missed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +117,7 @@ class CropPlan:
     source_box: np.ndarray  # 4 ints: square crop in the source
     driving_subject: np.ndarray  # T×4: tracked (interpolated where missed) detector boxes
     driving_found: np.ndarray  # T bool: the subject was detected on that frame
-    driving_boxes: np.ndarray  # T×4 ints: smoothed square crops
+    driving_boxes: np.ndarray  # T×4 floats: smoothed square crops, sub-pixel
     detect_every: int = 1  # the detector ran on every n-th driving frame
 
 
@@ -125,7 +149,7 @@ def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind
         raise CropPlanError(f"{driving_name}: no subject found on any frame (use --crop center)")
     dh, dw = size
     smoothed = smooth_boxes(tracked, smooth)
-    boxes = np.stack([square_crop(b, margin, dw, dh) for b in smoothed])
+    boxes = np.stack([square_crop(b, margin, dw, dh, integer=False) for b in smoothed])
     return CropPlan(kind=kind, detector=detector.name, source_subject=chosen,
                     source_box=square_crop(chosen, margin, w, h), driving_subject=tracked, driving_found=found,
                     driving_boxes=boxes, detect_every=detect_every)

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from animate.backends import BackendUnavailable, Landmarker, best_landmarker, subject_detector, subject_kind
-from animate.crop_plan import CropPlan, plan_crops
+from animate.crop_plan import CropPlan, crop_subpixel, plan_crops
 from animate.paste import even_frame, panel_height, paste_back, three_panels
 from fomm.animation import find_best_frame
 from fomm.animator import LAYOUTS, Animator, AnimatorError, to_uint8
 from fomm.visualization import draw_keypoints
-from preprocessing.cropping import crop_and_resize
+from preprocessing.cropping import resize_keep_aspect
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,14 @@ def auto_frames(animator: Animator, source: np.ndarray, driving: Iterable[np.nda
         raise AnimatorError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     size = animator.frame_size
     full = even_frame(source)
-    source_crop = crop_and_resize(full, plan.source_box, size)
+    source_crop = crop_subpixel(full, plan.source_box, size)
     originals: deque[np.ndarray] = deque()
 
     def crops() -> Iterator[np.ndarray]:
         for frame, box in zip(driving, plan.driving_boxes):
             if layout == "side-by-side":
                 originals.append(frame)
-            yield crop_and_resize(frame, box, size)
+            yield crop_subpixel(frame, box, size)
 
     height = panel_height(full.shape[0])
     for batch in animator.animate(source_crop, crops(), driving_initial=driving_initial):
@@ -84,7 +84,7 @@ def auto_frames(animator: Animator, source: np.ndarray, driving: Iterable[np.nda
             if paste:
                 result = paste_back(full, result, plan.source_box)
             elif output_size is not None:
-                result = crop_and_resize(result, (0, 0, size[1], size[0]), output_size)
+                result = resize_keep_aspect(result, output_size)
             if layout == "side-by-side":
                 result = three_panels(full, originals.popleft(), result, height)
             yield result
@@ -94,10 +94,10 @@ def best_initial_frame(animator: Animator, source: np.ndarray, driving: Iterable
                        landmarks: Landmarker, source_name: str, driving_name: str) -> int:
     """Driving frame (among those where the subject was found) whose crop's landmarks best match the source's."""
     size = animator.frame_size
-    source_points = landmarks(crop_and_resize(even_frame(source), plan.source_box, size))
+    source_points = landmarks(crop_subpixel(even_frame(source), plan.source_box, size))
     if source_points is None:
         raise AnimatorError(f"{source_name}: no face landmarks found in the crop (needed by --find-best-frame)")
-    points = [landmarks(crop_and_resize(f, box, size)) if found else None
+    points = [landmarks(crop_subpixel(f, box, size)) if found else None
               for f, box, found in zip(driving, plan.driving_boxes, plan.driving_found)]
     try:
         return find_best_frame(source_points, points)
@@ -134,7 +134,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
         best = best_initial_frame(animator, source_frame, iter_frames(driving), plan, marker, str(source),
                                   str(driving))
         frame = next(iter_frames(driving, best, best + 1))
-        initial = crop_and_resize(frame, plan.driving_boxes[best], animator.frame_size)
+        initial = crop_subpixel(frame, plan.driving_boxes[best], animator.frame_size)
         notes.append(f"best frame by {marker.name} landmarks")
     frames = auto_frames(animator, source_frame, checked_frames(driving, info.num_frames), plan,
                          paste=options.paste_back, layout=layout, draw_kp=draw_kp, driving_initial=initial,
