@@ -3,7 +3,8 @@
 The crop rule is the training clips' (preprocessing.cropping: the detector box enlarged by the kind's
 margin, made square inside the frame), so the model sees what it was trained on. The driving subject is
 followed with preprocessing's IoU tracker; frames where it was not found get boxes interpolated between
-detections; the crop boxes are one-euro filtered (fomm.smoothing) in units of the box's side.
+detections; the crop boxes are one-euro filtered (fomm.smoothing) in units of the box's side and cropped
+with sub-pixel precision.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from fomm.smoothing import OneEuroFilter
 from preprocessing.config import PreprocessConfig
 from preprocessing.cropping import enlarge_box, fit_square
 from preprocessing.tracking import IoUTracker
+
+# a box moves slowly for its size: twice the keypoints' time constant and a lower speed gain keep a still crop
+# still (≥ 3× less acceleration on a held-still head) with a lag of ≤ 2 frames (benchmarks/bench_realworld.py)
+BOX_SMOOTHING, BOX_BETA = 2.0, 1.0
 
 
 class CropPlanError(AnimatorError):
@@ -95,14 +100,14 @@ def track_subject(detections: Iterable[np.ndarray | None], max_missed: int = 3) 
     return filled, found
 
 
-def smooth_boxes(boxes: np.ndarray, strength: float) -> np.ndarray:
+def smooth_boxes(boxes: np.ndarray, strength: float, beta: float = 5.0) -> np.ndarray:
     """One-euro filter of box centres and sizes, in units of the mean box side (0: unchanged).  T×4 → T×4"""
     if strength == 0 or len(boxes) == 0:
         return np.asarray(boxes, dtype=np.float64)
     b = np.asarray(boxes, dtype=np.float64)
     unit = float(np.mean(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))) or 1.0
     cwh = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
-    out = OneEuroFilter(strength).sequence(torch.from_numpy(cwh / unit)).numpy() * unit  # T×4
+    out = OneEuroFilter(strength, beta).sequence(torch.from_numpy(cwh / unit)).numpy() * unit  # T×4
     return np.stack([out[:, 0] - out[:, 2] / 2, out[:, 1] - out[:, 3] / 2,
                      out[:, 0] + out[:, 2] / 2, out[:, 1] + out[:, 3] / 2], axis=1)
 
@@ -148,7 +153,7 @@ def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind
     if not found.any():
         raise CropPlanError(f"{driving_name}: no subject found on any frame (use --crop center)")
     dh, dw = size
-    smoothed = smooth_boxes(tracked, smooth)
+    smoothed = smooth_boxes(tracked, BOX_SMOOTHING * smooth, beta=BOX_BETA)
     boxes = np.stack([square_crop(b, margin, dw, dh, integer=False) for b in smoothed])
     return CropPlan(kind=kind, detector=detector.name, source_subject=chosen,
                     source_box=square_crop(chosen, margin, w, h), driving_subject=tracked, driving_found=found,
