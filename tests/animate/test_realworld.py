@@ -99,7 +99,7 @@ def test_two_faces_pick_the_subject_asked_for(shared_data):
 
 
 def test_crop_box_follows_the_subject_on_every_frame(shared_data):
-    """A small face moving in a tall frame: the smoothed crop's centre stays within 10% of each detection."""
+    """A face moving in a tall 720×1280 frame: the smoothed crop's centre stays within 10% of each detection."""
     driving = read_frames(shared_data / "face_desk_portrait.mp4", 90)
     detector = subject_detector("face")
     plan = plan_crops(read_image(shared_data / "face_source_d.jpg"), driving, detector, "face", smooth=3.0)
@@ -108,9 +108,7 @@ def test_crop_box_follows_the_subject_on_every_frame(shared_data):
         det, crop = plan.driving_subject[t], plan.driving_boxes[t]
         side = det[2] - det[0]
         centre_error = np.abs((det[:2] + det[2:]) / 2 - (crop[:2] + crop[2:]) / 2)
-        pinned = [np.isclose(crop[0], 0) or np.isclose(crop[2], driving.shape[2]),
-                  np.isclose(crop[1], 0) or np.isclose(crop[3], driving.shape[1])]  # shifted by the frame's edge
-        assert all(e <= 0.1 * side or p for e, p in zip(centre_error, pinned)), (t, det, crop)
+        assert np.all(centre_error <= 0.1 * side), (t, det, crop)  # (a crop pinned at a frame edge may not be)
         assert np.isclose(crop[2] - crop[0], crop[3] - crop[1])  # square, as the training clips
 
 
