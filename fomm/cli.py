@@ -241,11 +241,11 @@ def cmd_animate(args: argparse.Namespace) -> int:
     device = _device(args.device)
     read_source(args.source)  # bad inputs fail here, before a model is built
     probe_video(args.driving)
-    if args.checkpoint is None:
-        print(RANDOM_INIT_WARNING, file=sys.stderr)
     if args.smooth < 0:
         raise AnimateError(f"--smooth must be ≥ 0 (0 disables), got {args.smooth}")
-    auto_crop = auto_crop_options(args)
+    auto_crop = auto_crop_options(args)  # a --crop auto without a subject detector fails here
+    if args.checkpoint is None:
+        print(RANDOM_INIT_WARNING, file=sys.stderr)
     animator = Animator.from_config(args.config, args.checkpoint, random_init=args.random_init, seed=args.seed,
                                     relative=args.relative, adapt_movement_scale=args.adapt_scale,
                                     crop=args.crop if auto_crop is None else "none", batch_size=args.batch_size,

@@ -205,3 +205,17 @@ def test_batch_job_actor_takes_the_same_options(tmp_path_factory, tiny_config_pa
     assert out["status"].tolist() == ["done"], out["error"]
     info = probe_video(tmp_path / "o.mp4")
     assert (info.height, info.width, info.num_frames) == (662, 1126, 4)  # faces_two.jpg is 1126×661: padded to even
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    (["--smooth", "-1"], "--smooth must be ≥ 0 (0 disables), got -1.0"),
+    (["--crop", "auto"], "--crop auto: no subject detector for a 'none' config (use --crop center|pad|none)"),
+    (["--subject", "1"], "--subject needs --crop auto (got --crop center)"),
+])
+def test_bad_real_world_options_are_one_line(extra, problem, tiny_config_path, shared_data, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    code = main(["animate", "--config", str(tiny_config_path), "--random-init", "--source",
+                 str(shared_data / "face_source_d.jpg"), "--driving", str(shared_data / "face_talk_b.mp4"),
+                 "--out", str(out), "--quiet", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == [f"fomm animate: error: {problem}"] and not out.exists()
