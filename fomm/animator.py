@@ -22,6 +22,7 @@ from fomm.config import FommConfig, load_config
 from fomm.generator import OcclusionAwareGenerator
 from fomm.geometry import Keypoints
 from fomm.keypoint_detector import KPDetector
+from fomm.smoothing import KeypointSmoother
 from fomm.visualization import draw_keypoints, side_by_side
 
 CROP_MODES = ("center", "pad", "none")
@@ -112,7 +113,7 @@ class Animator:
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
                  frame_size: tuple[int, int] = (256, 256), relative: bool = True,
                  adapt_movement_scale: bool = True, use_relative_jacobian: bool = True, crop: str = "center",
-                 batch_size: int = 8, device: str | torch.device = "cpu") -> None:
+                 batch_size: int = 8, smooth: float = 0.0, device: str | torch.device = "cpu") -> None:
         if batch_size < 1:
             raise AnimatorError(f"batch_size must be at least 1, got {batch_size}")
         if crop not in CROP_MODES:
@@ -124,6 +125,9 @@ class Animator:
         self.relative, self.adapt_movement_scale = relative, adapt_movement_scale
         self.use_relative_jacobian = use_relative_jacobian
         self.crop, self.batch_size = crop, batch_size
+        if smooth < 0:
+            raise AnimatorError(f"smooth must be ≥ 0 (0 disables), got {smooth}")
+        self.smooth = float(smooth)  # one-euro time constant at rest, frames (fomm.smoothing)
 
     @classmethod
     def from_config(cls, config: str | Path | FommConfig, checkpoint: str | Path | None = None, *,
@@ -167,11 +171,12 @@ class Animator:
         elif driving_initial is not None:
             kp_initial = self.detect(driving_initial)
         frames = iter(driving)
+        smoother = KeypointSmoother(self.smooth)
         start = 0
         while batch := list(itertools.islice(frames, self.batch_size)):
             x = torch.cat([self.prepare(f) for f in batch]) if _sizes_differ(batch) else self.prepare(_stack(batch))
             b = x.shape[0]
-            kp_driving = self.kp_detector(x)
+            kp_driving = smoother(self.kp_detector(x))
             if kp_initial is None:
                 kp_initial = {k: v[:1] for k, v in kp_driving.items()}  # type: ignore[assignment]
             kp_norm = normalize_kp(kp_source=_expand(state.kp, b), kp_driving=kp_driving,

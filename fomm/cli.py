@@ -43,6 +43,7 @@ class AnimateResult:
     has_audio: bool
     best_frame: int | None
     seconds: float
+    notes: tuple[str, ...] = ()  # which detector / landmark backend was used
 
     @property
     def frames_per_second(self) -> float:
@@ -98,13 +99,13 @@ def checked_frames(path: str | Path, expected: int) -> Iterator[np.ndarray]:
 
 def select_best_frame(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
                       num_frames: int, progress: bool, landmarks: Landmarker | None = None) -> int:
-    """The driving frame whose face landmarks best match the source's (face-alignment, on the model's crops)."""
+    """The driving frame whose face landmarks best match the source's (on the model's crops)."""
     from tqdm import tqdm
 
-    if landmarks is None:
-        from preprocessing.landmarks import FaceLandmarks
+    if landmarks is None:  # the best backend present: face-alignment with its weights, else dlib 68
+        from animate.backends import best_landmarker
 
-        landmarks = FaceLandmarks(device=str(animator.device))
+        landmarks = best_landmarker(str(animator.device))
     source_landmarks = landmarks(to_uint8(animator.prepare(source))[0])
     if source_landmarks is None:
         raise AnimateError(f"{source_path}: no face found (needed by --find-best-frame)")
@@ -120,12 +121,19 @@ def select_best_frame(animator: Animator, source: np.ndarray, source_path: str |
 def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
                  layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
                  use_best_frame: bool = False, landmarks: Landmarker | None = None,
-                 progress: bool = True) -> AnimateResult:
+                 progress: bool = True, auto_crop=None) -> AnimateResult:  # noqa: ANN001
     """Animate a source image file with a driving video file into `out` (driving fps and audio kept).
 
     With `use_best_frame`, relative motion starts from the driving frame whose face landmarks (`landmarks`,
-    default face-alignment) best match the source's; frames are still written in their order.
+    default the best backend present) best match the source's; frames are still written in their order.
+    `auto_crop` (animate.files.AutoCropOptions): crop on the subject, paste back into the full frame.
     """
+    if auto_crop is not None:
+        from animate.files import animate_file as animate_auto
+
+        return animate_auto(animator, source, driving, out, auto_crop, layout=layout, draw_kp=draw_kp,
+                            output_size=output_size, use_best_frame=use_best_frame, landmarks=landmarks,
+                            progress=progress)
     from tqdm import tqdm
 
     from preprocessing.video_io import VideoWriter, iter_frames, probe_video
@@ -134,8 +142,13 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     source_frame = read_source(source)
     info = probe_video(driving)
     started = time.perf_counter()
-    best, initial = None, None
+    best, initial, notes = None, None, ()
     if use_best_frame:
+        if landmarks is None:
+            from animate.backends import best_landmarker
+
+            landmarks = best_landmarker(str(animator.device))
+        notes = (f"best frame by {getattr(landmarks, 'name', 'custom')} landmarks",)
         best = select_best_frame(animator, source_frame, source, driving, info.num_frames, progress, landmarks)
         initial = next(iter_frames(driving, best, best + 1))
     frames = animator.frames(source_frame, checked_frames(driving, info.num_frames), driving_initial=initial,
@@ -148,7 +161,8 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
             bar.update(1)
             height, width = frame.shape[:2]
     return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
-                         has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started)
+                         has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,
+                         notes=notes)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -181,7 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale motion by the ratio of keypoint hull areas (default on)")
     a.add_argument("--find-best-frame", action="store_true",
                    help="start relative motion from the driving frame whose face pose best matches the source")
-    a.add_argument("--crop", choices=CROP_MODES, default="center", help="fit to the model's size (default center)")
+    a.add_argument("--crop", choices=("auto", *CROP_MODES),
+                   help="auto: crop on the detected face/person and track it (default for face and body configs "
+                        "when a detector runs here); center/pad/none: fit the whole frame (default otherwise)")
+    a.add_argument("--subject", type=int, help="with --crop auto: subject N counted from the left (default largest)")
+    a.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --crop auto: blend the result into the full source frame (default on)")
+    a.add_argument("--smooth", type=float, default=3.0,
+                   help="one-euro smoothing of driving keypoints and crop box, frames at rest (default 3; 0 off)")
     a.add_argument("--layout", choices=LAYOUTS, default="result", help="result, or source | driving | result")
     a.add_argument("--draw-keypoints", action="store_true", help="draw the keypoints the model uses")
     a.add_argument("--output-size", type=parse_size, help="panel size N or WxH (default: the model's)")
@@ -220,18 +241,33 @@ def cmd_animate(args: argparse.Namespace) -> int:
     device = _device(args.device)
     read_source(args.source)  # bad inputs fail here, before a model is built
     probe_video(args.driving)
+    if args.smooth < 0:
+        raise AnimateError(f"--smooth must be ≥ 0 (0 disables), got {args.smooth}")
+    auto_crop = auto_crop_options(args)  # a --crop auto without a subject detector fails here
     if args.checkpoint is None:
         print(RANDOM_INIT_WARNING, file=sys.stderr)
     animator = Animator.from_config(args.config, args.checkpoint, random_init=args.random_init, seed=args.seed,
                                     relative=args.relative, adapt_movement_scale=args.adapt_scale,
-                                    crop=args.crop, batch_size=args.batch_size, device=device)
+                                    crop=args.crop if auto_crop is None else "none", batch_size=args.batch_size,
+                                    smooth=args.smooth, device=device)
     result = animate_file(animator, args.source, args.driving, args.out, layout=args.layout,
                           draw_kp=args.draw_keypoints, output_size=args.output_size,
-                          use_best_frame=args.find_best_frame, progress=not args.quiet)
+                          use_best_frame=args.find_best_frame, progress=not args.quiet, auto_crop=auto_crop)
     best = f", relative motion from driving frame {result.best_frame}" if result.best_frame is not None else ""
     print(f"{result.path}: {result.num_frames} frames {result.width}×{result.height} at {result.fps:g} fps, "
           f"audio {'kept' if result.has_audio else 'none'}{best}; {result.frames_per_second:.2f} frames/s")
+    for note in result.notes:
+        print(f"  {note}")
     return 0
+
+
+def auto_crop_options(args: argparse.Namespace):  # noqa: ANN201 - animate.files.AutoCropOptions | None
+    """The auto-crop options of `fomm animate` (args.crop settled), or None for --crop center|pad|none."""
+    from animate.files import resolve_crop
+
+    args.crop, options = resolve_crop(load_config(args.config), args.crop, subject=args.subject,
+                                      paste_back=args.paste_back, smooth=args.smooth)
+    return options
 
 
 def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
@@ -295,10 +331,11 @@ def cmd_runs(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from animate.backends import BackendUnavailable
     from preprocessing.video_io import VideoError
 
     known: tuple[type[BaseException], ...] = (AnimateError, AnimatorError, ConfigError, CheckpointError,
-                                             VideoError, FileNotFoundError)
+                                             VideoError, FileNotFoundError, BackendUnavailable)
     command = argv[0] if argv else None
     try:
         if command == "runs":  # everything after `runs compare` belongs to evaluation.compare's own parser

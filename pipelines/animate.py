@@ -1,6 +1,7 @@
 """Ray Data batch job: animate every (source, driving, output) row of a CSV, local or s3://, skipping done pairs.
 
 python pipelines/animate.py --pairs pairs.csv --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar \
+    [--crop auto|center|pad|none] [--subject N] [--no-paste-back] [--smooth S] \
     [--errors errors.csv] [--concurrency 2] [--num-cpus 1] [--ray-address auto]
 
 The CSV has a header with at least `source,driving,output`; relative paths are relative to the CSV's folder.
@@ -69,13 +70,20 @@ class AnimatePairs:
                  options: dict, base: str | None) -> None:
         import torch
 
-        from fomm import Animator
+        from animate.files import resolve_crop
+        from fomm import Animator, load_config
 
         torch.set_num_threads(num_threads)
-        animator_keys = ("relative", "adapt_movement_scale", "crop", "batch_size")
+        options = dict(options)
+        crop, auto_crop = resolve_crop(load_config(config), options.pop("crop", None),
+                                       subject=options.pop("subject", None),
+                                       paste_back=options.pop("paste_back", True), smooth=options.get("smooth", 0.0))
+        animator_keys = ("relative", "adapt_movement_scale", "batch_size", "smooth")
         self.animator = Animator.from_config(config, checkpoint, random_init=random_init, device=device,
+                                             crop="none" if auto_crop else crop,
                                              **{k: options[k] for k in animator_keys if k in options})
         self.options = {k: v for k, v in options.items() if k not in animator_keys}
+        self.options["auto_crop"] = auto_crop
         self.base = base
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:
@@ -129,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-adapt-scale", dest="adapt_movement_scale", action="store_false")
     parser.add_argument("--layout", choices=("result", "side-by-side"), default="result")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop", choices=("auto", "center", "pad", "none"),
+                        help="auto (default for face/body configs where a detector runs): crop on the subject")
+    parser.add_argument("--subject", type=int, help="with --crop auto: subject N from the left (default largest)")
+    parser.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --crop auto: result blended into the full source frame (default on)")
+    parser.add_argument("--smooth", type=float, default=3.0, help="one-euro smoothing, frames at rest (0 off)")
     parser.add_argument("--concurrency", type=int, default=1, help="animator actors")
     parser.add_argument("--num-cpus", type=float, default=1, help="CPUs per actor")
     parser.add_argument("--device", default="cpu")
@@ -142,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = run(args.pairs, args.config, args.checkpoint, random_init=args.random_init, errors=args.errors,
                   concurrency=args.concurrency, num_cpus=args.num_cpus, device=args.device,
                   relative=args.relative, adapt_movement_scale=args.adapt_movement_scale, layout=args.layout,
-                  batch_size=args.batch_size)
+                  batch_size=args.batch_size, crop=args.crop, subject=args.subject, paste_back=args.paste_back,
+                  smooth=args.smooth)
     print(json.dumps(summary))
     print(f"error table: {summary['errors']}")
     return 0 if summary["failed"] == 0 else 1

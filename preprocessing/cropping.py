@@ -42,20 +42,19 @@ def clip_box(box: Sequence[float], width: int, height: int) -> Box:
     return max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
 
 
-def fit_square(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
-    """A square integer box that covers `box` as far as the frame allows and lies inside the frame.
+def fit_square(box: Sequence[float], width: int, height: int, integer: bool = True) -> tuple:
+    """A square box that covers `box` as far as the frame allows and lies inside the frame.
 
     The side is the box's longer side, capped at the frame's shorter side; the square is centred on the
     box and then shifted (not shrunk) to lie inside the frame, so the crop keeps a 1:1 aspect ratio.
+    Integer pixels by default; `integer=False` keeps sub-pixel positions (smoothly moving crops).
     """
     x0, y0, x1, y1 = make_square(box)
-    side = int(round(min(x1 - x0, width, height)))
-    side = max(side, 1)
+    snap = (lambda v: int(round(v))) if integer else float
+    side = max(snap(min(x1 - x0, width, height)), 1)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left = int(round(cx - side / 2))
-    top = int(round(cy - side / 2))
-    left = min(max(left, 0), width - side)
-    top = min(max(top, 0), height - side)
+    left = min(max(snap(cx - side / 2), 0), width - side)
+    top = min(max(snap(cy - side / 2), 0), height - side)
     return left, top, left + side, top + side
 
 

@@ -1,0 +1,77 @@
+"""Which detector and landmark backend a real-world animation uses: the best one present, named.
+
+Faces for face configs, people for body configs (preprocessing's detectors, S3FD when its weights are on
+disk, else OpenCV). Landmarks: face-alignment when its weights are on disk, else dlib's 68 points (the `eval`
+extra, offline). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# dataset folder name in a config → what its subject is (the paper's data sets)
+KIND_BY_DATASET = {"vox": "face", "nemo": "face", "taichi": "person", "fashion": "person", "ted": "person"}
+
+
+class BackendUnavailable(RuntimeError):
+    """No backend of the kind asked for can run here; the message says what is missing."""
+
+
+def subject_kind(config) -> str:  # noqa: ANN001 - fomm.FommConfig
+    """'face', 'person', or 'none' (no subject detector fits: moving-gif, bair, synthetic), from the data set."""
+    name = Path(str(config.dataset_params.root_dir)).name.lower()
+    return next((kind for key, kind in KIND_BY_DATASET.items() if name.startswith(key)), "none")
+
+
+def subject_detector(kind: str, backend: str = "auto"):  # noqa: ANN201 - preprocessing.detection.Detector
+    """The preprocessing detector for `kind` ('face' or 'person'); BackendUnavailable when none runs here."""
+    from preprocessing.detection import DetectorUnavailable, make_detector
+
+    if kind not in ("face", "person"):
+        raise BackendUnavailable(f"no subject detector for a {kind!r} config (use --crop center|pad|none)")
+    try:
+        return make_detector(kind, backend)
+    except DetectorUnavailable as err:
+        raise BackendUnavailable(str(err)) from None
+
+
+@dataclass
+class Landmarker:
+    """A face landmark backend as a callable: H×W×3 uint8 RGB → 68×2 pixels of the largest face, or None."""
+
+    name: str
+    find: Callable[[np.ndarray], np.ndarray | None]
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        return self.find(frame)
+
+
+def best_landmarker(device: str = "cpu") -> Landmarker:
+    """face-alignment (the paper's FAN) when its weights are on disk, else dlib 68 points; says which."""
+    from preprocessing.landmarks import FaceLandmarks, missing_weights
+
+    reasons = []
+    if not missing_weights():
+        try:
+            return Landmarker("face-alignment", FaceLandmarks(device=device))
+        except (ImportError, OSError) as err:
+            reasons.append(f"face-alignment: {err}")
+    else:
+        reasons.append("face-alignment: weights missing")
+    try:
+        from evaluation.backends_face import Dlib68Landmarks
+
+        dlib = Dlib68Landmarks()
+    except (ImportError, OSError) as err:  # evaluation's BackendUnavailableError / MissingWeightsError
+        reasons.append(f"dlib-68: {err}")
+        raise BackendUnavailable("no face landmark backend: " + "; ".join(reasons)) from None
+
+    def find(frame: np.ndarray) -> np.ndarray | None:
+        points, found = dlib(frame[None])
+        return points[0] if found[0].all() else None
+
+    return Landmarker("dlib-68", find)

@@ -1,0 +1,160 @@
+"""Auto-crop planning: the subject's square crop in the source and, smoothed, on every driving frame.
+
+The crop rule is the training clips' (preprocessing.cropping: the detector box enlarged by the kind's
+margin, made square inside the frame), so the model sees what it was trained on. The driving subject is
+followed with preprocessing's IoU tracker; frames where it was not found get boxes interpolated between
+detections; the crop boxes are one-euro filtered (fomm.smoothing) in units of the box's side and cropped
+with sub-pixel precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from fomm.animator import AnimatorError
+from fomm.smoothing import OneEuroFilter
+from preprocessing.config import PreprocessConfig
+from preprocessing.cropping import enlarge_box, fit_square
+from preprocessing.tracking import IoUTracker
+
+# a box moves slowly for its size: twice the keypoints' time constant and a lower speed gain keep a still crop
+# still (≥ 3× less acceleration on a held-still head) with a lag of ≤ 2 frames (benchmarks/bench_realworld.py)
+BOX_SMOOTHING, BOX_BETA = 2.0, 1.0
+
+
+class CropPlanError(AnimatorError):
+    """No subject where one is needed, or a --subject that does not exist; the message names the file."""
+
+
+def crop_margin(kind: str) -> float:
+    """The enlargement per side used for training clips of this kind (face 0.3, person 0.1)."""
+    return PreprocessConfig(input="-", output="-", kind=kind).crop_margin
+
+
+def pick_subject(boxes: np.ndarray, subject: int | None, name: str) -> np.ndarray:
+    """Subject `subject` counted from the left (0 first), or the largest when None.  boxes: N×5 → 4"""
+    if len(boxes) == 0:
+        raise CropPlanError(f"{name}: no subject found (use --crop center to animate the whole frame)")
+    if subject is None:
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return boxes[int(np.argmax(areas)), :4]
+    if not 0 <= subject < len(boxes):
+        raise CropPlanError(f"{name}: --subject {subject}: {len(boxes)} found (0 to {len(boxes) - 1}, from the left)")
+    return boxes[np.argsort(boxes[:, 0])[subject], :4]
+
+
+def square_crop(box: np.ndarray, margin: float, width: int, height: int, integer: bool = True) -> np.ndarray:
+    """The training-clip crop of one subject box.  → 4 (x0, y0, x1, y1): ints, or sub-pixel floats"""
+    return np.array(fit_square(enlarge_box(box, margin), width, height, integer=integer),
+                    dtype=np.int64 if integer else np.float64)
+
+
+def crop_subpixel(frame: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The square `box` (sub-pixel corners) of a frame resampled to size (h, w), antialiased.  # h×w×3
+
+    Output pixel u samples x = x0 + (u + ½)·s − ½ (s: box side / output side), bilinearly, after a Gaussian
+    pre-filter (σ = ½·√(s² − 1)) when shrinking, so a box that moves by a fraction of a pixel moves the crop
+    by as much: no rounding steps in a smoothly tracked crop.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    th, tw = size
+    sx, sy = (x1 - x0) / tw, (y1 - y0) / th
+    h, w = frame.shape[:2]
+    ix0, iy0 = max(int(np.floor(x0)) - 2, 0), max(int(np.floor(y0)) - 2, 0)
+    ix1, iy1 = min(int(np.ceil(x1)) + 2, w), min(int(np.ceil(y1)) + 2, h)
+    region = frame[iy0:iy1, ix0:ix1]
+    s = max(sx, sy)
+    if s > 1:
+        region = cv2.GaussianBlur(region, (0, 0), sigmaX=0.5 * np.sqrt(s * s - 1), borderType=cv2.BORDER_REPLICATE)
+    m = np.array([[sx, 0.0, x0 - ix0 + 0.5 * sx - 0.5], [0.0, sy, y0 - iy0 + 0.5 * sy - 0.5]])
+    return cv2.warpAffine(np.ascontiguousarray(region), m, (tw, th), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def track_subject(detections: Iterable[np.ndarray | None], max_missed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame detections (N×5 each; None: not searched) → the longest track's box on every frame and where
+    it was detected.
+
+    Boxes between detections are interpolated linearly, before the first / after the last held.  → T×4, T
+    """
+    tracker = IoUTracker(iou_threshold=0.3, max_missed=max_missed)
+    count = 0
+    for frame, boxes in enumerate(detections):
+        if boxes is not None:
+            tracker.update(frame, boxes[:, :4], boxes[:, 4])
+        count += 1
+    tracks = tracker.finish(count)
+    if not tracks:
+        return np.zeros((count, 4)), np.zeros(count, dtype=bool)
+    track = max(tracks, key=lambda t: (len(t.frames), t.mean_side()))
+    frames, boxes = np.asarray(track.frames), track.box_array()
+    t = np.arange(count)
+    filled = np.stack([np.interp(t, frames, boxes[:, i]) for i in range(4)], axis=1)
+    found = np.zeros(count, dtype=bool)
+    found[frames] = True
+    return filled, found
+
+
+def smooth_boxes(boxes: np.ndarray, strength: float, beta: float = 5.0) -> np.ndarray:
+    """One-euro filter of box centres and sizes, in units of the mean box side (0: unchanged).  T×4 → T×4"""
+    if strength == 0 or len(boxes) == 0:
+        return np.asarray(boxes, dtype=np.float64)
+    b = np.asarray(boxes, dtype=np.float64)
+    unit = float(np.mean(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))) or 1.0
+    cwh = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+    out = OneEuroFilter(strength, beta).sequence(torch.from_numpy(cwh / unit)).numpy() * unit  # T×4
+    return np.stack([out[:, 0] - out[:, 2] / 2, out[:, 1] - out[:, 3] / 2,
+                     out[:, 0] + out[:, 2] / 2, out[:, 1] + out[:, 3] / 2], axis=1)
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """Where the model looks, in the source and on each driving frame (pixel boxes, x1/y1 exclusive)."""
+
+    kind: str  # face | person
+    detector: str  # the backend that found the subject (s3fd, haar, hog)
+    source_subject: np.ndarray  # 4: the detector's box of the chosen subject
+    source_box: np.ndarray  # 4 ints: square crop in the source
+    driving_subject: np.ndarray  # T×4: tracked (interpolated where missed) detector boxes
+    driving_found: np.ndarray  # T bool: the subject was detected on that frame
+    driving_boxes: np.ndarray  # T×4 floats: smoothed square crops, sub-pixel
+    detect_every: int = 1  # the detector ran on every n-th driving frame
+
+
+def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind: str, *,  # noqa: ANN001
+               subject: int | None = None, smooth: float = 0.0, detect_every: int = 3,
+               source_name: str = "source", driving_name: str = "driving") -> CropPlan:
+    """Detect the subject in the source and track it through the driving frames (one pass over them).
+
+    The detector runs on every `detect_every`-th driving frame and the last one (boxes between: interpolated).
+    """
+    margin = crop_margin(kind)
+    h, w = source.shape[:2]
+    chosen = pick_subject(detector.detect(source), subject, source_name)
+    size: list[int] = []
+
+    def detections() -> Iterable[np.ndarray | None]:
+        frames = iter(driving)
+        frame, index = next(frames, None), 0
+        while frame is not None:
+            size[:] = frame.shape[:2]
+            following = next(frames, None)
+            yield detector.detect(frame) if index % detect_every == 0 or following is None else None
+            frame, index = following, index + 1
+
+    tracked, found = track_subject(detections())
+    if not size:
+        raise CropPlanError(f"{driving_name}: no frames")
+    if not found.any():
+        raise CropPlanError(f"{driving_name}: no subject found on any frame (use --crop center)")
+    dh, dw = size
+    smoothed = smooth_boxes(tracked, BOX_SMOOTHING * smooth, beta=BOX_BETA)
+    boxes = np.stack([square_crop(b, margin, dw, dh, integer=False) for b in smoothed])
+    return CropPlan(kind=kind, detector=detector.name, source_subject=chosen,
+                    source_box=square_crop(chosen, margin, w, h), driving_subject=tracked, driving_found=found,
+                    driving_boxes=boxes, detect_every=detect_every)

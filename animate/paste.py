@@ -1,0 +1,73 @@
+"""Paste-back: the animated crop resized into its box of the full source frame through a feathered mask.
+
+Only the box is written, so every pixel outside it is the source's, bit for bit. The mask is separable
+(a smoothstep ramp from each side of the box that lies inside the frame; sides on the frame border need none),
+so the difference to the source fades to zero at the box edge with no step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from fomm.visualization import side_by_side
+from preprocessing.cropping import resize_keep_aspect
+
+
+def even_frame(frame: np.ndarray) -> np.ndarray:
+    """The frame with its last row / column repeated where H or W is odd (H.264 4:2:0 needs even sizes)."""
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def _ramp(n: int, feather: int, left: bool, right: bool) -> np.ndarray:
+    """Weights along one axis of the box: smoothstep over `feather` pixels at each feathered end.  # n"""
+    i = np.arange(n, dtype=np.float32) + 0.5
+    t = np.ones(n, dtype=np.float32)
+    if left:
+        t = np.minimum(t, i / feather)
+    if right:
+        t = np.minimum(t, (n - i) / feather)
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def feather_mask(box: Sequence[int], width: int, height: int, feather: float = 0.1) -> np.ndarray:
+    """Blend weights of a box in a width×height frame; ramps `feather`×side wide on inner sides.  # h×w"""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    f = max(2, int(round(feather * min(x1 - x0, y1 - y0))))
+    mx = _ramp(x1 - x0, f, x0 > 0, x1 < width)
+    my = _ramp(y1 - y0, f, y0 > 0, y1 < height)
+    return my[:, None] * mx[None, :]
+
+
+def paste_back(frame: np.ndarray, crop: np.ndarray, box: Sequence[int], feather: float = 0.1) -> np.ndarray:
+    """A copy of `frame` (H×W×3 uint8) with `crop` (any size) resized into `box` and feather-blended."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, w = frame.shape[:2]
+    out = frame.copy()
+    patch = resize_keep_aspect(crop, (y1 - y0, x1 - x0)).astype(np.float32)
+    mask = feather_mask(box, w, h, feather)[..., None]
+    under = frame[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(np.rint(under + mask * (patch - under)), 0, 255).astype(np.uint8)
+    return out
+
+
+def panel_height(height: int, cap: int = 512) -> int:
+    """Side-by-side panel height: the source's, at most `cap`, even."""
+    return max(2, min(height, cap) // 2 * 2)
+
+
+def three_panels(source: np.ndarray, driving: np.ndarray, result: np.ndarray, height: int) -> np.ndarray:
+    """source | driving | result at one even height, each keeping its aspect ratio (even widths)."""
+    panels = []
+    for image in (source, driving, result):
+        h, w = image.shape[:2]
+        pw = max(2, int(round(w * height / h / 2)) * 2)
+        interp = cv2.INTER_AREA if height < h else cv2.INTER_CUBIC
+        panels.append(image if (h, w) == (height, pw) else cv2.resize(image, (pw, height), interpolation=interp))
+    return side_by_side(panels)

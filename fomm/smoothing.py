@@ -1,0 +1,79 @@
+"""One-euro filter over time for keypoints and Jacobians (Casiez et al., CHI 2012), in frame units.
+
+An exponential moving average whose cut-off rises with the signal's speed: a still signal is averaged over
+about `strength` frames (jitter removed), a fast one passes with little lag. Works element-wise on tensors
+of any shape, one time step per call, so the state carries across batches of a streamed video.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from fomm.geometry import Keypoints
+
+
+def _alpha(cutoff: Tensor | float) -> Tensor | float:
+    """EMA weight of a first-order low-pass with `cutoff` in cycles per frame (time step 1)."""
+    tau = 1.0 / (2 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau)
+
+
+class OneEuroFilter:
+    """Element-wise one-euro filter; `strength` S ≥ 0 is the time constant at rest in frames (0: pass-through).
+
+    cut-off = 1 / (2π S) + beta · |speed| (speed: the low-passed per-frame change of the input, in its units).
+    """
+
+    def __init__(self, strength: float, beta: float = 5.0, d_cutoff: float = 0.16) -> None:
+        if strength < 0:
+            raise ValueError(f"smoothing strength must be ≥ 0, got {strength}")
+        self.strength, self.beta, self.d_cutoff = float(strength), float(beta), float(d_cutoff)
+        self.value: Tensor | None = None  # filtered
+        self.last: Tensor | None = None  # raw, previous step
+        self.speed: Tensor | None = None
+
+    def reset(self) -> None:
+        self.value, self.last, self.speed = None, None, None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Filter one time step (any shape; the shape must stay the same between calls)."""
+        if self.strength == 0:
+            return x
+        if self.value is None:
+            self.value, self.last, self.speed = x.clone(), x.clone(), torch.zeros_like(x)
+            return x
+        a_d = _alpha(self.d_cutoff)
+        self.speed = a_d * (x - self.last) + (1 - a_d) * self.speed
+        self.last = x
+        cutoff = 1.0 / (2 * math.pi * self.strength) + self.beta * self.speed.abs()
+        a = _alpha(cutoff)
+        self.value = a * x + (1 - a) * self.value
+        return self.value
+
+    def sequence(self, xs: Tensor) -> Tensor:
+        """Filter T steps stacked along the first dimension.  # T×..."""
+        return torch.stack([self(x) for x in xs]) if len(xs) else xs
+
+
+class KeypointSmoother:
+    """One-euro filters over keypoint values (B×K×2) and Jacobians (B×K×2×2), frame after frame."""
+
+    def __init__(self, strength: float, beta: float = 5.0) -> None:
+        self.filters = {"value": OneEuroFilter(strength, beta), "jacobian": OneEuroFilter(strength, beta)}
+
+    @property
+    def enabled(self) -> bool:
+        return self.filters["value"].strength > 0
+
+    def __call__(self, kp: Keypoints) -> Keypoints:
+        """The batch's frames filtered in order; the state carries over to the next batch."""
+        if not self.enabled:
+            return kp
+        out = dict(kp)
+        for key, filt in self.filters.items():
+            if key in kp:
+                out[key] = filt.sequence(kp[key])
+        return out  # type: ignore[return-value]
