@@ -44,6 +44,17 @@ def add_eval_arguments(p: argparse.ArgumentParser, checkpoint_required: bool = T
                    help="share of clips that may fail (error rows) before the run fails with exit 1 (default 0)")
 
 
+def metric_names(flag: str, text: str) -> tuple[str, ...]:
+    """'l1,akd' → ('l1', 'akd'), each a per-frame metric name (else a UserError naming the flag)."""
+    from evaluation.scoring import PER_FRAME_METRICS
+
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in PER_FRAME_METRICS] or ([] if names else ["(none)"])
+    if unknown:
+        raise UserError(f"{flag} {text}: unknown metric {unknown[0]!r} (expected some of {', '.join(PER_FRAME_METRICS)})")
+    return names
+
+
 def fraction(text: str) -> float:
     """An argparse `type=`: a number in [0, 1]."""
     value = at_least(0.0, float)(text)

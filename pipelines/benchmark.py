@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.cli import add_eval_arguments, check_eval_inputs, eval_config_from_args  # noqa: E402
+from evaluation.cli import add_eval_arguments, check_eval_inputs, eval_config_from_args, metric_names  # noqa: E402
 from services.cli import ArgumentParser, UserError, at_least, run_cli, user_input  # noqa: E402
 
 
@@ -37,14 +37,9 @@ def _main(argv: list[str]) -> int:
 
     from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark
     from evaluation.ray_jobs import init_ray
-    from evaluation.scoring import PER_FRAME_METRICS
     from evaluation.tracking import latest_model_version
 
-    metrics = tuple(m.strip() for m in args.metrics.split(","))
-    unknown = [m for m in metrics if m not in PER_FRAME_METRICS]
-    if unknown:
-        raise UserError(f"--metrics {args.metrics}: unknown metric {unknown[0]!r} "
-                        f"(expected some of {', '.join(PER_FRAME_METRICS)})")
+    metrics = metric_names("--metrics", args.metrics)
     eval_cfg = eval_config_from_args(args, experiment="fomm-benchmark")
     if args.checkpoints is not None:  # the checkpoint that will be evaluated must fit the config
         with user_input("--checkpoints"):

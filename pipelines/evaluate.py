@@ -3,7 +3,8 @@
 python pipelines/evaluate.py --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar --data shards/ \
     [--tracking-uri URI] [--max-videos N] [--out DIR] [--max-error-fraction 0]
 
-Exit 1 when more clips failed than --max-error-fraction allows or a metric has no value (errors summarised).
+Exit 1 when more clips failed than --max-error-fraction allows or a --require metric has no value (NaN: no
+frame could be scored), with the errors summarised on one line.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.cli import add_eval_arguments, check_eval_inputs, eval_config_from_args  # noqa: E402
+from evaluation.cli import add_eval_arguments, check_eval_inputs, eval_config_from_args, metric_names  # noqa: E402
 from services.cli import ArgumentParser, run_cli  # noqa: E402
-
-GATED_METRICS = ("l1", "akd", "mkr", "aed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_eval_arguments(parser)
+    parser.add_argument("--require", default="l1",
+                        help="metrics that must have a value, comma-separated (default l1; others may be NaN)")
     args = parser.parse_args(argv)
+    required = metric_names("--require", args.require)
     cfg = eval_config_from_args(args, experiment="fomm-eval")
     check_eval_inputs(cfg)
 
@@ -46,7 +48,7 @@ def _main(argv: list[str]) -> int:
     if result.report:
         print(f"report: {result.report['html']}")
     print(f"MLflow run id: {result.run_id}")
-    problems, _ = judge(result, GATED_METRICS, args.max_error_fraction)
+    problems, _ = judge(result, required, args.max_error_fraction)
     if problems:
         print("FAILED: " + "; ".join(problems), file=sys.stderr)
         return 1

@@ -57,13 +57,17 @@ def user_input(where: str = "") -> Iterator[None]:
 
 
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
-            status: int = USER_ERROR_STATUS) -> int:
-    """`main(argv)`'s exit status; a user error → one line on stderr and `status` (traceback with --debug)."""
+            status: int = USER_ERROR_STATUS, extra: tuple[type[BaseException], ...] = ()) -> int:
+    """`main(argv)`'s exit status; a user error (or one of `extra`) → one line on stderr and `status`.
+
+    `--debug` anywhere on the command line is taken out of `argv` and prints the traceback as well.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
+    argv = [a for a in argv if a != DEBUG_FLAG]
     try:
         return int(main(argv) or 0)
-    except user_error_types() as err:
+    except (*user_error_types(), *extra) as err:
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)
@@ -71,7 +75,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with `--debug`, whose usage errors are a UserError (one line, exit 2) instead of usage + exit."""
+    """argparse listing `--debug` (run_cli handles it), whose usage errors are a UserError (one line, exit 2)."""
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own signature
         super().__init__(*args, **kwargs)
