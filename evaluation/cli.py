@@ -88,7 +88,6 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     """Before Ray starts or anything is written: the config, a checkpoint that fits it, clips in the shards, a
     writable --out and a reachable tracking URI; a UserError (or ConfigError, CheckpointError) names the flag."""
     import fomm
-    from evaluation.ray_jobs import select_clips
     from evaluation.reconstruction import load_model
     from preprocessing import storage
     from preprocessing.shards import require_shards
@@ -102,11 +101,13 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
         if cfg.checkpoint is not None:
             storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
     require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
-    with user_input("--data"):
-        select_clips(cfg)
     if storage.is_remote(cfg.out_dir):
         storage.check_reachable("--out", cfg.out_dir, cfg.endpoint)
     else:
         checks.writable_dir("--out", cfg.out_dir)
     checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
+    from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)
+
+    with user_input("--data"):
+        select_clips(cfg)
 

@@ -45,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     a = parse_args(argv)
-    from tuning.spaces import SearchSpace
-
     with user_input():
         base = TrainJob(config=a.config, data=a.data, storage=a.storage, name=a.name, workers=a.workers,
                         gpus_per_worker=a.gpus_per_worker, max_steps=a.max_steps, num_epochs=a.epochs,
@@ -56,6 +54,8 @@ def _main(argv: list[str]) -> int:
     if base.storage.startswith("s3://"):
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
     checks.existing_file("--space", a.space, "a search space YAML")
+    from tuning.spaces import SearchSpace  # imports Ray Tune (seconds): after the cheap checks
+
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key
     space.check_against(base.load_config())
     from tuning.sweep import SweepJob, run_sweep
