@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev,eval]"
+	# face-alignment requires the GUI build opencv-python; both wheels own cv2/, so swap it for the headless one
+	$(BIN)/pip uninstall -q -y opencv-python
+	$(BIN)/pip install -q --no-deps --force-reinstall -c constraints.txt opencv-python-headless
 	touch $(STAMP)
 
 demo: $(STAMP)

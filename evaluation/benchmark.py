@@ -1,6 +1,8 @@
 """The scheduled benchmark: evaluate the newest checkpoint, compare with the best earlier run, flag regressions.
 
-All metrics are lower-is-better. A metric regresses when current > best · (1 + threshold) + abs_tolerance.
+All metrics are lower-is-better. A metric regresses when current > best · (1 + threshold) + abs_tolerance, and
+always when it has no current value (NaN: no frame could be scored; or missing); the run fails as well when the
+share of failed clips is above `max_error_fraction` (default 0: any failed clip).
 Only earlier runs of the same benchmark (same data, split, number of videos and metric backends) compete,
 so figures of different backends are never compared.
 """
@@ -32,12 +34,15 @@ class BenchmarkConfig:
     primary: str = "l1"  # picks "the best earlier run"
     threshold: float = 0.05  # relative
     abs_tolerance: float = 1e-6
+    max_error_fraction: float = 0.0  # share of clips that may fail (error rows) before the run is a failure
 
     def __post_init__(self) -> None:
         if (self.checkpoints is None) == (self.model_name is None):
             raise ValueError("BenchmarkConfig: give exactly one of checkpoints= or model_name=")
         if self.threshold < 0:
             raise ValueError(f"BenchmarkConfig.threshold must be ≥ 0, got {self.threshold}")
+        if not 0 <= self.max_error_fraction <= 1:
+            raise ValueError(f"BenchmarkConfig.max_error_fraction must be in [0, 1], got {self.max_error_fraction}")
 
 
 @dataclass
@@ -97,17 +102,31 @@ def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> d
 
 def find_regressions(current: dict[str, float], best: dict[str, float], keys: list[str], threshold: float,
                      abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
-    """Messages for each key worse than best by more than the threshold; plus (current, best) per key."""
+    """Messages for each key without a current value or worse than best by more than the threshold; plus
+    (current, best) per key compared. A key whose best is not finite (or absent: no baseline) is not compared."""
     regressions, compared = [], {}
     for key in keys:
-        now, then = current.get(key, float("nan")), best.get(key, float("nan"))
-        if not (math.isfinite(now) and math.isfinite(then)):
+        now, then = current.get(key), best.get(key, float("nan"))
+        if now is None or not math.isfinite(now):
+            regressions.append(f"{key}: {'missing' if now is None else now} (no frame could be scored)")
+            continue
+        if not math.isfinite(then):
             continue
         compared[key] = (now, then)
         limit = then * (1 + threshold) + abs_tolerance
         if now > limit:
             regressions.append(f"{key}: {now:.5f} > {limit:.5f} (best {then:.5f} + {threshold:.0%})")
     return regressions, compared
+
+
+def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fraction: float = 0.0,
+          best: dict[str, float] | None = None, threshold: float = 0.05,
+          abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """Everything that fails an evaluation: too many failed clips, metrics without a value, regressions vs best."""
+    keys = [result.labels[m] for m in metrics if m in result.labels]
+    problem = result.error_problem(max_error_fraction)
+    regressions, compared = find_regressions(result.metrics, best or {}, keys, threshold, abs_tolerance)
+    return ([problem] if problem else []) + regressions, compared
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
@@ -118,11 +137,10 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                                        tags={**cfg.eval.tags, **source_tags, "fomm.kind": "benchmark"})
         result = evaluate(eval_cfg)
     current = get_run(eval_cfg.tracking_uri, result.run_id)
-    keys = [result.labels[m] for m in cfg.metrics if m in result.labels]
     primary = result.labels.get(cfg.primary, cfg.primary)
     baseline = best_earlier_run(cfg, current, primary)
-    regressions, compared = ([], {}) if baseline is None else find_regressions(
-        result.metrics, baseline["metrics"], keys, cfg.threshold, cfg.abs_tolerance)
+    regressions, compared = judge(result, cfg.metrics, cfg.max_error_fraction,
+                                  baseline["metrics"] if baseline else None, cfg.threshold, cfg.abs_tolerance)
     tracker = Tracker(eval_cfg.tracking_uri, eval_cfg.experiment, run_id=result.run_id)
     tracker.set_tags({"benchmark.baseline_run_id": baseline["run_id"] if baseline else "none",
                       "benchmark.regression": str(bool(regressions)).lower(),

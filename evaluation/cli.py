@@ -8,6 +8,8 @@ import yaml
 
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.runner import DOMAINS, EvalConfig
+from services import checks
+from services.cli import UserError, at_least, user_input
 
 
 def add_eval_arguments(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
@@ -17,7 +19,7 @@ def add_eval_arguments(p: argparse.ArgumentParser, checkpoint_required: bool = T
                        help="original-format checkpoint (local or s3://); 'random-init' = untrained smoke run")
     p.add_argument("--data", required=True, help="clip shards: dataset root, shard folder or file (local or s3://)")
     p.add_argument("--split", default="test", help="shard split to evaluate; 'all' for every clip (default test)")
-    p.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N clips")
+    p.add_argument("--max-videos", type=at_least(1), default=None, help="evaluate only the first N clips")
     p.add_argument("--out", default="eval_output", help="folder for Parquet tables and the report")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or "
                    "./mlruns/mlflow.db)")
@@ -32,19 +34,43 @@ def add_eval_arguments(p: argparse.ArgumentParser, checkpoint_required: bool = T
     p.add_argument("--mkr", action=argparse.BooleanOptionalAction, default=None, help="report MKR")
     p.add_argument("--extractor-options", default=None,
                    help="YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\"")
-    p.add_argument("--workers", type=int, default=2, help="Ray Data actors (0 = no Ray, in-process)")
+    p.add_argument("--workers", type=at_least(0), default=2, help="Ray Data actors (0 = no Ray, in-process)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=16, help="frames per generator call")
+    p.add_argument("--batch-size", type=at_least(1), default=16, help="frames per generator call")
     p.add_argument("--device", default="cpu")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS or local)")
     p.add_argument("--endpoint", default=None, help="S3 endpoint override for s3:// paths")
+    p.add_argument("--max-error-fraction", type=fraction, default=0.0,
+                   help="share of clips that may fail (error rows) before the run fails with exit 1 (default 0)")
+
+
+def metric_names(flag: str, text: str) -> tuple[str, ...]:
+    """'l1,akd' → ('l1', 'akd'), each a per-frame metric name (else a UserError naming the flag)."""
+    from evaluation.scoring import PER_FRAME_METRICS
+
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in PER_FRAME_METRICS] or ([] if names else ["(none)"])
+    if unknown:
+        raise UserError(f"{flag} {text}: unknown metric {unknown[0]!r} (expected some of {', '.join(PER_FRAME_METRICS)})")
+    return names
+
+
+def fraction(text: str) -> float:
+    """An argparse `type=`: a number in [0, 1]."""
+    value = at_least(0.0, float)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
 
 
 def eval_config_from_args(args: argparse.Namespace, experiment: str, **overrides) -> EvalConfig:  # noqa: ANN003
     checkpoint = getattr(args, "checkpoint", None)
-    options = yaml.safe_load(args.extractor_options) if args.extractor_options else {}
+    try:
+        options = yaml.safe_load(args.extractor_options) if args.extractor_options else {}
+    except yaml.YAMLError:
+        options = None
     if not isinstance(options, dict):
-        raise SystemExit(f"--extractor-options: expected a mapping, got {args.extractor_options!r}")
+        raise UserError(f"--extractor-options {args.extractor_options!r}: expected a YAML/JSON mapping")
     values = dict(
         config_path=args.config, checkpoint=None if checkpoint == "random-init" else checkpoint, data=args.data,
         out_dir=args.out, split=None if args.split == "all" else args.split, max_videos=args.max_videos,
@@ -54,5 +80,34 @@ def eval_config_from_args(args: argparse.Namespace, experiment: str, **overrides
         tracking_uri=args.tracking_uri, experiment=args.experiment or experiment, run_name=args.run_name,
     )
     values.update(overrides)
-    return EvalConfig(**values)
+    with user_input():
+        return EvalConfig(**values)
+
+
+def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") -> None:
+    """Before Ray starts or anything is written: the config, a checkpoint that fits it, clips in the shards, a
+    writable --out and a reachable tracking URI; a UserError (or ConfigError, CheckpointError) names the flag."""
+    import fomm
+    from evaluation.reconstruction import load_model
+    from preprocessing import storage
+    from preprocessing.shards import require_shards
+
+    checks.existing_file("--config", cfg.config_path, "a FOMM YAML")
+    if cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint):
+        checks.existing_file(checkpoint_flag, cfg.checkpoint, "a checkpoint file")
+        load_model(cfg.config_path, cfg.checkpoint)  # the config loads and the checkpoint fits it
+    else:
+        fomm.load_config(cfg.config_path)
+        if cfg.checkpoint is not None:
+            storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
+    require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
+    if storage.is_remote(cfg.out_dir):
+        storage.check_reachable("--out", cfg.out_dir, cfg.endpoint)
+    else:
+        checks.writable_dir("--out", cfg.out_dir)
+    checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
+    from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)
+
+    with user_input("--data"):
+        select_clips(cfg)
 

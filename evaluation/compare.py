@@ -9,7 +9,7 @@ import json
 import math
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from evaluation.report import plot_runs
 from evaluation.tracking import search_runs
@@ -28,7 +28,7 @@ def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[li
     header = ["run_name", "run_id", "status", "start_time", "checkpoint_sha256", *metrics]
     rows = []
     for r in runs:
-        start = datetime.fromtimestamp(r["start_time"] / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
+        start = datetime.fromtimestamp(r["start_time"] / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") \
             if r.get("start_time") else ""
         sha = r["params"].get("checkpoint.sha256", r["tags"].get("checkpoint.sha256", ""))[:12]
         values = []

@@ -40,6 +40,10 @@ class BackendUnavailableError(ImportError):
     """A backend's Python package is not installed."""
 
 
+class ExtractorError(RuntimeError):
+    """A keypoint or embedding backend failed on one clip's frames (a data error: the clip's row records it)."""
+
+
 @runtime_checkable
 class KeypointExtractor(Protocol):
     name: str

@@ -35,6 +35,28 @@ class EvalResult:
     errors: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     frames_per_second: float = 0.0
+    num_clips: int = 0  # clips selected; each failed one has a row in `errors`
+
+    def error_problem(self, max_error_fraction: float = 0.0) -> str | None:
+        """Why the failed clips fail the run (their share is above `max_error_fraction`), or None."""
+        share = len(self.errors) / self.num_clips if self.num_clips else 0.0
+        if not self.errors or share <= max_error_fraction:
+            return None
+        return (f"errors: {len(self.errors)} of {self.num_clips} clips failed ({share:.0%} > --max-error-fraction "
+                f"{max_error_fraction:.0%}): {summarize_errors(self.errors)}")
+
+
+def summarize_errors(errors: list[dict], limit: int = 3) -> str:
+    """The commonest error messages with their counts and first clips, on one line."""
+    groups: dict[str, list[str]] = {}
+    for row in errors:
+        message = str(row.get("error") or "unknown error").split(" | ")[0]
+        groups.setdefault(message, []).append(str(row.get("clip_id")))
+    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    parts = [f"{len(clips)}× {message} (e.g. {clips[0]})" for message, clips in ranked[:limit]]
+    if len(ranked) > limit:
+        parts.append(f"{len(ranked) - limit} more kinds")
+    return "; ".join(parts)
 
 
 def frame_schema(keys: list[str]) -> pa.Schema:
@@ -224,7 +246,7 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
         tracker.set_tags({"eval.notes": " | ".join(notes)[:5000]} if notes else {})
         return EvalResult(run_id=tracker.run_id, aggregate=aggregate, metrics=logged, labels=labels, table=table,
                           out_dir=str(out), report=report, per_video=videos, errors=errors, notes=notes,
-                          frames_per_second=fps)
+                          frames_per_second=fps, num_clips=len(clips))
 
 
 def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:

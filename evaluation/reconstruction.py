@@ -87,6 +87,8 @@ def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size
         out = model.generator(source.expand(n, -1, -1, -1), kp_driving=kp_driving,
                               kp_source=_expand(kp_source, n),
                               source_features=source_features.expand(n, -1, -1, -1))
+        if not torch.isfinite(out["prediction"]).all():
+            raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {start}..{start + n - 1}")
         predictions.append(out["prediction"].cpu())
         kp_values.append(kp_driving["value"].cpu())
     return {

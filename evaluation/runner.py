@@ -12,12 +12,16 @@ from typing import Any
 import numpy as np
 
 from evaluation import metrics
-from evaluation.extractors import build_backend
+from evaluation.extractors import ExtractorError, build_backend
 from evaluation.reconstruction import ReconstructionModel, reconstruct_video
 from evaluation.scoring import Extractors, metric_keys, score_video
 
 DOMAINS = ("face", "body", "synthetic")
 CLIP_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "num_frames", "frames"]
+# what one clip may fail with and the job go on: bad frames and decode errors (ValueError: VideoError, shard
+# decoding; OSError, EOFError: reading), a model that produced non-finite frames (ValueError), an extractor's
+# library failing on the frames. Anything else (TypeError, KeyError, AttributeError, ...) is a bug and raises.
+DATA_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, ExtractorError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +85,8 @@ def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extrac
                   device: str = "cpu") -> list[dict]:
     """Reconstruct and score one shard row; returns one row per frame, or a single error row.
 
-    A bad clip never raises: its row has `error` set (and frame = -1), and the job goes on.
+    A clip with bad data (`DATA_ERRORS`) does not raise: its row has `error` set (and frame = -1), and the job
+    goes on; a programming error raises.
     """
     from preprocessing.shards import row_to_clip
 
@@ -93,7 +98,7 @@ def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extrac
             raise ValueError("clip has no frames")
         result = reconstruct_video(model, clip.frames, batch_size=batch_size, device=device)
         scores = score_video(result["real"], result["prediction"], extractors)
-    except Exception as err:  # noqa: BLE001 - any failure of one clip becomes its error row
+    except DATA_ERRORS as err:
         message = f"{type(err).__name__}: {err}"
         tail = traceback.format_exc(limit=3).strip().splitlines()[-3:]
         return [{**ident, "frame": -1, **{k: float("nan") for k in keys},

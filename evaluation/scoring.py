@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluation import metrics
-from evaluation.extractors import EmbeddingExtractor, KeypointExtractor, describe
+from evaluation.extractors import EmbeddingExtractor, ExtractorError, KeypointExtractor, describe
 
 PER_FRAME_METRICS = ("l1", "akd", "akd_l2", "mkr", "aed", "aed_l2")
 
@@ -42,14 +42,23 @@ def score_video(real: np.ndarray, generated: np.ndarray, extractors: Extractors)
     """
     out: dict[str, np.ndarray] = {"l1": metrics.l1_per_frame(real, generated)}
     if extractors.keypoints is not None:
-        kp_real, present_real = extractors.keypoints(real)  # T×N×2, T×N
-        kp_gen, present_gen = extractors.keypoints(generated)
+        kp_real, present_real = _extract(extractors.keypoints, real)  # T×N×2, T×N
+        kp_gen, present_gen = _extract(extractors.keypoints, generated)
         out.update(metrics.akd_per_frame(kp_real, kp_gen, present_real, present_gen))
         if extractors.use_mkr:
             out["mkr"] = metrics.mkr_per_frame(present_real, present_gen)
     if extractors.embedding is not None:
-        out.update(metrics.aed_per_frame(extractors.embedding(real), extractors.embedding(generated)))
+        out.update(metrics.aed_per_frame(_extract(extractors.embedding, real),
+                                         _extract(extractors.embedding, generated)))
     return out
+
+
+def _extract(extractor: KeypointExtractor | EmbeddingExtractor, frames: np.ndarray):  # noqa: ANN202 - either's output
+    """The extractor's output; a failure inside its library (RuntimeError) becomes an ExtractorError naming it."""
+    try:
+        return extractor(frames)
+    except RuntimeError as err:
+        raise ExtractorError(f"{extractor.name}: {err}") from err
 
 
 def metric_keys(extractors: Extractors) -> list[str]:

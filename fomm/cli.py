@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from fomm.animation import find_best_frame
-from fomm.animator import CROP_MODES, LAYOUTS, Animator, AnimatorError, to_uint8
+from fomm.animator import CROP_MODES, LAYOUTS, Animator, to_uint8
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
-from fomm.config import ConfigError, load_config
+from fomm.config import load_config
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
 Landmarker = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
@@ -330,21 +330,19 @@ def cmd_runs(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from animate.backends import BackendUnavailable
-    from preprocessing.video_io import VideoError
+    """Input errors (the project's own types, services.cli) are one line on stderr and exit 1; --debug: traceback."""
+    from services.cli import run_cli
 
-    known: tuple[type[BaseException], ...] = (AnimateError, AnimatorError, ConfigError, CheckpointError,
-                                             VideoError, FileNotFoundError, BackendUnavailable)
+    argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else None
-    try:
+
+    def run(argv: list[str]) -> int:
         if command == "runs":  # everything after `runs compare` belongs to evaluation.compare's own parser
             return cmd_runs(argv[1:])
         args = build_parser().parse_args(argv)
         return cmd_animate(args) if args.command == "animate" else cmd_info(args)
-    except known as err:
-        print(f"fomm {command}: error: {err}", file=sys.stderr)
-        return 1
+
+    return run_cli(run, argv, f"fomm {command}", status=1, extra=(FileNotFoundError,))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.cli import ArgumentParser, UserError, at_least, run_cli  # noqa: E402
+
 COLUMNS = ("source", "driving", "output")
 
 
@@ -126,8 +131,38 @@ def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: 
     return {"pairs": len(results), **counts, "errors": errors}
 
 
+def check_inputs(args) -> None:  # noqa: ANN001 - the parsed command line
+    """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table."""
+    from fomm import Animator
+    from preprocessing import storage
+    from services import checks
+
+    storage.check_reachable("--pairs", args.pairs)
+    if not storage.is_remote(args.pairs):
+        checks.existing_file("--pairs", args.pairs, "a CSV with source,driving,output columns")
+    try:
+        header = storage.read_bytes(args.pairs).decode("utf-8").splitlines()[0]
+    except (UnicodeDecodeError, IndexError):
+        raise UserError(f"--pairs {args.pairs}: not a text CSV with source,driving,output columns") from None
+    missing = [c for c in COLUMNS if c not in next(csv.reader([header]))]
+    if missing:
+        raise UserError(f"--pairs {args.pairs}: no {missing[0]!r} column (expected a header with "
+                        f"{','.join(COLUMNS)})")
+    if args.checkpoint is not None:
+        checks.existing_file("--checkpoint", args.checkpoint, "a checkpoint file")
+    checks.existing_file("--config", args.config, "a FOMM YAML")
+    Animator.from_config(args.config, args.checkpoint, random_init=args.random_init)  # the checkpoint fits
+    errors = args.errors or str(args.pairs).removesuffix(".csv") + ".errors.csv"
+    if not storage.is_remote(errors):
+        checks.writable_dir("--errors", Path(errors).parent)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return run_cli(_main, argv, "animate")
+
+
+def _main(argv: list[str]) -> int:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", required=True, help="CSV with source,driving,output columns (local or s3://)")
     parser.add_argument("--config", required=True)
     parser.add_argument("--checkpoint")
@@ -136,20 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--absolute", dest="relative", action="store_false", help="absolute motion transfer")
     parser.add_argument("--no-adapt-scale", dest="adapt_movement_scale", action="store_false")
     parser.add_argument("--layout", choices=("result", "side-by-side"), default="result")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=at_least(1), default=8)
     parser.add_argument("--crop", choices=("auto", "center", "pad", "none"),
                         help="auto (default for face/body configs where a detector runs): crop on the subject")
-    parser.add_argument("--subject", type=int, help="with --crop auto: subject N from the left (default largest)")
+    parser.add_argument("--subject", type=at_least(0), help="with --crop auto: subject N from the left (default largest)")
     parser.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
                         help="with --crop auto: result blended into the full source frame (default on)")
-    parser.add_argument("--smooth", type=float, default=3.0, help="one-euro smoothing, frames at rest (0 off)")
-    parser.add_argument("--concurrency", type=int, default=1, help="animator actors")
-    parser.add_argument("--num-cpus", type=float, default=1, help="CPUs per actor")
+    parser.add_argument("--smooth", type=at_least(0.0, float), default=3.0,
+                        help="one-euro smoothing, frames at rest (0 off)")
+    parser.add_argument("--concurrency", type=at_least(1), default=1, help="animator actors")
+    parser.add_argument("--num-cpus", type=at_least(0.01, float), default=1, help="CPUs per actor")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local one)")
     args = parser.parse_args(argv)
     if args.checkpoint is None and not args.random_init:
         parser.error("--checkpoint is required (or --random-init)")
+    check_inputs(args)
     import ray
 
     ray.init(address=args.ray_address, ignore_reinit_error=True)

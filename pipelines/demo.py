@@ -15,30 +15,23 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.ray_jobs import evaluate  # noqa: E402
-from evaluation.report import plot_curves  # noqa: E402
-from evaluation.runner import EvalConfig  # noqa: E402
-from evaluation.tracking import metric_history  # noqa: E402
-from preprocessing.config import PreprocessConfig  # noqa: E402
-from preprocessing.ray_jobs import run_preprocess  # noqa: E402
+from services import checks  # noqa: E402
+from services.cli import ArgumentParser, at_least, run_cli  # noqa: E402
 from training.job import TrainJob  # noqa: E402
-from training.trainer import ensure_ray, fit  # noqa: E402
-from tuning.spaces import SearchSpace  # noqa: E402
-from tuning.sweep import SweepJob, run_sweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="demo_output", help="everything the demo writes")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo-64.yaml"))
-    p.add_argument("--videos", type=int, default=24, help="synthetic videos to generate")
-    p.add_argument("--train-minutes", type=float, default=6.0,
+    p.add_argument("--videos", type=at_least(1), default=24, help="synthetic videos to generate")
+    p.add_argument("--train-minutes", type=at_least(0.01, float), default=6.0,
                    help="time budget of the main training run (then a last validation and checkpoint)")
-    p.add_argument("--train-steps", type=int, default=5000, help="cap on the main run's optimiser steps")
-    p.add_argument("--tune-trials", type=int, default=2, help="trials of the loss-weight sweep (0: no sweep)")
-    p.add_argument("--tune-steps", type=int, default=20, help="optimiser steps per sweep trial")
+    p.add_argument("--train-steps", type=at_least(1), default=5000, help="cap on the main run's optimiser steps")
+    p.add_argument("--tune-trials", type=at_least(0), default=2, help="trials of the loss-weight sweep (0: no sweep)")
+    p.add_argument("--tune-steps", type=at_least(1), default=20, help="optimiser steps per sweep trial")
     args = p.parse_args(argv)
     if args.videos < 8:  # the synthetic set has 4 identities; each needs a training and a held-out video
         p.error(f"--videos must be at least 8 (2 per identity, so every identity has a held-out video), "
@@ -63,7 +56,24 @@ def stage(out: Path, name: str, run) -> dict:  # noqa: ANN001 - a zero-argument 
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv, "demo")
+
+
+def _main(argv: list[str]) -> int:
     a = parse_args(argv)
+    checks.writable_dir("--out", a.out)
+    checks.existing_file("--config", a.config, "a FOMM YAML")
+    TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
+    from evaluation.ray_jobs import evaluate
+    from evaluation.report import plot_curves
+    from evaluation.runner import EvalConfig
+    from evaluation.tracking import metric_history
+    from preprocessing.config import PreprocessConfig
+    from preprocessing.ray_jobs import run_preprocess
+    from training.trainer import ensure_ray, fit
+    from tuning.spaces import SearchSpace
+    from tuning.sweep import SweepJob, run_sweep
+
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{out / 'mlflow.db'}"

@@ -15,6 +15,7 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -233,3 +234,32 @@ def read_clips(path: str, split: str | None = None, columns: list[str] | None = 
                 table = table.filter(pc.equal(table["split"], split))
             for row in table.to_pylist():
                 yield row_to_clip(row, decode=decode and "frames" in row)
+
+
+SHARDS_EXPECTED = "clip shards: a dataset root, a folder of .parquet files or one .parquet file"
+
+
+def require_shards(flag: str, path: str, split: str | None = None, endpoint: str | None = None) -> list[str]:
+    """Before a job starts: the shard files of `path` (`list_shards`), or a UserError naming the flag.
+
+    Checks that the path exists, holds shards (of `split`), and that the first one is a readable Parquet file
+    with clip columns (its footer only).
+    """
+    from services.cli import UserError
+
+    storage.check_reachable(flag, path, endpoint)
+    if not storage.is_remote(path) and not Path(path).exists():
+        raise UserError(f"{flag} {path}: no such file or folder (expected {SHARDS_EXPECTED})")
+    try:
+        found = list_shards(path, split, endpoint)
+        if not found:
+            where = f" of split {split!r}" if split else ""
+            raise UserError(f"{flag} {path}: no shards{where} (expected {SHARDS_EXPECTED})")
+        with storage.open_file(found[0], "rb", endpoint) as f:
+            names = set(pq.read_schema(f).names)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise UserError(f"{flag} {path}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})") from None
+    missing = {"clip_id", "frames"} - names
+    if missing:
+        raise UserError(f"{flag} {found[0]}: not a clip shard (no column {sorted(missing)[0]!r})")
+    return found

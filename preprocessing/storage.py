@@ -227,3 +227,11 @@ def local_copy(path: str, endpoint: str | None = None, fs: pafs.FileSystem | Non
         except OSError as e:
             raise StorageError(f"s3://{p}: cannot download ({e})") from e
         yield local
+
+
+def check_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
+    """Before a job starts: an s3:// path's endpoint accepts connections (a UserError naming the flag if not)."""
+    from services.checks import reachable
+
+    if is_remote(path) and (url := s3_endpoint(endpoint)):
+        reachable(flag, url)

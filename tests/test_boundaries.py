@@ -1,4 +1,5 @@
-"""The dependency direction fomm ← preprocessing ← evaluation ← animate ← training ← tuning ← pipelines (ast)."""
+"""The dependency direction services ← fomm ← preprocessing ← evaluation ← animate ← training ← tuning ← pipelines,
+read with ast; services (shared, ground floor) imports nothing of ours, and the pure model fomm does not use it."""
 
 import ast
 from pathlib import Path
@@ -6,10 +7,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["fomm", "preprocessing", "evaluation", "animate", "training", "tuning"]
+ORDER = ["services", "fomm", "preprocessing", "evaluation", "animate", "training", "tuning"]
 THIRD_PARTY_ALLOWED_IN_FOMM = {"torch", "numpy", "yaml"}
-# fomm/cli.py is the command line: it may reach the I/O packages, lazily (inside functions)
-LAZY_EXCEPTIONS = {("fomm/cli.py", "preprocessing"), ("fomm/cli.py", "evaluation"), ("fomm/cli.py", "animate")}
+# fomm/cli.py is the command line: it may reach the I/O packages and the shared services, lazily (inside functions)
+LAZY_EXCEPTIONS = {("fomm/cli.py", "preprocessing"), ("fomm/cli.py", "evaluation"), ("fomm/cli.py", "animate"),
+                   ("fomm/cli.py", "services")}
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:
@@ -37,6 +39,14 @@ def test_packages_import_only_downstream(package):
         for module, at_top in imports(path):
             if module in ORDER and module not in allowed:
                 assert (rel, module) in LAZY_EXCEPTIONS and not at_top, f"{rel} imports {module}"
+
+
+def test_fomm_model_does_not_use_services():
+    for path in package_files("fomm"):
+        rel = path.relative_to(ROOT).as_posix()
+        for module, at_top in imports(path):
+            if module == "services":
+                assert rel == "fomm/cli.py" and not at_top, f"{rel} imports services"
 
 
 def test_fomm_uses_only_torch_numpy_yaml():

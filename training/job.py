@@ -114,3 +114,23 @@ def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: 
 
 def config_yaml(cfg: FommConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def check_inputs(job: TrainJob) -> None:
+    """Before Ray starts or anything is written: config (with --set), shards, storage and tracking URI."""
+    from preprocessing import storage
+    from preprocessing.shards import require_shards
+    from services import checks
+    from services.cli import user_input
+
+    checks.existing_file("--config", job.config, "a FOMM YAML")
+    FommConfig.from_yaml(job.config)  # a ConfigError names the file and the key
+    if job.overrides or job.num_epochs is not None:
+        with user_input("--set"):
+            job.load_config()
+    require_shards("--data", job.data, job.train_split, job.endpoint)
+    if storage.is_remote(job.storage):
+        storage.check_reachable("--storage", job.storage, job.endpoint)
+    else:
+        checks.writable_dir("--storage", job.storage)
+    checks.tracking_uri("--tracking-uri", job.tracking_uri)

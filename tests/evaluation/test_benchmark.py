@@ -27,6 +27,26 @@ def test_find_regressions_hand_made() -> None:
     assert ok == [] and compared == {"l1": (0.104, 0.10), "akd/x": (1.0, 2.0)}  # NaN baselines are not judged
     bad, _ = find_regressions({"l1": 0.106, "akd/x": 2.0}, best, ["l1", "akd/x"], 0.05)
     assert len(bad) == 1 and bad[0].startswith("l1: 0.10600 > 0.10500")
+    # a current value that is NaN (no frame scored) or missing fails, with or without a baseline
+    bad, compared = find_regressions({"l1": float("nan")}, {}, ["l1", "akd/x"], 0.05)
+    assert bad == ["l1: nan (no frame could be scored)", "akd/x: missing (no frame could be scored)"]
+    assert compared == {}
+    bad, compared = find_regressions({"l1": float("nan"), "akd/x": 1.0}, best, ["l1", "akd/x"], 0.05)
+    assert bad == ["l1: nan (no frame could be scored)"] and compared == {"akd/x": (1.0, 2.0)}
+
+
+def test_error_share_and_summary() -> None:
+    from evaluation.ray_jobs import EvalResult
+
+    errors = [{"clip_id": f"c{i}", "error": ("ValueError: bad frame" if i < 3 else "OSError: gone") + " | tb"}
+              for i in range(4)]
+    result = EvalResult(run_id="r", aggregate={}, metrics={}, labels={}, table="", out_dir="", errors=errors,
+                        num_clips=8)
+    assert result.error_problem(0.5) is None  # 4 of 8 failed: exactly the allowed share
+    assert result.error_problem(0.49) == ("errors: 4 of 8 clips failed (50% > --max-error-fraction 49%): "
+                                          "3× ValueError: bad frame (e.g. c0); 1× OSError: gone (e.g. c3)")
+    assert EvalResult(run_id="r", aggregate={}, metrics={}, labels={}, table="", out_dir="",
+                      num_clips=8).error_problem(0.0) is None
 
 
 def test_newest_checkpoint(tmp_path) -> None:
@@ -55,7 +75,8 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
     model = load_model(tiny_config_path, None)
     bench = load_pipeline(repo_root, "benchmark")
     args = ["--checkpoints", str(ckpts), "--config", str(tiny_config_path), "--data", str(data),
-            "--tracking-uri", uri, "--workers", "0", "--domain", "synthetic", "--out", str(tmp_path / "out")]
+            "--tracking-uri", uri, "--workers", "0", "--domain", "synthetic", "--out", str(tmp_path / "out"),
+            "--metrics", "l1"]  # a random model's frames have no foreground: AKD has no value (a failure)
 
     def save(name: str, when: int) -> None:
         path = fomm.save_checkpoint(ckpts / name, generator=model.generator, kp_detector=model.kp_detector)
@@ -89,3 +110,33 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
     assert runs["same"]["tags"]["benchmark.regression"] == "false"
     assert runs["worse"]["tags"]["benchmark.baseline_run_id"] in (runs["base"]["run_id"], runs["same"]["run_id"])
     assert all(r["tags"]["fomm.kind"] == "benchmark" and r["status"] == "FINISHED" for r in runs.values())
+
+
+def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, tiny_config_path, tmp_path) -> None:
+    """The real pipeline as a process: a checkpoint whose generator outputs NaN fails every clip → exit 1."""
+    import subprocess
+    import sys
+
+    import fomm
+    from evaluation.reconstruction import load_model
+
+    data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=4, seed=7)
+    model = load_model(tiny_config_path, None)
+    with torch.no_grad():
+        model.generator.final.bias.fill_(float("nan"))
+    fomm.save_checkpoint(tmp_path / "ckpts" / "nan.pth.tar", generator=model.generator,
+                         kp_detector=model.kp_detector)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, str(repo_root / "pipelines" / "benchmark.py"), "--checkpoints", str(tmp_path / "ckpts"),
+           "--config", str(tiny_config_path), "--data", str(data), "--tracking-uri", uri, "--workers", "0",
+           "--domain", "synthetic", "--keypoints", "none", "--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1, done.stderr[-3000:]
+    regression = [line for line in done.stderr.splitlines() if line.startswith("REGRESSION: ")]
+    assert len(regression) == 1, done.stderr[-3000:]
+    assert "errors: 2 of 2 clips failed (100% > --max-error-fraction 0%): 2× ValueError: the model produced " \
+           "non-finite frames" in regression[0]
+    assert "l1: nan (no frame could be scored)" in regression[0]
+    [run] = tracking.search_runs(uri, "fomm-benchmark")
+    assert run["tags"]["benchmark.regression"] == "true" and run["metrics"]["num_errors"] == 2

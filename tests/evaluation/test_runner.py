@@ -80,3 +80,50 @@ def test_evaluate_clip_matches_an_independent_computation(tiny_config_path, shar
     expected = l1_per_frame(frames, reconstruct_video(model, frames)["prediction"])
     assert [r["l1"] for r in rows] == pytest.approx(expected.tolist())
     assert [r["frame"] for r in rows] == list(range(8)) and all(r["error"] is None for r in rows)
+
+
+class _FailingKeypoints:
+    """A keypoint backend whose library fails on the frames (as dlib or face-alignment raise RuntimeError)."""
+
+    name, network, num_points = "failing", "none", 1
+
+    def __call__(self, frames):  # noqa: ANN001, ANN204
+        raise RuntimeError("detector crashed on a 64×64 frame")
+
+
+class _BuggyKeypoints(_FailingKeypoints):
+    """A keypoint backend with a programming error (a TypeError is a bug, not bad data)."""
+
+    def __call__(self, frames):  # noqa: ANN001, ANN204
+        return len(frames) + "points"
+
+
+def test_data_errors_are_rows_and_programming_errors_raise(tiny_config_path, shards) -> None:
+    from evaluation.reconstruction import load_model
+    from evaluation.scoring import Extractors
+    from preprocessing.shards import read_table
+
+    good = read_table(str(shards / "synthetic-3.parquet")).to_pylist()[0]
+    bad = read_table(str(shards / "z-bad.parquet")).to_pylist()[0]
+    model = load_model(tiny_config_path, None)
+    [row] = runner.evaluate_clip(bad, model, Extractors())  # undecodable frames: a row
+    assert row["frame"] == -1 and row["error"].startswith("ValueError: frame 0: not a decodable image")
+    [row] = runner.evaluate_clip(good, model, Extractors(keypoints=_FailingKeypoints()))  # extractor failure: a row
+    assert row["error"].startswith("ExtractorError: failing: detector crashed") and np.isnan(row["l1"])
+    with pytest.raises(TypeError):  # a bug is not swallowed into an error row
+        runner.evaluate_clip(good, model, Extractors(keypoints=_BuggyKeypoints()))
+
+
+def test_non_finite_model_output_is_a_clip_error(tiny_config_path, shards) -> None:
+    import torch
+
+    from evaluation.reconstruction import load_model
+    from evaluation.scoring import Extractors
+    from preprocessing.shards import read_table
+
+    good = read_table(str(shards / "synthetic-3.parquet")).to_pylist()[0]
+    model = load_model(tiny_config_path, None)
+    with torch.no_grad():
+        model.generator.final.bias.fill_(float("nan"))  # every output pixel NaN (uint8 conversion would hide it)
+    [row] = runner.evaluate_clip(good, model, Extractors())
+    assert row["frame"] == -1 and "non-finite frames" in row["error"]

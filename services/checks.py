@@ -1,0 +1,102 @@
+"""Cheap input checks run before any job starts: each raises a UserError naming the flag and what was expected."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+from services.cli import UserError
+
+REMOTE_SCHEMES = ("s3://",)
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    return str(path).startswith(REMOTE_SCHEMES)
+
+
+def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> Path:
+    """A local file that exists and is not empty."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{flag} {path}: no such file (expected {what})")
+    if not p.is_file():
+        raise UserError(f"{flag} {path}: is a folder (expected {what})")
+    if p.stat().st_size == 0:
+        raise UserError(f"{flag} {path}: is empty (expected {what})")
+    return p
+
+
+def existing_dir(flag: str, path: str | os.PathLike, what: str = "a folder") -> Path:
+    """A local folder that exists and holds at least one entry."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{flag} {path}: no such folder (expected {what})")
+    if not p.is_dir():
+        raise UserError(f"{flag} {path}: not a folder (expected {what})")
+    if not any(p.iterdir()):
+        raise UserError(f"{flag} {path}: is empty (expected {what})")
+    return p
+
+
+def writable_dir(flag: str, path: str | os.PathLike) -> None:
+    """A local folder that can be created (if missing) and written; nothing is left behind when it cannot."""
+    p = Path(path)
+    existing = next((a for a in (p, *p.parents) if a.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: cannot write under {existing or p.anchor}")
+    if p.exists():
+        try:
+            with tempfile.TemporaryFile(dir=p):
+                pass
+        except OSError as err:
+            raise UserError(f"{flag} {path}: cannot write ({err.strerror or err})") from None
+
+
+def positive(flag: str, value: float | None, minimum: float = 1) -> None:
+    if value is not None and value < minimum:
+        raise UserError(f"{flag} {value}: must be ≥ {minimum:g}")
+
+
+def reachable(flag: str, url: str, timeout: float = 3.0) -> None:
+    """An http(s) endpoint whose host accepts a TCP connection."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UserError(f"{flag} {url}: expected an http(s):// URL")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise UserError(f"{flag} {url}: unreachable ({err.strerror or err})") from None
+
+
+def tracking_uri(flag: str, uri: str | None) -> None:
+    """An MLflow tracking URI that can work: a reachable http(s) server, or a sqlite/file store whose folder exists.
+
+    None: $MLFLOW_TRACKING_URI is checked instead (the default of every entry point), else nothing.
+    """
+    if not uri:
+        flag, uri = "$MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+        if not uri:
+            return
+    scheme = urllib.parse.urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        reachable(flag, uri)
+    elif scheme == "sqlite":
+        db = uri.removeprefix("sqlite:///")
+        if db and db != ":memory:":
+            parent = Path(db).parent
+            if not parent.is_dir():
+                raise UserError(f"{flag} {uri}: folder {parent} does not exist (expected sqlite:///PATH/mlflow.db)")
+    elif scheme in ("", "file"):
+        local = Path(urllib.parse.urlparse(uri).path if scheme else uri)
+        if local.exists() and not local.is_dir():
+            raise UserError(f"{flag} {uri}: is a file (expected a folder for a file store)")
+    elif scheme not in ("databricks", "postgresql", "mysql", "mssql"):
+        raise UserError(f"{flag} {uri}: unknown tracking URI scheme {scheme!r} (expected http(s)://, sqlite:/// "
+                        "or a folder)")

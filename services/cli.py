@@ -1,0 +1,102 @@
+"""The command-line contract of every entry point: a user error is one line naming the flag or file, exit 2.
+
+`run_cli(main, argv, prog)` calls `main(argv)`; a user mistake (`UserError`, or one of the projects' own
+input-error types listed in `USER_ERROR_TYPES`) prints `prog: error: message` on stderr and returns 2, with
+no traceback unless `--debug` is on the command line. Anything else is a bug and raises as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+
+USER_ERROR_STATUS = 2
+DEBUG_FLAG = "--debug"
+# the packages' own "bad input" exceptions, by dotted name: a type whose module was never imported cannot have
+# been raised, so the look-up reads sys.modules and this package imports nothing of ours
+USER_ERROR_TYPES = (
+    "fomm.config.ConfigError", "fomm.checkpoint.CheckpointError", "fomm.animator.AnimatorError",
+    "fomm.cli.AnimateError", "preprocessing.video_io.VideoError", "preprocessing.storage.StorageError",
+    "training.data.DataError", "tuning.spaces.SpaceError", "evaluation.extractors.MissingWeightsError",
+    "evaluation.extractors.BackendUnavailableError", "animate.backends.BackendUnavailable",
+)
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs; the message names the flag or file and what was expected."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [UserError]
+    for dotted in USER_ERROR_TYPES:
+        module, _, name = dotted.rpartition(".")
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+def one_line(err: BaseException) -> str:
+    """The exception's message on one line (a multi-line message is joined with ' | ')."""
+    text = " | ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
+@contextlib.contextmanager
+def user_input(where: str = "") -> Iterator[None]:
+    """Turn a ValueError/OSError raised while checking inputs into a UserError (prefixed with `where`)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (ValueError, OSError) as err:
+        raise UserError(f"{where}: {one_line(err)}" if where else one_line(err)) from err
+
+
+def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
+            status: int = USER_ERROR_STATUS, extra: tuple[type[BaseException], ...] = ()) -> int:
+    """`main(argv)`'s exit status; a user error (or one of `extra`) → one line on stderr and `status`.
+
+    `--debug` anywhere on the command line is taken out of `argv` and prints the traceback as well.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    try:
+        return int(main(argv) or 0)
+    except (*user_error_types(), *extra) as err:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)
+        return status
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse listing `--debug` (run_cli handles it), whose usage errors are a UserError (one line, exit 2)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own signature
+        super().__init__(*args, **kwargs)
+        self.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of an input error")
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(message)
+
+
+def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse `type=`: a number of `kind` ≥ minimum (the error names the flag through argparse)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse

@@ -1,0 +1,247 @@
+"""Every pipeline's bad inputs, table-driven: exit 2, one line on stderr naming the flag or file, no traceback,
+nothing written. Each case is a real `python pipelines/X.py` process that must fail before Ray starts.
+
+`python tests/e2e/test_bad_input.py --print-table` runs the same cases and prints the README's table (the
+messages as the pipelines print them), so the README and the test cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Case:
+    pipeline: str  # pipelines/<pipeline>.py
+    kind: str  # missing, empty, corrupt, wrong type, wrong config, unreachable service
+    what: str  # the mistake, in words
+    args: str  # the command line; {name} are the prepared inputs of `prepare`
+    names: str  # what the one error line must contain: the flag or the file
+
+
+TRAIN = "--config {tiny} --data {shard} --storage {w}/store"
+EVAL = "--config {tiny} --checkpoint {ckpt} --data {shard} --out {w}/eval --workers 0"
+BENCH = "--config {tiny} --checkpoints {ckpts} --data {shard} --out {w}/bench --workers 0"
+CASES = [
+    Case("preprocess", "missing", "input folder does not exist", "--input {w}/nothing --output {w}/ds", "--input"),
+    Case("preprocess", "empty", "input folder holds no video", "--input {empty_dir} --output {w}/ds", "--input"),
+    Case("preprocess", "corrupt", "metadata CSV without its columns", "--input {pairs_bad} --output {w}/ds", "--input"),
+    Case("preprocess", "wrong type", "--size is not a number", "--input {empty_dir} --output {w}/ds --size big",
+         "--size"),
+    Case("preprocess", "wrong type", "--size below the minimum", "--input synthetic:2 --output {w}/ds --size 4",
+         "--size"),
+    Case("preprocess", "wrong type", "--output is a file", "--input synthetic:2 --output {empty_file}", "--output"),
+    Case("preprocess", "unreachable service", "S3 endpoint down",
+         "--input synthetic:2 --output s3://bucket/ds --endpoint http://127.0.0.1:{dead}", "--output"),
+    Case("train", "missing", "no shards at --data", TRAIN.replace("{shard}", "{w}/nothing"), "--data"),
+    Case("train", "empty", "--data folder without shards", TRAIN.replace("{shard}", "{empty_dir}"), "--data"),
+    Case("train", "corrupt", "--data is not Parquet", TRAIN.replace("{shard}", "{corrupt_parquet}"), "--data"),
+    Case("train", "missing", "config file does not exist", TRAIN.replace("{tiny}", "{w}/nothing.yaml"), "--config"),
+    Case("train", "wrong config", "misspelt key in the config", TRAIN.replace("{tiny}", "{typo_yaml}"),
+         "typo.yaml"),
+    Case("train", "wrong config", "a value of the wrong type in the config",
+         TRAIN.replace("{tiny}", "{wrongtype_yaml}"), "wrongtype.yaml"),
+    Case("train", "wrong config", "--set of a key the config lacks", TRAIN + " --set train_params.nope=1", "--set"),
+    Case("train", "wrong type", "--workers is not a number", TRAIN + " --workers two", "--workers"),
+    Case("train", "unreachable service", "MLflow server down", TRAIN + " --tracking-uri http://127.0.0.1:{dead}",
+         "--tracking-uri"),
+    Case("train", "wrong type", "--storage is a file", TRAIN.replace("{w}/store", "{empty_file}"), "--storage"),
+    Case("tune", "missing", "search space file does not exist", TRAIN + " --space {w}/nothing.yaml", "--space"),
+    Case("tune", "wrong config", "search space with an unknown key", TRAIN + " --space {bad_space}",
+         "bad_space.yaml"),
+    Case("tune", "missing", "no shards at --data", TRAIN.replace("{shard}", "{w}/nothing"), "--data"),
+    Case("evaluate", "missing", "checkpoint does not exist", EVAL.replace("{ckpt}", "{w}/nothing.pth.tar"),
+         "--checkpoint"),
+    Case("evaluate", "corrupt", "checkpoint is not a checkpoint", EVAL.replace("{ckpt}", "{corrupt_ckpt}"),
+         "corrupt.pth.tar"),
+    Case("evaluate", "wrong config", "checkpoint does not fit the config",
+         EVAL.replace("{tiny}", "{demo_config}"), "tiny.pth.tar"),
+    Case("evaluate", "empty", "no clips in the --split", EVAL + " --split train", "--data"),
+    Case("evaluate", "unreachable service", "MLflow server down", EVAL + " --tracking-uri http://127.0.0.1:{dead}",
+         "--tracking-uri"),
+    Case("evaluate", "missing", "SQLite tracking store in a missing folder",
+         EVAL + " --tracking-uri sqlite:///{w}/nothing/mlflow.db", "--tracking-uri"),
+    Case("evaluate", "wrong type", "--max-error-fraction above 1", EVAL + " --max-error-fraction 2",
+         "--max-error-fraction"),
+    Case("evaluate", "wrong type", "--extractor-options is not a mapping", EVAL + " --extractor-options [1,2]",
+         "--extractor-options"),
+    Case("benchmark", "empty", "checkpoint folder without checkpoints", BENCH.replace("{ckpts}", "{empty_dir}"),
+         "--checkpoints"),
+    Case("benchmark", "wrong config", "newest checkpoint does not fit the config",
+         BENCH.replace("{tiny}", "{demo_config}"), "tiny.pth.tar"),
+    Case("benchmark", "wrong type", "--metrics names an unknown metric", BENCH + " --metrics l1,psnr", "--metrics"),
+    Case("animate", "missing", "pairs CSV does not exist",
+         "--pairs {w}/nothing.csv --config {tiny} --checkpoint {ckpt}", "--pairs"),
+    Case("animate", "empty", "pairs CSV is empty", "--pairs {empty_file} --config {tiny} --checkpoint {ckpt}",
+         "--pairs"),
+    Case("animate", "corrupt", "pairs CSV without source,driving,output",
+         "--pairs {pairs_bad} --config {tiny} --checkpoint {ckpt}", "--pairs"),
+    Case("animate", "wrong config", "checkpoint does not fit the config",
+         "--pairs {pairs} --config {demo_config} --checkpoint {ckpt}", "tiny.pth.tar"),
+    Case("demo", "wrong type", "--videos below the minimum", "--out {w}/demo --videos 3", "--videos"),
+    Case("demo", "wrong config", "misspelt key in the config", "--out {w}/demo --config {typo_yaml}", "typo.yaml"),
+    Case("demo", "wrong type", "--out is a file", "--out {empty_file}", "--out"),
+]
+
+
+def dead_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(root: Path) -> dict[str, str]:
+    """The inputs the cases name: good ones (a tiny config, shard, checkpoint) and broken ones."""
+    import fomm
+    from evaluation.reconstruction import load_model
+    from evaluation.synthetic_set import write_synthetic_shards
+
+    root.mkdir(parents=True, exist_ok=True)
+    tiny = REPO / "configs" / "tiny-64.yaml"
+    shard = write_synthetic_shards(root / "shards", num_videos=2, num_frames=4, seed=1)
+    model = load_model(tiny, None)
+    ckpt = fomm.save_checkpoint(root / "ckpts" / "tiny.pth.tar", generator=model.generator,
+                                kp_detector=model.kp_detector)
+    (root / "empty_dir").mkdir()
+    (root / "empty_file").write_bytes(b"")
+    (root / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
+    (root / "corrupt.pth.tar").write_bytes(os.urandom(256))
+    text = tiny.read_text()
+    (root / "typo.yaml").write_text(text.replace("num_kp:", "num_kps:"))
+    (root / "wrongtype.yaml").write_text(text.replace("num_kp: 5", "num_kp: five"))
+    (root / "bad_space.yaml").write_text("metric: val_l1\nmode: min\nspaces: {}\n")
+    (root / "pairs_bad.csv").write_text("image,video\na.png,b.mp4\n")
+    (root / "pairs.csv").write_text("source,driving,output\na.png,b.mp4,c.mp4\n")
+    files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
+             "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
+             "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv"}
+    return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
+            "shard": str(shard), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
+            **{key: str(root / name) for key, name in files.items()}}
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def run_case(case: Case, inputs: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    args = case.args.format(**inputs).split()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, str(REPO / "pipelines" / f"{case.pipeline}.py"), *args],
+                          capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+
+
+def run_all(root: Path, workers: int = 3) -> tuple[dict[str, str], set[str], list[tuple[Case, subprocess.CompletedProcess]]]:
+    """(prepared inputs, the files under root before the cases ran, each case with its finished process)."""
+    inputs = prepare(root / "w")
+    cwd = root / "cwd"  # a default ./mlruns or ./eval_output would appear here
+    cwd.mkdir()
+    before = files_under(root)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda c: run_case(c, inputs, cwd), CASES))
+    return inputs, before, list(zip(CASES, results))
+
+
+def test_cases_cover_every_pipeline_and_kind() -> None:
+    assert len(CASES) >= 25
+    assert {c.pipeline for c in CASES} == {p.stem for p in (REPO / "pipelines").glob("*.py")}
+    assert {c.kind for c in CASES} == {"missing", "empty", "corrupt", "wrong type", "wrong config",
+                                       "unreachable service"}
+
+
+def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path) -> None:
+    start = time.perf_counter()
+    inputs, before, results = run_all(tmp_path)
+    failures = []
+    for case, done in results:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        problem = None
+        if done.returncode != 2:
+            problem = f"exit {done.returncode}"
+        elif "Traceback" in done.stderr + done.stdout:
+            problem = "traceback"
+        elif len(lines) != 1:
+            problem = f"{len(lines)} lines on stderr"
+        elif not lines[0].startswith(f"{case.pipeline}: error: ") or case.names not in lines[0]:
+            problem = f"the line does not name {case.names!r}"
+        if problem:
+            failures.append(f"{case.pipeline} [{case.what}]: {problem}\n{done.stderr[-1500:]}")
+    assert not failures, "\n".join(failures)
+    assert files_under(tmp_path) - before == set(), "a failed pipeline left files behind"
+    assert files_under(tmp_path / "cwd") == set()  # no default ./mlruns, ./eval_output
+    assert time.perf_counter() - start < 600
+
+
+def test_debug_shows_the_traceback(tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "preprocess.py"), "--input",
+                           str(tmp_path / "nothing"), "--output", str(tmp_path / "ds"), "--debug"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "Traceback" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("preprocess: error: --input")
+
+
+@pytest.mark.ray
+def test_bad_input_through_ray_job_submit(ray_head, tmp_path) -> None:
+    """The same contract as a Ray job: the job fails with the driver's exit status 2 and the one-line message."""
+    bin_dir = Path(sys.executable).parent
+    cmd = [str(bin_dir / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(REPO),
+           "--", sys.executable, "pipelines/preprocess.py", "--input", str(tmp_path / "nothing"), "--output",
+           str(tmp_path / "ds")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "0"}
+    deadline = time.time() + 240
+    transient = ("No available agent to submit job", "Connection aborted", "Failed to connect to Ray")
+    while True:  # a fresh head takes a moment to register its job agent
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+        log = done.stdout + done.stderr
+        if not any(t in log for t in transient) or time.time() > deadline:
+            break
+        time.sleep(2)
+    assert done.returncode != 0, log[-3000:]
+    assert "failed" in log.lower() and "Traceback" not in log, log[-3000:]
+    errors = [line for line in log.splitlines() if "preprocess: error: " in line]
+    assert len(errors) == 1 and f"--input {tmp_path / 'nothing'}" in errors[0], log[-3000:]
+    assert "exit code 2" in log, log[-3000:]
+    assert not (tmp_path / "ds").exists()
+
+
+def print_table(root: Path) -> None:
+    """The README table: each case and the line its pipeline printed (prepared paths shown as <name>)."""
+    inputs, _, results = run_all(root)
+    names = sorted(((v, k) for k, v in inputs.items() if k not in ("dead",)), key=lambda vk: -len(vk[0]))
+    print("| pipeline | kind | bad input | exit | message (stderr, the only line) |")
+    print("|---|---|---|---|---|")
+    ok = 0
+    for case, done in results:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        message = lines[-1] if lines else "(none)"
+        for value, key in names:
+            message = message.replace(value, f"<{key}>")
+        message = message.replace(inputs["dead"], "<port>")
+        good = done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr
+        ok += good
+        print(f"| {case.pipeline} | {case.kind} | {case.what} | {done.returncode} | `{message}` |")
+    print(f"\n{ok} of {len(results)} cases: one line, exit 2, no traceback")
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    if sys.argv[1:] != ["--print-table"]:
+        sys.exit("usage: python tests/e2e/test_bad_input.py --print-table")
+    sys.path.insert(0, str(REPO))
+    with tempfile.TemporaryDirectory(prefix="fomm-bad-input-") as tmp:
+        print_table(Path(tmp))
