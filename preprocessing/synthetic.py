@@ -164,3 +164,34 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
         writer.writerows(rows)
     tmp.replace(out / METADATA_NAME)
     return paths
+
+
+def write_synthetic_shards(out_dir: str | Path, num_videos: int = 4, size: int = 64, num_frames: int = 12,
+                           seed: int = 0, split: str = "test", frame_format: str = "png",
+                           num_identities: int = 2, test_every: int = 0) -> Path:
+    """Synthetic clips written straight to clip shards (no video encode, no preprocessing run).
+
+    All clips go to `split`, or with `test_every` > 0 every `test_every`-th clip to 'test' and the rest to
+    'train'. One shard `<split>-<seed:05d>.parquet` per split; returns that file when one split is written,
+    else the folder (every shard reader accepts either). Clip v is `synth{v:04d}_000` of person `id{v % n:02d}`.
+    """
+    from preprocessing.shards import ClipRecord, encode_frames, records_to_table, write_table_atomic
+
+    identities = [make_identity(np.random.default_rng([seed, 1, i]), i / num_identities)
+                  for i in range(num_identities)]
+    records: dict[str, list[ClipRecord]] = {}
+    for v in range(num_videos):
+        frames = render_video(identities[v % num_identities], np.random.default_rng([seed, 2, v]), size,
+                              num_frames, 25.0)  # T×H×W×3 uint8
+        clip_split = ("test" if v % test_every == test_every - 1 else "train") if test_every > 0 else split
+        records.setdefault(clip_split, []).append(ClipRecord(
+            video_id=f"synth{v:04d}", clip_id=f"synth{v:04d}_000", person_id=f"id{v % num_identities:02d}",
+            split=clip_split, fps=25.0, height=size, width=size, start_frame=0, end_frame=num_frames,
+            crop_box=(0, 0, size, size), source_path="synthetic", source_height=size, source_width=size,
+            frames=encode_frames(frames, frame_format), frame_format=frame_format))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}-{seed:05d}.parquet" for name in records]
+    for path, recs in zip(paths, records.values()):
+        write_table_atomic(records_to_table(recs), str(path))
+    return paths[0] if len(paths) == 1 else out
