@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fomm.visualization import hsv_to_rgb
 from preprocessing.video_io import write_video
 
 METADATA_NAME = "metadata.csv"
@@ -32,15 +33,10 @@ class Identity:
 
 
 def make_identity(rng: np.random.Generator, hue: float) -> Identity:
-    colors = np.stack([_hsv_to_rgb((hue + d) % 1.0, rng.uniform(0.55, 0.95), rng.uniform(0.6, 1.0))
+    colors = np.stack([hsv_to_rgb((hue + d) % 1.0, rng.uniform(0.55, 0.95), rng.uniform(0.6, 1.0))
                        for d in (0.0, 0.33, 0.6, 0.15)])
     return Identity(colors=colors, stripe=rng.uniform(0.05, 0.14, size=4), torso=rng.uniform(0.26, 0.32),
                     upper=rng.uniform(0.15, 0.19), lower=rng.uniform(0.14, 0.18), width=rng.uniform(0.075, 0.1))
-
-
-def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
-    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
-    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 def _background(size: int, rng: np.random.Generator) -> np.ndarray:
