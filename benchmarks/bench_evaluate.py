@@ -90,7 +90,7 @@ def main() -> None:
 
     from evaluation.ray_jobs import evaluate
     from evaluation.runner import EvalConfig
-    from evaluation.synthetic_set import write_synthetic_shards
+    from preprocessing.synthetic import write_synthetic_shards
 
     with tempfile.TemporaryDirectory() as tmp:
         data = write_synthetic_shards(Path(tmp) / "data", num_videos=4, size=size, num_frames=args.frames // 4)

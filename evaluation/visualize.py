@@ -1,5 +1,6 @@
-"""Pictures of reconstructions: keypoint overlays, side-by-side real | generated | difference, strips, GIFs,
-and the training grid source | driving | deformed | occlusion | prediction."""
+"""Pictures of reconstructions: side-by-side real | generated | difference, strips, GIFs,
+and the training grid source | driving | deformed | occlusion | prediction (keypoints drawn by
+`fomm.visualization`, the one painter and palette)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
-
-
-def kp_to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Keypoints in [-1, 1] (x, y; grid x = 2j/(w−1) − 1) → pixel coordinates (column j, row i).  # K×2"""
-    kp = np.asarray(kp, dtype=np.float64)
-    return np.stack([(kp[..., 0] + 1) * (width - 1) / 2, (kp[..., 1] + 1) * (height - 1) / 2], axis=-1)
-
-
-def draw_keypoints(frame: np.ndarray, points: np.ndarray, radius: int = 2) -> np.ndarray:
-    """A copy of an H×W×3 uint8 frame with pixel keypoints K×2 drawn as coloured dots (NaN points skipped)."""
-    import cv2
-
-    out = np.ascontiguousarray(frame.copy())
-    for k, (x, y) in enumerate(np.asarray(points, dtype=np.float64)):
-        if np.isfinite(x) and np.isfinite(y):
-            color = tuple(int(c) for c in PALETTE[k % len(PALETTE)])
-            cv2.circle(out, (int(round(x)), int(round(y))), radius, color, thickness=-1, lineType=cv2.LINE_8)
-    return out
+from fomm.visualization import draw_keypoints
 
 
 def difference(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
@@ -108,10 +90,8 @@ def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving:
     src, drv, pred = _to_images(source), _to_images(driving), _to_images(generated["prediction"])
     h, w = src.shape[1:3]
     kp_s, kp_d = (kp["value"].detach().float().cpu().numpy() for kp in (kp_source, kp_driving))  # bf16 → float
-    columns = [
-        np.stack([draw_keypoints(s, kp_to_pixels(k, h, w)) for s, k in zip(src, kp_s)]),
-        np.stack([draw_keypoints(d, kp_to_pixels(k, h, w)) for d, k in zip(drv, kp_d)]),
-    ]
+    columns = [np.stack([draw_keypoints(s, k) for s, k in zip(src, kp_s)]),
+               np.stack([draw_keypoints(d, k) for d, k in zip(drv, kp_d)])]
     if "deformed" in generated:
         columns.append(_to_images(generated["deformed"]))
     if "occlusion_map" in generated:

@@ -12,9 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-MODEL_KEYS = ("generator", "kp_detector", "discriminator")
-OPTIMIZER_KEYS = ("optimizer_generator", "optimizer_kp_detector", "optimizer_discriminator")
-
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""

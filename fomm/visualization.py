@@ -1,4 +1,4 @@
-"""Numpy-only views of what the model sees: keypoints drawn on frames and side-by-side panels."""
+"""Numpy-only views of what the model sees: keypoints drawn on frames and side-by-side panels; the one HSV → RGB."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def hsv_to_rgb(h: np.ndarray | float, s: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
+    """HSV → RGB, everything in [0, 1] (hue in turns), broadcast over any shape.  # …×3
+
+    Channel n (R 5, G 3, B 1) is v − v·s·clip(min(k, 4 − k), 0, 1) with k = (n + 6·h) mod 6.
+    """
+    h, s, v = (np.asarray(x, dtype=np.float64) for x in (h, s, v))
+    k = (np.array([5.0, 3.0, 1.0]) + h[..., None] * 6.0) % 6.0
+    return v[..., None] - (v * s)[..., None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
 def keypoint_colors(num_kp: int) -> np.ndarray:
     """One saturated colour per keypoint, hues spread from red to magenta (as gist_rainbow).  # K×3 uint8"""
     hue = np.linspace(0.0, 5.0 / 6.0, num_kp) if num_kp > 1 else np.zeros(1)
-    # HSV → RGB with S = V = 1: channel n (R 5, G 3, B 1) is 1 − clip(min(k, 4 − k), 0, 1), k = (n + 6·hue) mod 6
-    k = (np.array([5.0, 3.0, 1.0])[None, :] + 6.0 * hue[:, None]) % 6.0
-    rgb = 1.0 - np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
-    return np.round(rgb * 255).astype(np.uint8)
+    return np.round(hsv_to_rgb(hue, 1.0, 1.0) * 255).astype(np.uint8)
 
 
 def keypoints_to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -92,16 +92,6 @@ def resize_keep_aspect(image: np.ndarray, size: int | tuple[int, int], pad_value
     return out
 
 
-def crop_and_resize(frame: np.ndarray, box: Sequence[int], size: int | tuple[int, int]) -> np.ndarray:
-    return resize_keep_aspect(crop(frame, box), size)
-
-
-def scale_box(box: Sequence[float], sx: float, sy: float) -> Box:
-    """A box in a frame resized by (sx, sy)."""
-    x0, y0, x1, y1 = map(float, box)
-    return x0 * sx, y0 * sy, x1 * sx, y1 * sy
-
-
 def contains(outer: Sequence[float], inner: Sequence[float], tol: float = 0.0) -> bool:
     """Whether `inner` lies inside `outer` (with `tol` pixels of slack)."""
     return (inner[0] >= outer[0] - tol and inner[1] >= outer[1] - tol

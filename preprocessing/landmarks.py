@@ -1,8 +1,16 @@
-"""Face landmarks with face-alignment (FAN 2-D, 68 points); weights come from the local torch hub cache only."""
+"""Face landmarks with face-alignment (FAN 2-D, 68 points, S3FD face detector): the one wrapper of that library.
+
+Weights come from a local torch hub cache only (`<hub>/checkpoints`, default `torch.hub.get_dir()`, moved by
+TORCH_HOME); nothing is downloaded at run time. Evaluation's `face-alignment` backend and the animation's best
+frame use this class.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,41 +18,65 @@ import numpy as np
 # the files face-alignment would download on first use (names from its model URLs)
 FAN_2D_WEIGHTS = "2DFAN4-11f355bf06.pth.tar"
 SFD_WEIGHTS = "s3fd-619a316812.pth"
+WEIGHTS_URL = "https://www.adrianbulat.com/downloads/python-fan/"
+_HUB_LOCK = threading.Lock()
 
 
 class LandmarksWeightsError(FileNotFoundError):
-    """face-alignment's weight files are not on this machine (nothing is downloaded at run time)."""
+    """A face-alignment weight file is not on this machine; `path` names it, `how` says how to provide it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.how = (f"Download {WEIGHTS_URL}{path.name} on a machine with internet and copy it to {path.parent}/ "
+                    f"(or pass hub_dir=, or set TORCH_HOME to a folder whose hub/checkpoints holds it).")
+        super().__init__(f"face-alignment: weights file {path} is missing (no download at run time). {self.how}")
 
 
-def weights_dir() -> Path:
-    """Where face-alignment looks for its weights: <torch hub dir>/checkpoints (TORCH_HOME moves it)."""
+def weights_dir(hub_dir: str | Path | None = None) -> Path:
+    """Where face-alignment's weights are looked for: <hub dir>/checkpoints (default: torch's hub dir)."""
     import torch
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    return Path(hub_dir or torch.hub.get_dir()) / "checkpoints"
 
 
-def missing_weights() -> list[Path]:
-    folder = weights_dir()
+def missing_weights(hub_dir: str | Path | None = None) -> list[Path]:
+    folder = weights_dir(hub_dir)
     return [folder / name for name in (FAN_2D_WEIGHTS, SFD_WEIGHTS) if not (folder / name).is_file()]
+
+
+@contextlib.contextmanager
+def _torch_hub_dir(path: Path) -> Iterator[None]:
+    """Point torch.hub (face-alignment's weight cache) at `path` for the duration of a model load."""
+    import torch
+
+    with _HUB_LOCK:
+        # the raw setting, not get_dir(): restoring None keeps $TORCH_HOME in charge afterwards
+        previous = torch.hub._hub_dir
+        torch.hub.set_dir(str(path))
+        try:
+            yield
+        finally:
+            torch.hub._hub_dir = previous
 
 
 class FaceLandmarks:
     """68 face landmarks (x, y in pixels) of the largest face in a frame, or None when there is no face."""
 
     name = "face-alignment"
-    network = "FAN 2D (2DFAN-4) with the S3FD face detector"
+    network = "face-alignment FAN-4 2D (68 landmarks) + S3FD detector"
+    num_points = 68
 
-    def __init__(self, device: str = "cpu") -> None:
-        missing = missing_weights()
+    def __init__(self, hub_dir: str | Path | None = None, device: str = "cpu") -> None:
+        missing = missing_weights(hub_dir)
         if missing:
-            raise LandmarksWeightsError(
-                f"face-alignment weights missing: {', '.join(str(p) for p in missing)} "
-                f"(no download at run time; copy them there, or set TORCH_HOME to a folder whose "
-                f"hub/checkpoints holds them)")
+            raise LandmarksWeightsError(missing[0])
         import face_alignment
 
-        self._fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device,
-                                                flip_input=False, face_detector="sfd", compile=False)
+        folder = weights_dir(hub_dir)
+        with _torch_hub_dir(folder.parent):
+            self._fa = face_alignment.FaceAlignment(
+                face_alignment.LandmarksType.TWO_D, device=device, flip_input=False, compile=False,
+                face_detector="sfd", face_detector_kwargs={"path_to_detector": str(folder / SFD_WEIGHTS)})
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         """frame H×W×3 uint8 RGB → 68×2 float landmarks of its largest face, or None."""

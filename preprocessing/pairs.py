@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from fomm.visualization import hsv_to_rgb
+
 
 def sample_pair(num_frames: int, rng: np.random.Generator) -> tuple[int, int]:
     """(i_source, i_driving): two frame indices uniform with replacement, sorted in time."""
@@ -67,9 +69,7 @@ def _shift_hue(img: np.ndarray, shift: float) -> np.ndarray:
     safe = np.maximum(c, 1e-12)
     h = np.where(v == r, ((g - b) / safe) % 6.0, np.where(v == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
     h = np.where(c > 0, h / 6.0, 0.0)
-    h = (h + shift) % 1.0
-    k = (np.array([5.0, 3.0, 1.0]) + h[..., None] * 6.0) % 6.0
-    return v[..., None] - (v * s)[..., None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    return hsv_to_rgb((h + shift) % 1.0, s, v)
 
 
 def jitter_colour(img: np.ndarray, factors: dict[str, float], order: Sequence[str]) -> np.ndarray:

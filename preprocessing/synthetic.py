@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fomm.visualization import hsv_to_rgb
 from preprocessing.video_io import write_video
 
 METADATA_NAME = "metadata.csv"
@@ -32,15 +33,10 @@ class Identity:
 
 
 def make_identity(rng: np.random.Generator, hue: float) -> Identity:
-    colors = np.stack([_hsv_to_rgb((hue + d) % 1.0, rng.uniform(0.55, 0.95), rng.uniform(0.6, 1.0))
+    colors = np.stack([hsv_to_rgb((hue + d) % 1.0, rng.uniform(0.55, 0.95), rng.uniform(0.6, 1.0))
                        for d in (0.0, 0.33, 0.6, 0.15)])
     return Identity(colors=colors, stripe=rng.uniform(0.05, 0.14, size=4), torso=rng.uniform(0.26, 0.32),
                     upper=rng.uniform(0.15, 0.19), lower=rng.uniform(0.14, 0.18), width=rng.uniform(0.075, 0.1))
-
-
-def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
-    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
-    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 def _background(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -164,3 +160,34 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
         writer.writerows(rows)
     tmp.replace(out / METADATA_NAME)
     return paths
+
+
+def write_synthetic_shards(out_dir: str | Path, num_videos: int = 4, size: int = 64, num_frames: int = 12,
+                           seed: int = 0, split: str = "test", frame_format: str = "png",
+                           num_identities: int = 2, test_every: int = 0) -> Path:
+    """Synthetic clips written straight to clip shards (no video encode, no preprocessing run).
+
+    All clips go to `split`, or with `test_every` > 0 every `test_every`-th clip to 'test' and the rest to
+    'train'. One shard `<split>-<seed:05d>.parquet` per split; returns that file when one split is written,
+    else the folder (every shard reader accepts either). Clip v is `synth{v:04d}_000` of person `id{v % n:02d}`.
+    """
+    from preprocessing.shards import ClipRecord, encode_frames, records_to_table, write_table_atomic
+
+    identities = [make_identity(np.random.default_rng([seed, 1, i]), i / num_identities)
+                  for i in range(num_identities)]
+    records: dict[str, list[ClipRecord]] = {}
+    for v in range(num_videos):
+        frames = render_video(identities[v % num_identities], np.random.default_rng([seed, 2, v]), size,
+                              num_frames, 25.0)  # T×H×W×3 uint8
+        clip_split = ("test" if v % test_every == test_every - 1 else "train") if test_every > 0 else split
+        records.setdefault(clip_split, []).append(ClipRecord(
+            video_id=f"synth{v:04d}", clip_id=f"synth{v:04d}_000", person_id=f"id{v % num_identities:02d}",
+            split=clip_split, fps=25.0, height=size, width=size, start_frame=0, end_frame=num_frames,
+            crop_box=(0, 0, size, size), source_path="synthetic", source_height=size, source_width=size,
+            frames=encode_frames(frames, frame_format), frame_format=frame_format))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}-{seed:05d}.parquet" for name in records]
+    for path, recs in zip(paths, records.values()):
+        write_table_atomic(records_to_table(recs), str(path))
+    return paths[0] if len(paths) == 1 else out

@@ -30,7 +30,7 @@ def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path
 
     import fomm
     from evaluation.reconstruction import load_model
-    from evaluation.synthetic_set import write_synthetic_shards
+    from preprocessing.synthetic import write_synthetic_shards
 
     data = write_synthetic_shards(tmp_path / "shards", num_videos=3, num_frames=6, seed=11)
     model = load_model(tiny_config_path, None)

@@ -11,7 +11,7 @@ import torch
 
 from evaluation import tracking
 from evaluation.benchmark import find_regressions, newest_checkpoint
-from evaluation.synthetic_set import write_synthetic_shards
+from preprocessing.synthetic import write_synthetic_shards
 
 
 def load_pipeline(repo_root, name: str):

@@ -8,7 +8,7 @@ import pytest
 
 from evaluation import runner, tracking
 from evaluation.ray_jobs import evaluate
-from evaluation.synthetic_set import write_synthetic_shards
+from preprocessing.synthetic import write_synthetic_shards
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_evaluate_clip_matches_an_independent_computation(tiny_config_path, shar
     from evaluation.scoring import Extractors
     from preprocessing.shards import read_table, row_to_clip
 
-    row = read_table(str(shards / "synthetic-3.parquet")).to_pylist()[1]
+    row = read_table(str(shards / "test-00003.parquet")).to_pylist()[1]
     model = load_model(tiny_config_path, None)
     rows = runner.evaluate_clip(row, model, Extractors())
     frames = row_to_clip(row).frames

@@ -22,9 +22,9 @@ def _train_table(root) -> shards.pa.Table:  # noqa: F821
 def test_scan_keeps_one_split_sorted_without_frames(synthetic_shards):
     train = data.scan_clips(str(synthetic_shards), "train")
     test = data.scan_clips(str(synthetic_shards), "test")
-    assert train.clip_ids == ("v000-0", "v001-0", "v002-0", "v004-0", "v005-0", "v006-0")
-    assert test.clip_ids == ("v003-0", "v007-0")
-    assert train.clips_per_person == {"id0": 4, "id1": 2}
+    assert train.clip_ids == tuple(f"synth{v:04d}_000" for v in (0, 1, 2, 4, 5, 6))
+    assert test.clip_ids == ("synth0003_000", "synth0007_000")
+    assert train.clips_per_person == {"id00": 4, "id01": 2}
     assert set(train.num_frames) == {12}
     assert data.samples_per_epoch(train, 3, id_sampling=False) == 18  # every clip 3 times
     assert data.samples_per_epoch(train, 3, id_sampling=True) == 6  # every person id 3 times
@@ -113,8 +113,8 @@ def test_pair_spec_reads_the_config_augmentation(tiny_config_path):
 def test_validation_frames_start_at_the_source_and_are_evenly_spaced(synthetic_shards):
     assert data.val_frame_indices(12, 4).tolist() == [0, 4, 7, 11]
     table = shards.read_table(str(synthetic_shards / "test-00000.parquet"), columns=data.READ_COLUMNS)
-    out = data.clips_to_val_frames(table, (32, 32), 4, keep_ids=frozenset({"v007-0"}))
-    assert out["frames"].shape == (1, 4, 32, 32, 3) and out["clip_id"].tolist() == ["v007-0"]
+    out = data.clips_to_val_frames(table, (32, 32), 4, keep_ids=frozenset({"synth0007_000"}))
+    assert out["frames"].shape == (1, 4, 32, 32, 3) and out["clip_id"].tolist() == ["synth0007_000"]
     frames = shards.decode_frames(table.column("frames")[1].as_py())
     np.testing.assert_array_equal(out["frames"][0], frames[[0, 4, 7, 11]])
 

@@ -1,0 +1,26 @@
+"""The one face-alignment wrapper: which weight files it needs, and the error that names a missing one."""
+
+from __future__ import annotations
+
+import pytest
+
+from preprocessing.landmarks import (
+    FAN_2D_WEIGHTS,
+    SFD_WEIGHTS,
+    FaceLandmarks,
+    LandmarksWeightsError,
+    missing_weights,
+)
+
+
+def test_missing_weights_are_named_with_how_to_provide_them(tmp_path):
+    folder = tmp_path / "checkpoints"
+    assert missing_weights(tmp_path) == [folder / FAN_2D_WEIGHTS, folder / SFD_WEIGHTS]
+    folder.mkdir()
+    (folder / FAN_2D_WEIGHTS).write_bytes(b"")
+    assert missing_weights(tmp_path) == [folder / SFD_WEIGHTS]
+    with pytest.raises(LandmarksWeightsError) as err:
+        FaceLandmarks(hub_dir=tmp_path)
+    assert err.value.path == folder / SFD_WEIGHTS and isinstance(err.value, FileNotFoundError)
+    assert f"{folder / SFD_WEIGHTS} is missing (no download at run time)" in str(err.value)
+    assert f"python-fan/{SFD_WEIGHTS}" in str(err.value)
