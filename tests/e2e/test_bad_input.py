@@ -106,7 +106,7 @@ def prepare(root: Path) -> dict[str, str]:
     """The inputs the cases name: good ones (a tiny config, shard, checkpoint) and broken ones."""
     import fomm
     from evaluation.reconstruction import load_model
-    from evaluation.synthetic_set import write_synthetic_shards
+    from preprocessing.synthetic import write_synthetic_shards
 
     root.mkdir(parents=True, exist_ok=True)
     tiny = REPO / "configs" / "tiny-64.yaml"
