@@ -63,7 +63,7 @@ def positive(flag: str, value: float | None, minimum: float = 1) -> None:
 
 
 def reachable(flag: str, url: str, timeout: float = 3.0) -> None:
-    """An http(s) endpoint whose host accepts a TCP connection."""
+    """An http(s) endpoint whose host accepts a TCP connection; `flag` starts the message (flag, or flag + what)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UserError(f"{flag} {url}: expected an http(s):// URL")
