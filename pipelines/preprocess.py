@@ -61,6 +61,9 @@ def check_inputs(cfg: PreprocessConfig) -> None:
             raise UserError(f"--input {cfg.input}: expected synthetic or synthetic:N with N ≥ 1")
         return
     storage.check_reachable("--input", cfg.input, cfg.endpoint)
+    if not storage.is_remote(cfg.input) and not any(c in cfg.input for c in "*?[") and not Path(cfg.input).exists():
+        raise UserError(f"--input {cfg.input}: no such folder or file (expected a folder, glob or metadata CSV "
+                        "of videos)")
     with user_input("--input"):
         tasks = collect_tasks(cfg)
     if not tasks:

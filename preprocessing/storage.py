@@ -234,4 +234,4 @@ def check_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
     from services.checks import reachable
 
     if is_remote(path) and (url := s3_endpoint(endpoint)):
-        reachable(flag, url)
+        reachable(f"{flag} {path}: S3 endpoint", url)

@@ -10,12 +10,6 @@ from pathlib import Path
 
 from services.cli import UserError
 
-REMOTE_SCHEMES = ("s3://",)
-
-
-def is_remote(path: str | os.PathLike) -> bool:
-    return str(path).startswith(REMOTE_SCHEMES)
-
 
 def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> Path:
     """A local file that exists and is not empty."""
@@ -57,13 +51,8 @@ def writable_dir(flag: str, path: str | os.PathLike) -> None:
             raise UserError(f"{flag} {path}: cannot write ({err.strerror or err})") from None
 
 
-def positive(flag: str, value: float | None, minimum: float = 1) -> None:
-    if value is not None and value < minimum:
-        raise UserError(f"{flag} {value}: must be ≥ {minimum:g}")
-
-
 def reachable(flag: str, url: str, timeout: float = 3.0) -> None:
-    """An http(s) endpoint whose host accepts a TCP connection."""
+    """An http(s) endpoint whose host accepts a TCP connection; `flag` starts the message (flag, or flag + what)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UserError(f"{flag} {url}: expected an http(s):// URL")
