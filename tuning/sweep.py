@@ -51,22 +51,35 @@ def train_trial(config: dict[str, Any]) -> None:
     """The per-trial driver: a full Ray Train run whose reports reach Tune through TuneReportCallback."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from training.trainer import make_trainer, plan_run
+    from training.trainer import fit_plan, plan_run
 
     base = TrainJob(**config["__base_job"])
     sample = {k: v for k, v in config.items() if not k.startswith("__")}
     trial_id = tune.get_context().get_trial_id()
     job = base.replace(name=f"trial-{trial_id}", overrides=to_overrides(sample), resume=True,
                        parent_run_id=config["__parent_run_id"], experiment=config["__experiment"])
-    plan = plan_run(job)
-    result = make_trainer(plan, callbacks=[TuneReportCallback()]).fit()
-    if plan.mlflow_run_id:
-        from evaluation.tracking import Tracker
+    # a trial ASHA stops never returns from here: EndTrialRuns ends its run on the driver
+    fit_plan(plan_run(job), callbacks=[TuneReportCallback()])
 
-        Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id).end(
-            "FAILED" if result.error is not None else "FINISHED")
-    if result.error is not None:
-        raise result.error
+
+class EndTrialRuns(tune.Callback):
+    """Ends the MLflow run of a trial that its own process could not end: stopped early by the scheduler
+    (KILLED; Tune ends the trial's actor before `train_trial` returns) or errored for good (FAILED)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str) -> None:
+        self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "KILLED", "stopped early by the Tune scheduler")  # a finished trial has ended its run
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "FAILED", "the trial failed")
+
+    def _end(self, trial: Any, status: str, reason: str) -> None:
+        from evaluation.tracking import end_open_runs
+
+        end_open_runs(self.tracking_uri, self.experiment, status, reason=reason, filter_string=(
+            f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.run_name = 'trial-{trial.trial_id}'"))
 
 
 def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]:
@@ -119,8 +132,24 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
                                         num_samples=sweep.num_samples or sweep.space.num_samples,
                                         max_concurrent_trials=sweep.max_concurrent),
             run_config=tune.RunConfig(name="tune", storage_path=str(experiment_dir),
-                                      failure_config=tune.FailureConfig(max_failures=1)))
-    grid = tuner.fit()
+                                      failure_config=tune.FailureConfig(max_failures=1),
+                                      callbacks=[EndTrialRuns(uri, base.experiment, parent_run_id)]))
+    try:
+        return _finish_sweep(sweep, tuner.fit(), parent_run_id, uri, experiment_dir)
+    except BaseException as exc:
+        from evaluation.tracking import Tracker, end_status
+
+        Tracker(tracking_uri=uri, run_id=parent_run_id).end(end_status(exc))
+        raise
+    finally:  # whatever ended the sweep, no trial of it runs any more
+        from evaluation.tracking import end_open_runs
+
+        end_open_runs(uri, base.experiment, "KILLED", f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                      reason="the sweep ended before the trial")
+
+
+def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, experiment_dir: Path) -> SweepResult:
+    base = sweep.base
     best = grid.get_best_result(metric=sweep.space.metric, mode=sweep.space.mode, scope="all")
     sample = {k: v for k, v in best.config.items() if not k.startswith("__")}
     out = Path(sweep.out) if sweep.out else experiment_dir / "best.yaml"

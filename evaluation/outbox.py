@@ -1,0 +1,127 @@
+"""What a tracking store could not take yet: metrics and tags kept through an outage, bounded, sent when it is back.
+
+A run never dies because of its tracker: a store that cannot be reached (connection refused, timeout, 5xx
+after MLflow's own retries) leaves the metrics here, one warning says so, and the next send after
+`retry_interval_s` tries again; a request the store refuses (a bad value) is dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
+
+BATCH_METRICS = 1000  # MLflow's log_batch limits
+BATCH_TAGS = 100
+# error codes MLflow gives a request that never reached a working store (its client maps 5xx/429 and
+# connection failures to these); anything else (INVALID_PARAMETER_VALUE, PERMISSION_DENIED, …) is a refusal
+TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED",
+                             "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
+
+log = logging.getLogger("evaluation.tracking")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a store that could not be reached or was briefly unable to answer: worth sending again."""
+    if isinstance(exc, MlflowException):
+        return exc.error_code in TRANSIENT_CODES
+    return isinstance(exc, OSError)  # requests' ConnectionError / Timeout are OSErrors too
+
+
+class Outbox:
+    """Metrics (oldest dropped first beyond `capacity`) and tags (latest value wins) waiting for the store."""
+
+    def __init__(self, where: str, capacity: int = 100_000, retry_interval_s: float = 10.0) -> None:
+        self.where = where
+        self.capacity = capacity
+        self.retry_interval_s = retry_interval_s
+        self.metrics: deque[Metric] = deque()
+        self.tags: dict[str, str] = {}
+        self.dropped = 0  # metrics lost to the capacity bound or refused by the store
+        self.skipped: list[str] = []  # artifacts not logged during an outage
+        self.offline_since: float | None = None  # time.time() of the first failure of the current outage
+        self.outages = 0
+        self._last_try = 0.0
+
+    @property
+    def offline(self) -> bool:
+        return self.offline_since is not None
+
+    def add_metrics(self, metrics: Iterable[Metric]) -> None:
+        self.metrics.extend(metrics)
+        over = len(self.metrics) - self.capacity
+        if over > 0:
+            if not self.dropped:
+                log.warning("%s: more than %d metrics waiting for the tracking store; dropping the oldest",
+                            self.where, self.capacity)
+            for _ in range(over):
+                self.metrics.popleft()
+            self.dropped += over
+
+    def add_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
+    def send(self, log_batch: Callable[..., None], force: bool = False) -> bool:
+        """Send everything through `log_batch(metrics=…, tags=…)`; False when the store is unreachable (kept).
+
+        While offline, a try comes at most once per `retry_interval_s` unless `force`.
+        """
+        if self.offline and not force and time.monotonic() - self._last_try < self.retry_interval_s:
+            return False
+        self._last_try = time.monotonic()
+        sent = 0
+        while self.tags or self.metrics:
+            if self.tags:
+                chunk_tags = dict(list(self.tags.items())[:BATCH_TAGS])
+                outcome = self._call(log_batch, tags=[RunTag(k, v) for k, v in chunk_tags.items()])
+                if outcome == "offline":
+                    return False
+                for key in chunk_tags:
+                    if self.tags.get(key) == chunk_tags[key]:
+                        del self.tags[key]
+                continue
+            chunk = [self.metrics[i] for i in range(min(BATCH_METRICS, len(self.metrics)))]
+            outcome = self._call(log_batch, metrics=chunk)
+            if outcome == "offline":
+                return False
+            for _ in chunk:
+                self.metrics.popleft()
+            if outcome == "refused":
+                self.dropped += len(chunk)
+            else:
+                sent += len(chunk)
+        if self.offline:
+            log.warning("%s: the tracking store is back after %.0f s; sent %d buffered metrics", self.where,
+                        time.time() - self.offline_since, sent)
+            self.offline_since = None
+        return True
+
+    def _call(self, log_batch: Callable[..., None], **batch) -> str:
+        try:
+            log_batch(**batch)
+            return "ok"
+        except Exception as exc:  # noqa: BLE001 - sorted below: unreachable (keep) or refused (drop)
+            if is_transient(exc):
+                if not self.offline:
+                    self.offline_since, self.outages = time.time(), self.outages + 1
+                    log.warning("%s: the tracking store is unreachable (%s); training goes on, metrics are kept "
+                                "(up to %d) and sent when it is back", self.where, _short(exc), self.capacity)
+                return "offline"
+            log.warning("%s: the tracking store refused a batch (%s); dropped", self.where, _short(exc))
+            return "refused"
+
+    def note_skipped(self, name: str, exc: BaseException) -> None:
+        """An artifact that could not be logged during an outage (artifacts are not buffered)."""
+        if not self.skipped:
+            log.warning("%s: artifact %s not logged, the store is unreachable (%s); later ones are skipped "
+                        "quietly until it is back", self.where, name, _short(exc))
+        self.skipped.append(name)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
