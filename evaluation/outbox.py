@@ -1,8 +1,10 @@
 """What a tracking store could not take yet: metrics and tags kept through an outage, bounded, sent when it is back.
 
 A run never dies because of its tracker: a store that cannot be reached (connection refused, timeout, 5xx
-after MLflow's own retries) leaves the metrics here, one warning says so, and the next send after
-`retry_interval_s` tries again; a request the store refuses (a bad value) is dropped with a warning.
+after MLflow's own retries; `transient` tells) leaves the metrics here, one warning says so, and the next send
+after `retry_interval_s` tries again; a request the store refuses (a bad value) is dropped with a warning.
+The items are the store client's own (MLflow `Metric`s, built by `evaluation.tracking`); this module does not
+import the client.
 """
 
 from __future__ import annotations
@@ -11,35 +13,24 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-
-from mlflow.entities import Metric, RunTag
-from mlflow.exceptions import MlflowException
+from typing import Any
 
 BATCH_METRICS = 1000  # MLflow's log_batch limits
 BATCH_TAGS = 100
-# error codes MLflow gives a request that never reached a working store (its client maps 5xx/429 and
-# connection failures to these); anything else (INVALID_PARAMETER_VALUE, PERMISSION_DENIED, …) is a refusal
-TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED",
-                             "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
 
 log = logging.getLogger("evaluation.tracking")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for a store that could not be reached or was briefly unable to answer: worth sending again."""
-    if isinstance(exc, MlflowException):
-        return exc.error_code in TRANSIENT_CODES
-    return isinstance(exc, OSError)  # requests' ConnectionError / Timeout are OSErrors too
 
 
 class Outbox:
     """Metrics (oldest dropped first beyond `capacity`) and tags (latest value wins) waiting for the store."""
 
-    def __init__(self, where: str, capacity: int = 100_000, retry_interval_s: float = 10.0) -> None:
+    def __init__(self, where: str, transient: Callable[[BaseException], bool], capacity: int = 100_000,
+                 retry_interval_s: float = 10.0) -> None:
         self.where = where
+        self.transient = transient  # True: the store was unreachable (keep, retry); False: it refused (drop)
         self.capacity = capacity
         self.retry_interval_s = retry_interval_s
-        self.metrics: deque[Metric] = deque()
+        self.metrics: deque[Any] = deque()
         self.tags: dict[str, str] = {}
         self.dropped = 0  # metrics lost to the capacity bound or refused by the store
         self.skipped: list[str] = []  # artifacts not logged during an outage
@@ -51,7 +42,7 @@ class Outbox:
     def offline(self) -> bool:
         return self.offline_since is not None
 
-    def add_metrics(self, metrics: Iterable[Metric]) -> None:
+    def add_metrics(self, metrics: Iterable[Any]) -> None:
         self.metrics.extend(metrics)
         over = len(self.metrics) - self.capacity
         if over > 0:
@@ -66,7 +57,8 @@ class Outbox:
         self.tags.update(tags)
 
     def send(self, log_batch: Callable[..., None], force: bool = False) -> bool:
-        """Send everything through `log_batch(metrics=…, tags=…)`; False when the store is unreachable (kept).
+        """Send everything through `log_batch(metrics=[…])` / `log_batch(tags={…})`; False when the store is
+        unreachable (all kept).
 
         While offline, a try comes at most once per `retry_interval_s` unless `force`.
         """
@@ -77,7 +69,7 @@ class Outbox:
         while self.tags or self.metrics:
             if self.tags:
                 chunk_tags = dict(list(self.tags.items())[:BATCH_TAGS])
-                outcome = self._call(log_batch, tags=[RunTag(k, v) for k, v in chunk_tags.items()])
+                outcome = self._call(log_batch, tags=chunk_tags)
                 if outcome == "offline":
                     return False
                 for key in chunk_tags:
@@ -105,7 +97,7 @@ class Outbox:
             log_batch(**batch)
             return "ok"
         except Exception as exc:  # noqa: BLE001 - sorted below: unreachable (keep) or refused (drop)
-            if is_transient(exc):
+            if self.transient(exc):
                 if not self.offline:
                     self.offline_since, self.outages = time.time(), self.outages + 1
                     log.warning("%s: the tracking store is unreachable (%s); training goes on, metrics are kept "

@@ -19,10 +19,10 @@ from typing import Any
 import mlflow
 import numpy as np
 import yaml
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from evaluation.outbox import Outbox, is_transient
+from evaluation.outbox import Outbox
 
 # a dead tracking server fails in seconds instead of MLflow's default minutes (7 retries, 120 s timeout):
 # the Outbox keeps what could not be sent and tries again later
@@ -37,6 +37,19 @@ REDACTED = "<redacted>"
 _SECRET_KEY = re.compile(r"(secret|passw|token|access_key|api_key|apikey|credential|private_key|session_key)", re.I)
 _SECRET_LEAF = {"key", "secret", "token", "password"}
 _SECRET_VALUE = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,}$")  # AWS access key ids
+
+
+# error codes MLflow gives a request that never reached a working store (its client maps 5xx/429 and
+# connection failures to these); anything else (INVALID_PARAMETER_VALUE, PERMISSION_DENIED, …) is a refusal
+TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED",
+                             "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a store that could not be reached or was briefly unable to answer: worth sending again."""
+    if isinstance(exc, MlflowException):
+        return exc.error_code in TRANSIENT_CODES
+    return isinstance(exc, OSError)  # requests' ConnectionError / Timeout are OSErrors too
 
 
 def default_tracking_uri() -> str:
@@ -147,7 +160,7 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent_run_id
         if run_id:  # resume: re-open the run and mark it running again
             self.run_id = run_id
-            self._outbox = Outbox(f"MLflow run {run_id} at {self.tracking_uri}")
+            self._outbox = Outbox(f"MLflow run {run_id} at {self.tracking_uri}", is_transient)
             try:
                 run = self._client.get_run(run_id)
                 self._client.update_run(run_id, status="RUNNING")
@@ -166,7 +179,7 @@ class Tracker:
             run = self._client.create_run(self.experiment_id, run_name=run_name,
                                           tags={k: str(v) for k, v in all_tags.items()})
             self.run_id = run.info.run_id
-            self._outbox = Outbox(f"MLflow run {self.run_id} at {self.tracking_uri}")
+            self._outbox = Outbox(f"MLflow run {self.run_id} at {self.tracking_uri}", is_transient)
         self.run_name = run.info.run_name
         self.artifact_uri = run.info.artifact_uri
 
@@ -240,8 +253,9 @@ class Tracker:
     def outbox(self) -> Outbox:
         return self._outbox
 
-    def _log_batch(self, **batch: Any) -> None:
-        self._client.log_batch(self.run_id, synchronous=True, **batch)
+    def _log_batch(self, metrics: list[Metric] | None = None, tags: dict[str, str] | None = None) -> None:
+        self._client.log_batch(self.run_id, metrics=metrics or [],
+                               tags=[RunTag(k, v) for k, v in (tags or {}).items()], synchronous=True)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """A file, or a directory's contents, as run artifacts under `artifact_path`."""

@@ -12,7 +12,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from evaluation import tracking
-from evaluation.outbox import Outbox, is_transient
+from evaluation.outbox import Outbox
 from tests.conftest import free_port
 
 
@@ -39,7 +39,7 @@ def test_metrics_and_tags_logged_while_the_server_is_down_arrive_once_it_is_back
 
 def test_the_outbox_is_bounded_and_keeps_the_newest_metrics_for_a_dead_store():
     client = mlflow.MlflowClient(f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    outbox = Outbox("dead store", capacity=4, retry_interval_s=3600)
+    outbox = Outbox("dead store", tracking.is_transient, capacity=4, retry_interval_s=3600)
     outbox.add_metrics(Metric("m", float(i), 0, i) for i in range(10))
     start = time.monotonic()
     assert not outbox.send(lambda **batch: client.log_batch("0" * 32, synchronous=True, **batch))
@@ -64,7 +64,7 @@ def test_only_already_exists_counts_as_already_registered(sqlite_uri):
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MlflowException) as raised:  # the registry's own error, not a later one hiding it
         tracking.register_model_version(dead, "outage-m", "/tmp/c.pth.tar")
-    assert "registered-models/create" in str(raised.value) and is_transient(raised.value)
+    assert "registered-models/create" in str(raised.value) and tracking.is_transient(raised.value)
 
 
 def test_end_status_names_how_a_run_ended(sqlite_uri):
