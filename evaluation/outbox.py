@@ -32,6 +32,7 @@ class Outbox:
         self.retry_interval_s = retry_interval_s
         self.metrics: deque[Any] = deque()
         self.tags: dict[str, str] = {}
+        self.params: dict[str, str] = {}  # logged during an outage (a param is written once)
         self.dropped = 0  # metrics lost to the capacity bound or refused by the store
         self.skipped: list[str] = []  # artifacts not logged during an outage
         self.offline_since: float | None = None  # time.time() of the first failure of the current outage
@@ -56,9 +57,12 @@ class Outbox:
     def add_tags(self, tags: dict[str, str]) -> None:
         self.tags.update(tags)
 
+    def add_params(self, params: dict[str, str]) -> None:
+        self.params.update(params)
+
     def send(self, log_batch: Callable[..., None], force: bool = False) -> bool:
-        """Send everything through `log_batch(metrics=[…])` / `log_batch(tags={…})`; False when the store is
-        unreachable (all kept).
+        """Send everything through `log_batch(metrics=[…])` / `log_batch(tags={…})` / `log_batch(params={…})`;
+        False when the store is unreachable (all kept).
 
         While offline, a try comes at most once per `retry_interval_s` unless `force`.
         """
@@ -66,15 +70,17 @@ class Outbox:
             return False
         self._last_try = time.monotonic()
         sent = 0
-        while self.tags or self.metrics:
-            if self.tags:
-                chunk_tags = dict(list(self.tags.items())[:BATCH_TAGS])
-                outcome = self._call(log_batch, tags=chunk_tags)
-                if outcome == "offline":
+        while self.params or self.tags or self.metrics:
+            for kind, pending in (("params", self.params), ("tags", self.tags)):
+                if not pending:
+                    continue
+                chunk_map = dict(list(pending.items())[:BATCH_TAGS])
+                if self._call(log_batch, **{kind: chunk_map}) == "offline":
                     return False
-                for key in chunk_tags:
-                    if self.tags.get(key) == chunk_tags[key]:
-                        del self.tags[key]
+                for key in chunk_map:
+                    if pending.get(key) == chunk_map[key]:
+                        del pending[key]
+            if not self.metrics:
                 continue
             chunk = [self.metrics[i] for i in range(min(BATCH_METRICS, len(self.metrics)))]
             outcome = self._call(log_batch, metrics=chunk)
@@ -87,9 +93,9 @@ class Outbox:
             else:
                 sent += len(chunk)
         if self.offline:
-            log.warning("%s: the tracking store is back after %.0f s; sent %d buffered metrics", self.where,
-                        time.time() - self.offline_since, sent)
-            self.offline_since = None
+            log.warning("%s: the tracking store is back after %.0f s; sent %d buffered metrics (%d artifacts "
+                        "were skipped)", self.where, time.time() - self.offline_since, sent, len(self.skipped))
+            self.offline_since, self.skipped = None, []
         return True
 
     def _call(self, log_batch: Callable[..., None], **batch) -> str:

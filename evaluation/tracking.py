@@ -199,12 +199,21 @@ class Tracker:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "config.yaml"
             path.write_text(yaml.safe_dump(redact(_plain(config)), sort_keys=False))
-            self._client.log_artifact(self.run_id, str(path))
+            self._try_artifact("config.yaml", lambda: self._client.log_artifact(self.run_id, str(path)))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Params (nested dicts flattened); a key already logged with another value is skipped with a warning."""
+        """Params (nested dicts flattened); a key already logged with another value is skipped with a warning.
+
+        With the store unreachable they wait in the outbox (the store itself refuses a changed value then)."""
         flat = flatten_config(params)
-        existing = self._client.get_run(self.run_id).data.params
+        try:
+            existing = self._client.get_run(self.run_id).data.params
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._outbox.add_params(flat)
+            self.flush()
+            return
         todo = []
         for key, value in flat.items():
             if key in existing:
@@ -253,9 +262,11 @@ class Tracker:
     def outbox(self) -> Outbox:
         return self._outbox
 
-    def _log_batch(self, metrics: list[Metric] | None = None, tags: dict[str, str] | None = None) -> None:
-        self._client.log_batch(self.run_id, metrics=metrics or [],
-                               tags=[RunTag(k, v) for k, v in (tags or {}).items()], synchronous=True)
+    def _log_batch(self, metrics: list[Metric] | None = None, tags: dict[str, str] | None = None,
+                   params: dict[str, str] | None = None) -> None:
+        self._client.log_batch(self.run_id, metrics=metrics or [], synchronous=True,
+                               tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+                               params=[Param(k, v) for k, v in (params or {}).items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """A file, or a directory's contents, as run artifacts under `artifact_path`."""
@@ -263,9 +274,9 @@ class Tracker:
         if not path.exists():
             raise FileNotFoundError(f"{path}: artifact to log does not exist")
         if path.is_dir():
-            self._client.log_artifacts(self.run_id, str(path), artifact_path)
+            self._try_artifact(str(path), lambda: self._client.log_artifacts(self.run_id, str(path), artifact_path))
         else:
-            self._client.log_artifact(self.run_id, str(path), artifact_path)
+            self._try_artifact(str(path), lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
 
     def _try_artifact(self, name: str, log: Any) -> None:
         """An artifact upload that a tracking outage skips (with one warning) instead of failing the run."""

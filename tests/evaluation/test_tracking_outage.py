@@ -16,7 +16,7 @@ from evaluation.outbox import Outbox
 from tests.conftest import free_port
 
 
-def test_metrics_and_tags_logged_while_the_server_is_down_arrive_once_it_is_back(mlflow_restartable):
+def test_metrics_and_tags_logged_while_the_server_is_down_arrive_once_it_is_back(mlflow_restartable, tmp_path):
     server = mlflow_restartable
     tracker = tracking.Tracker(server.uri, experiment="outage", run_name="blink")
     tracker.log_metrics({"loss": 0.0}, step=0)
@@ -26,13 +26,18 @@ def test_metrics_and_tags_logged_while_the_server_is_down_arrive_once_it_is_back
     for step in range(1, 6):  # unbuffered: each call tries the store (at most once per retry interval)
         tracker.log_metrics({"loss": float(step)}, step=step)
     tracker.set_tags({"phase": "during the outage"})
+    tracker.log_params({"lr": 0.5})
+    (tmp_path / "report.txt").write_text("made during the outage")
+    tracker.log_artifact(tmp_path / "report.txt")  # skipped with a warning, not raised
     assert time.monotonic() - start < 30  # a dead server fails in seconds, not MLflow's default minutes
     assert tracker.outbox.offline and len(tracker.outbox.metrics) == 5 and tracker.outbox.outages == 1
+    assert tracker.outbox.skipped == [str(tmp_path / "report.txt")]
 
     server.start()
     assert tracker.end("FINISHED", wait_s=60)
     run = mlflow.MlflowClient(server.uri).get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["phase"] == "during the outage"
+    assert run.data.params["lr"] == "0.5"
     assert tracking.metric_history(server.uri, tracker.run_id, "loss") == [(s, float(s)) for s in range(6)]
     assert not tracker.outbox.offline and not tracker.outbox.metrics
 
