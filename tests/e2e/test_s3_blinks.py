@@ -33,6 +33,19 @@ def blinking_s3(moto_s3) -> Iterator[dict]:
         proxy.close()
 
 
+def test_a_pickled_filesystem_keeps_retrying_as_ray_workers_need(blinking_s3, tmp_path):
+    """pyarrow's own pickling drops the retry strategy (3 attempts, which a 3 s storm outlasts); ours keeps it."""
+    import pickle
+
+    proxy = blinking_s3["start"](_writes_under(f"/{tmp_path.name}/"))
+    fs, path = storage.resolve(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin", proxy.endpoint)
+    worker_fs = pickle.loads(pickle.dumps(fs))  # what a Ray worker receives
+    data = bytes(range(256)) * 4096  # 1 MiB
+    storage.write_bytes(path, data, fs=worker_fs)
+    assert proxy.failed >= 3  # more failures than pyarrow's default 3 attempts survive
+    assert storage.read_bytes(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin") == data
+
+
 def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, ray_local, tmp_path):
     import boto3
 
