@@ -70,7 +70,8 @@ class EndTrialRuns(tune.Callback):
         self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._end(trial, "KILLED", "stopped early by the Tune scheduler")  # a finished trial has ended its run
+        # a trial that finished has ended its run itself: what is still RUNNING was stopped
+        self._end(trial, "KILLED", "stopped by Tune before it finished (early stopping, Ctrl-C)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, "FAILED", "the trial failed")
@@ -134,12 +135,14 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
             run_config=tune.RunConfig(name="tune", storage_path=str(experiment_dir),
                                       failure_config=tune.FailureConfig(max_failures=1),
                                       callbacks=[EndTrialRuns(uri, base.experiment, parent_run_id)]))
+    interrupted = False
     try:
-        return _finish_sweep(sweep, tuner.fit(), parent_run_id, uri, experiment_dir)
+        grid, interrupted = _fit_noting_ctrl_c(tuner)
+        return _finish_sweep(sweep, grid, parent_run_id, uri, experiment_dir, "KILLED" if interrupted else "FINISHED")
     except BaseException as exc:
         from evaluation.tracking import Tracker, end_status
 
-        Tracker(tracking_uri=uri, run_id=parent_run_id).end(end_status(exc))
+        Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc))
         raise
     finally:  # whatever ended the sweep, no trial of it runs any more
         from evaluation.tracking import end_open_runs
@@ -148,7 +151,30 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
                       reason="the sweep ended before the trial")
 
 
-def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, experiment_dir: Path) -> SweepResult:
+def _fit_noting_ctrl_c(tuner: tune.Tuner) -> tuple[Any, bool]:
+    """`tuner.fit()`, and whether Ctrl-C (SIGINT) ended it. Tune's own handler stops the trials, saves the
+    experiment and returns normally, after putting back the SIGINT handler it found: a sentinel handler found
+    back in place means that it fired."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER"):
+        return tuner.fit(), False  # no Tune handler: Ctrl-C raises KeyboardInterrupt through fit()
+
+    def sentinel(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, sentinel)
+    try:
+        grid = tuner.fit()
+        return grid, signal.getsignal(signal.SIGINT) is sentinel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, experiment_dir: Path,
+                  status: str) -> SweepResult:
+    """Export the best trial's config and log it to the parent run, which ends as `status`."""
     base = sweep.base
     best = grid.get_best_result(metric=sweep.space.metric, mode=sweep.space.mode, scope="all")
     sample = {k: v for k, v in best.config.items() if not k.startswith("__")}
@@ -164,7 +190,7 @@ def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, expe
         # MLflow names may not hold ',': tied keys are logged joined by ' '
         tracker.log_params({f"best.{k.replace(',', ' ')}": v for k, v in sample.items()})
         tracker.log_artifact(out)
-        tracker.end("FINISHED")
+        tracker.end(status)
     return SweepResult(str(out), dict(best.metrics or {}), sample, parent_run_id, str(experiment_dir / "tune"),
                        len(grid))
 
