@@ -71,7 +71,7 @@ class EndTrialRuns(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # a trial that finished has ended its run itself: what is still RUNNING was stopped
-        self._end(trial, "KILLED", "stopped by Tune before it finished (early stopping, Ctrl-C)")
+        self._end(trial, "KILLED", "stopped by Tune before its process ended the run (early stopping, Ctrl-C)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, "FAILED", "the trial failed")
