@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,10 +146,15 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc))
         raise
     finally:  # whatever ended the sweep, no trial of it runs any more
-        from evaluation.tracking import end_open_runs
+        from evaluation.tracking import end_open_runs, is_transient
 
-        end_open_runs(uri, base.experiment, "KILLED", f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                      reason="the sweep ended before the trial")
+        try:
+            end_open_runs(uri, base.experiment, "KILLED", f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                          reason="the sweep ended before the trial")
+        except Exception as exc:  # a tracking outage must not turn a finished sweep into a failed one
+            if not is_transient(exc):
+                raise
+            logging.getLogger(__name__).warning("%s: could not close the sweep's open trial runs (%s)", uri, exc)
 
 
 def _fit_noting_ctrl_c(tuner: tune.Tuner) -> tuple[Any, bool]:
