@@ -6,6 +6,7 @@ Everything goes through an explicit `mlflow.MlflowClient` bound to one run id (n
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -21,14 +22,34 @@ import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from evaluation.outbox import Outbox
+
+# a dead tracking server fails in seconds instead of MLflow's default minutes (7 retries, 120 s timeout):
+# the Outbox keeps what could not be sent and tries again later
+for _var, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")):
+    os.environ.setdefault(_var, _value)
+
 PARAM_VALUE_MAX = 500
 _BATCH_PARAMS = 100  # MLflow's log_batch limit for params per call
-_BATCH_METRICS = 1000
 REDACTED = "<redacted>"
 # Key fragments that mark a secret; such values are never sent to MLflow (params, tags or config.yaml).
 _SECRET_KEY = re.compile(r"(secret|passw|token|access_key|api_key|apikey|credential|private_key|session_key)", re.I)
 _SECRET_LEAF = {"key", "secret", "token", "password"}
 _SECRET_VALUE = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,}$")  # AWS access key ids
+
+
+# error codes MLflow gives a request that never reached a working store (its client maps 5xx/429 and
+# connection failures to these); anything else (INVALID_PARAMETER_VALUE, PERMISSION_DENIED, …) is a refusal
+TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED",
+                             "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a store that could not be reached or was briefly unable to answer: worth sending again."""
+    if isinstance(exc, MlflowException):
+        return exc.error_code in TRANSIENT_CODES
+    return isinstance(exc, OSError)  # requests' ConnectionError / Timeout are OSErrors too
 
 
 def default_tracking_uri() -> str:
@@ -117,9 +138,14 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 class Tracker:
-    """One MLflow run: start (or resume) it, log params/metrics/artifacts, end it."""
+    """One MLflow run: start (or resume) it, log params/metrics/artifacts, end it.
+
+    Metrics and tags survive a tracking outage: they wait in a bounded `Outbox` and go out once the store is
+    back; images are skipped meanwhile; `end` waits up to `END_WAIT_S` for the store and never raises for it.
+    """
 
     FLUSH_INTERVAL_S = 10.0  # buffered metrics wait at most this long (a crash loses at most this much of them)
+    END_WAIT_S = float(os.environ.get("FOMM_TRACKING_END_WAIT_S", "300"))  # how long end/drain wait for the store
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "fomm", run_name: str | None = None,
                  run_id: str | None = None, parent_run_id: str | None = None,
@@ -128,16 +154,24 @@ class Tracker:
         self.experiment = experiment
         self._client = make_client(self.tracking_uri)
         self._ended = False
-        self._pending: list[Metric] = []  # buffered metrics (log_metrics(..., buffered=True)), oldest first
         self._last_flush = time.monotonic()
         all_tags = dict(tags or {})
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         if run_id:  # resume: re-open the run and mark it running again
-            run = self._client.get_run(run_id)
+            self.run_id = run_id
+            self._outbox = Outbox(f"MLflow run {run_id} at {self.tracking_uri}", is_transient)
+            try:
+                run = self._client.get_run(run_id)
+                self._client.update_run(run_id, status="RUNNING")
+            except Exception as exc:  # a worker restarted during an outage goes on; the run is still open
+                if not is_transient(exc):
+                    raise
+                self.experiment_id = self.run_name = self.artifact_uri = None
+                self._outbox.add_tags({str(k): str(v) for k, v in all_tags.items()})
+                self._outbox.send(self._log_batch, force=True)
+                return
             self.experiment_id = run.info.experiment_id
-            self.run_id = run.info.run_id
-            self._client.update_run(self.run_id, status="RUNNING")
             if all_tags:
                 self.set_tags(all_tags)
         else:
@@ -145,6 +179,7 @@ class Tracker:
             run = self._client.create_run(self.experiment_id, run_name=run_name,
                                           tags={k: str(v) for k, v in all_tags.items()})
             self.run_id = run.info.run_id
+            self._outbox = Outbox(f"MLflow run {self.run_id} at {self.tracking_uri}", is_transient)
         self.run_name = run.info.run_name
         self.artifact_uri = run.info.artifact_uri
 
@@ -164,12 +199,21 @@ class Tracker:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "config.yaml"
             path.write_text(yaml.safe_dump(redact(_plain(config)), sort_keys=False))
-            self._client.log_artifact(self.run_id, str(path))
+            self._try_artifact("config.yaml", lambda: self._client.log_artifact(self.run_id, str(path)))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Params (nested dicts flattened); a key already logged with another value is skipped with a warning."""
+        """Params (nested dicts flattened); a key already logged with another value is skipped with a warning.
+
+        With the store unreachable they wait in the outbox (the store itself refuses a changed value then)."""
         flat = flatten_config(params)
-        existing = self._client.get_run(self.run_id).data.params
+        try:
+            existing = self._client.get_run(self.run_id).data.params
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._outbox.add_params(flat)
+            self.flush()
+            return
         todo = []
         for key, value in flat.items():
             if key in existing:
@@ -189,17 +233,40 @@ class Tracker:
         metrics: one store round trip every few seconds instead of one per step.
         """
         now = int(time.time() * 1000)
-        self._pending.extend(Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items())
-        if (not buffered or len(self._pending) >= _BATCH_METRICS
+        self._outbox.add_metrics(Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items())
+        if (not buffered or len(self._outbox.metrics) >= 1000
                 or time.monotonic() - self._last_flush >= self.FLUSH_INTERVAL_S):
             self.flush()
 
-    def flush(self) -> None:
-        """Send the buffered metrics now."""
-        pending, self._pending = self._pending, []
+    def flush(self, force: bool = False) -> bool:
+        """Send the buffered metrics and tags now; False when the store is unreachable (they stay buffered).
+
+        During an outage a try comes at most every `Outbox.retry_interval_s` unless `force`.
+        """
         self._last_flush = time.monotonic()
-        for chunk in _chunks(pending, _BATCH_METRICS):
-            self._client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+        return self._outbox.send(self._log_batch, force=force)
+
+    def drain(self, wait_s: float | None = None) -> bool:
+        """Flush, waiting up to `wait_s` (default END_WAIT_S) for an unreachable store; False if it never came."""
+        deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
+        while not self.flush(force=True):
+            if time.monotonic() >= deadline:
+                logging.getLogger(__name__).warning(
+                    "%s: the tracking store stayed unreachable; %d metrics and %d tags were not sent",
+                    self._outbox.where, len(self._outbox.metrics), len(self._outbox.tags))
+                return False
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        return True
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    def _log_batch(self, metrics: list[Metric] | None = None, tags: dict[str, str] | None = None,
+                   params: dict[str, str] | None = None) -> None:
+        self._client.log_batch(self.run_id, metrics=metrics or [], synchronous=True,
+                               tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+                               params=[Param(k, v) for k, v in (params or {}).items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """A file, or a directory's contents, as run artifacts under `artifact_path`."""
@@ -207,9 +274,18 @@ class Tracker:
         if not path.exists():
             raise FileNotFoundError(f"{path}: artifact to log does not exist")
         if path.is_dir():
-            self._client.log_artifacts(self.run_id, str(path), artifact_path)
+            self._try_artifact(str(path), lambda: self._client.log_artifacts(self.run_id, str(path), artifact_path))
         else:
-            self._client.log_artifact(self.run_id, str(path), artifact_path)
+            self._try_artifact(str(path), lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def _try_artifact(self, name: str, log: Any) -> None:
+        """An artifact upload that a tracking outage skips (with one warning) instead of failing the run."""
+        try:
+            log()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._outbox.note_skipped(name, exc)
 
     def log_image(self, image: np.ndarray, name: str) -> None:
         """An H×W×3 uint8 image as PNG artifact images/<name>.png."""
@@ -223,27 +299,49 @@ class Tracker:
             path = Path(tmp) / Path(filename).name
             Image.fromarray(image).save(path)
             sub = str(Path("images") / Path(filename).parent) if Path(filename).parent != Path(".") else "images"
-            self._client.log_artifact(self.run_id, str(path), sub)
+            self._try_artifact(f"{sub}/{path.name}", lambda: self._client.log_artifact(self.run_id, str(path), sub))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Tags (values as strings); secret-looking ones are redacted."""
-        items = [RunTag(str(k), REDACTED if is_secret(str(k), v) else str(v)) for k, v in tags.items()]
+        self._outbox.add_tags({str(k): REDACTED if is_secret(str(k), v) else str(v) for k, v in tags.items()})
         self.flush()
-        for chunk in _chunks(items, _BATCH_PARAMS):
-            self._client.log_batch(self.run_id, tags=chunk, synchronous=True)
 
-    def end(self, status: str = "FINISHED") -> None:
-        """Mark the run FINISHED / FAILED / KILLED (once)."""
-        if not self._ended:
-            self.flush()
-            self._client.set_terminated(self.run_id, status=status)
-            self._ended = True
+    def end(self, status: str = "FINISHED", wait_s: float | None = None) -> bool:
+        """Mark the run FINISHED / FAILED / KILLED (once), after sending what is buffered.
+
+        An unreachable store is waited for up to `wait_s` (default END_WAIT_S), then given up with a warning
+        (False): a run never fails because of its tracker.
+        """
+        if self._ended:
+            return True
+        deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
+        while True:
+            if self.drain(max(0.0, deadline - time.monotonic())):
+                try:
+                    self._client.set_terminated(self.run_id, status=status)
+                    self._ended = True
+                    return True
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+            if time.monotonic() >= deadline:
+                logging.getLogger(__name__).warning("MLflow run %s: could not be marked %s, the store at %s is "
+                                                    "unreachable", self.run_id, status, self.tracking_uri)
+                return False
+            time.sleep(1.0)
 
     def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.end("FAILED" if exc_type is not None else "FINISHED")
+        self.end(end_status(exc))
+
+
+def end_status(exc: BaseException | None) -> str:
+    """The MLflow status of a run that ended with `exc`: FINISHED, KILLED (Ctrl-C) or FAILED."""
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return "FINISHED"
+    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
 
 
 def _plain(value: Any) -> Any:
@@ -291,6 +389,23 @@ def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = 
             return runs
 
 
+def end_open_runs(tracking_uri: str | None, experiment: str, status: str, filter_string: str = "",
+                  reason: str | None = None) -> list[str]:
+    """End every run of `experiment` still RUNNING (and matching `filter_string`) as `status`; their ids.
+
+    For runs whose own process could not end them: a Tune trial stopped early, a killed driver.
+    """
+    where = "attributes.status = 'RUNNING'" + (f" and {filter_string}" if filter_string else "")
+    client = make_client(tracking_uri)
+    ended = []
+    for run in search_runs(tracking_uri, experiment, where):
+        if reason:
+            client.set_tag(run["run_id"], "fomm.end_reason", reason)
+        client.set_terminated(run["run_id"], status=status)
+        ended.append(run["run_id"])
+    return ended
+
+
 def get_run(tracking_uri: str | None, run_id: str) -> dict:
     """One run as a plain dict (see `search_runs`)."""
     return _run_dict(make_client(tracking_uri).get_run(run_id))
@@ -324,8 +439,9 @@ def register_model_version(tracking_uri: str | None, name: str, source: str, run
     client = make_client(tracking_uri)
     try:
         client.create_registered_model(name)
-    except MlflowException:
-        pass  # already registered
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # auth, network, …: not "already registered"
+            raise
     mv = client.create_model_version(name, source, run_id=run_id, tags=tags)
     return {"name": name, "version": int(mv.version), "source": mv.source, "run_id": mv.run_id}
 

@@ -16,6 +16,10 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 ENDPOINT_ENV = ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# attempts per S3 request (first try included) for transient errors: 5xx, throttling, dropped connections,
+# retried with exponential backoff and jitter by the SDKs' own "standard" retry strategies
+S3_MAX_ATTEMPTS_ENV = "FOMM_S3_MAX_ATTEMPTS"
+S3_MAX_ATTEMPTS = 10
 
 
 class StorageError(OSError):
@@ -33,8 +37,35 @@ def s3_endpoint(endpoint: str | None = None) -> str | None:
     return next((os.environ[k] for k in ENDPOINT_ENV if os.environ.get(k)), None)
 
 
+def s3_max_attempts() -> int:
+    """Attempts per S3 request: FOMM_S3_MAX_ATTEMPTS, else 10 (the SDKs' default of 3 gives up within a second)."""
+    value = os.environ.get(S3_MAX_ATTEMPTS_ENV, "").strip()
+    if not value:
+        return S3_MAX_ATTEMPTS
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{S3_MAX_ATTEMPTS_ENV}={value!r}: expected a whole number of attempts ≥ 1")
+    return int(value)
+
+
+class RetryingS3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3 filesystem that keeps its retry strategy when pickled: pyarrow's own pickling drops it, so a
+    Ray worker (checkpoint uploads, Ray Data reads) would fall back to 3 attempts."""
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003 - pyarrow.fs.S3FileSystem's keywords
+        super().__init__(**kwargs)
+        self._kwargs = kwargs
+
+    def __reduce__(self) -> tuple:
+        return _rebuild_s3, (self._kwargs,)
+
+
+def _rebuild_s3(kwargs: dict) -> RetryingS3FileSystem:
+    return RetryingS3FileSystem(**kwargs)
+
+
 def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
-    kwargs: dict = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    kwargs: dict = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                    "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=s3_max_attempts())}
     # explicit credentials travel with the (pickled) filesystem to Ray workers whose environment lacks them
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
         kwargs.update(access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ["AWS_SECRET_ACCESS_KEY"])
@@ -44,7 +75,7 @@ def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
     if endpoint:
         url = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
         kwargs.update(endpoint_override=url.netloc, scheme=url.scheme)
-    return pafs.S3FileSystem(**kwargs)
+    return RetryingS3FileSystem(**kwargs)
 
 
 def resolve(path: str | os.PathLike, endpoint: str | None = None) -> tuple[pafs.FileSystem, str]:
@@ -65,6 +96,7 @@ def fsspec_filesystem(path: str | os.PathLike, endpoint: str | None = None):  # 
 
         endpoint = s3_endpoint(endpoint)
         return s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint} if endpoint else {},
+                                 config_kwargs={"retries": {"max_attempts": s3_max_attempts(), "mode": "standard"}},
                                  skip_instance_cache=True, use_listings_cache=False)
     import fsspec
 

@@ -143,27 +143,60 @@ def ray_local(ray_head) -> Iterator[dict]:
         ray.shutdown()
 
 
+class MlflowServerProcess:
+    """A real MLflow tracking server on 127.0.0.1 (sqlite backend, local artifacts) in its own process group,
+    which a test may kill and start again on the same port with the same store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+               "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+               "--default-artifact-root", str(self.root / "artifacts"), "--workers", "1"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        wait_http(self.uri + "/health", timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the server's process group (SIGKILL: a crash) and wait until it is gone."""
+        if self.proc is None:
+            return
+        for s, wait in ((sig, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, s)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc = None
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     """A real MLflow tracking server on 127.0.0.1 (sqlite backend, local artifacts); yields its URI."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    cmd = [
-        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--default-artifact-root", str(root / "artifacts"), "--workers", "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+    server = MlflowServerProcess(tmp_path_factory.mktemp("mlflow"))
     try:
-        wait_http(uri + "/health", timeout=120)
-        yield uri
+        server.start()
+        yield server.uri
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_restartable(tmp_path) -> Iterator[MlflowServerProcess]:
+    """A test's own MLflow server (started), which it may kill and start again: tracking outages."""
+    server = MlflowServerProcess(tmp_path / "mlflow-server")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

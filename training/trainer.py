@@ -289,6 +289,7 @@ class WorkerLoop:
             self.report({**self.validate(), **self.clock.summary(self.world)}, with_checkpoint=True)
         if self.tracker is not None:
             self.tracker.set_tags({"last_step": state.step, "last_epoch": state.epoch})
+            self.tracker.drain()  # what an outage held back, before this worker's process ends
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -327,6 +328,34 @@ def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> 
     return f"s3://{path}" if storage.is_remote(job.storage) and not path.startswith("s3://") else path
 
 
+def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
+    """Run the plan's trainer and end its MLflow run with the true status whatever ends the fit (an error,
+    Ctrl-C: KILLED); raises the run's error."""
+    from evaluation.tracking import end_status
+
+    try:
+        result = make_trainer(plan, callbacks).fit()
+    except BaseException as exc:  # Ray Train V2 raises TrainingFailedError; Ctrl-C arrives as KeyboardInterrupt
+        _end_mlflow_run(plan, None, end_status(exc))
+        raise
+    _end_mlflow_run(plan, result, "FAILED" if result.error is not None else "FINISHED")
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+def _end_mlflow_run(plan: RunPlan, result: ray.train.Result | None, status: str) -> None:
+    if not plan.mlflow_run_id:
+        return
+    from evaluation.tracking import Tracker
+
+    tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
+    latest = _checkpoint_file(result.checkpoint, plan.job) if result is not None else None
+    if latest:
+        tracker.set_tags({"checkpoint_path": latest})
+    tracker.end(status)
+
+
 def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
     started_at = time.time()
@@ -334,18 +363,7 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
     _check_room_for_data(job)
     plan = plan_run(job)
     plan.started_at = started_at
-    result = make_trainer(plan, callbacks).fit()
-    status = "FAILED" if result.error is not None else "FINISHED"
-    if plan.mlflow_run_id:
-        from evaluation.tracking import Tracker
-
-        tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
-        latest = _checkpoint_file(result.checkpoint, job)
-        if latest:
-            tracker.set_tags({"checkpoint_path": latest})
-        tracker.end(status)
-    if result.error is not None:
-        raise result.error
+    result = fit_plan(plan, callbacks)
     best = min(result.best_checkpoints or [], key=lambda cm: cm[1].get("val_l1", NO_SCORE), default=None)
     return TrainResult(_checkpoint_file(result.checkpoint, job), _checkpoint_file(best[0] if best else None, job),
                        plan.mlflow_run_id, run_path(job), dict(result.metrics or {}), plan.resume_from)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,22 +52,36 @@ def train_trial(config: dict[str, Any]) -> None:
     """The per-trial driver: a full Ray Train run whose reports reach Tune through TuneReportCallback."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from training.trainer import make_trainer, plan_run
+    from training.trainer import fit_plan, plan_run
 
     base = TrainJob(**config["__base_job"])
     sample = {k: v for k, v in config.items() if not k.startswith("__")}
     trial_id = tune.get_context().get_trial_id()
     job = base.replace(name=f"trial-{trial_id}", overrides=to_overrides(sample), resume=True,
                        parent_run_id=config["__parent_run_id"], experiment=config["__experiment"])
-    plan = plan_run(job)
-    result = make_trainer(plan, callbacks=[TuneReportCallback()]).fit()
-    if plan.mlflow_run_id:
-        from evaluation.tracking import Tracker
+    # a trial ASHA stops never returns from here: EndTrialRuns ends its run on the driver
+    fit_plan(plan_run(job), callbacks=[TuneReportCallback()])
 
-        Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id).end(
-            "FAILED" if result.error is not None else "FINISHED")
-    if result.error is not None:
-        raise result.error
+
+class EndTrialRuns(tune.Callback):
+    """Ends the MLflow run of a trial that its own process could not end: stopped early by the scheduler
+    (KILLED; Tune ends the trial's actor before `train_trial` returns) or errored for good (FAILED)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str) -> None:
+        self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # a trial that finished has ended its run itself: what is still RUNNING was stopped
+        self._end(trial, "KILLED", "stopped by Tune before its process ended the run (early stopping, Ctrl-C)")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "FAILED", "the trial failed")
+
+    def _end(self, trial: Any, status: str, reason: str) -> None:
+        from evaluation.tracking import end_open_runs
+
+        end_open_runs(self.tracking_uri, self.experiment, status, reason=reason, filter_string=(
+            f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.run_name = 'trial-{trial.trial_id}'"))
 
 
 def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]:
@@ -119,8 +134,54 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
                                         num_samples=sweep.num_samples or sweep.space.num_samples,
                                         max_concurrent_trials=sweep.max_concurrent),
             run_config=tune.RunConfig(name="tune", storage_path=str(experiment_dir),
-                                      failure_config=tune.FailureConfig(max_failures=1)))
-    grid = tuner.fit()
+                                      failure_config=tune.FailureConfig(max_failures=1),
+                                      callbacks=[EndTrialRuns(uri, base.experiment, parent_run_id)]))
+    interrupted = False
+    try:
+        grid, interrupted = _fit_noting_ctrl_c(tuner)
+        return _finish_sweep(sweep, grid, parent_run_id, uri, experiment_dir, "KILLED" if interrupted else "FINISHED")
+    except BaseException as exc:
+        from evaluation.tracking import Tracker, end_status
+
+        Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc))
+        raise
+    finally:  # whatever ended the sweep, no trial of it runs any more
+        from evaluation.tracking import end_open_runs, is_transient
+
+        try:
+            end_open_runs(uri, base.experiment, "KILLED", f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                          reason="the sweep ended before the trial")
+        except Exception as exc:  # a tracking outage must not turn a finished sweep into a failed one
+            if not is_transient(exc):
+                raise
+            logging.getLogger(__name__).warning("%s: could not close the sweep's open trial runs (%s)", uri, exc)
+
+
+def _fit_noting_ctrl_c(tuner: tune.Tuner) -> tuple[Any, bool]:
+    """`tuner.fit()`, and whether Ctrl-C (SIGINT) ended it. Tune's own handler stops the trials, saves the
+    experiment and returns normally, after putting back the SIGINT handler it found: a sentinel handler found
+    back in place means that it fired."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER"):
+        return tuner.fit(), False  # no Tune handler: Ctrl-C raises KeyboardInterrupt through fit()
+
+    def sentinel(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, sentinel)
+    try:
+        grid = tuner.fit()
+        return grid, signal.getsignal(signal.SIGINT) is sentinel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, experiment_dir: Path,
+                  status: str) -> SweepResult:
+    """Export the best trial's config and log it to the parent run, which ends as `status`."""
+    base = sweep.base
     best = grid.get_best_result(metric=sweep.space.metric, mode=sweep.space.mode, scope="all")
     sample = {k: v for k, v in best.config.items() if not k.startswith("__")}
     out = Path(sweep.out) if sweep.out else experiment_dir / "best.yaml"
@@ -135,7 +196,7 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         # MLflow names may not hold ',': tied keys are logged joined by ' '
         tracker.log_params({f"best.{k.replace(',', ' ')}": v for k, v in sample.items()})
         tracker.log_artifact(out)
-        tracker.end("FINISHED")
+        tracker.end(status)
     return SweepResult(str(out), dict(best.metrics or {}), sample, parent_run_id, str(experiment_dir / "tune"),
                        len(grid))
 

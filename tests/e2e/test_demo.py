@@ -57,6 +57,7 @@ def test_demo_chain_leaves_results_and_skips_finished_stages(tmp_path):
     runs = client.search_runs([experiment.experiment_id])
     names = [r.info.run_name for r in runs]
     assert sorted(names) == ["demo", "demo-eval"]  # the training run and its evaluation
+    assert {r.info.status for r in runs} == {"FINISHED"}  # every run says how it ended: none left RUNNING
 
     second = _run_demo(out)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

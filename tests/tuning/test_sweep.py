@@ -27,7 +27,10 @@ def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local,
 
     runs = search_runs(mlflow_server, "sweep-test")
     children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == result.parent_run_id]
-    assert len(children) == 2
+    assert len(children) == 2 and [r["run_name"] for r in runs if r["status"] == "RUNNING"] == []
+    # a trial ends its own run FINISHED, unless ASHA stops it at its report first (it may, the worse of the two)
+    assert all(r["status"] == "FINISHED" or (r["status"] == "KILLED" and r["tags"]["fomm.end_reason"])
+               for r in children), [(r["run_name"], r["status"]) for r in children]
     parent = next(r for r in runs if r["run_id"] == result.parent_run_id)
     assert parent["metrics"]["best_val_l1"] == pytest.approx(result.best_metrics["val_l1"])
 
@@ -38,3 +41,26 @@ def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local,
                            max_steps=1, tracking_uri=mlflow_server, num_val_clips=0, log_images_every=0,
                            validate_at_start=False))
     assert trained.checkpoint is not None
+
+
+@pytest.mark.ray
+def test_a_trial_the_scheduler_stops_early_leaves_no_run_running(ray_local, mlflow_server, synthetic_shards,
+                                                                 tmp_path, tiny_config_path):
+    """ASHA stops the trial at its first report (max_t 1) while it still has an epoch to train: Tune ends the
+    trial's process before `train_trial` returns, so the sweep's callback must end its MLflow run (KILLED)."""
+    from evaluation.tracking import search_runs
+
+    base = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "runs"),
+                    num_epochs=4, tracking_uri=mlflow_server, experiment="sweep-stopped", num_val_clips=0,
+                    log_images_every=0, validate_at_start=False,
+                    overrides={"train_params": {"num_repeats": 1, "scales": [1]}})
+    space = SearchSpace.from_dict({"space": {"train_params.loss_weights.equivariance_value": {"grid": [10]}},
+                                   "num_samples": 1}, source="test-space")
+    result = run_sweep(SweepJob(base=base, space=space, max_reports=1))
+    assert result.num_trials == 1 and result.best_metrics["epoch"] == 1  # stopped after the first of 4 epochs
+
+    runs = search_runs(mlflow_server, "sweep-stopped")
+    assert [r["run_name"] for r in runs if r["status"] == "RUNNING"] == []
+    trial = next(r for r in runs if r["tags"].get("mlflow.parentRunId") == result.parent_run_id)
+    assert trial["status"] == "KILLED" and trial["tags"]["fomm.end_reason"].startswith("stopped by Tune")
+    assert next(r for r in runs if r["run_id"] == result.parent_run_id)["status"] == "FINISHED"

@@ -1,0 +1,125 @@
+"""What a tracking store could not take yet: metrics and tags kept through an outage, bounded, sent when it is back.
+
+A run never dies because of its tracker: a store that cannot be reached (connection refused, timeout, 5xx
+after MLflow's own retries; `transient` tells) leaves the metrics here, one warning says so, and the next send
+after `retry_interval_s` tries again; a request the store refuses (a bad value) is dropped with a warning.
+The items are the store client's own (MLflow `Metric`s, built by `evaluation.tracking`); this module does not
+import the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+BATCH_METRICS = 1000  # MLflow's log_batch limits
+BATCH_TAGS = 100
+
+log = logging.getLogger("evaluation.tracking")
+
+
+class Outbox:
+    """Metrics (oldest dropped first beyond `capacity`) and tags (latest value wins) waiting for the store."""
+
+    def __init__(self, where: str, transient: Callable[[BaseException], bool], capacity: int = 100_000,
+                 retry_interval_s: float = 10.0) -> None:
+        self.where = where
+        self.transient = transient  # True: the store was unreachable (keep, retry); False: it refused (drop)
+        self.capacity = capacity
+        self.retry_interval_s = retry_interval_s
+        self.metrics: deque[Any] = deque()
+        self.tags: dict[str, str] = {}
+        self.params: dict[str, str] = {}  # logged during an outage (a param is written once)
+        self.dropped = 0  # metrics lost to the capacity bound or refused by the store
+        self.skipped: list[str] = []  # artifacts not logged during an outage
+        self.offline_since: float | None = None  # time.time() of the first failure of the current outage
+        self.outages = 0
+        self._last_try = 0.0
+
+    @property
+    def offline(self) -> bool:
+        return self.offline_since is not None
+
+    def add_metrics(self, metrics: Iterable[Any]) -> None:
+        self.metrics.extend(metrics)
+        over = len(self.metrics) - self.capacity
+        if over > 0:
+            if not self.dropped:
+                log.warning("%s: more than %d metrics waiting for the tracking store; dropping the oldest",
+                            self.where, self.capacity)
+            for _ in range(over):
+                self.metrics.popleft()
+            self.dropped += over
+
+    def add_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
+    def add_params(self, params: dict[str, str]) -> None:
+        self.params.update(params)
+
+    def send(self, log_batch: Callable[..., None], force: bool = False) -> bool:
+        """Send everything through `log_batch(metrics=[…])` / `log_batch(tags={…})` / `log_batch(params={…})`;
+        False when the store is unreachable (all kept).
+
+        While offline, a try comes at most once per `retry_interval_s` unless `force`.
+        """
+        if self.offline and not force and time.monotonic() - self._last_try < self.retry_interval_s:
+            return False
+        self._last_try = time.monotonic()
+        sent = 0
+        while self.params or self.tags or self.metrics:
+            for kind, pending in (("params", self.params), ("tags", self.tags)):
+                if not pending:
+                    continue
+                chunk_map = dict(list(pending.items())[:BATCH_TAGS])
+                if self._call(log_batch, **{kind: chunk_map}) == "offline":
+                    return False
+                for key in chunk_map:
+                    if pending.get(key) == chunk_map[key]:
+                        del pending[key]
+            if not self.metrics:
+                continue
+            chunk = [self.metrics[i] for i in range(min(BATCH_METRICS, len(self.metrics)))]
+            outcome = self._call(log_batch, metrics=chunk)
+            if outcome == "offline":
+                return False
+            for _ in chunk:
+                self.metrics.popleft()
+            if outcome == "refused":
+                self.dropped += len(chunk)
+            else:
+                sent += len(chunk)
+        if self.offline:
+            log.warning("%s: the tracking store is back after %.0f s; sent %d buffered metrics (%d artifacts "
+                        "were skipped)", self.where, time.time() - self.offline_since, sent, len(self.skipped))
+            self.offline_since, self.skipped = None, []
+        return True
+
+    def _call(self, log_batch: Callable[..., None], **batch) -> str:
+        try:
+            log_batch(**batch)
+            return "ok"
+        except Exception as exc:  # noqa: BLE001 - sorted below: unreachable (keep) or refused (drop)
+            if self.transient(exc):
+                if not self.offline:
+                    self.offline_since, self.outages = time.time(), self.outages + 1
+                    log.warning("%s: the tracking store is unreachable (%s); training goes on, metrics are kept "
+                                "(up to %d) and sent when it is back", self.where, _short(exc), self.capacity)
+                return "offline"
+            log.warning("%s: the tracking store refused a batch (%s); dropped", self.where, _short(exc))
+            return "refused"
+
+    def note_skipped(self, name: str, exc: BaseException) -> None:
+        """An artifact that could not be logged during an outage (artifacts are not buffered)."""
+        if not self.skipped:
+            log.warning("%s: artifact %s not logged, the store is unreachable (%s); later ones are skipped "
+                        "quietly until it is back", self.where, name, _short(exc))
+        self.skipped.append(name)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

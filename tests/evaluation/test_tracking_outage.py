@@ -1,0 +1,96 @@
+"""A tracking store that blinks: a real MLflow server killed and started again (same port, same store) while a
+Tracker logs; an unreachable one fails fast; refusals are not mistaken for "already there"; true end statuses."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import mlflow
+import pytest
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from evaluation import tracking
+from evaluation.outbox import Outbox
+from tests.conftest import free_port
+
+
+def test_metrics_and_tags_logged_while_the_server_is_down_arrive_once_it_is_back(mlflow_restartable, tmp_path):
+    server = mlflow_restartable
+    tracker = tracking.Tracker(server.uri, experiment="outage", run_name="blink")
+    tracker.log_metrics({"loss": 0.0}, step=0)
+    server.stop(signal.SIGKILL)
+
+    start = time.monotonic()
+    for step in range(1, 6):  # unbuffered: each call tries the store (at most once per retry interval)
+        tracker.log_metrics({"loss": float(step)}, step=step)
+    tracker.set_tags({"phase": "during the outage"})
+    tracker.log_params({"lr": 0.5})
+    (tmp_path / "report.txt").write_text("made during the outage")
+    tracker.log_artifact(tmp_path / "report.txt")  # skipped with a warning, not raised
+    assert time.monotonic() - start < 30  # a dead server fails in seconds, not MLflow's default minutes
+    assert tracker.outbox.offline and len(tracker.outbox.metrics) == 5 and tracker.outbox.outages == 1
+    assert tracker.outbox.skipped == [str(tmp_path / "report.txt")]
+
+    server.start()
+    assert tracker.end("FINISHED", wait_s=60)
+    run = mlflow.MlflowClient(server.uri).get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["phase"] == "during the outage"
+    assert run.data.params["lr"] == "0.5"
+    assert tracking.metric_history(server.uri, tracker.run_id, "loss") == [(s, float(s)) for s in range(6)]
+    assert not tracker.outbox.offline and not tracker.outbox.metrics
+
+
+def test_the_outbox_is_bounded_and_keeps_the_newest_metrics_for_a_dead_store():
+    client = mlflow.MlflowClient(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    outbox = Outbox("dead store", tracking.is_transient, capacity=4, retry_interval_s=3600)
+    outbox.add_metrics(Metric("m", float(i), 0, i) for i in range(10))
+    start = time.monotonic()
+    assert not outbox.send(lambda **batch: client.log_batch("0" * 32, synchronous=True, **batch))
+    assert time.monotonic() - start < 30
+    assert [m.step for m in outbox.metrics] == [6, 7, 8, 9] and outbox.dropped == 6
+    assert not outbox.send(lambda **batch: pytest.fail("tried again within the retry interval"))
+
+
+def test_a_batch_the_store_refuses_is_dropped_and_the_run_goes_on(sqlite_uri):
+    tracker = tracking.Tracker(sqlite_uri, experiment="refused", run_name="r")
+    tracker.log_metrics({"bad name*": 1.0}, step=1)  # MLflow refuses this metric name (INVALID_PARAMETER_VALUE)
+    tracker.log_metrics({"good": 2.0}, step=2)
+    assert tracker.outbox.dropped == 1 and not tracker.outbox.offline
+    assert tracking.metric_history(sqlite_uri, tracker.run_id, "good") == [(2, 2.0)]
+    assert tracker.end()
+
+
+def test_only_already_exists_counts_as_already_registered(sqlite_uri):
+    first = tracking.register_model_version(sqlite_uri, "outage-m", "/tmp/a.pth.tar")
+    again = tracking.register_model_version(sqlite_uri, "outage-m", "/tmp/b.pth.tar")  # the name exists: a new version
+    assert (first["version"], again["version"]) == (1, 2)
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(MlflowException) as raised:  # the registry's own error, not a later one hiding it
+        tracking.register_model_version(dead, "outage-m", "/tmp/c.pth.tar")
+    assert "registered-models/create" in str(raised.value) and tracking.is_transient(raised.value)
+
+
+def test_end_status_names_how_a_run_ended(sqlite_uri):
+    assert tracking.end_status(None) == "FINISHED"
+    assert tracking.end_status(SystemExit(0)) == "FINISHED"
+    assert tracking.end_status(KeyboardInterrupt()) == "KILLED"
+    assert tracking.end_status(SystemExit(2)) == "FAILED"
+    assert tracking.end_status(ValueError("x")) == "FAILED"
+    with pytest.raises(KeyboardInterrupt), tracking.Tracker(sqlite_uri, experiment="ctrl-c") as tracker:
+        raise KeyboardInterrupt
+    assert tracking.get_run(sqlite_uri, tracker.run_id)["status"] == "KILLED"
+
+
+def test_end_open_runs_ends_only_the_matching_running_runs(sqlite_uri):
+    parent = tracking.Tracker(sqlite_uri, experiment="sweep", run_name="parent")
+    stopped = tracking.Tracker(sqlite_uri, experiment="sweep", run_name="trial-a", parent_run_id=parent.run_id)
+    done = tracking.Tracker(sqlite_uri, experiment="sweep", run_name="trial-b", parent_run_id=parent.run_id)
+    done.end("FINISHED")
+    ended = tracking.end_open_runs(sqlite_uri, "sweep", "KILLED", f"tags.mlflow.parentRunId = '{parent.run_id}'",
+                                   reason="stopped early")
+    assert ended == [stopped.run_id]
+    runs = {r["run_name"]: r for r in tracking.search_runs(sqlite_uri, "sweep")}
+    assert runs["trial-a"]["status"] == "KILLED" and runs["trial-a"]["tags"]["fomm.end_reason"] == "stopped early"
+    assert runs["trial-b"]["status"] == "FINISHED" and runs["parent"]["status"] == "RUNNING"

@@ -1,0 +1,55 @@
+"""Ctrl-C during a sweep (`pipelines/tune.py`, SIGINT while a trial trains): the parent run and the trial's run
+end KILLED; nothing is left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _wait_trial_training(uri: str, experiment: str, proc: subprocess.Popen, timeout: float) -> None:
+    from evaluation.tracking import search_runs
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        runs = search_runs(uri, experiment)
+        if any(r["run_name"].startswith("trial-") and "precision" in r["tags"] for r in runs):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"no trial started training within {timeout:.0f}s")
+
+
+@pytest.mark.ray
+def test_ctrl_c_ends_the_sweep_and_its_trials_killed(ray_head, mlflow_server, synthetic_shards, tmp_path,
+                                                     tiny_config_path):
+    from evaluation.tracking import search_runs
+
+    space = tmp_path / "space.yaml"
+    space.write_text("metric: val_l1\nmode: min\nnum_samples: 1\n"
+                     "space:\n  train_params.loss_weights.equivariance_value:\n    grid: [1, 10]\n")
+    cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"), "--config", str(tiny_config_path), "--space",
+           str(space), "--data", str(synthetic_shards), "--storage", str(tmp_path / "runs"), "--epochs", "1000",
+           "--val-clips", "0", "--tracking-uri", mlflow_server, "--experiment", "sweep-ctrl-c"]
+    env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_trial_training(mlflow_server, "sweep-ctrl-c", proc, timeout=300)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    runs = {r["run_name"]: r for r in search_runs(mlflow_server, "sweep-ctrl-c")}
+    assert [n for n, r in runs.items() if r["status"] == "RUNNING"] == [], out[-3000:]
+    parent = runs["sweep-tiny-64"]
+    trials = [r for r in runs.values() if r["tags"].get("mlflow.parentRunId") == parent["run_id"]]
+    assert parent["status"] == "KILLED" and trials and {r["status"] for r in trials} == {"KILLED"}, out[-3000:]
