@@ -103,7 +103,7 @@ def test_data_errors_are_rows_and_programming_errors_raise(tiny_config_path, sha
     from evaluation.scoring import Extractors
     from preprocessing.shards import read_table
 
-    good = read_table(str(shards / "synthetic-3.parquet")).to_pylist()[0]
+    good = read_table(str(shards / "test-00003.parquet")).to_pylist()[0]
     bad = read_table(str(shards / "z-bad.parquet")).to_pylist()[0]
     model = load_model(tiny_config_path, None)
     [row] = runner.evaluate_clip(bad, model, Extractors())  # undecodable frames: a row
@@ -121,7 +121,7 @@ def test_non_finite_model_output_is_a_clip_error(tiny_config_path, shards) -> No
     from evaluation.scoring import Extractors
     from preprocessing.shards import read_table
 
-    good = read_table(str(shards / "synthetic-3.parquet")).to_pylist()[0]
+    good = read_table(str(shards / "test-00003.parquet")).to_pylist()[0]
     model = load_model(tiny_config_path, None)
     with torch.no_grad():
         model.generator.final.bias.fill_(float("nan"))  # every output pixel NaN (uint8 conversion would hide it)
