@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import tempfile
 import time
 import warnings
@@ -338,10 +339,15 @@ class Tracker:
 
 
 def end_status(exc: BaseException | None) -> str:
-    """The MLflow status of a run that ended with `exc`: FINISHED, KILLED (Ctrl-C) or FAILED."""
+    """The MLflow status of a run that ended with `exc`: FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED.
+
+    SIGTERM arrives as services.cli.Terminated (a KeyboardInterrupt), or, in a Ray driver, as SystemExit(15):
+    `ray.init` installs a SIGTERM handler that calls sys.exit(signum)."""
     if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
         return "FINISHED"
-    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and exc.code == signal.SIGTERM):
+        return "KILLED"
+    return "FAILED"
 
 
 def _plain(value: Any) -> Any:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 
@@ -56,22 +58,54 @@ def user_input(where: str = "") -> Iterator[None]:
         raise UserError(f"{where}: {one_line(err)}" if where else one_line(err)) from err
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Kubernetes, `ray job stop`, `kill`), raised where Ctrl-C would be, so that the same clean-up runs
+    (MLflow runs end KILLED, temporary files go) before the process exits."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside: SIGTERM raises `Terminated` in the main thread (only where no one else handles SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)  # ray.init replaces it with sys.exit(15): see end_status
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
             status: int = USER_ERROR_STATUS, extra: tuple[type[BaseException], ...] = ()) -> int:
     """`main(argv)`'s exit status; a user error (or one of `extra`) → one line on stderr and `status`.
 
     `--debug` anywhere on the command line is taken out of `argv` and prints the traceback as well.
+    Ctrl-C and SIGTERM unwind `main` (its runs end KILLED) and exit 130 / 143 with one line.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
     argv = [a for a in argv if a != DEBUG_FLAG]
     try:
-        return int(main(argv) or 0)
+        with sigterm_as_interrupt():
+            return int(main(argv) or 0)
     except (*user_error_types(), *extra) as err:
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)
         return status
+    except KeyboardInterrupt as err:
+        if debug:
+            traceback.print_exc()
+        stopped = isinstance(err, Terminated)
+        print(f"{prog}: {'stopped by SIGTERM' if stopped else 'interrupted'}", file=sys.stderr, flush=True)
+        return 128 + (signal.SIGTERM if stopped else signal.SIGINT)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -3,8 +3,12 @@ Tracker logs; an unreachable one fails fast; refusals are not mistaken for "alre
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -77,6 +81,7 @@ def test_end_status_names_how_a_run_ended(sqlite_uri):
     assert tracking.end_status(SystemExit(0)) == "FINISHED"
     assert tracking.end_status(KeyboardInterrupt()) == "KILLED"
     assert tracking.end_status(SystemExit(2)) == "FAILED"
+    assert tracking.end_status(SystemExit(15)) == "KILLED"  # ray.init's SIGTERM handler: sys.exit(signum)
     assert tracking.end_status(ValueError("x")) == "FAILED"
     with pytest.raises(KeyboardInterrupt), tracking.Tracker(sqlite_uri, experiment="ctrl-c") as tracker:
         raise KeyboardInterrupt
@@ -94,3 +99,44 @@ def test_end_open_runs_ends_only_the_matching_running_runs(sqlite_uri):
     runs = {r["run_name"]: r for r in tracking.search_runs(sqlite_uri, "sweep")}
     assert runs["trial-a"]["status"] == "KILLED" and runs["trial-a"]["tags"]["fomm.end_reason"] == "stopped early"
     assert runs["trial-b"]["status"] == "FINISHED" and runs["parent"]["status"] == "RUNNING"
+
+
+SIGTERMED = """
+import sys, time
+from evaluation import tracking
+from services.cli import run_cli
+
+def main(argv):
+    with tracking.Tracker(argv[0], experiment="sigterm", run_name=argv[1]) as tracker:
+        print(tracker.run_id, flush=True)
+        if argv[1] == "ray":  # a Ray driver: ray.init turns SIGTERM into sys.exit(15)
+            import ray
+            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+            print("ready", flush=True)
+        else:
+            print("ready", flush=True)
+        time.sleep(120)
+
+sys.exit(run_cli(main, sys.argv[1:], "job"))
+"""
+
+
+@pytest.mark.parametrize("driver", ["plain", "ray"])
+def test_a_sigterm_ends_the_run_killed(sqlite_uri, driver, tmp_path):
+    """Kubernetes, `ray job stop` and `kill` send SIGTERM: the run says KILLED, not RUNNING forever."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "RAY_ADDRESS": ""}
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERMED, sqlite_uri, driver], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        run_id = proc.stdout.readline().strip()
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == (143 if driver == "plain" else 15), err
+    assert tracking.get_run(sqlite_uri, run_id)["status"] == "KILLED"
+    if driver == "plain":
+        assert err.strip().splitlines()[-1] == "job: stopped by SIGTERM", err
