@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -12,9 +14,14 @@ from fomm.pyramid import AntiAliasInterpolation2d
 
 
 def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints,
-                           kp_variance: float) -> Tensor:
-    """Eq. 6: gaussian(kp_driving) − gaussian(kp_source), with a zero background map first.  # B×(K+1)×1×h×w"""
-    heatmap = kp2gaussian(kp_driving, spatial_size, kp_variance) - kp2gaussian(kp_source, spatial_size, kp_variance)
+                           kp_variance: float, source_heatmap: Tensor | None = None) -> Tensor:
+    """Eq. 6: gaussian(kp_driving) − gaussian(kp_source), with a zero background map first.  # B×(K+1)×1×h×w
+
+    `source_heatmap` is gaussian(kp_source) computed beforehand (once per source when animating).
+    """
+    if source_heatmap is None:
+        source_heatmap = kp2gaussian(kp_source, spatial_size, kp_variance)  # B×K×h×w
+    heatmap = kp2gaussian(kp_driving, spatial_size, kp_variance) - source_heatmap
     zeros = heatmap.new_zeros(heatmap.shape[0], 1, *spatial_size)
     return torch.cat([zeros, heatmap], dim=1).unsqueeze(2)
 
@@ -45,6 +52,14 @@ def deform_sources(source: Tensor, motions: Tensor, align_corners: bool = False)
     return deformed.view(b, n, c, h, w)
 
 
+@dataclass(frozen=True)
+class MotionSource:
+    """What the dense motion network needs of the source alone (computed once per source when animating)."""
+
+    image: Tensor  # 1×C×h×w, the source at the network's scale
+    heatmap: Tensor  # 1×K×h×w, gaussian(kp_source)
+
+
 class DenseMotionNetwork(nn.Module):
     """Predicts masks over the K+1 sparse motions (Eq. 7), the dense deformation and an occlusion map."""
 
@@ -64,13 +79,22 @@ class DenseMotionNetwork(nn.Module):
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
-    def forward(self, source_image: Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> dict[str, Tensor]:
-        if self.scale_factor != 1:
-            source_image = self.down(source_image)
-        b, _, h, w = source_image.shape
-        heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance)  # B×(K+1)×1×h×w
+    def prepare_source(self, source_image: Tensor, kp_source: Keypoints) -> MotionSource:
+        image = self.down(source_image) if self.scale_factor != 1 else source_image
+        return MotionSource(image=image, heatmap=kp2gaussian(kp_source, image.shape[2:], self.kp_variance))
+
+    def forward(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
+                source: MotionSource | None = None) -> dict[str, Tensor]:
+        """Sparse deformations, masks, dense deformation (and occlusion map); `source` replaces `source_image`."""
+        if source is None:
+            source = self.prepare_source(source_image, kp_source)
+        b = kp_driving["value"].shape[0]
+        _, c, h, w = source.image.shape
+        heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance,
+                                          source.heatmap)  # B×(K+1)×1×h×w
         motions = sparse_motions((h, w), kp_driving, kp_source)  # B×(K+1)×h×w×2
-        sparse_deformed = deform_sources(source_image, motions, self.align_corners)  # B×(K+1)×C×h×w
+        sparse_deformed = deform_sources(source.image.expand(b, c, h, w), motions,
+                                         self.align_corners)  # B×(K+1)×C×h×w
         features = self.hourglass(torch.cat([heatmaps, sparse_deformed], dim=2).view(b, -1, h, w))
         mask = F.softmax(self.mask(features), dim=1)  # B×(K+1)×h×w
         deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)  # B×h×w×2
