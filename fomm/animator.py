@@ -21,6 +21,7 @@ from fomm.checkpoint import load_checkpoint
 from fomm.config import FommConfig, load_config
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints
+from fomm.inference import fold_batch_norm as fold_norms
 from fomm.keypoint_detector import KPDetector
 from fomm.precision import autocast, autocast_dtype
 from fomm.visualization import draw_keypoints, side_by_side
@@ -115,7 +116,7 @@ class Animator:
                  frame_size: tuple[int, int] = (256, 256), relative: bool = True,
                  adapt_movement_scale: bool = True, use_relative_jacobian: bool = True, crop: str = "center",
                  batch_size: int = 8, device: str | torch.device = "cpu", precision: str = "auto",
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = True, fold_batch_norm: bool = True) -> None:
         if batch_size < 1:
             raise AnimatorError(f"batch_size must be at least 1, got {batch_size}")
         if crop not in CROP_MODES:
@@ -126,8 +127,11 @@ class Animator:
         except ValueError as e:
             raise AnimatorError(str(e)) from None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.kp_detector = kp_detector.to(self.device, memory_format=self.memory_format).eval()
-        self.generator = generator.to(self.device, memory_format=self.memory_format).eval()
+        kp_detector, generator = kp_detector.eval(), generator.eval()
+        if fold_batch_norm:  # in place: each conv → batch norm pair as one conv (fomm.inference)
+            fold_norms(kp_detector), fold_norms(generator)
+        self.kp_detector = kp_detector.to(self.device, memory_format=self.memory_format)
+        self.generator = generator.to(self.device, memory_format=self.memory_format)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.relative, self.adapt_movement_scale = relative, adapt_movement_scale
         self.use_relative_jacobian = use_relative_jacobian

@@ -123,6 +123,8 @@ class OcclusionAwareGenerator(nn.Module):
                     occlusion_map = F.interpolate(occlusion_map, size=out.shape[2:], mode="bilinear",
                                                   align_corners=self.align_corners)
                 out = out * occlusion_map  # Eq. 8: occluded features are left for the decoder to inpaint
+            if not full and torch.is_autocast_enabled(out.device.type):  # grid_sample ran in fp32: back to the
+                out = out.to(torch.get_autocast_dtype(out.device.type))  # autocast dtype for the residual stream
             if full:
                 image = source.image.expand(b, *source.image.shape[1:])
                 result["deformed"] = deform_input(image, motion["deformation"], self.align_corners)

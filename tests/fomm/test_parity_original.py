@@ -132,3 +132,24 @@ def test_fp32_training_step_losses_and_gradients_match_the_original(ref, monkeyp
         scale = max(float(g.abs().max()) for g in expected.values())
         worst = max(max_diff(params[k].grad, g) for k, g in expected.items())
         assert worst <= 1e-4 * scale, f"{name}: gradient off by {worst:.3g} (largest {scale:.3g})"
+
+
+def test_folded_batch_norm_computes_the_same_and_saves_a_plain_checkpoint(ref):
+    from fomm.inference import FoldedBatchNorm2d, fold_batch_norm
+
+    det, gen, cfg = build(ref)
+    with torch.no_grad():
+        kp = det(ref["source"])
+        before = gen(ref["source"], kp_driving=kp, kp_source=kp)["prediction"]
+        fold_batch_norm(det), fold_batch_norm(gen)
+        folded = [m for m in gen.modules() if isinstance(m, FoldedBatchNorm2d)]
+        # every conv → norm pair: 2 down, 2 up, first, hourglass 3 + 3, and the second norm of 2 res blocks
+        assert len(folded) == 13
+        assert max_diff(gen(ref["source"], kp_driving=kp, kp_source=kp)["prediction"], before) <= 1e-5
+        plain = fomm.OcclusionAwareGenerator.from_config(cfg).eval()
+        plain.load_state_dict(gen.state_dict())  # the same keys: a checkpoint any model loads
+        assert max_diff(plain(ref["source"], kp_driving=kp, kp_source=kp)["prediction"], before) <= 1e-5
+    with pytest.raises(RuntimeError, match="inference only"):
+        gen.train()(ref["source"], kp_driving=kp, kp_source=kp)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norm(plain.train())
