@@ -22,6 +22,7 @@ from fomm.animation import find_best_frame
 from fomm.animator import CROP_MODES, LAYOUTS, Animator, AnimatorError, to_uint8
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config import ConfigError, load_config
+from fomm.precision import PRECISIONS
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
 Landmarker = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output-size", type=parse_size, help="panel size N or WxH (default: the model's)")
     a.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     a.add_argument("--batch-size", type=int, default=8, help="driving frames per forward pass (default 8)")
+    a.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default: bf16 where the device computes it natively, else fp32), fp32 or bf16")
     a.add_argument("--seed", type=int, default=0, help="seed of a --random-init model")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -224,7 +227,8 @@ def cmd_animate(args: argparse.Namespace) -> int:
         print(RANDOM_INIT_WARNING, file=sys.stderr)
     animator = Animator.from_config(args.config, args.checkpoint, random_init=args.random_init, seed=args.seed,
                                     relative=args.relative, adapt_movement_scale=args.adapt_scale,
-                                    crop=args.crop, batch_size=args.batch_size, device=device)
+                                    crop=args.crop, batch_size=args.batch_size, device=device,
+                                    precision=args.precision)
     result = animate_file(animator, args.source, args.driving, args.out, layout=args.layout,
                           draw_kp=args.draw_keypoints, output_size=args.output_size,
                           use_best_frame=args.find_best_frame, progress=not args.quiet)

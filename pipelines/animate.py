@@ -72,7 +72,7 @@ class AnimatePairs:
         from fomm import Animator
 
         torch.set_num_threads(num_threads)
-        animator_keys = ("relative", "adapt_movement_scale", "crop", "batch_size")
+        animator_keys = ("relative", "adapt_movement_scale", "crop", "batch_size", "precision")
         self.animator = Animator.from_config(config, checkpoint, random_init=random_init, device=device,
                                              **{k: options[k] for k in animator_keys if k in options})
         self.options = {k: v for k, v in options.items() if k not in animator_keys}
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-adapt-scale", dest="adapt_movement_scale", action="store_false")
     parser.add_argument("--layout", choices=("result", "side-by-side"), default="result")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto: bf16 where the device computes it natively, else fp32")
     parser.add_argument("--concurrency", type=int, default=1, help="animator actors")
     parser.add_argument("--num-cpus", type=float, default=1, help="CPUs per actor")
     parser.add_argument("--device", default="cpu")
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = run(args.pairs, args.config, args.checkpoint, random_init=args.random_init, errors=args.errors,
                   concurrency=args.concurrency, num_cpus=args.num_cpus, device=args.device,
                   relative=args.relative, adapt_movement_scale=args.adapt_movement_scale, layout=args.layout,
-                  batch_size=args.batch_size)
+                  batch_size=args.batch_size, precision=args.precision)
     print(json.dumps(summary))
     print(f"error table: {summary['errors']}")
     return 0 if summary["failed"] == 0 else 1
