@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.blocks import Hourglass
-from fomm.geometry import Keypoints, kp2gaussian, make_coordinate_grid
+from fomm.geometry import Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid
 from fomm.pyramid import AntiAliasInterpolation2d
 
 
@@ -37,7 +37,10 @@ def sparse_motions(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_sour
     identity = make_coordinate_grid((h, w), value_s.dtype, value_s.device).view(1, 1, h, w, 2)
     coords = identity - value_d.view(b, k, 1, 1, 2)  # B×K×h×w×2
     if "jacobian" in kp_driving and "jacobian" in kp_source:
-        jacobian = torch.matmul(kp_source["jacobian"], torch.inverse(kp_driving["jacobian"]))  # B×K×2×2
+        # ONNX has no matrix inverse: the exported graph takes the closed form (the training step keeps torch's,
+        # whose gradients the parity file checks)
+        inverse = inverse_2x2 if torch.onnx.is_in_onnx_export() else torch.inverse
+        jacobian = torch.matmul(kp_source["jacobian"], inverse(kp_driving["jacobian"]))  # B×K×2×2
         coords = torch.einsum("bkij,bkhwj->bkhwi", jacobian, coords)
     driving_to_source = coords + value_s.view(b, k, 1, 1, 2)
     return torch.cat([identity.expand(b, 1, h, w, 2), driving_to_source], dim=1)
