@@ -127,11 +127,13 @@ class Animator:
         except ValueError as e:
             raise AnimatorError(str(e)) from None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        kp_detector, generator = kp_detector.eval(), generator.eval()
-        if fold_batch_norm:  # in place: each conv → batch norm pair as one conv (fomm.inference)
-            fold_norms(kp_detector), fold_norms(generator)
-        self.kp_detector = kp_detector.to(self.device, memory_format=self.memory_format)
-        self.generator = generator.to(self.device, memory_format=self.memory_format)
+        if isinstance(generator, torch.nn.Module):  # else another engine's callables (fomm.onnx_export)
+            kp_detector, generator = kp_detector.eval(), generator.eval()
+            if fold_batch_norm:  # in place: each conv → batch norm pair as one conv (fomm.inference)
+                fold_norms(kp_detector), fold_norms(generator)
+            kp_detector = kp_detector.to(self.device, memory_format=self.memory_format)
+            generator = generator.to(self.device, memory_format=self.memory_format)
+        self.kp_detector, self.generator = kp_detector, generator
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.relative, self.adapt_movement_scale = relative, adapt_movement_scale
         self.use_relative_jacobian = use_relative_jacobian
