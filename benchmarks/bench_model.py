@@ -2,17 +2,22 @@
 prepared once, relative motion) in each precision and memory layout, against this machine's 3×3-conv rate in the
 same precision and layout, measured in the same run. Prints JSON.
 
-    python benchmarks/bench_model.py [--batch 4] [--repeats 3] [--compile]
+    python benchmarks/bench_model.py [--batch 4] [--repeats 2] [--rounds 2] [--cases all] [--compile]
 
+The cases run interleaved (every case in each round, its conv rate measured just before it), so a busy machine's
+load drifts over all of them alike.
 `fraction_of_conv_rate` is the achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode) over the rate of a
 3×3 conv 256→256 at 64², batch 4, in the same precision and layout: the fraction of what the machine can do.
+The onnx case (the exported graphs on ONNX Runtime, fp32) is compared with torch's fp32 contiguous conv rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -23,7 +28,7 @@ import fomm
 from fomm.animator import Animator
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
+CASES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True), ("onnx", False))
 
 
 def conv_rate(precision: str, channels_last: bool, repeats: int = 8) -> float:
@@ -65,42 +70,68 @@ def flops_per_frame(cfg: fomm.FommConfig, batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
-def measure(cfg: fomm.FommConfig, precision: str, channels_last: bool, batch: int, repeats: int,
-            compile_: bool, flops: float) -> dict:
-    animator = build(cfg, batch, precision, channels_last)
-    size = cfg.dataset_params.shape[0]
-    if compile_:
+def build_case(cfg: fomm.FommConfig, precision: str, channels_last: bool, batch: int,
+               compile_: bool) -> Animator:
+    animator = build(cfg, batch, "fp32" if precision == "onnx" else precision, channels_last)
+    if precision == "onnx":  # the same model exported, on ONNX Runtime (CPU, fp32; the export extra)
+        from fomm.onnx_export import onnx_animator
+
+        animator = onnx_animator(animator)
+    if compile_ and precision != "onnx":
         animator.kp_detector = torch.compile(animator.kp_detector)
         animator.generator = torch.compile(animator.generator)
+    return animator
+
+
+def measure(cfg: fomm.FommConfig, cases: list[tuple[str, bool]], batch: int, repeats: int, rounds: int,
+            compile_: bool, flops: float) -> list[dict]:
+    """Every case in each round (its conv rate measured just before it), medians over the rounds."""
+    size = cfg.dataset_params.shape[0]
     source, driving = torch.rand(1, 3, size, size), torch.rand(batch, 3, size, size)
+    animators, states, warmup, times, rates = {}, {}, {}, {c: [] for c in cases}, {c: [] for c in cases}
     with torch.inference_mode():
-        state = animator.encode_source(source)
-        start = time.perf_counter()
-        frame_step(animator, state, driving)  # warm-up (oneDNN kernels; compilation with --compile)
-        warmup_s = time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(repeats):
-            frame_step(animator, state, driving)
-        per_frame = (time.perf_counter() - start) / (repeats * batch)
-    rate = conv_rate(precision, channels_last)
-    return {"precision": precision, "channels_last": channels_last, "ms_per_frame": round(1000 * per_frame, 1),
-            "frames_per_s": round(1 / per_frame, 2), "gflops_per_frame": round(flops / 1e9, 1),
-            "achieved_gflops_per_s": round(flops / per_frame / 1e9, 1), "conv_gflops_per_s": round(rate / 1e9, 1),
-            "fraction_of_conv_rate": round(flops / per_frame / rate, 3), "warmup_s": round(warmup_s, 2)}
+        for case in cases:
+            animators[case] = build_case(cfg, *case, batch, compile_)
+            states[case] = animators[case].encode_source(source)
+            start = time.perf_counter()
+            frame_step(animators[case], states[case], driving)  # warm-up (oneDNN kernels; compilation)
+            warmup[case] = time.perf_counter() - start
+        for _ in range(rounds):
+            for case in cases:
+                precision, channels_last = case
+                rates[case].append(conv_rate("fp32" if precision == "onnx" else precision, channels_last))
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    frame_step(animators[case], states[case], driving)
+                times[case].append((time.perf_counter() - start) / (repeats * batch))
+    rows = []
+    for case in cases:
+        per_frame, rate = statistics.median(times[case]), statistics.median(rates[case])
+        rows.append({"precision": case[0], "channels_last": case[1], "ms_per_frame": round(1000 * per_frame, 1),
+                     "frames_per_s": round(1 / per_frame, 2), "gflops_per_frame": round(flops / 1e9, 1),
+                     "achieved_gflops_per_s": round(flops / per_frame / 1e9, 1),
+                     "conv_gflops_per_s": round(rate / 1e9, 1),
+                     "fraction_of_conv_rate": round(statistics.median(
+                         [flops / t / r for t, r in zip(times[case], rates[case])]), 3),
+                     "warmup_s": round(warmup[case], 2)})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "vox-256.yaml"))
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2, help="batches per case and round")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the cases")
     parser.add_argument("--compile", action="store_true", help="torch.compile the kp detector and generator")
-    parser.add_argument("--cases", default="all", help="all, or e.g. fp32,bf16-cl")
+    parser.add_argument("--cases", default="all", help="all (onnx where ONNX Runtime is installed), or e.g. "
+                        "fp32,bf16-cl,onnx")
     args = parser.parse_args()
     cfg = fomm.load_config(args.config)
-    wanted = [c for c in CASES if args.cases == "all" or f"{c[0]}{'-cl' if c[1] else ''}" in args.cases.split(",")]
+    wanted = [c for c in CASES if f"{c[0]}{'-cl' if c[1] else ''}" in args.cases.split(",")
+              or (args.cases == "all" and (c[0] != "onnx" or importlib.util.find_spec("onnxruntime")))]
     flops = flops_per_frame(cfg, args.batch)
-    rows = [measure(cfg, p, cl, args.batch, args.repeats, args.compile, flops) for p, cl in wanted]
+    rows = measure(cfg, wanted, args.batch, args.repeats, args.rounds, args.compile, flops)
     print(json.dumps({"benchmark": "model_forward", "config": Path(args.config).name,
                       "resolution": cfg.dataset_params.shape[0], "threads": torch.get_num_threads(),
                       "batch": args.batch, "compile": args.compile, "cpu": platform.processor() or platform.machine(),
