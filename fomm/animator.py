@@ -110,7 +110,13 @@ def _expand(kp: Keypoints, b: int) -> Keypoints:
 
 
 class Animator:
-    """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it."""
+    """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it.
+
+    `precision`: auto (bf16 autocast where the device computes bf16 natively), fp32 or bf16. The modules given are
+    put in eval mode, in channels_last memory (`channels_last`), and with `fold_batch_norm` each conv → batch norm
+    pair is folded into the conv in place (its norm then refuses training mode; a checkpoint saved from it loads
+    into a plain model and computes the same).
+    """
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
                  frame_size: tuple[int, int] = (256, 256), relative: bool = True,
