@@ -1,8 +1,10 @@
-"""The GPU path without Ray: vox-256 train-step throughput (fp32, bf16 autocast, bf16 + channels_last), torch's
-SyncBatchNorm on CUDA against plain batch norm, and how far demo-64 learns in a few GPU minutes. Prints JSON.
+"""The GPU path without Ray: animation frames/s at 256² (vox-256, batches of 32–128, bf16 and fp32), vox-256
+train-step throughput (fp32, bf16 autocast, bf16 + channels_last, optionally + torch.compile) with peak memory,
+torch's SyncBatchNorm on CUDA against plain batch norm, and how far demo-64 learns in a few GPU minutes. JSON.
 
     python benchmarks/bench_gpu.py render --out .devdata/synth64.npz      # here: the synthetic set, as arrays
     python benchmarks/bench_gpu.py run --data .devdata/synth64.npz [--learn-seconds 360] [--out bench_gpu.json]
+    python benchmarks/bench_gpu.py run --learn-seconds 0 --batch 20 64 --animate-batches 32 64 128 --compile
 
 `run` needs only torch, numpy and PyYAML (no Ray, PyAV or MLflow), so it runs on a bare GPU machine with the
 arrays `render` wrote. The learning part follows the CPU learning benchmark's protocol on the same videos: random
@@ -49,16 +51,50 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def throughput(device: torch.device, config: str, batch: int, steps: int) -> list[dict]:
-    """ms per train step of the config at `batch`, in fp32, bf16 autocast, and bf16 + channels_last."""
+def animate_throughput(device: torch.device, config: str, batches: list[int], repeats: int = 5) -> list[dict]:
+    """Frames/s of the Animator's inference path (source prepared once) at each batch size, bf16 and fp32."""
+    from fomm import Animator
+
+    rows = []
+    for precision in ("bf16", "fp32"):
+        animator = Animator.from_config(config, random_init=True, device=device, precision=precision)
+        h, w = animator.frame_size
+        with torch.inference_mode():
+            state = animator.encode_source(torch.rand(1, 3, h, w, device=device))
+            for batch in batches:
+                animator.batch_size = batch
+                driving = list(torch.rand(batch, 3, h, w, device=device))
+                for _ in range(2):
+                    list(animator.animate(state, driving))
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                _sync(device)
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    list(animator.animate(state, driving))
+                _sync(device)
+                seconds = (time.perf_counter() - start) / (repeats * batch)
+                rows.append({"config": Path(config).name, "job": "animate", "precision": precision, "batch": batch,
+                             "ms_per_frame": round(1000 * seconds, 2), "frames_per_s": round(1 / seconds, 1),
+                             "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                             if device.type == "cuda" else None})
+                print(json.dumps(rows[-1]), flush=True)
+        del animator, state
+    return rows
+
+
+def throughput(device: torch.device, config: str, batch: int, steps: int, compile_: bool = False) -> list[dict]:
+    """ms per train step of the config at `batch`, in fp32, bf16 autocast, bf16 + channels_last (+ compile)."""
     from fomm.config import load_config
     from fomm.training import build_train_state, train_step
 
     cfg = load_config(config)
     size = cfg.dataset_params.shape[:2]
     rows = []
-    for name, dtype, channels_last in (("fp32", None, False), ("bf16", torch.bfloat16, False),
-                                       ("bf16+channels_last", torch.bfloat16, True)):
+    cases = [("fp32", None, False), ("bf16", torch.bfloat16, False), ("bf16+channels_last", torch.bfloat16, True)]
+    if compile_:
+        cases.append(("bf16+channels_last+compile", torch.bfloat16, True))
+    for name, dtype, channels_last in cases:
         torch.manual_seed(0)
         state = build_train_state(cfg.model_params, cfg.train_params, device=device)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -68,14 +104,15 @@ def throughput(device: torch.device, config: str, batch: int, steps: int) -> lis
                     module.to(memory_format=torch.channels_last)
         batch_data = {k: torch.rand(batch, 3, *size, device=device).contiguous(memory_format=fmt)
                       for k in ("source", "driving")}
+        full = torch.compile(state.generator_full) if name.endswith("compile") else None
         for _ in range(3):
-            train_step(state, batch_data, autocast_dtype=dtype)
+            train_step(state, batch_data, generator_full=full, autocast_dtype=dtype)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         _sync(device)
         start = time.perf_counter()
         for _ in range(steps):
-            values, _ = train_step(state, batch_data, autocast_dtype=dtype)
+            values, _ = train_step(state, batch_data, generator_full=full, autocast_dtype=dtype)
         _sync(device)
         seconds = (time.perf_counter() - start) / steps
         rows.append({"config": Path(config).name, "precision": name, "batch": batch,
@@ -186,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--data", type=Path, default=DEFAULT_DATA, help="rendered first when missing")
     g.add_argument("--device", default=None, help="default: cuda; on a machine without one the benchmark is skipped")
     g.add_argument("--config", default=str(REPO / "configs" / "vox-256.yaml"))
-    g.add_argument("--batch", type=int, default=8)
+    g.add_argument("--batch", type=int, nargs="+", default=[8], help="training batch sizes")
+    g.add_argument("--animate-batches", type=int, nargs="*", default=[32, 64, 128],
+                   help="animation batch sizes at 256² (none: skip)")
+    g.add_argument("--compile", action="store_true", help="also train with torch.compile")
     g.add_argument("--steps", type=int, default=10)
     g.add_argument("--learn-config", default=str(REPO / "configs" / "demo-64.yaml"))
     g.add_argument("--learn-seconds", type=float, default=360.0)
@@ -210,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"benchmark": "bench_gpu", "command": " ".join([sys.executable, *sys.argv]),
                     "torch": torch.__version__,
                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
-    report["throughput"] = throughput(device, args.config, args.batch, args.steps)
+    report["animate"] = animate_throughput(device, args.config, args.animate_batches)
+    report["throughput"] = [row for b in args.batch
+                            for row in throughput(device, args.config, b, args.steps, args.compile)]
     report["sync_batchnorm"] = sync_batchnorm(device, args.learn_config)
     print(json.dumps(report["sync_batchnorm"]), flush=True)
     if args.learn_seconds > 0:

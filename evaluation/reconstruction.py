@@ -60,36 +60,45 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
 
 
+def _float(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() for k, v in kp.items()}
+
+
 def _expand(kp: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     return {k: v.expand(n, *v.shape[1:]) for k, v in kp.items()}
 
 
 @torch.no_grad()
 def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size: int = 16,
-                      device: str = "cpu") -> dict[str, np.ndarray]:
+                      device: str = "cpu", precision: str = "auto") -> dict[str, np.ndarray]:
     """Reconstruct a video T×H×W×3 uint8 from its first frame and the keypoints of every frame.
 
+    `precision`: auto (bf16 autocast where the device computes bf16 natively, fp32 elsewhere), fp32 or bf16.
     Returns {'real': T×H×W×3 uint8 at the model's frame size, 'prediction': T×H×W×3 uint8,
     'kp_driving': T×K×2 in [-1, 1], 'kp_source': K×2}.
     """
+    from fomm.precision import autocast, autocast_dtype
+
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")
+    dtype, dev = autocast_dtype(precision, torch.device(device)), torch.device(device)
     video = frames_to_tensor(frames, model.frame_size)  # T×3×H×W
     source = video[:1].to(device)  # 1×3×H×W
-    kp_source = model.kp_detector(source)  # value 1×K×2, jacobian 1×K×2×2
-    source_features = model.generator.encode(source)  # 1×C'×h×w, computed once
+    with autocast(dtype, dev):
+        kp_source = _float(model.kp_detector(source))  # value 1×K×2, jacobian 1×K×2×2
+        prepared = model.generator.prepare_source(source, kp_source)  # features, heatmaps: computed once
     predictions, kp_values = [], []
     for start in range(0, len(video), batch_size):
         driving = video[start:start + batch_size].to(device)  # B×3×H×W
         n = driving.shape[0]
-        kp_driving = model.kp_detector(driving)
-        out = model.generator(source.expand(n, -1, -1, -1), kp_driving=kp_driving,
-                              kp_source=_expand(kp_source, n),
-                              source_features=source_features.expand(n, -1, -1, -1))
+        with autocast(dtype, dev):
+            kp_driving = _float(model.kp_detector(driving))
+            out = model.generator(None, kp_driving=kp_driving, kp_source=_expand(kp_source, n), source=prepared,
+                                  outputs="prediction")
         if not torch.isfinite(out["prediction"]).all():
             raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {start}..{start + n - 1}")
-        predictions.append(out["prediction"].cpu())
+        predictions.append(out["prediction"].float().cpu())
         kp_values.append(kp_driving["value"].cpu())
     return {
         "real": tensor_to_frames(video),

@@ -45,12 +45,15 @@ def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> float
 
 def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
                  adapt_movement_scale: bool = False, use_relative_movement: bool = False,
-                 use_relative_jacobian: bool = False) -> Keypoints:
+                 use_relative_jacobian: bool = False, scale: float | None = None) -> Keypoints:
     """Keypoints that move the source as the driving video moves relative to its initial frame.
 
     value: kp_source + s·(kp_driving − kp_driving_initial); jacobian: J_driving · J_initial⁻¹ · J_source.
+    `scale` is s computed beforehand (movement_scale, once per source and initial frame: no host round trip per
+    batch); without it, s comes from the keypoints when `adapt_movement_scale`, else 1.
     """
-    scale = movement_scale(kp_source, kp_driving_initial) if adapt_movement_scale else 1.0
+    if scale is None:
+        scale = movement_scale(kp_source, kp_driving_initial) if adapt_movement_scale else 1.0
     kp_new: Keypoints = dict(kp_driving)  # type: ignore[assignment]
     if use_relative_movement:
         kp_new["value"] = (kp_driving["value"] - kp_driving_initial["value"]) * scale + kp_source["value"]

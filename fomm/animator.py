@@ -16,12 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fomm.animation import normalize_kp
+from fomm.animation import movement_scale, normalize_kp
 from fomm.checkpoint import load_checkpoint
 from fomm.config import FommConfig, load_config
-from fomm.generator import OcclusionAwareGenerator
+from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints
+from fomm.inference import fold_batch_norm as fold_norms
 from fomm.keypoint_detector import KPDetector
+from fomm.precision import autocast, autocast_dtype
 from fomm.smoothing import KeypointSmoother
 from fomm.visualization import draw_keypoints, side_by_side
 
@@ -41,6 +43,7 @@ class SourceState:
     image: Tensor  # 1×3×H×W in [0, 1]
     kp: Keypoints  # value 1×K×2, jacobian 1×K×2×2
     features: Tensor  # 1×C'×h×w (generator encoder output)
+    prepared: GeneratorSource | None = None  # the generator's whole share of the source (features included)
 
 
 @dataclass
@@ -108,19 +111,36 @@ def _expand(kp: Keypoints, b: int) -> Keypoints:
 
 
 class Animator:
-    """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it."""
+    """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it.
+
+    `precision`: auto (bf16 autocast where the device computes bf16 natively), fp32 or bf16. The modules given are
+    put in eval mode, in channels_last memory (`channels_last`), and with `fold_batch_norm` each conv → batch norm
+    pair is folded into the conv in place (its norm then refuses training mode; a checkpoint saved from it loads
+    into a plain model and computes the same).
+    """
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
                  frame_size: tuple[int, int] = (256, 256), relative: bool = True,
                  adapt_movement_scale: bool = True, use_relative_jacobian: bool = True, crop: str = "center",
-                 batch_size: int = 8, smooth: float = 0.0, device: str | torch.device = "cpu") -> None:
+                 batch_size: int = 8, smooth: float = 0.0, device: str | torch.device = "cpu",
+                 precision: str = "auto", channels_last: bool = True, fold_batch_norm: bool = True) -> None:
         if batch_size < 1:
             raise AnimatorError(f"batch_size must be at least 1, got {batch_size}")
         if crop not in CROP_MODES:
             raise AnimatorError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
         self.device = torch.device(device)
-        self.kp_detector = kp_detector.to(self.device).eval()
-        self.generator = generator.to(self.device).eval()
+        try:  # "auto": bf16 autocast where the device computes bf16 natively (fomm.precision)
+            self.dtype = autocast_dtype(precision, self.device)
+        except ValueError as e:
+            raise AnimatorError(str(e)) from None
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if isinstance(generator, torch.nn.Module):  # else another engine's callables (fomm.onnx_export)
+            kp_detector, generator = kp_detector.eval(), generator.eval()
+            if fold_batch_norm:  # in place: each conv → batch norm pair as one conv (fomm.inference)
+                fold_norms(kp_detector), fold_norms(generator)
+            kp_detector = kp_detector.to(self.device, memory_format=self.memory_format)
+            generator = generator.to(self.device, memory_format=self.memory_format)
+        self.kp_detector, self.generator = kp_detector, generator
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.relative, self.adapt_movement_scale = relative, adapt_movement_scale
         self.use_relative_jacobian = use_relative_jacobian
@@ -148,17 +168,26 @@ class Animator:
     def prepare(self, frames: Frame) -> Tensor:
         """Frames of any size and type, cropped/padded and resized to the model's size.  # B×3×H×W"""
         x = frames_to_tensor(frames if isinstance(frames, Tensor) else np.asarray(frames))
-        return fit_frames(x.to(self.device), self.frame_size, self.crop)
+        return fit_frames(x.to(self.device), self.frame_size, self.crop).contiguous(memory_format=self.memory_format)
+
+    def _kp(self, x: Tensor) -> Keypoints:
+        with autocast(self.dtype, self.device):
+            kp = self.kp_detector(x)
+        return {k: v.float() for k, v in kp.items()}  # type: ignore[return-value]
 
     @torch.inference_mode()
     def detect(self, frames: Frame) -> Keypoints:
         """Keypoints of frames (prepared here).  # value B×K×2"""
-        return self.kp_detector(self.prepare(frames))
+        return self._kp(self.prepare(frames))
 
     @torch.inference_mode()
     def encode_source(self, source: Frame) -> SourceState:
+        """The source's keypoints, encoder features, downsampled image and heatmaps: computed once per source."""
         image = self.prepare(source)[:1]
-        return SourceState(image=image, kp=self.kp_detector(image), features=self.generator.encode(image))
+        kp = self._kp(image)
+        with autocast(self.dtype, self.device):
+            prepared = self.generator.prepare_source(image, kp)
+        return SourceState(image=image, kp=kp, features=prepared.features, prepared=prepared)
 
     @torch.inference_mode()
     def animate(self, source: Frame | SourceState, driving: Iterable[Frame],
@@ -170,25 +199,27 @@ class Animator:
             kp_initial = driving_initial
         elif driving_initial is not None:
             kp_initial = self.detect(driving_initial)
+        prepared = state.prepared or GeneratorSource(image=state.image, features=state.features, motion=None)
+        scale = None
         frames = iter(driving)
         smoother = KeypointSmoother(self.smooth)
         start = 0
         while batch := list(itertools.islice(frames, self.batch_size)):
             x = torch.cat([self.prepare(f) for f in batch]) if _sizes_differ(batch) else self.prepare(_stack(batch))
             b = x.shape[0]
-            kp_driving = smoother(self.kp_detector(x))
+            kp_driving = smoother(self._kp(x))
             if kp_initial is None:
                 kp_initial = {k: v[:1] for k, v in kp_driving.items()}  # type: ignore[assignment]
+            if scale is None:  # once per animation: the one host round trip of the relative motion
+                scale = movement_scale(state.kp, kp_initial) if self.adapt_movement_scale and self.relative else 1.0
             kp_norm = normalize_kp(kp_source=_expand(state.kp, b), kp_driving=kp_driving,
-                                   kp_driving_initial=_expand(kp_initial, b),
-                                   adapt_movement_scale=self.adapt_movement_scale,
-                                   use_relative_movement=self.relative,
-                                   use_relative_jacobian=self.use_relative_jacobian)
-            out = self.generator(state.image.expand(b, -1, -1, -1), kp_driving=kp_norm,
-                                 kp_source=_expand(state.kp, b),
-                                 source_features=state.features.expand(b, -1, -1, -1))
+                                   kp_driving_initial=_expand(kp_initial, b), use_relative_movement=self.relative,
+                                   use_relative_jacobian=self.use_relative_jacobian, scale=scale)
+            with autocast(self.dtype, self.device):
+                out = self.generator(None, kp_driving=kp_norm, kp_source=_expand(state.kp, b), source=prepared,
+                                     outputs="prediction")
             yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm,
-                                prediction=out["prediction"])
+                                prediction=out["prediction"].float())
             start += b
 
     def frames(self, source: Frame, driving: Iterable[Frame], *, driving_initial: Frame | Keypoints | None = None,

@@ -22,6 +22,7 @@ from fomm.animation import find_best_frame
 from fomm.animator import CROP_MODES, LAYOUTS, Animator, to_uint8
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config import load_config
+from fomm.precision import PRECISIONS
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
 Landmarker = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
@@ -208,8 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output-size", type=parse_size, help="panel size N or WxH (default: the model's)")
     a.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     a.add_argument("--batch-size", type=int, default=8, help="driving frames per forward pass (default 8)")
+    a.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default: bf16 where the device computes it natively, else fp32), fp32 or bf16")
+    a.add_argument("--engine", choices=("torch", "onnx"), default="torch",
+                   help="torch (default), or the exported graphs on ONNX Runtime (CPU, fp32; the export extra)")
+    a.add_argument("--onnx", metavar="DIR", help="with --engine onnx: a `fomm export` directory (default: export "
+                   "the given checkpoint to a temporary one first)")
     a.add_argument("--seed", type=int, default=0, help="seed of a --random-init model")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("export", help="write the model as ONNX graphs (kp detector, source, per-frame step)")
+    e.add_argument("--config", required=True, help="model YAML (e.g. configs/vox-256.yaml)")
+    e.add_argument("--checkpoint", help="original-format checkpoint")
+    e.add_argument("--random-init", action="store_true", help="no checkpoint: random weights (tests, demos)")
+    e.add_argument("--seed", type=int, default=0, help="seed of a --random-init model")
+    e.add_argument("--out", required=True, help="directory for the .onnx files")
 
     i = sub.add_parser("info", help="parameter counts of a config; does a checkpoint fit it?")
     i.add_argument("--config", required=True)
@@ -246,10 +260,16 @@ def cmd_animate(args: argparse.Namespace) -> int:
     auto_crop = auto_crop_options(args)  # a --crop auto without a subject detector fails here
     if args.checkpoint is None:
         print(RANDOM_INIT_WARNING, file=sys.stderr)
+    if args.onnx is not None and args.engine != "onnx":
+        raise AnimateError("--onnx needs --engine onnx")
+    if args.engine == "onnx" and device.type != "cpu":
+        raise AnimateError(f"--engine onnx runs on the CPU, not --device {args.device}")
     animator = Animator.from_config(args.config, args.checkpoint, random_init=args.random_init, seed=args.seed,
                                     relative=args.relative, adapt_movement_scale=args.adapt_scale,
                                     crop=args.crop if auto_crop is None else "none", batch_size=args.batch_size,
-                                    smooth=args.smooth, device=device)
+                                    smooth=args.smooth, device=device, precision=args.precision)
+    if args.engine == "onnx":
+        animator = _onnx_module().onnx_animator(animator, args.onnx)
     result = animate_file(animator, args.source, args.driving, args.out, layout=args.layout,
                           draw_kp=args.draw_keypoints, output_size=args.output_size,
                           use_best_frame=args.find_best_frame, progress=not args.quiet, auto_crop=auto_crop)
@@ -268,6 +288,27 @@ def auto_crop_options(args: argparse.Namespace):  # noqa: ANN201 - animate.files
     args.crop, options = resolve_crop(load_config(args.config), args.crop, subject=args.subject,
                                       paste_back=args.paste_back, smooth=args.smooth)
     return options
+
+
+def _onnx_module():  # noqa: ANN202 - fomm.onnx_export, once ONNX Runtime is known to be installed
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise AnimateError("the ONNX engine needs ONNX Runtime: pip install 'fomm-pipeline[export]'") from None
+    from fomm import onnx_export
+
+    return onnx_export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.checkpoint is None and not args.random_init:
+        raise AnimateError("--checkpoint is required (or pass --random-init for an untrained model)")
+    onnx_export = _onnx_module()
+    animator = Animator.from_config(args.config, args.checkpoint, random_init=args.random_init, seed=args.seed,
+                                    precision="fp32", channels_last=False)
+    out = onnx_export.export_onnx(animator.kp_detector, animator.generator, animator.frame_size, args.out)
+    print(f"{out}: {', '.join(onnx_export.FILES)} (opset {onnx_export.OPSET})")
+    return 0
 
 
 def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
@@ -340,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "runs":  # everything after `runs compare` belongs to evaluation.compare's own parser
             return cmd_runs(argv[1:])
         args = build_parser().parse_args(argv)
-        return cmd_animate(args) if args.command == "animate" else cmd_info(args)
+        return {"animate": cmd_animate, "export": cmd_export}.get(args.command, cmd_info)(args)
 
     return run_cli(run, argv, f"fomm {command}", status=1, extra=(FileNotFoundError,))
 

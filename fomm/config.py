@@ -207,7 +207,7 @@ class TrainParams(_Section):
     loss_weights: LossWeights = field(default_factory=LossWeights)
     # our additions (absent from the original files; defaults keep the original behaviour)
     checkpoint_every_steps: int | None = None
-    bf16: bool | str = False  # true, false or "auto": bf16 autocast where the device has native bf16 (training.precision)
+    bf16: bool | str = "auto"  # true, false or "auto": bf16 autocast where the device has native bf16 (fomm.precision)
     channels_last: bool = False
     seed: int = 0
     # from this epoch on (with a budget schedule: at this fraction of the budget, epoch / num_epochs) the batch

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.blocks import Hourglass
-from fomm.geometry import Keypoints, kp2gaussian, make_coordinate_grid
+from fomm.geometry import Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid
 from fomm.pyramid import AntiAliasInterpolation2d
 
 
 def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints,
-                           kp_variance: float) -> Tensor:
-    """Eq. 6: gaussian(kp_driving) − gaussian(kp_source), with a zero background map first.  # B×(K+1)×1×h×w"""
-    heatmap = kp2gaussian(kp_driving, spatial_size, kp_variance) - kp2gaussian(kp_source, spatial_size, kp_variance)
+                           kp_variance: float, source_heatmap: Tensor | None = None) -> Tensor:
+    """Eq. 6: gaussian(kp_driving) − gaussian(kp_source), with a zero background map first.  # B×(K+1)×1×h×w
+
+    `source_heatmap` is gaussian(kp_source) computed beforehand (once per source when animating).
+    """
+    if source_heatmap is None:
+        source_heatmap = kp2gaussian(kp_source, spatial_size, kp_variance)  # B×K×h×w
+    heatmap = kp2gaussian(kp_driving, spatial_size, kp_variance) - source_heatmap
     zeros = heatmap.new_zeros(heatmap.shape[0], 1, *spatial_size)
     return torch.cat([zeros, heatmap], dim=1).unsqueeze(2)
 
@@ -30,7 +37,10 @@ def sparse_motions(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_sour
     identity = make_coordinate_grid((h, w), value_s.dtype, value_s.device).view(1, 1, h, w, 2)
     coords = identity - value_d.view(b, k, 1, 1, 2)  # B×K×h×w×2
     if "jacobian" in kp_driving and "jacobian" in kp_source:
-        jacobian = torch.matmul(kp_source["jacobian"], torch.inverse(kp_driving["jacobian"]))  # B×K×2×2
+        # ONNX has no matrix inverse: the exported graph takes the closed form (the training step keeps torch's,
+        # whose gradients the parity file checks)
+        inverse = inverse_2x2 if torch.onnx.is_in_onnx_export() else torch.inverse
+        jacobian = torch.matmul(kp_source["jacobian"], inverse(kp_driving["jacobian"]))  # B×K×2×2
         coords = torch.einsum("bkij,bkhwj->bkhwi", jacobian, coords)
     driving_to_source = coords + value_s.view(b, k, 1, 1, 2)
     return torch.cat([identity.expand(b, 1, h, w, 2), driving_to_source], dim=1)
@@ -43,6 +53,14 @@ def deform_sources(source: Tensor, motions: Tensor, align_corners: bool = False)
     repeated = source.unsqueeze(1).expand(b, n, c, h, w).reshape(b * n, c, h, w)
     deformed = F.grid_sample(repeated, motions.reshape(b * n, h, w, 2), align_corners=align_corners)
     return deformed.view(b, n, c, h, w)
+
+
+@dataclass(frozen=True)
+class MotionSource:
+    """What the dense motion network needs of the source alone (computed once per source when animating)."""
+
+    image: Tensor  # 1×C×h×w, the source at the network's scale
+    heatmap: Tensor  # 1×K×h×w, gaussian(kp_source)
 
 
 class DenseMotionNetwork(nn.Module):
@@ -64,13 +82,22 @@ class DenseMotionNetwork(nn.Module):
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
-    def forward(self, source_image: Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> dict[str, Tensor]:
-        if self.scale_factor != 1:
-            source_image = self.down(source_image)
-        b, _, h, w = source_image.shape
-        heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance)  # B×(K+1)×1×h×w
+    def prepare_source(self, source_image: Tensor, kp_source: Keypoints) -> MotionSource:
+        image = self.down(source_image) if self.scale_factor != 1 else source_image
+        return MotionSource(image=image, heatmap=kp2gaussian(kp_source, image.shape[2:], self.kp_variance))
+
+    def forward(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
+                source: MotionSource | None = None) -> dict[str, Tensor]:
+        """Sparse deformations, masks, dense deformation (and occlusion map); `source` replaces `source_image`."""
+        if source is None:
+            source = self.prepare_source(source_image, kp_source)
+        b = kp_driving["value"].shape[0]
+        _, c, h, w = source.image.shape
+        heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance,
+                                          source.heatmap)  # B×(K+1)×1×h×w
         motions = sparse_motions((h, w), kp_driving, kp_source)  # B×(K+1)×h×w×2
-        sparse_deformed = deform_sources(source_image, motions, self.align_corners)  # B×(K+1)×C×h×w
+        sparse_deformed = deform_sources(source.image.expand(b, c, h, w), motions,
+                                         self.align_corners)  # B×(K+1)×C×h×w
         features = self.hourglass(torch.cat([heatmaps, sparse_deformed], dim=2).view(b, -1, h, w))
         mask = F.softmax(self.mask(features), dim=1)  # B×(K+1)×h×w
         deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)  # B×h×w×2

@@ -51,6 +51,8 @@ class GeneratorFullModel(nn.Module):
         losses: dict[str, Tensor] = {}
         pyramid_real = self.pyramid(x["driving"])
         pyramid_generated = self.pyramid(generated["prediction"])
+        # the discriminator's step reuses both (computed once per step; the generated one detached there)
+        generated.update({"pyramid_real": pyramid_real, "pyramid_generated": pyramid_generated})
         if sum(w.perceptual) != 0:
             losses["perceptual"] = pyramid_perceptual_loss(self.vgg, pyramid_generated, pyramid_real, w.perceptual)
         if w.generator_gan != 0:
@@ -98,8 +100,12 @@ class DiscriminatorFullModel(nn.Module):
         self.pyramid = ImagePyramid(train_params.scales, num_channels)
 
     def forward(self, x: dict[str, Tensor], generated: dict[str, Tensor]) -> dict[str, Tensor]:
-        pyramid_real = self.pyramid(x["driving"])
-        pyramid_generated = self.pyramid(generated["prediction"].detach())
+        if "pyramid_real" in generated:  # from the generator's step: the same numbers, not computed again
+            pyramid_real = generated["pyramid_real"]
+            pyramid_generated = {k: v.detach() for k, v in generated["pyramid_generated"].items()}
+        else:
+            pyramid_real = self.pyramid(x["driving"])
+            pyramid_generated = self.pyramid(generated["prediction"].detach())
         kp = detach_kp(generated["kp_driving"])
         maps_generated = self.discriminator(pyramid_generated, kp=kp)
         maps_real = self.discriminator(pyramid_real, kp=kp)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, level_features
 from fomm.config import ModelConfig
-from fomm.dense_motion import DenseMotionNetwork
+from fomm.dense_motion import DenseMotionNetwork, MotionSource
 from fomm.geometry import Keypoints
 
 
@@ -20,6 +22,15 @@ def deform_input(x: Tensor, deformation: Tensor, align_corners: bool = False) ->
         deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
                                     align_corners=align_corners).permute(0, 2, 3, 1)
     return F.grid_sample(x, deformation, align_corners=align_corners)
+
+
+@dataclass(frozen=True)
+class GeneratorSource:
+    """Everything the generator computes from the source alone: once per source when animating."""
+
+    image: Tensor  # 1×C×H×W
+    features: Tensor  # 1×C'×h×w, encoder output
+    motion: MotionSource | None  # the dense motion network's share (None without one)
 
 
 class OcclusionAwareGenerator(nn.Module):
@@ -74,16 +85,36 @@ class OcclusionAwareGenerator(nn.Module):
             out = block(out)
         return out
 
-    def forward(self, source_image: Tensor, kp_driving: Keypoints, kp_source: Keypoints,
-                source_features: Tensor | None = None) -> dict[str, Tensor]:
-        out = self.encode(source_image) if source_features is None else source_features
+    def prepare_source(self, source_image: Tensor, kp_source: Keypoints) -> GeneratorSource:
+        motion = (self.dense_motion_network.prepare_source(source_image, kp_source)
+                  if self.dense_motion_network is not None else None)
+        return GeneratorSource(image=source_image, features=self.encode(source_image), motion=motion)
+
+    def forward(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
+                source_features: Tensor | None = None, source: GeneratorSource | None = None,
+                outputs: str = "all") -> dict[str, Tensor]:
+        """The driving frame and the motion behind it.
+
+        `source` (from prepare_source) holds the source's share; `source_image` and `source_features` are then
+        unused. `outputs="prediction"` (inference) keeps `prediction` and `occlusion_map` and skips the rest
+        (`deformed`, `sparse_deformed`, `mask`, `deformation`), which the losses and visualisations use.
+        """
+        if outputs not in ("all", "prediction"):
+            raise ValueError(f"outputs must be 'all' or 'prediction', got {outputs!r}")
+        full = outputs == "all"
+        if source is None:
+            features = self.encode(source_image) if source_features is None else source_features
+            source = GeneratorSource(image=source_image, features=features, motion=None)
+        b = kp_driving["value"].shape[0]
+        out = source.features.expand(b, *source.features.shape[1:])
         result: dict[str, Tensor] = {}
         if self.dense_motion_network is not None:
-            motion = self.dense_motion_network(source_image=source_image, kp_driving=kp_driving,
-                                               kp_source=kp_source)
-            result["mask"] = motion["mask"]
-            result["sparse_deformed"] = motion["sparse_deformed"]
-            result["deformation"] = motion["deformation"]
+            motion = self.dense_motion_network(source_image=source.image, kp_driving=kp_driving,
+                                               kp_source=kp_source, source=source.motion)
+            if full:
+                result["mask"] = motion["mask"]
+                result["sparse_deformed"] = motion["sparse_deformed"]
+                result["deformation"] = motion["deformation"]
             out = deform_input(out, motion["deformation"], self.align_corners)
             occlusion_map = motion.get("occlusion_map")
             if occlusion_map is not None:
@@ -92,7 +123,11 @@ class OcclusionAwareGenerator(nn.Module):
                     occlusion_map = F.interpolate(occlusion_map, size=out.shape[2:], mode="bilinear",
                                                   align_corners=self.align_corners)
                 out = out * occlusion_map  # Eq. 8: occluded features are left for the decoder to inpaint
-            result["deformed"] = deform_input(source_image, motion["deformation"], self.align_corners)
+            if not full and torch.is_autocast_enabled(out.device.type):  # grid_sample ran in fp32: back to the
+                out = out.to(torch.get_autocast_dtype(out.device.type))  # autocast dtype for the residual stream
+            if full:
+                image = source.image.expand(b, *source.image.shape[1:])
+                result["deformed"] = deform_input(image, motion["deformation"], self.align_corners)
         out = self.bottleneck(out)
         for block in self.up_blocks:
             out = block(out)

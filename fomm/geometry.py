@@ -43,5 +43,12 @@ def heatmap_to_keypoints(heatmap: Tensor) -> Tensor:
     return (heatmap.unsqueeze(-1) * grid).sum(dim=(2, 3))
 
 
+def inverse_2x2(m: Tensor) -> Tensor:
+    """Inverse of ...×2×2 matrices in closed form, [[d, −b], [−c, a]] / (ad − bc) (exportable: no LU).  # ...×2×2"""
+    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+    det = (a * d - b * c).unsqueeze(-1).unsqueeze(-1)
+    return torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det
+
+
 def detach_kp(kp: Keypoints) -> Keypoints:
     return {k: v.detach() for k, v in kp.items()}  # type: ignore[return-value]

@@ -83,7 +83,7 @@ class AnimatePairs:
         crop, auto_crop = resolve_crop(load_config(config), options.pop("crop", None),
                                        subject=options.pop("subject", None),
                                        paste_back=options.pop("paste_back", True), smooth=options.get("smooth", 0.0))
-        animator_keys = ("relative", "adapt_movement_scale", "batch_size", "smooth")
+        animator_keys = ("relative", "adapt_movement_scale", "batch_size", "smooth", "precision")
         self.animator = Animator.from_config(config, checkpoint, random_init=random_init, device=device,
                                              crop="none" if auto_crop else crop,
                                              **{k: options[k] for k in animator_keys if k in options})
@@ -172,6 +172,8 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--no-adapt-scale", dest="adapt_movement_scale", action="store_false")
     parser.add_argument("--layout", choices=("result", "side-by-side"), default="result")
     parser.add_argument("--batch-size", type=at_least(1), default=8)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto: bf16 where the device computes it natively, else fp32")
     parser.add_argument("--crop", choices=("auto", "center", "pad", "none"),
                         help="auto (default for face/body configs where a detector runs): crop on the subject")
     parser.add_argument("--subject", type=at_least(0), help="with --crop auto: subject N from the left (default largest)")
@@ -194,7 +196,7 @@ def _main(argv: list[str]) -> int:
                   concurrency=args.concurrency, num_cpus=args.num_cpus, device=args.device,
                   relative=args.relative, adapt_movement_scale=args.adapt_movement_scale, layout=args.layout,
                   batch_size=args.batch_size, crop=args.crop, subject=args.subject, paste_back=args.paste_back,
-                  smooth=args.smooth)
+                  smooth=args.smooth, precision=args.precision)
     print(json.dumps(summary))
     print(f"error table: {summary['errors']}")
     return 0 if summary["failed"] == 0 else 1

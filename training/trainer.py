@@ -25,13 +25,13 @@ import torch.distributed as dist
 from torch import nn
 
 from fomm.config import FommConfig
+from fomm.precision import autocast_dtype, precision_name
 from fomm.training import TrainState, build_train_state, end_epoch, train_step
 from preprocessing import storage
 from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
 from training.plan import RunPlan, TrainResult, plan_run, run_path
-from training.precision import autocast_dtype
 from training.sync_bn import convert_sync_batchnorm
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
@@ -152,7 +152,7 @@ class WorkerLoop:
         self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
         self.tracker = _tracker(config, self.rank)
         if self.tracker is not None:
-            self.tracker.set_tags({"precision": "bf16" if self.autocast is not None else "fp32"})
+            self.tracker.set_tags({"precision": precision_name(self.autocast)})
         self.train_shard = ray.train.get_dataset_shard("train")
         self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
         self.last_checkpoint_step = self.state.step if self.restored else -1

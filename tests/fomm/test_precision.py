@@ -1,12 +1,16 @@
-"""train_params.bf16: true, false, or "auto" (bf16 autocast only where the device computes bf16 natively)."""
+"""The precision rule: train_params.bf16 (true, false, "auto") and --precision auto|fp32|bf16 (bf16 autocast only
+where "auto" finds a device that computes bf16 natively)."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from fomm.config import ConfigError, load_config
-from training.precision import autocast_dtype, cpu_flags, native_bf16
+from fomm.precision import autocast_dtype, cpu_flags, native_bf16, precision_name
 
 CPU = torch.device("cpu")
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu\n"
 SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
 
@@ -37,3 +41,15 @@ def test_bf16_setting_is_validated_in_the_config(tmp_path):
     path.write_text("train_params:\n  bf16: sometimes\n")
     with pytest.raises(ConfigError, match="p.yaml: train_params: bf16 must be true, false or auto"):
         load_config(path)
+
+
+def test_inference_precision_names_and_the_default_of_the_original_configs(tmp_path):
+    (tmp_path / "skylake").write_text(SKYLAKE)
+    assert autocast_dtype("bf16", CPU, tmp_path / "skylake") is torch.bfloat16
+    assert autocast_dtype("fp32", CPU, tmp_path / "skylake") is None
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, got 'fp16'"):
+        autocast_dtype("fp16", CPU)
+    assert precision_name(torch.bfloat16) == "bf16" and precision_name(None) == "fp32"
+    # an original YAML says nothing about bf16: it loads unchanged and trains in the device's auto precision
+    assert load_config(CONFIGS / "vox-256.yaml").train_params.bf16 == "auto"
+    assert load_config(CONFIGS / "tiny-64.yaml").train_params.bf16 is False

@@ -1,0 +1,62 @@
+"""The precision rule shared by training and inference: "auto" is bf16 autocast where the device computes bf16
+natively (a CUDA GPU with bf16 support, a CPU with AVX512-BF16 or AMX-BF16 instructions), fp32 elsewhere
+(emulated bf16 is slower than fp32 on a CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The instruction-set flags of the first CPU in `cpuinfo` (Linux); empty where the file is missing."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def native_bf16(device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether `device` multiplies bf16 in hardware."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
+    return False
+
+
+def autocast_dtype(bf16: bool | str, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> torch.dtype | None:
+    """torch.bfloat16 for `bf16` true / "bf16", or "auto" on a device with native bf16; None (fp32) otherwise.
+
+    Takes `train_params.bf16` (true, false, "auto") and the inference option (--precision auto|fp32|bf16) alike.
+    """
+    if bf16 == "auto":
+        return torch.bfloat16 if native_bf16(device, cpuinfo) else None
+    if isinstance(bf16, str):
+        if bf16 not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {bf16!r}")
+        return torch.bfloat16 if bf16 == "bf16" else None
+    return torch.bfloat16 if bf16 else None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """'bf16' or 'fp32': what a run logs as its precision."""
+    return "bf16" if dtype is torch.bfloat16 else "fp32"
+
+
+@contextlib.contextmanager
+def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
+    """torch.autocast in `dtype` on `device`'s type; a no-op context for fp32 (None)."""
+    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        yield

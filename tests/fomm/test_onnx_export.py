@@ -1,0 +1,68 @@
+"""ONNX export (the `export` extra): graphs on ONNX Runtime within 1e-4 of PyTorch fp32 on the same inputs, and the
+original FOMM's relative-motion prediction through `--engine onnx`; `fomm export` + `fomm animate --engine onnx`."""
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
+pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
+
+import fomm  # noqa: E402
+from fomm.cli import main  # noqa: E402
+from fomm.onnx_export import FILES, export_onnx, load_onnx, onnx_animator  # noqa: E402
+from preprocessing.video_io import probe_video, read_frames, write_video  # noqa: E402
+from tests.fomm.test_parity_original import PARITY, build, max_diff  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict:
+    return torch.load(PARITY, weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def exported(ref, tmp_path_factory):
+    det, gen, _ = build(ref)
+    return export_onnx(det, gen, (64, 64), tmp_path_factory.mktemp("onnx"))
+
+
+def test_onnx_graphs_match_pytorch_fp32(ref, exported):
+    assert sorted(p.name for p in exported.iterdir()) == sorted([*FILES, "fomm-onnx.json"])  # no temporaries
+    det, gen, _ = build(ref)  # unfolded, as trained
+    kp_det, onnx_gen, size = load_onnx(exported)
+    assert size == (64, 64)
+    with torch.no_grad():
+        kp_s, kp_d = det(ref["source"]), det(ref["driving"])
+        onnx_kp_d = kp_det(ref["driving"])  # batch 4: the exported batch dimension is dynamic
+        for key in ("value", "jacobian"):
+            assert max_diff(onnx_kp_d[key], kp_d[key]) <= 1e-4
+        kp_s4 = {k: v.expand(4, *v.shape[1:]) for k, v in kp_s.items()}
+        expected = gen(ref["source"].expand(4, -1, -1, -1), kp_driving=kp_d, kp_source=kp_s4)["prediction"]
+        prepared = onnx_gen.prepare_source(ref["source"], kp_s)
+        got = onnx_gen(None, kp_driving=kp_d, kp_source=kp_s4, source=prepared)["prediction"]
+    assert got.shape == expected.shape and max_diff(got, expected) <= 1e-4
+
+
+def test_onnx_engine_animates_like_the_original(ref, exported):
+    det, gen, _ = build(ref)
+    animator = fomm.Animator(det, gen, frame_size=(64, 64), crop="none", batch_size=3, precision="fp32")
+    engine = onnx_animator(animator, exported)
+    assert not isinstance(engine.generator, torch.nn.Module)
+    predictions = torch.cat([b.prediction for b in engine.animate(ref["source"], list(ref["driving"]))])
+    assert max_diff(predictions, ref["relative"]["prediction"]) <= 1e-4  # numbers of the original FOMM code
+
+
+def test_export_command_and_onnx_engine_on_real_media(shared_data, tiny_config_path, tmp_path, capsys):
+    out = tmp_path / "graphs"
+    assert main(["export", "--config", str(tiny_config_path), "--random-init", "--out", str(out)]) == 0
+    assert f"{out}: kp_detector.onnx" in capsys.readouterr().out
+    clip = write_video(tmp_path / "clip.mp4", read_frames(shared_data / "face_talk_a.mp4", 5), 25.0)
+    common = ["animate", "--config", str(tiny_config_path), "--random-init", "--source",
+              str(shared_data / "face_source_d.jpg"), "--driving", str(clip), "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "onnx.mp4"), "--engine", "onnx", "--onnx", str(out)]) == 0
+    assert probe_video(tmp_path / "onnx.mp4").num_frames == 5
+    assert main([*common, "--out", str(tmp_path / "bad.mp4"), "--onnx", str(out)]) == 1
+    assert capsys.readouterr().err.strip().endswith("--onnx needs --engine onnx")
+    assert main([*common, "--out", str(tmp_path / "bad.mp4"), "--engine", "onnx", "--onnx", str(tmp_path)]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the random-weights warning: one line
+    assert last.startswith("fomm animate: error: ") and "no ONNX export here" in last
+    assert not (tmp_path / "bad.mp4").exists()
