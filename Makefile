@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,eval]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,eval,export]"
 	# face-alignment requires the GUI build opencv-python; both wheels own cv2/, so swap it for the headless one
 	$(BIN)/pip uninstall -q -y opencv-python
 	$(BIN)/pip install -q --no-deps --force-reinstall -c constraints.txt opencv-python-headless
