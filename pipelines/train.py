@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the run in --storage/--name from its latest checkpoint")
     p.add_argument("--keep-checkpoints", type=at_least(1), default=3, help="keep the best N checkpoints by val_l1 (and the latest)")
     p.add_argument("--max-failures", type=at_least(0), default=3, help="worker-group restarts from the latest checkpoint")
-    p.add_argument("--val-clips", type=at_least(1), default=8, help="held-out clips reconstructed after each epoch")
+    p.add_argument("--val-clips", type=at_least(0), default=8,
+                   help="held-out clips reconstructed after each epoch (0: no validation)")
     p.add_argument("--val-split", default="test")
     p.add_argument("--log-images-every", type=at_least(0), default=100, help="steps between training grids in MLflow (0: never)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",

@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=at_least(1), default=None, help="optimiser steps per trial")
     p.add_argument("--epochs", type=at_least(1), default=None, help="override train_params.num_epochs")
     p.add_argument("--grace-period", type=at_least(1), default=1, help="reports before ASHA may stop a trial")
-    p.add_argument("--val-clips", type=at_least(1), default=4, help="held-out clips per validation")
+    p.add_argument("--val-clips", type=at_least(0), default=4, help="held-out clips per validation (0: none)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     p.add_argument("--experiment", default="fomm-tune", help="MLflow experiment")
     p.add_argument("--out", default=None, help="best config YAML (default: <storage>/<name>/best.yaml)")
