@@ -113,7 +113,8 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     from tqdm import tqdm
 
     from fomm.cli import AnimateResult, check_output, checked_frames, read_source
-    from preprocessing.video_io import VideoWriter, iter_frames, probe_video
+    from services.video_read import iter_frames, probe_video
+    from services.video_write import VideoWriter
 
     out = check_output(out)
     source_frame = read_source(source)

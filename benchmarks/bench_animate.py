@@ -33,7 +33,8 @@ DATA = REPO.parent / "shared" / "data"
 def make_driving(path: Path, frames: int, size: int) -> Path:
     """A size×size, `frames`-long driving video with audio, cut and resized from real media."""
     from fomm.animator import fit_frames, to_uint8
-    from preprocessing.video_io import probe_video, read_frames, write_video
+    from services.video_read import probe_video, read_frames
+    from services.video_write import write_video
 
     src = DATA / "face_talk_a.mp4"
     video = read_frames(src, frames)  # T×512×512×3
@@ -114,7 +115,8 @@ class ModelClock:
 
 def io_breakdown(driving: Path, out_dir: Path, animator) -> dict:
     """Seconds spent decoding, fitting to the model's size, and encoding (with audio) the same frames."""
-    from preprocessing.video_io import iter_frames, write_video
+    from services.video_read import iter_frames
+    from services.video_write import write_video
 
     t0 = time.perf_counter()
     frames = list(iter_frames(driving))
@@ -139,7 +141,7 @@ def main() -> int:
     args = parser.parse_args()
     from fomm import Animator
     from fomm.cli import animate_file
-    from preprocessing.video_io import read_frames, read_image
+    from services.video_read import read_frames, read_image
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

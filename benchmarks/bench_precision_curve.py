@@ -32,7 +32,7 @@ VIDEOS = ("face_talk_a.mp4", "face_talk_b.mp4", "face_talk_c.mp4", "face_talk_d.
 def frame_batches(size: int, batch: int, steps: int, frames: int = 120, seed: int = 0) -> list[dict]:
     """`steps` batches of (source, driving) frame pairs from the same real video.  # B×3×size×size"""
     from fomm.animator import fit_frames
-    from preprocessing.video_io import read_frames
+    from services.video_read import read_frames
 
     videos = [fit_frames(torch.from_numpy(read_frames(DATA / v, frames)).permute(0, 3, 1, 2).float() / 255,
                          (size, size)) for v in VIDEOS]

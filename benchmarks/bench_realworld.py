@@ -43,7 +43,7 @@ def lag(raw: np.ndarray, smoothed: np.ndarray, max_shift: int = 8) -> int:
 
 
 def still_clip(frames: int, data: Path, sigma: float = 3.0) -> np.ndarray:
-    from preprocessing.video_io import read_frames
+    from services.video_read import read_frames
 
     first = read_frames(data / "face_talk_a.mp4", 1)[0].astype(np.float32)
     noise = np.random.default_rng(0).normal(0, sigma, size=(frames, *first.shape))
@@ -74,7 +74,7 @@ def keypoints_and_boxes(driving: np.ndarray, smooth: float, source: np.ndarray) 
 
 
 def part_jitter(args: argparse.Namespace) -> dict:
-    from preprocessing.video_io import read_frames, read_image
+    from services.video_read import read_frames, read_image
 
     source = read_image(args.data / "face_source_e.jpg")
     clips = {"still": still_clip(args.frames, args.data), "moving": read_frames(args.data / "face_talk_a.mp4",
@@ -101,7 +101,7 @@ def part_speed(args: argparse.Namespace) -> dict:
     from animate.paste import even_frame, paste_back
     from fomm import Animator
     from fomm.animator import to_uint8
-    from preprocessing.video_io import read_frames, read_image
+    from services.video_read import read_frames, read_image
 
     source = read_image(args.data / "face_source_e.jpg")
     driving = read_frames(args.data / "face_talk_a.mp4", args.frames)

@@ -31,7 +31,7 @@ CASES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
 def real_batch(size: int, batch: int, offset: int = 0) -> dict[str, torch.Tensor]:
     """Source and driving frames 2·batch apart from a real talking-head video, at size×size.  # B×3×H×W"""
     from fomm.animator import fit_frames
-    from preprocessing.video_io import read_frames
+    from services.video_read import read_frames
 
     video = read_frames(DATA / "face_talk_a.mp4", offset + 40 + batch)
     x = fit_frames(torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255, (size, size))

@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--width", type=int, default=800, help="width of the PNG")
     args = parser.parse_args()
-    from preprocessing.video_io import probe_video, read_frames, write_video
+    from services.video_read import probe_video, read_frames
+    from services.video_write import write_video
 
     with tempfile.TemporaryDirectory() as tmp:
         drive = args.data / "face_talk_a.mp4"

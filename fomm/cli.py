@@ -73,7 +73,7 @@ def check_output(out: str | Path) -> Path:
 
 def read_source(path: str | Path) -> np.ndarray:
     """The source image as H×W×3 uint8 RGB: an image file, or the first frame of a video."""
-    from preprocessing.video_io import ImageError, VideoError, iter_frames, read_image
+    from services.video_read import ImageError, VideoError, iter_frames, read_image
 
     try:
         return read_image(path)
@@ -88,7 +88,7 @@ def read_source(path: str | Path) -> np.ndarray:
 
 def checked_frames(path: str | Path, expected: int) -> Iterator[np.ndarray]:
     """The frames of a video, failing at the end when far fewer decode than the container lists (truncation)."""
-    from preprocessing.video_io import VideoError, iter_frames
+    from services.video_read import VideoError, iter_frames
 
     count = 0
     for frame in iter_frames(path):
@@ -137,7 +137,8 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                             progress=progress)
     from tqdm import tqdm
 
-    from preprocessing.video_io import VideoWriter, iter_frames, probe_video
+    from services.video_read import iter_frames, probe_video
+    from services.video_write import VideoWriter
 
     out = check_output(out)
     source_frame = read_source(source)
@@ -249,7 +250,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
         raise AnimateError("--checkpoint is required (or pass --random-init for an untrained model)")
     if args.batch_size < 1:
         raise AnimateError(f"--batch-size must be at least 1, got {args.batch_size}")
-    from preprocessing.video_io import probe_video
+    from services.video_read import probe_video
 
     check_output(args.out)
     device = _device(args.device)

@@ -123,7 +123,7 @@ def animate(config: str, checkpoint: str, out: Path) -> dict:
     source_video, driving = videos[0], videos[min(1, len(videos) - 1)]
     from PIL import Image
 
-    from preprocessing.video_io import iter_frames
+    from services.video_read import iter_frames
 
     source = out / "source.png"
     Image.fromarray(next(iter_frames(source_video))).save(source)

@@ -27,7 +27,7 @@ from preprocessing.config import PreprocessConfig
 from preprocessing.process import StageError, process_video
 from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
 from preprocessing.sources import VideoTask
-from preprocessing.video_io import VideoError
+from services.video_read import VideoError
 
 PART_META_KEY = b"fomm_part"
 

@@ -14,7 +14,7 @@ from preprocessing.detection import Detector, make_detector
 from preprocessing.shards import ClipRecord
 from preprocessing.sources import Segment, VideoTask
 from preprocessing.tracking import CutDetector, IoUTracker, Track
-from preprocessing.video_io import VideoError, VideoInfo, iter_frames_timed, probe_video
+from services.video_read import VideoError, VideoInfo, iter_frames_timed, probe_video
 
 
 class StageError(Exception):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm.visualization import hsv_to_rgb
-from preprocessing.video_io import write_video
+from services.video_write import write_video
 
 METADATA_NAME = "metadata.csv"
 

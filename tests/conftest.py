@@ -76,6 +76,29 @@ def tiny_config_path() -> Path:
     return REPO_ROOT / "configs" / "tiny-64.yaml"
 
 
+@pytest.fixture
+def zero_frame_video(tmp_path) -> Path:
+    """An .mp4 with a video stream and no frames (fragmented, so the header is written without samples)."""
+    import av
+
+    path = tmp_path / "zero_frames.mp4"
+    container = av.open(str(path), "w", options={"movflags": "frag_keyframe+empty_moov"})
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    container.start_encoding()
+    container.close()
+    return path
+
+
+@pytest.fixture
+def corrupt_video(tmp_path, shared_data) -> Path:
+    """The first third of a real .mp4: its index (moov) is cut off, so no demuxer can read it."""
+    data = (shared_data / "face_talk_d.mp4").read_bytes()
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
 def wait_job_agent(dashboard: str, env: dict, timeout: float = 240.0) -> None:
     """Submit a trivial job until the head's job agent accepts it ("No available agent" right after start)."""
     deadline = time.time() + timeout

@@ -14,7 +14,8 @@ from animate.files import AutoCropOptions, animate_file, auto_frames
 from animate.paste import even_frame, feather_mask, paste_back
 from fomm import Animator, load_config
 from fomm.cli import main
-from preprocessing.video_io import iter_frames, probe_video, read_frames, read_image, write_video
+from services.video_read import iter_frames, probe_video, read_frames, read_image
+from services.video_write import write_video
 
 
 def tiny_config(tmp_path_factory, tiny_config_path, root_dir: str) -> Path:

@@ -11,7 +11,8 @@ import pytest
 
 from fomm import Animator
 from preprocessing import storage
-from preprocessing.video_io import probe_video, read_frames, write_video
+from services.video_read import probe_video, read_frames
+from services.video_write import write_video
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 4

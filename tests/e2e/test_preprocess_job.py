@@ -17,7 +17,7 @@ import pytest
 
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
-from preprocessing.video_io import read_frames
+from services.video_read import read_frames
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent

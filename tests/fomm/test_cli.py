@@ -13,7 +13,8 @@ from PIL import Image
 
 from fomm import Animator, save_checkpoint
 from fomm.cli import animate_file, main
-from preprocessing.video_io import iter_frames, probe_video, read_frames, write_video
+from services.video_read import iter_frames, probe_video, read_frames
+from services.video_write import write_video
 
 CLIP_FRAMES = 8
 

@@ -7,7 +7,7 @@ import torch
 from fomm import Animator
 from fomm.cli import main
 from fomm.config import ModelConfig
-from preprocessing.video_io import probe_video, read_frames, read_image
+from services.video_read import probe_video, read_frames, read_image
 from tests.fomm.test_parity_original import PARITY
 
 FRAMES = 8
@@ -43,7 +43,7 @@ def test_bf16_animation_of_real_media_is_close_to_fp32(weights, shared_data):
 
 
 def test_animate_command_takes_a_precision(shared_data, tiny_config_path, tmp_path, capsys):
-    from preprocessing.video_io import write_video
+    from services.video_write import write_video
 
     clip = write_video(tmp_path / "clip.mp4", read_frames(shared_data / "face_talk_a.mp4", 4), 25.0)
     out = tmp_path / "fp32.mp4"

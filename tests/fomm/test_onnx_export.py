@@ -10,7 +10,8 @@ pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, on
 import fomm  # noqa: E402
 from fomm.cli import main  # noqa: E402
 from fomm.onnx_export import FILES, export_onnx, load_onnx, onnx_animator  # noqa: E402
-from preprocessing.video_io import probe_video, read_frames, write_video  # noqa: E402
+from services.video_read import probe_video, read_frames  # noqa: E402
+from services.video_write import write_video  # noqa: E402
 from tests.fomm.test_parity_original import PARITY, build, max_diff  # noqa: E402
 
 

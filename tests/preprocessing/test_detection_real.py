@@ -9,7 +9,7 @@ from preprocessing.config import PreprocessConfig
 from preprocessing.cropping import contains
 from preprocessing.detection import DetectorUnavailable, FullFrameDetector, make_detector
 from preprocessing.process import process_video
-from preprocessing.video_io import read_frames
+from services.video_read import read_frames
 
 
 def config(kind: str, **kw) -> PreprocessConfig:

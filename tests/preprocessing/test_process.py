@@ -16,7 +16,7 @@ from preprocessing import shards
 from preprocessing.config import PreprocessConfig
 from preprocessing.cropping import resize_keep_aspect
 from preprocessing.sources import collect_tasks
-from preprocessing.video_io import read_frames
+from services.video_read import read_frames
 
 
 def cfg_for(input_: str, output, **kw) -> PreprocessConfig:

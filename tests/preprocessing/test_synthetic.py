@@ -14,7 +14,7 @@ from preprocessing.synthetic import (
     render_video,
     write_synthetic_shards,
 )
-from preprocessing.video_io import probe_video, read_frames
+from services.video_read import probe_video, read_frames
 
 
 def test_files_metadata_and_split(synthetic_dir):

@@ -1,4 +1,4 @@
-"""video_io: probing, decoding (rotation, errors), atomic writing with audio, image sniffing."""
+"""services.video_read / video_write: probing, decoding (rotation, errors), atomic writing with audio, image sniffing."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from preprocessing.video_io import (
-    ImageError,
-    VideoError,
-    VideoWriter,
-    iter_frames,
-    probe_video,
-    read_frames,
-    read_image,
-    write_video,
-)
+from services.video_read import ImageError, VideoError, iter_frames, probe_video, read_frames, read_image
+from services.video_write import VideoWriter, write_video
 
 
 def test_probe_real_video(shared_data):

@@ -1,0 +1,179 @@
+"""Reading video and images with PyAV and Pillow: probe, decode RGB frames (rotation applied), stills."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+PathLike = str | os.PathLike
+
+
+class VideoError(ValueError):
+    """A video (or image) that cannot be read or written; the message names the file and the problem."""
+
+
+class ImageError(VideoError):
+    """A file that is not a readable image."""
+
+
+@dataclass
+class VideoInfo:
+    """What a video holds. width/height are the displayed size, i.e. after the rotation metadata."""
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration: float
+    has_audio: bool
+    rotation: int  # degrees counter-clockwise that the stored frames are turned for display
+
+
+def _open(path: PathLike) -> av.container.InputContainer:
+    p = Path(path)
+    if not p.exists():
+        raise VideoError(f"{p}: no such file")
+    if p.is_dir():
+        raise VideoError(f"{p}: is a directory, not a video")
+    if p.stat().st_size == 0:
+        raise VideoError(f"{p}: empty file (0 bytes)")
+    try:
+        container = av.open(str(p))
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise VideoError(f"{p}: not a readable video ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{p}: no video stream")
+    return container
+
+
+def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
+    """Turn an H×W×3 frame counter-clockwise by `rotation` degrees (a multiple of 90)."""
+    k = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(frame, k=k)) if k else frame
+
+
+def _stream_fps(stream: av.video.stream.VideoStream) -> float | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and float(rate) > 0:
+            return float(rate)
+    return None
+
+
+def _decode(path: PathLike, container: av.container.InputContainer) -> Iterator[av.VideoFrame]:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError as e:
+        raise VideoError(f"{path}: corrupt video stream ({e})") from e
+
+
+def probe_video(path: PathLike) -> VideoInfo:
+    """Size, frame rate, frame count, duration, audio and rotation of a video (decodes one frame)."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        first = next(_decode(path, container), None)
+        if first is None:
+            raise VideoError(f"{path}: no decodable frames (zero-frame video)")
+        rotation = int(first.rotation or 0)
+        num_frames = int(stream.frames or 0)
+        if num_frames <= 0:  # containers without a frame count (mkv, webm): count packets, no decoding
+            container.seek(0)
+            num_frames = sum(1 for pkt in container.demux(stream) if pkt.size > 0)
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        fps = _stream_fps(stream)
+        if fps is None:
+            fps = num_frames / duration if duration else 25.0
+        if not duration:
+            duration = num_frames / fps
+        w, h = first.width, first.height
+        if round(rotation / 90) % 2:
+            w, h = h, w
+        return VideoInfo(
+            path=str(path), width=w, height=h, fps=fps, num_frames=num_frames, duration=duration,
+            has_audio=bool(container.streams.audio), rotation=rotation,
+        )
+    finally:
+        container.close()
+
+
+def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """(time in seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        declared = int(stream.frames or 0)
+        count, t0, stopped = 0, None, False
+        for frame in _decode(path, container):
+            if stop is not None and count >= stop:
+                stopped = True
+                break
+            t = float(frame.time) if frame.time is not None else count / (_stream_fps(stream) or 25.0)
+            t0 = t if t0 is None else t0
+            if count >= start:
+                yield t - t0, _rotate(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0))
+            count += 1
+        if count == 0:
+            raise VideoError(f"{path}: no decodable frames (zero-frame video)")
+        # the index promised more frames than the data held: a cut-off download or a damaged file
+        if not stopped and declared and count < declared - max(2, declared // 100):
+            raise VideoError(f"{path}: truncated or corrupt: decoded {count} of {declared} frames")
+    finally:
+        container.close()
+
+
+def iter_frames(path: PathLike, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+    """Frames start ≤ i < stop of a video as H×W×3 uint8 RGB arrays, rotation metadata applied."""
+    for _, frame in iter_frames_timed(path, start, stop):
+        yield frame
+
+
+def read_frames(path: PathLike, max_frames: int | None = None) -> np.ndarray:
+    """The first max_frames (default all) frames of a video.  # T×H×W×3 uint8"""
+    return np.stack(list(iter_frames(path, 0, max_frames)))
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """An image file as H×W×3 uint8 RGB, whatever its extension says (format sniffed from the bytes)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(f"{p}: no such file")
+    try:
+        with Image.open(p) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{p}: not a readable image ({e})") from e
+    return _to_rgb8(img, p)
+
+
+def _to_rgb8(img, path: Path) -> np.ndarray:  # noqa: ANN001 - a PIL image
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth greyscale: scale, don't clip
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        g = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if img.mode in ("P", "PA", "LA", "La", "RGBa") or "A" in img.mode or "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":  # composite on white so transparent areas do not show arbitrary hidden colours
+        a = np.asarray(img, dtype=np.float32)
+        alpha = a[..., 3:4] / 255.0
+        return (a[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    rgb = np.asarray(img.convert("RGB"))
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageError(f"{path}: unsupported image layout {rgb.shape}")
+    return rgb
