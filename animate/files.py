@@ -1,152 +1,167 @@
-"""Real photos and videos, as they come: auto-crop, animate the crop, paste it back into the full frame.
+"""File-level animation: a source image file and a driving video file into an output video (driving fps and
+audio kept), fitting the whole frame (crop center|pad|none) or auto-cropped on the subject (animate.autocrop).
 
-Three passes over the driving video (decoded again each time, memory stays flat): track the subject,
-(with best-frame) landmarks on the crops, then animate. `fomm animate --crop auto` and the Ray batch job
-call `animate_file`; `auto_frames` is the same on frames already in memory.
+`fomm animate` and the Ray batch job (animate.batch) both call `animate_file`.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from animate.backends import BackendUnavailable, Landmarker, best_landmarker, subject_detector, subject_kind
-from animate.crop_plan import CropPlan, crop_subpixel, plan_crops
-from animate.paste import even_frame, panel_height, paste_back, three_panels
+from animate.autocrop import AutoCropOptions, auto_crop_frames
+from animate.backends import Landmarker, best_landmarker
 from fomm.animation import find_best_frame
-from fomm.animator import LAYOUTS, Animator, AnimatorError, to_uint8
-from fomm.visualization import draw_keypoints
-from preprocessing.cropping import resize_keep_aspect
+from fomm.animator import Animator, to_uint8
+from services.video_read import (
+    ImageError,
+    VideoError,
+    VideoInfo,
+    checked_frames,
+    iter_frames,
+    probe_video,
+    read_image,
+)
+from services.video_write import VideoWriter
+
+OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
+LandmarkFn = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
 
 
-@dataclass(frozen=True)
-class AutoCropOptions:
-    """What `--crop auto` does: which subject, paste back or not, how much smoothing (0: none)."""
-
-    kind: str = "face"  # face | person (animate.backends.subject_kind of the config)
-    subject: int | None = None  # counted from the left; None: the largest
-    paste_back: bool = True
-    smooth: float = 0.0  # one-euro time constant at rest, frames, of the crop box (keypoints: Animator.smooth)
-    detector: str = "auto"  # preprocessing detector backend
+class AnimateError(ValueError):
+    """An input or output of `fomm animate` that cannot be used; the message names the file."""
 
 
-def resolve_crop(config, crop: str | None, *, subject: int | None = None, paste_back: bool = True,  # noqa: ANN001
-                 smooth: float = 0.0, detector: str = "auto") -> tuple[str, AutoCropOptions | None]:
-    """The crop mode (None: auto where a detector for the config's subject runs here, else center) and,
-    for auto, its options.  config: fomm.FommConfig"""
-    kind = subject_kind(config)
-    if crop is None:
+@dataclass
+class AnimateResult:
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    has_audio: bool
+    best_frame: int | None
+    seconds: float
+    notes: tuple[str, ...] = ()  # which detector / landmark backend was used
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.num_frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+def check_output(out: str | Path) -> Path:
+    """Fail early, naming the file, when the output cannot be written (the video itself is written atomically)."""
+    out = Path(out)
+    if out.is_dir():
+        raise AnimateError(f"{out}: is a folder, not an output file")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise AnimateError(f"{out}: unsupported output format {out.suffix or '(none)'!r} "
+                           f"(use {', '.join(OUTPUT_SUFFIXES)})")
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise AnimateError(f"{out}: cannot write: {parent} is not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise AnimateError(f"{out}: cannot write to {parent} ({err.strerror or err})") from None
+    return out
+
+
+def read_source(path: str | Path) -> np.ndarray:
+    """The source image as H×W×3 uint8 RGB: an image file, or the first frame of a video."""
+    try:
+        return read_image(path)
+    except ImageError as image_err:
+        if not Path(path).is_file():
+            raise
         try:
-            subject_detector(kind, detector)
-            crop = "auto"
-        except BackendUnavailable:
-            crop = "center"
-    if crop != "auto":
-        if subject is not None:
-            raise AnimatorError(f"--subject needs --crop auto (got --crop {crop})")
-        return crop, None
-    try:
-        subject_detector(kind, detector)
-    except BackendUnavailable as err:
-        raise AnimatorError(f"--crop auto: {err}") from None
-    return crop, AutoCropOptions(kind=kind, subject=subject, paste_back=paste_back, smooth=smooth, detector=detector)
+            return next(iter_frames(path, 0, 1))
+        except VideoError:
+            raise ImageError(f"{path}: not a readable image or video") from image_err
 
 
-def auto_frames(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray], plan: CropPlan, *,
-                paste: bool = True, layout: str = "result", draw_kp: bool = False,
-                driving_initial: np.ndarray | None = None,
-                output_size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Output frames H×W×3 uint8: the animated crop pasted into the (even-sized) source, or the crop alone."""
-    if layout not in LAYOUTS:
-        raise AnimatorError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    size = animator.frame_size
-    full = even_frame(source)
-    source_crop = crop_subpixel(full, plan.source_box, size)
-    originals: deque[np.ndarray] = deque()
-
-    def crops() -> Iterator[np.ndarray]:
-        for frame, box in zip(driving, plan.driving_boxes):
-            if layout == "side-by-side":
-                originals.append(frame)
-            yield crop_subpixel(frame, box, size)
-
-    height = panel_height(full.shape[0])
-    for batch in animator.animate(source_crop, crops(), driving_initial=driving_initial):
-        results = to_uint8(batch.prediction)
-        for i, result in enumerate(results):
-            if draw_kp:
-                result = draw_keypoints(result, batch.kp_norm["value"][i].cpu().numpy())
-            if paste:
-                result = paste_back(full, result, plan.source_box)
-            elif output_size is not None:
-                result = resize_keep_aspect(result, output_size)
-            if layout == "side-by-side":
-                result = three_panels(full, originals.popleft(), result, height)
-            yield result
-
-
-def best_initial_frame(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray], plan: CropPlan,
-                       landmarks: Landmarker, source_name: str, driving_name: str) -> int:
-    """Driving frame (among those where the subject was found) whose crop's landmarks best match the source's."""
-    size = animator.frame_size
-    source_points = landmarks(crop_subpixel(even_frame(source), plan.source_box, size))
-    if source_points is None:
-        raise AnimatorError(f"{source_name}: no face landmarks found in the crop (needed by --find-best-frame)")
-    points = [landmarks(crop_subpixel(f, box, size)) if found else None
-              for f, box, found in zip(driving, plan.driving_boxes, plan.driving_found)]
-    try:
-        return find_best_frame(source_points, points)
-    except ValueError as err:
-        raise AnimatorError(f"{driving_name}: {err}") from None
-
-
-def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path,
-                 options: AutoCropOptions, *, layout: str = "result", draw_kp: bool = False,
-                 output_size: tuple[int, int] | None = None, use_best_frame: bool = False,
-                 landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None, progress: bool = True):  # noqa: ANN201
-    """`fomm animate --crop auto`: returns fomm.cli.AnimateResult, its notes naming the backends used."""
+def select_best_frame(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
+                      num_frames: int, progress: bool, landmarks: LandmarkFn) -> int:
+    """The driving frame whose face landmarks best match the source's (on the model's crops)."""
     from tqdm import tqdm
 
-    from fomm.cli import AnimateResult, check_output, checked_frames, read_source
-    from services.video_read import iter_frames, probe_video
-    from services.video_write import VideoWriter
+    source_landmarks = landmarks(to_uint8(animator.prepare(source))[0])
+    if source_landmarks is None:
+        raise AnimateError(f"{source_path}: no face found (needed by --find-best-frame)")
+    frames = tqdm(checked_frames(driving, num_frames), total=num_frames, unit="frame", desc="landmarks",
+                  disable=not progress)
+    driving_landmarks = [landmarks(to_uint8(animator.prepare(f))[0]) for f in frames]
+    try:
+        return find_best_frame(source_landmarks, driving_landmarks)
+    except ValueError as err:
+        raise AnimateError(f"{driving}: {err}") from None
 
-    out = check_output(out)
-    source_frame = read_source(source)
-    info = probe_video(driving)
-    started = time.perf_counter()
-    detector = subject_detector(options.kind, options.detector)
-    plan = plan_crops(source_frame, checked_frames(driving, info.num_frames), detector, options.kind,
-                      subject=options.subject, smooth=options.smooth, source_name=str(source),
-                      driving_name=str(driving))
-    notes = [f"auto-crop: {options.kind} detector {plan.detector}, subject detected on "
-             f"{int(plan.driving_found.sum())} of the {len(plan.driving_found)} driving frames "
-             f"(searched every {plan.detect_every}), crop smoothing {options.smooth:g}"]
+
+def whole_frames(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
+                 num_frames: int, *, layout: str = "result", draw_kp: bool = False,
+                 output_size: tuple[int, int] | None = None, landmarks: LandmarkFn | None = None,
+                 progress: bool = True) -> tuple[Iterator[np.ndarray], int | None, list[str]]:
+    """The output frames of the whole driving frames (the Animator's crop) and the best initial frame."""
     best, initial = None, None
-    if use_best_frame:
-        if landmarks is None:
-            landmarks = best_landmarker(str(animator.device))
-        marker = landmarks if isinstance(landmarks, Landmarker) else Landmarker("custom", landmarks)
-        best = best_initial_frame(animator, source_frame, iter_frames(driving), plan, marker, str(source),
-                                  str(driving))
-        frame = next(iter_frames(driving, best, best + 1))
-        initial = crop_subpixel(frame, plan.driving_boxes[best], animator.frame_size)
-        notes.append(f"best frame by {marker.name} landmarks")
-    frames = auto_frames(animator, source_frame, checked_frames(driving, info.num_frames), plan,
-                         paste=options.paste_back, layout=layout, draw_kp=draw_kp, driving_initial=initial,
-                         output_size=output_size)
+    if landmarks is not None:
+        best = select_best_frame(animator, source, source_path, driving, num_frames, progress, landmarks)
+        initial = next(iter_frames(driving, best, best + 1))
+    frames = animator.frames(source, checked_frames(driving, num_frames), driving_initial=initial, layout=layout,
+                             draw_kp=draw_kp, output_size=output_size)
+    return frames, best, []
+
+
+def write_frames(out: Path, frames: Iterable[np.ndarray], info: VideoInfo, driving: str | Path,
+                 progress: bool) -> tuple[int, int, int]:
+    """Encode `frames` at the driving video's fps with its audio; returns (frames written, height, width)."""
+    from tqdm import tqdm
+
+    height = width = 0
     with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer, \
-            tqdm(total=info.num_frames, unit="frame", desc=f"animate {Path(out).name}", disable=not progress,
+            tqdm(total=info.num_frames, unit="frame", desc=f"animate {out.name}", disable=not progress,
                  dynamic_ncols=True) as bar:
         for frame in frames:
             writer.write(frame)
             bar.update(1)
             height, width = frame.shape[:2]
-    return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
+    return writer.num_frames, height, width
+
+
+def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
+                 layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
+                 use_best_frame: bool = False, landmarks: LandmarkFn | None = None, progress: bool = True,
+                 auto_crop: AutoCropOptions | None = None) -> AnimateResult:
+    """Animate a source image file with a driving video file into `out` (driving fps and audio kept).
+
+    With `use_best_frame`, relative motion starts from the driving frame whose face landmarks (`landmarks`,
+    default the best backend present) best match the source's; frames are still written in their order.
+    `auto_crop`: crop on the subject and paste back into the full frame (animate.autocrop).
+    """
+    out = check_output(out)
+    source_frame = read_source(source)
+    info = probe_video(driving)
+    started = time.perf_counter()
+    marker = None
+    if use_best_frame:
+        marker = (landmarks if isinstance(landmarks, Landmarker) else Landmarker("custom", landmarks)
+                  if landmarks is not None else best_landmarker(str(animator.device)))
+    look = {"layout": layout, "draw_kp": draw_kp, "output_size": output_size, "landmarks": marker}
+    if auto_crop is None:
+        frames, best, notes = whole_frames(animator, source_frame, source, driving, info.num_frames,
+                                           progress=progress, **look)
+    else:
+        frames, best, notes = auto_crop_frames(animator, source_frame, source, driving, info.num_frames, auto_crop,
+                                               **look)
+    if marker is not None:
+        notes.append(f"best frame by {marker.name} landmarks")
+    count, height, width = write_frames(out, frames, info, driving, progress)
+    return AnimateResult(path=str(out), num_frames=count, fps=info.fps, width=width, height=height,
                          has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,
                          notes=tuple(notes))

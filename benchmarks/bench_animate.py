@@ -139,8 +139,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", default=str(REPO / "bench_output"))
     args = parser.parse_args()
+    from animate.files import animate_file
     from fomm import Animator
-    from fomm.cli import animate_file
     from services.video_read import read_frames, read_image
 
     out = Path(args.out)

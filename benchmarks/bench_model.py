@@ -74,7 +74,7 @@ def build_case(cfg: fomm.FommConfig, precision: str, channels_last: bool, batch:
                compile_: bool) -> Animator:
     animator = build(cfg, batch, "fp32" if precision == "onnx" else precision, channels_last)
     if precision == "onnx":  # the same model exported, on ONNX Runtime (CPU, fp32; the export extra)
-        from fomm.onnx_export import onnx_animator
+        from animate.onnx_engine import onnx_animator
 
         animator = onnx_animator(animator)
     if compile_ and precision != "onnx":

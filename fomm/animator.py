@@ -134,7 +134,7 @@ class Animator:
         except ValueError as e:
             raise AnimatorError(str(e)) from None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if isinstance(generator, torch.nn.Module):  # else another engine's callables (fomm.onnx_export)
+        if isinstance(generator, torch.nn.Module):  # else another engine's callables (animate.onnx_engine)
             kp_detector, generator = kp_detector.eval(), generator.eval()
             if fold_batch_norm:  # in place: each conv → batch norm pair as one conv (fomm.inference)
                 fold_norms(kp_detector), fold_norms(generator)

@@ -115,7 +115,7 @@ def _main(argv: list[str]) -> int:
 
 def animate(config: str, checkpoint: str, out: Path) -> dict:
     """Animate the first frame of one synthetic video with the motion of another, side by side."""
-    from fomm.cli import main as fomm_main
+    from animate.cli import main as fomm_main
 
     videos = sorted((out / "shards" / "_work" / "synthetic_raw").glob("*.mp4"))
     if not videos:

@@ -140,6 +140,16 @@ def iter_frames(path: PathLike, start: int = 0, stop: int | None = None) -> Iter
         yield frame
 
 
+def checked_frames(path: PathLike, expected: int) -> Iterator[np.ndarray]:
+    """The frames of a video, failing at the end when far fewer decode than `expected` (truncation)."""
+    count = 0
+    for frame in iter_frames(path):
+        count += 1
+        yield frame
+    if count < expected - 1:  # one frame of slack: some containers count a trailing empty packet
+        raise VideoError(f"{path}: truncated or corrupt video: decoded {count} of {expected} frames")
+
+
 def read_frames(path: PathLike, max_frames: int | None = None) -> np.ndarray:
     """The first max_frames (default all) frames of a video.  # T×H×W×3 uint8"""
     return np.stack(list(iter_frames(path, 0, max_frames)))

@@ -9,11 +9,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["services", "fomm", "preprocessing", "evaluation", "animate", "training", "tuning"]
 THIRD_PARTY_ALLOWED_IN_FOMM = {"torch", "numpy", "yaml"}
-# fomm/cli.py is the command line: it may reach the I/O packages and the shared services, lazily (inside functions)
-LAZY_EXCEPTIONS = {("fomm/cli.py", "preprocessing"), ("fomm/cli.py", "evaluation"), ("fomm/cli.py", "animate"),
-                   ("fomm/cli.py", "services")}
-# the ONNX engine (the `export` extra) may reach ONNX Runtime, lazily
-LAZY_THIRD_PARTY_IN_FOMM = {("fomm/onnx_export.py", "onnxruntime"), ("fomm/cli.py", "onnxruntime")}
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:
@@ -38,17 +33,15 @@ def test_packages_import_only_downstream(package):
     allowed = set(ORDER[: ORDER.index(package) + 1])
     for path in package_files(package):
         rel = path.relative_to(ROOT).as_posix()
-        for module, at_top in imports(path):
-            if module in ORDER and module not in allowed:
-                assert (rel, module) in LAZY_EXCEPTIONS and not at_top, f"{rel} imports {module}"
+        for module, _ in imports(path):
+            assert module not in ORDER or module in allowed, f"{rel} imports {module}"
 
 
 def test_fomm_model_does_not_use_services():
     for path in package_files("fomm"):
         rel = path.relative_to(ROOT).as_posix()
-        for module, at_top in imports(path):
-            if module == "services":
-                assert rel == "fomm/cli.py" and not at_top, f"{rel} imports services"
+        for module, _ in imports(path):
+            assert module != "services", f"{rel} imports services"
 
 
 def test_fomm_uses_only_torch_numpy_yaml():
@@ -57,12 +50,8 @@ def test_fomm_uses_only_torch_numpy_yaml():
     stdlib = set(sys.stdlib_module_names)
     for path in package_files("fomm"):
         rel = path.relative_to(ROOT).as_posix()
-        for module, at_top in imports(path):
-            if module in stdlib or module in ORDER or module == "__future__":
-                continue
-            if (rel == "fomm/cli.py" or (rel, module) in LAZY_THIRD_PARTY_IN_FOMM) and not at_top:
-                continue
-            assert module in THIRD_PARTY_ALLOWED_IN_FOMM, f"{rel} imports {module}"
+        for module, _ in imports(path):
+            assert module in stdlib | THIRD_PARTY_ALLOWED_IN_FOMM | {"fomm", "__future__"}, f"{rel} imports {module}"
 
 
 def test_mlflow_only_in_tracking_module():

@@ -8,12 +8,14 @@ import pytest
 import torch
 import yaml
 
+from animate.autocrop import AutoCropOptions, auto_frames
 from animate.backends import subject_detector, subject_kind
+from animate.batch import AnimatePairs
+from animate.cli import main
 from animate.crop_plan import CropPlanError, crop_subpixel, pick_subject, plan_crops
-from animate.files import AutoCropOptions, animate_file, auto_frames
+from animate.files import animate_file
 from animate.paste import even_frame, feather_mask, paste_back
 from fomm import Animator, load_config
-from fomm.cli import main
 from services.video_read import iter_frames, probe_video, read_frames, read_image
 from services.video_write import write_video
 
@@ -182,22 +184,15 @@ def test_body_clip_person_detector(tmp_path_factory, tiny_config_path, shared_da
     clip = write_video(tmp_path / "body.mp4", read_frames(source, 6), 25)
     options = AutoCropOptions(kind=subject_kind(load_config(config)), smooth=3.0)
     assert options.kind == "person"
-    result = animate_file(animator, source, clip, tmp_path / "body_out.mp4", options, progress=False)
+    result = animate_file(animator, source, clip, tmp_path / "body_out.mp4", auto_crop=options, progress=False)
     assert (result.height, result.width) == (1080, 720) and result.num_frames == 6
     assert "person detector hog" in result.notes[0]
 
 
 def test_batch_job_actor_takes_the_same_options(tmp_path_factory, tiny_config_path, shared_data, tmp_path):
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("pipelines_animate_rw", Path("pipelines") / "animate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
     config = tiny_config(tmp_path_factory, tiny_config_path, "data/vox-tiny")
     clip = write_video(tmp_path / "talk.mp4", read_frames(shared_data / "face_talk_b.mp4", 4), 30)
-    actor = module.AnimatePairs(str(config), None, True, "cpu", 1,
+    actor = AnimatePairs(str(config), None, True, "cpu", 1,
                                 {"crop": "auto", "subject": 0, "smooth": 3.0, "batch_size": 4}, None)
     assert actor.animator.smooth == 3.0 and actor.options["auto_crop"].subject == 0
     rows = {"source": np.array([str(shared_data / "faces_two.jpg")], dtype=object),

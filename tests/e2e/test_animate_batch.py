@@ -1,7 +1,6 @@
-"""pipelines/animate.py: the per-row function without Ray (local and moto S3), then the Ray Data job."""
+"""animate.batch (pipelines/animate.py): the per-row function without Ray (local and moto S3), then the Ray Data job."""
 
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from animate import batch as batch_job
 from fomm import Animator
 from preprocessing import storage
 from services.video_read import probe_video, read_frames
@@ -16,19 +16,6 @@ from services.video_write import write_video
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 4
-
-
-def load_pipeline():
-    spec = importlib.util.spec_from_file_location("pipelines_animate", REPO / "pipelines" / "animate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Ray pickles the job's actor class by value from this module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def pipeline():
-    return load_pipeline()
 
 
 @pytest.fixture(scope="module")
@@ -53,26 +40,26 @@ def batch(*rows: tuple[str, str, str]) -> dict[str, np.ndarray]:
     return {c: np.array([r[i] for r in rows], dtype=object) for i, c in enumerate(("source", "driving", "output"))}
 
 
-def test_rows_are_animated_skipped_or_recorded_without_ray(pipeline, inputs, animator, tmp_path):
+def test_rows_are_animated_skipped_or_recorded_without_ray(inputs, animator, tmp_path):
     rows = batch(("face_source_d.jpg", "face_talk_b.mp4", str(tmp_path / "b.mp4")),
                  ("face_source_e.jpg", "broken.mp4", str(tmp_path / "broken.mp4")))
-    out = pipeline.animate_rows(rows, animator, {}, base=str(inputs))
+    out = batch_job.animate_rows(rows, animator, {}, base=str(inputs))
     assert out["status"].tolist() == ["done", "failed"]
     assert out["error"][0] == "" and out["error"][1].startswith(f"{inputs / 'broken.mp4'}: not a readable video")
     info = probe_video(tmp_path / "b.mp4")
     assert (info.num_frames, info.fps, info.width, info.has_audio) == (FRAMES, 30.0, 64, True)
-    again = pipeline.animate_rows(rows, animator, {}, base=str(inputs))
+    again = batch_job.animate_rows(rows, animator, {}, base=str(inputs))
     assert again["status"].tolist() == ["skipped", "failed"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mp4"]
 
 
-def test_rows_on_s3(pipeline, inputs, animator, moto_s3, tmp_path):
+def test_rows_on_s3(inputs, animator, moto_s3, tmp_path):
     bucket = f"s3://{moto_s3['bucket']}/animate"
     for name in ("face_source_d.jpg", "face_talk_c.mp4"):
         storage.write_bytes(f"{bucket}/in/{name}", (inputs / name).read_bytes())
     rows = batch((f"{bucket}/in/face_source_d.jpg", f"{bucket}/in/face_talk_c.mp4", f"{bucket}/out/c.mp4"),
                  (f"{bucket}/in/missing.jpg", f"{bucket}/in/face_talk_c.mp4", f"{bucket}/out/missing.mp4"))
-    out = pipeline.animate_rows(rows, animator, {"layout": "side-by-side"})
+    out = batch_job.animate_rows(rows, animator, {"layout": "side-by-side"})
     assert out["status"].tolist() == ["done", "failed"]
     assert f"{bucket}/in/missing.jpg" in out["error"][1]
     local = tmp_path / "c.mp4"
@@ -83,7 +70,7 @@ def test_rows_on_s3(pipeline, inputs, animator, moto_s3, tmp_path):
 
 
 @pytest.mark.ray
-def test_ray_job_animates_pairs_and_keeps_an_error_table(pipeline, inputs, tiny_config_path, ray_local, tmp_path):
+def test_ray_job_animates_pairs_and_keeps_an_error_table(inputs, tiny_config_path, ray_local, tmp_path):
     pairs = tmp_path / "pairs.csv"
     with pairs.open("w", newline="") as f:
         w = csv.writer(f)
@@ -91,7 +78,7 @@ def test_ray_job_animates_pairs_and_keeps_an_error_table(pipeline, inputs, tiny_
         w.writerow([inputs / "face_source_d.jpg", inputs / "face_talk_b.mp4", "out/b.mp4"])  # relative to CSV
         w.writerow([inputs / "face_source_e.jpg", inputs / "face_talk_c.mp4", "out/c.mp4"])
         w.writerow([inputs / "face_source_e.jpg", inputs / "broken.mp4", "out/broken.mp4"])
-    summary = pipeline.run(str(pairs), str(tiny_config_path), random_init=True, concurrency=1, batch_size=4)
+    summary = batch_job.run(str(pairs), str(tiny_config_path), random_init=True, concurrency=1, batch_size=4)
     assert summary == {"pairs": 3, "done": 2, "skipped": 0, "failed": 1, "errors": str(tmp_path / "pairs.errors.csv")}
     for name, fps in (("b", 30.0), ("c", 25.0)):
         info = probe_video(tmp_path / "out" / f"{name}.mp4")
@@ -99,7 +86,7 @@ def test_ray_job_animates_pairs_and_keeps_an_error_table(pipeline, inputs, tiny_
     table = list(csv.DictReader((tmp_path / "pairs.errors.csv").open()))
     assert len(table) == 1 and table[0]["driving"] == str(inputs / "broken.mp4")
     assert "not a readable video" in table[0]["error"]
-    rerun = pipeline.run(str(pairs), str(tiny_config_path), random_init=True, concurrency=1)
+    rerun = batch_job.run(str(pairs), str(tiny_config_path), random_init=True, concurrency=1)
     assert (rerun["done"], rerun["skipped"], rerun["failed"]) == (0, 2, 1)
 
 

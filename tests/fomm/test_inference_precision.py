@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from animate.cli import main
 from fomm import Animator
-from fomm.cli import main
 from fomm.config import ModelConfig
 from services.video_read import probe_video, read_frames, read_image
 from tests.fomm.test_parity_original import PARITY

@@ -8,8 +8,9 @@ pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxscript, o
 pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
 
 import fomm  # noqa: E402
-from fomm.cli import main  # noqa: E402
-from fomm.onnx_export import FILES, export_onnx, load_onnx, onnx_animator  # noqa: E402
+from animate.cli import main  # noqa: E402
+from animate.onnx_engine import load_onnx, onnx_animator  # noqa: E402
+from fomm.onnx_export import FILES, export_onnx  # noqa: E402
 from services.video_read import probe_video, read_frames  # noqa: E402
 from services.video_write import write_video  # noqa: E402
 from tests.fomm.test_parity_original import PARITY, build, max_diff  # noqa: E402

@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from animate.cli import main
+from animate.files import animate_file
 from fomm import Animator, save_checkpoint
-from fomm.cli import animate_file, main
 from services.video_read import iter_frames, probe_video, read_frames
 from services.video_write import write_video
 

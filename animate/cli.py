@@ -1,170 +1,28 @@
-"""`fomm` command line: `animate` (image + driving video → video), `info` (model sizes, checkpoint fit), `runs`.
-
-A thin wrapper of `fomm.Animator`; the only fomm module that touches video files (through
-`preprocessing.video_io`, imported lazily, like `preprocessing.landmarks` and `evaluation.compare`).
-"""
+"""The `fomm` command line: `animate` (image + driving video → video), `export` (ONNX graphs), `info` (model sizes,
+checkpoint fit), `runs compare` (evaluation.compare). Parsing and one line per command; the work is in animate.files."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-from fomm.animation import find_best_frame
-from fomm.animator import CROP_MODES, LAYOUTS, Animator, to_uint8
-from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
+from animate.autocrop import resolve_crop
+from animate.files import AnimateError, animate_file, check_output, read_source
+from animate.model_info import model_info
+from animate.onnx_engine import onnx_animator
+from fomm.animator import CROP_MODES, LAYOUTS, Animator
 from fomm.config import load_config
+from fomm.onnx_export import FILES, OPSET, export_onnx
 from fomm.precision import PRECISIONS
+from services.cli import run_cli
+from services.video_read import probe_video
 
-OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
-Landmarker = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
 RANDOM_INIT_WARNING = ("WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows "
                        "the pipeline working, not a trained animation")
-
-
-class AnimateError(ValueError):
-    """An input or output of `fomm animate` that cannot be used; the message names the file."""
-
-
-@dataclass
-class AnimateResult:
-    path: str
-    num_frames: int
-    fps: float
-    width: int
-    height: int
-    has_audio: bool
-    best_frame: int | None
-    seconds: float
-    notes: tuple[str, ...] = ()  # which detector / landmark backend was used
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.num_frames / self.seconds if self.seconds > 0 else float("inf")
-
-
-def check_output(out: str | Path) -> Path:
-    """Fail early, naming the file, when the output cannot be written (the video itself is written atomically)."""
-    out = Path(out)
-    if out.is_dir():
-        raise AnimateError(f"{out}: is a folder, not an output file")
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise AnimateError(f"{out}: unsupported output format {out.suffix or '(none)'!r} "
-                           f"(use {', '.join(OUTPUT_SUFFIXES)})")
-    parent = out.parent
-    if parent.exists() and not parent.is_dir():
-        raise AnimateError(f"{out}: cannot write: {parent} is not a folder")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as err:
-        raise AnimateError(f"{out}: cannot write to {parent} ({err.strerror or err})") from None
-    return out
-
-
-def read_source(path: str | Path) -> np.ndarray:
-    """The source image as H×W×3 uint8 RGB: an image file, or the first frame of a video."""
-    from services.video_read import ImageError, VideoError, iter_frames, read_image
-
-    try:
-        return read_image(path)
-    except ImageError as image_err:
-        if not Path(path).is_file():
-            raise
-        try:
-            return next(iter_frames(path, 0, 1))
-        except VideoError:
-            raise ImageError(f"{path}: not a readable image or video") from image_err
-
-
-def checked_frames(path: str | Path, expected: int) -> Iterator[np.ndarray]:
-    """The frames of a video, failing at the end when far fewer decode than the container lists (truncation)."""
-    from services.video_read import VideoError, iter_frames
-
-    count = 0
-    for frame in iter_frames(path):
-        count += 1
-        yield frame
-    if count < expected - 1:  # one frame of slack: some containers count a trailing empty packet
-        raise VideoError(f"{path}: truncated or corrupt video: decoded {count} of {expected} frames")
-
-
-def select_best_frame(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
-                      num_frames: int, progress: bool, landmarks: Landmarker | None = None) -> int:
-    """The driving frame whose face landmarks best match the source's (on the model's crops)."""
-    from tqdm import tqdm
-
-    if landmarks is None:  # the best backend present: face-alignment with its weights, else dlib 68
-        from animate.backends import best_landmarker
-
-        landmarks = best_landmarker(str(animator.device))
-    source_landmarks = landmarks(to_uint8(animator.prepare(source))[0])
-    if source_landmarks is None:
-        raise AnimateError(f"{source_path}: no face found (needed by --find-best-frame)")
-    frames = tqdm(checked_frames(driving, num_frames), total=num_frames, unit="frame", desc="landmarks",
-                  disable=not progress)
-    driving_landmarks = [landmarks(to_uint8(animator.prepare(f))[0]) for f in frames]
-    try:
-        return find_best_frame(source_landmarks, driving_landmarks)
-    except ValueError as err:
-        raise AnimateError(f"{driving}: {err}") from None
-
-
-def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
-                 layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
-                 use_best_frame: bool = False, landmarks: Landmarker | None = None,
-                 progress: bool = True, auto_crop=None) -> AnimateResult:  # noqa: ANN001
-    """Animate a source image file with a driving video file into `out` (driving fps and audio kept).
-
-    With `use_best_frame`, relative motion starts from the driving frame whose face landmarks (`landmarks`,
-    default the best backend present) best match the source's; frames are still written in their order.
-    `auto_crop` (animate.files.AutoCropOptions): crop on the subject, paste back into the full frame.
-    """
-    if auto_crop is not None:
-        from animate.files import animate_file as animate_auto
-
-        return animate_auto(animator, source, driving, out, auto_crop, layout=layout, draw_kp=draw_kp,
-                            output_size=output_size, use_best_frame=use_best_frame, landmarks=landmarks,
-                            progress=progress)
-    from tqdm import tqdm
-
-    from services.video_read import iter_frames, probe_video
-    from services.video_write import VideoWriter
-
-    out = check_output(out)
-    source_frame = read_source(source)
-    info = probe_video(driving)
-    started = time.perf_counter()
-    best, initial, notes = None, None, ()
-    if use_best_frame:
-        if landmarks is None:
-            from animate.backends import best_landmarker
-
-            landmarks = best_landmarker(str(animator.device))
-        notes = (f"best frame by {getattr(landmarks, 'name', 'custom')} landmarks",)
-        best = select_best_frame(animator, source_frame, source, driving, info.num_frames, progress, landmarks)
-        initial = next(iter_frames(driving, best, best + 1))
-    frames = animator.frames(source_frame, checked_frames(driving, info.num_frames), driving_initial=initial,
-                             layout=layout, draw_kp=draw_kp, output_size=output_size)
-    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer, \
-            tqdm(total=info.num_frames, unit="frame", desc=f"animate {Path(out).name}", disable=not progress,
-                 dynamic_ncols=True) as bar:
-        for frame in frames:
-            writer.write(frame)
-            bar.update(1)
-            height, width = frame.shape[:2]
-    return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
-                         has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,
-                         notes=notes)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -250,8 +108,6 @@ def cmd_animate(args: argparse.Namespace) -> int:
         raise AnimateError("--checkpoint is required (or pass --random-init for an untrained model)")
     if args.batch_size < 1:
         raise AnimateError(f"--batch-size must be at least 1, got {args.batch_size}")
-    from services.video_read import probe_video
-
     check_output(args.out)
     device = _device(args.device)
     read_source(args.source)  # bad inputs fail here, before a model is built
@@ -270,7 +126,8 @@ def cmd_animate(args: argparse.Namespace) -> int:
                                     crop=args.crop if auto_crop is None else "none", batch_size=args.batch_size,
                                     smooth=args.smooth, device=device, precision=args.precision)
     if args.engine == "onnx":
-        animator = _onnx_module().onnx_animator(animator, args.onnx)
+        _require_export_extra()
+        animator = onnx_animator(animator, args.onnx)
     result = animate_file(animator, args.source, args.driving, args.out, layout=args.layout,
                           draw_kp=args.draw_keypoints, output_size=args.output_size,
                           use_best_frame=args.find_best_frame, progress=not args.quiet, auto_crop=auto_crop)
@@ -282,66 +139,30 @@ def cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
-def auto_crop_options(args: argparse.Namespace):  # noqa: ANN201 - animate.files.AutoCropOptions | None
+def auto_crop_options(args: argparse.Namespace):  # noqa: ANN201 - animate.autocrop.AutoCropOptions | None
     """The auto-crop options of `fomm animate` (args.crop settled), or None for --crop center|pad|none."""
-    from animate.files import resolve_crop
-
     args.crop, options = resolve_crop(load_config(args.config), args.crop, subject=args.subject,
                                       paste_back=args.paste_back, smooth=args.smooth)
     return options
 
 
-def _onnx_module():  # noqa: ANN202 - fomm.onnx_export, once ONNX Runtime is known to be installed
+def _require_export_extra() -> None:
+    """The `export` extra (ONNX Runtime stands for it) is installed, or one line saying how to get it."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise AnimateError("the ONNX engine needs ONNX Runtime: pip install 'fomm-pipeline[export]'") from None
-    from fomm import onnx_export
-
-    return onnx_export
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.checkpoint is None and not args.random_init:
         raise AnimateError("--checkpoint is required (or pass --random-init for an untrained model)")
-    onnx_export = _onnx_module()
+    _require_export_extra()
     animator = Animator.from_config(args.config, args.checkpoint, random_init=args.random_init, seed=args.seed,
                                     precision="fp32", channels_last=False)
-    out = onnx_export.export_onnx(animator.kp_detector, animator.generator, animator.frame_size, args.out)
-    print(f"{out}: {', '.join(onnx_export.FILES)} (opset {onnx_export.OPSET})")
+    out = export_onnx(animator.kp_detector, animator.generator, animator.frame_size, args.out)
+    print(f"{out}: {', '.join(FILES)} (opset {OPSET})")
     return 0
-
-
-def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
-    """Parameter counts per network and, with a checkpoint, whether each of its state dicts fits the config."""
-    from fomm.discriminator import MultiScaleDiscriminator
-    from fomm.generator import OcclusionAwareGenerator
-    from fomm.keypoint_detector import KPDetector
-
-    cfg = load_config(config)
-    nets = {"kp_detector": KPDetector.from_config(cfg.model_params),
-            "generator": OcclusionAwareGenerator.from_config(cfg.model_params),
-            "discriminator": MultiScaleDiscriminator.from_config(cfg.model_params)}
-    info: dict = {"config": str(config), "frame_shape": list(cfg.dataset_params.shape),
-                  "num_kp": cfg.model_params.common_params.num_kp,
-                  "parameters": {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}}
-    info["parameters"]["total"] = sum(info["parameters"].values())
-    if checkpoint is not None:
-        state = read_checkpoint(checkpoint)
-        fit = {}
-        for name, net in nets.items():
-            if name not in state:
-                fit[name] = "absent"
-                continue
-            try:
-                load_state(net, state[name], checkpoint, name)
-                fit[name] = "ok"
-            except CheckpointError as err:
-                fit[name] = str(err)
-        info.update(checkpoint=str(checkpoint), epoch=int(state.get("epoch", 0)), fits=fit,
-                    ok=all(v in ("ok", "absent") for v in fit.values()) and fit.get("generator") == "ok"
-                    and fit.get("kp_detector") == "ok")
-    return info
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -373,8 +194,6 @@ def cmd_runs(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Input errors (the project's own types, services.cli) are one line on stderr and exit 1; --debug: traceback."""
-    from services.cli import run_cli
-
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else None
 

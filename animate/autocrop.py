@@ -1,0 +1,128 @@
+"""Real photos and videos, as they come: auto-crop, animate the crop, paste it back into the full frame.
+
+Three passes over the driving video (decoded again each time, memory stays flat): track the subject,
+(with best-frame) landmarks on the crops, then animate. `auto_crop_frames` is what `animate.files.animate_file`
+runs for `--crop auto`; `auto_frames` is the same on frames already in memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from animate.backends import BackendUnavailable, Landmarker, subject_detector, subject_kind
+from animate.crop_plan import CropPlan, crop_subpixel, plan_crops
+from animate.paste import even_frame, panel_height, paste_back, three_panels
+from fomm.animation import find_best_frame
+from fomm.animator import LAYOUTS, Animator, AnimatorError, to_uint8
+from fomm.visualization import draw_keypoints
+from preprocessing.cropping import resize_keep_aspect
+from services.video_read import checked_frames, iter_frames
+
+
+@dataclass(frozen=True)
+class AutoCropOptions:
+    """What `--crop auto` does: which subject, paste back or not, how much smoothing (0: none)."""
+
+    kind: str = "face"  # face | person (animate.backends.subject_kind of the config)
+    subject: int | None = None  # counted from the left; None: the largest
+    paste_back: bool = True
+    smooth: float = 0.0  # one-euro time constant at rest, frames, of the crop box (keypoints: Animator.smooth)
+    detector: str = "auto"  # preprocessing detector backend
+
+
+def resolve_crop(config, crop: str | None, *, subject: int | None = None, paste_back: bool = True,  # noqa: ANN001
+                 smooth: float = 0.0, detector: str = "auto") -> tuple[str, AutoCropOptions | None]:
+    """The crop mode (None: auto where a detector for the config's subject runs here, else center) and,
+    for auto, its options.  config: fomm.FommConfig"""
+    kind = subject_kind(config)
+    if crop is None:
+        try:
+            subject_detector(kind, detector)
+            crop = "auto"
+        except BackendUnavailable:
+            crop = "center"
+    if crop != "auto":
+        if subject is not None:
+            raise AnimatorError(f"--subject needs --crop auto (got --crop {crop})")
+        return crop, None
+    try:
+        subject_detector(kind, detector)
+    except BackendUnavailable as err:
+        raise AnimatorError(f"--crop auto: {err}") from None
+    return crop, AutoCropOptions(kind=kind, subject=subject, paste_back=paste_back, smooth=smooth, detector=detector)
+
+
+def auto_frames(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray], plan: CropPlan, *,
+                paste: bool = True, layout: str = "result", draw_kp: bool = False,
+                driving_initial: np.ndarray | None = None,
+                output_size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Output frames H×W×3 uint8: the animated crop pasted into the (even-sized) source, or the crop alone."""
+    if layout not in LAYOUTS:
+        raise AnimatorError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    size = animator.frame_size
+    full = even_frame(source)
+    source_crop = crop_subpixel(full, plan.source_box, size)
+    originals: deque[np.ndarray] = deque()
+
+    def crops() -> Iterator[np.ndarray]:
+        for frame, box in zip(driving, plan.driving_boxes):
+            if layout == "side-by-side":
+                originals.append(frame)
+            yield crop_subpixel(frame, box, size)
+
+    height = panel_height(full.shape[0])
+    for batch in animator.animate(source_crop, crops(), driving_initial=driving_initial):
+        results = to_uint8(batch.prediction)
+        for i, result in enumerate(results):
+            if draw_kp:
+                result = draw_keypoints(result, batch.kp_norm["value"][i].cpu().numpy())
+            if paste:
+                result = paste_back(full, result, plan.source_box)
+            elif output_size is not None:
+                result = resize_keep_aspect(result, output_size)
+            if layout == "side-by-side":
+                result = three_panels(full, originals.popleft(), result, height)
+            yield result
+
+
+def best_initial_frame(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray], plan: CropPlan,
+                       landmarks: Landmarker, source_name: str, driving_name: str) -> int:
+    """Driving frame (among those where the subject was found) whose crop's landmarks best match the source's."""
+    size = animator.frame_size
+    source_points = landmarks(crop_subpixel(even_frame(source), plan.source_box, size))
+    if source_points is None:
+        raise AnimatorError(f"{source_name}: no face landmarks found in the crop (needed by --find-best-frame)")
+    points = [landmarks(crop_subpixel(f, box, size)) if found else None
+              for f, box, found in zip(driving, plan.driving_boxes, plan.driving_found)]
+    try:
+        return find_best_frame(source_points, points)
+    except ValueError as err:
+        raise AnimatorError(f"{driving_name}: {err}") from None
+
+
+def auto_crop_frames(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
+                     num_frames: int, options: AutoCropOptions, *, layout: str = "result", draw_kp: bool = False,
+                     output_size: tuple[int, int] | None = None, landmarks: Landmarker | None = None,
+                     ) -> tuple[Iterator[np.ndarray], int | None, list[str]]:
+    """The output frames of a driving video file, the best initial frame (with `landmarks`) and notes naming
+    the detector used."""
+    detector = subject_detector(options.kind, options.detector)
+    plan = plan_crops(source, checked_frames(driving, num_frames), detector, options.kind, subject=options.subject,
+                      smooth=options.smooth, source_name=str(source_path), driving_name=str(driving))
+    notes = [f"auto-crop: {options.kind} detector {plan.detector}, subject detected on "
+             f"{int(plan.driving_found.sum())} of the {len(plan.driving_found)} driving frames "
+             f"(searched every {plan.detect_every}), crop smoothing {options.smooth:g}"]
+    best, initial = None, None
+    if landmarks is not None:
+        best = best_initial_frame(animator, source, iter_frames(driving), plan, landmarks, str(source_path),
+                                  str(driving))
+        frame = next(iter_frames(driving, best, best + 1))
+        initial = crop_subpixel(frame, plan.driving_boxes[best], animator.frame_size)
+    frames = auto_frames(animator, source, checked_frames(driving, num_frames), plan, paste=options.paste_back,
+                         layout=layout, draw_kp=draw_kp, driving_initial=initial, output_size=output_size)
+    return frames, best, notes

@@ -1,0 +1,149 @@
+"""The batch job: animate every (source, driving, output) row of a CSV on Ray Data, local or s3://, skipping done pairs.
+
+Relative paths in the CSV are relative to its folder. A pair whose output exists is skipped; a pair that fails
+goes to the error table (CSV) and the job goes on. `animate_pairs` checks the inputs, starts Ray and runs the plan.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from animate.autocrop import resolve_crop
+from animate.files import animate_file
+from fomm.animator import Animator
+from fomm.config import load_config
+from preprocessing import storage
+from services import checks
+from services.cli import UserError
+
+COLUMNS = ("source", "driving", "output")
+ANIMATOR_KEYS = ("relative", "adapt_movement_scale", "batch_size", "smooth", "precision")
+
+
+def _absolute(path: str, base: str | None) -> str:
+    if base is None or storage.is_remote(path) or Path(path).is_absolute():
+        return path
+    return storage.join(base, path)
+
+
+def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict, base: str | None = None) -> dict:
+    """Animate each row of a batch; rows come back with `status` (done|skipped|failed) and `error`."""
+    status, errors = [], []
+    for row in zip(*(batch[c] for c in COLUMNS)):
+        source, driving, output = (_absolute(str(p), base) for p in row)
+        local = {}
+        try:
+            if storage.exists(output):
+                status.append("skipped")
+                errors.append("")
+                continue
+            with storage.local_copy(source) as local["source"], storage.local_copy(driving) as local["driving"], \
+                    tempfile.TemporaryDirectory(prefix="fomm-animate-") as tmp:
+                target = f"{tmp}/{Path(output).name}" if storage.is_remote(output) else output
+                animate_file(animator, local["source"], local["driving"], target, progress=False, **options)
+                if storage.is_remote(output):  # one PUT: the object appears whole or not at all
+                    storage.write_bytes(output, Path(target).read_bytes())
+            status.append("done")
+            errors.append("")
+        except (ValueError, OSError, RuntimeError) as err:  # bad data: record it, keep going
+            message = str(err)
+            for name, path in local.items():  # name the user's file, not its temporary download
+                message = message.replace(str(path), {"source": source, "driving": driving}[name])
+            status.append("failed")
+            errors.append(message)
+    return {**{c: np.asarray(batch[c]).astype(str) for c in COLUMNS},
+            "status": np.array(status), "error": np.array(errors)}
+
+
+class AnimatePairs:
+    """Ray Data actor: one Animator per actor, built once, applied to every batch of rows."""
+
+    def __init__(self, config: str, checkpoint: str | None, random_init: bool, device: str, num_threads: int,
+                 options: dict, base: str | None) -> None:
+        import torch
+
+        torch.set_num_threads(num_threads)
+        options = dict(options)
+        crop, auto_crop = resolve_crop(load_config(config), options.pop("crop", None),
+                                       subject=options.pop("subject", None),
+                                       paste_back=options.pop("paste_back", True), smooth=options.get("smooth", 0.0))
+        self.animator = Animator.from_config(config, checkpoint, random_init=random_init, device=device,
+                                             crop="none" if auto_crop else crop,
+                                             **{k: options[k] for k in ANIMATOR_KEYS if k in options})
+        self.options = {k: v for k, v in options.items() if k not in ANIMATOR_KEYS}
+        self.options["auto_crop"] = auto_crop
+        self.base = base
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict:
+        return animate_rows(batch, self.animator, self.options, self.base)
+
+
+def error_table_path(pairs: str, errors: str | None) -> str:
+    """The error table: `errors`, or next to the pairs CSV as *.errors.csv."""
+    return errors or str(pairs).removesuffix(".csv") + ".errors.csv"
+
+
+def write_error_table(path: str, rows: list[dict]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "error"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: r[k] for k in (*COLUMNS, "error")} for r in rows if r["status"] == "failed")
+    storage.write_bytes(path, text.getvalue().encode())
+
+
+def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
+        errors: str | None = None, concurrency: int = 1, num_cpus: float = 1, device: str = "cpu",
+        **options) -> dict:
+    """The Ray Data plan: read_csv → map_batches(AnimatePairs) → error table. Returns counts per status."""
+    import ray
+
+    fs, path = storage.resolve(pairs)
+    base = str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
+    errors = error_table_path(pairs, errors)
+    ds = ray.data.read_csv(path, filesystem=fs).select_columns(list(COLUMNS))
+    results = ds.map_batches(
+        AnimatePairs, batch_size=1, concurrency=concurrency, num_cpus=num_cpus,
+        num_gpus=1 if device.startswith("cuda") else 0,
+        fn_constructor_kwargs={"config": config, "checkpoint": checkpoint, "random_init": random_init,
+                               "device": device, "num_threads": max(1, int(num_cpus)), "options": options,
+                               "base": base},
+    ).take_all()
+    write_error_table(errors, results)
+    counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
+    return {"pairs": len(results), **counts, "errors": errors}
+
+
+def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: bool, errors: str | None) -> None:
+    """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table."""
+    storage.check_reachable("--pairs", pairs)
+    if not storage.is_remote(pairs):
+        checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns")
+    try:
+        header = storage.read_bytes(pairs).decode("utf-8").splitlines()[0]
+    except (UnicodeDecodeError, IndexError):
+        raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
+    missing = [c for c in COLUMNS if c not in next(csv.reader([header]))]
+    if missing:
+        raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)})")
+    if checkpoint is not None:
+        checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
+    checks.existing_file("--config", config, "a FOMM YAML")
+    Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
+    table = error_table_path(pairs, errors)
+    if not storage.is_remote(table):
+        checks.writable_dir("--errors", Path(table).parent)
+
+
+def animate_pairs(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
+                  errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
+    """The whole job: check the inputs, join (or start) Ray, run the plan; returns `run`'s counts."""
+    import ray
+
+    check_inputs(pairs, config, checkpoint, random_init, errors)
+    ray.init(address=ray_address, ignore_reinit_error=True)
+    return run(pairs, config, checkpoint, random_init=random_init, errors=errors, **plan)

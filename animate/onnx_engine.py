@@ -1,0 +1,92 @@
+"""The exported ONNX graphs (fomm.onnx_export) on ONNX Runtime (the `export` extra), behind the Animator's interface:
+`fomm animate --engine onnx`."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from fomm.animator import Animator, AnimatorError
+from fomm.dense_motion import MotionSource
+from fomm.generator import GeneratorSource
+from fomm.geometry import Keypoints
+from fomm.onnx_export import FILES, MANIFEST, as_keypoints, export_onnx
+
+
+class _Session:
+    """An ONNX Runtime session called with torch tensors, returning torch tensors."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, *args: Tensor) -> list[Tensor]:
+        feed = {name: a.detach().float().contiguous().cpu().numpy() for name, a in zip(self.inputs, args)}
+        return [torch.from_numpy(o) for o in self.session.run(None, feed)]
+
+
+class OnnxKPDetector:
+    """kp_detector.onnx behind the KPDetector call."""
+
+    def __init__(self, path: Path, jacobian: bool) -> None:
+        self.session, self.jacobian = _Session(path), jacobian
+
+    def __call__(self, image: Tensor) -> Keypoints:
+        return as_keypoints(*self.session(image)) if self.jacobian else as_keypoints(self.session(image)[0], None)
+
+
+class OnnxGenerator:
+    """source.onnx and generator_step.onnx behind the generator's prepare_source and inference call."""
+
+    def __init__(self, source_path: Path, step_path: Path) -> None:
+        self.source, self.step = _Session(source_path), _Session(step_path)
+
+    def prepare_source(self, image: Tensor, kp_source: Keypoints) -> GeneratorSource:
+        features, motion_image, heatmap = self.source(image, *kp_source.values())
+        return GeneratorSource(image=image, features=features,
+                               motion=MotionSource(image=motion_image, heatmap=heatmap))
+
+    def __call__(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
+                 source: GeneratorSource, outputs: str = "prediction") -> dict[str, Tensor]:
+        args = [source.features, source.motion.image, source.motion.heatmap, kp_driving["value"],
+                kp_source["value"][:1]]
+        if "jacobian" in kp_driving:
+            args += [kp_driving["jacobian"], kp_source["jacobian"][:1]]
+        return {"prediction": self.step(*args)[0]}
+
+
+def load_onnx(out_dir: str | Path) -> tuple[OnnxKPDetector, OnnxGenerator, tuple[int, int]]:
+    """The exported graphs of `out_dir` on ONNX Runtime (CPU), and the frame size they were made for."""
+    root = Path(out_dir)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
+    manifest = json.loads(path.read_text())
+    missing = [f for f in FILES if not (root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root}: {missing[0]} missing from the ONNX export")
+    return (OnnxKPDetector(root / FILES[0], manifest["jacobian"]), OnnxGenerator(root / FILES[1], root / FILES[2]),
+            tuple(manifest["frame_size"]))
+
+
+def onnx_animator(animator: Animator, onnx_dir: str | Path | None = None) -> Animator:
+    """The same animation options on ONNX Runtime: the graphs of `onnx_dir`, or the animator's model exported."""
+    with tempfile.TemporaryDirectory(prefix="fomm-onnx-") as tmp:
+        if onnx_dir is None:
+            export_onnx(animator.kp_detector, animator.generator, animator.frame_size, tmp)
+        kp_detector, generator, size = load_onnx(onnx_dir or tmp)  # the sessions hold the graphs in memory
+    if tuple(size) != animator.frame_size:
+        raise AnimatorError(f"{onnx_dir}: exported for {size[0]}×{size[1]} frames, the config says "
+                            f"{animator.frame_size[0]}×{animator.frame_size[1]}")
+    return Animator(kp_detector, generator, frame_size=animator.frame_size, relative=animator.relative,
+                    adapt_movement_scale=animator.adapt_movement_scale,
+                    use_relative_jacobian=animator.use_relative_jacobian, crop=animator.crop,
+                    batch_size=animator.batch_size, smooth=animator.smooth, precision="fp32", channels_last=False)
