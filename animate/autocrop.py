@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from animate.backends import BackendUnavailable, Landmarker, subject_detector, subject_kind
+from animate.backends import BackendUnavailable, Landmarker, best_frame, subject_detector, subject_kind
 from animate.crop_plan import CropPlan, crop_subpixel, plan_crops
 from animate.paste import even_frame, panel_height, paste_back, three_panels
-from fomm.animation import find_best_frame
 from fomm.animator import LAYOUTS, Animator, AnimatorError, to_uint8
 from fomm.visualization import draw_keypoints
 from preprocessing.cropping import resize_keep_aspect
-from services.video_read import checked_frames, iter_frames
+from services.video_read import iter_frames
 
 
 @dataclass(frozen=True)
@@ -40,20 +39,18 @@ def resolve_crop(config, crop: str | None, *, subject: int | None = None, paste_
     """The crop mode (None: auto where a detector for the config's subject runs here, else center) and,
     for auto, its options.  config: fomm.FommConfig"""
     kind = subject_kind(config)
-    if crop is None:
+    if crop in (None, "auto"):
         try:
             subject_detector(kind, detector)
             crop = "auto"
-        except BackendUnavailable:
+        except BackendUnavailable as err:
+            if crop == "auto":
+                raise AnimatorError(f"--crop auto: {err}") from None
             crop = "center"
     if crop != "auto":
         if subject is not None:
             raise AnimatorError(f"--subject needs --crop auto (got --crop {crop})")
         return crop, None
-    try:
-        subject_detector(kind, detector)
-    except BackendUnavailable as err:
-        raise AnimatorError(f"--crop auto: {err}") from None
     return crop, AutoCropOptions(kind=kind, subject=subject, paste_back=paste_back, smooth=smooth, detector=detector)
 
 
@@ -94,15 +91,10 @@ def best_initial_frame(animator: Animator, source: np.ndarray, driving: Iterable
                        landmarks: Landmarker, source_name: str, driving_name: str) -> int:
     """Driving frame (among those where the subject was found) whose crop's landmarks best match the source's."""
     size = animator.frame_size
-    source_points = landmarks(crop_subpixel(even_frame(source), plan.source_box, size))
-    if source_points is None:
-        raise AnimatorError(f"{source_name}: no face landmarks found in the crop (needed by --find-best-frame)")
-    points = [landmarks(crop_subpixel(f, box, size)) if found else None
-              for f, box, found in zip(driving, plan.driving_boxes, plan.driving_found)]
-    try:
-        return find_best_frame(source_points, points)
-    except ValueError as err:
-        raise AnimatorError(f"{driving_name}: {err}") from None
+    crops = (crop_subpixel(f, box, size) if found else None
+             for f, box, found in zip(driving, plan.driving_boxes, plan.driving_found))
+    return best_frame(landmarks, crop_subpixel(even_frame(source), plan.source_box, size), crops, source_name,
+                      driving_name)
 
 
 def auto_crop_frames(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
@@ -112,7 +104,7 @@ def auto_crop_frames(animator: Animator, source: np.ndarray, source_path: str | 
     """The output frames of a driving video file, the best initial frame (with `landmarks`) and notes naming
     the detector used."""
     detector = subject_detector(options.kind, options.detector)
-    plan = plan_crops(source, checked_frames(driving, num_frames), detector, options.kind, subject=options.subject,
+    plan = plan_crops(source, iter_frames(driving, expected=num_frames), detector, options.kind, subject=options.subject,
                       smooth=options.smooth, source_name=str(source_path), driving_name=str(driving))
     notes = [f"auto-crop: {options.kind} detector {plan.detector}, subject detected on "
              f"{int(plan.driving_found.sum())} of the {len(plan.driving_found)} driving frames "
@@ -123,6 +115,6 @@ def auto_crop_frames(animator: Animator, source: np.ndarray, source_path: str | 
                                   str(driving))
         frame = next(iter_frames(driving, best, best + 1))
         initial = crop_subpixel(frame, plan.driving_boxes[best], animator.frame_size)
-    frames = auto_frames(animator, source, checked_frames(driving, num_frames), plan, paste=options.paste_back,
+    frames = auto_frames(animator, source, iter_frames(driving, expected=num_frames), plan, paste=options.paste_back,
                          layout=layout, draw_kp=draw_kp, driving_initial=initial, output_size=output_size)
     return frames, best, notes

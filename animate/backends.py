@@ -7,11 +7,14 @@ extra, offline). Nothing is downloaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from fomm.animation import find_best_frame
+from fomm.animator import AnimatorError
 
 # dataset folder name in a config → what its subject is (the paper's data sets)
 KIND_BY_DATASET = {"vox": "face", "nemo": "face", "taichi": "person", "fashion": "person", "ted": "person"}
@@ -48,6 +51,19 @@ class Landmarker:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         return self.find(frame)
+
+
+def best_frame(landmarks: Callable[[np.ndarray], np.ndarray | None], source: np.ndarray,
+               driving: Iterable[np.ndarray | None], source_name: str, driving_name: str) -> int:
+    """The driving frame (None: skipped) whose face landmarks best match the source's, both as the model sees them."""
+    source_points = landmarks(source)
+    if source_points is None:
+        raise AnimatorError(f"{source_name}: no face found (needed by --find-best-frame)")
+    points = [None if frame is None else landmarks(frame) for frame in driving]
+    try:
+        return find_best_frame(source_points, points)
+    except ValueError as err:
+        raise AnimatorError(f"{driving_name}: {err}") from None
 
 
 def best_landmarker(device: str = "cpu") -> Landmarker:

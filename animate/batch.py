@@ -13,16 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from animate.autocrop import resolve_crop
-from animate.files import animate_file
+from animate.files import animate_file, build_animator
 from fomm.animator import Animator
-from fomm.config import load_config
 from preprocessing import storage
 from services import checks
 from services.cli import UserError
 
 COLUMNS = ("source", "driving", "output")
-ANIMATOR_KEYS = ("relative", "adapt_movement_scale", "batch_size", "smooth", "precision")
+FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's; the rest make the model
 
 
 def _absolute(path: str, base: str | None) -> str:
@@ -68,15 +66,10 @@ class AnimatePairs:
         import torch
 
         torch.set_num_threads(num_threads)
-        options = dict(options)
-        crop, auto_crop = resolve_crop(load_config(config), options.pop("crop", None),
-                                       subject=options.pop("subject", None),
-                                       paste_back=options.pop("paste_back", True), smooth=options.get("smooth", 0.0))
-        self.animator = Animator.from_config(config, checkpoint, random_init=random_init, device=device,
-                                             crop="none" if auto_crop else crop,
-                                             **{k: options[k] for k in ANIMATOR_KEYS if k in options})
-        self.options = {k: v for k, v in options.items() if k not in ANIMATOR_KEYS}
-        self.options["auto_crop"] = auto_crop
+        self.options = {k: v for k, v in options.items() if k in FILE_KEYS}
+        self.animator, self.options["auto_crop"] = build_animator(
+            config, checkpoint, random_init=random_init, device=device,
+            **{k: v for k, v in options.items() if k not in FILE_KEYS})
         self.base = base
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:

@@ -7,15 +7,18 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
-from animate.autocrop import resolve_crop
-from animate.files import AnimateError, animate_file, check_output, read_source
-from animate.model_info import model_info
+from animate.files import AnimateError, animate_file, build_animator, check_output, read_source
 from animate.onnx_engine import onnx_animator
 from fomm.animator import CROP_MODES, LAYOUTS, Animator
+from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config import load_config
+from fomm.discriminator import MultiScaleDiscriminator
+from fomm.generator import OcclusionAwareGenerator
+from fomm.keypoint_detector import KPDetector
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from fomm.precision import PRECISIONS
 from services.cli import run_cli
@@ -36,52 +39,85 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that make the model: `fomm animate`, `fomm export` and the batch job (pipelines/animate.py)."""
+    parser.add_argument("--config", required=True, help="model YAML (e.g. configs/vox-256.yaml)")
+    parser.add_argument("--checkpoint", help="original-format checkpoint (e.g. vox-cpk.pth.tar)")
+    parser.add_argument("--random-init", action="store_true", help="no checkpoint: random weights (tests, demos)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of a --random-init model")
+
+
+def add_animation_flags(parser: argparse.ArgumentParser) -> None:
+    """How to animate: `fomm animate` and the batch job (pipelines/animate.py); `check_animation_flags` validates them."""
+    motion = parser.add_mutually_exclusive_group()
+    motion.add_argument("--relative", dest="relative", action="store_true", default=True,
+                        help="relative motion transfer (default; Sec. 3.4)")
+    motion.add_argument("--absolute", dest="relative", action="store_false", help="absolute keypoints")
+    parser.add_argument("--adapt-scale", dest="adapt_movement_scale", action=argparse.BooleanOptionalAction,
+                        default=True, help="scale motion by the ratio of keypoint hull areas (default on)")
+    parser.add_argument("--crop", choices=("auto", *CROP_MODES),
+                        help="auto: crop on the detected face/person and track it (default for face and body "
+                             "configs when a detector runs here); center/pad/none: fit the whole frame (default "
+                             "otherwise)")
+    parser.add_argument("--subject", type=int, help="with --crop auto: subject N counted from the left (default "
+                        "largest)")
+    parser.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --crop auto: blend the result into the full source frame (default on)")
+    parser.add_argument("--smooth", type=float, default=3.0, help="one-euro smoothing of driving keypoints and "
+                        "crop box, frames at rest (default 3; 0 off)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="result", help="result, or source | driving | result")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=8, help="driving frames per forward pass (default 8)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (default: bf16 where the device computes it natively, else fp32), fp32 or bf16")
+
+
+def weights(args: argparse.Namespace) -> dict:
+    """The model flags' weights: a checkpoint, or an explicit --random-init (one line otherwise)."""
+    if args.checkpoint is None and not args.random_init:
+        raise AnimateError("--checkpoint is required (or pass --random-init for an untrained model)")
+    return {"checkpoint": args.checkpoint, "random_init": args.random_init, "seed": args.seed}
+
+
+def check_animation_flags(args: argparse.Namespace) -> torch.device:
+    """One line for an animation flag out of range; returns the device."""
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise AnimateError(f"--device {args.device!r}: not a device (use cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AnimateError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.batch_size < 1:
+        raise AnimateError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    if args.smooth < 0:
+        raise AnimateError(f"--smooth must be ≥ 0 (0 disables), got {args.smooth}")
+    if args.subject is not None and args.subject < 0:
+        raise AnimateError(f"--subject must be ≥ 0, got {args.subject}")
+    return device
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fomm", description="First Order Motion Model: animate, inspect.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="animate a source image with a driving video")
-    a.add_argument("--config", required=True, help="model YAML (e.g. configs/vox-256.yaml)")
-    a.add_argument("--checkpoint", help="original-format checkpoint (e.g. vox-cpk.pth.tar)")
-    a.add_argument("--random-init", action="store_true", help="no checkpoint: random weights (tests, demos)")
+    add_model_flags(a)
     a.add_argument("--source", required=True, help="source image (any size; RGB/RGBA/grey/16-bit)")
     a.add_argument("--driving", required=True, help="driving video")
     a.add_argument("--out", required=True, help="output video (.mp4, .mov, .mkv)")
-    motion = a.add_mutually_exclusive_group()
-    motion.add_argument("--relative", dest="relative", action="store_true", default=True,
-                        help="relative motion transfer (default; Sec. 3.4)")
-    motion.add_argument("--absolute", dest="relative", action="store_false", help="absolute keypoints")
-    a.add_argument("--adapt-scale", action=argparse.BooleanOptionalAction, default=True,
-                   help="scale motion by the ratio of keypoint hull areas (default on)")
+    add_animation_flags(a)
     a.add_argument("--find-best-frame", action="store_true",
                    help="start relative motion from the driving frame whose face pose best matches the source")
-    a.add_argument("--crop", choices=("auto", *CROP_MODES),
-                   help="auto: crop on the detected face/person and track it (default for face and body configs "
-                        "when a detector runs here); center/pad/none: fit the whole frame (default otherwise)")
-    a.add_argument("--subject", type=int, help="with --crop auto: subject N counted from the left (default largest)")
-    a.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
-                   help="with --crop auto: blend the result into the full source frame (default on)")
-    a.add_argument("--smooth", type=float, default=3.0,
-                   help="one-euro smoothing of driving keypoints and crop box, frames at rest (default 3; 0 off)")
-    a.add_argument("--layout", choices=LAYOUTS, default="result", help="result, or source | driving | result")
     a.add_argument("--draw-keypoints", action="store_true", help="draw the keypoints the model uses")
     a.add_argument("--output-size", type=parse_size, help="panel size N or WxH (default: the model's)")
-    a.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    a.add_argument("--batch-size", type=int, default=8, help="driving frames per forward pass (default 8)")
-    a.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto (default: bf16 where the device computes it natively, else fp32), fp32 or bf16")
     a.add_argument("--engine", choices=("torch", "onnx"), default="torch",
                    help="torch (default), or the exported graphs on ONNX Runtime (CPU, fp32; the export extra)")
     a.add_argument("--onnx", metavar="DIR", help="with --engine onnx: a `fomm export` directory (default: export "
                    "the given checkpoint to a temporary one first)")
-    a.add_argument("--seed", type=int, default=0, help="seed of a --random-init model")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("export", help="write the model as ONNX graphs (kp detector, source, per-frame step)")
-    e.add_argument("--config", required=True, help="model YAML (e.g. configs/vox-256.yaml)")
-    e.add_argument("--checkpoint", help="original-format checkpoint")
-    e.add_argument("--random-init", action="store_true", help="no checkpoint: random weights (tests, demos)")
-    e.add_argument("--seed", type=int, default=0, help="seed of a --random-init model")
+    add_model_flags(e)
     e.add_argument("--out", required=True, help="directory for the .onnx files")
 
     i = sub.add_parser("info", help="parameter counts of a config; does a checkpoint fit it?")
@@ -93,38 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise AnimateError(f"--device {name!r}: not a device (use cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AnimateError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 def cmd_animate(args: argparse.Namespace) -> int:
-    if args.checkpoint is None and not args.random_init:
-        raise AnimateError("--checkpoint is required (or pass --random-init for an untrained model)")
-    if args.batch_size < 1:
-        raise AnimateError(f"--batch-size must be at least 1, got {args.batch_size}")
+    model = weights(args)
+    device = check_animation_flags(args)
     check_output(args.out)
-    device = _device(args.device)
     read_source(args.source)  # bad inputs fail here, before a model is built
     probe_video(args.driving)
-    if args.smooth < 0:
-        raise AnimateError(f"--smooth must be ≥ 0 (0 disables), got {args.smooth}")
-    auto_crop = auto_crop_options(args)  # a --crop auto without a subject detector fails here
-    if args.checkpoint is None:
-        print(RANDOM_INIT_WARNING, file=sys.stderr)
     if args.onnx is not None and args.engine != "onnx":
         raise AnimateError("--onnx needs --engine onnx")
     if args.engine == "onnx" and device.type != "cpu":
         raise AnimateError(f"--engine onnx runs on the CPU, not --device {args.device}")
-    animator = Animator.from_config(args.config, args.checkpoint, random_init=args.random_init, seed=args.seed,
-                                    relative=args.relative, adapt_movement_scale=args.adapt_scale,
-                                    crop=args.crop if auto_crop is None else "none", batch_size=args.batch_size,
-                                    smooth=args.smooth, device=device, precision=args.precision)
+    animator, auto_crop = build_animator(args.config, **model, relative=args.relative,
+                                         adapt_movement_scale=args.adapt_movement_scale, crop=args.crop,
+                                         subject=args.subject, paste_back=args.paste_back, smooth=args.smooth,
+                                         batch_size=args.batch_size, device=device, precision=args.precision)
+    if args.checkpoint is None:
+        print(RANDOM_INIT_WARNING, file=sys.stderr)
     if args.engine == "onnx":
         _require_export_extra()
         animator = onnx_animator(animator, args.onnx)
@@ -139,13 +159,6 @@ def cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
-def auto_crop_options(args: argparse.Namespace):  # noqa: ANN201 - animate.autocrop.AutoCropOptions | None
-    """The auto-crop options of `fomm animate` (args.crop settled), or None for --crop center|pad|none."""
-    args.crop, options = resolve_crop(load_config(args.config), args.crop, subject=args.subject,
-                                      paste_back=args.paste_back, smooth=args.smooth)
-    return options
-
-
 def _require_export_extra() -> None:
     """The `export` extra (ONNX Runtime stands for it) is installed, or one line saying how to get it."""
     try:
@@ -155,14 +168,40 @@ def _require_export_extra() -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.checkpoint is None and not args.random_init:
-        raise AnimateError("--checkpoint is required (or pass --random-init for an untrained model)")
+    model = weights(args)
     _require_export_extra()
-    animator = Animator.from_config(args.config, args.checkpoint, random_init=args.random_init, seed=args.seed,
-                                    precision="fp32", channels_last=False)
+    animator = Animator.from_config(args.config, **model, precision="fp32", channels_last=False)
     out = export_onnx(animator.kp_detector, animator.generator, animator.frame_size, args.out)
     print(f"{out}: {', '.join(FILES)} (opset {OPSET})")
     return 0
+
+
+def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
+    """Parameter counts per network and, with a checkpoint, whether each of its state dicts fits the config."""
+    cfg = load_config(config)
+    nets = {"kp_detector": KPDetector.from_config(cfg.model_params),
+            "generator": OcclusionAwareGenerator.from_config(cfg.model_params),
+            "discriminator": MultiScaleDiscriminator.from_config(cfg.model_params)}
+    info: dict = {"config": str(config), "frame_shape": list(cfg.dataset_params.shape),
+                  "num_kp": cfg.model_params.common_params.num_kp,
+                  "parameters": {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}}
+    info["parameters"]["total"] = sum(info["parameters"].values())
+    if checkpoint is not None:
+        state = read_checkpoint(checkpoint)
+        fit = {}
+        for name, net in nets.items():
+            if name not in state:
+                fit[name] = "absent"
+                continue
+            try:
+                load_state(net, state[name], checkpoint, name)
+                fit[name] = "ok"
+            except CheckpointError as err:
+                fit[name] = str(err)
+        info.update(checkpoint=str(checkpoint), epoch=int(state.get("epoch", 0)), fits=fit,
+                    ok=all(v in ("ok", "absent") for v in fit.values()) and fit.get("generator") == "ok"
+                    and fit.get("kp_detector") == "ok")
+    return info
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -14,19 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from animate.autocrop import AutoCropOptions, auto_crop_frames
-from animate.backends import Landmarker, best_landmarker
-from fomm.animation import find_best_frame
+from animate.autocrop import AutoCropOptions, auto_crop_frames, resolve_crop
+from animate.backends import Landmarker, best_frame, best_landmarker
 from fomm.animator import Animator, to_uint8
-from services.video_read import (
-    ImageError,
-    VideoError,
-    VideoInfo,
-    checked_frames,
-    iter_frames,
-    probe_video,
-    read_image,
-)
+from fomm.config import load_config
+from services.video_read import ImageError, VideoError, VideoInfo, iter_frames, probe_video, read_image
 from services.video_write import VideoWriter
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -87,21 +79,15 @@ def read_source(path: str | Path) -> np.ndarray:
             raise ImageError(f"{path}: not a readable image or video") from image_err
 
 
-def select_best_frame(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
-                      num_frames: int, progress: bool, landmarks: LandmarkFn) -> int:
-    """The driving frame whose face landmarks best match the source's (on the model's crops)."""
-    from tqdm import tqdm
-
-    source_landmarks = landmarks(to_uint8(animator.prepare(source))[0])
-    if source_landmarks is None:
-        raise AnimateError(f"{source_path}: no face found (needed by --find-best-frame)")
-    frames = tqdm(checked_frames(driving, num_frames), total=num_frames, unit="frame", desc="landmarks",
-                  disable=not progress)
-    driving_landmarks = [landmarks(to_uint8(animator.prepare(f))[0]) for f in frames]
-    try:
-        return find_best_frame(source_landmarks, driving_landmarks)
-    except ValueError as err:
-        raise AnimateError(f"{driving}: {err}") from None
+def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, crop: str | None = None,
+                   subject: int | None = None, paste_back: bool = True, smooth: float = 0.0,
+                   **animator_options) -> tuple[Animator, AutoCropOptions | None]:  # noqa: ANN003 - Animator's
+    """The Animator of a file-level animation and, for `crop` auto (the default where a subject detector runs
+    here), the auto-crop options; a --crop auto that cannot run fails here, before the model is built."""
+    crop, auto_crop = resolve_crop(load_config(config), crop, subject=subject, paste_back=paste_back, smooth=smooth)
+    animator = Animator.from_config(config, checkpoint, crop="none" if auto_crop else crop, smooth=smooth,
+                                    **animator_options)
+    return animator, auto_crop
 
 
 def whole_frames(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
@@ -109,11 +95,16 @@ def whole_frames(animator: Animator, source: np.ndarray, source_path: str | Path
                  output_size: tuple[int, int] | None = None, landmarks: LandmarkFn | None = None,
                  progress: bool = True) -> tuple[Iterator[np.ndarray], int | None, list[str]]:
     """The output frames of the whole driving frames (the Animator's crop) and the best initial frame."""
+    from tqdm import tqdm
+
     best, initial = None, None
-    if landmarks is not None:
-        best = select_best_frame(animator, source, source_path, driving, num_frames, progress, landmarks)
+    if landmarks is not None:  # on the frames as the model sees them
+        frames = tqdm(iter_frames(driving, expected=num_frames), total=num_frames, unit="frame", desc="landmarks",
+                      disable=not progress)
+        best = best_frame(landmarks, to_uint8(animator.prepare(source))[0],
+                          (to_uint8(animator.prepare(f))[0] for f in frames), str(source_path), str(driving))
         initial = next(iter_frames(driving, best, best + 1))
-    frames = animator.frames(source, checked_frames(driving, num_frames), driving_initial=initial, layout=layout,
+    frames = animator.frames(source, iter_frames(driving, expected=num_frames), driving_initial=initial, layout=layout,
                              draw_kp=draw_kp, output_size=output_size)
     return frames, best, []
 

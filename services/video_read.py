@@ -109,12 +109,17 @@ def probe_video(path: PathLike) -> VideoInfo:
         container.close()
 
 
-def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
-    """(time in seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop."""
+def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
+                      expected: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """(time in seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop.
+
+    Decoding to the end fails when far fewer frames decode than the container lists, or than `expected`
+    (probe_video's count, one frame of slack: some containers count a trailing empty packet).
+    """
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        declared = int(stream.frames or 0)
+        declared = expected or int(stream.frames or 0)
         count, t0, stopped = 0, None, False
         for frame in _decode(path, container):
             if stop is not None and count >= stop:
@@ -128,26 +133,17 @@ def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None) -
         if count == 0:
             raise VideoError(f"{path}: no decodable frames (zero-frame video)")
         # the index promised more frames than the data held: a cut-off download or a damaged file
-        if not stopped and declared and count < declared - max(2, declared // 100):
+        if not stopped and declared and count < declared - (1 if expected else max(2, declared // 100)):
             raise VideoError(f"{path}: truncated or corrupt: decoded {count} of {declared} frames")
     finally:
         container.close()
 
 
-def iter_frames(path: PathLike, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+def iter_frames(path: PathLike, start: int = 0, stop: int | None = None,
+                expected: int | None = None) -> Iterator[np.ndarray]:
     """Frames start ≤ i < stop of a video as H×W×3 uint8 RGB arrays, rotation metadata applied."""
-    for _, frame in iter_frames_timed(path, start, stop):
+    for _, frame in iter_frames_timed(path, start, stop, expected):
         yield frame
-
-
-def checked_frames(path: PathLike, expected: int) -> Iterator[np.ndarray]:
-    """The frames of a video, failing at the end when far fewer decode than `expected` (truncation)."""
-    count = 0
-    for frame in iter_frames(path):
-        count += 1
-        yield frame
-    if count < expected - 1:  # one frame of slack: some containers count a trailing empty packet
-        raise VideoError(f"{path}: truncated or corrupt video: decoded {count} of {expected} frames")
 
 
 def read_frames(path: PathLike, max_frames: int | None = None) -> np.ndarray:

@@ -1,5 +1,4 @@
-"""Writing video with PyAV: RGB frames encoded atomically (temporary file, then rename), the audio of a driving
-video re-encoded alongside."""
+"""Writing video with PyAV: RGB frames encoded atomically (temporary file, then rename), a video's audio alongside."""
 
 from __future__ import annotations
 
@@ -39,9 +38,7 @@ class VideoWriter:
             self.threads = 1
         self.num_frames = 0
         self._tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp{self.path.suffix}")
-        self._container = None
-        self._video = None
-        self._audio = None
+        self._container = self._video = self._audio = None
         self._size: tuple[int, int] | None = None
 
     def __enter__(self) -> VideoWriter:
