@@ -1,8 +1,7 @@
 """Real photos and videos, as they come: auto-crop, animate the crop, paste it back into the full frame.
 
-Three passes over the driving video (decoded again each time, memory stays flat): track the subject,
-(with best-frame) landmarks on the crops, then animate. `auto_crop_frames` is what `animate.files.animate_file`
-runs for `--crop auto`; `auto_frames` is the same on frames already in memory.
+Three passes over the driving video (decoded again each time, memory stays flat): track the subject, (with
+best-frame) landmarks on the crops, then animate: `auto_crop_frames`; `auto_frames` on frames in memory.
 """
 
 from __future__ import annotations

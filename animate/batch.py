@@ -1,8 +1,5 @@
-"""The batch job: animate every (source, driving, output) row of a CSV on Ray Data, local or s3://, skipping done pairs.
-
-Relative paths in the CSV are relative to its folder. A pair whose output exists is skipped; a pair that fails
-goes to the error table (CSV) and the job goes on. `animate_pairs` checks the inputs, starts Ray and runs the plan.
-"""
+"""The batch job (`animate_pairs`): every (source, driving, output) row of a CSV on Ray Data, local or s3://; paths
+relative to the CSV's folder; a pair whose output exists is skipped, one that fails goes to the error table."""
 
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from animate.files import animate_file, build_animator
 from fomm.animator import Animator
@@ -20,7 +18,7 @@ from services import checks
 from services.cli import UserError
 
 COLUMNS = ("source", "driving", "output")
-FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's; the rest make the model
+FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's
 
 
 def _absolute(path: str, base: str | None) -> str:
@@ -61,15 +59,11 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
 class AnimatePairs:
     """Ray Data actor: one Animator per actor, built once, applied to every batch of rows."""
 
-    def __init__(self, config: str, checkpoint: str | None, random_init: bool, device: str, num_threads: int,
-                 options: dict, base: str | None) -> None:
-        import torch
-
+    def __init__(self, options: dict, num_threads: int = 1, base: str | None = None) -> None:
         torch.set_num_threads(num_threads)
-        self.options = {k: v for k, v in options.items() if k in FILE_KEYS}
-        self.animator, self.options["auto_crop"] = build_animator(
-            config, checkpoint, random_init=random_init, device=device,
-            **{k: v for k, v in options.items() if k not in FILE_KEYS})
+        self.options = {k: v for k, v in options.items() if k in FILE_KEYS}  # the rest make the model
+        self.animator, self.options["auto_crop"] = build_animator(**{k: v for k, v in options.items()
+                                                                      if k not in FILE_KEYS})
         self.base = base
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:
@@ -102,9 +96,9 @@ def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: 
     results = ds.map_batches(
         AnimatePairs, batch_size=1, concurrency=concurrency, num_cpus=num_cpus,
         num_gpus=1 if device.startswith("cuda") else 0,
-        fn_constructor_kwargs={"config": config, "checkpoint": checkpoint, "random_init": random_init,
-                               "device": device, "num_threads": max(1, int(num_cpus)), "options": options,
-                               "base": base},
+        fn_constructor_kwargs={"options": {"config": config, "checkpoint": checkpoint, "random_init": random_init,
+                                           "device": device, **options},
+                               "num_threads": max(1, int(num_cpus)), "base": base},
     ).take_all()
     write_error_table(errors, results)
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from animate.files import AnimateError, animate_file, build_animator, check_output, read_source
+from animate.files import animate_file, build_animator, check_output, read_source
 from animate.onnx_engine import onnx_animator
-from fomm.animator import CROP_MODES, LAYOUTS, Animator
+from fomm.animator import CROP_MODES, LAYOUTS, Animator, AnimatorError
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config import load_config
 from fomm.discriminator import MultiScaleDiscriminator
@@ -75,7 +75,7 @@ def add_animation_flags(parser: argparse.ArgumentParser) -> None:
 def weights(args: argparse.Namespace) -> dict:
     """The model flags' weights: a checkpoint, or an explicit --random-init (one line otherwise)."""
     if args.checkpoint is None and not args.random_init:
-        raise AnimateError("--checkpoint is required (or pass --random-init for an untrained model)")
+        raise AnimatorError("--checkpoint is required (or pass --random-init for an untrained model)")
     return {"checkpoint": args.checkpoint, "random_init": args.random_init, "seed": args.seed}
 
 
@@ -84,15 +84,15 @@ def check_animation_flags(args: argparse.Namespace) -> torch.device:
     try:
         device = torch.device(args.device)
     except RuntimeError:
-        raise AnimateError(f"--device {args.device!r}: not a device (use cpu or cuda)") from None
+        raise AnimatorError(f"--device {args.device!r}: not a device (use cpu or cuda)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise AnimateError(f"--device {args.device}: CUDA is not available on this machine")
+        raise AnimatorError(f"--device {args.device}: CUDA is not available on this machine")
     if args.batch_size < 1:
-        raise AnimateError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+        raise AnimatorError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     if args.smooth < 0:
-        raise AnimateError(f"--smooth must be ≥ 0 (0 disables), got {args.smooth}")
+        raise AnimatorError(f"--smooth must be ≥ 0 (0 disables), got {args.smooth}")
     if args.subject is not None and args.subject < 0:
-        raise AnimateError(f"--subject must be ≥ 0, got {args.subject}")
+        raise AnimatorError(f"--subject must be ≥ 0, got {args.subject}")
     return device
 
 
@@ -136,9 +136,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
     read_source(args.source)  # bad inputs fail here, before a model is built
     probe_video(args.driving)
     if args.onnx is not None and args.engine != "onnx":
-        raise AnimateError("--onnx needs --engine onnx")
+        raise AnimatorError("--onnx needs --engine onnx")
     if args.engine == "onnx" and device.type != "cpu":
-        raise AnimateError(f"--engine onnx runs on the CPU, not --device {args.device}")
+        raise AnimatorError(f"--engine onnx runs on the CPU, not --device {args.device}")
     animator, auto_crop = build_animator(args.config, **model, relative=args.relative,
                                          adapt_movement_scale=args.adapt_movement_scale, crop=args.crop,
                                          subject=args.subject, paste_back=args.paste_back, smooth=args.smooth,
@@ -164,7 +164,7 @@ def _require_export_extra() -> None:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise AnimateError("the ONNX engine needs ONNX Runtime: pip install 'fomm-pipeline[export]'") from None
+        raise AnimatorError("the ONNX engine needs ONNX Runtime: pip install 'fomm-pipeline[export]'") from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -223,11 +223,11 @@ def cmd_runs(argv: Sequence[str]) -> int:
               file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] != "compare":
-        raise AnimateError(f"fomm runs: unknown action {argv[0]!r} (available: compare)")
+        raise AnimatorError(f"fomm runs: unknown action {argv[0]!r} (available: compare)")
     try:
         from evaluation.compare import main as compare_main
     except ModuleNotFoundError as err:
-        raise AnimateError(f"fomm runs compare: evaluation.compare is not available ({err})") from None
+        raise AnimatorError(f"fomm runs compare: evaluation.compare is not available ({err})") from None
     return int(compare_main(list(argv[1:])) or 0)
 
 

@@ -1,8 +1,5 @@
-"""File-level animation: a source image file and a driving video file into an output video (driving fps and
-audio kept), fitting the whole frame (crop center|pad|none) or auto-cropped on the subject (animate.autocrop).
-
-`fomm animate` and the Ray batch job (animate.batch) both call `animate_file`.
-"""
+"""File-level animation (`fomm animate`, the batch job): image + driving video files → video, driving fps and audio
+kept, the whole frame fitted (crop center|pad|none) or auto-cropped on the subject (animate.autocrop)."""
 
 from __future__ import annotations
 
@@ -13,20 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from animate.autocrop import AutoCropOptions, auto_crop_frames, resolve_crop
-from animate.backends import Landmarker, best_frame, best_landmarker
-from fomm.animator import Animator, to_uint8
+from animate.backends import best_frame, best_landmarker
+from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.config import load_config
 from services.video_read import ImageError, VideoError, VideoInfo, iter_frames, probe_video, read_image
 from services.video_write import VideoWriter
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
 LandmarkFn = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
-
-
-class AnimateError(ValueError):
-    """An input or output of `fomm animate` that cannot be used; the message names the file."""
 
 
 @dataclass
@@ -50,19 +44,19 @@ def check_output(out: str | Path) -> Path:
     """Fail early, naming the file, when the output cannot be written (the video itself is written atomically)."""
     out = Path(out)
     if out.is_dir():
-        raise AnimateError(f"{out}: is a folder, not an output file")
+        raise AnimatorError(f"{out}: is a folder, not an output file")
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise AnimateError(f"{out}: unsupported output format {out.suffix or '(none)'!r} "
+        raise AnimatorError(f"{out}: unsupported output format {out.suffix or '(none)'!r} "
                            f"(use {', '.join(OUTPUT_SUFFIXES)})")
     parent = out.parent
     if parent.exists() and not parent.is_dir():
-        raise AnimateError(f"{out}: cannot write: {parent} is not a folder")
+        raise AnimatorError(f"{out}: cannot write: {parent} is not a folder")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as err:
-        raise AnimateError(f"{out}: cannot write to {parent} ({err.strerror or err})") from None
+        raise AnimatorError(f"{out}: cannot write to {parent} ({err.strerror or err})") from None
     return out
 
 
@@ -95,8 +89,6 @@ def whole_frames(animator: Animator, source: np.ndarray, source_path: str | Path
                  output_size: tuple[int, int] | None = None, landmarks: LandmarkFn | None = None,
                  progress: bool = True) -> tuple[Iterator[np.ndarray], int | None, list[str]]:
     """The output frames of the whole driving frames (the Animator's crop) and the best initial frame."""
-    from tqdm import tqdm
-
     best, initial = None, None
     if landmarks is not None:  # on the frames as the model sees them
         frames = tqdm(iter_frames(driving, expected=num_frames), total=num_frames, unit="frame", desc="landmarks",
@@ -112,9 +104,6 @@ def whole_frames(animator: Animator, source: np.ndarray, source_path: str | Path
 def write_frames(out: Path, frames: Iterable[np.ndarray], info: VideoInfo, driving: str | Path,
                  progress: bool) -> tuple[int, int, int]:
     """Encode `frames` at the driving video's fps with its audio; returns (frames written, height, width)."""
-    from tqdm import tqdm
-
-    height = width = 0
     with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer, \
             tqdm(total=info.num_frames, unit="frame", desc=f"animate {out.name}", disable=not progress,
                  dynamic_ncols=True) as bar:
@@ -139,10 +128,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     source_frame = read_source(source)
     info = probe_video(driving)
     started = time.perf_counter()
-    marker = None
-    if use_best_frame:
-        marker = (landmarks if isinstance(landmarks, Landmarker) else Landmarker("custom", landmarks)
-                  if landmarks is not None else best_landmarker(str(animator.device)))
+    marker = (landmarks or best_landmarker(str(animator.device))) if use_best_frame else None
     look = {"layout": layout, "draw_kp": draw_kp, "output_size": output_size, "landmarks": marker}
     if auto_crop is None:
         frames, best, notes = whole_frames(animator, source_frame, source, driving, info.num_frames,
@@ -151,7 +137,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
         frames, best, notes = auto_crop_frames(animator, source_frame, source, driving, info.num_frames, auto_crop,
                                                **look)
     if marker is not None:
-        notes.append(f"best frame by {marker.name} landmarks")
+        notes.append(f"best frame by {getattr(marker, 'name', 'custom')} landmarks")
     count, height, width = write_frames(out, frames, info, driving, progress)
     return AnimateResult(path=str(out), num_frames=count, fps=info.fps, width=width, height=height,
                          has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,

@@ -192,8 +192,8 @@ def test_body_clip_person_detector(tmp_path_factory, tiny_config_path, shared_da
 def test_batch_job_actor_takes_the_same_options(tmp_path_factory, tiny_config_path, shared_data, tmp_path):
     config = tiny_config(tmp_path_factory, tiny_config_path, "data/vox-tiny")
     clip = write_video(tmp_path / "talk.mp4", read_frames(shared_data / "face_talk_b.mp4", 4), 30)
-    actor = AnimatePairs(str(config), None, True, "cpu", 1,
-                                {"crop": "auto", "subject": 0, "smooth": 3.0, "batch_size": 4}, None)
+    actor = AnimatePairs({"config": str(config), "random_init": True, "crop": "auto", "subject": 0, "smooth": 3.0,
+                          "batch_size": 4})
     assert actor.animator.smooth == 3.0 and actor.options["auto_crop"].subject == 0
     rows = {"source": np.array([str(shared_data / "faces_two.jpg")], dtype=object),
             "driving": np.array([str(clip)], dtype=object), "output": np.array([str(tmp_path / "o.mp4")], dtype=object)}
