@@ -94,3 +94,17 @@ def test_pipeline_help():
     done = subprocess.run([sys.executable, str(REPO / "pipelines" / "animate.py"), "--help"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--pairs" in done.stdout and "error table" in done.stdout
+
+
+@pytest.mark.parametrize(("flags", "line"), [
+    (["--smooth", "-1"], "animate: error: --smooth must be ≥ 0 (0 disables), got -1.0"),
+    (["--device", "tpu9"], "animate: error: --device 'tpu9': not a device (use cpu or cuda)"),
+    (["--relative", "--no-adapt-scale", "--subject", "-1"], "animate: error: --subject must be ≥ 0, got -1"),
+])
+def test_pipeline_takes_the_animation_flags_of_fomm_animate(flags, line, tiny_config_path, tmp_path):
+    """The flags shared with `fomm animate` (animate.cli) are checked before anything runs: one line, exit 2."""
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "animate.py"), "--pairs", str(tmp_path / "p.csv"),
+                           "--config", str(tiny_config_path), "--random-init", *flags],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (2, [line])
+    assert list(tmp_path.iterdir()) == []

@@ -44,6 +44,14 @@ def test_odd_sizes_are_padded_to_even(tmp_path):
     assert (probe_video(out).height, probe_video(out).width) == (34, 36)
 
 
+def test_expected_frame_count_catches_a_short_video(tmp_path):
+    """iter_frames(expected=N): one frame of slack below N (a trailing empty packet), then a clear error."""
+    out = write_video(tmp_path / "six.mp4", np.zeros((6, 16, 16, 3), np.uint8), fps=10)
+    assert len(list(iter_frames(out, expected=7))) == 6
+    with pytest.raises(VideoError, match=r"six.mp4: truncated or corrupt: decoded 6 of 8 frames"):
+        list(iter_frames(out, expected=8))
+
+
 def test_rotation_metadata_is_applied(tmp_path):
     path = tmp_path / "rotated.mp4"
     frame = np.zeros((32, 64, 3), np.uint8)
