@@ -1,0 +1,114 @@
+"""Generic YAML mapping → frozen dataclass loader with type checks; errors name the file and the key path.
+
+Type rule: a value must have its field's type; the one coercion is that an int is accepted (and kept) where a
+float is expected, and a YAML list becomes a tuple. Nested dataclass fields are built recursively; `X | None`
+accepts None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+section = dataclass(frozen=True, kw_only=True, slots=True)  # the decorator of every config section
+
+
+class ConfigError(ValueError):
+    """A config file or section that does not fit the schema; the message names the file and the key."""
+
+
+def _child(where: str, name: str) -> str:
+    return f"{where} {name}" if where.endswith(":") else f"{where}.{name}"
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(hint))
+    if get_origin(hint) is tuple:
+        return f"a list of {_describe(get_args(hint)[0])}"
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether `value` (as YAML gives it) has type `hint` under the module's rule."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(arg, value) for arg in get_args(hint))
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_fits(get_args(hint)[0], v) for v in value)
+    if hint is Any:
+        return True
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, origin or hint)
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    if dataclasses.is_dataclass(hint):
+        return hint
+    return next((a for a in get_args(hint) if dataclasses.is_dataclass(a)), None)  # Optional[X] / X | None
+
+
+def build(cls: type[T], data: Any, where: str) -> T:
+    """Dataclass `cls` from a mapping; an unknown key, a wrong type or a bad value is a ConfigError at `where`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known), key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint, sub = hints[name], _dataclass_of(hints[name])
+        if value is None and known[name].default is None:
+            kwargs[name] = None  # an optional section left out (e.g. dense_motion_params, crop_param)
+        elif sub is not None and (isinstance(value, dict) or value is None):
+            kwargs[name] = build(sub, value, _child(where, name))
+        elif not _fits(hint, value):
+            raise ConfigError(f"{_child(where, name)}: expected {_describe(hint)}, got {value!r}")
+        else:
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML-ready data: dataclasses → dicts, tuples → lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+class Section:
+    """Mixin of a config section: `from_dict` / `to_dict`, and a check of the fields named in `positive`."""
+
+    positive: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.positive:
+            value = getattr(self, name)
+            if value is None or value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass
+        return build(cls, data, where or cls.__name__)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
