@@ -7,14 +7,14 @@ prints the checkpoint path and the MLflow run id at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.cli import ArgumentParser, UserError, at_least, run_cli, user_input  # noqa: E402
+from fomm.config import parse_assignments  # noqa: E402
+from services.cli import ArgumentParser, at_least, run_cli, user_input  # noqa: E402
 from training.job import TrainJob, check_inputs  # noqa: E402
 
 
@@ -47,23 +47,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def overrides_from(items: list[str]) -> dict:
-    out: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        try:
-            node[leaf] = json.loads(value)
-        except json.JSONDecodeError:
-            node[leaf] = value
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     return run_cli(_main, argv, "train")
 
@@ -77,7 +60,7 @@ def _main(argv: list[str]) -> int:
         max_minutes=a.max_minutes, num_epochs=a.epochs, lr_schedule=a.lr_schedule, tracking_uri=a.tracking_uri,
         experiment=a.experiment, resume=a.resume, keep_checkpoints=a.keep_checkpoints, max_failures=a.max_failures,
         num_val_clips=a.val_clips, val_split=a.val_split, log_images_every=a.log_images_every,
-        overrides=overrides_from(a.set))
+        overrides=parse_assignments(a.set))
     check_inputs(job)
     from training.trainer import fit
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -11,15 +10,15 @@ from typing import Any
 
 import yaml
 
-from fomm.config import ConfigError, FommConfig
+from fomm.config import FommConfig, apply_overrides
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainJob:
     """Everything `fit()` needs besides the model config; the defaults run on one laptop.
 
-    `overrides` is a nested dict merged into the YAML before it is typed (Ray Tune passes loss weights this
-    way, e.g. {"train_params": {"loss_weights": {"perceptual": [...]}}}).
+    `overrides` are applied to the YAML before it is typed (fomm.config.apply_overrides: dotted or nested keys,
+    e.g. {"train_params.loss_weights.perceptual": [...]} from `--set` or a Ray Tune sample).
     """
 
     config: str  # path of an original-format FOMM YAML
@@ -87,28 +86,13 @@ class TrainJob:
         return dataclasses.asdict(self)
 
 
-def merge(base: dict, overrides: dict, where: str = "") -> dict:
-    """Nested dict `base` with `overrides` merged in; a key that `base` lacks is an error naming its path."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in out:
-            raise ConfigError(f"override {path!r}: no such key in the config (known: {', '.join(map(str, out))})")
-        if isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = merge(out[key], value, path)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None) -> FommConfig:
-    """Read a FOMM YAML, merge overrides into the full resolved dict, and type it again."""
+    """Read a FOMM YAML, apply overrides (fomm.config.apply_overrides) and `num_epochs`, and type it again."""
     cfg = FommConfig.from_yaml(path)
     if not overrides and num_epochs is None:
         return cfg
-    data = merge(cfg.to_dict(), overrides or {})
-    if num_epochs is not None:
-        data["train_params"]["num_epochs"] = int(num_epochs)
+    epochs = {} if num_epochs is None else {"train_params.num_epochs": int(num_epochs)}
+    data = apply_overrides(cfg.to_dict(), {**(overrides or {}), **epochs})
     return FommConfig.from_dict(data, where=f"{Path(path).name} (with overrides):")
 
 

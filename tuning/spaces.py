@@ -1,4 +1,4 @@
-"""Search spaces: a YAML of dotted config keys → Ray Tune distributions → nested config overrides."""
+"""Search spaces: a YAML of dotted config keys → Ray Tune distributions → config overrides."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 import yaml
 from ray import tune
 
-from fomm.config import FommConfig
-from training.job import merge
+from fomm.config import ConfigError, FommConfig, apply_overrides
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -62,14 +61,11 @@ class SearchSpace:
 
     def check_against(self, cfg: FommConfig) -> None:
         """Every key must exist in the config, so a typo fails before any trial starts."""
-        resolved = cfg.to_dict()
-        for joined in self.params:
-            for key in joined.split(","):
-                node: Any = resolved
-                for part in key.split("."):
-                    if not isinstance(node, dict) or part not in node:
-                        raise SpaceError(f"{self.source}: space key {key!r} is not in the config")
-                    node = node[part]
+        for key in to_overrides(dict.fromkeys(self.params)):
+            try:
+                apply_overrides(cfg.to_dict(), {key: None})
+            except ConfigError:
+                raise SpaceError(f"{self.source}: space key {key!r} is not in the config") from None
 
     def param_space(self) -> dict[str, Any]:
         """Ray Tune's param_space (flat, keyed by the joined dotted names)."""
@@ -88,19 +84,11 @@ class SearchSpace:
         return out
 
 
-def to_overrides(sample: dict[str, Any]) -> dict:
-    """{'a.b,a.c': v} → {'a': {'b': v, 'c': v}}: the nested overrides TrainJob merges into the YAML."""
-    out: dict = {}
-    for joined, value in sample.items():
-        for key in joined.split(","):
-            node = out
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = list(value) if isinstance(value, tuple) else value
-    return out
+def to_overrides(sample: dict[str, Any]) -> dict[str, Any]:
+    """{'a.b,a.c': v} → {'a.b': v, 'a.c': v}: one dotted override per key (fomm.config.apply_overrides)."""
+    return {key: list(v) if isinstance(v, tuple) else v for joined, v in sample.items() for key in joined.split(",")}
 
 
 def apply(cfg: FommConfig, sample: dict[str, Any]) -> FommConfig:
     """The config with one sample applied (typed again, so bad values fail like a bad YAML)."""
-    return FommConfig.from_dict(merge(cfg.to_dict(), to_overrides(sample)), where="sweep sample:")
+    return FommConfig.from_dict(apply_overrides(cfg.to_dict(), to_overrides(sample)), where="sweep sample:")

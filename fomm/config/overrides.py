@@ -1,11 +1,12 @@
 """Config overrides, one mechanism for the command line (`--set KEY=VALUE`), Ray Tune samples and jobs.
 
 An override names a key of the config's nested dict, dotted ('train_params.lr_generator') or nested
-({'train_params': {'lr_generator': ...}}), both at once if need be. A mapping merges into a mapping (other keys
-are kept); anything else replaces the value (a whole list, or a section given as a mapping where the config has
-none). A key the config lacks is a ConfigError naming its dotted path. Values are not converted here: the loader
-checks them when the merged dict is typed again (an int is accepted where a float is expected, a list becomes a
-tuple), so `--set train_params.lr_generator=abc` fails there, naming the key and the expected type.
+({'train_params': {'lr_generator': ...}}), both at once if need be; they apply in order. A mapping merges into a
+mapping (other keys are kept); anything else replaces the value (a whole list, or a section given as a mapping
+where the config has none). A key the config lacks (or below a plain value) is a ConfigError naming its dotted
+path. Values are not converted here: the loader checks them when the merged dict is typed again (an int is
+accepted where a float is expected, a list becomes a tuple), so `--set train_params.lr_generator=abc` fails
+there, naming the key and the expected type.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], where
             raise ConfigError(f"override {path!r}: no such key in the config (known: {', '.join(map(str, out))})")
         if isinstance(value, Mapping) and isinstance(out[head], dict):
             out[head] = apply_overrides(out[head], value, path)
+        elif isinstance(value, Mapping) and value and out[head] is not None:
+            raise ConfigError(f"override '{path}.{next(iter(value))}': no such key in the config "
+                              f"({path} is {out[head]!r}, not a section)")
         else:
             out[head] = copy.deepcopy(value)
     return out
