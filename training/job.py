@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 import yaml
 
 from fomm.config import FommConfig, apply_overrides
+from services.cli import at_least, field_flags
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +96,23 @@ def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: 
     epochs = {} if num_epochs is None else {"train_params.num_epochs": int(num_epochs)}
     data = apply_overrides(cfg.to_dict(), {**(overrides or {}), **epochs})
     return FommConfig.from_dict(data, where=f"{Path(path).name} (with overrides):")
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags pipelines/train.py and pipelines/tune.py share, each for a TrainJob field (its default)."""
+    job = field_flags(parser, TrainJob)
+    job("config", required=True, help="FOMM YAML (the original configs load unchanged)")
+    job("data", required=True, help="clip shards: dataset root, folder of .parquet or one file (local or s3://)")
+    job("storage", required=True, help="checkpoints and run state (local or s3://)")
+    job("name", help="run folder under --storage (default: the config's stem)")
+    job("workers", type=at_least(1), help="DDP workers")
+    job("gpus_per_worker", type=float, help="0 trains on CPU with gloo; >0 on GPU with NCCL")
+    job("max_steps", type=at_least(1), help="stop after this many optimiser steps (smoke tests)")
+    job("num_epochs", "--epochs", type=at_least(1), help="override train_params.num_epochs")
+    job("tracking_uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
+    job("experiment", help="MLflow experiment")
+    job("num_val_clips", "--val-clips", type=at_least(0), help="held-out clips reconstructed after each epoch "
+        "(0: no validation)")
 
 
 def config_yaml(cfg: FommConfig) -> str:
