@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fomm.config import FommConfig, apply_overrides
 from services.cli import at_least, field_flags
 
@@ -113,10 +111,6 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     job("experiment", help="MLflow experiment")
     job("num_val_clips", "--val-clips", type=at_least(0), help="held-out clips reconstructed after each epoch "
         "(0: no validation)")
-
-
-def config_yaml(cfg: FommConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
 def check_inputs(job: TrainJob) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ class SearchSpace:
     mode: str = "min"
     num_samples: int = 4
     source: str = "<dict>"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
@@ -71,16 +70,10 @@ class SearchSpace:
         """Ray Tune's param_space (flat, keyed by the joined dotted names)."""
         out = {}
         for key, (kind, args) in self.params.items():
-            if kind == "choice":
-                out[key] = tune.choice(args)
-            elif kind == "grid":
-                out[key] = tune.grid_search(args)
-            elif kind == "uniform":
-                out[key] = tune.uniform(float(args[0]), float(args[1]))
-            elif kind == "loguniform":
-                out[key] = tune.loguniform(float(args[0]), float(args[1]))
-            else:
-                out[key] = tune.randint(int(args[0]), int(args[1]))
+            if kind in ("choice", "grid"):
+                out[key] = (tune.choice if kind == "choice" else tune.grid_search)(args)
+            else:  # [low, high]
+                out[key] = getattr(tune, kind)(*map(int if kind == "randint" else float, args))
         return out
 
 

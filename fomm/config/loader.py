@@ -1,4 +1,4 @@
-"""Generic YAML mapping → frozen dataclass loader with type checks; errors name the file and the key path.
+"""Generic YAML → frozen dataclass loader with type checks; errors name the file and the key path.
 
 Type rule: a value must have its field's type; the one coercion is that an int is accepted (and kept) where a
 float is expected, and a YAML list becomes a tuple. Nested dataclass fields are built recursively; `X | None`
@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import types
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
 
 T = TypeVar("T")
 section = dataclass(frozen=True, kw_only=True, slots=True)  # the decorator of every config section
@@ -34,20 +37,14 @@ def _describe(hint: Any) -> str:
 
 def _fits(hint: Any, value: Any) -> bool:
     """Whether `value` (as YAML gives it) has type `hint` under the module's rule."""
-    origin = get_origin(hint)
+    origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, types.UnionType):
-        return any(_fits(arg, value) for arg in get_args(hint))
+        return any(_fits(arg, value) for arg in args)
     if origin is tuple:
-        return isinstance(value, (list, tuple)) and all(_fits(get_args(hint)[0], v) for v in value)
-    if hint is Any:
-        return True
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is type(None):
-        return value is None
-    return isinstance(value, origin or hint)
+        return isinstance(value, (list, tuple)) and all(_fits(args[0], v) for v in value)
+    if isinstance(value, bool) and hint in (int, float):
+        return False
+    return hint is Any or isinstance(value, (int, float) if hint is float else (origin or hint))
 
 
 def _dataclass_of(hint: Any) -> type | None:
@@ -110,5 +107,27 @@ class Section:
     def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass
         return build(cls, data, where or cls.__name__)
 
+    @classmethod
+    def from_yaml(cls, path: str | Path):  # noqa: ANN206 - the subclass
+        return build(cls, read_yaml(path), f"{Path(path).name}:")
+
     def to_dict(self) -> dict:
         return to_dict(self)
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write the section as YAML (to a temporary name, then renamed)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        tmp.replace(path)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML file's data; an unreadable file or bad YAML is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None

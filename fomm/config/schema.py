@@ -7,9 +7,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import ClassVar
 
-import yaml
-
-from fomm.config.loader import ConfigError, Section, section, to_dict
+from fomm.config.loader import Section, section, to_dict
 
 # ---------------------------------------------------------------- model_params
 
@@ -77,10 +75,6 @@ class ModelConfig(Section):
     kp_detector_params: KPDetectorParams = field(default_factory=KPDetectorParams)
     generator_params: GeneratorParams = field(default_factory=GeneratorParams)
     discriminator_params: DiscriminatorParams = field(default_factory=DiscriminatorParams)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> ModelConfig:
-        return FommConfig.from_yaml(path).model_params
 
 
 # ---------------------------------------------------------------- train_params
@@ -254,27 +248,6 @@ class FommConfig(Section):
     @property
     def train(self) -> TrainParams:
         return self.train_params
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> FommConfig:
-        return cls.from_dict(read_yaml(path), where=f"{Path(path).name}:")
-
-    def to_yaml(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        tmp.replace(path)
-
-
-def read_yaml(path: str | Path) -> dict | None:
-    """The YAML file's data; an unreadable file or bad YAML is a ConfigError naming the file."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
 
 
 def load_config(path: str | Path) -> FommConfig:
