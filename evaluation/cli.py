@@ -40,7 +40,7 @@ def eval_parser(description: str, experiment: str, checkpoint_required: bool = T
     cfg("device")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS or local)")
     cfg("endpoint", help="S3 endpoint override for s3:// paths")
-    p.add_argument("--max-error-fraction", type=fraction, default=0.0,
+    p.add_argument("--max-error-fraction", type=at_least(0.0, float, most=1), default=0.0,
                    help="share of clips that may fail (error rows) before the run fails with exit 1")
     p.set_defaults(experiment=experiment)  # after the flag: its field default would win
     return p
@@ -66,14 +66,6 @@ def metric_names(flag: str, text: str) -> tuple[str, ...]:
     if unknown:
         raise UserError(f"{flag} {text}: unknown metric {unknown[0]!r} (expected some of {', '.join(PER_FRAME_METRICS)})")
     return names
-
-
-def fraction(text: str) -> float:
-    """An argparse `type=`: a number in [0, 1]."""
-    value = at_least(0.0, float)(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def eval_config_from_args(args: argparse.Namespace, **overrides) -> EvalConfig:  # noqa: ANN003

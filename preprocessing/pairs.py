@@ -61,10 +61,7 @@ def jitter_colour(img: np.ndarray, factors: dict[str, float], order: Sequence[st
 
 def augment_pair(source: np.ndarray, driving: np.ndarray, rng: np.random.Generator,
                  params: AugmentationParams | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Augment an H×W×3 frame pair (uint8, or float in [0, 1]) identically; returns (source, driving).
-
-    `params` is the config's `dataset_params.augmentation_params` (None: no augmentation).
-    """
+    """Augment an H×W×3 frame pair (uint8 or [0, 1] floats) alike by the config's augmentation_params (None: none)."""
     params = params or AugmentationParams()
     frames = [source, driving]
     if params.flips.time_flip and rng.random() < 0.5:  # time flip: the later frame becomes the source

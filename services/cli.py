@@ -121,8 +121,8 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
-    """An argparse `type=`: a number of `kind` ≥ minimum (the error names the flag through argparse)."""
+def at_least(minimum: float, kind: type = int, most: float | None = None) -> Callable[[str], float]:
+    """An argparse `type=`: a number of `kind` ≥ minimum and ≤ most (the error names the flag through argparse)."""
 
     def parse(text: str) -> float:
         try:
@@ -130,8 +130,9 @@ def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be ≥ {minimum:g}, got {text}")
+        if value < minimum or (most is not None and value > most):
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum:g}, got {text}" if most is None else
+                                             f"must be in [{minimum:g}, {most:g}], got {text}")
         return value
 
     parse.__name__ = kind.__name__

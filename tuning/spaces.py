@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ray import tune
 
-from fomm.config import ConfigError, FommConfig, apply_overrides
+from fomm.config import ConfigError, FommConfig, apply_overrides, read_yaml
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -30,12 +29,7 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise SpaceError(f"{path}: cannot read search space ({err})") from None
-        return cls.from_dict(data or {}, source=path.name)
+        return cls.from_dict(read_yaml(path, "search space") or {}, source=Path(path).name)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> SearchSpace:

@@ -47,16 +47,13 @@ def _fits(hint: Any, value: Any) -> bool:
     return hint is Any or isinstance(value, (int, float) if hint is float else (origin or hint))
 
 
-def _dataclass_of(hint: Any) -> type | None:
-    if dataclasses.is_dataclass(hint):
-        return hint
-    return next((a for a in get_args(hint) if dataclasses.is_dataclass(a)), None)  # Optional[X] / X | None
+def _dataclass_of(hint: Any) -> type | None:  # X, or the X of X | None
+    return next((a for a in (hint, *get_args(hint)) if dataclasses.is_dataclass(a)), None)
 
 
 def build(cls: type[T], data: Any, where: str) -> T:
     """Dataclass `cls` from a mapping; an unknown key, a wrong type or a bad value is a ConfigError at `where`."""
-    if data is None:
-        data = {}
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
@@ -122,12 +119,12 @@ class Section:
         tmp.replace(path)
 
 
-def read_yaml(path: str | Path) -> Any:
+def read_yaml(path: str | Path, what: str = "config") -> Any:
     """The YAML file's data; an unreadable file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     try:
         return yaml.safe_load(path.read_text())
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from None
+        raise ConfigError(f"{path}: cannot read {what} ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None

@@ -1,12 +1,10 @@
 """Config overrides, one mechanism for the command line (`--set KEY=VALUE`), Ray Tune samples and jobs.
 
-An override names a key of the config's nested dict, dotted ('train_params.lr_generator') or nested
-({'train_params': {'lr_generator': ...}}), both at once if need be; they apply in order. A mapping merges into a
-mapping (other keys are kept); anything else replaces the value (a whole list, or a section given as a mapping
-where the config has none). A key the config lacks (or below a plain value) is a ConfigError naming its dotted
-path. Values are not converted here: the loader checks them when the merged dict is typed again (an int is
-accepted where a float is expected, a list becomes a tuple), so `--set train_params.lr_generator=abc` fails
-there, naming the key and the expected type.
+Keys are dotted ('train_params.lr_generator') or nested ({'train_params': {'lr_generator': ...}}), applied in
+order. A mapping merges into a mapping; anything else replaces the value (a whole list; a section the config left
+out). A key the config lacks (or below a plain value) is a ConfigError naming its dotted path. Values are checked
+when the merged dict is typed again by the loader (int accepted for float, list → tuple), so
+`--set train_params.lr_generator=abc` fails there, naming the key and the expected type.
 """
 
 from __future__ import annotations
