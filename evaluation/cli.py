@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import yaml
 
@@ -48,13 +49,10 @@ def eval_parser(description: str, experiment: str, checkpoint_required: bool = T
 
 def mapping(text: str) -> dict:
     """An argparse `type=`: a YAML/JSON mapping."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
-    return value
+    with contextlib.suppress(yaml.YAMLError):
+        if isinstance(value := yaml.safe_load(text), dict):
+            return value
+    raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
 
 
 def metric_names(flag: str, text: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ Also a regression (exit 1): a metric without a value (NaN: no frame scored), mor
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -21,18 +22,23 @@ from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_parser
 from services.cli import UserError, at_least, run_cli, user_input  # noqa: E402
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = eval_parser(__doc__.splitlines()[0], experiment="fomm-benchmark", checkpoint_required=False)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
+    source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
+    parser.add_argument("--threshold", type=at_least(0.0, float), default=0.05,  # as BenchmarkConfig (a test checks)
+                        help="relative regression threshold")
+    parser.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_cli(_main, argv, "benchmark")
 
 
 def _main(argv: list[str]) -> int:
-    parser = eval_parser(__doc__.splitlines()[0], experiment="fomm-benchmark", checkpoint_required=False)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
-    source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
-    parser.add_argument("--threshold", type=at_least(0.0, float), default=0.05, help="relative regression threshold (0.05)")
-    parser.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
     from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark
     from evaluation.ray_jobs import init_ray

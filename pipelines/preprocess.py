@@ -18,8 +18,6 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 from preprocessing.config import KINDS, PreprocessConfig  # noqa: E402
 from services import checks, cli  # noqa: E402
 
-MIB = 1024 * 1024
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = cli.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -38,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cfg("max_clip_frames", type=int, help="split longer tracks into clips")
     cfg("target_fps", "--fps", type=float, help="resample videos to this frame rate")
     cfg("frame_format", choices=["jpeg", "png", "webp"])
-    default_mb = cli.field_default(PreprocessConfig, "shard_bytes") / MIB
+    default_mb = cli.field_default(PreprocessConfig, "shard_bytes") / 2**20
     p.add_argument("--shard-mb", type=cli.at_least(0.001, float), default=default_mb, help="target shard size in MiB")
     cfg("video_dir", help="raw videos of a metadata CSV (default: the CSV's folder)")
     cfg("test_fraction", type=float, help="test share when the input has no split")
@@ -81,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = parse_args(argv)
     with cli.user_input():
-        cfg = PreprocessConfig(**cli.field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * MIB)))
+        cfg = PreprocessConfig(**cli.field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * 2**20)))
     check_inputs(cfg)
     if args.no_ray:
         from preprocessing.dataset_writer import run_local

@@ -76,3 +76,12 @@ def test_preprocess_and_evaluate_flag_defaults_are_the_configs(repo_root) -> Non
     with pytest.raises(UserError, match="--extractor-options: expected a YAML/JSON mapping"):
         eval_parser("e", "x").parse_args(["--config", "c", "--checkpoint", "k", "--data", "d",
                                           "--extractor-options", "[1, 2]"])
+
+
+def test_benchmark_flag_defaults_are_the_benchmark_configs(repo_root) -> None:
+    from evaluation.benchmark import BenchmarkConfig
+
+    args = _pipeline(repo_root, "benchmark").parse_args(["--config", "c", "--data", "d", "--checkpoints", "k"])
+    assert (args.threshold, args.max_error_fraction, tuple(args.metrics.split(","))) == tuple(
+        field_default(BenchmarkConfig, name) for name in ("threshold", "max_error_fraction", "metrics"))
+    assert args.experiment == "fomm-benchmark"
