@@ -161,7 +161,7 @@ def learn(device: torch.device, data: Path, config: str, seconds: float, every: 
     from fomm.checkpoint import save_checkpoint
     from fomm.config import load_config
     from fomm.training import build_train_state, end_epoch, train_step
-    from preprocessing.pairs import AugmentParams, augment_pair, sample_pair
+    from preprocessing.pairs import augment_pair, sample_pair
     from training.loop import to_model_batch, validate
 
     cfg = load_config(config)
@@ -173,7 +173,7 @@ def learn(device: torch.device, data: Path, config: str, seconds: float, every: 
     torch.manual_seed(tp.seed)
     state = build_train_state(cfg.model_params, tp, device=device)
     rng = np.random.default_rng(0)
-    aug = AugmentParams.from_config(cfg.dataset_params.augmentation_params)
+    aug = cfg.dataset_params.augmentation_params
 
     def evaluate() -> tuple[float, float]:
         metrics = validate(state.kp_detector, state.generator, val_batches, device)  # the training job's protocol

@@ -3,45 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import yaml
 
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.runner import DOMAINS, EvalConfig
 from services import checks
-from services.cli import UserError, at_least, user_input
+from services.cli import ArgumentParser, UserError, at_least, field_flags, field_values, user_input
 
 
-def add_eval_arguments(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
-    p.add_argument("--config", required=True, help="FOMM model config YAML (e.g. configs/vox-256.yaml)")
+def eval_parser(description: str, experiment: str, checkpoint_required: bool = True) -> ArgumentParser:
+    """The flags pipelines/evaluate.py and pipelines/benchmark.py share, each for an EvalConfig field (its default)."""
+    p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cfg = field_flags(p, EvalConfig)
+    cfg("config_path", "--config", required=True, help="FOMM model config YAML (e.g. configs/vox-256.yaml)")
     if checkpoint_required:
-        p.add_argument("--checkpoint", required=True,
-                       help="original-format checkpoint (local or s3://); 'random-init' = untrained smoke run")
-    p.add_argument("--data", required=True, help="clip shards: dataset root, shard folder or file (local or s3://)")
-    p.add_argument("--split", default="test", help="shard split to evaluate; 'all' for every clip (default test)")
-    p.add_argument("--max-videos", type=at_least(1), default=None, help="evaluate only the first N clips")
-    p.add_argument("--out", default="eval_output", help="folder for Parquet tables and the report")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or "
-                   "./mlruns/mlflow.db)")
-    p.add_argument("--experiment", default=None, help="MLflow experiment")
-    p.add_argument("--run-name", default=None)
-    p.add_argument("--domain", choices=DOMAINS, default="face",
-                   help="picks the 'auto' extractors and MKR (on for body); default face")
-    p.add_argument("--keypoints", default="auto", choices=["auto", "none", *KEYPOINT_BACKENDS],
-                   help="AKD/MKR backend; auto = the paper's if its weights are here, else an offline one")
-    p.add_argument("--embedding", default="auto", choices=["auto", "none", *EMBEDDING_BACKENDS],
-                   help="AED backend; auto as above")
-    p.add_argument("--mkr", action=argparse.BooleanOptionalAction, default=None, help="report MKR")
-    p.add_argument("--extractor-options", default=None,
-                   help="YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\"")
-    p.add_argument("--workers", type=at_least(0), default=2, help="Ray Data actors (0 = no Ray, in-process)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0)
-    p.add_argument("--batch-size", type=at_least(1), default=16, help="frames per generator call")
-    p.add_argument("--device", default="cpu")
+        cfg("checkpoint", required=True,
+            help="original-format checkpoint (local or s3://); 'random-init' = untrained smoke run")
+    cfg("data", required=True, help="clip shards: dataset root, shard folder or file (local or s3://)")
+    cfg("split", help="shard split to evaluate; 'all' for every clip")
+    cfg("max_videos", type=at_least(1), help="evaluate only the first N clips")
+    cfg("out_dir", "--out", help="folder for Parquet tables and the report")
+    cfg("tracking_uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)")
+    cfg("experiment", help="MLflow experiment")
+    cfg("run_name")
+    cfg("domain", choices=DOMAINS, help="picks the 'auto' extractors and MKR (on for body)")
+    cfg("keypoints", choices=["auto", "none", *KEYPOINT_BACKENDS],
+        help="AKD/MKR backend; auto = the paper's if its weights are here, else an offline one")
+    cfg("embedding", choices=["auto", "none", *EMBEDDING_BACKENDS], help="AED backend; auto as above")
+    cfg("use_mkr", "--mkr", action=argparse.BooleanOptionalAction, help="report MKR")
+    cfg("extractor_options", type=mapping,
+        help="YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\"")
+    cfg("num_workers", "--workers", type=at_least(0), help="Ray Data actors (0 = no Ray, in-process)")
+    cfg("cpus_per_worker", type=float)
+    cfg("batch_size", type=at_least(1), help="frames per generator call")
+    cfg("device")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS or local)")
-    p.add_argument("--endpoint", default=None, help="S3 endpoint override for s3:// paths")
-    p.add_argument("--max-error-fraction", type=fraction, default=0.0,
-                   help="share of clips that may fail (error rows) before the run fails with exit 1 (default 0)")
+    cfg("endpoint", help="S3 endpoint override for s3:// paths")
+    p.add_argument("--max-error-fraction", type=at_least(0.0, float, most=1), default=0.0,
+                   help="share of clips that may fail (error rows) before the run fails with exit 1")
+    p.set_defaults(experiment=experiment)  # after the flag: its field default would win
+    return p
+
+
+def mapping(text: str) -> dict:
+    """An argparse `type=`: a YAML/JSON mapping."""
+    with contextlib.suppress(yaml.YAMLError):
+        if isinstance(value := yaml.safe_load(text), dict):
+            return value
+    raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
 
 
 def metric_names(flag: str, text: str) -> tuple[str, ...]:
@@ -55,31 +66,11 @@ def metric_names(flag: str, text: str) -> tuple[str, ...]:
     return names
 
 
-def fraction(text: str) -> float:
-    """An argparse `type=`: a number in [0, 1]."""
-    value = at_least(0.0, float)(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def eval_config_from_args(args: argparse.Namespace, experiment: str, **overrides) -> EvalConfig:  # noqa: ANN003
+def eval_config_from_args(args: argparse.Namespace, **overrides) -> EvalConfig:  # noqa: ANN003
+    """The EvalConfig of eval_parser's flags ('random-init': no checkpoint; split 'all': every clip)."""
     checkpoint = getattr(args, "checkpoint", None)
-    try:
-        options = yaml.safe_load(args.extractor_options) if args.extractor_options else {}
-    except yaml.YAMLError:
-        options = None
-    if not isinstance(options, dict):
-        raise UserError(f"--extractor-options {args.extractor_options!r}: expected a YAML/JSON mapping")
-    values = dict(
-        config_path=args.config, checkpoint=None if checkpoint == "random-init" else checkpoint, data=args.data,
-        out_dir=args.out, split=None if args.split == "all" else args.split, max_videos=args.max_videos,
-        domain=args.domain, keypoints=args.keypoints, embedding=args.embedding, use_mkr=args.mkr,
-        extractor_options=options, batch_size=args.batch_size, num_workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker, device=args.device, endpoint=args.endpoint,
-        tracking_uri=args.tracking_uri, experiment=args.experiment or experiment, run_name=args.run_name,
-    )
-    values.update(overrides)
+    values = field_values(EvalConfig, args, checkpoint=None if checkpoint == "random-init" else checkpoint,
+                          split=None if args.split == "all" else args.split, **overrides)
     with user_input():
         return EvalConfig(**values)
 

@@ -10,6 +10,7 @@ Also a regression (exit 1): a metric without a value (NaN: no frame scored), mor
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -17,8 +18,19 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.cli import add_eval_arguments, check_eval_inputs, eval_config_from_args, metric_names  # noqa: E402
-from services.cli import ArgumentParser, UserError, at_least, run_cli, user_input  # noqa: E402
+from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_parser, metric_names  # noqa: E402
+from services.cli import UserError, at_least, run_cli, user_input  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = eval_parser(__doc__.splitlines()[0], experiment="fomm-benchmark", checkpoint_required=False)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
+    source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
+    parser.add_argument("--threshold", type=at_least(0.0, float), default=0.05,  # as BenchmarkConfig (a test checks)
+                        help="relative regression threshold")
+    parser.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,21 +38,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
-    source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
-    add_eval_arguments(parser, checkpoint_required=False)
-    parser.add_argument("--threshold", type=at_least(0.0, float), default=0.05, help="relative regression threshold (0.05)")
-    parser.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
     from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark
     from evaluation.ray_jobs import init_ray
     from evaluation.tracking import latest_model_version
 
     metrics = metric_names("--metrics", args.metrics)
-    eval_cfg = eval_config_from_args(args, experiment="fomm-benchmark")
+    eval_cfg = eval_config_from_args(args)
     if args.checkpoints is not None:  # the checkpoint that will be evaluated must fit the config
         with user_input("--checkpoints"):
             newest = newest_checkpoint(args.checkpoints, args.endpoint)
@@ -51,7 +56,7 @@ def _main(argv: list[str]) -> int:
             latest_model_version(eval_cfg.tracking_uri, args.model_name)
         except LookupError as err:
             raise UserError(f"--model-name {args.model_name}: {err}") from None
-    init_ray(args.ray_address, args.workers)
+    init_ray(args.ray_address, args.num_workers)
 
     with user_input():
         cfg = BenchmarkConfig(eval=eval_cfg, checkpoints=args.checkpoints, model_name=args.model_name,

@@ -82,11 +82,10 @@ def _main(argv: list[str]) -> int:
 
     pre = stage(out, "preprocess", lambda: run_preprocess(PreprocessConfig(
         input=f"synthetic:{a.videos}", output=shards, kind="none", size=64, synthetic_videos=a.videos,
-        synthetic_size=64, synthetic_frames=48, min_frames=16, test_fraction=0.2, workers=2)))
+        min_frames=16, test_fraction=0.2, workers=2)))
     base = TrainJob(config=a.config, data=shards, storage=str(out / "runs"), name="demo", workers=2,
                     max_steps=a.train_steps, max_minutes=a.train_minutes, lr_schedule="budget",  # decays fit the run
-                    tracking_uri=uri, experiment="fomm-demo", resume=True,
-                    num_val_clips=4, log_images_every=100)
+                    tracking_uri=uri, experiment="fomm-demo", resume=True, num_val_clips=4)
     train = stage(out, "train", lambda: vars(fit(base)))
     space = SearchSpace.from_yaml(ROOT / "configs" / "sweeps" / "loss-weights.yaml")
     tune = {"best_config": None} if a.tune_trials == 0 else stage(out, "tune", lambda: vars(run_sweep(SweepJob(

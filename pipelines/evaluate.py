@@ -15,8 +15,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.cli import add_eval_arguments, check_eval_inputs, eval_config_from_args, metric_names  # noqa: E402
-from services.cli import ArgumentParser, run_cli  # noqa: E402
+from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_parser, metric_names  # noqa: E402
+from services.cli import run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,13 +24,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    add_eval_arguments(parser)
+    parser = eval_parser(__doc__.splitlines()[0], experiment="fomm-eval")
     parser.add_argument("--require", default="l1",
                         help="metrics that must have a value, comma-separated (default l1; others may be NaN)")
     args = parser.parse_args(argv)
     required = metric_names("--require", args.require)
-    cfg = eval_config_from_args(args, experiment="fomm-eval")
+    cfg = eval_config_from_args(args)
     check_eval_inputs(cfg)
 
     from evaluation.benchmark import judge

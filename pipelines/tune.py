@@ -12,28 +12,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services import checks  # noqa: E402
-from services.cli import ArgumentParser, UserError, at_least, run_cli, user_input  # noqa: E402
-from training.job import TrainJob, check_inputs  # noqa: E402
+from services.cli import ArgumentParser, UserError, at_least, field_values, report, run_cli, user_input  # noqa: E402
+from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", required=True, help="base FOMM YAML")
+    p = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_train_flags(p)  # of every trial; --name is the sweep's (default: sweep-<config stem>)
+    p.set_defaults(experiment="fomm-tune", num_val_clips=4)  # a sweep's: its own experiment, shorter validation
     p.add_argument("--space", default="configs/sweeps/loss-weights.yaml", help="search space YAML")
-    p.add_argument("--data", required=True, help="clip shards (local or s3://)")
-    p.add_argument("--storage", required=True, help="local/shared folder for the sweep and its trials")
-    p.add_argument("--name", default=None, help="sweep name (default: sweep-<config stem>)")
+    # SweepJob's fields (tuning.sweep imports Ray Tune, so its defaults are checked by a test, not imported here)
     p.add_argument("--num-samples", type=at_least(1), default=None, help="trials (default: the space file's)")
     p.add_argument("--max-concurrent", type=at_least(1), default=1, help="trials at once")
-    p.add_argument("--workers", type=at_least(1), default=1, help="DDP workers per trial")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0)
-    p.add_argument("--max-steps", type=at_least(1), default=None, help="optimiser steps per trial")
-    p.add_argument("--epochs", type=at_least(1), default=None, help="override train_params.num_epochs")
     p.add_argument("--grace-period", type=at_least(1), default=1, help="reports before ASHA may stop a trial")
-    p.add_argument("--val-clips", type=at_least(0), default=4, help="held-out clips per validation (0: none)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
-    p.add_argument("--experiment", default="fomm-tune", help="MLflow experiment")
     p.add_argument("--out", default=None, help="best config YAML (default: <storage>/<name>/best.yaml)")
     p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
     return p.parse_args(argv)
@@ -46,10 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     a = parse_args(argv)
     with user_input():
-        base = TrainJob(config=a.config, data=a.data, storage=a.storage, name=a.name, workers=a.workers,
-                        gpus_per_worker=a.gpus_per_worker, max_steps=a.max_steps, num_epochs=a.epochs,
-                        tracking_uri=a.tracking_uri, experiment=a.experiment, num_val_clips=a.val_clips,
-                        log_images_every=0)
+        base = TrainJob(**field_values(TrainJob, a, resume=False, log_images_every=0))
     check_inputs(base)
     if base.storage.startswith("s3://"):
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
@@ -61,15 +49,12 @@ def _main(argv: list[str]) -> int:
     from tuning.sweep import SweepJob, run_sweep
 
     with user_input():
-        sweep = SweepJob(base=base, space=space, num_samples=a.num_samples, max_concurrent=a.max_concurrent,
-                         grace_period=a.grace_period, resume=a.resume, out=a.out)
+        sweep = SweepJob(**field_values(SweepJob, a, base=base, space=space))
     result = run_sweep(sweep)
-    print(f"trials: {result.num_trials}")
-    print(f"best {sweep.space.metric}: {result.best_metrics.get(sweep.space.metric)}")
-    print(f"best sample: {result.best_sample}")
-    print(f"best config: {result.best_config}")
-    print(f"mlflow parent run id: {result.parent_run_id}")
-    return 0
+    return report({"trials": result.num_trials,
+                   f"best {sweep.space.metric}": result.best_metrics.get(sweep.space.metric),
+                   "best sample": result.best_sample, "best config": result.best_config,
+                   "mlflow parent run id": result.parent_run_id})
 
 
 if __name__ == "__main__":

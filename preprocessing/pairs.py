@@ -9,12 +9,11 @@ sorted in time (the earlier is the source); an epoch visits every video `num_rep
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
+from fomm.config import AugmentationParams
 from fomm.visualization import hsv_to_rgb
 
 
@@ -24,36 +23,6 @@ def sample_pair(num_frames: int, rng: np.random.Generator) -> tuple[int, int]:
         raise ValueError(f"cannot sample a frame pair from a clip of {num_frames} frames")
     i, j = np.sort(rng.choice(num_frames, size=2, replace=True))
     return int(i), int(j)
-
-
-@dataclass(frozen=True, kw_only=True)
-class AugmentParams:
-    """The original's `augmentation_params`: flip_param and jitter_param."""
-
-    horizontal_flip: bool = True
-    time_flip: bool = True
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    hue: float = 0.1
-
-    @classmethod
-    def from_dict(cls, d: Mapping | None) -> AugmentParams:
-        """From the YAML section {'flip_param': {...}, 'jitter_param': {...}} (or a flat dict)."""
-        d = dict(d or {})
-        flat = {**d.pop("flip_param", {}), **d.pop("jitter_param", {}), **d}
-        unknown = set(flat) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"augmentation_params: unknown key(s) {sorted(unknown)}")
-        return cls(**flat)
-
-    @classmethod
-    def from_config(cls, aug: Any) -> AugmentParams:
-        """From a loaded config's `dataset_params.augmentation_params` (flip_param / jitter_param, either None)."""
-        flip, jitter = aug.flip_param, aug.jitter_param
-        return cls(horizontal_flip=bool(flip and flip.horizontal_flip), time_flip=bool(flip and flip.time_flip),
-                   brightness=jitter.brightness if jitter else 0.0, contrast=jitter.contrast if jitter else 0.0,
-                   saturation=jitter.saturation if jitter else 0.0, hue=jitter.hue if jitter else 0.0)
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -91,15 +60,15 @@ def jitter_colour(img: np.ndarray, factors: dict[str, float], order: Sequence[st
 
 
 def augment_pair(source: np.ndarray, driving: np.ndarray, rng: np.random.Generator,
-                 params: AugmentParams | Mapping | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Augment an H×W×3 frame pair (uint8, or float in [0, 1]) identically; returns (source, driving)."""
-    p = params if isinstance(params, AugmentParams) else AugmentParams.from_dict(params)
+                 params: AugmentationParams | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Augment an H×W×3 frame pair (uint8 or [0, 1] floats) alike by the config's augmentation_params (None: none)."""
+    params = params or AugmentationParams()
     frames = [source, driving]
-    if p.time_flip and rng.random() < 0.5:  # time flip: the later frame becomes the source
+    if params.flips.time_flip and rng.random() < 0.5:  # time flip: the later frame becomes the source
         frames = frames[::-1]
-    if p.horizontal_flip and rng.random() < 0.5:
+    if params.flips.horizontal_flip and rng.random() < 0.5:
         frames = [f[:, ::-1] for f in frames]
-    ranges = {"brightness": p.brightness, "contrast": p.contrast, "saturation": p.saturation, "hue": p.hue}
+    ranges = params.jitter
     active = [k for k, v in ranges.items() if v > 0]
     if not active:
         return tuple(np.ascontiguousarray(f) for f in frames)  # type: ignore[return-value]

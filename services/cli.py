@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
@@ -119,8 +121,8 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
-    """An argparse `type=`: a number of `kind` ≥ minimum (the error names the flag through argparse)."""
+def at_least(minimum: float, kind: type = int, most: float | None = None) -> Callable[[str], float]:
+    """An argparse `type=`: a number of `kind` ≥ minimum and ≤ most (the error names the flag through argparse)."""
 
     def parse(text: str) -> float:
         try:
@@ -128,9 +130,45 @@ def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be ≥ {minimum:g}, got {text}")
+        if value < minimum or (most is not None and value > most):
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum:g}, got {text}" if most is None else
+                                             f"must be in [{minimum:g}, {most:g}], got {text}")
         return value
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of field `name` of dataclass `cls` (its factory called); dataclasses.MISSING if it has none."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def field_flags(parser: argparse.ArgumentParser, cls: type) -> Callable[..., argparse.Action]:
+    """`add(field, *flags, **kwargs)`: a flag for a field of dataclass `cls` whose dest is the field's name and whose
+    default is the field's unless `default=` is given, so each default lives in the dataclass (flags: --field-name)."""
+
+    def add(name: str, *flags: str, **kwargs: Any) -> argparse.Action:
+        default = field_default(cls, name)
+        if default is not dataclasses.MISSING:
+            kwargs.setdefault("default", default)
+        flags = flags or ("--" + name.replace("_", "-"),)
+        if "action" not in kwargs and "choices" not in kwargs:
+            kwargs.setdefault("metavar", flags[0].lstrip("-").replace("-", "_").upper())  # --out OUT, not OUT_DIR
+        return parser.add_argument(*flags, dest=name, **kwargs)
+
+    return add
+
+
+def field_values(cls: type, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for dataclass `cls`: the parsed values whose dest is one of its fields, then `extra`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {**{k: v for k, v in vars(args).items() if k in names}, **extra}
+
+
+def report(results: dict[str, Any]) -> int:
+    """Print a pipeline's results as 'name: value' lines; the exit status 0."""
+    for name, value in results.items():
+        print(f"{name}: {value}")
+    return 0

@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from fomm.config import FommConfig
+from fomm.config import AugmentationParams, FommConfig
 from preprocessing import shards, storage
-from preprocessing.pairs import AugmentParams, augment_pair, sample_pair
+from preprocessing.pairs import augment_pair, sample_pair
 
 META_COLUMNS = ["clip_id", "video_id", "person_id", "split", "num_frames"]
 READ_COLUMNS = [*META_COLUMNS, "frames"]
@@ -87,13 +87,13 @@ class PairSpec:
     frame_shape: tuple[int, int]  # H, W the model trains at
     num_repeats: int = 1
     id_sampling: bool = False
-    augment: AugmentParams = field(default_factory=AugmentParams)
+    augment: AugmentationParams = field(default_factory=AugmentationParams)
     clips_per_person: dict[str, int] = field(default_factory=dict)  # only read with id_sampling
     split: str = "train"
 
     @classmethod
     def from_config(cls, cfg: FommConfig, index: ClipIndex, split: str = "train") -> PairSpec:
-        augment = AugmentParams.from_config(cfg.dataset_params.augmentation_params)
+        augment = cfg.dataset_params.augmentation_params
         h, w = cfg.dataset_params.shape[:2]
         return cls((int(h), int(w)), cfg.train_params.num_repeats, cfg.dataset_params.id_sampling, augment,
                    index.clips_per_person if cfg.dataset_params.id_sampling else {}, split)

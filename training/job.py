@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import copy
+import argparse
 import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fomm.config import ConfigError, FommConfig
+from fomm.config import FommConfig, apply_overrides
+from services.cli import at_least, field_flags
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainJob:
     """Everything `fit()` needs besides the model config; the defaults run on one laptop.
 
-    `overrides` is a nested dict merged into the YAML before it is typed (Ray Tune passes loss weights this
-    way, e.g. {"train_params": {"loss_weights": {"perceptual": [...]}}}).
+    `overrides` are applied to the YAML before it is typed (fomm.config.apply_overrides: dotted or nested keys,
+    e.g. {"train_params.loss_weights.perceptual": [...]} from `--set` or a Ray Tune sample).
     """
 
     config: str  # path of an original-format FOMM YAML
@@ -87,33 +86,31 @@ class TrainJob:
         return dataclasses.asdict(self)
 
 
-def merge(base: dict, overrides: dict, where: str = "") -> dict:
-    """Nested dict `base` with `overrides` merged in; a key that `base` lacks is an error naming its path."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in out:
-            raise ConfigError(f"override {path!r}: no such key in the config (known: {', '.join(map(str, out))})")
-        if isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = merge(out[key], value, path)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None) -> FommConfig:
-    """Read a FOMM YAML, merge overrides into the full resolved dict, and type it again."""
+    """Read a FOMM YAML, apply overrides (fomm.config.apply_overrides) and `num_epochs`, and type it again."""
     cfg = FommConfig.from_yaml(path)
     if not overrides and num_epochs is None:
         return cfg
-    data = merge(cfg.to_dict(), overrides or {})
-    if num_epochs is not None:
-        data["train_params"]["num_epochs"] = int(num_epochs)
+    epochs = {} if num_epochs is None else {"train_params.num_epochs": int(num_epochs)}
+    data = apply_overrides(cfg.to_dict(), {**(overrides or {}), **epochs})
     return FommConfig.from_dict(data, where=f"{Path(path).name} (with overrides):")
 
 
-def config_yaml(cfg: FommConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags pipelines/train.py and pipelines/tune.py share, each for a TrainJob field (its default)."""
+    job = field_flags(parser, TrainJob)
+    job("config", required=True, help="FOMM YAML (the original configs load unchanged)")
+    job("data", required=True, help="clip shards: dataset root, folder of .parquet or one file (local or s3://)")
+    job("storage", required=True, help="checkpoints and run state (local or s3://)")
+    job("name", help="run folder under --storage (default: the config's stem)")
+    job("workers", type=at_least(1), help="DDP workers")
+    job("gpus_per_worker", type=float, help="0 trains on CPU with gloo; >0 on GPU with NCCL")
+    job("max_steps", type=at_least(1), help="stop after this many optimiser steps (smoke tests)")
+    job("num_epochs", "--epochs", type=at_least(1), help="override train_params.num_epochs")
+    job("tracking_uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
+    job("experiment", help="MLflow experiment")
+    job("num_val_clips", "--val-clips", type=at_least(0), help="held-out clips reconstructed after each epoch "
+        "(0: no validation)")
 
 
 def check_inputs(job: TrainJob) -> None:

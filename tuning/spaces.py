@@ -1,16 +1,14 @@
-"""Search spaces: a YAML of dotted config keys → Ray Tune distributions → nested config overrides."""
+"""Search spaces: a YAML of dotted config keys → Ray Tune distributions → config overrides."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ray import tune
 
-from fomm.config import FommConfig
-from training.job import merge
+from fomm.config import ConfigError, FommConfig, apply_overrides, read_yaml
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -28,16 +26,10 @@ class SearchSpace:
     mode: str = "min"
     num_samples: int = 4
     source: str = "<dict>"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise SpaceError(f"{path}: cannot read search space ({err})") from None
-        return cls.from_dict(data or {}, source=path.name)
+        return cls.from_dict(read_yaml(path, "search space") or {}, source=Path(path).name)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> SearchSpace:
@@ -62,45 +54,28 @@ class SearchSpace:
 
     def check_against(self, cfg: FommConfig) -> None:
         """Every key must exist in the config, so a typo fails before any trial starts."""
-        resolved = cfg.to_dict()
-        for joined in self.params:
-            for key in joined.split(","):
-                node: Any = resolved
-                for part in key.split("."):
-                    if not isinstance(node, dict) or part not in node:
-                        raise SpaceError(f"{self.source}: space key {key!r} is not in the config")
-                    node = node[part]
+        for key in to_overrides(dict.fromkeys(self.params)):
+            try:
+                apply_overrides(cfg.to_dict(), {key: None})
+            except ConfigError:
+                raise SpaceError(f"{self.source}: space key {key!r} is not in the config") from None
 
     def param_space(self) -> dict[str, Any]:
         """Ray Tune's param_space (flat, keyed by the joined dotted names)."""
         out = {}
         for key, (kind, args) in self.params.items():
-            if kind == "choice":
-                out[key] = tune.choice(args)
-            elif kind == "grid":
-                out[key] = tune.grid_search(args)
-            elif kind == "uniform":
-                out[key] = tune.uniform(float(args[0]), float(args[1]))
-            elif kind == "loguniform":
-                out[key] = tune.loguniform(float(args[0]), float(args[1]))
-            else:
-                out[key] = tune.randint(int(args[0]), int(args[1]))
+            if kind in ("choice", "grid"):
+                out[key] = (tune.choice if kind == "choice" else tune.grid_search)(args)
+            else:  # [low, high]
+                out[key] = getattr(tune, kind)(*map(int if kind == "randint" else float, args))
         return out
 
 
-def to_overrides(sample: dict[str, Any]) -> dict:
-    """{'a.b,a.c': v} → {'a': {'b': v, 'c': v}}: the nested overrides TrainJob merges into the YAML."""
-    out: dict = {}
-    for joined, value in sample.items():
-        for key in joined.split(","):
-            node = out
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = list(value) if isinstance(value, tuple) else value
-    return out
+def to_overrides(sample: dict[str, Any]) -> dict[str, Any]:
+    """{'a.b,a.c': v} → {'a.b': v, 'a.c': v}: one dotted override per key (fomm.config.apply_overrides)."""
+    return {key: list(v) if isinstance(v, tuple) else v for joined, v in sample.items() for key in joined.split(",")}
 
 
 def apply(cfg: FommConfig, sample: dict[str, Any]) -> FommConfig:
     """The config with one sample applied (typed again, so bad values fail like a bad YAML)."""
-    return FommConfig.from_dict(merge(cfg.to_dict(), to_overrides(sample)), where="sweep sample:")
+    return FommConfig.from_dict(apply_overrides(cfg.to_dict(), to_overrides(sample)), where="sweep sample:")

@@ -57,7 +57,8 @@ def train_trial(config: dict[str, Any]) -> None:
     base = TrainJob(**config["__base_job"])
     sample = {k: v for k, v in config.items() if not k.startswith("__")}
     trial_id = tune.get_context().get_trial_id()
-    job = base.replace(name=f"trial-{trial_id}", overrides=to_overrides(sample), resume=True,
+    overrides = {**base.overrides, **to_overrides(sample)}  # the sweep's own, then the sample's (applied in order)
+    job = base.replace(name=f"trial-{trial_id}", overrides=overrides, resume=True,
                        parent_run_id=config["__parent_run_id"], experiment=config["__experiment"])
     # a trial ASHA stops never returns from here: EndTrialRuns ends its run on the driver
     fit_plan(plan_run(job), callbacks=[TuneReportCallback()])

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocessing.pairs import AugmentParams, EpochSampler, augment_pair, jitter_colour, sample_pair
+from fomm.config import AugmentationParams
+from preprocessing.pairs import EpochSampler, augment_pair, jitter_colour, sample_pair
+
+ORIGINAL = AugmentationParams.from_dict({"flip_param": {"horizontal_flip": True, "time_flip": True},  # vox-256's
+                                        "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1}})
+FLIPS_ONLY = AugmentationParams.from_dict({"flip_param": {"horizontal_flip": True, "time_flip": True}})
 
 
 def test_sample_pair_is_sorted_uniform_with_replacement():
@@ -24,14 +29,14 @@ def test_augmentation_is_identical_on_both_frames():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
     for seed in range(20):
-        a, b = augment_pair(frame, frame.copy(), np.random.default_rng(seed), AugmentParams())
+        a, b = augment_pair(frame, frame.copy(), np.random.default_rng(seed), ORIGINAL)
         np.testing.assert_array_equal(a, b)  # same frame in, same frame out: the draw is shared
 
 
 def test_flip_and_time_flip_without_jitter():
     src, drv = np.zeros((2, 3, 3), np.uint8), np.ones((2, 3, 3), np.uint8)
     src[0, 0] = 9
-    params = AugmentParams(brightness=0, contrast=0, saturation=0, hue=0)
+    params = FLIPS_ONLY
     seen = set()
     for seed in range(40):
         a, b = augment_pair(src, drv, np.random.default_rng(seed), params)
@@ -41,9 +46,9 @@ def test_flip_and_time_flip_without_jitter():
         assert first[0, 0 if not flipped else 2, 0] == 9
         seen.add((swapped, flipped))
     assert seen == {(False, False), (False, True), (True, False), (True, True)}
-    a, b = augment_pair(src, drv, np.random.default_rng(0), AugmentParams(horizontal_flip=False, time_flip=False,
-                                                                        brightness=0, contrast=0, saturation=0, hue=0))
-    np.testing.assert_array_equal(a, src)
+    for none in (None, AugmentationParams()):  # no section: no augmentation
+        a, b = augment_pair(src, drv, np.random.default_rng(0), none)
+        np.testing.assert_array_equal(a, src)
 
 
 def test_hue_shift_by_hand():
@@ -59,11 +64,12 @@ def test_hue_shift_by_hand():
 
 
 def test_params_from_the_original_yaml_section():
-    p = AugmentParams.from_dict({"flip_param": {"horizontal_flip": True, "time_flip": False},
-                                 "jitter_param": {"brightness": 0.2, "hue": 0.05}})
-    assert (p.time_flip, p.brightness, p.hue, p.contrast) == (False, 0.2, 0.05, 0.1)
-    with pytest.raises(ValueError, match="unknown key"):
-        AugmentParams.from_dict({"jitter_param": {"brigthness": 0.1}})
+    p = AugmentationParams.from_dict({"flip_param": {"horizontal_flip": True, "time_flip": False},
+                                      "jitter_param": {"brightness": 0.2, "hue": 0.05}})
+    assert (p.flips.time_flip, p.flips.horizontal_flip) == (False, True)
+    assert p.jitter == {"brightness": 0.2, "contrast": 0.0, "saturation": 0.0, "hue": 0.05}  # absent: no jitter
+    with pytest.raises(ValueError, match="unknown key 'brigthness'"):
+        AugmentationParams.from_dict({"jitter_param": {"brigthness": 0.1}})
 
 
 def test_epoch_sampler_num_repeats_and_id_sampling():
@@ -82,12 +88,11 @@ def test_epoch_sampler_num_repeats_and_id_sampling():
     assert set(picks[people == "a"]) == {0, 1, 2}  # and any of a person's clips can be picked
 
 
-def test_augment_params_from_a_loaded_config(repo_root):
+def test_augmentation_of_a_loaded_config(repo_root):
     from fomm.config import FommConfig, load_config
 
-    cfg = load_config(repo_root / "configs" / "vox-256.yaml")
-    assert AugmentParams.from_config(cfg.dataset_params.augmentation_params) == AugmentParams(
-        horizontal_flip=True, time_flip=True, brightness=0.1, contrast=0.1, saturation=0.1, hue=0.1)
+    aug = load_config(repo_root / "configs" / "vox-256.yaml").dataset_params.augmentation_params
+    assert aug == ORIGINAL
     bare = FommConfig.from_dict({"dataset_params": {"augmentation_params": {"flip_param": {"time_flip": True}}}})
-    assert AugmentParams.from_config(bare.dataset_params.augmentation_params) == AugmentParams(
-        horizontal_flip=False, time_flip=True, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    aug = bare.dataset_params.augmentation_params
+    assert (aug.flips.horizontal_flip, aug.flips.time_flip) == (False, True) and set(aug.jitter.values()) == {0.0}

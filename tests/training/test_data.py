@@ -7,12 +7,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fomm.config import load_config
+from fomm.config import AugmentationParams, load_config
 from preprocessing import shards
-from preprocessing.pairs import AugmentParams, EpochSampler
+from preprocessing.pairs import EpochSampler
 from training import data
 
-NO_AUGMENT = AugmentParams(horizontal_flip=False, time_flip=False, brightness=0, contrast=0, saturation=0, hue=0)
+NO_AUGMENT = AugmentationParams()
 
 
 def _train_table(root) -> shards.pa.Table:  # noqa: F821
@@ -75,7 +75,7 @@ def test_pairs_are_two_frames_of_one_clip_in_time_order(synthetic_shards):
 def test_augmentation_is_applied_to_both_frames_alike(synthetic_shards):
     table = _train_table(synthetic_shards).slice(0, 1)
     frames = shards.decode_frames(table.column("frames")[0].as_py())
-    flip_only = AugmentParams(horizontal_flip=True, time_flip=False, brightness=0, contrast=0, saturation=0, hue=0)
+    flip_only = AugmentationParams.from_dict({"flip_param": {"horizontal_flip": True}})
     out = data.clips_to_pairs(table, data.PairSpec((32, 32), 30, augment=flip_only), np.random.default_rng(3))
 
     def mirrored(image: np.ndarray) -> bool:
@@ -106,8 +106,8 @@ def test_pair_spec_reads_the_config_augmentation(tiny_config_path):
     index = data.ClipIndex(("c1", "c2"), ("p", "p"), (5, 5))
     spec = data.PairSpec.from_config(cfg, index)
     assert spec.frame_shape == (64, 64) and spec.num_repeats == cfg.train_params.num_repeats
-    assert spec.augment == AugmentParams(horizontal_flip=True, time_flip=True, brightness=0.1, contrast=0.1,
-                                         saturation=0.1, hue=0.1)
+    assert spec.augment is cfg.dataset_params.augmentation_params
+    assert spec.augment.flips.time_flip and spec.augment.jitter == dict.fromkeys(spec.augment.jitter, 0.1)
 
 
 def test_validation_frames_start_at_the_source_and_are_evenly_spaced(synthetic_shards):

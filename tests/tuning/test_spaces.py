@@ -21,8 +21,8 @@ def test_shipped_space_parses_and_fits_vox(repo_root):
 def test_joined_keys_share_one_value_and_config_is_typed(tiny_config_path):
     sample = {"train_params.lr_generator,train_params.lr_kp_detector": 1e-3,
               "train_params.loss_weights.perceptual": [1, 2, 3, 4, 5]}
-    assert to_overrides(sample) == {"train_params": {"lr_generator": 1e-3, "lr_kp_detector": 1e-3,
-                                                     "loss_weights": {"perceptual": [1, 2, 3, 4, 5]}}}
+    assert to_overrides(sample) == {"train_params.lr_generator": 1e-3, "train_params.lr_kp_detector": 1e-3,
+                                    "train_params.loss_weights.perceptual": [1, 2, 3, 4, 5]}
     cfg = apply(load_config(tiny_config_path), sample)
     assert cfg.train.lr_kp_detector == 1e-3 and cfg.train.loss_weights.perceptual == (1, 2, 3, 4, 5)
     assert cfg.train.lr_discriminator == 2e-4  # untouched

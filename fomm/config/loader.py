@@ -1,0 +1,130 @@
+"""Generic YAML → frozen dataclass loader with type checks; errors name the file and the key path.
+
+Type rule: a value must have its field's type; the one coercion is that an int is accepted (and kept) where a
+float is expected, and a YAML list becomes a tuple. Nested dataclass fields are built recursively; `X | None`
+accepts None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+section = dataclass(frozen=True, kw_only=True, slots=True)  # the decorator of every config section
+
+
+class ConfigError(ValueError):
+    """A config file or section that does not fit the schema; the message names the file and the key."""
+
+
+def _child(where: str, name: str) -> str:
+    return f"{where} {name}" if where.endswith(":") else f"{where}.{name}"
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(hint))
+    if get_origin(hint) is tuple:
+        return f"a list of {_describe(get_args(hint)[0])}"
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether `value` (as YAML gives it) has type `hint` under the module's rule."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(arg, value) for arg in args)
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_fits(args[0], v) for v in value)
+    if isinstance(value, bool) and hint in (int, float):
+        return False
+    return hint is Any or isinstance(value, (int, float) if hint is float else (origin or hint))
+
+
+def _dataclass_of(hint: Any) -> type | None:  # X, or the X of X | None
+    return next((a for a in (hint, *get_args(hint)) if dataclasses.is_dataclass(a)), None)
+
+
+def build(cls: type[T], data: Any, where: str) -> T:
+    """Dataclass `cls` from a mapping; an unknown key, a wrong type or a bad value is a ConfigError at `where`."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known), key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint, sub = hints[name], _dataclass_of(hints[name])
+        if value is None and known[name].default is None:
+            kwargs[name] = None  # an optional section left out (e.g. dense_motion_params, crop_param)
+        elif sub is not None and (isinstance(value, dict) or value is None):
+            kwargs[name] = build(sub, value, _child(where, name))
+        elif not _fits(hint, value):
+            raise ConfigError(f"{_child(where, name)}: expected {_describe(hint)}, got {value!r}")
+        else:
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML-ready data: dataclasses → dicts, tuples → lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+class Section:
+    """Mixin of a config section: `from_dict` / `to_dict`, and a check of the fields named in `positive`."""
+
+    positive: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.positive:
+            value = getattr(self, name)
+            if value is None or value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass
+        return build(cls, data, where or cls.__name__)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path):  # noqa: ANN206 - the subclass
+        return build(cls, read_yaml(path), f"{Path(path).name}:")
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write the section as YAML (to a temporary name, then renamed)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        tmp.replace(path)
+
+
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """The YAML file's data; an unreadable file or bad YAML is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read {what} ({err.strerror or err})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None

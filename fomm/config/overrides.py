@@ -1,0 +1,50 @@
+"""Config overrides, one mechanism for the command line (`--set KEY=VALUE`), Ray Tune samples and jobs.
+
+Keys are dotted ('train_params.lr_generator') or nested ({'train_params': {'lr_generator': ...}}), applied in
+order. A mapping merges into a mapping; anything else replaces the value (a whole list; a section the config left
+out). A key the config lacks (or below a plain value) is a ConfigError naming its dotted path. Values are checked
+when the merged dict is typed again by the loader (int accepted for float, list → tuple), so
+`--set train_params.lr_generator=abc` fails there, naming the key and the expected type.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fomm.config.loader import ConfigError
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """A copy of nested dict `data` with `overrides` (dotted or nested keys) merged in."""
+    out = copy.deepcopy(dict(data))
+    for key, value in overrides.items():
+        head, _, rest = str(key).partition(".")
+        value = {rest: value} if rest else value
+        path = f"{where}.{head}" if where else head
+        if head not in out:
+            raise ConfigError(f"override {path!r}: no such key in the config (known: {', '.join(map(str, out))})")
+        if isinstance(value, Mapping) and isinstance(out[head], dict):
+            out[head] = apply_overrides(out[head], value, path)
+        elif isinstance(value, Mapping) and value and out[head] is not None:
+            raise ConfigError(f"override '{path}.{next(iter(value))}': no such key in the config "
+                              f"({path} is {out[head]!r}, not a section)")
+        else:
+            out[head] = copy.deepcopy(value)
+    return out
+
+
+def parse_assignments(items: Iterable[str], flag: str = "--set") -> dict[str, Any]:
+    """['KEY=VALUE', ...] → {KEY: value}, the VALUE read as JSON (2e-4, true, [1, 2], null), else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. train_params.lr_generator=2e-4")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out

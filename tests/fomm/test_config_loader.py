@@ -1,0 +1,63 @@
+"""The YAML → dataclass loader: wrong types are ConfigErrors naming the key path and the expected type."""
+
+from dataclasses import field
+
+import pytest
+
+from fomm.config import ConfigError, FommConfig, Section, build, section
+
+
+@section
+class Inner(Section):
+    rate: float = 1.0
+    sizes: tuple[int, ...] = (1, 2)
+
+
+@section
+class Outer(Section):
+    name: str = "x"
+    count: int | None = None
+    flag: bool | str = "auto"
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_values_of_the_right_type_load_and_the_stated_coercions_hold():
+    cfg = build(Outer, {"name": "a", "count": 3, "flag": True, "inner": {"rate": 2, "sizes": [4, 5]}}, "t.yaml:")
+    assert cfg == Outer(name="a", count=3, flag=True, inner=Inner(rate=2, sizes=(4, 5)))
+    assert type(cfg.inner.rate) is int and cfg.inner.sizes == (4, 5)  # int kept where a float is asked; list → tuple
+    assert build(Outer, {"count": None, "flag": "auto"}, "t.yaml:").count is None
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"count": "3"}, "t.yaml: count: expected int or null, got '3'"),
+    ({"count": 2.5}, "t.yaml: count: expected int or null, got 2.5"),
+    ({"count": True}, "t.yaml: count: expected int or null, got True"),  # a bool is not an int here
+    ({"name": 7}, "t.yaml: name: expected str, got 7"),
+    ({"flag": 1}, "t.yaml: flag: expected bool or str, got 1"),
+    ({"inner": {"rate": "fast"}}, "t.yaml: inner.rate: expected float, got 'fast'"),
+    ({"inner": {"sizes": [1, 2.5]}}, r"t.yaml: inner.sizes: expected a list of int, got \[1, 2.5\]"),
+    ({"inner": {"sizes": 3}}, "t.yaml: inner.sizes: expected a list of int, got 3"),
+    ({"inner": [1]}, r"t.yaml: inner: expected Inner, got \[1\]"),
+    ({"inner": {"rte": 1}}, "t.yaml: inner: unknown key 'rte'"),
+])
+def test_wrong_values_name_the_key_path_and_expected_type(data, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        build(Outer, data, "t.yaml:")
+
+
+def test_a_wrong_type_in_a_real_config_file_names_file_and_path(tmp_path):
+    path = tmp_path / "vox.yaml"
+    path.write_text("train_params:\n  batch_size: '40'\n  scales: [1, 0.5]\n")
+    with pytest.raises(ConfigError, match="^vox.yaml: train_params.batch_size: expected int, got '40'"):
+        FommConfig.from_yaml(path)
+
+
+def test_positive_fields_are_checked():
+    @section
+    class Pos(Section):
+        size: int = 1
+        positive = ("size",)
+
+    assert Pos(size=2).size == 2
+    with pytest.raises(ConfigError, match="^p: size must be positive, got 0"):
+        build(Pos, {"size": 0}, "p")

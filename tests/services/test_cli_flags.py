@@ -1,0 +1,87 @@
+"""Flags generated from config dataclasses: each default lives in the dataclass; the pipelines' flags prove it."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass, field
+
+import pytest
+
+from services.cli import ArgumentParser, UserError, field_default, field_flags, field_values
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    path: str
+    num_workers: int = 3
+    tags: dict = field(default_factory=dict)
+    fast: bool = False
+
+
+def test_flags_take_dest_and_default_from_the_field() -> None:
+    p = ArgumentParser(prog="p")
+    job = field_flags(p, Job)
+    job("path", required=True)
+    job("num_workers", "--workers", type=int)
+    job("fast", action="store_true")
+    p.add_argument("--other", default=1)
+    args = p.parse_args(["--path", "x"])
+    assert (args.num_workers, args.fast, args.other) == (3, False, 1)
+    assert Job(**field_values(Job, args)) == Job(path="x")  # --other is not a field: left out
+    assert field_values(Job, p.parse_args(["--path", "x", "--workers", "5", "--fast"]), tags={"a": "b"}) == \
+        {"path": "x", "num_workers": 5, "fast": True, "tags": {"a": "b"}}
+    assert "--workers WORKERS" in p.format_help()
+    with pytest.raises(UserError, match="--path"):
+        p.parse_args([])
+    assert field_default(Job, "tags") == {} and field_default(Job, "path") is dataclasses.MISSING
+
+
+def _pipeline(repo_root, name: str):  # noqa: ANN202 - the module
+    spec = importlib.util.spec_from_file_location(f"pipeline_{name}", repo_root / "pipelines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_and_tune_flag_defaults_are_the_train_jobs(repo_root) -> None:
+    from training.job import TrainJob
+
+    required = ["--config", "c.yaml", "--data", "d", "--storage", "s"]
+    args = _pipeline(repo_root, "train").parse_args(required)
+    assert TrainJob(**field_values(TrainJob, args)) == TrainJob(config="c.yaml", data="d", storage="s")
+    tune = _pipeline(repo_root, "tune").parse_args(required)
+    expected = TrainJob(config="c.yaml", data="d", storage="s", experiment="fomm-tune", num_val_clips=4)
+    assert TrainJob(**field_values(TrainJob, tune, resume=False)) == expected  # the sweep's two own defaults
+    from tuning.sweep import SweepJob  # imports Ray Tune: tune.py writes these defaults, this checks them
+
+    for name in ("num_samples", "max_concurrent", "grace_period", "resume", "out"):
+        assert getattr(tune, name) == field_default(SweepJob, name), name
+
+
+def test_preprocess_and_evaluate_flag_defaults_are_the_configs(repo_root) -> None:
+    from evaluation.cli import eval_config_from_args, eval_parser
+    from evaluation.runner import EvalConfig
+    from preprocessing.config import PreprocessConfig
+
+    args = _pipeline(repo_root, "preprocess").parse_args(["--input", "i", "--output", "o"])
+    assert PreprocessConfig(**field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * 2**20))) == \
+        PreprocessConfig(input="i", output="o")
+    args = eval_parser("e", experiment="fomm-eval").parse_args(["--config", "c", "--checkpoint", "k", "--data", "d"])
+    assert eval_config_from_args(args) == EvalConfig(config_path="c", checkpoint="k", data="d")
+    args = eval_parser("e", "x").parse_args(["--config", "c", "--checkpoint", "random-init", "--data", "d",
+                                             "--split", "all", "--extractor-options", "{dlib-68: {a: 1}}"])
+    cfg = eval_config_from_args(args)
+    assert (cfg.checkpoint, cfg.split, cfg.experiment, cfg.extractor_options) == (None, None, "x", {"dlib-68": {"a": 1}})
+    with pytest.raises(UserError, match="--extractor-options: expected a YAML/JSON mapping"):
+        eval_parser("e", "x").parse_args(["--config", "c", "--checkpoint", "k", "--data", "d",
+                                          "--extractor-options", "[1, 2]"])
+
+
+def test_benchmark_flag_defaults_are_the_benchmark_configs(repo_root) -> None:
+    from evaluation.benchmark import BenchmarkConfig
+
+    args = _pipeline(repo_root, "benchmark").parse_args(["--config", "c", "--data", "d", "--checkpoints", "k"])
+    assert (args.threshold, args.max_error_fraction, tuple(args.metrics.split(","))) == tuple(
+        field_default(BenchmarkConfig, name) for name in ("threshold", "max_error_fraction", "metrics"))
+    assert args.experiment == "fomm-benchmark"
