@@ -29,7 +29,7 @@ COLUMNS = ("source", "driving", "output")
 
 
 def _absolute(path: str, base: str | None) -> str:
-    from preprocessing import storage
+    from services import storage
 
     if base is None or storage.is_remote(path) or Path(path).is_absolute():
         return path
@@ -39,7 +39,7 @@ def _absolute(path: str, base: str | None) -> str:
 def animate_rows(batch: dict[str, np.ndarray], animator, options: dict, base: str | None = None) -> dict:  # noqa: ANN001
     """Animate each row of a batch; rows come back with `status` (done|skipped|failed) and `error`."""
     from fomm.cli import animate_file
-    from preprocessing import storage
+    from services import storage
 
     status, errors = [], []
     for row in zip(*(batch[c] for c in COLUMNS)):
@@ -96,7 +96,7 @@ class AnimatePairs:
 
 
 def write_error_table(path: str, rows: list[dict]) -> None:
-    from preprocessing import storage
+    from services import storage
 
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "error"], lineterminator="\n")
@@ -111,7 +111,7 @@ def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: 
     """The Ray Data plan: read_csv → map_batches(AnimatePairs) → error table. Returns counts per status."""
     import ray
 
-    from preprocessing import storage
+    from services import storage
 
     if __name__ != "__main__":  # pipelines/ is not an installed package: ship this module to workers by value
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -134,8 +134,7 @@ def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: 
 def check_inputs(args) -> None:  # noqa: ANN001 - the parsed command line
     """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table."""
     from fomm import Animator
-    from preprocessing import storage
-    from services import checks
+    from services import checks, storage
 
     storage.check_reachable("--pairs", args.pairs)
     if not storage.is_remote(args.pairs):
@@ -189,9 +188,9 @@ def _main(argv: list[str]) -> int:
     if args.checkpoint is None and not args.random_init:
         parser.error("--checkpoint is required (or --random-init)")
     check_inputs(args)
-    import ray
+    from services.ray_start import ensure_ray
 
-    ray.init(address=args.ray_address, ignore_reinit_error=True)
+    ensure_ray(args.ray_address)
     summary = run(args.pairs, args.config, args.checkpoint, random_init=args.random_init, errors=args.errors,
                   concurrency=args.concurrency, num_cpus=args.num_cpus, device=args.device,
                   relative=args.relative, adapt_movement_scale=args.adapt_movement_scale, layout=args.layout,

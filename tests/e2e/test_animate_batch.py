@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fomm import Animator
-from preprocessing import storage
 from preprocessing.video_io import probe_video, read_frames, write_video
+from services import storage
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 4
