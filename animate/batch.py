@@ -13,9 +13,9 @@ import torch
 
 from animate.files import animate_file, build_animator
 from fomm.animator import Animator
-from preprocessing import storage
-from services import checks
+from services import checks, storage
 from services.cli import UserError
+from services.ray_start import ensure_ray
 
 COLUMNS = ("source", "driving", "output")
 FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's
@@ -129,8 +129,6 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
 def animate_pairs(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
                   errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
     """The whole job: check the inputs, join (or start) Ray, run the plan; returns `run`'s counts."""
-    import ray
-
     check_inputs(pairs, config, checkpoint, random_init, errors)
-    ray.init(address=ray_address, ignore_reinit_error=True)
+    ensure_ray(ray_address)
     return run(pairs, config, checkpoint, random_init=random_init, errors=errors, **plan)

@@ -27,6 +27,8 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from services.atomic import atomic_path  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / ".devdata" / "synth64.npz"
 
@@ -39,10 +41,8 @@ def render(out: Path, videos: int = 24, size: int = 64, frames: int = 48, identi
     clips = np.stack([render_video(ids[v % identities], np.random.default_rng([0, 2, v]), size, frames, 25.0)
                       for v in range(videos)])
     test = np.array([v >= videos - videos // 4 for v in range(videos)])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez_compressed(tmp, clips=clips, test=test)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        np.savez_compressed(tmp, clips=clips, test=test)
     print(f"{out}: {clips.shape}, {int(test.sum())} held out")
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.atomic import atomic_open  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -41,11 +43,8 @@ def write_report(report: dict, path: str) -> None:
     """Print the benchmark's JSON and keep it at `path` (written whole, then renamed)."""
     text = json.dumps(report, indent=1)
     print(text)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def step_figures(tracking_uri: str, run_id: str, warmup: int, per_worker_batch: int) -> dict:

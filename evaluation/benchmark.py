@@ -13,7 +13,6 @@ import dataclasses
 import math
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from evaluation.ray_jobs import EvalResult, evaluate
 from evaluation.runner import EvalConfig
@@ -60,23 +59,16 @@ class BenchmarkResult:
 
 def newest_checkpoint(path: str, endpoint: str | None = None) -> str:
     """`path` itself when it is a file; else the most recently modified checkpoint file under it."""
-    import pyarrow.fs as pafs
+    from services import storage
 
-    from preprocessing import storage
-
-    fs, p = storage.resolve(path, endpoint)
-    info = fs.get_file_info(p)
-    if info.type == pafs.FileType.File:
-        return path
-    if info.type != pafs.FileType.Directory:
+    if not storage.is_dir(path, endpoint):
+        if storage.exists(path, endpoint):
+            return path
         raise FileNotFoundError(f"{path}: no such checkpoint file or folder")
-    found = [i for i in fs.get_file_info(pafs.FileSelector(p, recursive=True))
-             if i.type == pafs.FileType.File and i.path.endswith(CHECKPOINT_SUFFIXES)
-             and not Path(i.path).name.startswith(".")]
+    found = [f for f in storage.list_files(path, endpoint=endpoint) if f.endswith(CHECKPOINT_SUFFIXES)]
     if not found:
         raise FileNotFoundError(f"{path}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) under it")
-    newest = max(found, key=lambda i: (i.mtime_ns or 0, i.path))
-    return f"s3://{newest.path}" if storage.is_remote(path) else newest.path
+    return max(found, key=lambda f: (storage.modified(f, endpoint), f))
 
 
 def resolve_checkpoint(cfg: BenchmarkConfig, workdir: str) -> tuple[str, dict[str, str]]:

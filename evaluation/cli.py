@@ -80,8 +80,8 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     writable --out and a reachable tracking URI; a UserError (or ConfigError, CheckpointError) names the flag."""
     import fomm
     from evaluation.reconstruction import load_model
-    from preprocessing import storage
     from preprocessing.shards import require_shards
+    from services import storage
 
     checks.existing_file("--config", cfg.config_path, "a FOMM YAML")
     if cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint):
@@ -92,10 +92,7 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
         if cfg.checkpoint is not None:
             storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
     require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
-    if storage.is_remote(cfg.out_dir):
-        storage.check_reachable("--out", cfg.out_dir, cfg.endpoint)
-    else:
-        checks.writable_dir("--out", cfg.out_dir)
+    checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)
     checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
     from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)
 

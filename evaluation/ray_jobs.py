@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +70,7 @@ class EvaluateClips:
         import torch
 
         from evaluation.reconstruction import load_model
-        from preprocessing import storage
+        from services import storage
 
         torch.set_num_threads(max(1, threads))
         self.cfg, self.selected = cfg, set(selected)
@@ -93,10 +92,9 @@ def init_ray(address: str | None, workers: int) -> None:
     """Connect to a Ray cluster (argument, $RAY_ADDRESS) or start a local one; nothing when workers == 0."""
     if workers == 0:
         return
-    import ray
+    from services.ray_start import ensure_ray
 
-    if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+    ensure_ray(address, log_to_driver=False)
 
 
 def select_clips(cfg: runner.EvalConfig) -> list[dict]:
@@ -135,12 +133,13 @@ def run_rows(cfg: runner.EvalConfig, clip_ids: list[str]) -> list[dict]:
     import ray
 
     from preprocessing.shards import list_shards
-    from preprocessing.storage import resolve
+    from services import storage
 
     init_ray(None, cfg.num_workers)
+    cfg = replace(cfg, endpoint=storage.s3_endpoint(cfg.endpoint))  # workers: this endpoint
     shards = list_shards(cfg.data, cfg.split, cfg.endpoint)
-    fs, _ = resolve(shards[0], cfg.endpoint)
-    paths = [resolve(s, cfg.endpoint)[1] for s in shards]
+    fs, _ = storage.resolve(shards[0], cfg.endpoint)
+    paths = [storage.resolve(s, cfg.endpoint)[1] for s in shards]
     selected = set(clip_ids)
     ds = ray.data.read_parquet(paths, filesystem=fs, columns=READ_COLUMNS)
     # one clip per block, so that the actor pool spreads the videos (shards hold many clips per row group)
@@ -155,7 +154,7 @@ def run_rows(cfg: runner.EvalConfig, clip_ids: list[str]) -> list[dict]:
 
 def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None = None, endpoint: str | None = None) -> str:
     """Rows as one Parquet file, atomically (local or s3://)."""
-    from preprocessing import storage
+    from services import storage
 
     table = pa.Table.from_pylist(rows, schema=schema)
     sink = io.BytesIO()
@@ -167,8 +166,8 @@ def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None = None, 
 def _cases(cfg: runner.EvalConfig, videos: list[dict]) -> list[dict]:
     """Worst and best clips by L1, reconstructed again on the driver for the report."""
     from evaluation.reconstruction import load_model, reconstruct_video
-    from preprocessing import storage
     from preprocessing.shards import row_to_clip
+    from services import storage
 
     if cfg.checkpoint is None:
         model = load_model(cfg.config_path, None, cfg.device)
@@ -189,7 +188,7 @@ def _cases(cfg: runner.EvalConfig, videos: list[dict]) -> list[dict]:
 
 def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalResult:
     """Run the whole evaluation and log it to one MLflow run (FAILED if anything raises)."""
-    from preprocessing import storage
+    from services import storage
 
     if model_config is None:  # the whole FOMM config file, logged under "fomm."
         import fomm
@@ -251,7 +250,7 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
 
 def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:
     """checkpoint.path / .sha256 / .size of the evaluated checkpoint ('random-init' when none)."""
-    from preprocessing import storage
+    from services import storage
 
     if cfg.checkpoint is None:
         return {"checkpoint.path": "random-init", "checkpoint.sha256": "none"}

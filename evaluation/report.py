@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from evaluation.metrics import SHORT_FORMULAS
 from evaluation.visualize import side_by_side, strip, write_gif, write_png
+from services.atomic import atomic_open, atomic_path
 
 TITLES = {"l1": "L1", "akd": "AKD", "akd_l2": "AKD (L2)", "mkr": "MKR", "aed": "AED (sq. L2)", "aed_l2": "AED (L2)"}
 
@@ -95,9 +95,8 @@ def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[
     summary = _summary_png(root / "summary.png", aggregate, labels, cases, n_frames)
     parts.append("<h2>Summary</h2><img src='summary.png'>")
     index = root / "index.html"
-    tmp = root / ".index.html.tmp"
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, index)
+    with atomic_open(index, "w") as f:
+        f.write("\n".join(parts))
     return {"dir": root, "html": index, "png": summary}
 
 
@@ -147,8 +146,9 @@ def save_figure(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -4,13 +4,12 @@ and the training grid source | driving | deformed | occlusion | prediction (keyp
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from fomm.visualization import draw_keypoints
+from services.atomic import atomic_path
 
 
 def difference(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
@@ -39,19 +38,12 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: float = 10.0, scale: in
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     images = [Image.fromarray(f) for f in frames]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".gif", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / max(fps, 1e-3)),
                        loop=0, format="GIF")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -60,15 +52,8 @@ def write_png(image: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -16,6 +16,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services import checks  # noqa: E402
+from services.atomic import atomic_open  # noqa: E402
 from services.cli import ArgumentParser, at_least, run_cli  # noqa: E402
 from training.job import TrainJob  # noqa: E402
 
@@ -48,9 +49,8 @@ def stage(out: Path, name: str, run) -> dict:  # noqa: ANN001 - a zero-argument 
     print(f"[{name}] running …", flush=True)
     start = time.perf_counter()
     result = {**run(), "seconds": round(time.perf_counter() - start, 1)}
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.with_suffix(".tmp").write_text(json.dumps(result, indent=1, default=str))
-    record.with_suffix(".tmp").replace(record)
+    with atomic_open(record, "w") as f:
+        f.write(json.dumps(result, indent=1, default=str))
     print(f"[{name}] finished in {result['seconds']} s", flush=True)
     return result
 

@@ -49,13 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_inputs(cfg: PreprocessConfig) -> None:
     """Before Ray starts or anything is written: the output can be written and the input names videos."""
-    from preprocessing import storage
     from preprocessing.sources import VIDEO_EXTENSIONS, collect_tasks
+    from services import storage
 
-    if storage.is_remote(cfg.output):
-        storage.check_reachable("--output", cfg.output, cfg.endpoint)
-    else:
-        checks.writable_dir("--output", cfg.output)
+    checks.writable_storage("--output", cfg.output, cfg.endpoint)
     if cfg.input == "synthetic" or cfg.input.startswith("synthetic:"):
         count = cfg.input.partition(":")[2] or "1"
         if not count.isdigit() or int(count) < 1:
@@ -93,6 +90,7 @@ def _main(argv: list[str]) -> int:
           f"{result['num_frames']} frames)")
     print(f"manifest: {result['manifest']}")
     print(f"errors:   {result['errors']} ({result['num_errors']} failed videos)")
+    print(f"S3 retries: {result['s3_retries']}")
     print("result: " + json.dumps(result, sort_keys=True))
     return 0
 

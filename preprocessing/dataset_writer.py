@@ -15,53 +15,43 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
-from preprocessing import shards, storage
+from preprocessing import shards
 from preprocessing.config import PreprocessConfig
 from preprocessing.process import StageError, process_video
 from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
 from preprocessing.sources import VideoTask
+from services import storage
 from services.video_read import VideoError
 
 PART_META_KEY = b"fomm_part"
 
 
-class Layout:
-    """Paths of a dataset root and the filesystem that holds it."""
+class Layout(storage.Location):
+    """Paths of a dataset root; its filesystem is resolved in each process that uses it (nothing secret pickled)."""
 
-    def __init__(self, root: str, endpoint: str | None = None, fs: pafs.FileSystem | None = None) -> None:
-        self.root = root.rstrip("/")
-        self.endpoint = endpoint
-        if fs is None:
-            fs, base = storage.resolve(self.root, endpoint)
-        else:
-            base = storage.resolve(self.root, endpoint)[1] if not storage.is_remote(self.root) else self.root[5:]
-        self.fs, self.base = fs, base.rstrip("/")
+    def __init__(self, root: str, endpoint: str | None = None) -> None:
+        super().__init__(root.rstrip("/"), endpoint)
 
-    def path(self, *parts: str) -> str:
-        """A path inside the filesystem (no scheme)."""
-        return "/".join([self.base, *parts])
-
-    def uri(self, *parts: str) -> str:
-        return storage.join(self.root, *parts)
+    @property
+    def root(self) -> str:
+        return self.url
 
     def exists(self, *parts: str) -> bool:
-        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+        return self.fs.exists(self.path(*parts))
 
-    def list(self, *parts: str, hidden: bool = False) -> list[pafs.FileInfo]:
-        """Files under a folder, sorted; temporaries (dot names) only when `hidden`."""
+    def list(self, *parts: str, hidden: bool = False) -> list[str]:
+        """Paths of the files under a folder, sorted; temporaries (dot names) only when `hidden`."""
         p = self.path(*parts)
-        if self.fs.get_file_info(p).type != pafs.FileType.Directory:
+        if not self.fs.isdir(p):
             return []
-        infos = self.fs.get_file_info(pafs.FileSelector(p, recursive=True))
-        return sorted((i for i in infos if i.type == pafs.FileType.File and (hidden or not i.base_name.startswith("."))),
-                      key=lambda i: i.path)
+        return sorted(f for f in self.fs.find(p) if hidden or not posixpath.basename(f).startswith("."))
 
 
 def video_key(video_id: str) -> str:
@@ -92,19 +82,13 @@ def write_error(layout: Layout, task: VideoTask, stage: str, message: str) -> di
     return {"video_id": task.video_id, "status": "error", "clips": 0, "frames": 0, "stage": stage, "message": message}
 
 
-def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=None,  # noqa: ANN001
-              input_fs: pafs.FileSystem | None = None) -> dict:
-    """Process one video and record the outcome (part file or error file); never raises for bad data.
-
-    `input_fs` reads remote inputs (a filesystem resolved by the driver carries its credentials to workers).
-    """
+def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=None) -> dict:  # noqa: ANN001
+    """Process one video and record the outcome (part file or error file); never raises for bad data."""
     if task.missing:
         return write_error(layout, task, "missing", task.missing)
     t0 = time.perf_counter()
-    fs = input_fs if storage.is_remote(task.path) else None
-    src = storage.resolve(task.path, cfg.endpoint)[1] if fs is not None else task.path
     try:
-        with storage.local_copy(src, cfg.endpoint, fs=fs) as local:
+        with storage.local_copy(task.path, cfg.endpoint) as local:
             records = process_video(local, cfg, task, detector=detector, source_path=task.path)
     except StageError as e:
         return write_error(layout, task, e.stage, str(e))
@@ -121,16 +105,15 @@ def finished_videos(layout: Layout, include_errors: bool = True) -> set[str]:
     if layout.exists(MANIFEST_NAME):
         done |= set(shards.read_manifest(layout.root, layout.endpoint).get("videos", {}))
     for info in layout.list("_work", "parts"):
-        done.add(_part_meta(layout, info.path)["video_id"])
+        done.add(_part_meta(layout, info)["video_id"])
     if include_errors:
         done |= {r["video_id"] for r in shards.read_errors(layout.root, layout.endpoint)}
-        done |= {json.loads(_read(layout, i.path))["video_id"] for i in layout.list("_work", "errors")}
+        done |= {json.loads(_read(layout, i))["video_id"] for i in layout.list("_work", "errors")}
     return done
 
 
 def _read(layout: Layout, path: str) -> bytes:
-    with layout.fs.open_input_stream(path) as f:
-        return f.read()
+    return layout.fs.cat_file(path)
 
 
 def _part_meta(layout: Layout, path: str) -> dict:
@@ -157,9 +140,9 @@ def plan_shards(layout: Layout, shard_bytes: int, manifest: dict | None) -> tupl
     known = set((manifest or {}).get("videos", {}))
     metas = []
     for info in layout.list("_work", "parts"):
-        meta = _part_meta(layout, info.path)
+        meta = _part_meta(layout, info)
         if meta["video_id"] not in known:
-            metas.append((meta, info.path))
+            metas.append((meta, info))
     metas.sort(key=lambda m: m[0]["video_id"])
     existing = [s for s in (manifest or {}).get("shards", [])]
     plans: list[ShardPlan] = []
@@ -196,7 +179,7 @@ def assemble_shard(layout: Layout, plan: ShardPlan) -> dict:
 
 
 def _pending_errors(layout: Layout) -> list[dict]:
-    return [json.loads(_read(layout, i.path)) for i in layout.list("_work", "errors")]
+    return [json.loads(_read(layout, i)) for i in layout.list("_work", "errors")]
 
 
 def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: list[dict]) -> dict:
@@ -240,25 +223,25 @@ def cleanup(layout: Layout, manifest: dict) -> None:
     committed = set(manifest.get("videos", {})) | {
         r["video_id"] for r in shards.read_errors(layout.root, layout.endpoint)}
     for info in layout.list("_work", "parts"):
-        if _part_meta(layout, info.path)["video_id"] in committed:
-            layout.fs.delete_file(info.path)
+        if _part_meta(layout, info)["video_id"] in committed:
+            layout.fs.rm_file(info)
     for info in layout.list("_work", "errors"):
-        if json.loads(_read(layout, info.path))["video_id"] in committed:
-            layout.fs.delete_file(info.path)
+        if json.loads(_read(layout, info))["video_id"] in committed:
+            layout.fs.rm_file(info)
     for info in layout.list("_work", "parts", hidden=True) + layout.list("_work", "errors", hidden=True):
-        if info.base_name.startswith("."):
-            layout.fs.delete_file(info.path)  # a temporary of a killed writer
+        if posixpath.basename(info).startswith("."):
+            layout.fs.rm_file(info)  # a temporary of a killed writer
     for sub in ("parts", "errors"):  # empty work folders (and S3 folder markers) go too
         folder = layout.path("_work", sub)
-        if layout.fs.get_file_info(folder).type == pafs.FileType.Directory and not layout.list("_work", sub, hidden=True):
-            layout.fs.delete_dir(folder)
+        if layout.fs.isdir(folder) and not layout.list("_work", sub, hidden=True):
+            layout.fs.rm(folder, recursive=True)
     work = layout.path("_work")
-    if layout.fs.get_file_info(work).type == pafs.FileType.Directory and not layout.list("_work", hidden=True):
-        layout.fs.delete_dir(work)
+    if layout.fs.isdir(work) and not layout.list("_work", hidden=True):
+        layout.fs.rm(work, recursive=True)
     listed = {layout.path(s["file"]) for s in manifest.get("shards", [])}
     for info in layout.list(shards.SHARDS_DIR, hidden=True):
-        if info.path not in listed:
-            layout.fs.delete_file(info.path)  # half-finished runs' shards or temporaries
+        if info not in listed:
+            layout.fs.rm_file(info)  # half-finished runs' shards or temporaries
 
 
 def finalize(layout: Layout, cfg: PreprocessConfig, assemble=None) -> dict:  # noqa: ANN001
@@ -286,6 +269,7 @@ def run_local(cfg: PreprocessConfig, tasks: list[VideoTask] | None = None) -> di
     from preprocessing.process import detector_for
     from preprocessing.sources import collect_tasks
 
+    retries = storage.retry_count()
     layout = Layout(cfg.output, cfg.endpoint)
     tasks = collect_tasks(cfg) if tasks is None else tasks
     done = finished_videos(layout, include_errors=not cfg.retry_errors)
@@ -293,4 +277,4 @@ def run_local(cfg: PreprocessConfig, tasks: list[VideoTask] | None = None) -> di
     detector = detector_for(cfg) if any(not t.segments for t in todo) else None
     for task in todo:
         run_video(task, cfg, layout, detector)
-    return summarize(layout, finalize(layout, cfg))
+    return {**summarize(layout, finalize(layout, cfg)), "s3_retries": storage.retry_count() - retries}

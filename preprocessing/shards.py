@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from preprocessing import storage
+from services import storage
 
 SCHEMA_VERSION = 1
 FRAME_FORMATS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
@@ -255,8 +255,8 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
         if not found:
             where = f" of split {split!r}" if split else ""
             raise UserError(f"{flag} {path}: no shards{where} (expected {SHARDS_EXPECTED})")
-        with storage.open_file(found[0], "rb", endpoint) as f:
-            names = set(pq.read_schema(f).names)
+        fs, first = storage.resolve(found[0], endpoint)
+        names = set(pq.read_schema(first, filesystem=fs).names)
     except (OSError, ValueError, pa.ArrowException) as err:
         raise UserError(f"{flag} {path}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})") from None
     missing = {"clip_id", "frames"} - names

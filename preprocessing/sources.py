@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from preprocessing import storage
 from preprocessing.config import PreprocessConfig
+from services import storage
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".gif")
 METADATA_CSV = "metadata.csv"

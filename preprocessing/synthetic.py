@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm.visualization import hsv_to_rgb
+from services.atomic import atomic_open
 from services.video_write import write_video
 
 METADATA_NAME = "metadata.csv"
@@ -153,12 +154,10 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
                      "num_frames": num_frames, "fps": fps, "width": size, "height": size,
                      "num_bodies": 2 if second is not None else 1})
         paths.append(path)
-    tmp = out / f".{METADATA_NAME}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(out / METADATA_NAME, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out / METADATA_NAME)
     return paths
 
 

@@ -23,18 +23,6 @@ def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> P
     return p
 
 
-def existing_dir(flag: str, path: str | os.PathLike, what: str = "a folder") -> Path:
-    """A local folder that exists and holds at least one entry."""
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{flag} {path}: no such folder (expected {what})")
-    if not p.is_dir():
-        raise UserError(f"{flag} {path}: not a folder (expected {what})")
-    if not any(p.iterdir()):
-        raise UserError(f"{flag} {path}: is empty (expected {what})")
-    return p
-
-
 def writable_dir(flag: str, path: str | os.PathLike) -> None:
     """A local folder that can be created (if missing) and written; nothing is left behind when it cannot."""
     p = Path(path)
@@ -49,6 +37,16 @@ def writable_dir(flag: str, path: str | os.PathLike) -> None:
                 pass
         except OSError as err:
             raise UserError(f"{flag} {path}: cannot write ({err.strerror or err})") from None
+
+
+def writable_storage(flag: str, path: str, endpoint: str | None = None) -> None:
+    """Where a job will write: an s3:// path whose endpoint is reachable, or a local folder that can be written."""
+    from services import storage
+
+    if storage.is_remote(path):
+        storage.check_reachable(flag, path, endpoint)
+    else:
+        writable_dir(flag, path)
 
 
 def reachable(flag: str, url: str, timeout: float = 3.0) -> None:

@@ -23,7 +23,7 @@ DEBUG_FLAG = "--debug"
 # been raised, so the look-up reads sys.modules and this package imports nothing of ours
 USER_ERROR_TYPES = (
     "fomm.config.ConfigError", "fomm.checkpoint.CheckpointError", "fomm.animator.AnimatorError",
-    "services.video_read.VideoError", "preprocessing.storage.StorageError",
+    "services.video_read.VideoError", "services.storage.StorageError",
     "training.data.DataError", "tuning.spaces.SpaceError", "evaluation.extractors.MissingWeightsError",
     "evaluation.extractors.BackendUnavailableError", "animate.backends.BackendUnavailable",
 )

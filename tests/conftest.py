@@ -121,11 +121,14 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
     """
     port, dash = free_port(), free_port()
     temp_dir = Path("/tmp") / f"ray_t{port}"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # workers read S3 credentials from their own environment, as on a cluster (moto's fixed test keys)
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           **os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     cmd = [
         str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
         "--num-cpus=4", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+        f"--dashboard-agent-listen-port={free_port()}",  # not Ray's fixed 52365: parallel sessions each get one
         f"--dashboard-port={dash}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
     ]
     log = tmp_path_factory.mktemp("ray_head") / "ray_start.log"
@@ -274,7 +277,7 @@ def synthetic_shards_64(tmp_path_factory) -> Path:
 def wait_registered():  # noqa: ANN201 - a callable(job, timeout) -> registered checkpoint names
     """Waits until Ray Train has registered a checkpoint of a training job (its snapshot names one), not
     merely begun writing one: a job stopped between the two resumes from an older checkpoint or from step 0."""
-    from preprocessing.storage import StorageError
+    from services.storage import StorageError
     from training.plan import registered_checkpoints
 
     def wait(job, timeout: float) -> list[str]:  # noqa: ANN001 - training.job.TrainJob

@@ -69,3 +69,27 @@ def test_ray_train_only_in_training_and_tuning():
             assert "ray.train" not in text and "ray.tune" not in text, path
     for path in package_files("fomm"):
         assert "import ray" not in path.read_text(), path
+
+
+STORAGE_LIBRARIES = ("fsspec", "s3fs", "pyarrow.fs")
+
+
+def test_storage_libraries_and_ray_start_only_in_services():
+    """Filesystems come from services.storage (one resolution, retries counted), Ray from services.ray_start."""
+    for package in [*ORDER, "pipelines", "benchmarks"]:
+        for path in package_files(package):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("services/"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                bad = [n for n in names if any(n == lib or n.startswith(lib + ".") for lib in STORAGE_LIBRARIES)]
+                assert not bad, f"{rel}:{node.lineno} imports {bad[0]} (use services.storage)"
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "init":
+                    owner = node.func.value
+                    assert not (isinstance(owner, ast.Name) and owner.id == "ray"), \
+                        f"{rel}:{node.lineno} calls ray.init (use services.ray_start.ensure_ray)"

@@ -53,8 +53,6 @@ def test_checks(tmp_path, monkeypatch) -> None:
         checks.existing_file("--config", tmp_path / "empty", "a YAML")
     with pytest.raises(UserError, match="is a folder"):
         checks.existing_file("--config", tmp_path / "dir")
-    with pytest.raises(UserError, match="is empty"):
-        checks.existing_dir("--input", tmp_path / "dir")
     checks.writable_dir("--out", tmp_path / "new" / "deeper")  # may be created later: fine, and not created now
     assert not (tmp_path / "new").exists()
     with pytest.raises(UserError, match="is a file, not a folder"):

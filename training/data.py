@@ -26,8 +26,9 @@ import numpy as np
 import pyarrow as pa
 
 from fomm.config import AugmentationParams, FommConfig
-from preprocessing import shards, storage
+from preprocessing import shards
 from preprocessing.pairs import augment_pair, sample_pair
+from services.storage import s3_endpoint
 
 META_COLUMNS = ["clip_id", "video_id", "person_id", "split", "num_frames"]
 READ_COLUMNS = [*META_COLUMNS, "frames"]
@@ -171,11 +172,9 @@ def clips_to_val_frames(batch: pa.Table, frame_shape: tuple[int, int], count: in
 # ---------------------------------------------------------------- Ray Data plans
 
 
-def read_shards(batch: pa.Table, fs, columns: Sequence[str]) -> pa.Table:  # noqa: ANN001 - pyarrow FileSystem
-    """Ray Data UDF: the clips of the shard files named in the batch's `path` column."""
-    import pyarrow.parquet as pq
-
-    return pa.concat_tables([pq.read_table(path, filesystem=fs, columns=list(columns))
+def read_shards(batch: pa.Table, endpoint: str | None, columns: Sequence[str]) -> pa.Table:
+    """Ray Data UDF: the clips of the shard files (paths or URIs) named in the batch's `path` column."""
+    return pa.concat_tables([shards.read_table(path, columns=list(columns), endpoint=endpoint)
                              for path in batch.column("path").to_pylist()])
 
 
@@ -188,13 +187,11 @@ def _read(data: str, split: str, endpoint: str | None, shuffle_files: bool):  # 
     import ray.data
 
     paths = shard_paths(data, split, endpoint)
-    fs, _ = storage.resolve(paths[0], endpoint)
-    ds = ray.data.from_items([{"path": storage.resolve(p, endpoint)[1]} for p in paths],
-                             override_num_blocks=len(paths))
+    ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
     if shuffle_files:
         ds = ds.randomize_block_order()
-    return ds.map_batches(functools.partial(read_shards, fs=fs, columns=READ_COLUMNS), batch_size=1,
-                          batch_format="pyarrow")
+    read = functools.partial(read_shards, endpoint=s3_endpoint(endpoint), columns=READ_COLUMNS)  # URIs, no keys
+    return ds.map_batches(read, batch_size=1, batch_format="pyarrow")
 
 
 def _nonempty(fn, key: str):  # noqa: ANN001, ANN202

@@ -115,7 +115,6 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 def check_inputs(job: TrainJob) -> None:
     """Before Ray starts or anything is written: config (with --set), shards, storage and tracking URI."""
-    from preprocessing import storage
     from preprocessing.shards import require_shards
     from services import checks
     from services.cli import user_input
@@ -126,8 +125,5 @@ def check_inputs(job: TrainJob) -> None:
         with user_input("--set"):
             job.load_config()
     require_shards("--data", job.data, job.train_split, job.endpoint)
-    if storage.is_remote(job.storage):
-        storage.check_reachable("--storage", job.storage, job.endpoint)
-    else:
-        checks.writable_dir("--storage", job.storage)
+    checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.tracking_uri("--tracking-uri", job.tracking_uri)

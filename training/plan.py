@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fomm.config import FommConfig
-from preprocessing import storage
+from services import storage
 from training import data
 from training.job import TrainJob
 

@@ -27,7 +27,7 @@ from torch import nn
 from fomm.config import FommConfig
 from fomm.precision import autocast_dtype, precision_name
 from fomm.training import TrainState, build_train_state, end_epoch, train_step
-from preprocessing import storage
+from services import storage
 from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
@@ -113,9 +113,7 @@ def private_checkpoint_dir(checkpoint: ray.train.Checkpoint) -> Iterator[str]:
     first download finished downloads again into the same files while its neighbour is still reading them
     (a restored DDP run then fails with a corrupt zip archive).
     """
-    import pyarrow.fs as pafs
-
-    if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
+    if checkpoint.filesystem.type_name == "local":
         yield checkpoint.path
         return
     with tempfile.TemporaryDirectory(prefix="fomm_restore_") as tmp:
@@ -226,7 +224,8 @@ class WorkerLoop:
     def report(self, metrics: dict[str, Any], with_checkpoint: bool, log: bool = True) -> None:
         """ray.train.report (+ checkpoint) on every worker; `log` also sends the metrics to MLflow."""
         metrics = {**metrics, "weights_max_diff": max_weight_difference(
-            {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world}
+            {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world,
+            "s3_retries": storage.retry_count()}  # this worker's so far (rank 0 uploads the checkpoints)
         if self.tracker is not None:
             logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
             self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)
@@ -309,7 +308,7 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
     resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.use_gpu else {})}
     fs, fs_path = storage.resolve(job.storage, job.endpoint)
     run_config = RunConfig(
-        name=job.run_name, storage_path=fs_path, storage_filesystem=fs,
+        name=job.run_name, storage_path=fs_path, storage_filesystem=storage.arrow_filesystem(fs),
         failure_config=FailureConfig(max_failures=job.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=job.keep_checkpoints, checkpoint_score_attribute="val_l1",
                                            checkpoint_score_order="min"),
@@ -373,17 +372,11 @@ def ensure_ray(job: TrainJob) -> None:
     """Connect to the cluster in RAY_ADDRESS, or start a local Ray with room for the workers and the data tasks."""
     import os
 
-    import ray
+    from services import ray_start
 
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return
     # a laptop: logical CPUs for every train worker plus two for Ray Data's decoding tasks, which would
-    # otherwise wait forever behind the workers' reservations on a 2-core machine
-    cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2)
-    ray.init(num_cpus=cpus)
+    # otherwise wait forever behind the workers' reservations on a 2-core machine (ignored on a cluster)
+    ray_start.ensure_ray(num_cpus=max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2))
 
 
 def _check_room_for_data(job: TrainJob) -> None:

@@ -1,5 +1,6 @@
 """S3 answering 503 SlowDown for a while (a loopback proxy in front of moto), during preprocessing and during
-checkpointing: the SDKs' own retries with backoff carry the jobs through; shards and checkpoints come out whole."""
+checkpointing: botocore's own retries with backoff carry the jobs through, counted; shards and checkpoints come
+out whole."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from fomm.checkpoint import read_checkpoint
-from preprocessing import shards, storage
+from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
+from services import storage
 from tests.flaky_s3 import FlakyS3Proxy
 
 pytestmark = pytest.mark.ray
@@ -33,16 +35,19 @@ def blinking_s3(moto_s3) -> Iterator[dict]:
         proxy.close()
 
 
-def test_a_pickled_filesystem_keeps_retrying_as_ray_workers_need(blinking_s3, tmp_path):
-    """pyarrow's own pickling drops the retry strategy (3 attempts, which a 3 s storm outlasts); ours keeps it."""
+def test_a_pickled_filesystem_keeps_retrying_and_counts_every_retry(blinking_s3, tmp_path):
+    """What a Ray worker receives (a pickled filesystem: endpoint and retry settings, no keys) rides out a 3 s
+    storm that botocore's default 3 attempts would not, and each 503 it was answered is counted as one retry."""
     import pickle
 
     proxy = blinking_s3["start"](_writes_under(f"/{tmp_path.name}/"))
     fs, path = storage.resolve(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin", proxy.endpoint)
-    worker_fs = pickle.loads(pickle.dumps(fs))  # what a Ray worker receives
+    worker_fs = pickle.loads(pickle.dumps(fs))
     data = bytes(range(256)) * 4096  # 1 MiB
+    before = storage.retry_count()
     storage.write_bytes(path, data, fs=worker_fs)
-    assert proxy.failed >= 3  # more failures than pyarrow's default 3 attempts survive
+    assert proxy.failed >= 3  # more failures than botocore's default 3 attempts survive
+    assert storage.retry_count() - before == proxy.failed  # one retry per injected failure, none missed
     assert storage.read_bytes(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin") == data
 
 
@@ -64,6 +69,9 @@ def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, 
 
     assert proxy.failed > 0 and proxy.window is not None, "the storm never hit the job"
     assert (result["num_clips"], result["num_errors"]) == (3, 0), videos
+    # retries counted in the driver and in the Ray workers, summed in the job's summary: every injected
+    # failure was retried (none gave up), and nothing else was
+    assert result["s3_retries"] == proxy.failed
     out = f"s3://{bucket}/{prefix}/ds"  # read back straight from moto, not through the proxy
     assert shards.verify_shards(out) == []
     clips = list(shards.read_clips(out))
@@ -87,6 +95,8 @@ def test_checkpoints_written_through_a_503_storm_are_whole(blinking_s3, ray_loca
     result = fit(job)
 
     assert proxy.failed > 0 and any("checkpoint_" in p for p in proxy.failed_paths), proxy.failed_paths[:5]
+    # rank 0's retries of the step-2 upload, reported with step 4 (other processes also met the storm)
+    assert 0 < result.metrics["s3_retries"] <= proxy.failed
     names = registered_checkpoints(job.replace(endpoint=None))
     assert len(names) >= 2  # steps 2 and 4
     for name in names:  # each registered checkpoint is whole: it loads, at the step its name says

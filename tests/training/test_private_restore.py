@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import ray.train
 
-from preprocessing import storage
+from services import storage
 from training.trainer import private_checkpoint_dir
 
 
 def _upload_checkpoint(moto_s3, local: Path, name: str) -> ray.train.Checkpoint:
     fs, root = storage.resolve(f"s3://{moto_s3['bucket']}/{name}", moto_s3["endpoint"])
-    pafs.copy_files(str(local), root, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-    return ray.train.Checkpoint(root, filesystem=fs)
+    for path in local.iterdir():
+        fs.put_file(str(path), f"{root}/{path.name}")
+    return ray.train.Checkpoint(root, filesystem=storage.arrow_filesystem(fs))
 
 
 def test_two_readers_of_a_remote_checkpoint_get_separate_complete_copies(moto_s3, tmp_path):

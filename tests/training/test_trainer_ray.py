@@ -17,7 +17,7 @@ from fomm.checkpoint import load_checkpoint, read_checkpoint
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
-from preprocessing import storage
+from services import storage
 from training.job import TrainJob
 from training.trainer import fit
 

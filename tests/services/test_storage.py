@@ -1,38 +1,52 @@
-"""storage: local paths and URIs behind one API (S3 itself is exercised in tests/e2e against moto)."""
+"""services.storage: local paths and URIs behind one API (S3 itself is exercised in tests/e2e against moto)."""
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
-import pyarrow.fs as pafs
 import pytest
 
-from preprocessing import storage
+from services import storage
 
 
-def test_resolve_local_and_s3(tmp_path, monkeypatch):
+def test_resolve_once_per_process_and_pickle_without_secrets(tmp_path, monkeypatch):
     fs, p = storage.resolve(str(tmp_path / "a" / ".." / "b"))
-    assert isinstance(fs, pafs.LocalFileSystem) and p.endswith("/b")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    assert fs.protocol[0] == "file" and p.endswith("/b")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDPLAIN")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-never-pickled")
     fs, p = storage.resolve("s3://bucket/some/key/", endpoint="http://127.0.0.1:9")
-    assert isinstance(fs, pafs.S3FileSystem) and p == "bucket/some/key"
-    assert "127.0.0.1:9" in repr(fs.__reduce__())  # the endpoint travels with the pickled filesystem
+    assert "s3" in fs.protocol and p == "bucket/some/key"
+    assert storage.resolve("s3://other/x", endpoint="http://127.0.0.1:9")[0] is fs  # one filesystem per endpoint
+    assert storage.resolve("s3://bucket/x", endpoint="http://127.0.0.1:8")[0] is not fs
+    location = storage.Location("s3://bucket/some", "http://127.0.0.1:9")
+    assert location.fs is fs and location.path("k") == "bucket/some/k" and location.uri("k") == "s3://bucket/some/k"
+    for what in (fs, location, storage.arrow_filesystem(fs)):  # what a Ray task may receive
+        blob = pickle.dumps(what)
+        assert b"s3cr3t-never-pickled" not in blob and b"AKIDPLAIN" not in blob
+    assert b"127.0.0.1:9" in pickle.dumps(fs)  # the endpoint and the retry settings travel
+    clone = pickle.loads(pickle.dumps(fs))
+    assert clone.config_kwargs["retries"] == {"max_attempts": storage.S3_MAX_ATTEMPTS, "mode": "standard"}
     monkeypatch.setenv("FOMM_S3_ENDPOINT", "http://127.0.0.1:7")
     assert storage.s3_endpoint() == "http://127.0.0.1:7" and storage.s3_endpoint("http://x:1") == "http://x:1"
+    monkeypatch.setenv("FOMM_S3_MAX_ATTEMPTS", "0")
+    with pytest.raises(ValueError, match="FOMM_S3_MAX_ATTEMPTS='0'"):
+        storage.resolve("s3://bucket/x")
 
 
 def test_atomic_write_list_glob_and_copy(tmp_path):
     target = str(tmp_path / "d" / "e" / "f.bin")
     storage.write_bytes(target, b"abc")
     assert storage.read_bytes(target) == b"abc" and [p.name for p in (tmp_path / "d" / "e").iterdir()] == ["f.bin"]
+    storage.write_bytes(str(tmp_path / "v" / ".half.mp4"), b"")  # a temporary: never listed
     for name in ("x.mp4", "sub/y.mp4", "sub/z.txt"):
         storage.write_bytes(str(tmp_path / "v" / name), b"")
     assert storage.list_files(str(tmp_path / "v"), "*.mp4") == [str(tmp_path / "v" / "sub" / "y.mp4"),
                                                                  str(tmp_path / "v" / "x.mp4")]
     assert storage.glob(str(tmp_path / "v" / "**" / "*.mp4")) == storage.list_files(str(tmp_path / "v"), "*.mp4")
     assert storage.glob(str(tmp_path / "v" / "*.mp4")) == [str(tmp_path / "v" / "x.mp4")]
+    assert storage.glob(str(tmp_path / "v" / "s*")) == []  # folders are not files
     with storage.local_copy(target) as local:
         assert local == target
     assert storage.exists(target) and not storage.exists(str(tmp_path / "nope"))

@@ -1,0 +1,34 @@
+"""One way to start Ray: keep a connection this process already has, join a cluster, or start a local one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def in_ray_job() -> bool:
+    """True inside `ray job submit` (the job's runtime environment is already set)."""
+    return bool(os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dict[str, str] | None = None,
+               log_to_driver: bool = True) -> None:
+    """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local instance with
+    `num_cpus` CPUs (None: all). Outside a Ray job, workers get `env` and the repository on their PYTHONPATH.
+
+    S3 credentials are not passed here: workers read them from their own environment (see services.storage).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+    runtime_env = None if in_ray_job() else {"env_vars": {"PYTHONPATH": path, **(env or {})}}
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
+    else:
+        ray.init(num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=log_to_driver, include_dashboard=False,
+                 ignore_reinit_error=True)

@@ -1,0 +1,38 @@
+"""S3 through s3fs: botocore's own "standard" retries (backoff with jitter), counted per process.
+
+Credentials are never passed in: botocore reads them from the environment of whichever process uses the
+filesystem, so a pickled filesystem (a Ray task's argument) carries the endpoint and the retry settings only.
+"""
+
+from __future__ import annotations
+
+import os
+
+import s3fs
+
+from services import storage
+
+
+def _count_retry(attempts: int, **_: object) -> None:
+    """botocore 'needs-retry' handler: called after every attempt; an attempt after the first was a retry."""
+    if attempts > 1:
+        storage.note_retry()
+
+
+class CountingS3FileSystem(s3fs.S3FileSystem):
+    """s3fs whose client counts botocore's retries (`storage.retry_count`), in whichever process it is unpickled."""
+
+    async def set_session(self, refresh: bool = False, kwargs: dict | None = None):  # noqa: ANN201 - a client
+        client = await super().set_session(refresh=refresh, kwargs=kwargs or {})
+        if not getattr(client, "_fomm_counts_retries", False):
+            client.meta.events.register("needs-retry.s3", _count_retry)
+            client._fomm_counts_retries = True
+        return client
+
+
+def s3_filesystem(endpoint: str | None, attempts: int) -> CountingS3FileSystem:
+    """An S3 filesystem for `endpoint` (None: AWS) with `attempts` tries per request; listing caches off."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    client = {"region_name": region, **({"endpoint_url": endpoint} if endpoint else {})}
+    return CountingS3FileSystem(client_kwargs=client, skip_instance_cache=True, use_listings_cache=False,
+                                config_kwargs={"retries": {"max_attempts": attempts, "mode": "standard"}})

@@ -1,0 +1,204 @@
+"""Storage, local or s3://, on fsspec: a path string is turned into a filesystem once per process and reused.
+
+What travels to Ray tasks is a URL and an endpoint (a `Location`), never a filesystem with keys in it: each
+process resolves it through the same cache, and s3fs/botocore read credentials from that process's environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import fsspec
+
+from services.atomic import atomic_path
+
+ENDPOINT_ENV = ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# attempts per S3 request (first try included) for transient errors: 5xx, throttling, dropped connections,
+# retried with exponential backoff and jitter by botocore's own "standard" retry mode
+S3_MAX_ATTEMPTS_ENV = "FOMM_S3_MAX_ATTEMPTS"
+S3_MAX_ATTEMPTS = 10
+
+_retries = 0
+_retries_lock = threading.Lock()
+
+
+class StorageError(OSError):
+    """A storage path that cannot be read or written; the message names the path."""
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    return str(path).startswith(("s3://", "s3a://"))
+
+
+def s3_endpoint(endpoint: str | None = None) -> str | None:
+    """The S3 endpoint URL: the argument, else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL(_S3), else AWS's default."""
+    if endpoint:
+        return endpoint
+    return next((os.environ[k] for k in ENDPOINT_ENV if os.environ.get(k)), None)
+
+
+def s3_max_attempts() -> int:
+    """Attempts per S3 request: FOMM_S3_MAX_ATTEMPTS, else 10 (botocore's default of 3 gives up within a second)."""
+    value = os.environ.get(S3_MAX_ATTEMPTS_ENV, "").strip()
+    if not value:
+        return S3_MAX_ATTEMPTS
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{S3_MAX_ATTEMPTS_ENV}={value!r}: expected a whole number of attempts ≥ 1")
+    return int(value)
+
+
+def retry_count() -> int:
+    """S3 request attempts this process retried so far (botocore's retries, counted by services.s3)."""
+    return _retries
+
+
+def note_retry() -> None:
+    global _retries
+    with _retries_lock:
+        _retries += 1
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(endpoint: str | None, attempts: int) -> fsspec.AbstractFileSystem:
+    from services.s3 import s3_filesystem
+
+    return s3_filesystem(endpoint, attempts)
+
+
+def resolve(path: str | os.PathLike, endpoint: str | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(fsspec filesystem, path inside it) for a local path or an s3://bucket/key URI; one filesystem per
+    endpoint and process."""
+    s = str(path)
+    if is_remote(s):
+        return _filesystem(s3_endpoint(endpoint), s3_max_attempts()), s.split("://", 1)[1].rstrip("/")
+    fs, p = fsspec.core.url_to_fs(str(Path(s.removeprefix("file://")).expanduser().absolute()))
+    return fs, p
+
+
+def arrow_filesystem(fs: fsspec.AbstractFileSystem):  # noqa: ANN201 - a pyarrow.fs.FileSystem
+    """The pyarrow view of a filesystem, for APIs that take only pyarrow's (Ray Train's storage_filesystem)."""
+    import pyarrow.fs as pafs
+
+    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+        return pafs.LocalFileSystem()
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+@dataclass(frozen=True)
+class Location:
+    """A storage root as sent to Ray tasks: its URL and S3 endpoint (no credentials); `fs` resolves it in
+    whichever process asks, once (see `resolve`)."""
+
+    url: str
+    endpoint: str | None = None
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return resolve(self.url, self.endpoint)[0]
+
+    def path(self, *parts: str) -> str:
+        """A path inside the filesystem (no scheme)."""
+        return "/".join([resolve(self.url, self.endpoint)[1], *parts])
+
+    def uri(self, *parts: str) -> str:
+        return join(self.url, *parts)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts with '/', for local paths and URIs alike."""
+    out = str(base).rstrip("/")
+    for p in parts:
+        out = f"{out}/{str(p).strip('/')}"
+    return out
+
+
+def exists(path: str, endpoint: str | None = None) -> bool:
+    fs, p = resolve(path, endpoint)
+    return fs.exists(p)
+
+
+def is_dir(path: str, endpoint: str | None = None) -> bool:
+    fs, p = resolve(path, endpoint)
+    return fs.isdir(p)
+
+
+def modified(path: str, endpoint: str | None = None) -> float:
+    """When a file was last written, in seconds since the epoch."""
+    fs, p = resolve(path, endpoint)
+    return fs.modified(p).timestamp()
+
+
+def read_bytes(path: str, endpoint: str | None = None) -> bytes:
+    fs, p = resolve(path, endpoint)
+    try:
+        return fs.cat_file(p)
+    except (FileNotFoundError, IsADirectoryError, OSError) as e:
+        raise StorageError(f"{path}: cannot read ({e})") from e
+
+
+def write_bytes(path: str, data: bytes, endpoint: str | None = None,
+                fs: fsspec.AbstractFileSystem | None = None) -> None:
+    """Write a whole file atomically: a temporary name then a rename locally; one PUT on S3 (atomic there).
+
+    With `fs`, `path` is a path inside it (no scheme)."""
+    if fs is None:
+        fs, path = resolve(path, endpoint)
+    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return
+    fs.pipe_file(path, data)
+
+
+def _visible(path: str) -> bool:
+    """Not a dot name (temporaries of atomic writes, hidden files): what a shell glob would list."""
+    return not PurePosixPath(path).name.startswith(".")
+
+
+def _with_scheme(original: str, fs_path: str) -> str:
+    return f"s3://{fs_path}" if is_remote(original) else fs_path
+
+
+def list_files(root: str, pattern: str = "*", endpoint: str | None = None) -> list[str]:
+    """Files anywhere under root whose name matches a glob pattern (dot names left out), sorted; URIs stay URIs."""
+    fs, p = resolve(root, endpoint)
+    names = [f for f in fs.find(p) if PurePosixPath(f).match(pattern) and _visible(f)]
+    return sorted(_with_scheme(str(root), n) for n in names)
+
+
+def glob(pattern: str, endpoint: str | None = None) -> list[str]:
+    """Files (dot names left out) matching a glob such as 'videos/*.mp4' or 's3://bucket/raw/**/*.mkv' (** spans folders), sorted."""
+    fs, p = resolve(pattern, endpoint)
+    found = fs.glob(p, detail=True)
+    return sorted(_with_scheme(pattern, n) for n, info in found.items() if info["type"] == "file" and _visible(n))
+
+
+@contextlib.contextmanager
+def local_copy(path: str, endpoint: str | None = None) -> Iterator[str]:
+    """A local file path for `path`: the path itself when local, else a temporary download removed afterwards."""
+    if not is_remote(path):
+        yield str(path)
+        return
+    fs, p = resolve(path, endpoint)
+    with tempfile.TemporaryDirectory(prefix="fomm-dl-") as d:
+        local = os.path.join(d, f"input{PurePosixPath(p).suffix}")
+        try:
+            fs.get_file(p, local)
+        except OSError as e:
+            raise StorageError(f"{path}: cannot download ({e})") from e
+        yield local
+
+
+def check_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
+    """Before a job starts: an s3:// path's endpoint accepts connections (a UserError naming the flag if not)."""
+    from services.checks import reachable
+
+    if is_remote(path) and (url := s3_endpoint(endpoint)):
+        reachable(f"{flag} {path}: S3 endpoint", url)
