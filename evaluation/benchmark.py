@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evaluation.ray_jobs import EvalResult, evaluate
 from evaluation.runner import EvalConfig
-from evaluation.tracking import Tracker, download_model_version, get_run, latest_model_version, search_runs
+from services.tracking import Tracker, download_model_version, get_run, latest_model_version, search_runs
 
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path", "akd.backend", "aed.backend")

@@ -188,6 +188,13 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def sqlite_uri(tmp_path_factory) -> str:
+    """A local SQLite MLflow store shared by the session (creating one is slow); tests keep apart by using their
+    own experiment names."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+
+
 @pytest.fixture
 def mlflow_restartable(tmp_path) -> Iterator[MlflowServerProcess]:
     """A test's own MLflow server (started), which it may kill and start again: tracking outages."""

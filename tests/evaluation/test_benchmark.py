@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import tracking
 from evaluation.benchmark import find_regressions, newest_checkpoint
 from preprocessing.synthetic import write_synthetic_shards
+from services import tracking
 
 
 def load_pipeline(repo_root, name: str):

@@ -15,8 +15,8 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from evaluation import tracking
-from evaluation.outbox import Outbox
+from services import tracking
+from services.tracking.outbox import Outbox
 from tests.conftest import free_port
 
 
@@ -103,7 +103,7 @@ def test_end_open_runs_ends_only_the_matching_running_runs(sqlite_uri):
 
 SIGTERMED = """
 import sys, time
-from evaluation import tracking
+from services import tracking
 from services.cli import run_cli
 
 def main(argv):

@@ -3,7 +3,7 @@
 A run never dies because of its tracker: a store that cannot be reached (connection refused, timeout, 5xx
 after MLflow's own retries; `transient` tells) leaves the metrics here, one warning says so, and the next send
 after `retry_interval_s` tries again; a request the store refuses (a bad value) is dropped with a warning.
-The items are the store client's own (MLflow `Metric`s, built by `evaluation.tracking`); this module does not
+The items are the store client's own (MLflow `Metric`s, built by `services.tracking.run`); this module does not
 import the client.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 BATCH_METRICS = 1000  # MLflow's log_batch limits
 BATCH_TAGS = 100
 
-log = logging.getLogger("evaluation.tracking")
+log = logging.getLogger("services.tracking")
 
 
 class Outbox:

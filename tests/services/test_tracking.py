@@ -1,4 +1,4 @@
-"""evaluation.tracking against a real local MLflow store (SQLite): runs, params, metrics, artifacts, resume."""
+"""services.tracking against a real local MLflow store (SQLite): runs, params, metrics, artifacts, resume."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from evaluation import tracking
+from services import tracking
 
 
 @pytest.fixture()
