@@ -1,7 +1,8 @@
 """Train FOMM on Ray Train: `python pipelines/train.py --config YAML --data SHARDS --storage DIR [...]`.
 
 Runs on one laptop (a local Ray is started) or on a cluster (RAY_ADDRESS, `ray job submit`) unchanged;
-prints the checkpoint path and the MLflow run id at the end.
+prints the checkpoint path and the MLflow run id at the end; `--model-name NAME` registers the best checkpoint
+as a new version of that MLflow model (which `pipelines/benchmark.py --model-name NAME` evaluates).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "fractions of --max-steps / --max-minutes, training until that budget ends (budget)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
     p.add_argument("--experiment", default="fomm-train", help="MLflow experiment")
+    p.add_argument("--model-name", default=None,
+                   help="register the best checkpoint as a new version of this MLflow model (default: not registered)")
     p.add_argument("--resume", action="store_true", help="continue the run in --storage/--name from its latest checkpoint")
     p.add_argument("--keep-checkpoints", type=at_least(1), default=3, help="keep the best N checkpoints by val_l1 (and the latest)")
     p.add_argument("--max-failures", type=at_least(0), default=3, help="worker-group restarts from the latest checkpoint")
@@ -79,15 +82,19 @@ def _main(argv: list[str]) -> int:
         num_val_clips=a.val_clips, val_split=a.val_split, log_images_every=a.log_images_every,
         overrides=overrides_from(a.set))
     check_inputs(job)
+    from training.registry import register_best
     from training.trainer import fit
 
     result = fit(job)
+    version = register_best(job, result, a.model_name) if a.model_name else None
     if a.resume:
         print(f"resumed from: {result.resumed_from or 'step 0 (no registered checkpoint)'}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"best checkpoint: {result.best_checkpoint}")
     print(f"val_l1: {result.metrics.get('val_l1')}")
     print(f"mlflow run id: {result.mlflow_run_id}")
+    if version:
+        print(f"registered model: {version['name']} version {version['version']}")
     return 0
 
 
