@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
-    from services.tracking import metric_history
+    from services.tracking.queries import metric_history
     from training.job import TrainJob
     from training.trainer import ensure_ray, fit
 

@@ -54,7 +54,7 @@ def step_figures(tracking_uri: str, run_id: str, warmup: int, per_worker_batch: 
     `data_wait_fraction` counts every measured step, epoch starts included (each restarts the data stream);
     `epoch_start_wait_s` is the mean wait of the slowest step in each epoch crossed.
     """
-    from services.tracking import metric_history
+    from services.tracking.queries import metric_history
 
     wait, compute, epoch = (dict(metric_history(tracking_uri, run_id, key))
                             for key in ("data_wait_s", "compute_s", "epoch"))

@@ -69,7 +69,7 @@ def _main(argv: list[str]) -> int:
     from evaluation.runner import EvalConfig
     from preprocessing.config import PreprocessConfig
     from preprocessing.ray_jobs import run_preprocess
-    from services.tracking import metric_history
+    from services.tracking.queries import metric_history
     from training.trainer import ensure_ray, fit
     from tuning.spaces import SearchSpace
     from tuning.sweep import SweepJob, run_sweep

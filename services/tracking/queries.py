@@ -1,13 +1,10 @@
-"""Reading a tracking store: runs as plain dicts, metric histories, artifacts; ending runs left open."""
+"""Reading a tracking store: runs as plain dicts, metric histories; ending runs left open."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mlflow.artifacts import download_artifacts
 from mlflow.entities import Run
 
-from services.tracking.store import default_tracking_uri, make_client
+from services.tracking.store import make_client
 
 
 def _run_dict(run: Run) -> dict:
@@ -64,27 +61,3 @@ def metric_history(tracking_uri: str | None, run_id: str, key: str) -> list[tupl
     """(step, value) of one metric of a run, in step order."""
     history = make_client(tracking_uri).get_metric_history(run_id, key)
     return sorted((int(m.step), float(m.value)) for m in history)
-
-
-def list_artifacts(tracking_uri: str | None, run_id: str, path: str | None = None) -> list[str]:
-    """Artifact paths of a run (recursively) under `path`."""
-    client = make_client(tracking_uri)
-    out, stack = [], [path]
-    while stack:
-        for item in client.list_artifacts(run_id, stack.pop()):
-            (stack.append(item.path) if item.is_dir else out.append(item.path))
-    return sorted(out)
-
-
-def download(tracking_uri: str | None, dst: str | Path, uri: str | None = None, run_id: str | None = None,
-             path: str | None = None) -> Path:
-    """Download an artifact URI (`models:/name/3`, `runs:/id/x`) or one artifact of a run into `dst`."""
-    Path(dst).mkdir(parents=True, exist_ok=True)
-    make_client(tracking_uri)  # a local SQLite store's folder
-    return Path(download_artifacts(artifact_uri=uri, run_id=run_id, artifact_path=path, dst_path=str(dst),
-                                   tracking_uri=tracking_uri or default_tracking_uri()))
-
-
-def download_artifact(tracking_uri: str | None, run_id: str, path: str, dst: str | Path) -> Path:
-    """Download one artifact (file or folder) of a run into `dst`; returns the local path."""
-    return download(tracking_uri, dst, run_id=run_id, path=path)

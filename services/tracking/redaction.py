@@ -25,13 +25,16 @@ def is_secret(key: str, value: Any = None) -> bool:
 
 
 def redact(config: Any) -> Any:
-    """A copy of a nested config with secret values replaced by '<redacted>'."""
+    """A YAML-safe copy of a nested config (tuples → lists, numpy → numbers, other objects → str) with secret
+    values replaced by '<redacted>'."""
     if isinstance(config, Mapping):
-        return {k: (REDACTED if is_secret(str(k), v) and not isinstance(v, Mapping) else redact(v))
+        return {str(k): (REDACTED if is_secret(str(k), v) and not isinstance(v, Mapping) else redact(v))
                 for k, v in config.items()}
     if isinstance(config, (list, tuple)):
         return [redact(v) for v in config]
-    return config
+    if isinstance(config, (np.floating, np.integer)):
+        return config.item()
+    return config if config is None or isinstance(config, (bool, int, float, str)) else str(config)
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -44,16 +47,3 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         elif not is_secret(name, value):
             flat[name] = ("null" if value is None else str(value))[:PARAM_VALUE_MAX]
     return flat
-
-
-def plain(value: Any) -> Any:
-    """Config values YAML can write safely (tuples → lists, paths/numpy → str/float)."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
-from services.tracking.queries import download
-from services.tracking.store import make_client
+from services.tracking.store import default_tracking_uri, make_client
 
 
 def register_model_version(tracking_uri: str | None, name: str, source: str, run_id: str | None = None,
@@ -47,4 +47,6 @@ def download_model_version(tracking_uri: str | None, name: str, version: int, ds
     Through the version's source URI: MLflow's `models:/` resolver reads the process-wide registry URI,
     not the one given."""
     source = make_client(tracking_uri).get_model_version_download_uri(name, str(version))
-    return download(tracking_uri, dst, uri=source)
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    return Path(download_artifacts(artifact_uri=source, dst_path=str(dst),
+                                   tracking_uri=tracking_uri or default_tracking_uri()))

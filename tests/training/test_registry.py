@@ -13,7 +13,10 @@ import pytest
 
 from fomm.checkpoint import read_checkpoint
 from preprocessing.synthetic import write_synthetic_shards
-from services import tracking
+from services.tracking.queries import search_runs
+from services.tracking.registry import download_model_version, latest_model_version
+from services.tracking.store import make_client
+from tests.conftest import run_artifacts
 
 # 32×32 frames, 2 pyramid scales and two VGG slices: two steps take seconds on 2 cores
 SMALL = ["dataset_params.frame_shape=[32,32,3]", "train_params.batch_size=2", "train_params.scales=[1,0.5]",
@@ -41,12 +44,15 @@ def test_training_registers_its_best_checkpoint_and_the_benchmark_evaluates_that
     run_id = re.search(r"^mlflow run id: (\w+)$", out, re.M).group(1)
     best = Path(re.search(r"^best checkpoint: (\S+)$", out, re.M).group(1))
 
-    version = tracking.latest_model_version(mlflow_server, name)
+    version = latest_model_version(mlflow_server, name)
     assert version["version"] == 1 and version["run_id"] == run_id and version["source"] == f"runs:/{run_id}/model"
+    # the MLflow UI's Models column lists the versions that a model-version search by run id finds
+    assert [int(v.version) for v in make_client(mlflow_server).search_model_versions(
+        f"run_id IN ('{run_id}')")] == [1]
     assert version["tags"]["checkpoint_path"] == str(best) and version["tags"]["final.step"] == "2"
     assert version["tags"]["step"] == str(read_checkpoint(best)["step"])  # the version says which step it is
-    assert {"model/checkpoint.pth.tar", "model/config.yaml"} <= set(tracking.list_artifacts(mlflow_server, run_id))
-    files = tracking.download_model_version(mlflow_server, name, 1, tmp_path / "dl")
+    assert {"model/checkpoint.pth.tar", "model/config.yaml"} <= set(run_artifacts(mlflow_server, run_id, tmp_path / "artifacts"))
+    files = download_model_version(mlflow_server, name, 1, tmp_path / "dl")
     assert filecmp.cmp(files / "checkpoint.pth.tar", best, shallow=False)  # the original-format file itself
     assert set(read_checkpoint(files / "checkpoint.pth.tar")) >= {"generator", "kp_detector"}  # weights_only load
 
@@ -57,6 +63,6 @@ def test_training_registers_its_best_checkpoint_and_the_benchmark_evaluates_that
                        "--domain", "synthetic", "--out", str(tmp_path / "out"), "--metrics", "l1",
                        "--run-name", "registered"]) == 0
     assert "baseline: none" in capsys.readouterr().out
-    [run] = tracking.search_runs(mlflow_server, f"bench-{name}")
+    [run] = search_runs(mlflow_server, f"bench-{name}")
     assert run["tags"]["benchmark.model_name"] == name and run["tags"]["benchmark.model_version"] == "1"
     assert run["status"] == "FINISHED" and math.isfinite(run["metrics"]["l1"])
