@@ -9,6 +9,7 @@ import pytest
 
 from services.tracking.queries import get_run, search_runs
 from services.tracking.redaction import REDACTED, flatten_config, redact
+from services.tracking.registry import download_model_version, latest_model_version, register_run_files
 from services.tracking.run import Tracker
 from services.tracking.store import default_tracking_uri, make_client
 from tests.conftest import run_artifacts
@@ -115,3 +116,23 @@ def test_buffered_metrics_wait_for_the_interval_then_arrive_whole_and_in_order(u
     t.end()  # ending the run loses nothing
     assert get_run(uri, t.run_id)["metrics"]["loss"] == 0.01
     assert len(client.get_metric_history(t.run_id, "loss")) == 8
+
+
+def test_run_files_registered_as_model_versions_come_back_whole(uri, tmp_path) -> None:
+    with Tracker(uri, "t-registry") as t:
+        pass
+    files = tmp_path / "model"
+    files.mkdir()
+    (files / "checkpoint.pth.tar").write_bytes(b"\x00weights\xff")
+    (files / "config.yaml").write_text("model_params: {}\n")
+    first = register_run_files(uri, "t-model", t.run_id, files, tags={"step": "4"})
+    (files / "checkpoint.pth.tar").write_bytes(b"newer")
+    second = register_run_files(uri, "t-model", t.run_id, files, tags={"step": "8"}, artifact_path="model-8")
+    assert (first["version"], second["version"]) == (1, 2) and first["source"] == f"runs:/{t.run_id}/model"
+    latest = latest_model_version(uri, "t-model")
+    assert latest["version"] == 2 and latest["run_id"] == t.run_id and latest["tags"] == {"step": "8"}
+    got = download_model_version(uri, "t-model", 1, tmp_path / "dl")
+    assert sorted(p.name for p in got.iterdir()) == ["checkpoint.pth.tar", "config.yaml"]
+    assert (got / "checkpoint.pth.tar").read_bytes() == b"\x00weights\xff"  # version 1 keeps its own files
+    with pytest.raises(LookupError, match="no versions"):
+        latest_model_version(uri, "t-no-such-model")
