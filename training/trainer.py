@@ -88,7 +88,7 @@ def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg:
                          checkpoint_dir_name=f"checkpoint_e{state.epoch:04d}_s{state.step:08d}")
 
 
-def _tracker(config: dict, rank: int):  # noqa: ANN202 - services.tracking.Tracker or None
+def _tracker(config: dict, rank: int):  # noqa: ANN202 - services.tracking.run.Tracker or None
     if rank != 0 or not config.get("mlflow_run_id"):
         return None
     from services.tracking.run import Tracker
