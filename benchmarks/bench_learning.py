@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
-    import mlflow
-
+    from services.tracking.queries import metric_history
     from training.job import TrainJob
     from training.trainer import ensure_ray, fit
 
@@ -64,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     result = fit(job)
     wall = time.time() - start
 
-    client = mlflow.MlflowClient(uri)
-    history = client.get_metric_history(result.mlflow_run_id, "val_l1")
+    history = metric_history(uri, result.mlflow_run_id, "val_l1")  # [(step, value)] in step order
     m = result.metrics
     reduction = 1.0 - m["val_l1"] / m["val_l1_copy_source"]
     report = {
@@ -73,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         "config": Path(args.config).name, "lr_schedule": args.lr_schedule, "workers": args.workers,
         "cpus_per_worker": cpus_per_worker, "minutes_budget": args.minutes,
         "wall_s": round(wall, 1), "steps": int(m["step"]), "epochs": int(m["epoch"]),
-        "val_l1_untrained": next((h.value for h in history if h.step == 0), None),
+        "val_l1_untrained": next((value for step, value in history if step == 0), None),
         "val_l1": m["val_l1"], "val_l1_copy_source": m["val_l1_copy_source"],
         "reduction_vs_copy_source": round(reduction, 4), "goal": GOAL, "goal_met": reduction >= GOAL,
-        "val_l1_curve": [(h.step, round(h.value, 5)) for h in history],
+        "val_l1_curve": [(step, round(value, 5)) for step, value in history],
         "checkpoint": result.checkpoint, "best_checkpoint": result.best_checkpoint,
         "mlflow": {"tracking_uri": uri, "run_id": result.mlflow_run_id},
     }

@@ -53,12 +53,10 @@ def step_figures(tracking_uri: str, run_id: str, warmup: int, per_worker_batch: 
     `data_wait_fraction` counts every measured step, epoch starts included (each restarts the data stream);
     `epoch_start_wait_s` is the mean wait of the slowest step in each epoch crossed.
     """
-    import mlflow
+    from services.tracking.queries import metric_history
 
-    client = mlflow.MlflowClient(tracking_uri)
-    wait = {m.step: m.value for m in client.get_metric_history(run_id, "data_wait_s")}
-    compute = {m.step: m.value for m in client.get_metric_history(run_id, "compute_s")}
-    epoch = {m.step: m.value for m in client.get_metric_history(run_id, "epoch")}
+    wait, compute, epoch = (dict(metric_history(tracking_uri, run_id, key))
+                            for key in ("data_wait_s", "compute_s", "epoch"))
     steps = sorted(s for s in wait if s > warmup and s in compute)
     if not steps:
         raise RuntimeError(f"run {run_id}: no steps after the {warmup} warm-up steps")

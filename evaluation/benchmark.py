@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 from evaluation.ray_jobs import EvalResult, evaluate
 from evaluation.runner import EvalConfig
-from evaluation.tracking import Tracker, download_model_version, get_run, latest_model_version, search_runs
+from services.tracking.queries import get_run, search_runs
+from services.tracking.registry import download_model_version, latest_model_version
+from services.tracking.run import Tracker
 
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path", "akd.backend", "aed.backend")

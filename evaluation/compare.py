@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 
 from evaluation.report import plot_runs
-from evaluation.tracking import search_runs
+from services.tracking.queries import search_runs
 
 MAIN_METRIC = re.compile(r"^(l1|akd|akd_l2|mkr|aed|aed_l2)(/.*)?$")
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from evaluation import runner
 from evaluation.report import metric_table_text, write_report
 from evaluation.scoring import Extractors, labelled, metric_keys
-from evaluation.tracking import Tracker
+from services.tracking.run import Tracker
 
 READ_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "frames"]
 

@@ -42,7 +42,7 @@ def _main(argv: list[str]) -> int:
 
     from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark
     from evaluation.ray_jobs import init_ray
-    from evaluation.tracking import latest_model_version
+    from services.tracking.registry import latest_model_version
 
     metrics = metric_names("--metrics", args.metrics)
     eval_cfg = eval_config_from_args(args)

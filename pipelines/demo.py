@@ -67,9 +67,9 @@ def _main(argv: list[str]) -> int:
     from evaluation.ray_jobs import evaluate
     from evaluation.report import plot_curves
     from evaluation.runner import EvalConfig
-    from evaluation.tracking import metric_history
     from preprocessing.config import PreprocessConfig
     from preprocessing.ray_jobs import run_preprocess
+    from services.tracking.queries import metric_history
     from training.trainer import ensure_ray, fit
     from tuning.spaces import SearchSpace
     from tuning.sweep import SweepJob, run_sweep

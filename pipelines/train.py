@@ -1,7 +1,8 @@
 """Train FOMM on Ray Train: `python pipelines/train.py --config YAML --data SHARDS --storage DIR [...]`.
 
 Runs on one laptop (a local Ray is started) or on a cluster (RAY_ADDRESS, `ray job submit`) unchanged;
-prints the checkpoint path and the MLflow run id at the end.
+prints the checkpoint path and the MLflow run id at the end; `--model-name NAME` registers the best checkpoint
+as a new version of that MLflow model (which `pipelines/benchmark.py --model-name NAME` evaluates).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     job("max_failures", type=at_least(0), help="worker-group restarts from the latest checkpoint")
     job("val_split")
     job("log_images_every", type=at_least(0), help="steps between training grids in MLflow (0: never)")
+    p.add_argument("--model-name", default=None,
+                   help="register the best checkpoint as a new version of this MLflow model (default: not registered)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a config value, e.g. train_params.loss_weights.perceptual=[10,10,10,0,0]")
     return p.parse_args(argv)
@@ -46,13 +49,16 @@ def _main(argv: list[str]) -> int:
     with user_input():
         job = TrainJob(**field_values(TrainJob, a, overrides=parse_assignments(a.set)))
     check_inputs(job)
+    from training.registry import register_best
     from training.trainer import fit
 
     result = fit(job)
+    version = register_best(job, result, a.model_name) if a.model_name else None
     if a.resume:
         print(f"resumed from: {result.resumed_from or 'step 0 (no registered checkpoint)'}")
+    registered = {"registered model": f"{version['name']} version {version['version']}"} if version else {}
     return report({"checkpoint": result.checkpoint, "best checkpoint": result.best_checkpoint,
-                   "val_l1": result.metrics.get("val_l1"), "mlflow run id": result.mlflow_run_id})
+                   "val_l1": result.metrics.get("val_l1"), "mlflow run id": result.mlflow_run_id, **registered})
 
 
 if __name__ == "__main__":

@@ -214,6 +214,21 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def sqlite_uri(tmp_path_factory) -> str:
+    """A local SQLite MLflow store shared by the session (creating one is slow); tests keep apart by using their
+    own experiment names."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+
+
+def run_artifacts(tracking_uri: str, run_id: str, dst: Path) -> list[str]:
+    """The artifact paths of an MLflow run (files, recursively), read back through a whole download."""
+    from mlflow.artifacts import download_artifacts
+
+    root = Path(download_artifacts(run_id=run_id, artifact_path="", dst_path=str(dst), tracking_uri=tracking_uri))
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
 @pytest.fixture
 def mlflow_restartable(tmp_path) -> Iterator[MlflowServerProcess]:
     """A test's own MLflow server (started), which it may kill and start again: tracking outages."""

@@ -34,7 +34,7 @@ class TrainJob:
     # "epochs": the original ×0.1 decays at epoch_milestones; "budget": at the same fractions of max_steps /
     # max_minutes (milestone m at m / num_epochs of it, training runs until the budget ends: training/budget.py)
     lr_schedule: str = "epochs"
-    tracking_uri: str | None = None  # MLflow; None: evaluation.tracking.default_tracking_uri()
+    tracking_uri: str | None = None  # MLflow; None: services.tracking.store.default_tracking_uri()
     experiment: str = "fomm-train"
     parent_run_id: str | None = None  # MLflow parent (a Tune sweep)
     resume: bool = False  # continue the run in storage/name if it exists

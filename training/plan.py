@@ -68,7 +68,8 @@ def registered_checkpoints(job: TrainJob) -> list[str]:
 
 def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
     """Create the job's MLflow run (or re-open it when resuming); returns (run id, tracking URI)."""
-    from evaluation.tracking import Tracker, default_tracking_uri
+    from services.tracking.run import Tracker
+    from services.tracking.store import default_tracking_uri
 
     uri = job.tracking_uri or default_tracking_uri()
     record = storage.join(run_path(job), RUN_FILE)

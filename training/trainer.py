@@ -88,10 +88,10 @@ def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg:
                          checkpoint_dir_name=f"checkpoint_e{state.epoch:04d}_s{state.step:08d}")
 
 
-def _tracker(config: dict, rank: int):  # noqa: ANN202 - evaluation.tracking.Tracker or None
+def _tracker(config: dict, rank: int):  # noqa: ANN202 - services.tracking.run.Tracker or None
     if rank != 0 or not config.get("mlflow_run_id"):
         return None
-    from evaluation.tracking import Tracker
+    from services.tracking.run import Tracker
 
     return Tracker(tracking_uri=config["tracking_uri"], run_id=config["mlflow_run_id"])
 
@@ -330,7 +330,7 @@ def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> 
 def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
     """Run the plan's trainer and end its MLflow run with the true status whatever ends the fit (an error,
     Ctrl-C: KILLED); raises the run's error."""
-    from evaluation.tracking import end_status
+    from services.tracking.run import end_status
 
     try:
         result = make_trainer(plan, callbacks).fit()
@@ -346,7 +346,7 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
 def _end_mlflow_run(plan: RunPlan, result: ray.train.Result | None, status: str) -> None:
     if not plan.mlflow_run_id:
         return
-    from evaluation.tracking import Tracker
+    from services.tracking.run import Tracker
 
     tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
     latest = _checkpoint_file(result.checkpoint, plan.job) if result is not None else None

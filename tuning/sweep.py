@@ -79,7 +79,7 @@ class EndTrialRuns(tune.Callback):
         self._end(trial, "FAILED", "the trial failed")
 
     def _end(self, trial: Any, status: str, reason: str) -> None:
-        from evaluation.tracking import end_open_runs
+        from services.tracking.queries import end_open_runs
 
         end_open_runs(self.tracking_uri, self.experiment, status, reason=reason, filter_string=(
             f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.run_name = 'trial-{trial.trial_id}'"))
@@ -87,7 +87,8 @@ class EndTrialRuns(tune.Callback):
 
 def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]:
     """Open (or, on restore, re-open) the sweep's MLflow parent run."""
-    from evaluation.tracking import Tracker, default_tracking_uri
+    from services.tracking.run import Tracker
+    from services.tracking.store import default_tracking_uri
 
     uri = sweep.base.tracking_uri or default_tracking_uri()
     record = experiment_dir / PARENT_FILE
@@ -142,12 +143,13 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         grid, interrupted = _fit_noting_ctrl_c(tuner)
         return _finish_sweep(sweep, grid, parent_run_id, uri, experiment_dir, "KILLED" if interrupted else "FINISHED")
     except BaseException as exc:
-        from evaluation.tracking import Tracker, end_status
+        from services.tracking.run import Tracker, end_status
 
         Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc))
         raise
     finally:  # whatever ended the sweep, no trial of it runs any more
-        from evaluation.tracking import end_open_runs, is_transient
+        from services.tracking.queries import end_open_runs
+        from services.tracking.store import is_transient
 
         try:
             end_open_runs(uri, base.experiment, "KILLED", f"tags.mlflow.parentRunId = '{parent_run_id}'",
@@ -189,7 +191,7 @@ def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, expe
     export_best_config(base.config, sample, out, base.overrides)
     best_value = (best.metrics or {}).get(sweep.space.metric)
     if parent_run_id:
-        from evaluation.tracking import Tracker
+        from services.tracking.run import Tracker
 
         tracker = Tracker(tracking_uri=uri, run_id=parent_run_id)
         if best_value is not None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import tracking
 from evaluation.benchmark import find_regressions, newest_checkpoint
 from preprocessing.synthetic import write_synthetic_shards
+from services.tracking.queries import search_runs
 
 
 def load_pipeline(repo_root, name: str):
@@ -103,7 +103,7 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
     captured = capsys.readouterr()
     assert "REGRESSION: l1:" in captured.err
 
-    runs = {r["run_name"]: r for r in tracking.search_runs(uri, "fomm-benchmark")}
+    runs = {r["run_name"]: r for r in search_runs(uri, "fomm-benchmark")}
     assert runs["same"]["metrics"]["l1"] == runs["base"]["metrics"]["l1"]
     assert runs["worse"]["metrics"]["l1"] > 0.5 > runs["base"]["metrics"]["l1"]
     assert runs["worse"]["tags"]["benchmark.regression"] == "true"
@@ -138,5 +138,5 @@ def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, ti
     assert "errors: 2 of 2 clips failed (100% > --max-error-fraction 0%): 2× ValueError: the model produced " \
            "non-finite frames" in regression[0]
     assert "l1: nan (no frame could be scored)" in regression[0]
-    [run] = tracking.search_runs(uri, "fomm-benchmark")
+    [run] = search_runs(uri, "fomm-benchmark")
     assert run["tags"]["benchmark.regression"] == "true" and run["metrics"]["num_errors"] == 2

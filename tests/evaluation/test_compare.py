@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 
-from evaluation import compare, tracking
+from evaluation import compare
+from services.tracking.run import Tracker
 
 
 def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
     uri = sqlite_uri
     for name, l1, akd in (("good", 0.05, 1.25), ("bad", 0.25, 3.5)):
-        with tracking.Tracker(uri, "cmp", run_name=name) as t:
+        with Tracker(uri, "cmp", run_name=name) as t:
             t.log_params({"checkpoint.sha256": "ab" * 32})
             t.log_metrics({"l1": l1, "akd/dlib-68": akd, "l1_frames": 10.0, "num_videos": 2.0})
-    with tracking.Tracker(uri, "cmp", run_name="other-backend") as t:
+    with Tracker(uri, "cmp", run_name="other-backend") as t:
         t.log_metrics({"l1": 0.1, "akd/foreground-centroids": 9.0})
 
     assert compare.main(["--experiment", "cmp", "--tracking-uri", uri, "--sort", "l1",

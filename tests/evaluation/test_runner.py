@@ -6,9 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from evaluation import runner, tracking
+from evaluation import runner
 from evaluation.ray_jobs import evaluate
 from preprocessing.synthetic import write_synthetic_shards
+from services.tracking.queries import get_run
+from tests.conftest import run_artifacts
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +55,14 @@ def test_evaluate_in_process(tiny_config_path, shards, tmp_path, sqlite_uri) -> 
     # the figures carry the name of the backend that produced them
     assert set(result.labels.values()) == {"l1", "akd/foreground-centroids", "akd_l2/foreground-centroids",
                                            "aed/colour-histogram", "aed_l2/colour-histogram"}
-    run = tracking.get_run(uri, result.run_id)
+    run = get_run(uri, result.run_id)
     assert run["status"] == "FINISHED" and run["tags"]["fomm.kind"] == "evaluation"
     assert run["metrics"]["l1"] == pytest.approx(result.aggregate["l1"])
     assert run["metrics"]["num_videos"] == 3 and run["metrics"]["num_errors"] == 1
     assert run["params"]["akd.backend"] == "foreground-centroids"
     assert run["params"]["aed.formula"].startswith("sum over dims of (e_real - e_generated)^2")
     assert run["params"]["checkpoint.path"] == "random-init" and run["params"]["fomm.model_params.common_params.num_kp"] == "5"
-    artifacts = tracking.list_artifacts(uri, result.run_id)
+    artifacts = run_artifacts(uri, result.run_id, tmp_path / "artifacts")
     assert {"config.yaml", "tables/per_video.parquet", "report/index.html", "images/summary.png"} <= set(artifacts)
     html = (tmp_path / "out" / "report" / "index.html").read_text()
     assert "AKD · foreground-centroids" in html and "worst" in html and "best" in html

@@ -12,7 +12,7 @@ from tuning.sweep import SweepJob, run_sweep
 @pytest.mark.ray
 def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local, mlflow_server, synthetic_shards,
                                                                       tmp_path, tiny_config_path):
-    from evaluation.tracking import search_runs
+    from services.tracking.queries import search_runs
 
     base = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "runs"),
                     max_steps=1, num_epochs=1, tracking_uri=mlflow_server, experiment="sweep-test",
@@ -48,7 +48,7 @@ def test_a_trial_the_scheduler_stops_early_leaves_no_run_running(ray_local, mlfl
                                                                  tmp_path, tiny_config_path):
     """ASHA stops the trial at its first report (max_t 1) while it still has an epoch to train: Tune ends the
     trial's process before `train_trial` returns, so the sweep's callback must end its MLflow run (KILLED)."""
-    from evaluation.tracking import search_runs
+    from services.tracking.queries import search_runs
 
     base = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "runs"),
                     num_epochs=4, tracking_uri=mlflow_server, experiment="sweep-stopped", num_val_clips=0,

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _wait_trial_training(uri: str, experiment: str, proc: subprocess.Popen, timeout: float) -> None:
-    from evaluation.tracking import search_runs
+    from services.tracking.queries import search_runs
 
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -31,7 +31,7 @@ def _wait_trial_training(uri: str, experiment: str, proc: subprocess.Popen, time
 @pytest.mark.ray
 def test_ctrl_c_ends_the_sweep_and_its_trials_killed(ray_head, mlflow_server, synthetic_shards, tmp_path,
                                                      tiny_config_path):
-    from evaluation.tracking import search_runs
+    from services.tracking.queries import search_runs
 
     space = tmp_path / "space.yaml"
     space.write_text("metric: val_l1\nmode: min\nnum_samples: 1\n"

@@ -1,4 +1,4 @@
-"""evaluation.tracking against a real local MLflow store (SQLite): runs, params, metrics, artifacts, resume."""
+"""services.tracking against a real local MLflow store (SQLite): runs, params, metrics, artifacts, resume."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import pickle
 import numpy as np
 import pytest
 
-from evaluation import tracking
+from services.tracking.queries import get_run, search_runs
+from services.tracking.redaction import REDACTED, flatten_config, redact
+from services.tracking.registry import download_model_version, latest_model_version, register_run_files
+from services.tracking.run import Tracker
+from services.tracking.store import default_tracking_uri, make_client
+from tests.conftest import run_artifacts
 
 
 @pytest.fixture()
@@ -17,80 +22,82 @@ def uri(sqlite_uri) -> str:
 
 def test_default_tracking_uri(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.default_tracking_uri() == "http://127.0.0.1:5999"
+    assert default_tracking_uri() == "http://127.0.0.1:5999"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.chdir(tmp_path)
-    assert tracking.default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}"
+    assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}"
 
 
 def test_flatten_and_redact() -> None:
     config = {"model": {"num_kp": 10, "scales": [1, 0.5]}, "storage": {"key": "AKIA", "secret": "s",
               "aws_secret_access_key": "x", "endpoint": "http://h"}, "token": "t", "note": "AKIAABCDEFGHIJKLMNOP",
               "long": "x" * 900, "empty": {}, "none": None}
-    flat = tracking.flatten_config(config)
+    flat = flatten_config(config)
     assert flat["model.num_kp"] == "10" and flat["model.scales"] == "[1, 0.5]"
     assert flat["storage.endpoint"] == "http://h" and flat["none"] == "null" and flat["empty"] == "{}"
     assert len(flat["long"]) == 500
     assert not any(k in flat for k in ("storage.key", "storage.secret", "storage.aws_secret_access_key",
                                        "token", "note"))
-    red = tracking.redact(config)
-    assert red["storage"]["secret"] == tracking.REDACTED and red["model"] == config["model"]
+    red = redact(config)
+    assert red["storage"]["secret"] == REDACTED and red["model"] == config["model"]
 
 
 def test_run_round_trip(uri, tmp_path) -> None:
-    with tracking.Tracker(uri, "t-roundtrip", run_name="first", tags={"team": "eval"}) as t:
+    with Tracker(uri, "t-roundtrip", run_name="first", tags={"team": "eval"}) as t:
         t.log_config({"model": {"num_kp": 5}, "aws_secret_access_key": "never-logged"})
         t.log_params({"checkpoint": "a.pth.tar"})
         t.log_metrics({"l1": 0.25, "akd/dlib-68": 1.5}, step=2)
         t.log_metrics({"l1": 0.2}, step=3)
         t.log_image(np.zeros((6, 8, 3), np.uint8), "grid")
+        t.log_image(np.zeros((6, 8, 3), np.uint8), "train/step_00000002")  # a name with a folder
         (tmp_path / "table.parquet").write_bytes(b"x")
         t.log_artifact(tmp_path / "table.parquet", "tables")
-    runs = tracking.search_runs(uri, "t-roundtrip")
+    runs = search_runs(uri, "t-roundtrip")
     assert len(runs) == 1
     run = runs[0]
     assert run["run_id"] == t.run_id and run["run_name"] == "first" and run["status"] == "FINISHED"
     assert run["params"] == {"model.num_kp": "5", "checkpoint": "a.pth.tar"}
     assert run["metrics"] == {"l1": 0.2, "akd/dlib-68": 1.5}  # latest value per key
     assert run["tags"]["team"] == "eval"
-    assert tracking.list_artifacts(uri, t.run_id) == ["config.yaml", "images/grid.png", "tables/table.parquet"]
-    config_yaml = tracking.download_artifact(uri, t.run_id, "config.yaml", tmp_path / "dl").read_text()
+    assert run_artifacts(uri, t.run_id, tmp_path / "dl") == ["config.yaml", "images/grid.png",
+                                                             "images/train/step_00000002.png", "tables/table.parquet"]
+    config_yaml = (tmp_path / "dl" / "config.yaml").read_text()
     assert "never-logged" not in config_yaml and "num_kp: 5" in config_yaml
 
 
 def test_failed_status_on_exception_resume_and_nesting(uri) -> None:
-    with pytest.raises(RuntimeError), tracking.Tracker(uri, "t-status") as t:
+    with pytest.raises(RuntimeError), Tracker(uri, "t-status") as t:
         raise RuntimeError("boom")
-    assert tracking.get_run(uri, t.run_id)["status"] == "FAILED"
-    parent = tracking.Tracker(uri, "t-status", run_name="parent")
-    child = tracking.Tracker(uri, "t-status", parent_run_id=parent.run_id)
+    assert get_run(uri, t.run_id)["status"] == "FAILED"
+    parent = Tracker(uri, "t-status", run_name="parent")
+    child = Tracker(uri, "t-status", parent_run_id=parent.run_id)
     child.end()
     parent.end()
-    assert tracking.get_run(uri, child.run_id)["tags"]["mlflow.parentRunId"] == parent.run_id
-    resumed = tracking.Tracker(uri, run_id=parent.run_id)  # resume: same run, running again
+    assert get_run(uri, child.run_id)["tags"]["mlflow.parentRunId"] == parent.run_id
+    resumed = Tracker(uri, run_id=parent.run_id)  # resume: same run, running again
     assert resumed.run_id == parent.run_id
-    assert tracking.get_run(uri, parent.run_id)["status"] == "RUNNING"
+    assert get_run(uri, parent.run_id)["status"] == "RUNNING"
     with pytest.warns(UserWarning, match="already logged"):
         resumed.log_params({"a": 1})
         resumed.log_params({"a": 2})
     resumed.end("KILLED")
-    assert tracking.get_run(uri, parent.run_id)["status"] == "KILLED"
-    assert tracking.get_run(uri, parent.run_id)["params"]["a"] == "1"
+    assert get_run(uri, parent.run_id)["status"] == "KILLED"
+    assert get_run(uri, parent.run_id)["params"]["a"] == "1"
 
 
 def test_tracker_pickles_for_ray_workers(uri) -> None:
-    t = tracking.Tracker(uri, "t-pickle")
+    t = Tracker(uri, "t-pickle")
     clone = pickle.loads(pickle.dumps(t))
     clone.log_metrics({"from_worker": 1.0})
     t.end()
-    assert tracking.get_run(uri, t.run_id)["metrics"] == {"from_worker": 1.0}
-    assert tracking.search_runs(uri, "no-such-experiment") == []
+    assert get_run(uri, t.run_id)["metrics"] == {"from_worker": 1.0}
+    assert search_runs(uri, "no-such-experiment") == []
 
 
 def test_buffered_metrics_wait_for_the_interval_then_arrive_whole_and_in_order(uri) -> None:
-    t = tracking.Tracker(uri, "t-buffer")
+    t = Tracker(uri, "t-buffer")
     t.FLUSH_INTERVAL_S = 3600.0  # no timed flush within the test
-    client = tracking.make_client(uri)
+    client = make_client(uri)
     for step in range(5):
         t.log_metrics({"loss": 1.0 / (step + 1), "lr": 0.1}, step=step, buffered=True)
     assert client.get_metric_history(t.run_id, "loss") == []  # still buffered
@@ -107,5 +114,25 @@ def test_buffered_metrics_wait_for_the_interval_then_arrive_whole_and_in_order(u
     t.FLUSH_INTERVAL_S = 3600.0
     t.log_metrics({"loss": 0.01}, step=8, buffered=True)
     t.end()  # ending the run loses nothing
-    assert tracking.get_run(uri, t.run_id)["metrics"]["loss"] == 0.01
+    assert get_run(uri, t.run_id)["metrics"]["loss"] == 0.01
     assert len(client.get_metric_history(t.run_id, "loss")) == 8
+
+
+def test_run_files_registered_as_model_versions_come_back_whole(uri, tmp_path) -> None:
+    with Tracker(uri, "t-registry") as t:
+        pass
+    files = tmp_path / "model"
+    files.mkdir()
+    (files / "checkpoint.pth.tar").write_bytes(b"\x00weights\xff")
+    (files / "config.yaml").write_text("model_params: {}\n")
+    first = register_run_files(uri, "t-model", t.run_id, files, tags={"step": "4"})
+    (files / "checkpoint.pth.tar").write_bytes(b"newer")
+    second = register_run_files(uri, "t-model", t.run_id, files, tags={"step": "8"}, artifact_path="model-8")
+    assert (first["version"], second["version"]) == (1, 2) and first["source"] == f"runs:/{t.run_id}/model"
+    latest = latest_model_version(uri, "t-model")
+    assert latest["version"] == 2 and latest["run_id"] == t.run_id and latest["tags"] == {"step": "8"}
+    got = download_model_version(uri, "t-model", 1, tmp_path / "dl")
+    assert sorted(p.name for p in got.iterdir()) == ["checkpoint.pth.tar", "config.yaml"]
+    assert (got / "checkpoint.pth.tar").read_bytes() == b"\x00weights\xff"  # version 1 keeps its own files
+    with pytest.raises(LookupError, match="no versions"):
+        latest_model_version(uri, "t-no-such-model")

@@ -1,10 +1,8 @@
-"""What a tracking store could not take yet: metrics and tags kept through an outage, bounded, sent when it is back.
-
-A run never dies because of its tracker: a store that cannot be reached (connection refused, timeout, 5xx
-after MLflow's own retries; `transient` tells) leaves the metrics here, one warning says so, and the next send
-after `retry_interval_s` tries again; a request the store refuses (a bad value) is dropped with a warning.
-The items are the store client's own (MLflow `Metric`s, built by `evaluation.tracking`); this module does not
-import the client.
+"""What a tracking store could not take yet: metrics, tags and params kept through an outage, bounded, sent when
+it is back. A store that cannot be reached (connection refused, timeout, 5xx after MLflow's own retries;
+`transient` tells) leaves them here, one warning says so, and the next send after `retry_interval_s` tries again;
+a batch the store refuses (a bad value) is dropped with a warning. The items are MLflow `Metric`s built by
+`services.tracking.run`; this module does not import the client.
 """
 
 from __future__ import annotations
@@ -18,11 +16,11 @@ from typing import Any
 BATCH_METRICS = 1000  # MLflow's log_batch limits
 BATCH_TAGS = 100
 
-log = logging.getLogger("evaluation.tracking")
+log = logging.getLogger("services.tracking")
 
 
 class Outbox:
-    """Metrics (oldest dropped first beyond `capacity`) and tags (latest value wins) waiting for the store."""
+    """Metrics (oldest dropped first beyond `capacity`) and tags/params (latest value wins) waiting for the store."""
 
     def __init__(self, where: str, transient: Callable[[BaseException], bool], capacity: int = 100_000,
                  retry_interval_s: float = 10.0) -> None:
@@ -54,44 +52,31 @@ class Outbox:
                 self.metrics.popleft()
             self.dropped += over
 
-    def add_tags(self, tags: dict[str, str]) -> None:
-        self.tags.update(tags)
-
-    def add_params(self, params: dict[str, str]) -> None:
-        self.params.update(params)
-
     def send(self, log_batch: Callable[..., None], force: bool = False) -> bool:
-        """Send everything through `log_batch(metrics=[…])` / `log_batch(tags={…})` / `log_batch(params={…})`;
-        False when the store is unreachable (all kept).
-
-        While offline, a try comes at most once per `retry_interval_s` unless `force`.
-        """
+        """Send everything through `log_batch(params={…})`, `(tags={…})` and `(metrics=[…])`; False when the
+        store is unreachable (all kept). While offline, a try comes at most once per `retry_interval_s` unless
+        `force`."""
         if self.offline and not force and time.monotonic() - self._last_try < self.retry_interval_s:
             return False
         self._last_try = time.monotonic()
         sent = 0
-        while self.params or self.tags or self.metrics:
-            for kind, pending in (("params", self.params), ("tags", self.tags)):
-                if not pending:
-                    continue
-                chunk_map = dict(list(pending.items())[:BATCH_TAGS])
-                if self._call(log_batch, **{kind: chunk_map}) == "offline":
+        for kind, pending in (("params", self.params), ("tags", self.tags)):
+            while pending:
+                chunk = dict(list(pending.items())[:BATCH_TAGS])
+                if self._call(log_batch, **{kind: chunk}) == "offline":
                     return False
-                for key in chunk_map:
-                    if pending.get(key) == chunk_map[key]:
+                for key in chunk:
+                    if pending.get(key) == chunk[key]:
                         del pending[key]
-            if not self.metrics:
-                continue
+        while self.metrics:
             chunk = [self.metrics[i] for i in range(min(BATCH_METRICS, len(self.metrics)))]
             outcome = self._call(log_batch, metrics=chunk)
             if outcome == "offline":
                 return False
             for _ in chunk:
                 self.metrics.popleft()
-            if outcome == "refused":
-                self.dropped += len(chunk)
-            else:
-                sent += len(chunk)
+            self.dropped += len(chunk) if outcome == "refused" else 0
+            sent += len(chunk) if outcome == "ok" else 0
         if self.offline:
             log.warning("%s: the tracking store is back after %.0f s; sent %d buffered metrics (%d artifacts "
                         "were skipped)", self.where, time.time() - self.offline_since, sent, len(self.skipped))
@@ -121,5 +106,4 @@ class Outbox:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]

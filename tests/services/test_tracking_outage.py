@@ -15,14 +15,17 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from evaluation import tracking
-from evaluation.outbox import Outbox
+from services.tracking.outbox import Outbox
+from services.tracking.queries import end_open_runs, get_run, metric_history, search_runs
+from services.tracking.registry import register_model_version
+from services.tracking.run import Tracker, end_status
+from services.tracking.store import is_transient
 from tests.conftest import free_port
 
 
 def test_metrics_and_tags_logged_while_the_server_is_down_arrive_once_it_is_back(mlflow_restartable, tmp_path):
     server = mlflow_restartable
-    tracker = tracking.Tracker(server.uri, experiment="outage", run_name="blink")
+    tracker = Tracker(server.uri, experiment="outage", run_name="blink")
     tracker.log_metrics({"loss": 0.0}, step=0)
     server.stop(signal.SIGKILL)
 
@@ -42,13 +45,13 @@ def test_metrics_and_tags_logged_while_the_server_is_down_arrive_once_it_is_back
     run = mlflow.MlflowClient(server.uri).get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["phase"] == "during the outage"
     assert run.data.params["lr"] == "0.5"
-    assert tracking.metric_history(server.uri, tracker.run_id, "loss") == [(s, float(s)) for s in range(6)]
+    assert metric_history(server.uri, tracker.run_id, "loss") == [(s, float(s)) for s in range(6)]
     assert not tracker.outbox.offline and not tracker.outbox.metrics
 
 
 def test_the_outbox_is_bounded_and_keeps_the_newest_metrics_for_a_dead_store():
     client = mlflow.MlflowClient(f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    outbox = Outbox("dead store", tracking.is_transient, capacity=4, retry_interval_s=3600)
+    outbox = Outbox("dead store", is_transient, capacity=4, retry_interval_s=3600)
     outbox.add_metrics(Metric("m", float(i), 0, i) for i in range(10))
     start = time.monotonic()
     assert not outbox.send(lambda **batch: client.log_batch("0" * 32, synchronous=True, **batch))
@@ -58,56 +61,56 @@ def test_the_outbox_is_bounded_and_keeps_the_newest_metrics_for_a_dead_store():
 
 
 def test_a_batch_the_store_refuses_is_dropped_and_the_run_goes_on(sqlite_uri):
-    tracker = tracking.Tracker(sqlite_uri, experiment="refused", run_name="r")
+    tracker = Tracker(sqlite_uri, experiment="refused", run_name="r")
     tracker.log_metrics({"bad name*": 1.0}, step=1)  # MLflow refuses this metric name (INVALID_PARAMETER_VALUE)
     tracker.log_metrics({"good": 2.0}, step=2)
     assert tracker.outbox.dropped == 1 and not tracker.outbox.offline
-    assert tracking.metric_history(sqlite_uri, tracker.run_id, "good") == [(2, 2.0)]
+    assert metric_history(sqlite_uri, tracker.run_id, "good") == [(2, 2.0)]
     assert tracker.end()
 
 
 def test_only_already_exists_counts_as_already_registered(sqlite_uri):
-    first = tracking.register_model_version(sqlite_uri, "outage-m", "/tmp/a.pth.tar")
-    again = tracking.register_model_version(sqlite_uri, "outage-m", "/tmp/b.pth.tar")  # the name exists: a new version
+    first = register_model_version(sqlite_uri, "outage-m", "/tmp/a.pth.tar")
+    again = register_model_version(sqlite_uri, "outage-m", "/tmp/b.pth.tar")  # the name exists: a new version
     assert (first["version"], again["version"]) == (1, 2)
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MlflowException) as raised:  # the registry's own error, not a later one hiding it
-        tracking.register_model_version(dead, "outage-m", "/tmp/c.pth.tar")
-    assert "registered-models/create" in str(raised.value) and tracking.is_transient(raised.value)
+        register_model_version(dead, "outage-m", "/tmp/c.pth.tar")
+    assert "registered-models/create" in str(raised.value) and is_transient(raised.value)
 
 
 def test_end_status_names_how_a_run_ended(sqlite_uri):
-    assert tracking.end_status(None) == "FINISHED"
-    assert tracking.end_status(SystemExit(0)) == "FINISHED"
-    assert tracking.end_status(KeyboardInterrupt()) == "KILLED"
-    assert tracking.end_status(SystemExit(2)) == "FAILED"
-    assert tracking.end_status(SystemExit(15)) == "KILLED"  # ray.init's SIGTERM handler: sys.exit(signum)
-    assert tracking.end_status(ValueError("x")) == "FAILED"
-    with pytest.raises(KeyboardInterrupt), tracking.Tracker(sqlite_uri, experiment="ctrl-c") as tracker:
+    assert end_status(None) == "FINISHED"
+    assert end_status(SystemExit(0)) == "FINISHED"
+    assert end_status(KeyboardInterrupt()) == "KILLED"
+    assert end_status(SystemExit(2)) == "FAILED"
+    assert end_status(SystemExit(15)) == "KILLED"  # ray.init's SIGTERM handler: sys.exit(signum)
+    assert end_status(ValueError("x")) == "FAILED"
+    with pytest.raises(KeyboardInterrupt), Tracker(sqlite_uri, experiment="ctrl-c") as tracker:
         raise KeyboardInterrupt
-    assert tracking.get_run(sqlite_uri, tracker.run_id)["status"] == "KILLED"
+    assert get_run(sqlite_uri, tracker.run_id)["status"] == "KILLED"
 
 
 def test_end_open_runs_ends_only_the_matching_running_runs(sqlite_uri):
-    parent = tracking.Tracker(sqlite_uri, experiment="sweep", run_name="parent")
-    stopped = tracking.Tracker(sqlite_uri, experiment="sweep", run_name="trial-a", parent_run_id=parent.run_id)
-    done = tracking.Tracker(sqlite_uri, experiment="sweep", run_name="trial-b", parent_run_id=parent.run_id)
+    parent = Tracker(sqlite_uri, experiment="sweep", run_name="parent")
+    stopped = Tracker(sqlite_uri, experiment="sweep", run_name="trial-a", parent_run_id=parent.run_id)
+    done = Tracker(sqlite_uri, experiment="sweep", run_name="trial-b", parent_run_id=parent.run_id)
     done.end("FINISHED")
-    ended = tracking.end_open_runs(sqlite_uri, "sweep", "KILLED", f"tags.mlflow.parentRunId = '{parent.run_id}'",
+    ended = end_open_runs(sqlite_uri, "sweep", "KILLED", f"tags.mlflow.parentRunId = '{parent.run_id}'",
                                    reason="stopped early")
     assert ended == [stopped.run_id]
-    runs = {r["run_name"]: r for r in tracking.search_runs(sqlite_uri, "sweep")}
+    runs = {r["run_name"]: r for r in search_runs(sqlite_uri, "sweep")}
     assert runs["trial-a"]["status"] == "KILLED" and runs["trial-a"]["tags"]["fomm.end_reason"] == "stopped early"
     assert runs["trial-b"]["status"] == "FINISHED" and runs["parent"]["status"] == "RUNNING"
 
 
 SIGTERMED = """
 import sys, time
-from evaluation import tracking
+from services.tracking.run import Tracker
 from services.cli import run_cli
 
 def main(argv):
-    with tracking.Tracker(argv[0], experiment="sigterm", run_name=argv[1]) as tracker:
+    with Tracker(argv[0], experiment="sigterm", run_name=argv[1]) as tracker:
         print(tracker.run_id, flush=True)
         if argv[1] == "ray":  # a Ray driver: ray.init turns SIGTERM into sys.exit(15)
             import ray
@@ -137,6 +140,6 @@ def test_a_sigterm_ends_the_run_killed(sqlite_uri, driver, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == (143 if driver == "plain" else 15), err
-    assert tracking.get_run(sqlite_uri, run_id)["status"] == "KILLED"
+    assert get_run(sqlite_uri, run_id)["status"] == "KILLED"
     if driver == "plain":
         assert err.strip().splitlines()[-1] == "job: stopped by SIGTERM", err

@@ -1,0 +1,63 @@
+"""Reading a tracking store: runs as plain dicts, metric histories; ending runs left open."""
+
+from __future__ import annotations
+
+from mlflow.entities import Run
+
+from services.tracking.store import make_client
+
+
+def _run_dict(run: Run) -> dict:
+    """run_id, run_name, status, start_time, end_time, experiment_id, artifact_uri, …, params, metrics, tags."""
+    d = run.to_dictionary()
+    return {**d["info"], **d.get("data", {"params": {}, "metrics": {}, "tags": {}})}
+
+
+def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = "",
+                order_by: list[str] | None = None) -> list[dict]:
+    """Runs of `experiment` as plain dicts (see `_run_dict`); an experiment that does not exist has none.
+
+    Newest first unless `order_by` says otherwise.
+    """
+    client = make_client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs: list[dict] = []
+    token = None
+    while True:
+        page = client.search_runs([exp.experiment_id], filter_string=filter_string,
+                                  order_by=order_by or ["attributes.start_time DESC"],
+                                  max_results=1000, page_token=token)
+        runs.extend(_run_dict(r) for r in page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def end_open_runs(tracking_uri: str | None, experiment: str, status: str, filter_string: str = "",
+                  reason: str | None = None) -> list[str]:
+    """End every run of `experiment` still RUNNING (and matching `filter_string`) as `status`; their ids.
+
+    For runs whose own process could not end them: a Tune trial stopped early, a killed driver.
+    """
+    where = "attributes.status = 'RUNNING'" + (f" and {filter_string}" if filter_string else "")
+    client = make_client(tracking_uri)
+    ended = []
+    for run in search_runs(tracking_uri, experiment, where):
+        if reason:
+            client.set_tag(run["run_id"], "fomm.end_reason", reason)
+        client.set_terminated(run["run_id"], status=status)
+        ended.append(run["run_id"])
+    return ended
+
+
+def get_run(tracking_uri: str | None, run_id: str) -> dict:
+    """One run as a plain dict (see `search_runs`)."""
+    return _run_dict(make_client(tracking_uri).get_run(run_id))
+
+
+def metric_history(tracking_uri: str | None, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric of a run, in step order."""
+    history = make_client(tracking_uri).get_metric_history(run_id, key)
+    return sorted((int(m.step), float(m.value)) for m in history)

@@ -1,0 +1,52 @@
+"""The model registry: a run's files as a new version of a registered model; the newest version; its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.artifacts import download_artifacts
+from mlflow.exceptions import MlflowException
+
+from services.tracking.store import default_tracking_uri, make_client
+
+
+def register_model_version(tracking_uri: str | None, name: str, source: str, run_id: str | None = None,
+                           tags: dict[str, str] | None = None) -> dict:
+    """Register `source` (e.g. runs:/<id>/model or a path) as a new version of model `name` (created when new)."""
+    client = make_client(tracking_uri)
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # auth, network, …: not "already registered"
+            raise
+    mv = client.create_model_version(name, source, run_id=run_id, tags=tags)
+    return {"name": name, "version": int(mv.version), "source": mv.source, "run_id": mv.run_id}
+
+
+def register_run_files(tracking_uri: str | None, name: str, run_id: str, files: str | Path,
+                       tags: dict[str, str] | None = None, artifact_path: str = "model") -> dict:
+    """Log a folder as artifacts `artifact_path` of run `run_id` and register them as a version of `name`."""
+    make_client(tracking_uri).log_artifacts(run_id, str(files), artifact_path)
+    return register_model_version(tracking_uri, name, f"runs:/{run_id}/{artifact_path}", run_id, tags)
+
+
+def latest_model_version(tracking_uri: str | None, name: str) -> dict:
+    """The newest version of registered model `name`: {name, version, source, run_id, tags}."""
+    client = make_client(tracking_uri)
+    versions = client.search_model_versions(f"name='{name}'")
+    if not versions:
+        raise LookupError(f"registered model {name!r}: no versions at {client.tracking_uri}")
+    mv = max(versions, key=lambda v: int(v.version))
+    return {"name": name, "version": int(mv.version), "source": mv.source, "run_id": mv.run_id,
+            "tags": dict(mv.tags)}
+
+
+def download_model_version(tracking_uri: str | None, name: str, version: int, dst: str | Path) -> Path:
+    """Download the files of a registered model version into `dst`; returns the local path.
+
+    Through the version's source URI: MLflow's `models:/` resolver reads the process-wide registry URI,
+    not the one given."""
+    source = make_client(tracking_uri).get_model_version_download_uri(name, str(version))
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    return Path(download_artifacts(artifact_uri=source, dst_path=str(dst),
+                                   tracking_uri=tracking_uri or default_tracking_uri()))

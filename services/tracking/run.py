@@ -1,0 +1,191 @@
+"""One MLflow run, written from plain dicts: start or resume, params, metrics, artifacts, end with its true status.
+
+Everything goes through an explicit `mlflow.MlflowClient` bound to one run id (never the fluent global
+"active run"), so a `Tracker` is safe to use from Ray workers and can be pickled (the client is rebuilt).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow.entities import Metric, Param, RunTag
+
+from services.tracking.outbox import Outbox
+from services.tracking.redaction import REDACTED, flatten_config, is_secret, redact
+from services.tracking.store import default_tracking_uri, get_or_create_experiment, is_transient, make_client
+
+
+class Tracker:
+    """One MLflow run: start (or resume) it, log params/metrics/artifacts, end it. Metrics, tags and params
+    survive a tracking outage in a bounded `Outbox`; artifacts are skipped meanwhile; `end` waits up to
+    `END_WAIT_S` for the store and never raises for it: a run never fails because of its tracker."""
+
+    FLUSH_INTERVAL_S = 10.0  # buffered metrics wait at most this long (a crash loses at most this much of them)
+    END_WAIT_S = float(os.environ.get("FOMM_TRACKING_END_WAIT_S", "300"))  # how long end/drain wait for the store
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "fomm", run_name: str | None = None,
+                 run_id: str | None = None, parent_run_id: str | None = None,
+                 tags: dict[str, str] | None = None) -> None:
+        self.tracking_uri = tracking_uri or default_tracking_uri()
+        self._client = make_client(self.tracking_uri)
+        self._ended = False
+        self._last_flush = time.monotonic()
+        tags = {**(tags or {}), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        if run_id:  # resume: re-open the run and mark it running again
+            self.run_id = run_id
+            try:
+                self._client.update_run(run_id, status="RUNNING")
+            except Exception as exc:  # a worker restarted during an outage goes on; the run is still open
+                if not is_transient(exc):
+                    raise
+        else:
+            self.run_id = self._client.create_run(get_or_create_experiment(self._client, experiment),
+                                                  run_name=run_name, tags={k: str(v) for k, v in tags.items()}
+                                                  ).info.run_id
+            tags = {}
+        self.outbox = Outbox(f"MLflow run {self.run_id} at {self.tracking_uri}", is_transient)
+        if tags:
+            self.set_tags(tags)
+
+    # pickling (Ray): the client holds sessions/locks, so rebuild it on the other side
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_client"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._client = make_client(self.tracking_uri)
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Flattened params (dotted keys) plus the whole config (secrets redacted) as artifact config.yaml."""
+        self.log_params(flatten_config(config))
+        self._try_artifact("config.yaml", lambda: self._client.log_dict(self.run_id, redact(config),
+                                                                         "config.yaml"))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Params (nested dicts flattened); a key already logged with another value is skipped with a warning.
+        With the store unreachable they wait in the outbox (the store itself refuses a changed value then)."""
+        flat = flatten_config(params)
+        try:
+            existing = self._client.get_run(self.run_id).data.params
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.outbox.params.update(flat)
+            self.flush()
+            return
+        for key in flat.keys() & existing.keys():
+            if existing[key] != flat[key]:
+                warnings.warn(f"MLflow run {self.run_id}: param {key!r} already logged as "
+                              f"{existing[key]!r}; not changed to {flat[key]!r}", stacklevel=2)
+        self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in flat.items() if k not in existing],
+                               synchronous=True)  # the client sends them in batches of MLflow's limit
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, buffered: bool = False) -> None:
+        """Metrics at `step` (default 0); non-finite values are logged as they are. `buffered` (per-step
+        metrics): kept with their own timestamps and sent with the next flush, which comes once `FLUSH_INTERVAL_S`
+        has passed, with any unbuffered call, or with `flush()` / `end()`."""
+        now = int(time.time() * 1000)
+        self.outbox.add_metrics(Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items())
+        if (not buffered or len(self.outbox.metrics) >= 1000
+                or time.monotonic() - self._last_flush >= self.FLUSH_INTERVAL_S):
+            self.flush()
+
+    def flush(self, force: bool = False) -> bool:
+        """Send what is buffered now; False when the store is unreachable (it stays buffered). During an
+        outage a try comes at most every `Outbox.retry_interval_s` unless `force`."""
+        self._last_flush = time.monotonic()
+        return self.outbox.send(self._log_batch, force=force)
+
+    def drain(self, wait_s: float | None = None) -> bool:
+        """Flush, waiting up to `wait_s` (default END_WAIT_S) for an unreachable store; False if it never came."""
+        deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
+        while not self.flush(force=True):
+            if time.monotonic() >= deadline:
+                logging.getLogger(__name__).warning(
+                    "%s: the tracking store stayed unreachable; %d metrics and %d tags were not sent",
+                    self.outbox.where, len(self.outbox.metrics), len(self.outbox.tags))
+                return False
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        return True
+
+    def _log_batch(self, metrics: list[Metric] | None = None, tags: dict[str, str] | None = None,
+                   params: dict[str, str] | None = None) -> None:
+        self._client.log_batch(self.run_id, metrics=metrics or [], synchronous=True,
+                               tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+                               params=[Param(k, v) for k, v in (params or {}).items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """A file, or a directory's contents, as run artifacts under `artifact_path`."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: artifact to log does not exist")
+        log = self._client.log_artifacts if path.is_dir() else self._client.log_artifact
+        self._try_artifact(str(path), lambda: log(self.run_id, str(path), artifact_path))
+
+    def _try_artifact(self, name: str, log: Any) -> None:
+        """An artifact upload that a tracking outage skips (with one warning) instead of failing the run."""
+        try:
+            log()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.outbox.note_skipped(name, exc)
+
+    def log_image(self, image: np.ndarray, name: str) -> None:
+        """An H×W×3 uint8 image as PNG artifact images/<name>.png."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"log_image({name!r}): expected H×W×3 uint8, got {image.shape} {image.dtype}")
+        file = f"images/{name if name.lower().endswith('.png') else name + '.png'}"
+        self._try_artifact(file, lambda: self._client.log_image(self.run_id, image, artifact_file=file))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Tags (values as strings); secret-looking ones are redacted."""
+        self.outbox.tags.update({str(k): REDACTED if is_secret(str(k), v) else str(v) for k, v in tags.items()})
+        self.flush()
+
+    def end(self, status: str = "FINISHED", wait_s: float | None = None) -> bool:
+        """Mark the run FINISHED / FAILED / KILLED (once), after sending what is buffered. An unreachable store
+        is waited for up to `wait_s` (default END_WAIT_S), then given up with a warning (False)."""
+        if self._ended:
+            return True
+        deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
+        while True:
+            if self.drain(max(0.0, deadline - time.monotonic())):
+                try:
+                    self._client.set_terminated(self.run_id, status=status)
+                    self._ended = True
+                    return True
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+            if time.monotonic() >= deadline:
+                logging.getLogger(__name__).warning("MLflow run %s: could not be marked %s, the store at %s is "
+                                                    "unreachable", self.run_id, status, self.tracking_uri)
+                return False
+            time.sleep(1.0)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.end(end_status(exc))
+
+
+def end_status(exc: BaseException | None) -> str:
+    """The MLflow status of a run that ended with `exc`: FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED.
+    SIGTERM arrives as services.cli.Terminated (a KeyboardInterrupt), or, in a Ray driver, as SystemExit(15):
+    `ray.init` installs a SIGTERM handler that calls sys.exit(signum)."""
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return "FINISHED"
+    if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and exc.code == signal.SIGTERM):
+        return "KILLED"
+    return "FAILED"

@@ -1,0 +1,71 @@
+"""The MLflow store: where it is, a client for it, experiments, and which failures mean "unreachable"."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+# a dead tracking server fails in seconds instead of MLflow's default minutes (7 retries, 120 s timeout):
+# the Outbox keeps what could not be sent and tries again later
+for _var, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")):
+    os.environ.setdefault(_var, _value)
+
+# error codes MLflow gives a request that never reached a working store (its client maps 5xx/429 and
+# connection failures to these); anything else (INVALID_PARAMETER_VALUE, PERMISSION_DENIED, …) is a refusal
+TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED",
+                             "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a store that could not be reached or was briefly unable to answer: worth sending again."""
+    if isinstance(exc, MlflowException):
+        return exc.error_code in TRANSIENT_CODES
+    return isinstance(exc, OSError)  # requests' ConnectionError / Timeout are OSErrors too
+
+
+def default_tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI`, else a local SQLite store `<cwd>/mlruns/mlflow.db`.
+
+    MLflow 3 refuses the plain file store (`file:./mlruns`) unless MLFLOW_ALLOW_FILE_STORE is set, so the
+    local default is SQLite; artifacts go to `<cwd>/mlruns/artifacts`.
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env:
+        return env
+    return f"sqlite:///{Path.cwd().resolve() / 'mlruns' / 'mlflow.db'}"
+
+
+def _local_sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def make_client(tracking_uri: str | None = None) -> mlflow.MlflowClient:
+    """An MLflow client for `tracking_uri` (default: `default_tracking_uri()`); creates a local SQLite folder."""
+    uri = tracking_uri or default_tracking_uri()
+    db = _local_sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def get_or_create_experiment(client: mlflow.MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created when missing (safe against a concurrent creator)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    db = _local_sqlite_path(client.tracking_uri)
+    # beside a local SQLite file, keep artifacts next to it instead of MLflow's cwd-relative ./mlruns
+    location = str(db.parent / "artifacts" / name) if db is not None else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
