@@ -9,7 +9,7 @@ import pyarrow.fs as pafs
 import ray.train
 
 from preprocessing import storage
-from training.trainer import private_checkpoint_dir
+from training.worker import private_checkpoint_dir
 
 
 def _upload_checkpoint(moto_s3, local: Path, name: str) -> ray.train.Checkpoint:
