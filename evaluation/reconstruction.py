@@ -1,7 +1,7 @@
 """Video reconstruction (paper Sec. 4): the first frame is the source, every frame is driven by its own keypoints.
 
-Pure torch over numpy frames. The source's keypoints and encoder features are computed once per video, then
-the driving frames go through the model in batches; keypoints are absolute (no relative motion transfer).
+Numpy frames in and out around `fomm.reconstruction.reconstruct` (the one reconstruction, which training's
+validation uses too): resizing to the model's size, uint8 frames, a check for non-finite predictions.
 """
 
 from __future__ import annotations
@@ -60,49 +60,30 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
 
 
-def _float(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.float() for k, v in kp.items()}
-
-
-def _expand(kp: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
-    return {k: v.expand(n, *v.shape[1:]) for k, v in kp.items()}
-
-
 @torch.no_grad()
 def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size: int = 16,
                       device: str = "cpu", precision: str = "auto") -> dict[str, np.ndarray]:
-    """Reconstruct a video T×H×W×3 uint8 from its first frame and the keypoints of every frame.
+    """Reconstruct a video T×H×W×3 uint8 from its first frame and the keypoints of every frame (fomm.reconstruction).
 
     `precision`: auto (bf16 autocast where the device computes bf16 natively, fp32 elsewhere), fp32 or bf16.
     Returns {'real': T×H×W×3 uint8 at the model's frame size, 'prediction': T×H×W×3 uint8,
     'kp_driving': T×K×2 in [-1, 1], 'kp_source': K×2}.
     """
-    from fomm.precision import autocast, autocast_dtype
+    from fomm.precision import autocast_dtype
+    from fomm.reconstruction import reconstruct
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")
-    dtype, dev = autocast_dtype(precision, torch.device(device)), torch.device(device)
     video = frames_to_tensor(frames, model.frame_size)  # T×3×H×W
-    source = video[:1].to(device)  # 1×3×H×W
-    with autocast(dtype, dev):
-        kp_source = _float(model.kp_detector(source))  # value 1×K×2, jacobian 1×K×2×2
-        prepared = model.generator.prepare_source(source, kp_source)  # features, heatmaps: computed once
-    predictions, kp_values = [], []
-    for start in range(0, len(video), batch_size):
-        driving = video[start:start + batch_size].to(device)  # B×3×H×W
-        n = driving.shape[0]
-        with autocast(dtype, dev):
-            kp_driving = _float(model.kp_detector(driving))
-            out = model.generator(None, kp_driving=kp_driving, kp_source=_expand(kp_source, n), source=prepared,
-                                  outputs="prediction")
-        if not torch.isfinite(out["prediction"]).all():
-            raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {start}..{start + n - 1}")
-        predictions.append(out["prediction"].float().cpu())
-        kp_values.append(kp_driving["value"].cpu())
+    out = reconstruct(model.kp_detector, model.generator, video, batch_size,
+                      autocast_dtype(precision, torch.device(device)), device)
+    bad = (~torch.isfinite(out.prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {bad[0]}..{bad[-1]}")
     return {
         "real": tensor_to_frames(video),
-        "prediction": tensor_to_frames(torch.cat(predictions)),
-        "kp_driving": torch.cat(kp_values).numpy(),  # T×K×2
-        "kp_source": kp_source["value"][0].cpu().numpy(),  # K×2
+        "prediction": tensor_to_frames(out.prediction),
+        "kp_driving": out.kp_driving.cpu().numpy(),  # T×K×2
+        "kp_source": out.kp_source.cpu().numpy(),  # K×2
     }
