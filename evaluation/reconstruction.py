@@ -31,12 +31,11 @@ def load_model(config_path: str | Path, checkpoint: str | Path | None, device: s
     `checkpoint=None` keeps the random initialisation (for tests and smoke runs only).
     """
     import fomm
+    from fomm.models import build_networks
 
     cfg = fomm.load_config(config_path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # a reproducible random init, the same in every Ray worker
-        generator = fomm.OcclusionAwareGenerator.from_config(cfg.model)
-        kp_detector = fomm.KPDetector.from_config(cfg.model)
+    nets = build_networks(cfg.model, seed=0)  # a reproducible random init, the same in every Ray worker
+    generator, kp_detector = nets.generator, nets.kp_detector
     epoch = 0
     if checkpoint is not None:
         epoch = fomm.load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location=device)

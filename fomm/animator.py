@@ -23,6 +23,7 @@ from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints
 from fomm.inference import fold_batch_norm as fold_norms
 from fomm.keypoint_detector import KPDetector
+from fomm.models import build_networks
 from fomm.precision import autocast, autocast_dtype
 from fomm.smoothing import KeypointSmoother
 from fomm.visualization import draw_keypoints, side_by_side
@@ -156,9 +157,8 @@ class Animator:
         cfg = config if isinstance(config, FommConfig) else load_config(config)
         if checkpoint is None and not random_init:
             raise AnimatorError("no checkpoint given; pass one, or ask for a random-init model explicitly")
-        torch.manual_seed(seed)
-        kp_detector = KPDetector.from_config(cfg.model_params)
-        generator = OcclusionAwareGenerator.from_config(cfg.model_params)
+        nets = build_networks(cfg.model_params, seed=seed)
+        kp_detector, generator = nets.kp_detector, nets.generator
         if checkpoint is not None:
             load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location="cpu")
         norm = cfg.animate_params.normalization_params

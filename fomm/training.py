@@ -16,6 +16,7 @@ from fomm.discriminator import MultiScaleDiscriminator
 from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
+from fomm.models import build_networks
 from fomm.vgg import Vgg19, default_weights_path
 
 BETAS = (0.5, 0.999)
@@ -80,9 +81,8 @@ class TrainState:
 def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,
                       device: str | torch.device = "cpu") -> TrainState:
     """Build networks and optimisers from the config; VGG-19 weights come from `default_weights_path()`."""
-    kp_detector = KPDetector.from_config(model_cfg).to(device)
-    generator = OcclusionAwareGenerator.from_config(model_cfg).to(device)
-    discriminator = MultiScaleDiscriminator.from_config(model_cfg).to(device)
+    nets = build_networks(model_cfg, discriminator=True, device=device)
+    kp_detector, generator, discriminator = nets.kp_detector, nets.generator, nets.discriminator
     if vgg is None and sum(train_params.loss_weights.perceptual) != 0:
         vgg = Vgg19(default_weights_path())
     if vgg is not None:
