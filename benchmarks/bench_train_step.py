@@ -43,15 +43,14 @@ def real_batch(size: int, batch: int, offset: int = 0) -> dict[str, torch.Tensor
 
 def build(config: str, batch: int, channels_last: bool):  # noqa: ANN201 - fomm.training.TrainState
     from fomm.config import load_config
-    from fomm.training import build_train_state
+    from fomm.training import build_train_state, to_channels_last
     from fomm.vgg import Vgg19
 
     cfg = load_config(config)
     torch.manual_seed(0)
     state = build_train_state(cfg.model_params, cfg.train_params, vgg=Vgg19())
     if channels_last:
-        for module in (state.kp_detector, state.generator, state.discriminator):
-            module.to(memory_format=torch.channels_last)
+        to_channels_last(state)
     return state, cfg.dataset_params.shape[0]
 
 

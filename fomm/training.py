@@ -95,15 +95,25 @@ def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vg
     discriminator_full = DiscriminatorFullModel(discriminator, train_params,
                                                 model_cfg.common_params.num_channels).to(device)
     tp = train_params
+    fused = torch.device(device).type in ("cpu", "cuda")  # one kernel over all parameters, not a loop per tensor
     optimizers = {
-        "generator": torch.optim.Adam(generator.parameters(), lr=tp.lr_generator, betas=BETAS),
-        "kp_detector": torch.optim.Adam(kp_detector.parameters(), lr=tp.lr_kp_detector, betas=BETAS),
-        "discriminator": torch.optim.Adam(discriminator.parameters(), lr=tp.lr_discriminator, betas=BETAS),
+        "generator": torch.optim.Adam(generator.parameters(), lr=tp.lr_generator, betas=BETAS, fused=fused),
+        "kp_detector": torch.optim.Adam(kp_detector.parameters(), lr=tp.lr_kp_detector, betas=BETAS, fused=fused),
+        "discriminator": torch.optim.Adam(discriminator.parameters(), lr=tp.lr_discriminator, betas=BETAS,
+                                          fused=fused),
     }
     schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(tp.epoch_milestones), gamma=0.1)
                   for name, opt in optimizers.items()}
     return TrainState(kp_detector, generator, discriminator, generator_full, discriminator_full, optimizers,
                       schedulers, train_params)
+
+
+def to_channels_last(state: TrainState) -> None:
+    """Every convolutional network of a step in channels_last memory, the perceptual loss's VGG included."""
+    vgg = getattr(state.generator_full, "vgg", None)
+    for module in (state.kp_detector, state.generator, state.discriminator, vgg):
+        if module is not None:
+            module.to(memory_format=torch.channels_last)
 
 
 def freeze_batch_norm(*modules: nn.Module) -> None:

@@ -26,7 +26,7 @@ from torch import nn
 
 from fomm.config import FommConfig
 from fomm.precision import autocast_dtype, precision_name
-from fomm.training import TrainState, build_train_state, end_epoch, train_step
+from fomm.training import TrainState, build_train_state, end_epoch, to_channels_last, train_step
 from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
@@ -142,8 +142,7 @@ class WorkerLoop:
         self.restored = self._restore()
         torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
         if tp.channels_last:
-            for module in (self.state.kp_detector, self.state.generator, self.state.discriminator):
-                module.to(memory_format=torch.channels_last)
+            to_channels_last(self.state)
         self.generator_full = parallelize(self.state.generator_full, self.device)
         self.discriminator_full = (parallelize(self.state.discriminator_full, self.device)
                                    if self.state.use_gan else None)
