@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -46,19 +45,6 @@ def load_model(config_path: str | Path, checkpoint: str | Path | None, device: s
                                str(checkpoint) if checkpoint is not None else "random-init", epoch)
 
 
-def frames_to_tensor(frames: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """T×H×W×3 uint8 → T×3×H×W float in [0, 1], resized (bilinear, antialiased) to `size` when given."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)  # T×3×H×W
-    if size is not None and tuple(x.shape[2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
-    return x
-
-
-def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
-    """T×3×H×W in [0, 1] → T×H×W×3 uint8 (rounded, as the lossless PNGs the original evaluated)."""
-    return (x.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-
-
 @torch.no_grad()
 def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size: int = 16,
                       device: str = "cpu", precision: str = "auto") -> dict[str, np.ndarray]:
@@ -68,21 +54,22 @@ def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size
     Returns {'real': T×H×W×3 uint8 at the model's frame size, 'prediction': T×H×W×3 uint8,
     'kp_driving': T×K×2 in [-1, 1], 'kp_source': K×2}.
     """
+    from fomm.animator import fit_frames, frames_to_tensor, to_uint8
     from fomm.precision import autocast_dtype
     from fomm.reconstruction import reconstruct
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")
-    video = frames_to_tensor(frames, model.frame_size)  # T×3×H×W
+    video = fit_frames(frames_to_tensor(frames), model.frame_size, crop="none")  # T×3×H×W, antialiased resize
     out = reconstruct(model.kp_detector, model.generator, video, batch_size,
                       autocast_dtype(precision, torch.device(device)), device)
     bad = (~torch.isfinite(out.prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
     if bad:
         raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {bad[0]}..{bad[-1]}")
     return {
-        "real": tensor_to_frames(video),
-        "prediction": tensor_to_frames(out.prediction),
+        "real": to_uint8(video),
+        "prediction": to_uint8(out.prediction),
         "kp_driving": out.kp_driving.cpu().numpy(),  # T×K×2
         "kp_source": out.kp_source.cpu().numpy(),  # K×2
     }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from fomm.geometry import Keypoints
+from fomm.geometry import Keypoints, expand_kp
 from fomm.precision import autocast
 
 
@@ -37,10 +37,6 @@ def _float(kp: Keypoints) -> Keypoints:
     return {k: v.float() for k, v in kp.items()}  # type: ignore[return-value]
 
 
-def _expand(kp: Keypoints, n: int) -> Keypoints:
-    return {k: v.expand(n, *v.shape[1:]) for k, v in kp.items()}  # type: ignore[return-value]
-
-
 @torch.no_grad()
 def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, batch_size: int = 16,
                 dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Reconstruction:
@@ -62,7 +58,7 @@ def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, bat
             driving = video[start:start + batch_size].to(device)  # B×3×H×W
             with autocast(dtype, device):
                 kp_driving = _float(kp_detector(driving))
-                out = generator(None, kp_driving=kp_driving, kp_source=_expand(kp_source, driving.shape[0]),
+                out = generator(None, kp_driving=kp_driving, kp_source=expand_kp(kp_source, driving.shape[0]),
                                 source=prepared, outputs="prediction")
             predictions.append(to_8bit_levels(out["prediction"].float()))
             kp_values.append(kp_driving["value"])

@@ -96,12 +96,8 @@ def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vg
                                                 model_cfg.common_params.num_channels).to(device)
     tp = train_params
     fused = torch.device(device).type in ("cpu", "cuda")  # one kernel over all parameters, not a loop per tensor
-    optimizers = {
-        "generator": torch.optim.Adam(generator.parameters(), lr=tp.lr_generator, betas=BETAS, fused=fused),
-        "kp_detector": torch.optim.Adam(kp_detector.parameters(), lr=tp.lr_kp_detector, betas=BETAS, fused=fused),
-        "discriminator": torch.optim.Adam(discriminator.parameters(), lr=tp.lr_discriminator, betas=BETAS,
-                                          fused=fused),
-    }
+    optimizers = {name: torch.optim.Adam(net.parameters(), lr=getattr(tp, f"lr_{name}"), betas=BETAS, fused=fused)
+                  for name, net in vars(nets).items()}  # kp_detector, generator, discriminator
     schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(tp.epoch_milestones), gamma=0.1)
                   for name, opt in optimizers.items()}
     return TrainState(kp_detector, generator, discriminator, generator_full, discriminator_full, optimizers,
