@@ -53,23 +53,19 @@ class TrainState:
             for group in optimizer.param_groups:
                 group["lr"] = base * factor
 
+    def _parts(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        """The networks and optimisers under the original checkpoint format's names."""
+        return {"generator": self.generator, "kp_detector": self.kp_detector, "discriminator": self.discriminator,
+                **{f"optimizer_{name}": optimizer for name, optimizer in self.optimizers.items()}}
+
     def save(self, path: str | Path) -> Path:
-        return save_checkpoint(path, generator=self.generator, kp_detector=self.kp_detector,
-                               discriminator=self.discriminator,
-                               optimizer_generator=self.optimizers["generator"],
-                               optimizer_kp_detector=self.optimizers["kp_detector"],
-                               optimizer_discriminator=self.optimizers["discriminator"], epoch=self.epoch,
-                               extra={"step": self.step})
+        return save_checkpoint(path, **self._parts(), epoch=self.epoch, extra={"step": self.step})
 
     def load(self, path: str | Path) -> None:
         """Restore weights, optimisers and the epoch; schedulers are re-aligned to the epoch."""
         from fomm.checkpoint import read_checkpoint
 
-        self.epoch = load_checkpoint(path, generator=self.generator, kp_detector=self.kp_detector,
-                                     discriminator=self.discriminator,
-                                     optimizer_generator=self.optimizers["generator"],
-                                     optimizer_kp_detector=self.optimizers["kp_detector"],
-                                     optimizer_discriminator=self.optimizers["discriminator"])
+        self.epoch = load_checkpoint(path, **self._parts())
         self.step = int(read_checkpoint(path).get("step", 0))
         for scheduler in self.schedulers.values():
             # a fresh scheduler has last_epoch 0 and end_epoch() steps it once per epoch, so after `epoch`

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fomm.config import ConfigError, FommConfig
 
 
@@ -110,10 +108,6 @@ def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: 
     if num_epochs is not None:
         data["train_params"]["num_epochs"] = int(num_epochs)
     return FommConfig.from_dict(data, where=f"{Path(path).name} (with overrides):")
-
-
-def config_yaml(cfg: FommConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
 def check_inputs(job: TrainJob) -> None:

@@ -67,9 +67,7 @@ def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, dir
     state.save(directory / CHECKPOINT_FILE)
     payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
     (directory / STATE_FILE).write_text(json.dumps(payload, indent=1))
-    import yaml
-
-    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    cfg.to_yaml(directory / "config.yaml")
 
 
 def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg: FommConfig,
