@@ -26,7 +26,14 @@ from torch import nn
 
 from fomm.config import FommConfig
 from fomm.precision import autocast_dtype, precision_name
-from fomm.training import TrainState, build_train_state, end_epoch, to_channels_last, train_step
+from fomm.training import (
+    TrainState,
+    build_train_state,
+    end_epoch,
+    to_channels_last,
+    train_step,
+    use_channels_last,
+)
 from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
@@ -139,12 +146,13 @@ class WorkerLoop:
         self.progress = Progress()
         self.restored = self._restore()
         torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
-        if tp.channels_last:
+        self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
+        self.channels_last = use_channels_last(tp.channels_last, self.autocast)
+        if self.channels_last:
             to_channels_last(self.state)
         self.generator_full = parallelize(self.state.generator_full, self.device)
         self.discriminator_full = (parallelize(self.state.discriminator_full, self.device)
                                    if self.state.use_gan else None)
-        self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
         self.tracker = _tracker(config, self.rank)
         if self.tracker is not None:
             self.tracker.set_tags({"precision": precision_name(self.autocast)})
@@ -241,7 +249,7 @@ class WorkerLoop:
             batch_size=self.batch_size, drop_last=True, device=self.device, dtypes=torch.uint8,
             local_shuffle_buffer_size=job.shuffle_buffer or 64 * self.batch_size)
         for raw in clock.timed(batches):
-            batch = to_model_batch(raw, self.device, tp.channels_last)
+            batch = to_model_batch(raw, self.device, self.channels_last)
             self._follow_schedule()
             values, generated = train_step(state, batch, self.generator_full, self.discriminator_full, self.autocast)
             timing = clock.step_done(self.batch_size, self.world)
