@@ -48,7 +48,8 @@ def frame_batches(size: int, batch: int, steps: int, frames: int = 120, seed: in
 def run(config: str, precision: str, batches: list[dict]) -> tuple[list[float], float]:
     """Total loss of each step, and seconds per step."""
     from fomm.config import load_config
-    from fomm.training import build_train_state, to_channels_last, train_step, use_channels_last
+    from fomm.precision import use_channels_last
+    from fomm.training import build_train_state, to_channels_last, train_step
     from fomm.vgg import Vgg19
 
     cfg = load_config(config)

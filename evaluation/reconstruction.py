@@ -1,8 +1,5 @@
-"""Video reconstruction (paper Sec. 4): the first frame is the source, every frame is driven by its own keypoints.
-
-Numpy frames in and out around `fomm.reconstruction.reconstruct` (the one reconstruction, which training's
-validation uses too): resizing to the model's size, uint8 frames, a check for non-finite predictions.
-"""
+"""Video reconstruction (Sec. 4) of uint8 frames at the model's size around `fomm.reconstruction.reconstruct`
+(which training's validation uses too), with a check for non-finite predictions."""
 
 from __future__ import annotations
 

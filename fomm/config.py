@@ -208,7 +208,7 @@ class TrainParams(_Section):
     # our additions (absent from the original files; defaults keep the original behaviour)
     checkpoint_every_steps: int | None = None
     bf16: bool | str = "auto"  # true, false or "auto": bf16 autocast where the device has native bf16 (fomm.precision)
-    channels_last: bool | str = "auto"  # true, false or "auto": on where the step runs in bf16 (fomm.training)
+    channels_last: bool | str = "auto"  # true, false or "auto": on where the step runs in bf16 (fomm.precision)
     seed: int = 0
     # from this epoch on (with a budget schedule: at this fraction of the budget, epoch / num_epochs) the batch
     # norm layers of the kp detector and generator normalise with their running statistics and stop updating

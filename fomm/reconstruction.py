@@ -1,9 +1,5 @@
-"""Video reconstruction (paper Sec. 4): frame 0 is the source, every frame is driven by its own keypoints.
-
-The project's one reconstruction: training's validation L1 and the evaluation's L1 both come from here. The
-source's keypoints and generator share are computed once, the driving frames go through in batches, keypoints
-are absolute (no relative motion transfer), and predictions are rounded to 8 bits as saved frames are.
-"""
+"""Video reconstruction (Sec. 4), the one behind training's validation L1 and the evaluation's: frame 0 is the
+source (prepared once), every frame is driven by its own absolute keypoints, predictions on 8-bit levels."""
 
 from __future__ import annotations
 

@@ -100,11 +100,6 @@ def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vg
                       schedulers, train_params)
 
 
-def use_channels_last(setting: bool | str, autocast_dtype: torch.dtype | None) -> bool:
-    """`train_params.channels_last`: "auto" is on where the step runs in bf16 autocast (where it pays most)."""
-    return setting is True or (setting == "auto" and autocast_dtype is not None)
-
-
 def to_channels_last(state: TrainState) -> None:
     """Every convolutional network of a step in channels_last memory, the perceptual loss's VGG included."""
     vgg = getattr(state.generator_full, "vgg", None)

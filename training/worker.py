@@ -25,15 +25,8 @@ import torch.distributed as dist
 from torch import nn
 
 from fomm.config import FommConfig
-from fomm.precision import autocast_dtype, precision_name
-from fomm.training import (
-    TrainState,
-    build_train_state,
-    end_epoch,
-    to_channels_last,
-    train_step,
-    use_channels_last,
-)
+from fomm.precision import autocast_dtype, precision_name, use_channels_last
+from fomm.training import TrainState, build_train_state, end_epoch, to_channels_last, train_step
 from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate

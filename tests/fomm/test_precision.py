@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fomm.config import ConfigError, load_config
-from fomm.precision import autocast_dtype, cpu_flags, native_bf16, precision_name
+from fomm.precision import autocast_dtype, cpu_flags, native_bf16, precision_name, use_channels_last
 
 CPU = torch.device("cpu")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -47,8 +47,6 @@ def test_bf16_setting_is_validated_in_the_config(tmp_path):
 
 
 def test_channels_last_auto_follows_the_step_precision():
-    from fomm.training import use_channels_last
-
     assert load_config(CONFIGS / "vox-256.yaml").train_params.channels_last == "auto"
     assert use_channels_last("auto", torch.bfloat16) and not use_channels_last("auto", None)
     assert use_channels_last(True, None) and not use_channels_last(False, torch.bfloat16)
