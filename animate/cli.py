@@ -16,9 +16,7 @@ from animate.onnx_engine import onnx_animator
 from fomm.animator import CROP_MODES, LAYOUTS, Animator, AnimatorError
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config import load_config
-from fomm.discriminator import MultiScaleDiscriminator
-from fomm.generator import OcclusionAwareGenerator
-from fomm.keypoint_detector import KPDetector
+from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from fomm.precision import PRECISIONS
 from services.cli import run_cli
@@ -179,9 +177,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
     """Parameter counts per network and, with a checkpoint, whether each of its state dicts fits the config."""
     cfg = load_config(config)
-    nets = {"kp_detector": KPDetector.from_config(cfg.model_params),
-            "generator": OcclusionAwareGenerator.from_config(cfg.model_params),
-            "discriminator": MultiScaleDiscriminator.from_config(cfg.model_params)}
+    nets = vars(build_networks(cfg.model_params, discriminator=True))
     info: dict = {"config": str(config), "frame_shape": list(cfg.dataset_params.shape),
                   "num_kp": cfg.model_params.common_params.num_kp,
                   "parameters": {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}}

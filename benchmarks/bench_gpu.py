@@ -86,7 +86,7 @@ def animate_throughput(device: torch.device, config: str, batches: list[int], re
 def throughput(device: torch.device, config: str, batch: int, steps: int, compile_: bool = False) -> list[dict]:
     """ms per train step of the config at `batch`, in fp32, bf16 autocast, bf16 + channels_last (+ compile)."""
     from fomm.config import load_config
-    from fomm.training import build_train_state, train_step
+    from fomm.training import build_train_state, to_channels_last, train_step
 
     cfg = load_config(config)
     size = cfg.dataset_params.shape[:2]
@@ -99,9 +99,7 @@ def throughput(device: torch.device, config: str, batch: int, steps: int, compil
         state = build_train_state(cfg.model_params, cfg.train_params, device=device)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
-            for module in (state.kp_detector, state.generator, state.discriminator):
-                if module is not None:
-                    module.to(memory_format=torch.channels_last)
+            to_channels_last(state)
         batch_data = {k: torch.rand(batch, 3, *size, device=device).contiguous(memory_format=fmt)
                       for k in ("source", "driving")}
         full = torch.compile(state.generator_full) if name.endswith("compile") else None

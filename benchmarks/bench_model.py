@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fomm
 from fomm.animator import Animator
+from fomm.models import build_networks
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True), ("onnx", False))
@@ -51,9 +52,8 @@ def frame_step(animator: Animator, source: torch.Tensor, driving: torch.Tensor) 
 
 
 def build(cfg: fomm.FommConfig, batch: int, precision: str, channels_last: bool = False) -> Animator:
-    torch.manual_seed(0)
-    det = fomm.KPDetector.from_config(cfg.model)
-    gen = fomm.OcclusionAwareGenerator.from_config(cfg.model)
+    nets = build_networks(cfg.model, seed=0)
+    det, gen = nets.kp_detector, nets.generator
     size = cfg.dataset_params.shape[0]
     return Animator(det, gen, frame_size=(size, size), crop="none", batch_size=batch, precision=precision,
                     channels_last=channels_last)

@@ -48,17 +48,18 @@ def frame_batches(size: int, batch: int, steps: int, frames: int = 120, seed: in
 def run(config: str, precision: str, batches: list[dict]) -> tuple[list[float], float]:
     """Total loss of each step, and seconds per step."""
     from fomm.config import load_config
-    from fomm.training import build_train_state, train_step
+    from fomm.precision import use_channels_last
+    from fomm.training import build_train_state, to_channels_last, train_step
     from fomm.vgg import Vgg19
 
     cfg = load_config(config)
     torch.manual_seed(0)
     state = build_train_state(cfg.model_params, cfg.train_params, vgg=Vgg19())
-    fmt = torch.channels_last if cfg.train_params.channels_last else torch.contiguous_format
-    if cfg.train_params.channels_last:
-        for module in (state.kp_detector, state.generator, state.discriminator):
-            module.to(memory_format=fmt)
     dtype = torch.bfloat16 if precision == "bf16" else None
+    channels_last = use_channels_last(cfg.train_params.channels_last, dtype)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        to_channels_last(state)
     losses = []
     start = time.perf_counter()
     for batch in batches:

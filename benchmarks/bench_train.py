@@ -3,7 +3,7 @@ the share of step time spent waiting for data. Prints JSON.
 
     python benchmarks/bench_train.py [--steps 12] [--warmup 3] [--skip-256] [--out bench_output/bench_train.json]
 
-Data: the built-in synthetic set, made by the real preprocessing job (preprocessing.ray_jobs.run_preprocess).
+Data: the built-in synthetic set, written as clip shards (preprocessing.synthetic.write_synthetic_shards).
 Figures come from the per-step MLflow metrics that rank 0 logs (data_wait_s, compute_s), after `--warmup` steps
 (the first steps include the Ray Data pipeline starting up).
 """
@@ -28,15 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def synthetic_shards(root: Path, num_videos: int, size: int, frames: int) -> str:
-    """The synthetic set through the preprocessing job (kind none: full frames), reused when present."""
-    from preprocessing.config import PreprocessConfig
-    from preprocessing.ray_jobs import run_preprocess
+    """The synthetic set as clip shards (every 4th clip to 'test', the rest to 'train')."""
+    from preprocessing.synthetic import write_synthetic_shards
 
-    cfg = PreprocessConfig(input=f"synthetic:{num_videos}", output=str(root), kind="none", size=size,
-                           synthetic_size=size, synthetic_frames=frames, synthetic_videos=num_videos,
-                           min_frames=min(frames, 8), min_size=8, test_fraction=0.25, workers=2)
-    run_preprocess(cfg)
-    return str(root)
+    return str(write_synthetic_shards(root, num_videos=num_videos, size=size, num_frames=frames, test_every=4))
 
 
 def write_report(report: dict, path: str) -> None:

@@ -1,11 +1,14 @@
 """One training step (generator + kp detector + discriminator update) per precision and memory layout, in one
-process without Ray: vox-256 at 256², batch 2 by default. Prints JSON.
+process without Ray: vox-256 at 256², batch 2 by default. Prints one JSON line per measured case, then a summary.
 
-    python benchmarks/bench_train_step.py [--config configs/vox-256.yaml] [--batch 2] [--steps 3] [--rounds 2]
+    python benchmarks/bench_train_step.py [--config configs/vox-256.yaml] [--batch 2] [--steps 3] [--rounds 1]
+                                          [--cases fp32,fp32-cl,bf16,bf16-cl]
 
-The cases are interleaved (each round runs every case for `--steps` steps), so a busy machine's load drifts over
-all of them alike; `samples_per_s_vs_fp32` is the ratio to fp32 in contiguous memory, the original configs'
-behaviour before `train_params.bf16` defaulted to auto. The batches are real frames (../shared/data), resized.
+One training state is alive at a time: each round builds every case in turn (same seed), runs one warm-up step,
+times `--steps` steps and prints that case's figures at once (flushed), so a slow machine shows progress and a
+timeout keeps what was measured. Rounds interleave the cases, so a busy machine's load drifts over all of them
+alike; `samples_per_s_vs_fp32` is the ratio to fp32 in contiguous memory (the original configs' behaviour before
+`train_params.bf16` defaulted to auto). The batches are real frames (../shared/data), resized.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-CASES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
+CASES = {"fp32": ("fp32", False), "fp32-cl": ("fp32", True), "bf16": ("bf16", False), "bf16-cl": ("bf16", True)}
 
 
 def real_batch(size: int, batch: int, offset: int = 0) -> dict[str, torch.Tensor]:
@@ -40,16 +43,32 @@ def real_batch(size: int, batch: int, offset: int = 0) -> dict[str, torch.Tensor
 
 def build(config: str, batch: int, channels_last: bool):  # noqa: ANN201 - fomm.training.TrainState
     from fomm.config import load_config
-    from fomm.training import build_train_state
+    from fomm.training import build_train_state, to_channels_last
     from fomm.vgg import Vgg19
 
     cfg = load_config(config)
     torch.manual_seed(0)
     state = build_train_state(cfg.model_params, cfg.train_params, vgg=Vgg19())
     if channels_last:
-        for module in (state.kp_detector, state.generator, state.discriminator):
-            module.to(memory_format=torch.channels_last)
+        to_channels_last(state)
     return state, cfg.dataset_params.shape[0]
+
+
+def measure(config: str, batch: dict, precision: str, channels_last: bool, steps: int) -> list[float]:
+    """Seconds of each of `steps` training steps after one warm-up step (oneDNN kernels, allocator)."""
+    from fomm.training import train_step
+
+    state, _ = build(config, batch["source"].shape[0], channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    inputs = {k: v.contiguous(memory_format=layout) for k, v in batch.items()}
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    train_step(state, inputs, autocast_dtype=dtype)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        train_step(state, inputs, autocast_dtype=dtype)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def main() -> int:
@@ -57,33 +76,33 @@ def main() -> int:
     p.add_argument("--config", default=str(REPO / "configs" / "vox-256.yaml"))
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--steps", type=int, default=3, help="timed steps per case and round")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     args = p.parse_args()
-    from fomm.training import train_step
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown or not cases or args.steps < 1 or args.rounds < 1:
+        p.error(f"--cases: unknown {', '.join(unknown)} (known: {', '.join(CASES)})" if unknown or not cases
+                else "--steps and --rounds must be at least 1")
+    from fomm.config import load_config
 
-    states = {case: build(args.config, args.batch, case[1]) for case in CASES}
-    size = next(iter(states.values()))[1]
+    size = load_config(args.config).dataset_params.shape[0]
     batch = real_batch(size, args.batch)
-    inputs = {case: {k: v.contiguous(memory_format=torch.channels_last if case[1] else torch.contiguous_format)
-                     for k, v in batch.items()} for case in CASES}
-    times: dict = {case: [] for case in CASES}
-    for case, (state, _) in states.items():  # warm-up step (oneDNN kernels, allocator)
-        train_step(state, inputs[case], autocast_dtype=torch.bfloat16 if case[0] == "bf16" else None)
-    for _ in range(args.rounds):
-        for case, (state, _) in states.items():
-            for _ in range(args.steps):
-                start = time.perf_counter()
-                train_step(state, inputs[case], autocast_dtype=torch.bfloat16 if case[0] == "bf16" else None)
-                times[case].append(time.perf_counter() - start)
-    base = statistics.median(times[("fp32", False)])
-    rows = [{"precision": prec, "channels_last": cl, "step_s": round(statistics.median(t), 3),
-             "samples_per_s": round(args.batch / statistics.median(t), 3),
-             "samples_per_s_vs_fp32": round(base / statistics.median(t), 2)}
-            for (prec, cl), t in times.items()]
+    times: dict[str, list[float]] = {case: [] for case in cases}
+    for r in range(args.rounds):
+        for case in cases:
+            measured = measure(args.config, batch, *CASES[case], args.steps)
+            times[case] += measured
+            print(json.dumps({"round": r, "case": case, "step_s": [round(t, 3) for t in measured]}), flush=True)
+    base = statistics.median(times["fp32"]) if "fp32" in times else None
+    rows = [{"case": case, "precision": CASES[case][0], "channels_last": CASES[case][1],
+             "step_s": round(statistics.median(t), 3), "samples_per_s": round(args.batch / statistics.median(t), 3),
+             **({"samples_per_s_vs_fp32": round(base / statistics.median(t), 2)} if base else {})}
+            for case, t in times.items()]
     print(json.dumps({"benchmark": "train_step", "config": Path(args.config).name, "batch": args.batch,
                       "resolution": size, "threads": torch.get_num_threads(),
-                      "cpu": platform.processor() or platform.machine(), "steps_per_case": len(times[CASES[0]]),
-                      "cases": rows}, indent=1))
+                      "cpu": platform.processor() or platform.machine(), "steps_per_case": args.steps * args.rounds,
+                      "cases": rows}, indent=1), flush=True)
     return 0
 
 

@@ -1,8 +1,5 @@
-"""Video reconstruction (paper Sec. 4): the first frame is the source, every frame is driven by its own keypoints.
-
-Pure torch over numpy frames. The source's keypoints and encoder features are computed once per video, then
-the driving frames go through the model in batches; keypoints are absolute (no relative motion transfer).
-"""
+"""Video reconstruction (Sec. 4) of uint8 frames at the model's size around `fomm.reconstruction.reconstruct`
+(which training's validation uses too), with a check for non-finite predictions."""
 
 from __future__ import annotations
 
@@ -11,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -31,12 +27,11 @@ def load_model(config_path: str | Path, checkpoint: str | Path | None, device: s
     `checkpoint=None` keeps the random initialisation (for tests and smoke runs only).
     """
     import fomm
+    from fomm.models import build_networks
 
     cfg = fomm.load_config(config_path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # a reproducible random init, the same in every Ray worker
-        generator = fomm.OcclusionAwareGenerator.from_config(cfg.model)
-        kp_detector = fomm.KPDetector.from_config(cfg.model)
+    nets = build_networks(cfg.model, seed=0)  # a reproducible random init, the same in every Ray worker
+    generator, kp_detector = nets.generator, nets.kp_detector
     epoch = 0
     if checkpoint is not None:
         epoch = fomm.load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location=device)
@@ -47,62 +42,31 @@ def load_model(config_path: str | Path, checkpoint: str | Path | None, device: s
                                str(checkpoint) if checkpoint is not None else "random-init", epoch)
 
 
-def frames_to_tensor(frames: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """T×H×W×3 uint8 → T×3×H×W float in [0, 1], resized (bilinear, antialiased) to `size` when given."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)  # T×3×H×W
-    if size is not None and tuple(x.shape[2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
-    return x
-
-
-def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
-    """T×3×H×W in [0, 1] → T×H×W×3 uint8 (rounded, as the lossless PNGs the original evaluated)."""
-    return (x.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-
-
-def _float(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.float() for k, v in kp.items()}
-
-
-def _expand(kp: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
-    return {k: v.expand(n, *v.shape[1:]) for k, v in kp.items()}
-
-
 @torch.no_grad()
 def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size: int = 16,
                       device: str = "cpu", precision: str = "auto") -> dict[str, np.ndarray]:
-    """Reconstruct a video T×H×W×3 uint8 from its first frame and the keypoints of every frame.
+    """Reconstruct a video T×H×W×3 uint8 from its first frame and the keypoints of every frame (fomm.reconstruction).
 
     `precision`: auto (bf16 autocast where the device computes bf16 natively, fp32 elsewhere), fp32 or bf16.
     Returns {'real': T×H×W×3 uint8 at the model's frame size, 'prediction': T×H×W×3 uint8,
     'kp_driving': T×K×2 in [-1, 1], 'kp_source': K×2}.
     """
-    from fomm.precision import autocast, autocast_dtype
+    from fomm.animator import fit_frames, frames_to_tensor, to_uint8
+    from fomm.precision import autocast_dtype
+    from fomm.reconstruction import reconstruct
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")
-    dtype, dev = autocast_dtype(precision, torch.device(device)), torch.device(device)
-    video = frames_to_tensor(frames, model.frame_size)  # T×3×H×W
-    source = video[:1].to(device)  # 1×3×H×W
-    with autocast(dtype, dev):
-        kp_source = _float(model.kp_detector(source))  # value 1×K×2, jacobian 1×K×2×2
-        prepared = model.generator.prepare_source(source, kp_source)  # features, heatmaps: computed once
-    predictions, kp_values = [], []
-    for start in range(0, len(video), batch_size):
-        driving = video[start:start + batch_size].to(device)  # B×3×H×W
-        n = driving.shape[0]
-        with autocast(dtype, dev):
-            kp_driving = _float(model.kp_detector(driving))
-            out = model.generator(None, kp_driving=kp_driving, kp_source=_expand(kp_source, n), source=prepared,
-                                  outputs="prediction")
-        if not torch.isfinite(out["prediction"]).all():
-            raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {start}..{start + n - 1}")
-        predictions.append(out["prediction"].float().cpu())
-        kp_values.append(kp_driving["value"].cpu())
+    video = fit_frames(frames_to_tensor(frames), model.frame_size, crop="none")  # T×3×H×W, antialiased resize
+    out = reconstruct(model.kp_detector, model.generator, video, batch_size,
+                      autocast_dtype(precision, torch.device(device)), device)
+    bad = (~torch.isfinite(out.prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {bad[0]}..{bad[-1]}")
     return {
-        "real": tensor_to_frames(video),
-        "prediction": tensor_to_frames(torch.cat(predictions)),
-        "kp_driving": torch.cat(kp_values).numpy(),  # T×K×2
-        "kp_source": kp_source["value"][0].cpu().numpy(),  # K×2
+        "real": to_uint8(video),
+        "prediction": to_uint8(out.prediction),
+        "kp_driving": out.kp_driving.cpu().numpy(),  # T×K×2
+        "kp_source": out.kp_source.cpu().numpy(),  # K×2
     }

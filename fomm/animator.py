@@ -20,9 +20,10 @@ from fomm.animation import movement_scale, normalize_kp
 from fomm.checkpoint import load_checkpoint
 from fomm.config import FommConfig, load_config
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
-from fomm.geometry import Keypoints
+from fomm.geometry import Keypoints, expand_kp
 from fomm.inference import fold_batch_norm as fold_norms
 from fomm.keypoint_detector import KPDetector
+from fomm.models import build_networks
 from fomm.precision import autocast, autocast_dtype
 from fomm.smoothing import KeypointSmoother
 from fomm.visualization import draw_keypoints, side_by_side
@@ -106,10 +107,6 @@ def to_uint8(x: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _expand(kp: Keypoints, b: int) -> Keypoints:
-    return {k: v.expand(b, *v.shape[1:]) for k, v in kp.items()}  # type: ignore[return-value]
-
-
 class Animator:
     """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it.
 
@@ -156,9 +153,8 @@ class Animator:
         cfg = config if isinstance(config, FommConfig) else load_config(config)
         if checkpoint is None and not random_init:
             raise AnimatorError("no checkpoint given; pass one, or ask for a random-init model explicitly")
-        torch.manual_seed(seed)
-        kp_detector = KPDetector.from_config(cfg.model_params)
-        generator = OcclusionAwareGenerator.from_config(cfg.model_params)
+        nets = build_networks(cfg.model_params, seed=seed)
+        kp_detector, generator = nets.kp_detector, nets.generator
         if checkpoint is not None:
             load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location="cpu")
         norm = cfg.animate_params.normalization_params
@@ -212,11 +208,11 @@ class Animator:
                 kp_initial = {k: v[:1] for k, v in kp_driving.items()}  # type: ignore[assignment]
             if scale is None:  # once per animation: the one host round trip of the relative motion
                 scale = movement_scale(state.kp, kp_initial) if self.adapt_movement_scale and self.relative else 1.0
-            kp_norm = normalize_kp(kp_source=_expand(state.kp, b), kp_driving=kp_driving,
-                                   kp_driving_initial=_expand(kp_initial, b), use_relative_movement=self.relative,
+            kp_norm = normalize_kp(kp_source=expand_kp(state.kp, b), kp_driving=kp_driving,
+                                   kp_driving_initial=expand_kp(kp_initial, b), use_relative_movement=self.relative,
                                    use_relative_jacobian=self.use_relative_jacobian, scale=scale)
             with autocast(self.dtype, self.device):
-                out = self.generator(None, kp_driving=kp_norm, kp_source=_expand(state.kp, b), source=prepared,
+                out = self.generator(None, kp_driving=kp_norm, kp_source=expand_kp(state.kp, b), source=prepared,
                                      outputs="prediction")
             yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm,
                                 prediction=out["prediction"].float())

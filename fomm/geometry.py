@@ -52,3 +52,8 @@ def inverse_2x2(m: Tensor) -> Tensor:
 
 def detach_kp(kp: Keypoints) -> Keypoints:
     return {k: v.detach() for k, v in kp.items()}  # type: ignore[return-value]
+
+
+def expand_kp(kp: Keypoints, n: int) -> Keypoints:
+    """One image's keypoints for each of n frames, as views.  # 1×K×2 → n×K×2"""
+    return {k: v.expand(n, *v.shape[1:]) for k, v in kp.items()}  # type: ignore[return-value]

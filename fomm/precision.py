@@ -55,6 +55,11 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return "bf16" if dtype is torch.bfloat16 else "fp32"
 
 
+def use_channels_last(setting: bool | str, dtype: torch.dtype | None) -> bool:
+    """`train_params.channels_last`: "auto" is on where the step runs in bf16 autocast (where it pays most)."""
+    return setting is True or (setting == "auto" and dtype is not None)
+
+
 @contextlib.contextmanager
 def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
     """torch.autocast in `dtype` on `device`'s type; a no-op context for fp32 (None)."""

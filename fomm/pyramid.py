@@ -42,10 +42,11 @@ class AntiAliasInterpolation2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # B×C×H×W → B×C×(H·s)×(W·s)
         if self.scale == 1:
             return x
-        out = F.pad(x, (self.ka, self.kb, self.ka, self.kb))
+        # contiguous: oneDNN's depthwise conv with a large kernel is very slow on channels_last input
+        out = F.pad(x.contiguous(), (self.ka, self.kb, self.ka, self.kb))
+        if self.int_inv_scale is not None:  # blur only the pixels kept: the strided conv is the blur[::s, ::s]
+            return F.conv2d(out, weight=self.weight.to(out.dtype), groups=self.groups, stride=self.int_inv_scale)
         out = F.conv2d(out, weight=self.weight.to(out.dtype), groups=self.groups)
-        if self.int_inv_scale is not None:
-            return out[:, :, :: self.int_inv_scale, :: self.int_inv_scale]
         return F.interpolate(out, scale_factor=(self.scale, self.scale))
 
 

@@ -16,6 +16,7 @@ from fomm.discriminator import MultiScaleDiscriminator
 from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
+from fomm.models import build_networks
 from fomm.vgg import Vgg19, default_weights_path
 
 BETAS = (0.5, 0.999)
@@ -52,23 +53,19 @@ class TrainState:
             for group in optimizer.param_groups:
                 group["lr"] = base * factor
 
+    def _parts(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        """The networks and optimisers under the original checkpoint format's names."""
+        return {"generator": self.generator, "kp_detector": self.kp_detector, "discriminator": self.discriminator,
+                **{f"optimizer_{name}": optimizer for name, optimizer in self.optimizers.items()}}
+
     def save(self, path: str | Path) -> Path:
-        return save_checkpoint(path, generator=self.generator, kp_detector=self.kp_detector,
-                               discriminator=self.discriminator,
-                               optimizer_generator=self.optimizers["generator"],
-                               optimizer_kp_detector=self.optimizers["kp_detector"],
-                               optimizer_discriminator=self.optimizers["discriminator"], epoch=self.epoch,
-                               extra={"step": self.step})
+        return save_checkpoint(path, **self._parts(), epoch=self.epoch, extra={"step": self.step})
 
     def load(self, path: str | Path) -> None:
         """Restore weights, optimisers and the epoch; schedulers are re-aligned to the epoch."""
         from fomm.checkpoint import read_checkpoint
 
-        self.epoch = load_checkpoint(path, generator=self.generator, kp_detector=self.kp_detector,
-                                     discriminator=self.discriminator,
-                                     optimizer_generator=self.optimizers["generator"],
-                                     optimizer_kp_detector=self.optimizers["kp_detector"],
-                                     optimizer_discriminator=self.optimizers["discriminator"])
+        self.epoch = load_checkpoint(path, **self._parts())
         self.step = int(read_checkpoint(path).get("step", 0))
         for scheduler in self.schedulers.values():
             # a fresh scheduler has last_epoch 0 and end_epoch() steps it once per epoch, so after `epoch`
@@ -80,9 +77,8 @@ class TrainState:
 def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,
                       device: str | torch.device = "cpu") -> TrainState:
     """Build networks and optimisers from the config; VGG-19 weights come from `default_weights_path()`."""
-    kp_detector = KPDetector.from_config(model_cfg).to(device)
-    generator = OcclusionAwareGenerator.from_config(model_cfg).to(device)
-    discriminator = MultiScaleDiscriminator.from_config(model_cfg).to(device)
+    nets = build_networks(model_cfg, discriminator=True, device=device)
+    kp_detector, generator, discriminator = nets.kp_detector, nets.generator, nets.discriminator
     if vgg is None and sum(train_params.loss_weights.perceptual) != 0:
         vgg = Vgg19(default_weights_path())
     if vgg is not None:
@@ -95,15 +91,21 @@ def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vg
     discriminator_full = DiscriminatorFullModel(discriminator, train_params,
                                                 model_cfg.common_params.num_channels).to(device)
     tp = train_params
-    optimizers = {
-        "generator": torch.optim.Adam(generator.parameters(), lr=tp.lr_generator, betas=BETAS),
-        "kp_detector": torch.optim.Adam(kp_detector.parameters(), lr=tp.lr_kp_detector, betas=BETAS),
-        "discriminator": torch.optim.Adam(discriminator.parameters(), lr=tp.lr_discriminator, betas=BETAS),
-    }
+    fused = torch.device(device).type in ("cpu", "cuda")  # one kernel over all parameters, not a loop per tensor
+    optimizers = {name: torch.optim.Adam(net.parameters(), lr=getattr(tp, f"lr_{name}"), betas=BETAS, fused=fused)
+                  for name, net in vars(nets).items()}  # kp_detector, generator, discriminator
     schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(tp.epoch_milestones), gamma=0.1)
                   for name, opt in optimizers.items()}
     return TrainState(kp_detector, generator, discriminator, generator_full, discriminator_full, optimizers,
                       schedulers, train_params)
+
+
+def to_channels_last(state: TrainState) -> None:
+    """Every convolutional network of a step in channels_last memory, the perceptual loss's VGG included."""
+    vgg = getattr(state.generator_full, "vgg", None)
+    for module in (state.kp_detector, state.generator, state.discriminator, vgg):
+        if module is not None:
+            module.to(memory_format=torch.channels_last)
 
 
 def freeze_batch_norm(*modules: nn.Module) -> None:

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from fomm.reconstruction import l1_per_frame, reconstruct
+
 
 def to_model_batch(batch: dict, device: torch.device | str = "cpu",
                    channels_last: bool = False) -> dict[str, Tensor]:
@@ -53,34 +55,21 @@ class ValSums:
         return {"val_l1": l1, "val_l1_copy_source": base, "val_l1_ratio": l1 / base if base > 0 else float("nan")}
 
 
-@torch.no_grad()
 def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Tensor,
                         device: torch.device | str = "cpu") -> ValSums:
-    """Reconstruct clips from their first frame, each frame driven by its own keypoints (Sec. 4).
+    """Reconstruct each clip from its first frame (`fomm.reconstruction`, as the evaluation does), in fp32.
 
-    frames: B×F×H×W×3 uint8 (frame 0 is the source). Predictions are rounded to 8 bits, as the evaluation
-    compares saved frames. The copy-the-source baseline predicts frame 0 for every frame.
+    frames: B×F×H×W×3 uint8 (frame 0 is the source). The copy-the-source baseline predicts frame 0 for every frame.
     """
-    was_training = kp_detector.training, generator.training
-    kp_detector.eval()
-    generator.eval()
-    try:
-        frames = np.array(frames) if isinstance(frames, np.ndarray) else frames  # Ray hands out read-only arrays
-        video = torch.as_tensor(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×F×3×H×W
-        source = video[:, 0]  # B×3×H×W
-        kp_source = kp_detector(source)
-        sums = ValSums()
-        for f in range(video.shape[1]):
-            driving = video[:, f]
-            out = generator(source, kp_source=kp_source, kp_driving=kp_detector(driving))
-            prediction = out["prediction"].clamp(0, 1).mul(255).round().div(255)
-            sums.l1 += float((prediction - driving).abs().mean(dim=(1, 2, 3)).sum())
-            sums.copy_source += float((source - driving).abs().mean(dim=(1, 2, 3)).sum())
-            sums.frames += driving.shape[0]
-        return sums
-    finally:
-        kp_detector.train(was_training[0])
-        generator.train(was_training[1])
+    frames = np.array(frames) if isinstance(frames, np.ndarray) else frames  # Ray hands out read-only arrays
+    video = torch.as_tensor(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×F×3×H×W
+    sums = ValSums()
+    for clip in video:  # F×3×H×W
+        prediction = reconstruct(kp_detector, generator, clip, batch_size=len(clip), device=device).prediction
+        sums.l1 += float(l1_per_frame(prediction, clip).sum())
+        sums.copy_source += float(l1_per_frame(clip[:1].expand_as(clip), clip).sum())
+        sums.frames += len(clip)
+    return sums
 
 
 def validate(kp_detector: nn.Module, generator: nn.Module, batches: Iterable[dict],

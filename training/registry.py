@@ -20,7 +20,7 @@ def register_best(job: TrainJob, result: TrainResult, model_name: str) -> dict |
     original-format checkpoint and config.yaml become run artifacts `model/`; its step, epoch and val_l1, the
     run's final metrics (`final.*`) and its path become version tags. None without a run or checkpoint, or with
     the store unreachable (a warning: a run never fails for its tracker)."""
-    from training.trainer import CHECKPOINT_FILE, STATE_FILE
+    from training.worker import CHECKPOINT_FILE, STATE_FILE
 
     checkpoint = result.best_checkpoint or result.checkpoint
     if not (result.mlflow_run_id and checkpoint):

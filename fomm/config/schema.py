@@ -123,7 +123,7 @@ class TrainParams(Section):
     # our additions (absent from the original files; defaults keep the original behaviour)
     checkpoint_every_steps: int | None = None
     bf16: bool | str = "auto"  # true, false or "auto": bf16 autocast where the device has native bf16 (fomm.precision)
-    channels_last: bool = False
+    channels_last: bool | str = "auto"  # true, false or "auto": on where the step runs in bf16 (fomm.precision)
     seed: int = 0
     # from this epoch on (with a budget schedule: at this fraction of the budget, epoch / num_epochs) the batch
     # norm layers of the kp detector and generator normalise with their running statistics and stop updating
@@ -131,8 +131,9 @@ class TrainParams(Section):
     freeze_batch_norm_epoch: int | None = None
 
     def __post_init__(self) -> None:
-        if self.bf16 not in (True, False, "auto"):
-            raise ValueError(f"bf16 must be true, false or auto, got {self.bf16!r}")
+        for name in ("bf16", "channels_last"):
+            if getattr(self, name) not in (True, False, "auto"):
+                raise ValueError(f"{name} must be true, false or auto, got {getattr(self, name)!r}")
         first_decay = min(self.epoch_milestones, default=None)
         if self.freeze_batch_norm_epoch is not None and (first_decay is None or self.freeze_batch_norm_epoch < first_decay):
             warnings.warn(f"train_params.freeze_batch_norm_epoch {self.freeze_batch_norm_epoch} comes before the first "

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.reconstruction import frames_to_tensor, load_model, reconstruct_video, tensor_to_frames
+from evaluation.reconstruction import load_model, reconstruct_video
+from fomm.animator import frames_to_tensor, to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_matches_direct_model_calls_and_batching(tiny_config_path, video) -> Non
         for t in (0, 3):  # the source is frame 0; frame t is driven by its own absolute keypoints
             kp_driving = model.kp_detector(x[t:t + 1])
             direct = model.generator(x[:1], kp_driving=kp_driving, kp_source=kp_source)["prediction"]
-            np.testing.assert_array_equal(tensor_to_frames(direct)[0], out["prediction"][t])
+            np.testing.assert_array_equal(to_uint8(direct)[0], out["prediction"][t])
     np.testing.assert_array_equal(reconstruct_video(model, video, batch_size=5, precision="fp32")["prediction"],
                                   out["prediction"])
     bf16 = reconstruct_video(model, video, batch_size=2, precision="bf16")["prediction"]

@@ -72,6 +72,8 @@ def test_anti_alias_keeps_every_fourth_pixel_of_the_blur():
     down = AntiAliasInterpolation2d(1, 0.25)
     blurred = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (6, 6, 6, 6)), down.weight)
     assert torch.equal(down(x), blurred[..., ::4, ::4])
+    # the strided conv computes only the kept pixels; channels_last input (the training layout) gives the same
+    assert torch.allclose(down(x.contiguous(memory_format=torch.channels_last)), blurred[..., ::4, ::4], atol=1e-7)
 
 
 def test_pyramid_keys_and_identity_level():

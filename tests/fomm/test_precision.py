@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fomm.config import ConfigError, load_config
-from fomm.precision import autocast_dtype, cpu_flags, native_bf16, precision_name
+from fomm.precision import autocast_dtype, cpu_flags, native_bf16, precision_name, use_channels_last
 
 CPU = torch.device("cpu")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -41,6 +41,15 @@ def test_bf16_setting_is_validated_in_the_config(tmp_path):
     path.write_text("train_params:\n  bf16: sometimes\n")
     with pytest.raises(ConfigError, match="p.yaml: train_params: bf16 must be true, false or auto"):
         load_config(path)
+    path.write_text("train_params:\n  channels_last: often\n")
+    with pytest.raises(ConfigError, match="p.yaml: train_params: channels_last must be true, false or auto"):
+        load_config(path)
+
+
+def test_channels_last_auto_follows_the_step_precision():
+    assert load_config(CONFIGS / "vox-256.yaml").train_params.channels_last == "auto"
+    assert use_channels_last("auto", torch.bfloat16) and not use_channels_last("auto", None)
+    assert use_channels_last(True, None) and not use_channels_last(False, torch.bfloat16)
 
 
 def test_inference_precision_names_and_the_default_of_the_original_configs(tmp_path):

@@ -13,7 +13,7 @@ import torch
 import fomm
 from fomm.config import LossWeights
 from fomm.losses import keypoint_separation_loss
-from fomm.training import build_train_state, end_epoch, train_step
+from fomm.training import build_train_state, end_epoch, to_channels_last, train_step
 
 GOLDEN = Path(__file__).resolve().parents[1] / "assets" / "losses" / "tiny-64.txt"
 
@@ -59,6 +59,25 @@ def test_tiny64_golden_loss_curve(tiny_config_path):
     tolerances = (1e-5, 1e-4, 1e-2, 1e-2)
     for step, (got, want, rel) in enumerate(zip(losses, expected, tolerances, strict=True), start=1):
         assert got == pytest.approx(want, rel=rel), f"step {step}: {got} against the golden {want}"
+
+
+def test_channels_last_step_with_fused_adam_matches_the_contiguous_one(tiny_config_path):
+    """to_channels_last reaches every conv network (the perceptual VGG too); the step computes the same (fp32)."""
+    cfg = fomm.load_config(tiny_config_path)
+    batch = smooth_pair()
+    runs = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        state = build_train_state(cfg.model, cfg.train, vgg=fomm.vgg.Vgg19())
+        assert all(opt.defaults["fused"] for opt in state.optimizers.values())
+        if channels_last:
+            to_channels_last(state)
+            convs = [m for net in (state.kp_detector, state.generator, state.generator_full.vgg)
+                     for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+            assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+        runs.append([train_step(state, batch)[0]["total"] for _ in range(2)])
+    assert runs[1] == pytest.approx(runs[0], rel=1e-4)
 
 
 def test_keypoint_separation_term_is_weighted_and_absent_by_default(tiny_config_path):

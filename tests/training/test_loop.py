@@ -31,8 +31,11 @@ def test_batches_become_float_images_in_unit_range():
 class _CopySource(nn.Module):
     """A 'generator' that predicts the source frame, so its L1 is the copy-the-source baseline."""
 
-    def forward(self, source, kp_source, kp_driving):  # noqa: ANN001
-        return {"prediction": source}
+    def prepare_source(self, source, kp_source):  # noqa: ANN001
+        return source
+
+    def forward(self, source_image, kp_driving, kp_source, source, outputs):  # noqa: ANN001
+        return {"prediction": source.expand(kp_driving["value"].shape[0], -1, -1, -1)}
 
 
 class _NoKeypoints(nn.Module):
@@ -56,6 +59,21 @@ def test_validation_leaves_modules_in_training_mode():
     kp, gen = _NoKeypoints(), _CopySource()
     reconstruction_sums(kp, gen, np.zeros((1, 2, 2, 2, 3), np.uint8))
     assert kp.training and gen.training
+
+
+def test_validation_l1_is_the_evaluation_l1_on_the_same_model_and_clip(tiny_config_path):
+    from evaluation.metrics import l1_per_frame
+    from evaluation.reconstruction import load_model, reconstruct_video
+    from training.loop import validate
+
+    model = load_model(tiny_config_path, None)
+    clip = np.random.default_rng(3).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    evaluation_l1 = l1_per_frame(clip, reconstruct_video(model, clip, batch_size=4, precision="fp32")["prediction"])
+    model.generator.train()  # validation runs on training-mode modules and leaves them so
+    metrics = validate(model.kp_detector, model.generator, [{"frames": clip[None]}])
+    assert model.generator.training
+    assert metrics["val_l1"] == pytest.approx(float(evaluation_l1.mean()), rel=1e-6)
+    assert metrics["val_l1_copy_source"] == pytest.approx(float(l1_per_frame(clip, clip[:1].repeat(6, 0)).mean()))
 
 
 def test_step_clock_splits_waiting_from_computing():

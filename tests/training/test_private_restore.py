@@ -8,7 +8,7 @@ from pathlib import Path
 import ray.train
 
 from services import storage
-from training.trainer import private_checkpoint_dir
+from training.worker import private_checkpoint_dir
 
 
 def _upload_checkpoint(moto_s3, local: Path, name: str) -> ray.train.Checkpoint:

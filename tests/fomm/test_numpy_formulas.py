@@ -1,4 +1,8 @@
-"""Parity with the paper's formulas: module outputs recomputed independently in numpy from their raw logits."""
+"""The paper's formulas recomputed in numpy from our own modules' raw logits (keypoints, jacobians, dense motion).
+
+A self-consistency check of our code against the formulas, not parity with the original implementation: that
+is tests/fomm/test_parity_original.py, against numbers the original code made.
+"""
 
 import numpy as np
 import pytest

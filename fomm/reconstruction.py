@@ -1,0 +1,64 @@
+"""Video reconstruction (Sec. 4), the one behind training's validation L1 and the evaluation's: frame 0 is the
+source (prepared once), every frame is driven by its own absolute keypoints, predictions on 8-bit levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fomm.geometry import Keypoints, expand_kp
+from fomm.precision import autocast
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    prediction: Tensor  # T×3×H×W float32 in [0, 1], on 8-bit levels (NaN where the model made NaN)
+    kp_driving: Tensor  # T×K×2
+    kp_source: Tensor  # K×2
+
+
+def to_8bit_levels(x: Tensor) -> Tensor:
+    """Clamp to [0, 1] and round to the nearest of the 256 levels a uint8 frame holds."""
+    return x.clamp(0, 1).mul(255).round().div(255)
+
+
+def l1_per_frame(prediction: Tensor, real: Tensor) -> Tensor:
+    """Mean absolute pixel difference of each frame: T×C×H×W, T×C×H×W → T."""
+    return (prediction - real).abs().flatten(1).mean(dim=1)
+
+
+def _float(kp: Keypoints) -> Keypoints:
+    return {k: v.float() for k, v in kp.items()}  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, batch_size: int = 16,
+                dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Reconstruction:
+    """Reconstruct `video` (T×3×H×W in [0, 1], T ≥ 1) from its first frame, in eval mode, on `device`.
+
+    `dtype`: the autocast precision (None: fp32). The modules' training modes are restored afterwards.
+    """
+    device = torch.device(device) if device is not None else video.device
+    modes = kp_detector.training, generator.training
+    kp_detector.eval()
+    generator.eval()
+    try:
+        source = video[:1].to(device)  # 1×3×H×W
+        with autocast(dtype, device):
+            kp_source = _float(kp_detector(source))  # value 1×K×2, jacobian 1×K×2×2
+            prepared = generator.prepare_source(source, kp_source)
+        predictions, kp_values = [], []
+        for start in range(0, len(video), batch_size):
+            driving = video[start:start + batch_size].to(device)  # B×3×H×W
+            with autocast(dtype, device):
+                kp_driving = _float(kp_detector(driving))
+                out = generator(None, kp_driving=kp_driving, kp_source=expand_kp(kp_source, driving.shape[0]),
+                                source=prepared, outputs="prediction")
+            predictions.append(to_8bit_levels(out["prediction"].float()))
+            kp_values.append(kp_driving["value"])
+        return Reconstruction(torch.cat(predictions), torch.cat(kp_values), kp_source["value"][0])
+    finally:
+        kp_detector.train(modes[0])
+        generator.train(modes[1])

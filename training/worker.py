@@ -1,0 +1,293 @@
+"""The worker side of FOMM on Ray Train: one DDP worker's loop, its checkpoints and progress, MLflow from rank 0.
+
+`train_loop_per_worker` restores the latest checkpoint, takes its shard of the frame-pair stream, runs
+`fomm.training.train_step` (the original update order, Sec. 3.3) and reports `val_l1` plus a checkpoint in
+the original format after every `checkpoint_freq` epochs (and every `checkpoint_every_steps` steps).
+The driver side (`make_trainer`, `fit`) is `training.trainer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fomm.config import FommConfig
+from fomm.precision import autocast_dtype, precision_name, use_channels_last
+from fomm.training import TrainState, build_train_state, end_epoch, to_channels_last, train_step
+from services import storage
+from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
+from training.job import TrainJob
+from training.loop import StepClock, max_weight_difference, to_model_batch, validate
+from training.sync_bn import convert_sync_batchnorm
+
+CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
+STATE_FILE = "train_state.json"  # what the original format has no room for: progress within an epoch, MLflow run
+NO_SCORE = 1e9  # val_l1 of a checkpoint taken before any validation (ranked last by CheckpointConfig)
+
+
+def parallelize(module: nn.Module, device: torch.device) -> nn.Module:
+    """The one distributed edge: synchronised batch norm, then DDP through `ray.train.torch.prepare_model`."""
+    module = convert_sync_batchnorm(module, device)
+    return ray.train.torch.prepare_model(module, move_to_device=device,
+                                         parallel_strategy_kwargs={"find_unused_parameters": False})
+
+
+@dataclass
+class Progress:
+    """Counters the original checkpoint format lacks; saved beside it as train_state.json."""
+
+    epoch_step: int = 0  # optimiser steps already done in the current (unfinished) epoch
+    val_l1: float | None = None
+    samples_seen: int = 0
+    budget_fraction: float = 0.0  # of the budget spent (lr_schedule "budget")
+    budget_offset: float = 0.0  # of it spent by earlier submissions, when this one started
+    started_at: float | None = None  # when the submission that wrote this began
+
+    @classmethod
+    def read(cls, path: Path) -> Progress:
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, directory: Path) -> None:
+    state.save(directory / CHECKPOINT_FILE)
+    payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
+    (directory / STATE_FILE).write_text(json.dumps(payload, indent=1))
+    cfg.to_yaml(directory / "config.yaml")
+
+
+def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg: FommConfig,
+            with_checkpoint: bool, rank: int) -> None:
+    """ray.train.report on every worker (it is a barrier); rank 0 attaches the checkpoint."""
+    metrics = {**metrics, "epoch": state.epoch, "step": state.step,
+               "val_l1": progress.val_l1 if progress.val_l1 is not None else NO_SCORE}
+    if not (with_checkpoint and rank == 0):
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        _save_checkpoint(state, progress, cfg, Path(tmp))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                         checkpoint_dir_name=f"checkpoint_e{state.epoch:04d}_s{state.step:08d}")
+
+
+def _tracker(config: dict, rank: int):  # noqa: ANN202 - services.tracking.run.Tracker or None
+    if rank != 0 or not config.get("mlflow_run_id"):
+        return None
+    from services.tracking.run import Tracker
+
+    return Tracker(tracking_uri=config["tracking_uri"], run_id=config["mlflow_run_id"])
+
+
+def _log_grid(tracker, batch: dict, generated: dict, step: int) -> None:  # noqa: ANN001
+    from evaluation.visualize import training_grid
+
+    grid = training_grid(batch["source"], batch["driving"], generated, generated["kp_source"],
+                         generated["kp_driving"])
+    tracker.log_image(grid, f"train/step_{step:08d}")
+
+
+@contextlib.contextmanager
+def private_checkpoint_dir(checkpoint: ray.train.Checkpoint) -> Iterator[str]:
+    """A local directory holding the checkpoint, read by this process alone.
+
+    A local checkpoint is read in place. A remote one is downloaded into a temporary directory of this
+    process: `Checkpoint.as_directory` shares one download per node, and a worker that arrives after the
+    first download finished downloads again into the same files while its neighbour is still reading them
+    (a restored DDP run then fails with a corrupt zip archive).
+    """
+    if checkpoint.filesystem.type_name == "local":
+        yield checkpoint.path
+        return
+    with tempfile.TemporaryDirectory(prefix="fomm_restore_") as tmp:
+        yield checkpoint.to_directory(tmp)
+
+
+class WorkerLoop:
+    """The state of one DDP worker between reports; `run()` is the whole per-worker training."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.job = TrainJob(**config["job"])
+        self.cfg = FommConfig.from_dict(config["fomm"])
+        tp = self.tp = self.cfg.train_params
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        if self.device.type == "cpu":  # the worker's CPU reservation, whatever OMP_NUM_THREADS says
+            torch.set_num_threads(max(1, int(self.job.cpus_per_worker)))
+        self.batch_size = tp.batch_size // self.world  # the config's batch is global, as over the original's GPUs
+        self.steps_per_epoch = max(1, config["samples_per_epoch"] // self.world // self.batch_size)
+
+        torch.manual_seed(tp.seed)  # identical initial weights everywhere (DDP also broadcasts rank 0's)
+        self.state = build_train_state(self.cfg.model_params, tp, device=self.device)
+        self.progress = Progress()
+        self.restored = self._restore()
+        torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
+        self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
+        self.channels_last = use_channels_last(tp.channels_last, self.autocast)
+        if self.channels_last:
+            to_channels_last(self.state)
+        self.generator_full = parallelize(self.state.generator_full, self.device)
+        self.discriminator_full = (parallelize(self.state.discriminator_full, self.device)
+                                   if self.state.use_gan else None)
+        self.tracker = _tracker(config, self.rank)
+        if self.tracker is not None:
+            self.tracker.set_tags({"precision": precision_name(self.autocast)})
+        self.train_shard = ray.train.get_dataset_shard("train")
+        self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
+        self.last_checkpoint_step = self.state.step if self.restored else -1
+        self.stopped = self.job.max_steps is not None and self.state.step >= self.job.max_steps
+        self.deadline = (config["started_at"] + 60 * self.job.max_minutes
+                         if self.job.max_minutes is not None else None)
+        self.budget = self._budget(config["started_at"])
+        if self.budget is not None:
+            self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
+        self.clock = StepClock()
+        if self.restored and self.tracker is not None:
+            self.tracker.log_metrics({"restored_from_step": self.state.step}, step=self.state.step)
+
+    def _restore(self) -> bool:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return False
+        with private_checkpoint_dir(checkpoint) as d:
+            self.state.load(Path(d) / CHECKPOINT_FILE)
+            self.progress = Progress.read(Path(d) / STATE_FILE)
+        return True
+
+    def _budget(self, started_at: float) -> Budget | None:
+        """The budget the learning rates follow (lr_schedule "budget"), else None."""
+        if self.job.lr_schedule != "budget":
+            return None
+        p = self.progress
+        offset = resumed_offset(p.budget_fraction, p.budget_offset, p.started_at, started_at) if self.restored else 0.0
+        self.progress.budget_offset, self.progress.started_at = offset, started_at
+        seconds = 60 * self.job.max_minutes if self.job.max_minutes is not None else None
+        return Budget(self.job.max_steps, seconds, started_at, offset)
+
+    def _shared_clock(self) -> float:
+        """Rank 0's time.time(), the same on every worker (stops and learning rates agree across workers)."""
+        now = torch.tensor([time.time()], dtype=torch.float64, device=self.device)
+        if dist.is_available() and dist.is_initialized() and self.world > 1:
+            dist.broadcast(now, src=0)
+        return float(now.item())
+
+    def check_stop(self) -> bool:
+        """After a step: max_steps reached, or (rank 0's clock, shared by all) the time budget spent."""
+        now = self._shared_clock() if self.deadline is not None or self.budget is not None else time.time()
+        if self.budget is not None:
+            self.progress.budget_fraction = self.budget.fraction(self.state.step, now)
+        if self.job.max_steps is not None and self.state.step >= self.job.max_steps:
+            self.stopped = True
+        elif self.deadline is not None:
+            self.stopped = now > self.deadline  # every worker stops after the same step
+        return self.stopped
+
+    def _follow_schedule(self) -> None:
+        """Before a step: with lr_schedule "budget", the rates for the fraction of the budget spent (else the
+        epochs' schedule has set them); batch norm frozen once freeze_batch_norm_epoch is reached."""
+        tp, state = self.tp, self.state
+        if self.budget is not None:
+            state.scale_learning_rates(lr_factor(self.progress.budget_fraction, tp.epoch_milestones, tp.num_epochs))
+        if tp.freeze_batch_norm_epoch is not None:
+            state.batch_norm_frozen = (  # the same rule as the decays, so a freeze at a milestone lands with it
+                epoch_reached(tp.freeze_batch_norm_epoch, self.progress.budget_fraction, tp.num_epochs)
+                if self.budget is not None else state.epoch >= tp.freeze_batch_norm_epoch)
+
+    def validate(self) -> dict[str, float]:
+        if self.val_shard is None:
+            return {}
+        metrics = validate(self.state.kp_detector, self.state.generator,
+                           self.val_shard.iter_batches(batch_size=4, batch_format="numpy"), self.device)
+        if metrics:
+            self.progress.val_l1 = metrics["val_l1"]
+        return metrics
+
+    def report(self, metrics: dict[str, Any], with_checkpoint: bool, log: bool = True) -> None:
+        """ray.train.report (+ checkpoint) on every worker; `log` also sends the metrics to MLflow."""
+        metrics = {**metrics, "weights_max_diff": max_weight_difference(
+            {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world,
+            "s3_retries": storage.retry_count()}  # this worker's so far (rank 0 uploads the checkpoints)
+        if self.tracker is not None:
+            logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
+            self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)
+        _report(metrics, self.state, self.progress, self.cfg, with_checkpoint, self.rank)
+        if with_checkpoint:
+            self.last_checkpoint_step = self.state.step
+
+    def run_epoch(self) -> bool:
+        """Train over this worker's shard of one epoch; False when stopped by max_steps before its end."""
+        tp, job, state, progress = self.tp, self.job, self.state, self.progress
+        # resumed mid-epoch: only the steps the interrupted epoch still owed
+        cap = self.steps_per_epoch if progress.epoch_step else None
+        if cap is not None and progress.epoch_step >= cap:
+            return True
+        clock = self.clock = StepClock()
+        batches = self.train_shard.iter_torch_batches(
+            batch_size=self.batch_size, drop_last=True, device=self.device, dtypes=torch.uint8,
+            local_shuffle_buffer_size=job.shuffle_buffer or 64 * self.batch_size)
+        for raw in clock.timed(batches):
+            batch = to_model_batch(raw, self.device, self.channels_last)
+            self._follow_schedule()
+            values, generated = train_step(state, batch, self.generator_full, self.discriminator_full, self.autocast)
+            timing = clock.step_done(self.batch_size, self.world)
+            progress.epoch_step += 1
+            progress.samples_seen += self.batch_size * self.world
+            if self.tracker is not None:
+                frozen = {} if tp.freeze_batch_norm_epoch is None else {"batch_norm_frozen": float(state.batch_norm_frozen)}
+                self.tracker.log_metrics({**values, **state.learning_rates(), **timing, **frozen, "epoch": state.epoch},
+                                         step=state.step, buffered=True)  # sent every few seconds
+                if job.log_images_every and state.step % job.log_images_every == 0:
+                    _log_grid(self.tracker, batch, generated, state.step)
+            if self.check_stop():
+                return cap is not None and progress.epoch_step >= cap
+            if cap is not None and progress.epoch_step >= cap:
+                return True
+            if tp.checkpoint_every_steps and state.step % tp.checkpoint_every_steps == 0:
+                self.report({**values, **timing}, with_checkpoint=True, log=False)  # already logged above
+        return True
+
+    def run(self) -> None:
+        tp, state = self.tp, self.state
+        if self.job.validate_at_start and not self.restored:
+            metrics = self.validate()
+            if self.tracker is not None and metrics:
+                self.tracker.log_metrics(metrics, step=0)
+        # a budget schedule trains until the budget ends; its milestones sit at fractions of it, not at epochs
+        while not self.stopped and (self.budget is not None or state.epoch < tp.num_epochs):
+            fresh, step = self.progress.epoch_step == 0, state.step
+            if not self.run_epoch():
+                break
+            if fresh and state.step == step:  # else a budget schedule would wait for steps that never come
+                raise ValueError(f"{self.job.data}: an epoch gave worker {self.rank} no full batch of "
+                                 f"{self.batch_size} training pairs (are its frames decodable?)")
+            end_epoch(state)
+            self.progress.epoch_step = 0
+            metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}
+            is_last = self.stopped or (self.budget is None and state.epoch >= tp.num_epochs)
+            self.report(metrics, with_checkpoint=state.epoch % max(1, tp.checkpoint_freq) == 0 or is_last)
+        if self.last_checkpoint_step != state.step:  # stopped mid-epoch (max_steps, time): keep what was learned
+            self.report({**self.validate(), **self.clock.summary(self.world)}, with_checkpoint=True)
+        if self.tracker is not None:
+            self.tracker.set_tags({"last_step": state.step, "last_epoch": state.epoch})
+            self.tracker.drain()  # what an outage held back, before this worker's process ends
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point of each worker (see WorkerLoop)."""
+    WorkerLoop(config).run()
