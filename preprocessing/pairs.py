@@ -8,7 +8,6 @@ sorted in time (the earlier is the source); an epoch visits every video `num_rep
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,36 +80,3 @@ def augment_pair(source: np.ndarray, driving: np.ndarray, rng: np.random.Generat
         y = jitter_colour(x, factors, order)
         out.append((y * 255.0 + 0.5).astype(np.uint8) if is_int else y.astype(f.dtype))
     return out[0], out[1]
-
-
-class EpochSampler:
-    """Which clip each sample of an epoch comes from: num_repeats visits per clip, or per person id."""
-
-    def __init__(self, person_ids: Sequence[str], num_repeats: int = 1, id_sampling: bool = False,
-                 seed: int = 0, shuffle: bool = True) -> None:
-        if num_repeats < 1:
-            raise ValueError(f"num_repeats must be ≥ 1, got {num_repeats}")
-        if len(person_ids) == 0:
-            raise ValueError("EpochSampler needs at least one clip")
-        self.person_ids = list(person_ids)
-        self.num_repeats, self.id_sampling, self.seed, self.shuffle = num_repeats, id_sampling, seed, shuffle
-        self.ids = sorted(set(self.person_ids))
-        self.clips_of = {pid: np.array([i for i, p in enumerate(self.person_ids) if p == pid]) for pid in self.ids}
-
-    def __len__(self) -> int:
-        units = len(self.ids) if self.id_sampling else len(self.person_ids)
-        return units * self.num_repeats
-
-    def epoch(self, epoch: int) -> np.ndarray:
-        """Clip indices of one epoch, in sample order; deterministic for (seed, epoch)."""
-        rng = np.random.default_rng([self.seed, epoch])
-        if self.id_sampling:
-            visits = np.repeat(np.arange(len(self.ids)), self.num_repeats)
-            if self.shuffle:
-                visits = rng.permutation(visits)
-            return np.array([rng.choice(self.clips_of[self.ids[v]]) for v in visits], dtype=np.int64)
-        order = np.repeat(np.arange(len(self.person_ids)), self.num_repeats)
-        return rng.permutation(order) if self.shuffle else order
-
-    def num_batches(self, batch_size: int, drop_last: bool = True) -> int:
-        return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)

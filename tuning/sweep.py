@@ -207,6 +207,3 @@ def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, expe
 def _absolute(path: str) -> str:
     return path if "://" in path else str(Path(path).resolve())
 
-
-def default_storage() -> str:
-    return os.environ.get("FOMM_STORAGE", "runs")

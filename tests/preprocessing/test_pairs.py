@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fomm.config import AugmentationParams
-from preprocessing.pairs import EpochSampler, augment_pair, jitter_colour, sample_pair
+from preprocessing.pairs import augment_pair, jitter_colour, sample_pair
 
 ORIGINAL = AugmentationParams.from_dict({"flip_param": {"horizontal_flip": True, "time_flip": True},  # vox-256's
                                         "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1}})
@@ -70,22 +70,6 @@ def test_params_from_the_original_yaml_section():
     assert p.jitter == {"brightness": 0.2, "contrast": 0.0, "saturation": 0.0, "hue": 0.05}  # absent: no jitter
     with pytest.raises(ValueError, match="unknown key 'brigthness'"):
         AugmentationParams.from_dict({"jitter_param": {"brigthness": 0.1}})
-
-
-def test_epoch_sampler_num_repeats_and_id_sampling():
-    person_ids = ["a", "a", "a", "b", "c"]
-    plain = EpochSampler(person_ids, num_repeats=3, seed=1)
-    epoch = plain.epoch(0)
-    assert len(plain) == 15 and sorted(np.bincount(epoch)) == [3, 3, 3, 3, 3]
-    np.testing.assert_array_equal(epoch, plain.epoch(0))  # deterministic per (seed, epoch)
-    assert not np.array_equal(epoch, plain.epoch(1))
-    by_id = EpochSampler(person_ids, num_repeats=4, id_sampling=True, seed=1)
-    assert len(by_id) == 12
-    picks = np.concatenate([by_id.epoch(e) for e in range(50)])
-    people = np.array(person_ids)[picks]
-    # every person is visited equally often, however many clips each has
-    assert [int(np.sum(people == p)) for p in "abc"] == [200, 200, 200]
-    assert set(picks[people == "a"]) == {0, 1, 2}  # and any of a person's clips can be picked
 
 
 def test_augmentation_of_a_loaded_config(repo_root):
