@@ -39,13 +39,14 @@ def end_open_runs(tracking_uri: str | None, experiment: str, status: str, filter
                   reason: str | None = None) -> list[str]:
     """End every run of `experiment` still RUNNING (and matching `filter_string`) as `status`; their ids.
 
-    For runs whose own process could not end them: a Tune trial stopped early, a killed driver.
+    For runs whose own process could not end them: a Tune trial stopped early, a killed driver. The first
+    reason recorded stays: a run that a lingering worker re-opened after Tune had ended it keeps Tune's reason.
     """
     where = "attributes.status = 'RUNNING'" + (f" and {filter_string}" if filter_string else "")
     client = make_client(tracking_uri)
     ended = []
     for run in search_runs(tracking_uri, experiment, where):
-        if reason:
+        if reason and "fomm.end_reason" not in (run.get("tags") or {}):
             client.set_tag(run["run_id"], "fomm.end_reason", reason)
         client.set_terminated(run["run_id"], status=status)
         ended.append(run["run_id"])

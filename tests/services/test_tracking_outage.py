@@ -103,6 +103,11 @@ def test_end_open_runs_ends_only_the_matching_running_runs(sqlite_uri):
     assert runs["trial-a"]["status"] == "KILLED" and runs["trial-a"]["tags"]["fomm.end_reason"] == "stopped early"
     assert runs["trial-b"]["status"] == "FINISHED" and runs["parent"]["status"] == "RUNNING"
 
+    Tracker(sqlite_uri, run_id=stopped.run_id)  # a lingering worker re-opens the stopped trial's run
+    assert end_open_runs(sqlite_uri, "sweep", "KILLED", reason="the sweep ended") == [stopped.run_id, parent.run_id]
+    trial = get_run(sqlite_uri, stopped.run_id)
+    assert trial["status"] == "KILLED" and trial["tags"]["fomm.end_reason"] == "stopped early"  # the first reason stays
+
 
 SIGTERMED = """
 import sys, time
