@@ -35,6 +35,7 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
     frames_per_second: float = 0.0
     num_clips: int = 0  # clips selected; each failed one has a row in `errors`
+    s3_retries: int = 0  # S3 requests this process retried (all of them in-process; the driver's with Ray workers)
 
     def error_problem(self, max_error_fraction: float = 0.0) -> str | None:
         """Why the failed clips fail the run (their share is above `max_error_fraction`), or None."""
@@ -198,6 +199,7 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
     keys = metric_keys(extractors)
     labels = {k: labelled(k, extractors) for k in keys}
     described = extractors.describe()
+    retries = storage.retry_count()
     tags = {"fomm.kind": "evaluation", "fomm.domain": cfg.domain, **cfg.tags}
     with Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, parent_run_id=cfg.parent_run_id,
                  tags=tags) as tracker:
@@ -243,9 +245,11 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
             for name in ("per_frame.parquet", "per_video.parquet", "errors.parquet"):
                 tracker.log_artifact(Path(out) / name, "tables")
         tracker.set_tags({"eval.notes": " | ".join(notes)[:5000]} if notes else {})
+        retries = storage.retry_count() - retries
+        tracker.log_metrics({"s3_retries": retries})
         return EvalResult(run_id=tracker.run_id, aggregate=aggregate, metrics=logged, labels=labels, table=table,
                           out_dir=str(out), report=report, per_video=videos, errors=errors, notes=notes,
-                          frames_per_second=fps, num_clips=len(clips))
+                          frames_per_second=fps, num_clips=len(clips), s3_retries=retries)
 
 
 def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:

@@ -42,7 +42,7 @@ def _main(argv: list[str]) -> int:
     for note in result.notes:
         print(f"note: {note}")
     print(f"videos: {int(result.aggregate['num_videos'])}, frames: {int(result.aggregate['num_frames'])}, "
-          f"errors: {len(result.errors)}, {result.frames_per_second:.1f} frames/s")
+          f"errors: {len(result.errors)}, {result.frames_per_second:.1f} frames/s, S3 retries: {result.s3_retries}")
     print(f"per-video table: {result.out_dir}/per_video.parquet")
     if result.report:
         print(f"report: {result.report['html']}")

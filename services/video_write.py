@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import uuid
+import contextlib
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from services.atomic import atomic_path
 from services.video_read import PathLike, VideoError, _open
 
 
@@ -37,15 +37,16 @@ class VideoWriter:
         if deterministic:
             self.threads = 1
         self.num_frames = 0
-        self._tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp{self.path.suffix}")
+        self._target = contextlib.ExitStack()  # services.atomic: the temporary, renamed onto path on a clean exit
         self._container = self._video = self._audio = None
         self._size: tuple[int, int] | None = None
 
     def __enter__(self) -> VideoWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._target.enter_context(atomic_path(self.path))
         try:
-            self._container = av.open(str(self._tmp), "w")
+            self._container = av.open(str(tmp), "w")
         except av.FFmpegError as e:
+            self._target.close()  # nothing written yet: the empty temporary goes
             raise VideoError(f"{self.path}: cannot open for writing ({e})") from e
         return self
 
@@ -146,12 +147,14 @@ class VideoWriter:
             self._write_audio()
         self._container.close()
         self._container = None
-        os.replace(self._tmp, self.path)
 
     def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
         try:
             if exc_type is None:
                 self._finish()
+        except BaseException as err:
+            exc_type, exc, tb = type(err), err, err.__traceback__
+            raise
         finally:
             if self._container is not None:
                 try:
@@ -159,7 +162,7 @@ class VideoWriter:
                 except av.FFmpegError:
                     pass  # the file is being discarded anyway
                 self._container = None
-            self._tmp.unlink(missing_ok=True)
+            self._target.__exit__(exc_type, exc, tb)  # renamed onto path after a clean finish, else removed
 
 
 def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float, audio_from: PathLike | None = None,

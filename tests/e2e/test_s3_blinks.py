@@ -104,3 +104,30 @@ def test_checkpoints_written_through_a_503_storm_are_whole(blinking_s3, ray_loca
         local.write_bytes(storage.read_bytes(storage.join(bucket, "runs", "blink", name, CHECKPOINT_FILE)))
         assert read_checkpoint(local)["step"] == int(name.rsplit("_s", 1)[1])
     assert result.checkpoint.endswith(f"{names[-1]}/{CHECKPOINT_FILE}")
+
+
+def test_evaluation_writes_its_tables_through_a_503_storm_and_counts_the_retries(blinking_s3, tiny_config_path,
+                                                                                  sqlite_uri, tmp_path):
+    """In-process evaluation (every S3 request in this process) writes its tables to S3 through a storm: the
+    run's s3_retries equals the 503s the proxy answered, and the tables come back whole."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from evaluation.ray_jobs import evaluate
+    from evaluation.runner import EvalConfig
+    from preprocessing.synthetic import write_synthetic_shards
+    from services.tracking.queries import get_run
+
+    data = write_synthetic_shards(tmp_path / "shards", num_videos=2, num_frames=8, seed=3)
+    proxy = blinking_s3["start"](_writes_under(f"/{tmp_path.name}/eval/"))
+    out = f"s3://{blinking_s3['bucket']}/{tmp_path.name}/eval"
+    result = evaluate(EvalConfig(config_path=str(tiny_config_path), checkpoint=None, data=str(data), out_dir=out,
+                                 domain="synthetic", num_workers=0, endpoint=proxy.endpoint, tracking_uri=sqlite_uri,
+                                 experiment="eval-s3-storm"))
+
+    assert proxy.failed > 0, "the storm never hit the job"
+    assert result.s3_retries == proxy.failed  # every 503 retried and counted, nothing else
+    assert get_run(sqlite_uri, result.run_id)["metrics"]["s3_retries"] == proxy.failed
+    frames = pq.read_table(io.BytesIO(storage.read_bytes(f"{out}/per_frame.parquet")))  # straight from moto
+    assert frames.num_rows == 2 * 8
