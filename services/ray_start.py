@@ -20,6 +20,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dic
 
     S3 credentials are not passed here: workers read them from their own environment (see services.storage).
     """
+    import signal
+    import threading
+
     import ray
 
     if ray.is_initialized():
@@ -32,3 +35,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dic
     else:
         ray.init(num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=log_to_driver, include_dashboard=False,
                  ignore_reinit_error=True)
+    if threading.current_thread() is threading.main_thread():
+        # ray.init sets a Python SIGTERM handler (exit 15, so the open MLflow run ends KILLED), then its core
+        # worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put the
+        # Python handler back on top
+        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))

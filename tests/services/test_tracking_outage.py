@@ -118,8 +118,8 @@ def main(argv):
     with Tracker(argv[0], experiment="sigterm", run_name=argv[1]) as tracker:
         print(tracker.run_id, flush=True)
         if argv[1] == "ray":  # a Ray driver: ray.init turns SIGTERM into sys.exit(15)
-            import ray
-            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+            from services.ray_start import ensure_ray
+            ensure_ray(num_cpus=1, log_to_driver=False)
             print("ready", flush=True)
         else:
             print("ready", flush=True)
