@@ -3,21 +3,24 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip -qq --disable-pip-version-check
 
 .PHONY: demo test lint bench venv clean
 
 venv: $(STAMP)
 
-# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build. pip at -qq prints errors only.
 $(STAMP): pyproject.toml constraints.txt
-	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,eval,export]"
-	# face-alignment requires the GUI build opencv-python; both wheels own cv2/, so swap it for the headless one
-	$(BIN)/pip uninstall -q -y opencv-python
-	$(BIN)/pip install -q --no-deps --force-reinstall -c constraints.txt opencv-python-headless
-	touch $(STAMP)
+	@echo "installing into $(VENV) (a few minutes the first time)"
+	@test -d $(VENV) || $(PY) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
+	@$(PIP) install torch==2.13.0
+	@$(PIP) install -c constraints.txt -e ".[dev,eval,export]"
+	@# face-alignment requires the GUI build opencv-python; both wheels own cv2/: swap it for the headless one
+	@$(PIP) uninstall -y opencv-python
+	@$(PIP) install --no-deps --force-reinstall -c constraints.txt opencv-python-headless
+	@touch $(STAMP)
+	@echo "installed: $$($(BIN)/python -c 'import torch, ray, mlflow; print("torch", torch.__version__, "· ray", ray.__version__, "· mlflow", mlflow.__version__)')"
 
 demo: $(STAMP)
 	$(BIN)/python pipelines/demo.py --out demo_output
