@@ -10,6 +10,8 @@ from fomm.geometry import heatmap_to_keypoints, kp2gaussian, make_coordinate_gri
 from fomm.pyramid import AntiAliasInterpolation2d, ImagePyramid, gaussian_kernel
 from fomm.tps import Transform
 
+pytestmark = pytest.mark.numeric
+
 
 def test_coordinate_grid_3x3_values():
     grid = make_coordinate_grid((3, 3), torch.float32)

@@ -10,6 +10,8 @@ from fomm.config import ModelConfig
 from services.video_read import probe_video, read_frames, read_image
 from tests.fomm.test_parity_original import PARITY_FP32
 
+pytestmark = pytest.mark.numeric
+
 FRAMES = 8
 
 

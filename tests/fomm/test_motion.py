@@ -13,6 +13,8 @@ from fomm.generator import deform_input
 from fomm.geometry import make_coordinate_grid
 from fomm.tps import Transform
 
+pytestmark = pytest.mark.numeric
+
 
 def test_sparse_motion_with_known_jacobian():
     kp_d = {"value": torch.tensor([[[0.5, 0.0]]]), "jacobian": torch.tensor([[[[2.0, 0.0], [0.0, 1.0]]]])}
