@@ -15,12 +15,13 @@ import numpy as np
 
 from fomm.animation import find_best_frame
 from fomm.animator import AnimatorError
+from services.cli import UserError
 
 # dataset folder name in a config → what its subject is (the paper's data sets)
 KIND_BY_DATASET = {"vox": "face", "nemo": "face", "taichi": "person", "fashion": "person", "ted": "person"}
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     """No backend of the kind asked for can run here; the message says what is missing."""
 
 

@@ -1,8 +1,9 @@
 """The command-line contract of every entry point: a user error is one line naming the flag or file, exit 2.
 
-`run_cli(main, argv, prog)` calls `main(argv)`; a user mistake (`UserError`, or one of the projects' own
-input-error types listed in `USER_ERROR_TYPES`) prints `prog: error: message` on stderr and returns 2, with
-no traceback unless `--debug` is on the command line. Anything else is a bug and raises as usual.
+`run_cli(main, argv, prog)` calls `main(argv)`; a user mistake (`UserError` and the packages' subclasses of it,
+or an exception class marked `user_error = True` by the model package, which imports nothing of ours) prints
+`prog: error: message` on stderr and returns 2, with no traceback unless `--debug` is on the command line.
+Anything else is a bug and raises as usual.
 """
 
 from __future__ import annotations
@@ -19,28 +20,21 @@ from typing import Any
 
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
-# the packages' own "bad input" exceptions, by dotted name: a type whose module was never imported cannot have
-# been raised, so the look-up reads sys.modules and this package imports nothing of ours
-USER_ERROR_TYPES = (
-    "fomm.config.ConfigError", "fomm.checkpoint.CheckpointError", "fomm.animator.AnimatorError",
-    "services.video_read.VideoError", "services.storage.StorageError",
-    "training.data.DataError", "tuning.spaces.SpaceError", "evaluation.extractors.MissingWeightsError",
-    "evaluation.extractors.BackendUnavailableError", "animate.backends.BackendUnavailable",
-)
 
 
 class UserError(Exception):
-    """A mistake in the command line or its inputs; the message names the flag or file and what was expected."""
+    """A mistake in the command line or its inputs; the message names the flag or file and what was expected.
+
+    The packages' own input errors subclass it; the model package (which imports nothing of ours) marks its
+    error classes with the class attribute `user_error = True` instead.
+    """
+
+    user_error = True
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
-    found: list[type[BaseException]] = [UserError]
-    for dotted in USER_ERROR_TYPES:
-        module, _, name = dotted.rpartition(".")
-        cls = getattr(sys.modules.get(module), name, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            found.append(cls)
-    return tuple(found)
+def is_user_error(err: BaseException) -> bool:
+    """A UserError, or an exception whose class is marked `user_error = True`."""
+    return isinstance(err, UserError) or getattr(type(err), "user_error", False) is True
 
 
 def one_line(err: BaseException) -> str:
@@ -97,7 +91,9 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
     try:
         with sigterm_as_interrupt():
             return int(main(argv) or 0)
-    except (*user_error_types(), *extra) as err:
+    except Exception as err:
+        if not (is_user_error(err) or isinstance(err, extra)):
+            raise
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)

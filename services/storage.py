@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 import fsspec
 
 from services.atomic import atomic_path
+from services.cli import UserError
 
 ENDPOINT_ENV = ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 # attempts per S3 request (first try included) for transient errors: 5xx, throttling, dropped connections,
@@ -29,7 +30,7 @@ _retries = 0
 _retries_lock = threading.Lock()
 
 
-class StorageError(OSError):
+class StorageError(UserError, OSError):
     """A storage path that cannot be read or written; the message names the path."""
 
 

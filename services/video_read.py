@@ -10,10 +10,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from services.cli import UserError
+
 PathLike = str | os.PathLike
 
 
-class VideoError(ValueError):
+class VideoError(UserError, ValueError):
     """A video (or image) that cannot be read or written; the message names the file and the problem."""
 
 

@@ -9,11 +9,12 @@ from typing import Any
 from ray import tune
 
 from fomm.config import ConfigError, FommConfig, apply_overrides, read_yaml
+from services.cli import UserError
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """A search-space file that cannot be used; the message names the file and the key."""
 
 

@@ -21,6 +21,7 @@ section = dataclass(frozen=True, kw_only=True, slots=True)  # the decorator of e
 
 class ConfigError(ValueError):
     """A config file or section that does not fit the schema; the message names the file and the key."""
+    user_error = True  # services.cli.run_cli answers it with one line (fomm imports nothing of ours)
 
 
 def _child(where: str, name: str) -> str:

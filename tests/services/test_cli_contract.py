@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -36,6 +37,30 @@ def test_config_error_of_an_imported_package_is_a_user_error(capsys) -> None:
 
     assert run_cli(main, [], "train") == 2
     assert capsys.readouterr().err == "train: error: vox.yaml: unknown key 'num_kps'\n"
+
+
+def test_the_packages_input_errors_are_user_errors_and_services_names_none_of_them(repo_root) -> None:
+    from evaluation.extractors import BackendUnavailableError, MissingWeightsError
+    from fomm.animator import AnimatorError
+    from fomm.checkpoint import CheckpointError
+    from services.cli import is_user_error
+    from services.storage import StorageError
+    from services.video_read import VideoError
+    from training.data import DataError
+
+    errors = [ConfigErrorOf(), CheckpointError("x"), AnimatorError("x"), VideoError("x"), StorageError("x"),
+              DataError("x"), MissingWeightsError("b", "p", "h"), BackendUnavailableError("x")]
+    assert all(is_user_error(e) for e in errors)
+    assert not is_user_error(ValueError("a bug")) and not is_user_error(KeyError("a bug"))
+    dotted = re.compile(r"[\"'](fomm|preprocessing|evaluation|animate|training|tuning)(\.[a-z_]+)+\.[A-Z]")
+    for path in (repo_root / "services").rglob("*.py"):  # the ground floor names no class of a package above it
+        assert not dotted.search(path.read_text()), path
+
+
+def ConfigErrorOf() -> Exception:  # noqa: N802 - a factory named after what it makes
+    from fomm.config import ConfigError
+
+    return ConfigError("x")
 
 
 def test_argument_parser_errors_are_user_errors() -> None:
