@@ -18,6 +18,8 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from services.failures import environment_failure
+
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
 
@@ -80,7 +82,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
             status: int = USER_ERROR_STATUS, extra: tuple[type[BaseException], ...] = ()) -> int:
-    """`main(argv)`'s exit status; a user error (or one of `extra`) → one line on stderr and `status`.
+    """`main(argv)`'s exit status; a user error (or one of `extra`) or an environment failure (services.failures:
+    credentials, a full or read-only disk, a non-UTF-8 file, an image bomb, MLflow) → one line on stderr and `status`.
 
     `--debug` anywhere on the command line is taken out of `argv` and prints the traceback as well.
     Ctrl-C and SIGTERM unwind `main` (its runs end KILLED) and exit 130 / 143 with one line.
@@ -92,11 +95,12 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         with sigterm_as_interrupt():
             return int(main(argv) or 0)
     except Exception as err:
-        if not (is_user_error(err) or isinstance(err, extra)):
+        line = one_line(err) if is_user_error(err) or isinstance(err, extra) else environment_failure(err)
+        if line is None:
             raise
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)
+        print(f"{prog}: error: {line}", file=sys.stderr, flush=True)
         return status
     except KeyboardInterrupt as err:
         if debug:

@@ -129,8 +129,10 @@ class TrainParams(Section):
     # norm layers of the kp detector and generator normalise with their running statistics and stop updating
     # them, while their weights train on: small batches' statistics then stop shifting each image's colours
     freeze_batch_norm_epoch: int | None = None
+    positive: ClassVar = ("num_epochs", "num_repeats", "batch_size")  # 0 epochs trains nothing: refused
 
     def __post_init__(self) -> None:
+        Section.__post_init__(self)
         for name in ("bf16", "channels_last"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ValueError(f"{name} must be true, false or auto, got {getattr(self, name)!r}")
@@ -197,6 +199,12 @@ class DatasetParams(Section):
     id_sampling: bool = False
     pairs_list: str | None = None
     augmentation_params: AugmentationParams = field(default_factory=AugmentationParams)
+
+    def __post_init__(self) -> None:
+        for name in ("frame_shape", "image_shape"):
+            shape = getattr(self, name)
+            if shape is not None and (len(shape) not in (2, 3) or min(shape) <= 0):
+                raise ValueError(f"{name} must be [H, W] or [H, W, C] of positive sizes, got {list(shape)}")
 
     @property
     def shape(self) -> tuple[int, ...]:
