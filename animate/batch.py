@@ -122,6 +122,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     checks.existing_file("--config", config, "a FOMM YAML")
     Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
     table = error_table_path(pairs, errors)
+    checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})
     if not storage.is_remote(table):
         checks.writable_dir("--errors", Path(table).parent)
 

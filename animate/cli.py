@@ -19,6 +19,7 @@ from fomm.config import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from fomm.precision import PRECISIONS
+from services import checks
 from services.cli import run_cli
 from services.video_read import probe_video
 
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_animate(args: argparse.Namespace) -> int:
     model = weights(args)
     device = check_animation_flags(args)
+    checks.not_an_input("--out", args.out, {"--source": args.source, "--driving": args.driving,
+                                            "--config": args.config, "--checkpoint": args.checkpoint,
+                                            "--onnx": args.onnx})
     check_output(args.out)
     read_source(args.source)  # bad inputs fail here, before a model is built
     probe_video(args.driving)
@@ -167,6 +171,8 @@ def _require_export_extra() -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     model = weights(args)
+    checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint})
+    checks.writable_dir("--out", args.out)
     _require_export_extra()
     animator = Animator.from_config(args.config, **model, precision="fp32", channels_last=False)
     out = export_onnx(animator.kp_detector, animator.generator, animator.frame_size, args.out)

@@ -16,7 +16,15 @@ from animate.autocrop import AutoCropOptions, auto_crop_frames, resolve_crop
 from animate.backends import best_frame, best_landmarker
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.config import load_config
-from services.video_read import ImageError, VideoError, VideoInfo, iter_frames, probe_video, read_image
+from services.video_read import (
+    DamagedImageError,
+    ImageError,
+    VideoError,
+    VideoInfo,
+    iter_frames,
+    probe_video,
+    read_image,
+)
 from services.video_write import VideoWriter
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -65,8 +73,8 @@ def read_source(path: str | Path) -> np.ndarray:
     try:
         return read_image(path)
     except ImageError as image_err:
-        if not Path(path).is_file():
-            raise
+        if not Path(path).is_file() or isinstance(image_err, DamagedImageError):  # a damaged image is refused:
+            raise  # FFmpeg's image decoders would conceal the damage (a cut-off JPEG's missing part filled)
         try:
             return next(iter_frames(path, 0, 1))
         except VideoError:

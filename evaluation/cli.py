@@ -93,6 +93,8 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
             storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
     require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)
+    checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
+                                               checkpoint_flag: cfg.checkpoint})
     checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
     from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)
 

@@ -63,6 +63,7 @@ def _main(argv: list[str]) -> int:
     a = parse_args(argv)
     checks.writable_dir("--out", a.out)
     checks.existing_file("--config", a.config, "a FOMM YAML")
+    checks.not_an_input("--out", a.out, {"--config": a.config})
     TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
     from evaluation.ray_jobs import evaluate
     from evaluation.report import plot_curves

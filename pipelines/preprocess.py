@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def check_inputs(cfg: PreprocessConfig) -> None:
     from services import storage
 
     checks.writable_storage("--output", cfg.output, cfg.endpoint)
+    glob_root = re.split(r"[*?\[]", cfg.input)[0]  # videos/*.mp4: the folder videos/
+    checks.not_an_input("--output", cfg.output, {"--input": glob_root, "--video-dir": cfg.video_dir})
     if cfg.input == "synthetic" or cfg.input.startswith("synthetic:"):
         count = cfg.input.partition(":")[2] or "1"
         if not count.isdigit() or int(count) < 1:

@@ -42,6 +42,7 @@ def _main(argv: list[str]) -> int:
     if base.storage.startswith("s3://"):
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
     checks.existing_file("--space", a.space, "a search space YAML")
+    checks.not_an_input("--out", a.out, {"--config": a.config, "--space": a.space, "--data": a.data})
     from tuning.spaces import SearchSpace  # imports Ray Tune (seconds): after the cheap checks
 
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key

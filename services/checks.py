@@ -6,7 +6,7 @@ import os
 import socket
 import tempfile
 import urllib.parse
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from services.cli import UserError
 
@@ -87,3 +87,29 @@ def tracking_uri(flag: str, uri: str | None) -> None:
     elif scheme not in ("databricks", "postgresql", "mysql", "mssql"):
         raise UserError(f"{flag} {uri}: unknown tracking URI scheme {scheme!r} (expected http(s)://, sqlite:/// "
                         "or a folder)")
+
+
+def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """An output that neither is nor sits inside any of `inputs` ({flag: path}), resolved with symlinks followed;
+    remote URLs are compared as written. A user's input is never overwritten."""
+    if out is None:
+        return
+    scheme, target = _resolved(out)
+    for name, path in inputs.items():
+        if path is None or str(path) in ("", "-"):
+            continue
+        source_scheme, source = _resolved(path)
+        if source_scheme != scheme:
+            continue
+        if target == source:
+            raise UserError(f"{flag} {out}: is the {name} input {path} (an output must not overwrite an input)")
+        if source in target.parents:
+            raise UserError(f"{flag} {out}: is inside the {name} input {path} (outputs go outside the inputs)")
+
+
+def _resolved(path: str | os.PathLike) -> tuple[str, PurePosixPath]:
+    """(scheme, path): a local path made absolute with symlinks followed; a URL's bucket and key as written."""
+    scheme, sep, rest = str(path).partition("://")
+    if sep:
+        return scheme, PurePosixPath("/" + rest.rstrip("/"))
+    return "", PurePosixPath(Path(path).expanduser().resolve())

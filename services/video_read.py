@@ -23,6 +23,10 @@ class ImageError(VideoError):
     """A file that is not a readable image."""
 
 
+class DamagedImageError(ImageError):
+    """A file that is an image, but cut off or corrupt, or too large to decode: refused, never concealed."""
+
+
 @dataclass
 class VideoInfo:
     """What a video holds. width/height are the displayed size, i.e. after the rotation metadata."""
@@ -161,11 +165,17 @@ def read_image(path: PathLike) -> np.ndarray:
     if not p.is_file():
         raise ImageError(f"{p}: no such file")
     try:
-        with Image.open(p) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
+        img = Image.open(p)
+    except Image.DecompressionBombError as e:  # a few bytes that would decode to gigabytes
+        raise DamagedImageError(f"{p}: image refused ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{p}: not a readable image ({e})") from e
+    try:  # the format is known from here on: a failure is a damaged image (a truncated JPEG, …)
+        with img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DamagedImageError(f"{p}: damaged {img.format or ''} image ({e})".replace("  ", " ")) from e
     return _to_rgb8(img, p)
 
 

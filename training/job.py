@@ -126,4 +126,5 @@ def check_inputs(job: TrainJob) -> None:
             job.load_config()
     require_shards("--data", job.data, job.train_split, job.endpoint)
     checks.writable_storage("--storage", job.storage, job.endpoint)
+    checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
