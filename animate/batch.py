@@ -15,7 +15,7 @@ from animate.files import animate_file, build_animator
 from fomm.animator import Animator
 from services import checks, storage
 from services.cli import UserError
-from services.ray_start import ensure_ray
+from services.ray_start import check_room, ensure_ray
 
 COLUMNS = ("source", "driving", "output")
 FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's
@@ -132,4 +132,5 @@ def animate_pairs(pairs: str, config: str, checkpoint: str | None = None, *, ran
     """The whole job: check the inputs, join (or start) Ray, run the plan; returns `run`'s counts."""
     check_inputs(pairs, config, checkpoint, random_init, errors)
     ensure_ray(ray_address)
+    check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
     return run(pairs, config, checkpoint, random_init=random_init, errors=errors, **plan)

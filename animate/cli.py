@@ -80,12 +80,7 @@ def weights(args: argparse.Namespace) -> dict:
 
 def check_animation_flags(args: argparse.Namespace) -> torch.device:
     """One line for an animation flag out of range; returns the device."""
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise AnimatorError(f"--device {args.device!r}: not a device (use cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AnimatorError(f"--device {args.device}: CUDA is not available on this machine")
+    device = torch.device(checks.device("--device", args.device))
     if args.batch_size < 1:
         raise AnimatorError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     if args.smooth < 0:

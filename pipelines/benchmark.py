@@ -56,7 +56,7 @@ def _main(argv: list[str]) -> int:
             latest_model_version(eval_cfg.tracking_uri, args.model_name)
         except LookupError as err:
             raise UserError(f"--model-name {args.model_name}: {err}") from None
-    init_ray(args.ray_address, args.num_workers)
+    init_ray(args.ray_address, eval_cfg.num_workers, eval_cfg.cpus_per_worker)
 
     with user_input():
         cfg = BenchmarkConfig(eval=eval_cfg, checkpoints=args.checkpoints, model_name=args.model_name,

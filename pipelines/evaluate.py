@@ -35,7 +35,7 @@ def _main(argv: list[str]) -> int:
     from evaluation.benchmark import judge
     from evaluation.ray_jobs import evaluate, init_ray
 
-    init_ray(args.ray_address, cfg.num_workers)
+    init_ray(args.ray_address, cfg.num_workers, cfg.cpus_per_worker)
 
     result = evaluate(cfg)
     print(result.table)

@@ -16,33 +16,23 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from preprocessing.config import KINDS, PreprocessConfig  # noqa: E402
+from preprocessing.config import PreprocessConfig  # noqa: E402
 from services import checks, cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = cli.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    cfg = cli.field_flags(p, PreprocessConfig)  # each default is PreprocessConfig's
-    cfg("input", required=True, help="folder, glob, metadata CSV (VoxCeleb/Tai-Chi-HD) or synthetic[:N]")
-    cfg("output", required=True, help="dataset root, local or s3://")
-    cfg("kind", choices=KINDS, help="what to detect and crop")
-    cfg("size", type=cli.at_least(8), help="clip frames are SIZE×SIZE")
-    cfg("workers", type=cli.at_least(1), help="parallel video processors (default: all CPUs)")
-    cfg("detector", help="auto, s3fd, haar, hog or none")
-    cfg("detect_every", type=cli.at_least(1), help="detect on every N-th frame")
-    cfg("min_frames", type=cli.at_least(1), help="drop tracks shorter than this")
-    cfg("min_size", type=int, help="drop tracks smaller than this (source pixels)")
-    cfg("margin", type=float, help="crop enlargement per side (× box size)")
-    cfg("max_frames", type=int, help="read only the first N frames of each video")
-    cfg("max_clip_frames", type=int, help="split longer tracks into clips")
-    cfg("target_fps", "--fps", type=float, help="resample videos to this frame rate")
-    cfg("frame_format", choices=["jpeg", "png", "webp"])
+    cfg = cli.field_flags(p, PreprocessConfig)  # defaults, help, types and ranges: PreprocessConfig's rules
+    cfg("input", required=True)
+    cfg("output", required=True)
+    for name in ("kind", "size", "workers", "detector", "detect_every", "min_frames", "min_size", "margin",
+                 "max_frames", "max_clip_frames", "target_fps", "frame_format"):
+        cfg(name)
     default_mb = cli.field_default(PreprocessConfig, "shard_bytes") / 2**20
     p.add_argument("--shard-mb", type=cli.at_least(0.001, float), default=default_mb, help="target shard size in MiB")
-    cfg("video_dir", help="raw videos of a metadata CSV (default: the CSV's folder)")
-    cfg("test_fraction", type=float, help="test share when the input has no split")
-    cfg("endpoint", help="S3 endpoint URL (default: FOMM_S3_ENDPOINT/AWS_ENDPOINT_URL)")
-    cfg("retry_errors", action="store_true", help="re-run videos listed in the error table")
+    for name in ("video_dir", "test_fraction", "endpoint"):
+        cfg(name)
+    cfg("retry_errors", action="store_true")
     p.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)")
     return p.parse_args(argv)

@@ -15,7 +15,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fomm.config import parse_assignments  # noqa: E402
-from services.cli import ArgumentParser, at_least, field_flags, field_values, report, run_cli, user_input  # noqa: E402
+from services.cli import ArgumentParser, field_flags, field_values, report, run_cli, user_input  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 
 
@@ -23,16 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_train_flags(p)
     job = field_flags(p, TrainJob)
-    job("cpus_per_worker", type=float)
-    job("max_minutes", type=at_least(0.01, float), help="stop training this long after the start")
-    job("lr_schedule", choices=("epochs", "budget"),
-        help="decay the learning rates at the config's epoch_milestones (epochs), or at the same "
-             "fractions of --max-steps / --max-minutes, training until that budget ends (budget)")
-    job("resume", action="store_true", help="continue the run in --storage/--name from its latest checkpoint")
-    job("keep_checkpoints", type=at_least(1), help="keep the best N checkpoints by val_l1 (and the latest)")
-    job("max_failures", type=at_least(0), help="worker-group restarts from the latest checkpoint")
-    job("val_split")
-    job("log_images_every", type=at_least(0), help="steps between training grids in MLflow (0: never)")
+    for name in ("cpus_per_worker", "max_minutes", "lr_schedule", "keep_checkpoints", "max_failures", "val_split",
+                 "log_images_every"):
+        job(name)
+    job("resume", action="store_true")
     p.add_argument("--model-name", default=None,
                    help="register the best checkpoint as a new version of this MLflow model (default: not registered)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",

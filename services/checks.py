@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 import urllib.parse
@@ -113,3 +114,19 @@ def _resolved(path: str | os.PathLike) -> tuple[str, PurePosixPath]:
     if sep:
         return scheme, PurePosixPath("/" + rest.rstrip("/"))
     return "", PurePosixPath(Path(path).expanduser().resolve())
+
+
+def device(flag: str, text: str, here: bool = True) -> str:
+    """A torch device name: cpu, cuda, cuda:N or mps; with `here`, one this machine has (else on the workers)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", text):
+        raise UserError(f"{flag} {text!r}: not a device (use cpu, cuda, cuda:N or mps)")
+    if here and text != "cpu":
+        import torch
+
+        if text == "mps" and not torch.backends.mps.is_available():
+            raise UserError(f"{flag} mps: Apple's Metal (MPS) is not available on this machine")
+        have = torch.cuda.device_count() if text.startswith("cuda") else 1
+        if int(text.partition(":")[2] or 0) >= have:
+            raise UserError(f"{flag} {text}: CUDA is not available on this machine" if have == 0 else
+                            f"{flag} {text}: this machine has {have} CUDA device{'s' * (have != 1)}")
+    return text

@@ -18,25 +18,12 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from services.errors import UserError, is_user_error
 from services.failures import environment_failure
+from services.fields import Rule, flag_of, number, rule_of, scalar_type
 
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
-
-
-class UserError(Exception):
-    """A mistake in the command line or its inputs; the message names the flag or file and what was expected.
-
-    The packages' own input errors subclass it; the model package (which imports nothing of ours) marks its
-    error classes with the class attribute `user_error = True` instead.
-    """
-
-    user_error = True
-
-
-def is_user_error(err: BaseException) -> bool:
-    """A UserError, or an exception whose class is marked `user_error = True`."""
-    return isinstance(err, UserError) or getattr(type(err), "user_error", False) is True
 
 
 def one_line(err: BaseException) -> str:
@@ -122,21 +109,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def at_least(minimum: float, kind: type = int, most: float | None = None) -> Callable[[str], float]:
-    """An argparse `type=`: a number of `kind` ≥ minimum and ≤ most (the error names the flag through argparse)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if value < minimum or (most is not None and value > most):
-            raise argparse.ArgumentTypeError(f"must be ≥ {minimum:g}, got {text}" if most is None else
-                                             f"must be in [{minimum:g}, {most:g}], got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
+    """An argparse `type=`: a finite number of `kind` ≥ minimum and ≤ most (the error names the flag)."""
+    return number(kind, Rule(ge=minimum, le=most))
 
 
 def field_default(cls: type, name: str) -> Any:
@@ -147,13 +121,25 @@ def field_default(cls: type, name: str) -> Any:
 
 def field_flags(parser: argparse.ArgumentParser, cls: type) -> Callable[..., argparse.Action]:
     """`add(field, *flags, **kwargs)`: a flag for a field of dataclass `cls` whose dest is the field's name and whose
-    default is the field's unless `default=` is given, so each default lives in the dataclass (flags: --field-name)."""
+    default is the field's unless `default=` is given, so each default lives in the dataclass (flags: --field-name).
+
+    A field declared with `services.fields.rule` also gives the flag its name, help, choices and type: a number
+    parsed finite and in range, so the rule is written once, in the dataclass.
+    """
 
     def add(name: str, *flags: str, **kwargs: Any) -> argparse.Action:
         default = field_default(cls, name)
         if default is not dataclasses.MISSING:
             kwargs.setdefault("default", default)
-        flags = flags or ("--" + name.replace("_", "-"),)
+        r = rule_of(cls, name)
+        flags = flags or (flag_of(name, r),)
+        if r.help:
+            kwargs.setdefault("help", r.help)
+        if r.choices is not None and "action" not in kwargs:
+            kwargs.setdefault("choices", r.choices)
+        kind = kwargs.get("type", scalar_type(cls, name))
+        if "action" not in kwargs and kind in (int, float):  # a plain int/float: finite, and the rule's range
+            kwargs["type"] = number(kind, r)
         if "action" not in kwargs and "choices" not in kwargs:
             kwargs.setdefault("metavar", flags[0].lstrip("-").replace("-", "_").upper())  # --out OUT, not OUT_DIR
         return parser.add_argument(*flags, dest=name, **kwargs)

@@ -124,7 +124,9 @@ def test_manifest_counts_match_the_shards(synthetic_dir, tmp_path):
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="kind 'cats'"):
+    with pytest.raises(ValueError, match="^--kind cats: expected one of face, person, none$"):
         PreprocessConfig(input="x", output="y", kind="cats")
+    with pytest.raises(ValueError, match="^--fps nan: must be a finite number$"):  # `x <= 0` is False for NaN
+        PreprocessConfig(input="x", output="y", target_fps=float("nan"))
     with pytest.raises(ValueError, match="unknown key"):
         PreprocessConfig.from_dict({"input": "x", "output": "y", "sise": 3})
