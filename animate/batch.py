@@ -133,4 +133,5 @@ def animate_pairs(pairs: str, config: str, checkpoint: str | None = None, *, ran
     check_inputs(pairs, config, checkpoint, random_init, errors)
     ensure_ray(ray_address)
     check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
+    check_room("--device", "GPU", 1 if str(plan.get("device", "cpu")).startswith("cuda") else 0)  # an actor's
     return run(pairs, config, checkpoint, random_init=random_init, errors=errors, **plan)

@@ -83,10 +83,12 @@ def read_source(path: str | Path) -> np.ndarray:
 
 def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, crop: str | None = None,
                    subject: int | None = None, paste_back: bool = True, smooth: float = 0.0,
+                   subject_kind: str | None = None,
                    **animator_options) -> tuple[Animator, AutoCropOptions | None]:  # noqa: ANN003 - Animator's
     """The Animator of a file-level animation and, for `crop` auto (the default where a subject detector runs
     here), the auto-crop options; a --crop auto that cannot run fails here, before the model is built."""
-    crop, auto_crop = resolve_crop(load_config(config), crop, subject=subject, paste_back=paste_back, smooth=smooth)
+    crop, auto_crop = resolve_crop(load_config(config), crop, subject=subject, paste_back=paste_back, smooth=smooth,
+                                   kind=subject_kind)
     animator = Animator.from_config(config, checkpoint, crop="none" if auto_crop else crop, smooth=smooth,
                                     **animator_options)
     return animator, auto_crop

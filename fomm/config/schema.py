@@ -191,6 +191,9 @@ class AugmentationParams(Section):
         return to_dict(self.jitter_param or JitterParams())
 
 
+SUBJECT_KINDS = ("face", "person", "none")
+
+
 @section
 class DatasetParams(Section):
     root_dir: str = ""
@@ -199,8 +202,13 @@ class DatasetParams(Section):
     id_sampling: bool = False
     pairs_list: str | None = None
     augmentation_params: AugmentationParams = field(default_factory=AugmentationParams)
+    # our addition: what the frames show, face, person or none (None: from root_dir's name, vox → face, taichi →
+    # person, …); picks the subject detector of `fomm animate --crop auto`
+    subject_kind: str | None = None
 
     def __post_init__(self) -> None:
+        if self.subject_kind not in (None, *SUBJECT_KINDS):
+            raise ValueError(f"subject_kind must be one of {', '.join(SUBJECT_KINDS)}, got {self.subject_kind!r}")
         for name in ("frame_shape", "image_shape"):
             shape = getattr(self, name)
             if shape is not None and (len(shape) not in (2, 3) or min(shape) <= 0):
