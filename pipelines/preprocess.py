@@ -85,6 +85,10 @@ def _main(argv: list[str]) -> int:
     print(f"errors:   {result['errors']} ({result['num_errors']} failed videos)")
     print(f"S3 retries: {result['s3_retries']}")
     print("result: " + json.dumps(result, sort_keys=True))
+    if result["num_clips"] == 0:  # a job that made nothing has failed, whatever its videos did
+        print(f"preprocess: error: --output {cfg.output}: no clips were made ({result['num_errors']} failed "
+              f"videos: {result['errors']})", file=sys.stderr)
+        return 1
     return 0
 
 
