@@ -198,8 +198,16 @@ def local_copy(path: str, endpoint: str | None = None) -> Iterator[str]:
 
 
 def check_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
-    """Before a job starts: an s3:// path's endpoint accepts connections (a UserError naming the flag if not)."""
+    """Before a job starts: an s3:// path's endpoint accepts connections and credentials for it exist (a
+    UserError naming the flag if not)."""
     from services.checks import reachable
 
-    if is_remote(path) and (url := s3_endpoint(endpoint)):
+    if not is_remote(path):
+        return
+    if url := s3_endpoint(endpoint):
         reachable(f"{flag} {path}: S3 endpoint", url)
+    import botocore.session
+
+    if botocore.session.get_session().get_credentials() is None:
+        raise StorageError(f"{flag} {path}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                           "or AWS_PROFILE)")
