@@ -218,6 +218,20 @@ def test_runs_compare_dispatches_its_arguments(monkeypatch, capsys):
     assert main(["runs", "merge"]) == 1 and "unknown action 'merge'" in capsys.readouterr().err
 
 
+def test_runs_compare_on_a_dead_tracking_server_is_one_line_in_seconds(capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # released at once: nothing listens there
+    started = time.monotonic()
+    assert main(["runs", "compare", "--tracking-uri", f"http://127.0.0.1:{port}"]) == 1
+    assert time.monotonic() - started < 5
+    assert capsys.readouterr().err == (f"fomm runs: error: --tracking-uri http://127.0.0.1:{port}: unreachable "
+                                       "(Connection refused)\n")
+
+
 def test_console_script_exit_status(media, tmp_path):
     fomm = Path(sys.executable).parent / "fomm"
     done = subprocess.run([str(fomm), "animate", "--config", "configs/tiny-64.yaml", "--random-init",
