@@ -12,10 +12,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from evaluation.report import plot_runs
 from services import checks
 from services.cli import ArgumentParser, at_least
-from services.tracking.queries import search_runs
 
 MAIN_METRIC = re.compile(r"^(l1|akd|akd_l2|mkr|aed|aed_l2)(/.*)?$")
 
@@ -68,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     checks.tracking_uri("--tracking-uri", args.tracking_uri)  # a dead server: one line in seconds, not minutes
     if args.plot:
         checks.writable_dir("--plot", Path(args.plot).parent)
+    from evaluation.report import plot_runs  # matplotlib and MLflow take seconds to import: after the checks
+    from services.tracking.queries import search_runs
+
     runs = search_runs(args.tracking_uri, args.experiment, filter_string=args.filter)
     if not runs:
         print(f"experiment {args.experiment!r}: no runs" + (f" matching {args.filter!r}" if args.filter else ""),
