@@ -56,15 +56,14 @@ def check_output(out: str | Path) -> Path:
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise AnimatorError(f"{out}: unsupported output format {out.suffix or '(none)'!r} "
                            f"(use {', '.join(OUTPUT_SUFFIXES)})")
-    parent = out.parent
-    if parent.exists() and not parent.is_dir():
-        raise AnimatorError(f"{out}: cannot write: {parent} is not a folder")
+    existing = next(p for p in (out.parent, *out.parent.parents) if p.exists())  # folders come with the video
+    if not existing.is_dir():
+        raise AnimatorError(f"{out}: cannot write: {existing} is not a folder")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
-        raise AnimatorError(f"{out}: cannot write to {parent} ({err.strerror or err})") from None
+        raise AnimatorError(f"{out}: cannot write to {existing} ({err.strerror or err})") from None
     return out
 
 

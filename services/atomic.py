@@ -16,16 +16,24 @@ from typing import IO
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `target` (same folder, dot name, same suffix) for a writer that wants a path."""
+    """A temporary path beside `target` (same folder, dot name, same suffix) for a writer that wants a path.
+
+    Folders created for the target are removed again when the write fails: nothing new is left behind."""
     target = Path(target)
+    missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]  # deepest first
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(fd)
+    done = False
     try:
         yield Path(tmp)
         os.replace(tmp, target)
+        done = True
     finally:
         Path(tmp).unlink(missing_ok=True)
+        for folder in [] if done else missing:
+            with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
+                folder.rmdir()
 
 
 @contextlib.contextmanager

@@ -28,3 +28,14 @@ def test_an_error_keeps_the_old_file_and_removes_the_temporary(tmp_path):
     assert target.read_text() == "new"
     with pytest.raises(ValueError, match="index.html: atomic_open writes whole files"), atomic_open(target, "a"):
         pass
+
+
+def test_folders_made_for_a_failed_write_go_with_it(tmp_path):
+    target = tmp_path / "new" / "deeper" / "out.txt"
+    with pytest.raises(RuntimeError), atomic_open(target, "w") as f:
+        f.write("half")
+        raise RuntimeError("the disk filled up")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_open(target, "w") as f:
+        f.write("whole")
+    assert target.read_text() == "whole"
