@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
 DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-               errno.EPERM: "operation not permitted"}
+               errno.EPERM: "operation not permitted", errno.ENAMETOOLONG: "file name too long",
+               errno.ELOOP: "too many levels of symbolic links"}
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
