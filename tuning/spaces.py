@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,15 +44,21 @@ class SearchSpace:
                 raise SpaceError(f"{source}: space.{key}: expected one of {', '.join(DISTRIBUTIONS)} "
                                  f"with its arguments, got {spec!r}")
             kind, args = next(iter(spec.items()))
-            if kind in ("uniform", "loguniform", "randint") and (not isinstance(args, list) or len(args) != 2):
-                raise SpaceError(f"{source}: space.{key}: {kind} takes [low, high], got {args!r}")
+            if problem := _arguments_problem(kind, args):
+                raise SpaceError(f"{source}: space.{key}: {kind} {problem}, got {args!r}")
             params[key] = (kind, list(args))
         if not params:
             raise SpaceError(f"{source}: 'space' is empty")
         mode = data.get("mode", "min")
         if mode not in ("min", "max"):
             raise SpaceError(f"{source}: mode must be min or max, got {mode!r}")
-        return cls(params, data.get("metric", "val_l1"), mode, int(data.get("num_samples", 4)), source)
+        num_samples = data.get("num_samples", 4)
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise SpaceError(f"{source}: num_samples must be a whole number ≥ 1, got {num_samples!r}")
+        metric = data.get("metric", "val_l1")
+        if not isinstance(metric, str) or not metric:
+            raise SpaceError(f"{source}: metric must be a metric name such as val_l1, got {metric!r}")
+        return cls(params, metric, mode, num_samples, source)
 
     def check_against(self, cfg: FommConfig) -> None:
         """Every key must exist in the config, so a typo fails before any trial starts."""
@@ -70,6 +77,23 @@ class SearchSpace:
             else:  # [low, high]
                 out[key] = getattr(tune, kind)(*map(int if kind == "randint" else float, args))
         return out
+
+
+def _arguments_problem(kind: str, args: Any) -> str | None:
+    """Why `args` cannot parametrise distribution `kind` (None: they can)."""
+    if kind in ("choice", "grid"):
+        return None if isinstance(args, list) and args else "takes a non-empty list of values"
+    if not isinstance(args, list) or len(args) != 2:
+        return "takes [low, high]"
+    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in args):
+        return "takes two finite numbers [low, high]"
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        return "takes two whole numbers [low, high)"
+    if not args[0] < args[1]:
+        return "needs low < high"
+    if kind == "loguniform" and args[0] <= 0:
+        return "needs 0 < low (a log scale)"
+    return None
 
 
 def to_overrides(sample: dict[str, Any]) -> dict[str, Any]:
