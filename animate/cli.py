@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from animate.files import animate_file, build_animator, check_output, read_source
+from animate.files import animate_file, build_animator, check_output, probe_driving, read_source
 from animate.onnx_engine import onnx_animator
 from animate.options import AnimationOptions, ModelOptions
 from fomm.animator import Animator, AnimatorError
@@ -21,7 +21,6 @@ from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from services import checks
 from services.cli import ArgumentParser, field_flags, field_values, run_cli
-from services.video_read import probe_video
 
 MAX_OUTPUT_SIZE = 8192
 RANDOM_INIT_WARNING = ("WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows "
@@ -119,7 +118,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
                                             "--onnx": args.onnx})
     check_output(args.out)
     read_source(args.source)  # bad inputs fail here, before a model is built
-    probe_video(args.driving)
+    probe_driving(args.driving)
     if args.onnx is not None and args.engine != "onnx":
         raise AnimatorError("--onnx needs --engine onnx")
     if args.engine == "onnx" and device.type != "cpu":

@@ -80,6 +80,14 @@ def read_source(path: str | Path) -> np.ndarray:
             raise ImageError(f"{path}: not a readable image or video") from image_err
 
 
+def probe_driving(path: str | Path) -> VideoInfo:
+    """The driving video's info; an image, or any one-frame file, is refused (source and driving swapped?)."""
+    info = probe_video(path)
+    if info.num_frames < 2:
+        raise VideoError(f"{path}: one frame only: the driving input must be a video (the source is the image)")
+    return info
+
+
 def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, crop: str | None = None,
                    subject: int | None = None, paste_back: bool = True, smooth: float = 0.0,
                    subject_kind: str | None = None,
@@ -135,7 +143,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     """
     out = check_output(out)
     source_frame = read_source(source)
-    info = probe_video(driving)
+    info = probe_driving(driving)
     started = time.perf_counter()
     marker = (landmarks or best_landmarker(str(animator.device))) if use_best_frame else None
     look = {"layout": layout, "draw_kp": draw_kp, "output_size": output_size, "landmarks": marker}

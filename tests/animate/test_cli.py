@@ -134,6 +134,8 @@ BAD_INPUTS = {  # case: (changed arguments, the argument whose file the message 
     "truncated driving": (lambda m, o: {"--driving": m["truncated"]}, "--driving", "decoded 15 of 169 frames"),
     "truncated index": (lambda m, o: {"--driving": m["truncated_index"]}, "--driving", "not a readable video"),
     "zero frames": (lambda m, o: {"--driving": m["zero"]}, "--driving", "zero-frame video"),
+    "source and driving swapped": (lambda m, o: {"--source": m["clip"], "--driving": m["source"]}, "--driving",
+                                   "one frame only: the driving input must be a video"),
     "checkpoint misfit": (lambda m, o: {"--checkpoint": m["tiny_ckpt"], "--config": "configs/vox-256.yaml"},
                           "--checkpoint", "'generator' does not fit the model config"),
     "checkpoint corrupt": (lambda m, o: {"--checkpoint": m["bad_ckpt"]}, "--checkpoint", "not a readable checkpoint"),
