@@ -131,6 +131,12 @@ def animate_pairs(pairs: str, config: str, checkpoint: str | None = None, *, ran
                   errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
     """The whole job: check the inputs, join (or start) Ray, run the plan; returns `run`'s counts."""
     check_inputs(pairs, config, checkpoint, random_init, errors)
+    return start(pairs, config, checkpoint, random_init=random_init, errors=errors, ray_address=ray_address, **plan)
+
+
+def start(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
+          errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
+    """After check_inputs: join (or start) Ray, check the actors fit it, run the plan; returns `run`'s counts."""
     ensure_ray(ray_address)
     check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
     check_room("--device", "GPU", 1 if str(plan.get("device", "cpu")).startswith("cuda") else 0)  # an actor's

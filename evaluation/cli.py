@@ -14,8 +14,14 @@ from services.cli import ArgumentParser, UserError, at_least, field_flags, field
 
 
 def eval_parser(description: str, experiment: str, checkpoint_required: bool = True) -> ArgumentParser:
-    """The flags pipelines/evaluate.py and pipelines/benchmark.py share, each for an EvalConfig field (its default)."""
+    """A parser with eval_flags."""
     p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    eval_flags(p, experiment, checkpoint_required)
+    return p
+
+
+def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:
+    """The flags pipelines/evaluate.py and pipelines/benchmark.py share, each for an EvalConfig field (its default)."""
     cfg = field_flags(p, EvalConfig)
     cfg("config_path", "--config", required=True, help="FOMM model config YAML (e.g. configs/vox-256.yaml)")
     if checkpoint_required:
@@ -42,7 +48,6 @@ def eval_parser(description: str, experiment: str, checkpoint_required: bool = T
     p.add_argument("--max-error-fraction", type=at_least(0.0, float, most=1), default=0.0,
                    help="share of clips that may fail (error rows) before the run fails with exit 1")
     p.set_defaults(experiment=experiment)  # after the flag: its field default would win
-    return p
 
 
 def mapping(text: str) -> dict:

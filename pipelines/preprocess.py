@@ -18,10 +18,10 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from preprocessing.config import PreprocessConfig  # noqa: E402
 from services import checks, cli  # noqa: E402
+from services.stage import Stage, Summary  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = cli.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_flags(p: argparse.ArgumentParser) -> None:
     cfg = cli.field_flags(p, PreprocessConfig)  # defaults, help, types and ranges: PreprocessConfig's rules
     cfg("input", required=True)
     cfg("output", required=True)
@@ -35,10 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cfg("retry_errors", action="store_true")
     p.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)")
-    return p.parse_args(argv)
 
 
-def check_inputs(cfg: PreprocessConfig) -> None:
+def build(args: argparse.Namespace) -> PreprocessConfig:
+    return PreprocessConfig(**cli.field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * 2**20)))
+
+
+def check(cfg: PreprocessConfig) -> None:
     """Before Ray starts or anything is written: the output can be written and the input names videos."""
     from preprocessing.sources import VIDEO_EXTENSIONS, collect_tasks
     from services import storage
@@ -54,23 +57,15 @@ def check_inputs(cfg: PreprocessConfig) -> None:
     storage.check_reachable("--input", cfg.input, cfg.endpoint)
     if not storage.is_remote(cfg.input) and not any(c in cfg.input for c in "*?[") and not Path(cfg.input).exists():
         raise cli.UserError(f"--input {cfg.input}: no such folder or file (expected a folder, glob or metadata CSV "
-                        "of videos)")
+                            "of videos)")
     with cli.user_input("--input"):
         tasks = collect_tasks(cfg)
     if not tasks:
         raise cli.UserError(f"--input {cfg.input}: no videos (expected a folder, glob or metadata CSV of "
-                        f"{', '.join(VIDEO_EXTENSIONS)} files)")
+                            f"{', '.join(VIDEO_EXTENSIONS)} files)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_cli(_main, argv, "preprocess")
-
-
-def _main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    with cli.user_input():
-        cfg = PreprocessConfig(**cli.field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * 2**20)))
-    check_inputs(cfg)
+def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
     if args.no_ray:
         from preprocessing.dataset_writer import run_local
 
@@ -79,17 +74,17 @@ def _main(argv: list[str]) -> int:
         from preprocessing.ray_jobs import run_preprocess
 
         result = run_preprocess(cfg, address=args.address)
-    print(f"shards:   {result['shards']} ({result['num_shards']} files, {result['num_clips']} clips, "
-          f"{result['num_frames']} frames)")
-    print(f"manifest: {result['manifest']}")
-    print(f"errors:   {result['errors']} ({result['num_errors']} failed videos)")
-    print(f"S3 retries: {result['s3_retries']}")
-    print("result: " + json.dumps(result, sort_keys=True))
-    if result["num_clips"] == 0:  # a job that made nothing has failed, whatever its videos did
-        print(f"preprocess: error: --output {cfg.output}: no clips were made ({result['num_errors']} failed "
-              f"videos: {result['errors']})", file=sys.stderr)
-        return 1
-    return 0
+    return Summary({"shards": f"{result['shards']} ({result['num_shards']} files, {result['num_clips']} clips, "
+                              f"{result['num_frames']} frames)",
+                    "manifest": result["manifest"], "errors": f"{result['errors']} ({result['num_errors']} failed "
+                    "videos)", "S3 retries": result["s3_retries"], "result": json.dumps(result, sort_keys=True)},
+                   status=0 if result["num_clips"] else 1,  # a job that made nothing has failed
+                   problem=f"preprocess: error: --output {cfg.output}: no clips were made ({result['num_errors']} failed "
+                           f"videos: {result['errors']})")
+
+
+STAGE = Stage("preprocess", __doc__, add_flags, build, check, run)
+main, parse_args, check_inputs = STAGE.main, STAGE.parse_args, check
 
 
 if __name__ == "__main__":
