@@ -125,18 +125,25 @@ def check_inputs(job: TrainJob) -> None:
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
-    local_gpus(job)
+    local_room(job)
 
 
-def local_gpus(job: TrainJob) -> None:
-    """Without a cluster (no $RAY_ADDRESS) the GPUs asked for are this machine's: enough of them, before Ray."""
+def local_room(job: TrainJob) -> None:
+    """Without a cluster (no $RAY_ADDRESS) the workers run on this machine: one process per CPU at most, and the
+    GPUs asked for are its own; checked before Ray (a cluster's are checked once connected)."""
     import os
 
     import torch
 
     from services.cli import UserError
 
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    cpus = os.cpu_count() or 1
+    if job.workers > cpus:
+        raise UserError(f"--workers {job.workers}: this machine has {cpus} CPUs, one per worker at most (set "
+                        "RAY_ADDRESS to train on a cluster)")
     have = torch.cuda.device_count()
-    if job.gpus_per_worker > 0 and not os.environ.get("RAY_ADDRESS") and job.gpus_per_worker * job.workers > have:
+    if job.gpus_per_worker * job.workers > have:
         raise UserError(f"--gpus-per-worker {job.gpus_per_worker:g} × --workers {job.workers}: this machine has "
                         f"{have} GPU{'s' * (have != 1)} (set RAY_ADDRESS to train on a cluster that has them)")

@@ -5,19 +5,22 @@ from __future__ import annotations
 import pytest
 
 from services.cli import UserError
-from training.job import TrainJob, local_gpus
+from training.job import TrainJob, local_room
 
 
-def test_gpus_asked_of_a_machine_without_them_are_refused_before_ray(monkeypatch) -> None:
+def test_workers_and_gpus_a_machine_does_not_have_are_refused_before_ray(monkeypatch) -> None:
     import torch
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
     with pytest.raises(UserError, match=r"^--gpus-per-worker 1 × --workers 2: this machine has 0 GPUs"):
-        local_gpus(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1, workers=2))
-    local_gpus(TrainJob(config="c", data="d", storage="s"))  # CPU training asks for none
+        local_room(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1, workers=2))
+    with pytest.raises(UserError, match=r"^--workers 5: this machine has 4 CPUs"):
+        local_room(TrainJob(config="c", data="d", storage="s", workers=5))
+    local_room(TrainJob(config="c", data="d", storage="s"))  # CPU training asks for none
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster's GPUs are checked once connected
-    local_gpus(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1))
+    local_room(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1))
 
 
 def test_requests_the_cluster_can_never_grant_are_refused(monkeypatch) -> None:
