@@ -221,8 +221,10 @@ def test_batch_job_actor_takes_the_same_options(tmp_path_factory, tiny_config_pa
 
 
 @pytest.mark.parametrize(("extra", "problem"), [
-    (["--smooth", "-1"], "--smooth must be ≥ 0 (0 disables), got -1.0"),
-    (["--crop", "auto"], "--crop auto: no subject detector for a 'none' config (use --crop center|pad|none)"),
+    (["--smooth", "-1"], "argument --smooth: must be ≥ 0, got -1"),
+    (["--smooth", "nan"], "argument --smooth: must be a finite number, got nan"),
+    (["--crop", "auto"], "--crop auto: no subject detector for a 'none' config (use --crop center|pad|none, or say "
+                         "what it shows: --subject-kind face|person, or dataset_params.subject_kind)"),
     (["--subject", "1"], "--subject needs --crop auto (got --crop center)"),
 ])
 def test_bad_real_world_options_are_one_line(extra, problem, tiny_config_path, shared_data, tmp_path, capsys):
