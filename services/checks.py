@@ -103,9 +103,9 @@ def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str
         if source_scheme != scheme:
             continue
         if target == source:
-            raise UserError(f"{flag} {out}: is the {name} input {path} (an output must not overwrite an input)")
+            raise UserError(f"{flag} {out}: is the input {name} {path} (an output must not overwrite an input)")
         if source in target.parents:
-            raise UserError(f"{flag} {out}: is inside the {name} input {path} (outputs go outside the inputs)")
+            raise UserError(f"{flag} {out}: is inside the input {name} {path} (outputs go outside the inputs)")
 
 
 def _resolved(path: str | os.PathLike) -> tuple[str, PurePosixPath]:

@@ -45,6 +45,8 @@ class Rule:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 return "must be a finite number"
+            if self.ge is not None and self.le is not None and not self.ge <= value <= self.le:
+                return f"must be in [{self.ge:g}, {self.le:g}]"
             if self.ge is not None and value < self.ge:
                 return f"must be ≥ {self.ge:g}"
             if self.gt is not None and value <= self.gt:

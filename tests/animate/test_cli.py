@@ -176,7 +176,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(how, media, ti
     monkeypatch.chdir(tmp_path)
     code, _, err = run(["animate", "--config", tiny_config_path, "--random-init", "--source", media["source"],
                         "--driving", driving, "--out", out, "--quiet"], capsys)
-    assert code == 1 and err == f"fomm animate: error: --out {out}: is the --driving input {driving} (an output " \
+    assert code == 1 and err == f"fomm animate: error: --out {out}: is the input --driving {driving} (an output " \
                                 "must not overwrite an input)\n"
     assert driving.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == sorted(
         {"talk.mp4", Path(str(out)).name})

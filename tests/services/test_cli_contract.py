@@ -99,11 +99,11 @@ def test_an_output_may_not_be_or_sit_inside_an_input(tmp_path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (tmp_path / "alias").symlink_to(data)
-    for out, problem in [(data, "is the --data input"), (tmp_path / "alias", "is the --data input"),
-                         (data / "out", "is inside the --data input"), (tmp_path / "alias" / "a" / "b", "is inside")]:
+    for out, problem in [(data, "is the input --data"), (tmp_path / "alias", "is the input --data"),
+                         (data / "out", "is inside the input --data"), (tmp_path / "alias" / "a" / "b", "is inside")]:
         with pytest.raises(UserError, match=f"^--out {out}: {problem}"):
             checks.not_an_input("--out", out, {"--config": None, "--data": data})
     checks.not_an_input("--out", tmp_path / "out", {"--data": data})  # beside the input: fine
     checks.not_an_input("--out", data, {"--data": "s3://bucket/data"})  # other scheme: never the same
-    with pytest.raises(UserError, match="inside the --data input s3://b/d/"):
+    with pytest.raises(UserError, match="inside the input --data s3://b/d/"):
         checks.not_an_input("--out", "s3://b/d/eval", {"--data": "s3://b/d/"})
