@@ -151,10 +151,3 @@ def field_values(cls: type, args: argparse.Namespace, **extra: Any) -> dict[str,
     """Keyword arguments for dataclass `cls`: the parsed values whose dest is one of its fields, then `extra`."""
     names = {f.name for f in dataclasses.fields(cls)}
     return {**{k: v for k, v in vars(args).items() if k in names}, **extra}
-
-
-def report(results: dict[str, Any]) -> int:
-    """Print a pipeline's results as 'name: value' lines; the exit status 0."""
-    for name, value in results.items():
-        print(f"{name}: {value}")
-    return 0
