@@ -18,12 +18,12 @@ DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
-    """The exception, then its causes and contexts (each once)."""
+    """The exception, then its causes and contexts (each once; Ray's task errors keep theirs in `cause`)."""
     seen: set[int] = set()
-    while err is not None and id(err) not in seen:
+    while isinstance(err, BaseException) and id(err) not in seen:
         seen.add(id(err))
         yield err
-        err = err.__cause__ or err.__context__
+        err = err.__cause__ or err.__context__ or getattr(err, "cause", None)
 
 
 def _named(err: BaseException, *names: str) -> bool:

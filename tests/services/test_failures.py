@@ -27,6 +27,14 @@ def _wrapped(inner: BaseException) -> BaseException:
         return outer
 
 
+class TaskError(Exception):
+    """Like Ray's RayTaskError: the worker's exception kept in `cause`, not in __cause__."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("task failed")
+        self.cause = cause
+
+
 def _families() -> list[tuple[BaseException, str]]:
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError, PartialCredentialsError
     from mlflow.exceptions import MlflowException
@@ -39,6 +47,7 @@ def _families() -> list[tuple[BaseException, str]]:
         (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), 'S3: Could not connect to the endpoint URL: "http://127.0.0.1:9"'),
         (OSError(errno.ENOSPC, "No space left on device", "/out/x.mp4"), "/out/x.mp4: no space left on the device"),
         (OSError(errno.EROFS, "Read-only file system", "/ro/x"), "/ro/x: read-only file system"),
+        (TaskError(OSError(errno.ENOSPC, "No space left", "/w/_work/p")), "/w/_work/p: no space left on the device"),
         (PermissionError(errno.EACCES, "Permission denied", "/ro/y"), "/ro/y: permission denied"),
         (_decode_error(), "not UTF-8 text: invalid start byte"),
         (OverflowError("cannot convert float infinity to integer"), "a number is out of range: cannot convert"),
