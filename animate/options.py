@@ -43,7 +43,7 @@ class AnimationOptions:
     paste_back: bool = field(default=True, metadata=rule(
         "with --crop auto: blend the result into the full source frame (default on)"))
     smooth: float = field(default=3.0, metadata=rule(
-        "one-euro smoothing of driving keypoints and crop box, frames at rest (default 3; 0 off)", ge=0, le=10_000))
+        "one-euro smoothing of driving keypoints and crop box, frames at rest (default 3; 0 off)", ge=0))
     layout: str = field(default="result", metadata=rule("result, or source | driving | result", choices=LAYOUTS))
     device: str = field(default="cpu", metadata=rule("cpu, cuda, cuda:N or mps (default cpu)"))
     batch_size: int = field(default=8, metadata=rule("driving frames per forward pass (default 8)", ge=1,
