@@ -60,6 +60,8 @@ def _text(err: BaseException) -> str | None:
         return f"not UTF-8 text: {err.reason} at byte {err.start} (expected a text file such as a YAML or CSV)"
     if isinstance(err, OverflowError):
         return f"a number is out of range: {_first_line(err)}"
+    if isinstance(err, ValueError) and str(err) == "embedded null byte":  # os.stat and open() on a name with \0
+        return "a path holds a NUL byte (\\x00): no file can have that name"
     return None
 
 

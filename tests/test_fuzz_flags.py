@@ -148,7 +148,7 @@ def values(flag: str, action: argparse.Action, w: dict) -> st.SearchStrategy[str
         root = w["root"]
         return st.sampled_from([str(root / "missing" / "x.yaml"), str(root), str(root / "empty.txt"), w["ckpt"],
                                 w["config"], w["shards"], w["driving"], w["source"], str(root / "videos"),
-                                "s3:/", "", "-"])
+                                "s3:/", "", "-", "a\x00b"])
     if getattr(action.type, "__name__", "") in ("int", "float", "parse_size"):
         return st.sampled_from(NUMBERS) | st.integers(-(2**70), 2**70).map(str) | st.floats().map(str)
     return st.text(max_size=8) | st.sampled_from(["", " ", "..", "/", "\x00", "a" * 300, "nan"])

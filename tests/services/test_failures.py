@@ -51,9 +51,20 @@ def _families() -> list[tuple[BaseException, str]]:
         (PermissionError(errno.EACCES, "Permission denied", "/ro/y"), "/ro/y: permission denied"),
         (_decode_error(), "not UTF-8 text: invalid start byte"),
         (OverflowError("cannot convert float infinity to integer"), "a number is out of range: cannot convert"),
+        (_null_byte(), "a path holds a NUL byte"),
         (Image.DecompressionBombError("Image size (1000000000 pixels) exceeds limit"), "image refused: Image size"),
         (MlflowException("API request to http://127.0.0.1:9/api failed\nretries exhausted"), "MLflow: API request to"),
     ]
+
+
+def _null_byte() -> ValueError:
+    import os
+
+    try:
+        os.stat("a\x00b")
+    except ValueError as err:
+        return err
+    raise AssertionError("stat")
 
 
 def _decode_error() -> UnicodeDecodeError:
