@@ -111,12 +111,14 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if not storage.is_remote(pairs):
         checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns")
     try:
-        header = storage.read_bytes(pairs).decode("utf-8").splitlines()[0]
-    except (UnicodeDecodeError, IndexError):
+        header, *rows = storage.read_bytes(pairs).decode("utf-8").splitlines()
+    except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
     missing = [c for c in COLUMNS if c not in next(csv.reader([header]))]
     if missing:
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)})")
+    if not any(row.strip() for row in rows):  # a job that would make nothing
+        raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
     if checkpoint is not None:
         checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
     checks.existing_file("--config", config, "a FOMM YAML")

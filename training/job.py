@@ -126,6 +126,11 @@ def check_inputs(job: TrainJob) -> None:
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
     local_room(job)
+    from training.plan import check_plan
+
+    with user_input("--set"):
+        cfg = job.load_config()
+    check_plan(job, cfg)
 
 
 def local_room(job: TrainJob) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from fomm.config import FommConfig
 from services import storage
+from services.cli import UserError
 from training import data
 from training.job import TrainJob
 
@@ -87,16 +88,23 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
     return tracker.run_id, uri
 
 
+def check_plan(job: TrainJob, cfg: FommConfig) -> None:
+    """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
+    exists without --resume (a UserError naming the flag)."""
+    tp = cfg.train_params
+    if tp.batch_size % job.workers:
+        raise UserError(f"--workers {job.workers}: {job.config}: train_params.batch_size {tp.batch_size} is the "
+                        f"global batch and must divide evenly over the workers")
+    if storage.exists(run_path(job), job.endpoint) and not job.resume:
+        raise UserError(f"--name {job.run_name}: {run_path(job)}: a run of this name exists; pass --resume to "
+                        "continue it or --name for a new one")
+
+
 def plan_run(job: TrainJob) -> RunPlan:
     """Check the job, scan the shards, build the Ray datasets and open the MLflow run."""
     cfg = job.load_config()
     tp = cfg.train_params
-    if tp.batch_size % job.workers:
-        raise ValueError(f"{job.config}: train_params.batch_size {tp.batch_size} is the global batch and must "
-                         f"divide evenly over {job.workers} workers")
-    if storage.exists(run_path(job), job.endpoint) and not job.resume:
-        raise FileExistsError(f"{run_path(job)}: a run of this name exists; pass --resume to continue it "
-                              f"or --name for a new one")
+    check_plan(job, cfg)
     train_index = data.scan_clips(job.data, job.train_split, job.endpoint)
     if len(train_index) == 0:
         raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}")

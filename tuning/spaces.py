@@ -35,10 +35,14 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> SearchSpace:
+        if not isinstance(data, dict):
+            raise SpaceError(f"{source}: expected a mapping with space (and metric, mode, num_samples)")
         unknown = set(data) - {"metric", "mode", "num_samples", "space"}
         if unknown:
             raise SpaceError(f"{source}: unknown key {sorted(unknown)[0]!r} (use metric, mode, num_samples, space)")
         params: dict[str, tuple[str, list]] = {}
+        if not isinstance(data.get("space") or {}, dict):
+            raise SpaceError(f"{source}: 'space' must map config keys to distributions, got {data['space']!r}")
         for key, spec in (data.get("space") or {}).items():
             if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
                 raise SpaceError(f"{source}: space.{key}: expected one of {', '.join(DISTRIBUTIONS)} "

@@ -133,6 +133,8 @@ class TrainParams(Section):
 
     def __post_init__(self) -> None:
         Section.__post_init__(self)
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"scales must list the pyramid's scales, each > 0, got {list(self.scales)}")
         for name in ("bf16", "channels_last"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ValueError(f"{name} must be true, false or auto, got {getattr(self, name)!r}")

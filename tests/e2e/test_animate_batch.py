@@ -109,3 +109,13 @@ def test_pipeline_takes_the_animation_flags_of_fomm_animate(flags, line, tiny_co
                           capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr.strip().splitlines()) == (2, [line])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pairs_csv_without_rows_is_refused_before_ray(tiny_config_path, tmp_path):
+    from services.cli import UserError
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("source,driving,output\n\n")
+    with pytest.raises(UserError, match=r"^--pairs .*pairs.csv: no rows below the header \(nothing to animate\)$"):
+        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.csv"]

@@ -71,6 +71,7 @@ def test_positive_fields_are_checked():
     (b"PK\x03\x04\x80\xff\x00 a checkpoint", "not a UTF-8 text config"),
     (b"dataset_params:\n  frame_shape: [64]\n", r"frame_shape must be \[H, W\] or \[H, W, C\]"),
     (b"train_params:\n  num_epochs: -1\n", "num_epochs must be positive, got -1"),
+    (b"train_params:\n  scales: []\n", r"scales must list the pyramid's scales, each > 0, got \[\]"),
     (b"train_params:\n  lr_generator: .nan\n", "train_params.lr_generator: expected finite numbers"),
 ])
 def test_a_file_that_is_no_usable_config_is_one_config_error_naming_it(tmp_path, text, message):

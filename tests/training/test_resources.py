@@ -39,3 +39,19 @@ def test_requests_the_cluster_can_never_grant_are_refused(monkeypatch) -> None:
         check_room("--cpus-per-worker", "CPU", 2, 4)
     with pytest.raises(UserError, match="largest has 4"):
         check_room("--num-cpus", "CPU", 4.5)
+
+
+def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_path) -> None:
+    from fomm.config import load_config
+    from training.plan import check_plan
+
+    cfg = load_config(tiny_config_path)
+    job = TrainJob(config=str(tiny_config_path), data="d", storage=str(tmp_path), name="run")
+    check_plan(job, cfg)
+    (tmp_path / "run").mkdir()  # an earlier run of that name
+    with pytest.raises(UserError, match=r"^--name run: .*/run: a run of this name exists; pass --resume"):
+        check_plan(job, cfg)
+    check_plan(job.replace(resume=True), cfg)
+    odd = job.replace(name="odd", workers=cfg.train_params.batch_size + 1)
+    with pytest.raises(UserError, match=r"^--workers \d+: .*must divide evenly over the workers"):
+        check_plan(odd, cfg)

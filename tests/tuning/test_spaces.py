@@ -48,6 +48,7 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, tiny_config_path):
     ({"space": {"k": {"uniform": [0, float("nan")]}}}, r"space.k: uniform takes two finite numbers \[low, high\]"),
     ({"space": {"k": {"randint": [0, 2.5]}}}, "space.k: randint takes two whole numbers"),
     ({"space": {"k": {"choice": []}}}, "space.k: choice takes a non-empty list of values"),
+    ({"space": [1, 2]}, "'space' must map config keys to distributions"),
 ])
 def test_a_space_tune_cannot_sample_is_refused_before_any_trial(space, problem):
     data = {"space": {"train_params.lr_generator": {"choice": [1e-4]}}, **space}
