@@ -44,7 +44,7 @@ def build(args: argparse.Namespace) -> Sweep:
 
 def check(sweep: Sweep) -> Sweep:
     base, a = sweep.base, sweep.args
-    check_inputs(base)
+    check_inputs(base, sweep=True)
     if base.storage.startswith("s3://"):
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
     checks.existing_file("--space", a.space, "a search space YAML")

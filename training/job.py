@@ -110,8 +110,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         job(name)
 
 
-def check_inputs(job: TrainJob) -> None:
-    """Before Ray starts or anything is written: config (with --set), shards, storage and tracking URI."""
+def check_inputs(job: TrainJob, sweep: bool = False) -> None:
+    """Before Ray starts or anything is written: config (with --set), shards, storage, tracking URI, resources and
+    the run's plan (`sweep`: the base job of a sweep, whose trials have run folders of their own)."""
     from preprocessing.shards import require_shards
     from services import checks
     from services.cli import user_input
@@ -130,7 +131,7 @@ def check_inputs(job: TrainJob) -> None:
 
     with user_input("--set"):
         cfg = job.load_config()
-    check_plan(job, cfg)
+    check_plan(job, cfg, run_folder=not sweep)
 
 
 def local_room(job: TrainJob) -> None:

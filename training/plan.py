@@ -88,14 +88,15 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
     return tracker.run_id, uri
 
 
-def check_plan(job: TrainJob, cfg: FommConfig) -> None:
+def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
     """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
-    exists without --resume (a UserError naming the flag)."""
+    exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
+    naming the flag."""
     tp = cfg.train_params
     if tp.batch_size % job.workers:
         raise UserError(f"--workers {job.workers}: {job.config}: train_params.batch_size {tp.batch_size} is the "
                         f"global batch and must divide evenly over the workers")
-    if storage.exists(run_path(job), job.endpoint) and not job.resume:
+    if run_folder and storage.exists(run_path(job), job.endpoint) and not job.resume:
         raise UserError(f"--name {job.run_name}: {run_path(job)}: a run of this name exists; pass --resume to "
                         "continue it or --name for a new one")
 
