@@ -121,11 +121,11 @@ def plan_run(job: TrainJob) -> RunPlan:
     if val_ids:
         datasets["val"] = data.val_dataset(job.data, job.val_split, val_ids, spec.frame_shape, job.val_frames,
                                            job.endpoint)
-    run_id, uri = _open_mlflow_run(job, cfg)
     samples = data.samples_per_epoch(train_index, tp.num_repeats, cfg.dataset_params.id_sampling)
-    if samples // job.workers < tp.batch_size // job.workers:
+    if samples // job.workers < tp.batch_size // job.workers:  # 0 steps: refused before the MLflow run opens
         raise data.DataError(f"{job.data}: an epoch of {samples} samples is less than one batch per worker "
                              f"(batch_size {tp.batch_size}, {job.workers} workers); raise num_repeats")
+    run_id, uri = _open_mlflow_run(job, cfg)
     resume_from = None
     if job.resume:
         registered = registered_checkpoints(job)
