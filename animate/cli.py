@@ -227,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return {"animate": cmd_animate, "export": cmd_export}.get(args.command, cmd_info)(args)
 
-    return run_cli(run, argv, f"fomm {command}", status=1, extra=(FileNotFoundError,))
+    prog = f"fomm {command}" if command in ("animate", "export", "info", "runs") else "fomm"
+    return run_cli(run, argv, prog, status=1, extra=(FileNotFoundError,))
 
 
 if __name__ == "__main__":
