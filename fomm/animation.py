@@ -36,8 +36,8 @@ def convex_hull_area(points: np.ndarray) -> float:
 
 def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> float:
     """sqrt(hull area of source keypoints) / sqrt(hull area of initial driving keypoints), first batch item."""
-    source_area = convex_hull_area(kp_source["value"][0].detach().float().cpu().numpy())
-    driving_area = convex_hull_area(kp_driving_initial["value"][0].detach().float().cpu().numpy())
+    source_area = convex_hull_area(kp_source["value"][0].detach().double().cpu().numpy())
+    driving_area = convex_hull_area(kp_driving_initial["value"][0].detach().double().cpu().numpy())
     if driving_area <= 0:
         return 1.0
     return float(np.sqrt(source_area) / np.sqrt(driving_area))

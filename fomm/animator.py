@@ -59,11 +59,11 @@ class AnimatedBatch:
     prediction: Tensor  # B×3×H×W in [0, 1]
 
 
-def frames_to_tensor(frames: Frame) -> Tensor:
-    """Frames (H×W, H×W×C or B×H×W×C numpy, uint8/uint16/float; or a 3×H×W / B×3×H×W tensor) to B×3×H×W."""
+def frames_to_tensor(frames: Frame, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Frames (H×W, H×W×C or B×H×W×C numpy, uint8/uint16/float; or a 3×H×W / B×3×H×W tensor) to B×3×H×W `dtype`."""
     if isinstance(frames, Tensor):
         x = frames.unsqueeze(0) if frames.dim() == 3 else frames
-        return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        return x.to(dtype) / 255 if x.dtype == torch.uint8 else x.to(dtype)
     a = np.asarray(frames)
     if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):  # H×W or B×H×W greyscale
         a = a[..., None]
@@ -74,7 +74,7 @@ def frames_to_tensor(frames: Frame) -> Tensor:
     if not a.flags.writeable:  # torch.from_numpy wants writable memory (PIL arrays are read-only)
         a = a.copy()
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / scale  # B×C×H×W
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).to(dtype) / scale  # B×C×H×W
     if x.shape[1] == 4:  # alpha: composite on white, as for image files
         x = x[:, :3] * x[:, 3:] + (1 - x[:, 3:])
     elif x.shape[1] == 1:
@@ -114,7 +114,8 @@ class Animator:
     `precision`: auto (bf16 autocast where the device computes bf16 natively), fp32 or bf16. The modules given are
     put in eval mode, in channels_last memory (`channels_last`), and with `fold_batch_norm` each conv → batch norm
     pair is folded into the conv in place (its norm then refuses training mode; a checkpoint saved from it loads
-    into a plain model and computes the same).
+    into a plain model and computes the same). Frames, keypoints and predictions take the generator's parameter
+    dtype (float32 unless the modules were made float64 with `.double()`).
     """
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
@@ -132,7 +133,9 @@ class Animator:
         except ValueError as e:
             raise AnimatorError(str(e)) from None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.float_dtype = torch.float32  # of frames, keypoints and predictions
         if isinstance(generator, torch.nn.Module):  # else another engine's callables (animate.onnx_engine)
+            self.float_dtype = next(generator.parameters()).dtype
             kp_detector, generator = kp_detector.eval(), generator.eval()
             if fold_batch_norm:  # in place: each conv → batch norm pair as one conv (fomm.inference)
                 fold_norms(kp_detector), fold_norms(generator)
@@ -164,13 +167,13 @@ class Animator:
 
     def prepare(self, frames: Frame) -> Tensor:
         """Frames of any size and type, cropped/padded and resized to the model's size.  # B×3×H×W"""
-        x = frames_to_tensor(frames if isinstance(frames, Tensor) else np.asarray(frames))
+        x = frames_to_tensor(frames if isinstance(frames, Tensor) else np.asarray(frames), self.float_dtype)
         return fit_frames(x.to(self.device), self.frame_size, self.crop).contiguous(memory_format=self.memory_format)
 
     def _kp(self, x: Tensor) -> Keypoints:
         with autocast(self.dtype, self.device):
             kp = self.kp_detector(x)
-        return {k: v.float() for k, v in kp.items()}  # type: ignore[return-value]
+        return {k: v.to(self.float_dtype) for k, v in kp.items()}  # type: ignore[return-value]
 
     @torch.inference_mode()
     def detect(self, frames: Frame) -> Keypoints:
@@ -202,7 +205,8 @@ class Animator:
         smoother = KeypointSmoother(self.smooth)
         start = 0
         while batch := list(itertools.islice(frames, self.batch_size)):
-            x = torch.cat([self.prepare(f) for f in batch]) if _sizes_differ(batch) else self.prepare(_stack(batch))
+            x = (torch.cat([self.prepare(f) for f in batch]) if _sizes_differ(batch)
+                 else self.prepare(_stack(batch, self.float_dtype)))
             b = x.shape[0]
             kp_driving = smoother(self._kp(x))
             if kp_initial is None:
@@ -216,7 +220,7 @@ class Animator:
                 out = self.generator(None, kp_driving=kp_norm, kp_source=expand_kp(state.kp, b), source=prepared,
                                      outputs="prediction")
             yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm,
-                                prediction=out["prediction"].float())
+                                prediction=out["prediction"].to(self.float_dtype))
             start += b
 
     def frames(self, source: Frame, driving: Iterable[Frame], *, driving_initial: Frame | Keypoints | None = None,
@@ -250,8 +254,8 @@ class Animator:
         return np.stack(list(self.frames(source, driving, **kwargs)))
 
 
-def _stack(batch: list[Frame]) -> Frame:
-    return torch.stack([frames_to_tensor(f)[0] for f in batch]) if isinstance(batch[0], Tensor) else np.stack(batch)
+def _stack(batch: list[Frame], dtype: torch.dtype) -> Frame:
+    return torch.stack([frames_to_tensor(f, dtype)[0] for f in batch]) if isinstance(batch[0], Tensor) else np.stack(batch)
 
 
 def _sizes_differ(batch: list[Frame]) -> bool:

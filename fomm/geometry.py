@@ -15,9 +15,10 @@ class Keypoints(TypedDict, total=False):
     jacobian: Tensor  # B×K×2×2
 
 
-def make_coordinate_grid(spatial_size: tuple[int, int], dtype: torch.dtype = torch.float32,
+def make_coordinate_grid(spatial_size: tuple[int, int], dtype: torch.dtype,
                          device: torch.device | str | None = None) -> Tensor:
-    """Grid of (x, y) in [-1, 1]: x = 2j/(w-1) - 1 along columns, y = 2i/(h-1) - 1 along rows.  # h×w×2"""
+    """Grid of (x, y) in [-1, 1]: x = 2j/(w-1) - 1 along columns, y = 2i/(h-1) - 1 along rows, in the caller's
+    dtype (its input's).  # h×w×2"""
     h, w = spatial_size
     x = torch.arange(w, dtype=dtype, device=device)
     y = torch.arange(h, dtype=dtype, device=device)

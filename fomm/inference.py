@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -12,7 +14,9 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
     """A batch norm whose statistics live in the conv before it: passes its input on (inference only).
 
     Its state holds the identity (mean 0, variance 1 − eps, weight 1, bias 0), so a checkpoint saved from a folded
-    model loads into a plain one and computes the same function.
+    model loads into a plain one and computes the same function. A state dict loaded into the folded model is folded
+    again (a hook after this norm loads, its conv having loaded before it): a plain model's statistics go into the
+    conv, and a folded model's identity leaves it as it is.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -22,7 +26,20 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
 
 
 def fold_conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
-    """In place: conv ← norm ∘ conv on running statistics: w·γ/σ, (b − μ)·γ/σ + β, σ = sqrt(var + eps)."""
+    """In place: conv ← norm ∘ conv on running statistics: w·γ/σ, (b − μ)·γ/σ + β, σ = sqrt(var + eps); the norm
+    becomes a FoldedBatchNorm2d that folds each state dict loaded later into the conv the same way."""
+    _fold(conv, norm)
+    norm.__class__ = FoldedBatchNorm2d
+    norm.register_load_state_dict_post_hook(functools.partial(_refold_after_load, conv))
+
+
+def _refold_after_load(conv: nn.Conv2d, norm: nn.BatchNorm2d, incompatible_keys: object) -> None:
+    with torch.no_grad():
+        _fold(conv, norm)
+
+
+def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
+    """conv ← norm ∘ conv, then the norm's state ← the identity."""
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # C_out
     bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
     conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
@@ -35,7 +52,6 @@ def fold_conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     norm.bias.zero_()
     norm.running_mean.zero_()
     norm.running_var.fill_(1 - norm.eps)
-    norm.__class__ = FoldedBatchNorm2d
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ class KPDetector(nn.Module):
                                       kernel_size=(7, 7), padding=pad)
             # zero weights, bias (1, 0, 0, 1): every Jacobian starts as the identity
             self.jacobian.weight.data.zero_()
-            self.jacobian.bias.data.copy_(torch.tensor([1, 0, 0, 1] * self.num_jacobian_maps, dtype=torch.float))
+            self.jacobian.bias.data.copy_(torch.tensor([1, 0, 0, 1] * self.num_jacobian_maps))
         else:
             self.jacobian = None
         if scale_factor != 1:

@@ -10,7 +10,11 @@ from torch import Tensor, nn
 
 
 def gaussian_kernel(scale: float) -> Tensor:
-    """Normalised 2-D gaussian with sigma = (1/scale - 1)/2, size 2·round(4·sigma) + 1.  # k×k"""
+    """Normalised 2-D gaussian with sigma = (1/scale - 1)/2, size 2·round(4·sigma) + 1.  # k×k
+
+    Computed in float32 as the original computes it: a float64 model holds this kernel cast (as does the original
+    made float64 with `.double()`), so float64 runs match the original's float64 numbers to the last bits.
+    """
     sigma = (1 / scale - 1) / 2
     size = 2 * round(sigma * 4) + 1
     coords = torch.arange(size, dtype=torch.float32)

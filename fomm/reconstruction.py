@@ -14,7 +14,7 @@ from fomm.precision import autocast
 
 @dataclass(frozen=True)
 class Reconstruction:
-    prediction: Tensor  # T×3×H×W float32 in [0, 1], on 8-bit levels (NaN where the model made NaN)
+    prediction: Tensor  # T×3×H×W in [0, 1], the video's dtype, on 8-bit levels (NaN where the model made NaN)
     kp_driving: Tensor  # T×K×2
     kp_source: Tensor  # K×2
 
@@ -29,8 +29,8 @@ def l1_per_frame(prediction: Tensor, real: Tensor) -> Tensor:
     return (prediction - real).abs().flatten(1).mean(dim=1)
 
 
-def _float(kp: Keypoints) -> Keypoints:
-    return {k: v.float() for k, v in kp.items()}  # type: ignore[return-value]
+def _cast(kp: Keypoints, dtype: torch.dtype) -> Keypoints:
+    return {k: v.to(dtype) for k, v in kp.items()}  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -38,7 +38,8 @@ def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, bat
                 dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Reconstruction:
     """Reconstruct `video` (T×3×H×W in [0, 1], T ≥ 1) from its first frame, in eval mode, on `device`.
 
-    `dtype`: the autocast precision (None: fp32). The modules' training modes are restored afterwards.
+    `dtype`: the autocast precision (None: the video's float dtype, which the modules' must match; outputs come
+    back in it). The modules' training modes are restored afterwards.
     """
     device = torch.device(device) if device is not None else video.device
     modes = kp_detector.training, generator.training
@@ -47,16 +48,16 @@ def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, bat
     try:
         source = video[:1].to(device)  # 1×3×H×W
         with autocast(dtype, device):
-            kp_source = _float(kp_detector(source))  # value 1×K×2, jacobian 1×K×2×2
+            kp_source = _cast(kp_detector(source), video.dtype)  # value 1×K×2, jacobian 1×K×2×2
             prepared = generator.prepare_source(source, kp_source)
         predictions, kp_values = [], []
         for start in range(0, len(video), batch_size):
             driving = video[start:start + batch_size].to(device)  # B×3×H×W
             with autocast(dtype, device):
-                kp_driving = _float(kp_detector(driving))
+                kp_driving = _cast(kp_detector(driving), video.dtype)
                 out = generator(None, kp_driving=kp_driving, kp_source=expand_kp(kp_source, driving.shape[0]),
                                 source=prepared, outputs="prediction")
-            predictions.append(to_8bit_levels(out["prediction"].float()))
+            predictions.append(to_8bit_levels(out["prediction"].to(video.dtype)))
             kp_values.append(kp_driving["value"])
         return Reconstruction(torch.cat(predictions), torch.cat(kp_values), kp_source["value"][0])
     finally:

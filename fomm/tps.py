@@ -22,7 +22,8 @@ class Transform:
         self.theta = theta  # B×2×3
         self.tps = points_tps is not None and (sigma_tps is not None or control_params is not None)
         if self.tps:
-            self.control_points = make_coordinate_grid((points_tps, points_tps)).view(1, -1, 2)  # 1×P×2
+            # ±1, ±0.5, 0: exact in any float dtype; cast to the coordinates' dtype where used
+            self.control_points = make_coordinate_grid((points_tps, points_tps), theta.dtype).view(1, -1, 2)  # 1×P×2
             if control_params is None:
                 control_params = torch.randn(bs, 1, points_tps**2, generator=generator) * sigma_tps
             self.control_params = control_params  # B×1×P

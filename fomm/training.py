@@ -75,14 +75,19 @@ class TrainState:
 
 
 def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,
-                      device: str | torch.device = "cpu") -> TrainState:
-    """Build networks and optimisers from the config; VGG-19 weights come from `default_weights_path()`."""
+                      device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> TrainState:
+    """Build networks and optimisers from the config; VGG-19 weights come from `default_weights_path()`.
+
+    `dtype`: of every parameter (the VGG's too); float64 gives results that agree across CPUs (tests).
+    """
     nets = build_networks(model_cfg, discriminator=True, device=device)
+    for net in vars(nets).values():
+        net.to(dtype)
     kp_detector, generator, discriminator = nets.kp_detector, nets.generator, nets.discriminator
     if vgg is None and sum(train_params.loss_weights.perceptual) != 0:
         vgg = Vgg19(default_weights_path())
     if vgg is not None:
-        vgg = vgg.to(device)
+        vgg = vgg.to(device, dtype)
     # the discriminator joins the generator's full model only for the GAN terms: otherwise its parameters
     # would sit unused in there (DDP would wait for their gradients)
     use_gan = train_params.loss_weights.generator_gan != 0

@@ -46,8 +46,11 @@ class Vgg19(nn.Module):
             # without ImageNet weights the loss uses fixed random features: seeded, so runs stay comparable
             torch.manual_seed(0)
             self.features = _features()
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        # ImageNet statistics held in float64 and cast to the input's dtype (float32: the same bits as before)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1),
+                             persistent=False)
         self.pretrained = False
         if weights is not None:
             self.load_weights(weights)

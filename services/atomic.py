@@ -14,15 +14,29 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; the ones created, deepest first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `target` (same folder, dot name, same suffix) for a writer that wants a path.
 
-    Folders created for the target are removed again when the write fails: nothing new is left behind."""
+    The file appears with the mode a plain `open()` would give it (0666 less the umask), not mkstemp's 0600;
+    on an error the temporary goes, and so do the folders created for it."""
     target = Path(target)
-    missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]  # deepest first
-    target.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     done = False
     try:
@@ -31,9 +45,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         done = True
     finally:
         Path(tmp).unlink(missing_ok=True)
-        for folder in [] if done else missing:
-            with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
-                folder.rmdir()
+        if not done:
+            for folder in created:  # deepest first; one that gained other files stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 @contextlib.contextmanager

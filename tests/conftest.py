@@ -143,7 +143,8 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
         wait_job_agent(info["dashboard"], env)
         yield info
     finally:
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        # a throw-away test cluster: a short grace for `ray start` to stop its children, then SIGKILL
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
@@ -173,8 +174,11 @@ class MlflowServerProcess:
     """A real MLflow tracking server on 127.0.0.1 (sqlite backend, local artifacts) in its own process group,
     which a test may kill and start again on the same port with the same store."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, template_db: Path | None = None) -> None:
         self.root, self.port = root, free_port()
+        if template_db is not None:  # a store whose tables exist: the server starts without migrating
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(template_db, root / "mlflow.db")
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -204,9 +208,27 @@ class MlflowServerProcess:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory) -> Iterator[str]:
+def mlflow_template_db(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store with its tables created (MLflow's migrations take seconds): copied, never used."""
+    import mlflow
+
+    db = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()  # creates and migrates the tables
+    return db
+
+
+@pytest.fixture
+def fresh_sqlite_uri(mlflow_template_db, tmp_path) -> str:
+    """A test's own empty MLflow SQLite store (a copy of the template)."""
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(mlflow_template_db, db)
+    return f"sqlite:///{db}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory, mlflow_template_db) -> Iterator[str]:
     """A real MLflow tracking server on 127.0.0.1 (sqlite backend, local artifacts); yields its URI."""
-    server = MlflowServerProcess(tmp_path_factory.mktemp("mlflow"))
+    server = MlflowServerProcess(tmp_path_factory.mktemp("mlflow"), mlflow_template_db)
     try:
         server.start()
         yield server.uri
@@ -215,10 +237,12 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def sqlite_uri(tmp_path_factory) -> str:
-    """A local SQLite MLflow store shared by the session (creating one is slow); tests keep apart by using their
-    own experiment names."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+def sqlite_uri(tmp_path_factory, mlflow_template_db) -> str:
+    """A local SQLite MLflow store shared by the session; tests keep apart by their own experiment names or by
+    reading their own runs by id."""
+    db = tmp_path_factory.mktemp("mlruns") / "mlflow.db"
+    shutil.copyfile(mlflow_template_db, db)
+    return f"sqlite:///{db}"
 
 
 def run_artifacts(tracking_uri: str, run_id: str, dst: Path) -> list[str]:
@@ -230,9 +254,9 @@ def run_artifacts(tracking_uri: str, run_id: str, dst: Path) -> list[str]:
 
 
 @pytest.fixture
-def mlflow_restartable(tmp_path) -> Iterator[MlflowServerProcess]:
+def mlflow_restartable(tmp_path, mlflow_template_db) -> Iterator[MlflowServerProcess]:
     """A test's own MLflow server (started), which it may kill and start again: tracking outages."""
-    server = MlflowServerProcess(tmp_path / "mlflow-server")
+    server = MlflowServerProcess(tmp_path / "mlflow-server", mlflow_template_db)
     try:
         server.start()
         yield server

@@ -13,12 +13,12 @@ from animate.onnx_engine import load_onnx, onnx_animator  # noqa: E402
 from fomm.onnx_export import FILES, export_onnx  # noqa: E402
 from services.video_read import probe_video, read_frames  # noqa: E402
 from services.video_write import write_video  # noqa: E402
-from tests.fomm.test_parity_original import PARITY, build, max_diff  # noqa: E402
+from tests.fomm.test_parity_original import PARITY_FP32, build, max_diff  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def ref() -> dict:
-    return torch.load(PARITY, weights_only=True)
+    return torch.load(PARITY_FP32, weights_only=True)
 
 
 @pytest.fixture(scope="module")

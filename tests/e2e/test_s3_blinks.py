@@ -80,7 +80,7 @@ def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, 
 
 
 def test_checkpoints_written_through_a_503_storm_are_whole(blinking_s3, ray_local, synthetic_shards,
-                                                           tiny_config_path, tmp_path):
+                                                           tiny_config_path, tmp_path, sqlite_uri):
     from training.job import TrainJob
     from training.plan import registered_checkpoints
     from training.trainer import CHECKPOINT_FILE, fit
@@ -88,7 +88,7 @@ def test_checkpoints_written_through_a_503_storm_are_whole(blinking_s3, ray_loca
     bucket = f"s3://{blinking_s3['bucket']}/{tmp_path.name}"
     proxy = blinking_s3["start"](_writes_under("/checkpoint_"))  # the first checkpoint upload opens the window
     job = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=f"{bucket}/runs", name="blink",
-                   max_steps=4, num_epochs=100, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                   max_steps=4, num_epochs=100, tracking_uri=sqlite_uri,
                    endpoint=proxy.endpoint, num_val_clips=0, log_images_every=0, validate_at_start=False,
                    overrides={"dataset_params": {"frame_shape": [32, 32, 3]},
                               "train_params": {"num_repeats": 2, "scales": [1], "checkpoint_every_steps": 2}})

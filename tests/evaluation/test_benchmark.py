@@ -112,7 +112,8 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
     assert all(r["tags"]["fomm.kind"] == "benchmark" and r["status"] == "FINISHED" for r in runs.values())
 
 
-def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, tiny_config_path, tmp_path) -> None:
+def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, tiny_config_path, tmp_path,
+                                                                   fresh_sqlite_uri) -> None:
     """The real pipeline as a process: a checkpoint whose generator outputs NaN fails every clip → exit 1."""
     import subprocess
     import sys
@@ -126,7 +127,7 @@ def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, ti
         model.generator.final.bias.fill_(float("nan"))
     fomm.save_checkpoint(tmp_path / "ckpts" / "nan.pth.tar", generator=model.generator,
                          kp_detector=model.kp_detector)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_sqlite_uri
     cmd = [sys.executable, str(repo_root / "pipelines" / "benchmark.py"), "--checkpoints", str(tmp_path / "ckpts"),
            "--config", str(tiny_config_path), "--data", str(data), "--tracking-uri", uri, "--workers", "0",
            "--domain", "synthetic", "--keypoints", "none", "--out", str(tmp_path / "out")]

@@ -10,6 +10,8 @@ import pytest
 from evaluation import metrics
 from evaluation.backends_offline import ColourHistogram, ForegroundCentroids
 
+pytestmark = pytest.mark.numeric
+
 
 def step_video(t: int = 3, h: int = 8, w: int = 10, edge: int = 5) -> np.ndarray:
     """Left of column `edge` black, right of it white.  # T×H×W×3 uint8"""

@@ -9,6 +9,8 @@ import torch
 from evaluation.reconstruction import load_model, reconstruct_video
 from fomm.animator import frames_to_tensor, to_uint8
 
+pytestmark = pytest.mark.numeric
+
 
 @pytest.fixture(scope="module")
 def video() -> np.ndarray:

@@ -11,6 +11,8 @@ from fomm.animation import normalize_landmarks
 from fomm.animator import fit_frames, frames_to_tensor, to_uint8
 from fomm.visualization import draw_keypoints, keypoint_colors, keypoints_to_pixels, side_by_side
 
+pytestmark = pytest.mark.numeric
+
 
 @pytest.fixture(scope="module")
 def animator(tiny_config_path) -> Animator:

@@ -10,16 +10,18 @@ from fomm.geometry import heatmap_to_keypoints, kp2gaussian, make_coordinate_gri
 from fomm.pyramid import AntiAliasInterpolation2d, ImagePyramid, gaussian_kernel
 from fomm.tps import Transform
 
+pytestmark = pytest.mark.numeric
+
 
 def test_coordinate_grid_3x3_values():
-    grid = make_coordinate_grid((3, 3))
+    grid = make_coordinate_grid((3, 3), torch.float32)
     assert grid.shape == (3, 3, 2)
     assert grid[..., 0].tolist() == [[-1, 0, 1]] * 3  # x along columns
     assert grid[..., 1].tolist() == [[-1, -1, -1], [0, 0, 0], [1, 1, 1]]  # y along rows
 
 
 def test_coordinate_grid_non_square():
-    grid = make_coordinate_grid((2, 5))
+    grid = make_coordinate_grid((2, 5), torch.float32)
     assert grid[0, :, 0].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
     assert grid[:, 0, 1].tolist() == [-1.0, 1.0]
 
@@ -92,7 +94,7 @@ def test_tps_with_zero_parameters_is_identity():
     jac = t.jacobian(pts)
     assert torch.allclose(jac, torch.eye(2).expand(2, 7, 2, 2), atol=1e-6)
     frame = torch.rand(2, 3, 16, 16)
-    grid = make_coordinate_grid((16, 16)).expand(2, 16, 16, 2)
+    grid = make_coordinate_grid((16, 16), torch.float32).expand(2, 16, 16, 2)
     expected = torch.nn.functional.grid_sample(frame, grid, padding_mode="reflection", align_corners=False)
     assert torch.allclose(t.transform_frame(frame), expected, atol=1e-6)
 

@@ -8,7 +8,9 @@ from animate.cli import main
 from fomm import Animator
 from fomm.config import ModelConfig
 from services.video_read import probe_video, read_frames, read_image
-from tests.fomm.test_parity_original import PARITY
+from tests.fomm.test_parity_original import PARITY_FP32
+
+pytestmark = pytest.mark.numeric
 
 FRAMES = 8
 
@@ -20,7 +22,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def weights() -> dict:
-    return torch.load(PARITY, weights_only=True)  # the original code's tiny-64 weights, statistics populated
+    return torch.load(PARITY_FP32, weights_only=True)  # the original code's tiny-64 weights, statistics populated
 
 
 def animator(weights: dict, precision: str) -> Animator:

@@ -19,6 +19,8 @@ from fomm.pyramid import ImagePyramid
 from fomm.tps import Transform
 from fomm.vgg import Vgg19
 
+pytestmark = pytest.mark.numeric
+
 
 def test_perceptual_is_zero_on_identical_images_and_positive_otherwise():
     vgg = Vgg19()

@@ -10,6 +10,8 @@ from fomm.config import LossWeights
 from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.pyramid import ImagePyramid
 
+pytestmark = pytest.mark.numeric
+
 
 @pytest.fixture(scope="module")
 def cfg(tiny_config_path):

@@ -13,13 +13,15 @@ from fomm.generator import deform_input
 from fomm.geometry import make_coordinate_grid
 from fomm.tps import Transform
 
+pytestmark = pytest.mark.numeric
+
 
 def test_sparse_motion_with_known_jacobian():
     kp_d = {"value": torch.tensor([[[0.5, 0.0]]]), "jacobian": torch.tensor([[[[2.0, 0.0], [0.0, 1.0]]]])}
     kp_s = {"value": torch.tensor([[[0.0, 0.0]]]), "jacobian": torch.eye(2).view(1, 1, 2, 2)}
     motion = sparse_motions((3, 3), kp_d, kp_s)  # B×(K+1)×h×w×2
     assert motion.shape == (1, 2, 3, 3, 2)
-    assert torch.equal(motion[0, 0], make_coordinate_grid((3, 3)))  # background = identity
+    assert torch.equal(motion[0, 0], make_coordinate_grid((3, 3), torch.float32))  # background = identity
     # z = (1, 1) (row 2, column 2): J = J_s J_d⁻¹ = diag(0.5, 1); 0.5·(1 − 0.5) + 0 = 0.25, 1·(1 − 0) + 0 = 1
     assert motion[0, 1, 2, 2].tolist() == pytest.approx([0.25, 1.0])
     # z = (−1, 0) (row 1, column 0): 0.5·(−1.5) = −0.75, 0
@@ -31,7 +33,7 @@ def test_sparse_motion_without_jacobian_is_a_translation():
     kp_s = {"value": torch.tensor([[[-0.3, 0.4]]])}
     motion = sparse_motions((4, 4), kp_d, kp_s)
     shift = torch.tensor([-0.5, 0.3])
-    assert torch.allclose(motion[0, 1], make_coordinate_grid((4, 4)) + shift)
+    assert torch.allclose(motion[0, 1], make_coordinate_grid((4, 4), torch.float32) + shift)
 
 
 def test_heatmap_representation_is_zero_for_identical_keypoints():
@@ -49,7 +51,7 @@ def test_identity_motion_gives_identity_deformation(tiny_config_path):
     with torch.no_grad():
         out = gen(source, kp_driving=kp, kp_source=kp)
     h, w = out["deformation"].shape[1:3]
-    identity = make_coordinate_grid((h, w)).expand(2, h, w, 2)
+    identity = make_coordinate_grid((h, w), torch.float32).expand(2, h, w, 2)
     assert torch.allclose(out["deformation"], identity, atol=1e-6)
     # every sparse deformation is then the downsampled source resampled on the identity grid
     assert torch.allclose(out["sparse_deformed"][:, 0], out["sparse_deformed"][:, 3], atol=1e-6)
@@ -57,7 +59,7 @@ def test_identity_motion_gives_identity_deformation(tiny_config_path):
 
 def test_identity_grid_warp_hand_values_for_both_conventions():
     ones = torch.ones(1, 1, 4, 4)
-    grid = make_coordinate_grid((4, 4)).unsqueeze(0)  # 1×4×4×2, ±1 at the corner pixels' centres
+    grid = make_coordinate_grid((4, 4), torch.float32).unsqueeze(0)  # 1×4×4×2, ±1 at the corner pixels' centres
     # align_corners=False reads ±1 as the outer pixel edges: column j is sampled at 4j/3 − 0.5 px, so the first and
     # last columns (and rows) are half zero padding: 0.5 on the edges, 0.25 in the corners
     shrunk = deform_input(ones, grid, align_corners=False)[0, 0]
@@ -66,7 +68,7 @@ def test_identity_grid_warp_hand_values_for_both_conventions():
     image = torch.rand(1, 3, 4, 4)
     assert torch.allclose(deform_input(image, grid, align_corners=True), image, atol=1e-6)
     # a half-resolution identity field, resized with the same convention, is still the identity
-    half = make_coordinate_grid((2, 2)).unsqueeze(0)
+    half = make_coordinate_grid((2, 2), torch.float32).unsqueeze(0)
     assert torch.allclose(deform_input(image, half, align_corners=True), image, atol=1e-6)
     assert not torch.allclose(deform_input(image, half, align_corners=False), image, atol=1e-2)
 

@@ -10,6 +10,8 @@ import torch
 
 import fomm
 
+pytestmark = pytest.mark.numeric
+
 
 def np_grid(h: int, w: int) -> np.ndarray:
     xs, ys = np.meshgrid(2 * np.arange(w) / (w - 1) - 1, 2 * np.arange(h) / (h - 1) - 1)

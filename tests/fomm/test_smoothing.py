@@ -9,6 +9,8 @@ import torch
 from fomm import Animator
 from fomm.smoothing import KeypointSmoother, OneEuroFilter
 
+pytestmark = pytest.mark.numeric
+
 
 def acceleration(x: torch.Tensor) -> float:
     """Mean |second difference| over time.  x: T×..."""

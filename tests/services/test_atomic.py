@@ -30,12 +30,22 @@ def test_an_error_keeps_the_old_file_and_removes_the_temporary(tmp_path):
         pass
 
 
-def test_folders_made_for_a_failed_write_go_with_it(tmp_path):
-    target = tmp_path / "new" / "deeper" / "out.txt"
-    with pytest.raises(RuntimeError), atomic_open(target, "w") as f:
-        f.write("half")
-        raise RuntimeError("the disk filled up")
-    assert list(tmp_path.iterdir()) == []
-    with atomic_open(target, "w") as f:
-        f.write("whole")
-    assert target.read_text() == "whole"
+def test_outputs_take_the_umask_like_a_plain_open(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        with atomic_open(tmp_path / "report.html", "w") as f:
+            f.write("x")
+        (tmp_path / "plain.html").write_text("x")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "report.html").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.html").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failed_write_removes_the_folders_created_for_it(tmp_path):
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "kept" / "new" / "deeper" / "out.mp4"):
+        raise RuntimeError("encoder failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []

@@ -8,6 +8,7 @@ import multiprocessing as mp
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -16,6 +17,8 @@ from fomm.config import load_config
 from fomm.training import build_train_state, train_step
 from training.loop import weights_fingerprint
 from training.sync_bn import GlooSyncBatchNorm2d, convert_sync_batchnorm
+
+pytestmark = pytest.mark.numeric
 
 
 def _port() -> int:

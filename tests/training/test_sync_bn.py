@@ -13,6 +13,8 @@ from torch import nn
 
 from training.sync_bn import GlooSyncBatchNorm2d, convert_sync_batchnorm
 
+pytestmark = pytest.mark.numeric
+
 
 def _port() -> int:
     with socket.socket() as s:

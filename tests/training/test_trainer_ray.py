@@ -55,11 +55,12 @@ def _upload(local: Path, remote: str) -> str:
 
 @pytest.mark.ray
 def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_s3, synthetic_shards,
-                                                                 tiny_config_path, tmp_path, wait_registered):
+                                                                 tiny_config_path, tmp_path, wait_registered,
+                                                                 sqlite_uri):
     """Shards and checkpoints on S3 (moto); one of the two workers is SIGKILLed after the first checkpoint."""
     bucket = f"s3://{moto_s3['bucket']}/{tmp_path.name}"
     data = _upload(synthetic_shards, f"{bucket}/shards")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri  # the session's store: this test reads its own run by id
     job = small_job(tiny_config_path, data, f"{bucket}/storage", uri, name="ddp")
     outcome: dict = {}
 
@@ -112,12 +113,12 @@ def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_
 
 @pytest.mark.ray
 def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num_epochs(
-        ray_local, synthetic_shards, tiny_config_path, tmp_path):
+        ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
     """6 training clips × num_repeats 1 / batch 2: 3 steps per epoch. num_epochs 2 with a milestone after epoch
     1 puts the decay at half the budget (step 4 of 8); the epoch schedule would decay after step 3 and stop at 6.
     Batch norm freezes at the same point (freeze_batch_norm_epoch 1). The run trains in bf16 autocast
     (train_params.bf16; emulated where the CPU lacks bf16) and logs its image grids from bf16 outputs."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri
     overrides = {**SMALL, "train_params": {**SMALL["train_params"], "num_repeats": 1, "epoch_milestones": [1],
                                            "checkpoint_every_steps": 0, "freeze_batch_norm_epoch": 1, "bf16": True}}
     job = small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"), uri, name="budget",
@@ -141,7 +142,7 @@ def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num
 
 @pytest.mark.ray
 def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
-        ray_local, synthetic_shards, tiny_config_path, tmp_path):
+        ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
     """Every training frame undecodable: the pairs are all dropped, so no batch ever comes (the epoch count would
     not stop a budget schedule)."""
     import shutil
@@ -156,7 +157,7 @@ def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
     frames = pa.array([[b"not an image"] * len(f) for f in table.column("frames").to_pylist()],
                       type=table.schema.field("frames").type)
     pq.write_table(table.set_column(table.schema.get_field_index("frames"), "frames", frames), train)
-    job = small_job(tiny_config_path, str(data_dir), str(tmp_path / "storage"), f"sqlite:///{tmp_path / 'm.db'}",
+    job = small_job(tiny_config_path, str(data_dir), str(tmp_path / "storage"), sqlite_uri,
                     name="empty", lr_schedule="budget").replace(workers=1, max_failures=0, validate_at_start=False)
     with pytest.raises(Exception, match="no full batch of 2 training pairs"):
         fit(job)
