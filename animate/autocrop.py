@@ -34,10 +34,11 @@ class AutoCropOptions:
 
 
 def resolve_crop(config, crop: str | None, *, subject: int | None = None, paste_back: bool = True,  # noqa: ANN001
-                 smooth: float = 0.0, detector: str = "auto") -> tuple[str, AutoCropOptions | None]:
+                 smooth: float = 0.0, detector: str = "auto",
+                 kind: str | None = None) -> tuple[str, AutoCropOptions | None]:
     """The crop mode (None: auto where a detector for the config's subject runs here, else center) and,
-    for auto, its options.  config: fomm.FommConfig"""
-    kind = subject_kind(config)
+    for auto, its options.  config: fomm.FommConfig; kind: --subject-kind (default: the config's)"""
+    kind = subject_kind(config, kind)
     if crop in (None, "auto"):
         try:
             subject_detector(kind, detector)

@@ -15,17 +15,21 @@ import numpy as np
 
 from fomm.animation import find_best_frame
 from fomm.animator import AnimatorError
+from services.cli import UserError
 
 # dataset folder name in a config → what its subject is (the paper's data sets)
 KIND_BY_DATASET = {"vox": "face", "nemo": "face", "taichi": "person", "fashion": "person", "ted": "person"}
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     """No backend of the kind asked for can run here; the message says what is missing."""
 
 
-def subject_kind(config) -> str:  # noqa: ANN001 - fomm.FommConfig
-    """'face', 'person', or 'none' (no subject detector fits: moving-gif, bair, synthetic), from the data set."""
+def subject_kind(config, override: str | None = None) -> str:  # noqa: ANN001 - fomm.FommConfig
+    """'face', 'person', or 'none' (no subject detector fits: moving-gif, bair, synthetic): `override`
+    (--subject-kind), else the config's dataset_params.subject_kind, else the data set's folder name."""
+    if override or config.dataset_params.subject_kind:
+        return override or config.dataset_params.subject_kind
     name = Path(str(config.dataset_params.root_dir)).name.lower()
     return next((kind for key, kind in KIND_BY_DATASET.items() if name.startswith(key)), "none")
 
@@ -35,7 +39,8 @@ def subject_detector(kind: str, backend: str = "auto"):  # noqa: ANN201 - prepro
     from preprocessing.detection import DetectorUnavailable, make_detector
 
     if kind not in ("face", "person"):
-        raise BackendUnavailable(f"no subject detector for a {kind!r} config (use --crop center|pad|none)")
+        raise BackendUnavailable(f"no subject detector for a {kind!r} config (use --crop center|pad|none, or say "
+                                 "what it shows: --subject-kind face|person, or dataset_params.subject_kind)")
     try:
         return make_detector(kind, backend)
     except DetectorUnavailable as err:

@@ -15,7 +15,7 @@ from animate.files import animate_file, build_animator
 from fomm.animator import Animator
 from services import checks, storage
 from services.cli import UserError
-from services.ray_start import ensure_ray
+from services.ray_start import check_room, ensure_ray
 
 COLUMNS = ("source", "driving", "output")
 FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's
@@ -111,17 +111,20 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if not storage.is_remote(pairs):
         checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns")
     try:
-        header = storage.read_bytes(pairs).decode("utf-8").splitlines()[0]
-    except (UnicodeDecodeError, IndexError):
+        header, *rows = storage.read_bytes(pairs).decode("utf-8").splitlines()
+    except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
     missing = [c for c in COLUMNS if c not in next(csv.reader([header]))]
     if missing:
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)})")
+    if not any(row.strip() for row in rows):  # a job that would make nothing
+        raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
     if checkpoint is not None:
         checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
     checks.existing_file("--config", config, "a FOMM YAML")
     Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
     table = error_table_path(pairs, errors)
+    checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})
     if not storage.is_remote(table):
         checks.writable_dir("--errors", Path(table).parent)
 
@@ -130,5 +133,13 @@ def animate_pairs(pairs: str, config: str, checkpoint: str | None = None, *, ran
                   errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
     """The whole job: check the inputs, join (or start) Ray, run the plan; returns `run`'s counts."""
     check_inputs(pairs, config, checkpoint, random_init, errors)
+    return start(pairs, config, checkpoint, random_init=random_init, errors=errors, ray_address=ray_address, **plan)
+
+
+def start(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
+          errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
+    """After check_inputs: join (or start) Ray, check the actors fit it, run the plan; returns `run`'s counts."""
     ensure_ray(ray_address)
+    check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
+    check_room("--device", "GPU", 1 if str(plan.get("device", "cpu")).startswith("cuda") else 0)  # an actor's
     return run(pairs, config, checkpoint, random_init=random_init, errors=errors, **plan)

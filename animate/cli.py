@@ -11,17 +11,18 @@ from pathlib import Path
 
 import torch
 
-from animate.files import animate_file, build_animator, check_output, read_source
+from animate.files import animate_file, build_animator, check_output, probe_driving, read_source
 from animate.onnx_engine import onnx_animator
-from fomm.animator import CROP_MODES, LAYOUTS, Animator, AnimatorError
+from animate.options import AnimationOptions, ModelOptions
+from fomm.animator import Animator, AnimatorError
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
-from fomm.precision import PRECISIONS
-from services.cli import run_cli
-from services.video_read import probe_video
+from services import checks
+from services.cli import ArgumentParser, field_flags, field_values, run_cli
 
+MAX_OUTPUT_SIZE = 8192
 RANDOM_INIT_WARNING = ("WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows "
                        "the pipeline working, not a trained animation")
 
@@ -34,15 +35,18 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}") from None
     if w <= 0 or h <= 0 or w % 2 or h % 2:
         raise argparse.ArgumentTypeError(f"sizes must be positive and even (H.264 4:2:0), got {text!r}")
+    if max(w, h) > MAX_OUTPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"sizes must be ≤ {MAX_OUTPUT_SIZE} (H.264 level 6.2), got {text!r}")
     return h, w
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that make the model: `fomm animate`, `fomm export` and the batch job (pipelines/animate.py)."""
-    parser.add_argument("--config", required=True, help="model YAML (e.g. configs/vox-256.yaml)")
-    parser.add_argument("--checkpoint", help="original-format checkpoint (e.g. vox-cpk.pth.tar)")
-    parser.add_argument("--random-init", action="store_true", help="no checkpoint: random weights (tests, demos)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of a --random-init model")
+    model = field_flags(parser, ModelOptions)  # help, types and ranges: ModelOptions' rules
+    model("config", required=True)
+    model("checkpoint")
+    model("random_init", action="store_true")
+    model("seed")
 
 
 def add_animation_flags(parser: argparse.ArgumentParser) -> None:
@@ -51,23 +55,13 @@ def add_animation_flags(parser: argparse.ArgumentParser) -> None:
     motion.add_argument("--relative", dest="relative", action="store_true", default=True,
                         help="relative motion transfer (default; Sec. 3.4)")
     motion.add_argument("--absolute", dest="relative", action="store_false", help="absolute keypoints")
-    parser.add_argument("--adapt-scale", dest="adapt_movement_scale", action=argparse.BooleanOptionalAction,
-                        default=True, help="scale motion by the ratio of keypoint hull areas (default on)")
-    parser.add_argument("--crop", choices=("auto", *CROP_MODES),
-                        help="auto: crop on the detected face/person and track it (default for face and body "
-                             "configs when a detector runs here); center/pad/none: fit the whole frame (default "
-                             "otherwise)")
-    parser.add_argument("--subject", type=int, help="with --crop auto: subject N counted from the left (default "
-                        "largest)")
-    parser.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
-                        help="with --crop auto: blend the result into the full source frame (default on)")
-    parser.add_argument("--smooth", type=float, default=3.0, help="one-euro smoothing of driving keypoints and "
-                        "crop box, frames at rest (default 3; 0 off)")
-    parser.add_argument("--layout", choices=LAYOUTS, default="result", help="result, or source | driving | result")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--batch-size", type=int, default=8, help="driving frames per forward pass (default 8)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto (default: bf16 where the device computes it natively, else fp32), fp32 or bf16")
+    option = field_flags(parser, AnimationOptions)  # help, choices, types and ranges: AnimationOptions' rules
+    option("adapt_movement_scale", action=argparse.BooleanOptionalAction)
+    for name in ("crop", "subject", "subject_kind"):
+        option(name)
+    option("paste_back", action=argparse.BooleanOptionalAction)
+    for name in ("smooth", "layout", "device", "batch_size", "precision"):
+        option(name)
 
 
 def weights(args: argparse.Namespace) -> dict:
@@ -78,24 +72,13 @@ def weights(args: argparse.Namespace) -> dict:
 
 
 def check_animation_flags(args: argparse.Namespace) -> torch.device:
-    """One line for an animation flag out of range; returns the device."""
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise AnimatorError(f"--device {args.device!r}: not a device (use cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AnimatorError(f"--device {args.device}: CUDA is not available on this machine")
-    if args.batch_size < 1:
-        raise AnimatorError(f"--batch-size must be ≥ 1, got {args.batch_size}")
-    if args.smooth < 0:
-        raise AnimatorError(f"--smooth must be ≥ 0 (0 disables), got {args.smooth}")
-    if args.subject is not None and args.subject < 0:
-        raise AnimatorError(f"--subject must be ≥ 0, got {args.subject}")
-    return device
+    """The animation flags keep their rules (also when set in Python) and the device is here; returns it."""
+    AnimationOptions(**field_values(AnimationOptions, args))
+    return torch.device(checks.device("--device", args.device))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fomm", description="First Order Motion Model: animate, inspect.")
+    parser = ArgumentParser(prog="fomm", description="First Order Motion Model: animate, inspect.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="animate a source image with a driving video")
@@ -130,9 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_animate(args: argparse.Namespace) -> int:
     model = weights(args)
     device = check_animation_flags(args)
+    checks.not_an_input("--out", args.out, {"--source": args.source, "--driving": args.driving,
+                                            "--config": args.config, "--checkpoint": args.checkpoint,
+                                            "--onnx": args.onnx})
     check_output(args.out)
     read_source(args.source)  # bad inputs fail here, before a model is built
-    probe_video(args.driving)
+    probe_driving(args.driving)
     if args.onnx is not None and args.engine != "onnx":
         raise AnimatorError("--onnx needs --engine onnx")
     if args.engine == "onnx" and device.type != "cpu":
@@ -140,6 +126,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
     animator, auto_crop = build_animator(args.config, **model, relative=args.relative,
                                          adapt_movement_scale=args.adapt_movement_scale, crop=args.crop,
                                          subject=args.subject, paste_back=args.paste_back, smooth=args.smooth,
+                                         subject_kind=args.subject_kind,
                                          batch_size=args.batch_size, device=device, precision=args.precision)
     if args.checkpoint is None:
         print(RANDOM_INIT_WARNING, file=sys.stderr)
@@ -167,6 +154,8 @@ def _require_export_extra() -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     model = weights(args)
+    checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint})
+    checks.writable_dir("--out", args.out)
     _require_export_extra()
     animator = Animator.from_config(args.config, **model, precision="fp32", channels_last=False)
     out = export_onnx(animator.kp_detector, animator.generator, animator.frame_size, args.out)
@@ -238,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return {"animate": cmd_animate, "export": cmd_export}.get(args.command, cmd_info)(args)
 
-    return run_cli(run, argv, f"fomm {command}", status=1, extra=(FileNotFoundError,))
+    prog = f"fomm {command}" if command in ("animate", "export", "info", "runs") else "fomm"
+    return run_cli(run, argv, prog, status=1, extra=(FileNotFoundError,))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,15 @@ from animate.autocrop import AutoCropOptions, auto_crop_frames, resolve_crop
 from animate.backends import best_frame, best_landmarker
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.config import load_config
-from services.video_read import ImageError, VideoError, VideoInfo, iter_frames, probe_video, read_image
+from services.video_read import (
+    DamagedImageError,
+    ImageError,
+    VideoError,
+    VideoInfo,
+    iter_frames,
+    probe_video,
+    read_image,
+)
 from services.video_write import VideoWriter
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -48,15 +56,14 @@ def check_output(out: str | Path) -> Path:
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise AnimatorError(f"{out}: unsupported output format {out.suffix or '(none)'!r} "
                            f"(use {', '.join(OUTPUT_SUFFIXES)})")
-    parent = out.parent
-    if parent.exists() and not parent.is_dir():
-        raise AnimatorError(f"{out}: cannot write: {parent} is not a folder")
+    existing = next(p for p in (out.parent, *out.parent.parents) if p.exists())  # folders come with the video
+    if not existing.is_dir():
+        raise AnimatorError(f"{out}: cannot write: {existing} is not a folder")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
-        raise AnimatorError(f"{out}: cannot write to {parent} ({err.strerror or err})") from None
+        raise AnimatorError(f"{out}: cannot write to {existing} ({err.strerror or err})") from None
     return out
 
 
@@ -65,20 +72,30 @@ def read_source(path: str | Path) -> np.ndarray:
     try:
         return read_image(path)
     except ImageError as image_err:
-        if not Path(path).is_file():
-            raise
+        if not Path(path).is_file() or isinstance(image_err, DamagedImageError):  # a damaged image is refused:
+            raise  # FFmpeg's image decoders would conceal the damage (a cut-off JPEG's missing part filled)
         try:
             return next(iter_frames(path, 0, 1))
         except VideoError:
             raise ImageError(f"{path}: not a readable image or video") from image_err
 
 
+def probe_driving(path: str | Path) -> VideoInfo:
+    """The driving video's info; an image, or any one-frame file, is refused (source and driving swapped?)."""
+    info = probe_video(path)
+    if info.num_frames < 2:
+        raise VideoError(f"{path}: one frame only: the driving input must be a video (the source is the image)")
+    return info
+
+
 def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, crop: str | None = None,
                    subject: int | None = None, paste_back: bool = True, smooth: float = 0.0,
+                   subject_kind: str | None = None,
                    **animator_options) -> tuple[Animator, AutoCropOptions | None]:  # noqa: ANN003 - Animator's
     """The Animator of a file-level animation and, for `crop` auto (the default where a subject detector runs
     here), the auto-crop options; a --crop auto that cannot run fails here, before the model is built."""
-    crop, auto_crop = resolve_crop(load_config(config), crop, subject=subject, paste_back=paste_back, smooth=smooth)
+    crop, auto_crop = resolve_crop(load_config(config), crop, subject=subject, paste_back=paste_back, smooth=smooth,
+                                   kind=subject_kind)
     animator = Animator.from_config(config, checkpoint, crop="none" if auto_crop else crop, smooth=smooth,
                                     **animator_options)
     return animator, auto_crop
@@ -126,7 +143,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     """
     out = check_output(out)
     source_frame = read_source(source)
-    info = probe_video(driving)
+    info = probe_driving(driving)
     started = time.perf_counter()
     marker = (landmarks or best_landmarker(str(animator.device))) if use_best_frame else None
     look = {"layout": layout, "draw_kp": draw_kp, "output_size": output_size, "landmarks": marker}

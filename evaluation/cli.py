@@ -8,14 +8,20 @@ import contextlib
 import yaml
 
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
-from evaluation.runner import DOMAINS, EvalConfig
+from evaluation.runner import EvalConfig
 from services import checks
 from services.cli import ArgumentParser, UserError, at_least, field_flags, field_values, user_input
 
 
 def eval_parser(description: str, experiment: str, checkpoint_required: bool = True) -> ArgumentParser:
-    """The flags pipelines/evaluate.py and pipelines/benchmark.py share, each for an EvalConfig field (its default)."""
+    """A parser with eval_flags."""
     p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    eval_flags(p, experiment, checkpoint_required)
+    return p
+
+
+def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:
+    """The flags pipelines/evaluate.py and pipelines/benchmark.py share, each for an EvalConfig field (its default)."""
     cfg = field_flags(p, EvalConfig)
     cfg("config_path", "--config", required=True, help="FOMM model config YAML (e.g. configs/vox-256.yaml)")
     if checkpoint_required:
@@ -23,28 +29,25 @@ def eval_parser(description: str, experiment: str, checkpoint_required: bool = T
             help="original-format checkpoint (local or s3://); 'random-init' = untrained smoke run")
     cfg("data", required=True, help="clip shards: dataset root, shard folder or file (local or s3://)")
     cfg("split", help="shard split to evaluate; 'all' for every clip")
-    cfg("max_videos", type=at_least(1), help="evaluate only the first N clips")
+    cfg("max_videos")
     cfg("out_dir", "--out", help="folder for Parquet tables and the report")
     cfg("tracking_uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)")
     cfg("experiment", help="MLflow experiment")
     cfg("run_name")
-    cfg("domain", choices=DOMAINS, help="picks the 'auto' extractors and MKR (on for body)")
+    cfg("domain")
     cfg("keypoints", choices=["auto", "none", *KEYPOINT_BACKENDS],
         help="AKD/MKR backend; auto = the paper's if its weights are here, else an offline one")
     cfg("embedding", choices=["auto", "none", *EMBEDDING_BACKENDS], help="AED backend; auto as above")
     cfg("use_mkr", "--mkr", action=argparse.BooleanOptionalAction, help="report MKR")
     cfg("extractor_options", type=mapping,
         help="YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\"")
-    cfg("num_workers", "--workers", type=at_least(0), help="Ray Data actors (0 = no Ray, in-process)")
-    cfg("cpus_per_worker", type=float)
-    cfg("batch_size", type=at_least(1), help="frames per generator call")
-    cfg("device")
+    for name in ("num_workers", "cpus_per_worker", "batch_size", "device"):
+        cfg(name)  # help, type and range from EvalConfig's rules
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS or local)")
     cfg("endpoint", help="S3 endpoint override for s3:// paths")
     p.add_argument("--max-error-fraction", type=at_least(0.0, float, most=1), default=0.0,
                    help="share of clips that may fail (error rows) before the run fails with exit 1")
     p.set_defaults(experiment=experiment)  # after the flag: its field default would win
-    return p
 
 
 def mapping(text: str) -> dict:
@@ -83,6 +86,7 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     from preprocessing.shards import require_shards
     from services import storage
 
+    checks.device("--device", cfg.device, here=cfg.num_workers == 0)  # else the Ray workers' devices
     checks.existing_file("--config", cfg.config_path, "a FOMM YAML")
     if cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint):
         checks.existing_file(checkpoint_flag, cfg.checkpoint, "a checkpoint file")
@@ -93,6 +97,8 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
             storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
     require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)
+    checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
+                                               checkpoint_flag: cfg.checkpoint})
     checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
     from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)
 

@@ -10,9 +10,10 @@ import math
 import re
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
-from evaluation.report import plot_runs
-from services.tracking.queries import search_runs
+from services import checks
+from services.cli import ArgumentParser, at_least
 
 MAIN_METRIC = re.compile(r"^(l1|akd|akd_l2|mkr|aed|aed_l2)(/.*)?$")
 
@@ -47,14 +48,14 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fomm runs compare", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="fomm runs compare", description=__doc__.splitlines()[0])
     p.add_argument("--experiment", "-e", default="fomm-eval", help="MLflow experiment name (default: fomm-eval)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "
                    "or the local ./mlruns SQLite store)")
     p.add_argument("--metrics", default=None, help="comma-separated metric keys (default: all L1/AKD/MKR/AED)")
     p.add_argument("--filter", default="", help="MLflow search filter, e.g. \"tags.`fomm.kind` = 'benchmark'\"")
     p.add_argument("--sort", default=None, help="sort ascending by this metric (default: newest first)")
-    p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    p.add_argument("--limit", type=at_least(1), default=50, help="at most this many runs (default 50)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--plot", default=None, help="also write a bar chart per metric to this PNG path")
     return p
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    checks.tracking_uri("--tracking-uri", args.tracking_uri)  # a dead server: one line in seconds, not minutes
+    if args.plot:
+        checks.writable_dir("--plot", Path(args.plot).parent)
+    from evaluation.report import plot_runs  # matplotlib and MLflow take seconds to import: after the checks
+    from services.tracking.queries import search_runs
+
     runs = search_runs(args.tracking_uri, args.experiment, filter_string=args.filter)
     if not runs:
         print(f"experiment {args.experiment!r}: no runs" + (f" matching {args.filter!r}" if args.filter else ""),

@@ -27,8 +27,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from services.cli import UserError
 
-class MissingWeightsError(FileNotFoundError):
+
+class MissingWeightsError(UserError, FileNotFoundError):
     """A backend's weight file is not on this machine (nothing is downloaded at run time)."""
 
     def __init__(self, backend: str, path: str | Path, how: str) -> None:
@@ -36,7 +38,7 @@ class MissingWeightsError(FileNotFoundError):
         self.backend, self.path = backend, str(path)
 
 
-class BackendUnavailableError(ImportError):
+class BackendUnavailableError(UserError, ImportError):
     """A backend's Python package is not installed."""
 
 

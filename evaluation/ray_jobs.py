@@ -89,13 +89,15 @@ class EvaluateClips:
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
-def init_ray(address: str | None, workers: int) -> None:
-    """Connect to a Ray cluster (argument, $RAY_ADDRESS) or start a local one; nothing when workers == 0."""
+def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0) -> None:
+    """Connect to a Ray cluster (argument, $RAY_ADDRESS) or start a local one, where an actor's CPUs fit a node;
+    nothing when workers == 0."""
     if workers == 0:
         return
-    from services.ray_start import ensure_ray
+    from services.ray_start import check_room, ensure_ray
 
     ensure_ray(address, log_to_driver=False)
+    check_room("--cpus-per-worker", "CPU", cpus_per_worker)
 
 
 def select_clips(cfg: runner.EvalConfig) -> list[dict]:

@@ -15,6 +15,7 @@ from evaluation import metrics
 from evaluation.extractors import ExtractorError, build_backend
 from evaluation.reconstruction import ReconstructionModel, reconstruct_video
 from evaluation.scoring import Extractors, metric_keys, score_video
+from services.fields import check_fields, rule
 
 DOMAINS = ("face", "body", "synthetic")
 CLIP_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "num_frames", "frames"]
@@ -33,32 +34,30 @@ class EvalConfig:
     data: str  # dataset root, shard folder or shard file (local or s3://)
     out_dir: str = "eval_output"
     split: str | None = "test"
-    max_videos: int | None = None  # the first N clips in shard order (a fixed benchmark set)
-    domain: str = "face"  # face / body / synthetic: picks the 'auto' extractors and MKR
+    max_videos: int | None = field(default=None, metadata=rule(  # in shard order (a fixed benchmark set)
+        "evaluate only the first N clips", ge=1))
+    domain: str = field(default="face", metadata=rule("picks the 'auto' extractors and MKR (on for body)",
+                                                      choices=DOMAINS))
     keypoints: str = "auto"  # backend name, 'auto' or 'none'
     embedding: str = "auto"
     use_mkr: bool | None = None  # default: on for bodies, as in the paper
     extractor_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend → kwargs
-    batch_size: int = 16  # frames per generator call
-    num_workers: int = 2  # Ray actors
-    cpus_per_worker: float = 1.0
-    device: str = "cpu"
+    batch_size: int = field(default=16, metadata=rule("frames per generator call", ge=1))
+    num_workers: int = field(default=2, metadata=rule("Ray Data actors (0 = no Ray, in-process)", ge=0,
+                                                      flag="--workers"))
+    cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per Ray Data actor", gt=0))
+    device: str = field(default="cpu", metadata=rule("cpu, cuda or cuda:N"))
     endpoint: str | None = None  # S3 endpoint override
     tracking_uri: str | None = None
     experiment: str = "fomm-eval"
     run_name: str | None = None
     parent_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
-    report_cases: int = 1  # worst and best clips shown in the report
-    report_frames: int = 6  # frames per strip in the PNG report
+    report_cases: int = field(default=1, metadata=rule(ge=0))  # worst and best clips shown in the report
+    report_frames: int = field(default=6, metadata=rule(ge=1))  # frames per strip in the PNG report
 
     def __post_init__(self) -> None:
-        if self.domain not in DOMAINS:
-            raise ValueError(f"EvalConfig.domain: {self.domain!r} is not one of {DOMAINS}")
-        if self.max_videos is not None and self.max_videos < 1:
-            raise ValueError(f"EvalConfig.max_videos must be ≥ 1, got {self.max_videos}")
-        if self.batch_size < 1 or self.num_workers < 0:
-            raise ValueError("EvalConfig: batch_size must be ≥ 1 and num_workers ≥ 0")
+        check_fields(self)  # the declared rules: finite numbers in range, choices
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

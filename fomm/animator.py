@@ -35,6 +35,7 @@ Frame = np.ndarray | Tensor
 
 class AnimatorError(ValueError):
     """An Animator that cannot be built or used as asked; the message says why."""
+    user_error = True  # services.cli.run_cli answers it with one line (fomm imports nothing of ours)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from torch import nn
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""
+    user_error = True  # services.cli.run_cli answers it with one line (fomm imports nothing of ours)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -11,6 +11,7 @@ The job itself is animate.batch.animate_pairs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,31 +19,41 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from animate.batch import animate_pairs  # noqa: E402
+from animate import batch  # noqa: E402
 from animate.cli import add_animation_flags, add_model_flags, check_animation_flags, weights  # noqa: E402
-from services.cli import ArgumentParser, at_least, run_cli  # noqa: E402
+from services.cli import at_least  # noqa: E402
+from services.stage import Stage, Summary  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_cli(_main, argv, "animate")
+def add_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pairs", required=True, help="CSV with source,driving,output columns (local or s3://)")
+    add_model_flags(p)
+    p.add_argument("--errors", help="error table CSV (default: next to --pairs, *.errors.csv)")
+    add_animation_flags(p)
+    p.add_argument("--concurrency", type=at_least(1), default=1, help="animator actors")
+    p.add_argument("--num-cpus", type=at_least(0.01, float), default=1, help="CPUs per actor")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local one)")
 
 
-def _main(argv: list[str]) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", required=True, help="CSV with source,driving,output columns (local or s3://)")
-    add_model_flags(parser)
-    parser.add_argument("--errors", help="error table CSV (default: next to --pairs, *.errors.csv)")
-    add_animation_flags(parser)
-    parser.add_argument("--concurrency", type=at_least(1), default=1, help="animator actors")
-    parser.add_argument("--num-cpus", type=at_least(0.01, float), default=1, help="CPUs per actor")
-    parser.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local one)")
-    args = parser.parse_args(argv)
+def build(args: argparse.Namespace) -> dict:
+    """animate.batch.start's keyword arguments (the flags, checked by their rules)."""
     weights(args)
     check_animation_flags(args)
-    summary = animate_pairs(**{k: v for k, v in vars(args).items() if k != "debug"})
-    print(json.dumps(summary))
-    print(f"error table: {summary['errors']}")
-    return 0 if summary["failed"] == 0 else 1
+    return {k: v for k, v in vars(args).items() if k != "debug"}
+
+
+def check(job: dict) -> None:
+    batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"], job["errors"])
+
+
+def run(job: dict, args: argparse.Namespace) -> Summary:
+    summary = batch.start(**job)
+    return Summary(notes=[json.dumps(summary), f"error table: {summary['errors']}"], status=int(summary["failed"] > 0),
+                   problem=f"animate: {summary['failed']} of {summary['pairs']} pairs failed (see {summary['errors']})")
+
+
+STAGE = Stage("animate", __doc__, add_flags, build, check, run)
+main, parse_args = STAGE.main, STAGE.parse_args
 
 
 if __name__ == "__main__":

@@ -14,69 +14,72 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_parser, metric_names  # noqa: E402
-from services.cli import UserError, at_least, run_cli, user_input  # noqa: E402
+from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
+from services.cli import UserError, at_least, user_input  # noqa: E402
+from services.stage import Stage, Summary  # noqa: E402
+
+if TYPE_CHECKING:  # imports MLflow (seconds): after the flags are parsed
+    from evaluation.benchmark import BenchmarkConfig
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = eval_parser(__doc__.splitlines()[0], experiment="fomm-benchmark", checkpoint_required=False)
-    source = parser.add_mutually_exclusive_group(required=True)
+def add_flags(p: argparse.ArgumentParser) -> None:
+    eval_flags(p, experiment="fomm-benchmark", checkpoint_required=False)
+    source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
     source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
-    parser.add_argument("--threshold", type=at_least(0.0, float), default=0.05,  # as BenchmarkConfig (a test checks)
-                        help="relative regression threshold")
-    parser.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
-    return parser.parse_args(argv)
+    p.add_argument("--threshold", type=at_least(0.0, float), default=0.05,  # as BenchmarkConfig (a test checks)
+                   help="relative regression threshold")
+    p.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_cli(_main, argv, "benchmark")
+def build(args: argparse.Namespace) -> BenchmarkConfig:
+    from evaluation.benchmark import BenchmarkConfig
+
+    return BenchmarkConfig(eval=eval_config_from_args(args), checkpoints=args.checkpoints,
+                           model_name=args.model_name, metrics=metric_names("--metrics", args.metrics),
+                           threshold=args.threshold, max_error_fraction=args.max_error_fraction)
 
 
-def _main(argv: list[str]) -> int:
-    args = parse_args(argv)
-
-    from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark
-    from evaluation.ray_jobs import init_ray
+def check(cfg: BenchmarkConfig) -> None:
+    """The checkpoint that will be evaluated (the newest of --checkpoints, or the model's) fits the config."""
+    from evaluation.benchmark import newest_checkpoint
     from services.tracking.registry import latest_model_version
 
-    metrics = metric_names("--metrics", args.metrics)
-    eval_cfg = eval_config_from_args(args)
-    if args.checkpoints is not None:  # the checkpoint that will be evaluated must fit the config
+    if cfg.checkpoints is not None:
         with user_input("--checkpoints"):
-            newest = newest_checkpoint(args.checkpoints, args.endpoint)
-        check_eval_inputs(dataclasses.replace(eval_cfg, checkpoint=newest), "--checkpoints")
-    else:
-        check_eval_inputs(eval_cfg)
-        try:
-            latest_model_version(eval_cfg.tracking_uri, args.model_name)
-        except LookupError as err:
-            raise UserError(f"--model-name {args.model_name}: {err}") from None
-    init_ray(args.ray_address, args.num_workers)
+            newest = newest_checkpoint(cfg.checkpoints, cfg.eval.endpoint)
+        check_eval_inputs(dataclasses.replace(cfg.eval, checkpoint=newest), "--checkpoints")
+        return
+    check_eval_inputs(cfg.eval)
+    try:
+        latest_model_version(cfg.eval.tracking_uri, cfg.model_name)
+    except LookupError as err:
+        raise UserError(f"--model-name {cfg.model_name}: {err}") from None
 
-    with user_input():
-        cfg = BenchmarkConfig(eval=eval_cfg, checkpoints=args.checkpoints, model_name=args.model_name,
-                              metrics=metrics, threshold=args.threshold,
-                              max_error_fraction=args.max_error_fraction)
+
+def run(cfg: BenchmarkConfig, args: argparse.Namespace) -> Summary:
+    from evaluation.benchmark import run_benchmark
+    from evaluation.ray_jobs import init_ray
+
+    init_ray(args.ray_address, cfg.eval.num_workers, cfg.eval.cpus_per_worker)
     bench = run_benchmark(cfg)
     print(bench.result.table)
-    print(f"checkpoint: {bench.checkpoint}")
-    if bench.baseline is None:
-        print("baseline: none (first comparable run)")
-    else:
-        print(f"baseline: run {bench.baseline['run_id']} ({bench.baseline.get('run_name')})")
-        for key, (now, best) in bench.compared.items():
-            print(f"  {key}: {now:.5f} (best {best:.5f})")
-    print(f"MLflow run id: {bench.result.run_id}")
-    if bench.regressions:
-        print("REGRESSION: " + "; ".join(bench.regressions), file=sys.stderr)
-    else:
-        print("no regression")
-    return bench.exit_code
+    baseline = "none (first comparable run)" if bench.baseline is None else \
+        f"run {bench.baseline['run_id']} ({bench.baseline.get('run_name')})"
+    compared = [f"  {key}: {now:.5f} (best {best:.5f})" for key, (now, best) in bench.compared.items()]
+    return Summary({"checkpoint": bench.checkpoint, "baseline": baseline},
+                   notes=[*compared, f"MLflow run id: {bench.result.run_id}",
+                          *([] if bench.regressions else ["no regression"])],
+                   status=bench.exit_code, problem="REGRESSION: " + "; ".join(bench.regressions))
+
+
+STAGE = Stage("benchmark", __doc__, add_flags, build, check, run)
+main, parse_args = STAGE.main, STAGE.parse_args
 
 
 if __name__ == "__main__":

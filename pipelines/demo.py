@@ -17,14 +17,14 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from services import checks  # noqa: E402
 from services.atomic import atomic_open  # noqa: E402
-from services.cli import ArgumentParser, at_least, run_cli  # noqa: E402
+from services.cli import UserError, at_least  # noqa: E402
+from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_output", help="everything the demo writes")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo-64.yaml"))
     p.add_argument("--videos", type=at_least(1), default=24, help="synthetic videos to generate")
@@ -33,11 +33,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-steps", type=at_least(1), default=5000, help="cap on the main run's optimiser steps")
     p.add_argument("--tune-trials", type=at_least(0), default=2, help="trials of the loss-weight sweep (0: no sweep)")
     p.add_argument("--tune-steps", type=at_least(1), default=20, help="optimiser steps per sweep trial")
-    args = p.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> argparse.Namespace:
     if args.videos < 8:  # the synthetic set has 4 identities; each needs a training and a held-out video
-        p.error(f"--videos must be at least 8 (2 per identity, so every identity has a held-out video), "
-                f"got {args.videos}")
+        raise UserError(f"--videos must be at least 8 (2 per identity, so every identity has a held-out video), "
+                        f"got {args.videos}")
     return args
+
+
+def check(a: argparse.Namespace) -> None:
+    checks.writable_dir("--out", a.out)
+    checks.existing_file("--config", a.config, "a FOMM YAML")
+    checks.not_an_input("--out", a.out, {"--config": a.config})
+    TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
 
 
 def stage(out: Path, name: str, run) -> dict:  # noqa: ANN001 - a zero-argument callable returning a dict
@@ -55,15 +64,7 @@ def stage(out: Path, name: str, run) -> dict:  # noqa: ANN001 - a zero-argument 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_cli(_main, argv, "demo")
-
-
-def _main(argv: list[str]) -> int:
-    a = parse_args(argv)
-    checks.writable_dir("--out", a.out)
-    checks.existing_file("--config", a.config, "a FOMM YAML")
-    TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
+def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     from evaluation.ray_jobs import evaluate
     from evaluation.report import plot_curves
     from evaluation.runner import EvalConfig
@@ -100,16 +101,15 @@ def _main(argv: list[str]) -> int:
     curves = {k: metric_history(uri, train["mlflow_run_id"], k) for k in ("total", "perceptual", "val_l1")}
     plot = plot_curves(curves, out / "training_curves.png", "demo training run")
 
-    print("\n=== fomm demo finished ===")
-    print(f"shards:          {pre['shards']} ({pre['num_clips']} clips)")
-    print(f"checkpoint:      {train['checkpoint']}")
-    print(f"best sweep cfg:  {tune['best_config']}")
-    print(ev["table"])
-    print(f"animation:       {animation['video']}")
-    print(f"training curves: {plot}")
-    print(f"eval report:     {ev['report'].get('html')}")
-    print(f"MLflow runs:     mlflow ui --backend-store-uri {uri}")
-    return 0
+    return Summary(notes=["\n=== fomm demo finished ===",
+                          f"shards:          {pre['shards']} ({pre['num_clips']} clips)",
+                          f"checkpoint:      {train['checkpoint']}",
+                          f"best sweep cfg:  {tune['best_config']}",
+                          ev["table"],
+                          f"animation:       {animation['video']}",
+                          f"training curves: {plot}",
+                          f"eval report:     {ev['report'].get('html')}",
+                          f"MLflow runs:     mlflow ui --backend-store-uri {uri}"])
 
 
 def animate(config: str, checkpoint: str, out: Path) -> dict:
@@ -133,6 +133,10 @@ def animate(config: str, checkpoint: str, out: Path) -> dict:
     if code:
         raise RuntimeError(f"fomm animate exited with {code}")
     return {"video": str(video), "source": str(source), "driving": str(driving)}
+
+
+STAGE = Stage("demo", __doc__, add_flags, build, check, run)
+main, parse_args = STAGE.main, STAGE.parse_args
 
 
 if __name__ == "__main__":

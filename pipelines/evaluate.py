@@ -9,49 +9,49 @@ frame could be scored), with the errors summarised on one line.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_parser, metric_names  # noqa: E402
-from services.cli import run_cli  # noqa: E402
+from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
+from evaluation.runner import EvalConfig  # noqa: E402
+from services.stage import Stage, Summary  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_cli(_main, argv, "evaluate")
+def add_flags(p: argparse.ArgumentParser) -> None:
+    eval_flags(p, experiment="fomm-eval")
+    p.add_argument("--require", default="l1",
+                   help="metrics that must have a value, comma-separated (default l1; others may be NaN)")
 
 
-def _main(argv: list[str]) -> int:
-    parser = eval_parser(__doc__.splitlines()[0], experiment="fomm-eval")
-    parser.add_argument("--require", default="l1",
-                        help="metrics that must have a value, comma-separated (default l1; others may be NaN)")
-    args = parser.parse_args(argv)
-    required = metric_names("--require", args.require)
-    cfg = eval_config_from_args(args)
-    check_eval_inputs(cfg)
+def build(args: argparse.Namespace) -> EvalConfig:
+    metric_names("--require", args.require)
+    return eval_config_from_args(args)
 
+
+def run(cfg: EvalConfig, args: argparse.Namespace) -> Summary:
     from evaluation.benchmark import judge
     from evaluation.ray_jobs import evaluate, init_ray
 
-    init_ray(args.ray_address, cfg.num_workers)
-
+    init_ray(args.ray_address, cfg.num_workers, cfg.cpus_per_worker)
     result = evaluate(cfg)
     print(result.table)
-    for note in result.notes:
-        print(f"note: {note}")
-    print(f"videos: {int(result.aggregate['num_videos'])}, frames: {int(result.aggregate['num_frames'])}, "
-          f"errors: {len(result.errors)}, {result.frames_per_second:.1f} frames/s, S3 retries: {result.s3_retries}")
-    print(f"per-video table: {result.out_dir}/per_video.parquet")
-    if result.report:
-        print(f"report: {result.report['html']}")
-    print(f"MLflow run id: {result.run_id}")
-    problems, _ = judge(result, required, args.max_error_fraction)
-    if problems:
-        print("FAILED: " + "; ".join(problems), file=sys.stderr)
-        return 1
-    return 0
+    problems, _ = judge(result, metric_names("--require", args.require), args.max_error_fraction)
+    return Summary({"videos": f"{int(result.aggregate['num_videos'])}, frames: {int(result.aggregate['num_frames'])}, "
+                              f"errors: {len(result.errors)}, {result.frames_per_second:.1f} frames/s, "
+                              f"S3 retries: {result.s3_retries}",
+                    "per-video table": f"{result.out_dir}/per_video.parquet",
+                    **({"report": result.report["html"]} if result.report else {}),
+                    "MLflow run id": result.run_id},
+                   notes=[f"note: {note}" for note in result.notes],
+                   status=1 if problems else 0, problem="FAILED: " + "; ".join(problems))
+
+
+STAGE = Stage("evaluate", __doc__, add_flags, build, check_eval_inputs, run)
+main, parse_args = STAGE.main, STAGE.parse_args
 
 
 if __name__ == "__main__":

@@ -9,50 +9,46 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from preprocessing.config import KINDS, PreprocessConfig  # noqa: E402
+from preprocessing.config import PreprocessConfig  # noqa: E402
 from services import checks, cli  # noqa: E402
+from services.stage import Stage, Summary  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = cli.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    cfg = cli.field_flags(p, PreprocessConfig)  # each default is PreprocessConfig's
-    cfg("input", required=True, help="folder, glob, metadata CSV (VoxCeleb/Tai-Chi-HD) or synthetic[:N]")
-    cfg("output", required=True, help="dataset root, local or s3://")
-    cfg("kind", choices=KINDS, help="what to detect and crop")
-    cfg("size", type=cli.at_least(8), help="clip frames are SIZE×SIZE")
-    cfg("workers", type=cli.at_least(1), help="parallel video processors (default: all CPUs)")
-    cfg("detector", help="auto, s3fd, haar, hog or none")
-    cfg("detect_every", type=cli.at_least(1), help="detect on every N-th frame")
-    cfg("min_frames", type=cli.at_least(1), help="drop tracks shorter than this")
-    cfg("min_size", type=int, help="drop tracks smaller than this (source pixels)")
-    cfg("margin", type=float, help="crop enlargement per side (× box size)")
-    cfg("max_frames", type=int, help="read only the first N frames of each video")
-    cfg("max_clip_frames", type=int, help="split longer tracks into clips")
-    cfg("target_fps", "--fps", type=float, help="resample videos to this frame rate")
-    cfg("frame_format", choices=["jpeg", "png", "webp"])
+def add_flags(p: argparse.ArgumentParser) -> None:
+    cfg = cli.field_flags(p, PreprocessConfig)  # defaults, help, types and ranges: PreprocessConfig's rules
+    cfg("input", required=True)
+    cfg("output", required=True)
+    for name in ("kind", "size", "workers", "detector", "detect_every", "min_frames", "min_size", "margin",
+                 "max_frames", "max_clip_frames", "target_fps", "frame_format"):
+        cfg(name)
     default_mb = cli.field_default(PreprocessConfig, "shard_bytes") / 2**20
     p.add_argument("--shard-mb", type=cli.at_least(0.001, float), default=default_mb, help="target shard size in MiB")
-    cfg("video_dir", help="raw videos of a metadata CSV (default: the CSV's folder)")
-    cfg("test_fraction", type=float, help="test share when the input has no split")
-    cfg("endpoint", help="S3 endpoint URL (default: FOMM_S3_ENDPOINT/AWS_ENDPOINT_URL)")
-    cfg("retry_errors", action="store_true", help="re-run videos listed in the error table")
+    for name in ("video_dir", "test_fraction", "endpoint"):
+        cfg(name)
+    cfg("retry_errors", action="store_true")
     p.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)")
-    return p.parse_args(argv)
 
 
-def check_inputs(cfg: PreprocessConfig) -> None:
+def build(args: argparse.Namespace) -> PreprocessConfig:
+    return PreprocessConfig(**cli.field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * 2**20)))
+
+
+def check(cfg: PreprocessConfig) -> None:
     """Before Ray starts or anything is written: the output can be written and the input names videos."""
     from preprocessing.sources import VIDEO_EXTENSIONS, collect_tasks
     from services import storage
 
     checks.writable_storage("--output", cfg.output, cfg.endpoint)
+    glob_root = re.split(r"[*?\[]", cfg.input)[0]  # videos/*.mp4: the folder videos/
+    checks.not_an_input("--output", cfg.output, {"--input": glob_root, "--video-dir": cfg.video_dir})
     if cfg.input == "synthetic" or cfg.input.startswith("synthetic:"):
         count = cfg.input.partition(":")[2] or "1"
         if not count.isdigit() or int(count) < 1:
@@ -61,23 +57,15 @@ def check_inputs(cfg: PreprocessConfig) -> None:
     storage.check_reachable("--input", cfg.input, cfg.endpoint)
     if not storage.is_remote(cfg.input) and not any(c in cfg.input for c in "*?[") and not Path(cfg.input).exists():
         raise cli.UserError(f"--input {cfg.input}: no such folder or file (expected a folder, glob or metadata CSV "
-                        "of videos)")
+                            "of videos)")
     with cli.user_input("--input"):
         tasks = collect_tasks(cfg)
     if not tasks:
         raise cli.UserError(f"--input {cfg.input}: no videos (expected a folder, glob or metadata CSV of "
-                        f"{', '.join(VIDEO_EXTENSIONS)} files)")
+                            f"{', '.join(VIDEO_EXTENSIONS)} files)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_cli(_main, argv, "preprocess")
-
-
-def _main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    with cli.user_input():
-        cfg = PreprocessConfig(**cli.field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * 2**20)))
-    check_inputs(cfg)
+def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
     if args.no_ray:
         from preprocessing.dataset_writer import run_local
 
@@ -86,13 +74,17 @@ def _main(argv: list[str]) -> int:
         from preprocessing.ray_jobs import run_preprocess
 
         result = run_preprocess(cfg, address=args.address)
-    print(f"shards:   {result['shards']} ({result['num_shards']} files, {result['num_clips']} clips, "
-          f"{result['num_frames']} frames)")
-    print(f"manifest: {result['manifest']}")
-    print(f"errors:   {result['errors']} ({result['num_errors']} failed videos)")
-    print(f"S3 retries: {result['s3_retries']}")
-    print("result: " + json.dumps(result, sort_keys=True))
-    return 0
+    return Summary({"shards": f"{result['shards']} ({result['num_shards']} files, {result['num_clips']} clips, "
+                              f"{result['num_frames']} frames)",
+                    "manifest": result["manifest"], "errors": f"{result['errors']} ({result['num_errors']} failed "
+                    "videos)", "S3 retries": result["s3_retries"], "result": json.dumps(result, sort_keys=True)},
+                   status=0 if result["num_clips"] else 1,  # a job that made nothing has failed
+                   problem=f"preprocess: error: --output {cfg.output}: no clips were made ({result['num_errors']} failed "
+                           f"videos: {result['errors']})")
+
+
+STAGE = Stage("preprocess", __doc__, add_flags, build, check, run)
+main, parse_args, check_inputs = STAGE.main, STAGE.parse_args, check
 
 
 if __name__ == "__main__":

@@ -15,50 +15,42 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fomm.config import parse_assignments  # noqa: E402
-from services.cli import ArgumentParser, at_least, field_flags, field_values, report, run_cli, user_input  # noqa: E402
+from services.cli import field_flags, field_values  # noqa: E402
+from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_flags(p: argparse.ArgumentParser) -> None:
     add_train_flags(p)
-    job = field_flags(p, TrainJob)
-    job("cpus_per_worker", type=float)
-    job("max_minutes", type=at_least(0.01, float), help="stop training this long after the start")
-    job("lr_schedule", choices=("epochs", "budget"),
-        help="decay the learning rates at the config's epoch_milestones (epochs), or at the same "
-             "fractions of --max-steps / --max-minutes, training until that budget ends (budget)")
-    job("resume", action="store_true", help="continue the run in --storage/--name from its latest checkpoint")
-    job("keep_checkpoints", type=at_least(1), help="keep the best N checkpoints by val_l1 (and the latest)")
-    job("max_failures", type=at_least(0), help="worker-group restarts from the latest checkpoint")
-    job("val_split")
-    job("log_images_every", type=at_least(0), help="steps between training grids in MLflow (0: never)")
+    job = field_flags(p, TrainJob)  # help, types and ranges: TrainJob's rules
+    for name in ("cpus_per_worker", "max_minutes", "lr_schedule", "keep_checkpoints", "max_failures", "val_split",
+                 "log_images_every"):
+        job(name)
+    job("resume", action="store_true")
     p.add_argument("--model-name", default=None,
                    help="register the best checkpoint as a new version of this MLflow model (default: not registered)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a config value, e.g. train_params.loss_weights.perceptual=[10,10,10,0,0]")
-    return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_cli(_main, argv, "train")
+def build(args: argparse.Namespace) -> TrainJob:
+    return TrainJob(**field_values(TrainJob, args, overrides=parse_assignments(args.set)))
 
 
-def _main(argv: list[str]) -> int:
-    a = parse_args(argv)
-    with user_input():
-        job = TrainJob(**field_values(TrainJob, a, overrides=parse_assignments(a.set)))
-    check_inputs(job)
+def run(job: TrainJob, args: argparse.Namespace) -> Summary:
     from training.registry import register_best
     from training.trainer import fit
 
     result = fit(job)
-    version = register_best(job, result, a.model_name) if a.model_name else None
-    if a.resume:
-        print(f"resumed from: {result.resumed_from or 'step 0 (no registered checkpoint)'}")
+    version = register_best(job, result, args.model_name) if args.model_name else None
+    resumed = {"resumed from": result.resumed_from or "step 0 (no registered checkpoint)"} if job.resume else {}
     registered = {"registered model": f"{version['name']} version {version['version']}"} if version else {}
-    return report({"checkpoint": result.checkpoint, "best checkpoint": result.best_checkpoint,
-                   "val_l1": result.metrics.get("val_l1"), "mlflow run id": result.mlflow_run_id, **registered})
+    return Summary({**resumed, "checkpoint": result.checkpoint, "best checkpoint": result.best_checkpoint,
+                    "val_l1": result.metrics.get("val_l1"), "mlflow run id": result.mlflow_run_id, **registered})
+
+
+STAGE = Stage("train", __doc__, add_flags, build, check_inputs, run)
+main, parse_args = STAGE.main, STAGE.parse_args
 
 
 if __name__ == "__main__":

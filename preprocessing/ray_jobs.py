@@ -12,7 +12,7 @@ from preprocessing import dataset_writer as dw
 from preprocessing.config import PreprocessConfig
 from preprocessing.sources import VideoTask, collect_tasks
 from services import storage
-from services.ray_start import ensure_ray
+from services.ray_start import check_room, ensure_ray
 
 
 class ProcessVideos:
@@ -66,16 +66,17 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
     layout = dw.Layout(cfg.output, cfg.endpoint)
     tasks = collect_tasks(cfg)
     done = dw.finished_videos(layout, include_errors=not cfg.retry_errors)
-    todo = [t for t in tasks if t.video_id not in done]
-    for task in (t for t in todo if t.missing):  # nothing to decode: record it here
-        dw.run_video(task, cfg, layout)
-    todo = [t for t in todo if not t.missing]
+    missing = [t for t in tasks if t.video_id not in done and t.missing]
+    todo = [t for t in tasks if t.video_id not in done and not t.missing]
     cfg_dict = {**cfg.to_dict(), "endpoint": storage.s3_endpoint(cfg.endpoint)}  # workers: this endpoint
     if todo or dw.plan_shards(layout, cfg.shard_bytes, None)[0]:
         ensure_ray(address, cfg.workers)
+    if todo:  # before anything is written: a fixed pool the cluster cannot hold would wait forever
+        workers = min(cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(todo))
+        check_room("--workers", "CPU", 1, workers)
+    for task in missing:  # nothing to decode: record it here
+        dw.run_video(task, cfg, layout)
     if todo:
-        workers = cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        workers = min(workers, len(todo))
         ds = ray.data.from_items([t.to_row() for t in todo], override_num_blocks=min(len(todo), 64 * workers))
         ds = ds.map_batches(ProcessVideos, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
                             fn_constructor_kwargs={"cfg": cfg_dict})

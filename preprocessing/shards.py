@@ -242,8 +242,8 @@ SHARDS_EXPECTED = "clip shards: a dataset root, a folder of .parquet files or on
 def require_shards(flag: str, path: str, split: str | None = None, endpoint: str | None = None) -> list[str]:
     """Before a job starts: the shard files of `path` (`list_shards`), or a UserError naming the flag.
 
-    Checks that the path exists, holds shards (of `split`), and that the first one is a readable Parquet file
-    with clip columns (its footer only).
+    Checks that the path exists, holds shards (of `split`), and that each one is a readable Parquet file with
+    clip columns (footers only: a half-written shard among good ones fails here, not after Ray started).
     """
     from services.cli import UserError
 
@@ -252,14 +252,20 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
         raise UserError(f"{flag} {path}: no such file or folder (expected {SHARDS_EXPECTED})")
     try:
         found = list_shards(path, split, endpoint)
-        if not found:
-            where = f" of split {split!r}" if split else ""
-            raise UserError(f"{flag} {path}: no shards{where} (expected {SHARDS_EXPECTED})")
-        fs, first = storage.resolve(found[0], endpoint)
-        names = set(pq.read_schema(first, filesystem=fs).names)
     except (OSError, ValueError, pa.ArrowException) as err:
         raise UserError(f"{flag} {path}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})") from None
-    missing = {"clip_id", "frames"} - names
-    if missing:
-        raise UserError(f"{flag} {found[0]}: not a clip shard (no column {sorted(missing)[0]!r})")
+    if not found:
+        where = f" of split {split!r}" if split else ""
+        raise UserError(f"{flag} {path}: no shards{where} (expected {SHARDS_EXPECTED})")
+    for shard in found:
+        try:
+            fs, local = storage.resolve(shard, endpoint)
+            names = set(pq.read_schema(local, filesystem=fs).names)
+        except (OSError, ValueError, pa.ArrowException) as err:
+            where = path if shard == path else shard
+            raise UserError(f"{flag} {where}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})") \
+                from None
+        missing = {"clip_id", "frames"} - names
+        if missing:
+            raise UserError(f"{flag} {shard}: not a clip shard (no column {sorted(missing)[0]!r})")
     return found

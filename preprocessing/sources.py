@@ -104,6 +104,19 @@ def _find_raw(video_dir: str, video_id: str, endpoint: str | None) -> str | None
     return None
 
 
+def segment_problem(s: Segment) -> str | None:
+    """What makes a metadata row's clip impossible: an empty or reversed frame range, a box without area or
+    wholly outside its width×height frame (when the row gives one)."""
+    left, top, right, bottom = s.bbox
+    if s.start < 0 or s.end <= s.start:
+        return f"frame range start {s.start}, end {s.end} is empty or reversed"
+    if right <= left or bottom <= top:
+        return f"bbox {left}-{top}-{right}-{bottom} has no area (expected left-top-right-bottom)"
+    if s.width > 0 and s.height > 0 and (right <= 0 or bottom <= 0 or left >= s.width or top >= s.height):
+        return f"bbox {left}-{top}-{right}-{bottom} is outside the {s.width}×{s.height} frame"
+    return None
+
+
 def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
     """Tasks from a VoxCeleb / Tai-Chi-HD metadata CSV; raw videos looked up as <video_dir>/<video_id>.<ext>."""
     text = storage.read_bytes(csv_path, cfg.endpoint).decode()
@@ -128,6 +141,8 @@ def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
                                     height=int(r.get("height") or 0)))
             except (ValueError, KeyError) as e:
                 raise ValueError(f"{csv_path}: row {i} of video {vid}: bad value ({e})") from e
+            if problem := segment_problem(segs[-1]):  # refused whole: a row must never vanish unreported
+                raise ValueError(f"{csv_path}: row {i} of video {vid}: {problem}")
         raw = _find_raw(video_dir, vid, cfg.endpoint)
         missing = "" if raw else f"raw video not found: {storage.join(video_dir, vid)}.{{{','.join(e[1:] for e in VIDEO_EXTENSIONS[:5])}}}"
         split = rs[0].get("partition") or hash_split(vid, cfg.test_fraction)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 import urllib.parse
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from services.cli import UserError
 
@@ -87,3 +88,45 @@ def tracking_uri(flag: str, uri: str | None) -> None:
     elif scheme not in ("databricks", "postgresql", "mysql", "mssql"):
         raise UserError(f"{flag} {uri}: unknown tracking URI scheme {scheme!r} (expected http(s)://, sqlite:/// "
                         "or a folder)")
+
+
+def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """An output that neither is nor sits inside any of `inputs` ({flag: path}), resolved with symlinks followed;
+    remote URLs are compared as written. A user's input is never overwritten."""
+    if out is None:
+        return
+    scheme, target = _resolved(out)
+    for name, path in inputs.items():
+        if path is None or str(path) in ("", "-"):
+            continue
+        source_scheme, source = _resolved(path)
+        if source_scheme != scheme:
+            continue
+        if target == source:
+            raise UserError(f"{flag} {out}: is the input {name} {path} (an output must not overwrite an input)")
+        if source in target.parents:
+            raise UserError(f"{flag} {out}: is inside the input {name} {path} (outputs go outside the inputs)")
+
+
+def _resolved(path: str | os.PathLike) -> tuple[str, PurePosixPath]:
+    """(scheme, path): a local path made absolute with symlinks followed; a URL's bucket and key as written."""
+    scheme, sep, rest = str(path).partition("://")
+    if sep:
+        return scheme, PurePosixPath("/" + rest.rstrip("/"))
+    return "", PurePosixPath(Path(path).expanduser().resolve())
+
+
+def device(flag: str, text: str, here: bool = True) -> str:
+    """A torch device name: cpu, cuda, cuda:N or mps; with `here`, one this machine has (else on the workers)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", text):
+        raise UserError(f"{flag} {text!r}: not a device (use cpu, cuda, cuda:N or mps)")
+    if here and text != "cpu":
+        import torch
+
+        if text == "mps" and not torch.backends.mps.is_available():
+            raise UserError(f"{flag} mps: Apple's Metal (MPS) is not available on this machine")
+        have = torch.cuda.device_count() if text.startswith("cuda") else 1
+        if int(text.partition(":")[2] or 0) >= have:
+            raise UserError(f"{flag} {text}: CUDA is not available on this machine" if have == 0 else
+                            f"{flag} {text}: this machine has {have} CUDA device{'s' * (have != 1)}")
+    return text

@@ -1,8 +1,9 @@
 """The command-line contract of every entry point: a user error is one line naming the flag or file, exit 2.
 
-`run_cli(main, argv, prog)` calls `main(argv)`; a user mistake (`UserError`, or one of the projects' own
-input-error types listed in `USER_ERROR_TYPES`) prints `prog: error: message` on stderr and returns 2, with
-no traceback unless `--debug` is on the command line. Anything else is a bug and raises as usual.
+`run_cli(main, argv, prog)` calls `main(argv)`; a user mistake (`UserError` and the packages' subclasses of it,
+or an exception class marked `user_error = True` by the model package, which imports nothing of ours) prints
+`prog: error: message` on stderr and returns 2, with no traceback unless `--debug` is on the command line.
+Anything else is a bug and raises as usual.
 """
 
 from __future__ import annotations
@@ -17,30 +18,12 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from services.errors import UserError, is_user_error
+from services.failures import environment_failure
+from services.fields import Rule, flag_of, number, rule_of, scalar_type
+
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
-# the packages' own "bad input" exceptions, by dotted name: a type whose module was never imported cannot have
-# been raised, so the look-up reads sys.modules and this package imports nothing of ours
-USER_ERROR_TYPES = (
-    "fomm.config.ConfigError", "fomm.checkpoint.CheckpointError", "fomm.animator.AnimatorError",
-    "services.video_read.VideoError", "services.storage.StorageError",
-    "training.data.DataError", "tuning.spaces.SpaceError", "evaluation.extractors.MissingWeightsError",
-    "evaluation.extractors.BackendUnavailableError", "animate.backends.BackendUnavailable",
-)
-
-
-class UserError(Exception):
-    """A mistake in the command line or its inputs; the message names the flag or file and what was expected."""
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    found: list[type[BaseException]] = [UserError]
-    for dotted in USER_ERROR_TYPES:
-        module, _, name = dotted.rpartition(".")
-        cls = getattr(sys.modules.get(module), name, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            found.append(cls)
-    return tuple(found)
 
 
 def one_line(err: BaseException) -> str:
@@ -86,7 +69,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
             status: int = USER_ERROR_STATUS, extra: tuple[type[BaseException], ...] = ()) -> int:
-    """`main(argv)`'s exit status; a user error (or one of `extra`) → one line on stderr and `status`.
+    """`main(argv)`'s exit status; a user error (or one of `extra`) or an environment failure (services.failures:
+    credentials, a full or read-only disk, a non-UTF-8 file, an image bomb, MLflow) → one line on stderr and `status`.
 
     `--debug` anywhere on the command line is taken out of `argv` and prints the traceback as well.
     Ctrl-C and SIGTERM unwind `main` (its runs end KILLED) and exit 130 / 143 with one line.
@@ -97,10 +81,13 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
     try:
         with sigterm_as_interrupt():
             return int(main(argv) or 0)
-    except (*user_error_types(), *extra) as err:
+    except Exception as err:
+        line = one_line(err) if is_user_error(err) or isinstance(err, extra) else environment_failure(err)
+        if line is None:
+            raise
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)
+        print(f"{prog}: error: {line}", file=sys.stderr, flush=True)
         return status
     except KeyboardInterrupt as err:
         if debug:
@@ -122,21 +109,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def at_least(minimum: float, kind: type = int, most: float | None = None) -> Callable[[str], float]:
-    """An argparse `type=`: a number of `kind` ≥ minimum and ≤ most (the error names the flag through argparse)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if value < minimum or (most is not None and value > most):
-            raise argparse.ArgumentTypeError(f"must be ≥ {minimum:g}, got {text}" if most is None else
-                                             f"must be in [{minimum:g}, {most:g}], got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
+    """An argparse `type=`: a finite number of `kind` ≥ minimum and ≤ most (the error names the flag)."""
+    return number(kind, Rule(ge=minimum, le=most))
 
 
 def field_default(cls: type, name: str) -> Any:
@@ -147,13 +121,25 @@ def field_default(cls: type, name: str) -> Any:
 
 def field_flags(parser: argparse.ArgumentParser, cls: type) -> Callable[..., argparse.Action]:
     """`add(field, *flags, **kwargs)`: a flag for a field of dataclass `cls` whose dest is the field's name and whose
-    default is the field's unless `default=` is given, so each default lives in the dataclass (flags: --field-name)."""
+    default is the field's unless `default=` is given, so each default lives in the dataclass (flags: --field-name).
+
+    A field declared with `services.fields.rule` also gives the flag its name, help, choices and type: a number
+    parsed finite and in range, so the rule is written once, in the dataclass.
+    """
 
     def add(name: str, *flags: str, **kwargs: Any) -> argparse.Action:
         default = field_default(cls, name)
         if default is not dataclasses.MISSING:
             kwargs.setdefault("default", default)
-        flags = flags or ("--" + name.replace("_", "-"),)
+        r = rule_of(cls, name)
+        flags = flags or (flag_of(name, r),)
+        if r.help:
+            kwargs.setdefault("help", r.help)
+        if r.choices is not None and "action" not in kwargs:
+            kwargs.setdefault("choices", r.choices)
+        kind = kwargs.get("type", scalar_type(cls, name))
+        if "action" not in kwargs and kind in (int, float):  # a plain int/float: finite, and the rule's range
+            kwargs["type"] = number(kind, r)
         if "action" not in kwargs and "choices" not in kwargs:
             kwargs.setdefault("metavar", flags[0].lstrip("-").replace("-", "_").upper())  # --out OUT, not OUT_DIR
         return parser.add_argument(*flags, dest=name, **kwargs)
@@ -165,10 +151,3 @@ def field_values(cls: type, args: argparse.Namespace, **extra: Any) -> dict[str,
     """Keyword arguments for dataclass `cls`: the parsed values whose dest is one of its fields, then `extra`."""
     names = {f.name for f in dataclasses.fields(cls)}
     return {**{k: v for k, v in vars(args).items() if k in names}, **extra}
-
-
-def report(results: dict[str, Any]) -> int:
-    """Print a pipeline's results as 'name: value' lines; the exit status 0."""
-    for name, value in results.items():
-        print(f"{name}: {value}")
-    return 0

@@ -40,3 +40,24 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dic
         # worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put the
         # Python handler back on top
         signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+
+
+def check_room(flag: str, resource: str, each: float, workers: int = 1) -> None:
+    """`workers` workers asking `each` of `resource` (CPU, GPU) fit the Ray cluster this process is connected to:
+    one worker's share on one node, all of them at once; else a UserError naming the flag, where Ray would wait
+    forever for what it can never grant."""
+    import ray
+
+    from services.errors import UserError
+
+    if each <= 0:
+        return
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    largest = max((n.get(resource, 0.0) for n in nodes), default=0.0)
+    total = sum(n.get(resource, 0.0) for n in nodes)
+    if each > largest:
+        raise UserError(f"{flag} {each:g}: no node of the Ray cluster has {each:g} {resource} (the largest has "
+                        f"{largest:g}); the job would wait forever")
+    if each * workers > total:
+        raise UserError(f"{flag} {each:g} × {workers} workers: the Ray cluster has {total:g} {resource} in all; "
+                        "the job would wait forever")

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 import fsspec
 
 from services.atomic import atomic_path
+from services.cli import UserError
 
 ENDPOINT_ENV = ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 # attempts per S3 request (first try included) for transient errors: 5xx, throttling, dropped connections,
@@ -29,7 +30,7 @@ _retries = 0
 _retries_lock = threading.Lock()
 
 
-class StorageError(OSError):
+class StorageError(UserError, OSError):
     """A storage path that cannot be read or written; the message names the path."""
 
 
@@ -197,8 +198,16 @@ def local_copy(path: str, endpoint: str | None = None) -> Iterator[str]:
 
 
 def check_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
-    """Before a job starts: an s3:// path's endpoint accepts connections (a UserError naming the flag if not)."""
+    """Before a job starts: an s3:// path's endpoint accepts connections and credentials for it exist (a
+    UserError naming the flag if not)."""
     from services.checks import reachable
 
-    if is_remote(path) and (url := s3_endpoint(endpoint)):
+    if not is_remote(path):
+        return
+    if url := s3_endpoint(endpoint):
         reachable(f"{flag} {path}: S3 endpoint", url)
+    import botocore.session
+
+    if botocore.session.get_session().get_credentials() is None:
+        raise StorageError(f"{flag} {path}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                           "or AWS_PROFILE)")

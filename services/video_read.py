@@ -10,15 +10,21 @@ from pathlib import Path
 import av
 import numpy as np
 
+from services.cli import UserError
+
 PathLike = str | os.PathLike
 
 
-class VideoError(ValueError):
+class VideoError(UserError, ValueError):
     """A video (or image) that cannot be read or written; the message names the file and the problem."""
 
 
 class ImageError(VideoError):
     """A file that is not a readable image."""
+
+
+class DamagedImageError(ImageError):
+    """A file that is an image, but cut off or corrupt, or too large to decode: refused, never concealed."""
 
 
 @dataclass
@@ -159,11 +165,17 @@ def read_image(path: PathLike) -> np.ndarray:
     if not p.is_file():
         raise ImageError(f"{p}: no such file")
     try:
-        with Image.open(p) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
+        img = Image.open(p)
+    except Image.DecompressionBombError as e:  # a few bytes that would decode to gigabytes
+        raise DamagedImageError(f"{p}: image refused ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{p}: not a readable image ({e})") from e
+    try:  # the format is known from here on: a failure is a damaged image (a truncated JPEG, …)
+        with img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DamagedImageError(f"{p}: damaged {img.format or ''} image ({e})".replace("  ", " ")) from e
     return _to_rgb8(img, p)
 
 

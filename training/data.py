@@ -28,13 +28,14 @@ import pyarrow as pa
 from fomm.config import AugmentationParams, FommConfig
 from preprocessing import shards
 from preprocessing.pairs import augment_pair, sample_pair
+from services.cli import UserError
 from services.storage import s3_endpoint
 
 META_COLUMNS = ["clip_id", "video_id", "person_id", "split", "num_frames"]
 READ_COLUMNS = [*META_COLUMNS, "frames"]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Shards that cannot feed training (no clips of a split, clips too short); names the path."""
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fomm.config import FommConfig, apply_overrides
-from services.cli import at_least, field_flags
+from services.cli import field_flags
+from services.fields import check_fields, rule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,49 +22,52 @@ class TrainJob:
     e.g. {"train_params.loss_weights.perceptual": [...]} from `--set` or a Ray Tune sample).
     """
 
-    config: str  # path of an original-format FOMM YAML
-    data: str  # shards: dataset root (with _manifest.json), folder of .parquet files, or one file; local or s3://
-    storage: str  # checkpoints and run state; local or s3://
-    name: str | None = None  # run folder under `storage`; default: the config file's stem
-    workers: int = 1
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: float = 1.0
-    max_steps: int | None = None  # cap on optimiser steps (counted across resumes)
-    max_minutes: float | None = None  # stop training this long after the job started (then validate, checkpoint)
-    num_epochs: int | None = None  # overrides train_params.num_epochs
+    config: str = field(metadata=rule("FOMM YAML (the original configs load unchanged)"))
+    data: str = field(metadata=rule("clip shards: dataset root, folder of .parquet or one file (local or s3://)"))
+    storage: str = field(metadata=rule("checkpoints and run state (local or s3://)"))
+    name: str | None = field(default=None, metadata=rule("run folder under --storage (default: the config's stem)"))
+    workers: int = field(default=1, metadata=rule("DDP workers", ge=1))
+    gpus_per_worker: float = field(default=0.0, metadata=rule("0 trains on CPU with gloo; >0 on GPU with NCCL", ge=0))
+    cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per worker", gt=0))
+    max_steps: int | None = field(default=None, metadata=rule(  # counted across resumes
+        "stop after this many optimiser steps (smoke tests)", ge=1))
+    max_minutes: float | None = field(default=None, metadata=rule(  # then validate, checkpoint
+        "stop training this long after the start", ge=0.01))
+    num_epochs: int | None = field(default=None, metadata=rule("override train_params.num_epochs", ge=1,
+                                                                 flag="--epochs"))
     # "epochs": the original ×0.1 decays at epoch_milestones; "budget": at the same fractions of max_steps /
     # max_minutes (milestone m at m / num_epochs of it, training runs until the budget ends: training/budget.py)
-    lr_schedule: str = "epochs"
-    tracking_uri: str | None = None  # MLflow; None: services.tracking.store.default_tracking_uri()
-    experiment: str = "fomm-train"
+    lr_schedule: str = field(default="epochs", metadata=rule(
+        "decay the learning rates at the config's epoch_milestones (epochs), or at the same fractions of "
+        "--max-steps / --max-minutes, training until that budget ends (budget)", choices=("epochs", "budget")))
+    tracking_uri: str | None = field(default=None, metadata=rule(
+        "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)"))
+    experiment: str = field(default="fomm-train", metadata=rule("MLflow experiment"))
     parent_run_id: str | None = None  # MLflow parent (a Tune sweep)
-    resume: bool = False  # continue the run in storage/name if it exists
-    keep_checkpoints: int = 3  # best N by val_l1 (the latest is always kept as well)
-    max_failures: int = 3  # worker-group restarts from the latest checkpoint before giving up
+    resume: bool = field(default=False, metadata=rule(
+        "continue the run in --storage/--name from its latest checkpoint"))
+    keep_checkpoints: int = field(default=3, metadata=rule("keep the best N checkpoints by val_l1 (and the latest)",
+                                                           ge=1))
+    max_failures: int = field(default=3, metadata=rule("worker-group restarts from the latest checkpoint", ge=0))
     train_split: str = "train"
     val_split: str = "test"
-    num_val_clips: int = 8  # held-out clips reconstructed after every epoch (rounded down to a multiple of workers)
-    val_frames: int = 8  # frames per held-out clip, evenly spaced, the first one being the source
-    log_images_every: int = 100  # steps between training-grid images in MLflow (0: never)
-    shuffle_buffer: int | None = None  # samples in each worker's local shuffle buffer; None: 64 batches
+    num_val_clips: int = field(default=8, metadata=rule(  # rounded down to a multiple of workers
+        "held-out clips reconstructed after each epoch (0: no validation)", ge=0, flag="--val-clips"))
+    val_frames: int = field(default=8, metadata=rule(  # evenly spaced, the first one being the source
+        "frames per held-out clip (a source and at least one driving frame)", ge=2))
+    log_images_every: int = field(default=100, metadata=rule(
+        "steps between training grids in MLflow (0: never)", ge=0))
+    shuffle_buffer: int | None = field(default=None, metadata=rule(  # None: 64 batches
+        "samples in each worker's local shuffle buffer", ge=1))
     validate_at_start: bool = True  # log the untrained model's val_l1 (and the copy-source baseline) at step 0
-    endpoint: str | None = None  # S3 endpoint for data and storage (else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL)
+    endpoint: str | None = field(default=None, metadata=rule(
+        "S3 endpoint for data and storage (else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL)"))
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be ≥ 1, got {self.workers}")
-        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
-            raise ValueError(f"need gpus_per_worker ≥ 0 and cpus_per_worker > 0, got "
-                             f"{self.gpus_per_worker}, {self.cpus_per_worker}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be ≥ 1, got {self.max_steps}")
-        if self.lr_schedule not in ("epochs", "budget"):
-            raise ValueError(f"lr_schedule must be 'epochs' or 'budget', got {self.lr_schedule!r}")
+        check_fields(self)  # the declared rules: finite numbers in range, choices
         if self.lr_schedule == "budget" and self.max_steps is None and self.max_minutes is None:
             raise ValueError("lr_schedule 'budget' needs a budget: set max_steps and/or max_minutes")
-        if self.val_frames < 2:
-            raise ValueError(f"val_frames must be ≥ 2 (a source and a driving frame), got {self.val_frames}")
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
             raise ValueError(f"run name {self.name!r}: use letters, digits, '.', '_' and '-' only")
 
@@ -98,23 +102,17 @@ def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """The flags pipelines/train.py and pipelines/tune.py share, each for a TrainJob field (its default)."""
-    job = field_flags(parser, TrainJob)
-    job("config", required=True, help="FOMM YAML (the original configs load unchanged)")
-    job("data", required=True, help="clip shards: dataset root, folder of .parquet or one file (local or s3://)")
-    job("storage", required=True, help="checkpoints and run state (local or s3://)")
-    job("name", help="run folder under --storage (default: the config's stem)")
-    job("workers", type=at_least(1), help="DDP workers")
-    job("gpus_per_worker", type=float, help="0 trains on CPU with gloo; >0 on GPU with NCCL")
-    job("max_steps", type=at_least(1), help="stop after this many optimiser steps (smoke tests)")
-    job("num_epochs", "--epochs", type=at_least(1), help="override train_params.num_epochs")
-    job("tracking_uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
-    job("experiment", help="MLflow experiment")
-    job("num_val_clips", "--val-clips", type=at_least(0), help="held-out clips reconstructed after each epoch "
-        "(0: no validation)")
+    job = field_flags(parser, TrainJob)  # name, help, type and range from TrainJob's declared rules
+    for name in ("config", "data", "storage"):
+        job(name, required=True)
+    for name in ("name", "workers", "gpus_per_worker", "max_steps", "num_epochs", "tracking_uri", "experiment",
+                 "num_val_clips"):
+        job(name)
 
 
-def check_inputs(job: TrainJob) -> None:
-    """Before Ray starts or anything is written: config (with --set), shards, storage and tracking URI."""
+def check_inputs(job: TrainJob, sweep: bool = False) -> None:
+    """Before Ray starts or anything is written: config (with --set), shards, storage, tracking URI, resources and
+    the run's plan (`sweep`: the base job of a sweep, whose trials have run folders of their own)."""
     from preprocessing.shards import require_shards
     from services import checks
     from services.cli import user_input
@@ -126,4 +124,32 @@ def check_inputs(job: TrainJob) -> None:
             job.load_config()
     require_shards("--data", job.data, job.train_split, job.endpoint)
     checks.writable_storage("--storage", job.storage, job.endpoint)
+    checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
+    local_room(job)
+    from training.plan import check_plan
+
+    with user_input("--set"):
+        cfg = job.load_config()
+    check_plan(job, cfg, run_folder=not sweep)
+
+
+def local_room(job: TrainJob) -> None:
+    """Without a cluster (no $RAY_ADDRESS) the workers run on this machine: one process per CPU at most, and the
+    GPUs asked for are its own; checked before Ray (a cluster's are checked once connected)."""
+    import os
+
+    import torch
+
+    from services.cli import UserError
+
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    cpus = os.cpu_count() or 1
+    if job.workers > cpus:
+        raise UserError(f"--workers {job.workers}: this machine has {cpus} CPUs, one per worker at most (set "
+                        "RAY_ADDRESS to train on a cluster)")
+    have = torch.cuda.device_count()
+    if job.gpus_per_worker * job.workers > have:
+        raise UserError(f"--gpus-per-worker {job.gpus_per_worker:g} × --workers {job.workers}: this machine has "
+                        f"{have} GPU{'s' * (have != 1)} (set RAY_ADDRESS to train on a cluster that has them)")

@@ -10,6 +10,7 @@ from typing import Any
 
 from fomm.config import FommConfig
 from services import storage
+from services.cli import UserError
 from training import data
 from training.job import TrainJob
 
@@ -87,16 +88,24 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
     return tracker.run_id, uri
 
 
+def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
+    """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
+    exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
+    naming the flag."""
+    tp = cfg.train_params
+    if tp.batch_size % job.workers:
+        raise UserError(f"--workers {job.workers}: {job.config}: train_params.batch_size {tp.batch_size} is the "
+                        f"global batch and must divide evenly over the workers")
+    if run_folder and storage.exists(run_path(job), job.endpoint) and not job.resume:
+        raise UserError(f"--name {job.run_name}: {run_path(job)}: a run of this name exists; pass --resume to "
+                        "continue it or --name for a new one")
+
+
 def plan_run(job: TrainJob) -> RunPlan:
     """Check the job, scan the shards, build the Ray datasets and open the MLflow run."""
     cfg = job.load_config()
     tp = cfg.train_params
-    if tp.batch_size % job.workers:
-        raise ValueError(f"{job.config}: train_params.batch_size {tp.batch_size} is the global batch and must "
-                         f"divide evenly over {job.workers} workers")
-    if storage.exists(run_path(job), job.endpoint) and not job.resume:
-        raise FileExistsError(f"{run_path(job)}: a run of this name exists; pass --resume to continue it "
-                              f"or --name for a new one")
+    check_plan(job, cfg)
     train_index = data.scan_clips(job.data, job.train_split, job.endpoint)
     if len(train_index) == 0:
         raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}")
@@ -112,11 +121,11 @@ def plan_run(job: TrainJob) -> RunPlan:
     if val_ids:
         datasets["val"] = data.val_dataset(job.data, job.val_split, val_ids, spec.frame_shape, job.val_frames,
                                            job.endpoint)
-    run_id, uri = _open_mlflow_run(job, cfg)
     samples = data.samples_per_epoch(train_index, tp.num_repeats, cfg.dataset_params.id_sampling)
-    if samples // job.workers < tp.batch_size // job.workers:
+    if samples // job.workers < tp.batch_size // job.workers:  # 0 steps: refused before the MLflow run opens
         raise data.DataError(f"{job.data}: an epoch of {samples} samples is less than one batch per worker "
                              f"(batch_size {tp.batch_size}, {job.workers} workers); raise num_repeats")
+    run_id, uri = _open_mlflow_run(job, cfg)
     resume_from = None
     if job.resume:
         registered = registered_checkpoints(job)

@@ -77,6 +77,7 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
     started_at = time.time()
     ensure_ray(job)
+    check_room(job)
     _check_room_for_data(job)
     plan = plan_run(job)
     plan.started_at = started_at
@@ -95,6 +96,14 @@ def ensure_ray(job: TrainJob) -> None:
     # a laptop: logical CPUs for every train worker plus two for Ray Data's decoding tasks, which would
     # otherwise wait forever behind the workers' reservations on a 2-core machine (ignored on a cluster)
     ray_start.ensure_ray(num_cpus=max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2))
+
+
+def check_room(job: TrainJob) -> None:
+    """Before any run exists: the workers' GPUs and CPUs fit the cluster (a UserError naming the flag, no hang)."""
+    from services.ray_start import check_room
+
+    check_room("--gpus-per-worker", "GPU", job.gpus_per_worker, job.workers)
+    check_room("--cpus-per-worker", "CPU", job.cpus_per_worker, job.workers)
 
 
 def _check_room_for_data(job: TrainJob) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,12 @@ from typing import Any
 from ray import tune
 
 from fomm.config import ConfigError, FommConfig, apply_overrides, read_yaml
+from services.cli import UserError
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """A search-space file that cannot be used; the message names the file and the key."""
 
 
@@ -33,24 +35,34 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> SearchSpace:
+        if not isinstance(data, dict):
+            raise SpaceError(f"{source}: expected a mapping with space (and metric, mode, num_samples)")
         unknown = set(data) - {"metric", "mode", "num_samples", "space"}
         if unknown:
             raise SpaceError(f"{source}: unknown key {sorted(unknown)[0]!r} (use metric, mode, num_samples, space)")
         params: dict[str, tuple[str, list]] = {}
+        if not isinstance(data.get("space") or {}, dict):
+            raise SpaceError(f"{source}: 'space' must map config keys to distributions, got {data['space']!r}")
         for key, spec in (data.get("space") or {}).items():
             if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
                 raise SpaceError(f"{source}: space.{key}: expected one of {', '.join(DISTRIBUTIONS)} "
                                  f"with its arguments, got {spec!r}")
             kind, args = next(iter(spec.items()))
-            if kind in ("uniform", "loguniform", "randint") and (not isinstance(args, list) or len(args) != 2):
-                raise SpaceError(f"{source}: space.{key}: {kind} takes [low, high], got {args!r}")
+            if problem := _arguments_problem(kind, args):
+                raise SpaceError(f"{source}: space.{key}: {kind} {problem}, got {args!r}")
             params[key] = (kind, list(args))
         if not params:
             raise SpaceError(f"{source}: 'space' is empty")
         mode = data.get("mode", "min")
         if mode not in ("min", "max"):
             raise SpaceError(f"{source}: mode must be min or max, got {mode!r}")
-        return cls(params, data.get("metric", "val_l1"), mode, int(data.get("num_samples", 4)), source)
+        num_samples = data.get("num_samples", 4)
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise SpaceError(f"{source}: num_samples must be a whole number ≥ 1, got {num_samples!r}")
+        metric = data.get("metric", "val_l1")
+        if not isinstance(metric, str) or not metric:
+            raise SpaceError(f"{source}: metric must be a metric name such as val_l1, got {metric!r}")
+        return cls(params, metric, mode, num_samples, source)
 
     def check_against(self, cfg: FommConfig) -> None:
         """Every key must exist in the config, so a typo fails before any trial starts."""
@@ -69,6 +81,23 @@ class SearchSpace:
             else:  # [low, high]
                 out[key] = getattr(tune, kind)(*map(int if kind == "randint" else float, args))
         return out
+
+
+def _arguments_problem(kind: str, args: Any) -> str | None:
+    """Why `args` cannot parametrise distribution `kind` (None: they can)."""
+    if kind in ("choice", "grid"):
+        return None if isinstance(args, list) and args else "takes a non-empty list of values"
+    if not isinstance(args, list) or len(args) != 2:
+        return "takes [low, high]"
+    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in args):
+        return "takes two finite numbers [low, high]"
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        return "takes two whole numbers [low, high)"
+    if not args[0] < args[1]:
+        return "needs low < high"
+    if kind == "loguniform" and args[0] <= 0:
+        return "needs 0 < low (a log scale)"
+    return None
 
 
 def to_overrides(sample: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ accepts None.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +22,7 @@ section = dataclass(frozen=True, kw_only=True, slots=True)  # the decorator of e
 
 class ConfigError(ValueError):
     """A config file or section that does not fit the schema; the message names the file and the key."""
+    user_error = True  # services.cli.run_cli answers it with one line (fomm imports nothing of ours)
 
 
 def _child(where: str, name: str) -> str:
@@ -47,6 +49,13 @@ def _fits(hint: Any, value: Any) -> bool:
     return hint is Any or isinstance(value, (int, float) if hint is float else (origin or hint))
 
 
+def _finite(value: Any) -> bool:
+    """No NaN or infinity in a number or a list of numbers (YAML's .nan/.inf, JSON's NaN/Infinity)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return all(_finite(v) for v in value) if isinstance(value, (list, tuple)) else True
+
+
 def _dataclass_of(hint: Any) -> type | None:  # X, or the X of X | None
     return next((a for a in (hint, *get_args(hint)) if dataclasses.is_dataclass(a)), None)
 
@@ -70,6 +79,8 @@ def build(cls: type[T], data: Any, where: str) -> T:
             kwargs[name] = build(sub, value, _child(where, name))
         elif not _fits(hint, value):
             raise ConfigError(f"{_child(where, name)}: expected {_describe(hint)}, got {value!r}")
+        elif not _finite(value):
+            raise ConfigError(f"{_child(where, name)}: expected finite numbers, got {value!r}")
         else:
             kwargs[name] = tuple(value) if isinstance(value, list) else value
     try:
@@ -97,7 +108,7 @@ class Section:
     def __post_init__(self) -> None:
         for name in self.positive:
             value = getattr(self, name)
-            if value is None or value <= 0:
+            if value is None or not value > 0:  # `not >` refuses NaN as well
                 raise ValueError(f"{name} must be positive, got {value!r}")
 
     @classmethod
@@ -120,11 +131,16 @@ class Section:
 
 
 def read_yaml(path: str | Path, what: str = "config") -> Any:
-    """The YAML file's data; an unreadable file or bad YAML is a ConfigError naming the file."""
+    """The YAML file's data; an unreadable, empty or non-UTF-8 file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:  # a checkpoint or image given as the config
+        raise ConfigError(f"{path}: not a UTF-8 text {what} ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read {what} ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if data is None or data == {}:
+        raise ConfigError(f"{path}: empty {what} (expected a YAML mapping)")
+    return data

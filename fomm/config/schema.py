@@ -129,8 +129,12 @@ class TrainParams(Section):
     # norm layers of the kp detector and generator normalise with their running statistics and stop updating
     # them, while their weights train on: small batches' statistics then stop shifting each image's colours
     freeze_batch_norm_epoch: int | None = None
+    positive: ClassVar = ("num_epochs", "num_repeats", "batch_size")  # 0 epochs trains nothing: refused
 
     def __post_init__(self) -> None:
+        Section.__post_init__(self)
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"scales must list the pyramid's scales, each > 0, got {list(self.scales)}")
         for name in ("bf16", "channels_last"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ValueError(f"{name} must be true, false or auto, got {getattr(self, name)!r}")
@@ -189,6 +193,9 @@ class AugmentationParams(Section):
         return to_dict(self.jitter_param or JitterParams())
 
 
+SUBJECT_KINDS = ("face", "person", "none")
+
+
 @section
 class DatasetParams(Section):
     root_dir: str = ""
@@ -197,6 +204,17 @@ class DatasetParams(Section):
     id_sampling: bool = False
     pairs_list: str | None = None
     augmentation_params: AugmentationParams = field(default_factory=AugmentationParams)
+    # our addition: what the frames show, face, person or none (None: from root_dir's name, vox → face, taichi →
+    # person, …); picks the subject detector of `fomm animate --crop auto`
+    subject_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.subject_kind not in (None, *SUBJECT_KINDS):
+            raise ValueError(f"subject_kind must be one of {', '.join(SUBJECT_KINDS)}, got {self.subject_kind!r}")
+        for name in ("frame_shape", "image_shape"):
+            shape = getattr(self, name)
+            if shape is not None and (len(shape) not in (2, 3) or min(shape) <= 0):
+                raise ValueError(f"{name} must be [H, W] or [H, W, C] of positive sizes, got {list(shape)}")
 
     @property
     def shape(self) -> tuple[int, ...]:

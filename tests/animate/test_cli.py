@@ -53,6 +53,8 @@ def media(tmp_path_factory, shared_data, tiny_config_path) -> dict[str, Path]:
         c.start_encoding()
     m["zero"] = root / "zero.avi"
     (m.setdefault("text", root / "notes.mp4")).write_text("not a video\n")
+    jpeg = (shared_data / "face_source_a.jpg").read_bytes()  # a JPEG cut off part-way: refused, never filled in
+    (m.setdefault("cut_jpeg", root / "cut.jpg")).write_bytes(jpeg[: len(jpeg) * 2 // 3])
     face = np.asarray(Image.open(shared_data / "face_source_d.jpg").convert("RGB"))
     rgba = np.dstack([face, np.full(face.shape[:2], 255, np.uint8)])
     rgba[:20] = 0  # a transparent band
@@ -126,11 +128,14 @@ BAD_INPUTS = {  # case: (changed arguments, the argument whose file the message 
     "missing source": (lambda m, o: {"--source": o / "nowhere.png"}, "--source", "no such file"),
     "missing driving": (lambda m, o: {"--driving": o / "nowhere.mp4"}, "--driving", "no such file"),
     "source not an image": (lambda m, o: {"--source": m["text"]}, "--source", "not a readable image or video"),
+    "source cut off": (lambda m, o: {"--source": m["cut_jpeg"]}, "--source", "damaged JPEG image"),
     "driving not a video": (lambda m, o: {"--driving": m["text"]}, "--driving", "not a readable video"),
     "corrupt driving": (lambda m, o: {"--driving": m["corrupt"]}, "--driving", "corrupt video stream"),
     "truncated driving": (lambda m, o: {"--driving": m["truncated"]}, "--driving", "decoded 15 of 169 frames"),
     "truncated index": (lambda m, o: {"--driving": m["truncated_index"]}, "--driving", "not a readable video"),
     "zero frames": (lambda m, o: {"--driving": m["zero"]}, "--driving", "zero-frame video"),
+    "source and driving swapped": (lambda m, o: {"--source": m["clip"], "--driving": m["source"]}, "--driving",
+                                   "one frame only: the driving input must be a video"),
     "checkpoint misfit": (lambda m, o: {"--checkpoint": m["tiny_ckpt"], "--config": "configs/vox-256.yaml"},
                           "--checkpoint", "'generator' does not fit the model config"),
     "checkpoint corrupt": (lambda m, o: {"--checkpoint": m["bad_ckpt"]}, "--checkpoint", "not a readable checkpoint"),
@@ -157,6 +162,24 @@ def test_bad_input_gives_one_line_and_no_output(case, media, tiny_config_path, t
     assert len(errors) == 1 and errors[0].startswith("fomm animate: error: "), err
     assert f"error: {args[named]}: " in errors[0] and problem in errors[0], errors[0]
     assert list(out_dir.iterdir()) == []  # no output, no temporary
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink to it", "relative spelling"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(how, media, tiny_config_path, tmp_path, capsys,
+                                                                  monkeypatch):
+    driving = tmp_path / "talk.mp4"
+    driving.write_bytes(media["clip"].read_bytes())
+    before = driving.read_bytes()
+    out = {"same path": driving, "symlink to it": tmp_path / "link.mp4", "relative spelling": "./x/../talk.mp4"}[how]
+    if how == "symlink to it":
+        out.symlink_to(driving)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["animate", "--config", tiny_config_path, "--random-init", "--source", media["source"],
+                        "--driving", driving, "--out", out, "--quiet"], capsys)
+    assert code == 1 and err == f"fomm animate: error: --out {out}: is the input --driving {driving} (an output " \
+                                "must not overwrite an input)\n"
+    assert driving.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        {"talk.mp4", Path(str(out)).name})
 
 
 def test_find_best_frame_without_face_alignment_weights_uses_dlib(media, shared_data, tiny_config_path, tmp_path,
@@ -195,6 +218,20 @@ def test_runs_compare_dispatches_its_arguments(monkeypatch, capsys):
     assert main(["runs", "compare", "--metric", "l1", "run-a", "run-b"]) == 0
     assert received == [["--metric", "l1", "run-a", "run-b"]]
     assert main(["runs", "merge"]) == 1 and "unknown action 'merge'" in capsys.readouterr().err
+
+
+def test_runs_compare_on_a_dead_tracking_server_is_one_line_in_seconds(capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # released at once: nothing listens there
+    started = time.monotonic()
+    assert main(["runs", "compare", "--tracking-uri", f"http://127.0.0.1:{port}"]) == 1
+    assert time.monotonic() - started < 5
+    assert capsys.readouterr().err == (f"fomm runs: error: --tracking-uri http://127.0.0.1:{port}: unreachable "
+                                       "(Connection refused)\n")
 
 
 def test_console_script_exit_status(media, tmp_path):

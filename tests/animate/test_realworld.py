@@ -50,6 +50,23 @@ def test_config_kind_from_its_data_set(tiny_config_path):
     assert subject_kind(load_config(tiny_config_path)) == "none"
 
 
+def test_a_config_or_the_flag_says_what_it_animates(tiny_config_path, shared_data, tmp_path, capsys):
+    from animate.cli import main
+
+    text = Path(tiny_config_path).read_text()
+    assert "subject_kind" not in text
+    own = tmp_path / "own.yaml"  # a user's own config saying what its frames show
+    own.write_text(text.replace("dataset_params:\n", "dataset_params:\n  subject_kind: person\n", 1))
+    assert subject_kind(load_config(own)) == "person"
+    assert subject_kind(load_config(own), "face") == "face"  # --subject-kind overrides the config
+    out = tmp_path / "out.mp4"
+    code = main(["animate", "--config", str(tiny_config_path), "--random-init", "--crop", "auto", "--source",
+                 str(shared_data / "face_source_a.jpg"), "--driving", str(shared_data / "face_talk_a.mp4"), "--out",
+                 str(out)])
+    assert code == 1 and "--crop auto: no subject detector for a 'none' config" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_paste_back_keeps_the_outside_and_leaves_no_seam(shared_data):
     source = even_frame(read_image(shared_data / "face_source_e.jpg"))  # 577 wide: padded to 578
     assert source.shape == (880, 578, 3)
@@ -204,8 +221,10 @@ def test_batch_job_actor_takes_the_same_options(tmp_path_factory, tiny_config_pa
 
 
 @pytest.mark.parametrize(("extra", "problem"), [
-    (["--smooth", "-1"], "--smooth must be ≥ 0 (0 disables), got -1.0"),
-    (["--crop", "auto"], "--crop auto: no subject detector for a 'none' config (use --crop center|pad|none)"),
+    (["--smooth", "-1"], "argument --smooth: must be ≥ 0, got -1"),
+    (["--smooth", "nan"], "argument --smooth: must be a finite number, got nan"),
+    (["--crop", "auto"], "--crop auto: no subject detector for a 'none' config (use --crop center|pad|none, or say "
+                         "what it shows: --subject-kind face|person, or dataset_params.subject_kind)"),
     (["--subject", "1"], "--subject needs --crop auto (got --crop center)"),
 ])
 def test_bad_real_world_options_are_one_line(extra, problem, tiny_config_path, shared_data, tmp_path, capsys):

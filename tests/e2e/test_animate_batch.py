@@ -97,9 +97,10 @@ def test_pipeline_help():
 
 
 @pytest.mark.parametrize(("flags", "line"), [
-    (["--smooth", "-1"], "animate: error: --smooth must be ≥ 0 (0 disables), got -1.0"),
-    (["--device", "tpu9"], "animate: error: --device 'tpu9': not a device (use cpu or cuda)"),
-    (["--relative", "--no-adapt-scale", "--subject", "-1"], "animate: error: --subject must be ≥ 0, got -1"),
+    (["--smooth", "-1"], "animate: error: argument --smooth: must be ≥ 0, got -1"),
+    (["--smooth", "nan"], "animate: error: argument --smooth: must be a finite number, got nan"),
+    (["--device", "tpu9"], "animate: error: --device 'tpu9': not a device (use cpu, cuda, cuda:N or mps)"),
+    (["--relative", "--no-adapt-scale", "--subject", "-1"], "animate: error: argument --subject: must be ≥ 0, got -1"),
 ])
 def test_pipeline_takes_the_animation_flags_of_fomm_animate(flags, line, tiny_config_path, tmp_path):
     """The flags shared with `fomm animate` (animate.cli) are checked before anything runs: one line, exit 2."""
@@ -108,3 +109,13 @@ def test_pipeline_takes_the_animation_flags_of_fomm_animate(flags, line, tiny_co
                           capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr.strip().splitlines()) == (2, [line])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pairs_csv_without_rows_is_refused_before_ray(tiny_config_path, tmp_path):
+    from services.cli import UserError
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("source,driving,output\n\n")
+    with pytest.raises(UserError, match=r"^--pairs .*pairs.csv: no rows below the header \(nothing to animate\)$"):
+        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.csv"]

@@ -92,6 +92,24 @@ CASES = [
     Case("demo", "wrong type", "--videos below the minimum", "--out {w}/demo --videos 3", "--videos"),
     Case("demo", "wrong config", "misspelt key in the config", "--out {w}/demo --config {typo_yaml}", "typo.yaml"),
     Case("demo", "wrong type", "--out is a file", "--out {empty_file}", "--out"),
+    # the families of issue 23: NaN/inf, overwriting an input, requests that would wait forever, nothing to do
+    Case("preprocess", "wrong type", "--fps is NaN", "--input synthetic:2 --output {w}/ds --fps nan", "--fps"),
+    Case("preprocess", "overwrite", "--output inside the --input folder", "--input {empty_dir} --output "
+         "{empty_dir}/ds", "--output"),
+    Case("train", "hang", "GPUs this machine does not have", TRAIN + " --gpus-per-worker 64",
+         "--gpus-per-worker"),
+    Case("train", "wrong config", "--set zero epochs (nothing to train)", TRAIN + " --set train_params.num_epochs=0",
+         "--set"),
+    Case("train", "corrupt", "a checkpoint given as --config", TRAIN.replace("{tiny}", "{ckpt}"), "tiny.pth.tar"),
+    Case("train", "overwrite", "--storage inside the --data folder",
+         TRAIN.replace("{w}/store", "{shard_dir}/run").replace("{shard}", "{shard_dir}"), "--storage"),
+    Case("tune", "wrong config", "search space with loguniform from 0", TRAIN + " --space {log0_space}",
+         "log0.yaml"),
+    Case("evaluate", "overwrite", "--out inside the --data folder",
+         EVAL.replace("{w}/eval", "{shard_dir}/eval").replace("{shard}", "{shard_dir}"), "--out"),
+    Case("benchmark", "wrong type", "--threshold is infinite", BENCH + " --threshold inf", "--threshold"),
+    Case("animate", "wrong type", "--smooth is NaN", "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --smooth nan",
+         "--smooth"),
 ]
 
 
@@ -122,13 +140,14 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "typo.yaml").write_text(text.replace("num_kp:", "num_kps:"))
     (root / "wrongtype.yaml").write_text(text.replace("num_kp: 5", "num_kp: five"))
     (root / "bad_space.yaml").write_text("metric: val_l1\nmode: min\nspaces: {}\n")
+    (root / "log0.yaml").write_text("space:\n  train_params.lr_generator:\n    loguniform: [0, 1.0e-3]\n")
     (root / "pairs_bad.csv").write_text("image,video\na.png,b.mp4\n")
     (root / "pairs.csv").write_text("source,driving,output\na.png,b.mp4,c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
-             "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv"}
+             "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
-            "shard": str(shard), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
+            "shard": str(shard), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
             **{key: str(root / name) for key, name in files.items()}}
 
 
@@ -159,7 +178,7 @@ def test_cases_cover_every_pipeline_and_kind() -> None:
     assert len(CASES) >= 25
     assert {c.pipeline for c in CASES} == {p.stem for p in (REPO / "pipelines").glob("*.py")}
     assert {c.kind for c in CASES} == {"missing", "empty", "corrupt", "wrong type", "wrong config",
-                                       "unreachable service"}
+                                       "unreachable service", "overwrite", "hang"}
 
 
 def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path) -> None:

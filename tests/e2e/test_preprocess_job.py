@@ -64,7 +64,7 @@ def test_ray_job_submit_with_bad_videos(ray_head, repo_root, videos, tmp_path, s
         time.sleep(2)
     assert proc.returncode == 0, log[-4000:]
     assert "succeeded" in log, log[-4000:]
-    assert f"manifest: {out}/_manifest.json" in log and f"errors:   {out}/errors.parquet (2 failed videos)" in log
+    assert f"manifest: {out}/_manifest.json" in log and f"errors: {out}/errors.parquet (2 failed videos)" in log
     manifest = shards.read_manifest(str(out))
     assert manifest["totals"]["clips"] == 4 and manifest["totals"]["errors"] == 2
     assert {e["video_id"]: e["stage"] for e in shards.read_errors(str(out))} == {"corrupt": "decode", "zero": "probe"}

@@ -39,6 +39,8 @@ def test_values_of_the_right_type_load_and_the_stated_coercions_hold():
     ({"inner": {"sizes": 3}}, "t.yaml: inner.sizes: expected a list of int, got 3"),
     ({"inner": [1]}, r"t.yaml: inner: expected Inner, got \[1\]"),
     ({"inner": {"rte": 1}}, "t.yaml: inner: unknown key 'rte'"),
+    ({"inner": {"rate": float("nan")}}, "t.yaml: inner.rate: expected finite numbers, got nan"),
+    ({"inner": {"rate": float("-inf")}}, "t.yaml: inner.rate: expected finite numbers, got -inf"),
 ])
 def test_wrong_values_name_the_key_path_and_expected_type(data, message):
     with pytest.raises(ConfigError, match=f"^{message}"):
@@ -61,3 +63,20 @@ def test_positive_fields_are_checked():
     assert Pos(size=2).size == 2
     with pytest.raises(ConfigError, match="^p: size must be positive, got 0"):
         build(Pos, {"size": 0}, "p")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"", "empty config"),
+    (b"{}\n", "empty config"),
+    (b"PK\x03\x04\x80\xff\x00 a checkpoint", "not a UTF-8 text config"),
+    (b"dataset_params:\n  frame_shape: [64]\n", r"frame_shape must be \[H, W\] or \[H, W, C\]"),
+    (b"train_params:\n  num_epochs: -1\n", "num_epochs must be positive, got -1"),
+    (b"train_params:\n  scales: []\n", r"scales must list the pyramid's scales, each > 0, got \[\]"),
+    (b"train_params:\n  lr_generator: .nan\n", "train_params.lr_generator: expected finite numbers"),
+])
+def test_a_file_that_is_no_usable_config_is_one_config_error_naming_it(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        FommConfig.from_yaml(path)
+    assert "c.yaml" in str(err.value)

@@ -65,6 +65,19 @@ def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, s
     assert "vidMissing" in err["message"] and result["num_errors"] == 1
 
 
+@pytest.mark.parametrize(("row", "problem"), [
+    ("vidA,18,6,100-80-300-290,50,820,824", "row 0 of video vidA: frame range start 18, end 6 is empty or reversed"),
+    ("vidA,6,6,100-80-300-290,50,820,824", "frame range start 6, end 6 is empty"),
+    ("vidA,6,18,900-80-1000-290,50,820,824", "bbox 900-80-1000-290 is outside the 820×824 frame"),
+    ("vidA,6,18,300-80-100-290,50,820,824", "bbox 300-80-100-290 has no area"),
+])
+def test_a_metadata_row_that_names_no_clip_is_refused_not_dropped(tmp_path, row, problem):
+    table = tmp_path / "vox-metadata.csv"
+    table.write_text(f"video_id,start,end,bbox,fps,width,height\n{row}\n")
+    with pytest.raises(ValueError, match=f"vox-metadata.csv: {problem}" if "row" in problem else problem):
+        collect_tasks(cfg_for(table, tmp_path / "out"))
+
+
 def test_corrupt_and_zero_frame_videos_go_to_errors(synthetic_dir, tmp_path, corrupt_video, zero_frame_video):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -124,7 +137,21 @@ def test_manifest_counts_match_the_shards(synthetic_dir, tmp_path):
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="kind 'cats'"):
+    with pytest.raises(ValueError, match="^--kind cats: expected one of face, person, none$"):
         PreprocessConfig(input="x", output="y", kind="cats")
+    with pytest.raises(ValueError, match="^--fps nan: must be a finite number$"):  # `x <= 0` is False for NaN
+        PreprocessConfig(input="x", output="y", target_fps=float("nan"))
     with pytest.raises(ValueError, match="unknown key"):
         PreprocessConfig.from_dict({"input": "x", "output": "y", "sise": 3})
+
+
+def test_a_job_that_makes_no_clip_fails(tmp_path, repo_root, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pipeline_preprocess", repo_root / "pipelines" / "preprocess.py")
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
+    code = preprocess.main(["--input", "synthetic:1", "--output", str(tmp_path / "out"), "--kind", "none",
+                            "--size", "32", "--min-frames", "1000", "--no-ray"])  # every track too short
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"preprocess: error: --output {tmp_path / 'out'}: no clips were made")

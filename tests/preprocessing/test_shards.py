@@ -87,3 +87,17 @@ def test_manifest_errors_and_list_shards(tmp_path):
     assert shards.verify_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
     with pytest.raises(FileNotFoundError, match="no manifest"):
         shards.read_manifest(str(tmp_path / "elsewhere"))
+
+
+def test_a_half_written_shard_among_good_ones_is_named_before_any_job(tmp_path):
+    from preprocessing.shards import require_shards
+    from preprocessing.synthetic import write_synthetic_shards
+    from services.cli import UserError
+
+    good = write_synthetic_shards(tmp_path / "shards", num_videos=2, size=32, num_frames=4, split="train")
+    half = good.parent / "train-00009.parquet"
+    half.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(UserError, match=rf"^--data {half}: not readable as clip shards"):
+        require_shards("--data", str(good.parent), "train")
+    half.unlink()
+    assert require_shards("--data", str(good.parent), "train") == [str(good)]

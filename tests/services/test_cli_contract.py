@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -38,6 +39,30 @@ def test_config_error_of_an_imported_package_is_a_user_error(capsys) -> None:
     assert capsys.readouterr().err == "train: error: vox.yaml: unknown key 'num_kps'\n"
 
 
+def test_the_packages_input_errors_are_user_errors_and_services_names_none_of_them(repo_root) -> None:
+    from evaluation.extractors import BackendUnavailableError, MissingWeightsError
+    from fomm.animator import AnimatorError
+    from fomm.checkpoint import CheckpointError
+    from services.cli import is_user_error
+    from services.storage import StorageError
+    from services.video_read import VideoError
+    from training.data import DataError
+
+    errors = [ConfigErrorOf(), CheckpointError("x"), AnimatorError("x"), VideoError("x"), StorageError("x"),
+              DataError("x"), MissingWeightsError("b", "p", "h"), BackendUnavailableError("x")]
+    assert all(is_user_error(e) for e in errors)
+    assert not is_user_error(ValueError("a bug")) and not is_user_error(KeyError("a bug"))
+    dotted = re.compile(r"[\"'](fomm|preprocessing|evaluation|animate|training|tuning)(\.[a-z_]+)+\.[A-Z]")
+    for path in (repo_root / "services").rglob("*.py"):  # the ground floor names no class of a package above it
+        assert not dotted.search(path.read_text()), path
+
+
+def ConfigErrorOf() -> Exception:  # noqa: N802 - a factory named after what it makes
+    from fomm.config import ConfigError
+
+    return ConfigError("x")
+
+
 def test_argument_parser_errors_are_user_errors() -> None:
     parser = ArgumentParser(prog="p")
     parser.add_argument("--size", type=int, required=True)
@@ -68,3 +93,17 @@ def test_checks(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://somewhere")  # the default is checked under its own name
     with pytest.raises(UserError, match=r"^\$MLFLOW_TRACKING_URI ftp://somewhere: unknown tracking URI scheme"):
         checks.tracking_uri("--tracking-uri", None)
+
+
+def test_an_output_may_not_be_or_sit_inside_an_input(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "alias").symlink_to(data)
+    for out, problem in [(data, "is the input --data"), (tmp_path / "alias", "is the input --data"),
+                         (data / "out", "is inside the input --data"), (tmp_path / "alias" / "a" / "b", "is inside")]:
+        with pytest.raises(UserError, match=f"^--out {out}: {problem}"):
+            checks.not_an_input("--out", out, {"--config": None, "--data": data})
+    checks.not_an_input("--out", tmp_path / "out", {"--data": data})  # beside the input: fine
+    checks.not_an_input("--out", data, {"--data": "s3://bucket/data"})  # other scheme: never the same
+    with pytest.raises(UserError, match="inside the input --data s3://b/d/"):
+        checks.not_an_input("--out", "s3://b/d/eval", {"--data": "s3://b/d/"})

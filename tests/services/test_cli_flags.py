@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.cli import ArgumentParser, UserError, field_default, field_flags, field_values
+from services.fields import check_fields, rule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,3 +86,50 @@ def test_benchmark_flag_defaults_are_the_benchmark_configs(repo_root) -> None:
     assert (args.threshold, args.max_error_fraction, tuple(args.metrics.split(","))) == tuple(
         field_default(BenchmarkConfig, name) for name in ("threshold", "max_error_fraction", "metrics"))
     assert args.experiment == "fomm-benchmark"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ruled:
+    rate: float = field(default=1.0, metadata=rule("learning rate", gt=0))
+    steps: int | None = field(default=None, metadata=rule("optimiser steps", ge=1, flag="--max-steps"))
+    mode: str = field(default="fast", metadata=rule("how", choices=("fast", "slow")))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--rate", "nan"], "argument --rate: must be a finite number, got nan"),
+    (["--rate", "inf"], "argument --rate: must be a finite number, got inf"),
+    (["--rate", "0"], "argument --rate: must be > 0, got 0"),
+    (["--rate", "1e999"], "argument --rate: must be a finite number, got 1e999"),
+    (["--max-steps", "1.5"], "argument --max-steps: expected an integer, got '1.5'"),
+    (["--max-steps", "0"], "argument --max-steps: must be ≥ 1, got 0"),
+    (["--mode", "fsat"], "argument --mode: invalid choice: 'fsat'"),
+])
+def test_a_declared_rule_makes_the_flag_and_checks_it(argv, message) -> None:
+    p = ArgumentParser(prog="p")
+    add = field_flags(p, Ruled)
+    for name in ("rate", "steps", "mode"):
+        add(name)
+    assert "learning rate" in p.format_help() and "--max-steps MAX_STEPS" in p.format_help()
+    assert Ruled(**field_values(Ruled, p.parse_args(["--rate", "0.5", "--max-steps", "3"]))) == \
+        Ruled(rate=0.5, steps=3)
+    with pytest.raises(UserError, match=f"^{message}"):
+        p.parse_args(argv)
+
+
+def test_the_same_rule_holds_for_a_config_built_in_python() -> None:
+    with pytest.raises(UserError, match=r"^--rate nan: must be a finite number$"):
+        Ruled(rate=float("nan"))
+    with pytest.raises(ValueError, match=r"^--mode fsat: expected one of fast, slow$"):  # also a ValueError
+        Ruled(mode="fsat")
+    assert Ruled(steps=None).steps is None  # None: not set
+
+
+@pytest.mark.parametrize("flag", ["--gpus-per-worker", "--cpus-per-worker", "--max-minutes", "--workers"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_train_numbers_are_finite_and_in_range(repo_root, flag, value) -> None:
+    required = ["--config", "c.yaml", "--data", "d", "--storage", "s"]
+    with pytest.raises(UserError, match=f"^argument {flag}: "):
+        _pipeline(repo_root, "train").parse_args([*required, flag, value])

@@ -58,3 +58,21 @@ def test_pipeline_help(repo_root):
     out = subprocess.run([sys.executable, str(repo_root / "pipelines" / "preprocess.py"), "--help"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--input" in out.stdout and "--kind {face,person,none}" in out.stdout
+
+
+def test_an_s3_path_without_credentials_is_one_line_before_any_job(tmp_path, monkeypatch):
+    import time
+
+    from services.storage import StorageError, check_reachable
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # not on a cloud machine
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"^--data s3://bucket/shards: no S3 credentials \(set AWS_ACCESS_KEY_ID"):
+        check_reachable("--data", "s3://bucket/shards")
+    assert time.monotonic() - started < 5
+    check_reachable("--data", str(tmp_path))  # a local path needs none

@@ -162,3 +162,18 @@ def test_read_image_not_an_image(tmp_path, shared_data):
         read_image(shared_data / "face_talk_a.mp4")
     with pytest.raises(ImageError, match="no such file"):
         read_image(tmp_path / "missing.png")
+
+
+def test_a_damaged_or_bomb_image_is_refused_naming_the_file(tmp_path, shared_data, monkeypatch):
+    from PIL import Image
+
+    from services.video_read import DamagedImageError
+
+    jpeg = (shared_data / "face_source_a.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(DamagedImageError, match=r"cut.jpg: damaged JPEG image \(image file is truncated"):
+        read_image(tmp_path / "cut.jpg")
+    Image.new("L", (64, 64)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 3)  # over twice the limit: a decompression bomb
+    with pytest.raises(DamagedImageError, match="bomb.png: image refused .*decompression bomb"):
+        read_image(tmp_path / "bomb.png")

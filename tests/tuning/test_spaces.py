@@ -38,6 +38,24 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, tiny_config_path):
         typo.check_against(load_config(tiny_config_path))
 
 
+@pytest.mark.parametrize(("space", "problem"), [
+    ({"num_samples": "all"}, "num_samples must be a whole number ≥ 1, got 'all'"),
+    ({"num_samples": 0}, "num_samples must be a whole number ≥ 1, got 0"),
+    ({"num_samples": 2.5}, "num_samples must be a whole number ≥ 1, got 2.5"),
+    ({"metric": ["val_l1"]}, "metric must be a metric name"),
+    ({"space": {"k": {"loguniform": [0, 1e-3]}}}, r"space.k: loguniform needs 0 < low \(a log scale\)"),
+    ({"space": {"k": {"uniform": [1, 1]}}}, "space.k: uniform needs low < high"),
+    ({"space": {"k": {"uniform": [0, float("nan")]}}}, r"space.k: uniform takes two finite numbers \[low, high\]"),
+    ({"space": {"k": {"randint": [0, 2.5]}}}, "space.k: randint takes two whole numbers"),
+    ({"space": {"k": {"choice": []}}}, "space.k: choice takes a non-empty list of values"),
+    ({"space": [1, 2]}, "'space' must map config keys to distributions"),
+])
+def test_a_space_tune_cannot_sample_is_refused_before_any_trial(space, problem):
+    data = {"space": {"train_params.lr_generator": {"choice": [1e-4]}}, **space}
+    with pytest.raises(SpaceError, match=f"^s.yaml: {problem}"):
+        SearchSpace.from_dict(data, source="s.yaml")
+
+
 def test_exported_best_config_loads_as_a_training_config(tmp_path, tiny_config_path):
     out = export_best_config(tiny_config_path, {"train_params.loss_weights.equivariance_value": 3.5},
                              tmp_path / "best.yaml", base_overrides={"train_params": {"num_epochs": 7}})

@@ -1,0 +1,107 @@
+"""Declared field rules: a config dataclass's field says once what it accepts; flags, help and checks read it.
+
+    workers: int = field(default=1, metadata=rule("DDP workers", ge=1))
+    device: str = field(default="cpu", metadata=rule("where the model runs", choices=("cpu", "cuda")))
+
+`services.cli.field_flags` turns a rule into the flag's type (finite, in range), choices and help;
+`check_fields(cfg)` (called from `__post_init__`) applies the same rules to a config built in Python. A number is
+always finite: NaN and infinity are refused everywhere a number is declared (`x <= 0` is False for NaN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from services.errors import UserError
+
+RULE = "rule"
+
+
+class FieldError(UserError, ValueError):
+    """A config value outside its declared rule; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one field accepts: a number in [ge, le] (gt: strictly above), one of `choices`; `flag` its name."""
+
+    help: str = ""
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    choices: tuple[str, ...] | None = None
+    flag: str | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` breaks the rule, or None when it keeps it (None itself always does: 'not set')."""
+        if value is None:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                return "must be a finite number"
+            if self.ge is not None and self.le is not None and not self.ge <= value <= self.le:
+                return f"must be in [{self.ge:g}, {self.le:g}]"
+            if self.ge is not None and value < self.ge:
+                return f"must be ≥ {self.ge:g}"
+            if self.gt is not None and value <= self.gt:
+                return f"must be > {self.gt:g}"
+            if self.le is not None and value > self.le:
+                return f"must be ≤ {self.le:g}"
+        if self.choices is not None and value not in self.choices:
+            return f"expected one of {', '.join(map(str, self.choices))}"
+        return None
+
+
+def rule(help: str = "", **constraints: Any) -> dict[str, Rule]:  # noqa: A002 - argparse's word
+    """Field metadata declaring the field's rule (see Rule)."""
+    if "choices" in constraints:
+        constraints["choices"] = tuple(constraints["choices"])
+    return {RULE: Rule(help, **constraints)}
+
+
+def rule_of(cls: type, name: str) -> Rule:
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return f.metadata.get(RULE, Rule())
+
+
+def flag_of(name: str, r: Rule | None = None) -> str:
+    return (r.flag if r is not None and r.flag else None) or "--" + name.replace("_", "-")
+
+
+def scalar_type(cls: type, name: str) -> type:
+    """The field's type with `| None` taken off: int, float, str, bool, …"""
+    hint = get_type_hints(cls)[name]
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next((a for a in get_args(hint) if a is not type(None)), hint)
+    return hint if isinstance(hint, type) else object
+
+
+def number(kind: type, r: Rule) -> Callable[[str], float]:
+    """An argparse `type=`: text → a finite `kind` keeping rule `r` (argparse names the flag in the error)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if (problem := r.problem(value)) is not None:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def check_fields(obj: Any) -> None:
+    """Every declared rule of dataclass instance `obj` holds; else a FieldError naming the flag and the value."""
+    for f in dataclasses.fields(obj):
+        r = f.metadata.get(RULE)
+        if r is not None and (problem := r.problem(value := getattr(obj, f.name))) is not None:
+            raise FieldError(f"{flag_of(f.name, r)} {value}: {problem}")

@@ -1,0 +1,89 @@
+"""services.failures through run_cli: each environment-failure family is one line and exit 2; a bug still raises."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from services.cli import run_cli
+
+
+def _raise(err: BaseException):  # noqa: ANN202 - a main that fails with `err`
+    def main(argv: list[str]) -> int:
+        raise err
+
+    return main
+
+
+def _wrapped(inner: BaseException) -> BaseException:
+    """`inner` as the cause of a library's own error type (as s3fs and MLflow wrap them)."""
+    try:
+        try:
+            raise inner
+        except BaseException as err:
+            raise RuntimeError("wrapped by a library") from err
+    except RuntimeError as outer:
+        return outer
+
+
+class TaskError(Exception):
+    """Like Ray's RayTaskError: the worker's exception kept in `cause`, not in __cause__."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("task failed")
+        self.cause = cause
+
+
+def _families() -> list[tuple[BaseException, str]]:
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, PartialCredentialsError
+    from mlflow.exceptions import MlflowException
+    from PIL import Image
+
+    return [
+        (NoCredentialsError(), "S3: Unable to locate credentials (set AWS_ACCESS_KEY_ID"),
+        (_wrapped(NoCredentialsError()), "S3: Unable to locate credentials"),
+        (PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"), "S3: Partial credentials"),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), 'S3: Could not connect to the endpoint URL: "http://127.0.0.1:9"'),
+        (OSError(errno.ENOSPC, "No space left on device", "/out/x.mp4"), "/out/x.mp4: no space left on the device"),
+        (OSError(errno.EROFS, "Read-only file system", "/ro/x"), "/ro/x: read-only file system"),
+        (TaskError(OSError(errno.ENOSPC, "No space left", "/w/_work/p")), "/w/_work/p: no space left on the device"),
+        (PermissionError(errno.EACCES, "Permission denied", "/ro/y"), "/ro/y: permission denied"),
+        (_decode_error(), "not UTF-8 text: invalid start byte"),
+        (OverflowError("cannot convert float infinity to integer"), "a number is out of range: cannot convert"),
+        (_null_byte(), "a path holds a NUL byte"),
+        (Image.DecompressionBombError("Image size (1000000000 pixels) exceeds limit"), "image refused: Image size"),
+        (MlflowException("API request to http://127.0.0.1:9/api failed\nretries exhausted"), "MLflow: API request to"),
+    ]
+
+
+def _null_byte() -> ValueError:
+    import os
+
+    try:
+        os.stat("a\x00b")
+    except ValueError as err:
+        return err
+    raise AssertionError("stat")
+
+
+def _decode_error() -> UnicodeDecodeError:
+    try:
+        b"\xff\xfe".decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err
+    raise AssertionError("decoded")
+
+
+def test_each_environment_failure_family_is_one_line_and_status_2(capsys) -> None:
+    for err, start in _families():
+        assert run_cli(_raise(err), [], "prog") == 2, err
+        out = capsys.readouterr().err
+        assert out.startswith(f"prog: error: {start}") and out.count("\n") == 1, out
+
+
+def test_other_errors_keep_their_traceback() -> None:
+    with pytest.raises(RuntimeError):
+        run_cli(_raise(RuntimeError("a bug")), [], "prog")
+    with pytest.raises(OSError):  # an OSError that is not about the disk or permissions is not guessed at
+        run_cli(_raise(OSError(errno.EBADF, "Bad file descriptor")), [], "prog")

@@ -1,0 +1,57 @@
+"""Resource requests are checked against what there is, naming the flag, before a run exists: no job waits forever."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.cli import UserError
+from training.job import TrainJob, local_room
+
+
+def test_workers_and_gpus_a_machine_does_not_have_are_refused_before_ray(monkeypatch) -> None:
+    import torch
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    with pytest.raises(UserError, match=r"^--gpus-per-worker 1 × --workers 2: this machine has 0 GPUs"):
+        local_room(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1, workers=2))
+    with pytest.raises(UserError, match=r"^--workers 5: this machine has 4 CPUs"):
+        local_room(TrainJob(config="c", data="d", storage="s", workers=5))
+    local_room(TrainJob(config="c", data="d", storage="s"))  # CPU training asks for none
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster's GPUs are checked once connected
+    local_room(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1))
+
+
+def test_requests_the_cluster_can_never_grant_are_refused(monkeypatch) -> None:
+    import ray
+
+    from services.ray_start import check_room
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 2.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]  # a dead node grants nothing
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    check_room("--cpus-per-worker", "CPU", 2, 3)  # 4 + 2 CPUs hold three 2-CPU workers
+    with pytest.raises(UserError, match=r"^--gpus-per-worker 2: no node of the Ray cluster has 2 GPU \(the largest "
+                                        r"has 1\)"):
+        check_room("--gpus-per-worker", "GPU", 2, 1)
+    with pytest.raises(UserError, match=r"^--cpus-per-worker 2 × 4 workers: the Ray cluster has 6 CPU in all"):
+        check_room("--cpus-per-worker", "CPU", 2, 4)
+    with pytest.raises(UserError, match="largest has 4"):
+        check_room("--num-cpus", "CPU", 4.5)
+
+
+def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_path) -> None:
+    from fomm.config import load_config
+    from training.plan import check_plan
+
+    cfg = load_config(tiny_config_path)
+    job = TrainJob(config=str(tiny_config_path), data="d", storage=str(tmp_path), name="run")
+    check_plan(job, cfg)
+    (tmp_path / "run").mkdir()  # an earlier run of that name
+    with pytest.raises(UserError, match=r"^--name run: .*/run: a run of this name exists; pass --resume"):
+        check_plan(job, cfg)
+    check_plan(job.replace(resume=True), cfg)
+    odd = job.replace(name="odd", workers=cfg.train_params.batch_size + 1)
+    with pytest.raises(UserError, match=r"^--workers \d+: .*must divide evenly over the workers"):
+        check_plan(odd, cfg)
