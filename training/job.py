@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fomm.config import FommConfig, apply_overrides
-from services.cli import field_flags
+from services.cli import field_default, field_flags
 from services.fields import check_fields, rule
 
 
@@ -115,7 +115,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     the run's plan (`sweep`: the base job of a sweep, whose trials have run folders of their own)."""
     from preprocessing.shards import require_shards
     from services import checks
-    from services.cli import user_input
+    from services.cli import UserError, user_input
 
     checks.existing_file("--config", job.config, "a FOMM YAML")
     FommConfig.from_yaml(job.config)  # a ConfigError names the file and the key
@@ -123,6 +123,16 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
         with user_input("--set"):
             job.load_config()
     require_shards("--data", job.data, job.train_split, job.endpoint)
+    # a split asked for by name must exist (the default may be absent: then no validation)
+    if job.num_val_clips > 0 and job.val_split != field_default(TrainJob, "val_split"):
+        from training.data import DataError, scan_clips
+
+        try:
+            found = len(scan_clips(job.data, job.val_split, job.endpoint))
+        except DataError:
+            found = 0
+        if not found:
+            raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}")
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)

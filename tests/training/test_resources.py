@@ -55,3 +55,18 @@ def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_pat
     odd = job.replace(name="odd", workers=cfg.train_params.batch_size + 1)
     with pytest.raises(UserError, match=r"^--workers \d+: .*must divide evenly over the workers"):
         check_plan(odd, cfg)
+
+
+def test_a_validation_split_asked_for_by_name_must_exist(tmp_path, tiny_config_path) -> None:
+    from preprocessing.synthetic import write_synthetic_shards
+    from training.job import check_inputs
+
+    shards = write_synthetic_shards(tmp_path / "shards", num_videos=4, size=32, num_frames=6, test_every=2)
+    job = TrainJob(config=str(tiny_config_path), data=str(shards), storage=str(tmp_path / "st"),
+                   tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    check_inputs(job)  # the default split: there
+    check_inputs(job.replace(val_split="train"))
+    with pytest.raises(UserError, match=r"^--val-split nope: no clips of that split in --data"):
+        check_inputs(job.replace(val_split="nope"))
+    check_inputs(job.replace(val_split="nope", num_val_clips=0))  # no validation asked for
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]  # the checks wrote nothing
