@@ -170,15 +170,20 @@ def ray_local(ray_head) -> Iterator[dict]:
         ray.shutdown()
 
 
+def copy_store(template: Path, folder: Path) -> Path:
+    """`folder`/mlflow.db: a copy of an MLflow SQLite store whose tables exist (no migrations on first use)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(template, folder / "mlflow.db"))
+
+
 class MlflowServerProcess:
     """A real MLflow tracking server on 127.0.0.1 (sqlite backend, local artifacts) in its own process group,
     which a test may kill and start again on the same port with the same store."""
 
     def __init__(self, root: Path, template_db: Path | None = None) -> None:
         self.root, self.port = root, free_port()
-        if template_db is not None:  # a store whose tables exist: the server starts without migrating
-            root.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(template_db, root / "mlflow.db")
+        if template_db is not None:  # the server starts without migrating
+            copy_store(template_db, root)
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -220,9 +225,7 @@ def mlflow_template_db(tmp_path_factory) -> Path:
 @pytest.fixture
 def fresh_sqlite_uri(mlflow_template_db, tmp_path) -> str:
     """A test's own empty MLflow SQLite store (a copy of the template)."""
-    db = tmp_path / "mlflow.db"
-    shutil.copyfile(mlflow_template_db, db)
-    return f"sqlite:///{db}"
+    return f"sqlite:///{copy_store(mlflow_template_db, tmp_path)}"
 
 
 @pytest.fixture(scope="session")
@@ -240,9 +243,7 @@ def mlflow_server(tmp_path_factory, mlflow_template_db) -> Iterator[str]:
 def sqlite_uri(tmp_path_factory, mlflow_template_db) -> str:
     """A local SQLite MLflow store shared by the session; tests keep apart by their own experiment names or by
     reading their own runs by id."""
-    db = tmp_path_factory.mktemp("mlruns") / "mlflow.db"
-    shutil.copyfile(mlflow_template_db, db)
-    return f"sqlite:///{db}"
+    return f"sqlite:///{copy_store(mlflow_template_db, tmp_path_factory.mktemp('mlruns'))}"
 
 
 def run_artifacts(tracking_uri: str, run_id: str, dst: Path) -> list[str]:
