@@ -1,12 +1,19 @@
-"""The flags of `fomm animate`, `fomm export` and the batch job, each declared once with its rule (services.fields)."""
+"""The flags of `fomm animate`, `fomm export` and the batch job, each declared once with its rule (services.fields),
+and the helpers that add and check them."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
+
+import torch
 
 from fomm.animator import CROP_MODES, LAYOUTS
 from fomm.config.schema import SUBJECT_KINDS
 from fomm.precision import PRECISIONS
+from services import checks
+from services.cli import field_flags, field_values
+from services.errors import UserError
 from services.fields import check_fields, rule
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
@@ -53,3 +60,63 @@ class AnimationOptions:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+MAX_OUTPUT_SIZE = 8192
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256' or 'WxH' → (H, W), even numbers (H.264 with 4:2:0 chroma needs them)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x")) if "x" in text.lower() else (int(text),) * 2
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}") from None
+    if w <= 0 or h <= 0 or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"sizes must be positive and even (H.264 4:2:0), got {text!r}")
+    if max(w, h) > MAX_OUTPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"sizes must be ≤ {MAX_OUTPUT_SIZE} (H.264 level 6.2), got {text!r}")
+    return h, w
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that make the model: `fomm animate`, `fomm export` and the batch job."""
+    model = field_flags(parser, ModelOptions)  # help, types and ranges: ModelOptions' rules
+    model("config", required=True)
+    model("checkpoint")
+    model("random_init", action="store_true")
+    model("seed")
+
+
+def add_animation_flags(parser: argparse.ArgumentParser) -> None:
+    """How to animate: `fomm animate` and the batch job; `check_animation_flags` validates them."""
+    motion = parser.add_mutually_exclusive_group()
+    motion.add_argument("--relative", dest="relative", action="store_true", default=True,
+                        help="relative motion transfer (default; Sec. 3.4)")
+    motion.add_argument("--absolute", dest="relative", action="store_false", help="absolute keypoints")
+    option = field_flags(parser, AnimationOptions)  # help, choices, types and ranges: AnimationOptions' rules
+    option("adapt_movement_scale", action=argparse.BooleanOptionalAction)
+    for name in ("crop", "subject", "subject_kind"):
+        option(name)
+    option("paste_back", action=argparse.BooleanOptionalAction)
+    for name in ("smooth", "layout", "device", "batch_size", "precision"):
+        option(name)
+
+
+def weights(args: argparse.Namespace) -> dict:
+    """The model flags' weights: a checkpoint, or an explicit --random-init (one line otherwise)."""
+    if args.checkpoint is None and not args.random_init:
+        raise UserError("--checkpoint is required (or pass --random-init for an untrained model)")
+    return {"checkpoint": args.checkpoint, "random_init": args.random_init, "seed": args.seed}
+
+
+def check_model_files(args: argparse.Namespace) -> None:
+    """The model flags name files: a config, and a checkpoint unless --random-init."""
+    checks.existing_file("--config", args.config, "a FOMM YAML")
+    if args.checkpoint is not None:
+        checks.existing_file("--checkpoint", args.checkpoint, "a checkpoint file")
+
+
+def check_animation_flags(args: argparse.Namespace) -> torch.device:
+    """The animation flags keep their rules (also when set in Python) and the device is here; returns it."""
+    AnimationOptions(**field_values(AnimationOptions, args))
+    return torch.device(checks.device("--device", args.device))

@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services import checks
-from services.cli import ArgumentParser, at_least
+from services.cli import at_least
+from services.errors import UserError
+from services.stage import NothingMade, Stage, Summary
 
 MAIN_METRIC = re.compile(r"^(l1|akd|akd_l2|mkr|aed|aed_l2)(/.*)?$")
 
@@ -47,8 +49,7 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="fomm runs compare", description=__doc__.splitlines()[0])
+def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", "-e", default="fomm-eval", help="MLflow experiment name (default: fomm-eval)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "
                    "or the local ./mlruns SQLite store)")
@@ -58,38 +59,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=at_least(1), default=50, help="at most this many runs (default 50)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--plot", default=None, help="also write a bar chart per metric to this PNG path")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    checks.tracking_uri("--tracking-uri", args.tracking_uri)  # a dead server: one line in seconds, not minutes
+def check(args: argparse.Namespace) -> None:
+    """A tracking URI that answers (a dead server: one line in seconds, not minutes); a --plot that can be written
+    and is not the tracking store."""
+    checks.tracking_uri("--tracking-uri", args.tracking_uri)
     if args.plot:
-        checks.writable_dir("--plot", Path(args.plot).parent)
+        plot = Path(args.plot)
+        if plot.is_dir():
+            raise UserError(f"--plot {args.plot}: is a folder (expected a .png file)")
+        if plot.suffix.lower() != ".png":
+            raise UserError(f"--plot {args.plot}: expected a .png file")
+        store = (args.tracking_uri or "").removeprefix("sqlite:///") or None
+        checks.not_an_input("--plot", args.plot, {"--tracking-uri": store})
+        checks.writable_dir("--plot", plot.parent)
+
+
+def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
     from evaluation.report import plot_runs  # matplotlib and MLflow take seconds to import: after the checks
     from services.tracking.queries import search_runs
 
     runs = search_runs(args.tracking_uri, args.experiment, filter_string=args.filter)
     if not runs:
-        print(f"experiment {args.experiment!r}: no runs" + (f" matching {args.filter!r}" if args.filter else ""),
-              file=sys.stderr)
-        return 1
+        raise NothingMade(f"--experiment {args.experiment}: no runs" +
+                          (f" matching --filter {args.filter!r}" if args.filter else ""))
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else default_metrics(runs)
     if args.sort:
         runs.sort(key=lambda r: (r["metrics"].get(args.sort) is None, r["metrics"].get(args.sort, 0.0)))
     runs = runs[:args.limit]
     header, rows = runs_table(runs, metrics)
     if args.format == "json":
-        print(json.dumps([dict(zip(header, row)) for row in rows], indent=1))
+        text = json.dumps([dict(zip(header, row)) for row in rows], indent=1)
     elif args.format == "csv":
         buf = io.StringIO()
         csv.writer(buf).writerows([header, *rows])
-        print(buf.getvalue(), end="")
+        text = buf.getvalue().rstrip("\n")
     else:
-        print(format_table(header, rows))
+        text = format_table(header, rows)
     if args.plot:
         print(f"plot: {plot_runs(runs, metrics, args.plot)}", file=sys.stderr)
-    return 0
+    return Summary(notes=[text])
+
+
+STAGE = Stage("fomm runs compare", __doc__, add_flags, lambda args: args, check, run)
+main, parse_args = STAGE.main, STAGE.parse_args
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Atomic local writes: a temporary name in the target's folder, renamed onto the target on a clean exit.
+"""Atomic local writes: a temporary name in the target's folder, renamed onto the target on a clean exit
+(`atomic_open`, `atomic_path` for a file; `atomic_dir` for a folder of files).
 
 A reader sees the old file or the whole new one, never half of it; an error (or Ctrl-C) removes the temporary.
 Remote objects need none of this: one S3 PUT is atomic (see services.storage.write_bytes).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,3 +60,39 @@ def atomic_open(target: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterat
         raise ValueError(f"{target}: atomic_open writes whole files (mode 'w' or 'wb', not {mode!r})")
     with atomic_path(target) as tmp, open(tmp, mode, **kwargs) as f:
         yield f
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside `target` for a writer that fills a folder; whole or not at all.
+
+    On a clean exit a new `target` is the temporary folder renamed; an existing one gets each file moved in
+    (one rename each, its other files kept). On an error the temporary goes, and so do the folders created for it."""
+    target = Path(target)
+    created = _make_parents(target.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    done = False
+    try:
+        yield tmp
+        if target.exists():
+            _merge(tmp, target)
+        else:
+            os.replace(tmp, target)
+        done = True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+
+def _merge(source: Path, target: Path) -> None:
+    """Move what `source` holds into the existing folder `target` (files replaced, folders merged)."""
+    for entry in sorted(source.iterdir()):
+        into = target / entry.name
+        if entry.is_dir() and into.is_dir():
+            _merge(entry, into)
+        else:
+            os.replace(entry, into)

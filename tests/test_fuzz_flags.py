@@ -92,23 +92,23 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
         "animate batch": (_pipeline(repo_root, "animate"), "animate", 2,
                           ["--pairs", str(root / "pairs.csv"), *model, "--random-init"]),
         "demo": (_pipeline(repo_root, "demo"), "demo", 2, ["--out", w["out"], *model]),
-        "fomm animate": (fomm, "fomm animate", 1,
+        "fomm animate": (fomm, "fomm animate", 2,
                          ["animate", *model, "--random-init", "--source", w["source"], "--driving", w["driving"],
                           "--out", w["out"] + ".mp4", "--quiet"]),
-        "fomm export": (fomm, "fomm export", 1, ["export", *model, "--random-init", "--out", w["out"]]),
-        "fomm info": (fomm, "fomm info", 1, ["info", *model, "--checkpoint", w["ckpt"]]),
-        "fomm runs compare": (fomm, "fomm runs", 1, ["runs", "compare", "--tracking-uri", w["uri"]]),
+        "fomm export": (fomm, "fomm export", 2, ["export", *model, "--random-init", "--out", w["out"]]),
+        "fomm info": (fomm, "fomm info", 2, ["info", *model, "--checkpoint", w["ckpt"]]),
+        "fomm runs compare": (fomm, "fomm runs compare", 2, ["runs", "compare", "--tracking-uri", w["uri"]]),
     }
     import evaluation.ray_jobs
     import preprocessing.dataset_writer
     import services.tracking.queries
     import training.trainer
     import tuning.sweep
-    from animate import batch, cli
+    from animate import batch, commands
 
     stubs = [(preprocessing.dataset_writer, "run_local"), (training.trainer, "fit"), (training.trainer, "ensure_ray"),
              (tuning.sweep, "run_sweep"), (evaluation.ray_jobs, "init_ray"), (batch, "ensure_ray"),
-             (cli, "animate_file"), (cli, "export_onnx"), (services.tracking.queries, "search_runs")]
+             (commands, "animate_file"), (commands, "export_onnx"), (services.tracking.queries, "search_runs")]
     with contextlib.ExitStack() as stack:
         for module, name in stubs:
             stack.enter_context(mock.patch.object(module, name, _stub))

@@ -158,7 +158,7 @@ def test_bad_input_gives_one_line_and_no_output(case, media, tiny_config_path, t
     argv = ["animate", "--quiet"] + [x for k, v in args.items() for x in ((k,) if v is None else (k, v))]
     code, _, err = run(argv, capsys)
     errors = [line for line in err.splitlines() if "error:" in line]
-    assert code == 1
+    assert code == 2
     assert len(errors) == 1 and errors[0].startswith("fomm animate: error: "), err
     assert f"error: {args[named]}: " in errors[0] and problem in errors[0], errors[0]
     assert list(out_dir.iterdir()) == []  # no output, no temporary
@@ -176,7 +176,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(how, media, ti
     monkeypatch.chdir(tmp_path)
     code, _, err = run(["animate", "--config", tiny_config_path, "--random-init", "--source", media["source"],
                         "--driving", driving, "--out", out, "--quiet"], capsys)
-    assert code == 1 and err == f"fomm animate: error: --out {out}: is the input --driving {driving} (an output " \
+    assert code == 2 and err == f"fomm animate: error: --out {out}: is the input --driving {driving} (an output " \
                                 "must not overwrite an input)\n"
     assert driving.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == sorted(
         {"talk.mp4", Path(str(out)).name})
@@ -197,7 +197,7 @@ def test_find_best_frame_without_face_alignment_weights_uses_dlib(media, shared_
 def test_missing_checkpoint_needs_explicit_random_init(media, tiny_config_path, tmp_path, capsys):
     code, _, err = run(["animate", "--config", tiny_config_path, "--source", media["source"], "--driving",
                         media["clip"], "--out", tmp_path / "r.mp4"], capsys)
-    assert code == 1 and "--checkpoint is required (or pass --random-init" in err
+    assert code == 2 and "--checkpoint is required (or pass --random-init" in err
 
 
 def test_info_counts_parameters_and_checks_checkpoints(media, tiny_config_path, capsys):
@@ -207,7 +207,7 @@ def test_info_counts_parameters_and_checks_checkpoints(media, tiny_config_path, 
     code, out, _ = run(["info", "--config", tiny_config_path, "--checkpoint", media["tiny_ckpt"]], capsys)
     assert code == 0 and "[generator]: ok" in out and "[discriminator]: absent" in out
     code, out, _ = run(["info", "--config", "configs/vox-256.yaml", "--checkpoint", media["tiny_ckpt"]], capsys)
-    assert code == 1 and "'kp_detector' does not fit the model config" in out
+    assert code == 2 and "'kp_detector' does not fit the model config" in out
 
 
 def test_runs_compare_dispatches_its_arguments(monkeypatch, capsys):
@@ -217,7 +217,7 @@ def test_runs_compare_dispatches_its_arguments(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "evaluation.compare", module)
     assert main(["runs", "compare", "--metric", "l1", "run-a", "run-b"]) == 0
     assert received == [["--metric", "l1", "run-a", "run-b"]]
-    assert main(["runs", "merge"]) == 1 and "unknown action 'merge'" in capsys.readouterr().err
+    assert main(["runs", "merge"]) == 2 and "unknown action 'merge'" in capsys.readouterr().err
 
 
 def test_runs_compare_on_a_dead_tracking_server_is_one_line_in_seconds(capsys):
@@ -228,9 +228,9 @@ def test_runs_compare_on_a_dead_tracking_server_is_one_line_in_seconds(capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # released at once: nothing listens there
     started = time.monotonic()
-    assert main(["runs", "compare", "--tracking-uri", f"http://127.0.0.1:{port}"]) == 1
+    assert main(["runs", "compare", "--tracking-uri", f"http://127.0.0.1:{port}"]) == 2
     assert time.monotonic() - started < 5
-    assert capsys.readouterr().err == (f"fomm runs: error: --tracking-uri http://127.0.0.1:{port}: unreachable "
+    assert capsys.readouterr().err == (f"fomm runs compare: error: --tracking-uri http://127.0.0.1:{port}: unreachable "
                                        "(Connection refused)\n")
 
 
@@ -239,7 +239,7 @@ def test_console_script_exit_status(media, tmp_path):
     done = subprocess.run([str(fomm), "animate", "--config", "configs/tiny-64.yaml", "--random-init",
                            "--source", str(media["text"]), "--driving", str(media["clip"]),
                            "--out", str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (f"fomm animate: error: {media['text']}: "
                                                     "not a readable image or video")
 

@@ -62,13 +62,13 @@ def test_export_command_and_onnx_engine_on_real_media(shared_data, tiny_config_p
               str(shared_data / "face_source_d.jpg"), "--driving", str(clip), "--quiet"]
     assert main([*common, "--out", str(tmp_path / "onnx.mp4"), "--engine", "onnx", "--onnx", str(out)]) == 0
     assert probe_video(tmp_path / "onnx.mp4").num_frames == 5
-    assert main([*common, "--out", str(tmp_path / "bad.mp4"), "--onnx", str(out)]) == 1
+    assert main([*common, "--out", str(tmp_path / "bad.mp4"), "--onnx", str(out)]) == 2
     assert capsys.readouterr().err.strip().endswith("--onnx needs --engine onnx")
     (tmp_path / "empty").mkdir()
     assert main([*common, "--out", str(tmp_path / "bad.mp4"), "--engine", "onnx", "--onnx", str(tmp_path / "empty")]) \
-        == 1
+        == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the random-weights warning: one line
     assert last.startswith("fomm animate: error: ") and "no ONNX export here" in last
     assert not (tmp_path / "bad.mp4").exists()
-    assert main([*common, "--out", str(out / "bad.mp4"), "--engine", "onnx", "--onnx", str(out)]) == 1
+    assert main([*common, "--out", str(out / "bad.mp4"), "--engine", "onnx", "--onnx", str(out)]) == 2
     assert "is inside the input --onnx" in capsys.readouterr().err  # an output goes outside the inputs

@@ -63,7 +63,7 @@ def test_a_config_or_the_flag_says_what_it_animates(tiny_config_path, shared_dat
     code = main(["animate", "--config", str(tiny_config_path), "--random-init", "--crop", "auto", "--source",
                  str(shared_data / "face_source_a.jpg"), "--driving", str(shared_data / "face_talk_a.mp4"), "--out",
                  str(out)])
-    assert code == 1 and "--crop auto: no subject detector for a 'none' config" in capsys.readouterr().err
+    assert code == 2 and "--crop auto: no subject detector for a 'none' config" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -189,7 +189,7 @@ def test_no_face_is_one_clear_line_naming_the_file(tmp_path_factory, tiny_config
     code = main(["animate", "--config", str(config), "--random-init", "--source", str(blank), "--driving",
                  str(clip), "--out", str(out), "--quiet", "--crop", "auto"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and err[-1] == f"fomm animate: error: {blank}: no subject found (use --crop center to " \
+    assert code == 2 and err[-1] == f"fomm animate: error: {blank}: no subject found (use --crop center to " \
                                     "animate the whole frame)"
     assert not out.exists() and list(tmp_path.glob("*.mp4")) == [clip]
 
@@ -233,4 +233,4 @@ def test_bad_real_world_options_are_one_line(extra, problem, tiny_config_path, s
                  str(shared_data / "face_source_d.jpg"), "--driving", str(shared_data / "face_talk_b.mp4"),
                  "--out", str(out), "--quiet", *extra])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and err == [f"fomm animate: error: {problem}"] and not out.exists()
+    assert code == 2 and err == [f"fomm animate: error: {problem}"] and not out.exists()

@@ -33,5 +33,5 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
     assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--format", "csv", "--limit", "1"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
 
-    assert compare.main(["-e", "nothing-here", "--tracking-uri", uri]) == 1
+    assert compare.main(["-e", "nothing-here", "--tracking-uri", uri]) == 2
     assert "no runs" in capsys.readouterr().err

@@ -53,6 +53,6 @@ def test_animate_command_takes_a_precision(shared_data, tiny_config_path, tmp_pa
             "--driving", clip, "--out", out, "--quiet", "--precision", "fp32"]
     assert main([str(a) for a in args]) == 0
     assert probe_video(out).num_frames == 4
-    assert main([str(a) for a in args[:-1]] + ["fp16"]) == 1  # fomm's input errors: one line, exit status 1
+    assert main([str(a) for a in args[:-1]] + ["fp16"]) == 2  # fomm's input errors: one line, exit status 2
     err = capsys.readouterr().err
     assert "--precision: invalid choice: 'fp16'" in err

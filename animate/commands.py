@@ -1,0 +1,189 @@
+"""The `fomm` subcommands as stages (services.stage): `animate` (image + driving video → video), `export` (ONNX
+graphs), `info` (model sizes, checkpoint fit). Flags, checks and one summary each; the work is in animate.files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from animate.files import animate_file, build_animator, check_output, probe_driving, read_source
+from animate.onnx_engine import onnx_animator
+from animate.options import (
+    add_animation_flags,
+    add_model_flags,
+    check_animation_flags,
+    check_model_files,
+    parse_size,
+    weights,
+)
+from fomm.animator import Animator
+from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
+from fomm.config import load_config
+from fomm.models import build_networks
+from fomm.onnx_export import FILES, MANIFEST, OPSET, export_onnx
+from services import checks
+from services.atomic import atomic_dir
+from services.cli import USER_ERROR_STATUS
+from services.errors import UserError
+from services.stage import Stage, Summary
+
+RANDOM_INIT_WARNING = ("WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows "
+                       "the pipeline working, not a trained animation")
+
+
+def require_export_extra() -> None:
+    """The `export` extra (ONNX Runtime stands for it) is installed, or one line saying how to get it."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise UserError("the ONNX engine needs ONNX Runtime: pip install 'fomm-pipeline[export]'") from None
+
+
+# fomm animate
+
+def animate_flags(a: argparse.ArgumentParser) -> None:
+    add_model_flags(a)
+    a.add_argument("--source", required=True, help="source image (any size; RGB/RGBA/grey/16-bit)")
+    a.add_argument("--driving", required=True, help="driving video")
+    a.add_argument("--out", required=True, help="output video (.mp4, .mov, .mkv)")
+    add_animation_flags(a)
+    a.add_argument("--find-best-frame", action="store_true",
+                   help="start relative motion from the driving frame whose face pose best matches the source")
+    a.add_argument("--draw-keypoints", action="store_true", help="draw the keypoints the model uses")
+    a.add_argument("--output-size", type=parse_size, help="panel size N or WxH (default: the model's)")
+    a.add_argument("--engine", choices=("torch", "onnx"), default="torch",
+                   help="torch (default), or the exported graphs on ONNX Runtime (CPU, fp32; the export extra)")
+    a.add_argument("--onnx", metavar="DIR", help="with --engine onnx: a `fomm export` directory (default: export "
+                   "the given checkpoint to a temporary one first)")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_animate(args: argparse.Namespace) -> argparse.Namespace:
+    weights(args)
+    check_animation_flags(args)
+    if args.onnx is not None and args.engine != "onnx":
+        raise UserError("--onnx needs --engine onnx")
+    if args.engine == "onnx" and args.device != "cpu":
+        raise UserError(f"--engine onnx runs on the CPU, not --device {args.device}")
+    return args
+
+
+def check_animate(args: argparse.Namespace) -> None:
+    """Before a model is built or anything written: the files exist and decode, the output is new and writable."""
+    check_model_files(args)
+    checks.not_an_input("--out", args.out, {"--source": args.source, "--driving": args.driving,
+                                            "--config": args.config, "--checkpoint": args.checkpoint,
+                                            "--onnx": args.onnx})
+    check_output(args.out)
+    if args.onnx is not None:
+        checks.existing_file("--onnx", Path(args.onnx) / MANIFEST, "a `fomm export` folder")
+    read_source(args.source)
+    probe_driving(args.driving)
+
+
+def run_animate(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
+    animator, auto_crop = build_animator(args.config, **weights(args), relative=args.relative,
+                                         adapt_movement_scale=args.adapt_movement_scale, crop=args.crop,
+                                         subject=args.subject, paste_back=args.paste_back, smooth=args.smooth,
+                                         subject_kind=args.subject_kind, batch_size=args.batch_size,
+                                         device=check_animation_flags(args), precision=args.precision)
+    if args.checkpoint is None:
+        print(RANDOM_INIT_WARNING, file=sys.stderr)
+    if args.engine == "onnx":
+        require_export_extra()
+        animator = onnx_animator(animator, args.onnx)
+    result = animate_file(animator, args.source, args.driving, args.out, layout=args.layout,
+                          draw_kp=args.draw_keypoints, output_size=args.output_size,
+                          use_best_frame=args.find_best_frame, progress=not args.quiet, auto_crop=auto_crop)
+    best = f", relative motion from driving frame {result.best_frame}" if result.best_frame is not None else ""
+    return Summary(notes=[f"{result.path}: {result.num_frames} frames {result.width}×{result.height} at "
+                          f"{result.fps:g} fps, audio {'kept' if result.has_audio else 'none'}{best}; "
+                          f"{result.frames_per_second:.2f} frames/s", *(f"  {note}" for note in result.notes)])
+
+
+# fomm export
+
+def export_flags(e: argparse.ArgumentParser) -> None:
+    add_model_flags(e)
+    e.add_argument("--out", required=True, help="directory for the .onnx files")
+
+
+def build_export(args: argparse.Namespace) -> argparse.Namespace:
+    weights(args)
+    return args
+
+
+def check_export(args: argparse.Namespace) -> None:
+    check_model_files(args)
+    checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint})
+    checks.writable_dir("--out", args.out)
+    require_export_extra()
+
+
+def run_export(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
+    animator = Animator.from_config(args.config, **weights(args), precision="fp32", channels_last=False)
+    with atomic_dir(args.out) as tmp:  # the graphs appear together, or not at all
+        export_onnx(animator.kp_detector, animator.generator, animator.frame_size, tmp)
+    return Summary(notes=[f"{args.out}: {', '.join(FILES)} (opset {OPSET})"])
+
+
+# fomm info
+
+def info_flags(i: argparse.ArgumentParser) -> None:
+    i.add_argument("--config", required=True)
+    i.add_argument("--checkpoint")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+
+def check_info(args: argparse.Namespace) -> None:
+    check_model_files(args)
+
+
+def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
+    """Parameter counts per network and, with a checkpoint, whether each of its state dicts fits the config."""
+    cfg = load_config(config)
+    nets = vars(build_networks(cfg.model_params, discriminator=True))
+    info: dict = {"config": str(config), "frame_shape": list(cfg.dataset_params.shape),
+                  "num_kp": cfg.model_params.common_params.num_kp,
+                  "parameters": {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}}
+    info["parameters"]["total"] = sum(info["parameters"].values())
+    if checkpoint is not None:
+        state = read_checkpoint(checkpoint)
+        fit = {}
+        for name, net in nets.items():
+            if name not in state:
+                fit[name] = "absent"
+                continue
+            try:
+                load_state(net, state[name], checkpoint, name)
+                fit[name] = "ok"
+            except CheckpointError as err:
+                fit[name] = str(err)
+        info.update(checkpoint=str(checkpoint), epoch=int(state.get("epoch", 0)), fits=fit,
+                    ok=all(v in ("ok", "absent") for v in fit.values()) and fit.get("generator") == "ok"
+                    and fit.get("kp_detector") == "ok")
+    return info
+
+
+def run_info(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
+    info = model_info(args.config, args.checkpoint)
+    if args.json:
+        notes = [json.dumps(info, indent=2)]
+    else:
+        notes = [f"{info['config']}: {info['num_kp']} keypoints, frames {'×'.join(map(str, info['frame_shape']))}",
+                 *(f"  {name:<14} {count:>12,} parameters" for name, count in info["parameters"].items()),
+                 *(f"  {info['checkpoint']} [{name}]: {fit}" for name, fit in info.get("fits", {}).items())]
+    misfit = next((name for name, fit in info.get("fits", {}).items() if fit not in ("ok", "absent")), "generator")
+    return Summary(notes=notes, status=0 if info.get("ok", True) else USER_ERROR_STATUS,
+                   problem=f"fomm info: error: --checkpoint {args.checkpoint}: its {misfit!r} does not fit "
+                           f"--config {args.config} (see the table above)")
+
+
+ANIMATE = Stage("fomm animate", "animate a source image with a driving video", animate_flags, build_animate,
+                check_animate, run_animate)
+EXPORT = Stage("fomm export", "write the model as ONNX graphs (kp detector, source, per-frame step)", export_flags,
+               build_export, check_export, run_export)
+INFO = Stage("fomm info", "parameter counts of a config; does a checkpoint fit it?", info_flags, lambda a: a,
+             check_info, run_info)
