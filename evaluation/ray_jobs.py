@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pyarrow.parquet as pq
 from evaluation import runner
 from evaluation.report import metric_table_text, write_report
 from evaluation.scoring import Extractors, labelled, metric_keys
+from services.atomic import atomic_dir
 from services.tracking.run import Tracker
 
 READ_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "frames"]
@@ -226,32 +229,46 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
         tracker.log_metrics(logged)
 
         out = cfg.out_dir
-        write_parquet(frame_rows, storage.join(out, "per_frame.parquet"), frame_schema(keys), cfg.endpoint)
-        write_parquet(videos, storage.join(out, "per_video.parquet"), None, cfg.endpoint)
-        write_parquet(errors, storage.join(out, "errors.parquet"), pa.schema(
-            [(k, pa.string()) for k in ("video_id", "clip_id", "person_id", "error")]), cfg.endpoint)
-        networks = {e.name: e.network for e in (extractors.keypoints, extractors.embedding) if e is not None}
-        table = metric_table_text(aggregate, labels, networks)
-        report: dict[str, str] = {}
-        if videos and not storage.is_remote(out):
-            cases = _cases(cfg, videos)
-            meta = {"checkpoint": str(cfg.checkpoint), "sha256": checkpoint_id["checkpoint.sha256"],
-                    "data": cfg.data, "split": str(cfg.split), "MLflow run": tracker.run_id, **described}
-            paths = write_report(out, aggregate, labels, cases, meta, cfg.report_frames)
-            report = {k: str(v) for k, v in paths.items()}
-            tracker.log_artifact(paths["dir"], "report")
-            from PIL import Image
+        with output_folder(out) as work:  # a local --out appears whole when everything is written, or not at all
+            write_parquet(frame_rows, storage.join(work, "per_frame.parquet"), frame_schema(keys), cfg.endpoint)
+            write_parquet(videos, storage.join(work, "per_video.parquet"), None, cfg.endpoint)
+            write_parquet(errors, storage.join(work, "errors.parquet"), pa.schema(
+                [(k, pa.string()) for k in ("video_id", "clip_id", "person_id", "error")]), cfg.endpoint)
+            networks = {e.name: e.network for e in (extractors.keypoints, extractors.embedding) if e is not None}
+            table = metric_table_text(aggregate, labels, networks)
+            report: dict[str, str] = {}
+            if videos and not storage.is_remote(out):
+                cases = _cases(cfg, videos)
+                meta = {"checkpoint": str(cfg.checkpoint), "sha256": checkpoint_id["checkpoint.sha256"],
+                        "data": cfg.data, "split": str(cfg.split), "MLflow run": tracker.run_id, **described}
+                paths = write_report(work, aggregate, labels, cases, meta, cfg.report_frames)
+                report = {k: str(Path(out) / Path(v).relative_to(work)) for k, v in paths.items()}
+                tracker.log_artifact(paths["dir"], "report")
+                from PIL import Image
 
-            tracker.log_image(np.asarray(Image.open(paths["png"]).convert("RGB")), "summary")
-        if not storage.is_remote(out):
-            for name in ("per_frame.parquet", "per_video.parquet", "errors.parquet"):
-                tracker.log_artifact(Path(out) / name, "tables")
+                tracker.log_image(np.asarray(Image.open(paths["png"]).convert("RGB")), "summary")
+            if not storage.is_remote(out):
+                for name in ("per_frame.parquet", "per_video.parquet", "errors.parquet"):
+                    tracker.log_artifact(Path(work) / name, "tables")
         tracker.set_tags({"eval.notes": " | ".join(notes)[:5000]} if notes else {})
         retries = storage.retry_count() - retries
         tracker.log_metrics({"s3_retries": retries})
         return EvalResult(run_id=tracker.run_id, aggregate=aggregate, metrics=logged, labels=labels, table=table,
                           out_dir=str(out), report=report, per_video=videos, errors=errors, notes=notes,
                           frames_per_second=fps, num_clips=len(clips), s3_retries=retries)
+
+
+@contextlib.contextmanager
+def output_folder(out: str) -> Iterator[str]:
+    """Where the evaluation's files go: a temporary sibling of a local `out`, renamed onto it at the end
+    (services.atomic.atomic_dir); an s3:// `out` as it is (each object one PUT)."""
+    from services import storage
+
+    if storage.is_remote(out):
+        yield out
+        return
+    with atomic_dir(out) as work:
+        yield str(work)
 
 
 def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:

@@ -67,6 +67,7 @@ def test_evaluate_in_process(tiny_config_path, shards, tmp_path, sqlite_uri) -> 
     html = (tmp_path / "out" / "report" / "index.html").read_text()
     assert "AKD · foreground-centroids" in html and "worst" in html and "best" in html
     assert len(list((tmp_path / "out" / "report").glob("*.gif"))) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written whole, no temporary left
 
 
 def test_evaluate_clip_matches_an_independent_computation(tiny_config_path, shards) -> None:

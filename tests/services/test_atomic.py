@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.atomic import atomic_open, atomic_path
+from services.atomic import atomic_dir, atomic_open, atomic_path
 
 
 def test_clean_exit_replaces_the_target_and_leaves_no_temporary(tmp_path):
@@ -49,3 +49,31 @@ def test_a_failed_write_removes_the_folders_created_for_it(tmp_path):
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "kept" / "new" / "deeper" / "out.mp4"):
         raise RuntimeError("encoder failed")
     assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_a_folder_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "new" / "graphs"
+    with pytest.raises(OSError), atomic_dir(target) as work:
+        (work / "a.onnx").write_bytes(b"a")
+        raise OSError(28, "No space left on device")  # a late failure: the first file was already written
+    assert list(tmp_path.iterdir()) == []  # neither the folder, nor its parent made for it, nor a temporary
+    with atomic_dir(target) as work:
+        (work / "a.onnx").write_bytes(b"a")
+        (work / "report").mkdir()
+        (work / "report" / "index.html").write_text("<p>")
+        assert not target.exists()  # nothing visible until the end
+    assert sorted(p.name for p in target.parent.iterdir()) == ["graphs"]
+    assert (target / "a.onnx").read_bytes() == b"a" and (target / "report" / "index.html").read_text() == "<p>"
+
+
+def test_a_folder_written_again_keeps_its_other_files(tmp_path):
+    target = tmp_path / "eval"
+    (target / "report").mkdir(parents=True)
+    (target / "notes.txt").write_text("mine")
+    (target / "report" / "old.gif").write_bytes(b"old")
+    with atomic_dir(target) as work:
+        (work / "report").mkdir()
+        (work / "report" / "index.html").write_text("new")
+    assert (target / "notes.txt").read_text() == "mine" and (target / "report" / "old.gif").read_bytes() == b"old"
+    assert (target / "report" / "index.html").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
