@@ -14,8 +14,10 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 
+from evaluation.judging import Judging
 from evaluation.ray_jobs import EvalResult, evaluate
 from evaluation.runner import EvalConfig
+from services.errors import UserError
 from services.tracking.queries import get_run, search_runs
 from services.tracking.registry import download_model_version, latest_model_version
 from services.tracking.run import Tracker
@@ -25,25 +27,18 @@ MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path"
 
 
 @dataclass(frozen=True, kw_only=True)
-class BenchmarkConfig:
-    """What to evaluate (a checkpoint file / folder, or a registered model) and how to judge it."""
+class BenchmarkConfig(Judging):
+    """What to evaluate (a checkpoint file / folder, or a registered model) and how to judge it (Judging's
+    declared rules)."""
 
     eval: EvalConfig  # its checkpoint is replaced by the resolved newest one
     checkpoints: str | None = None  # a checkpoint file, or a folder searched for the newest one
     model_name: str | None = None  # or: the newest version of this MLflow registered model
-    metrics: tuple[str, ...] = ("l1", "akd", "mkr", "aed")  # plain names; compared under their logged labels
-    primary: str = "l1"  # picks "the best earlier run"
-    threshold: float = 0.05  # relative
-    abs_tolerance: float = 1e-6
-    max_error_fraction: float = 0.0  # share of clips that may fail (error rows) before the run is a failure
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if (self.checkpoints is None) == (self.model_name is None):
-            raise ValueError("BenchmarkConfig: give exactly one of checkpoints= or model_name=")
-        if self.threshold < 0:
-            raise ValueError(f"BenchmarkConfig.threshold must be ≥ 0, got {self.threshold}")
-        if not 0 <= self.max_error_fraction <= 1:
-            raise ValueError(f"BenchmarkConfig.max_error_fraction must be in [0, 1], got {self.max_error_fraction}")
+            raise UserError("give exactly one of --checkpoints or --model-name")
 
 
 @dataclass

@@ -8,9 +8,10 @@ import contextlib
 import yaml
 
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
+from evaluation.judging import Judging
 from evaluation.runner import EvalConfig
 from services import checks
-from services.cli import ArgumentParser, UserError, at_least, field_flags, field_values, user_input
+from services.cli import ArgumentParser, UserError, field_flags, field_values, user_input
 
 
 def eval_parser(description: str, experiment: str, checkpoint_required: bool = True) -> ArgumentParser:
@@ -45,8 +46,7 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
         cfg(name)  # help, type and range from EvalConfig's rules
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS or local)")
     cfg("endpoint", help="S3 endpoint override for s3:// paths")
-    p.add_argument("--max-error-fraction", type=at_least(0.0, float, most=1), default=0.0,
-                   help="share of clips that may fail (error rows) before the run fails with exit 1")
+    field_flags(p, Judging)("max_error_fraction")  # type, range and help: Judging's rule
     p.set_defaults(experiment=experiment)  # after the flag: its field default would win
 
 

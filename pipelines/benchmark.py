@@ -20,7 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
-from services.cli import UserError, at_least, user_input  # noqa: E402
+from evaluation.judging import Judging  # noqa: E402
+from services.cli import UserError, field_flags, user_input  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 if TYPE_CHECKING:  # imports MLflow (seconds): after the flags are parsed
@@ -32,8 +33,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
     source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
-    p.add_argument("--threshold", type=at_least(0.0, float), default=0.05,  # as BenchmarkConfig (a test checks)
-                   help="relative regression threshold")
+    field_flags(p, Judging)("threshold")  # type, range, default and help: Judging's rule
     p.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
 
 

@@ -13,21 +13,20 @@ from typing import Any, NamedTuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services import checks  # noqa: E402
-from services.cli import UserError, at_least, field_values, user_input  # noqa: E402
+from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
+from tuning.options import SweepOptions  # noqa: E402
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
     add_train_flags(p)  # of every trial; --name is the sweep's (default: sweep-<config stem>)
     p.set_defaults(experiment="fomm-tune", num_val_clips=4)  # a sweep's: its own experiment, shorter validation
     p.add_argument("--space", default="configs/sweeps/loss-weights.yaml", help="search space YAML")
-    # SweepJob's fields (tuning.sweep imports Ray Tune, so its defaults are checked by a test, not imported here)
-    p.add_argument("--num-samples", type=at_least(1), default=None, help="trials (default: the space file's)")
-    p.add_argument("--max-concurrent", type=at_least(1), default=1, help="trials at once")
-    p.add_argument("--grace-period", type=at_least(1), default=1, help="reports before ASHA may stop a trial")
-    p.add_argument("--out", default=None, help="best config YAML (default: <storage>/<name>/best.yaml)")
-    p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
+    sweep = field_flags(p, SweepOptions)  # help, types, ranges and defaults: SweepOptions' rules
+    for name in ("num_samples", "max_concurrent", "grace_period", "out"):
+        sweep(name)
+    sweep("resume", action="store_true")
 
 
 class Sweep(NamedTuple):
@@ -59,8 +58,7 @@ def check(sweep: Sweep) -> Sweep:
 def run(sweep: Sweep, a: argparse.Namespace) -> Summary:
     from tuning.sweep import SweepJob, run_sweep
 
-    with user_input():
-        job = SweepJob(**field_values(SweepJob, a, base=sweep.base, space=sweep.space))
+    job = SweepJob(**field_values(SweepJob, a, base=sweep.base, space=sweep.space))  # the flags kept the rules
     result = run_sweep(job)
     return Summary({"trials": result.num_trials,
                     f"best {job.space.metric}": result.best_metrics.get(job.space.metric),

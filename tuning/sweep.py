@@ -14,24 +14,19 @@ from ray.tune.schedulers import ASHAScheduler
 
 from training.job import TrainJob
 from tuning.export import export_best_config
+from tuning.options import SweepOptions
 from tuning.spaces import SearchSpace, to_overrides
 
 PARENT_FILE = "sweep_parent.json"  # beside the Tune experiment: the MLflow parent run a restore keeps using
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepJob:
-    """A sweep: the base training job, the search space, and how many trials run, for how long."""
+class SweepJob(SweepOptions):
+    """A sweep: the base training job, the search space, and how many trials run, for how long (SweepOptions'
+    declared rules)."""
 
     base: TrainJob  # its storage is the sweep's storage; its name the sweep's name
     space: SearchSpace
-    num_samples: int | None = None  # default: the space file's
-    max_concurrent: int = 1
-    grace_period: int = 1  # reports (epochs) before ASHA may stop a trial
-    max_reports: int = 100  # ASHA's max_t in reports
-    reduction_factor: int = 2
-    resume: bool = False  # restore an interrupted sweep (Tuner.restore)
-    out: str | None = None  # where the best config YAML goes (default: <storage>/<name>/best.yaml, local only)
 
     @property
     def name(self) -> str:

@@ -88,6 +88,26 @@ def test_benchmark_flag_defaults_are_the_benchmark_configs(repo_root) -> None:
     assert args.experiment == "fomm-benchmark"
 
 
+def test_benchmark_and_sweep_configs_built_in_python_keep_the_flags_rules(tiny_config_path) -> None:
+    """BenchmarkConfig and the sweep's options declare their rules on the fields: the same check from Python."""
+    from evaluation.benchmark import BenchmarkConfig
+    from evaluation.runner import EvalConfig
+    from services.fields import FieldError
+    from tuning.options import SweepOptions
+
+    ev = EvalConfig(config_path=str(tiny_config_path), checkpoint=None, data="d")
+    with pytest.raises(FieldError, match=r"--threshold nan: must be a finite number"):
+        BenchmarkConfig(eval=ev, checkpoints="c", threshold=float("nan"))
+    with pytest.raises(FieldError, match=r"--max-error-fraction 1.5: must be in \[0, 1\]"):
+        BenchmarkConfig(eval=ev, checkpoints="c", max_error_fraction=1.5)
+    with pytest.raises(UserError, match="exactly one of --checkpoints or --model-name"):
+        BenchmarkConfig(eval=ev)
+    with pytest.raises(FieldError, match="--max-concurrent 0: must be ≥ 1"):
+        SweepOptions(max_concurrent=0)
+    with pytest.raises(FieldError, match="--reduction-factor 1: must be ≥ 2"):
+        SweepOptions(reduction_factor=1)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Ruled:
     rate: float = field(default=1.0, metadata=rule("learning rate", gt=0))

@@ -1,0 +1,25 @@
+"""How a sweep runs: trials, concurrency, ASHA's schedule; each field declares its rule once (services.fields), so
+`pipelines/tune.py`'s flags and a `tuning.sweep.SweepJob` built in Python check the same thing. Imports no Ray Tune."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.fields import check_fields, rule
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepOptions:
+    """The sweep's own settings; the base training job and the search space come with `SweepJob`."""
+
+    num_samples: int | None = field(default=None, metadata=rule("trials (default: the space file's)", ge=1))
+    max_concurrent: int = field(default=1, metadata=rule("trials at once", ge=1))
+    grace_period: int = field(default=1, metadata=rule("reports (epochs) before ASHA may stop a trial", ge=1))
+    max_reports: int = field(default=100, metadata=rule("ASHA's max_t in reports", ge=1))
+    reduction_factor: int = field(default=2, metadata=rule("ASHA's reduction factor", ge=2))
+    resume: bool = field(default=False, metadata=rule("restore an interrupted sweep (Tuner.restore)"))
+    out: str | None = field(default=None, metadata=rule(
+        "best config YAML (default: <storage>/<name>/best.yaml, local only)"))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
