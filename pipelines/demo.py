@@ -135,7 +135,8 @@ def animate(config: str, checkpoint: str, out: Path) -> dict:
     return {"video": str(video), "source": str(source), "driving": str(driving)}
 
 
-STAGE = Stage("demo", __doc__, add_flags, build, check, run)
+STAGE = Stage("demo", __doc__, add_flags, build, check, run,
+              keeps=lambda a: {a.out: "rerun the same command: finished stages are skipped"})
 main, parse_args = STAGE.main, STAGE.parse_args
 
 

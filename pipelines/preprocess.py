@@ -83,7 +83,15 @@ def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
                            f"videos: {result['errors']})")
 
 
-STAGE = Stage("preprocess", __doc__, add_flags, build, check, run)
+def keeps(cfg: PreprocessConfig) -> dict[str, str]:
+    """A failed run keeps its finished videos (_work/parts) under --output: the same command goes on from there."""
+    from services import storage
+
+    return {} if storage.is_remote(cfg.output) else {cfg.output: "rerun the same command to resume (finished "
+                                                                 "videos are skipped)"}
+
+
+STAGE = Stage("preprocess", __doc__, add_flags, build, check, run, keeps)
 main, parse_args, check_inputs = STAGE.main, STAGE.parse_args, check
 
 

@@ -49,7 +49,15 @@ def run(job: TrainJob, args: argparse.Namespace) -> Summary:
                     "val_l1": result.metrics.get("val_l1"), "mlflow run id": result.mlflow_run_id, **registered})
 
 
-STAGE = Stage("train", __doc__, add_flags, build, check_inputs, run)
+def keeps(job: TrainJob) -> dict[str, str]:
+    """A failed run keeps its checkpoints in <storage>/<name>: --resume goes on from the last one."""
+    if job.storage.startswith("s3://"):
+        return {}
+    return {str(Path(job.storage) / job.run_name): "rerun the same command with --resume to go on from its last "
+                                                    "checkpoint", job.storage: ""}
+
+
+STAGE = Stage("train", __doc__, add_flags, build, check_inputs, run, keeps)
 main, parse_args = STAGE.main, STAGE.parse_args
 
 

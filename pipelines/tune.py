@@ -66,7 +66,15 @@ def run(sweep: Sweep, a: argparse.Namespace) -> Summary:
                     "mlflow parent run id": result.parent_run_id})
 
 
-STAGE = Stage("tune", __doc__, add_flags, build, check, run)
+def keeps(sweep: Sweep) -> dict[str, str]:
+    """A failed sweep keeps Ray Tune's state in <storage>/<name>: --resume restores it."""
+    base = sweep.base
+    name = base.name or f"sweep-{Path(base.config).stem}"
+    return {str(Path(base.storage) / name): "rerun the same command with --resume to restore the sweep",
+            base.storage: ""}
+
+
+STAGE = Stage("tune", __doc__, add_flags, build, check, run, keeps)
 main, parse_args = STAGE.main, STAGE.parse_args
 
 

@@ -24,6 +24,7 @@ from services.fields import Rule, flag_of, number, rule_of, scalar_type
 
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
+RESUME_NOTE = "resume_note"  # an exception's attribute: where a failed run kept its resume state (services.stage)
 
 
 def one_line(err: BaseException) -> str:
@@ -87,6 +88,8 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
             raise
         if debug:
             traceback.print_exc()
+        if note := getattr(err, RESUME_NOTE, None):
+            line = f"{line} ({note})"
         print(f"{prog}: error: {line}", file=sys.stderr, flush=True)
         return status
     except KeyboardInterrupt as err:

@@ -7,17 +7,24 @@
 `build` makes the frozen config (a rule broken there is one line); `check` runs before Ray, MLflow or any output
 exists and may return the config completed by what it read (None: the config as built); `run` does the work and returns a `Summary`, printed as `name: value` lines, whose `status` is the exit
 status. A stage that made nothing raises `NothingMade`: one line, like any user error.
+
+`keeps` names the local folders where a run keeps its resume state ({folder: how to resume}): when the run fails,
+the one error line says where that state is and how to go on, and a folder the run created but left without a
+file is removed, so a failed run leaves nothing that is not resume state.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from services.cli import ArgumentParser, run_cli, user_input
+from services.cli import RESUME_NOTE, ArgumentParser, run_cli, user_input
 from services.errors import UserError
 
 Config = TypeVar("Config")
@@ -56,6 +63,7 @@ class Stage(Generic[Config]):
     build: Callable[[argparse.Namespace], Config]
     check: Callable[[Config], Config | None]
     run: Callable[[Config, argparse.Namespace], Summary]
+    keeps: Callable[[Config], dict[str, str]] = lambda cfg: {}  # local folder → how a failed run resumes there
 
     def parser(self) -> ArgumentParser:
         p = ArgumentParser(prog=self.name, description=self.doc.strip().splitlines()[0],
@@ -74,4 +82,30 @@ class Stage(Generic[Config]):
         with user_input():
             cfg = self.build(args)
         checked = self.check(cfg)
-        return self.run(cfg if checked is None else checked, args).show()
+        cfg = cfg if checked is None else checked
+        fresh = {folder for folder in self.keeps(cfg) if not os.path.lexists(folder)}
+        try:
+            return self.run(cfg, args).show()
+        except Exception as err:
+            if (note := resume_note(self.keeps(cfg), fresh)) is not None:
+                setattr(err, RESUME_NOTE, note)  # run_cli ends the error line with it
+            raise
+
+
+def resume_note(keeps: dict[str, str], fresh: set[str]) -> str | None:
+    """After a failed run: where resume state was kept and how to go on (None: nowhere); folders in `fresh` (made
+    by this run) that hold no file are removed, empty subfolders first."""
+    notes = []
+    for folder, how in keeps.items():
+        root = Path(folder)
+        if not root.is_dir():
+            continue
+        if any(p.is_file() for p in root.rglob("*")):
+            notes.append(f"work done so far is kept in {folder}: {how}")
+        elif folder in fresh:
+            for sub in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+            with contextlib.suppress(OSError):
+                root.rmdir()
+    return "; ".join(notes) or None

@@ -107,3 +107,30 @@ def test_an_output_may_not_be_or_sit_inside_an_input(tmp_path) -> None:
     checks.not_an_input("--out", data, {"--data": "s3://bucket/data"})  # other scheme: never the same
     with pytest.raises(UserError, match="inside the input --data s3://b/d/"):
         checks.not_an_input("--out", "s3://b/d/eval", {"--data": "s3://b/d/"})
+
+
+def test_a_failed_run_names_the_resume_state_it_kept_and_removes_empty_folders_it_made(tmp_path, capsys) -> None:
+    from services.stage import Stage, Summary
+
+    def run(cfg: dict, args: object) -> Summary:
+        work = tmp_path / cfg["out"] / "_work" / "parts"
+        work.mkdir(parents=True)
+        if cfg["wrote"]:
+            (work / "video-1.parquet").write_bytes(b"clips")
+        raise OSError(28, "No space left on device", str(work / "video-2.parquet"))
+
+    def stage(wrote: bool) -> Stage:
+        return Stage("job", "a job", lambda p: None, lambda a: {"out": "out", "wrote": wrote}, lambda c: None, run,
+                     keeps=lambda c: {str(tmp_path / c["out"]): "rerun the same command to resume"})
+
+    assert stage(wrote=True).main([]) == 2
+    out = tmp_path / "out"
+    assert capsys.readouterr().err == (f"job: error: {out}/_work/parts/video-2.parquet: no space left on the device "
+                                       f"(work done so far is kept in {out}: rerun the same command to resume)\n")
+    assert (out / "_work" / "parts" / "video-1.parquet").exists()
+    (out / "_work" / "parts" / "video-1.parquet").unlink()
+    for folder in (out / "_work" / "parts", out / "_work", out):
+        folder.rmdir()
+    assert stage(wrote=False).main([]) == 2  # nothing resumable made: the folders it made go, the line says no more
+    assert capsys.readouterr().err == f"job: error: {out}/_work/parts/video-2.parquet: no space left on the device\n"
+    assert list(tmp_path.iterdir()) == []
