@@ -119,6 +119,14 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)})")
     if not any(row.strip() for row in rows):  # a job that would make nothing
         raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
+    base = str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
+    for line, row in enumerate(csv.DictReader([header, *rows]), start=2):  # no output overwrites an input
+        if not row.get("output"):
+            continue
+        src, drv, out = (_absolute(str(row.get(c) or "").strip(), base) for c in COLUMNS)
+        checks.not_an_input(f"--pairs {pairs} line {line}: output", out, {
+            "source": src or None, "driving": drv or None, "--pairs": pairs, "--config": config,
+            "--checkpoint": checkpoint})
     if checkpoint is not None:
         checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
     checks.existing_file("--config", config, "a FOMM YAML")
@@ -126,6 +134,8 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     table = error_table_path(pairs, errors)
     checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})
     if not storage.is_remote(table):
+        if Path(table).is_dir():
+            raise UserError(f"--errors {table}: is a folder (expected a CSV file)")
         checks.writable_dir("--errors", Path(table).parent)
 
 

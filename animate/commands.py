@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from animate.files import animate_file, build_animator, check_output, probe_driving, read_source
+from animate.onnx_engine import check_export as check_export_folder
 from animate.onnx_engine import onnx_animator
 from animate.options import (
     add_animation_flags,
@@ -22,7 +23,7 @@ from fomm.animator import Animator
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config import load_config
 from fomm.models import build_networks
-from fomm.onnx_export import FILES, MANIFEST, OPSET, export_onnx
+from fomm.onnx_export import FILES, OPSET, export_onnx
 from services import checks
 from services.atomic import atomic_dir
 from services.cli import USER_ERROR_STATUS
@@ -77,8 +78,11 @@ def check_animate(args: argparse.Namespace) -> None:
                                             "--config": args.config, "--checkpoint": args.checkpoint,
                                             "--onnx": args.onnx})
     check_output(args.out)
+    if Path(args.out).exists():
+        raise UserError(f"--out {args.out}: exists (a file is never overwritten: remove it or choose a new name)")
+    checks.writable_dir("--out", Path(args.out).parent)  # room on its disk
     if args.onnx is not None:
-        checks.existing_file("--onnx", Path(args.onnx) / MANIFEST, "a `fomm export` folder")
+        check_export_folder(args.onnx)
     read_source(args.source)
     probe_driving(args.driving)
 
@@ -117,7 +121,7 @@ def build_export(args: argparse.Namespace) -> argparse.Namespace:
 
 def check_export(args: argparse.Namespace) -> None:
     check_model_files(args)
-    checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint})
+    checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint}, folder=True)
     checks.writable_dir("--out", args.out)
     require_export_extra()
 

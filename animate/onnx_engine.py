@@ -15,6 +15,7 @@ from fomm.dense_motion import MotionSource
 from fomm.generator import GeneratorSource
 from fomm.geometry import Keypoints
 from fomm.onnx_export import FILES, MANIFEST, as_keypoints, export_onnx
+from services.errors import UserError
 
 
 class _Session:
@@ -63,16 +64,32 @@ class OnnxGenerator:
         return {"prediction": self.step(*args)[0]}
 
 
-def load_onnx(out_dir: str | Path) -> tuple[OnnxKPDetector, OnnxGenerator, tuple[int, int]]:
-    """The exported graphs of `out_dir` on ONNX Runtime (CPU), and the frame size they were made for."""
+class ExportMissing(UserError, FileNotFoundError):
+    """A folder that is not a whole `fomm export`."""
+
+
+def check_export(out_dir: str | Path, flag: str = "--onnx") -> dict:
+    """The manifest of a whole `fomm export` folder; else an ExportMissing naming the flag and the folder."""
     root = Path(out_dir)
     path = root / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
-    manifest = json.loads(path.read_text())
+        raise ExportMissing(f"{flag} {root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
     missing = [f for f in FILES if not (root / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"{root}: {missing[0]} missing from the ONNX export")
+        raise ExportMissing(f"{flag} {root}: {missing[0]} missing from the ONNX export")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise ExportMissing(f"{flag} {root}: {MANIFEST} is not a manifest of `fomm export` ({err})") from None
+    if not isinstance(manifest, dict) or not {"jacobian", "frame_size"} <= set(manifest):
+        raise ExportMissing(f"{flag} {root}: {MANIFEST} is not a manifest of `fomm export`")
+    return manifest
+
+
+def load_onnx(out_dir: str | Path) -> tuple[OnnxKPDetector, OnnxGenerator, tuple[int, int]]:
+    """The exported graphs of `out_dir` on ONNX Runtime (CPU), and the frame size they were made for."""
+    root = Path(out_dir)
+    manifest = check_export(root)
     return (OnnxKPDetector(root / FILES[0], manifest["jacobian"]), OnnxGenerator(root / FILES[1], root / FILES[2]),
             tuple(manifest["frame_size"]))
 

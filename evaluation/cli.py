@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 
 import yaml
 
@@ -51,11 +52,22 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
 
 
 def mapping(text: str) -> dict:
-    """An argparse `type=`: a YAML/JSON mapping."""
+    """An argparse `type=`: a YAML/JSON mapping backend → options of known backends, numbers finite."""
+    value = None
     with contextlib.suppress(yaml.YAMLError):
-        if isinstance(value := yaml.safe_load(text), dict):
-            return value
-    raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
+        value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
+    known = (*KEYPOINT_BACKENDS, *EMBEDDING_BACKENDS)
+    for backend, options in value.items():
+        if backend not in known:
+            raise argparse.ArgumentTypeError(f"unknown backend {backend!r} (expected some of {', '.join(known)})")
+        if not isinstance(options, dict):
+            raise argparse.ArgumentTypeError(f"{backend}: expected a mapping of options, got {options!r}")
+        for key, option in options.items():
+            if isinstance(option, float) and not math.isfinite(option):
+                raise argparse.ArgumentTypeError(f"{backend}.{key}: must be a finite number, got {option}")
+    return value
 
 
 def metric_names(flag: str, text: str) -> tuple[str, ...]:
@@ -88,18 +100,20 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
 
     checks.device("--device", cfg.device, here=cfg.num_workers == 0)  # else the Ray workers' devices
     checks.existing_file("--config", cfg.config_path, "a FOMM YAML")
-    if cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint):
+    local_checkpoint = cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint)
+    if local_checkpoint:
         checks.existing_file(checkpoint_flag, cfg.checkpoint, "a checkpoint file")
+    checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)  # the cheap checks first: a mistake answers fast
+    checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
+                                               checkpoint_flag: cfg.checkpoint}, folder=True)
+    checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
+    require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
+    if local_checkpoint:
         load_model(cfg.config_path, cfg.checkpoint)  # the config loads and the checkpoint fits it
     else:
         fomm.load_config(cfg.config_path)
         if cfg.checkpoint is not None:
             storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
-    require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
-    checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)
-    checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
-                                               checkpoint_flag: cfg.checkpoint})
-    checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
     from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)
 
     with user_input("--data"):

@@ -71,6 +71,9 @@ def check(args: argparse.Namespace) -> None:
             raise UserError(f"--plot {args.plot}: is a folder (expected a .png file)")
         if plot.suffix.lower() != ".png":
             raise UserError(f"--plot {args.plot}: expected a .png file")
+        if plot.exists():
+            raise UserError(f"--plot {args.plot}: exists (a file is never overwritten: remove it or choose a new "
+                            "name)")
         store = (args.tracking_uri or "").removeprefix("sqlite:///") or None
         checks.not_an_input("--plot", args.plot, {"--tracking-uri": store})
         checks.writable_dir("--plot", plot.parent)

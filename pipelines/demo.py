@@ -45,7 +45,7 @@ def build(args: argparse.Namespace) -> argparse.Namespace:
 def check(a: argparse.Namespace) -> None:
     checks.writable_dir("--out", a.out)
     checks.existing_file("--config", a.config, "a FOMM YAML")
-    checks.not_an_input("--out", a.out, {"--config": a.config})
+    checks.not_an_input("--out", a.out, {"--config": a.config}, folder=True)
     TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
 
 

@@ -78,7 +78,7 @@ def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
                               f"{result['num_frames']} frames)",
                     "manifest": result["manifest"], "errors": f"{result['errors']} ({result['num_errors']} failed "
                     "videos)", "S3 retries": result["s3_retries"], "result": json.dumps(result, sort_keys=True)},
-                   status=0 if result["num_clips"] else 1,  # a job that made nothing has failed
+                   status=0 if result["num_clips"] else cli.USER_ERROR_STATUS,  # a job that made nothing has failed
                    problem=f"preprocess: error: --output {cfg.output}: no clips were made ({result['num_errors']} failed "
                            f"videos: {result['errors']})")
 

@@ -48,6 +48,10 @@ def check(sweep: Sweep) -> Sweep:
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
     checks.existing_file("--space", a.space, "a search space YAML")
     checks.not_an_input("--out", a.out, {"--config": a.config, "--space": a.space, "--data": a.data})
+    if a.out is not None:
+        if Path(a.out).is_dir():
+            raise UserError(f"--out {a.out}: is a folder (expected the best config's .yaml file)")
+        checks.writable_dir("--out", Path(a.out).parent)
     from tuning.spaces import SearchSpace  # imports Ray Tune (seconds): after the cheap checks
 
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key

@@ -24,14 +24,30 @@ def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> P
     return p
 
 
+MIN_FREE_BYTES = 16 * 2**20  # less than this free on an output's disk: refused before the work, not after it
+
+
+def free_space(flag: str, path: str | os.PathLike, folder: str | os.PathLike) -> None:
+    """The disk holding the existing `folder` (where `path` will be written) has room for an output."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return  # no answer (an odd file system): the write itself will tell
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"{flag} {path}: no space left on the device ({free // 1024} KiB free under {folder})")
+
+
 def writable_dir(flag: str, path: str | os.PathLike) -> None:
-    """A local folder that can be created (if missing) and written; nothing is left behind when it cannot."""
+    """A local folder that can be created (if missing) and written, on a disk with room; nothing is left behind
+    when it cannot."""
     p = Path(path)
     existing = next((a for a in (p, *p.parents) if a.exists()), None)
     if existing is not None and not existing.is_dir():
         raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
     if existing is None or not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path}: cannot write under {existing or p.anchor}")
+    free_space(flag, path, existing)
     if p.exists():
         try:
             with tempfile.TemporaryFile(dir=p):
@@ -81,6 +97,9 @@ def tracking_uri(flag: str, uri: str | None) -> None:
             parent = Path(db).parent
             if not parent.is_dir():
                 raise UserError(f"{flag} {uri}: folder {parent} does not exist (expected sqlite:///PATH/mlflow.db)")
+            if Path(db).is_dir():
+                raise UserError(f"{flag} {uri}: {db} is a folder (expected sqlite:///PATH/mlflow.db)")
+            free_space(flag, uri, parent)
     elif scheme in ("", "file"):
         local = Path(urllib.parse.urlparse(uri).path if scheme else uri)
         if local.exists() and not local.is_dir():
@@ -90,9 +109,11 @@ def tracking_uri(flag: str, uri: str | None) -> None:
                         "or a folder)")
 
 
-def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str | os.PathLike | None]) -> None:
+def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str | os.PathLike | None],
+                 folder: bool = False) -> None:
     """An output that neither is nor sits inside any of `inputs` ({flag: path}), resolved with symlinks followed;
-    remote URLs are compared as written. A user's input is never overwritten."""
+    remote URLs are compared as written. A user's input is never overwritten. With `folder` (an output folder
+    the run fills), no input may sit inside it either: the run's files would mix with the user's."""
     if out is None:
         return
     scheme, target = _resolved(out)
@@ -106,6 +127,9 @@ def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str
             raise UserError(f"{flag} {out}: is the input {name} {path} (an output must not overwrite an input)")
         if source in target.parents:
             raise UserError(f"{flag} {out}: is inside the input {name} {path} (outputs go outside the inputs)")
+        if folder and target in source.parents:
+            raise UserError(f"{flag} {out}: holds the input {name} {path} (an output folder is the run's own: "
+                            "choose a new or empty one)")
 
 
 def _resolved(path: str | os.PathLike) -> tuple[str, PurePosixPath]:

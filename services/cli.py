@@ -101,9 +101,12 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse listing `--debug` (run_cli handles it), whose usage errors are a UserError (one line, exit 2)."""
+    """argparse listing `--debug` (run_cli handles it), whose usage errors are a UserError (one line, exit 2).
+
+    A flag is taken only as spelt: a typo such as `--epoch` for `--epochs` is an unknown flag, not an abbreviation."""
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own signature
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of an input error")
 

@@ -72,7 +72,7 @@ def _image(err: BaseException) -> str | None:
 
 
 def _tracking(err: BaseException) -> str | None:
-    if _named(err, "mlflow:MlflowException", "requests:ConnectionError"):
+    if _named(err, "mlflow:MlflowException", "requests:ConnectionError", "sqlalchemy:OperationalError"):
         return f"MLflow: {_first_line(err)}"
     return None
 

@@ -67,7 +67,7 @@ def test_export_command_and_onnx_engine_on_real_media(shared_data, tiny_config_p
     (tmp_path / "empty").mkdir()
     assert main([*common, "--out", str(tmp_path / "bad.mp4"), "--engine", "onnx", "--onnx", str(tmp_path / "empty")]) \
         == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the random-weights warning: one line
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # one line, before a model is built
     assert last.startswith("fomm animate: error: ") and "no ONNX export here" in last
     assert not (tmp_path / "bad.mp4").exists()
     assert main([*common, "--out", str(out / "bad.mp4"), "--engine", "onnx", "--onnx", str(out)]) == 2

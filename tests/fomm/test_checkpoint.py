@@ -91,3 +91,11 @@ def test_arbitrary_pickles_are_refused(tmp_path):
     torch.save({"generator": {}, "note": Path("x")}, path)  # a non-tensor object inside
     with pytest.raises(CheckpointError, match="evil.pth.tar"):
         read_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"dataset_params:\n  frame_shape: [64, 64, 3]\n", b"\xff\xd8\xff\xe0JFIF"])
+def test_a_file_that_is_no_checkpoint_says_so(tmp_path, content):
+    path = tmp_path / "swapped.pth.tar"  # an empty file, a config, a JPEG given as the checkpoint
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"swapped\.pth\.tar: not a checkpoint \(expected a PyTorch"):
+        read_checkpoint(path)

@@ -154,4 +154,4 @@ def test_a_job_that_makes_no_clip_fails(tmp_path, repo_root, capsys):
     code = preprocess.main(["--input", "synthetic:1", "--output", str(tmp_path / "out"), "--kind", "none",
                             "--size", "32", "--min-frames", "1000", "--no-ray"])  # every track too short
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith(f"preprocess: error: --output {tmp_path / 'out'}: no clips were made")
+    assert code == 2 and err.startswith(f"preprocess: error: --output {tmp_path / 'out'}: no clips were made")
