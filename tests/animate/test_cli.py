@@ -271,3 +271,26 @@ def test_best_frame_starts_relative_motion_there(media, tiny_config_path, tmp_pa
     kp_driving, kp_source = torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen])
     assert torch.allclose(kp_driving[5], kp_source[5], atol=1e-5)
     assert not torch.allclose(kp_driving[0], kp_source[0], atol=1e-3)
+
+
+def test_an_existing_output_is_never_overwritten(media, tiny_config_path, tmp_path, capsys):
+    mine = tmp_path / "mine.mp4"
+    mine.write_bytes(b"the user's own video")
+    code, _, err = run(["animate", "--config", tiny_config_path, "--random-init", "--source", media["source"],
+                        "--driving", media["clip"], "--out", mine, "--quiet"], capsys)
+    assert code == 2 and err == f"fomm animate: error: --out {mine}: exists (a file is never overwritten: remove it " \
+                                "or choose a new name)\n"
+    assert mine.read_bytes() == b"the user's own video" and [p.name for p in tmp_path.iterdir()] == ["mine.mp4"]
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    ([], "fomm: error: a command is required (animate, export, info, runs compare)"),
+    (["animte"], "fomm: error: unknown command 'animte' (expected one of: animate, export, info, runs compare)"),
+    (["runs"], "fomm runs: error: an action is required: fomm runs compare [ARGS...]"),
+    (["info", "--config", "configs/tiny-64.yaml", "--jsn"], "fomm info: error: unrecognized arguments: --jsn"),
+    (["export", "--config", "configs/tiny-64.yaml", "--random", "--out", "x"],  # no abbreviations
+     "fomm export: error: unrecognized arguments: --random"),
+])
+def test_command_line_mistakes_are_one_line_and_status_2(argv, line, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err == line + "\n"

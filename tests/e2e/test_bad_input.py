@@ -110,6 +110,26 @@ CASES = [
     Case("benchmark", "wrong type", "--threshold is infinite", BENCH + " --threshold inf", "--threshold"),
     Case("animate", "wrong type", "--smooth is NaN", "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --smooth nan",
          "--smooth"),
+    # the probe's families: typos of flags, swapped files, outputs that would mix with or replace inputs
+    Case("train", "typo", "--epoch for --epochs (a flag is taken only as spelt)", TRAIN + " --epoch 2", "--epoch"),
+    Case("demo", "typo", "--video for --videos", "--out {w}/demo --video 10", "--video"),
+    Case("evaluate", "swapped", "the config given as --checkpoint", EVAL.replace("{ckpt}", "{tiny}"),
+         "not a checkpoint"),
+    Case("benchmark", "swapped", "the config given as --checkpoints", BENCH.replace("{ckpts}", "{tiny}"),
+         "not a checkpoint"),
+    Case("evaluate", "overwrite", "--out is the folder holding the checkpoint", EVAL.replace("{w}/eval", "{ckpts}"),
+         "holds the input --checkpoint"),
+    Case("demo", "overwrite", "--out is the folder holding the config", "--out {w} --config {typo_yaml}",
+         "holds the input --config"),
+    Case("animate", "overwrite", "a pair's output is its own driving video",
+         "--pairs {pairs_same} --config {tiny} --checkpoint {ckpt}", "line 2: output"),
+    Case("animate", "wrong type", "--errors is a folder", "--pairs {pairs} --config {tiny} --checkpoint {ckpt} "
+         "--errors {empty_dir}", "--errors"),
+    Case("tune", "wrong type", "--out is a folder", TRAIN + " --out {empty_dir}", "--out"),
+    Case("evaluate", "wrong type", "--extractor-options of an unknown backend",
+         EVAL + ' --extractor-options {{"dlib68":{{"a":1}}}}', "--extractor-options"),
+    Case("evaluate", "wrong type", "--extractor-options with a NaN option",
+         EVAL + ' --extractor-options {{"dlib-68":{{"a":.nan}}}}', "--extractor-options"),
 ]
 
 
@@ -143,9 +163,11 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "log0.yaml").write_text("space:\n  train_params.lr_generator:\n    loguniform: [0, 1.0e-3]\n")
     (root / "pairs_bad.csv").write_text("image,video\na.png,b.mp4\n")
     (root / "pairs.csv").write_text("source,driving,output\na.png,b.mp4,c.mp4\n")
+    (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
-             "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml"}
+             "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
+             "pairs_same": "pairs_same.csv"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "shard": str(shard), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
             **{key: str(root / name) for key, name in files.items()}}
@@ -178,7 +200,7 @@ def test_cases_cover_every_pipeline_and_kind() -> None:
     assert len(CASES) >= 25
     assert {c.pipeline for c in CASES} == {p.stem for p in (REPO / "pipelines").glob("*.py")}
     assert {c.kind for c in CASES} == {"missing", "empty", "corrupt", "wrong type", "wrong config",
-                                       "unreachable service", "overwrite", "hang"}
+                                       "unreachable service", "overwrite", "hang", "typo", "swapped"}
 
 
 def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path) -> None:

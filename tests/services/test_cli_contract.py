@@ -95,6 +95,26 @@ def test_checks(tmp_path, monkeypatch) -> None:
         checks.tracking_uri("--tracking-uri", None)
 
 
+def test_a_disk_without_room_is_refused_before_the_work(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(checks, "MIN_FREE_BYTES", 2**62)  # more than any disk has: every disk is "full"
+    with pytest.raises(UserError, match=rf"^--out {tmp_path}/new: no space left on the device \(\d+ KiB free under "
+                                        rf"{tmp_path}\)$"):
+        checks.writable_dir("--out", tmp_path / "new")
+    with pytest.raises(UserError, match="no space left on the device"):
+        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_folder_may_not_hold_an_input(tmp_path) -> None:
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "tiny.yaml"
+    config.write_text("x: 1\n")
+    checks.not_an_input("--out", tmp_path / "eval", {"--config": config}, folder=True)
+    checks.not_an_input("--out", tmp_path, {"--config": config})  # a file output beside inputs is fine
+    with pytest.raises(UserError, match=rf"^--out {tmp_path}: holds the input --config {config} "):
+        checks.not_an_input("--out", tmp_path, {"--config": config}, folder=True)
+
+
 def test_an_output_may_not_be_or_sit_inside_an_input(tmp_path) -> None:
     data = tmp_path / "data"
     data.mkdir()
