@@ -64,6 +64,7 @@ class Stage(Generic[Config]):
     check: Callable[[Config], Config | None]
     run: Callable[[Config, argparse.Namespace], Summary]
     keeps: Callable[[Config], dict[str, str]] = lambda cfg: {}  # local folder → how a failed run resumes there
+    # ("": only removed when the run made it and left it empty)
 
     def parser(self) -> ArgumentParser:
         p = ArgumentParser(prog=self.name, description=self.doc.strip().splitlines()[0],
@@ -101,7 +102,8 @@ def resume_note(keeps: dict[str, str], fresh: set[str]) -> str | None:
         if not root.is_dir():
             continue
         if any(p.is_file() for p in root.rglob("*")):
-            notes.append(f"work done so far is kept in {folder}: {how}")
+            if how:  # "": a folder only cleaned (e.g. --storage, which holds other runs too)
+                notes.append(f"work done so far is kept in {folder}: {how}")
         elif folder in fresh:
             for sub in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                 with contextlib.suppress(OSError):

@@ -141,7 +141,8 @@ def test_a_failed_run_names_the_resume_state_it_kept_and_removes_empty_folders_i
 
     def stage(wrote: bool) -> Stage:
         return Stage("job", "a job", lambda p: None, lambda a: {"out": "out", "wrote": wrote}, lambda c: None, run,
-                     keeps=lambda c: {str(tmp_path / c["out"]): "rerun the same command to resume"})
+                     keeps=lambda c: {str(tmp_path / c["out"]): "rerun the same command to resume",
+                                      str(tmp_path): ""})  # "": cleaned if made and left empty, never named
 
     assert stage(wrote=True).main([]) == 2
     out = tmp_path / "out"
