@@ -79,6 +79,48 @@ def reachable(flag: str, url: str, timeout: float = 3.0) -> None:
         raise UserError(f"{flag} {url}: unreachable ({err.strerror or err})") from None
 
 
+MLFLOW_PROBE = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+
+
+def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
+    """An http(s) URI that answers as an MLflow tracking server (any MLflow reply, even 'no such experiment'): a
+    proxy or another web server would make MLflow retry for minutes instead. A server too busy to answer within
+    `timeout` passes (it accepted the connection; MLflow's client waits for it)."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    headers = {}
+    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = f"Bearer {token}"
+    elif user := os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        pair = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    request = urllib.request.Request(uri.rstrip("/") + MLFLOW_PROBE, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - http(s) only, checked above
+            return
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise UserError(f"{flag} {uri}: the tracking server refused access (HTTP {err.code}; set "
+                            "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)") from None
+        try:
+            if "error_code" in json.loads(err.read(65536) or b"{}"):
+                return  # MLflow's own answer (e.g. RESOURCE_DOES_NOT_EXIST): it is a tracking server
+        except (ValueError, OSError):
+            pass
+        raise UserError(f"{flag} {uri}: not an MLflow tracking server (HTTP {err.code} from "
+                        f"{MLFLOW_PROBE.split('?')[0]})") from None
+    except TimeoutError:
+        return  # accepted the connection but busy: MLflow's client waits and retries as it should
+    except (OSError, ValueError) as err:  # URLError (a timeout inside it too), a reset connection
+        reason = getattr(err, "reason", None) or err
+        if isinstance(reason, TimeoutError):
+            return
+        raise UserError(f"{flag} {uri}: the tracking server did not answer ({reason})") from None
+
+
 def tracking_uri(flag: str, uri: str | None) -> None:
     """An MLflow tracking URI that can work: a reachable http(s) server, or a sqlite/file store whose folder exists.
 
@@ -91,6 +133,7 @@ def tracking_uri(flag: str, uri: str | None) -> None:
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme in ("http", "https"):
         reachable(flag, uri)
+        mlflow_answers(flag, uri)
     elif scheme == "sqlite":
         db = uri.removeprefix("sqlite:///")
         if db and db != ":memory:":

@@ -155,3 +155,21 @@ def test_a_failed_run_names_the_resume_state_it_kept_and_removes_empty_folders_i
     assert stage(wrote=False).main([]) == 2  # nothing resumable made: the folders it made go, the line says no more
     assert capsys.readouterr().err == f"job: error: {out}/_work/parts/video-2.parquet: no space left on the device\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tracking_uri_must_answer_as_mlflow(mlflow_server, tmp_path) -> None:
+    """A real MLflow server passes; another web server (a proxy, a dashboard) is refused at once, where MLflow's
+    client would retry for minutes."""
+    import http.server
+    import threading
+
+    checks.tracking_uri("--tracking-uri", mlflow_server)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(UserError, match=rf"^--tracking-uri {uri}: not an MLflow tracking server \(HTTP 404 "):
+            checks.tracking_uri("--tracking-uri", uri)
+    finally:
+        server.shutdown()
+        server.server_close()
