@@ -125,7 +125,7 @@ CASES = [
          "--pairs {pairs_same} --config {tiny} --checkpoint {ckpt}", "line 2: output"),
     Case("animate", "wrong type", "--errors is a folder", "--pairs {pairs} --config {tiny} --checkpoint {ckpt} "
          "--errors {empty_dir}", "--errors"),
-    Case("tune", "wrong type", "--out is a folder", TRAIN + " --out {empty_dir}", "--out"),
+    Case("tune", "wrong type", "--out is a folder", TRAIN + " --space {space} --out {empty_dir}", "--out"),
     Case("evaluate", "wrong type", "--extractor-options of an unknown backend",
          EVAL + ' --extractor-options {{"dlib68":{{"a":1}}}}', "--extractor-options"),
     Case("evaluate", "wrong type", "--extractor-options with a NaN option",
@@ -169,6 +169,7 @@ def prepare(root: Path) -> dict[str, str]:
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
+            "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
             **{key: str(root / name) for key, name in files.items()}}
 
