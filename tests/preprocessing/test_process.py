@@ -15,7 +15,7 @@ from preprocessing import dataset_writer as dw
 from preprocessing import shards
 from preprocessing.config import PreprocessConfig
 from preprocessing.cropping import resize_keep_aspect
-from preprocessing.sources import collect_tasks
+from preprocessing.sources import collect_tasks, raw_video_index
 from services.video_read import read_frames
 
 
@@ -63,6 +63,26 @@ def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, s
     (err,) = shards.read_errors(str(tmp_path / "out"))
     assert (err["video_id"], err["stage"]) == ("vidMissing", "missing")
     assert "vidMissing" in err["message"] and result["num_errors"] == 1
+
+
+def _touch(folder, *names) -> None:
+    for name in names:
+        (folder / name).write_bytes(b"x")
+
+
+def test_raw_videos_are_found_by_one_listing_with_the_extension_order_kept(tmp_path, moto_s3):
+    _touch(tmp_path, "a.mkv", "a.mp4", "b.webm", "c.MP4", ".d.mp4", "e.mp4.part", "notes.txt")
+    index = raw_video_index(str(tmp_path), None)
+    assert index == {"a": f"{tmp_path}/a.mp4", "b": f"{tmp_path}/b.webm"}  # .mp4 before .mkv; case kept exact
+    assert raw_video_index(str(tmp_path / "absent"), None) == {}
+
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint"], region_name="us-east-1")
+    for key in ("raw/v1.mov", "raw/v1.avi", "raw/v2.mkv", "raw/deeper/v3.mp4"):
+        s3.put_object(Bucket=moto_s3["bucket"], Key=key, Body=b"x")
+    root = f"s3://{moto_s3['bucket']}/raw"
+    assert raw_video_index(root, None) == {"v1": f"{root}/v1.mov", "v2": f"{root}/v2.mkv"}  # not recursive
 
 
 @pytest.mark.parametrize(("row", "problem"), [
