@@ -11,6 +11,7 @@ from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.runner import EvalConfig
 from services import checks
 from services.cli import ArgumentParser, UserError, at_least, field_flags, field_values, user_input
+from services.ray_start import add_ray_address_flag
 
 
 def eval_parser(description: str, experiment: str, checkpoint_required: bool = True) -> ArgumentParser:
@@ -43,7 +44,7 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
         help="YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\"")
     for name in ("num_workers", "cpus_per_worker", "batch_size", "device"):
         cfg(name)  # help, type and range from EvalConfig's rules
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS or local)")
+    add_ray_address_flag(p)
     cfg("endpoint", help="S3 endpoint override for s3:// paths")
     p.add_argument("--max-error-fraction", type=at_least(0.0, float, most=1), default=0.0,
                    help="share of clips that may fail (error rows) before the run fails with exit 1")

@@ -63,6 +63,7 @@ class TrainJob:
     endpoint: str | None = field(default=None, metadata=rule(
         "S3 endpoint for data and storage (else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL)"))
     overrides: dict[str, Any] = field(default_factory=dict)
+    ray_address: str | None = None  # the Ray cluster (--ray-address); None: $RAY_ADDRESS, else a local Ray
 
     def __post_init__(self) -> None:
         check_fields(self)  # the declared rules: finite numbers in range, choices
@@ -145,21 +146,23 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
 
 
 def local_room(job: TrainJob) -> None:
-    """Without a cluster (no $RAY_ADDRESS) the workers run on this machine: one process per CPU at most, and the
+    """Without a cluster (no --ray-address or $RAY_ADDRESS) the workers run on this machine: one process per CPU
+    at most, and the
     GPUs asked for are its own; checked before Ray (a cluster's are checked once connected)."""
     import os
 
     import torch
 
     from services.cli import UserError
+    from services.ray_start import cluster_address
 
-    if os.environ.get("RAY_ADDRESS"):
+    if cluster_address(job.ray_address):
         return
     cpus = os.cpu_count() or 1
     if job.workers > cpus:
-        raise UserError(f"--workers {job.workers}: this machine has {cpus} CPUs, one per worker at most (set "
-                        "RAY_ADDRESS to train on a cluster)")
+        raise UserError(f"--workers {job.workers}: this machine has {cpus} CPUs, one per worker at most (pass "
+                        "--ray-address to train on a cluster)")
     have = torch.cuda.device_count()
     if job.gpus_per_worker * job.workers > have:
         raise UserError(f"--gpus-per-worker {job.gpus_per_worker:g} × --workers {job.workers}: this machine has "
-                        f"{have} GPU{'s' * (have != 1)} (set RAY_ADDRESS to train on a cluster that has them)")
+                        f"{have} GPU{'s' * (have != 1)} (pass --ray-address to train on a cluster that has them)")

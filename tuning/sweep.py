@@ -106,7 +106,7 @@ def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]
 
 def run_sweep(sweep: SweepJob) -> SweepResult:
     """Run (or restore) the sweep; log the best trial to the parent run and export its config."""
-    from training.trainer import ensure_ray
+    from training.trainer import ensure_training_ray
 
     base = sweep.base
     cfg = base.load_config()
@@ -114,7 +114,7 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
     if base.storage.startswith("s3://"):
         raise ValueError(f"{base.storage}: sweeps keep Tune's experiment state on a local or shared path; "
                          f"trial checkpoints may still go to s3:// via the training job")
-    ensure_ray(base)
+    ensure_training_ray(base)
     experiment_dir = Path(base.storage).resolve() / sweep.name
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
     # trials write their Train runs under <storage>/<sweep>/trials/trial-<id>

@@ -108,7 +108,7 @@ def test_s3_in_s3_out(moto_s3, ray_local, videos):
 def run_pipeline(repo_root: Path, ray_head: dict, inputs: Path, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, str(repo_root / "pipelines" / "preprocess.py"), "--input", str(inputs), "--output",
            str(out), "--kind", "none", "--size", "64", "--min-frames", "8", "--workers", "1", "--shard-mb", "0.3",
-           "--frame-format", "png", "--address", ray_head["address"]]
+           "--frame-format", "png", "--ray-address", ray_head["address"]]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=job_env(repo_root), start_new_session=True)
 

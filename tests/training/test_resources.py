@@ -19,6 +19,7 @@ def test_workers_and_gpus_a_machine_does_not_have_are_refused_before_ray(monkeyp
     with pytest.raises(UserError, match=r"^--workers 5: this machine has 4 CPUs"):
         local_room(TrainJob(config="c", data="d", storage="s", workers=5))
     local_room(TrainJob(config="c", data="d", storage="s"))  # CPU training asks for none
+    local_room(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1, ray_address="ray://head:10001"))
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster's GPUs are checked once connected
     local_room(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1))
 
