@@ -16,7 +16,7 @@ from animate.onnx_engine import onnx_animator
 from animate.options import AnimationOptions, ModelOptions
 from fomm.animator import Animator, AnimatorError
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from services import checks

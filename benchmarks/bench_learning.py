@@ -13,6 +13,7 @@ The time budget covers the whole job (Ray start-up, data, training); the last va
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     ensure_training_ray(job)
     data = synthetic_shards(work / "synthetic-64", num_videos=args.videos, size=64, frames=48)
-    job = job.replace(data=data, max_minutes=args.minutes - (time.time() - start) / 60)  # data prep counts too
+    job = dataclasses.replace(job, data=data, max_minutes=args.minutes - (time.time() - start) / 60)  # data prep counts too
     result = fit(job)
     wall = time.time() - start
 

@@ -7,6 +7,7 @@ evaluate → animate, with a local Ray instance and a local MLflow store. Re-run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -71,7 +72,7 @@ def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     from preprocessing.config import PreprocessConfig
     from preprocessing.ray_jobs import run_preprocess
     from services.tracking.queries import metric_history
-    from training.trainer import ensure_ray, fit
+    from training.trainer import ensure_training_ray, fit
     from tuning.spaces import SearchSpace
     from tuning.sweep import SweepJob, run_sweep
 
@@ -79,7 +80,7 @@ def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     out.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{out / 'mlflow.db'}"
     shards = str(out / "shards")
-    ensure_ray(TrainJob(config=a.config, data=shards, storage=str(out), workers=2))
+    ensure_training_ray(TrainJob(config=a.config, data=shards, storage=str(out), workers=2))
 
     pre = stage(out, "preprocess", lambda: run_preprocess(PreprocessConfig(
         input=f"synthetic:{a.videos}", output=shards, kind="none", size=64, synthetic_videos=a.videos,
@@ -90,8 +91,8 @@ def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     train = stage(out, "train", lambda: vars(fit(base)))
     space = SearchSpace.from_yaml(ROOT / "configs" / "sweeps" / "loss-weights.yaml")
     tune = {"best_config": None} if a.tune_trials == 0 else stage(out, "tune", lambda: vars(run_sweep(SweepJob(
-        base=base.replace(name="demo-sweep", workers=1, max_steps=a.tune_steps, max_minutes=None, num_val_clips=2,
-                          log_images_every=0, resume=False),
+        base=dataclasses.replace(base, name="demo-sweep", workers=1, max_steps=a.tune_steps, max_minutes=None,
+                                 num_val_clips=2, log_images_every=0, resume=False),
         space=space, num_samples=a.tune_trials, out=str(out / "best.yaml")))))
     ev = stage(out, "evaluate", lambda: {k: v for k, v in vars(evaluate(EvalConfig(
         config_path=a.config, checkpoint=train["checkpoint"], data=shards, out_dir=str(out / "eval"),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fomm.config import AugmentationParams
+from fomm.config.schema import AugmentationParams
 from fomm.visualization import hsv_to_rgb
 
 

@@ -18,6 +18,7 @@ import pytest
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
 from services.video_read import read_frames
+from tests.conftest import damaged_shards
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
@@ -95,7 +96,7 @@ def test_s3_in_s3_out(moto_s3, ray_local, videos):
     assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
     assert all(c.frames.shape == (32, 32, 32, 3) for c in clips)
     assert all(c.source_path.startswith(f"s3://{bucket}/raw/") for c in clips)
-    assert shards.verify_shards(f"s3://{bucket}/ds") == []
+    assert damaged_shards(f"s3://{bucket}/ds") == []
     (err,) = shards.read_errors(f"s3://{bucket}/ds")
     assert err["path"] == f"s3://{bucket}/raw/broken.mp4" and "not a readable video" in err["message"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ds/")["Contents"]}
