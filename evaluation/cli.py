@@ -95,7 +95,7 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     else:
         fomm.load_config(cfg.config_path)
         if cfg.checkpoint is not None:
-            storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
+            checks.storage_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
     require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,

@@ -55,7 +55,7 @@ def check(cfg: PreprocessConfig) -> None:
         if not count.isdigit() or int(count) < 1:
             raise cli.UserError(f"--input {cfg.input}: expected synthetic or synthetic:N with N ≥ 1")
         return
-    storage.check_reachable("--input", cfg.input, cfg.endpoint)
+    checks.storage_reachable("--input", cfg.input, cfg.endpoint)
     if not storage.is_remote(cfg.input) and not any(c in cfg.input for c in "*?[") and not Path(cfg.input).exists():
         raise cli.UserError(f"--input {cfg.input}: no such folder or file (expected a folder, glob or metadata CSV "
                             "of videos)")

@@ -14,14 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services import checks  # noqa: E402
 from services.cli import UserError, at_least, field_values, user_input  # noqa: E402
-from services.ray_start import add_ray_address_flag  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
     add_train_flags(p)  # of every trial; --name is the sweep's (default: sweep-<config stem>)
-    add_ray_address_flag(p)
     p.set_defaults(experiment="fomm-tune", num_val_clips=4)  # a sweep's: its own experiment, shorter validation
     p.add_argument("--space", default="configs/sweeps/loss-weights.yaml", help="search space YAML")
     # SweepJob's fields (tuning.sweep imports Ray Tune, so its defaults are checked by a test, not imported here)

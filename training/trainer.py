@@ -12,8 +12,8 @@ import ray.train
 import ray.train.torch
 
 from services import storage
-from training.job import TrainJob
-from training.plan import RunPlan, TrainResult, plan_run, run_path
+from training.job import TrainJob, run_path
+from training.plan import RunPlan, TrainResult, plan_run
 from training.worker import CHECKPOINT_FILE, NO_SCORE, train_loop_per_worker
 
 
