@@ -1,8 +1,8 @@
 """Every pipeline's bad inputs, table-driven: exit 2, one line on stderr naming the flag or file, no traceback,
 nothing written. Each case is a real `python pipelines/X.py` process that must fail before Ray starts.
 
-`python tests/e2e/test_bad_input.py --print-table` runs the same cases and prints the README's table (the
-messages as the pipelines print them), so the README and the test cannot drift apart.
+`python tests/e2e/test_bad_input.py --print-table` runs the same cases and prints the table in
+docs/reliability.md (the messages as the pipelines print them), so the document and the test cannot drift apart.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def test_bad_input_through_ray_job_submit(ray_head, tmp_path) -> None:
 
 
 def print_table(root: Path) -> None:
-    """The README table: each case and the line its pipeline printed (prepared paths shown as <name>)."""
+    """The docs/reliability.md table: each case and the line its pipeline printed (prepared paths shown as <name>)."""
     inputs, _, results = run_all(root)
     names = sorted(((v, k) for k, v in inputs.items() if k not in ("dead",)), key=lambda vk: -len(vk[0]))
     print("| pipeline | kind | bad input | exit | message (stderr, the only line) |")
