@@ -1,4 +1,4 @@
-"""The README's real-world figure: `fomm animate --layout side-by-side` on a portrait and a talking head.
+"""The real-world figure of docs/animate.md: `fomm animate --layout side-by-side` on a portrait and a talking head.
 
 python benchmarks/figure_realworld.py [--frames 10] [--width 800] [--out benchmarks/figures/realworld-strip.png]
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from evaluation import runner
 from evaluation.report import metric_table_text, write_report
-from evaluation.scoring import Extractors, labelled, metric_keys
+from evaluation.scoring import labelled, metric_keys
 from services import s3_retries
 from services.tracking.run import Tracker
 
@@ -265,5 +265,3 @@ def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:
         return {"checkpoint.path": str(cfg.checkpoint), "checkpoint.sha256": runner.file_sha256(local),
                 "checkpoint.bytes": str(Path(local).stat().st_size)}
 
-
-__all__ = ["EvalResult", "EvaluateClips", "Extractors", "evaluate", "init_ray", "run_rows", "select_clips"]
