@@ -10,15 +10,8 @@ import yaml
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.runner import EvalConfig
 from services import checks
-from services.cli import ArgumentParser, UserError, at_least, field_flags, field_values, user_input
+from services.cli import UserError, at_least, field_flags, field_values, user_input
 from services.ray_start import add_ray_address_flag
-
-
-def eval_parser(description: str, experiment: str, checkpoint_required: bool = True) -> ArgumentParser:
-    """A parser with eval_flags."""
-    p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    eval_flags(p, experiment, checkpoint_required)
-    return p
 
 
 def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:

@@ -61,9 +61,14 @@ def test_train_and_tune_flag_defaults_are_the_train_jobs(repo_root) -> None:
 
 
 def test_preprocess_and_evaluate_flag_defaults_are_the_configs(repo_root) -> None:
-    from evaluation.cli import eval_config_from_args, eval_parser
+    from evaluation.cli import eval_config_from_args, eval_flags
     from evaluation.runner import EvalConfig
     from preprocessing.config import PreprocessConfig
+
+    def eval_parser(description: str, experiment: str) -> ArgumentParser:
+        p = ArgumentParser(description=description)
+        eval_flags(p, experiment)
+        return p
 
     args = _pipeline(repo_root, "preprocess").parse_args(["--input", "i", "--output", "o"])
     assert PreprocessConfig(**field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * 2**20))) == \
