@@ -16,7 +16,7 @@ from animate.onnx_engine import onnx_animator
 from animate.options import AnimationOptions, ModelOptions
 from fomm.animator import Animator, AnimatorError
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from services import checks
@@ -41,7 +41,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that make the model: `fomm animate`, `fomm export` and the batch job (pipelines/animate.py)."""
+    """The flags that make the model: `fomm animate`, `fomm export` and the batch job (pipelines/animate_batch.py)."""
     model = field_flags(parser, ModelOptions)  # help, types and ranges: ModelOptions' rules
     model("config", required=True)
     model("checkpoint")
@@ -50,7 +50,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_animation_flags(parser: argparse.ArgumentParser) -> None:
-    """How to animate: `fomm animate` and the batch job (pipelines/animate.py); `check_animation_flags` validates them."""
+    """How to animate: `fomm animate` and the batch job (pipelines/animate_batch.py); `check_animation_flags` validates them."""
     motion = parser.add_mutually_exclusive_group()
     motion.add_argument("--relative", dest="relative", action="store_true", default=True,
                         help="relative motion transfer (default; Sec. 3.4)")

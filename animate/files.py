@@ -15,7 +15,7 @@ from tqdm import tqdm
 from animate.autocrop import AutoCropOptions, auto_crop_frames, resolve_crop
 from animate.backends import best_frame, best_landmarker
 from fomm.animator import Animator, AnimatorError, to_uint8
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from services.video_read import (
     DamagedImageError,
     ImageError,

@@ -40,7 +40,7 @@ def _free_port() -> int:
 def _worker(rank: int, case: str, config: str, steps: int, port: int, results: dict) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
     from fomm.training import build_train_state, train_step
     from training.sync_bn import convert_sync_batchnorm
 

@@ -85,7 +85,7 @@ def animate_throughput(device: torch.device, config: str, batches: list[int], re
 
 def throughput(device: torch.device, config: str, batch: int, steps: int, compile_: bool = False) -> list[dict]:
     """ms per train step of the config at `batch`, in fp32, bf16 autocast, bf16 + channels_last (+ compile)."""
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
     from fomm.training import build_train_state, to_channels_last, train_step
 
     cfg = load_config(config)
@@ -127,7 +127,7 @@ def sync_batchnorm(device: torch.device, config: str) -> dict:
     """One process group of size 1: torch's SyncBatchNorm (what training uses on CUDA) equals plain batch norm."""
     import torch.distributed as dist
 
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
     from fomm.training import build_train_state
     from training.sync_bn import convert_sync_batchnorm
 
@@ -157,7 +157,7 @@ def sync_batchnorm(device: torch.device, config: str) -> dict:
 def learn(device: torch.device, data: Path, config: str, seconds: float, every: float, out: Path | None) -> dict:
     """Train the config on the rendered videos for `seconds`; held-out L1 vs copy-the-source every `every` s."""
     from fomm.checkpoint import save_checkpoint
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
     from fomm.training import build_train_state, end_epoch, train_step
     from preprocessing.pairs import augment_pair, sample_pair
     from training.loop import to_model_batch, validate

@@ -26,7 +26,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fomm.config import load_config  # noqa: E402
+from fomm.config.schema import load_config  # noqa: E402
 from preprocessing import shards  # noqa: E402
 from services.video_read import read_frames  # noqa: E402
 from training.data import PairSpec, clips_to_pairs  # noqa: E402

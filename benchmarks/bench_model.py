@@ -52,7 +52,7 @@ def frame_step(animator: Animator, source: torch.Tensor, driving: torch.Tensor) 
 
 
 def build(cfg: fomm.FommConfig, batch: int, precision: str, channels_last: bool = False) -> Animator:
-    nets = build_networks(cfg.model, seed=0)
+    nets = build_networks(cfg.model_params, seed=0)
     det, gen = nets.kp_detector, nets.generator
     size = cfg.dataset_params.shape[0]
     return Animator(det, gen, frame_size=(size, size), crop="none", batch_size=batch, precision=precision,

@@ -42,7 +42,7 @@ def real_batch(size: int, batch: int, offset: int = 0) -> dict[str, torch.Tensor
 
 
 def build(config: str, batch: int, channels_last: bool):  # noqa: ANN201 - fomm.training.TrainState
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
     from fomm.training import build_train_state, to_channels_last
     from fomm.vgg import Vgg19
 
@@ -84,7 +84,7 @@ def main() -> int:
     if unknown or not cases or args.steps < 1 or args.rounds < 1:
         p.error(f"--cases: unknown {', '.join(unknown)} (known: {', '.join(CASES)})" if unknown or not cases
                 else "--steps and --rounds must be at least 1")
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
 
     size = load_config(args.config).dataset_params.shape[0]
     batch = real_batch(size, args.batch)

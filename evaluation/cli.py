@@ -10,14 +10,8 @@ import yaml
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.runner import EvalConfig
 from services import checks
-from services.cli import ArgumentParser, UserError, at_least, field_flags, field_values, user_input
-
-
-def eval_parser(description: str, experiment: str, checkpoint_required: bool = True) -> ArgumentParser:
-    """A parser with eval_flags."""
-    p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    eval_flags(p, experiment, checkpoint_required)
-    return p
+from services.cli import UserError, at_least, field_flags, field_values, user_input
+from services.ray_start import add_ray_address_flag
 
 
 def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:
@@ -43,7 +37,7 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
         help="YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\"")
     for name in ("num_workers", "cpus_per_worker", "batch_size", "device"):
         cfg(name)  # help, type and range from EvalConfig's rules
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS or local)")
+    add_ray_address_flag(p)
     cfg("endpoint", help="S3 endpoint override for s3:// paths")
     p.add_argument("--max-error-fraction", type=at_least(0.0, float, most=1), default=0.0,
                    help="share of clips that may fail (error rows) before the run fails with exit 1")
@@ -94,7 +88,7 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     else:
         fomm.load_config(cfg.config_path)
         if cfg.checkpoint is not None:
-            storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
+            checks.storage_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
     require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,

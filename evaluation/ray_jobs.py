@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from evaluation import runner
 from evaluation.report import metric_table_text, write_report
-from evaluation.scoring import Extractors, labelled, metric_keys
+from evaluation.scoring import labelled, metric_keys
+from services import s3_retries
 from services.tracking.run import Tracker
 
 READ_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "frames"]
@@ -201,7 +202,7 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
     keys = metric_keys(extractors)
     labels = {k: labelled(k, extractors) for k in keys}
     described = extractors.describe()
-    retries = storage.retry_count()
+    retries = s3_retries.retry_count()
     tags = {"fomm.kind": "evaluation", "fomm.domain": cfg.domain, **cfg.tags}
     with Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, parent_run_id=cfg.parent_run_id,
                  tags=tags) as tracker:
@@ -247,7 +248,7 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
             for name in ("per_frame.parquet", "per_video.parquet", "errors.parquet"):
                 tracker.log_artifact(Path(out) / name, "tables")
         tracker.set_tags({"eval.notes": " | ".join(notes)[:5000]} if notes else {})
-        retries = storage.retry_count() - retries
+        retries = s3_retries.retry_count() - retries
         tracker.log_metrics({"s3_retries": retries})
         return EvalResult(run_id=tracker.run_id, aggregate=aggregate, metrics=logged, labels=labels, table=table,
                           out_dir=str(out), report=report, per_video=videos, errors=errors, notes=notes,
@@ -264,5 +265,3 @@ def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:
         return {"checkpoint.path": str(cfg.checkpoint), "checkpoint.sha256": runner.file_sha256(local),
                 "checkpoint.bytes": str(Path(local).stat().st_size)}
 
-
-__all__ = ["EvalResult", "EvaluateClips", "Extractors", "evaluate", "init_ray", "run_rows", "select_clips"]

@@ -30,7 +30,7 @@ def load_model(config_path: str | Path, checkpoint: str | Path | None, device: s
     from fomm.models import build_networks
 
     cfg = fomm.load_config(config_path)
-    nets = build_networks(cfg.model, seed=0)  # a reproducible random init, the same in every Ray worker
+    nets = build_networks(cfg.model_params, seed=0)  # a reproducible random init, the same in every Ray worker
     generator, kp_detector = nets.generator, nets.kp_detector
     epoch = 0
     if checkpoint is not None:

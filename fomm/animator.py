@@ -18,7 +18,7 @@ from torch import Tensor
 
 from fomm.animation import movement_scale, normalize_kp
 from fomm.checkpoint import load_checkpoint
-from fomm.config import FommConfig, load_config
+from fomm.config.schema import FommConfig, load_config
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints, expand_kp
 from fomm.inference import fold_batch_norm as fold_norms

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from fomm.checkpoint import load_checkpoint, save_checkpoint
-from fomm.config import ModelConfig, TrainParams
+from fomm.config.schema import ModelConfig, TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.generator import OcclusionAwareGenerator

@@ -7,6 +7,7 @@ evaluate → animate, with a local Ray instance and a local MLflow store. Re-run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -58,9 +59,9 @@ def stage(out: Path, name: str, run, ray: bool = True) -> dict:  # noqa: ANN001 
         return json.loads(record.read_text())
     print(f"[{name}] running …", flush=True)
     if ray:  # a laptop: room for the 2 train workers and Ray Data's decoding tasks
-        from training.trainer import ensure_ray
+        from training.trainer import ensure_training_ray
 
-        ensure_ray(TrainJob(config="-", data="-", storage=str(out), workers=2))
+        ensure_training_ray(TrainJob(config="-", data="-", storage=str(out), workers=2))
     start = time.perf_counter()
     result = {**run(), "seconds": round(time.perf_counter() - start, 1)}
     with atomic_open(record, "w") as f:
@@ -94,8 +95,8 @@ def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     train = stage(out, "train", lambda: vars(fit(base)))
     space = SearchSpace.from_yaml(ROOT / "configs" / "sweeps" / "loss-weights.yaml")
     tune = {"best_config": None} if a.tune_trials == 0 else stage(out, "tune", lambda: vars(run_sweep(SweepJob(
-        base=base.replace(name="demo-sweep", workers=1, max_steps=a.tune_steps, max_minutes=None, num_val_clips=2,
-                          log_images_every=0, resume=False),
+        base=dataclasses.replace(base, name="demo-sweep", workers=1, max_steps=a.tune_steps, max_minutes=None,
+                                 num_val_clips=2, log_images_every=0, resume=False),
         space=space, num_samples=a.tune_trials, out=str(out / "best.yaml")))))
     ev = stage(out, "evaluate", lambda: {k: v for k, v in vars(evaluate(EvalConfig(
         config_path=a.config, checkpoint=train["checkpoint"], data=shards, out_dir=str(out / "eval"),

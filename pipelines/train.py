@@ -14,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fomm.config import parse_assignments  # noqa: E402
+from fomm.config.overrides import parse_assignments  # noqa: E402
 from services.cli import field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402

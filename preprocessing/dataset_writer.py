@@ -27,7 +27,7 @@ from preprocessing.config import PreprocessConfig
 from preprocessing.process import StageError, process_video
 from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
 from preprocessing.sources import VideoTask
-from services import storage
+from services import s3_retries, storage
 from services.video_read import VideoError
 
 PART_META_KEY = b"fomm_part"
@@ -269,7 +269,7 @@ def run_local(cfg: PreprocessConfig, tasks: list[VideoTask] | None = None) -> di
     from preprocessing.process import detector_for
     from preprocessing.sources import collect_tasks
 
-    retries = storage.retry_count()
+    retries = s3_retries.retry_count()
     layout = Layout(cfg.output, cfg.endpoint)
     tasks = collect_tasks(cfg) if tasks is None else tasks
     done = finished_videos(layout, include_errors=not cfg.retry_errors)
@@ -277,4 +277,4 @@ def run_local(cfg: PreprocessConfig, tasks: list[VideoTask] | None = None) -> di
     detector = detector_for(cfg) if any(not t.segments for t in todo) else None
     for task in todo:
         run_video(task, cfg, layout, detector)
-    return {**summarize(layout, finalize(layout, cfg)), "s3_retries": storage.retry_count() - retries}
+    return {**summarize(layout, finalize(layout, cfg)), "s3_retries": s3_retries.retry_count() - retries}

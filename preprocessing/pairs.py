@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from fomm.config import AugmentationParams
+from fomm.config.schema import AugmentationParams
 
 
 def sample_pair(num_frames: int, rng: np.random.Generator) -> tuple[int, int]:

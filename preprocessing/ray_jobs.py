@@ -11,7 +11,7 @@ import ray
 from preprocessing import dataset_writer as dw
 from preprocessing.config import PreprocessConfig
 from preprocessing.sources import VideoTask, collect_tasks
-from services import storage
+from services import s3_retries, storage
 from services.ray_start import check_room, ensure_ray
 
 
@@ -35,9 +35,9 @@ class ProcessVideos:
                 from preprocessing.process import detector_for
 
                 self.detector = detector_for(self.cfg)
-            retries = storage.retry_count()
+            retries = s3_retries.retry_count()
             r = dw.run_video(task, self.cfg, self.layout, self.detector)
-            r["s3_retries"] = storage.retry_count() - retries
+            r["s3_retries"] = s3_retries.retry_count() - retries
             for k in out:
                 out[k].append(r.get(k, ""))
         return out
@@ -45,7 +45,7 @@ class ProcessVideos:
 
 def assemble_shard_row(row: dict, cfg: dict) -> dict:
     """Ray Data map: one shard plan → one shard file (with the S3 retries it took)."""
-    retries = storage.retry_count()
+    retries = s3_retries.retry_count()
     config = PreprocessConfig.from_dict(cfg)
     layout = dw.Layout(config.output, config.endpoint)
     plan = dw.ShardPlan(file=str(row["file"]), split=str(row["split"]), parts=[str(p) for p in row["parts"]],
@@ -53,7 +53,7 @@ def assemble_shard_row(row: dict, cfg: dict) -> dict:
     info = dw.assemble_shard(layout, plan)
     return {"file": info["file"], "split": info["split"], "rows": info["rows"], "bytes": info["bytes"],
             "sha256": info["sha256"], "frames": info["frames"], "videos": info["videos"],
-            "s3_retries": storage.retry_count() - retries}
+            "s3_retries": s3_retries.retry_count() - retries}
 
 
 def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
@@ -61,7 +61,7 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
 
     Returns where the shards, manifest and error table are, with counts (see dataset_writer.summarize).
     """
-    retries = storage.retry_count()  # this driver's; the workers report theirs in their rows
+    retries = s3_retries.retry_count()  # this driver's; the workers report theirs in their rows
     worker_retries = 0
     layout = dw.Layout(cfg.output, cfg.endpoint)
     tasks = collect_tasks(cfg)
@@ -97,4 +97,4 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
                 for r in done]
 
     manifest = dw.finalize(layout, cfg, assemble=assemble)
-    return {**dw.summarize(layout, manifest), "s3_retries": storage.retry_count() - retries + worker_retries}
+    return {**dw.summarize(layout, manifest), "s3_retries": s3_retries.retry_count() - retries + worker_retries}

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from services import storage
+from services import checks, storage
 
 SCHEMA_VERSION = 1
 FRAME_FORMATS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
@@ -187,21 +187,6 @@ def list_shards(path: str, split: str | None = None, endpoint: str | None = None
     return [path]
 
 
-def verify_shards(root: str, endpoint: str | None = None) -> list[str]:
-    """Shards whose row count or SHA-256 differs from the manifest (empty when all are intact)."""
-    bad = []
-    for s in read_manifest(root, endpoint)["shards"]:
-        path = storage.join(root, s["file"])
-        try:
-            data = storage.read_bytes(path, endpoint)
-        except storage.StorageError:
-            bad.append(path)
-            continue
-        if hashlib.sha256(data).hexdigest() != s["sha256"] or pq.read_metadata(pa.py_buffer(data)).num_rows != s["rows"]:
-            bad.append(path)
-    return bad
-
-
 def row_to_clip(row: dict, decode: bool = True) -> Clip:
     frames = row.get("frames")
     decoded = decode_frames(frames) if decode and frames is not None else np.zeros((0, 0, 0, 3), np.uint8)
@@ -247,7 +232,7 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
     """
     from services.cli import UserError
 
-    storage.check_reachable(flag, path, endpoint)
+    checks.storage_reachable(flag, path, endpoint)
     if not storage.is_remote(path) and not Path(path).exists():
         raise UserError(f"{flag} {path}: no such file or folder (expected {SHARDS_EXPECTED})")
     try:

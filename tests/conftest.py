@@ -246,6 +246,29 @@ def sqlite_uri(tmp_path_factory, mlflow_template_db) -> str:
     return f"sqlite:///{copy_store(mlflow_template_db, tmp_path_factory.mktemp('mlruns'))}"
 
 
+def damaged_shards(root: str, endpoint: str | None = None) -> list[str]:
+    """Shards whose row count or SHA-256 differs from the dataset's manifest (empty when all are intact)."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from preprocessing.shards import read_manifest
+    from services import storage
+
+    bad = []
+    for s in read_manifest(root, endpoint)["shards"]:
+        path = storage.join(root, s["file"])
+        try:
+            data = storage.read_bytes(path, endpoint)
+        except storage.StorageError:
+            bad.append(path)
+            continue
+        if hashlib.sha256(data).hexdigest() != s["sha256"] or pq.read_metadata(pa.py_buffer(data)).num_rows != s["rows"]:
+            bad.append(path)
+    return bad
+
+
 def run_artifacts(tracking_uri: str, run_id: str, dst: Path) -> list[str]:
     """The artifact paths of an MLflow run (files, recursively), read back through a whole download."""
     from mlflow.artifacts import download_artifacts

@@ -89,7 +89,7 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
         "benchmark": (_pipeline(repo_root, "benchmark"), "benchmark", 2,
                       [*model, "--checkpoints", w["ckpt"], "--data", w["shards"], "--out", w["out"],
                        "--tracking-uri", w["uri"], "--workers", "0", "--split", "all"]),
-        "animate batch": (_pipeline(repo_root, "animate"), "animate", 2,
+        "animate batch": (_pipeline(repo_root, "animate_batch"), "animate_batch", 2,
                           ["--pairs", str(root / "pairs.csv"), *model, "--random-init"]),
         "demo": (_pipeline(repo_root, "demo"), "demo", 2, ["--out", w["out"], *model]),
         "fomm animate": (fomm, "fomm animate", 1,
@@ -106,7 +106,7 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
     import tuning.sweep
     from animate import batch, cli
 
-    stubs = [(preprocessing.dataset_writer, "run_local"), (training.trainer, "fit"), (training.trainer, "ensure_ray"),
+    stubs = [(preprocessing.dataset_writer, "run_local"), (training.trainer, "fit"), (training.trainer, "ensure_training_ray"),
              (tuning.sweep, "run_sweep"), (evaluation.ray_jobs, "init_ray"), (batch, "ensure_ray"),
              (cli, "animate_file"), (cli, "export_onnx"), (services.tracking.queries, "search_runs")]
     with contextlib.ExitStack() as stack:

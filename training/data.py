@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from fomm.config import AugmentationParams, FommConfig
+from fomm.config.schema import AugmentationParams, FommConfig
 from preprocessing import shards
 from preprocessing.pairs import augment_pair, sample_pair
 from services.cli import UserError

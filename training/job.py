@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fomm.config import FommConfig, apply_overrides
+from fomm.config.overrides import apply_overrides
+from fomm.config.schema import FommConfig
 from services.cli import field_default, field_flags
 from services.fields import check_fields, rule
+from services.ray_start import add_ray_address_flag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +65,7 @@ class TrainJob:
     endpoint: str | None = field(default=None, metadata=rule(
         "S3 endpoint for data and storage (else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL)"))
     overrides: dict[str, Any] = field(default_factory=dict)
+    ray_address: str | None = None  # the Ray cluster (--ray-address); None: $RAY_ADDRESS, else a local Ray
 
     def __post_init__(self) -> None:
         check_fields(self)  # the declared rules: finite numbers in range, choices
@@ -78,9 +81,6 @@ class TrainJob:
     @property
     def use_gpu(self) -> bool:
         return self.gpus_per_worker > 0
-
-    def replace(self, **changes: Any) -> TrainJob:
-        return dataclasses.replace(self, **changes)
 
     def load_config(self) -> FommConfig:
         """The typed FOMM config: the YAML, then `overrides`, then `num_epochs`."""
@@ -100,6 +100,29 @@ def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: 
     return FommConfig.from_dict(data, where=f"{Path(path).name} (with overrides):")
 
 
+def run_path(job: TrainJob) -> str:
+    """The run's folder: --storage/--name (local or s3://)."""
+    from services import storage
+
+    return storage.join(job.storage, job.run_name)
+
+
+def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
+    """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
+    exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
+    naming the flag."""
+    from services import storage
+    from services.cli import UserError
+
+    tp = cfg.train_params
+    if tp.batch_size % job.workers:
+        raise UserError(f"--workers {job.workers}: {job.config}: train_params.batch_size {tp.batch_size} is the "
+                        f"global batch and must divide evenly over the workers")
+    if run_folder and storage.exists(run_path(job), job.endpoint) and not job.resume:
+        raise UserError(f"--name {job.run_name}: {run_path(job)}: a run of this name exists; pass --resume to "
+                        "continue it or --name for a new one")
+
+
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """The flags pipelines/train.py and pipelines/tune.py share, each for a TrainJob field (its default)."""
     job = field_flags(parser, TrainJob)  # name, help, type and range from TrainJob's declared rules
@@ -108,6 +131,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("name", "workers", "gpus_per_worker", "max_steps", "num_epochs", "tracking_uri", "experiment",
                  "num_val_clips"):
         job(name)
+    add_ray_address_flag(parser)  # the job's ray_address
 
 
 def check_inputs(job: TrainJob, sweep: bool = False) -> None:
@@ -137,29 +161,29 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
     local_room(job)
-    from training.plan import check_plan
-
     with user_input("--set"):
         cfg = job.load_config()
     check_plan(job, cfg, run_folder=not sweep)
 
 
 def local_room(job: TrainJob) -> None:
-    """Without a cluster (no $RAY_ADDRESS) the workers run on this machine: one process per CPU at most, and the
+    """Without a cluster (no --ray-address or $RAY_ADDRESS) the workers run on this machine: one process per CPU
+    at most, and the
     GPUs asked for are its own; checked before Ray (a cluster's are checked once connected)."""
     import os
 
     import torch
 
     from services.cli import UserError
+    from services.ray_start import cluster_address
 
-    if os.environ.get("RAY_ADDRESS"):
+    if cluster_address(job.ray_address):
         return
     cpus = os.cpu_count() or 1
     if job.workers > cpus:
-        raise UserError(f"--workers {job.workers}: this machine has {cpus} CPUs, one per worker at most (set "
-                        "RAY_ADDRESS to train on a cluster)")
+        raise UserError(f"--workers {job.workers}: this machine has {cpus} CPUs, one per worker at most (pass "
+                        "--ray-address to train on a cluster)")
     have = torch.cuda.device_count()
     if job.gpus_per_worker * job.workers > have:
         raise UserError(f"--gpus-per-worker {job.gpus_per_worker:g} × --workers {job.workers}: this machine has "
-                        f"{have} GPU{'s' * (have != 1)} (set RAY_ADDRESS to train on a cluster that has them)")
+                        f"{have} GPU{'s' * (have != 1)} (pass --ray-address to train on a cluster that has them)")

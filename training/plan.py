@@ -8,11 +8,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fomm.config import FommConfig
+from fomm.config.schema import FommConfig
 from services import storage
-from services.cli import UserError
 from training import data
-from training.job import TrainJob
+from training.job import TrainJob, check_plan, run_path
 
 RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
 RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
@@ -49,10 +48,6 @@ class RunPlan:
                 "tracking_uri": self.tracking_uri, "started_at": self.started_at}
 
 
-def run_path(job: TrainJob) -> str:
-    return storage.join(job.storage, job.run_name)
-
-
 def registered_checkpoints(job: TrainJob) -> list[str]:
     """Checkpoint directories of storage/<name> that Ray Train registered, oldest first; a resumed run restores
     the last. A directory on disk but not listed (its job stopped while reporting it) is never restored."""
@@ -86,19 +81,6 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
     storage.write_bytes(record, json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri}).encode(),
                         endpoint=job.endpoint)
     return tracker.run_id, uri
-
-
-def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
-    """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
-    exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
-    naming the flag."""
-    tp = cfg.train_params
-    if tp.batch_size % job.workers:
-        raise UserError(f"--workers {job.workers}: {job.config}: train_params.batch_size {tp.batch_size} is the "
-                        f"global batch and must divide evenly over the workers")
-    if run_folder and storage.exists(run_path(job), job.endpoint) and not job.resume:
-        raise UserError(f"--name {job.run_name}: {run_path(job)}: a run of this name exists; pass --resume to "
-                        "continue it or --name for a new one")
 
 
 def plan_run(job: TrainJob) -> RunPlan:

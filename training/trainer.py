@@ -12,8 +12,8 @@ import ray.train
 import ray.train.torch
 
 from services import storage
-from training.job import TrainJob
-from training.plan import RunPlan, TrainResult, plan_run, run_path
+from training.job import TrainJob, run_path
+from training.plan import RunPlan, TrainResult, plan_run
 from training.worker import CHECKPOINT_FILE, NO_SCORE, train_loop_per_worker
 
 
@@ -76,7 +76,7 @@ def _end_mlflow_run(plan: RunPlan, result: ray.train.Result | None, status: str)
 def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
     started_at = time.time()
-    ensure_ray(job)
+    ensure_training_ray(job)
     check_room(job)
     _check_room_for_data(job)
     plan = plan_run(job)
@@ -87,15 +87,17 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
                        plan.mlflow_run_id, run_path(job), dict(result.metrics or {}), plan.resume_from)
 
 
-def ensure_ray(job: TrainJob) -> None:
-    """Connect to the cluster in RAY_ADDRESS, or start a local Ray with room for the workers and the data tasks."""
+def ensure_training_ray(job: TrainJob) -> None:
+    """Connect to the job's cluster (--ray-address, $RAY_ADDRESS), or start a local Ray with room for the workers
+    and the data tasks."""
     import os
 
     from services import ray_start
 
     # a laptop: logical CPUs for every train worker plus two for Ray Data's decoding tasks, which would
     # otherwise wait forever behind the workers' reservations on a 2-core machine (ignored on a cluster)
-    ray_start.ensure_ray(num_cpus=max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2))
+    cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2)
+    ray_start.ensure_ray(job.ray_address, num_cpus=cpus)
 
 
 def check_room(job: TrainJob) -> None:

@@ -24,10 +24,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fomm.config import FommConfig
+from fomm.config.schema import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
 from fomm.training import TrainState, build_train_state, end_epoch, to_channels_last, train_step
-from services import storage
+from services import s3_retries
 from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
@@ -222,7 +222,7 @@ class WorkerLoop:
         """ray.train.report (+ checkpoint) on every worker; `log` also sends the metrics to MLflow."""
         metrics = {**metrics, "weights_max_diff": max_weight_difference(
             {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world,
-            "s3_retries": storage.retry_count()}  # this worker's so far (rank 0 uploads the checkpoints)
+            "s3_retries": s3_retries.retry_count()}  # this worker's so far (rank 0 uploads the checkpoints)
         if self.tracker is not None:
             logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
             self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)

@@ -18,6 +18,7 @@ import pytest
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
 from services.video_read import read_frames
+from tests.conftest import damaged_shards
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
@@ -95,7 +96,7 @@ def test_s3_in_s3_out(moto_s3, ray_local, videos):
     assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
     assert all(c.frames.shape == (32, 32, 32, 3) for c in clips)
     assert all(c.source_path.startswith(f"s3://{bucket}/raw/") for c in clips)
-    assert shards.verify_shards(f"s3://{bucket}/ds") == []
+    assert damaged_shards(f"s3://{bucket}/ds") == []
     (err,) = shards.read_errors(f"s3://{bucket}/ds")
     assert err["path"] == f"s3://{bucket}/raw/broken.mp4" and "not a readable video" in err["message"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ds/")["Contents"]}
@@ -108,7 +109,7 @@ def test_s3_in_s3_out(moto_s3, ray_local, videos):
 def run_pipeline(repo_root: Path, ray_head: dict, inputs: Path, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, str(repo_root / "pipelines" / "preprocess.py"), "--input", str(inputs), "--output",
            str(out), "--kind", "none", "--size", "64", "--min-frames", "8", "--workers", "1", "--shard-mb", "0.3",
-           "--frame-format", "png", "--address", ray_head["address"]]
+           "--frame-format", "png", "--ray-address", ray_head["address"]]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=job_env(repo_root), start_new_session=True)
 

@@ -23,7 +23,7 @@ def reference_entries() -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def test_vox256_state_dict_equals_the_reference_list(repo_root):
-    cfg = fomm.load_config(repo_root / "configs" / "vox-256.yaml").model
+    cfg = fomm.load_config(repo_root / "configs" / "vox-256.yaml").model_params
     modules = {"kp_detector": fomm.KPDetector.from_config(cfg), "generator": fomm.OcclusionAwareGenerator.from_config(cfg),
                "discriminator": fomm.MultiScaleDiscriminator.from_config(cfg)}
     ours = {f"{name}.{k}": (tuple(v.shape), str(v.dtype).replace("torch.", ""))
@@ -37,7 +37,7 @@ def test_vox256_state_dict_equals_the_reference_list(repo_root):
 
 @pytest.fixture()
 def tiny(tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path).model
+    cfg = fomm.load_config(tiny_config_path).model_params
     return cfg, fomm.KPDetector.from_config(cfg), fomm.OcclusionAwareGenerator.from_config(cfg)
 
 
@@ -77,7 +77,7 @@ def test_truncated_file_names_the_file(tmp_path, tiny):
 def test_wrong_config_lists_mismatched_keys(tmp_path, tiny, repo_root):
     cfg, kp, gen = tiny
     path = save_checkpoint(tmp_path / "tiny.pth.tar", generator=gen, kp_detector=kp)
-    vox = fomm.load_config(repo_root / "configs" / "vox-256.yaml").model
+    vox = fomm.load_config(repo_root / "configs" / "vox-256.yaml").model_params
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path, kp_detector=fomm.KPDetector.from_config(vox))
     msg = str(err.value)

@@ -6,7 +6,7 @@ import torch
 
 from animate.cli import main
 from fomm import Animator
-from fomm.config import ModelConfig
+from fomm.config.schema import ModelConfig
 from services.video_read import probe_video, read_frames, read_image
 from tests.fomm.test_parity_original import PARITY_FP32
 

@@ -14,7 +14,7 @@ import torch
 
 import fomm
 from fomm.animator import AnimatedBatch
-from fomm.config import ModelConfig, TrainParams
+from fomm.config.schema import ModelConfig, TrainParams
 from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.precision import native_bf16
 from fomm.tps import Transform

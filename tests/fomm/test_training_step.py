@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import fomm
-from fomm.config import LossWeights
+from fomm.config.schema import LossWeights
 from fomm.losses import keypoint_separation_loss
 from fomm.training import build_train_state, end_epoch, to_channels_last, train_step
 
@@ -29,11 +29,11 @@ def smooth_pair() -> dict[str, torch.Tensor]:
 
 def test_tiny_model_overfits_one_pair(tiny_config_path):
     cfg = fomm.load_config(tiny_config_path)
-    tp = dataclasses.replace(cfg.train, lr_generator=2e-3, lr_kp_detector=2e-3, scales=(1,),
+    tp = dataclasses.replace(cfg.train_params, lr_generator=2e-3, lr_kp_detector=2e-3, scales=(1,),
                              loss_weights=LossWeights(perceptual=(1, 1, 1, 1, 1), equivariance_value=0,
                                                       equivariance_jacobian=0))
     torch.manual_seed(0)
-    state = build_train_state(cfg.model, tp)
+    state = build_train_state(cfg.model_params, tp)
     batch = smooth_pair()
     history = [train_step(state, batch)[0]["perceptual"] for _ in range(100)]
     assert all(torch.isfinite(torch.tensor(history)))
@@ -44,7 +44,7 @@ def golden_run(cfg) -> list[float]:
     """Four float64 steps of tiny-64 (fused Adam) on a fixed random batch; the seeded random VGG-19, so that
     ImageNet weights found on a machine do not change the curve."""
     torch.manual_seed(0)
-    state = build_train_state(cfg.model, cfg.train, vgg=fomm.vgg.Vgg19(), dtype=torch.float64)
+    state = build_train_state(cfg.model_params, cfg.train_params, vgg=fomm.vgg.Vgg19(), dtype=torch.float64)
     torch.manual_seed(1)
     batch = {k: torch.rand(2, 3, 64, 64, dtype=torch.float64) for k in ("source", "driving")}
     return [train_step(state, batch)[0]["total"] for _ in range(4)]
@@ -74,7 +74,7 @@ def test_channels_last_step_with_fused_adam_matches_the_contiguous_one(tiny_conf
     runs = []
     for channels_last in (False, True):
         torch.manual_seed(0)
-        state = build_train_state(cfg.model, cfg.train, vgg=fomm.vgg.Vgg19())
+        state = build_train_state(cfg.model_params, cfg.train_params, vgg=fomm.vgg.Vgg19())
         assert all(opt.defaults["fused"] for opt in state.optimizers.values())
         if channels_last:
             to_channels_last(state)
@@ -88,13 +88,13 @@ def test_channels_last_step_with_fused_adam_matches_the_contiguous_one(tiny_conf
 
 def test_keypoint_separation_term_is_weighted_and_absent_by_default(tiny_config_path):
     cfg = fomm.load_config(tiny_config_path)
-    assert cfg.train.loss_weights.keypoint_separation == 0  # original configs: the paper's losses only
+    assert cfg.train_params.loss_weights.keypoint_separation == 0  # original configs: the paper's losses only
     torch.manual_seed(0)
-    state = build_train_state(cfg.model, cfg.train)
+    state = build_train_state(cfg.model_params, cfg.train_params)
     batch = smooth_pair()
     losses, generated = state.generator_full(batch)
     assert "keypoint_separation" not in losses
-    weights = dataclasses.replace(cfg.train.loss_weights, keypoint_separation=4.0, keypoint_separation_sigma=0.2)
+    weights = dataclasses.replace(cfg.train_params.loss_weights, keypoint_separation=4.0, keypoint_separation_sigma=0.2)
     state.generator_full.weights = weights
     losses, generated = state.generator_full(batch)
     expected = 4.0 * 0.5 * sum(keypoint_separation_loss(generated[k]["value"], 0.2) for k in ("kp_source", "kp_driving"))
@@ -103,9 +103,9 @@ def test_keypoint_separation_term_is_weighted_and_absent_by_default(tiny_config_
 
 def test_learning_rate_schedule_and_adversarial_step(tiny_config_path):
     cfg = fomm.load_config(tiny_config_path)
-    weights = dataclasses.replace(cfg.train.loss_weights, generator_gan=1)
-    tp = dataclasses.replace(cfg.train, loss_weights=weights, scales=(1,), epoch_milestones=(1, 2))
-    state = build_train_state(cfg.model, tp)
+    weights = dataclasses.replace(cfg.train_params.loss_weights, generator_gan=1)
+    tp = dataclasses.replace(cfg.train_params, loss_weights=weights, scales=(1,), epoch_milestones=(1, 2))
+    state = build_train_state(cfg.model_params, tp)
     before = [p.clone() for p in state.discriminator.parameters()]
     values, _ = train_step(state, {"source": torch.rand(2, 3, 64, 64), "driving": torch.rand(2, 3, 64, 64)})
     assert {"gen_gan", "feature_matching", "disc_gan"} <= set(values)
@@ -119,12 +119,12 @@ def test_learning_rate_schedule_and_adversarial_step(tiny_config_path):
 
 def test_state_save_load_restores_epoch_and_optimizer(tmp_path, tiny_config_path):
     cfg = fomm.load_config(tiny_config_path)
-    tp = dataclasses.replace(cfg.train, scales=(1,), epoch_milestones=(1,))
-    state = build_train_state(cfg.model, tp)
+    tp = dataclasses.replace(cfg.train_params, scales=(1,), epoch_milestones=(1,))
+    state = build_train_state(cfg.model_params, tp)
     train_step(state, {"source": torch.rand(1, 3, 64, 64), "driving": torch.rand(1, 3, 64, 64)})
     end_epoch(state)
     path = state.save(tmp_path / "00000001-checkpoint.pth.tar")
-    fresh = build_train_state(cfg.model, tp)
+    fresh = build_train_state(cfg.model_params, tp)
     fresh.load(path)
     assert fresh.epoch == 1 and fresh.step == 1
     assert fresh.learning_rates() == state.learning_rates()
@@ -135,9 +135,9 @@ def test_state_save_load_restores_epoch_and_optimizer(tmp_path, tiny_config_path
 def test_frozen_batch_norm_keeps_its_statistics_trains_its_weights_and_makes_training_mode_match_eval(
         tiny_config_path):
     cfg = fomm.load_config(tiny_config_path)
-    tp = dataclasses.replace(cfg.train, scales=(1,))
+    tp = dataclasses.replace(cfg.train_params, scales=(1,))
     torch.manual_seed(0)
-    state = build_train_state(cfg.model, tp)
+    state = build_train_state(cfg.model_params, tp)
     batch = smooth_pair()
     train_step(state, batch)  # one ordinary step: statistics move
     norms = [m for m in state.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]

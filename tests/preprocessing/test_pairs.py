@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fomm.config import AugmentationParams
+from fomm.config.schema import AugmentationParams
 from preprocessing.pairs import augment_pair, jitter_colour, sample_pair
 
 ORIGINAL = AugmentationParams.from_dict({"flip_param": {"horizontal_flip": True, "time_flip": True},  # vox-256's
@@ -73,7 +73,7 @@ def test_params_from_the_original_yaml_section():
 
 
 def test_augmentation_of_a_loaded_config(repo_root):
-    from fomm.config import FommConfig, load_config
+    from fomm.config.schema import FommConfig, load_config
 
     aug = load_config(repo_root / "configs" / "vox-256.yaml").dataset_params.augmentation_params
     assert aug == ORIGINAL

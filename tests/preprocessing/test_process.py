@@ -17,6 +17,7 @@ from preprocessing.config import PreprocessConfig
 from preprocessing.cropping import resize_keep_aspect
 from preprocessing.sources import collect_tasks, raw_video_index
 from services.video_read import read_frames
+from tests.conftest import damaged_shards
 
 
 def cfg_for(input_: str, output, **kw) -> PreprocessConfig:
@@ -38,7 +39,7 @@ def test_synthetic_folder_end_to_end(synthetic_dir, tmp_path):
         assert (clip.person_id, clip.split) == (meta[vid]["person_id"], meta[vid]["split"])
         assert clip.crop_box == (0, 0, 64, 64) and clip.frames.shape == (24, 64, 64, 3)
     np.testing.assert_array_equal(clips["synth0003"].frames, read_frames(synthetic_dir / "synth0003.mp4"))
-    assert shards.verify_shards(str(tmp_path / "out")) == []
+    assert damaged_shards(str(tmp_path / "out")) == []
     assert not list((tmp_path / "out" / "_work").rglob("*.parquet"))  # work files removed after the commit
 
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocessing import shards
+from tests.conftest import damaged_shards
 
 
 def make_record(i: int, split: str = "train", frames: int = 3, fmt: str = "png") -> shards.ClipRecord:
@@ -77,14 +78,14 @@ def test_manifest_errors_and_list_shards(tmp_path):
     assert shards.read_manifest(str(root))["shards"][0]["rows"] == 1
     assert shards.list_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
     assert shards.list_shards(str(root), split="test") == []
-    assert shards.verify_shards(str(root)) == []
+    assert damaged_shards(str(root)) == []
     assert shards.read_errors(str(root)) == []
     errors = pa.Table.from_pylist([{"path": "/x.mp4", "video_id": "x", "stage": "decode", "message": "bad"}],
                                   schema=shards.ERROR_SCHEMA)
     shards.write_table_atomic(errors, str(root / "errors.parquet"))
     assert shards.read_errors(str(root)) == [{"path": "/x.mp4", "video_id": "x", "stage": "decode", "message": "bad"}]
     (root / "shards" / "train" / "shard-00000.parquet").write_bytes(b"tampered")
-    assert shards.verify_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
+    assert damaged_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
     with pytest.raises(FileNotFoundError, match="no manifest"):
         shards.read_manifest(str(tmp_path / "elsewhere"))
 

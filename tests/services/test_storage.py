@@ -63,7 +63,8 @@ def test_pipeline_help(repo_root):
 def test_an_s3_path_without_credentials_is_one_line_before_any_job(tmp_path, monkeypatch):
     import time
 
-    from services.storage import StorageError, check_reachable
+    from services.checks import storage_reachable
+    from services.storage import StorageError
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                  "FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
@@ -73,6 +74,6 @@ def test_an_s3_path_without_credentials_is_one_line_before_any_job(tmp_path, mon
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # not on a cloud machine
     started = time.monotonic()
     with pytest.raises(StorageError, match=r"^--data s3://bucket/shards: no S3 credentials \(set AWS_ACCESS_KEY_ID"):
-        check_reachable("--data", "s3://bucket/shards")
+        storage_reachable("--data", "s3://bucket/shards")
     assert time.monotonic() - started < 5
-    check_reachable("--data", str(tmp_path))  # a local path needs none
+    storage_reachable("--data", str(tmp_path))  # a local path needs none

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fomm.config import AugmentationParams, load_config
+from fomm.config.schema import AugmentationParams, load_config
 from preprocessing import shards
 from training import data
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from fomm.training import build_train_state, train_step
 from preprocessing import shards
 from training import data

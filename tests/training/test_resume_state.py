@@ -8,7 +8,7 @@ import json
 import torch
 
 from fomm.checkpoint import read_checkpoint
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from fomm.training import build_train_state, end_epoch, train_step
 
 

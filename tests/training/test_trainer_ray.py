@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -121,8 +122,9 @@ def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num
     uri = sqlite_uri
     overrides = {**SMALL, "train_params": {**SMALL["train_params"], "num_repeats": 1, "epoch_milestones": [1],
                                            "checkpoint_every_steps": 0, "freeze_batch_norm_epoch": 1, "bf16": True}}
-    job = small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"), uri, name="budget",
-                    num_epochs=2, lr_schedule="budget").replace(workers=1, log_images_every=4, overrides=overrides)
+    job = dataclasses.replace(small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"), uri,
+                                        name="budget", num_epochs=2, lr_schedule="budget"),
+                              workers=1, log_images_every=4, overrides=overrides)
     result = fit(job)
     run = mlflow.MlflowClient(uri).get_run(result.mlflow_run_id)
     assert run.data.tags["precision"] == "bf16"
@@ -157,7 +159,8 @@ def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
     frames = pa.array([[b"not an image"] * len(f) for f in table.column("frames").to_pylist()],
                       type=table.schema.field("frames").type)
     pq.write_table(table.set_column(table.schema.get_field_index("frames"), "frames", frames), train)
-    job = small_job(tiny_config_path, str(data_dir), str(tmp_path / "storage"), sqlite_uri,
-                    name="empty", lr_schedule="budget").replace(workers=1, max_failures=0, validate_at_start=False)
+    job = dataclasses.replace(small_job(tiny_config_path, str(data_dir), str(tmp_path / "storage"), sqlite_uri,
+                                        name="empty", lr_schedule="budget"),
+                              workers=1, max_failures=0, validate_at_start=False)
     with pytest.raises(Exception, match="no full batch of 2 training pairs"):
         fit(job)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from fomm.training import build_train_state, train_step
 from training.job import TrainJob
 from tuning.spaces import SearchSpace
