@@ -23,7 +23,7 @@ from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 def add_flags(p: argparse.ArgumentParser) -> None:
     add_train_flags(p)
     job = field_flags(p, TrainJob)  # help, types and ranges: TrainJob's rules
-    for name in ("cpus_per_worker", "max_minutes", "lr_schedule", "keep_checkpoints", "max_failures", "val_split",
+    for name in ("cpus_per_worker", "placement", "max_minutes", "lr_schedule", "keep_checkpoints", "max_failures", "val_split",
                  "log_images_every"):
         job(name)
     job("resume", action="store_true")

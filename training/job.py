@@ -31,6 +31,9 @@ class TrainJob:
     workers: int = field(default=1, metadata=rule("DDP workers", ge=1))
     gpus_per_worker: float = field(default=0.0, metadata=rule("0 trains on CPU with gloo; >0 on GPU with NCCL", ge=0))
     cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per worker", gt=0))
+    placement: str = field(default="PACK", metadata=rule(  # Ray Train's ScalingConfig.placement_strategy
+        "DDP workers on as few nodes as hold them (PACK: fast all-reduce) or one per node where the cluster can "
+        "(SPREAD: a lost node takes fewer workers with it)", choices=("PACK", "SPREAD")))
     max_steps: int | None = field(default=None, metadata=rule(  # counted across resumes
         "stop after this many optimiser steps (smoke tests)", ge=1))
     max_minutes: float | None = field(default=None, metadata=rule(  # then validate, checkpoint

@@ -34,7 +34,8 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker, train_loop_config=plan.loop_config(),
         torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu, resources_per_worker=resources,
+                                     placement_strategy=job.placement),
         run_config=run_config, datasets=plan.datasets, dataset_config=DataConfig(datasets_to_split="all"))
 
 

@@ -34,16 +34,16 @@ def small_job(config: Path, data: str, storage_path: str, tracking_uri: str, **c
                     **changes)
 
 
-def _train_worker_pids(dashboard: str, timeout: float) -> list[int]:
-    """PIDs of the live RayTrainWorker actors, once the worker group is up."""
+def _train_workers(dashboard: str, timeout: float) -> list[tuple[int, str]]:
+    """(PID, node id) of the live RayTrainWorker actors, once the worker group is up."""
     from ray.util.state import list_actors
 
     deadline = time.time() + timeout
     while time.time() < deadline:
         workers = list_actors(address=dashboard, filters=[("class_name", "=", "RayTrainWorker"),
-                                                          ("state", "=", "ALIVE")])
+                                                          ("state", "=", "ALIVE")], detail=True)
         if len(workers) == 2:
-            return [int(w.pid) for w in workers]
+            return [(int(w.pid), w.node_id) for w in workers]
         time.sleep(0.5)
     raise TimeoutError(f"no 2 live train workers within {timeout:.0f}s")
 
@@ -58,11 +58,12 @@ def _upload(local: Path, remote: str) -> str:
 def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_s3, synthetic_shards,
                                                                  tiny_config_path, tmp_path, wait_registered,
                                                                  sqlite_uri):
-    """Shards and checkpoints on S3 (moto); one of the two workers is SIGKILLed after the first checkpoint."""
+    """Shards and checkpoints on S3 (moto); the two workers on two nodes (SPREAD); one of them is SIGKILLed after the
+    first checkpoint."""
     bucket = f"s3://{moto_s3['bucket']}/{tmp_path.name}"
     data = _upload(synthetic_shards, f"{bucket}/shards")
     uri = sqlite_uri  # the session's store: this test reads its own run by id
-    job = small_job(tiny_config_path, data, f"{bucket}/storage", uri, name="ddp")
+    job = small_job(tiny_config_path, data, f"{bucket}/storage", uri, name="ddp", placement="SPREAD")
     outcome: dict = {}
 
     def run() -> None:
@@ -73,9 +74,10 @@ def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    pids = _train_worker_pids(ray_local["dashboard"], timeout=400)  # found early: the kill must land mid-run
+    workers = _train_workers(ray_local["dashboard"], timeout=400)  # found early: the kill must land mid-run
+    assert len({node for _, node in workers}) == 2, workers  # SPREAD: one DDP worker on each worker node
     wait_registered(job, timeout=400)
-    os.kill(pids[-1], signal.SIGKILL)
+    os.kill(workers[-1][0], signal.SIGKILL)
     killed_at = time.time()
     thread.join(timeout=500)
     assert not thread.is_alive(), "training did not finish after a worker was killed"
