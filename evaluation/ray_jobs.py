@@ -201,10 +201,9 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
     keys = metric_keys(extractors)
     labels = {k: labelled(k, extractors) for k in keys}
     described = extractors.describe()
-    retries = storage.retry_count()
     tags = {"fomm.kind": "evaluation", "fomm.domain": cfg.domain, **cfg.tags}
     with Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, parent_run_id=cfg.parent_run_id,
-                 tags=tags) as tracker:
+                 tags=tags) as tracker, storage.counting_retries() as retries:
         checkpoint_id = _checkpoint_identity(cfg)
         tracker.log_config({"eval": cfg.to_dict(), "fomm": model_config})
         tracker.log_params({**described, **checkpoint_id})
@@ -247,11 +246,10 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
             for name in ("per_frame.parquet", "per_video.parquet", "errors.parquet"):
                 tracker.log_artifact(Path(out) / name, "tables")
         tracker.set_tags({"eval.notes": " | ".join(notes)[:5000]} if notes else {})
-        retries = storage.retry_count() - retries
-        tracker.log_metrics({"s3_retries": retries})
+        tracker.log_metrics({"s3_retries": retries.count})
         return EvalResult(run_id=tracker.run_id, aggregate=aggregate, metrics=logged, labels=labels, table=table,
                           out_dir=str(out), report=report, per_video=videos, errors=errors, notes=notes,
-                          frames_per_second=fps, num_clips=len(clips), s3_retries=retries)
+                          frames_per_second=fps, num_clips=len(clips), s3_retries=retries.count)
 
 
 def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:

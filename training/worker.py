@@ -158,6 +158,7 @@ class WorkerLoop:
         if self.budget is not None:
             self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
         self.clock = StepClock()
+        self.retries = storage.counting_retries().__enter__()  # counted from here to the process's end
         if self.restored and self.tracker is not None:
             self.tracker.log_metrics({"restored_from_step": self.state.step}, step=self.state.step)
 
@@ -222,7 +223,7 @@ class WorkerLoop:
         """ray.train.report (+ checkpoint) on every worker; `log` also sends the metrics to MLflow."""
         metrics = {**metrics, "weights_max_diff": max_weight_difference(
             {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world,
-            "s3_retries": storage.retry_count()}  # this worker's so far (rank 0 uploads the checkpoints)
+            "s3_retries": self.retries.count}  # this worker's so far (rank 0 uploads the checkpoints)
         if self.tracker is not None:
             logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
             self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)

@@ -44,10 +44,10 @@ def test_a_pickled_filesystem_keeps_retrying_and_counts_every_retry(blinking_s3,
     fs, path = storage.resolve(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin", proxy.endpoint)
     worker_fs = pickle.loads(pickle.dumps(fs))
     data = bytes(range(256)) * 4096  # 1 MiB
-    before = storage.retry_count()
-    storage.write_bytes(path, data, fs=worker_fs)
+    with storage.counting_retries() as retries:
+        storage.write_bytes(path, data, fs=worker_fs)
     assert proxy.failed >= 3  # more failures than botocore's default 3 attempts survive
-    assert storage.retry_count() - before == proxy.failed  # one retry per injected failure, none missed
+    assert retries.count == proxy.failed  # one retry per injected failure, none missed
     assert storage.read_bytes(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin") == data
 
 

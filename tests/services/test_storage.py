@@ -76,3 +76,14 @@ def test_an_s3_path_without_credentials_is_one_line_before_any_job(tmp_path, mon
         check_reachable("--data", "s3://bucket/shards")
     assert time.monotonic() - started < 5
     check_reachable("--data", str(tmp_path))  # a local path needs none
+
+
+def test_counting_retries_counts_only_inside_its_block():
+    """The S3 retries a block caused: botocore's retry handler calls note_retry (services.s3)."""
+    storage.note_retry()  # before: not counted
+    with storage.counting_retries() as retries:
+        storage.note_retry()
+        assert retries.count == 1
+        storage.note_retry()
+    storage.note_retry()  # after: not counted
+    assert retries.count == 2
