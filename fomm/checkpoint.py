@@ -18,13 +18,15 @@ class CheckpointError(ValueError):
     user_error = True  # services.cli.run_cli answers it with one line (fomm imports nothing of ours)
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict safely (weights_only=True: tensors and plain containers only)."""
-    path = Path(path)
-    if not path.is_file():
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    data: bytes | None = None) -> dict[str, Any]:
+    """Read a checkpoint dict safely (weights_only=True: tensors and plain containers only); from `data`, the
+    file's bytes already read, when given (`path` then only names it in errors)."""
+    if data is None and not Path(path).is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(Path(path) if data is None else io.BytesIO(data), map_location=map_location,
+                           weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
@@ -61,9 +63,10 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
 def load_checkpoint(path: str | Path, generator: nn.Module | None = None, kp_detector: nn.Module | None = None,
                     discriminator: nn.Module | None = None, optimizer_generator=None,
                     optimizer_kp_detector=None, optimizer_discriminator=None,
-                    map_location: str | torch.device = "cpu") -> int:
-    """Load whatever modules/optimizers are given from an original-format checkpoint; returns its epoch."""
-    state = read_checkpoint(path, map_location)
+                    map_location: str | torch.device = "cpu", data: bytes | None = None) -> int:
+    """Load whatever modules/optimizers are given from an original-format checkpoint (`data`: its bytes, already
+    read); returns its epoch."""
+    state = read_checkpoint(path, map_location, data)
     modules = {"generator": generator, "kp_detector": kp_detector, "discriminator": discriminator}
     for name, module in modules.items():
         if module is None:

@@ -122,8 +122,8 @@ class WorkerLoop:
 
     def __init__(self, config: dict) -> None:
         self.config = config
-        self.job = TrainJob(**config["job"])
-        self.cfg = FommConfig.from_dict(config["fomm"])
+        self.job: TrainJob = config["job"]
+        self.cfg: FommConfig = config["fomm"]
         tp = self.tp = self.cfg.train_params
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()

@@ -74,7 +74,7 @@ def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, 
     assert result["s3_retries"] == proxy.failed
     out = f"s3://{bucket}/{prefix}/ds"  # read back straight from moto, not through the proxy
     assert shards.verify_shards(out) == []
-    clips = list(shards.read_clips(out))
+    clips = list(shards.ShardSet.open(out).clips())
     assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
     assert all(c.frames.shape == (24, 32, 32, 3) for c in clips)
 
