@@ -1,7 +1,7 @@
 """The worker side of FOMM on Ray Train: one DDP worker's loop, its checkpoints and progress, MLflow from rank 0.
 
 `train_loop_per_worker` restores the latest checkpoint, takes its shard of the frame-pair stream, runs
-`fomm.training.train_step` (the original update order, Sec. 3.3) and reports `val_l1` plus a checkpoint in
+`fomm.train_step.train_step` (the original update order, Sec. 3.3) and reports `val_l1` plus a checkpoint in
 the original format after every `checkpoint_freq` epochs (and every `checkpoint_every_steps` steps).
 The driver side (`make_trainer`, `fit`) is `training.trainer`.
 """
@@ -26,7 +26,7 @@ from torch import nn
 
 from fomm.config import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
-from fomm.training import TrainState, build_train_state, end_epoch, to_channels_last, train_step
+from fomm.train_step import TrainState, build_train_state, end_epoch, to_channels_last, train_step
 from services import storage
 from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
@@ -65,10 +65,10 @@ class Progress:
 
 
 def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, directory: Path) -> None:
-    state.save(directory / CHECKPOINT_FILE)
     payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
-    (directory / STATE_FILE).write_text(json.dumps(payload, indent=1))
-    cfg.to_yaml(directory / "config.yaml")
+    for name, data in ((CHECKPOINT_FILE, state.to_bytes()), (STATE_FILE, json.dumps(payload, indent=1).encode()),
+                       ("config.yaml", cfg.to_yaml().encode())):
+        storage.write_bytes(str(directory / name), data)
 
 
 def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg: FommConfig,

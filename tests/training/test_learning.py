@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from fomm.config import load_config
-from fomm.training import build_train_state, train_step
+from fomm.train_step import build_train_state, train_step
 from preprocessing import shards
 from training import data
 from training.loop import to_model_batch, validate
