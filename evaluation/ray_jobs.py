@@ -70,11 +70,16 @@ class EvaluateClips:
     """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then reconstructs and scores
     clip rows."""
 
-    def __init__(self, cfg: runner.EvalConfig, source: ModelSource, selected: list[str], threads: int = 1) -> None:
+    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str],
+                 threads: int = 1) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
         self.cfg, self.selected = cfg, set(selected)
+        if isinstance(source, list):  # [ObjectRef]: one copy in the object store, not one pickle per actor
+            import ray
+
+            source = ray.get(source[0])
         self.model = source.load(cfg.device)
         self.extractors, _ = runner.build_extractors(cfg)
         self.schema = frame_schema(metric_keys(self.extractors))
@@ -117,7 +122,7 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     # one clip per block, so that the actor pool spreads the videos (shards hold many clips per row group)
     ds = ds.filter(lambda row: row["clip_id"] in selected).repartition(len(clip_ids))
     ds = ds.map_batches(EvaluateClips, batch_size=1, batch_format="pyarrow",
-                        fn_constructor_kwargs={"cfg": cfg, "source": source, "selected": clip_ids,
+                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)], "selected": clip_ids,
                                                "threads": int(cfg.cpus_per_worker)},
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_workers),
                         num_cpus=cfg.cpus_per_worker)
