@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fomm.animator import CROP_MODES, LAYOUTS
+from animate.render import LAYOUTS
+from fomm.animator import CROP_MODES
 from fomm.config.schema import SUBJECT_KINDS
 from fomm.precision import PRECISIONS
 from services.fields import check_fields, rule

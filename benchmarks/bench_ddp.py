@@ -41,7 +41,7 @@ def _worker(rank: int, case: str, config: str, steps: int, port: int, results: d
     from torch.nn.parallel import DistributedDataParallel
 
     from fomm.config.schema import load_config
-    from fomm.training import build_train_state, train_step
+    from fomm.train_step import build_train_state, train_step
     from training.sync_bn import convert_sync_batchnorm
 
     torch.set_num_threads(1)

@@ -49,7 +49,7 @@ def run(config: str, precision: str, batches: list[dict]) -> tuple[list[float], 
     """Total loss of each step, and seconds per step."""
     from fomm.config.schema import load_config
     from fomm.precision import use_channels_last
-    from fomm.training import build_train_state, to_channels_last, train_step
+    from fomm.train_step import build_train_state, to_channels_last, train_step
     from fomm.vgg import Vgg19
 
     cfg = load_config(config)

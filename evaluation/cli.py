@@ -75,21 +75,21 @@ def eval_config_from_args(args: argparse.Namespace, **overrides) -> EvalConfig: 
 def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") -> None:
     """Before Ray starts or anything is written: the config, a checkpoint that fits it, clips in the shards, a
     writable --out and a reachable tracking URI; a UserError (or ConfigError, CheckpointError) names the flag."""
-    import fomm
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from preprocessing.shards import require_shards
     from services import storage
 
     checks.device("--device", cfg.device, here=cfg.num_workers == 0)  # else the Ray workers' devices
     checks.existing_file("--config", cfg.config_path, "a FOMM YAML")
-    if cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint):
+    local = cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint)
+    if local:
         checks.existing_file(checkpoint_flag, cfg.checkpoint, "a checkpoint file")
-        load_model(cfg.config_path, cfg.checkpoint)  # the config loads and the checkpoint fits it
-    else:
-        fomm.load_config(cfg.config_path)
-        if cfg.checkpoint is not None:
-            checks.storage_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
-    require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
+    elif cfg.checkpoint is not None:
+        checks.storage_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
+    source = ModelSource.resolve(cfg.config_path, cfg.checkpoint if local else None)
+    if local:
+        source.load()  # the checkpoint fits the config
+    shard_set = require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
                                                checkpoint_flag: cfg.checkpoint})
@@ -97,5 +97,5 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)
 
     with user_input("--data"):
-        select_clips(cfg)
+        select_clips(cfg, shard_set)
 

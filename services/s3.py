@@ -20,7 +20,7 @@ def _count_retry(attempts: int, **_: object) -> None:
 
 
 class CountingS3FileSystem(s3fs.S3FileSystem):
-    """s3fs whose client counts botocore's retries (`services.s3_retries.retry_count`), in whichever process it is unpickled."""
+    """s3fs whose client counts botocore's retries (`services.s3_retries.counting_retries`), in whichever process it is unpickled."""
 
     async def set_session(self, refresh: bool = False, kwargs: dict | None = None):  # noqa: ANN201 - a client
         client = await super().set_session(refresh=refresh, kwargs=kwargs or {})

@@ -85,6 +85,9 @@ class Location:
     url: str
     endpoint: str | None = None
 
+    def __post_init__(self) -> None:  # the endpoint this process resolved travels with the URL
+        object.__setattr__(self, "endpoint", s3_endpoint(self.endpoint) if is_remote(self.url) else self.endpoint)
+
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         return resolve(self.url, self.endpoint)[0]

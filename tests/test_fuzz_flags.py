@@ -59,12 +59,14 @@ def _pipeline(repo_root: Path, name: str) -> Callable[[list[str]], int]:
 def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
     """Valid inputs of every entry point, and the stubs that stand for the work after the checks."""
     from animate.cli import main as fomm
-    from fomm import Animator, save_checkpoint
+    from fomm.animator import Animator
+    from fomm.checkpoint import checkpoint_bytes
     from preprocessing.synthetic import write_synthetic_shards
 
     root = tmp_path_factory.mktemp("fuzz")
     tiny = Animator.from_config(tiny_config_path, random_init=True)
-    ckpt = save_checkpoint(root / "tiny.pth.tar", generator=tiny.generator, kp_detector=tiny.kp_detector)
+    ckpt = root / "tiny.pth.tar"
+    ckpt.write_bytes(checkpoint_bytes(generator=tiny.generator, kp_detector=tiny.kp_detector))
     shards = write_synthetic_shards(root / "shards", num_videos=4, size=64, num_frames=12, test_every=2)
     (root / "videos").mkdir()
     shutil.copy(shared_data / "face_talk_a.mp4", root / "videos" / "talk.mp4")

@@ -85,17 +85,19 @@ class TrainJob:
     def use_gpu(self) -> bool:
         return self.gpus_per_worker > 0
 
-    def load_config(self) -> FommConfig:
-        """The typed FOMM config: the YAML, then `overrides`, then `num_epochs`."""
-        return resolve_config(self.config, self.overrides, self.num_epochs)
+    def load_config(self, base: FommConfig | None = None) -> FommConfig:
+        """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`, then `num_epochs`."""
+        return resolve_config(self.config, self.overrides, self.num_epochs, base)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None) -> FommConfig:
-    """Read a FOMM YAML, apply overrides (fomm.config.apply_overrides) and `num_epochs`, and type it again."""
-    cfg = FommConfig.from_yaml(path)
+def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None,
+                   base: FommConfig | None = None) -> FommConfig:
+    """Read a FOMM YAML (unless `base` is it), apply overrides (fomm.config.apply_overrides) and `num_epochs`, and
+    type it again."""
+    cfg = FommConfig.from_yaml(path) if base is None else base
     if not overrides and num_epochs is None:
         return cfg
     epochs = {} if num_epochs is None else {"train_params.num_epochs": int(num_epochs)}
@@ -145,27 +147,20 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     from services.cli import UserError, user_input
 
     checks.existing_file("--config", job.config, "a FOMM YAML")
-    FommConfig.from_yaml(job.config)  # a ConfigError names the file and the key
-    if job.overrides or job.num_epochs is not None:
-        with user_input("--set"):
-            job.load_config()
-    require_shards("--data", job.data, job.train_split, job.endpoint)
+    base = FommConfig.from_yaml(job.config)  # a ConfigError names the file and the key
+    with user_input("--set"):
+        cfg = job.load_config(base)
+    shard_set = require_shards("--data", job.data, job.train_split, job.endpoint)
     # a split asked for by name must exist (the default may be absent: then no validation)
     if job.num_val_clips > 0 and job.val_split != field_default(TrainJob, "val_split"):
-        from training.data import DataError, scan_clips
+        from training.data import clip_index
 
-        try:
-            found = len(scan_clips(job.data, job.val_split, job.endpoint))
-        except DataError:
-            found = 0
-        if not found:
+        if not len(clip_index(shard_set, job.val_split)):
             raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}")
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
     local_room(job)
-    with user_input("--set"):
-        cfg = job.load_config()
     check_plan(job, cfg, run_folder=not sweep)
 
 

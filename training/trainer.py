@@ -42,8 +42,8 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
 def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> str | None:
     if checkpoint is None:
         return None
-    path = storage.join(checkpoint.path, CHECKPOINT_FILE)
-    return f"s3://{path}" if storage.is_remote(job.storage) and not path.startswith("s3://") else path
+    # Ray Train's path is inside the storage filesystem (no scheme); the run folder's URL keeps --storage's
+    return storage.join(run_path(job), checkpoint.path.rstrip("/").rsplit("/", 1)[-1], CHECKPOINT_FILE)
 
 
 def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:

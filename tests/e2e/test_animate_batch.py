@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from animate import batch as batch_job
-from fomm import Animator
+from fomm.animator import Animator
 from services import storage
 from services.video_read import probe_video, read_frames
 from services.video_write import write_video

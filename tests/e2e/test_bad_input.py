@@ -122,16 +122,17 @@ def dead_port() -> int:
 
 def prepare(root: Path) -> dict[str, str]:
     """The inputs the cases name: good ones (a tiny config, shard, checkpoint) and broken ones."""
-    import fomm
     from evaluation.reconstruction import load_model
+    from fomm.checkpoint import checkpoint_bytes
     from preprocessing.synthetic import write_synthetic_shards
 
     root.mkdir(parents=True, exist_ok=True)
     tiny = REPO / "configs" / "tiny-64.yaml"
     shard = write_synthetic_shards(root / "shards", num_videos=2, num_frames=4, seed=1)
     model = load_model(tiny, None)
-    ckpt = fomm.save_checkpoint(root / "ckpts" / "tiny.pth.tar", generator=model.generator,
-                                kp_detector=model.kp_detector)
+    ckpt = root / "ckpts" / "tiny.pth.tar"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector))
     (root / "empty_dir").mkdir()
     (root / "empty_file").write_bytes(b"")
     (root / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")

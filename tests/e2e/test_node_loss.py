@@ -14,6 +14,7 @@ import pytest
 
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
+from tests.conftest import damaged_shards
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
@@ -89,9 +90,9 @@ def test_preprocess_job_survives_a_lost_worker_node(ray_head, repo_root, tmp_pat
     assert [(s["file"], s["rows"], s["sha256"]) for s in a["shards"]] == \
            [(s["file"], s["rows"], s["sha256"]) for s in b["shards"]]
     assert listed_files(out) == sorted(s["file"] for s in b["shards"])  # no duplicate or half-written shard
-    assert shards.verify_shards(str(out)) == []
+    assert damaged_shards(str(out)) == []
     assert not (out / "_work").exists()
-    clips = [c.clip_id for c in shards.read_clips(str(out), decode=False)]
+    clips = [c.clip_id for c in shards.ShardSet.open(str(out)).clips(decode=False)]
     assert len(clips) == len(set(clips)) == b["totals"]["clips"] > 0
-    assert clips == [c.clip_id for c in shards.read_clips(str(tmp_path / "one"), decode=False)]
+    assert clips == [c.clip_id for c in shards.ShardSet.open(str(tmp_path / "one")).clips(decode=False)]
     assert shards.read_errors(str(out)) == [] and b["totals"]["errors"] == 0  # no error row for a lost node

@@ -46,10 +46,10 @@ def test_a_pickled_filesystem_keeps_retrying_and_counts_every_retry(blinking_s3,
     fs, path = storage.resolve(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin", proxy.endpoint)
     worker_fs = pickle.loads(pickle.dumps(fs))
     data = bytes(range(256)) * 4096  # 1 MiB
-    before = s3_retries.retry_count()
-    storage.write_bytes(path, data, fs=worker_fs)
+    with s3_retries.counting_retries() as retries:
+        storage.write_bytes(path, data, fs=worker_fs)
     assert proxy.failed >= 3  # more failures than botocore's default 3 attempts survive
-    assert s3_retries.retry_count() - before == proxy.failed  # one retry per injected failure, none missed
+    assert retries.count == proxy.failed  # one retry per injected failure, none missed
     assert storage.read_bytes(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin") == data
 
 
@@ -76,7 +76,7 @@ def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, 
     assert result["s3_retries"] == proxy.failed
     out = f"s3://{bucket}/{prefix}/ds"  # read back straight from moto, not through the proxy
     assert damaged_shards(out) == []
-    clips = list(shards.read_clips(out))
+    clips = list(shards.ShardSet.open(out).clips())
     assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
     assert all(c.frames.shape == (24, 32, 32, 3) for c in clips)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from services import storage
+from services import s3_retries, storage
 
 
 def test_resolve_once_per_process_and_pickle_without_secrets(tmp_path, monkeypatch):
@@ -77,3 +77,14 @@ def test_an_s3_path_without_credentials_is_one_line_before_any_job(tmp_path, mon
         storage_reachable("--data", "s3://bucket/shards")
     assert time.monotonic() - started < 5
     storage_reachable("--data", str(tmp_path))  # a local path needs none
+
+
+def test_counting_retries_counts_only_inside_its_block():
+    """The S3 retries a block caused: botocore's retry handler calls note_retry (services.s3)."""
+    s3_retries.note_retry()  # before: not counted
+    with s3_retries.counting_retries() as retries:
+        s3_retries.note_retry()
+        assert retries.count == 1
+        s3_retries.note_retry()
+    s3_retries.note_retry()  # after: not counted
+    assert retries.count == 2

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fomm.config.schema import load_config
-from fomm.training import build_train_state, end_epoch
+from fomm.train_step import build_train_state, end_epoch
 from training.budget import Budget, lr_factor, resumed_offset
 from training.job import TrainJob
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fomm.config.schema import load_config
-from fomm.training import build_train_state, train_step
+from fomm.train_step import build_train_state, train_step
 from training.job import TrainJob
 from tuning.spaces import SearchSpace
 from tuning.sweep import SweepJob, run_sweep
