@@ -26,7 +26,7 @@ def reference_entries() -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def test_vox256_state_dict_equals_the_reference_list(repo_root):
-    cfg = load_config(repo_root / "configs" / "vox-256.yaml").model
+    cfg = load_config(repo_root / "configs" / "vox-256.yaml").model_params
     modules = {"kp_detector": KPDetector.from_config(cfg), "generator": OcclusionAwareGenerator.from_config(cfg),
                "discriminator": MultiScaleDiscriminator.from_config(cfg)}
     ours = {f"{name}.{k}": (tuple(v.shape), str(v.dtype).replace("torch.", ""))
@@ -40,7 +40,7 @@ def test_vox256_state_dict_equals_the_reference_list(repo_root):
 
 @pytest.fixture()
 def tiny(tiny_config_path):
-    cfg = load_config(tiny_config_path).model
+    cfg = load_config(tiny_config_path).model_params
     return cfg, KPDetector.from_config(cfg), OcclusionAwareGenerator.from_config(cfg)
 
 
@@ -83,7 +83,7 @@ def test_wrong_config_lists_mismatched_keys(tmp_path, tiny, repo_root):
     cfg, kp, gen = tiny
     path = tmp_path / "tiny.pth.tar"
     path.write_bytes(checkpoint_bytes(generator=gen, kp_detector=kp))
-    vox = load_config(repo_root / "configs" / "vox-256.yaml").model
+    vox = load_config(repo_root / "configs" / "vox-256.yaml").model_params
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path, kp_detector=KPDetector.from_config(vox))
     msg = str(err.value)

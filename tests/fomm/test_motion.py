@@ -44,7 +44,7 @@ def test_heatmap_representation_is_zero_for_identical_keypoints():
 
 
 def test_identity_motion_gives_identity_deformation(tiny_config_path):
-    cfg = load_config(tiny_config_path).model
+    cfg = load_config(tiny_config_path).model_params
     gen = OcclusionAwareGenerator.from_config(cfg).eval()
     source = torch.rand(2, 3, 64, 64)
     kp = {"value": torch.rand(2, 5, 2) * 1.6 - 0.8, "jacobian": torch.eye(2).expand(2, 5, 2, 2).clone()}
@@ -74,7 +74,7 @@ def test_identity_grid_warp_hand_values_for_both_conventions():
 
 
 def test_identity_motion_returns_the_source_with_aligned_corners(tiny_config_path):
-    cfg = load_config(tiny_config_path).model
+    cfg = load_config(tiny_config_path).model_params
     common = dataclasses.replace(cfg.common_params, align_corners=True)
     gen = OcclusionAwareGenerator.from_config(dataclasses.replace(cfg, common_params=common)).eval()
     source = torch.rand(2, 3, 64, 64)

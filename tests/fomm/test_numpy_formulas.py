@@ -32,7 +32,7 @@ def capture(module: torch.nn.Module, store: dict, name: str):
 
 @pytest.fixture(scope="module")
 def cfg(tiny_config_path):
-    return load_config(tiny_config_path).model
+    return load_config(tiny_config_path).model_params
 
 
 def test_keypoints_and_jacobians_from_logits(cfg):
