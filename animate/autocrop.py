@@ -1,12 +1,11 @@
 """Real photos and videos, as they come: auto-crop, animate the crop, paste it back into the full frame.
 
 Three passes over the driving video (decoded again each time, memory stays flat): track the subject, (with
-best-frame) landmarks on the crops, then animate: `auto_crop_frames`; `auto_frames` on frames in memory.
+best-frame) landmarks on the crops, then animate (`animate.render` composes the frames): `auto_crop_frames`.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,9 @@ import numpy as np
 
 from animate.backends import BackendUnavailable, Landmarker, best_frame, subject_detector, subject_kind
 from animate.crop_plan import CropPlan, crop_subpixel, plan_crops
-from animate.paste import even_frame, panel_height, paste_back, three_panels
-from fomm.animator import LAYOUTS, Animator, AnimatorError, to_uint8
-from fomm.visualization import draw_keypoints
-from preprocessing.cropping import resize_keep_aspect
+from animate.paste import even_frame
+from animate.render import render
+from fomm.animator import Animator, AnimatorError
 from services.video_read import iter_frames
 
 
@@ -37,7 +35,7 @@ def resolve_crop(config, crop: str | None, *, subject: int | None = None, paste_
                  smooth: float = 0.0, detector: str = "auto",
                  kind: str | None = None) -> tuple[str, AutoCropOptions | None]:
     """The crop mode (None: auto where a detector for the config's subject runs here, else center) and,
-    for auto, its options.  config: fomm.FommConfig; kind: --subject-kind (default: the config's)"""
+    for auto, its options.  config: fomm.config.FommConfig; kind: --subject-kind (default: the config's)"""
     kind = subject_kind(config, kind)
     if crop in (None, "auto"):
         try:
@@ -52,39 +50,6 @@ def resolve_crop(config, crop: str | None, *, subject: int | None = None, paste_
             raise AnimatorError(f"--subject needs --crop auto (got --crop {crop})")
         return crop, None
     return crop, AutoCropOptions(kind=kind, subject=subject, paste_back=paste_back, smooth=smooth, detector=detector)
-
-
-def auto_frames(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray], plan: CropPlan, *,
-                paste: bool = True, layout: str = "result", draw_kp: bool = False,
-                driving_initial: np.ndarray | None = None,
-                output_size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Output frames H×W×3 uint8: the animated crop pasted into the (even-sized) source, or the crop alone."""
-    if layout not in LAYOUTS:
-        raise AnimatorError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    size = animator.frame_size
-    full = even_frame(source)
-    source_crop = crop_subpixel(full, plan.source_box, size)
-    originals: deque[np.ndarray] = deque()
-
-    def crops() -> Iterator[np.ndarray]:
-        for frame, box in zip(driving, plan.driving_boxes):
-            if layout == "side-by-side":
-                originals.append(frame)
-            yield crop_subpixel(frame, box, size)
-
-    height = panel_height(full.shape[0])
-    for batch in animator.animate(source_crop, crops(), driving_initial=driving_initial):
-        results = to_uint8(batch.prediction)
-        for i, result in enumerate(results):
-            if draw_kp:
-                result = draw_keypoints(result, batch.kp_norm["value"][i].cpu().numpy())
-            if paste:
-                result = paste_back(full, result, plan.source_box)
-            elif output_size is not None:
-                result = resize_keep_aspect(result, output_size)
-            if layout == "side-by-side":
-                result = three_panels(full, originals.popleft(), result, height)
-            yield result
 
 
 def best_initial_frame(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray], plan: CropPlan,
@@ -115,6 +80,6 @@ def auto_crop_frames(animator: Animator, source: np.ndarray, source_path: str | 
                                   str(driving))
         frame = next(iter_frames(driving, best, best + 1))
         initial = crop_subpixel(frame, plan.driving_boxes[best], animator.frame_size)
-    frames = auto_frames(animator, source, iter_frames(driving, expected=num_frames), plan, paste=options.paste_back,
-                         layout=layout, draw_kp=draw_kp, driving_initial=initial, output_size=output_size)
+    frames = render(animator, source, iter_frames(driving, expected=num_frames), layout=layout, draw_kp=draw_kp,
+                    output_size=output_size, driving_initial=initial, plan=plan, paste=options.paste_back)
     return frames, best, notes

@@ -25,7 +25,7 @@ class BackendUnavailable(UserError, RuntimeError):
     """No backend of the kind asked for can run here; the message says what is missing."""
 
 
-def subject_kind(config, override: str | None = None) -> str:  # noqa: ANN001 - fomm.FommConfig
+def subject_kind(config, override: str | None = None) -> str:  # noqa: ANN001 - fomm.config.FommConfig
     """'face', 'person', or 'none' (no subject detector fits: moving-gif, bair, synthetic): `override`
     (--subject-kind), else the config's dataset_params.subject_kind, else the data set's folder name."""
     if override or config.dataset_params.subject_kind:

@@ -107,7 +107,7 @@ def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: 
 
 def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: bool, errors: str | None) -> None:
     """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table."""
-    storage.check_reachable("--pairs", pairs)
+    checks.storage_reachable("--pairs", pairs)
     if not storage.is_remote(pairs):
         checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns")
     try:

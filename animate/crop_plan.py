@@ -20,7 +20,7 @@ from fomm.animator import AnimatorError
 from fomm.smoothing import OneEuroFilter
 from preprocessing.config import PreprocessConfig
 from preprocessing.cropping import enlarge_box, fit_square
-from preprocessing.tracking import IoUTracker
+from preprocessing.iou_tracks import IoUTracker
 
 # a box moves slowly for its size: twice the keypoints' time constant and a lower speed gain keep a still crop
 # still (≥ 3× less acceleration on a held-still head) with a lag of ≤ 2 frames (benchmarks/bench_realworld.py)

@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from animate.autocrop import AutoCropOptions, auto_crop_frames, resolve_crop
 from animate.backends import best_frame, best_landmarker
+from animate.render import render
 from fomm.animator import Animator, AnimatorError, to_uint8
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from services.video_read import (
     DamagedImageError,
     ImageError,
@@ -113,8 +114,8 @@ def whole_frames(animator: Animator, source: np.ndarray, source_path: str | Path
         best = best_frame(landmarks, to_uint8(animator.prepare(source))[0],
                           (to_uint8(animator.prepare(f))[0] for f in frames), str(source_path), str(driving))
         initial = next(iter_frames(driving, best, best + 1))
-    frames = animator.frames(source, iter_frames(driving, expected=num_frames), driving_initial=initial, layout=layout,
-                             draw_kp=draw_kp, output_size=output_size)
+    frames = render(animator, source, iter_frames(driving, expected=num_frames), driving_initial=initial,
+                    layout=layout, draw_kp=draw_kp, output_size=output_size)
     return frames, best, []
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fomm.animator import CROP_MODES, LAYOUTS
+from animate.render import LAYOUTS
+from fomm.animator import CROP_MODES
 from fomm.config.schema import SUBJECT_KINDS
 from fomm.precision import PRECISIONS
 from services import checks

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
-from fomm.visualization import side_by_side
 from preprocessing.cropping import resize_keep_aspect
 
 
@@ -55,19 +53,3 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, box: Sequence[int], feather:
     under = frame[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(np.rint(under + mask * (patch - under)), 0, 255).astype(np.uint8)
     return out
-
-
-def panel_height(height: int, cap: int = 512) -> int:
-    """Side-by-side panel height: the source's, at most `cap`, even."""
-    return max(2, min(height, cap) // 2 * 2)
-
-
-def three_panels(source: np.ndarray, driving: np.ndarray, result: np.ndarray, height: int) -> np.ndarray:
-    """source | driving | result at one even height, each keeping its aspect ratio (even widths)."""
-    panels = []
-    for image in (source, driving, result):
-        h, w = image.shape[:2]
-        pw = max(2, int(round(w * height / h / 2)) * 2)
-        interp = cv2.INTER_AREA if height < h else cv2.INTER_CUBIC
-        panels.append(image if (h, w) == (height, pw) else cv2.resize(image, (pw, height), interpolation=interp))
-    return side_by_side(panels)

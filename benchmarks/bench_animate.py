@@ -69,7 +69,7 @@ def fast_path(animator, source: torch.Tensor, driving: torch.Tensor) -> None:
 
 def bare_times(config: str, source: np.ndarray, frames: np.ndarray, batch_size: int, rounds: int) -> dict:
     """Seconds per frame of each case, median over interleaved rounds."""
-    from fomm import Animator
+    from fomm.animator import Animator
 
     cases = {
         "before (fp32, contiguous, all outputs)": (before_path, dict(precision="fp32", channels_last=False,
@@ -140,7 +140,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "bench_output"))
     args = parser.parse_args()
     from animate.files import animate_file
-    from fomm import Animator
+    from fomm.animator import Animator
     from services.video_read import read_frames, read_image
 
     out = Path(args.out)

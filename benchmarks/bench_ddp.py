@@ -40,8 +40,8 @@ def _free_port() -> int:
 def _worker(rank: int, case: str, config: str, steps: int, port: int, results: dict) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
-    from fomm.config import load_config
-    from fomm.training import build_train_state, train_step
+    from fomm.config.schema import load_config
+    from fomm.train_step import build_train_state, train_step
     from training.sync_bn import convert_sync_batchnorm
 
     torch.set_num_threads(1)

@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from services.atomic import atomic_path  # noqa: E402
+from services.atomic import atomic_open, atomic_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / ".devdata" / "synth64.npz"
@@ -53,7 +53,7 @@ def _sync(device: torch.device) -> None:
 
 def animate_throughput(device: torch.device, config: str, batches: list[int], repeats: int = 5) -> list[dict]:
     """Frames/s of the Animator's inference path (source prepared once) at each batch size, bf16 and fp32."""
-    from fomm import Animator
+    from fomm.animator import Animator
 
     rows = []
     for precision in ("bf16", "fp32"):
@@ -85,8 +85,8 @@ def animate_throughput(device: torch.device, config: str, batches: list[int], re
 
 def throughput(device: torch.device, config: str, batch: int, steps: int, compile_: bool = False) -> list[dict]:
     """ms per train step of the config at `batch`, in fp32, bf16 autocast, bf16 + channels_last (+ compile)."""
-    from fomm.config import load_config
-    from fomm.training import build_train_state, to_channels_last, train_step
+    from fomm.config.schema import load_config
+    from fomm.train_step import build_train_state, to_channels_last, train_step
 
     cfg = load_config(config)
     size = cfg.dataset_params.shape[:2]
@@ -127,8 +127,8 @@ def sync_batchnorm(device: torch.device, config: str) -> dict:
     """One process group of size 1: torch's SyncBatchNorm (what training uses on CUDA) equals plain batch norm."""
     import torch.distributed as dist
 
-    from fomm.config import load_config
-    from fomm.training import build_train_state
+    from fomm.config.schema import load_config
+    from fomm.train_step import build_train_state
     from training.sync_bn import convert_sync_batchnorm
 
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -156,9 +156,9 @@ def sync_batchnorm(device: torch.device, config: str) -> dict:
 
 def learn(device: torch.device, data: Path, config: str, seconds: float, every: float, out: Path | None) -> dict:
     """Train the config on the rendered videos for `seconds`; held-out L1 vs copy-the-source every `every` s."""
-    from fomm.checkpoint import save_checkpoint
-    from fomm.config import load_config
-    from fomm.training import build_train_state, end_epoch, train_step
+    from fomm.checkpoint import checkpoint_bytes
+    from fomm.config.schema import load_config
+    from fomm.train_step import build_train_state, end_epoch, train_step
     from preprocessing.pairs import augment_pair, sample_pair
     from training.loop import to_model_batch, validate
 
@@ -200,8 +200,9 @@ def learn(device: torch.device, data: Path, config: str, seconds: float, every: 
                               "copy": round(curve[-1][3], 5)}), flush=True)
     curve.append((state.step, round(time.perf_counter() - start, 1), *evaluate()))
     if out is not None:
-        save_checkpoint(out, generator=state.generator, kp_detector=state.kp_detector,
-                        discriminator=state.discriminator, epoch=state.epoch)
+        with atomic_open(out) as f:
+            f.write(checkpoint_bytes(generator=state.generator, kp_detector=state.kp_detector,
+                                     discriminator=state.discriminator, epoch=state.epoch))
     best = min(curve[1:], key=lambda row: row[2])
     last = curve[-1]
     return {"config": Path(config).name, "seconds": seconds, "steps": state.step,

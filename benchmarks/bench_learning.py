@@ -13,6 +13,7 @@ The time budget covers the whole job (Ray start-up, data, training); the last va
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from services.tracking.queries import metric_history
     from training.job import TrainJob
-    from training.trainer import ensure_ray, fit
+    from training.trainer import ensure_training_ray, fit
 
     cpus_per_worker = args.cpus_per_worker or max(1, (os.cpu_count() or 1) // args.workers)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_learning_"))
@@ -57,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
                    lr_schedule=args.lr_schedule, tracking_uri=uri, experiment="bench-learning",
                    num_val_clips=64, val_frames=12, log_images_every=500)
     start = time.time()
-    ensure_ray(job)
+    ensure_training_ray(job)
     data = synthetic_shards(work / "synthetic-64", num_videos=args.videos, size=64, frames=48)
-    job = job.replace(data=data, max_minutes=args.minutes - (time.time() - start) / 60)  # data prep counts too
+    job = dataclasses.replace(job, data=data, max_minutes=args.minutes - (time.time() - start) / 60)  # data prep counts too
     result = fit(job)
     wall = time.time() - start
 

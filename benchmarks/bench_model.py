@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import fomm
 from fomm.animator import Animator
+from fomm.config.schema import FommConfig, load_config
 from fomm.models import build_networks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,15 +51,15 @@ def frame_step(animator: Animator, source: torch.Tensor, driving: torch.Tensor) 
     return torch.cat([b.prediction for b in animator.animate(source, list(driving))])
 
 
-def build(cfg: fomm.FommConfig, batch: int, precision: str, channels_last: bool = False) -> Animator:
-    nets = build_networks(cfg.model, seed=0)
+def build(cfg: FommConfig, batch: int, precision: str, channels_last: bool = False) -> Animator:
+    nets = build_networks(cfg.model_params, seed=0)
     det, gen = nets.kp_detector, nets.generator
     size = cfg.dataset_params.shape[0]
     return Animator(det, gen, frame_size=(size, size), crop="none", batch_size=batch, precision=precision,
                     channels_last=channels_last)
 
 
-def flops_per_frame(cfg: fomm.FommConfig, batch: int) -> float:
+def flops_per_frame(cfg: FommConfig, batch: int) -> float:
     """FLOPs of one frame on the inference path (the same in every precision; counted in fp32)."""
     animator = build(cfg, batch, "fp32")
     size = cfg.dataset_params.shape[0]
@@ -70,7 +70,7 @@ def flops_per_frame(cfg: fomm.FommConfig, batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
-def build_case(cfg: fomm.FommConfig, precision: str, channels_last: bool, batch: int,
+def build_case(cfg: FommConfig, precision: str, channels_last: bool, batch: int,
                compile_: bool) -> Animator:
     animator = build(cfg, batch, "fp32" if precision == "onnx" else precision, channels_last)
     if precision == "onnx":  # the same model exported, on ONNX Runtime (CPU, fp32; the export extra)
@@ -83,7 +83,7 @@ def build_case(cfg: fomm.FommConfig, precision: str, channels_last: bool, batch:
     return animator
 
 
-def measure(cfg: fomm.FommConfig, cases: list[tuple[str, bool]], batch: int, repeats: int, rounds: int,
+def measure(cfg: FommConfig, cases: list[tuple[str, bool]], batch: int, repeats: int, rounds: int,
             compile_: bool, flops: float) -> list[dict]:
     """Every case in each round (its conv rate measured just before it), medians over the rounds."""
     size = cfg.dataset_params.shape[0]
@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--cases", default="all", help="all (onnx where ONNX Runtime is installed), or e.g. "
                         "fp32,bf16-cl,onnx")
     args = parser.parse_args()
-    cfg = fomm.load_config(args.config)
+    cfg = load_config(args.config)
     wanted = [c for c in CASES if f"{c[0]}{'-cl' if c[1] else ''}" in args.cases.split(",")
               or (args.cases == "all" and (c[0] != "onnx" or importlib.util.find_spec("onnxruntime")))]
     flops = flops_per_frame(cfg, args.batch)

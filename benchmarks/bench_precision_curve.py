@@ -47,9 +47,9 @@ def frame_batches(size: int, batch: int, steps: int, frames: int = 120, seed: in
 
 def run(config: str, precision: str, batches: list[dict]) -> tuple[list[float], float]:
     """Total loss of each step, and seconds per step."""
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
     from fomm.precision import use_channels_last
-    from fomm.training import build_train_state, to_channels_last, train_step
+    from fomm.train_step import build_train_state, to_channels_last, train_step
     from fomm.vgg import Vgg19
 
     cfg = load_config(config)
@@ -79,7 +79,7 @@ def main() -> int:
     p.add_argument("--window", type=int, default=20)
     p.add_argument("--configs", default="tiny-64,demo-64")
     args = p.parse_args()
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
 
     results = []
     for name in args.configs.split(","):

@@ -54,8 +54,8 @@ def keypoints_and_boxes(driving: np.ndarray, smooth: float, source: np.ndarray) 
     """Result keypoints (relative motion, as `fomm animate`) and crop boxes of a driving clip.  T×K×2, T×4"""
     from animate.backends import subject_detector
     from animate.crop_plan import crop_subpixel, plan_crops
-    from fomm import Animator
     from fomm.animation import normalize_kp
+    from fomm.animator import Animator
     from fomm.smoothing import KeypointSmoother
 
     plan = plan_crops(source, driving, subject_detector("face"), "face", smooth=smooth)
@@ -99,8 +99,7 @@ def part_speed(args: argparse.Namespace) -> dict:
     from animate.backends import subject_detector
     from animate.crop_plan import crop_subpixel, plan_crops
     from animate.paste import even_frame, paste_back
-    from fomm import Animator
-    from fomm.animator import to_uint8
+    from fomm.animator import Animator, to_uint8
     from services.video_read import read_frames, read_image
 
     source = read_image(args.data / "face_source_e.jpg")
@@ -129,7 +128,7 @@ def part_speed(args: argparse.Namespace) -> dict:
 
 def one_size(config: str, frames: int) -> dict:
     """Seconds per frame and this process's peak memory animating `frames` random frames (batch 1)."""
-    from fomm import Animator
+    from fomm.animator import Animator
 
     animator = Animator.from_config(REPO / "configs" / config, random_init=True, crop="none", batch_size=1)
     h, w = animator.frame_size

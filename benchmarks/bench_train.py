@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
     from training.job import TrainJob
-    from training.trainer import ensure_ray
+    from training.trainer import ensure_training_ray
 
-    ensure_ray(TrainJob(config="-", data="-", storage="-", workers=max(2, args.demo_workers)))
+    ensure_training_ray(TrainJob(config="-", data="-", storage="-", workers=max(2, args.demo_workers)))
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     results = []
     demo_data = synthetic_shards(work / "synthetic-64", num_videos=12, size=64, frames=48)

@@ -41,9 +41,9 @@ def real_batch(size: int, batch: int, offset: int = 0) -> dict[str, torch.Tensor
     return {"source": x[offset:offset + batch].clone(), "driving": x[offset + 40:offset + 40 + batch].clone()}
 
 
-def build(config: str, batch: int, channels_last: bool):  # noqa: ANN201 - fomm.training.TrainState
-    from fomm.config import load_config
-    from fomm.training import build_train_state, to_channels_last
+def build(config: str, batch: int, channels_last: bool):  # noqa: ANN201 - fomm.train_step.TrainState
+    from fomm.config.schema import load_config
+    from fomm.train_step import build_train_state, to_channels_last
     from fomm.vgg import Vgg19
 
     cfg = load_config(config)
@@ -56,7 +56,7 @@ def build(config: str, batch: int, channels_last: bool):  # noqa: ANN201 - fomm.
 
 def measure(config: str, batch: dict, precision: str, channels_last: bool, steps: int) -> list[float]:
     """Seconds of each of `steps` training steps after one warm-up step (oneDNN kernels, allocator)."""
-    from fomm.training import train_step
+    from fomm.train_step import train_step
 
     state, _ = build(config, batch["source"].shape[0], channels_last)
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -84,7 +84,7 @@ def main() -> int:
     if unknown or not cases or args.steps < 1 or args.rounds < 1:
         p.error(f"--cases: unknown {', '.join(unknown)} (known: {', '.join(CASES)})" if unknown or not cases
                 else "--steps and --rounds must be at least 1")
-    from fomm.config import load_config
+    from fomm.config.schema import load_config
 
     size = load_config(args.config).dataset_params.shape[0]
     batch = real_batch(size, args.batch)

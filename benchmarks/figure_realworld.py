@@ -1,4 +1,4 @@
-"""The README's real-world figure: `fomm animate --layout side-by-side` on a portrait and a talking head.
+"""The real-world figure of docs/animate.md: `fomm animate --layout side-by-side` on a portrait and a talking head.
 
 python benchmarks/figure_realworld.py [--frames 10] [--width 800] [--out benchmarks/figures/realworld-strip.png]
 
@@ -37,7 +37,7 @@ def main() -> None:
         drive = args.data / "face_talk_a.mp4"
         clip = write_video(Path(tmp) / "drive.mp4", read_frames(drive, args.frames), probe_video(drive).fps)
         video = Path(tmp) / "strip.mp4"
-        subprocess.run([sys.executable, "-m", "animate.cli", "animate", "--config", str(REPO / "configs/vox-256.yaml"),
+        subprocess.run([str(Path(sys.executable).parent / "fomm"), "animate", "--config", str(REPO / "configs/vox-256.yaml"),
                         "--random-init", "--source", str(args.data / "face_source_e.jpg"), "--driving", str(clip),
                         "--out", str(video), "--layout", "side-by-side", "--quiet"], check=True)
         frames = read_frames(video)

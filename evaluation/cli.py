@@ -12,14 +12,8 @@ from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.judging import Judging
 from evaluation.runner import EvalConfig
 from services import checks
-from services.cli import ArgumentParser, UserError, field_flags, field_values, user_input
-
-
-def eval_parser(description: str, experiment: str, checkpoint_required: bool = True) -> ArgumentParser:
-    """A parser with eval_flags."""
-    p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    eval_flags(p, experiment, checkpoint_required)
-    return p
+from services.cli import UserError, field_flags, field_values, user_input
+from services.ray_start import add_ray_address_flag
 
 
 def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:
@@ -45,7 +39,7 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
         help="YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\"")
     for name in ("num_workers", "cpus_per_worker", "batch_size", "device"):
         cfg(name)  # help, type and range from EvalConfig's rules
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS or local)")
+    add_ray_address_flag(p)
     cfg("endpoint", help="S3 endpoint override for s3:// paths")
     field_flags(p, Judging)("max_error_fraction")  # type, range and help: Judging's rule
     p.set_defaults(experiment=experiment)  # after the flag: its field default would win
@@ -93,29 +87,27 @@ def eval_config_from_args(args: argparse.Namespace, **overrides) -> EvalConfig: 
 def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") -> None:
     """Before Ray starts or anything is written: the config, a checkpoint that fits it, clips in the shards, a
     writable --out and a reachable tracking URI; a UserError (or ConfigError, CheckpointError) names the flag."""
-    import fomm
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from preprocessing.shards import require_shards
     from services import storage
 
     checks.device("--device", cfg.device, here=cfg.num_workers == 0)  # else the Ray workers' devices
     checks.existing_file("--config", cfg.config_path, "a FOMM YAML")
-    local_checkpoint = cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint)
-    if local_checkpoint:
+    local = cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint)
+    if local:
         checks.existing_file(checkpoint_flag, cfg.checkpoint, "a checkpoint file")
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)  # the cheap checks first: a mistake answers fast
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
                                                checkpoint_flag: cfg.checkpoint}, folder=True)
     checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
-    require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
-    if local_checkpoint:
-        load_model(cfg.config_path, cfg.checkpoint)  # the config loads and the checkpoint fits it
-    else:
-        fomm.load_config(cfg.config_path)
-        if cfg.checkpoint is not None:
-            storage.check_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
+    shard_set = require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
+    if not local and cfg.checkpoint is not None:
+        checks.storage_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
+    source = ModelSource.resolve(cfg.config_path, cfg.checkpoint if local else None)
+    if local:
+        source.load()  # the checkpoint fits the config
     from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)
 
     with user_input("--data"):
-        select_clips(cfg)
+        select_clips(cfg, shard_set)
 

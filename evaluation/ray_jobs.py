@@ -6,7 +6,7 @@ import contextlib
 import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluation import runner
+from evaluation.reconstruction import ModelSource
 from evaluation.report import metric_table_text, write_report
-from evaluation.scoring import Extractors, labelled, metric_keys
+from evaluation.scoring import labelled, metric_keys
+from preprocessing.shards import ShardSet
+from services import s3_retries
 from services.atomic import atomic_dir
 from services.tracking.run import Tracker
 
@@ -68,21 +71,20 @@ def frame_schema(keys: list[str]) -> pa.Schema:
 
 
 class EvaluateClips:
-    """Ray Data actor: loads the model and extractors once, then reconstructs and scores clip rows."""
+    """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then reconstructs and scores
+    clip rows."""
 
-    def __init__(self, cfg: runner.EvalConfig, selected: list[str], threads: int = 1) -> None:
+    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str],
+                 threads: int = 1) -> None:
         import torch
-
-        from evaluation.reconstruction import load_model
-        from services import storage
 
         torch.set_num_threads(max(1, threads))
         self.cfg, self.selected = cfg, set(selected)
-        if cfg.checkpoint is not None and storage.is_remote(cfg.checkpoint):
-            with storage.local_copy(cfg.checkpoint, cfg.endpoint) as local:
-                self.model = load_model(cfg.config_path, local, cfg.device)
-        else:
-            self.model = load_model(cfg.config_path, cfg.checkpoint, cfg.device)
+        if isinstance(source, list):  # [ObjectRef]: one copy in the object store, not one pickle per actor
+            import ray
+
+            source = ray.get(source[0])
+        self.model = source.load(cfg.device)
         self.extractors, _ = runner.build_extractors(cfg)
         self.schema = frame_schema(metric_keys(self.extractors))
 
@@ -103,55 +105,28 @@ def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0) ->
     check_room("--cpus-per-worker", "CPU", cpus_per_worker)
 
 
-def select_clips(cfg: runner.EvalConfig) -> list[dict]:
-    """The clips to evaluate (metadata only, shard order): the split, then the first `max_videos`."""
-    from preprocessing.shards import read_clips
-
-    clips = []
-    for clip in read_clips(cfg.data, split=cfg.split, columns=["video_id", "clip_id", "person_id", "split"],
-                           endpoint=cfg.endpoint, decode=False):
-        clips.append({"video_id": clip.video_id, "clip_id": clip.clip_id, "person_id": clip.person_id})
-        if cfg.max_videos is not None and len(clips) >= cfg.max_videos:
-            break
-    if not clips:
+def select_clips(cfg: runner.EvalConfig, shard_set: ShardSet) -> list[str]:
+    """The ids of the clips to evaluate (shard order): the split, then the first `max_videos`."""
+    clip_ids = list(shard_set.index(cfg.split, cfg.max_videos).clip_ids)
+    if not clip_ids:
         raise ValueError(f"{cfg.data}: no clips" + (f" in split {cfg.split!r}" if cfg.split else ""))
-    return clips
+    return clip_ids
 
 
-def read_clip_rows(cfg: runner.EvalConfig, clip_ids: list[str]) -> list[dict]:
-    """Full shard rows (frames included) of the given clips, read on this process."""
-    from preprocessing.shards import list_shards, read_table
-
-    wanted, rows = set(clip_ids), []
-    for shard in list_shards(cfg.data, cfg.split, cfg.endpoint):
-        table = read_table(shard, columns=READ_COLUMNS, endpoint=cfg.endpoint,
-                           filters=[("clip_id", "in", sorted(wanted))])
-        rows.extend(r for r in table.to_pylist() if r["clip_id"] in wanted)
-    order = {c: i for i, c in enumerate(clip_ids)}
-    return sorted(rows, key=lambda r: order[r["clip_id"]])
-
-
-def run_rows(cfg: runner.EvalConfig, clip_ids: list[str]) -> list[dict]:
+def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, clip_ids: list[str]) -> list[dict]:
     """Per-frame rows of all selected clips: on Ray Data actors, or in-process when num_workers == 0."""
     if cfg.num_workers == 0:
-        actor = EvaluateClips(cfg, clip_ids, threads=int(cfg.cpus_per_worker))
-        return actor(pa.Table.from_pylist(read_clip_rows(cfg, clip_ids))).to_pylist()
+        actor = EvaluateClips(cfg, source, clip_ids, threads=int(cfg.cpus_per_worker))
+        return actor(pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))).to_pylist()
     import ray
 
-    from preprocessing.shards import list_shards
-    from services import storage
-
     init_ray(None, cfg.num_workers)
-    cfg = replace(cfg, endpoint=storage.s3_endpoint(cfg.endpoint))  # workers: this endpoint
-    shards = list_shards(cfg.data, cfg.split, cfg.endpoint)
-    fs, _ = storage.resolve(shards[0], cfg.endpoint)
-    paths = [storage.resolve(s, cfg.endpoint)[1] for s in shards]
     selected = set(clip_ids)
-    ds = ray.data.read_parquet(paths, filesystem=fs, columns=READ_COLUMNS)
+    ds = shard_set.dataset(cfg.split, READ_COLUMNS, paths=shard_set.holding(clip_ids))
     # one clip per block, so that the actor pool spreads the videos (shards hold many clips per row group)
     ds = ds.filter(lambda row: row["clip_id"] in selected).repartition(len(clip_ids))
     ds = ds.map_batches(EvaluateClips, batch_size=1, batch_format="pyarrow",
-                        fn_constructor_kwargs={"cfg": cfg, "selected": clip_ids,
+                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)], "selected": clip_ids,
                                                "threads": int(cfg.cpus_per_worker)},
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_workers),
                         num_cpus=cfg.cpus_per_worker)
@@ -169,21 +144,16 @@ def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None = None, 
     return path
 
 
-def _cases(cfg: runner.EvalConfig, videos: list[dict]) -> list[dict]:
+def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, videos: list[dict]) -> list[dict]:
     """Worst and best clips by L1, reconstructed again on the driver for the report."""
-    from evaluation.reconstruction import load_model, reconstruct_video
+    from evaluation.reconstruction import reconstruct_video
     from preprocessing.shards import row_to_clip
-    from services import storage
 
-    if cfg.checkpoint is None:
-        model = load_model(cfg.config_path, None, cfg.device)
-    else:
-        with storage.local_copy(cfg.checkpoint, cfg.endpoint) as local:
-            model = load_model(cfg.config_path, local, cfg.device)
+    model = source.load(cfg.device)
     ranked = sorted((v for v in videos if np.isfinite(v["l1"])), key=lambda v: v["l1"])
     n = min(cfg.report_cases, len(ranked) // 2 or len(ranked))
     picks = [("worst", v) for v in ranked[::-1][:n]] + [("best", v) for v in ranked[:n]]
-    rows = {r["clip_id"]: r for r in read_clip_rows(cfg, [v["clip_id"] for _, v in picks])}
+    rows = {r["clip_id"]: r for r in shard_set.rows([v["clip_id"] for _, v in picks], READ_COLUMNS)}
     cases = []
     for title, video in picks:
         result = reconstruct_video(model, row_to_clip(rows[video["clip_id"]]).frames, cfg.batch_size, cfg.device)
@@ -192,29 +162,27 @@ def _cases(cfg: runner.EvalConfig, videos: list[dict]) -> list[dict]:
     return cases
 
 
-def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalResult:
-    """Run the whole evaluation and log it to one MLflow run (FAILED if anything raises)."""
+def evaluate(cfg: runner.EvalConfig) -> EvalResult:
+    """Run the whole evaluation and log it to one MLflow run (FAILED if anything raises): the shards are listed,
+    the config parsed and the checkpoint read once, here, and shared by the actors and the report."""
     from services import storage
 
-    if model_config is None:  # the whole FOMM config file, logged under "fomm."
-        import fomm
-
-        model_config = fomm.load_config(cfg.config_path).to_dict()
+    shard_set = ShardSet.open(cfg.data, cfg.endpoint)
+    source = ModelSource.resolve(cfg.config_path, cfg.checkpoint, cfg.endpoint)
     extractors, notes = runner.build_extractors(cfg)
     keys = metric_keys(extractors)
     labels = {k: labelled(k, extractors) for k in keys}
     described = extractors.describe()
-    retries = storage.retry_count()
     tags = {"fomm.kind": "evaluation", "fomm.domain": cfg.domain, **cfg.tags}
     with Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, parent_run_id=cfg.parent_run_id,
-                 tags=tags) as tracker:
-        checkpoint_id = _checkpoint_identity(cfg)
-        tracker.log_config({"eval": cfg.to_dict(), "fomm": model_config})
+                 tags=tags) as tracker, s3_retries.counting_retries() as retries:
+        checkpoint_id = source.identity()
+        tracker.log_config({"eval": cfg.to_dict(), "fomm": source.config.to_dict()})
         tracker.log_params({**described, **checkpoint_id})
         tracker.set_tags({"checkpoint.sha256": checkpoint_id["checkpoint.sha256"]})
-        clips = select_clips(cfg)
+        clips = select_clips(cfg, shard_set)
         start = time.perf_counter()
-        rows = run_rows(cfg, [c["clip_id"] for c in clips])
+        rows = run_rows(cfg, source, shard_set, clips)
         elapsed = time.perf_counter() - start
         frame_rows, errors = runner.split_rows(rows)
         frame_rows.sort(key=lambda r: (r["clip_id"], r["frame"]))
@@ -238,7 +206,7 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
             table = metric_table_text(aggregate, labels, networks)
             report: dict[str, str] = {}
             if videos and not storage.is_remote(out):
-                cases = _cases(cfg, videos)
+                cases = _cases(cfg, source, shard_set, videos)
                 meta = {"checkpoint": str(cfg.checkpoint), "sha256": checkpoint_id["checkpoint.sha256"],
                         "data": cfg.data, "split": str(cfg.split), "MLflow run": tracker.run_id, **described}
                 paths = write_report(work, aggregate, labels, cases, meta, cfg.report_frames)
@@ -251,11 +219,10 @@ def evaluate(cfg: runner.EvalConfig, model_config: dict | None = None) -> EvalRe
                 for name in ("per_frame.parquet", "per_video.parquet", "errors.parquet"):
                     tracker.log_artifact(Path(work) / name, "tables")
         tracker.set_tags({"eval.notes": " | ".join(notes)[:5000]} if notes else {})
-        retries = storage.retry_count() - retries
-        tracker.log_metrics({"s3_retries": retries})
+        tracker.log_metrics({"s3_retries": retries.count})
         return EvalResult(run_id=tracker.run_id, aggregate=aggregate, metrics=logged, labels=labels, table=table,
                           out_dir=str(out), report=report, per_video=videos, errors=errors, notes=notes,
-                          frames_per_second=fps, num_clips=len(clips), s3_retries=retries)
+                          frames_per_second=fps, num_clips=len(clips), s3_retries=retries.count)
 
 
 @contextlib.contextmanager
@@ -269,17 +236,3 @@ def output_folder(out: str) -> Iterator[str]:
         return
     with atomic_dir(out) as work:
         yield str(work)
-
-
-def _checkpoint_identity(cfg: runner.EvalConfig) -> dict[str, str]:
-    """checkpoint.path / .sha256 / .size of the evaluated checkpoint ('random-init' when none)."""
-    from services import storage
-
-    if cfg.checkpoint is None:
-        return {"checkpoint.path": "random-init", "checkpoint.sha256": "none"}
-    with storage.local_copy(cfg.checkpoint, cfg.endpoint) as local:
-        return {"checkpoint.path": str(cfg.checkpoint), "checkpoint.sha256": runner.file_sha256(local),
-                "checkpoint.bytes": str(Path(local).stat().st_size)}
-
-
-__all__ = ["EvalResult", "EvaluateClips", "Extractors", "evaluate", "init_ray", "run_rows", "select_clips"]

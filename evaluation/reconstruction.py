@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fomm.config.schema import FommConfig
 
 
 @dataclass(frozen=True)
@@ -21,25 +24,52 @@ class ReconstructionModel:
     epoch: int
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """An evaluation's model, resolved once on the driver: the parsed config and the checkpoint file's bytes
+    (read once; the check, the Ray actors and the report load from these, never from storage again)."""
+
+    config: FommConfig
+    checkpoint: str | None  # where the weights came from; None: random init (tests and smoke runs only)
+    weights: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def resolve(cls, config_path: str | Path, checkpoint: str | Path | None,
+                endpoint: str | None = None) -> ModelSource:
+        from fomm.config.schema import load_config
+        from services import storage
+
+        weights = None if checkpoint is None else storage.read_bytes(str(checkpoint), endpoint)
+        return cls(load_config(config_path), None if checkpoint is None else str(checkpoint), weights)
+
+    def identity(self) -> dict[str, str]:
+        """checkpoint.path / .sha256 / .bytes ('random-init' when none), as logged to MLflow."""
+        if self.weights is None:
+            return {"checkpoint.path": "random-init", "checkpoint.sha256": "none"}
+        return {"checkpoint.path": str(self.checkpoint), "checkpoint.sha256": hashlib.sha256(self.weights).hexdigest(),
+                "checkpoint.bytes": str(len(self.weights))}
+
+    def load(self, device: str = "cpu") -> ReconstructionModel:
+        """Generator + kp detector built from the config with the checkpoint's weights, in eval mode."""
+        from fomm.checkpoint import load_checkpoint
+        from fomm.models import build_networks
+
+        nets = build_networks(self.config.model_params, seed=0)  # a reproducible random init, the same in every worker
+        generator, kp_detector = nets.generator, nets.kp_detector
+        epoch = 0
+        if self.weights is not None:
+            epoch = load_checkpoint(self.checkpoint, generator=generator, kp_detector=kp_detector,
+                                    map_location=device, data=self.weights)
+        generator.to(device).eval()
+        kp_detector.to(device).eval()
+        shape = tuple(self.config.dataset_params.frame_shape)
+        return ReconstructionModel(generator, kp_detector, (int(shape[0]), int(shape[1])),
+                                   self.checkpoint or "random-init", epoch)
+
+
 def load_model(config_path: str | Path, checkpoint: str | Path | None, device: str = "cpu") -> ReconstructionModel:
-    """Build generator + kp detector from a FOMM YAML and load an original-format checkpoint into them.
-
-    `checkpoint=None` keeps the random initialisation (for tests and smoke runs only).
-    """
-    import fomm
-    from fomm.models import build_networks
-
-    cfg = fomm.load_config(config_path)
-    nets = build_networks(cfg.model, seed=0)  # a reproducible random init, the same in every Ray worker
-    generator, kp_detector = nets.generator, nets.kp_detector
-    epoch = 0
-    if checkpoint is not None:
-        epoch = fomm.load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location=device)
-    generator.to(device).eval()
-    kp_detector.to(device).eval()
-    shape = tuple(cfg.dataset_params.frame_shape)
-    return ReconstructionModel(generator, kp_detector, (int(shape[0]), int(shape[1])),
-                               str(checkpoint) if checkpoint is not None else "random-init", epoch)
+    """The model of a FOMM YAML with an original-format checkpoint (None: random init), in eval mode."""
+    return ModelSource.resolve(config_path, checkpoint).load(device)
 
 
 @torch.no_grad()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import traceback
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,15 +67,6 @@ def build_extractors(cfg: EvalConfig) -> tuple[Extractors, list[str]]:
     embedding, _, emb_notes = build_backend("embedding", cfg.embedding, cfg.domain, cfg.extractor_options)
     use_mkr = cfg.domain == "body" if cfg.use_mkr is None else cfg.use_mkr
     return Extractors(keypoints=keypoints, embedding=embedding, use_mkr=use_mkr), notes + emb_notes
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a local file (the checkpoint's identity in MLflow)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extractors, batch_size: int = 16,

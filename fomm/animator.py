@@ -18,7 +18,7 @@ from torch import Tensor
 
 from fomm.animation import movement_scale, normalize_kp
 from fomm.checkpoint import load_checkpoint
-from fomm.config import FommConfig, load_config
+from fomm.config.schema import FommConfig, load_config
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints, expand_kp
 from fomm.inference import fold_batch_norm as fold_norms
@@ -26,10 +26,8 @@ from fomm.keypoint_detector import KPDetector
 from fomm.models import build_networks
 from fomm.precision import autocast, autocast_dtype
 from fomm.smoothing import KeypointSmoother
-from fomm.visualization import draw_keypoints, side_by_side
 
 CROP_MODES = ("center", "pad", "none")
-LAYOUTS = ("result", "side-by-side")
 Frame = np.ndarray | Tensor
 
 
@@ -222,36 +220,6 @@ class Animator:
             yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm,
                                 prediction=out["prediction"].to(self.float_dtype))
             start += b
-
-    def frames(self, source: Frame, driving: Iterable[Frame], *, driving_initial: Frame | Keypoints | None = None,
-               layout: str = "result", draw_kp: bool = False,
-               output_size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-        """Output frames, H×W×3 uint8: the result alone, or source | driving | result side by side."""
-        if layout not in LAYOUTS:
-            raise AnimatorError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-        size = tuple(output_size) if output_size is not None else self.frame_size
-        state = self.encode_source(source)
-        source_panel = to_uint8(state.image, size)[0]
-        if draw_kp:
-            source_panel = draw_keypoints(source_panel, state.kp["value"][0].cpu().numpy())
-        for batch in self.animate(state, driving, driving_initial):
-            results = to_uint8(batch.prediction, size)
-            drivings = to_uint8(batch.driving, size) if layout == "side-by-side" else None
-            for i in range(results.shape[0]):
-                result = results[i]
-                if draw_kp:
-                    result = draw_keypoints(result, batch.kp_norm["value"][i].cpu().numpy())
-                if drivings is None:
-                    yield result
-                    continue
-                panel = drivings[i]
-                if draw_kp:
-                    panel = draw_keypoints(panel, batch.kp_driving["value"][i].cpu().numpy())
-                yield side_by_side([source_panel, panel, result])
-
-    def animate_video(self, source: Frame, driving: Iterable[Frame], **kwargs) -> np.ndarray:
-        """The whole animation in memory (for notebooks and short clips).  # T×H×W×3 uint8"""
-        return np.stack(list(self.frames(source, driving, **kwargs)))
 
 
 def _stack(batch: list[Frame], dtype: torch.dtype) -> Frame:

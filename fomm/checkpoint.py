@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,17 +16,19 @@ class CheckpointError(ValueError):
     user_error = True  # services.cli.run_cli answers it with one line (fomm imports nothing of ours)
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict safely (weights_only=True: tensors and plain containers only)."""
-    path = Path(path)
-    if not path.is_file():
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    data: bytes | None = None) -> dict[str, Any]:
+    """Read a checkpoint dict safely (weights_only=True: tensors and plain containers only); from `data`, the
+    file's bytes already read, when given (`path` then only names it in errors)."""
+    if data is None and not Path(path).is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     with open(path, "rb") as f:
         head = f.read(4)
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or a legacy pickle
         raise CheckpointError(f"{path}: not a checkpoint (expected a PyTorch .pth/.pth.tar file saved by torch.save)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(Path(path) if data is None else io.BytesIO(data), map_location=map_location,
+                           weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
@@ -65,9 +65,10 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
 def load_checkpoint(path: str | Path, generator: nn.Module | None = None, kp_detector: nn.Module | None = None,
                     discriminator: nn.Module | None = None, optimizer_generator=None,
                     optimizer_kp_detector=None, optimizer_discriminator=None,
-                    map_location: str | torch.device = "cpu") -> int:
-    """Load whatever modules/optimizers are given from an original-format checkpoint; returns its epoch."""
-    state = read_checkpoint(path, map_location)
+                    map_location: str | torch.device = "cpu", data: bytes | None = None) -> int:
+    """Load whatever modules/optimizers are given from an original-format checkpoint (`data`: its bytes, already
+    read); returns its epoch."""
+    state = read_checkpoint(path, map_location, data)
     modules = {"generator": generator, "kp_detector": kp_detector, "discriminator": discriminator}
     for name, module in modules.items():
         if module is None:
@@ -83,12 +84,11 @@ def load_checkpoint(path: str | Path, generator: nn.Module | None = None, kp_det
     return int(state.get("epoch", 0))
 
 
-def save_checkpoint(path: str | Path, generator: nn.Module | None = None, kp_detector: nn.Module | None = None,
-                    discriminator: nn.Module | None = None, optimizer_generator=None,
-                    optimizer_kp_detector=None, optimizer_discriminator=None, epoch: int = 0,
-                    extra: dict[str, Any] | None = None) -> Path:
-    """Write the original format atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
+def checkpoint_bytes(generator: nn.Module | None = None, kp_detector: nn.Module | None = None,
+                     discriminator: nn.Module | None = None, optimizer_generator=None,
+                     optimizer_kp_detector=None, optimizer_discriminator=None, epoch: int = 0,
+                     extra: dict[str, Any] | None = None) -> bytes:
+    """The original format's file contents (the caller writes them, whole: services.atomic / services.storage)."""
     state: dict[str, Any] = {}
     for name, obj in (("generator", generator), ("kp_detector", kp_detector), ("discriminator", discriminator),
                       ("optimizer_generator", optimizer_generator),
@@ -96,26 +96,9 @@ def save_checkpoint(path: str | Path, generator: nn.Module | None = None, kp_det
                       ("optimizer_discriminator", optimizer_discriminator)):
         if obj is not None:
             state[name] = _unwrap(obj).state_dict() if isinstance(obj, nn.Module) else obj.state_dict()
-    state["epoch"] = epoch
-    if extra:
-        state.update(extra)
-    return write_state(path, state)
-
-
-def write_state(path: str | Path, state: dict[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            buffer = io.BytesIO()
-            torch.save(state, buffer)
-            f.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    torch.save({**state, "epoch": epoch, **(extra or {})}, buffer)
+    return buffer.getvalue()
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, level_features
-from fomm.config import ModelConfig
+from fomm.config.schema import ModelConfig
 from fomm.dense_motion import DenseMotionNetwork, MotionSource
 from fomm.geometry import Keypoints
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.blocks import Hourglass
-from fomm.config import ModelConfig
+from fomm.config.schema import ModelConfig
 from fomm.geometry import Keypoints, heatmap_to_keypoints
 from fomm.pyramid import AntiAliasInterpolation2d
 

@@ -54,7 +54,7 @@ def keypoint_separation_loss(kp: Tensor, sigma: float) -> Tensor:
     keypoints coincide, → 0 once they are further apart than a few σ.  # kp: B×K×2
 
     Not in the paper: the separation prior of unsupervised landmark work (Zhang et al., CVPR 2018). Without it,
-    all keypoints of the demo config collapse onto the torso within ~1000 steps (README, "Does it learn?").
+    all keypoints of the demo config collapse onto the torso within ~1000 steps (docs/learning.md).
     """
     k = kp.shape[1]
     if k < 2:

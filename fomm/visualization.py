@@ -1,8 +1,6 @@
-"""Numpy-only views of what the model sees: keypoints drawn on frames and side-by-side panels; the one HSV → RGB."""
+"""Numpy-only views of what the model sees: keypoints drawn on frames; the one HSV → RGB."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,11 +40,3 @@ def draw_keypoints(image: np.ndarray, kp: np.ndarray, radius: float | None = Non
             continue
         out[(cols - x) ** 2 + (rows - y) ** 2 <= radius**2] = color
     return out
-
-
-def side_by_side(panels: Sequence[np.ndarray]) -> np.ndarray:
-    """Panels of equal height (H×Wi×3 uint8) joined left to right.  # H×ΣWi×3"""
-    heights = {p.shape[0] for p in panels}
-    if len(heights) != 1:
-        raise ValueError(f"panels must share one height, got {sorted(heights)}")
-    return np.concatenate([np.asarray(p, dtype=np.uint8) for p in panels], axis=1)

@@ -7,6 +7,7 @@ evaluate → animate, with a local Ray instance and a local MLflow store. Re-run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -49,13 +50,18 @@ def check(a: argparse.Namespace) -> None:
     TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
 
 
-def stage(out: Path, name: str, run) -> dict:  # noqa: ANN001 - a zero-argument callable returning a dict
-    """Run a stage once: its result is kept in <out>/stages/<name>.json and reused on the next run."""
+def stage(out: Path, name: str, run, ray: bool = True) -> dict:  # noqa: ANN001 - a zero-argument callable → dict
+    """Run a stage once: its result is kept in <out>/stages/<name>.json and reused on the next run. Ray starts
+    with the first stage that runs on it (a re-run that skips every stage starts none)."""
     record = out / "stages" / f"{name}.json"
     if record.is_file():
         print(f"[{name}] done earlier, skipped ({record})")
         return json.loads(record.read_text())
     print(f"[{name}] running …", flush=True)
+    if ray:  # a laptop: room for the 2 train workers and Ray Data's decoding tasks
+        from training.trainer import ensure_training_ray
+
+        ensure_training_ray(TrainJob(config="-", data="-", storage=str(out), workers=2))
     start = time.perf_counter()
     result = {**run(), "seconds": round(time.perf_counter() - start, 1)}
     with atomic_open(record, "w") as f:
@@ -71,7 +77,7 @@ def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     from preprocessing.config import PreprocessConfig
     from preprocessing.ray_jobs import run_preprocess
     from services.tracking.queries import metric_history
-    from training.trainer import ensure_ray, fit
+    from training.trainer import fit
     from tuning.spaces import SearchSpace
     from tuning.sweep import SweepJob, run_sweep
 
@@ -79,7 +85,6 @@ def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     out.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{out / 'mlflow.db'}"
     shards = str(out / "shards")
-    ensure_ray(TrainJob(config=a.config, data=shards, storage=str(out), workers=2))
 
     pre = stage(out, "preprocess", lambda: run_preprocess(PreprocessConfig(
         input=f"synthetic:{a.videos}", output=shards, kind="none", size=64, synthetic_videos=a.videos,
@@ -90,14 +95,14 @@ def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     train = stage(out, "train", lambda: vars(fit(base)))
     space = SearchSpace.from_yaml(ROOT / "configs" / "sweeps" / "loss-weights.yaml")
     tune = {"best_config": None} if a.tune_trials == 0 else stage(out, "tune", lambda: vars(run_sweep(SweepJob(
-        base=base.replace(name="demo-sweep", workers=1, max_steps=a.tune_steps, max_minutes=None, num_val_clips=2,
-                          log_images_every=0, resume=False),
+        base=dataclasses.replace(base, name="demo-sweep", workers=1, max_steps=a.tune_steps, max_minutes=None,
+                                 num_val_clips=2, log_images_every=0, resume=False),
         space=space, num_samples=a.tune_trials, out=str(out / "best.yaml")))))
     ev = stage(out, "evaluate", lambda: {k: v for k, v in vars(evaluate(EvalConfig(
         config_path=a.config, checkpoint=train["checkpoint"], data=shards, out_dir=str(out / "eval"),
         domain="synthetic", max_videos=4, num_workers=2, tracking_uri=uri, experiment="fomm-demo",
         run_name="demo-eval"))).items() if k in ("run_id", "aggregate", "table", "report", "out_dir")})
-    animation = stage(out, "animate", lambda: animate(a.config, train["checkpoint"], out))
+    animation = stage(out, "animate", lambda: animate(a.config, train["checkpoint"], out), ray=False)
     curves = {k: metric_history(uri, train["mlflow_run_id"], k) for k in ("total", "perceptual", "val_l1")}
     plot = plot_curves(curves, out / "training_curves.png", "demo training run")
 

@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from preprocessing.config import PreprocessConfig  # noqa: E402
 from services import checks, cli  # noqa: E402
+from services.ray_start import add_ray_address_flag  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         cfg(name)
     cfg("retry_errors", action="store_true")
     p.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
-    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)")
+    add_ray_address_flag(p)
 
 
 def build(args: argparse.Namespace) -> PreprocessConfig:
@@ -54,7 +55,7 @@ def check(cfg: PreprocessConfig) -> None:
         if not count.isdigit() or int(count) < 1:
             raise cli.UserError(f"--input {cfg.input}: expected synthetic or synthetic:N with N ≥ 1")
         return
-    storage.check_reachable("--input", cfg.input, cfg.endpoint)
+    checks.storage_reachable("--input", cfg.input, cfg.endpoint)
     if not storage.is_remote(cfg.input) and not any(c in cfg.input for c in "*?[") and not Path(cfg.input).exists():
         raise cli.UserError(f"--input {cfg.input}: no such folder or file (expected a folder, glob or metadata CSV "
                             "of videos)")
@@ -73,7 +74,7 @@ def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
     else:
         from preprocessing.ray_jobs import run_preprocess
 
-        result = run_preprocess(cfg, address=args.address)
+        result = run_preprocess(cfg, address=args.ray_address)
     return Summary({"shards": f"{result['shards']} ({result['num_shards']} files, {result['num_clips']} clips, "
                               f"{result['num_frames']} frames)",
                     "manifest": result["manifest"], "errors": f"{result['errors']} ({result['num_errors']} failed "

@@ -14,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fomm.config import parse_assignments  # noqa: E402
+from fomm.config.overrides import parse_assignments  # noqa: E402
 from services.cli import field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
@@ -23,7 +23,7 @@ from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 def add_flags(p: argparse.ArgumentParser) -> None:
     add_train_flags(p)
     job = field_flags(p, TrainJob)  # help, types and ranges: TrainJob's rules
-    for name in ("cpus_per_worker", "max_minutes", "lr_schedule", "keep_checkpoints", "max_failures", "val_split",
+    for name in ("cpus_per_worker", "placement", "max_minutes", "lr_schedule", "keep_checkpoints", "max_failures", "val_split",
                  "log_images_every"):
         job(name)
     job("resume", action="store_true")

@@ -84,6 +84,3 @@ class PreprocessConfig:
         if unknown:
             raise ValueError(f"PreprocessConfig: unknown key(s) {sorted(unknown)}")
         return cls(**d)
-
-    def replace(self, **changes) -> PreprocessConfig:
-        return dataclasses.replace(self, **changes)

@@ -90,9 +90,3 @@ def resize_keep_aspect(image: np.ndarray, size: int | tuple[int, int], pad_value
     top, left = (th - nh) // 2, (tw - nw) // 2
     out[top:top + nh, left:left + nw] = resized
     return out
-
-
-def contains(outer: Sequence[float], inner: Sequence[float], tol: float = 0.0) -> bool:
-    """Whether `inner` lies inside `outer` (with `tol` pixels of slack)."""
-    return (inner[0] >= outer[0] - tol and inner[1] >= outer[1] - tol
-            and inner[2] <= outer[2] + tol and inner[3] <= outer[3] + tol)

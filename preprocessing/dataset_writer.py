@@ -27,7 +27,7 @@ from preprocessing.config import PreprocessConfig
 from preprocessing.process import StageError, process_video
 from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
 from preprocessing.sources import VideoTask
-from services import storage
+from services import s3_retries, storage
 from services.video_read import VideoError
 
 PART_META_KEY = b"fomm_part"
@@ -269,12 +269,13 @@ def run_local(cfg: PreprocessConfig, tasks: list[VideoTask] | None = None) -> di
     from preprocessing.process import detector_for
     from preprocessing.sources import collect_tasks
 
-    retries = storage.retry_count()
-    layout = Layout(cfg.output, cfg.endpoint)
-    tasks = collect_tasks(cfg) if tasks is None else tasks
-    done = finished_videos(layout, include_errors=not cfg.retry_errors)
-    todo = [t for t in tasks if t.video_id not in done]
-    detector = detector_for(cfg) if any(not t.segments for t in todo) else None
-    for task in todo:
-        run_video(task, cfg, layout, detector)
-    return {**summarize(layout, finalize(layout, cfg)), "s3_retries": storage.retry_count() - retries}
+    with s3_retries.counting_retries() as retries:
+        layout = Layout(cfg.output, cfg.endpoint)
+        tasks = collect_tasks(cfg) if tasks is None else tasks
+        done = finished_videos(layout, include_errors=not cfg.retry_errors)
+        todo = [t for t in tasks if t.video_id not in done]
+        detector = detector_for(cfg) if any(not t.segments for t in todo) else None
+        for task in todo:
+            run_video(task, cfg, layout, detector)
+        summary = summarize(layout, finalize(layout, cfg))
+    return {**summary, "s3_retries": retries.count}

@@ -1,6 +1,6 @@
 """Training samples: source/driving frame pairs, epochs with num_repeats and id sampling, paired augmentation.
 
-Numpy only. As in the original FOMM training: two frames of one video drawn uniformly with replacement and
+Numpy and OpenCV. As in the original FOMM training: two frames of one video drawn uniformly with replacement and
 sorted in time (the earlier is the source); an epoch visits every video `num_repeats` times, or with
 `id_sampling` every person id, each visit taking one of that person's videos at random; augmentation
 (horizontal flip, time flip, colour jitter) is drawn once and applied identically to both frames.
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
-from fomm.config import AugmentationParams
-from fomm.visualization import hsv_to_rgb
+from fomm.config.schema import AugmentationParams
 
 
 def sample_pair(num_frames: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -25,37 +25,34 @@ def sample_pair(num_frames: int, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
-    return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114  # ITU-R 601, as torchvision
+    """Grey levels of an H×W×3 float32 image: 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as torchvision).  # H×W"""
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
 def _shift_hue(img: np.ndarray, shift: float) -> np.ndarray:
-    """Rotate the hue of an H×W×3 float image in [0, 1] by `shift` turns (RGB → HSV → RGB)."""
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    v = img.max(-1)
-    c = v - img.min(-1)
-    s = np.where(v > 0, c / np.maximum(v, 1e-12), 0.0)
-    safe = np.maximum(c, 1e-12)
-    h = np.where(v == r, ((g - b) / safe) % 6.0, np.where(v == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
-    h = np.where(c > 0, h / 6.0, 0.0)
-    return hsv_to_rgb((h + shift) % 1.0, s, v)
+    """Rotate the hue of an H×W×3 float32 image in [0, 1] by `shift` turns (RGB → HSV → RGB)."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # hue in degrees
+    hsv[..., 0] = (hsv[..., 0] + 360.0 * shift) % 360.0
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def jitter_colour(img: np.ndarray, factors: dict[str, float], order: Sequence[str]) -> np.ndarray:
-    """Apply brightness/contrast/saturation (multiplicative factors) and hue (a shift in turns) in `order`."""
-    out = img
+    """Apply brightness/contrast/saturation (multiplicative factors) and hue (a shift in turns) in `order` to an
+    H×W×3 float image in [0, 1]; computed in float32 (OpenCV's colour conversions), returned in the input's dtype."""
+    out = np.array(img, dtype=np.float32)  # a copy: brightness and the clip work in place
     for name in order:
-        f = factors[name]
+        f = np.float32(factors[name])
         if name == "brightness":
-            out = out * f
-        elif name == "contrast":
-            out = (out - _gray(out).mean()) * f + _gray(out).mean()
-        elif name == "saturation":
-            gray = _gray(out)[..., None]
-            out = (out - gray) * f + gray
+            out *= f
+        elif name == "contrast":  # towards the mean grey level: f·x + (1 − f)·mean
+            out = cv2.addWeighted(out, float(f), out, 0.0, float((1 - f) * np.mean(_gray(out))))
+        elif name == "saturation":  # towards each pixel's grey level
+            grey = cv2.cvtColor(_gray(out), cv2.COLOR_GRAY2RGB)
+            out = cv2.addWeighted(out, float(f), grey, float(1 - f), 0.0)
         elif name == "hue":
-            out = _shift_hue(np.clip(out, 0.0, 1.0), f)
-        out = np.clip(out, 0.0, 1.0)
-    return out
+            out = _shift_hue(out, float(f))
+        np.clip(out, 0.0, 1.0, out=out)
+    return out.astype(img.dtype, copy=False)
 
 
 def augment_pair(source: np.ndarray, driving: np.ndarray, rng: np.random.Generator,
@@ -76,7 +73,7 @@ def augment_pair(source: np.ndarray, driving: np.ndarray, rng: np.random.Generat
     out = []
     for f in frames:
         is_int = np.issubdtype(f.dtype, np.integer)
-        x = f.astype(np.float64) / 255.0 if is_int else f.astype(np.float64)
+        x = f.astype(np.float32) * np.float32(1 / 255) if is_int else f
         y = jitter_colour(x, factors, order)
         out.append((y * 255.0 + 0.5).astype(np.uint8) if is_int else y.astype(f.dtype))
     return out[0], out[1]

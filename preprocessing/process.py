@@ -11,9 +11,9 @@ import numpy as np
 from preprocessing import cropping, shards
 from preprocessing.config import PreprocessConfig
 from preprocessing.detection import Detector, make_detector
+from preprocessing.iou_tracks import CutDetector, IoUTracker, Track
 from preprocessing.shards import ClipRecord
 from preprocessing.sources import Segment, VideoTask
-from preprocessing.tracking import CutDetector, IoUTracker, Track
 from services.video_read import VideoError, VideoInfo, iter_frames_timed, probe_video
 
 

@@ -11,7 +11,7 @@ import ray
 from preprocessing import dataset_writer as dw
 from preprocessing.config import PreprocessConfig
 from preprocessing.sources import VideoTask, collect_tasks
-from services import storage
+from services import s3_retries, storage
 from services.ray_start import check_room, ensure_ray
 
 
@@ -35,9 +35,9 @@ class ProcessVideos:
                 from preprocessing.process import detector_for
 
                 self.detector = detector_for(self.cfg)
-            retries = storage.retry_count()
-            r = dw.run_video(task, self.cfg, self.layout, self.detector)
-            r["s3_retries"] = storage.retry_count() - retries
+            with s3_retries.counting_retries() as retries:
+                r = dw.run_video(task, self.cfg, self.layout, self.detector)
+            r["s3_retries"] = retries.count
             for k in out:
                 out[k].append(r.get(k, ""))
         return out
@@ -45,15 +45,15 @@ class ProcessVideos:
 
 def assemble_shard_row(row: dict, cfg: dict) -> dict:
     """Ray Data map: one shard plan → one shard file (with the S3 retries it took)."""
-    retries = storage.retry_count()
     config = PreprocessConfig.from_dict(cfg)
     layout = dw.Layout(config.output, config.endpoint)
     plan = dw.ShardPlan(file=str(row["file"]), split=str(row["split"]), parts=[str(p) for p in row["parts"]],
                         videos=[str(v) for v in row["videos"]], rows=int(row["rows"]), bytes=int(row["bytes"]))
-    info = dw.assemble_shard(layout, plan)
+    with s3_retries.counting_retries() as retries:
+        info = dw.assemble_shard(layout, plan)
     return {"file": info["file"], "split": info["split"], "rows": info["rows"], "bytes": info["bytes"],
             "sha256": info["sha256"], "frames": info["frames"], "videos": info["videos"],
-            "s3_retries": storage.retry_count() - retries}
+            "s3_retries": retries.count}
 
 
 def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
@@ -61,40 +61,40 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
 
     Returns where the shards, manifest and error table are, with counts (see dataset_writer.summarize).
     """
-    retries = storage.retry_count()  # this driver's; the workers report theirs in their rows
-    worker_retries = 0
-    layout = dw.Layout(cfg.output, cfg.endpoint)
-    tasks = collect_tasks(cfg)
-    done = dw.finished_videos(layout, include_errors=not cfg.retry_errors)
-    missing = [t for t in tasks if t.video_id not in done and t.missing]
-    todo = [t for t in tasks if t.video_id not in done and not t.missing]
-    cfg_dict = {**cfg.to_dict(), "endpoint": storage.s3_endpoint(cfg.endpoint)}  # workers: this endpoint
-    if todo or dw.plan_shards(layout, cfg.shard_bytes, None)[0]:
-        ensure_ray(address, cfg.workers)
-    if todo:  # before anything is written: a fixed pool the cluster cannot hold would wait forever
-        workers = min(cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(todo))
-        check_room("--workers", "CPU", 1, workers)
-    for task in missing:  # nothing to decode: record it here
-        dw.run_video(task, cfg, layout)
-    if todo:
-        ds = ray.data.from_items([t.to_row() for t in todo], override_num_blocks=min(len(todo), 64 * workers))
-        ds = ds.map_batches(ProcessVideos, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-                            fn_constructor_kwargs={"cfg": cfg_dict})
-        worker_retries += int(ds.materialize().sum("s3_retries") or 0)
+    with s3_retries.counting_retries() as retries:  # this driver's; the workers report theirs in their rows
+        worker_retries = 0
+        layout = dw.Layout(cfg.output, cfg.endpoint)
+        tasks = collect_tasks(cfg)
+        done = dw.finished_videos(layout, include_errors=not cfg.retry_errors)
+        missing = [t for t in tasks if t.video_id not in done and t.missing]
+        todo = [t for t in tasks if t.video_id not in done and not t.missing]
+        cfg_dict = {**cfg.to_dict(), "endpoint": storage.s3_endpoint(cfg.endpoint)}  # workers: this endpoint
+        if todo or dw.plan_shards(layout, cfg.shard_bytes, None)[0]:
+            ensure_ray(address, cfg.workers)
+        if todo:  # before anything is written: a fixed pool the cluster cannot hold would wait forever
+            workers = min(cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(todo))
+            check_room("--workers", "CPU", 1, workers)
+        for task in missing:  # nothing to decode: record it here
+            dw.run_video(task, cfg, layout)
+        if todo:
+            ds = ray.data.from_items([t.to_row() for t in todo], override_num_blocks=min(len(todo), 64 * workers))
+            ds = ds.map_batches(ProcessVideos, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+                                fn_constructor_kwargs={"cfg": cfg_dict})
+            worker_retries += int(ds.materialize().sum("s3_retries") or 0)
 
-    def assemble(plans: list[dw.ShardPlan]) -> list[dict]:
-        nonlocal worker_retries
-        if not plans:
-            return []
-        rows = [{"file": p.file, "split": p.split, "parts": p.parts, "videos": p.videos, "rows": p.rows,
-                 "bytes": p.bytes} for p in plans]
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map(assemble_shard_row, num_cpus=1, fn_kwargs={"cfg": cfg_dict})
-        done = ds.take_all()
-        worker_retries += sum(int(r["s3_retries"]) for r in done)
-        return [{"file": str(r["file"]), "split": str(r["split"]), "rows": int(r["rows"]), "bytes": int(r["bytes"]),
-                 "sha256": str(r["sha256"]), "frames": int(r["frames"]), "videos": [str(v) for v in r["videos"]]}
-                for r in done]
+        def assemble(plans: list[dw.ShardPlan]) -> list[dict]:
+            nonlocal worker_retries
+            if not plans:
+                return []
+            rows = [{"file": p.file, "split": p.split, "parts": p.parts, "videos": p.videos, "rows": p.rows,
+                     "bytes": p.bytes} for p in plans]
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+            ds = ds.map(assemble_shard_row, num_cpus=1, fn_kwargs={"cfg": cfg_dict})
+            done = ds.take_all()
+            worker_retries += sum(int(r["s3_retries"]) for r in done)
+            return [{"file": str(r["file"]), "split": str(r["split"]), "rows": int(r["rows"]), "bytes": int(r["bytes"]),
+                     "sha256": str(r["sha256"]), "frames": int(r["frames"]), "videos": [str(v) for v in r["videos"]]}
+                    for r in done]
 
-    manifest = dw.finalize(layout, cfg, assemble=assemble)
-    return {**dw.summarize(layout, manifest), "s3_retries": storage.retry_count() - retries + worker_retries}
+        manifest = dw.finalize(layout, cfg, assemble=assemble)
+    return {**dw.summarize(layout, manifest), "s3_retries": retries.count + worker_retries}

@@ -61,7 +61,7 @@ def writable_storage(flag: str, path: str, endpoint: str | None = None) -> None:
     from services import storage
 
     if storage.is_remote(path):
-        storage.check_reachable(flag, path, endpoint)
+        storage_reachable(flag, path, endpoint)
     else:
         writable_dir(flag, path)
 
@@ -119,6 +119,20 @@ def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
         if isinstance(reason, TimeoutError):
             return
         raise UserError(f"{flag} {uri}: the tracking server did not answer ({reason})") from None
+def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
+    """Before a job starts: an s3:// path's endpoint accepts connections and credentials for it exist (a
+    UserError naming the flag if not)."""
+    from services.storage import StorageError, is_remote, s3_endpoint
+
+    if not is_remote(path):
+        return
+    if url := s3_endpoint(endpoint):
+        reachable(f"{flag} {path}: S3 endpoint", url)
+    import botocore.session
+
+    if botocore.session.get_session().get_credentials() is None:
+        raise StorageError(f"{flag} {path}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                           "or AWS_PROFILE)")
 
 
 def tracking_uri(flag: str, uri: str | None) -> None:

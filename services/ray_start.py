@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -11,6 +12,17 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 def in_ray_job() -> bool:
     """True inside `ray job submit` (the job's runtime environment is already set)."""
     return bool(os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+
+
+def add_ray_address_flag(parser: argparse.ArgumentParser) -> None:
+    """`--ray-address`: the one flag naming the Ray cluster, on every stage that uses Ray (dest `ray_address`)."""
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray)")
+
+
+def cluster_address(address: str | None = None) -> str | None:
+    """The Ray cluster to join: `address` (--ray-address), else $RAY_ADDRESS; None means a local Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dict[str, str] | None = None,
@@ -29,7 +41,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dic
         return
     path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
     runtime_env = None if in_ray_job() else {"env_vars": {"PYTHONPATH": path, **(env or {})}}
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = cluster_address(address)
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
     else:

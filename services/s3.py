@@ -10,17 +10,17 @@ import os
 
 import s3fs
 
-from services import storage
+from services.s3_retries import note_retry
 
 
 def _count_retry(attempts: int, **_: object) -> None:
     """botocore 'needs-retry' handler: called after every attempt; an attempt after the first was a retry."""
     if attempts > 1:
-        storage.note_retry()
+        note_retry()
 
 
 class CountingS3FileSystem(s3fs.S3FileSystem):
-    """s3fs whose client counts botocore's retries (`storage.retry_count`), in whichever process it is unpickled."""
+    """s3fs whose client counts botocore's retries (`services.s3_retries.counting_retries`), in whichever process it is unpickled."""
 
     async def set_session(self, refresh: bool = False, kwargs: dict | None = None):  # noqa: ANN201 - a client
         client = await super().set_session(refresh=refresh, kwargs=kwargs or {})

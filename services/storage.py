@@ -10,7 +10,6 @@ import contextlib
 import functools
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,9 +24,6 @@ ENDPOINT_ENV = ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 # retried with exponential backoff and jitter by botocore's own "standard" retry mode
 S3_MAX_ATTEMPTS_ENV = "FOMM_S3_MAX_ATTEMPTS"
 S3_MAX_ATTEMPTS = 10
-
-_retries = 0
-_retries_lock = threading.Lock()
 
 
 class StorageError(UserError, OSError):
@@ -53,17 +49,6 @@ def s3_max_attempts() -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{S3_MAX_ATTEMPTS_ENV}={value!r}: expected a whole number of attempts ≥ 1")
     return int(value)
-
-
-def retry_count() -> int:
-    """S3 request attempts this process retried so far (botocore's retries, counted by services.s3)."""
-    return _retries
-
-
-def note_retry() -> None:
-    global _retries
-    with _retries_lock:
-        _retries += 1
 
 
 @functools.lru_cache(maxsize=16)
@@ -99,6 +84,9 @@ class Location:
 
     url: str
     endpoint: str | None = None
+
+    def __post_init__(self) -> None:  # the endpoint this process resolved travels with the URL
+        object.__setattr__(self, "endpoint", s3_endpoint(self.endpoint) if is_remote(self.url) else self.endpoint)
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -195,19 +183,3 @@ def local_copy(path: str, endpoint: str | None = None) -> Iterator[str]:
         except OSError as e:
             raise StorageError(f"{path}: cannot download ({e})") from e
         yield local
-
-
-def check_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
-    """Before a job starts: an s3:// path's endpoint accepts connections and credentials for it exist (a
-    UserError naming the flag if not)."""
-    from services.checks import reachable
-
-    if not is_remote(path):
-        return
-    if url := s3_endpoint(endpoint):
-        reachable(f"{flag} {path}: S3 endpoint", url)
-    import botocore.session
-
-    if botocore.session.get_session().get_credentials() is None:
-        raise StorageError(f"{flag} {path}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                           "or AWS_PROFILE)")

@@ -99,6 +99,9 @@ def corrupt_video(tmp_path, shared_data) -> Path:
     return path
 
 
+WORKER_NODES = ("node_a", "node_b")  # the session cluster's worker nodes, by custom resource
+
+
 def wait_job_agent(dashboard: str, env: dict, timeout: float = 240.0) -> None:
     """Submit a trivial job until the head's job agent accepts it ("No available agent" right after start)."""
     deadline = time.time() + timeout
@@ -115,47 +118,39 @@ def wait_job_agent(dashboard: str, env: dict, timeout: float = 240.0) -> None:
 
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory) -> Iterator[dict]:
-    """A real `ray start --head --block` on 127.0.0.1 with the job server, in its own process group.
+    """A real Ray cluster on 127.0.0.1: a head (job server, no CPUs) and worker nodes `node_a` and `node_b` of
+    2 CPUs each (a custom resource of their name), each a `ray start --block` in its own process group.
 
-    Teardown signals that group only: `ray stop` would also kill every other Ray instance on the machine.
+    Every Ray test thus runs across nodes; `cluster` (tests.ray_cluster.RayCluster) kills and restarts a node.
+    Teardown signals those groups only: `ray stop` would also kill every other Ray instance on the machine.
     """
-    port, dash = free_port(), free_port()
-    temp_dir = Path("/tmp") / f"ray_t{port}"
+    from tests.ray_cluster import RayCluster
+
     # workers read S3 credentials from their own environment, as on a cluster (moto's fixed test keys)
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            **os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
-    cmd = [
-        str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-        "--num-cpus=4", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-        f"--dashboard-agent-listen-port={free_port()}",  # not Ray's fixed 52365: parallel sessions each get one
-        f"--dashboard-port={dash}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-    ]
-    log = tmp_path_factory.mktemp("ray_head") / "ray_start.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    info = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "temp_dir": temp_dir}
+    cluster = RayCluster(tmp_path_factory.mktemp("ray_cluster"), env)
+    info = {"address": cluster.address, "dashboard": cluster.dashboard, "temp_dir": cluster.temp_dir,
+            "cluster": cluster}
     try:
+        cluster.start_head()
         try:
-            wait_http(info["dashboard"] + "/api/version", timeout=180)
+            wait_http(cluster.dashboard + "/api/version", timeout=180)
         except RuntimeError:
-            raise RuntimeError(f"ray head did not start; its log:\n{log.read_text()[-3000:]}") from None
-        wait_job_agent(info["dashboard"], env)
+            head_log = (cluster.log_dir / "head.log").read_text()[-3000:]
+            raise RuntimeError(f"ray head did not start; its log:\n{head_log}") from None
+        for name in WORKER_NODES:  # they start while the head's job agent comes up
+            cluster.start_worker(name)
+        wait_job_agent(cluster.dashboard, env)
+        cluster.wait_workers()
         yield info
     finally:
-        # a throw-away test cluster: a short grace for `ray start` to stop its children, then SIGKILL
-        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-        # workers re-parented away from the group still carry the session dir on their command line
-        subprocess.run(["pkill", "-9", "-f", str(temp_dir)], capture_output=True)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        cluster.stop()
+        # workers re-parented away from the groups still carry the session dir on their command line
+        subprocess.run(["pkill", "-9", "-f", str(cluster.temp_dir)], capture_output=True)
+        for folder in [cluster.temp_dir, *(f"{cluster.temp_dir}_{name}" for name in cluster.workers)]:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -244,6 +239,29 @@ def sqlite_uri(tmp_path_factory, mlflow_template_db) -> str:
     """A local SQLite MLflow store shared by the session; tests keep apart by their own experiment names or by
     reading their own runs by id."""
     return f"sqlite:///{copy_store(mlflow_template_db, tmp_path_factory.mktemp('mlruns'))}"
+
+
+def damaged_shards(root: str, endpoint: str | None = None) -> list[str]:
+    """Shards whose row count or SHA-256 differs from the dataset's manifest (empty when all are intact)."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from preprocessing.shards import read_manifest
+    from services import storage
+
+    bad = []
+    for s in read_manifest(root, endpoint)["shards"]:
+        path = storage.join(root, s["file"])
+        try:
+            data = storage.read_bytes(path, endpoint)
+        except storage.StorageError:
+            bad.append(path)
+            continue
+        if hashlib.sha256(data).hexdigest() != s["sha256"] or pq.read_metadata(pa.py_buffer(data)).num_rows != s["rows"]:
+            bad.append(path)
+    return bad
 
 
 def run_artifacts(tracking_uri: str, run_id: str, dst: Path) -> list[str]:

@@ -59,12 +59,14 @@ def _pipeline(repo_root: Path, name: str) -> Callable[[list[str]], int]:
 def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
     """Valid inputs of every entry point, and the stubs that stand for the work after the checks."""
     from animate.cli import main as fomm
-    from fomm import Animator, save_checkpoint
+    from fomm.animator import Animator
+    from fomm.checkpoint import checkpoint_bytes
     from preprocessing.synthetic import write_synthetic_shards
 
     root = tmp_path_factory.mktemp("fuzz")
     tiny = Animator.from_config(tiny_config_path, random_init=True)
-    ckpt = save_checkpoint(root / "tiny.pth.tar", generator=tiny.generator, kp_detector=tiny.kp_detector)
+    ckpt = root / "tiny.pth.tar"
+    ckpt.write_bytes(checkpoint_bytes(generator=tiny.generator, kp_detector=tiny.kp_detector))
     shards = write_synthetic_shards(root / "shards", num_videos=4, size=64, num_frames=12, test_every=2)
     (root / "videos").mkdir()
     shutil.copy(shared_data / "face_talk_a.mp4", root / "videos" / "talk.mp4")
@@ -89,7 +91,7 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
         "benchmark": (_pipeline(repo_root, "benchmark"), "benchmark", 2,
                       [*model, "--checkpoints", w["ckpt"], "--data", w["shards"], "--out", w["out"],
                        "--tracking-uri", w["uri"], "--workers", "0", "--split", "all"]),
-        "animate batch": (_pipeline(repo_root, "animate"), "animate", 2,
+        "animate batch": (_pipeline(repo_root, "animate_batch"), "animate_batch", 2,
                           ["--pairs", str(root / "pairs.csv"), *model, "--random-init"]),
         "demo": (_pipeline(repo_root, "demo"), "demo", 2, ["--out", w["out"], *model]),
         "fomm animate": (fomm, "fomm animate", 2,
@@ -106,7 +108,7 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
     import tuning.sweep
     from animate import batch, commands
 
-    stubs = [(preprocessing.dataset_writer, "run_local"), (training.trainer, "fit"), (training.trainer, "ensure_ray"),
+    stubs = [(preprocessing.dataset_writer, "run_local"), (training.trainer, "fit"), (training.trainer, "ensure_training_ray"),
              (tuning.sweep, "run_sweep"), (evaluation.ray_jobs, "init_ray"), (batch, "ensure_ray"),
              (commands, "animate_file"), (commands, "export_onnx"), (services.tracking.queries, "search_runs")]
     with contextlib.ExitStack() as stack:

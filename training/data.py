@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -25,13 +24,12 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from fomm.config import AugmentationParams, FommConfig
+from fomm.config.schema import AugmentationParams, FommConfig
 from preprocessing import shards
 from preprocessing.pairs import augment_pair, sample_pair
+from preprocessing.shards import META_COLUMNS, ClipIndex, ShardSet
 from services.cli import UserError
-from services.storage import s3_endpoint
 
-META_COLUMNS = ["clip_id", "video_id", "person_id", "split", "num_frames"]
 READ_COLUMNS = [*META_COLUMNS, "frames"]
 
 
@@ -39,38 +37,11 @@ class DataError(UserError, ValueError):
     """Shards that cannot feed training (no clips of a split, clips too short); names the path."""
 
 
-@dataclass(frozen=True)
-class ClipIndex:
-    """Metadata of the clips of one split (no frames): what epoch sizes and id sampling need."""
-
-    clip_ids: tuple[str, ...]
-    person_ids: tuple[str, ...]
-    num_frames: tuple[int, ...]
-
-    @property
-    def clips_per_person(self) -> dict[str, int]:
-        return dict(Counter(self.person_ids))
-
-    def __len__(self) -> int:
-        return len(self.clip_ids)
-
-
-def scan_clips(data: str, split: str, endpoint: str | None = None) -> ClipIndex:
-    """Read only the metadata columns of every shard and keep the clips of `split`, sorted by clip id."""
-    rows = []
-    for shard in shard_paths(data, split, endpoint):
-        table = shards.read_table(shard, columns=META_COLUMNS, endpoint=endpoint)
-        rows += [r for r in table.to_pylist() if r["split"] == split and (r["num_frames"] or 0) > 0]
-    rows.sort(key=lambda r: r["clip_id"])
-    return ClipIndex(tuple(r["clip_id"] for r in rows), tuple(r["person_id"] or r["video_id"] for r in rows),
-                     tuple(int(r["num_frames"]) for r in rows))
-
-
-def shard_paths(data: str, split: str | None = None, endpoint: str | None = None) -> list[str]:
-    paths = shards.list_shards(data, split, endpoint)
-    if not paths:
-        raise DataError(f"{data}: no shards{f' of split {split!r}' if split else ''}")
-    return paths
+def clip_index(shard_set: ShardSet, split: str) -> ClipIndex:
+    """The clips of `split` that have frames, sorted by clip id (from the set's metadata, read once)."""
+    found = shard_set.index(split)
+    keep = sorted((c, p, n) for c, p, n in zip(found.clip_ids, found.person_ids, found.num_frames) if n > 0)
+    return ClipIndex(*(tuple(column) for column in zip(*keep))) if keep else ClipIndex((), (), ())
 
 
 def samples_per_epoch(index: ClipIndex, num_repeats: int, id_sampling: bool) -> int:
@@ -173,28 +144,6 @@ def clips_to_val_frames(batch: pa.Table, frame_shape: tuple[int, int], count: in
 # ---------------------------------------------------------------- Ray Data plans
 
 
-def read_shards(batch: pa.Table, endpoint: str | None, columns: Sequence[str]) -> pa.Table:
-    """Ray Data UDF: the clips of the shard files (paths or URIs) named in the batch's `path` column."""
-    return pa.concat_tables([shards.read_table(path, columns=list(columns), endpoint=endpoint)
-                             for path in batch.column("path").to_pylist()])
-
-
-def _read(data: str, split: str, endpoint: str | None, shuffle_files: bool):  # noqa: ANN202 - ray Dataset
-    """The shards' clips as a Ray Dataset, one read task per shard file (in a new random order each epoch).
-
-    Shard paths are known from the listing the driver already made, so this skips `read_parquet`'s file
-    listing and metadata tasks: measured here, they added 5–8 s to the start of every epoch.
-    """
-    import ray.data
-
-    paths = shard_paths(data, split, endpoint)
-    ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
-    if shuffle_files:
-        ds = ds.randomize_block_order()
-    read = functools.partial(read_shards, endpoint=s3_endpoint(endpoint), columns=READ_COLUMNS)  # URIs, no keys
-    return ds.map_batches(read, batch_size=1, batch_format="pyarrow")
-
-
 def _nonempty(fn, key: str):  # noqa: ANN001, ANN202
     """A Ray Data UDF yielding fn's batch only when it has rows (an empty numpy batch would lose its tensor type)."""
     def udf(batch: pa.Table) -> Iterator[dict[str, np.ndarray]]:
@@ -204,23 +153,23 @@ def _nonempty(fn, key: str):  # noqa: ANN001, ANN202
     return udf
 
 
-def train_dataset(data: str, spec: PairSpec, endpoint: str | None = None, num_cpus: float = 1.0):  # noqa: ANN201
+def train_dataset(shard_set: ShardSet, spec: PairSpec, num_cpus: float = 1.0):  # noqa: ANN201
     """Streaming dataset of augmented frame pairs; every pass over it is a fresh epoch."""
     # files shuffled per epoch, samples mixed by each worker's shuffle buffer; no all-to-all step, so the first
     # batch of an epoch waits only for one read and one decode task
     # one clip per block: clips decode in parallel tasks and stream out one by one, so an epoch's first batch waits
     # for one clip, not for the whole shard (a read task returns a shard as one block)
-    ds = _read(data, spec.split, endpoint, shuffle_files=True).repartition(target_num_rows_per_block=1)
+    ds = shard_set.dataset(spec.split, READ_COLUMNS, shuffle_files=True).repartition(target_num_rows_per_block=1)
     # one clip per call: its num_repeats samples form one output batch, so memory stays bounded at 256²
     return ds.map_batches(_nonempty(functools.partial(clips_to_pairs, spec=spec), "source"), batch_size=1,
                           batch_format="pyarrow", num_cpus=num_cpus)
 
 
-def val_dataset(data: str, split: str, clip_ids: Sequence[str], frame_shape: tuple[int, int], count: int,
-                endpoint: str | None = None, num_cpus: float = 1.0):  # noqa: ANN201
+def val_dataset(shard_set: ShardSet, split: str, clip_ids: Sequence[str], frame_shape: tuple[int, int], count: int,
+                num_cpus: float = 1.0):  # noqa: ANN201
     """The chosen held-out clips' frames, decoded once and kept in the object store for every epoch."""
     fn = functools.partial(clips_to_val_frames, frame_shape=frame_shape, count=count, keep_ids=frozenset(clip_ids))
-    ds = _read(data, split, endpoint, shuffle_files=False)
+    ds = shard_set.dataset(split, READ_COLUMNS)
     return ds.map_batches(_nonempty(fn, "frames"), batch_size=8, batch_format="pyarrow",
                           num_cpus=num_cpus).materialize()
 

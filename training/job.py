@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fomm.config import FommConfig, apply_overrides
+from fomm.config.overrides import apply_overrides
+from fomm.config.schema import FommConfig
 from services.cli import field_default, field_flags
 from services.fields import check_fields, rule
+from services.ray_start import add_ray_address_flag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +31,9 @@ class TrainJob:
     workers: int = field(default=1, metadata=rule("DDP workers", ge=1))
     gpus_per_worker: float = field(default=0.0, metadata=rule("0 trains on CPU with gloo; >0 on GPU with NCCL", ge=0))
     cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per worker", gt=0))
+    placement: str = field(default="PACK", metadata=rule(  # Ray Train's ScalingConfig.placement_strategy
+        "DDP workers on as few nodes as hold them (PACK: fast all-reduce) or one per node where the cluster can "
+        "(SPREAD: a lost node takes fewer workers with it)", choices=("PACK", "SPREAD")))
     max_steps: int | None = field(default=None, metadata=rule(  # counted across resumes
         "stop after this many optimiser steps (smoke tests)", ge=1))
     max_minutes: float | None = field(default=None, metadata=rule(  # then validate, checkpoint
@@ -63,6 +68,7 @@ class TrainJob:
     endpoint: str | None = field(default=None, metadata=rule(
         "S3 endpoint for data and storage (else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL)"))
     overrides: dict[str, Any] = field(default_factory=dict)
+    ray_address: str | None = None  # the Ray cluster (--ray-address); None: $RAY_ADDRESS, else a local Ray
 
     def __post_init__(self) -> None:
         check_fields(self)  # the declared rules: finite numbers in range, choices
@@ -79,25 +85,47 @@ class TrainJob:
     def use_gpu(self) -> bool:
         return self.gpus_per_worker > 0
 
-    def replace(self, **changes: Any) -> TrainJob:
-        return dataclasses.replace(self, **changes)
-
-    def load_config(self) -> FommConfig:
-        """The typed FOMM config: the YAML, then `overrides`, then `num_epochs`."""
-        return resolve_config(self.config, self.overrides, self.num_epochs)
+    def load_config(self, base: FommConfig | None = None) -> FommConfig:
+        """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`, then `num_epochs`."""
+        return resolve_config(self.config, self.overrides, self.num_epochs, base)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None) -> FommConfig:
-    """Read a FOMM YAML, apply overrides (fomm.config.apply_overrides) and `num_epochs`, and type it again."""
-    cfg = FommConfig.from_yaml(path)
+def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None,
+                   base: FommConfig | None = None) -> FommConfig:
+    """Read a FOMM YAML (unless `base` is it), apply overrides (fomm.config.apply_overrides) and `num_epochs`, and
+    type it again."""
+    cfg = FommConfig.from_yaml(path) if base is None else base
     if not overrides and num_epochs is None:
         return cfg
     epochs = {} if num_epochs is None else {"train_params.num_epochs": int(num_epochs)}
     data = apply_overrides(cfg.to_dict(), {**(overrides or {}), **epochs})
     return FommConfig.from_dict(data, where=f"{Path(path).name} (with overrides):")
+
+
+def run_path(job: TrainJob) -> str:
+    """The run's folder: --storage/--name (local or s3://)."""
+    from services import storage
+
+    return storage.join(job.storage, job.run_name)
+
+
+def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
+    """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
+    exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
+    naming the flag."""
+    from services import storage
+    from services.cli import UserError
+
+    tp = cfg.train_params
+    if tp.batch_size % job.workers:
+        raise UserError(f"--workers {job.workers}: {job.config}: train_params.batch_size {tp.batch_size} is the "
+                        f"global batch and must divide evenly over the workers")
+    if run_folder and storage.exists(run_path(job), job.endpoint) and not job.resume:
+        raise UserError(f"--name {job.run_name}: {run_path(job)}: a run of this name exists; pass --resume to "
+                        "continue it or --name for a new one")
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +136,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("name", "workers", "gpus_per_worker", "max_steps", "num_epochs", "tracking_uri", "experiment",
                  "num_val_clips"):
         job(name)
+    add_ray_address_flag(parser)  # the job's ray_address
 
 
 def check_inputs(job: TrainJob, sweep: bool = False) -> None:
@@ -118,48 +147,41 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     from services.cli import UserError, user_input
 
     checks.existing_file("--config", job.config, "a FOMM YAML")
-    FommConfig.from_yaml(job.config)  # a ConfigError names the file and the key
-    if job.overrides or job.num_epochs is not None:
-        with user_input("--set"):
-            job.load_config()
-    require_shards("--data", job.data, job.train_split, job.endpoint)
+    base = FommConfig.from_yaml(job.config)  # a ConfigError names the file and the key
+    with user_input("--set"):
+        cfg = job.load_config(base)
+    shard_set = require_shards("--data", job.data, job.train_split, job.endpoint)
     # a split asked for by name must exist (the default may be absent: then no validation)
     if job.num_val_clips > 0 and job.val_split != field_default(TrainJob, "val_split"):
-        from training.data import DataError, scan_clips
+        from training.data import clip_index
 
-        try:
-            found = len(scan_clips(job.data, job.val_split, job.endpoint))
-        except DataError:
-            found = 0
-        if not found:
+        if not len(clip_index(shard_set, job.val_split)):
             raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}")
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
     local_room(job)
-    from training.plan import check_plan
-
-    with user_input("--set"):
-        cfg = job.load_config()
     check_plan(job, cfg, run_folder=not sweep)
 
 
 def local_room(job: TrainJob) -> None:
-    """Without a cluster (no $RAY_ADDRESS) the workers run on this machine: one process per CPU at most, and the
+    """Without a cluster (no --ray-address or $RAY_ADDRESS) the workers run on this machine: one process per CPU
+    at most, and the
     GPUs asked for are its own; checked before Ray (a cluster's are checked once connected)."""
     import os
 
     import torch
 
     from services.cli import UserError
+    from services.ray_start import cluster_address
 
-    if os.environ.get("RAY_ADDRESS"):
+    if cluster_address(job.ray_address):
         return
     cpus = os.cpu_count() or 1
     if job.workers > cpus:
-        raise UserError(f"--workers {job.workers}: this machine has {cpus} CPUs, one per worker at most (set "
-                        "RAY_ADDRESS to train on a cluster)")
+        raise UserError(f"--workers {job.workers}: this machine has {cpus} CPUs, one per worker at most (pass "
+                        "--ray-address to train on a cluster)")
     have = torch.cuda.device_count()
     if job.gpus_per_worker * job.workers > have:
         raise UserError(f"--gpus-per-worker {job.gpus_per_worker:g} × --workers {job.workers}: this machine has "
-                        f"{have} GPU{'s' * (have != 1)} (set RAY_ADDRESS to train on a cluster that has them)")
+                        f"{have} GPU{'s' * (have != 1)} (pass --ray-address to train on a cluster that has them)")

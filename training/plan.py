@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fomm.config import FommConfig
+from fomm.config.schema import FommConfig
+from preprocessing.shards import ShardSet
 from services import storage
-from services.cli import UserError
 from training import data
-from training.job import TrainJob
+from training.job import TrainJob, check_plan, run_path
 
 RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
 RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
@@ -44,13 +44,10 @@ class RunPlan:
     started_at: float = field(default_factory=time.time)  # the time budget (max_minutes) counts from here
 
     def loop_config(self) -> dict[str, Any]:
-        return {"job": self.job.to_dict(), "fomm": self.cfg.to_dict(), "samples_per_epoch": self.samples_per_epoch,
+        """What each worker receives: the frozen job and config objects as parsed here (pickled, not re-parsed)."""
+        return {"job": self.job, "fomm": self.cfg, "samples_per_epoch": self.samples_per_epoch,
                 "has_val": "val" in self.datasets, "mlflow_run_id": self.mlflow_run_id,
                 "tracking_uri": self.tracking_uri, "started_at": self.started_at}
-
-
-def run_path(job: TrainJob) -> str:
-    return storage.join(job.storage, job.run_name)
 
 
 def registered_checkpoints(job: TrainJob) -> list[str]:
@@ -88,39 +85,23 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
     return tracker.run_id, uri
 
 
-def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
-    """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
-    exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
-    naming the flag."""
-    tp = cfg.train_params
-    if tp.batch_size % job.workers:
-        raise UserError(f"--workers {job.workers}: {job.config}: train_params.batch_size {tp.batch_size} is the "
-                        f"global batch and must divide evenly over the workers")
-    if run_folder and storage.exists(run_path(job), job.endpoint) and not job.resume:
-        raise UserError(f"--name {job.run_name}: {run_path(job)}: a run of this name exists; pass --resume to "
-                        "continue it or --name for a new one")
-
-
 def plan_run(job: TrainJob) -> RunPlan:
     """Check the job, scan the shards, build the Ray datasets and open the MLflow run."""
     cfg = job.load_config()
     tp = cfg.train_params
     check_plan(job, cfg)
-    train_index = data.scan_clips(job.data, job.train_split, job.endpoint)
+    shard_set = ShardSet.open(job.data, job.endpoint)  # listed once; its clips' metadata read once
+    train_index = data.clip_index(shard_set, job.train_split)
     if len(train_index) == 0:
         raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}")
     spec = data.PairSpec.from_config(cfg, train_index, job.train_split)
-    datasets = {"train": data.train_dataset(job.data, spec, job.endpoint)}
+    datasets = {"train": data.train_dataset(shard_set, spec)}
     val_ids: list[str] = []
     if job.num_val_clips > 0:
-        try:
-            val_index = data.scan_clips(job.data, job.val_split, job.endpoint)
-        except data.DataError:
-            val_index = data.ClipIndex((), (), ())
+        val_index = data.clip_index(shard_set, job.val_split)
         val_ids = data.choose_val_clips(val_index, job.num_val_clips, multiple_of=job.workers)
     if val_ids:
-        datasets["val"] = data.val_dataset(job.data, job.val_split, val_ids, spec.frame_shape, job.val_frames,
-                                           job.endpoint)
+        datasets["val"] = data.val_dataset(shard_set, job.val_split, val_ids, spec.frame_shape, job.val_frames)
     samples = data.samples_per_epoch(train_index, tp.num_repeats, cfg.dataset_params.id_sampling)
     if samples // job.workers < tp.batch_size // job.workers:  # 0 steps: refused before the MLflow run opens
         raise data.DataError(f"{job.data}: an epoch of {samples} samples is less than one batch per worker "

@@ -12,8 +12,8 @@ import ray.train
 import ray.train.torch
 
 from services import storage
-from training.job import TrainJob
-from training.plan import RunPlan, TrainResult, plan_run, run_path
+from training.job import TrainJob, run_path
+from training.plan import RunPlan, TrainResult, plan_run
 from training.worker import CHECKPOINT_FILE, NO_SCORE, train_loop_per_worker
 
 
@@ -34,15 +34,16 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker, train_loop_config=plan.loop_config(),
         torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu, resources_per_worker=resources,
+                                     placement_strategy=job.placement),
         run_config=run_config, datasets=plan.datasets, dataset_config=DataConfig(datasets_to_split="all"))
 
 
 def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> str | None:
     if checkpoint is None:
         return None
-    path = storage.join(checkpoint.path, CHECKPOINT_FILE)
-    return f"s3://{path}" if storage.is_remote(job.storage) and not path.startswith("s3://") else path
+    # Ray Train's path is inside the storage filesystem (no scheme); the run folder's URL keeps --storage's
+    return storage.join(run_path(job), checkpoint.path.rstrip("/").rsplit("/", 1)[-1], CHECKPOINT_FILE)
 
 
 def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
@@ -76,7 +77,7 @@ def _end_mlflow_run(plan: RunPlan, result: ray.train.Result | None, status: str)
 def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
     started_at = time.time()
-    ensure_ray(job)
+    ensure_training_ray(job)
     check_room(job)
     _check_room_for_data(job)
     plan = plan_run(job)
@@ -87,15 +88,17 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
                        plan.mlflow_run_id, run_path(job), dict(result.metrics or {}), plan.resume_from)
 
 
-def ensure_ray(job: TrainJob) -> None:
-    """Connect to the cluster in RAY_ADDRESS, or start a local Ray with room for the workers and the data tasks."""
+def ensure_training_ray(job: TrainJob) -> None:
+    """Connect to the job's cluster (--ray-address, $RAY_ADDRESS), or start a local Ray with room for the workers
+    and the data tasks."""
     import os
 
     from services import ray_start
 
     # a laptop: logical CPUs for every train worker plus two for Ray Data's decoding tasks, which would
     # otherwise wait forever behind the workers' reservations on a 2-core machine (ignored on a cluster)
-    ray_start.ensure_ray(num_cpus=max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2))
+    cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2)
+    ray_start.ensure_ray(job.ray_address, num_cpus=cpus)
 
 
 def check_room(job: TrainJob) -> None:

@@ -1,7 +1,7 @@
 """The worker side of FOMM on Ray Train: one DDP worker's loop, its checkpoints and progress, MLflow from rank 0.
 
 `train_loop_per_worker` restores the latest checkpoint, takes its shard of the frame-pair stream, runs
-`fomm.training.train_step` (the original update order, Sec. 3.3) and reports `val_l1` plus a checkpoint in
+`fomm.train_step.train_step` (the original update order, Sec. 3.3) and reports `val_l1` plus a checkpoint in
 the original format after every `checkpoint_freq` epochs (and every `checkpoint_every_steps` steps).
 The driver side (`make_trainer`, `fit`) is `training.trainer`.
 """
@@ -24,10 +24,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fomm.config import FommConfig
+from fomm.config.schema import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
-from fomm.training import TrainState, build_train_state, end_epoch, to_channels_last, train_step
-from services import storage
+from fomm.train_step import TrainState, build_train_state, end_epoch, to_channels_last, train_step
+from services import s3_retries, storage
 from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
 from training.job import TrainJob
 from training.loop import StepClock, max_weight_difference, to_model_batch, validate
@@ -65,10 +65,10 @@ class Progress:
 
 
 def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, directory: Path) -> None:
-    state.save(directory / CHECKPOINT_FILE)
     payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
-    (directory / STATE_FILE).write_text(json.dumps(payload, indent=1))
-    cfg.to_yaml(directory / "config.yaml")
+    for name, data in ((CHECKPOINT_FILE, state.to_bytes()), (STATE_FILE, json.dumps(payload, indent=1).encode()),
+                       ("config.yaml", cfg.to_yaml().encode())):
+        storage.write_bytes(str(directory / name), data)
 
 
 def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg: FommConfig,
@@ -122,8 +122,8 @@ class WorkerLoop:
 
     def __init__(self, config: dict) -> None:
         self.config = config
-        self.job = TrainJob(**config["job"])
-        self.cfg = FommConfig.from_dict(config["fomm"])
+        self.job: TrainJob = config["job"]
+        self.cfg: FommConfig = config["fomm"]
         tp = self.tp = self.cfg.train_params
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
@@ -158,6 +158,7 @@ class WorkerLoop:
         if self.budget is not None:
             self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
         self.clock = StepClock()
+        self.retries = s3_retries.counting_retries().__enter__()  # counted from here to the process's end
         if self.restored and self.tracker is not None:
             self.tracker.log_metrics({"restored_from_step": self.state.step}, step=self.state.step)
 
@@ -222,7 +223,7 @@ class WorkerLoop:
         """ray.train.report (+ checkpoint) on every worker; `log` also sends the metrics to MLflow."""
         metrics = {**metrics, "weights_max_diff": max_weight_difference(
             {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world,
-            "s3_retries": storage.retry_count()}  # this worker's so far (rank 0 uploads the checkpoints)
+            "s3_retries": self.retries.count}  # this worker's so far (rank 0 uploads the checkpoints)
         if self.tracker is not None:
             logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
             self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from services.atomic import atomic_open
 from training.job import resolve_config
 from tuning.spaces import apply
 
@@ -13,7 +14,6 @@ def export_best_config(base_config: str | Path, sample: dict[str, Any], out: str
                        base_overrides: dict | None = None) -> Path:
     """Base YAML + the sweep's own overrides + the best sample → `out` (written atomically)."""
     cfg = apply(resolve_config(base_config, base_overrides), sample)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(out)
-    return out
+    with atomic_open(out, "w") as f:  # the folders it needs are made (and go again if the write fails)
+        f.write(cfg.to_yaml())
+    return Path(out)

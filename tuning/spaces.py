@@ -9,7 +9,9 @@ from typing import Any
 
 from ray import tune
 
-from fomm.config import ConfigError, FommConfig, apply_overrides, read_yaml
+from fomm.config.loader import ConfigError, read_yaml
+from fomm.config.overrides import apply_overrides
+from fomm.config.schema import FommConfig
 from services.cli import UserError
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -53,8 +54,8 @@ def train_trial(config: dict[str, Any]) -> None:
     sample = {k: v for k, v in config.items() if not k.startswith("__")}
     trial_id = tune.get_context().get_trial_id()
     overrides = {**base.overrides, **to_overrides(sample)}  # the sweep's own, then the sample's (applied in order)
-    job = base.replace(name=f"trial-{trial_id}", overrides=overrides, resume=True,
-                       parent_run_id=config["__parent_run_id"], experiment=config["__experiment"])
+    job = dataclasses.replace(base, name=f"trial-{trial_id}", overrides=overrides, resume=True,
+                              parent_run_id=config["__parent_run_id"], experiment=config["__experiment"])
     # a trial ASHA stops never returns from here: EndTrialRuns ends its run on the driver
     fit_plan(plan_run(job), callbacks=[TuneReportCallback()])
 
@@ -101,7 +102,7 @@ def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]
 
 def run_sweep(sweep: SweepJob) -> SweepResult:
     """Run (or restore) the sweep; log the best trial to the parent run and export its config."""
-    from training.trainer import ensure_ray
+    from training.trainer import ensure_training_ray
 
     base = sweep.base
     cfg = base.load_config()
@@ -109,12 +110,12 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
     if base.storage.startswith("s3://"):
         raise ValueError(f"{base.storage}: sweeps keep Tune's experiment state on a local or shared path; "
                          f"trial checkpoints may still go to s3:// via the training job")
-    ensure_ray(base)
+    ensure_training_ray(base)
     experiment_dir = Path(base.storage).resolve() / sweep.name
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
     # trials write their Train runs under <storage>/<sweep>/trials/trial-<id>
     # Tune runs each trial in its own working directory: hand trials absolute paths
-    trial_base = base.replace(storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None,
+    trial_base = dataclasses.replace(base, storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None,
                               config=str(Path(base.config).resolve()), data=_absolute(base.data))
     trainable = tune.with_resources(train_trial, {"CPU": 0.01})  # the driver only waits; workers hold the CPUs
     if sweep.resume and tune.Tuner.can_restore(str(experiment_dir / "tune")):

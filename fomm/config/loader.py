@@ -122,12 +122,9 @@ class Section:
     def to_dict(self) -> dict:
         return to_dict(self)
 
-    def to_yaml(self, path: str | Path) -> None:
-        """Write the section as YAML (to a temporary name, then renamed)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        tmp.replace(path)
+    def to_yaml(self) -> str:
+        """The section as YAML text (the caller writes it)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 def read_yaml(path: str | Path, what: str = "config") -> Any:

@@ -260,14 +260,6 @@ class FommConfig(Section):
     visualizer_params: VisualizerParams = field(default_factory=VisualizerParams)
     prediction_params: dict | None = None  # the original's optional 'prediction' module (unused here)
 
-    @property
-    def model(self) -> ModelConfig:
-        return self.model_params
-
-    @property
-    def train(self) -> TrainParams:
-        return self.train_params
-
 
 def load_config(path: str | Path) -> FommConfig:
     """Read a whole original-format (or our) YAML config file."""

@@ -13,7 +13,8 @@ from PIL import Image
 
 from animate.cli import main
 from animate.files import animate_file
-from fomm import Animator, save_checkpoint
+from fomm.animator import Animator
+from fomm.checkpoint import checkpoint_bytes
 from services.video_read import iter_frames, probe_video, read_frames
 from services.video_write import write_video
 
@@ -65,7 +66,8 @@ def media(tmp_path_factory, shared_data, tiny_config_path) -> dict[str, Path]:
     m["grey16"] = root / "grey16.png"
     torch.manual_seed(0)
     tiny = Animator.from_config(tiny_config_path, random_init=True)
-    m["tiny_ckpt"] = save_checkpoint(root / "tiny.pth.tar", generator=tiny.generator, kp_detector=tiny.kp_detector)
+    m["tiny_ckpt"] = root / "tiny.pth.tar"
+    m["tiny_ckpt"].write_bytes(checkpoint_bytes(generator=tiny.generator, kp_detector=tiny.kp_detector))
     (m.setdefault("bad_ckpt", root / "bad.pth.tar")).write_bytes(b"PK\x03\x04 half a zip")
     return m
 

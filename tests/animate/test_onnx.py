@@ -7,9 +7,10 @@ import torch
 pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
 pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
 
-import fomm  # noqa: E402
+
 from animate.cli import main  # noqa: E402
 from animate.onnx_engine import load_onnx, onnx_animator  # noqa: E402
+from fomm.animator import Animator
 from fomm.onnx_export import FILES, export_onnx  # noqa: E402
 from services.video_read import probe_video, read_frames  # noqa: E402
 from services.video_write import write_video  # noqa: E402
@@ -46,7 +47,7 @@ def test_onnx_graphs_match_pytorch_fp32(ref, exported):
 
 def test_onnx_engine_animates_like_the_original(ref, exported):
     det, gen, _ = build(ref)
-    animator = fomm.Animator(det, gen, frame_size=(64, 64), crop="none", batch_size=3, precision="fp32")
+    animator = Animator(det, gen, frame_size=(64, 64), crop="none", batch_size=3, precision="fp32")
     engine = onnx_animator(animator, exported)
     assert not isinstance(engine.generator, torch.nn.Module)
     predictions = torch.cat([b.prediction for b in engine.animate(ref["source"], list(ref["driving"]))])

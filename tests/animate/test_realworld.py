@@ -8,14 +8,16 @@ import pytest
 import torch
 import yaml
 
-from animate.autocrop import AutoCropOptions, auto_frames
+from animate.autocrop import AutoCropOptions
 from animate.backends import subject_detector, subject_kind
 from animate.batch import AnimatePairs
 from animate.cli import main
 from animate.crop_plan import CropPlanError, crop_subpixel, pick_subject, plan_crops
 from animate.files import animate_file
 from animate.paste import even_frame, feather_mask, paste_back
-from fomm import Animator, load_config
+from animate.render import render
+from fomm.animator import Animator
+from fomm.config.schema import load_config
 from services.video_read import iter_frames, probe_video, read_frames, read_image
 from services.video_write import write_video
 
@@ -133,13 +135,13 @@ def test_crop_box_follows_the_subject_on_every_frame(shared_data):
 
 
 @pytest.mark.parametrize("source_name", ["face_source_e.jpg", "face_desk_portrait.mp4"])
-def test_auto_frames_full_size_and_untouched_outside(source_name, face_animator, shared_data):
+def test_auto_crop_render_full_size_and_untouched_outside(source_name, face_animator, shared_data):
     """A large portrait, and a small face in a tall frame: output = source size, outside the box bit-exact."""
     path = shared_data / source_name
     source = read_image(path) if path.suffix == ".jpg" else next(iter_frames(path, 0, 1))
     driving = read_frames(shared_data / "face_talk_a.mp4", 6)
     plan = plan_crops(source, driving, subject_detector("face"), "face", smooth=3.0)
-    frames = list(auto_frames(face_animator, source, driving, plan))
+    frames = list(render(face_animator, source, driving, plan=plan))
     full = even_frame(source)
     keep = outside(full.shape[:2], plan.source_box)
     assert len(frames) == 6 and keep.mean() > 0.3

@@ -1,4 +1,5 @@
-"""animate.batch (pipelines/animate.py): the per-row function without Ray (local and moto S3), then the Ray Data job."""
+"""animate.batch (pipelines/animate_batch.py): the per-row function without Ray (local and moto S3), then the
+Ray Data job."""
 
 import csv
 import subprocess
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from animate import batch as batch_job
-from fomm import Animator
+from fomm.animator import Animator
 from services import storage
 from services.video_read import probe_video, read_frames
 from services.video_write import write_video
@@ -91,21 +92,22 @@ def test_ray_job_animates_pairs_and_keeps_an_error_table(inputs, tiny_config_pat
 
 
 def test_pipeline_help():
-    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "animate.py"), "--help"],
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "animate_batch.py"), "--help"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--pairs" in done.stdout and "error table" in done.stdout
 
 
 @pytest.mark.parametrize(("flags", "line"), [
-    (["--smooth", "-1"], "animate: error: argument --smooth: must be ≥ 0, got -1"),
-    (["--smooth", "nan"], "animate: error: argument --smooth: must be a finite number, got nan"),
-    (["--device", "tpu9"], "animate: error: --device 'tpu9': not a device (use cpu, cuda, cuda:N or mps)"),
-    (["--relative", "--no-adapt-scale", "--subject", "-1"], "animate: error: argument --subject: must be ≥ 0, got -1"),
+    (["--smooth", "-1"], "animate_batch: error: argument --smooth: must be ≥ 0, got -1"),
+    (["--smooth", "nan"], "animate_batch: error: argument --smooth: must be a finite number, got nan"),
+    (["--device", "tpu9"], "animate_batch: error: --device 'tpu9': not a device (use cpu, cuda, cuda:N or mps)"),
+    (["--relative", "--no-adapt-scale", "--subject", "-1"],
+     "animate_batch: error: argument --subject: must be ≥ 0, got -1"),
 ])
 def test_pipeline_takes_the_animation_flags_of_fomm_animate(flags, line, tiny_config_path, tmp_path):
     """The flags shared with `fomm animate` (animate.cli) are checked before anything runs: one line, exit 2."""
-    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "animate.py"), "--pairs", str(tmp_path / "p.csv"),
-                           "--config", str(tiny_config_path), "--random-init", *flags],
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "animate_batch.py"), "--pairs",
+                           str(tmp_path / "p.csv"), "--config", str(tiny_config_path), "--random-init", *flags],
                           capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr.strip().splitlines()) == (2, [line])
     assert list(tmp_path.iterdir()) == []

@@ -1,8 +1,8 @@
 """Every pipeline's bad inputs, table-driven: exit 2, one line on stderr naming the flag or file, no traceback,
 nothing written. Each case is a real `python pipelines/X.py` process that must fail before Ray starts.
 
-`python tests/e2e/test_bad_input.py --print-table` runs the same cases and prints the README's table (the
-messages as the pipelines print them), so the README and the test cannot drift apart.
+`python tests/e2e/test_bad_input.py --print-table` runs the same cases and prints the table in
+docs/reliability.md (the messages as the pipelines print them), so the document and the test cannot drift apart.
 """
 
 from __future__ import annotations
@@ -81,13 +81,13 @@ CASES = [
     Case("benchmark", "wrong config", "newest checkpoint does not fit the config",
          BENCH.replace("{tiny}", "{demo_config}"), "tiny.pth.tar"),
     Case("benchmark", "wrong type", "--metrics names an unknown metric", BENCH + " --metrics l1,psnr", "--metrics"),
-    Case("animate", "missing", "pairs CSV does not exist",
+    Case("animate_batch", "missing", "pairs CSV does not exist",
          "--pairs {w}/nothing.csv --config {tiny} --checkpoint {ckpt}", "--pairs"),
-    Case("animate", "empty", "pairs CSV is empty", "--pairs {empty_file} --config {tiny} --checkpoint {ckpt}",
+    Case("animate_batch", "empty", "pairs CSV is empty", "--pairs {empty_file} --config {tiny} --checkpoint {ckpt}",
          "--pairs"),
-    Case("animate", "corrupt", "pairs CSV without source,driving,output",
+    Case("animate_batch", "corrupt", "pairs CSV without source,driving,output",
          "--pairs {pairs_bad} --config {tiny} --checkpoint {ckpt}", "--pairs"),
-    Case("animate", "wrong config", "checkpoint does not fit the config",
+    Case("animate_batch", "wrong config", "checkpoint does not fit the config",
          "--pairs {pairs} --config {demo_config} --checkpoint {ckpt}", "tiny.pth.tar"),
     Case("demo", "wrong type", "--videos below the minimum", "--out {w}/demo --videos 3", "--videos"),
     Case("demo", "wrong config", "misspelt key in the config", "--out {w}/demo --config {typo_yaml}", "typo.yaml"),
@@ -108,7 +108,7 @@ CASES = [
     Case("evaluate", "overwrite", "--out inside the --data folder",
          EVAL.replace("{w}/eval", "{shard_dir}/eval").replace("{shard}", "{shard_dir}"), "--out"),
     Case("benchmark", "wrong type", "--threshold is infinite", BENCH + " --threshold inf", "--threshold"),
-    Case("animate", "wrong type", "--smooth is NaN", "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --smooth nan",
+    Case("animate_batch", "wrong type", "--smooth is NaN", "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --smooth nan",
          "--smooth"),
     # the probe's families: typos of flags, swapped files, outputs that would mix with or replace inputs
     Case("train", "typo", "--epoch for --epochs (a flag is taken only as spelt)", TRAIN + " --epoch 2", "--epoch"),
@@ -142,16 +142,17 @@ def dead_port() -> int:
 
 def prepare(root: Path) -> dict[str, str]:
     """The inputs the cases name: good ones (a tiny config, shard, checkpoint) and broken ones."""
-    import fomm
     from evaluation.reconstruction import load_model
+    from fomm.checkpoint import checkpoint_bytes
     from preprocessing.synthetic import write_synthetic_shards
 
     root.mkdir(parents=True, exist_ok=True)
     tiny = REPO / "configs" / "tiny-64.yaml"
     shard = write_synthetic_shards(root / "shards", num_videos=2, num_frames=4, seed=1)
     model = load_model(tiny, None)
-    ckpt = fomm.save_checkpoint(root / "ckpts" / "tiny.pth.tar", generator=model.generator,
-                                kp_detector=model.kp_detector)
+    ckpt = root / "ckpts" / "tiny.pth.tar"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector))
     (root / "empty_dir").mkdir()
     (root / "empty_file").write_bytes(b"")
     (root / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
@@ -263,7 +264,7 @@ def test_bad_input_through_ray_job_submit(ray_head, tmp_path) -> None:
 
 
 def print_table(root: Path) -> None:
-    """The README table: each case and the line its pipeline printed (prepared paths shown as <name>)."""
+    """The docs/reliability.md table: each case and the line its pipeline printed (prepared paths shown as <name>)."""
     inputs, _, results = run_all(root)
     names = sorted(((v, k) for k, v in inputs.items() if k not in ("dead",)), key=lambda vk: -len(vk[0]))
     print("| pipeline | kind | bad input | exit | message (stderr, the only line) |")

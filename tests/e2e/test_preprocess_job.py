@@ -18,6 +18,7 @@ import pytest
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
 from services.video_read import read_frames
+from tests.conftest import damaged_shards
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
@@ -68,7 +69,7 @@ def test_ray_job_submit_with_bad_videos(ray_head, repo_root, videos, tmp_path, s
     manifest = shards.read_manifest(str(out))
     assert manifest["totals"]["clips"] == 4 and manifest["totals"]["errors"] == 2
     assert {e["video_id"]: e["stage"] for e in shards.read_errors(str(out))} == {"corrupt": "decode", "zero": "probe"}
-    clips = {c.video_id: c for c in shards.read_clips(str(out))}
+    clips = {c.video_id: c for c in shards.ShardSet.open(str(out)).clips()}
     assert sorted(clips) == [f"synth{i:04d}" for i in range(4)]
     assert clips["synth0002"].frames.shape == (32, 64, 64, 3)
     decoded = read_frames(inputs / "synth0002.mp4")
@@ -91,11 +92,11 @@ def test_s3_in_s3_out(moto_s3, ray_local, videos):
     result = run_preprocess(cfg)
     assert result["manifest"] == f"s3://{bucket}/ds/_manifest.json"
     assert (result["num_clips"], result["num_errors"]) == (3, 1)
-    clips = list(shards.read_clips(f"s3://{bucket}/ds"))
+    clips = list(shards.ShardSet.open(f"s3://{bucket}/ds").clips())
     assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
     assert all(c.frames.shape == (32, 32, 32, 3) for c in clips)
     assert all(c.source_path.startswith(f"s3://{bucket}/raw/") for c in clips)
-    assert shards.verify_shards(f"s3://{bucket}/ds") == []
+    assert damaged_shards(f"s3://{bucket}/ds") == []
     (err,) = shards.read_errors(f"s3://{bucket}/ds")
     assert err["path"] == f"s3://{bucket}/raw/broken.mp4" and "not a readable video" in err["message"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ds/")["Contents"]}
@@ -108,7 +109,7 @@ def test_s3_in_s3_out(moto_s3, ray_local, videos):
 def run_pipeline(repo_root: Path, ray_head: dict, inputs: Path, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, str(repo_root / "pipelines" / "preprocess.py"), "--input", str(inputs), "--output",
            str(out), "--kind", "none", "--size", "64", "--min-frames", "8", "--workers", "1", "--shard-mb", "0.3",
-           "--frame-format", "png", "--address", ray_head["address"]]
+           "--frame-format", "png", "--ray-address", ray_head["address"]]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=job_env(repo_root), start_new_session=True)
 
@@ -145,5 +146,5 @@ def test_killed_job_resumes_to_identical_shards(ray_head, repo_root, videos, tmp
     listed = sorted(p.relative_to(tmp_path / "resumed").as_posix()
                     for p in (tmp_path / "resumed" / "shards").rglob("*") if p.is_file())
     assert listed == sorted(s["file"] for s in b["shards"])  # no duplicate or half-written shard files
-    assert [c.clip_id for c in shards.read_clips(str(tmp_path / "resumed"))] == \
-           [c.clip_id for c in shards.read_clips(str(tmp_path / "full"))]
+    assert [c.clip_id for c in shards.ShardSet.open(str(tmp_path / "resumed")).clips()] == \
+           [c.clip_id for c in shards.ShardSet.open(str(tmp_path / "full")).clips()]

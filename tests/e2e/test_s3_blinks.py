@@ -4,6 +4,7 @@ out whole."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from fomm.checkpoint import read_checkpoint
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
-from services import storage
+from services import s3_retries, storage
+from tests.conftest import damaged_shards
 from tests.flaky_s3 import FlakyS3Proxy
 
 pytestmark = pytest.mark.ray
@@ -44,10 +46,10 @@ def test_a_pickled_filesystem_keeps_retrying_and_counts_every_retry(blinking_s3,
     fs, path = storage.resolve(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin", proxy.endpoint)
     worker_fs = pickle.loads(pickle.dumps(fs))
     data = bytes(range(256)) * 4096  # 1 MiB
-    before = storage.retry_count()
-    storage.write_bytes(path, data, fs=worker_fs)
+    with s3_retries.counting_retries() as retries:
+        storage.write_bytes(path, data, fs=worker_fs)
     assert proxy.failed >= 3  # more failures than botocore's default 3 attempts survive
-    assert storage.retry_count() - before == proxy.failed  # one retry per injected failure, none missed
+    assert retries.count == proxy.failed  # one retry per injected failure, none missed
     assert storage.read_bytes(f"s3://{blinking_s3['bucket']}/{tmp_path.name}/blob.bin") == data
 
 
@@ -73,8 +75,8 @@ def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, 
     # failure was retried (none gave up), and nothing else was
     assert result["s3_retries"] == proxy.failed
     out = f"s3://{bucket}/{prefix}/ds"  # read back straight from moto, not through the proxy
-    assert shards.verify_shards(out) == []
-    clips = list(shards.read_clips(out))
+    assert damaged_shards(out) == []
+    clips = list(shards.ShardSet.open(out).clips())
     assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
     assert all(c.frames.shape == (24, 32, 32, 3) for c in clips)
 
@@ -97,7 +99,7 @@ def test_checkpoints_written_through_a_503_storm_are_whole(blinking_s3, ray_loca
     assert proxy.failed > 0 and any("checkpoint_" in p for p in proxy.failed_paths), proxy.failed_paths[:5]
     # rank 0's retries of the step-2 upload, reported with step 4 (other processes also met the storm)
     assert 0 < result.metrics["s3_retries"] <= proxy.failed
-    names = registered_checkpoints(job.replace(endpoint=None))
+    names = registered_checkpoints(dataclasses.replace(job, endpoint=None))
     assert len(names) >= 2  # steps 2 and 4
     for name in names:  # each registered checkpoint is whole: it loads, at the step its name says
         local = tmp_path / f"{name}.pth.tar"

@@ -67,8 +67,8 @@ def test_newest_checkpoint(tmp_path) -> None:
 def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, tiny_config_path, tmp_path,
                                                                      capsys, sqlite_uri) -> None:
     uri = sqlite_uri
-    import fomm
     from evaluation.reconstruction import load_model
+    from fomm.checkpoint import checkpoint_bytes
 
     data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=6, seed=5)
     ckpts = tmp_path / "ckpts"
@@ -79,7 +79,9 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
             "--metrics", "l1"]  # a random model's frames have no foreground: AKD has no value (a failure)
 
     def save(name: str, when: int) -> None:
-        path = fomm.save_checkpoint(ckpts / name, generator=model.generator, kp_detector=model.kp_detector)
+        path = ckpts / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector))
         os.utime(path, (when, when))
 
     save("base.pth.tar", 1_000)
@@ -92,9 +94,9 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
     assert "no regression" in out and "checkpoint: " + str(ckpts / "same.pth.tar") in out
 
     # deliberately worse: a constant output, each channel at the extreme away from the data's mean colour
-    from preprocessing.shards import read_clips
+    from preprocessing.shards import ShardSet
 
-    mean = np.mean([c.frames.mean(axis=(0, 1, 2)) / 255 for c in read_clips(str(data))], axis=0)
+    mean = np.mean([c.frames.mean(axis=(0, 1, 2)) / 255 for c in ShardSet.open(str(data)).clips()], axis=0)
     with torch.no_grad():
         model.generator.final.weight.zero_()
         model.generator.final.bias.copy_(torch.tensor(np.where(mean < 0.5, 10.0, -10.0)))
@@ -118,15 +120,16 @@ def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, ti
     import subprocess
     import sys
 
-    import fomm
     from evaluation.reconstruction import load_model
+    from fomm.checkpoint import checkpoint_bytes
 
     data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=4, seed=7)
     model = load_model(tiny_config_path, None)
     with torch.no_grad():
         model.generator.final.bias.fill_(float("nan"))
-    fomm.save_checkpoint(tmp_path / "ckpts" / "nan.pth.tar", generator=model.generator,
-                         kp_detector=model.kp_detector)
+    (tmp_path / "ckpts").mkdir()
+    (tmp_path / "ckpts" / "nan.pth.tar").write_bytes(checkpoint_bytes(generator=model.generator,
+                                                                      kp_detector=model.kp_detector))
     uri = fresh_sqlite_uri
     cmd = [sys.executable, str(repo_root / "pipelines" / "benchmark.py"), "--checkpoints", str(tmp_path / "ckpts"),
            "--config", str(tiny_config_path), "--data", str(data), "--tracking-uri", uri, "--workers", "0",

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from fomm import Animator, AnimatorError, find_best_frame, save_checkpoint
-from fomm.animation import normalize_landmarks
-from fomm.animator import fit_frames, frames_to_tensor, to_uint8
-from fomm.visualization import draw_keypoints, keypoint_colors, keypoints_to_pixels, side_by_side
+from animate.render import join_panels, render
+from fomm.animation import find_best_frame, normalize_landmarks
+from fomm.animator import Animator, AnimatorError, fit_frames, frames_to_tensor, to_uint8
+from fomm.checkpoint import checkpoint_bytes
+from fomm.visualization import draw_keypoints, keypoint_colors, keypoints_to_pixels
 
 pytestmark = pytest.mark.numeric
 
@@ -70,9 +71,9 @@ def test_keypoints_map_to_the_model_grid_and_discs_are_drawn():
     assert image.sum() == 0  # input untouched
     # hues 0°, 150°, 300°: red, spring green (blue at half), magenta
     assert keypoint_colors(3).tolist() == [[255, 0, 0], [0, 255, 128], [255, 0, 255]]
-    assert side_by_side([image, out, image]).shape == (5, 15, 3)
+    assert join_panels([image, out, image]).shape == (5, 15, 3)
     with pytest.raises(ValueError, match="one height"):
-        side_by_side([image, np.zeros((4, 5, 3), np.uint8)])
+        join_panels([image, np.zeros((4, 5, 3), np.uint8)])
 
 
 # ---------------------------------------------------------------- best frame (pure part)
@@ -152,7 +153,7 @@ def test_source_is_encoded_once_and_frames_stream_in_batches(animator):
             yield random_frames(1, seed=i % 3)[0]
 
     try:
-        frames = list(itertools.islice(animator.frames(random_frames(1)[0], endless()), 6))
+        frames = list(itertools.islice(render(animator, random_frames(1)[0], endless()), 6))
     finally:
         h1.remove()
         h2.remove()
@@ -165,32 +166,34 @@ def test_source_is_encoded_once_and_frames_stream_in_batches(animator):
 def test_batch_size_does_not_change_the_result(animator, tiny_config_path):
     source, frames = random_frames(1, seed=3)[0], random_frames(5, seed=4)
     one = Animator(animator.kp_detector, animator.generator, frame_size=(64, 64), batch_size=1)
-    a = animator.animate_video(source, frames)
-    b = one.animate_video(source, frames)
+    a = np.stack(list(render(animator, source, frames)))
+    b = np.stack(list(render(one, source, frames)))
     assert a.shape == (5, 64, 64, 3)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # equal up to float rounding of a uint8 step
 
 
 def test_side_by_side_layout_shows_source_driving_result(animator):
     source, frames = random_frames(1, seed=5)[0], random_frames(2, 64, 64, seed=6)
-    out = list(animator.frames(source, frames, layout="side-by-side", output_size=(32, 32)))
+    out = list(render(animator, source, frames, layout="side-by-side", output_size=(32, 32)))
     assert out[0].shape == (32, 96, 3)
     assert np.array_equal(out[1][:, :32], to_uint8(animator.prepare(source), (32, 32))[0])
     assert np.array_equal(out[1][:, 32:64], to_uint8(animator.prepare(frames[1]), (32, 32))[0])
-    plain = list(animator.frames(source, frames, output_size=(32, 32)))
+    plain = list(render(animator, source, frames, output_size=(32, 32)))
     assert np.array_equal(out[1][:, 64:], plain[1])
-    drawn = list(animator.frames(source, frames, layout="side-by-side", draw_kp=True, output_size=(32, 32)))
+    drawn = list(render(animator, source, frames, layout="side-by-side", draw_kp=True, output_size=(32, 32)))
     assert not np.array_equal(drawn[0], out[0])
     with pytest.raises(AnimatorError, match="layout must be one of"):
-        next(animator.frames(source, frames, layout="grid"))
+        next(render(animator, source, frames, layout="grid"))
 
 
 def test_from_config_needs_a_checkpoint_or_an_explicit_random_init(tiny_config_path, tmp_path):
     with pytest.raises(AnimatorError, match="no checkpoint given"):
         Animator.from_config(tiny_config_path)
     trained = Animator.from_config(tiny_config_path, random_init=True, seed=7)
-    path = save_checkpoint(tmp_path / "tiny.pth.tar", generator=trained.generator, kp_detector=trained.kp_detector)
+    path = tmp_path / "tiny.pth.tar"
+    path.write_bytes(checkpoint_bytes(generator=trained.generator, kp_detector=trained.kp_detector))
     loaded = Animator.from_config(tiny_config_path, path, seed=123)
     assert not loaded.generator.training and not loaded.kp_detector.training
     source, frames = random_frames(1, seed=8)[0], random_frames(2, seed=9)
-    assert np.array_equal(trained.animate_video(source, frames), loaded.animate_video(source, frames))
+    assert np.array_equal(np.stack(list(render(trained, source, frames))),
+                          np.stack(list(render(loaded, source, frames))))

@@ -6,8 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import fomm
-from fomm.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from fomm.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, read_checkpoint
+from fomm.config.schema import load_config
+from fomm.discriminator import MultiScaleDiscriminator
+from fomm.generator import OcclusionAwareGenerator
+from fomm.keypoint_detector import KPDetector
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fomm-vox256-state-keys.txt"
 
@@ -23,9 +26,9 @@ def reference_entries() -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def test_vox256_state_dict_equals_the_reference_list(repo_root):
-    cfg = fomm.load_config(repo_root / "configs" / "vox-256.yaml").model
-    modules = {"kp_detector": fomm.KPDetector.from_config(cfg), "generator": fomm.OcclusionAwareGenerator.from_config(cfg),
-               "discriminator": fomm.MultiScaleDiscriminator.from_config(cfg)}
+    cfg = load_config(repo_root / "configs" / "vox-256.yaml").model_params
+    modules = {"kp_detector": KPDetector.from_config(cfg), "generator": OcclusionAwareGenerator.from_config(cfg),
+               "discriminator": MultiScaleDiscriminator.from_config(cfg)}
     ours = {f"{name}.{k}": (tuple(v.shape), str(v.dtype).replace("torch.", ""))
             for name, m in modules.items() for k, v in m.state_dict().items()}
     ref = reference_entries()
@@ -37,22 +40,23 @@ def test_vox256_state_dict_equals_the_reference_list(repo_root):
 
 @pytest.fixture()
 def tiny(tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path).model
-    return cfg, fomm.KPDetector.from_config(cfg), fomm.OcclusionAwareGenerator.from_config(cfg)
+    cfg = load_config(tiny_config_path).model_params
+    return cfg, KPDetector.from_config(cfg), OcclusionAwareGenerator.from_config(cfg)
 
 
 def test_round_trip_is_bit_exact(tmp_path, tiny):
     cfg, kp, gen = tiny
-    disc = fomm.MultiScaleDiscriminator.from_config(cfg)
+    disc = MultiScaleDiscriminator.from_config(cfg)
     opt = torch.optim.Adam(gen.parameters(), lr=1e-3)
     gen(torch.rand(1, 3, 64, 64), kp_source=kp(torch.rand(1, 3, 64, 64)),
         kp_driving=kp(torch.rand(1, 3, 64, 64)))["prediction"].mean().backward()
     opt.step()
-    path = save_checkpoint(tmp_path / "ckpt.pth.tar", generator=gen, kp_detector=kp, discriminator=disc,
-                           optimizer_generator=opt, epoch=7)
+    path = tmp_path / "ckpt.pth.tar"
+    path.write_bytes(checkpoint_bytes(generator=gen, kp_detector=kp, discriminator=disc, optimizer_generator=opt,
+                                      epoch=7))
     assert sorted(read_checkpoint(path)) == ["discriminator", "epoch", "generator", "kp_detector",
                                              "optimizer_generator"]
-    kp2, gen2 = fomm.KPDetector.from_config(cfg), fomm.OcclusionAwareGenerator.from_config(cfg)
+    kp2, gen2 = KPDetector.from_config(cfg), OcclusionAwareGenerator.from_config(cfg)
     opt2 = torch.optim.Adam(gen2.parameters(), lr=1e-3)
     assert load_checkpoint(path, generator=gen2, kp_detector=kp2, optimizer_generator=opt2) == 7
     for a, b in ((gen, gen2), (kp, kp2)):
@@ -65,7 +69,8 @@ def test_round_trip_is_bit_exact(tmp_path, tiny):
 
 def test_truncated_file_names_the_file(tmp_path, tiny):
     cfg, kp, gen = tiny
-    path = save_checkpoint(tmp_path / "ok.pth.tar", generator=gen, kp_detector=kp)
+    path = tmp_path / "ok.pth.tar"
+    path.write_bytes(checkpoint_bytes(generator=gen, kp_detector=kp))
     bad = tmp_path / "truncated.pth.tar"
     bad.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CheckpointError, match=r"truncated\.pth\.tar: not a readable checkpoint"):
@@ -76,10 +81,11 @@ def test_truncated_file_names_the_file(tmp_path, tiny):
 
 def test_wrong_config_lists_mismatched_keys(tmp_path, tiny, repo_root):
     cfg, kp, gen = tiny
-    path = save_checkpoint(tmp_path / "tiny.pth.tar", generator=gen, kp_detector=kp)
-    vox = fomm.load_config(repo_root / "configs" / "vox-256.yaml").model
+    path = tmp_path / "tiny.pth.tar"
+    path.write_bytes(checkpoint_bytes(generator=gen, kp_detector=kp))
+    vox = load_config(repo_root / "configs" / "vox-256.yaml").model_params
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(path, kp_detector=fomm.KPDetector.from_config(vox))
+        load_checkpoint(path, kp_detector=KPDetector.from_config(vox))
     msg = str(err.value)
     assert "tiny.pth.tar: 'kp_detector' does not fit the model config" in msg
     assert "missing 28: predictor.encoder.down_blocks.3.conv.weight" in msg  # vox: 5 hourglass blocks, tiny 3

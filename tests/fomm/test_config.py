@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 import yaml
 
-from fomm.config import ConfigError, FommConfig, ModelConfig, load_config
+from fomm.config.loader import ConfigError
+from fomm.config.schema import FommConfig, ModelConfig, load_config
 
 ORIGINAL = ["vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256", "bair-256", "fashion-256",
             "nemo-256"]
@@ -16,20 +17,20 @@ def test_original_configs_load_and_round_trip(repo_root, name):
     path = repo_root / "configs" / f"{name}.yaml"
     cfg = load_config(path)
     raw = yaml.safe_load(path.read_text())
-    assert cfg.model.common_params.num_kp == raw["model_params"]["common_params"]["num_kp"]
-    assert ModelConfig.from_dict(cfg.model.to_dict()) == cfg.model
+    assert cfg.model_params.common_params.num_kp == raw["model_params"]["common_params"]["num_kp"]
+    assert ModelConfig.from_dict(cfg.model_params.to_dict()) == cfg.model_params
     assert FommConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_vox_values(repo_root):
     cfg = load_config(repo_root / "configs" / "vox-256.yaml")
-    assert cfg.model.kp_detector_params.temperature == 0.1
-    assert cfg.model.generator_params.dense_motion_params.scale_factor == 0.25
-    assert cfg.train.epoch_milestones == (60, 90) and cfg.train.num_repeats == 75
-    assert cfg.train.loss_weights.perceptual == (10, 10, 10, 10, 10)
+    assert cfg.model_params.kp_detector_params.temperature == 0.1
+    assert cfg.model_params.generator_params.dense_motion_params.scale_factor == 0.25
+    assert cfg.train_params.epoch_milestones == (60, 90) and cfg.train_params.num_repeats == 75
+    assert cfg.train_params.loss_weights.perceptual == (10, 10, 10, 10, 10)
     assert cfg.dataset_params.id_sampling is True
     assert cfg.animate_params.normalization_params.use_relative_jacobian is True
-    assert cfg.model.common_params.align_corners is False  # the original checkpoints' sampling convention
+    assert cfg.model_params.common_params.align_corners is False  # the original checkpoints' sampling convention
 
 
 def test_unknown_key_names_file_and_path(tmp_path):
@@ -54,8 +55,8 @@ def test_bad_values_and_files(tmp_path):
 def test_configs_are_frozen(repo_root):
     cfg = load_config(repo_root / "configs" / "tiny-64.yaml")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.train.batch_size = 3  # type: ignore[misc]
-    assert dataclasses.replace(cfg.train, batch_size=3).batch_size == 3
+        cfg.train_params.batch_size = 3  # type: ignore[misc]
+    assert dataclasses.replace(cfg.train_params, batch_size=3).batch_size == 3
 
 
 def test_freezing_batch_norm_before_the_first_decay_warns(repo_root):

@@ -4,7 +4,8 @@ from dataclasses import field
 
 import pytest
 
-from fomm.config import ConfigError, FommConfig, Section, build, section
+from fomm.config.loader import ConfigError, Section, build, section
+from fomm.config.schema import FommConfig
 
 
 @section

@@ -2,7 +2,9 @@
 
 import pytest
 
-from fomm.config import ConfigError, FommConfig, apply_overrides, parse_assignments
+from fomm.config.loader import ConfigError
+from fomm.config.overrides import apply_overrides, parse_assignments
+from fomm.config.schema import FommConfig
 
 BASE = {"train_params": {"lr": 1.0, "scales": [1, 0.5], "loss": {"gan": 0.0, "vgg": [10, 10]}},
         "dataset_params": {"flip": None, "root": "d"}}

@@ -4,7 +4,8 @@ import pytest
 import torch
 import yaml
 
-from fomm import Animator, load_config
+from fomm.animator import Animator
+from fomm.config.schema import load_config
 
 
 def maps_at(config_path, size: int) -> dict:  # noqa: ANN001

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from fomm.models import build_networks
 
 

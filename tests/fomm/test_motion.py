@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import fomm
 from fomm.animation import convex_hull_area, normalize_kp
+from fomm.config.schema import load_config
 from fomm.dense_motion import heatmap_representation, sparse_motions
-from fomm.generator import deform_input
+from fomm.generator import OcclusionAwareGenerator, deform_input
 from fomm.geometry import make_coordinate_grid
 from fomm.tps import Transform
 
@@ -44,8 +44,8 @@ def test_heatmap_representation_is_zero_for_identical_keypoints():
 
 
 def test_identity_motion_gives_identity_deformation(tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path).model
-    gen = fomm.OcclusionAwareGenerator.from_config(cfg).eval()
+    cfg = load_config(tiny_config_path).model_params
+    gen = OcclusionAwareGenerator.from_config(cfg).eval()
     source = torch.rand(2, 3, 64, 64)
     kp = {"value": torch.rand(2, 5, 2) * 1.6 - 0.8, "jacobian": torch.eye(2).expand(2, 5, 2, 2).clone()}
     with torch.no_grad():
@@ -74,16 +74,16 @@ def test_identity_grid_warp_hand_values_for_both_conventions():
 
 
 def test_identity_motion_returns_the_source_with_aligned_corners(tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path).model
+    cfg = load_config(tiny_config_path).model_params
     common = dataclasses.replace(cfg.common_params, align_corners=True)
-    gen = fomm.OcclusionAwareGenerator.from_config(dataclasses.replace(cfg, common_params=common)).eval()
+    gen = OcclusionAwareGenerator.from_config(dataclasses.replace(cfg, common_params=common)).eval()
     source = torch.rand(2, 3, 64, 64)
     kp = {"value": torch.rand(2, 5, 2) * 1.6 - 0.8, "jacobian": torch.eye(2).expand(2, 5, 2, 2).clone()}
     with torch.no_grad():
         out = gen(source, kp_driving=kp, kp_source=kp)
     assert torch.allclose(out["deformed"], source, atol=1e-5)  # warped at 64×64 by a field computed at 32×32
     with torch.no_grad():
-        default = fomm.OcclusionAwareGenerator.from_config(cfg).eval()(source, kp_driving=kp, kp_source=kp)
+        default = OcclusionAwareGenerator.from_config(cfg).eval()(source, kp_driving=kp, kp_source=kp)
     assert (default["deformed"] - source).abs().mean() > 0.05  # PyTorch's default convention shrinks and darkens
 
 

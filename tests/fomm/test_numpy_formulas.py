@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import fomm
+from fomm.animation import normalize_kp
+from fomm.config.schema import load_config
+from fomm.generator import OcclusionAwareGenerator
+from fomm.keypoint_detector import KPDetector
 
 pytestmark = pytest.mark.numeric
 
@@ -29,12 +32,12 @@ def capture(module: torch.nn.Module, store: dict, name: str):
 
 @pytest.fixture(scope="module")
 def cfg(tiny_config_path):
-    return fomm.load_config(tiny_config_path).model
+    return load_config(tiny_config_path).model_params
 
 
 def test_keypoints_and_jacobians_from_logits(cfg):
     torch.manual_seed(3)
-    det = fomm.KPDetector.from_config(cfg).eval()
+    det = KPDetector.from_config(cfg).eval()
     torch.nn.init.normal_(det.jacobian.weight, std=0.05)  # leave the identity init so the test can fail
     raw: dict = {}
     capture(det.kp, raw, "logits"), capture(det.jacobian, raw, "jacobian")
@@ -51,8 +54,8 @@ def test_keypoints_and_jacobians_from_logits(cfg):
 
 def test_dense_motion_deformation_and_occlusion_from_logits(cfg):
     torch.manual_seed(4)
-    det = fomm.KPDetector.from_config(cfg).eval()
-    gen = fomm.OcclusionAwareGenerator.from_config(cfg).eval()
+    det = KPDetector.from_config(cfg).eval()
+    gen = OcclusionAwareGenerator.from_config(cfg).eval()
     dm = gen.dense_motion_network
     raw: dict = {}
     capture(dm.mask, raw, "mask"), capture(dm.occlusion, raw, "occlusion")
@@ -78,12 +81,12 @@ def test_dense_motion_deformation_and_occlusion_from_logits(cfg):
 
 def test_relative_motion_prediction_equals_absolute_prediction_on_initial_frame(cfg):
     torch.manual_seed(5)
-    det = fomm.KPDetector.from_config(cfg).eval()
-    gen = fomm.OcclusionAwareGenerator.from_config(cfg).eval()
+    det = KPDetector.from_config(cfg).eval()
+    gen = OcclusionAwareGenerator.from_config(cfg).eval()
     src, drv0 = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         kp_s, kp_d0 = det(src), det(drv0)
-        kp_rel = fomm.normalize_kp(kp_s, kp_d0, kp_d0, use_relative_movement=True, use_relative_jacobian=True)
+        kp_rel = normalize_kp(kp_s, kp_d0, kp_d0, use_relative_movement=True, use_relative_jacobian=True)
         # relative motion from the initial frame itself gives the source keypoints: the prediction of
         # driving the source with its own keypoints
         a = gen(src, kp_source=kp_s, kp_driving=kp_rel)["prediction"]

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import fomm
-from fomm.animator import AnimatedBatch
-from fomm.config import ModelConfig, TrainParams
+from fomm.animator import AnimatedBatch, Animator
+from fomm.config.schema import ModelConfig, TrainParams
+from fomm.discriminator import MultiScaleDiscriminator
 from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
+from fomm.generator import OcclusionAwareGenerator
+from fomm.keypoint_detector import KPDetector
 from fomm.precision import native_bf16
 from fomm.tps import Transform
 from fomm.vgg import Vgg19
@@ -43,20 +45,20 @@ def ref32() -> dict:
     return load(PARITY_FP32)
 
 
-def build(ref: dict) -> tuple[fomm.KPDetector, fomm.OcclusionAwareGenerator, ModelConfig]:
+def build(ref: dict) -> tuple[KPDetector, OcclusionAwareGenerator, ModelConfig]:
     """The original's detector and generator in eval mode, in the file's dtype."""
     cfg = ModelConfig.from_dict(ref["model_params"])
     dtype = ref["source"].dtype
-    det = fomm.KPDetector.from_config(cfg).to(dtype)
-    gen = fomm.OcclusionAwareGenerator.from_config(cfg).to(dtype)
+    det = KPDetector.from_config(cfg).to(dtype)
+    gen = OcclusionAwareGenerator.from_config(cfg).to(dtype)
     det.load_state_dict(ref["kp_detector"])
     gen.load_state_dict(ref["generator"])
     return det.eval(), gen.eval(), cfg
 
 
-def animator(ref: dict, precision: str, **options) -> fomm.Animator:
+def animator(ref: dict, precision: str, **options) -> Animator:
     det, gen, _ = build(ref)
-    return fomm.Animator(det, gen, frame_size=(64, 64), crop="none", batch_size=4, precision=precision,
+    return Animator(det, gen, frame_size=(64, 64), crop="none", batch_size=4, precision=precision,
                          adapt_movement_scale=True, use_relative_jacobian=True, **options)
 
 
@@ -83,7 +85,7 @@ def training_step(ref: dict, monkeypatch) -> dict[str, object]:
     """One step of the original's recipe in train mode: each loss term, the discriminator's loss, every gradient."""
     det, gen, cfg = build(ref)
     dtype = ref["source"].dtype
-    disc = fomm.MultiScaleDiscriminator.from_config(cfg).to(dtype)
+    disc = MultiScaleDiscriminator.from_config(cfg).to(dtype)
     disc.load_state_dict(ref["discriminator"])
     tp = TrainParams.from_dict(ref["train_params"])
     vgg = Vgg19().to(dtype)
@@ -237,7 +239,7 @@ def test_folded_batch_norm_computes_the_same_and_saves_a_plain_checkpoint(ref):
         assert len(folded) == 13
         # float64: folding moves the prediction by rounding alone (measured 7.8e-16); bound 1e-12
         assert max_diff(gen(ref["source"], kp_driving=kp, kp_source=kp)["prediction"], before) <= 1e-12
-        plain = fomm.OcclusionAwareGenerator.from_config(cfg).double().eval()
+        plain = OcclusionAwareGenerator.from_config(cfg).double().eval()
         plain.load_state_dict(gen.state_dict())  # the same keys: a checkpoint any model loads
         assert max_diff(plain(ref["source"], kp_driving=kp, kp_source=kp)["prediction"], before) <= 1e-12
     with pytest.raises(RuntimeError, match="inference only"):

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fomm.config import ConfigError, load_config
+from fomm.config.loader import ConfigError
+from fomm.config.schema import load_config
 from fomm.precision import autocast_dtype, cpu_flags, native_bf16, precision_name, use_channels_last
 
 CPU = torch.device("cpu")

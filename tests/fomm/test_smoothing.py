@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fomm import Animator
+from fomm.animator import Animator
 from fomm.smoothing import KeypointSmoother, OneEuroFilter
 
 pytestmark = pytest.mark.numeric

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import fomm
-from fomm.config import LossWeights
+import fomm.config
+import fomm.losses
+import fomm.train_step
+import fomm.vgg
+from fomm.config.schema import LossWeights, load_config
 from fomm.losses import keypoint_separation_loss
-from fomm.training import build_train_state, end_epoch, to_channels_last, train_step
+from fomm.train_step import build_train_state, end_epoch, to_channels_last, train_step
 
 GOLDEN = Path(__file__).resolve().parents[1] / "assets" / "losses" / "tiny-64.txt"
 
@@ -28,12 +31,12 @@ def smooth_pair() -> dict[str, torch.Tensor]:
 
 
 def test_tiny_model_overfits_one_pair(tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path)
-    tp = dataclasses.replace(cfg.train, lr_generator=2e-3, lr_kp_detector=2e-3, scales=(1,),
+    cfg = load_config(tiny_config_path)
+    tp = dataclasses.replace(cfg.train_params, lr_generator=2e-3, lr_kp_detector=2e-3, scales=(1,),
                              loss_weights=LossWeights(perceptual=(1, 1, 1, 1, 1), equivariance_value=0,
                                                       equivariance_jacobian=0))
     torch.manual_seed(0)
-    state = build_train_state(cfg.model, tp)
+    state = build_train_state(cfg.model_params, tp)
     batch = smooth_pair()
     history = [train_step(state, batch)[0]["perceptual"] for _ in range(100)]
     assert all(torch.isfinite(torch.tensor(history)))
@@ -44,7 +47,7 @@ def golden_run(cfg) -> list[float]:
     """Four float64 steps of tiny-64 (fused Adam) on a fixed random batch; the seeded random VGG-19, so that
     ImageNet weights found on a machine do not change the curve."""
     torch.manual_seed(0)
-    state = build_train_state(cfg.model, cfg.train, vgg=fomm.vgg.Vgg19(), dtype=torch.float64)
+    state = build_train_state(cfg.model_params, cfg.train_params, vgg=fomm.vgg.Vgg19(), dtype=torch.float64)
     torch.manual_seed(1)
     batch = {k: torch.rand(2, 3, 64, 64, dtype=torch.float64) for k in ("source", "driving")}
     return [train_step(state, batch)[0]["total"] for _ in range(4)]
@@ -53,7 +56,7 @@ def golden_run(cfg) -> list[float]:
 @pytest.mark.numeric  # the module's other tests are minutes under an ISA cap and compare no close numbers
 def test_tiny64_golden_loss_curve(tiny_config_path):
     """Regression guard recorded from our own output: four float64 steps of tiny-64 give the recorded losses."""
-    cfg = fomm.load_config(tiny_config_path)
+    cfg = load_config(tiny_config_path)
     losses = golden_run(cfg)
     if not GOLDEN.exists():
         pytest.fail(f"{GOLDEN} missing: record it with `python tests/fomm/test_training_step.py`")
@@ -69,12 +72,12 @@ def test_channels_last_step_with_fused_adam_matches_the_contiguous_one(tiny_conf
     """to_channels_last reaches every conv network (the perceptual VGG too); the step computes the same (fp32):
     two steps' losses within 1e-4 relative, measured 1.2e-5 / 1.0e-5 / 3.1e-6 (default ISA / ONEDNN_MAX_CPU_ISA=AVX2
     / =SSE41)."""
-    cfg = fomm.load_config(tiny_config_path)
+    cfg = load_config(tiny_config_path)
     batch = smooth_pair()
     runs = []
     for channels_last in (False, True):
         torch.manual_seed(0)
-        state = build_train_state(cfg.model, cfg.train, vgg=fomm.vgg.Vgg19())
+        state = build_train_state(cfg.model_params, cfg.train_params, vgg=fomm.vgg.Vgg19())
         assert all(opt.defaults["fused"] for opt in state.optimizers.values())
         if channels_last:
             to_channels_last(state)
@@ -87,14 +90,14 @@ def test_channels_last_step_with_fused_adam_matches_the_contiguous_one(tiny_conf
 
 
 def test_keypoint_separation_term_is_weighted_and_absent_by_default(tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path)
-    assert cfg.train.loss_weights.keypoint_separation == 0  # original configs: the paper's losses only
+    cfg = load_config(tiny_config_path)
+    assert cfg.train_params.loss_weights.keypoint_separation == 0  # original configs: the paper's losses only
     torch.manual_seed(0)
-    state = build_train_state(cfg.model, cfg.train)
+    state = build_train_state(cfg.model_params, cfg.train_params)
     batch = smooth_pair()
     losses, generated = state.generator_full(batch)
     assert "keypoint_separation" not in losses
-    weights = dataclasses.replace(cfg.train.loss_weights, keypoint_separation=4.0, keypoint_separation_sigma=0.2)
+    weights = dataclasses.replace(cfg.train_params.loss_weights, keypoint_separation=4.0, keypoint_separation_sigma=0.2)
     state.generator_full.weights = weights
     losses, generated = state.generator_full(batch)
     expected = 4.0 * 0.5 * sum(keypoint_separation_loss(generated[k]["value"], 0.2) for k in ("kp_source", "kp_driving"))
@@ -102,10 +105,10 @@ def test_keypoint_separation_term_is_weighted_and_absent_by_default(tiny_config_
 
 
 def test_learning_rate_schedule_and_adversarial_step(tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path)
-    weights = dataclasses.replace(cfg.train.loss_weights, generator_gan=1)
-    tp = dataclasses.replace(cfg.train, loss_weights=weights, scales=(1,), epoch_milestones=(1, 2))
-    state = build_train_state(cfg.model, tp)
+    cfg = load_config(tiny_config_path)
+    weights = dataclasses.replace(cfg.train_params.loss_weights, generator_gan=1)
+    tp = dataclasses.replace(cfg.train_params, loss_weights=weights, scales=(1,), epoch_milestones=(1, 2))
+    state = build_train_state(cfg.model_params, tp)
     before = [p.clone() for p in state.discriminator.parameters()]
     values, _ = train_step(state, {"source": torch.rand(2, 3, 64, 64), "driving": torch.rand(2, 3, 64, 64)})
     assert {"gen_gan", "feature_matching", "disc_gan"} <= set(values)
@@ -118,13 +121,14 @@ def test_learning_rate_schedule_and_adversarial_step(tiny_config_path):
 
 
 def test_state_save_load_restores_epoch_and_optimizer(tmp_path, tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path)
-    tp = dataclasses.replace(cfg.train, scales=(1,), epoch_milestones=(1,))
-    state = build_train_state(cfg.model, tp)
+    cfg = load_config(tiny_config_path)
+    tp = dataclasses.replace(cfg.train_params, scales=(1,), epoch_milestones=(1,))
+    state = build_train_state(cfg.model_params, tp)
     train_step(state, {"source": torch.rand(1, 3, 64, 64), "driving": torch.rand(1, 3, 64, 64)})
     end_epoch(state)
-    path = state.save(tmp_path / "00000001-checkpoint.pth.tar")
-    fresh = build_train_state(cfg.model, tp)
+    path = tmp_path / "00000001-checkpoint.pth.tar"
+    path.write_bytes(state.to_bytes())
+    fresh = build_train_state(cfg.model_params, tp)
     fresh.load(path)
     assert fresh.epoch == 1 and fresh.step == 1
     assert fresh.learning_rates() == state.learning_rates()
@@ -134,10 +138,10 @@ def test_state_save_load_restores_epoch_and_optimizer(tmp_path, tiny_config_path
 
 def test_frozen_batch_norm_keeps_its_statistics_trains_its_weights_and_makes_training_mode_match_eval(
         tiny_config_path):
-    cfg = fomm.load_config(tiny_config_path)
-    tp = dataclasses.replace(cfg.train, scales=(1,))
+    cfg = load_config(tiny_config_path)
+    tp = dataclasses.replace(cfg.train_params, scales=(1,))
     torch.manual_seed(0)
-    state = build_train_state(cfg.model, tp)
+    state = build_train_state(cfg.model_params, tp)
     batch = smooth_pair()
     train_step(state, batch)  # one ordinary step: statistics move
     norms = [m for m in state.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -161,7 +165,7 @@ def test_frozen_batch_norm_keeps_its_statistics_trains_its_weights_and_makes_tra
 
 if __name__ == "__main__":  # re-record the regression guard (only after a deliberate change of the losses)
     root = Path(__file__).resolve().parents[2]
-    curve = golden_run(fomm.load_config(root / "configs" / "tiny-64.yaml"))
+    curve = golden_run(load_config(root / "configs" / "tiny-64.yaml"))
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN.write_text("\n".join(repr(x) for x in curve) + "\n")
     print(curve)

@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
-STAGES = ("preprocess", "train", "tune", "evaluate", "benchmark", "animate")
+STAGES = ("preprocess", "train", "tune", "evaluate", "benchmark", "animate_batch")
 IMAGE_REPO = "registry.example.com/fomm-pipeline"
 MLFLOW_IMAGE_REPO = "registry.example.com/fomm-mlflow"
 KUBECTL_IMAGE = re.compile(r"registry\.k8s\.io/kubectl:v\d+\.\d+\.\d+")

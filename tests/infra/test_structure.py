@@ -152,7 +152,7 @@ def test_resources_fit_the_job() -> None:
             assert need_gpu > 0, "the tune RayJob should train its trials on GPUs"
         elif stage in ("evaluate", "benchmark"):
             need_cpu, need_gpu = int(opts["workers"]) * per["cpu"], 0
-        elif stage == "animate":
+        elif stage == "animate_batch":
             n = int(opts.get("concurrency", 1))
             on_gpu = opts.get("device", "cpu").startswith("cuda")
             need_cpu, need_gpu = n * float(opts.get("num-cpus", 1)), n * on_gpu

@@ -15,8 +15,9 @@ from preprocessing import dataset_writer as dw
 from preprocessing import shards
 from preprocessing.config import PreprocessConfig
 from preprocessing.cropping import resize_keep_aspect
-from preprocessing.sources import collect_tasks
+from preprocessing.sources import collect_tasks, raw_video_index
 from services.video_read import read_frames
+from tests.conftest import damaged_shards
 
 
 def cfg_for(input_: str, output, **kw) -> PreprocessConfig:
@@ -32,13 +33,13 @@ def shard_digests(root) -> dict[str, str]:
 def test_synthetic_folder_end_to_end(synthetic_dir, tmp_path):
     result = dw.run_local(cfg_for(synthetic_dir, tmp_path / "out"))
     assert (result["num_videos"], result["num_clips"], result["num_frames"], result["num_errors"]) == (6, 6, 144, 0)
-    clips = {c.video_id: c for c in shards.read_clips(str(tmp_path / "out"))}
+    clips = {c.video_id: c for c in shards.ShardSet.open(str(tmp_path / "out")).clips()}
     meta = {r["video_id"]: r for r in csv.DictReader(open(synthetic_dir / "metadata.csv"))}
     for vid, clip in clips.items():
         assert (clip.person_id, clip.split) == (meta[vid]["person_id"], meta[vid]["split"])
         assert clip.crop_box == (0, 0, 64, 64) and clip.frames.shape == (24, 64, 64, 3)
     np.testing.assert_array_equal(clips["synth0003"].frames, read_frames(synthetic_dir / "synth0003.mp4"))
-    assert shards.verify_shards(str(tmp_path / "out")) == []
+    assert damaged_shards(str(tmp_path / "out")) == []
     assert not list((tmp_path / "out" / "_work").rglob("*.parquet"))  # work files removed after the commit
 
 
@@ -54,7 +55,7 @@ def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, s
     ]
     table.write_text("\n".join(rows) + "\n")
     result = dw.run_local(cfg_for(table, tmp_path / "out", video_dir=str(raw), size=48))
-    (clip,) = list(shards.read_clips(str(tmp_path / "out")))
+    (clip,) = list(shards.ShardSet.open(str(tmp_path / "out")).clips())
     assert (clip.video_id, clip.person_id, clip.split) == ("vidA", "id10001", "train")
     assert (clip.start_frame, clip.end_frame, clip.crop_box) == (3, 9, (50, 40, 150, 145))
     source = read_frames(raw / "vidA.mp4", 9)[3:9]
@@ -63,6 +64,26 @@ def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, s
     (err,) = shards.read_errors(str(tmp_path / "out"))
     assert (err["video_id"], err["stage"]) == ("vidMissing", "missing")
     assert "vidMissing" in err["message"] and result["num_errors"] == 1
+
+
+def _touch(folder, *names) -> None:
+    for name in names:
+        (folder / name).write_bytes(b"x")
+
+
+def test_raw_videos_are_found_by_one_listing_with_the_extension_order_kept(tmp_path, moto_s3):
+    _touch(tmp_path, "a.mkv", "a.mp4", "b.webm", "c.MP4", ".d.mp4", "e.mp4.part", "notes.txt")
+    index = raw_video_index(str(tmp_path), None)
+    assert index == {"a": f"{tmp_path}/a.mp4", "b": f"{tmp_path}/b.webm"}  # .mp4 before .mkv; case kept exact
+    assert raw_video_index(str(tmp_path / "absent"), None) == {}
+
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint"], region_name="us-east-1")
+    for key in ("raw/v1.mov", "raw/v1.avi", "raw/v2.mkv", "raw/deeper/v3.mp4"):
+        s3.put_object(Bucket=moto_s3["bucket"], Key=key, Body=b"x")
+    root = f"s3://{moto_s3['bucket']}/raw"
+    assert raw_video_index(root, None) == {"v1": f"{root}/v1.mov", "v2": f"{root}/v2.mkv"}  # not recursive
 
 
 @pytest.mark.parametrize(("row", "problem"), [
@@ -93,7 +114,7 @@ def test_corrupt_and_zero_frame_videos_go_to_errors(synthetic_dir, tmp_path, cor
     assert errors["corrupt"]["stage"] == "decode" and "truncated or corrupt" in errors["corrupt"]["message"]
     assert errors["zero"]["stage"] == "probe" and "zero-frame" in errors["zero"]["message"]
     assert errors["notes"]["path"].endswith("notes.mp4") and "not a readable video" in errors["notes"]["message"]
-    assert {c.video_id for c in shards.read_clips(str(tmp_path / "out"))} == {"synth0000", "synth0001"}
+    assert {c.video_id for c in shards.ShardSet.open(str(tmp_path / "out")).clips()} == {"synth0000", "synth0001"}
 
 
 def test_shards_respect_the_target_size(synthetic_dir, tmp_path):

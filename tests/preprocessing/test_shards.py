@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocessing import shards
+from tests.conftest import damaged_shards
 
 
 def make_record(i: int, split: str = "train", frames: int = 3, fmt: str = "png") -> shards.ClipRecord:
@@ -46,15 +47,15 @@ def test_round_trip_through_a_shard(tmp_path):
     records = [make_record(0), make_record(1, "test"), make_record(2)]
     info = shards.write_table_atomic(shards.records_to_table(records), str(tmp_path / "s.parquet"))
     assert info["rows"] == 3 and info["bytes"] == (tmp_path / "s.parquet").stat().st_size
-    clips = list(shards.read_clips(str(tmp_path / "s.parquet")))
+    clips = list(shards.ShardSet.open(str(tmp_path / "s.parquet")).clips())
     assert [c.clip_id for c in clips] == ["v0#000", "v1#000", "v2#000"]
     c = clips[0]
     assert (c.video_id, c.person_id, c.split, c.fps, c.num_frames, c.crop_box) == ("v0", "p0", "train", 25.0, 3,
                                                                                       (1, 2, 33, 34))
     np.testing.assert_array_equal(c.frames, shards.decode_frames(records[0].frames))
     assert c.meta["source_width"] == 60
-    assert [c.clip_id for c in shards.read_clips(str(tmp_path / "s.parquet"), split="test")] == ["v1#000"]
-    meta_only = list(shards.read_clips(str(tmp_path), columns=["clip_id", "num_frames"]))
+    assert [c.clip_id for c in shards.ShardSet.open(str(tmp_path / "s.parquet")).clips(split="test")] == ["v1#000"]
+    meta_only = list(shards.ShardSet.open(str(tmp_path)).clips(columns=["clip_id", "num_frames"]))
     assert [m.num_frames for m in meta_only] == [3, 3, 3] and meta_only[0].frames.size == 0
 
 
@@ -67,7 +68,7 @@ def test_writes_are_deterministic_and_leave_no_temporaries(tmp_path):
     assert pq.read_metadata(tmp_path / "a.parquet").num_rows == 2
 
 
-def test_manifest_errors_and_list_shards(tmp_path):
+def test_manifest_errors_and_the_shard_set(tmp_path):
     root = tmp_path / "ds"
     (root / "shards" / "train").mkdir(parents=True)
     info = shards.write_table_atomic(shards.records_to_table([make_record(0)]),
@@ -75,16 +76,17 @@ def test_manifest_errors_and_list_shards(tmp_path):
     manifest = {"shards": [{"file": "shards/train/shard-00000.parquet", "split": "train", **info}]}
     (root / "_manifest.json").write_text(json.dumps(manifest))
     assert shards.read_manifest(str(root))["shards"][0]["rows"] == 1
-    assert shards.list_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
-    assert shards.list_shards(str(root), split="test") == []
-    assert shards.verify_shards(str(root)) == []
+    opened = shards.ShardSet.open(str(root))
+    assert opened.uris() == [str(root / "shards" / "train" / "shard-00000.parquet")]
+    assert opened.uris("test") == [] and opened.index("train").clip_ids == ("v0#000",)
+    assert damaged_shards(str(root)) == []
     assert shards.read_errors(str(root)) == []
     errors = pa.Table.from_pylist([{"path": "/x.mp4", "video_id": "x", "stage": "decode", "message": "bad"}],
                                   schema=shards.ERROR_SCHEMA)
     shards.write_table_atomic(errors, str(root / "errors.parquet"))
     assert shards.read_errors(str(root)) == [{"path": "/x.mp4", "video_id": "x", "stage": "decode", "message": "bad"}]
     (root / "shards" / "train" / "shard-00000.parquet").write_bytes(b"tampered")
-    assert shards.verify_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
+    assert damaged_shards(str(root)) == [str(root / "shards" / "train" / "shard-00000.parquet")]
     with pytest.raises(FileNotFoundError, match="no manifest"):
         shards.read_manifest(str(tmp_path / "elsewhere"))
 
@@ -100,4 +102,4 @@ def test_a_half_written_shard_among_good_ones_is_named_before_any_job(tmp_path):
     with pytest.raises(UserError, match=rf"^--data {half}: not readable as clip shards"):
         require_shards("--data", str(good.parent), "train")
     half.unlink()
-    assert require_shards("--data", str(good.parent), "train") == [str(good)]
+    assert require_shards("--data", str(good.parent), "train").uris() == [str(good)]

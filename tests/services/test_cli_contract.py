@@ -30,7 +30,7 @@ def test_user_error_is_one_line_and_status_2_a_bug_raises(capsys) -> None:
 
 
 def test_config_error_of_an_imported_package_is_a_user_error(capsys) -> None:
-    from fomm.config import ConfigError
+    from fomm.config.loader import ConfigError
 
     def main(argv: list[str]) -> int:
         raise ConfigError("vox.yaml: unknown key 'num_kps'")
@@ -58,7 +58,7 @@ def test_the_packages_input_errors_are_user_errors_and_services_names_none_of_th
 
 
 def ConfigErrorOf() -> Exception:  # noqa: N802 - a factory named after what it makes
-    from fomm.config import ConfigError
+    from fomm.config.loader import ConfigError
 
     return ConfigError("x")
 

@@ -61,9 +61,14 @@ def test_train_and_tune_flag_defaults_are_the_train_jobs(repo_root) -> None:
 
 
 def test_preprocess_and_evaluate_flag_defaults_are_the_configs(repo_root) -> None:
-    from evaluation.cli import eval_config_from_args, eval_parser
+    from evaluation.cli import eval_config_from_args, eval_flags
     from evaluation.runner import EvalConfig
     from preprocessing.config import PreprocessConfig
+
+    def eval_parser(description: str, experiment: str) -> ArgumentParser:
+        p = ArgumentParser(description=description)
+        eval_flags(p, experiment)
+        return p
 
     args = _pipeline(repo_root, "preprocess").parse_args(["--input", "i", "--output", "o"])
     assert PreprocessConfig(**field_values(PreprocessConfig, args, shard_bytes=int(args.shard_mb * 2**20))) == \
@@ -153,3 +158,28 @@ def test_train_numbers_are_finite_and_in_range(repo_root, flag, value) -> None:
     required = ["--config", "c.yaml", "--data", "d", "--storage", "s"]
     with pytest.raises(UserError, match=f"^argument {flag}: "):
         _pipeline(repo_root, "train").parse_args([*required, flag, value])
+
+
+RAY_STAGES = ("preprocess", "train", "tune", "evaluate", "benchmark", "animate_batch")
+
+
+@pytest.mark.parametrize("name", RAY_STAGES)
+def test_every_ray_stage_takes_the_one_ray_address_flag(repo_root, name, monkeypatch) -> None:
+    """`--ray-address` names the cluster on every stage that uses Ray (none says `--address`); the train job
+    carries it, and without it $RAY_ADDRESS still counts."""
+    from services.ray_start import cluster_address
+
+    flags = _pipeline(repo_root, name).STAGE.parser()._option_string_actions
+    assert "--address" not in flags and (flags["--ray-address"].dest, flags["--ray-address"].default) == \
+        ("ray_address", None)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://env:10001")
+    assert cluster_address(None) == "ray://env:10001" and cluster_address("ray://flag:1") == "ray://flag:1"
+
+
+def test_the_train_job_carries_the_ray_address(repo_root) -> None:
+    from training.job import TrainJob
+
+    required = ["--config", "c.yaml", "--data", "d", "--storage", "s", "--ray-address", "ray://head:10001"]
+    for name in ("train", "tune"):
+        args = _pipeline(repo_root, name).parse_args(required)
+        assert TrainJob(**field_values(TrainJob, args)).ray_address == "ray://head:10001"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from services import storage
+from services import s3_retries, storage
 
 
 def test_resolve_once_per_process_and_pickle_without_secrets(tmp_path, monkeypatch):
@@ -63,7 +63,8 @@ def test_pipeline_help(repo_root):
 def test_an_s3_path_without_credentials_is_one_line_before_any_job(tmp_path, monkeypatch):
     import time
 
-    from services.storage import StorageError, check_reachable
+    from services.checks import storage_reachable
+    from services.storage import StorageError
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                  "FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
@@ -73,6 +74,17 @@ def test_an_s3_path_without_credentials_is_one_line_before_any_job(tmp_path, mon
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # not on a cloud machine
     started = time.monotonic()
     with pytest.raises(StorageError, match=r"^--data s3://bucket/shards: no S3 credentials \(set AWS_ACCESS_KEY_ID"):
-        check_reachable("--data", "s3://bucket/shards")
+        storage_reachable("--data", "s3://bucket/shards")
     assert time.monotonic() - started < 5
-    check_reachable("--data", str(tmp_path))  # a local path needs none
+    storage_reachable("--data", str(tmp_path))  # a local path needs none
+
+
+def test_counting_retries_counts_only_inside_its_block():
+    """The S3 retries a block caused: botocore's retry handler calls note_retry (services.s3)."""
+    s3_retries.note_retry()  # before: not counted
+    with s3_retries.counting_retries() as retries:
+        s3_retries.note_retry()
+        assert retries.count == 1
+        s3_retries.note_retry()
+    s3_retries.note_retry()  # after: not counted
+    assert retries.count == 2

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from fomm.config import load_config
-from fomm.training import build_train_state, end_epoch
+from fomm.config.schema import load_config
+from fomm.train_step import build_train_state, end_epoch
 from training.budget import Budget, lr_factor, resumed_offset
 from training.job import TrainJob
 

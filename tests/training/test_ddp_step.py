@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from fomm.config import load_config
-from fomm.training import build_train_state, train_step
+from fomm.config.schema import load_config
+from fomm.train_step import build_train_state, train_step
 from training.loop import weights_fingerprint
 from training.sync_bn import GlooSyncBatchNorm2d, convert_sync_batchnorm
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fomm.config import load_config
-from fomm.training import build_train_state, train_step
+from fomm.config.schema import load_config
+from fomm.train_step import build_train_state, train_step
 from preprocessing import shards
 from training import data
 from training.loop import to_model_batch, validate
@@ -22,7 +22,7 @@ def test_demo_config_reconstruction_improves_within_a_few_dozen_steps(repo_root,
     torch.manual_seed(0)
     state = build_train_state(cfg.model_params, cfg.train_params)
     root = str(synthetic_shards_64)
-    index = data.scan_clips(root, "train")
+    index = data.clip_index(shards.ShardSet.open(root), "train")
     spec = data.PairSpec.from_config(cfg, index)
     train = shards.read_table(f"{root}/train-00000.parquet", columns=data.READ_COLUMNS)
     held_out = shards.read_table(f"{root}/test-00000.parquet", columns=data.READ_COLUMNS)

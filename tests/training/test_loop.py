@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from fomm.config import ConfigError, load_config
+from fomm.config.loader import ConfigError
+from fomm.config.schema import load_config
 from training.job import TrainJob, resolve_config
 from training.loop import (
     StepClock,

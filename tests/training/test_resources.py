@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from services.cli import UserError
@@ -19,6 +21,7 @@ def test_workers_and_gpus_a_machine_does_not_have_are_refused_before_ray(monkeyp
     with pytest.raises(UserError, match=r"^--workers 5: this machine has 4 CPUs"):
         local_room(TrainJob(config="c", data="d", storage="s", workers=5))
     local_room(TrainJob(config="c", data="d", storage="s"))  # CPU training asks for none
+    local_room(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1, ray_address="ray://head:10001"))
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster's GPUs are checked once connected
     local_room(TrainJob(config="c", data="d", storage="s", gpus_per_worker=1))
 
@@ -42,8 +45,8 @@ def test_requests_the_cluster_can_never_grant_are_refused(monkeypatch) -> None:
 
 
 def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_path) -> None:
-    from fomm.config import load_config
-    from training.plan import check_plan
+    from fomm.config.schema import load_config
+    from training.job import check_plan
 
     cfg = load_config(tiny_config_path)
     job = TrainJob(config=str(tiny_config_path), data="d", storage=str(tmp_path), name="run")
@@ -51,8 +54,8 @@ def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_pat
     (tmp_path / "run").mkdir()  # an earlier run of that name
     with pytest.raises(UserError, match=r"^--name run: .*/run: a run of this name exists; pass --resume"):
         check_plan(job, cfg)
-    check_plan(job.replace(resume=True), cfg)
-    odd = job.replace(name="odd", workers=cfg.train_params.batch_size + 1)
+    check_plan(dataclasses.replace(job, resume=True), cfg)
+    odd = dataclasses.replace(job, name="odd", workers=cfg.train_params.batch_size + 1)
     with pytest.raises(UserError, match=r"^--workers \d+: .*must divide evenly over the workers"):
         check_plan(odd, cfg)
 
@@ -65,8 +68,8 @@ def test_a_validation_split_asked_for_by_name_must_exist(tmp_path, tiny_config_p
     job = TrainJob(config=str(tiny_config_path), data=str(shards), storage=str(tmp_path / "st"),
                    tracking_uri=f"sqlite:///{tmp_path}/m.db")
     check_inputs(job)  # the default split: there
-    check_inputs(job.replace(val_split="train"))
+    check_inputs(dataclasses.replace(job, val_split="train"))
     with pytest.raises(UserError, match=r"^--val-split nope: no clips of that split in --data"):
-        check_inputs(job.replace(val_split="nope"))
-    check_inputs(job.replace(val_split="nope", num_val_clips=0))  # no validation asked for
+        check_inputs(dataclasses.replace(job, val_split="nope"))
+    check_inputs(dataclasses.replace(job, val_split="nope", num_val_clips=0))  # no validation asked for
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]  # the checks wrote nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -33,16 +34,16 @@ def small_job(config: Path, data: str, storage_path: str, tracking_uri: str, **c
                     **changes)
 
 
-def _train_worker_pids(dashboard: str, timeout: float) -> list[int]:
-    """PIDs of the live RayTrainWorker actors, once the worker group is up."""
+def _train_workers(dashboard: str, timeout: float) -> list[tuple[int, str]]:
+    """(PID, node id) of the live RayTrainWorker actors, once the worker group is up."""
     from ray.util.state import list_actors
 
     deadline = time.time() + timeout
     while time.time() < deadline:
         workers = list_actors(address=dashboard, filters=[("class_name", "=", "RayTrainWorker"),
-                                                          ("state", "=", "ALIVE")])
+                                                          ("state", "=", "ALIVE")], detail=True)
         if len(workers) == 2:
-            return [int(w.pid) for w in workers]
+            return [(int(w.pid), w.node_id) for w in workers]
         time.sleep(0.5)
     raise TimeoutError(f"no 2 live train workers within {timeout:.0f}s")
 
@@ -57,11 +58,12 @@ def _upload(local: Path, remote: str) -> str:
 def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_s3, synthetic_shards,
                                                                  tiny_config_path, tmp_path, wait_registered,
                                                                  sqlite_uri):
-    """Shards and checkpoints on S3 (moto); one of the two workers is SIGKILLed after the first checkpoint."""
+    """Shards and checkpoints on S3 (moto); the two workers on two nodes (SPREAD); one of them is SIGKILLed after the
+    first checkpoint."""
     bucket = f"s3://{moto_s3['bucket']}/{tmp_path.name}"
     data = _upload(synthetic_shards, f"{bucket}/shards")
     uri = sqlite_uri  # the session's store: this test reads its own run by id
-    job = small_job(tiny_config_path, data, f"{bucket}/storage", uri, name="ddp")
+    job = small_job(tiny_config_path, data, f"{bucket}/storage", uri, name="ddp", placement="SPREAD")
     outcome: dict = {}
 
     def run() -> None:
@@ -72,9 +74,10 @@ def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    pids = _train_worker_pids(ray_local["dashboard"], timeout=400)  # found early: the kill must land mid-run
+    workers = _train_workers(ray_local["dashboard"], timeout=400)  # found early: the kill must land mid-run
+    assert len({node for _, node in workers}) == 2, workers  # SPREAD: one DDP worker on each worker node
     wait_registered(job, timeout=400)
-    os.kill(pids[-1], signal.SIGKILL)
+    os.kill(workers[-1][0], signal.SIGKILL)
     killed_at = time.time()
     thread.join(timeout=500)
     assert not thread.is_alive(), "training did not finish after a worker was killed"
@@ -121,8 +124,9 @@ def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num
     uri = sqlite_uri
     overrides = {**SMALL, "train_params": {**SMALL["train_params"], "num_repeats": 1, "epoch_milestones": [1],
                                            "checkpoint_every_steps": 0, "freeze_batch_norm_epoch": 1, "bf16": True}}
-    job = small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"), uri, name="budget",
-                    num_epochs=2, lr_schedule="budget").replace(workers=1, log_images_every=4, overrides=overrides)
+    job = dataclasses.replace(small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"), uri,
+                                        name="budget", num_epochs=2, lr_schedule="budget"),
+                              workers=1, log_images_every=4, overrides=overrides)
     result = fit(job)
     run = mlflow.MlflowClient(uri).get_run(result.mlflow_run_id)
     assert run.data.tags["precision"] == "bf16"
@@ -157,7 +161,8 @@ def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
     frames = pa.array([[b"not an image"] * len(f) for f in table.column("frames").to_pylist()],
                       type=table.schema.field("frames").type)
     pq.write_table(table.set_column(table.schema.get_field_index("frames"), "frames", frames), train)
-    job = small_job(tiny_config_path, str(data_dir), str(tmp_path / "storage"), sqlite_uri,
-                    name="empty", lr_schedule="budget").replace(workers=1, max_failures=0, validate_at_start=False)
+    job = dataclasses.replace(small_job(tiny_config_path, str(data_dir), str(tmp_path / "storage"), sqlite_uri,
+                                        name="empty", lr_schedule="budget"),
+                              workers=1, max_failures=0, validate_at_start=False)
     with pytest.raises(Exception, match="no full batch of 2 training pairs"):
         fit(job)

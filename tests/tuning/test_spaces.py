@@ -3,7 +3,7 @@
 import pytest
 from ray.tune.search.sample import Categorical, Float
 
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from tuning.export import export_best_config
 from tuning.spaces import SearchSpace, SpaceError, apply, to_overrides
 
@@ -24,8 +24,8 @@ def test_joined_keys_share_one_value_and_config_is_typed(tiny_config_path):
     assert to_overrides(sample) == {"train_params.lr_generator": 1e-3, "train_params.lr_kp_detector": 1e-3,
                                     "train_params.loss_weights.perceptual": [1, 2, 3, 4, 5]}
     cfg = apply(load_config(tiny_config_path), sample)
-    assert cfg.train.lr_kp_detector == 1e-3 and cfg.train.loss_weights.perceptual == (1, 2, 3, 4, 5)
-    assert cfg.train.lr_discriminator == 2e-4  # untouched
+    assert cfg.train_params.lr_kp_detector == 1e-3 and cfg.train_params.loss_weights.perceptual == (1, 2, 3, 4, 5)
+    assert cfg.train_params.lr_discriminator == 2e-4  # untouched
 
 
 def test_bad_spaces_name_the_file_and_key(tmp_path, tiny_config_path):
@@ -60,5 +60,5 @@ def test_exported_best_config_loads_as_a_training_config(tmp_path, tiny_config_p
     out = export_best_config(tiny_config_path, {"train_params.loss_weights.equivariance_value": 3.5},
                              tmp_path / "best.yaml", base_overrides={"train_params": {"num_epochs": 7}})
     cfg = load_config(out)
-    assert cfg.train.loss_weights.equivariance_value == 3.5 and cfg.train.num_epochs == 7
-    assert cfg.model == load_config(tiny_config_path).model
+    assert cfg.train_params.loss_weights.equivariance_value == 3.5 and cfg.train_params.num_epochs == 7
+    assert cfg.model_params == load_config(tiny_config_path).model_params

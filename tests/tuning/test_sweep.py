@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from fomm.config import load_config
-from fomm.training import build_train_state, train_step
+from fomm.config.schema import load_config
+from fomm.train_step import build_train_state, train_step
 from training.job import TrainJob
 from tuning.spaces import SearchSpace
 from tuning.sweep import SweepJob, run_sweep

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocessing.tracking import CutDetector, IoUTracker, iou
+from preprocessing.iou_tracks import CutDetector, IoUTracker, iou
 
 
 def test_iou_by_hand():

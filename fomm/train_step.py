@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fomm.checkpoint import load_checkpoint, save_checkpoint
-from fomm.config import ModelConfig, TrainParams
+from fomm.checkpoint import checkpoint_bytes, load_checkpoint
+from fomm.config.schema import ModelConfig, TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.generator import OcclusionAwareGenerator
@@ -58,8 +58,9 @@ class TrainState:
         return {"generator": self.generator, "kp_detector": self.kp_detector, "discriminator": self.discriminator,
                 **{f"optimizer_{name}": optimizer for name, optimizer in self.optimizers.items()}}
 
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(path, **self._parts(), epoch=self.epoch, extra={"step": self.step})
+    def to_bytes(self) -> bytes:
+        """The original checkpoint format (plus the step), for the caller to write."""
+        return checkpoint_bytes(**self._parts(), epoch=self.epoch, extra={"step": self.step})
 
     def load(self, path: str | Path) -> None:
         """Restore weights, optimisers and the epoch; schedulers are re-aligned to the epoch."""

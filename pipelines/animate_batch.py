@@ -1,6 +1,6 @@
 """Ray Data batch job: animate every (source, driving, output) row of a CSV, local or s3://, skipping done pairs.
 
-python pipelines/animate.py --pairs pairs.csv --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar \
+python pipelines/animate_batch.py --pairs pairs.csv --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar \
     [--crop auto|center|pad|none] [--subject N] [--no-paste-back] [--smooth S] \
     [--errors errors.csv] [--concurrency 2] [--num-cpus 1] [--ray-address auto]
 
@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 from animate import batch  # noqa: E402
 from animate.cli import add_animation_flags, add_model_flags, check_animation_flags, weights  # noqa: E402
 from services.cli import at_least  # noqa: E402
+from services.ray_start import add_ray_address_flag  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     add_animation_flags(p)
     p.add_argument("--concurrency", type=at_least(1), default=1, help="animator actors")
     p.add_argument("--num-cpus", type=at_least(0.01, float), default=1, help="CPUs per actor")
-    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local one)")
+    add_ray_address_flag(p)
 
 
 def build(args: argparse.Namespace) -> dict:
@@ -49,10 +50,11 @@ def check(job: dict) -> None:
 def run(job: dict, args: argparse.Namespace) -> Summary:
     summary = batch.start(**job)
     return Summary(notes=[json.dumps(summary), f"error table: {summary['errors']}"], status=int(summary["failed"] > 0),
-                   problem=f"animate: {summary['failed']} of {summary['pairs']} pairs failed (see {summary['errors']})")
+                   problem=f"animate_batch: {summary['failed']} of {summary['pairs']} pairs failed "
+                           f"(see {summary['errors']})")
 
 
-STAGE = Stage("animate", __doc__, add_flags, build, check, run)
+STAGE = Stage("animate_batch", __doc__, add_flags, build, check, run)
 main, parse_args = STAGE.main, STAGE.parse_args
 
 

@@ -1,0 +1,95 @@
+"""Every output frame of `fomm animate` and the batch job, composed here: the result alone or source | driving |
+result, keypoints drawn on request, and with auto-crop the animated crop pasted back into the full frame.
+
+Without a crop plan the panels are what the model sees (the Animator's crop), at `output_size`; with one, the
+source and driving panels are the whole frames and the result is the pasted-back (or bare) crop.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from animate.crop_plan import CropPlan, crop_subpixel
+from animate.paste import even_frame, paste_back
+from fomm.animator import Animator, AnimatorError, to_uint8
+from fomm.visualization import draw_keypoints
+from preprocessing.cropping import resize_keep_aspect
+
+LAYOUTS = ("result", "side-by-side")
+
+
+def join_panels(panels: Sequence[np.ndarray]) -> np.ndarray:
+    """Panels of equal height (H×Wi×3 uint8) joined left to right.  # H×ΣWi×3"""
+    heights = {p.shape[0] for p in panels}
+    if len(heights) != 1:
+        raise ValueError(f"panels must share one height, got {sorted(heights)}")
+    return np.concatenate([np.asarray(p, dtype=np.uint8) for p in panels], axis=1)
+
+
+def panel_height(height: int, cap: int = 512) -> int:
+    """Side-by-side panel height of whole frames: the source's, at most `cap`, even."""
+    return max(2, min(height, cap) // 2 * 2)
+
+
+def three_panels(source: np.ndarray, driving: np.ndarray, result: np.ndarray, height: int) -> np.ndarray:
+    """source | driving | result at one even height, each keeping its aspect ratio (even widths)."""
+    panels = []
+    for image in (source, driving, result):
+        h, w = image.shape[:2]
+        pw = max(2, int(round(w * height / h / 2)) * 2)
+        interp = cv2.INTER_AREA if height < h else cv2.INTER_CUBIC
+        panels.append(image if (h, w) == (height, pw) else cv2.resize(image, (pw, height), interpolation=interp))
+    return join_panels(panels)
+
+
+def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray], *, layout: str = "result",
+           draw_kp: bool = False, output_size: tuple[int, int] | None = None,
+           driving_initial: np.ndarray | None = None, plan: CropPlan | None = None,
+           paste: bool = True) -> Iterator[np.ndarray]:
+    """Output frames, H×W×3 uint8, streamed as the driving frames are (see the module's docstring)."""
+    if layout not in LAYOUTS:
+        raise AnimatorError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    side = layout == "side-by-side"
+    originals: deque[np.ndarray] = deque()
+    if plan is None:
+        size = tuple(output_size) if output_size is not None else animator.frame_size
+        state = animator.encode_source(source)
+        source_panel = to_uint8(state.image, size)[0]
+        if draw_kp:
+            source_panel = draw_keypoints(source_panel, state.kp["value"][0].cpu().numpy())
+        batches = animator.animate(state, driving, driving_initial)
+    else:
+        size, full = None, even_frame(source)
+        height = panel_height(full.shape[0])
+
+        def crops() -> Iterator[np.ndarray]:
+            for frame, box in zip(driving, plan.driving_boxes):
+                if side:
+                    originals.append(frame)
+                yield crop_subpixel(frame, box, animator.frame_size)
+
+        batches = animator.animate(crop_subpixel(full, plan.source_box, animator.frame_size), crops(),
+                                   driving_initial=driving_initial)
+    for batch in batches:
+        results = to_uint8(batch.prediction, size)
+        drivings = to_uint8(batch.driving, size) if side and plan is None else None
+        for i, result in enumerate(results):
+            if draw_kp:
+                result = draw_keypoints(result, batch.kp_norm["value"][i].cpu().numpy())
+            if plan is not None and paste:
+                result = paste_back(full, result, plan.source_box)
+            elif plan is not None and output_size is not None:
+                result = resize_keep_aspect(result, output_size)
+            if not side:
+                yield result
+            elif plan is not None:
+                yield three_panels(full, originals.popleft(), result, height)
+            else:
+                panel = drivings[i]
+                if draw_kp:
+                    panel = draw_keypoints(panel, batch.kp_driving["value"][i].cpu().numpy())
+                yield join_panels([source_panel, panel, result])

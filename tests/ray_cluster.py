@@ -1,0 +1,193 @@
+"""A multi-node Ray cluster on one machine for the tests: a head and worker nodes, each a `ray start --block`
+in its own process group (so a test can SIGKILL one node whole), each raylet on ports of its own.
+
+Run as a script, this module is `ray start` for a worker node on loopback: Ray refuses a worker node while
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (which keeps the tests' drivers on 127.0.0.1), and with it on it rewrites
+the head's 127.0.0.1 to the machine's interface address, where the head does not listen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_range(size: int = 100, low: int = 20000, high: int = 32000) -> int:
+    """The first of `size` consecutive free ports below Linux's ephemeral range (for a raylet's workers)."""
+    for _ in range(200):
+        base = random.randrange(low, high - size)
+        try:
+            for p in range(base, base + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {size} free consecutive ports in [{low}, {high})")
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, grace: float = 10.0) -> None:
+    """Signal a process group (a whole node) and wait for its leader; SIGKILL when `sig` leaves it alive."""
+    for s, wait in ((sig, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, s)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class WorkerNode:
+    """A worker node: `ray start --address … --block` with `resource` (1 of it) to show where work ran."""
+
+    resource: str
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+
+
+@dataclass
+class RayCluster:
+    """Head (no CPUs: work runs on the workers) plus worker nodes of `cpus` CPUs each; the head's folder is
+    `temp_dir`, each worker node's `temp_dir`_<resource>."""
+
+    log_dir: Path
+    env: dict
+    cpus: int = 2
+    object_store: int = 2 * 2**30
+    port: int = field(default_factory=free_port)
+    dashboard_port: int = field(default_factory=free_port)
+    head: subprocess.Popen | None = None
+    workers: dict[str, WorkerNode] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def temp_dir(self) -> Path:
+        return Path("/tmp") / f"ray_t{self.port}"
+
+    def start_head(self) -> None:
+        cmd = [str(BIN / "ray"), "start", "--head", "--block", f"--port={self.port}", "--node-ip-address=127.0.0.1",
+               "--num-cpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+               f"--dashboard-port={self.dashboard_port}", f"--dashboard-agent-listen-port={free_port()}",
+               f"--ray-client-server-port={free_port()}", f"--object-store-memory={self.object_store}",
+               f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
+        self.head = self._spawn(cmd, self.log_dir / "head.log")
+
+    def start_worker(self, resource: str) -> WorkerNode:
+        """Start (or start again) the worker node named by its custom resource; returns without waiting."""
+        base = free_port_range()
+        cmd = [sys.executable, __file__, "start", "--block", f"--address={self.address}",
+               "--node-ip-address=127.0.0.1", f"--num-cpus={self.cpus}", f"--resources={json.dumps({resource: 1})}",
+               f"--object-store-memory={self.object_store}", "--disable-usage-stats",
+               # a folder of its own as on a real node: nodes sharing one would share runtime_resources/, and one
+               # node's agent deleting a job's working_dir there pulls it from under the others
+               f"--temp-dir={self.temp_dir}_{resource}",
+               # one host, several raylets: every port of their own, else "bind: Address already in use"
+               f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+               f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+               f"--dashboard-agent-grpc-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+               f"--min-worker-port={base}", f"--max-worker-port={base + 99}"]
+        node = self.workers.setdefault(resource, WorkerNode(resource))
+        node.log = self.log_dir / f"{resource}.log"
+        node.proc = self._spawn(cmd, node.log)
+        return node
+
+    def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive_nodes(self) -> list[dict]:
+        """The live nodes as the head's state API lists them (node_id, resources_total, is_head_node, …)."""
+        with urllib.request.urlopen(f"{self.dashboard}/api/v0/nodes?limit=100", timeout=10) as r:
+            nodes = json.load(r)["data"]["result"]["result"]
+        return [n for n in nodes if n.get("state") == "ALIVE"]
+
+    def node_ids(self) -> dict[str, str]:
+        """Custom resource → node id of each live worker node."""
+        return {name: n["node_id"] for n in self.alive_nodes() for name in self.workers
+                if name in n.get("resources_total", {})}
+
+    def wait_workers(self, timeout: float = 240.0) -> dict[str, str]:
+        """Wait until every worker node is alive in the head's node table; returns node_ids()."""
+        deadline, retries = time.time() + timeout, 2
+        while time.time() < deadline:
+            for node in list(self.workers.values()):
+                if node.proc is not None and node.proc.poll() is not None:
+                    # on a busy machine a raylet may miss Ray's start-up deadline: start it again, twice at most
+                    if retries == 0:
+                        raise RuntimeError(f"worker node {node.resource} exited:\n{node.log.read_text()[-3000:]}")
+                    retries -= 1
+                    self.start_worker(node.resource)
+            try:
+                ids = self.node_ids()
+            except OSError:
+                ids = {}
+            if len(ids) == len(self.workers):
+                return ids
+            time.sleep(0.3)
+        raise RuntimeError(f"worker nodes not alive after {timeout:.0f}s: {sorted(self.workers)}")
+
+    def kill_worker(self, resource: str) -> None:
+        """SIGKILL a worker node's whole process group (raylet, agents and its workers): a lost machine."""
+        node = self.workers[resource]
+        if node.proc is not None:
+            stop_group(node.proc, signal.SIGKILL)
+
+    def wait_dead(self, resource: str, timeout: float = 120.0) -> None:
+        """Wait until the head no longer lists the node as alive (its health checks time out)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if resource not in self.node_ids():
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"worker node {resource} still alive {timeout:.0f}s after it was killed")
+
+    def stop(self) -> None:
+        """Worker nodes first, then the head: a short grace, then SIGKILL."""
+        for node in self.workers.values():
+            if node.proc is not None:
+                stop_group(node.proc, signal.SIGTERM, grace=5)
+        if self.head is not None:
+            stop_group(self.head, signal.SIGTERM, grace=5)
+
+
+def _start_worker_node() -> int:
+    """`ray start` for a worker node that joins a head on 127.0.0.1 as it is."""
+    import ray._private.ray_constants as ray_constants
+    import ray._private.services as services
+    from ray.scripts.scripts import main
+
+    ray_constants.ENABLE_RAY_CLUSTER = True
+    services.resolve_ip_for_localhost = lambda host: host
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(_start_worker_node())
