@@ -3,7 +3,6 @@ each a stage (services.stage): a user error is one line naming the flag or file 
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
 
@@ -14,22 +13,15 @@ COMMANDS = {"animate": "animate a source image with a driving video",
             "export": "write the model as ONNX graphs (kp detector, source, per-frame step)",
             "info": "parameter counts of a config; does a checkpoint fit it?",
             "runs compare": "compare training / evaluation runs (MLflow) in a table or chart"}
-OPTION_HELPERS = ("add_animation_flags", "add_model_flags", "check_animation_flags", "parse_size", "weights")
 USAGE = "usage: fomm {animate,export,info,runs compare} ... [--help]\n\nFirst Order Motion Model: animate, " \
         "inspect.\n\n" + "\n".join(f"  {name:<14} {doc}" for name, doc in COMMANDS.items())
 
 
-def __getattr__(name: str) -> object:
-    """The batch job's flag helpers (animate.options, which imports torch), loaded when asked for: `fomm runs
-    compare` and `fomm --help` start without torch."""
-    if name in OPTION_HELPERS:
-        return getattr(importlib.import_module("animate.options"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _stage_main(command: str):  # noqa: ANN202 - the stage's main
-    if command == "runs":
-        return importlib.import_module("evaluation.compare").main
+    if command == "runs":  # imported here: `fomm runs compare` and `fomm --help` start without torch
+        from evaluation import compare
+
+        return compare.main
     from animate import commands
 
     return {"animate": commands.ANIMATE, "export": commands.EXPORT, "info": commands.INFO}[command].main
