@@ -21,7 +21,7 @@ from animate.options import (
 )
 from fomm.animator import Animator
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
-from fomm.config import load_config
+from fomm.config.schema import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from services import checks
