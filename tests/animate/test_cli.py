@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import av
@@ -212,13 +211,15 @@ def test_info_counts_parameters_and_checks_checkpoints(media, tiny_config_path, 
     assert code == 2 and "'kp_detector' does not fit the model config" in out
 
 
-def test_runs_compare_dispatches_its_arguments(monkeypatch, capsys):
-    received = []
-    module = types.ModuleType("evaluation.compare")
-    module.main = lambda argv: received.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "evaluation.compare", module)
-    assert main(["runs", "compare", "--metric", "l1", "run-a", "run-b"]) == 0
-    assert received == [["--metric", "l1", "run-a", "run-b"]]
+def test_runs_compare_goes_to_the_compare_stage_with_its_arguments(capsys, fresh_sqlite_uri):
+    from services.tracking.run import Tracker
+
+    with Tracker(fresh_sqlite_uri, "dispatch", run_name="only") as t:
+        t.log_metrics({"l1": 0.125})
+    assert main(["runs", "compare", "-e", "dispatch", "--tracking-uri", fresh_sqlite_uri, "--metrics", "l1",
+                 "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("only,") and "0.1250" in lines[1]
     assert main(["runs", "merge"]) == 2 and "unknown action 'merge'" in capsys.readouterr().err
 
 
