@@ -32,17 +32,6 @@ def submit(dashboard: str, repo_root: Path, env: dict, sid: str, args: list[str]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
-def process_nodes(dashboard: str, sid: str) -> set[str]:
-    """Node ids where a submitted job's Ray Data tasks of ProcessVideos ran (every attempt), from Ray's state API."""
-    from ray.job_submission import JobSubmissionClient
-    from ray.util.state import list_tasks
-
-    job_id = JobSubmissionClient(dashboard).get_job_info(sid).job_id
-    tasks = list_tasks(address=dashboard, filters=[("job_id", "=", job_id)], detail=True, limit=10000,
-                       raise_on_missing_output=False)
-    return {t.node_id for t in tasks if "ProcessVideos" in t.name and t.node_id}
-
-
 def listed_files(out: Path) -> list[str]:
     return sorted(p.relative_to(out).as_posix() for p in (out / "shards").rglob("*") if p.is_file())
 
@@ -64,7 +53,6 @@ def test_preprocess_job_survives_a_lost_worker_node(ray_head, repo_root, tmp_pat
     while time.time() < deadline and len(list(parts.glob("*.parquet"))) < 2 and job.poll() is None:
         time.sleep(0.05)
     done_before = len(list(parts.glob("*.parquet")))
-    before = cluster.node_ids()
     started = time.time()
     cluster.kill_worker("node_a")  # the raylet, its agents and its workers: a machine gone
     try:
@@ -82,7 +70,6 @@ def test_preprocess_job_survives_a_lost_worker_node(ray_head, repo_root, tmp_pat
     print(f"node loss: killed {started - submitted:.1f}s after the submission, with {done_before}/{NUM_VIDEOS} "
           f"videos done; {attempts} submission(s), {finished - started:.1f}s from the kill to the dataset")
     assert 2 <= done_before < NUM_VIDEOS, "the node was not killed mid-job"
-    assert {before["node_a"], before["node_b"]} <= process_nodes(cluster.dashboard, "node-loss-1")
 
     a = json.loads((tmp_path / "one" / "_manifest.json").read_text())
     b = json.loads((out / "_manifest.json").read_text())
