@@ -121,9 +121,9 @@ CASES = [
          "holds the input --checkpoint"),
     Case("demo", "overwrite", "--out is the folder holding the config", "--out {w} --config {typo_yaml}",
          "holds the input --config"),
-    Case("animate", "overwrite", "a pair's output is its own driving video",
+    Case("animate_batch", "overwrite", "a pair's output is its own driving video",
          "--pairs {pairs_same} --config {tiny} --checkpoint {ckpt}", "line 2: output"),
-    Case("animate", "wrong type", "--errors is a folder", "--pairs {pairs} --config {tiny} --checkpoint {ckpt} "
+    Case("animate_batch", "wrong type", "--errors is a folder", "--pairs {pairs} --config {tiny} --checkpoint {ckpt} "
          "--errors {empty_dir}", "--errors"),
     Case("tune", "wrong type", "--out is a folder", TRAIN + " --space {space} --out {empty_dir}", "--out"),
     Case("evaluate", "wrong type", "--extractor-options of an unknown backend",
