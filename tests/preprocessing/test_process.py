@@ -80,9 +80,10 @@ def test_raw_videos_are_found_by_one_listing_with_the_extension_order_kept(tmp_p
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint"], region_name="us-east-1")
-    for key in ("raw/v1.mov", "raw/v1.avi", "raw/v2.mkv", "raw/deeper/v3.mp4"):
-        s3.put_object(Bucket=moto_s3["bucket"], Key=key, Body=b"x")
-    root = f"s3://{moto_s3['bucket']}/raw"
+    prefix = f"raw-{tmp_path.name}"  # the session's bucket is shared: a folder of this test's own
+    for key in ("v1.mov", "v1.avi", "v2.mkv", "deeper/v3.mp4"):
+        s3.put_object(Bucket=moto_s3["bucket"], Key=f"{prefix}/{key}", Body=b"x")
+    root = f"s3://{moto_s3['bucket']}/{prefix}"
     assert raw_video_index(root, None) == {"v1": f"{root}/v1.mov", "v2": f"{root}/v2.mkv"}  # not recursive
 
 
