@@ -111,7 +111,9 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
     stubs = [(preprocessing.dataset_writer, "run_local"), (training.trainer, "fit"), (training.trainer, "ensure_training_ray"),
              (tuning.sweep, "run_sweep"), (evaluation.ray_jobs, "init_ray"), (batch, "ensure_ray"),
              (commands, "animate_file"), (commands, "export_onnx"), (services.tracking.queries, "search_runs")]
+    (root / "cwd").mkdir()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.chdir(root / "cwd"))  # generated relative paths ("-", "s3:x") land here
         for module, name in stubs:
             stack.enter_context(mock.patch.object(module, name, _stub))
         w["flags"] = {name: flags_of(*entry[::3]) for name, entry in w["entry"].items()}
