@@ -67,6 +67,17 @@ def test_round_trip_is_bit_exact(tmp_path, tiny):
     assert not list(tmp_path.glob("*.tmp"))  # atomic write left no temporary
 
 
+def test_bytes_already_read_load_without_the_file(tiny):
+    """A checkpoint's bytes read once (an evaluation's Ray actors): its path only names it, e.g. an s3:// URL."""
+    cfg, kp, gen = tiny
+    data = checkpoint_bytes(generator=gen, kp_detector=kp, epoch=3)
+    kp2, gen2 = KPDetector.from_config(cfg), OcclusionAwareGenerator.from_config(cfg)
+    assert load_checkpoint("s3://bucket/run/ckpt.pth.tar", generator=gen2, kp_detector=kp2, data=data) == 3
+    assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), gen2.state_dict().values()))
+    with pytest.raises(CheckpointError, match="^s3://bucket/x.pth: not a checkpoint"):
+        read_checkpoint("s3://bucket/x.pth", data=b"model_params: {}\n")
+
+
 def test_truncated_file_names_the_file(tmp_path, tiny):
     cfg, kp, gen = tiny
     path = tmp_path / "ok.pth.tar"
