@@ -160,15 +160,6 @@ class RayCluster:
         if node.proc is not None:
             stop_group(node.proc, signal.SIGKILL)
 
-    def wait_dead(self, resource: str, timeout: float = 120.0) -> None:
-        """Wait until the head no longer lists the node as alive (its health checks time out)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if resource not in self.node_ids():
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"worker node {resource} still alive {timeout:.0f}s after it was killed")
-
     def stop(self) -> None:
         """Every node at once: SIGTERM, 5 s of grace in all, then SIGKILL (a throw-away cluster)."""
         procs = [p for p in [*(n.proc for n in self.workers.values()), self.head] if p is not None]

@@ -55,6 +55,7 @@ class Progress:
     budget_fraction: float = 0.0  # of the budget spent (lr_schedule "budget")
     budget_offset: float = 0.0  # of it spent by earlier submissions, when this one started
     started_at: float | None = None  # when the submission that wrote this began
+    restarts: int = 0  # worker-group restarts from a checkpoint after a failure (a lost worker or node)
 
     @classmethod
     def read(cls, path: Path) -> Progress:
@@ -137,6 +138,10 @@ class WorkerLoop:
         self.state = build_train_state(self.cfg.model_params, tp, device=self.device)
         self.progress = Progress()
         self.restored = self._restore()
+        self.saved_started_at = self.progress.started_at
+        if self.restored and self.saved_started_at == config["started_at"]:  # this submission failed, came back
+            self.progress.restarts += 1  # (two failures before the next checkpoint count once)
+        self.progress.started_at = config["started_at"]
         torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
         self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
         self.channels_last = use_channels_last(tp.channels_last, self.autocast)
@@ -159,8 +164,11 @@ class WorkerLoop:
             self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
         self.clock = StepClock()
         self.retries = s3_retries.counting_retries().__enter__()  # counted from here to the process's end
+        # the steps the failed attempt logged after its checkpoint are not logged again when they are redone
+        self.logged_through = (self.tracker.last_step("total") or -1) if self.restored and self.tracker else -1
         if self.restored and self.tracker is not None:
-            self.tracker.log_metrics({"restored_from_step": self.state.step}, step=self.state.step)
+            self.tracker.log_metrics({"restored_from_step": self.state.step, "restarts": self.progress.restarts},
+                                     step=self.state.step)
 
     def _restore(self) -> bool:
         checkpoint = ray.train.get_checkpoint()
@@ -176,8 +184,9 @@ class WorkerLoop:
         if self.job.lr_schedule != "budget":
             return None
         p = self.progress
-        offset = resumed_offset(p.budget_fraction, p.budget_offset, p.started_at, started_at) if self.restored else 0.0
-        self.progress.budget_offset, self.progress.started_at = offset, started_at
+        offset = resumed_offset(p.budget_fraction, p.budget_offset, self.saved_started_at, started_at) \
+            if self.restored else 0.0
+        self.progress.budget_offset = offset
         seconds = 60 * self.job.max_minutes if self.job.max_minutes is not None else None
         return Budget(self.job.max_steps, seconds, started_at, offset)
 
@@ -224,7 +233,7 @@ class WorkerLoop:
         metrics = {**metrics, "weights_max_diff": max_weight_difference(
             {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world,
             "s3_retries": self.retries.count}  # this worker's so far (rank 0 uploads the checkpoints)
-        if self.tracker is not None:
+        if self.tracker is not None and self.state.step > self.logged_through:
             logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
             self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)
         _report(metrics, self.state, self.progress, self.cfg, with_checkpoint, self.rank)
@@ -249,7 +258,7 @@ class WorkerLoop:
             timing = clock.step_done(self.batch_size, self.world)
             progress.epoch_step += 1
             progress.samples_seen += self.batch_size * self.world
-            if self.tracker is not None:
+            if self.tracker is not None and state.step > self.logged_through:
                 frozen = {} if tp.freeze_batch_norm_epoch is None else {"batch_norm_frozen": float(state.batch_norm_frozen)}
                 self.tracker.log_metrics({**values, **state.learning_rates(), **timing, **frozen, "epoch": state.epoch},
                                          step=state.step, buffered=True)  # sent every few seconds
@@ -285,6 +294,7 @@ class WorkerLoop:
         if self.last_checkpoint_step != state.step:  # stopped mid-epoch (max_steps, time): keep what was learned
             self.report({**self.validate(), **self.clock.summary(self.world)}, with_checkpoint=True)
         if self.tracker is not None:
+            self.tracker.log_metrics({"restarts": self.progress.restarts}, step=state.step)
             self.tracker.set_tags({"last_step": state.step, "last_epoch": state.epoch})
             self.tracker.drain()  # what an outage held back, before this worker's process ends
 

@@ -98,6 +98,16 @@ class Tracker:
                 or time.monotonic() - self._last_flush >= self.FLUSH_INTERVAL_S):
             self.flush()
 
+    def last_step(self, key: str) -> int | None:
+        """The highest step at which `key` reached the store (None: never, or the store is unreachable now)."""
+        try:
+            history = self._client.get_metric_history(self.run_id, key)
+        except Exception as exc:  # an outage: the caller goes on as if nothing were logged
+            if not is_transient(exc):
+                raise
+            return None
+        return max((int(m.step) for m in history), default=None)
+
     def flush(self, force: bool = False) -> bool:
         """Send what is buffered now; False when the store is unreachable (it stays buffered). During an
         outage a try comes at most every `Outbox.retry_interval_s` unless `force`."""
