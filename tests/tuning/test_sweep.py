@@ -1,6 +1,9 @@
-"""A 2-trial Ray Tune sweep on tiny shards: trials are MLflow child runs; the best config file trains."""
+"""A 2-trial Ray Tune sweep on tiny shards: trials are MLflow child runs; the best config file trains; a worker
+node lost mid-sweep costs a retry, not the sweep."""
 
 import math
+import threading
+import time
 
 import pytest
 import torch
@@ -12,9 +15,28 @@ from tuning.spaces import SearchSpace
 from tuning.sweep import SweepJob, run_sweep
 
 
+def _lose_a_training_node(cluster, dashboard: str, timeout: float, lost: list) -> None:  # noqa: ANN001
+    """Once a trial's Ray Train worker is alive, SIGKILL its node whole and start a replacement."""
+    from ray.util.state import list_actors
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        workers = list_actors(address=dashboard, filters=[("class_name", "=", "RayTrainWorker"),
+                                                          ("state", "=", "ALIVE")], detail=True)
+        names = {node: name for name, node in cluster.node_ids().items()}
+        if workers and workers[0].node_id in names:
+            lost.append(names[workers[0].node_id])
+            cluster.kill_worker(lost[0])
+            cluster.start_worker(lost[0])  # the autoscaler's replacement
+            return
+        time.sleep(0.2)
+
+
 @pytest.mark.ray
 def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local, mlflow_server, synthetic_shards,
                                                                       tmp_path, tiny_config_path):
+    """One worker node is lost while a trial trains on it: the trial is retried (Ray Train inside it, or Tune)
+    and the sweep completes with both trials."""
     from services.tracking.queries import search_runs
 
     base = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "runs"),
@@ -23,7 +45,14 @@ def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local,
                     overrides={"train_params": {"num_repeats": 1, "scales": [1]}})
     space = SearchSpace.from_dict({"space": {"train_params.loss_weights.equivariance_value": {"grid": [1, 10]}},
                                    "num_samples": 1}, source="test-space")
+    lost: list[str] = []
+    killer = threading.Thread(target=_lose_a_training_node, daemon=True,
+                              args=(ray_local["cluster"], ray_local["dashboard"], 300, lost))
+    killer.start()
     result = run_sweep(SweepJob(base=base, space=space))
+    killer.join(timeout=60)
+    ray_local["cluster"].wait_workers()  # later tests see two live worker nodes
+    assert lost, "no trial's training worker was found to lose its node"
     assert result.num_trials == 2
     assert result.best_sample["train_params.loss_weights.equivariance_value"] in (1, 10)
     assert 0 < result.best_metrics["val_l1"] < 1
