@@ -1,5 +1,6 @@
-"""pipelines/evaluate.py end to end: synthetic shards → Ray Data on a real `ray start --head` → a real MLflow
-server on 127.0.0.1, read back through the MLflow client; plus --help of evaluate and benchmark."""
+"""pipelines/evaluate.py end to end: synthetic shards → Ray Data on the session's multi-node cluster, one of whose
+worker nodes is lost mid-job → a real MLflow server on 127.0.0.1, read back through the MLflow client; plus --help
+of evaluate and benchmark."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -21,6 +24,24 @@ def test_pipeline_help(repo_root, name) -> None:
                          capture_output=True, text=True, timeout=120, cwd=repo_root)
     assert out.returncode == 0, out.stderr
     assert "--config" in out.stdout and "--data" in out.stdout and "--tracking-uri" in out.stdout
+
+
+def lose_the_node_of(actor_class: str, cluster, dashboard: str, timeout: float, lost: list) -> None:  # noqa: ANN001
+    """Once an actor whose class name contains `actor_class` is alive on a worker node, SIGKILL that node whole
+    and start its replacement (as an autoscaler would); `lost` receives the node's name."""
+    from ray.util.state import list_actors
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        names = {node: name for name, node in cluster.node_ids().items()}
+        alive = [a for a in list_actors(address=dashboard, filters=[("state", "=", "ALIVE")], detail=True)
+                 if actor_class in a.class_name and a.node_id in names]
+        if alive:
+            lost.append(names[alive[0].node_id])
+            cluster.kill_worker(lost[0])
+            cluster.start_worker(lost[0])
+            return
+        time.sleep(0.1)
 
 
 @pytest.mark.ray
@@ -44,8 +65,15 @@ def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path
            "--checkpoint", str(checkpoint), "--data", str(data), "--tracking-uri", mlflow_server,
            "--max-videos", "2", "--out", str(tmp_path / "out"), "--domain", "synthetic", "--workers", "2",
            "--experiment", "e2e-eval", "--run-name", "e2e"]
+    lost: list[str] = []
+    killer = threading.Thread(target=lose_the_node_of, daemon=True,
+                              args=("EvaluateClips", ray_head["cluster"], ray_head["dashboard"], 300, lost))
+    killer.start()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    killer.join(timeout=60)
+    ray_head["cluster"].wait_workers()  # later tests see two live worker nodes
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert lost, "no evaluation actor was found to lose its node"
     run_id = re.search(r"MLflow run id: (\w+)", proc.stdout).group(1)
     assert re.search(r"^L1\s+\d\.\d{4}\s+12\s", proc.stdout, re.M), proc.stdout  # 2 clips × 6 frames
 
