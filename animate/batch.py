@@ -7,15 +7,16 @@ import csv
 import io
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from animate.files import animate_file, build_animator
-from fomm.animator import Animator
 from services import checks, storage
 from services.cli import UserError
 from services.ray_start import check_room, ensure_ray
+
+if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
+    from fomm.animator import Animator
 
 COLUMNS = ("source", "driving", "output")
 FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's
@@ -29,6 +30,8 @@ def _absolute(path: str, base: str | None) -> str:
 
 def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict, base: str | None = None) -> dict:
     """Animate each row of a batch; rows come back with `status` (done|skipped|failed) and `error`."""
+    from animate.files import animate_file
+
     status, errors = [], []
     for row in zip(*(batch[c] for c in COLUMNS)):
         source, driving, output = (_absolute(str(p), base) for p in row)
@@ -60,6 +63,10 @@ class AnimatePairs:
     """Ray Data actor: one Animator per actor, built once, applied to every batch of rows."""
 
     def __init__(self, options: dict, num_threads: int = 1, base: str | None = None) -> None:
+        import torch
+
+        from animate.files import build_animator
+
         torch.set_num_threads(num_threads)
         self.options = {k: v for k, v in options.items() if k in FILE_KEYS}  # the rest make the model
         self.animator, self.options["auto_crop"] = build_animator(**{k: v for k, v in options.items()
@@ -130,6 +137,8 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if checkpoint is not None:
         checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
     checks.existing_file("--config", config, "a FOMM YAML")
+    from fomm.animator import Animator
+
     Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
     table = error_table_path(pairs, errors)
     checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})

@@ -13,14 +13,14 @@ import dataclasses
 import math
 import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from evaluation.judging import Judging
-from evaluation.ray_jobs import EvalResult, evaluate
 from evaluation.runner import EvalConfig
 from services.errors import UserError
-from services.tracking.queries import get_run, search_runs
-from services.tracking.registry import download_model_version, latest_model_version
-from services.tracking.run import Tracker
+
+if TYPE_CHECKING:  # MLflow and torch (seconds): imported where a benchmark runs, not where its flags are checked
+    from evaluation.ray_jobs import EvalResult
 
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path", "akd.backend", "aed.backend")
@@ -72,6 +72,8 @@ def resolve_checkpoint(cfg: BenchmarkConfig, workdir: str) -> tuple[str, dict[st
     """(local or s3 checkpoint path, tags naming where it came from)."""
     if cfg.checkpoints is not None:
         return newest_checkpoint(cfg.checkpoints, cfg.eval.endpoint), {"benchmark.source": cfg.checkpoints}
+    from services.tracking.registry import download_model_version, latest_model_version
+
     version = latest_model_version(cfg.eval.tracking_uri, cfg.model_name)
     local = download_model_version(cfg.eval.tracking_uri, cfg.model_name, version["version"], workdir)
     return newest_checkpoint(str(local)), {"benchmark.model_name": cfg.model_name,
@@ -80,6 +82,8 @@ def resolve_checkpoint(cfg: BenchmarkConfig, workdir: str) -> tuple[str, dict[st
 
 def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> dict | None:
     """The finished benchmark run with the lowest primary metric among comparable earlier runs."""
+    from services.tracking.queries import search_runs
+
     runs = search_runs(cfg.eval.tracking_uri, cfg.eval.experiment,
                        filter_string="tags.`fomm.kind` = 'benchmark' and attributes.status = 'FINISHED'")
     same = [r for r in runs if r["run_id"] != current["run_id"]
@@ -120,6 +124,10 @@ def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fr
 
 def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     """Evaluate the newest checkpoint as a 'benchmark' run, then judge it against the best earlier run."""
+    from evaluation.ray_jobs import evaluate
+    from services.tracking.queries import get_run
+    from services.tracking.run import Tracker
+
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
         checkpoint, source_tags = resolve_checkpoint(cfg, workdir)
         eval_cfg = dataclasses.replace(cfg.eval, checkpoint=checkpoint,

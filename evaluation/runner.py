@@ -5,15 +5,17 @@ from __future__ import annotations
 import traceback
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evaluation import metrics
 from evaluation.extractors import ExtractorError, build_backend
-from evaluation.reconstruction import ReconstructionModel, reconstruct_video
 from evaluation.scoring import Extractors, metric_keys, score_video
 from services.fields import check_fields, rule
+
+if TYPE_CHECKING:  # torch: imported where clips are reconstructed, not where flags are checked
+    from evaluation.reconstruction import ReconstructionModel
 
 DOMAINS = ("face", "body", "synthetic")
 CLIP_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "num_frames", "frames"]
@@ -84,6 +86,8 @@ def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extrac
         clip = row_to_clip(clip_row)
         if len(clip.frames) < 1:
             raise ValueError("clip has no frames")
+        from evaluation.reconstruction import reconstruct_video
+
         result = reconstruct_video(model, clip.frames, batch_size=batch_size, device=device)
         scores = score_video(result["real"], result["prediction"], extractors)
     except DATA_ERRORS as err:
