@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--base", type=int, default=32, help="videos in the 1× corpus")
     p.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--frames", type=int, default=64, help="frames per video (32 × 64 × 256² × 3 B = 5× 80 MB)")
+    p.add_argument("--frames", type=int, default=64, help="frames per video (32 videos × 64 × 256² × 3 B = 4.8× 80 MB)")
     p.add_argument("--object-store-mb", type=int, default=80, help="per node (Ray's minimum is about 75)")
     args = p.parse_args()
     store = args.object_store_mb * MB
