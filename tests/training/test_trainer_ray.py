@@ -1,4 +1,4 @@
-"""Two-worker DDP training on Ray Train (CPU, gloo) from and to S3, with a worker killed mid-run."""
+"""Two-worker DDP training on Ray Train (CPU, gloo) from and to S3, with the node of one worker lost mid-run."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _upload(local: Path, remote: str) -> str:
 
 
 @pytest.mark.ray
-def test_two_worker_ddp_run_on_s3_recovers_from_a_killed_worker(ray_local, moto_s3, synthetic_shards,
+def test_two_worker_ddp_run_on_s3_survives_a_lost_node(ray_local, moto_s3, synthetic_shards,
                                                                  tiny_config_path, tmp_path, wait_registered,
                                                                  sqlite_uri):
     """Shards and checkpoints on S3 (moto); the two workers on two nodes (SPREAD); after the first checkpoint the
