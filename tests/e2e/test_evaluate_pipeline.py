@@ -94,3 +94,21 @@ def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path
     per_frame = pq.read_table(tmp_path / "out" / "per_frame.parquet")
     assert per_frame.num_rows == 12
     assert abs(sum(per_frame.column("l1").to_pylist()) / 12 - metrics["l1"]) < 1e-9
+
+    # the same tables as one process on one machine (--workers 0), the lost node notwithstanding
+    one = [*cmd[:cmd.index("--tracking-uri")], "--tracking-uri", f"sqlite:///{tmp_path / 'one.db'}",
+           *cmd[cmd.index("--max-videos"):]]
+    one[one.index("--out") + 1], one[one.index("--workers") + 1] = str(tmp_path / "one"), "0"
+    alone = subprocess.run(one, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
+    key = ("clip_id", "frame")
+    cluster_rows = sorted(per_frame.to_pylist(), key=lambda r: tuple(r[k] for k in key))
+    alone_rows = sorted(pq.read_table(tmp_path / "one" / "per_frame.parquet").to_pylist(),
+                        key=lambda r: tuple(r[k] for k in key))
+    assert [tuple(r[k] for k in key) for r in cluster_rows] == [tuple(r[k] for k in key) for r in alone_rows]
+    for a, b in zip(cluster_rows, alone_rows):
+        for name, value in a.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(b[name], rel=1e-6, abs=1e-9, nan_ok=True), (name, a, b)
+            else:
+                assert value == b[name], (name, a, b)

@@ -1,5 +1,6 @@
-"""pipelines/train.py as Ray jobs: a 2-worker run stopped after its first checkpoint, then resubmitted with
---resume, continues from that checkpoint (epoch, step and optimiser state) and logs to the same MLflow run."""
+"""pipelines/train.py as Ray jobs: a 2-worker run (one worker per node: --placement SPREAD) stopped after its first
+checkpoint, then resubmitted with --resume, continues from that checkpoint (epoch, step and optimiser state) and
+logs to the same MLflow run."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
 
     storage = tmp_path / "storage"
     train = [sys.executable, str(TRAIN), "--config", str(tiny_config_path), "--data", str(synthetic_shards),
-             "--storage", str(storage), "--name", "job", "--workers", "2", "--max-steps", "10", "--epochs", "2",
+             "--storage", str(storage), "--name", "job", "--workers", "2", "--placement", "SPREAD", "--max-steps", "10", "--epochs", "2",
              "--tracking-uri", mlflow_server, "--val-clips", "0", "--log-images-every", "0", *SETTINGS]
     jobs = JobSubmissionClient(ray_head["dashboard"])
     env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
