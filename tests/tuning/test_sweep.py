@@ -15,20 +15,22 @@ from tuning.spaces import SearchSpace
 from tuning.sweep import SweepJob, run_sweep
 
 
-def _lose_a_training_node(cluster, dashboard: str, timeout: float, lost: list) -> None:  # noqa: ANN001
-    """Once a trial's Ray Train worker is alive, SIGKILL its node whole and start a replacement."""
+def _lose_a_training_node(cluster, dashboard: str, timeout: float, lost: list, seen: set,  # noqa: ANN001
+                          done: threading.Event) -> None:
+    """Once a trial's Ray Train worker is alive, SIGKILL its node whole and start a replacement; until `done`,
+    note in `seen` every node that a training worker ran on."""
     from ray.util.state import list_actors
 
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while time.time() < deadline and not done.is_set():
         workers = list_actors(address=dashboard, filters=[("class_name", "=", "RayTrainWorker"),
                                                           ("state", "=", "ALIVE")], detail=True)
+        seen.update(w.node_id for w in workers)
         names = {node: name for name, node in cluster.node_ids().items()}
-        if workers and workers[0].node_id in names:
+        if not lost and workers and workers[0].node_id in names:
             lost.append(names[workers[0].node_id])
             cluster.kill_worker(lost[0])
             cluster.start_worker(lost[0])  # the autoscaler's replacement
-            return
         time.sleep(0.2)
 
 
@@ -46,13 +48,19 @@ def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local,
     space = SearchSpace.from_dict({"space": {"train_params.loss_weights.equivariance_value": {"grid": [1, 10]}},
                                    "num_samples": 1}, source="test-space")
     lost: list[str] = []
+    seen: set[str] = set()
+    done = threading.Event()
     killer = threading.Thread(target=_lose_a_training_node, daemon=True,
-                              args=(ray_local["cluster"], ray_local["dashboard"], 300, lost))
+                              args=(ray_local["cluster"], ray_local["dashboard"], 300, lost, seen, done))
     killer.start()
-    result = run_sweep(SweepJob(base=base, space=space))
-    killer.join(timeout=60)
-    ray_local["cluster"].wait_workers()  # later tests see two live worker nodes
+    try:
+        result = run_sweep(SweepJob(base=base, space=space))
+    finally:
+        done.set()
+        killer.join(timeout=60)
+        ray_local["cluster"].wait_workers()  # later tests see two live worker nodes
     assert lost, "no trial's training worker was found to lose its node"
+    assert len(seen) >= 2, seen  # the trials' training ran on more than one node
     assert result.num_trials == 2
     assert result.best_sample["train_params.loss_weights.equivariance_value"] in (1, 10)
     assert 0 < result.best_metrics["val_l1"] < 1
