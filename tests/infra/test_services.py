@@ -60,9 +60,9 @@ def test_mlflow_server_manifest() -> None:
     env = {e["name"]: e for e in c["env"]}
     assert opts["--backend-store-uri"].envvar in env, "the backend store URI comes from the environment"
     assert "secretKeyRef" in env[opts["--backend-store-uri"].envvar]["valueFrom"]
-    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_JOB_EXECUTION as JOBS  # 9 idle processes if on
+    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_JOB_EXECUTION as JOBS
 
-    assert env[JOBS.name]["value"].lower() == "false" and JOBS.default  # on unless set
+    assert env[JOBS.name]["value"].lower() == "false" and JOBS.default  # on unless set: 9 idle processes
     args = dict(a.split("=", 1) for a in c["args"] if "=" in a)
     assert args["--artifacts-destination"].startswith("s3://")
     # the URI every Ray pod uses must name this Service and be let in by --allowed-hosts
