@@ -254,7 +254,7 @@ class ShardSet:
 
     def read(self, path: str, columns: Sequence[str] | None = None, filters: list | None = None) -> pa.Table:
         """One file's rows (a path from `paths`)."""
-        return pq.read_table(path, filesystem=self.location.fs, columns=columns, filters=filters)
+        return read_table(path, list(columns) if columns is not None else None, fs=self.location.fs, filters=filters)
 
     @functools.cached_property
     def meta(self) -> pa.Table:
@@ -322,8 +322,7 @@ class ShardSet:
 
 def _read_files(batch: pa.Table, location: storage.Location, columns: list[str]) -> pa.Table:
     """Ray Data UDF: the rows of the files named in the batch's `path` column."""
-    return pa.concat_tables([pq.read_table(p, filesystem=location.fs, columns=columns)
-                             for p in batch.column("path").to_pylist()])
+    return pa.concat_tables([read_table(p, columns, fs=location.fs) for p in batch.column("path").to_pylist()])
 
 
 def require_shards(flag: str, path: str, split: str | None = None, endpoint: str | None = None) -> ShardSet:
