@@ -32,10 +32,8 @@ NUMERIC_TESTS := tests/fomm tests/evaluation/test_metrics.py tests/evaluation/te
 
 NUMERIC_RUN := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m numeric $(NUMERIC_TESTS)
 
-# the suite in 2 pytest-xdist workers: one runs the tests of the session's Ray cluster, MLflow server and moto S3
-# in turn (tests/conftest.py groups them), the other the rest while those wait on Ray
 test: $(STAMP) lint numeric
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=15 tests
 
 # a failed run's log is printed whole, a passed one's last line
 numeric: $(STAMP)

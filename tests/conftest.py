@@ -102,15 +102,6 @@ def corrupt_video(tmp_path, shared_data) -> Path:
 
 
 WORKER_NODES = ("node_a", "node_b")  # the session cluster's worker nodes, by custom resource
-# tests that use the session's services run one after another in one pytest-xdist worker (one cluster, one
-# MLflow server, one moto): they wait on Ray much of the time, and the other worker runs the rest meanwhile
-SESSION_SERVICES = {"ray_head", "ray_local", "mlflow_server", "mlflow_restartable", "moto_s3", "blinking_s3"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if SESSION_SERVICES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("ray"):
-            item.add_marker(pytest.mark.xdist_group("services"))
 
 
 def wait_job_agent(dashboard: str, env: dict, timeout: float = 240.0) -> None:
