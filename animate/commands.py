@@ -10,7 +10,7 @@ from pathlib import Path
 
 from animate.files import animate_file, build_animator, check_output, probe_driving, read_source
 from animate.onnx_engine import check_export as check_export_folder
-from animate.onnx_engine import onnx_animator
+from animate.onnx_engine import onnx_animator, save_export
 from animate.options import (
     add_animation_flags,
     add_model_flags,
@@ -25,7 +25,6 @@ from fomm.config.schema import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from services import checks
-from services.atomic import atomic_dir
 from services.cli import USER_ERROR_STATUS
 from services.errors import UserError
 from services.stage import Stage, Summary
@@ -128,8 +127,7 @@ def check_export(args: argparse.Namespace) -> None:
 
 def run_export(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
     animator = Animator.from_config(args.config, **weights(args), precision="fp32", channels_last=False)
-    with atomic_dir(args.out) as tmp:  # the graphs appear together, or not at all
-        export_onnx(animator.kp_detector, animator.generator, animator.frame_size, tmp)
+    save_export(export_onnx(animator.kp_detector, animator.generator, animator.frame_size), args.out)
     return Summary(notes=[f"{args.out}: {', '.join(FILES)} (opset {OPSET})"])
 
 

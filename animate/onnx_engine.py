@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import torch
@@ -15,18 +14,20 @@ from fomm.dense_motion import MotionSource
 from fomm.generator import GeneratorSource
 from fomm.geometry import Keypoints
 from fomm.onnx_export import FILES, MANIFEST, as_keypoints, export_onnx
+from services.atomic import atomic_dir
 from services.errors import UserError
 
 
 class _Session:
     """An ONNX Runtime session called with torch tensors, returning torch tensors."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, graph: Path | bytes, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = graph if isinstance(graph, bytes) else str(graph)
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *args: Tensor) -> list[Tensor]:
@@ -37,8 +38,8 @@ class _Session:
 class OnnxKPDetector:
     """kp_detector.onnx behind the KPDetector call."""
 
-    def __init__(self, path: Path, jacobian: bool) -> None:
-        self.session, self.jacobian = _Session(path), jacobian
+    def __init__(self, graph: Path | bytes, jacobian: bool) -> None:
+        self.session, self.jacobian = _Session(graph), jacobian
 
     def __call__(self, image: Tensor) -> Keypoints:
         return as_keypoints(*self.session(image)) if self.jacobian else as_keypoints(self.session(image)[0], None)
@@ -47,8 +48,8 @@ class OnnxKPDetector:
 class OnnxGenerator:
     """source.onnx and generator_step.onnx behind the generator's prepare_source and inference call."""
 
-    def __init__(self, source_path: Path, step_path: Path) -> None:
-        self.source, self.step = _Session(source_path), _Session(step_path)
+    def __init__(self, source_graph: Path | bytes, step_graph: Path | bytes) -> None:
+        self.source, self.step = _Session(source_graph), _Session(step_graph)
 
     def prepare_source(self, image: Tensor, kp_source: Keypoints) -> GeneratorSource:
         features, motion_image, heatmap = self.source(image, *kp_source.values())
@@ -94,12 +95,25 @@ def load_onnx(out_dir: str | Path) -> tuple[OnnxKPDetector, OnnxGenerator, tuple
             tuple(manifest["frame_size"]))
 
 
+def save_export(graphs: dict[str, bytes], out_dir: str | Path) -> Path:
+    """`export_onnx`'s files in `out_dir`, all of them or (on an error) none."""
+    with atomic_dir(out_dir) as tmp:
+        for name, data in graphs.items():
+            (tmp / name).write_bytes(data)
+    return Path(out_dir)
+
+
 def onnx_animator(animator: Animator, onnx_dir: str | Path | None = None) -> Animator:
-    """The same animation options on ONNX Runtime: the graphs of `onnx_dir`, or the animator's model exported."""
-    with tempfile.TemporaryDirectory(prefix="fomm-onnx-") as tmp:
-        if onnx_dir is None:
-            export_onnx(animator.kp_detector, animator.generator, animator.frame_size, tmp)
-        kp_detector, generator, size = load_onnx(onnx_dir or tmp)  # the sessions hold the graphs in memory
+    """The same animation options on ONNX Runtime: the graphs of `onnx_dir`, or the animator's model exported
+    (in memory: nothing is written)."""
+    if onnx_dir is None:
+        graphs = export_onnx(animator.kp_detector, animator.generator, animator.frame_size)
+        manifest = json.loads(graphs[MANIFEST])
+        kp_detector, generator = (OnnxKPDetector(graphs[FILES[0]], manifest["jacobian"]),
+                                  OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]))
+        size = tuple(manifest["frame_size"])
+    else:
+        kp_detector, generator, size = load_onnx(onnx_dir)
     if tuple(size) != animator.frame_size:
         raise AnimatorError(f"{onnx_dir}: exported for {size[0]}×{size[1]} frames, the config says "
                             f"{animator.frame_size[0]}×{animator.frame_size[1]}")

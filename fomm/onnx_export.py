@@ -9,7 +9,6 @@ The `export` extra brings onnx and onnxscript, which torch's exporter uses.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -64,17 +63,14 @@ class _Step(nn.Module):
                               source=source, outputs="prediction")["prediction"]
 
 
-def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator, frame_size: tuple[int, int],
-                out_dir: str | Path) -> Path:
-    """Write the three graphs (batch dimension dynamic) and a manifest to `out_dir`; returns it.
+def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
+                frame_size: tuple[int, int]) -> dict[str, bytes]:
+    """The three graphs (batch dimension dynamic) and their manifest, as file name → bytes (FILES, MANIFEST).
 
-    The modules are folded (batch norm into convs) in place, as the Animator does. Written under temporary names
-    and renamed, so a failed export leaves no partial graph behind.
+    The modules are folded (batch norm into convs) in place, as the Animator does.
     """
     if generator.dense_motion_network is None:
         raise ValueError("ONNX export needs a generator with a dense motion network")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     kp_detector, generator = fold_batch_norm(kp_detector.eval()), fold_batch_norm(generator.eval())
     h, w = frame_size
     image, frames = torch.rand(1, 3, h, w), torch.rand(2, 3, h, w)
@@ -94,14 +90,12 @@ def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator, fra
          ["features", "motion_image", "heatmap", "driving_value", "source_value", "driving_jacobian",
           "source_jacobian"][: 5 + 2 * jac], ["prediction"], None),
     ]
+    out = {}
     for name, module, args, inputs, outputs, shapes in graphs:
         if name == FILES[2]:
             shapes = {n: ({0: batch} if n.startswith("driving") else None) for n in inputs}
-        tmp = out / f".{name}.tmp"
-        torch.onnx.export(module.eval(), args, str(tmp), input_names=inputs, output_names=outputs, opset_version=OPSET,
-                          dynamic_shapes=shapes, dynamo=True, external_data=False, verbose=False)
-        tmp.replace(out / name)
+        program = torch.onnx.export(module.eval(), args, input_names=inputs, output_names=outputs,
+                                    opset_version=OPSET, dynamic_shapes=shapes, dynamo=True, verbose=False)
+        out[name] = program.model_proto.SerializeToString()  # weights inside: one self-contained file each
     manifest = {"frame_size": [h, w], "jacobian": jac, "opset": OPSET, "files": list(FILES)}
-    (out / f".{MANIFEST}.tmp").write_text(json.dumps(manifest, indent=1))
-    (out / f".{MANIFEST}.tmp").replace(out / MANIFEST)
-    return out
+    return {**out, MANIFEST: json.dumps(manifest, indent=1).encode()}

@@ -9,7 +9,7 @@ pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, on
 
 
 from animate.cli import main  # noqa: E402
-from animate.onnx_engine import load_onnx, onnx_animator  # noqa: E402
+from animate.onnx_engine import load_onnx, onnx_animator, save_export  # noqa: E402
 from fomm.animator import Animator
 from fomm.onnx_export import FILES, export_onnx  # noqa: E402
 from services.video_read import probe_video, read_frames  # noqa: E402
@@ -25,7 +25,7 @@ def ref() -> dict:
 @pytest.fixture(scope="module")
 def exported(ref, tmp_path_factory):
     det, gen, _ = build(ref)
-    return export_onnx(det, gen, (64, 64), tmp_path_factory.mktemp("onnx"))
+    return save_export(export_onnx(det, gen, (64, 64)), tmp_path_factory.mktemp("onnx") / "export")
 
 
 def test_onnx_graphs_match_pytorch_fp32(ref, exported):
