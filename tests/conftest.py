@@ -102,13 +102,6 @@ def corrupt_video(tmp_path, shared_data) -> Path:
 
 
 WORKER_NODES = ("node_a", "node_b")  # the session cluster's worker nodes, by custom resource
-SESSION_CLUSTER = {"ray_head", "ray_local"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests on the session's Ray cluster run last, one after another: the cluster starts with the first of
-    them and idles (about a tenth of a core) through no other test. File order is kept within each part."""
-    items.sort(key=lambda item: bool(SESSION_CLUSTER & set(getattr(item, "fixturenames", ()))))
 
 
 def wait_job_agent(dashboard: str, env: dict, timeout: float = 240.0) -> None:
@@ -140,9 +133,7 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
            **os.environ, "RAY_USAGE_STATS_ENABLED": "0",
            # the head checks each node every 1 s instead of 3 (a lost node is declared dead after 5 failed checks:
            # 5 s instead of 15); a check still waits Ray's full timeout, so a slow live node is not declared dead
-           "RAY_health_check_period_ms": "1000",
-           # no metrics export, node stats every 10 s: an idle cluster costs 4.7 CPU-s a minute instead of 6.6
-           "RAY_enable_metrics_collection": "0", "REPORTER_UPDATE_INTERVAL_MS": "10000"}
+           "RAY_health_check_period_ms": "1000"}
     env.pop("RAY_ADDRESS", None)
     cluster = RayCluster(tmp_path_factory.mktemp("ray_cluster"), env)
     info = {"address": cluster.address, "dashboard": cluster.dashboard, "temp_dir": cluster.temp_dir,
