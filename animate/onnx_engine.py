@@ -90,8 +90,13 @@ def check_export(out_dir: str | Path, flag: str = "--onnx") -> dict:
 def load_onnx(out_dir: str | Path) -> tuple[OnnxKPDetector, OnnxGenerator, tuple[int, int]]:
     """The exported graphs of `out_dir` on ONNX Runtime (CPU), and the frame size they were made for."""
     root = Path(out_dir)
-    manifest = check_export(root)
-    return (OnnxKPDetector(root / FILES[0], manifest["jacobian"]), OnnxGenerator(root / FILES[1], root / FILES[2]),
+    return _onnx_models({name: root / name for name in FILES}, check_export(root))
+
+
+def _onnx_models(graphs: dict[str, Path | bytes],
+                 manifest: dict) -> tuple[OnnxKPDetector, OnnxGenerator, tuple[int, int]]:
+    """Sessions over the three graphs (files or bytes), and the frame size of their manifest."""
+    return (OnnxKPDetector(graphs[FILES[0]], manifest["jacobian"]), OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]),
             tuple(manifest["frame_size"]))
 
 
@@ -108,10 +113,7 @@ def onnx_animator(animator: Animator, onnx_dir: str | Path | None = None) -> Ani
     (in memory: nothing is written)."""
     if onnx_dir is None:
         graphs = export_onnx(animator.kp_detector, animator.generator, animator.frame_size)
-        manifest = json.loads(graphs[MANIFEST])
-        kp_detector, generator = (OnnxKPDetector(graphs[FILES[0]], manifest["jacobian"]),
-                                  OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]))
-        size = tuple(manifest["frame_size"])
+        kp_detector, generator, size = _onnx_models(graphs, json.loads(graphs[MANIFEST]))
     else:
         kp_detector, generator, size = load_onnx(onnx_dir)
     if tuple(size) != animator.frame_size:
