@@ -1,24 +1,28 @@
-"""A worker node lost mid-job: `ray job submit` of pipelines/preprocess.py on the session cluster while one
-worker node's whole process group is SIGKILLed; the dataset equals a one-process run's, byte for byte."""
+"""A worker node lost mid-job: `ray job submit` of pipelines/preprocess.py on the session cluster, over videos
+among which two are bad (one cut short, one without a frame), while one worker node's whole process group is
+SIGKILLed; the dataset, its error table included, equals a one-process run's, byte for byte."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
+from services.video_read import read_frames
 from tests.conftest import damaged_shards
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
-NUM_VIDEOS = 10
+NUM_VIDEOS = 10  # good ones; and two bad
 
 
 def preprocess_args(inputs: Path, out: Path) -> list[str]:
@@ -36,10 +40,13 @@ def listed_files(out: Path) -> list[str]:
     return sorted(p.relative_to(out).as_posix() for p in (out / "shards").rglob("*") if p.is_file())
 
 
-def test_preprocess_job_survives_a_lost_worker_node(ray_head, repo_root, tmp_path) -> None:
+def test_preprocess_job_survives_a_lost_worker_node(ray_head, repo_root, tmp_path, corrupt_video,
+                                                    zero_frame_video) -> None:
     cluster = ray_head["cluster"]
     inputs = tmp_path / "raw"
     generate_synthetic_videos(inputs, num_videos=NUM_VIDEOS, size=64, num_frames=32, seed=3)
+    shutil.copy(corrupt_video, inputs / "corrupt.mp4")
+    shutil.copy(zero_frame_video, inputs / "zero.mp4")
     env = {**os.environ, "PYTHONPATH": str(repo_root), "RAY_DEDUP_LOGS": "0"}
     reference = subprocess.run([sys.executable, *preprocess_args(inputs, tmp_path / "one"), "--no-ray"], env=env,
                                cwd=repo_root, capture_output=True, text=True, timeout=300)
@@ -70,6 +77,7 @@ def test_preprocess_job_survives_a_lost_worker_node(ray_head, repo_root, tmp_pat
     print(f"node loss: killed {started - submitted:.1f}s after the submission, with {done_before}/{NUM_VIDEOS} "
           f"videos done; {attempts} submission(s), {finished - started:.1f}s from the kill to the dataset")
     assert 2 <= done_before < NUM_VIDEOS, "the node was not killed mid-job"
+    assert f"manifest: {out}/_manifest.json" in log and f"errors: {out}/errors.parquet (2 failed videos)" in log
 
     a = json.loads((tmp_path / "one" / "_manifest.json").read_text())
     b = json.loads((out / "_manifest.json").read_text())
@@ -82,4 +90,9 @@ def test_preprocess_job_survives_a_lost_worker_node(ray_head, repo_root, tmp_pat
     clips = [c.clip_id for c in shards.ShardSet.open(str(out)).clips(decode=False)]
     assert len(clips) == len(set(clips)) == b["totals"]["clips"] > 0
     assert clips == [c.clip_id for c in shards.ShardSet.open(str(tmp_path / "one")).clips(decode=False)]
-    assert shards.read_errors(str(out)) == [] and b["totals"]["errors"] == 0  # no error row for a lost node
+    # the bad videos' error rows, and none for the lost node
+    assert {e["video_id"]: e["stage"] for e in shards.read_errors(str(out))} == {"corrupt": "decode", "zero": "probe"}
+    assert shards.read_errors(str(out)) == shards.read_errors(str(tmp_path / "one")) and b["totals"]["errors"] == 2
+    clip = next(c for c in shards.ShardSet.open(str(out)).clips() if c.video_id == "synth0002")
+    assert clip.frames.shape == (32, 64, 64, 3)
+    assert np.abs(clip.frames.astype(int) - read_frames(inputs / "synth0002.mp4")).mean() < 3  # JPEG q95

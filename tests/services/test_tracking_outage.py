@@ -130,10 +130,12 @@ sys.exit(run_cli(main, sys.argv[1:], "job"))
 
 
 @pytest.mark.parametrize("driver", ["plain", "ray"])
-def test_a_sigterm_ends_the_run_killed(sqlite_uri, driver, tmp_path):
-    """Kubernetes, `ray job stop` and `kill` send SIGTERM: the run says KILLED, not RUNNING forever."""
+def test_a_sigterm_ends_the_run_killed(sqlite_uri, driver, tmp_path, request):
+    """Kubernetes, `ray job stop` and `kill` send SIGTERM: the run says KILLED, not RUNNING forever. The Ray
+    driver connects to the session cluster (starting a local Ray would take seconds more)."""
     repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(repo), "RAY_ADDRESS": ""}
+    address = request.getfixturevalue("ray_head")["address"] if driver == "ray" else ""
+    env = {**os.environ, "PYTHONPATH": str(repo), "RAY_ADDRESS": address}
     proc = subprocess.Popen([sys.executable, "-c", SIGTERMED, sqlite_uri, driver], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True)
     try:
