@@ -81,29 +81,56 @@ def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, 
     assert all(c.frames.shape == (24, 32, 32, 3) for c in clips)
 
 
-def test_checkpoints_written_through_a_503_storm_are_whole(blinking_s3, ray_local, synthetic_shards,
-                                                           tiny_config_path, tmp_path, sqlite_uri):
-    from training.job import TrainJob
+def test_a_budget_run_on_s3_decays_on_schedule_and_checkpoints_whole_through_a_503_storm(
+        blinking_s3, ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
+    """One worker, shards and checkpoints on S3 behind a proxy that answers 503 to every request for 3 s from the
+    first checkpoint upload: botocore's retries carry the uploads through, counted, and every registered
+    checkpoint is whole. The schedule: 6 training clips × num_repeats 1 / batch 2 make 3 steps per epoch;
+    num_epochs 2 with a milestone after epoch 1 puts the decay at half the budget (step 4 of 8), where the epoch
+    schedule would decay after step 3 and stop at 6. Batch norm freezes at the same point (freeze_batch_norm_epoch
+    1). The run trains in bf16 autocast (emulated where the CPU lacks bf16) and logs image grids from its
+    outputs."""
+    import json
+
+    import mlflow
+
+    from tests.training.test_trainer_ray import SMALL, small_job, upload
     from training.plan import registered_checkpoints
     from training.trainer import CHECKPOINT_FILE, fit
 
     bucket = f"s3://{blinking_s3['bucket']}/{tmp_path.name}"
+    data = upload(synthetic_shards, f"{bucket}/shards")
     proxy = blinking_s3["start"](_writes_under("/checkpoint_"))  # the first checkpoint upload opens the window
-    job = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=f"{bucket}/runs", name="blink",
-                   max_steps=4, num_epochs=100, tracking_uri=sqlite_uri,
-                   endpoint=proxy.endpoint, num_val_clips=0, log_images_every=0, validate_at_start=False,
-                   overrides={"dataset_params": {"frame_shape": [32, 32, 3]},
-                              "train_params": {"num_repeats": 2, "scales": [1], "checkpoint_every_steps": 2}})
+    overrides = {**SMALL, "train_params": {**SMALL["train_params"], "num_repeats": 1, "epoch_milestones": [1],
+                                           "checkpoint_every_steps": 4, "freeze_batch_norm_epoch": 1, "bf16": True}}
+    job = dataclasses.replace(small_job(tiny_config_path, data, f"{bucket}/runs", sqlite_uri, name="budget",
+                                        num_epochs=2, lr_schedule="budget"),
+                              workers=1, log_images_every=4, overrides=overrides, endpoint=proxy.endpoint)
     result = fit(job)
 
+    client = mlflow.MlflowClient(sqlite_uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.tags["precision"] == "bf16"
+    grids = [a.path for a in client.list_artifacts(result.mlflow_run_id, "images/train")]
+    assert len(grids) == 2 and all(g.endswith(".png") for g in grids)  # steps 4 and 8
+    base = job.load_config().train_params.lr_generator
+    lrs = sorted((m.step, m.value) for m in client.get_metric_history(result.mlflow_run_id, "lr_generator"))
+    assert [s for s, _ in lrs] == list(range(1, 9))
+    assert [v for _, v in lrs] == pytest.approx([base] * 4 + [0.1 * base] * 4)
+    frozen = client.get_metric_history(result.mlflow_run_id, "batch_norm_frozen")
+    assert [m.value for m in sorted(frozen, key=lambda m: m.step)] == [0.0] * 4 + [1.0] * 4
+    assert result.metrics["step"] == 8 and result.metrics["epoch"] == 2  # 8 steps of 3: past num_epochs' 6
+    state = json.loads(storage.read_bytes(result.checkpoint.rsplit("/", 1)[0] + "/train_state.json"))
+    assert state["budget_fraction"] == 1.0 and state["budget_offset"] == 0.0
+
     assert proxy.failed > 0 and any("checkpoint_" in p for p in proxy.failed_paths), proxy.failed_paths[:5]
-    # rank 0's retries of the step-2 upload, reported with step 4 (other processes also met the storm)
+    # the worker's retries of its checkpoint uploads, counted (other processes, e.g. the driver, met the storm too)
     assert 0 < result.metrics["s3_retries"] <= proxy.failed
     names = registered_checkpoints(dataclasses.replace(job, endpoint=None))
-    assert len(names) >= 2  # steps 2 and 4
+    assert len(names) >= 2  # steps 4 and 8
     for name in names:  # each registered checkpoint is whole: it loads, at the step its name says
         local = tmp_path / f"{name}.pth.tar"
-        local.write_bytes(storage.read_bytes(storage.join(bucket, "runs", "blink", name, CHECKPOINT_FILE)))
+        local.write_bytes(storage.read_bytes(storage.join(bucket, "runs", "budget", name, CHECKPOINT_FILE)))
         assert read_checkpoint(local)["step"] == int(name.rsplit("_s", 1)[1])
     assert result.checkpoint.endswith(f"{names[-1]}/{CHECKPOINT_FILE}")
 

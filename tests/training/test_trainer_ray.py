@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import threading
 import time
@@ -46,7 +45,7 @@ def _train_workers(dashboard: str, timeout: float) -> list[tuple[int, str]]:
     raise TimeoutError(f"no 2 live train workers within {timeout:.0f}s")
 
 
-def _upload(local: Path, remote: str) -> str:
+def upload(local: Path, remote: str) -> str:
     for path in sorted(local.glob("*.parquet")):
         storage.write_bytes(storage.join(remote, path.name), path.read_bytes())
     return remote
@@ -61,7 +60,7 @@ def test_two_worker_ddp_run_on_s3_survives_a_lost_node(ray_local, moto_s3, synth
     an autoscaler would: Ray Train restores the worker group from the checkpoint and the run ends FINISHED, with
     every step logged once and the restart counted."""
     bucket = f"s3://{moto_s3['bucket']}/{tmp_path.name}"
-    data = _upload(synthetic_shards, f"{bucket}/shards")
+    data = upload(synthetic_shards, f"{bucket}/shards")
     uri = sqlite_uri  # the session's store: this test reads its own run by id
     job = small_job(tiny_config_path, data, f"{bucket}/storage", uri, name="ddp", placement="SPREAD")
     outcome: dict = {}
@@ -122,36 +121,6 @@ def test_two_worker_ddp_run_on_s3_survives_a_lost_node(ray_local, moto_s3, synth
     artifacts = [a.path for a in client.list_artifacts(result.mlflow_run_id, "images/train")]
     assert artifacts and all(a.endswith(".png") for a in artifacts)
     assert float(run.data.params["fomm.train_params.batch_size"]) == 2
-
-
-@pytest.mark.ray
-def test_budget_schedule_decays_at_its_fraction_of_max_steps_and_trains_past_num_epochs(
-        ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
-    """6 training clips × num_repeats 1 / batch 2: 3 steps per epoch. num_epochs 2 with a milestone after epoch
-    1 puts the decay at half the budget (step 4 of 8); the epoch schedule would decay after step 3 and stop at 6.
-    Batch norm freezes at the same point (freeze_batch_norm_epoch 1). The run trains in bf16 autocast
-    (train_params.bf16; emulated where the CPU lacks bf16) and logs its image grids from bf16 outputs."""
-    uri = sqlite_uri
-    overrides = {**SMALL, "train_params": {**SMALL["train_params"], "num_repeats": 1, "epoch_milestones": [1],
-                                           "checkpoint_every_steps": 0, "freeze_batch_norm_epoch": 1, "bf16": True}}
-    job = dataclasses.replace(small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"), uri,
-                                        name="budget", num_epochs=2, lr_schedule="budget"),
-                              workers=1, log_images_every=4, overrides=overrides)
-    result = fit(job)
-    run = mlflow.MlflowClient(uri).get_run(result.mlflow_run_id)
-    assert run.data.tags["precision"] == "bf16"
-    grids = [a.path for a in mlflow.MlflowClient(uri).list_artifacts(result.mlflow_run_id, "images/train")]
-    assert len(grids) == 2 and all(g.endswith(".png") for g in grids)  # steps 4 and 8
-    base = job.load_config().train_params.lr_generator
-    lrs = sorted((m.step, m.value) for m in mlflow.MlflowClient(uri).get_metric_history(result.mlflow_run_id,
-                                                                                         "lr_generator"))
-    assert [s for s, _ in lrs] == list(range(1, 9))
-    assert [v for _, v in lrs] == pytest.approx([base] * 4 + [0.1 * base] * 4)
-    frozen = mlflow.MlflowClient(uri).get_metric_history(result.mlflow_run_id, "batch_norm_frozen")
-    assert [m.value for m in sorted(frozen, key=lambda m: m.step)] == [0.0] * 4 + [1.0] * 4
-    assert result.metrics["step"] == 8 and result.metrics["epoch"] == 2  # 8 steps of 3: past num_epochs' 6
-    state = json.loads(Path(result.checkpoint).with_name("train_state.json").read_text())
-    assert state["budget_fraction"] == 1.0 and state["budget_offset"] == 0.0
 
 
 @pytest.mark.ray
