@@ -16,6 +16,10 @@ from training.job import TrainJob, run_path
 from training.plan import RunPlan, TrainResult, plan_run
 from training.worker import CHECKPOINT_FILE, NO_SCORE, train_loop_per_worker
 
+# CPUs a run's Ray Data pipeline needs beside its workers: its read and decode stages run as separate tasks, and
+# a read task holds its CPU until the decode stage consumes its output (with one CPU, each waits on the other)
+DATA_CPUS = 2
+
 
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
@@ -95,9 +99,9 @@ def ensure_training_ray(job: TrainJob) -> None:
 
     from services import ray_start
 
-    # a laptop: logical CPUs for every train worker plus two for Ray Data's decoding tasks, which would
+    # a laptop: logical CPUs for every train worker plus DATA_CPUS for Ray Data's decoding tasks, which would
     # otherwise wait forever behind the workers' reservations on a 2-core machine (ignored on a cluster)
-    cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + 2)
+    cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + DATA_CPUS)
     ray_start.ensure_ray(job.ray_address, num_cpus=cpus)
 
 
@@ -116,8 +120,8 @@ def _check_room_for_data(job: TrainJob) -> None:
     import ray
 
     cpus = ray.cluster_resources().get("CPU", 0)
-    if cpus - job.workers * job.cpus_per_worker < 1:
+    if cpus - job.workers * job.cpus_per_worker < DATA_CPUS:
         logging.getLogger(__name__).warning(
-            "the cluster has %s CPUs and %d workers × %s CPUs leave none for Ray Data's decoding tasks: training "
-            "will wait for data unless the cluster grows (start Ray with more --num-cpus)", cpus, job.workers,
-            job.cpus_per_worker)
+            "the cluster has %s CPUs and %d workers × %s CPUs leave fewer than %d for Ray Data's read and decode "
+            "tasks: training will wait for data unless the cluster grows (start Ray with more --num-cpus)", cpus,
+            job.workers, job.cpus_per_worker, DATA_CPUS)

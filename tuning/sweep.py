@@ -13,6 +13,7 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from services.errors import UserError
 from training.job import TrainJob
 from tuning.export import export_best_config
 from tuning.options import SweepOptions
@@ -100,6 +101,24 @@ def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]
     return tracker.run_id, uri
 
 
+def check_room_for_trials(sweep: SweepJob) -> None:
+    """`--max-concurrent` trials, each with its workers' CPUs and its data pipeline's, fit the Ray cluster: trials
+    that do not would split the spare CPUs between their data pipelines, and each would wait forever on its own
+    (a UserError naming the flag instead of a hang)."""
+    import ray
+
+    from training.trainer import DATA_CPUS
+
+    base = sweep.base
+    each = base.workers * base.cpus_per_worker + DATA_CPUS
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if sweep.max_concurrent > 1 and sweep.max_concurrent * each > cpus:
+        raise UserError(f"--max-concurrent {sweep.max_concurrent}: each trial takes {each:g} CPUs ({base.workers} "
+                        f"worker(s) × {base.cpus_per_worker:g} and {DATA_CPUS} for its data), "
+                        f"{sweep.max_concurrent * each:g} at once; the Ray cluster has {cpus:g} CPUs, and trials "
+                        f"short of CPUs for their data would wait forever")
+
+
 def run_sweep(sweep: SweepJob) -> SweepResult:
     """Run (or restore) the sweep; log the best trial to the parent run and export its config."""
     from training.trainer import ensure_training_ray
@@ -111,6 +130,7 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         raise ValueError(f"{base.storage}: sweeps keep Tune's experiment state on a local or shared path; "
                          f"trial checkpoints may still go to s3:// via the training job")
     ensure_training_ray(base)
+    check_room_for_trials(sweep)
     experiment_dir = Path(base.storage).resolve() / sweep.name
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
     # trials write their Train runs under <storage>/<sweep>/trials/trial-<id>

@@ -106,3 +106,20 @@ def test_a_trial_the_scheduler_stops_early_leaves_no_run_running(ray_local, mlfl
     trial = next(r for r in runs if r["tags"].get("mlflow.parentRunId") == result.parent_run_id)
     assert trial["status"] == "KILLED" and trial["tags"]["fomm.end_reason"].startswith("stopped by Tune")
     assert next(r for r in runs if r["run_id"] == result.parent_run_id)["status"] == "FINISHED"
+
+
+@pytest.mark.ray
+def test_concurrent_trials_the_cluster_cannot_feed_are_refused_not_left_waiting(ray_local, synthetic_shards,
+                                                                                  tmp_path, tiny_config_path):
+    """Two trials at once on the session cluster's 4 CPUs: each takes 1 worker CPU and 2 for its data, 6 in all.
+    Run, they split the 2 spare CPUs, and each trial's data pipeline (a read task holding its CPU until the decode
+    stage takes its output) waits forever: seen as a hang before this check. Refused before any run exists."""
+    from services.errors import UserError
+
+    base = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "runs"),
+                    max_steps=1, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="sweep-crowded")
+    space = SearchSpace.from_dict({"space": {"train_params.loss_weights.equivariance_value": {"grid": [1, 10]}},
+                                   "num_samples": 1}, source="test-space")
+    with pytest.raises(UserError, match=r"^--max-concurrent 2: each trial takes 3 CPUs .* the Ray cluster has 4 CPUs"):
+        run_sweep(SweepJob(base=base, space=space, max_concurrent=2))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
