@@ -87,8 +87,6 @@ def eval_config_from_args(args: argparse.Namespace, **overrides) -> EvalConfig: 
 def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") -> None:
     """Before Ray starts or anything is written: the config, a checkpoint that fits it, clips in the shards, a
     writable --out and a reachable tracking URI; a UserError (or ConfigError, CheckpointError) names the flag."""
-    from evaluation.reconstruction import ModelSource
-    from preprocessing.shards import require_shards
     from services import storage
 
     checks.device("--device", cfg.device, here=cfg.num_workers == 0)  # else the Ray workers' devices
@@ -100,6 +98,9 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
                                                checkpoint_flag: cfg.checkpoint}, folder=True)
     checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
+    from evaluation.reconstruction import ModelSource  # torch, pyarrow: after the checks that need neither
+    from preprocessing.shards import require_shards
+
     shard_set = require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
     if not local and cfg.checkpoint is not None:
         checks.storage_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)

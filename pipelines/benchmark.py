@@ -48,7 +48,6 @@ def build(args: argparse.Namespace) -> BenchmarkConfig:
 def check(cfg: BenchmarkConfig) -> None:
     """The checkpoint that will be evaluated (the newest of --checkpoints, or the model's) fits the config."""
     from evaluation.benchmark import newest_checkpoint
-    from services.tracking.registry import latest_model_version
 
     if cfg.checkpoints is not None:
         with user_input("--checkpoints"):
@@ -56,6 +55,8 @@ def check(cfg: BenchmarkConfig) -> None:
         check_eval_inputs(dataclasses.replace(cfg.eval, checkpoint=newest), "--checkpoints")
         return
     check_eval_inputs(cfg.eval)
+    from services.tracking.registry import latest_model_version  # MLflow (seconds): only for --model-name
+
     try:
         latest_model_version(cfg.eval.tracking_uri, cfg.model_name)
     except LookupError as err:

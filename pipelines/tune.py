@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from services import checks  # noqa: E402
 from services.cli import UserError, field_flags, field_values  # noqa: E402
@@ -22,7 +23,8 @@ from tuning.options import SweepOptions  # noqa: E402
 def add_flags(p: argparse.ArgumentParser) -> None:
     add_train_flags(p)  # of every trial; --name is the sweep's (default: sweep-<config stem>)
     p.set_defaults(experiment="fomm-tune", num_val_clips=4)  # a sweep's: its own experiment, shorter validation
-    p.add_argument("--space", default="configs/sweeps/loss-weights.yaml", help="search space YAML")
+    p.add_argument("--space", default=str(ROOT / "configs" / "sweeps" / "loss-weights.yaml"),
+                   help="search space YAML (default: the repository's configs/sweeps/loss-weights.yaml)")
     sweep = field_flags(p, SweepOptions)  # help, types, ranges and defaults: SweepOptions' rules
     for name in ("num_samples", "max_concurrent", "grace_period", "out"):
         sweep(name)
@@ -43,7 +45,6 @@ def build(args: argparse.Namespace) -> Sweep:
 
 def check(sweep: Sweep) -> Sweep:
     base, a = sweep.base, sweep.args
-    check_inputs(base, sweep=True)
     if base.storage.startswith("s3://"):
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
     checks.existing_file("--space", a.space, "a search space YAML")
@@ -52,9 +53,10 @@ def check(sweep: Sweep) -> Sweep:
         if Path(a.out).is_dir():
             raise UserError(f"--out {a.out}: is a folder (expected the best config's .yaml file)")
         checks.writable_dir("--out", Path(a.out).parent)
-    from tuning.spaces import SearchSpace  # imports Ray Tune (seconds): after the cheap checks
+    from tuning.spaces import SearchSpace
 
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key
+    check_inputs(base, sweep=True)  # the sweep's own files first: they answer without torch
     space.check_against(base.load_config())
     return sweep._replace(space=space)
 

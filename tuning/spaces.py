@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-
 from fomm.config.loader import ConfigError, read_yaml
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig
@@ -76,6 +74,8 @@ class SearchSpace:
 
     def param_space(self) -> dict[str, Any]:
         """Ray Tune's param_space (flat, keyed by the joined dotted names)."""
+        from ray import tune  # seconds to import: reading and checking a space does without it
+
         out = {}
         for key, (kind, args) in self.params.items():
             if kind in ("choice", "grid"):

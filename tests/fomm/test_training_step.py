@@ -38,7 +38,7 @@ def test_tiny_model_overfits_one_pair(tiny_config_path):
     torch.manual_seed(0)
     state = build_train_state(cfg.model_params, tp)
     batch = smooth_pair()
-    history = [train_step(state, batch)[0]["perceptual"] for _ in range(60)]  # a quarter is reached at ~40
+    history = [train_step(state, batch)[0]["perceptual"] for _ in range(100)]
     assert all(torch.isfinite(torch.tensor(history)))
     assert history[-1] < history[0] / 4, f"loss fell only from {history[0]:.4f} to {history[-1]:.4f}"
 
