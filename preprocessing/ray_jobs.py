@@ -5,12 +5,14 @@ The only Ray code of `preprocessing`; every step is a plain function of dataset_
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import ray
 
 from preprocessing import dataset_writer as dw
 from preprocessing.config import PreprocessConfig
-from preprocessing.sources import VideoTask, collect_tasks
+from preprocessing.sources import VideoTask
 from services import s3_retries, storage
 from services.ray_start import check_room, ensure_ray
 
@@ -47,27 +49,20 @@ def assemble_shard_row(row: dict, cfg: dict) -> dict:
     """Ray Data map: one shard plan → one shard file (with the S3 retries it took)."""
     config = PreprocessConfig.from_dict(cfg)
     layout = dw.Layout(config.output, config.endpoint)
-    plan = dw.ShardPlan(file=str(row["file"]), split=str(row["split"]), parts=[str(p) for p in row["parts"]],
-                        videos=[str(v) for v in row["videos"]], rows=int(row["rows"]), bytes=int(row["bytes"]))
+    plan = dw.ShardPlan(str(row["file"]), str(row["split"]), [str(p) for p in row["parts"]],
+                        [str(v) for v in row["videos"]])
     with s3_retries.counting_retries() as retries:
         info = dw.assemble_shard(layout, plan)
-    return {"file": info["file"], "split": info["split"], "rows": info["rows"], "bytes": info["bytes"],
-            "sha256": info["sha256"], "frames": info["frames"], "videos": info["videos"],
-            "s3_retries": retries.count}
+    return {**info, "s3_retries": retries.count}
 
 
 def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
-    """Run the job: skip finished videos, process the rest on Ray Data, pack shards, commit the manifest.
-
-    Returns where the shards, manifest and error table are, with counts (see dataset_writer.summarize).
-    """
+    """Skip finished videos, process the rest on Ray Data, pack shards, commit the manifest; returns
+    where the shards, manifest and error table are, with counts (see dataset_writer.summarize)."""
     with s3_retries.counting_retries() as retries:  # this driver's; the workers report theirs in their rows
         worker_retries = 0
-        layout = dw.Layout(cfg.output, cfg.endpoint)
-        tasks = collect_tasks(cfg)
-        done = dw.finished_videos(layout, include_errors=not cfg.retry_errors)
-        missing = [t for t in tasks if t.video_id not in done and t.missing]
-        todo = [t for t in tasks if t.video_id not in done and not t.missing]
+        layout, pending = dw.pending(cfg)
+        missing, todo = [t for t in pending if t.missing], [t for t in pending if not t.missing]
         cfg_dict = {**cfg.to_dict(), "endpoint": storage.s3_endpoint(cfg.endpoint)}  # workers: this endpoint
         if todo or dw.plan_shards(layout, cfg.shard_bytes, None)[0]:
             ensure_ray(address, cfg.workers)
@@ -86,8 +81,7 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
             nonlocal worker_retries
             if not plans:
                 return []
-            rows = [{"file": p.file, "split": p.split, "parts": p.parts, "videos": p.videos, "rows": p.rows,
-                     "bytes": p.bytes} for p in plans]
+            rows = [dataclasses.asdict(p) for p in plans]
             ds = ray.data.from_items(rows, override_num_blocks=len(rows))
             ds = ds.map(assemble_shard_row, num_cpus=1, fn_kwargs={"cfg": cfg_dict})
             done = ds.take_all()
