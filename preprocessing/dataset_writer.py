@@ -13,12 +13,12 @@ order, and the manifest is written last: an interrupted run re-run gives byte-id
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
 import re
 import time
-from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -120,14 +120,14 @@ def finished_videos(layout: Layout, include_errors: bool = True) -> set[str]:
     return done
 
 
-@dataclass
+@dataclasses.dataclass
 class ShardPlan:
     """One shard to write: which parts (in order) contribute rows of `split`."""
 
     file: str
     split: str
-    parts: list[str] = field(default_factory=list)  # part paths inside the filesystem
-    videos: list[str] = field(default_factory=list)
+    parts: list[str] = dataclasses.field(default_factory=list)  # part paths inside the filesystem
+    videos: list[str] = dataclasses.field(default_factory=list)
     rows: int = 0
     bytes: int = 0
 
@@ -135,7 +135,8 @@ class ShardPlan:
 def plan_shards(layout: Layout, shard_bytes: int, manifest: dict | None) -> tuple[list[ShardPlan], list[dict]]:
     """Pack pending parts into shards (per split, video-id order, ≤ shard_bytes unless one video is larger)."""
     known = set((manifest or {}).get("videos", {}))
-    metas = sorted(((m, p) for m, p in _parts(layout) if m["video_id"] not in known), key=lambda m: m[0]["video_id"])
+    metas = sorted(((m, p) for m, p in _parts(layout) if m["video_id"] not in known),
+                   key=lambda m: m[0]["video_id"])
     existing = (manifest or {}).get("shards", [])
     plans: list[ShardPlan] = []
     for split in sorted({s for m, _ in metas for s in m["splits"]}):
@@ -198,7 +199,7 @@ def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: li
         "totals": {"clips": sum(d["clips"] for d in per_split.values()),
                    "frames": sum(d["frames"] for d in per_split.values()), "shards": len(all_shards),
                    "videos": len(videos), "errors": len(errors), "splits": per_split},
-        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("workers",)},
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"},
     })
     storage.write_bytes(layout.path(MANIFEST_NAME), json.dumps(manifest, indent=1).encode(), fs=layout.fs)
     cleanup(layout, manifest)
@@ -207,14 +208,15 @@ def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: li
 
 def cleanup(layout: Layout, manifest: dict) -> None:
     """Remove work files already committed, shard files the manifest does not list, and stale temporaries."""
-    committed = set(manifest.get("videos", {})) | {r["video_id"] for r in shards.read_errors(layout.url, layout.endpoint)}
+    errors = shards.read_errors(layout.url, layout.endpoint)
+    committed = set(manifest.get("videos", {})) | {r["video_id"] for r in errors}
     for meta, path in _parts(layout) + _errors(layout):
         if meta["video_id"] in committed:
             layout.fs.rm_file(path)
     for info in layout.list("_work", "parts", hidden=True) + layout.list("_work", "errors", hidden=True):
         if posixpath.basename(info).startswith("."):
             layout.fs.rm_file(info)  # a temporary of a killed writer
-    for sub in (("_work", "parts"), ("_work", "errors"), ("_work",)):  # empty work folders (and S3 markers) go too
+    for sub in (("_work", "parts"), ("_work", "errors"), ("_work",)):  # empty folders (and S3 markers) go too
         if layout.fs.isdir(layout.path(*sub)) and not layout.list(*sub, hidden=True):
             layout.fs.rm(layout.path(*sub), recursive=True)
     listed = {layout.path(s["file"]) for s in manifest.get("shards", [])}
@@ -233,8 +235,8 @@ def finalize(layout: Layout, cfg: PreprocessConfig, assemble=None) -> dict:  # n
 def summarize(layout: Layout, manifest: dict) -> dict:
     """What a run prints and returns: where everything is, and the counts."""
     t = manifest.get("totals", {})
-    return {"output": layout.url, "shards": layout.uri(shards.SHARDS_DIR), "manifest": layout.uri(MANIFEST_NAME),
-            "errors": layout.uri(shards.ERRORS_NAME), "num_shards": t.get("shards", 0), "num_clips": t.get("clips", 0),
+    return {"output": layout.url, "shards": layout.uri(shards.SHARDS_DIR),
+            "manifest": layout.uri(MANIFEST_NAME), "errors": layout.uri(shards.ERRORS_NAME), "num_shards": t.get("shards", 0), "num_clips": t.get("clips", 0),
             "num_frames": t.get("frames", 0), "num_videos": t.get("videos", 0), "num_errors": t.get("errors", 0),
             "splits": t.get("splits", {})}
 

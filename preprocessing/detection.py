@@ -1,9 +1,6 @@
-"""Detectors behind one protocol: faces (face-alignment's S3FD, OpenCV Haar) and people (OpenCV HOG).
+"""Detectors of faces (face-alignment's S3FD, OpenCV Haar) and people (OpenCV HOG): RGB frame → N×5 boxes.
 
-Every backend takes an H×W×3 uint8 RGB frame and returns N×5 float boxes (x0, y0, x1, y1, score) in that
-frame's pixels. `make_detector(kind, backend="auto")` picks face-alignment's S3FD when its weights are on
-disk (no download is ever attempted) and otherwise the offline OpenCV model shipped inside the wheel.
-"""
+Boxes are (x0, y0, x1, y1, score) in the frame's pixels; S3FD runs only when its weights are on disk."""
 
 from __future__ import annotations
 
@@ -57,11 +54,8 @@ class FullFrameDetector:
 
 
 class HaarFaceDetector:
-    """OpenCV's bundled frontal-face Haar cascade (offline; needs an OpenCV 4.x wheel, which ships the XML).
-
-    Frames are searched at the lowest resolution where a face of `min_face` source pixels still spans the
-    cascade's 24-pixel window: large faces are found as well, and far faster (6× at min_face 64).
-    """
+    """OpenCV's bundled frontal-face Haar cascade, searched at the lowest resolution where a face of
+    `min_face` source pixels still spans its 24-pixel window (6× faster at min_face 64, large faces too)."""
 
     name = "haar"
 
@@ -79,7 +73,8 @@ class HaarFaceDetector:
         side = max(h, w) * min(1.0, 24.0 / max(self.min_face, 1))
         small, s = _downscale(frame, int(min(MAX_SIDE, max(side, 96))))
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-        rects, neighbours = self.cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=6, minSize=(20, 20))
+        rects, neighbours = self.cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=6,
+                                                           minSize=(20, 20))
         return _rects_to_boxes(rects, neighbours, s)
 
 

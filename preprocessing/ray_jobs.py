@@ -1,7 +1,4 @@
-"""Ray Data plan: videos → map_batches(process) → per-video parts → sharded Parquet.
-
-The only Ray code of `preprocessing`; every step is a plain function of dataset_writer / process.
-"""
+"""Ray Data plan, the only Ray code of preprocessing: videos → map_batches(process) → parts → shards."""
 
 from __future__ import annotations
 
@@ -20,8 +17,8 @@ from services.ray_start import check_room, ensure_ray
 class ProcessVideos:
     """Ray Data actor: holds one detector and processes videos one row at a time."""
 
-    def __init__(self, cfg: dict) -> None:
-        self.cfg = PreprocessConfig.from_dict(cfg)
+    def __init__(self, cfg: PreprocessConfig) -> None:
+        self.cfg = cfg
         self.layout = dw.Layout(self.cfg.output, self.cfg.endpoint)
         self.detector = None
         import cv2
@@ -45,10 +42,9 @@ class ProcessVideos:
         return out
 
 
-def assemble_shard_row(row: dict, cfg: dict) -> dict:
+def assemble_shard_row(row: dict, cfg: PreprocessConfig) -> dict:
     """Ray Data map: one shard plan → one shard file (with the S3 retries it took)."""
-    config = PreprocessConfig.from_dict(cfg)
-    layout = dw.Layout(config.output, config.endpoint)
+    layout = dw.Layout(cfg.output, cfg.endpoint)
     plan = dw.ShardPlan(str(row["file"]), str(row["split"]), [str(p) for p in row["parts"]],
                         [str(v) for v in row["videos"]])
     with s3_retries.counting_retries() as retries:
@@ -63,7 +59,7 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
         worker_retries = 0
         layout, pending = dw.pending(cfg)
         missing, todo = [t for t in pending if t.missing], [t for t in pending if not t.missing]
-        cfg_dict = {**cfg.to_dict(), "endpoint": storage.s3_endpoint(cfg.endpoint)}  # workers: this endpoint
+        worker_cfg = dataclasses.replace(cfg, endpoint=storage.s3_endpoint(cfg.endpoint))  # this endpoint
         if todo or dw.plan_shards(layout, cfg.shard_bytes, None)[0]:
             ensure_ray(address, cfg.workers)
         if todo:  # before anything is written: a fixed pool the cluster cannot hold would wait forever
@@ -74,7 +70,7 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
         if todo:
             ds = ray.data.from_items([t.to_row() for t in todo], override_num_blocks=min(len(todo), 64 * workers))
             ds = ds.map_batches(ProcessVideos, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-                                fn_constructor_kwargs={"cfg": cfg_dict})
+                                fn_constructor_kwargs={"cfg": worker_cfg})
             worker_retries += int(ds.materialize().sum("s3_retries") or 0)
 
         def assemble(plans: list[dw.ShardPlan]) -> list[dict]:
@@ -83,7 +79,7 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
                 return []
             rows = [dataclasses.asdict(p) for p in plans]
             ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-            ds = ds.map(assemble_shard_row, num_cpus=1, fn_kwargs={"cfg": cfg_dict})
+            ds = ds.map(assemble_shard_row, num_cpus=1, fn_kwargs={"cfg": worker_cfg})
             done = ds.take_all()
             worker_retries += sum(int(r["s3_retries"]) for r in done)
             return [{"file": str(r["file"]), "split": str(r["split"]), "rows": int(r["rows"]), "bytes": int(r["bytes"]),

@@ -71,7 +71,8 @@ class ClipRecord:
         return len(self.frames)
 
     def to_row(self) -> dict:
-        return {**{name: getattr(self, name) for name in CLIP_SCHEMA.names}, "crop_box": [int(v) for v in self.crop_box]}
+        row = {name: getattr(self, name) for name in CLIP_SCHEMA.names}
+        return {**row, "crop_box": [int(v) for v in self.crop_box]}
 
 
 @dataclass
@@ -241,7 +242,7 @@ class ShardSet:
 
     @functools.cached_property
     def meta(self) -> pa.Table:
-        """Metadata of every clip (META_COLUMNS, plus `file`) in shard order; files read concurrently on S3."""
+        """Metadata of every clip (META_COLUMNS and `file`) in shard order; files read concurrently on S3."""
         readers = META_READERS if storage.is_remote(self.location.url) else 1  # local: threads only cost here
         with ThreadPoolExecutor(max(1, min(readers, len(self.files)))) as pool:
             tables = list(pool.map(self._file_meta, self.files))

@@ -1,9 +1,7 @@
 """Built-in synthetic dataset: textured articulated bodies moving non-rigidly, written as .mp4 (a tiny Tai-Chi).
 
-Each identity has its own palette, texture frequencies and limb proportions; each video of it has its own
-motion (joint angles as sums of sinusoids, body sway, scale and translation jitter). The texture is drawn in
-each part's own coordinates, so it moves with the part: the motion is visible, as FOMM needs.
-"""
+Identities differ in palette, texture and proportions, videos in motion; the texture is drawn in each part's
+own coordinates, so it moves with the part: the motion is visible, as FOMM needs."""
 
 from __future__ import annotations
 
@@ -103,7 +101,8 @@ def _make_motion(rng: np.random.Generator) -> dict:
     return motion
 
 
-def render_video(ident: Identity, rng: np.random.Generator, size: int, num_frames: int, fps: float) -> np.ndarray:
+def render_video(ident: Identity, rng: np.random.Generator, size: int, num_frames: int,
+                 fps: float) -> np.ndarray:
     """Frames of one synthetic video.  # T×H×W×3 uint8"""
     background = _background(size, rng)
     grid = tuple(g.astype(np.float64) + 0.5 for g in np.mgrid[0:size, 0:size][::-1])  # (x, y) pixel centres
@@ -120,10 +119,8 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
                               seed: int = 0) -> list[Path]:
     """Write `num_videos` .mp4 files at 25 fps and `metadata.csv` (video_id, person_id, split, …) to out_dir.
 
-    Deterministic for a seed. Videos go round-robin to 4 identities; the last videos of each identity
-    (about a quarter of them) form the test split, so test identities also appear in training,
-    as in the original Tai-Chi split of clips.
-    """
+    Deterministic for a seed. Videos go round-robin to 4 identities; the last quarter of each identity's
+    form the test split, so test identities also appear in training (the original Tai-Chi split)."""
     fps, num_identities, test_fraction = 25.0, 4, 0.25
     if num_videos < 1 or size < 16 or num_frames < 2:
         raise ValueError(f"need num_videos ≥ 1, size ≥ 16, num_frames ≥ 2; got {num_videos}, {size}, {num_frames}")
@@ -156,12 +153,10 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
 def write_synthetic_shards(out_dir: str | Path, num_videos: int = 4, size: int = 64, num_frames: int = 12,
                            seed: int = 0, split: str = "test", frame_format: str = "png",
                            num_identities: int = 2, test_every: int = 0) -> Path:
-    """Synthetic clips written straight to clip shards (no video encode, no preprocessing run).
+    """Synthetic clips written straight to clip shards, one `<split>-<seed:05d>.parquet` per split.
 
-    All clips go to `split`, or with `test_every` > 0 every `test_every`-th clip to 'test' and the rest to
-    'train'. One shard `<split>-<seed:05d>.parquet` per split; returns that file when one split is written,
-    else the folder (every shard reader accepts either). Clip v is `synth{v:04d}_000` of person `id{v % n:02d}`.
-    """
+    All clips go to `split`, or with `test_every` > 0 every `test_every`-th to 'test', the rest to 'train'.
+    Returns the file when one split is written, else the folder. Clip v: `synth{v:04d}_000` of `id{v % n:02d}`."""
     from preprocessing.shards import ClipRecord, encode_frames, records_to_table, write_table_atomic
 
     identities = [make_identity(np.random.default_rng([seed, 1, i]), i / num_identities)
