@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from services.fields import FieldError, check_fields, rule
@@ -74,13 +73,3 @@ class PreprocessConfig:
     @property
     def detector_backend(self) -> str:
         return "none" if self.kind == "none" else self.detector
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PreprocessConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"PreprocessConfig: unknown key(s) {sorted(unknown)}")
-        return cls(**d)

@@ -43,12 +43,9 @@ def clip_box(box: Sequence[float], width: int, height: int) -> Box:
 
 
 def fit_square(box: Sequence[float], width: int, height: int, integer: bool = True) -> tuple:
-    """A square box that covers `box` as far as the frame allows and lies inside the frame.
+    """A square inside the frame covering `box` as far as it can: centred on it, then shifted (not shrunk) in.
 
-    The side is the box's longer side, capped at the frame's shorter side; the square is centred on the
-    box and then shifted (not shrunk) to lie inside the frame, so the crop keeps a 1:1 aspect ratio.
-    Integer pixels by default; `integer=False` keeps sub-pixel positions (smoothly moving crops).
-    """
+    Integer pixels by default; `integer=False` keeps sub-pixel positions (smoothly moving crops)."""
     x0, y0, x1, y1 = make_square(box)
     snap = (lambda v: int(round(v))) if integer else float
     side = max(snap(min(x1 - x0, width, height)), 1)
@@ -74,10 +71,7 @@ def crop(frame: np.ndarray, box: Sequence[int]) -> np.ndarray:
 
 
 def resize_keep_aspect(image: np.ndarray, size: int | tuple[int, int], pad_value: int = 0) -> np.ndarray:
-    """Resize to fit inside size (h, w) keeping the aspect ratio; centre it and pad the rest.  # h×w×3
-
-    Area interpolation when shrinking (no aliasing), bicubic when enlarging.
-    """
+    """Fit inside size (h, w) keeping the aspect, centred and padded; area shrinks, bicubic enlarges."""
     th, tw = (size, size) if isinstance(size, int) else size
     h, w = image.shape[:2]
     scale = min(th / h, tw / w)

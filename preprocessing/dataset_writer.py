@@ -13,14 +13,15 @@ order, and the manifest is written last: an interrupted run re-run gives byte-id
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
 import re
 import time
-from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from preprocessing import shards
 from preprocessing.config import PreprocessConfig
@@ -38,10 +39,6 @@ class Layout(storage.Location):
 
     def __init__(self, root: str, endpoint: str | None = None) -> None:
         super().__init__(root.rstrip("/"), endpoint)
-
-    @property
-    def root(self) -> str:
-        return self.url
 
     def exists(self, *parts: str) -> bool:
         return self.fs.exists(self.path(*parts))
@@ -99,38 +96,38 @@ def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=N
     return out
 
 
+def _parts(layout: Layout) -> list[tuple[dict, str]]:
+    """(metadata, path) of every finished video's part file."""
+    return [(json.loads(pq.read_schema(p, filesystem=layout.fs).metadata[PART_META_KEY]), p)
+            for p in layout.list("_work", "parts")]
+
+
+def _errors(layout: Layout) -> list[tuple[dict, str]]:
+    """(error row, path) of every failed video's error file."""
+    return [(json.loads(layout.fs.cat_file(p)), p) for p in layout.list("_work", "errors")]
+
+
+def _manifest(layout: Layout) -> dict | None:
+    return shards.read_manifest(layout.url, layout.endpoint) if layout.exists(MANIFEST_NAME) else None
+
+
 def finished_videos(layout: Layout, include_errors: bool = True) -> set[str]:
     """Ids of videos whose outcome is already recorded (in the manifest, the error table or a work file)."""
-    done: set[str] = set()
-    if layout.exists(MANIFEST_NAME):
-        done |= set(shards.read_manifest(layout.root, layout.endpoint).get("videos", {}))
-    for info in layout.list("_work", "parts"):
-        done.add(_part_meta(layout, info)["video_id"])
+    done = set((_manifest(layout) or {}).get("videos", {})) | {m["video_id"] for m, _ in _parts(layout)}
     if include_errors:
-        done |= {r["video_id"] for r in shards.read_errors(layout.root, layout.endpoint)}
-        done |= {json.loads(_read(layout, i))["video_id"] for i in layout.list("_work", "errors")}
+        done |= {r["video_id"] for r in shards.read_errors(layout.url, layout.endpoint)}
+        done |= {e["video_id"] for e, _ in _errors(layout)}
     return done
 
 
-def _read(layout: Layout, path: str) -> bytes:
-    return layout.fs.cat_file(path)
-
-
-def _part_meta(layout: Layout, path: str) -> dict:
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(path, filesystem=layout.fs)
-    return json.loads(schema.metadata[PART_META_KEY])
-
-
-@dataclass
+@dataclasses.dataclass
 class ShardPlan:
     """One shard to write: which parts (in order) contribute rows of `split`."""
 
     file: str
     split: str
-    parts: list[str] = field(default_factory=list)  # part paths inside the filesystem
-    videos: list[str] = field(default_factory=list)
+    parts: list[str] = dataclasses.field(default_factory=list)  # part paths inside the filesystem
+    videos: list[str] = dataclasses.field(default_factory=list)
     rows: int = 0
     bytes: int = 0
 
@@ -138,13 +135,9 @@ class ShardPlan:
 def plan_shards(layout: Layout, shard_bytes: int, manifest: dict | None) -> tuple[list[ShardPlan], list[dict]]:
     """Pack pending parts into shards (per split, video-id order, ≤ shard_bytes unless one video is larger)."""
     known = set((manifest or {}).get("videos", {}))
-    metas = []
-    for info in layout.list("_work", "parts"):
-        meta = _part_meta(layout, info)
-        if meta["video_id"] not in known:
-            metas.append((meta, info))
-    metas.sort(key=lambda m: m[0]["video_id"])
-    existing = [s for s in (manifest or {}).get("shards", [])]
+    metas = sorted(((m, p) for m, p in _parts(layout) if m["video_id"] not in known),
+                   key=lambda m: m[0]["video_id"])
+    existing = (manifest or {}).get("shards", [])
     plans: list[ShardPlan] = []
     for split in sorted({s for m, _ in metas for s in m["splits"]}):
         index = sum(1 for s in existing if s["split"] == split)
@@ -178,17 +171,12 @@ def assemble_shard(layout: Layout, plan: ShardPlan) -> dict:
     return {"file": plan.file, "split": plan.split, **info, "frames": frames, "videos": plan.videos}
 
 
-def _pending_errors(layout: Layout) -> list[dict]:
-    return [json.loads(_read(layout, i)) for i in layout.list("_work", "errors")]
-
-
 def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: list[dict]) -> dict:
     """Record a run: the error table, then the manifest (the commit point), then remove the work files."""
-    manifest = shards.read_manifest(layout.root, layout.endpoint) if layout.exists(MANIFEST_NAME) else {
-        "version": shards.SCHEMA_VERSION, "shards": [], "videos": {}}
-    new_errors = _pending_errors(layout)
+    manifest = _manifest(layout) or {"version": shards.SCHEMA_VERSION, "shards": [], "videos": {}}
+    new_errors = [e for e, _ in _errors(layout)]
     retried = {m["video_id"] for m in metas} | {e["video_id"] for e in new_errors}
-    old_errors = [e for e in shards.read_errors(layout.root, layout.endpoint) if e["video_id"] not in retried]
+    old_errors = [e for e in shards.read_errors(layout.url, layout.endpoint) if e["video_id"] not in retried]
     errors = sorted(old_errors + new_errors, key=lambda e: e["video_id"])
     shards.write_table_atomic(pa.Table.from_pylist(errors, schema=ERROR_SCHEMA), layout.path(shards.ERRORS_NAME),
                               fs=layout.fs)
@@ -211,7 +199,7 @@ def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: li
         "totals": {"clips": sum(d["clips"] for d in per_split.values()),
                    "frames": sum(d["frames"] for d in per_split.values()), "shards": len(all_shards),
                    "videos": len(videos), "errors": len(errors), "splits": per_split},
-        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("workers",)},
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"},
     })
     storage.write_bytes(layout.path(MANIFEST_NAME), json.dumps(manifest, indent=1).encode(), fs=layout.fs)
     cleanup(layout, manifest)
@@ -220,24 +208,17 @@ def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: li
 
 def cleanup(layout: Layout, manifest: dict) -> None:
     """Remove work files already committed, shard files the manifest does not list, and stale temporaries."""
-    committed = set(manifest.get("videos", {})) | {
-        r["video_id"] for r in shards.read_errors(layout.root, layout.endpoint)}
-    for info in layout.list("_work", "parts"):
-        if _part_meta(layout, info)["video_id"] in committed:
-            layout.fs.rm_file(info)
-    for info in layout.list("_work", "errors"):
-        if json.loads(_read(layout, info))["video_id"] in committed:
-            layout.fs.rm_file(info)
+    errors = shards.read_errors(layout.url, layout.endpoint)
+    committed = set(manifest.get("videos", {})) | {r["video_id"] for r in errors}
+    for meta, path in _parts(layout) + _errors(layout):
+        if meta["video_id"] in committed:
+            layout.fs.rm_file(path)
     for info in layout.list("_work", "parts", hidden=True) + layout.list("_work", "errors", hidden=True):
         if posixpath.basename(info).startswith("."):
             layout.fs.rm_file(info)  # a temporary of a killed writer
-    for sub in ("parts", "errors"):  # empty work folders (and S3 folder markers) go too
-        folder = layout.path("_work", sub)
-        if layout.fs.isdir(folder) and not layout.list("_work", sub, hidden=True):
-            layout.fs.rm(folder, recursive=True)
-    work = layout.path("_work")
-    if layout.fs.isdir(work) and not layout.list("_work", hidden=True):
-        layout.fs.rm(work, recursive=True)
+    for sub in (("_work", "parts"), ("_work", "errors"), ("_work",)):  # empty folders (and S3 markers) go too
+        if layout.fs.isdir(layout.path(*sub)) and not layout.list(*sub, hidden=True):
+            layout.fs.rm(layout.path(*sub), recursive=True)
     listed = {layout.path(s["file"]) for s in manifest.get("shards", [])}
     for info in layout.list(shards.SHARDS_DIR, hidden=True):
         if info not in listed:
@@ -246,34 +227,35 @@ def cleanup(layout: Layout, manifest: dict) -> None:
 
 def finalize(layout: Layout, cfg: PreprocessConfig, assemble=None) -> dict:  # noqa: ANN001
     """Pack pending parts into shards (with `assemble`, e.g. a Ray map, or serially) and commit."""
-    manifest = shards.read_manifest(layout.root, layout.endpoint) if layout.exists(MANIFEST_NAME) else None
-    plans, metas = plan_shards(layout, cfg.shard_bytes, manifest)
-    if assemble is None:
-        written = [assemble_shard(layout, p) for p in plans]
-    else:
-        written = assemble(plans)
+    plans, metas = plan_shards(layout, cfg.shard_bytes, _manifest(layout))
+    written = assemble(plans) if assemble is not None else [assemble_shard(layout, p) for p in plans]
     return commit(layout, cfg, metas, sorted(written, key=lambda s: s["file"]))
 
 
 def summarize(layout: Layout, manifest: dict) -> dict:
     """What a run prints and returns: where everything is, and the counts."""
     t = manifest.get("totals", {})
-    return {"output": layout.root, "shards": layout.uri(shards.SHARDS_DIR), "manifest": layout.uri(MANIFEST_NAME),
-            "errors": layout.uri(shards.ERRORS_NAME), "num_shards": t.get("shards", 0), "num_clips": t.get("clips", 0),
+    return {"output": layout.url, "shards": layout.uri(shards.SHARDS_DIR),
+            "manifest": layout.uri(MANIFEST_NAME), "errors": layout.uri(shards.ERRORS_NAME), "num_shards": t.get("shards", 0), "num_clips": t.get("clips", 0),
             "num_frames": t.get("frames", 0), "num_videos": t.get("videos", 0), "num_errors": t.get("errors", 0),
             "splits": t.get("splits", {})}
 
 
-def run_local(cfg: PreprocessConfig, tasks: list[VideoTask] | None = None) -> dict:
-    """The whole job in this process, without Ray (small inputs, tests, debugging)."""
-    from preprocessing.process import detector_for
+def pending(cfg: PreprocessConfig) -> tuple[Layout, list[VideoTask]]:
+    """The dataset root, and the input's videos whose outcome is not recorded there yet."""
     from preprocessing.sources import collect_tasks
 
+    layout, tasks = Layout(cfg.output, cfg.endpoint), collect_tasks(cfg)
+    done = finished_videos(layout, include_errors=not cfg.retry_errors)
+    return layout, [t for t in tasks if t.video_id not in done]
+
+
+def run_local(cfg: PreprocessConfig) -> dict:
+    """The whole job in this process, without Ray (small inputs, tests, debugging)."""
+    from preprocessing.process import detector_for
+
     with s3_retries.counting_retries() as retries:
-        layout = Layout(cfg.output, cfg.endpoint)
-        tasks = collect_tasks(cfg) if tasks is None else tasks
-        done = finished_videos(layout, include_errors=not cfg.retry_errors)
-        todo = [t for t in tasks if t.video_id not in done]
+        layout, todo = pending(cfg)
         detector = detector_for(cfg) if any(not t.segments for t in todo) else None
         for task in todo:
             run_video(task, cfg, layout, detector)

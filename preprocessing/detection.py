@@ -1,13 +1,9 @@
-"""Detectors behind one protocol: faces (face-alignment's S3FD, OpenCV Haar) and people (OpenCV HOG).
+"""Detectors of faces (face-alignment's S3FD, OpenCV Haar) and people (OpenCV HOG): RGB frame → N×5 boxes.
 
-Every backend takes an H×W×3 uint8 RGB frame and returns N×5 float boxes (x0, y0, x1, y1, score) in that
-frame's pixels. `make_detector(kind, backend="auto")` picks face-alignment's S3FD when its weights are on
-disk (no download is ever attempted) and otherwise the offline OpenCV model shipped inside the wheel.
-"""
+Boxes are (x0, y0, x1, y1, score) in the frame's pixels; S3FD runs only when its weights are on disk."""
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +12,7 @@ import cv2
 import numpy as np
 
 S3FD_FILE = "s3fd-619a316812.pth"
+MAX_SIDE = 640  # frames are searched at most this large (longer side)
 
 
 class DetectorUnavailable(RuntimeError):
@@ -57,32 +54,27 @@ class FullFrameDetector:
 
 
 class HaarFaceDetector:
-    """OpenCV's bundled frontal-face Haar cascade (offline; needs an OpenCV 4.x wheel, which ships the XML).
-
-    Frames are searched at the lowest resolution where a face of `min_face` source pixels still spans the
-    cascade's 24-pixel window: large faces are found as well, and far faster (6× at min_face 64).
-    """
+    """OpenCV's bundled frontal-face Haar cascade, searched at the lowest resolution where a face of
+    `min_face` source pixels still spans its 24-pixel window (6× faster at min_face 64, large faces too)."""
 
     name = "haar"
 
-    def __init__(self, cascade_path: str | None = None, min_face: int = 64, max_side: int = 640,
-                 min_neighbors: int = 6, scale_factor: float = 1.1) -> None:
+    def __init__(self, min_face: int = 64) -> None:
         if not hasattr(cv2, "CascadeClassifier"):
             raise DetectorUnavailable(f"OpenCV {cv2.__version__} has no CascadeClassifier (install opencv<5)")
-        path = cascade_path or _find_cascade("haarcascade_frontalface_default.xml")
+        path = _find_cascade("haarcascade_frontalface_default.xml")
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
             raise DetectorUnavailable(f"{path}: not a loadable Haar cascade")
-        self.min_face, self.max_side = min_face, max_side
-        self.min_neighbors, self.scale_factor = min_neighbors, scale_factor
+        self.min_face = min_face
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
         side = max(h, w) * min(1.0, 24.0 / max(self.min_face, 1))
-        small, s = _downscale(frame, int(min(self.max_side, max(side, 96))))
+        small, s = _downscale(frame, int(min(MAX_SIDE, max(side, 96))))
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-        rects, neighbours = self.cascade.detectMultiScale2(gray, scaleFactor=self.scale_factor,
-                                                           minNeighbors=self.min_neighbors, minSize=(20, 20))
+        rects, neighbours = self.cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=6,
+                                                           minSize=(20, 20))
         return _rects_to_boxes(rects, neighbours, s)
 
 
@@ -101,26 +93,23 @@ class HogPersonDetector:
 
     name = "hog"
 
-    def __init__(self, max_side: int = 640, hit_threshold: float = 0.0, scale: float = 1.05,
-                 nms_iou: float = 0.4, min_score: float = 0.3) -> None:
+    def __init__(self) -> None:
         if not hasattr(cv2, "HOGDescriptor"):
             raise DetectorUnavailable(f"OpenCV {cv2.__version__} has no HOGDescriptor (install opencv<5)")
         self.hog = cv2.HOGDescriptor()
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-        self.max_side, self.hit_threshold, self.scale = max_side, hit_threshold, scale
-        self.nms_iou, self.min_score = nms_iou, min_score
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
-        small, s = _downscale(frame, self.max_side)
+        small, s = _downscale(frame, MAX_SIDE)
         pad = 32  # people touching the border are found more often on a padded frame
         padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        rects, weights = self.hog.detectMultiScale(padded, hitThreshold=self.hit_threshold, winStride=(8, 8),
-                                                   padding=(8, 8), scale=self.scale)
+        rects, weights = self.hog.detectMultiScale(padded, hitThreshold=0.0, winStride=(8, 8), padding=(8, 8),
+                                                   scale=1.05)
         if len(rects) == 0:
             return np.zeros((0, 5), np.float64)
         rects = np.asarray(rects, np.float64).reshape(-1, 4) - [pad, pad, 0, 0]
         weights = np.asarray(weights, np.float64).reshape(-1)
-        keep = cv2.dnn.NMSBoxes(rects.tolist(), weights.tolist(), self.min_score, self.nms_iou)
+        keep = cv2.dnn.NMSBoxes(rects.tolist(), weights.tolist(), 0.3, 0.4)  # min score, NMS IoU
         keep = np.asarray(keep, dtype=int).reshape(-1)
         boxes = _rects_to_boxes(rects[keep], weights[keep], s)
         h, w = frame.shape[:2]
@@ -134,19 +123,17 @@ class S3FDFaceDetector:
 
     name = "s3fd"
 
-    def __init__(self, weights: str | None = None, device: str = "cpu", threshold: float = 0.5,
-                 max_side: int = 640) -> None:
-        path = weights or find_s3fd_weights()
+    def __init__(self) -> None:
+        path = find_s3fd_weights()
         if path is None:
             raise DetectorUnavailable(f"S3FD weights {S3FD_FILE} not found (set FOMM_S3FD_WEIGHTS or put it in "
                                       "the torch hub cache); no download is attempted")
         from face_alignment.detection.sfd.sfd_detector import SFDDetector
 
-        self.model = SFDDetector(device, path_to_detector=path, filter_threshold=threshold)
-        self.max_side = max_side
+        self.model = SFDDetector("cpu", path_to_detector=path, filter_threshold=0.5)
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
-        small, s = _downscale(frame, self.max_side)
+        small, s = _downscale(frame, MAX_SIDE)
         found = self.model.detect_from_image(np.ascontiguousarray(small[..., ::-1]))  # it expects BGR
         if not found:
             return np.zeros((0, 5), np.float64)
@@ -166,13 +153,13 @@ BACKENDS = {"face": ("s3fd", "haar"), "person": ("hog",), "none": ("none",)}
 _CLASSES = {"s3fd": S3FDFaceDetector, "haar": HaarFaceDetector, "hog": HogPersonDetector, "none": FullFrameDetector}
 
 
-def make_detector(kind: str, backend: str = "auto", **options) -> Detector:
+def make_detector(kind: str, backend: str = "auto", min_face: int = 64) -> Detector:
     """A detector for `kind` ('face', 'person', 'none'); backend 'auto' takes the first one available."""
     if kind not in BACKENDS:
         raise ValueError(f"unknown detector kind {kind!r}: expected one of {sorted(BACKENDS)}")
-    def build(name: str) -> Detector:  # each backend takes the options it knows
-        accepted = inspect.signature(_CLASSES[name]).parameters
-        return _CLASSES[name](**{k: v for k, v in options.items() if k in accepted})
+
+    def build(name: str) -> Detector:
+        return HaarFaceDetector(min_face) if name == "haar" else _CLASSES[name]()
 
     if backend != "auto":
         if backend not in _CLASSES:

@@ -40,10 +40,6 @@ class Track:
     def num_frames(self) -> int:
         return self.end - self.start
 
-    @property
-    def last_box(self) -> np.ndarray:
-        return self.boxes[-1]
-
     def box_array(self) -> np.ndarray:
         return np.stack(self.boxes)  # N×4
 
@@ -53,12 +49,9 @@ class Track:
 
 
 class IoUTracker:
-    """Greedy IoU matching of detections to live tracks, one detection round at a time.
-
-    A detection joins the live track it overlaps most (IoU ≥ iou_threshold); a detection that overlaps no
-    track starts a new one, so an object that moves too far between rounds begins a new track. A track not
-    matched for more than `max_missed` rounds ends after its last detection; a shot cut ends every track.
-    """
+    """Greedy IoU matching, one detection round at a time: a detection joins the live track it overlaps
+    most (IoU ≥ iou_threshold) or starts a new one; a track unmatched for more than `max_missed` rounds ends
+    after its last detection; a shot cut ends every track."""
 
     def __init__(self, iou_threshold: float = 0.3, max_missed: int = 1, step: int = 1) -> None:
         self.iou_threshold, self.max_missed, self.step = iou_threshold, max_missed, step
@@ -73,7 +66,7 @@ class IoUTracker:
         matched_tracks: set[int] = set()
         matched_dets: set[int] = set()
         if self.live and len(boxes):
-            overlap = iou(np.stack([t.last_box for t in self.live]), boxes)  # T×N
+            overlap = iou(np.stack([t.boxes[-1] for t in self.live]), boxes)  # T×N
             for flat in np.argsort(-overlap, axis=None):
                 ti, di = np.unravel_index(flat, overlap.shape)
                 if overlap[ti, di] < self.iou_threshold:

@@ -1,9 +1,6 @@
 """Face landmarks with face-alignment (FAN 2-D, 68 points, S3FD face detector): the one wrapper of that library.
 
-Weights come from a local torch hub cache only (`<hub>/checkpoints`, default `torch.hub.get_dir()`, moved by
-TORCH_HOME); nothing is downloaded at run time. Evaluation's `face-alignment` backend and the animation's best
-frame use this class.
-"""
+Weights come from a local torch hub cache only (`<hub>/checkpoints`); nothing is downloaded at run time."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""Training samples: source/driving frame pairs, epochs with num_repeats and id sampling, paired augmentation.
+"""Training samples as in the original FOMM: source/driving frame pairs and their paired augmentation.
 
-Numpy and OpenCV. As in the original FOMM training: two frames of one video drawn uniformly with replacement and
-sorted in time (the earlier is the source); an epoch visits every video `num_repeats` times, or with
-`id_sampling` every person id, each visit taking one of that person's videos at random; augmentation
-(horizontal flip, time flip, colour jitter) is drawn once and applied identically to both frames.
-"""
+Two frames of one clip drawn uniformly with replacement and sorted in time (the earlier is the source);
+augmentation (horizontal flip, time flip, colour jitter) is drawn once and applied alike to both frames."""
 
 from __future__ import annotations
 
@@ -29,13 +26,6 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
-def _shift_hue(img: np.ndarray, shift: float) -> np.ndarray:
-    """Rotate the hue of an H×W×3 float32 image in [0, 1] by `shift` turns (RGB → HSV → RGB)."""
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # hue in degrees
-    hsv[..., 0] = (hsv[..., 0] + 360.0 * shift) % 360.0
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-
 def jitter_colour(img: np.ndarray, factors: dict[str, float], order: Sequence[str]) -> np.ndarray:
     """Apply brightness/contrast/saturation (multiplicative factors) and hue (a shift in turns) in `order` to an
     H×W×3 float image in [0, 1]; computed in float32 (OpenCV's colour conversions), returned in the input's dtype."""
@@ -49,8 +39,10 @@ def jitter_colour(img: np.ndarray, factors: dict[str, float], order: Sequence[st
         elif name == "saturation":  # towards each pixel's grey level
             grey = cv2.cvtColor(_gray(out), cv2.COLOR_GRAY2RGB)
             out = cv2.addWeighted(out, float(f), grey, float(1 - f), 0.0)
-        elif name == "hue":
-            out = _shift_hue(out, float(f))
+        elif name == "hue":  # a rotation by f turns: RGB → HSV (hue in degrees) → RGB
+            hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
+            hsv[..., 0] = (hsv[..., 0] + 360.0 * float(f)) % 360.0
+            out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
         np.clip(out, 0.0, 1.0, out=out)
     return out.astype(img.dtype, copy=False)
 

@@ -1,16 +1,15 @@
-"""Ray Data plan: videos → map_batches(process) → per-video parts → sharded Parquet.
-
-The only Ray code of `preprocessing`; every step is a plain function of dataset_writer / process.
-"""
+"""Ray Data plan, the only Ray code of preprocessing: videos → map_batches(process) → parts → shards."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import ray
 
 from preprocessing import dataset_writer as dw
 from preprocessing.config import PreprocessConfig
-from preprocessing.sources import VideoTask, collect_tasks
+from preprocessing.sources import VideoTask
 from services import s3_retries, storage
 from services.ray_start import check_room, ensure_ray
 
@@ -18,8 +17,8 @@ from services.ray_start import check_room, ensure_ray
 class ProcessVideos:
     """Ray Data actor: holds one detector and processes videos one row at a time."""
 
-    def __init__(self, cfg: dict) -> None:
-        self.cfg = PreprocessConfig.from_dict(cfg)
+    def __init__(self, cfg: PreprocessConfig) -> None:
+        self.cfg = cfg
         self.layout = dw.Layout(self.cfg.output, self.cfg.endpoint)
         self.detector = None
         import cv2
@@ -43,32 +42,24 @@ class ProcessVideos:
         return out
 
 
-def assemble_shard_row(row: dict, cfg: dict) -> dict:
+def assemble_shard_row(row: dict, cfg: PreprocessConfig) -> dict:
     """Ray Data map: one shard plan → one shard file (with the S3 retries it took)."""
-    config = PreprocessConfig.from_dict(cfg)
-    layout = dw.Layout(config.output, config.endpoint)
-    plan = dw.ShardPlan(file=str(row["file"]), split=str(row["split"]), parts=[str(p) for p in row["parts"]],
-                        videos=[str(v) for v in row["videos"]], rows=int(row["rows"]), bytes=int(row["bytes"]))
+    layout = dw.Layout(cfg.output, cfg.endpoint)
+    plan = dw.ShardPlan(str(row["file"]), str(row["split"]), [str(p) for p in row["parts"]],
+                        [str(v) for v in row["videos"]])
     with s3_retries.counting_retries() as retries:
         info = dw.assemble_shard(layout, plan)
-    return {"file": info["file"], "split": info["split"], "rows": info["rows"], "bytes": info["bytes"],
-            "sha256": info["sha256"], "frames": info["frames"], "videos": info["videos"],
-            "s3_retries": retries.count}
+    return {**info, "s3_retries": retries.count}
 
 
 def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
-    """Run the job: skip finished videos, process the rest on Ray Data, pack shards, commit the manifest.
-
-    Returns where the shards, manifest and error table are, with counts (see dataset_writer.summarize).
-    """
+    """Skip finished videos, process the rest on Ray Data, pack shards, commit the manifest; returns
+    where the shards, manifest and error table are, with counts (see dataset_writer.summarize)."""
     with s3_retries.counting_retries() as retries:  # this driver's; the workers report theirs in their rows
         worker_retries = 0
-        layout = dw.Layout(cfg.output, cfg.endpoint)
-        tasks = collect_tasks(cfg)
-        done = dw.finished_videos(layout, include_errors=not cfg.retry_errors)
-        missing = [t for t in tasks if t.video_id not in done and t.missing]
-        todo = [t for t in tasks if t.video_id not in done and not t.missing]
-        cfg_dict = {**cfg.to_dict(), "endpoint": storage.s3_endpoint(cfg.endpoint)}  # workers: this endpoint
+        layout, pending = dw.pending(cfg)
+        missing, todo = [t for t in pending if t.missing], [t for t in pending if not t.missing]
+        worker_cfg = dataclasses.replace(cfg, endpoint=storage.s3_endpoint(cfg.endpoint))  # this endpoint
         if todo or dw.plan_shards(layout, cfg.shard_bytes, None)[0]:
             ensure_ray(address, cfg.workers)
         if todo:  # before anything is written: a fixed pool the cluster cannot hold would wait forever
@@ -79,17 +70,16 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
         if todo:
             ds = ray.data.from_items([t.to_row() for t in todo], override_num_blocks=min(len(todo), 64 * workers))
             ds = ds.map_batches(ProcessVideos, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-                                fn_constructor_kwargs={"cfg": cfg_dict})
+                                fn_constructor_kwargs={"cfg": worker_cfg})
             worker_retries += int(ds.materialize().sum("s3_retries") or 0)
 
         def assemble(plans: list[dw.ShardPlan]) -> list[dict]:
             nonlocal worker_retries
             if not plans:
                 return []
-            rows = [{"file": p.file, "split": p.split, "parts": p.parts, "videos": p.videos, "rows": p.rows,
-                     "bytes": p.bytes} for p in plans]
+            rows = [dataclasses.asdict(p) for p in plans]
             ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-            ds = ds.map(assemble_shard_row, num_cpus=1, fn_kwargs={"cfg": cfg_dict})
+            ds = ds.map(assemble_shard_row, num_cpus=1, fn_kwargs={"cfg": worker_cfg})
             done = ds.take_all()
             worker_retries += sum(int(r["s3_retries"]) for r in done)
             return [{"file": str(r["file"]), "split": str(r["split"]), "rows": int(r["rows"]), "bytes": int(r["bytes"]),

@@ -1,11 +1,8 @@
 """Clip shards: the Parquet schema (one row per clip, frames as encoded images), atomic writes, readers.
 
-Frame encoding is JPEG at quality 95 by default, chosen by measurement (benchmarks/bench_preprocess.py
---codecs; 256×256 talking-face frames, one core, OpenCV codecs): JPEG q95 11.8 KB/frame, 1.2 ms encode,
-0.6 ms decode, 47 dB PSNR; PNG (lossless) 51-55 KB, 7.5-9.6 ms encode, 2.7-2.9 ms decode; WebP q90 4.0 KB,
-10.8 ms encode, 0.9 ms decode, 44 dB; lossless WebP 31 KB, 98 ms encode. Training decodes every sampled
-frame, so decode speed decides; JPEG is the fastest to decode and loses less than the 8-bit video it came
-from. PNG and WebP stay selectable (`frame_format`), and the reader sniffs each image's own format.
+Frames are JPEG q95 by default (benchmarks/bench_preprocess.py --codecs, 256² faces): 0.6 ms to decode
+against PNG's 2.7 ms and WebP's 0.9 ms, at 47 dB; training decodes every sampled frame, so decode speed
+decides. PNG and WebP stay selectable (`frame_format`); the reader sniffs each image's own format.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -32,27 +29,17 @@ SCHEMA_VERSION = 1
 FRAME_FORMATS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
 
 CLIP_SCHEMA = pa.schema([
-    ("video_id", pa.string()),
-    ("clip_id", pa.string()),
-    ("person_id", pa.string()),
-    ("split", pa.string()),
-    ("num_frames", pa.int32()),
-    ("fps", pa.float64()),
-    ("height", pa.int32()),
-    ("width", pa.int32()),
+    ("video_id", pa.string()), ("clip_id", pa.string()), ("person_id", pa.string()), ("split", pa.string()),
+    ("num_frames", pa.int32()), ("fps", pa.float64()), ("height", pa.int32()), ("width", pa.int32()),
     ("start_frame", pa.int32()),  # first source frame of the clip
     ("end_frame", pa.int32()),  # one past the last source frame
     ("crop_box", pa.list_(pa.int32(), 4)),  # x0, y0, x1, y1 in source pixels (x1, y1 exclusive)
-    ("source_path", pa.string()),
-    ("source_height", pa.int32()),
-    ("source_width", pa.int32()),
+    ("source_path", pa.string()), ("source_height", pa.int32()), ("source_width", pa.int32()),
     ("frame_format", pa.string()),
     ("frames", pa.list_(pa.binary())),  # T encoded images
 ])
 
-ERROR_SCHEMA = pa.schema([
-    ("path", pa.string()), ("video_id", pa.string()), ("stage", pa.string()), ("message", pa.string()),
-])
+ERROR_SCHEMA = pa.schema([(name, pa.string()) for name in ("path", "video_id", "stage", "message")])
 
 MANIFEST_NAME = "_manifest.json"
 ERRORS_NAME = "errors.parquet"
@@ -84,10 +71,8 @@ class ClipRecord:
         return len(self.frames)
 
     def to_row(self) -> dict:
-        row = {name: getattr(self, name) for name in CLIP_SCHEMA.names if name != "num_frames"}
-        row["num_frames"] = self.num_frames
-        row["crop_box"] = [int(v) for v in self.crop_box]
-        return row
+        row = {name: getattr(self, name) for name in CLIP_SCHEMA.names}
+        return {**row, "crop_box": [int(v) for v in self.crop_box]}
 
 
 @dataclass
@@ -183,8 +168,7 @@ def read_errors(root: str, endpoint: str | None = None) -> list[dict]:
 def row_to_clip(row: dict, decode: bool = True) -> Clip:
     frames = row.get("frames")
     decoded = decode_frames(frames) if decode and frames is not None else np.zeros((0, 0, 0, 3), np.uint8)
-    known = {"video_id", "clip_id", "person_id", "split", "fps", "frames", "num_frames", "crop_box",
-             "start_frame", "end_frame", "source_path"}
+    known = {f.name for f in fields(Clip)}
     return Clip(
         video_id=row.get("video_id", ""), clip_id=row.get("clip_id", ""), person_id=row.get("person_id", ""),
         split=row.get("split", ""), fps=float(row.get("fps") or 0.0), frames=decoded,
@@ -208,7 +192,6 @@ class ClipIndex:
     clip_ids: tuple[str, ...]
     person_ids: tuple[str, ...]  # the person id, else the video id
     num_frames: tuple[int, ...]
-    video_ids: tuple[str, ...] = ()
 
     @property
     def clips_per_person(self) -> dict[str, int]:
@@ -220,8 +203,9 @@ class ClipIndex:
 
 @dataclass(frozen=True)
 class ShardSet:
-    """The shard files of a dataset, listed once: a dataset root (its manifest), a folder of .parquet files or
-    one file. Picklable (a `Location` and paths, no keys); its clips' metadata is read once, on first use."""
+    """The shard files of a dataset root (its manifest), a folder of .parquet files or one file, listed once.
+
+    Picklable (a `Location` and paths, no keys); its clips' metadata is read once, on first use."""
 
     location: storage.Location  # where the files are; `files` are paths inside its filesystem
     files: tuple[str, ...]
@@ -258,8 +242,7 @@ class ShardSet:
 
     @functools.cached_property
     def meta(self) -> pa.Table:
-        """Metadata of every clip (META_COLUMNS present in the files, plus `file`), read once: the files' footers
-        and metadata columns are read concurrently (on S3 each file is a round trip; in shard order all the same)."""
+        """Metadata of every clip (META_COLUMNS and `file`) in shard order; files read concurrently on S3."""
         readers = META_READERS if storage.is_remote(self.location.url) else 1  # local: threads only cost here
         with ThreadPoolExecutor(max(1, min(readers, len(self.files)))) as pool:
             tables = list(pool.map(self._file_meta, self.files))
@@ -278,7 +261,7 @@ class ShardSet:
         """The clips of `split` (None: all) in shard order, the first `limit` of them."""
         rows = [r for r in self.meta.to_pylist() if split is None or r["split"] == split][:limit]
         return ClipIndex(tuple(r["clip_id"] for r in rows), tuple(r["person_id"] or r["video_id"] for r in rows),
-                         tuple(int(r["num_frames"] or 0) for r in rows), tuple(r["video_id"] or "" for r in rows))
+                         tuple(int(r["num_frames"] or 0) for r in rows))
 
     def holding(self, clip_ids: Sequence[str]) -> list[str]:
         """The files that hold any of the given clips."""
@@ -307,9 +290,9 @@ class ShardSet:
 
     def dataset(self, split: str | None, columns: Sequence[str], shuffle_files: bool = False,
                 paths: Sequence[str] | None = None):  # noqa: ANN201 - a ray.data.Dataset
-        """The files' rows as a Ray Dataset, one read task per file (in a new random order each pass with
-        `shuffle_files`). The listing is this set's, so `read_parquet`'s file listing and metadata tasks are
-        skipped: measured here, they added 5–8 s to the start of every training epoch."""
+        """The files' rows as a Ray Dataset, one read task per file (shuffled each pass with `shuffle_files`).
+
+        Not `read_parquet`: its file listing and metadata tasks added 5–8 s to the start of every epoch."""
         import ray.data
 
         paths = list(paths if paths is not None else self.paths(split))
@@ -326,12 +309,12 @@ def _read_files(batch: pa.Table, location: storage.Location, columns: list[str])
 
 
 def require_shards(flag: str, path: str, split: str | None = None, endpoint: str | None = None) -> ShardSet:
-    """Before a job starts: the opened `ShardSet` of `path`, or a UserError naming the flag.
-
-    Checks that the path exists, holds shards (of `split`), and that each one is a readable Parquet file with
-    clip columns (footers only: a half-written shard among good ones fails here, not after Ray started).
-    """
+    """The opened `ShardSet` of `path`, every footer read (a half-written shard fails here, before Ray), or a
+    UserError naming the flag."""
     from services.cli import UserError
+
+    def unreadable(where: str, err: Exception) -> UserError:
+        return UserError(f"{flag} {where}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})")
 
     checks.storage_reachable(flag, path, endpoint)
     if not storage.is_remote(path) and not Path(path).exists():
@@ -339,7 +322,7 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
     try:
         found = ShardSet.open(path, endpoint)
     except (OSError, ValueError, KeyError, pa.ArrowException) as err:
-        raise UserError(f"{flag} {path}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})") from None
+        raise unreadable(path, err) from None
     if not found.paths(split):
         where = f" of split {split!r}" if split else ""
         raise UserError(f"{flag} {path}: no shards{where} (expected {SHARDS_EXPECTED})")
@@ -347,9 +330,7 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
         try:
             names = set(pq.read_schema(shard, filesystem=found.location.fs).names)
         except (OSError, ValueError, pa.ArrowException) as err:
-            where = path if uri == path else uri
-            raise UserError(f"{flag} {where}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})") \
-                from None
+            raise unreadable(path if uri == path else uri, err) from None
         missing = {"clip_id", "frames"} - names
         if missing:
             raise UserError(f"{flag} {uri}: not a clip shard (no column {sorted(missing)[0]!r})")

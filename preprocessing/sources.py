@@ -1,10 +1,7 @@
-"""Inputs: a folder or glob of videos, a VoxCeleb / Tai-Chi-HD metadata CSV, or the built-in synthetic set.
+"""Inputs (a folder or glob of videos, a VoxCeleb / Tai-Chi-HD metadata CSV, the synthetic set) → VideoTasks.
 
-Each input becomes a sorted list of VideoTask, one per raw video. The published metadata CSVs have the
-columns video_id, start, end, bbox ("left-top-right-bottom"), fps, width, height and, for VoxCeleb,
-partition and person_id: start/end are frame numbers at the CSV's fps and the bbox is in pixels of a
-width×height frame, both rescaled to the raw video actually found.
-"""
+A metadata CSV has video_id, start, end, bbox ("left-top-right-bottom"), fps, width, height (and partition,
+person_id): frame numbers at its fps, a box in a width×height frame, both rescaled to the raw video found."""
 
 from __future__ import annotations
 
@@ -168,7 +165,7 @@ def synthetic_tasks(spec: str, cfg: PreprocessConfig) -> list[VideoTask]:
     n = int(spec.split(":", 1)[1]) if ":" in spec else cfg.synthetic_videos
     root = Path(cfg.output) / "_work" / "synthetic_raw" if not storage.is_remote(cfg.output) else \
         Path(tempfile.gettempdir()) / f"fomm-synthetic-{cfg.seed}-{n}-{cfg.synthetic_size}-{cfg.synthetic_frames}"
-    if not (root / "metadata.csv").is_file():
+    if not (root / METADATA_CSV).is_file():
         generate_synthetic_videos(root, num_videos=n, size=cfg.synthetic_size, num_frames=cfg.synthetic_frames,
                                   seed=cfg.seed)
     paths = sorted(str(p) for p in root.glob("*.mp4"))

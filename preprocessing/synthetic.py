@@ -1,9 +1,7 @@
 """Built-in synthetic dataset: textured articulated bodies moving non-rigidly, written as .mp4 (a tiny Tai-Chi).
 
-Each identity has its own palette, texture frequencies and limb proportions; each video of it has its own
-motion (joint angles as sums of sinusoids, body sway, scale and translation jitter). The texture is drawn in
-each part's own coordinates, so it moves with the part: the motion is visible, as FOMM needs.
-"""
+Identities differ in palette, texture and proportions, videos in motion; the texture is drawn in each part's
+own coordinates, so it moves with the part: the motion is visible, as FOMM needs."""
 
 from __future__ import annotations
 
@@ -67,13 +65,13 @@ def _draw_segment(img: np.ndarray, grid: tuple[np.ndarray, np.ndarray], p: np.nd
 
 
 def _render_body(img: np.ndarray, grid: tuple[np.ndarray, np.ndarray], ident: Identity, motion: dict,
-                 t: float, size: int, center: np.ndarray, scale: float) -> None:
+                 t: float, size: int) -> None:
     def wave(name: str) -> float:
         amp, freq, ph = motion[name]
         return float(amp * math.sin(2 * math.pi * freq * t + ph))
 
-    k = size * scale * (1.0 + wave("scale"))
-    hip = center + size * np.array([wave("dx"), wave("dy")])
+    k = size * (1.0 + wave("scale"))
+    hip = np.array([0.5, 0.62]) * size + size * np.array([wave("dx"), wave("dy")])
     torso_angle = -math.pi / 2 + wave("sway")
     w = ident.width * k
     col, lam = ident.colors, ident.stripe * size
@@ -103,33 +101,27 @@ def _make_motion(rng: np.random.Generator) -> dict:
     return motion
 
 
-def render_video(ident: Identity, rng: np.random.Generator, size: int, num_frames: int, fps: float,
-                 second: Identity | None = None) -> np.ndarray:
+def render_video(ident: Identity, rng: np.random.Generator, size: int, num_frames: int,
+                 fps: float) -> np.ndarray:
     """Frames of one synthetic video.  # T×H×W×3 uint8"""
     background = _background(size, rng)
     grid = tuple(g.astype(np.float64) + 0.5 for g in np.mgrid[0:size, 0:size][::-1])  # (x, y) pixel centres
-    bodies = [(ident, _make_motion(rng), np.array([0.5, 0.62]) * size, 1.0)]
-    if second is not None:  # two bodies: side by side, a little smaller
-        bodies = [(ident, bodies[0][1], np.array([0.32, 0.62]) * size, 0.7),
-                  (second, _make_motion(rng), np.array([0.72, 0.62]) * size, 0.7)]
+    motion = _make_motion(rng)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
         img = background.copy()
-        for body_ident, motion, center, scale in bodies:
-            _render_body(img, grid, body_ident, motion, i / fps, size, center, scale)
+        _render_body(img, grid, ident, motion, i / fps, size)
         frames[i] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return frames
 
 
 def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: int = 64, num_frames: int = 48,
-                              seed: int = 0, fps: float = 25.0, num_identities: int = 4,
-                              two_body_fraction: float = 0.0, test_fraction: float = 0.25) -> list[Path]:
-    """Write `num_videos` .mp4 files and `metadata.csv` (video_id, person_id, split, …) to out_dir.
+                              seed: int = 0) -> list[Path]:
+    """Write `num_videos` .mp4 files at 25 fps and `metadata.csv` (video_id, person_id, split, …) to out_dir.
 
-    Deterministic for a seed. Videos go round-robin to identities; the last videos of each identity
-    (about `test_fraction` of them) form the test split, so test identities also appear in training,
-    as in the original Tai-Chi split of clips.
-    """
+    Deterministic for a seed. Videos go round-robin to 4 identities; the last quarter of each identity's
+    form the test split, so test identities also appear in training (the original Tai-Chi split)."""
+    fps, num_identities, test_fraction = 25.0, 4, 0.25
     if num_videos < 1 or size < 16 or num_frames < 2:
         raise ValueError(f"need num_videos ≥ 1, size ≥ 16, num_frames ≥ 2; got {num_videos}, {size}, {num_frames}")
     out = Path(out_dir)
@@ -139,20 +131,17 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
     identities = [make_identity(np.random.default_rng([seed, 1, i]), (hue0 + i / num_identities) % 1.0)
                   for i in range(num_identities)]
     per_id = [sum(1 for v in range(num_videos) if v % num_identities == i) for i in range(num_identities)]
-    n_test = [max(1, int(round(n * test_fraction))) if n > 1 and test_fraction > 0 else 0 for n in per_id]
+    n_test = [max(1, int(round(n * test_fraction))) if n > 1 else 0 for n in per_id]
     rows, paths = [], []
-    two_body = root.uniform(size=num_videos) < two_body_fraction
     for v in range(num_videos):
         pid, rank = v % num_identities, v // num_identities
         rng = np.random.default_rng([seed, 2, v])
-        second = identities[(pid + 1) % num_identities] if two_body[v] else None
-        frames = render_video(identities[pid], rng, size, num_frames, fps, second=second)
+        frames = render_video(identities[pid], rng, size, num_frames, fps)
         video_id = f"synth{v:04d}"
         path = write_video(out / f"{video_id}.mp4", frames, fps, deterministic=True)  # byte-identical reruns
         split = "test" if rank >= per_id[pid] - n_test[pid] else "train"
         rows.append({"video_id": video_id, "person_id": f"id{pid:02d}", "split": split, "file": path.name,
-                     "num_frames": num_frames, "fps": fps, "width": size, "height": size,
-                     "num_bodies": 2 if second is not None else 1})
+                     "num_frames": num_frames, "fps": fps, "width": size, "height": size, "num_bodies": 1})
         paths.append(path)
     with atomic_open(out / METADATA_NAME, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -164,12 +153,10 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
 def write_synthetic_shards(out_dir: str | Path, num_videos: int = 4, size: int = 64, num_frames: int = 12,
                            seed: int = 0, split: str = "test", frame_format: str = "png",
                            num_identities: int = 2, test_every: int = 0) -> Path:
-    """Synthetic clips written straight to clip shards (no video encode, no preprocessing run).
+    """Synthetic clips written straight to clip shards, one `<split>-<seed:05d>.parquet` per split.
 
-    All clips go to `split`, or with `test_every` > 0 every `test_every`-th clip to 'test' and the rest to
-    'train'. One shard `<split>-<seed:05d>.parquet` per split; returns that file when one split is written,
-    else the folder (every shard reader accepts either). Clip v is `synth{v:04d}_000` of person `id{v % n:02d}`.
-    """
+    All clips go to `split`, or with `test_every` > 0 every `test_every`-th to 'test', the rest to 'train'.
+    Returns the file when one split is written, else the folder. Clip v: `synth{v:04d}_000` of `id{v % n:02d}`."""
     from preprocessing.shards import ClipRecord, encode_frames, records_to_table, write_table_atomic
 
     identities = [make_identity(np.random.default_rng([seed, 1, i]), i / num_identities)

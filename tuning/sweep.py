@@ -13,11 +13,11 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from services.atomic import atomic_open
 from services.errors import UserError
-from training.job import TrainJob
-from tuning.export import export_best_config
+from training.job import TrainJob, resolve_config
 from tuning.options import SweepOptions
-from tuning.spaces import SearchSpace, to_overrides
+from tuning.spaces import SearchSpace, apply, to_overrides
 
 PARENT_FILE = "sweep_parent.json"  # beside the Tune experiment: the MLflow parent run a restore keeps using
 
@@ -43,6 +43,15 @@ class SweepResult:
     parent_run_id: str | None
     experiment_path: str
     num_trials: int
+
+
+def export_best_config(base_config: str | Path, sample: dict[str, Any], out: str | Path,
+                       base_overrides: dict | None = None) -> Path:
+    """Base YAML + the sweep's own overrides + the best sample → `out`, a YAML that train.py accepts."""
+    cfg = apply(resolve_config(base_config, base_overrides), sample)
+    with atomic_open(out, "w") as f:  # the folders it needs are made (and go again if the write fails)
+        f.write(cfg.to_yaml())
+    return Path(out)
 
 
 def train_trial(config: dict[str, Any]) -> None:
@@ -135,8 +144,9 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
     # trials write their Train runs under <storage>/<sweep>/trials/trial-<id>
     # Tune runs each trial in its own working directory: hand trials absolute paths
+    data = base.data if "://" in base.data else str(Path(base.data).resolve())
     trial_base = dataclasses.replace(base, storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None,
-                              config=str(Path(base.config).resolve()), data=_absolute(base.data))
+                                     config=str(Path(base.config).resolve()), data=data)
     trainable = tune.with_resources(train_trial, {"CPU": 0.01})  # the driver only waits; workers hold the CPUs
     if sweep.resume and tune.Tuner.can_restore(str(experiment_dir / "tune")):
         tuner = tune.Tuner.restore(str(experiment_dir / "tune"), trainable=trainable, resume_errored=True,
@@ -218,8 +228,4 @@ def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, expe
         tracker.end(status)
     return SweepResult(str(out), dict(best.metrics or {}), sample, parent_run_id, str(experiment_dir / "tune"),
                        len(grid))
-
-
-def _absolute(path: str) -> str:
-    return path if "://" in path else str(Path(path).resolve())
 

@@ -69,7 +69,7 @@ def test_make_detector_backends():
     with pytest.raises(ValueError, match="unknown detector kind 'cat'"):
         make_detector("cat")
     with pytest.raises(DetectorUnavailable, match="S3FD weights"):
-        make_detector("face", "s3fd", weights=None) if not _have_s3fd() else _raise_unavailable()
+        make_detector("face", "s3fd") if not _have_s3fd() else _raise_unavailable()
 
 
 def _have_s3fd() -> bool:

@@ -4,8 +4,8 @@ import pytest
 from ray.tune.search.sample import Categorical, Float
 
 from fomm.config.schema import load_config
-from tuning.export import export_best_config
 from tuning.spaces import SearchSpace, SpaceError, apply, to_overrides
+from tuning.sweep import export_best_config
 
 
 def test_shipped_space_parses_and_fits_vox(repo_root):
