@@ -1,5 +1,5 @@
-"""The precision rule of training and inference: "auto" is bf16 autocast where the device computes bf16 natively
-(a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX-BF16), fp32 elsewhere (emulated bf16 is slower than fp32)."""
+"""The precision rule of training and inference: "auto" is bf16 autocast where the device computes bf16
+natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX-BF16), else fp32 (emulated bf16 is slower)."""
 
 from __future__ import annotations
 
