@@ -1,5 +1,2 @@
-"""fomm: the First Order Motion Model (Siarohin et al., NeurIPS 2019), drop-in with the original checkpoints.
-
-Pure PyTorch, numpy and yaml; each concept is imported from its module (`fomm.animator.Animator`,
-`fomm.config.schema.load_config`, `fomm.checkpoint.load_checkpoint`, ...).
-"""
+"""fomm: the First Order Motion Model (Siarohin et al., NeurIPS 2019) in pure PyTorch, numpy and yaml, drop-in
+with the original checkpoints; each concept is imported from its module (`fomm.animator.Animator`, ...)."""

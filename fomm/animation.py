@@ -19,17 +19,15 @@ def convex_hull_area(points: np.ndarray) -> float:
     def cross(o, a, b) -> float:
         return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
-    lower: list = []
-    for p in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    upper: list = []
-    for p in reversed(pts):
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
-    hull = np.array(lower[:-1] + upper[:-1])
+    def half(points: list) -> list:  # the lower hull (upper: points reversed) without its last point
+        chain: list = []
+        for p in points:
+            while len(chain) >= 2 and cross(chain[-2], chain[-1], p) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain[:-1]
+
+    hull = np.array(half(pts) + half(pts[::-1]))
     x, y = hull[:, 0], hull[:, 1]
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
@@ -46,12 +44,9 @@ def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> float
 def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
                  adapt_movement_scale: bool = False, use_relative_movement: bool = False,
                  use_relative_jacobian: bool = False, scale: float | None = None) -> Keypoints:
-    """Keypoints that move the source as the driving video moves relative to its initial frame.
-
-    value: kp_source + s·(kp_driving − kp_driving_initial); jacobian: J_driving · J_initial⁻¹ · J_source.
-    `scale` is s computed beforehand (movement_scale, once per source and initial frame: no host round trip per
-    batch); without it, s comes from the keypoints when `adapt_movement_scale`, else 1.
-    """
+    """Keypoints that move the source as the driving video moves relative to its initial frame: value
+    kp_source + s·(kp_driving − kp_driving_initial), jacobian J_driving · J_initial⁻¹ · J_source. `scale`: s
+    computed once beforehand (movement_scale); else from the keypoints when `adapt_movement_scale`, else 1."""
     if scale is None:
         scale = movement_scale(kp_source, kp_driving_initial) if adapt_movement_scale else 1.0
     kp_new: Keypoints = dict(kp_driving)  # type: ignore[assignment]
@@ -74,11 +69,9 @@ def normalize_landmarks(landmarks: np.ndarray) -> np.ndarray:
 
 
 def find_best_frame(source_landmarks: np.ndarray, driving_landmarks: Sequence[np.ndarray | None]) -> int:
-    """Index of the driving frame whose normalised landmarks are closest (squared L2) to the source's.
-
-    Frames without a face (None) or with degenerate landmarks are skipped, so relative motion starts from the
-    driving pose that best matches the source pose.
-    """
+    """Index of the driving frame whose normalised landmarks are closest (squared L2) to the source's, so
+    relative motion starts from the pose that best matches it; frames without a face (None) or with degenerate
+    landmarks are skipped."""
     source = normalize_landmarks(source_landmarks)
     best, best_distance = -1, np.inf
     for index, landmarks in enumerate(driving_landmarks):

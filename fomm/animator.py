@@ -1,8 +1,5 @@
-"""Animator: a source image driven by a stream of frames, in batches, with relative motion (Sec. 3.4).
-
-The source's keypoints and encoder features are computed once; driving frames stream through in batches,
-so memory stays flat however long the driving video is. Works on numpy frames and tensors (no video I/O).
-"""
+"""Animator: a source image (prepared once) driven by a stream of frames in batches, so memory stays flat
+however long the video, with relative motion (Sec. 3.4); numpy frames and tensors (no video I/O)."""
 
 from __future__ import annotations
 
@@ -42,8 +39,7 @@ class SourceState:
 
     image: Tensor  # 1×3×H×W in [0, 1]
     kp: Keypoints  # value 1×K×2, jacobian 1×K×2×2
-    features: Tensor  # 1×C'×h×w (generator encoder output)
-    prepared: GeneratorSource | None = None  # the generator's whole share of the source (features included)
+    prepared: GeneratorSource  # the generator's share of the source (encoder features, motion inputs)
 
 
 @dataclass
@@ -109,11 +105,10 @@ def to_uint8(x: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
 class Animator:
     """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it.
 
-    `precision`: auto (bf16 autocast where the device computes bf16 natively), fp32 or bf16. The modules given are
-    put in eval mode, in channels_last memory (`channels_last`), and with `fold_batch_norm` each conv → batch norm
-    pair is folded into the conv in place (its norm then refuses training mode; a checkpoint saved from it loads
-    into a plain model and computes the same). Frames, keypoints and predictions take the generator's parameter
-    dtype (float32 unless the modules were made float64 with `.double()`).
+    `precision`: auto (bf16 where the device computes it natively), fp32 or bf16. The modules given go to
+    eval mode, channels_last memory (`channels_last`) and, with `fold_batch_norm`, have their batch norms
+    folded into the convs in place (fomm.inference). Frames, keypoints and predictions take the generator's
+    parameter dtype.
     """
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
@@ -185,7 +180,7 @@ class Animator:
         kp = self._kp(image)
         with autocast(self.dtype, self.device):
             prepared = self.generator.prepare_source(image, kp)
-        return SourceState(image=image, kp=kp, features=prepared.features, prepared=prepared)
+        return SourceState(image=image, kp=kp, prepared=prepared)
 
     @torch.inference_mode()
     def animate(self, source: Frame | SourceState, driving: Iterable[Frame],
@@ -197,7 +192,6 @@ class Animator:
             kp_initial = driving_initial
         elif driving_initial is not None:
             kp_initial = self.detect(driving_initial)
-        prepared = state.prepared or GeneratorSource(image=state.image, features=state.features, motion=None)
         scale = None
         frames = iter(driving)
         smoother = KeypointSmoother(self.smooth)
@@ -215,8 +209,8 @@ class Animator:
                                    kp_driving_initial=expand_kp(kp_initial, b), use_relative_movement=self.relative,
                                    use_relative_jacobian=self.use_relative_jacobian, scale=scale)
             with autocast(self.dtype, self.device):
-                out = self.generator(None, kp_driving=kp_norm, kp_source=expand_kp(state.kp, b), source=prepared,
-                                     outputs="prediction")
+                out = self.generator(None, kp_driving=kp_norm, kp_source=expand_kp(state.kp, b),
+                                     source=state.prepared, outputs="prediction")
             yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm,
                                 prediction=out["prediction"].to(self.float_dtype))
             start += b

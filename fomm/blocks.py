@@ -37,8 +37,7 @@ class UpBlock2d(_ConvNorm):
     """Nearest 2× upsampling → conv → BN → ReLU."""
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.interpolate(x, scale_factor=2)
-        return F.relu(self.norm(self.conv(out)))
+        return F.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2))))
 
 
 class DownBlock2d(_ConvNorm):

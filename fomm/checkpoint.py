@@ -92,18 +92,15 @@ def checkpoint_bytes(generator: nn.Module | None = None, kp_detector: nn.Module 
                      optimizer_kp_detector=None, optimizer_discriminator=None, epoch: int = 0,
                      extra: dict[str, Any] | None = None) -> bytes:
     """The original format's file contents (the caller writes them, whole: services.atomic / services.storage)."""
-    state: dict[str, Any] = {}
-    for name, obj in (("generator", generator), ("kp_detector", kp_detector), ("discriminator", discriminator),
-                      ("optimizer_generator", optimizer_generator),
-                      ("optimizer_kp_detector", optimizer_kp_detector),
-                      ("optimizer_discriminator", optimizer_discriminator)):
-        if obj is not None:
-            state[name] = _unwrap(obj).state_dict() if isinstance(obj, nn.Module) else obj.state_dict()
+    parts = {"generator": generator, "kp_detector": kp_detector, "discriminator": discriminator,
+             "optimizer_generator": optimizer_generator, "optimizer_kp_detector": optimizer_kp_detector,
+             "optimizer_discriminator": optimizer_discriminator}
+    state = {name: _unwrap(obj).state_dict() for name, obj in parts.items() if obj is not None}
     buffer = io.BytesIO()
     torch.save({**state, "epoch": epoch, **(extra or {})}, buffer)
     return buffer.getvalue()
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
-    """The bare module inside DDP / DataParallel wrappers, so keys carry no 'module.' prefix."""
-    return module.module if hasattr(module, "module") and isinstance(module.module, nn.Module) else module
+def _unwrap(module: Any) -> Any:
+    """The bare module inside DDP / DataParallel wrappers (keys without a 'module.' prefix); else `module`."""
+    return module.module if isinstance(getattr(module, "module", None), nn.Module) else module

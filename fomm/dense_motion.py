@@ -15,10 +15,8 @@ from fomm.pyramid import AntiAliasInterpolation2d
 
 def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints,
                            kp_variance: float, source_heatmap: Tensor | None = None) -> Tensor:
-    """Eq. 6: gaussian(kp_driving) − gaussian(kp_source), with a zero background map first.  # B×(K+1)×1×h×w
-
-    `source_heatmap` is gaussian(kp_source) computed beforehand (once per source when animating).
-    """
+    """Eq. 6: gaussian(kp_driving) − gaussian(kp_source) (`source_heatmap`: computed once per source when
+    animating), with a zero background map first.  # B×(K+1)×1×h×w"""
     if source_heatmap is None:
         source_heatmap = kp2gaussian(kp_source, spatial_size, kp_variance)  # B×K×h×w
     heatmap = kp2gaussian(kp_driving, spatial_size, kp_variance) - source_heatmap
@@ -27,10 +25,8 @@ def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints,
 
 
 def sparse_motions(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints) -> Tensor:
-    """Eq. 4: z ↦ J_k (z − kp_driving_k) + kp_source_k, J_k = J_source_k J_driving_k⁻¹; identity first.
-
-    Returns B×(K+1)×h×w×2 sampling grids (driving → source coordinates).
-    """
+    """Eq. 4: z ↦ J_k (z − kp_driving_k) + kp_source_k, J_k = J_source_k J_driving_k⁻¹; identity first: the
+    sampling grids from driving to source coordinates.  # B×(K+1)×h×w×2"""
     h, w = spatial_size
     value_d, value_s = kp_driving["value"], kp_source["value"]  # B×K×2
     b, k, _ = value_d.shape

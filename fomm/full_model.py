@@ -51,7 +51,7 @@ class GeneratorFullModel(nn.Module):
         losses: dict[str, Tensor] = {}
         pyramid_real = self.pyramid(x["driving"])
         pyramid_generated = self.pyramid(generated["prediction"])
-        # the discriminator's step reuses both (computed once per step; the generated one detached there)
+        # the discriminator's step reuses both (the generated one detached there)
         generated.update({"pyramid_real": pyramid_real, "pyramid_generated": pyramid_generated})
         if sum(w.perceptual) != 0:
             losses["perceptual"] = pyramid_perceptual_loss(self.vgg, pyramid_generated, pyramid_real, w.perceptual)
@@ -89,23 +89,18 @@ class GeneratorFullModel(nn.Module):
 
 
 class DiscriminatorFullModel(nn.Module):
-    """Discriminator LSGAN loss on the real driving frame and the detached prediction."""
+    """Discriminator LSGAN loss on the real driving frame and the detached prediction, on the pyramids the
+    generator's step made (`generated`: GeneratorFullModel's outputs)."""
 
-    def __init__(self, discriminator: MultiScaleDiscriminator, train_params: TrainParams,
-                 num_channels: int = 3) -> None:
+    def __init__(self, discriminator: MultiScaleDiscriminator, train_params: TrainParams) -> None:
         super().__init__()
         self.discriminator = discriminator
         self.train_params = train_params
         self.scales = tuple(discriminator.scales)
-        self.pyramid = ImagePyramid(train_params.scales, num_channels)
 
     def forward(self, x: dict[str, Tensor], generated: dict[str, Tensor]) -> dict[str, Tensor]:
-        if "pyramid_real" in generated:  # from the generator's step: the same numbers, not computed again
-            pyramid_real = generated["pyramid_real"]
-            pyramid_generated = {k: v.detach() for k, v in generated["pyramid_generated"].items()}
-        else:
-            pyramid_real = self.pyramid(x["driving"])
-            pyramid_generated = self.pyramid(generated["prediction"].detach())
+        pyramid_real = generated["pyramid_real"]
+        pyramid_generated = {k: v.detach() for k, v in generated["pyramid_generated"].items()}
         kp = detach_kp(generated["kp_driving"])
         maps_generated = self.discriminator(pyramid_generated, kp=kp)
         maps_real = self.discriminator(pyramid_real, kp=kp)

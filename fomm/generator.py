@@ -41,13 +41,9 @@ class OcclusionAwareGenerator(nn.Module):
                  dense_motion_params: dict | None = None, estimate_jacobian: bool = False,
                  align_corners: bool = False) -> None:
         super().__init__()
-        if dense_motion_params is not None:
-            self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
-                                                           estimate_occlusion_map=estimate_occlusion_map,
-                                                           align_corners=align_corners,
-                                                           **dense_motion_params)
-        else:
-            self.dense_motion_network = None
+        self.dense_motion_network = None if dense_motion_params is None else DenseMotionNetwork(
+            num_kp=num_kp, num_channels=num_channels, estimate_occlusion_map=estimate_occlusion_map,
+            align_corners=align_corners, **dense_motion_params)
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=(7, 7), padding=(3, 3))
         self.down_blocks = nn.ModuleList(
             DownBlock2d(level_features(block_expansion, max_features, i),
@@ -112,9 +108,7 @@ class OcclusionAwareGenerator(nn.Module):
             motion = self.dense_motion_network(source_image=source.image, kp_driving=kp_driving,
                                                kp_source=kp_source, source=source.motion)
             if full:
-                result["mask"] = motion["mask"]
-                result["sparse_deformed"] = motion["sparse_deformed"]
-                result["deformation"] = motion["deformation"]
+                result.update({k: motion[k] for k in ("mask", "sparse_deformed", "deformation")})
             out = deform_input(out, motion["deformation"], self.align_corners)
             occlusion_map = motion.get("occlusion_map")
             if occlusion_map is not None:

@@ -17,16 +17,11 @@ class Keypoints(TypedDict, total=False):
 
 def make_coordinate_grid(spatial_size: tuple[int, int], dtype: torch.dtype,
                          device: torch.device | str | None = None) -> Tensor:
-    """Grid of (x, y) in [-1, 1]: x = 2j/(w-1) - 1 along columns, y = 2i/(h-1) - 1 along rows, in the caller's
-    dtype (its input's).  # h×w×2"""
+    """Grid of (x, y) in [-1, 1]: x = 2j/(w-1) - 1 along columns, y = 2i/(h-1) - 1 along rows.  # h×w×2"""
     h, w = spatial_size
-    x = torch.arange(w, dtype=dtype, device=device)
-    y = torch.arange(h, dtype=dtype, device=device)
-    x = 2 * (x / (w - 1)) - 1
-    y = 2 * (y / (h - 1)) - 1
-    xx = x.view(1, w).expand(h, w)
-    yy = y.view(h, 1).expand(h, w)
-    return torch.stack([xx, yy], dim=2)
+    x = 2 * (torch.arange(w, dtype=dtype, device=device) / (w - 1)) - 1
+    y = 2 * (torch.arange(h, dtype=dtype, device=device) / (h - 1)) - 1
+    return torch.stack([x.view(1, w).expand(h, w), y.view(h, 1).expand(h, w)], dim=2)
 
 
 def kp2gaussian(kp: Keypoints | Tensor, spatial_size: tuple[int, int], kp_variance: float) -> Tensor:

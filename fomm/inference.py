@@ -13,10 +13,8 @@ from fomm.blocks import ResBlock2d, _ConvNorm
 class FoldedBatchNorm2d(nn.BatchNorm2d):
     """A batch norm whose statistics live in the conv before it: passes its input on (inference only).
 
-    Its state holds the identity (mean 0, variance 1 − eps, weight 1, bias 0), so a checkpoint saved from a folded
-    model loads into a plain one and computes the same function. A state dict loaded into the folded model is folded
-    again (a hook after this norm loads, its conv having loaded before it): a plain model's statistics go into the
-    conv, and a folded model's identity leaves it as it is.
+    Its state is the identity, so a checkpoint saved from a folded model loads into a plain one unchanged; a
+    state dict loaded into it is folded into the conv again (a folded model's identity changes nothing).
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -25,21 +23,10 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
         return x
 
 
-def fold_conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
-    """In place: conv ← norm ∘ conv on running statistics: w·γ/σ, (b − μ)·γ/σ + β, σ = sqrt(var + eps); the norm
-    becomes a FoldedBatchNorm2d that folds each state dict loaded later into the conv the same way."""
-    _fold(conv, norm)
-    norm.__class__ = FoldedBatchNorm2d
-    norm.register_load_state_dict_post_hook(functools.partial(_refold_after_load, conv))
-
-
-def _refold_after_load(conv: nn.Conv2d, norm: nn.BatchNorm2d, incompatible_keys: object) -> None:
-    with torch.no_grad():
-        _fold(conv, norm)
-
-
-def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
-    """conv ← norm ∘ conv, then the norm's state ← the identity."""
+@torch.no_grad()
+def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d, incompatible_keys: object = None) -> None:
+    """conv ← norm ∘ conv on running statistics: w·γ/σ, (b − μ)·γ/σ + β, σ = sqrt(var + eps); then the norm's
+    state ← the identity (mean 0, variance 1 − eps, weight 1, bias 0). Also the norm's post-load hook."""
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # C_out
     bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
     conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
@@ -67,5 +54,9 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
         pairs = ((block.conv, block.norm) if isinstance(block, _ConvNorm)
                  else (block.conv1, block.norm2) if isinstance(block, ResBlock2d) else None)
         if pairs is not None and type(pairs[1]) is nn.BatchNorm2d:
-            fold_conv_norm(*pairs)
+            conv, norm = pairs
+            _fold(conv, norm)
+            norm.__class__ = FoldedBatchNorm2d
+            # after this norm loads (its conv loaded before it), each later state dict is folded the same way
+            norm.register_load_state_dict_post_hook(functools.partial(_fold, conv))
     return module

@@ -13,12 +13,8 @@ from fomm.tps import Transform
 
 def perceptual_loss(features_pred: Sequence[Tensor], features_real: Sequence[Tensor],
                     weights: Sequence[float]) -> Tensor:
-    """Σ_i w_i · mean |F_i(pred) − F_i(real)| for one pyramid level (real detached)."""
-    total = features_pred[0].new_zeros(())
-    for weight, fp, fr in zip(weights, features_pred, features_real):
-        if weight != 0:
-            total = total + weight * (fp - fr.detach()).abs().mean()
-    return total
+    """Σ_i w_i · mean |F_i(pred) − F_i(real)| for one pyramid level, real detached."""
+    return feature_matching_loss(features_pred, [f.detach() for f in features_real], weights)
 
 
 def pyramid_perceptual_loss(vgg: Callable[..., list[Tensor]], pyramid_pred: dict[str, Tensor],
@@ -50,12 +46,11 @@ def equivariance_jacobian_loss(jacobian_driving: Tensor, kp_transformed: Tensor,
 
 
 def keypoint_separation_loss(kp: Tensor, sigma: float) -> Tensor:
-    """Mean over ordered pairs i ≠ j of exp(−|k_i − k_j|² / 2σ²), per image, then over the batch: 1 when all
-    keypoints coincide, → 0 once they are further apart than a few σ.  # kp: B×K×2
+    """Mean over ordered pairs i ≠ j and the batch of exp(−|k_i − k_j|² / 2σ²): 1 when all keypoints coincide,
+    → 0 once further apart than a few σ.  # kp: B×K×2
 
-    Not in the paper: the separation prior of unsupervised landmark work (Zhang et al., CVPR 2018). Without it,
-    all keypoints of the demo config collapse onto the torso within ~1000 steps (docs/learning.md).
-    """
+    Not in the paper: the separation prior of Zhang et al. (CVPR 2018); without it, all keypoints of the demo
+    config collapse onto the torso within ~1000 steps (docs/learning.md)."""
     k = kp.shape[1]
     if k < 2:
         return kp.new_zeros(())

@@ -21,11 +21,8 @@ class Networks:
 
 def build_networks(cfg: ModelConfig, *, discriminator: bool = False, seed: int | None = None,
                    device: str | torch.device = "cpu") -> Networks:
-    """Keypoint detector, generator and (when asked) discriminator, in that order, on `device`.
-
-    `seed`: the random init comes from that seed in a forked generator (the caller's stream is untouched);
-    None draws from the caller's stream.
-    """
+    """Keypoint detector, generator and (when asked) discriminator, in that order, on `device`; `seed`: their
+    random init from that seed in a forked generator (None: from the caller's stream)."""
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)

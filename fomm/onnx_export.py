@@ -1,9 +1,8 @@
-"""ONNX export of the animation model (its run on ONNX Runtime: animate.onnx_engine).
+"""ONNX export of the animation model (run on ONNX Runtime by animate.onnx_engine; the `export` extra).
 
-Three graphs (opset 18, GridSample): `kp_detector.onnx` (frames → keypoints), `source.onnx` (the source and its
-keypoints → everything the generator needs of the source once) and `generator_step.onnx` (that, the driving
-and source keypoints → the predicted frames). Relative motion stays in torch between them (a few small ops).
-The `export` extra brings onnx and onnxscript, which torch's exporter uses.
+Three graphs (opset 18): `kp_detector.onnx` (frames → keypoints), `source.onnx` (source and keypoints → what
+the generator needs of it, once) and `generator_step.onnx` (that and both keypoint sets → predicted frames);
+relative motion stays in torch between them.
 """
 
 from __future__ import annotations
@@ -65,10 +64,8 @@ class _Step(nn.Module):
 
 def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
                 frame_size: tuple[int, int]) -> dict[str, bytes]:
-    """The three graphs (batch dimension dynamic) and their manifest, as file name → bytes (FILES, MANIFEST).
-
-    The modules are folded (batch norm into convs) in place, as the Animator does.
-    """
+    """The three graphs (batch dimension dynamic) and their manifest, as file name → bytes (FILES, MANIFEST);
+    the modules' batch norms are folded into their convs in place, as the Animator does."""
     if generator.dense_motion_network is None:
         raise ValueError("ONNX export needs a generator with a dense motion network")
     kp_detector, generator = fold_batch_norm(kp_detector.eval()), fold_batch_norm(generator.eval())

@@ -1,6 +1,5 @@
-"""The precision rule shared by training and inference: "auto" is bf16 autocast where the device computes bf16
-natively (a CUDA GPU with bf16 support, a CPU with AVX512-BF16 or AMX-BF16 instructions), fp32 elsewhere
-(emulated bf16 is slower than fp32 on a CPU)."""
+"""The precision rule of training and inference: "auto" is bf16 autocast where the device computes bf16
+natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX-BF16), else fp32 (emulated bf16 is slower)."""
 
 from __future__ import annotations
 
@@ -17,14 +16,11 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
     """The instruction-set flags of the first CPU in `cpuinfo` (Linux); empty where the file is missing."""
     try:
-        text = Path(cpuinfo).read_text()
+        lines = Path(cpuinfo).read_text().splitlines()
     except OSError:
         return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return set(value.split())
-    return set()
+    return next((set(value.split()) for key, _, value in (line.partition(":") for line in lines)
+                 if key.strip() == "flags"), set())
 
 
 def native_bf16(device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
@@ -37,16 +33,12 @@ def native_bf16(device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> 
 
 
 def autocast_dtype(bf16: bool | str, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> torch.dtype | None:
-    """torch.bfloat16 for `bf16` true / "bf16", or "auto" on a device with native bf16; None (fp32) otherwise.
-
-    Takes `train_params.bf16` (true, false, "auto") and the inference option (--precision auto|fp32|bf16) alike.
-    """
-    if bf16 == "auto":
-        return torch.bfloat16 if native_bf16(device, cpuinfo) else None
+    """torch.bfloat16 for `bf16` true / "bf16", or "auto" on a device with native bf16, else None (fp32); for
+    `train_params.bf16` (true, false, "auto") and the inference option (--precision auto|fp32|bf16) alike."""
     if isinstance(bf16, str):
         if bf16 not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {bf16!r}")
-        return torch.bfloat16 if bf16 == "bf16" else None
+        bf16 = bf16 == "bf16" or (bf16 == "auto" and native_bf16(device, cpuinfo))
     return torch.bfloat16 if bf16 else None
 
 

@@ -54,19 +54,14 @@ class AntiAliasInterpolation2d(nn.Module):
         return F.interpolate(out, scale_factor=(self.scale, self.scale))
 
 
-def scale_key(scale: float) -> str:
-    """'1', '0.5', ...: the original's naming of a pyramid level (as `str(scale)`)."""
-    return str(scale)
-
-
 class ImagePyramid(nn.Module):
     """Anti-aliased copies of an image at several scales: {'prediction_<scale>': B×C×h×w}."""
 
     def __init__(self, scales: tuple[float, ...] | list[float], num_channels: int) -> None:
         super().__init__()
-        self.downs = nn.ModuleDict(
-            {scale_key(s).replace(".", "-"): AntiAliasInterpolation2d(num_channels, s) for s in scales}
-        )
+        # keys as the original's, str(scale) with '.' → '-' ('1', '0-5', ...)
+        downs = {str(s).replace(".", "-"): AntiAliasInterpolation2d(num_channels, s) for s in scales}
+        self.downs = nn.ModuleDict(downs)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return {"prediction_" + key.replace("-", "."): down(x) for key, down in self.downs.items()}

@@ -36,11 +36,8 @@ def _cast(kp: Keypoints, dtype: torch.dtype) -> Keypoints:
 @torch.no_grad()
 def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, batch_size: int = 16,
                 dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Reconstruction:
-    """Reconstruct `video` (T×3×H×W in [0, 1], T ≥ 1) from its first frame, in eval mode, on `device`.
-
-    `dtype`: the autocast precision (None: the video's float dtype, which the modules' must match; outputs come
-    back in it). The modules' training modes are restored afterwards.
-    """
+    """Reconstruct `video` (T×3×H×W in [0, 1], T ≥ 1) from its first frame, in eval mode (restored after), on
+    `device`; `dtype`: the autocast precision (None: the video's, the modules' and outputs' dtype)."""
     device = torch.device(device) if device is not None else video.device
     modes = kp_detector.training, generator.training
     kp_detector.eval()

@@ -1,9 +1,6 @@
-"""One-euro filter over time for keypoints and Jacobians (Casiez et al., CHI 2012), in frame units.
-
-An exponential moving average whose cut-off rises with the signal's speed: a still signal is averaged over
-about `strength` frames (jitter removed), a fast one passes with little lag. Works element-wise on tensors
-of any shape, one time step per call, so the state carries across batches of a streamed video.
-"""
+"""One-euro filter over time for keypoints and Jacobians (Casiez et al., CHI 2012), in frame units: an EMA
+whose cut-off rises with the signal's speed (a still signal is averaged over about `strength` frames, a fast
+one passes with little lag); element-wise, one step per call, so state carries across a stream's batches."""
 
 from __future__ import annotations
 
@@ -35,9 +32,6 @@ class OneEuroFilter:
         self.last: Tensor | None = None  # raw, previous step
         self.speed: Tensor | None = None
 
-    def reset(self) -> None:
-        self.value, self.last, self.speed = None, None, None
-
     def __call__(self, x: Tensor) -> Tensor:
         """Filter one time step (any shape; the shape must stay the same between calls)."""
         if self.strength == 0:
@@ -64,16 +58,9 @@ class KeypointSmoother:
     def __init__(self, strength: float, beta: float = 5.0) -> None:
         self.filters = {"value": OneEuroFilter(strength, beta), "jacobian": OneEuroFilter(strength, beta)}
 
-    @property
-    def enabled(self) -> bool:
-        return self.filters["value"].strength > 0
-
     def __call__(self, kp: Keypoints) -> Keypoints:
         """The batch's frames filtered in order; the state carries over to the next batch."""
-        if not self.enabled:
+        if self.filters["value"].strength == 0:
             return kp
-        out = dict(kp)
-        for key, filt in self.filters.items():
-            if key in kp:
-                out[key] = filt.sequence(kp[key])
+        out = {k: self.filters[k].sequence(v) if k in self.filters else v for k, v in kp.items()}
         return out  # type: ignore[return-value]

@@ -10,13 +10,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fomm.checkpoint import checkpoint_bytes, load_checkpoint
+from fomm.checkpoint import checkpoint_bytes, load_checkpoint, read_checkpoint
 from fomm.config.schema import ModelConfig, TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
 from fomm.models import build_networks
+from fomm.precision import autocast
 from fomm.vgg import Vgg19, default_weights_path
 
 BETAS = (0.5, 0.999)
@@ -64,8 +65,6 @@ class TrainState:
 
     def load(self, path: str | Path) -> None:
         """Restore weights, optimisers and the epoch; schedulers are re-aligned to the epoch."""
-        from fomm.checkpoint import read_checkpoint
-
         self.epoch = load_checkpoint(path, **self._parts())
         self.step = int(read_checkpoint(path).get("step", 0))
         for scheduler in self.schedulers.values():
@@ -94,8 +93,7 @@ def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vg
     use_gan = train_params.loss_weights.generator_gan != 0
     generator_full = GeneratorFullModel(kp_detector, generator, discriminator if use_gan else None, train_params,
                                         vgg=vgg).to(device)
-    discriminator_full = DiscriminatorFullModel(discriminator, train_params,
-                                                model_cfg.common_params.num_channels).to(device)
+    discriminator_full = DiscriminatorFullModel(discriminator, train_params).to(device)
     tp = train_params
     fused = torch.device(device).type in ("cpu", "cuda")  # one kernel over all parameters, not a loop per tensor
     optimizers = {name: torch.optim.Adam(net.parameters(), lr=getattr(tp, f"lr_{name}"), betas=BETAS, fused=fused)
@@ -132,10 +130,10 @@ def train_step(state: TrainState, batch: dict[str, Tensor],
     """
     generator_full = generator_full or state.generator_full
     discriminator_full = discriminator_full or state.discriminator_full
-    device_type = batch["source"].device.type
+    device = batch["source"].device
     if state.batch_norm_frozen:  # again each step: validation puts whole modules back into training mode
         freeze_batch_norm(state.kp_detector, state.generator)
-    with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+    with autocast(autocast_dtype, device):
         losses, generated = generator_full(batch)
         loss = total_loss(losses)
     loss.backward()
@@ -145,8 +143,7 @@ def train_step(state: TrainState, batch: dict[str, Tensor],
     values = {k: float(v.detach().mean()) for k, v in losses.items()}
     if state.use_gan:
         state.optimizers["discriminator"].zero_grad(set_to_none=True)
-        with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16,
-                            enabled=autocast_dtype is not None):
+        with autocast(autocast_dtype, device):
             disc_losses = discriminator_full(batch, generated)
             disc_loss = total_loss(disc_losses)
         disc_loss.backward()

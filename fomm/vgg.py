@@ -40,7 +40,7 @@ def default_weights_path() -> Path | None:
 class Vgg19(nn.Module):
     """Frozen VGG-19 returning the five relu*_1 activations of ImageNet-normalised input."""
 
-    def __init__(self, weights: str | Path | None = None, requires_grad: bool = False) -> None:
+    def __init__(self, weights: str | Path | None = None) -> None:
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             # without ImageNet weights the loss uses fixed random features: seeded, so runs stay comparable
@@ -54,8 +54,7 @@ class Vgg19(nn.Module):
         self.pretrained = False
         if weights is not None:
             self.load_weights(weights)
-        for p in self.parameters():
-            p.requires_grad_(requires_grad)
+        self.requires_grad_(False)
 
     def load_weights(self, path: str | Path) -> None:
         """Load torchvision's vgg19 ImageNet state dict (`features.N.*`; classifier keys ignored)."""
@@ -75,11 +74,9 @@ class Vgg19(nn.Module):
     def forward(self, x: Tensor, num_slices: int = len(SLICE_ENDS)) -> list[Tensor]:
         """relu1_1 … relu5_1 (the first `num_slices` of them: deeper layers are not computed)."""
         out = (x - self.mean.to(x)) / self.std.to(x)
-        feats = []
-        start = 0
+        feats, start = [], 0
         for end in SLICE_ENDS[:num_slices]:
-            for i in range(start, end):
-                out = self.features[i](out)
+            out = self.features[start:end](out)
             feats.append(out)
             start = end
         return feats

@@ -6,10 +6,8 @@ import numpy as np
 
 
 def hsv_to_rgb(h: np.ndarray | float, s: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
-    """HSV → RGB, everything in [0, 1] (hue in turns), broadcast over any shape.  # …×3
-
-    Channel n (R 5, G 3, B 1) is v − v·s·clip(min(k, 4 − k), 0, 1) with k = (n + 6·h) mod 6.
-    """
+    """HSV → RGB, everything in [0, 1] (hue in turns), broadcast over any shape: channel n (R 5, G 3, B 1) is
+    v − v·s·clip(min(k, 4 − k), 0, 1) with k = (n + 6·h) mod 6.  # …×3"""
     h, s, v = (np.asarray(x, dtype=np.float64) for x in (h, s, v))
     k = (np.array([5.0, 3.0, 1.0]) + h[..., None] * 6.0) % 6.0
     return v[..., None] - (v * s)[..., None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
@@ -36,7 +34,6 @@ def draw_keypoints(image: np.ndarray, kp: np.ndarray, radius: float | None = Non
     colors = keypoint_colors(len(kp)) if colors is None else np.asarray(colors, dtype=np.uint8)
     rows, cols = np.mgrid[0:h, 0:w]
     for (x, y), color in zip(keypoints_to_pixels(kp, h, w), colors):
-        if not (np.isfinite(x) and np.isfinite(y)):
-            continue
-        out[(cols - x) ** 2 + (rows - y) ** 2 <= radius**2] = color
+        if np.isfinite(x) and np.isfinite(y):
+            out[(cols - x) ** 2 + (rows - y) ** 2 <= radius**2] = color
     return out

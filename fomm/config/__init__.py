@@ -1,2 +1,1 @@
-"""Typed FOMM configs: the schema (`schema`: sections), the YAML → dataclass loader (`loader`), dotted overrides
-(`overrides`)."""
+"""Typed FOMM configs: the schema (`schema`), the YAML → dataclass loader (`loader`), `overrides`."""

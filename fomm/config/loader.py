@@ -1,8 +1,7 @@
 """Generic YAML → frozen dataclass loader with type checks; errors name the file and the key path.
 
-Type rule: a value must have its field's type; the one coercion is that an int is accepted (and kept) where a
-float is expected, and a YAML list becomes a tuple. Nested dataclass fields are built recursively; `X | None`
-accepts None.
+A value must have its field's type, except that an int is accepted (and kept) for a float and a list becomes a
+tuple; nested dataclass fields are built recursively; `X | None` accepts None.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Config overrides, one mechanism for the command line (`--set KEY=VALUE`), Ray Tune samples and jobs.
 
-Keys are dotted ('train_params.lr_generator') or nested ({'train_params': {'lr_generator': ...}}), applied in
-order. A mapping merges into a mapping; anything else replaces the value (a whole list; a section the config left
-out). A key the config lacks (or below a plain value) is a ConfigError naming its dotted path. Values are checked
-when the merged dict is typed again by the loader (int accepted for float, list → tuple), so
-`--set train_params.lr_generator=abc` fails there, naming the key and the expected type.
+Keys are dotted or nested, applied in order; a mapping merges into a mapping, anything else replaces a value.
+A key the config lacks is a ConfigError naming its dotted path; the loader checks the values of the result.
 """
 
 from __future__ import annotations
