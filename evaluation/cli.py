@@ -10,6 +10,7 @@ import yaml
 
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.judging import Judging
+from evaluation.metrics import FORMULAS
 from evaluation.runner import EvalConfig
 from services import checks
 from services.cli import UserError, field_flags, field_values, user_input
@@ -66,12 +67,10 @@ def mapping(text: str) -> dict:
 
 def metric_names(flag: str, text: str) -> tuple[str, ...]:
     """'l1,akd' → ('l1', 'akd'), each a per-frame metric name (else a UserError naming the flag)."""
-    from evaluation.scoring import PER_FRAME_METRICS
-
     names = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in names if m not in PER_FRAME_METRICS] or ([] if names else ["(none)"])
+    unknown = [m for m in names if m not in FORMULAS] or ([] if names else ["(none)"])
     if unknown:
-        raise UserError(f"{flag} {text}: unknown metric {unknown[0]!r} (expected some of {', '.join(PER_FRAME_METRICS)})")
+        raise UserError(f"{flag} {text}: unknown metric {unknown[0]!r} (expected some of {', '.join(FORMULAS)})")
     return names
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FORMULAS = {
+FORMULAS = {  # each per-frame metric → its formula
     "l1": "mean |real - generated| over pixels in [0, 1]",
     "akd": "mean over keypoints present in both of mean |dx|,|dy| (pixels); frames w/o generated detection skipped",
     "akd_l2": "mean over keypoints present in both of sqrt(dx^2 + dy^2) (pixels)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import time
 from collections.abc import Iterator
@@ -16,7 +17,6 @@ import pyarrow.parquet as pq
 from evaluation import runner
 from evaluation.reconstruction import ModelSource
 from evaluation.report import metric_table_text, write_report
-from evaluation.scoring import labelled, metric_keys
 from preprocessing.shards import ShardSet
 from services import s3_retries
 from services.atomic import atomic_dir
@@ -86,11 +86,12 @@ class EvaluateClips:
             source = ray.get(source[0])
         self.model = source.load(cfg.device)
         self.extractors, _ = runner.build_extractors(cfg)
-        self.schema = frame_schema(metric_keys(self.extractors))
+        self.schema = frame_schema(list(self.extractors.labels()))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [r for r in batch.to_pylist() if r["clip_id"] in self.selected]
-        out = runner.evaluate_clips(rows, self.model, self.extractors, self.cfg.batch_size, self.cfg.device)
+        out = [frame for row in rows for frame in runner.evaluate_clip(row, self.model, self.extractors,
+                                                                        self.cfg.batch_size, self.cfg.device)]
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
@@ -170,14 +171,14 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
     shard_set = ShardSet.open(cfg.data, cfg.endpoint)
     source = ModelSource.resolve(cfg.config_path, cfg.checkpoint, cfg.endpoint)
     extractors, notes = runner.build_extractors(cfg)
-    keys = metric_keys(extractors)
-    labels = {k: labelled(k, extractors) for k in keys}
+    labels = extractors.labels()
+    keys = list(labels)
     described = extractors.describe()
     tags = {"fomm.kind": "evaluation", "fomm.domain": cfg.domain, **cfg.tags}
     with Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, parent_run_id=cfg.parent_run_id,
                  tags=tags) as tracker, s3_retries.counting_retries() as retries:
         checkpoint_id = source.identity()
-        tracker.log_config({"eval": cfg.to_dict(), "fomm": source.config.to_dict()})
+        tracker.log_config({"eval": dataclasses.asdict(cfg), "fomm": source.config.to_dict()})
         tracker.log_params({**described, **checkpoint_id})
         tracker.set_tags({"checkpoint.sha256": checkpoint_id["checkpoint.sha256"]})
         clips = select_clips(cfg, shard_set)
