@@ -42,13 +42,6 @@ def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[li
     return header, rows
 
 
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
 def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", "-e", default="fomm-eval", help="MLflow experiment name (default: fomm-eval)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "
@@ -80,7 +73,8 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
-    from evaluation.report import plot_runs  # matplotlib and MLflow take seconds to import: after the checks
+    # matplotlib and MLflow take seconds to import: after the checks
+    from evaluation.report import plot_runs, text_table
     from services.tracking.queries import search_runs
 
     runs = search_runs(args.tracking_uri, args.experiment, filter_string=args.filter)
@@ -99,7 +93,7 @@ def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
         csv.writer(buf).writerows([header, *rows])
         text = buf.getvalue().rstrip("\n")
     else:
-        text = format_table(header, rows)
+        text = "\n".join(text_table([header, *rows]))
     if args.plot:
         print(f"plot: {plot_runs(runs, metrics, args.plot)}", file=sys.stderr)
     return Summary(notes=[text])
