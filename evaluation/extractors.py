@@ -115,11 +115,6 @@ def build_backend(kind: str, name: str, domain: str, options: dict | None = None
     raise RuntimeError(f"no {kind} backend available for domain {domain!r}: " + "; ".join(notes))
 
 
-def describe(extractor: KeypointExtractor | EmbeddingExtractor | None) -> str:
-    """'name (network)' for reports; 'none' when the metric is off."""
-    return "none" if extractor is None else f"{extractor.name} ({extractor.network})"
-
-
 def require_module(module: str, backend: str, install: str) -> Any:
     """Import `module` or raise BackendUnavailableError saying how to install it."""
     try:
