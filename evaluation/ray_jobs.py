@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import io
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from evaluation import runner
 from evaluation.reconstruction import ModelSource
 from evaluation.report import metric_table_text, write_report
 from preprocessing.shards import ShardSet
-from services import s3_retries
+from services import s3_retries, storage
 from services.atomic import atomic_dir
 from services.tracking.run import Tracker
 
@@ -36,7 +35,6 @@ class EvalResult:
     table: str
     out_dir: str
     report: dict[str, str] = field(default_factory=dict)
-    per_video: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     frames_per_second: float = 0.0
@@ -66,8 +64,8 @@ def summarize_errors(errors: list[dict], limit: int = 3) -> str:
 
 
 def frame_schema(keys: list[str]) -> pa.Schema:
-    return pa.schema([("video_id", pa.string()), ("clip_id", pa.string()), ("person_id", pa.string()),
-                      ("frame", pa.int64()), *[(k, pa.float64()) for k in keys], ("error", pa.string())])
+    return pa.schema([*[(k, pa.string()) for k in runner.IDENT], ("frame", pa.int64()),
+                      *[(k, pa.float64()) for k in keys], ("error", pa.string())])
 
 
 class EvaluateClips:
@@ -134,15 +132,11 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     return ds.take_all()
 
 
-def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None = None, endpoint: str | None = None) -> str:
+def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None, endpoint: str | None) -> None:
     """Rows as one Parquet file, atomically (local or s3://)."""
-    from services import storage
-
-    table = pa.Table.from_pylist(rows, schema=schema)
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
     storage.write_bytes(path, sink.getvalue(), endpoint=endpoint)
-    return path
 
 
 def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, videos: list[dict]) -> list[dict]:
@@ -166,8 +160,6 @@ def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, vid
 def evaluate(cfg: runner.EvalConfig) -> EvalResult:
     """Run the whole evaluation and log it to one MLflow run (FAILED if anything raises): the shards are listed,
     the config parsed and the checkpoint read once, here, and shared by the actors and the report."""
-    from services import storage
-
     shard_set = ShardSet.open(cfg.data, cfg.endpoint)
     source = ModelSource.resolve(cfg.config_path, cfg.checkpoint, cfg.endpoint)
     extractors, notes = runner.build_extractors(cfg)
@@ -191,22 +183,23 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         aggregate = runner.aggregate_frames(frame_rows, keys)
         aggregate["num_errors"] = float(len(errors))
         fps = len(frame_rows) / elapsed if elapsed > 0 else 0.0
-        logged = {labels.get(k, k): v for k, v in aggregate.items() if k in labels}
-        logged.update({f"{labels[k]}_frames": aggregate[f"{k}_frames"] for k in keys})
-        logged.update({k: aggregate[k] for k in ("num_videos", "num_frames", "num_errors")})
-        logged["eval_frames_per_second"] = fps
+        logged = {**{labels[k]: aggregate[k] for k in keys},
+                  **{f"{labels[k]}_frames": aggregate[f"{k}_frames"] for k in keys},
+                  **{k: aggregate[k] for k in ("num_videos", "num_frames", "num_errors")}, "eval_frames_per_second": fps}
         tracker.log_metrics(logged)
 
-        out = cfg.out_dir
-        with output_folder(out) as work:  # a local --out appears whole when everything is written, or not at all
-            write_parquet(frame_rows, storage.join(work, "per_frame.parquet"), frame_schema(keys), cfg.endpoint)
-            write_parquet(videos, storage.join(work, "per_video.parquet"), None, cfg.endpoint)
-            write_parquet(errors, storage.join(work, "errors.parquet"), pa.schema(
-                [(k, pa.string()) for k in ("video_id", "clip_id", "person_id", "error")]), cfg.endpoint)
+        out, local = cfg.out_dir, not storage.is_remote(cfg.out_dir)
+        tables = {"per_frame": (frame_rows, frame_schema(keys)), "per_video": (videos, None),
+                  "errors": (errors, pa.schema([(k, pa.string()) for k in (*runner.IDENT, "error")]))}
+        # a local --out is built beside it and appears whole when everything is written, or not at all; on S3 each
+        # object is one PUT
+        with atomic_dir(out) if local else contextlib.nullcontext(out) as work:
+            for name, (table_rows, schema) in tables.items():
+                write_parquet(table_rows, storage.join(work, f"{name}.parquet"), schema, cfg.endpoint)
             networks = {e.name: e.network for e in (extractors.keypoints, extractors.embedding) if e is not None}
             table = metric_table_text(aggregate, labels, networks)
             report: dict[str, str] = {}
-            if videos and not storage.is_remote(out):
+            if videos and local:
                 cases = _cases(cfg, source, shard_set, videos)
                 meta = {"checkpoint": str(cfg.checkpoint), "sha256": checkpoint_id["checkpoint.sha256"],
                         "data": cfg.data, "split": str(cfg.split), "MLflow run": tracker.run_id, **described}
@@ -216,24 +209,10 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
                 from PIL import Image
 
                 tracker.log_image(np.asarray(Image.open(paths["png"]).convert("RGB")), "summary")
-            if not storage.is_remote(out):
-                for name in ("per_frame.parquet", "per_video.parquet", "errors.parquet"):
-                    tracker.log_artifact(Path(work) / name, "tables")
+            for name in tables if local else ():  # an s3:// --out is not copied into the run
+                tracker.log_artifact(Path(work) / f"{name}.parquet", "tables")
         tracker.set_tags({"eval.notes": " | ".join(notes)[:5000]} if notes else {})
         tracker.log_metrics({"s3_retries": retries.count})
         return EvalResult(run_id=tracker.run_id, aggregate=aggregate, metrics=logged, labels=labels, table=table,
-                          out_dir=str(out), report=report, per_video=videos, errors=errors, notes=notes,
-                          frames_per_second=fps, num_clips=len(clips), s3_retries=retries.count)
-
-
-@contextlib.contextmanager
-def output_folder(out: str) -> Iterator[str]:
-    """Where the evaluation's files go: a temporary sibling of a local `out`, renamed onto it at the end
-    (services.atomic.atomic_dir); an s3:// `out` as it is (each object one PUT)."""
-    from services import storage
-
-    if storage.is_remote(out):
-        yield out
-        return
-    with atomic_dir(out) as work:
-        yield str(work)
+                          out_dir=str(out), report=report, errors=errors, notes=notes, frames_per_second=fps,
+                          num_clips=len(clips), s3_retries=retries.count)
