@@ -32,9 +32,7 @@ SHORT_FORMULAS = {"l1": "mean |Δ|, pixels in [0,1]", "akd": "mean |Δx|,|Δy| p
 def to_unit(frames: np.ndarray) -> np.ndarray:
     """Frames as float64 in [0, 1]: uint8 is divided by 255, floats are taken as already in [0, 1]."""
     frames = np.asarray(frames)
-    if frames.dtype == np.uint8:
-        return frames.astype(np.float64) / 255.0
-    return frames.astype(np.float64)
+    return frames.astype(np.float64) / (255.0 if frames.dtype == np.uint8 else 1.0)
 
 
 def l1_per_frame(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
@@ -63,22 +61,17 @@ def akd_per_frame(kp_real: np.ndarray, kp_generated: np.ndarray, present_real: n
     with np.errstate(invalid="ignore", divide="ignore"):
         akd = np.abs(diff).sum(axis=(1, 2)) / (2 * count)
         akd_l2 = np.sqrt((diff ** 2).sum(axis=2)).sum(axis=1) / count
-    akd[count == 0] = np.nan
-    akd_l2[count == 0] = np.nan
-    return {"akd": akd, "akd_l2": akd_l2}
+    return {"akd": np.where(count > 0, akd, np.nan), "akd_l2": np.where(count > 0, akd_l2, np.nan)}
 
 
 def mkr_per_frame(present_real: np.ndarray, present_generated: np.ndarray) -> np.ndarray:
     """Missing keypoint rate per frame: presence flags T×N → T (NaN when the real frame has none)."""
-    present_real = np.asarray(present_real, dtype=bool)
-    present_generated = np.asarray(present_generated, dtype=bool)
+    present_real, present_generated = np.asarray(present_real, dtype=bool), np.asarray(present_generated, dtype=bool)
     if present_real.shape != present_generated.shape:
         raise ValueError(f"MKR: presence shapes differ: {present_real.shape} vs {present_generated.shape}")
-    missed = (present_real & ~present_generated).sum(axis=1)
     total = present_real.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rate = missed / total
-    return np.where(total > 0, rate, np.nan)
+        return np.where(total > 0, (present_real & ~present_generated).sum(axis=1) / total, np.nan)
 
 
 def aed_per_frame(emb_real: np.ndarray, emb_generated: np.ndarray) -> dict[str, np.ndarray]:
@@ -101,7 +94,6 @@ def aggregate(per_frame: dict[str, np.ndarray]) -> dict[str, float]:
     """Data-set figures: each metric's mean over all scored (finite) frames, plus how many frames were scored."""
     out: dict[str, float] = {}
     for name, values in per_frame.items():
-        values = np.asarray(values, dtype=np.float64)
         out[name] = nanmean(values)
-        out[f"{name}_frames"] = float(np.isfinite(values).sum())
+        out[f"{name}_frames"] = float(np.isfinite(np.asarray(values, dtype=np.float64)).sum())
     return out
