@@ -25,7 +25,6 @@ class MissingWeightsError(UserError, FileNotFoundError):
 
     def __init__(self, backend: str, path: str | Path, how: str) -> None:
         super().__init__(f"{backend}: weights file {path} is missing (no download at run time). {how}")
-        self.backend, self.path = backend, str(path)
 
 
 class BackendUnavailableError(UserError, ImportError):

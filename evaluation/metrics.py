@@ -66,7 +66,7 @@ def akd_per_frame(kp_real: np.ndarray, kp_generated: np.ndarray, present_real: n
 
 def mkr_per_frame(present_real: np.ndarray, present_generated: np.ndarray) -> np.ndarray:
     """Missing keypoint rate per frame: presence flags T×N → T (NaN when the real frame has none)."""
-    present_real, present_generated = np.asarray(present_real, dtype=bool), np.asarray(present_generated, dtype=bool)
+    present_real, present_generated = np.asarray(present_real, bool), np.asarray(present_generated, bool)
     if present_real.shape != present_generated.shape:
         raise ValueError(f"MKR: presence shapes differ: {present_real.shape} vs {present_generated.shape}")
     total = present_real.sum(axis=1)

@@ -185,7 +185,8 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         fps = len(frame_rows) / elapsed if elapsed > 0 else 0.0
         logged = {**{labels[k]: aggregate[k] for k in keys},
                   **{f"{labels[k]}_frames": aggregate[f"{k}_frames"] for k in keys},
-                  **{k: aggregate[k] for k in ("num_videos", "num_frames", "num_errors")}, "eval_frames_per_second": fps}
+                  **{k: aggregate[k] for k in ("num_videos", "num_frames", "num_errors")},
+                  "eval_frames_per_second": fps}
         tracker.log_metrics(logged)
 
         out, local = cfg.out_dir, not storage.is_remote(cfg.out_dir)

@@ -82,12 +82,11 @@ def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[
     parts = ["<!doctype html><meta charset='utf-8'><title>FOMM evaluation</title>",
              "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:left}"
              "img{image-rendering:pixelated}</style><h1>FOMM video reconstruction</h1>", "<table>"]
-    for key, value in meta.items():
-        parts.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>")
+    parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items()]
     parts.append("</table><h2>Metrics</h2><table border=1><tr><th>metric</th><th>value</th><th>frames</th>"
                  "<th>formula</th></tr>")
-    for row in metric_rows(aggregate, labels):
-        parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+              for row in metric_rows(aggregate, labels)]
     parts.append("</table><h2>Worst and best reconstructions</h2><p>real | generated | |difference| ×4</p>")
     for case in cases:
         name = f"{case['title'].replace(' ', '_')}_{case['clip_id']}.gif"

@@ -37,24 +37,22 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: float = 10.0, scale: in
     """An animated GIF of T×H×W×3 uint8 frames (nearest-neighbour upscaled by `scale`), written atomically."""
     from PIL import Image
 
-    path = Path(path)
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     images = [Image.fromarray(f) for f in frames]
     with atomic_path(path) as tmp:
         images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / max(fps, 1e-3)),
                        loop=0, format="GIF")
-    return path
+    return Path(path)
 
 
 def write_png(image: np.ndarray, path: str | Path) -> Path:
     """An H×W×3 uint8 image as PNG, written atomically."""
     from PIL import Image
 
-    path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
-    return path
+    return Path(path)
 
 
 def _to_images(x) -> np.ndarray:  # noqa: ANN001 - a torch tensor B×C×H×W in [0, 1]
