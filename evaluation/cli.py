@@ -74,11 +74,11 @@ def metric_names(flag: str, text: str) -> tuple[str, ...]:
     return names
 
 
-def eval_config_from_args(args: argparse.Namespace, **overrides) -> EvalConfig:  # noqa: ANN003
-    """The EvalConfig of eval_parser's flags ('random-init': no checkpoint; split 'all': every clip)."""
+def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The EvalConfig of eval_flags' flags ('random-init': no checkpoint; split 'all': every clip)."""
     checkpoint = getattr(args, "checkpoint", None)
     values = field_values(EvalConfig, args, checkpoint=None if checkpoint == "random-init" else checkpoint,
-                          split=None if args.split == "all" else args.split, **overrides)
+                          split=None if args.split == "all" else args.split)
     with user_input():
         return EvalConfig(**values)
 

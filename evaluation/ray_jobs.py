@@ -72,11 +72,10 @@ class EvaluateClips:
     """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then reconstructs and scores
     clip rows."""
 
-    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str],
-                 threads: int = 1) -> None:
+    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str]) -> None:
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
         self.cfg, self.selected = cfg, set(selected)
         if isinstance(source, list):  # [ObjectRef]: one copy in the object store, not one pickle per actor
             import ray
@@ -115,8 +114,8 @@ def select_clips(cfg: runner.EvalConfig, shard_set: ShardSet) -> list[str]:
 def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, clip_ids: list[str]) -> list[dict]:
     """Per-frame rows of all selected clips: on Ray Data actors, or in-process when num_workers == 0."""
     if cfg.num_workers == 0:
-        actor = EvaluateClips(cfg, source, clip_ids, threads=int(cfg.cpus_per_worker))
-        return actor(pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))).to_pylist()
+        rows = pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))
+        return EvaluateClips(cfg, source, clip_ids)(rows).to_pylist()
     import ray
 
     init_ray(None, cfg.num_workers)
@@ -125,8 +124,7 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     # one clip per block, so that the actor pool spreads the videos (shards hold many clips per row group)
     ds = ds.filter(lambda row: row["clip_id"] in selected).repartition(len(clip_ids))
     ds = ds.map_batches(EvaluateClips, batch_size=1, batch_format="pyarrow",
-                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)], "selected": clip_ids,
-                                               "threads": int(cfg.cpus_per_worker)},
+                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)], "selected": clip_ids},
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_workers),
                         num_cpus=cfg.cpus_per_worker)
     return ds.take_all()
