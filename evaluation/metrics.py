@@ -1,15 +1,9 @@
 """Reconstruction metrics of the paper's Sec. 4 (Table 3): L1, AKD, MKR and AED over numpy arrays.
 
-Arithmetic as in the original evaluation code (pose-evaluation): per frame first, frames that cannot be scored
-are NaN (skipped), and a data set's figure is the mean over all scored frames of all videos.
-- L1: mean |real − generated| of pixels in [0, 1].
-- AKD: per frame, over keypoints present in both frames, the mean absolute coordinate difference in pixels
-  (`akd`, the original's formula) and the mean Euclidean distance (`akd_l2`); NaN when the generated frame
-  has no detection.
-- MKR: per frame, (present in real and missing in generated) / (present in real); NaN when the real frame has
-  no keypoint.
-- AED: per frame, the *squared* Euclidean distance between embeddings, Σ (e_real − e_gen)² (`aed`, the
-  original's formula, despite the name) and the plain distance (`aed_l2`); NaN when either has no embedding.
+Arithmetic as in the original evaluation code (pose-evaluation): per frame first (`FORMULAS`; `akd` and `aed`
+are the original's formulas, AED the *squared* distance despite the name, `akd_l2` and `aed_l2` the Euclidean
+ones), frames that cannot be scored are NaN (skipped), and a data set's figure is the mean over all scored frames
+of all videos.
 """
 
 from __future__ import annotations
