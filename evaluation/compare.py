@@ -34,10 +34,8 @@ def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[li
         start = datetime.fromtimestamp(r["start_time"] / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") \
             if r.get("start_time") else ""
         sha = r["params"].get("checkpoint.sha256", r["tags"].get("checkpoint.sha256", ""))[:12]
-        values = []
-        for m in metrics:
-            v = r["metrics"].get(m)
-            values.append("" if v is None else ("nan" if not math.isfinite(v) else f"{v:.4f}"))
+        values = ["" if v is None else ("nan" if not math.isfinite(v) else f"{v:.4f}")
+                  for v in (r["metrics"].get(m) for m in metrics)]
         rows.append([r.get("run_name") or "", r["run_id"], r["status"], start, sha, *values])
     return header, rows
 
