@@ -91,9 +91,9 @@ def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[
     for case in cases:
         name = f"{case['title'].replace(' ', '_')}_{case['clip_id']}.gif"
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-        write_gif(side_by_side(case["real"], case["prediction"]), root / safe, fps=10,
-                  scale=max(1, 192 // case["real"].shape[1]))
-        write_png(side_by_side(case["real"], case["prediction"])[0], root / safe.replace(".gif", "_f0.png"))
+        both = side_by_side(case["real"], case["prediction"])
+        write_gif(both, root / safe, fps=10, scale=max(1, 192 // case["real"].shape[1]))
+        write_png(both[0], root / safe.replace(".gif", "_f0.png"))
         parts.append(f"<h3>{html.escape(case['title'])}: {html.escape(case['clip_id'])} "
                      f"(L1 {format_value(case['l1'])})</h3><img src='{html.escape(safe)}'>")
     summary = _summary_png(root / "summary.png", aggregate, labels, cases, n_frames)
