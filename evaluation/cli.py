@@ -10,6 +10,7 @@ import yaml
 
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.judging import Judging
+from evaluation.metrics import FORMULAS
 from evaluation.runner import EvalConfig
 from services import checks
 from services.cli import UserError, field_flags, field_values, user_input
@@ -66,20 +67,18 @@ def mapping(text: str) -> dict:
 
 def metric_names(flag: str, text: str) -> tuple[str, ...]:
     """'l1,akd' → ('l1', 'akd'), each a per-frame metric name (else a UserError naming the flag)."""
-    from evaluation.scoring import PER_FRAME_METRICS
-
     names = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in names if m not in PER_FRAME_METRICS] or ([] if names else ["(none)"])
+    unknown = [m for m in names if m not in FORMULAS] or ([] if names else ["(none)"])
     if unknown:
-        raise UserError(f"{flag} {text}: unknown metric {unknown[0]!r} (expected some of {', '.join(PER_FRAME_METRICS)})")
+        raise UserError(f"{flag} {text}: unknown metric {unknown[0]!r} (expected some of {', '.join(FORMULAS)})")
     return names
 
 
-def eval_config_from_args(args: argparse.Namespace, **overrides) -> EvalConfig:  # noqa: ANN003
-    """The EvalConfig of eval_parser's flags ('random-init': no checkpoint; split 'all': every clip)."""
+def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The EvalConfig of eval_flags' flags ('random-init': no checkpoint; split 'all': every clip)."""
     checkpoint = getattr(args, "checkpoint", None)
     values = field_values(EvalConfig, args, checkpoint=None if checkpoint == "random-init" else checkpoint,
-                          split=None if args.split == "all" else args.split, **overrides)
+                          split=None if args.split == "all" else args.split)
     with user_input():
         return EvalConfig(**values)
 

@@ -34,19 +34,10 @@ def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[li
         start = datetime.fromtimestamp(r["start_time"] / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") \
             if r.get("start_time") else ""
         sha = r["params"].get("checkpoint.sha256", r["tags"].get("checkpoint.sha256", ""))[:12]
-        values = []
-        for m in metrics:
-            v = r["metrics"].get(m)
-            values.append("" if v is None else ("nan" if not math.isfinite(v) else f"{v:.4f}"))
+        values = ["" if v is None else ("nan" if not math.isfinite(v) else f"{v:.4f}")
+                  for v in (r["metrics"].get(m) for m in metrics)]
         rows.append([r.get("run_name") or "", r["run_id"], r["status"], start, sha, *values])
     return header, rows
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -80,7 +71,8 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
-    from evaluation.report import plot_runs  # matplotlib and MLflow take seconds to import: after the checks
+    # matplotlib and MLflow take seconds to import: after the checks
+    from evaluation.report import plot_runs, text_table
     from services.tracking.queries import search_runs
 
     runs = search_runs(args.tracking_uri, args.experiment, filter_string=args.filter)
@@ -99,7 +91,7 @@ def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
         csv.writer(buf).writerows([header, *rows])
         text = buf.getvalue().rstrip("\n")
     else:
-        text = format_table(header, rows)
+        text = "\n".join(text_table([header, *rows]))
     if args.plot:
         print(f"plot: {plot_runs(runs, metrics, args.plot)}", file=sys.stderr)
     return Summary(notes=[text])

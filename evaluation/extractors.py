@@ -4,24 +4,14 @@ A keypoint extractor maps frames T×H×W×3 uint8 RGB to `(points T×N×2 in pix
 an embedding extractor maps them to T×D float with NaN rows where it found nothing to embed. Every backend
 states the network behind its numbers (`name`, `network`) so that a figure is never shown under another
 backend's name. Weights load from local files only; a missing file raises `MissingWeightsError` naming it.
-
-| name | kind | network | offline here |
-| --- | --- | --- | --- |
-| face-alignment | keypoints | FAN 2D, 68 landmarks (the paper's) | no: weights must be in the torch hub cache |
-| dlib-68 | keypoints | dlib HOG face detector + 68-point shape predictor (iBUG 300-W) | yes (face_recognition_models) |
-| openpose-coco-18 | keypoints | OpenPose COCO body model via OpenCV DNN (18 points, OpenPose-style) | no: .prototxt + .caffemodel |
-| opencv-hog-person-box | keypoints | OpenCV HOG people detector; 5 box points (corners + centre) | yes, crude |
-| foreground-centroids | keypoints | no network: centroids of the foreground mask and its 4 quadrants | yes |
-| openface | embedding | OpenFace nn4.small2.v1 (Torch) via OpenCV DNN, 128-D (the paper's kind) | no: .t7 file |
-| dlib-resnet-128 | embedding | dlib ResNet face recognition model v1, 128-D | yes (face_recognition_models) |
-| colour-histogram | embedding | no network: L2-normalised HSV colour histogram | yes |
+Which backends work offline here: dlib-68 and dlib-resnet-128 (face_recognition_models), opencv-hog-person-box
+(crude), and the weights-free foreground-centroids and colour-histogram.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,7 +25,6 @@ class MissingWeightsError(UserError, FileNotFoundError):
 
     def __init__(self, backend: str, path: str | Path, how: str) -> None:
         super().__init__(f"{backend}: weights file {path} is missing (no download at run time). {how}")
-        self.backend, self.path = backend, str(path)
 
 
 class BackendUnavailableError(UserError, ImportError):
@@ -90,38 +79,32 @@ AUTO_ORDER: dict[str, dict[str, list[str]]] = {
 }
 
 
-def _load_class(spec: str) -> Callable[..., Any]:
-    module, cls = spec.split(":")
-    return getattr(importlib.import_module(module), cls)
+def _make(backends: dict[str, str], kind: str, name: str, options: dict[str, Any]) -> Any:
+    if name not in backends:
+        raise ValueError(f"unknown {kind} backend {name!r}; choose from {sorted(backends)}")
+    module, cls = backends[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**options)
 
 
 def make_keypoint_extractor(name: str, **options: Any) -> KeypointExtractor:
-    """Build keypoint backend `name` (see the table above) with its options (e.g. weights paths)."""
-    if name not in KEYPOINT_BACKENDS:
-        raise ValueError(f"unknown keypoint backend {name!r}; choose from {sorted(KEYPOINT_BACKENDS)}")
-    return _load_class(KEYPOINT_BACKENDS[name])(**options)
+    """Build keypoint backend `name` with its options (e.g. weights paths)."""
+    return _make(KEYPOINT_BACKENDS, "keypoint", name, options)
 
 
 def make_embedding_extractor(name: str, **options: Any) -> EmbeddingExtractor:
-    """Build embedding backend `name` (see the table above) with its options (e.g. weights paths)."""
-    if name not in EMBEDDING_BACKENDS:
-        raise ValueError(f"unknown embedding backend {name!r}; choose from {sorted(EMBEDDING_BACKENDS)}")
-    return _load_class(EMBEDDING_BACKENDS[name])(**options)
+    """Build embedding backend `name` with its options (e.g. weights paths)."""
+    return _make(EMBEDDING_BACKENDS, "embedding", name, options)
 
 
 def build_backend(kind: str, name: str, domain: str, options: dict | None = None) -> tuple[Any, str, list[str]]:
     """Build the `kind` ('keypoints' / 'embedding') backend `name`; for 'auto' the first in the domain's order
     that can be built here. Returns (extractor or None for 'none', its name, notes on skipped candidates)."""
-    if kind not in ("keypoints", "embedding"):
-        raise ValueError(f"kind must be 'keypoints' or 'embedding', got {kind!r}")
-    make = make_keypoint_extractor if kind == "keypoints" else make_embedding_extractor
+    make = {"keypoints": make_keypoint_extractor, "embedding": make_embedding_extractor}[kind]
     options = options or {}
     if name == "none":
         return None, "none", []
     if name != "auto":
         return make(name, **options.get(name, {})), name, []
-    if domain not in AUTO_ORDER:
-        raise ValueError(f"unknown domain {domain!r}; choose from {sorted(AUTO_ORDER)}")
     notes: list[str] = []
     for candidate in AUTO_ORDER[domain][kind]:
         try:
@@ -129,11 +112,6 @@ def build_backend(kind: str, name: str, domain: str, options: dict | None = None
         except (MissingWeightsError, BackendUnavailableError) as err:
             notes.append(f"{candidate} unavailable: {err}")
     raise RuntimeError(f"no {kind} backend available for domain {domain!r}: " + "; ".join(notes))
-
-
-def describe(extractor: KeypointExtractor | EmbeddingExtractor | None) -> str:
-    """'name (network)' for reports; 'none' when the metric is off."""
-    return "none" if extractor is None else f"{extractor.name} ({extractor.network})"
 
 
 def require_module(module: str, backend: str, install: str) -> Any:

@@ -1,22 +1,16 @@
 """Reconstruction metrics of the paper's Sec. 4 (Table 3): L1, AKD, MKR and AED over numpy arrays.
 
-Arithmetic as in the original evaluation code (pose-evaluation): per frame first, frames that cannot be scored
-are NaN (skipped), and a data set's figure is the mean over all scored frames of all videos.
-- L1: mean |real − generated| of pixels in [0, 1].
-- AKD: per frame, over keypoints present in both frames, the mean absolute coordinate difference in pixels
-  (`akd`, the original's formula) and the mean Euclidean distance (`akd_l2`); NaN when the generated frame
-  has no detection.
-- MKR: per frame, (present in real and missing in generated) / (present in real); NaN when the real frame has
-  no keypoint.
-- AED: per frame, the *squared* Euclidean distance between embeddings, Σ (e_real − e_gen)² (`aed`, the
-  original's formula, despite the name) and the plain distance (`aed_l2`); NaN when either has no embedding.
+Arithmetic as in the original evaluation code (pose-evaluation): per frame first (`FORMULAS`; `akd` and `aed`
+are the original's formulas, AED the *squared* distance despite the name, `akd_l2` and `aed_l2` the Euclidean
+ones), frames that cannot be scored are NaN (skipped), and a data set's figure is the mean over all scored frames
+of all videos.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-FORMULAS = {
+FORMULAS = {  # each per-frame metric → its formula
     "l1": "mean |real - generated| over pixels in [0, 1]",
     "akd": "mean over keypoints present in both of mean |dx|,|dy| (pixels); frames w/o generated detection skipped",
     "akd_l2": "mean over keypoints present in both of sqrt(dx^2 + dy^2) (pixels)",
@@ -32,9 +26,7 @@ SHORT_FORMULAS = {"l1": "mean |Δ|, pixels in [0,1]", "akd": "mean |Δx|,|Δy| p
 def to_unit(frames: np.ndarray) -> np.ndarray:
     """Frames as float64 in [0, 1]: uint8 is divided by 255, floats are taken as already in [0, 1]."""
     frames = np.asarray(frames)
-    if frames.dtype == np.uint8:
-        return frames.astype(np.float64) / 255.0
-    return frames.astype(np.float64)
+    return frames.astype(np.float64) / (255.0 if frames.dtype == np.uint8 else 1.0)
 
 
 def l1_per_frame(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
@@ -63,22 +55,17 @@ def akd_per_frame(kp_real: np.ndarray, kp_generated: np.ndarray, present_real: n
     with np.errstate(invalid="ignore", divide="ignore"):
         akd = np.abs(diff).sum(axis=(1, 2)) / (2 * count)
         akd_l2 = np.sqrt((diff ** 2).sum(axis=2)).sum(axis=1) / count
-    akd[count == 0] = np.nan
-    akd_l2[count == 0] = np.nan
-    return {"akd": akd, "akd_l2": akd_l2}
+    return {"akd": np.where(count > 0, akd, np.nan), "akd_l2": np.where(count > 0, akd_l2, np.nan)}
 
 
 def mkr_per_frame(present_real: np.ndarray, present_generated: np.ndarray) -> np.ndarray:
     """Missing keypoint rate per frame: presence flags T×N → T (NaN when the real frame has none)."""
-    present_real = np.asarray(present_real, dtype=bool)
-    present_generated = np.asarray(present_generated, dtype=bool)
+    present_real, present_generated = np.asarray(present_real, bool), np.asarray(present_generated, bool)
     if present_real.shape != present_generated.shape:
         raise ValueError(f"MKR: presence shapes differ: {present_real.shape} vs {present_generated.shape}")
-    missed = (present_real & ~present_generated).sum(axis=1)
     total = present_real.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rate = missed / total
-    return np.where(total > 0, rate, np.nan)
+        return np.where(total > 0, (present_real & ~present_generated).sum(axis=1) / total, np.nan)
 
 
 def aed_per_frame(emb_real: np.ndarray, emb_generated: np.ndarray) -> dict[str, np.ndarray]:
@@ -101,7 +88,6 @@ def aggregate(per_frame: dict[str, np.ndarray]) -> dict[str, float]:
     """Data-set figures: each metric's mean over all scored (finite) frames, plus how many frames were scored."""
     out: dict[str, float] = {}
     for name, values in per_frame.items():
-        values = np.asarray(values, dtype=np.float64)
         out[name] = nanmean(values)
-        out[f"{name}_frames"] = float(np.isfinite(values).sum())
+        out[f"{name}_frames"] = float(np.isfinite(np.asarray(values, dtype=np.float64)).sum())
     return out

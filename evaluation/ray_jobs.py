@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,8 @@ import pyarrow.parquet as pq
 from evaluation import runner
 from evaluation.reconstruction import ModelSource
 from evaluation.report import metric_table_text, write_report
-from evaluation.scoring import labelled, metric_keys
 from preprocessing.shards import ShardSet
-from services import s3_retries
+from services import s3_retries, storage
 from services.atomic import atomic_dir
 from services.tracking.run import Tracker
 
@@ -36,7 +35,6 @@ class EvalResult:
     table: str
     out_dir: str
     report: dict[str, str] = field(default_factory=dict)
-    per_video: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     frames_per_second: float = 0.0
@@ -66,19 +64,18 @@ def summarize_errors(errors: list[dict], limit: int = 3) -> str:
 
 
 def frame_schema(keys: list[str]) -> pa.Schema:
-    return pa.schema([("video_id", pa.string()), ("clip_id", pa.string()), ("person_id", pa.string()),
-                      ("frame", pa.int64()), *[(k, pa.float64()) for k in keys], ("error", pa.string())])
+    return pa.schema([*[(k, pa.string()) for k in runner.IDENT], ("frame", pa.int64()),
+                      *[(k, pa.float64()) for k in keys], ("error", pa.string())])
 
 
 class EvaluateClips:
     """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then reconstructs and scores
     clip rows."""
 
-    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str],
-                 threads: int = 1) -> None:
+    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str]) -> None:
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
         self.cfg, self.selected = cfg, set(selected)
         if isinstance(source, list):  # [ObjectRef]: one copy in the object store, not one pickle per actor
             import ray
@@ -86,11 +83,12 @@ class EvaluateClips:
             source = ray.get(source[0])
         self.model = source.load(cfg.device)
         self.extractors, _ = runner.build_extractors(cfg)
-        self.schema = frame_schema(metric_keys(self.extractors))
+        self.schema = frame_schema(list(self.extractors.labels()))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [r for r in batch.to_pylist() if r["clip_id"] in self.selected]
-        out = runner.evaluate_clips(rows, self.model, self.extractors, self.cfg.batch_size, self.cfg.device)
+        out = [frame for row in rows for frame in runner.evaluate_clip(row, self.model, self.extractors,
+                                                                        self.cfg.batch_size, self.cfg.device)]
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
@@ -116,8 +114,8 @@ def select_clips(cfg: runner.EvalConfig, shard_set: ShardSet) -> list[str]:
 def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, clip_ids: list[str]) -> list[dict]:
     """Per-frame rows of all selected clips: on Ray Data actors, or in-process when num_workers == 0."""
     if cfg.num_workers == 0:
-        actor = EvaluateClips(cfg, source, clip_ids, threads=int(cfg.cpus_per_worker))
-        return actor(pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))).to_pylist()
+        rows = pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))
+        return EvaluateClips(cfg, source, clip_ids)(rows).to_pylist()
     import ray
 
     init_ray(None, cfg.num_workers)
@@ -126,22 +124,17 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     # one clip per block, so that the actor pool spreads the videos (shards hold many clips per row group)
     ds = ds.filter(lambda row: row["clip_id"] in selected).repartition(len(clip_ids))
     ds = ds.map_batches(EvaluateClips, batch_size=1, batch_format="pyarrow",
-                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)], "selected": clip_ids,
-                                               "threads": int(cfg.cpus_per_worker)},
+                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)], "selected": clip_ids},
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_workers),
                         num_cpus=cfg.cpus_per_worker)
     return ds.take_all()
 
 
-def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None = None, endpoint: str | None = None) -> str:
+def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None, endpoint: str | None) -> None:
     """Rows as one Parquet file, atomically (local or s3://)."""
-    from services import storage
-
-    table = pa.Table.from_pylist(rows, schema=schema)
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
     storage.write_bytes(path, sink.getvalue(), endpoint=endpoint)
-    return path
 
 
 def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, videos: list[dict]) -> list[dict]:
@@ -165,19 +158,17 @@ def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, vid
 def evaluate(cfg: runner.EvalConfig) -> EvalResult:
     """Run the whole evaluation and log it to one MLflow run (FAILED if anything raises): the shards are listed,
     the config parsed and the checkpoint read once, here, and shared by the actors and the report."""
-    from services import storage
-
     shard_set = ShardSet.open(cfg.data, cfg.endpoint)
     source = ModelSource.resolve(cfg.config_path, cfg.checkpoint, cfg.endpoint)
     extractors, notes = runner.build_extractors(cfg)
-    keys = metric_keys(extractors)
-    labels = {k: labelled(k, extractors) for k in keys}
+    labels = extractors.labels()
+    keys = list(labels)
     described = extractors.describe()
     tags = {"fomm.kind": "evaluation", "fomm.domain": cfg.domain, **cfg.tags}
     with Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, parent_run_id=cfg.parent_run_id,
                  tags=tags) as tracker, s3_retries.counting_retries() as retries:
         checkpoint_id = source.identity()
-        tracker.log_config({"eval": cfg.to_dict(), "fomm": source.config.to_dict()})
+        tracker.log_config({"eval": dataclasses.asdict(cfg), "fomm": source.config.to_dict()})
         tracker.log_params({**described, **checkpoint_id})
         tracker.set_tags({"checkpoint.sha256": checkpoint_id["checkpoint.sha256"]})
         clips = select_clips(cfg, shard_set)
@@ -190,22 +181,24 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         aggregate = runner.aggregate_frames(frame_rows, keys)
         aggregate["num_errors"] = float(len(errors))
         fps = len(frame_rows) / elapsed if elapsed > 0 else 0.0
-        logged = {labels.get(k, k): v for k, v in aggregate.items() if k in labels}
-        logged.update({f"{labels[k]}_frames": aggregate[f"{k}_frames"] for k in keys})
-        logged.update({k: aggregate[k] for k in ("num_videos", "num_frames", "num_errors")})
-        logged["eval_frames_per_second"] = fps
+        logged = {**{labels[k]: aggregate[k] for k in keys},
+                  **{f"{labels[k]}_frames": aggregate[f"{k}_frames"] for k in keys},
+                  **{k: aggregate[k] for k in ("num_videos", "num_frames", "num_errors")},
+                  "eval_frames_per_second": fps}
         tracker.log_metrics(logged)
 
-        out = cfg.out_dir
-        with output_folder(out) as work:  # a local --out appears whole when everything is written, or not at all
-            write_parquet(frame_rows, storage.join(work, "per_frame.parquet"), frame_schema(keys), cfg.endpoint)
-            write_parquet(videos, storage.join(work, "per_video.parquet"), None, cfg.endpoint)
-            write_parquet(errors, storage.join(work, "errors.parquet"), pa.schema(
-                [(k, pa.string()) for k in ("video_id", "clip_id", "person_id", "error")]), cfg.endpoint)
+        out, local = cfg.out_dir, not storage.is_remote(cfg.out_dir)
+        tables = {"per_frame": (frame_rows, frame_schema(keys)), "per_video": (videos, None),
+                  "errors": (errors, pa.schema([(k, pa.string()) for k in (*runner.IDENT, "error")]))}
+        # a local --out is built beside it and appears whole when everything is written, or not at all; on S3 each
+        # object is one PUT
+        with atomic_dir(out) if local else contextlib.nullcontext(out) as work:
+            for name, (table_rows, schema) in tables.items():
+                write_parquet(table_rows, storage.join(work, f"{name}.parquet"), schema, cfg.endpoint)
             networks = {e.name: e.network for e in (extractors.keypoints, extractors.embedding) if e is not None}
             table = metric_table_text(aggregate, labels, networks)
             report: dict[str, str] = {}
-            if videos and not storage.is_remote(out):
+            if videos and local:
                 cases = _cases(cfg, source, shard_set, videos)
                 meta = {"checkpoint": str(cfg.checkpoint), "sha256": checkpoint_id["checkpoint.sha256"],
                         "data": cfg.data, "split": str(cfg.split), "MLflow run": tracker.run_id, **described}
@@ -215,24 +208,10 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
                 from PIL import Image
 
                 tracker.log_image(np.asarray(Image.open(paths["png"]).convert("RGB")), "summary")
-            if not storage.is_remote(out):
-                for name in ("per_frame.parquet", "per_video.parquet", "errors.parquet"):
-                    tracker.log_artifact(Path(work) / name, "tables")
+            for name in tables if local else ():  # an s3:// --out is not copied into the run
+                tracker.log_artifact(Path(work) / f"{name}.parquet", "tables")
         tracker.set_tags({"eval.notes": " | ".join(notes)[:5000]} if notes else {})
         tracker.log_metrics({"s3_retries": retries.count})
         return EvalResult(run_id=tracker.run_id, aggregate=aggregate, metrics=logged, labels=labels, table=table,
-                          out_dir=str(out), report=report, per_video=videos, errors=errors, notes=notes,
-                          frames_per_second=fps, num_clips=len(clips), s3_retries=retries.count)
-
-
-@contextlib.contextmanager
-def output_folder(out: str) -> Iterator[str]:
-    """Where the evaluation's files go: a temporary sibling of a local `out`, renamed onto it at the end
-    (services.atomic.atomic_dir); an s3:// `out` as it is (each object one PUT)."""
-    from services import storage
-
-    if storage.is_remote(out):
-        yield out
-        return
-    with atomic_dir(out) as work:
-        yield str(work)
+                          out_dir=str(out), report=report, errors=errors, notes=notes, frames_per_second=fps,
+                          num_clips=len(clips), s3_retries=retries.count)

@@ -15,13 +15,11 @@ from fomm.config.schema import FommConfig
 
 @dataclass(frozen=True)
 class ReconstructionModel:
-    """The two networks reconstruction needs, in eval mode, plus where they came from."""
+    """The two networks reconstruction needs, in eval mode, and the frame size they were configured for."""
 
     generator: torch.nn.Module
     kp_detector: torch.nn.Module
-    frame_size: tuple[int, int]  # H, W the model was configured for (dataset_params.frame_shape)
-    checkpoint: str
-    epoch: int
+    frame_size: tuple[int, int]  # H, W (dataset_params.frame_shape)
 
 
 @dataclass(frozen=True)
@@ -55,16 +53,12 @@ class ModelSource:
         from fomm.models import build_networks
 
         nets = build_networks(self.config.model_params, seed=0)  # a reproducible random init, the same in every worker
-        generator, kp_detector = nets.generator, nets.kp_detector
-        epoch = 0
         if self.weights is not None:
-            epoch = load_checkpoint(self.checkpoint, generator=generator, kp_detector=kp_detector,
-                                    map_location=device, data=self.weights)
-        generator.to(device).eval()
-        kp_detector.to(device).eval()
-        shape = tuple(self.config.dataset_params.frame_shape)
-        return ReconstructionModel(generator, kp_detector, (int(shape[0]), int(shape[1])),
-                                   self.checkpoint or "random-init", epoch)
+            load_checkpoint(self.checkpoint, generator=nets.generator, kp_detector=nets.kp_detector,
+                            map_location=device, data=self.weights)
+        height, width = self.config.dataset_params.frame_shape[:2]
+        return ReconstructionModel(nets.generator.to(device).eval(), nets.kp_detector.to(device).eval(),
+                                   (int(height), int(width)))
 
 
 def load_model(config_path: str | Path, checkpoint: str | Path | None, device: str = "cpu") -> ReconstructionModel:

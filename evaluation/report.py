@@ -32,25 +32,31 @@ def metric_rows(aggregate: dict[str, float], labels: dict[str, str]) -> list[tup
     return rows
 
 
-def metric_table_text(aggregate: dict[str, float], labels: dict[str, str], networks: dict[str, str] | None = None) -> str:
-    """A fixed-width table of the data-set figures, each labelled with the backend that produced it,
-    followed by one line per backend naming its network."""
-    rows = [("metric", "value", "frames", "formula")] + metric_rows(aggregate, labels)
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Fixed-width lines of a header row, a rule of dashes and the other rows."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines += [f"{name}: {network}" for name, network in (networks or {}).items()]
-    return "\n".join(lines)
+    return [lines[0], "  ".join("-" * w for w in widths), *lines[1:]]
 
 
-def _summary_png(path: Path, aggregate: dict, labels: dict, cases: Sequence[dict], n_frames: int) -> Path:
+def metric_table_text(aggregate: dict[str, float], labels: dict[str, str], networks: dict[str, str] | None = None) -> str:
+    """The data-set figures, each labelled with the backend that produced it, then each backend's network."""
+    lines = text_table([("metric", "value", "frames", "formula"), *metric_rows(aggregate, labels)])
+    return "\n".join(lines + [f"{name}: {network}" for name, network in (networks or {}).items()])
+
+
+def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module, on the file-only Agg backend
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _summary_png(path: Path, aggregate: dict, labels: dict, cases: Sequence[dict], n_frames: int) -> Path:
     rows = [(r[0], r[1], r[2]) for r in metric_rows(aggregate, labels)]
-    fig = plt.figure(figsize=(10, 1.2 + 0.35 * len(rows) + 2.2 * len(cases)))
+    fig = _pyplot().figure(figsize=(10, 1.2 + 0.35 * len(rows) + 2.2 * len(cases)))
     grid = fig.add_gridspec(1 + len(cases), 1, height_ratios=[0.6 + 0.3 * len(rows)] + [2] * len(cases))
     ax = fig.add_subplot(grid[0])
     ax.axis("off")
@@ -72,24 +78,22 @@ def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[
 
     `cases`: dicts with title, clip_id, l1, real and prediction (T×H×W×3 uint8).
     """
-    root = Path(out_dir) / "report"
-    root.mkdir(parents=True, exist_ok=True)
+    root = Path(out_dir) / "report"  # each file's writer makes the folder
     parts = ["<!doctype html><meta charset='utf-8'><title>FOMM evaluation</title>",
              "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:left}"
              "img{image-rendering:pixelated}</style><h1>FOMM video reconstruction</h1>", "<table>"]
-    for key, value in meta.items():
-        parts.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>")
+    parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items()]
     parts.append("</table><h2>Metrics</h2><table border=1><tr><th>metric</th><th>value</th><th>frames</th>"
                  "<th>formula</th></tr>")
-    for row in metric_rows(aggregate, labels):
-        parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+              for row in metric_rows(aggregate, labels)]
     parts.append("</table><h2>Worst and best reconstructions</h2><p>real | generated | |difference| ×4</p>")
     for case in cases:
         name = f"{case['title'].replace(' ', '_')}_{case['clip_id']}.gif"
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-        write_gif(side_by_side(case["real"], case["prediction"]), root / safe, fps=10,
-                  scale=max(1, 192 // case["real"].shape[1]))
-        write_png(side_by_side(case["real"], case["prediction"])[0], root / safe.replace(".gif", "_f0.png"))
+        both = side_by_side(case["real"], case["prediction"])
+        write_gif(both, root / safe, fps=10, scale=max(1, 192 // case["real"].shape[1]))
+        write_png(both[0], root / safe.replace(".gif", "_f0.png"))
         parts.append(f"<h3>{html.escape(case['title'])}: {html.escape(case['clip_id'])} "
                      f"(L1 {format_value(case['l1'])})</h3><img src='{html.escape(safe)}'>")
     summary = _summary_png(root / "summary.png", aggregate, labels, cases, n_frames)
@@ -102,16 +106,9 @@ def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[
 
 def plot_runs(runs: Sequence[dict], metrics: Sequence[str], path: str | Path) -> Path:
     """One bar chart per metric across runs (runs: dicts with run_name/run_id and metrics), as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = [r.get("run_name") or r["run_id"][:8] for r in runs]
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(4, 0.6 * len(runs) + 2), 2.2 * len(metrics)),
-                             squeeze=False)
+    fig, axes = _pyplot().subplots(len(metrics), 1, figsize=(max(4, 0.6 * len(runs) + 2), 2.2 * len(metrics)),
+                                   squeeze=False)
     for ax, metric in zip(axes[:, 0], metrics):
         values = [r["metrics"].get(metric, float("nan")) for r in runs]
         ax.bar(range(len(runs)), values, color="tab:blue")
@@ -122,15 +119,9 @@ def plot_runs(runs: Sequence[dict], metrics: Sequence[str], path: str | Path) ->
 
 def plot_curves(curves: dict[str, Sequence[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
     """Line plots of (step, value) series, one panel each (e.g. training losses and val_l1), as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = [n for n, c in curves.items() if c]
-    fig, axes = plt.subplots(len(names), 1, figsize=(6, 1.9 * max(1, len(names))), squeeze=False, sharex=True)
+    fig, axes = _pyplot().subplots(len(names), 1, figsize=(6, 1.9 * max(1, len(names))), squeeze=False,
+                                   sharex=True)
     for ax, name in zip(axes[:, 0], names):
         steps, values = zip(*curves[name])
         ax.plot(steps, values, color="tab:blue", lw=1)
@@ -141,14 +132,12 @@ def plot_curves(curves: dict[str, Sequence[tuple[int, float]]], path: str | Path
     return save_figure(fig, path)
 
 
-def save_figure(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+def save_figure(fig, path: str | Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
     """Tight layout, write to a temporary PNG beside `path`, rename, close the figure."""
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=90, format="png")
     finally:
-        plt.close(fig)
-    return path
+        _pyplot().close(fig)
+    return Path(path)

@@ -1,24 +1,23 @@
-"""Evaluation without Ray: config, extractor set-up, per-clip reconstruction + scoring, per-video tables."""
+"""Evaluation without Ray: config, extractor set-up, per-clip reconstruction, per-frame L1/AKD/MKR/AED scoring
+and per-video tables."""
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evaluation import metrics
-from evaluation.extractors import ExtractorError, build_backend
-from evaluation.scoring import Extractors, metric_keys, score_video
+from evaluation.extractors import EmbeddingExtractor, ExtractorError, KeypointExtractor, build_backend
 from services.fields import check_fields, rule
 
 if TYPE_CHECKING:  # torch: imported where clips are reconstructed, not where flags are checked
     from evaluation.reconstruction import ReconstructionModel
 
 DOMAINS = ("face", "body", "synthetic")
-CLIP_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "num_frames", "frames"]
+IDENT = ("video_id", "clip_id", "person_id")  # what names a clip in every table
 # what one clip may fail with and the job go on: bad frames and decode errors (ValueError: VideoError, shard
 # decoding; OSError, EOFError: reading), a model that produced non-finite frames (ValueError), an extractor's
 # library failing on the frames. Anything else (TypeError, KeyError, AttributeError, ...) is a bug and raises.
@@ -59,8 +58,57 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check_fields(self)  # the declared rules: finite numbers in range, choices
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class Extractors:
+    """The extractors one evaluation uses (None = metric off) and whether MKR is reported (bodies)."""
+
+    keypoints: KeypointExtractor | None = None
+    embedding: EmbeddingExtractor | None = None
+    use_mkr: bool = False
+
+    def _families(self) -> list[tuple[str, Any, list[str]]]:
+        """(family, extractor, its per-frame metrics) for each extractor in use."""
+        families = [("akd", self.keypoints, ["akd", "akd_l2"] + (["mkr"] if self.use_mkr else [])),
+                    ("aed", self.embedding, ["aed", "aed_l2"])]
+        return [f for f in families if f[1] is not None]
+
+    def labels(self) -> dict[str, str]:
+        """Each per-frame metric `score_video` gives → its name with its backend, e.g. 'akd/dlib-68'."""
+        return {"l1": "l1", **{k: f"{k}/{e.name}" for _, e, keys in self._families() for k in keys}}
+
+    def describe(self) -> dict[str, str]:
+        """What each metric was computed with: backend, network and formula (logged with every run)."""
+        out = {"l1.formula": metrics.FORMULAS["l1"]}
+        for family, extractor, keys in self._families():
+            out.update({f"{family}.backend": extractor.name,
+                        f"{family}.network": f"{extractor.name} ({extractor.network})"})
+            out.update({f"{k}.formula": metrics.FORMULAS[k] for k in keys})
+        return out
+
+
+def score_video(real: np.ndarray, generated: np.ndarray, extractors: Extractors) -> dict[str, np.ndarray]:
+    """Per-frame metrics of one video: real, generated T×H×W×3 uint8 → {metric: T floats (NaN = skipped)},
+    keyed as `extractors.labels()`."""
+    out: dict[str, np.ndarray] = {"l1": metrics.l1_per_frame(real, generated)}
+    if extractors.keypoints is not None:
+        kp_real, present_real = _extract(extractors.keypoints, real)  # T×N×2, T×N
+        kp_gen, present_gen = _extract(extractors.keypoints, generated)
+        out.update(metrics.akd_per_frame(kp_real, kp_gen, present_real, present_gen))
+        if extractors.use_mkr:
+            out["mkr"] = metrics.mkr_per_frame(present_real, present_gen)
+    if extractors.embedding is not None:
+        out.update(metrics.aed_per_frame(_extract(extractors.embedding, real),
+                                         _extract(extractors.embedding, generated)))
+    return out
+
+
+def _extract(extractor: KeypointExtractor | EmbeddingExtractor, frames: np.ndarray):  # noqa: ANN202 - either's output
+    """The extractor's output; a failure inside its library (RuntimeError) becomes an ExtractorError naming it."""
+    try:
+        return extractor(frames)
+    except RuntimeError as err:
+        raise ExtractorError(f"{extractor.name}: {err}") from err
 
 
 def build_extractors(cfg: EvalConfig) -> tuple[Extractors, list[str]]:
@@ -80,8 +128,8 @@ def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extrac
     """
     from preprocessing.shards import row_to_clip
 
-    ident = {k: clip_row.get(k) or "" for k in ("video_id", "clip_id", "person_id")}
-    keys = metric_keys(extractors)
+    ident = {k: clip_row.get(k) or "" for k in IDENT}
+    keys = list(extractors.labels())
     try:
         clip = row_to_clip(clip_row)
         if len(clip.frames) < 1:
@@ -99,20 +147,10 @@ def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extrac
             for t in range(len(result["real"]))]
 
 
-def evaluate_clips(rows: Iterable[dict], model: ReconstructionModel, extractors: Extractors,
-                   batch_size: int = 16, device: str = "cpu") -> list[dict]:
-    """`evaluate_clip` over many shard rows, sequentially (the Ray job runs the same per actor)."""
-    out: list[dict] = []
-    for row in rows:
-        out.extend(evaluate_clip(row, model, extractors, batch_size, device))
-    return out
-
-
 def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """(per-frame rows, error rows)."""
     frames = [r for r in rows if r.get("error") is None]
-    errors = [{k: r[k] for k in ("video_id", "clip_id", "person_id", "error")} for r in rows
-              if r.get("error") is not None]
+    errors = [{k: r[k] for k in (*IDENT, "error")} for r in rows if r.get("error") is not None]
     return frames, errors
 
 
@@ -121,20 +159,11 @@ def per_video(frame_rows: list[dict], keys: list[str]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for row in frame_rows:
         groups.setdefault(row["clip_id"], []).append(row)
-    out = []
-    for rows in groups.values():
-        entry = {k: rows[0][k] for k in ("video_id", "clip_id", "person_id")}
-        entry["num_frames"] = len(rows)
-        for key in keys:
-            entry[key] = metrics.nanmean(np.array([r[key] for r in rows], dtype=np.float64))
-        out.append(entry)
-    return out
+    return [{**{k: rows[0][k] for k in IDENT}, "num_frames": len(rows),
+             **{k: metrics.nanmean([r[k] for r in rows]) for k in keys}} for rows in groups.values()]
 
 
 def aggregate_frames(frame_rows: list[dict], keys: list[str]) -> dict[str, float]:
     """Data-set figures: means over all scored frames of all clips (the original's pooling)."""
-    table = {k: np.array([r[k] for r in frame_rows], dtype=np.float64) for k in keys}
-    out = metrics.aggregate(table)
-    out["num_videos"] = float(len({r["clip_id"] for r in frame_rows}))
-    out["num_frames"] = float(len(frame_rows))
-    return out
+    return {**metrics.aggregate({k: [r[k] for r in frame_rows] for k in keys}),
+            "num_videos": float(len({r["clip_id"] for r in frame_rows})), "num_frames": float(len(frame_rows))}

@@ -12,19 +12,14 @@ from fomm.visualization import draw_keypoints
 from services.atomic import atomic_path
 
 
-def difference(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
-    """|real − generated| averaged over channels, as a grey uint8 image (×4 so small errors show)."""
-    diff = np.abs(real.astype(np.int16) - generated.astype(np.int16)).mean(axis=-1)
-    grey = np.clip(diff * 4, 0, 255).astype(np.uint8)
-    return np.repeat(grey[..., None], 3, axis=-1)
-
-
-def side_by_side(real: np.ndarray, generated: np.ndarray, with_difference: bool = True) -> np.ndarray:
-    """Videos T×H×W×3 → T×H×(2 or 3)W×3: real | generated (| difference)."""
+def side_by_side(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
+    """Videos T×H×W×3 → T×H×3W×3: real | generated | difference (|real − generated| averaged over channels, in
+    grey, ×4 so small errors show)."""
     if real.shape != generated.shape:
         raise ValueError(f"side_by_side: shapes differ: {real.shape} vs {generated.shape}")
-    parts = [real, generated] + ([difference(real, generated)] if with_difference else [])
-    return np.concatenate(parts, axis=2)
+    diff = np.abs(real.astype(np.int16) - generated.astype(np.int16)).mean(axis=-1)
+    grey = np.clip(diff * 4, 0, 255).astype(np.uint8)
+    return np.concatenate([real, generated, np.repeat(grey[..., None], 3, axis=-1)], axis=2)
 
 
 def strip(frames: np.ndarray, n: int = 6) -> np.ndarray:
@@ -37,24 +32,22 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: float = 10.0, scale: in
     """An animated GIF of T×H×W×3 uint8 frames (nearest-neighbour upscaled by `scale`), written atomically."""
     from PIL import Image
 
-    path = Path(path)
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     images = [Image.fromarray(f) for f in frames]
     with atomic_path(path) as tmp:
         images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / max(fps, 1e-3)),
                        loop=0, format="GIF")
-    return path
+    return Path(path)
 
 
 def write_png(image: np.ndarray, path: str | Path) -> Path:
     """An H×W×3 uint8 image as PNG, written atomically."""
     from PIL import Image
 
-    path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
-    return path
+    return Path(path)
 
 
 def _to_images(x) -> np.ndarray:  # noqa: ANN001 - a torch tensor B×C×H×W in [0, 1]
@@ -64,12 +57,9 @@ def _to_images(x) -> np.ndarray:  # noqa: ANN001 - a torch tensor B×C×H×W in 
     return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # B×H×W×3
 
 
-def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving: dict,  # noqa: ANN001
-                  max_rows: int = 4) -> np.ndarray:
-    """Rows of source+kp | driving+kp | deformed | occlusion | prediction from torch tensors.  # H'×W'×3 uint8
-
-    `generated` is the generator's output dict ('prediction', optionally 'deformed', 'occlusion_map').
-    """
+def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving: dict) -> np.ndarray:  # noqa: ANN001
+    """Rows of source+kp | driving+kp | deformed | occlusion | prediction from torch tensors → H'×W'×3 uint8;
+    `generated`: the generator's output dict ('prediction', optionally 'deformed', 'occlusion_map')."""
     import torch.nn.functional as F
 
     src, drv, pred = _to_images(source), _to_images(driving), _to_images(generated["prediction"])
@@ -83,5 +73,5 @@ def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving:
         columns.append(_to_images(F.interpolate(generated["occlusion_map"].float(), size=(h, w), mode="bilinear",
                                                 align_corners=False)))
     columns.append(pred)
-    rows = [np.concatenate([c[i] for c in columns], axis=1) for i in range(min(max_rows, len(src)))]
+    rows = [np.concatenate([c[i] for c in columns], axis=1) for i in range(min(4, len(src)))]  # at most 4 rows
     return np.concatenate(rows, axis=0)

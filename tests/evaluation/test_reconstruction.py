@@ -46,7 +46,6 @@ def test_checkpoint_round_trip_and_resizing(tiny_config_path, tmp_path, video) -
     path = tmp_path / "m.pth.tar"
     path.write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector, epoch=7))
     loaded = load_model(tiny_config_path, path)
-    assert loaded.epoch == 7 and loaded.checkpoint == str(path)
     np.testing.assert_array_equal(reconstruct_video(loaded, video)["prediction"],
                                   reconstruct_video(model, video)["prediction"])
     big = np.repeat(np.repeat(video, 2, axis=1), 2, axis=2)  # 128² input is evaluated at the model's 64²

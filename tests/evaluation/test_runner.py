@@ -73,7 +73,7 @@ def test_evaluate_in_process(tiny_config_path, shards, tmp_path, sqlite_uri) -> 
 def test_evaluate_clip_matches_an_independent_computation(tiny_config_path, shards) -> None:
     from evaluation.metrics import l1_per_frame
     from evaluation.reconstruction import load_model, reconstruct_video
-    from evaluation.scoring import Extractors
+    from evaluation.runner import Extractors
     from preprocessing.shards import read_table, row_to_clip
 
     row = read_table(str(shards / "test-00003.parquet")).to_pylist()[1]
@@ -103,7 +103,7 @@ class _BuggyKeypoints(_FailingKeypoints):
 
 def test_data_errors_are_rows_and_programming_errors_raise(tiny_config_path, shards) -> None:
     from evaluation.reconstruction import load_model
-    from evaluation.scoring import Extractors
+    from evaluation.runner import Extractors
     from preprocessing.shards import read_table
 
     good = read_table(str(shards / "test-00003.parquet")).to_pylist()[0]
@@ -121,7 +121,7 @@ def test_non_finite_model_output_is_a_clip_error(tiny_config_path, shards) -> No
     import torch
 
     from evaluation.reconstruction import load_model
-    from evaluation.scoring import Extractors
+    from evaluation.runner import Extractors
     from preprocessing.shards import read_table
 
     good = read_table(str(shards / "test-00003.parquet")).to_pylist()[0]
