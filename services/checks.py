@@ -49,8 +49,7 @@ def writable_dir(flag: str, path: str | os.PathLike) -> None:
     free_space(flag, path, existing)
     if p.exists():
         try:
-            with tempfile.TemporaryFile(dir=p):
-                pass
+            tempfile.TemporaryFile(dir=p).close()
         except OSError as err:
             raise UserError(f"{flag} {path}: cannot write ({err.strerror or err})") from None
 

@@ -107,11 +107,8 @@ def probe_video(path: PathLike) -> VideoInfo:
 
 def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
                       expected: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
-    """(time in seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop.
-
-    Decoding to the end fails when far fewer frames decode than the container lists, or than `expected`
-    (probe_video's count, one frame of slack: some containers count a trailing empty packet).
-    """
+    """(seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop; decoding to the end fails
+    when far fewer frames decode than listed or `expected` (one frame of slack: some count a trailing empty packet)."""
     with _open(path) as container:
         stream = container.streams.video[0]
         declared = expected or int(stream.frames or 0)
