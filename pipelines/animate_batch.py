@@ -1,12 +1,8 @@
 """Ray Data batch job: animate every (source, driving, output) row of a CSV, local or s3://, skipping done pairs.
 
-python pipelines/animate_batch.py --pairs pairs.csv --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar \
-    [--crop auto|center|pad|none] [--subject N] [--no-paste-back] [--smooth S] \
-    [--errors errors.csv] [--concurrency 2] [--num-cpus 1] [--ray-address auto]
+python pipelines/animate_batch.py --pairs pairs.csv --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar
 
-The CSV has a header with at least `source,driving,output`; relative paths are relative to the CSV's folder.
-A pair whose output exists is skipped; a pair that fails goes to the error table (CSV) and the job goes on.
-The job itself is animate.batch.animate_pairs.
+CSV paths are relative to its folder; a pair that fails goes to the error table and the job goes on.
 """
 
 from __future__ import annotations
@@ -16,8 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from animate import batch  # noqa: E402
 from animate.options import add_animation_flags, add_model_flags, check_animation_flags, weights  # noqa: E402

@@ -1,11 +1,8 @@
 """Scheduled benchmark: evaluate the newest checkpoint (or registered model) on a fixed set, compare with the
-best earlier run of the MLflow experiment, exit 1 on a regression beyond the threshold.
+best earlier run of the MLflow experiment, exit 1 on a regression beyond the threshold, a metric without a value
+(NaN) or more failed clips than --max-error-fraction allows.
 
-python pipelines/benchmark.py --config configs/tiny-64.yaml --checkpoints ckpts/ --data bench_shards/ \
-    --max-videos 8 [--threshold 0.05] [--tracking-uri URI] [--max-error-fraction 0]
-
-Also a regression (exit 1): a metric without a value (NaN: no frame scored), more failed clips than
---max-error-fraction allows.
+python pipelines/benchmark.py --config configs/tiny-64.yaml --checkpoints ckpts/ --data bench_shards/
 """
 
 from __future__ import annotations
@@ -16,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
 from evaluation.judging import Judging  # noqa: E402

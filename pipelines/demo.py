@@ -13,8 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from services import checks  # noqa: E402
 from services.atomic import atomic_open  # noqa: E402
@@ -51,8 +50,7 @@ def check(a: argparse.Namespace) -> None:
 
 
 def stage(out: Path, name: str, run, ray: bool = True) -> dict:  # noqa: ANN001 - a zero-argument callable → dict
-    """Run a stage once: its result is kept in <out>/stages/<name>.json and reused on the next run. Ray starts
-    with the first stage that runs on it (a re-run that skips every stage starts none)."""
+    """Run a stage once (its result kept in <out>/stages/<name>.json); Ray starts with the first stage that needs it."""
     record = out / "stages" / f"{name}.json"
     if record.is_file():
         print(f"[{name}] done earlier, skipped ({record})")

@@ -1,10 +1,8 @@
 """Evaluate a FOMM checkpoint by video reconstruction (paper Sec. 4, Table 3): L1, AKD, MKR, AED → MLflow.
 
-python pipelines/evaluate.py --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar --data shards/ \
-    [--tracking-uri URI] [--max-videos N] [--out DIR] [--max-error-fraction 0]
+python pipelines/evaluate.py --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar --data shards/
 
-Exit 1 when more clips failed than --max-error-fraction allows or a --require metric has no value (NaN: no
-frame could be scored), with the errors summarised on one line.
+Exit 1 when more clips failed than --max-error-fraction allows or a --require metric has no value (NaN).
 """
 
 from __future__ import annotations
@@ -13,8 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
 from evaluation.runner import EvalConfig  # noqa: E402

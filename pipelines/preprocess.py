@@ -1,7 +1,6 @@
 """Preprocess raw videos into clip shards on Ray Data (decode → detect → track → crop → resize → Parquet).
 
-python pipelines/preprocess.py --input DIR|GLOB|CSV|synthetic[:N] --output DIR [--kind face|person|none]
-    [--size 256] [--workers N]        (local paths or s3://; also: ray job submit -- python pipelines/preprocess.py …)
+python pipelines/preprocess.py --input DIR|GLOB|CSV|synthetic[:N] --output DIR   (local paths or s3://)
 Re-running on the same --output skips finished videos; failed videos go to the error table, never stop the job.
 """
 
@@ -13,8 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from preprocessing.config import PreprocessConfig  # noqa: E402
 from services import checks, cli  # noqa: E402
@@ -93,7 +91,7 @@ def keeps(cfg: PreprocessConfig) -> dict[str, str]:
 
 
 STAGE = Stage("preprocess", __doc__, add_flags, build, check, run, keeps)
-main, parse_args, check_inputs = STAGE.main, STAGE.parse_args, check
+main, parse_args = STAGE.main, STAGE.parse_args
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """Train FOMM on Ray Train: `python pipelines/train.py --config YAML --data SHARDS --storage DIR [...]`.
 
-Runs on one laptop (a local Ray is started) or on a cluster (RAY_ADDRESS, `ray job submit`) unchanged;
-prints the checkpoint path and the MLflow run id at the end; `--model-name NAME` registers the best checkpoint
-as a new version of that MLflow model (which `pipelines/benchmark.py --model-name NAME` evaluates).
+Runs on a laptop (a local Ray) or a cluster (RAY_ADDRESS, `ray job submit`) unchanged; `--model-name NAME`
+registers the best checkpoint as a new version of that MLflow model.
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from fomm.config.overrides import parse_assignments  # noqa: E402
 from services.cli import field_flags, field_values  # noqa: E402

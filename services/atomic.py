@@ -1,7 +1,5 @@
-"""Atomic local writes: a temporary name in the target's folder, renamed onto the target on a clean exit
-(`atomic_open`, `atomic_path` for a file; `atomic_dir` for a folder of files).
+"""Atomic local writes: a temporary beside the target, renamed onto it on a clean exit, removed on an error.
 
-A reader sees the old file or the whole new one, never half of it; an error (or Ctrl-C) removes the temporary.
 Remote objects need none of this: one S3 PUT is atomic (see services.storage.write_bytes).
 """
 
@@ -22,35 +20,33 @@ def _umask() -> int:
     return mask
 
 
-def _make_parents(folder: Path) -> list[Path]:
-    """Create `folder` and its missing parents; the ones created, deepest first."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    return missing
+@contextlib.contextmanager
+def _parents_made(target: Path) -> Iterator[None]:
+    """Create the missing folders above `target`; on an error remove those of them left empty, deepest first."""
+    missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in missing:  # one that gained other files stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `target` (same folder, dot name, same suffix) for a writer that wants a path.
-
-    The file appears with the mode a plain `open()` would give it (0666 less the umask), not mkstemp's 0600;
-    on an error the temporary goes, and so do the folders created for it."""
+    """A temporary path beside `target` (dot name, same suffix) with a plain `open()`'s mode, not mkstemp's 0600."""
     target = Path(target)
-    created = _make_parents(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
-    done = False
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-        done = True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        if not done:
-            for folder in created:  # deepest first; one that gained other files stays
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+    with _parents_made(target):
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -64,28 +60,19 @@ def atomic_open(target: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterat
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder beside `target` for a writer that fills a folder; whole or not at all.
-
-    On a clean exit a new `target` is the temporary folder renamed; an existing one gets each file moved in
-    (one rename each, its other files kept). On an error the temporary goes, and so do the folders created for it."""
+    """A temporary folder beside `target`: renamed to a new `target`, or its files moved into an existing one."""
     target = Path(target)
-    created = _make_parents(target.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    done = False
-    try:
-        yield tmp
-        if target.exists():
-            _merge(tmp, target)
-        else:
-            os.replace(tmp, target)
-        done = True
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not done:
-            for folder in created:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+    with _parents_made(target):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+        try:
+            yield tmp
+            if target.exists():
+                _merge(tmp, target)
+            else:
+                os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _merge(source: Path, target: Path) -> None:

@@ -39,8 +39,7 @@ def free_space(flag: str, path: str | os.PathLike, folder: str | os.PathLike) ->
 
 
 def writable_dir(flag: str, path: str | os.PathLike) -> None:
-    """A local folder that can be created (if missing) and written, on a disk with room; nothing is left behind
-    when it cannot."""
+    """A local folder that can be created (if missing) and written, on a disk with room; nothing is created."""
     p = Path(path)
     existing = next((a for a in (p, *p.parents) if a.exists()), None)
     if existing is not None and not existing.is_dir():
@@ -50,8 +49,7 @@ def writable_dir(flag: str, path: str | os.PathLike) -> None:
     free_space(flag, path, existing)
     if p.exists():
         try:
-            with tempfile.TemporaryFile(dir=p):
-                pass
+            tempfile.TemporaryFile(dir=p).close()
         except OSError as err:
             raise UserError(f"{flag} {path}: cannot write ({err.strerror or err})") from None
 
@@ -83,9 +81,8 @@ MLFLOW_PROBE = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
 
 
 def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
-    """An http(s) URI that answers as an MLflow tracking server (any MLflow reply, even 'no such experiment'): a
-    proxy or another web server would make MLflow retry for minutes instead. A server too busy to answer within
-    `timeout` passes (it accepted the connection; MLflow's client waits for it)."""
+    """An http(s) URI that answers as an MLflow server (a proxy would make MLflow retry for minutes); one too busy to
+    answer within `timeout` passes (it accepted the connection; MLflow's client waits for it)."""
     import base64
     import json
     import urllib.error
@@ -119,9 +116,10 @@ def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
         if isinstance(reason, TimeoutError):
             return
         raise UserError(f"{flag} {uri}: the tracking server did not answer ({reason})") from None
+
+
 def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
-    """Before a job starts: an s3:// path's endpoint accepts connections and credentials for it exist (a
-    UserError naming the flag if not)."""
+    """An s3:// path's endpoint accepts connections and credentials for it exist (else an error naming the flag)."""
     from services.storage import StorageError, is_remote, s3_endpoint
 
     if not is_remote(path):
@@ -136,10 +134,8 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
 
 
 def tracking_uri(flag: str, uri: str | None) -> None:
-    """An MLflow tracking URI that can work: a reachable http(s) server, or a sqlite/file store whose folder exists.
-
-    None: $MLFLOW_TRACKING_URI is checked instead (the default of every entry point), else nothing.
-    """
+    """An MLflow tracking URI that can work: a reachable http(s) server, or a sqlite/file store whose folder exists
+    (None: $MLFLOW_TRACKING_URI, the default of every entry point, if set)."""
     if not uri:
         flag, uri = "$MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", "").strip()
         if not uri:
@@ -168,9 +164,8 @@ def tracking_uri(flag: str, uri: str | None) -> None:
 
 def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str | os.PathLike | None],
                  folder: bool = False) -> None:
-    """An output that neither is nor sits inside any of `inputs` ({flag: path}), resolved with symlinks followed;
-    remote URLs are compared as written. A user's input is never overwritten. With `folder` (an output folder
-    the run fills), no input may sit inside it either: the run's files would mix with the user's."""
+    """An output that neither is nor sits inside any of `inputs` ({flag: path}), symlinks followed (URLs as written);
+    with `folder` (an output folder the run fills), no input may sit inside it either."""
     if out is None:
         return
     scheme, target = _resolved(out)

@@ -1,10 +1,4 @@
-"""The command-line contract of every entry point: a user error is one line naming the flag or file, exit 2.
-
-`run_cli(main, argv, prog)` calls `main(argv)`; a user mistake (`UserError` and the packages' subclasses of it,
-or an exception class marked `user_error = True` by the model package, which imports nothing of ours) prints
-`prog: error: message` on stderr and returns 2, with no traceback unless `--debug` is on the command line.
-Anything else is a bug and raises as usual.
-"""
+"""The command-line contract of every entry point: a user error is one line naming the flag or file, exit 2."""
 
 from __future__ import annotations
 
@@ -45,8 +39,7 @@ def user_input(where: str = "") -> Iterator[None]:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (Kubernetes, `ray job stop`, `kill`), raised where Ctrl-C would be, so that the same clean-up runs
-    (MLflow runs end KILLED, temporary files go) before the process exits."""
+    """SIGTERM (Kubernetes, `ray job stop`, `kill`) raised as Ctrl-C would be, so the same clean-up runs."""
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -70,12 +63,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
             status: int = USER_ERROR_STATUS, extra: tuple[type[BaseException], ...] = ()) -> int:
-    """`main(argv)`'s exit status; a user error (or one of `extra`) or an environment failure (services.failures:
-    credentials, a full or read-only disk, a non-UTF-8 file, an image bomb, MLflow) → one line on stderr and `status`.
-
-    `--debug` anywhere on the command line is taken out of `argv` and prints the traceback as well.
-    Ctrl-C and SIGTERM unwind `main` (its runs end KILLED) and exit 130 / 143 with one line.
-    """
+    """`main(argv)`'s exit status; a user error (or one of `extra`) or an environment failure (services.failures)
+    → one line on stderr and `status` (`--debug`: the traceback too). Ctrl-C / SIGTERM: one line, exit 130 / 143."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
     argv = [a for a in argv if a != DEBUG_FLAG]
@@ -101,9 +90,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse listing `--debug` (run_cli handles it), whose usage errors are a UserError (one line, exit 2).
-
-    A flag is taken only as spelt: a typo such as `--epoch` for `--epochs` is an unknown flag, not an abbreviation."""
+    """argparse listing `--debug`, whose usage errors are a UserError; flags only as spelt (no abbreviations)."""
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own signature
         kwargs.setdefault("allow_abbrev", False)
@@ -114,9 +101,9 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def at_least(minimum: float, kind: type = int, most: float | None = None) -> Callable[[str], float]:
-    """An argparse `type=`: a finite number of `kind` ≥ minimum and ≤ most (the error names the flag)."""
-    return number(kind, Rule(ge=minimum, le=most))
+def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse `type=`: a finite number of `kind` ≥ minimum (the error names the flag)."""
+    return number(kind, Rule(ge=minimum))
 
 
 def field_default(cls: type, name: str) -> Any:
@@ -126,12 +113,8 @@ def field_default(cls: type, name: str) -> Any:
 
 
 def field_flags(parser: argparse.ArgumentParser, cls: type) -> Callable[..., argparse.Action]:
-    """`add(field, *flags, **kwargs)`: a flag for a field of dataclass `cls` whose dest is the field's name and whose
-    default is the field's unless `default=` is given, so each default lives in the dataclass (flags: --field-name).
-
-    A field declared with `services.fields.rule` also gives the flag its name, help, choices and type: a number
-    parsed finite and in range, so the rule is written once, in the dataclass.
-    """
+    """`add(field, *flags, **kwargs)`: a flag (dest: the field) taking its default, name, help, choices and checked
+    number type from dataclass `cls`'s field and its `services.fields.rule`, unless given here."""
 
     def add(name: str, *flags: str, **kwargs: Any) -> argparse.Action:
         default = field_default(cls, name)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A mistake in the command line or its inputs; the message names the flag or file and what was expected.
-
-    The packages' own input errors subclass it; the model package (which imports nothing of ours) marks its
-    error classes with the class attribute `user_error = True` instead.
-    """
+    The packages' input errors subclass it; the model package (imports nothing of ours) sets `user_error = True`."""
 
     user_error = True
 

@@ -1,11 +1,8 @@
 """Declared field rules: a config dataclass's field says once what it accepts; flags, help and checks read it.
 
     workers: int = field(default=1, metadata=rule("DDP workers", ge=1))
-    device: str = field(default="cpu", metadata=rule("where the model runs", choices=("cpu", "cuda")))
 
-`services.cli.field_flags` turns a rule into the flag's type (finite, in range), choices and help;
-`check_fields(cfg)` (called from `__post_init__`) applies the same rules to a config built in Python. A number is
-always finite: NaN and infinity are refused everywhere a number is declared (`x <= 0` is False for NaN).
+A number is always finite: NaN and infinity are refused everywhere a number is declared.
 """
 
 from __future__ import annotations

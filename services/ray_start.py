@@ -9,11 +9,6 @@ from pathlib import Path
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
 
-def in_ray_job() -> bool:
-    """True inside `ray job submit` (the job's runtime environment is already set)."""
-    return bool(os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
-
-
 def add_ray_address_flag(parser: argparse.ArgumentParser) -> None:
     """`--ray-address`: the one flag naming the Ray cluster, on every stage that uses Ray (dest `ray_address`)."""
     parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
@@ -25,13 +20,9 @@ def cluster_address(address: str | None = None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dict[str, str] | None = None,
-               log_to_driver: bool = True) -> None:
-    """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local instance with
-    `num_cpus` CPUs (None: all). Outside a Ray job, workers get `env` and the repository on their PYTHONPATH.
-
-    S3 credentials are not passed here: workers read them from their own environment (see services.storage).
-    """
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+    """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local one with `num_cpus`
+    CPUs (None: all). Outside a Ray job, workers get the repository on their PYTHONPATH (never S3 keys)."""
     import signal
     import threading
 
@@ -40,13 +31,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dic
     if ray.is_initialized():
         return
     path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
-    runtime_env = None if in_ray_job() else {"env_vars": {"PYTHONPATH": path, **(env or {})}}
+    in_job = os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # its env is set
+    runtime_env = None if in_job else {"env_vars": {"PYTHONPATH": path}}
     address = cluster_address(address)
-    if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
-    else:
-        ray.init(num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=log_to_driver, include_dashboard=False,
-                 ignore_reinit_error=True)
+    where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+    ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
     if threading.current_thread() is threading.main_thread():
         # ray.init sets a Python SIGTERM handler (exit 15, so the open MLflow run ends KILLED), then its core
         # worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put the
@@ -55,9 +44,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, env: dic
 
 
 def check_room(flag: str, resource: str, each: float, workers: int = 1) -> None:
-    """`workers` workers asking `each` of `resource` (CPU, GPU) fit the Ray cluster this process is connected to:
-    one worker's share on one node, all of them at once; else a UserError naming the flag, where Ray would wait
-    forever for what it can never grant."""
+    """`workers` workers asking `each` of `resource` (CPU, GPU) fit the connected Ray cluster (one on a node, all at
+    once); else a UserError naming the flag, where Ray would wait forever."""
     import ray
 
     from services.errors import UserError

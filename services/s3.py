@@ -1,8 +1,4 @@
-"""S3 through s3fs: botocore's own "standard" retries (backoff with jitter), counted per process.
-
-Credentials are never passed in: botocore reads them from the environment of whichever process uses the
-filesystem, so a pickled filesystem (a Ray task's argument) carries the endpoint and the retry settings only.
-"""
+"""S3 through s3fs with botocore's "standard" retries, counted per process; credentials come from the environment."""
 
 from __future__ import annotations
 

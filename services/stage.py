@@ -1,16 +1,8 @@
 """The stage contract: every pipeline is flags → config → check → run → summary, in this order, through run_cli.
 
-    STAGE = Stage("evaluate", __doc__, add_flags, build, check, run)
-    main, parse_args = STAGE.main, STAGE.parse_args
-
-`add_flags` declares the flags (mostly `field_flags` of the config dataclass, whose fields carry their rules);
-`build` makes the frozen config (a rule broken there is one line); `check` runs before Ray, MLflow or any output
-exists and may return the config completed by what it read (None: the config as built); `run` does the work and returns a `Summary`, printed as `name: value` lines, whose `status` is the exit
-status. A stage that made nothing raises `NothingMade`: one line, like any user error.
-
-`keeps` names the local folders where a run keeps its resume state ({folder: how to resume}): when the run fails,
-the one error line says where that state is and how to go on, and a folder the run created but left without a
-file is removed, so a failed run leaves nothing that is not resume state.
+`check` runs before Ray, MLflow or any output exists and may return the config completed (None: as built); `run`
+returns a `Summary`. `keeps` names the local folders of a run's resume state ({folder: how to resume}): a failed
+run's error line says where it is, and a folder the run made but left without a file is removed.
 """
 
 from __future__ import annotations
@@ -94,8 +86,7 @@ class Stage(Generic[Config]):
 
 
 def resume_note(keeps: dict[str, str], fresh: set[str]) -> str | None:
-    """After a failed run: where resume state was kept and how to go on (None: nowhere); folders in `fresh` (made
-    by this run) that hold no file are removed, empty subfolders first."""
+    """Where a failed run kept resume state and how to go on (None: nowhere); fileless folders in `fresh` go."""
     notes = []
     for folder, how in keeps.items():
         root = Path(folder)
@@ -105,9 +96,7 @@ def resume_note(keeps: dict[str, str], fresh: set[str]) -> str | None:
             if how:  # "": a folder only cleaned (e.g. --storage, which holds other runs too)
                 notes.append(f"work done so far is kept in {folder}: {how}")
         elif folder in fresh:
-            for sub in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            for sub in [*sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)), root]:
                 with contextlib.suppress(OSError):
                     sub.rmdir()
-            with contextlib.suppress(OSError):
-                root.rmdir()
     return "; ".join(notes) or None

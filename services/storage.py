@@ -1,7 +1,6 @@
 """Storage, local or s3://, on fsspec: a path string is turned into a filesystem once per process and reused.
 
-What travels to Ray tasks is a URL and an endpoint (a `Location`), never a filesystem with keys in it: each
-process resolves it through the same cache, and s3fs/botocore read credentials from that process's environment.
+Ray tasks get a URL and an endpoint (a `Location`), never keys: each process reads credentials from its environment.
 """
 
 from __future__ import annotations
@@ -36,9 +35,7 @@ def is_remote(path: str | os.PathLike) -> bool:
 
 def s3_endpoint(endpoint: str | None = None) -> str | None:
     """The S3 endpoint URL: the argument, else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL(_S3), else AWS's default."""
-    if endpoint:
-        return endpoint
-    return next((os.environ[k] for k in ENDPOINT_ENV if os.environ.get(k)), None)
+    return endpoint or next((os.environ[k] for k in ENDPOINT_ENV if os.environ.get(k)), None)
 
 
 def s3_max_attempts() -> int:
@@ -64,8 +61,7 @@ def resolve(path: str | os.PathLike, endpoint: str | None = None) -> tuple[fsspe
     s = str(path)
     if is_remote(s):
         return _filesystem(s3_endpoint(endpoint), s3_max_attempts()), s.split("://", 1)[1].rstrip("/")
-    fs, p = fsspec.core.url_to_fs(str(Path(s.removeprefix("file://")).expanduser().absolute()))
-    return fs, p
+    return fsspec.core.url_to_fs(str(Path(s.removeprefix("file://")).expanduser().absolute()))
 
 
 def arrow_filesystem(fs: fsspec.AbstractFileSystem):  # noqa: ANN201 - a pyarrow.fs.FileSystem
@@ -79,8 +75,7 @@ def arrow_filesystem(fs: fsspec.AbstractFileSystem):  # noqa: ANN201 - a pyarrow
 
 @dataclass(frozen=True)
 class Location:
-    """A storage root as sent to Ray tasks: its URL and S3 endpoint (no credentials); `fs` resolves it in
-    whichever process asks, once (see `resolve`)."""
+    """A storage root as sent to Ray tasks: its URL and S3 endpoint (no credentials), resolved where it is used."""
 
     url: str
     endpoint: str | None = None
@@ -102,10 +97,7 @@ class Location:
 
 def join(base: str, *parts: str) -> str:
     """Join path parts with '/', for local paths and URIs alike."""
-    out = str(base).rstrip("/")
-    for p in parts:
-        out = f"{out}/{str(p).strip('/')}"
-    return out
+    return "/".join([str(base).rstrip("/"), *(str(p).strip("/") for p in parts)])
 
 
 def exists(path: str, endpoint: str | None = None) -> bool:
@@ -134,9 +126,7 @@ def read_bytes(path: str, endpoint: str | None = None) -> bytes:
 
 def write_bytes(path: str, data: bytes, endpoint: str | None = None,
                 fs: fsspec.AbstractFileSystem | None = None) -> None:
-    """Write a whole file atomically: a temporary name then a rename locally; one PUT on S3 (atomic there).
-
-    With `fs`, `path` is a path inside it (no scheme)."""
+    """Write a whole file atomically: a rename locally, one PUT on S3 (with `fs`, `path` is inside it)."""
     if fs is None:
         fs, path = resolve(path, endpoint)
     if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
@@ -163,7 +153,7 @@ def list_files(root: str, pattern: str = "*", endpoint: str | None = None) -> li
 
 
 def glob(pattern: str, endpoint: str | None = None) -> list[str]:
-    """Files (dot names left out) matching a glob such as 'videos/*.mp4' or 's3://bucket/raw/**/*.mkv' (** spans folders), sorted."""
+    """Files (dot names left out) matching a glob such as 's3://bucket/raw/**/*.mkv' (** spans folders), sorted."""
     fs, p = resolve(pattern, endpoint)
     found = fs.glob(p, detail=True)
     return sorted(_with_scheme(pattern, n) for n, info in found.items() if info["type"] == "file" and _visible(n))

@@ -66,10 +66,8 @@ def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def _stream_fps(stream: av.video.stream.VideoStream) -> float | None:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate is not None and float(rate) > 0:
-            return float(rate)
-    return None
+    rates = (stream.average_rate, stream.guessed_rate, stream.base_rate)
+    return next((float(rate) for rate in rates if rate is not None and float(rate) > 0), None)
 
 
 def _decode(path: PathLike, container: av.container.InputContainer) -> Iterator[av.VideoFrame]:
@@ -83,8 +81,7 @@ def _decode(path: PathLike, container: av.container.InputContainer) -> Iterator[
 
 def probe_video(path: PathLike) -> VideoInfo:
     """Size, frame rate, frame count, duration, audio and rotation of a video (decodes one frame)."""
-    container = _open(path)
-    try:
+    with _open(path) as container:
         stream = container.streams.video[0]
         first = next(_decode(path, container), None)
         if first is None:
@@ -99,31 +96,20 @@ def probe_video(path: PathLike) -> VideoInfo:
             duration = float(stream.duration * stream.time_base)
         elif container.duration:
             duration = container.duration / av.time_base
-        fps = _stream_fps(stream)
-        if fps is None:
-            fps = num_frames / duration if duration else 25.0
-        if not duration:
-            duration = num_frames / fps
+        fps = _stream_fps(stream) or (num_frames / duration if duration else 25.0)
+        duration = duration or num_frames / fps
         w, h = first.width, first.height
         if round(rotation / 90) % 2:
             w, h = h, w
-        return VideoInfo(
-            path=str(path), width=w, height=h, fps=fps, num_frames=num_frames, duration=duration,
-            has_audio=bool(container.streams.audio), rotation=rotation,
-        )
-    finally:
-        container.close()
+        return VideoInfo(path=str(path), width=w, height=h, fps=fps, num_frames=num_frames, duration=duration,
+                         has_audio=bool(container.streams.audio), rotation=rotation)
 
 
 def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
                       expected: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
-    """(time in seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop.
-
-    Decoding to the end fails when far fewer frames decode than the container lists, or than `expected`
-    (probe_video's count, one frame of slack: some containers count a trailing empty packet).
-    """
-    container = _open(path)
-    try:
+    """(seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop; decoding to the end fails
+    when far fewer frames decode than listed or `expected` (one frame of slack: some count a trailing empty packet)."""
+    with _open(path) as container:
         stream = container.streams.video[0]
         declared = expected or int(stream.frames or 0)
         count, t0, stopped = 0, None, False
@@ -141,15 +127,12 @@ def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
         # the index promised more frames than the data held: a cut-off download or a damaged file
         if not stopped and declared and count < declared - (1 if expected else max(2, declared // 100)):
             raise VideoError(f"{path}: truncated or corrupt: decoded {count} of {declared} frames")
-    finally:
-        container.close()
 
 
 def iter_frames(path: PathLike, start: int = 0, stop: int | None = None,
                 expected: int | None = None) -> Iterator[np.ndarray]:
     """Frames start ≤ i < stop of a video as H×W×3 uint8 RGB arrays, rotation metadata applied."""
-    for _, frame in iter_frames_timed(path, start, stop, expected):
-        yield frame
+    return (frame for _, frame in iter_frames_timed(path, start, stop, expected))
 
 
 def read_frames(path: PathLike, max_frames: int | None = None) -> np.ndarray:

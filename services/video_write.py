@@ -15,27 +15,22 @@ from services.video_read import PathLike, VideoError, _open
 
 
 class VideoWriter:
-    """Write RGB frames to a video atomically: a temporary file in the same folder, renamed on a clean exit.
+    """Write RGB frames as H.264 (crf 18) atomically; with `audio_from`, that video's audio (from its first video
+    frame, trimmed to the written duration) as AAC.
 
-    With `audio_from` (a video that has audio), its audio, from the moment its video starts and trimmed to
-    the written duration, is re-encoded as AAC into the output.
-
-    `deterministic` gives byte-identical files for identical frames: one thread and, for x264, its plain C
-    code: x264's SIMD lookahead reads memory it never wrote, so a 12-frame 64×64 clip encoded 20 times on
-    one thread came out 2-3 different ways. The C code is about 3× slower (64×64: 45 → 138 ms for 48 frames).
+    `deterministic` gives byte-identical files for identical frames: one thread and x264's plain C code: its SIMD
+    lookahead reads memory it never wrote, so a 12-frame 64×64 clip encoded 20 times on one thread came out 2-3
+    different ways. The C code is about 3× slower (64×64: 45 → 138 ms for 48 frames).
     """
 
     def __init__(self, path: PathLike, fps: float, audio_from: PathLike | None = None,
-                 codec: str = "libx264", crf: int = 18, threads: int = 0, deterministic: bool = False) -> None:
+                 deterministic: bool = False) -> None:
         self.path = Path(path)
         self.fps = float(fps)
         if self.fps <= 0:
             raise VideoError(f"{self.path}: fps must be positive, got {fps}")
         self.audio_from = Path(audio_from) if audio_from is not None else None
-        self.codec, self.crf, self.threads = codec, crf, threads  # threads 0: the encoder decides
         self.deterministic = deterministic
-        if deterministic:
-            self.threads = 1
         self.num_frames = 0
         self._target = contextlib.ExitStack()  # services.atomic: the temporary, renamed onto path on a clean exit
         self._container = self._video = self._audio = None
@@ -52,31 +47,25 @@ class VideoWriter:
 
     def _start(self, height: int, width: int) -> None:
         rate = Fraction(self.fps).limit_denominator(100000)
-        self._video = self._container.add_stream(self.codec, rate=rate)
+        self._video = self._container.add_stream("libx264", rate=rate)
         # yuv420p needs even sizes: odd frames get one replicated row/column
         self._video.width, self._video.height = width + width % 2, height + height % 2
-        rgb_codecs = ("libx264rgb", "png", "qtrle", "ffv1")
-        self._video.pix_fmt = "rgb24" if self.codec in rgb_codecs else "yuv420p"
-        if self.codec in ("libx264", "libx265", "libx264rgb"):
-            plain_c = {"x264-params": "no-asm=1"} if self.deterministic and self.codec.startswith("libx264") else {}
-            self._video.options = {"crf": str(self.crf), **plain_c}
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"crf": "18", **({"x264-params": "no-asm=1"} if self.deterministic else {})}
         self._video.codec_context.time_base = Fraction(1) / rate
-        if self.threads:
-            self._video.codec_context.thread_count = self.threads
+        if self.deterministic:  # else the encoder decides
+            self._video.codec_context.thread_count = 1
         if self.audio_from is not None:
             self._add_audio_stream()
         self._size = (height, width)
 
     def _add_audio_stream(self) -> None:
-        src = _open(self.audio_from)
-        try:
+        with _open(self.audio_from) as src:
             if not src.streams.audio:
                 return
             a = src.streams.audio[0]
             rate = a.codec_context.sample_rate or a.rate or 44100
             layout = "stereo" if (a.codec_context.channels or len(a.layout.channels)) >= 2 else "mono"
-        finally:
-            src.close()
         self._audio = self._container.add_stream("aac", rate=rate, layout=layout)
 
     def write(self, frame: np.ndarray) -> None:
@@ -95,30 +84,24 @@ class VideoWriter:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self.num_frames
         vf.time_base = self._video.codec_context.time_base
-        for packet in self._video.encode(vf):
-            self._container.mux(packet)
+        self._container.mux(self._video.encode(vf))
         self.num_frames += 1
 
     def _write_audio(self) -> None:
         duration = self.num_frames / self.fps
-        src = _open(self.audio_from)
-        try:
-            v0 = src.streams.video[0].start_time
-            v0 = float(v0 * src.streams.video[0].time_base) if v0 is not None else 0.0
-            a_stream = src.streams.audio[0]
-            rate, layout = self._audio.codec_context.sample_rate, self._audio.codec_context.layout.name
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-            chunks, first_t = [], None
-            for frame in src.decode(a_stream):
-                first_t = float(frame.time) if first_t is None and frame.time is not None else first_t
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray())
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray())
-        except av.FFmpegError as e:
-            raise VideoError(f"{self.audio_from}: cannot decode its audio ({e})") from e
-        finally:
-            src.close()
+        with _open(self.audio_from) as src:
+            try:
+                v0 = src.streams.video[0].start_time
+                v0 = float(v0 * src.streams.video[0].time_base) if v0 is not None else 0.0
+                rate, layout = self._audio.codec_context.sample_rate, self._audio.codec_context.layout.name
+                resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+                chunks, first_t = [], None
+                for frame in src.decode(src.streams.audio[0]):
+                    first_t = float(frame.time) if first_t is None and frame.time is not None else first_t
+                    chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+                chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+            except av.FFmpegError as e:
+                raise VideoError(f"{self.audio_from}: cannot decode its audio ({e})") from e
         if not chunks:
             return
         samples = np.concatenate(chunks, axis=1)  # C×N float32
@@ -133,16 +116,13 @@ class VideoWriter:
         for i in range(0, samples.shape[1], step):
             af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + step]), format="fltp", layout=layout)
             af.sample_rate, af.pts, af.time_base = rate, i, Fraction(1, rate)
-            for packet in self._audio.encode(af):
-                self._container.mux(packet)
-        for packet in self._audio.encode(None):
-            self._container.mux(packet)
+            self._container.mux(self._audio.encode(af))
+        self._container.mux(self._audio.encode(None))
 
     def _finish(self) -> None:
         if self._video is None:
             raise VideoError(f"{self.path}: no frames were written")
-        for packet in self._video.encode(None):
-            self._container.mux(packet)
+        self._container.mux(self._video.encode(None))
         if self._audio is not None:
             self._write_audio()
         self._container.close()
@@ -157,19 +137,16 @@ class VideoWriter:
             raise
         finally:
             if self._container is not None:
-                try:
+                with contextlib.suppress(av.FFmpegError):  # the file is being discarded anyway
                     self._container.close()
-                except av.FFmpegError:
-                    pass  # the file is being discarded anyway
                 self._container = None
             self._target.__exit__(exc_type, exc, tb)  # renamed onto path after a clean finish, else removed
 
 
 def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float, audio_from: PathLike | None = None,
-                codec: str = "libx264", crf: int = 18, threads: int = 0, deterministic: bool = False) -> Path:
+                deterministic: bool = False) -> Path:
     """Write T frames (H×W×3 uint8 RGB) to `path` atomically; returns the path."""
-    with VideoWriter(path, fps, audio_from=audio_from, codec=codec, crf=crf, threads=threads,
-                     deterministic=deterministic) as writer:
+    with VideoWriter(path, fps, audio_from=audio_from, deterministic=deterministic) as writer:
         for frame in frames:
             writer.write(frame)
     return Path(path)

@@ -1,8 +1,5 @@
 """What a tracking store could not take yet: metrics, tags and params kept through an outage, bounded, sent when
-it is back. A store that cannot be reached (connection refused, timeout, 5xx after MLflow's own retries;
-`transient` tells) leaves them here, one warning says so, and the next send after `retry_interval_s` tries again;
-a batch the store refuses (a bad value) is dropped with a warning. The items are MLflow `Metric`s built by
-`services.tracking.run`; this module does not import the client.
+it is back; a batch the store refuses (a bad value) is dropped with a warning. Imports no MLflow.
 """
 
 from __future__ import annotations
@@ -53,9 +50,8 @@ class Outbox:
             self.dropped += over
 
     def send(self, log_batch: Callable[..., None], force: bool = False) -> bool:
-        """Send everything through `log_batch(params={…})`, `(tags={…})` and `(metrics=[…])`; False when the
-        store is unreachable (all kept). While offline, a try comes at most once per `retry_interval_s` unless
-        `force`."""
+        """Send all through `log_batch(params= | tags= | metrics=)`; False when the store is unreachable (all kept).
+        While offline, a try comes at most once per `retry_interval_s` unless `force`."""
         if self.offline and not force and time.monotonic() - self._last_try < self.retry_interval_s:
             return False
         self._last_try = time.monotonic()

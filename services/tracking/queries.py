@@ -13,12 +13,8 @@ def _run_dict(run: Run) -> dict:
     return {**d["info"], **d.get("data", {"params": {}, "metrics": {}, "tags": {}})}
 
 
-def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = "",
-                order_by: list[str] | None = None) -> list[dict]:
-    """Runs of `experiment` as plain dicts (see `_run_dict`); an experiment that does not exist has none.
-
-    Newest first unless `order_by` says otherwise.
-    """
+def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = "") -> list[dict]:
+    """Runs of `experiment` as plain dicts (see `_run_dict`), newest first; an experiment that does not exist has none."""
     client = make_client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -27,7 +23,7 @@ def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = 
     token = None
     while True:
         page = client.search_runs([exp.experiment_id], filter_string=filter_string,
-                                  order_by=order_by or ["attributes.start_time DESC"],
+                                  order_by=["attributes.start_time DESC"],
                                   max_results=1000, page_token=token)
         runs.extend(_run_dict(r) for r in page)
         token = page.token
@@ -37,11 +33,8 @@ def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = 
 
 def end_open_runs(tracking_uri: str | None, experiment: str, status: str, filter_string: str = "",
                   reason: str | None = None) -> list[str]:
-    """End every run of `experiment` still RUNNING (and matching `filter_string`) as `status`; their ids.
-
-    For runs whose own process could not end them: a Tune trial stopped early, a killed driver. The first
-    reason recorded stays: a run that a lingering worker re-opened after Tune had ended it keeps Tune's reason.
-    """
+    """End as `status` every run of `experiment` still RUNNING (and matching `filter_string`) whose own process
+    could not (a Tune trial stopped early, a killed driver); their ids. The first `reason` recorded stays."""
     where = "attributes.status = 'RUNNING'" + (f" and {filter_string}" if filter_string else "")
     client = make_client(tracking_uri)
     ended = []

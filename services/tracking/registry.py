@@ -42,10 +42,8 @@ def latest_model_version(tracking_uri: str | None, name: str) -> dict:
 
 
 def download_model_version(tracking_uri: str | None, name: str, version: int, dst: str | Path) -> Path:
-    """Download the files of a registered model version into `dst`; returns the local path.
-
-    Through the version's source URI: MLflow's `models:/` resolver reads the process-wide registry URI,
-    not the one given."""
+    """Download a registered model version's files into `dst`; the local path. Through its source URI: MLflow's
+    `models:/` resolver reads the process-wide registry URI, not the one given."""
     source = make_client(tracking_uri).get_model_version_download_uri(name, str(version))
     Path(dst).mkdir(parents=True, exist_ok=True)
     return Path(download_artifacts(artifact_uri=source, dst_path=str(dst),

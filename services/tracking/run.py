@@ -1,17 +1,17 @@
 """One MLflow run, written from plain dicts: start or resume, params, metrics, artifacts, end with its true status.
 
-Everything goes through an explicit `mlflow.MlflowClient` bound to one run id (never the fluent global
-"active run"), so a `Tracker` is safe to use from Ray workers and can be pickled (the client is rebuilt).
+An explicit client bound to one run id (never MLflow's global "active run"): safe in Ray workers, picklable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,20 @@ from services.tracking.redaction import REDACTED, flatten_config, is_secret, red
 from services.tracking.store import default_tracking_uri, get_or_create_experiment, is_transient, make_client
 
 
+@contextlib.contextmanager
+def _outage_passes() -> Iterator[list[BaseException]]:
+    """A block whose failure to reach the store (`is_transient`) is swallowed and put in the yielded list."""
+    outage: list[BaseException] = []
+    try:
+        yield outage
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        outage.append(exc)
+
 class Tracker:
-    """One MLflow run: start (or resume) it, log params/metrics/artifacts, end it. Metrics, tags and params
-    survive a tracking outage in a bounded `Outbox`; artifacts are skipped meanwhile; `end` waits up to
-    `END_WAIT_S` for the store and never raises for it: a run never fails because of its tracker."""
+    """One MLflow run. Metrics, tags and params survive a store outage in a bounded `Outbox`, artifacts are skipped,
+    `end` waits up to `END_WAIT_S` for the store: a run never fails because of its tracker."""
 
     FLUSH_INTERVAL_S = 10.0  # buffered metrics wait at most this long (a crash loses at most this much of them)
     END_WAIT_S = float(os.environ.get("FOMM_TRACKING_END_WAIT_S", "300"))  # how long end/drain wait for the store
@@ -41,11 +51,8 @@ class Tracker:
         tags = {**(tags or {}), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
         if run_id:  # resume: re-open the run and mark it running again
             self.run_id = run_id
-            try:
+            with _outage_passes():  # a worker restarted during an outage goes on; the run is still open
                 self._client.update_run(run_id, status="RUNNING")
-            except Exception as exc:  # a worker restarted during an outage goes on; the run is still open
-                if not is_transient(exc):
-                    raise
         else:
             self.run_id = self._client.create_run(get_or_create_experiment(self._client, experiment),
                                                   run_name=run_name, tags={k: str(v) for k, v in tags.items()}
@@ -73,11 +80,9 @@ class Tracker:
         """Params (nested dicts flattened); a key already logged with another value is skipped with a warning.
         With the store unreachable they wait in the outbox (the store itself refuses a changed value then)."""
         flat = flatten_config(params)
-        try:
+        with _outage_passes() as outage:
             existing = self._client.get_run(self.run_id).data.params
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
+        if outage:
             self.outbox.params.update(flat)
             self.flush()
             return
@@ -89,9 +94,8 @@ class Tracker:
                                synchronous=True)  # the client sends them in batches of MLflow's limit
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, buffered: bool = False) -> None:
-        """Metrics at `step` (default 0); non-finite values are logged as they are. `buffered` (per-step
-        metrics): kept with their own timestamps and sent with the next flush, which comes once `FLUSH_INTERVAL_S`
-        has passed, with any unbuffered call, or with `flush()` / `end()`."""
+        """Metrics at `step` (default 0), non-finite ones as they are; `buffered`: kept with their timestamps until
+        `FLUSH_INTERVAL_S` has passed, an unbuffered call, `flush()` or `end()`."""
         now = int(time.time() * 1000)
         self.outbox.add_metrics(Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items())
         if (not buffered or len(self.outbox.metrics) >= 1000
@@ -100,17 +104,12 @@ class Tracker:
 
     def last_step(self, key: str) -> int | None:
         """The highest step at which `key` reached the store (None: never, or the store is unreachable now)."""
-        try:
+        with _outage_passes() as outage:
             history = self._client.get_metric_history(self.run_id, key)
-        except Exception as exc:  # an outage: the caller goes on as if nothing were logged
-            if not is_transient(exc):
-                raise
-            return None
-        return max((int(m.step) for m in history), default=None)
+        return None if outage else max((int(m.step) for m in history), default=None)
 
     def flush(self, force: bool = False) -> bool:
-        """Send what is buffered now; False when the store is unreachable (it stays buffered). During an
-        outage a try comes at most every `Outbox.retry_interval_s` unless `force`."""
+        """Send what is buffered; False when the store is unreachable (kept; retried after an interval unless `force`)."""
         self._last_flush = time.monotonic()
         return self.outbox.send(self._log_batch, force=force)
 
@@ -142,12 +141,10 @@ class Tracker:
 
     def _try_artifact(self, name: str, log: Any) -> None:
         """An artifact upload that a tracking outage skips (with one warning) instead of failing the run."""
-        try:
+        with _outage_passes() as outage:
             log()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            self.outbox.note_skipped(name, exc)
+        if outage:
+            self.outbox.note_skipped(name, outage[0])
 
     def log_image(self, image: np.ndarray, name: str) -> None:
         """An H×W×3 uint8 image as PNG artifact images/<name>.png."""
@@ -163,20 +160,17 @@ class Tracker:
         self.flush()
 
     def end(self, status: str = "FINISHED", wait_s: float | None = None) -> bool:
-        """Mark the run FINISHED / FAILED / KILLED (once), after sending what is buffered. An unreachable store
-        is waited for up to `wait_s` (default END_WAIT_S), then given up with a warning (False)."""
+        """Mark the run FINISHED / FAILED / KILLED once, after what is buffered; an unreachable store is waited for up
+        to `wait_s` (default END_WAIT_S), then given up with a warning (False)."""
         if self._ended:
             return True
         deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
         while True:
             if self.drain(max(0.0, deadline - time.monotonic())):
-                try:
+                with _outage_passes():
                     self._client.set_terminated(self.run_id, status=status)
                     self._ended = True
                     return True
-                except Exception as exc:
-                    if not is_transient(exc):
-                        raise
             if time.monotonic() >= deadline:
                 logging.getLogger(__name__).warning("MLflow run %s: could not be marked %s, the store at %s is "
                                                     "unreachable", self.run_id, status, self.tracking_uri)
@@ -191,9 +185,8 @@ class Tracker:
 
 
 def end_status(exc: BaseException | None) -> str:
-    """The MLflow status of a run that ended with `exc`: FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED.
-    SIGTERM arrives as services.cli.Terminated (a KeyboardInterrupt), or, in a Ray driver, as SystemExit(15):
-    `ray.init` installs a SIGTERM handler that calls sys.exit(signum)."""
+    """FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED for a run that ended with `exc`; SIGTERM is services.cli.Terminated
+    (a KeyboardInterrupt), or SystemExit(15) in a Ray driver (`ray.init`'s handler calls sys.exit(signum))."""
     if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
         return "FINISHED"
     if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and exc.code == signal.SIGTERM):

@@ -28,15 +28,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def default_tracking_uri() -> str:
-    """`MLFLOW_TRACKING_URI`, else a local SQLite store `<cwd>/mlruns/mlflow.db`.
-
-    MLflow 3 refuses the plain file store (`file:./mlruns`) unless MLFLOW_ALLOW_FILE_STORE is set, so the
-    local default is SQLite; artifacts go to `<cwd>/mlruns/artifacts`.
-    """
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if env:
-        return env
-    return f"sqlite:///{Path.cwd().resolve() / 'mlruns' / 'mlflow.db'}"
+    """`MLFLOW_TRACKING_URI`, else `<cwd>/mlruns/mlflow.db` (SQLite: MLflow 3 refuses a plain file store)."""
+    return os.environ.get("MLFLOW_TRACKING_URI", "").strip() or f"sqlite:///{Path.cwd().resolve() / 'mlruns' / 'mlflow.db'}"
 
 
 def _local_sqlite_path(uri: str) -> Path | None:
