@@ -139,10 +139,6 @@ def info_flags(i: argparse.ArgumentParser) -> None:
     i.add_argument("--json", action="store_true", help="print JSON")
 
 
-def check_info(args: argparse.Namespace) -> None:
-    check_model_files(args)
-
-
 def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
     """Parameter counts per network and, with a checkpoint, whether each of its state dicts fits the config."""
     cfg = load_config(config)
@@ -188,4 +184,4 @@ ANIMATE = Stage("fomm animate", "animate a source image with a driving video", a
 EXPORT = Stage("fomm export", "write the model as ONNX graphs (kp detector, source, per-frame step)", export_flags,
                build_export, check_export, run_export)
 INFO = Stage("fomm info", "parameter counts of a config; does a checkpoint fit it?", info_flags, lambda a: a,
-             check_info, run_info)
+             check_model_files, run_info)

@@ -30,11 +30,6 @@ def join_panels(panels: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(p, dtype=np.uint8) for p in panels], axis=1)
 
 
-def panel_height(height: int, cap: int = 512) -> int:
-    """Side-by-side panel height of whole frames: the source's, at most `cap`, even."""
-    return max(2, min(height, cap) // 2 * 2)
-
-
 def three_panels(source: np.ndarray, driving: np.ndarray, result: np.ndarray, height: int) -> np.ndarray:
     """source | driving | result at one even height, each keeping its aspect ratio (even widths)."""
     panels = []
@@ -64,7 +59,7 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
         batches = animator.animate(state, driving, driving_initial)
     else:
         size, full = None, even_frame(source)
-        height = panel_height(full.shape[0])
+        height = max(2, min(full.shape[0], 512) // 2 * 2)  # side-by-side panels: the source's height, ≤ 512, even
 
         def crops() -> Iterator[np.ndarray]:
             for frame, box in zip(driving, plan.driving_boxes):

@@ -6,7 +6,7 @@ python pipelines/animate_batch.py --pairs pairs.csv --config configs/vox-256.yam
 
 The CSV has a header with at least `source,driving,output`; relative paths are relative to the CSV's folder.
 A pair whose output exists is skipped; a pair that fails goes to the error table (CSV) and the job goes on.
-The job itself is animate.batch.animate_pairs.
+The job itself is animate.batch (check_inputs, then start).
 """
 
 from __future__ import annotations
