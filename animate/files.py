@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,19 +130,6 @@ def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, 
     return animator, auto_crop
 
 
-def write_frames(out: Path, frames: Iterable[np.ndarray], info: VideoInfo, driving: str | Path,
-                 progress: bool) -> tuple[int, int, int]:
-    """Encode `frames` at the driving video's fps with its audio; returns (frames written, height, width)."""
-    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer, \
-            tqdm(total=info.num_frames, unit="frame", desc=f"animate {out.name}", disable=not progress,
-                 dynamic_ncols=True) as bar:
-        for frame in frames:
-            writer.write(frame)
-            bar.update(1)
-            height, width = frame.shape[:2]
-    return writer.num_frames, height, width
-
-
 def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
                  layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
                  use_best_frame: bool = False, landmarks: LandmarkFn | None = None, progress: bool = True,
@@ -184,7 +171,14 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     frames = render(animator, source_frame, iter_frames(driving, expected=info.num_frames), layout=layout,
                     draw_kp=draw_kp, output_size=output_size, driving_initial=initial, plan=plan,
                     paste=auto_crop is None or auto_crop.paste_back)
-    count, height, width = write_frames(out, frames, info, driving, progress)
-    return AnimateResult(path=str(out), num_frames=count, fps=info.fps, width=width, height=height,
+    # encoded at the driving video's fps, with its audio
+    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer, \
+            tqdm(total=info.num_frames, unit="frame", desc=f"animate {out.name}", disable=not progress,
+                 dynamic_ncols=True) as bar:
+        for frame in frames:
+            writer.write(frame)
+            bar.update(1)
+            height, width = frame.shape[:2]
+    return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
                          has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,
                          notes=tuple(notes))

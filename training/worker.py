@@ -22,7 +22,7 @@ from torch import nn
 
 from fomm.config.schema import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
-from fomm.train_step import TrainState, build_train_state, end_epoch, to_channels_last, train_step
+from fomm.train_step import build_train_state, end_epoch, to_channels_last, train_step
 from services import s3_retries, storage
 from training import loop
 from training.job import TrainJob
@@ -60,27 +60,6 @@ class Progress:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, directory: Path) -> None:
-    payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
-    for name, data in ((CHECKPOINT_FILE, state.to_bytes()), (STATE_FILE, json.dumps(payload, indent=1).encode()),
-                       ("config.yaml", cfg.to_yaml().encode())):
-        storage.write_bytes(str(directory / name), data)
-
-
-def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg: FommConfig,
-            with_checkpoint: bool, rank: int) -> None:
-    """ray.train.report on every worker (it is a barrier); rank 0 attaches the checkpoint."""
-    metrics = {**metrics, "epoch": state.epoch, "step": state.step,
-               "val_l1": progress.val_l1 if progress.val_l1 is not None else NO_SCORE}
-    if not (with_checkpoint and rank == 0):
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        _save_checkpoint(state, progress, cfg, Path(tmp))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                         checkpoint_dir_name=f"checkpoint_e{state.epoch:04d}_s{state.step:08d}")
-
-
 @contextlib.contextmanager
 def private_checkpoint_dir(checkpoint: ray.train.Checkpoint) -> Iterator[str]:
     """A local directory holding the checkpoint, read by this process alone: in place, or downloaded into a
@@ -112,10 +91,10 @@ class WorkerLoop:
         self.state = build_train_state(self.cfg.model_params, tp, device=self.device)
         self.progress = Progress()
         self.restored = self._restore()
-        self.saved_started_at = self.progress.started_at
-        if self.restored and self.saved_started_at == config["started_at"]:  # this submission failed, came back
+        started_at, saved_started_at = config["started_at"], self.progress.started_at
+        if self.restored and saved_started_at == started_at:  # this submission failed, came back
             self.progress.restarts += 1  # (two failures before the next checkpoint count once)
-        self.progress.started_at = config["started_at"]
+        self.progress.started_at = started_at
         torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
         self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
         self.channels_last = use_channels_last(tp.channels_last, self.autocast)
@@ -134,11 +113,15 @@ class WorkerLoop:
         self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
         self.last_checkpoint_step = self.state.step if self.restored else -1
         self.stopped = self.job.max_steps is not None and self.state.step >= self.job.max_steps
-        self.deadline = (config["started_at"] + 60 * self.job.max_minutes
-                         if self.job.max_minutes is not None else None)
-        self.budget = self._budget(config["started_at"])
-        if self.budget is not None:
-            self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
+        seconds = 60 * self.job.max_minutes if self.job.max_minutes is not None else None
+        self.deadline = started_at + seconds if seconds is not None else None
+        self.budget = None  # the budget the learning rates follow (lr_schedule "budget")
+        if self.job.lr_schedule == "budget":
+            p = self.progress
+            p.budget_offset = loop.resumed_offset(p.budget_fraction, p.budget_offset, saved_started_at, started_at) \
+                if self.restored else 0.0
+            self.budget = loop.Budget(self.job.max_steps, seconds, started_at, p.budget_offset)
+            p.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
         self.clock = loop.StepClock()
         self.retries = s3_retries.counting_retries().__enter__()  # counted from here to the process's end
         # the steps the failed attempt logged after its checkpoint are not logged again when they are redone
@@ -155,17 +138,6 @@ class WorkerLoop:
             self.state.load(Path(d) / CHECKPOINT_FILE)
             self.progress = Progress.read(Path(d) / STATE_FILE)
         return True
-
-    def _budget(self, started_at: float) -> loop.Budget | None:
-        """The budget the learning rates follow (lr_schedule "budget"), else None."""
-        if self.job.lr_schedule != "budget":
-            return None
-        p = self.progress
-        offset = loop.resumed_offset(p.budget_fraction, p.budget_offset, self.saved_started_at, started_at) \
-            if self.restored else 0.0
-        self.progress.budget_offset = offset
-        seconds = 60 * self.job.max_minutes if self.job.max_minutes is not None else None
-        return loop.Budget(self.job.max_steps, seconds, started_at, offset)
 
     def _shared_clock(self) -> float:
         """Rank 0's time.time(), the same on every worker (stops and learning rates agree across workers)."""
@@ -188,34 +160,47 @@ class WorkerLoop:
     def _follow_schedule(self) -> None:
         """Before a step: with lr_schedule "budget", the rates for the fraction of the budget spent (else the
         epochs' schedule has set them); batch norm frozen once freeze_batch_norm_epoch is reached."""
-        tp, state = self.tp, self.state
+        tp, state, spent = self.tp, self.state, self.progress.budget_fraction
         if self.budget is not None:
-            state.scale_learning_rates(loop.lr_factor(self.progress.budget_fraction, tp.epoch_milestones, tp.num_epochs))
+            state.scale_learning_rates(loop.lr_factor(spent, tp.epoch_milestones, tp.num_epochs))
         if tp.freeze_batch_norm_epoch is not None:
             state.batch_norm_frozen = (  # the same rule as the decays, so a freeze at a milestone lands with it
-                loop.epoch_reached(tp.freeze_batch_norm_epoch, self.progress.budget_fraction, tp.num_epochs)
+                loop.epoch_reached(tp.freeze_batch_norm_epoch, spent, tp.num_epochs)
                 if self.budget is not None else state.epoch >= tp.freeze_batch_norm_epoch)
 
     def validate(self) -> dict[str, float]:
         if self.val_shard is None:
             return {}
         metrics = loop.validate(self.state.kp_detector, self.state.generator,
-                           self.val_shard.iter_batches(batch_size=4, batch_format="numpy"), self.device)
+                                self.val_shard.iter_batches(batch_size=4, batch_format="numpy"), self.device)
         if metrics:
             self.progress.val_l1 = metrics["val_l1"]
         return metrics
 
     def report(self, metrics: dict[str, Any], with_checkpoint: bool, log: bool = True) -> None:
-        """ray.train.report (+ checkpoint) on every worker; `log` also sends the metrics to MLflow."""
+        """ray.train.report on every worker (it is a barrier), rank 0 attaching the checkpoint; `log` also sends
+        the metrics to MLflow."""
+        state, progress = self.state, self.progress
         metrics = {**metrics, "weights_max_diff": loop.max_weight_difference(
-            {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world,
+            {"kp_detector": state.kp_detector, "generator": state.generator}), "world_size": self.world,
             "s3_retries": self.retries.count}  # this worker's so far (rank 0 uploads the checkpoints)
-        if self.tracker is not None and self.state.step > self.logged_through:
+        if self.tracker is not None and state.step > self.logged_through:
             logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
-            self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)
-        _report(metrics, self.state, self.progress, self.cfg, with_checkpoint, self.rank)
+            self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=state.step)
+        metrics.update(epoch=state.epoch, step=state.step,
+                       val_l1=progress.val_l1 if progress.val_l1 is not None else NO_SCORE)
+        if not (with_checkpoint and self.rank == 0):
+            ray.train.report(metrics)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
+                for name, data in ((CHECKPOINT_FILE, state.to_bytes()), ("config.yaml", self.cfg.to_yaml().encode()),
+                                   (STATE_FILE, json.dumps(payload, indent=1).encode())):
+                    storage.write_bytes(str(Path(tmp) / name), data)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                                 checkpoint_dir_name=f"checkpoint_e{state.epoch:04d}_s{state.step:08d}")
         if with_checkpoint:
-            self.last_checkpoint_step = self.state.step
+            self.last_checkpoint_step = state.step
 
     def run_epoch(self) -> bool:
         """Train over this worker's shard of one epoch; False when stopped by max_steps before its end."""
