@@ -80,10 +80,10 @@ def error_table_path(pairs: str, errors: str | None) -> str:
     return errors or str(pairs).removesuffix(".csv") + ".errors.csv"
 
 
-def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
-        errors: str | None = None, concurrency: int = 1, num_cpus: float = 1, device: str = "cpu",
+def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int = 1, num_cpus: float = 1,
         **options) -> dict:
-    """The Ray Data plan: read_csv → map_batches(AnimatePairs) → error table. Returns counts per status."""
+    """The Ray Data plan: read_csv → map_batches(AnimatePairs) → error table. Returns counts per status.
+    `options`: the model's (checkpoint, random_init, device, ...) and animate_file's."""
     import ray
 
     fs, path = storage.resolve(pairs)
@@ -92,10 +92,9 @@ def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: 
     ds = ray.data.read_csv(path, filesystem=fs).select_columns(list(COLUMNS))
     results = ds.map_batches(
         AnimatePairs, batch_size=1, concurrency=concurrency, num_cpus=num_cpus,
-        num_gpus=1 if device.startswith("cuda") else 0,
-        fn_constructor_kwargs={"options": {"config": config, "checkpoint": checkpoint, "random_init": random_init,
-                                           "device": device, **options},
-                               "num_threads": max(1, int(num_cpus)), "base": base},
+        num_gpus=1 if str(options.get("device", "cpu")).startswith("cuda") else 0,
+        fn_constructor_kwargs={"options": {"config": config, **options}, "num_threads": max(1, int(num_cpus)),
+                               "base": base},
     ).take_all()
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "error"], lineterminator="\n")
@@ -142,10 +141,9 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         checks.writable_dir("--errors", Path(table).parent)
 
 
-def start(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
-          errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
+def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) -> dict:
     """After check_inputs: join (or start) Ray, check the actors fit it, run the plan; returns `run`'s counts."""
     ensure_ray(ray_address)
     check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
     check_room("--device", "GPU", 1 if str(plan.get("device", "cpu")).startswith("cuda") else 0)  # an actor's
-    return run(pairs, config, checkpoint, random_init=random_init, errors=errors, **plan)
+    return run(pairs, config, **plan)
