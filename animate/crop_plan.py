@@ -51,9 +51,7 @@ def crop_subpixel(frame: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> 
     """The square `box` (sub-pixel corners) of a frame resampled to size (h, w), antialiased.  # h×w×3
 
     Output pixel u samples x = x0 + (u + ½)·s − ½ (s: box side / output side), bilinearly, after a Gaussian
-    pre-filter (σ = ½·√(s² − 1)) when shrinking, so a box that moves by a fraction of a pixel moves the crop
-    by as much: no rounding steps in a smoothly tracked crop.
-    """
+    pre-filter (σ = ½·√(s² − 1)) when shrinking: a box moving by a fraction of a pixel moves the crop as much."""
     x0, y0, x1, y1 = (float(v) for v in box)
     th, tw = size
     sx, sy = (x1 - x0) / tw, (y1 - y0) / th

@@ -1,9 +1,6 @@
 """File-level animation (`fomm animate`, the batch job): image + driving video files → video, driving fps and audio
-kept, the whole frame fitted (crop center|pad|none) or auto-cropped on the subject and pasted back.
-
-Auto-crop makes three passes over the driving video (decoded again each time, memory stays flat): track the
-subject, (with best-frame) landmarks on the crops, then animate (`animate.render` composes the frames).
-"""
+kept, the whole frame fitted (crop center|pad|none) or auto-cropped on the subject and pasted back: three passes
+over the driving video, decoded again each time (memory stays flat): track, (best frame) landmarks, animate."""
 
 from __future__ import annotations
 
@@ -134,12 +131,9 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                  layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
                  use_best_frame: bool = False, landmarks: LandmarkFn | None = None, progress: bool = True,
                  auto_crop: AutoCropOptions | None = None) -> AnimateResult:
-    """Animate a source image file with a driving video file into `out` (driving fps and audio kept).
-
-    With `use_best_frame`, relative motion starts from the driving frame whose face landmarks (`landmarks`,
-    default the best backend present) best match the source's; frames are still written in their order.
-    `auto_crop`: crop on the subject and paste back into the full frame.
-    """
+    """Animate a source image file with a driving video file into `out` (driving fps and audio kept); `auto_crop`:
+    on the subject, pasted back. With `use_best_frame`, relative motion starts from the driving frame whose face
+    landmarks (`landmarks`, default the best backend present) best match the source's."""
     out = check_output(out)
     source_frame = read_source(source)
     info = probe_driving(driving)

@@ -21,11 +21,11 @@ from services.errors import UserError
 class _Session:
     """An ONNX Runtime session called with torch tensors, returning torch tensors."""
 
-    def __init__(self, graph: Path | bytes, threads: int | None = None) -> None:
+    def __init__(self, graph: Path | bytes) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = torch.get_num_threads()
         graph = graph if isinstance(graph, bytes) else str(graph)
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]

@@ -1,9 +1,6 @@
-"""Every output frame of `fomm animate` and the batch job, composed here: the result alone or source | driving |
-result, keypoints drawn on request, and with auto-crop the animated crop pasted back into the full frame.
-
-Without a crop plan the panels are what the model sees (the Animator's crop), at `output_size`; with one, the
-source and driving panels are the whole frames and the result is the pasted-back (or bare) crop.
-"""
+"""Every output frame of `fomm animate` and the batch job: the result alone or source | driving | result, keypoints
+drawn on request. Without a crop plan the panels are what the model sees (the Animator's crop), at `output_size`;
+with one, the source and driving panels are the whole frames and the result is the pasted-back (or bare) crop."""
 
 from __future__ import annotations
 

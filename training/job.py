@@ -19,11 +19,8 @@ from services.ray_start import add_ray_address_flag
 
 @dataclass(frozen=True, kw_only=True)
 class TrainJob:
-    """Everything `fit()` needs besides the model config; the defaults run on one laptop.
-
-    `overrides` are applied to the YAML before it is typed (fomm.config.apply_overrides: dotted or nested keys,
-    e.g. {"train_params.loss_weights.perceptual": [...]} from `--set` or a Ray Tune sample).
-    """
+    """Everything `fit()` needs besides the model config; the defaults run on one laptop. `overrides` (from `--set`
+    or a Tune sample) are applied to the YAML before it is typed (fomm.config.apply_overrides)."""
 
     config: str = field(metadata=rule("FOMM YAML (the original configs load unchanged)"))
     data: str = field(metadata=rule("clip shards: dataset root, folder of .parquet or one file (local or s3://)"))

@@ -59,10 +59,8 @@ class ValSums:
 
 def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Tensor,
                         device: torch.device | str = "cpu") -> ValSums:
-    """Reconstruct each clip from its first frame (`fomm.reconstruction`, as the evaluation does), in fp32.
-
-    frames: B×F×H×W×3 uint8 (frame 0 is the source). The copy-the-source baseline predicts frame 0 for every frame.
-    """
+    """Reconstruct each clip (B×F×H×W×3 uint8) from its frame 0 (`fomm.reconstruction`, as the evaluation does),
+    in fp32; the copy-the-source baseline predicts frame 0 for every frame."""
     frames = np.array(frames) if isinstance(frames, np.ndarray) else frames  # Ray hands out read-only arrays
     video = torch.as_tensor(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×F×3×H×W
     sums = ValSums()
