@@ -1,9 +1,6 @@
-"""Which detector and landmark backend a real-world animation uses: the best one present, named.
-
-Faces for face configs, people for body configs (preprocessing's detectors, S3FD when its weights are on
-disk, else OpenCV). Landmarks: face-alignment when its weights are on disk, else dlib's 68 points (the `eval`
-extra, offline). Nothing is downloaded.
-"""
+"""Which detector and landmark backend a real-world animation uses: the best one present, named; nothing is
+downloaded. Faces for face configs, people for body configs (preprocessing's detectors); landmarks: face-alignment
+when its weights are on disk, else dlib's 68 points (the `eval` extra)."""
 
 from __future__ import annotations
 
@@ -34,7 +31,7 @@ def subject_kind(config, override: str | None = None) -> str:  # noqa: ANN001 - 
     return next((kind for key, kind in KIND_BY_DATASET.items() if name.startswith(key)), "none")
 
 
-def subject_detector(kind: str, backend: str = "auto"):  # noqa: ANN201 - preprocessing.detection.Detector
+def subject_detector(kind: str):  # noqa: ANN201 - preprocessing.detection.Detector
     """The preprocessing detector for `kind` ('face' or 'person'); BackendUnavailable when none runs here."""
     from preprocessing.detection import DetectorUnavailable, make_detector
 
@@ -42,7 +39,7 @@ def subject_detector(kind: str, backend: str = "auto"):  # noqa: ANN201 - prepro
         raise BackendUnavailable(f"no subject detector for a {kind!r} config (use --crop center|pad|none, or say "
                                  "what it shows: --subject-kind face|person, or dataset_params.subject_kind)")
     try:
-        return make_detector(kind, backend)
+        return make_detector(kind)
     except DetectorUnavailable as err:
         raise BackendUnavailable(str(err)) from None
 

@@ -1,5 +1,6 @@
-"""The batch job (`animate_pairs`): every (source, driving, output) row of a CSV on Ray Data, local or s3://; paths
-relative to the CSV's folder; a pair whose output exists is skipped, one that fails goes to the error table."""
+"""The batch job (`check_inputs`, then `start`): every (source, driving, output) row of a CSV on Ray Data, local
+or s3://; paths relative to the CSV's folder; a pair whose output exists is skipped, one that fails goes to the
+error table."""
 
 from __future__ import annotations
 
@@ -32,14 +33,13 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
     """Animate each row of a batch; rows come back with `status` (done|skipped|failed) and `error`."""
     from animate.files import animate_file
 
-    status, errors = [], []
+    results = []  # (status, error) per row
     for row in zip(*(batch[c] for c in COLUMNS)):
         source, driving, output = (_absolute(str(p), base) for p in row)
         local = {}
         try:
             if storage.exists(output):
-                status.append("skipped")
-                errors.append("")
+                results.append(("skipped", ""))
                 continue
             with storage.local_copy(source) as local["source"], storage.local_copy(driving) as local["driving"], \
                     tempfile.TemporaryDirectory(prefix="fomm-animate-") as tmp:
@@ -47,16 +47,14 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
                 animate_file(animator, local["source"], local["driving"], target, progress=False, **options)
                 if storage.is_remote(output):  # one PUT: the object appears whole or not at all
                     storage.write_bytes(output, Path(target).read_bytes())
-            status.append("done")
-            errors.append("")
+            results.append(("done", ""))
         except (ValueError, OSError, RuntimeError) as err:  # bad data: record it, keep going
             message = str(err)
             for name, path in local.items():  # name the user's file, not its temporary download
                 message = message.replace(str(path), {"source": source, "driving": driving}[name])
-            status.append("failed")
-            errors.append(message)
+            results.append(("failed", message))
     return {**{c: np.asarray(batch[c]).astype(str) for c in COLUMNS},
-            "status": np.array(status), "error": np.array(errors)}
+            "status": np.array([r[0] for r in results]), "error": np.array([r[1] for r in results])}
 
 
 class AnimatePairs:
@@ -82,18 +80,10 @@ def error_table_path(pairs: str, errors: str | None) -> str:
     return errors or str(pairs).removesuffix(".csv") + ".errors.csv"
 
 
-def write_error_table(path: str, rows: list[dict]) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "error"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: r[k] for k in (*COLUMNS, "error")} for r in rows if r["status"] == "failed")
-    storage.write_bytes(path, text.getvalue().encode())
-
-
-def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
-        errors: str | None = None, concurrency: int = 1, num_cpus: float = 1, device: str = "cpu",
+def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int = 1, num_cpus: float = 1,
         **options) -> dict:
-    """The Ray Data plan: read_csv → map_batches(AnimatePairs) → error table. Returns counts per status."""
+    """The Ray Data plan: read_csv → map_batches(AnimatePairs) → error table. Returns counts per status.
+    `options`: the model's (checkpoint, random_init, device, ...) and animate_file's."""
     import ray
 
     fs, path = storage.resolve(pairs)
@@ -102,12 +92,15 @@ def run(pairs: str, config: str, checkpoint: str | None = None, *, random_init: 
     ds = ray.data.read_csv(path, filesystem=fs).select_columns(list(COLUMNS))
     results = ds.map_batches(
         AnimatePairs, batch_size=1, concurrency=concurrency, num_cpus=num_cpus,
-        num_gpus=1 if device.startswith("cuda") else 0,
-        fn_constructor_kwargs={"options": {"config": config, "checkpoint": checkpoint, "random_init": random_init,
-                                           "device": device, **options},
-                               "num_threads": max(1, int(num_cpus)), "base": base},
+        num_gpus=1 if str(options.get("device", "cpu")).startswith("cuda") else 0,
+        fn_constructor_kwargs={"options": {"config": config, **options}, "num_threads": max(1, int(num_cpus)),
+                               "base": base},
     ).take_all()
-    write_error_table(errors, results)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "error"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: r[k] for k in (*COLUMNS, "error")} for r in results if r["status"] == "failed")
+    storage.write_bytes(errors, text.getvalue().encode())
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
     return {"pairs": len(results), **counts, "errors": errors}
 
@@ -148,17 +141,9 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         checks.writable_dir("--errors", Path(table).parent)
 
 
-def animate_pairs(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
-                  errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
-    """The whole job: check the inputs, join (or start) Ray, run the plan; returns `run`'s counts."""
-    check_inputs(pairs, config, checkpoint, random_init, errors)
-    return start(pairs, config, checkpoint, random_init=random_init, errors=errors, ray_address=ray_address, **plan)
-
-
-def start(pairs: str, config: str, checkpoint: str | None = None, *, random_init: bool = False,
-          errors: str | None = None, ray_address: str | None = None, **plan) -> dict:
+def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) -> dict:
     """After check_inputs: join (or start) Ray, check the actors fit it, run the plan; returns `run`'s counts."""
     ensure_ray(ray_address)
     check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
     check_room("--device", "GPU", 1 if str(plan.get("device", "cpu")).startswith("cuda") else 0)  # an actor's
-    return run(pairs, config, checkpoint, random_init=random_init, errors=errors, **plan)
+    return run(pairs, config, **plan)

@@ -17,34 +17,15 @@ USAGE = "usage: fomm {animate,export,info,runs compare} ... [--help]\n\nFirst Or
         "inspect.\n\n" + "\n".join(f"  {name:<14} {doc}" for name, doc in COMMANDS.items())
 
 
-def _stage_main(command: str):  # noqa: ANN202 - the stage's main
-    if command == "runs":  # imported here: `fomm runs compare` and `fomm --help` start without torch
-        from evaluation import compare
-
-        return compare.main
-    from animate import commands
-
-    return {"animate": commands.ANIMATE, "export": commands.EXPORT, "info": commands.INFO}[command].main
-
-
-def _no_command(argv: list[str]) -> int:
-    words = [a for a in argv if a != DEBUG_FLAG]
-    if words and words[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0
-    if not words:
-        raise UserError(f"a command is required ({', '.join(COMMANDS)})")
-    raise UserError(f"unknown command {words[0]!r} (expected one of: {', '.join(COMMANDS)})")
-
-
-def _no_action(argv: list[str]) -> int:
-    words = [a for a in argv if a != DEBUG_FLAG]
-    if words and words[0] in ("-h", "--help"):
-        print("usage: fomm runs compare [ARGS...]  (see `fomm runs compare --help`)")
-        return 0
-    if not words:
-        raise UserError("an action is required: fomm runs compare [ARGS...]")
-    raise UserError(f"unknown action {words[0]!r} (available: compare)")
+def _refuse(usage: str, missing: str, unknown: str):  # noqa: ANN202 - a main for run_cli
+    """Words that name no stage: --help prints `usage`, else one line (`unknown` formats the first word)."""
+    def main(argv: list[str]) -> int:
+        words = [a for a in argv if a != DEBUG_FLAG]
+        if words and words[0] in ("-h", "--help"):
+            print(usage)
+            return 0
+        raise UserError(unknown.format(words[0]) if words else missing)
+    return main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,14 +33,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = [DEBUG_FLAG] if DEBUG_FLAG in argv else []
     words = [a for a in argv if a != DEBUG_FLAG]
-    command = words[0] if words else None
-    if command in ("animate", "export", "info"):
-        return _stage_main(command)([*words[1:], *debug])
-    if command == "runs":
-        if len(words) > 1 and words[1] == "compare":
-            return _stage_main("runs")([*words[2:], *debug])
-        return run_cli(_no_action, [*words[1:], *debug], "fomm runs")
-    return run_cli(_no_command, argv, "fomm")
+    if words[:1] in (["animate"], ["export"], ["info"]):  # imported here: other commands start without torch
+        from animate import commands
+
+        stage = {"animate": commands.ANIMATE, "export": commands.EXPORT, "info": commands.INFO}[words[0]]
+        return stage.main([*words[1:], *debug])
+    if words[:2] == ["runs", "compare"]:
+        from evaluation import compare
+
+        return compare.main([*words[2:], *debug])
+    if words[:1] == ["runs"]:
+        return run_cli(_refuse("usage: fomm runs compare [ARGS...]  (see `fomm runs compare --help`)",
+                               "an action is required: fomm runs compare [ARGS...]",
+                               "unknown action {!r} (available: compare)"), [*words[1:], *debug], "fomm runs")
+    return run_cli(_refuse(USAGE, f"a command is required ({', '.join(COMMANDS)})",
+                           f"unknown command {{!r}} (expected one of: {', '.join(COMMANDS)})"), argv, "fomm")
 
 
 if __name__ == "__main__":

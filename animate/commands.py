@@ -12,6 +12,7 @@ from animate.files import animate_file, build_animator, check_output, probe_driv
 from animate.onnx_engine import check_export as check_export_folder
 from animate.onnx_engine import onnx_animator, save_export
 from animate.options import (
+    AnimationOptions,
     add_animation_flags,
     add_model_flags,
     check_animation_flags,
@@ -25,7 +26,7 @@ from fomm.config.schema import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, OPSET, export_onnx
 from services import checks
-from services.cli import USER_ERROR_STATUS
+from services.cli import USER_ERROR_STATUS, field_values
 from services.errors import UserError
 from services.stage import Stage, Summary
 
@@ -87,11 +88,9 @@ def check_animate(args: argparse.Namespace) -> None:
 
 
 def run_animate(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
-    animator, auto_crop = build_animator(args.config, **weights(args), relative=args.relative,
-                                         adapt_movement_scale=args.adapt_movement_scale, crop=args.crop,
-                                         subject=args.subject, paste_back=args.paste_back, smooth=args.smooth,
-                                         subject_kind=args.subject_kind, batch_size=args.batch_size,
-                                         device=check_animation_flags(args), precision=args.precision)
+    options = {**field_values(AnimationOptions, args), "device": check_animation_flags(args)}
+    options.pop("layout")  # animate_file's; the rest make the Animator and its crop
+    animator, auto_crop = build_animator(args.config, **weights(args), **options)
     if args.checkpoint is None:
         print(RANDOM_INIT_WARNING, file=sys.stderr)
     if args.engine == "onnx":
@@ -139,10 +138,6 @@ def info_flags(i: argparse.ArgumentParser) -> None:
     i.add_argument("--json", action="store_true", help="print JSON")
 
 
-def check_info(args: argparse.Namespace) -> None:
-    check_model_files(args)
-
-
 def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
     """Parameter counts per network and, with a checkpoint, whether each of its state dicts fits the config."""
     cfg = load_config(config)
@@ -188,4 +183,4 @@ ANIMATE = Stage("fomm animate", "animate a source image with a driving video", a
 EXPORT = Stage("fomm export", "write the model as ONNX graphs (kp detector, source, per-frame step)", export_flags,
                build_export, check_export, run_export)
 INFO = Stage("fomm info", "parameter counts of a config; does a checkpoint fit it?", info_flags, lambda a: a,
-             check_info, run_info)
+             check_model_files, run_info)

@@ -1,10 +1,8 @@
 """Auto-crop planning: the subject's square crop in the source and, smoothed, on every driving frame.
 
-The crop rule is the training clips' (preprocessing.cropping: the detector box enlarged by the kind's
-margin, made square inside the frame), so the model sees what it was trained on. The driving subject is
-followed with preprocessing's IoU tracker; frames where it was not found get boxes interpolated between
-detections; the crop boxes are one-euro filtered (fomm.smoothing) in units of the box's side and cropped
-with sub-pixel precision.
+The crop rule is the training clips' (preprocessing.cropping), so the model sees what it was trained on; the
+driving subject is followed with preprocessing's IoU tracker, interpolated between detections, one-euro filtered
+(fomm.smoothing) in units of the box's side and cropped with sub-pixel precision.
 """
 
 from __future__ import annotations
@@ -31,11 +29,6 @@ class CropPlanError(AnimatorError):
     """No subject where one is needed, or a --subject that does not exist; the message names the file."""
 
 
-def crop_margin(kind: str) -> float:
-    """The enlargement per side used for training clips of this kind (face 0.3, person 0.1)."""
-    return PreprocessConfig(input="-", output="-", kind=kind).crop_margin
-
-
 def pick_subject(boxes: np.ndarray, subject: int | None, name: str) -> np.ndarray:
     """Subject `subject` counted from the left (0 first), or the largest when None.  boxes: N×5 → 4"""
     if len(boxes) == 0:
@@ -58,9 +51,7 @@ def crop_subpixel(frame: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> 
     """The square `box` (sub-pixel corners) of a frame resampled to size (h, w), antialiased.  # h×w×3
 
     Output pixel u samples x = x0 + (u + ½)·s − ½ (s: box side / output side), bilinearly, after a Gaussian
-    pre-filter (σ = ½·√(s² − 1)) when shrinking, so a box that moves by a fraction of a pixel moves the crop
-    by as much: no rounding steps in a smoothly tracked crop.
-    """
+    pre-filter (σ = ½·√(s² − 1)) when shrinking: a box moving by a fraction of a pixel moves the crop as much."""
     x0, y0, x1, y1 = (float(v) for v in box)
     th, tw = size
     sx, sy = (x1 - x0) / tw, (y1 - y0) / th
@@ -77,11 +68,8 @@ def crop_subpixel(frame: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> 
 
 
 def track_subject(detections: Iterable[np.ndarray | None], max_missed: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame detections (N×5 each; None: not searched) → the longest track's box on every frame and where
-    it was detected.
-
-    Boxes between detections are interpolated linearly, before the first / after the last held.  → T×4, T
-    """
+    """Per-frame detections (N×5 each; None: not searched) → the longest track's box on every frame (interpolated
+    between detections, held before the first / after the last) and where it was detected.  → T×4, T"""
     tracker = IoUTracker(iou_threshold=0.3, max_missed=max_missed)
     count = 0
     for frame, boxes in enumerate(detections):
@@ -129,11 +117,9 @@ class CropPlan:
 def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind: str, *,  # noqa: ANN001
                subject: int | None = None, smooth: float = 0.0, detect_every: int = 3,
                source_name: str = "source", driving_name: str = "driving") -> CropPlan:
-    """Detect the subject in the source and track it through the driving frames (one pass over them).
-
-    The detector runs on every `detect_every`-th driving frame and the last one (boxes between: interpolated).
-    """
-    margin = crop_margin(kind)
+    """Detect the subject in the source and track it through the driving frames (one pass over them); the detector
+    runs on every `detect_every`-th driving frame and the last one (boxes between: interpolated)."""
+    margin = PreprocessConfig(input="-", output="-", kind=kind).crop_margin  # the training clips' (face 0.3)
     h, w = source.shape[:2]
     chosen = pick_subject(detector.detect(source), subject, source_name)
     size: list[int] = []

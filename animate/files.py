@@ -1,19 +1,22 @@
 """File-level animation (`fomm animate`, the batch job): image + driving video files → video, driving fps and audio
-kept, the whole frame fitted (crop center|pad|none) or auto-cropped on the subject (animate.autocrop)."""
+kept, the whole frame fitted (crop center|pad|none) or auto-cropped on the subject and pasted back: three passes
+over the driving video, decoded again each time (memory stays flat): track, (best frame) landmarks, animate."""
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from animate.autocrop import AutoCropOptions, auto_crop_frames, resolve_crop
-from animate.backends import best_frame, best_landmarker
+from animate.backends import BackendUnavailable, best_frame, best_landmarker, subject_detector
+from animate.backends import subject_kind as kind_of
+from animate.crop_plan import crop_subpixel, plan_crops
+from animate.paste import even_frame
 from animate.render import render
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.config.schema import load_config
@@ -30,6 +33,16 @@ from services.video_write import VideoWriter
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
 LandmarkFn = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
+
+
+@dataclass(frozen=True)
+class AutoCropOptions:
+    """What `--crop auto` does: which subject, paste back or not, how much smoothing (0: none)."""
+
+    kind: str = "face"  # face | person (animate.backends.subject_kind of the config)
+    subject: int | None = None  # counted from the left; None: the largest
+    paste_back: bool = True
+    smooth: float = 0.0  # one-euro time constant at rest, frames, of the crop box (keypoints: Animator.smooth)
 
 
 @dataclass
@@ -93,35 +106,66 @@ def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, 
                    subject: int | None = None, paste_back: bool = True, smooth: float = 0.0,
                    subject_kind: str | None = None,
                    **animator_options) -> tuple[Animator, AutoCropOptions | None]:  # noqa: ANN003 - Animator's
-    """The Animator of a file-level animation and, for `crop` auto (the default where a subject detector runs
-    here), the auto-crop options; a --crop auto that cannot run fails here, before the model is built."""
-    crop, auto_crop = resolve_crop(load_config(config), crop, subject=subject, paste_back=paste_back, smooth=smooth,
-                                   kind=subject_kind)
+    """The Animator of a file-level animation and, for `crop` auto (the default where a detector for the config's
+    subject runs here, else center), the auto-crop options; a --crop auto that cannot run fails here, before the
+    model is built. subject_kind: --subject-kind (default: the config's)."""
+    kind = kind_of(load_config(config), subject_kind)
+    if crop in (None, "auto"):
+        try:
+            subject_detector(kind)
+            crop = "auto"
+        except BackendUnavailable as err:
+            if crop == "auto":
+                raise AnimatorError(f"--crop auto: {err}") from None
+            crop = "center"
+    if crop != "auto" and subject is not None:
+        raise AnimatorError(f"--subject needs --crop auto (got --crop {crop})")
+    auto_crop = AutoCropOptions(kind=kind, subject=subject, paste_back=paste_back, smooth=smooth) \
+        if crop == "auto" else None
     animator = Animator.from_config(config, checkpoint, crop="none" if auto_crop else crop, smooth=smooth,
                                     **animator_options)
     return animator, auto_crop
 
 
-def whole_frames(animator: Animator, source: np.ndarray, source_path: str | Path, driving: str | Path,
-                 num_frames: int, *, layout: str = "result", draw_kp: bool = False,
-                 output_size: tuple[int, int] | None = None, landmarks: LandmarkFn | None = None,
-                 progress: bool = True) -> tuple[Iterator[np.ndarray], int | None, list[str]]:
-    """The output frames of the whole driving frames (the Animator's crop) and the best initial frame."""
-    best, initial = None, None
-    if landmarks is not None:  # on the frames as the model sees them
-        frames = tqdm(iter_frames(driving, expected=num_frames), total=num_frames, unit="frame", desc="landmarks",
-                      disable=not progress)
-        best = best_frame(landmarks, to_uint8(animator.prepare(source))[0],
-                          (to_uint8(animator.prepare(f))[0] for f in frames), str(source_path), str(driving))
+def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
+                 layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
+                 use_best_frame: bool = False, landmarks: LandmarkFn | None = None, progress: bool = True,
+                 auto_crop: AutoCropOptions | None = None) -> AnimateResult:
+    """Animate a source image file with a driving video file into `out` (driving fps and audio kept); `auto_crop`:
+    on the subject, pasted back. With `use_best_frame`, relative motion starts from the driving frame whose face
+    landmarks (`landmarks`, default the best backend present) best match the source's."""
+    out = check_output(out)
+    source_frame = read_source(source)
+    info = probe_driving(driving)
+    started = time.perf_counter()
+    marker = (landmarks or best_landmarker(str(animator.device))) if use_best_frame else None
+    plan, notes, initial, best, size = None, [], None, None, animator.frame_size
+    if auto_crop is not None:
+        plan = plan_crops(source_frame, iter_frames(driving, expected=info.num_frames),
+                          subject_detector(auto_crop.kind), auto_crop.kind, subject=auto_crop.subject,
+                          smooth=auto_crop.smooth, source_name=str(source), driving_name=str(driving))
+        notes.append(f"auto-crop: {auto_crop.kind} detector {plan.detector}, subject detected on "
+                     f"{int(plan.driving_found.sum())} of the {len(plan.driving_found)} driving frames "
+                     f"(searched every {plan.detect_every}), crop smoothing {auto_crop.smooth:g}")
+    if marker is not None:  # on the frames as the model sees them: the Animator's crop, or the subject's (if found)
+        if plan is None:
+            frames = tqdm(iter_frames(driving, expected=info.num_frames), total=info.num_frames, unit="frame",
+                          desc="landmarks", disable=not progress)
+            reference = to_uint8(animator.prepare(source_frame))[0]
+            candidates = (to_uint8(animator.prepare(f))[0] for f in frames)
+        else:
+            reference = crop_subpixel(even_frame(source_frame), plan.source_box, size)
+            candidates = (crop_subpixel(f, box, size) if found else None
+                          for f, box, found in zip(iter_frames(driving), plan.driving_boxes, plan.driving_found))
+        best = best_frame(marker, reference, candidates, str(source), str(driving))
         initial = next(iter_frames(driving, best, best + 1))
-    frames = render(animator, source, iter_frames(driving, expected=num_frames), driving_initial=initial,
-                    layout=layout, draw_kp=draw_kp, output_size=output_size)
-    return frames, best, []
-
-
-def write_frames(out: Path, frames: Iterable[np.ndarray], info: VideoInfo, driving: str | Path,
-                 progress: bool) -> tuple[int, int, int]:
-    """Encode `frames` at the driving video's fps with its audio; returns (frames written, height, width)."""
+        if plan is not None:
+            initial = crop_subpixel(initial, plan.driving_boxes[best], size)
+        notes.append(f"best frame by {getattr(marker, 'name', 'custom')} landmarks")
+    frames = render(animator, source_frame, iter_frames(driving, expected=info.num_frames), layout=layout,
+                    draw_kp=draw_kp, output_size=output_size, driving_initial=initial, plan=plan,
+                    paste=auto_crop is None or auto_crop.paste_back)
+    # encoded at the driving video's fps, with its audio
     with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer, \
             tqdm(total=info.num_frames, unit="frame", desc=f"animate {out.name}", disable=not progress,
                  dynamic_ncols=True) as bar:
@@ -129,34 +173,6 @@ def write_frames(out: Path, frames: Iterable[np.ndarray], info: VideoInfo, drivi
             writer.write(frame)
             bar.update(1)
             height, width = frame.shape[:2]
-    return writer.num_frames, height, width
-
-
-def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
-                 layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
-                 use_best_frame: bool = False, landmarks: LandmarkFn | None = None, progress: bool = True,
-                 auto_crop: AutoCropOptions | None = None) -> AnimateResult:
-    """Animate a source image file with a driving video file into `out` (driving fps and audio kept).
-
-    With `use_best_frame`, relative motion starts from the driving frame whose face landmarks (`landmarks`,
-    default the best backend present) best match the source's; frames are still written in their order.
-    `auto_crop`: crop on the subject and paste back into the full frame (animate.autocrop).
-    """
-    out = check_output(out)
-    source_frame = read_source(source)
-    info = probe_driving(driving)
-    started = time.perf_counter()
-    marker = (landmarks or best_landmarker(str(animator.device))) if use_best_frame else None
-    look = {"layout": layout, "draw_kp": draw_kp, "output_size": output_size, "landmarks": marker}
-    if auto_crop is None:
-        frames, best, notes = whole_frames(animator, source_frame, source, driving, info.num_frames,
-                                           progress=progress, **look)
-    else:
-        frames, best, notes = auto_crop_frames(animator, source_frame, source, driving, info.num_frames, auto_crop,
-                                               **look)
-    if marker is not None:
-        notes.append(f"best frame by {getattr(marker, 'name', 'custom')} landmarks")
-    count, height, width = write_frames(out, frames, info, driving, progress)
-    return AnimateResult(path=str(out), num_frames=count, fps=info.fps, width=width, height=height,
+    return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
                          has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,
                          notes=tuple(notes))

@@ -21,11 +21,11 @@ from services.errors import UserError
 class _Session:
     """An ONNX Runtime session called with torch tensors, returning torch tensors."""
 
-    def __init__(self, graph: Path | bytes, threads: int | None = None) -> None:
+    def __init__(self, graph: Path | bytes) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = torch.get_num_threads()
         graph = graph if isinstance(graph, bytes) else str(graph)
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -87,19 +87,6 @@ def check_export(out_dir: str | Path, flag: str = "--onnx") -> dict:
     return manifest
 
 
-def load_onnx(out_dir: str | Path) -> tuple[OnnxKPDetector, OnnxGenerator, tuple[int, int]]:
-    """The exported graphs of `out_dir` on ONNX Runtime (CPU), and the frame size they were made for."""
-    root = Path(out_dir)
-    return _onnx_models({name: root / name for name in FILES}, check_export(root))
-
-
-def _onnx_models(graphs: dict[str, Path | bytes],
-                 manifest: dict) -> tuple[OnnxKPDetector, OnnxGenerator, tuple[int, int]]:
-    """Sessions over the three graphs (files or bytes), and the frame size of their manifest."""
-    return (OnnxKPDetector(graphs[FILES[0]], manifest["jacobian"]), OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]),
-            tuple(manifest["frame_size"]))
-
-
 def save_export(graphs: dict[str, bytes], out_dir: str | Path) -> Path:
     """`export_onnx`'s files in `out_dir`, all of them or (on an error) none."""
     with atomic_dir(out_dir) as tmp:
@@ -109,17 +96,20 @@ def save_export(graphs: dict[str, bytes], out_dir: str | Path) -> Path:
 
 
 def onnx_animator(animator: Animator, onnx_dir: str | Path | None = None) -> Animator:
-    """The same animation options on ONNX Runtime: the graphs of `onnx_dir`, or the animator's model exported
+    """The same animation options on ONNX Runtime (CPU): the graphs of `onnx_dir`, or the animator's model exported
     (in memory: nothing is written)."""
     if onnx_dir is None:
         graphs = export_onnx(animator.kp_detector, animator.generator, animator.frame_size)
-        kp_detector, generator, size = _onnx_models(graphs, json.loads(graphs[MANIFEST]))
+        manifest = json.loads(graphs[MANIFEST])
     else:
-        kp_detector, generator, size = load_onnx(onnx_dir)
-    if tuple(size) != animator.frame_size:
+        manifest = check_export(onnx_dir)
+        graphs = {name: Path(onnx_dir) / name for name in FILES}
+    size = tuple(manifest["frame_size"])
+    if size != animator.frame_size:
         raise AnimatorError(f"{onnx_dir}: exported for {size[0]}×{size[1]} frames, the config says "
                             f"{animator.frame_size[0]}×{animator.frame_size[1]}")
-    return Animator(kp_detector, generator, frame_size=animator.frame_size, relative=animator.relative,
-                    adapt_movement_scale=animator.adapt_movement_scale,
+    return Animator(OnnxKPDetector(graphs[FILES[0]], manifest["jacobian"]),
+                    OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]), frame_size=animator.frame_size,
+                    relative=animator.relative, adapt_movement_scale=animator.adapt_movement_scale,
                     use_relative_jacobian=animator.use_relative_jacobian, crop=animator.crop,
                     batch_size=animator.batch_size, smooth=animator.smooth, precision="fp32", channels_last=False)

@@ -4,6 +4,7 @@ and the helpers that add and check them."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -95,12 +96,8 @@ def add_animation_flags(parser: argparse.ArgumentParser) -> None:
                         help="relative motion transfer (default; Sec. 3.4)")
     motion.add_argument("--absolute", dest="relative", action="store_false", help="absolute keypoints")
     option = field_flags(parser, AnimationOptions)  # help, choices, types and ranges: AnimationOptions' rules
-    option("adapt_movement_scale", action=argparse.BooleanOptionalAction)
-    for name in ("crop", "subject", "subject_kind"):
-        option(name)
-    option("paste_back", action=argparse.BooleanOptionalAction)
-    for name in ("smooth", "layout", "device", "batch_size", "precision"):
-        option(name)
+    for f in dataclasses.fields(AnimationOptions)[1:]:  # after `relative` (the two flags above), in their order
+        option(f.name, **({"action": argparse.BooleanOptionalAction} if f.type == "bool" else {}))
 
 
 def weights(args: argparse.Namespace) -> dict:

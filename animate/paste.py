@@ -1,8 +1,7 @@
 """Paste-back: the animated crop resized into its box of the full source frame through a feathered mask.
 
-Only the box is written, so every pixel outside it is the source's, bit for bit. The mask is separable
-(a smoothstep ramp from each side of the box that lies inside the frame; sides on the frame border need none),
-so the difference to the source fades to zero at the box edge with no step.
+Only the box is written: every pixel outside it is the source's, bit for bit. The mask is a separable smoothstep
+ramp from each side of the box inside the frame, so the difference to the source fades to zero at its edge.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Every output frame of `fomm animate` and the batch job, composed here: the result alone or source | driving |
-result, keypoints drawn on request, and with auto-crop the animated crop pasted back into the full frame.
-
-Without a crop plan the panels are what the model sees (the Animator's crop), at `output_size`; with one, the
-source and driving panels are the whole frames and the result is the pasted-back (or bare) crop.
-"""
+"""Every output frame of `fomm animate` and the batch job: the result alone or source | driving | result, keypoints
+drawn on request. Without a crop plan the panels are what the model sees (the Animator's crop), at `output_size`;
+with one, the source and driving panels are the whole frames and the result is the pasted-back (or bare) crop."""
 
 from __future__ import annotations
 
@@ -28,11 +25,6 @@ def join_panels(panels: Sequence[np.ndarray]) -> np.ndarray:
     if len(heights) != 1:
         raise ValueError(f"panels must share one height, got {sorted(heights)}")
     return np.concatenate([np.asarray(p, dtype=np.uint8) for p in panels], axis=1)
-
-
-def panel_height(height: int, cap: int = 512) -> int:
-    """Side-by-side panel height of whole frames: the source's, at most `cap`, even."""
-    return max(2, min(height, cap) // 2 * 2)
 
 
 def three_panels(source: np.ndarray, driving: np.ndarray, result: np.ndarray, height: int) -> np.ndarray:
@@ -64,7 +56,7 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
         batches = animator.animate(state, driving, driving_initial)
     else:
         size, full = None, even_frame(source)
-        height = panel_height(full.shape[0])
+        height = max(2, min(full.shape[0], 512) // 2 * 2)  # side-by-side panels: the source's height, ≤ 512, even
 
         def crops() -> Iterator[np.ndarray]:
             for frame, box in zip(driving, plan.driving_boxes):

@@ -1,21 +1,17 @@
 """Ray Data for training: Parquet clip shards → random frame pairs (train) and fixed frame sets (validation).
 
-Sampling follows the original FOMM: a sample is two frames of one clip, uniform with replacement and sorted
-in time (`preprocessing.pairs.sample_pair`), augmented identically (`augment_pair`). An epoch visits every
-training clip `num_repeats` times; with `id_sampling` it visits every person id `num_repeats` times, each
-visit taking one of that person's clips uniformly.
-
-Streaming: each clip row is read once per epoch and emits all its samples there, so decoding happens in
-Ray Data tasks and no frame is shuffled across the cluster. With id sampling, a clip of a person with n
-clips emits Binomial(num_repeats, 1/n) samples. Each sample then comes from person p with probability
-1/#ids and from each of p's clips with probability 1/n, exactly as in the original, and the epoch holds
-#ids × num_repeats samples on average; only the exact per-person count of an epoch varies (the original
-fixes it at num_repeats). Rows are then mixed by each worker's local shuffle buffer.
+Sampling follows the original FOMM: two frames of one clip, uniform with replacement, sorted in time and augmented
+identically (`preprocessing.pairs`); an epoch visits every clip (with `id_sampling`: every person id) `num_repeats`
+times. Each clip row is read once per epoch and emits all its samples there (decoded in Ray Data tasks, mixed by
+each worker's shuffle buffer). With id sampling a clip of a person with n clips emits Binomial(num_repeats, 1/n)
+samples: each sample comes from person p with probability 1/#ids and from each of p's clips with 1/n, as in the
+original; only the exact per-person count of an epoch varies (the original fixes it at num_repeats).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +42,7 @@ def clip_index(shard_set: ShardSet, split: str) -> ClipIndex:
 
 def samples_per_epoch(index: ClipIndex, num_repeats: int, id_sampling: bool) -> int:
     """Expected samples in one epoch, as the original's dataset length × num_repeats."""
-    units = len(index.clips_per_person) if id_sampling else len(index)
-    return units * num_repeats
+    return (len(index.clips_per_person) if id_sampling else len(index)) * num_repeats
 
 
 # ---------------------------------------------------------------- plain functions (tested without Ray)
@@ -155,10 +150,9 @@ def _nonempty(fn, key: str):  # noqa: ANN001, ANN202
 
 def train_dataset(shard_set: ShardSet, spec: PairSpec, num_cpus: float = 1.0):  # noqa: ANN201
     """Streaming dataset of augmented frame pairs; every pass over it is a fresh epoch."""
-    # files shuffled per epoch, samples mixed by each worker's shuffle buffer; no all-to-all step, so the first
-    # batch of an epoch waits only for one read and one decode task
-    # one clip per block: clips decode in parallel tasks and stream out one by one, so an epoch's first batch waits
-    # for one clip, not for the whole shard (a read task returns a shard as one block)
+    # files shuffled per epoch, samples mixed by each worker's shuffle buffer: no all-to-all step; one clip per
+    # block: clips decode in parallel tasks and stream out one by one, so an epoch's first batch waits for one
+    # clip, not for the whole shard (a read task returns a shard as one block)
     ds = shard_set.dataset(spec.split, READ_COLUMNS, shuffle_files=True).repartition(target_num_rows_per_block=1)
     # one clip per call: its num_repeats samples form one output batch, so memory stays bounded at 256²
     return ds.map_batches(_nonempty(functools.partial(clips_to_pairs, spec=spec), "source"), batch_size=1,
@@ -179,12 +173,6 @@ def choose_val_clips(index: ClipIndex, count: int, multiple_of: int = 1) -> list
     by_person: dict[str, list[str]] = {}
     for clip_id, person in zip(index.clip_ids, index.person_ids):
         by_person.setdefault(person, []).append(clip_id)
-    order: list[str] = []
-    depth = 0
-    while len(order) < len(index) and len(order) < count:  # round-robin over persons: varied identities
-        for person in sorted(by_person):
-            if depth < len(by_person[person]):
-                order.append(by_person[person][depth])
-        depth += 1
-    order = order[:count]
+    rounds = itertools.zip_longest(*(by_person[p] for p in sorted(by_person)))  # round-robin: varied identities
+    order = [clip_id for clips in rounds for clip_id in clips if clip_id is not None][:count]
     return order[: len(order) - len(order) % multiple_of]

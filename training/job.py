@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,18 +12,15 @@ from typing import Any
 
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig
-from services.cli import field_default, field_flags
+from services.cli import UserError, field_default, field_flags, user_input
 from services.fields import check_fields, rule
 from services.ray_start import add_ray_address_flag
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainJob:
-    """Everything `fit()` needs besides the model config; the defaults run on one laptop.
-
-    `overrides` are applied to the YAML before it is typed (fomm.config.apply_overrides: dotted or nested keys,
-    e.g. {"train_params.loss_weights.perceptual": [...]} from `--set` or a Ray Tune sample).
-    """
+    """Everything `fit()` needs besides the model config; the defaults run on one laptop. `overrides` (from `--set`
+    or a Tune sample) are applied to the YAML before it is typed (fomm.config.apply_overrides)."""
 
     config: str = field(metadata=rule("FOMM YAML (the original configs load unchanged)"))
     data: str = field(metadata=rule("clip shards: dataset root, folder of .parquet or one file (local or s3://)"))
@@ -41,7 +39,7 @@ class TrainJob:
     num_epochs: int | None = field(default=None, metadata=rule("override train_params.num_epochs", ge=1,
                                                                  flag="--epochs"))
     # "epochs": the original ×0.1 decays at epoch_milestones; "budget": at the same fractions of max_steps /
-    # max_minutes (milestone m at m / num_epochs of it, training runs until the budget ends: training/budget.py)
+    # max_minutes (milestone m at m / num_epochs of it, training runs until the budget ends: training.loop)
     lr_schedule: str = field(default="epochs", metadata=rule(
         "decay the learning rates at the config's epoch_milestones (epochs), or at the same fractions of "
         "--max-steps / --max-minutes, training until that budget ends (budget)", choices=("epochs", "budget")))
@@ -117,7 +115,6 @@ def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
     exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
     naming the flag."""
     from services import storage
-    from services.cli import UserError
 
     tp = cfg.train_params
     if tp.batch_size % job.workers:
@@ -144,7 +141,6 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     the run's plan (`sweep`: the base job of a sweep, whose trials have run folders of their own)."""
     from preprocessing.shards import require_shards
     from services import checks
-    from services.cli import UserError, user_input
 
     checks.existing_file("--config", job.config, "a FOMM YAML")
     base = FommConfig.from_yaml(job.config)  # a ConfigError names the file and the key
@@ -166,13 +162,9 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
 
 def local_room(job: TrainJob) -> None:
     """Without a cluster (no --ray-address or $RAY_ADDRESS) the workers run on this machine: one process per CPU
-    at most, and the
-    GPUs asked for are its own; checked before Ray (a cluster's are checked once connected)."""
-    import os
-
+    at most, and the GPUs asked for are its own; checked before Ray (a cluster's are checked once connected)."""
     import torch
 
-    from services.cli import UserError
     from services.ray_start import cluster_address
 
     if cluster_address(job.ray_address):

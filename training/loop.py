@@ -1,9 +1,10 @@
-"""Pieces of the per-worker loop that need no Ray: batches to tensors, validation L1, timing, weight checks."""
+"""Pieces of the per-worker loop that need no Ray: batches to tensors, validation L1, timing, weight checks, and
+the learning-rate schedule spread over a run's budget."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from fomm.reconstruction import l1_per_frame, reconstruct
+from training.sync_bn import world_size
 
 
 def to_model_batch(batch: dict, device: torch.device | str = "cpu",
@@ -40,7 +42,7 @@ class ValSums:
 
     def all_reduce(self) -> ValSums:
         """Sum over DDP workers (a no-op without a process group)."""
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if world_size() == 1:
             return self
         t = torch.tensor([self.l1, self.copy_source, float(self.frames)], dtype=torch.float64)
         if dist.get_backend() == "nccl":
@@ -57,10 +59,8 @@ class ValSums:
 
 def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Tensor,
                         device: torch.device | str = "cpu") -> ValSums:
-    """Reconstruct each clip from its first frame (`fomm.reconstruction`, as the evaluation does), in fp32.
-
-    frames: B×F×H×W×3 uint8 (frame 0 is the source). The copy-the-source baseline predicts frame 0 for every frame.
-    """
+    """Reconstruct each clip (B×F×H×W×3 uint8) from its frame 0 (`fomm.reconstruction`, as the evaluation does),
+    in fp32; the copy-the-source baseline predicts frame 0 for every frame."""
     frames = np.array(frames) if isinstance(frames, np.ndarray) else frames  # Ray hands out read-only arrays
     video = torch.as_tensor(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×F×3×H×W
     sums = ValSums()
@@ -94,10 +94,10 @@ def weights_fingerprint(modules: dict[str, nn.Module]) -> Tensor:
 def max_weight_difference(modules: dict[str, nn.Module]) -> float:
     """Largest difference of the fingerprints across DDP workers (0.0 alone)."""
     mine = weights_fingerprint(modules)
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+    if world_size() == 1:
         return 0.0
     t = mine.cuda() if dist.get_backend() == "nccl" else mine
-    gathered = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    gathered = [torch.zeros_like(t) for _ in range(world_size())]
     dist.all_gather(gathered, t)
     stacked = torch.stack([g.cpu() for g in gathered])
     return float((stacked - stacked[0]).abs().max())
@@ -119,9 +119,7 @@ class StepClock:
         it = iter(batches)
         while True:
             start = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
+            if (batch := next(it, None)) is None:
                 return
             self.last_wait_s = time.perf_counter() - start
             self.data_s += self.last_wait_s
@@ -147,3 +145,44 @@ class StepClock:
                 "epoch_samples_per_s_per_worker": self.samples / total,
                 "epoch_data_wait_fraction": self.data_s / total, "epoch_step_time_s": total / self.steps}
 
+
+# The original decays the learning rates ×0.1 at `epoch_milestones` (60% and 90% of `num_epochs` in its configs);
+# a run capped by time may never reach them. With `TrainJob.lr_schedule = "budget"` milestone m decays once
+# m / num_epochs of the budget (`max_steps` and/or `max_minutes`) is spent, whatever the machine.
+
+
+def epoch_reached(epoch: int, fraction: float, num_epochs: int) -> bool:
+    """Whether `fraction` of the budget has reached the point that stands for `epoch` (epoch / num_epochs)."""
+    return epoch / num_epochs <= fraction
+
+
+def lr_factor(fraction: float, milestones: Sequence[int], num_epochs: int) -> float:
+    """Learning-rate multiplier at `fraction` of the budget: ×0.1 for each milestone at or before it."""
+    return 0.1 ** sum(1 for m in milestones if epoch_reached(m, fraction, num_epochs))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of a run's budget is spent, in [0, 1]; `offset`: the fraction earlier submissions of a resumed run
+    spent (a new submission's `max_minutes` covers the rest; steps count across resumes anyway)."""
+
+    max_steps: int | None
+    seconds: float | None
+    started_at: float  # when this submission's time budget began (epoch seconds)
+    offset: float = 0.0
+
+    def fraction(self, step: int, now: float) -> float:
+        parts = []
+        if self.max_steps:
+            parts.append(step / self.max_steps)
+        if self.seconds:
+            spent = max(0.0, now - self.started_at) / self.seconds
+            parts.append(self.offset + (1.0 - self.offset) * spent)
+        return min(1.0, max(parts, default=0.0))
+
+
+def resumed_offset(saved_fraction: float, saved_offset: float, saved_started_at: float | None,
+                   started_at: float) -> float:
+    """The offset of a restored run: the checkpoint's own when the same submission restarts its workers
+    (same start, same deadline), else the fraction the checkpoint had reached (a new submission)."""
+    return saved_offset if saved_started_at == started_at else saved_fraction

@@ -96,10 +96,8 @@ def plan_run(job: TrainJob) -> RunPlan:
         raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}")
     spec = data.PairSpec.from_config(cfg, train_index, job.train_split)
     datasets = {"train": data.train_dataset(shard_set, spec)}
-    val_ids: list[str] = []
-    if job.num_val_clips > 0:
-        val_index = data.clip_index(shard_set, job.val_split)
-        val_ids = data.choose_val_clips(val_index, job.num_val_clips, multiple_of=job.workers)
+    val_ids = data.choose_val_clips(data.clip_index(shard_set, job.val_split), job.num_val_clips,
+                                    multiple_of=job.workers) if job.num_val_clips > 0 else []
     if val_ids:
         datasets["val"] = data.val_dataset(shard_set, job.val_split, val_ids, spec.frame_shape, job.val_frames)
     samples = data.samples_per_epoch(train_index, tp.num_repeats, cfg.dataset_params.id_sampling)

@@ -1,11 +1,8 @@
-"""Batch norm synchronised across DDP workers, on GPU (torch's SyncBatchNorm) and on CPU/gloo (ours).
+"""Batch norm synchronised across DDP workers as in the original: torch's SyncBatchNorm on GPU, ours on CPU.
 
-The original FOMM normalises with statistics of the whole batch spread over its GPUs (synchronised batch
-norm). torch's `nn.SyncBatchNorm` refuses CPU tensors (torch 2.13: "SyncBatchNorm expected input tensor to
-be on GPU ..."), so on CPU we use `GlooSyncBatchNorm2d`: the same computation, with the per-channel sums
-all-reduced by a differentiable all-reduce, so gradients
-flow through the global mean and variance exactly as in SyncBatchNorm. Both keep BatchNorm2d's state-dict
-keys, so checkpoints stay in the original format.
+torch's `nn.SyncBatchNorm` refuses CPU tensors (torch 2.13), so `GlooSyncBatchNorm2d` computes the same with the
+per-channel sums all-reduced by a differentiable all-reduce: gradients flow through the global mean and variance
+as in SyncBatchNorm. Both keep BatchNorm2d's state-dict keys, so checkpoints stay in the original format.
 """
 
 from __future__ import annotations
@@ -15,12 +12,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 
-def _world_size() -> int:
+def world_size() -> int:
+    """DDP workers in the process group (1 without one)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class _AllReduceSum(torch.autograd.Function):
-    """Σ over workers, differentiable: the gradient of a sum over workers is the sum of their gradients."""
+    """Σ over workers, differentiable."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # noqa: ANN001
@@ -28,22 +26,14 @@ class _AllReduceSum(torch.autograd.Function):
         dist.all_reduce(out)
         return out
 
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: ANN001
-        out = grad.clone()
-        dist.all_reduce(out)
-        return out
-
-
-def all_reduce_sum(x: Tensor) -> Tensor:
-    return _AllReduceSum.apply(x)
+    backward = forward  # the gradient of a sum over workers is the sum of their gradients
 
 
 class GlooSyncBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the batches of every worker (any backend, CPU included)."""
 
     def forward(self, x: Tensor) -> Tensor:  # x: B×C×H×W
-        if not self.training or _world_size() == 1:
+        if not self.training or world_size() == 1:
             return super().forward(x)
         c = x.shape[1]
         # one all-reduce of Σx, Σx² and the count (float64, so E[x²] − E[x]² does not cancel badly); its
@@ -51,7 +41,7 @@ class GlooSyncBatchNorm2d(nn.BatchNorm2d):
         local = torch.cat([x.sum(dim=(0, 2, 3), dtype=torch.float64),
                            (x * x).sum(dim=(0, 2, 3), dtype=torch.float64),
                            x.new_full((1,), x.numel() / c, dtype=torch.float64)])
-        totals = all_reduce_sum(local)  # 2C+1
+        totals = _AllReduceSum.apply(local)  # 2C+1
         n = totals[-1]
         mean = totals[:c] / n  # C
         var = (totals[c:2 * c] / n - mean * mean).clamp(min=0)  # C, biased (used to normalise)
@@ -87,11 +77,8 @@ def _convert(module: nn.Module) -> nn.Module:
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """Synchronise every batch norm of `module` across workers: SyncBatchNorm on GPU, ours elsewhere.
-
-    Conversion is in place below the top module (children are swapped), so references held elsewhere
-    (TrainState.generator, the optimisers' parameters) stay valid.
-    """
+    """Synchronise every batch norm of `module` across workers: SyncBatchNorm on GPU, ours elsewhere; in place
+    below the top module, so references held elsewhere (TrainState.generator, the optimisers') stay valid."""
     if torch.device(device).type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     return _convert(module)

@@ -1,17 +1,17 @@
-"""The driver side of FOMM on Ray Train (the project's only Ray Train code; the workers' loop is `training.worker`).
-
-`make_trainer` wires ScalingConfig / RunConfig / FailureConfig / CheckpointConfig; `fit` runs a whole job and
-ends its MLflow run with the true status.
-"""
+"""The driver side of FOMM on Ray Train (the workers' loop is `training.worker`): `make_trainer` wires Ray Train's
+configs; `fit` runs a whole job and ends its MLflow run with the true status."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 
+import ray
 import ray.train
 import ray.train.torch
 
-from services import storage
+from services import ray_start, storage
 from training.job import TrainJob, run_path
 from training.plan import RunPlan, TrainResult, plan_run
 from training.worker import CHECKPOINT_FILE, NO_SCORE, train_loop_per_worker
@@ -82,7 +82,9 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
     started_at = time.time()
     ensure_training_ray(job)
-    check_room(job)
+    # before any run exists: the workers' GPUs and CPUs fit the cluster (a UserError naming the flag, no hang)
+    ray_start.check_room("--gpus-per-worker", "GPU", job.gpus_per_worker, job.workers)
+    ray_start.check_room("--cpus-per-worker", "CPU", job.cpus_per_worker, job.workers)
     _check_room_for_data(job)
     plan = plan_run(job)
     plan.started_at = started_at
@@ -95,30 +97,14 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
 def ensure_training_ray(job: TrainJob) -> None:
     """Connect to the job's cluster (--ray-address, $RAY_ADDRESS), or start a local Ray with room for the workers
     and the data tasks."""
-    import os
-
-    from services import ray_start
-
     # a laptop: logical CPUs for every train worker plus DATA_CPUS for Ray Data's decoding tasks, which would
     # otherwise wait forever behind the workers' reservations on a 2-core machine (ignored on a cluster)
     cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + DATA_CPUS)
     ray_start.ensure_ray(job.ray_address, num_cpus=cpus)
 
 
-def check_room(job: TrainJob) -> None:
-    """Before any run exists: the workers' GPUs and CPUs fit the cluster (a UserError naming the flag, no hang)."""
-    from services.ray_start import check_room
-
-    check_room("--gpus-per-worker", "GPU", job.gpus_per_worker, job.workers)
-    check_room("--cpus-per-worker", "CPU", job.cpus_per_worker, job.workers)
-
-
 def _check_room_for_data(job: TrainJob) -> None:
     """Warn when the workers would take every CPU: Ray Data's decoding tasks could then never run."""
-    import logging
-
-    import ray
-
     cpus = ray.cluster_resources().get("CPU", 0)
     if cpus - job.workers * job.cpus_per_worker < DATA_CPUS:
         logging.getLogger(__name__).warning(

@@ -1,10 +1,6 @@
-"""The worker side of FOMM on Ray Train: one DDP worker's loop, its checkpoints and progress, MLflow from rank 0.
-
-`train_loop_per_worker` restores the latest checkpoint, takes its shard of the frame-pair stream, runs
-`fomm.train_step.train_step` (the original update order, Sec. 3.3) and reports `val_l1` plus a checkpoint in
-the original format after every `checkpoint_freq` epochs (and every `checkpoint_every_steps` steps).
-The driver side (`make_trainer`, `fit`) is `training.trainer`.
-"""
+"""The worker side of FOMM on Ray Train (the driver's is `training.trainer`): one DDP worker's loop, its
+checkpoints (original format, every `checkpoint_freq` epochs and `checkpoint_every_steps` steps) and progress,
+MLflow from rank 0."""
 
 from __future__ import annotations
 
@@ -26,11 +22,10 @@ from torch import nn
 
 from fomm.config.schema import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
-from fomm.train_step import TrainState, build_train_state, end_epoch, to_channels_last, train_step
+from fomm.train_step import build_train_state, end_epoch, to_channels_last, train_step
 from services import s3_retries, storage
-from training.budget import Budget, epoch_reached, lr_factor, resumed_offset
+from training import loop
 from training.job import TrainJob
-from training.loop import StepClock, max_weight_difference, to_model_batch, validate
 from training.sync_bn import convert_sync_batchnorm
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
@@ -65,52 +60,11 @@ class Progress:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def _save_checkpoint(state: TrainState, progress: Progress, cfg: FommConfig, directory: Path) -> None:
-    payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
-    for name, data in ((CHECKPOINT_FILE, state.to_bytes()), (STATE_FILE, json.dumps(payload, indent=1).encode()),
-                       ("config.yaml", cfg.to_yaml().encode())):
-        storage.write_bytes(str(directory / name), data)
-
-
-def _report(metrics: dict[str, Any], state: TrainState, progress: Progress, cfg: FommConfig,
-            with_checkpoint: bool, rank: int) -> None:
-    """ray.train.report on every worker (it is a barrier); rank 0 attaches the checkpoint."""
-    metrics = {**metrics, "epoch": state.epoch, "step": state.step,
-               "val_l1": progress.val_l1 if progress.val_l1 is not None else NO_SCORE}
-    if not (with_checkpoint and rank == 0):
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        _save_checkpoint(state, progress, cfg, Path(tmp))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                         checkpoint_dir_name=f"checkpoint_e{state.epoch:04d}_s{state.step:08d}")
-
-
-def _tracker(config: dict, rank: int):  # noqa: ANN202 - services.tracking.run.Tracker or None
-    if rank != 0 or not config.get("mlflow_run_id"):
-        return None
-    from services.tracking.run import Tracker
-
-    return Tracker(tracking_uri=config["tracking_uri"], run_id=config["mlflow_run_id"])
-
-
-def _log_grid(tracker, batch: dict, generated: dict, step: int) -> None:  # noqa: ANN001
-    from evaluation.visualize import training_grid
-
-    grid = training_grid(batch["source"], batch["driving"], generated, generated["kp_source"],
-                         generated["kp_driving"])
-    tracker.log_image(grid, f"train/step_{step:08d}")
-
-
 @contextlib.contextmanager
 def private_checkpoint_dir(checkpoint: ray.train.Checkpoint) -> Iterator[str]:
-    """A local directory holding the checkpoint, read by this process alone.
-
-    A local checkpoint is read in place. A remote one is downloaded into a temporary directory of this
-    process: `Checkpoint.as_directory` shares one download per node, and a worker that arrives after the
-    first download finished downloads again into the same files while its neighbour is still reading them
-    (a restored DDP run then fails with a corrupt zip archive).
-    """
+    """A local directory holding the checkpoint, read by this process alone: in place, or downloaded into a
+    temporary directory of its own (`Checkpoint.as_directory` shares one download per node, and a worker arriving
+    after it finished downloads again into the files its neighbour reads: a corrupt zip archive on restore)."""
     if checkpoint.filesystem.type_name == "local":
         yield checkpoint.path
         return
@@ -122,7 +76,6 @@ class WorkerLoop:
     """The state of one DDP worker between reports; `run()` is the whole per-worker training."""
 
     def __init__(self, config: dict) -> None:
-        self.config = config
         self.job: TrainJob = config["job"]
         self.cfg: FommConfig = config["fomm"]
         tp = self.tp = self.cfg.train_params
@@ -138,10 +91,10 @@ class WorkerLoop:
         self.state = build_train_state(self.cfg.model_params, tp, device=self.device)
         self.progress = Progress()
         self.restored = self._restore()
-        self.saved_started_at = self.progress.started_at
-        if self.restored and self.saved_started_at == config["started_at"]:  # this submission failed, came back
+        started_at, saved_started_at = config["started_at"], self.progress.started_at
+        if self.restored and saved_started_at == started_at:  # this submission failed, came back
             self.progress.restarts += 1  # (two failures before the next checkpoint count once)
-        self.progress.started_at = config["started_at"]
+        self.progress.started_at = started_at
         torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
         self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
         self.channels_last = use_channels_last(tp.channels_last, self.autocast)
@@ -150,19 +103,26 @@ class WorkerLoop:
         self.generator_full = parallelize(self.state.generator_full, self.device)
         self.discriminator_full = (parallelize(self.state.discriminator_full, self.device)
                                    if self.state.use_gan else None)
-        self.tracker = _tracker(config, self.rank)
-        if self.tracker is not None:
+        self.tracker = None
+        if self.rank == 0 and config.get("mlflow_run_id"):
+            from services.tracking.run import Tracker
+
+            self.tracker = Tracker(tracking_uri=config["tracking_uri"], run_id=config["mlflow_run_id"])
             self.tracker.set_tags({"precision": precision_name(self.autocast)})
         self.train_shard = ray.train.get_dataset_shard("train")
         self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
         self.last_checkpoint_step = self.state.step if self.restored else -1
         self.stopped = self.job.max_steps is not None and self.state.step >= self.job.max_steps
-        self.deadline = (config["started_at"] + 60 * self.job.max_minutes
-                         if self.job.max_minutes is not None else None)
-        self.budget = self._budget(config["started_at"])
-        if self.budget is not None:
-            self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
-        self.clock = StepClock()
+        seconds = 60 * self.job.max_minutes if self.job.max_minutes is not None else None
+        self.deadline = started_at + seconds if seconds is not None else None
+        self.budget = None  # the budget the learning rates follow (lr_schedule "budget")
+        if self.job.lr_schedule == "budget":
+            p = self.progress
+            p.budget_offset = loop.resumed_offset(p.budget_fraction, p.budget_offset, saved_started_at, started_at) \
+                if self.restored else 0.0
+            self.budget = loop.Budget(self.job.max_steps, seconds, started_at, p.budget_offset)
+            p.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
+        self.clock = loop.StepClock()
         self.retries = s3_retries.counting_retries().__enter__()  # counted from here to the process's end
         # the steps the failed attempt logged after its checkpoint are not logged again when they are redone
         self.logged_through = (self.tracker.last_step("total") or -1) if self.restored and self.tracker else -1
@@ -178,17 +138,6 @@ class WorkerLoop:
             self.state.load(Path(d) / CHECKPOINT_FILE)
             self.progress = Progress.read(Path(d) / STATE_FILE)
         return True
-
-    def _budget(self, started_at: float) -> Budget | None:
-        """The budget the learning rates follow (lr_schedule "budget"), else None."""
-        if self.job.lr_schedule != "budget":
-            return None
-        p = self.progress
-        offset = resumed_offset(p.budget_fraction, p.budget_offset, self.saved_started_at, started_at) \
-            if self.restored else 0.0
-        self.progress.budget_offset = offset
-        seconds = 60 * self.job.max_minutes if self.job.max_minutes is not None else None
-        return Budget(self.job.max_steps, seconds, started_at, offset)
 
     def _shared_clock(self) -> float:
         """Rank 0's time.time(), the same on every worker (stops and learning rates agree across workers)."""
@@ -211,34 +160,47 @@ class WorkerLoop:
     def _follow_schedule(self) -> None:
         """Before a step: with lr_schedule "budget", the rates for the fraction of the budget spent (else the
         epochs' schedule has set them); batch norm frozen once freeze_batch_norm_epoch is reached."""
-        tp, state = self.tp, self.state
+        tp, state, spent = self.tp, self.state, self.progress.budget_fraction
         if self.budget is not None:
-            state.scale_learning_rates(lr_factor(self.progress.budget_fraction, tp.epoch_milestones, tp.num_epochs))
+            state.scale_learning_rates(loop.lr_factor(spent, tp.epoch_milestones, tp.num_epochs))
         if tp.freeze_batch_norm_epoch is not None:
             state.batch_norm_frozen = (  # the same rule as the decays, so a freeze at a milestone lands with it
-                epoch_reached(tp.freeze_batch_norm_epoch, self.progress.budget_fraction, tp.num_epochs)
+                loop.epoch_reached(tp.freeze_batch_norm_epoch, spent, tp.num_epochs)
                 if self.budget is not None else state.epoch >= tp.freeze_batch_norm_epoch)
 
     def validate(self) -> dict[str, float]:
         if self.val_shard is None:
             return {}
-        metrics = validate(self.state.kp_detector, self.state.generator,
-                           self.val_shard.iter_batches(batch_size=4, batch_format="numpy"), self.device)
+        metrics = loop.validate(self.state.kp_detector, self.state.generator,
+                                self.val_shard.iter_batches(batch_size=4, batch_format="numpy"), self.device)
         if metrics:
             self.progress.val_l1 = metrics["val_l1"]
         return metrics
 
     def report(self, metrics: dict[str, Any], with_checkpoint: bool, log: bool = True) -> None:
-        """ray.train.report (+ checkpoint) on every worker; `log` also sends the metrics to MLflow."""
-        metrics = {**metrics, "weights_max_diff": max_weight_difference(
-            {"kp_detector": self.state.kp_detector, "generator": self.state.generator}), "world_size": self.world,
+        """ray.train.report on every worker (it is a barrier), rank 0 attaching the checkpoint; `log` also sends
+        the metrics to MLflow."""
+        state, progress = self.state, self.progress
+        metrics = {**metrics, "weights_max_diff": loop.max_weight_difference(
+            {"kp_detector": state.kp_detector, "generator": state.generator}), "world_size": self.world,
             "s3_retries": self.retries.count}  # this worker's so far (rank 0 uploads the checkpoints)
-        if self.tracker is not None and self.state.step > self.logged_through:
+        if self.tracker is not None and state.step > self.logged_through:
             logged = metrics if log else {"weights_max_diff": metrics["weights_max_diff"]}
-            self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=self.state.step)
-        _report(metrics, self.state, self.progress, self.cfg, with_checkpoint, self.rank)
+            self.tracker.log_metrics({k: v for k, v in logged.items() if k != "world_size"}, step=state.step)
+        metrics.update(epoch=state.epoch, step=state.step,
+                       val_l1=progress.val_l1 if progress.val_l1 is not None else NO_SCORE)
+        if not (with_checkpoint and self.rank == 0):
+            ray.train.report(metrics)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
+                for name, data in ((CHECKPOINT_FILE, state.to_bytes()), ("config.yaml", self.cfg.to_yaml().encode()),
+                                   (STATE_FILE, json.dumps(payload, indent=1).encode())):
+                    storage.write_bytes(str(Path(tmp) / name), data)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                                 checkpoint_dir_name=f"checkpoint_e{state.epoch:04d}_s{state.step:08d}")
         if with_checkpoint:
-            self.last_checkpoint_step = self.state.step
+            self.last_checkpoint_step = state.step
 
     def run_epoch(self) -> bool:
         """Train over this worker's shard of one epoch; False when stopped by max_steps before its end."""
@@ -247,12 +209,12 @@ class WorkerLoop:
         cap = self.steps_per_epoch if progress.epoch_step else None
         if cap is not None and progress.epoch_step >= cap:
             return True
-        clock = self.clock = StepClock()
+        clock = self.clock = loop.StepClock()
         batches = self.train_shard.iter_torch_batches(
             batch_size=self.batch_size, drop_last=True, device=self.device, dtypes=torch.uint8,
             local_shuffle_buffer_size=job.shuffle_buffer or 64 * self.batch_size)
         for raw in clock.timed(batches):
-            batch = to_model_batch(raw, self.device, self.channels_last)
+            batch = loop.to_model_batch(raw, self.device, self.channels_last)
             self._follow_schedule()
             values, generated = train_step(state, batch, self.generator_full, self.discriminator_full, self.autocast)
             timing = clock.step_done(self.batch_size, self.world)
@@ -263,7 +225,11 @@ class WorkerLoop:
                 self.tracker.log_metrics({**values, **state.learning_rates(), **timing, **frozen, "epoch": state.epoch},
                                          step=state.step, buffered=True)  # sent every few seconds
                 if job.log_images_every and state.step % job.log_images_every == 0:
-                    _log_grid(self.tracker, batch, generated, state.step)
+                    from evaluation.visualize import training_grid
+
+                    self.tracker.log_image(training_grid(batch["source"], batch["driving"], generated,
+                                                         generated["kp_source"], generated["kp_driving"]),
+                                           f"train/step_{state.step:08d}")
             if self.check_stop():
                 return cap is not None and progress.epoch_step >= cap
             if cap is not None and progress.epoch_step >= cap:

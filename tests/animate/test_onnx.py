@@ -9,7 +9,7 @@ pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, on
 
 
 from animate.cli import main  # noqa: E402
-from animate.onnx_engine import load_onnx, onnx_animator, save_export  # noqa: E402
+from animate.onnx_engine import onnx_animator, save_export  # noqa: E402
 from fomm.animator import Animator
 from fomm.onnx_export import FILES, export_onnx  # noqa: E402
 from services.video_read import probe_video, read_frames  # noqa: E402
@@ -31,8 +31,8 @@ def exported(ref, tmp_path_factory):
 def test_onnx_graphs_match_pytorch_fp32(ref, exported):
     assert sorted(p.name for p in exported.iterdir()) == sorted([*FILES, "fomm-onnx.json"])  # no temporaries
     det, gen, _ = build(ref)  # unfolded, as trained
-    kp_det, onnx_gen, size = load_onnx(exported)
-    assert size == (64, 64)
+    engine = onnx_animator(Animator(*build(ref)[:2], frame_size=(64, 64), precision="fp32"), exported)  # its size
+    kp_det, onnx_gen = engine.kp_detector, engine.generator
     with torch.no_grad():
         kp_s, kp_d = det(ref["source"]), det(ref["driving"])
         onnx_kp_d = kp_det(ref["driving"])  # batch 4: the exported batch dimension is dynamic

@@ -8,12 +8,11 @@ import pytest
 import torch
 import yaml
 
-from animate.autocrop import AutoCropOptions
 from animate.backends import subject_detector, subject_kind
 from animate.batch import AnimatePairs
 from animate.cli import main
 from animate.crop_plan import CropPlanError, crop_subpixel, pick_subject, plan_crops
-from animate.files import animate_file
+from animate.files import AutoCropOptions, animate_file
 from animate.paste import even_frame, feather_mask, paste_back
 from animate.render import render
 from fomm.animator import Animator

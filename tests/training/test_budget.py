@@ -9,8 +9,8 @@ import torch
 
 from fomm.config.schema import load_config
 from fomm.train_step import build_train_state, end_epoch
-from training.budget import Budget, lr_factor, resumed_offset
 from training.job import TrainJob
+from training.loop import Budget, lr_factor, resumed_offset
 
 
 def test_milestones_decay_at_their_fraction_of_the_budget():
