@@ -118,6 +118,17 @@ def wait_job_agent(dashboard: str, env: dict, timeout: float = 240.0) -> None:
     raise RuntimeError(f"the Ray job agent at {dashboard} never accepted a job: {last}")
 
 
+def kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment holds `marker` (NAME=value), this one excepted."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            marked = marker.encode() in open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            if marked and int(pid) != os.getpid():
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass  # gone meanwhile, or not ours to read
+
+
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory) -> Iterator[dict]:
     """A real Ray cluster on 127.0.0.1: a head (job server, no CPUs) and worker nodes `node_a` and `node_b` of
@@ -135,7 +146,9 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
            # 5 s instead of 15); a check still waits Ray's full timeout, so a slow live node is not declared dead
            "RAY_health_check_period_ms": "1000"}
     env.pop("RAY_ADDRESS", None)
-    cluster = RayCluster(tmp_path_factory.mktemp("ray_cluster"), env)
+    root = tmp_path_factory.mktemp("ray_cluster")
+    env["FOMM_TEST_CLUSTER"] = str(root)  # every process of the cluster inherits it: teardown finds them all
+    cluster = RayCluster(root, env)
     info = {"address": cluster.address, "dashboard": cluster.dashboard, "temp_dir": cluster.temp_dir,
             "cluster": cluster}
     try:
@@ -154,6 +167,7 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
         cluster.stop()
         # workers re-parented away from the groups still carry the session dir on their command line
         subprocess.run(["pkill", "-9", "-f", str(cluster.temp_dir)], capture_output=True)
+        kill_marked(f"FOMM_TEST_CLUSTER={root}")  # a worker renamed `ray::…` and re-parented away from the groups
         for folder in [cluster.temp_dir, *(f"{cluster.temp_dir}_{name}" for name in cluster.workers)]:
             shutil.rmtree(folder, ignore_errors=True)
 
