@@ -21,6 +21,11 @@ from training.worker import CHECKPOINT_FILE, NO_SCORE, train_loop_per_worker
 DATA_CPUS = 2
 
 
+def cpus_per_run(job: TrainJob) -> float:
+    """The CPUs one run of `job` needs at once: its workers' and its data pipeline's."""
+    return job.workers * job.cpus_per_worker + DATA_CPUS
+
+
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -99,14 +104,14 @@ def ensure_training_ray(job: TrainJob) -> None:
     and the data tasks."""
     # a laptop: logical CPUs for every train worker plus DATA_CPUS for Ray Data's decoding tasks, which would
     # otherwise wait forever behind the workers' reservations on a 2-core machine (ignored on a cluster)
-    cpus = max(os.cpu_count() or 1, int(job.workers * job.cpus_per_worker) + DATA_CPUS)
+    cpus = max(os.cpu_count() or 1, int(cpus_per_run(job)))
     ray_start.ensure_ray(job.ray_address, num_cpus=cpus)
 
 
 def _check_room_for_data(job: TrainJob) -> None:
     """Warn when the workers would take every CPU: Ray Data's decoding tasks could then never run."""
     cpus = ray.cluster_resources().get("CPU", 0)
-    if cpus - job.workers * job.cpus_per_worker < DATA_CPUS:
+    if cpus < cpus_per_run(job):
         logging.getLogger(__name__).warning(
             "the cluster has %s CPUs and %d workers × %s CPUs leave fewer than %d for Ray Data's read and decode "
             "tasks: training will wait for data unless the cluster grows (start Ray with more --num-cpus)", cpus,

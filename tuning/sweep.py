@@ -116,10 +116,10 @@ def check_room_for_trials(sweep: SweepJob) -> None:
     (a UserError naming the flag instead of a hang)."""
     import ray
 
-    from training.trainer import DATA_CPUS
+    from training.trainer import DATA_CPUS, cpus_per_run
 
     base = sweep.base
-    each = base.workers * base.cpus_per_worker + DATA_CPUS
+    each = cpus_per_run(base)
     cpus = ray.cluster_resources().get("CPU", 0)
     if sweep.max_concurrent > 1 and sweep.max_concurrent * each > cpus:
         raise UserError(f"--max-concurrent {sweep.max_concurrent}: each trial takes {each:g} CPUs ({base.workers} "
