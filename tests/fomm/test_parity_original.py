@@ -45,30 +45,44 @@ def ref32() -> dict:
     return load(PARITY_FP32)
 
 
-def build(ref: dict) -> tuple[KPDetector, OcclusionAwareGenerator, ModelConfig]:
-    """The original's detector and generator in eval mode, in the file's dtype."""
+# float64 parity runs on every device this machine has: the CPU always, a CUDA GPU where there is one
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def on(device: str, tree):
+    """Every tensor of a nested dict/list/tuple moved to `device`."""
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: on(device, v) for k, v in tree.items()}
+    return type(tree)(on(device, v) for v in tree) if isinstance(tree, (list, tuple)) else tree
+
+
+def build(ref: dict, device: str = "cpu") -> tuple[KPDetector, OcclusionAwareGenerator, ModelConfig]:
+    """The original's detector and generator in eval mode, in the file's dtype, on `device`."""
     cfg = ModelConfig.from_dict(ref["model_params"])
     dtype = ref["source"].dtype
-    det = KPDetector.from_config(cfg).to(dtype)
-    gen = OcclusionAwareGenerator.from_config(cfg).to(dtype)
+    det = KPDetector.from_config(cfg).to(device, dtype)
+    gen = OcclusionAwareGenerator.from_config(cfg).to(device, dtype)
     det.load_state_dict(ref["kp_detector"])
     gen.load_state_dict(ref["generator"])
     return det.eval(), gen.eval(), cfg
 
 
-def animator(ref: dict, precision: str, **options) -> Animator:
-    det, gen, _ = build(ref)
-    return Animator(det, gen, frame_size=(64, 64), crop="none", batch_size=4, precision=precision,
-                         adapt_movement_scale=True, use_relative_jacobian=True, **options)
+def animator(ref: dict, precision: str, device: str = "cpu", **options) -> Animator:
+    det, gen, _ = build(ref, device)
+    return Animator(det, gen, frame_size=(64, 64), crop="none", batch_size=4, precision=precision, device=device,
+                    adapt_movement_scale=True, use_relative_jacobian=True, **options)
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).abs().max())
+    return float((a.double().cpu() - b.double().cpu()).abs().max())
 
 
-def inference(ref: dict) -> tuple[dict, dict, dict]:
+def inference(ref: dict, device: str = "cpu") -> tuple[dict, dict, dict]:
     """Keypoints of source and driving frames, and the generator's outputs for absolute motion."""
-    det, gen, _ = build(ref)
+    det, gen, _ = build(ref, device)
+    ref = on(device, {k: ref[k] for k in ("source", "driving")})
     with torch.no_grad():
         kp_s, kp_d = det(ref["source"]), det(ref["driving"])
         kp_s4 = {k: v.expand(4, *v.shape[1:]) for k, v in kp_s.items()}
@@ -76,33 +90,33 @@ def inference(ref: dict) -> tuple[dict, dict, dict]:
     return kp_s, kp_d, out
 
 
-def relative(ref: dict, precision: str, **options) -> AnimatedBatch:
-    (batch,) = list(animator(ref, precision, **options).animate(ref["source"], list(ref["driving"])))
+def relative(ref: dict, precision: str, device: str = "cpu", **options) -> AnimatedBatch:
+    (batch,) = list(animator(ref, precision, device, **options).animate(ref["source"], list(ref["driving"])))
     return batch
 
 
-def training_step(ref: dict, monkeypatch) -> dict[str, object]:
+def training_step(ref: dict, monkeypatch, device: str = "cpu") -> dict[str, object]:
     """One step of the original's recipe in train mode: each loss term, the discriminator's loss, every gradient."""
-    det, gen, cfg = build(ref)
+    det, gen, cfg = build(ref, device)
     dtype = ref["source"].dtype
-    disc = MultiScaleDiscriminator.from_config(cfg).to(dtype)
+    disc = MultiScaleDiscriminator.from_config(cfg).to(device, dtype)
     disc.load_state_dict(ref["discriminator"])
     tp = TrainParams.from_dict(ref["train_params"])
-    vgg = Vgg19().to(dtype)
+    vgg = Vgg19().to(device, dtype)
     for i in (0, 2):
         vgg.features[i].load_state_dict({k[len(f"features.{i}."):]: v for k, v in ref["vgg19_relu1_1"].items()
                                          if k.startswith(f"features.{i}.")})
-    warp = ref["warp"]
+    warp, batch = on(device, ref["warp"]), on(device, dict(ref["train_batch"]))
     assert torch.equal(warp["control_points"].view(1, -1, 2).to(dtype),
-                       Transform.identity(2).control_points.to(dtype))
+                       Transform.identity(2).control_points.to(device, dtype))
     monkeypatch.setattr("fomm.full_model.Transform", lambda bs, *_: Transform(
         bs, 0.0, points_tps=5, theta=warp["theta"], control_params=warp["control_params"]))  # the step's warp
     for m in (det, gen, disc):
         m.train()
-    losses, generated = GeneratorFullModel(det, gen, disc, tp, vgg=vgg)(dict(ref["train_batch"]))
+    losses, generated = GeneratorFullModel(det, gen, disc, tp, vgg=vgg).to(device)(dict(batch))
     total_loss(losses).backward()
     disc.zero_grad(set_to_none=True)  # the discriminator's gradients come from its own loss alone
-    disc_loss = total_loss(DiscriminatorFullModel(disc, tp)(dict(ref["train_batch"]), generated))
+    disc_loss = total_loss(DiscriminatorFullModel(disc, tp).to(device)(dict(batch), generated))
     disc_loss.backward()
     return {"losses": {k: float(v.detach().mean()) for k, v in losses.items()}, "disc_loss": float(disc_loss.detach()),
             "modules": {"generator": gen, "kp_detector": det, "discriminator": disc}}
@@ -117,11 +131,13 @@ def worst_gradient(module: torch.nn.Module, expected: dict[str, torch.Tensor]) -
     return max(max_diff(params[k].grad, g) for k, g in expected.items()), scale
 
 
-def test_inference_outputs_match_the_original_in_float64(ref):
-    kp_s, kp_d, out = inference(ref)
+@pytest.mark.parametrize("device", DEVICES)
+def test_inference_outputs_match_the_original_in_float64(ref, device):
+    kp_s, kp_d, out = inference(ref, device)
     assert out["prediction"].dtype == torch.float64
     # 1e-10: measured ≤ 8.9e-16 for keypoints and Jacobians, ≤ 5.0e-14 for the outputs (`deformed`, the source
-    # warped by the dense motion, the worst), the same under every ISA cap
+    # warped by the dense motion, the worst), the same under every ISA cap; 16-thread Intel Xeon (AMX): 4.3e-14;
+    # H200 (CUDA 13): 4.7e-16 and 6.4e-14
     for key in ("value", "jacobian"):
         assert max_diff(kp_s[key], ref["kp_source"][key]) <= 1e-10
         assert max_diff(kp_d[key], ref["kp_driving"][key]) <= 1e-10
@@ -130,25 +146,30 @@ def test_inference_outputs_match_the_original_in_float64(ref):
         assert max_diff(out[key], expected) <= 1e-10, key
 
 
-def test_animator_relative_motion_matches_the_original_in_float64(ref):
+@pytest.mark.parametrize("device", DEVICES)
+def test_animator_relative_motion_matches_the_original_in_float64(ref, device):
     """The inference path (batch norm folded, source prepared once, only the prediction, movement scale once)."""
-    batch = relative(ref, "fp32")
+    batch = relative(ref, "fp32", device)
     rel = ref["relative"]
     assert batch.prediction.dtype == torch.float64  # the Animator follows its modules' dtype
-    # 1e-10: measured 2.0e-15 (value), 1.4e-15 (Jacobian), 9.4e-16 (prediction) under every ISA cap
+    # 1e-10: measured 2.0e-15 (value), 1.4e-15 (Jacobian), 9.4e-16 (prediction) under every ISA cap; the worst
+    # of the three 1.3e-15 on a 16-thread Intel Xeon, 1.1e-15 on an H200
     for key in ("value", "jacobian"):
         assert max_diff(batch.kp_norm[key], rel[key]) <= 1e-10, key
     assert max_diff(batch.prediction, rel["prediction"]) <= 1e-10
 
 
-def test_training_step_losses_and_gradients_match_the_original_in_float64(ref, monkeypatch):
-    step = training_step(ref, monkeypatch)
-    # losses within 1e-10 relative: measured ≤ 6.8e-15 (gen_gan) under every ISA cap
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_step_losses_and_gradients_match_the_original_in_float64(ref, monkeypatch, device):
+    step = training_step(ref, monkeypatch, device)
+    # losses within 1e-10 relative: measured ≤ 6.8e-15 (gen_gan) under every ISA cap, 5.3e-14 on a 16-thread
+    # Intel Xeon, 5.4e-13 on an H200
     for key, expected in ref["train_losses"].items():
         assert step["losses"][key] == pytest.approx(expected, rel=1e-10, abs=0), key
     assert step["disc_loss"] == pytest.approx(ref["disc_loss"], rel=1e-10, abs=0)  # measured 9.1e-16
     # gradients within 1e-8 of the module's largest: measured 9.0e-13 (generator), 1.7e-12 (kp detector),
-    # 4.1e-13 (discriminator) under every ISA cap, 1 and 2 threads
+    # 4.1e-13 (discriminator) under every ISA cap, 1 and 2 threads; ≤ 3.9e-11 on a 16-thread Intel Xeon, ≤ 1.3e-11
+    # on an H200 (CUDA 13)
     for name, module in step["modules"].items():
         worst, scale = worst_gradient(module, ref["grads"][name])
         assert worst <= 1e-8 * scale, f"{name}: gradient off by {worst:.3g} (largest {scale:.3g})"

@@ -62,7 +62,8 @@ def test_two_workers_match_one_process_over_the_joint_batch():
     (out * c).sum().backward()
     want_grads = torch.cat([bn.weight.grad, bn.bias.grad])
 
-    ctx = mp.get_context("fork")
+    # fork is fast, but a process whose autograd has run on CUDA (device threads) cannot fork: spawn there
+    ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
     queue, port = ctx.Queue(), _port()
     procs = [ctx.Process(target=_worker, args=(r, port, queue)) for r in range(2)]
     for p in procs:
