@@ -36,7 +36,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, num_channels: int = 3, block_expansion: int = 64, num_blocks: int = 4,
                  max_features: int = 512, sn: bool = False, use_kp: bool = False, num_kp: int = 10,
-                 kp_variance: float = 0.01, **_: object) -> None:
+                 kp_variance: float = 0.01) -> None:
         super().__init__()
         self.down_blocks = nn.ModuleList(
             DiscriminatorBlock(num_channels + num_kp * use_kp if i == 0 else level_features(block_expansion,
@@ -68,15 +68,13 @@ class MultiScaleDiscriminator(nn.Module):
 
     def __init__(self, scales: tuple[float, ...] = (), **kwargs: object) -> None:
         super().__init__()
-        self.scales = scales
+        self.scales = tuple(scales)
         self.discs = nn.ModuleDict({str(s).replace(".", "-"): Discriminator(**kwargs) for s in scales})
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> MultiScaleDiscriminator:
-        d = cfg.discriminator_params
-        return cls(scales=d.scales, num_channels=cfg.common_params.num_channels, block_expansion=d.block_expansion,
-                   num_blocks=d.num_blocks, max_features=d.max_features, sn=d.sn, use_kp=d.use_kp,
-                   num_kp=cfg.common_params.num_kp, kp_variance=d.kp_variance)
+        return cls(num_channels=cfg.common_params.num_channels, num_kp=cfg.common_params.num_kp,
+                   **cfg.discriminator_params.to_dict())
 
     def forward(self, pyramid: dict[str, Tensor], kp: Keypoints | None = None) -> dict[str, object]:
         out: dict[str, object] = {}

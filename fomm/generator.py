@@ -38,8 +38,7 @@ class OcclusionAwareGenerator(nn.Module):
 
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
                  num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False,
-                 align_corners: bool = False) -> None:
+                 dense_motion_params: dict | None = None, align_corners: bool = False) -> None:
         super().__init__()
         self.dense_motion_network = None if dense_motion_params is None else DenseMotionNetwork(
             num_kp=num_kp, num_channels=num_channels, estimate_occlusion_map=estimate_occlusion_map,
@@ -66,13 +65,9 @@ class OcclusionAwareGenerator(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> OcclusionAwareGenerator:
-        common, gen = cfg.common_params, cfg.generator_params
-        dense = gen.dense_motion_params.to_dict() if gen.dense_motion_params is not None else None
-        return cls(num_channels=common.num_channels, num_kp=common.num_kp, block_expansion=gen.block_expansion,
-                   max_features=gen.max_features, num_down_blocks=gen.num_down_blocks,
-                   num_bottleneck_blocks=gen.num_bottleneck_blocks,
-                   estimate_occlusion_map=gen.estimate_occlusion_map, dense_motion_params=dense,
-                   estimate_jacobian=common.estimate_jacobian, align_corners=common.align_corners)
+        common = cfg.common_params  # generator_params's dict holds dense_motion_params as a dict (or None)
+        return cls(num_channels=common.num_channels, num_kp=common.num_kp, align_corners=common.align_corners,
+                   **cfg.generator_params.to_dict())
 
     def encode(self, source_image: Tensor) -> Tensor:
         """Source features before warping (computed once per source when animating).  # B×C'×h×w"""
