@@ -24,10 +24,10 @@ class OneEuroFilter:
     cut-off = 1 / (2π S) + beta · |speed| (speed: the low-passed per-frame change of the input, in its units).
     """
 
-    def __init__(self, strength: float, beta: float = 5.0, d_cutoff: float = 0.16) -> None:
+    def __init__(self, strength: float, beta: float = 5.0) -> None:
         if strength < 0:
             raise ValueError(f"smoothing strength must be ≥ 0, got {strength}")
-        self.strength, self.beta, self.d_cutoff = float(strength), float(beta), float(d_cutoff)
+        self.strength, self.beta = float(strength), float(beta)
         self.value: Tensor | None = None  # filtered
         self.last: Tensor | None = None  # raw, previous step
         self.speed: Tensor | None = None
@@ -39,7 +39,7 @@ class OneEuroFilter:
         if self.value is None:
             self.value, self.last, self.speed = x.clone(), x.clone(), torch.zeros_like(x)
             return x
-        a_d = _alpha(self.d_cutoff)
+        a_d = _alpha(0.16)  # the speed's low-pass: a fixed cut-off, cycles per frame
         self.speed = a_d * (x - self.last) + (1 - a_d) * self.speed
         self.last = x
         cutoff = 1.0 / (2 * math.pi * self.strength) + self.beta * self.speed.abs()
@@ -48,19 +48,17 @@ class OneEuroFilter:
         return self.value
 
     def sequence(self, xs: Tensor) -> Tensor:
-        """Filter T steps stacked along the first dimension.  # T×..."""
-        return torch.stack([self(x) for x in xs]) if len(xs) else xs
+        """Filter T steps stacked along the first dimension (unchanged at strength 0).  # T×..."""
+        return torch.stack([self(x) for x in xs]) if len(xs) and self.strength else xs
 
 
 class KeypointSmoother:
     """One-euro filters over keypoint values (B×K×2) and Jacobians (B×K×2×2), frame after frame."""
 
-    def __init__(self, strength: float, beta: float = 5.0) -> None:
-        self.filters = {"value": OneEuroFilter(strength, beta), "jacobian": OneEuroFilter(strength, beta)}
+    def __init__(self, strength: float) -> None:
+        self.filters = {"value": OneEuroFilter(strength), "jacobian": OneEuroFilter(strength)}
 
     def __call__(self, kp: Keypoints) -> Keypoints:
         """The batch's frames filtered in order; the state carries over to the next batch."""
-        if self.filters["value"].strength == 0:
-            return kp
         out = {k: self.filters[k].sequence(v) if k in self.filters else v for k, v in kp.items()}
         return out  # type: ignore[return-value]
