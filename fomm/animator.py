@@ -151,12 +151,10 @@ class Animator:
         if checkpoint is None and not random_init:
             raise AnimatorError("no checkpoint given; pass one, or ask for a random-init model explicitly")
         nets = build_networks(cfg.model_params, seed=seed)
-        kp_detector, generator = nets.kp_detector, nets.generator
         if checkpoint is not None:
-            load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location="cpu")
-        norm = cfg.animate_params.normalization_params
-        options.setdefault("use_relative_jacobian", norm.use_relative_jacobian)
-        return cls(kp_detector, generator, frame_size=tuple(cfg.dataset_params.shape[:2]), **options)
+            load_checkpoint(checkpoint, generator=nets.generator, kp_detector=nets.kp_detector, map_location="cpu")
+        options.setdefault("use_relative_jacobian", cfg.animate_params.normalization_params.use_relative_jacobian)
+        return cls(nets.kp_detector, nets.generator, frame_size=tuple(cfg.dataset_params.shape[:2]), **options)
 
     def prepare(self, frames: Frame) -> Tensor:
         """Frames of any size and type, cropped/padded and resized to the model's size.  # B×3×H×W"""
@@ -197,8 +195,10 @@ class Animator:
         smoother = KeypointSmoother(self.smooth)
         start = 0
         while batch := list(itertools.islice(frames, self.batch_size)):
-            x = (torch.cat([self.prepare(f) for f in batch]) if _sizes_differ(batch)
-                 else self.prepare(_stack(batch, self.float_dtype)))
+            if len({(type(f), tuple(f.shape)) for f in batch}) > 1:  # frames of several sizes: fitted one by one
+                x = torch.cat([self.prepare(f) for f in batch])
+            else:
+                x = self.prepare(torch.cat([frames_to_tensor(f, self.float_dtype) for f in batch]))
             b = x.shape[0]
             kp_driving = smoother(self._kp(x))
             if kp_initial is None:
@@ -215,10 +215,3 @@ class Animator:
                                 prediction=out["prediction"].to(self.float_dtype))
             start += b
 
-
-def _stack(batch: list[Frame], dtype: torch.dtype) -> Frame:
-    return torch.stack([frames_to_tensor(f, dtype)[0] for f in batch]) if isinstance(batch[0], Tensor) else np.stack(batch)
-
-
-def _sizes_differ(batch: list[Frame]) -> bool:
-    return len({(type(f), tuple(f.shape)) for f in batch}) > 1
