@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -44,22 +45,14 @@ class OcclusionAwareGenerator(nn.Module):
             num_kp=num_kp, num_channels=num_channels, estimate_occlusion_map=estimate_occlusion_map,
             align_corners=align_corners, **dense_motion_params)
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=(7, 7), padding=(3, 3))
-        self.down_blocks = nn.ModuleList(
-            DownBlock2d(level_features(block_expansion, max_features, i),
-                        level_features(block_expansion, max_features, i + 1))
-            for i in range(num_down_blocks)
-        )
-        self.up_blocks = nn.ModuleList(
-            UpBlock2d(level_features(block_expansion, max_features, num_down_blocks - i),
-                      level_features(block_expansion, max_features, num_down_blocks - i - 1))
-            for i in range(num_down_blocks)
-        )
-        bottleneck_features = level_features(block_expansion, max_features, num_down_blocks)
-        self.bottleneck = nn.Sequential()
-        for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features, kernel_size=(3, 3), padding=(1, 1)))
+        features = [level_features(block_expansion, max_features, i) for i in range(num_down_blocks + 1)]
+        self.down_blocks = nn.ModuleList(DownBlock2d(features[i], features[i + 1]) for i in range(num_down_blocks))
+        self.up_blocks = nn.ModuleList(UpBlock2d(features[i + 1], features[i])
+                                       for i in reversed(range(num_down_blocks)))
+        self.bottleneck = nn.Sequential(OrderedDict(
+            (f"r{i}", ResBlock2d(features[-1], kernel_size=(3, 3), padding=(1, 1)))
+            for i in range(num_bottleneck_blocks)))
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
-        self.estimate_occlusion_map = estimate_occlusion_map
         self.num_channels = num_channels
         self.align_corners = align_corners
 
@@ -84,12 +77,8 @@ class OcclusionAwareGenerator(nn.Module):
     def forward(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
                 source_features: Tensor | None = None, source: GeneratorSource | None = None,
                 outputs: str = "all") -> dict[str, Tensor]:
-        """The driving frame and the motion behind it.
-
-        `source` (from prepare_source) holds the source's share; `source_image` and `source_features` are then
-        unused. `outputs="prediction"` (inference) keeps `prediction` and `occlusion_map` and skips the rest
-        (`deformed`, `sparse_deformed`, `mask`, `deformation`), which the losses and visualisations use.
-        """
+        """The driving frame and the motion behind it; `source` (prepare_source's) replaces `source_image` and
+        `source_features`; `outputs="prediction"` keeps only `prediction` and `occlusion_map` (inference)."""
         if outputs not in ("all", "prediction"):
             raise ValueError(f"outputs must be 'all' or 'prediction', got {outputs!r}")
         full = outputs == "all"
