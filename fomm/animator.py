@@ -103,13 +103,8 @@ def to_uint8(x: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
 
 
 class Animator:
-    """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it.
-
-    `precision`: auto (bf16 where the device computes it natively), fp32 or bf16. The modules given go to
-    eval mode, channels_last memory (`channels_last`) and, with `fold_batch_norm`, have their batch norms
-    folded into the convs in place (fomm.inference). Frames, keypoints and predictions take the generator's
-    parameter dtype.
-    """
+    """Animates a source image with driving frames (`fomm animate` wraps it); the modules go to eval mode, in place:
+    channels_last, batch norms folded (fomm.inference). Frames, keypoints and predictions: the generator's dtype."""
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
                  frame_size: tuple[int, int] = (256, 256), relative: bool = True,

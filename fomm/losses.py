@@ -41,11 +41,8 @@ def equivariance_jacobian_loss(jacobian_driving: Tensor, kp_transformed: Tensor,
 
 
 def keypoint_separation_loss(kp: Tensor, sigma: float) -> Tensor:
-    """Mean over ordered pairs i ≠ j and the batch of exp(−|k_i − k_j|² / 2σ²): 1 when all keypoints coincide,
-    → 0 once further apart than a few σ.  # kp: B×K×2
-
-    Not in the paper: the separation prior of Zhang et al. (CVPR 2018); without it, all keypoints of the demo
-    config collapse onto the torso within ~1000 steps (docs/learning.md)."""
+    """Zhang et al.'s separation prior (CVPR 2018; not in the paper, docs/learning.md): the mean over pairs i ≠ j
+    and the batch of exp(−|k_i − k_j|² / 2σ²), 1 when all keypoints coincide, → 0 beyond a few σ.  # kp: B×K×2"""
     k = kp.shape[1]
     if k < 2:
         return kp.new_zeros(())

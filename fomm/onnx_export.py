@@ -1,9 +1,5 @@
-"""ONNX export of the animation model (run on ONNX Runtime by animate.onnx_engine; the `export` extra).
-
-Three graphs (opset 18): `kp_detector.onnx` (frames → keypoints), `source.onnx` (source and keypoints → what
-the generator needs of it, once) and `generator_step.onnx` (that and both keypoint sets → predicted frames);
-relative motion stays in torch between them.
-"""
+"""ONNX export (opset 18, the `export` extra; run by animate.onnx_engine) as three graphs: the kp detector, the
+source's share of the generator (once) and the generator step; relative motion stays in torch between them."""
 
 from __future__ import annotations
 

@@ -19,10 +19,8 @@ def _alpha(cutoff: Tensor | float) -> Tensor | float:
 
 
 class OneEuroFilter:
-    """Element-wise one-euro filter; `strength` S ≥ 0 is the time constant at rest in frames (0: pass-through).
-
-    cut-off = 1 / (2π S) + beta · |speed| (speed: the low-passed per-frame change of the input, in its units).
-    """
+    """Element-wise one-euro filter, cut-off 1 / (2π S) + beta · |low-passed per-frame change|; `strength` S ≥ 0
+    is the time constant at rest in frames (0: pass-through)."""
 
     def __init__(self, strength: float, beta: float = 5.0) -> None:
         if strength < 0:

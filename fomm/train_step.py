@@ -76,10 +76,8 @@ class TrainState:
 
 def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,
                       device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> TrainState:
-    """Build networks and optimisers from the config; VGG-19 weights come from `default_weights_path()`.
-
-    `dtype`: of every parameter (the VGG's too); float64 gives results that agree across CPUs (tests).
-    """
+    """Networks and optimisers from the config, VGG-19 weights from `default_weights_path()`; `dtype`: of every
+    parameter, the VGG's too (float64: results that agree across CPUs, for tests)."""
     nets = build_networks(model_cfg, discriminator=True, device=device)
     for net in vars(nets).values():
         net.to(dtype)
@@ -113,10 +111,8 @@ def to_channels_last(state: TrainState) -> None:
 def train_step(state: TrainState, batch: dict[str, Tensor],
                generator_full: nn.Module | None = None, discriminator_full: nn.Module | None = None,
                autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, float], dict[str, Tensor]]:
-    """One update in the original order: generator + kp detector on their losses, then the discriminator.
-
-    `generator_full` / `discriminator_full` override the state's modules (e.g. DDP-wrapped ones).
-    """
+    """One update in the original order: generator + kp detector on their losses, then the discriminator;
+    `generator_full` / `discriminator_full` override the state's modules (e.g. DDP-wrapped ones)."""
     generator_full = generator_full or state.generator_full
     discriminator_full = discriminator_full or state.discriminator_full
     device = batch["source"].device
