@@ -180,11 +180,9 @@ class Animator:
                 driving_initial: Frame | Keypoints | None = None) -> Iterator[AnimatedBatch]:
         """Stream AnimatedBatches; relative motion starts from `driving_initial` (default: the first frame)."""
         state = source if isinstance(source, SourceState) else self.encode_source(source)
-        kp_initial = None
-        if isinstance(driving_initial, dict):
-            kp_initial = driving_initial
-        elif driving_initial is not None:
-            kp_initial = self.detect(driving_initial)
+        kp_initial = driving_initial  # keypoints, a frame to detect them on, or None (the first driving frame's)
+        if kp_initial is not None and not isinstance(kp_initial, dict):
+            kp_initial = self.detect(kp_initial)
         scale = None
         frames = iter(driving)
         smoother = KeypointSmoother(self.smooth)

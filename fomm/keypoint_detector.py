@@ -22,7 +22,6 @@ class KPDetector(nn.Module):
         self.predictor = Hourglass(block_expansion, in_features=num_channels, max_features=max_features,
                                    num_blocks=num_blocks)
         self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
-        self.num_kp = num_kp
         self.temperature = temperature
         self.scale_factor = scale_factor
         if estimate_jacobian:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,7 +38,6 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     batch_norm_frozen: bool = False  # train_params.freeze_batch_norm_epoch reached (see train_step)
-    extra: dict = field(default_factory=dict)
 
     @property
     def use_gan(self) -> bool:
