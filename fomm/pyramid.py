@@ -48,9 +48,8 @@ class ImagePyramid(nn.Module):
 
     def __init__(self, scales: tuple[float, ...] | list[float], num_channels: int) -> None:
         super().__init__()
-        # keys as the original's, str(scale) with '.' → '-' ('1', '0-5', ...)
-        downs = {str(s).replace(".", "-"): AntiAliasInterpolation2d(num_channels, s) for s in scales}
-        self.downs = nn.ModuleDict(downs)
+        self.downs = nn.ModuleDict({str(s).replace(".", "-"): AntiAliasInterpolation2d(num_channels, s)
+                                    for s in scales})  # keys as the original's: '1', '0-5', …
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return {"prediction_" + key.replace("-", "."): down(x) for key, down in self.downs.items()}

@@ -1,6 +1,5 @@
-"""One-euro filter over time for keypoints and Jacobians (Casiez et al., CHI 2012), in frame units: an EMA
-whose cut-off rises with the signal's speed (a still signal is averaged over about `strength` frames, a fast
-one passes with little lag); element-wise, one step per call, so state carries across a stream's batches."""
+"""One-euro filter (Casiez et al., CHI 2012) over keypoints and Jacobians in frame units: an EMA whose cut-off
+rises with speed; element-wise, one step per call, so state carries across a stream's batches."""
 
 from __future__ import annotations
 
