@@ -69,9 +69,8 @@ def normalize_landmarks(landmarks: np.ndarray) -> np.ndarray:
 
 
 def find_best_frame(source_landmarks: np.ndarray, driving_landmarks: Sequence[np.ndarray | None]) -> int:
-    """Index of the driving frame whose normalised landmarks are closest (squared L2) to the source's, so
-    relative motion starts from the pose that best matches it; frames without a face (None) or with degenerate
-    landmarks are skipped."""
+    """Index of the driving frame whose normalised landmarks are closest (squared L2) to the source's, the start
+    of relative motion; frames without a face (None) or with degenerate landmarks are skipped."""
     source = normalize_landmarks(source_landmarks)
     best, best_distance = -1, np.inf
     for index, landmarks in enumerate(driving_landmarks):

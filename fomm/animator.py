@@ -103,13 +103,8 @@ def to_uint8(x: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
 
 
 class Animator:
-    """Animates a source image with driving frames; `fomm animate` is a thin wrapper of it.
-
-    `precision`: auto (bf16 where the device computes it natively), fp32 or bf16. The modules given go to
-    eval mode, channels_last memory (`channels_last`) and, with `fold_batch_norm`, have their batch norms
-    folded into the convs in place (fomm.inference). Frames, keypoints and predictions take the generator's
-    parameter dtype.
-    """
+    """Animates a source image with driving frames (`fomm animate` wraps it); the modules go to eval mode, in place:
+    channels_last, batch norms folded (fomm.inference). Frames, keypoints and predictions: the generator's dtype."""
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
                  frame_size: tuple[int, int] = (256, 256), relative: bool = True,
@@ -151,12 +146,10 @@ class Animator:
         if checkpoint is None and not random_init:
             raise AnimatorError("no checkpoint given; pass one, or ask for a random-init model explicitly")
         nets = build_networks(cfg.model_params, seed=seed)
-        kp_detector, generator = nets.kp_detector, nets.generator
         if checkpoint is not None:
-            load_checkpoint(checkpoint, generator=generator, kp_detector=kp_detector, map_location="cpu")
-        norm = cfg.animate_params.normalization_params
-        options.setdefault("use_relative_jacobian", norm.use_relative_jacobian)
-        return cls(kp_detector, generator, frame_size=tuple(cfg.dataset_params.shape[:2]), **options)
+            load_checkpoint(checkpoint, generator=nets.generator, kp_detector=nets.kp_detector, map_location="cpu")
+        options.setdefault("use_relative_jacobian", cfg.animate_params.normalization_params.use_relative_jacobian)
+        return cls(nets.kp_detector, nets.generator, frame_size=tuple(cfg.dataset_params.shape[:2]), **options)
 
     def prepare(self, frames: Frame) -> Tensor:
         """Frames of any size and type, cropped/padded and resized to the model's size.  # B×3×H×W"""
@@ -187,18 +180,18 @@ class Animator:
                 driving_initial: Frame | Keypoints | None = None) -> Iterator[AnimatedBatch]:
         """Stream AnimatedBatches; relative motion starts from `driving_initial` (default: the first frame)."""
         state = source if isinstance(source, SourceState) else self.encode_source(source)
-        kp_initial = None
-        if isinstance(driving_initial, dict):
-            kp_initial = driving_initial
-        elif driving_initial is not None:
-            kp_initial = self.detect(driving_initial)
+        kp_initial = driving_initial  # keypoints, a frame to detect them on, or None (the first driving frame's)
+        if kp_initial is not None and not isinstance(kp_initial, dict):
+            kp_initial = self.detect(kp_initial)
         scale = None
         frames = iter(driving)
         smoother = KeypointSmoother(self.smooth)
         start = 0
         while batch := list(itertools.islice(frames, self.batch_size)):
-            x = (torch.cat([self.prepare(f) for f in batch]) if _sizes_differ(batch)
-                 else self.prepare(_stack(batch, self.float_dtype)))
+            if len({(type(f), tuple(f.shape)) for f in batch}) > 1:  # frames of several sizes: fitted one by one
+                x = torch.cat([self.prepare(f) for f in batch])
+            else:
+                x = self.prepare(torch.cat([frames_to_tensor(f, self.float_dtype) for f in batch]))
             b = x.shape[0]
             kp_driving = smoother(self._kp(x))
             if kp_initial is None:
@@ -215,10 +208,3 @@ class Animator:
                                 prediction=out["prediction"].to(self.float_dtype))
             start += b
 
-
-def _stack(batch: list[Frame], dtype: torch.dtype) -> Frame:
-    return torch.stack([frames_to_tensor(f, dtype)[0] for f in batch]) if isinstance(batch[0], Tensor) else np.stack(batch)
-
-
-def _sizes_differ(batch: list[Frame]) -> bool:
-    return len({(type(f), tuple(f.shape)) for f in batch}) > 1

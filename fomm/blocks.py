@@ -59,52 +59,26 @@ def level_features(block_expansion: int, max_features: int, level: int) -> int:
     return min(max_features, block_expansion * (2**level))
 
 
-class Encoder(nn.Module):
-    """Hourglass encoder: returns the input and every DownBlock's output (for the skips)."""
+class Hourglass(nn.Module):
+    """U-Net: DownBlocks keeping each output as a skip, then UpBlocks from the deepest level, each concatenated
+    with the skip of its resolution; E + C channels out at the input resolution (size divisible by 2^num_blocks)."""
 
     def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256) -> None:
         super().__init__()
-        self.down_blocks = nn.ModuleList(
-            DownBlock2d(in_features if i == 0 else level_features(block_expansion, max_features, i),
-                        level_features(block_expansion, max_features, i + 1))
-            for i in range(num_blocks)
-        )
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        outs = [x]
-        for block in self.down_blocks:
-            outs.append(block(outs[-1]))
-        return outs
-
-
-class Decoder(nn.Module):
-    """Hourglass decoder: UpBlocks from the deepest level, each concatenated with the encoder skip."""
-
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256) -> None:
-        super().__init__()
-        blocks = []
-        for i in reversed(range(num_blocks)):
-            in_filters = (1 if i == num_blocks - 1 else 2) * level_features(block_expansion, max_features, i + 1)
-            blocks.append(UpBlock2d(in_filters, level_features(block_expansion, max_features, i)))
-        self.up_blocks = nn.ModuleList(blocks)
+        features = [in_features] + [level_features(block_expansion, max_features, i + 1) for i in range(num_blocks)]
+        down = [DownBlock2d(features[i], features[i + 1]) for i in range(num_blocks)]
+        up = [UpBlock2d((1 if i == num_blocks - 1 else 2) * features[i + 1],
+                        level_features(block_expansion, max_features, i)) for i in reversed(range(num_blocks))]
+        # ModuleDicts keep the original key names (encoder.down_blocks.N, decoder.up_blocks.N)
+        self.encoder = nn.ModuleDict({"down_blocks": nn.ModuleList(down)})
+        self.decoder = nn.ModuleDict({"up_blocks": nn.ModuleList(up)})
         self.out_filters = block_expansion + in_features
 
-    def forward(self, skips: list[Tensor]) -> Tensor:
-        skips = list(skips)
+    def forward(self, x: Tensor) -> Tensor:
+        skips = [x]
+        for block in self.encoder["down_blocks"]:
+            skips.append(block(skips[-1]))
         out = skips.pop()
-        for block in self.up_blocks:
+        for block in self.decoder["up_blocks"]:
             out = torch.cat([block(out), skips.pop()], dim=1)
         return out
-
-
-class Hourglass(nn.Module):
-    """U-Net: output has E + C channels at the input resolution (input size divisible by 2^num_blocks)."""
-
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256) -> None:
-        super().__init__()
-        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features)
-        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
-        self.out_filters = self.decoder.out_filters
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.decoder(self.encoder(x))

@@ -43,25 +43,17 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     return state
 
 
-def _describe_mismatch(module: nn.Module, state: dict[str, torch.Tensor], limit: int = 8) -> str:
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
-        if items:
-            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-            parts.append(f"{label} {len(items)}: {', '.join(items[:limit])}{more}")
-    return "; ".join(parts)
-
-
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path, name: str) -> None:
     """load_state_dict(strict=True), turning a mismatch into an error naming the file and the keys."""
-    problem = _describe_mismatch(module, state)
-    if problem:
-        raise CheckpointError(f"{path}: '{name}' does not fit the model config: {problem}")
+    own = module.state_dict()
+    problems = {"missing": [k for k in own if k not in state], "unexpected": [k for k in state if k not in own],
+                "shape mismatch": [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                                   for k in own if k in state and hasattr(state[k], "shape")
+                                   and state[k].shape != own[k].shape]}
+    parts = [f"{label} {len(keys)}: {', '.join(keys[:8])}" + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+             for label, keys in problems.items() if keys]
+    if parts:
+        raise CheckpointError(f"{path}: '{name}' does not fit the model config: {'; '.join(parts)}")
     module.load_state_dict(state, strict=True)
 
 

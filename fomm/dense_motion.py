@@ -71,7 +71,6 @@ class DenseMotionNetwork(nn.Module):
         self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=(7, 7), padding=(3, 3))
         self.occlusion = (nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=(7, 7), padding=(3, 3))
                           if estimate_occlusion_map else None)
-        self.num_kp = num_kp
         self.scale_factor = scale_factor
         self.kp_variance = kp_variance
         self.align_corners = align_corners

@@ -14,10 +14,10 @@ from fomm.geometry import Keypoints, kp2gaussian
 class DiscriminatorBlock(nn.Module):
     """Conv 4×4 (no padding; spectral norm optional) → instance norm → leaky ReLU 0.2 → 2×2 average pool."""
 
-    def __init__(self, in_features: int, out_features: int, norm: bool = False, kernel_size: int = 4,
-                 pool: bool = False, sn: bool = False) -> None:
+    def __init__(self, in_features: int, out_features: int, norm: bool = False, pool: bool = False,
+                 sn: bool = False) -> None:
         super().__init__()
-        conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size)
+        conv = nn.Conv2d(in_features, out_features, kernel_size=4)
         # hook-based spectral norm keeps the original key names (weight_orig, weight_u, weight_v)
         self.conv = nn.utils.spectral_norm(conv) if sn else conv
         self.norm = nn.InstanceNorm2d(out_features, affine=True) if norm else None
@@ -36,16 +36,14 @@ class Discriminator(nn.Module):
 
     def __init__(self, num_channels: int = 3, block_expansion: int = 64, num_blocks: int = 4,
                  max_features: int = 512, sn: bool = False, use_kp: bool = False, num_kp: int = 10,
-                 kp_variance: float = 0.01, **_: object) -> None:
+                 kp_variance: float = 0.01) -> None:
         super().__init__()
+        features = [num_channels + num_kp * use_kp] + [level_features(block_expansion, max_features, i)
+                                                       for i in range(1, num_blocks + 1)]
         self.down_blocks = nn.ModuleList(
-            DiscriminatorBlock(num_channels + num_kp * use_kp if i == 0 else level_features(block_expansion,
-                                                                                             max_features, i),
-                               level_features(block_expansion, max_features, i + 1),
-                               norm=(i != 0), kernel_size=4, pool=(i != num_blocks - 1), sn=sn)
-            for i in range(num_blocks)
-        )
-        conv = nn.Conv2d(self.down_blocks[-1].conv.out_channels, 1, kernel_size=1)
+            DiscriminatorBlock(features[i], features[i + 1], norm=i != 0, pool=i != num_blocks - 1, sn=sn)
+            for i in range(num_blocks))
+        conv = nn.Conv2d(features[-1], 1, kernel_size=1)
         self.conv = nn.utils.spectral_norm(conv) if sn else conv
         self.use_kp = use_kp
         self.kp_variance = kp_variance
@@ -68,15 +66,13 @@ class MultiScaleDiscriminator(nn.Module):
 
     def __init__(self, scales: tuple[float, ...] = (), **kwargs: object) -> None:
         super().__init__()
-        self.scales = scales
+        self.scales = tuple(scales)
         self.discs = nn.ModuleDict({str(s).replace(".", "-"): Discriminator(**kwargs) for s in scales})
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> MultiScaleDiscriminator:
-        d = cfg.discriminator_params
-        return cls(scales=d.scales, num_channels=cfg.common_params.num_channels, block_expansion=d.block_expansion,
-                   num_blocks=d.num_blocks, max_features=d.max_features, sn=d.sn, use_kp=d.use_kp,
-                   num_kp=cfg.common_params.num_kp, kp_variance=d.kp_variance)
+        return cls(num_channels=cfg.common_params.num_channels, num_kp=cfg.common_params.num_kp,
+                   **cfg.discriminator_params.to_dict())
 
     def forward(self, pyramid: dict[str, Tensor], kp: Keypoints | None = None) -> dict[str, object]:
         out: dict[str, object] = {}

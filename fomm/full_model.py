@@ -36,7 +36,6 @@ class GeneratorFullModel(nn.Module):
         self.discriminator = discriminator
         self.train_params = train_params
         self.weights = train_params.loss_weights
-        self.disc_scales = tuple(discriminator.scales) if discriminator is not None else ()
         self.pyramid = ImagePyramid(train_params.scales, generator.num_channels)
         self.vgg = vgg if vgg is not None else (Vgg19() if sum(self.weights.perceptual) != 0 else None)
         if self.vgg is not None:
@@ -62,12 +61,12 @@ class GeneratorFullModel(nn.Module):
             maps_generated = self.discriminator(pyramid_generated, kp=kp_detached)
             maps_real = self.discriminator(pyramid_real, kp=kp_detached)
             losses["gen_gan"] = w.generator_gan * generator_gan_loss(
-                [maps_generated[f"prediction_map_{s}"] for s in self.disc_scales])
+                [maps_generated[f"prediction_map_{s}"] for s in self.discriminator.scales])
             if sum(w.feature_matching) != 0:
                 losses["feature_matching"] = sum(
                     feature_matching_loss(maps_real[f"feature_maps_{s}"], maps_generated[f"feature_maps_{s}"],
                                           w.feature_matching)
-                    for s in self.disc_scales)
+                    for s in self.discriminator.scales)
         if w.keypoint_separation != 0:
             losses["keypoint_separation"] = w.keypoint_separation * 0.5 * (
                 keypoint_separation_loss(kp_source["value"], w.keypoint_separation_sigma)
@@ -96,7 +95,6 @@ class DiscriminatorFullModel(nn.Module):
         super().__init__()
         self.discriminator = discriminator
         self.train_params = train_params
-        self.scales = tuple(discriminator.scales)
 
     def forward(self, x: dict[str, Tensor], generated: dict[str, Tensor]) -> dict[str, Tensor]:
         pyramid_real = generated["pyramid_real"]
@@ -104,8 +102,9 @@ class DiscriminatorFullModel(nn.Module):
         kp = detach_kp(generated["kp_driving"])
         maps_generated = self.discriminator(pyramid_generated, kp=kp)
         maps_real = self.discriminator(pyramid_real, kp=kp)
-        value = discriminator_gan_loss([maps_real[f"prediction_map_{s}"] for s in self.scales],
-                                       [maps_generated[f"prediction_map_{s}"] for s in self.scales])
+        scales = self.discriminator.scales
+        value = discriminator_gan_loss([maps_real[f"prediction_map_{s}"] for s in scales],
+                                       [maps_generated[f"prediction_map_{s}"] for s in scales])
         return {"disc_gan": self.train_params.loss_weights.discriminator_gan * value}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -38,41 +39,28 @@ class OcclusionAwareGenerator(nn.Module):
 
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
                  num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False,
-                 align_corners: bool = False) -> None:
+                 dense_motion_params: dict | None = None, align_corners: bool = False) -> None:
         super().__init__()
         self.dense_motion_network = None if dense_motion_params is None else DenseMotionNetwork(
             num_kp=num_kp, num_channels=num_channels, estimate_occlusion_map=estimate_occlusion_map,
             align_corners=align_corners, **dense_motion_params)
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=(7, 7), padding=(3, 3))
-        self.down_blocks = nn.ModuleList(
-            DownBlock2d(level_features(block_expansion, max_features, i),
-                        level_features(block_expansion, max_features, i + 1))
-            for i in range(num_down_blocks)
-        )
-        self.up_blocks = nn.ModuleList(
-            UpBlock2d(level_features(block_expansion, max_features, num_down_blocks - i),
-                      level_features(block_expansion, max_features, num_down_blocks - i - 1))
-            for i in range(num_down_blocks)
-        )
-        bottleneck_features = level_features(block_expansion, max_features, num_down_blocks)
-        self.bottleneck = nn.Sequential()
-        for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features, kernel_size=(3, 3), padding=(1, 1)))
+        features = [level_features(block_expansion, max_features, i) for i in range(num_down_blocks + 1)]
+        self.down_blocks = nn.ModuleList(DownBlock2d(features[i], features[i + 1]) for i in range(num_down_blocks))
+        self.up_blocks = nn.ModuleList(UpBlock2d(features[i + 1], features[i])
+                                       for i in reversed(range(num_down_blocks)))
+        self.bottleneck = nn.Sequential(OrderedDict(
+            (f"r{i}", ResBlock2d(features[-1], kernel_size=(3, 3), padding=(1, 1)))
+            for i in range(num_bottleneck_blocks)))
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
-        self.estimate_occlusion_map = estimate_occlusion_map
         self.num_channels = num_channels
         self.align_corners = align_corners
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> OcclusionAwareGenerator:
-        common, gen = cfg.common_params, cfg.generator_params
-        dense = gen.dense_motion_params.to_dict() if gen.dense_motion_params is not None else None
-        return cls(num_channels=common.num_channels, num_kp=common.num_kp, block_expansion=gen.block_expansion,
-                   max_features=gen.max_features, num_down_blocks=gen.num_down_blocks,
-                   num_bottleneck_blocks=gen.num_bottleneck_blocks,
-                   estimate_occlusion_map=gen.estimate_occlusion_map, dense_motion_params=dense,
-                   estimate_jacobian=common.estimate_jacobian, align_corners=common.align_corners)
+        common = cfg.common_params  # generator_params's dict holds dense_motion_params as a dict (or None)
+        return cls(num_channels=common.num_channels, num_kp=common.num_kp, align_corners=common.align_corners,
+                   **cfg.generator_params.to_dict())
 
     def encode(self, source_image: Tensor) -> Tensor:
         """Source features before warping (computed once per source when animating).  # B×C'×h×w"""
@@ -89,12 +77,8 @@ class OcclusionAwareGenerator(nn.Module):
     def forward(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
                 source_features: Tensor | None = None, source: GeneratorSource | None = None,
                 outputs: str = "all") -> dict[str, Tensor]:
-        """The driving frame and the motion behind it.
-
-        `source` (from prepare_source) holds the source's share; `source_image` and `source_features` are then
-        unused. `outputs="prediction"` (inference) keeps `prediction` and `occlusion_map` and skips the rest
-        (`deformed`, `sparse_deformed`, `mask`, `deformation`), which the losses and visualisations use.
-        """
+        """The driving frame and the motion behind it; `source` (prepare_source's) replaces `source_image` and
+        `source_features`; `outputs="prediction"` keeps only `prediction` and `occlusion_map` (inference)."""
         if outputs not in ("all", "prediction"):
             raise ValueError(f"outputs must be 'all' or 'prediction', got {outputs!r}")
         full = outputs == "all"

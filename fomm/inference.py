@@ -11,11 +11,8 @@ from fomm.blocks import ResBlock2d, _ConvNorm
 
 
 class FoldedBatchNorm2d(nn.BatchNorm2d):
-    """A batch norm whose statistics live in the conv before it: passes its input on (inference only).
-
-    Its state is the identity, so a checkpoint saved from a folded model loads into a plain one unchanged; a
-    state dict loaded into it is folded into the conv again (a folded model's identity changes nothing).
-    """
+    """A batch norm whose statistics live in the conv before it: passes its input on (inference only). Its state
+    is the identity, so a folded model's checkpoint loads into a plain one; a state dict loaded is folded again."""
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training:
@@ -43,11 +40,8 @@ def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d, incompatible_keys: object = Non
 
 @torch.no_grad()
 def fold_batch_norm(module: nn.Module) -> nn.Module:
-    """In place, eval mode: each conv → batch norm pair computes as one conv; returns `module`.
-
-    Equal to the eval-mode original up to float rounding (1e-6 relative). In a residual block the second norm
-    follows the first conv and folds into it; the first comes before a ReLU (pre-activation) and stays.
-    """
+    """In place, eval mode: each conv → batch norm pair computes as one conv (1e-6 relative); returns `module`. In
+    a residual block the second norm folds into the first conv; the first (before a ReLU) stays."""
     if module.training:
         raise ValueError("fold_batch_norm needs a module in eval mode (running statistics)")
     for block in module.modules():

@@ -22,7 +22,6 @@ class KPDetector(nn.Module):
         self.predictor = Hourglass(block_expansion, in_features=num_channels, max_features=max_features,
                                    num_blocks=num_blocks)
         self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
-        self.num_kp = num_kp
         self.temperature = temperature
         self.scale_factor = scale_factor
         if estimate_jacobian:
@@ -39,11 +38,9 @@ class KPDetector(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> KPDetector:
-        common, kp = cfg.common_params, cfg.kp_detector_params
-        return cls(block_expansion=kp.block_expansion, num_kp=common.num_kp, num_channels=common.num_channels,
-                   max_features=kp.max_features, num_blocks=kp.num_blocks, temperature=kp.temperature,
-                   estimate_jacobian=common.estimate_jacobian, scale_factor=kp.scale_factor,
-                   single_jacobian_map=kp.single_jacobian_map, pad=kp.pad)
+        common = cfg.common_params
+        return cls(num_kp=common.num_kp, num_channels=common.num_channels, estimate_jacobian=common.estimate_jacobian,
+                   **cfg.kp_detector_params.to_dict())
 
     def forward(self, x: Tensor) -> Keypoints:  # x: B×C×H×W in [0, 1]
         if self.scale_factor != 1:

@@ -11,15 +11,10 @@ from torch import Tensor
 from fomm.tps import Transform
 
 
-def perceptual_loss(features_pred: Sequence[Tensor], features_real: Sequence[Tensor],
-                    weights: Sequence[float]) -> Tensor:
-    """Σ_i w_i · mean |F_i(pred) − F_i(real)| for one pyramid level, real detached."""
-    return feature_matching_loss(features_pred, [f.detach() for f in features_real], weights)
-
-
 def pyramid_perceptual_loss(vgg: Callable[..., list[Tensor]], pyramid_pred: dict[str, Tensor],
                             pyramid_real: dict[str, Tensor], weights: Sequence[float]) -> Tensor:
-    """Eq. 9 summed over the pyramid levels; VGG stops at the deepest layer with a non-zero weight."""
+    """Eq. 9, Σ_levels Σ_i w_i · mean |F_i(pred) − F_i(real)| (real without gradient); VGG stops at the deepest
+    layer with a non-zero weight."""
     total = next(iter(pyramid_pred.values())).new_zeros(())
     used = max((i + 1 for i, w in enumerate(weights) if w != 0), default=0)
     if used == 0:
@@ -27,7 +22,7 @@ def pyramid_perceptual_loss(vgg: Callable[..., list[Tensor]], pyramid_pred: dict
     for key, pred in pyramid_pred.items():
         with torch.no_grad():
             real = vgg(pyramid_real[key], num_slices=used)
-        total = total + perceptual_loss(vgg(pred, num_slices=used), real, weights)
+        total = total + feature_matching_loss(vgg(pred, num_slices=used), real, weights)
     return total
 
 
@@ -46,11 +41,8 @@ def equivariance_jacobian_loss(jacobian_driving: Tensor, kp_transformed: Tensor,
 
 
 def keypoint_separation_loss(kp: Tensor, sigma: float) -> Tensor:
-    """Mean over ordered pairs i ≠ j and the batch of exp(−|k_i − k_j|² / 2σ²): 1 when all keypoints coincide,
-    → 0 once further apart than a few σ.  # kp: B×K×2
-
-    Not in the paper: the separation prior of Zhang et al. (CVPR 2018); without it, all keypoints of the demo
-    config collapse onto the torso within ~1000 steps (docs/learning.md)."""
+    """Zhang et al.'s separation prior (CVPR 2018; not in the paper, docs/learning.md): the mean over pairs i ≠ j
+    and the batch of exp(−|k_i − k_j|² / 2σ²), 1 when all keypoints coincide, → 0 beyond a few σ.  # kp: B×K×2"""
     k = kp.shape[1]
     if k < 2:
         return kp.new_zeros(())
@@ -71,7 +63,7 @@ def discriminator_gan_loss(real_maps: Sequence[Tensor], fake_maps: Sequence[Tens
 
 def feature_matching_loss(real_features: Sequence[Tensor], fake_features: Sequence[Tensor],
                           weights: Sequence[float]) -> Tensor:
-    """Σ_i w_i · mean |F_i(real) − F_i(pred)| over discriminator blocks."""
+    """Σ_i w_i · mean |F_i(real) − F_i(pred)| over discriminator blocks (or VGG slices: Eq. 9's terms)."""
     total = fake_features[0].new_zeros(())
     for weight, a, b in zip(weights, real_features, fake_features):
         if weight != 0:

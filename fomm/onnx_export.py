@@ -1,9 +1,5 @@
-"""ONNX export of the animation model (run on ONNX Runtime by animate.onnx_engine; the `export` extra).
-
-Three graphs (opset 18): `kp_detector.onnx` (frames → keypoints), `source.onnx` (source and keypoints → what
-the generator needs of it, once) and `generator_step.onnx` (that and both keypoint sets → predicted frames);
-relative motion stays in torch between them.
-"""
+"""ONNX export (opset 18, the `export` extra; run by animate.onnx_engine) as three graphs: the kp detector, the
+source's share of the generator (once) and the generator step; relative motion stays in torch between them."""
 
 from __future__ import annotations
 
@@ -14,7 +10,7 @@ from torch import Tensor, nn
 
 from fomm.dense_motion import MotionSource
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
-from fomm.geometry import Keypoints
+from fomm.geometry import Keypoints, expand_kp
 from fomm.inference import fold_batch_norm
 from fomm.keypoint_detector import KPDetector
 
@@ -27,39 +23,35 @@ def as_keypoints(value: Tensor, jacobian: Tensor | None) -> Keypoints:
     return {"value": value} if jacobian is None else {"value": value, "jacobian": jacobian}
 
 
-class _Detect(nn.Module):
-    def __init__(self, kp_detector: KPDetector) -> None:
-        super().__init__()
-        self.kp_detector = kp_detector
+class _Graph(nn.Module):
+    """One exported graph: `net`'s forward as plain tensors in and out."""
 
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+
+class _Detect(_Graph):
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:  # B×3×H×W → value B×K×2 (, jacobian B×K×2×2)
-        return tuple(self.kp_detector(image).values())
+        return tuple(self.net(image).values())
 
 
-class _Source(nn.Module):
-    def __init__(self, generator: OcclusionAwareGenerator) -> None:
-        super().__init__()
-        self.generator = generator
-
+class _Source(_Graph):
     def forward(self, image: Tensor, value: Tensor, jacobian: Tensor | None = None) -> tuple[Tensor, ...]:
-        prepared = self.generator.prepare_source(image, as_keypoints(value, jacobian))
+        prepared = self.net.prepare_source(image, as_keypoints(value, jacobian))
         return prepared.features, prepared.motion.image, prepared.motion.heatmap
 
 
-class _Step(nn.Module):
-    def __init__(self, generator: OcclusionAwareGenerator) -> None:
-        super().__init__()
-        self.generator = generator
-
+class _Step(_Graph):
     def forward(self, features: Tensor, motion_image: Tensor, heatmap: Tensor, driving_value: Tensor,
                 source_value: Tensor, driving_jacobian: Tensor | None = None,
                 source_jacobian: Tensor | None = None) -> Tensor:
         b = driving_value.shape[0]
         source = GeneratorSource(image=motion_image, features=features,
                                  motion=MotionSource(image=motion_image, heatmap=heatmap))
-        kp_source = {k: v.expand(b, *v.shape[1:]) for k, v in as_keypoints(source_value, source_jacobian).items()}
-        return self.generator(None, kp_driving=as_keypoints(driving_value, driving_jacobian), kp_source=kp_source,
-                              source=source, outputs="prediction")["prediction"]
+        return self.net(None, kp_driving=as_keypoints(driving_value, driving_jacobian),
+                        kp_source=expand_kp(as_keypoints(source_value, source_jacobian), b), source=source,
+                        outputs="prediction")["prediction"]
 
 
 def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,

@@ -10,11 +10,8 @@ from torch import Tensor, nn
 
 
 def gaussian_kernel(scale: float) -> Tensor:
-    """Normalised 2-D gaussian with sigma = (1/scale - 1)/2, size 2·round(4·sigma) + 1.  # k×k
-
-    Computed in float32 as the original computes it: a float64 model holds this kernel cast (as does the original
-    made float64 with `.double()`), so float64 runs match the original's float64 numbers to the last bits.
-    """
+    """Normalised 2-D gaussian, sigma = (1/scale - 1)/2, size 2·round(4·sigma) + 1 (odd), in float32 as the
+    original's (a float64 model holds it cast, as the original's does: float64 runs match to the last bits).  # k×k"""
     sigma = (1 / scale - 1) / 2
     size = 2 * round(sigma * 4) + 1
     coords = torch.arange(size, dtype=torch.float32)
@@ -30,28 +27,20 @@ class AntiAliasInterpolation2d(nn.Module):
     def __init__(self, channels: int, scale: float) -> None:
         super().__init__()
         self.scale = scale
-        self.groups = channels
-        if scale == 1:
-            self.register_buffer("weight", torch.ones(channels, 1, 1, 1))
-            self.ka = self.kb = 0
-            return
-        kernel = gaussian_kernel(scale)
-        size = kernel.shape[0]
-        self.ka = size // 2
-        self.kb = self.ka - 1 if size % 2 == 0 else self.ka
-        self.register_buffer("weight", kernel.view(1, 1, size, size).repeat(channels, 1, 1, 1))
+        kernel = gaussian_kernel(scale) if scale != 1 else torch.ones(1, 1)  # k×k
+        self.register_buffer("weight", kernel.repeat(channels, 1, 1, 1))
+        self.pad = kernel.shape[0] // 2
         inv = 1 / scale
-        self.int_inv_scale = round(inv) if math.isclose(inv, round(inv)) else None
+        self.stride = round(inv) if math.isclose(inv, round(inv)) else None
 
     def forward(self, x: Tensor) -> Tensor:  # B×C×H×W → B×C×(H·s)×(W·s)
         if self.scale == 1:
             return x
         # contiguous: oneDNN's depthwise conv with a large kernel is very slow on channels_last input
-        out = F.pad(x.contiguous(), (self.ka, self.kb, self.ka, self.kb))
-        if self.int_inv_scale is not None:  # blur only the pixels kept: the strided conv is the blur[::s, ::s]
-            return F.conv2d(out, weight=self.weight.to(out.dtype), groups=self.groups, stride=self.int_inv_scale)
-        out = F.conv2d(out, weight=self.weight.to(out.dtype), groups=self.groups)
-        return F.interpolate(out, scale_factor=(self.scale, self.scale))
+        out = F.pad(x.contiguous(), (self.pad,) * 4)
+        # an integer 1/scale blurs only the pixels kept: the strided conv is the blur[::s, ::s]
+        out = F.conv2d(out, weight=self.weight.to(out.dtype), groups=len(self.weight), stride=self.stride or 1)
+        return out if self.stride else F.interpolate(out, scale_factor=(self.scale, self.scale))
 
 
 class ImagePyramid(nn.Module):
@@ -59,9 +48,8 @@ class ImagePyramid(nn.Module):
 
     def __init__(self, scales: tuple[float, ...] | list[float], num_channels: int) -> None:
         super().__init__()
-        # keys as the original's, str(scale) with '.' → '-' ('1', '0-5', ...)
-        downs = {str(s).replace(".", "-"): AntiAliasInterpolation2d(num_channels, s) for s in scales}
-        self.downs = nn.ModuleDict(downs)
+        self.downs = nn.ModuleDict({str(s).replace(".", "-"): AntiAliasInterpolation2d(num_channels, s)
+                                    for s in scales})  # keys as the original's: '1', '0-5', …
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return {"prediction_" + key.replace("-", "."): down(x) for key, down in self.downs.items()}

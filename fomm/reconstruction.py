@@ -19,11 +19,6 @@ class Reconstruction:
     kp_source: Tensor  # K×2
 
 
-def to_8bit_levels(x: Tensor) -> Tensor:
-    """Clamp to [0, 1] and round to the nearest of the 256 levels a uint8 frame holds."""
-    return x.clamp(0, 1).mul(255).round().div(255)
-
-
 def l1_per_frame(prediction: Tensor, real: Tensor) -> Tensor:
     """Mean absolute pixel difference of each frame: T×C×H×W, T×C×H×W → T."""
     return (prediction - real).abs().flatten(1).mean(dim=1)
@@ -54,7 +49,8 @@ def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, bat
                 kp_driving = _cast(kp_detector(driving), video.dtype)
                 out = generator(None, kp_driving=kp_driving, kp_source=expand_kp(kp_source, driving.shape[0]),
                                 source=prepared, outputs="prediction")
-            predictions.append(to_8bit_levels(out["prediction"].to(video.dtype)))
+            prediction = out["prediction"].to(video.dtype)
+            predictions.append(prediction.clamp(0, 1).mul(255).round().div(255))  # the 256 levels of uint8
             kp_values.append(kp_driving["value"])
         return Reconstruction(torch.cat(predictions), torch.cat(kp_values), kp_source["value"][0])
     finally:

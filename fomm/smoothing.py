@@ -1,6 +1,5 @@
-"""One-euro filter over time for keypoints and Jacobians (Casiez et al., CHI 2012), in frame units: an EMA
-whose cut-off rises with the signal's speed (a still signal is averaged over about `strength` frames, a fast
-one passes with little lag); element-wise, one step per call, so state carries across a stream's batches."""
+"""One-euro filter (Casiez et al., CHI 2012) over keypoints and Jacobians in frame units: an EMA whose cut-off
+rises with speed; element-wise, one step per call, so state carries across a stream's batches."""
 
 from __future__ import annotations
 
@@ -19,15 +18,13 @@ def _alpha(cutoff: Tensor | float) -> Tensor | float:
 
 
 class OneEuroFilter:
-    """Element-wise one-euro filter; `strength` S ≥ 0 is the time constant at rest in frames (0: pass-through).
+    """Element-wise one-euro filter, cut-off 1 / (2π S) + beta · |low-passed per-frame change|; `strength` S ≥ 0
+    is the time constant at rest in frames (0: pass-through)."""
 
-    cut-off = 1 / (2π S) + beta · |speed| (speed: the low-passed per-frame change of the input, in its units).
-    """
-
-    def __init__(self, strength: float, beta: float = 5.0, d_cutoff: float = 0.16) -> None:
+    def __init__(self, strength: float, beta: float = 5.0) -> None:
         if strength < 0:
             raise ValueError(f"smoothing strength must be ≥ 0, got {strength}")
-        self.strength, self.beta, self.d_cutoff = float(strength), float(beta), float(d_cutoff)
+        self.strength, self.beta = float(strength), float(beta)
         self.value: Tensor | None = None  # filtered
         self.last: Tensor | None = None  # raw, previous step
         self.speed: Tensor | None = None
@@ -39,7 +36,7 @@ class OneEuroFilter:
         if self.value is None:
             self.value, self.last, self.speed = x.clone(), x.clone(), torch.zeros_like(x)
             return x
-        a_d = _alpha(self.d_cutoff)
+        a_d = _alpha(0.16)  # the speed's low-pass: a fixed cut-off, cycles per frame
         self.speed = a_d * (x - self.last) + (1 - a_d) * self.speed
         self.last = x
         cutoff = 1.0 / (2 * math.pi * self.strength) + self.beta * self.speed.abs()
@@ -48,19 +45,17 @@ class OneEuroFilter:
         return self.value
 
     def sequence(self, xs: Tensor) -> Tensor:
-        """Filter T steps stacked along the first dimension.  # T×..."""
-        return torch.stack([self(x) for x in xs]) if len(xs) else xs
+        """Filter T steps stacked along the first dimension (unchanged at strength 0).  # T×..."""
+        return torch.stack([self(x) for x in xs]) if len(xs) and self.strength else xs
 
 
 class KeypointSmoother:
     """One-euro filters over keypoint values (B×K×2) and Jacobians (B×K×2×2), frame after frame."""
 
-    def __init__(self, strength: float, beta: float = 5.0) -> None:
-        self.filters = {"value": OneEuroFilter(strength, beta), "jacobian": OneEuroFilter(strength, beta)}
+    def __init__(self, strength: float) -> None:
+        self.filters = {"value": OneEuroFilter(strength), "jacobian": OneEuroFilter(strength)}
 
     def __call__(self, kp: Keypoints) -> Keypoints:
         """The batch's frames filtered in order; the state carries over to the next batch."""
-        if self.filters["value"].strength == 0:
-            return kp
         out = {k: self.filters[k].sequence(v) if k in self.filters else v for k, v in kp.items()}
         return out  # type: ignore[return-value]

@@ -13,11 +13,11 @@ class Transform:
     """A random warp T per sample: affine θ = I + N(0, σ_affine) plus TPS Σ_c w_c r_c² log(r_c + 1e-6), r = L1."""
 
     def __init__(self, bs: int, sigma_affine: float, sigma_tps: float | None = None,
-                 points_tps: int | None = None, generator: torch.Generator | None = None,
-                 theta: Tensor | None = None, control_params: Tensor | None = None) -> None:
+                 points_tps: int | None = None, theta: Tensor | None = None,
+                 control_params: Tensor | None = None) -> None:
         self.bs = bs
         if theta is None:
-            noise = torch.randn(bs, 2, 3, generator=generator) * sigma_affine
+            noise = torch.randn(bs, 2, 3) * sigma_affine
             theta = noise + torch.eye(2, 3).view(1, 2, 3)
         self.theta = theta  # B×2×3
         self.tps = points_tps is not None and (sigma_tps is not None or control_params is not None)
@@ -25,7 +25,7 @@ class Transform:
             # ±1, ±0.5, 0: exact in any float dtype; cast to the coordinates' dtype where used
             self.control_points = make_coordinate_grid((points_tps, points_tps), theta.dtype).view(1, -1, 2)  # 1×P×2
             if control_params is None:
-                control_params = torch.randn(bs, 1, points_tps**2, generator=generator) * sigma_tps
+                control_params = torch.randn(bs, 1, points_tps**2) * sigma_tps
             self.control_params = control_params  # B×1×P
 
     @classmethod

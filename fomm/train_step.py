@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,8 +37,7 @@ class TrainState:
     train_params: TrainParams
     epoch: int = 0
     step: int = 0
-    batch_norm_frozen: bool = False  # train_params.freeze_batch_norm_epoch reached (see freeze_batch_norm)
-    extra: dict = field(default_factory=dict)
+    batch_norm_frozen: bool = False  # train_params.freeze_batch_norm_epoch reached (see train_step)
 
     @property
     def use_gan(self) -> bool:
@@ -76,14 +75,11 @@ class TrainState:
 
 def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,
                       device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> TrainState:
-    """Build networks and optimisers from the config; VGG-19 weights come from `default_weights_path()`.
-
-    `dtype`: of every parameter (the VGG's too); float64 gives results that agree across CPUs (tests).
-    """
+    """Networks and optimisers from the config, VGG-19 weights from `default_weights_path()`; `dtype`: of every
+    parameter, the VGG's too (float64: results that agree across CPUs, for tests)."""
     nets = build_networks(model_cfg, discriminator=True, device=device)
     for net in vars(nets).values():
         net.to(dtype)
-    kp_detector, generator, discriminator = nets.kp_detector, nets.generator, nets.discriminator
     if vgg is None and sum(train_params.loss_weights.perceptual) != 0:
         vgg = Vgg19(default_weights_path())
     if vgg is not None:
@@ -91,17 +87,16 @@ def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vg
     # the discriminator joins the generator's full model only for the GAN terms: otherwise its parameters
     # would sit unused in there (DDP would wait for their gradients)
     use_gan = train_params.loss_weights.generator_gan != 0
-    generator_full = GeneratorFullModel(kp_detector, generator, discriminator if use_gan else None, train_params,
-                                        vgg=vgg).to(device)
-    discriminator_full = DiscriminatorFullModel(discriminator, train_params).to(device)
-    tp = train_params
+    generator_full = GeneratorFullModel(nets.kp_detector, nets.generator, nets.discriminator if use_gan else None,
+                                        train_params, vgg=vgg).to(device)
+    discriminator_full = DiscriminatorFullModel(nets.discriminator, train_params).to(device)
     fused = torch.device(device).type in ("cpu", "cuda")  # one kernel over all parameters, not a loop per tensor
-    optimizers = {name: torch.optim.Adam(net.parameters(), lr=getattr(tp, f"lr_{name}"), betas=BETAS, fused=fused)
-                  for name, net in vars(nets).items()}  # kp_detector, generator, discriminator
-    schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(tp.epoch_milestones), gamma=0.1)
+    optimizers = {name: torch.optim.Adam(net.parameters(), lr=getattr(train_params, f"lr_{name}"), betas=BETAS,
+                                         fused=fused) for name, net in vars(nets).items()}
+    schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(train_params.epoch_milestones), gamma=0.1)
                   for name, opt in optimizers.items()}
-    return TrainState(kp_detector, generator, discriminator, generator_full, discriminator_full, optimizers,
-                      schedulers, train_params)
+    return TrainState(**vars(nets), generator_full=generator_full, discriminator_full=discriminator_full,
+                      optimizers=optimizers, schedulers=schedulers, train_params=train_params)
 
 
 def to_channels_last(state: TrainState) -> None:
@@ -112,27 +107,18 @@ def to_channels_last(state: TrainState) -> None:
             module.to(memory_format=torch.channels_last)
 
 
-def freeze_batch_norm(*modules: nn.Module) -> None:
-    """Batch norm layers below `modules` normalise with their running statistics and stop updating them; their
-    weights still train, and every other layer stays as it is (in training mode)."""
-    for module in modules:
-        for layer in module.modules():
-            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                layer.eval()
-
-
 def train_step(state: TrainState, batch: dict[str, Tensor],
                generator_full: nn.Module | None = None, discriminator_full: nn.Module | None = None,
                autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, float], dict[str, Tensor]]:
-    """One update in the original order: generator + kp detector on their losses, then the discriminator.
-
-    `generator_full` / `discriminator_full` override the state's modules (e.g. DDP-wrapped ones).
-    """
+    """One update in the original order: generator + kp detector on their losses, then the discriminator;
+    `generator_full` / `discriminator_full` override the state's modules (e.g. DDP-wrapped ones)."""
     generator_full = generator_full or state.generator_full
     discriminator_full = discriminator_full or state.discriminator_full
     device = batch["source"].device
     if state.batch_norm_frozen:  # again each step: validation puts whole modules back into training mode
-        freeze_batch_norm(state.kp_detector, state.generator)
+        for layer in [*state.kp_detector.modules(), *state.generator.modules()]:
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()  # running statistics, not updated; the weights still train
     with autocast(autocast_dtype, device):
         losses, generated = generator_full(batch)
         loss = total_loss(losses)

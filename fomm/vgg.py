@@ -8,24 +8,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-# torchvision's vgg19().features layout: conv channel counts, 'M' = max-pool
-_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+# torchvision's vgg19().features layout (conv channel counts, 'M' = max-pool) up to conv5_1, the last the loss uses
+_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
 # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 end after features indices 1, 6, 11, 20, 29
 SLICE_ENDS = (2, 7, 12, 21, 30)
 WEIGHTS_ENV = "FOMM_VGG19_WEIGHTS"
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
-
-
-def _features() -> nn.Sequential:
-    layers: list[nn.Module] = []
-    channels = 3
-    for item in _LAYOUT[:-1]:  # the last pool comes after relu5_4, beyond what the loss uses
-        if item == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(channels, int(item), kernel_size=3, padding=1), nn.ReLU(inplace=False)]
-            channels = int(item)
-    return nn.Sequential(*layers[: SLICE_ENDS[-1]])
 
 
 def default_weights_path() -> Path | None:
@@ -45,31 +33,34 @@ class Vgg19(nn.Module):
         with torch.random.fork_rng(devices=[]):
             # without ImageNet weights the loss uses fixed random features: seeded, so runs stay comparable
             torch.manual_seed(0)
-            self.features = _features()
+            layers: list[nn.Module] = []
+            channels = 3
+            for item in _LAYOUT:
+                if item == "M":
+                    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                else:
+                    layers += [nn.Conv2d(channels, item, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+                    channels = item
+            self.features = nn.Sequential(*layers)
         # ImageNet statistics held in float64 and cast to the input's dtype (float32: the same bits as before)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1),
                              persistent=False)
-        self.pretrained = False
-        if weights is not None:
-            self.load_weights(weights)
+        self.pretrained = weights is not None
+        if weights is not None:  # torchvision's vgg19 ImageNet state dict (`features.N.*`; classifier keys ignored)
+            path = Path(weights)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: VGG-19 weights not found (torchvision's {TORCHVISION_FILE}; "
+                                        f"set {WEIGHTS_ENV} or put it in the torch hub cache)")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            wanted = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+            own = self.features.state_dict()
+            missing = [k for k in own if k not in wanted]
+            if missing:
+                raise ValueError(f"{path}: not a VGG-19 state dict (missing features.{missing[0]})")
+            self.features.load_state_dict({k: wanted[k] for k in own})
         self.requires_grad_(False)
-
-    def load_weights(self, path: str | Path) -> None:
-        """Load torchvision's vgg19 ImageNet state dict (`features.N.*`; classifier keys ignored)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: VGG-19 weights not found (torchvision's {TORCHVISION_FILE}; "
-                                    f"set {WEIGHTS_ENV} or put it in the torch hub cache)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        own = self.features.state_dict()
-        wanted = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        missing = [k for k in own if k not in wanted]
-        if missing:
-            raise ValueError(f"{path}: not a VGG-19 state dict (missing features.{missing[0]})")
-        self.features.load_state_dict({k: wanted[k] for k in own})
-        self.pretrained = True
 
     def forward(self, x: Tensor, num_slices: int = len(SLICE_ENDS)) -> list[Tensor]:
         """relu1_1 … relu5_1 (the first `num_slices` of them: deeper layers are not computed)."""

@@ -1,8 +1,5 @@
-"""Generic YAML → frozen dataclass loader with type checks; errors name the file and the key path.
-
-A value must have its field's type, except that an int is accepted (and kept) for a float and a list becomes a
-tuple; nested dataclass fields are built recursively; `X | None` accepts None.
-"""
+"""Generic YAML → frozen dataclass loader with type checks (an int passes as a float, a list becomes a tuple,
+`X | None` accepts None; nested dataclasses recursively); errors name the file and the key path."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Config overrides, one mechanism for the command line (`--set KEY=VALUE`), Ray Tune samples and jobs.
-
-Keys are dotted or nested, applied in order; a mapping merges into a mapping, anything else replaces a value.
-A key the config lacks is a ConfigError naming its dotted path; the loader checks the values of the result.
-"""
+"""Config overrides for the command line (`--set KEY=VALUE`), Ray Tune samples and jobs: dotted or nested keys,
+in order; a mapping merges into a mapping, else replaces; a key the config lacks is a ConfigError naming it."""
 
 from __future__ import annotations
 

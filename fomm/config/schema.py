@@ -17,9 +17,8 @@ class CommonParams(Section):
     num_kp: int = 10
     num_channels: int = 3
     estimate_jacobian: bool = True
-    # Sampling convention of every warp (grid_sample, resized motion fields). False: PyTorch's default, that of the
-    # original checkpoints. True: ±1 are the centres of the corner pixels, as in make_coordinate_grid, so identity
-    # motion reproduces the source exactly (with False it shrinks the image by (n-1)/n and darkens the border).
+    # every warp's sampling convention. False: PyTorch's default, the original checkpoints'. True: ±1 are the corner
+    # pixels' centres, as in make_coordinate_grid, so identity motion reproduces the source exactly
     align_corners: bool = False
     positive: ClassVar = ("num_kp", "num_channels")
 
@@ -95,8 +94,7 @@ class LossWeights(Section):
     perceptual: tuple[float, ...] = (10, 10, 10, 10, 10)
     equivariance_value: float = 10.0
     equivariance_jacobian: float = 10.0
-    # our addition (0: the original losses): weight of the keypoint separation prior on the source and driving
-    # keypoints, fomm.losses.keypoint_separation_loss with σ = keypoint_separation_sigma (keypoint units, [-1, 1])
+    # our addition (0: the original losses): fomm.losses.keypoint_separation_loss, σ in keypoint units ([-1, 1])
     keypoint_separation: float = 0.0
     keypoint_separation_sigma: float = 0.1
     positive: ClassVar = ("keypoint_separation_sigma",)
@@ -125,9 +123,8 @@ class TrainParams(Section):
     bf16: bool | str = "auto"  # true, false or "auto": bf16 autocast where the device has native bf16 (fomm.precision)
     channels_last: bool | str = "auto"  # true, false or "auto": on where the step runs in bf16 (fomm.precision)
     seed: int = 0
-    # from this epoch on (with a budget schedule: at this fraction of the budget, epoch / num_epochs) the batch
-    # norm layers of the kp detector and generator normalise with their running statistics and stop updating
-    # them, while their weights train on: small batches' statistics then stop shifting each image's colours
+    # from this epoch (a budget schedule: fraction epoch / num_epochs) the kp detector's and generator's batch norms
+    # use and keep their running statistics (weights train on): small batches stop shifting each image's colours
     freeze_batch_norm_epoch: int | None = None
     positive: ClassVar = ("num_epochs", "num_repeats", "batch_size")  # 0 epochs trains nothing: refused
 
@@ -204,8 +201,7 @@ class DatasetParams(Section):
     id_sampling: bool = False
     pairs_list: str | None = None
     augmentation_params: AugmentationParams = field(default_factory=AugmentationParams)
-    # our addition: what the frames show, face, person or none (None: from root_dir's name, vox → face, taichi →
-    # person, …); picks the subject detector of `fomm animate --crop auto`
+    # our addition: face, person or none (None: from root_dir's name, vox → face, …), for `fomm animate --crop auto`
     subject_kind: str | None = None
 
     def __post_init__(self) -> None:

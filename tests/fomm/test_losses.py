@@ -12,7 +12,6 @@ from fomm.losses import (
     feature_matching_loss,
     generator_gan_loss,
     keypoint_separation_loss,
-    perceptual_loss,
     pyramid_perceptual_loss,
 )
 from fomm.pyramid import ImagePyramid
@@ -35,7 +34,7 @@ def test_perceptual_stops_vgg_at_the_deepest_weighted_layer_with_the_same_value(
     pyr = ImagePyramid((1, 0.5), 3)
     pred, real = pyr(torch.rand(2, 3, 32, 32)), pyr(torch.rand(2, 3, 32, 32))
     weights = (10, 10, 0, 0, 0)
-    full = sum(perceptual_loss(vgg(pred[k]), vgg(real[k]), weights) for k in pred)  # all five slices
+    full = sum(feature_matching_loss(vgg(pred[k]), vgg(real[k]), weights) for k in pred)  # all five slices
     calls = []
     vgg.features[7].register_forward_hook(lambda *_: calls.append(1))  # conv2_2, first layer past relu2_1
     assert pyramid_perceptual_loss(vgg, pred, real, weights).item() == pytest.approx(full.item(), rel=1e-6)
@@ -46,7 +45,7 @@ def test_perceptual_stops_vgg_at_the_deepest_weighted_layer_with_the_same_value(
 def test_perceptual_weighting_by_hand():
     a = [torch.zeros(1, 2, 2, 2), torch.zeros(1, 1, 1, 1)]
     b = [torch.full((1, 2, 2, 2), 0.5), torch.full((1, 1, 1, 1), 2.0)]
-    assert perceptual_loss(a, b, (10, 1)).item() == pytest.approx(10 * 0.5 + 1 * 2.0)
+    assert feature_matching_loss(a, b, (10, 1)).item() == pytest.approx(10 * 0.5 + 1 * 2.0)
 
 
 def test_vgg_keys_follow_torchvision_and_local_weights_load(tmp_path):
