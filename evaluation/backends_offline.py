@@ -1,6 +1,4 @@
-"""Weights-free extractors that work anywhere: foreground centroids (keypoints) and a colour histogram
-(embedding), so that synthetic data, tests and machines without weights get labelled AKD / MKR / AED figures
-(not comparable with Table 3)."""
+"""Weights-free extractors for anywhere (not comparable with Table 3): foreground centroids and a colour histogram."""
 
 from __future__ import annotations
 
@@ -10,8 +8,7 @@ from evaluation.extractors import check_frames
 
 
 class ForegroundCentroids:
-    """5 keypoints: the centroid of the foreground mask, then of its 4 quadrants around it (so the points move
-    exactly with the content under a translation); a point of fewer than `min_pixels` pixels is missing."""
+    """5 keypoints: the foreground mask's centroid, then its 4 quadrants'; one of under `min_pixels` is missing."""
 
     name = "foreground-centroids"
     network = "no network: foreground-mask centroid + 4 quadrant centroids"
@@ -48,8 +45,7 @@ class ForegroundCentroids:
 
 
 class ColourHistogram:
-    """An L2-normalised joint HSV histogram as an appearance embedding: a stand-in for an identity network that
-    notices colour changes only."""
+    """An L2-normalised joint HSV histogram: an appearance embedding that notices colour changes only."""
 
     name = "colour-histogram"
     network = "no network: L2-normalised HSV histogram (8x4x4 bins)"

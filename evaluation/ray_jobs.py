@@ -69,8 +69,7 @@ def frame_schema(keys: list[str]) -> pa.Schema:
 
 
 class EvaluateClips:
-    """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then reconstructs and scores
-    clip rows."""
+    """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then scores clip rows."""
 
     def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str]) -> None:
         import torch
@@ -93,8 +92,7 @@ class EvaluateClips:
 
 
 def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0) -> None:
-    """Connect to a Ray cluster (argument, $RAY_ADDRESS) or start a local one, where an actor's CPUs fit a node;
-    nothing when workers == 0."""
+    """Join a Ray cluster (argument, $RAY_ADDRESS) or start one where an actor's CPUs fit; none for 0 workers."""
     if workers == 0:
         return
     from services.ray_start import check_room, ensure_ray
@@ -156,8 +154,7 @@ def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, vid
 
 
 def evaluate(cfg: runner.EvalConfig) -> EvalResult:
-    """Run the whole evaluation and log it to one MLflow run (FAILED if anything raises): the shards are listed,
-    the config parsed and the checkpoint read once, here, and shared by the actors and the report."""
+    """Run the whole evaluation, logged to one MLflow run (FAILED if anything raises); inputs are read once, here."""
     shard_set = ShardSet.open(cfg.data, cfg.endpoint)
     source = ModelSource.resolve(cfg.config_path, cfg.checkpoint, cfg.endpoint)
     extractors, notes = runner.build_extractors(cfg)
