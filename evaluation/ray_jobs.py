@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from evaluation import runner
 from evaluation.reconstruction import ModelSource
@@ -42,25 +43,18 @@ class EvalResult:
     s3_retries: int = 0  # S3 requests this process retried (all of them in-process; the driver's with Ray workers)
 
     def error_problem(self, max_error_fraction: float = 0.0) -> str | None:
-        """Why the failed clips fail the run (their share is above `max_error_fraction`), or None."""
+        """Why the failed clips fail the run (a share above `max_error_fraction`; the commonest errors), or None."""
         share = len(self.errors) / self.num_clips if self.num_clips else 0.0
         if not self.errors or share <= max_error_fraction:
             return None
+        groups: dict[str, list[str]] = {}
+        for row in self.errors:
+            groups.setdefault(str(row.get("error") or "unknown error").split(" | ")[0], []).append(str(row["clip_id"]))
+        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        parts = [f"{len(clips)}× {message} (e.g. {clips[0]})" for message, clips in ranked[:3]]
+        more = [f"{len(ranked) - 3} more kinds"] if len(ranked) > 3 else []
         return (f"errors: {len(self.errors)} of {self.num_clips} clips failed ({share:.0%} > --max-error-fraction "
-                f"{max_error_fraction:.0%}): {summarize_errors(self.errors)}")
-
-
-def summarize_errors(errors: list[dict], limit: int = 3) -> str:
-    """The commonest error messages with their counts and first clips, on one line."""
-    groups: dict[str, list[str]] = {}
-    for row in errors:
-        message = str(row.get("error") or "unknown error").split(" | ")[0]
-        groups.setdefault(message, []).append(str(row.get("clip_id")))
-    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
-    parts = [f"{len(clips)}× {message} (e.g. {clips[0]})" for message, clips in ranked[:limit]]
-    if len(ranked) > limit:
-        parts.append(f"{len(ranked) - limit} more kinds")
-    return "; ".join(parts)
+                f"{max_error_fraction:.0%}): {'; '.join(parts + more)}")
 
 
 def frame_schema(keys: list[str]) -> pa.Schema:
@@ -128,13 +122,6 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     return ds.take_all()
 
 
-def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None, endpoint: str | None) -> None:
-    """Rows as one Parquet file, atomically (local or s3://)."""
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
-    storage.write_bytes(path, sink.getvalue(), endpoint=endpoint)
-
-
 def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, videos: list[dict]) -> list[dict]:
     """Worst and best clips by L1, reconstructed again on the driver for the report."""
     from evaluation.reconstruction import reconstruct_video
@@ -172,8 +159,8 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         start = time.perf_counter()
         rows = run_rows(cfg, source, shard_set, clips)
         elapsed = time.perf_counter() - start
-        frame_rows, errors = runner.split_rows(rows)
-        frame_rows.sort(key=lambda r: (r["clip_id"], r["frame"]))
+        frame_rows = sorted((r for r in rows if r["error"] is None), key=lambda r: (r["clip_id"], r["frame"]))
+        errors = [{k: r[k] for k in (*runner.IDENT, "error")} for r in rows if r["error"] is not None]
         videos = runner.per_video(frame_rows, keys)
         aggregate = runner.aggregate_frames(frame_rows, keys)
         aggregate["num_errors"] = float(len(errors))
@@ -187,11 +174,12 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         out, local = cfg.out_dir, not storage.is_remote(cfg.out_dir)
         tables = {"per_frame": (frame_rows, frame_schema(keys)), "per_video": (videos, None),
                   "errors": (errors, pa.schema([(k, pa.string()) for k in (*runner.IDENT, "error")]))}
-        # a local --out is built beside it and appears whole when everything is written, or not at all; on S3 each
-        # object is one PUT
+        # a local --out is built beside it and appears whole or not at all; on S3 each object is one PUT
         with atomic_dir(out) if local else contextlib.nullcontext(out) as work:
-            for name, (table_rows, schema) in tables.items():
-                write_parquet(table_rows, storage.join(work, f"{name}.parquet"), schema, cfg.endpoint)
+            for name, (table_rows, schema) in tables.items():  # each written whole (local or s3://)
+                sink = io.BytesIO()
+                pq.write_table(pa.Table.from_pylist(table_rows, schema=schema), sink)
+                storage.write_bytes(storage.join(work, f"{name}.parquet"), sink.getvalue(), endpoint=cfg.endpoint)
             networks = {e.name: e.network for e in (extractors.keypoints, extractors.embedding) if e is not None}
             table = metric_table_text(aggregate, labels, networks)
             report: dict[str, str] = {}
@@ -202,8 +190,6 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
                 paths = write_report(work, aggregate, labels, cases, meta, cfg.report_frames)
                 report = {k: str(Path(out) / Path(v).relative_to(work)) for k, v in paths.items()}
                 tracker.log_artifact(paths["dir"], "report")
-                from PIL import Image
-
                 tracker.log_image(np.asarray(Image.open(paths["png"]).convert("RGB")), "summary")
             for name in tables if local else ():  # an s3:// --out is not copied into the run
                 tracker.log_artifact(Path(work) / f"{name}.parquet", "tables")

@@ -140,13 +140,6 @@ def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extrac
             for t in range(len(result["real"]))]
 
 
-def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(per-frame rows, error rows)."""
-    frames = [r for r in rows if r.get("error") is None]
-    errors = [{k: r[k] for k in (*IDENT, "error")} for r in rows if r.get("error") is not None]
-    return frames, errors
-
-
 def per_video(frame_rows: list[dict], keys: list[str]) -> list[dict]:
     """One row per clip: each metric's mean over its scored frames, and the number of frames."""
     groups: dict[str, list[dict]] = {}
