@@ -78,8 +78,7 @@ class Dlib68Landmarks:
 
 
 class DlibResNetEmbedding:
-    """128-D identity descriptor of dlib's ResNet face recognition model v1 (the paper used OpenFace); a frame
-    without a detected face has a NaN embedding (skipped by AED)."""
+    """dlib's ResNet face recognition model v1, 128-D (the paper used OpenFace); NaN where no face was found."""
 
     name = "dlib-resnet-128"
     network = "dlib_face_recognition_resnet_model_v1 (128-D) on dlib HOG detections"
@@ -104,8 +103,7 @@ class DlibResNetEmbedding:
 
 
 class OpenFaceEmbedding:
-    """128-D OpenFace nn4.small2.v1 embedding (the paper's kind) by OpenCV DNN of the whole frame (test clips
-    are face crops) at 96×96 RGB in [0, 1]; `model_path`: the nn4.small2.v1.t7 file, not downloadable here."""
+    """OpenFace nn4.small2.v1, 128-D (the paper's kind), of the whole frame (a face crop) at 96×96 by OpenCV DNN."""
 
     name = "openface"
     network = "OpenFace nn4.small2.v1 (Torch7, 128-D) via OpenCV DNN on the whole 96x96 frame"

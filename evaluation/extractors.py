@@ -39,7 +39,6 @@ class KeypointExtractor(Protocol):
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """frames T×H×W×3 uint8 → (points T×N×2 pixels (x, y), present T×N bool)."""
-        ...
 
 
 @runtime_checkable
@@ -49,7 +48,6 @@ class EmbeddingExtractor(Protocol):
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """frames T×H×W×3 uint8 → embeddings T×D (NaN rows where nothing was found)."""
-        ...
 
 
 # name → "module:Class"; modules import their heavy dependencies only when a backend is built
