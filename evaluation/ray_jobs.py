@@ -65,11 +65,11 @@ def frame_schema(keys: list[str]) -> pa.Schema:
 class EvaluateClips:
     """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then scores clip rows."""
 
-    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str]) -> None:
+    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list) -> None:
         import torch
 
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-        self.cfg, self.selected = cfg, set(selected)
+        self.cfg = cfg
         if isinstance(source, list):  # [ObjectRef]: one copy in the object store, not one pickle per actor
             import ray
 
@@ -79,9 +79,8 @@ class EvaluateClips:
         self.schema = frame_schema(list(self.extractors.labels()))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = [r for r in batch.to_pylist() if r["clip_id"] in self.selected]
-        out = [frame for row in rows for frame in runner.evaluate_clip(row, self.model, self.extractors,
-                                                                        self.cfg.batch_size, self.cfg.device)]
+        out = [frame for row in batch.to_pylist() for frame in runner.evaluate_clip(
+            row, self.model, self.extractors, self.cfg.batch_size, self.cfg.device)]
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
@@ -107,7 +106,7 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     """Per-frame rows of all selected clips: on Ray Data actors, or in-process when num_workers == 0."""
     if cfg.num_workers == 0:
         rows = pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))
-        return EvaluateClips(cfg, source, clip_ids)(rows).to_pylist()
+        return EvaluateClips(cfg, source)(rows).to_pylist()
     import ray
 
     init_ray(None, cfg.num_workers)
@@ -116,7 +115,7 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     # one clip per block, so that the actor pool spreads the videos (shards hold many clips per row group)
     ds = ds.filter(lambda row: row["clip_id"] in selected).repartition(len(clip_ids))
     ds = ds.map_batches(EvaluateClips, batch_size=1, batch_format="pyarrow",
-                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)], "selected": clip_ids},
+                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)]},
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_workers),
                         num_cpus=cfg.cpus_per_worker)
     return ds.take_all()
