@@ -1,8 +1,5 @@
-"""Metric extractors (landmarks, body pose, identity embeddings) behind one protocol, built lazily by name.
-
-Every backend states the network behind its numbers (`name`, `network`), so a figure is never shown under another
-backend's name. Weights load from local files only; a missing file raises `MissingWeightsError` naming it.
-"""
+"""Metric extractors (landmarks, body pose, identity embeddings) behind one protocol, built lazily by name; each
+names its `network`, and weights load from local files only (`MissingWeightsError` names a missing one)."""
 
 from __future__ import annotations
 

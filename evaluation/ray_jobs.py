@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray
 from PIL import Image
 
 from evaluation import runner
@@ -20,6 +21,7 @@ from evaluation.report import metric_table_text, write_report
 from preprocessing.shards import ShardSet
 from services import s3_retries, storage
 from services.atomic import atomic_dir
+from services.ray_start import check_room, ensure_ray
 from services.tracking.run import Tracker
 
 READ_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "frames"]
@@ -71,8 +73,6 @@ class EvaluateClips:
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
         self.cfg = cfg
         if isinstance(source, list):  # [ObjectRef]: one copy in the object store, not one pickle per actor
-            import ray
-
             source = ray.get(source[0])
         self.model = source.load(cfg.device)
         self.extractors, _ = runner.build_extractors(cfg)
@@ -88,8 +88,6 @@ def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0) ->
     """Join a Ray cluster (argument, $RAY_ADDRESS) or start one where an actor's CPUs fit; none for 0 workers."""
     if workers == 0:
         return
-    from services.ray_start import check_room, ensure_ray
-
     ensure_ray(address, log_to_driver=False)
     check_room("--cpus-per-worker", "CPU", cpus_per_worker)
 
@@ -107,8 +105,6 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     if cfg.num_workers == 0:
         rows = pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))
         return EvaluateClips(cfg, source)(rows).to_pylist()
-    import ray
-
     init_ray(None, cfg.num_workers)
     selected = set(clip_ids)
     ds = shard_set.dataset(cfg.split, READ_COLUMNS, paths=shard_set.holding(clip_ids))

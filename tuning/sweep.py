@@ -127,8 +127,7 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
                         f"short of CPUs for their data would wait forever")
     experiment_dir = Path(base.storage).resolve() / sweep.name
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
-    # trials write their Train runs under <storage>/<sweep>/trials/trial-<id>, each in its own working directory:
-    # hand them absolute paths
+    # each trial writes under <storage>/<sweep>/trials from its own working directory: hand it absolute paths
     data = base.data if "://" in base.data else str(Path(base.data).resolve())
     trial_base = dataclasses.replace(base, storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None,
                                      config=str(Path(base.config).resolve()), data=data)
