@@ -17,17 +17,13 @@ class ForegroundCentroids:
     def __init__(self, threshold: float = 0.15, min_pixels: int = 4) -> None:
         self.threshold, self.min_pixels = threshold, min_pixels
 
-    def foreground(self, frame: np.ndarray) -> np.ndarray:
-        """H×W×3 uint8 → H×W bool: a channel differs by over `threshold` (in [0, 1]) from the border's median."""
-        border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]]).astype(np.int16)  # P×3
-        background = np.median(border, axis=0)  # 3
-        diff = np.abs(frame.astype(np.int16) - background).max(axis=-1) / 255.0  # H×W
-        return diff > self.threshold
-
     def _frame(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         points = np.full((5, 2), np.nan)
         present = np.zeros(5, dtype=bool)
-        ys, xs = np.nonzero(self.foreground(frame))
+        # foreground: a channel differs by over `threshold` (in [0, 1]) from the median of the border pixels
+        border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]]).astype(np.int16)  # P×3
+        diff = np.abs(frame.astype(np.int16) - np.median(border, axis=0)).max(axis=-1) / 255.0  # H×W
+        ys, xs = np.nonzero(diff > self.threshold)
         if len(xs) < self.min_pixels:
             return points, present
         cx, cy = xs.mean(), ys.mean()
