@@ -16,12 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.extractors import (
-    BackendUnavailableError,
-    MissingWeightsError,
-    make_embedding_extractor,
-    make_keypoint_extractor,
-)
+from evaluation.extractors import BackendUnavailableError, MissingWeightsError, make_extractor
 from evaluation.reconstruction import load_model, reconstruct_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,9 +74,8 @@ def main() -> None:
     for kind, name, frames in (("keypoints", "foreground-centroids", video), ("embedding", "colour-histogram", video),
                                ("keypoints", "dlib-68", faces), ("embedding", "dlib-resnet-128", faces),
                                ("keypoints", "face-alignment", faces)):
-        make = make_keypoint_extractor if kind == "keypoints" else make_embedding_extractor
         try:
-            extractor = make(name)
+            extractor = make_extractor(kind, name)
         except (MissingWeightsError, BackendUnavailableError) as err:
             extractor_fps[name] = f"unavailable: {type(err).__name__}"
             continue

@@ -1,5 +1,4 @@
-"""Body extractors: OpenPose COCO 18 keypoints via OpenCV DNN (the paper's kind; needs the OpenPose COCO model
-files) and a crude person box by OpenCV's bundled HOG detector (offline, not comparable with Table 3)."""
+"""Body extractors: OpenPose COCO 18 keypoints via OpenCV DNN (the paper's kind) and a crude HOG person box."""
 
 from __future__ import annotations
 
@@ -63,8 +62,7 @@ class OpenPoseCoco18:
 
 
 class HogPersonBox:
-    """OpenCV's HOG people detector: 4 box corners + centre (all missing without a person), of frames upscaled
-    to a shorter side of at least `min_side` (its window is 64×128). Crude: where a person is, not their pose."""
+    """OpenCV's HOG people detector on frames upscaled to `min_side`: box corners + centre, where, not the pose."""
 
     name = "opencv-hog-person-box"
     network = "OpenCV HOG + linear SVM people detector (bundled), box corners and centre"

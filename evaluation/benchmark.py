@@ -1,10 +1,5 @@
-"""The scheduled benchmark: evaluate the newest checkpoint, compare with the best earlier run, flag regressions.
-
-All metrics are lower-is-better. A metric regresses when current > best · (1 + threshold) + abs_tolerance, and
-always when it has no value (missing, or NaN: no frame could be scored); the run fails as well when the share of
-failed clips is above `max_error_fraction` (default 0). Only earlier runs of the same benchmark (same data, split,
-number of videos and metric backends) compete, so figures of different backends are never compared.
-"""
+"""The scheduled benchmark: evaluate the newest checkpoint and fail on a (lower-is-better) metric worse than the best
+comparable earlier run's by more than the threshold, a metric without a value, or too many failed clips."""
 
 from __future__ import annotations
 
@@ -22,6 +17,7 @@ if TYPE_CHECKING:  # MLflow and torch (seconds): imported where a benchmark runs
     from evaluation.ray_jobs import EvalResult
 
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
+# only runs equal in these compete: figures of other data or other backends are never compared
 MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path", "akd.backend", "aed.backend")
 
 

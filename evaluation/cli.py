@@ -84,8 +84,7 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") -> None:
-    """Before Ray starts or anything is written: the config, a checkpoint that fits it, clips in the shards, a
-    writable --out and a reachable tracking URI; a UserError (or ConfigError, CheckpointError) names the flag."""
+    """Before Ray starts or anything is written: each input and output usable, or an error naming its flag."""
     from services import storage
 
     checks.device("--device", cfg.device, here=cfg.num_workers == 0)  # else the Ray workers' devices

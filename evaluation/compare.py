@@ -53,8 +53,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    """A tracking URI that answers (a dead server: one line in seconds, not minutes); a --plot that can be written
-    and is not the tracking store."""
+    """A tracking URI that answers; a --plot that can be written and is not the tracking store."""
     checks.tracking_uri("--tracking-uri", args.tracking_uri)
     if args.plot:
         plot = Path(args.plot)

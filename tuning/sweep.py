@@ -6,15 +6,21 @@ import dataclasses
 import json
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from services.atomic import atomic_open
 from services.errors import UserError
+from services.tracking.queries import end_open_runs
+from services.tracking.run import Tracker, end_status
+from services.tracking.store import default_tracking_uri, is_transient
 from training.job import TrainJob, resolve_config
 from tuning.options import SweepOptions
 from tuning.spaces import SearchSpace, apply, to_overrides
@@ -24,8 +30,7 @@ PARENT_FILE = "sweep_parent.json"  # beside the Tune experiment: the MLflow pare
 
 @dataclass(frozen=True, kw_only=True)
 class SweepJob(SweepOptions):
-    """A sweep: the base training job, the search space, and how many trials run, for how long (SweepOptions'
-    declared rules)."""
+    """A sweep: the base training job, the search space, and SweepOptions' trials and schedule."""
 
     base: TrainJob  # its storage is the sweep's storage; its name the sweep's name
     space: SearchSpace
@@ -40,7 +45,7 @@ class SweepResult:
     best_config: str  # YAML that pipelines/train.py accepts
     best_metrics: dict[str, Any]
     best_sample: dict[str, Any]
-    parent_run_id: str | None
+    parent_run_id: str
     experiment_path: str
     num_trials: int
 
@@ -71,8 +76,7 @@ def train_trial(config: dict[str, Any]) -> None:
 
 
 class EndTrialRuns(tune.Callback):
-    """Ends the MLflow run of a trial that its own process could not end: stopped early by the scheduler
-    (KILLED; Tune ends the trial's actor before `train_trial` returns) or errored for good (FAILED)."""
+    """Ends the MLflow run of a trial its own process could not end: stopped by the scheduler or failed."""
 
     def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str) -> None:
         self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
@@ -85,22 +89,16 @@ class EndTrialRuns(tune.Callback):
         self._end(trial, "FAILED", "the trial failed")
 
     def _end(self, trial: Any, status: str, reason: str) -> None:
-        from services.tracking.queries import end_open_runs
-
         end_open_runs(self.tracking_uri, self.experiment, status, reason=reason, filter_string=(
             f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.run_name = 'trial-{trial.trial_id}'"))
 
 
-def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]:
-    """Open (or, on restore, re-open) the sweep's MLflow parent run."""
-    from services.tracking.run import Tracker
-    from services.tracking.store import default_tracking_uri
-
+def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str, str]:
+    """(run id, tracking URI) of the sweep's MLflow parent run, opened (or, on restore, re-opened)."""
     uri = sweep.base.tracking_uri or default_tracking_uri()
     record = experiment_dir / PARENT_FILE
     if sweep.resume and record.is_file():
-        saved = json.loads(record.read_text())
-        return saved["run_id"], uri
+        return json.loads(record.read_text())["run_id"], uri
     tracker = Tracker(tracking_uri=uri, experiment=sweep.base.experiment, run_name=sweep.name,
                       tags={"kind": "sweep", "config": sweep.base.config, "space": sweep.space.source})
     tracker.log_params({"space": json.dumps(sweep.space.params), "metric": sweep.space.metric,
@@ -110,40 +108,26 @@ def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str | None, str]
     return tracker.run_id, uri
 
 
-def check_room_for_trials(sweep: SweepJob) -> None:
-    """`--max-concurrent` trials, each with its workers' CPUs and its data pipeline's, fit the Ray cluster: trials
-    that do not would split the spare CPUs between their data pipelines, and each would wait forever on its own
-    (a UserError naming the flag instead of a hang)."""
-    import ray
-
-    from training.trainer import DATA_CPUS, cpus_per_run
+def run_sweep(sweep: SweepJob) -> SweepResult:
+    """Run (or restore) the sweep; log the best trial to the parent run and export its config."""
+    from training.trainer import DATA_CPUS, cpus_per_run, ensure_training_ray
 
     base = sweep.base
-    each = cpus_per_run(base)
-    cpus = ray.cluster_resources().get("CPU", 0)
+    sweep.space.check_against(base.load_config())
+    if base.storage.startswith("s3://"):
+        raise ValueError(f"{base.storage}: sweeps keep Tune's experiment state on a local or shared path; "
+                         f"trial checkpoints may still go to s3:// via the training job")
+    ensure_training_ray(base)
+    # concurrent trials short of CPUs would split the spare ones between their data pipelines, each waiting forever
+    each, cpus = cpus_per_run(base), ray.cluster_resources().get("CPU", 0)
     if sweep.max_concurrent > 1 and sweep.max_concurrent * each > cpus:
         raise UserError(f"--max-concurrent {sweep.max_concurrent}: each trial takes {each:g} CPUs ({base.workers} "
                         f"worker(s) × {base.cpus_per_worker:g} and {DATA_CPUS} for its data), "
                         f"{sweep.max_concurrent * each:g} at once; the Ray cluster has {cpus:g} CPUs, and trials "
                         f"short of CPUs for their data would wait forever")
-
-
-def run_sweep(sweep: SweepJob) -> SweepResult:
-    """Run (or restore) the sweep; log the best trial to the parent run and export its config."""
-    from training.trainer import ensure_training_ray
-
-    base = sweep.base
-    cfg = base.load_config()
-    sweep.space.check_against(cfg)
-    if base.storage.startswith("s3://"):
-        raise ValueError(f"{base.storage}: sweeps keep Tune's experiment state on a local or shared path; "
-                         f"trial checkpoints may still go to s3:// via the training job")
-    ensure_training_ray(base)
-    check_room_for_trials(sweep)
     experiment_dir = Path(base.storage).resolve() / sweep.name
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
-    # trials write their Train runs under <storage>/<sweep>/trials/trial-<id>
-    # Tune runs each trial in its own working directory: hand trials absolute paths
+    # each trial writes under <storage>/<sweep>/trials from its own working directory: hand it absolute paths
     data = base.data if "://" in base.data else str(Path(base.data).resolve())
     trial_base = dataclasses.replace(base, storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None,
                                      config=str(Path(base.config).resolve()), data=data)
@@ -169,14 +153,9 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         grid, interrupted = _fit_noting_ctrl_c(tuner)
         return _finish_sweep(sweep, grid, parent_run_id, uri, experiment_dir, "KILLED" if interrupted else "FINISHED")
     except BaseException as exc:
-        from services.tracking.run import Tracker, end_status
-
         Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc))
         raise
     finally:  # whatever ended the sweep, no trial of it runs any more
-        from services.tracking.queries import end_open_runs
-        from services.tracking.store import is_transient
-
         try:
             end_open_runs(uri, base.experiment, "KILLED", f"tags.mlflow.parentRunId = '{parent_run_id}'",
                           reason="the sweep ended before the trial")
@@ -187,12 +166,8 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
 
 
 def _fit_noting_ctrl_c(tuner: tune.Tuner) -> tuple[Any, bool]:
-    """`tuner.fit()`, and whether Ctrl-C (SIGINT) ended it. Tune's own handler stops the trials, saves the
-    experiment and returns normally, after putting back the SIGINT handler it found: a sentinel handler found
-    back in place means that it fired."""
-    import signal
-    import threading
-
+    """`tuner.fit()`, and whether Ctrl-C ended it: Tune's handler stops the trials and returns normally after putting
+    back the SIGINT handler it found, so a sentinel handler found back in place means that it fired."""
     if threading.current_thread() is not threading.main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER"):
         return tuner.fit(), False  # no Tune handler: Ctrl-C raises KeyboardInterrupt through fit()
 
@@ -210,22 +185,17 @@ def _fit_noting_ctrl_c(tuner: tune.Tuner) -> tuple[Any, bool]:
 def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, experiment_dir: Path,
                   status: str) -> SweepResult:
     """Export the best trial's config and log it to the parent run, which ends as `status`."""
-    base = sweep.base
     best = grid.get_best_result(metric=sweep.space.metric, mode=sweep.space.mode, scope="all")
     sample = {k: v for k, v in best.config.items() if not k.startswith("__")}
     out = Path(sweep.out) if sweep.out else experiment_dir / "best.yaml"
-    export_best_config(base.config, sample, out, base.overrides)
+    export_best_config(sweep.base.config, sample, out, sweep.base.overrides)
     best_value = (best.metrics or {}).get(sweep.space.metric)
-    if parent_run_id:
-        from services.tracking.run import Tracker
-
-        tracker = Tracker(tracking_uri=uri, run_id=parent_run_id)
-        if best_value is not None:
-            tracker.log_metrics({f"best_{sweep.space.metric}": float(best_value)})
-        # MLflow names may not hold ',': tied keys are logged joined by ' '
-        tracker.log_params({f"best.{k.replace(',', ' ')}": v for k, v in sample.items()})
-        tracker.log_artifact(out)
-        tracker.end(status)
+    tracker = Tracker(tracking_uri=uri, run_id=parent_run_id)
+    if best_value is not None:
+        tracker.log_metrics({f"best_{sweep.space.metric}": float(best_value)})
+    # MLflow names may not hold ',': tied keys are logged joined by ' '
+    tracker.log_params({f"best.{k.replace(',', ' ')}": v for k, v in sample.items()})
+    tracker.log_artifact(out)
+    tracker.end(status)
     return SweepResult(str(out), dict(best.metrics or {}), sample, parent_run_id, str(experiment_dir / "tune"),
                        len(grid))
-

@@ -31,7 +31,7 @@ def shift(frames: np.ndarray, dx: int) -> np.ndarray:
 
 def test_face_alignment_missing_weights_names_the_file(tmp_path) -> None:
     with pytest.raises(ex.MissingWeightsError) as err:
-        ex.make_keypoint_extractor("face-alignment", hub_dir=tmp_path)
+        ex.make_extractor("keypoints", "face-alignment", hub_dir=tmp_path)
     message = str(err.value)
     assert str(tmp_path / "checkpoints" / "2DFAN4-11f355bf06.pth.tar") in message
     assert "no download" in message and "adrianbulat.com" in message
@@ -49,7 +49,7 @@ def test_face_alignment_loads_from_a_local_hub_cache(tmp_path) -> None:
     (tmp_path / "checkpoints").mkdir()
     torch.save(FAN(4).state_dict(), tmp_path / "checkpoints" / FAN_FILE)
     torch.save(s3fd().state_dict(), tmp_path / "checkpoints" / S3FD_FILE)
-    backend = ex.make_keypoint_extractor("face-alignment", hub_dir=tmp_path)
+    backend = ex.make_extractor("keypoints", "face-alignment", hub_dir=tmp_path)
     assert backend.name == "face-alignment" and backend.num_points == 68
     assert torch.hub.get_dir() != str(tmp_path)  # the hub directory is restored after loading
 
@@ -60,14 +60,13 @@ def test_face_alignment_loads_from_a_local_hub_cache(tmp_path) -> None:
 ])
 def test_other_missing_weights_name_the_file(tmp_path, kind, name, needle) -> None:
     option = {"openface": {"model_path": tmp_path / needle}, "openpose-coco-18": {"model_dir": tmp_path}}[name]
-    make = ex.make_embedding_extractor if kind == "embedding" else ex.make_keypoint_extractor
     with pytest.raises(ex.MissingWeightsError, match=needle):
-        make(name, **option)
+        ex.make_extractor(kind, name, **option)
 
 
 def test_unknown_backend_lists_the_choices() -> None:
     with pytest.raises(ValueError, match="dlib-68"):
-        ex.make_keypoint_extractor("openface-landmarks")
+        ex.make_extractor("keypoints", "openface-landmarks")
 
 
 def test_auto_falls_back_and_says_why(tmp_path) -> None:
@@ -125,7 +124,7 @@ def test_backends_satisfy_the_protocols() -> None:
 def test_dlib_landmarks_and_embedding_on_a_real_face(shared_data) -> None:
     pytest.importorskip("dlib", reason="optional backend: pip install dlib-bin face_recognition_models")
     frames = face_frames(shared_data)
-    landmarks = ex.make_keypoint_extractor("dlib-68")
+    landmarks = ex.make_extractor("keypoints", "dlib-68")
     kp, present = landmarks(frames)
     assert present.all() and kp.shape == (2, 68, 2)
     assert metrics.akd_per_frame(kp, kp, present, present)["akd"].tolist() == [0.0, 0.0]
@@ -133,7 +132,7 @@ def test_dlib_landmarks_and_embedding_on_a_real_face(shared_data) -> None:
     akd = metrics.akd_per_frame(kp, kp_moved, present, present_moved)
     assert akd["akd_l2"] == pytest.approx([4.0, 4.0], abs=1.0)  # landmarks follow a 4 px shift
     assert np.nanmedian(kp_moved[..., 0] - kp[..., 0]) == pytest.approx(4.0, abs=1.0)
-    embedding = ex.make_embedding_extractor("dlib-resnet-128")
+    embedding = ex.make_extractor("embedding", "dlib-resnet-128")
     emb = embedding(frames)
     assert emb.shape == (2, 128) and np.isfinite(emb).all()
     assert metrics.aed_per_frame(emb, emb)["aed"].tolist() == [0.0, 0.0]
