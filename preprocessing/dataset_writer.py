@@ -86,7 +86,7 @@ def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=N
     t0 = time.perf_counter()
     try:
         with storage.local_copy(task.path, cfg.endpoint) as local:
-            records = process_video(local, cfg, task, detector=detector, source_path=task.path)
+            records = process_video(local, cfg, task, detector=detector)
     except StageError as e:
         return write_error(layout, task, e.stage, str(e))
     except (VideoError, storage.StorageError) as e:
