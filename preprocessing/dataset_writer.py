@@ -40,9 +40,6 @@ class Layout(storage.Location):
     def __init__(self, root: str, endpoint: str | None = None) -> None:
         super().__init__(root.rstrip("/"), endpoint)
 
-    def exists(self, *parts: str) -> bool:
-        return self.fs.exists(self.path(*parts))
-
     def list(self, *parts: str, hidden: bool = False) -> list[str]:
         """Paths of the files under a folder, sorted; temporaries (dot names) only when `hidden`."""
         p = self.path(*parts)
@@ -108,7 +105,7 @@ def _errors(layout: Layout) -> list[tuple[dict, str]]:
 
 
 def _manifest(layout: Layout) -> dict | None:
-    return shards.read_manifest(layout.url, layout.endpoint) if layout.exists(MANIFEST_NAME) else None
+    return shards.read_manifest(layout.url, layout.endpoint) if layout.fs.exists(layout.path(MANIFEST_NAME)) else None
 
 
 def finished_videos(layout: Layout, include_errors: bool = True) -> set[str]:
@@ -161,13 +158,11 @@ def assemble_shard(layout: Layout, plan: ShardPlan) -> dict:
     """Concatenate a plan's part rows of its split into one shard file, written atomically."""
     import pyarrow.compute as pc
 
-    tables = []
-    for path in plan.parts:
-        t = shards.read_table(path, fs=layout.fs).replace_schema_metadata(None)
-        tables.append(t.filter(pc.equal(t["split"], plan.split)))
-    table = pa.concat_tables(tables).cast(CLIP_SCHEMA) if tables else CLIP_SCHEMA.empty_table()
+    table = pa.concat_tables([shards.read_table(p, fs=layout.fs).replace_schema_metadata(None)
+                              for p in plan.parts]).cast(CLIP_SCHEMA)
+    table = table.filter(pc.equal(table["split"], plan.split))
     info = shards.write_table_atomic(table, layout.path(plan.file), fs=layout.fs)
-    frames = int(pc.sum(table["num_frames"]).as_py() or 0) if table.num_rows else 0
+    frames = int(pc.sum(table["num_frames"]).as_py() or 0)
     return {"file": plan.file, "split": plan.split, **info, "frames": frames, "videos": plan.videos}
 
 
@@ -202,14 +197,12 @@ def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: li
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"},
     })
     storage.write_bytes(layout.path(MANIFEST_NAME), json.dumps(manifest, indent=1).encode(), fs=layout.fs)
-    cleanup(layout, manifest)
+    cleanup(layout, manifest, committed=set(videos) | {e["video_id"] for e in errors})
     return manifest
 
 
-def cleanup(layout: Layout, manifest: dict) -> None:
-    """Remove work files already committed, shard files the manifest does not list, and stale temporaries."""
-    errors = shards.read_errors(layout.url, layout.endpoint)
-    committed = set(manifest.get("videos", {})) | {r["video_id"] for r in errors}
+def cleanup(layout: Layout, manifest: dict, committed: set[str]) -> None:
+    """Remove the work files of `committed` videos, shard files the manifest does not list, stale temporaries."""
     for meta, path in _parts(layout) + _errors(layout):
         if meta["video_id"] in committed:
             layout.fs.rm_file(path)
