@@ -6,10 +6,9 @@ Layout of a dataset root (local or s3://):
     errors.parquet                       path, video_id, stage, message of every video that failed
     _work/parts/<video>.parquet          one finished video's clips (removed once in a shard)
     _work/errors/<video>.json            one failed video (removed once in errors.parquet)
-Every file is written whole (temporary name + rename, or one S3 PUT). A video is finished once its part or
-error file exists, so a re-run after a kill skips it. Shards are packed only from part files, in video-id
-order, and the manifest is written last: an interrupted run re-run gives byte-identical shards.
-"""
+Every file is written whole (temporary + rename, or one S3 PUT). A video with a part or error file is finished:
+a re-run skips it. Shards are packed from parts in video-id order and the manifest is written last, so an
+interrupted run, re-run, gives byte-identical shards."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import hashlib
 import json
 import posixpath
 import re
-import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,7 +52,7 @@ def video_key(video_id: str) -> str:
     return f"{safe}-{hashlib.sha1(video_id.encode()).hexdigest()[:10]}"
 
 
-def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]) -> dict:
+def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]) -> None:
     table = shards.records_to_table(records)
     per_split: dict[str, list[int]] = {}
     for r in records:
@@ -66,21 +64,18 @@ def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]
     table = table.replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
     shards.write_table_atomic(table, layout.path("_work", "parts", video_key(task.video_id) + ".parquet"),
                               fs=layout.fs)
-    return {"video_id": task.video_id, "status": "ok", "clips": len(records), "frames": meta["frames"]}
 
 
-def write_error(layout: Layout, task: VideoTask, stage: str, message: str) -> dict:
+def write_error(layout: Layout, task: VideoTask, stage: str, message: str) -> None:
     row = {"path": task.path or task.video_id, "video_id": task.video_id, "stage": stage, "message": message}
     storage.write_bytes(layout.path("_work", "errors", video_key(task.video_id) + ".json"),
                         json.dumps(row).encode(), fs=layout.fs)
-    return {"video_id": task.video_id, "status": "error", "clips": 0, "frames": 0, "stage": stage, "message": message}
 
 
-def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=None) -> dict:  # noqa: ANN001
+def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=None) -> None:  # noqa: ANN001
     """Process one video and record the outcome (part file or error file); never raises for bad data."""
     if task.missing:
         return write_error(layout, task, "missing", task.missing)
-    t0 = time.perf_counter()
     try:
         with storage.local_copy(task.path, cfg.endpoint) as local:
             records = process_video(local, cfg, task, detector=detector)
@@ -88,9 +83,7 @@ def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=N
         return write_error(layout, task, e.stage, str(e))
     except (VideoError, storage.StorageError) as e:
         return write_error(layout, task, "read", str(e))
-    out = write_part(layout, task, records)
-    out["seconds"] = time.perf_counter() - t0
-    return out
+    write_part(layout, task, records)
 
 
 def _parts(layout: Layout) -> list[tuple[dict, str]]:
