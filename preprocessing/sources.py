@@ -86,19 +86,14 @@ def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[Vid
 def raw_video_index(video_dir: str, endpoint: str | None) -> dict[str, str]:
     """video id → raw video path in video_dir (first of VIDEO_EXTENSIONS[:5] when several), from one listing:
     a lookup per id would cost 5 requests each (100k for VoxCeleb's 20k ids, every one a round trip on S3)."""
-    exts = VIDEO_EXTENSIONS[:5]
     if not storage.is_dir(video_dir, endpoint):
         return {}
     fs, root = storage.resolve(video_dir, endpoint)
-    found: dict[str, tuple[int, str]] = {}
-    for name in fs.ls(root, detail=False):
-        base = PurePosixPath(name).name
-        stem, dot, ext = base.rpartition(".")
-        if dot and f".{ext}" in exts and not base.startswith("."):
-            rank = exts.index(f".{ext}")
-            if stem not in found or rank < found[stem][0]:
-                found[stem] = (rank, storage.join(video_dir, base))
-    return {stem: path for stem, (_, path) in found.items()}
+    names = [PurePosixPath(n).name for n in fs.ls(root, detail=False) if not PurePosixPath(n).name.startswith(".")]
+    found: dict[str, str] = {}
+    for ext in reversed(VIDEO_EXTENSIONS[:5]):  # an earlier extension overwrites a later one
+        found.update({n[:-len(ext)]: storage.join(video_dir, n) for n in names if n.endswith(ext)})
+    return found
 
 
 def segment_problem(s: Segment) -> str | None:
