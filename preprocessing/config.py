@@ -67,7 +67,3 @@ class PreprocessConfig:
     @property
     def crop_margin(self) -> float:
         return self.margin if self.margin is not None else {"face": 0.3, "person": 0.1}.get(self.kind, 0.0)
-
-    @property
-    def detector_backend(self) -> str:
-        return "none" if self.kind == "none" else self.detector

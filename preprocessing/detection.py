@@ -154,18 +154,14 @@ def make_detector(kind: str, backend: str = "auto", min_face: int = 64) -> Detec
     """A detector for `kind` ('face', 'person', 'none'); backend 'auto' takes the first one available."""
     if kind not in BACKENDS:
         raise ValueError(f"unknown detector kind {kind!r}: expected one of {sorted(BACKENDS)}")
-
-    def build(name: str) -> Detector:
-        return HaarFaceDetector(min_face) if name == "haar" else _CLASSES[name]()
-
-    if backend != "auto":
-        if backend not in _CLASSES:
-            raise ValueError(f"unknown detector backend {backend!r}: expected one of {sorted(_CLASSES)}")
-        return build(backend)
+    if backend != "auto" and backend not in _CLASSES:
+        raise ValueError(f"unknown detector backend {backend!r}: expected one of {sorted(_CLASSES)}")
     reasons = []
-    for name in BACKENDS[kind]:
+    for name in BACKENDS[kind] if backend == "auto" else [backend]:
         try:
-            return build(name)
+            return HaarFaceDetector(min_face) if name == "haar" else _CLASSES[name]()
         except DetectorUnavailable as e:
+            if backend != "auto":
+                raise  # the one asked for: its own reason
             reasons.append(f"{name}: {e}")
     raise DetectorUnavailable(f"no {kind} detector available: " + "; ".join(reasons))

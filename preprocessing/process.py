@@ -131,8 +131,8 @@ def cut_clips(frames: Iterator[tuple[int, np.ndarray]], plans: list[ClipPlan],
 
 
 def detector_for(cfg: PreprocessConfig) -> Detector:
-    """The detector a config asks for, tuned to the smallest object it keeps (cfg.min_size)."""
-    return make_detector(cfg.kind, cfg.detector_backend, min_face=cfg.min_size)
+    """The detector a config asks for (kind none: the whole frame), tuned to the smallest object it keeps."""
+    return make_detector(cfg.kind, "none" if cfg.kind == "none" else cfg.detector, min_face=cfg.min_size)
 
 
 def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = None,
