@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import cv2
@@ -57,7 +58,7 @@ class IoUTracker:
         self.iou_threshold, self.max_missed, self.step = iou_threshold, max_missed, step
         self.live: list[Track] = []
         self.done: list[Track] = []
-        self._next_id = 0
+        self._ids = itertools.count()
 
     def update(self, frame: int, boxes: np.ndarray, scores: np.ndarray | None = None) -> None:
         """Add one round of detections (boxes: N×4) found on `frame`."""
@@ -90,8 +91,7 @@ class IoUTracker:
             still_live.append(track)
         for di in range(len(boxes)):
             if di not in matched_dets:
-                still_live.append(Track(self._next_id, [frame], [boxes[di]], [float(scores[di])], end=frame + 1))
-                self._next_id += 1
+                still_live.append(Track(next(self._ids), [frame], [boxes[di]], [float(scores[di])], end=frame + 1))
         self.live = still_live
 
     def cut(self, frame: int) -> None:

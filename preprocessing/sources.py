@@ -97,8 +97,7 @@ def raw_video_index(video_dir: str, endpoint: str | None) -> dict[str, str]:
 
 
 def segment_problem(s: Segment) -> str | None:
-    """What makes a metadata row's clip impossible: an empty or reversed frame range, a box without area or
-    wholly outside its width×height frame (when the row gives one)."""
+    """Why a metadata row names no clip (empty frame range, box without area or outside its frame), else None."""
     left, top, right, bottom = s.bbox
     if s.start < 0 or s.end <= s.start:
         return f"frame range start {s.start}, end {s.end} is empty or reversed"
