@@ -97,11 +97,10 @@ def plan_segment_clips(segments: list[Segment], info: VideoInfo, cfg: Preprocess
         sx = info.width / seg.width if seg.width else 1.0
         sy = info.height / seg.height if seg.height else 1.0
         left, top, right, bottom = seg.bbox
-        box = (int(left * sx), int(top * sy), int(right * sx), int(bottom * sy))
-        box = tuple(int(v) for v in cropping.clip_box(box, info.width, info.height))
+        box = tuple(int(v) for v in cropping.clip_box((left * sx, top * sy, right * sx, bottom * sy), info.width,
+                                                      info.height))
         # frame i (at this video's fps) lies in the segment when its time i/fps is in [start, end)/seg.fps
-        start = int(np.ceil(seg.start * fps / seg.fps - 1e-9))
-        end = int(np.ceil(seg.end * fps / seg.fps - 1e-9))
+        start, end = (int(np.ceil(f * fps / seg.fps - 1e-9)) for f in (seg.start, seg.end))
         if box[2] > box[0] and box[3] > box[1] and end > start:
             plans.append(ClipPlan(start, end, box, exact=True))  # type: ignore[arg-type]
     return plans
