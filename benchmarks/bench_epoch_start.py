@@ -15,7 +15,6 @@ local Ray started beforehand (its start is not counted). Goal: every step's time
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -45,12 +44,10 @@ def write_dataset(root: Path, num_shards: int, num_frames: int) -> float:
             video_id=f"v{i:06d}", clip_id=f"v{i:06d}_000", person_id=f"id{i % 50:02d}", split=split, fps=25.0,
             height=64, width=64, start_frame=0, end_frame=num_frames, crop_box=(0, 0, 64, 64), source_path="bench",
             source_height=64, source_width=64, frames=[frame] * num_frames)
-        body = shards.table_to_bytes(shards.records_to_table([record]))
         name = f"shards/{split}/shard-{i:05d}.parquet"
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(body)
-        entries.append({"file": name, "split": split, "rows": 1, "bytes": len(body), "frames": num_frames,
-                        "sha256": hashlib.sha256(body).hexdigest(), "videos": [record.video_id]})
+        info = shards.write_table_atomic(shards.records_to_table([record]), str(root / name))
+        entries.append({"file": name, "split": split, **info, "frames": num_frames, "videos": [record.video_id]})
     (root / shards.MANIFEST_NAME).write_text(json.dumps({"version": shards.SCHEMA_VERSION, "shards": entries}))
     return time.perf_counter() - start
 
@@ -75,7 +72,8 @@ def epoch_start(root: Path, use_ray: bool) -> dict[str, float]:
         return data.PairSpec.from_config(cfg, train)
 
     spec, times["plan"] = timed(plan)
-    block, times["first_block"] = timed(lambda: shard_set.read(shard_set.paths("train")[0], data.READ_COLUMNS))
+    block, times["first_block"] = timed(lambda: shards.read_table(shard_set.paths("train")[0], data.READ_COLUMNS,
+                                                               fs=shard_set.location.fs))
     _, times["first_pairs"] = timed(lambda: data.clips_to_pairs(block, spec, np.random.default_rng(0)))
     if use_ray:
         batch_size = cfg.train_params.batch_size

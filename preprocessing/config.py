@@ -66,10 +66,4 @@ class PreprocessConfig:
 
     @property
     def crop_margin(self) -> float:
-        if self.margin is not None:
-            return self.margin
-        return {"face": 0.3, "person": 0.1}.get(self.kind, 0.0)
-
-    @property
-    def detector_backend(self) -> str:
-        return "none" if self.kind == "none" else self.detector
+        return self.margin if self.margin is not None else {"face": 0.3, "person": 0.1}.get(self.kind, 0.0)

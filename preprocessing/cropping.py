@@ -70,8 +70,8 @@ def crop(frame: np.ndarray, box: Sequence[int]) -> np.ndarray:
     return frame[y0:y1, x0:x1]
 
 
-def resize_keep_aspect(image: np.ndarray, size: int | tuple[int, int], pad_value: int = 0) -> np.ndarray:
-    """Fit inside size (h, w) keeping the aspect, centred and padded; area shrinks, bicubic enlarges."""
+def resize_keep_aspect(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Fit inside size (h, w) keeping the aspect, centred and padded with black; area shrinks, bicubic enlarges."""
     th, tw = (size, size) if isinstance(size, int) else size
     h, w = image.shape[:2]
     scale = min(th / h, tw / w)
@@ -80,7 +80,7 @@ def resize_keep_aspect(image: np.ndarray, size: int | tuple[int, int], pad_value
     resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image
     if (nh, nw) == (th, tw):
         return np.ascontiguousarray(resized)
-    out = np.full((th, tw) + image.shape[2:], pad_value, dtype=image.dtype)
+    out = np.zeros((th, tw) + image.shape[2:], dtype=image.dtype)
     top, left = (th - nh) // 2, (tw - nw) // 2
     out[top:top + nh, left:left + nw] = resized
     return out

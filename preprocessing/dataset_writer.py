@@ -6,10 +6,9 @@ Layout of a dataset root (local or s3://):
     errors.parquet                       path, video_id, stage, message of every video that failed
     _work/parts/<video>.parquet          one finished video's clips (removed once in a shard)
     _work/errors/<video>.json            one failed video (removed once in errors.parquet)
-Every file is written whole (temporary name + rename, or one S3 PUT). A video is finished once its part or
-error file exists, so a re-run after a kill skips it. Shards are packed only from part files, in video-id
-order, and the manifest is written last: an interrupted run re-run gives byte-identical shards.
-"""
+Every file is written whole (temporary + rename, or one S3 PUT). A video with a part or error file is finished:
+a re-run skips it. Shards are packed from parts in video-id order and the manifest is written last, so an
+interrupted run, re-run, gives byte-identical shards."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import hashlib
 import json
 import posixpath
 import re
-import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,9 +38,6 @@ class Layout(storage.Location):
     def __init__(self, root: str, endpoint: str | None = None) -> None:
         super().__init__(root.rstrip("/"), endpoint)
 
-    def exists(self, *parts: str) -> bool:
-        return self.fs.exists(self.path(*parts))
-
     def list(self, *parts: str, hidden: bool = False) -> list[str]:
         """Paths of the files under a folder, sorted; temporaries (dot names) only when `hidden`."""
         p = self.path(*parts)
@@ -57,7 +52,7 @@ def video_key(video_id: str) -> str:
     return f"{safe}-{hashlib.sha1(video_id.encode()).hexdigest()[:10]}"
 
 
-def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]) -> dict:
+def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]) -> None:
     table = shards.records_to_table(records)
     per_split: dict[str, list[int]] = {}
     for r in records:
@@ -69,31 +64,26 @@ def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]
     table = table.replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
     shards.write_table_atomic(table, layout.path("_work", "parts", video_key(task.video_id) + ".parquet"),
                               fs=layout.fs)
-    return {"video_id": task.video_id, "status": "ok", "clips": len(records), "frames": meta["frames"]}
 
 
-def write_error(layout: Layout, task: VideoTask, stage: str, message: str) -> dict:
+def write_error(layout: Layout, task: VideoTask, stage: str, message: str) -> None:
     row = {"path": task.path or task.video_id, "video_id": task.video_id, "stage": stage, "message": message}
     storage.write_bytes(layout.path("_work", "errors", video_key(task.video_id) + ".json"),
                         json.dumps(row).encode(), fs=layout.fs)
-    return {"video_id": task.video_id, "status": "error", "clips": 0, "frames": 0, "stage": stage, "message": message}
 
 
-def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=None) -> dict:  # noqa: ANN001
+def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=None) -> None:  # noqa: ANN001
     """Process one video and record the outcome (part file or error file); never raises for bad data."""
     if task.missing:
         return write_error(layout, task, "missing", task.missing)
-    t0 = time.perf_counter()
     try:
         with storage.local_copy(task.path, cfg.endpoint) as local:
-            records = process_video(local, cfg, task, detector=detector, source_path=task.path)
+            records = process_video(local, cfg, task, detector=detector)
     except StageError as e:
         return write_error(layout, task, e.stage, str(e))
     except (VideoError, storage.StorageError) as e:
         return write_error(layout, task, "read", str(e))
-    out = write_part(layout, task, records)
-    out["seconds"] = time.perf_counter() - t0
-    return out
+    write_part(layout, task, records)
 
 
 def _parts(layout: Layout) -> list[tuple[dict, str]]:
@@ -108,7 +98,7 @@ def _errors(layout: Layout) -> list[tuple[dict, str]]:
 
 
 def _manifest(layout: Layout) -> dict | None:
-    return shards.read_manifest(layout.url, layout.endpoint) if layout.exists(MANIFEST_NAME) else None
+    return shards.read_manifest(layout.url, layout.endpoint) if layout.fs.exists(layout.path(MANIFEST_NAME)) else None
 
 
 def finished_videos(layout: Layout, include_errors: bool = True) -> set[str]:
@@ -161,13 +151,11 @@ def assemble_shard(layout: Layout, plan: ShardPlan) -> dict:
     """Concatenate a plan's part rows of its split into one shard file, written atomically."""
     import pyarrow.compute as pc
 
-    tables = []
-    for path in plan.parts:
-        t = shards.read_table(path, fs=layout.fs).replace_schema_metadata(None)
-        tables.append(t.filter(pc.equal(t["split"], plan.split)))
-    table = pa.concat_tables(tables).cast(CLIP_SCHEMA) if tables else CLIP_SCHEMA.empty_table()
+    table = pa.concat_tables([shards.read_table(p, fs=layout.fs).replace_schema_metadata(None)
+                              for p in plan.parts]).cast(CLIP_SCHEMA)
+    table = table.filter(pc.equal(table["split"], plan.split))
     info = shards.write_table_atomic(table, layout.path(plan.file), fs=layout.fs)
-    frames = int(pc.sum(table["num_frames"]).as_py() or 0) if table.num_rows else 0
+    frames = int(pc.sum(table["num_frames"]).as_py() or 0)
     return {"file": plan.file, "split": plan.split, **info, "frames": frames, "videos": plan.videos}
 
 
@@ -202,14 +190,12 @@ def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: li
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"},
     })
     storage.write_bytes(layout.path(MANIFEST_NAME), json.dumps(manifest, indent=1).encode(), fs=layout.fs)
-    cleanup(layout, manifest)
+    cleanup(layout, manifest, committed=set(videos) | {e["video_id"] for e in errors})
     return manifest
 
 
-def cleanup(layout: Layout, manifest: dict) -> None:
-    """Remove work files already committed, shard files the manifest does not list, and stale temporaries."""
-    errors = shards.read_errors(layout.url, layout.endpoint)
-    committed = set(manifest.get("videos", {})) | {r["video_id"] for r in errors}
+def cleanup(layout: Layout, manifest: dict, committed: set[str]) -> None:
+    """Remove the work files of `committed` videos, shard files the manifest does not list, stale temporaries."""
     for meta, path in _parts(layout) + _errors(layout):
         if meta["video_id"] in committed:
             layout.fs.rm_file(path)

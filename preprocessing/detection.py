@@ -79,13 +79,11 @@ class HaarFaceDetector:
 
 
 def _find_cascade(name: str) -> str:
-    roots = [getattr(getattr(cv2, "data", None), "haarcascades", "") or "", "/usr/share/opencv4/haarcascades",
-             "/usr/share/opencv/haarcascades", "/usr/local/share/opencv4/haarcascades"]
-    for root in roots:
-        p = Path(root) / name
-        if root and p.is_file():
-            return str(p)
-    raise DetectorUnavailable(f"{name}: not found in {[r for r in roots if r]}")
+    roots = [r for r in (getattr(getattr(cv2, "data", None), "haarcascades", ""), "/usr/share/opencv4/haarcascades",
+                         "/usr/share/opencv/haarcascades", "/usr/local/share/opencv4/haarcascades") if r]
+    if found := next((Path(r) / name for r in roots if (Path(r) / name).is_file()), None):
+        return str(found)
+    raise DetectorUnavailable(f"{name}: not found in {roots}")
 
 
 class HogPersonDetector:
@@ -113,8 +111,7 @@ class HogPersonDetector:
         keep = np.asarray(keep, dtype=int).reshape(-1)
         boxes = _rects_to_boxes(rects[keep], weights[keep], s)
         h, w = frame.shape[:2]
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        boxes[:, :4] = boxes[:, :4].clip(0, [w, h, w, h])
         return boxes
 
 
@@ -157,18 +154,14 @@ def make_detector(kind: str, backend: str = "auto", min_face: int = 64) -> Detec
     """A detector for `kind` ('face', 'person', 'none'); backend 'auto' takes the first one available."""
     if kind not in BACKENDS:
         raise ValueError(f"unknown detector kind {kind!r}: expected one of {sorted(BACKENDS)}")
-
-    def build(name: str) -> Detector:
-        return HaarFaceDetector(min_face) if name == "haar" else _CLASSES[name]()
-
-    if backend != "auto":
-        if backend not in _CLASSES:
-            raise ValueError(f"unknown detector backend {backend!r}: expected one of {sorted(_CLASSES)}")
-        return build(backend)
+    if backend != "auto" and backend not in _CLASSES:
+        raise ValueError(f"unknown detector backend {backend!r}: expected one of {sorted(_CLASSES)}")
     reasons = []
-    for name in BACKENDS[kind]:
+    for name in BACKENDS[kind] if backend == "auto" else [backend]:
         try:
-            return build(name)
+            return HaarFaceDetector(min_face) if name == "haar" else _CLASSES[name]()
         except DetectorUnavailable as e:
+            if backend != "auto":
+                raise  # the one asked for: its own reason
             reasons.append(f"{name}: {e}")
     raise DetectorUnavailable(f"no {kind} detector available: " + "; ".join(reasons))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import cv2
@@ -57,7 +58,7 @@ class IoUTracker:
         self.iou_threshold, self.max_missed, self.step = iou_threshold, max_missed, step
         self.live: list[Track] = []
         self.done: list[Track] = []
-        self._next_id = 0
+        self._ids = itertools.count()
 
     def update(self, frame: int, boxes: np.ndarray, scores: np.ndarray | None = None) -> None:
         """Add one round of detections (boxes: N×4) found on `frame`."""
@@ -90,8 +91,7 @@ class IoUTracker:
             still_live.append(track)
         for di in range(len(boxes)):
             if di not in matched_dets:
-                still_live.append(Track(self._next_id, [frame], [boxes[di]], [float(scores[di])], end=frame + 1))
-                self._next_id += 1
+                still_live.append(Track(next(self._ids), [frame], [boxes[di]], [float(scores[di])], end=frame + 1))
         self.live = still_live
 
     def cut(self, frame: int) -> None:
@@ -115,17 +115,15 @@ class CutDetector:
         self.threshold, self.thumb = threshold, thumb
         self._prev: np.ndarray | None = None
 
-    def score(self, frame: np.ndarray) -> float:
-        """Mean absolute difference (in [0, 1]) with the previous frame's thumbnail, normalised by contrast."""
+    def is_cut(self, frame: np.ndarray) -> bool:
+        """A cut: the mean absolute difference (in [0, 1]) from the last thumbnail, over contrast, above threshold."""
         step = max(1, min(frame.shape[:2]) // (4 * self.thumb))  # subsample first: a thumbnail needs few pixels
         small = np.ascontiguousarray(frame[::step, ::step])
         g = cv2.resize(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (self.thumb, self.thumb),
                        interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         prev, self._prev = self._prev, g
         if prev is None:
-            return 0.0
+            return False
         # compare shapes, not exposure: subtract each thumbnail's mean brightness first
-        return float(np.mean(np.abs((g - g.mean()) - (prev - prev.mean()))) / max(0.05, float(g.std() + prev.std())))
-
-    def is_cut(self, frame: np.ndarray) -> bool:
-        return self.score(frame) > self.threshold
+        score = float(np.mean(np.abs((g - g.mean()) - (prev - prev.mean()))) / max(0.05, float(g.std() + prev.std())))
+        return score > self.threshold

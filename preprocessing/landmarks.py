@@ -4,10 +4,8 @@ Weights come from a local torch hub cache only (`<hub>/checkpoints`); nothing is
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +39,6 @@ def missing_weights(hub_dir: str | Path | None = None) -> list[Path]:
     return [folder / name for name in (FAN_2D_WEIGHTS, SFD_WEIGHTS) if not (folder / name).is_file()]
 
 
-@contextlib.contextmanager
-def _torch_hub_dir(path: Path) -> Iterator[None]:
-    """Point torch.hub (face-alignment's weight cache) at `path` for the duration of a model load."""
-    import torch
-
-    with _HUB_LOCK:
-        # the raw setting, not get_dir(): restoring None keeps $TORCH_HOME in charge afterwards
-        previous = torch.hub._hub_dir
-        torch.hub.set_dir(str(path))
-        try:
-            yield
-        finally:
-            torch.hub._hub_dir = previous
-
-
 class FaceLandmarks:
     """68 face landmarks (x, y in pixels) of the largest face in a frame, or None when there is no face."""
 
@@ -68,12 +51,18 @@ class FaceLandmarks:
         if missing:
             raise LandmarksWeightsError(missing[0])
         import face_alignment
+        import torch
 
         folder = weights_dir(hub_dir)
-        with _torch_hub_dir(folder.parent):
-            self._fa = face_alignment.FaceAlignment(
-                face_alignment.LandmarksType.TWO_D, device=device, flip_input=False, compile=False,
-                face_detector="sfd", face_detector_kwargs={"path_to_detector": str(folder / SFD_WEIGHTS)})
+        with _HUB_LOCK:  # torch.hub (face-alignment's weight cache) points at the folder for the load
+            previous = torch.hub._hub_dir  # the raw setting, not get_dir(): None keeps $TORCH_HOME in charge after
+            torch.hub.set_dir(str(folder.parent))
+            try:
+                self._fa = face_alignment.FaceAlignment(
+                    face_alignment.LandmarksType.TWO_D, device=device, flip_input=False, compile=False,
+                    face_detector="sfd", face_detector_kwargs={"path_to_detector": str(folder / SFD_WEIGHTS)})
+            finally:
+                torch.hub._hub_dir = previous
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         """frame H×W×3 uint8 RGB → 68×2 float landmarks of its largest face, or None."""

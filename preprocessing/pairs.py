@@ -21,23 +21,19 @@ def sample_pair(num_frames: int, rng: np.random.Generator) -> tuple[int, int]:
     return int(i), int(j)
 
 
-def _gray(img: np.ndarray) -> np.ndarray:
-    """Grey levels of an H×W×3 float32 image: 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as torchvision).  # H×W"""
-    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-
-
 def jitter_colour(img: np.ndarray, factors: dict[str, float], order: Sequence[str]) -> np.ndarray:
     """Apply brightness/contrast/saturation (multiplicative factors) and hue (a shift in turns) in `order` to an
-    H×W×3 float image in [0, 1]; computed in float32 (OpenCV's colour conversions), returned in the input's dtype."""
+    H×W×3 float image in [0, 1]; computed in float32 (OpenCV's colour conversions), returned in the input's dtype.
+    Grey levels are 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as torchvision)."""
     out = np.array(img, dtype=np.float32)  # a copy: brightness and the clip work in place
     for name in order:
         f = np.float32(factors[name])
         if name == "brightness":
             out *= f
         elif name == "contrast":  # towards the mean grey level: f·x + (1 − f)·mean
-            out = cv2.addWeighted(out, float(f), out, 0.0, float((1 - f) * np.mean(_gray(out))))
+            out = cv2.addWeighted(out, float(f), out, 0.0, float((1 - f) * np.mean(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY))))
         elif name == "saturation":  # towards each pixel's grey level
-            grey = cv2.cvtColor(_gray(out), cv2.COLOR_GRAY2RGB)
+            grey = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
             out = cv2.addWeighted(out, float(f), grey, float(1 - f), 0.0)
         elif name == "hue":  # a rotation by f turns: RGB → HSV (hue in degrees) → RGB
             hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)

@@ -13,7 +13,7 @@ from preprocessing.config import PreprocessConfig
 from preprocessing.detection import Detector, make_detector
 from preprocessing.iou_tracks import CutDetector, IoUTracker, Track
 from preprocessing.shards import ClipRecord
-from preprocessing.sources import Segment, VideoTask
+from preprocessing.sources import Segment, VideoTask, hash_split
 from services.video_read import VideoError, VideoInfo, iter_frames_timed, probe_video
 
 
@@ -35,12 +35,11 @@ class ClipPlan:
     exact: bool = False  # a metadata-CSV box: crop it as given, without squaring
 
 
-def iter_video(path: str, cfg: PreprocessConfig, info: VideoInfo) -> Iterator[tuple[int, np.ndarray]]:
+def iter_video(path: str, cfg: PreprocessConfig) -> Iterator[tuple[int, np.ndarray]]:
     """(index, frame) over the video, resampled to cfg.target_fps when set, cut at cfg.max_frames."""
     stop = cfg.max_frames
     if cfg.target_fps is None:
-        for i, (_, frame) in enumerate(iter_frames_timed(path, 0, stop)):
-            yield i, frame
+        yield from enumerate(frame for _, frame in iter_frames_timed(path, 0, stop))
         return
     k, step = 0, 1.0 / cfg.target_fps
     for t, frame in iter_frames_timed(path):  # each tick of the new clock takes the first frame at or after it
@@ -51,14 +50,14 @@ def iter_video(path: str, cfg: PreprocessConfig, info: VideoInfo) -> Iterator[tu
             return
 
 
-def find_tracks(path: str, cfg: PreprocessConfig, info: VideoInfo, detector: Detector,
-                keep_frames: bool) -> tuple[list[Track], int, list[np.ndarray] | None]:
+def find_tracks(path: str, cfg: PreprocessConfig, detector: Detector,
+                keep_frames: bool) -> tuple[list[Track], list[np.ndarray] | None]:
     """First pass: detections every cfg.detect_every frames, cuts, IoU tracks; the frames too if kept."""
     tracker = IoUTracker(cfg.iou_threshold, cfg.max_missed, step=cfg.detect_every)
     cuts = CutDetector(cfg.cut_threshold) if cfg.cut_threshold > 0 and cfg.kind != "none" else None
     kept: list[np.ndarray] | None = [] if keep_frames else None
     n = 0
-    for i, frame in iter_video(path, cfg, info):
+    for i, frame in iter_video(path, cfg):
         n = i + 1
         if kept is not None:
             kept.append(frame)
@@ -72,7 +71,7 @@ def find_tracks(path: str, cfg: PreprocessConfig, info: VideoInfo, detector: Det
             tracker.update(i, found[:, :4], found[:, 4])
     if n == 0:
         raise StageError("decode", f"{path}: no decodable frames (zero-frame video)")
-    return tracker.finish(n), n, kept
+    return tracker.finish(n), kept
 
 
 def plan_track_clips(tracks: list[Track], cfg: PreprocessConfig, width: int, height: int) -> list[ClipPlan]:
@@ -98,11 +97,10 @@ def plan_segment_clips(segments: list[Segment], info: VideoInfo, cfg: Preprocess
         sx = info.width / seg.width if seg.width else 1.0
         sy = info.height / seg.height if seg.height else 1.0
         left, top, right, bottom = seg.bbox
-        box = (int(left * sx), int(top * sy), int(right * sx), int(bottom * sy))
-        box = tuple(int(v) for v in cropping.clip_box(box, info.width, info.height))
+        box = tuple(int(v) for v in cropping.clip_box((left * sx, top * sy, right * sx, bottom * sy), info.width,
+                                                      info.height))
         # frame i (at this video's fps) lies in the segment when its time i/fps is in [start, end)/seg.fps
-        start = int(np.ceil(seg.start * fps / seg.fps - 1e-9))
-        end = int(np.ceil(seg.end * fps / seg.fps - 1e-9))
+        start, end = (int(np.ceil(f * fps / seg.fps - 1e-9)) for f in (seg.start, seg.end))
         if box[2] > box[0] and box[3] > box[1] and end > start:
             plans.append(ClipPlan(start, end, box, exact=True))  # type: ignore[arg-type]
     return plans
@@ -132,15 +130,14 @@ def cut_clips(frames: Iterator[tuple[int, np.ndarray]], plans: list[ClipPlan],
 
 
 def detector_for(cfg: PreprocessConfig) -> Detector:
-    """The detector a config asks for, tuned to the smallest object it keeps (cfg.min_size)."""
-    return make_detector(cfg.kind, cfg.detector_backend, min_face=cfg.min_size)
+    """The detector a config asks for (kind none: the whole frame), tuned to the smallest object it keeps."""
+    return make_detector(cfg.kind, "none" if cfg.kind == "none" else cfg.detector, min_face=cfg.min_size)
 
 
 def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = None,
-                  detector: Detector | None = None, source_path: str | None = None) -> list[ClipRecord]:
-    """All clips of one local video file. Raises StageError (stage: probe/decode/detect/crop/encode)."""
-    from preprocessing.sources import hash_split
-
+                  detector: Detector | None = None) -> list[ClipRecord]:
+    """All clips of one local video file (a local copy of `task.path`, if given). Raises StageError (stage:
+    probe/decode/detect/crop/encode)."""
     video_id = task.video_id if task else path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     try:
         info = probe_video(path)
@@ -150,20 +147,20 @@ def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = Non
     try:
         if task is not None and task.segments:
             plans = plan_segment_clips(task.segments, info, cfg)
-            frames: Iterator[tuple[int, np.ndarray]] = iter_video(path, cfg, info)
+            frames: Iterator[tuple[int, np.ndarray]] = iter_video(path, cfg)
         else:
             n_est = min(info.num_frames, cfg.max_frames or info.num_frames)
             keep = n_est * info.width * info.height * 3 <= cfg.max_buffer_bytes
             detector = detector or detector_for(cfg)
-            tracks, n, kept = find_tracks(path, cfg, info, detector, keep)
+            tracks, kept = find_tracks(path, cfg, detector, keep)
             plans = plan_track_clips(tracks, cfg, info.width, info.height)
-            frames = enumerate(kept) if kept is not None else iter_video(path, cfg, info)
+            frames = enumerate(kept) if kept is not None else iter_video(path, cfg)
         encoded = cut_clips(frames, plans, cfg)
     except VideoError as e:
         raise StageError("decode", str(e)) from e
     except (cv2.error, ValueError) as e:
         raise StageError("crop", f"{path}: {e}") from e
-    person_id = task.person_id if task else video_id
+    person_id, source_path = (task.person_id, task.path) if task else (video_id, path)
     split = task.split if task else hash_split(video_id, cfg.test_fraction)
     records = []
     for k, (plan, frames_bytes) in enumerate(zip(plans, encoded)):
@@ -173,7 +170,7 @@ def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = Non
         records.append(ClipRecord(
             video_id=video_id, clip_id=f"{video_id}#{k:03d}#{plan.start:06d}#{end:06d}", person_id=person_id,
             split=split, fps=float(fps), height=cfg.size, width=cfg.size, start_frame=plan.start, end_frame=end,
-            crop_box=plan.box, source_path=source_path or path, source_height=info.height,
+            crop_box=plan.box, source_path=source_path, source_height=info.height,
             source_width=info.width, frames=frames_bytes, frame_format=cfg.frame_format,
         ))
     return records

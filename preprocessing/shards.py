@@ -1,9 +1,7 @@
 """Clip shards: the Parquet schema (one row per clip, frames as encoded images), atomic writes, readers.
 
-Frames are JPEG q95 by default (benchmarks/bench_preprocess.py --codecs, 256² faces): 0.6 ms to decode
-against PNG's 2.7 ms and WebP's 0.9 ms, at 47 dB; training decodes every sampled frame, so decode speed
-decides. PNG and WebP stay selectable (`frame_format`); the reader sniffs each image's own format.
-"""
+Frames default to JPEG q95, as training decodes every sampled frame: 0.6 ms against PNG's 2.7 ms and WebP's
+0.9 ms, at 47 dB (bench_preprocess.py --codecs, 256² faces). The reader sniffs each image's own format."""
 
 from __future__ import annotations
 
@@ -20,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services import checks, storage
+from services.cli import UserError
 
 SCHEMA_VERSION = 1
 FRAME_FORMATS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
@@ -69,10 +67,6 @@ class ClipRecord:
     @property
     def num_frames(self) -> int:
         return len(self.frames)
-
-    def to_row(self) -> dict:
-        row = {name: getattr(self, name) for name in CLIP_SCHEMA.names}
-        return {**row, "crop_box": [int(v) for v in self.crop_box]}
 
 
 @dataclass
@@ -122,22 +116,18 @@ def decode_frames(encoded: Sequence[bytes]) -> np.ndarray:
 
 
 def records_to_table(records: Sequence[ClipRecord]) -> pa.Table:
-    return pa.Table.from_pylist([r.to_row() for r in records], schema=CLIP_SCHEMA)
+    rows = [{name: getattr(r, name) for name in CLIP_SCHEMA.names} for r in records]
+    return pa.Table.from_pylist(rows, schema=CLIP_SCHEMA)
 
 
-def table_to_bytes(table: pa.Table) -> bytes:
-    """Parquet bytes of a table; deterministic for equal tables (same rows, same writer options)."""
+def write_table_atomic(table: pa.Table, path: str, fs=None) -> dict:  # noqa: ANN001
+    """Write a Parquet file atomically, its bytes the same for equal tables; returns {'rows', 'bytes', 'sha256'}."""
     sink = io.BytesIO()
     # frames are already compressed images: no Parquet compression on top, one row group per ~64 clips
     pq.write_table(table, sink, compression="NONE", row_group_size=64, use_dictionary=["split", "frame_format"],
                    write_statistics=["video_id", "person_id", "split", "num_frames"])
-    return sink.getvalue()
-
-
-def write_table_atomic(table: pa.Table, path: str, endpoint: str | None = None, fs=None) -> dict:  # noqa: ANN001
-    """Write a Parquet file atomically; returns {'rows', 'bytes', 'sha256'} of what was written."""
-    data = table_to_bytes(table)
-    storage.write_bytes(path, data, endpoint=endpoint, fs=fs)
+    data = sink.getvalue()
+    storage.write_bytes(path, data, fs=fs)
     return {"rows": table.num_rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -160,9 +150,7 @@ def read_manifest(root: str, endpoint: str | None = None) -> dict:
 def read_errors(root: str, endpoint: str | None = None) -> list[dict]:
     """Rows of the error table: {'path', 'video_id', 'stage', 'message'} for every video that failed."""
     path = storage.join(root, ERRORS_NAME)
-    if not storage.exists(path, endpoint):
-        return []
-    return read_table(path, endpoint=endpoint).to_pylist()
+    return read_table(path, endpoint=endpoint).to_pylist() if storage.exists(path, endpoint) else []
 
 
 def row_to_clip(row: dict, decode: bool = True) -> Clip:
@@ -203,9 +191,8 @@ class ClipIndex:
 
 @dataclass(frozen=True)
 class ShardSet:
-    """The shard files of a dataset root (its manifest), a folder of .parquet files or one file, listed once.
-
-    Picklable (a `Location` and paths, no keys); its clips' metadata is read once, on first use."""
+    """The shard files of a dataset root (its manifest), a folder of .parquet files or one file, listed once;
+    picklable (a `Location` and paths, no keys), its clips' metadata read on first use."""
 
     location: storage.Location  # where the files are; `files` are paths inside its filesystem
     files: tuple[str, ...]
@@ -236,26 +223,18 @@ class ShardSet:
         root = self.location.path()
         return [self.location.uri(f[len(root):]) if f != root else self.location.url for f in self.paths(split)]
 
-    def read(self, path: str, columns: Sequence[str] | None = None, filters: list | None = None) -> pa.Table:
-        """One file's rows (a path from `paths`)."""
-        return read_table(path, list(columns) if columns is not None else None, fs=self.location.fs, filters=filters)
-
     @functools.cached_property
     def meta(self) -> pa.Table:
         """Metadata of every clip (META_COLUMNS and `file`) in shard order; files read concurrently on S3."""
         readers = META_READERS if storage.is_remote(self.location.url) else 1  # local: threads only cost here
         with ThreadPoolExecutor(max(1, min(readers, len(self.files)))) as pool:
-            tables = list(pool.map(self._file_meta, self.files))
-        return pa.concat_tables(tables) if tables else META_SCHEMA.empty_table()
+            return pa.concat_tables([META_SCHEMA.empty_table(), *pool.map(self._file_meta, self.files)])
 
     def _file_meta(self, path: str) -> pa.Table:
         pf = pq.ParquetFile(path, filesystem=self.location.fs)
         table = pf.read(columns=[c for c in META_COLUMNS if c in pf.schema_arrow.names], use_threads=False)
-        for name in META_COLUMNS:
-            if name not in table.column_names:
-                table = table.append_column(name, pa.nulls(table.num_rows, CLIP_SCHEMA.field(name).type))
-        table = table.select(META_COLUMNS).append_column("file", pa.array([path] * table.num_rows, pa.string()))
-        return table.cast(META_SCHEMA)
+        columns = [table[c] if c in table.column_names else pa.nulls(table.num_rows) for c in META_COLUMNS]
+        return pa.table([*columns, [path] * table.num_rows], names=META_SCHEMA.names).cast(META_SCHEMA)
 
     def index(self, split: str | None = None, limit: int | None = None) -> ClipIndex:
         """The clips of `split` (None: all) in shard order, the first `limit` of them."""
@@ -268,25 +247,18 @@ class ShardSet:
         wanted = set(clip_ids)
         return sorted({r["file"] for r in self.meta.select(["clip_id", "file"]).to_pylist() if r["clip_id"] in wanted})
 
-    def rows(self, clip_ids: Sequence[str], columns: Sequence[str] | None = None) -> list[dict]:
+    def rows(self, clip_ids: Sequence[str], columns: list[str] | None = None) -> list[dict]:
         """Whole rows (frames included) of the given clips, in the order asked; only their files are read."""
-        wanted = set(clip_ids)
-        rows = {r["clip_id"]: r for f in self.holding(clip_ids)
-                for r in self.read(f, columns, filters=[("clip_id", "in", sorted(wanted))]).to_pylist()}
+        rows = {r["clip_id"]: r for f in self.holding(clip_ids) for r in read_table(
+            f, columns, fs=self.location.fs, filters=[("clip_id", "in", sorted(set(clip_ids)))]).to_pylist()}
         return [rows[c] for c in clip_ids if c in rows]
 
     def clips(self, split: str | None = None, columns: list[str] | None = None, decode: bool = True) -> Iterator[Clip]:
         """Clips in shard order, frames decoded; `columns` limits what is read (leave out 'frames' for metadata)."""
-        if columns is not None and split is not None and "split" not in columns:
-            columns = [*columns, "split"]
         for path in self.paths(split):
-            pf = pq.ParquetFile(path, filesystem=self.location.fs)
-            for rg in range(pf.num_row_groups):
-                table = pf.read_row_group(rg, columns=columns)
-                if split is not None:
-                    table = table.filter(pc.equal(table["split"], split))
-                for row in table.to_pylist():
-                    yield row_to_clip(row, decode=decode and "frames" in row)
+            filters = [("split", "=", split)] if split is not None else None
+            for row in read_table(path, columns, fs=self.location.fs, filters=filters).to_pylist():
+                yield row_to_clip(row, decode=decode)
 
     def dataset(self, split: str | None, columns: Sequence[str], shuffle_files: bool = False,
                 paths: Sequence[str] | None = None):  # noqa: ANN201 - a ray.data.Dataset
@@ -309,29 +281,19 @@ def _read_files(batch: pa.Table, location: storage.Location, columns: list[str])
 
 
 def require_shards(flag: str, path: str, split: str | None = None, endpoint: str | None = None) -> ShardSet:
-    """The opened `ShardSet` of `path`, every footer read (a half-written shard fails here, before Ray), or a
-    UserError naming the flag."""
-    from services.cli import UserError
-
-    def unreadable(where: str, err: Exception) -> UserError:
-        return UserError(f"{flag} {where}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})")
-
+    """The ShardSet of `path`, every footer read (half-written shards fail here, before Ray); else a UserError."""
     checks.storage_reachable(flag, path, endpoint)
     if not storage.is_remote(path) and not Path(path).exists():
         raise UserError(f"{flag} {path}: no such file or folder (expected {SHARDS_EXPECTED})")
+    where = path  # what an unreadable footer or manifest is reported as: the root, then each shard
     try:
         found = ShardSet.open(path, endpoint)
+        if not found.paths(split):
+            of_split = f" of split {split!r}" if split else ""
+            raise UserError(f"{flag} {path}: no shards{of_split} (expected {SHARDS_EXPECTED})")
+        for shard, where in zip(found.paths(split), found.uris(split)):
+            if missing := sorted({"clip_id", "frames"} - set(pq.read_schema(shard, filesystem=found.location.fs).names)):
+                raise UserError(f"{flag} {where}: not a clip shard (no column {missing[0]!r})")
     except (OSError, ValueError, KeyError, pa.ArrowException) as err:
-        raise unreadable(path, err) from None
-    if not found.paths(split):
-        where = f" of split {split!r}" if split else ""
-        raise UserError(f"{flag} {path}: no shards{where} (expected {SHARDS_EXPECTED})")
-    for shard, uri in zip(found.paths(split), found.uris(split)):
-        try:
-            names = set(pq.read_schema(shard, filesystem=found.location.fs).names)
-        except (OSError, ValueError, pa.ArrowException) as err:
-            raise unreadable(path if uri == path else uri, err) from None
-        missing = {"clip_id", "frames"} - names
-        if missing:
-            raise UserError(f"{flag} {uri}: not a clip shard (no column {sorted(missing)[0]!r})")
+        raise UserError(f"{flag} {where}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})") from None
     return found

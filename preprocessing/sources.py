@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -51,8 +52,7 @@ class VideoTask:
     @classmethod
     def from_row(cls, row: dict) -> VideoTask:
         segs = [Segment(**{**s, "bbox": tuple(s["bbox"])}) for s in json.loads(row.get("segments") or "[]")]
-        return cls(video_id=row["video_id"], path=row["path"], person_id=row["person_id"], split=row["split"],
-                   segments=segs, missing=row.get("missing") or "")
+        return cls(**{**row, "segments": segs, "missing": row.get("missing") or ""})
 
 
 def hash_split(video_id: str, test_fraction: float) -> str:
@@ -61,32 +61,22 @@ def hash_split(video_id: str, test_fraction: float) -> str:
     return "test" if h < test_fraction else "train"
 
 
-def _video_id(path: str, root: str) -> str:
-    rel = path[len(root):].lstrip("/") if path.startswith(root) else Path(path).name
-    return rel.rsplit(".", 1)[0].replace("/", "__")
-
-
 def _read_side_metadata(root: str, endpoint: str | None) -> dict[str, dict]:
     """metadata.csv beside the videos (as the synthetic set writes): video_id / file → person_id, split."""
     path = storage.join(root, METADATA_CSV)
     if not storage.exists(path, endpoint):
         return {}
-    rows = list(csv.DictReader(io.StringIO(storage.read_bytes(path, endpoint).decode())))
-    out = {}
-    for r in rows:
-        for key in (r.get("video_id"), Path(r.get("file") or "").stem):
-            if key:
-                out[key] = r
-    return out
+    rows = csv.DictReader(io.StringIO(storage.read_bytes(path, endpoint).decode()))
+    return {key: r for r in rows for key in (r.get("video_id"), Path(r.get("file") or "").stem) if key}
 
 
 def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[VideoTask]:
     side = _read_side_metadata(root, cfg.endpoint)
     tasks = []
     for p in paths:
-        vid = _video_id(p, root)
+        parts = p[len(root):].strip("/").split("/") if p.startswith(root) else [Path(p).name]  # relative path
+        vid = "__".join(parts).rsplit(".", 1)[0]
         meta = side.get(vid) or side.get(Path(p).stem) or {}
-        parts = p[len(root):].strip("/").split("/") if p.startswith(root) else []
         split = meta.get("split") or (parts[0] if len(parts) > 1 and parts[0] in ("train", "test") else "")
         tasks.append(VideoTask(video_id=vid, path=p, person_id=meta.get("person_id") or vid,
                                split=split or hash_split(vid, cfg.test_fraction)))
@@ -96,24 +86,18 @@ def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[Vid
 def raw_video_index(video_dir: str, endpoint: str | None) -> dict[str, str]:
     """video id → raw video path in video_dir (first of VIDEO_EXTENSIONS[:5] when several), from one listing:
     a lookup per id would cost 5 requests each (100k for VoxCeleb's 20k ids, every one a round trip on S3)."""
-    exts = VIDEO_EXTENSIONS[:5]
     if not storage.is_dir(video_dir, endpoint):
         return {}
     fs, root = storage.resolve(video_dir, endpoint)
-    found: dict[str, tuple[int, str]] = {}
-    for name in fs.ls(root, detail=False):
-        base = PurePosixPath(name).name
-        stem, dot, ext = base.rpartition(".")
-        if dot and f".{ext}" in exts and not base.startswith("."):
-            rank = exts.index(f".{ext}")
-            if stem not in found or rank < found[stem][0]:
-                found[stem] = (rank, storage.join(video_dir, base))
-    return {stem: path for stem, (_, path) in found.items()}
+    names = [PurePosixPath(n).name for n in fs.ls(root, detail=False) if not PurePosixPath(n).name.startswith(".")]
+    found: dict[str, str] = {}
+    for ext in reversed(VIDEO_EXTENSIONS[:5]):  # an earlier extension overwrites a later one
+        found.update({n[:-len(ext)]: storage.join(video_dir, n) for n in names if n.endswith(ext)})
+    return found
 
 
 def segment_problem(s: Segment) -> str | None:
-    """What makes a metadata row's clip impossible: an empty or reversed frame range, a box without area or
-    wholly outside its width×height frame (when the row gives one)."""
+    """Why a metadata row names no clip (empty frame range, box without area or outside its frame), else None."""
     left, top, right, bottom = s.bbox
     if s.start < 0 or s.end <= s.start:
         return f"frame range start {s.start}, end {s.end} is empty or reversed"
@@ -133,12 +117,9 @@ def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
         raise ValueError(f"{csv_path}: not a metadata CSV (needs columns {sorted(required)}, "
                          f"has {sorted(rows[0]) if rows else 'no rows'})")
     video_dir = cfg.video_dir or csv_path.rsplit("/", 1)[0]
-    by_video: dict[str, list[dict]] = {}
-    for r in rows:
-        by_video.setdefault(r["video_id"], []).append(r)
     tasks, raw_videos = [], raw_video_index(video_dir, cfg.endpoint)
-    for vid in sorted(by_video):
-        rs = by_video[vid]
+    for vid, group in itertools.groupby(sorted(rows, key=lambda r: r["video_id"]), key=lambda r: r["video_id"]):
+        rs = list(group)
         segs = []
         for i, r in enumerate(rs):
             try:
@@ -191,9 +172,8 @@ def collect_tasks(cfg: PreprocessConfig) -> list[VideoTask]:
         tasks = folder_tasks([spec], spec.rsplit("/", 1)[0], cfg)
     else:
         raise FileNotFoundError(f"input {spec!r}: no such folder, file or CSV, and the glob matched nothing")
-    seen: dict[str, str] = {}
-    for t in tasks:
-        if t.video_id in seen:
-            raise ValueError(f"input {spec!r}: two videos share the id {t.video_id!r}: {seen[t.video_id]} and {t.path}")
-        seen[t.video_id] = t.path
-    return sorted(tasks, key=lambda t: t.video_id)
+    tasks.sort(key=lambda t: t.video_id)
+    for a, b in itertools.pairwise(tasks):
+        if a.video_id == b.video_id:
+            raise ValueError(f"input {spec!r}: two videos share the id {a.video_id!r}: {a.path} and {b.path}")
+    return tasks

@@ -126,8 +126,7 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
         raise ValueError(f"need num_videos ≥ 1, size ≥ 16, num_frames ≥ 2; got {num_videos}, {size}, {num_frames}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    root = np.random.default_rng(seed)
-    hue0 = root.uniform()  # identities spread evenly around the colour wheel
+    hue0 = np.random.default_rng(seed).uniform()  # identities spread evenly around the colour wheel
     identities = [make_identity(np.random.default_rng([seed, 1, i]), (hue0 + i / num_identities) % 1.0)
                   for i in range(num_identities)]
     per_id = [sum(1 for v in range(num_videos) if v % num_identities == i) for i in range(num_identities)]
@@ -135,8 +134,7 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
     rows, paths = [], []
     for v in range(num_videos):
         pid, rank = v % num_identities, v // num_identities
-        rng = np.random.default_rng([seed, 2, v])
-        frames = render_video(identities[pid], rng, size, num_frames, fps)
+        frames = render_video(identities[pid], np.random.default_rng([seed, 2, v]), size, num_frames, fps)
         video_id = f"synth{v:04d}"
         path = write_video(out / f"{video_id}.mp4", frames, fps, deterministic=True)  # byte-identical reruns
         split = "test" if rank >= per_id[pid] - n_test[pid] else "train"
