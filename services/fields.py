@@ -62,13 +62,8 @@ def rule(help: str = "", **constraints: Any) -> dict[str, Rule]:  # noqa: A002 -
     return {RULE: Rule(help, **constraints)}
 
 
-def rule_of(cls: type, name: str) -> Rule:
-    f = {f.name: f for f in dataclasses.fields(cls)}[name]
-    return f.metadata.get(RULE, Rule())
-
-
-def flag_of(name: str, r: Rule | None = None) -> str:
-    return (r.flag if r is not None and r.flag else None) or "--" + name.replace("_", "-")
+def flag_of(name: str, r: Rule) -> str:
+    return r.flag or "--" + name.replace("_", "-")
 
 
 def scalar_type(cls: type, name: str) -> type:
