@@ -1,7 +1,4 @@
-"""Storage, local or s3://, on fsspec: a path string is turned into a filesystem once per process and reused.
-
-Ray tasks get a URL and an endpoint (a `Location`), never keys: each process reads credentials from its environment.
-"""
+"""Storage, local or s3://, on fsspec: one filesystem per process; Ray tasks get a `Location`, never keys."""
 
 from __future__ import annotations
 
@@ -46,8 +43,7 @@ def s3_max_attempts() -> int:
 
 
 def resolve(path: str | os.PathLike, endpoint: str | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(fsspec filesystem, path inside it) for a local path or an s3://bucket/key URI; one filesystem per
-    endpoint and process."""
+    """(fsspec filesystem, path inside it) for a local path or an s3://bucket/key URI."""
     s = str(path)
     if is_remote(s):
         from services.s3 import s3_filesystem  # s3fs: only for s3:// paths
@@ -118,7 +114,7 @@ def read_bytes(path: str, endpoint: str | None = None) -> bytes:
 
 def write_bytes(path: str, data: bytes, endpoint: str | None = None,
                 fs: fsspec.AbstractFileSystem | None = None) -> None:
-    """Write a whole file atomically: a rename locally, one PUT on S3 (with `fs`, `path` is inside it)."""
+    """Write a whole file atomically: a rename locally (services.atomic), one PUT on S3 (with `fs`: a path in it)."""
     if fs is None:
         fs, path = resolve(path, endpoint)
     if isinstance(fs, fsspec.implementations.local.LocalFileSystem):

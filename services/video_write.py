@@ -15,13 +15,8 @@ from services.video_read import PathLike, VideoError, _open
 
 
 class VideoWriter:
-    """Write RGB frames as H.264 (crf 18) atomically; with `audio_from`, that video's audio (from its first video
-    frame, trimmed to the written duration) as AAC.
-
-    `deterministic` gives byte-identical files for identical frames: one thread and x264's plain C code: its SIMD
-    lookahead reads memory it never wrote, so a 12-frame 64×64 clip encoded 20 times on one thread came out 2-3
-    different ways. The C code is about 3× slower (64×64: 45 → 138 ms for 48 frames).
-    """
+    """H.264 (crf 18) written atomically, with `audio_from`'s audio (from its first video frame, trimmed) as AAC;
+    `deterministic`: byte-identical files, one thread and x264's C code (its SIMD reads unwritten memory; 3× slower)."""
 
     def __init__(self, path: PathLike, fps: float, audio_from: PathLike | None = None,
                  deterministic: bool = False) -> None:

@@ -1,6 +1,4 @@
-"""What a tracking store could not take yet: metrics, tags and params kept through an outage, bounded, sent when
-it is back; a batch the store refuses (a bad value) is dropped with a warning. Imports no MLflow.
-"""
+"""What a tracking store could not take yet, kept through an outage and sent when it is back (imports no MLflow)."""
 
 from __future__ import annotations
 
@@ -17,7 +15,8 @@ log = logging.getLogger("services.tracking")
 
 
 class Outbox:
-    """Metrics (oldest dropped first beyond `capacity`) and tags/params (latest value wins) waiting for the store."""
+    """Metrics (oldest dropped first beyond `capacity`) and tags/params (latest value wins) waiting for the store;
+    a batch the store refuses (a bad value) is dropped with a warning."""
 
     def __init__(self, where: str, transient: Callable[[BaseException], bool], capacity: int = 100_000,
                  retry_interval_s: float = 10.0) -> None:
