@@ -83,7 +83,6 @@ class VideoWriter:
         self.num_frames += 1
 
     def _write_audio(self) -> None:
-        duration = self.num_frames / self.fps
         with _open(self.audio_from) as src:
             try:
                 v0 = src.streams.video[0].start_time
@@ -102,11 +101,8 @@ class VideoWriter:
         samples = np.concatenate(chunks, axis=1)  # C×N float32
         # align with the source's video: drop audio before the first video frame, pad silence if audio starts late
         offset = round((v0 - (first_t or 0.0)) * rate)
-        if offset > 0:
-            samples = samples[:, offset:]
-        elif offset < 0:
-            samples = np.concatenate([np.zeros((samples.shape[0], -offset), np.float32), samples], axis=1)
-        samples = np.ascontiguousarray(samples[:, : round(duration * rate)])
+        samples = samples[:, offset:] if offset >= 0 else np.pad(samples, ((0, 0), (-offset, 0)))
+        samples = samples[:, : round(self.num_frames / self.fps * rate)]  # the written duration
         step = self._audio.codec_context.frame_size or 1024
         for i in range(0, samples.shape[1], step):
             af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + step]), format="fltp", layout=layout)
