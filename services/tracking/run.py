@@ -74,21 +74,18 @@ class Tracker:
                                                                          "config.yaml"))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Params (nested dicts flattened); a key already logged with another value is skipped with a warning.
-        With the store unreachable they wait in the outbox (the store itself refuses a changed value then)."""
+        """Params (nested dicts flattened) through the outbox; a key already logged with another value is skipped
+        with a warning (with the store unreachable, the store itself refuses a changed value later)."""
         flat = flatten_config(params)
-        with _outage_passes() as outage:
+        with _outage_passes():
             existing = self._client.get_run(self.run_id).data.params
-        if outage:
-            self.outbox.params.update(flat)
-            self.flush()
-            return
-        for key in flat.keys() & existing.keys():
-            if existing[key] != flat[key]:
-                warnings.warn(f"MLflow run {self.run_id}: param {key!r} already logged as "
-                              f"{existing[key]!r}; not changed to {flat[key]!r}", stacklevel=2)
-        self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in flat.items() if k not in existing],
-                               synchronous=True)  # the client sends them in batches of MLflow's limit
+            for key in flat.keys() & existing.keys():
+                if existing[key] != flat[key]:
+                    warnings.warn(f"MLflow run {self.run_id}: param {key!r} already logged as "
+                                  f"{existing[key]!r}; not changed to {flat[key]!r}", stacklevel=2)
+            flat = {k: v for k, v in flat.items() if k not in existing}
+        self.outbox.params.update(flat)
+        self.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, buffered: bool = False) -> None:
         """Metrics at `step` (default 0), non-finite ones as they are; `buffered`: kept with their timestamps until
