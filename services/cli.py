@@ -49,15 +49,13 @@ def _raise_terminated(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While inside: SIGTERM raises `Terminated` in the main thread (only where no one else handles SIGTERM)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, _raise_terminated)  # ray.init replaces it with sys.exit(15): see end_status
+    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if ours:
+        signal.signal(signal.SIGTERM, _raise_terminated)  # ray.init replaces it with sys.exit(15): see end_status
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        if ours and signal.getsignal(signal.SIGTERM) is _raise_terminated:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
