@@ -35,8 +35,8 @@ class VideoWriter:
         tmp = self._target.enter_context(atomic_path(self.path))
         try:
             self._container = av.open(str(tmp), "w")
-        except av.FFmpegError as e:
-            self._target.close()  # nothing written yet: the empty temporary goes
+        except (av.FFmpegError, ValueError) as e:  # ValueError: no container format for the file's suffix
+            self._target.__exit__(type(e), e, e.__traceback__)  # failed: the temporary goes, the target stays as it was
             raise VideoError(f"{self.path}: cannot open for writing ({e})") from e
         return self
 
