@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
 from evaluation.judging import Judging  # noqa: E402
-from services.cli import UserError, field_flags, user_input  # noqa: E402
+from services.cli import UserError, field_flags, field_values, user_input  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 if TYPE_CHECKING:  # imports MLflow (seconds): after the flags are parsed
@@ -36,9 +36,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace) -> BenchmarkConfig:
     from evaluation.benchmark import BenchmarkConfig
 
-    return BenchmarkConfig(eval=eval_config_from_args(args), checkpoints=args.checkpoints,
-                           model_name=args.model_name, metrics=metric_names("--metrics", args.metrics),
-                           threshold=args.threshold, max_error_fraction=args.max_error_fraction)
+    return BenchmarkConfig(**field_values(BenchmarkConfig, args, eval=eval_config_from_args(args),
+                                          metrics=metric_names("--metrics", args.metrics)))
 
 
 def check(cfg: BenchmarkConfig) -> None:

@@ -13,15 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repo root importable
 
 from services import checks  # noqa: E402
 from services.atomic import atomic_open  # noqa: E402
 from services.cli import UserError, at_least  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,4 @@
-"""Atomic local writes: a temporary beside the target, renamed onto it on a clean exit, removed on an error.
-
-Remote objects need none of this: one S3 PUT is atomic (see services.storage.write_bytes).
-"""
+"""Atomic local writes: a temporary beside the target, renamed onto it on a clean exit, removed on an error."""
 
 from __future__ import annotations
 

@@ -109,12 +109,10 @@ def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
             pass
         raise UserError(f"{flag} {uri}: not an MLflow tracking server (HTTP {err.code} from "
                         f"{MLFLOW_PROBE.split('?')[0]})") from None
-    except TimeoutError:
-        return  # accepted the connection but busy: MLflow's client waits and retries as it should
-    except (OSError, ValueError) as err:  # URLError (a timeout inside it too), a reset connection
+    except (OSError, ValueError) as err:  # a timeout (bare or inside a URLError), a refused or reset connection
         reason = getattr(err, "reason", None) or err
         if isinstance(reason, TimeoutError):
-            return
+            return  # accepted the connection but busy: MLflow's client waits and retries as it should
         raise UserError(f"{flag} {uri}: the tracking server did not answer ({reason})") from None
 
 

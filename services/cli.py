@@ -14,7 +14,7 @@ from typing import Any
 
 from services.errors import UserError, is_user_error
 from services.failures import environment_failure
-from services.fields import Rule, flag_of, number, rule_of, scalar_type
+from services.fields import RULE, Rule, flag_of, number, scalar_type
 
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
@@ -49,22 +49,20 @@ def _raise_terminated(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While inside: SIGTERM raises `Terminated` in the main thread (only where no one else handles SIGTERM)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, _raise_terminated)  # ray.init replaces it with sys.exit(15): see end_status
+    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if ours:
+        signal.signal(signal.SIGTERM, _raise_terminated)  # ray.init replaces it with sys.exit(15): see end_status
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        if ours and signal.getsignal(signal.SIGTERM) is _raise_terminated:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
-            status: int = USER_ERROR_STATUS, extra: tuple[type[BaseException], ...] = ()) -> int:
-    """`main(argv)`'s exit status; a user error (or one of `extra`) or an environment failure (services.failures)
-    → one line on stderr and `status` (`--debug`: the traceback too). Ctrl-C / SIGTERM: one line, exit 130 / 143."""
+            status: int = USER_ERROR_STATUS) -> int:
+    """`main(argv)`'s exit status; a user error or an environment failure (services.failures) → one line on stderr
+    and `status` (`--debug`: the traceback too). Ctrl-C / SIGTERM: one line, exit 130 / 143."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
     argv = [a for a in argv if a != DEBUG_FLAG]
@@ -72,7 +70,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         with sigterm_as_interrupt():
             return int(main(argv) or 0)
     except Exception as err:
-        line = one_line(err) if is_user_error(err) or isinstance(err, extra) else environment_failure(err)
+        line = one_line(err) if is_user_error(err) else environment_failure(err)
         if line is None:
             raise
         if debug:
@@ -120,7 +118,7 @@ def field_flags(parser: argparse.ArgumentParser, cls: type) -> Callable[..., arg
         default = field_default(cls, name)
         if default is not dataclasses.MISSING:
             kwargs.setdefault("default", default)
-        r = rule_of(cls, name)
+        r = {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get(RULE, Rule())
         flags = flags or (flag_of(name, r),)
         if r.help:
             kwargs.setdefault("help", r.help)

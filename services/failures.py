@@ -1,7 +1,4 @@
-"""Environment failures as one line: the families a user's machine raises (credentials, disk, encodings, services).
-
-Third-party classes are matched by (module, name) through the chain of causes, so nothing here imports them.
-"""
+"""Environment failures (credentials, disk, encodings, services) as one line; third-party classes matched by name."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import operator
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,12 +45,10 @@ class Rule:
                 return "must be a finite number"
             if self.ge is not None and self.le is not None and not self.ge <= value <= self.le:
                 return f"must be in [{self.ge:g}, {self.le:g}]"
-            if self.ge is not None and value < self.ge:
-                return f"must be ≥ {self.ge:g}"
-            if self.gt is not None and value <= self.gt:
-                return f"must be > {self.gt:g}"
-            if self.le is not None and value > self.le:
-                return f"must be ≤ {self.le:g}"
+            for bound, sign, broken in ((self.ge, "≥", operator.lt), (self.gt, ">", operator.le),
+                                        (self.le, "≤", operator.gt)):
+                if bound is not None and broken(value, bound):
+                    return f"must be {sign} {bound:g}"
         if self.choices is not None and value not in self.choices:
             return f"expected one of {', '.join(map(str, self.choices))}"
         return None
@@ -62,13 +61,8 @@ def rule(help: str = "", **constraints: Any) -> dict[str, Rule]:  # noqa: A002 -
     return {RULE: Rule(help, **constraints)}
 
 
-def rule_of(cls: type, name: str) -> Rule:
-    f = {f.name: f for f in dataclasses.fields(cls)}[name]
-    return f.metadata.get(RULE, Rule())
-
-
-def flag_of(name: str, r: Rule | None = None) -> str:
-    return (r.flag if r is not None and r.flag else None) or "--" + name.replace("_", "-")
+def flag_of(name: str, r: Rule) -> str:
+    return r.flag or "--" + name.replace("_", "-")
 
 
 def scalar_type(cls: type, name: str) -> type:

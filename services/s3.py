@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import s3fs
@@ -26,8 +27,9 @@ class CountingS3FileSystem(s3fs.S3FileSystem):
         return client
 
 
+@functools.lru_cache(maxsize=16)
 def s3_filesystem(endpoint: str | None, attempts: int) -> CountingS3FileSystem:
-    """An S3 filesystem for `endpoint` (None: AWS) with `attempts` tries per request; listing caches off."""
+    """One S3 filesystem per process and `endpoint` (None: AWS): `attempts` tries per request, listing caches off."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     client = {"region_name": region, **({"endpoint_url": endpoint} if endpoint else {})}
     return CountingS3FileSystem(client_kwargs=client, skip_instance_cache=True, use_listings_cache=False,

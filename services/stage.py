@@ -8,8 +8,8 @@ run's error line says where it is, and a folder the run made but left without a 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,8 +74,7 @@ class Stage(Generic[Config]):
         args = self.parse_args(argv)
         with user_input():
             cfg = self.build(args)
-        checked = self.check(cfg)
-        cfg = cfg if checked is None else checked
+        cfg = self.check(cfg) or cfg
         fresh = {folder for folder in self.keeps(cfg) if not os.path.lexists(folder)}
         try:
             return self.run(cfg, args).show()
@@ -96,7 +95,5 @@ def resume_note(keeps: dict[str, str], fresh: set[str]) -> str | None:
             if how:  # "": a folder only cleaned (e.g. --storage, which holds other runs too)
                 notes.append(f"work done so far is kept in {folder}: {how}")
         elif folder in fresh:
-            for sub in [*sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)), root]:
-                with contextlib.suppress(OSError):
-                    sub.rmdir()
+            shutil.rmtree(root, ignore_errors=True)
     return "; ".join(notes) or None

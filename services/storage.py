@@ -1,12 +1,8 @@
-"""Storage, local or s3://, on fsspec: a path string is turned into a filesystem once per process and reused.
-
-Ray tasks get a URL and an endpoint (a `Location`), never keys: each process reads credentials from its environment.
-"""
+"""Storage, local or s3://, on fsspec: one filesystem per process; Ray tasks get a `Location`, never keys."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -40,27 +36,19 @@ def s3_endpoint(endpoint: str | None = None) -> str | None:
 
 def s3_max_attempts() -> int:
     """Attempts per S3 request: FOMM_S3_MAX_ATTEMPTS, else 10 (botocore's default of 3 gives up within a second)."""
-    value = os.environ.get(S3_MAX_ATTEMPTS_ENV, "").strip()
-    if not value:
-        return S3_MAX_ATTEMPTS
+    value = os.environ.get(S3_MAX_ATTEMPTS_ENV, "").strip() or str(S3_MAX_ATTEMPTS)
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{S3_MAX_ATTEMPTS_ENV}={value!r}: expected a whole number of attempts ≥ 1")
     return int(value)
 
 
-@functools.lru_cache(maxsize=16)
-def _filesystem(endpoint: str | None, attempts: int) -> fsspec.AbstractFileSystem:
-    from services.s3 import s3_filesystem
-
-    return s3_filesystem(endpoint, attempts)
-
-
 def resolve(path: str | os.PathLike, endpoint: str | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(fsspec filesystem, path inside it) for a local path or an s3://bucket/key URI; one filesystem per
-    endpoint and process."""
+    """(fsspec filesystem, path inside it) for a local path or an s3://bucket/key URI."""
     s = str(path)
     if is_remote(s):
-        return _filesystem(s3_endpoint(endpoint), s3_max_attempts()), s.split("://", 1)[1].rstrip("/")
+        from services.s3 import s3_filesystem  # s3fs: only for s3:// paths
+
+        return s3_filesystem(s3_endpoint(endpoint), s3_max_attempts()), s.split("://", 1)[1].rstrip("/")
     return fsspec.core.url_to_fs(str(Path(s.removeprefix("file://")).expanduser().absolute()))
 
 
@@ -120,13 +108,13 @@ def read_bytes(path: str, endpoint: str | None = None) -> bytes:
     fs, p = resolve(path, endpoint)
     try:
         return fs.cat_file(p)
-    except (FileNotFoundError, IsADirectoryError, OSError) as e:
+    except OSError as e:
         raise StorageError(f"{path}: cannot read ({e})") from e
 
 
 def write_bytes(path: str, data: bytes, endpoint: str | None = None,
                 fs: fsspec.AbstractFileSystem | None = None) -> None:
-    """Write a whole file atomically: a rename locally, one PUT on S3 (with `fs`, `path` is inside it)."""
+    """Write a whole file atomically: a rename locally (services.atomic), one PUT on S3 (with `fs`: a path in it)."""
     if fs is None:
         fs, path = resolve(path, endpoint)
     if isinstance(fs, fsspec.implementations.local.LocalFileSystem):

@@ -15,13 +15,8 @@ from services.video_read import PathLike, VideoError, _open
 
 
 class VideoWriter:
-    """Write RGB frames as H.264 (crf 18) atomically; with `audio_from`, that video's audio (from its first video
-    frame, trimmed to the written duration) as AAC.
-
-    `deterministic` gives byte-identical files for identical frames: one thread and x264's plain C code: its SIMD
-    lookahead reads memory it never wrote, so a 12-frame 64×64 clip encoded 20 times on one thread came out 2-3
-    different ways. The C code is about 3× slower (64×64: 45 → 138 ms for 48 frames).
-    """
+    """H.264 (crf 18) written atomically, with `audio_from`'s audio (from its first video frame, trimmed) as AAC;
+    `deterministic`: byte-identical files, one thread and x264's C code (its SIMD reads unwritten memory; 3× slower)."""
 
     def __init__(self, path: PathLike, fps: float, audio_from: PathLike | None = None,
                  deterministic: bool = False) -> None:
@@ -40,8 +35,8 @@ class VideoWriter:
         tmp = self._target.enter_context(atomic_path(self.path))
         try:
             self._container = av.open(str(tmp), "w")
-        except av.FFmpegError as e:
-            self._target.close()  # nothing written yet: the empty temporary goes
+        except (av.FFmpegError, ValueError) as e:  # ValueError: no container format for the file's suffix
+            self._target.__exit__(type(e), e, e.__traceback__)  # failed: the temporary goes, the target stays as it was
             raise VideoError(f"{self.path}: cannot open for writing ({e})") from e
         return self
 
@@ -88,7 +83,6 @@ class VideoWriter:
         self.num_frames += 1
 
     def _write_audio(self) -> None:
-        duration = self.num_frames / self.fps
         with _open(self.audio_from) as src:
             try:
                 v0 = src.streams.video[0].start_time
@@ -107,11 +101,8 @@ class VideoWriter:
         samples = np.concatenate(chunks, axis=1)  # C×N float32
         # align with the source's video: drop audio before the first video frame, pad silence if audio starts late
         offset = round((v0 - (first_t or 0.0)) * rate)
-        if offset > 0:
-            samples = samples[:, offset:]
-        elif offset < 0:
-            samples = np.concatenate([np.zeros((samples.shape[0], -offset), np.float32), samples], axis=1)
-        samples = np.ascontiguousarray(samples[:, : round(duration * rate)])
+        samples = samples[:, offset:] if offset >= 0 else np.pad(samples, ((0, 0), (-offset, 0)))
+        samples = samples[:, : round(self.num_frames / self.fps * rate)]  # the written duration
         step = self._audio.codec_context.frame_size or 1024
         for i in range(0, samples.shape[1], step):
             af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + step]), format="fltp", layout=layout)

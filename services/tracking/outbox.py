@@ -1,9 +1,8 @@
-"""What a tracking store could not take yet: metrics, tags and params kept through an outage, bounded, sent when
-it is back; a batch the store refuses (a bad value) is dropped with a warning. Imports no MLflow.
-"""
+"""What a tracking store could not take yet, kept through an outage and sent when it is back (imports no MLflow)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -17,7 +16,8 @@ log = logging.getLogger("services.tracking")
 
 
 class Outbox:
-    """Metrics (oldest dropped first beyond `capacity`) and tags/params (latest value wins) waiting for the store."""
+    """Metrics (oldest dropped first beyond `capacity`) and tags/params (latest value wins) waiting for the store;
+    a batch the store refuses (a bad value) is dropped with a warning."""
 
     def __init__(self, where: str, transient: Callable[[BaseException], bool], capacity: int = 100_000,
                  retry_interval_s: float = 10.0) -> None:
@@ -25,7 +25,7 @@ class Outbox:
         self.transient = transient  # True: the store was unreachable (keep, retry); False: it refused (drop)
         self.capacity = capacity
         self.retry_interval_s = retry_interval_s
-        self.metrics: deque[Any] = deque()
+        self.metrics: deque[Any] = deque(maxlen=capacity)  # the oldest dropped first
         self.tags: dict[str, str] = {}
         self.params: dict[str, str] = {}  # logged during an outage (a param is written once)
         self.dropped = 0  # metrics lost to the capacity bound or refused by the store
@@ -39,15 +39,14 @@ class Outbox:
         return self.offline_since is not None
 
     def add_metrics(self, metrics: Iterable[Any]) -> None:
-        self.metrics.extend(metrics)
-        over = len(self.metrics) - self.capacity
+        metrics = list(metrics)
+        over = len(self.metrics) + len(metrics) - self.capacity
         if over > 0:
             if not self.dropped:
                 log.warning("%s: more than %d metrics waiting for the tracking store; dropping the oldest",
                             self.where, self.capacity)
-            for _ in range(over):
-                self.metrics.popleft()
             self.dropped += over
+        self.metrics.extend(metrics)
 
     def send(self, log_batch: Callable[..., None], force: bool = False) -> bool:
         """Send all through `log_batch(params= | tags= | metrics=)`; False when the store is unreachable (all kept).
@@ -65,7 +64,7 @@ class Outbox:
                     if pending.get(key) == chunk[key]:
                         del pending[key]
         while self.metrics:
-            chunk = [self.metrics[i] for i in range(min(BATCH_METRICS, len(self.metrics)))]
+            chunk = list(itertools.islice(self.metrics, BATCH_METRICS))
             outcome = self._call(log_batch, metrics=chunk)
             if outcome == "offline":
                 return False

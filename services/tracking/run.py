@@ -1,7 +1,4 @@
-"""One MLflow run, written from plain dicts: start or resume, params, metrics, artifacts, end with its true status.
-
-An explicit client bound to one run id (never MLflow's global "active run"): safe in Ray workers, picklable.
-"""
+"""One MLflow run from plain dicts, by a client bound to its id (not MLflow's "active run"): safe in Ray workers."""
 
 from __future__ import annotations
 
@@ -77,21 +74,18 @@ class Tracker:
                                                                          "config.yaml"))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Params (nested dicts flattened); a key already logged with another value is skipped with a warning.
-        With the store unreachable they wait in the outbox (the store itself refuses a changed value then)."""
+        """Params (nested dicts flattened) through the outbox; a key already logged with another value is skipped
+        with a warning (with the store unreachable, the store itself refuses a changed value later)."""
         flat = flatten_config(params)
-        with _outage_passes() as outage:
+        with _outage_passes():
             existing = self._client.get_run(self.run_id).data.params
-        if outage:
-            self.outbox.params.update(flat)
-            self.flush()
-            return
-        for key in flat.keys() & existing.keys():
-            if existing[key] != flat[key]:
-                warnings.warn(f"MLflow run {self.run_id}: param {key!r} already logged as "
-                              f"{existing[key]!r}; not changed to {flat[key]!r}", stacklevel=2)
-        self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in flat.items() if k not in existing],
-                               synchronous=True)  # the client sends them in batches of MLflow's limit
+            for key in flat.keys() & existing.keys():
+                if existing[key] != flat[key]:
+                    warnings.warn(f"MLflow run {self.run_id}: param {key!r} already logged as "
+                                  f"{existing[key]!r}; not changed to {flat[key]!r}", stacklevel=2)
+            flat = {k: v for k, v in flat.items() if k not in existing}
+        self.outbox.params.update(flat)
+        self.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, buffered: bool = False) -> None:
         """Metrics at `step` (default 0), non-finite ones as they are; `buffered`: kept with their timestamps until
@@ -113,17 +107,23 @@ class Tracker:
         self._last_flush = time.monotonic()
         return self.outbox.send(self._log_batch, force=force)
 
-    def drain(self, wait_s: float | None = None) -> bool:
-        """Flush, waiting up to `wait_s` (default END_WAIT_S) for an unreachable store; False if it never came."""
+    def drain(self, wait_s: float | None = None, status: str | None = None) -> bool:
+        """Flush (then, with `status`, mark the run ended), waiting up to `wait_s` (default END_WAIT_S) for an
+        unreachable store; False, with a warning, if it never came."""
         deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
-        while not self.flush(force=True):
+        while True:
+            with _outage_passes():
+                if self.flush(force=True):
+                    if status:
+                        self._client.set_terminated(self.run_id, status=status)
+                    return True
             if time.monotonic() >= deadline:
                 logging.getLogger(__name__).warning(
-                    "%s: the tracking store stayed unreachable; %d metrics and %d tags were not sent",
-                    self.outbox.where, len(self.outbox.metrics), len(self.outbox.tags))
+                    "%s: the tracking store stayed unreachable; %d metrics and %d tags were not sent%s",
+                    self.outbox.where, len(self.outbox.metrics), len(self.outbox.tags),
+                    f", the run is not marked {status}" if status else "")
                 return False
             time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
-        return True
 
     def _log_batch(self, metrics: list[Metric] | None = None, tags: dict[str, str] | None = None,
                    params: dict[str, str] | None = None) -> None:
@@ -160,22 +160,9 @@ class Tracker:
         self.flush()
 
     def end(self, status: str = "FINISHED", wait_s: float | None = None) -> bool:
-        """Mark the run FINISHED / FAILED / KILLED once, after what is buffered; an unreachable store is waited for up
-        to `wait_s` (default END_WAIT_S), then given up with a warning (False)."""
-        if self._ended:
-            return True
-        deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
-        while True:
-            if self.drain(max(0.0, deadline - time.monotonic())):
-                with _outage_passes():
-                    self._client.set_terminated(self.run_id, status=status)
-                    self._ended = True
-                    return True
-            if time.monotonic() >= deadline:
-                logging.getLogger(__name__).warning("MLflow run %s: could not be marked %s, the store at %s is "
-                                                    "unreachable", self.run_id, status, self.tracking_uri)
-                return False
-            time.sleep(1.0)
+        """Mark the run FINISHED / FAILED / KILLED once, after what is buffered (see `drain`)."""
+        self._ended = self._ended or self.drain(wait_s, status)
+        return self._ended
 
     def __enter__(self) -> Tracker:
         return self

@@ -104,6 +104,16 @@ def test_writer_is_atomic(tmp_path):
     assert target.exists() and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
 
+def test_a_writer_that_cannot_open_leaves_the_existing_file_as_it_was(tmp_path):
+    """PyAV refuses the file (no format for its suffix): a VideoError naming it, the user's file untouched."""
+    target = tmp_path / "clip.xyz"
+    target.write_bytes(b"the user's own file")
+    with pytest.raises(VideoError, match=r"clip\.xyz: cannot open for writing"):
+        with VideoWriter(target, fps=10) as writer:
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+    assert target.read_bytes() == b"the user's own file" and [p.name for p in tmp_path.iterdir()] == ["clip.xyz"]
+
+
 def test_writer_rejects_bad_frames(tmp_path):
     with pytest.raises(VideoError, match="out.mp4: frames must be H×W×3 uint8"):
         with VideoWriter(tmp_path / "out.mp4", fps=10) as writer:
