@@ -25,10 +25,9 @@ class BackendUnavailable(UserError, RuntimeError):
 def subject_kind(config, override: str | None = None) -> str:  # noqa: ANN001 - fomm.config.FommConfig
     """'face', 'person', or 'none' (no subject detector fits: moving-gif, bair, synthetic): `override`
     (--subject-kind), else the config's dataset_params.subject_kind, else the data set's folder name."""
-    if override or config.dataset_params.subject_kind:
-        return override or config.dataset_params.subject_kind
     name = Path(str(config.dataset_params.root_dir)).name.lower()
-    return next((kind for key, kind in KIND_BY_DATASET.items() if name.startswith(key)), "none")
+    return override or config.dataset_params.subject_kind or next(
+        (kind for key, kind in KIND_BY_DATASET.items() if name.startswith(key)), "none")
 
 
 def subject_detector(kind: str):  # noqa: ANN201 - preprocessing.detection.Detector

@@ -69,21 +69,21 @@ class ExportMissing(UserError, FileNotFoundError):
     """A folder that is not a whole `fomm export`."""
 
 
-def check_export(out_dir: str | Path, flag: str = "--onnx") -> dict:
-    """The manifest of a whole `fomm export` folder; else an ExportMissing naming the flag and the folder."""
+def check_export(out_dir: str | Path) -> dict:
+    """The manifest of a whole `fomm export` folder; else an ExportMissing naming --onnx and the folder."""
     root = Path(out_dir)
     path = root / MANIFEST
     if not path.is_file():
-        raise ExportMissing(f"{flag} {root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
+        raise ExportMissing(f"--onnx {root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
     missing = [f for f in FILES if not (root / f).is_file()]
     if missing:
-        raise ExportMissing(f"{flag} {root}: {missing[0]} missing from the ONNX export")
+        raise ExportMissing(f"--onnx {root}: {missing[0]} missing from the ONNX export")
     try:
         manifest = json.loads(path.read_text())
     except (ValueError, OSError) as err:
-        raise ExportMissing(f"{flag} {root}: {MANIFEST} is not a manifest of `fomm export` ({err})") from None
+        raise ExportMissing(f"--onnx {root}: {MANIFEST} is not a manifest of `fomm export` ({err})") from None
     if not isinstance(manifest, dict) or not {"jacobian", "frame_size"} <= set(manifest):
-        raise ExportMissing(f"{flag} {root}: {MANIFEST} is not a manifest of `fomm export`")
+        raise ExportMissing(f"--onnx {root}: {MANIFEST} is not a manifest of `fomm export`")
     return manifest
 
 
@@ -108,8 +108,7 @@ def onnx_animator(animator: Animator, onnx_dir: str | Path | None = None) -> Ani
     if size != animator.frame_size:
         raise AnimatorError(f"{onnx_dir}: exported for {size[0]}×{size[1]} frames, the config says "
                             f"{animator.frame_size[0]}×{animator.frame_size[1]}")
+    same = ("frame_size", "relative", "adapt_movement_scale", "use_relative_jacobian", "crop", "batch_size", "smooth")
     return Animator(OnnxKPDetector(graphs[FILES[0]], manifest["jacobian"]),
-                    OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]), frame_size=animator.frame_size,
-                    relative=animator.relative, adapt_movement_scale=animator.adapt_movement_scale,
-                    use_relative_jacobian=animator.use_relative_jacobian, crop=animator.crop,
-                    batch_size=animator.batch_size, smooth=animator.smooth, precision="fp32", channels_last=False)
+                    OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]), precision="fp32", channels_last=False,
+                    **{name: getattr(animator, name) for name in same})
