@@ -1,6 +1,5 @@
-"""Which detector and landmark backend a real-world animation uses: the best one present, named; nothing is
-downloaded. Faces for face configs, people for body configs (preprocessing's detectors); landmarks: face-alignment
-when its weights are on disk, else dlib's 68 points (the `eval` extra)."""
+"""The subject detector (preprocessing's: faces or people) and face landmark backend (face-alignment when its weights
+are on disk, else dlib's 68 points) a real-world animation uses: the best one present, named; nothing downloaded."""
 
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ class BackendUnavailable(UserError, RuntimeError):
 
 
 def subject_kind(config, override: str | None = None) -> str:  # noqa: ANN001 - fomm.config.FommConfig
-    """'face', 'person', or 'none' (no subject detector fits: moving-gif, bair, synthetic): `override`
-    (--subject-kind), else the config's dataset_params.subject_kind, else the data set's folder name."""
+    """'face', 'person' or 'none': --subject-kind, else dataset_params.subject_kind, else from the data set's name."""
     name = Path(str(config.dataset_params.root_dir)).name.lower()
     return override or config.dataset_params.subject_kind or next(
         (kind for key, kind in KIND_BY_DATASET.items() if name.startswith(key)), "none")

@@ -1,6 +1,5 @@
-"""The batch job (`check_inputs`, then `start`): every (source, driving, output) row of a CSV on Ray Data, local
-or s3://; paths relative to the CSV's folder; a pair whose output exists is skipped, one that fails goes to the
-error table."""
+"""The batch job (`check_inputs`, then `start`): every (source, driving, output) row of a CSV (local or s3://, paths
+relative to its folder) on Ray Data; an existing output is skipped, a failed pair goes to the error table."""
 
 from __future__ import annotations
 
@@ -82,8 +81,7 @@ def error_table_path(pairs: str, errors: str | None) -> str:
 
 def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int = 1, num_cpus: float = 1,
         **options) -> dict:
-    """The Ray Data plan: read_csv → map_batches(AnimatePairs) → error table. Returns counts per status.
-    `options`: the model's (checkpoint, random_init, device, ...) and animate_file's."""
+    """read_csv → map_batches(AnimatePairs; `options`: the model's and animate_file's) → error table; counts."""
     import ray
 
     fs, path = storage.resolve(pairs)

@@ -20,6 +20,7 @@ from preprocessing.iou_tracks import IoUTracker
 # a box moves slowly for its size: twice the keypoints' time constant and a lower speed gain keep a still crop
 # still (≥ 3× less acceleration on a held-still head) with a lag of ≤ 2 frames (benchmarks/bench_realworld.py)
 BOX_SMOOTHING, BOX_BETA = 2.0, 1.0
+DETECT_EVERY = 3  # the detector runs on every n-th driving frame and the last (boxes between: interpolated)
 
 
 class CropPlanError(AnimatorError):
@@ -100,14 +101,12 @@ class CropPlan:
     driving_subject: np.ndarray  # T×4: tracked (interpolated where missed) detector boxes
     driving_found: np.ndarray  # T bool: the subject was detected on that frame
     driving_boxes: np.ndarray  # T×4 floats: smoothed square crops, sub-pixel
-    detect_every: int = 1  # the detector ran on every n-th driving frame
 
 
 def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind: str, *,  # noqa: ANN001
-               subject: int | None = None, smooth: float = 0.0, detect_every: int = 3,
-               source_name: str = "source", driving_name: str = "driving") -> CropPlan:
-    """Detect the subject in the source and track it through the driving frames (one pass over them); the detector
-    runs on every `detect_every`-th driving frame and the last one (boxes between: interpolated)."""
+               subject: int | None = None, smooth: float = 0.0, source_name: str = "source",
+               driving_name: str = "driving") -> CropPlan:
+    """Detect the subject in the source and track it through the driving frames (one pass over them)."""
     margin = PreprocessConfig(input="-", output="-", kind=kind).crop_margin  # the training clips' (face 0.3)
     h, w = source.shape[:2]
     chosen = pick_subject(detector.detect(source), subject, source_name)
@@ -116,7 +115,7 @@ def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind
     def detections() -> Iterable[np.ndarray | None]:
         for index, (frame, following) in enumerate(pairwise(chain(driving, [None]))):  # the last frame: following None
             size[:] = frame.shape[:2]
-            yield detector.detect(frame) if index % detect_every == 0 or following is None else None
+            yield detector.detect(frame) if index % DETECT_EVERY == 0 or following is None else None
 
     tracked, found = track_subject(detections())
     if not size:
@@ -128,4 +127,4 @@ def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind
     boxes = np.array([fit_square(enlarge_box(b, margin), dw, dh, integer=False) for b in smoothed])  # T×4 floats
     source_box = np.array(fit_square(enlarge_box(chosen, margin), w, h), dtype=np.int64)
     return CropPlan(detector=detector.name, source_box=source_box, driving_subject=tracked, driving_found=found,
-                    driving_boxes=boxes, detect_every=detect_every)
+                    driving_boxes=boxes)

@@ -23,15 +23,12 @@ MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 
 @dataclass(frozen=True, kw_only=True)
 class ModelOptions:
-    """What makes the model: a config and its weights (a checkpoint, or an explicit random init)."""
+    """What makes the model: a config and its weights (a checkpoint, or an explicit random init); the flags' rules."""
 
     config: str = field(metadata=rule("model YAML (e.g. configs/vox-256.yaml)"))
     checkpoint: str | None = field(default=None, metadata=rule("original-format checkpoint (e.g. vox-cpk.pth.tar)"))
     random_init: bool = field(default=False, metadata=rule("no checkpoint: random weights (tests, demos)"))
     seed: int = field(default=0, metadata=rule("seed of a --random-init model", ge=0, le=MAX_SEED))
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,6 +1,5 @@
-"""Every output frame of `fomm animate` and the batch job: the result alone or source | driving | result, keypoints
-drawn on request. Without a crop plan the panels are what the model sees (the Animator's crop), at `output_size`;
-with one, the source and driving panels are the whole frames and the result is the pasted-back (or bare) crop."""
+"""Output frames of `fomm animate` and the batch job: the result, or source | driving | result; without a crop plan
+what the model sees at `output_size`, with one the whole frames and the pasted-back (or bare) crop."""
 
 from __future__ import annotations
 
