@@ -69,21 +69,18 @@ def best_landmarker(device: str = "cpu") -> Landmarker:
     """face-alignment (the paper's FAN) when its weights are on disk, else dlib 68 points; says which."""
     from preprocessing.landmarks import FaceLandmarks, missing_weights
 
-    reasons = []
+    why_not = "weights missing"  # face-alignment's
     if not missing_weights():
         try:
             return Landmarker("face-alignment", FaceLandmarks(device=device))
         except (ImportError, OSError) as err:
-            reasons.append(f"face-alignment: {err}")
-    else:
-        reasons.append("face-alignment: weights missing")
+            why_not = str(err)
     try:
         from evaluation.backends_face import Dlib68Landmarks
 
         dlib = Dlib68Landmarks()
     except (ImportError, OSError) as err:  # evaluation's BackendUnavailableError / MissingWeightsError
-        reasons.append(f"dlib-68: {err}")
-        raise BackendUnavailable("no face landmark backend: " + "; ".join(reasons)) from None
+        raise BackendUnavailable(f"no face landmark backend: face-alignment: {why_not}; dlib-68: {err}") from None
 
     def find(frame: np.ndarray) -> np.ndarray | None:
         points, found = dlib(frame[None])

@@ -3,7 +3,7 @@ clips' crop rule (preprocessing.cropping), the IoU tracker, one-euro filtered (f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain, pairwise
 
@@ -59,15 +59,14 @@ def crop_subpixel(frame: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> 
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def track_subject(detections: Iterable[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+def track_subject(detections: Sequence[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame detections (N×5 each; None: not searched) → the longest track's box on every frame (interpolated
     between detections, held before the first / after the last) and where it was detected.  → T×4, T"""
     tracker = IoUTracker(iou_threshold=0.3, max_missed=3)
-    count = 0
     for frame, boxes in enumerate(detections):
         if boxes is not None:
             tracker.update(frame, boxes[:, :4], boxes[:, 4])
-        count += 1
+    count = len(detections)
     tracks = tracker.finish(count)
     if not tracks:
         return np.zeros((count, 4)), np.zeros(count, dtype=bool)
@@ -110,19 +109,15 @@ def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind
     margin = PreprocessConfig(input="-", output="-", kind=kind).crop_margin  # the training clips' (face 0.3)
     h, w = source.shape[:2]
     chosen = pick_subject(detector.detect(source), subject, source_name)
-    size: list[int] = []
-
-    def detections() -> Iterable[np.ndarray | None]:
-        for index, (frame, following) in enumerate(pairwise(chain(driving, [None]))):  # the last frame: following None
-            size[:] = frame.shape[:2]
-            yield detector.detect(frame) if index % DETECT_EVERY == 0 or following is None else None
-
-    tracked, found = track_subject(detections())
-    if not size:
+    detections = []  # N×5 per driving frame, None where not searched
+    for index, (frame, following) in enumerate(pairwise(chain(driving, [None]))):  # the last frame: following None
+        detections.append(detector.detect(frame) if index % DETECT_EVERY == 0 or following is None else None)
+    if not detections:
         raise CropPlanError(f"{driving_name}: no frames")
+    tracked, found = track_subject(detections)
     if not found.any():
         raise CropPlanError(f"{driving_name}: no subject found on any frame (use --crop center)")
-    dh, dw = size
+    dh, dw = frame.shape[:2]  # the last driving frame's
     smoothed = smooth_boxes(tracked, BOX_SMOOTHING * smooth, beta=BOX_BETA)
     boxes = np.array([fit_square(enlarge_box(b, margin), dw, dh, integer=False) for b in smoothed])  # T×4 floats
     source_box = np.array(fit_square(enlarge_box(chosen, margin), w, h), dtype=np.int64)
