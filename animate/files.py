@@ -163,12 +163,10 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                     draw_kp=draw_kp, output_size=output_size, driving_initial=initial, plan=plan,
                     paste=auto_crop is None or auto_crop.paste_back)
     # encoded at the driving video's fps, with its audio
-    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer, \
-            tqdm(total=info.num_frames, unit="frame", desc=f"animate {out.name}", disable=not progress,
-                 dynamic_ncols=True) as bar:
-        for frame in frames:
+    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer:
+        for frame in tqdm(frames, total=info.num_frames, unit="frame", desc=f"animate {out.name}",
+                          disable=not progress, dynamic_ncols=True):
             writer.write(frame)
-            bar.update(1)
             height, width = frame.shape[:2]
     return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
                          has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,
