@@ -128,15 +128,15 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if checkpoint is not None:
         checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
     checks.existing_file("--config", config, "a FOMM YAML")
-    from fomm.animator import Animator
-
-    Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
     table = error_table_path(pairs, errors)
     checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})
     if not storage.is_remote(table):
         if Path(table).is_dir():
             raise UserError(f"--errors {table}: is a folder (expected a CSV file)")
         checks.writable_dir("--errors", Path(table).parent)
+    from fomm.animator import Animator  # torch: only once the cheap checks pass
+
+    Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
 
 
 def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) -> dict:

@@ -10,12 +10,11 @@ import cv2
 import numpy as np
 
 from animate.crop_plan import CropPlan, crop_subpixel
+from animate.options import LAYOUTS
 from animate.paste import even_frame, paste_back
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.visualization import draw_keypoints
 from preprocessing.cropping import resize_keep_aspect
-
-LAYOUTS = ("result", "side-by-side")
 
 
 def join_panels(panels: Sequence[np.ndarray]) -> np.ndarray:
