@@ -1,6 +1,5 @@
-"""Which detector and landmark backend a real-world animation uses: the best one present, named; nothing is
-downloaded. Faces for face configs, people for body configs (preprocessing's detectors); landmarks: face-alignment
-when its weights are on disk, else dlib's 68 points (the `eval` extra)."""
+"""The subject detector (preprocessing's: faces or people) and face landmark backend (face-alignment when its weights
+are on disk, else dlib's 68 points) a real-world animation uses: the best one present, named; nothing downloaded."""
 
 from __future__ import annotations
 
@@ -23,12 +22,10 @@ class BackendUnavailable(UserError, RuntimeError):
 
 
 def subject_kind(config, override: str | None = None) -> str:  # noqa: ANN001 - fomm.config.FommConfig
-    """'face', 'person', or 'none' (no subject detector fits: moving-gif, bair, synthetic): `override`
-    (--subject-kind), else the config's dataset_params.subject_kind, else the data set's folder name."""
-    if override or config.dataset_params.subject_kind:
-        return override or config.dataset_params.subject_kind
+    """'face', 'person' or 'none': --subject-kind, else dataset_params.subject_kind, else from the data set's name."""
     name = Path(str(config.dataset_params.root_dir)).name.lower()
-    return next((kind for key, kind in KIND_BY_DATASET.items() if name.startswith(key)), "none")
+    return override or config.dataset_params.subject_kind or next(
+        (kind for key, kind in KIND_BY_DATASET.items() if name.startswith(key)), "none")
 
 
 def subject_detector(kind: str):  # noqa: ANN201 - preprocessing.detection.Detector
@@ -72,21 +69,18 @@ def best_landmarker(device: str = "cpu") -> Landmarker:
     """face-alignment (the paper's FAN) when its weights are on disk, else dlib 68 points; says which."""
     from preprocessing.landmarks import FaceLandmarks, missing_weights
 
-    reasons = []
+    why_not = "weights missing"  # face-alignment's
     if not missing_weights():
         try:
             return Landmarker("face-alignment", FaceLandmarks(device=device))
         except (ImportError, OSError) as err:
-            reasons.append(f"face-alignment: {err}")
-    else:
-        reasons.append("face-alignment: weights missing")
+            why_not = str(err)
     try:
         from evaluation.backends_face import Dlib68Landmarks
 
         dlib = Dlib68Landmarks()
     except (ImportError, OSError) as err:  # evaluation's BackendUnavailableError / MissingWeightsError
-        reasons.append(f"dlib-68: {err}")
-        raise BackendUnavailable("no face landmark backend: " + "; ".join(reasons)) from None
+        raise BackendUnavailable(f"no face landmark backend: face-alignment: {why_not}; dlib-68: {err}") from None
 
     def find(frame: np.ndarray) -> np.ndarray | None:
         points, found = dlib(frame[None])

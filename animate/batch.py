@@ -1,6 +1,5 @@
-"""The batch job (`check_inputs`, then `start`): every (source, driving, output) row of a CSV on Ray Data, local
-or s3://; paths relative to the CSV's folder; a pair whose output exists is skipped, one that fails goes to the
-error table."""
+"""The batch job (`check_inputs`, then `start`): every (source, driving, output) row of a CSV (local or s3://, paths
+relative to its folder) on Ray Data; an existing output is skipped, a failed pair goes to the error table."""
 
 from __future__ import annotations
 
@@ -82,8 +81,7 @@ def error_table_path(pairs: str, errors: str | None) -> str:
 
 def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int = 1, num_cpus: float = 1,
         **options) -> dict:
-    """The Ray Data plan: read_csv → map_batches(AnimatePairs) → error table. Returns counts per status.
-    `options`: the model's (checkpoint, random_init, device, ...) and animate_file's."""
+    """read_csv → map_batches(AnimatePairs; `options`: the model's and animate_file's) → error table; counts."""
     import ray
 
     fs, path = storage.resolve(pairs)
@@ -130,15 +128,15 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if checkpoint is not None:
         checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
     checks.existing_file("--config", config, "a FOMM YAML")
-    from fomm.animator import Animator
-
-    Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
     table = error_table_path(pairs, errors)
     checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})
     if not storage.is_remote(table):
         if Path(table).is_dir():
             raise UserError(f"--errors {table}: is a folder (expected a CSV file)")
         checks.writable_dir("--errors", Path(table).parent)
+    from fomm.animator import Animator  # torch: only once the cheap checks pass
+
+    Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
 
 
 def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) -> dict:

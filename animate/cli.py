@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 from services.cli import DEBUG_FLAG, run_cli
 from services.errors import UserError
@@ -17,15 +18,12 @@ USAGE = "usage: fomm {animate,export,info,runs compare} ... [--help]\n\nFirst Or
         "inspect.\n\n" + "\n".join(f"  {name:<14} {doc}" for name, doc in COMMANDS.items())
 
 
-def _refuse(usage: str, missing: str, unknown: str):  # noqa: ANN202 - a main for run_cli
+def _refuse(usage: str, missing: str, unknown: str, words: list[str]) -> int:
     """Words that name no stage: --help prints `usage`, else one line (`unknown` formats the first word)."""
-    def main(argv: list[str]) -> int:
-        words = [a for a in argv if a != DEBUG_FLAG]
-        if words and words[0] in ("-h", "--help"):
-            print(usage)
-            return 0
-        raise UserError(unknown.format(words[0]) if words else missing)
-    return main
+    if words[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    raise UserError(unknown.format(words[0]) if words else missing)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,17 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words[:1] in (["animate"], ["export"], ["info"]):  # imported here: other commands start without torch
         from animate import commands
 
-        stage = {"animate": commands.ANIMATE, "export": commands.EXPORT, "info": commands.INFO}[words[0]]
-        return stage.main([*words[1:], *debug])
+        return getattr(commands, words[0].upper()).main([*words[1:], *debug])  # its Stage: ANIMATE, EXPORT, INFO
     if words[:2] == ["runs", "compare"]:
         from evaluation import compare
 
         return compare.main([*words[2:], *debug])
     if words[:1] == ["runs"]:
-        return run_cli(_refuse("usage: fomm runs compare [ARGS...]  (see `fomm runs compare --help`)",
+        return run_cli(partial(_refuse, "usage: fomm runs compare [ARGS...]  (see `fomm runs compare --help`)",
                                "an action is required: fomm runs compare [ARGS...]",
                                "unknown action {!r} (available: compare)"), [*words[1:], *debug], "fomm runs")
-    return run_cli(_refuse(USAGE, f"a command is required ({', '.join(COMMANDS)})",
+    return run_cli(partial(_refuse, USAGE, f"a command is required ({', '.join(COMMANDS)})",
                            f"unknown command {{!r}} (expected one of: {', '.join(COMMANDS)})"), argv, "fomm")
 
 

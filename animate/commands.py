@@ -158,9 +158,8 @@ def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict
                 fit[name] = "ok"
             except CheckpointError as err:
                 fit[name] = str(err)
-        info.update(checkpoint=str(checkpoint), epoch=int(state.get("epoch", 0)), fits=fit,
-                    ok=all(v in ("ok", "absent") for v in fit.values()) and fit.get("generator") == "ok"
-                    and fit.get("kp_detector") == "ok")
+        ok = fit["generator"] == fit["kp_detector"] == "ok" and fit["discriminator"] in ("ok", "absent")
+        info.update(checkpoint=str(checkpoint), epoch=int(state.get("epoch", 0)), fits=fit, ok=ok)
     return info
 
 

@@ -1,14 +1,11 @@
-"""Auto-crop planning: the subject's square crop in the source and, smoothed, on every driving frame.
-
-The crop rule is the training clips' (preprocessing.cropping), so the model sees what it was trained on; the
-driving subject is followed with preprocessing's IoU tracker, interpolated between detections, one-euro filtered
-(fomm.smoothing) in units of the box's side and cropped with sub-pixel precision.
-"""
+"""Auto-crop planning: the subject's square crop in the source and, smoothed, on every driving frame; the training
+clips' crop rule (preprocessing.cropping), the IoU tracker, one-euro filtered (fomm.smoothing), sub-pixel crops."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain, pairwise
 
 import cv2
 import numpy as np
@@ -23,6 +20,7 @@ from preprocessing.iou_tracks import IoUTracker
 # a box moves slowly for its size: twice the keypoints' time constant and a lower speed gain keep a still crop
 # still (≥ 3× less acceleration on a held-still head) with a lag of ≤ 2 frames (benchmarks/bench_realworld.py)
 BOX_SMOOTHING, BOX_BETA = 2.0, 1.0
+DETECT_EVERY = 3  # the detector runs on every n-th driving frame and the last (boxes between: interpolated)
 
 
 class CropPlanError(AnimatorError):
@@ -39,12 +37,6 @@ def pick_subject(boxes: np.ndarray, subject: int | None, name: str) -> np.ndarra
     if not 0 <= subject < len(boxes):
         raise CropPlanError(f"{name}: --subject {subject}: {len(boxes)} found (0 to {len(boxes) - 1}, from the left)")
     return boxes[np.argsort(boxes[:, 0])[subject], :4]
-
-
-def square_crop(box: np.ndarray, margin: float, width: int, height: int, integer: bool = True) -> np.ndarray:
-    """The training-clip crop of one subject box.  → 4 (x0, y0, x1, y1): ints, or sub-pixel floats"""
-    return np.array(fit_square(enlarge_box(box, margin), width, height, integer=integer),
-                    dtype=np.int64 if integer else np.float64)
 
 
 def crop_subpixel(frame: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -67,15 +59,14 @@ def crop_subpixel(frame: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> 
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def track_subject(detections: Iterable[np.ndarray | None], max_missed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def track_subject(detections: Sequence[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame detections (N×5 each; None: not searched) → the longest track's box on every frame (interpolated
     between detections, held before the first / after the last) and where it was detected.  → T×4, T"""
-    tracker = IoUTracker(iou_threshold=0.3, max_missed=max_missed)
-    count = 0
+    tracker = IoUTracker(iou_threshold=0.3, max_missed=3)
     for frame, boxes in enumerate(detections):
         if boxes is not None:
             tracker.update(frame, boxes[:, :4], boxes[:, 4])
-        count += 1
+    count = len(detections)
     tracks = tracker.finish(count)
     if not tracks:
         return np.zeros((count, 4)), np.zeros(count, dtype=bool)
@@ -88,59 +79,47 @@ def track_subject(detections: Iterable[np.ndarray | None], max_missed: int = 3) 
     return filled, found
 
 
-def smooth_boxes(boxes: np.ndarray, strength: float, beta: float = 5.0) -> np.ndarray:
+def smooth_boxes(boxes: np.ndarray, strength: float, beta: float) -> np.ndarray:
     """One-euro filter of box centres and sizes, in units of the mean box side (0: unchanged).  T×4 → T×4"""
-    if strength == 0 or len(boxes) == 0:
-        return np.asarray(boxes, dtype=np.float64)
     b = np.asarray(boxes, dtype=np.float64)
-    unit = float(np.mean(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))) or 1.0
-    cwh = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
-    out = OneEuroFilter(strength, beta).sequence(torch.from_numpy(cwh / unit)).numpy() * unit  # T×4
-    return np.stack([out[:, 0] - out[:, 2] / 2, out[:, 1] - out[:, 3] / 2,
-                     out[:, 0] + out[:, 2] / 2, out[:, 1] + out[:, 3] / 2], axis=1)
+    if strength == 0 or len(b) == 0:
+        return b
+    centre, size = (b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]  # T×2 each
+    unit = float(np.mean(size.max(axis=1))) or 1.0
+    cwh = torch.from_numpy(np.concatenate([centre, size], axis=1) / unit)
+    out = OneEuroFilter(strength, beta).sequence(cwh).numpy() * unit  # T×4
+    return np.concatenate([out[:, :2] - out[:, 2:] / 2, out[:, :2] + out[:, 2:] / 2], axis=1)
 
 
 @dataclass(frozen=True)
 class CropPlan:
     """Where the model looks, in the source and on each driving frame (pixel boxes, x1/y1 exclusive)."""
 
-    kind: str  # face | person
     detector: str  # the backend that found the subject (s3fd, haar, hog)
-    source_subject: np.ndarray  # 4: the detector's box of the chosen subject
     source_box: np.ndarray  # 4 ints: square crop in the source
     driving_subject: np.ndarray  # T×4: tracked (interpolated where missed) detector boxes
     driving_found: np.ndarray  # T bool: the subject was detected on that frame
     driving_boxes: np.ndarray  # T×4 floats: smoothed square crops, sub-pixel
-    detect_every: int = 1  # the detector ran on every n-th driving frame
 
 
 def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind: str, *,  # noqa: ANN001
-               subject: int | None = None, smooth: float = 0.0, detect_every: int = 3,
-               source_name: str = "source", driving_name: str = "driving") -> CropPlan:
-    """Detect the subject in the source and track it through the driving frames (one pass over them); the detector
-    runs on every `detect_every`-th driving frame and the last one (boxes between: interpolated)."""
+               subject: int | None = None, smooth: float = 0.0, source_name: str = "source",
+               driving_name: str = "driving") -> CropPlan:
+    """Detect the subject in the source and track it through the driving frames (one pass over them)."""
     margin = PreprocessConfig(input="-", output="-", kind=kind).crop_margin  # the training clips' (face 0.3)
     h, w = source.shape[:2]
     chosen = pick_subject(detector.detect(source), subject, source_name)
-    size: list[int] = []
-
-    def detections() -> Iterable[np.ndarray | None]:
-        frames = iter(driving)
-        frame, index = next(frames, None), 0
-        while frame is not None:
-            size[:] = frame.shape[:2]
-            following = next(frames, None)
-            yield detector.detect(frame) if index % detect_every == 0 or following is None else None
-            frame, index = following, index + 1
-
-    tracked, found = track_subject(detections())
-    if not size:
+    detections = []  # N×5 per driving frame, None where not searched
+    for index, (frame, following) in enumerate(pairwise(chain(driving, [None]))):  # the last frame: following None
+        detections.append(detector.detect(frame) if index % DETECT_EVERY == 0 or following is None else None)
+    if not detections:
         raise CropPlanError(f"{driving_name}: no frames")
+    tracked, found = track_subject(detections)
     if not found.any():
         raise CropPlanError(f"{driving_name}: no subject found on any frame (use --crop center)")
-    dh, dw = size
+    dh, dw = frame.shape[:2]  # the last driving frame's
     smoothed = smooth_boxes(tracked, BOX_SMOOTHING * smooth, beta=BOX_BETA)
-    boxes = np.stack([square_crop(b, margin, dw, dh, integer=False) for b in smoothed])
-    return CropPlan(kind=kind, detector=detector.name, source_subject=chosen,
-                    source_box=square_crop(chosen, margin, w, h), driving_subject=tracked, driving_found=found,
-                    driving_boxes=boxes, detect_every=detect_every)
+    boxes = np.array([fit_square(enlarge_box(b, margin), dw, dh, integer=False) for b in smoothed])  # T×4 floats
+    source_box = np.array(fit_square(enlarge_box(chosen, margin), w, h), dtype=np.int64)
+    return CropPlan(detector=detector.name, source_box=source_box, driving_subject=tracked, driving_found=found,
+                    driving_boxes=boxes)

@@ -1,6 +1,5 @@
-"""File-level animation (`fomm animate`, the batch job): image + driving video files → video, driving fps and audio
-kept, the whole frame fitted (crop center|pad|none) or auto-cropped on the subject and pasted back: three passes
-over the driving video, decoded again each time (memory stays flat): track, (best frame) landmarks, animate."""
+"""File-level animation (`fomm animate`, the batch job): image + driving video → video (its fps and audio), fitted or
+auto-cropped and pasted back, in up to three passes decoding the driving video again (flat memory)."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from tqdm import tqdm
 
 from animate.backends import BackendUnavailable, best_frame, best_landmarker, subject_detector
 from animate.backends import subject_kind as kind_of
-from animate.crop_plan import crop_subpixel, plan_crops
+from animate.crop_plan import DETECT_EVERY, crop_subpixel, plan_crops
 from animate.paste import even_frame
 from animate.render import render
 from fomm.animator import Animator, AnimatorError, to_uint8
@@ -106,9 +105,8 @@ def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, 
                    subject: int | None = None, paste_back: bool = True, smooth: float = 0.0,
                    subject_kind: str | None = None,
                    **animator_options) -> tuple[Animator, AutoCropOptions | None]:  # noqa: ANN003 - Animator's
-    """The Animator of a file-level animation and, for `crop` auto (the default where a detector for the config's
-    subject runs here, else center), the auto-crop options; a --crop auto that cannot run fails here, before the
-    model is built. subject_kind: --subject-kind (default: the config's)."""
+    """The Animator and, for `crop` auto (default where the config's subject detector runs here, else center), the
+    auto-crop options; a --crop auto that cannot run fails before the model is built."""
     kind = kind_of(load_config(config), subject_kind)
     if crop in (None, "auto"):
         try:
@@ -131,8 +129,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                  layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
                  use_best_frame: bool = False, landmarks: LandmarkFn | None = None, progress: bool = True,
                  auto_crop: AutoCropOptions | None = None) -> AnimateResult:
-    """Animate a source image file with a driving video file into `out` (driving fps and audio kept); `auto_crop`:
-    on the subject, pasted back. With `use_best_frame`, relative motion starts from the driving frame whose face
+    """Animate `source` with `driving` into `out`; `use_best_frame`: relative motion from the driving frame whose face
     landmarks (`landmarks`, default the best backend present) best match the source's."""
     out = check_output(out)
     source_frame = read_source(source)
@@ -146,7 +143,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                           smooth=auto_crop.smooth, source_name=str(source), driving_name=str(driving))
         notes.append(f"auto-crop: {auto_crop.kind} detector {plan.detector}, subject detected on "
                      f"{int(plan.driving_found.sum())} of the {len(plan.driving_found)} driving frames "
-                     f"(searched every {plan.detect_every}), crop smoothing {auto_crop.smooth:g}")
+                     f"(searched every {DETECT_EVERY}), crop smoothing {auto_crop.smooth:g}")
     if marker is not None:  # on the frames as the model sees them: the Animator's crop, or the subject's (if found)
         if plan is None:
             frames = tqdm(iter_frames(driving, expected=info.num_frames), total=info.num_frames, unit="frame",
@@ -166,12 +163,10 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                     draw_kp=draw_kp, output_size=output_size, driving_initial=initial, plan=plan,
                     paste=auto_crop is None or auto_crop.paste_back)
     # encoded at the driving video's fps, with its audio
-    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer, \
-            tqdm(total=info.num_frames, unit="frame", desc=f"animate {out.name}", disable=not progress,
-                 dynamic_ncols=True) as bar:
-        for frame in frames:
+    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer:
+        for frame in tqdm(frames, total=info.num_frames, unit="frame", desc=f"animate {out.name}",
+                          disable=not progress, dynamic_ncols=True):
             writer.write(frame)
-            bar.update(1)
             height, width = frame.shape[:2]
     return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
                          has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,

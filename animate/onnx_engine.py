@@ -13,13 +13,14 @@ from fomm.animator import Animator, AnimatorError
 from fomm.dense_motion import MotionSource
 from fomm.generator import GeneratorSource
 from fomm.geometry import Keypoints
-from fomm.onnx_export import FILES, MANIFEST, as_keypoints, export_onnx
+from fomm.onnx_export import FILES, MANIFEST, export_onnx
 from services.atomic import atomic_dir
 from services.errors import UserError
 
 
 class _Session:
-    """An ONNX Runtime session called with torch tensors, returning torch tensors."""
+    """An ONNX Runtime session called with torch tensors, returning them by output name: kp_detector.onnx's (value,
+    jacobian) are the KPDetector call's keypoints."""
 
     def __init__(self, graph: Path | bytes) -> None:
         import onnxruntime as ort
@@ -29,20 +30,11 @@ class _Session:
         graph = graph if isinstance(graph, bytes) else str(graph)
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, *args: Tensor) -> list[Tensor]:
+    def __call__(self, *args: Tensor) -> dict[str, Tensor]:
         feed = {name: a.detach().float().contiguous().cpu().numpy() for name, a in zip(self.inputs, args)}
-        return [torch.from_numpy(o) for o in self.session.run(None, feed)]
-
-
-class OnnxKPDetector:
-    """kp_detector.onnx behind the KPDetector call."""
-
-    def __init__(self, graph: Path | bytes, jacobian: bool) -> None:
-        self.session, self.jacobian = _Session(graph), jacobian
-
-    def __call__(self, image: Tensor) -> Keypoints:
-        return as_keypoints(*self.session(image)) if self.jacobian else as_keypoints(self.session(image)[0], None)
+        return {name: torch.from_numpy(o) for name, o in zip(self.outputs, self.session.run(None, feed))}
 
 
 class OnnxGenerator:
@@ -52,9 +44,9 @@ class OnnxGenerator:
         self.source, self.step = _Session(source_graph), _Session(step_graph)
 
     def prepare_source(self, image: Tensor, kp_source: Keypoints) -> GeneratorSource:
-        features, motion_image, heatmap = self.source(image, *kp_source.values())
-        return GeneratorSource(image=image, features=features,
-                               motion=MotionSource(image=motion_image, heatmap=heatmap))
+        out = self.source(image, *kp_source.values())
+        return GeneratorSource(image=image, features=out["features"],
+                               motion=MotionSource(image=out["motion_image"], heatmap=out["heatmap"]))
 
     def __call__(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
                  source: GeneratorSource, outputs: str = "prediction") -> dict[str, Tensor]:
@@ -62,28 +54,28 @@ class OnnxGenerator:
                 kp_source["value"][:1]]
         if "jacobian" in kp_driving:
             args += [kp_driving["jacobian"], kp_source["jacobian"][:1]]
-        return {"prediction": self.step(*args)[0]}
+        return self.step(*args)  # {"prediction": B×3×H×W}
 
 
 class ExportMissing(UserError, FileNotFoundError):
     """A folder that is not a whole `fomm export`."""
 
 
-def check_export(out_dir: str | Path, flag: str = "--onnx") -> dict:
-    """The manifest of a whole `fomm export` folder; else an ExportMissing naming the flag and the folder."""
+def check_export(out_dir: str | Path) -> dict:
+    """The manifest of a whole `fomm export` folder; else an ExportMissing naming --onnx and the folder."""
     root = Path(out_dir)
     path = root / MANIFEST
     if not path.is_file():
-        raise ExportMissing(f"{flag} {root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
+        raise ExportMissing(f"--onnx {root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
     missing = [f for f in FILES if not (root / f).is_file()]
     if missing:
-        raise ExportMissing(f"{flag} {root}: {missing[0]} missing from the ONNX export")
+        raise ExportMissing(f"--onnx {root}: {missing[0]} missing from the ONNX export")
     try:
         manifest = json.loads(path.read_text())
     except (ValueError, OSError) as err:
-        raise ExportMissing(f"{flag} {root}: {MANIFEST} is not a manifest of `fomm export` ({err})") from None
+        raise ExportMissing(f"--onnx {root}: {MANIFEST} is not a manifest of `fomm export` ({err})") from None
     if not isinstance(manifest, dict) or not {"jacobian", "frame_size"} <= set(manifest):
-        raise ExportMissing(f"{flag} {root}: {MANIFEST} is not a manifest of `fomm export`")
+        raise ExportMissing(f"--onnx {root}: {MANIFEST} is not a manifest of `fomm export`")
     return manifest
 
 
@@ -108,8 +100,6 @@ def onnx_animator(animator: Animator, onnx_dir: str | Path | None = None) -> Ani
     if size != animator.frame_size:
         raise AnimatorError(f"{onnx_dir}: exported for {size[0]}×{size[1]} frames, the config says "
                             f"{animator.frame_size[0]}×{animator.frame_size[1]}")
-    return Animator(OnnxKPDetector(graphs[FILES[0]], manifest["jacobian"]),
-                    OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]), frame_size=animator.frame_size,
-                    relative=animator.relative, adapt_movement_scale=animator.adapt_movement_scale,
-                    use_relative_jacobian=animator.use_relative_jacobian, crop=animator.crop,
-                    batch_size=animator.batch_size, smooth=animator.smooth, precision="fp32", channels_last=False)
+    same = ("frame_size", "relative", "adapt_movement_scale", "use_relative_jacobian", "crop", "batch_size", "smooth")
+    return Animator(_Session(graphs[FILES[0]]), OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]),
+                    precision="fp32", channels_last=False, **{name: getattr(animator, name) for name in same})

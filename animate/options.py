@@ -7,31 +7,24 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-import torch
-
-from animate.render import LAYOUTS
-from fomm.animator import CROP_MODES
-from fomm.config.schema import SUBJECT_KINDS
-from fomm.precision import PRECISIONS
+from fomm.config.schema import CROP_MODES, PRECISIONS, SUBJECT_KINDS
 from services import checks
 from services.cli import field_flags, field_values
 from services.errors import UserError
 from services.fields import check_fields, rule
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
+LAYOUTS = ("result", "side-by-side")  # animate.render's output frames
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelOptions:
-    """What makes the model: a config and its weights (a checkpoint, or an explicit random init)."""
+    """What makes the model: a config and its weights (a checkpoint, or an explicit random init); the flags' rules."""
 
     config: str = field(metadata=rule("model YAML (e.g. configs/vox-256.yaml)"))
     checkpoint: str | None = field(default=None, metadata=rule("original-format checkpoint (e.g. vox-cpk.pth.tar)"))
     random_init: bool = field(default=False, metadata=rule("no checkpoint: random weights (tests, demos)"))
     seed: int = field(default=0, metadata=rule("seed of a --random-init model", ge=0, le=MAX_SEED))
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +107,7 @@ def check_model_files(args: argparse.Namespace) -> None:
         checks.existing_file("--checkpoint", args.checkpoint, "a checkpoint file")
 
 
-def check_animation_flags(args: argparse.Namespace) -> torch.device:
+def check_animation_flags(args: argparse.Namespace) -> str:
     """The animation flags keep their rules (also when set in Python) and the device is here; returns it."""
     AnimationOptions(**field_values(AnimationOptions, args))
-    return torch.device(checks.device("--device", args.device))
+    return checks.device("--device", args.device)

@@ -1,8 +1,5 @@
-"""Paste-back: the animated crop resized into its box of the full source frame through a feathered mask.
-
-Only the box is written: every pixel outside it is the source's, bit for bit. The mask is a separable smoothstep
-ramp from each side of the box inside the frame, so the difference to the source fades to zero at its edge.
-"""
+"""Paste-back: the animated crop resized into its box of the full source frame (outside it: the source, bit for bit)
+through a separable smoothstep mask, ramping on each side inside the frame so the difference fades out at the edge."""
 
 from __future__ import annotations
 
@@ -11,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from preprocessing.cropping import resize_keep_aspect
+
+FEATHER = 0.1  # the mask's ramps, as a fraction of the box's shorter side
 
 
 def even_frame(frame: np.ndarray) -> np.ndarray:
@@ -33,22 +32,22 @@ def _ramp(n: int, feather: int, left: bool, right: bool) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def feather_mask(box: Sequence[int], width: int, height: int, feather: float = 0.1) -> np.ndarray:
-    """Blend weights of a box in a width×height frame; ramps `feather`×side wide on inner sides.  # h×w"""
+def feather_mask(box: Sequence[int], width: int, height: int) -> np.ndarray:
+    """Blend weights of a box in a width×height frame; ramps FEATHER×side wide on inner sides.  # h×w"""
     x0, y0, x1, y1 = (int(v) for v in box)
-    f = max(2, int(round(feather * min(x1 - x0, y1 - y0))))
+    f = max(2, int(round(FEATHER * min(x1 - x0, y1 - y0))))
     mx = _ramp(x1 - x0, f, x0 > 0, x1 < width)
     my = _ramp(y1 - y0, f, y0 > 0, y1 < height)
     return my[:, None] * mx[None, :]
 
 
-def paste_back(frame: np.ndarray, crop: np.ndarray, box: Sequence[int], feather: float = 0.1) -> np.ndarray:
+def paste_back(frame: np.ndarray, crop: np.ndarray, box: Sequence[int]) -> np.ndarray:
     """A copy of `frame` (H×W×3 uint8) with `crop` (any size) resized into `box` and feather-blended."""
     x0, y0, x1, y1 = (int(v) for v in box)
     h, w = frame.shape[:2]
     out = frame.copy()
     patch = resize_keep_aspect(crop, (y1 - y0, x1 - x0)).astype(np.float32)
-    mask = feather_mask(box, w, h, feather)[..., None]
+    mask = feather_mask(box, w, h)[..., None]
     under = frame[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(np.rint(under + mask * (patch - under)), 0, 255).astype(np.uint8)
     return out

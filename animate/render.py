@@ -1,22 +1,20 @@
-"""Every output frame of `fomm animate` and the batch job: the result alone or source | driving | result, keypoints
-drawn on request. Without a crop plan the panels are what the model sees (the Animator's crop), at `output_size`;
-with one, the source and driving panels are the whole frames and the result is the pasted-back (or bare) crop."""
+"""Output frames of `fomm animate` and the batch job: the result, or source | driving | result; without a crop plan
+what the model sees at `output_size`, with one the whole frames and the pasted-back (or bare) crop."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import tee
 
 import cv2
 import numpy as np
 
 from animate.crop_plan import CropPlan, crop_subpixel
+from animate.options import LAYOUTS
 from animate.paste import even_frame, paste_back
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.visualization import draw_keypoints
 from preprocessing.cropping import resize_keep_aspect
-
-LAYOUTS = ("result", "side-by-side")
 
 
 def join_panels(panels: Sequence[np.ndarray]) -> np.ndarray:
@@ -46,7 +44,6 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
     if layout not in LAYOUTS:
         raise AnimatorError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     side = layout == "side-by-side"
-    originals: deque[np.ndarray] = deque()
     if plan is None:
         size = tuple(output_size) if output_size is not None else animator.frame_size
         state = animator.encode_source(source)
@@ -57,14 +54,9 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
     else:
         size, full = None, even_frame(source)
         height = max(2, min(full.shape[0], 512) // 2 * 2)  # side-by-side panels: the source's height, ≤ 512, even
-
-        def crops() -> Iterator[np.ndarray]:
-            for frame, box in zip(driving, plan.driving_boxes):
-                if side:
-                    originals.append(frame)
-                yield crop_subpixel(frame, box, animator.frame_size)
-
-        batches = animator.animate(crop_subpixel(full, plan.source_box, animator.frame_size), crops(),
+        driving, originals = tee(driving) if side else (driving, None)  # originals: ≤ a batch ahead of the output
+        crops = (crop_subpixel(frame, box, animator.frame_size) for frame, box in zip(driving, plan.driving_boxes))
+        batches = animator.animate(crop_subpixel(full, plan.source_box, animator.frame_size), crops,
                                    driving_initial=driving_initial)
     for batch in batches:
         results = to_uint8(batch.prediction, size)
@@ -79,7 +71,7 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
             if not side:
                 yield result
             elif plan is not None:
-                yield three_panels(full, originals.popleft(), result, height)
+                yield three_panels(full, next(originals), result, height)
             else:
                 panel = drivings[i]
                 if draw_kp:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from fomm.animation import movement_scale, normalize_kp
 from fomm.checkpoint import load_checkpoint
-from fomm.config.schema import FommConfig, load_config
+from fomm.config.schema import CROP_MODES, FommConfig, load_config
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints, expand_kp
 from fomm.inference import fold_batch_norm as fold_norms
@@ -24,7 +24,6 @@ from fomm.models import build_networks
 from fomm.precision import autocast, autocast_dtype
 from fomm.smoothing import KeypointSmoother
 
-CROP_MODES = ("center", "pad", "none")
 Frame = np.ndarray | Tensor
 
 

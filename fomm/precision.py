@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
+from fomm.config.schema import PRECISIONS
+
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:

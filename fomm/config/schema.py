@@ -191,6 +191,8 @@ class AugmentationParams(Section):
 
 
 SUBJECT_KINDS = ("face", "person", "none")
+CROP_MODES = ("center", "pad", "none")  # how a frame is fitted to the model's size (fomm.animator.fit_frames)
+PRECISIONS = ("auto", "fp32", "bf16")  # inference arithmetic (fomm.precision)
 
 
 @section
