@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -86,9 +85,6 @@ class TrainJob:
     def load_config(self, base: FommConfig | None = None) -> FommConfig:
         """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`, then `num_epochs`."""
         return resolve_config(self.config, self.overrides, self.num_epochs, base)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None,
