@@ -37,8 +37,6 @@ class TrainJob:
         "stop training this long after the start", ge=0.01))
     num_epochs: int | None = field(default=None, metadata=rule("override train_params.num_epochs", ge=1,
                                                                  flag="--epochs"))
-    # "epochs": the original ×0.1 decays at epoch_milestones; "budget": at the same fractions of max_steps /
-    # max_minutes (milestone m at m / num_epochs of it, training runs until the budget ends: training.loop)
     lr_schedule: str = field(default="epochs", metadata=rule(
         "decay the learning rates at the config's epoch_milestones (epochs), or at the same fractions of "
         "--max-steps / --max-minutes, training until that budget ends (budget)", choices=("epochs", "budget")))

@@ -28,24 +28,21 @@ def cpus_per_run(job: TrainJob) -> float:
 
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig
-
     job = plan.job
     resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.use_gpu else {})}
     fs, fs_path = storage.resolve(job.storage, job.endpoint)
-    run_config = RunConfig(
+    run_config = ray.train.RunConfig(
         name=job.run_name, storage_path=fs_path, storage_filesystem=storage.arrow_filesystem(fs),
-        failure_config=FailureConfig(max_failures=job.max_failures),
-        checkpoint_config=CheckpointConfig(num_to_keep=job.keep_checkpoints, checkpoint_score_attribute="val_l1",
-                                           checkpoint_score_order="min"),
+        failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.keep_checkpoints,
+                                                     checkpoint_score_attribute="val_l1", checkpoint_score_order="min"),
         callbacks=callbacks or [])
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker, train_loop_config=plan.loop_config(),
-        torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu, resources_per_worker=resources,
-                                     placement_strategy=job.placement),
-        run_config=run_config, datasets=plan.datasets, dataset_config=DataConfig(datasets_to_split="all"))
+        torch_config=ray.train.torch.TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu,
+                                               resources_per_worker=resources, placement_strategy=job.placement),
+        run_config=run_config, datasets=plan.datasets, dataset_config=ray.train.DataConfig(datasets_to_split="all"))
 
 
 def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> str | None:
