@@ -112,15 +112,13 @@ class StepClock:
 
     def timed(self, batches: Iterable[dict]) -> Iterator[dict]:
         """Yield batches, charging the time spent in next() to data."""
-        it = iter(batches)
-        while True:
-            start = time.perf_counter()
-            if (batch := next(it, None)) is None:
-                return
+        start = time.perf_counter()
+        for batch in batches:
             self._mark = time.perf_counter()
             self.last_wait_s = self._mark - start
             self.data_s += self.last_wait_s
             yield batch
+            start = time.perf_counter()  # the step is done: waiting for the next batch begins
 
     def step_done(self, samples: int, world_size: int = 1) -> dict[str, float]:
         """Close a step; returns this step's figures (samples/s over all workers, assuming equal steps)."""
