@@ -42,9 +42,8 @@ class ValSums:
         """Sum over DDP workers (a no-op without a process group)."""
         if world_size() == 1:
             return self
-        t = torch.tensor([self.l1, self.copy_source, float(self.frames)], dtype=torch.float64)
-        if dist.get_backend() == "nccl":
-            t = t.cuda()
+        t = torch.tensor([self.l1, self.copy_source, float(self.frames)], dtype=torch.float64,
+                         device="cuda" if dist.get_backend() == "nccl" else "cpu")
         dist.all_reduce(t)
         return ValSums(float(t[0]), float(t[1]), int(t[2]))
 

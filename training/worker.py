@@ -26,7 +26,7 @@ from fomm.train_step import build_train_state, end_epoch, to_channels_last, trai
 from services import s3_retries, storage
 from training import loop
 from training.job import TrainJob
-from training.sync_bn import convert_sync_batchnorm
+from training.sync_bn import convert_sync_batchnorm, world_size
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
 STATE_FILE = "train_state.json"  # what the original format has no room for: progress within an epoch, MLflow run
@@ -137,7 +137,7 @@ class WorkerLoop:
     def _shared_clock(self) -> float:
         """Rank 0's time.time(), the same on every worker (stops and learning rates agree across workers)."""
         now = torch.tensor([time.time()], dtype=torch.float64, device=self.device)
-        if dist.is_available() and dist.is_initialized() and self.world > 1:
+        if world_size() > 1:
             dist.broadcast(now, src=0)
         return float(now.item())
 
