@@ -1,11 +1,9 @@
 """Ray Data for training: Parquet clip shards → random frame pairs (train) and fixed frame sets (validation).
 
 Sampling follows the original FOMM: two frames of one clip, uniform with replacement, sorted in time and augmented
-identically (`preprocessing.pairs`); an epoch visits every clip (with `id_sampling`: every person id) `num_repeats`
-times. Each clip row is read once per epoch and emits all its samples there (decoded in Ray Data tasks, mixed by
-each worker's shuffle buffer). With id sampling a clip of a person with n clips emits Binomial(num_repeats, 1/n)
-samples: each sample comes from person p with probability 1/#ids and from each of p's clips with 1/n, as in the
-original; only the exact per-person count of an epoch varies (the original fixes it at num_repeats).
+identically (`preprocessing.pairs`); an epoch visits every clip (with `id_sampling`: every person id, see
+`repeat_counts`) `num_repeats` times. Each clip row is read once per epoch and emits all its samples there (decoded
+in Ray Data tasks, mixed by each worker's shuffle buffer).
 """
 
 from __future__ import annotations
@@ -68,7 +66,8 @@ class PairSpec:
 
 
 def repeat_counts(person_ids: Sequence[str], spec: PairSpec, rng: np.random.Generator) -> np.ndarray:
-    """Samples each clip emits this epoch: num_repeats, or Binomial(num_repeats, 1/n_person) with id sampling."""
+    """Samples each clip emits this epoch: num_repeats, or with id sampling Binomial(num_repeats, 1/n) for a clip of
+    a person with n clips (each sample: a person with odds 1/#ids, then one of its clips with 1/n, as the original's)."""
     if not spec.id_sampling:
         return np.full(len(person_ids), spec.num_repeats, dtype=np.int64)
     n = np.array([spec.clips_per_person.get(p, 1) for p in person_ids], dtype=np.float64)
@@ -107,10 +106,8 @@ def clips_to_pairs(batch: pa.Table, spec: PairSpec, rng: np.random.Generator | N
                 src, drv = augment_pair(fit_frame(src, (h, w)), fit_frame(drv, (h, w)), rng, spec.augment)
                 sources.append(src)
                 drivings.append(drv)
-    if not sources:
-        empty = np.zeros((0, h, w, 3), np.uint8)
-        return {"source": empty, "driving": empty.copy()}
-    return {"source": np.stack(sources), "driving": np.stack(drivings)}
+    empty = np.zeros((0, h, w, 3), np.uint8)
+    return {"source": np.stack(sources) if sources else empty, "driving": np.stack(drivings) if sources else empty}
 
 
 def val_frame_indices(num_frames: int, count: int) -> np.ndarray:
@@ -130,10 +127,8 @@ def clips_to_val_frames(batch: pa.Table, frame_shape: tuple[int, int], count: in
         picked = shards.decode_frames([frames[int(i)].as_py() for i in val_frame_indices(len(frames), count)])
         out.append(np.stack([fit_frame(f, frame_shape) for f in picked]))
         ids.append(clip_id)
-    h, w = frame_shape
-    if not out:
-        return {"frames": np.zeros((0, count, h, w, 3), np.uint8), "clip_id": np.array([], dtype=object)}
-    return {"frames": np.stack(out), "clip_id": np.array(ids, dtype=object)}
+    frames = np.stack(out) if out else np.zeros((0, count, *frame_shape, 3), np.uint8)
+    return {"frames": frames, "clip_id": np.array(ids, dtype=object)}
 
 
 # ---------------------------------------------------------------- Ray Data plans
@@ -148,7 +143,7 @@ def _nonempty(fn, key: str):  # noqa: ANN001, ANN202
     return udf
 
 
-def train_dataset(shard_set: ShardSet, spec: PairSpec, num_cpus: float = 1.0):  # noqa: ANN201
+def train_dataset(shard_set: ShardSet, spec: PairSpec):  # noqa: ANN201
     """Streaming dataset of augmented frame pairs; every pass over it is a fresh epoch."""
     # files shuffled per epoch, samples mixed by each worker's shuffle buffer: no all-to-all step; one clip per
     # block: clips decode in parallel tasks and stream out one by one, so an epoch's first batch waits for one
@@ -156,16 +151,15 @@ def train_dataset(shard_set: ShardSet, spec: PairSpec, num_cpus: float = 1.0):  
     ds = shard_set.dataset(spec.split, READ_COLUMNS, shuffle_files=True).repartition(target_num_rows_per_block=1)
     # one clip per call: its num_repeats samples form one output batch, so memory stays bounded at 256²
     return ds.map_batches(_nonempty(functools.partial(clips_to_pairs, spec=spec), "source"), batch_size=1,
-                          batch_format="pyarrow", num_cpus=num_cpus)
+                          batch_format="pyarrow", num_cpus=1)
 
 
-def val_dataset(shard_set: ShardSet, split: str, clip_ids: Sequence[str], frame_shape: tuple[int, int], count: int,
-                num_cpus: float = 1.0):  # noqa: ANN201
+def val_dataset(shard_set: ShardSet, split: str, clip_ids: Sequence[str], frame_shape: tuple[int, int],
+                count: int):  # noqa: ANN201
     """The chosen held-out clips' frames, decoded once and kept in the object store for every epoch."""
     fn = functools.partial(clips_to_val_frames, frame_shape=frame_shape, count=count, keep_ids=frozenset(clip_ids))
     ds = shard_set.dataset(split, READ_COLUMNS)
-    return ds.map_batches(_nonempty(fn, "frames"), batch_size=8, batch_format="pyarrow",
-                          num_cpus=num_cpus).materialize()
+    return ds.map_batches(_nonempty(fn, "frames"), batch_size=8, batch_format="pyarrow", num_cpus=1).materialize()
 
 
 def choose_val_clips(index: ClipIndex, count: int, multiple_of: int = 1) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,8 +37,6 @@ class TrainJob:
         "stop training this long after the start", ge=0.01))
     num_epochs: int | None = field(default=None, metadata=rule("override train_params.num_epochs", ge=1,
                                                                  flag="--epochs"))
-    # "epochs": the original ×0.1 decays at epoch_milestones; "budget": at the same fractions of max_steps /
-    # max_minutes (milestone m at m / num_epochs of it, training runs until the budget ends: training.loop)
     lr_schedule: str = field(default="epochs", metadata=rule(
         "decay the learning rates at the config's epoch_milestones (epochs), or at the same fractions of "
         "--max-steps / --max-minutes, training until that budget ends (budget)", choices=("epochs", "budget")))
@@ -86,9 +83,6 @@ class TrainJob:
     def load_config(self, base: FommConfig | None = None) -> FommConfig:
         """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`, then `num_epochs`."""
         return resolve_config(self.config, self.overrides, self.num_epochs, base)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None,

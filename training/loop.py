@@ -35,18 +35,15 @@ class ValSums:
     copy_source: float = 0.0
     frames: int = 0
 
-    def add(self, other: ValSums) -> None:
-        self.l1 += other.l1
-        self.copy_source += other.copy_source
-        self.frames += other.frames
+    def __add__(self, other: ValSums) -> ValSums:
+        return ValSums(self.l1 + other.l1, self.copy_source + other.copy_source, self.frames + other.frames)
 
     def all_reduce(self) -> ValSums:
         """Sum over DDP workers (a no-op without a process group)."""
         if world_size() == 1:
             return self
-        t = torch.tensor([self.l1, self.copy_source, float(self.frames)], dtype=torch.float64)
-        if dist.get_backend() == "nccl":
-            t = t.cuda()
+        t = torch.tensor([self.l1, self.copy_source, float(self.frames)], dtype=torch.float64,
+                         device="cuda" if dist.get_backend() == "nccl" else "cpu")
         dist.all_reduce(t)
         return ValSums(float(t[0]), float(t[1]), int(t[2]))
 
@@ -75,10 +72,8 @@ def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Te
 def validate(kp_detector: nn.Module, generator: nn.Module, batches: Iterable[dict],
              device: torch.device | str = "cpu") -> dict[str, float]:
     """Reconstruction L1 over every worker's held-out clips ({'frames': B×F×H×W×3} batches)."""
-    sums = ValSums()
-    for batch in batches:
-        if len(batch["frames"]):
-            sums.add(reconstruction_sums(kp_detector, generator, batch["frames"], device))
+    sums = sum((reconstruction_sums(kp_detector, generator, batch["frames"], device)
+                for batch in batches if len(batch["frames"])), ValSums())
     return sums.all_reduce().metrics()
 
 
@@ -116,15 +111,13 @@ class StepClock:
 
     def timed(self, batches: Iterable[dict]) -> Iterator[dict]:
         """Yield batches, charging the time spent in next() to data."""
-        it = iter(batches)
-        while True:
-            start = time.perf_counter()
-            if (batch := next(it, None)) is None:
-                return
-            self.last_wait_s = time.perf_counter() - start
-            self.data_s += self.last_wait_s
+        start = time.perf_counter()
+        for batch in batches:
             self._mark = time.perf_counter()
+            self.last_wait_s = self._mark - start
+            self.data_s += self.last_wait_s
             yield batch
+            start = time.perf_counter()  # the step is done: waiting for the next batch begins
 
     def step_done(self, samples: int, world_size: int = 1) -> dict[str, float]:
         """Close a step; returns this step's figures (samples/s over all workers, assuming equal steps)."""
@@ -146,9 +139,7 @@ class StepClock:
                 "epoch_data_wait_fraction": self.data_s / total, "epoch_step_time_s": total / self.steps}
 
 
-# The original decays the learning rates ×0.1 at `epoch_milestones` (60% and 90% of `num_epochs` in its configs);
-# a run capped by time may never reach them. With `TrainJob.lr_schedule = "budget"` milestone m decays once
-# m / num_epochs of the budget (`max_steps` and/or `max_minutes`) is spent, whatever the machine.
+# lr_schedule "budget": milestone m decays once m / num_epochs of max_steps / max_minutes is spent (README)
 
 
 def epoch_reached(epoch: int, fraction: float, num_epochs: int) -> bool:

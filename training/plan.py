@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -57,11 +58,9 @@ def registered_checkpoints(job: TrainJob) -> list[str]:
     if not storage.exists(snapshot, job.endpoint):
         return []
     state = json.loads(storage.read_bytes(snapshot, job.endpoint))
-    names = [r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])]
     latest = (state.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
-    if latest and latest in names:
-        names.remove(latest)
-    return [*names, latest] if latest else names
+    names = [r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])]
+    return [n for n in names if n != latest] + ([latest] if latest else [])
 
 
 def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
@@ -78,7 +77,7 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
             return saved["mlflow_run_id"], uri
     tracker = Tracker(tracking_uri=uri, experiment=job.experiment, run_name=job.run_name,
                       parent_run_id=job.parent_run_id, tags={"storage": run_path(job), "config": job.config})
-    tracker.log_config({"fomm": cfg.to_dict(), "job": {k: v for k, v in job.to_dict().items() if k != "overrides"},
+    tracker.log_config({"fomm": cfg.to_dict(), "job": {k: v for k, v in dataclasses.asdict(job).items() if k != "overrides"},
                         "overrides": job.overrides})
     storage.write_bytes(record, json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri}).encode(),
                         endpoint=job.endpoint)

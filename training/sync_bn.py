@@ -59,26 +59,12 @@ class GlooSyncBatchNorm2d(nn.BatchNorm2d):
         return x * scale.view(1, c, 1, 1) + shift.view(1, c, 1, 1)
 
 
-def _convert(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d below `module` by GlooSyncBatchNorm2d sharing its parameters and buffers."""
-    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, GlooSyncBatchNorm2d):
-        out = GlooSyncBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
-                                  module.track_running_stats)
-        if module.affine:
-            out.weight, out.bias = module.weight, module.bias  # the same Parameters: optimisers keep working
-        if module.track_running_stats:
-            out.running_mean, out.running_var = module.running_mean, module.running_var
-            out.num_batches_tracked = module.num_batches_tracked
-        out.train(module.training)
-        return out
-    for name, child in module.named_children():
-        module.add_module(name, _convert(child))
-    return module
-
-
 def convert_sync_batchnorm(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
     """Synchronise every batch norm of `module` across workers: SyncBatchNorm on GPU, ours elsewhere; in place
-    below the top module, so references held elsewhere (TrainState.generator, the optimisers') stay valid."""
+    (below the top module on GPU), so references held elsewhere (TrainState.generator, the optimisers') stay valid."""
     if torch.device(device).type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    return _convert(module)
+    for layer in module.modules():  # the same object, class swapped: its Parameters and buffers stay shared
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.__class__ = GlooSyncBatchNorm2d
+    return module

@@ -28,24 +28,21 @@ def cpus_per_run(job: TrainJob) -> float:
 
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig
-
     job = plan.job
     resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.use_gpu else {})}
     fs, fs_path = storage.resolve(job.storage, job.endpoint)
-    run_config = RunConfig(
+    run_config = ray.train.RunConfig(
         name=job.run_name, storage_path=fs_path, storage_filesystem=storage.arrow_filesystem(fs),
-        failure_config=FailureConfig(max_failures=job.max_failures),
-        checkpoint_config=CheckpointConfig(num_to_keep=job.keep_checkpoints, checkpoint_score_attribute="val_l1",
-                                           checkpoint_score_order="min"),
+        failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.keep_checkpoints,
+                                                     checkpoint_score_attribute="val_l1", checkpoint_score_order="min"),
         callbacks=callbacks or [])
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker, train_loop_config=plan.loop_config(),
-        torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu, resources_per_worker=resources,
-                                     placement_strategy=job.placement),
-        run_config=run_config, datasets=plan.datasets, dataset_config=DataConfig(datasets_to_split="all"))
+        torch_config=ray.train.torch.TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu,
+                                               resources_per_worker=resources, placement_strategy=job.placement),
+        run_config=run_config, datasets=plan.datasets, dataset_config=ray.train.DataConfig(datasets_to_split="all"))
 
 
 def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> str | None:
@@ -57,43 +54,41 @@ def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> 
 
 def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
     """Run the plan's trainer and end its MLflow run with the true status whatever ends the fit (an error,
-    Ctrl-C: KILLED); raises the run's error."""
-    from services.tracking.run import end_status
+    Ctrl-C: KILLED), tagged with the latest checkpoint; raises the run's error."""
+    from services.tracking.run import Tracker, end_status
 
+    result, status = None, "FINISHED"
     try:
         result = make_trainer(plan, callbacks).fit()
+        if result.error is not None:
+            raise result.error
     except BaseException as exc:  # Ray Train V2 raises TrainingFailedError; Ctrl-C arrives as KeyboardInterrupt
-        _end_mlflow_run(plan, None, end_status(exc))
+        status = end_status(exc)
         raise
-    _end_mlflow_run(plan, result, "FAILED" if result.error is not None else "FINISHED")
-    if result.error is not None:
-        raise result.error
+    finally:
+        if plan.mlflow_run_id:
+            tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
+            if latest := _checkpoint_file(result.checkpoint if result is not None else None, plan.job):
+                tracker.set_tags({"checkpoint_path": latest})
+            tracker.end(status)
     return result
 
 
-def _end_mlflow_run(plan: RunPlan, result: ray.train.Result | None, status: str) -> None:
-    if not plan.mlflow_run_id:
-        return
-    from services.tracking.run import Tracker
-
-    tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
-    latest = _checkpoint_file(result.checkpoint, plan.job) if result is not None else None
-    if latest:
-        tracker.set_tags({"checkpoint_path": latest})
-    tracker.end(status)
-
-
-def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
+def fit(job: TrainJob) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
     started_at = time.time()
     ensure_training_ray(job)
     # before any run exists: the workers' GPUs and CPUs fit the cluster (a UserError naming the flag, no hang)
     ray_start.check_room("--gpus-per-worker", "GPU", job.gpus_per_worker, job.workers)
     ray_start.check_room("--cpus-per-worker", "CPU", job.cpus_per_worker, job.workers)
-    _check_room_for_data(job)
+    if (cpus := ray.cluster_resources().get("CPU", 0)) < cpus_per_run(job):  # Ray Data's tasks could never run
+        logging.getLogger(__name__).warning(
+            "the cluster has %s CPUs and %d workers × %s CPUs leave fewer than %d for Ray Data's read and decode "
+            "tasks: training will wait for data unless the cluster grows (start Ray with more --num-cpus)", cpus,
+            job.workers, job.cpus_per_worker, DATA_CPUS)
     plan = plan_run(job)
     plan.started_at = started_at
-    result = fit_plan(plan, callbacks)
+    result = fit_plan(plan)
     best = min(result.best_checkpoints or [], key=lambda cm: cm[1].get("val_l1", NO_SCORE), default=None)
     return TrainResult(_checkpoint_file(result.checkpoint, job), _checkpoint_file(best[0] if best else None, job),
                        plan.mlflow_run_id, run_path(job), dict(result.metrics or {}), plan.resume_from)
@@ -102,17 +97,6 @@ def fit(job: TrainJob, callbacks: list | None = None) -> TrainResult:
 def ensure_training_ray(job: TrainJob) -> None:
     """Connect to the job's cluster (--ray-address, $RAY_ADDRESS), or start a local Ray with room for the workers
     and the data tasks."""
-    # a laptop: logical CPUs for every train worker plus DATA_CPUS for Ray Data's decoding tasks, which would
-    # otherwise wait forever behind the workers' reservations on a 2-core machine (ignored on a cluster)
+    # DATA_CPUS beyond the workers' even on a 2-core laptop, or decoding waits forever behind their reservations
     cpus = max(os.cpu_count() or 1, int(cpus_per_run(job)))
     ray_start.ensure_ray(job.ray_address, num_cpus=cpus)
-
-
-def _check_room_for_data(job: TrainJob) -> None:
-    """Warn when the workers would take every CPU: Ray Data's decoding tasks could then never run."""
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if cpus < cpus_per_run(job):
-        logging.getLogger(__name__).warning(
-            "the cluster has %s CPUs and %d workers × %s CPUs leave fewer than %d for Ray Data's read and decode "
-            "tasks: training will wait for data unless the cluster grows (start Ray with more --num-cpus)", cpus,
-            job.workers, job.cpus_per_worker, DATA_CPUS)

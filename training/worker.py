@@ -26,7 +26,7 @@ from fomm.train_step import build_train_state, end_epoch, to_channels_last, trai
 from services import s3_retries, storage
 from training import loop
 from training.job import TrainJob
-from training.sync_bn import convert_sync_batchnorm
+from training.sync_bn import convert_sync_batchnorm, world_size
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
 STATE_FILE = "train_state.json"  # what the original format has no room for: progress within an epoch, MLflow run
@@ -89,10 +89,14 @@ class WorkerLoop:
 
         torch.manual_seed(tp.seed)  # identical initial weights everywhere (DDP also broadcasts rank 0's)
         self.state = build_train_state(self.cfg.model_params, tp, device=self.device)
-        self.progress = Progress()
-        self.restored = self._restore()
+        self.progress, checkpoint = Progress(), ray.train.get_checkpoint()
+        self.restored = checkpoint is not None
+        if checkpoint is not None:
+            with private_checkpoint_dir(checkpoint) as d:
+                self.state.load(Path(d) / CHECKPOINT_FILE)
+                self.progress = Progress.read(Path(d) / STATE_FILE)
         started_at, saved_started_at = config["started_at"], self.progress.started_at
-        if self.restored and saved_started_at == started_at:  # this submission failed, came back
+        if saved_started_at == started_at:  # restored: this submission failed, came back
             self.progress.restarts += 1  # (two failures before the next checkpoint count once)
         self.progress.started_at = started_at
         torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
@@ -117,32 +121,23 @@ class WorkerLoop:
         self.deadline = started_at + seconds if seconds is not None else None
         self.budget = None  # the budget the learning rates follow (lr_schedule "budget")
         if self.job.lr_schedule == "budget":
-            p = self.progress
-            p.budget_offset = loop.resumed_offset(p.budget_fraction, p.budget_offset, saved_started_at, started_at) \
-                if self.restored else 0.0
+            p = self.progress  # (a fresh Progress has offset 0.0 and no start: resumed_offset gives 0.0)
+            p.budget_offset = loop.resumed_offset(p.budget_fraction, p.budget_offset, saved_started_at, started_at)
             self.budget = loop.Budget(self.job.max_steps, seconds, started_at, p.budget_offset)
             p.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
         self.clock = loop.StepClock()
         self.retries = s3_retries.counting_retries().__enter__()  # counted from here to the process's end
-        # the steps the failed attempt logged after its checkpoint are not logged again when they are redone
-        self.logged_through = (self.tracker.last_step("total") or -1) if self.restored and self.tracker else -1
+        self.logged_through = -1
         if self.restored and self.tracker is not None:
+            # the steps the failed attempt logged after its checkpoint are not logged again when they are redone
+            self.logged_through = self.tracker.last_step("total") or -1
             self.tracker.log_metrics({"restored_from_step": self.state.step, "restarts": self.progress.restarts},
                                      step=self.state.step)
-
-    def _restore(self) -> bool:
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            return False
-        with private_checkpoint_dir(checkpoint) as d:
-            self.state.load(Path(d) / CHECKPOINT_FILE)
-            self.progress = Progress.read(Path(d) / STATE_FILE)
-        return True
 
     def _shared_clock(self) -> float:
         """Rank 0's time.time(), the same on every worker (stops and learning rates agree across workers)."""
         now = torch.tensor([time.time()], dtype=torch.float64, device=self.device)
-        if dist.is_available() and dist.is_initialized() and self.world > 1:
+        if world_size() > 1:
             dist.broadcast(now, src=0)
         return float(now.item())
 
@@ -205,9 +200,8 @@ class WorkerLoop:
     def run_epoch(self) -> bool:
         """Train over this worker's shard of one epoch; False when stopped by max_steps before its end."""
         tp, job, state, progress = self.tp, self.job, self.state, self.progress
-        # resumed mid-epoch: only the steps the interrupted epoch still owed
-        cap = self.steps_per_epoch if progress.epoch_step else None
-        if cap is not None and progress.epoch_step >= cap:
+        cap = self.steps_per_epoch if progress.epoch_step else float("inf")  # resumed mid-epoch: the steps owed
+        if progress.epoch_step >= cap:
             return True
         clock = self.clock = loop.StepClock()
         batches = self.train_shard.iter_torch_batches(
@@ -230,10 +224,8 @@ class WorkerLoop:
                     self.tracker.log_image(training_grid(batch["source"], batch["driving"], generated,
                                                          generated["kp_source"], generated["kp_driving"]),
                                            f"train/step_{state.step:08d}")
-            if self.check_stop():
-                return cap is not None and progress.epoch_step >= cap
-            if cap is not None and progress.epoch_step >= cap:
-                return True
+            if self.check_stop() or progress.epoch_step >= cap:
+                return progress.epoch_step >= cap
             if tp.checkpoint_every_steps and state.step % tp.checkpoint_every_steps == 0:
                 self.report({**values, **timing}, with_checkpoint=True, log=False)  # already logged above
         return True

@@ -136,7 +136,7 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         tuner = tune.Tuner.restore(str(experiment_dir / "tune"), trainable=trainable, resume_errored=True,
                                    restart_errored=False)
     else:
-        param_space = {**sweep.space.param_space(), "__base_job": trial_base.to_dict(),
+        param_space = {**sweep.space.param_space(), "__base_job": dataclasses.asdict(trial_base),
                        "__parent_run_id": parent_run_id, "__experiment": base.experiment}
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=sweep.max_reports,
                                   grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)
