@@ -30,7 +30,12 @@ def free_port() -> int:
 
 
 def free_port_range(size: int = 100, low: int = 20000, high: int = 32000) -> int:
-    """The first of `size` consecutive free ports below Linux's ephemeral range (for a raylet's workers)."""
+    """The first of `size` consecutive free ports below Linux's ephemeral range (for a raylet's workers); each
+    pytest-xdist process (gw0, gw1, …) draws from a slice of its own, so two test clusters never share a range."""
+    slices = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    span = (high - low) // slices
+    low += span * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    high = low + span
     for _ in range(200):
         base = random.randrange(low, high - size)
         try:

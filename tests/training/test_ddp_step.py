@@ -7,6 +7,7 @@ import math
 import multiprocessing as mp
 import os
 import socket
+import threading
 
 import pytest
 import torch
@@ -50,7 +51,8 @@ def _worker(rank: int, port: int, config_path: str, queue: mp.Queue) -> None:
 
 
 def test_adversarial_step_keeps_workers_identical(tiny_config_path):
-    ctx = mp.get_context("fork")
+    # fork is quick, but a forked child of a process with other threads (pytest-xdist's) can hang: spawn there
+    ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
     queue, port = ctx.Queue(), _port()
     procs = [ctx.Process(target=_worker, args=(r, port, str(tiny_config_path), queue)) for r in range(2)]
     for p in procs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import socket
+import threading
 
 import pytest
 import torch
@@ -62,8 +63,8 @@ def test_two_workers_match_one_process_over_the_joint_batch():
     (out * c).sum().backward()
     want_grads = torch.cat([bn.weight.grad, bn.bias.grad])
 
-    # fork is fast, but a process whose autograd has run on CUDA (device threads) cannot fork: spawn there
-    ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
+    # fork is quick, but a forked child of a process with other threads (pytest-xdist's, CUDA autograd's) can hang
+    ctx = mp.get_context("fork" if threading.active_count() == 1 and not torch.cuda.is_initialized() else "spawn")
     queue, port = ctx.Queue(), _port()
     procs = [ctx.Process(target=_worker, args=(r, port, queue)) for r in range(2)]
     for p in procs:
