@@ -51,6 +51,14 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"service at {url} did not come up in {timeout:.0f}s")
 
 
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
+    """Lines a test recorded as its `summary` property, printed at the end of the run (also from xdist workers)."""
+    for report in terminalreporter.getreports("passed"):
+        for name, value in report.user_properties:
+            if name == "summary":
+                terminalreporter.write_line(str(value))
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     import numpy as np

@@ -200,9 +200,8 @@ def test_a_generated_flag_value_is_a_success_or_one_line(world, name, data) -> N
     assert files_under(world["root"]) == before, case  # nothing left behind
 
 
-def test_every_entry_point_was_fuzzed(capsys) -> None:
-    """Runs after the cases above (file order): how many each entry point got, shown in `make test`'s output."""
-    with capsys.disabled():
-        print("\ngenerated cases per entry point (refused with one line): " +
-              ", ".join(f"{n} {CASES[n]} ({REFUSED[n]})" for n in ENTRY_POINTS))
+def test_every_entry_point_was_fuzzed(record_property) -> None:
+    """Runs after the cases above (file order): how many each entry point got, shown in `make test`'s summary."""
+    record_property("summary", "generated cases per entry point (refused with one line): " +
+                    ", ".join(f"{n} {CASES[n]} ({REFUSED[n]})" for n in ENTRY_POINTS))
     assert all(CASES[n] >= 20 for n in ENTRY_POINTS), CASES  # fomm info: its 2 path flags × 12 paths, all of them
