@@ -124,6 +124,27 @@ class RayCluster:
         node.proc = self._spawn(cmd, node.log)
         return node
 
+    def replace_worker(self, resource: str, timeout: float = 240.0) -> None:
+        """A lost node's replacement, as an autoscaler's: started (again if it dies starting up: a busy machine can
+        miss Ray's start-up deadline) until the head lists it alive."""
+        try:
+            old = self.node_ids().get(resource)  # the lost node, while the head still lists it
+        except OSError:
+            old = None
+        node, deadline, retries = self.start_worker(resource), time.time() + timeout, 2
+        while time.time() < deadline:
+            if node.proc.poll() is not None and retries:
+                retries -= 1
+                self.start_worker(resource)
+            try:
+                if self.node_ids().get(resource) not in (None, old):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the replacement of {resource} is not alive after {timeout:.0f}s:\n"
+                           f"{node.log.read_text()[-3000:]}")
+
     def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen:
         with open(log, "ab") as out:
             return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

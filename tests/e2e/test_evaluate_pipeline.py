@@ -39,7 +39,7 @@ def lose_the_node_of(actor_class: str, cluster, dashboard: str, timeout: float, 
         if alive:
             lost.append(names[alive[0].node_id])
             cluster.kill_worker(lost[0])
-            cluster.start_worker(lost[0])
+            cluster.replace_worker(lost[0])
             return
         time.sleep(0.1)
 

@@ -80,7 +80,7 @@ def test_two_worker_ddp_run_on_s3_survives_a_lost_node(ray_local, moto_s3, synth
     lost = next(name for name, node in cluster.node_ids().items() if node == workers[-1][1])
     cluster.kill_worker(lost)
     killed_at = time.time()
-    cluster.start_worker(lost)  # its replacement joins at once, as an autoscaler's would (new node id, new ports)
+    cluster.replace_worker(lost)  # its replacement joins at once, as an autoscaler's would (new node id, new ports)
     thread.join(timeout=500)
     finished_at = time.time()
     cluster.wait_workers()  # later tests see two live worker nodes

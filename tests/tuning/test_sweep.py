@@ -30,7 +30,7 @@ def _lose_a_training_node(cluster, dashboard: str, timeout: float, lost: list, s
         if not lost and workers and workers[0].node_id in names:
             lost.append(names[workers[0].node_id])
             cluster.kill_worker(lost[0])
-            cluster.start_worker(lost[0])  # the autoscaler's replacement
+            cluster.replace_worker(lost[0])  # the autoscaler's replacement
         time.sleep(0.2)
 
 
