@@ -33,13 +33,12 @@ NUMERIC_TESTS := tests/fomm tests/evaluation/test_metrics.py tests/evaluation/te
 
 NUMERIC_RUN := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m numeric $(NUMERIC_TESTS)
 
-# the suite in two pytest-xdist processes, a thread each: one computes while the other waits on Ray, MLflow or a
-# subprocess (alone, a quarter of two cores sat idle). Each test file goes whole to one of them (a file's tests may
-# build on each other: the fuzz summary counts the cases before it); each starts its own Ray test cluster if needed.
-TEST_PROCESSES ?= 2
+# TEST_PROCESSES=2: the suite in two pytest-xdist processes, a thread each, each test file whole in one (a third
+# faster here, but one of two fresh runs timed out in the stopped-and-resumed train job: opt-in until that is found)
+TEST_PROCESSES ?= 1
 
 test: $(STAMP) lint numeric
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --durations=15 tests
+	$(if $(filter-out 1,$(TEST_PROCESSES)),OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile,OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q) --durations=15 tests
 
 # a failed run's log is printed whole, a passed one's last line
 numeric: $(STAMP)

@@ -51,14 +51,6 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"service at {url} did not come up in {timeout:.0f}s")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files with Ray or slow tests first, each file's order kept: under `make test`'s two xdist processes the
-    long files start at once and the short unit files even out the end (alphabetically, a sweep ran last, alone)."""
-    heavy = {item.path for item in items
-             if item.get_closest_marker("ray") or item.get_closest_marker("slow") or "ray_head" in item.fixturenames}
-    items.sort(key=lambda item: item.path not in heavy)  # a stable sort
-
-
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
     """Lines a test recorded as its `summary` property, printed at the end of the run (also from xdist workers)."""
     for report in terminalreporter.getreports("passed"):
