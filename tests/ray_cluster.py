@@ -180,6 +180,23 @@ class RayCluster:
             time.sleep(0.3)
         raise RuntimeError(f"worker nodes not alive after {timeout:.0f}s: {sorted(self.workers)}")
 
+    def describe(self) -> str:
+        """What the cluster holds now (`ray status`, live actors, unfinished tasks): for a test's failure message."""
+        status = subprocess.run([str(BIN / "ray"), "status", f"--address={self.address}"], capture_output=True,
+                                text=True, timeout=60, env=self.env)
+        parts = [status.stdout[-2500:] or status.stderr[-1000:]]
+        for kind, done in (("actors", {"DEAD"}), ("tasks", {"FINISHED", "FAILED"})):
+            try:
+                with urllib.request.urlopen(f"{self.dashboard}/api/v0/{kind}?limit=500&detail=1", timeout=10) as r:
+                    rows = json.load(r)["data"]["result"]["result"]
+            except OSError as err:
+                parts.append(f"{kind}: {err}")
+                continue
+            live = [f"  {r.get('class_name') or r.get('name')} {r.get('state')} {r.get('required_resources')} "
+                    f"node {str(r.get('node_id'))[:8]} job {r.get('job_id')}" for r in rows if r.get("state") not in done]
+            parts.append(f"{kind} not done ({len(live)}):\n" + "\n".join(live[:40]))
+        return "\n".join(parts)
+
     def kill_worker(self, resource: str) -> None:
         """SIGKILL a worker node's whole process group (raylet, agents and its workers): a lost machine."""
         node = self.workers[resource]

@@ -70,7 +70,11 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     job = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(storage), name="job")
     first = _submit(jobs, train, env)
     # stop once Ray Train has registered a checkpoint: files on disk alone may be a report still in flight
-    wait_registered(job, timeout=500)
+    try:
+        wait_registered(job, timeout=500)
+    except TimeoutError as err:  # say what held the cluster: the job's log and what is running
+        raise AssertionError(f"{err}; the job: {jobs.get_job_status(first)}\n{jobs.get_job_logs(first)[-3000:]}\n"
+                             f"{ray_head['cluster'].describe()}") from None
     jobs.stop_job(first)  # SIGTERM to the driver: its Train controller and workers go with it
     _wait_for(lambda: jobs.get_job_status(first).is_terminal(), 60, "the first job did not stop")
     assert jobs.get_job_status(first) == JobStatus.STOPPED
