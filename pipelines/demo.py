@@ -121,13 +121,7 @@ def animate(config: str, checkpoint: str, out: Path) -> dict:
     videos = sorted((out / "shards" / "_work" / "synthetic_raw").glob("*.mp4"))
     if not videos:
         raise FileNotFoundError(f"{out / 'shards' / '_work' / 'synthetic_raw'}: no synthetic videos to animate")
-    source_video, driving = videos[0], videos[min(1, len(videos) - 1)]
-    from PIL import Image
-
-    from services.video_read import iter_frames
-
-    source = out / "source.png"
-    Image.fromarray(next(iter_frames(source_video))).save(source)
+    source, driving = videos[0], videos[min(1, len(videos) - 1)]  # `fomm animate` takes a video's first frame
     video = out / "animation.mp4"
     code = fomm_main(["animate", "--config", config, "--checkpoint", checkpoint, "--source", str(source),
                       "--driving", str(driving), "--out", str(video), "--layout", "side-by-side",

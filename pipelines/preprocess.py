@@ -25,12 +25,10 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     cfg("input", required=True)
     cfg("output", required=True)
     for name in ("kind", "size", "workers", "detector", "detect_every", "min_frames", "min_size", "margin",
-                 "max_frames", "max_clip_frames", "target_fps", "frame_format"):
+                 "max_frames", "max_clip_frames", "target_fps", "frame_format", "video_dir", "test_fraction", "endpoint"):
         cfg(name)
     default_mb = cli.field_default(PreprocessConfig, "shard_bytes") / 2**20
     p.add_argument("--shard-mb", type=cli.at_least(0.001, float), default=default_mb, help="target shard size in MiB")
-    for name in ("video_dir", "test_fraction", "endpoint"):
-        cfg(name)
     cfg("retry_errors", action="store_true")
     p.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
     add_ray_address_flag(p)

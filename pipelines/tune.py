@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -18,6 +18,9 @@ from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 from tuning.options import SweepOptions  # noqa: E402
+
+if TYPE_CHECKING:  # imports Ray Tune (seconds): after the flags are checked
+    from tuning.sweep import SweepJob
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -31,20 +34,13 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     sweep("resume", action="store_true")
 
 
-class Sweep(NamedTuple):
-    """The sweep's base job and its flags; `check` adds the search space it read."""
-
-    base: TrainJob
-    args: argparse.Namespace
-    space: Any = None  # tuning.spaces.SearchSpace (imports Ray Tune) once checked
+def build(args: argparse.Namespace) -> tuple[TrainJob, argparse.Namespace]:
+    return TrainJob(**field_values(TrainJob, args, resume=False, log_images_every=0)), args
 
 
-def build(args: argparse.Namespace) -> Sweep:
-    return Sweep(TrainJob(**field_values(TrainJob, args, resume=False, log_images_every=0)), args)
-
-
-def check(sweep: Sweep) -> Sweep:
-    base, a = sweep.base, sweep.args
+def check(built: tuple[TrainJob, argparse.Namespace]) -> SweepJob:
+    """The sweep's own files, then the base job's inputs; the SweepJob with the search space it read."""
+    base, a = built
     if base.storage.startswith("s3://"):
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
     checks.existing_file("--space", a.space, "a search space YAML")
@@ -54,17 +50,17 @@ def check(sweep: Sweep) -> Sweep:
             raise UserError(f"--out {a.out}: is a folder (expected the best config's .yaml file)")
         checks.writable_dir("--out", Path(a.out).parent)
     from tuning.spaces import SearchSpace
+    from tuning.sweep import SweepJob
 
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key
     check_inputs(base, sweep=True)  # the sweep's own files first: they answer without torch
     space.check_against(base.load_config())
-    return sweep._replace(space=space)
+    return SweepJob(**field_values(SweepJob, a, base=base, space=space))  # the flags kept the rules
 
 
-def run(sweep: Sweep, a: argparse.Namespace) -> Summary:
-    from tuning.sweep import SweepJob, run_sweep
+def run(job: SweepJob, args: argparse.Namespace) -> Summary:
+    from tuning.sweep import run_sweep
 
-    job = SweepJob(**field_values(SweepJob, a, base=sweep.base, space=sweep.space))  # the flags kept the rules
     result = run_sweep(job)
     return Summary({"trials": result.num_trials,
                     f"best {job.space.metric}": result.best_metrics.get(job.space.metric),
@@ -72,12 +68,10 @@ def run(sweep: Sweep, a: argparse.Namespace) -> Summary:
                     "mlflow parent run id": result.parent_run_id})
 
 
-def keeps(sweep: Sweep) -> dict[str, str]:
+def keeps(job: SweepJob) -> dict[str, str]:
     """A failed sweep keeps Ray Tune's state in <storage>/<name>: --resume restores it."""
-    base = sweep.base
-    name = base.name or f"sweep-{Path(base.config).stem}"
-    return {str(Path(base.storage) / name): "rerun the same command with --resume to restore the sweep",
-            base.storage: ""}
+    return {str(Path(job.base.storage) / job.name): "rerun the same command with --resume to restore the sweep",
+            job.base.storage: ""}
 
 
 STAGE = Stage("tune", __doc__, add_flags, build, check, run, keeps)

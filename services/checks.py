@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -83,37 +84,27 @@ MLFLOW_PROBE = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
 def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
     """An http(s) URI that answers as an MLflow server (a proxy would make MLflow retry for minutes); one too busy to
     answer within `timeout` passes (it accepted the connection; MLflow's client waits for it)."""
-    import base64
-    import json
-    import urllib.error
-    import urllib.request
+    import requests
 
-    headers = {}
-    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        headers["Authorization"] = f"Bearer {token}"
-    elif user := os.environ.get("MLFLOW_TRACKING_USERNAME"):
-        pair = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    request = urllib.request.Request(uri.rstrip("/") + MLFLOW_PROBE, headers=headers)
+    token, user = os.environ.get("MLFLOW_TRACKING_TOKEN"), os.environ.get("MLFLOW_TRACKING_USERNAME")
+    auth = (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user and not token else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - http(s) only, checked above
-            return
-    except urllib.error.HTTPError as err:
-        if err.code in (401, 403):
-            raise UserError(f"{flag} {uri}: the tracking server refused access (HTTP {err.code}; set "
-                            "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)") from None
-        try:
-            if "error_code" in json.loads(err.read(65536) or b"{}"):
-                return  # MLflow's own answer (e.g. RESOURCE_DOES_NOT_EXIST): it is a tracking server
-        except (ValueError, OSError):
-            pass
-        raise UserError(f"{flag} {uri}: not an MLflow tracking server (HTTP {err.code} from "
-                        f"{MLFLOW_PROBE.split('?')[0]})") from None
-    except (OSError, ValueError) as err:  # a timeout (bare or inside a URLError), a refused or reset connection
-        reason = getattr(err, "reason", None) or err
-        if isinstance(reason, TimeoutError):
-            return  # accepted the connection but busy: MLflow's client waits and retries as it should
-        raise UserError(f"{flag} {uri}: the tracking server did not answer ({reason})") from None
+        answer = requests.get(uri.rstrip("/") + MLFLOW_PROBE, auth=auth, timeout=timeout,
+                              headers={"Authorization": f"Bearer {token}"} if token else {})
+    except requests.Timeout:
+        return  # accepted the connection but busy: MLflow's client waits and retries as it should
+    except (requests.RequestException, ValueError) as err:  # a refused or reset connection, a TLS failure
+        raise UserError(f"{flag} {uri}: the tracking server did not answer ({err})") from None
+    if answer.ok:
+        return
+    if answer.status_code in (401, 403):
+        raise UserError(f"{flag} {uri}: the tracking server refused access (HTTP {answer.status_code}; set "
+                        "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)")
+    with contextlib.suppress(ValueError):
+        if "error_code" in answer.json():
+            return  # MLflow's own answer (e.g. RESOURCE_DOES_NOT_EXIST): it is a tracking server
+    raise UserError(f"{flag} {uri}: not an MLflow tracking server (HTTP {answer.status_code} from "
+                    f"{MLFLOW_PROBE.split('?')[0]})")
 
 
 def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None:

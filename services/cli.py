@@ -59,10 +59,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
-            status: int = USER_ERROR_STATUS) -> int:
+def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """`main(argv)`'s exit status; a user error or an environment failure (services.failures) → one line on stderr
-    and `status` (`--debug`: the traceback too). Ctrl-C / SIGTERM: one line, exit 130 / 143."""
+    and exit 2 (`--debug`: the traceback too). Ctrl-C / SIGTERM: one line, exit 130 / 143."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
     argv = [a for a in argv if a != DEBUG_FLAG]
@@ -78,7 +77,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         if note := getattr(err, RESUME_NOTE, None):
             line = f"{line} ({note})"
         print(f"{prog}: error: {line}", file=sys.stderr, flush=True)
-        return status
+        return USER_ERROR_STATUS
     except KeyboardInterrupt as err:
         if debug:
             traceback.print_exc()

@@ -27,28 +27,29 @@ def _named(err: BaseException, *names: str) -> bool:
                for cls in type(err).__mro__ for name in names)
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first non-blank line of err's message (its class name when there is none)."""
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
 def _line(err: BaseException) -> str | None:
     """One line for `err` itself if it is of a known family (checked in this order), else None."""
     if _named(err, "botocore:NoCredentialsError", "botocore:PartialCredentialsError"):
-        return f"S3: {_first_line(err)} ({CREDENTIALS_HINT})"
+        return f"S3: {first_line(err)} ({CREDENTIALS_HINT})"
     if _named(err, "botocore:EndpointConnectionError", "botocore:ConnectTimeoutError"):
-        return f"S3: {_first_line(err)}"
+        return f"S3: {first_line(err)}"
     if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
         return f"{err.filename or 'output'}: {DISK_ERRNOS[err.errno]}"
     if _named(err, "PIL:DecompressionBombError"):
-        return f"image refused: {_first_line(err)}"
+        return f"image refused: {first_line(err)}"
     if isinstance(err, UnicodeDecodeError):
         return f"not UTF-8 text: {err.reason} at byte {err.start} (expected a text file such as a YAML or CSV)"
     if isinstance(err, OverflowError):
-        return f"a number is out of range: {_first_line(err)}"
+        return f"a number is out of range: {first_line(err)}"
     if isinstance(err, ValueError) and str(err) == "embedded null byte":  # os.stat and open() on a name with \0
         return "a path holds a NUL byte (\\x00): no file can have that name"
     if _named(err, "mlflow:MlflowException", "requests:ConnectionError", "sqlalchemy:OperationalError"):
-        return f"MLflow: {_first_line(err)}"
+        return f"MLflow: {first_line(err)}"
     return None
 
 

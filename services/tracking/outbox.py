@@ -9,6 +9,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from services.failures import first_line
+
 BATCH_METRICS = 1000  # MLflow's log_batch limits
 BATCH_TAGS = 100
 
@@ -31,7 +33,6 @@ class Outbox:
         self.dropped = 0  # metrics lost to the capacity bound or refused by the store
         self.skipped: list[str] = []  # artifacts not logged during an outage
         self.offline_since: float | None = None  # time.time() of the first failure of the current outage
-        self.outages = 0
         self._last_try = 0.0
 
     @property
@@ -85,20 +86,16 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - sorted below: unreachable (keep) or refused (drop)
             if self.transient(exc):
                 if not self.offline:
-                    self.offline_since, self.outages = time.time(), self.outages + 1
+                    self.offline_since = time.time()
                     log.warning("%s: the tracking store is unreachable (%s); training goes on, metrics are kept "
-                                "(up to %d) and sent when it is back", self.where, _short(exc), self.capacity)
+                                "(up to %d) and sent when it is back", self.where, first_line(exc)[:200], self.capacity)
                 return "offline"
-            log.warning("%s: the tracking store refused a batch (%s); dropped", self.where, _short(exc))
+            log.warning("%s: the tracking store refused a batch (%s); dropped", self.where, first_line(exc)[:200])
             return "refused"
 
     def note_skipped(self, name: str, exc: BaseException) -> None:
         """An artifact that could not be logged during an outage (artifacts are not buffered)."""
         if not self.skipped:
             log.warning("%s: artifact %s not logged, the store is unreachable (%s); later ones are skipped "
-                        "quietly until it is back", self.where, name, _short(exc))
+                        "quietly until it is back", self.where, name, first_line(exc)[:200])
         self.skipped.append(name)
-
-
-def _short(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]

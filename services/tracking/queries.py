@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlflow.entities import Run
+from mlflow.utils import get_results_from_paginated_fn
 
 from services.tracking.store import make_client
 
@@ -19,16 +20,10 @@ def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = 
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    runs: list[dict] = []
-    token = None
-    while True:
-        page = client.search_runs([exp.experiment_id], filter_string=filter_string,
-                                  order_by=["attributes.start_time DESC"],
-                                  max_results=1000, page_token=token)
-        runs.extend(_run_dict(r) for r in page)
-        token = page.token
-        if not token:
-            return runs
+    runs = get_results_from_paginated_fn(lambda n, token: client.search_runs(
+        [exp.experiment_id], filter_string=filter_string, order_by=["attributes.start_time DESC"], max_results=n,
+        page_token=token), 1000)  # MLflow's own pager: every page, 1000 runs a request
+    return [_run_dict(r) for r in runs]
 
 
 def end_open_runs(tracking_uri: str | None, experiment: str, status: str, filter_string: str = "",

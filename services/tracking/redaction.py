@@ -11,17 +11,14 @@ import numpy as np
 PARAM_VALUE_MAX = 500
 REDACTED = "<redacted>"
 # Key fragments that mark a secret; such values are never sent to MLflow (params, tags or config.yaml).
-_SECRET_KEY = re.compile(r"(secret|passw|token|access_key|api_key|apikey|credential|private_key|session_key)", re.I)
-_SECRET_LEAF = {"key", "secret", "token", "password"}
+_SECRET_KEY = re.compile(r"secret|passw|token|access_key|api_key|apikey|credential|private_key|session_key|"
+                         r"(^|\.)key$", re.I)  # the last: a leaf named just "key"
 _SECRET_VALUE = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,}$")  # AWS access key ids
 
 
 def is_secret(key: str, value: Any = None) -> bool:
     """True when a (dotted) key or its value looks like a credential."""
-    leaf = key.rsplit(".", 1)[-1].lower()
-    if leaf in _SECRET_LEAF or _SECRET_KEY.search(key):
-        return True
-    return isinstance(value, str) and bool(_SECRET_VALUE.match(value))
+    return bool(_SECRET_KEY.search(key)) or (isinstance(value, str) and bool(_SECRET_VALUE.match(value)))
 
 
 def redact(config: Any) -> Any:
