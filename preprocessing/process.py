@@ -68,7 +68,7 @@ def find_tracks(path: str, cfg: PreprocessConfig, detector: Detector,
                 found = detector.detect(frame)  # N×5
             except cv2.error as e:
                 raise StageError("detect", f"{path}: frame {i}: detector failed ({e})") from e
-            tracker.update(i, found[:, :4], found[:, 4])
+            tracker.update(i, found[:, :4])
     if n == 0:
         raise StageError("decode", f"{path}: no decodable frames (zero-frame video)")
     return tracker.finish(n), kept

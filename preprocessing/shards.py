@@ -81,11 +81,6 @@ def encode_frame(frame: np.ndarray, frame_format: str = "jpeg", quality: int = 9
     return buf.tobytes()
 
 
-def encode_frames(frames: Sequence[np.ndarray] | np.ndarray, frame_format: str = "jpeg",
-                  quality: int = 95) -> list[bytes]:
-    return [encode_frame(f, frame_format, quality) for f in frames]
-
-
 def decode_frames(encoded: Sequence[bytes]) -> np.ndarray:
     """Encoded images (any of the formats) → T×H×W×3 uint8 RGB."""
     out = []

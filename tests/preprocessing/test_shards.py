@@ -19,7 +19,7 @@ def make_record(i: int, split: str = "train", frames: int = 3, fmt: str = "png")
     return shards.ClipRecord(
         video_id=f"v{i}", clip_id=f"v{i}#000", person_id=f"p{i % 2}", split=split, fps=25.0, height=16, width=16,
         start_frame=10, end_frame=10 + frames, crop_box=(1, 2, 33, 34), source_path=f"/raw/v{i}.mp4",
-        source_height=40, source_width=60, frames=shards.encode_frames(video, fmt), frame_format=fmt,
+        source_height=40, source_width=60, frames=[shards.encode_frame(f, fmt) for f in video], frame_format=fmt,
     )
 
 
@@ -35,7 +35,7 @@ def test_schema_columns():
 def test_encode_decode(fmt):
     rng = np.random.default_rng(0)
     smooth = np.repeat(np.repeat(rng.integers(0, 255, (2, 4, 4, 3), dtype=np.uint8), 8, 1), 8, 2)  # 2×32×32×3
-    back = shards.decode_frames(shards.encode_frames(smooth, fmt))
+    back = shards.decode_frames([shards.encode_frame(f, fmt) for f in smooth])
     assert back.shape == smooth.shape and back.dtype == np.uint8
     if fmt == "png":
         np.testing.assert_array_equal(back, smooth)  # lossless
