@@ -80,7 +80,9 @@ def plan_track_clips(tracks: list[Track], cfg: PreprocessConfig, width: int, hei
     for track in tracks:
         if track.num_frames < cfg.min_frames or track.mean_side() < cfg.min_size:
             continue
-        box = cropping.crop_box_for_track(track.box_array(), cfg.crop_margin, width, height)
+        boxes = track.box_array()  # one crop for the whole track: the boxes' union, enlarged, squared in the frame
+        union = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))
+        box = cropping.fit_square(cropping.enlarge_box(union, cfg.crop_margin), width, height)
         step = cfg.max_clip_frames or track.num_frames
         for s in range(track.start, track.end, step):
             e = min(s + step, track.end)
@@ -106,15 +108,6 @@ def plan_segment_clips(segments: list[Segment], info: VideoInfo, cfg: Preprocess
     return plans
 
 
-def resize_crop(frame: np.ndarray, box: tuple[int, int, int, int], cfg: PreprocessConfig) -> np.ndarray:
-    """One crop resized to cfg.size².  # size×size×3"""
-    patch = cropping.crop(frame, box)
-    if cfg.resize_mode == "stretch":
-        interp = cv2.INTER_AREA if patch.shape[0] > cfg.size else cv2.INTER_CUBIC
-        return cv2.resize(np.ascontiguousarray(patch), (cfg.size, cfg.size), interpolation=interp)
-    return cropping.resize_keep_aspect(patch, cfg.size)
-
-
 def cut_clips(frames: Iterator[tuple[int, np.ndarray]], plans: list[ClipPlan],
               cfg: PreprocessConfig) -> list[list[bytes]]:
     """Second pass: crop, resize and encode the frames of every planned clip."""
@@ -125,7 +118,13 @@ def cut_clips(frames: Iterator[tuple[int, np.ndarray]], plans: list[ClipPlan],
             break
         for k, plan in enumerate(plans):
             if plan.start <= i < plan.end:
-                encoded[k].append(shards.encode_frame(resize_crop(frame, plan.box, cfg), cfg.frame_format, cfg.quality))
+                patch = cropping.crop(frame, plan.box)  # resized to cfg.size²
+                if cfg.resize_mode == "stretch":
+                    interp = cv2.INTER_AREA if patch.shape[0] > cfg.size else cv2.INTER_CUBIC
+                    patch = cv2.resize(np.ascontiguousarray(patch), (cfg.size, cfg.size), interpolation=interp)
+                else:
+                    patch = cropping.resize_keep_aspect(patch, cfg.size)
+                encoded[k].append(shards.encode_frame(patch, cfg.frame_format, cfg.quality))
     return encoded
 
 
