@@ -118,12 +118,7 @@ def cut_clips(frames: Iterator[tuple[int, np.ndarray]], plans: list[ClipPlan],
             break
         for k, plan in enumerate(plans):
             if plan.start <= i < plan.end:
-                patch = cropping.crop(frame, plan.box)  # resized to cfg.size²
-                if cfg.resize_mode == "stretch":
-                    interp = cv2.INTER_AREA if patch.shape[0] > cfg.size else cv2.INTER_CUBIC
-                    patch = cv2.resize(np.ascontiguousarray(patch), (cfg.size, cfg.size), interpolation=interp)
-                else:
-                    patch = cropping.resize_keep_aspect(patch, cfg.size)
+                patch = cropping.resize_keep_aspect(cropping.crop(frame, plan.box), cfg.size)  # size×size×3
                 encoded[k].append(shards.encode_frame(patch, cfg.frame_format, cfg.quality))
     return encoded
 
