@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 from preprocessing import shards
 from preprocessing.config import PreprocessConfig
-from preprocessing.process import StageError, process_video
+from preprocessing.process import StageError, detector_for, process_video
 from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
-from preprocessing.sources import VideoTask
+from preprocessing.sources import VideoTask, collect_tasks
 from services import s3_retries, storage
 from services.video_read import VideoError
 
@@ -229,8 +229,6 @@ def summarize(layout: Layout, manifest: dict) -> dict:
 
 def pending(cfg: PreprocessConfig) -> tuple[Layout, list[VideoTask]]:
     """The dataset root, and the input's videos whose outcome is not recorded there yet."""
-    from preprocessing.sources import collect_tasks
-
     layout, tasks = Layout(cfg.output, cfg.endpoint), collect_tasks(cfg)
     done = finished_videos(layout, include_errors=not cfg.retry_errors)
     return layout, [t for t in tasks if t.video_id not in done]
@@ -238,8 +236,6 @@ def pending(cfg: PreprocessConfig) -> tuple[Layout, list[VideoTask]]:
 
 def run_local(cfg: PreprocessConfig) -> dict:
     """The whole job in this process, without Ray (small inputs, tests, debugging)."""
-    from preprocessing.process import detector_for
-
     with s3_retries.counting_retries() as retries:
         layout, todo = pending(cfg)
         detector = detector_for(cfg) if any(not t.segments for t in todo) else None
