@@ -53,15 +53,11 @@ def video_key(video_id: str) -> str:
 
 
 def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]) -> None:
-    table = shards.records_to_table(records)
-    per_split: dict[str, list[int]] = {}
-    for r in records:
-        s = per_split.setdefault(r.split, [0, 0])
-        s[0] += 1
-        s[1] += sum(len(b) for b in r.frames)
-    meta = {"video_id": task.video_id, "split": task.split, "splits": per_split,
-            "frames": sum(r.num_frames for r in records)}
-    table = table.replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
+    """One finished video's clips (all of its split) with, in the file's metadata, rows and frame bytes per split."""
+    nbytes = sum(len(b) for r in records for b in r.frames)
+    meta = {"video_id": task.video_id, "split": task.split, "splits": {task.split: [len(records), nbytes]} if records
+            else {}, "frames": sum(r.num_frames for r in records)}
+    table = shards.records_to_table(records).replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
     shards.write_table_atomic(table, layout.path("_work", "parts", video_key(task.video_id) + ".parquet"),
                               fs=layout.fs)
 
