@@ -132,14 +132,16 @@ def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = Non
                   detector: Detector | None = None) -> list[ClipRecord]:
     """All clips of one local video file (a local copy of `task.path`, if given). Raises StageError (stage:
     probe/decode/detect/crop/encode)."""
-    video_id = task.video_id if task else path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if task is None:  # a file on its own: its name is the video and the person
+        name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        task = VideoTask(video_id=name, path=path, person_id=name, split=hash_split(name, cfg.test_fraction))
     try:
         info = probe_video(path)
     except VideoError as e:
         raise StageError("probe", str(e)) from e
     fps = cfg.target_fps or info.fps
     try:
-        if task is not None and task.segments:
+        if task.segments:
             plans = plan_segment_clips(task.segments, info, cfg)
             frames: Iterator[tuple[int, np.ndarray]] = iter_video(path, cfg)
         else:
@@ -154,17 +156,15 @@ def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = Non
         raise StageError("decode", str(e)) from e
     except (cv2.error, ValueError) as e:
         raise StageError("crop", f"{path}: {e}") from e
-    person_id, source_path = (task.person_id, task.path) if task else (video_id, path)
-    split = task.split if task else hash_split(video_id, cfg.test_fraction)
     records = []
     for k, (plan, frames_bytes) in enumerate(zip(plans, encoded)):
         if len(frames_bytes) < (1 if plan.exact else cfg.min_frames):
             continue  # the video ended before the clip did (CSV ranges past the end, max_frames)
         end = plan.start + len(frames_bytes)
         records.append(ClipRecord(
-            video_id=video_id, clip_id=f"{video_id}#{k:03d}#{plan.start:06d}#{end:06d}", person_id=person_id,
-            split=split, fps=float(fps), height=cfg.size, width=cfg.size, start_frame=plan.start, end_frame=end,
-            crop_box=plan.box, source_path=source_path, source_height=info.height,
-            source_width=info.width, frames=frames_bytes, frame_format=cfg.frame_format,
+            video_id=task.video_id, clip_id=f"{task.video_id}#{k:03d}#{plan.start:06d}#{end:06d}",
+            person_id=task.person_id, split=task.split, fps=float(fps), height=cfg.size, width=cfg.size,
+            start_frame=plan.start, end_frame=end, crop_box=plan.box, source_path=task.path,
+            source_height=info.height, source_width=info.width, frames=frames_bytes, frame_format=cfg.frame_format,
         ))
     return records
