@@ -65,7 +65,7 @@ def track_subject(detections: Sequence[np.ndarray | None]) -> tuple[np.ndarray, 
     tracker = IoUTracker(iou_threshold=0.3, max_missed=3)
     for frame, boxes in enumerate(detections):
         if boxes is not None:
-            tracker.update(frame, boxes[:, :4], boxes[:, 4])
+            tracker.update(frame, boxes[:, :4])
     count = len(detections)
     tracks = tracker.finish(count)
     if not tracks:

@@ -45,7 +45,7 @@ def real_clips(num_frames: int, size: int = 256):  # noqa: ANN201 - a pyarrow Ta
         records.append(shards.ClipRecord(
             video_id=f"v{i}", clip_id=f"v{i}_000", person_id=f"p{i}", split="train", fps=25.0, height=size,
             width=size, start_frame=0, end_frame=len(frames), crop_box=(0, 0, size, size), source_path=name,
-            source_height=size, source_width=size, frames=shards.encode_frames(frames, "jpeg")))
+            source_height=size, source_width=size, frames=[shards.encode_frame(f, "jpeg") for f in frames]))
     return shards.records_to_table(records)
 
 

@@ -73,7 +73,7 @@ def codec_table(frames: np.ndarray) -> list[dict]:
     rows = []
     for fmt, quality in (("jpeg", 95), ("jpeg", 90), ("png", 0), ("webp", 90)):
         t0 = time.perf_counter()
-        enc = shards.encode_frames(frames, fmt, quality)
+        enc = [shards.encode_frame(f, fmt, quality) for f in frames]
         t_enc = time.perf_counter() - t0
         t0 = time.perf_counter()
         dec = shards.decode_frames(enc)

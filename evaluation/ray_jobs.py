@@ -120,7 +120,7 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
 def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, videos: list[dict]) -> list[dict]:
     """Worst and best clips by L1, reconstructed again on the driver for the report."""
     from evaluation.reconstruction import reconstruct_video
-    from preprocessing.shards import row_to_clip
+    from preprocessing.shards import decode_frames
 
     model = source.load(cfg.device)
     ranked = sorted((v for v in videos if np.isfinite(v["l1"])), key=lambda v: v["l1"])
@@ -129,7 +129,7 @@ def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, vid
     rows = {r["clip_id"]: r for r in shard_set.rows([v["clip_id"] for _, v in picks], READ_COLUMNS)}
     cases = []
     for title, video in picks:
-        result = reconstruct_video(model, row_to_clip(rows[video["clip_id"]]).frames, cfg.batch_size, cfg.device)
+        result = reconstruct_video(model, decode_frames(rows[video["clip_id"]]["frames"]), cfg.batch_size, cfg.device)
         cases.append({"title": title, "clip_id": video["clip_id"], "l1": video["l1"],
                       "real": result["real"], "prediction": result["prediction"]})
     return cases

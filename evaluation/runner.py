@@ -119,17 +119,17 @@ def build_extractors(cfg: EvalConfig) -> tuple[Extractors, list[str]]:
 def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extractors, batch_size: int = 16,
                   device: str = "cpu") -> list[dict]:
     """Reconstruct and score one shard row: one row per frame, or for bad data (`DATA_ERRORS`) one error row."""
-    from preprocessing.shards import row_to_clip
+    from preprocessing.shards import decode_frames
 
     ident = {k: clip_row.get(k) or "" for k in IDENT}
     keys = list(extractors.labels())
     try:
-        clip = row_to_clip(clip_row)
-        if len(clip.frames) < 1:
+        frames = decode_frames(clip_row.get("frames") or [])
+        if len(frames) < 1:
             raise ValueError("clip has no frames")
         from evaluation.reconstruction import reconstruct_video
 
-        result = reconstruct_video(model, clip.frames, batch_size=batch_size, device=device)
+        result = reconstruct_video(model, frames, batch_size=batch_size, device=device)
         scores = score_video(result["real"], result["prediction"], extractors)
     except DATA_ERRORS as err:
         message = f"{type(err).__name__}: {err}"

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from services.fields import FieldError, check_fields, rule
 
 KINDS = ("face", "person", "none")
-RESIZE_MODES = ("pad", "stretch")
 FRAME_FORMATS = ("jpeg", "png", "webp")
 DETECTORS = ("auto", "s3fd", "haar", "hog", "none")  # preprocessing.detection's backends, or auto
 
@@ -40,8 +39,6 @@ class PreprocessConfig:
         "read only the first N frames of each video", ge=1))
     target_fps: float | None = field(default=None, metadata=rule(  # None keeps the source rate
         "resample videos to this frame rate", gt=0, le=1000, flag="--fps"))
-    resize_mode: str = field(default="pad", metadata=rule(  # pad keeps the aspect ratio; stretch fills the square
-        choices=RESIZE_MODES))
     frame_format: str = field(default="jpeg", metadata=rule(  # see shards.py for the measurement behind jpeg
         choices=FRAME_FORMATS))
     quality: int = field(default=95, metadata=rule(ge=1, le=100))

@@ -13,27 +13,11 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 
-def union_box(boxes: Sequence[Sequence[float]] | np.ndarray) -> Box:
-    """The smallest box containing all boxes.  boxes: N×4"""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if len(b) == 0:
-        raise ValueError("union_box of no boxes")
-    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
-
-
 def enlarge_box(box: Sequence[float], margin: float) -> Box:
     """Move every side outwards by `margin` times the box's size along that axis."""
     x0, y0, x1, y1 = map(float, box)
     dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
     return x0 - dx, y0 - dy, x1 + dx, y1 + dy
-
-
-def make_square(box: Sequence[float]) -> Box:
-    """Grow the shorter side about the centre until the box is square."""
-    x0, y0, x1, y1 = map(float, box)
-    side = max(x1 - x0, y1 - y0)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
 
 
 def clip_box(box: Sequence[float], width: int, height: int) -> Box:
@@ -46,19 +30,13 @@ def fit_square(box: Sequence[float], width: int, height: int, integer: bool = Tr
     """A square inside the frame covering `box` as far as it can: centred on it, then shifted (not shrunk) in.
 
     Integer pixels by default; `integer=False` keeps sub-pixel positions (smoothly moving crops)."""
-    x0, y0, x1, y1 = make_square(box)
+    x0, y0, x1, y1 = map(float, box)
     snap = (lambda v: int(round(v))) if integer else float
-    side = max(snap(min(x1 - x0, width, height)), 1)
+    side = max(snap(min(max(x1 - x0, y1 - y0), width, height)), 1)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     left = min(max(snap(cx - side / 2), 0), width - side)
     top = min(max(snap(cy - side / 2), 0), height - side)
     return left, top, left + side, top + side
-
-
-def crop_box_for_track(boxes: Sequence[Sequence[float]] | np.ndarray, margin: float, width: int,
-                       height: int) -> tuple[int, int, int, int]:
-    """One crop for a whole track: the union of its boxes, enlarged by the margin, made square in the frame."""
-    return fit_square(enlarge_box(union_box(boxes), margin), width, height)
 
 
 def crop(frame: np.ndarray, box: Sequence[int]) -> np.ndarray:

@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 from preprocessing import shards
 from preprocessing.config import PreprocessConfig
-from preprocessing.process import StageError, process_video
+from preprocessing.process import StageError, detector_for, process_video
 from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
-from preprocessing.sources import VideoTask
+from preprocessing.sources import VideoTask, collect_tasks
 from services import s3_retries, storage
 from services.video_read import VideoError
 
@@ -53,15 +53,11 @@ def video_key(video_id: str) -> str:
 
 
 def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]) -> None:
-    table = shards.records_to_table(records)
-    per_split: dict[str, list[int]] = {}
-    for r in records:
-        s = per_split.setdefault(r.split, [0, 0])
-        s[0] += 1
-        s[1] += sum(len(b) for b in r.frames)
-    meta = {"video_id": task.video_id, "split": task.split, "splits": per_split,
-            "frames": sum(r.num_frames for r in records)}
-    table = table.replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
+    """One finished video's clips (all of its split) with, in the file's metadata, rows and frame bytes per split."""
+    nbytes = sum(len(b) for r in records for b in r.frames)
+    meta = {"video_id": task.video_id, "split": task.split, "splits": {task.split: [len(records), nbytes]} if records
+            else {}, "frames": sum(r.num_frames for r in records)}
+    table = shards.records_to_table(records).replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
     shards.write_table_atomic(table, layout.path("_work", "parts", video_key(task.video_id) + ".parquet"),
                               fs=layout.fs)
 
@@ -229,8 +225,6 @@ def summarize(layout: Layout, manifest: dict) -> dict:
 
 def pending(cfg: PreprocessConfig) -> tuple[Layout, list[VideoTask]]:
     """The dataset root, and the input's videos whose outcome is not recorded there yet."""
-    from preprocessing.sources import collect_tasks
-
     layout, tasks = Layout(cfg.output, cfg.endpoint), collect_tasks(cfg)
     done = finished_videos(layout, include_errors=not cfg.retry_errors)
     return layout, [t for t in tasks if t.video_id not in done]
@@ -238,8 +232,6 @@ def pending(cfg: PreprocessConfig) -> tuple[Layout, list[VideoTask]]:
 
 def run_local(cfg: PreprocessConfig) -> dict:
     """The whole job in this process, without Ray (small inputs, tests, debugging)."""
-    from preprocessing.process import detector_for
-
     with s3_retries.counting_retries() as retries:
         layout, todo = pending(cfg)
         detector = detector_for(cfg) if any(not t.segments for t in todo) else None

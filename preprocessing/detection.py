@@ -62,7 +62,12 @@ class HaarFaceDetector:
     def __init__(self, min_face: int = 64) -> None:
         if not hasattr(cv2, "CascadeClassifier"):
             raise DetectorUnavailable(f"OpenCV {cv2.__version__} has no CascadeClassifier (install opencv<5)")
-        path = _find_cascade("haarcascade_frontalface_default.xml")
+        cascade_file = "haarcascade_frontalface_default.xml"
+        roots = [r for r in (getattr(getattr(cv2, "data", None), "haarcascades", ""), "/usr/share/opencv4/haarcascades",
+                             "/usr/share/opencv/haarcascades", "/usr/local/share/opencv4/haarcascades") if r]
+        path = next((str(Path(r) / cascade_file) for r in roots if (Path(r) / cascade_file).is_file()), None)
+        if path is None:
+            raise DetectorUnavailable(f"{cascade_file}: not found in {roots}")
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
             raise DetectorUnavailable(f"{path}: not a loadable Haar cascade")
@@ -76,14 +81,6 @@ class HaarFaceDetector:
         rects, neighbours = self.cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=6,
                                                            minSize=(20, 20))
         return _rects_to_boxes(rects, neighbours, s)
-
-
-def _find_cascade(name: str) -> str:
-    roots = [r for r in (getattr(getattr(cv2, "data", None), "haarcascades", ""), "/usr/share/opencv4/haarcascades",
-                         "/usr/share/opencv/haarcascades", "/usr/local/share/opencv4/haarcascades") if r]
-    if found := next((Path(r) / name for r in roots if (Path(r) / name).is_file()), None):
-        return str(found)
-    raise DetectorUnavailable(f"{name}: not found in {roots}")
 
 
 class HogPersonDetector:

@@ -29,7 +29,6 @@ class Track:
     track_id: int
     frames: list[int] = field(default_factory=list)  # frames with a detection
     boxes: list[np.ndarray] = field(default_factory=list)  # one 4-vector per detection
-    scores: list[float] = field(default_factory=list)
     end: int = 0  # one past the last frame of the track
     missed: int = 0  # detection rounds since the last match
 
@@ -60,10 +59,9 @@ class IoUTracker:
         self.done: list[Track] = []
         self._ids = itertools.count()
 
-    def update(self, frame: int, boxes: np.ndarray, scores: np.ndarray | None = None) -> None:
+    def update(self, frame: int, boxes: np.ndarray) -> None:
         """Add one round of detections (boxes: N×4) found on `frame`."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, dtype=np.float64)
         matched_tracks: set[int] = set()
         matched_dets: set[int] = set()
         if self.live and len(boxes):
@@ -77,7 +75,6 @@ class IoUTracker:
                 track = self.live[ti]
                 track.frames.append(frame)
                 track.boxes.append(boxes[di])
-                track.scores.append(float(scores[di]))
                 track.end, track.missed = frame + 1, 0
                 matched_tracks.add(int(ti))
                 matched_dets.add(int(di))
@@ -91,7 +88,7 @@ class IoUTracker:
             still_live.append(track)
         for di in range(len(boxes)):
             if di not in matched_dets:
-                still_live.append(Track(next(self._ids), [frame], [boxes[di]], [float(scores[di])], end=frame + 1))
+                still_live.append(Track(next(self._ids), [frame], [boxes[di]], end=frame + 1))
         self.live = still_live
 
     def cut(self, frame: int) -> None:

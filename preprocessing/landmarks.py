@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocessing.detection import S3FD_FILE
+
 # the files face-alignment would download on first use (names from its model URLs)
 FAN_2D_WEIGHTS = "2DFAN4-11f355bf06.pth.tar"
-SFD_WEIGHTS = "s3fd-619a316812.pth"
 WEIGHTS_URL = "https://www.adrianbulat.com/downloads/python-fan/"
 _HUB_LOCK = threading.Lock()
 
@@ -36,7 +37,7 @@ def weights_dir(hub_dir: str | Path | None = None) -> Path:
 
 def missing_weights(hub_dir: str | Path | None = None) -> list[Path]:
     folder = weights_dir(hub_dir)
-    return [folder / name for name in (FAN_2D_WEIGHTS, SFD_WEIGHTS) if not (folder / name).is_file()]
+    return [folder / name for name in (FAN_2D_WEIGHTS, S3FD_FILE) if not (folder / name).is_file()]
 
 
 class FaceLandmarks:
@@ -60,7 +61,7 @@ class FaceLandmarks:
             try:
                 self._fa = face_alignment.FaceAlignment(
                     face_alignment.LandmarksType.TWO_D, device=device, flip_input=False, compile=False,
-                    face_detector="sfd", face_detector_kwargs={"path_to_detector": str(folder / SFD_WEIGHTS)})
+                    face_detector="sfd", face_detector_kwargs={"path_to_detector": str(folder / S3FD_FILE)})
             finally:
                 torch.hub._hub_dir = previous
 

@@ -68,7 +68,7 @@ def find_tracks(path: str, cfg: PreprocessConfig, detector: Detector,
                 found = detector.detect(frame)  # N×5
             except cv2.error as e:
                 raise StageError("detect", f"{path}: frame {i}: detector failed ({e})") from e
-            tracker.update(i, found[:, :4], found[:, 4])
+            tracker.update(i, found[:, :4])
     if n == 0:
         raise StageError("decode", f"{path}: no decodable frames (zero-frame video)")
     return tracker.finish(n), kept
@@ -80,7 +80,9 @@ def plan_track_clips(tracks: list[Track], cfg: PreprocessConfig, width: int, hei
     for track in tracks:
         if track.num_frames < cfg.min_frames or track.mean_side() < cfg.min_size:
             continue
-        box = cropping.crop_box_for_track(track.box_array(), cfg.crop_margin, width, height)
+        boxes = track.box_array()  # one crop for the whole track: the boxes' union, enlarged, squared in the frame
+        union = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))
+        box = cropping.fit_square(cropping.enlarge_box(union, cfg.crop_margin), width, height)
         step = cfg.max_clip_frames or track.num_frames
         for s in range(track.start, track.end, step):
             e = min(s + step, track.end)
@@ -106,15 +108,6 @@ def plan_segment_clips(segments: list[Segment], info: VideoInfo, cfg: Preprocess
     return plans
 
 
-def resize_crop(frame: np.ndarray, box: tuple[int, int, int, int], cfg: PreprocessConfig) -> np.ndarray:
-    """One crop resized to cfg.size².  # size×size×3"""
-    patch = cropping.crop(frame, box)
-    if cfg.resize_mode == "stretch":
-        interp = cv2.INTER_AREA if patch.shape[0] > cfg.size else cv2.INTER_CUBIC
-        return cv2.resize(np.ascontiguousarray(patch), (cfg.size, cfg.size), interpolation=interp)
-    return cropping.resize_keep_aspect(patch, cfg.size)
-
-
 def cut_clips(frames: Iterator[tuple[int, np.ndarray]], plans: list[ClipPlan],
               cfg: PreprocessConfig) -> list[list[bytes]]:
     """Second pass: crop, resize and encode the frames of every planned clip."""
@@ -125,7 +118,8 @@ def cut_clips(frames: Iterator[tuple[int, np.ndarray]], plans: list[ClipPlan],
             break
         for k, plan in enumerate(plans):
             if plan.start <= i < plan.end:
-                encoded[k].append(shards.encode_frame(resize_crop(frame, plan.box, cfg), cfg.frame_format, cfg.quality))
+                patch = cropping.resize_keep_aspect(cropping.crop(frame, plan.box), cfg.size)  # size×size×3
+                encoded[k].append(shards.encode_frame(patch, cfg.frame_format, cfg.quality))
     return encoded
 
 
@@ -138,14 +132,16 @@ def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = Non
                   detector: Detector | None = None) -> list[ClipRecord]:
     """All clips of one local video file (a local copy of `task.path`, if given). Raises StageError (stage:
     probe/decode/detect/crop/encode)."""
-    video_id = task.video_id if task else path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if task is None:  # a file on its own: its name is the video and the person
+        name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        task = VideoTask(video_id=name, path=path, person_id=name, split=hash_split(name, cfg.test_fraction))
     try:
         info = probe_video(path)
     except VideoError as e:
         raise StageError("probe", str(e)) from e
     fps = cfg.target_fps or info.fps
     try:
-        if task is not None and task.segments:
+        if task.segments:
             plans = plan_segment_clips(task.segments, info, cfg)
             frames: Iterator[tuple[int, np.ndarray]] = iter_video(path, cfg)
         else:
@@ -160,17 +156,15 @@ def process_video(path: str, cfg: PreprocessConfig, task: VideoTask | None = Non
         raise StageError("decode", str(e)) from e
     except (cv2.error, ValueError) as e:
         raise StageError("crop", f"{path}: {e}") from e
-    person_id, source_path = (task.person_id, task.path) if task else (video_id, path)
-    split = task.split if task else hash_split(video_id, cfg.test_fraction)
     records = []
     for k, (plan, frames_bytes) in enumerate(zip(plans, encoded)):
         if len(frames_bytes) < (1 if plan.exact else cfg.min_frames):
             continue  # the video ended before the clip did (CSV ranges past the end, max_frames)
         end = plan.start + len(frames_bytes)
         records.append(ClipRecord(
-            video_id=video_id, clip_id=f"{video_id}#{k:03d}#{plan.start:06d}#{end:06d}", person_id=person_id,
-            split=split, fps=float(fps), height=cfg.size, width=cfg.size, start_frame=plan.start, end_frame=end,
-            crop_box=plan.box, source_path=source_path, source_height=info.height,
-            source_width=info.width, frames=frames_bytes, frame_format=cfg.frame_format,
+            video_id=task.video_id, clip_id=f"{task.video_id}#{k:03d}#{plan.start:06d}#{end:06d}",
+            person_id=task.person_id, split=task.split, fps=float(fps), height=cfg.size, width=cfg.size,
+            start_frame=plan.start, end_frame=end, crop_box=plan.box, source_path=task.path,
+            source_height=info.height, source_width=info.width, frames=frames_bytes, frame_format=cfg.frame_format,
         ))
     return records

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -69,24 +69,6 @@ class ClipRecord:
         return len(self.frames)
 
 
-@dataclass
-class Clip:
-    """A clip read back from a shard, frames decoded.  frames: T×H×W×3 uint8"""
-
-    video_id: str
-    clip_id: str
-    person_id: str
-    split: str
-    fps: float
-    frames: np.ndarray
-    num_frames: int = 0
-    crop_box: tuple[int, int, int, int] | None = None
-    start_frame: int = 0
-    end_frame: int = 0
-    source_path: str = ""
-    meta: dict = field(default_factory=dict)
-
-
 def encode_frame(frame: np.ndarray, frame_format: str = "jpeg", quality: int = 95) -> bytes:
     """One H×W×3 uint8 RGB frame as JPEG / PNG / WebP bytes."""
     if frame_format not in FRAME_FORMATS:
@@ -97,11 +79,6 @@ def encode_frame(frame: np.ndarray, frame_format: str = "jpeg", quality: int = 9
     if not ok:
         raise ValueError(f"could not encode a {frame.shape} frame as {frame_format}")
     return buf.tobytes()
-
-
-def encode_frames(frames: Sequence[np.ndarray] | np.ndarray, frame_format: str = "jpeg",
-                  quality: int = 95) -> list[bytes]:
-    return [encode_frame(f, frame_format, quality) for f in frames]
 
 
 def decode_frames(encoded: Sequence[bytes]) -> np.ndarray:
@@ -151,20 +128,6 @@ def read_errors(root: str, endpoint: str | None = None) -> list[dict]:
     """Rows of the error table: {'path', 'video_id', 'stage', 'message'} for every video that failed."""
     path = storage.join(root, ERRORS_NAME)
     return read_table(path, endpoint=endpoint).to_pylist() if storage.exists(path, endpoint) else []
-
-
-def row_to_clip(row: dict, decode: bool = True) -> Clip:
-    frames = row.get("frames")
-    decoded = decode_frames(frames) if decode and frames is not None else np.zeros((0, 0, 0, 3), np.uint8)
-    known = {f.name for f in fields(Clip)}
-    return Clip(
-        video_id=row.get("video_id", ""), clip_id=row.get("clip_id", ""), person_id=row.get("person_id", ""),
-        split=row.get("split", ""), fps=float(row.get("fps") or 0.0), frames=decoded,
-        num_frames=int(row.get("num_frames") or (len(frames) if frames is not None else 0)),
-        crop_box=tuple(row["crop_box"]) if row.get("crop_box") is not None else None,
-        start_frame=int(row.get("start_frame") or 0), end_frame=int(row.get("end_frame") or 0),
-        source_path=row.get("source_path", ""), meta={k: v for k, v in row.items() if k not in known},
-    )
 
 
 META_COLUMNS = ["clip_id", "video_id", "person_id", "split", "num_frames"]
@@ -253,12 +216,12 @@ class ShardSet:
             f, columns, fs=self.location.fs, filters=[("clip_id", "in", sorted(set(clip_ids)))]).to_pylist()}
         return [rows[c] for c in clip_ids if c in rows]
 
-    def clips(self, split: str | None = None, columns: list[str] | None = None, decode: bool = True) -> Iterator[Clip]:
-        """Clips in shard order, frames decoded; `columns` limits what is read (leave out 'frames' for metadata)."""
+    def clips(self, split: str | None = None, columns: list[str] | None = None) -> Iterator[dict]:
+        """Rows in shard order, frames decoded (T×H×W×3 uint8); `columns` limits what is read."""
         for path in self.paths(split):
             filters = [("split", "=", split)] if split is not None else None
             for row in read_table(path, columns, fs=self.location.fs, filters=filters).to_pylist():
-                yield row_to_clip(row, decode=decode)
+                yield {**row, "frames": decode_frames(row["frames"])} if "frames" in row else row
 
     def dataset(self, split: str | None, columns: Sequence[str], shuffle_files: bool = False,
                 paths: Sequence[str] | None = None):  # noqa: ANN201 - a ray.data.Dataset

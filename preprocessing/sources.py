@@ -9,9 +9,8 @@ import csv
 import hashlib
 import io
 import itertools
-import json
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from preprocessing.config import PreprocessConfig
@@ -44,16 +43,6 @@ class VideoTask:
     segments: list[Segment] = field(default_factory=list)  # empty: detect and track instead
     missing: str = ""  # why the raw video could not be found
 
-    def to_row(self) -> dict:
-        row = asdict(self)
-        row["segments"] = json.dumps([asdict(s) for s in self.segments])
-        return row
-
-    @classmethod
-    def from_row(cls, row: dict) -> VideoTask:
-        segs = [Segment(**{**s, "bbox": tuple(s["bbox"])}) for s in json.loads(row.get("segments") or "[]")]
-        return cls(**{**row, "segments": segs, "missing": row.get("missing") or ""})
-
 
 def hash_split(video_id: str, test_fraction: float) -> str:
     """A split that depends only on the id: stable across runs and machines."""
@@ -61,17 +50,13 @@ def hash_split(video_id: str, test_fraction: float) -> str:
     return "test" if h < test_fraction else "train"
 
 
-def _read_side_metadata(root: str, endpoint: str | None) -> dict[str, dict]:
-    """metadata.csv beside the videos (as the synthetic set writes): video_id / file → person_id, split."""
-    path = storage.join(root, METADATA_CSV)
-    if not storage.exists(path, endpoint):
-        return {}
-    rows = csv.DictReader(io.StringIO(storage.read_bytes(path, endpoint).decode()))
-    return {key: r for r in rows for key in (r.get("video_id"), Path(r.get("file") or "").stem) if key}
-
-
 def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[VideoTask]:
-    side = _read_side_metadata(root, cfg.endpoint)
+    """Tasks of video files under root; a metadata.csv beside them (as the synthetic set writes) gives, by video_id
+    or file name, each one's person_id and split."""
+    side, table = {}, storage.join(root, METADATA_CSV)
+    if storage.exists(table, cfg.endpoint):
+        rows = csv.DictReader(io.StringIO(storage.read_bytes(table, cfg.endpoint).decode()))
+        side = {key: r for r in rows for key in (r.get("video_id"), Path(r.get("file") or "").stem) if key}
     tasks = []
     for p in paths:
         parts = p[len(root):].strip("/").split("/") if p.startswith(root) else [Path(p).name]  # relative path

@@ -155,7 +155,7 @@ def write_synthetic_shards(out_dir: str | Path, num_videos: int = 4, size: int =
 
     All clips go to `split`, or with `test_every` > 0 every `test_every`-th to 'test', the rest to 'train'.
     Returns the file when one split is written, else the folder. Clip v: `synth{v:04d}_000` of `id{v % n:02d}`."""
-    from preprocessing.shards import ClipRecord, encode_frames, records_to_table, write_table_atomic
+    from preprocessing.shards import ClipRecord, encode_frame, records_to_table, write_table_atomic
 
     identities = [make_identity(np.random.default_rng([seed, 1, i]), i / num_identities)
                   for i in range(num_identities)]
@@ -168,7 +168,7 @@ def write_synthetic_shards(out_dir: str | Path, num_videos: int = 4, size: int =
             video_id=f"synth{v:04d}", clip_id=f"synth{v:04d}_000", person_id=f"id{v % num_identities:02d}",
             split=clip_split, fps=25.0, height=size, width=size, start_frame=0, end_frame=num_frames,
             crop_box=(0, 0, size, size), source_path="synthetic", source_height=size, source_width=size,
-            frames=encode_frames(frames, frame_format), frame_format=frame_format))
+            frames=[encode_frame(f, frame_format) for f in frames], frame_format=frame_format))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}-{seed:05d}.parquet" for name in records]

@@ -48,9 +48,9 @@ def test_s3_in_s3_out(moto_s3, ray_local, videos):
     assert result["manifest"] == f"s3://{bucket}/ds/_manifest.json"
     assert (result["num_clips"], result["num_errors"]) == (3, 1)
     clips = list(shards.ShardSet.open(f"s3://{bucket}/ds").clips())
-    assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
-    assert all(c.frames.shape == (32, 32, 32, 3) for c in clips)
-    assert all(c.source_path.startswith(f"s3://{bucket}/raw/") for c in clips)
+    assert sorted(c["video_id"] for c in clips) == ["synth0000", "synth0001", "synth0002"]
+    assert all(c["frames"].shape == (32, 32, 32, 3) for c in clips)
+    assert all(c["source_path"].startswith(f"s3://{bucket}/raw/") for c in clips)
     assert damaged_shards(f"s3://{bucket}/ds") == []
     (err,) = shards.read_errors(f"s3://{bucket}/ds")
     assert err["path"] == f"s3://{bucket}/raw/broken.mp4" and "not a readable video" in err["message"]
@@ -102,5 +102,5 @@ def test_killed_job_resumes_to_identical_shards(ray_head, repo_root, videos, tmp
     listed = sorted(p.relative_to(tmp_path / "resumed").as_posix()
                     for p in (tmp_path / "resumed" / "shards").rglob("*") if p.is_file())
     assert listed == sorted(s["file"] for s in b["shards"])  # no duplicate or half-written shard files
-    assert [c.clip_id for c in shards.ShardSet.open(str(tmp_path / "resumed")).clips()] == \
-           [c.clip_id for c in shards.ShardSet.open(str(tmp_path / "full")).clips()]
+    assert [c["clip_id"] for c in shards.ShardSet.open(str(tmp_path / "resumed")).clips()] == \
+           [c["clip_id"] for c in shards.ShardSet.open(str(tmp_path / "full")).clips()]

@@ -77,8 +77,8 @@ def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, 
     out = f"s3://{bucket}/{prefix}/ds"  # read back straight from moto, not through the proxy
     assert damaged_shards(out) == []
     clips = list(shards.ShardSet.open(out).clips())
-    assert sorted(c.video_id for c in clips) == ["synth0000", "synth0001", "synth0002"]
-    assert all(c.frames.shape == (24, 32, 32, 3) for c in clips)
+    assert sorted(c["video_id"] for c in clips) == ["synth0000", "synth0001", "synth0002"]
+    assert all(c["frames"].shape == (24, 32, 32, 3) for c in clips)
 
 
 def test_a_budget_run_on_s3_decays_on_schedule_and_checkpoints_whole_through_a_503_storm(

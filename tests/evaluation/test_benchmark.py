@@ -96,7 +96,7 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
     # deliberately worse: a constant output, each channel at the extreme away from the data's mean colour
     from preprocessing.shards import ShardSet
 
-    mean = np.mean([c.frames.mean(axis=(0, 1, 2)) / 255 for c in ShardSet.open(str(data)).clips()], axis=0)
+    mean = np.mean([c["frames"].mean(axis=(0, 1, 2)) / 255 for c in ShardSet.open(str(data)).clips()], axis=0)
     with torch.no_grad():
         model.generator.final.weight.zero_()
         model.generator.final.bias.copy_(torch.tensor(np.where(mean < 0.5, 10.0, -10.0)))

@@ -43,8 +43,8 @@ def test_face_alignment_loads_from_a_local_hub_cache(tmp_path) -> None:
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models import FAN
 
+    from preprocessing.detection import S3FD_FILE
     from preprocessing.landmarks import FAN_2D_WEIGHTS as FAN_FILE
-    from preprocessing.landmarks import SFD_WEIGHTS as S3FD_FILE
 
     (tmp_path / "checkpoints").mkdir()
     torch.save(FAN(4).state_dict(), tmp_path / "checkpoints" / FAN_FILE)

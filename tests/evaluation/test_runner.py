@@ -74,12 +74,12 @@ def test_evaluate_clip_matches_an_independent_computation(tiny_config_path, shar
     from evaluation.metrics import l1_per_frame
     from evaluation.reconstruction import load_model, reconstruct_video
     from evaluation.runner import Extractors
-    from preprocessing.shards import read_table, row_to_clip
+    from preprocessing.shards import decode_frames, read_table
 
     row = read_table(str(shards / "test-00003.parquet")).to_pylist()[1]
     model = load_model(tiny_config_path, None)
     rows = runner.evaluate_clip(row, model, Extractors())
-    frames = row_to_clip(row).frames
+    frames = decode_frames(row["frames"])
     expected = l1_per_frame(frames, reconstruct_video(model, frames)["prediction"])
     assert [r["l1"] for r in rows] == pytest.approx(expected.tolist())
     assert [r["frame"] for r in rows] == list(range(8)) and all(r["error"] is None for r in rows)

@@ -8,21 +8,17 @@ import pytest
 from preprocessing.cropping import (
     clip_box,
     crop,
-    crop_box_for_track,
     enlarge_box,
     fit_square,
-    make_square,
     resize_keep_aspect,
-    union_box,
 )
 
 
-def test_union_enlarge_square_clip_by_hand():
-    assert union_box([[10, 20, 30, 40], [5, 25, 20, 50]]) == (5, 20, 30, 50)
+def test_enlarge_square_clip_by_hand():
     # 20 wide, 40 tall; 10% margin moves x by 2 and y by 4 on each side
     assert enlarge_box((10, 20, 30, 60), 0.1) == pytest.approx((8, 16, 32, 64))
     # a 20×40 box becomes 40×40 about its centre (20, 40)
-    assert make_square((10, 20, 30, 60)) == (0, 20, 40, 60)
+    assert fit_square((10, 20, 30, 60), 100, 80) == (0, 20, 40, 60)
     assert clip_box((-5, -3, 120, 80), 100, 50) == (0, 0, 100, 50)
 
 
@@ -35,9 +31,9 @@ def test_fit_square_shifts_into_the_frame_instead_of_shrinking():
     assert fit_square((0, 0, 100, 80), 100, 80) == (10, 0, 90, 80)
 
 
-def test_crop_box_for_track_by_hand():
-    # union (40, 30, 60, 70): 20×40; margin 0.25 → (35, 20, 65, 80): 30×60; square 60 → (20, 20, 80, 80)
-    box = crop_box_for_track([[40, 30, 60, 60], [45, 40, 55, 70]], 0.25, 200, 100)
+def test_track_crop_by_hand():
+    # a track's union (40, 30, 60, 70): 20×40; margin 0.25 → (35, 20, 65, 80): 30×60; square 60 → (20, 20, 80, 80)
+    box = fit_square(enlarge_box((40, 30, 60, 70), 0.25), 200, 100)
     assert box == (20, 20, 80, 80)
     assert box[0] <= 40 and box[1] <= 30 and box[2] >= 60 and box[3] >= 70  # the union lies inside
 

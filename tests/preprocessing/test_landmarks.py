@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from preprocessing.detection import S3FD_FILE
 from preprocessing.landmarks import (
     FAN_2D_WEIGHTS,
-    SFD_WEIGHTS,
     FaceLandmarks,
     LandmarksWeightsError,
     missing_weights,
@@ -15,12 +15,12 @@ from preprocessing.landmarks import (
 
 def test_missing_weights_are_named_with_how_to_provide_them(tmp_path):
     folder = tmp_path / "checkpoints"
-    assert missing_weights(tmp_path) == [folder / FAN_2D_WEIGHTS, folder / SFD_WEIGHTS]
+    assert missing_weights(tmp_path) == [folder / FAN_2D_WEIGHTS, folder / S3FD_FILE]
     folder.mkdir()
     (folder / FAN_2D_WEIGHTS).write_bytes(b"")
-    assert missing_weights(tmp_path) == [folder / SFD_WEIGHTS]
+    assert missing_weights(tmp_path) == [folder / S3FD_FILE]
     with pytest.raises(LandmarksWeightsError) as err:
         FaceLandmarks(hub_dir=tmp_path)
-    assert err.value.path == folder / SFD_WEIGHTS and isinstance(err.value, FileNotFoundError)
-    assert f"{folder / SFD_WEIGHTS} is missing (no download at run time)" in str(err.value)
-    assert f"python-fan/{SFD_WEIGHTS}" in str(err.value)
+    assert err.value.path == folder / S3FD_FILE and isinstance(err.value, FileNotFoundError)
+    assert f"{folder / S3FD_FILE} is missing (no download at run time)" in str(err.value)
+    assert f"python-fan/{S3FD_FILE}" in str(err.value)

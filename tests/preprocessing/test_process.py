@@ -33,12 +33,12 @@ def shard_digests(root) -> dict[str, str]:
 def test_synthetic_folder_end_to_end(synthetic_dir, tmp_path):
     result = dw.run_local(cfg_for(synthetic_dir, tmp_path / "out"))
     assert (result["num_videos"], result["num_clips"], result["num_frames"], result["num_errors"]) == (6, 6, 144, 0)
-    clips = {c.video_id: c for c in shards.ShardSet.open(str(tmp_path / "out")).clips()}
+    clips = {c["video_id"]: c for c in shards.ShardSet.open(str(tmp_path / "out")).clips()}
     meta = {r["video_id"]: r for r in csv.DictReader(open(synthetic_dir / "metadata.csv"))}
     for vid, clip in clips.items():
-        assert (clip.person_id, clip.split) == (meta[vid]["person_id"], meta[vid]["split"])
-        assert clip.crop_box == (0, 0, 64, 64) and clip.frames.shape == (24, 64, 64, 3)
-    np.testing.assert_array_equal(clips["synth0003"].frames, read_frames(synthetic_dir / "synth0003.mp4"))
+        assert (clip["person_id"], clip["split"]) == (meta[vid]["person_id"], meta[vid]["split"])
+        assert clip["crop_box"] == [0, 0, 64, 64] and clip["frames"].shape == (24, 64, 64, 3)
+    np.testing.assert_array_equal(clips["synth0003"]["frames"], read_frames(synthetic_dir / "synth0003.mp4"))
     assert damaged_shards(str(tmp_path / "out")) == []
     assert not list((tmp_path / "out" / "_work").rglob("*.parquet"))  # work files removed after the commit
 
@@ -56,11 +56,11 @@ def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, s
     table.write_text("\n".join(rows) + "\n")
     result = dw.run_local(cfg_for(table, tmp_path / "out", video_dir=str(raw), size=48))
     (clip,) = list(shards.ShardSet.open(str(tmp_path / "out")).clips())
-    assert (clip.video_id, clip.person_id, clip.split) == ("vidA", "id10001", "train")
-    assert (clip.start_frame, clip.end_frame, clip.crop_box) == (3, 9, (50, 40, 150, 145))
+    assert (clip["video_id"], clip["person_id"], clip["split"]) == ("vidA", "id10001", "train")
+    assert (clip["start_frame"], clip["end_frame"], clip["crop_box"]) == (3, 9, [50, 40, 150, 145])
     source = read_frames(raw / "vidA.mp4", 9)[3:9]
     expected = np.stack([resize_keep_aspect(f[40:145, 50:150], 48) for f in source])
-    np.testing.assert_array_equal(clip.frames, expected)
+    np.testing.assert_array_equal(clip["frames"], expected)
     (err,) = shards.read_errors(str(tmp_path / "out"))
     assert (err["video_id"], err["stage"]) == ("vidMissing", "missing")
     assert "vidMissing" in err["message"] and result["num_errors"] == 1
@@ -115,7 +115,7 @@ def test_corrupt_and_zero_frame_videos_go_to_errors(synthetic_dir, tmp_path, cor
     assert errors["corrupt"]["stage"] == "decode" and "truncated or corrupt" in errors["corrupt"]["message"]
     assert errors["zero"]["stage"] == "probe" and "zero-frame" in errors["zero"]["message"]
     assert errors["notes"]["path"].endswith("notes.mp4") and "not a readable video" in errors["notes"]["message"]
-    assert {c.video_id for c in shards.ShardSet.open(str(tmp_path / "out")).clips()} == {"synth0000", "synth0001"}
+    assert {c["video_id"] for c in shards.ShardSet.open(str(tmp_path / "out")).clips()} == {"synth0000", "synth0001"}
 
 
 def test_shards_respect_the_target_size(synthetic_dir, tmp_path):
