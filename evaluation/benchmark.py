@@ -9,9 +9,9 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evaluation.judging import Judging
 from evaluation.runner import EvalConfig
 from services.errors import UserError
+from services.fields import check_fields, rule
 
 if TYPE_CHECKING:  # MLflow and torch (seconds): imported where a benchmark runs, not where its flags are checked
     from evaluation.ray_jobs import EvalResult
@@ -22,15 +22,24 @@ MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path"
 
 
 @dataclass(frozen=True, kw_only=True)
-class BenchmarkConfig(Judging):
-    """What to evaluate (a checkpoint file or folder, or a registered model) and how to judge it (Judging)."""
+class BenchmarkConfig:
+    """What to evaluate (a checkpoint file or folder, or a registered model) and how to judge it: which metrics
+    are compared and how much worse, or how many failed clips, fail a run (evaluate's failed-clip rule is this one's
+    max_error_fraction)."""
 
     eval: EvalConfig  # its checkpoint is replaced by the resolved newest one
     checkpoints: str | None = None  # a checkpoint file, or a folder searched for the newest one
     model_name: str | None = None  # or: the newest version of this MLflow registered model
+    metrics: tuple[str, ...] = field(default=("l1", "akd", "mkr", "aed"), metadata=rule(
+        "metrics compared (lower is better), comma-separated"))  # plain names; compared under their logged labels
+    primary: str = field(default="l1", metadata=rule("the metric that picks the best earlier run"))
+    threshold: float = field(default=0.05, metadata=rule("relative regression threshold", ge=0))
+    abs_tolerance: float = field(default=1e-6, metadata=rule("absolute regression tolerance", ge=0))
+    max_error_fraction: float = field(default=0.0, metadata=rule(
+        "share of clips that may fail (error rows) before the run fails with exit 1", ge=0, le=1))
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        check_fields(self)  # the declared rules: numbers in range
         if (self.checkpoints is None) == (self.model_name is None):
             raise UserError("give exactly one of --checkpoints or --model-name")
 

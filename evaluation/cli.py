@@ -8,8 +8,8 @@ import math
 
 import yaml
 
+from evaluation.benchmark import BenchmarkConfig
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
-from evaluation.judging import Judging
 from evaluation.metrics import FORMULAS
 from evaluation.runner import EvalConfig
 from services import checks
@@ -42,7 +42,7 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
         cfg(name)  # help, type and range from EvalConfig's rules
     add_ray_address_flag(p)
     cfg("endpoint", help="S3 endpoint override for s3:// paths")
-    field_flags(p, Judging)("max_error_fraction")  # type, range and help: Judging's rule
+    field_flags(p, BenchmarkConfig)("max_error_fraction")  # type, range and help: the benchmark gate's rule
     p.set_defaults(experiment=experiment)  # after the flag: its field default would win
 
 
