@@ -17,7 +17,7 @@ from services import checks  # noqa: E402
 from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
-from tuning.options import SweepOptions  # noqa: E402
+from tuning.options import SweepJob  # noqa: E402
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.set_defaults(experiment="fomm-tune", num_val_clips=4)  # a sweep's: its own experiment, shorter validation
     p.add_argument("--space", default=str(ROOT / "configs" / "sweeps" / "loss-weights.yaml"),
                    help="search space YAML (default: the repository's configs/sweeps/loss-weights.yaml)")
-    sweep = field_flags(p, SweepOptions)  # help, types, ranges and defaults: SweepOptions' rules
+    sweep = field_flags(p, SweepJob)  # help, types, ranges and defaults: SweepJob's rules
     for name in ("num_samples", "max_concurrent", "grace_period", "out"):
         sweep(name)
     sweep("resume", action="store_true")
@@ -62,7 +62,7 @@ def check(sweep: Sweep) -> Sweep:
 
 
 def run(sweep: Sweep, a: argparse.Namespace) -> Summary:
-    from tuning.sweep import SweepJob, run_sweep
+    from tuning.sweep import run_sweep
 
     job = SweepJob(**field_values(SweepJob, a, base=sweep.base, space=sweep.space))  # the flags kept the rules
     result = run_sweep(job)

@@ -22,22 +22,10 @@ from services.tracking.queries import end_open_runs
 from services.tracking.run import Tracker, end_status
 from services.tracking.store import default_tracking_uri, is_transient
 from training.job import TrainJob
-from tuning.options import SweepOptions
-from tuning.spaces import SearchSpace, apply, to_overrides
+from tuning.options import SweepJob
+from tuning.spaces import apply, to_overrides
 
 PARENT_FILE = "sweep_parent.json"  # beside the Tune experiment: the MLflow parent run a restore keeps using
-
-
-@dataclass(frozen=True, kw_only=True)
-class SweepJob(SweepOptions):
-    """A sweep: the base training job, the search space, and SweepOptions' trials and schedule."""
-
-    base: TrainJob  # its storage is the sweep's storage; its name the sweep's name
-    space: SearchSpace
-
-    @property
-    def name(self) -> str:
-        return self.base.name or f"sweep-{Path(self.base.config).stem}"
 
 
 @dataclass
