@@ -25,8 +25,7 @@ class TrainResult:
 
     checkpoint: str | None  # latest checkpoint file, original format (local path or s3:// URI)
     best_checkpoint: str | None  # lowest val_l1 among those kept
-    mlflow_run_id: str | None
-    run_path: str  # storage/<name>
+    mlflow_run_id: str
     metrics: dict[str, Any]
     resumed_from: str | None = None  # the checkpoint directory this job continued from
 
@@ -39,16 +38,10 @@ class RunPlan:
     cfg: FommConfig
     datasets: dict[str, Any]
     samples_per_epoch: int
-    mlflow_run_id: str | None
-    tracking_uri: str | None
+    mlflow_run_id: str
+    tracking_uri: str
     resume_from: str | None = None  # the registered checkpoint directory Ray Train will restore, if any
     started_at: float = field(default_factory=time.time)  # the time budget (max_minutes) counts from here
-
-    def loop_config(self) -> dict[str, Any]:
-        """What each worker receives: the frozen job and config objects as parsed here (pickled, not re-parsed)."""
-        return {"job": self.job, "fomm": self.cfg, "samples_per_epoch": self.samples_per_epoch,
-                "has_val": "val" in self.datasets, "mlflow_run_id": self.mlflow_run_id,
-                "tracking_uri": self.tracking_uri, "started_at": self.started_at}
 
 
 def registered_checkpoints(job: TrainJob) -> list[str]:

@@ -23,7 +23,7 @@ def register_best(job: TrainJob, result: TrainResult, model_name: str) -> dict |
     from training.worker import CHECKPOINT_FILE, STATE_FILE
 
     checkpoint = result.best_checkpoint or result.checkpoint
-    if not (result.mlflow_run_id and checkpoint):
+    if not checkpoint:
         return None
     folder = checkpoint.rsplit("/", 1)[0]
     state = json.loads(storage.read_bytes(storage.join(folder, STATE_FILE), job.endpoint))

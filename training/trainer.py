@@ -37,8 +37,12 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.keep_checkpoints,
                                                      checkpoint_score_attribute="val_l1", checkpoint_score_order="min"),
         callbacks=callbacks or [])
+    # each worker receives the frozen job and config objects as parsed here (pickled, not re-parsed)
+    loop_config = {"job": job, "fomm": plan.cfg, "samples_per_epoch": plan.samples_per_epoch,
+                   "has_val": "val" in plan.datasets, "mlflow_run_id": plan.mlflow_run_id,
+                   "tracking_uri": plan.tracking_uri, "started_at": plan.started_at}
     return ray.train.torch.TorchTrainer(
-        train_loop_per_worker, train_loop_config=plan.loop_config(),
+        train_loop_per_worker, train_loop_config=loop_config,
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu,
                                                resources_per_worker=resources, placement_strategy=job.placement),
@@ -66,11 +70,10 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
         status = end_status(exc)
         raise
     finally:
-        if plan.mlflow_run_id:
-            tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
-            if latest := _checkpoint_file(result.checkpoint if result is not None else None, plan.job):
-                tracker.set_tags({"checkpoint_path": latest})
-            tracker.end(status)
+        tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
+        if latest := _checkpoint_file(result.checkpoint if result is not None else None, plan.job):
+            tracker.set_tags({"checkpoint_path": latest})
+        tracker.end(status)
     return result
 
 
@@ -91,7 +94,7 @@ def fit(job: TrainJob) -> TrainResult:
     result = fit_plan(plan)
     best = min(result.best_checkpoints or [], key=lambda cm: cm[1].get("val_l1", NO_SCORE), default=None)
     return TrainResult(_checkpoint_file(result.checkpoint, job), _checkpoint_file(best[0] if best else None, job),
-                       plan.mlflow_run_id, run_path(job), dict(result.metrics or {}), plan.resume_from)
+                       plan.mlflow_run_id, dict(result.metrics or {}), plan.resume_from)
 
 
 def ensure_training_ray(job: TrainJob) -> None:

@@ -108,7 +108,7 @@ class WorkerLoop:
         self.discriminator_full = (parallelize(self.state.discriminator_full, self.device)
                                    if self.state.use_gan else None)
         self.tracker = None
-        if self.rank == 0 and config.get("mlflow_run_id"):
+        if self.rank == 0:
             from services.tracking.run import Tracker
 
             self.tracker = Tracker(tracking_uri=config["tracking_uri"], run_id=config["mlflow_run_id"])
