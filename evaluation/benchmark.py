@@ -52,10 +52,6 @@ class BenchmarkResult:
     regressions: list[str] = field(default_factory=list)
     compared: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric → (current, best)
 
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.regressions else 0
-
 
 def newest_checkpoint(path: str, endpoint: str | None = None) -> str:
     """`path` itself when it is a file; else the most recently modified checkpoint file under it."""
@@ -96,13 +92,16 @@ def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> d
     return min(same, key=lambda r: r["metrics"][primary_key]) if same else None
 
 
-def find_regressions(current: dict[str, float], best: dict[str, float], keys: list[str], threshold: float,
-                     abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
-    """Messages for each key without a current value or worse than best by more than the threshold; plus
-    (current, best) per key compared. A key whose best is not finite (or absent: no baseline) is not compared."""
-    regressions, compared = [], {}
-    for key in keys:
-        now, then = current.get(key), best.get(key, float("nan"))
+def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fraction: float = 0.0,
+          best: dict[str, float] | None = None, threshold: float = 0.05,
+          abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """Everything that fails an evaluation: too many failed clips, a metric without a value, a metric worse than
+    `best` by more than the threshold; plus (current, best) per metric compared (not one whose best is not finite
+    or absent: no baseline)."""
+    problem = result.error_problem(max_error_fraction)
+    regressions, compared = [problem] if problem else [], {}
+    for key in (result.labels[m] for m in metrics if m in result.labels):
+        now, then = result.metrics.get(key), (best or {}).get(key, float("nan"))
         if now is None or not math.isfinite(now):
             regressions.append(f"{key}: {'missing' if now is None else now} (no frame could be scored)")
             continue
@@ -113,16 +112,6 @@ def find_regressions(current: dict[str, float], best: dict[str, float], keys: li
         if now > limit:
             regressions.append(f"{key}: {now:.5f} > {limit:.5f} (best {then:.5f} + {threshold:.0%})")
     return regressions, compared
-
-
-def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fraction: float = 0.0,
-          best: dict[str, float] | None = None, threshold: float = 0.05,
-          abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
-    """Everything that fails an evaluation: too many failed clips, metrics without a value, regressions vs best."""
-    keys = [result.labels[m] for m in metrics if m in result.labels]
-    problem = result.error_problem(max_error_fraction)
-    regressions, compared = find_regressions(result.metrics, best or {}, keys, threshold, abs_tolerance)
-    return ([problem] if problem else []) + regressions, compared
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:

@@ -72,7 +72,7 @@ def run(cfg: BenchmarkConfig, args: argparse.Namespace) -> Summary:
     return Summary({"checkpoint": bench.checkpoint, "baseline": baseline},
                    notes=[*compared, f"MLflow run id: {bench.result.run_id}",
                           *([] if bench.regressions else ["no regression"])],
-                   status=bench.exit_code, problem="REGRESSION: " + "; ".join(bench.regressions))
+                   status=1 if bench.regressions else 0, problem="REGRESSION: " + "; ".join(bench.regressions))
 
 
 STAGE = Stage("benchmark", __doc__, add_flags, build, check, run)

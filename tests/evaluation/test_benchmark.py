@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.benchmark import find_regressions, newest_checkpoint
+from evaluation.benchmark import judge, newest_checkpoint
 from preprocessing.synthetic import write_synthetic_shards
 from services.tracking.queries import search_runs
 
@@ -19,6 +19,13 @@ def load_pipeline(repo_root, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def find_regressions(current: dict, best: dict, keys: list[str], threshold: float) -> tuple[list, dict]:
+    from evaluation.ray_jobs import EvalResult
+
+    result = EvalResult(run_id="r", aggregate={}, metrics=current, labels={k: k for k in keys}, table="", out_dir="")
+    return judge(result, keys, best=best, threshold=threshold)
 
 
 def test_find_regressions_hand_made() -> None:
