@@ -12,7 +12,7 @@ from services import storage
 from services.tracking.registry import register_run_files
 from services.tracking.store import default_tracking_uri, is_transient
 from training.job import TrainJob
-from training.plan import TrainResult
+from training.trainer import TrainResult
 
 
 def register_best(job: TrainJob, result: TrainResult, model_name: str) -> dict | None:
