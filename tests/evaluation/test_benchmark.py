@@ -74,12 +74,12 @@ def test_newest_checkpoint(tmp_path) -> None:
 def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, tiny_config_path, tmp_path,
                                                                      capsys, sqlite_uri) -> None:
     uri = sqlite_uri
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from fomm.checkpoint import checkpoint_bytes
 
     data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=6, seed=5)
     ckpts = tmp_path / "ckpts"
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     bench = load_pipeline(repo_root, "benchmark")
     args = ["--checkpoints", str(ckpts), "--config", str(tiny_config_path), "--data", str(data),
             "--tracking-uri", uri, "--workers", "0", "--domain", "synthetic", "--out", str(tmp_path / "out"),
@@ -127,11 +127,11 @@ def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, ti
     import subprocess
     import sys
 
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from fomm.checkpoint import checkpoint_bytes
 
     data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=4, seed=7)
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     with torch.no_grad():
         model.generator.final.bias.fill_(float("nan"))
     (tmp_path / "ckpts").mkdir()

@@ -65,9 +65,9 @@ def test_validation_leaves_modules_in_training_mode():
 
 def test_validation_l1_is_the_evaluation_l1_on_the_same_model_and_clip(tiny_config_path):
     from evaluation.metrics import l1_per_frame
-    from evaluation.reconstruction import load_model, reconstruct_video
+    from evaluation.reconstruction import ModelSource, reconstruct_video
 
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     clip = np.random.default_rng(3).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
     evaluation_l1 = l1_per_frame(clip, reconstruct_video(model, clip, batch_size=4, precision="fp32")["prediction"])
     model.generator.train()  # validation runs on training-mode modules and leaves them so
