@@ -157,9 +157,3 @@ class Budget:
             parts.append(self.offset + (1.0 - self.offset) * spent)
         return min(1.0, max(parts, default=0.0))
 
-
-def resumed_offset(saved_fraction: float, saved_offset: float, saved_started_at: float | None,
-                   started_at: float) -> float:
-    """The offset of a restored run: the checkpoint's own when the same submission restarts its workers
-    (same start, same deadline), else the fraction the checkpoint had reached (a new submission)."""
-    return saved_offset if saved_started_at == started_at else saved_fraction
