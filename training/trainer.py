@@ -34,6 +34,7 @@ class TrainResult:
     checkpoint: str | None  # latest checkpoint file, original format (local path or s3:// URI)
     best_checkpoint: str | None  # lowest val_l1 among those kept
     mlflow_run_id: str
+    run_path: str  # storage/<name>
     metrics: dict[str, Any]
     resumed_from: str | None = None  # the checkpoint directory this job continued from
 
@@ -193,7 +194,7 @@ def fit(job: TrainJob) -> TrainResult:
     result = fit_plan(plan)
     best = min(result.best_checkpoints or [], key=lambda cm: cm[1].get("val_l1", NO_SCORE), default=None)
     return TrainResult(_checkpoint_file(result.checkpoint, job), _checkpoint_file(best[0] if best else None, job),
-                       plan.mlflow_run_id, dict(result.metrics or {}), plan.resume_from)
+                       plan.mlflow_run_id, run_path(job), dict(result.metrics or {}), plan.resume_from)
 
 
 def ensure_training_ray(job: TrainJob) -> None:
