@@ -144,8 +144,8 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
     keys = list(labels)
     described = extractors.describe()
     tags = {"fomm.kind": "evaluation", "fomm.domain": cfg.domain, **cfg.tags}
-    with Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, parent_run_id=cfg.parent_run_id,
-                 tags=tags) as tracker, s3_retries.counting_retries() as retries:
+    with (Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, tags=tags) as tracker,
+          s3_retries.counting_retries() as retries):
         checkpoint_id = source.identity()
         tracker.log_config({"eval": dataclasses.asdict(cfg), "fomm": source.config.to_dict()})
         tracker.log_params({**described, **checkpoint_id})

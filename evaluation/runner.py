@@ -48,7 +48,6 @@ class EvalConfig:
     tracking_uri: str | None = None
     experiment: str = "fomm-eval"
     run_name: str | None = None
-    parent_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     report_cases: int = field(default=1, metadata=rule(ge=0))  # worst and best clips shown in the report
     report_frames: int = field(default=6, metadata=rule(ge=1))  # frames per strip in the PNG report
