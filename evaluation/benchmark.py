@@ -95,11 +95,20 @@ def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> d
 def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fraction: float = 0.0,
           best: dict[str, float] | None = None, threshold: float = 0.05,
           abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
-    """Everything that fails an evaluation: too many failed clips, a metric without a value, a metric worse than
-    `best` by more than the threshold; plus (current, best) per metric compared (not one whose best is not finite
-    or absent: no baseline)."""
-    problem = result.error_problem(max_error_fraction)
-    regressions, compared = [problem] if problem else [], {}
+    """Everything that fails an evaluation: a share of failed clips above `max_error_fraction`, a metric without a
+    value, a metric worse than `best` by more than the threshold; plus (current, best) per metric compared (not one
+    whose best is not finite or absent: no baseline)."""
+    regressions, compared = [], {}
+    share = len(result.errors) / result.num_clips if result.num_clips else 0.0
+    if result.errors and share > max_error_fraction:  # named with the commonest errors
+        groups: dict[str, list[str]] = {}
+        for row in result.errors:
+            groups.setdefault(str(row.get("error") or "unknown error").split(" | ")[0], []).append(str(row["clip_id"]))
+        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        parts = [f"{len(clips)}× {message} (e.g. {clips[0]})" for message, clips in ranked[:3]]
+        more = [f"{len(ranked) - 3} more kinds"] if len(ranked) > 3 else []
+        regressions.append(f"errors: {len(result.errors)} of {result.num_clips} clips failed ({share:.0%} > "
+                           f"--max-error-fraction {max_error_fraction:.0%}): {'; '.join(parts + more)}")
     for key in (result.labels[m] for m in metrics if m in result.labels):
         now, then = result.metrics.get(key), (best or {}).get(key, float("nan"))
         if now is None or not math.isfinite(now):

@@ -49,11 +49,11 @@ def test_error_share_and_summary() -> None:
               for i in range(4)]
     result = EvalResult(run_id="r", aggregate={}, metrics={}, labels={}, table="", out_dir="", errors=errors,
                         num_clips=8)
-    assert result.error_problem(0.5) is None  # 4 of 8 failed: exactly the allowed share
-    assert result.error_problem(0.49) == ("errors: 4 of 8 clips failed (50% > --max-error-fraction 49%): "
-                                          "3× ValueError: bad frame (e.g. c0); 1× OSError: gone (e.g. c3)")
-    assert EvalResult(run_id="r", aggregate={}, metrics={}, labels={}, table="", out_dir="",
-                      num_clips=8).error_problem(0.0) is None
+    assert judge(result, [], 0.5) == ([], {})  # 4 of 8 failed: exactly the allowed share
+    assert judge(result, [], 0.49)[0] == ["errors: 4 of 8 clips failed (50% > --max-error-fraction 49%): "
+                                          "3× ValueError: bad frame (e.g. c0); 1× OSError: gone (e.g. c3)"]
+    assert judge(EvalResult(run_id="r", aggregate={}, metrics={}, labels={}, table="", out_dir="",
+                            num_clips=8), [], 0.0) == ([], {})
 
 
 def test_newest_checkpoint(tmp_path) -> None:
