@@ -5,7 +5,7 @@ python benchmarks/bench_epoch_start.py [--shards 100 1000 10000] [--frames 4] [-
 
 Each shard holds one clip of `--frames` 64² JPEG frames (the demo-64 size; one frame encoded once, ids distinct,
 every 10th clip held out, 50 persons), listed in a `_manifest.json` as preprocessing writes it. The steps are
-training's (training/plan.py, training/data.py): `open` (ShardSet.open: the manifest), `index` (the train and
+training's (training/trainer.py, training/data.py): `open` (ShardSet.open: the manifest), `index` (the train and
 test clip indexes: every shard's metadata columns, read once), `plan` (the pair spec, the epoch's size, the
 validation clips), `first_block` (the first train shard read whole) and `first_pairs` (its clip → augmented pairs).
 `ray_first_batch`: the first batch of demo-64's size from training's Ray Data stream (data.train_dataset), on a

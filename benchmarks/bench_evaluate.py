@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from evaluation.extractors import BackendUnavailableError, MissingWeightsError, make_extractor
-from evaluation.reconstruction import load_model, reconstruct_video
+from evaluation.reconstruction import ModelSource, reconstruct_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def main() -> None:
     out: dict = {"cpu": platform.processor() or platform.machine(), "torch_threads": args.threads,
                  "frames": args.frames, "config": Path(args.config).name}
 
-    model = load_model(args.config, None)
+    model = ModelSource.resolve(args.config, None).load()
     size = model.frame_size[0]
     video = synthetic_frames(size, args.frames)
     seconds = timed(lambda: reconstruct_video(model, video, batch_size=args.batch_size))

@@ -9,9 +9,9 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evaluation.judging import Judging
 from evaluation.runner import EvalConfig
 from services.errors import UserError
+from services.fields import check_fields, rule
 
 if TYPE_CHECKING:  # MLflow and torch (seconds): imported where a benchmark runs, not where its flags are checked
     from evaluation.ray_jobs import EvalResult
@@ -22,15 +22,24 @@ MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path"
 
 
 @dataclass(frozen=True, kw_only=True)
-class BenchmarkConfig(Judging):
-    """What to evaluate (a checkpoint file or folder, or a registered model) and how to judge it (Judging)."""
+class BenchmarkConfig:
+    """What to evaluate (a checkpoint file or folder, or a registered model) and how to judge it: which metrics
+    are compared and how much worse, or how many failed clips, fail a run (evaluate's failed-clip rule is this one's
+    max_error_fraction)."""
 
     eval: EvalConfig  # its checkpoint is replaced by the resolved newest one
     checkpoints: str | None = None  # a checkpoint file, or a folder searched for the newest one
     model_name: str | None = None  # or: the newest version of this MLflow registered model
+    metrics: tuple[str, ...] = field(default=("l1", "akd", "mkr", "aed"), metadata=rule(
+        "metrics compared (lower is better), comma-separated"))  # plain names; compared under their logged labels
+    primary: str = field(default="l1", metadata=rule("the metric that picks the best earlier run"))
+    threshold: float = field(default=0.05, metadata=rule("relative regression threshold", ge=0))
+    abs_tolerance: float = field(default=1e-6, metadata=rule("absolute regression tolerance", ge=0))
+    max_error_fraction: float = field(default=0.0, metadata=rule(
+        "share of clips that may fail (error rows) before the run fails with exit 1", ge=0, le=1))
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        check_fields(self)  # the declared rules: numbers in range
         if (self.checkpoints is None) == (self.model_name is None):
             raise UserError("give exactly one of --checkpoints or --model-name")
 
@@ -42,10 +51,6 @@ class BenchmarkResult:
     baseline: dict | None  # the best earlier run (plain dict) or None for the first run
     regressions: list[str] = field(default_factory=list)
     compared: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric → (current, best)
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.regressions else 0
 
 
 def newest_checkpoint(path: str, endpoint: str | None = None) -> str:
@@ -87,13 +92,25 @@ def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> d
     return min(same, key=lambda r: r["metrics"][primary_key]) if same else None
 
 
-def find_regressions(current: dict[str, float], best: dict[str, float], keys: list[str], threshold: float,
-                     abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
-    """Messages for each key without a current value or worse than best by more than the threshold; plus
-    (current, best) per key compared. A key whose best is not finite (or absent: no baseline) is not compared."""
+def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fraction: float = 0.0,
+          best: dict[str, float] | None = None, threshold: float = 0.05,
+          abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """Everything that fails an evaluation: a share of failed clips above `max_error_fraction`, a metric without a
+    value, a metric worse than `best` by more than the threshold; plus (current, best) per metric compared (not one
+    whose best is not finite or absent: no baseline)."""
     regressions, compared = [], {}
-    for key in keys:
-        now, then = current.get(key), best.get(key, float("nan"))
+    share = len(result.errors) / result.num_clips if result.num_clips else 0.0
+    if result.errors and share > max_error_fraction:  # named with the commonest errors
+        groups: dict[str, list[str]] = {}
+        for row in result.errors:
+            groups.setdefault(str(row.get("error") or "unknown error").split(" | ")[0], []).append(str(row["clip_id"]))
+        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        parts = [f"{len(clips)}× {message} (e.g. {clips[0]})" for message, clips in ranked[:3]]
+        more = [f"{len(ranked) - 3} more kinds"] if len(ranked) > 3 else []
+        regressions.append(f"errors: {len(result.errors)} of {result.num_clips} clips failed ({share:.0%} > "
+                           f"--max-error-fraction {max_error_fraction:.0%}): {'; '.join(parts + more)}")
+    for key in (result.labels[m] for m in metrics if m in result.labels):
+        now, then = result.metrics.get(key), (best or {}).get(key, float("nan"))
         if now is None or not math.isfinite(now):
             regressions.append(f"{key}: {'missing' if now is None else now} (no frame could be scored)")
             continue
@@ -104,16 +121,6 @@ def find_regressions(current: dict[str, float], best: dict[str, float], keys: li
         if now > limit:
             regressions.append(f"{key}: {now:.5f} > {limit:.5f} (best {then:.5f} + {threshold:.0%})")
     return regressions, compared
-
-
-def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fraction: float = 0.0,
-          best: dict[str, float] | None = None, threshold: float = 0.05,
-          abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:
-    """Everything that fails an evaluation: too many failed clips, metrics without a value, regressions vs best."""
-    keys = [result.labels[m] for m in metrics if m in result.labels]
-    problem = result.error_problem(max_error_fraction)
-    regressions, compared = find_regressions(result.metrics, best or {}, keys, threshold, abs_tolerance)
-    return ([problem] if problem else []) + regressions, compared
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:

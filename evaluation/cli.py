@@ -8,8 +8,8 @@ import math
 
 import yaml
 
+from evaluation.benchmark import BenchmarkConfig
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
-from evaluation.judging import Judging
 from evaluation.metrics import FORMULAS
 from evaluation.runner import EvalConfig
 from services import checks
@@ -19,30 +19,22 @@ from services.ray_start import add_ray_address_flag
 
 def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:
     """The flags pipelines/evaluate.py and pipelines/benchmark.py share, each for an EvalConfig field (its default)."""
-    cfg = field_flags(p, EvalConfig)
-    cfg("config_path", "--config", required=True, help="FOMM model config YAML (e.g. configs/vox-256.yaml)")
+    cfg = field_flags(p, EvalConfig)  # help, type and range from EvalConfig's rules
+    cfg("config_path", required=True)
     if checkpoint_required:
-        cfg("checkpoint", required=True,
-            help="original-format checkpoint (local or s3://); 'random-init' = untrained smoke run")
-    cfg("data", required=True, help="clip shards: dataset root, shard folder or file (local or s3://)")
-    cfg("split", help="shard split to evaluate; 'all' for every clip")
-    cfg("max_videos")
-    cfg("out_dir", "--out", help="folder for Parquet tables and the report")
-    cfg("tracking_uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)")
-    cfg("experiment", help="MLflow experiment")
-    cfg("run_name")
-    cfg("domain")
-    cfg("keypoints", choices=["auto", "none", *KEYPOINT_BACKENDS],
-        help="AKD/MKR backend; auto = the paper's if its weights are here, else an offline one")
-    cfg("embedding", choices=["auto", "none", *EMBEDDING_BACKENDS], help="AED backend; auto as above")
-    cfg("use_mkr", "--mkr", action=argparse.BooleanOptionalAction, help="report MKR")
-    cfg("extractor_options", type=mapping,
-        help="YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\"")
+        cfg("checkpoint", required=True)
+    cfg("data", required=True)
+    for name in ("split", "max_videos", "out_dir", "tracking_uri", "experiment", "run_name", "domain"):
+        cfg(name)
+    cfg("keypoints", choices=["auto", "none", *KEYPOINT_BACKENDS])
+    cfg("embedding", choices=["auto", "none", *EMBEDDING_BACKENDS])
+    cfg("use_mkr", action=argparse.BooleanOptionalAction)
+    cfg("extractor_options", type=mapping)
     for name in ("num_workers", "cpus_per_worker", "batch_size", "device"):
-        cfg(name)  # help, type and range from EvalConfig's rules
+        cfg(name)
     add_ray_address_flag(p)
-    cfg("endpoint", help="S3 endpoint override for s3:// paths")
-    field_flags(p, Judging)("max_error_fraction")  # type, range and help: Judging's rule
+    cfg("endpoint")
+    field_flags(p, BenchmarkConfig)("max_error_fraction")  # type, range and help: the benchmark gate's rule
     p.set_defaults(experiment=experiment)  # after the flag: its field default would win
 
 

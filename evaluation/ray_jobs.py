@@ -44,20 +44,6 @@ class EvalResult:
     num_clips: int = 0  # clips selected; each failed one has a row in `errors`
     s3_retries: int = 0  # S3 requests this process retried (all of them in-process; the driver's with Ray workers)
 
-    def error_problem(self, max_error_fraction: float = 0.0) -> str | None:
-        """Why the failed clips fail the run (a share above `max_error_fraction`; the commonest errors), or None."""
-        share = len(self.errors) / self.num_clips if self.num_clips else 0.0
-        if not self.errors or share <= max_error_fraction:
-            return None
-        groups: dict[str, list[str]] = {}
-        for row in self.errors:
-            groups.setdefault(str(row.get("error") or "unknown error").split(" | ")[0], []).append(str(row["clip_id"]))
-        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
-        parts = [f"{len(clips)}× {message} (e.g. {clips[0]})" for message, clips in ranked[:3]]
-        more = [f"{len(ranked) - 3} more kinds"] if len(ranked) > 3 else []
-        return (f"errors: {len(self.errors)} of {self.num_clips} clips failed ({share:.0%} > --max-error-fraction "
-                f"{max_error_fraction:.0%}): {'; '.join(parts + more)}")
-
 
 def frame_schema(keys: list[str]) -> pa.Schema:
     return pa.schema([*[(k, pa.string()) for k in runner.IDENT], ("frame", pa.int64()),
@@ -144,8 +130,8 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
     keys = list(labels)
     described = extractors.describe()
     tags = {"fomm.kind": "evaluation", "fomm.domain": cfg.domain, **cfg.tags}
-    with Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, parent_run_id=cfg.parent_run_id,
-                 tags=tags) as tracker, s3_retries.counting_retries() as retries:
+    with (Tracker(cfg.tracking_uri, cfg.experiment, cfg.run_name, tags=tags) as tracker,
+          s3_retries.counting_retries() as retries):
         checkpoint_id = source.identity()
         tracker.log_config({"eval": dataclasses.asdict(cfg), "fomm": source.config.to_dict()})
         tracker.log_params({**described, **checkpoint_id})

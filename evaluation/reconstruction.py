@@ -59,16 +59,11 @@ class ModelSource:
                                    (int(height), int(width)))
 
 
-def load_model(config_path: str | Path, checkpoint: str | Path | None, device: str = "cpu") -> ReconstructionModel:
-    """The model of a FOMM YAML with an original-format checkpoint (None: random init), in eval mode."""
-    return ModelSource.resolve(config_path, checkpoint).load(device)
-
-
 @torch.no_grad()
 def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size: int = 16,
                       device: str = "cpu", precision: str = "auto") -> dict[str, np.ndarray]:
     """A video T×H×W×3 uint8 rebuilt from its first frame and each frame's keypoints (`precision` auto, fp32, bf16)
-    → real and prediction (T×H×W×3 uint8 at the model's size), kp_driving (T×K×2) and kp_source (K×2)."""
+    → {'real', 'prediction'}: T×H×W×3 uint8 at the model's size."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")
@@ -78,9 +73,4 @@ def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size
     bad = (~torch.isfinite(out.prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
     if bad:
         raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {bad[0]}..{bad[-1]}")
-    return {
-        "real": to_uint8(video),
-        "prediction": to_uint8(out.prediction),
-        "kp_driving": out.kp_driving.cpu().numpy(),  # T×K×2
-        "kp_source": out.kp_source.cpu().numpy(),  # K×2
-    }
+    return {"real": to_uint8(video), "prediction": to_uint8(out.prediction)}

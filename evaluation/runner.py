@@ -26,29 +26,32 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, E
 class EvalConfig:
     """Everything one evaluation run needs; logged whole to MLflow."""
 
-    config_path: str  # FOMM YAML of the model
-    checkpoint: str | None  # original-format checkpoint; None = random init (smoke tests only)
-    data: str  # dataset root, shard folder or shard file (local or s3://)
-    out_dir: str = "eval_output"
-    split: str | None = "test"
+    config_path: str = field(metadata=rule("FOMM model config YAML (e.g. configs/vox-256.yaml)", flag="--config"))
+    checkpoint: str | None = field(metadata=rule(  # None = random init (smoke tests only)
+        "original-format checkpoint (local or s3://); 'random-init' = untrained smoke run"))
+    data: str = field(metadata=rule("clip shards: dataset root, shard folder or file (local or s3://)"))
+    out_dir: str = field(default="eval_output", metadata=rule("folder for Parquet tables and the report", flag="--out"))
+    split: str | None = field(default="test", metadata=rule("shard split to evaluate; 'all' for every clip"))
     max_videos: int | None = field(default=None, metadata=rule(  # in shard order (a fixed benchmark set)
         "evaluate only the first N clips", ge=1))
     domain: str = field(default="face", metadata=rule("picks the 'auto' extractors and MKR (on for body)",
                                                       choices=DOMAINS))
-    keypoints: str = "auto"  # backend name, 'auto' or 'none'
-    embedding: str = "auto"
-    use_mkr: bool | None = None  # default: on for bodies, as in the paper
-    extractor_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend → kwargs
+    keypoints: str = field(default="auto", metadata=rule(  # a backend's name, 'auto' or 'none'
+        "AKD/MKR backend; auto = the paper's if its weights are here, else an offline one"))
+    embedding: str = field(default="auto", metadata=rule("AED backend; auto as above"))
+    use_mkr: bool | None = field(default=None, metadata=rule("report MKR", flag="--mkr"))  # None: for bodies (paper)
+    extractor_options: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=rule(  # backend → kwargs
+        "YAML/JSON mapping backend → options, e.g. \"{face-alignment: {hub_dir: /models/hub}}\""))
     batch_size: int = field(default=16, metadata=rule("frames per generator call", ge=1))
     num_workers: int = field(default=2, metadata=rule("Ray Data actors (0 = no Ray, in-process)", ge=0,
                                                       flag="--workers"))
     cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per Ray Data actor", gt=0))
     device: str = field(default="cpu", metadata=rule("cpu, cuda or cuda:N"))
-    endpoint: str | None = None  # S3 endpoint override
-    tracking_uri: str | None = None
-    experiment: str = "fomm-eval"
+    endpoint: str | None = field(default=None, metadata=rule("S3 endpoint override for s3:// paths"))
+    tracking_uri: str | None = field(default=None, metadata=rule(
+        "MLflow tracking URI (default $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)"))
+    experiment: str = field(default="fomm-eval", metadata=rule("MLflow experiment"))
     run_name: str | None = None
-    parent_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     report_cases: int = field(default=1, metadata=rule(ge=0))  # worst and best clips shown in the report
     report_frames: int = field(default=6, metadata=rule(ge=1))  # frames per strip in the PNG report

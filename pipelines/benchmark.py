@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
-from evaluation.judging import Judging  # noqa: E402
 from services.cli import UserError, field_flags, field_values, user_input  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
@@ -29,7 +28,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
     source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
-    field_flags(p, Judging)("threshold")  # type, range, default and help: Judging's rule
+    from evaluation.benchmark import BenchmarkConfig
+
+    field_flags(p, BenchmarkConfig)("threshold")  # type, range, default and help: BenchmarkConfig's rule
     p.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
 
 
@@ -71,7 +72,7 @@ def run(cfg: BenchmarkConfig, args: argparse.Namespace) -> Summary:
     return Summary({"checkpoint": bench.checkpoint, "baseline": baseline},
                    notes=[*compared, f"MLflow run id: {bench.result.run_id}",
                           *([] if bench.regressions else ["no regression"])],
-                   status=bench.exit_code, problem="REGRESSION: " + "; ".join(bench.regressions))
+                   status=1 if bench.regressions else 0, problem="REGRESSION: " + "; ".join(bench.regressions))
 
 
 STAGE = Stage("benchmark", __doc__, add_flags, build, check, run)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -17,10 +16,8 @@ from services import checks  # noqa: E402
 from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
-from tuning.options import SweepOptions  # noqa: E402
-
-if TYPE_CHECKING:  # imports Ray Tune (seconds): after the flags are checked
-    from tuning.sweep import SweepJob
+from tuning.options import SweepJob  # noqa: E402
+from tuning.spaces import SearchSpace  # noqa: E402
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -28,7 +25,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.set_defaults(experiment="fomm-tune", num_val_clips=4)  # a sweep's: its own experiment, shorter validation
     p.add_argument("--space", default=str(ROOT / "configs" / "sweeps" / "loss-weights.yaml"),
                    help="search space YAML (default: the repository's configs/sweeps/loss-weights.yaml)")
-    sweep = field_flags(p, SweepOptions)  # help, types, ranges and defaults: SweepOptions' rules
+    sweep = field_flags(p, SweepJob)  # help, types, ranges and defaults: SweepJob's rules
     for name in ("num_samples", "max_concurrent", "grace_period", "out"):
         sweep(name)
     sweep("resume", action="store_true")
@@ -49,9 +46,6 @@ def check(built: tuple[TrainJob, argparse.Namespace]) -> SweepJob:
         if Path(a.out).is_dir():
             raise UserError(f"--out {a.out}: is a folder (expected the best config's .yaml file)")
         checks.writable_dir("--out", Path(a.out).parent)
-    from tuning.spaces import SearchSpace
-    from tuning.sweep import SweepJob
-
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key
     check_inputs(base, sweep=True)  # the sweep's own files first: they answer without torch
     space.check_against(base.load_config())

@@ -81,20 +81,14 @@ class TrainJob:
         return self.gpus_per_worker > 0
 
     def load_config(self, base: FommConfig | None = None) -> FommConfig:
-        """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`, then `num_epochs`."""
-        return resolve_config(self.config, self.overrides, self.num_epochs, base)
-
-
-def resolve_config(path: str | Path, overrides: dict | None = None, num_epochs: int | None = None,
-                   base: FommConfig | None = None) -> FommConfig:
-    """Read a FOMM YAML (unless `base` is it), apply overrides (fomm.config.apply_overrides) and `num_epochs`, and
-    type it again."""
-    cfg = FommConfig.from_yaml(path) if base is None else base
-    if not overrides and num_epochs is None:
-        return cfg
-    epochs = {} if num_epochs is None else {"train_params.num_epochs": int(num_epochs)}
-    data = apply_overrides(cfg.to_dict(), {**(overrides or {}), **epochs})
-    return FommConfig.from_dict(data, where=f"{Path(path).name} (with overrides):")
+        """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`
+        (fomm.config.apply_overrides), then `num_epochs`."""
+        cfg = FommConfig.from_yaml(self.config) if base is None else base
+        if not self.overrides and self.num_epochs is None:
+            return cfg
+        epochs = {} if self.num_epochs is None else {"train_params.num_epochs": int(self.num_epochs)}
+        data = apply_overrides(cfg.to_dict(), {**self.overrides, **epochs})
+        return FommConfig.from_dict(data, where=f"{Path(self.config).name} (with overrides):")
 
 
 def run_path(job: TrainJob) -> str:

@@ -27,54 +27,40 @@ def to_model_batch(batch: dict, device: torch.device | str = "cpu",
     return out
 
 
-@dataclass
-class ValSums:
-    """Sums of per-frame reconstruction L1 and of the copy-the-source baseline, over `frames` frames."""
-
-    l1: float = 0.0
-    copy_source: float = 0.0
-    frames: int = 0
-
-    def __add__(self, other: ValSums) -> ValSums:
-        return ValSums(self.l1 + other.l1, self.copy_source + other.copy_source, self.frames + other.frames)
-
-    def all_reduce(self) -> ValSums:
-        """Sum over DDP workers (a no-op without a process group)."""
-        if world_size() == 1:
-            return self
-        t = torch.tensor([self.l1, self.copy_source, float(self.frames)], dtype=torch.float64,
-                         device="cuda" if dist.get_backend() == "nccl" else "cpu")
-        dist.all_reduce(t)
-        return ValSums(float(t[0]), float(t[1]), int(t[2]))
-
-    def metrics(self) -> dict[str, float]:
-        if self.frames == 0:
-            return {}
-        l1, base = self.l1 / self.frames, self.copy_source / self.frames
-        return {"val_l1": l1, "val_l1_copy_source": base, "val_l1_ratio": l1 / base if base > 0 else float("nan")}
-
-
 def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Tensor,
-                        device: torch.device | str = "cpu") -> ValSums:
-    """Reconstruct each clip (B×F×H×W×3 uint8) from its frame 0 (`fomm.reconstruction`, as the evaluation does),
-    in fp32; the copy-the-source baseline predicts frame 0 for every frame."""
+                        device: torch.device | str = "cpu") -> Tensor:
+    """Σ per-frame L1, Σ copy-the-source L1 and the frame count (float64) of clips B×F×H×W×3 uint8, each
+    reconstructed from its frame 0 (`fomm.reconstruction`, as the evaluation does) in fp32; the baseline predicts
+    frame 0 for every frame."""
     frames = np.array(frames) if isinstance(frames, np.ndarray) else frames  # Ray hands out read-only arrays
     video = torch.as_tensor(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×F×3×H×W
-    sums = ValSums()
+    sums = torch.zeros(3, dtype=torch.float64)
     for clip in video:  # F×3×H×W
         prediction = reconstruct(kp_detector, generator, clip, batch_size=len(clip), device=device).prediction
-        sums.l1 += float(l1_per_frame(prediction, clip).sum())
-        sums.copy_source += float(l1_per_frame(clip[:1].expand_as(clip), clip).sum())
-        sums.frames += len(clip)
+        sums += torch.tensor([float(l1_per_frame(prediction, clip).sum()),
+                              float(l1_per_frame(clip[:1].expand_as(clip), clip).sum()), len(clip)])
     return sums
 
 
 def validate(kp_detector: nn.Module, generator: nn.Module, batches: Iterable[dict],
              device: torch.device | str = "cpu") -> dict[str, float]:
-    """Reconstruction L1 over every worker's held-out clips ({'frames': B×F×H×W×3} batches)."""
+    """Reconstruction L1 over every worker's held-out clips ({'frames': B×F×H×W×3} batches), and the copy-the-source
+    baseline's; {} without frames."""
     sums = sum((reconstruction_sums(kp_detector, generator, batch["frames"], device)
-                for batch in batches if len(batch["frames"])), ValSums())
-    return sums.all_reduce().metrics()
+                for batch in batches if len(batch["frames"])), torch.zeros(3, dtype=torch.float64))
+    if world_size() > 1:  # summed over the DDP workers
+        sums = sums.to(_collective_device())
+        dist.all_reduce(sums)
+    l1, copy_source, count = sums.tolist()
+    if count == 0:
+        return {}
+    l1, base = l1 / count, copy_source / count
+    return {"val_l1": l1, "val_l1_copy_source": base, "val_l1_ratio": l1 / base if base > 0 else float("nan")}
+
+
+def _collective_device() -> str:
+    """Where a tensor must be for the process group's collectives (NCCL: on the GPU)."""
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"
 
 
 def weights_fingerprint(modules: dict[str, nn.Module]) -> Tensor:
@@ -91,7 +77,7 @@ def max_weight_difference(modules: dict[str, nn.Module]) -> float:
     mine = weights_fingerprint(modules)
     if world_size() == 1:
         return 0.0
-    t = mine.cuda() if dist.get_backend() == "nccl" else mine
+    t = mine.to(_collective_device())
     gathered = [torch.zeros_like(t) for _ in range(world_size())]
     dist.all_gather(gathered, t)
     stacked = torch.stack([g.cpu() for g in gathered])
@@ -171,9 +157,3 @@ class Budget:
             parts.append(self.offset + (1.0 - self.offset) * spent)
         return min(1.0, max(parts, default=0.0))
 
-
-def resumed_offset(saved_fraction: float, saved_offset: float, saved_started_at: float | None,
-                   started_at: float) -> float:
-    """The offset of a restored run: the checkpoint's own when the same submission restarts its workers
-    (same start, same deadline), else the fraction the checkpoint had reached (a new submission)."""
-    return saved_offset if saved_started_at == started_at else saved_fraction

@@ -12,7 +12,8 @@ from services import storage
 from services.tracking.registry import register_run_files
 from services.tracking.store import default_tracking_uri, is_transient
 from training.job import TrainJob
-from training.plan import TrainResult
+from training.trainer import TrainResult
+from training.worker import CHECKPOINT_FILE, STATE_FILE
 
 
 def register_best(job: TrainJob, result: TrainResult, model_name: str) -> dict | None:
@@ -20,10 +21,8 @@ def register_best(job: TrainJob, result: TrainResult, model_name: str) -> dict |
     original-format checkpoint and config.yaml become run artifacts `model/`; its step, epoch and val_l1, the
     run's final metrics (`final.*`) and its path become version tags. None without a run or checkpoint, or with
     the store unreachable (a warning: a run never fails for its tracker)."""
-    from training.worker import CHECKPOINT_FILE, STATE_FILE
-
     checkpoint = result.best_checkpoint or result.checkpoint
-    if not (result.mlflow_run_id and checkpoint):
+    if not checkpoint:
         return None
     folder = checkpoint.rsplit("/", 1)[0]
     state = json.loads(storage.read_bytes(storage.join(folder, STATE_FILE), job.endpoint))

@@ -95,9 +95,11 @@ class WorkerLoop:
             with private_checkpoint_dir(checkpoint) as d:
                 self.state.load(Path(d) / CHECKPOINT_FILE)
                 self.progress = Progress.read(Path(d) / STATE_FILE)
-        started_at, saved_started_at = config["started_at"], self.progress.started_at
-        if saved_started_at == started_at:  # restored: this submission failed, came back
+        started_at = config["started_at"]
+        if self.progress.started_at == started_at:  # restored: this submission failed, came back
             self.progress.restarts += 1  # (two failures before the next checkpoint count once)
+        else:  # a new submission (or a fresh run): its time budget covers what the checkpoint had not spent
+            self.progress.budget_offset = self.progress.budget_fraction
         self.progress.started_at = started_at
         torch.manual_seed(tp.seed + 1 + self.rank + 7919 * self.state.step)  # per-worker warps, fresh on resume
         self.autocast = autocast_dtype(tp.bf16, self.device)  # this worker's device decides "auto"
@@ -108,7 +110,7 @@ class WorkerLoop:
         self.discriminator_full = (parallelize(self.state.discriminator_full, self.device)
                                    if self.state.use_gan else None)
         self.tracker = None
-        if self.rank == 0 and config.get("mlflow_run_id"):
+        if self.rank == 0:
             from services.tracking.run import Tracker
 
             self.tracker = Tracker(tracking_uri=config["tracking_uri"], run_id=config["mlflow_run_id"])
@@ -121,10 +123,8 @@ class WorkerLoop:
         self.deadline = started_at + seconds if seconds is not None else None
         self.budget = None  # the budget the learning rates follow (lr_schedule "budget")
         if self.job.lr_schedule == "budget":
-            p = self.progress  # (a fresh Progress has offset 0.0 and no start: resumed_offset gives 0.0)
-            p.budget_offset = loop.resumed_offset(p.budget_fraction, p.budget_offset, saved_started_at, started_at)
-            self.budget = loop.Budget(self.job.max_steps, seconds, started_at, p.budget_offset)
-            p.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
+            self.budget = loop.Budget(self.job.max_steps, seconds, started_at, self.progress.budget_offset)
+            self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
         self.clock = loop.StepClock()
         self.retries = s3_retries.counting_retries().__enter__()  # counted from here to the process's end
         self.logged_through = -1

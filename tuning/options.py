@@ -1,16 +1,22 @@
-"""How a sweep runs (trials, concurrency, ASHA's schedule), each field's rule declared once; imports no Ray Tune."""
+"""A sweep: the base training job, the search space, trials, concurrency and ASHA's schedule, each field's rule
+declared once; imports no Ray Tune."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from services.fields import check_fields, rule
+from training.job import TrainJob
+from tuning.spaces import SearchSpace
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepOptions:
-    """The sweep's own settings; the base training job and the search space come with `SweepJob`."""
+class SweepJob:
+    """A sweep of trials of `base` over `space`: its storage is the sweep's storage, its name the sweep's name."""
 
+    base: TrainJob
+    space: SearchSpace
     num_samples: int | None = field(default=None, metadata=rule("trials (default: the space file's)", ge=1))
     max_concurrent: int = field(default=1, metadata=rule("trials at once", ge=1))
     grace_period: int = field(default=1, metadata=rule("reports (epochs) before ASHA may stop a trial", ge=1))
@@ -22,3 +28,7 @@ class SweepOptions:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+    @property
+    def name(self) -> str:
+        return self.base.name or f"sweep-{Path(self.base.config).stem}"

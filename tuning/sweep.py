@@ -21,23 +21,11 @@ from services.errors import UserError
 from services.tracking.queries import end_open_runs
 from services.tracking.run import Tracker, end_status
 from services.tracking.store import default_tracking_uri, is_transient
-from training.job import TrainJob, resolve_config
-from tuning.options import SweepOptions
-from tuning.spaces import SearchSpace, apply, to_overrides
+from training.job import TrainJob
+from tuning.options import SweepJob
+from tuning.spaces import apply, to_overrides
 
 PARENT_FILE = "sweep_parent.json"  # beside the Tune experiment: the MLflow parent run a restore keeps using
-
-
-@dataclass(frozen=True, kw_only=True)
-class SweepJob(SweepOptions):
-    """A sweep: the base training job, the search space, and SweepOptions' trials and schedule."""
-
-    base: TrainJob  # its storage is the sweep's storage; its name the sweep's name
-    space: SearchSpace
-
-    @property
-    def name(self) -> str:
-        return self.base.name or f"sweep-{Path(self.base.config).stem}"
 
 
 @dataclass
@@ -50,10 +38,9 @@ class SweepResult:
     num_trials: int
 
 
-def export_best_config(base_config: str | Path, sample: dict[str, Any], out: str | Path,
-                       base_overrides: dict | None = None) -> Path:
-    """Base YAML + the sweep's own overrides + the best sample → `out`, a YAML that train.py accepts."""
-    cfg = apply(resolve_config(base_config, base_overrides), sample)
+def export_best_config(base: TrainJob, sample: dict[str, Any], out: str | Path) -> Path:
+    """Base YAML + the sweep's own overrides (not --epochs) + the best sample → `out`, a YAML that train.py accepts."""
+    cfg = apply(dataclasses.replace(base, num_epochs=None).load_config(), sample)
     with atomic_open(out, "w") as f:  # the folders it needs are made (and go again if the write fails)
         f.write(cfg.to_yaml())
     return Path(out)
@@ -188,7 +175,7 @@ def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, expe
     best = grid.get_best_result(metric=sweep.space.metric, mode=sweep.space.mode, scope="all")
     sample = {k: v for k, v in best.config.items() if not k.startswith("__")}
     out = Path(sweep.out) if sweep.out else experiment_dir / "best.yaml"
-    export_best_config(sweep.base.config, sample, out, sweep.base.overrides)
+    export_best_config(sweep.base, sample, out)
     best_value = (best.metrics or {}).get(sweep.space.metric)
     tracker = Tracker(tracking_uri=uri, run_id=parent_run_id)
     if best_value is not None:

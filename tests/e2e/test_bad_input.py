@@ -142,14 +142,14 @@ def dead_port() -> int:
 
 def prepare(root: Path) -> dict[str, str]:
     """The inputs the cases name: good ones (a tiny config, shard, checkpoint) and broken ones."""
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from fomm.checkpoint import checkpoint_bytes
     from preprocessing.synthetic import write_synthetic_shards
 
     root.mkdir(parents=True, exist_ok=True)
     tiny = REPO / "configs" / "tiny-64.yaml"
     shard = write_synthetic_shards(root / "shards", num_videos=2, num_frames=4, seed=1)
-    model = load_model(tiny, None)
+    model = ModelSource.resolve(tiny, None).load()
     ckpt = root / "ckpts" / "tiny.pth.tar"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     ckpt.write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector))

@@ -49,12 +49,12 @@ def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path
                                                      mlflow_server) -> None:
     import mlflow
 
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from fomm.checkpoint import checkpoint_bytes
     from preprocessing.synthetic import write_synthetic_shards
 
     data = write_synthetic_shards(tmp_path / "shards", num_videos=3, num_frames=6, seed=11)
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     checkpoint = tmp_path / "tiny.pth.tar"
     checkpoint.write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector, epoch=3))
     # the driver must stay on loopback: Ray rewrites 127.0.0.1 to the machine's interface address unless

@@ -17,7 +17,7 @@ import pytest
 
 from fomm.checkpoint import read_checkpoint
 from training.job import TrainJob
-from training.plan import registered_checkpoints
+from training.trainer import registered_checkpoints
 
 TRAIN = Path(__file__).resolve().parents[2] / "pipelines" / "train.py"
 SETTINGS = ["--set", "dataset_params.frame_shape=[32,32,3]", "--set", "train_params.num_repeats=2",

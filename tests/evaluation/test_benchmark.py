@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.benchmark import find_regressions, newest_checkpoint
+from evaluation.benchmark import judge, newest_checkpoint
 from preprocessing.synthetic import write_synthetic_shards
 from services.tracking.queries import search_runs
 
@@ -19,6 +19,13 @@ def load_pipeline(repo_root, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def find_regressions(current: dict, best: dict, keys: list[str], threshold: float) -> tuple[list, dict]:
+    from evaluation.ray_jobs import EvalResult
+
+    result = EvalResult(run_id="r", aggregate={}, metrics=current, labels={k: k for k in keys}, table="", out_dir="")
+    return judge(result, keys, best=best, threshold=threshold)
 
 
 def test_find_regressions_hand_made() -> None:
@@ -42,11 +49,11 @@ def test_error_share_and_summary() -> None:
               for i in range(4)]
     result = EvalResult(run_id="r", aggregate={}, metrics={}, labels={}, table="", out_dir="", errors=errors,
                         num_clips=8)
-    assert result.error_problem(0.5) is None  # 4 of 8 failed: exactly the allowed share
-    assert result.error_problem(0.49) == ("errors: 4 of 8 clips failed (50% > --max-error-fraction 49%): "
-                                          "3× ValueError: bad frame (e.g. c0); 1× OSError: gone (e.g. c3)")
-    assert EvalResult(run_id="r", aggregate={}, metrics={}, labels={}, table="", out_dir="",
-                      num_clips=8).error_problem(0.0) is None
+    assert judge(result, [], 0.5) == ([], {})  # 4 of 8 failed: exactly the allowed share
+    assert judge(result, [], 0.49)[0] == ["errors: 4 of 8 clips failed (50% > --max-error-fraction 49%): "
+                                          "3× ValueError: bad frame (e.g. c0); 1× OSError: gone (e.g. c3)"]
+    assert judge(EvalResult(run_id="r", aggregate={}, metrics={}, labels={}, table="", out_dir="",
+                            num_clips=8), [], 0.0) == ([], {})
 
 
 def test_newest_checkpoint(tmp_path) -> None:
@@ -67,12 +74,12 @@ def test_newest_checkpoint(tmp_path) -> None:
 def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, tiny_config_path, tmp_path,
                                                                      capsys, sqlite_uri) -> None:
     uri = sqlite_uri
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from fomm.checkpoint import checkpoint_bytes
 
     data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=6, seed=5)
     ckpts = tmp_path / "ckpts"
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     bench = load_pipeline(repo_root, "benchmark")
     args = ["--checkpoints", str(ckpts), "--config", str(tiny_config_path), "--data", str(data),
             "--tracking-uri", uri, "--workers", "0", "--domain", "synthetic", "--out", str(tmp_path / "out"),
@@ -120,11 +127,11 @@ def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, ti
     import subprocess
     import sys
 
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from fomm.checkpoint import checkpoint_bytes
 
     data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=4, seed=7)
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     with torch.no_grad():
         model.generator.final.bias.fill_(float("nan"))
     (tmp_path / "ckpts").mkdir()

@@ -72,12 +72,12 @@ def test_evaluate_in_process(tiny_config_path, shards, tmp_path, sqlite_uri) -> 
 
 def test_evaluate_clip_matches_an_independent_computation(tiny_config_path, shards) -> None:
     from evaluation.metrics import l1_per_frame
-    from evaluation.reconstruction import load_model, reconstruct_video
+    from evaluation.reconstruction import ModelSource, reconstruct_video
     from evaluation.runner import Extractors
     from preprocessing.shards import decode_frames, read_table
 
     row = read_table(str(shards / "test-00003.parquet")).to_pylist()[1]
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     rows = runner.evaluate_clip(row, model, Extractors())
     frames = decode_frames(row["frames"])
     expected = l1_per_frame(frames, reconstruct_video(model, frames)["prediction"])
@@ -102,13 +102,13 @@ class _BuggyKeypoints(_FailingKeypoints):
 
 
 def test_data_errors_are_rows_and_programming_errors_raise(tiny_config_path, shards) -> None:
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from evaluation.runner import Extractors
     from preprocessing.shards import read_table
 
     good = read_table(str(shards / "test-00003.parquet")).to_pylist()[0]
     bad = read_table(str(shards / "z-bad.parquet")).to_pylist()[0]
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     [row] = runner.evaluate_clip(bad, model, Extractors())  # undecodable frames: a row
     assert row["frame"] == -1 and row["error"].startswith("ValueError: frame 0: not a decodable image")
     [row] = runner.evaluate_clip(good, model, Extractors(keypoints=_FailingKeypoints()))  # extractor failure: a row
@@ -120,12 +120,12 @@ def test_data_errors_are_rows_and_programming_errors_raise(tiny_config_path, sha
 def test_non_finite_model_output_is_a_clip_error(tiny_config_path, shards) -> None:
     import torch
 
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
     from evaluation.runner import Extractors
     from preprocessing.shards import read_table
 
     good = read_table(str(shards / "test-00003.parquet")).to_pylist()[0]
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     with torch.no_grad():
         model.generator.final.bias.fill_(float("nan"))  # every output pixel NaN (uint8 conversion would hide it)
     [row] = runner.evaluate_clip(good, model, Extractors())

@@ -27,9 +27,9 @@ def test_side_by_side_strip_and_files(tmp_path) -> None:
 
 
 def test_training_grid_from_model_outputs(tiny_config_path) -> None:
-    from evaluation.reconstruction import load_model
+    from evaluation.reconstruction import ModelSource
 
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         kp_s, kp_d = model.kp_detector(source), model.kp_detector(driving)

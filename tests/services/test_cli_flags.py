@@ -54,7 +54,7 @@ def test_train_and_tune_flag_defaults_are_the_train_jobs(repo_root) -> None:
     tune = _pipeline(repo_root, "tune").parse_args(required)
     expected = TrainJob(config="c.yaml", data="d", storage="s", experiment="fomm-tune", num_val_clips=4)
     assert TrainJob(**field_values(TrainJob, tune, resume=False)) == expected  # the sweep's two own defaults
-    from tuning.sweep import SweepJob  # imports Ray Tune: tune.py writes these defaults, this checks them
+    from tuning.options import SweepJob  # tune.py writes these defaults, this checks them
 
     for name in ("num_samples", "max_concurrent", "grace_period", "resume", "out"):
         assert getattr(tune, name) == field_default(SweepJob, name), name
@@ -98,7 +98,9 @@ def test_benchmark_and_sweep_configs_built_in_python_keep_the_flags_rules(tiny_c
     from evaluation.benchmark import BenchmarkConfig
     from evaluation.runner import EvalConfig
     from services.fields import FieldError
-    from tuning.options import SweepOptions
+    from training.job import TrainJob
+    from tuning.options import SweepJob
+    from tuning.spaces import SearchSpace
 
     ev = EvalConfig(config_path=str(tiny_config_path), checkpoint=None, data="d")
     with pytest.raises(FieldError, match=r"--threshold nan: must be a finite number"):
@@ -107,10 +109,11 @@ def test_benchmark_and_sweep_configs_built_in_python_keep_the_flags_rules(tiny_c
         BenchmarkConfig(eval=ev, checkpoints="c", max_error_fraction=1.5)
     with pytest.raises(UserError, match="exactly one of --checkpoints or --model-name"):
         BenchmarkConfig(eval=ev)
+    base, space = TrainJob(config="c", data="d", storage="s"), SearchSpace({"a.b": ("choice", [1])})
     with pytest.raises(FieldError, match="--max-concurrent 0: must be ≥ 1"):
-        SweepOptions(max_concurrent=0)
+        SweepJob(base=base, space=space, max_concurrent=0)
     with pytest.raises(FieldError, match="--reduction-factor 1: must be ≥ 2"):
-        SweepOptions(reduction_factor=1)
+        SweepJob(base=base, space=space, reduction_factor=1)
 
 
 @dataclass(frozen=True, kw_only=True)

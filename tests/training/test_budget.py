@@ -10,7 +10,7 @@ import torch
 from fomm.config.schema import load_config
 from fomm.train_step import build_train_state, end_epoch
 from training.job import TrainJob
-from training.loop import Budget, lr_factor, resumed_offset
+from training.loop import Budget, lr_factor
 
 
 def test_milestones_decay_at_their_fraction_of_the_budget():
@@ -44,11 +44,6 @@ def test_a_resubmitted_run_spreads_the_rest_of_its_schedule_over_the_new_budget(
     assert resumed.fraction(0, now=2000.0) == pytest.approx(0.4)
     assert resumed.fraction(0, now=2300.0) == pytest.approx(0.7)
     assert resumed.fraction(0, now=2600.0) == pytest.approx(1.0)
-    # a new submission starts from the fraction the checkpoint reached ...
-    assert resumed_offset(saved_fraction=0.4, saved_offset=0.0, saved_started_at=1000.0, started_at=2000.0) == 0.4
-    # ... a worker restarted within the same submission keeps that submission's offset (same start, same deadline)
-    assert resumed_offset(saved_fraction=0.7, saved_offset=0.4, saved_started_at=2000.0, started_at=2000.0) == 0.4
-    assert resumed_offset(saved_fraction=0.3, saved_offset=0.0, saved_started_at=None, started_at=2000.0) == 0.3
 
 
 def test_scaling_sets_every_optimiser_from_its_config_rate_whatever_the_epoch_schedule_did(tiny_config_path):

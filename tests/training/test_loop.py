@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -11,12 +12,12 @@ from torch import nn
 
 from fomm.config.loader import ConfigError
 from fomm.config.schema import load_config
-from training.job import TrainJob, resolve_config
+from training.job import TrainJob
 from training.loop import (
     StepClock,
-    ValSums,
     reconstruction_sums,
     to_model_batch,
+    validate,
 )
 
 
@@ -48,12 +49,12 @@ def test_reconstruction_l1_by_hand():
     frames = np.zeros((2, 3, 2, 2, 3), np.uint8)  # 2 clips × 3 frames of 2×2
     frames[0, 1] = 51  # clip 0, frame 1: |0.2 − 0| everywhere
     frames[1, 2] = 255  # clip 1, frame 2: |1 − 0|
-    sums = reconstruction_sums(_NoKeypoints(), _CopySource(), frames)
-    assert sums.frames == 6
-    assert sums.l1 == pytest.approx(0.2 + 1.0) and sums.copy_source == pytest.approx(1.2)
-    metrics = sums.metrics()
+    l1, copy_source, count = reconstruction_sums(_NoKeypoints(), _CopySource(), frames).tolist()
+    assert count == 6
+    assert l1 == pytest.approx(0.2 + 1.0) and copy_source == pytest.approx(1.2)
+    metrics = validate(_NoKeypoints(), _CopySource(), [{"frames": frames}])
     assert metrics["val_l1"] == pytest.approx(1.2 / 6) and metrics["val_l1_ratio"] == pytest.approx(1.0)
-    assert ValSums().metrics() == {}
+    assert validate(_NoKeypoints(), _CopySource(), []) == {}
 
 
 def test_validation_leaves_modules_in_training_mode():
@@ -64,10 +65,9 @@ def test_validation_leaves_modules_in_training_mode():
 
 def test_validation_l1_is_the_evaluation_l1_on_the_same_model_and_clip(tiny_config_path):
     from evaluation.metrics import l1_per_frame
-    from evaluation.reconstruction import load_model, reconstruct_video
-    from training.loop import validate
+    from evaluation.reconstruction import ModelSource, reconstruct_video
 
-    model = load_model(tiny_config_path, None)
+    model = ModelSource.resolve(tiny_config_path, None).load()
     clip = np.random.default_rng(3).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
     evaluation_l1 = l1_per_frame(clip, reconstruct_video(model, clip, batch_size=4, precision="fp32")["prediction"])
     model.generator.train()  # validation runs on training-mode modules and leaves them so
@@ -94,12 +94,14 @@ def test_step_clock_splits_waiting_from_computing():
 
 
 def test_overrides_change_the_config_and_unknown_keys_name_their_path(tiny_config_path):
-    cfg = resolve_config(tiny_config_path, {"train_params": {"loss_weights": {"perceptual": [1, 2, 0, 0, 0]}}}, 7)
+    job = TrainJob(config=str(tiny_config_path), data="d", storage="s", num_epochs=7,
+                   overrides={"train_params": {"loss_weights": {"perceptual": [1, 2, 0, 0, 0]}}})
+    cfg = job.load_config()
     assert cfg.train_params.loss_weights.perceptual == (1, 2, 0, 0, 0)
     assert cfg.train_params.num_epochs == 7
     assert cfg.model_params == load_config(tiny_config_path).model_params
     with pytest.raises(ConfigError, match="train_params.loss_weights.perceptul"):
-        resolve_config(tiny_config_path, {"train_params": {"loss_weights": {"perceptul": [1]}}})
+        dataclasses.replace(job, overrides={"train_params": {"loss_weights": {"perceptul": [1]}}}).load_config()
 
 
 def test_job_checks_its_arguments(tiny_config_path):

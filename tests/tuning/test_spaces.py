@@ -4,6 +4,7 @@ import pytest
 from ray.tune.search.sample import Categorical, Float
 
 from fomm.config.schema import load_config
+from training.job import TrainJob
 from tuning.spaces import SearchSpace, SpaceError, apply, to_overrides
 from tuning.sweep import export_best_config
 
@@ -57,8 +58,9 @@ def test_a_space_tune_cannot_sample_is_refused_before_any_trial(space, problem):
 
 
 def test_exported_best_config_loads_as_a_training_config(tmp_path, tiny_config_path):
-    out = export_best_config(tiny_config_path, {"train_params.loss_weights.equivariance_value": 3.5},
-                             tmp_path / "best.yaml", base_overrides={"train_params": {"num_epochs": 7}})
+    base = TrainJob(config=str(tiny_config_path), data="d", storage="s", num_epochs=9,
+                    overrides={"train_params": {"num_epochs": 7}})
+    out = export_best_config(base, {"train_params.loss_weights.equivariance_value": 3.5}, tmp_path / "best.yaml")
     cfg = load_config(out)
     assert cfg.train_params.loss_weights.equivariance_value == 3.5 and cfg.train_params.num_epochs == 7
     assert cfg.model_params == load_config(tiny_config_path).model_params
