@@ -8,12 +8,12 @@ from torch import Tensor, nn
 
 
 class ResBlock2d(nn.Module):
-    """Pre-activation residual block: BN → ReLU → conv → BN → ReLU → conv, plus the input."""
+    """Pre-activation residual block: BN → ReLU → conv 3×3 → BN → ReLU → conv 3×3, plus the input."""
 
-    def __init__(self, in_features: int, kernel_size: int | tuple = 3, padding: int | tuple = 1) -> None:
+    def __init__(self, in_features: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_features, in_features, kernel_size=kernel_size, padding=padding)
-        self.conv2 = nn.Conv2d(in_features, in_features, kernel_size=kernel_size, padding=padding)
+        self.conv1 = nn.Conv2d(in_features, in_features, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(in_features, in_features, kernel_size=3, padding=1)
         self.norm1 = nn.BatchNorm2d(in_features, affine=True)
         self.norm2 = nn.BatchNorm2d(in_features, affine=True)
 
@@ -27,9 +27,9 @@ class _ConvNorm(nn.Module):
     """A conv (`conv`) followed by batch norm (`norm`): the original key names of every block below."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple = 3,
-                 padding: int | tuple = 1, groups: int = 1) -> None:
+                 padding: int | tuple = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
+        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
 
 

@@ -57,36 +57,27 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
     module.load_state_dict(state, strict=True)
 
 
-def load_checkpoint(path: str | Path, generator: nn.Module | None = None, kp_detector: nn.Module | None = None,
-                    discriminator: nn.Module | None = None, optimizer_generator=None,
-                    optimizer_kp_detector=None, optimizer_discriminator=None,
-                    map_location: str | torch.device = "cpu", data: bytes | None = None) -> int:
-    """Load whatever modules/optimizers are given from an original-format checkpoint (`data`: its bytes, already
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", data: bytes | None = None,
+                    **parts: nn.Module | torch.optim.Optimizer | None) -> int:
+    """Load the modules and optimisers given under the format's names (generator, kp_detector, discriminator,
+    optimizer_<name>; an optimiser the file lacks keeps its state) from a checkpoint (`data`: its bytes, already
     read); returns its epoch."""
     state = read_checkpoint(path, map_location, data)
-    modules = {"generator": generator, "kp_detector": kp_detector, "discriminator": discriminator}
-    for name, module in modules.items():
-        if module is None:
-            continue
-        if name not in state:
-            raise CheckpointError(f"{path}: has no '{name}' (keys: {', '.join(sorted(state))})")
-        load_state(_unwrap(module), state[name], path, name)
-    optimizers = {"optimizer_generator": optimizer_generator, "optimizer_kp_detector": optimizer_kp_detector,
-                  "optimizer_discriminator": optimizer_discriminator}
-    for name, optimizer in optimizers.items():
-        if optimizer is not None and name in state:
-            optimizer.load_state_dict(state[name])
+    for name, part in parts.items():
+        if isinstance(part, torch.optim.Optimizer):
+            if name in state:
+                part.load_state_dict(state[name])
+        elif part is not None:
+            if name not in state:
+                raise CheckpointError(f"{path}: has no '{name}' (keys: {', '.join(sorted(state))})")
+            load_state(_unwrap(part), state[name], path, name)
     return int(state.get("epoch", 0))
 
 
-def checkpoint_bytes(generator: nn.Module | None = None, kp_detector: nn.Module | None = None,
-                     discriminator: nn.Module | None = None, optimizer_generator=None,
-                     optimizer_kp_detector=None, optimizer_discriminator=None, epoch: int = 0,
-                     extra: dict[str, Any] | None = None) -> bytes:
-    """The original format's file contents (the caller writes them, whole: services.atomic / services.storage)."""
-    parts = {"generator": generator, "kp_detector": kp_detector, "discriminator": discriminator,
-             "optimizer_generator": optimizer_generator, "optimizer_kp_detector": optimizer_kp_detector,
-             "optimizer_discriminator": optimizer_discriminator}
+def checkpoint_bytes(epoch: int = 0, extra: dict[str, Any] | None = None,
+                     **parts: nn.Module | torch.optim.Optimizer | None) -> bytes:
+    """The original format's file contents, `parts` under their names (the caller writes them, whole:
+    services.atomic / services.storage)."""
     state = {name: _unwrap(obj).state_dict() for name, obj in parts.items() if obj is not None}
     buffer = io.BytesIO()
     torch.save({**state, "epoch": epoch, **(extra or {})}, buffer)

@@ -13,12 +13,10 @@ from fomm.geometry import Keypoints, inverse_2x2, kp2gaussian, make_coordinate_g
 from fomm.pyramid import AntiAliasInterpolation2d
 
 
-def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints,
-                           kp_variance: float, source_heatmap: Tensor | None = None) -> Tensor:
-    """Eq. 6: gaussian(kp_driving) − gaussian(kp_source) (`source_heatmap`: computed once per source when
-    animating), with a zero background map first.  # B×(K+1)×1×h×w"""
-    if source_heatmap is None:
-        source_heatmap = kp2gaussian(kp_source, spatial_size, kp_variance)  # B×K×h×w
+def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints, source_heatmap: Tensor,
+                           kp_variance: float) -> Tensor:
+    """Eq. 6: gaussian(kp_driving) − `source_heatmap` (gaussian(kp_source), MotionSource's), with a zero
+    background map first.  # B×(K+1)×1×h×w"""
     heatmap = kp2gaussian(kp_driving, spatial_size, kp_variance) - source_heatmap
     zeros = heatmap.new_zeros(heatmap.shape[0], 1, *spatial_size)
     return torch.cat([zeros, heatmap], dim=1).unsqueeze(2)
@@ -71,25 +69,20 @@ class DenseMotionNetwork(nn.Module):
         self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=(7, 7), padding=(3, 3))
         self.occlusion = (nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=(7, 7), padding=(3, 3))
                           if estimate_occlusion_map else None)
-        self.scale_factor = scale_factor
         self.kp_variance = kp_variance
         self.align_corners = align_corners
-        if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+        # scale 1: no module state, as in the original's keys
+        self.down = AntiAliasInterpolation2d(num_channels, scale_factor) if scale_factor != 1 else nn.Identity()
 
     def prepare_source(self, source_image: Tensor, kp_source: Keypoints) -> MotionSource:
-        image = self.down(source_image) if self.scale_factor != 1 else source_image
+        image = self.down(source_image)
         return MotionSource(image=image, heatmap=kp2gaussian(kp_source, image.shape[2:], self.kp_variance))
 
-    def forward(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
-                source: MotionSource | None = None) -> dict[str, Tensor]:
-        """Sparse deformations, masks, dense deformation (and occlusion map); `source` replaces `source_image`."""
-        if source is None:
-            source = self.prepare_source(source_image, kp_source)
+    def forward(self, kp_driving: Keypoints, kp_source: Keypoints, source: MotionSource) -> dict[str, Tensor]:
+        """Sparse deformations, masks, dense deformation (and occlusion map) of `source` (prepare_source's)."""
         b = kp_driving["value"].shape[0]
         _, c, h, w = source.image.shape
-        heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance,
-                                          source.heatmap)  # B×(K+1)×1×h×w
+        heatmaps = heatmap_representation((h, w), kp_driving, source.heatmap, self.kp_variance)  # B×(K+1)×1×h×w
         motions = sparse_motions((h, w), kp_driving, kp_source)  # B×(K+1)×h×w×2
         sparse_deformed = deform_sources(source.image.expand(b, c, h, w), motions,
                                          self.align_corners)  # B×(K+1)×C×h×w

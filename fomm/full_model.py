@@ -21,7 +21,7 @@ from fomm.losses import (
 )
 from fomm.pyramid import ImagePyramid
 from fomm.tps import Transform
-from fomm.vgg import Vgg19
+from fomm.vgg import Vgg19, default_weights_path
 
 
 class GeneratorFullModel(nn.Module):
@@ -37,21 +37,21 @@ class GeneratorFullModel(nn.Module):
         self.train_params = train_params
         self.weights = train_params.loss_weights
         self.pyramid = ImagePyramid(train_params.scales, generator.num_channels)
-        self.vgg = vgg if vgg is not None else (Vgg19() if sum(self.weights.perceptual) != 0 else None)
-        if self.vgg is not None:
-            self.vgg.eval()
+        if vgg is None and sum(self.weights.perceptual) != 0:
+            vgg = Vgg19(default_weights_path())
+        self.vgg = vgg  # no layer of it depends on training mode
 
     def forward(self, x: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         w = self.weights
         kp_source = self.kp_extractor(x["source"])
         kp_driving = self.kp_extractor(x["driving"])
         generated = self.generator(x["source"], kp_source=kp_source, kp_driving=kp_driving)
-        generated.update({"kp_source": kp_source, "kp_driving": kp_driving})
-        losses: dict[str, Tensor] = {}
         pyramid_real = self.pyramid(x["driving"])
         pyramid_generated = self.pyramid(generated["prediction"])
-        # the discriminator's step reuses both (the generated one detached there)
-        generated.update({"pyramid_real": pyramid_real, "pyramid_generated": pyramid_generated})
+        # the discriminator's step reuses the keypoints and both pyramids (the generated one detached there)
+        generated.update({"kp_source": kp_source, "kp_driving": kp_driving, "pyramid_real": pyramid_real,
+                          "pyramid_generated": pyramid_generated})
+        losses: dict[str, Tensor] = {}
         if sum(w.perceptual) != 0:
             losses["perceptual"] = pyramid_perceptual_loss(self.vgg, pyramid_generated, pyramid_real, w.perceptual)
         if w.generator_gan != 0:

@@ -49,9 +49,8 @@ class OcclusionAwareGenerator(nn.Module):
         self.down_blocks = nn.ModuleList(DownBlock2d(features[i], features[i + 1]) for i in range(num_down_blocks))
         self.up_blocks = nn.ModuleList(UpBlock2d(features[i + 1], features[i])
                                        for i in reversed(range(num_down_blocks)))
-        self.bottleneck = nn.Sequential(OrderedDict(
-            (f"r{i}", ResBlock2d(features[-1], kernel_size=(3, 3), padding=(1, 1)))
-            for i in range(num_bottleneck_blocks)))
+        self.bottleneck = nn.Sequential(OrderedDict((f"r{i}", ResBlock2d(features[-1]))
+                                                    for i in range(num_bottleneck_blocks)))
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
         self.num_channels = num_channels
         self.align_corners = align_corners
@@ -69,10 +68,13 @@ class OcclusionAwareGenerator(nn.Module):
             out = block(out)
         return out
 
-    def prepare_source(self, source_image: Tensor, kp_source: Keypoints) -> GeneratorSource:
+    def prepare_source(self, source_image: Tensor, kp_source: Keypoints,
+                       features: Tensor | None = None) -> GeneratorSource:
+        """The source's share (`features`: the encoder's output, when already computed)."""
         motion = (self.dense_motion_network.prepare_source(source_image, kp_source)
                   if self.dense_motion_network is not None else None)
-        return GeneratorSource(image=source_image, features=self.encode(source_image), motion=motion)
+        features = self.encode(source_image) if features is None else features
+        return GeneratorSource(image=source_image, features=features, motion=motion)
 
     def forward(self, source_image: Tensor | None, kp_driving: Keypoints, kp_source: Keypoints,
                 source_features: Tensor | None = None, source: GeneratorSource | None = None,
@@ -83,14 +85,12 @@ class OcclusionAwareGenerator(nn.Module):
             raise ValueError(f"outputs must be 'all' or 'prediction', got {outputs!r}")
         full = outputs == "all"
         if source is None:
-            features = self.encode(source_image) if source_features is None else source_features
-            source = GeneratorSource(image=source_image, features=features, motion=None)
+            source = self.prepare_source(source_image, kp_source, source_features)
         b = kp_driving["value"].shape[0]
         out = source.features.expand(b, *source.features.shape[1:])
         result: dict[str, Tensor] = {}
         if self.dense_motion_network is not None:
-            motion = self.dense_motion_network(source_image=source.image, kp_driving=kp_driving,
-                                               kp_source=kp_source, source=source.motion)
+            motion = self.dense_motion_network(kp_driving=kp_driving, kp_source=kp_source, source=source.motion)
             if full:
                 result.update({k: motion[k] for k in ("mask", "sparse_deformed", "deformation")})
             out = deform_input(out, motion["deformation"], self.align_corners)

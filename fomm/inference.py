@@ -25,13 +25,8 @@ def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d, incompatible_keys: object = Non
     """conv ← norm ∘ conv on running statistics: w·γ/σ, (b − μ)·γ/σ + β, σ = sqrt(var + eps); then the norm's
     state ← the identity (mean 0, variance 1 − eps, weight 1, bias 0). Also the norm's post-load hook."""
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # C_out
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
-    conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-    folded = (bias - norm.running_mean) * scale + norm.bias
-    if conv.bias is None:
-        conv.bias = nn.Parameter(folded)
-    else:
-        conv.bias.copy_(folded)
+    conv.weight.mul_(scale.view(-1, 1, 1, 1))
+    conv.bias.copy_((conv.bias - norm.running_mean) * scale + norm.bias)  # every conv of blocks.py has a bias
     norm.weight.fill_(1)
     norm.bias.zero_()
     norm.running_mean.zero_()

@@ -23,7 +23,6 @@ class KPDetector(nn.Module):
                                    num_blocks=num_blocks)
         self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
         self.temperature = temperature
-        self.scale_factor = scale_factor
         if estimate_jacobian:
             self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
             self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.num_jacobian_maps,
@@ -33,8 +32,8 @@ class KPDetector(nn.Module):
             self.jacobian.bias.data.copy_(torch.tensor([1, 0, 0, 1] * self.num_jacobian_maps))
         else:
             self.jacobian = None
-        if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+        # scale 1: no module state, as in the original's keys
+        self.down = AntiAliasInterpolation2d(num_channels, scale_factor) if scale_factor != 1 else nn.Identity()
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> KPDetector:
@@ -43,9 +42,7 @@ class KPDetector(nn.Module):
                    **cfg.kp_detector_params.to_dict())
 
     def forward(self, x: Tensor) -> Keypoints:  # x: B×C×H×W in [0, 1]
-        if self.scale_factor != 1:
-            x = self.down(x)
-        feature_map = self.predictor(x)  # B×(E+C)×h×w
+        feature_map = self.predictor(self.down(x))  # B×(E+C)×h×w
         logits = self.kp(feature_map)  # B×K×h'×w'
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)

@@ -68,6 +68,8 @@ def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
         prepared = generator.prepare_source(image, kp_s)
     jac = "jacobian" in kp_s
     batch = torch.export.Dim("batch", min=1, max=1024)
+    step_inputs = ["features", "motion_image", "heatmap", "driving_value", "source_value", "driving_jacobian",
+                   "source_jacobian"][: 5 + 2 * jac]
     graphs = [
         (FILES[0], _Detect(kp_detector), (frames,), ["image"], ["value", "jacobian"][: 1 + jac],
          {"image": {0: batch}}),
@@ -76,13 +78,10 @@ def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
         (FILES[2], _Step(generator),
          (prepared.features, prepared.motion.image, prepared.motion.heatmap, kp_d["value"], kp_s["value"],
           *((kp_d["jacobian"], kp_s["jacobian"]) if jac else ())),
-         ["features", "motion_image", "heatmap", "driving_value", "source_value", "driving_jacobian",
-          "source_jacobian"][: 5 + 2 * jac], ["prediction"], None),
+         step_inputs, ["prediction"], {n: ({0: batch} if n.startswith("driving") else None) for n in step_inputs}),
     ]
     out = {}
     for name, module, args, inputs, outputs, shapes in graphs:
-        if name == FILES[2]:
-            shapes = {n: ({0: batch} if n.startswith("driving") else None) for n in inputs}
         program = torch.onnx.export(module.eval(), args, input_names=inputs, output_names=outputs,
                                     opset_version=OPSET, dynamic_shapes=shapes, dynamo=True, verbose=False)
         out[name] = program.model_proto.SerializeToString()  # weights inside: one self-contained file each

@@ -3,8 +3,6 @@ natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX-BF16), else fp32 (
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -53,8 +51,6 @@ def use_channels_last(setting: bool | str, dtype: torch.dtype | None) -> bool:
     return setting is True or (setting == "auto" and dtype is not None)
 
 
-@contextlib.contextmanager
-def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
+def autocast(dtype: torch.dtype | None, device: torch.device) -> torch.autocast:
     """torch.autocast in `dtype` on `device`'s type; a no-op context for fp32 (None)."""
-    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        yield
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)

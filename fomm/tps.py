@@ -28,10 +28,6 @@ class Transform:
                 control_params = torch.randn(bs, 1, points_tps**2) * sigma_tps
             self.control_params = control_params  # B×1×P
 
-    @classmethod
-    def identity(cls, bs: int, points_tps: int = 5) -> Transform:
-        return cls(bs, 0.0, 0.0, points_tps)
-
     def warp_coordinates(self, coordinates: Tensor) -> Tensor:
         """Apply T to points.  # B×N×2 → B×N×2"""
         theta = self.theta.to(coordinates).unsqueeze(1)  # B×1×2×3

@@ -18,7 +18,7 @@ from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
 from fomm.models import build_networks
 from fomm.precision import autocast
-from fomm.vgg import Vgg19, default_weights_path
+from fomm.vgg import Vgg19
 
 BETAS = (0.5, 0.999)
 
@@ -75,21 +75,15 @@ class TrainState:
 
 def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,
                       device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> TrainState:
-    """Networks and optimisers from the config, VGG-19 weights from `default_weights_path()`; `dtype`: of every
-    parameter, the VGG's too (float64: results that agree across CPUs, for tests)."""
+    """Networks and optimisers from the config (`vgg`: GeneratorFullModel's default unless given); `dtype`: of
+    every parameter, the VGG's too (float64: results that agree across CPUs, for tests)."""
     nets = build_networks(model_cfg, discriminator=True, device=device)
-    for net in vars(nets).values():
-        net.to(dtype)
-    if vgg is None and sum(train_params.loss_weights.perceptual) != 0:
-        vgg = Vgg19(default_weights_path())
-    if vgg is not None:
-        vgg = vgg.to(device, dtype)
     # the discriminator joins the generator's full model only for the GAN terms: otherwise its parameters
     # would sit unused in there (DDP would wait for their gradients)
     use_gan = train_params.loss_weights.generator_gan != 0
     generator_full = GeneratorFullModel(nets.kp_detector, nets.generator, nets.discriminator if use_gan else None,
-                                        train_params, vgg=vgg).to(device)
-    discriminator_full = DiscriminatorFullModel(nets.discriminator, train_params).to(device)
+                                        train_params, vgg=vgg).to(device, dtype)
+    discriminator_full = DiscriminatorFullModel(nets.discriminator, train_params).to(device, dtype)
     fused = torch.device(device).type in ("cpu", "cuda")  # one kernel over all parameters, not a loop per tensor
     optimizers = {name: torch.optim.Adam(net.parameters(), lr=getattr(train_params, f"lr_{name}"), betas=BETAS,
                                          fused=fused) for name, net in vars(nets).items()}

@@ -47,7 +47,6 @@ class Vgg19(nn.Module):
                              persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1),
                              persistent=False)
-        self.pretrained = weights is not None
         if weights is not None:  # torchvision's vgg19 ImageNet state dict (`features.N.*`; classifier keys ignored)
             path = Path(weights)
             if not path.is_file():

@@ -63,7 +63,7 @@ def test_to_uint8_rounds_and_clamps():
 def test_keypoints_map_to_the_model_grid_and_discs_are_drawn():
     assert keypoints_to_pixels(np.array([[-1, -1], [1, 1], [0, 0]]), 5, 9).tolist() == [[0, 0], [8, 4], [4, 2]]
     image = np.zeros((5, 5, 3), np.uint8)
-    out = draw_keypoints(image, np.array([[0.0, 0.0]]), radius=1, colors=np.array([[255, 0, 0]]))
+    out = draw_keypoints(image, np.array([[0.0, 0.0]]))  # radius 1 (the least), keypoint 0 red
     red = (out == [255, 0, 0]).all(axis=2)
     expected = np.zeros((5, 5), bool)
     expected[2, 1:4] = expected[1:4, 2] = True  # centre (2, 2) and its 4 neighbours; diagonals are √2 away

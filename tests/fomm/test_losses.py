@@ -59,7 +59,7 @@ def test_vgg_keys_follow_torchvision_and_local_weights_load(tmp_path):
     state["classifier.0.weight"] = torch.zeros(3, 3)
     torch.save(state, tmp_path / "vgg19.pth")
     loaded = Vgg19(tmp_path / "vgg19.pth")
-    assert loaded.pretrained and torch.equal(loaded.features[28].bias, state["features.28.bias"])
+    assert torch.equal(loaded.features[28].bias, state["features.28.bias"])
     with pytest.raises(FileNotFoundError, match="missing.pth: VGG-19 weights not found"):
         Vgg19(tmp_path / "missing.pth")
 

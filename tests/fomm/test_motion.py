@@ -10,7 +10,7 @@ from fomm.animation import convex_hull_area, normalize_kp
 from fomm.config.schema import load_config
 from fomm.dense_motion import heatmap_representation, sparse_motions
 from fomm.generator import OcclusionAwareGenerator, deform_input
-from fomm.geometry import make_coordinate_grid
+from fomm.geometry import kp2gaussian, make_coordinate_grid
 from fomm.tps import Transform
 
 pytestmark = pytest.mark.numeric
@@ -38,7 +38,7 @@ def test_sparse_motion_without_jacobian_is_a_translation():
 
 def test_heatmap_representation_is_zero_for_identical_keypoints():
     kp = {"value": torch.rand(2, 4, 2) * 2 - 1}
-    heat = heatmap_representation((8, 8), kp, kp, 0.01)
+    heat = heatmap_representation((8, 8), kp, kp2gaussian(kp, (8, 8), 0.01), 0.01)
     assert heat.shape == (2, 5, 1, 8, 8)
     assert torch.count_nonzero(heat) == 0
 
@@ -89,7 +89,7 @@ def test_identity_motion_returns_the_source_with_aligned_corners(tiny_config_pat
 
 def test_equivariance_warp_follows_the_model_convention():
     frame = torch.rand(2, 3, 8, 8)
-    identity = Transform.identity(2)
+    identity = Transform(2, 0.0, 0.0, points_tps=5)
     assert torch.allclose(identity.transform_frame(frame, align_corners=True), frame, atol=1e-6)
     assert not torch.allclose(identity.transform_frame(frame, align_corners=False), frame, atol=1e-2)
     # a pure shift by one pixel (2/(w−1) in grid units) moves the frame by exactly one column

@@ -63,7 +63,7 @@ def test_dense_motion_deformation_and_occlusion_from_logits(cfg):
     with torch.no_grad():
         kp_s, kp_d = det(src), det(drv)
         kp_s["jacobian"] = kp_s["jacobian"] + 0.1 * torch.randn_like(kp_s["jacobian"])
-        out = dm(src, kp_driving=kp_d, kp_source=kp_s)
+        out = dm(kp_driving=kp_d, kp_source=kp_s, source=dm.prepare_source(src, kp_s))
     h, w = out["deformation"].shape[1:3]
     z = np_grid(h, w)  # h×w×2
     vs, vd = kp_s["value"][0].double().numpy(), kp_d["value"][0].double().numpy()

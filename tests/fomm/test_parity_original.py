@@ -108,7 +108,7 @@ def training_step(ref: dict, monkeypatch, device: str = "cpu") -> dict[str, obje
                                          if k.startswith(f"features.{i}.")})
     warp, batch = on(device, ref["warp"]), on(device, dict(ref["train_batch"]))
     assert torch.equal(warp["control_points"].view(1, -1, 2).to(dtype),
-                       Transform.identity(2).control_points.to(device, dtype))
+                       Transform(2, 0.0, 0.0, points_tps=5).control_points.to(device, dtype))
     monkeypatch.setattr("fomm.full_model.Transform", lambda bs, *_: Transform(
         bs, 0.0, points_tps=5, theta=warp["theta"], control_params=warp["control_params"]))  # the step's warp
     for m in (det, gen, disc):
