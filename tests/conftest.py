@@ -180,6 +180,14 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _whole_cluster(request) -> None:  # noqa: ANN001 - pytest's FixtureRequest
+    """A Ray test starts on a whole cluster: a worker node lost before it (a node-loss test, or a slow node the head
+    declared dead on a loaded machine) is started again first. Cheap when both are alive (one state-API call)."""
+    if {"ray_head", "ray_local"} & set(request.fixturenames):
+        request.getfixturevalue("ray_head")["cluster"].wait_workers()
+
+
 @pytest.fixture(scope="session")
 def ray_local(ray_head) -> Iterator[dict]:
     """This test process connected as a Ray driver to the session's head node."""

@@ -71,7 +71,6 @@ def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path
     killer.start()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     killer.join(timeout=60)
-    ray_head["cluster"].wait_workers()  # later tests see two live worker nodes
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert lost, "no evaluation actor was found to lose its node"
     run_id = re.search(r"MLflow run id: (\w+)", proc.stdout).group(1)

@@ -58,7 +58,6 @@ def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local,
     finally:
         done.set()
         killer.join(timeout=60)
-        ray_local["cluster"].wait_workers()  # later tests see two live worker nodes
     assert lost, "no trial's training worker was found to lose its node"
     assert len(seen) >= 2, seen  # the trials' training ran on more than one node
     assert result.num_trials == 2
