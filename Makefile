@@ -33,9 +33,10 @@ NUMERIC_TESTS := tests/fomm tests/evaluation/test_metrics.py tests/evaluation/te
 
 NUMERIC_RUN := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m numeric $(NUMERIC_TESTS)
 
-# TEST_PROCESSES=2: the suite in two pytest-xdist processes, a thread each, each test file whole in one (a third
-# faster here, but one of two fresh runs timed out in the stopped-and-resumed train job: opt-in until that is found)
-TEST_PROCESSES ?= 1
+# the suite in two pytest-xdist processes of one thread each, each test file whole in one of them with its own Ray
+# cluster, MLflow server and moto S3: one process alone leaves a quarter of two cores idle while it waits on Ray,
+# MLflow and subprocesses. TEST_PROCESSES=1: one process of two threads
+TEST_PROCESSES ?= 2
 
 test: $(STAMP) lint numeric
 	$(if $(filter-out 1,$(TEST_PROCESSES)),OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile,OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q) --durations=15 tests
