@@ -43,6 +43,17 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     return state
 
 
+# the original format's parts: the three networks and their optimisers
+PARTS = ("generator", "kp_detector", "discriminator", "optimizer_generator", "optimizer_kp_detector",
+         "optimizer_discriminator")
+
+
+def _known(parts: dict[str, Any]) -> dict[str, Any]:
+    if unknown := set(parts) - set(PARTS):
+        raise TypeError(f"not a checkpoint part: {', '.join(sorted(unknown))} (parts: {', '.join(PARTS)})")
+    return parts
+
+
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path, name: str) -> None:
     """load_state_dict(strict=True), turning a mismatch into an error naming the file and the keys."""
     own = module.state_dict()
@@ -63,7 +74,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     optimizer_<name>; an optimiser the file lacks keeps its state) from a checkpoint (`data`: its bytes, already
     read); returns its epoch."""
     state = read_checkpoint(path, map_location, data)
-    for name, part in parts.items():
+    for name, part in _known(parts).items():
         if isinstance(part, torch.optim.Optimizer):
             if name in state:
                 part.load_state_dict(state[name])
@@ -78,7 +89,7 @@ def checkpoint_bytes(epoch: int = 0, extra: dict[str, Any] | None = None,
                      **parts: nn.Module | torch.optim.Optimizer | None) -> bytes:
     """The original format's file contents, `parts` under their names (the caller writes them, whole:
     services.atomic / services.storage)."""
-    state = {name: _unwrap(obj).state_dict() for name, obj in parts.items() if obj is not None}
+    state = {name: _unwrap(obj).state_dict() for name, obj in _known(parts).items() if obj is not None}
     buffer = io.BytesIO()
     torch.save({**state, "epoch": epoch, **(extra or {})}, buffer)
     return buffer.getvalue()

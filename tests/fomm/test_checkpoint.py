@@ -116,3 +116,13 @@ def test_a_file_that_is_no_checkpoint_says_so(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=r"swapped\.pth\.tar: not a checkpoint \(expected a PyTorch"):
         read_checkpoint(path)
+
+
+def test_a_misspelled_part_is_refused_not_written_or_skipped(tiny):
+    """Parts go by the format's names: a typo would write a key no loader reads, or skip an optimiser's state."""
+    _, kp, _ = tiny
+    with pytest.raises(TypeError, match="not a checkpoint part: kp_detecter"):
+        checkpoint_bytes(kp_detecter=kp)
+    data = checkpoint_bytes(kp_detector=kp)
+    with pytest.raises(TypeError, match="not a checkpoint part: optimiser_kp_detector"):
+        load_checkpoint("x.pth", data=data, kp_detector=kp, optimiser_kp_detector=torch.optim.Adam(kp.parameters()))
