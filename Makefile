@@ -35,12 +35,12 @@ NUMERIC_RUN := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider 
 
 # the suite in two pytest-xdist processes of one thread each, each test file whole in one of them with its own Ray
 # cluster, MLflow server and moto S3: one process alone leaves a quarter of two cores idle while it waits on Ray,
-# MLflow and subprocesses. Opt-in (TEST_PROCESSES=2) until a test's leftover Ray Train run is found: in one fresh
-# run a stopped run's controller still held a 2-CPU placement group when the train-job test came next in its process
-TEST_PROCESSES ?= 1
+# MLflow and subprocesses (TEST_PROCESSES=1 TEST_THREADS=2 runs it so)
+TEST_PROCESSES ?= 2
+TEST_THREADS ?= 1
 
 test: $(STAMP) lint numeric
-	$(if $(filter-out 1,$(TEST_PROCESSES)),OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile,OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q) --durations=15 tests
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --durations=15 tests
 
 # a failed run's log is printed whole, a passed one's last line
 numeric: $(STAMP)

@@ -185,12 +185,16 @@ def _whole_cluster(request) -> None:  # noqa: ANN001 - pytest's FixtureRequest
     """A Ray test starts on a whole cluster: a worker node lost before it (a node-loss test, or a slow node the head
     declared dead on a loaded machine) is started again first. Cheap when both are alive (one state-API call)."""
     if {"ray_head", "ray_local"} & set(request.fixturenames):
-        request.getfixturevalue("ray_head")["cluster"].wait_workers()
+        cluster = request.getfixturevalue("ray_head")["cluster"]
+        cluster.wait_workers()
+        cluster.wait_no_placement_groups()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_local(ray_head) -> Iterator[dict]:
-    """This test process connected as a Ray driver to the session's head node."""
+    """This test process connected as a Ray driver to the session's head node, for one test: disconnecting ends
+    the driver's job, and with it whatever the test left running on the cluster (a Train controller a raised error
+    kept alive, its placement group), so the next test's CPUs are free."""
     import ray
 
     ray.init(address=ray_head["address"], log_to_driver=False, ignore_reinit_error=True)

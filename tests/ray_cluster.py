@@ -125,25 +125,14 @@ class RayCluster:
         return node
 
     def replace_worker(self, resource: str, timeout: float = 240.0) -> None:
-        """A lost node's replacement, as an autoscaler's: started (again if it dies starting up: a busy machine can
-        miss Ray's start-up deadline) until the head lists it alive."""
+        """A lost node's replacement, as an autoscaler's: started now, waited for until the head lists it alive
+        under a new node id."""
         try:
             old = self.node_ids().get(resource)  # the lost node, while the head still lists it
         except OSError:
             old = None
-        node, deadline, retries = self.start_worker(resource), time.time() + timeout, 2
-        while time.time() < deadline:
-            if node.proc.poll() is not None and retries:
-                retries -= 1
-                self.start_worker(resource)
-            try:
-                if self.node_ids().get(resource) not in (None, old):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the replacement of {resource} is not alive after {timeout:.0f}s:\n"
-                           f"{node.log.read_text()[-3000:]}")
+        self.start_worker(resource)
+        self.wait_workers(timeout, stale={resource: old})
 
     def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen:
         with open(log, "ab") as out:
@@ -160,25 +149,41 @@ class RayCluster:
         return {name: n["node_id"] for n in self.alive_nodes() for name in self.workers
                 if name in n.get("resources_total", {})}
 
-    def wait_workers(self, timeout: float = 240.0) -> dict[str, str]:
-        """Wait until every worker node is alive in the head's node table; returns node_ids()."""
+    def wait_workers(self, timeout: float = 240.0, stale: dict[str, str | None] | None = None) -> dict[str, str]:
+        """Wait until every worker node is alive in the head's node table (a node named in `stale` under another id
+        than that one); a node that dies starting up (a busy machine can miss Ray's start-up deadline) is started
+        again, twice at most. Returns node_ids()."""
         deadline, retries = time.time() + timeout, 2
         while time.time() < deadline:
             for node in list(self.workers.values()):
                 if node.proc is not None and node.proc.poll() is not None:
-                    # on a busy machine a raylet may miss Ray's start-up deadline: start it again, twice at most
                     if retries == 0:
                         raise RuntimeError(f"worker node {node.resource} exited:\n{node.log.read_text()[-3000:]}")
                     retries -= 1
                     self.start_worker(node.resource)
             try:
-                ids = self.node_ids()
+                ids = {name: i for name, i in self.node_ids().items() if i != (stale or {}).get(name)}
             except OSError:
                 ids = {}
             if len(ids) == len(self.workers):
                 return ids
             time.sleep(0.3)
         raise RuntimeError(f"worker nodes not alive after {timeout:.0f}s: {sorted(self.workers)}")
+
+    def wait_no_placement_groups(self, timeout: float = 60.0) -> None:
+        """Wait until no placement group holds the cluster's CPUs (an ended job's are removed within seconds);
+        one left after `timeout` fails the test at once, saying what holds it, instead of a later wait for CPUs."""
+        deadline = time.time() + timeout
+        while True:
+            with urllib.request.urlopen(f"{self.dashboard}/api/v0/placement_groups?limit=500", timeout=10) as r:
+                rows = json.load(r)["data"]["result"]["result"]
+            live = [f"{r['placement_group_id'][:8]} {r['state']} job {r.get('creator_job_id')}" for r in rows
+                    if r["state"] != "REMOVED"]
+            if not live:
+                return
+            if time.time() > deadline:
+                raise RuntimeError(f"placement groups left by an earlier test: {live}\n{self.describe()}")
+            time.sleep(0.5)
 
     def describe(self) -> str:
         """What the cluster holds now (`ray status`, live actors, unfinished tasks): for a test's failure message."""
