@@ -35,12 +35,13 @@ NUMERIC_RUN := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider 
 
 # the suite in two pytest-xdist processes of one thread each, each test file whole in one of them with its own Ray
 # cluster, MLflow server and moto S3: one process alone leaves a quarter of two cores idle while it waits on Ray,
-# MLflow and subprocesses (TEST_PROCESSES=1 TEST_THREADS=2 runs it so)
+# MLflow and subprocesses (TEST_PROCESSES=1 TEST_THREADS=2 runs it so). The files with long tests go first
+# (tests/conftest.py), not xdist's default of the files with the most tests.
 TEST_PROCESSES ?= 2
 TEST_THREADS ?= 1
 
 test: $(STAMP) lint numeric
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --durations=15 tests
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # a failed run's log is printed whole, a passed one's last line
 numeric: $(STAMP)

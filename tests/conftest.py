@@ -51,6 +51,14 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"service at {url} did not come up in {timeout:.0f}s")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a Ray or slow test first, in their order otherwise: with pytest-xdist's `--dist loadfile
+    --no-loadscope-reorder` (make test) the long files start first and the short ones fill the end, so both
+    processes finish together instead of one running the last long file alone."""
+    long_files = {item.path for item in items if item.get_closest_marker("ray") or item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in long_files)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
     """Lines a test recorded as its `summary` property, printed at the end of the run (also from xdist workers)."""
     for report in terminalreporter.getreports("passed"):

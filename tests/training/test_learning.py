@@ -6,6 +6,7 @@ benchmarks/bench_learning.py runs the full figure (15 minutes, one worker with e
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from fomm.config.schema import load_config
@@ -17,6 +18,7 @@ from training.loop import to_model_batch, validate
 STEPS = 40
 
 
+@pytest.mark.slow
 def test_demo_config_reconstruction_improves_within_a_few_dozen_steps(repo_root, synthetic_shards_64):
     cfg = load_config(repo_root / "configs" / "demo-64.yaml")
     torch.manual_seed(0)
