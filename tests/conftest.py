@@ -190,8 +190,9 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
 
 @pytest.fixture(autouse=True)
 def _whole_cluster(request) -> None:  # noqa: ANN001 - pytest's FixtureRequest
-    """A Ray test starts on a whole cluster: a worker node lost before it (a node-loss test, or a slow node the head
-    declared dead on a loaded machine) is started again first. Cheap when both are alive (one state-API call)."""
+    """A Ray test starts on a whole, free cluster: a worker node lost before it (a node-loss test, or a slow node the
+    head declared dead on a loaded machine) is started again first, and no placement group is left holding CPUs.
+    Cheap when both hold (two state-API calls)."""
     if {"ray_head", "ray_local"} & set(request.fixturenames):
         cluster = request.getfixturevalue("ray_head")["cluster"]
         cluster.wait_workers()
