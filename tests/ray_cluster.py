@@ -138,11 +138,15 @@ class RayCluster:
         with open(log, "ab") as out:
             return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
+    def state(self, kind: str, detail: bool = False) -> list[dict]:
+        """The rows of the head's state API for `kind` (nodes, actors, tasks, placement_groups)."""
+        query = "limit=500" + ("&detail=1" if detail else "")
+        with urllib.request.urlopen(f"{self.dashboard}/api/v0/{kind}?{query}", timeout=10) as r:
+            return json.load(r)["data"]["result"]["result"]
+
     def alive_nodes(self) -> list[dict]:
         """The live nodes as the head's state API lists them (node_id, resources_total, is_head_node, …)."""
-        with urllib.request.urlopen(f"{self.dashboard}/api/v0/nodes?limit=100", timeout=10) as r:
-            nodes = json.load(r)["data"]["result"]["result"]
-        return [n for n in nodes if n.get("state") == "ALIVE"]
+        return [n for n in self.state("nodes") if n.get("state") == "ALIVE"]
 
     def node_ids(self) -> dict[str, str]:
         """Custom resource → node id of each live worker node."""
@@ -175,10 +179,8 @@ class RayCluster:
         one left after `timeout` fails the test at once, saying what holds it, instead of a later wait for CPUs."""
         deadline = time.time() + timeout
         while True:
-            with urllib.request.urlopen(f"{self.dashboard}/api/v0/placement_groups?limit=500", timeout=10) as r:
-                rows = json.load(r)["data"]["result"]["result"]
-            live = [f"{r['placement_group_id'][:8]} {r['state']} job {r.get('creator_job_id')}" for r in rows
-                    if r["state"] != "REMOVED"]
+            live = [f"{r['placement_group_id'][:8]} {r['state']} job {r.get('creator_job_id')}"
+                    for r in self.state("placement_groups") if r["state"] != "REMOVED"]
             if not live:
                 return
             if time.time() > deadline:
@@ -192,8 +194,7 @@ class RayCluster:
         parts = [status.stdout[-2500:] or status.stderr[-1000:]]
         for kind, done in (("actors", {"DEAD"}), ("tasks", {"FINISHED", "FAILED"})):
             try:
-                with urllib.request.urlopen(f"{self.dashboard}/api/v0/{kind}?limit=500&detail=1", timeout=10) as r:
-                    rows = json.load(r)["data"]["result"]["result"]
+                rows = self.state(kind, detail=True)
             except OSError as err:
                 parts.append(f"{kind}: {err}")
                 continue
