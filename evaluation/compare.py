@@ -48,7 +48,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filter", default="", help="MLflow search filter, e.g. \"tags.`fomm.kind` = 'benchmark'\"")
     p.add_argument("--sort", default=None, help="sort ascending by this metric (default: newest first)")
     p.add_argument("--limit", type=at_least(1), default=50, help="at most this many runs (default 50)")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table", help="how the runs are printed")
     p.add_argument("--plot", default=None, help="also write a bar chart per metric to this PNG path")
 
 

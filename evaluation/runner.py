@@ -51,7 +51,7 @@ class EvalConfig:
     tracking_uri: str | None = field(default=None, metadata=rule(
         "MLflow tracking URI (default $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)"))
     experiment: str = field(default="fomm-eval", metadata=rule("MLflow experiment"))
-    run_name: str | None = None
+    run_name: str | None = field(default=None, metadata=rule("MLflow run name (default: MLflow's generated one)"))
     tags: dict[str, str] = field(default_factory=dict)
     report_cases: int = field(default=1, metadata=rule(ge=0))  # worst and best clips shown in the report
     report_frames: int = field(default=6, metadata=rule(ge=1))  # frames per strip in the PNG report

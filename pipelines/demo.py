@@ -25,7 +25,7 @@ from training.job import TrainJob  # noqa: E402
 
 def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_output", help="everything the demo writes")
-    p.add_argument("--config", default=str(ROOT / "configs" / "demo-64.yaml"))
+    p.add_argument("--config", default=str(ROOT / "configs" / "demo-64.yaml"), help="the model and training YAML")
     p.add_argument("--videos", type=at_least(1), default=24, help="synthetic videos to generate")
     p.add_argument("--train-minutes", type=at_least(0.01, float), default=6.0,
                    help="time budget of the main training run (then a last validation and checkpoint)")

@@ -40,7 +40,7 @@ class PreprocessConfig:
     target_fps: float | None = field(default=None, metadata=rule(  # None keeps the source rate
         "resample videos to this frame rate", gt=0, le=1000, flag="--fps"))
     frame_format: str = field(default="jpeg", metadata=rule(  # see shards.py for the measurement behind jpeg
-        choices=FRAME_FORMATS))
+        "how the shards store each frame", choices=FRAME_FORMATS))
     quality: int = field(default=95, metadata=rule(ge=1, le=100))
     shard_bytes: int = field(default=256 * 1024 * 1024, metadata=rule(ge=1))  # target shard size
     test_fraction: float = field(default=0.1, metadata=rule(  # when the input does not say

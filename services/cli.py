@@ -86,11 +86,24 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         return 128 + (signal.SIGTERM if stopped else signal.SIGINT)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`(default: …)` where it tells something: not on a required flag, a default of None or [], a switch
+    (`--absolute` would read "default: True", the value of `relative` it clears) or a help naming its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        switch = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)
+        empty = action.default is None or action.default == []
+        if action.required or empty or switch or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse listing `--debug`, whose usage errors are a UserError; flags only as spelt (no abbreviations)."""
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own signature
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of an input error")
 

@@ -59,8 +59,7 @@ class Stage(Generic[Config]):
     # ("": only removed when the run made it and left it empty)
 
     def parser(self) -> ArgumentParser:
-        p = ArgumentParser(prog=self.name, description=self.doc.strip().splitlines()[0],
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = ArgumentParser(prog=self.name, description=self.doc.strip().splitlines()[0])
         self.add_flags(p)
         return p
 

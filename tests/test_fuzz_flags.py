@@ -120,8 +120,8 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
         yield w
 
 
-def flags_of(main: Callable[[list[str]], int], argv: list[str]) -> dict[str, argparse.Action]:
-    """The value-taking flags of the parser `main(argv)` parses with (its subcommand's, for fomm)."""
+def parser_of(main: Callable[[list[str]], int], argv: list[str]) -> ArgumentParser:
+    """The parser `main(argv)` parses with (its subcommand's, for fomm)."""
     seen: list[ArgumentParser] = []
 
     def grab(self: ArgumentParser, args: list[str] | None = None, namespace: object = None) -> None:
@@ -132,9 +132,12 @@ def flags_of(main: Callable[[list[str]], int], argv: list[str]) -> dict[str, arg
         main(argv)
     parser = seen[-1]
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-    if sub is not None:
-        parser = sub.choices[argv[0]]
-    return {a.option_strings[-1]: a for a in parser._actions
+    return sub.choices[argv[0]] if sub is not None else parser
+
+
+def flags_of(main: Callable[[list[str]], int], argv: list[str]) -> dict[str, argparse.Action]:
+    """The value-taking flags of the parser `main(argv)` parses with."""
+    return {a.option_strings[-1]: a for a in parser_of(main, argv)._actions
             if a.option_strings and a.nargs != 0 and a.dest not in ("help", "debug")}
 
 
@@ -172,6 +175,21 @@ def files_under(root: Path) -> set[Path]:
 
 ENTRY_POINTS = ["preprocess", "train", "tune", "evaluate", "benchmark", "animate batch", "demo", "fomm animate",
                 "fomm export", "fomm info", "fomm runs compare"]
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_every_flag_says_what_it_does_and_no_default_misleads(world, name) -> None:
+    """`--help` explains every flag; `(default: …)` only where it informs: never None or [], never on a switch
+    (argparse's own formatter printed `--absolute  absolute keypoints (default: True)`)."""
+    main, _, _, argv = world["entry"][name]
+    parser = parser_of(main, argv)
+    assert [a.option_strings for a in parser._actions if a.option_strings and not a.help] == []
+    text = " ".join(parser.format_help().split())
+    assert "(default: None)" not in text and "(default: [])" not in text
+    formatter = parser._get_formatter()
+    for a in parser._actions:
+        if a.nargs == 0 and not isinstance(a, argparse.BooleanOptionalAction):  # a switch: what it does, no value
+            assert formatter._get_help_string(a) == a.help, a.option_strings
 
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)

@@ -50,7 +50,7 @@ class TrainJob:
                                                            ge=1))
     max_failures: int = field(default=3, metadata=rule("worker-group restarts from the latest checkpoint", ge=0))
     train_split: str = "train"
-    val_split: str = "test"
+    val_split: str = field(default="test", metadata=rule("the shards' split the held-out clips come from"))
     num_val_clips: int = field(default=8, metadata=rule(  # rounded down to a multiple of workers
         "held-out clips reconstructed after each epoch (0: no validation)", ge=0, flag="--val-clips"))
     val_frames: int = field(default=8, metadata=rule(  # evenly spaced, the first one being the source
