@@ -130,6 +130,8 @@ CASES = [
          EVAL + ' --extractor-options {{"dlib68":{{"a":1}}}}', "--extractor-options"),
     Case("evaluate", "wrong type", "--extractor-options with a NaN option",
          EVAL + ' --extractor-options {{"dlib-68":{{"a":.nan}}}}', "--extractor-options"),
+    Case("animate_batch", "nan", "the checkpoint of a diverged run (NaN weights)",
+         "--pairs {pairs} --config {tiny} --checkpoint {nan_ckpt}", "nan.pth.tar"),
 ]
 
 
@@ -142,6 +144,8 @@ def dead_port() -> int:
 
 def prepare(root: Path) -> dict[str, str]:
     """The inputs the cases name: good ones (a tiny config, shard, checkpoint) and broken ones."""
+    import torch
+
     from evaluation.reconstruction import ModelSource
     from fomm.checkpoint import checkpoint_bytes
     from preprocessing.synthetic import write_synthetic_shards
@@ -153,6 +157,9 @@ def prepare(root: Path) -> dict[str, str]:
     ckpt = root / "ckpts" / "tiny.pth.tar"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     ckpt.write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector))
+    with torch.no_grad():
+        next(model.generator.parameters()).fill_(float("nan"))
+    (root / "nan.pth.tar").write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector))
     (root / "empty_dir").mkdir()
     (root / "empty_file").write_bytes(b"")
     (root / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
@@ -168,7 +175,7 @@ def prepare(root: Path) -> dict[str, str]:
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
-             "pairs_same": "pairs_same.csv"}
+             "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
@@ -202,7 +209,7 @@ def test_cases_cover_every_pipeline_and_kind() -> None:
     assert len(CASES) >= 25
     assert {c.pipeline for c in CASES} == {p.stem for p in (REPO / "pipelines").glob("*.py")}
     assert {c.kind for c in CASES} == {"missing", "empty", "corrupt", "wrong type", "wrong config",
-                                       "unreachable service", "overwrite", "hang", "typo", "swapped"}
+                                       "unreachable service", "overwrite", "hang", "typo", "swapped", "nan"}
 
 
 def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path) -> None:
