@@ -19,12 +19,18 @@ import ray.train.torch
 from fomm.config.schema import FommConfig
 from preprocessing.shards import ShardSet
 from services import ray_start, storage
+from services.errors import UserError
+from services.failures import first_line
 from training import data
 from training.job import TrainJob, check_plan, run_path
-from training.worker import CHECKPOINT_FILE, NO_SCORE, train_loop_per_worker
+from training.worker import CHECKPOINT_FILE, DIVERGED_FILE, NO_SCORE, train_loop_per_worker
 
 RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
 RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or inf: the run stopped there and kept no checkpoint of the weights that step made."""
 
 
 @dataclass
@@ -156,23 +162,40 @@ def _checkpoint_file(checkpoint: ray.train.Checkpoint | None, job: TrainJob) -> 
     return storage.join(run_path(job), checkpoint.path.rstrip("/").rsplit("/", 1)[-1], CHECKPOINT_FILE)
 
 
+def _diverged_at(plan: RunPlan) -> int | None:
+    """The step whose loss turned NaN or inf in this submission of the plan (its workers' record), if one did."""
+    path = storage.join(run_path(plan.job), DIVERGED_FILE)
+    if not storage.exists(path, plan.job.endpoint):
+        return None
+    record = json.loads(storage.read_bytes(path, plan.job.endpoint))
+    return record["step"] if record.get("started_at") == plan.started_at else None  # not an earlier submission's
+
+
 def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
     """Run the plan's trainer and end its MLflow run with the true status whatever ends the fit (an error,
     Ctrl-C: KILLED), tagged with the latest checkpoint; raises the run's error."""
     from services.tracking.run import Tracker, end_status
 
-    result, status = None, "FINISHED"
+    result, status, reason = None, "FINISHED", None
     try:
         result = make_trainer(plan, callbacks).fit()
         if result.error is not None:
             raise result.error
+        if (step := _diverged_at(plan)) is not None:
+            last = _checkpoint_file(result.checkpoint, plan.job)
+            raise TrainingDiverged(
+                f"{run_path(plan.job)}: training diverged at step {step} (a loss became NaN or inf) and stopped; "
+                f"lower the learning rates (--set train_params.lr_generator=…) and --resume from the last "
+                f"checkpoint before it ({last or 'none was taken'})")
     except BaseException as exc:  # Ray Train V2 raises TrainingFailedError; Ctrl-C arrives as KeyboardInterrupt
-        status = end_status(exc)
+        status, reason = end_status(exc), first_line(exc)
         raise
     finally:
         tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
-        if latest := _checkpoint_file(result.checkpoint if result is not None else None, plan.job):
-            tracker.set_tags({"checkpoint_path": latest})
+        latest = _checkpoint_file(result.checkpoint if result is not None else None, plan.job)
+        tags = {"checkpoint_path": latest, "fomm.end_reason": reason and reason[:500]}  # its page says how it ended
+        if tags := {k: v for k, v in tags.items() if v is not None}:
+            tracker.set_tags(tags)
         tracker.end(status)
     return result
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,11 +26,12 @@ from fomm.precision import autocast_dtype, precision_name, use_channels_last
 from fomm.train_step import build_train_state, end_epoch, to_channels_last, train_step
 from services import s3_retries, storage
 from training import loop
-from training.job import TrainJob
+from training.job import TrainJob, run_path
 from training.sync_bn import convert_sync_batchnorm, world_size
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # original format (fomm.checkpoint)
 STATE_FILE = "train_state.json"  # what the original format has no room for: progress within an epoch, MLflow run
+DIVERGED_FILE = "diverged.json"  # beside them, from rank 0: the step whose loss turned NaN/inf, ending the run
 NO_SCORE = 1e9  # val_l1 of a checkpoint taken before any validation (ranked last by CheckpointConfig)
 
 
@@ -119,6 +121,7 @@ class WorkerLoop:
         self.val_shard = ray.train.get_dataset_shard("val") if config.get("has_val") else None
         self.last_checkpoint_step = self.state.step if self.restored else -1
         self.stopped = self.job.max_steps is not None and self.state.step >= self.job.max_steps
+        self.diverged_at: int | None = None  # the step whose loss was NaN or inf: training stops, nothing kept of it
         seconds = 60 * self.job.max_minutes if self.job.max_minutes is not None else None
         self.deadline = started_at + seconds if seconds is not None else None
         self.budget = None  # the budget the learning rates follow (lr_schedule "budget")
@@ -140,6 +143,13 @@ class WorkerLoop:
         if world_size() > 1:
             dist.broadcast(now, src=0)
         return float(now.item())
+
+    def all_finite(self, values: dict[str, float]) -> bool:
+        """Whether every worker's losses of this step are finite (agreed by all, so all stop after the same step)."""
+        finite = torch.tensor([float(all(math.isfinite(v) for v in values.values()))], device=self.device)
+        if world_size() > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
 
     def check_stop(self) -> bool:
         """After a step: max_steps reached, or (rank 0's clock, shared by all) the time budget spent."""
@@ -224,6 +234,9 @@ class WorkerLoop:
                     self.tracker.log_image(training_grid(batch["source"], batch["driving"], generated,
                                                          generated["kp_source"], generated["kp_driving"]),
                                            f"train/step_{state.step:08d}")
+            if not self.all_finite(values):  # the weights took a NaN/inf step: none of them is worth keeping
+                self.diverged_at, self.stopped = state.step, True
+                return False
             if self.check_stop() or progress.epoch_step >= cap:
                 return progress.epoch_step >= cap
             if tp.checkpoint_every_steps and state.step % tp.checkpoint_every_steps == 0:
@@ -249,7 +262,12 @@ class WorkerLoop:
             metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}
             is_last = self.stopped or (self.budget is None and state.epoch >= tp.num_epochs)
             self.report(metrics, with_checkpoint=state.epoch % max(1, tp.checkpoint_freq) == 0 or is_last)
-        if self.last_checkpoint_step != state.step:  # stopped mid-epoch (max_steps, time): keep what was learned
+        if self.diverged_at is not None:  # no checkpoint of NaN weights; the driver fails the run (trainer.fit_plan)
+            if self.rank == 0:
+                record = {"step": self.diverged_at, "started_at": self.progress.started_at}
+                storage.write_bytes(storage.join(run_path(self.job), DIVERGED_FILE), json.dumps(record).encode(),
+                                    endpoint=self.job.endpoint)
+        elif self.last_checkpoint_step != state.step:  # stopped mid-epoch (max_steps, time): keep what was learned
             self.report({**self.validate(), **self.clock.summary(self.world)}, with_checkpoint=True)
         if self.tracker is not None:
             self.tracker.log_metrics({"restarts": self.progress.restarts}, step=state.step)

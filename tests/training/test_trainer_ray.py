@@ -144,3 +144,28 @@ def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
                               workers=1, max_failures=0, validate_at_start=False)
     with pytest.raises(Exception, match="no full batch of 2 training pairs"):
         fit(job)
+
+
+@pytest.mark.ray
+def test_a_run_whose_loss_turns_nan_fails_at_that_step_and_keeps_no_checkpoint_of_it(
+        ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
+    """Learning rates of 1e30: step 1's update leaves weights that make step 2's losses NaN. The two DDP workers
+    agree on it (an all-reduce) and both stop after that step; the run fails with one line naming the step, its
+    MLflow run is FAILED and says why, and no checkpoint holds the NaN weights (before: a FINISHED run)."""
+    from training.trainer import TrainingDiverged, registered_checkpoints
+
+    lrs = {f"lr_{net}": 1e30 for net in ("generator", "kp_detector", "discriminator")}
+    job = dataclasses.replace(small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"),
+                                        sqlite_uri, name="nan"),
+                              num_val_clips=0, log_images_every=0, validate_at_start=False, max_failures=0,
+                              overrides={**SMALL, "train_params": {**SMALL["train_params"], **lrs}})
+    with pytest.raises(TrainingDiverged, match=r"/nan: training diverged at step 2 \(a loss became NaN or inf\)"
+                                               r".* before it \(none was taken\)$"):
+        fit(job)
+    assert registered_checkpoints(job) == [] and not list((tmp_path / "storage" / "nan").glob("checkpoint_*"))
+    client = mlflow.MlflowClient(sqlite_uri)
+    [run] = client.search_runs([client.get_experiment_by_name(job.experiment).experiment_id],
+                               filter_string="attributes.run_name = 'nan'")
+    assert run.info.status == "FAILED" and "training diverged at step 2" in run.data.tags["fomm.end_reason"]
+    totals = client.get_metric_history(run.info.run_id, "total")
+    assert [m.step for m in totals] == [1, 2] and math.isfinite(totals[0].value) and math.isnan(totals[1].value)
