@@ -173,7 +173,7 @@ def run_info(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
                  *(f"  {info['checkpoint']} [{name}]: {fit}" for name, fit in info.get("fits", {}).items())]
     misfit = next((name for name, fit in info.get("fits", {}).items() if fit not in ("ok", "absent")), "generator")
     return Summary(notes=notes, status=0 if info.get("ok", True) else USER_ERROR_STATUS,
-                   problem=f"fomm info: error: --checkpoint {args.checkpoint}: its {misfit!r} does not fit "
+                   problem=f"fomm info: error: --checkpoint {args.checkpoint}: its {misfit!r} cannot be used with "
                            f"--config {args.config} (see the table above)")
 
 
