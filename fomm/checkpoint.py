@@ -67,8 +67,8 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
         raise CheckpointError(f"{path}: '{name}' does not fit the model config: {'; '.join(parts)}")
     if bad := [k for k, v in state.items()
                if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]:
-        raise CheckpointError(f"{path}: '{name}' holds NaN or inf values ({len(bad)} of its tensors, e.g. {bad[0]}): the "
-                              f"weights of a diverged training run; use a checkpoint from before it diverged")
+        raise CheckpointError(f"{path}: '{name}' holds NaN or inf values ({len(bad)} of its tensors, e.g. "
+                              f"{bad[0]}): the weights of a diverged training run; use a checkpoint from before it")
     module.load_state_dict(state, strict=True)
 
 

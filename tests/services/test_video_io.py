@@ -167,6 +167,21 @@ def test_read_image_modes(mode, tmp_path):
         assert tuple(img[0, 0]) == (255, 255, 255) and tuple(img[1, 1]) == (255, 0, 0)
 
 
+def test_a_float_image_reads_as_its_range_and_one_with_nan_or_inf_pixels_is_refused(tmp_path):
+    from services.video_read import DamagedImageError
+
+    ramp = np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5)  # a [0, 1] float image: 1.0 is white
+    Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tiff")
+    assert np.array_equal(read_image(tmp_path / "unit.tiff")[..., 0], np.floor(ramp * 255 + 0.5).astype(np.uint8))
+    Image.fromarray(ramp * 255, mode="F").save(tmp_path / "byte.tiff")  # [0, 255]: 255 is white
+    assert read_image(tmp_path / "byte.tiff")[-1, -1, 0] == 255 and read_image(tmp_path / "byte.tiff")[0, 0, 0] == 0
+    for bad in (np.nan, np.inf):
+        ramp[0, :2] = bad
+        Image.fromarray(ramp, mode="F").save(tmp_path / "bad.tiff")
+        with pytest.raises(DamagedImageError, match=r"bad.tiff: 2 of its 20 pixels are NaN or inf"):
+            read_image(tmp_path / "bad.tiff")
+
+
 def test_read_image_not_an_image(tmp_path, shared_data):
     with pytest.raises(ImageError, match="face_talk_a.mp4: not a readable image"):
         read_image(shared_data / "face_talk_a.mp4")
