@@ -10,7 +10,7 @@ from typing import Any
 from fomm.config.loader import ConfigError, read_yaml
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig
-from services.cli import UserError
+from services.cli import UserError, one_line
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -65,12 +65,21 @@ class SearchSpace:
         return cls(params, metric, mode, num_samples, source)
 
     def check_against(self, cfg: FommConfig) -> None:
-        """Every key must exist in the config, so a typo fails before any trial starts."""
+        """Every key must exist in the config and every value at an end of its distribution (each choice, each
+        end of a range) must make a config that loads: a typo or a negative weight fails before any trial."""
         for key in to_overrides(dict.fromkeys(self.params)):
             try:
                 apply_overrides(cfg.to_dict(), {key: None})
             except ConfigError:
                 raise SpaceError(f"{self.source}: space key {key!r} is not in the config") from None
+        for key, (kind, args) in self.params.items():
+            ends = args if kind in ("choice", "grid") else [args[0], args[1] - 1] if kind == "randint" else args
+            for value in ends:
+                try:
+                    apply(cfg, {key: value})
+                except ConfigError as err:
+                    raise SpaceError(f"{self.source}: space.{key}: the value {value!r} of its {kind} makes a "
+                                     f"config that does not load ({one_line(err)})") from None
 
     def param_space(self) -> dict[str, Any]:
         """Ray Tune's param_space (flat, keyed by the joined dotted names)."""

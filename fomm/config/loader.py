@@ -97,15 +97,21 @@ def to_dict(obj: Any) -> Any:
 
 
 class Section:
-    """Mixin of a config section: `from_dict` / `to_dict`, and a check of the fields named in `positive`."""
+    """Mixin of a config section: `from_dict` / `to_dict`, and a check of the fields named in `positive` (> 0) and
+    `non_negative` (≥ 0, each number of a list)."""
 
     positive: ClassVar[tuple[str, ...]] = ()
+    non_negative: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for name in self.positive:
             value = getattr(self, name)
             if value is None or not value > 0:  # `not >` refuses NaN as well
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        for name in self.non_negative:
+            value = getattr(self, name)
+            if not all(v >= 0 for v in (value if isinstance(value, tuple) else (value,))):
+                raise ValueError(f"{name} must be ≥ 0, got {to_dict(value)!r}")
 
     @classmethod
     def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass

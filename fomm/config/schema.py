@@ -84,6 +84,7 @@ class TransformParams(Section):
     sigma_affine: float = 0.05
     sigma_tps: float = 0.005
     points_tps: int = 5
+    non_negative: ClassVar = ("sigma_affine", "sigma_tps")
 
 
 @section
@@ -98,6 +99,8 @@ class LossWeights(Section):
     keypoint_separation: float = 0.0
     keypoint_separation_sigma: float = 0.1
     positive: ClassVar = ("keypoint_separation_sigma",)
+    non_negative: ClassVar = ("generator_gan", "discriminator_gan", "feature_matching", "perceptual",
+                              "equivariance_value", "equivariance_jacobian", "keypoint_separation")
 
     def __post_init__(self) -> None:
         Section.__post_init__(self)
@@ -127,6 +130,7 @@ class TrainParams(Section):
     # use and keep their running statistics (weights train on): small batches stop shifting each image's colours
     freeze_batch_norm_epoch: int | None = None
     positive: ClassVar = ("num_epochs", "num_repeats", "batch_size")  # 0 epochs trains nothing: refused
+    non_negative: ClassVar = ("lr_generator", "lr_discriminator", "lr_kp_detector")  # 0: that network stays as it is
 
     def __post_init__(self) -> None:
         Section.__post_init__(self)

@@ -66,6 +66,18 @@ def test_positive_fields_are_checked():
         build(Pos, {"size": 0}, "p")
 
 
+def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list():
+    @section
+    class NonNeg(Section):
+        rate: float = 1.0
+        weights: tuple[float, ...] = (1.0,)
+        non_negative = ("rate", "weights")
+
+    assert build(NonNeg, {"rate": 0, "weights": [0, 2]}, "n").weights == (0, 2)  # 0: a network or a loss left out
+    with pytest.raises(ConfigError, match=r"^n: weights must be ≥ 0, got \[1, -0.5\]"):
+        build(NonNeg, {"weights": [1, -0.5]}, "n")
+
+
 @pytest.mark.parametrize(("text", "message"), [
     (b"", "empty config"),
     (b"{}\n", "empty config"),
@@ -74,6 +86,12 @@ def test_positive_fields_are_checked():
     (b"train_params:\n  num_epochs: -1\n", "num_epochs must be positive, got -1"),
     (b"train_params:\n  scales: []\n", r"scales must list the pyramid's scales, each > 0, got \[\]"),
     (b"train_params:\n  lr_generator: .nan\n", "train_params.lr_generator: expected finite numbers"),
+    # a negative rate or weight climbs its loss: the run fails inside Ray's workers, or trains the wrong way
+    (b"train_params:\n  lr_kp_detector: -2.0e-4\n", "train_params: lr_kp_detector must be ≥ 0, got -0.0002"),
+    (b"train_params:\n  loss_weights:\n    perceptual: [10, 10, -1, 10, 10]\n",
+     r"train_params.loss_weights: perceptual must be ≥ 0, got \[10, 10, -1, 10, 10\]"),
+    (b"train_params:\n  transform_params:\n    sigma_affine: -0.05\n",
+     "train_params.transform_params: sigma_affine must be ≥ 0, got -0.05"),
 ])
 def test_a_file_that_is_no_usable_config_is_one_config_error_naming_it(tmp_path, text, message):
     path = tmp_path / "c.yaml"

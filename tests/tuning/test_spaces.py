@@ -39,6 +39,22 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, tiny_config_path):
         typo.check_against(load_config(tiny_config_path))
 
 
+@pytest.mark.parametrize(("spec", "problem"), [
+    ({"uniform": [-1.0, 10.0]}, r"the value -1.0 of its uniform makes a config that does not load \(.*"
+                                r"equivariance_value must be ≥ 0, got -1.0\)"),
+    ({"choice": [1, "ten"]}, r"the value 'ten' of its choice .*equivariance_value: expected float, got 'ten'"),
+    ({"grid": [[1, 2]]}, r"the value \[1, 2\] of its grid .*expected float, got \[1, 2\]"),
+])
+def test_a_value_the_space_can_sample_that_the_config_refuses_fails_before_any_trial(tiny_config_path, spec,
+                                                                                      problem):
+    """Each choice and each end of a range is tried on the config: the trials would each fail inside Ray."""
+    key = "train_params.loss_weights.equivariance_value"
+    space = SearchSpace.from_dict({"space": {key: spec}}, source="s.yaml")
+    with pytest.raises(SpaceError, match=rf"^s.yaml: space.{key}: {problem}"):
+        space.check_against(load_config(tiny_config_path))
+    SearchSpace.from_dict({"space": {key: {"uniform": [0.0, 10.0]}}}).check_against(load_config(tiny_config_path))
+
+
 @pytest.mark.parametrize(("space", "problem"), [
     ({"num_samples": "all"}, "num_samples must be a whole number ≥ 1, got 'all'"),
     ({"num_samples": 0}, "num_samples must be a whole number ≥ 1, got 0"),
