@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,10 +119,15 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if not any(row.strip() for row in rows):  # a job that would make nothing
         raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
     base = str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
+    outputs: dict[str, int] = {}  # output → its line: two pairs into one file would leave one "skipped"
     for line, row in enumerate(csv.DictReader([header, *rows]), start=2):  # no output overwrites an input
         if not row.get("output"):
             continue
         src, drv, out = (_absolute(str(row.get(c) or "").strip(), base) for c in COLUMNS)
+        key = out if storage.is_remote(out) else os.path.normpath(out)
+        if (first := outputs.setdefault(key, line)) != line:
+            raise UserError(f"--pairs {pairs} line {line}: output {out} is line {first}'s output too "
+                            f"(each pair needs a file of its own)")
         checks.not_an_input(f"--pairs {pairs} line {line}: output", out, {
             "source": src or None, "driving": drv or None, "--pairs": pairs, "--config": config,
             "--checkpoint": checkpoint})

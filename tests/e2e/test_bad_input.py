@@ -130,6 +130,8 @@ CASES = [
          EVAL + ' --extractor-options {{"dlib68":{{"a":1}}}}', "--extractor-options"),
     Case("evaluate", "wrong type", "--extractor-options with a NaN option",
          EVAL + ' --extractor-options {{"dlib-68":{{"a":.nan}}}}', "--extractor-options"),
+    Case("animate_batch", "overwrite", "two pairs write one output file",
+         "--pairs {pairs_twice} --config {tiny} --checkpoint {ckpt}", "line 3: output"),
     Case("animate_batch", "nan", "the checkpoint of a diverged run (NaN weights)",
          "--pairs {pairs} --config {tiny} --checkpoint {nan_ckpt}", "nan.pth.tar"),
 ]
@@ -172,10 +174,12 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs_bad.csv").write_text("image,video\na.png,b.mp4\n")
     (root / "pairs.csv").write_text("source,driving,output\na.png,b.mp4,c.mp4\n")
     (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
+    (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
-             "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar"}
+             "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
+             "pairs_twice": "pairs_twice.csv"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
