@@ -46,6 +46,11 @@ def check(cfg: PreprocessConfig) -> None:
     checks.writable_storage("--output", cfg.output, cfg.endpoint)
     glob_root = re.split(r"[*?\[]", cfg.input)[0]  # videos/*.mp4: the folder videos/
     checks.not_an_input("--output", cfg.output, {"--input": glob_root, "--video-dir": cfg.video_dir})
+    from preprocessing.dataset_writer import changed_settings
+
+    if changed := changed_settings(cfg):  # a re-run resumes: finished videos are not made again with these
+        raise cli.UserError(f"--output {cfg.output}: holds a dataset made with other settings ({'; '.join(changed)}); "
+                            f"choose a new --output, or the same settings to resume or extend it")
     if cfg.input == "synthetic" or cfg.input.startswith("synthetic:"):
         count = cfg.input.partition(":")[2] or "1"
         if not count.isdigit() or int(count) < 1:
@@ -76,8 +81,19 @@ def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
                     "manifest": result["manifest"], "errors": f"{result['errors']} ({result['num_errors']} failed "
                     "videos)", "S3 retries": result["s3_retries"], "result": json.dumps(result, sort_keys=True)},
                    status=0 if result["num_clips"] else cli.USER_ERROR_STATUS,  # a job that made nothing has failed
-                   problem=f"preprocess: error: --output {cfg.output}: no clips were made ({result['num_errors']} failed "
-                           f"videos: {result['errors']})")
+                   problem=f"preprocess: error: --output {cfg.output}: no clips were made ({why_nothing(cfg, result)})")
+
+
+def why_nothing(cfg: PreprocessConfig, result: dict) -> str:
+    """What the videos of a run without clips came to: failures (in the error table), or no track kept."""
+    failed, rest = result["num_errors"], result["num_videos"] - result["num_errors"]
+    parts = [f"{failed} of {result['num_videos']} videos failed: {result['errors']}"] if failed else []
+    if rest:
+        held = "has" if cfg.kind == "none" else f"held a {cfg.kind} track of"
+        parts.append(f"none of the {'other ' if failed else ''}{rest} videos {held} ≥ {cfg.min_frames} frames "
+                     f"(--min-frames) of ≥ {cfg.min_size} px (--min-size)"
+                     + ("; --kind none keeps the whole frame" if cfg.kind != "none" else ""))
+    return "; ".join(parts)
 
 
 def keeps(cfg: PreprocessConfig) -> dict[str, str]:

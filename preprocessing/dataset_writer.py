@@ -27,6 +27,7 @@ from preprocessing.process import StageError, detector_for, process_video
 from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
 from preprocessing.sources import VideoTask, collect_tasks
 from services import s3_retries, storage
+from services.fields import RULE, flag_of
 from services.video_read import VideoError
 
 PART_META_KEY = b"fomm_part"
@@ -221,6 +222,20 @@ def summarize(layout: Layout, manifest: dict) -> dict:
             "manifest": layout.uri(MANIFEST_NAME), "errors": layout.uri(shards.ERRORS_NAME), "num_shards": t.get("shards", 0), "num_clips": t.get("clips", 0),
             "num_frames": t.get("frames", 0), "num_videos": t.get("videos", 0), "num_errors": t.get("errors", 0),
             "splits": t.get("splits", {})}
+
+
+# what a clip depends on: a re-run into the same --output with other values would mix two kinds of clips
+CLIP_SETTINGS = ("kind", "size", "detector", "detect_every", "iou_threshold", "max_missed", "cut_threshold", "margin",
+                 "min_frames", "min_size", "max_clip_frames", "max_frames", "target_fps", "frame_format", "quality",
+                 "test_fraction", "synthetic_size", "synthetic_frames", "seed")
+
+
+def changed_settings(cfg: PreprocessConfig) -> list[str]:
+    """How `cfg` differs in CLIP_SETTINGS from the dataset already at its output (none: it resumes or extends it)."""
+    old = (_manifest(Layout(cfg.output, cfg.endpoint)) or {}).get("config") or {}
+    rules = {f.name: f.metadata.get(RULE) for f in dataclasses.fields(cfg)}
+    return [f"{flag_of(k, rules[k]) if rules[k] else k} {old[k]!r}, now {getattr(cfg, k)!r}"
+            for k in CLIP_SETTINGS if k in old and old[k] != getattr(cfg, k)]
 
 
 def pending(cfg: PreprocessConfig) -> tuple[Layout, list[VideoTask]]:

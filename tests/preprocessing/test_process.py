@@ -174,4 +174,32 @@ def test_a_job_that_makes_no_clip_fails(tmp_path, repo_root, capsys):
     code = preprocess.main(["--input", "synthetic:1", "--output", str(tmp_path / "out"), "--kind", "none",
                             "--size", "32", "--min-frames", "1000", "--no-ray"])  # every track too short
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith(f"preprocess: error: --output {tmp_path / 'out'}: no clips were made")
+    assert code == 2 and err == (f"preprocess: error: --output {tmp_path / 'out'}: no clips were made (none of the "
+                                 f"1 videos has ≥ 1000 frames (--min-frames) of ≥ 64 px (--min-size))\n")
+    failed = {"num_videos": 3, "num_errors": 1, "errors": "out/errors.parquet"}  # why, for the other mixes
+    cfg = preprocess.PreprocessConfig(input="x", output="out", kind="face")
+    assert preprocess.why_nothing(cfg, failed) == (
+        "1 of 3 videos failed: out/errors.parquet; none of the other 2 videos held a face track of ≥ 32 frames "
+        "(--min-frames) of ≥ 64 px (--min-size); --kind none keeps the whole frame")
+    assert preprocess.why_nothing(cfg, {**failed, "num_errors": 3}) == "3 of 3 videos failed: out/errors.parquet"
+
+
+def test_a_rerun_with_other_clip_settings_is_refused_before_it_mixes_two_kinds_of_clips(tmp_path, repo_root, capsys):
+    """A re-run resumes: it skips the finished videos, so with another --min-frames (or --kind, --size, …) those
+    would keep clips made the old way (it made 0 clips where a fresh --kind none made 4). Same settings resume."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pipeline_preprocess", repo_root / "pipelines" / "preprocess.py")
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
+    out = tmp_path / "out"
+    args = ["--input", "synthetic:2", "--output", str(out), "--kind", "none", "--size", "32", "--no-ray"]
+    assert preprocess.main([*args, "--min-frames", "16"]) == 0
+    manifest = (out / "_manifest.json").read_bytes()
+    capsys.readouterr()
+    assert preprocess.main([*args, "--min-frames", "20", "--fps", "10"]) == 2
+    assert capsys.readouterr().err == (
+        f"preprocess: error: --output {out}: holds a dataset made with other settings (--min-frames 16, now 20; "
+        f"--fps None, now 10.0); choose a new --output, or the same settings to resume or extend it\n")
+    assert (out / "_manifest.json").read_bytes() == manifest
+    assert preprocess.main([*args, "--min-frames", "16", "--workers", "1"]) == 0  # workers: not a clip setting
