@@ -146,10 +146,12 @@ class WorkerLoop:
 
     def all_finite(self, values: dict[str, float]) -> bool:
         """Whether every worker's losses of this step are finite (agreed by all, so all stop after the same step)."""
-        finite = torch.tensor([float(all(math.isfinite(v) for v in values.values()))], device=self.device)
-        if world_size() > 1:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        return bool(finite.item())
+        finite = all(math.isfinite(v) for v in values.values())  # the losses are floats already
+        if world_size() > 1:  # one worker needs no tensor, no device round trip
+            flag = torch.tensor([float(finite)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = bool(flag.item())
+        return finite
 
     def check_stop(self) -> bool:
         """After a step: max_steps reached, or (rank 0's clock, shared by all) the time budget spent."""
