@@ -167,9 +167,10 @@ def _to_rgb8(img, path: Path) -> np.ndarray:  # noqa: ANN001 - a PIL image
         a = np.asarray(img, dtype=np.float64)
         if not np.isfinite(a).all():  # a float image: would cast to arbitrary grey levels
             raise DamagedImageError(f"{path}: {int((~np.isfinite(a)).sum())} of its {a.size} pixels are NaN or inf")
-        # white: 1.0 in a float image of [0, 1], else the largest value of its depth
-        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        top = 1.0 if img.mode == "F" and a.max() <= 1.0 else top
+        if img.mode == "F" and a.max() <= 1.0:  # white: 1.0 in a float image of [0, 1]
+            top = 1.0
+        else:  # else the largest value of its depth
+            top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
         g = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=2)
     if img.mode in ("P", "PA", "LA", "La", "RGBa") or "A" in img.mode or "transparency" in img.info:
