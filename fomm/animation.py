@@ -27,18 +27,15 @@ def convex_hull_area(points: np.ndarray) -> float:
             chain.append(p)
         return chain[:-1]
 
-    hull = np.array(half(pts) + half(pts[::-1]))
-    x, y = hull[:, 0], hull[:, 1]
+    x, y = np.array(half(pts) + half(pts[::-1])).T
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> float:
     """sqrt(hull area of source keypoints) / sqrt(hull area of initial driving keypoints), first batch item."""
-    source_area = convex_hull_area(kp_source["value"][0].detach().double().cpu().numpy())
-    driving_area = convex_hull_area(kp_driving_initial["value"][0].detach().double().cpu().numpy())
-    if driving_area <= 0:
-        return 1.0
-    return float(np.sqrt(source_area) / np.sqrt(driving_area))
+    source_area, driving_area = (convex_hull_area(kp["value"][0].detach().double().cpu().numpy())
+                                 for kp in (kp_source, kp_driving_initial))
+    return 1.0 if driving_area <= 0 else float(np.sqrt(source_area) / np.sqrt(driving_area))
 
 
 def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fomm.animation import movement_scale, normalize_kp
+from fomm.blocks import fold_batch_norm as fold_norms
 from fomm.checkpoint import load_checkpoint
 from fomm.config.schema import CROP_MODES, FommConfig, load_config
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints, expand_kp
-from fomm.inference import fold_batch_norm as fold_norms
 from fomm.keypoint_detector import KPDetector
 from fomm.models import build_networks
 from fomm.precision import autocast, autocast_dtype
@@ -64,10 +64,9 @@ def frames_to_tensor(frames: Frame, dtype: torch.dtype = torch.float32) -> Tenso
         a = a[None]
     if a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
         raise AnimatorError(f"expected frames H×W×{{1,3,4}} or B×H×W×{{1,3,4}}, got shape {a.shape}")
-    if not a.flags.writeable:  # torch.from_numpy wants writable memory (PIL arrays are read-only)
-        a = a.copy()
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).to(dtype) / scale  # B×C×H×W
+    # torch.from_numpy wants writable memory (PIL arrays are read-only): a copy where needed
+    x = torch.from_numpy(np.require(a, requirements=["C", "W"])).permute(0, 3, 1, 2).to(dtype) / scale  # B×C×H×W
     if x.shape[1] == 4:  # alpha: composite on white, as for image files
         x = x[:, :3] * x[:, 3:] + (1 - x[:, 3:])
     elif x.shape[1] == 1:
@@ -103,7 +102,7 @@ def to_uint8(x: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
 
 class Animator:
     """Animates a source image with driving frames (`fomm animate` wraps it); the modules go to eval mode, in place:
-    channels_last, batch norms folded (fomm.inference). Frames, keypoints and predictions: the generator's dtype."""
+    channels_last, batch norms folded (fomm.blocks). Frames, keypoints and predictions: the generator's dtype."""
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
                  frame_size: tuple[int, int] = (256, 256), relative: bool = True,
@@ -124,7 +123,7 @@ class Animator:
         if isinstance(generator, torch.nn.Module):  # else another engine's callables (animate.onnx_engine)
             self.float_dtype = next(generator.parameters()).dtype
             kp_detector, generator = kp_detector.eval(), generator.eval()
-            if fold_batch_norm:  # in place: each conv → batch norm pair as one conv (fomm.inference)
+            if fold_batch_norm:  # in place: each conv → batch norm pair as one conv (fomm.blocks)
                 fold_norms(kp_detector), fold_norms(generator)
             kp_detector = kp_detector.to(self.device, memory_format=self.memory_format)
             generator = generator.to(self.device, memory_format=self.memory_format)
@@ -152,8 +151,8 @@ class Animator:
 
     def prepare(self, frames: Frame) -> Tensor:
         """Frames of any size and type, cropped/padded and resized to the model's size.  # B×3×H×W"""
-        x = frames_to_tensor(frames if isinstance(frames, Tensor) else np.asarray(frames), self.float_dtype)
-        return fit_frames(x.to(self.device), self.frame_size, self.crop).contiguous(memory_format=self.memory_format)
+        x = frames_to_tensor(frames, self.float_dtype).to(self.device)
+        return fit_frames(x, self.frame_size, self.crop).contiguous(memory_format=self.memory_format)
 
     def _kp(self, x: Tensor) -> Keypoints:
         with autocast(self.dtype, self.device):

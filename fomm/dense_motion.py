@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fomm.blocks import Hourglass
+from fomm.blocks import AntiAliasInterpolation2d, Hourglass
 from fomm.geometry import Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid
-from fomm.pyramid import AntiAliasInterpolation2d
 
 
 def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints, source_heatmap: Tensor,

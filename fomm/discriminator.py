@@ -20,14 +20,11 @@ class DiscriminatorBlock(nn.Module):
         conv = nn.Conv2d(in_features, out_features, kernel_size=4)
         # hook-based spectral norm keeps the original key names (weight_orig, weight_u, weight_v)
         self.conv = nn.utils.spectral_norm(conv) if sn else conv
-        self.norm = nn.InstanceNorm2d(out_features, affine=True) if norm else None
+        self.norm = nn.InstanceNorm2d(out_features, affine=True) if norm else nn.Identity()
         self.pool = pool
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv(x)
-        if self.norm is not None:
-            out = self.norm(out)
-        out = F.leaky_relu(out, 0.2)
+        out = F.leaky_relu(self.norm(self.conv(x)), 0.2)
         return F.avg_pool2d(out, (2, 2)) if self.pool else out
 
 
@@ -78,7 +75,5 @@ class MultiScaleDiscriminator(nn.Module):
         out: dict[str, object] = {}
         for key, disc in self.discs.items():
             scale = key.replace("-", ".")
-            feature_maps, prediction_map = disc(pyramid["prediction_" + scale], kp)
-            out["feature_maps_" + scale] = feature_maps
-            out["prediction_map_" + scale] = prediction_map
+            out["feature_maps_" + scale], out["prediction_map_" + scale] = disc(pyramid["prediction_" + scale], kp)
         return out

@@ -93,6 +93,8 @@ class OcclusionAwareGenerator(nn.Module):
             motion = self.dense_motion_network(kp_driving=kp_driving, kp_source=kp_source, source=source.motion)
             if full:
                 result.update({k: motion[k] for k in ("mask", "sparse_deformed", "deformation")})
+                image = source.image.expand(b, *source.image.shape[1:])
+                result["deformed"] = deform_input(image, motion["deformation"], self.align_corners)
             out = deform_input(out, motion["deformation"], self.align_corners)
             occlusion_map = motion.get("occlusion_map")
             if occlusion_map is not None:
@@ -103,9 +105,6 @@ class OcclusionAwareGenerator(nn.Module):
                 out = out * occlusion_map  # Eq. 8: occluded features are left for the decoder to inpaint
             if not full and torch.is_autocast_enabled(out.device.type):  # grid_sample ran in fp32: back to the
                 out = out.to(torch.get_autocast_dtype(out.device.type))  # autocast dtype for the residual stream
-            if full:
-                image = source.image.expand(b, *source.image.shape[1:])
-                result["deformed"] = deform_input(image, motion["deformation"], self.align_corners)
         out = self.bottleneck(out)
         for block in self.up_blocks:
             out = block(out)

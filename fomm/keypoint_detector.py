@@ -6,10 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fomm.blocks import Hourglass
+from fomm.blocks import AntiAliasInterpolation2d, Hourglass
 from fomm.config.schema import ModelConfig
 from fomm.geometry import Keypoints, heatmap_to_keypoints
-from fomm.pyramid import AntiAliasInterpolation2d
 
 
 class KPDetector(nn.Module):
@@ -23,6 +22,7 @@ class KPDetector(nn.Module):
                                    num_blocks=num_blocks)
         self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
         self.temperature = temperature
+        self.jacobian = None
         if estimate_jacobian:
             self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
             self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.num_jacobian_maps,
@@ -30,8 +30,6 @@ class KPDetector(nn.Module):
             # zero weights, bias (1, 0, 0, 1): every Jacobian starts as the identity
             self.jacobian.weight.data.zero_()
             self.jacobian.bias.data.copy_(torch.tensor([1, 0, 0, 1] * self.num_jacobian_maps))
-        else:
-            self.jacobian = None
         # scale 1: no module state, as in the original's keys
         self.down = AntiAliasInterpolation2d(num_channels, scale_factor) if scale_factor != 1 else nn.Identity()
 

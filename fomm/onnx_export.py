@@ -8,10 +8,10 @@ import json
 import torch
 from torch import Tensor, nn
 
+from fomm.blocks import fold_batch_norm
 from fomm.dense_motion import MotionSource
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints, expand_kp
-from fomm.inference import fold_batch_norm
 from fomm.keypoint_detector import KPDetector
 
 OPSET = 18

@@ -26,9 +26,7 @@ def native_bf16(device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> 
     """Whether `device` multiplies bf16 in hardware."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
-    return False
+    return device.type == "cpu" and bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
 
 
 def autocast_dtype(bf16: bool | str, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> torch.dtype | None:

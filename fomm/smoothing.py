@@ -13,8 +13,7 @@ from fomm.geometry import Keypoints
 
 def _alpha(cutoff: Tensor | float) -> Tensor | float:
     """EMA weight of a first-order low-pass with `cutoff` in cycles per frame (time step 1)."""
-    tau = 1.0 / (2 * math.pi * cutoff)
-    return 1.0 / (1.0 + tau)
+    return 1.0 / (1.0 + 1.0 / (2 * math.pi * cutoff))  # 1 / (1 + τ), τ = 1 / (2π cutoff)
 
 
 class OneEuroFilter:

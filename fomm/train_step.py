@@ -13,9 +13,9 @@ from torch import Tensor, nn
 from fomm.checkpoint import checkpoint_bytes, load_checkpoint, read_checkpoint
 from fomm.config.schema import ModelConfig, TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
-from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
+from fomm.losses import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.models import build_networks
 from fomm.precision import autocast
 from fomm.vgg import Vgg19

@@ -55,8 +55,7 @@ class Vgg19(nn.Module):
             state = torch.load(path, map_location="cpu", weights_only=True)
             wanted = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
             own = self.features.state_dict()
-            missing = [k for k in own if k not in wanted]
-            if missing:
+            if missing := [k for k in own if k not in wanted]:
                 raise ValueError(f"{path}: not a VGG-19 state dict (missing features.{missing[0]})")
             self.features.load_state_dict({k: wanted[k] for k in own})
         self.requires_grad_(False)

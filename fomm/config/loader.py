@@ -63,8 +63,7 @@ def build(cls: type[T], data: Any, where: str) -> T:
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known), key=str)
-    if unknown:
+    if unknown := sorted(set(data) - set(known), key=str):
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fomm.geometry import heatmap_to_keypoints, kp2gaussian, make_coordinate_grid
-from fomm.pyramid import AntiAliasInterpolation2d, ImagePyramid, gaussian_kernel
-from fomm.tps import Transform
+from fomm.blocks import AntiAliasInterpolation2d, ImagePyramid, gaussian_kernel
+from fomm.geometry import Transform, heatmap_to_keypoints, kp2gaussian, make_coordinate_grid
 
 pytestmark = pytest.mark.numeric
 

@@ -7,9 +7,8 @@ import torch
 from torch.autograd import gradcheck
 
 from fomm.dense_motion import deform_sources, sparse_motions
-from fomm.geometry import heatmap_to_keypoints, inverse_2x2, kp2gaussian
+from fomm.geometry import Transform, heatmap_to_keypoints, inverse_2x2, kp2gaussian
 from fomm.keypoint_detector import KPDetector
-from fomm.tps import Transform
 
 pytestmark = pytest.mark.numeric
 

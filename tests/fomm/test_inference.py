@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fomm.animator import Animator
-from fomm.inference import FoldedBatchNorm2d, fold_batch_norm
+from fomm.blocks import FoldedBatchNorm2d, fold_batch_norm
 from tests.fomm.test_parity_original import PARITY, build, load, max_diff
 
 pytestmark = pytest.mark.numeric

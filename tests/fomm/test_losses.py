@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from fomm.blocks import ImagePyramid
+from fomm.geometry import Transform
 from fomm.losses import (
     discriminator_gan_loss,
     equivariance_jacobian_loss,
@@ -14,8 +16,6 @@ from fomm.losses import (
     keypoint_separation_loss,
     pyramid_perceptual_loss,
 )
-from fomm.pyramid import ImagePyramid
-from fomm.tps import Transform
 from fomm.vgg import Vgg19
 
 pytestmark = pytest.mark.numeric

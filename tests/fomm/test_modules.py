@@ -5,12 +5,12 @@ import dataclasses
 import pytest
 import torch
 
+from fomm.blocks import ImagePyramid
 from fomm.config.schema import LossWeights, load_config
 from fomm.discriminator import MultiScaleDiscriminator
-from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
-from fomm.pyramid import ImagePyramid
+from fomm.losses import DiscriminatorFullModel, GeneratorFullModel, total_loss
 
 pytestmark = pytest.mark.numeric
 

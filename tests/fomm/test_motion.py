@@ -10,8 +10,7 @@ from fomm.animation import convex_hull_area, normalize_kp
 from fomm.config.schema import load_config
 from fomm.dense_motion import heatmap_representation, sparse_motions
 from fomm.generator import OcclusionAwareGenerator, deform_input
-from fomm.geometry import kp2gaussian, make_coordinate_grid
-from fomm.tps import Transform
+from fomm.geometry import Transform, kp2gaussian, make_coordinate_grid
 
 pytestmark = pytest.mark.numeric
 

@@ -15,11 +15,11 @@ import torch
 from fomm.animator import AnimatedBatch, Animator
 from fomm.config.schema import ModelConfig, TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
-from fomm.full_model import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.generator import OcclusionAwareGenerator
+from fomm.geometry import Transform
 from fomm.keypoint_detector import KPDetector
+from fomm.losses import DiscriminatorFullModel, GeneratorFullModel, total_loss
 from fomm.precision import native_bf16
-from fomm.tps import Transform
 from fomm.vgg import Vgg19
 
 pytestmark = pytest.mark.numeric
@@ -109,7 +109,7 @@ def training_step(ref: dict, monkeypatch, device: str = "cpu") -> dict[str, obje
     warp, batch = on(device, ref["warp"]), on(device, dict(ref["train_batch"]))
     assert torch.equal(warp["control_points"].view(1, -1, 2).to(dtype),
                        Transform(2, 0.0, 0.0, points_tps=5).control_points.to(device, dtype))
-    monkeypatch.setattr("fomm.full_model.Transform", lambda bs, *_: Transform(
+    monkeypatch.setattr("fomm.losses.Transform", lambda bs, *_: Transform(
         bs, 0.0, points_tps=5, theta=warp["theta"], control_params=warp["control_params"]))  # the step's warp
     for m in (det, gen, disc):
         m.train()
@@ -248,7 +248,7 @@ def test_channels_last_only_reorders_memory(ref, ref32):
 
 
 def test_folded_batch_norm_computes_the_same_and_saves_a_plain_checkpoint(ref):
-    from fomm.inference import FoldedBatchNorm2d, fold_batch_norm
+    from fomm.blocks import FoldedBatchNorm2d, fold_batch_norm
 
     det, gen, cfg = build(ref)
     with torch.no_grad():
