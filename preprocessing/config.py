@@ -20,8 +20,7 @@ class PreprocessConfig:
     # what to detect and track: face (VoxCeleb-like), person (Tai-Chi-like), none (full frame)
     kind: str = field(default="face", metadata=rule("what to detect and crop", choices=KINDS))
     size: int = field(default=256, metadata=rule("clip frames are SIZE×SIZE", ge=8))
-    workers: int | None = field(default=None, metadata=rule(
-        "parallel video processors (default: all CPUs)", ge=1))
+    workers: int | None = field(default=None, metadata=rule("parallel video processors (default: all CPUs)", ge=1))
     detector: str = field(default="auto", metadata=rule("face/person detector backend", choices=DETECTORS))
     detect_every: int = field(default=5, metadata=rule(  # tracks cover the frames between
         "detect on every N-th frame", ge=1))
@@ -43,8 +42,7 @@ class PreprocessConfig:
         "how the shards store each frame", choices=FRAME_FORMATS))
     quality: int = field(default=95, metadata=rule(ge=1, le=100))
     shard_bytes: int = field(default=256 * 1024 * 1024, metadata=rule(ge=1))  # target shard size
-    test_fraction: float = field(default=0.1, metadata=rule(  # when the input does not say
-        "test share when the input has no split", ge=0, le=1))
+    test_fraction: float = field(default=0.1, metadata=rule("test share when the input has no split", ge=0, le=1))
     video_dir: str | None = field(default=None, metadata=rule(
         "raw videos of a metadata CSV (default: the CSV's folder)"))
     endpoint: str | None = field(default=None, metadata=rule(

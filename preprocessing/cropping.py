@@ -1,7 +1,6 @@
 """Crop geometry: enlarge a box by a margin, make it square inside the frame, crop, resize keeping the aspect.
 
-Boxes are (x0, y0, x1, y1) in pixels with x1, y1 exclusive, so a box's width is x1 − x0.
-"""
+Boxes are (x0, y0, x1, y1) in pixels with x1, y1 exclusive, so a box's width is x1 − x0."""
 
 from __future__ import annotations
 

@@ -172,18 +172,16 @@ def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: li
     for e in errors:
         videos.pop(e["video_id"], None)
     all_shards = sorted(manifest.get("shards", []) + written, key=lambda s: s["file"])
-    per_split: dict[str, dict] = {}
-    for s in all_shards:
-        d = per_split.setdefault(s["split"], {"clips": 0, "frames": 0, "shards": 0})
-        d["clips"] += s["rows"]
-        d["frames"] += s.get("frames", 0)
-        d["shards"] += 1
+
+    def counts(of: list[dict]) -> dict:
+        return {"clips": sum(s["rows"] for s in of), "frames": sum(s.get("frames", 0) for s in of), "shards": len(of)}
+
+    splits = dict.fromkeys(s["split"] for s in all_shards)  # in file order
+    per_split = {sp: counts([s for s in all_shards if s["split"] == sp]) for sp in splits}
     manifest.update({
         "version": shards.SCHEMA_VERSION, "schema": CLIP_SCHEMA.names, "frame_format": cfg.frame_format,
         "size": cfg.size, "kind": cfg.kind, "shards": all_shards, "videos": dict(sorted(videos.items())),
-        "totals": {"clips": sum(d["clips"] for d in per_split.values()),
-                   "frames": sum(d["frames"] for d in per_split.values()), "shards": len(all_shards),
-                   "videos": len(videos), "errors": len(errors), "splits": per_split},
+        "totals": {**counts(all_shards), "videos": len(videos), "errors": len(errors), "splits": per_split},
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"},
     })
     storage.write_bytes(layout.path(MANIFEST_NAME), json.dumps(manifest, indent=1).encode(), fs=layout.fs)

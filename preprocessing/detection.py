@@ -35,8 +35,6 @@ def _downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def _rects_to_boxes(rects: np.ndarray, scores: np.ndarray, s: float) -> np.ndarray:
-    if len(rects) == 0:
-        return np.zeros((0, 5), np.float64)
     r = np.asarray(rects, np.float64).reshape(-1, 4) / s
     boxes = np.column_stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3],
                              np.asarray(scores, np.float64).reshape(-1)])
@@ -100,8 +98,6 @@ class HogPersonDetector:
         padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         rects, weights = self.hog.detectMultiScale(padded, hitThreshold=0.0, winStride=(8, 8), padding=(8, 8),
                                                    scale=1.05)
-        if len(rects) == 0:
-            return np.zeros((0, 5), np.float64)
         rects = np.asarray(rects, np.float64).reshape(-1, 4) - [pad, pad, 0, 0]
         weights = np.asarray(weights, np.float64).reshape(-1)
         keep = cv2.dnn.NMSBoxes(rects.tolist(), weights.tolist(), 0.3, 0.4)  # min score, NMS IoU
@@ -129,17 +125,14 @@ class S3FDFaceDetector:
     def detect(self, frame: np.ndarray) -> np.ndarray:
         small, s = _downscale(frame, MAX_SIDE)
         found = self.model.detect_from_image(np.ascontiguousarray(small[..., ::-1]))  # it expects BGR
-        if not found:
-            return np.zeros((0, 5), np.float64)
         boxes = np.asarray(found, np.float64).reshape(-1, 5)
         boxes[:, :4] /= s
         return boxes[np.argsort(-boxes[:, 4])]
 
 
 def find_s3fd_weights() -> str | None:
-    candidates = [os.environ.get("FOMM_S3FD_WEIGHTS", "")]
     hub = os.environ.get("TORCH_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "torch")
-    candidates.append(os.path.join(hub, "hub", "checkpoints", S3FD_FILE))
+    candidates = [os.environ.get("FOMM_S3FD_WEIGHTS", ""), os.path.join(hub, "hub", "checkpoints", S3FD_FILE)]
     return next((c for c in candidates if c and os.path.isfile(c)), None)
 
 

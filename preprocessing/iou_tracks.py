@@ -78,18 +78,13 @@ class IoUTracker:
                 track.end, track.missed = frame + 1, 0
                 matched_tracks.add(int(ti))
                 matched_dets.add(int(di))
-        still_live = []
         for i, track in enumerate(self.live):
             if i not in matched_tracks:
                 track.missed += 1
-                if track.missed > self.max_missed:
-                    self.done.append(track)  # disappeared: the track ends after its last detection
-                    continue
-            still_live.append(track)
-        for di in range(len(boxes)):
-            if di not in matched_dets:
-                still_live.append(Track(next(self._ids), [frame], [boxes[di]], end=frame + 1))
-        self.live = still_live
+        self.done += [t for t in self.live if t.missed > self.max_missed]  # disappeared: ends after its last detection
+        self.live = [t for t in self.live if t.missed <= self.max_missed]
+        self.live += [Track(next(self._ids), [frame], [boxes[di]], end=frame + 1)
+                      for di in range(len(boxes)) if di not in matched_dets]
 
     def cut(self, frame: int) -> None:
         """A shot boundary before `frame`: every live track ends there."""

@@ -48,8 +48,7 @@ class FaceLandmarks:
     num_points = 68
 
     def __init__(self, hub_dir: str | Path | None = None, device: str = "cpu") -> None:
-        missing = missing_weights(hub_dir)
-        if missing:
+        if missing := missing_weights(hub_dir):
             raise LandmarksWeightsError(missing[0])
         import face_alignment
         import torch

@@ -26,7 +26,7 @@ class ProcessVideos:
     def __call__(self, row: dict) -> dict:
         """One video's outcome recorded in the dataset root; returns the S3 retries it took."""
         task: VideoTask = row["task"]  # Ray Data carries the dataclass as a Python object
-        if self.detector is None and not task.segments and not task.missing:
+        if self.detector is None and not task.segments:  # missing videos never reach the actors
             self.detector = detector_for(self.cfg)
         with s3_retries.counting_retries() as retries:
             dw.run_video(task, self.cfg, self.layout, self.detector)

@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,13 +215,6 @@ class ShardSet:
         rows = {r["clip_id"]: r for f in self.holding(clip_ids) for r in read_table(
             f, columns, fs=self.location.fs, filters=[("clip_id", "in", sorted(set(clip_ids)))]).to_pylist()}
         return [rows[c] for c in clip_ids if c in rows]
-
-    def clips(self, split: str | None = None, columns: list[str] | None = None) -> Iterator[dict]:
-        """Rows in shard order, frames decoded (T×H×W×3 uint8); `columns` limits what is read."""
-        for path in self.paths(split):
-            filters = [("split", "=", split)] if split is not None else None
-            for row in read_table(path, columns, fs=self.location.fs, filters=filters).to_pylist():
-                yield {**row, "frames": decode_frames(row["frames"])} if "frames" in row else row
 
     def dataset(self, split: str | None, columns: Sequence[str], shuffle_files: bool = False,
                 paths: Sequence[str] | None = None):  # noqa: ANN201 - a ray.data.Dataset

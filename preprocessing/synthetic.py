@@ -131,7 +131,7 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
                   for i in range(num_identities)]
     per_id = [sum(1 for v in range(num_videos) if v % num_identities == i) for i in range(num_identities)]
     n_test = [max(1, int(round(n * test_fraction))) if n > 1 else 0 for n in per_id]
-    rows, paths = [], []
+    rows = []
     for v in range(num_videos):
         pid, rank = v % num_identities, v // num_identities
         frames = render_video(identities[pid], np.random.default_rng([seed, 2, v]), size, num_frames, fps)
@@ -140,12 +140,11 @@ def generate_synthetic_videos(out_dir: str | Path, num_videos: int = 12, size: i
         split = "test" if rank >= per_id[pid] - n_test[pid] else "train"
         rows.append({"video_id": video_id, "person_id": f"id{pid:02d}", "split": split, "file": path.name,
                      "num_frames": num_frames, "fps": fps, "width": size, "height": size, "num_bodies": 1})
-        paths.append(path)
     with atomic_open(out / METADATA_NAME, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return paths
+    return [out / r["file"] for r in rows]
 
 
 def write_synthetic_shards(out_dir: str | Path, num_videos: int = 4, size: int = 64, num_frames: int = 12,

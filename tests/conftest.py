@@ -315,6 +315,17 @@ def damaged_shards(root: str, endpoint: str | None = None) -> list[str]:
     return bad
 
 
+def shard_clips(url: str, split: str | None = None, columns: list[str] | None = None) -> Iterator[dict]:
+    """Rows of clip shards in shard order, frames decoded (T×H×W×3 uint8); `columns` limits what is read."""
+    from preprocessing.shards import ShardSet, decode_frames, read_table
+
+    found = ShardSet.open(url)
+    filters = [("split", "=", split)] if split is not None else None
+    for path in found.paths(split):
+        for row in read_table(path, columns, fs=found.location.fs, filters=filters).to_pylist():
+            yield {**row, "frames": decode_frames(row["frames"])} if "frames" in row else row
+
+
 def run_artifacts(tracking_uri: str, run_id: str, dst: Path) -> list[str]:
     """The artifact paths of an MLflow run (files, recursively), read back through a whole download."""
     from mlflow.artifacts import download_artifacts

@@ -18,7 +18,7 @@ import pytest
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
 from services.video_read import read_frames
-from tests.conftest import damaged_shards
+from tests.conftest import damaged_shards, shard_clips
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
@@ -87,12 +87,12 @@ def test_preprocess_job_survives_a_lost_worker_node(ray_head, repo_root, tmp_pat
     assert listed_files(out) == sorted(s["file"] for s in b["shards"])  # no duplicate or half-written shard
     assert damaged_shards(str(out)) == []
     assert not (out / "_work").exists()
-    clips = [c["clip_id"] for c in shards.ShardSet.open(str(out)).clips(columns=["clip_id"])]
+    clips = [c["clip_id"] for c in shard_clips(str(out), columns=["clip_id"])]
     assert len(clips) == len(set(clips)) == b["totals"]["clips"] > 0
-    assert clips == [c["clip_id"] for c in shards.ShardSet.open(str(tmp_path / "one")).clips(columns=["clip_id"])]
+    assert clips == [c["clip_id"] for c in shard_clips(str(tmp_path / "one"), columns=["clip_id"])]
     # the bad videos' error rows, and none for the lost node
     assert {e["video_id"]: e["stage"] for e in shards.read_errors(str(out))} == {"corrupt": "decode", "zero": "probe"}
     assert shards.read_errors(str(out)) == shards.read_errors(str(tmp_path / "one")) and b["totals"]["errors"] == 2
-    clip = next(c for c in shards.ShardSet.open(str(out)).clips() if c["video_id"] == "synth0002")
+    clip = next(c for c in shard_clips(str(out)) if c["video_id"] == "synth0002")
     assert clip["frames"].shape == (32, 64, 64, 3)
     assert np.abs(clip["frames"].astype(int) - read_frames(inputs / "synth0002.mp4")).mean() < 3  # JPEG q95

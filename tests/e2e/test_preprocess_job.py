@@ -15,7 +15,7 @@ import pytest
 
 from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
-from tests.conftest import damaged_shards
+from tests.conftest import damaged_shards, shard_clips
 
 pytestmark = pytest.mark.ray
 
@@ -47,7 +47,7 @@ def test_s3_in_s3_out(moto_s3, ray_local, videos):
     result = run_preprocess(cfg)
     assert result["manifest"] == f"s3://{bucket}/ds/_manifest.json"
     assert (result["num_clips"], result["num_errors"]) == (3, 1)
-    clips = list(shards.ShardSet.open(f"s3://{bucket}/ds").clips())
+    clips = list(shard_clips(f"s3://{bucket}/ds"))
     assert sorted(c["video_id"] for c in clips) == ["synth0000", "synth0001", "synth0002"]
     assert all(c["frames"].shape == (32, 32, 32, 3) for c in clips)
     assert all(c["source_path"].startswith(f"s3://{bucket}/raw/") for c in clips)
@@ -102,5 +102,5 @@ def test_killed_job_resumes_to_identical_shards(ray_head, repo_root, videos, tmp
     listed = sorted(p.relative_to(tmp_path / "resumed").as_posix()
                     for p in (tmp_path / "resumed" / "shards").rglob("*") if p.is_file())
     assert listed == sorted(s["file"] for s in b["shards"])  # no duplicate or half-written shard files
-    assert [c["clip_id"] for c in shards.ShardSet.open(str(tmp_path / "resumed")).clips()] == \
-           [c["clip_id"] for c in shards.ShardSet.open(str(tmp_path / "full")).clips()]
+    assert [c["clip_id"] for c in shard_clips(str(tmp_path / "resumed"))] == \
+           [c["clip_id"] for c in shard_clips(str(tmp_path / "full"))]

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from fomm.checkpoint import read_checkpoint
-from preprocessing import shards
 from preprocessing.synthetic import generate_synthetic_videos
 from services import s3_retries, storage
-from tests.conftest import damaged_shards
+from tests.conftest import damaged_shards, shard_clips
 from tests.flaky_s3 import FlakyS3Proxy
 
 pytestmark = pytest.mark.ray
@@ -76,7 +75,7 @@ def test_preprocessing_writes_its_shards_whole_through_a_503_storm(blinking_s3, 
     assert result["s3_retries"] == proxy.failed
     out = f"s3://{bucket}/{prefix}/ds"  # read back straight from moto, not through the proxy
     assert damaged_shards(out) == []
-    clips = list(shards.ShardSet.open(out).clips())
+    clips = list(shard_clips(out))
     assert sorted(c["video_id"] for c in clips) == ["synth0000", "synth0001", "synth0002"]
     assert all(c["frames"].shape == (24, 32, 32, 3) for c in clips)
 

@@ -12,6 +12,7 @@ import torch
 from evaluation.benchmark import judge, newest_checkpoint
 from preprocessing.synthetic import write_synthetic_shards
 from services.tracking.queries import search_runs
+from tests.conftest import shard_clips
 
 
 def load_pipeline(repo_root, name: str):
@@ -101,9 +102,7 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
     assert "no regression" in out and "checkpoint: " + str(ckpts / "same.pth.tar") in out
 
     # deliberately worse: a constant output, each channel at the extreme away from the data's mean colour
-    from preprocessing.shards import ShardSet
-
-    mean = np.mean([c["frames"].mean(axis=(0, 1, 2)) / 255 for c in ShardSet.open(str(data)).clips()], axis=0)
+    mean = np.mean([c["frames"].mean(axis=(0, 1, 2)) / 255 for c in shard_clips(str(data))], axis=0)
     with torch.no_grad():
         model.generator.final.weight.zero_()
         model.generator.final.bias.copy_(torch.tensor(np.where(mean < 0.5, 10.0, -10.0)))

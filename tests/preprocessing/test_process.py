@@ -17,7 +17,7 @@ from preprocessing.config import PreprocessConfig
 from preprocessing.cropping import resize_keep_aspect
 from preprocessing.sources import collect_tasks, raw_video_index
 from services.video_read import read_frames
-from tests.conftest import damaged_shards
+from tests.conftest import damaged_shards, shard_clips
 
 
 def cfg_for(input_: str, output, **kw) -> PreprocessConfig:
@@ -33,7 +33,7 @@ def shard_digests(root) -> dict[str, str]:
 def test_synthetic_folder_end_to_end(synthetic_dir, tmp_path):
     result = dw.run_local(cfg_for(synthetic_dir, tmp_path / "out"))
     assert (result["num_videos"], result["num_clips"], result["num_frames"], result["num_errors"]) == (6, 6, 144, 0)
-    clips = {c["video_id"]: c for c in shards.ShardSet.open(str(tmp_path / "out")).clips()}
+    clips = {c["video_id"]: c for c in shard_clips(str(tmp_path / "out"))}
     meta = {r["video_id"]: r for r in csv.DictReader(open(synthetic_dir / "metadata.csv"))}
     for vid, clip in clips.items():
         assert (clip["person_id"], clip["split"]) == (meta[vid]["person_id"], meta[vid]["split"])
@@ -55,7 +55,7 @@ def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, s
     ]
     table.write_text("\n".join(rows) + "\n")
     result = dw.run_local(cfg_for(table, tmp_path / "out", video_dir=str(raw), size=48))
-    (clip,) = list(shards.ShardSet.open(str(tmp_path / "out")).clips())
+    (clip,) = list(shard_clips(str(tmp_path / "out")))
     assert (clip["video_id"], clip["person_id"], clip["split"]) == ("vidA", "id10001", "train")
     assert (clip["start_frame"], clip["end_frame"], clip["crop_box"]) == (3, 9, [50, 40, 150, 145])
     source = read_frames(raw / "vidA.mp4", 9)[3:9]
@@ -115,7 +115,7 @@ def test_corrupt_and_zero_frame_videos_go_to_errors(synthetic_dir, tmp_path, cor
     assert errors["corrupt"]["stage"] == "decode" and "truncated or corrupt" in errors["corrupt"]["message"]
     assert errors["zero"]["stage"] == "probe" and "zero-frame" in errors["zero"]["message"]
     assert errors["notes"]["path"].endswith("notes.mp4") and "not a readable video" in errors["notes"]["message"]
-    assert {c["video_id"] for c in shards.ShardSet.open(str(tmp_path / "out")).clips()} == {"synth0000", "synth0001"}
+    assert {c["video_id"] for c in shard_clips(str(tmp_path / "out"))} == {"synth0000", "synth0001"}
 
 
 def test_shards_respect_the_target_size(synthetic_dir, tmp_path):

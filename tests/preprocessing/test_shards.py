@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocessing import shards
-from tests.conftest import damaged_shards
+from tests.conftest import damaged_shards, shard_clips
 
 
 def make_record(i: int, split: str = "train", frames: int = 3, fmt: str = "png") -> shards.ClipRecord:
@@ -47,14 +47,14 @@ def test_round_trip_through_a_shard(tmp_path):
     records = [make_record(0), make_record(1, "test"), make_record(2)]
     info = shards.write_table_atomic(shards.records_to_table(records), str(tmp_path / "s.parquet"))
     assert info["rows"] == 3 and info["bytes"] == (tmp_path / "s.parquet").stat().st_size
-    clips = list(shards.ShardSet.open(str(tmp_path / "s.parquet")).clips())
+    clips = list(shard_clips(str(tmp_path / "s.parquet")))
     assert [c["clip_id"] for c in clips] == ["v0#000", "v1#000", "v2#000"]
     c = clips[0]
     assert (c["video_id"], c["person_id"], c["split"], c["fps"], c["num_frames"]) == ("v0", "p0", "train", 25.0, 3)
     assert c["crop_box"] == [1, 2, 33, 34] and c["source_width"] == 60
     np.testing.assert_array_equal(c["frames"], shards.decode_frames(records[0].frames))
-    assert [c["clip_id"] for c in shards.ShardSet.open(str(tmp_path / "s.parquet")).clips(split="test")] == ["v1#000"]
-    meta_only = list(shards.ShardSet.open(str(tmp_path)).clips(columns=["clip_id", "num_frames"]))
+    assert [c["clip_id"] for c in shard_clips(str(tmp_path / "s.parquet"), split="test")] == ["v1#000"]
+    meta_only = list(shard_clips(str(tmp_path), columns=["clip_id", "num_frames"]))
     assert [m["num_frames"] for m in meta_only] == [3, 3, 3] and "frames" not in meta_only[0]
 
 

@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 
-from preprocessing import shards
 from preprocessing.synthetic import (
     generate_synthetic_videos,
     make_identity,
@@ -15,6 +14,7 @@ from preprocessing.synthetic import (
     write_synthetic_shards,
 )
 from services.video_read import probe_video, read_frames
+from tests.conftest import shard_clips
 
 
 def test_files_metadata_and_split(synthetic_dir):
@@ -68,7 +68,7 @@ def test_identities_differ(synthetic_dir):
 def test_shards_hold_the_rendered_frames_losslessly_in_one_split(tmp_path):
     path = write_synthetic_shards(tmp_path, num_videos=3, size=32, num_frames=4, seed=7)
     assert path == tmp_path / "test-00007.parquet"  # one split: the shard file itself
-    clips = list(shards.ShardSet.open(str(path)).clips())
+    clips = list(shard_clips(str(path)))
     assert [c["clip_id"] for c in clips] == ["synth0000_000", "synth0001_000", "synth0002_000"]
     assert [c["person_id"] for c in clips] == ["id00", "id01", "id00"] and {c["split"] for c in clips} == {"test"}
     ident = make_identity(np.random.default_rng([7, 1, 1]), 0.5)  # clip 1: identity 1 of 2, hue 1/2
@@ -79,7 +79,7 @@ def test_shards_split_every_nth_clip_into_test(tmp_path):
     root = write_synthetic_shards(tmp_path, num_videos=7, size=16, num_frames=2, frame_format="jpeg",
                                   num_identities=3, test_every=3)
     assert root == tmp_path and sorted(p.name for p in root.iterdir()) == ["test-00000.parquet", "train-00000.parquet"]
-    test = [c["clip_id"] for c in shards.ShardSet.open(str(root)).clips(split="test", columns=["clip_id"])]
+    test = [c["clip_id"] for c in shard_clips(str(root), split="test", columns=["clip_id"])]
     assert test == ["synth0002_000", "synth0005_000"]
-    train = list(shards.ShardSet.open(str(root)).clips(split="train"))
+    train = list(shard_clips(str(root), split="train"))
     assert len(train) == 5 and train[0]["frames"].shape == (2, 16, 16, 3)
