@@ -57,11 +57,10 @@ def writable_dir(flag: str, path: str | os.PathLike) -> None:
 
 def writable_storage(flag: str, path: str, endpoint: str | None = None) -> None:
     """Where a job will write: an s3:// path whose endpoint is reachable, or a local folder that can be written."""
-    from services import storage
+    from services.storage import is_remote
 
-    if storage.is_remote(path):
-        storage_reachable(flag, path, endpoint)
-    else:
+    storage_reachable(flag, path, endpoint)  # nothing to check for a local path
+    if not is_remote(path):
         writable_dir(flag, path)
 
 
@@ -72,8 +71,7 @@ def reachable(flag: str, url: str, timeout: float = 3.0) -> None:
         raise UserError(f"{flag} {url}: expected an http(s):// URL")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout):
-            pass
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
     except OSError as err:
         raise UserError(f"{flag} {url}: unreachable ({err.strerror or err})") from None
 

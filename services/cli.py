@@ -23,8 +23,7 @@ RESUME_NOTE = "resume_note"  # an exception's attribute: where a failed run kept
 
 def one_line(err: BaseException) -> str:
     """The exception's message on one line (a multi-line message is joined with ' | ')."""
-    text = " | ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    return text or type(err).__name__
+    return " | ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -124,27 +124,22 @@ def write_bytes(path: str, data: bytes, endpoint: str | None = None,
     fs.pipe_file(path, data)
 
 
-def _visible(path: str) -> bool:
-    """Not a dot name (temporaries of atomic writes, hidden files): what a shell glob would list."""
-    return not PurePosixPath(path).name.startswith(".")
-
-
-def _with_scheme(original: str, fs_path: str) -> str:
-    return f"s3://{fs_path}" if is_remote(original) else fs_path
+def _listed(original: str, fs_paths: Iterable[str]) -> list[str]:
+    """Sorted, dot names (temporaries of atomic writes, hidden files) left out as a shell glob would; URIs stay URIs."""
+    visible = (p for p in fs_paths if not PurePosixPath(p).name.startswith("."))
+    return sorted(f"s3://{p}" if is_remote(original) else p for p in visible)
 
 
 def list_files(root: str, pattern: str = "*", endpoint: str | None = None) -> list[str]:
     """Files anywhere under root whose name matches a glob pattern (dot names left out), sorted; URIs stay URIs."""
     fs, p = resolve(root, endpoint)
-    names = [f for f in fs.find(p) if PurePosixPath(f).match(pattern) and _visible(f)]
-    return sorted(_with_scheme(str(root), n) for n in names)
+    return _listed(root, (f for f in fs.find(p) if PurePosixPath(f).match(pattern)))
 
 
 def glob(pattern: str, endpoint: str | None = None) -> list[str]:
     """Files (dot names left out) matching a glob such as 's3://bucket/raw/**/*.mkv' (** spans folders), sorted."""
     fs, p = resolve(pattern, endpoint)
-    found = fs.glob(p, detail=True)
-    return sorted(_with_scheme(pattern, n) for n, info in found.items() if info["type"] == "file" and _visible(n))
+    return _listed(pattern, (n for n, info in fs.glob(p, detail=True).items() if info["type"] == "file"))
 
 
 @contextlib.contextmanager

@@ -61,8 +61,7 @@ def _open(path: PathLike) -> av.container.InputContainer:
 
 def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
     """Turn an H×W×3 frame counter-clockwise by `rotation` degrees (a multiple of 90)."""
-    k = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(frame, k=k)) if k else frame
+    return np.ascontiguousarray(np.rot90(frame, k=round(rotation / 90) % 4))  # k=0: the frame itself
 
 
 def _stream_fps(stream: av.video.stream.VideoStream) -> float | None:
@@ -112,11 +111,10 @@ def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
     with _open(path) as container:
         stream = container.streams.video[0]
         declared = expected or int(stream.frames or 0)
-        count, t0, stopped = 0, None, False
+        count, t0 = 0, None
         for frame in _decode(path, container):
             if stop is not None and count >= stop:
-                stopped = True
-                break
+                return  # all that was asked for (stop ≥ 1): the rest is not decoded, nor checked
             t = float(frame.time) if frame.time is not None else count / (_stream_fps(stream) or 25.0)
             t0 = t if t0 is None else t0
             if count >= start:
@@ -125,7 +123,7 @@ def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
         if count == 0:
             raise VideoError(f"{path}: no decodable frames (zero-frame video)")
         # the index promised more frames than the data held: a cut-off download or a damaged file
-        if not stopped and declared and count < declared - (1 if expected else max(2, declared // 100)):
+        if declared and count < declared - (1 if expected else max(2, declared // 100)):
             raise VideoError(f"{path}: truncated or corrupt: decoded {count} of {declared} frames")
 
 
@@ -179,7 +177,4 @@ def _to_rgb8(img, path: Path) -> np.ndarray:  # noqa: ANN001 - a PIL image
         a = np.asarray(img, dtype=np.float32)
         alpha = a[..., 3:4] / 255.0
         return (a[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
-    rgb = np.asarray(img.convert("RGB"))
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ImageError(f"{path}: unsupported image layout {rgb.shape}")
-    return rgb
+    return np.asarray(img.convert("RGB"))  # H×W×3 whatever the mode

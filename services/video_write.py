@@ -65,8 +65,6 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one H×W×3 uint8 RGB frame; every frame must have the first frame's size."""
-        if self._container is None:
-            raise VideoError(f"{self.path}: VideoWriter used outside its `with` block")
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise VideoError(f"{self.path}: frames must be H×W×3 uint8, got {frame.shape} {frame.dtype}")

@@ -48,5 +48,4 @@ def get_run(tracking_uri: str | None, run_id: str) -> dict:
 
 def metric_history(tracking_uri: str | None, run_id: str, key: str) -> list[tuple[int, float]]:
     """(step, value) of one metric of a run, in step order."""
-    history = make_client(tracking_uri).get_metric_history(run_id, key)
-    return sorted((int(m.step), float(m.value)) for m in history)
+    return sorted((int(m.step), float(m.value)) for m in make_client(tracking_uri).get_metric_history(run_id, key))

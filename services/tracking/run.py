@@ -54,9 +54,8 @@ class Tracker:
             self.run_id = self._client.create_run(get_or_create_experiment(self._client, experiment),
                                                   run_name=run_name, tags={k: str(v) for k, v in tags.items()}
                                                   ).info.run_id
-            tags = {}
         self.outbox = Outbox(f"MLflow run {self.run_id} at {self.tracking_uri}", is_transient)
-        if tags:
+        if run_id and tags:  # a new run got them at its creation
             self.set_tags(tags)
 
     # pickling (Ray): the client holds sessions/locks, so rebuild it on the other side

@@ -39,8 +39,7 @@ def _local_sqlite_path(uri: str) -> Path | None:
 def make_client(tracking_uri: str | None = None) -> mlflow.MlflowClient:
     """An MLflow client for `tracking_uri` (default: `default_tracking_uri()`); creates a local SQLite folder."""
     uri = tracking_uri or default_tracking_uri()
-    db = _local_sqlite_path(uri)
-    if db is not None:
+    if (db := _local_sqlite_path(uri)) is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     return mlflow.MlflowClient(tracking_uri=uri)
 
