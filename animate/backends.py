@@ -4,7 +4,6 @@ are on disk, else dlib's 68 points) a real-world animation uses: the best one pr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,22 +40,10 @@ def subject_detector(kind: str):  # noqa: ANN201 - preprocessing.detection.Detec
         raise BackendUnavailable(str(err)) from None
 
 
-@dataclass
-class Landmarker:
-    """A face landmark backend as a callable: H×W×3 uint8 RGB → 68×2 pixels of the largest face, or None."""
-
-    name: str
-    find: Callable[[np.ndarray], np.ndarray | None]
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
-        return self.find(frame)
-
-
 def best_frame(landmarks: Callable[[np.ndarray], np.ndarray | None], source: np.ndarray,
                driving: Iterable[np.ndarray | None], source_name: str, driving_name: str) -> int:
     """The driving frame (None: skipped) whose face landmarks best match the source's, both as the model sees them."""
-    source_points = landmarks(source)
-    if source_points is None:
+    if (source_points := landmarks(source)) is None:
         raise AnimatorError(f"{source_name}: no face found (needed by --find-best-frame)")
     points = [None if frame is None else landmarks(frame) for frame in driving]
     try:
@@ -65,14 +52,15 @@ def best_frame(landmarks: Callable[[np.ndarray], np.ndarray | None], source: np.
         raise AnimatorError(f"{driving_name}: {err}") from None
 
 
-def best_landmarker(device: str = "cpu") -> Landmarker:
-    """face-alignment (the paper's FAN) when its weights are on disk, else dlib 68 points; says which."""
+def best_landmarker(device: str = "cpu") -> tuple[str, Callable[[np.ndarray], np.ndarray | None]]:
+    """(name, backend): face-alignment (the paper's FAN) when its weights are on disk, else dlib 68 points; a
+    backend maps H×W×3 uint8 RGB to 68×2 pixels of the largest face, or None."""
     from preprocessing.landmarks import FaceLandmarks, missing_weights
 
     why_not = "weights missing"  # face-alignment's
     if not missing_weights():
         try:
-            return Landmarker("face-alignment", FaceLandmarks(device=device))
+            return "face-alignment", FaceLandmarks(device=device)
         except (ImportError, OSError) as err:
             why_not = str(err)
     try:
@@ -86,4 +74,4 @@ def best_landmarker(device: str = "cpu") -> Landmarker:
         points, found = dlib(frame[None])
         return points[0] if found[0].all() else None
 
-    return Landmarker("dlib-68", find)
+    return "dlib-68", find

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from animate.options import check_model_files
 from services import checks, storage
 from services.cli import UserError
 from services.ray_start import check_room, ensure_ray
@@ -113,8 +114,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         header, *rows = storage.read_bytes(pairs).decode("utf-8").splitlines()
     except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
-    missing = [c for c in COLUMNS if c not in next(csv.reader([header]))]
-    if missing:
+    if missing := [c for c in COLUMNS if c not in next(csv.reader([header]))]:
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)})")
     if not any(row.strip() for row in rows):  # a job that would make nothing
         raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
@@ -131,9 +131,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         checks.not_an_input(f"--pairs {pairs} line {line}: output", out, {
             "source": src or None, "driving": drv or None, "--pairs": pairs, "--config": config,
             "--checkpoint": checkpoint})
-    if checkpoint is not None:
-        checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
-    checks.existing_file("--config", config, "a FOMM YAML")
+    check_model_files(config, checkpoint)
     table = error_table_path(pairs, errors)
     checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})
     if not storage.is_remote(table):

@@ -30,9 +30,6 @@ from services.cli import USER_ERROR_STATUS, field_values
 from services.errors import UserError
 from services.stage import Stage, Summary
 
-RANDOM_INIT_WARNING = ("WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows "
-                       "the pipeline working, not a trained animation")
-
 
 def require_export_extra() -> None:
     """The `export` extra (ONNX Runtime stands for it) is installed, or one line saying how to get it."""
@@ -73,7 +70,7 @@ def build_animate(args: argparse.Namespace) -> argparse.Namespace:
 
 def check_animate(args: argparse.Namespace) -> None:
     """Before a model is built or anything written: the files exist and decode, the output is new and writable."""
-    check_model_files(args)
+    check_model_files(args.config, args.checkpoint)
     checks.not_an_input("--out", args.out, {"--source": args.source, "--driving": args.driving,
                                             "--config": args.config, "--checkpoint": args.checkpoint,
                                             "--onnx": args.onnx})
@@ -92,7 +89,8 @@ def run_animate(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
     options.pop("layout")  # animate_file's; the rest make the Animator and its crop
     animator, auto_crop = build_animator(args.config, **weights(args), **options)
     if args.checkpoint is None:
-        print(RANDOM_INIT_WARNING, file=sys.stderr)
+        print("WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows the pipeline "
+              "working, not a trained animation", file=sys.stderr)
     if args.engine == "onnx":
         require_export_extra()
         animator = onnx_animator(animator, args.onnx)
@@ -118,7 +116,7 @@ def build_export(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def check_export(args: argparse.Namespace) -> None:
-    check_model_files(args)
+    check_model_files(args.config, args.checkpoint)
     checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint}, folder=True)
     checks.writable_dir("--out", args.out)
     require_export_extra()
@@ -148,13 +146,10 @@ def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict
     info["parameters"]["total"] = sum(info["parameters"].values())
     if checkpoint is not None:
         state = read_checkpoint(checkpoint)
-        fit = {}
-        for name, net in nets.items():
-            if name not in state:
-                fit[name] = "absent"
-                continue
+        fit = dict.fromkeys(nets, "absent")
+        for name in nets.keys() & state.keys():
             try:
-                load_state(net, state[name], checkpoint, name)
+                load_state(nets[name], state[name], checkpoint, name)
                 fit[name] = "ok"
             except CheckpointError as err:
                 fit[name] = str(err)
@@ -182,4 +177,4 @@ ANIMATE = Stage("fomm animate", "animate a source image with a driving video", a
 EXPORT = Stage("fomm export", "write the model as ONNX graphs (kp detector, source, per-frame step)", export_flags,
                build_export, check_export, run_export)
 INFO = Stage("fomm info", "parameter counts of a config; does a checkpoint fit it?", info_flags, lambda a: a,
-             check_model_files, run_info)
+             lambda a: check_model_files(a.config, a.checkpoint), run_info)

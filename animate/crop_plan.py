@@ -67,16 +67,11 @@ def track_subject(detections: Sequence[np.ndarray | None]) -> tuple[np.ndarray, 
         if boxes is not None:
             tracker.update(frame, boxes[:, :4])
     count = len(detections)
-    tracks = tracker.finish(count)
-    if not tracks:
+    if not (tracks := tracker.finish(count)):
         return np.zeros((count, 4)), np.zeros(count, dtype=bool)
     track = max(tracks, key=lambda t: (len(t.frames), t.mean_side()))
-    frames, boxes = np.asarray(track.frames), track.box_array()
-    t = np.arange(count)
-    filled = np.stack([np.interp(t, frames, boxes[:, i]) for i in range(4)], axis=1)
-    found = np.zeros(count, dtype=bool)
-    found[frames] = True
-    return filled, found
+    frames, boxes, t = np.asarray(track.frames), track.box_array(), np.arange(count)
+    return np.stack([np.interp(t, frames, boxes[:, i]) for i in range(4)], axis=1), np.isin(t, frames)
 
 
 def smooth_boxes(boxes: np.ndarray, strength: float, beta: float) -> np.ndarray:

@@ -120,9 +120,8 @@ def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, 
         raise AnimatorError(f"--subject needs --crop auto (got --crop {crop})")
     auto_crop = AutoCropOptions(kind=kind, subject=subject, paste_back=paste_back, smooth=smooth) \
         if crop == "auto" else None
-    animator = Animator.from_config(config, checkpoint, crop="none" if auto_crop else crop, smooth=smooth,
-                                    **animator_options)
-    return animator, auto_crop
+    return Animator.from_config(config, checkpoint, crop="none" if auto_crop else crop, smooth=smooth,
+                                **animator_options), auto_crop
 
 
 def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
@@ -135,7 +134,8 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     source_frame = read_source(source)
     info = probe_driving(driving)
     started = time.perf_counter()
-    marker = (landmarks or best_landmarker(str(animator.device))) if use_best_frame else None
+    if use_best_frame:
+        marker_name, marker = ("custom", landmarks) if landmarks else best_landmarker(str(animator.device))
     plan, notes, initial, best, size = None, [], None, None, animator.frame_size
     if auto_crop is not None:
         plan = plan_crops(source_frame, iter_frames(driving, expected=info.num_frames),
@@ -144,7 +144,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
         notes.append(f"auto-crop: {auto_crop.kind} detector {plan.detector}, subject detected on "
                      f"{int(plan.driving_found.sum())} of the {len(plan.driving_found)} driving frames "
                      f"(searched every {DETECT_EVERY}), crop smoothing {auto_crop.smooth:g}")
-    if marker is not None:  # on the frames as the model sees them: the Animator's crop, or the subject's (if found)
+    if use_best_frame:  # on the frames as the model sees them: the Animator's crop, or the subject's (if found)
         if plan is None:
             frames = tqdm(iter_frames(driving, expected=info.num_frames), total=info.num_frames, unit="frame",
                           desc="landmarks", disable=not progress)
@@ -158,7 +158,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
         initial = next(iter_frames(driving, best, best + 1))
         if plan is not None:
             initial = crop_subpixel(initial, plan.driving_boxes[best], size)
-        notes.append(f"best frame by {getattr(marker, 'name', 'custom')} landmarks")
+        notes.append(f"best frame by {marker_name} landmarks")
     frames = render(animator, source_frame, iter_frames(driving, expected=info.num_frames), layout=layout,
                     draw_kp=draw_kp, output_size=output_size, driving_initial=initial, plan=plan,
                     paste=auto_crop is None or auto_crop.paste_back)

@@ -27,7 +27,6 @@ class _Session:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        graph = graph if isinstance(graph, bytes) else str(graph)
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -67,8 +66,7 @@ def check_export(out_dir: str | Path) -> dict:
     path = root / MANIFEST
     if not path.is_file():
         raise ExportMissing(f"--onnx {root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
-    missing = [f for f in FILES if not (root / f).is_file()]
-    if missing:
+    if missing := [f for f in FILES if not (root / f).is_file()]:
         raise ExportMissing(f"--onnx {root}: {missing[0]} missing from the ONNX export")
     try:
         manifest = json.loads(path.read_text())

@@ -14,6 +14,7 @@ from services.errors import UserError
 from services.fields import check_fields, rule
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
+MAX_OUTPUT_SIZE = 8192  # --output-size, H.264 level 6.2
 LAYOUTS = ("result", "side-by-side")  # animate.render's output frames
 
 
@@ -57,9 +58,6 @@ class AnimationOptions:
         check_fields(self)
 
 
-MAX_OUTPUT_SIZE = 8192
-
-
 def parse_size(text: str) -> tuple[int, int]:
     """'256' or 'WxH' → (H, W), even numbers (H.264 with 4:2:0 chroma needs them)."""
     try:
@@ -100,11 +98,11 @@ def weights(args: argparse.Namespace) -> dict:
     return {"checkpoint": args.checkpoint, "random_init": args.random_init, "seed": args.seed}
 
 
-def check_model_files(args: argparse.Namespace) -> None:
+def check_model_files(config: str, checkpoint: str | None) -> None:
     """The model flags name files: a config, and a checkpoint unless --random-init."""
-    checks.existing_file("--config", args.config, "a FOMM YAML")
-    if args.checkpoint is not None:
-        checks.existing_file("--checkpoint", args.checkpoint, "a checkpoint file")
+    checks.existing_file("--config", config, "a FOMM YAML")
+    if checkpoint is not None:
+        checks.existing_file("--checkpoint", checkpoint, "a checkpoint file")
 
 
 def check_animation_flags(args: argparse.Namespace) -> str:

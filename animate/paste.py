@@ -15,9 +15,7 @@ FEATHER = 0.1  # the mask's ramps, as a fraction of the box's shorter side
 def even_frame(frame: np.ndarray) -> np.ndarray:
     """The frame with its last row / column repeated where H or W is odd (H.264 4:2:0 needs even sizes)."""
     h, w = frame.shape[:2]
-    if h % 2 == 0 and w % 2 == 0:
-        return frame
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else frame
 
 
 def _ramp(n: int, feather: int, left: bool, right: bool) -> np.ndarray:

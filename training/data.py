@@ -59,10 +59,9 @@ class PairSpec:
 
     @classmethod
     def from_config(cls, cfg: FommConfig, index: ClipIndex, split: str = "train") -> PairSpec:
-        augment = cfg.dataset_params.augmentation_params
-        h, w = cfg.dataset_params.shape[:2]
-        return cls((int(h), int(w)), cfg.train_params.num_repeats, cfg.dataset_params.id_sampling, augment,
-                   index.clips_per_person if cfg.dataset_params.id_sampling else {}, split)
+        dp = cfg.dataset_params
+        return cls((int(dp.shape[0]), int(dp.shape[1])), cfg.train_params.num_repeats, dp.id_sampling,
+                   dp.augmentation_params, index.clips_per_person if dp.id_sampling else {}, split)
 
 
 def repeat_counts(person_ids: Sequence[str], spec: PairSpec, rng: np.random.Generator) -> np.ndarray:
@@ -85,15 +84,11 @@ def clips_to_pairs(batch: pa.Table, spec: PairSpec, rng: np.random.Generator | N
     """Clip rows (with encoded frames) → augmented samples {'source', 'driving': N×H×W×3 uint8}."""
     rng = rng if rng is not None else np.random.default_rng()
     h, w = spec.frame_shape
-    sources, drivings = [], []
+    pairs = []  # (source, driving) samples
     if batch.num_rows:
         keep = [i for i, s in enumerate(batch.column("split").to_pylist()) if s == spec.split]
-        person = batch.column("person_id").to_pylist()
-        video = batch.column("video_id").to_pylist()
-        counts = repeat_counts([person[i] or video[i] for i in keep], spec, rng)
-        for row, count in zip(keep, counts):
-            if count == 0:
-                continue
+        person, video = batch.column("person_id").to_pylist(), batch.column("video_id").to_pylist()
+        for row, count in zip(keep, repeat_counts([person[i] or video[i] for i in keep], spec, rng)):
             frames = batch.column("frames")[row].values  # BinaryArray, T encoded images
             for _ in range(count):
                 i, j = sample_pair(len(frames), rng)
@@ -103,11 +98,9 @@ def clips_to_pairs(batch: pa.Table, spec: PairSpec, rng: np.random.Generator | N
                     clip_id = batch.column("clip_id")[row].as_py()
                     logging.getLogger(__name__).warning("clip %s, frames %d/%d: %s", clip_id, i, j, err)
                     continue
-                src, drv = augment_pair(fit_frame(src, (h, w)), fit_frame(drv, (h, w)), rng, spec.augment)
-                sources.append(src)
-                drivings.append(drv)
-    empty = np.zeros((0, h, w, 3), np.uint8)
-    return {"source": np.stack(sources) if sources else empty, "driving": np.stack(drivings) if sources else empty}
+                pairs.append(augment_pair(fit_frame(src, (h, w)), fit_frame(drv, (h, w)), rng, spec.augment))
+    stacked = [np.stack(frames) for frames in zip(*pairs)] if pairs else [np.zeros((0, h, w, 3), np.uint8)] * 2
+    return dict(zip(("source", "driving"), stacked))
 
 
 def val_frame_indices(num_frames: int, count: int) -> np.ndarray:

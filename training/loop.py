@@ -19,12 +19,9 @@ from training.sync_bn import world_size
 def to_model_batch(batch: dict, device: torch.device | str = "cpu",
                    channels_last: bool = False) -> dict[str, Tensor]:
     """{'source', 'driving': B×H×W×3 uint8} → B×3×H×W float in [0, 1] on `device`."""
-    out = {}
-    for key in ("source", "driving"):
-        x = torch.as_tensor(batch[key]).to(device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # B×3×H×W
-        out[key] = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    return out
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return {key: torch.as_tensor(batch[key]).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+            .contiguous(memory_format=layout) for key in ("source", "driving")}  # B×3×H×W each
 
 
 def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Tensor,
@@ -74,10 +71,9 @@ def weights_fingerprint(modules: dict[str, nn.Module]) -> Tensor:
 
 def max_weight_difference(modules: dict[str, nn.Module]) -> float:
     """Largest difference of the fingerprints across DDP workers (0.0 alone)."""
-    mine = weights_fingerprint(modules)
     if world_size() == 1:
         return 0.0
-    t = mine.to(_collective_device())
+    t = weights_fingerprint(modules).to(_collective_device())
     gathered = [torch.zeros_like(t) for _ in range(world_size())]
     dist.all_gather(gathered, t)
     stacked = torch.stack([g.cpu() for g in gathered])

@@ -21,8 +21,7 @@ def register_best(job: TrainJob, result: TrainResult, model_name: str) -> dict |
     original-format checkpoint and config.yaml become run artifacts `model/`; its step, epoch and val_l1, the
     run's final metrics (`final.*`) and its path become version tags. None without a run or checkpoint, or with
     the store unreachable (a warning: a run never fails for its tracker)."""
-    checkpoint = result.best_checkpoint or result.checkpoint
-    if not checkpoint:
+    if not (checkpoint := result.best_checkpoint or result.checkpoint):
         return None
     folder = checkpoint.rsplit("/", 1)[0]
     state = json.loads(storage.read_bytes(storage.join(folder, STATE_FILE), job.endpoint))

@@ -1,6 +1,5 @@
-"""The driver side of FOMM on Ray Train (the workers' loop is `training.worker`): `plan_run` checks the job, scans
-the shards, builds the Ray datasets and opens the MLflow run before the workers start; `make_trainer` wires Ray
-Train's configs; `fit` runs a whole job and ends its MLflow run with the true status."""
+"""The driver side of FOMM on Ray Train (the workers' loop is `training.worker`): `plan_run` prepares a run before
+the workers start, `make_trainer` wires Ray Train's configs, `fit` runs a whole job (`fit_plan`: a prepared one)."""
 
 from __future__ import annotations
 
@@ -103,9 +102,8 @@ def plan_run(job: TrainJob) -> RunPlan:
         raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}")
     spec = data.PairSpec.from_config(cfg, train_index, job.train_split)
     datasets = {"train": data.train_dataset(shard_set, spec)}
-    val_ids = data.choose_val_clips(data.clip_index(shard_set, job.val_split), job.num_val_clips,
-                                    multiple_of=job.workers) if job.num_val_clips > 0 else []
-    if val_ids:
+    if val_ids := data.choose_val_clips(data.clip_index(shard_set, job.val_split), job.num_val_clips,
+                                        multiple_of=job.workers):
         datasets["val"] = data.val_dataset(shard_set, job.val_split, val_ids, spec.frame_shape, job.val_frames)
     samples = data.samples_per_epoch(train_index, tp.num_repeats, cfg.dataset_params.id_sampling)
     if samples // job.workers < tp.batch_size // job.workers:  # 0 steps: refused before the MLflow run opens

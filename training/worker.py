@@ -54,13 +54,6 @@ class Progress:
     started_at: float | None = None  # when the submission that wrote this began
     restarts: int = 0  # worker-group restarts from a checkpoint after a failure (a lost worker or node)
 
-    @classmethod
-    def read(cls, path: Path) -> Progress:
-        if not path.is_file():
-            return cls()
-        data = json.loads(path.read_text())
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
 
 @contextlib.contextmanager
 def private_checkpoint_dir(checkpoint: ray.train.Checkpoint) -> Iterator[str]:
@@ -91,12 +84,14 @@ class WorkerLoop:
 
         torch.manual_seed(tp.seed)  # identical initial weights everywhere (DDP also broadcasts rank 0's)
         self.state = build_train_state(self.cfg.model_params, tp, device=self.device)
-        self.progress, checkpoint = Progress(), ray.train.get_checkpoint()
+        checkpoint, saved = ray.train.get_checkpoint(), {}  # saved: the checkpoint's STATE_FILE
         self.restored = checkpoint is not None
         if checkpoint is not None:
             with private_checkpoint_dir(checkpoint) as d:
                 self.state.load(Path(d) / CHECKPOINT_FILE)
-                self.progress = Progress.read(Path(d) / STATE_FILE)
+                if (Path(d) / STATE_FILE).is_file():
+                    saved = json.loads((Path(d) / STATE_FILE).read_text())
+        self.progress = Progress(**{f.name: saved[f.name] for f in dataclasses.fields(Progress) if f.name in saved})
         started_at = config["started_at"]
         if self.progress.started_at == started_at:  # restored: this submission failed, came back
             self.progress.restarts += 1  # (two failures before the next checkpoint count once)
