@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.extractors import MissingWeightsError, check_frames
+from evaluation.extractors import MissingWeightsError, check_frames, per_frame
 
 OPENPOSE_FILES = ("pose_deploy_linevec.prototxt", "pose_iter_440000.caffemodel")
 
@@ -46,19 +46,17 @@ class OpenPoseCoco18:
         self.input_size, self.threshold = input_size, threshold
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        points = per_frame(frames, self._points, (18, 2))  # NaN where missing
+        return points, np.isfinite(points).all(axis=-1)
+
+    def _points(self, frame: np.ndarray) -> np.ndarray:
         import cv2
 
-        frames = check_frames(frames)
-        t, h, w = frames.shape[:3]
-        points, present = np.full((t, 18, 2), np.nan), np.zeros((t, 18), dtype=bool)
-        for i, frame in enumerate(frames):
-            # OpenPose's Caffe model takes BGR in [0, 1]
-            blob = cv2.dnn.blobFromImage(frame, 1.0 / 255, (self.input_size, self.input_size), (0, 0, 0),
-                                         swapRB=True, crop=False)
-            self._net.setInput(blob)
-            heatmaps = self._net.forward()[0, :18]  # 18×h'×w'
-            points[i], present[i] = heatmaps_to_keypoints(heatmaps, h, w, self.threshold)
-        return points, present
+        # OpenPose's Caffe model takes BGR in [0, 1]
+        self._net.setInput(cv2.dnn.blobFromImage(frame, 1.0 / 255, (self.input_size, self.input_size), (0, 0, 0),
+                                                 swapRB=True, crop=False))
+        heatmaps = self._net.forward()[0, :18]  # 18×h'×w'
+        return heatmaps_to_keypoints(heatmaps, *frame.shape[:2], self.threshold)[0]
 
 
 class HogPersonBox:

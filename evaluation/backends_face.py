@@ -3,15 +3,43 @@ dlib's models ship in the `face_recognition_models` wheel, the others' weights a
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from evaluation.extractors import MissingWeightsError, check_frames, package_data_path, require_module
+from evaluation.extractors import BackendUnavailableError, MissingWeightsError, check_frames, per_frame
 from preprocessing.landmarks import FaceLandmarks, LandmarksWeightsError
 
 OPENFACE_FILE = "nn4.small2.v1.t7"
 DLIB_INSTALL = "dlib-bin face_recognition_models"
+
+
+def require_module(module: str, backend: str, install: str) -> Any:
+    """Import `module` or raise BackendUnavailableError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise BackendUnavailableError(f"{backend}: Python package {module!r} is not installed "
+                                      f"({err}); install it with `pip install {install}`") from err
+
+
+def _dlib_file(backend: str, given: str | Path | None, name: str) -> Path:
+    """`given`, or the dlib model file `name` of the face_recognition_models wheel (found without importing it)."""
+    if given:
+        path = Path(given)
+    elif (spec := importlib.util.find_spec("face_recognition_models")) and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
+    else:
+        raise BackendUnavailableError(f"{backend}: package 'face_recognition_models' with its bundled weights is "
+                                      f"not installed; install it with `pip install {DLIB_INSTALL}`")
+    if not path.is_file():
+        raise MissingWeightsError(backend, path, f"It ships in the face_recognition_models wheel "
+                                  f"(`pip install --force-reinstall {DLIB_INSTALL}`).")
+    return path
 
 
 class FaceAlignmentLandmarks:
@@ -29,12 +57,7 @@ class FaceAlignmentLandmarks:
             raise MissingWeightsError(self.name, err.path, err.how) from None
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        frames = check_frames(frames)
-        points = np.full((len(frames), 68, 2), np.nan)
-        for t, frame in enumerate(frames):
-            found = self._find(frame)
-            if found is not None:
-                points[t] = found
+        points = per_frame(frames, self._find, (68, 2))
         return points, np.isfinite(points).all(axis=-1)  # T×68×2, T×68
 
 
@@ -43,18 +66,17 @@ class _DlibFaces:
 
     def __init__(self, backend: str, predictor_path: str | Path | None, predictor_file: str) -> None:
         self.dlib = require_module("dlib", backend, DLIB_INSTALL)
-        path = Path(predictor_path) if predictor_path else package_data_path(
-            "face_recognition_models", f"models/{predictor_file}", backend, DLIB_INSTALL)
-        if not path.is_file():
-            raise MissingWeightsError(backend, path, f"It ships in the face_recognition_models wheel "
-                                      f"(`pip install {DLIB_INSTALL}`).")
         self.detector = self.dlib.get_frontal_face_detector()
-        self.predictor = self.dlib.shape_predictor(str(path))
+        self.predictor = self.dlib.shape_predictor(str(_dlib_file(backend, predictor_path, predictor_file)))
 
-    def shape(self, frame: np.ndarray):  # -> dlib.full_object_detection | None
-        # dlib's HOG face detector needs faces of about 80 px: upsample small frames (64² crops need 1-2 steps)
-        rects = self.detector(frame, 2 if frame.shape[0] < 100 else (1 if frame.shape[0] < 200 else 0))
-        return self.predictor(frame, max(rects, key=lambda r: r.area())) if len(rects) else None
+    def per_face(self, frames: np.ndarray, read: Callable, shape: tuple[int, ...]) -> np.ndarray:
+        """read(frame, the largest face's dlib.full_object_detection) per frame → T×shape, NaN where no face."""
+        def find(frame: np.ndarray) -> Any:
+            # dlib's HOG face detector needs faces of about 80 px: upsample small frames (64² crops need 1-2 steps)
+            rects = self.detector(frame, 2 if frame.shape[0] < 100 else (1 if frame.shape[0] < 200 else 0))
+            return read(frame, self.predictor(frame, max(rects, key=lambda r: r.area()))) if len(rects) else None
+
+        return per_frame(frames, find, shape)
 
 
 class Dlib68Landmarks:
@@ -68,12 +90,7 @@ class Dlib68Landmarks:
         self._faces = _DlibFaces(self.name, predictor_path, "shape_predictor_68_face_landmarks.dat")
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        frames = check_frames(frames)
-        points = np.full((len(frames), 68, 2), np.nan)
-        for t, frame in enumerate(frames):
-            shape = self._faces.shape(np.ascontiguousarray(frame))
-            if shape is not None:
-                points[t] = [(p.x, p.y) for p in shape.parts()]
+        points = self._faces.per_face(frames, lambda _, face: [(p.x, p.y) for p in face.parts()], (68, 2))
         return points, np.isfinite(points).all(axis=-1)
 
 
@@ -85,21 +102,12 @@ class DlibResNetEmbedding:
 
     def __init__(self, model_path: str | Path | None = None, predictor_path: str | Path | None = None) -> None:
         self._faces = _DlibFaces(self.name, predictor_path, "shape_predictor_5_face_landmarks.dat")
-        path = Path(model_path) if model_path else package_data_path(
-            "face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat", self.name, DLIB_INSTALL)
-        if not path.is_file():
-            raise MissingWeightsError(self.name, path, f"`pip install {DLIB_INSTALL}` ships it.")
+        path = _dlib_file(self.name, model_path, "dlib_face_recognition_resnet_model_v1.dat")
         self._net = self._faces.dlib.face_recognition_model_v1(str(path))
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        frames = check_frames(frames)
-        out = np.full((len(frames), 128), np.nan)
-        for t, frame in enumerate(frames):
-            frame = np.ascontiguousarray(frame)
-            shape = self._faces.shape(frame)
-            if shape is not None:
-                out[t] = np.asarray(self._net.compute_face_descriptor(frame, shape))
-        return out
+        return self._faces.per_face(
+            frames, lambda frame, face: np.asarray(self._net.compute_face_descriptor(frame, face)), (128,))
 
 
 class OpenFaceEmbedding:

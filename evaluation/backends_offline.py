@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.extractors import check_frames
+from evaluation.extractors import per_frame
 
 
 class ForegroundCentroids:
@@ -17,27 +17,25 @@ class ForegroundCentroids:
     def __init__(self, threshold: float = 0.15, min_pixels: int = 4) -> None:
         self.threshold, self.min_pixels = threshold, min_pixels
 
-    def _frame(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        points = np.full((5, 2), np.nan)
-        present = np.zeros(5, dtype=bool)
+    def _frame(self, frame: np.ndarray) -> np.ndarray:
+        points = np.full((5, 2), np.nan)  # NaN: missing
         # foreground: a channel differs by over `threshold` (in [0, 1]) from the median of the border pixels
         border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]]).astype(np.int16)  # P×3
         diff = np.abs(frame.astype(np.int16) - np.median(border, axis=0)).max(axis=-1) / 255.0  # H×W
         ys, xs = np.nonzero(diff > self.threshold)
         if len(xs) < self.min_pixels:
-            return points, present
+            return points
         cx, cy = xs.mean(), ys.mean()
-        points[0], present[0] = (cx, cy), True
+        points[0] = cx, cy
         quadrants = [(xs < cx) & (ys < cy), (xs >= cx) & (ys < cy), (xs < cx) & (ys >= cy), (xs >= cx) & (ys >= cy)]
         for i, sel in enumerate(quadrants, start=1):
             if sel.sum() >= self.min_pixels:
-                points[i], present[i] = (xs[sel].mean(), ys[sel].mean()), True
-        return points, present
+                points[i] = xs[sel].mean(), ys[sel].mean()
+        return points
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        frames = check_frames(frames)
-        out = [self._frame(f) for f in frames]
-        return np.stack([p for p, _ in out]), np.stack([m for _, m in out])  # T×5×2, T×5
+        points = per_frame(frames, self._frame, (5, 2))
+        return points, np.isfinite(points).all(axis=-1)  # T×5×2, T×5
 
 
 class ColourHistogram:
@@ -57,5 +55,4 @@ class ColourHistogram:
         return hist / max(float(np.linalg.norm(hist)), 1e-12)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        frames = check_frames(frames)
-        return np.stack([self._frame(np.ascontiguousarray(f)) for f in frames]).astype(np.float64)  # T×D
+        return per_frame(frames, self._frame, (int(np.prod(self.bins)),))  # T×D

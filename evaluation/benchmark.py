@@ -67,18 +67,6 @@ def newest_checkpoint(path: str, endpoint: str | None = None) -> str:
     return max(found, key=lambda f: (storage.modified(f, endpoint), f))
 
 
-def resolve_checkpoint(cfg: BenchmarkConfig, workdir: str) -> tuple[str, dict[str, str]]:
-    """(local or s3 checkpoint path, tags naming where it came from)."""
-    if cfg.checkpoints is not None:
-        return newest_checkpoint(cfg.checkpoints, cfg.eval.endpoint), {"benchmark.source": cfg.checkpoints}
-    from services.tracking.registry import download_model_version, latest_model_version
-
-    version = latest_model_version(cfg.eval.tracking_uri, cfg.model_name)
-    local = download_model_version(cfg.eval.tracking_uri, cfg.model_name, version["version"], workdir)
-    return newest_checkpoint(str(local)), {"benchmark.model_name": cfg.model_name,
-                                           "benchmark.model_version": str(version["version"])}
-
-
 def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> dict | None:
     """The finished benchmark run with the lowest primary metric among comparable earlier runs."""
     from services.tracking.queries import search_runs
@@ -113,13 +101,10 @@ def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fr
         now, then = result.metrics.get(key), (best or {}).get(key, float("nan"))
         if now is None or not math.isfinite(now):
             regressions.append(f"{key}: {'missing' if now is None else now} (no frame could be scored)")
-            continue
-        if not math.isfinite(then):
-            continue
-        compared[key] = (now, then)
-        limit = then * (1 + threshold) + abs_tolerance
-        if now > limit:
-            regressions.append(f"{key}: {now:.5f} > {limit:.5f} (best {then:.5f} + {threshold:.0%})")
+        elif math.isfinite(then):
+            compared[key] = (now, then)
+            if now > (limit := then * (1 + threshold) + abs_tolerance):
+                regressions.append(f"{key}: {now:.5f} > {limit:.5f} (best {then:.5f} + {threshold:.0%})")
     return regressions, compared
 
 
@@ -127,10 +112,18 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     """Evaluate the newest checkpoint as a 'benchmark' run, then judge it against the best earlier run."""
     from evaluation.ray_jobs import evaluate
     from services.tracking.queries import get_run
+    from services.tracking.registry import download_model_version, latest_model_version
     from services.tracking.run import Tracker
 
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
-        checkpoint, source_tags = resolve_checkpoint(cfg, workdir)
+        if cfg.checkpoints is not None:  # the checkpoint (local or s3), and tags naming where it came from
+            checkpoint = newest_checkpoint(cfg.checkpoints, cfg.eval.endpoint)
+            source_tags = {"benchmark.source": cfg.checkpoints}
+        else:
+            version = latest_model_version(cfg.eval.tracking_uri, cfg.model_name)["version"]
+            local = download_model_version(cfg.eval.tracking_uri, cfg.model_name, version, workdir)
+            checkpoint = newest_checkpoint(str(local))
+            source_tags = {"benchmark.model_name": cfg.model_name, "benchmark.model_version": str(version)}
         eval_cfg = dataclasses.replace(cfg.eval, checkpoint=checkpoint,
                                        tags={**cfg.eval.tags, **source_tags, "fomm.kind": "benchmark"})
         result = evaluate(eval_cfg)

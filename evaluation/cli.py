@@ -20,10 +20,8 @@ from services.ray_start import add_ray_address_flag
 def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:
     """The flags pipelines/evaluate.py and pipelines/benchmark.py share, each for an EvalConfig field (its default)."""
     cfg = field_flags(p, EvalConfig)  # help, type and range from EvalConfig's rules
-    cfg("config_path", required=True)
-    if checkpoint_required:
-        cfg("checkpoint", required=True)
-    cfg("data", required=True)
+    for name in ("config_path", "checkpoint", "data") if checkpoint_required else ("config_path", "data"):
+        cfg(name, required=True)
     for name in ("split", "max_videos", "out_dir", "tracking_uri", "experiment", "run_name", "domain"):
         cfg(name)
     cfg("keypoints", choices=["auto", "none", *KEYPOINT_BACKENDS])

@@ -4,7 +4,7 @@ names its `network`, and weights load from local files only (`MissingWeightsErro
 from __future__ import annotations
 
 import importlib
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -98,30 +98,20 @@ def build_backend(kind: str, name: str, domain: str, options: dict | None = None
     raise RuntimeError(f"no {kind} backend available for domain {domain!r}: " + "; ".join(notes))
 
 
-def require_module(module: str, backend: str, install: str) -> Any:
-    """Import `module` or raise BackendUnavailableError saying how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise BackendUnavailableError(f"{backend}: Python package {module!r} is not installed "
-                                      f"({err}); install it with `pip install {install}`") from err
-
-
-def package_data_path(package: str, relative: str, backend: str, install: str) -> Path:
-    """A data file shipped inside an installed package (without importing it), or a clear error."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailableError(f"{backend}: package {package!r} with its bundled weights is not "
-                                      f"installed; install it with `pip install {install}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        raise MissingWeightsError(backend, path, f"Reinstall with `pip install --force-reinstall {install}`.")
-    return path
-
-
 def check_frames(frames: np.ndarray) -> np.ndarray:
     """Validate frames T×H×W×3 uint8 (RGB)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"extractor input must be T×H×W×3 uint8 RGB, got {frames.shape} {frames.dtype}")
     return frames
+
+
+def per_frame(frames: np.ndarray, find: Callable[[np.ndarray], Any], shape: tuple[int, ...]) -> np.ndarray:
+    """`find` on each frame of T×H×W×3 uint8 (checked, made contiguous) → T×shape, NaN where it found None."""
+    frames = check_frames(frames)
+    out = np.full((len(frames), *shape), np.nan)
+    for t, frame in enumerate(frames):
+        found = find(np.ascontiguousarray(frame))
+        if found is not None:
+            out[t] = found
+    return out

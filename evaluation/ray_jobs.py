@@ -116,8 +116,7 @@ def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, vid
     cases = []
     for title, video in picks:
         result = reconstruct_video(model, decode_frames(rows[video["clip_id"]]["frames"]), cfg.batch_size, cfg.device)
-        cases.append({"title": title, "clip_id": video["clip_id"], "l1": video["l1"],
-                      "real": result["real"], "prediction": result["prediction"]})
+        cases.append({"title": title, "clip_id": video["clip_id"], "l1": video["l1"], **result})  # real, prediction
     return cases
 
 
@@ -146,8 +145,7 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         aggregate = runner.aggregate_frames(frame_rows, keys)
         aggregate["num_errors"] = float(len(errors))
         fps = len(frame_rows) / elapsed if elapsed > 0 else 0.0
-        logged = {**{labels[k]: aggregate[k] for k in keys},
-                  **{f"{labels[k]}_frames": aggregate[f"{k}_frames"] for k in keys},
+        logged = {**{labels[k] + end: aggregate[k + end] for k in keys for end in ("", "_frames")},
                   **{k: aggregate[k] for k in ("num_videos", "num_frames", "num_errors")},
                   "eval_frames_per_second": fps}
         tracker.log_metrics(logged)

@@ -17,7 +17,7 @@ TITLES = {"l1": "L1", "akd": "AKD", "akd_l2": "AKD (L2)", "mkr": "MKR", "aed": "
 
 
 def format_value(value: float) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+    return f"{value:.4f}" if math.isfinite(value) else "n/a"
 
 
 def metric_rows(aggregate: dict[str, float], labels: dict[str, str]) -> list[tuple]:
@@ -39,10 +39,10 @@ def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
     return [lines[0], "  ".join("-" * w for w in widths), *lines[1:]]
 
 
-def metric_table_text(aggregate: dict[str, float], labels: dict[str, str], networks: dict[str, str] | None = None) -> str:
+def metric_table_text(aggregate: dict[str, float], labels: dict[str, str], networks: dict[str, str]) -> str:
     """The data-set figures, each labelled with the backend that produced it, then each backend's network."""
     lines = text_table([("metric", "value", "frames", "formula"), *metric_rows(aggregate, labels)])
-    return "\n".join(lines + [f"{name}: {network}" for name, network in (networks or {}).items()])
+    return "\n".join(lines + [f"{name}: {network}" for name, network in networks.items()])
 
 
 def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module, on the file-only Agg backend
@@ -55,7 +55,7 @@ def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module, on the file-only 
 
 
 def _summary_png(path: Path, aggregate: dict, labels: dict, cases: Sequence[dict], n_frames: int) -> Path:
-    rows = [(r[0], r[1], r[2]) for r in metric_rows(aggregate, labels)]
+    rows = [r[:3] for r in metric_rows(aggregate, labels)]  # without the formula
     fig = _pyplot().figure(figsize=(10, 1.2 + 0.35 * len(rows) + 2.2 * len(cases)))
     grid = fig.add_gridspec(1 + len(cases), 1, height_ratios=[0.6 + 0.3 * len(rows)] + [2] * len(cases))
     ax = fig.add_subplot(grid[0])
@@ -90,7 +90,7 @@ def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[
         name = f"{case['title'].replace(' ', '_')}_{case['clip_id']}.gif"
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
         both = side_by_side(case["real"], case["prediction"])
-        write_gif(both, root / safe, fps=10, scale=max(1, 192 // case["real"].shape[1]))
+        write_gif(both, root / safe, scale=max(1, 192 // case["real"].shape[1]))
         write_png(both[0], root / safe.replace(".gif", "_f0.png"))
         parts.append(f"<h3>{html.escape(case['title'])}: {html.escape(case['clip_id'])} "
                      f"(L1 {format_value(case['l1'])})</h3><img src='{html.escape(safe)}'>")

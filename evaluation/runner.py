@@ -122,17 +122,13 @@ def build_extractors(cfg: EvalConfig) -> tuple[Extractors, list[str]]:
 def evaluate_clip(clip_row: dict, model: ReconstructionModel, extractors: Extractors, batch_size: int = 16,
                   device: str = "cpu") -> list[dict]:
     """Reconstruct and score one shard row: one row per frame, or for bad data (`DATA_ERRORS`) one error row."""
+    from evaluation.reconstruction import reconstruct_video  # it refuses a clip without frames
     from preprocessing.shards import decode_frames
 
     ident = {k: clip_row.get(k) or "" for k in IDENT}
     keys = list(extractors.labels())
     try:
-        frames = decode_frames(clip_row.get("frames") or [])
-        if len(frames) < 1:
-            raise ValueError("clip has no frames")
-        from evaluation.reconstruction import reconstruct_video
-
-        result = reconstruct_video(model, frames, batch_size=batch_size, device=device)
+        result = reconstruct_video(model, decode_frames(clip_row.get("frames") or []), batch_size, device)
         scores = score_video(result["real"], result["prediction"], extractors)
     except DATA_ERRORS as err:
         message = f"{type(err).__name__}: {err}"

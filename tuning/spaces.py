@@ -85,13 +85,10 @@ class SearchSpace:
         """Ray Tune's param_space (flat, keyed by the joined dotted names)."""
         from ray import tune  # seconds to import: reading and checking a space does without it
 
-        out = {}
-        for key, (kind, args) in self.params.items():
-            if kind in ("choice", "grid"):
-                out[key] = (tune.choice if kind == "choice" else tune.grid_search)(args)
-            else:  # [low, high]
-                out[key] = getattr(tune, kind)(*map(int if kind == "randint" else float, args))
-        return out
+        lists = {"choice": tune.choice, "grid": tune.grid_search}  # the others take [low, high]
+        return {key: lists[kind](args) if kind in lists
+                else getattr(tune, kind)(*map(int if kind == "randint" else float, args))
+                for key, (kind, args) in self.params.items()}
 
 
 def _arguments_problem(kind: str, args: Any) -> str | None:

@@ -39,7 +39,7 @@ class SweepResult:
 
 
 def export_best_config(base: TrainJob, sample: dict[str, Any], out: str | Path) -> Path:
-    """Base YAML + the sweep's own overrides (not --epochs) + the best sample → `out`, a YAML that train.py accepts."""
+    """Base YAML + the sweep's own overrides (not --epochs) + the best sample → `out`, a YAML train.py accepts."""
     cfg = apply(dataclasses.replace(base, num_epochs=None).load_config(), sample)
     with atomic_open(out, "w") as f:  # the folders it needs are made (and go again if the write fails)
         f.write(cfg.to_yaml())
