@@ -53,11 +53,13 @@ def video_key(video_id: str) -> str:
     return f"{safe}-{hashlib.sha1(video_id.encode()).hexdigest()[:10]}"
 
 
-def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord]) -> None:
-    """One finished video's clips (all of its split) with, in the file's metadata, rows and frame bytes per split."""
+def write_part(layout: Layout, task: VideoTask, records: list[shards.ClipRecord], cfg: PreprocessConfig) -> None:
+    """One finished video's clips (all of its split) with, in the file's metadata, rows and frame bytes per split
+    and the clip settings they were made with."""
     nbytes = sum(len(b) for r in records for b in r.frames)
     meta = {"video_id": task.video_id, "split": task.split, "splits": {task.split: [len(records), nbytes]} if records
-            else {}, "frames": sum(r.num_frames for r in records)}
+            else {}, "frames": sum(r.num_frames for r in records),
+            "settings": {k: getattr(cfg, k) for k in CLIP_SETTINGS}}
     table = shards.records_to_table(records).replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
     shards.write_table_atomic(table, layout.path("_work", "parts", video_key(task.video_id) + ".parquet"),
                               fs=layout.fs)
@@ -80,13 +82,16 @@ def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=N
         return write_error(layout, task, e.stage, str(e))
     except (VideoError, storage.StorageError) as e:
         return write_error(layout, task, "read", str(e))
-    write_part(layout, task, records)
+    write_part(layout, task, records, cfg)
+
+
+def _part_meta(layout: Layout, path: str) -> dict:
+    return json.loads(pq.read_schema(path, filesystem=layout.fs).metadata[PART_META_KEY])
 
 
 def _parts(layout: Layout) -> list[tuple[dict, str]]:
     """(metadata, path) of every finished video's part file."""
-    return [(json.loads(pq.read_schema(p, filesystem=layout.fs).metadata[PART_META_KEY]), p)
-            for p in layout.list("_work", "parts")]
+    return [(_part_meta(layout, p), p) for p in layout.list("_work", "parts")]
 
 
 def _errors(layout: Layout) -> list[tuple[dict, str]]:
@@ -216,8 +221,8 @@ def finalize(layout: Layout, cfg: PreprocessConfig, assemble=None) -> dict:  # n
 def summarize(layout: Layout, manifest: dict) -> dict:
     """What a run prints and returns: where everything is, and the counts."""
     t = manifest.get("totals", {})
-    return {"output": layout.url, "shards": layout.uri(shards.SHARDS_DIR),
-            "manifest": layout.uri(MANIFEST_NAME), "errors": layout.uri(shards.ERRORS_NAME), "num_shards": t.get("shards", 0), "num_clips": t.get("clips", 0),
+    return {"output": layout.url, "shards": layout.uri(shards.SHARDS_DIR), "manifest": layout.uri(MANIFEST_NAME),
+            "errors": layout.uri(shards.ERRORS_NAME), "num_shards": t.get("shards", 0), "num_clips": t.get("clips", 0),
             "num_frames": t.get("frames", 0), "num_videos": t.get("videos", 0), "num_errors": t.get("errors", 0),
             "splits": t.get("splits", {})}
 
@@ -229,8 +234,12 @@ CLIP_SETTINGS = ("kind", "size", "detector", "detect_every", "iou_threshold", "m
 
 
 def changed_settings(cfg: PreprocessConfig) -> list[str]:
-    """How `cfg` differs in CLIP_SETTINGS from the dataset already at its output (none: it resumes or extends it)."""
-    old = (_manifest(Layout(cfg.output, cfg.endpoint)) or {}).get("config") or {}
+    """How `cfg` differs in CLIP_SETTINGS from the dataset already at its output (none: it resumes or extends it):
+    from its manifest, or, for a run stopped before its manifest, from its first finished video's part file."""
+    layout = Layout(cfg.output, cfg.endpoint)
+    first = layout.list("_work", "parts")[:1]
+    made = (_manifest(layout) or {}).get("config") or (_part_meta(layout, first[0]).get("settings") if first else None)
+    old = made or {}  # nothing made yet, or parts written before they recorded their settings
     rules = {f.name: f.metadata.get(RULE) for f in dataclasses.fields(cfg)}
     return [f"{flag_of(k, rules[k]) if rules[k] else k} {old[k]!r}, now {getattr(cfg, k)!r}"
             for k in CLIP_SETTINGS if k in old and old[k] != getattr(cfg, k)]

@@ -203,3 +203,29 @@ def test_a_rerun_with_other_clip_settings_is_refused_before_it_mixes_two_kinds_o
         f"--fps None, now 10.0); choose a new --output, or the same settings to resume or extend it\n")
     assert (out / "_manifest.json").read_bytes() == manifest
     assert preprocess.main([*args, "--min-frames", "16", "--workers", "1"]) == 0  # workers: not a clip setting
+
+
+def test_a_run_stopped_before_its_manifest_still_refuses_other_clip_settings(tmp_path, repo_root, capsys):
+    """A run killed after some videos (part files, no manifest yet): its parts record their settings, so a re-run
+    with another --size is refused as for a finished dataset, and the same settings go on from the parts."""
+    import importlib.util
+
+    from preprocessing import dataset_writer as dw
+
+    spec = importlib.util.spec_from_file_location("pipeline_preprocess", repo_root / "pipelines" / "preprocess.py")
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
+    out = tmp_path / "out"
+    args = ["--input", "synthetic:2", "--output", str(out), "--kind", "none", "--no-ray"]
+    cfg = preprocess.build(preprocess.parse_args([*args, "--size", "32"]))
+    layout, todo = dw.pending(cfg)
+    dw.run_video(todo[0], cfg, layout)  # what a run killed after its first video leaves
+    assert not (out / "_manifest.json").exists() and len(list((out / "_work" / "parts").iterdir())) == 1
+    assert preprocess.main([*args, "--size", "48"]) == 2
+    assert capsys.readouterr().err == (
+        f"preprocess: error: --output {out}: holds a dataset made with other settings (--size 32, now 48); "
+        f"choose a new --output, or the same settings to resume or extend it\n")
+    assert not (out / "_manifest.json").exists()
+    assert preprocess.main([*args, "--size", "32"]) == 0
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["size"] == 32 and manifest["totals"]["videos"] == 2
