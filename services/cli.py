@@ -109,6 +109,19 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(message)
 
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        """argparse's, refusing an empty value first: a path "" would mean the current folder (`--output "$OUT"`
+        with OUT unset would write there), and no flag takes "" as a meaningful value."""
+        argv = list(sys.argv[1:] if args is None else args)
+        for i, token in enumerate(argv):
+            flag, eq, value = token.partition("=") if token.startswith("--") else ("", "", token)
+            if (eq or not flag) and not value.strip():
+                before = [t.partition("=")[0] for t in argv[:i] if t.startswith("--") and t != "--"]
+                named = flag or (before[-1] if before else None)  # --x= , or the flag the value follows
+                where = f"argument {named}: expected a value" if named else "expected an argument"
+                self.error(f"{where}, got {value!r} (an unset shell variable?)")
+        return super().parse_known_args(argv, namespace)
+
 
 def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
     """An argparse `type=`: a finite number of `kind` ≥ minimum (the error names the flag)."""

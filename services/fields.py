@@ -44,14 +44,19 @@ class Rule:
             if not math.isfinite(value):
                 return "must be a finite number"
             if self.ge is not None and self.le is not None and not self.ge <= value <= self.le:
-                return f"must be in [{self.ge:g}, {self.le:g}]"
+                return f"must be in [{_bound(self.ge)}, {_bound(self.le)}]"
             for bound, sign, broken in ((self.ge, "≥", operator.lt), (self.gt, ">", operator.le),
                                         (self.le, "≤", operator.gt)):
                 if bound is not None and broken(value, bound):
-                    return f"must be {sign} {bound:g}"
+                    return f"must be {sign} {_bound(bound)}"
         if self.choices is not None and value not in self.choices:
             return f"expected one of {', '.join(map(str, self.choices))}"
         return None
+
+
+def _bound(x: float) -> str:
+    """A rule's bound as written: whole numbers in full (4294967295, not 4.29497e+09), others as %g."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def rule(help: str = "", **constraints: Any) -> dict[str, Rule]:  # noqa: A002 - argparse's word

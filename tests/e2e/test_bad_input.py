@@ -132,6 +132,10 @@ CASES = [
          EVAL + ' --extractor-options {{"dlib-68":{{"a":.nan}}}}', "--extractor-options"),
     Case("animate_batch", "overwrite", "two pairs write one output file",
          "--pairs {pairs_twice} --config {tiny} --checkpoint {ckpt}", "line 3: output"),
+    Case("preprocess", "empty", "--output is empty (an unset shell variable: it would be the current folder)",
+         "--input {empty_dir} --output ''", "--output"),
+    Case("train", "empty", "--storage is empty (an unset shell variable)", TRAIN.replace("{w}/store", "''"),
+         "--storage"),
     Case("animate_batch", "nan", "the checkpoint of a diverged run (NaN weights)",
          "--pairs {pairs} --config {tiny} --checkpoint {nan_ckpt}", "nan.pth.tar"),
 ]
@@ -191,7 +195,7 @@ def files_under(root: Path) -> set[str]:
 
 
 def run_case(case: Case, inputs: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    args = case.args.format(**inputs).split()
+    args = ["" if a == "''" else a for a in case.args.format(**inputs).split()]  # '': an empty argument
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([sys.executable, str(REPO / "pipelines" / f"{case.pipeline}.py"), *args],

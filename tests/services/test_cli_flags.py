@@ -155,6 +155,16 @@ def test_the_same_rule_holds_for_a_config_built_in_python() -> None:
     assert Ruled(steps=None).steps is None  # None: not set
 
 
+def test_a_rules_bounds_read_as_written() -> None:
+    """Whole bounds in full (a seed's 2**32 − 1, not 4.29497e+09), fractional ones as %g."""
+    from services.fields import Rule
+
+    assert Rule(ge=0, le=2**32 - 1).problem(-1) == "must be in [0, 4294967295]"
+    assert Rule(gt=0.001).problem(0) == "must be > 0.001"
+    assert Rule(ge=1e-8).problem(0.0) == "must be ≥ 1e-08"
+    assert Rule(le=1.0).problem(2) == "must be ≤ 1"
+
+
 @pytest.mark.parametrize("flag", ["--gpus-per-worker", "--cpus-per-worker", "--max-minutes", "--workers"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
 def test_train_numbers_are_finite_and_in_range(repo_root, flag, value) -> None:
@@ -186,3 +196,30 @@ def test_the_train_job_carries_the_ray_address(repo_root) -> None:
     for name in ("train", "tune"):
         args = _pipeline(repo_root, name).parse_args(required)
         assert TrainJob(**field_values(TrainJob, args)).ray_address == "ray://head:10001"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--rate", ""], "argument --rate: expected a value, got ''"),
+    (["--mode=", "--rate", "1"], "argument --mode: expected a value, got ''"),
+    (["--rate", "1", "--mode", "  "], "argument --mode: expected a value, got '  '"),
+])
+def test_an_empty_value_is_refused_before_it_can_mean_the_current_folder(argv, message) -> None:
+    """`--output "$OUT"` with OUT unset passes "": as a path that is the current folder, so it is refused."""
+    p = ArgumentParser(prog="p")
+    add = field_flags(p, Ruled)
+    for name in ("rate", "mode"):
+        add(name)
+    with pytest.raises(UserError, match=f"^{message} \\(an unset shell variable\\?\\)$"):
+        p.parse_args(argv)
+
+
+def test_an_empty_output_writes_nothing_into_the_current_folder(repo_root, tmp_path, monkeypatch, capsys) -> None:
+    """The preprocess pipeline with --output "" (what an unset variable gives) exits 2 and leaves the folder empty."""
+    spec = importlib.util.spec_from_file_location("pipeline_preprocess", repo_root / "pipelines" / "preprocess.py")
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
+    monkeypatch.chdir(tmp_path)
+    assert preprocess.main(["--input", "synthetic:1", "--output", "", "--kind", "none", "--no-ray"]) == 2
+    assert capsys.readouterr().err == ("preprocess: error: argument --output: expected a value, got '' (an unset "
+                                       "shell variable?)\n")
+    assert list(tmp_path.iterdir()) == []
