@@ -20,6 +20,29 @@ def cluster_address(address: str | None = None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+def check_address(address: str | None = None, flag: str = "--ray-address") -> None:
+    """The Ray cluster to join answers on its port, else a UserError naming the flag (or $RAY_ADDRESS): ray.init
+    would wait minutes on a dead address. None (a local Ray), "auto" and "local" are Ray's to resolve."""
+    import socket
+
+    from services.errors import UserError
+
+    where = flag if address else "$RAY_ADDRESS"
+    if (address := cluster_address(address)) in (None, "auto", "local"):
+        return
+    if address.startswith(("http://", "https://")):  # the dashboard's: what `ray job submit --address` takes
+        raise UserError(f"{where} {address}: a dashboard URL is for `ray job submit`; a driver joins the cluster "
+                        "at HOST:6379 (its GCS) or ray://HOST:10001")
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise UserError(f"{where} {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, OverflowError) as err:  # OverflowError: a port above 65535
+        raise UserError(f"{where} {address}: no Ray cluster answers there ({getattr(err, 'strerror', None) or err})"
+                        ) from None
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local one with `num_cpus`
     CPUs (None: all). Outside a Ray job, workers get the repository on their PYTHONPATH (never S3 keys)."""
@@ -33,6 +56,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
     in_job = os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # its env is set
     runtime_env = None if in_job else {"env_vars": {"PYTHONPATH": path}}
+    check_address(address)
     address = cluster_address(address)
     where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
     ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from services.cli import RESUME_NOTE, ArgumentParser, run_cli, user_input
 from services.errors import UserError
+from services.ray_start import check_address
 
 Config = TypeVar("Config")
 
@@ -74,6 +75,8 @@ class Stage(Generic[Config]):
         with user_input():
             cfg = self.build(args)
         cfg = self.check(cfg) or cfg
+        if hasattr(args, "ray_address") and not getattr(args, "no_ray", False):  # a stage on Ray: before any output
+            check_address(args.ray_address)
         fresh = {folder for folder in self.keeps(cfg) if not os.path.lexists(folder)}
         try:
             return self.run(cfg, args).show()

@@ -173,3 +173,30 @@ def test_a_tracking_uri_must_answer_as_mlflow(mlflow_server, tmp_path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) -> None:
+    """ray.init waits minutes on a dead address: the address is tried first (a closed port answers at once), and
+    a malformed one or a dashboard URL is named as such, for the flag or for $RAY_ADDRESS."""
+    import socket
+
+    from services.ray_start import check_address
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    check_address(None)  # a local Ray: nothing to try
+    with pytest.raises(UserError, match=rf"^--ray-address 127.0.0.1:{dead}: no Ray cluster answers there"):
+        check_address(f"127.0.0.1:{dead}")
+    with pytest.raises(UserError, match=r"^--ray-address head: expected HOST:PORT, ray://HOST:PORT or auto$"):
+        check_address("head")
+    with pytest.raises(UserError, match=r"^--ray-address http://h:8265: a dashboard URL is for `ray job submit`"):
+        check_address("http://h:8265")
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{dead}")
+    with pytest.raises(UserError, match=rf"^\$RAY_ADDRESS ray://127.0.0.1:{dead}: no Ray cluster answers there"):
+        check_address(None)
+    with socket.socket() as server:  # a port that answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_address(f"127.0.0.1:{server.getsockname()[1]}")
