@@ -81,7 +81,7 @@ def build(cls: type[T], data: Any, where: str) -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise ConfigError(f"{where.removesuffix(':')}: {err}") from None  # a file's own check: "file.yaml: …"
 
 
 def to_dict(obj: Any) -> Any:
@@ -96,11 +96,12 @@ def to_dict(obj: Any) -> Any:
 
 
 class Section:
-    """Mixin of a config section: `from_dict` / `to_dict`, and a check of the fields named in `positive` (> 0) and
-    `non_negative` (≥ 0, each number of a list)."""
+    """Mixin of a config section: `from_dict` / `to_dict`, and a check of the fields named in `positive` (> 0),
+    `non_negative` (≥ 0) and `downscales` (in (0, 1]), each number of a list."""
 
     positive: ClassVar[tuple[str, ...]] = ()
     non_negative: ClassVar[tuple[str, ...]] = ()
+    downscales: ClassVar[tuple[str, ...]] = ()  # an image size times it: the anti-aliased pyramid only shrinks
 
     def __post_init__(self) -> None:
         for name in self.positive:
@@ -111,6 +112,10 @@ class Section:
             value = getattr(self, name)
             if not all(v >= 0 for v in (value if isinstance(value, tuple) else (value,))):
                 raise ValueError(f"{name} must be ≥ 0, got {to_dict(value)!r}")
+        for name in self.downscales:
+            value = getattr(self, name)
+            if not all(0 < v <= 1 for v in (value if isinstance(value, tuple) else (value,))):
+                raise ValueError(f"{name} must be in (0, 1] (a downscale of the frame), got {to_dict(value)!r}")
 
     @classmethod
     def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass

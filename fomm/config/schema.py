@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import field
 from pathlib import Path
@@ -33,6 +34,7 @@ class KPDetectorParams(Section):
     single_jacobian_map: bool = False
     pad: int = 0
     positive: ClassVar = ("temperature", "block_expansion", "max_features", "scale_factor", "num_blocks")
+    downscales: ClassVar = ("scale_factor",)
 
 
 @section
@@ -43,6 +45,7 @@ class DenseMotionParams(Section):
     scale_factor: float = 0.25
     kp_variance: float = 0.01
     positive: ClassVar = ("block_expansion", "max_features", "num_blocks", "scale_factor", "kp_variance")
+    downscales: ClassVar = ("scale_factor",)
 
 
 @section
@@ -64,6 +67,7 @@ class DiscriminatorParams(Section):
     sn: bool = False
     use_kp: bool = False
     kp_variance: float = 0.01
+    downscales: ClassVar = ("scales",)
 
 
 @section
@@ -130,12 +134,13 @@ class TrainParams(Section):
     # use and keep their running statistics (weights train on): small batches stop shifting each image's colours
     freeze_batch_norm_epoch: int | None = None
     positive: ClassVar = ("num_epochs", "num_repeats", "batch_size")  # 0 epochs trains nothing: refused
+    downscales: ClassVar = ("scales",)
     non_negative: ClassVar = ("lr_generator", "lr_discriminator", "lr_kp_detector")  # 0: that network stays as it is
 
     def __post_init__(self) -> None:
         Section.__post_init__(self)
-        if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"scales must list the pyramid's scales, each > 0, got {list(self.scales)}")
+        if not self.scales:
+            raise ValueError("scales must list the pyramid's scales, each in (0, 1], got []")
         for name in ("bf16", "channels_last"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ValueError(f"{name} must be true, false or auto, got {getattr(self, name)!r}")
@@ -261,6 +266,33 @@ class FommConfig(Section):
     animate_params: AnimateParams = field(default_factory=AnimateParams)
     visualizer_params: VisualizerParams = field(default_factory=VisualizerParams)
     prediction_params: dict | None = None  # the original's optional 'prediction' module (unused here)
+
+    def __post_init__(self) -> None:
+        Section.__post_init__(self)
+        h, w = self.dataset_params.shape[:2]
+        gp = self.model_params.generator_params
+        if self.model_params.common_params.num_channels != 3:
+            raise ValueError(f"model_params.common_params: num_channels must be 3 (frames are read as RGB), got "
+                             f"{self.model_params.common_params.num_channels}")
+        for where, p in (("kp_detector_params", self.model_params.kp_detector_params),
+                         ("generator_params.dense_motion_params", gp.dense_motion_params)):
+            if p is None:
+                continue
+            sides, grain = [pyramid_side(n, p.scale_factor) for n in (h, w)], 2**p.num_blocks
+            if sides[0] % grain or sides[1] % grain:  # the hourglass halves it num_blocks times, then doubles back
+                raise ValueError(f"model_params.{where}: a {h}×{w} frame (dataset_params.frame_shape) at scale_factor "
+                                 f"{p.scale_factor:g} is {sides[0]}×{sides[1]}, not a multiple of 2**num_blocks = "
+                                 f"{grain} in both sides: its hourglass cannot halve it and double it back")
+        if h % 2**gp.num_down_blocks or w % 2**gp.num_down_blocks:  # the decoder would give a smaller frame
+            raise ValueError(f"model_params.generator_params: a {h}×{w} frame (dataset_params.frame_shape) is not a "
+                             f"multiple of 2**num_down_blocks = {2**gp.num_down_blocks} in both sides")
+
+
+def pyramid_side(size: int, scale: float) -> int:
+    """A side after the anti-aliased downscale (fomm.blocks.AntiAliasInterpolation2d): ceil(size·scale) by a strided
+    blur when 1/scale is whole, else interpolate's floor(size·scale)."""
+    inverse = 1 / scale
+    return -(-size // round(inverse)) if math.isclose(inverse, round(inverse)) else math.floor(size * scale)
 
 
 def load_config(path: str | Path) -> FommConfig:

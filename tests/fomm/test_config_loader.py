@@ -84,7 +84,22 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
     (b"PK\x03\x04\x80\xff\x00 a checkpoint", "not a UTF-8 text config"),
     (b"dataset_params:\n  frame_shape: [64]\n", r"frame_shape must be \[H, W\] or \[H, W, C\]"),
     (b"train_params:\n  num_epochs: -1\n", "num_epochs must be positive, got -1"),
-    (b"train_params:\n  scales: []\n", r"scales must list the pyramid's scales, each > 0, got \[\]"),
+    (b"train_params:\n  scales: []\n", r"scales must list the pyramid's scales, each in \(0, 1\], got \[\]"),
+    # the pyramid only shrinks (a scale of 2 made a gaussian of negative size: a traceback inside torch)
+    (b"train_params:\n  scales: [1, 2]\n", r"train_params: scales must be in \(0, 1\] \(a downscale of the frame\), "
+                                            r"got \[1, 2\]"),
+    (b"model_params:\n  kp_detector_params:\n    scale_factor: 2\n",
+     r"model_params.kp_detector_params: scale_factor must be in \(0, 1\]"),
+    # sizes the networks cannot take: the hourglass's skips or the generator's decoder would not match the frame
+    (b"dataset_params:\n  frame_shape: [60, 60, 3]\n",  # defaults: scale_factor 0.25, num_blocks 5 → 15 is no ×32
+     r"^c.yaml: model_params.kp_detector_params: a 60×60 frame \(dataset_params.frame_shape\) at scale_factor 0.25 "
+     r"is 15×15, not a multiple of 2\*\*num_blocks = 32 in both sides"),
+    (b"dataset_params:\n  frame_shape: [256, 250, 3]\nmodel_params:\n  kp_detector_params:\n    num_blocks: 1\n"
+     b"    scale_factor: 1\n  generator_params:\n    dense_motion_params:\n      num_blocks: 1\n"
+     b"      scale_factor: 1\n",  # 250: a multiple of 2 (the hourglasses) but not of 4 (num_down_blocks 2)
+     r"^c.yaml: model_params.generator_params: a 256×250 frame \(dataset_params.frame_shape\) is not a multiple of "
+     r"2\*\*num_down_blocks = 4 in both sides$"),
+    (b"model_params:\n  common_params:\n    num_channels: 4\n", r"num_channels must be 3 \(frames are read as RGB\)"),
     (b"train_params:\n  lr_generator: .nan\n", "train_params.lr_generator: expected finite numbers"),
     # a negative rate or weight climbs its loss: the run fails inside Ray's workers, or trains the wrong way
     (b"train_params:\n  lr_kp_detector: -2.0e-4\n", "train_params: lr_kp_detector must be ≥ 0, got -0.0002"),
