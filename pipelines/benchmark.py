@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
+from services import checks  # noqa: E402
 from services.cli import UserError, field_flags, field_values, user_input  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
@@ -46,6 +47,7 @@ def check(cfg: BenchmarkConfig) -> None:
     from evaluation.benchmark import newest_checkpoint
 
     if cfg.checkpoints is not None:
+        checks.storage_reachable("--checkpoints", cfg.checkpoints, cfg.eval.endpoint)
         with user_input("--checkpoints"):
             newest = newest_checkpoint(cfg.checkpoints, cfg.eval.endpoint)
         check_eval_inputs(dataclasses.replace(cfg.eval, checkpoint=newest), "--checkpoints")

@@ -15,6 +15,10 @@ from services.cli import UserError
 
 def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> Path:
     """A local file that exists and is not empty."""
+    from services.storage import url_problem
+
+    if problem := url_problem(path):  # gs://…: no local file
+        raise UserError(f"{flag} {path}: {problem}")
     p = Path(path)
     if not p.exists():
         raise UserError(f"{flag} {path}: no such file (expected {what})")
@@ -107,8 +111,10 @@ def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
 
 def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
     """An s3:// path's endpoint accepts connections and credentials for it exist (else an error naming the flag)."""
-    from services.storage import StorageError, is_remote, s3_endpoint
+    from services.storage import StorageError, is_remote, s3_endpoint, url_problem
 
+    if problem := url_problem(path):
+        raise StorageError(f"{flag} {path}: {problem}")
     if not is_remote(path):
         return
     if url := s3_endpoint(endpoint):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,9 +43,23 @@ def s3_max_attempts() -> int:
     return int(value)
 
 
+def url_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` names no storage of ours (None: a local path, file:// or s3://BUCKET/…): another scheme would be
+    taken for a local folder named like 'gs:'."""
+    s = str(path)
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", s)
+    if scheme and not is_remote(s) and scheme[0] != "file://":
+        return f"unsupported storage {scheme[0]} (expected a local path or s3://BUCKET/…)"
+    if is_remote(s) and not s.split("://", 1)[1].split("/", 1)[0]:
+        return "no bucket (expected s3://BUCKET/…)"
+    return None
+
+
 def resolve(path: str | os.PathLike, endpoint: str | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """(fsspec filesystem, path inside it) for a local path or an s3://bucket/key URI."""
     s = str(path)
+    if problem := url_problem(s):
+        raise StorageError(f"{s}: {problem}")
     if is_remote(s):
         from services.s3 import s3_filesystem  # s3fs: only for s3:// paths
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import re
 import subprocess
 import sys
 
 import pytest
 
 from services import s3_retries, storage
+from services.errors import UserError
 
 
 def test_resolve_once_per_process_and_pickle_without_secrets(tmp_path, monkeypatch):
@@ -88,3 +90,26 @@ def test_counting_retries_counts_only_inside_its_block():
         s3_retries.note_retry()
     s3_retries.note_retry()  # after: not counted
     assert retries.count == 2
+
+
+@pytest.mark.parametrize(("path", "problem"), [
+    ("gs://bucket/ds", "unsupported storage gs:// (expected a local path or s3://BUCKET/…)"),
+    ("hdfs://nn/x", "unsupported storage hdfs:// (expected a local path or s3://BUCKET/…)"),
+    ("s3://", "no bucket (expected s3://BUCKET/…)"),
+    ("s3:///key", "no bucket (expected s3://BUCKET/…)"),
+    ("s3://bucket/key", None), ("file:///tmp/x", None), ("runs/a:b", None), ("/tmp/x", None),
+])
+def test_a_url_of_another_scheme_is_refused_not_taken_for_a_local_folder(tmp_path, monkeypatch, path, problem):
+    """gs://b/x was a local folder 'gs:/b/x' (preprocess wrote a dataset there): every resolve refuses it."""
+    from services import checks
+    from services.storage import StorageError, resolve, url_problem
+
+    assert url_problem(path) == problem
+    if problem is None:
+        return
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match=f"^{re.escape(path)}: {re.escape(problem)}$"):
+        resolve(path)
+    with pytest.raises(UserError, match=f"^--output {re.escape(path)}: {re.escape(problem)}$"):
+        checks.writable_storage("--output", path)
+    assert list(tmp_path.iterdir()) == []
