@@ -24,7 +24,7 @@ from fomm.animator import Animator
 from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config.schema import load_config
 from fomm.models import build_networks
-from fomm.onnx_export import FILES, OPSET, export_onnx
+from fomm.onnx_export import FILES, MANIFEST, OPSET, export_onnx
 from services import checks
 from services.cli import USER_ERROR_STATUS, field_values
 from services.errors import UserError
@@ -119,6 +119,10 @@ def check_export(args: argparse.Namespace) -> None:
     check_model_files(args.config, args.checkpoint)
     checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint}, folder=True)
     checks.writable_dir("--out", args.out)
+    out = Path(args.out)  # an earlier export (its manifest there) is replaced; a file no export of ours wrote is not
+    if not (out / MANIFEST).is_file() and (theirs := [f for f in FILES if (out / f).exists()]):
+        raise UserError(f"--out {args.out}: holds {theirs[0]}, not written by `fomm export` (no {MANIFEST}); a file "
+                        "is never overwritten: choose another folder")
     require_export_extra()
 
 

@@ -55,6 +55,12 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     """A tracking URI that answers; a --plot that can be written and is not the tracking store."""
     checks.tracking_uri("--tracking-uri", args.tracking_uri)
+    from services.tracking.store import default_tracking_uri  # MLflow (seconds)
+
+    uri = args.tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():  # reading makes no store
+        raise UserError(f"--tracking-uri {uri}{'' if args.tracking_uri else ' (the default)'}: no MLflow store there "
+                        "(nothing to compare: train, tune or evaluate first, or name the store)")
     if args.plot:
         plot = Path(args.plot)
         if plot.is_dir():

@@ -183,6 +183,19 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(how, media, ti
         {"talk.mp4", Path(str(out)).name})
 
 
+def test_export_never_overwrites_a_file_it_did_not_write(tiny_config_path, tmp_path, capsys):
+    """A folder holding a kp_detector.onnx of the user's (no export manifest beside it) is refused before any export;
+    an earlier `fomm export` there (its manifest present) would be replaced."""
+    mine = tmp_path / "models" / "kp_detector.onnx"
+    mine.parent.mkdir()
+    mine.write_bytes(b"the user's own graph")
+    code, _, err = run(["export", "--config", tiny_config_path, "--random-init", "--out", mine.parent], capsys)
+    assert code == 2 and err == (f"fomm export: error: --out {mine.parent}: holds kp_detector.onnx, not written by "
+                                 "`fomm export` (no fomm-onnx.json); a file is never overwritten: choose another "
+                                 "folder\n")
+    assert mine.read_bytes() == b"the user's own graph" and [p.name for p in mine.parent.iterdir()] == [mine.name]
+
+
 def test_find_best_frame_without_face_alignment_weights_uses_dlib(media, shared_data, tiny_config_path, tmp_path,
                                                                     capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no face-alignment weights there

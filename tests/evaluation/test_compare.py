@@ -35,3 +35,16 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
 
     assert compare.main(["-e", "nothing-here", "--tracking-uri", uri]) == 2
     assert "no runs" in capsys.readouterr().err
+
+
+def test_compare_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path, capsys, monkeypatch) -> None:
+    """A query makes no store: a missing SQLite file (named, or the default ./mlruns) is one line, and stays missing."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'none.db'}"
+    assert compare.main(["--tracking-uri", uri]) == 2
+    assert capsys.readouterr().err == (f"fomm runs compare: error: --tracking-uri {uri}: no MLflow store there (nothing "
+                                       "to compare: train, tune or evaluate first, or name the store)\n")
+    assert compare.main([]) == 2
+    assert "mlruns/mlflow.db (the default): no MLflow store there" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
