@@ -111,7 +111,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if not storage.is_remote(pairs):
         checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns")
     try:
-        header, *rows = storage.read_bytes(pairs).decode("utf-8").splitlines()
+        header, *rows = storage.read_bytes(pairs).decode("utf-8-sig").splitlines()  # -sig: a BOM (Excel's) goes
     except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
     if missing := [c for c in COLUMNS if c not in next(csv.reader([header]))]:
@@ -121,6 +121,9 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     base = str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
     outputs: dict[str, int] = {}  # output → its line: two pairs into one file would leave one "skipped"
     for line, row in enumerate(csv.DictReader([header, *rows]), start=2):  # no output overwrites an input
+        if None in row or None in row.values():  # DictReader's marks of a field more, or fewer, than the header's
+            raise UserError(f"--pairs {pairs} line {line}: not the header's {len(row) - (None in row)} fields (a "
+                            "comma inside a path needs quotes)")
         if not row.get("output"):
             continue
         src, drv, out = (_absolute(str(row.get(c) or "").strip(), base) for c in COLUMNS)

@@ -121,3 +121,22 @@ def test_a_pairs_csv_without_rows_is_refused_before_ray(tiny_config_path, tmp_pa
     with pytest.raises(UserError, match=r"^--pairs .*pairs.csv: no rows below the header \(nothing to animate\)$"):
         batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
     assert [p.name for p in tmp_path.iterdir()] == ["pairs.csv"]
+
+
+@pytest.mark.parametrize(("row", "fields"), [("a.jpg,b.mp4,o,ne.mp4", 3), ("a.jpg,b.mp4", 3)])
+def test_a_row_of_more_or_fewer_fields_is_refused_before_ray(tiny_config_path, tmp_path, row, fields):
+    """An unquoted comma in a path made Ray Data's CSV reader fail inside the job, with a traceback."""
+    from services.cli import UserError
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"source,driving,output\nx.jpg,y.mp4,z.mp4\n{row}\n")
+    with pytest.raises(UserError, match=rf"^--pairs .*pairs.csv line 3: not the header's {fields} fields \(a comma "
+                                        r"inside a path needs quotes\)$"):
+        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+
+
+def test_a_pairs_csv_saved_with_a_bom_is_read(tiny_config_path, tmp_path):
+    """Excel writes UTF-8 CSVs with a byte-order mark: the header's first column is still `source`."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes(b"\xef\xbb\xbfsource,driving,output\nx.jpg,y.mp4,z.mp4\n")
+    batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)  # no "no 'source' column"
