@@ -9,6 +9,7 @@ import csv
 import hashlib
 import io
 import itertools
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -83,6 +84,10 @@ def raw_video_index(video_dir: str, endpoint: str | None) -> dict[str, str]:
 
 def segment_problem(s: Segment) -> str | None:
     """Why a metadata row names no clip (empty frame range, box without area or outside its frame), else None."""
+    if len(s.bbox) != 4:
+        return f"bbox {'-'.join(map(str, s.bbox))} is not 4 numbers (expected left-top-right-bottom)"
+    if not (math.isfinite(s.fps) and s.fps > 0):
+        return f"fps {s.fps} is not a positive number"
     left, top, right, bottom = s.bbox
     if s.start < 0 or s.end <= s.start:
         return f"frame range start {s.start}, end {s.end} is empty or reversed"
@@ -95,7 +100,7 @@ def segment_problem(s: Segment) -> str | None:
 
 def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
     """Tasks from a VoxCeleb / Tai-Chi-HD metadata CSV; raw videos looked up as <video_dir>/<video_id>.<ext>."""
-    text = storage.read_bytes(csv_path, cfg.endpoint).decode()
+    text = storage.read_bytes(csv_path, cfg.endpoint).decode("utf-8-sig")  # -sig: a BOM (Excel's) goes
     rows = list(csv.DictReader(io.StringIO(text)))
     required = {"video_id", "start", "end", "bbox"}
     if not rows or not required <= set(rows[0]):
@@ -107,6 +112,8 @@ def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
         rs = list(group)
         segs = []
         for i, r in enumerate(rs):
+            if None in r or None in r.values():  # DictReader's marks of a field more, or fewer, than the header's
+                raise ValueError(f"{csv_path}: row {i} of video {vid}: not the header's {len(r) - (None in r)} fields")
             try:
                 bbox = tuple(int(v) for v in r["bbox"].split("-"))
                 segs.append(Segment(start=int(r["start"]), end=int(r["end"]), bbox=bbox,  # type: ignore[arg-type]
