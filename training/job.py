@@ -68,9 +68,10 @@ class TrainJob:
     def __post_init__(self) -> None:
         check_fields(self)  # the declared rules: finite numbers in range, choices
         if self.lr_schedule == "budget" and self.max_steps is None and self.max_minutes is None:
-            raise ValueError("lr_schedule 'budget' needs a budget: set max_steps and/or max_minutes")
-        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
-            raise ValueError(f"run name {self.name!r}: use letters, digits, '.', '_' and '-' only")
+            raise ValueError("--lr-schedule budget needs a budget: set --max-steps and/or --max-minutes")
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*", self.name):
+            raise ValueError(f"--name {self.name}: use letters, digits, '.', '_' and '-' only, not only dots (it "
+                             "names a folder under --storage)")
 
     @property
     def run_name(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -66,5 +67,14 @@ def test_job_checks_the_schedule_name_and_that_a_budget_exists():
     assert TrainJob(config="c", data="d", storage="s", lr_schedule="budget", max_minutes=5).lr_schedule == "budget"
     with pytest.raises(ValueError, match="^--lr-schedule cosine: expected one of epochs, budget$"):
         TrainJob(config="c", data="d", storage="s", lr_schedule="cosine", max_steps=5)
-    with pytest.raises(ValueError, match="needs a budget"):
+    with pytest.raises(ValueError, match="^--lr-schedule budget needs a budget: set --max-steps and/or --max-minutes$"):
         TrainJob(config="c", data="d", storage="s", lr_schedule="budget")
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../up", "", "x y"])
+def test_a_run_name_is_one_folder_under_storage(name):
+    """`--name ..` passed the character rule and put the run's folder above --storage."""
+    with pytest.raises(ValueError, match=rf"^--name {re.escape(name)}: use letters, digits, '.', '_' and '-' only, "
+                                         r"not only dots \(it names a folder under --storage\)$"):
+        TrainJob(config="c", data="d", storage="s", name=name)
+    assert TrainJob(config="c", data="d", storage="s", name="run.v2_a-1").run_name == "run.v2_a-1"
