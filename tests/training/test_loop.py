@@ -109,5 +109,5 @@ def test_job_checks_its_arguments(tiny_config_path):
     assert job.run_name == "tiny-64" and not job.use_gpu
     with pytest.raises(ValueError, match="workers"):
         TrainJob(config="c", data="d", storage="s", workers=0)
-    with pytest.raises(ValueError, match="run name"):
+    with pytest.raises(ValueError, match="^--name a/b: use letters"):
         TrainJob(config="c", data="d", storage="s", name="a/b")
