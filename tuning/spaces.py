@@ -15,6 +15,9 @@ from services.cli import UserError, one_line
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
 
+TRIAL_METRICS = ("val_l1",)  # the quality metric every training report carries (the held-out L1)
+
+
 class SpaceError(UserError, ValueError):
     """A search-space file that cannot be used; the message names the file and the key."""
 
@@ -60,8 +63,9 @@ class SearchSpace:
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise SpaceError(f"{source}: num_samples must be a whole number ≥ 1, got {num_samples!r}")
         metric = data.get("metric", "val_l1")
-        if not isinstance(metric, str) or not metric:
-            raise SpaceError(f"{source}: metric must be a metric name such as val_l1, got {metric!r}")
+        if metric not in TRIAL_METRICS:  # Tune refuses a trial whose first result lacks it (after a trial's start)
+            raise SpaceError(f"{source}: metric {metric!r}: a trial reports {', '.join(TRIAL_METRICS)} in every "
+                             "result (training.worker), so the sweep can rank by that")
         return cls(params, metric, mode, num_samples, source)
 
     def check_against(self, cfg: FommConfig) -> None:

@@ -37,6 +37,11 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, tiny_config_path):
     typo = SearchSpace.from_dict({"space": {"train_params.loss_weight.gan": {"choice": [0, 1]}}}, source="t.yaml")
     with pytest.raises(SpaceError, match="t.yaml: space key 'train_params.loss_weight.gan' is not in the config"):
         typo.check_against(load_config(tiny_config_path))
+    space = {"space": {"train_params.lr_generator": {"uniform": [1e-4, 1e-3]}}}
+    for metric in ("val_l2", 1):  # Tune failed the first trial on it, with a traceback, 40 s into the sweep
+        with pytest.raises(SpaceError, match=rf"^t.yaml: metric {metric!r}: a trial reports val_l1 in every result"):
+            SearchSpace.from_dict({**space, "metric": metric}, source="t.yaml")
+    assert SearchSpace.from_dict({**space, "metric": "val_l1", "mode": "min"}, source="t.yaml").metric == "val_l1"
 
 
 @pytest.mark.parametrize(("spec", "problem"), [
@@ -59,7 +64,7 @@ def test_a_value_the_space_can_sample_that_the_config_refuses_fails_before_any_t
     ({"num_samples": "all"}, "num_samples must be a whole number ≥ 1, got 'all'"),
     ({"num_samples": 0}, "num_samples must be a whole number ≥ 1, got 0"),
     ({"num_samples": 2.5}, "num_samples must be a whole number ≥ 1, got 2.5"),
-    ({"metric": ["val_l1"]}, "metric must be a metric name"),
+    ({"metric": ["val_l1"]}, r"metric \['val_l1'\]: a trial reports val_l1 in every result"),
     ({"space": {"k": {"loguniform": [0, 1e-3]}}}, r"space.k: loguniform needs 0 < low \(a log scale\)"),
     ({"space": {"k": {"uniform": [1, 1]}}}, "space.k: uniform needs low < high"),
     ({"space": {"k": {"uniform": [0, float("nan")]}}}, r"space.k: uniform takes two finite numbers \[low, high\]"),
