@@ -212,6 +212,11 @@ def test_missing_checkpoint_needs_explicit_random_init(media, tiny_config_path, 
     code, _, err = run(["animate", "--config", tiny_config_path, "--source", media["source"], "--driving",
                         media["clip"], "--out", tmp_path / "r.mp4"], capsys)
     assert code == 2 and "--checkpoint is required (or pass --random-init" in err
+    code, _, err = run(["animate", "--config", tiny_config_path, "--checkpoint", tiny_config_path, "--random-init",
+                        "--source", media["source"], "--driving", media["clip"], "--out", tmp_path / "r.mp4"], capsys)
+    assert code == 2 and err == (f"fomm animate: error: --random-init with --checkpoint {tiny_config_path}: choose "
+                                 "one (trained weights, or random ones)\n")  # both given: which was meant?
+    assert not (tmp_path / "r.mp4").exists()
 
 
 def test_info_counts_parameters_and_checks_checkpoints(media, tiny_config_path, capsys):
