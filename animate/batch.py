@@ -121,9 +121,9 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     base = str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
     outputs: dict[str, int] = {}  # output → its line: two pairs into one file would leave one "skipped"
     for line, row in enumerate(csv.DictReader([header, *rows]), start=2):  # no output overwrites an input
-        if None in row or None in row.values():  # DictReader's marks of a field more, or fewer, than the header's
-            raise UserError(f"--pairs {pairs} line {line}: not the header's {len(row) - (None in row)} fields (a "
-                            "comma inside a path needs quotes)")
+        if (width := checks.ragged_row(row)) is not None:
+            raise UserError(f"--pairs {pairs} line {line}: not the header's {width} fields (a comma inside a path "
+                            "needs quotes)")
         if not row.get("output"):
             continue
         src, drv, out = (_absolute(str(row.get(c) or "").strip(), base) for c in COLUMNS)

@@ -55,10 +55,10 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     """A tracking URI that answers; a --plot that can be written and is not the tracking store."""
     checks.tracking_uri("--tracking-uri", args.tracking_uri)
-    from services.tracking.store import default_tracking_uri  # MLflow (seconds)
+    from services.tracking.store import default_tracking_uri, local_sqlite_path  # MLflow (seconds)
 
     uri = args.tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():  # reading makes no store
+    if (db := local_sqlite_path(uri)) is not None and not db.is_file():  # reading makes no store
         raise UserError(f"--tracking-uri {uri}{'' if args.tracking_uri else ' (the default)'}: no MLflow store there "
                         "(nothing to compare: train, tune or evaluate first, or name the store)")
     if args.plot:
@@ -70,8 +70,7 @@ def check(args: argparse.Namespace) -> None:
         if plot.exists():
             raise UserError(f"--plot {args.plot}: exists (a file is never overwritten: remove it or choose a new "
                             "name)")
-        store = (args.tracking_uri or "").removeprefix("sqlite:///") or None
-        checks.not_an_input("--plot", args.plot, {"--tracking-uri": store})
+        checks.not_an_input("--plot", args.plot, {"--tracking-uri": db})
         checks.writable_dir("--plot", plot.parent)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from preprocessing.config import PreprocessConfig
-from services import storage
+from services import checks, storage
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".gif")
 METADATA_CSV = "metadata.csv"
@@ -112,8 +112,8 @@ def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
         rs = list(group)
         segs = []
         for i, r in enumerate(rs):
-            if None in r or None in r.values():  # DictReader's marks of a field more, or fewer, than the header's
-                raise ValueError(f"{csv_path}: row {i} of video {vid}: not the header's {len(r) - (None in r)} fields")
+            if (width := checks.ragged_row(r)) is not None:
+                raise ValueError(f"{csv_path}: row {i} of video {vid}: not the header's {width} fields")
             try:
                 bbox = tuple(int(v) for v in r["bbox"].split("-"))
                 segs.append(Segment(start=int(r["start"]), end=int(r["end"]), bbox=bbox,  # type: ignore[arg-type]

@@ -43,6 +43,12 @@ def free_space(flag: str, path: str | os.PathLike, folder: str | os.PathLike) ->
         raise UserError(f"{flag} {path}: no space left on the device ({free // 1024} KiB free under {folder})")
 
 
+def ragged_row(row: dict) -> int | None:
+    """The header's field count when a csv.DictReader row has a field more or fewer (DictReader keeps extras under
+    the key None and fills missing fields with None), else None."""
+    return len(row) - (None in row) if None in row or None in row.values() else None
+
+
 def writable_dir(flag: str, path: str | os.PathLike) -> None:
     """A local folder that can be created (if missing) and written, on a disk with room; nothing is created."""
     p = Path(path)

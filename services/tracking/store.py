@@ -32,14 +32,15 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", "").strip() or f"sqlite:///{Path.cwd().resolve() / 'mlruns' / 'mlflow.db'}"
 
 
-def _local_sqlite_path(uri: str) -> Path | None:
+def local_sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (None: another kind of store)."""
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
 def make_client(tracking_uri: str | None = None) -> mlflow.MlflowClient:
     """An MLflow client for `tracking_uri` (default: `default_tracking_uri()`); creates a local SQLite folder."""
     uri = tracking_uri or default_tracking_uri()
-    if (db := _local_sqlite_path(uri)) is not None:
+    if (db := local_sqlite_path(uri)) is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     return mlflow.MlflowClient(tracking_uri=uri)
 
@@ -51,7 +52,7 @@ def get_or_create_experiment(client: mlflow.MlflowClient, name: str) -> str:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
-    db = _local_sqlite_path(client.tracking_uri)
+    db = local_sqlite_path(client.tracking_uri)
     # beside a local SQLite file, keep artifacts next to it instead of MLflow's cwd-relative ./mlruns
     location = str(db.parent / "artifacts" / name) if db is not None else None
     try:
