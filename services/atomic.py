@@ -42,6 +42,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         try:
             yield Path(tmp)
             os.replace(tmp, target)
+        except OSError as err:  # a full disk names the file being written, not its temporary
+            if err.errno is not None and err.filename in (tmp, None):
+                raise OSError(err.errno, err.strerror, str(target)) from err
+            raise
         finally:
             Path(tmp).unlink(missing_ok=True)
 

@@ -13,12 +13,16 @@ DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
-    """The exception, then its causes and contexts (each once; Ray's task errors keep theirs in `cause`)."""
+    """The exception, then its causes and contexts, nearest first, each once (Ray's task errors keep the task's
+    exception in `cause`, beside a context of Ray's own)."""
     seen: set[int] = set()
-    while isinstance(err, BaseException) and id(err) not in seen:
-        seen.add(id(err))
-        yield err
-        err = err.__cause__ or err.__context__ or getattr(err, "cause", None)
+    todo = [err]
+    while todo:
+        err = todo.pop(0)
+        if isinstance(err, BaseException) and id(err) not in seen:
+            seen.add(id(err))
+            yield err
+            todo += [err.__cause__, err.__context__, getattr(err, "cause", None)]
 
 
 def _named(err: BaseException, *names: str) -> bool:
@@ -39,7 +43,8 @@ def _line(err: BaseException) -> str | None:
     if _named(err, "botocore:EndpointConnectionError", "botocore:ConnectTimeoutError"):
         return f"S3: {first_line(err)}"
     if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
-        return f"{err.filename or 'output'}: {DISK_ERRNOS[err.errno]}"
+        named = isinstance(err.filename, str) and "\n" not in err.filename  # Ray Data writes its retry note there
+        return f"{err.filename}: {DISK_ERRNOS[err.errno]}" if named else DISK_ERRNOS[err.errno]
     if _named(err, "PIL:DecompressionBombError"):
         return f"image refused: {first_line(err)}"
     if isinstance(err, UnicodeDecodeError):

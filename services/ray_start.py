@@ -50,7 +50,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     import threading
 
     import ray
+    import ray.data
 
+    # a map task's own exception, not Ray Data's UserCodeException (which loses its cause on the way to the driver:
+    # a full disk in a worker would read as a traceback, not as the one line services.failures gives it)
+    ray.data.DataContext.get_current().raise_original_map_exception = True
     if ray.is_initialized():
         return
     path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from services.atomic import atomic_dir, atomic_open, atomic_path
@@ -28,6 +30,16 @@ def test_an_error_keeps_the_old_file_and_removes_the_temporary(tmp_path):
     assert target.read_text() == "new"
     with pytest.raises(ValueError, match="index.html: atomic_open writes whole files"), atomic_open(target, "a"):
         pass
+
+
+def test_a_full_disk_names_the_file_being_written_not_its_temporary(tmp_path):
+    target = tmp_path / "clip.mp4"
+    with pytest.raises(OSError) as raised, atomic_path(target) as tmp:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))  # as a write into the temporary fails
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(target))
+    with pytest.raises(OSError) as raised, atomic_path(target):
+        raise OSError(errno.EIO, "Input/output error", "/some/input.mp4")  # another file's error: as it was
+    assert raised.value.filename == "/some/input.mp4" and list(tmp_path.iterdir()) == []
 
 
 def test_outputs_take_the_umask_like_a_plain_open(tmp_path):

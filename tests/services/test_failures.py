@@ -87,3 +87,27 @@ def test_other_errors_keep_their_traceback() -> None:
         run_cli(_raise(RuntimeError("a bug")), [], "prog")
     with pytest.raises(OSError):  # an OSError that is not about the disk or permissions is not guessed at
         run_cli(_raise(OSError(errno.EBADF, "Bad file descriptor")), [], "prog")
+
+
+class _FullDisk:
+    """A Ray Data map whose write fails as on a full disk."""
+
+    def __call__(self, row: dict) -> dict:
+        raise OSError(errno.ENOSPC, "No space left on device", "/out/_work/parts/v.parquet")
+
+
+def test_a_full_disk_inside_a_ray_data_task_is_one_line_at_the_driver(ray_local, capsys) -> None:
+    """Ray Data wraps a task's error in UserCodeException, whose cause is lost on the way to the driver, and writes
+    its retry note into an OSError's file name: ensure_ray has Ray Data raise the task's own error instead."""
+    import ray.data
+
+    from services.ray_start import ensure_ray
+
+    ensure_ray()  # already connected: only sets Ray Data's error handling
+
+    def main(argv: list[str]) -> int:
+        ray.data.range(1).map(_FullDisk, concurrency=1).materialize()
+        return 0
+
+    assert run_cli(main, [], "prog") == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "prog: error: no space left on the device"  # after Ray's log
