@@ -14,7 +14,7 @@ DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
     """The exception, then its causes and contexts, nearest first, each once (Ray's task errors keep the task's
-    exception in `cause`, beside a context of Ray's own)."""
+    exception in `cause`, beside a context of Ray's own; Ray Train's, the workers' or the controller's)."""
     seen: set[int] = set()
     todo = [err]
     while todo:
@@ -22,7 +22,8 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
         if isinstance(err, BaseException) and id(err) not in seen:
             seen.add(id(err))
             yield err
-            todo += [err.__cause__, err.__context__, getattr(err, "cause", None)]
+            todo += [err.__cause__, err.__context__, getattr(err, "cause", None), getattr(err, "controller_failure", None),
+                     *getattr(err, "worker_failures", {}).values()]
 
 
 def _named(err: BaseException, *names: str) -> bool:

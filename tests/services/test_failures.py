@@ -39,6 +39,7 @@ def _families() -> list[tuple[BaseException, str]]:
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError, PartialCredentialsError
     from mlflow.exceptions import MlflowException
     from PIL import Image
+    from ray.train import ControllerError, WorkerGroupError
 
     return [
         (NoCredentialsError(), "S3: Unable to locate credentials (set AWS_ACCESS_KEY_ID"),
@@ -48,6 +49,9 @@ def _families() -> list[tuple[BaseException, str]]:
         (OSError(errno.ENOSPC, "No space left on device", "/out/x.mp4"), "/out/x.mp4: no space left on the device"),
         (OSError(errno.EROFS, "Read-only file system", "/ro/x"), "/ro/x: read-only file system"),
         (TaskError(OSError(errno.ENOSPC, "No space left", "/w/_work/p")), "/w/_work/p: no space left on the device"),
+        (WorkerGroupError("rank 1: ...", {1: OSError(errno.ENOSPC, "No space left", "/runs/r/c.pth.tar")}),
+         "/runs/r/c.pth.tar: no space left on the device"),  # a Ray Train worker's (its checkpoint's upload)
+        (ControllerError(OSError(errno.EDQUOT, "Disk quota exceeded")), "disk quota exceeded"),
         (PermissionError(errno.EACCES, "Permission denied", "/ro/y"), "/ro/y: permission denied"),
         (_decode_error(), "not UTF-8 text: invalid start byte"),
         (OverflowError("cannot convert float infinity to integer"), "a number is out of range: cannot convert"),
