@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -32,6 +33,19 @@ def _parents_made(target: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _named_as_target(tmp: str, target: Path) -> Iterator[None]:
+    """An OSError about the temporary, or a file in it, names the target instead (a full disk names the output;
+    `write()` names no file, so a full disk without a name is taken to be the temporary's)."""
+    try:
+        yield
+    except OSError as err:
+        name = tmp if err.filename is None and err.errno in (errno.ENOSPC, errno.EDQUOT) else err.filename
+        if err.errno is None or not isinstance(name, str) or not name.startswith(tmp):
+            raise
+        raise OSError(err.errno, err.strerror, f"{target}{name[len(tmp):]}") from err
+
+
+@contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `target` (dot name, same suffix) with a plain `open()`'s mode, not mkstemp's 0600."""
     target = Path(target)
@@ -40,12 +54,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         os.fchmod(fd, 0o666 & ~_umask())
         os.close(fd)
         try:
-            yield Path(tmp)
+            with _named_as_target(tmp, target):
+                yield Path(tmp)
             os.replace(tmp, target)
-        except OSError as err:  # a full disk names the file being written, not its temporary
-            if err.errno is not None and err.filename in (tmp, None):
-                raise OSError(err.errno, err.strerror, str(target)) from err
-            raise
         finally:
             Path(tmp).unlink(missing_ok=True)
 
@@ -67,7 +78,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         os.chmod(tmp, 0o777 & ~_umask())
         try:
-            yield tmp
+            with _named_as_target(str(tmp), target):
+                yield tmp
             if target.exists():
                 _merge(tmp, target)
             else:

@@ -40,6 +40,12 @@ def test_a_full_disk_names_the_file_being_written_not_its_temporary(tmp_path):
     with pytest.raises(OSError) as raised, atomic_path(target):
         raise OSError(errno.EIO, "Input/output error", "/some/input.mp4")  # another file's error: as it was
     assert raised.value.filename == "/some/input.mp4" and list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError) as raised, atomic_dir(tmp_path / "eval") as tmp:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "per_frame.parquet"))
+    assert raised.value.filename == str(tmp_path / "eval" / "per_frame.parquet") and list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError) as raised, atomic_path(target):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it: no file named
+    assert raised.value.filename == str(target)
 
 
 def test_outputs_take_the_umask_like_a_plain_open(tmp_path):
