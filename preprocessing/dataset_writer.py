@@ -162,14 +162,19 @@ def assemble_shard(layout: Layout, plan: ShardPlan) -> dict:
 
 
 def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: list[dict]) -> dict:
-    """Record a run: the error table, then the manifest (the commit point), then remove the work files."""
-    manifest = _manifest(layout) or {"version": shards.SCHEMA_VERSION, "shards": [], "videos": {}}
+    """Record a run: the error table, then the manifest (the commit point), then remove the work files. A run that
+    made no clip into a new output commits no manifest (only the error table, if a video failed): a re-run with
+    other settings is a fresh start, not a dataset of other settings."""
+    earlier = _manifest(layout)
+    manifest = earlier or {"version": shards.SCHEMA_VERSION, "shards": [], "videos": {}}
     new_errors = [e for e, _ in _errors(layout)]
     retried = {m["video_id"] for m in metas} | {e["video_id"] for e in new_errors}
     old_errors = [e for e in shards.read_errors(layout.url, layout.endpoint) if e["video_id"] not in retried]
     errors = sorted(old_errors + new_errors, key=lambda e: e["video_id"])
-    shards.write_table_atomic(pa.Table.from_pylist(errors, schema=ERROR_SCHEMA), layout.path(shards.ERRORS_NAME),
-                              fs=layout.fs)
+    made = earlier is not None or bool(written)
+    if made or errors:
+        shards.write_table_atomic(pa.Table.from_pylist(errors, schema=ERROR_SCHEMA),
+                                  layout.path(shards.ERRORS_NAME), fs=layout.fs)
     videos = dict(manifest.get("videos", {}))
     for m in metas:
         videos[m["video_id"]] = {"split": m["split"], "clips": sum(r for r, _ in m["splits"].values()),
@@ -189,7 +194,8 @@ def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: li
         "totals": {**counts(all_shards), "videos": len(videos), "errors": len(errors), "splits": per_split},
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"},
     })
-    storage.write_bytes(layout.path(MANIFEST_NAME), json.dumps(manifest, indent=1).encode(), fs=layout.fs)
+    if made:
+        storage.write_bytes(layout.path(MANIFEST_NAME), json.dumps(manifest, indent=1).encode(), fs=layout.fs)
     cleanup(layout, manifest, committed=set(videos) | {e["video_id"] for e in errors})
     return manifest
 

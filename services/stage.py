@@ -79,11 +79,14 @@ class Stage(Generic[Config]):
             check_address(args.ray_address)
         fresh = {folder for folder in self.keeps(cfg) if not os.path.lexists(folder)}
         try:
-            return self.run(cfg, args).show()
+            summary = self.run(cfg, args)
         except Exception as err:
             if (note := resume_note(self.keeps(cfg), fresh)) is not None:
                 setattr(err, RESUME_NOTE, note)  # run_cli ends the error line with it
             raise
+        if summary.status:  # a run that made nothing leaves no empty folder either
+            resume_note(self.keeps(cfg), fresh)
+        return summary.show()
 
 
 def resume_note(keeps: dict[str, str], fresh: set[str]) -> str | None:

@@ -181,6 +181,10 @@ def test_a_job_that_makes_no_clip_fails(tmp_path, repo_root, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err == (f"preprocess: error: --output {tmp_path / 'out'}: no clips were made (none of the "
                                  f"1 videos has ≥ 1000 frames (--min-frames) of ≥ 64 px (--min-size))\n")
+    # no dataset of 0 clips (only the synthetic input's videos, kept for a re-run): other settings start afresh
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["_work"]
+    assert preprocess.main(["--input", "synthetic:1", "--output", str(tmp_path / "out"), "--kind", "none",
+                            "--size", "32", "--no-ray"]) == 0
     failed = {"num_videos": 3, "num_errors": 1, "errors": "out/errors.parquet"}  # why, for the other mixes
     cfg = preprocess.PreprocessConfig(input="x", output="out", kind="face")
     assert preprocess.why_nothing(cfg, failed) == (

@@ -156,6 +156,15 @@ def test_a_failed_run_names_the_resume_state_it_kept_and_removes_empty_folders_i
     assert capsys.readouterr().err == f"job: error: {out}/_work/parts/video-2.parquet: no space left on the device\n"
     assert list(tmp_path.iterdir()) == []
 
+    def made_nothing(cfg: dict, args: object) -> Summary:
+        (tmp_path / cfg["out"] / "_work").mkdir(parents=True)
+        return Summary(status=2, problem="job: error: nothing made")
+
+    keeps = {str(out): "rerun the same command to resume"}
+    assert Stage("job", "a job", lambda p: None, lambda a: {"out": "out"}, lambda c: None, made_nothing,
+                 keeps=lambda c: keeps).main([]) == 2  # failed without raising: its empty folders go too
+    assert capsys.readouterr().err == "job: error: nothing made\n" and list(tmp_path.iterdir()) == []
+
 
 def test_a_tracking_uri_must_answer_as_mlflow(mlflow_server, tmp_path) -> None:
     """A real MLflow server passes; another web server (a proxy, a dashboard) is refused at once, where MLflow's
