@@ -258,7 +258,7 @@ class WorkerLoop:
             self.progress.epoch_step = 0
             metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}
             is_last = self.stopped or (self.budget is None and state.epoch >= tp.num_epochs)
-            self.report(metrics, with_checkpoint=state.epoch % max(1, tp.checkpoint_freq) == 0 or is_last)
+            self.report(metrics, with_checkpoint=state.epoch % tp.checkpoint_freq == 0 or is_last)
         if self.diverged_at is not None:  # no checkpoint of NaN weights; the driver fails the run (trainer.fit_plan)
             if self.rank == 0:
                 record = {"step": self.diverged_at, "started_at": self.progress.started_at}

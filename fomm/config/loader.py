@@ -104,18 +104,15 @@ class Section:
     downscales: ClassVar[tuple[str, ...]] = ()  # an image size times it: the anti-aliased pyramid only shrinks
 
     def __post_init__(self) -> None:
-        for name in self.positive:
-            value = getattr(self, name)
-            if value is None or not value > 0:  # `not >` refuses NaN as well
-                raise ValueError(f"{name} must be positive, got {value!r}")
-        for name in self.non_negative:
-            value = getattr(self, name)
-            if not all(v >= 0 for v in (value if isinstance(value, tuple) else (value,))):
-                raise ValueError(f"{name} must be ≥ 0, got {to_dict(value)!r}")
-        for name in self.downscales:
-            value = getattr(self, name)
-            if not all(0 < v <= 1 for v in (value if isinstance(value, tuple) else (value,))):
-                raise ValueError(f"{name} must be in (0, 1] (a downscale of the frame), got {to_dict(value)!r}")
+        rules = ((self.positive, lambda v: v > 0, "positive"), (self.non_negative, lambda v: v >= 0, "≥ 0"),
+                 (self.downscales, lambda v: 0 < v <= 1, "in (0, 1] (a downscale of the frame)"))
+        for names, holds, what in rules:  # a comparison is False for NaN: refused as well
+            for name in names:
+                value = getattr(self, name)
+                if value is None and names is not self.positive:  # an optional number left unset
+                    continue
+                if value is None or not all(holds(v) for v in (value if isinstance(value, tuple) else (value,))):
+                    raise ValueError(f"{name} must be {what}, got {to_dict(value)!r}")
 
     @classmethod
     def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass

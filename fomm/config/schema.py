@@ -34,6 +34,7 @@ class KPDetectorParams(Section):
     single_jacobian_map: bool = False
     pad: int = 0
     positive: ClassVar = ("temperature", "block_expansion", "max_features", "scale_factor", "num_blocks")
+    non_negative: ClassVar = ("pad",)
     downscales: ClassVar = ("scale_factor",)
 
 
@@ -56,6 +57,8 @@ class GeneratorParams(Section):
     num_bottleneck_blocks: int = 6
     estimate_occlusion_map: bool = True
     dense_motion_params: DenseMotionParams | None = field(default_factory=DenseMotionParams)
+    positive: ClassVar = ("block_expansion", "max_features")
+    non_negative: ClassVar = ("num_down_blocks", "num_bottleneck_blocks")
 
 
 @section
@@ -67,6 +70,7 @@ class DiscriminatorParams(Section):
     sn: bool = False
     use_kp: bool = False
     kp_variance: float = 0.01
+    positive: ClassVar = ("block_expansion", "max_features", "num_blocks", "kp_variance")
     downscales: ClassVar = ("scales",)
 
 
@@ -88,7 +92,7 @@ class TransformParams(Section):
     sigma_affine: float = 0.05
     sigma_tps: float = 0.005
     points_tps: int = 5
-    non_negative: ClassVar = ("sigma_affine", "sigma_tps")
+    non_negative: ClassVar = ("sigma_affine", "sigma_tps", "points_tps")  # 0 points: an affine warp only
 
 
 @section
@@ -133,9 +137,10 @@ class TrainParams(Section):
     # from this epoch (a budget schedule: fraction epoch / num_epochs) the kp detector's and generator's batch norms
     # use and keep their running statistics (weights train on): small batches stop shifting each image's colours
     freeze_batch_norm_epoch: int | None = None
-    positive: ClassVar = ("num_epochs", "num_repeats", "batch_size")  # 0 epochs trains nothing: refused
+    positive: ClassVar = ("num_epochs", "num_repeats", "batch_size", "checkpoint_freq")  # 0 epochs: refused
     downscales: ClassVar = ("scales",)
-    non_negative: ClassVar = ("lr_generator", "lr_discriminator", "lr_kp_detector")  # 0: that network stays as it is
+    non_negative: ClassVar = ("lr_generator", "lr_discriminator", "lr_kp_detector",  # 0: that network stays as it is
+                              "epoch_milestones", "checkpoint_every_steps", "freeze_batch_norm_epoch")
 
     def __post_init__(self) -> None:
         Section.__post_init__(self)
@@ -173,11 +178,13 @@ class JitterParams(Section):
 @section
 class CropParams(Section):
     size: tuple[int, ...] = (256, 256)
+    positive: ClassVar = ("size",)
 
 
 @section
 class ResizeParams(Section):
     ratio: tuple[float, ...] = (0.9, 1.1)
+    positive: ClassVar = ("ratio",)
 
 
 @section

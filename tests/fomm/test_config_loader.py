@@ -107,6 +107,20 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
      r"train_params.loss_weights: perceptual must be ≥ 0, got \[10, 10, -1, 10, 10\]"),
     (b"train_params:\n  transform_params:\n    sigma_affine: -0.05\n",
      "train_params.transform_params: sigma_affine must be ≥ 0, got -0.05"),
+    # sizes and counts the networks cannot be built with: a traceback inside a Ray worker, 30 s into the run
+    (b"model_params:\n  generator_params:\n    block_expansion: 0\n",
+     "model_params.generator_params: block_expansion must be positive, got 0"),
+    (b"model_params:\n  generator_params:\n    num_bottleneck_blocks: -1\n", "num_bottleneck_blocks must be ≥ 0"),
+    (b"model_params:\n  discriminator_params:\n    max_features: -2\n", "max_features must be positive, got -2"),
+    (b"model_params:\n  discriminator_params:\n    kp_variance: 0\n", "kp_variance must be positive, got 0"),
+    (b"model_params:\n  kp_detector_params:\n    pad: -3\n", "pad must be ≥ 0, got -3"),
+    (b"train_params:\n  transform_params:\n    points_tps: -1\n", "points_tps must be ≥ 0, got -1"),
+    # a schedule that silently meant something else: every epoch, every step, from the start
+    (b"train_params:\n  checkpoint_freq: 0\n", "checkpoint_freq must be positive, got 0"),
+    (b"train_params:\n  checkpoint_every_steps: -1\n", "checkpoint_every_steps must be ≥ 0, got -1"),
+    (b"train_params:\n  epoch_milestones: [-5]\n", r"epoch_milestones must be ≥ 0, got \[-5\]"),
+    (b"dataset_params:\n  augmentation_params:\n    crop_param:\n      size: [0, 0]\n",
+     r"crop_param: size must be positive, got \[0, 0\]"),
 ])
 def test_a_file_that_is_no_usable_config_is_one_config_error_naming_it(tmp_path, text, message):
     path = tmp_path / "c.yaml"
