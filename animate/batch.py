@@ -140,7 +140,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if not storage.is_remote(table):
         if Path(table).is_dir():
             raise UserError(f"--errors {table}: is a folder (expected a CSV file)")
-        checks.writable_dir("--errors", Path(table).parent)
+        checks.writable_file("--errors", table)
     from fomm.animator import Animator  # torch: only once the cheap checks pass
 
     Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits

@@ -25,7 +25,7 @@ from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
 from fomm.config.schema import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, MANIFEST, OPSET, export_onnx
-from services import checks
+from services import checks, storage
 from services.cli import USER_ERROR_STATUS, field_values
 from services.errors import UserError
 from services.stage import Stage, Summary
@@ -71,13 +71,17 @@ def build_animate(args: argparse.Namespace) -> argparse.Namespace:
 def check_animate(args: argparse.Namespace) -> None:
     """Before a model is built or anything written: the files exist and decode, the output is new and writable."""
     check_model_files(args.config, args.checkpoint)
+    for flag, path in (("--source", args.source), ("--driving", args.driving), ("--out", args.out)):
+        if storage.is_remote(path) or storage.url_problem(path):  # Path() would make 's3://b/x' the local 's3:/b/x'
+            raise UserError(f"{flag} {path}: fomm animate reads and writes local files (pipelines/animate_batch.py "
+                            "takes s3:// sources, drivings and outputs)")
     checks.not_an_input("--out", args.out, {"--source": args.source, "--driving": args.driving,
                                             "--config": args.config, "--checkpoint": args.checkpoint,
                                             "--onnx": args.onnx})
     check_output(args.out)
     if Path(args.out).exists():
         raise UserError(f"--out {args.out}: exists (a file is never overwritten: remove it or choose a new name)")
-    checks.writable_dir("--out", Path(args.out).parent)  # room on its disk
+    checks.writable_file("--out", args.out)  # room on its disk
     if args.onnx is not None:
         check_export_folder(args.onnx)
     read_source(args.source)

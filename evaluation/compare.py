@@ -71,7 +71,7 @@ def check(args: argparse.Namespace) -> None:
             raise UserError(f"--plot {args.plot}: exists (a file is never overwritten: remove it or choose a new "
                             "name)")
         checks.not_an_input("--plot", args.plot, {"--tracking-uri": db})
-        checks.writable_dir("--plot", plot.parent)
+        checks.writable_file("--plot", args.plot)
 
 
 def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:

@@ -45,7 +45,7 @@ def check(built: tuple[TrainJob, argparse.Namespace]) -> SweepJob:
     if a.out is not None:
         if Path(a.out).is_dir():
             raise UserError(f"--out {a.out}: is a folder (expected the best config's .yaml file)")
-        checks.writable_dir("--out", Path(a.out).parent)
+        checks.writable_file("--out", a.out)
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key
     check_inputs(base, sweep=True)  # the sweep's own files first: they answer without torch
     space.check_against(base.load_config())

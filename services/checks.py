@@ -51,6 +51,8 @@ def ragged_row(row: dict) -> int | None:
 
 def writable_dir(flag: str, path: str | os.PathLike) -> None:
     """A local folder that can be created (if missing) and written, on a disk with room; nothing is created."""
+    if "://" in str(path):  # Path() would take 's3://b/x' for the local folder 's3:/b/x'
+        raise UserError(f"{flag} {path}: expected a local path (this command writes local files)")
     p = Path(path)
     existing = next((a for a in (p, *p.parents) if a.exists()), None)
     if existing is not None and not existing.is_dir():
@@ -65,13 +67,22 @@ def writable_dir(flag: str, path: str | os.PathLike) -> None:
             raise UserError(f"{flag} {path}: cannot write ({err.strerror or err})") from None
 
 
+def writable_file(flag: str, path: str | os.PathLike) -> None:
+    """A local output file whose folder can be created and written (see writable_dir)."""
+    writable_dir(flag, path if "://" in str(path) else Path(path).parent)
+
+
 def writable_storage(flag: str, path: str, endpoint: str | None = None) -> None:
-    """Where a job will write: an s3:// path whose endpoint is reachable, or a local folder that can be written."""
-    from services.storage import is_remote
+    """Where a job will write: an s3:// path whose endpoint is reachable and whose bucket exists (jobs never create
+    buckets), or a local folder that can be written."""
+    from services.storage import StorageError, is_remote, resolve
 
     storage_reachable(flag, path, endpoint)  # nothing to check for a local path
     if not is_remote(path):
-        writable_dir(flag, path)
+        return writable_dir(flag, path.removeprefix("file://"))
+    fs, inside = resolve(path, endpoint)
+    if not fs.exists(bucket := inside.split("/", 1)[0]):
+        raise StorageError(f"{flag} {path}: no bucket {bucket!r} there (create it first, or check its name)")
 
 
 def reachable(flag: str, url: str, timeout: float = 3.0) -> None:

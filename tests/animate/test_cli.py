@@ -196,6 +196,22 @@ def test_export_never_overwrites_a_file_it_did_not_write(tiny_config_path, tmp_p
     assert mine.read_bytes() == b"the user's own graph" and [p.name for p in mine.parent.iterdir()] == [mine.name]
 
 
+@pytest.mark.parametrize(("command", "flag", "url"), [
+    ("animate", "--out", "s3://bucket/result.mp4"), ("animate", "--source", "s3://bucket/face.jpg"),
+    ("animate", "--driving", "gs://bucket/talk.mp4"), ("export", "--out", "s3://bucket/onnx")])
+def test_a_url_where_a_command_takes_local_files_is_refused(command, flag, url, media, tiny_config_path, tmp_path,
+                                                            capsys, monkeypatch):
+    """Path() would read 's3://bucket/x' as the local folders 's3:/bucket': the video was written there."""
+    monkeypatch.chdir(tmp_path)
+    files = {"--source": media["source"], "--driving": media["clip"], "--out": "result.mp4"} if command == "animate" \
+        else {"--out": "onnx"}
+    files[flag] = url
+    code, _, err = run([command, "--config", tiny_config_path, "--random-init",
+                        *(x for kv in files.items() for x in kv)], capsys)
+    assert code == 2 and err.startswith(f"fomm {command}: error: {flag} {url}: ") and "local" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_find_best_frame_without_face_alignment_weights_uses_dlib(media, shared_data, tiny_config_path, tmp_path,
                                                                     capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no face-alignment weights there

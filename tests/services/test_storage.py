@@ -113,3 +113,13 @@ def test_a_url_of_another_scheme_is_refused_not_taken_for_a_local_folder(tmp_pat
     with pytest.raises(UserError, match=f"^--output {re.escape(path)}: {re.escape(problem)}$"):
         checks.writable_storage("--output", path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_s3_output_in_a_missing_bucket_is_refused_before_any_job(moto_s3):
+    """A job never creates buckets: a misspelt one failed deep in Ray Data, or in Ray Train, with a traceback."""
+    from services import checks
+    from services.storage import StorageError
+
+    checks.writable_storage("--output", f"s3://{moto_s3['bucket']}/ds")  # the bucket exists; the folder need not
+    with pytest.raises(StorageError, match=r"^--storage s3://no-such-bucket/runs: no bucket 'no-such-bucket' there"):
+        checks.writable_storage("--storage", "s3://no-such-bucket/runs")
