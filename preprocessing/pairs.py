@@ -1,7 +1,8 @@
 """Training samples as in the original FOMM: source/driving frame pairs and their paired augmentation.
 
 Two frames of one clip drawn uniformly with replacement and sorted in time (the earlier is the source);
-augmentation (horizontal flip, time flip, colour jitter) is drawn once and applied alike to both frames."""
+augmentation (horizontal flip, time flip, zoom, crop, colour jitter, in the original's order) is drawn once and
+applied alike to both frames."""
 
 from __future__ import annotations
 
@@ -52,6 +53,17 @@ def augment_pair(source: np.ndarray, driving: np.ndarray, rng: np.random.Generat
         frames = frames[::-1]
     if params.flips.horizontal_flip and rng.random() < 0.5:
         frames = [f[:, ::-1] for f in frames]
+    if params.resize_param is not None:  # a zoom by a factor drawn in ratio (bilinear)
+        scale, (h, w) = rng.uniform(*params.resize_param.ratio), frames[0].shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        frames = [cv2.resize(np.ascontiguousarray(f), size, interpolation=cv2.INTER_LINEAR) for f in frames]
+    if params.crop_param is not None:  # a window of crop size at a random place; a smaller frame is edge-padded
+        (ch, cw), (h, w) = params.crop_param.size[:2], frames[0].shape[:2]
+        pad = [((ch - h) // 2, (ch - h + 1) // 2) if ch > h else (0, 0),
+               ((cw - w) // 2, (cw - w + 1) // 2) if cw > w else (0, 0), (0, 0)]
+        frames = [np.pad(f, pad, mode="edge") for f in frames]
+        y, x = (int(rng.integers(0, n - c + 1)) for n, c in zip(frames[0].shape[:2], (ch, cw)))
+        frames = [f[y:y + ch, x:x + cw] for f in frames]
     ranges = params.jitter
     active = [k for k, v in ranges.items() if v > 0]
     if not active:

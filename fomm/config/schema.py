@@ -177,14 +177,28 @@ class JitterParams(Section):
 
 @section
 class CropParams(Section):
+    """The original's RandomCrop: a [H, W] window at a random place (preprocessing.pairs)."""
+
     size: tuple[int, ...] = (256, 256)
     positive: ClassVar = ("size",)
+
+    def __post_init__(self) -> None:
+        Section.__post_init__(self)
+        if len(self.size) != 2:
+            raise ValueError(f"size must be [H, W], got {list(self.size)}")
 
 
 @section
 class ResizeParams(Section):
+    """The original's RandomResize: a zoom by a factor drawn in [low, high] (preprocessing.pairs)."""
+
     ratio: tuple[float, ...] = (0.9, 1.1)
     positive: ClassVar = ("ratio",)
+
+    def __post_init__(self) -> None:
+        Section.__post_init__(self)
+        if len(self.ratio) != 2 or self.ratio[0] > self.ratio[1]:
+            raise ValueError(f"ratio must be [low, high], got {list(self.ratio)}")
 
 
 @section

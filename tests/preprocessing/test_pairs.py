@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -99,3 +100,23 @@ def test_uint8_augmentation_matches_the_float_path_to_one_level():
         a, _ = augment_pair(frame, frame, np.random.default_rng(seed), ORIGINAL)
         ref, _ = augment_pair(frame / 255.0, frame / 255.0, np.random.default_rng(seed), ORIGINAL)
         assert np.abs(a.astype(int) - np.floor(ref * 255 + 0.5).astype(int)).max() <= 1
+
+
+def test_zoom_and_crop_as_the_original_mgif_config_draws_them():
+    """resize_param then crop_param (mgif-256.yaml): one zoom and one window for both frames, the crop's size out."""
+    from fomm.config.schema import CropParams, ResizeParams
+
+    ramp = np.add.outer(np.arange(8), 10 * np.arange(8)).astype(np.uint8)  # value = row + 10·column
+    frame = np.repeat(ramp[:, :, None], 3, axis=2)
+    zoom2 = AugmentationParams(resize_param=ResizeParams(ratio=(2.0, 2.0)), crop_param=CropParams(size=(8, 8)))
+    for seed in range(5):
+        a, b = augment_pair(frame, frame.copy(), np.random.default_rng(seed), zoom2)
+        assert a.shape == (8, 8, 3) and np.array_equal(a, b)  # the same window of the same 16×16 zoom
+        zoomed = cv2.resize(frame, (16, 16), interpolation=cv2.INTER_LINEAR)
+        assert any(np.array_equal(a, zoomed[y:y + 8, x:x + 8]) for y in range(9) for x in range(9))
+    pad = AugmentationParams(resize_param=ResizeParams(ratio=(1.0, 1.0)), crop_param=CropParams(size=(12, 10)))
+    a, _ = augment_pair(frame, frame, np.random.default_rng(0), pad)  # larger than the frame: edge-padded round it
+    assert a.shape == (12, 10, 3) and np.array_equal(a[2:10, 1:9], frame)
+    assert np.array_equal(a[0, 1:9], frame[0]) and np.array_equal(a[:, 0], a[:, 1])
+    with pytest.raises(ValueError, match=r"ratio must be \[low, high\], got \[1.1, 0.9\]"):
+        ResizeParams(ratio=(1.1, 0.9))
