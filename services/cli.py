@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import signal
 import sys
 import threading
@@ -110,8 +111,8 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
-        """argparse's, refusing an empty value first: a path "" would mean the current folder (`--output "$OUT"`
-        with OUT unset would write there), and no flag takes "" as a meaningful value."""
+        """argparse's, refusing first an empty value (a path "" would mean the current folder: `--output "$OUT"`
+        with OUT unset would write there), then a misspelt flag, naming the flag meant."""
         argv = list(sys.argv[1:] if args is None else args)
         for i, token in enumerate(argv):
             flag, eq, value = token.partition("=") if token.startswith("--") else ("", "", token)
@@ -120,6 +121,11 @@ class ArgumentParser(argparse.ArgumentParser):
                 named = flag or (before[-1] if before else None)  # --x= , or the flag the value follows
                 where = f"argument {named}: expected a value" if named else "expected an argument"
                 self.error(f"{where}, got {value!r} (an unset shell variable?)")
+        known = [s for s in self._option_string_actions if s.startswith("--")]
+        for token in argv[:argv.index("--") if "--" in argv else None]:  # before "required: …" hides the typo
+            flag = token.partition("=")[0]
+            if flag.startswith("--") and flag not in known and (near := difflib.get_close_matches(flag, known, 1)):
+                self.error(f"unrecognized argument {flag} (did you mean {near[0]}?)")
         return super().parse_known_args(argv, namespace)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -223,3 +224,13 @@ def test_an_empty_output_writes_nothing_into_the_current_folder(repo_root, tmp_p
     assert capsys.readouterr().err == ("preprocess: error: argument --output: expected a value, got '' (an unset "
                                        "shell variable?)\n")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--config", "c.yaml", "--storge", "runs"], "unrecognized argument --storge (did you mean --storage?)"),
+    (["--confg=c.yaml"], "unrecognized argument --confg (did you mean --config?)"),  # before "required: --config"
+    (["--config", "c.yaml", "--storage", "runs", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+])
+def test_a_misspelt_flag_names_the_flag_meant(repo_root, argv, message) -> None:
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        _pipeline(repo_root, "train").parse_args(["--data", "d", *argv])
