@@ -161,11 +161,10 @@ def assemble_shard(layout: Layout, plan: ShardPlan) -> dict:
     return {"file": plan.file, "split": plan.split, **info, "frames": frames, "videos": plan.videos}
 
 
-def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: list[dict]) -> dict:
+def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: list[dict], earlier: dict | None) -> dict:
     """Record a run: the error table, then the manifest (the commit point), then remove the work files. A run that
     made no clip into a new output commits no manifest (only the error table, if a video failed): a re-run with
-    other settings is a fresh start, not a dataset of other settings."""
-    earlier = _manifest(layout)
+    other settings is a fresh start, not a dataset of other settings. `earlier`: the manifest there before."""
     manifest = earlier or {"version": shards.SCHEMA_VERSION, "shards": [], "videos": {}}
     new_errors = [e for e, _ in _errors(layout)]
     retried = {m["video_id"] for m in metas} | {e["video_id"] for e in new_errors}
@@ -219,9 +218,9 @@ def cleanup(layout: Layout, manifest: dict, committed: set[str]) -> None:
 
 def finalize(layout: Layout, cfg: PreprocessConfig, assemble=None) -> dict:  # noqa: ANN001
     """Pack pending parts into shards (with `assemble`, e.g. a Ray map, or serially) and commit."""
-    plans, metas = plan_shards(layout, cfg.shard_bytes, _manifest(layout))
+    plans, metas = plan_shards(layout, cfg.shard_bytes, earlier := _manifest(layout))
     written = assemble(plans) if assemble is not None else [assemble_shard(layout, p) for p in plans]
-    return commit(layout, cfg, metas, sorted(written, key=lambda s: s["file"]))
+    return commit(layout, cfg, metas, sorted(written, key=lambda s: s["file"]), earlier)
 
 
 def summarize(layout: Layout, manifest: dict) -> dict:

@@ -122,7 +122,7 @@ class WorkerLoop:
         self.budget = None  # the budget the learning rates follow (lr_schedule "budget")
         if self.job.lr_schedule == "budget":
             self.budget = loop.Budget(self.job.max_steps, seconds, started_at, self.progress.budget_offset)
-            self.progress.budget_fraction = self.budget.fraction(self.state.step, self._shared_clock())
+            self.progress.budget_fraction = self.budget.fraction(self.state.step, self.agree({})[1])
         self.clock = loop.StepClock()
         self.retries = s3_retries.counting_retries().__enter__()  # counted from here to the process's end
         self.logged_through = -1
@@ -132,25 +132,19 @@ class WorkerLoop:
             self.tracker.log_metrics({"restored_from_step": self.state.step, "restarts": self.progress.restarts},
                                      step=self.state.step)
 
-    def _shared_clock(self) -> float:
-        """Rank 0's time.time(), the same on every worker (stops and learning rates agree across workers)."""
-        now = torch.tensor([time.time()], dtype=torch.float64, device=self.device)
-        if world_size() > 1:
-            dist.broadcast(now, src=0)
-        return float(now.item())
-
-    def all_finite(self, values: dict[str, float]) -> bool:
-        """Whether every worker's losses of this step are finite (agreed by all, so all stop after the same step)."""
-        finite = all(math.isfinite(v) for v in values.values())  # the losses are floats already
+    def agree(self, values: dict[str, float]) -> tuple[bool, float]:
+        """In one collective: whether every worker's losses of this step are finite, and rank 0's time.time(); all
+        workers get the same answer, so all stop after the same step and follow the same learning rates."""
+        finite, now = all(math.isfinite(v) for v in values.values()), time.time()  # the losses are floats already
         if world_size() > 1:  # one worker needs no tensor, no device round trip
-            flag = torch.tensor([float(finite)], device=self.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            finite = bool(flag.item())
-        return finite
+            both = torch.tensor([float(not finite), now if self.rank == 0 else 0.0], dtype=torch.float64,
+                                device=self.device)
+            dist.all_reduce(both, op=dist.ReduceOp.MAX)
+            finite, now = both[0].item() == 0.0, both[1].item()
+        return finite, now
 
-    def check_stop(self) -> bool:
-        """After a step: max_steps reached, or (rank 0's clock, shared by all) the time budget spent."""
-        now = self._shared_clock() if self.deadline is not None or self.budget is not None else time.time()
+    def check_stop(self, now: float) -> bool:
+        """After a step: max_steps reached, or (`now`: rank 0's clock, shared by all) the time budget spent."""
         if self.budget is not None:
             self.progress.budget_fraction = self.budget.fraction(self.state.step, now)
         if self.job.max_steps is not None and self.state.step >= self.job.max_steps:
@@ -231,10 +225,11 @@ class WorkerLoop:
                     self.tracker.log_image(training_grid(batch["source"], batch["driving"], generated,
                                                          generated["kp_source"], generated["kp_driving"]),
                                            f"train/step_{state.step:08d}")
-            if not self.all_finite(values):  # the weights took a NaN/inf step: none of them is worth keeping
+            finite, now = self.agree(values)
+            if not finite:  # the weights took a NaN/inf step: none of them is worth keeping
                 self.diverged_at, self.stopped = state.step, True
                 return False
-            if self.check_stop() or progress.epoch_step >= cap:
+            if self.check_stop(now) or progress.epoch_step >= cap:
                 return progress.epoch_step >= cap
             if tp.checkpoint_every_steps and state.step % tp.checkpoint_every_steps == 0:
                 self.report({**values, **timing}, with_checkpoint=True, log=False)  # already logged above
