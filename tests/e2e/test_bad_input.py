@@ -146,6 +146,12 @@ CASES = [
          "--storage"),
     Case("animate_batch", "nan", "the checkpoint of a diverged run (NaN weights)",
          "--pairs {pairs} --config {tiny} --checkpoint {nan_ckpt}", "nan.pth.tar"),
+    Case("train", "typo", "--storge for --storage (argparse's 'required: --storage' hid the typo)",
+         "--config {tiny} --data {shard} --storge {w}/store", "did you mean --storage"),
+    Case("train", "wrong config", "--set a network width of 0 (a traceback in a Ray worker)",
+         TRAIN + " --set model_params.generator_params.block_expansion=0", "block_expansion must be positive"),
+    Case("tune", "typo", "--out s3://… where a local file is written (it was a local folder 's3:')",
+         TRAIN + " --space {space} --out s3://bucket/best.yaml", "--out"),
 ]
 
 
