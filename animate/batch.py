@@ -91,7 +91,9 @@ def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int 
     errors = error_table_path(pairs, errors)
     ds = ray.data.read_csv(path, filesystem=fs).select_columns(list(COLUMNS))
     results = ds.map_batches(
-        AnimatePairs, batch_size=1, concurrency=concurrency, num_cpus=num_cpus,
+        # up to `concurrency` actors, as many as the cluster has room for: a fixed pool larger than the cluster
+        # waited forever, and so did one that left no CPU for reading the CSV
+        AnimatePairs, batch_size=1, concurrency=(1, concurrency), num_cpus=num_cpus,
         num_gpus=1 if str(options.get("device", "cpu")).startswith("cuda") else 0,
         fn_constructor_kwargs={"options": {"config": config, **options}, "num_threads": max(1, int(num_cpus)),
                                "base": base},
@@ -124,9 +126,10 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         if (width := checks.ragged_row(row)) is not None:
             raise UserError(f"--pairs {pairs} line {line}: not the header's {width} fields (a comma inside a path "
                             "needs quotes)")
-        if not row.get("output"):
-            continue
-        src, drv, out = (_absolute(str(row.get(c) or "").strip(), base) for c in COLUMNS)
+        if empty := [c for c in COLUMNS if not (row.get(c) or "").strip()]:  # Ray Data would read it as 'nan'
+            raise UserError(f"--pairs {pairs} line {line}: no {empty[0]} (every row names a source, a driving video "
+                            "and an output)")
+        src, drv, out = (_absolute(row[c].strip(), base) for c in COLUMNS)
         key = out if storage.is_remote(out) else os.path.normpath(out)
         if (first := outputs.setdefault(key, line)) != line:
             raise UserError(f"--pairs {pairs} line {line}: output {out} is line {first}'s output too "

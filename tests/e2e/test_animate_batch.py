@@ -87,7 +87,8 @@ def test_ray_job_animates_pairs_and_keeps_an_error_table(inputs, tiny_config_pat
     table = list(csv.DictReader((tmp_path / "pairs.errors.csv").open()))
     assert len(table) == 1 and table[0]["driving"] == str(inputs / "broken.mp4")
     assert "not a readable video" in table[0]["error"]
-    rerun = batch_job.run(str(pairs), str(tiny_config_path), random_init=True, concurrency=1)
+    # more actors than the cluster's CPUs: as many as fit (a fixed pool of 50 waited forever, the CSV read too)
+    rerun = batch_job.run(str(pairs), str(tiny_config_path), random_init=True, concurrency=50)
     assert (rerun["done"], rerun["skipped"], rerun["failed"]) == (0, 2, 1)
 
 
@@ -132,6 +133,17 @@ def test_a_row_of_more_or_fewer_fields_is_refused_before_ray(tiny_config_path, t
     pairs.write_text(f"source,driving,output\nx.jpg,y.mp4,z.mp4\n{row}\n")
     with pytest.raises(UserError, match=rf"^--pairs .*pairs.csv line 3: not the header's {fields} fields \(a comma "
                                         r"inside a path needs quotes\)$"):
+        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+
+
+@pytest.mark.parametrize(("row", "column"), [("a.jpg,b.mp4,", "output"), (",b.mp4,o.mp4", "source"), (",,", "source")])
+def test_a_row_with_an_empty_cell_is_refused_before_ray(tiny_config_path, tmp_path, row, column):
+    """Ray Data reads an empty cell as NaN: the video of 'a.jpg,b.mp4,' was written to a file named 'nan'."""
+    from services.cli import UserError
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"source,driving,output\nx.jpg,y.mp4,z.mp4\n{row}\n")
+    with pytest.raises(UserError, match=rf"^--pairs .*pairs.csv line 3: no {column} \(every row names a source"):
         batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
 
 

@@ -150,6 +150,8 @@ CASES = [
          "--config {tiny} --data {shard} --storge {w}/store", "did you mean --storage"),
     Case("train", "wrong config", "--set a network width of 0 (a traceback in a Ray worker)",
          TRAIN + " --set model_params.generator_params.block_expansion=0", "block_expansion must be positive"),
+    Case("animate_batch", "empty", "a row without an output (Ray Data read the empty cell as 'nan': a video named nan)",
+         "--pairs {pairs_blank} --config {tiny} --checkpoint {ckpt}", "line 2: no output"),
     Case("tune", "typo", "--out s3://… where a local file is written (it was a local folder 's3:')",
          TRAIN + " --space {space} --out s3://bucket/best.yaml", "--out"),
 ]
@@ -192,12 +194,13 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs_bad.csv").write_text("image,video\na.png,b.mp4\n")
     (root / "pairs.csv").write_text("source,driving,output\na.png,b.mp4,c.mp4\n")
     (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
+    (root / "pairs_blank.csv").write_text("source,driving,output\na.png,b.mp4,\n")
     (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
-             "pairs_twice": "pairs_twice.csv"}
+             "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
