@@ -324,9 +324,10 @@ def test_an_existing_output_is_never_overwritten(media, tiny_config_path, tmp_pa
     ([], "fomm: error: a command is required (animate, export, info, runs compare)"),
     (["animte"], "fomm: error: unknown command 'animte' (expected one of: animate, export, info, runs compare)"),
     (["runs"], "fomm runs: error: an action is required: fomm runs compare [ARGS...]"),
-    (["info", "--config", "configs/tiny-64.yaml", "--jsn"], "fomm info: error: unrecognized arguments: --jsn"),
+    (["info", "--config", "configs/tiny-64.yaml", "--jsn"],
+     "fomm info: error: unrecognized argument --jsn (did you mean --json?)"),
     (["export", "--config", "configs/tiny-64.yaml", "--random", "--out", "x"],  # no abbreviations
-     "fomm export: error: unrecognized arguments: --random"),
+     "fomm export: error: unrecognized argument --random (did you mean --random-init?)"),
 ])
 def test_command_line_mistakes_are_one_line_and_status_2(argv, line, capsys):
     assert main(argv) == 2
