@@ -26,7 +26,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     add_model_flags(p)
     p.add_argument("--errors", help="error table CSV (default: next to --pairs, *.errors.csv)")
     add_animation_flags(p)
-    p.add_argument("--concurrency", type=at_least(1), default=1, help="animator actors at most (as many as the Ray cluster has room for)")
+    p.add_argument("--concurrency", type=at_least(1), default=1,
+                   help="animator actors at most (as many as the Ray cluster has room for)")
     p.add_argument("--num-cpus", type=at_least(0.01, float), default=1, help="CPUs per actor")
     add_ray_address_flag(p)
 
