@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import ray
 
@@ -25,7 +26,7 @@ class ProcessVideos:
 
     def __call__(self, row: dict) -> dict:
         """One video's outcome recorded in the dataset root; returns the S3 retries it took."""
-        task: VideoTask = row["task"]  # Ray Data carries the dataclass as a Python object
+        task: VideoTask = pickle.loads(row["task"])  # pickled by run_preprocess: Arrow has no column type for it
         if self.detector is None and not task.segments:  # missing videos never reach the actors
             self.detector = detector_for(self.cfg)
         with s3_retries.counting_retries() as retries:
@@ -56,7 +57,8 @@ def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
         for task in missing:  # nothing to decode: record it here
             dw.run_video(task, cfg, layout)
         if todo:
-            ds = ray.data.from_items([{"task": t} for t in todo], override_num_blocks=min(len(todo), 64 * workers))
+            ds = ray.data.from_items([{"task": pickle.dumps(t)} for t in todo],  # bytes: no Arrow conversion warning
+                                     override_num_blocks=min(len(todo), 64 * workers))
             ds = ds.map(ProcessVideos, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
                         fn_constructor_kwargs={"cfg": worker_cfg})
             worker_retries += int(ds.materialize().sum("s3_retries") or 0)
