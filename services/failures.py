@@ -55,7 +55,9 @@ def _line(err: BaseException) -> str | None:
     if isinstance(err, ValueError) and str(err) == "embedded null byte":  # os.stat and open() on a name with \0
         return "a path holds a NUL byte (\\x00): no file can have that name"
     if _named(err, "mlflow:MlflowException", "requests:ConnectionError", "sqlalchemy:OperationalError"):
-        return f"MLflow: {first_line(err)}"
+        full = "database or disk is full" in str(err)  # SQLite's, under a line of SQLAlchemy's
+        return "MLflow: the tracking store's disk is full (database or disk is full)" if full else \
+            f"MLflow: {first_line(err)}"
     return None
 
 

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from services.failures import first_line
+from services.failures import environment_failure, first_line
 
 BATCH_METRICS = 1000  # MLflow's log_batch limits
 BATCH_TAGS = 100
@@ -88,14 +88,19 @@ class Outbox:
                 if not self.offline:
                     self.offline_since = time.time()
                     log.warning("%s: the tracking store is unreachable (%s); training goes on, metrics are kept "
-                                "(up to %d) and sent when it is back", self.where, first_line(exc)[:200], self.capacity)
+                                "(up to %d) and sent when it is back", self.where, _why(exc), self.capacity)
                 return "offline"
-            log.warning("%s: the tracking store refused a batch (%s); dropped", self.where, first_line(exc)[:200])
+            log.warning("%s: the tracking store refused a batch (%s); dropped", self.where, _why(exc))
             return "refused"
 
     def note_skipped(self, name: str, exc: BaseException) -> None:
-        """An artifact that could not be logged during an outage (artifacts are not buffered)."""
+        """An artifact that could not be logged during an outage or on a full disk (artifacts are not buffered)."""
         if not self.skipped:
-            log.warning("%s: artifact %s not logged, the store is unreachable (%s); later ones are skipped "
-                        "quietly until it is back", self.where, name, first_line(exc)[:200])
+            log.warning("%s: artifact %s not logged (%s); later ones are skipped quietly until the store takes "
+                        "them again", self.where, name, _why(exc))
         self.skipped.append(name)
+
+
+def _why(exc: BaseException) -> str:
+    """The failure in one line: its family's (a full disk, …), else its message's first line."""
+    return (environment_failure(exc) or first_line(exc))[:200]

@@ -17,17 +17,24 @@ from mlflow.entities import Metric, Param, RunTag
 
 from services.tracking.outbox import Outbox
 from services.tracking.redaction import REDACTED, flatten_config, is_secret, redact
-from services.tracking.store import default_tracking_uri, get_or_create_experiment, is_transient, make_client
+from services.tracking.store import (
+    default_tracking_uri,
+    get_or_create_experiment,
+    is_full,
+    is_transient,
+    make_client,
+)
 
 
 @contextlib.contextmanager
 def _outage_passes() -> Iterator[list[BaseException]]:
-    """A block whose failure to reach the store (`is_transient`) is swallowed and put in the yielded list."""
+    """A block whose failure to reach the store (`is_transient`), or to write on its full disk (`is_full`), is
+    swallowed and put in the yielded list."""
     outage: list[BaseException] = []
     try:
         yield outage
     except Exception as exc:
-        if not is_transient(exc):
+        if not (is_transient(exc) or is_full(exc)):
             raise
         outage.append(exc)
 
@@ -111,16 +118,16 @@ class Tracker:
         unreachable store; False, with a warning, if it never came."""
         deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
         while True:
-            with _outage_passes():
+            with _outage_passes() as outage:
                 if self.flush(force=True):
                     if status:
                         self._client.set_terminated(self.run_id, status=status)
                     return True
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (outage and is_full(outage[0])):  # a full disk: no use waiting
                 logging.getLogger(__name__).warning(
-                    "%s: the tracking store stayed unreachable; %d metrics and %d tags were not sent%s",
-                    self.outbox.where, len(self.outbox.metrics), len(self.outbox.tags),
-                    f", the run is not marked {status}" if status else "")
+                    "%s: the tracking store stayed %s; %d metrics and %d tags were not sent%s", self.outbox.where,
+                    "full" if outage and is_full(outage[0]) else "unreachable", len(self.outbox.metrics),
+                    len(self.outbox.tags), f", the run is not marked {status}" if status else "")
                 return False
             time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 

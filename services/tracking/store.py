@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -20,8 +21,16 @@ TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUE
                              "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
 
 
+def is_full(exc: BaseException) -> bool:
+    """A store on a full disk (SQLite's "database or disk is full", ENOSPC): what it refuses, waiting will not send."""
+    return "database or disk is full" in str(exc) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for a store that could not be reached or was briefly unable to answer: worth sending again."""
+    """True for a store that could not be reached or was briefly unable to answer: worth sending again (not a full
+    disk: waiting frees no space)."""
+    if is_full(exc):
+        return False
     if isinstance(exc, MlflowException):
         return exc.error_code in TRANSIENT_CODES
     return isinstance(exc, OSError)  # requests' ConnectionError / Timeout are OSErrors too

@@ -58,6 +58,8 @@ def _families() -> list[tuple[BaseException, str]]:
         (_null_byte(), "a path holds a NUL byte"),
         (Image.DecompressionBombError("Image size (1000000000 pixels) exceeds limit"), "image refused: Image size"),
         (MlflowException("API request to http://127.0.0.1:9/api failed\nretries exhausted"), "MLflow: API request to"),
+        (MlflowException("(raised as a result of Query-invoked autoflush; …)\n(sqlite3.OperationalError) database or "
+                         "disk is full"), "MLflow: the tracking store's disk is full (database or disk is full)"),
     ]
 
 
