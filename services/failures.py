@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
+SQLITE_FULL = "database or disk is full"  # SQLite's message for a full disk (under a line of SQLAlchemy's)
 CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
 DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
@@ -55,9 +56,8 @@ def _line(err: BaseException) -> str | None:
     if isinstance(err, ValueError) and str(err) == "embedded null byte":  # os.stat and open() on a name with \0
         return "a path holds a NUL byte (\\x00): no file can have that name"
     if _named(err, "mlflow:MlflowException", "requests:ConnectionError", "sqlalchemy:OperationalError"):
-        full = "database or disk is full" in str(err)  # SQLite's, under a line of SQLAlchemy's
-        return "MLflow: the tracking store's disk is full (database or disk is full)" if full else \
-            f"MLflow: {first_line(err)}"
+        full = SQLITE_FULL in str(err)
+        return f"MLflow: the tracking store's disk is full ({SQLITE_FULL})" if full else f"MLflow: {first_line(err)}"
     return None
 
 

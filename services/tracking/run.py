@@ -115,7 +115,7 @@ class Tracker:
 
     def drain(self, wait_s: float | None = None, status: str | None = None) -> bool:
         """Flush (then, with `status`, mark the run ended), waiting up to `wait_s` (default END_WAIT_S) for an
-        unreachable store; False, with a warning, if it never came."""
+        unreachable store (not for a full one); False, with a warning, if it never came."""
         deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
         while True:
             with _outage_passes() as outage:

@@ -9,6 +9,8 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from services.failures import SQLITE_FULL
+
 # a dead tracking server fails in seconds instead of MLflow's default minutes (7 retries, 120 s timeout):
 # the Outbox keeps what could not be sent and tries again later
 for _var, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
@@ -23,7 +25,7 @@ TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUE
 
 def is_full(exc: BaseException) -> bool:
     """A store on a full disk (SQLite's "database or disk is full", ENOSPC): what it refuses, waiting will not send."""
-    return "database or disk is full" in str(exc) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    return SQLITE_FULL in str(exc) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
 
 
 def is_transient(exc: BaseException) -> bool:
