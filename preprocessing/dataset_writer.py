@@ -161,7 +161,8 @@ def assemble_shard(layout: Layout, plan: ShardPlan) -> dict:
     return {"file": plan.file, "split": plan.split, **info, "frames": frames, "videos": plan.videos}
 
 
-def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: list[dict], earlier: dict | None) -> dict:
+def commit(layout: Layout, cfg: PreprocessConfig, metas: list[dict], written: list[dict],
+           earlier: dict | None) -> dict:
     """Record a run: the error table, then the manifest (the commit point), then remove the work files. A run that
     made no clip into a new output commits no manifest (only the error table, if a video failed): a re-run with
     other settings is a fresh start, not a dataset of other settings. `earlier`: the manifest there before."""

@@ -23,8 +23,8 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
         if isinstance(err, BaseException) and id(err) not in seen:
             seen.add(id(err))
             yield err
-            todo += [err.__cause__, err.__context__, getattr(err, "cause", None), getattr(err, "controller_failure", None),
-                     *getattr(err, "worker_failures", {}).values()]
+            todo += [err.__cause__, err.__context__, getattr(err, "cause", None),
+                     getattr(err, "controller_failure", None), *getattr(err, "worker_failures", {}).values()]
 
 
 def _named(err: BaseException, *names: str) -> bool:

@@ -123,11 +123,12 @@ class Tracker:
                     if status:
                         self._client.set_terminated(self.run_id, status=status)
                     return True
-            if time.monotonic() >= deadline or (outage and is_full(outage[0])):  # a full disk: no use waiting
+            full = bool(outage) and is_full(outage[0])  # a full disk: no use waiting
+            if full or time.monotonic() >= deadline:
                 logging.getLogger(__name__).warning(
                     "%s: the tracking store stayed %s; %d metrics and %d tags were not sent%s", self.outbox.where,
-                    "full" if outage and is_full(outage[0]) else "unreachable", len(self.outbox.metrics),
-                    len(self.outbox.tags), f", the run is not marked {status}" if status else "")
+                    "full" if full else "unreachable", len(self.outbox.metrics), len(self.outbox.tags),
+                    f", the run is not marked {status}" if status else "")
                 return False
             time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
