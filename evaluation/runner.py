@@ -49,7 +49,7 @@ class EvalConfig:
     device: str = field(default="cpu", metadata=rule("cpu, cuda or cuda:N"))
     endpoint: str | None = field(default=None, metadata=rule("S3 endpoint override for s3:// paths"))
     tracking_uri: str | None = field(default=None, metadata=rule(
-        "MLflow tracking URI (default $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)"))
+        "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlruns/mlflow.db)"))
     experiment: str = field(default="fomm-eval", metadata=rule("MLflow experiment"))
     run_name: str | None = field(default=None, metadata=rule("MLflow run name (default: MLflow's generated one)"))
     tags: dict[str, str] = field(default_factory=dict)

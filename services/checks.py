@@ -167,6 +167,9 @@ def tracking_uri(flag: str, uri: str | None) -> None:
         local = Path(urllib.parse.urlparse(uri).path if scheme else uri)
         if local.exists() and not local.is_dir():
             raise UserError(f"{flag} {uri}: is a file (expected a folder for a file store)")
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):  # MLflow's opt-out
+            raise UserError(f"{flag} {uri}: a folder store, which MLflow 3 refuses (use sqlite:///"
+                            f"{local.resolve() / 'mlflow.db'}, or set MLFLOW_ALLOW_FILE_STORE=true)")
     elif scheme not in ("databricks", "postgresql", "mysql", "mssql"):
         raise UserError(f"{flag} {uri}: unknown tracking URI scheme {scheme!r} (expected http(s)://, sqlite:/// "
                         "or a folder)")

@@ -41,7 +41,7 @@ class TrainJob:
         "decay the learning rates at the config's epoch_milestones (epochs), or at the same fractions of "
         "--max-steps / --max-minutes, training until that budget ends (budget)", choices=("epochs", "budget")))
     tracking_uri: str | None = field(default=None, metadata=rule(
-        "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)"))
+        "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlruns/mlflow.db)"))
     experiment: str = field(default="fomm-train", metadata=rule("MLflow experiment"))
     parent_run_id: str | None = None  # MLflow parent (a Tune sweep)
     resume: bool = field(default=False, metadata=rule(

@@ -154,6 +154,8 @@ CASES = [
          "--pairs {pairs_blank} --config {tiny} --checkpoint {ckpt}", "line 2: no output"),
     Case("tune", "typo", "--out s3://… where a local file is written (it was a local folder 's3:')",
          TRAIN + " --space {space} --out s3://bucket/best.yaml", "--out"),
+    Case("train", "wrong config", "--tracking-uri a folder (MLflow 3 refused it after the data was read)",
+         TRAIN + " --tracking-uri {w}/mlruns", "--tracking-uri"),
 ]
 
 

@@ -90,6 +90,13 @@ def test_checks(tmp_path, monkeypatch) -> None:
     with pytest.raises(UserError, match="folder .* does not exist"):
         checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/missing/mlflow.db")
     checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    # MLflow 3 refuses a folder store once the run has begun: refused here, before any work, with the SQLite URI
+    with pytest.raises(UserError, match=rf"^--tracking-uri mlruns: a folder store, which MLflow 3 refuses \(use "
+                                        rf"sqlite:///{tmp_path}/mlruns/mlflow.db, or set MLFLOW_ALLOW_FILE_STORE"):
+        monkeypatch.chdir(tmp_path)
+        checks.tracking_uri("--tracking-uri", "mlruns")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's own opt-out: the folder store is the user's
+    checks.tracking_uri("--tracking-uri", f"file://{tmp_path}/mlruns")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://somewhere")  # the default is checked under its own name
     with pytest.raises(UserError, match=r"^\$MLFLOW_TRACKING_URI ftp://somewhere: unknown tracking URI scheme"):
         checks.tracking_uri("--tracking-uri", None)
