@@ -58,13 +58,13 @@ def _dataclass_of(hint: Any) -> type | None:  # X, or the X of X | None
 
 def build(cls: type[T], data: Any, where: str) -> T:
     """Dataclass `cls` from a mapping; an unknown key, a wrong type or a bad value is a ConfigError at `where`."""
-    data = {} if data is None else data
+    data, here = {} if data is None else data, where.removesuffix(":")  # where: "file.yaml:" at the top
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{here}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     if unknown := sorted(set(data) - set(known), key=str):
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        raise ConfigError(f"{here}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         hint, sub = hints[name], _dataclass_of(hints[name])
@@ -81,7 +81,7 @@ def build(cls: type[T], data: Any, where: str) -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where.removesuffix(':')}: {err}") from None  # a file's own check: "file.yaml: …"
+        raise ConfigError(f"{here}: {err}") from None  # a file's own check: "file.yaml: …"
 
 
 def to_dict(obj: Any) -> Any:

@@ -40,6 +40,8 @@ def test_values_of_the_right_type_load_and_the_stated_coercions_hold():
     ({"inner": {"sizes": 3}}, "t.yaml: inner.sizes: expected a list of int, got 3"),
     ({"inner": [1]}, r"t.yaml: inner: expected Inner, got \[1\]"),
     ({"inner": {"rte": 1}}, "t.yaml: inner: unknown key 'rte'"),
+    ({"rte": 1}, "t.yaml: unknown key 'rte'"),  # at the top: the file's name once, one colon
+    ([1], r"t.yaml: expected a mapping, got list"),
     ({"inner": {"rate": float("nan")}}, "t.yaml: inner.rate: expected finite numbers, got nan"),
     ({"inner": {"rate": float("-inf")}}, "t.yaml: inner.rate: expected finite numbers, got -inf"),
 ])
