@@ -1,5 +1,6 @@
 """The batch job (`check_inputs`, then `start`): every (source, driving, output) row of a CSV (local or s3://, paths
-relative to its folder) on Ray Data; an existing output is skipped, a failed pair goes to the error table."""
+relative to its folder) on Ray Data; an existing output is skipped, a failed pair goes to the error table (a full
+disk or missing S3 credentials stop the job: every later pair would fail too)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from animate.options import check_model_files
 from services import checks, storage
 from services.cli import UserError
+from services.failures import every_task_fails
 from services.ray_start import check_room, ensure_ray
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
@@ -50,6 +52,8 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
                     storage.write_bytes(output, Path(target).read_bytes())
             results.append(("done", ""))
         except (ValueError, OSError, RuntimeError) as err:  # bad data: record it, keep going
+            if every_task_fails(err):  # a full disk, no credentials: the job stops, the outputs made are kept
+                raise
             message = str(err)
             for name, path in local.items():  # name the user's file, not its temporary download
                 message = message.replace(str(path), {"source": source, "driving": driving}[name])

@@ -11,6 +11,7 @@ DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                errno.EPERM: "operation not permitted", errno.ENAMETOOLONG: "file name too long",
                errno.ELOOP: "too many levels of symbolic links"}
+SHARED_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a disk's state, not one file's
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
@@ -64,3 +65,12 @@ def _line(err: BaseException) -> str | None:
 def environment_failure(err: BaseException) -> str | None:
     """One line for an environment failure anywhere in err's chain of causes; None when it is none of them."""
     return next((line for link in _chain(err) if (line := _line(link)) is not None), None)
+
+
+def every_task_fails(err: BaseException) -> bool:
+    """Whether every later task would fail as `err` did (a full, over-quota or read-only disk; no S3 credentials or
+    endpoint): a batch stops on it instead of recording the same failure for each of its items."""
+    return any((isinstance(link, OSError) and link.errno in SHARED_ERRNOS)
+               or _named(link, "botocore:NoCredentialsError", "botocore:PartialCredentialsError",
+                         "botocore:EndpointConnectionError")
+               for link in _chain(err))

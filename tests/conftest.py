@@ -95,6 +95,27 @@ def tiny_config_path() -> Path:
 
 
 @pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A real 4 MiB file system (tmpfs) of this test's own; skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill_disk(disk: Path) -> None:
+    """Write to `disk` until no block is left."""
+    with open(disk / "filler", "wb") as f, pytest.raises(OSError, match="No space left"):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+
+
+@pytest.fixture
 def zero_frame_video(tmp_path) -> Path:
     """An .mp4 with a video stream and no frames (fragmented, so the header is written without samples)."""
     import av

@@ -12,8 +12,10 @@ import pytest
 from animate import batch as batch_job
 from fomm.animator import Animator
 from services import storage
+from services.failures import environment_failure
 from services.video_read import probe_video, read_frames
 from services.video_write import write_video
+from tests.conftest import fill_disk
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 4
@@ -52,6 +54,17 @@ def test_rows_are_animated_skipped_or_recorded_without_ray(inputs, animator, tmp
     again = batch_job.animate_rows(rows, animator, {}, base=str(inputs))
     assert again["status"].tolist() == ["skipped", "failed"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mp4"]
+
+
+def test_a_full_disk_stops_the_rows_instead_of_failing_each(inputs, animator, small_disk):
+    """Every later pair would fail as well: the error is raised (the job ends with one line), not recorded per row."""
+    fill_disk(small_disk)
+    rows = batch(("face_source_d.jpg", "face_talk_b.mp4", str(small_disk / "b.mp4")),
+                 ("face_source_e.jpg", "face_talk_c.mp4", str(small_disk / "c.mp4")))
+    with pytest.raises(OSError) as raised:
+        batch_job.animate_rows(rows, animator, {}, base=str(inputs))
+    assert environment_failure(raised.value) == f"{small_disk / 'b.mp4'}: no space left on the device"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no half-written output
 
 
 def test_rows_on_s3(inputs, animator, moto_s3, tmp_path):

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -21,7 +20,7 @@ from services.tracking.queries import end_open_runs, get_run, metric_history, se
 from services.tracking.registry import register_model_version
 from services.tracking.run import Tracker, end_status
 from services.tracking.store import is_transient
-from tests.conftest import copy_store, free_port
+from tests.conftest import copy_store, fill_disk, free_port
 
 
 def test_metrics_and_tags_logged_while_the_server_is_down_arrive_once_it_is_back(mlflow_restartable, tmp_path):
@@ -170,19 +169,6 @@ def test_a_sigterm_ends_the_run_killed(fresh_sqlite_uri, driver, tmp_path, reque
         assert err.strip().splitlines()[-1] == "job: stopped by SIGTERM", err
 
 
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path]:
-    """A real 4 MiB file system (tmpfs) of this test's own; skipped where mounting is not allowed."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
-
-
 def test_a_store_whose_disk_fills_drops_what_it_refuses_and_ends_without_waiting(small_disk, mlflow_template_db,
                                                                                     tmp_path):
     """A full disk is not an outage: waiting frees no space. The run goes on, each refused batch dropped with a
@@ -190,10 +176,7 @@ def test_a_store_whose_disk_fills_drops_what_it_refuses_and_ends_without_waiting
     uri = f"sqlite:///{copy_store(mlflow_template_db, small_disk)}"
     tracker = Tracker(uri, experiment="full", run_name="r")
     tracker.log_metrics({"loss": 0.0}, step=0)
-    with open(small_disk / "filler", "wb") as f, pytest.raises(OSError, match="No space left"):
-        while True:  # fill the disk to its last block
-            f.write(b"\0" * 65536)
-            f.flush()
+    fill_disk(small_disk)
     tracker.log_metrics({f"m{i}": float(i) for i in range(200)}, step=1)  # more rows than the free pages take
     (tmp_path / "report.txt").write_text("x" * 100_000)
     tracker.log_artifact(tmp_path / "report.txt")  # skipped with a warning, not raised
