@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from animate.options import check_model_files
+from evaluation.visualize import check_colormap
 from services import checks, storage
 from services.cli import UserError
 from services.failures import every_task_fails
@@ -150,7 +151,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         checks.writable_file("--errors", table)
     from fomm.animator import Animator  # torch: only once the cheap checks pass
 
-    Animator.from_config(config, checkpoint, random_init=random_init)  # the checkpoint fits
+    check_colormap(config, Animator.from_config(config, checkpoint, random_init=random_init).visualizer)  # it fits
 
 
 def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) -> dict:

@@ -17,6 +17,7 @@ from animate.backends import subject_kind as kind_of
 from animate.crop_plan import DETECT_EVERY, crop_subpixel, plan_crops
 from animate.paste import even_frame
 from animate.render import render
+from evaluation.visualize import check_colormap
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.config.schema import load_config
 from services.video_read import (
@@ -107,7 +108,9 @@ def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, 
                    **animator_options) -> tuple[Animator, AutoCropOptions | None]:  # noqa: ANN003 - Animator's
     """The Animator and, for `crop` auto (default where the config's subject detector runs here, else center), the
     auto-crop options; a --crop auto that cannot run fails before the model is built."""
-    kind = kind_of(load_config(config), subject_kind)
+    cfg = load_config(config)
+    check_colormap(config, cfg.visualizer_params)
+    kind = kind_of(cfg, subject_kind)
     if crop in (None, "auto"):
         try:
             subject_detector(kind)

@@ -98,6 +98,7 @@ def onnx_animator(animator: Animator, onnx_dir: str | Path | None = None) -> Ani
     if size != animator.frame_size:
         raise AnimatorError(f"{onnx_dir}: exported for {size[0]}×{size[1]} frames, the config says "
                             f"{animator.frame_size[0]}×{animator.frame_size[1]}")
-    same = ("frame_size", "relative", "adapt_movement_scale", "use_relative_jacobian", "crop", "batch_size", "smooth")
+    same = ("frame_size", "relative", "adapt_movement_scale", "use_relative_jacobian", "crop", "batch_size", "smooth",
+            "visualizer")
     return Animator(_Session(graphs[FILES[0]]), OnnxGenerator(graphs[FILES[1]], graphs[FILES[2]]),
                     precision="fp32", channels_last=False, **{name: getattr(animator, name) for name in same})

@@ -12,8 +12,8 @@ import numpy as np
 from animate.crop_plan import CropPlan, crop_subpixel
 from animate.options import LAYOUTS
 from animate.paste import even_frame, paste_back
+from evaluation.visualize import draw_styled_kp
 from fomm.animator import Animator, AnimatorError, to_uint8
-from fomm.visualization import draw_keypoints
 from preprocessing.cropping import resize_keep_aspect
 
 
@@ -49,7 +49,7 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
         state = animator.encode_source(source)
         source_panel = to_uint8(state.image, size)[0]
         if draw_kp:
-            source_panel = draw_keypoints(source_panel, state.kp["value"][0].cpu().numpy())
+            source_panel = draw_styled_kp(source_panel, state.kp["value"][0].cpu().numpy(), animator.visualizer)
         batches = animator.animate(state, driving, driving_initial)
     else:
         size, full = None, even_frame(source)
@@ -63,7 +63,7 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
         drivings = to_uint8(batch.driving, size) if side and plan is None else None
         for i, result in enumerate(results):
             if draw_kp:
-                result = draw_keypoints(result, batch.kp_norm["value"][i].cpu().numpy())
+                result = draw_styled_kp(result, batch.kp_norm["value"][i].cpu().numpy(), animator.visualizer)
             if plan is not None and paste:
                 result = paste_back(full, result, plan.source_box)
             elif plan is not None and output_size is not None:
@@ -75,5 +75,5 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
             else:
                 panel = drivings[i]
                 if draw_kp:
-                    panel = draw_keypoints(panel, batch.kp_driving["value"][i].cpu().numpy())
+                    panel = draw_styled_kp(panel, batch.kp_driving["value"][i].cpu().numpy(), animator.visualizer)
                 yield join_panels([source_panel, panel, result])

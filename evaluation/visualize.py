@@ -6,8 +6,33 @@ from pathlib import Path
 
 import numpy as np
 
+from fomm.config.loader import ConfigError
+from fomm.config.schema import VisualizerParams
 from fomm.visualization import draw_keypoints
 from services.atomic import atomic_path
+from services.cli import user_input
+
+
+def colormap_colors(name: str, num_kp: int) -> np.ndarray:
+    """Keypoint k of K in matplotlib colormap `name`'s colour at k / K, as the original drew them.  # K×3 uint8"""
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        raise ConfigError(f"visualizer_params.colormap: unknown colormap {name!r} (expected a matplotlib colormap, "
+                          "e.g. gist_rainbow)")
+    return np.round(matplotlib.colormaps[name](np.arange(num_kp) / num_kp)[:, :3] * 255).astype(np.uint8)
+
+
+def check_colormap(config: str | Path, style: VisualizerParams) -> None:
+    """A config's colormap is one matplotlib knows (the original's Visualizer fails on any other as well)."""
+    with user_input(f"--config {config}"):
+        colormap_colors(style.colormap, 1)
+
+
+def draw_styled_kp(image: np.ndarray, kp: np.ndarray, style: VisualizerParams) -> np.ndarray:
+    """Keypoints (K×2 in [-1, 1]) on an H×W×3 uint8 image as a config's visualizer_params say: discs of radius kp_size
+    per 256 pixels of the shorter side (kp_size itself on the original's 256×256 frames), colours of its colormap."""
+    return draw_keypoints(image, kp, colormap_colors(style.colormap, len(kp)), style.kp_size * min(image.shape[:2]) / 256)
 
 
 def side_by_side(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
@@ -54,20 +79,26 @@ def _to_images(x) -> np.ndarray:  # noqa: ANN001 - a torch tensor B×C×H×W in 
     return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # B×H×W×3
 
 
-def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving: dict) -> np.ndarray:  # noqa: ANN001
-    """Rows of source+kp | driving+kp | deformed | occlusion | prediction (those generated) → H'×W'×3 uint8."""
+def training_grid(source, driving, generated: dict, kp_source: dict, kp_driving: dict,  # noqa: ANN001
+                  style: VisualizerParams | None = None) -> np.ndarray:
+    """Rows of source+kp | driving+kp | deformed | occlusion | prediction (those generated) → H'×W'×3 uint8; `style`:
+    the config's visualizer_params (draw_border: a white frame round each picture)."""
     import torch.nn.functional as F
 
+    style = style or VisualizerParams()
     src, drv, pred = _to_images(source), _to_images(driving), _to_images(generated["prediction"])
     h, w = src.shape[1:3]
     kp_s, kp_d = (kp["value"].detach().float().cpu().numpy() for kp in (kp_source, kp_driving))  # bf16 → float
-    columns = [np.stack([draw_keypoints(s, k) for s, k in zip(src, kp_s)]),
-               np.stack([draw_keypoints(d, k) for d, k in zip(drv, kp_d)])]
+    columns = [np.stack([draw_styled_kp(s, k, style) for s, k in zip(src, kp_s)]),
+               np.stack([draw_styled_kp(d, k, style) for d, k in zip(drv, kp_d)])]
     if "deformed" in generated:
         columns.append(_to_images(generated["deformed"]))
     if "occlusion_map" in generated:
         columns.append(_to_images(F.interpolate(generated["occlusion_map"].float(), size=(h, w), mode="bilinear",
                                                 align_corners=False)))
     columns.append(pred)
+    if style.draw_border:
+        for pictures in columns:  # B×H×W×3 each
+            pictures[:, [0, -1]] = pictures[:, :, [0, -1]] = 255
     rows = [np.concatenate([c[i] for c in columns], axis=1) for i in range(min(4, len(src)))]  # at most 4 rows
     return np.concatenate(rows, axis=0)

@@ -16,7 +16,7 @@ from torch import Tensor
 from fomm.animation import movement_scale, normalize_kp
 from fomm.blocks import fold_batch_norm as fold_norms
 from fomm.checkpoint import load_checkpoint
-from fomm.config.schema import CROP_MODES, FommConfig, load_config
+from fomm.config.schema import CROP_MODES, FommConfig, VisualizerParams, load_config
 from fomm.generator import GeneratorSource, OcclusionAwareGenerator
 from fomm.geometry import Keypoints, expand_kp
 from fomm.keypoint_detector import KPDetector
@@ -108,7 +108,8 @@ class Animator:
                  frame_size: tuple[int, int] = (256, 256), relative: bool = True,
                  adapt_movement_scale: bool = True, use_relative_jacobian: bool = True, crop: str = "center",
                  batch_size: int = 8, smooth: float = 0.0, device: str | torch.device = "cpu",
-                 precision: str = "auto", channels_last: bool = True, fold_batch_norm: bool = True) -> None:
+                 precision: str = "auto", channels_last: bool = True, fold_batch_norm: bool = True,
+                 visualizer: VisualizerParams | None = None) -> None:
         if batch_size < 1:
             raise AnimatorError(f"batch_size must be at least 1, got {batch_size}")
         if crop not in CROP_MODES:
@@ -135,6 +136,7 @@ class Animator:
         if smooth < 0:
             raise AnimatorError(f"smooth must be ≥ 0 (0 disables), got {smooth}")
         self.smooth = float(smooth)  # one-euro time constant at rest, frames (fomm.smoothing)
+        self.visualizer = visualizer or VisualizerParams()  # how keypoints are drawn on its frames, if asked
 
     @classmethod
     def from_config(cls, config: str | Path | FommConfig, checkpoint: str | Path | None = None, *,
@@ -147,7 +149,8 @@ class Animator:
         if checkpoint is not None:
             load_checkpoint(checkpoint, generator=nets.generator, kp_detector=nets.kp_detector, map_location="cpu")
         options.setdefault("use_relative_jacobian", cfg.animate_params.normalization_params.use_relative_jacobian)
-        return cls(nets.kp_detector, nets.generator, frame_size=tuple(cfg.dataset_params.shape[:2]), **options)
+        return cls(nets.kp_detector, nets.generator, frame_size=tuple(cfg.dataset_params.shape[:2]),
+                   visualizer=cfg.visualizer_params, **options)
 
     def prepare(self, frames: Frame) -> Tensor:
         """Frames of any size and type, cropped/padded and resized to the model's size.  # B×3×H×W"""

@@ -25,14 +25,16 @@ def keypoints_to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([(kp[:, 0] + 1) * (width - 1) / 2, (kp[:, 1] + 1) * (height - 1) / 2], axis=1)
 
 
-def draw_keypoints(image: np.ndarray, kp: np.ndarray) -> np.ndarray:
-    """A copy of an H×W×3 uint8 image with a filled disc in its keypoint colour at each keypoint (K×2 in [-1, 1],
-    x before y), of radius min(H, W) / 64, at least 1 pixel."""
+def draw_keypoints(image: np.ndarray, kp: np.ndarray, colors: np.ndarray | None = None,
+                   radius: float | None = None) -> np.ndarray:
+    """A copy of an H×W×3 uint8 image with a filled disc at each keypoint (K×2 in [-1, 1], x before y) in its colour
+    (`colors` K×3 uint8, default keypoint_colors), of `radius` pixels (default min(H, W) / 64), at least 1."""
     out = np.array(image, dtype=np.uint8, copy=True)
     h, w = out.shape[:2]
-    radius = max(1.0, min(h, w) / 64)
+    radius = max(1.0, min(h, w) / 64 if radius is None else radius)
     rows, cols = np.mgrid[0:h, 0:w]
-    for (x, y), color in zip(keypoints_to_pixels(kp, h, w), keypoint_colors(len(kp))):
+    colors = keypoint_colors(len(kp)) if colors is None else colors
+    for (x, y), color in zip(keypoints_to_pixels(kp, h, w), colors):
         if np.isfinite(x) and np.isfinite(y):
             out[(cols - x) ** 2 + (rows - y) ** 2 <= radius**2] = color
     return out

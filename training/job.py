@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluation.visualize import check_colormap
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig
 from services.cli import UserError, field_default, field_flags, user_input
@@ -142,6 +143,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
 
         if not len(clip_index(shard_set, job.val_split)):
             raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}")
+    check_colormap(job.config, cfg.visualizer_params)  # not at the first image a worker draws
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)

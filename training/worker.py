@@ -223,7 +223,8 @@ class WorkerLoop:
                     from evaluation.visualize import training_grid
 
                     self.tracker.log_image(training_grid(batch["source"], batch["driving"], generated,
-                                                         generated["kp_source"], generated["kp_driving"]),
+                                                         generated["kp_source"], generated["kp_driving"],
+                                                         self.cfg.visualizer_params),
                                            f"train/step_{state.step:08d}")
             finite, now = self.agree(values)
             if not finite:  # the weights took a NaN/inf step: none of them is worth keeping

@@ -271,9 +271,12 @@ class AnimateParams(Section):
 
 @section
 class VisualizerParams(Section):
+    """How keypoints are drawn (evaluation.visualize.draw_styled_kp): disc radius per 256 pixels, a matplotlib colormap."""
+
     kp_size: int = 5
-    draw_border: bool = True
+    draw_border: bool = True  # a white frame round each picture of the training grid
     colormap: str = "gist_rainbow"
+    non_negative: ClassVar = ("kp_size",)
 
 
 @section

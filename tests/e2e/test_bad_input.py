@@ -156,6 +156,8 @@ CASES = [
          TRAIN + " --space {space} --out s3://bucket/best.yaml", "--out"),
     Case("train", "wrong config", "--tracking-uri a folder (MLflow 3 refused it after the data was read)",
          TRAIN + " --tracking-uri {w}/mlruns", "--tracking-uri"),
+    Case("animate_batch", "typo", "a misspelt visualizer_params.colormap (was ignored; the original fails on it)",
+         "--pairs {pairs} --config {colormap_yaml} --checkpoint {ckpt}", "colormap.yaml"),
 ]
 
 
@@ -191,6 +193,7 @@ def prepare(root: Path) -> dict[str, str]:
     text = tiny.read_text()
     (root / "typo.yaml").write_text(text.replace("num_kp:", "num_kps:"))
     (root / "wrongtype.yaml").write_text(text.replace("num_kp: 5", "num_kp: five"))
+    (root / "colormap.yaml").write_text(text.replace("'gist_rainbow'", "'gist_rainbw'"))
     (root / "bad_space.yaml").write_text("metric: val_l1\nmode: min\nspaces: {}\n")
     (root / "log0.yaml").write_text("space:\n  train_params.lr_generator:\n    loguniform: [0, 1.0e-3]\n")
     (root / "pairs_bad.csv").write_text("image,video\na.png,b.mp4\n")
@@ -200,6 +203,7 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
+             "colormap_yaml": "colormap.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
              "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv"}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from evaluation import visualize
 from evaluation.report import metric_table_text
+from fomm.config.loader import ConfigError
+from fomm.config.schema import VisualizerParams
 from fomm.visualization import draw_keypoints
 
 
@@ -34,14 +37,26 @@ def test_training_grid_from_model_outputs(tiny_config_path) -> None:
     with torch.no_grad():
         kp_s, kp_d = model.kp_detector(source), model.kp_detector(driving)
         out = model.generator(source, kp_driving=kp_d, kp_source=kp_s)
-    grid = visualize.training_grid(source, driving, out, kp_s, kp_d)
+    style = VisualizerParams(kp_size=8, draw_border=False, colormap="viridis")  # a config's visualizer_params
+    grid = visualize.training_grid(source, driving, out, kp_s, kp_d, style)
     assert grid.shape == (128, 5 * 64, 3) and grid.dtype == np.uint8  # src | drv | deformed | occlusion | pred
-    # the keypoint columns are the model package's painter (one palette) on the images
+    # the keypoint columns: the model package's painter, discs of 8 px per 256 (2 px here) in viridis at k / K
     images = (source.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # B×H×W×3
+    colors = visualize.colormap_colors("viridis", kp_s["value"].shape[1])
+    assert colors[0].tolist() == [68, 1, 84]  # viridis(0) = (0.267, 0.005, 0.329)
     for row in range(2):
-        want = draw_keypoints(images[row], kp_s["value"][row].numpy())
+        want = draw_keypoints(images[row], kp_s["value"][row].numpy(), colors, radius=2)
         np.testing.assert_array_equal(grid[64 * row:64 * (row + 1), :64], want)
         assert not np.array_equal(want, images[row])  # something was drawn
+    # the original's defaults (draw_border: true): a white frame round each picture, the inside unchanged
+    framed = visualize.training_grid(source, driving, out, kp_s, kp_d, VisualizerParams(colormap="viridis",
+                                                                                         kp_size=8))
+    for top in (0, 64):
+        for left in range(0, 5 * 64, 64):
+            picture = framed[top:top + 64, left:left + 64]
+            assert (picture[[0, -1]] == 255).all() and (picture[:, [0, -1]] == 255).all()
+            np.testing.assert_array_equal(picture[1:-1, 1:-1], grid[top + 1:top + 63, left + 1:left + 63])
+    grid = visualize.training_grid(source, driving, out, kp_s, kp_d)  # the default style, compared below in bf16
     # a bf16-autocast training step hands over bf16 keypoints and maps (train_params.bf16)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         kp_s, kp_d = model.kp_detector(source), model.kp_detector(driving)
@@ -50,6 +65,16 @@ def test_training_grid_from_model_outputs(tiny_config_path) -> None:
     grid_bf16 = visualize.training_grid(source, driving, out, kp_s, kp_d)
     assert grid_bf16.shape == grid.shape
     assert np.abs(grid_bf16.astype(int) - grid.astype(int)).mean() < 8  # the same picture, to bf16 precision
+
+
+def test_keypoint_colours_come_from_the_configs_colormap() -> None:
+    assert visualize.colormap_colors("gist_rainbow", 4)[0].tolist() == [255, 0, 41]  # gist_rainbow(0) = (1, 0, .16)
+    assert visualize.colormap_colors("gist_rainbow", 2)[1].tolist() == [0, 255, 140]  # at 1 / 2: (0, 1, .548)
+    with pytest.raises(ConfigError, match=r"^visualizer_params.colormap: unknown colormap 'rainbw'"):
+        visualize.colormap_colors("rainbw", 3)
+    image = np.zeros((512, 512, 3), np.uint8)
+    drawn = visualize.draw_styled_kp(image, np.array([[0.0, 0.0]]), VisualizerParams(kp_size=5))
+    assert 250 < (drawn.any(axis=-1)).sum() < 340  # a disc of radius 5 · 512 / 256 = 10 px: π·10² ≈ 314 pixels
 
 
 def test_metric_table_names_the_backends() -> None:

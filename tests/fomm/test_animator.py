@@ -1,5 +1,6 @@
 """Animator, frame fitting, keypoint drawing and best-frame selection: hand-computed values and invariants."""
 
+import copy
 import itertools
 
 import numpy as np
@@ -7,9 +8,12 @@ import pytest
 import torch
 
 from animate.render import join_panels, render
+from evaluation.visualize import colormap_colors
 from fomm.animation import find_best_frame, normalize_landmarks
 from fomm.animator import Animator, AnimatorError, fit_frames, frames_to_tensor, to_uint8
 from fomm.checkpoint import checkpoint_bytes
+from fomm.config.loader import ConfigError
+from fomm.config.schema import VisualizerParams
 from fomm.visualization import draw_keypoints, keypoint_colors, keypoints_to_pixels
 
 pytestmark = pytest.mark.numeric
@@ -184,6 +188,21 @@ def test_side_by_side_layout_shows_source_driving_result(animator):
     assert not np.array_equal(drawn[0], out[0])
     with pytest.raises(AnimatorError, match="layout must be one of"):
         next(render(animator, source, frames, layout="grid"))
+
+
+def test_keypoints_are_drawn_as_the_configs_visualizer_params_say(animator):
+    """visualizer_params (kp_size, colormap) decide the discs; an unknown colormap is refused before any frame."""
+    source, frames = random_frames(1, seed=5)[0], random_frames(2, 64, 64, seed=6)
+    styled = copy.copy(animator)
+    styled.visualizer = VisualizerParams(kp_size=16, colormap="viridis")  # discs of 16 · 64 / 256 = 4 px
+    plain = list(render(styled, source, frames, output_size=(64, 64)))
+    drawn = list(render(styled, source, frames, draw_kp=True, output_size=(64, 64)))
+    changed = (drawn[1] != plain[1]).any(axis=-1)
+    palette = {tuple(c) for c in colormap_colors("viridis", animator.kp_detector.kp.out_channels)}
+    assert changed.sum() > 30 and {tuple(c) for c in drawn[1][changed]} <= palette
+    styled.visualizer = VisualizerParams(colormap="rainbw")
+    with pytest.raises(ConfigError, match="visualizer_params.colormap: unknown colormap 'rainbw'"):
+        next(render(styled, source, frames, draw_kp=True))
 
 
 def test_from_config_needs_a_checkpoint_or_an_explicit_random_init(tiny_config_path, tmp_path):
