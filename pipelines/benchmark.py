@@ -11,17 +11,14 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
+from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark  # noqa: E402
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
 from services import checks  # noqa: E402
 from services.cli import UserError, field_flags, field_values, user_input  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
-
-if TYPE_CHECKING:  # imports MLflow (seconds): after the flags are parsed
-    from evaluation.benchmark import BenchmarkConfig
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -29,23 +26,17 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
     source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
-    from evaluation.benchmark import BenchmarkConfig
-
     field_flags(p, BenchmarkConfig)("threshold")  # type, range, default and help: BenchmarkConfig's rule
     p.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
 
 
 def build(args: argparse.Namespace) -> BenchmarkConfig:
-    from evaluation.benchmark import BenchmarkConfig
-
     return BenchmarkConfig(**field_values(BenchmarkConfig, args, eval=eval_config_from_args(args),
                                           metrics=metric_names("--metrics", args.metrics)))
 
 
 def check(cfg: BenchmarkConfig) -> None:
     """The checkpoint that will be evaluated (the newest of --checkpoints, or the model's) fits the config."""
-    from evaluation.benchmark import newest_checkpoint
-
     if cfg.checkpoints is not None:
         checks.storage_reachable("--checkpoints", cfg.checkpoints, cfg.eval.endpoint)
         with user_input("--checkpoints"):
@@ -62,7 +53,6 @@ def check(cfg: BenchmarkConfig) -> None:
 
 
 def run(cfg: BenchmarkConfig, args: argparse.Namespace) -> Summary:
-    from evaluation.benchmark import run_benchmark
     from evaluation.ray_jobs import init_ray
 
     init_ray(args.ray_address, cfg.eval.num_workers, cfg.eval.cpus_per_worker)

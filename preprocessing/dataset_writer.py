@@ -28,7 +28,6 @@ from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
 from preprocessing.sources import VideoTask, collect_tasks
 from services import s3_retries, storage
 from services.fields import RULE, flag_of
-from services.video_read import VideoError
 
 PART_META_KEY = b"fomm_part"
 
@@ -80,7 +79,7 @@ def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=N
             records = process_video(local, cfg, task, detector=detector)
     except StageError as e:
         return write_error(layout, task, e.stage, str(e))
-    except (VideoError, storage.StorageError) as e:
+    except storage.StorageError as e:
         return write_error(layout, task, "read", str(e))
     write_part(layout, task, records, cfg)
 

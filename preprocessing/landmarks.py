@@ -11,21 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from preprocessing.detection import S3FD_FILE
+from services.errors import MissingWeightsError
 
 # the files face-alignment would download on first use (names from its model URLs)
 FAN_2D_WEIGHTS = "2DFAN4-11f355bf06.pth.tar"
 WEIGHTS_URL = "https://www.adrianbulat.com/downloads/python-fan/"
 _HUB_LOCK = threading.Lock()
-
-
-class LandmarksWeightsError(FileNotFoundError):
-    """A face-alignment weight file is not on this machine; `path` names it, `how` says how to provide it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.how = (f"Download {WEIGHTS_URL}{path.name} on a machine with internet and copy it to {path.parent}/ "
-                    f"(or pass hub_dir=, or set TORCH_HOME to a folder whose hub/checkpoints holds it).")
-        super().__init__(f"face-alignment: weights file {path} is missing (no download at run time). {self.how}")
 
 
 def weights_dir(hub_dir: str | Path | None = None) -> Path:
@@ -49,7 +40,10 @@ class FaceLandmarks:
 
     def __init__(self, hub_dir: str | Path | None = None, device: str = "cpu") -> None:
         if missing := missing_weights(hub_dir):
-            raise LandmarksWeightsError(missing[0])
+            path = missing[0]
+            raise MissingWeightsError(self.name, path, f"Download {WEIGHTS_URL}{path.name} on a machine with "
+                                      f"internet and copy it to {path.parent}/ (or pass hub_dir=, or set "
+                                      f"TORCH_HOME to a folder whose hub/checkpoints holds it).")
         import face_alignment
         import torch
 

@@ -69,8 +69,6 @@ def find_tracks(path: str, cfg: PreprocessConfig, detector: Detector,
             except cv2.error as e:
                 raise StageError("detect", f"{path}: frame {i}: detector failed ({e})") from e
             tracker.update(i, found[:, :4])
-    if n == 0:
-        raise StageError("decode", f"{path}: no decodable frames (zero-frame video)")
     return tracker.finish(n), kept
 
 

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from services.cli import UserError
 
 
-def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> Path:
+def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> None:
     """A local file that exists and is not empty."""
     from services.storage import url_problem
 
@@ -26,7 +26,6 @@ def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> P
         raise UserError(f"{flag} {path}: is a folder (expected {what})")
     if p.stat().st_size == 0:
         raise UserError(f"{flag} {path}: is empty (expected {what})")
-    return p
 
 
 MIN_FREE_BYTES = 16 * 2**20  # less than this free on an output's disk: refused before the work, not after it

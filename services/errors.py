@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UserError(Exception):
     """A mistake in the command line or its inputs; the message names the flag or file and what was expected.
@@ -13,3 +15,11 @@ class UserError(Exception):
 def is_user_error(err: BaseException) -> bool:
     """A UserError, or an exception whose class is marked `user_error = True`."""
     return isinstance(err, UserError) or getattr(type(err), "user_error", False) is True
+
+
+class MissingWeightsError(UserError, FileNotFoundError):
+    """A backend's weight file is not on this machine (nothing is downloaded at run time); `path` names it."""
+
+    def __init__(self, backend: str, path: str | Path, how: str) -> None:
+        self.path = path
+        super().__init__(f"{backend}: weights file {path} is missing (no download at run time). {how}")

@@ -17,14 +17,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from services.cli import RESUME_NOTE, ArgumentParser, run_cli, user_input
-from services.errors import UserError
 from services.ray_start import check_address
 
 Config = TypeVar("Config")
-
-
-class NothingMade(UserError):
-    """A run that produced nothing (0 clips, 0 steps, 0 frames): an error, not a success."""
 
 
 @dataclass

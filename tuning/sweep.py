@@ -101,9 +101,6 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
 
     base = sweep.base
     sweep.space.check_against(base.load_config())
-    if base.storage.startswith("s3://"):
-        raise ValueError(f"{base.storage}: sweeps keep Tune's experiment state on a local or shared path; "
-                         f"trial checkpoints may still go to s3:// via the training job")
     ensure_training_ray(base)
     # concurrent trials short of CPUs would split the spare ones between their data pipelines, each waiting forever
     each, cpus = cpus_per_run(base), ray.cluster_resources().get("CPU", 0)

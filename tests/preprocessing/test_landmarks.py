@@ -8,9 +8,9 @@ from preprocessing.detection import S3FD_FILE
 from preprocessing.landmarks import (
     FAN_2D_WEIGHTS,
     FaceLandmarks,
-    LandmarksWeightsError,
     missing_weights,
 )
+from services.errors import MissingWeightsError
 
 
 def test_missing_weights_are_named_with_how_to_provide_them(tmp_path):
@@ -19,7 +19,7 @@ def test_missing_weights_are_named_with_how_to_provide_them(tmp_path):
     folder.mkdir()
     (folder / FAN_2D_WEIGHTS).write_bytes(b"")
     assert missing_weights(tmp_path) == [folder / S3FD_FILE]
-    with pytest.raises(LandmarksWeightsError) as err:
+    with pytest.raises(MissingWeightsError) as err:
         FaceLandmarks(hub_dir=tmp_path)
     assert err.value.path == folder / S3FD_FILE and isinstance(err.value, FileNotFoundError)
     assert f"{folder / S3FD_FILE} is missing (no download at run time)" in str(err.value)
