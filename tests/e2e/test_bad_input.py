@@ -158,6 +158,8 @@ CASES = [
          TRAIN + " --tracking-uri {w}/mlruns", "--tracking-uri"),
     Case("animate_batch", "typo", "a misspelt visualizer_params.colormap (was ignored; the original fails on it)",
          "--pairs {pairs} --config {colormap_yaml} --checkpoint {ckpt}", "colormap.yaml"),
+    Case("tune", "wrong type", "--storage s3://… (Ray Tune keeps its state on a local or shared path)",
+         TRAIN.replace("{w}/store", "s3://bucket/runs") + " --space {space}", "--storage"),
 ]
 
 
