@@ -75,7 +75,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """Load the modules and optimisers given under the format's names (generator, kp_detector, discriminator,
     optimizer_<name>; an optimiser the file lacks keeps its state) from a checkpoint (`data`: its bytes, already
     read); returns its epoch."""
-    state = read_checkpoint(path, map_location, data)
+    return load_parts(read_checkpoint(path, map_location, data), path, **parts)
+
+
+def load_parts(state: dict[str, Any], path: str | Path,
+               **parts: nn.Module | torch.optim.Optimizer | None) -> int:
+    """load_checkpoint on a checkpoint dict already read (read_checkpoint) from `path`; returns its epoch."""
     for name, part in _known(parts).items():
         if isinstance(part, torch.optim.Optimizer):
             if name in state:
