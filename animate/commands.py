@@ -89,7 +89,7 @@ def check_animate(args: argparse.Namespace) -> None:
 
 
 def run_animate(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
-    options = {**field_values(AnimationOptions, args), "device": check_animation_flags(args)}
+    options = field_values(AnimationOptions, args)  # the device too: build_animate checked them
     options.pop("layout")  # animate_file's; the rest make the Animator and its crop
     animator, auto_crop = build_animator(args.config, **weights(args), **options)
     if args.checkpoint is None:

@@ -23,19 +23,15 @@ BOX_SMOOTHING, BOX_BETA = 2.0, 1.0
 DETECT_EVERY = 3  # the detector runs on every n-th driving frame and the last (boxes between: interpolated)
 
 
-class CropPlanError(AnimatorError):
-    """No subject where one is needed, or a --subject that does not exist; the message names the file."""
-
-
 def pick_subject(boxes: np.ndarray, subject: int | None, name: str) -> np.ndarray:
     """Subject `subject` counted from the left (0 first), or the largest when None.  boxes: N×5 → 4"""
     if len(boxes) == 0:
-        raise CropPlanError(f"{name}: no subject found (use --crop center to animate the whole frame)")
+        raise AnimatorError(f"{name}: no subject found (use --crop center to animate the whole frame)")
     if subject is None:
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         return boxes[int(np.argmax(areas)), :4]
     if not 0 <= subject < len(boxes):
-        raise CropPlanError(f"{name}: --subject {subject}: {len(boxes)} found (0 to {len(boxes) - 1}, from the left)")
+        raise AnimatorError(f"{name}: --subject {subject}: {len(boxes)} found (0 to {len(boxes) - 1}, from the left)")
     return boxes[np.argsort(boxes[:, 0])[subject], :4]
 
 
@@ -108,10 +104,10 @@ def plan_crops(source: np.ndarray, driving: Iterable[np.ndarray], detector, kind
     for index, (frame, following) in enumerate(pairwise(chain(driving, [None]))):  # the last frame: following None
         detections.append(detector.detect(frame) if index % DETECT_EVERY == 0 or following is None else None)
     if not detections:
-        raise CropPlanError(f"{driving_name}: no frames")
+        raise AnimatorError(f"{driving_name}: no frames")
     tracked, found = track_subject(detections)
     if not found.any():
-        raise CropPlanError(f"{driving_name}: no subject found on any frame (use --crop center)")
+        raise AnimatorError(f"{driving_name}: no subject found on any frame (use --crop center)")
     dh, dw = frame.shape[:2]  # the last driving frame's
     smoothed = smooth_boxes(tracked, BOX_SMOOTHING * smooth, beta=BOX_BETA)
     boxes = np.array([fit_square(enlarge_box(b, margin), dw, dh, integer=False) for b in smoothed])  # T×4 floats

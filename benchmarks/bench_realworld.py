@@ -56,7 +56,7 @@ def keypoints_and_boxes(driving: np.ndarray, smooth: float, source: np.ndarray) 
     from animate.crop_plan import crop_subpixel, plan_crops
     from fomm.animation import normalize_kp
     from fomm.animator import Animator
-    from fomm.smoothing import KeypointSmoother
+    from fomm.smoothing import OneEuroFilter
 
     plan = plan_crops(source, driving, subject_detector("face"), "face", smooth=smooth)
     animator = Animator.from_config(REPO / "configs" / "vox-256.yaml", random_init=True, crop="none")
@@ -64,7 +64,8 @@ def keypoints_and_boxes(driving: np.ndarray, smooth: float, source: np.ndarray) 
         src = animator.prepare(crop_subpixel(source, plan.source_box, animator.frame_size))
         kp_source = animator.kp_detector(src)
         crops = np.stack([crop_subpixel(f, b, animator.frame_size) for f, b in zip(driving, plan.driving_boxes)])
-        kp = KeypointSmoother(smooth)(animator.kp_detector(animator.prepare(crops)))
+        raw = animator.kp_detector(animator.prepare(crops))
+        kp = {k: OneEuroFilter(smooth).sequence(v) for k, v in raw.items()}
         first = {k: v[:1] for k, v in kp.items()}
         b = len(crops)
         norm = normalize_kp({k: v.expand(b, *v.shape[1:]) for k, v in kp_source.items()}, kp,

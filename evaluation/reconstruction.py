@@ -68,9 +68,9 @@ def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")
     video = fit_frames(frames_to_tensor(frames), model.frame_size, crop="none")  # T×3×H×W, antialiased resize
-    out = reconstruct(model.kp_detector, model.generator, video, batch_size,
-                      autocast_dtype(precision, torch.device(device)), device)
-    bad = (~torch.isfinite(out.prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    prediction = reconstruct(model.kp_detector, model.generator, video, batch_size,
+                             autocast_dtype(precision, torch.device(device)), device)
+    bad = (~torch.isfinite(prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
     if bad:
         raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {bad[0]}..{bad[-1]}")
-    return {"real": to_uint8(video), "prediction": to_uint8(out.prediction)}
+    return {"real": to_uint8(video), "prediction": to_uint8(prediction)}

@@ -22,7 +22,7 @@ from fomm.geometry import Keypoints, expand_kp
 from fomm.keypoint_detector import KPDetector
 from fomm.models import build_networks
 from fomm.precision import autocast, autocast_dtype
-from fomm.smoothing import KeypointSmoother
+from fomm.smoothing import OneEuroFilter
 
 Frame = np.ndarray | Tensor
 
@@ -186,7 +186,7 @@ class Animator:
             kp_initial = self.detect(kp_initial)
         scale = None
         frames = iter(driving)
-        smoother = KeypointSmoother(self.smooth)
+        filters = {k: OneEuroFilter(self.smooth) for k in ("value", "jacobian")}  # state carries over batches
         start = 0
         while batch := list(itertools.islice(frames, self.batch_size)):
             if len({(type(f), tuple(f.shape)) for f in batch}) > 1:  # frames of several sizes: fitted one by one
@@ -194,7 +194,7 @@ class Animator:
             else:
                 x = self.prepare(torch.cat([frames_to_tensor(f, self.float_dtype) for f in batch]))
             b = x.shape[0]
-            kp_driving = smoother(self._kp(x))
+            kp_driving = {k: filters[k].sequence(v) for k, v in self._kp(x).items()}  # frames in order
             if kp_initial is None:
                 kp_initial = {k: v[:1] for k, v in kp_driving.items()}  # type: ignore[assignment]
             if scale is None:  # once per animation: the one host round trip of the relative motion

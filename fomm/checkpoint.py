@@ -22,11 +22,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     file's bytes already read, when given (`path` then only names it in errors)."""
     if data is None and not Path(path).is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
-    if data is None:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    else:  # the bytes already read: `path` may be a URL, nothing to open again
-        head = data[:4]
+    # `data`: the bytes already read; `path` may then be a URL, nothing to open again
+    with open(path, "rb") if data is None else io.BytesIO(data) as f:
+        head = f.read(4)
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or a legacy pickle
         raise CheckpointError(f"{path}: not a checkpoint (expected a PyTorch .pth/.pth.tar file saved by torch.save)")
     try:
@@ -77,7 +75,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """Load the modules and optimisers given under the format's names (generator, kp_detector, discriminator,
     optimizer_<name>; an optimiser the file lacks keeps its state) from a checkpoint (`data`: its bytes, already
     read); returns its epoch."""
-    state = read_checkpoint(path, map_location, data)
+    return load_parts(read_checkpoint(path, map_location, data), path, **parts)
+
+
+def load_parts(state: dict[str, Any], path: str | Path,
+               **parts: nn.Module | torch.optim.Optimizer | None) -> int:
+    """load_checkpoint on a checkpoint dict already read (read_checkpoint) from `path`; returns its epoch."""
     for name, part in _known(parts).items():
         if isinstance(part, torch.optim.Optimizer):
             if name in state:

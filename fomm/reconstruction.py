@@ -3,20 +3,11 @@ source (prepared once), every frame is driven by its own absolute keypoints, pre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from fomm.geometry import Keypoints, expand_kp
 from fomm.precision import autocast
-
-
-@dataclass(frozen=True)
-class Reconstruction:
-    prediction: Tensor  # T×3×H×W in [0, 1], the video's dtype, on 8-bit levels (NaN where the model made NaN)
-    kp_driving: Tensor  # T×K×2
-    kp_source: Tensor  # K×2
 
 
 def l1_per_frame(prediction: Tensor, real: Tensor) -> Tensor:
@@ -30,9 +21,10 @@ def _cast(kp: Keypoints, dtype: torch.dtype) -> Keypoints:
 
 @torch.no_grad()
 def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, batch_size: int = 16,
-                dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Reconstruction:
+                dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
     """Reconstruct `video` (T×3×H×W in [0, 1], T ≥ 1) from its first frame, in eval mode (restored after), on
-    `device`; `dtype`: the autocast precision (None: the video's, the modules' and outputs' dtype)."""
+    `device`; `dtype`: the autocast precision (None: the video's, the modules' and outputs' dtype). Returns the
+    prediction: T×3×H×W in [0, 1], the video's dtype, on 8-bit levels (NaN where the model made NaN)."""
     device = torch.device(device) if device is not None else video.device
     modes = kp_detector.training, generator.training
     kp_detector.eval()
@@ -42,7 +34,7 @@ def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, bat
         with autocast(dtype, device):
             kp_source = _cast(kp_detector(source), video.dtype)  # value 1×K×2, jacobian 1×K×2×2
             prepared = generator.prepare_source(source, kp_source)
-        predictions, kp_values = [], []
+        predictions = []
         for start in range(0, len(video), batch_size):
             driving = video[start:start + batch_size].to(device)  # B×3×H×W
             with autocast(dtype, device):
@@ -51,8 +43,7 @@ def reconstruct(kp_detector: nn.Module, generator: nn.Module, video: Tensor, bat
                                 source=prepared, outputs="prediction")
             prediction = out["prediction"].to(video.dtype)
             predictions.append(prediction.clamp(0, 1).mul(255).round().div(255))  # the 256 levels of uint8
-            kp_values.append(kp_driving["value"])
-        return Reconstruction(torch.cat(predictions), torch.cat(kp_values), kp_source["value"][0])
+        return torch.cat(predictions)
     finally:
         kp_detector.train(modes[0])
         generator.train(modes[1])

@@ -8,8 +8,6 @@ import math
 import torch
 from torch import Tensor
 
-from fomm.geometry import Keypoints
-
 
 def _alpha(cutoff: Tensor | float) -> Tensor | float:
     """EMA weight of a first-order low-pass with `cutoff` in cycles per frame (time step 1)."""
@@ -46,15 +44,3 @@ class OneEuroFilter:
     def sequence(self, xs: Tensor) -> Tensor:
         """Filter T steps stacked along the first dimension (unchanged at strength 0).  # T×..."""
         return torch.stack([self(x) for x in xs]) if len(xs) and self.strength else xs
-
-
-class KeypointSmoother:
-    """One-euro filters over keypoint values (B×K×2) and Jacobians (B×K×2×2), frame after frame."""
-
-    def __init__(self, strength: float) -> None:
-        self.filters = {"value": OneEuroFilter(strength), "jacobian": OneEuroFilter(strength)}
-
-    def __call__(self, kp: Keypoints) -> Keypoints:
-        """The batch's frames filtered in order; the state carries over to the next batch."""
-        out = {k: self.filters[k].sequence(v) if k in self.filters else v for k, v in kp.items()}
-        return out  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fomm.checkpoint import checkpoint_bytes, load_checkpoint, read_checkpoint
+from fomm.checkpoint import checkpoint_bytes, load_parts, read_checkpoint
 from fomm.config.schema import ModelConfig, TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
@@ -64,8 +64,9 @@ class TrainState:
 
     def load(self, path: str | Path) -> None:
         """Restore weights, optimisers and the epoch; schedulers are re-aligned to the epoch."""
-        self.epoch = load_checkpoint(path, **self._parts())
-        self.step = int(read_checkpoint(path).get("step", 0))
+        state = read_checkpoint(path)  # one torch.load: a checkpoint can be hundreds of MB
+        self.epoch = load_parts(state, path, **self._parts())
+        self.step = int(state.get("step", 0))
         for scheduler in self.schedulers.values():
             # a fresh scheduler has last_epoch 0 and end_epoch() steps it once per epoch, so after `epoch`
             # finished epochs it is at `epoch` (epoch - 1 would apply a milestone at `epoch` a second time)

@@ -11,7 +11,7 @@ from typing import Any
 
 from evaluation.visualize import check_colormap
 from fomm.config.overrides import apply_overrides
-from fomm.config.schema import FommConfig
+from fomm.config.schema import FommConfig, load_config
 from services.cli import UserError, field_default, field_flags, user_input
 from services.fields import check_fields, rule
 from services.ray_start import add_ray_address_flag
@@ -85,7 +85,7 @@ class TrainJob:
     def load_config(self, base: FommConfig | None = None) -> FommConfig:
         """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`
         (fomm.config.apply_overrides), then `num_epochs`."""
-        cfg = FommConfig.from_yaml(self.config) if base is None else base
+        cfg = load_config(self.config) if base is None else base
         if not self.overrides and self.num_epochs is None:
             return cfg
         epochs = {} if self.num_epochs is None else {"train_params.num_epochs": int(self.num_epochs)}
@@ -133,7 +133,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     from services import checks
 
     checks.existing_file("--config", job.config, "a FOMM YAML")
-    base = FommConfig.from_yaml(job.config)  # a ConfigError names the file and the key
+    base = load_config(job.config)  # a ConfigError names the file and the key
     with user_input("--set"):
         cfg = job.load_config(base)
     shard_set = require_shards("--data", job.data, job.train_split, job.endpoint)

@@ -33,7 +33,7 @@ def reconstruction_sums(kp_detector: nn.Module, generator: nn.Module, frames: Te
     video = torch.as_tensor(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×F×3×H×W
     sums = torch.zeros(3, dtype=torch.float64)
     for clip in video:  # F×3×H×W
-        prediction = reconstruct(kp_detector, generator, clip, batch_size=len(clip), device=device).prediction
+        prediction = reconstruct(kp_detector, generator, clip, batch_size=len(clip), device=device)
         sums += torch.tensor([float(l1_per_frame(prediction, clip).sum()),
                               float(l1_per_frame(clip[:1].expand_as(clip), clip).sum()), len(clip)])
     return sums

@@ -118,10 +118,6 @@ class Section:
     def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass
         return build(cls, data, where or cls.__name__)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path):  # noqa: ANN206 - the subclass
-        return build(cls, read_yaml(path), f"{Path(path).name}:")
-
     def to_dict(self) -> dict:
         return to_dict(self)
 

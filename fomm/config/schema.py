@@ -8,7 +8,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import ClassVar
 
-from fomm.config.loader import Section, section, to_dict
+from fomm.config.loader import Section, build, read_yaml, section, to_dict
 
 # ---------------------------------------------------------------- model_params
 
@@ -321,4 +321,4 @@ def pyramid_side(size: int, scale: float) -> int:
 
 def load_config(path: str | Path) -> FommConfig:
     """Read a whole original-format (or our) YAML config file."""
-    return FommConfig.from_yaml(path)
+    return build(FommConfig, read_yaml(path), f"{Path(path).name}:")

@@ -11,11 +11,11 @@ import yaml
 from animate.backends import subject_detector, subject_kind
 from animate.batch import AnimatePairs
 from animate.cli import main
-from animate.crop_plan import CropPlanError, crop_subpixel, pick_subject, plan_crops
+from animate.crop_plan import crop_subpixel, pick_subject, plan_crops
 from animate.files import AutoCropOptions, animate_file
 from animate.paste import even_frame, feather_mask, paste_back
 from animate.render import render
-from fomm.animator import Animator
+from fomm.animator import Animator, AnimatorError
 from fomm.config.schema import load_config
 from services.video_read import iter_frames, probe_video, read_frames, read_image
 from services.video_write import write_video
@@ -115,7 +115,7 @@ def test_two_faces_pick_the_subject_asked_for(shared_data):
     assert pick_subject(boxes, 0, "f").tolist() == left and pick_subject(boxes, 1, "f").tolist() == right
     areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in (left, right)]
     assert pick_subject(boxes, None, "f").tolist() == [left, right][int(np.argmax(areas))]
-    with pytest.raises(CropPlanError, match=r"f: --subject 2: 2 found"):
+    with pytest.raises(AnimatorError, match=r"f: --subject 2: 2 found"):
         pick_subject(boxes, 2, "f")
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from fomm.config.loader import ConfigError
 from fomm.config.overrides import apply_overrides, parse_assignments
-from fomm.config.schema import FommConfig
+from fomm.config.schema import FommConfig, load_config
 
 BASE = {"train_params": {"lr": 1.0, "scales": [1, 0.5], "loss": {"gan": 0.0, "vgg": [10, 10]}},
         "dataset_params": {"flip": None, "root": "d"}}
@@ -49,7 +49,7 @@ def test_assignments_read_json_values_else_text():
 
 
 def test_the_loader_types_the_overridden_config(tiny_config_path):
-    data = FommConfig.from_yaml(tiny_config_path).to_dict()
+    data = load_config(tiny_config_path).to_dict()
     overrides = parse_assignments(["train_params.lr_generator=1e-3", "train_params.scales=[1,0.5]",
                                    "train_params.batch_size=3"])
     cfg = FommConfig.from_dict(apply_overrides(data, overrides), where="t:")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fomm.animator import Animator
-from fomm.smoothing import KeypointSmoother, OneEuroFilter
+from fomm.smoothing import OneEuroFilter
 
 pytestmark = pytest.mark.numeric
 
@@ -49,14 +49,18 @@ def test_step_settles_and_seeded_noise_is_damped_over_3x():
     assert acceleration(noise) / acceleration(smoothed) >= 3.0
 
 
-def test_keypoint_smoother_carries_state_across_batches():
-    gen = torch.Generator().manual_seed(1)
-    kp = {"value": torch.randn(12, 5, 2, generator=gen), "jacobian": torch.randn(12, 5, 2, 2, generator=gen)}
-    whole = KeypointSmoother(3.0)(kp)
-    smoother = KeypointSmoother(3.0)
-    parts = [smoother({k: v[i:i + 5] for k, v in kp.items()}) for i in range(0, 12, 5)]
-    for key in kp:
-        assert torch.allclose(torch.cat([p[key] for p in parts]), whole[key])
+def test_filter_state_carries_across_batches_per_key(tiny_config_path):
+    torch.set_num_threads(1)
+    frames = np.random.default_rng(1).integers(0, 256, size=(12, 64, 64, 3)).astype(np.uint8)
+    kp = {}
+    for batch_size in (12, 5):  # one batch; three, the filters' state carried from one to the next
+        animator = Animator.from_config(tiny_config_path, random_init=True, seed=0, batch_size=batch_size, smooth=3.0)
+        batches = list(animator.animate(frames[0], frames))
+        kp[batch_size] = {k: torch.cat([b.kp_driving[k] for b in batches]) for k in ("value", "jacobian")}
+    raw = animator.detect(frames)
+    for key in ("value", "jacobian"):
+        assert torch.allclose(kp[5][key], kp[12][key], atol=1e-6)
+        assert torch.allclose(kp[5][key], OneEuroFilter(3.0).sequence(raw[key]), atol=1e-6)
 
 
 def test_animator_smooth_keeps_a_still_drive_still_and_damps_noise(tiny_config_path):
