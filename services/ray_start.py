@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -43,6 +44,19 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
                         ) from None
 
 
+class _WithoutTraceback(logging.Formatter):
+    """Ray Data's console lines without their tracebacks: its log file keeps them, and the one error line of
+    services.cli names the failure (a programming error still ends in Python's own traceback)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        brief = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        return self.inner.format(brief)
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local one with `num_cpus`
     CPUs (None: all). Outside a Ray job, workers get the repository on their PYTHONPATH (never S3 keys)."""
@@ -55,6 +69,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     # a map task's own exception, not Ray Data's UserCodeException (which loses its cause on the way to the driver:
     # a full disk in a worker would read as a traceback, not as the one line services.failures gives it)
     ray.data.DataContext.get_current().raise_original_map_exception = True
+    for handler in logging.getLogger("ray.data").handlers:  # its console's (the log file is not a stream)
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, _WithoutTraceback):
+            handler.setFormatter(_WithoutTraceback(handler.formatter))
     if ray.is_initialized():
         return
     path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
