@@ -46,13 +46,15 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
     side = layout == "side-by-side"
     if plan is None:
         size = tuple(output_size) if output_size is not None else animator.frame_size
+        scale = min(size) / min(animator.frame_size)  # keypoints drawn at `size`: kp_size scaled from the model's
         state = animator.encode_source(source)
         source_panel = to_uint8(state.image, size)[0]
         if draw_kp:
-            source_panel = draw_styled_kp(source_panel, state.kp["value"][0].cpu().numpy(), animator.visualizer)
+            source_panel = draw_styled_kp(source_panel, state.kp["value"][0].cpu().numpy(), animator.visualizer,
+                                          scale)
         batches = animator.animate(state, driving, driving_initial)
     else:
-        size, full = None, even_frame(source)
+        size, full, scale = None, even_frame(source), 1.0  # keypoints drawn on the model's crop
         height = max(2, min(full.shape[0], 512) // 2 * 2)  # side-by-side panels: the source's height, ≤ 512, even
         driving, originals = tee(driving) if side else (driving, None)  # originals: ≤ a batch ahead of the output
         crops = (crop_subpixel(frame, box, animator.frame_size) for frame, box in zip(driving, plan.driving_boxes))
@@ -63,7 +65,8 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
         drivings = to_uint8(batch.driving, size) if side and plan is None else None
         for i, result in enumerate(results):
             if draw_kp:
-                result = draw_styled_kp(result, batch.kp_norm["value"][i].cpu().numpy(), animator.visualizer)
+                result = draw_styled_kp(result, batch.kp_norm["value"][i].cpu().numpy(), animator.visualizer,
+                                        scale)
             if plan is not None and paste:
                 result = paste_back(full, result, plan.source_box)
             elif plan is not None and output_size is not None:
@@ -75,5 +78,6 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
             else:
                 panel = drivings[i]
                 if draw_kp:
-                    panel = draw_styled_kp(panel, batch.kp_driving["value"][i].cpu().numpy(), animator.visualizer)
+                    panel = draw_styled_kp(panel, batch.kp_driving["value"][i].cpu().numpy(), animator.visualizer,
+                                           scale)
                 yield join_panels([source_panel, panel, result])

@@ -29,10 +29,10 @@ def check_colormap(config: str | Path, style: VisualizerParams) -> None:
         colormap_colors(style.colormap, 1)
 
 
-def draw_styled_kp(image: np.ndarray, kp: np.ndarray, style: VisualizerParams) -> np.ndarray:
-    """Keypoints (K×2 in [-1, 1]) on an H×W×3 uint8 image as a config's visualizer_params say: discs of radius kp_size
-    per 256 pixels of the shorter side (kp_size itself on the original's 256×256 frames), colours of its colormap."""
-    return draw_keypoints(image, kp, colormap_colors(style.colormap, len(kp)), style.kp_size * min(image.shape[:2]) / 256)
+def draw_styled_kp(image: np.ndarray, kp: np.ndarray, style: VisualizerParams, scale: float = 1.0) -> np.ndarray:
+    """Keypoints (K×2 in [-1, 1]) on an H×W×3 uint8 image as a config's visualizer_params say: discs of kp_size
+    pixels on the model's frames (`scale`: the image's size over theirs), colours of its colormap."""
+    return draw_keypoints(image, kp, colormap_colors(style.colormap, len(kp)), style.kp_size * scale)
 
 
 def side_by_side(real: np.ndarray, generated: np.ndarray) -> np.ndarray:

@@ -271,7 +271,7 @@ class AnimateParams(Section):
 
 @section
 class VisualizerParams(Section):
-    """How keypoints are drawn (evaluation.visualize.draw_styled_kp): disc radius per 256 pixels, a matplotlib colormap."""
+    """How keypoints are drawn (evaluation.visualize.draw_styled_kp): disc radius on the model's frames, a colormap."""
 
     kp_size: int = 5
     draw_border: bool = True  # a white frame round each picture of the training grid

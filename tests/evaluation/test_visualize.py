@@ -37,20 +37,20 @@ def test_training_grid_from_model_outputs(tiny_config_path) -> None:
     with torch.no_grad():
         kp_s, kp_d = model.kp_detector(source), model.kp_detector(driving)
         out = model.generator(source, kp_driving=kp_d, kp_source=kp_s)
-    style = VisualizerParams(kp_size=8, draw_border=False, colormap="viridis")  # a config's visualizer_params
+    style = VisualizerParams(kp_size=3, draw_border=False, colormap="viridis")  # a config's visualizer_params
     grid = visualize.training_grid(source, driving, out, kp_s, kp_d, style)
     assert grid.shape == (128, 5 * 64, 3) and grid.dtype == np.uint8  # src | drv | deformed | occlusion | pred
-    # the keypoint columns: the model package's painter, discs of 8 px per 256 (2 px here) in viridis at k / K
+    # the keypoint columns: the model package's painter, discs of kp_size px (the model's frames) in viridis at k / K
     images = (source.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # B×H×W×3
     colors = visualize.colormap_colors("viridis", kp_s["value"].shape[1])
     assert colors[0].tolist() == [68, 1, 84]  # viridis(0) = (0.267, 0.005, 0.329)
     for row in range(2):
-        want = draw_keypoints(images[row], kp_s["value"][row].numpy(), colors, radius=2)
+        want = draw_keypoints(images[row], kp_s["value"][row].numpy(), colors, radius=3)
         np.testing.assert_array_equal(grid[64 * row:64 * (row + 1), :64], want)
         assert not np.array_equal(want, images[row])  # something was drawn
     # the original's defaults (draw_border: true): a white frame round each picture, the inside unchanged
     framed = visualize.training_grid(source, driving, out, kp_s, kp_d, VisualizerParams(colormap="viridis",
-                                                                                         kp_size=8))
+                                                                                         kp_size=3))
     for top in (0, 64):
         for left in range(0, 5 * 64, 64):
             picture = framed[top:top + 64, left:left + 64]
@@ -73,8 +73,8 @@ def test_keypoint_colours_come_from_the_configs_colormap() -> None:
     with pytest.raises(ConfigError, match=r"^visualizer_params.colormap: unknown colormap 'rainbw'"):
         visualize.colormap_colors("rainbw", 3)
     image = np.zeros((512, 512, 3), np.uint8)
-    drawn = visualize.draw_styled_kp(image, np.array([[0.0, 0.0]]), VisualizerParams(kp_size=5))
-    assert 250 < (drawn.any(axis=-1)).sum() < 340  # a disc of radius 5 · 512 / 256 = 10 px: π·10² ≈ 314 pixels
+    drawn = visualize.draw_styled_kp(image, np.array([[0.0, 0.0]]), VisualizerParams(kp_size=5), scale=2)
+    assert 250 < (drawn.any(axis=-1)).sum() < 340  # on frames twice the model's: radius 5 · 2 = 10 px, π·10² ≈ 314
 
 
 def test_metric_table_names_the_backends() -> None:

@@ -194,7 +194,7 @@ def test_keypoints_are_drawn_as_the_configs_visualizer_params_say(animator):
     """visualizer_params (kp_size, colormap) decide the discs; an unknown colormap is refused before any frame."""
     source, frames = random_frames(1, seed=5)[0], random_frames(2, 64, 64, seed=6)
     styled = copy.copy(animator)
-    styled.visualizer = VisualizerParams(kp_size=16, colormap="viridis")  # discs of 16 · 64 / 256 = 4 px
+    styled.visualizer = VisualizerParams(kp_size=4, colormap="viridis")  # 4 px discs: output and model both 64 px
     plain = list(render(styled, source, frames, output_size=(64, 64)))
     drawn = list(render(styled, source, frames, draw_kp=True, output_size=(64, 64)))
     changed = (drawn[1] != plain[1]).any(axis=-1)
