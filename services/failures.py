@@ -11,7 +11,8 @@ DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                errno.EPERM: "operation not permitted", errno.ENAMETOOLONG: "file name too long",
                errno.ELOOP: "too many levels of symbolic links"}
-SHARED_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a disk's state, not one file's
+FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}  # a full disk (or quota): waiting or retrying frees no space
+SHARED_ERRNOS = FULL_ERRNOS | {errno.EROFS}  # a disk's state, not one file's
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from services.failures import SQLITE_FULL
+from services.failures import FULL_ERRNOS, SQLITE_FULL
 
 # a dead tracking server fails in seconds instead of MLflow's default minutes (7 retries, 120 s timeout):
 # the Outbox keeps what could not be sent and tries again later
@@ -25,7 +24,7 @@ TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUE
 
 def is_full(exc: BaseException) -> bool:
     """A store on a full disk (SQLite's "database or disk is full", ENOSPC): what it refuses, waiting will not send."""
-    return SQLITE_FULL in str(exc) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    return SQLITE_FULL in str(exc) or getattr(exc, "errno", None) in FULL_ERRNOS
 
 
 def is_transient(exc: BaseException) -> bool:
