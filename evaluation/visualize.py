@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,18 @@ from services.atomic import atomic_path
 from services.cli import user_input
 
 
+@functools.lru_cache(maxsize=16)
 def colormap_colors(name: str, num_kp: int) -> np.ndarray:
-    """Keypoint k of K in matplotlib colormap `name`'s colour at k / K, as the original drew them.  # K×3 uint8"""
+    """Keypoint k of K in matplotlib colormap `name`'s colour at k / K, as the original drew them; computed once
+    per (name, K), not per drawn frame (a lookup costs ~1 ms), so read-only.  # K×3 uint8"""
     import matplotlib
 
     if name not in matplotlib.colormaps:
         raise ConfigError(f"visualizer_params.colormap: unknown colormap {name!r} (expected a matplotlib colormap, "
                           "e.g. gist_rainbow)")
-    return np.round(matplotlib.colormaps[name](np.arange(num_kp) / num_kp)[:, :3] * 255).astype(np.uint8)
+    colors = np.round(matplotlib.colormaps[name](np.arange(num_kp) / num_kp)[:, :3] * 255).astype(np.uint8)
+    colors.flags.writeable = False
+    return colors
 
 
 def check_colormap(config: str | Path, style: VisualizerParams) -> None:
