@@ -68,6 +68,15 @@ def environment_failure(err: BaseException) -> str | None:
     return next((line for link in _chain(err) if (line := _line(link)) is not None), None)
 
 
+def why(err: BaseException) -> str:
+    """Why `err` happened, in one line: its environment failure's line, else the first line of the error at its root
+    (a Ray Train run's: its controller's or its first failed worker's own), else its own."""
+    if line := environment_failure(err):
+        return line
+    failures = getattr(err, "worker_failures", None) or {}
+    return first_line(getattr(err, "controller_failure", None) or next(iter(failures.values()), err))
+
+
 def every_task_fails(err: BaseException) -> bool:
     """Whether every later task would fail as `err` did (a full, over-quota or read-only disk; no S3 credentials or
     endpoint): a batch stops on it instead of recording the same failure for each of its items."""

@@ -45,16 +45,28 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
 
 
 class _WithoutTraceback(logging.Formatter):
-    """Ray Data's console lines without their tracebacks: its log file keeps them, and the one error line of
-    services.cli names the failure (a programming error still ends in Python's own traceback)."""
+    """Ray's console lines without their tracebacks, attached (exc_info) or written into the message (Ray Train's
+    "Error in training function"): the log files keep them, and the one error line of services.cli names the
+    failure (a programming error still ends in Python's own traceback, the workers' included)."""
 
     def __init__(self, inner: logging.Formatter | None) -> None:
         super().__init__()
         self.inner = inner or logging.Formatter()
 
     def format(self, record: logging.LogRecord) -> str:
-        brief = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        head, traced, trace = record.getMessage().partition("Traceback (most recent call last):")
+        last = next((line.strip() for line in reversed(trace.splitlines()) if line.strip()), "")  # "OSError: …"
+        brief = logging.makeLogRecord({**record.__dict__, "msg": f"{head.strip()} {last}" if traced else head,
+                                       "args": None, "exc_info": None, "exc_text": None, "stack_info": None})
         return self.inner.format(brief)
+
+
+def console_without_tracebacks(logger: str) -> None:
+    """Ray's console handlers of `logger` (ray.data, ray.train) drop tracebacks (see _WithoutTraceback)."""
+    for handler in logging.getLogger(logger).handlers:  # its console's (a log file is not a stream)
+        for stream in (handler, getattr(handler, "plain_handler", None)):  # in a worker Ray's formats with its inner
+            if isinstance(stream, logging.StreamHandler) and not isinstance(stream.formatter, _WithoutTraceback):
+                stream.setFormatter(_WithoutTraceback(stream.formatter))
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
@@ -69,9 +81,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     # a map task's own exception, not Ray Data's UserCodeException (which loses its cause on the way to the driver:
     # a full disk in a worker would read as a traceback, not as the one line services.failures gives it)
     ray.data.DataContext.get_current().raise_original_map_exception = True
-    for handler in logging.getLogger("ray.data").handlers:  # its console's (the log file is not a stream)
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, _WithoutTraceback):
-            handler.setFormatter(_WithoutTraceback(handler.formatter))
+    console_without_tracebacks("ray.data")
     if ray.is_initialized():
         return
     path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -94,17 +95,25 @@ def tiny_config_path() -> Path:
     return REPO_ROOT / "configs" / "tiny-64.yaml"
 
 
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path]:
-    """A real 4 MiB file system (tmpfs) of this test's own; skipped where mounting is not allowed."""
-    disk = tmp_path / "disk"
+@contextlib.contextmanager
+def tmpfs(disk: Path, size: str = "4m") -> Iterator[Path]:
+    """A real file system of `size` (tmpfs) mounted on the new folder `disk`; skips the test where mounting is not
+    allowed."""
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                      capture_output=True).returncode:
         pytest.skip("mounting a tmpfs needs root")
     try:
         yield disk
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A real 4 MiB file system (tmpfs) of this test's own; skipped where mounting is not allowed."""
+    with tmpfs(tmp_path / "disk") as disk:
+        yield disk
 
 
 def fill_disk(disk: Path) -> None:

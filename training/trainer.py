@@ -19,7 +19,7 @@ from fomm.config.schema import FommConfig
 from preprocessing.shards import ShardSet
 from services import ray_start, storage
 from services.errors import UserError
-from services.failures import first_line
+from services.failures import every_task_fails, why
 from training import data
 from training.job import TrainJob, check_plan, run_path
 from training.worker import CHECKPOINT_FILE, DIVERGED_FILE, NO_SCORE, train_loop_per_worker
@@ -130,6 +130,15 @@ def cpus_per_run(job: TrainJob) -> float:
     return job.workers * job.cpus_per_worker + DATA_CPUS
 
 
+class StopWhereRestartsFail(ray.train.UserCallback):
+    """A worker error that every restart would meet again (a full or read-only disk, no S3 credentials or endpoint:
+    services.failures.every_task_fails) ends the run at once, not after --max-failures restarts from a checkpoint."""
+
+    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
+        if shared := next((err for err in worker_exceptions.values() if every_task_fails(err)), None):
+            raise ray.train.ControllerError(shared)  # Ray Train retries a worker group's error, not its controller's
+
+
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
     job = plan.job
@@ -140,7 +149,8 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
         failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.keep_checkpoints,
                                                      checkpoint_score_attribute="val_l1", checkpoint_score_order="min"),
-        callbacks=callbacks or [])
+        callbacks=[StopWhereRestartsFail(), *(callbacks or [])],
+        logging_config=ray.train.LoggingConfig(log_level="WARNING"))  # its INFO lines: in the Ray session's logs
     # each worker receives the frozen job and config objects as parsed here (pickled, not re-parsed)
     loop_config = {"job": job, "fomm": plan.cfg, "samples_per_epoch": plan.samples_per_epoch,
                    "has_val": "val" in plan.datasets, "mlflow_run_id": plan.mlflow_run_id,
@@ -186,7 +196,7 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
                 f"lower the learning rates (--set train_params.lr_generator=…) and --resume from the last "
                 f"checkpoint before it ({last or 'none was taken'})")
     except BaseException as exc:  # Ray Train V2 raises TrainingFailedError; Ctrl-C arrives as KeyboardInterrupt
-        status, reason = end_status(exc), first_line(exc)
+        status, reason = end_status(exc), why(exc)
         raise
     finally:
         tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)

@@ -24,7 +24,7 @@ from torch import nn
 from fomm.config.schema import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
 from fomm.train_step import build_train_state, end_epoch, to_channels_last, train_step
-from services import s3_retries, storage
+from services import ray_start, s3_retries, storage
 from training import loop
 from training.job import TrainJob, run_path
 from training.sync_bn import convert_sync_batchnorm, world_size
@@ -270,4 +270,5 @@ class WorkerLoop:
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point of each worker (see WorkerLoop)."""
+    ray_start.console_without_tracebacks("ray.train")  # a failure's traceback: in the session's logs and the driver's
     WorkerLoop(config).run()

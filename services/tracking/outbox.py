@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from services.failures import environment_failure, first_line
+from services.failures import why
 
 BATCH_METRICS = 1000  # MLflow's log_batch limits
 BATCH_TAGS = 100
@@ -88,19 +88,15 @@ class Outbox:
                 if not self.offline:
                     self.offline_since = time.time()
                     log.warning("%s: the tracking store is unreachable (%s); training goes on, metrics are kept "
-                                "(up to %d) and sent when it is back", self.where, _why(exc), self.capacity)
+                                "(up to %d) and sent when it is back", self.where, why(exc)[:200], self.capacity)
                 return "offline"
-            log.warning("%s: the tracking store refused a batch (%s); dropped", self.where, _why(exc))
+            log.warning("%s: the tracking store refused a batch (%s); dropped", self.where, why(exc)[:200])
             return "refused"
 
     def note_skipped(self, name: str, exc: BaseException) -> None:
         """An artifact that could not be logged during an outage or on a full disk (artifacts are not buffered)."""
         if not self.skipped:
             log.warning("%s: artifact %s not logged (%s); later ones are skipped quietly until the store takes "
-                        "them again", self.where, name, _why(exc))
+                        "them again", self.where, name, why(exc)[:200])
         self.skipped.append(name)
 
-
-def _why(exc: BaseException) -> str:
-    """The failure in one line: its family's (a full disk, …), else its message's first line."""
-    return (environment_failure(exc) or first_line(exc))[:200]

@@ -128,3 +128,16 @@ def test_a_full_disk_inside_a_ray_data_task_is_one_line_at_the_driver(ray_head) 
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.splitlines()[-1] == "prog: error: no space left on the device"  # after Ray Data's lines
     assert "Traceback" not in done.stderr and "\tERROR " in done.stderr
+
+
+def test_why_a_run_failed_is_its_root_errors_line() -> None:
+    """The reason an MLflow run's page shows: an environment failure's line, else the first line of the error a
+    Ray Train run failed on (its controller's, or its first failed worker's), not Ray's 'Training failed …'."""
+    from ray.train import ControllerError, WorkerGroupError
+
+    from services.failures import why
+
+    bug = WorkerGroupError("Training failed due to worker errors:\n…", {1: KeyError("kp_source"), 0: ValueError("x")})
+    assert why(bug) == "'kp_source'"
+    assert why(ControllerError(OSError(errno.ENOSPC, "No space left on device"))) == "no space left on the device"
+    assert why(RuntimeError("first\nsecond")) == "first"

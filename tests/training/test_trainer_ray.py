@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -169,3 +173,59 @@ def test_a_run_whose_loss_turns_nan_fails_at_that_step_and_keeps_no_checkpoint_o
     assert run.info.status == "FAILED" and "training diverged at step 2" in run.data.tags["fomm.end_reason"]
     totals = client.get_metric_history(run.info.run_id, "total")
     assert [m.step for m in totals] == [1, 2] and math.isfinite(totals[0].value) and math.isnan(totals[1].value)
+
+
+FULL_STORAGE_DRIVER = """
+import dataclasses, json, sys
+import ray.train
+from services.cli import run_cli
+from training.job import TrainJob
+from training.trainer import ensure_training_ray, fit_plan, plan_run
+
+class FillsTheDisk(ray.train.UserCallback):  # once the first checkpoint is kept, the storage's disk fills up
+    def __init__(self, disk):
+        self.disk = disk
+
+    def after_report(self, run_context, metrics, checkpoint):
+        if checkpoint is not None:
+            try:
+                with open(self.disk + "/filler", "ab") as f:
+                    while True:
+                        f.write(bytes(65536)); f.flush()
+            except OSError:
+                pass
+
+def main(argv):
+    job = TrainJob(**json.loads(argv[0]))
+    ensure_training_ray(job)
+    fit_plan(plan_run(job), callbacks=[FillsTheDisk(job.storage)])
+
+sys.exit(run_cli(main, sys.argv[1:], "prog"))
+"""
+
+
+@pytest.mark.ray
+def test_a_full_storage_disk_ends_the_run_at_once_in_one_line(ray_head, synthetic_shards, tiny_config_path, tmp_path,
+                                                               sqlite_uri):
+    """The storage's disk fills after the first checkpoint: the next checkpoint's write fails, and the run ends
+    there (a restart from the checkpoint would meet the same full disk, --max-failures times) with one line and no
+    traceback on the console, Ray Train's worker and controller lines included. A driver of its own, as a user
+    runs one, on the tests' cluster."""
+    from tests.conftest import tmpfs
+
+    with tmpfs(tmp_path / "disk", "24m") as disk:
+        job = dataclasses.replace(small_job(tiny_config_path, str(synthetic_shards), str(disk), sqlite_uri,
+                                            name="full"),
+                                  workers=1, max_steps=6, num_val_clips=0, log_images_every=0, max_failures=2,
+                                  validate_at_start=False, experiment="full-storage")
+        env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(Path(__file__).parents[2])}
+        done = subprocess.run([sys.executable, "-c", FULL_STORAGE_DRIVER, json.dumps(dataclasses.asdict(job))],
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1] == "prog: error: no space left on the device", done.stderr[-3000:]
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "Error in training function: OSError: [Errno 28]" in done.stderr + done.stdout  # the worker's, one line
+    client = mlflow.MlflowClient(sqlite_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("full-storage").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["fomm.end_reason"] == "no space left on the device"
+    assert "restored_from_step" not in run.data.metrics  # no worker group was restarted from the checkpoint
