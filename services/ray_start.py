@@ -45,24 +45,31 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
 
 
 class _WithoutTraceback(logging.Formatter):
-    """Ray's console lines without their tracebacks, attached (exc_info) or written into the message (Ray Train's
-    "Error in training function"): the log files keep them, and the one error line of services.cli names the
-    failure (a programming error still ends in Python's own traceback, the workers' included)."""
+    """Ray's console lines without their tracebacks, attached (exc_info: its error's one line instead) or written
+    into the message (Ray Train's "Error in training function", Tune's sync warnings: their last line kept). The
+    log files keep them, and services.cli's one error line names the failure (a programming error still ends in
+    Python's own traceback, the workers' included)."""
 
     def __init__(self, inner: logging.Formatter | None) -> None:
         super().__init__()
         self.inner = inner or logging.Formatter()
 
     def format(self, record: logging.LogRecord) -> str:
-        head, traced, trace = record.getMessage().partition("Traceback (most recent call last):")
-        last = next((line.strip() for line in reversed(trace.splitlines()) if line.strip()), "")  # "OSError: …"
-        brief = logging.makeLogRecord({**record.__dict__, "msg": f"{head.strip()} {last}" if traced else head,
-                                       "args": None, "exc_info": None, "exc_text": None, "stack_info": None})
+        from services.failures import why
+
+        message, traced, trace = record.getMessage().partition("Traceback (most recent call last):")
+        error = record.exc_info[1] if record.exc_info else None
+        if traced:
+            message = f"{message.strip()} {next((t.strip() for t in reversed(trace.splitlines()) if t.strip()), '')}"
+        elif error is not None:
+            message = f"{message.rstrip()} ({why(error)})"
+        brief = logging.makeLogRecord({**record.__dict__, "msg": message, "args": None, "exc_info": None,
+                                       "exc_text": None, "stack_info": None})
         return self.inner.format(brief)
 
 
 def console_without_tracebacks(logger: str) -> None:
-    """Ray's console handlers of `logger` (ray.data, ray.train) drop tracebacks (see _WithoutTraceback)."""
+    """Ray's console handlers of `logger` (ray, ray.data, ray.train) drop tracebacks (see _WithoutTraceback)."""
     for handler in logging.getLogger(logger).handlers:  # its console's (a log file is not a stream)
         for stream in (handler, getattr(handler, "plain_handler", None)):  # in a worker Ray's formats with its inner
             if isinstance(stream, logging.StreamHandler) and not isinstance(stream.formatter, _WithoutTraceback):
@@ -81,21 +88,21 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     # a map task's own exception, not Ray Data's UserCodeException (which loses its cause on the way to the driver:
     # a full disk in a worker would read as a traceback, not as the one line services.failures gives it)
     ray.data.DataContext.get_current().raise_original_map_exception = True
-    console_without_tracebacks("ray.data")
-    if ray.is_initialized():
-        return
-    path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
-    in_job = os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # its env is set
-    runtime_env = None if in_job else {"env_vars": {"PYTHONPATH": path}}
-    check_address(address)
-    address = cluster_address(address)
-    where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
-    ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
-    if threading.current_thread() is threading.main_thread():
-        # ray.init sets a Python SIGTERM handler (exit 15, so the open MLflow run ends KILLED), then its core
-        # worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put the
-        # Python handler back on top
-        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+    if not ray.is_initialized():
+        path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+        in_job = os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # its env is set
+        runtime_env = None if in_job else {"env_vars": {"PYTHONPATH": path}}
+        check_address(address)
+        address = cluster_address(address)
+        where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+        ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
+        if threading.current_thread() is threading.main_thread():
+            # ray.init sets a Python SIGTERM handler (exit 15, so the open MLflow run ends KILLED), then its core
+            # worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put the
+            # Python handler back on top
+            signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+    for logger in ("ray", "ray.data"):  # after ray.init, which sets up "ray"'s: Tune's, Ray Train's driver-side lines
+        console_without_tracebacks(logger)
 
 
 def check_room(flag: str, resource: str, each: float, workers: int = 1) -> None:

@@ -6,11 +6,12 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ray
 from ray import tune
@@ -18,6 +19,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from services.atomic import atomic_open
 from services.errors import UserError
+from services.failures import every_task_fails
 from services.tracking.queries import end_open_runs
 from services.tracking.run import Tracker, end_status
 from services.tracking.store import default_tracking_uri, is_transient
@@ -80,6 +82,38 @@ class EndTrialRuns(tune.Callback):
             f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.run_name = 'trial-{trial.trial_id}'"))
 
 
+class StopWhereTrialsFail(tune.Callback, tune.Stopper):
+    """A trial that failed as every trial would (a full or read-only disk, no S3 credentials or endpoint:
+    services.failures.every_task_fails) stops the sweep, its retry and the trials not yet started included; the
+    error is kept in `failures` under the sweep's folder for its driver to raise (a restored sweep's copy too)."""
+
+    failures: ClassVar[dict[str, BaseException]] = {}
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.sweep_dir = str(sweep_dir)
+
+    def _note(self, trial: Any) -> None:
+        try:  # Tune's copy of the error, on the driver's disk (the sweep's own may be the full one)
+            with open(trial.pickled_error_file, "rb") as f:
+                error = pickle.load(f)
+        except Exception:  # no pickled error (not a task's), or unreadable: Tune goes on as it would
+            return
+        if every_task_fails(error):
+            self.failures.setdefault(self.sweep_dir, error)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._note(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._note(trial)
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False  # no one trial is stopped for its results
+
+    def stop_all(self) -> bool:
+        return self.sweep_dir in self.failures
+
+
 def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str, str]:
     """(run id, tracking URI) of the sweep's MLflow parent run, opened (or, on restore, re-opened)."""
     uri = sweep.base.tracking_uri or default_tracking_uri()
@@ -120,6 +154,7 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         tuner = tune.Tuner.restore(str(experiment_dir / "tune"), trainable=trainable, resume_errored=True,
                                    restart_errored=False)
     else:
+        stop = StopWhereTrialsFail(experiment_dir)
         param_space = {**sweep.space.param_space(), "__base_job": dataclasses.asdict(trial_base),
                        "__parent_run_id": parent_run_id, "__experiment": base.experiment}
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=sweep.max_reports,
@@ -129,12 +164,14 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
             tune_config=tune.TuneConfig(metric=sweep.space.metric, mode=sweep.space.mode, scheduler=scheduler,
                                         num_samples=sweep.num_samples or sweep.space.num_samples,
                                         max_concurrent_trials=sweep.max_concurrent),
-            run_config=tune.RunConfig(name="tune", storage_path=str(experiment_dir),
+            run_config=tune.RunConfig(name="tune", storage_path=str(experiment_dir), stop=stop,
                                       failure_config=tune.FailureConfig(max_failures=1),
-                                      callbacks=[EndTrialRuns(uri, base.experiment, parent_run_id)]))
+                                      callbacks=[EndTrialRuns(uri, base.experiment, parent_run_id), stop]))
     interrupted = False
     try:
         grid, interrupted = _fit_noting_ctrl_c(tuner)
+        if shared := StopWhereTrialsFail.failures.pop(str(experiment_dir), None):
+            raise shared
         return _finish_sweep(sweep, grid, parent_run_id, uri, experiment_dir, "KILLED" if interrupted else "FINISHED")
     except BaseException as exc:
         Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc))
