@@ -13,8 +13,8 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from services.errors import UserError, is_user_error
-from services.failures import environment_failure
+from services.errors import UserError
+from services.failures import carried_user_error, environment_failure
 from services.fields import RULE, Rule, flag_of, number, scalar_type
 
 USER_ERROR_STATUS = 2
@@ -69,7 +69,8 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         with sigterm_as_interrupt():
             return int(main(argv) or 0)
     except Exception as err:
-        line = one_line(err) if is_user_error(err) else environment_failure(err)
+        user = carried_user_error(err)
+        line = one_line(user) if user is not None else environment_failure(err)
         if line is None:
             raise
         if debug:

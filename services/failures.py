@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
+from services.errors import is_user_error
+
 SQLITE_FULL = "database or disk is full"  # SQLite's message for a full disk (under a line of SQLAlchemy's)
 CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
 DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
@@ -75,6 +77,12 @@ def why(err: BaseException) -> str:
         return line
     failures = getattr(err, "worker_failures", None) or {}
     return first_line(getattr(err, "controller_failure", None) or next(iter(failures.values()), err))
+
+
+def carried_user_error(err: BaseException) -> BaseException | None:
+    """The user error (services.errors) that `err` is, or carries from a Ray task or a Ray Train worker: a bad input
+    found there (a corrupt checkpoint on resume, undecodable frames) is still the user's, answered in one line."""
+    return next((link for link in _chain(err) if is_user_error(link)), None)
 
 
 def every_task_fails(err: BaseException) -> bool:

@@ -18,7 +18,7 @@ import ray.train.torch
 from fomm.config.schema import FommConfig
 from preprocessing.shards import ShardSet
 from services import ray_start, storage
-from services.errors import UserError
+from services.errors import UserError, is_user_error
 from services.failures import every_task_fails, why
 from training import data
 from training.job import TrainJob, check_plan, run_path
@@ -131,12 +131,14 @@ def cpus_per_run(job: TrainJob) -> float:
 
 
 class StopWhereRestartsFail(ray.train.UserCallback):
-    """A worker error that every restart would meet again (a full or read-only disk, no S3 credentials or endpoint:
-    services.failures.every_task_fails) ends the run at once, not after --max-failures restarts from a checkpoint."""
+    """A worker error that every restart would meet again ends the run at once, not after --max-failures restarts
+    from a checkpoint: a bad input (a user error: a corrupt checkpoint to resume from, undecodable frames) or a full
+    or read-only disk, no S3 credentials or endpoint (services.failures.every_task_fails)."""
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
-        if shared := next((err for err in worker_exceptions.values() if every_task_fails(err)), None):
-            raise ray.train.ControllerError(shared)  # Ray Train retries a worker group's error, not its controller's
+        lasting = (err for err in worker_exceptions.values() if is_user_error(err) or every_task_fails(err))
+        if (err := next(lasting, None)) is not None:
+            raise ray.train.ControllerError(err)  # Ray Train retries a worker group's error, not its controller's
 
 
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:

@@ -26,6 +26,7 @@ from fomm.precision import autocast_dtype, precision_name, use_channels_last
 from fomm.train_step import build_train_state, end_epoch, to_channels_last, train_step
 from services import ray_start, s3_retries, storage
 from training import loop
+from training.data import DataError
 from training.job import TrainJob, run_path
 from training.sync_bn import convert_sync_batchnorm, world_size
 
@@ -248,7 +249,7 @@ class WorkerLoop:
             if not self.run_epoch():
                 break
             if fresh and state.step == step:  # else a budget schedule would wait for steps that never come
-                raise ValueError(f"{self.job.data}: an epoch gave worker {self.rank} no full batch of "
+                raise DataError(f"{self.job.data}: an epoch gave worker {self.rank} no full batch of "
                                  f"{self.batch_size} training pairs (are its frames decodable?)")
             end_epoch(state)
             self.progress.epoch_step = 0

@@ -104,3 +104,13 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     assert {m.step for m in totals} == set(range(1, 11))
     after = [m.step for m in totals if m.timestamp >= restored[-1].timestamp]
     assert after and min(after) > restored[-1].value  # the curve continues past the checkpoint, not from step 1
+
+    # the checkpoint to resume from is cut off (a copy that died halfway): every restart would restore it again, so
+    # the job fails at once with one line naming it (before: --max-failures restarts, then a traceback, exit 1)
+    Path(checkpoint).write_bytes(Path(checkpoint).read_bytes()[:100_000])
+    third = _submit(jobs, [*train, "--resume"], env)
+    _wait_for(lambda: jobs.get_job_status(third).is_terminal(), 300, "the third job did not end", every=1)
+    logs = jobs.get_job_logs(third)
+    assert jobs.get_job_status(third) == JobStatus.FAILED, logs[-3000:]
+    assert f"train: error: {checkpoint}: not a readable checkpoint (truncated or corrupt?)" in logs, logs[-3000:]
+    assert "Traceback" not in logs and logs.count("Error in training function") == 1, logs[-3000:]

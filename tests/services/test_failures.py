@@ -141,3 +141,17 @@ def test_why_a_run_failed_is_its_root_errors_line() -> None:
     assert why(bug) == "'kp_source'"
     assert why(ControllerError(OSError(errno.ENOSPC, "No space left on device"))) == "no space left on the device"
     assert why(RuntimeError("first\nsecond")) == "first"
+
+
+def test_a_user_error_raised_in_a_ray_worker_is_one_line(capsys) -> None:
+    """A bad input found in a Ray Train worker (a corrupt checkpoint to resume from) or a Ray task reaches the
+    driver inside Ray's errors: still one line and exit 2, naming the file, as if the driver had found it."""
+    from ray.train import ControllerError, WorkerGroupError
+
+    from fomm.checkpoint import CheckpointError
+
+    bad = CheckpointError("/runs/r/c.pth.tar: not a readable checkpoint (truncated or corrupt?)")
+    for err in (WorkerGroupError("Training failed due to worker errors:\n…", {0: bad}), ControllerError(bad),
+                TaskError(bad)):
+        assert run_cli(_raise(err), [], "prog") == 2
+        assert capsys.readouterr().err == f"prog: error: {bad}\n"
