@@ -5,12 +5,13 @@ Frames default to JPEG q95, as training decodes every sampled frame: 0.6 ms agai
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ def decode_frames(encoded: Sequence[bytes]) -> np.ndarray:
     """Encoded images (any of the formats) → T×H×W×3 uint8 RGB."""
     out = []
     for i, b in enumerate(encoded):
-        img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) if b else None  # 0 bytes: it asserts
         if img is None:
             raise ValueError(f"frame {i}: not a decodable image ({len(b)} bytes)")
         out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
@@ -183,8 +184,7 @@ class ShardSet:
 
     def uris(self, split: str | None = None) -> list[str]:
         """The same files as URLs (s3:// kept) or local paths."""
-        root = self.location.path()
-        return [self.location.uri(f[len(root):]) if f != root else self.location.url for f in self.paths(split)]
+        return [self.location.uri_of(f) for f in self.paths(split)]
 
     @functools.cached_property
     def meta(self) -> pa.Table:
@@ -194,8 +194,9 @@ class ShardSet:
             return pa.concat_tables([META_SCHEMA.empty_table(), *pool.map(self._file_meta, self.files)])
 
     def _file_meta(self, path: str) -> pa.Table:
-        pf = pq.ParquetFile(path, filesystem=self.location.fs)
-        table = pf.read(columns=[c for c in META_COLUMNS if c in pf.schema_arrow.names], use_threads=False)
+        with _decoded(self.location, path):
+            pf = pq.ParquetFile(path, filesystem=self.location.fs)
+            table = pf.read(columns=[c for c in META_COLUMNS if c in pf.schema_arrow.names], use_threads=False)
         columns = [table[c] if c in table.column_names else pa.nulls(table.num_rows) for c in META_COLUMNS]
         return pa.table([*columns, [path] * table.num_rows], names=META_SCHEMA.names).cast(META_SCHEMA)
 
@@ -212,8 +213,8 @@ class ShardSet:
 
     def rows(self, clip_ids: Sequence[str], columns: list[str] | None = None) -> list[dict]:
         """Whole rows (frames included) of the given clips, in the order asked; only their files are read."""
-        rows = {r["clip_id"]: r for f in self.holding(clip_ids) for r in read_table(
-            f, columns, fs=self.location.fs, filters=[("clip_id", "in", sorted(set(clip_ids)))]).to_pylist()}
+        rows = {r["clip_id"]: r for f in self.holding(clip_ids) for r in _read_shard(
+            self.location, f, columns, filters=[("clip_id", "in", sorted(set(clip_ids)))]).to_pylist()}
         return [rows[c] for c in clip_ids if c in rows]
 
     def dataset(self, split: str | None, columns: Sequence[str], shuffle_files: bool = False,
@@ -233,7 +234,25 @@ class ShardSet:
 
 def _read_files(batch: pa.Table, location: storage.Location, columns: list[str]) -> pa.Table:
     """Ray Data UDF: the rows of the files named in the batch's `path` column."""
-    return pa.concat_tables([read_table(p, columns, fs=location.fs) for p in batch.column("path").to_pylist()])
+    return pa.concat_tables([_read_shard(location, p, columns) for p in batch.column("path").to_pylist()])
+
+
+def _read_shard(location: storage.Location, path: str, columns: list[str] | None, filters: list | None = None
+                ) -> pa.Table:
+    with _decoded(location, path):
+        return read_table(path, columns, fs=location.fs, filters=filters)
+
+
+@contextlib.contextmanager
+def _decoded(location: storage.Location, path: str) -> Iterator[None]:
+    """Bytes of the shard at `path` that do not decode (a damaged file) are a UserError naming it; I/O errors (the
+    disk's, the network's: they carry an errno) stay what they are."""
+    try:
+        yield
+    except (pa.ArrowInvalid, OSError) as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise
+        raise UserError(f"{location.uri_of(path)}: a damaged clip shard ({str(err).splitlines()[0]})") from None
 
 
 def require_shards(flag: str, path: str, split: str | None = None, endpoint: str | None = None) -> ShardSet:

@@ -14,17 +14,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from services.errors import UserError
-from services.failures import carried_user_error, environment_failure
+from services.failures import environment_failure, one_line, user_error_line
 from services.fields import RULE, Rule, flag_of, number, scalar_type
 
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
 RESUME_NOTE = "resume_note"  # an exception's attribute: where a failed run kept its resume state (services.stage)
-
-
-def one_line(err: BaseException) -> str:
-    """The exception's message on one line (a multi-line message is joined with ' | ')."""
-    return " | ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 @contextlib.contextmanager
@@ -69,8 +64,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         with sigterm_as_interrupt():
             return int(main(argv) or 0)
     except Exception as err:
-        user = carried_user_error(err)
-        line = one_line(user) if user is not None else environment_failure(err)
+        line = user_error_line(err) or environment_failure(err)
         if line is None:
             raise
         if debug:

@@ -42,6 +42,11 @@ def first_line(err: BaseException) -> str:
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
+def one_line(err: BaseException) -> str:
+    """The exception's message on one line (a multi-line message is joined with ' | ')."""
+    return " | ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
 def _line(err: BaseException) -> str | None:
     """One line for `err` itself if it is of a known family (checked in this order), else None."""
     if _named(err, "botocore:NoCredentialsError", "botocore:PartialCredentialsError"):
@@ -79,10 +84,16 @@ def why(err: BaseException) -> str:
     return first_line(getattr(err, "controller_failure", None) or next(iter(failures.values()), err))
 
 
-def carried_user_error(err: BaseException) -> BaseException | None:
-    """The user error (services.errors) that `err` is, or carries from a Ray task or a Ray Train worker: a bad input
-    found there (a corrupt checkpoint on resume, undecodable frames) is still the user's, answered in one line."""
-    return next((link for link in _chain(err) if is_user_error(link)), None)
+def user_error_line(err: BaseException) -> str | None:
+    """One line for the user error (services.errors) that `err` is, or carries from a Ray task or a Ray Train worker
+    (a bad input found there, such as a corrupt checkpoint to resume from, is still the user's); None if neither.
+    A carried one gives its first line: Ray Data appends its retry notes to the message."""
+    # a Ray task's error is of its cause's class too (RayTaskError(UserError)): the cause itself has the message
+    user = next((link for link in _chain(err) if is_user_error(link) and not is_user_error(getattr(link, "cause", None))),
+                None)
+    if user is None:
+        return None
+    return one_line(user) if user is err else first_line(user)
 
 
 def every_task_fails(err: BaseException) -> bool:

@@ -97,6 +97,11 @@ class Location:
     def uri(self, *parts: str) -> str:
         return join(self.url, *parts)
 
+    def uri_of(self, path: str) -> str:
+        """The URL (s3:// kept) or local path of `path`, a path inside the filesystem at or under this root."""
+        root = self.path()
+        return self.uri(path[len(root):]) if path != root else self.url
+
 
 def join(base: str, *parts: str) -> str:
     """Join path parts with '/', for local paths and URIs alike."""

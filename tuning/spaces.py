@@ -10,7 +10,8 @@ from typing import Any
 from fomm.config.loader import ConfigError, read_yaml
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig
-from services.cli import UserError, one_line
+from services.cli import UserError
+from services.failures import one_line
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 

@@ -160,6 +160,8 @@ CASES = [
          "--pairs {pairs} --config {colormap_yaml} --checkpoint {ckpt}", "colormap.yaml"),
     Case("tune", "wrong type", "--storage s3://… (Ray Tune keeps its state on a local or shared path)",
          TRAIN.replace("{w}/store", "s3://bucket/runs") + " --space {space}", "--storage"),
+    Case("evaluate", "corrupt", "a shard whose footer reads but whose pages are damaged (a traceback)",
+         EVAL.replace("{shard}", "{damaged_shard}"), "damaged.parquet: a damaged clip shard"),
 ]
 
 
@@ -172,6 +174,7 @@ def dead_port() -> int:
 
 def prepare(root: Path) -> dict[str, str]:
     """The inputs the cases name: good ones (a tiny config, shard, checkpoint) and broken ones."""
+    import pyarrow.parquet as pq
     import torch
 
     from evaluation.reconstruction import ModelSource
@@ -188,6 +191,10 @@ def prepare(root: Path) -> dict[str, str]:
     with torch.no_grad():
         next(model.generator.parameters()).fill_(float("nan"))
     (root / "nan.pth.tar").write_bytes(checkpoint_bytes(generator=model.generator, kp_detector=model.kp_detector))
+    damaged = bytearray(Path(shard).read_bytes())  # the first data page's header zeroed, the footer intact
+    first_page = min(pq.ParquetFile(shard).metadata.row_group(0).column(i).data_page_offset for i in range(3))
+    damaged[first_page:first_page + 64] = bytes(64)
+    (root / "damaged.parquet").write_bytes(damaged)
     (root / "empty_dir").mkdir()
     (root / "empty_file").write_bytes(b"")
     (root / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
@@ -208,7 +215,7 @@ def prepare(root: Path) -> dict[str, str]:
              "colormap_yaml": "colormap.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
-             "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv"}
+             "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),

@@ -43,7 +43,7 @@ def test_the_packages_input_errors_are_user_errors_and_services_names_none_of_th
     from evaluation.extractors import BackendUnavailableError, MissingWeightsError
     from fomm.animator import AnimatorError
     from fomm.checkpoint import CheckpointError
-    from services.cli import is_user_error
+    from services.errors import is_user_error
     from services.storage import StorageError
     from services.video_read import VideoError
     from training.data import DataError

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import ray.train
 
 from fomm.checkpoint import load_checkpoint, read_checkpoint
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector
 from services import storage
+from services.failures import user_error_line
 from training.job import TrainJob
 from training.trainer import fit
 
@@ -130,7 +132,7 @@ def test_two_worker_ddp_run_on_s3_survives_a_lost_node(ray_local, moto_s3, synth
 def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
         ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
     """Every training frame undecodable: the pairs are all dropped, so no batch ever comes (the epoch count would
-    not stop a budget schedule)."""
+    not stop a budget schedule). A bad input, so no restart would mend it: the run ends at once, in one line."""
     import shutil
 
     import pyarrow as pa
@@ -146,8 +148,10 @@ def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
     job = dataclasses.replace(small_job(tiny_config_path, str(data_dir), str(tmp_path / "storage"), sqlite_uri,
                                         name="empty", lr_schedule="budget"),
                               workers=1, max_failures=0, validate_at_start=False)
-    with pytest.raises(Exception, match="no full batch of 2 training pairs"):
-        fit(job)
+    with pytest.raises(ray.train.ControllerError) as raised:  # a user error: ended, not retried (max_failures 2)
+        fit(dataclasses.replace(job, max_failures=2))
+    assert user_error_line(raised.value) == (f"{data_dir}: an epoch gave worker 0 no full batch of 2 training pairs "
+                                             "(are its frames decodable?)")
 
 
 @pytest.mark.ray
