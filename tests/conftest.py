@@ -117,8 +117,8 @@ def small_disk(tmp_path) -> Iterator[Path]:
 
 
 def fill_disk(disk: Path) -> None:
-    """Write to `disk` until no block is left."""
-    with open(disk / "filler", "wb") as f, pytest.raises(OSError, match="No space left"):
+    """Write to `disk` until no block is left (one already full takes no file)."""
+    with pytest.raises(OSError, match="No space left"), open(disk / "filler", "wb") as f:
         while True:
             f.write(b"\0" * 65536)
             f.flush()

@@ -135,8 +135,11 @@ class RayCluster:
         self.wait_workers(timeout, stale={resource: old})
 
     def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen:
+        # RAY_ADDRESS: the cluster's own processes (Ray Train's placement-group cleaner) look up its state API by it;
+        # without it they fail with "multiple active Ray instances" when another test process runs a cluster too
+        env = {**self.env, "RAY_ADDRESS": self.address}
         with open(log, "ab") as out:
-            return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def state(self, kind: str, detail: bool = False) -> list[dict]:
         """The rows of the head's state API for `kind` (nodes, actors, tasks, placement_groups)."""

@@ -14,6 +14,7 @@ from typing import Any
 import ray
 import ray.train
 import ray.train.torch
+from ray.train.v2._internal.execution.callback import ControllerCallback
 
 from fomm.config.schema import FommConfig
 from preprocessing.shards import ShardSet
@@ -141,6 +142,15 @@ class StopWhereRestartsFail(ray.train.UserCallback):
             raise ray.train.ControllerError(err)  # Ray Train retries a worker group's error, not its controller's
 
 
+class ControllerConsoleWithoutTracebacks(ControllerCallback):
+    """Ray Train's controller logs its own failure (a full disk under its checkpoint index) with a traceback: once
+    its logging is set up, its console drops them (services.ray_start); the driver's one line says what failed.
+    A callback of Ray Train's internal kind, which `RunConfig.callbacks` takes for such workarounds."""
+
+    def after_controller_start(self, train_run_context: Any) -> None:
+        ray_start.console_without_tracebacks("ray.train")
+
+
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
     job = plan.job
@@ -151,7 +161,7 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
         failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.keep_checkpoints,
                                                      checkpoint_score_attribute="val_l1", checkpoint_score_order="min"),
-        callbacks=[StopWhereRestartsFail(), *(callbacks or [])],
+        callbacks=[StopWhereRestartsFail(), ControllerConsoleWithoutTracebacks(), *(callbacks or [])],
         logging_config=ray.train.LoggingConfig(log_level="WARNING"))  # its INFO lines: in the Ray session's logs
     # each worker receives the frozen job and config objects as parsed here (pickled, not re-parsed)
     loop_config = {"job": job, "fomm": plan.cfg, "samples_per_epoch": plan.samples_per_epoch,
