@@ -76,6 +76,13 @@ def console_without_tracebacks(logger: str) -> None:
                 stream.setFormatter(_WithoutTraceback(stream.formatter))
 
 
+def without_dashboard() -> None:
+    """Each worker's setup on a local Ray, which runs without its dashboard: Ray Train's placement-group cleaner
+    asks the dashboard's state API every second or two whether the run's controller lives, and warns at each
+    unanswered try (in every local training run's console); its warnings go, its errors stay."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local one with `num_cpus`
     CPUs (None: all). Outside a Ray job, workers get the repository on their PYTHONPATH (never S3 keys)."""
@@ -95,6 +102,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         check_address(address)
         address = cluster_address(address)
         where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+        if runtime_env is not None and not address:
+            runtime_env["worker_process_setup_hook"] = "services.ray_start.without_dashboard"
         ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
         if threading.current_thread() is threading.main_thread():
             # ray.init sets a Python SIGTERM handler (exit 15, so the open MLflow run ends KILLED), then its core

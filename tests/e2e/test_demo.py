@@ -39,6 +39,8 @@ def test_demo_chain_leaves_results_and_skips_finished_stages(tmp_path):
     first = _run_demo(out)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "=== fomm demo finished ===" in first.stdout
+    # its local Ray has no dashboard, whose state API Ray Train's placement-group cleaner asks every second or two
+    assert "Failed to query Ray Train Controller" not in first.stdout + first.stderr  # (445 lines of a demo's 8,594)
 
     records = {name: json.loads((out / "stages" / f"{name}.json").read_text()) for name in STAGES}
     assert records["preprocess"]["num_clips"] >= 6
