@@ -239,6 +239,7 @@ def _read_files(batch: pa.Table, location: storage.Location, columns: list[str])
 
 def _read_shard(location: storage.Location, path: str, columns: list[str] | None, filters: list | None = None
                 ) -> pa.Table:
+    """One shard's rows (a damaged one: see _decoded)."""
     with _decoded(location, path):
         return read_table(path, columns, fs=location.fs, filters=filters)
 

@@ -250,7 +250,7 @@ class WorkerLoop:
                 break
             if fresh and state.step == step:  # else a budget schedule would wait for steps that never come
                 raise DataError(f"{self.job.data}: an epoch gave worker {self.rank} no full batch of "
-                                 f"{self.batch_size} training pairs (are its frames decodable?)")
+                                f"{self.batch_size} training pairs (are its frames decodable?)")
             end_epoch(state)
             self.progress.epoch_step = 0
             metrics = {**self.validate(), **self.clock.summary(self.world), "epoch": state.epoch}
