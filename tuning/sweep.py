@@ -8,6 +8,7 @@ import logging
 import os
 import pickle
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +49,21 @@ def export_best_config(base: TrainJob, sample: dict[str, Any], out: str | Path) 
     return Path(out)
 
 
+def ended_by_ray(unraisable: Any) -> None:  # noqa: ANN401 - sys.UnraisableHookArgs
+    """`sys.unraisablehook` of a trial's process: the `SystemExit` that Ray's SIGTERM handler raises when Tune ends
+    the trial can land in a weakref callback, where Python prints it as "Exception ignored … Traceback"; that one is
+    the intended end, not an error. Anything else goes to Python's own hook."""
+    if not isinstance(unraisable.exc_value, SystemExit):
+        sys.__unraisablehook__(unraisable)
+
+
 def train_trial(config: dict[str, Any]) -> None:
     """The per-trial driver: a full Ray Train run whose reports reach Tune through TuneReportCallback."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from training.trainer import fit_plan, plan_run
+
+    sys.unraisablehook = ended_by_ray
 
     base = TrainJob(**config["__base_job"])
     sample = {k: v for k, v in config.items() if not k.startswith("__")}

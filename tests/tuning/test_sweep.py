@@ -2,6 +2,7 @@
 node lost mid-sweep costs a retry, not the sweep."""
 
 import math
+import sys
 import threading
 import time
 
@@ -122,3 +123,31 @@ def test_concurrent_trials_the_cluster_cannot_feed_are_refused_not_left_waiting(
     with pytest.raises(UserError, match=r"^--max-concurrent 2: each trial takes 3 CPUs .* the Ray cluster has 4 CPUs"):
         run_sweep(SweepJob(base=base, space=space, max_concurrent=2))
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def _weakref_callback_raising(exc: BaseException) -> None:
+    """What Ray's SIGTERM handler does when it fires inside a weakref callback: the callback raises."""
+    import weakref
+
+    class Thing:
+        pass
+
+    thing = Thing()
+
+    def callback(_ref: weakref.ref) -> None:
+        raise exc
+
+    ref = weakref.ref(thing, callback)
+    del thing  # the callback runs here; its exception is "unraisable"
+    assert ref() is None
+
+
+def test_a_trial_ended_by_sigterm_prints_no_traceback_but_a_bug_still_does(monkeypatch, capsys):
+    from tuning.sweep import ended_by_ray
+
+    monkeypatch.setattr(sys, "unraisablehook", ended_by_ray)
+    _weakref_callback_raising(SystemExit(1))
+    assert capsys.readouterr().err == ""
+    _weakref_callback_raising(ValueError("a bug"))
+    err = capsys.readouterr().err
+    assert "Exception ignored" in err and "ValueError: a bug" in err
