@@ -76,11 +76,16 @@ def console_without_tracebacks(logger: str) -> None:
                 stream.setFormatter(_WithoutTraceback(stream.formatter))
 
 
-def without_dashboard() -> None:
-    """Each worker's setup on a local Ray, which runs without its dashboard: Ray Train's placement-group cleaner
+def local_worker_setup() -> None:
+    """Each worker's setup on a local Ray, which runs without its dashboard. Ray Train's placement-group cleaner
     asks the dashboard's state API every second or two whether the run's controller lives, and warns at each
-    unanswered try (in every local training run's console); its warnings go, its errors stay."""
+    unanswered try (in every local training run's console): its warnings go, its errors stay. It finds the cluster
+    as Ray's command line tools do: with another Ray running on this machine, it stopped with a traceback ("Found
+    multiple active Ray instances"); RAY_ADDRESS names this one."""
+    import ray
+
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
@@ -103,7 +108,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         address = cluster_address(address)
         where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
         if runtime_env is not None and not address:
-            runtime_env["worker_process_setup_hook"] = "services.ray_start.without_dashboard"
+            runtime_env["worker_process_setup_hook"] = "services.ray_start.local_worker_setup"
         ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
         if threading.current_thread() is threading.main_thread():
             # ray.init sets a Python SIGTERM handler (exit 15, so the open MLflow run ends KILLED), then its core
