@@ -33,8 +33,10 @@ def _absolute(path: str, base: str | None) -> str:
     return storage.join(base, path)
 
 
-def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict, base: str | None = None) -> dict:
-    """Animate each row of a batch; rows come back with `status` (done|skipped|failed) and `error`."""
+def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict, base: str | None = None,
+                 endpoint: str | None = None) -> dict:
+    """Animate each row of a batch (s3:// paths at `endpoint`); rows come back with `status` (done|skipped|failed)
+    and `error`."""
     from animate.files import animate_file
 
     results = []  # (status, error) per row
@@ -42,15 +44,16 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
         source, driving, output = (_absolute(str(p), base) for p in row)
         local = {}
         try:
-            if storage.exists(output):
+            if storage.exists(output, endpoint):
                 results.append(("skipped", ""))
                 continue
-            with storage.local_copy(source) as local["source"], storage.local_copy(driving) as local["driving"], \
+            with storage.local_copy(source, endpoint) as local["source"], \
+                    storage.local_copy(driving, endpoint) as local["driving"], \
                     tempfile.TemporaryDirectory(prefix="fomm-animate-") as tmp:
                 target = f"{tmp}/{Path(output).name}" if storage.is_remote(output) else output
                 animate_file(animator, local["source"], local["driving"], target, progress=False, **options)
                 if storage.is_remote(output):  # one PUT: the object appears whole or not at all
-                    storage.write_bytes(output, Path(target).read_bytes())
+                    storage.write_bytes(output, Path(target).read_bytes(), endpoint)
             results.append(("done", ""))
         except (ValueError, OSError, RuntimeError) as err:  # bad data: record it, keep going
             if every_task_fails(err):  # a full disk, no credentials: the job stops, the outputs made are kept
@@ -66,7 +69,8 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
 class AnimatePairs:
     """Ray Data actor: one Animator per actor, built once, applied to every batch of rows."""
 
-    def __init__(self, options: dict, num_threads: int = 1, base: str | None = None) -> None:
+    def __init__(self, options: dict, num_threads: int = 1, base: str | None = None,
+                 endpoint: str | None = None) -> None:
         import torch
 
         from animate.files import build_animator
@@ -75,10 +79,10 @@ class AnimatePairs:
         self.options = {k: v for k, v in options.items() if k in FILE_KEYS}  # the rest make the model
         self.animator, self.options["auto_crop"] = build_animator(**{k: v for k, v in options.items()
                                                                       if k not in FILE_KEYS})
-        self.base = base
+        self.base, self.endpoint = base, endpoint
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:
-        return animate_rows(batch, self.animator, self.options, self.base)
+        return animate_rows(batch, self.animator, self.options, self.base, self.endpoint)
 
 
 def error_table_path(pairs: str, errors: str | None) -> str:
@@ -87,11 +91,11 @@ def error_table_path(pairs: str, errors: str | None) -> str:
 
 
 def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int = 1, num_cpus: float = 1,
-        **options) -> dict:
+        endpoint: str | None = None, **options) -> dict:
     """read_csv → map_batches(AnimatePairs; `options`: the model's and animate_file's) → error table; counts."""
     import ray
 
-    fs, path = storage.resolve(pairs)
+    fs, path = storage.resolve(pairs, endpoint)
     base = str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
     errors = error_table_path(pairs, errors)
     ds = ray.data.read_csv(path, filesystem=fs).select_columns(list(COLUMNS))
@@ -101,24 +105,23 @@ def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int 
         AnimatePairs, batch_size=1, concurrency=(1, concurrency), num_cpus=num_cpus,
         num_gpus=1 if str(options.get("device", "cpu")).startswith("cuda") else 0,
         fn_constructor_kwargs={"options": {"config": config, **options}, "num_threads": max(1, int(num_cpus)),
-                               "base": base},
+                               "base": base, "endpoint": storage.s3_endpoint(endpoint)},  # the driver's
     ).take_all()
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "error"], lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: r[k] for k in (*COLUMNS, "error")} for r in results if r["status"] == "failed")
-    storage.write_bytes(errors, text.getvalue().encode())
+    storage.write_bytes(errors, text.getvalue().encode(), endpoint)
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
     return {"pairs": len(results), **counts, "errors": errors}
 
 
-def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: bool, errors: str | None) -> None:
+def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: bool, errors: str | None,
+                 endpoint: str | None = None) -> None:
     """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table."""
-    checks.storage_reachable("--pairs", pairs)
-    if not storage.is_remote(pairs):
-        checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns")
+    checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns", endpoint)
     try:
-        header, *rows = storage.read_bytes(pairs).decode("utf-8-sig").splitlines()  # -sig: a BOM (Excel's) goes
+        header, *rows = storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines()  # -sig: a BOM (Excel's) goes
     except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
     if missing := [c for c in COLUMNS if c not in next(csv.reader([header]))]:
@@ -145,7 +148,9 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     check_model_files(config, checkpoint)
     table = error_table_path(pairs, errors)
     checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})
-    if not storage.is_remote(table):
+    if storage.is_remote(table):
+        checks.storage_reachable("--errors", table, endpoint)
+    else:
         if Path(table).is_dir():
             raise UserError(f"--errors {table}: is a folder (expected a CSV file)")
         checks.writable_file("--errors", table)

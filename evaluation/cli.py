@@ -80,8 +80,8 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     checks.device("--device", cfg.device, here=cfg.num_workers == 0)  # else the Ray workers' devices
     checks.existing_file("--config", cfg.config_path, "a FOMM YAML")
     local = cfg.checkpoint is not None and not storage.is_remote(cfg.checkpoint)
-    if local:
-        checks.existing_file(checkpoint_flag, cfg.checkpoint, "a checkpoint file")
+    if cfg.checkpoint is not None:
+        checks.existing_file(checkpoint_flag, cfg.checkpoint, "a checkpoint file", cfg.endpoint)
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)  # the cheap checks first: a mistake answers fast
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
                                                checkpoint_flag: cfg.checkpoint}, folder=True)
@@ -90,8 +90,6 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     from preprocessing.shards import require_shards
 
     shard_set = require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
-    if not local and cfg.checkpoint is not None:
-        checks.storage_reachable(checkpoint_flag, cfg.checkpoint, cfg.endpoint)
     source = ModelSource.resolve(cfg.config_path, cfg.checkpoint if local else None)
     if local:
         source.load()  # the checkpoint fits the config

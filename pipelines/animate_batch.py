@@ -30,6 +30,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="animator actors at most (as many as the Ray cluster has room for)")
     p.add_argument("--num-cpus", type=at_least(0.01, float), default=1, help="CPUs per actor")
     add_ray_address_flag(p)
+    p.add_argument("--endpoint", help="S3 endpoint of s3:// paths (else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL)")
 
 
 def build(args: argparse.Namespace) -> dict:
@@ -40,7 +41,8 @@ def build(args: argparse.Namespace) -> dict:
 
 
 def check(job: dict) -> None:
-    batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"], job["errors"])
+    batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"], job["errors"],
+                       job["endpoint"])
 
 
 def run(job: dict, args: argparse.Namespace) -> Summary:

@@ -13,18 +13,20 @@ from pathlib import Path, PurePosixPath
 from services.cli import UserError
 
 
-def existing_file(flag: str, path: str | os.PathLike, what: str = "a file") -> None:
-    """A local file that exists and is not empty."""
-    from services.storage import url_problem
+def existing_file(flag: str, path: str | os.PathLike, what: str = "a file", endpoint: str | None = None) -> None:
+    """A file that exists and is not empty: local, or s3:// at `endpoint` (see storage_reachable)."""
+    from services.storage import is_remote, resolve, url_problem
 
     if problem := url_problem(path):  # gs://…: no local file
         raise UserError(f"{flag} {path}: {problem}")
-    p = Path(path)
-    if not p.exists():
+    if is_remote(path):
+        storage_reachable(flag, str(path), endpoint)
+    fs, p = resolve(path, endpoint)
+    if not fs.exists(p):
         raise UserError(f"{flag} {path}: no such file (expected {what})")
-    if not p.is_file():
+    if not fs.isfile(p):
         raise UserError(f"{flag} {path}: is a folder (expected {what})")
-    if p.stat().st_size == 0:
+    if fs.size(p) == 0:
         raise UserError(f"{flag} {path}: is empty (expected {what})")
 
 
@@ -72,16 +74,13 @@ def writable_file(flag: str, path: str | os.PathLike) -> None:
 
 
 def writable_storage(flag: str, path: str, endpoint: str | None = None) -> None:
-    """Where a job will write: an s3:// path whose endpoint is reachable and whose bucket exists (jobs never create
-    buckets), or a local folder that can be written."""
-    from services.storage import StorageError, is_remote, resolve
+    """Where a job will write: an s3:// path in a bucket that answers (see storage_reachable), or a local folder
+    that can be written."""
+    from services.storage import is_remote
 
     storage_reachable(flag, path, endpoint)  # nothing to check for a local path
     if not is_remote(path):
-        return writable_dir(flag, path.removeprefix("file://"))
-    fs, inside = resolve(path, endpoint)
-    if not fs.exists(bucket := inside.split("/", 1)[0]):
-        raise StorageError(f"{flag} {path}: no bucket {bucket!r} there (create it first, or check its name)")
+        writable_dir(flag, path.removeprefix("file://"))
 
 
 def reachable(flag: str, url: str, timeout: float = 3.0) -> None:
@@ -126,8 +125,10 @@ def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
 
 
 def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
-    """An s3:// path's endpoint accepts connections and credentials for it exist (else an error naming the flag)."""
-    from services.storage import StorageError, is_remote, s3_endpoint, url_problem
+    """An s3:// path's endpoint accepts connections, credentials exist and its bucket exists and lets them list it
+    (jobs never create buckets); else an error naming the flag."""
+    from services.failures import CREDENTIALS_HINT
+    from services.storage import StorageError, is_remote, resolve, s3_endpoint, url_problem
 
     if problem := url_problem(path):
         raise StorageError(f"{flag} {path}: {problem}")
@@ -138,8 +139,16 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
     import botocore.session
 
     if botocore.session.get_session().get_credentials() is None:
-        raise StorageError(f"{flag} {path}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                           "or AWS_PROFILE)")
+        raise StorageError(f"{flag} {path}: no S3 credentials ({CREDENTIALS_HINT})")
+    fs, inside = resolve(path, endpoint)
+    bucket = inside.split("/", 1)[0]
+    try:  # one key at most: its error names the refusal (a HEAD's says only "Forbidden")
+        fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+    except FileNotFoundError:
+        raise StorageError(f"{flag} {path}: no bucket {bucket!r} there (create it first, or check its name)") from None
+    except PermissionError as err:  # wrong or expired keys, or no permission to list the bucket
+        raise StorageError(f"{flag} {path}: S3 refused access ({str(err).rstrip('.')}; check the credentials: {CREDENTIALS_HINT}, "
+                           f"and the bucket's permissions)") from None
 
 
 def tracking_uri(flag: str, uri: str | None) -> None:

@@ -13,6 +13,8 @@ DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                errno.EPERM: "operation not permitted", errno.ENAMETOOLONG: "file name too long",
                errno.ELOOP: "too many levels of symbolic links"}
+S3_KEYS_REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}  # every request
+S3_REFUSED = S3_KEYS_REFUSED | {"AccessDenied", "403"}  # error codes of S3's refusals ("403": a HEAD's)
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}  # a full disk (or quota): waiting or retrying frees no space
 SHARED_ERRNOS = FULL_ERRNOS | {errno.EROFS}  # a disk's state, not one file's
 
@@ -37,6 +39,12 @@ def _named(err: BaseException, *names: str) -> bool:
                for cls in type(err).__mro__ for name in names)
 
 
+def _s3_refusal(err: BaseException) -> str | None:
+    """The error code of an S3 request refused for its credentials or permissions (a botocore ClientError)."""
+    code = (getattr(err, "response", None) or {}).get("Error", {}).get("Code")
+    return code if _named(err, "botocore:ClientError") and code in S3_REFUSED else None
+
+
 def first_line(err: BaseException) -> str:
     """The first non-blank line of err's message (its class name when there is none)."""
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
@@ -53,6 +61,9 @@ def _line(err: BaseException) -> str | None:
         return f"S3: {first_line(err)} ({CREDENTIALS_HINT})"
     if _named(err, "botocore:EndpointConnectionError", "botocore:ConnectTimeoutError"):
         return f"S3: {first_line(err)}"
+    if code := _s3_refusal(err):
+        message = (getattr(err, "response", None) or {}).get("Error", {}).get("Message") or code
+        return f"S3 refused access: {message} (check the credentials: {CREDENTIALS_HINT}, and the bucket's permissions)"
     if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
         named = isinstance(err.filename, str) and "\n" not in err.filename  # Ray Data writes its retry note there
         return f"{err.filename}: {DISK_ERRNOS[err.errno]}" if named else DISK_ERRNOS[err.errno]
@@ -97,9 +108,9 @@ def user_error_line(err: BaseException) -> str | None:
 
 
 def every_task_fails(err: BaseException) -> bool:
-    """Whether every later task would fail as `err` did (a full, over-quota or read-only disk; no S3 credentials or
-    endpoint): a batch stops on it instead of recording the same failure for each of its items."""
+    """Whether every later task would fail as `err` did (a full, over-quota or read-only disk; no S3 credentials, or
+    keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for each of its items."""
     return any((isinstance(link, OSError) and link.errno in SHARED_ERRNOS)
                or _named(link, "botocore:NoCredentialsError", "botocore:PartialCredentialsError",
-                         "botocore:EndpointConnectionError")
+                         "botocore:EndpointConnectionError") or _s3_refusal(link) in S3_KEYS_REFUSED
                for link in _chain(err))

@@ -14,6 +14,7 @@ import fsspec
 
 from services.atomic import atomic_path
 from services.cli import UserError
+from services.failures import environment_failure
 
 ENDPOINT_ENV = ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 # attempts per S3 request (first try included) for transient errors: 5xx, throttling, dropped connections,
@@ -24,6 +25,11 @@ S3_MAX_ATTEMPTS = 10
 
 class StorageError(UserError, OSError):
     """A storage path that cannot be read or written; the message names the path."""
+
+
+def _reason(err: OSError) -> str:
+    """Why a read failed: S3's refusal of the keys, said as such (s3fs's message is a bare "Forbidden")."""
+    return environment_failure(err) if err.errno is None and environment_failure(err) else str(err)
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -129,7 +135,7 @@ def read_bytes(path: str, endpoint: str | None = None) -> bytes:
     try:
         return fs.cat_file(p)
     except OSError as e:
-        raise StorageError(f"{path}: cannot read ({e})") from e
+        raise StorageError(f"{path}: cannot read ({_reason(e)})") from e
 
 
 def write_bytes(path: str, data: bytes, endpoint: str | None = None,
@@ -174,5 +180,5 @@ def local_copy(path: str, endpoint: str | None = None) -> Iterator[str]:
         try:
             fs.get_file(p, local)
         except OSError as e:
-            raise StorageError(f"{path}: cannot download ({e})") from e
+            raise StorageError(f"{path}: cannot download ({_reason(e)})") from e
         yield local

@@ -121,7 +121,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("config", "data", "storage"):
         job(name, required=True)
     for name in ("name", "workers", "gpus_per_worker", "max_steps", "num_epochs", "tracking_uri", "experiment",
-                 "num_val_clips"):
+                 "num_val_clips", "endpoint"):
         job(name)
     add_ray_address_flag(parser)  # the job's ray_address
 

@@ -67,20 +67,23 @@ def test_a_full_disk_stops_the_rows_instead_of_failing_each(inputs, animator, sm
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no half-written output
 
 
-def test_rows_on_s3(inputs, animator, moto_s3, tmp_path):
-    bucket = f"s3://{moto_s3['bucket']}/animate"
+def test_rows_on_s3(inputs, animator, moto_s3, tmp_path, monkeypatch):
+    """The endpoint given (pipelines/animate_batch.py --endpoint), none in the environment."""
+    endpoint, bucket = moto_s3["endpoint"], f"s3://{moto_s3['bucket']}/animate"
+    for name in ("AWS_ENDPOINT_URL", "FOMM_S3_ENDPOINT"):
+        monkeypatch.delenv(name)
     for name in ("face_source_d.jpg", "face_talk_c.mp4"):
-        storage.write_bytes(f"{bucket}/in/{name}", (inputs / name).read_bytes())
+        storage.write_bytes(f"{bucket}/in/{name}", (inputs / name).read_bytes(), endpoint)
     rows = batch((f"{bucket}/in/face_source_d.jpg", f"{bucket}/in/face_talk_c.mp4", f"{bucket}/out/c.mp4"),
                  (f"{bucket}/in/missing.jpg", f"{bucket}/in/face_talk_c.mp4", f"{bucket}/out/missing.mp4"))
-    out = batch_job.animate_rows(rows, animator, {"layout": "side-by-side"})
+    out = batch_job.animate_rows(rows, animator, {"layout": "side-by-side"}, endpoint=endpoint)
     assert out["status"].tolist() == ["done", "failed"]
     assert f"{bucket}/in/missing.jpg" in out["error"][1]
     local = tmp_path / "c.mp4"
-    local.write_bytes(storage.read_bytes(f"{bucket}/out/c.mp4"))
+    local.write_bytes(storage.read_bytes(f"{bucket}/out/c.mp4", endpoint))
     info = probe_video(local)
     assert (info.num_frames, info.width, info.height, info.has_audio) == (FRAMES, 192, 64, True)
-    assert not storage.exists(f"{bucket}/out/missing.mp4")
+    assert not storage.exists(f"{bucket}/out/missing.mp4", endpoint)
 
 
 @pytest.mark.ray

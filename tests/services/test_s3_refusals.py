@@ -1,0 +1,104 @@
+"""S3 refusing the keys (a real moto server with its authentication on, which knows no keys): every check names the
+flag and says so before any job starts, instead of "no bucket there" (a HEAD's bare 403 read as a missing bucket)
+or a bare "Forbidden"; a read deep in a job says it too, and a batch stops on it (every later request would fail)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services import checks, storage
+from services.failures import environment_failure, every_task_fails
+from services.storage import StorageError
+from tests.conftest import BIN, free_port, wait_http
+
+REPO = Path(__file__).resolve().parents[2]
+REFUSED = ("S3 refused access (The AWS Access Key Id you provided does not exist in our records; check the "
+           "credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and the bucket's "
+           "permissions)")
+
+
+@pytest.fixture(scope="module")
+def refusing_s3() -> Iterator[str]:
+    """A moto S3 endpoint that authenticates every request (INITIAL_NO_AUTH_ACTION_COUNT=0) and has no users."""
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(endpoint + "/moto-api/", timeout=60)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def wrong_keys(monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+
+
+def test_every_check_says_the_keys_were_refused(refusing_s3, wrong_keys):
+    for check, flag, path in ((checks.writable_storage, "--output", "s3://bucket/ds"),
+                              (checks.storage_reachable, "--data", "s3://bucket/shards"),
+                              (checks.existing_file, "--checkpoint", "s3://bucket/ckpt.pth.tar")):
+        with pytest.raises(StorageError) as raised:
+            check(flag, path, endpoint=refusing_s3)
+        assert str(raised.value) == f"{flag} {path}: {REFUSED}"
+
+
+def test_a_batch_stops_on_refused_keys_with_one_line(refusing_s3, wrong_keys, tiny_config_path, tmp_path):
+    """animate_batch's rows: keys S3 refuses fail every pair alike, so the job stops at the first (not one error row
+    per pair), and its line says why (s3fs's own message is a bare "Forbidden" or S3's text without the cause)."""
+    from animate.batch import COLUMNS, animate_rows
+    from fomm.animator import Animator
+
+    row = ("s3://bucket/in/face.jpg", "s3://bucket/in/talk.mp4", str(tmp_path / "out.mp4"))
+    rows = {c: np.array([p], dtype=object) for c, p in zip(COLUMNS, row)}
+    with pytest.raises(StorageError) as raised:
+        animate_rows(rows, Animator.from_config(tiny_config_path, random_init=True), {}, endpoint=refusing_s3)
+    assert every_task_fails(raised.value)
+    line = environment_failure(raised.value.__cause__)
+    assert line == ("S3 refused access: The AWS Access Key Id you provided does not exist in our records. (check the "
+                    "credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and the bucket's "
+                    "permissions)")
+    assert str(raised.value) == f"s3://bucket/in/face.jpg: cannot download ({line})"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stage, args", [
+    ("train", ["--data", "s3://bucket/shards", "--config", "{tiny}", "--storage", "{w}/runs"]),
+    ("animate_batch", ["--pairs", "s3://bucket/pairs.csv", "--config", "{tiny}", "--random-init"]),
+])
+def test_the_stages_take_an_endpoint_flag_and_answer_one_line(refusing_s3, wrong_keys, tiny_config_path, tmp_path,
+                                                              stage, args):
+    """train and animate_batch take --endpoint as preprocess and evaluate do (it was "unrecognized argument")."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "FOMM_S3_ENDPOINT", "RAY_ADDRESS")}
+    cmd = [sys.executable, str(REPO / "pipelines" / f"{stage}.py"),
+           *(a.format(tiny=tiny_config_path, w=tmp_path) for a in args), "--endpoint", refusing_s3]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    flag, path = args[0], args[1]
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"{stage}: error: {flag} {path}: {REFUSED}"]
+    assert list(tmp_path.iterdir()) == []  # nothing written (no run folder, no ./mlruns)
+
+
+def test_a_missing_folder_or_empty_s3_file_is_named_before_any_job(moto_s3):
+    root = f"s3://{moto_s3['bucket']}/refusals"
+    storage.write_bytes(f"{root}/empty.pth.tar", b"")
+    storage.write_bytes(f"{root}/dir/ckpt.pth.tar", b"x")
+    for path, problem in ((f"{root}/nothing.pth.tar", "no such file"), (f"{root}/dir", "is a folder"),
+                          (f"{root}/empty.pth.tar", "is empty")):
+        with pytest.raises(checks.UserError, match=f"^--checkpoint {path}: {problem} \\(expected a checkpoint"):
+            checks.existing_file("--checkpoint", path, "a checkpoint file")
+    checks.existing_file("--checkpoint", f"{root}/dir/ckpt.pth.tar", "a checkpoint file")
+    with pytest.raises(StorageError, match="^--data s3://no-such-bucket/x: no bucket 'no-such-bucket' there"):
+        checks.storage_reachable("--data", "s3://no-such-bucket/x")
