@@ -23,13 +23,16 @@ def cluster_address(address: str | None = None) -> str | None:
 
 def check_address(address: str | None = None, flag: str = "--ray-address") -> None:
     """The Ray cluster to join answers on its port, else a UserError naming the flag (or $RAY_ADDRESS): ray.init
-    would wait minutes on a dead address. None (a local Ray), "auto" and "local" are Ray's to resolve."""
+    would wait minutes on a dead address. None: a local Ray, with room for its session; "auto" and "local" are
+    Ray's to resolve."""
     import socket
 
     from services.errors import UserError
 
     where = flag if address else "$RAY_ADDRESS"
-    if (address := cluster_address(address)) in (None, "auto", "local"):
+    if (address := cluster_address(address)) is None:
+        return room_for_a_local_ray()
+    if address in ("auto", "local"):
         return
     if address.startswith(("http://", "https://")):  # the dashboard's: what `ray job submit --address` takes
         raise UserError(f"{where} {address}: a dashboard URL is for `ray job submit`; a driver joins the cluster "
@@ -86,6 +89,23 @@ def local_worker_setup() -> None:
 
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
+
+def room_for_a_local_ray() -> None:
+    """A local Ray keeps its session (sockets, logs, spilled objects) in Ray's temporary folder (RAY_TMPDIR, else
+    TMPDIR, else /tmp): on a full disk its start waited for a file never written, then failed with a traceback."""
+    import shutil
+
+    from ray._common.utils import get_default_system_temp_dir  # Ray's own rule for that folder
+
+    from services.checks import MIN_FREE_BYTES
+    from services.errors import UserError
+
+    root = get_default_system_temp_dir()
+    free = shutil.disk_usage(root).free if os.path.isdir(root) else MIN_FREE_BYTES
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"{root}: no space left on the device for a local Ray's session ({free // 1024} KiB free; "
+                        "free some, or set RAY_TMPDIR to a folder with room)")
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:

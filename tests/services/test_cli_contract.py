@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from services import checks
 from services.cli import ArgumentParser, UserError, run_cli
+from tests.conftest import fill_disk
 
 
 def test_user_error_is_one_line_and_status_2_a_bug_raises(capsys) -> None:
@@ -216,3 +221,18 @@ def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) 
         server.bind(("127.0.0.1", 0))
         server.listen()
         check_address(f"127.0.0.1:{server.getsockname()[1]}")
+
+
+def test_a_full_disk_under_rays_temporary_folder_is_one_line_before_any_output(small_disk, tmp_path) -> None:
+    """A local Ray keeps its session in RAY_TMPDIR (else TMPDIR, else /tmp): on a full disk its start waited for a
+    file it could not write, then failed with a traceback (exit 1), the output folder already made."""
+    fill_disk(small_disk)
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": str(small_disk)}
+    out = tmp_path / "ds"
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "pipelines" / "preprocess.py"),
+                           "--input", "synthetic:8", "--output", str(out), "--kind", "none", "--size", "32"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert (done.returncode, done.stderr.splitlines()) == (2, [
+        f"preprocess: error: {small_disk}: no space left on the device for a local Ray's session (0 KiB free; free "
+        "some, or set RAY_TMPDIR to a folder with room)"])
+    assert not out.exists()
