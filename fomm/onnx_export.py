@@ -3,7 +3,11 @@ source's share of the generator (once) and the generator step; relative motion s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +58,22 @@ class _Step(_Graph):
                         outputs="prediction")["prediction"]
 
 
+@contextlib.contextmanager
+def _exporter_quiet() -> Iterator[None]:
+    """torch's exporter warns, for every graph, of what does not concern these (torchvision ops it skips, a
+    deprecation inside its own pytree code, the batch dimension's name): 17 console lines of each export."""
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry.level
+    registry.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+            warnings.filterwarnings("ignore", r"# The axis name: \w+ will not be used", UserWarning)
+            yield
+    finally:
+        registry.setLevel(level)
+
+
 def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
                 frame_size: tuple[int, int]) -> dict[str, bytes]:
     """The three graphs (batch dimension dynamic) and their manifest, as file name → bytes (FILES, MANIFEST);
@@ -82,8 +102,9 @@ def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
     ]
     out = {}
     for name, module, args, inputs, outputs, shapes in graphs:
-        program = torch.onnx.export(module.eval(), args, input_names=inputs, output_names=outputs,
-                                    opset_version=OPSET, dynamic_shapes=shapes, dynamo=True, verbose=False)
+        with _exporter_quiet():
+            program = torch.onnx.export(module.eval(), args, input_names=inputs, output_names=outputs,
+                                        opset_version=OPSET, dynamic_shapes=shapes, dynamo=True, verbose=False)
         out[name] = program.model_proto.SerializeToString()  # weights inside: one self-contained file each
     manifest = {"frame_size": [h, w], "jacobian": jac, "opset": OPSET, "files": list(FILES)}
     return {**out, MANIFEST: json.dumps(manifest, indent=1).encode()}
