@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import io
 import json
 import math
@@ -24,6 +25,19 @@ def default_metrics(runs: list[dict]) -> list[str]:
     """The reconstruction metrics any of the runs has (backend-labelled keys kept apart), L1 first."""
     keys = {k for r in runs for k in r["metrics"] if MAIN_METRIC.match(k) and not k.endswith("_frames")}
     return sorted(keys, key=lambda k: (k != "l1", k))
+
+
+def metric_keys(flag: str, names: list[str], have: list[str], experiment: str) -> list[str]:
+    """Each name as the runs' key, or its backend-labelled keys (akd → akd/dlib-68, …); a name no run has is a
+    typo, not an empty column: a UserError naming the flag."""
+    keys = []
+    for name in names:
+        if not (found := [name] if name in have else [k for k in have if k.startswith(f"{name}/") and not k.endswith("_frames")]):
+            near = difflib.get_close_matches(name.lower(), have, 1)
+            raise UserError(f"{flag} {name}: no run of --experiment {experiment} has that metric (" +
+                            (f"did you mean {near[0]}?)" if near else f"they have: {', '.join(have)})"))
+        keys += found
+    return keys
 
 
 def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -83,9 +97,13 @@ def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
     if not runs:
         raise UserError(f"--experiment {args.experiment}: no runs" +
                         (f" matching --filter {args.filter!r}" if args.filter else ""))
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else default_metrics(runs)
+    have = sorted({k for r in runs for k in r["metrics"]})
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    metrics = metric_keys("--metrics", names, have, args.experiment) if names else default_metrics(runs)
     if args.sort:
-        runs.sort(key=lambda r: (r["metrics"].get(args.sort) is None, r["metrics"].get(args.sort, 0.0)))
+        if len(keys := metric_keys("--sort", [args.sort], have, args.experiment)) > 1:
+            raise UserError(f"--sort {args.sort}: names {len(keys)} metrics ({', '.join(keys)}): choose one")
+        runs.sort(key=lambda r: (r["metrics"].get(keys[0]) is None, r["metrics"].get(keys[0], 0.0)))
     runs = runs[:args.limit]
     header, rows = runs_table(runs, metrics)
     if args.format == "json":

@@ -36,6 +36,20 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
     assert compare.main(["-e", "nothing-here", "--tracking-uri", uri]) == 2
     assert "no runs" in capsys.readouterr().err
 
+    # a metric by the paper's name stands for its backend-labelled keys (their frame counts left out)
+    assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--metrics", "akd,l1", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split(",")[5:] == ["akd/dlib-68", "akd/foreground-centroids", "l1"]
+    # a name no run has was an empty column, a misspelt --sort sorted nothing: one line naming the flag
+    for flags, line in ((["--metrics", "l1,num_video"], "--metrics num_video: no run of --experiment cmp has that "
+                         "metric (did you mean num_videos?)"),
+                        (["--metrics", "psnr"], "--metrics psnr: no run of --experiment cmp has that metric (they "
+                         "have: akd/dlib-68, akd/foreground-centroids, l1, l1_frames, num_videos)"),
+                        (["--sort", "L1"], "--sort L1: no run of --experiment cmp has that metric (did you mean l1?)"),
+                        (["--sort", "akd"], "--sort akd: names 2 metrics (akd/dlib-68, akd/foreground-centroids): "
+                         "choose one")):
+        assert compare.main(["-e", "cmp", "--tracking-uri", uri, *flags]) == 2
+        assert capsys.readouterr().err == f"fomm runs compare: error: {line}\n"
+
 
 def test_compare_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path, capsys, monkeypatch) -> None:
     """A query makes no store: a missing SQLite file (named, or the default ./mlruns) is one line, and stays missing."""
