@@ -69,8 +69,10 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     """A tracking URI that answers; a --plot that can be written and is not the tracking store."""
     checks.tracking_uri("--tracking-uri", args.tracking_uri)
+    from services.tracking.queries import check_filter
     from services.tracking.store import default_tracking_uri, local_sqlite_path  # MLflow (seconds)
 
+    check_filter("--filter", args.filter)
     uri = args.tracking_uri or default_tracking_uri()
     if (db := local_sqlite_path(uri)) is not None and not db.is_file():  # reading makes no store
         raise UserError(f"--tracking-uri {uri}{'' if args.tracking_uri else ' (the default)'}: no MLflow store there "

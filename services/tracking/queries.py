@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.utils import get_results_from_paginated_fn
+from mlflow.utils.search_utils import SearchUtils
 
+from services.errors import UserError
 from services.tracking.store import make_client
 
 
@@ -12,6 +15,14 @@ def _run_dict(run: Run) -> dict:
     """run_id, run_name, status, start_time, end_time, experiment_id, artifact_uri, …, params, metrics, tags."""
     d = run.to_dictionary()
     return {**d["info"], **d.get("data", {"params": {}, "metrics": {}, "tags": {}})}
+
+
+def check_filter(flag: str, text: str) -> None:
+    """A search filter MLflow can parse (else a UserError naming the flag, before any query)."""
+    try:
+        SearchUtils.parse_search_filter(text)
+    except MlflowException as err:
+        raise UserError(f"{flag} {text!r}: {err.message}") from None
 
 
 def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = "") -> list[dict]:

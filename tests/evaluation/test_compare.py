@@ -46,7 +46,9 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
                          "have: akd/dlib-68, akd/foreground-centroids, l1, l1_frames, num_videos)"),
                         (["--sort", "L1"], "--sort L1: no run of --experiment cmp has that metric (did you mean l1?)"),
                         (["--sort", "akd"], "--sort akd: names 2 metrics (akd/dlib-68, akd/foreground-centroids): "
-                         "choose one")):
+                         "choose one"),
+                        (["--filter", "metrics.l1 <"], "--filter 'metrics.l1 <': Invalid clause(s) in filter string: "
+                         "'metrics.l1', '<'")):
         assert compare.main(["-e", "cmp", "--tracking-uri", uri, *flags]) == 2
         assert capsys.readouterr().err == f"fomm runs compare: error: {line}\n"
 
