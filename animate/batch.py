@@ -121,7 +121,8 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table."""
     checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns", endpoint)
     try:
-        header, *rows = storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines()  # -sig: a BOM (Excel's) goes
+        # -sig: a BOM (Excel's) goes
+        header, *rows = storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines()
     except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
     if missing := [c for c in COLUMNS if c not in next(csv.reader([header]))]:

@@ -32,7 +32,8 @@ def metric_keys(flag: str, names: list[str], have: list[str], experiment: str) -
     typo, not an empty column: a UserError naming the flag."""
     keys = []
     for name in names:
-        if not (found := [name] if name in have else [k for k in have if k.startswith(f"{name}/") and not k.endswith("_frames")]):
+        labelled = [k for k in have if k.startswith(f"{name}/") and not k.endswith("_frames")]
+        if not (found := [name] if name in have else labelled):
             near = difflib.get_close_matches(name.lower(), have, 1)
             raise UserError(f"{flag} {name}: no run of --experiment {experiment} has that metric (" +
                             (f"did you mean {near[0]}?)" if near else f"they have: {', '.join(have)})"))

@@ -147,8 +147,8 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
     except FileNotFoundError:
         raise StorageError(f"{flag} {path}: no bucket {bucket!r} there (create it first, or check its name)") from None
     except PermissionError as err:  # wrong or expired keys, or no permission to list the bucket
-        raise StorageError(f"{flag} {path}: S3 refused access ({str(err).rstrip('.')}; check the credentials: {CREDENTIALS_HINT}, "
-                           f"and the bucket's permissions)") from None
+        raise StorageError(f"{flag} {path}: S3 refused access ({str(err).rstrip('.')}; check the credentials: "
+                           f"{CREDENTIALS_HINT}, and the bucket's permissions)") from None
 
 
 def tracking_uri(flag: str, uri: str | None) -> None:

@@ -109,7 +109,7 @@ def user_error_line(err: BaseException) -> str | None:
 
 def every_task_fails(err: BaseException) -> bool:
     """Whether every later task would fail as `err` did (a full, over-quota or read-only disk; no S3 credentials, or
-    keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for each of its items."""
+    keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for each item."""
     return any((isinstance(link, OSError) and link.errno in SHARED_ERRNOS)
                or _named(link, "botocore:NoCredentialsError", "botocore:PartialCredentialsError",
                          "botocore:EndpointConnectionError") or _s3_refusal(link) in S3_KEYS_REFUSED

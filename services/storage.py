@@ -29,7 +29,7 @@ class StorageError(UserError, OSError):
 
 def _reason(err: OSError) -> str:
     """Why a read failed: S3's refusal of the keys, said as such (s3fs's message is a bare "Forbidden")."""
-    return environment_failure(err) if err.errno is None and environment_failure(err) else str(err)
+    return (environment_failure(err) if err.errno is None else None) or str(err)
 
 
 def is_remote(path: str | os.PathLike) -> bool:
