@@ -45,6 +45,33 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
     except (OSError, OverflowError) as err:  # OverflowError: a port above 65535
         raise UserError(f"{where} {address}: no Ray cluster answers there ({getattr(err, 'strerror', None) or err})"
                         ) from None
+    if not address.startswith("ray://") and not _lets_this_driver_in(address):
+        raise UserError(f"{where} {address}: the Ray cluster refused this driver's authentication token (set "
+                        "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN, or ~/.ray/auth_token, to the cluster's token)")
+
+
+def _lets_this_driver_in(address: str) -> bool:
+    """Whether the cluster's GCS takes this process's token (none, without RAY_AUTH_MODE=token): ray.init retried a
+    refusal for 30 s, a warning a second, then a traceback. Other errors are ray.init's to report."""
+    import sys
+
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)  # Ray's C++ client logs the refusal there too
+        GcsClient(address=address)
+    except AuthenticationError:
+        return False
+    except Exception:  # anything else: ray.init tries again and reports it
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+    return True
 
 
 class _WithoutTraceback(logging.Formatter):

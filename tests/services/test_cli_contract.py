@@ -236,3 +236,36 @@ def test_a_full_disk_under_rays_temporary_folder_is_one_line_before_any_output(s
         f"preprocess: error: {small_disk}: no space left on the device for a local Ray's session (0 KiB free; free "
         "some, or set RAY_TMPDIR to a folder with room)"])
     assert not out.exists()
+
+
+def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) -> None:
+    """A Ray cluster with token authentication (what `ray start` turns on, and infra/ray-cluster.yaml): a driver
+    without its token was refused for 30 s, a warning a second, then a traceback. The check asks the cluster's GCS
+    once: no token or a wrong one is one line naming the address; the cluster's token passes."""
+    import shutil
+    import time
+
+    from tests.ray_cluster import RayCluster
+
+    token = "fomm-test-token-0123456789abcdef"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    cluster = RayCluster(tmp_path, {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, cpus=0)
+    check = [sys.executable, "-c", "from services.ray_start import check_address; import sys; "
+             "check_address(sys.argv[1])", cluster.address]
+    try:
+        cluster.start_head()
+        deadline = time.time() + 120
+        while subprocess.run(check, env={**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
+                             capture_output=True, timeout=60).returncode:  # until its GCS answers
+            assert time.time() < deadline, (tmp_path / "head.log").read_text()[-3000:]
+            time.sleep(1)
+        refused = (f"--ray-address {cluster.address}: the Ray cluster refused this driver's authentication token "
+                   "(set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN, or ~/.ray/auth_token, to the cluster's token)")
+        for auth in ({"RAY_AUTH_MODE": "disabled"}, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"}):
+            started = time.time()
+            done = subprocess.run(check, env={**base, **auth}, capture_output=True, text=True, timeout=60)
+            assert done.stderr.strip().splitlines()[-1] == f"services.errors.UserError: {refused}", done.stderr
+            assert "gcs_client" not in done.stderr and time.time() - started < 20  # no retries, no C++ warning
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.temp_dir, ignore_errors=True)
