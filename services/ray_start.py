@@ -50,28 +50,38 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
                         "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN, or ~/.ray/auth_token, to the cluster's token)")
 
 
-def _lets_this_driver_in(address: str) -> bool:
+def _lets_this_driver_in(address: str, wait: float = 5.0) -> bool:
     """Whether the cluster's GCS takes this process's token (none, without RAY_AUTH_MODE=token): ray.init retried a
-    refusal for 30 s, a warning a second, then a traceback. Other errors are ray.init's to report."""
+    refusal for 30 s, a warning a second, then a traceback. No answer within `wait` (a port that is no Ray GCS:
+    Ray's client waits 40 s) or another error is ray.init's to report."""
     import sys
+    import threading
 
     from ray._raylet import GcsClient
     from ray.exceptions import AuthenticationError
+
+    refused = []
+
+    def ask() -> None:
+        try:
+            GcsClient(address=address)
+        except AuthenticationError:
+            refused.append(address)
+        except Exception:  # anything else: ray.init tries again and reports it
+            pass
 
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(null, 2)  # Ray's C++ client logs the refusal there too
-        GcsClient(address=address)
-    except AuthenticationError:
-        return False
-    except Exception:  # anything else: ray.init tries again and reports it
-        pass
+        asker = threading.Thread(target=ask, daemon=True)
+        asker.start()
+        asker.join(wait)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
-    return True
+    return not refused
 
 
 class _WithoutTraceback(logging.Formatter):
