@@ -39,10 +39,11 @@ def _named(err: BaseException, *names: str) -> bool:
                for cls in type(err).__mro__ for name in names)
 
 
-def _s3_refusal(err: BaseException) -> str | None:
-    """The error code of an S3 request refused for its credentials or permissions (a botocore ClientError)."""
-    code = (getattr(err, "response", None) or {}).get("Error", {}).get("Code")
-    return code if _named(err, "botocore:ClientError") and code in S3_REFUSED else None
+def _s3_refusal(err: BaseException) -> dict:
+    """The `Error` (Code, Message) of an S3 request refused for its credentials or permissions (a botocore
+    ClientError); {} for any other error."""
+    error = (getattr(err, "response", None) or {}).get("Error", {})
+    return error if _named(err, "botocore:ClientError") and error.get("Code") in S3_REFUSED else {}
 
 
 def first_line(err: BaseException) -> str:
@@ -61,9 +62,9 @@ def _line(err: BaseException) -> str | None:
         return f"S3: {first_line(err)} ({CREDENTIALS_HINT})"
     if _named(err, "botocore:EndpointConnectionError", "botocore:ConnectTimeoutError"):
         return f"S3: {first_line(err)}"
-    if code := _s3_refusal(err):
-        message = (getattr(err, "response", None) or {}).get("Error", {}).get("Message") or code
-        return f"S3 refused access: {message} (check the credentials: {CREDENTIALS_HINT}, and the bucket's permissions)"
+    if refusal := _s3_refusal(err):
+        return (f"S3 refused access: {refusal.get('Message') or refusal['Code']} (check the credentials: "
+                f"{CREDENTIALS_HINT}, and the bucket's permissions)")
     if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
         named = isinstance(err.filename, str) and "\n" not in err.filename  # Ray Data writes its retry note there
         return f"{err.filename}: {DISK_ERRNOS[err.errno]}" if named else DISK_ERRNOS[err.errno]
@@ -112,5 +113,5 @@ def every_task_fails(err: BaseException) -> bool:
     keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for each item."""
     return any((isinstance(link, OSError) and link.errno in SHARED_ERRNOS)
                or _named(link, "botocore:NoCredentialsError", "botocore:PartialCredentialsError",
-                         "botocore:EndpointConnectionError") or _s3_refusal(link) in S3_KEYS_REFUSED
+                         "botocore:EndpointConnectionError") or _s3_refusal(link).get("Code") in S3_KEYS_REFUSED
                for link in _chain(err))
