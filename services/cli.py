@@ -37,7 +37,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (Kubernetes, `ray job stop`, `kill`) raised as Ctrl-C would be, so the same clean-up runs."""
 
 
+SIGTERM_SEEN = threading.Event()  # a Ray wait turns any KeyboardInterrupt raised in it into a plain one
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    SIGTERM_SEEN.set()
     raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
 
@@ -46,7 +50,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """While inside: SIGTERM raises `Terminated` in the main thread (only where no one else handles SIGTERM)."""
     ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     if ours:
-        signal.signal(signal.SIGTERM, _raise_terminated)  # ray.init replaces it with sys.exit(15): see end_status
+        SIGTERM_SEEN.clear()
+        signal.signal(signal.SIGTERM, _raise_terminated)  # services.ray_start puts it back over ray.init's
     try:
         yield
     finally:
@@ -71,13 +76,16 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
             traceback.print_exc()
         if note := getattr(err, RESUME_NOTE, None):
             line = f"{line} ({note})"
+        sys.stdout.flush()  # what the run printed first, where both streams go to one file or pipe
         print(f"{prog}: error: {line}", file=sys.stderr, flush=True)
         return USER_ERROR_STATUS
     except KeyboardInterrupt as err:
         if debug:
             traceback.print_exc()
-        stopped = isinstance(err, Terminated)
-        print(f"{prog}: {'stopped by SIGTERM' if stopped else 'interrupted'}", file=sys.stderr, flush=True)
+        stopped = isinstance(err, Terminated) or SIGTERM_SEEN.is_set()
+        kept = f" ({note})" if (note := getattr(err, RESUME_NOTE, None)) else ""
+        sys.stdout.flush()
+        print(f"{prog}: {'stopped by SIGTERM' if stopped else 'interrupted'}{kept}", file=sys.stderr, flush=True)
         return 128 + (signal.SIGTERM if stopped else signal.SIGINT)
 
 

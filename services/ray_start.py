@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
@@ -166,14 +167,34 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
         if runtime_env is not None and not address:
             runtime_env["worker_process_setup_hook"] = "services.ray_start.local_worker_setup"
+        before = signal.getsignal(signal.SIGTERM)
         ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
         if threading.current_thread() is threading.main_thread():
-            # ray.init sets a Python SIGTERM handler (exit 15, so the open MLflow run ends KILLED), then its core
-            # worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put the
-            # Python handler back on top
-            signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+            # ray.init sets a Python SIGTERM handler (sys.exit(15), which a Ray wait turns into exit 1), then its
+            # core worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put a
+            # Python handler back on top, the one there before (a stage's: one line, exit 143), else Ray's
+            signal.signal(signal.SIGTERM, before if callable(before) else signal.getsignal(signal.SIGTERM))
     for logger in ("ray", "ray.data"):  # after ray.init, which sets up "ray"'s: Tune's, Ray Train's driver-side lines
         console_without_tracebacks(logger)
+
+
+def connected() -> bool:
+    """Whether this process is a Ray driver now (without importing Ray where nothing has)."""
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def disconnect() -> None:
+    """Leave Ray (a local one stops): the workers' forwarded output ends here, not after a stage's last line. The
+    progress bars that workers drew here and never closed (a run ended by Ctrl-C or an error) go without a trace:
+    tqdm would draw each once more at exit."""
+    if connected():
+        sys.modules["ray"].shutdown()
+    manager = getattr(sys.modules.get("ray.experimental.tqdm_ray"), "_manager", None)  # Ray's driver-side bars
+    for group in getattr(manager, "bar_groups", {}).values():
+        for bar in group.bars_by_uuid.values():
+            bar.bar.leave = False  # closed, its line is cleared, not drawn again
+            bar.bar.close()
+        group.bars_by_uuid.clear()
 
 
 def check_room(flag: str, resource: str, each: float, workers: int = 1) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from services.cli import RESUME_NOTE, ArgumentParser, run_cli, user_input
-from services.ray_start import check_address
+from services.ray_start import check_address, connected, disconnect
 
 Config = TypeVar("Config")
 
@@ -73,12 +73,16 @@ class Stage(Generic[Config]):
         if hasattr(args, "ray_address") and not getattr(args, "no_ray", False):  # a stage on Ray: before any output
             check_address(args.ray_address)
         fresh = {folder for folder in self.keeps(cfg) if not os.path.lexists(folder)}
+        joined = connected()
         try:
             summary = self.run(cfg, args)
-        except Exception as err:
+        except (Exception, KeyboardInterrupt) as err:  # Ctrl-C too: its line says where the work is kept
             if (note := resume_note(self.keeps(cfg), fresh)) is not None:
                 setattr(err, RESUME_NOTE, note)  # run_cli ends the error line with it
             raise
+        finally:
+            if not joined:  # the Ray this run joined: no worker's output after the run's last line
+                disconnect()
         if summary.status:  # a run that made nothing leaves no empty folder either
             resume_note(self.keeps(cfg), fresh)
         return summary.show()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +32,11 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Ray Train's controller looks at its workers every 2 s by default: a finished run ends up to 2 s late
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+
+
+def last_line(console: str) -> str:
+    """The last line a terminal shows of a console capture: cursor moves and line clears of progress bars left out."""
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", console).rstrip().splitlines()[-1].strip()
 
 
 def free_port() -> int:

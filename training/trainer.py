@@ -151,6 +151,15 @@ class ControllerConsoleWithoutTracebacks(ControllerCallback):
         ray_start.console_without_tracebacks("ray.train")
 
 
+class FommTrainer(ray.train.torch.TorchTrainer):
+    """Ray Train's TorchTrainer without its driver's SIGINT handler, which turns Ctrl-C into SystemExit(1): exit 1,
+    no line, the MLflow run FAILED. Ctrl-C stays the KeyboardInterrupt every stage ends on (exit 130, the run
+    KILLED); the driver's exit ends its Train controller and workers."""
+
+    def _register_sigint_handler(self, controller: Any) -> None:
+        pass
+
+
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
     job = plan.job
@@ -167,7 +176,7 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
     loop_config = {"job": job, "fomm": plan.cfg, "samples_per_epoch": plan.samples_per_epoch,
                    "has_val": "val" in plan.datasets, "mlflow_run_id": plan.mlflow_run_id,
                    "tracking_uri": plan.tracking_uri, "started_at": plan.started_at}
-    return ray.train.torch.TorchTrainer(
+    return FommTrainer(
         train_loop_per_worker, train_loop_config=loop_config,
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu,

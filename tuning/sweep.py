@@ -183,7 +183,9 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
         grid, interrupted = _fit_noting_ctrl_c(tuner)
         if shared := StopWhereTrialsFail.failures.pop(str(experiment_dir), None):
             raise shared
-        return _finish_sweep(sweep, grid, parent_run_id, uri, experiment_dir, "KILLED" if interrupted else "FINISHED")
+        if interrupted:  # an unfinished sweep has no best config: exit 130 as any Ctrl-C'd stage
+            raise KeyboardInterrupt
+        return _finish_sweep(sweep, grid, parent_run_id, uri, experiment_dir)
     except BaseException as exc:
         Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc))
         raise
@@ -214,9 +216,8 @@ def _fit_noting_ctrl_c(tuner: tune.Tuner) -> tuple[Any, bool]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, experiment_dir: Path,
-                  status: str) -> SweepResult:
-    """Export the best trial's config and log it to the parent run, which ends as `status`."""
+def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, experiment_dir: Path) -> SweepResult:
+    """Export the best trial's config and log it to the parent run, which ends FINISHED."""
     best = grid.get_best_result(metric=sweep.space.metric, mode=sweep.space.mode, scope="all")
     sample = {k: v for k, v in best.config.items() if not k.startswith("__")}
     out = Path(sweep.out) if sweep.out else experiment_dir / "best.yaml"
@@ -228,6 +229,6 @@ def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, expe
     # MLflow names may not hold ',': tied keys are logged joined by ' '
     tracker.log_params({f"best.{k.replace(',', ' ')}": v for k, v in sample.items()})
     tracker.log_artifact(out)
-    tracker.end(status)
+    tracker.end("FINISHED")
     return SweepResult(str(out), dict(best.metrics or {}), sample, parent_run_id, str(experiment_dir / "tune"),
                        len(grid))

@@ -1,12 +1,14 @@
 """pipelines/train.py as Ray jobs: a 2-worker run (one worker per node: --placement SPREAD) stopped after its first
 checkpoint, then resubmitted with --resume, continues from that checkpoint (epoch, step and optimiser state) and
-logs to the same MLflow run."""
+logs to the same MLflow run. Ctrl-C ends a run as KILLED with one line, exit 130."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ import mlflow
 import pytest
 
 from fomm.checkpoint import read_checkpoint
+from tests.conftest import last_line
 from training.job import TrainJob
 from training.trainer import registered_checkpoints
 
@@ -78,6 +81,11 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     jobs.stop_job(first)  # SIGTERM to the driver: its Train controller and workers go with it
     _wait_for(lambda: jobs.get_job_status(first).is_terminal(), 60, "the first job did not stop")
     assert jobs.get_job_status(first) == JobStatus.STOPPED
+    _wait_for(lambda: "train: stopped by SIGTERM" in jobs.get_job_logs(first), 30, "no SIGTERM line in the job's log")
+    logs = jobs.get_job_logs(first)  # one line saying where the work is kept (was: exit 1, nothing said)
+    assert last_line(logs) == (f"train: stopped by SIGTERM (work done so far is kept in {storage / 'job'}: "
+                                  "rerun the same command with --resume to go on from its last checkpoint)"), logs[-3000:]
+    assert "Traceback" not in logs, logs[-3000:]
     registered = registered_checkpoints(job)
     kept_steps = [read_checkpoint(storage / "job" / name / "checkpoint.pth.tar")["step"] for name in registered]
     assert kept_steps and 2 <= min(kept_steps) and max(kept_steps) < 10
@@ -114,3 +122,32 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     assert jobs.get_job_status(third) == JobStatus.FAILED, logs[-3000:]
     assert f"train: error: {checkpoint}: not a readable checkpoint (truncated or corrupt?)" in logs, logs[-3000:]
     assert "Traceback" not in logs and 1 <= logs.count("Error in training function") <= 2, logs[-3000:]  # one try
+
+
+@pytest.mark.ray
+def test_ctrl_c_ends_the_run_killed_in_one_line(ray_head, mlflow_server, synthetic_shards, tiny_config_path,
+                                                 tmp_path):
+    """Ctrl-C while the workers train: exit 130, one line saying where the work is kept, the MLflow run KILLED. Ray
+    Train's own SIGINT handler made it SystemExit(1): exit 1, nothing said, the run FAILED."""
+    from services.tracking.queries import search_runs
+
+    storage = tmp_path / "storage"
+    cmd = [sys.executable, str(TRAIN), "--config", str(tiny_config_path), "--data", str(synthetic_shards),
+           "--storage", str(storage), "--name", "ctrl-c", "--epochs", "1000", "--val-clips", "0",
+           "--log-images-every", "0", "--tracking-uri", mlflow_server, "--experiment", "train-ctrl-c", *SETTINGS]
+    env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(TRAIN.parents[1])}
+    proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:  # rank 0 tags the run's precision as it starts training
+        _wait_for(lambda: proc.poll() is not None or any(
+            "precision" in r["tags"] for r in search_runs(mlflow_server, "train-ctrl-c")), 300, "no worker trained")
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    assert last_line(out) == (f"train: interrupted (work done so far is kept in {storage / 'ctrl-c'}: rerun the "
+                              "same command with --resume to go on from its last checkpoint)"), out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert [r["status"] for r in search_runs(mlflow_server, "train-ctrl-c")] == ["KILLED"]

@@ -1,5 +1,5 @@
-"""A sweep (`pipelines/tune.py`) ended from outside while a trial trains: by Ctrl-C (the parent run and the trial's
-run end KILLED; nothing is left RUNNING), or by its storage's disk filling up."""
+"""A sweep (`pipelines/tune.py`) ended from outside while a trial trains: by Ctrl-C (exit 130, the parent run and the
+trial's run end KILLED; nothing is left RUNNING), or by its storage's disk filling up."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fill_disk
+from tests.conftest import fill_disk, last_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def test_ctrl_c_ends_the_sweep_and_its_trials_killed(ray_head, mlflow_server, sy
                      "space:\n  train_params.loss_weights.equivariance_value:\n    grid: [1, 10]\n")
     cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"), "--config", str(tiny_config_path), "--space",
            str(space), "--data", str(synthetic_shards), "--storage", str(tmp_path / "runs"), "--epochs", "1000",
-           "--val-clips", "0", "--tracking-uri", mlflow_server, "--experiment", "sweep-ctrl-c"]
+           "--val-clips", "1", "--tracking-uri", mlflow_server, "--experiment", "sweep-ctrl-c"]
     env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -50,6 +50,12 @@ def test_ctrl_c_ends_the_sweep_and_its_trials_killed(ray_head, mlflow_server, sy
     finally:
         if proc.poll() is None:
             proc.kill()
+    # an unfinished sweep is no success: exit 130, one line saying where its state is kept, no best config
+    assert proc.returncode == 130, out[-3000:]
+    assert last_line(out) == (
+        f"tune: interrupted (work done so far is kept in {tmp_path / 'runs' / 'sweep-tiny-64'}: rerun the same "
+        "command with --resume to restore the sweep)"), out[-3000:]
+    assert "Traceback" not in out and not (tmp_path / "runs" / "sweep-tiny-64" / "best.yaml").exists(), out[-3000:]
     runs = {r["run_name"]: r for r in search_runs(mlflow_server, "sweep-ctrl-c")}
     assert [n for n, r in runs.items() if r["status"] == "RUNNING"] == [], out[-3000:]
     parent = runs["sweep-tiny-64"]
@@ -80,7 +86,7 @@ def test_a_full_disk_ends_the_sweep_at_its_first_trial_in_one_line(ray_head, mlf
     with tmpfs(tmp_path / "disk", "24m") as disk:
         cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"), "--config", str(tiny_config_path), "--space",
                str(space), "--data", str(synthetic_shards), "--storage", str(disk), "--epochs", "1000",
-               "--val-clips", "0", "--tracking-uri", mlflow_server, "--experiment", "sweep-full-disk"]
+               "--val-clips", "1", "--tracking-uri", mlflow_server, "--experiment", "sweep-full-disk"]
         env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
@@ -90,7 +96,7 @@ def test_a_full_disk_ends_the_sweep_at_its_first_trial_in_one_line(ray_head, mlf
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 2, out[-3000:]
-    assert out.rstrip().splitlines()[-1].startswith("tune: error: no space left on the device"), out[-3000:]
+    assert last_line(out).startswith("tune: error: no space left on the device"), out[-3000:]
     assert "Traceback" not in out, out[max(0, out.find("Traceback") - 1500):][:4000]
     runs = {r["run_name"]: r for r in search_runs(mlflow_server, "sweep-full-disk")}
     trials = [r for name, r in runs.items() if name.startswith("trial-")]
