@@ -137,12 +137,16 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     with user_input("--set"):
         cfg = job.load_config(base)
     shard_set = require_shards("--data", job.data, job.train_split, job.endpoint)
-    # a split asked for by name must exist (the default may be absent: then no validation)
-    if job.num_val_clips > 0 and job.val_split != field_default(TrainJob, "val_split"):
+    # a sweep ranks its trials by val_l1: without held-out clips every trial would score the same placeholder
+    if sweep and job.num_val_clips == 0:
+        raise UserError("--val-clips 0: a sweep ranks its trials by val_l1 on held-out clips (give 1 or more)")
+    # a split asked for by name must exist (the default may be absent: then no validation, except in a sweep)
+    if job.num_val_clips > 0 and (sweep or job.val_split != field_default(TrainJob, "val_split")):
         from training.data import clip_index
 
         if not len(clip_index(shard_set, job.val_split)):
-            raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}")
+            raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}"
+                            + (" to rank the sweep's trials by (preprocess with --test-fraction above 0)" * sweep))
     check_colormap(job.config, cfg.visualizer_params)  # not at the first image a worker draws
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})

@@ -105,6 +105,10 @@ CASES = [
          TRAIN.replace("{w}/store", "{shard_dir}/run").replace("{shard}", "{shard_dir}"), "--storage"),
     Case("tune", "wrong config", "search space with loguniform from 0", TRAIN + " --space {log0_space}",
          "log0.yaml"),
+    Case("tune", "wrong config", "--val-clips 0 (nothing to rank the trials by)",
+         TRAIN.replace("{shard}", "{train_only}") + " --val-clips 0", "--val-clips 0"),
+    Case("tune", "wrong config", "--data without held-out clips to rank the trials by",
+         TRAIN.replace("{shard}", "{train_only}"), "--val-split test"),
     Case("evaluate", "overwrite", "--out inside the --data folder",
          EVAL.replace("{w}/eval", "{shard_dir}/eval").replace("{shard}", "{shard_dir}"), "--out"),
     Case("benchmark", "wrong type", "--threshold is infinite", BENCH + " --threshold inf", "--threshold"),
@@ -184,6 +188,7 @@ def prepare(root: Path) -> dict[str, str]:
     root.mkdir(parents=True, exist_ok=True)
     tiny = REPO / "configs" / "tiny-64.yaml"
     shard = write_synthetic_shards(root / "shards", num_videos=2, num_frames=4, seed=1)
+    train_only = write_synthetic_shards(root / "train_only", num_videos=2, num_frames=4, seed=2, split="train")
     model = ModelSource.resolve(tiny, None).load()
     ckpt = root / "ckpts" / "tiny.pth.tar"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +223,7 @@ def prepare(root: Path) -> dict[str, str]:
              "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
-            "shard": str(shard), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
+            "shard": str(shard), "train_only": str(train_only), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
             **{key: str(root / name) for key, name in files.items()}}
 
 
