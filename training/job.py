@@ -145,8 +145,8 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
         from training.data import clip_index
 
         if not len(clip_index(shard_set, job.val_split)):
-            raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}"
-                            + (" to rank the sweep's trials by (preprocess with --test-fraction above 0)" * sweep))
+            why = " to rank the sweep's trials by (preprocess with --test-fraction above 0)" if sweep else ""
+            raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}{why}")
     check_colormap(job.config, cfg.visualizer_params)  # not at the first image a worker draws
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
