@@ -186,8 +186,11 @@ class RayCluster:
                     for r in self.state("placement_groups") if r["state"] != "REMOVED"]
             if not live:
                 return
-            if time.time() > deadline:
-                raise RuntimeError(f"placement groups left by an earlier test: {live}\n{self.describe()}")
+            if time.time() > deadline:  # with what created them: a recurrence names its cause
+                detail = [{k: r.get(k) for k in ("placement_group_id", "name", "creator_job_id", "state", "is_detached",
+                                                 "stats")}
+                          for r in self.state("placement_groups", detail=True) if r["state"] != "REMOVED"]
+                raise RuntimeError(f"placement groups left by an earlier test: {live}\n{detail}\n{self.describe()}")
             time.sleep(0.5)
 
     def describe(self) -> str:
@@ -204,6 +207,13 @@ class RayCluster:
             live = [f"  {r.get('class_name') or r.get('name')} {r.get('state')} {r.get('required_resources')} "
                     f"node {str(r.get('node_id'))[:8]} job {r.get('job_id')}" for r in rows if r.get("state") not in done]
             parts.append(f"{kind} not done ({len(live)}):\n" + "\n".join(live[:40]))
+        try:  # drivers and submitted jobs: whether the job that holds something has ended
+            with urllib.request.urlopen(f"{self.dashboard}/api/jobs/", timeout=10) as r:
+                jobs = [f"  {j.get('job_id')} {j.get('type')} {j.get('status')} driver "
+                        f"{(j.get('driver_info') or {}).get('pid')} {j.get('entrypoint', '')[:80]}" for j in json.load(r)]
+            parts.append("jobs:\n" + "\n".join(jobs[-20:]))
+        except OSError as err:
+            parts.append(f"jobs: {err}")
         return "\n".join(parts)
 
     def kill_worker(self, resource: str) -> None:

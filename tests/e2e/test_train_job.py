@@ -132,17 +132,22 @@ def test_ctrl_c_ends_the_run_killed_in_one_line(ray_head, mlflow_server, synthet
     from services.tracking.queries import search_runs
 
     storage = tmp_path / "storage"
-    cmd = [sys.executable, str(TRAIN), "--config", str(tiny_config_path), "--data", str(synthetic_shards),
-           "--storage", str(storage), "--name", "ctrl-c", "--epochs", "1000", "--val-clips", "0",
+    cmd = [sys.executable, "-X", "faulthandler", str(TRAIN), "--config", str(tiny_config_path), "--data",
+           str(synthetic_shards), "--storage", str(storage), "--name", "ctrl-c", "--epochs", "1000", "--val-clips", "0",
            "--log-images-every", "0", "--tracking-uri", mlflow_server, "--experiment", "train-ctrl-c", *SETTINGS]
-    env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(TRAIN.parents[1])}
+    env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(TRAIN.parents[1]),
+           "FOMM_TRACKING_END_WAIT_S": "30"}  # a slow store is not what this test waits for
     proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:  # rank 0 tags the run's precision as it starts training
         _wait_for(lambda: proc.poll() is not None or any(
             "precision" in r["tags"] for r in search_runs(mlflow_server, "train-ctrl-c")), 300, "no worker trained")
         assert proc.poll() is None, proc.communicate()[0][-3000:]
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
-        out, _ = proc.communicate(timeout=120)
+        try:
+            out, _ = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:  # where it waits: SIGABRT makes faulthandler print every thread's stack
+            proc.send_signal(signal.SIGABRT)
+            raise AssertionError(f"no exit 180 s after Ctrl-C:\n{proc.communicate(timeout=60)[0][-8000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
