@@ -34,6 +34,24 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 
+_AS_A_SHELL_STARTS_IT = """import runpy, signal, sys
+inherited = [line.strip() for line in open("/proc/self/status") if line.startswith(("SigBlk", "SigIgn"))]
+print("inherited:", *inherited, file=sys.stderr)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def as_a_shell_starts(script: Path) -> list[str]:
+    """The command line of `python script` that starts it as a shell would: SIGINT unblocked and at Python's default,
+    whatever this test process blocks or ignores (a child inherits both: a suite run saw Ctrl-C have no effect on a
+    driver it started), with faulthandler on (SIGABRT prints every thread's stack). It says on stderr what it
+    inherited."""
+    return [sys.executable, "-X", "faulthandler", "-c", _AS_A_SHELL_STARTS_IT, str(script)]
+
+
 def last_line(console: str) -> str:
     """The last line a terminal shows of a console capture: cursor moves and line clears of progress bars left out."""
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", console).rstrip().splitlines()[-1].strip()

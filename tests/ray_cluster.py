@@ -210,7 +210,7 @@ class RayCluster:
         try:  # drivers and submitted jobs: whether the job that holds something has ended
             with urllib.request.urlopen(f"{self.dashboard}/api/jobs/", timeout=10) as r:
                 jobs = [f"  {j.get('job_id')} {j.get('type')} {j.get('status')} driver "
-                        f"{(j.get('driver_info') or {}).get('pid')} {j.get('entrypoint', '')[:80]}" for j in json.load(r)]
+                        f"{(j.get('driver_info') or {}).get('pid')} {(j.get('entrypoint') or '')[:80]}" for j in json.load(r)]
             parts.append("jobs:\n" + "\n".join(jobs[-20:]))
         except OSError as err:
             parts.append(f"jobs: {err}")

@@ -18,7 +18,7 @@ import mlflow
 import pytest
 
 from fomm.checkpoint import read_checkpoint
-from tests.conftest import last_line
+from tests.conftest import as_a_shell_starts, last_line
 from training.job import TrainJob
 from training.trainer import registered_checkpoints
 
@@ -132,7 +132,7 @@ def test_ctrl_c_ends_the_run_killed_in_one_line(ray_head, mlflow_server, synthet
     from services.tracking.queries import search_runs
 
     storage = tmp_path / "storage"
-    cmd = [sys.executable, "-X", "faulthandler", str(TRAIN), "--config", str(tiny_config_path), "--data",
+    cmd = [*as_a_shell_starts(TRAIN), "--config", str(tiny_config_path), "--data",
            str(synthetic_shards), "--storage", str(storage), "--name", "ctrl-c", "--epochs", "1000", "--val-clips", "0",
            "--log-images-every", "0", "--tracking-uri", mlflow_server, "--experiment", "train-ctrl-c", *SETTINGS]
     env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(TRAIN.parents[1]),
@@ -147,7 +147,8 @@ def test_ctrl_c_ends_the_run_killed_in_one_line(ray_head, mlflow_server, synthet
             out, _ = proc.communicate(timeout=180)
         except subprocess.TimeoutExpired:  # where it waits: SIGABRT makes faulthandler print every thread's stack
             proc.send_signal(signal.SIGABRT)
-            raise AssertionError(f"no exit 180 s after Ctrl-C:\n{proc.communicate(timeout=60)[0][-8000:]}") from None
+            out = proc.communicate(timeout=60)[0]
+            raise AssertionError(f"no exit 180 s after Ctrl-C; {out[:200]}\n{out[-8000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fill_disk, last_line
+from tests.conftest import as_a_shell_starts, fill_disk, last_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def test_ctrl_c_ends_the_sweep_and_its_trials_killed(ray_head, mlflow_server, sy
     space = tmp_path / "space.yaml"
     space.write_text("metric: val_l1\nmode: min\nnum_samples: 1\n"
                      "space:\n  train_params.loss_weights.equivariance_value:\n    grid: [1, 10]\n")
-    cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"), "--config", str(tiny_config_path), "--space",
+    cmd = [*as_a_shell_starts(REPO / "pipelines" / "tune.py"), "--config", str(tiny_config_path), "--space",
            str(space), "--data", str(synthetic_shards), "--storage", str(tmp_path / "runs"), "--epochs", "1000",
            "--val-clips", "1", "--tracking-uri", mlflow_server, "--experiment", "sweep-ctrl-c"]
     env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(REPO)}
