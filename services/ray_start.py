@@ -55,7 +55,6 @@ def _lets_this_driver_in(address: str, wait: float = 5.0) -> bool:
     """Whether the cluster's GCS takes this process's token (none, without RAY_AUTH_MODE=token): ray.init retried a
     refusal for 30 s, a warning a second, then a traceback. No answer within `wait` (a port that is no Ray GCS:
     Ray's client waits 40 s) or another error is ray.init's to report."""
-    import sys
     import threading
 
     from ray._raylet import GcsClient
