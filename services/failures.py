@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Iterator
 
 from services.errors import is_user_error
@@ -68,6 +69,10 @@ def _line(err: BaseException) -> str | None:
     if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
         named = isinstance(err.filename, str) and "\n" not in err.filename  # Ray Data writes its retry note there
         return f"{err.filename}: {DISK_ERRNOS[err.errno]}" if named else DISK_ERRNOS[err.errno]
+    if out_of_memory(err):
+        tried = re.search(r"tried to allocate (\d+) bytes", str(err))  # PyTorch's CPU allocator says it so
+        what = f"could not allocate {int(tried[1]) / 2**30:,.1f} GiB" if tried else first_line(err)
+        return f"out of memory: {what} (a smaller batch, frame size or model needs less)"
     if _named(err, "PIL:DecompressionBombError"):
         return f"image refused: {first_line(err)}"
     if isinstance(err, UnicodeDecodeError):
@@ -80,6 +85,12 @@ def _line(err: BaseException) -> str | None:
         full = SQLITE_FULL in str(err)
         return f"MLflow: the tracking store's disk is full ({SQLITE_FULL})" if full else f"MLflow: {first_line(err)}"
     return None
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Python's, NumPy's or PyTorch's allocation failure (CPU or GPU), or a task Ray killed for its node's memory."""
+    return (isinstance(err, MemoryError) or _named(err, "torch:OutOfMemoryError", "ray:OutOfMemoryError")
+            or (isinstance(err, RuntimeError) and "can't allocate memory" in str(err)))
 
 
 def environment_failure(err: BaseException) -> str | None:

@@ -126,15 +126,31 @@ class Section:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the later one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep) if key_node.tag != "tag:yaml.org,2002:merge" else None
+            if key is not None and isinstance(key, str | int | float | bool) and key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} given twice in one mapping "
+                                  "(YAML would keep only the later one)")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path, what: str = "config") -> Any:
     """The YAML file's data; an unreadable, empty or non-UTF-8 file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), _StrictLoader)  # noqa: S506 - a safe loader
     except UnicodeDecodeError as err:  # a checkpoint or image given as the config
         raise ConfigError(f"{path}: not a UTF-8 text {what} ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read {what} ({err.strerror or err})") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if data is None or data == {}:

@@ -83,6 +83,16 @@ class ModelConfig(Section):
     generator_params: GeneratorParams = field(default_factory=GeneratorParams)
     discriminator_params: DiscriminatorParams = field(default_factory=DiscriminatorParams)
 
+    def __post_init__(self) -> None:
+        Section.__post_init__(self)
+        gp = self.generator_params
+        for where, p in (("kp_detector_params", self.kp_detector_params), ("generator_params", gp),
+                         ("generator_params.dense_motion_params", gp.dense_motion_params)):
+            if p is not None and p.block_expansion > p.max_features:  # widths are min(max_features, b·2**i)
+                raise ValueError(f"{where}: block_expansion {p.block_expansion} is above max_features "
+                                 f"{p.max_features} (the widths are min(max_features, block_expansion·2**i): its "
+                                 "blocks would not fit together)")
+
 
 # ---------------------------------------------------------------- train_params
 
@@ -307,9 +317,25 @@ class FommConfig(Section):
                 raise ValueError(f"model_params.{where}: a {h}×{w} frame (dataset_params.frame_shape) at scale_factor "
                                  f"{p.scale_factor:g} is {sides[0]}×{sides[1]}, not a multiple of 2**num_blocks = "
                                  f"{grain} in both sides: its hourglass cannot halve it and double it back")
+        kp = self.model_params.kp_detector_params
+        side = min(pyramid_side(n, kp.scale_factor) for n in (h, w))
+        if side + 2 * kp.pad < 7:  # the keypoint head is a 7×7 convolution, padded by pad
+            raise ValueError(f"model_params.kp_detector_params: a {h}×{w} frame at scale_factor {kp.scale_factor:g} "
+                             f"is {side} pixels across, too small for the 7×7 keypoint head with pad {kp.pad} (needs "
+                             f"side + 2·pad ≥ 7)")
         if h % 2**gp.num_down_blocks or w % 2**gp.num_down_blocks:  # the decoder would give a smaller frame
             raise ValueError(f"model_params.generator_params: a {h}×{w} frame (dataset_params.frame_shape) is not a "
                              f"multiple of 2**num_down_blocks = {2**gp.num_down_blocks} in both sides")
+        if self.train_params.loss_weights.generator_gan != 0:  # the discriminator runs, on the training pyramid
+            dp, scales = self.model_params.discriminator_params, self.train_params.scales
+            if missing := [s for s in dp.scales if s not in scales]:
+                raise ValueError(f"model_params.discriminator_params: scales {list(dp.scales)} must be among "
+                                 f"train_params.scales {list(scales)} (the GAN terms judge that pyramid), not {missing}")
+            for s in dp.scales:
+                if not discriminator_fits((pyramid_side(h, s), pyramid_side(w, s)), dp.num_blocks):
+                    raise ValueError(f"model_params.discriminator_params: a {h}×{w} frame at scale {s:g} is too "
+                                     f"small for {dp.num_blocks} blocks (each a 4×4 convolution, all but the last "
+                                     "halving it): use fewer num_blocks or a larger frame")
 
 
 def pyramid_side(size: int, scale: float) -> int:
@@ -317,6 +343,18 @@ def pyramid_side(size: int, scale: float) -> int:
     blur when 1/scale is whole, else interpolate's floor(size·scale)."""
     inverse = 1 / scale
     return -(-size // round(inverse)) if math.isclose(inverse, round(inverse)) else math.floor(size * scale)
+
+
+def discriminator_fits(sides: tuple[int, int], num_blocks: int) -> bool:
+    """Whether an h×w picture passes the discriminator's blocks in training: each an unpadded 4×4 convolution
+    (sides − 3), instance norm after the first (more than one pixel), and a 2×2 average pool in all but the last."""
+    for block in range(num_blocks):
+        sides = tuple(n - 3 for n in sides)
+        pool = block < num_blocks - 1
+        if min(sides) < 1 + pool or (block > 0 and sides[0] * sides[1] < 2):
+            return False
+        sides = tuple(n // 2 for n in sides) if pool else sides
+    return True
 
 
 def load_config(path: str | Path) -> FommConfig:

@@ -320,6 +320,19 @@ def test_an_existing_output_is_never_overwritten(media, tiny_config_path, tmp_pa
     assert mine.read_bytes() == b"the user's own video" and [p.name for p in tmp_path.iterdir()] == ["mine.mp4"]
 
 
+def test_a_model_too_large_for_memory_is_one_line_and_no_output(media, tiny_config_path, tmp_path, capsys):
+    """A 400000×400000 frame_shape (a typo'd size): its first tensor, 1.8 TiB, cannot be allocated. Before: PyTorch's
+    allocator error under a 40-line traceback."""
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(tiny_config_path.read_text().replace("frame_shape: [64, 64, 3]", "frame_shape: [400000, 400000, 3]"))
+    out = tmp_path / "out"
+    code, _, err = run(["animate", "--config", huge, "--random-init", "--source", media["source"], "--driving",
+                        media["clip"], "--out", out / "result.mp4", "--quiet"], capsys)
+    assert code == 2 and err.splitlines()[-1] == ("fomm animate: error: out of memory: could not allocate 1,788.1 GiB "
+                                                  "(a smaller batch, frame size or model needs less)"), err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("argv", "line"), [
     ([], "fomm: error: a command is required (animate, export, info, runs compare)"),
     (["animte"], "fomm: error: unknown command 'animte' (expected one of: animate, export, info, runs compare)"),

@@ -102,6 +102,23 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
      r"^c.yaml: model_params.generator_params: a 256×250 frame \(dataset_params.frame_shape\) is not a multiple of "
      r"2\*\*num_down_blocks = 4 in both sides$"),
     (b"model_params:\n  common_params:\n    num_channels: 4\n", r"num_channels must be 3 \(frames are read as RGB\)"),
+    # widths and sizes each network needs (tests/fomm/test_model_shapes.py holds the rules against the networks):
+    # before, the config loaded and the first forward pass ended in a traceback from inside torch
+    (b"model_params:\n  kp_detector_params:\n    block_expansion: 2048\n",
+     r"^c.yaml: model_params: kp_detector_params: block_expansion 2048 is above max_features 1024 \(the widths"),
+    (b"dataset_params:\n  frame_shape: [16, 16, 3]\nmodel_params:\n  kp_detector_params:\n    num_blocks: 2\n"
+     b"  generator_params:\n    dense_motion_params:\n      num_blocks: 2\n",
+     r"^c.yaml: model_params.kp_detector_params: a 16×16 frame at scale_factor 0.25 is 4 pixels across, too small "
+     r"for the 7×7 keypoint head with pad 0"),
+    (b"train_params:\n  loss_weights:\n    generator_gan: 1\n  scales: [1, 0.5]\nmodel_params:\n"
+     b"  discriminator_params:\n    scales: [1, 0.25]\n",
+     r"discriminator_params: scales \[1, 0.25\] must be among train_params.scales \[1, 0.5\] .*not \[0.25\]$"),
+    (b"dataset_params:\n  frame_shape: [32, 32, 3]\nmodel_params:\n  kp_detector_params:\n    num_blocks: 3\n"
+     b"  generator_params:\n    dense_motion_params:\n      num_blocks: 3\ntrain_params:\n  loss_weights:\n"
+     b"    generator_gan: 1\n",  # the default 4 blocks: 32 → 29 → 14 → 11 → 5 → 2 → 1 → a 4×4 convolution of 1
+     r"model_params.discriminator_params: a 32×32 frame at scale 1 is too small for 4 blocks"),
+    (b"model_params:\n  common_params:\n    num_kp: 10\n  common_params:\n    num_kp: 5\n",
+     r"^.*c.yaml: line 4: key 'common_params' given twice in one mapping \(YAML would keep only the later one\)$"),
     (b"train_params:\n  lr_generator: .nan\n", "train_params.lr_generator: expected finite numbers"),
     # a negative rate or weight climbs its loss: the run fails inside Ray's workers, or trains the wrong way
     (b"train_params:\n  lr_kp_detector: -2.0e-4\n", "train_params: lr_kp_detector must be ≥ 0, got -0.0002"),
@@ -130,3 +147,19 @@ def test_a_file_that_is_no_usable_config_is_one_config_error_naming_it(tmp_path,
     with pytest.raises(ConfigError, match=message) as err:
         load_config(path)
     assert "c.yaml" in str(err.value)
+
+
+def test_yaml_merge_keys_still_override_what_they_merge(tmp_path):
+    """A key given again beside a merge (`<<`) is YAML's override, not a duplicate."""
+    from fomm.config.loader import read_yaml
+
+    path = tmp_path / "m.yaml"
+    path.write_text("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n")
+    assert read_yaml(path) == {"base": {"x": 1, "y": 2}, "d": {"x": 3, "y": 2}}
+
+
+def test_a_discriminator_too_small_for_its_frame_loads_where_no_gan_term_runs_it(tmp_path):
+    path = tmp_path / "c.yaml"  # the same 32×32 frame as above, generator_gan 0 (the default): never run
+    path.write_text("dataset_params:\n  frame_shape: [32, 32, 3]\nmodel_params:\n  kp_detector_params:\n"
+                    "    num_blocks: 3\n  generator_params:\n    dense_motion_params:\n      num_blocks: 3\n")
+    assert load_config(path).model_params.discriminator_params.num_blocks == 4

@@ -40,6 +40,8 @@ class TaskError(Exception):
 
 
 def _families() -> list[tuple[BaseException, str]]:
+    import numpy as np
+    import torch
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError, PartialCredentialsError
     from mlflow.exceptions import MlflowException
     from PIL import Image
@@ -64,7 +66,20 @@ def _families() -> list[tuple[BaseException, str]]:
         (MlflowException("API request to http://127.0.0.1:9/api failed\nretries exhausted"), "MLflow: API request to"),
         (MlflowException("(raised as a result of Query-invoked autoflush; …)\n(sqlite3.OperationalError) database or "
                          "disk is full"), "MLflow: the tracking store's disk is full (database or disk is full)"),
+        # real allocations of 4 PiB (above any machine's address space): PyTorch's and NumPy's own errors
+        (_failed(lambda: torch.empty(2**52, dtype=torch.uint8)), "out of memory: could not allocate 4,194,304.0 GiB "
+                                                                 "(a smaller batch, frame size or model needs less)"),
+        (_failed(lambda: np.empty(2**52, np.uint8)), "out of memory: Unable to allocate 4.00 PiB for an array"),
+        (WorkerGroupError("rank 0: ...", {0: _failed(lambda: torch.zeros(2**50, 16))}), "out of memory: could not"),
     ]
+
+
+def _failed(allocate) -> BaseException:  # noqa: ANN001 - a call that fails
+    try:
+        allocate()
+    except BaseException as err:  # noqa: BLE001 - the error is the value
+        return err
+    raise AssertionError("allocated")
 
 
 def _null_byte() -> ValueError:
