@@ -76,12 +76,13 @@ def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
         from preprocessing.ray_jobs import run_preprocess
 
         result = run_preprocess(cfg, address=args.ray_address)
+    if not result["num_clips"]:  # a job that made nothing has failed: no lines naming a manifest never written
+        return Summary(status=cli.USER_ERROR_STATUS, problem=f"preprocess: error: --output {cfg.output}: no clips "
+                                                             f"were made ({why_nothing(cfg, result)})")
     return Summary({"shards": f"{result['shards']} ({result['num_shards']} files, {result['num_clips']} clips, "
                               f"{result['num_frames']} frames)",
                     "manifest": result["manifest"], "errors": f"{result['errors']} ({result['num_errors']} failed "
-                    "videos)", "S3 retries": result["s3_retries"], "result": json.dumps(result, sort_keys=True)},
-                   status=0 if result["num_clips"] else cli.USER_ERROR_STATUS,  # a job that made nothing has failed
-                   problem=f"preprocess: error: --output {cfg.output}: no clips were made ({why_nothing(cfg, result)})")
+                    "videos)", "S3 retries": result["s3_retries"], "result": json.dumps(result, sort_keys=True)})
 
 
 def why_nothing(cfg: PreprocessConfig, result: dict) -> str:
