@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -59,6 +60,19 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+
+def remove_leftovers(target: str | os.PathLike, before: float) -> list[Path]:
+    """Remove the temporaries of `target` that writers killed before their rename left (a lost Ray node, SIGKILL):
+    atomic_path's names, not written to since `before` (a time.time(); a live writer's is kept). Returns them."""
+    target = Path(target)
+    gone = []
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.{'?' * 8}.tmp{glob.escape(target.suffix)}"):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if tmp.stat().st_mtime < before:
+                tmp.unlink()
+                gone.append(tmp)
+    return gone
 
 
 @contextlib.contextmanager

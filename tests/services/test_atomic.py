@@ -95,3 +95,37 @@ def test_a_folder_written_again_keeps_its_other_files(tmp_path):
     assert (target / "notes.txt").read_text() == "mine" and (target / "report" / "old.gif").read_bytes() == b"old"
     assert (target / "report" / "index.html").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from services.atomic import atomic_open
+with atomic_open(sys.argv[1]) as f:
+    f.write(b"half a video")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)  # as a lost node ends its writers: no clean-up runs
+"""
+
+
+def test_a_killed_writers_temporary_is_removed_by_a_later_write_and_a_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from services.atomic import remove_leftovers
+
+    target = tmp_path / "r4.mp4"
+    root = Path(__file__).resolve().parents[2]
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], cwd=root, timeout=60)
+    assert killed.returncode == -9
+    (left,) = tmp_path.iterdir()  # what a SIGKILLed (or lost-node) writer leaves beside the output
+    assert left.name.startswith(".r4.mp4.") and left.name.endswith(".tmp.mp4") and left.read_bytes() == b"half a video"
+    other = tmp_path / ".r4.mp4.other.tmp.mp4"  # not atomic_path's name: kept
+    other.write_bytes(b"")
+    begun = time.time()
+    time.sleep(0.05)  # file times tick coarser than time.time()
+    live = tmp_path / ".r4.mp4.live1234.tmp.mp4"  # a writer still going: written to since
+    live.write_bytes(b"frames")
+    assert remove_leftovers(target, before=begun) == [left]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, live.name])
