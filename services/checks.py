@@ -83,9 +83,20 @@ def writable_storage(flag: str, path: str, endpoint: str | None = None) -> None:
         writable_dir(flag, path.removeprefix("file://"))
 
 
+def parsed_url(flag: str, url: str) -> urllib.parse.ParseResult:
+    """`url` split into its parts, its port read; a UserError naming the flag where it cannot be (a port that is
+    no number or above 65535, an unclosed IPv6 bracket)."""
+    try:
+        parsed = urllib.parse.urlparse(url)
+        parsed.port  # noqa: B018 - read for its check
+    except ValueError as err:
+        raise UserError(f"{flag} {url}: not a valid URL ({err})") from None
+    return parsed
+
+
 def reachable(flag: str, url: str, timeout: float = 3.0) -> None:
     """An http(s) endpoint whose host accepts a TCP connection; `flag` starts the message (flag, or flag + what)."""
-    parsed = urllib.parse.urlparse(url)
+    parsed = parsed_url(flag, url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UserError(f"{flag} {url}: expected an http(s):// URL")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -158,7 +169,8 @@ def tracking_uri(flag: str, uri: str | None) -> None:
         flag, uri = "$MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", "").strip()
         if not uri:
             return
-    scheme = urllib.parse.urlparse(uri).scheme
+    parsed = parsed_url(flag, uri)
+    scheme = parsed.scheme
     if scheme in ("http", "https"):
         reachable(flag, uri)
         mlflow_answers(flag, uri)
@@ -172,7 +184,7 @@ def tracking_uri(flag: str, uri: str | None) -> None:
                 raise UserError(f"{flag} {uri}: {db} is a folder (expected sqlite:///PATH/mlflow.db)")
             free_space(flag, uri, parent)
     elif scheme in ("", "file"):
-        local = Path(urllib.parse.urlparse(uri).path if scheme else uri)
+        local = Path(parsed.path if scheme else uri)
         if local.exists() and not local.is_dir():
             raise UserError(f"{flag} {uri}: is a file (expected a folder for a file store)")
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):  # MLflow's opt-out

@@ -121,6 +121,8 @@ CASES = [
          "--smooth"),
     # the probe's families: typos of flags, swapped files, outputs that would mix with or replace inputs
     Case("train", "typo", "--epoch for --epochs (a flag is taken only as spelt)", TRAIN + " --epoch 2", "--epoch"),
+    Case("train", "typo", "--tracking-uri whose port is no number (urllib's ValueError: a traceback)",
+         TRAIN + " --tracking-uri http://127.0.0.1:50OO", "--tracking-uri"),
     Case("demo", "typo", "--video for --videos", "--out {w}/demo --video 10", "--video"),
     Case("evaluate", "swapped", "the config given as --checkpoint", EVAL.replace("{ckpt}", "{tiny}"),
          "not a checkpoint"),

@@ -94,6 +94,13 @@ def test_checks(tmp_path, monkeypatch) -> None:
         checks.tracking_uri("--tracking-uri", f"http://127.0.0.1:{port}")
     with pytest.raises(UserError, match="folder .* does not exist"):
         checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/missing/mlflow.db")
+    # URLs urllib cannot split (it raised ValueError: a traceback), for the server and for an S3 endpoint alike
+    for uri, why in (("http://localhost:abc", "Port could not be cast to integer value as 'abc'"),
+                     ("http://localhost:99999", "Port out of range 0-65535"), ("http://[::1", "Invalid IPv6 URL")):
+        with pytest.raises(UserError, match=rf"^--tracking-uri {re.escape(uri)}: not a valid URL \({why}\)$"):
+            checks.tracking_uri("--tracking-uri", uri)
+        with pytest.raises(UserError, match=rf"^--endpoint {re.escape(uri)}: not a valid URL \({why}\)$"):
+            checks.reachable("--endpoint", uri)
     checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
     # MLflow 3 refuses a folder store once the run has begun: refused here, before any work, with the SQLite URI
     with pytest.raises(UserError, match=rf"^--tracking-uri mlruns: a folder store, which MLflow 3 refuses \(use "
