@@ -68,8 +68,8 @@ def build(cls: type[T], data: Any, where: str) -> T:
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         hint, sub = hints[name], _dataclass_of(hints[name])
-        if value is None and known[name].default is None:
-            kwargs[name] = None  # an optional section left out (e.g. dense_motion_params, crop_param)
+        if value is None and (known[name].default is None or type(None) in get_args(hint)):
+            kwargs[name] = None  # an optional section left out (e.g. crop_param) or null (dense_motion_params)
         elif sub is not None and (isinstance(value, dict) or value is None):
             kwargs[name] = build(sub, value, _child(where, name))
         elif not _fits(hint, value):

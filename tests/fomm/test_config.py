@@ -66,3 +66,24 @@ def test_freezing_batch_norm_before_the_first_decay_warns(repo_root):
         dataclasses.replace(cfg.train_params, freeze_batch_norm_epoch=3)
     with pytest.warns(UserWarning, match="before the first learning-rate decay"):
         dataclasses.replace(cfg.train_params, epoch_milestones=())
+
+
+def test_a_null_dense_motion_section_is_a_generator_without_one_and_round_trips(repo_root, tmp_path):
+    """The original's generator takes dense_motion_params=None (no motion network); a config holding it written out
+    as YAML (`null`) read back as the default network before."""
+    import torch
+
+    from fomm.models import build_networks
+
+    raw = yaml.safe_load((repo_root / "configs" / "tiny-64.yaml").read_text())
+    raw["model_params"]["generator_params"]["dense_motion_params"] = None
+    path = tmp_path / "no_motion.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    assert cfg.model_params.generator_params.dense_motion_params is None
+    assert FommConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+    nets = build_networks(cfg.model_params)
+    assert nets.generator.dense_motion_network is None
+    frame = torch.rand(1, 3, 64, 64)
+    kp = nets.kp_detector(frame)
+    assert nets.generator(frame, kp, kp)["prediction"].shape == frame.shape
