@@ -86,11 +86,13 @@ class TrainJob:
         """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`
         (fomm.config.apply_overrides), then `num_epochs`."""
         cfg = load_config(self.config) if base is None else base
-        if not self.overrides and self.num_epochs is None:
-            return cfg
-        epochs = {} if self.num_epochs is None else {"train_params.num_epochs": int(self.num_epochs)}
-        data = apply_overrides(cfg.to_dict(), {**self.overrides, **epochs})
-        return FommConfig.from_dict(data, where=f"{Path(self.config).name} (with overrides):")
+        changed = bool(self.overrides) or self.num_epochs is not None
+        where = f"{Path(self.config).name}{' (with overrides)' if changed else ''}:"
+        if changed:
+            epochs = {} if self.num_epochs is None else {"train_params.num_epochs": int(self.num_epochs)}
+            cfg = FommConfig.from_dict(apply_overrides(cfg.to_dict(), {**self.overrides, **epochs}), where=where)
+        cfg.check_trainable(where)
+        return cfg
 
 
 def run_path(job: TrainJob) -> str:
@@ -134,7 +136,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
 
     checks.existing_file("--config", job.config, "a FOMM YAML")
     base = load_config(job.config)  # a ConfigError names the file and the key
-    with user_input("--set"):
+    with user_input("--set" if job.overrides else ""):
         cfg = job.load_config(base)
     shard_set = require_shards("--data", job.data, job.train_split, job.endpoint)
     # a sweep ranks its trials by val_l1: without held-out clips every trial would score the same placeholder

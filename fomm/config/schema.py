@@ -8,7 +8,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import ClassVar
 
-from fomm.config.loader import Section, build, read_yaml, section, to_dict
+from fomm.config.loader import ConfigError, Section, build, read_yaml, section, to_dict
 
 # ---------------------------------------------------------------- model_params
 
@@ -326,16 +326,29 @@ class FommConfig(Section):
         if h % 2**gp.num_down_blocks or w % 2**gp.num_down_blocks:  # the decoder would give a smaller frame
             raise ValueError(f"model_params.generator_params: a {h}×{w} frame (dataset_params.frame_shape) is not a "
                              f"multiple of 2**num_down_blocks = {2**gp.num_down_blocks} in both sides")
-        if self.train_params.loss_weights.generator_gan != 0:  # the discriminator runs, on the training pyramid
-            dp, scales = self.model_params.discriminator_params, self.train_params.scales
-            if missing := [s for s in dp.scales if s not in scales]:
-                raise ValueError(f"model_params.discriminator_params: scales {list(dp.scales)} must be among "
-                                 f"train_params.scales {list(scales)} (the GAN terms judge that pyramid), not {missing}")
+
+    def check_trainable(self, where: str) -> None:
+        """What only a training step needs of the sizes (animation does not run it), else a ConfigError starting with
+        `where` ("file.yaml:"): the GAN discriminator's input and the perceptual loss's VGG-19 on each pyramid scale."""
+        h, w = self.dataset_params.shape[:2]
+        tp, dp = self.train_params, self.model_params.discriminator_params
+        if tp.loss_weights.generator_gan != 0:  # the discriminator runs, on the training pyramid
+            if missing := [s for s in dp.scales if s not in tp.scales]:
+                raise ConfigError(f"{where} model_params.discriminator_params: scales {list(dp.scales)} must be among "
+                                  f"train_params.scales {list(tp.scales)} (the GAN terms judge that pyramid), not "
+                                  f"{missing}")
             for s in dp.scales:
                 if not discriminator_fits((pyramid_side(h, s), pyramid_side(w, s)), dp.num_blocks):
-                    raise ValueError(f"model_params.discriminator_params: a {h}×{w} frame at scale {s:g} is too "
-                                     f"small for {dp.num_blocks} blocks (each a 4×4 convolution, all but the last "
-                                     "halving it): use fewer num_blocks or a larger frame")
+                    raise ConfigError(f"{where} model_params.discriminator_params: a {h}×{w} frame at scale {s:g} is "
+                                      f"too small for {dp.num_blocks} blocks (each a 4×4 convolution, all but the last "
+                                      "halving it): use fewer num_blocks or a larger frame")
+        used = max((i + 1 for i, weight in enumerate(tp.loss_weights.perceptual) if weight), default=0)
+        for s in tp.scales:  # VGG-19 pools 2×2 before each of relu2_1 … relu5_1: relu{used}_1 needs 2**(used-1)
+            if used > 1 and (side := min(pyramid_side(h, s), pyramid_side(w, s))) < 2 ** (used - 1):
+                raise ConfigError(f"{where} train_params: a {h}×{w} frame at scale {s:g} is {side} pixels across, "
+                                  f"too small for the perceptual loss up to VGG-19's relu{used}_1 (it needs "
+                                  f"{2 ** (used - 1)}): drop that scale, or zero loss_weights.perceptual from "
+                                  f"relu{used}_1 on")
 
 
 def pyramid_side(size: int, scale: float) -> int:

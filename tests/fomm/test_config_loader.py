@@ -110,13 +110,6 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
      b"  generator_params:\n    dense_motion_params:\n      num_blocks: 2\n",
      r"^c.yaml: model_params.kp_detector_params: a 16×16 frame at scale_factor 0.25 is 4 pixels across, too small "
      r"for the 7×7 keypoint head with pad 0"),
-    (b"train_params:\n  loss_weights:\n    generator_gan: 1\n  scales: [1, 0.5]\nmodel_params:\n"
-     b"  discriminator_params:\n    scales: [1, 0.25]\n",
-     r"discriminator_params: scales \[1, 0.25\] must be among train_params.scales \[1, 0.5\] .*not \[0.25\]$"),
-    (b"dataset_params:\n  frame_shape: [32, 32, 3]\nmodel_params:\n  kp_detector_params:\n    num_blocks: 3\n"
-     b"  generator_params:\n    dense_motion_params:\n      num_blocks: 3\ntrain_params:\n  loss_weights:\n"
-     b"    generator_gan: 1\n",  # the default 4 blocks: 32 → 29 → 14 → 11 → 5 → 2 → 1 → a 4×4 convolution of 1
-     r"model_params.discriminator_params: a 32×32 frame at scale 1 is too small for 4 blocks"),
     (b"model_params:\n  common_params:\n    num_kp: 10\n  common_params:\n    num_kp: 5\n",
      r"^.*c.yaml: line 4: key 'common_params' given twice in one mapping \(YAML would keep only the later one\)$"),
     (b"train_params:\n  lr_generator: .nan\n", "train_params.lr_generator: expected finite numbers"),
@@ -156,6 +149,34 @@ def test_yaml_merge_keys_still_override_what_they_merge(tmp_path):
     path = tmp_path / "m.yaml"
     path.write_text("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n")
     assert read_yaml(path) == {"base": {"x": 1, "y": 2}, "d": {"x": 3, "y": 2}}
+
+
+SMALL_FRAME = (b"dataset_params:\n  frame_shape: [32, 32, 3]\nmodel_params:\n  kp_detector_params:\n    num_blocks: 3\n"
+               b"  generator_params:\n    dense_motion_params:\n      num_blocks: 3\n")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"train_params:\n  loss_weights:\n    generator_gan: 1\n  scales: [1, 0.5]\nmodel_params:\n"
+     b"  discriminator_params:\n    scales: [1, 0.25]\n",
+     r"^c.yaml: model_params.discriminator_params: scales \[1, 0.25\] must be among train_params.scales \[1, 0.5\] "
+     r".*not \[0.25\]$"),
+    (SMALL_FRAME + b"train_params:\n  scales: [1]\n  loss_weights:\n    generator_gan: 1\n",
+     # the default 4 blocks: 32 → 29 → 14 → 11 → 5 → 2 → 1 → a 4×4 convolution of 1
+     r"^c.yaml: model_params.discriminator_params: a 32×32 frame at scale 1 is too small for 4 blocks"),
+    (SMALL_FRAME + b"train_params:\n  scales: [1, 0.5, 0.25]\n",  # 8 pixels at 0.25; relu5_1 needs 16
+     r"^c.yaml: train_params: a 32×32 frame at scale 0.25 is 8 pixels across, too small for the perceptual loss "
+     r"up to VGG-19's relu5_1 \(it needs 16\)"),
+])
+def test_sizes_only_a_training_step_needs_are_checked_where_training_builds_its_config(tmp_path, text, message):
+    """A training run's config (TrainJob.load_config: the driver's check, the workers, a sweep's trials) is
+    refused; animation, which runs no discriminator and no VGG, loads the same file."""
+    from training.job import TrainJob
+
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text)
+    load_config(path)
+    with pytest.raises(ConfigError, match=message):
+        TrainJob(config=str(path), data="shards", storage="runs").load_config()
 
 
 def test_a_discriminator_too_small_for_its_frame_loads_where_no_gan_term_runs_it(tmp_path):

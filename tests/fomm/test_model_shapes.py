@@ -15,6 +15,7 @@ from fomm.config.schema import FommConfig, discriminator_fits
 from fomm.discriminator import Discriminator
 from fomm.keypoint_detector import KPDetector
 from fomm.models import build_networks
+from fomm.vgg import Vgg19
 
 
 @pytest.mark.parametrize("num_blocks", [1, 2, 3, 4, 5])
@@ -43,6 +44,19 @@ def test_the_keypoint_head_needs_side_plus_twice_pad_of_seven(pad):
         assert runs == (side + 2 * pad >= 7), (side, pad)
 
 
+def test_the_perceptual_loss_up_to_relu_n_needs_two_to_the_n_minus_one_pixels():
+    vgg = Vgg19()
+    for used in range(1, 6):
+        need = 2 ** (used - 1)
+        for side in sorted({1, need - 1, need, need + 1} - {0}):  # either side of the bound
+            try:
+                vgg(torch.rand(1, 3, side, side + 3), num_slices=used)
+                runs = True
+            except RuntimeError:  # a 2×2 max pool of one pixel
+                runs = False
+            assert runs == (side >= need), (used, side)
+
+
 def test_a_block_expansion_above_max_features_does_not_run():
     kp = KPDetector(block_expansion=16, num_kp=2, num_channels=3, max_features=8, num_blocks=2, temperature=0.1)
     with pytest.raises(RuntimeError, match="channels"):
@@ -62,18 +76,21 @@ def _random_config(rng: random.Random, base: dict) -> dict:
     gp.update(num_down_blocks=rng.choice([0, 1, 2]), num_bottleneck_blocks=rng.choice([0, 1]))
     mp["discriminator_params"].update(scales=rng.choice([[1], [0.5], [1, 0.5]]), num_blocks=rng.choice([1, 3, 4]))
     tp["loss_weights"]["generator_gan"] = rng.choice([0, 1])
+    tp["loss_weights"]["perceptual"] = rng.choice([[10, 10, 0, 0, 0], [10, 10, 10, 10, 10]])
     tp["scales"] = rng.choice([[1], [1, 0.5]])
     d["dataset_params"]["frame_shape"] = rng.choice([[16, 16, 3], [32, 24, 3], [32, 32, 3], [48, 64, 3]])
     return d
 
 
 def test_every_model_config_the_schema_accepts_runs_a_forward_pass(tiny_config_path):
-    """Random small configs (seeded): each is refused with a ConfigError or its networks run, the discriminator on
-    the training pyramid where a GAN term runs it. Before the rules, 1 in 4 of these failed inside torch."""
-    base, rng, accepted = read_yaml(tiny_config_path), random.Random(7), 0
+    """Random small configs (seeded): each is refused with a ConfigError (at load, or as a training config) or its
+    networks run, and the discriminator and VGG-19 on the training pyramid. Before the rules, 1 in 4 of these
+    failed inside torch."""
+    base, rng, accepted, vgg = read_yaml(tiny_config_path), random.Random(7), 0, Vgg19()
     for _ in range(200):
         try:
             cfg = build(FommConfig, _random_config(rng, base), "random:")
+            cfg.check_trainable("random:")
         except ConfigError:
             continue
         accepted += 1
@@ -83,6 +100,9 @@ def test_every_model_config_the_schema_accepts_runs_a_forward_pass(tiny_config_p
         with torch.no_grad():
             kp = nets.kp_detector(frame)
             assert nets.generator(frame, kp, kp)["prediction"].shape == frame.shape
+            pyramid = ImagePyramid(cfg.train_params.scales, 3)(frame)
             if cfg.train_params.loss_weights.generator_gan:
-                nets.discriminator.train()(ImagePyramid(cfg.train_params.scales, 3)(frame), kp)
+                nets.discriminator.train()(pyramid, kp)
+            used = max(i + 1 for i, weight in enumerate(cfg.train_params.loss_weights.perceptual) if weight)
+            vgg(min(pyramid.values(), key=lambda p: p.shape[-1] * p.shape[-2]), num_slices=used)  # the smallest
     assert accepted >= 20  # the draw exercises the accepted side too
