@@ -55,7 +55,7 @@ class Stage(Generic[Config]):
     # ("": only removed when the run made it and left it empty)
 
     def parser(self) -> ArgumentParser:
-        p = ArgumentParser(prog=self.name, description=self.doc.strip().splitlines()[0])
+        p = ArgumentParser(prog=self.name, description=" ".join(self.doc.strip().split("\n\n")[0].split()))
         self.add_flags(p)
         return p
 
