@@ -100,11 +100,12 @@ def environment_failure(err: BaseException) -> str | None:
 
 def why(err: BaseException) -> str:
     """Why `err` happened, in one line: its environment failure's line, else the first line of the error at its root
-    (a Ray Train run's: its controller's or its first failed worker's own), else its own."""
+    (a Ray Train run's: its controller's or its first failed worker's own; a Ray task's: its cause), else its own."""
     if line := environment_failure(err):
         return line
     failures = getattr(err, "worker_failures", None) or {}
-    return first_line(getattr(err, "controller_failure", None) or next(iter(failures.values()), err))
+    root = getattr(err, "controller_failure", None) or next(iter(failures.values()), None) or getattr(err, "cause", None)
+    return first_line(root if isinstance(root, BaseException) else err)
 
 
 def user_error_line(err: BaseException) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from services.cli import UserError
 from services.failures import one_line
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
+MAX_SAMPLES_CHECKED = 4096  # mixes of the ends tried before a sweep starts
 
 
 TRIAL_METRICS = ("val_l1",)  # the quality metric every training report carries (the held-out L1)
@@ -70,21 +72,28 @@ class SearchSpace:
         return cls(params, metric, mode, num_samples, source)
 
     def check_against(self, cfg: FommConfig) -> None:
-        """Every key must exist in the config and every value at an end of its distribution (each choice, each
-        end of a range) must make a config that loads: a typo or a negative weight fails before any trial."""
+        """Every key must exist in the config, and every sample of values at the ends of the distributions (each
+        choice, each end of a range; Tune draws each key on its own, so any mix of them) must make a config that
+        loads and trains: a typo, a negative weight or a frame too small for the loss fails before any trial."""
         for key in to_overrides(dict.fromkeys(self.params)):
             try:
                 apply_overrides(cfg.to_dict(), {key: None})
             except ConfigError:
                 raise SpaceError(f"{self.source}: space key {key!r} is not in the config") from None
-        for key, (kind, args) in self.params.items():
-            ends = args if kind in ("choice", "grid") else [args[0], args[1] - 1] if kind == "randint" else args
-            for value in ends:
-                try:
-                    apply(cfg, {key: value})
-                except ConfigError as err:
-                    raise SpaceError(f"{self.source}: space.{key}: the value {value!r} of its {kind} makes a "
-                                     f"config that does not load ({one_line(err)})") from None
+        ends = {key: args if kind in ("choice", "grid") else [args[0], args[1] - 1] if kind == "randint" else args
+                for key, (kind, args) in self.params.items()}
+        for values in itertools.islice(itertools.product(*ends.values()), MAX_SAMPLES_CHECKED):
+            sample = dict(zip(ends, values))
+            try:
+                apply(cfg, sample)
+            except ConfigError as err:
+                if len(sample) == 1:
+                    (key, value), = sample.items()
+                    what = f"space.{key}: the value {value!r} of its {self.params[key][0]}"
+                else:
+                    what = f"the sample {sample} (values at the ends of the space)"
+                raise SpaceError(f"{self.source}: {what} makes a config that does not load or train "
+                                 f"({one_line(err)})") from None
 
     def param_space(self) -> dict[str, Any]:
         """Ray Tune's param_space (flat, keyed by the joined dotted names)."""
@@ -119,5 +128,7 @@ def to_overrides(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply(cfg: FommConfig, sample: dict[str, Any]) -> FommConfig:
-    """The config with one sample applied (typed again, so bad values fail like a bad YAML)."""
-    return FommConfig.from_dict(apply_overrides(cfg.to_dict(), to_overrides(sample)), where="sweep sample:")
+    """The config with one sample applied (typed again, so bad values fail like a bad YAML), one that trains."""
+    sampled = FommConfig.from_dict(apply_overrides(cfg.to_dict(), to_overrides(sample)), where="sweep sample:")
+    sampled.check_trainable("sweep sample:")
+    return sampled

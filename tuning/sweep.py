@@ -20,7 +20,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from services.atomic import atomic_open
 from services.errors import UserError
-from services.failures import every_task_fails
+from services.failures import every_task_fails, why
 from services.tracking.queries import end_open_runs
 from services.tracking.run import Tracker, end_status
 from services.tracking.store import default_tracking_uri, is_transient
@@ -217,7 +217,12 @@ def _fit_noting_ctrl_c(tuner: tune.Tuner) -> tuple[Any, bool]:
 
 
 def _finish_sweep(sweep: SweepJob, grid: Any, parent_run_id: str, uri: str, experiment_dir: Path) -> SweepResult:
-    """Export the best trial's config and log it to the parent run, which ends FINISHED."""
+    """Export the best trial's config and log it to the parent run, which ends FINISHED; a UserError when no trial
+    reported the metric (every one failed: Tune's own error was a traceback)."""
+    if not any(sweep.space.metric in (result.metrics or {}) for result in grid):
+        first = f": the first, {why(grid.errors[0])}" if grid.errors else ""
+        raise UserError(f"no trial of the {len(grid)} reported {sweep.space.metric} ({len(grid.errors)} failed"
+                        f"{first}); each trial's error is under {experiment_dir / 'tune'}")
     best = grid.get_best_result(metric=sweep.space.metric, mode=sweep.space.mode, scope="all")
     sample = {k: v for k, v in best.config.items() if not k.startswith("__")}
     out = Path(sweep.out) if sweep.out else experiment_dir / "best.yaml"

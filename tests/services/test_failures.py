@@ -156,6 +156,8 @@ def test_why_a_run_failed_is_its_root_errors_line() -> None:
     assert why(bug) == "'kp_source'"
     assert why(ControllerError(OSError(errno.ENOSPC, "No space left on device"))) == "no space left on the device"
     assert why(RuntimeError("first\nsecond")) == "first"
+    assert why(TaskError(KeyError("kp_source"))) == "'kp_source'"  # a Ray task's (a Tune trial's): its cause, not
+    # Ray's "ray::ImplicitFunc.train() (pid=…)"
 
 
 def test_a_user_error_raised_in_a_ray_worker_is_one_line(capsys) -> None:

@@ -45,7 +45,7 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, tiny_config_path):
 
 
 @pytest.mark.parametrize(("spec", "problem"), [
-    ({"uniform": [-1.0, 10.0]}, r"the value -1.0 of its uniform makes a config that does not load \(.*"
+    ({"uniform": [-1.0, 10.0]}, r"the value -1.0 of its uniform makes a config that does not load or train \(.*"
                                 r"equivariance_value must be ≥ 0, got -1.0\)"),
     ({"choice": [1, "ten"]}, r"the value 'ten' of its choice .*equivariance_value: expected float, got 'ten'"),
     ({"grid": [[1, 2]]}, r"the value \[1, 2\] of its grid .*expected float, got \[1, 2\]"),
@@ -85,3 +85,20 @@ def test_exported_best_config_loads_as_a_training_config(tmp_path, tiny_config_p
     cfg = load_config(out)
     assert cfg.train_params.loss_weights.equivariance_value == 3.5 and cfg.train_params.num_epochs == 7
     assert cfg.model_params == load_config(tiny_config_path).model_params
+
+
+def test_the_space_is_checked_as_tune_samples_it_every_mix_of_its_ends(tiny_config_path):
+    """Tune draws each key on its own. A 32×32 frame trains at scales [1, 0.5] (16 pixels: VGG-19's relu5_1 needs
+    16) but not at the base's [1, 0.5, 0.25]: swept together, only the mix of the small frame with the base
+    scales fails, and it is named; each key against the base alone would have refused the frame."""
+    cfg = load_config(tiny_config_path)  # scales [1, 0.5, 0.25], perceptual up to relu5_1
+    frame, scales = "dataset_params.frame_shape", "train_params.scales"
+    SearchSpace.from_dict({"space": {frame: {"choice": [[32, 32, 3], [64, 64, 3]]},
+                                     scales: {"choice": [[1, 0.5], [1]]}}}, source="s.yaml").check_against(cfg)
+    mixed = SearchSpace.from_dict({"space": {frame: {"choice": [[32, 32, 3], [64, 64, 3]]},
+                                             scales: {"choice": [[1, 0.5], [1, 0.5, 0.25]]}}}, source="s.yaml")
+    with pytest.raises(SpaceError, match=r"^s.yaml: the sample \{'dataset_params.frame_shape': \[32, 32, 3\], "
+                                         r"'train_params.scales': \[1, 0.5, 0.25\]\} \(values at the ends of the "
+                                         r"space\) makes a config that does not load or train \(sweep sample: "
+                                         r"train_params: a 32×32 frame at scale 0.25 is 8 pixels across"):
+        mixed.check_against(cfg)

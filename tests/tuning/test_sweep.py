@@ -151,3 +151,26 @@ def test_a_trial_ended_by_sigterm_prints_no_traceback_but_a_bug_still_does(monke
     _weakref_callback_raising(ValueError("a bug"))
     err = capsys.readouterr().err
     assert "Exception ignored" in err and "ValueError: a bug" in err
+
+
+def _fails_on_its_shard(config: dict) -> None:  # a Tune trainable: every trial meets the same damaged data
+    raise ValueError(f"{config['shard']}: a damaged clip (its pages do not decode)")
+
+
+@pytest.mark.ray
+def test_a_sweep_whose_every_trial_failed_ends_in_one_line_naming_the_first_error(ray_local, tmp_path,
+                                                                                   tiny_config_path):
+    """Tune's get_best_result raised "No best trial found …" with a traceback when no trial reported the metric."""
+    from ray import tune
+
+    from services.cli import UserError
+    from tuning.sweep import _finish_sweep
+
+    grid = tune.Tuner(_fails_on_its_shard, param_space={"shard": tune.grid_search(["a.parquet", "b.parquet"])},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="tune", verbose=0)).fit()
+    space = SearchSpace.from_dict({"space": {"train_params.lr_generator": {"choice": [1e-4]}}}, source="s.yaml")
+    sweep = SweepJob(base=TrainJob(config=str(tiny_config_path), data="shards", storage=str(tmp_path)), space=space)
+    with pytest.raises(UserError) as err:
+        _finish_sweep(sweep, grid, "no-run", "sqlite:///unused.db", tmp_path)
+    assert str(err.value) == ("no trial of the 2 reported val_l1 (2 failed: the first, a.parquet: a damaged clip (its "
+                              f"pages do not decode)); each trial's error is under {tmp_path / 'tune'}")
