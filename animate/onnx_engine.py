@@ -13,7 +13,7 @@ from fomm.animator import Animator, AnimatorError
 from fomm.dense_motion import MotionSource
 from fomm.generator import GeneratorSource
 from fomm.geometry import Keypoints
-from fomm.onnx_export import FILES, MANIFEST, export_onnx
+from fomm.onnx_export import FILES, MANIFEST, export_onnx, weights_digest
 from services.atomic import atomic_dir
 from services.errors import UserError
 
@@ -94,6 +94,10 @@ def onnx_animator(animator: Animator, onnx_dir: str | Path | None = None) -> Ani
     else:
         manifest = check_export(onnx_dir)
         graphs = {name: Path(onnx_dir) / name for name in FILES}
+    exported = manifest.get("weights_sha256")  # an export of another checkpoint would animate with its weights
+    if onnx_dir is not None and exported and exported != weights_digest(animator.kp_detector, animator.generator):
+        raise AnimatorError(f"--onnx {onnx_dir}: exported from other weights than this model's (--checkpoint, or "
+                            "--random-init with its --seed): export it again with `fomm export`, or leave out --onnx")
     size = tuple(manifest["frame_size"])
     if size != animator.frame_size:
         raise AnimatorError(f"{onnx_dir}: exported for {size[0]}×{size[1]} frames, the config says "

@@ -4,6 +4,7 @@ source's share of the generator (once) and the generator step; relative motion s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import warnings
@@ -21,6 +22,16 @@ from fomm.keypoint_detector import KPDetector
 OPSET = 18
 FILES = ("kp_detector.onnx", "source.onnx", "generator_step.onnx")
 MANIFEST = "fomm-onnx.json"
+
+
+def weights_digest(*modules: nn.Module) -> str:
+    """SHA-256 of the modules' state, names and values (floats as float32): the weights a graph was made from."""
+    digest = hashlib.sha256()
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            value = tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype)
+            digest.update(name.encode() + value.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def as_keypoints(value: Tensor, jacobian: Tensor | None) -> Keypoints:
@@ -106,5 +117,6 @@ def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
             program = torch.onnx.export(module.eval(), args, input_names=inputs, output_names=outputs,
                                         opset_version=OPSET, dynamic_shapes=shapes, dynamo=True, verbose=False)
         out[name] = program.model_proto.SerializeToString()  # weights inside: one self-contained file each
-    manifest = {"frame_size": [h, w], "jacobian": jac, "opset": OPSET, "files": list(FILES)}
+    manifest = {"frame_size": [h, w], "jacobian": jac, "opset": OPSET, "files": list(FILES),
+                "weights_sha256": weights_digest(kp_detector, generator)}
     return {**out, MANIFEST: json.dumps(manifest, indent=1).encode()}

@@ -78,3 +78,11 @@ def test_export_command_and_onnx_engine_on_real_media(shared_data, tiny_config_p
     assert not (tmp_path / "bad.mp4").exists()
     assert main([*common, "--out", str(out / "bad.mp4"), "--engine", "onnx", "--onnx", str(out)]) == 2
     assert "is inside the input --onnx" in capsys.readouterr().err  # an output goes outside the inputs
+    # graphs of other weights (here another seed's random init; in use, another checkpoint's): refused, as
+    # animating with them would show another model's output
+    assert main([*common, "--seed", "1", "--out", str(tmp_path / "bad.mp4"), "--engine", "onnx", "--onnx",
+                 str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"fomm animate: error: --onnx {out}: exported from other weights than this model's (--checkpoint, or "
+        "--random-init with its --seed): export it again with `fomm export`, or leave out --onnx")
+    assert not (tmp_path / "bad.mp4").exists()
