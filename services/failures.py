@@ -69,6 +69,9 @@ def _line(err: BaseException) -> str | None:
     if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
         named = isinstance(err.filename, str) and "\n" not in err.filename  # Ray Data writes its retry note there
         return f"{err.filename}: {DISK_ERRNOS[err.errno]}" if named else DISK_ERRNOS[err.errno]
+    if _named(err, "ray:OutOfDiskError"):  # Ray refuses objects it would have to spill past 95% disk use
+        return ("a Ray node's disk is over 95% full, where its object store spills (free space there, or raise "
+                "RAY_local_fs_capacity_threshold)")
     if out_of_memory(err):
         tried = re.search(r"tried to allocate (\d+) bytes", str(err))  # PyTorch's CPU allocator says it so
         what = f"could not allocate {int(tried[1]) / 2**30:,.1f} GiB" if tried else first_line(err)
@@ -121,9 +124,10 @@ def user_error_line(err: BaseException) -> str | None:
 
 
 def every_task_fails(err: BaseException) -> bool:
-    """Whether every later task would fail as `err` did (a full, over-quota or read-only disk; no S3 credentials, or
-    keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for each item."""
+    """Whether every later task would fail as `err` did (a full, over-quota or read-only disk, Ray's too; no S3
+    credentials, or keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for each item."""
     return any((isinstance(link, OSError) and link.errno in SHARED_ERRNOS)
                or _named(link, "botocore:NoCredentialsError", "botocore:PartialCredentialsError",
-                         "botocore:EndpointConnectionError") or _s3_refusal(link).get("Code") in S3_KEYS_REFUSED
+                         "botocore:EndpointConnectionError", "ray:OutOfDiskError")
+               or _s3_refusal(link).get("Code") in S3_KEYS_REFUSED
                for link in _chain(err))

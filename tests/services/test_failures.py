@@ -45,6 +45,7 @@ def _families() -> list[tuple[BaseException, str]]:
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError, PartialCredentialsError
     from mlflow.exceptions import MlflowException
     from PIL import Image
+    from ray.exceptions import OutOfDiskError
     from ray.train import ControllerError, WorkerGroupError
 
     return [
@@ -71,6 +72,7 @@ def _families() -> list[tuple[BaseException, str]]:
                                                                  "(a smaller batch, frame size or model needs less)"),
         (_failed(lambda: np.empty(2**52, np.uint8)), "out of memory: Unable to allocate 4.00 PiB for an array"),
         (WorkerGroupError("rank 0: ...", {0: _failed(lambda: torch.zeros(2**50, 16))}), "out of memory: could not"),
+        (TaskError(OutOfDiskError()), "a Ray node's disk is over 95% full, where its object store spills"),
     ]
 
 
@@ -172,3 +174,12 @@ def test_a_user_error_raised_in_a_ray_worker_is_one_line(capsys) -> None:
                 TaskError(bad)):
         assert run_cli(_raise(err), [], "prog") == 2
         assert capsys.readouterr().err == f"prog: error: {bad}\n"
+
+
+def test_a_full_disk_under_rays_object_store_stops_a_batch_as_a_full_output_disk_does() -> None:
+    from ray.exceptions import OutOfDiskError
+
+    from services.failures import every_task_fails
+
+    assert every_task_fails(TaskError(OutOfDiskError())) and every_task_fails(OSError(errno.ENOSPC, "full"))
+    assert not every_task_fails(TaskError(ValueError("a damaged clip")))  # one item's own problem: recorded, go on
