@@ -84,7 +84,8 @@ class TrainJob:
 
     def load_config(self, base: FommConfig | None = None) -> FommConfig:
         """The typed FOMM config: the YAML (or `base`, already read from it), then `overrides`
-        (fomm.config.apply_overrides), then `num_epochs`."""
+        (fomm.config.apply_overrides), then `num_epochs`; a ConfigError where a training step could not run it
+        (FommConfig.check_trainable)."""
         cfg = load_config(self.config) if base is None else base
         changed = bool(self.overrides) or self.num_epochs is not None
         where = f"{Path(self.config).name}{' (with overrides)' if changed else ''}:"
