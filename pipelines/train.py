@@ -43,8 +43,9 @@ def run(job: TrainJob, args: argparse.Namespace) -> Summary:
     version = register_best(job, result, args.model_name) if args.model_name else None
     resumed = {"resumed from": result.resumed_from or "step 0 (no registered checkpoint)"} if job.resume else {}
     registered = {"registered model": f"{version['name']} version {version['version']}"} if version else {}
+    scored = {"val_l1": result.metrics["val_l1"]} if "val_l1" in result.metrics else {}  # none: not validated
     return Summary({**resumed, "checkpoint": result.checkpoint, "best checkpoint": result.best_checkpoint,
-                    "val_l1": result.metrics.get("val_l1"), "mlflow run id": result.mlflow_run_id, **registered})
+                    **scored, "mlflow run id": result.mlflow_run_id, **registered})
 
 
 def keeps(job: TrainJob) -> dict[str, str]:

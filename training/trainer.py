@@ -41,7 +41,7 @@ class TrainResult:
     best_checkpoint: str | None  # lowest val_l1 among those kept
     mlflow_run_id: str
     run_path: str  # storage/<name>
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # the last report's (val_l1 only where held-out clips were validated)
     resumed_from: str | None = None  # the checkpoint directory this job continued from
 
 
@@ -245,8 +245,9 @@ def fit(job: TrainJob) -> TrainResult:
     plan.started_at = started_at
     result = fit_plan(plan)
     best = min(result.best_checkpoints or [], key=lambda cm: cm[1].get("val_l1", NO_SCORE), default=None)
+    scored = {k: v for k, v in (result.metrics or {}).items() if not (k == "val_l1" and v == NO_SCORE)}  # no val
     return TrainResult(_checkpoint_file(result.checkpoint, job), _checkpoint_file(best[0] if best else None, job),
-                       plan.mlflow_run_id, run_path(job), dict(result.metrics or {}), plan.resume_from)
+                       plan.mlflow_run_id, run_path(job), scored, plan.resume_from)
 
 
 def ensure_training_ray(job: TrainJob) -> None:

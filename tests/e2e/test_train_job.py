@@ -98,6 +98,7 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     assert re.search(r"^resumed from: (\S+)", logs, re.M).group(1) == str(storage / "job" / registered[-1])
     checkpoint = re.search(r"^checkpoint: (\S+)", logs, re.M).group(1)
     assert re.search(r"^mlflow run id: (\w+)", logs, re.M).group(1) == run_id  # the same MLflow run
+    assert not re.search(r"^val_l1: ", logs, re.M)  # --val-clips 0: no score (was the ranking placeholder, 1e9)
 
     state = read_checkpoint(checkpoint)
     assert state["step"] == 10 and state["epoch"] == 1  # 6 steps per epoch: one done, 4 steps into the next
