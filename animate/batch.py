@@ -8,6 +8,7 @@ import csv
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +17,10 @@ import numpy as np
 from animate.options import check_model_files
 from evaluation.visualize import check_colormap
 from services import checks, storage
+from services.atomic import remove_leftovers
 from services.cli import UserError
 from services.failures import every_task_fails
-from services.ray_start import check_room, ensure_ray
+from services.ray_start import check_room, connected, disconnect, ensure_ray
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
     from fomm.animator import Animator
@@ -31,6 +33,11 @@ def _absolute(path: str, base: str | None) -> str:
     if base is None or storage.is_remote(path) or Path(path).is_absolute():
         return path
     return storage.join(base, path)
+
+
+def csv_folder(pairs: str) -> str:
+    """The folder of the pairs CSV, which its relative paths start from."""
+    return str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
 
 
 def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict, base: str | None = None,
@@ -96,7 +103,7 @@ def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int 
     import ray
 
     fs, path = storage.resolve(pairs, endpoint)
-    base = str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
+    base = csv_folder(pairs)
     errors = error_table_path(pairs, errors)
     ds = ray.data.read_csv(path, filesystem=fs).select_columns(list(COLUMNS))
     results = ds.map_batches(
@@ -129,7 +136,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)})")
     if not any(row.strip() for row in rows):  # a job that would make nothing
         raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
-    base = str(pairs).rsplit("/", 1)[0] if storage.is_remote(pairs) else str(Path(pairs).resolve().parent)
+    base = csv_folder(pairs)
     outputs: dict[str, int] = {}  # output → its line: two pairs into one file would leave one "skipped"
     for line, row in enumerate(csv.DictReader([header, *rows]), start=2):  # no output overwrites an input
         if (width := checks.ragged_row(row)) is not None:
@@ -161,8 +168,24 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
 
 
 def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) -> dict:
-    """After check_inputs: join (or start) Ray, check the actors fit it, run the plan; returns `run`'s counts."""
+    """After check_inputs: join (or start) Ray, check the actors fit it, run the plan; returns `run`'s counts. However
+    it ends (Ctrl-C, an error), it leaves Ray, whose actors stop writing, and then no temporary beside an output."""
+    joined = not connected()
     ensure_ray(ray_address)
-    check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
-    check_room("--device", "GPU", 1 if str(plan.get("device", "cpu")).startswith("cuda") else 0)  # an actor's
-    return run(pairs, config, **plan)
+    try:
+        check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
+        check_room("--device", "GPU", 1 if str(plan.get("device", "cpu")).startswith("cuda") else 0)  # an actor's
+        return run(pairs, config, **plan)
+    finally:
+        if joined:
+            disconnect()  # a local Ray's actors end with it
+        for output in local_outputs(pairs, plan.get("endpoint")):
+            remove_leftovers(output, before=time.time())
+
+
+def local_outputs(pairs: str, endpoint: str | None = None) -> list[str]:
+    """The local output paths the pairs CSV names (an s3:// output is one PUT: it leaves no temporary)."""
+    base = csv_folder(pairs)
+    rows = csv.DictReader(storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines())
+    return [out for row in rows if (out := _absolute((row.get("output") or "").strip(), base))
+            and not storage.is_remote(out)]

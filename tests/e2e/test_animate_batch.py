@@ -3,6 +3,7 @@ Ray Data job."""
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from services import storage
 from services.failures import environment_failure
 from services.video_read import probe_video, read_frames
 from services.video_write import write_video
-from tests.conftest import fill_disk
+from tests.conftest import as_a_shell_starts, fill_disk, last_line
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 4
@@ -177,3 +178,34 @@ def test_a_pairs_csv_saved_with_a_bom_is_read(tiny_config_path, tmp_path):
     pairs = tmp_path / "pairs.csv"
     pairs.write_bytes(b"\xef\xbb\xbfsource,driving,output\nx.jpg,y.mp4,z.mp4\n")
     batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)  # no "no 'source' column"
+
+
+@pytest.mark.ray
+def test_ctrl_c_while_an_actor_writes_leaves_no_temporary_beside_the_outputs(shared_data, tiny_config_path,
+                                                                             tmp_path):
+    """Ctrl-C on the job (its own local Ray, as on a laptop) while a pair's video is being written: exit 130, one
+    line, and the output folder holds finished videos only. Before: the killed actor's .r1.mp4.XXXXXXXX.tmp.mp4
+    stayed there."""
+    out, pairs = tmp_path / "out", tmp_path / "pairs.csv"
+    out.mkdir()
+    with pairs.open("w", newline="") as f:
+        csv.writer(f).writerows([("source", "driving", "output"), *(
+            (shared_data / "face_source_a.jpg", shared_data / "face_talk_a.mp4", out / f"r{i}.mp4") for i in range(4))])
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*as_a_shell_starts(REPO / "pipelines" / "animate_batch.py"), "--pairs", str(pairs),
+                             "--config", str(tiny_config_path), "--random-init", "--crop", "center"],
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 240
+        while proc.poll() is None and time.time() < deadline and not any(p.name.startswith(".") for p in out.iterdir()):
+            time.sleep(0.1)
+        assert proc.poll() is None and any(p.name.startswith(".") for p in out.iterdir()), "no video was being written"
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
+        console = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and last_line(console) == "animate_batch: interrupted", console[-3000:]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    for video in out.iterdir():  # what was finished before Ctrl-C is whole
+        assert probe_video(video).num_frames == probe_video(shared_data / "face_talk_a.mp4").num_frames
