@@ -170,7 +170,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
 def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) -> dict:
     """After check_inputs: join (or start) Ray, check the actors fit it, run the plan; returns `run`'s counts. However
     it ends (Ctrl-C, an error), it leaves Ray, whose actors stop writing, and then no temporary beside an output."""
-    joined = not connected()
+    joined, outputs = not connected(), local_outputs(pairs, plan.get("endpoint"))  # read now: the clean-up reads none
     ensure_ray(ray_address)
     try:
         check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
@@ -179,7 +179,7 @@ def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) ->
     finally:
         if joined:
             disconnect()  # a local Ray's actors end with it
-        for output in local_outputs(pairs, plan.get("endpoint")):
+        for output in outputs:
             remove_leftovers(output, before=time.time())
 
 
