@@ -179,8 +179,7 @@ def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) ->
     finally:
         if joined:
             disconnect()  # a local Ray's actors end with it
-        for output in outputs:
-            remove_leftovers(output, before=time.time())
+        remove_leftovers(outputs, before=time.time())  # a lost node's or Ctrl-C's killed tries
 
 
 def local_outputs(pairs: str, endpoint: str | None = None) -> list[str]:

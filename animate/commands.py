@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from animate.files import animate_file, build_animator, check_output, probe_driving, read_source
@@ -26,6 +27,7 @@ from fomm.config.schema import load_config
 from fomm.models import build_networks
 from fomm.onnx_export import FILES, MANIFEST, OPSET, export_onnx
 from services import checks, storage
+from services.atomic import remove_leftovers
 from services.cli import USER_ERROR_STATUS, field_values
 from services.errors import UserError
 from services.stage import Stage, Summary
@@ -98,9 +100,11 @@ def run_animate(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
     if args.engine == "onnx":
         require_export_extra()
         animator = onnx_animator(animator, args.onnx)
+    begun = time.time()
     result = animate_file(animator, args.source, args.driving, args.out, layout=args.layout,
                           draw_kp=args.draw_keypoints, output_size=args.output_size,
                           use_best_frame=args.find_best_frame, progress=not args.quiet, auto_crop=auto_crop)
+    remove_leftovers([result.path], before=begun)  # an earlier, killed run's temporary of the same --out
     best = f", relative motion from driving frame {result.best_frame}" if result.best_frame is not None else ""
     return Summary(notes=[f"{result.path}: {result.num_frames} frames {result.width}×{result.height} at "
                           f"{result.fps:g} fps, audio {'kept' if result.has_audio else 'none'}{best}; "

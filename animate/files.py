@@ -20,7 +20,6 @@ from animate.render import render
 from evaluation.visualize import check_colormap
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.config.schema import load_config
-from services.atomic import remove_leftovers
 from services.video_read import (
     DamagedImageError,
     ImageError,
@@ -137,7 +136,7 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     out = check_output(out)
     source_frame = read_source(source)
     info = probe_driving(driving)
-    started, begun = time.perf_counter(), time.time()
+    started = time.perf_counter()
     if use_best_frame:
         marker_name, marker = ("custom", landmarks) if landmarks else best_landmarker(str(animator.device))
     plan, notes, initial, best, size = None, [], None, None, animator.frame_size
@@ -172,7 +171,6 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                           disable=not progress, dynamic_ncols=True):
             writer.write(frame)
             height, width = frame.shape[:2]
-    remove_leftovers(out, before=begun)  # a killed earlier try's temporary (a lost node: the batch job retried)
     return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
                          has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,
                          notes=tuple(notes))

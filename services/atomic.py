@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -62,16 +62,29 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             Path(tmp).unlink(missing_ok=True)
 
 
-def remove_leftovers(target: str | os.PathLike, before: float) -> list[Path]:
-    """Remove the temporaries of `target` that writers killed before their rename left (a lost Ray node, SIGKILL):
-    atomic_path's names, not written to since `before` (a time.time(); a live writer's is kept). Returns them."""
-    target = Path(target)
+TEMPORARY_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp(\.[^.]*)?")  # atomic_path's: .NAME.XXXXXXXX.tmpSUFFIX
+
+
+def remove_leftovers(targets: Iterable[str | os.PathLike], before: float) -> list[Path]:
+    """Remove the temporaries of `targets` that writers killed before their rename left (a lost Ray node, Ctrl-C,
+    SIGKILL): atomic_path's names, not written to since `before` (a time.time(); a live writer's is kept). Each
+    folder is read once, however many targets it holds. Returns what went."""
+    names: dict[Path, set[str]] = {}
+    for target in map(Path, targets):
+        names.setdefault(target.parent, set()).add(target.name)
     gone = []
-    for tmp in target.parent.glob(f".{glob.escape(target.name)}.{'?' * 8}.tmp{glob.escape(target.suffix)}"):
-        with contextlib.suppress(OSError):  # gone meanwhile
-            if tmp.stat().st_mtime < before:
-                tmp.unlink()
-                gone.append(tmp)
+    for folder, wanted in names.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # no such folder: nothing was written there
+            continue
+        for entry in entries:
+            found = TEMPORARY_NAME.fullmatch(entry.name)
+            if found and found[1] in wanted and (found[2] or "") == Path(found[1]).suffix:
+                with contextlib.suppress(OSError):  # gone meanwhile
+                    if entry.stat().st_mtime < before:
+                        os.unlink(entry.path)
+                        gone.append(Path(entry.path))
     return gone
 
 

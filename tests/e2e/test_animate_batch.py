@@ -99,12 +99,12 @@ def test_ray_job_animates_pairs_and_keeps_an_error_table(inputs, tiny_config_pat
         w.writerow([inputs / "face_source_e.jpg", inputs / "face_talk_c.mp4", "out/c.mp4"])
         w.writerow([inputs / "face_source_e.jpg", inputs / "broken.mp4", "out/broken.mp4"])
     # what a try killed mid-write left (its node lost: Ray Data retried the pair on another; a by-hand run on a
-    # 2-node cluster left one such): the retry's output replaces it
+    # 2-node cluster left one such): gone when the job ends (start: the pipeline's entry, on the joined cluster)
     left = tmp_path / "out" / ".b.mp4.k1ll3d00.tmp.mp4"
     left.parent.mkdir()
     left.write_bytes(b"half a video")
     os.utime(left, (time.time() - 60,) * 2)
-    summary = batch_job.run(str(pairs), str(tiny_config_path), random_init=True, concurrency=1, batch_size=4)
+    summary = batch_job.start(str(pairs), str(tiny_config_path), random_init=True, concurrency=1, batch_size=4)
     assert summary == {"pairs": 3, "done": 2, "skipped": 0, "failed": 1, "errors": str(tmp_path / "pairs.errors.csv")}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.mp4", "c.mp4"]
     for name, fps in (("b", 30.0), ("c", 25.0)):

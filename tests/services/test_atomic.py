@@ -127,5 +127,5 @@ def test_a_killed_writers_temporary_is_removed_by_a_later_write_and_a_live_ones_
     time.sleep(0.05)  # file times tick coarser than time.time()
     live = tmp_path / ".r4.mp4.live1234.tmp.mp4"  # a writer still going: written to since
     live.write_bytes(b"frames")
-    assert remove_leftovers(target, before=begun) == [left]
+    assert remove_leftovers([target], before=begun) == [left]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, live.name])
