@@ -107,7 +107,8 @@ def why(err: BaseException) -> str:
     if line := environment_failure(err):
         return line
     failures = getattr(err, "worker_failures", None) or {}
-    root = getattr(err, "controller_failure", None) or next(iter(failures.values()), None) or getattr(err, "cause", None)
+    root = (getattr(err, "controller_failure", None) or next(iter(failures.values()), None)
+            or getattr(err, "cause", None))
     return first_line(root if isinstance(root, BaseException) else err)
 
 
@@ -125,7 +126,8 @@ def user_error_line(err: BaseException) -> str | None:
 
 def every_task_fails(err: BaseException) -> bool:
     """Whether every later task would fail as `err` did (a full, over-quota or read-only disk, Ray's too; no S3
-    credentials, or keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for each item."""
+    credentials, or keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for
+    each item."""
     return any((isinstance(link, OSError) and link.errno in SHARED_ERRNOS)
                or _named(link, "botocore:NoCredentialsError", "botocore:PartialCredentialsError",
                          "botocore:EndpointConnectionError", "ray:OutOfDiskError")

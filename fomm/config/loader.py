@@ -133,7 +133,7 @@ class _StrictLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep) if key_node.tag != "tag:yaml.org,2002:merge" else None
-            if key is not None and isinstance(key, str | int | float | bool) and key in seen:
+            if isinstance(key, str | int | float | bool) and key in seen:  # a merge (`<<`): None, not checked
                 raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} given twice in one mapping "
                                   "(YAML would keep only the later one)")
             seen.add(key)
