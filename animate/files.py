@@ -88,6 +88,8 @@ def read_source(path: str | Path) -> np.ndarray:
     except ImageError as image_err:
         if not Path(path).is_file() or isinstance(image_err, DamagedImageError):  # a damaged image is refused:
             raise  # FFmpeg's image decoders would conceal the damage (a cut-off JPEG's missing part filled)
+        if isinstance(image_err.__cause__, PermissionError):  # no decoder can read it either: say why
+            raise
         try:
             return next(iter_frames(path, 0, 1))
         except VideoError:

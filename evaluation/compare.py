@@ -69,13 +69,13 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """A tracking URI that answers; a --plot that can be written and is not the tracking store."""
-    checks.tracking_uri("--tracking-uri", args.tracking_uri)
+    checks.tracking_uri("--tracking-uri", args.tracking_uri, write=False)
     from services.tracking.queries import check_filter
     from services.tracking.store import default_tracking_uri, local_sqlite_path  # MLflow (seconds)
 
     check_filter("--filter", args.filter)
     uri = args.tracking_uri or default_tracking_uri()
-    if (db := local_sqlite_path(uri)) is not None and not db.is_file():  # reading makes no store
+    if (db := local_sqlite_path(uri)) is not None and (not db.is_file() or not db.stat().st_size):  # reading makes none
         raise UserError(f"--tracking-uri {uri}{'' if args.tracking_uri else ' (the default)'}: no MLflow store there "
                         "(nothing to compare: train, tune or evaluate first, or name the store)")
     if args.plot:

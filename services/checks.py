@@ -162,12 +162,17 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
                            f"{CREDENTIALS_HINT}, and the bucket's permissions)") from None
 
 
-def tracking_uri(flag: str, uri: str | None) -> None:
+def tracking_uri(flag: str, uri: str | None, write: bool = True) -> None:
     """An MLflow tracking URI that can work: a reachable http(s) server, or a sqlite/file store whose folder exists
-    (None: $MLFLOW_TRACKING_URI, the default of every entry point, if set)."""
+    (None: $MLFLOW_TRACKING_URI, the default of every entry point, if set; else, for a command that `write`s,
+    the ./mlruns store it will create)."""
     if not uri:
         flag, uri = "$MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", "").strip()
         if not uri:
+            if write:
+                from services.tracking.store import default_tracking_uri
+
+                sqlite_store("--tracking-uri (the default)", default_tracking_uri(), create=True)
             return
     parsed = parsed_url(flag, uri)
     scheme = parsed.scheme
@@ -175,14 +180,7 @@ def tracking_uri(flag: str, uri: str | None) -> None:
         reachable(flag, uri)
         mlflow_answers(flag, uri)
     elif scheme == "sqlite":
-        db = uri.removeprefix("sqlite:///")
-        if db and db != ":memory:":
-            parent = Path(db).parent
-            if not parent.is_dir():
-                raise UserError(f"{flag} {uri}: folder {parent} does not exist (expected sqlite:///PATH/mlflow.db)")
-            if Path(db).is_dir():
-                raise UserError(f"{flag} {uri}: {db} is a folder (expected sqlite:///PATH/mlflow.db)")
-            free_space(flag, uri, parent)
+        sqlite_store(flag, uri, write=write)
     elif scheme in ("", "file"):
         local = Path(parsed.path if scheme else uri)
         if local.exists() and not local.is_dir():
@@ -193,6 +191,32 @@ def tracking_uri(flag: str, uri: str | None) -> None:
     elif scheme not in ("databricks", "postgresql", "mysql", "mssql"):
         raise UserError(f"{flag} {uri}: unknown tracking URI scheme {scheme!r} (expected http(s)://, sqlite:/// "
                         "or a folder)")
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
+
+
+def sqlite_store(flag: str, uri: str, write: bool = True, create: bool = False) -> None:
+    """A SQLite tracking store MLflow can open and, to `write`, write (with `create`, its folder may be missing):
+    MLflow retried a file it could not open for 100 s, 40 warning lines, then a traceback."""
+    db = Path(uri.removeprefix("sqlite:///"))
+    if str(db) in ("", ".", ":memory:"):
+        return
+    if not create and not db.parent.is_dir():
+        raise UserError(f"{flag} {uri}: folder {db.parent} does not exist (expected sqlite:///PATH/mlflow.db)")
+    if db.is_dir():
+        raise UserError(f"{flag} {uri}: {db} is a folder (expected sqlite:///PATH/mlflow.db)")
+    if db.exists():
+        try:
+            with open(db, "rb+" if write else "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as err:
+            raise UserError(f"{flag} {uri}: cannot {'write' if write else 'read'} {db} ({err.strerror or err})"
+                            ) from None
+        if head and head != SQLITE_HEADER:
+            raise UserError(f"{flag} {uri}: {db} is not a SQLite database (expected MLflow's store, or a new file)")
+    if write:  # SQLite writes its journal beside the file
+        writable_dir(f"{flag} {uri}: folder", db.parent)
 
 
 def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str | os.PathLike | None],

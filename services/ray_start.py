@@ -145,6 +145,27 @@ def room_for_a_local_ray() -> None:
                         "free some, or set RAY_TMPDIR to a folder with room)")
 
 
+def token_for_a_local_ray() -> None:
+    """A new local Ray turns token authentication on and saves its token in ~/.ray/auth_token: under a home this
+    user cannot write (a container's arbitrary user, HOME=/ or unset) ray.init failed with a traceback. There the
+    token is kept in this process's environment instead (RAY_AUTH_TOKEN), which Ray's processes inherit: the
+    cluster still asks for it."""
+    import secrets
+
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN") \
+            or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return  # no token wanted, or the user named one
+    try:
+        folder = Path.home() / ".ray"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry for this user
+        folder = None
+    if folder is not None and (folder / "auth_token").is_file():
+        return
+    existing = next((a for a in (folder, *folder.parents) if a.exists()), None) if folder else None
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # Ray's own kind: 256 random bits
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local one with `num_cpus`
     CPUs (None: all). Outside a Ray job, workers get the repository on their PYTHONPATH (never S3 keys)."""
@@ -164,6 +185,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         check_address(address)
         address = cluster_address(address)
         where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+        if not address:
+            token_for_a_local_ray()
         if runtime_env is not None and not address:
             runtime_env["worker_process_setup_hook"] = "services.ray_start.local_worker_setup"
         before = signal.getsignal(signal.SIGTERM)

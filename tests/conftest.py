@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,6 +131,56 @@ def tmpfs(disk: Path, size: str = "4m") -> Iterator[Path]:
         yield disk
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """`folder` (and what it holds) made read-only for this process: as root, which file modes do not bind, a
+    read-only bind mount of it onto itself (writes fail with EROFS); else its write bits cleared (EACCES)."""
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode:
+            pytest.skip("a read-only bind mount needs root")
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
+        try:
+            yield folder
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        return
+    modes = {p: p.stat().st_mode for p in (folder, *folder.rglob("*"))}
+    for p, mode in modes.items():
+        p.chmod(mode & ~0o222)
+    try:
+        yield folder
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def error_as_a_plain_user(call: Callable[[], object]) -> str:
+    """The error `call()` raises ("" if none) for a user that file modes bind: this process, or, as root (which
+    reads and writes any file), a forked child that runs as nobody. Its paths must be reachable by anyone."""
+    if os.geteuid() != 0:
+        try:
+            call()
+        except Exception as err:  # noqa: BLE001 - the message is the result
+            return str(err)
+        return ""
+    read, write = os.pipe()
+    if (child := os.fork()) == 0:  # pragma: no cover - the child's report comes back through the pipe
+        message = ""
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            call()
+        except BaseException as err:  # noqa: BLE001
+            message = str(err) or type(err).__name__
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(child, 0)
+    return message
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """`fomm animate|info|runs` on the real media: outputs that decode as asked, and one clear line per bad input."""
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import av
@@ -11,11 +13,12 @@ import torch
 from PIL import Image
 
 from animate.cli import main
-from animate.files import animate_file
+from animate.files import animate_file, read_source
 from fomm.animator import Animator
 from fomm.checkpoint import checkpoint_bytes
 from services.video_read import iter_frames, probe_video, read_frames
 from services.video_write import write_video
+from tests.conftest import error_as_a_plain_user
 
 CLIP_FRAMES = 8
 
@@ -279,6 +282,22 @@ def test_console_script_exit_status(media, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (f"fomm animate: error: {media['text']}: "
                                                     "not a readable image or video")
+
+
+def test_a_source_this_user_may_not_read_says_so(shared_data):
+    """A source without read permission was "not a readable image or video": the video decoder's try hid why."""
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o755)
+        source = folder / "face.jpg"
+        shutil.copy(shared_data / "face_source_a.jpg", source)
+        source.chmod(0)
+        assert error_as_a_plain_user(lambda: read_source(source)) == (
+            f"{source}: not a readable image ([Errno 13] Permission denied: '{source}')")
+        source.chmod(0o644)
+        assert error_as_a_plain_user(lambda: read_source(source)) == ""
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_best_frame_starts_relative_motion_there(media, tiny_config_path, tmp_path):

@@ -173,6 +173,8 @@ CASES = [
          TRAIN.replace("{w}/store", "s3://bucket/runs") + " --space {space}", "--storage"),
     Case("evaluate", "corrupt", "a shard whose footer reads but whose pages are damaged (a traceback)",
          EVAL.replace("{shard}", "{damaged_shard}"), "damaged.parquet: a damaged clip shard"),
+    Case("train", "corrupt", "--tracking-uri a file that is no SQLite database (MLflow retried it for 100 s, 40 "
+         "warnings, then a traceback)", TRAIN + " --tracking-uri sqlite:///{typo_yaml}", "is not a SQLite database"),
 ]
 
 

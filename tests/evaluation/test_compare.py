@@ -54,7 +54,8 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
 
 
 def test_compare_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path, capsys, monkeypatch) -> None:
-    """A query makes no store: a missing SQLite file (named, or the default ./mlruns) is one line, and stays missing."""
+    """A query makes no store: a missing or empty SQLite file (named, or the default ./mlruns) is one line, and stays
+    as it was."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'none.db'}"
@@ -64,3 +65,7 @@ def test_compare_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path,
     assert compare.main([]) == 2
     assert "mlruns/mlflow.db (the default): no MLflow store there" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "empty.db").touch()  # an empty file: MLflow would write its tables into it (or fail, read-only)
+    assert compare.main(["--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}"]) == 2
+    assert "empty.db: no MLflow store there" in capsys.readouterr().err
+    assert (tmp_path / "empty.db").stat().st_size == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from services import checks
 from services.cli import ArgumentParser, UserError, run_cli
-from tests.conftest import fill_disk
+from tests.conftest import fill_disk, read_only
 
 
 def test_user_error_is_one_line_and_status_2_a_bug_raises(capsys) -> None:
@@ -112,6 +113,35 @@ def test_checks(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://somewhere")  # the default is checked under its own name
     with pytest.raises(UserError, match=r"^\$MLFLOW_TRACKING_URI ftp://somewhere: unknown tracking URI scheme"):
         checks.tracking_uri("--tracking-uri", None)
+
+
+def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_work(tmp_path, monkeypatch) -> None:
+    # MLflow retried each of these for 100 s (40 warning lines), then ended in a traceback, after Ray had started
+    (tmp_path / "notes.db").write_text("not a database\n")
+    with pytest.raises(UserError, match=rf"^--tracking-uri sqlite:///{tmp_path}/notes.db: {tmp_path}/notes.db is "
+                                        r"not a SQLite database \(expected MLflow's store, or a new file\)$"):
+        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/notes.db")
+    store = tmp_path / "store"
+    store.mkdir()
+    sqlite3.connect(store / "mlflow.db").execute("create table t (x)").connection.close()  # a real SQLite file
+    (store / "empty.db").touch()  # SQLite takes an empty file as a new database
+    for name in ("mlflow.db", "empty.db", "new.db"):
+        checks.tracking_uri("--tracking-uri", f"sqlite:///{store}/{name}")
+    with read_only(store):
+        for name in ("mlflow.db", "new.db"):  # SQLite writes the file and its journal beside it
+            uri = f"sqlite:///{store}/{name}"
+            with pytest.raises(UserError, match=rf"^--tracking-uri {uri}: (cannot write {store}/mlflow.db \(.+\)|"
+                                                rf"folder {store}: cannot write under {store})$"):
+                checks.tracking_uri("--tracking-uri", uri)
+        checks.tracking_uri("--tracking-uri", f"sqlite:///{store}/mlflow.db", write=False)  # `runs compare` reads
+        # no --tracking-uri and no $MLFLOW_TRACKING_URI: the ./mlruns store a training run would create there
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        monkeypatch.chdir(store)
+        with pytest.raises(UserError, match=rf"^--tracking-uri \(the default\) sqlite:///{store}/mlruns/mlflow.db: "
+                                            rf"folder {store}/mlruns: cannot write under {store}$"):
+            checks.tracking_uri("--tracking-uri", None)
+        checks.tracking_uri("--tracking-uri", None, write=False)
+    assert sorted(p.name for p in store.iterdir()) == ["empty.db", "mlflow.db"]  # the checks made nothing
 
 
 def test_a_disk_without_room_is_refused_before_the_work(tmp_path, monkeypatch) -> None:
@@ -243,6 +273,24 @@ def test_a_full_disk_under_rays_temporary_folder_is_one_line_before_any_output(s
         f"preprocess: error: {small_disk}: no space left on the device for a local Ray's session (0 KiB free; free "
         "some, or set RAY_TMPDIR to a folder with room)"])
     assert not out.exists()
+
+
+def test_a_local_ray_starts_with_token_authentication_under_a_home_it_cannot_write(tmp_path) -> None:
+    """A new local Ray saves its token in ~/.ray/auth_token: under a home this user cannot write (a container's
+    arbitrary user with HOME=/) every stage failed at ray.init. The token now lives in the driver's environment,
+    and the cluster still asks for it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    script = ("from services.ray_start import ensure_ray; ensure_ray(num_cpus=1); import os, ray; "
+              "from ray._raylet import AuthenticationMode, get_authentication_mode; "
+              "print(get_authentication_mode() == AuthenticationMode.TOKEN, len(os.environ['RAY_AUTH_TOKEN']), "
+              "ray.get(ray.remote(lambda: 6 * 7).remote()))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+    with read_only(home):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              env={**env, "HOME": str(home)}, cwd=Path(__file__).resolve().parents[2])
+    assert (done.returncode, done.stdout.split()) == (0, ["True", "64", "42"]), done.stderr[-3000:]
+    assert list(home.iterdir()) == []
 
 
 def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) -> None:
