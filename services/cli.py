@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import os
 import signal
 import sys
 import threading
@@ -59,6 +60,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def stdout_reader_left() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (a write there fails with EPIPE)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no stdout, or not a file
+        return False
+
+
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """`main(argv)`'s exit status; a user error or an environment failure (services.failures) → one line on stderr
     and exit 2 (`--debug`: the traceback too). Ctrl-C / SIGTERM: one line, exit 130 / 143."""
@@ -69,6 +82,9 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         with sigterm_as_interrupt():
             return int(main(argv) or 0)
     except Exception as err:
+        if isinstance(err, BrokenPipeError) and stdout_reader_left():  # `| head`: ended as a Unix tool ends there
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit fails no more
+            return 128 + signal.SIGPIPE
         line = user_error_line(err) or environment_failure(err)
         if line is None:
             raise

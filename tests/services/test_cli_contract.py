@@ -77,6 +77,19 @@ def test_argument_parser_errors_are_user_errors() -> None:
     assert parser.parse_args(["--size", "3", "--debug"]).size == 3
 
 
+def test_a_reader_that_left_ends_the_command_as_sigpipe_would_without_a_traceback() -> None:
+    """`fomm info … | head -1`, or a log collector gone: the summary's print met a closed pipe, and the command
+    ended in a BrokenPipeError traceback, exit 1, after its work was done. Now it ends as a Unix tool killed by
+    SIGPIPE is reported (128 + 13), without a word. A summary the reader takes is printed as always."""
+    fomm = [str(Path(sys.executable).parent / "fomm"), "info", "--config", "configs/tiny-64.yaml"]
+    root = Path(__file__).resolve().parents[2]
+    gone = subprocess.Popen(fomm, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root)
+    gone.stdout.close()  # before the command has imported anything: its first print meets a closed pipe
+    assert (gone.wait(timeout=120), gone.stderr.read()) == (141, "")
+    read = subprocess.run(fomm, capture_output=True, text=True, timeout=120, cwd=root)
+    assert read.returncode == 0 and "parameters" in read.stdout, read.stderr
+
+
 def test_checks(tmp_path, monkeypatch) -> None:
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "dir").mkdir()
