@@ -166,6 +166,9 @@ def tracking_uri(flag: str, uri: str | None, write: bool = True) -> None:
     """An MLflow tracking URI that can work: a reachable http(s) server, or a sqlite/file store whose folder exists
     (None: $MLFLOW_TRACKING_URI, the default of every entry point, if set; else, for a command that `write`s,
     the ./mlruns store it will create)."""
+    from services.tracking.run import end_wait_s
+
+    end_wait_s()  # its environment variable, read where a run ends: refused before the work
     if not uri:
         flag, uri = "$MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", "").strip()
         if not uri:

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import math
 import operator
+import os
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +94,18 @@ def number(kind: type, r: Rule) -> Callable[[str], float]:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def env_number(name: str, default: float, kind: type = float, r: Rule = Rule(ge=0)) -> float:
+    """Environment variable `name` as a finite `kind` keeping rule `r` (unset or blank: `default`); else a
+    FieldError naming the variable."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return number(kind, r)(text)
+    except argparse.ArgumentTypeError as err:
+        raise FieldError(f"${name}: {err}") from None
 
 
 def check_fields(obj: Any) -> None:

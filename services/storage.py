@@ -15,6 +15,7 @@ import fsspec
 from services.atomic import atomic_path
 from services.cli import UserError
 from services.failures import environment_failure
+from services.fields import Rule, env_number
 
 ENDPOINT_ENV = ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 # attempts per S3 request (first try included) for transient errors: 5xx, throttling, dropped connections,
@@ -43,10 +44,7 @@ def s3_endpoint(endpoint: str | None = None) -> str | None:
 
 def s3_max_attempts() -> int:
     """Attempts per S3 request: FOMM_S3_MAX_ATTEMPTS, else 10 (botocore's default of 3 gives up within a second)."""
-    value = os.environ.get(S3_MAX_ATTEMPTS_ENV, "").strip() or str(S3_MAX_ATTEMPTS)
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{S3_MAX_ATTEMPTS_ENV}={value!r}: expected a whole number of attempts ≥ 1")
-    return int(value)
+    return int(env_number(S3_MAX_ATTEMPTS_ENV, S3_MAX_ATTEMPTS, int, Rule(ge=1)))
 
 
 def url_problem(path: str | os.PathLike) -> str | None:

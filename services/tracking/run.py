@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import time
 import warnings
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 
+from services.fields import env_number
 from services.tracking.outbox import Outbox
 from services.tracking.redaction import REDACTED, flatten_config, is_secret, redact
 from services.tracking.store import (
@@ -38,16 +38,21 @@ def _outage_passes() -> Iterator[list[BaseException]]:
             raise
         outage.append(exc)
 
+def end_wait_s() -> float:
+    """How long a run's end waits for an unreachable store: $FOMM_TRACKING_END_WAIT_S seconds, else 300."""
+    return env_number("FOMM_TRACKING_END_WAIT_S", 300.0)
+
+
 class Tracker:
     """One MLflow run. Metrics, tags and params survive a store outage in a bounded `Outbox`, artifacts are skipped,
-    `end` waits up to `END_WAIT_S` for the store: a run never fails because of its tracker."""
+    `end` waits up to `end_wait_s` for the store: a run never fails because of its tracker."""
 
     FLUSH_INTERVAL_S = 10.0  # buffered metrics wait at most this long (a crash loses at most this much of them)
-    END_WAIT_S = float(os.environ.get("FOMM_TRACKING_END_WAIT_S", "300"))  # how long end/drain wait for the store
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "fomm", run_name: str | None = None,
                  run_id: str | None = None, parent_run_id: str | None = None,
                  tags: dict[str, str] | None = None) -> None:
+        self.end_wait_s = end_wait_s()
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self._client = make_client(self.tracking_uri)
         self._ended = False
@@ -114,9 +119,9 @@ class Tracker:
         return self.outbox.send(self._log_batch, force=force)
 
     def drain(self, wait_s: float | None = None, status: str | None = None) -> bool:
-        """Flush (then, with `status`, mark the run ended), waiting up to `wait_s` (default END_WAIT_S) for an
+        """Flush (then, with `status`, mark the run ended), waiting up to `wait_s` (default end_wait_s) for an
         unreachable store (not for a full one); False, with a warning, if it never came."""
-        deadline = time.monotonic() + (self.END_WAIT_S if wait_s is None else wait_s)
+        deadline = time.monotonic() + (self.end_wait_s if wait_s is None else wait_s)
         while True:
             with _outage_passes() as outage:
                 if self.flush(force=True):

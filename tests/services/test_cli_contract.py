@@ -157,6 +157,25 @@ def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_wor
     assert sorted(p.name for p in store.iterdir()) == ["empty.db", "mlflow.db"]  # the checks made nothing
 
 
+def test_a_bad_number_in_an_environment_variable_is_refused_naming_it(tmp_path, monkeypatch) -> None:
+    """FOMM_TRACKING_END_WAIT_S was read with float() when MLflow's module loaded: 'abc' was a traceback at import,
+    'nan' or '-1' a run end that never waited. It is checked with the tracking URI, before any work."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    for text, problem in (("abc", "expected a number, got 'abc'"), ("nan", "must be a finite number, got nan"),
+                          ("-1", "must be ≥ 0, got -1")):
+        monkeypatch.setenv("FOMM_TRACKING_END_WAIT_S", text)
+        with pytest.raises(UserError, match=rf"^\$FOMM_TRACKING_END_WAIT_S: {re.escape(problem)}$"):
+            checks.tracking_uri("--tracking-uri", uri)
+    for text in ("30", " 0.5 ", ""):
+        monkeypatch.setenv("FOMM_TRACKING_END_WAIT_S", text)
+        checks.tracking_uri("--tracking-uri", uri)
+    from services.tracking.run import Tracker
+
+    monkeypatch.setenv("FOMM_TRACKING_END_WAIT_S", "7")
+    with Tracker(uri, experiment="env") as tracker:
+        assert tracker.end_wait_s == 7.0
+
+
 def test_a_disk_without_room_is_refused_before_the_work(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(checks, "MIN_FREE_BYTES", 2**62)  # more than any disk has: every disk is "full"
     with pytest.raises(UserError, match=rf"^--out {tmp_path}/new: no space left on the device \(\d+ KiB free under "
