@@ -80,7 +80,8 @@ class SearchSpace:
                 apply_overrides(cfg.to_dict(), {key: None})
             except ConfigError:
                 raise SpaceError(f"{self.source}: space key {key!r} is not in the config") from None
-        ends = {key: args if kind in ("choice", "grid") else [args[0], args[1] - 1] if kind == "randint" else args
+        ends = {key: args if kind in ("choice", "grid") else [args[0], args[1] - 1] if kind == "randint"
+                else [float(a) for a in args]  # as Tune samples a range: a real number, never an int
                 for key, (kind, args) in self.params.items()}
         for values in itertools.islice(itertools.product(*ends.values()), MAX_SAMPLES_CHECKED):
             sample = dict(zip(ends, values))

@@ -102,3 +102,16 @@ def test_the_space_is_checked_as_tune_samples_it_every_mix_of_its_ends(tiny_conf
                                          r"space\) makes a config that does not load or train \(sweep sample: "
                                          r"train_params: a 32×32 frame at scale 0.25 is 8 pixels across"):
         mixed.check_against(cfg)
+
+
+def test_a_range_over_an_integer_key_is_refused_as_tune_would_sample_it(tiny_config_path):
+    """uniform [1, 3] over num_epochs passed the check (its ends, as written, are whole numbers), then every trial
+    failed on a sampled 1.24. The ends are checked as Tune samples a range: real numbers. randint is the way."""
+    cfg = load_config(tiny_config_path)
+    for kind in ("uniform", "loguniform"):
+        space = SearchSpace.from_dict({"space": {"train_params.num_epochs": {kind: [1, 3]}}}, source="s.yaml")
+        with pytest.raises(SpaceError, match=rf"^s.yaml: space.train_params.num_epochs: the value 1.0 of its {kind} "
+                                             r"makes a config that does not load or train \(.*expected int, got 1.0\)"):
+            space.check_against(cfg)
+    SearchSpace.from_dict({"space": {"train_params.num_epochs": {"randint": [1, 3]}}}).check_against(cfg)
+    SearchSpace.from_dict({"space": {"train_params.lr_generator": {"uniform": [1, 2]}}}).check_against(cfg)
