@@ -20,7 +20,15 @@ from services import checks, storage
 from services.atomic import remove_leftovers
 from services.cli import UserError
 from services.failures import every_task_fails
-from services.ray_start import check_room, connected, disconnect, ensure_ray
+from services.ray_start import (
+    actor_device,
+    check_device_room,
+    check_room,
+    connected,
+    disconnect,
+    ensure_ray,
+    gpus_for,
+)
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
     from fomm.animator import Animator
@@ -83,6 +91,7 @@ class AnimatePairs:
         from animate.files import build_animator
 
         torch.set_num_threads(num_threads)
+        options = {**options, "device": actor_device(options.get("device", "cpu"))}
         self.options = {k: v for k, v in options.items() if k in FILE_KEYS}  # the rest make the model
         self.animator, self.options["auto_crop"] = build_animator(**{k: v for k, v in options.items()
                                                                       if k not in FILE_KEYS})
@@ -110,7 +119,7 @@ def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int 
         # up to `concurrency` actors, as many as the cluster has room for: a fixed pool larger than the cluster
         # waited forever, and so did one that left no CPU for reading the CSV
         AnimatePairs, batch_size=1, concurrency=(1, concurrency), num_cpus=num_cpus,
-        num_gpus=1 if str(options.get("device", "cpu")).startswith("cuda") else 0,
+        num_gpus=gpus_for(options.get("device", "cpu")),
         fn_constructor_kwargs={"options": {"config": config, **options}, "num_threads": max(1, int(num_cpus)),
                                "base": base, "endpoint": storage.s3_endpoint(endpoint)},  # the driver's
     ).take_all()
@@ -174,7 +183,7 @@ def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) ->
     ensure_ray(ray_address)
     try:
         check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
-        check_room("--device", "GPU", 1 if str(plan.get("device", "cpu")).startswith("cuda") else 0)  # an actor's
+        check_device_room(plan.get("device", "cpu"))
         return run(pairs, config, **plan)
     finally:
         if joined:

@@ -19,9 +19,10 @@ from evaluation import runner
 from evaluation.reconstruction import ModelSource
 from evaluation.report import metric_table_text, write_report
 from preprocessing.shards import ShardSet
-from services import s3_retries, storage
+from services import checks, s3_retries, storage
 from services.atomic import atomic_dir
-from services.ray_start import check_room, ensure_ray
+from services.errors import UserError
+from services.ray_start import actor_device, check_device_room, check_room, ensure_ray, gpus_for
 from services.tracking.run import Tracker
 
 READ_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "frames"]
@@ -57,7 +58,7 @@ class EvaluateClips:
         import torch
 
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-        self.cfg = cfg
+        self.cfg = cfg = dataclasses.replace(cfg, device=actor_device(cfg.device))
         if isinstance(source, list):  # [ObjectRef]: one copy in the object store, not one pickle per actor
             source = ray.get(source[0])
         self.model = source.load(cfg.device)
@@ -70,12 +71,14 @@ class EvaluateClips:
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
-def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0) -> None:
-    """Join a Ray cluster (argument, $RAY_ADDRESS) or start one where an actor's CPUs fit; none for 0 workers."""
+def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0, device: str = "cpu") -> None:
+    """Join a Ray cluster (argument, $RAY_ADDRESS) or start one where an actor's CPUs (and GPU) fit; none for 0
+    workers."""
     if workers == 0:
         return
     ensure_ray(address, log_to_driver=False)
     check_room("--cpus-per-worker", "CPU", cpus_per_worker)
+    check_device_room(device)
 
 
 def select_clips(cfg: runner.EvalConfig, shard_set: ShardSet) -> list[str]:
@@ -99,7 +102,7 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     ds = ds.map_batches(EvaluateClips, batch_size=1, batch_format="pyarrow",
                         fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)]},
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_workers),
-                        num_cpus=cfg.cpus_per_worker)
+                        num_cpus=cfg.cpus_per_worker, num_gpus=gpus_for(cfg.device))
     return ds.take_all()
 
 
@@ -108,14 +111,18 @@ def _cases(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, vid
     from evaluation.reconstruction import reconstruct_video
     from preprocessing.shards import decode_frames
 
-    model = source.load(cfg.device)
+    try:  # the driver need not have the workers' device: then its CPU reconstructs the few report clips
+        device = checks.device("--device", cfg.device)
+    except UserError:
+        device = "cpu"
+    model = source.load(device)
     ranked = sorted((v for v in videos if np.isfinite(v["l1"])), key=lambda v: v["l1"])
     n = min(cfg.report_cases, len(ranked) // 2 or len(ranked))
     picks = [("worst", v) for v in ranked[::-1][:n]] + [("best", v) for v in ranked[:n]]
     rows = {r["clip_id"]: r for r in shard_set.rows([v["clip_id"] for _, v in picks], READ_COLUMNS)}
     cases = []
     for title, video in picks:
-        result = reconstruct_video(model, decode_frames(rows[video["clip_id"]]["frames"]), cfg.batch_size, cfg.device)
+        result = reconstruct_video(model, decode_frames(rows[video["clip_id"]]["frames"]), cfg.batch_size, device)
         cases.append({"title": title, "clip_id": video["clip_id"], "l1": video["l1"], **result})  # real, prediction
     return cases
 

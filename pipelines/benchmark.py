@@ -55,7 +55,7 @@ def check(cfg: BenchmarkConfig) -> None:
 def run(cfg: BenchmarkConfig, args: argparse.Namespace) -> Summary:
     from evaluation.ray_jobs import init_ray
 
-    init_ray(args.ray_address, cfg.eval.num_workers, cfg.eval.cpus_per_worker)
+    init_ray(args.ray_address, cfg.eval.num_workers, cfg.eval.cpus_per_worker, cfg.eval.device)
     bench = run_benchmark(cfg)
     print(bench.result.table)
     baseline = "none (first comparable run)" if bench.baseline is None else \

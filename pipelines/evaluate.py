@@ -33,7 +33,7 @@ def run(cfg: EvalConfig, args: argparse.Namespace) -> Summary:
     from evaluation.benchmark import judge
     from evaluation.ray_jobs import evaluate, init_ray
 
-    init_ray(args.ray_address, cfg.num_workers, cfg.cpus_per_worker)
+    init_ray(args.ray_address, cfg.num_workers, cfg.cpus_per_worker, cfg.device)
     result = evaluate(cfg)
     print(result.table)
     problems, _ = judge(result, metric_names("--require", args.require), args.max_error_fraction)

@@ -219,21 +219,37 @@ def disconnect() -> None:
         group.bars_by_uuid.clear()
 
 
-def check_room(flag: str, resource: str, each: float, workers: int = 1) -> None:
+def check_room(flag: str, resource: str, each: float, workers: int = 1, given: str | None = None) -> None:
     """`workers` workers asking `each` of `resource` (CPU, GPU) fit the connected Ray cluster (one on a node, all at
-    once); else a UserError naming the flag, where Ray would wait forever."""
+    once); else a UserError naming the flag (and its value, `given`, else `each`), where Ray would wait forever."""
     import ray
 
     from services.errors import UserError
 
     if each <= 0:
         return
+    what = f"{flag} {given or f'{each:g}'}"
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     largest = max((n.get(resource, 0.0) for n in nodes), default=0.0)
     total = sum(n.get(resource, 0.0) for n in nodes)
     if each > largest:
-        raise UserError(f"{flag} {each:g}: no node of the Ray cluster has {each:g} {resource} (the largest has "
+        raise UserError(f"{what}: no node of the Ray cluster has {each:g} {resource} (the largest has "
                         f"{largest:g}); the job would wait forever")
     if each * workers > total:
-        raise UserError(f"{flag} {each:g} × {workers} workers: the Ray cluster has {total:g} {resource} in all; "
+        raise UserError(f"{what} × {workers} workers: the Ray cluster has {total:g} {resource} in all; "
                         "the job would wait forever")
+
+
+def gpus_for(device: str) -> int:
+    """GPUs a Ray actor that runs a model on `device` asks for: one for cuda/cuda:N."""
+    return 1 if str(device).startswith("cuda") else 0
+
+
+def actor_device(device: str) -> str:
+    """`device` inside such an actor: Ray shows it its one GPU only, as cuda (cuda:1 would name none)."""
+    return "cuda" if gpus_for(device) else device
+
+
+def check_device_room(device: str) -> None:
+    """An actor on `device` (--device) fits the connected cluster: with cuda, a node with a GPU."""
+    check_room("--device", "GPU", gpus_for(device), given=f"{device} (one GPU per actor)")

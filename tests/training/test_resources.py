@@ -29,7 +29,7 @@ def test_workers_and_gpus_a_machine_does_not_have_are_refused_before_ray(monkeyp
 def test_requests_the_cluster_can_never_grant_are_refused(monkeypatch) -> None:
     import ray
 
-    from services.ray_start import check_room
+    from services.ray_start import actor_device, check_device_room, check_room
 
     nodes = [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 2.0}},
              {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]  # a dead node grants nothing
@@ -42,6 +42,13 @@ def test_requests_the_cluster_can_never_grant_are_refused(monkeypatch) -> None:
         check_room("--cpus-per-worker", "CPU", 2, 4)
     with pytest.raises(UserError, match="largest has 4"):
         check_room("--num-cpus", "CPU", 4.5)
+    check_device_room("cuda:1")  # one GPU for the actor, which sees it as its cuda
+    check_device_room("cpu")
+    nodes[0]["Resources"].pop("GPU")
+    with pytest.raises(UserError, match=r"^--device cuda:1 \(one GPU per actor\): no node of the Ray cluster has 1 "
+                                        r"GPU \(the largest has 0\); the job would wait forever$"):
+        check_device_room("cuda:1")
+    assert [actor_device(d) for d in ("cpu", "cuda", "cuda:1", "mps")] == ["cpu", "cuda", "cuda", "mps"]
 
 
 def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_path) -> None:
