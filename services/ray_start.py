@@ -33,8 +33,16 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
     where = flag if address else "$RAY_ADDRESS"
     if (address := cluster_address(address)) is None:
         return room_for_a_local_ray()
-    if address in ("auto", "local"):
-        return
+    if address == "local":  # Ray's word for a new local one
+        return room_for_a_local_ray()
+    if address == "auto":  # the Ray that `ray start` ran on this machine: ray.init's traceback when there is none
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            address = canonicalize_bootstrap_address("auto")
+        except ConnectionError as err:  # none, or several
+            raise UserError(f"{where} auto: {str(err).split('. ')[0].rstrip('.')} on this machine (start one with "
+                            "`ray start --head`, or give its HOST:PORT)") from None
     if address.startswith(("http://", "https://")):  # the dashboard's: what `ray job submit --address` takes
         raise UserError(f"{where} {address}: a dashboard URL is for `ray job submit`; a driver joins the cluster "
                         "at HOST:6379 (its GCS) or ray://HOST:10001")

@@ -292,6 +292,26 @@ def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) 
         check_address(f"127.0.0.1:{server.getsockname()[1]}")
 
 
+def test_ray_address_auto_where_no_ray_runs_is_one_line_before_any_output(tmp_path) -> None:
+    """`--ray-address auto` (or RAY_ADDRESS=auto) joins the Ray that `ray start` ran on this machine: with none, it
+    was ray.init's ConnectionError traceback, exit 1, the output's work folder made. The test runs the pipeline in
+    a process namespace of its own (root's), where no Ray runs, whatever else this machine runs."""
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": str(tmp_path)}
+    out = tmp_path / "ds"
+    command = [sys.executable, str(Path(__file__).resolve().parents[2] / "pipelines" / "preprocess.py"),
+               "--input", "synthetic:2", "--output", str(out), "--kind", "none", "--size", "32"]
+    for flag, extra in (("--ray-address", {}), ("$RAY_ADDRESS", {"RAY_ADDRESS": "auto"})):
+        args = command + ["--ray-address", "auto"] * (flag == "--ray-address")
+        done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *args], capture_output=True, text=True,
+                              timeout=120, env={**env, **extra})
+        if "unshare failed" in done.stderr or "unshare:" in done.stderr[:9]:
+            pytest.skip("a process namespace of its own needs root")
+        assert (done.returncode, done.stderr.splitlines()) == (2, [
+            f"preprocess: error: {flag} auto: Could not find any running Ray instance on this machine (start one "
+            "with `ray start --head`, or give its HOST:PORT)"])
+        assert not out.exists()
+
+
 def test_a_full_disk_under_rays_temporary_folder_is_one_line_before_any_output(small_disk, tmp_path) -> None:
     """A local Ray keeps its session in RAY_TMPDIR (else TMPDIR, else /tmp): on a full disk its start waited for a
     file it could not write, then failed with a traceback (exit 1), the output folder already made."""
