@@ -3,6 +3,7 @@ Ray Data job."""
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,6 +172,19 @@ def test_a_row_with_an_empty_cell_is_refused_before_ray(tiny_config_path, tmp_pa
     pairs.write_text(f"source,driving,output\nx.jpg,y.mp4,z.mp4\n{row}\n")
     with pytest.raises(UserError, match=rf"^--pairs .*pairs.csv line 3: no {column} \(every row names a source"):
         batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+
+
+def test_a_header_not_as_expected_is_shown_as_written(tiny_config_path, tmp_path):
+    """A space after a comma, capitals or ';' between the names: "no 'driving' column" alone hid why."""
+    from services.cli import UserError
+
+    pairs = tmp_path / "pairs.csv"
+    for header, names in (("source, driving, output", "['source', ' driving', ' output']"),
+                          ("source;driving;output", "['source;driving;output']")):
+        pairs.write_text(f"{header}\nx.jpg,y.mp4,z.mp4\n")
+        with pytest.raises(UserError, match=rf"column \(expected a header with source,driving,output; it has "
+                                            rf"{re.escape(names)}\)$"):
+            batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
 
 
 def test_a_pairs_csv_saved_with_a_bom_is_read(tiny_config_path, tmp_path):
