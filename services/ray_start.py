@@ -138,12 +138,13 @@ def local_worker_setup() -> None:
 
 def room_for_a_local_ray() -> None:
     """A local Ray keeps its session (sockets, logs, spilled objects) in Ray's temporary folder (RAY_TMPDIR, else
-    TMPDIR, else /tmp): on a full disk its start waited for a file never written, then failed with a traceback."""
+    TMPDIR, else /tmp): on a full disk its start waited for a file never written, then failed with a traceback; it
+    must be this user's to write."""
     import shutil
 
-    from ray._common.utils import get_default_system_temp_dir  # Ray's own rule for that folder
+    from ray._common.utils import get_default_ray_temp_dir, get_default_system_temp_dir  # Ray's own rules
 
-    from services.checks import MIN_FREE_BYTES
+    from services.checks import MIN_FREE_BYTES, writable_dir
     from services.errors import UserError
 
     root = get_default_system_temp_dir()
@@ -151,6 +152,10 @@ def room_for_a_local_ray() -> None:
     if free < MIN_FREE_BYTES:
         raise UserError(f"{root}: no space left on the device for a local Ray's session ({free // 1024} KiB free; "
                         "free some, or set RAY_TMPDIR to a folder with room)")
+    try:  # another user's, or a read-only one: ray.init failed after the stage had made its output folder
+        writable_dir("a local Ray's session folder", get_default_ray_temp_dir())
+    except UserError as err:
+        raise UserError(f"{err} (set RAY_TMPDIR to a folder this user can write)") from None
 
 
 def token_for_a_local_ray() -> None:

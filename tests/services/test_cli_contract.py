@@ -345,6 +345,22 @@ def test_a_local_ray_starts_with_token_authentication_under_a_home_it_cannot_wri
     assert list(home.iterdir()) == []
 
 
+def test_a_rays_temporary_folder_this_user_cannot_write_is_one_line_before_any_output(tmp_path) -> None:
+    """Another user's or a read-only RAY_TMPDIR: ray.init failed once the stage had made its output folder."""
+    session = tmp_path / "session"
+    session.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": str(session)}
+    out = tmp_path / "ds"
+    with read_only(session):
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "pipelines" /
+                                                   "preprocess.py"), "--input", "synthetic:2", "--output", str(out),
+                               "--kind", "none", "--size", "32"], capture_output=True, text=True, timeout=120, env=env)
+    assert (done.returncode, done.stderr.splitlines()) == (2, [
+        f"preprocess: error: a local Ray's session folder {session}/ray: cannot write under {session} (set "
+        "RAY_TMPDIR to a folder this user can write)"])
+    assert not out.exists()
+
+
 def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) -> None:
     """A Ray cluster with token authentication (what `ray start` turns on, and infra/ray-cluster.yaml): a driver
     without its token was refused for 30 s, a warning a second, then a traceback. The check asks the cluster's GCS
