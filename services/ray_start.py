@@ -198,7 +198,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         check_address(address)
         address = cluster_address(address)
         where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
-        if not address:
+        if address in (None, "local"):  # a new local Ray
             token_for_a_local_ray()
         if runtime_env is not None and not address:
             runtime_env["worker_process_setup_hook"] = "services.ray_start.local_worker_setup"
