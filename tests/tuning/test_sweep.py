@@ -104,7 +104,10 @@ def test_a_trial_the_scheduler_stops_early_leaves_no_run_running(ray_local, mlfl
     runs = search_runs(mlflow_server, "sweep-stopped")
     assert [r["run_name"] for r in runs if r["status"] == "RUNNING"] == []
     trial = next(r for r in runs if r["tags"].get("mlflow.parentRunId") == result.parent_run_id)
-    assert trial["status"] == "KILLED" and trial["tags"]["fomm.end_reason"].startswith("stopped by Tune")
+    assert trial["status"] == "KILLED"
+    # the first reason recorded stays: under load the trial's own process may record its Train actors' death
+    # before Tune's stop reaches the callback (seen once in a full-suite run)
+    assert trial["tags"]["fomm.end_reason"].startswith(("stopped by Tune", "The actor died unexpectedly"))
     assert next(r for r in runs if r["run_id"] == result.parent_run_id)["status"] == "FINISHED"
 
 
