@@ -141,9 +141,10 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         header, *rows = storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines()
     except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
-    if missing := [c for c in COLUMNS if c not in (names := next(csv.reader([header])))]:  # names as written:
+    names = next(csv.reader([header]))
+    if missing := [c for c in COLUMNS if c not in names]:  # its names as written: a space, capitals or ';' show
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)}; "
-                        f"it has {names})")  # a space after a comma, capitals, ';' show
+                        f"it has {names})")
     if not any(row.strip() for row in rows):  # a job that would make nothing
         raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
     base = csv_folder(pairs)

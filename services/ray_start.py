@@ -165,17 +165,18 @@ def token_for_a_local_ray() -> None:
     cluster still asks for it."""
     import secrets
 
+    from services.checks import writable_dir
+    from services.errors import UserError
+
     if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN") \
             or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return  # no token wanted, or the user named one
     try:
         folder = Path.home() / ".ray"
-    except (RuntimeError, KeyError):  # no HOME and no passwd entry for this user
-        folder = None
-    if folder is not None and (folder / "auth_token").is_file():
-        return
-    existing = next((a for a in (folder, *folder.parents) if a.exists()), None) if folder else None
-    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        if (folder / "auth_token").is_file():
+            return
+        writable_dir("~/.ray", folder)  # where Ray would save a new one
+    except (RuntimeError, KeyError, UserError):  # no home (no HOME, no passwd entry), or not this user's to write
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # Ray's own kind: 256 random bits
 
 

@@ -38,6 +38,7 @@ def _outage_passes() -> Iterator[list[BaseException]]:
             raise
         outage.append(exc)
 
+
 def end_wait_s() -> float:
     """How long a run's end waits for an unreachable store: $FOMM_TRACKING_END_WAIT_S seconds, else 300."""
     return env_number("FOMM_TRACKING_END_WAIT_S", 300.0)
