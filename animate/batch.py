@@ -4,6 +4,7 @@ disk or missing S3 credentials stop the job: every later pair would fail too).""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -63,9 +64,11 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
                 results.append(("skipped", ""))
                 continue
             with storage.local_copy(source, endpoint) as local["source"], \
-                    storage.local_copy(driving, endpoint) as local["driving"], \
-                    tempfile.TemporaryDirectory(prefix="fomm-animate-") as tmp:
-                target = f"{tmp}/{Path(output).name}" if storage.is_remote(output) else output
+                    storage.local_copy(driving, endpoint) as local["driving"], contextlib.ExitStack() as stack:
+                target = output  # a local one is written in place (temporary name, then rename)
+                if storage.is_remote(output):
+                    target = f"{stack.enter_context(tempfile.TemporaryDirectory(prefix='fomm-animate-'))}/" \
+                             f"{Path(output).name}"
                 animate_file(animator, local["source"], local["driving"], target, progress=False, **options)
                 if storage.is_remote(output):  # one PUT: the object appears whole or not at all
                     storage.write_bytes(output, Path(target).read_bytes(), endpoint)

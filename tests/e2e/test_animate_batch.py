@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -198,14 +199,16 @@ def test_a_pairs_csv_saved_with_a_bom_is_read(tiny_config_path, tmp_path):
 def test_ctrl_c_while_an_actor_writes_leaves_no_temporary_beside_the_outputs(shared_data, tiny_config_path,
                                                                              tmp_path):
     """Ctrl-C on the job (its own local Ray, as on a laptop) while a pair's video is being written: exit 130, one
-    line, and the output folder holds finished videos only. Before: the killed actor's .r1.mp4.XXXXXXXX.tmp.mp4
-    stayed there."""
-    out, pairs = tmp_path / "out", tmp_path / "pairs.csv"
+    line, and the output folder holds finished videos only, the temporary folder nothing of the job's. Before: the
+    killed actor's .r1.mp4.XXXXXXXX.tmp.mp4 stayed there, and an empty fomm-animate-XXXXXXXX under /tmp."""
+    out, pairs, tmp = tmp_path / "out", tmp_path / "pairs.csv", tmp_path / "tmp"
     out.mkdir()
+    tmp.mkdir()
     with pairs.open("w", newline="") as f:
         csv.writer(f).writerows([("source", "driving", "output"), *(
             (shared_data / "face_source_a.jpg", shared_data / "face_talk_a.mp4", out / f"r{i}.mp4") for i in range(4))])
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {  # Ray's folder where it always is
+        "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp), "RAY_TMPDIR": tempfile.gettempdir()}
     proc = subprocess.Popen([*as_a_shell_starts(REPO / "pipelines" / "animate_batch.py"), "--pairs", str(pairs),
                              "--config", str(tiny_config_path), "--random-init", "--crop", "center"],
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -221,5 +224,6 @@ def test_ctrl_c_while_an_actor_writes_leaves_no_temporary_beside_the_outputs(sha
             proc.kill()
     assert proc.returncode == 130 and last_line(console) == "animate_batch: interrupted", console[-3000:]
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert list(tmp.iterdir()) == []
     for video in out.iterdir():  # what was finished before Ctrl-C is whole
         assert probe_video(video).num_frames == probe_video(shared_data / "face_talk_a.mp4").num_frames
