@@ -112,12 +112,3 @@ def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path
             else:
                 assert value == b[name], (name, a, b)
 
-    # --device cuda on a cluster without a GPU: the actors asked for none, landed on CPU nodes and died in their
-    # constructor (a traceback, exit 1); now they ask for one each, and a cluster that has none is refused at once
-    gpu = [*cmd, "--device", "cuda"]
-    gpu[gpu.index("--out") + 1] = str(tmp_path / "gpu")
-    refused = subprocess.run(gpu, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
-    assert (refused.returncode, refused.stderr.splitlines()[-1]) == (2, (
-        "evaluate: error: --device cuda (one GPU per actor): no node of the Ray cluster has 1 GPU (the largest has "
-        "0); the job would wait forever")), refused.stderr[-3000:]
-    assert "Traceback" not in refused.stderr and not (tmp_path / "gpu").exists()

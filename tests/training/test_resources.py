@@ -51,6 +51,19 @@ def test_requests_the_cluster_can_never_grant_are_refused(monkeypatch) -> None:
     assert [actor_device(d) for d in ("cpu", "cuda", "cuda:1", "mps")] == ["cpu", "cuda", "cuda", "mps"]
 
 
+@pytest.mark.ray
+def test_gpu_actors_on_the_clusters_cpu_nodes_are_refused_as_the_stage_joins(ray_local) -> None:
+    """`evaluate`/`benchmark --device cuda` with workers on the suite's cluster, which has no GPU: the actors asked
+    for none, landed on CPU nodes and died in their constructor (a traceback, exit 1); now each asks for one, and
+    the stage is refused as it joins the cluster."""
+    from evaluation.ray_jobs import init_ray
+
+    init_ray(None, 2, 1.0, "cpu")
+    with pytest.raises(UserError, match=r"^--device cuda \(one GPU per actor\): no node of the Ray cluster has 1 GPU "
+                                        r"\(the largest has 0\); the job would wait forever$"):
+        init_ray(None, 2, 1.0, "cuda")
+
+
 def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_path) -> None:
     from fomm.config.schema import load_config
     from training.job import check_plan
