@@ -87,8 +87,8 @@ def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
 
 def why_nothing(cfg: PreprocessConfig, result: dict) -> str:
     """What the videos of a run without clips came to: failures (in the error table), or no track kept."""
-    failed, rest = result["num_errors"], result["num_videos"] - result["num_errors"]
-    parts = [f"{failed} of {result['num_videos']} videos failed: {result['errors']}"] if failed else []
+    failed, rest = result["num_errors"], result["num_videos"]  # the manifest counts the videos read apart
+    parts = [f"{failed} of {failed + rest} videos failed: {result['errors']}"] if failed else []
     if rest:
         held = "has" if cfg.kind == "none" else f"held a {cfg.kind} track of"
         parts.append(f"none of the {'other ' if failed else ''}{rest} videos {held} ≥ {cfg.min_frames} frames "

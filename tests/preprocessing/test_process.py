@@ -186,12 +186,29 @@ def test_a_job_that_makes_no_clip_fails(tmp_path, repo_root, capsys):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["_work"]
     assert preprocess.main(["--input", "synthetic:1", "--output", str(tmp_path / "out"), "--kind", "none",
                             "--size", "32", "--no-ray"]) == 0
-    failed = {"num_videos": 3, "num_errors": 1, "errors": "out/errors.parquet"}  # why, for the other mixes
+    # why, for the other mixes: the summary's num_videos counts the videos read, num_errors those that failed
+    failed = {"num_videos": 2, "num_errors": 1, "errors": "out/errors.parquet"}
     cfg = preprocess.PreprocessConfig(input="x", output="out", kind="face")
     assert preprocess.why_nothing(cfg, failed) == (
         "1 of 3 videos failed: out/errors.parquet; none of the other 2 videos held a face track of ≥ 32 frames "
         "(--min-frames) of ≥ 64 px (--min-size); --kind none keeps the whole frame")
-    assert preprocess.why_nothing(cfg, {**failed, "num_errors": 3}) == "3 of 3 videos failed: out/errors.parquet"
+    assert preprocess.why_nothing(cfg, {**failed, "num_videos": 0, "num_errors": 3}) == (
+        "3 of 3 videos failed: out/errors.parquet")
+
+
+def test_a_job_whose_every_video_failed_counts_them_as_the_error_table_does(tmp_path, repo_root, corrupt_video,
+                                                                          capsys):
+    """Was: "1 of 0 videos failed …; none of the other -1 videos has …" (the count of videos read was taken for
+    the count of all)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pipeline_preprocess", repo_root / "pipelines" / "preprocess.py")
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
+    out = tmp_path.parent / f"{tmp_path.name}-out"
+    code = preprocess.main(["--input", str(corrupt_video.parent), "--output", str(out), "--kind", "none", "--no-ray"])
+    assert (code, capsys.readouterr().err) == (2, f"preprocess: error: --output {out}: no clips were made (1 of 1 "
+                                                  f"videos failed: {out / 'errors.parquet'})\n")
 
 
 def test_a_rerun_with_other_clip_settings_is_refused_before_it_mixes_two_kinds_of_clips(tmp_path, repo_root, capsys):
