@@ -20,7 +20,7 @@ from fomm.config.schema import FommConfig
 from preprocessing.shards import ShardSet
 from services import ray_start, storage
 from services.errors import UserError, is_user_error
-from services.failures import every_task_fails, why
+from services.failures import every_task_fails
 from training import data
 from training.job import TrainJob, check_plan, run_path
 from training.worker import CHECKPOINT_FILE, DIVERGED_FILE, NO_SCORE, train_loop_per_worker
@@ -203,7 +203,7 @@ def _diverged_at(plan: RunPlan) -> int | None:
 def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
     """Run the plan's trainer and end its MLflow run with the true status whatever ends the fit (an error,
     Ctrl-C: KILLED), tagged with the latest checkpoint; raises the run's error."""
-    from services.tracking.run import Tracker, end_status
+    from services.tracking.run import Tracker, end_reason, end_status
 
     result, status, reason = None, "FINISHED", None
     try:
@@ -217,15 +217,14 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
                 f"lower the learning rates (--set train_params.lr_generator=…) and --resume from the last "
                 f"checkpoint before it ({last or 'none was taken'})")
     except BaseException as exc:  # Ray Train V2 raises TrainingFailedError; Ctrl-C arrives as KeyboardInterrupt
-        status, reason = end_status(exc), why(exc)
+        status, reason = end_status(exc), end_reason(exc)
         raise
     finally:
         tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
         latest = _checkpoint_file(result.checkpoint if result is not None else None, plan.job)
-        tags = {"checkpoint_path": latest, "fomm.end_reason": reason and reason[:500]}  # its page says how it ended
-        if tags := {k: v for k, v in tags.items() if v is not None}:
-            tracker.set_tags(tags)
-        tracker.end(status)
+        if latest:
+            tracker.set_tags({"checkpoint_path": latest})
+        tracker.end(status, reason=reason)  # its page says how it ended
     return result
 
 

@@ -22,7 +22,7 @@ from services.atomic import atomic_open
 from services.errors import UserError
 from services.failures import every_task_fails, why
 from services.tracking.queries import end_open_runs
-from services.tracking.run import Tracker, end_status
+from services.tracking.run import Tracker, end_reason, end_status
 from services.tracking.store import default_tracking_uri, is_transient
 from training.job import TrainJob
 from tuning.options import SweepJob
@@ -187,7 +187,8 @@ def run_sweep(sweep: SweepJob) -> SweepResult:
             raise KeyboardInterrupt
         return _finish_sweep(sweep, grid, parent_run_id, uri, experiment_dir)
     except BaseException as exc:
-        Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc))
+        Tracker(tracking_uri=uri, run_id=parent_run_id).end("KILLED" if interrupted else end_status(exc),
+                                                            reason=end_reason(exc))
         raise
     finally:  # whatever ended the sweep, no trial of it runs any more
         try:

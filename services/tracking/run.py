@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 
+from services.failures import why
 from services.fields import env_number
 from services.tracking.outbox import Outbox
 from services.tracking.redaction import REDACTED, flatten_config, is_secret, redact
@@ -172,8 +173,11 @@ class Tracker:
         self.outbox.tags.update({str(k): REDACTED if is_secret(str(k), v) else str(v) for k, v in tags.items()})
         self.flush()
 
-    def end(self, status: str = "FINISHED", wait_s: float | None = None) -> bool:
-        """Mark the run FINISHED / FAILED / KILLED once, after what is buffered (see `drain`)."""
+    def end(self, status: str = "FINISHED", wait_s: float | None = None, reason: str | None = None) -> bool:
+        """Mark the run FINISHED / FAILED / KILLED once, after what is buffered (see `drain`); `reason`, why it
+        ended so, goes on its page as tag fomm.end_reason."""
+        if reason and not self._ended:
+            self.outbox.tags[END_REASON] = reason[:500]
         self._ended = self._ended or self.drain(wait_s, status)
         return self._ended
 
@@ -181,7 +185,10 @@ class Tracker:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.end(end_status(exc))
+        self.end(end_status(exc), reason=end_reason(exc))
+
+
+END_REASON = "fomm.end_reason"  # the tag that says why a run ended FAILED or KILLED
 
 
 def end_status(exc: BaseException | None) -> str:
@@ -192,3 +199,9 @@ def end_status(exc: BaseException | None) -> str:
     if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and exc.code == signal.SIGTERM):
         return "KILLED"
     return "FAILED"
+
+
+def end_reason(exc: BaseException | None) -> str | None:
+    """Why a run that ended with `exc` did not finish, in one line (None: it finished)."""
+    status = end_status(exc)
+    return None if status == "FINISHED" else "stopped (Ctrl-C or SIGTERM)" if status == "KILLED" else why(exc)

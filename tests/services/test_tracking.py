@@ -85,6 +85,23 @@ def test_failed_status_on_exception_resume_and_nesting(uri) -> None:
     assert get_run(uri, parent.run_id)["params"]["a"] == "1"
 
 
+def test_a_run_that_did_not_finish_says_why_on_its_page(uri) -> None:
+    """An evaluation (or any stage's run) that failed or was stopped was FAILED or KILLED with no word why: only
+    training runs and sweep trials were tagged. The tag holds the one line the command printed."""
+    import errno
+
+    with pytest.raises(OSError), Tracker(uri, "t-why") as failed:
+        raise OSError(errno.ENOSPC, "No space left on device", "/out/per_frame.parquet")
+    with pytest.raises(KeyboardInterrupt), Tracker(uri, "t-why") as stopped:
+        raise KeyboardInterrupt
+    with Tracker(uri, "t-why") as finished:
+        pass
+    runs = {t.run_id: get_run(uri, t.run_id) for t in (failed, stopped, finished)}
+    assert [(r["status"], r["tags"].get("fomm.end_reason")) for r in runs.values()] == [
+        ("FAILED", "/out/per_frame.parquet: no space left on the device"),
+        ("KILLED", "stopped (Ctrl-C or SIGTERM)"), ("FINISHED", None)]
+
+
 def test_tracker_pickles_for_ray_workers(uri) -> None:
     t = Tracker(uri, "t-pickle")
     clone = pickle.loads(pickle.dumps(t))
