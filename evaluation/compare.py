@@ -42,8 +42,12 @@ def metric_keys(flag: str, names: list[str], have: list[str], experiment: str) -
 
 
 def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of run name, id, status, start time, checkpoint and the metrics ('' where absent)."""
+    """(header, rows) of run name, id, status, start time, checkpoint and the metrics ('' where absent); then why a
+    run did not finish, where one did not."""
+    from services.tracking.run import END_REASON
+
     header = ["run_name", "run_id", "status", "start_time", "checkpoint_sha256", *metrics]
+    reasons = [r["tags"].get(END_REASON, "") if r["status"] != "FINISHED" else "" for r in runs]
     rows = []
     for r in runs:
         start = datetime.fromtimestamp(r["start_time"] / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") \
@@ -52,6 +56,9 @@ def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[li
         values = ["" if v is None else ("nan" if not math.isfinite(v) else f"{v:.4f}")
                   for v in (r["metrics"].get(m) for m in metrics)]
         rows.append([r.get("run_name") or "", r["run_id"], r["status"], start, sha, *values])
+    if any(reasons):
+        header.append("end_reason")
+        rows = [[*row, why] for row, why in zip(rows, reasons)]
     return header, rows
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from evaluation import compare
 from services.tracking.run import Tracker
 
@@ -51,6 +53,22 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
                          "'metrics.l1', '<'")):
         assert compare.main(["-e", "cmp", "--tracking-uri", uri, *flags]) == 2
         assert capsys.readouterr().err == f"fomm runs compare: error: {line}\n"
+
+
+def test_a_run_that_did_not_finish_shows_why(capsys, sqlite_uri) -> None:
+    """A failed evaluation among the compared ones showed FAILED and its partial metrics, with no word why; its
+    reason follows in a last column, shown only where a run did not finish."""
+    with Tracker(sqlite_uri, "cmp-why", run_name="ok") as t:
+        t.log_metrics({"l1": 0.05})
+    with pytest.raises(OSError), Tracker(sqlite_uri, "cmp-why", run_name="full") as t:
+        t.log_metrics({"l1": 0.07})
+        raise OSError(28, "No space left on device", "/out/per_frame.parquet")
+    assert compare.main(["-e", "cmp-why", "--tracking-uri", sqlite_uri, "--format", "json"]) == 0
+    rows = {r["run_name"]: (r["status"], r["end_reason"]) for r in json.loads(capsys.readouterr().out)}
+    assert rows == {"ok": ("FINISHED", ""), "full": ("FAILED", "/out/per_frame.parquet: no space left on the device")}
+    assert compare.main(["-e", "cmp-why", "--tracking-uri", sqlite_uri, "--filter", "attributes.status = "
+                         "'FINISHED'"]) == 0
+    assert "end_reason" not in capsys.readouterr().out  # all finished: no empty column
 
 
 def test_compare_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path, capsys, monkeypatch) -> None:
