@@ -13,7 +13,7 @@ from evaluation.visualize import check_colormap
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig, load_config
 from services.cli import UserError, field_default, field_flags, user_input
-from services.fields import check_fields, rule
+from services.fields import check_fields, env_number, rule
 from services.ray_start import add_ray_address_flag
 
 
@@ -155,7 +155,13 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
     local_room(job)
+    room_wait_s()  # a bad $FOMM_ROOM_WAIT_S: one line now, not when the workers start
     check_plan(job, cfg, run_folder=not sweep)
+
+
+def room_wait_s() -> float:
+    """How long a run waits for a cluster short of the CPUs it needs to grow back: $FOMM_ROOM_WAIT_S, else 600."""
+    return env_number("FOMM_ROOM_WAIT_S", 600.0)
 
 
 def local_room(job: TrainJob) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import ray
 import ray.train
 import ray.train.torch
-from ray.train.v2._internal.execution.callback import ControllerCallback
+from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
 
 from fomm.config.schema import FommConfig
 from preprocessing.shards import ShardSet
@@ -22,7 +22,7 @@ from services import ray_start, storage
 from services.errors import UserError, is_user_error
 from services.failures import every_task_fails
 from training import data
-from training.job import TrainJob, check_plan, run_path
+from training.job import TrainJob, check_plan, room_wait_s, run_path
 from training.worker import CHECKPOINT_FILE, DIVERGED_FILE, NO_SCORE, train_loop_per_worker
 
 RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
@@ -151,6 +151,27 @@ class ControllerConsoleWithoutTracebacks(ControllerCallback):
         ray_start.console_without_tracebacks("ray.train")
 
 
+class StopWhereTheClusterCannotFeedTheRun(WorkerGroupCallback):
+    """A node lost and not replaced: Ray Train restarts the workers where they still fit, and the data pipeline's
+    tasks, left without a CPU, wait forever (the run hung). Once the cluster has had fewer CPUs than the run needs
+    for `wait_s` (an autoscaler's replacement comes sooner), the run ends in one line; its checkpoints stay."""
+
+    def __init__(self, job: TrainJob, wait_s: float) -> None:
+        self.job, self.wait_s, self.short_since = job, wait_s, None
+
+    def after_worker_group_poll_status(self, worker_group_status: Any) -> None:
+        need, have = cpus_per_run(self.job), ray.cluster_resources().get("CPU", 0.0)
+        if have >= need:
+            self.short_since = None
+            return
+        self.short_since = self.short_since or time.monotonic()
+        if time.monotonic() - self.short_since >= self.wait_s:
+            raise ray.train.ControllerError(UserError(
+                f"the Ray cluster has had {have:g} CPUs for {self.wait_s:g} s (a node lost?); the run needs "
+                f"{need:g} ({self.job.workers} worker(s) × {self.job.cpus_per_worker:g} and {DATA_CPUS} for its "
+                f"data) and would wait forever ($FOMM_ROOM_WAIT_S sets how long it waits for room)"))
+
+
 class FommTrainer(ray.train.torch.TorchTrainer):
     """Ray Train's TorchTrainer without its driver's SIGINT handler, which turns Ctrl-C into SystemExit(1): exit 1,
     no line, the MLflow run FAILED. Ctrl-C stays the KeyboardInterrupt every stage ends on (exit 130, the run
@@ -170,7 +191,8 @@ def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torc
         failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.keep_checkpoints,
                                                      checkpoint_score_attribute="val_l1", checkpoint_score_order="min"),
-        callbacks=[StopWhereRestartsFail(), ControllerConsoleWithoutTracebacks(), *(callbacks or [])],
+        callbacks=[StopWhereRestartsFail(), ControllerConsoleWithoutTracebacks(),
+                   StopWhereTheClusterCannotFeedTheRun(job, room_wait_s()), *(callbacks or [])],
         logging_config=ray.train.LoggingConfig(log_level="WARNING"))  # its INFO lines: in the Ray session's logs
     # each worker receives the frozen job and config objects as parsed here (pickled, not re-parsed)
     loop_config = {"job": job, "fomm": plan.cfg, "samples_per_epoch": plan.samples_per_epoch,
@@ -238,8 +260,8 @@ def fit(job: TrainJob) -> TrainResult:
     if (cpus := ray.cluster_resources().get("CPU", 0)) < cpus_per_run(job):  # Ray Data's tasks could never run
         logging.getLogger(__name__).warning(
             "the cluster has %s CPUs and %d workers × %s CPUs leave fewer than %d for Ray Data's read and decode "
-            "tasks: training will wait for data unless the cluster grows (start Ray with more --num-cpus)", cpus,
-            job.workers, job.cpus_per_worker, DATA_CPUS)
+            "tasks: training will wait for data unless the cluster grows within %g s (start Ray with more "
+            "--num-cpus)", cpus, job.workers, job.cpus_per_worker, DATA_CPUS, room_wait_s())
     plan = plan_run(job)
     plan.started_at = started_at
     result = fit_plan(plan)

@@ -93,3 +93,20 @@ def test_a_validation_split_asked_for_by_name_must_exist(tmp_path, tiny_config_p
         check_inputs(dataclasses.replace(job, val_split="nope"))
     check_inputs(dataclasses.replace(job, val_split="nope", num_val_clips=0))  # no validation asked for
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]  # the checks wrote nothing
+
+
+def test_a_bad_wait_for_room_is_refused_before_ray(tmp_path, tiny_config_path, synthetic_shards,
+                                                   monkeypatch) -> None:
+    """$FOMM_ROOM_WAIT_S (how long a run short of CPUs waits for the cluster to grow) is checked with the inputs,
+    not once the workers start."""
+    from training.job import check_inputs, room_wait_s
+
+    job = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "st"),
+                   tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    for text, problem in (("abc", "expected a number, got 'abc'"), ("-5", "must be ≥ 0, got -5")):
+        monkeypatch.setenv("FOMM_ROOM_WAIT_S", text)
+        with pytest.raises(UserError, match=rf"^\$FOMM_ROOM_WAIT_S: {problem}$"):
+            check_inputs(job)
+    monkeypatch.delenv("FOMM_ROOM_WAIT_S")
+    assert room_wait_s() == 600.0
+    assert list(tmp_path.iterdir()) == []

@@ -129,6 +129,43 @@ def test_two_worker_ddp_run_on_s3_survives_a_lost_node(ray_local, moto_s3, synth
 
 
 @pytest.mark.ray
+def test_a_node_lost_and_not_replaced_ends_the_run_in_one_line_instead_of_waiting_forever(
+        ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri, monkeypatch):
+    """One DDP worker's node SIGKILLed, no replacement: Ray Train restarts both workers on the other node, whose 2
+    CPUs leave none for the data pipeline, and the run waited forever (by hand: still waiting 8 minutes later). It
+    ends once the cluster has been short of the CPUs the run needs for $FOMM_ROOM_WAIT_S."""
+    monkeypatch.setenv("FOMM_ROOM_WAIT_S", "5")
+    cluster = ray_local["cluster"]
+    job = dataclasses.replace(small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"),
+                                        sqlite_uri, name="short", placement="SPREAD"),
+                              max_steps=None, num_epochs=1000, num_val_clips=0, log_images_every=0)
+    lost: list[str] = []
+
+    def lose_a_node() -> None:
+        node = _train_workers(ray_local["dashboard"], 300)[0][1]
+        lost.extend(name for name, node_id in cluster.node_ids().items() if node_id == node)
+        cluster.kill_worker(lost[0])
+
+    killer = threading.Thread(target=lose_a_node, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(ray.train.ControllerError) as raised:
+            fit(job)
+    finally:
+        killer.join(timeout=60)
+        for name in lost:
+            cluster.replace_worker(name)
+    assert lost, "no training worker was found to lose its node"
+    line = ("the Ray cluster has had 2 CPUs for 5 s (a node lost?); the run needs 4 (2 worker(s) × 1 and 2 for its "
+            "data) and would wait forever ($FOMM_ROOM_WAIT_S sets how long it waits for room)")
+    assert user_error_line(raised.value) == line
+    run = mlflow.MlflowClient(sqlite_uri).search_runs(
+        [mlflow.MlflowClient(sqlite_uri).get_experiment_by_name(job.experiment).experiment_id],
+        filter_string="attributes.run_name = 'short'")[0]
+    assert (run.info.status, run.data.tags["fomm.end_reason"]) == ("FAILED", line)
+
+
+@pytest.mark.ray
 def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
         ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
     """Every training frame undecodable: the pairs are all dropped, so no batch ever comes (the epoch count would
