@@ -8,7 +8,6 @@ import contextlib
 import csv
 import io
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ import numpy as np
 from animate.options import check_model_files
 from evaluation.visualize import check_colormap
 from services import checks, storage
-from services.atomic import remove_leftovers
+from services.atomic import remove_leftovers, scratch_dir
 from services.cli import UserError
 from services.failures import every_task_fails
 from services.ray_start import (
@@ -67,7 +66,7 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
                     storage.local_copy(driving, endpoint) as local["driving"], contextlib.ExitStack() as stack:
                 target = output  # a local one is written in place (temporary name, then rename)
                 if storage.is_remote(output):
-                    target = f"{stack.enter_context(tempfile.TemporaryDirectory(prefix='fomm-animate-'))}/" \
+                    target = f"{stack.enter_context(scratch_dir('animate'))}/" \
                              f"{Path(output).name}"
                 animate_file(animator, local["source"], local["driving"], target, progress=False, **options)
                 if storage.is_remote(output):  # one PUT: the object appears whole or not at all

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from evaluation.runner import EvalConfig
+from services.atomic import scratch_dir
 from services.errors import UserError
 from services.fields import check_fields, rule
 
@@ -115,7 +115,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     from services.tracking.registry import download_model_version, latest_model_version
     from services.tracking.run import Tracker
 
-    with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
+    with scratch_dir("benchmark") as workdir:
         if cfg.checkpoints is not None:  # the checkpoint (local or s3), and tags naming where it came from
             checkpoint = newest_checkpoint(cfg.checkpoints, cfg.eval.endpoint)
             source_tags = {"benchmark.source": cfg.checkpoints}

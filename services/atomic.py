@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -123,3 +125,28 @@ def _merge(source: Path, target: Path) -> None:
             _merge(entry, into)
         else:
             os.replace(entry, into)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def scratch_dir(kind: str) -> Iterator[str]:
+    """A temporary folder of this process in the system's temporary folder (fomm-KIND-HOST-PID-XXXXXXXX), removed
+    after use. A process killed inside its own (a Tune trial stopped mid-report, a Ray worker at Ctrl-C, a lost
+    actor) leaves it, a whole checkpoint maybe: those of this host's processes that no longer run go first."""
+    prefix = f"fomm-{kind}-{socket.gethostname()}-"
+    root = Path(tempfile.gettempdir())
+    for old in root.glob(f"{glob.escape(prefix)}*"):
+        pid = old.name.removeprefix(prefix).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as tmp:
+        yield tmp

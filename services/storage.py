@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import fsspec
 
-from services.atomic import atomic_path
+from services.atomic import atomic_path, scratch_dir
 from services.cli import UserError
 from services.failures import environment_failure
 from services.fields import Rule, env_number
@@ -173,7 +172,7 @@ def local_copy(path: str, endpoint: str | None = None) -> Iterator[str]:
         yield str(path)
         return
     fs, p = resolve(path, endpoint)
-    with tempfile.TemporaryDirectory(prefix="fomm-dl-") as d:
+    with scratch_dir("download") as d:
         local = os.path.join(d, f"input{PurePosixPath(p).suffix}")
         try:
             fs.get_file(p, local)

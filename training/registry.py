@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 from services import storage
+from services.atomic import scratch_dir
 from services.tracking.registry import register_run_files
 from services.tracking.store import default_tracking_uri, is_transient
 from training.job import TrainJob
@@ -29,7 +29,7 @@ def register_best(job: TrainJob, result: TrainResult, model_name: str) -> dict |
                                            if state.get(k) is not None},
             **{f"final.{k}": str(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}}
     try:
-        with tempfile.TemporaryDirectory(prefix="fomm-model-") as tmp:
+        with scratch_dir("model") as tmp:
             for name in (CHECKPOINT_FILE, "config.yaml"):
                 with storage.local_copy(storage.join(folder, name), job.endpoint) as local:
                     (shutil.move if storage.is_remote(folder) else shutil.copyfile)(local, Path(tmp) / name)

@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from fomm.config.schema import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
 from fomm.train_step import build_train_state, end_epoch, to_channels_last, train_step
 from services import ray_start, s3_retries, storage
+from services.atomic import scratch_dir
 from training import loop
 from training.data import DataError
 from training.job import TrainJob, run_path
@@ -64,7 +64,7 @@ def private_checkpoint_dir(checkpoint: ray.train.Checkpoint) -> Iterator[str]:
     if checkpoint.filesystem.type_name == "local":
         yield checkpoint.path
         return
-    with tempfile.TemporaryDirectory(prefix="fomm_restore_") as tmp:
+    with scratch_dir("restore") as tmp:
         yield checkpoint.to_directory(tmp)
 
 
@@ -189,7 +189,7 @@ class WorkerLoop:
         if not (with_checkpoint and self.rank == 0):
             ray.train.report(metrics)
         else:
-            with tempfile.TemporaryDirectory() as tmp:
+            with scratch_dir("checkpoint") as tmp:
                 payload = {"epoch": state.epoch, "step": state.step, **dataclasses.asdict(progress)}
                 for name, data in ((CHECKPOINT_FILE, state.to_bytes()), ("config.yaml", self.cfg.to_yaml().encode()),
                                    (STATE_FILE, json.dumps(payload, indent=1).encode())):

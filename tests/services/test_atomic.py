@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +131,31 @@ def test_a_killed_writers_temporary_is_removed_by_a_later_write_and_a_live_ones_
     live.write_bytes(b"frames")
     assert remove_leftovers([target], before=begun) == [left]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, live.name])
+
+
+def test_a_scratch_folder_of_a_killed_process_goes_when_the_next_one_is_made(tmp_path, monkeypatch):
+    """A Ray worker killed while it staged a checkpoint (a Tune trial stopped mid-report, Ctrl-C, `ray job stop`)
+    left its whole temporary folder under /tmp, one per such kill (15 seen after a day of test runs). The next
+    scratch folder of that kind on the host removes those of processes that no longer run, not a live one's nor
+    another host's."""
+    import socket
+    import subprocess
+    import sys
+
+    from services.atomic import scratch_dir
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a process that ran and ended
+    killed = tmp_path / f"fomm-checkpoint-{host}-{dead}-abcd1234"
+    live = tmp_path / f"fomm-checkpoint-{host}-{os.getppid()}-efgh5678"
+    elsewhere = tmp_path / f"fomm-checkpoint-other-host-{dead}-ijkl9012"
+    other_kind = tmp_path / f"fomm-restore-{host}-{dead}-mnop3456"
+    for folder in (killed, live, elsewhere, other_kind):
+        folder.mkdir()
+        (folder / "checkpoint.pth.tar").write_bytes(b"x" * 100)
+    with scratch_dir("checkpoint") as tmp:
+        assert Path(tmp).parent == tmp_path and Path(tmp).name.startswith(f"fomm-checkpoint-{host}-{os.getpid()}-")
+        (Path(tmp) / "checkpoint.pth.tar").write_bytes(b"y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, elsewhere, other_kind))
