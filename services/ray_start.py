@@ -180,9 +180,15 @@ def token_for_a_local_ray() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # Ray's own kind: 256 random bits
 
 
+# the product's tunables that its Ray workers read as well (a sweep's trials start their trainers): a driver joining
+# a cluster hands them on, as a local Ray's workers inherit them (paths such as $FOMM_VGG19_WEIGHTS are the machine's)
+WORKER_SETTINGS = ("FOMM_ROOM_WAIT_S", "FOMM_S3_MAX_ATTEMPTS", "FOMM_TRACKING_END_WAIT_S", "FOMM_S3_ENDPOINT")
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local one with `num_cpus`
-    CPUs (None: all). Outside a Ray job, workers get the repository on their PYTHONPATH (never S3 keys)."""
+    CPUs (None: all). Outside a Ray job, workers get the repository on their PYTHONPATH and the WORKER_SETTINGS
+    set here (never S3 keys)."""
     import signal
     import threading
 
@@ -195,7 +201,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     if not ray.is_initialized():
         path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
         in_job = os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # its env is set
-        runtime_env = None if in_job else {"env_vars": {"PYTHONPATH": path}}
+        settings = {k: os.environ[k] for k in WORKER_SETTINGS if k in os.environ}  # the stage's, in its workers too
+        runtime_env = None if in_job else {"env_vars": {"PYTHONPATH": path, **settings}}
         check_address(address)
         address = cluster_address(address)
         where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}

@@ -64,6 +64,26 @@ def test_gpu_actors_on_the_clusters_cpu_nodes_are_refused_as_the_stage_joins(ray
         init_ray(None, 2, 1.0, "cuda")
 
 
+@pytest.mark.ray
+def test_a_driver_joining_a_cluster_hands_its_settings_to_the_workers(ray_head) -> None:
+    """A sweep's trials read $FOMM_ROOM_WAIT_S where their trainers start: on a cluster joined with --ray-address
+    they had their node's environment, not the driver's. A path such as $FOMM_VGG19_WEIGHTS stays the driver's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import os, ray; from services.ray_start import ensure_ray; ensure_ray(os.environ['ADDRESS']); "
+              "print(ray.get(ray.remote(lambda: [os.environ.get(k) for k in ('FOMM_ROOM_WAIT_S', "
+              "'FOMM_VGG19_WEIGHTS')]).remote()))")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "ADDRESS": ray_head["address"], "FOMM_ROOM_WAIT_S": "7", "FOMM_VGG19_WEIGHTS": "/here/vgg19.pth",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # the driver on loopback, where the head listens
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip().splitlines()[-1:] == ["['7', None]"], done.stderr[-3000:]
+
+
 def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_path) -> None:
     from fomm.config.schema import load_config
     from training.job import check_plan
