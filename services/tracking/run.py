@@ -170,14 +170,17 @@ class Tracker:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Tags (values as strings); secret-looking ones are redacted."""
-        self.outbox.tags.update({str(k): REDACTED if is_secret(str(k), v) else str(v) for k, v in tags.items()})
+        self._buffer_tags(tags)
         self.flush()
+
+    def _buffer_tags(self, tags: Mapping[str, Any]) -> None:
+        self.outbox.tags.update({str(k): REDACTED if is_secret(str(k), v) else str(v) for k, v in tags.items()})
 
     def end(self, status: str = "FINISHED", wait_s: float | None = None, reason: str | None = None) -> bool:
         """Mark the run FINISHED / FAILED / KILLED once, after what is buffered (see `drain`); `reason`, why it
         ended so, goes on its page as tag fomm.end_reason."""
         if reason and not self._ended:
-            self.outbox.tags[END_REASON] = reason[:500]
+            self._buffer_tags({END_REASON: reason[:500]})  # sent with the end, redacted as any tag
         self._ended = self._ended or self.drain(wait_s, status)
         return self._ended
 

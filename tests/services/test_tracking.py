@@ -100,6 +100,9 @@ def test_a_run_that_did_not_finish_says_why_on_its_page(uri) -> None:
     assert [(r["status"], r["tags"].get("fomm.end_reason")) for r in runs.values()] == [
         ("FAILED", "/out/per_frame.parquet: no space left on the device"),
         ("KILLED", "stopped (Ctrl-C or SIGTERM)"), ("FINISHED", None)]
+    keyed = Tracker(uri, "t-why")  # the reason is a tag like any other: one that is a credential is redacted
+    keyed.end("FAILED", reason="AKIAABCDEFGHIJKLMNOP")
+    assert get_run(uri, keyed.run_id)["tags"]["fomm.end_reason"] == REDACTED
 
 
 def test_tracker_pickles_for_ray_workers(uri) -> None:
