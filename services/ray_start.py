@@ -183,6 +183,7 @@ def token_for_a_local_ray() -> None:
 # the product's tunables that its Ray workers read as well (a sweep's trials start their trainers): a driver joining
 # a cluster hands them on, as a local Ray's workers inherit them (paths such as $FOMM_VGG19_WEIGHTS are the machine's)
 WORKER_SETTINGS = ("FOMM_ROOM_WAIT_S", "FOMM_S3_MAX_ATTEMPTS", "FOMM_TRACKING_END_WAIT_S", "FOMM_S3_ENDPOINT")
+_joined: list[str] = []  # the cluster address ensure_ray joined (none: a local Ray, which ends with the process)
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
@@ -211,6 +212,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         if runtime_env is not None and not address:
             runtime_env["worker_process_setup_hook"] = "services.ray_start.local_worker_setup"
         before = signal.getsignal(signal.SIGTERM)
+        _joined[:] = [address] if address not in (None, "local") else []
         ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
         if threading.current_thread() is threading.main_thread():
             # ray.init sets a Python SIGTERM handler (sys.exit(15), which a Ray wait turns into exit 1), then its
@@ -231,6 +233,8 @@ def disconnect() -> None:
     progress bars that workers drew here and never closed (a run ended by Ctrl-C or an error) go without a trace:
     tqdm would draw each once more at exit."""
     if connected():
+        if _joined:
+            release_placement_groups()
         sys.modules["ray"].shutdown()
     manager = getattr(sys.modules.get("ray.experimental.tqdm_ray"), "_manager", None)  # Ray's driver-side bars
     for group in getattr(manager, "bar_groups", {}).values():
@@ -238,6 +242,23 @@ def disconnect() -> None:
             bar.bar.leave = False  # closed, its line is cleared, not drawn again
             bar.bar.close()
         group.bars_by_uuid.clear()
+
+
+def release_placement_groups() -> None:
+    """Remove the placement groups this driver's job still holds (a group's id ends with its job's). Ray removes
+    them when the job ends, but misses one whose creator died as it was made (a Train controller of a Tune trial
+    that Ctrl-C stopped as its workers started): that one held its CPUs until the cluster restarted. The product
+    makes no detached group, so none of the job's outlives it on purpose."""
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    try:
+        job = ray.get_runtime_context().get_job_id()
+        for group, info in ray.util.placement_group_table().items():
+            if group.endswith(job) and info["state"] != "REMOVED":
+                remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group))))
+    except Exception as exc:  # the cluster's to clean then: how the stage ended is not changed by it
+        logging.getLogger(__name__).warning("could not remove this job's placement groups: %s", exc)
 
 
 def check_room(flag: str, resource: str, each: float, workers: int = 1, given: str | None = None) -> None:
