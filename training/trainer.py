@@ -15,6 +15,7 @@ import ray
 import ray.train
 import ray.train.torch
 from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
+from ray.train.v2._internal.execution.controller.state import ReschedulingState
 
 from fomm.config.schema import FommConfig
 from preprocessing.shards import ShardSet
@@ -151,25 +152,38 @@ class ControllerConsoleWithoutTracebacks(ControllerCallback):
         ray_start.console_without_tracebacks("ray.train")
 
 
-class StopWhereTheClusterCannotFeedTheRun(WorkerGroupCallback):
-    """A node lost and not replaced: Ray Train restarts the workers where they still fit, and the data pipeline's
-    tasks, left without a CPU, wait forever (the run hung). Once the cluster has had fewer CPUs than the run needs
-    for `wait_s` (an autoscaler's replacement comes sooner), the run ends in one line; its checkpoints stay."""
+class StopWhereTheClusterCannotFeedTheRun(WorkerGroupCallback, ControllerCallback):
+    """A node lost and not replaced. Where the workers still fit, Ray Train restarts them there, and the data
+    pipeline's tasks, left without a CPU, wait forever (the run hung); where they no longer fit (a GPU node lost),
+    it retries starting them forever. Once either has lasted `wait_s` (an autoscaler's replacement comes sooner),
+    the run ends in one line; its checkpoints stay."""
 
     def __init__(self, job: TrainJob, wait_s: float) -> None:
-        self.job, self.wait_s, self.short_since = job, wait_s, None
+        self.job, self.wait_s, self.short_since, self.unstarted_since = job, wait_s, None, None
 
     def after_worker_group_poll_status(self, worker_group_status: Any) -> None:
+        self.unstarted_since = None
         need, have = cpus_per_run(self.job), ray.cluster_resources().get("CPU", 0.0)
-        if have >= need:
-            self.short_since = None
+        self.short_since = None if have >= need else self.short_since or time.monotonic()
+        if self.short_since and time.monotonic() - self.short_since >= self.wait_s:
+            self._end(f"the Ray cluster has had {have:g} CPUs for {self.wait_s:g} s (a node lost?); the run needs "
+                      f"{need:g} ({self.job.workers} worker(s) × {self.job.cpus_per_worker:g} and {DATA_CPUS} for "
+                      "its data) and would wait forever")
+
+    def after_controller_state_update(self, previous_state: Any, current_state: Any) -> None:
+        if not isinstance(current_state, ReschedulingState):  # it follows each worker group that could not start
             return
-        self.short_since = self.short_since or time.monotonic()
-        if time.monotonic() - self.short_since >= self.wait_s:
-            raise ray.train.ControllerError(UserError(
-                f"the Ray cluster has had {have:g} CPUs for {self.wait_s:g} s (a node lost?); the run needs "
-                f"{need:g} ({self.job.workers} worker(s) × {self.job.cpus_per_worker:g} and {DATA_CPUS} for its "
-                f"data) and would wait forever ($FOMM_ROOM_WAIT_S sets how long it waits for room)"))
+        self.unstarted_since = self.unstarted_since or time.monotonic()
+        if time.monotonic() - self.unstarted_since >= self.wait_s:
+            job, have = self.job, ray.cluster_resources()
+            gpus = f", {job.gpus_per_worker:g} GPU" if job.use_gpu else ""
+            self._end(f"Ray Train could not start the run's {job.workers} worker(s) ({job.cpus_per_worker:g} CPU"
+                      f"{gpus} each) for {self.wait_s:g} s (a node lost?); the Ray cluster has "
+                      f"{have.get('CPU', 0):g} CPUs and {have.get('GPU', 0):g} GPUs, and it would retry forever")
+
+    @staticmethod
+    def _end(why: str) -> None:
+        raise ray.train.ControllerError(UserError(f"{why} ($FOMM_ROOM_WAIT_S sets how long it waits for room)"))
 
 
 class FommTrainer(ray.train.torch.TorchTrainer):

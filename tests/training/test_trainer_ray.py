@@ -166,6 +166,36 @@ def test_a_node_lost_and_not_replaced_ends_the_run_in_one_line_instead_of_waitin
 
 
 @pytest.mark.ray
+def test_workers_that_cannot_start_again_end_the_run_in_one_line_instead_of_retrying_forever(ray_local,
+                                                                                             tiny_config_path):
+    """A node lost where the workers then no longer fit (a GPU node, or CPUs another job holds): Ray Train retries
+    starting them forever, each failed start followed by its RESCHEDULING state (by hand: a 1 × 2-CPU run whose
+    node was killed while another job held the other node's CPUs, still retrying 10 minutes later). Once that has
+    lasted $FOMM_ROOM_WAIT_S, the next one ends the run; a group that ran in between starts the wait again."""
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+    from ray.train.v2._internal.execution.controller.state import ReschedulingState, RunningState
+
+    from training.trainer import StopWhereTheClusterCannotFeedTheRun
+
+    job = dataclasses.replace(small_job(tiny_config_path, "data", "storage", "sqlite:///unused.db"),
+                              gpus_per_worker=1, cpus_per_worker=1.5)
+    failed_start = ReschedulingState(ray.train.ControllerError(WorkerGroupStartupTimeoutError(2)))
+    stop = StopWhereTheClusterCannotFeedTheRun(job, wait_s=0.3)
+    stop.after_controller_state_update(RunningState(), failed_start)  # the first: the wait starts
+    time.sleep(0.3)
+    stop.after_controller_state_update(failed_start, RunningState())  # any other state: nothing to judge
+    stop.after_worker_group_poll_status(None)  # the group ran: the wait starts again
+    stop.after_controller_state_update(RunningState(), failed_start)
+    time.sleep(0.3)
+    with pytest.raises(ray.train.ControllerError) as raised:
+        stop.after_controller_state_update(RunningState(), failed_start)
+    assert user_error_line(raised.value) == (
+        "Ray Train could not start the run's 2 worker(s) (1.5 CPU, 1 GPU each) for 0.3 s (a node lost?); the Ray "
+        "cluster has 4 CPUs and 0 GPUs, and it would retry forever ($FOMM_ROOM_WAIT_S sets how long it waits for "
+        "room)")
+
+
+@pytest.mark.ray
 def test_an_epoch_without_a_single_batch_is_an_error_not_an_endless_budget_run(
         ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
     """Every training frame undecodable: the pairs are all dropped, so no batch ever comes (the epoch count would
