@@ -145,7 +145,17 @@ class ArgumentParser(argparse.ArgumentParser):
             flag = token.partition("=")[0]
             if flag.startswith("--") and flag not in known and (near := difflib.get_close_matches(flag, known, 1)):
                 self.error(f"unrecognized argument {flag} (did you mean {near[0]}?)")
-        return super().parse_known_args(argv, namespace)
+        parsed, rest = super().parse_known_args(argv, namespace)
+        for name, value in vars(parsed).items():  # a path the shell left as typed: quoted, or after --flag=
+            if isinstance(value, str) and value.startswith(("~", "file://")):
+                setattr(parsed, name, user_path(value))
+        return parsed, rest
+
+
+def user_path(text: str) -> str:
+    """A local path as users write it: `~` is their home folder (not a folder named "~" made in this one) and
+    `file:///x` is /x; anything else, s3:// included, as it is."""
+    return os.path.expanduser(text.removeprefix("file://"))
 
 
 def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 import fsspec
 
 from services.atomic import atomic_path, scratch_dir
-from services.cli import UserError
+from services.cli import UserError, user_path
 from services.failures import environment_failure
 from services.fields import Rule, env_number
 
@@ -67,7 +67,7 @@ def resolve(path: str | os.PathLike, endpoint: str | None = None) -> tuple[fsspe
         from services.s3 import s3_filesystem  # s3fs: only for s3:// paths
 
         return s3_filesystem(s3_endpoint(endpoint), s3_max_attempts()), s.split("://", 1)[1].rstrip("/")
-    return fsspec.core.url_to_fs(str(Path(s.removeprefix("file://")).expanduser().absolute()))
+    return fsspec.core.url_to_fs(str(Path(user_path(s)).absolute()))
 
 
 def arrow_filesystem(fs: fsspec.AbstractFileSystem):  # noqa: ANN201 - a pyarrow.fs.FileSystem

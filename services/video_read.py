@@ -50,7 +50,7 @@ def _open(path: PathLike) -> av.container.InputContainer:
     if p.stat().st_size == 0:
         raise VideoError(f"{p}: empty file (0 bytes)")
     try:
-        container = av.open(str(p))
+        container = av.open(f"file:{p}")  # FFmpeg's file protocol: 'clip:1.mp4' is no protocol 'clip'
     except (av.FFmpegError, UnicodeDecodeError) as e:
         raise VideoError(f"{p}: not a readable video ({e})") from e
     if not container.streams.video:

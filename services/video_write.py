@@ -34,7 +34,7 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         tmp = self._target.enter_context(atomic_path(self.path))
         try:
-            self._container = av.open(str(tmp), "w")
+            self._container = av.open(f"file:{tmp}", "w")  # a name with a colon is no protocol
         except (av.FFmpegError, ValueError) as e:  # ValueError: no container format for the file's suffix
             self._target.__exit__(type(e), e, e.__traceback__)  # failed: the temporary goes, the target stays as it was
             raise VideoError(f"{self.path}: cannot open for writing ({e})") from e

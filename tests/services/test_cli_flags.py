@@ -234,3 +234,13 @@ def test_an_empty_output_writes_nothing_into_the_current_folder(repo_root, tmp_p
 def test_a_misspelt_flag_names_the_flag_meant(repo_root, argv, message) -> None:
     with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
         _pipeline(repo_root, "train").parse_args(["--data", "d", *argv])
+
+
+def test_a_path_the_shell_left_as_typed_is_the_local_path_meant(repo_root, monkeypatch) -> None:
+    """`--storage=~/runs` and a quoted "~/My videos" reach the program with the "~": it is the home folder (a
+    folder named "~" was made in the current one); `file:///x` is /x, as fsspec reads it; s3:// stays."""
+    monkeypatch.setenv("HOME", "/home/someone")
+    args = _pipeline(repo_root, "train").parse_args(["--config", "~/My configs/c.yaml", "--storage=~/runs",
+                                                     "--data", "file:///data/shards", "--tracking-uri", "s3://b/~x"])
+    assert (args.config, args.storage, args.data, args.tracking_uri) == (
+        "/home/someone/My configs/c.yaml", "/home/someone/runs", "/data/shards", "s3://b/~x")

@@ -31,7 +31,7 @@ def test_read_frames_first_n_and_window(shared_data):
 def test_round_trip_keeps_content_and_fps(tmp_path):
     rng = np.random.default_rng(0)
     frames = np.repeat(rng.integers(0, 255, (5, 4, 4, 3), dtype=np.uint8), 8, axis=1).repeat(8, axis=2)  # 5×32×32×3
-    out = write_video(tmp_path / "v.mp4", frames, fps=12.5)
+    out = write_video(tmp_path / "clip 12:00:01.mp4", frames, fps=12.5)  # a colon: FFmpeg read "clip" as a protocol
     info = probe_video(out)
     assert (info.num_frames, info.width, info.height, info.has_audio) == (5, 32, 32, False)
     assert info.fps == pytest.approx(12.5)
