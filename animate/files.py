@@ -167,8 +167,8 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
     frames = render(animator, source_frame, iter_frames(driving, expected=info.num_frames), layout=layout,
                     draw_kp=draw_kp, output_size=output_size, driving_initial=initial, plan=plan,
                     paste=auto_crop is None or auto_crop.paste_back)
-    # encoded at the driving video's fps, with its audio
-    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer:
+    # encoded at the driving video's fps, with its audio; a file given its name meanwhile is never replaced
+    with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None, replace=False) as writer:
         for frame in tqdm(frames, total=info.num_frames, unit="frame", desc=f"animate {out.name}",
                           disable=not progress, dynamic_ncols=True):
             writer.write(frame)

@@ -148,6 +148,8 @@ def main() -> int:
     driving = make_driving(out / "driving_256.mp4", args.frames, args.size)
     source_path = DATA / "face_source_d.jpg"
     source, frames = read_image(source_path), read_frames(driving)
+    for earlier in ("animated.mp4", "animated_cli.mp4"):  # an earlier run's: an animation never replaces a file
+        (out / earlier).unlink(missing_ok=True)
     bare = bare_times(args.config, source, frames[: args.bare_frames], args.batch_size, args.rounds)
     before = bare["before (fp32, contiguous, all outputs)"]
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from services.errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -48,9 +50,31 @@ def _named_as_target(tmp: str, target: Path) -> Iterator[None]:
         raise OSError(err.errno, err.strerror, f"{target}{name[len(tmp):]}") from err
 
 
+class MadeMeanwhileError(UserError, FileExistsError):
+    """A new output's name taken while it was written (another run's output, the user's file): left as it is."""
+
+
+def _put_new(tmp: str, target: Path) -> None:
+    """`tmp` named `target` only where nothing has that name: a hard link fails on a file made there meanwhile
+    (a check, then a rename, where the filesystem has no links)."""
+    try:
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (FAT, some network mounts)
+            if os.path.lexists(target):
+                raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+            os.replace(tmp, target)
+    except FileExistsError:
+        raise MadeMeanwhileError(f"{target}: made by something else while this was written; it is left as it is, "
+                                 "and this output was not kept") from None
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `target` (dot name, same suffix) with a plain `open()`'s mode, not mkstemp's 0600."""
+def atomic_path(target: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
+    """A temporary path beside `target` (dot name, same suffix) with a plain `open()`'s mode, not mkstemp's 0600.
+    Without `replace`, a file that took `target`'s name meanwhile stays, and MadeMeanwhileError says so."""
     target = Path(target)
     with _parents_made(target):
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
@@ -59,7 +83,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         try:
             with _named_as_target(tmp, target):
                 yield Path(tmp)
-            os.replace(tmp, target)
+            if replace:
+                os.replace(tmp, target)
+            else:
+                _put_new(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
 

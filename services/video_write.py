@@ -16,23 +16,24 @@ from services.video_read import PathLike, VideoError, _open
 
 class VideoWriter:
     """H.264 (crf 18) written atomically, with `audio_from`'s audio (from its first video frame, trimmed) as AAC;
-    `deterministic`: byte-identical files, one thread and x264's C code (its SIMD reads unwritten memory; 3× slower)."""
+    `deterministic`: byte-identical files, one thread and x264's C code (its SIMD reads unwritten memory; 3× slower);
+    without `replace`, a file that took `path`'s name while it was written stays (services.atomic.MadeMeanwhileError)."""
 
     def __init__(self, path: PathLike, fps: float, audio_from: PathLike | None = None,
-                 deterministic: bool = False) -> None:
+                 deterministic: bool = False, replace: bool = True) -> None:
         self.path = Path(path)
         self.fps = float(fps)
         if self.fps <= 0:
             raise VideoError(f"{self.path}: fps must be positive, got {fps}")
         self.audio_from = Path(audio_from) if audio_from is not None else None
-        self.deterministic = deterministic
+        self.deterministic, self.replace = deterministic, replace
         self.num_frames = 0
         self._target = contextlib.ExitStack()  # services.atomic: the temporary, renamed onto path on a clean exit
         self._container = self._video = self._audio = None
         self._size: tuple[int, int] | None = None
 
     def __enter__(self) -> VideoWriter:
-        tmp = self._target.enter_context(atomic_path(self.path))
+        tmp = self._target.enter_context(atomic_path(self.path, replace=self.replace))
         try:
             self._container = av.open(f"file:{tmp}", "w")  # a name with a colon is no protocol
         except (av.FFmpegError, ValueError) as e:  # ValueError: no container format for the file's suffix

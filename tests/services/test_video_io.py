@@ -104,6 +104,24 @@ def test_writer_is_atomic(tmp_path):
     assert target.exists() and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
 
+def test_a_file_given_the_outputs_name_while_it_is_written_is_never_replaced(tmp_path):
+    """An animation's output (`replace=False`): a file that took its name meanwhile (the user's, another run's)
+    stays as it is, the error says so in one line, and no temporary is left; replaced before."""
+    from services.atomic import MadeMeanwhileError
+
+    target = tmp_path / "out.mp4"
+    with pytest.raises(MadeMeanwhileError, match=rf"^{target}: made by something else while this was written; it is "
+                                                 r"left as it is, and this output was not kept$"):
+        with VideoWriter(target, fps=10, replace=False) as writer:
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+            target.write_bytes(b"the user's own video")
+    assert target.read_bytes() == b"the user's own video" and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+    target.unlink()
+    with VideoWriter(target, fps=10, replace=False) as writer:  # nothing there: written as any output
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+    assert probe_video(target).num_frames == 1 and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
 def test_a_writer_that_cannot_open_leaves_the_existing_file_as_it_was(tmp_path):
     """PyAV refuses the file (no format for its suffix): a VideoError naming it, the user's file untouched."""
     target = tmp_path / "clip.xyz"
