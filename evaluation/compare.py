@@ -101,9 +101,14 @@ def check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
     # matplotlib and MLflow take seconds to import: after the checks
     from evaluation.report import plot_runs, text_table
-    from services.tracking.queries import search_runs
+    from services.tracking.queries import experiment_names, search_runs
 
     runs = search_runs(args.tracking_uri, args.experiment, filter_string=args.filter)
+    if not runs and args.experiment not in (names := experiment_names(args.tracking_uri)):
+        near = difflib.get_close_matches(args.experiment, names, 1)  # a typo, as --metrics answers one
+        raise UserError(f"--experiment {args.experiment}: no experiment of that name (" +
+                        (f"did you mean {near[0]}?)" if near else f"the store has: {', '.join(names[:10]) or 'none'}"
+                         + (f", … {len(names)} in all)" if len(names) > 10 else ")")))
     if not runs:
         raise UserError(f"--experiment {args.experiment}: no runs" +
                         (f" matching --filter {args.filter!r}" if args.filter else ""))

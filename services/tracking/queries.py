@@ -38,6 +38,13 @@ def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = 
     return [_run_dict(r) for r in runs]
 
 
+def experiment_names(tracking_uri: str | None) -> list[str]:
+    """The names of the store's active experiments, sorted."""
+    client = make_client(tracking_uri)
+    return sorted(e.name for e in get_results_from_paginated_fn(
+        lambda n, token: client.search_experiments(max_results=n, page_token=token), 1000))
+
+
 def end_open_runs(tracking_uri: str | None, experiment: str, status: str, filter_string: str = "",
                   reason: str | None = None) -> list[str]:
     """End as `status` every run of `experiment` still RUNNING (and matching `filter_string`) whose own process

@@ -35,8 +35,12 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
     assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--format", "csv", "--limit", "1"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
 
-    assert compare.main(["-e", "nothing-here", "--tracking-uri", uri]) == 2
-    assert "no runs" in capsys.readouterr().err
+    for name, line in (("cpm", "no experiment of that name (did you mean cmp?)"),  # a typo, as for --metrics
+                       ("nothing-here", "no experiment of that name (the store has: Default, cmp)")):
+        assert compare.main(["-e", name, "--tracking-uri", uri]) == 2
+        assert capsys.readouterr().err == f"fomm runs compare: error: --experiment {name}: {line}\n"
+    assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--filter", "metrics.l1 > 1"]) == 2
+    assert capsys.readouterr().err.endswith("--experiment cmp: no runs matching --filter 'metrics.l1 > 1'\n")
 
     # a metric by the paper's name stands for its backend-labelled keys (their frame counts left out)
     assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--metrics", "akd,l1", "--format", "csv"]) == 0
