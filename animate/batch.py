@@ -18,7 +18,7 @@ from animate.options import check_model_files
 from evaluation.visualize import check_colormap
 from services import checks, storage
 from services.atomic import remove_leftovers, scratch_dir
-from services.cli import UserError
+from services.cli import UserError, user_path
 from services.failures import every_task_fails
 from services.ray_start import (
     actor_device,
@@ -38,6 +38,8 @@ FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_fi
 
 
 def _absolute(path: str, base: str | None) -> str:
+    """A CSV cell as a path: from the CSV's folder unless absolute; ~ and file:// read as on the command line."""
+    path = user_path(path)
     if base is None or storage.is_remote(path) or Path(path).is_absolute():
         return path
     return storage.join(base, path)

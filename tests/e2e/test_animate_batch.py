@@ -48,17 +48,20 @@ def batch(*rows: tuple[str, str, str]) -> dict[str, np.ndarray]:
     return {c: np.array([r[i] for r in rows], dtype=object) for i, c in enumerate(("source", "driving", "output"))}
 
 
-def test_rows_are_animated_skipped_or_recorded_without_ray(inputs, animator, tmp_path):
+def test_rows_are_animated_skipped_or_recorded_without_ray(inputs, animator, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a cell as on the command line: ~ and file:// too
     rows = batch(("face_source_d.jpg", "face_talk_b.mp4", str(tmp_path / "b.mp4")),
-                 ("face_source_e.jpg", "broken.mp4", str(tmp_path / "broken.mp4")))
+                 ("face_source_e.jpg", "broken.mp4", str(tmp_path / "broken.mp4")),
+                 (f"file://{inputs / 'face_source_e.jpg'}", "face_talk_c.mp4", "~/c.mp4"))
     out = batch_job.animate_rows(rows, animator, {}, base=str(inputs))
-    assert out["status"].tolist() == ["done", "failed"]
+    assert out["status"].tolist() == ["done", "failed", "done"]
     assert out["error"][0] == "" and out["error"][1].startswith(f"{inputs / 'broken.mp4'}: not a readable video")
     info = probe_video(tmp_path / "b.mp4")
     assert (info.num_frames, info.fps, info.width, info.has_audio) == (FRAMES, 30.0, 64, True)
     again = batch_job.animate_rows(rows, animator, {}, base=str(inputs))
-    assert again["status"].tolist() == ["skipped", "failed"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mp4"]
+    assert again["status"].tolist() == ["skipped", "failed", "skipped"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mp4", "home"]
+    assert [p.name for p in (tmp_path / "home").iterdir()] == ["c.mp4"] and not (inputs / "~").exists()
 
 
 def test_a_full_disk_stops_the_rows_instead_of_failing_each(inputs, animator, small_disk):
