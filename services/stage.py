@@ -77,8 +77,8 @@ class Stage(Generic[Config]):
         try:
             summary = self.run(cfg, args)
         except (Exception, KeyboardInterrupt) as err:  # Ctrl-C too: its line says where the work is kept
-            if (note := resume_note(self.keeps(cfg), fresh)) is not None:
-                setattr(err, RESUME_NOTE, note)  # run_cli ends the error line with it
+            if not hasattr(err, RESUME_NOTE) and (note := resume_note(self.keeps(cfg), fresh)) is not None:
+                setattr(err, RESUME_NOTE, note)  # run_cli ends the error line with it (unless the error set one)
             raise
         finally:
             if not joined:  # the Ray this run joined: no worker's output after the run's last line

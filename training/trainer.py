@@ -23,7 +23,7 @@ from services import ray_start, storage
 from services.errors import UserError, is_user_error
 from services.failures import every_task_fails
 from training import data
-from training.job import TrainJob, check_plan, room_wait_s, run_path
+from training.job import TrainJob, check_plan, room_wait_s, run_lock, run_path
 from training.worker import CHECKPOINT_FILE, DIVERGED_FILE, NO_SCORE, train_loop_per_worker
 
 RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
@@ -266,7 +266,11 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
 
 def fit(job: TrainJob) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
-    started_at = time.time()
+    with run_lock(job):
+        return _fit(job, time.time())
+
+
+def _fit(job: TrainJob, started_at: float) -> TrainResult:
     ensure_training_ray(job)
     # before any run exists: the workers' GPUs and CPUs fit the cluster (a UserError naming the flag, no hang)
     ray_start.check_room("--gpus-per-worker", "GPU", job.gpus_per_worker, job.workers)

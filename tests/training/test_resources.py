@@ -130,3 +130,48 @@ def test_a_bad_wait_for_room_is_refused_before_ray(tmp_path, tiny_config_path, s
     monkeypatch.delenv("FOMM_ROOM_WAIT_S")
     assert room_wait_s() == 600.0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_process_training_the_same_run_is_refused_and_a_killed_ones_lock_is_free(tmp_path,
+                                                                                           tiny_config_path) -> None:
+    """Two `train` of one --name at once (another terminal, a Kubernetes Job retried while its first pod still
+    trains) wrote checkpoints into one folder; the second is refused before Ray starts. A holder killed by SIGKILL
+    leaves no lock behind, and a run that ends leaves no lock file, nor a --storage it made and left empty."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ray
+
+    from training.job import run_lock
+    from training.trainer import fit
+
+    job = TrainJob(config=str(tiny_config_path), data="d", storage=str(tmp_path / "new" / "st"), name="run",
+                   resume=True)
+    with run_lock(job):
+        lock = tmp_path / "new" / "st" / ".run.lock"
+        with pytest.raises(UserError, match=rf"^--name run: a run of this name is training now \(pid {os.getpid()} "
+                                            rf"on {socket.gethostname()} since [\d: -]+; {lock}\): wait for it to end, "
+                                            r"or choose another --name$"):
+            fit(job)
+        assert not ray.is_initialized()
+    assert list(tmp_path.iterdir()) == []  # the lock file and the folders made for it went
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from training.job import TrainJob, run_lock; "
+         f"job = TrainJob(config='c', data='d', storage={str(tmp_path)!r}, name='run'); "
+         "lock = run_lock(job); lock.__enter__(); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError, match="a run of this name is training now"), run_lock(
+                dataclasses.replace(job, storage=str(tmp_path))):
+            pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        holder.kill()
+    with run_lock(dataclasses.replace(job, storage=str(tmp_path))):
+        assert (tmp_path / ".run.lock").read_text().startswith(f"pid {os.getpid()} ")
