@@ -76,6 +76,9 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
     w = World(root=root, **{"config": str(tiny_config_path), "ckpt": str(ckpt), "shards": str(shards),
          "uri": f"sqlite:///{root / 'mlflow.db'}", "out": str(root / "new" / "out"),
          "source": str(shared_data / "face_source_c.jpg"), "driving": str(root / "videos" / "talk.mp4")})
+    from services.tracking.store import make_client
+
+    make_client(w["uri"]).search_experiments()  # the store exists (with its tables): what runs compare reads
     model = ["--config", w["config"]]
     w["entry"] = {  # name: (main, prog, user-error status, valid argv)
         "preprocess": (_pipeline(repo_root, "preprocess"), "preprocess", 2,
