@@ -35,29 +35,37 @@ def user_input(where: str = "") -> Iterator[None]:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (Kubernetes, `ray job stop`, `kill`) raised as Ctrl-C would be, so the same clean-up runs."""
+    """SIGTERM (Kubernetes, `ray job stop`, `kill`) or SIGHUP (its terminal closed: an SSH session gone) raised as
+    Ctrl-C would be, so the same clean-up runs."""
 
 
-SIGTERM_SEEN = threading.Event()  # a Ray wait turns any KeyboardInterrupt raised in it into a plain one
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+SIGTERM_SEEN = threading.Event()  # one of them: a Ray wait turns any KeyboardInterrupt raised in it into a plain one
+_stopped_by = [signal.SIGTERM]
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
     SIGTERM_SEEN.set()
+    _stopped_by[:] = [signum]
     raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside: SIGTERM raises `Terminated` in the main thread (only where no one else handles SIGTERM)."""
-    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    """While inside: SIGTERM and SIGHUP raise `Terminated` in the main thread (each only where no one else handles
+    it: `nohup` keeps SIGHUP ignored)."""
+    main = threading.current_thread() is threading.main_thread()
+    ours = [sig for sig in STOP_SIGNALS if main and signal.getsignal(sig) is signal.SIG_DFL]
     if ours:
         SIGTERM_SEEN.clear()
-        signal.signal(signal.SIGTERM, _raise_terminated)  # services.ray_start puts it back over ray.init's
+    for sig in ours:
+        signal.signal(sig, _raise_terminated)  # services.ray_start puts SIGTERM's back over ray.init's
     try:
         yield
     finally:
-        if ours and signal.getsignal(signal.SIGTERM) is _raise_terminated:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in ours:
+            if signal.getsignal(sig) is _raise_terminated:
+                signal.signal(sig, signal.SIG_DFL)
 
 
 def stdout_reader_left() -> bool:
@@ -74,7 +82,7 @@ def stdout_reader_left() -> bool:
 
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """`main(argv)`'s exit status; a user error or an environment failure (services.failures) → one line on stderr
-    and exit 2 (`--debug`: the traceback too). Ctrl-C / SIGTERM: one line, exit 130 / 143."""
+    and exit 2 (`--debug`: the traceback too). Ctrl-C / SIGTERM / SIGHUP: one line, exit 130 / 143 / 129."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
     argv = [a for a in argv if a != DEBUG_FLAG]
@@ -98,11 +106,13 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
     except KeyboardInterrupt as err:
         if debug:
             traceback.print_exc()
-        stopped = isinstance(err, Terminated) or SIGTERM_SEEN.is_set()
+        stopped = signal.Signals(_stopped_by[0]) if isinstance(err, Terminated) or SIGTERM_SEEN.is_set() else None
         kept = f" ({note})" if (note := getattr(err, RESUME_NOTE, None)) else ""
         sys.stdout.flush()
-        print(f"{prog}: {'stopped by SIGTERM' if stopped else 'interrupted'}{kept}", file=sys.stderr, flush=True)
-        return 128 + (signal.SIGTERM if stopped else signal.SIGINT)
+        with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line
+            print(f"{prog}: {f'stopped by {stopped.name}' if stopped else 'interrupted'}{kept}", file=sys.stderr,
+                  flush=True)
+        return 128 + (stopped or signal.SIGINT)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
