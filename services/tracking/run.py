@@ -195,7 +195,7 @@ END_REASON = "fomm.end_reason"  # the tag that says why a run ended FAILED or KI
 
 
 def end_status(exc: BaseException | None) -> str:
-    """FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED for a run that ended with `exc`; SIGTERM is services.cli.Terminated
+    """FINISHED, KILLED (Ctrl-C, SIGTERM, SIGHUP) or FAILED for a run that ended with `exc`; SIGTERM is services.cli.Terminated
     (a KeyboardInterrupt), or SystemExit(15) in a Ray driver (`ray.init`'s handler calls sys.exit(signum))."""
     if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
         return "FINISHED"
@@ -207,4 +207,4 @@ def end_status(exc: BaseException | None) -> str:
 def end_reason(exc: BaseException | None) -> str | None:
     """Why a run that ended with `exc` did not finish, in one line (None: it finished)."""
     status = end_status(exc)
-    return None if status == "FINISHED" else "stopped (Ctrl-C or SIGTERM)" if status == "KILLED" else why(exc)
+    return None if status == "FINISHED" else "stopped (Ctrl-C, SIGTERM or SIGHUP)" if status == "KILLED" else why(exc)

@@ -99,7 +99,7 @@ def test_a_run_that_did_not_finish_says_why_on_its_page(uri) -> None:
     runs = {t.run_id: get_run(uri, t.run_id) for t in (failed, stopped, finished)}
     assert [(r["status"], r["tags"].get("fomm.end_reason")) for r in runs.values()] == [
         ("FAILED", "/out/per_frame.parquet: no space left on the device"),
-        ("KILLED", "stopped (Ctrl-C or SIGTERM)"), ("FINISHED", None)]
+        ("KILLED", "stopped (Ctrl-C, SIGTERM or SIGHUP)"), ("FINISHED", None)]
     keyed = Tracker(uri, "t-why")  # the reason is a tag like any other: one that is a credential is redacted
     keyed.end("FAILED", reason="AKIAABCDEFGHIJKLMNOP")
     assert get_run(uri, keyed.run_id)["tags"]["fomm.end_reason"] == REDACTED
