@@ -45,6 +45,8 @@ def _named_as_target(tmp: str, target: Path) -> Iterator[None]:
         yield
     except OSError as err:
         name = tmp if err.filename is None and err.errno in (errno.ENOSPC, errno.EDQUOT) else err.filename
+        if isinstance(name, str):
+            name = name.removeprefix("file:")  # FFmpeg's URL of a local file (services.video_write)
         if err.errno is None or not isinstance(name, str) or not name.startswith(tmp):
             raise
         raise OSError(err.errno, err.strerror, f"{target}{name[len(tmp):]}") from err

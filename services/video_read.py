@@ -52,7 +52,7 @@ def _open(path: PathLike) -> av.container.InputContainer:
     try:
         container = av.open(f"file:{p}")  # FFmpeg's file protocol: 'clip:1.mp4' is no protocol 'clip'
     except (av.FFmpegError, UnicodeDecodeError) as e:
-        raise VideoError(f"{p}: not a readable video ({e})") from e
+        raise VideoError(f"{p}: not a readable video ({getattr(e, 'strerror', None) or e})") from e  # not FFmpeg's URL
     if not container.streams.video:
         container.close()
         raise VideoError(f"{p}: no video stream")

@@ -10,8 +10,8 @@ from evaluation import compare
 from services.tracking.run import Tracker
 
 
-def test_compare_table_csv_json_and_plot(tmp_path, capsys, sqlite_uri) -> None:
-    uri = sqlite_uri
+def test_compare_table_csv_json_and_plot(tmp_path, capsys, fresh_sqlite_uri) -> None:
+    uri = fresh_sqlite_uri  # a store of its own: the experiments it lists are this test's
     for name, l1, akd in (("good", 0.05, 1.25), ("bad", 0.25, 3.5)):
         with Tracker(uri, "cmp", run_name=name) as t:
             t.log_params({"checkpoint.sha256": "ab" * 32})
