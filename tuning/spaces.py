@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig
 from services.cli import UserError
 from services.failures import one_line
+from services.tracking.redaction import flatten_config
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 MAX_SAMPLES_CHECKED = 4096  # mixes of the ends tried before a sweep starts
@@ -79,7 +81,9 @@ class SearchSpace:
             try:
                 apply_overrides(cfg.to_dict(), {key: None})
             except ConfigError:
-                raise SpaceError(f"{self.source}: space key {key!r} is not in the config") from None
+                near = difflib.get_close_matches(key, flatten_config(cfg.to_dict()), 1)  # a typo, most likely
+                raise SpaceError(f"{self.source}: space key {key!r} is not in the config" +
+                                 (f" (did you mean {near[0]}?)" if near else "")) from None
         ends = {key: args if kind in ("choice", "grid") else [args[0], args[1] - 1] if kind == "randint"
                 else [float(a) for a in args]  # as Tune samples a range: a real number, never an int
                 for key, (kind, args) in self.params.items()}

@@ -35,7 +35,13 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, tiny_config_path):
     with pytest.raises(SpaceError, match="bad.yaml: space.train_params.lr_generator: expected one of"):
         SearchSpace.from_yaml(bad)
     typo = SearchSpace.from_dict({"space": {"train_params.loss_weight.gan": {"choice": [0, 1]}}}, source="t.yaml")
-    with pytest.raises(SpaceError, match="t.yaml: space key 'train_params.loss_weight.gan' is not in the config"):
+    with pytest.raises(SpaceError, match=r"^t.yaml: space key 'train_params.loss_weight.gan' is not in the config "
+                                         r"\(did you mean train_params.loss_weights.generator_gan\?\)$"):
+        typo.check_against(load_config(tiny_config_path))
+    typo = SearchSpace.from_dict({"space": {"train_params.loss_weights.equivarience_value": {"grid": [1, 10]}}},
+                                 source="t.yaml")  # a misspelling: named as --set and a config's keys are
+    with pytest.raises(SpaceError, match=r"^t.yaml: space key 'train_params.loss_weights.equivarience_value' is not "
+                                         r"in the config \(did you mean train_params.loss_weights.equivariance_value\?\)$"):
         typo.check_against(load_config(tiny_config_path))
     space = {"space": {"train_params.lr_generator": {"uniform": [1e-4, 1e-3]}}}
     for metric in ("val_l2", 1):  # Tune failed the first trial on it, with a traceback, 40 s into the sweep
