@@ -24,7 +24,7 @@ from services.failures import every_task_fails, why
 from services.tracking.queries import end_open_runs
 from services.tracking.run import Tracker, end_reason, end_status
 from services.tracking.store import default_tracking_uri, is_transient
-from training.job import TrainJob
+from training.job import TrainJob, run_lock
 from tuning.options import SweepJob
 from tuning.spaces import apply, to_overrides
 
@@ -141,7 +141,13 @@ def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str, str]:
 
 
 def run_sweep(sweep: SweepJob) -> SweepResult:
-    """Run (or restore) the sweep; log the best trial to the parent run and export its config."""
+    """Run (or restore) the sweep; log the best trial to the parent run and export its config. One process at a
+    time runs a sweep of a name (training.job.run_lock)."""
+    with run_lock(dataclasses.replace(sweep.base, name=sweep.name)):
+        return _run_sweep(sweep)
+
+
+def _run_sweep(sweep: SweepJob) -> SweepResult:
     from training.trainer import DATA_CPUS, cpus_per_run, ensure_training_ray
 
     base = sweep.base

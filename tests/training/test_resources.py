@@ -134,8 +134,8 @@ def test_a_bad_wait_for_room_is_refused_before_ray(tmp_path, tiny_config_path, s
 
 def test_a_second_process_training_the_same_run_is_refused_and_a_killed_ones_lock_is_free(tmp_path,
                                                                                            tiny_config_path) -> None:
-    """Two `train` of one --name at once (another terminal, a Kubernetes Job retried while its first pod still
-    trains) wrote checkpoints into one folder; the second is refused before Ray starts. A holder killed by SIGKILL
+    """Two `train` (or `tune`) of one --name at once (another terminal, a Kubernetes Job retried while its first pod
+    still trains) wrote checkpoints into one folder; the second is refused before Ray starts. A holder killed by SIGKILL
     leaves no lock behind, and a run that ends leaves no lock file, nor a --storage it made and left empty."""
     import os
     import signal
@@ -175,3 +175,11 @@ def test_a_second_process_training_the_same_run_is_refused_and_a_killed_ones_loc
         holder.kill()
     with run_lock(dataclasses.replace(job, storage=str(tmp_path))):
         assert (tmp_path / ".run.lock").read_text().startswith(f"pid {os.getpid()} ")
+        from tuning.options import SweepJob
+        from tuning.spaces import SearchSpace
+        from tuning.sweep import run_sweep
+
+        space = SearchSpace.from_dict({"space": {"train_params.lr_generator": {"choice": [1e-4]}}})
+        with pytest.raises(UserError, match="^--name run: a run of this name is training now"):  # a sweep alike
+            run_sweep(SweepJob(base=dataclasses.replace(job, storage=str(tmp_path)), space=space))
+        assert not ray.is_initialized()
