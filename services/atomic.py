@@ -59,18 +59,16 @@ class MadeMeanwhileError(UserError, FileExistsError):
 def _put_new(tmp: str, target: Path) -> None:
     """`tmp` named `target` only where nothing has that name: a hard link fails on a file made there meanwhile
     (a check, then a rename, where the filesystem has no links)."""
+    taken = MadeMeanwhileError(f"{target}: made by something else while this was written; it is left as it is, "
+                               "and this output was not kept")
     try:
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            raise
-        except OSError:  # no hard links here (FAT, some network mounts)
-            if os.path.lexists(target):
-                raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
-            os.replace(tmp, target)
+        os.link(tmp, target)
     except FileExistsError:
-        raise MadeMeanwhileError(f"{target}: made by something else while this was written; it is left as it is, "
-                                 "and this output was not kept") from None
+        raise taken from None
+    except OSError:  # no hard links here (FAT, some network mounts)
+        if os.path.lexists(target):
+            raise taken from None
+        os.replace(tmp, target)
 
 
 @contextlib.contextmanager
