@@ -24,17 +24,20 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def _parents_made(target: Path) -> Iterator[None]:
-    """Create the missing folders above `target`; on an error remove those of them left empty, deepest first."""
+def parents_made(target: Path, tidy: bool = False) -> Iterator[None]:
+    """Create the missing folders above `target`; on an error (`tidy`: on any exit) remove those of them left
+    empty, deepest first."""
     missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
+    done = False
     try:
         yield
-    except BaseException:
-        for folder in missing:  # one that gained other files stays
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
+        done = True
+    finally:
+        if tidy or not done:
+            for folder in missing:  # one that gained other files stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -76,7 +79,7 @@ def atomic_path(target: str | os.PathLike, replace: bool = True) -> Iterator[Pat
     """A temporary path beside `target` (dot name, same suffix) with a plain `open()`'s mode, not mkstemp's 0600.
     Without `replace`, a file that took `target`'s name meanwhile stays, and MadeMeanwhileError says so."""
     target = Path(target)
-    with _parents_made(target):
+    with parents_made(target):
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
         os.fchmod(fd, 0o666 & ~_umask())
         os.close(fd)
@@ -130,7 +133,7 @@ def atomic_open(target: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterat
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder beside `target`: renamed to a new `target`, or its files moved into an existing one."""
     target = Path(target)
-    with _parents_made(target):
+    with parents_made(target):
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         os.chmod(tmp, 0o777 & ~_umask())
         try:

@@ -17,6 +17,7 @@ from typing import Any
 from evaluation.visualize import check_colormap
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig, load_config
+from services.atomic import parents_made
 from services.cli import RESUME_NOTE, UserError, field_default, field_flags, user_input, user_path
 from services.fields import check_fields, env_number, rule
 from services.ray_start import add_ray_address_flag
@@ -119,29 +120,26 @@ def run_lock(job: TrainJob) -> Iterator[None]:
         yield
         return
     path = Path(user_path(job.storage)) / f".{job.run_name}.lock"
-    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # go again if left empty
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    with parents_made(path, tidy=True):  # a run that wrote nothing leaves no empty --storage
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-            taken = UserError(f"--name {job.run_name}: a run of this name is training now ({holder}; {path}): wait "
-                              "for it to end, or choose another --name")
-            setattr(taken, RESUME_NOTE, "")  # the folder's work is that process's, not this one's to resume
-            raise taken from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
-        try:
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                taken = UserError(f"--name {job.run_name}: a run of this name is training now ({holder}; {path}): "
+                                  "wait for it to end, or choose another --name")
+                setattr(taken, RESUME_NOTE, "")  # the folder's work is that process's, not this one's to resume
+                raise taken from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)  # while still held: a process that opens it now locks a new file
         finally:
-            path.unlink(missing_ok=True)  # while still held: a process that opens it now locks a new file
-    finally:
-        os.close(fd)
-        for folder in made:  # a run that wrote nothing leaves no empty --storage
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+            os.close(fd)
 
 
 def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
