@@ -40,12 +40,12 @@ class Terminated(KeyboardInterrupt):
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-SIGTERM_SEEN = threading.Event()  # one of them: a Ray wait turns any KeyboardInterrupt raised in it into a plain one
-_stopped_by = [signal.SIGTERM]
+# the one of them that stopped this process, if any: a Ray wait turns any KeyboardInterrupt raised in it into a plain
+# one, so the exception alone cannot say
+_stopped_by: list[int] = []
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    SIGTERM_SEEN.set()
     _stopped_by[:] = [signum]
     raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
@@ -57,7 +57,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     main = threading.current_thread() is threading.main_thread()
     ours = [sig for sig in STOP_SIGNALS if main and signal.getsignal(sig) is signal.SIG_DFL]
     if ours:
-        SIGTERM_SEEN.clear()
+        _stopped_by.clear()
     for sig in ours:
         signal.signal(sig, _raise_terminated)  # services.ray_start puts SIGTERM's back over ray.init's
     try:
@@ -106,7 +106,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
     except KeyboardInterrupt as err:
         if debug:
             traceback.print_exc()
-        stopped = signal.Signals(_stopped_by[0]) if isinstance(err, Terminated) or SIGTERM_SEEN.is_set() else None
+        stopped = signal.Signals(_stopped_by[0]) if _stopped_by else None  # set whenever Terminated is raised
         kept = f" ({note})" if (note := getattr(err, RESUME_NOTE, None)) else ""
         sys.stdout.flush()
         with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line
