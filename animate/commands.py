@@ -52,7 +52,8 @@ def animate_flags(a: argparse.ArgumentParser) -> None:
     a.add_argument("--find-best-frame", action="store_true",
                    help="start relative motion from the driving frame whose face pose best matches the source")
     a.add_argument("--draw-keypoints", action="store_true", help="draw the keypoints the model uses")
-    a.add_argument("--output-size", type=parse_size, help="panel size N or WxH (default: the model's)")
+    a.add_argument("--output-size", type=parse_size, help="panel size N or WxH (default: the model's); with "
+                   "paste-back the frame fits inside it (default: the source's, ≤ 3840 on its longer side)")
     a.add_argument("--engine", choices=("torch", "onnx"), default="torch",
                    help="torch (default), or the exported graphs on ONNX Runtime (CPU, fp32; the export extra)")
     a.add_argument("--onnx", metavar="DIR", help="with --engine onnx: a `fomm export` directory (default: export "

@@ -5,17 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from preprocessing.cropping import resize_keep_aspect
 
 FEATHER = 0.1  # the mask's ramps, as a fraction of the box's shorter side
+MAX_SIDE = 3840  # a pasted-back output's longer side unless --output-size says otherwise (4K UHD, whatever the photo)
 
 
 def even_frame(frame: np.ndarray) -> np.ndarray:
     """The frame with its last row / column repeated where H or W is odd (H.264 4:2:0 needs even sizes)."""
     h, w = frame.shape[:2]
     return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else frame
+
+
+def fit_frame(frame: np.ndarray, box: Sequence[int],
+              bound: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The frame a crop is pasted into: `frame` resized to fit inside `bound` (h, w; default its longer side at most
+    MAX_SIDE) keeping its aspect, even sizes, and `box` (x0, y0, x1, y1) scaled with it."""
+    h, w = frame.shape[:2]
+    th, tw = bound or (MAX_SIDE, MAX_SIDE)
+    scale = min(th / h, tw / w) if bound else min(1.0, MAX_SIDE / max(h, w))
+    nh, nw = max(2, int(h * scale) // 2 * 2), max(2, int(w * scale) // 2 * 2)
+    if (nh, nw) == (h, w):
+        return frame, np.asarray(box, dtype=np.int64)
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    x0, y0, x1, y1 = (int(round(v * f)) for v, f in zip(box, (nw / w, nh / h, nw / w, nh / h)))
+    x0, y0 = min(max(0, x0), nw - 1), min(max(0, y0), nh - 1)
+    return resized, np.array([x0, y0, min(max(x1, x0 + 1), nw), min(max(y1, y0 + 1), nh)], dtype=np.int64)
 
 
 def _ramp(n: int, feather: int, left: bool, right: bool) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from animate.crop_plan import CropPlan, crop_subpixel
 from animate.options import LAYOUTS
-from animate.paste import even_frame, paste_back
+from animate.paste import even_frame, fit_frame, paste_back
 from evaluation.visualize import draw_styled_kp
 from fomm.animator import Animator, AnimatorError, to_uint8
 from preprocessing.cropping import resize_keep_aspect
@@ -55,7 +55,9 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
         batches = animator.animate(state, driving, driving_initial)
     else:
         size, full, scale = None, even_frame(source), 1.0  # keypoints drawn on the model's crop
-        height = max(2, min(full.shape[0], 512) // 2 * 2)  # side-by-side panels: the source's height, ≤ 512, even
+        canvas, pasted_box = fit_frame(full, plan.source_box, output_size) if paste else (None, None)
+        # side-by-side panels: --output-size's height, else the source's, ≤ 512, even
+        height = output_size[0] if output_size else max(2, min(full.shape[0], 512) // 2 * 2)
         driving, originals = tee(driving) if side else (driving, None)  # originals: ≤ a batch ahead of the output
         crops = (crop_subpixel(frame, box, animator.frame_size) for frame, box in zip(driving, plan.driving_boxes))
         batches = animator.animate(crop_subpixel(full, plan.source_box, animator.frame_size), crops,
@@ -68,13 +70,13 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
                 result = draw_styled_kp(result, batch.kp_norm["value"][i].cpu().numpy(), animator.visualizer,
                                         scale)
             if plan is not None and paste:
-                result = paste_back(full, result, plan.source_box)
+                result = paste_back(canvas, result, pasted_box)
             elif plan is not None and output_size is not None:
                 result = resize_keep_aspect(result, output_size)
             if not side:
                 yield result
             elif plan is not None:
-                yield three_panels(full, next(originals), result, height)
+                yield three_panels(full if canvas is None else canvas, next(originals), result, height)
             else:
                 panel = drivings[i]
                 if draw_kp:

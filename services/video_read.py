@@ -13,6 +13,7 @@ import numpy as np
 from services.cli import UserError
 
 PathLike = str | os.PathLike
+MAX_IMAGE_PIXELS = 1 << 30  # the largest image read: 1,074 MP (3 GiB as RGB), 5× a 200 MP phone photo
 
 
 class VideoError(UserError, ValueError):
@@ -145,17 +146,21 @@ def read_image(path: PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise ImageError(f"{p}: no such file")
+    Image.MAX_IMAGE_PIXELS = None  # checked here: PIL's 179 MP refused a 200 MP phone photo, and warned from 89 MP
     try:
-        img = Image.open(p)
-    except Image.DecompressionBombError as e:  # a few bytes that would decode to gigabytes
-        raise DamagedImageError(f"{p}: image refused ({e})") from None
+        img = Image.open(p)  # reads the header only
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{p}: not a readable image ({e})") from e
+    if img.width * img.height > MAX_IMAGE_PIXELS:  # a few bytes that would decode to gigabytes
+        img.close()
+        raise DamagedImageError(f"{p}: image refused: {img.width}×{img.height} is {img.width * img.height / 1e6:,.0f} "
+                                f"MP, above the {MAX_IMAGE_PIXELS / 1e6:,.0f} MP a source image may have (a "
+                                "decompression bomb?)")
     try:  # the format is known from here on: a failure is a damaged image (a truncated JPEG, …)
         with img:
             img = ImageOps.exif_transpose(img)
             img.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError) as e:
         raise DamagedImageError(f"{p}: damaged {img.format or ''} image ({e})".replace("  ", " ")) from e
     return _to_rgb8(img, p)
 

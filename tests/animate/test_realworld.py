@@ -13,7 +13,7 @@ from animate.batch import AnimatePairs
 from animate.cli import main
 from animate.crop_plan import crop_subpixel, pick_subject, plan_crops
 from animate.files import AutoCropOptions, animate_file
-from animate.paste import even_frame, feather_mask, paste_back
+from animate.paste import MAX_SIDE, even_frame, feather_mask, fit_frame, paste_back
 from animate.render import render
 from fomm.animator import Animator, AnimatorError
 from fomm.config.schema import load_config
@@ -149,6 +149,24 @@ def test_auto_crop_render_full_size_and_untouched_outside(source_name, face_anim
         assert np.array_equal(frame[keep], full[keep])
     x0, y0, x1, y1 = plan.source_box
     assert not np.array_equal(frames[0][y0:y1, x0:x1], full[y0:y1, x0:x1])  # the subject was replaced
+    # --output-size bounds the pasted-back frame, keeping the source's aspect (it was ignored: the source's size)
+    bounded = list(render(face_animator, source, driving[:2], plan=plan, output_size=(200, 200)))
+    h, w = full.shape[:2]
+    expected = (200, int(w * 200 / h) // 2 * 2) if h >= w else (int(h * 200 / w) // 2 * 2, 200)
+    assert [f.shape for f in bounded] == [(*expected, 3)] * 2
+
+
+def test_a_pasted_back_frame_fits_its_bound_with_the_box_scaled():
+    """fit_frame: a 48 MP photo's frame shrinks to MAX_SIDE on its longer side by default (it was a 8000×6000 video);
+    a bound fits the frame inside it, even sizes; the box follows, still touching the borders it touched."""
+    photo = np.zeros((6000, 8000, 3), np.uint8)
+    frame, box = fit_frame(photo, (2000, 0, 5000, 3000))
+    assert frame.shape == (MAX_SIDE * 3 // 4, MAX_SIDE, 3) and box.tolist() == [960, 0, 2400, 1440]
+    frame, box = fit_frame(np.zeros((501, 377, 3), np.uint8), (0, 101, 377, 478), (100, 300))
+    assert frame.shape == (100, 74, 3) and box.tolist() == [0, 20, 74, 95]
+    small = np.zeros((500, 376, 3), np.uint8)
+    frame, box = fit_frame(small, (10, 20, 110, 120))  # within MAX_SIDE: the frame itself
+    assert frame is small and box.tolist() == [10, 20, 110, 120]
 
 
 def test_cli_auto_crop_encoded_output_and_side_by_side(tmp_path_factory, tiny_config_path, shared_data, tmp_path,

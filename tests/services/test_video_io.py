@@ -207,7 +207,21 @@ def test_read_image_not_an_image(tmp_path, shared_data):
         read_image(tmp_path / "missing.png")
 
 
-def test_a_damaged_or_bomb_image_is_refused_naming_the_file(tmp_path, shared_data, monkeypatch):
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width×height RGB pixels and holds almost none: a decompression bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_a_damaged_or_bomb_image_is_refused_naming_the_file_and_a_200_mp_photo_is_read(tmp_path, shared_data):
+    import warnings
+
     from PIL import Image
 
     from services.video_read import DamagedImageError
@@ -216,7 +230,13 @@ def test_a_damaged_or_bomb_image_is_refused_naming_the_file(tmp_path, shared_dat
     (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     with pytest.raises(DamagedImageError, match=r"cut.jpg: damaged JPEG image \(image file is truncated"):
         read_image(tmp_path / "cut.jpg")
-    Image.new("L", (64, 64)).save(tmp_path / "bomb.png")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 3)  # over twice the limit: a decompression bomb
-    with pytest.raises(DamagedImageError, match="bomb.png: image refused .*decompression bomb"):
+    (tmp_path / "bomb.png").write_bytes(_png_header(60_000, 60_000))  # 74 bytes, 10 GB as RGB
+    with pytest.raises(DamagedImageError, match=r"bomb.png: image refused: 60000×60000 is 3,600 MP, above the "
+                                                r"1,074 MP .*\(a decompression bomb\?\)"):
         read_image(tmp_path / "bomb.png")
+    # a 200 MP phone photo's size (16,320×12,240): PIL's own limit refused it, and warned from 89 MP
+    Image.new("1", (16_320, 12_240), 1).save(tmp_path / "200mp.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = read_image(tmp_path / "200mp.png")
+    assert image.shape == (12_240, 16_320, 3) and image[::997, ::997].min() == 255
