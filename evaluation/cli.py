@@ -89,8 +89,8 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     from evaluation.reconstruction import ModelSource  # torch, pyarrow: after the checks that need neither
     from preprocessing.shards import require_shards
 
-    shard_set = require_shards("--data", cfg.data, cfg.split, cfg.endpoint)
     source = ModelSource.resolve(cfg.config_path, cfg.checkpoint if local else None)
+    shard_set = require_shards("--data", cfg.data, cfg.split, cfg.endpoint, source.config.dataset_params.frame_shape)
     if local:
         source.load()  # the checkpoint fits the config
     from evaluation.ray_jobs import select_clips  # last: it imports MLflow (seconds)

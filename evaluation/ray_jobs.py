@@ -95,10 +95,11 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
         rows = pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))
         return EvaluateClips(cfg, source)(rows).to_pylist()
     init_ray(None, cfg.num_workers)
-    selected = set(clip_ids)
+    from ray.data.expressions import col
+
     ds = shard_set.dataset(cfg.split, READ_COLUMNS, paths=shard_set.holding(clip_ids))
     # one clip per block, so that the actor pool spreads the videos (shards hold many clips per row group)
-    ds = ds.filter(lambda row: row["clip_id"] in selected).repartition(len(clip_ids))
+    ds = ds.filter(expr=col("clip_id").is_in(sorted(set(clip_ids)))).repartition(len(clip_ids))
     ds = ds.map_batches(EvaluateClips, batch_size=1, batch_format="pyarrow",
                         fn_constructor_kwargs={"cfg": cfg, "source": [ray.put(source)]},
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_workers),

@@ -178,7 +178,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     base = load_config(job.config)  # a ConfigError names the file and the key
     with user_input("--set" if job.overrides else ""):
         cfg = job.load_config(base)
-    shard_set = require_shards("--data", job.data, job.train_split, job.endpoint)
+    shard_set = require_shards("--data", job.data, job.train_split, job.endpoint, cfg.dataset_params.frame_shape)
     # a sweep ranks its trials by val_l1: without held-out clips every trial would score the same placeholder
     if sweep and job.num_val_clips == 0:
         raise UserError("--val-clips 0: a sweep ranks its trials by val_l1 on held-out clips (give 1 or more)")

@@ -102,3 +102,18 @@ def test_a_half_written_shard_among_good_ones_is_named_before_any_job(tmp_path):
         require_shards("--data", str(good.parent), "train")
     half.unlink()
     assert require_shards("--data", str(good.parent), "train").uris() == [str(good)]
+
+
+def test_clips_smaller_than_the_models_frames_are_named_as_they_would_be_upsampled(tmp_path, capsys):
+    """32-pixel clips under a 64-pixel config trained and evaluated on silently upsampled frames."""
+    from preprocessing.shards import require_shards
+    from preprocessing.synthetic import write_synthetic_shards
+
+    good = write_synthetic_shards(tmp_path / "shards", num_videos=2, size=32, num_frames=4, split="train")
+    require_shards("--data", str(good.parent), "train", frame_shape=(64, 64, 3))
+    assert capsys.readouterr().out == (f"note: --data {good.parent}: clips of 32×32 below the config's frame_shape "
+                                       "64×64: each frame is upsampled to it (preprocess with --size 64, or use a "
+                                       "config of the clips' size)\n")
+    for shape in ((32, 32, 3), (16, 24), None):  # the clips' size, or smaller: resized down or kept, nothing said
+        require_shards("--data", str(good.parent), "train", frame_shape=shape)
+    assert capsys.readouterr().out == ""
