@@ -30,8 +30,6 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # keep drivers on 127.0.0.1 instead of rewriting it to the machine's interface address
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-# Ray Train's controller looks at its workers every 2 s by default: a finished run ends up to 2 s late
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 
 _AS_A_SHELL_STARTS_IT = """import runpy, signal, sys

@@ -28,6 +28,7 @@ from training.worker import CHECKPOINT_FILE, DIVERGED_FILE, NO_SCORE, train_loop
 
 RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
 RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
+HEALTH_CHECK_S = 0.5  # how often Ray Train's controller looks at the workers (make_trainer)
 
 
 class TrainingDiverged(UserError):
@@ -198,6 +199,9 @@ class FommTrainer(ray.train.torch.TorchTrainer):
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer for the plan: DDP over `workers` (NCCL on GPU, gloo on CPU), checkpoints in storage."""
     job = plan.job
+    # Ray Train's controller reads its workers' reports and ends every HEALTH_CHECK_S (Ray's default 2 s): each
+    # checkpoint report and the run's end waited up to that. An operator's own setting stays; Ray passes it on
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(HEALTH_CHECK_S))
     resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.use_gpu else {})}
     fs, fs_path = storage.resolve(job.storage, job.endpoint)
     run_config = ray.train.RunConfig(
