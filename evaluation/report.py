@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.metrics import SHORT_FORMULAS
-from evaluation.visualize import side_by_side, strip, write_gif, write_png
+from evaluation.visualize import matplotlib_module, side_by_side, strip, write_gif, write_png
 from services.atomic import atomic_open, atomic_path
 
 TITLES = {"l1": "L1", "akd": "AKD", "akd_l2": "AKD (L2)", "mkr": "MKR", "aed": "AED (sq. L2)", "aed_l2": "AED (L2)"}
@@ -46,9 +46,7 @@ def metric_table_text(aggregate: dict[str, float], labels: dict[str, str], netwo
 
 
 def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module, on the file-only Agg backend
-    import matplotlib
-
-    matplotlib.use("Agg")
+    matplotlib_module().use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +19,29 @@ from services.atomic import atomic_path
 from services.cli import user_input
 
 
+def matplotlib_module():  # noqa: ANN201 - the matplotlib module
+    """matplotlib, quiet where its config folder cannot be made (a container's user without a writable home): it
+    printed two warning lines on every command; its cache then goes to a temporary folder, removed at exit."""
+    if "MPLCONFIGDIR" not in os.environ and "matplotlib" not in sys.modules:
+        try:
+            folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
+            folder.mkdir(parents=True, exist_ok=True)
+            usable = os.access(folder, os.W_OK)
+        except (OSError, RuntimeError):  # RuntimeError: no home at all
+            usable = False
+        if not usable:
+            os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="matplotlib-")
+            atexit.register(shutil.rmtree, os.environ["MPLCONFIGDIR"], ignore_errors=True)
+    import matplotlib
+
+    return matplotlib
+
+
 @functools.lru_cache(maxsize=16)
 def colormap_colors(name: str, num_kp: int) -> np.ndarray:
     """Keypoint k of K in matplotlib colormap `name`'s colour at k / K, as the original drew them; computed once
     per (name, K), not per drawn frame (a lookup costs ~1 ms), so read-only.  # K×3 uint8"""
-    import matplotlib
-
+    matplotlib = matplotlib_module()
     if name not in matplotlib.colormaps:
         raise ConfigError(f"visualizer_params.colormap: unknown colormap {name!r} (expected a matplotlib colormap, "
                           "e.g. gist_rainbow)")

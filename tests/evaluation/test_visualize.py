@@ -84,3 +84,23 @@ def test_metric_table_names_the_backends() -> None:
     assert lines[2].split()[:3] == ["L1", "0.0500", "10"]
     assert lines[3].startswith("AKD · dlib-68") and "n/a" in lines[3]
     assert lines[-1] == "dlib-68: dlib shape predictor"
+
+
+def test_matplotlib_under_a_home_it_cannot_write_is_quiet_and_leaves_nothing(tmp_path, repo_root) -> None:
+    """A container's user whose home cannot be written: matplotlib printed two warning lines on every command that
+    draws (`fomm animate` checks the colormap). Its cache goes to a temporary folder that is removed at exit."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "file").write_text("")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
+    env.update(HOME=str(tmp_path / "file" / "home"), TMPDIR=str(scratch), PYTHONPATH=str(repo_root))
+    code = ("from evaluation.visualize import colormap_colors; from evaluation.report import _pyplot; "
+            "print(colormap_colors('gist_rainbow', 2).tolist()); _pyplot().figure()")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.strip() == "[[255, 0, 41], [0, 255, 140]]"  # gist_rainbow at 0 and 1/2, as with a home
+    assert list(scratch.iterdir()) == []
