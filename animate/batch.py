@@ -110,19 +110,29 @@ def error_table_path(pairs: str, errors: str | None) -> str:
     return errors or str(pairs).removesuffix(".csv") + ".errors.csv"
 
 
-def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int = 1, num_cpus: float = 1,
-        endpoint: str | None = None, **options) -> dict:
-    """read_csv → map_batches(AnimatePairs; `options`: the model's and animate_file's) → error table; counts."""
+def read_pairs(pairs: str, endpoint: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """The pairs CSV's column names and rows, each cell as written (Ray Data's read_csv typed a column of number-only
+    names as numbers: `0001` was 1)."""
+    try:  # -sig: a BOM (Excel's) goes
+        reader = csv.DictReader(storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines())
+        return list(reader.fieldnames or []), list(reader)
+    except (UnicodeDecodeError, ValueError):
+        raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
+
+
+def run(pairs: str, config: str, rows: list[dict[str, str]], *, errors: str | None = None, concurrency: int = 1,
+        num_cpus: float = 1, endpoint: str | None = None, **options) -> dict:
+    """The rows → map_batches(AnimatePairs; `options`: the model's and animate_file's) → error table; counts."""
     import ray
 
-    fs, path = storage.resolve(pairs, endpoint)
     base = csv_folder(pairs)
     errors = error_table_path(pairs, errors)
-    ds = ray.data.read_csv(path, filesystem=fs).select_columns(list(COLUMNS))
+    ds = ray.data.from_items([{c: row[c].strip() for c in COLUMNS} for row in rows])
     results = ds.map_batches(
         # up to `concurrency` actors, as many as the cluster has room for: a fixed pool larger than the cluster
-        # waited forever, and so did one that left no CPU for reading the CSV
-        AnimatePairs, batch_size=1, concurrency=(1, concurrency), num_cpus=num_cpus,
+        # waited forever, and so did one that left no CPU for reading the CSV (when Ray Data read it)
+        AnimatePairs, batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=concurrency),
+        num_cpus=num_cpus,
         num_gpus=gpus_for(options.get("device", "cpu")),
         fn_constructor_kwargs={"options": {"config": config, **options}, "num_threads": max(1, int(num_cpus)),
                                "base": base, "endpoint": storage.s3_endpoint(endpoint)},  # the driver's
@@ -137,23 +147,19 @@ def run(pairs: str, config: str, *, errors: str | None = None, concurrency: int 
 
 
 def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: bool, errors: str | None,
-                 endpoint: str | None = None) -> None:
-    """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table."""
+                 endpoint: str | None = None) -> list[dict[str, str]]:
+    """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table; the CSV's
+    rows, read once (the job animates what was checked)."""
     checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns", endpoint)
-    try:
-        # -sig: a BOM (Excel's) goes
-        header, *rows = storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines()
-    except (UnicodeDecodeError, ValueError):
-        raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
-    names = next(csv.reader([header]))
+    names, rows = read_pairs(pairs, endpoint)
     if missing := [c for c in COLUMNS if c not in names]:  # its names as written: a space, capitals or ';' show
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)}; "
                         f"it has {names})")
-    if not any(row.strip() for row in rows):  # a job that would make nothing
+    if not rows:  # a job that would make nothing
         raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
     base = csv_folder(pairs)
     outputs: dict[str, int] = {}  # output → its line: two pairs into one file would leave one "skipped"
-    for line, row in enumerate(csv.DictReader([header, *rows]), start=2):  # no output overwrites an input
+    for line, row in enumerate(rows, start=2):  # no output overwrites an input
         if (width := checks.ragged_row(row)) is not None:
             raise UserError(f"--pairs {pairs} line {line}: not the header's {width} fields (a comma inside a path "
                             "needs quotes)")
@@ -180,26 +186,28 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     from fomm.animator import Animator  # torch: only once the cheap checks pass
 
     check_colormap(config, Animator.from_config(config, checkpoint, random_init=random_init).visualizer)  # it fits
+    return rows
 
 
-def start(pairs: str, config: str, *, ray_address: str | None = None, **plan) -> dict:
-    """After check_inputs: join (or start) Ray, check the actors fit it, run the plan; returns `run`'s counts. However
-    it ends (Ctrl-C, an error), it leaves Ray, whose actors stop writing, and then no temporary beside an output."""
-    joined, outputs = not connected(), local_outputs(pairs, plan.get("endpoint"))  # read now: the clean-up reads none
+def start(pairs: str, config: str, *, rows: list[dict[str, str]] | None = None, ray_address: str | None = None,
+          **plan) -> dict:
+    """After check_inputs (its `rows`, else the CSV is read): join (or start) Ray, check the actors fit it, run the
+    plan; returns `run`'s counts. However it ends (Ctrl-C, an error), it leaves Ray, whose actors stop writing, and
+    then no temporary beside an output."""
+    rows = read_pairs(pairs, plan.get("endpoint"))[1] if rows is None else rows
+    joined, outputs = not connected(), local_outputs(rows, csv_folder(pairs))
     ensure_ray(ray_address)
     try:
         check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
         check_device_room(plan.get("device", "cpu"))
-        return run(pairs, config, **plan)
+        return run(pairs, config, rows, **plan)
     finally:
         if joined:
             disconnect()  # a local Ray's actors end with it
         remove_leftovers(outputs, before=time.time())  # a lost node's or Ctrl-C's killed tries
 
 
-def local_outputs(pairs: str, endpoint: str | None = None) -> list[str]:
-    """The local output paths the pairs CSV names (an s3:// output is one PUT: it leaves no temporary)."""
-    base = csv_folder(pairs)
-    rows = csv.DictReader(storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines())
+def local_outputs(rows: list[dict[str, str]], base: str) -> list[str]:
+    """The local output paths of the pairs CSV's rows (an s3:// output is one PUT: it leaves no temporary)."""
     return [out for row in rows if (out := _absolute((row.get("output") or "").strip(), base))
             and not storage.is_remote(out)]

@@ -40,9 +40,10 @@ def build(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k != "debug"}
 
 
-def check(job: dict) -> None:
-    batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"], job["errors"],
-                       job["endpoint"])
+def check(job: dict) -> dict:
+    """The job with the CSV's rows, read once: the job animates the rows checked."""
+    return {**job, "rows": batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"],
+                                              job["errors"], job["endpoint"])}
 
 
 def run(job: dict, args: argparse.Namespace) -> Summary:

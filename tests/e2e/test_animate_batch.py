@@ -119,7 +119,8 @@ def test_ray_job_animates_pairs_and_keeps_an_error_table(inputs, tiny_config_pat
     assert len(table) == 1 and table[0]["driving"] == str(inputs / "broken.mp4")
     assert "not a readable video" in table[0]["error"]
     # more actors than the cluster's CPUs: as many as fit (a fixed pool of 50 waited forever, the CSV read too)
-    rerun = batch_job.run(str(pairs), str(tiny_config_path), random_init=True, concurrency=50)
+    rerun = batch_job.run(str(pairs), str(tiny_config_path), batch_job.read_pairs(str(pairs))[1], random_init=True,
+                          concurrency=50)
     assert (rerun["done"], rerun["skipped"], rerun["failed"]) == (0, 2, 1)
 
 
