@@ -175,6 +175,8 @@ CASES = [
          EVAL.replace("{shard}", "{damaged_shard}"), "damaged.parquet: a damaged clip shard"),
     Case("train", "corrupt", "--tracking-uri a file that is no SQLite database (MLflow retried it for 100 s, 40 "
          "warnings, then a traceback)", TRAIN + " --tracking-uri sqlite:///{typo_yaml}", "is not a SQLite database"),
+    Case("preprocess", "swapped", "--input a dataset preprocess made (the copies of its videos in _work/ were "
+         "preprocessed again)", "--input {dataset} --output {w}/ds", "--input"),
 ]
 
 
@@ -223,13 +225,16 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs.csv").write_text("source,driving,output\na.png,b.mp4,c.mp4\n")
     (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
     (root / "pairs_blank.csv").write_text("source,driving,output\na.png,b.mp4,\n")
+    (root / "dataset").mkdir()
+    (root / "dataset" / "_manifest.json").write_text('{"version": 1, "shards": []}')
     (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
              "colormap_yaml": "colormap.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
-             "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet"}
+             "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet",
+             "dataset": "dataset"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "train_only": str(train_only), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
