@@ -272,13 +272,14 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
         for shard, where in zip(found.paths(split), found.uris(split)):
             if missing := sorted({"clip_id", "frames"} - set(pq.read_schema(shard, filesystem=found.location.fs).names)):
                 raise UserError(f"{flag} {where}: not a clip shard (no column {missing[0]!r})")
-        first, where = found.paths(split)[0], found.uris(split)[0]  # a dataset's clips share one --size
-        if frame_shape is not None and {"height", "width"} <= set(pq.read_schema(first, filesystem=found.location.fs).names):
-            sizes = _read_shard(found.location, first, ["height", "width"]).to_pylist()
-            if small := [r for r in sizes if r["height"] < frame_shape[0] or r["width"] < frame_shape[1]]:
-                print(f"note: {flag} {path}: clips of {small[0]['width']}×{small[0]['height']} below the config's "
-                      f"frame_shape {frame_shape[1]}×{frame_shape[0]}: each frame is upsampled to it (preprocess with "
-                      f"--size {max(frame_shape[:2])}, or use a config of the clips' size)")
+        if frame_shape is not None:  # a dataset's clips share one --size: its first shard's say it
+            first, where = found.paths(split)[0], found.uris(split)[0]
+            if {"height", "width"} <= set(pq.read_schema(first, filesystem=found.location.fs).names):
+                sizes = _read_shard(found.location, first, ["height", "width"]).to_pylist()
+                if small := [r for r in sizes if r["height"] < frame_shape[0] or r["width"] < frame_shape[1]]:
+                    print(f"note: {flag} {path}: clips of {small[0]['width']}×{small[0]['height']} below the config's "
+                          f"frame_shape {frame_shape[1]}×{frame_shape[0]}: each frame is upsampled to it (preprocess "
+                          f"with --size {max(frame_shape[:2])}, or use a config of the clips' size)")
     except (OSError, ValueError, KeyError, pa.ArrowException) as err:
         raise UserError(f"{flag} {where}: not readable as {SHARDS_EXPECTED} ({str(err).splitlines()[0]})") from None
     return found
