@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -d $(VENV) || $(PY) -m venv $(VENV)
 	@$(PIP) install --upgrade pip
 	@$(PIP) install torch==2.13.0
-	@$(PIP) install -c constraints.txt -e ".[dev,eval,export]"
+	@$(PIP) install -c constraints.txt -e ".[dev,eval,export,photos]"
 	@# face-alignment requires the GUI build opencv-python; both wheels own cv2/: swap it for the headless one
 	@$(PIP) uninstall -y opencv-python
 	@$(PIP) install --no-deps --force-reinstall -c constraints.txt opencv-python-headless

@@ -14,6 +14,7 @@ from services.cli import UserError
 
 PathLike = str | os.PathLike
 MAX_IMAGE_PIXELS = 1 << 30  # the largest image read: 1,074 MP (3 GiB as RGB), 5× a 200 MP phone photo
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # ftyp brands of HEIF stills
 
 
 class VideoError(UserError, ValueError):
@@ -25,7 +26,8 @@ class ImageError(VideoError):
 
 
 class DamagedImageError(ImageError):
-    """A file that is an image, but cut off or corrupt, or too large to decode: refused, never concealed."""
+    """A file that is an image, but cut off or corrupt, too large to decode, or one FFmpeg would read only in part:
+    refused, never concealed."""
 
 
 @dataclass
@@ -147,9 +149,13 @@ def read_image(path: PathLike) -> np.ndarray:
     if not p.is_file():
         raise ImageError(f"{p}: no such file")
     Image.MAX_IMAGE_PIXELS = None  # checked here: PIL's 179 MP refused a 200 MP phone photo, and warned from 89 MP
+    heif_plugin = _register_heif()
     try:
         img = Image.open(p)  # reads the header only
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if not heif_plugin and _tiled_heif(p):  # FFmpeg, read_source's fallback, decodes its first tile alone
+            raise DamagedImageError(f"{p}: a HEIC/HEIF photo in tiles (as phones save them), which only pillow-heif "
+                                    "reads whole: `pip install pillow-heif`, or convert it to JPEG or PNG") from None
         raise ImageError(f"{p}: not a readable image ({e})") from e
     if img.width * img.height > MAX_IMAGE_PIXELS:  # a few bytes that would decode to gigabytes
         img.close()
@@ -163,6 +169,29 @@ def read_image(path: PathLike) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as e:
         raise DamagedImageError(f"{p}: damaged {img.format or ''} image ({e})".replace("  ", " ")) from e
     return _to_rgb8(img, p)
+
+
+def _register_heif() -> bool:
+    """Pillow opens HEIC/HEIF photos (iPhones' default) where pillow-heif is installed; whether it is."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()  # once: it checks itself
+    return True
+
+
+def _tiled_heif(path: Path) -> bool:
+    """A HEIF file whose image FFmpeg sees as several streams: the tiles of a grid, which it does not join."""
+    with path.open("rb") as f:
+        head = f.read(32)
+    if head[4:8] != b"ftyp" or not any(brand in head[8:32] for brand in HEIF_BRANDS):
+        return False
+    try:
+        with av.open(f"file:{path}") as container:
+            return len(container.streams.video) > 1
+    except av.FFmpegError:
+        return False
 
 
 def _to_rgb8(img, path: Path) -> np.ndarray:  # noqa: ANN001 - a PIL image

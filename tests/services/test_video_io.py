@@ -240,3 +240,35 @@ def test_a_damaged_or_bomb_image_is_refused_naming_the_file_and_a_200_mp_photo_i
         warnings.simplefilter("error")
         image = read_image(tmp_path / "200mp.png")
     assert image.shape == (12_240, 16_320, 3) and image[::997, ::997].min() == 255
+
+
+def test_a_tiled_heic_photo_is_read_whole_and_rotated_or_refused_without_its_plugin(tmp_path, shared_data, repo_root):
+    """iPhones save HEIC photos as grids of tiles: FFmpeg (read_source's fallback) decoded the first tile alone, so a
+    256×256 corner of the photo was animated without a word. pillow-heif reads it whole, EXIF orientation applied;
+    without it the photo is refused in one line."""
+    import os
+    import subprocess
+    import sys
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    photo = Image.open(shared_data / "face_source_a.jpg")  # 600×704
+    exif = photo.getexif()
+    exif[0x0112] = 6  # shown turned 90° clockwise, as a phone held upright records it
+    photo.save(tmp_path / "IMG_0001.HEIC", quality=95, tile_size=256, exif=exif.tobytes())  # a 3×3 grid
+    with av.open(f"file:{tmp_path / 'IMG_0001.HEIC'}") as container:
+        assert len(container.streams.video) == 9  # what FFmpeg sees: nine tiles
+    image = read_image(tmp_path / "IMG_0001.HEIC")
+    expected = np.asarray(photo.transpose(Image.Transpose.ROTATE_270))  # 704×600 → 600×704
+    assert image.shape == expected.shape == (600, 704, 3)
+    assert np.abs(image.astype(int) - expected.astype(int)).mean() < 2.0  # HEVC at quality 95
+    code = ("import sys; sys.modules['pillow_heif'] = None\n"  # as where it is not installed
+            "from animate.files import read_source\n"
+            f"read_source({str(tmp_path / 'IMG_0001.HEIC')!r})")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(repo_root)})
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        f"services.video_read.DamagedImageError: {tmp_path / 'IMG_0001.HEIC'}: a HEIC/HEIF photo in tiles (as phones "
+        "save them), which only pillow-heif reads whole: `pip install pillow-heif`, or convert it to JPEG or PNG")
