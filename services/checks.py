@@ -24,8 +24,9 @@ def existing_file(flag: str, path: str | os.PathLike, what: str = "a file", endp
     fs, p = resolve(path, endpoint)
     if not fs.exists(p):
         raise UserError(f"{flag} {path}: no such file (expected {what})")
-    if not fs.isfile(p):
-        raise UserError(f"{flag} {path}: is a folder (expected {what})")
+    if not fs.isfile(p):  # a folder, or a device or pipe: /dev/null read as an empty config
+        kind = "is a folder" if fs.isdir(p) else "not a regular file (a device or pipe)"
+        raise UserError(f"{flag} {path}: {kind} (expected {what})")
     if fs.size(p) == 0:
         raise UserError(f"{flag} {path}: is empty (expected {what})")
 

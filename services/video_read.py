@@ -44,12 +44,19 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise that the stored frames are turned for display
 
 
+def _not_a_file(p: Path) -> str | None:
+    """Why `p` is no regular file to read (None: it is one)."""
+    if p.is_file():
+        return None
+    if p.is_dir():
+        return "is a directory, not a file"
+    return "not a regular file (a device or pipe)" if p.exists() else "no such file"
+
+
 def _open(path: PathLike) -> av.container.InputContainer:
     p = Path(path)
-    if not p.exists():
-        raise VideoError(f"{p}: no such file")
-    if p.is_dir():
-        raise VideoError(f"{p}: is a directory, not a video")
+    if why := _not_a_file(p):  # a pipe would block the read forever
+        raise VideoError(f"{p}: {why}")
     if p.stat().st_size == 0:
         raise VideoError(f"{p}: empty file (0 bytes)")
     try:
@@ -146,8 +153,8 @@ def read_image(path: PathLike) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
-    if not p.is_file():
-        raise ImageError(f"{p}: no such file")
+    if why := _not_a_file(p):
+        raise ImageError(f"{p}: {why}")
     Image.MAX_IMAGE_PIXELS = None  # checked here: PIL's 179 MP refused a 200 MP phone photo, and warned from 89 MP
     heif_plugin = _register_heif()
     try:

@@ -1,5 +1,6 @@
 """`fomm animate|info|runs` on the real media: outputs that decode as asked, and one clear line per bad input."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,8 @@ def media(tmp_path_factory, shared_data, tiny_config_path) -> dict[str, Path]:
         c.start_encoding()
     m["zero"] = root / "zero.avi"
     (m.setdefault("text", root / "notes.mp4")).write_text("not a video\n")
+    (root / "pipes").mkdir()
+    os.mkfifo(m.setdefault("fifo", root / "pipes" / "talk.mp4"))  # a named pipe: reading it would wait forever
     jpeg = (shared_data / "face_source_a.jpg").read_bytes()  # a JPEG cut off part-way: refused, never filled in
     (m.setdefault("cut_jpeg", root / "cut.jpg")).write_bytes(jpeg[: len(jpeg) * 2 // 3])
     face = np.asarray(Image.open(shared_data / "face_source_d.jpg").convert("RGB"))
@@ -146,6 +149,10 @@ BAD_INPUTS = {  # case: (changed arguments, the argument whose file the message 
     "output under a file": (lambda m, o: {"--out": m["text"] / "out.mp4"}, "--out", "is not a folder"),
     "output is a folder": (lambda m, o: {"--out": o}, "--out", "is a folder"),
     "output format": (lambda m, o: {"--out": o / "result.txt"}, "--out", "unsupported output format"),
+    # a device or a pipe was 'no such file' (source) or 'empty file (0 bytes)' (driving)
+    "source a device": (lambda m, o: {"--source": "/dev/null"}, "--source", "not a regular file (a device or pipe)"),
+    "driving a pipe": (lambda m, o: {"--driving": m["fifo"]}, "--driving", "not a regular file (a device or pipe)"),
+    "source a folder": (lambda m, o: {"--source": m["fifo"].parent}, "--source", "is a directory, not a file"),
 }
 
 

@@ -97,6 +97,10 @@ def test_checks(tmp_path, monkeypatch) -> None:
         checks.existing_file("--config", tmp_path / "empty", "a YAML")
     with pytest.raises(UserError, match="is a folder"):
         checks.existing_file("--config", tmp_path / "dir")
+    os.mkfifo(tmp_path / "pipe")  # and a device: each was 'is a folder'
+    for thing in ("/dev/null", tmp_path / "pipe"):
+        with pytest.raises(UserError, match=rf"^--config {thing}: not a regular file \(a device or pipe\) \(expected"):
+            checks.existing_file("--config", thing, "a YAML")
     checks.writable_dir("--out", tmp_path / "new" / "deeper")  # may be created later: fine, and not created now
     assert not (tmp_path / "new").exists()
     with pytest.raises(UserError, match="is a file, not a folder"):
