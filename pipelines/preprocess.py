@@ -60,6 +60,8 @@ def check(cfg: PreprocessConfig) -> None:
     if not storage.is_remote(cfg.input) and not any(c in cfg.input for c in "*?[") and not Path(cfg.input).exists():
         raise cli.UserError(f"--input {cfg.input}: no such folder or file (expected a folder, glob or metadata CSV "
                             "of videos)")
+    if not storage.is_remote(cfg.input):
+        checks.file_or_folder("--input", cfg.input, "a folder, glob or metadata CSV of videos")
     from preprocessing.shards import MANIFEST_NAME
 
     if storage.exists(storage.join(cfg.input, MANIFEST_NAME), cfg.endpoint):  # its _work/ copies would be found

@@ -263,6 +263,8 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
     checks.storage_reachable(flag, path, endpoint)
     if not storage.is_remote(path) and not Path(path).exists():
         raise UserError(f"{flag} {path}: no such file or folder (expected {SHARDS_EXPECTED})")
+    if not storage.is_remote(path):
+        checks.file_or_folder(flag, path, SHARDS_EXPECTED)
     where = path  # what an unreadable footer or manifest is reported as: the root, then each shard
     try:
         found = ShardSet.open(path, endpoint)

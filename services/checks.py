@@ -12,6 +12,15 @@ from pathlib import Path, PurePosixPath
 
 from services.cli import UserError
 
+NOT_REGULAR = "not a regular file (a device or pipe)"
+
+
+def file_or_folder(flag: str, path: str | os.PathLike, what: str) -> None:
+    """A local input that is a file or a folder, if it exists: a named pipe blocks whatever opens it (PyArrow, FFmpeg),
+    and SIGTERM does not end the wait."""
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):
+        raise UserError(f"{flag} {path}: {NOT_REGULAR} (expected {what})")
+
 
 def existing_file(flag: str, path: str | os.PathLike, what: str = "a file", endpoint: str | None = None) -> None:
     """A file that exists and is not empty: local, or s3:// at `endpoint` (see storage_reachable)."""
@@ -25,7 +34,7 @@ def existing_file(flag: str, path: str | os.PathLike, what: str = "a file", endp
     if not fs.exists(p):
         raise UserError(f"{flag} {path}: no such file (expected {what})")
     if not fs.isfile(p):  # a folder, or a device or pipe: /dev/null read as an empty config
-        kind = "is a folder" if fs.isdir(p) else "not a regular file (a device or pipe)"
+        kind = "is a folder" if fs.isdir(p) else NOT_REGULAR
         raise UserError(f"{flag} {path}: {kind} (expected {what})")
     if fs.size(p) == 0:
         raise UserError(f"{flag} {path}: is empty (expected {what})")

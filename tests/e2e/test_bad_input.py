@@ -177,6 +177,10 @@ CASES = [
          "warnings, then a traceback)", TRAIN + " --tracking-uri sqlite:///{typo_yaml}", "is not a SQLite database"),
     Case("preprocess", "swapped", "--input a dataset preprocess made (the copies of its videos in _work/ were "
          "preprocessed again)", "--input {dataset} --output {w}/ds", "--input"),
+    Case("train", "hang", "--data a named pipe (PyArrow waited for a writer forever, SIGTERM did not end it)",
+         TRAIN.replace("{shard}", "{pipe}"), "--data"),
+    Case("preprocess", "hang", "--input a named pipe (taken for a video; FFmpeg's open may wait for a writer)",
+         "--input {pipe} --output {w}/ds", "--input"),
 ]
 
 
@@ -226,6 +230,7 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
     (root / "pairs_blank.csv").write_text("source,driving,output\na.png,b.mp4,\n")
     (root / "dataset").mkdir()
+    os.mkfifo(root / "pipe.parquet")
     (root / "dataset" / "_manifest.json").write_text('{"version": 1, "shards": []}')
     (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
@@ -234,7 +239,7 @@ def prepare(root: Path) -> dict[str, str]:
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
              "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet",
-             "dataset": "dataset"}
+             "dataset": "dataset", "pipe": "pipe.parquet"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "train_only": str(train_only), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
