@@ -145,6 +145,9 @@ def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
                     f"{MLFLOW_PROBE.split('?')[0]})")
 
 
+S3_ANSWER_S = 20.0  # the input checks' S3 request: answered within this, or the endpoint is refused
+
+
 def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
     """An s3:// path's endpoint accepts connections, credentials exist and its bucket exists and lets them list it
     (jobs never create buckets); else an error naming the flag."""
@@ -157,14 +160,26 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
         return
     if url := s3_endpoint(endpoint):
         reachable(f"{flag} {path}: S3 endpoint", url)
+    import botocore.exceptions
     import botocore.session
+
+    from services.s3 import s3_filesystem
 
     if botocore.session.get_session().get_credentials() is None:
         raise StorageError(f"{flag} {path}: no S3 credentials ({CREDENTIALS_HINT})")
     fs, inside = resolve(path, endpoint)
     bucket = inside.split("/", 1)[0]
+    probe = s3_filesystem(s3_endpoint(endpoint), 0, S3_ANSWER_S)  # a port that never answers: seconds, not an hour
     try:  # one key at most: its error names the refusal (a HEAD's says only "Forbidden")
-        fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+        try:
+            probe.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+        except (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError):
+            raise StorageError(f"{flag} {path}: S3 endpoint {s3_endpoint(endpoint) or 'of AWS'}: no answer within "
+                               f"{S3_ANSWER_S:g} s (is it an S3 endpoint, at the right port?)") from None
+        except (FileNotFoundError, PermissionError):
+            raise
+        except OSError:  # it answered, busy (503 SlowDown, …): asked again as the job asks, with its retries
+            fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
     except FileNotFoundError:
         raise StorageError(f"{flag} {path}: no bucket {bucket!r} there (create it first, or check its name)") from None
     except PermissionError as err:  # wrong or expired keys, or no permission to list the bucket

@@ -102,3 +102,23 @@ def test_a_missing_folder_or_empty_s3_file_is_named_before_any_job(moto_s3):
     checks.existing_file("--checkpoint", f"{root}/dir/ckpt.pth.tar", "a checkpoint file")
     with pytest.raises(StorageError, match="^--data s3://no-such-bucket/x: no bucket 'no-such-bucket' there"):
         checks.storage_reachable("--data", "s3://no-such-bucket/x")
+
+
+def test_an_endpoint_that_takes_connections_and_never_answers_is_refused_within_the_probes_wait(monkeypatch):
+    """A wrong port that accepts TCP and never speaks HTTP: the check's request waited botocore's 60 s a try, 11 tries,
+    5 rounds of s3fs's own (a train command was still waiting after 300 s). Its one try now waits S3_ANSWER_S."""
+    import socket
+    import time
+
+    monkeypatch.setattr(checks, "S3_ANSWER_S", 1.0)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"  # the kernel accepts; nobody answers
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=rf"^--data s3://bucket/ds: S3 endpoint {endpoint}: no answer within "
+                                               r"1 s \(is it an S3 endpoint, at the right port\?\)$"):
+            checks.storage_reachable("--data", "s3://bucket/ds", endpoint)
+        assert time.monotonic() - started < 10
