@@ -26,7 +26,6 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
     """The Ray cluster to join answers on its port, else a UserError naming the flag (or $RAY_ADDRESS): ray.init
     would wait minutes on a dead address. None: a local Ray, with room for its session; "auto" and "local" are
     Ray's to resolve."""
-    import socket
 
     from services.errors import UserError
 
@@ -50,13 +49,33 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
     if not colon or not host or not port.isdigit():
         raise UserError(f"{where} {address}: expected HOST:PORT, ray://HOST:PORT or auto")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        silent = not _answers_http2(host, int(port))
     except (OSError, OverflowError) as err:  # OverflowError: a port above 65535
         raise UserError(f"{where} {address}: no Ray cluster answers there ({getattr(err, 'strerror', None) or err})"
                         ) from None
+    if silent:  # ray.init waited minutes, a warning every 5 s
+        raise UserError(f"{where} {address}: no Ray cluster answers there (the port takes connections, but nothing "
+                        f"answered within {ANSWER_S:g} s: another service's port?)")
     if not address.startswith("ray://") and not _lets_this_driver_in(address):
         raise UserError(f"{where} {address}: the Ray cluster refused this driver's authentication token (set "
                         "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN, or ~/.ray/auth_token, to the cluster's token)")
+
+
+ANSWER_S = 5.0  # a Ray GCS (a gRPC server) answers a new connection at once
+
+
+def _answers_http2(host: str, port: int) -> bool:
+    """Whether the server at host:port answers an HTTP/2 client's first bytes within ANSWER_S (a gRPC server sends
+    its settings; any other answer, or a close, counts too: only silence is no Ray GCS)."""
+    import socket
+
+    with socket.create_connection((host, port), timeout=ANSWER_S) as conn:
+        conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # preface, SETTINGS
+        try:
+            conn.recv(9)
+        except TimeoutError:
+            return False
+    return True
 
 
 def _lets_this_driver_in(address: str, wait: float = 5.0) -> bool:

@@ -290,10 +290,16 @@ def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) 
     monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{dead}")
     with pytest.raises(UserError, match=rf"^\$RAY_ADDRESS ray://127.0.0.1:{dead}: no Ray cluster answers there"):
         check_address(None)
-    with socket.socket() as server:  # a port that answers
+    from services import ray_start
+
+    monkeypatch.setattr(ray_start, "ANSWER_S", 0.5)
+    with socket.socket() as server:  # takes connections, never answers (ray.init waited minutes; joined: every test)
         server.bind(("127.0.0.1", 0))
         server.listen()
-        check_address(f"127.0.0.1:{server.getsockname()[1]}")
+        port = server.getsockname()[1]
+        with pytest.raises(UserError, match=rf"^--ray-address 127.0.0.1:{port}: no Ray cluster answers there \(the "
+                                            r"port takes connections, but nothing answered within 0.5 s"):
+            check_address(f"127.0.0.1:{port}")
 
 
 def test_ray_address_auto_where_no_ray_runs_is_one_line_before_any_output(tmp_path) -> None:
