@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from services.checks import NOT_REGULAR
 from services.cli import UserError
 
 PathLike = str | os.PathLike
@@ -50,7 +51,7 @@ def _not_a_file(p: Path) -> str | None:
         return None
     if p.is_dir():
         return "is a directory, not a file"
-    return "not a regular file (a device or pipe)" if p.exists() else "no such file"
+    return NOT_REGULAR if p.exists() else "no such file"
 
 
 def _open(path: PathLike) -> av.container.InputContainer:
