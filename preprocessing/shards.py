@@ -261,9 +261,9 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
     """The ShardSet of `path`, every footer read (half-written shards fail here, before Ray); else a UserError. With
     `frame_shape` (H, W the model sees), clips smaller than it get a note: each frame would be upsampled."""
     checks.storage_reachable(flag, path, endpoint)
-    if not storage.is_remote(path) and not Path(path).exists():
-        raise UserError(f"{flag} {path}: no such file or folder (expected {SHARDS_EXPECTED})")
     if not storage.is_remote(path):
+        if not Path(path).exists():
+            raise UserError(f"{flag} {path}: no such file or folder (expected {SHARDS_EXPECTED})")
         checks.file_or_folder(flag, path, SHARDS_EXPECTED)
     where = path  # what an unreadable footer or manifest is reported as: the root, then each shard
     try:
@@ -271,12 +271,14 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
         if not found.paths(split):
             of_split = f" of split {split!r}" if split else ""
             raise UserError(f"{flag} {path}: no shards{of_split} (expected {SHARDS_EXPECTED})")
+        columns = {}  # shard → its column names
         for shard, where in zip(found.paths(split), found.uris(split)):
-            if missing := sorted({"clip_id", "frames"} - set(pq.read_schema(shard, filesystem=found.location.fs).names)):
+            columns[shard] = set(pq.read_schema(shard, filesystem=found.location.fs).names)
+            if missing := sorted({"clip_id", "frames"} - columns[shard]):
                 raise UserError(f"{flag} {where}: not a clip shard (no column {missing[0]!r})")
         if frame_shape is not None:  # a dataset's clips share one --size: its first shard's say it
             first, where = found.paths(split)[0], found.uris(split)[0]
-            if {"height", "width"} <= set(pq.read_schema(first, filesystem=found.location.fs).names):
+            if {"height", "width"} <= columns[first]:
                 sizes = _read_shard(found.location, first, ["height", "width"]).to_pylist()
                 if small := [r for r in sizes if r["height"] < frame_shape[0] or r["width"] < frame_shape[1]]:
                     print(f"note: {flag} {path}: clips of {small[0]['width']}×{small[0]['height']} below the config's "

@@ -169,7 +169,7 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
         raise StorageError(f"{flag} {path}: no S3 credentials ({CREDENTIALS_HINT})")
     fs, inside = resolve(path, endpoint)
     bucket = inside.split("/", 1)[0]
-    probe = s3_filesystem(s3_endpoint(endpoint), 0, S3_ANSWER_S)  # a port that never answers: seconds, not an hour
+    probe = s3_filesystem(s3_endpoint(endpoint), 0, S3_ANSWER_S)  # one try: a port that never answers costs seconds
     try:  # one key at most: its error names the refusal (a HEAD's says only "Forbidden")
         try:
             probe.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)

@@ -29,16 +29,14 @@ class CountingS3FileSystem(s3fs.S3FileSystem):
 
 @functools.lru_cache(maxsize=16)
 def s3_filesystem(endpoint: str | None, attempts: int, answer_s: float | None = None) -> CountingS3FileSystem:
-    """One S3 filesystem per process and `endpoint` (None: AWS): `attempts` retries per request, listing caches off.
-    `answer_s`: one try per request, answered within that many seconds (the input checks' probe); else botocore's
-    60 s a try, and s3fs's own five rounds of tries on a timeout."""
+    """One S3 filesystem per process and `endpoint` (None: AWS): `attempts` retries per request (botocore's, after
+    the first try), listing caches off. `answer_s`: each try answered within that many seconds, and no rounds of
+    s3fs's own on a timeout (the input checks' probe); else botocore's 60 s a try, and s3fs's five rounds."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     client = {"region_name": region, **({"endpoint_url": endpoint} if endpoint else {})}
-    retries = {"max_attempts": attempts, "mode": "standard"}  # botocore: retries after the first try
-    config = {"retries": retries} if not answer_s else {
-        "retries": {"total_max_attempts": 1, "mode": "standard"}, "connect_timeout": answer_s, "read_timeout": answer_s}
+    timeouts = {"connect_timeout": answer_s, "read_timeout": answer_s} if answer_s else {}
     fs = CountingS3FileSystem(client_kwargs=client, skip_instance_cache=True, use_listings_cache=False,
-                              config_kwargs=config)
+                              config_kwargs={"retries": {"max_attempts": attempts, "mode": "standard"}, **timeouts})
     if answer_s:
         fs.retries = 1
     return fs
