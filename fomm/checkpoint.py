@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -39,6 +39,16 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict of state dicts, got {type(state).__name__}")
     return state
+
+
+def require_whole(f: BinaryIO, path: str | Path) -> None:
+    """Refuse a torch.save zip cut off (no zip directory at its end) by reading its head and that directory alone;
+    a legacy pickle passes (read_checkpoint judges it whole)."""
+    try:
+        if f.read(4) == b"PK\x03\x04":
+            zipfile.ZipFile(f).close()
+    except (zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {err}") from None
 
 
 # the original format's parts: the three networks and their optimisers

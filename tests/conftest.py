@@ -500,7 +500,7 @@ def wait_registered():  # noqa: ANN201 - a callable(job, timeout) -> registered 
     """Waits until Ray Train has registered a checkpoint of a training job (its snapshot names one), not
     merely begun writing one: a job stopped between the two resumes from an older checkpoint or from step 0."""
     from services.storage import StorageError
-    from training.trainer import registered_checkpoints
+    from training.job import registered_checkpoints
 
     def wait(job, timeout: float) -> list[str]:  # noqa: ANN001 - training.job.TrainJob
         deadline = time.time() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import re
 import socket
@@ -21,6 +22,9 @@ from services.atomic import parents_made
 from services.cli import RESUME_NOTE, UserError, field_default, field_flags, user_input, user_path
 from services.fields import check_fields, env_number, rule
 from services.ray_start import add_ray_address_flag
+
+CHECKPOINT_FILE = "checkpoint.pth.tar"  # in each checkpoint folder, the original format (fomm.checkpoint)
+RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +146,33 @@ def run_lock(job: TrainJob) -> Iterator[None]:
             os.close(fd)
 
 
+def registered_checkpoints(job: TrainJob) -> list[str]:
+    """Checkpoint directories of storage/<name> that Ray Train registered, oldest first; a resumed run restores
+    the last. A directory on disk but not listed (its job stopped while reporting it) is never restored."""
+    from services import storage
+
+    snapshot = storage.join(run_path(job), RAY_CHECKPOINTS_FILE)
+    if not storage.exists(snapshot, job.endpoint):
+        return []
+    state = json.loads(storage.read_bytes(snapshot, job.endpoint))
+    latest = (state.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+    names = [r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])]
+    return [n for n in names if n != latest] + ([latest] if latest else [])
+
+
+def check_resume_checkpoint(job: TrainJob) -> None:
+    """The checkpoint a --resume restores is whole: one cut off (a copy that died halfway) would fail every worker
+    restart alike, after Ray starts. Its zip directory, at the end, is read: a few KB, also on S3."""
+    from fomm.checkpoint import require_whole
+    from services import storage
+
+    if registered := registered_checkpoints(job):
+        path = storage.join(run_path(job), registered[-1], CHECKPOINT_FILE)
+        fs, fs_path = storage.resolve(path, job.endpoint)
+        with fs.open(fs_path, "rb") as f:
+            require_whole(f, path)
+
+
 def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
     """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
     exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
@@ -196,6 +227,8 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     local_room(job)
     room_wait_s()  # a bad $FOMM_ROOM_WAIT_S: one line now, not when the workers start
     check_plan(job, cfg, run_folder=not sweep)
+    if job.resume and not sweep:
+        check_resume_checkpoint(job)
 
 
 def room_wait_s() -> float:

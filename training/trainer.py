@@ -23,11 +23,18 @@ from services import ray_start, storage
 from services.errors import UserError, is_user_error
 from services.failures import every_task_fails
 from training import data
-from training.job import TrainJob, check_plan, room_wait_s, run_lock, run_path
-from training.worker import CHECKPOINT_FILE, DIVERGED_FILE, NO_SCORE, train_loop_per_worker
+from training.job import (
+    CHECKPOINT_FILE,
+    TrainJob,
+    check_plan,
+    registered_checkpoints,
+    room_wait_s,
+    run_lock,
+    run_path,
+)
+from training.worker import DIVERGED_FILE, NO_SCORE, train_loop_per_worker
 
 RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
-RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
 HEALTH_CHECK_S = 0.5  # how often Ray Train's controller looks at the workers (make_trainer)
 
 
@@ -59,18 +66,6 @@ class RunPlan:
     tracking_uri: str
     resume_from: str | None = None  # the registered checkpoint directory Ray Train will restore, if any
     started_at: float = field(default_factory=time.time)  # the time budget (max_minutes) counts from here
-
-
-def registered_checkpoints(job: TrainJob) -> list[str]:
-    """Checkpoint directories of storage/<name> that Ray Train registered, oldest first; a resumed run restores
-    the last. A directory on disk but not listed (its job stopped while reporting it) is never restored."""
-    snapshot = storage.join(run_path(job), RAY_CHECKPOINTS_FILE)
-    if not storage.exists(snapshot, job.endpoint):
-        return []
-    state = json.loads(storage.read_bytes(snapshot, job.endpoint))
-    latest = (state.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
-    names = [r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])]
-    return [n for n in names if n != latest] + ([latest] if latest else [])
 
 
 def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:

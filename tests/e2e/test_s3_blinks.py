@@ -94,7 +94,8 @@ def test_a_budget_run_on_s3_decays_on_schedule_and_checkpoints_whole_through_a_5
     import mlflow
 
     from tests.training.test_trainer_ray import SMALL, small_job, upload
-    from training.trainer import CHECKPOINT_FILE, fit, registered_checkpoints
+    from training.job import CHECKPOINT_FILE, registered_checkpoints
+    from training.trainer import fit
 
     bucket = f"s3://{blinking_s3['bucket']}/{tmp_path.name}"
     data = upload(synthetic_shards, f"{bucket}/shards")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fomm.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, read_checkpoint
+from fomm.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, read_checkpoint, require_whole
 from fomm.config.schema import load_config
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
@@ -88,6 +88,26 @@ def test_truncated_file_names_the_file(tmp_path, tiny):
         load_checkpoint(bad, generator=gen)
     with pytest.raises(CheckpointError, match=r"nowhere\.pth: checkpoint file not found"):
         load_checkpoint(tmp_path / "nowhere.pth", generator=gen)
+
+
+def test_a_cut_off_checkpoint_is_found_from_its_zip_directory_alone(tmp_path, tiny):
+    """`require_whole` (what --resume checks before Ray starts) refuses a file cut anywhere, even a byte short, and
+    passes a whole one and a legacy pickle, whose wholeness only reading it tells."""
+    cfg, kp, gen = tiny
+    whole = checkpoint_bytes(generator=gen, kp_detector=kp)
+    path = tmp_path / "ok.pth.tar"
+    path.write_bytes(whole)
+    with open(path, "rb") as f:
+        require_whole(f, path)
+    for cut in (len(whole) - 1, len(whole) // 2, 10):
+        path.write_bytes(whole[:cut])
+        with open(path, "rb") as f, pytest.raises(CheckpointError, match=r"ok\.pth\.tar: not a readable checkpoint"):
+            require_whole(f, path)
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"generator": {}}, legacy, _use_new_zipfile_serialization=False)
+    with open(legacy, "rb") as f:
+        require_whole(f, legacy)
+    assert read_checkpoint(legacy) == {"generator": {}}
 
 
 def test_wrong_config_lists_mismatched_keys(tmp_path, tiny, repo_root):

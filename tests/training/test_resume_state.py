@@ -69,8 +69,7 @@ def test_optimizer_state_and_step_survive_a_checkpoint(tiny_config_path, tmp_pat
 
 
 def test_registered_checkpoints_follow_ray_trains_snapshot_with_the_latest_last(tmp_path):
-    from training.job import TrainJob
-    from training.trainer import RAY_CHECKPOINTS_FILE, registered_checkpoints
+    from training.job import RAY_CHECKPOINTS_FILE, TrainJob, registered_checkpoints
 
     job = TrainJob(config="configs/vox-256.yaml", data=str(tmp_path), storage=str(tmp_path), name="run")
     assert registered_checkpoints(job) == []  # nothing registered: a resumed run starts at step 0

@@ -227,7 +227,8 @@ def test_a_run_whose_loss_turns_nan_fails_at_that_step_and_keeps_no_checkpoint_o
     """Learning rates of 1e30: step 1's update leaves weights that make step 2's losses NaN. The two DDP workers
     agree on it (an all-reduce) and both stop after that step; the run fails with one line naming the step, its
     MLflow run is FAILED and says why, and no checkpoint holds the NaN weights (before: a FINISHED run)."""
-    from training.trainer import TrainingDiverged, registered_checkpoints
+    from training.job import registered_checkpoints
+    from training.trainer import TrainingDiverged
 
     lrs = {f"lr_{net}": 1e30 for net in ("generator", "kp_detector", "discriminator")}
     job = dataclasses.replace(small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"),
