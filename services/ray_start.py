@@ -217,7 +217,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
 
     # a map task's own exception, not Ray Data's UserCodeException (which loses its cause on the way to the driver:
     # a full disk in a worker would read as a traceback, not as the one line services.failures gives it)
-    ray.data.DataContext.get_current().raise_original_map_exception = True
+    context = ray.data.DataContext.get_current()
+    context.raise_original_map_exception = True
+    # an actor's datasets (a training run's split coordinators) draw their bars here: into a log or a pipe each
+    # redraw was a line of terminal codes (200 for a 2-step run); there they log their progress as Ray's own do
+    context.use_ray_tqdm = context.use_ray_tqdm and sys.stdout.isatty()
     if not ray.is_initialized():
         path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
         in_job = os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # its env is set

@@ -3,6 +3,7 @@ the workers start, `make_trainer` wires Ray Train's configs, `fit` runs a whole 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -185,10 +186,22 @@ class StopWhereTheClusterCannotFeedTheRun(WorkerGroupCallback, ControllerCallbac
 class FommTrainer(ray.train.torch.TorchTrainer):
     """Ray Train's TorchTrainer without its driver's SIGINT handler, which turns Ctrl-C into SystemExit(1): exit 1,
     no line, the MLflow run FAILED. Ctrl-C stays the KeyboardInterrupt every stage ends on (exit 130, the run
-    KILLED); the driver's exit ends its Train controller and workers."""
+    KILLED); `fit_plan` then ends its Train controller at once (`end_controller`)."""
+
+    controller: Any = None  # the run's Train controller (an actor handle), kept where Ray would register its handler
 
     def _register_sigint_handler(self, controller: Any) -> None:
-        pass
+        self.controller = controller
+
+
+def end_controller(controller: Any) -> None:
+    """End an interrupted run's Train controller before its driver leaves. Left to die with the driver, it could
+    first make a new worker group's placement group (it saw its workers go as the driver removed the first), which
+    nothing removed: on a cluster the group held its CPUs until a restart, and the next run waited forever."""
+    if controller is not None:
+        with contextlib.suppress(Exception):  # already gone: nothing to end
+            ray.kill(controller, no_restart=True)
+            ray.get(controller.__ray_ready__.remote(), timeout=5)  # returns once it is dead (RayActorError)
 
 
 def make_trainer(plan: RunPlan, callbacks: list | None = None) -> ray.train.torch.TorchTrainer:
@@ -241,8 +254,9 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
     from services.tracking.run import Tracker, end_reason, end_status
 
     result, status, reason = None, "FINISHED", None
+    trainer = make_trainer(plan, callbacks)
     try:
-        result = make_trainer(plan, callbacks).fit()
+        result = trainer.fit()
         if result.error is not None:
             raise result.error
         if (step := _diverged_at(plan)) is not None:
@@ -253,6 +267,8 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
                 f"checkpoint before it ({last or 'none was taken'})")
     except BaseException as exc:  # Ray Train V2 raises TrainingFailedError; Ctrl-C arrives as KeyboardInterrupt
         status, reason = end_status(exc), end_reason(exc)
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM (`ray job stop`), SIGHUP
+            end_controller(trainer.controller)
         raise
     finally:
         tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)

@@ -85,6 +85,13 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     assert last_line(logs) == (f"train: stopped by SIGTERM (work done so far is kept in {storage / 'job'}: "
                                   "rerun the same command with --resume to go on from its last checkpoint)"), logs[-3000:]
     assert "Traceback" not in logs, logs[-3000:]
+    # the stopped job holds no placement group: a group left CREATED keeps its CPUs from every later job
+    from ray.util.state import list_placement_groups
+
+    job_id = jobs.get_job_info(first).driver_info.id
+    held = [g for g in list_placement_groups(address=ray_head["dashboard"], detail=True)
+            if g.placement_group_id.endswith(job_id) and g.state != "REMOVED"]
+    assert held == [], held
     registered = registered_checkpoints(job)
     kept_steps = [read_checkpoint(storage / "job" / name / "checkpoint.pth.tar")["step"] for name in registered]
     assert kept_steps and 2 <= min(kept_steps) and max(kept_steps) < 10
@@ -98,6 +105,9 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     checkpoint = re.search(r"^checkpoint: (\S+)", logs, re.M).group(1)
     assert re.search(r"^mlflow run id: (\w+)", logs, re.M).group(1) == run_id  # the same MLflow run
     assert not re.search(r"^val_l1: ", logs, re.M)  # --val-clips 0: no score (was the ranking placeholder, 1e9)
+    # a job's log is a file: Ray Data's bars in the workers' split coordinators came as redraws, each a line of
+    # terminal codes (a cursor up: "\x1b[A"), 200 lines for 2 steps; they log their progress as plain lines now
+    assert "\x1b[A" not in logs and "Total Progress" in logs, logs[-3000:]
 
     state = read_checkpoint(checkpoint)
     assert state["step"] == 10 and state["epoch"] == 1  # 6 steps per epoch: one done, 4 steps into the next
