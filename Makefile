@@ -10,8 +10,9 @@ PIP := $(BIN)/pip -qq --disable-pip-version-check
 venv: $(STAMP)
 
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build. pip at -qq prints errors only. pip
-# byte-compiles what it installs on one core; compileall does it once at the end on all of them (90 s → 69 s on 2
-# cores), so no process pays for it, even where PYTHONDONTWRITEBYTECODE is set (a file it cannot compile is skipped)
+# byte-compiles what it installs on one core; compileall does it once at the end on all of them (`make venv` 120 s
+# → 84–102 s on 2 cores): no process pays for it, even where PYTHONDONTWRITEBYTECODE is set (a file that does not
+# compile is skipped)
 $(STAMP): pyproject.toml constraints.txt
 	@echo "installing into $(VENV) (a few minutes the first time)"
 	@test -d $(VENV) || $(PY) -m venv $(VENV)
