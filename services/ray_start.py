@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
@@ -229,7 +228,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         settings = {k: os.environ[k] for k in WORKER_SETTINGS if k in os.environ}  # the stage's, in its workers too
         runtime_env = None if in_job else {"env_vars": {"PYTHONPATH": path, **settings}}
         check_address(address)
-        flagged, address = address is not None, cluster_address(address)
+        address = cluster_address(address)
         where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
         if address in (None, "local"):  # a new local Ray
             token_for_a_local_ray()
@@ -237,16 +236,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
             runtime_env["worker_process_setup_hook"] = "services.ray_start.local_worker_setup"
         before = signal.getsignal(signal.SIGTERM)
         _joined[:] = [address] if address not in (None, "local") else []
-        client = str(address).startswith("ray://")
-        if client:  # its notes on every connect, and a warning our line repeats
-            logging.getLogger("ray.client_builder").setLevel(logging.WARNING)
-            warnings.filterwarnings("ignore", "Ray Client connection timed out", UserWarning)
-        try:
-            ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
-        except ConnectionError as err:  # a Ray Client (ray://) port that opened no session: a traceback was all
-            if client:
-                raise client_refused(address, flagged, err) from None
-            raise
+        ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
         if threading.current_thread() is threading.main_thread():
             # ray.init sets a Python SIGTERM handler (sys.exit(15), which a Ray wait turns into exit 1), then its
             # core worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put a
@@ -254,18 +244,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
             signal.signal(signal.SIGTERM, before if callable(before) else signal.getsignal(signal.SIGTERM))
     for logger in ("ray", "ray.data"):  # after ray.init, which sets up "ray"'s: Tune's, Ray Train's driver-side lines
         console_without_tracebacks(logger)
-
-
-def client_refused(address: str, flagged: bool, err: ConnectionError) -> Exception:
-    """The UserError for a Ray Client address (ray://) whose ray.init failed (`flagged`: given as --ray-address),
-    with the client's reason: a port not its server's (it waits 30 s), a session its server did not start."""
-    from services.errors import UserError
-
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    reason = lines[-1] if lines else type(err).__name__  # a server's failure ends its message, under a traceback
-    return UserError(f"{'--ray-address' if flagged else '$RAY_ADDRESS'} {address}: the Ray Client opened no session "
-                     f"({reason}): is it the head's client port (10001 by default)? Else try again, or submit the "
-                     "stage with `ray job submit`")
 
 
 def connected() -> bool:
