@@ -44,10 +44,14 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
                             "`ray start --head`, or give its HOST:PORT)") from None
     if address.startswith(("http://", "https://")):  # the dashboard's: what `ray job submit --address` takes
         raise UserError(f"{where} {address}: a dashboard URL is for `ray job submit`; a driver joins the cluster "
-                        "at HOST:6379 (its GCS) or ray://HOST:10001")
-    host, colon, port = address.removeprefix("ray://").rpartition(":")
+                        "at HOST:6379 (its GCS)")
+    if address.startswith("ray://"):  # Ray Data runs no dataset in a Ray Client driver (ray-project/ray#42739)
+        raise UserError(f"{where} {address}: a Ray Client address; Ray Data, which every stage uses, does not run "
+                        "over Ray Client: submit the stage with `ray job submit --address http://HOST:8265 -- python "
+                        "pipelines/…`, or join at HOST:6379 from a machine of the cluster's network")
+    host, colon, port = address.rpartition(":")
     if not colon or not host or not port.isdigit():
-        raise UserError(f"{where} {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+        raise UserError(f"{where} {address}: expected HOST:PORT or auto")
     try:
         silent = not _answers_http2(host, int(port))
     except (OSError, OverflowError) as err:  # OverflowError: a port above 65535
@@ -56,7 +60,7 @@ def check_address(address: str | None = None, flag: str = "--ray-address") -> No
     if silent:  # ray.init waited minutes, a warning every 5 s
         raise UserError(f"{where} {address}: no Ray cluster answers there (the port takes connections, but nothing "
                         f"answered within {ANSWER_S:g} s: another service's port?)")
-    if not address.startswith("ray://") and not _lets_this_driver_in(address):
+    if not _lets_this_driver_in(address):
         raise UserError(f"{where} {address}: the Ray cluster refused this driver's authentication token (set "
                         "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN, or ~/.ray/auth_token, to the cluster's token)")
 
@@ -229,7 +233,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         runtime_env = None if in_job else {"env_vars": {"PYTHONPATH": path, **settings}}
         check_address(address)
         address = cluster_address(address)
-        where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+        # "local": a new Ray of this process's own, also where `ray start` runs one here (ray.init joined that,
+        # then refused num_cpus with a traceback: the cluster is the user's to name with --ray-address)
+        where = {"address": address} if address else {"address": "local", "num_cpus": num_cpus,
+                                                      "include_dashboard": False}
         if address in (None, "local"):  # a new local Ray
             token_for_a_local_ray()
         if runtime_env is not None and not address:

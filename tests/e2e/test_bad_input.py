@@ -147,6 +147,8 @@ CASES = [
          "--input synthetic:1 --output {w}/ds --ray-address 127.0.0.1:{dead}", "--ray-address"),
     Case("evaluate", "wrong type", "--ray-address is a dashboard URL (what `ray job submit` takes)",
          EVAL + " --ray-address http://127.0.0.1:{dead}", "--ray-address"),
+    Case("train", "wrong type", "--ray-address is a Ray Client address (Ray Data fails in such a driver, after Ray "
+         "and the run have started)", TRAIN + " --ray-address ray://127.0.0.1:{dead}", "--ray-address"),
     Case("preprocess", "typo", "--output gs://… (only local paths and s3://: it was a local folder 'gs:')",
          "--input synthetic:1 --output gs://bucket/ds", "--output"),
     Case("train", "typo", "--data s3:// without a bucket", "--config {tiny} --data s3:///shards --storage {w}/store",

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -283,12 +284,19 @@ def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) 
     check_address(None)  # a local Ray: nothing to try
     with pytest.raises(UserError, match=rf"^--ray-address 127.0.0.1:{dead}: no Ray cluster answers there"):
         check_address(f"127.0.0.1:{dead}")
-    with pytest.raises(UserError, match=r"^--ray-address head: expected HOST:PORT, ray://HOST:PORT or auto$"):
+    with pytest.raises(UserError, match=r"^--ray-address head: expected HOST:PORT or auto$"):
         check_address("head")
     with pytest.raises(UserError, match=r"^--ray-address http://h:8265: a dashboard URL is for `ray job submit`"):
         check_address("http://h:8265")
-    monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{dead}")
-    with pytest.raises(UserError, match=rf"^\$RAY_ADDRESS ray://127.0.0.1:{dead}: no Ray cluster answers there"):
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{dead}")
+    with pytest.raises(UserError, match=rf"^\$RAY_ADDRESS 127.0.0.1:{dead}: no Ray cluster answers there"):
+        check_address(None)
+    # Ray Client: a stage's first dataset failed in the driver (`'Worker' object has no attribute 'core_worker'`, a
+    # traceback after Ray and the run had started); a client port that opened no session, 30 s then a traceback
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    with pytest.raises(UserError, match=r"^\$RAY_ADDRESS ray://head:10001: a Ray Client address; Ray Data, which "
+                                        r"every stage uses, does not run over Ray Client: submit the stage with "
+                                        r"`ray job submit --address http://HOST:8265"):
         check_address(None)
     from services import ray_start
 
@@ -399,6 +407,23 @@ def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) 
             done = subprocess.run(check, env={**base, **auth}, capture_output=True, text=True, timeout=60)
             assert done.stderr.strip().splitlines()[-1] == f"services.errors.UserError: {refused}", done.stderr
             assert "gcs_client" not in done.stderr and time.time() - started < 20  # no retries, no C++ warning
+        # no --ray-address, no $RAY_ADDRESS, but a Ray that `ray start` runs on this machine (its address in
+        # <Ray's temporary folder>/ray_current_cluster): ray.init joined it, then refused the local Ray's num_cpus
+        # with a traceback. A stage starts its own local Ray, as its help says, and leaves that cluster alone
+        rtmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths have a length limit
+        try:
+            (rtmp / "ray").mkdir()
+            (rtmp / "ray" / "ray_current_cluster").write_text(cluster.address)
+            script = ("from services.ray_start import ensure_ray; ensure_ray(num_cpus=1); import ray; "
+                      "print(ray.get_runtime_context().gcs_address, ray.get(ray.remote(lambda: 6 * 7).remote()))")
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                                  env={**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_TMPDIR": str(rtmp)},
+                                  cwd=Path(__file__).resolve().parents[2])
+            assert done.returncode == 0, done.stderr[-3000:]
+            gcs, answer = done.stdout.split()
+            assert gcs != cluster.address and answer == "42"
+        finally:
+            shutil.rmtree(rtmp, ignore_errors=True)
     finally:
         cluster.stop()
         shutil.rmtree(cluster.temp_dir, ignore_errors=True)
