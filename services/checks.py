@@ -151,7 +151,7 @@ S3_ANSWER_S = 20.0  # the input checks' S3 request: answered within this, or the
 def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
     """An s3:// path's endpoint accepts connections, credentials exist and its bucket exists and lets them list it
     (jobs never create buckets); else an error naming the flag."""
-    from services.failures import CREDENTIALS_HINT
+    from services.failures import CREDENTIALS_HINT, environment_failure, first_line
     from services.storage import StorageError, is_remote, resolve, s3_endpoint, url_problem
 
     if problem := url_problem(path):
@@ -165,11 +165,15 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
 
     from services.s3 import s3_filesystem
 
-    if botocore.session.get_session().get_credentials() is None:
-        raise StorageError(f"{flag} {path}: no S3 credentials ({CREDENTIALS_HINT})")
-    fs, inside = resolve(path, endpoint)
+    try:  # AWS settings no request passes (a profile that is not there, a malformed region) and sign-ins that fail
+        if botocore.session.get_session().get_credentials() is None:
+            raise StorageError(f"{flag} {path}: no S3 credentials ({CREDENTIALS_HINT})")
+        fs, inside = resolve(path, endpoint)
+        probe = s3_filesystem(s3_endpoint(endpoint), 0, S3_ANSWER_S)  # one try: a port that never answers: seconds
+        probe.connect()
+    except botocore.exceptions.BotoCoreError as err:
+        raise StorageError(f"{flag} {path}: {environment_failure(err) or f'S3: {first_line(err)}'}") from None
     bucket = inside.split("/", 1)[0]
-    probe = s3_filesystem(s3_endpoint(endpoint), 0, S3_ANSWER_S)  # one try: a port that never answers costs seconds
     try:  # one key at most: its error names the refusal (a HEAD's says only "Forbidden")
         try:
             probe.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)

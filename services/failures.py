@@ -18,6 +18,16 @@ S3_KEYS_REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"
 S3_REFUSED = S3_KEYS_REFUSED | {"AccessDenied", "403"}  # error codes of S3's refusals ("403": a HEAD's)
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}  # a full disk (or quota): waiting or retrying frees no space
 SHARED_ERRNOS = FULL_ERRNOS | {errno.EROFS}  # a disk's state, not one file's
+# botocore's errors for AWS settings no request could pass (a profile AWS_PROFILE names that does not exist, a
+# malformed region or ~/.aws/config), and for credentials it could not fetch (an expired SSO login, a failing
+# credential_process): every S3 request fails alike
+AWS_SETTINGS = tuple(f"botocore:{name}" for name in (
+    "ProfileNotFound", "ConfigParseError", "ConfigNotFound", "InvalidConfigError", "InvalidRegionError",
+    "NoRegionError", "InvalidS3AddressingStyleError", "InvalidRetryConfigurationError", "InvalidProxiesConfigError",
+    "InvalidDefaultsMode", "UnknownCredentialError"))
+AWS_SIGN_IN = tuple(f"botocore:{name}" for name in (
+    "CredentialRetrievalError", "SSOError", "TokenRetrievalError", "LoginError", "RefreshWithMFAUnsupportedError"))
+AWS_SETTINGS_HINT = "check AWS_PROFILE, AWS_REGION or AWS_DEFAULT_REGION, and ~/.aws/config"
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
@@ -63,6 +73,10 @@ def _line(err: BaseException) -> str | None:
         return f"S3: {first_line(err)} ({CREDENTIALS_HINT})"
     if _named(err, "botocore:EndpointConnectionError", "botocore:ConnectTimeoutError"):
         return f"S3: {first_line(err)}"
+    if _named(err, *AWS_SETTINGS):
+        return f"S3: {first_line(err).rstrip('.')} ({AWS_SETTINGS_HINT})"
+    if _named(err, *AWS_SIGN_IN):
+        return f"S3: no credentials: {first_line(err).rstrip(': .')} (sign in again, or {CREDENTIALS_HINT})"
     if refusal := _s3_refusal(err):
         return (f"S3 refused access: {refusal.get('Message') or refusal['Code']} (check the credentials: "
                 f"{CREDENTIALS_HINT}, and the bucket's permissions)")
@@ -126,10 +140,10 @@ def user_error_line(err: BaseException) -> str | None:
 
 def every_task_fails(err: BaseException) -> bool:
     """Whether every later task would fail as `err` did (a full, over-quota or read-only disk, Ray's too; no S3
-    credentials, or keys S3 refuses; no S3 endpoint): a batch stops on it instead of recording the same failure for
-    each item."""
+    credentials, AWS settings no request passes, or keys S3 refuses; no S3 endpoint): a batch stops on it instead of
+    recording the same failure for each item."""
     return any((isinstance(link, OSError) and link.errno in SHARED_ERRNOS)
                or _named(link, "botocore:NoCredentialsError", "botocore:PartialCredentialsError",
-                         "botocore:EndpointConnectionError", "ray:OutOfDiskError")
+                         "botocore:EndpointConnectionError", "ray:OutOfDiskError", *AWS_SETTINGS, *AWS_SIGN_IN)
                or _s3_refusal(link).get("Code") in S3_KEYS_REFUSED
                for link in _chain(err))

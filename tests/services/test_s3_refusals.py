@@ -122,3 +122,42 @@ def test_an_endpoint_that_takes_connections_and_never_answers_is_refused_within_
                                                r"1 s \(is it an S3 endpoint, at the right port\?\)$"):
             checks.storage_reachable("--data", "s3://bucket/ds", endpoint)
         assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(("settings", "line"), [
+    ({"AWS_PROFILE": "nope"}, "S3: The config profile (nope) could not be found"),  # a typo, or another machine's
+    ({"AWS_DEFAULT_REGION": "us east"}, "S3: Provided region_name 'us east' doesn't match a supported format"),
+    ({"AWS_CONFIG_FILE": "{unparsable}"}, "S3: Unable to parse config file: {unparsable}"),
+    ({"AWS_CONFIG_FILE": "{failing_process}", "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None},
+     "S3: no credentials: Error when retrieving credentials from custom-process"),  # as an expired sign-in fails
+])
+def test_aws_settings_no_request_passes_are_one_line_naming_the_flag(refusing_s3, wrong_keys, monkeypatch, tmp_path,
+                                                                     settings, line):
+    """botocore refuses such settings before any request (a traceback, exit 1, was all): the input check names the
+    flag, any other place gives the same line, and a batch stops on it as on missing keys."""
+    import botocore.session
+
+    from services.s3 import s3_filesystem
+
+    files = {"unparsable": tmp_path / "config", "failing_process": tmp_path / "process"}
+    files["unparsable"].write_text("[default\nregion = us-east-1\n")
+    files["failing_process"].write_text("[default]\ncredential_process = /bin/false\n")
+    names = {name: str(path) for name, path in files.items()}
+    for key, value in settings.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value.format(**names))
+    line = line.format(**names)
+    s3_filesystem.cache_clear()  # a filesystem made under the session's own settings would not ask again
+    try:
+        with pytest.raises(StorageError) as raised:
+            checks.storage_reachable("--data", "s3://bucket/shards", endpoint=refusing_s3)
+        assert str(raised.value).startswith(f"--data s3://bucket/shards: {line} (")
+        with pytest.raises(Exception) as raw:  # noqa: PT011 - botocore's own class, whichever it is
+            session = botocore.session.get_session()
+            session.get_credentials()
+            session.create_client("s3", region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+        assert environment_failure(raw.value).startswith(f"{line} (") and every_task_fails(raw.value)
+    finally:
+        s3_filesystem.cache_clear()
