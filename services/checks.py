@@ -206,6 +206,13 @@ def tracking_uri(flag: str, uri: str | None, write: bool = True) -> None:
 
                 sqlite_store("--tracking-uri (the default)", default_tracking_uri(), create=True)
             return
+    if uri.split("://")[0] in DATABRICKS:  # a Databricks workspace: MLflow signs in with its own settings
+        from services.tracking.store import databricks_problem
+
+        if problem := databricks_problem(uri):
+            raise UserError(f"{flag} {uri}: {problem} (set DATABRICKS_HOST and DATABRICKS_TOKEN, or a profile "
+                            "in ~/.databrickscfg)")
+        return
     parsed = parsed_url(flag, uri)
     scheme = parsed.scheme
     if scheme in ("http", "https"):
@@ -220,9 +227,30 @@ def tracking_uri(flag: str, uri: str | None, write: bool = True) -> None:
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):  # MLflow's opt-out
             raise UserError(f"{flag} {uri}: a folder store, which MLflow 3 refuses (use sqlite:///"
                             f"{local.resolve() / 'mlflow.db'}, or set MLFLOW_ALLOW_FILE_STORE=true)")
-    elif scheme not in ("databricks", "postgresql", "mysql", "mssql"):
+    elif scheme.split("+")[0] in SQL_STORES:  # postgresql+psycopg2://… names its driver
+        database_driver(flag, uri)
+    else:
         raise UserError(f"{flag} {uri}: unknown tracking URI scheme {scheme!r} (expected http(s)://, sqlite:/// "
                         "or a folder)")
+
+
+DATABRICKS = ("databricks", "databricks-uc", "uc")  # MLflow's names for a workspace (databricks://PROFILE too)
+SQL_STORES = ("postgresql", "mysql", "mssql")  # the databases MLflow keeps runs in besides SQLite
+
+
+def database_driver(flag: str, uri: str) -> None:
+    """A database store's Python driver is installed: MLflow imported it at its first call (a traceback, after
+    Ray had started). SQLAlchemy names the driver the URL's dialect takes."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except ImportError as err:
+        raise UserError(f"{flag} {uri}: its database driver ({err.name or err}) is not installed: install it, or "
+                        "log to an MLflow server (http://HOST:5000) that keeps its runs in that database") from None
+    except (ArgumentError, NoSuchModuleError) as err:
+        raise UserError(f"{flag} {uri}: not a database URL ({str(err).splitlines()[0]})") from None
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -45,6 +46,25 @@ def default_tracking_uri() -> str:
 def local_sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite:/// URI (None: another kind of store)."""
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def databricks_problem(uri: str) -> str | None:
+    """Why MLflow has no Databricks sign-in for `uri` (databricks or databricks://PROFILE), None when it has one:
+    DATABRICKS_HOST, or the profile in ~/.databrickscfg ($DATABRICKS_CONFIG_FILE). Read locally: whether the
+    workspace takes it is the first request's to say (the SDK's own check asks the host, minutes on a dead one)."""
+    import configparser
+
+    profile = uri.partition("://")[2].split(":")[0] or os.environ.get("DATABRICKS_CONFIG_PROFILE") or "DEFAULT"
+    if os.environ.get("DATABRICKS_HOST") and "://" not in uri:
+        return None
+    cfg = Path(os.environ.get("DATABRICKS_CONFIG_FILE") or Path.home() / ".databrickscfg").expanduser()
+    profiles = configparser.ConfigParser()
+    with contextlib.suppress(OSError, configparser.Error):
+        profiles.read(cfg)
+    if profiles.has_option(profile, "host"):
+        return None
+    missing = f"no profile {profile!r} with a host in {cfg}"
+    return f"no Databricks sign-in: {missing if '://' in uri else f'no DATABRICKS_HOST, and {missing}'}"
 
 
 def make_client(tracking_uri: str | None = None) -> mlflow.MlflowClient:

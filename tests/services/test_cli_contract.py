@@ -133,6 +133,32 @@ def test_checks(tmp_path, monkeypatch) -> None:
         checks.tracking_uri("--tracking-uri", None)
 
 
+def test_a_database_or_databricks_store_this_machine_cannot_use_is_refused_before_the_work(tmp_path, monkeypatch):
+    """A PostgreSQL or MySQL store without its Python driver was a traceback once MLflow opened it (after Ray had
+    started); `databricks` was taken for a folder; a workspace with no sign-in set up failed after Ray started."""
+    for uri, driver in (("postgresql://u@127.0.0.1:9/runs", "psycopg"), ("mysql://u@h/runs", "MySQLdb"),
+                        ("postgresql+psycopg2://u@h/runs", "psycopg2")):  # a driver named in the scheme
+        with pytest.raises(UserError, match=rf"^--tracking-uri {re.escape(uri)}: its database driver \({driver}\) is "
+                                            r"not installed: install it, or log to an MLflow server"):
+            checks.tracking_uri("--tracking-uri", uri)
+    with pytest.raises(UserError, match=r"^--tracking-uri postgresql\+nodriver://h/runs: not a database URL"):
+        checks.tracking_uri("--tracking-uri", "postgresql+nodriver://h/runs")
+    cfg = tmp_path / "databrickscfg"
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(cfg))
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
+    monkeypatch.delenv("DATABRICKS_CONFIG_PROFILE", raising=False)
+    with pytest.raises(UserError, match=rf"^--tracking-uri databricks: no Databricks sign-in: no DATABRICKS_HOST, "
+                                        rf"and no profile 'DEFAULT' with a host in {cfg} \(set DATABRICKS_HOST"):
+        checks.tracking_uri("--tracking-uri", "databricks")
+    cfg.write_text("[lab]\nhost = https://lab.example\ntoken = t\n")
+    checks.tracking_uri("--tracking-uri", "databricks://lab")  # signed in: whether it answers is the run's to see
+    with pytest.raises(UserError, match=rf"^--tracking-uri databricks://prod: no Databricks sign-in: no profile "
+                                        rf"'prod' with a host in {cfg} "):
+        checks.tracking_uri("--tracking-uri", "databricks://prod")
+    monkeypatch.setenv("DATABRICKS_HOST", "https://lab.example")
+    checks.tracking_uri("--tracking-uri", "databricks")
+
+
 def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_work(tmp_path, monkeypatch) -> None:
     # MLflow retried each of these for 100 s (40 warning lines), then ended in a traceback, after Ray had started
     (tmp_path / "notes.db").write_text("not a database\n")
