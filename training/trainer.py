@@ -253,9 +253,9 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
     Ctrl-C: KILLED), tagged with the latest checkpoint; raises the run's error."""
     from services.tracking.run import Tracker, end_reason, end_status
 
-    result, status, reason = None, "FINISHED", None
-    trainer = make_trainer(plan, callbacks)
+    result, status, reason, trainer = None, "FINISHED", None, None
     try:
+        trainer = make_trainer(plan, callbacks)
         result = trainer.fit()
         if result.error is not None:
             raise result.error
@@ -268,7 +268,7 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
     except BaseException as exc:  # Ray Train V2 raises TrainingFailedError; Ctrl-C arrives as KeyboardInterrupt
         status, reason = end_status(exc), end_reason(exc)
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM (`ray job stop`), SIGHUP
-            end_controller(trainer.controller)
+            end_controller(getattr(trainer, "controller", None))
         raise
     finally:
         tracker = Tracker(tracking_uri=plan.tracking_uri, run_id=plan.mlflow_run_id)
