@@ -163,12 +163,15 @@ def registered_checkpoints(job: TrainJob) -> list[str]:
 def check_resume_checkpoint(job: TrainJob) -> None:
     """The checkpoint a --resume restores is whole: one cut off (a copy that died halfway) would fail every worker
     restart alike, after Ray starts. Its zip directory, at the end, is read: a few KB, also on S3."""
-    from fomm.checkpoint import require_whole
+    from fomm.checkpoint import CheckpointError, require_whole
     from services import storage
 
     if registered := registered_checkpoints(job):
         path = storage.join(run_path(job), registered[-1], CHECKPOINT_FILE)
         fs, fs_path = storage.resolve(path, job.endpoint)
+        if not fs.isfile(fs_path):  # removed by hand: Ray Train restores its latest registered checkpoint only
+            raise CheckpointError(f"{path}: checkpoint file not found (the run's latest registered checkpoint: put "
+                                  "it back, or train a new run with another --name)")
         with fs.open(fs_path, "rb") as f:
             require_whole(f, path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 import torch
 
 from fomm.checkpoint import read_checkpoint
@@ -80,3 +81,15 @@ def test_registered_checkpoints_follow_ray_trains_snapshot_with_the_latest_last(
                 "latest_checkpoint_result": {"checkpoint_dir_name": "checkpoint_e0000_s00000004"}}
     (tmp_path / "run" / RAY_CHECKPOINTS_FILE).write_text(json.dumps(snapshot))
     assert registered_checkpoints(job) == ["checkpoint_e0000_s00000002", "checkpoint_e0000_s00000004"]
+    # --resume checks the latest before Ray starts: a file removed by hand is named (Ray Train would restore it)
+    from fomm.checkpoint import CheckpointError
+    from training.job import check_resume_checkpoint
+
+    resumed = dataclasses.replace(job, resume=True)
+    latest = tmp_path / "run" / "checkpoint_e0000_s00000004" / "checkpoint.pth.tar"
+    with pytest.raises(CheckpointError, match=rf"^{latest}: checkpoint file not found \(the run's latest registered"):
+        check_resume_checkpoint(resumed)
+    latest.parent.mkdir()
+    latest.write_bytes(b"PK\x03\x04" + bytes(100))  # its start, cut off before the zip directory
+    with pytest.raises(CheckpointError, match=rf"^{latest}: not a readable checkpoint \(truncated or corrupt\?\)"):
+        check_resume_checkpoint(resumed)
