@@ -12,11 +12,13 @@ interrupted run, re-run, gives byte-identical shards."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import posixpath
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,6 +29,7 @@ from preprocessing.process import StageError, detector_for, process_video
 from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
 from preprocessing.sources import VideoTask, collect_tasks
 from services import s3_retries, storage
+from services.atomic import held_alone
 from services.fields import RULE, flag_of
 
 PART_META_KEY = b"fomm_part"
@@ -257,9 +260,18 @@ def pending(cfg: PreprocessConfig) -> tuple[Layout, list[VideoTask]]:
     return layout, [t for t in tasks if t.video_id not in done]
 
 
+def writing_alone(cfg: PreprocessConfig) -> contextlib.AbstractContextManager:
+    """One preprocess run at a time writes a local --output: a second's merge found the first's parts gone (a
+    traceback, exit 1). An flock (services.atomic.held_alone); S3 has no lock."""
+    if storage.is_remote(cfg.output):
+        return contextlib.nullcontext()
+    return held_alone(Path(cfg.output) / ".preprocess.lock", f"--output {cfg.output}: a preprocess run is writing "
+                      "there now", "wait for it to end, or choose another --output")
+
+
 def run_local(cfg: PreprocessConfig) -> dict:
     """The whole job in this process, without Ray (small inputs, tests, debugging)."""
-    with s3_retries.counting_retries() as retries:
+    with writing_alone(cfg), s3_retries.counting_retries() as retries:
         layout, todo = pending(cfg)
         detector = detector_for(cfg) if any(not t.segments for t in todo) else None
         for task in todo:

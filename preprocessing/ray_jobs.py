@@ -44,7 +44,7 @@ def assemble_shard_row(row: dict, cfg: PreprocessConfig) -> dict:
 def run_preprocess(cfg: PreprocessConfig, address: str | None = None) -> dict:
     """Skip finished videos, process the rest on Ray Data, pack shards, commit the manifest; returns
     where the shards, manifest and error table are, with counts (see dataset_writer.summarize)."""
-    with s3_retries.counting_retries() as retries:  # this driver's; the workers report theirs in their rows
+    with dw.writing_alone(cfg), s3_retries.counting_retries() as retries:  # the driver's; workers: in their rows
         worker_retries = 0
         layout, pending = dw.pending(cfg)
         missing, todo = [t for t in pending if t.missing], [t for t in pending if not t.missing]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import os
 import re
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -38,6 +40,34 @@ def parents_made(target: Path, tidy: bool = False) -> Iterator[None]:
             for folder in missing:  # one that gained other files stays
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+
+
+@contextlib.contextmanager
+def held_alone(lock: Path, busy: str, advice: str) -> Iterator[None]:
+    """One process at a time in the work `lock` guards: an flock on it (a process that dies, even by SIGKILL, holds
+    it no more; the file, and the folders made for it if left empty, go at the end). A second is refused before it
+    writes: a UserError `busy (who holds it; lock): advice`, with no note of work to resume (the work is not its)."""
+    from services.cli import RESUME_NOTE
+
+    with parents_made(lock, tidy=True):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                taken = UserError(f"{busy} ({holder}; {lock}): {advice}")
+                setattr(taken, RESUME_NOTE, "")
+                raise taken from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+            try:
+                yield
+            finally:
+                lock.unlink(missing_ok=True)  # while still held: a process that opens it now locks a new file
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager

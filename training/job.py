@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import re
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +15,8 @@ from typing import Any
 from evaluation.visualize import check_colormap
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig, load_config
-from services.atomic import parents_made
-from services.cli import RESUME_NOTE, UserError, field_default, field_flags, user_input, user_path
+from services.atomic import held_alone
+from services.cli import UserError, field_default, field_flags, user_input, user_path
 from services.fields import check_fields, env_number, rule
 from services.ray_start import add_ray_address_flag
 
@@ -117,33 +114,16 @@ def run_path(job: TrainJob) -> str:
 def run_lock(job: TrainJob) -> Iterator[None]:
     """One process at a time trains a run of a name in local storage: a second (the same command in another
     terminal, a Kubernetes Job retried while its first pod still trains) is refused before it writes into the same
-    folder. An flock on --storage/.NAME.lock: a process that dies, even by SIGKILL, holds it no more. S3 has no lock."""
+    folder (an flock on --storage/.NAME.lock: services.atomic.held_alone). S3 has no lock."""
     from services import storage
 
     if storage.is_remote(job.storage):
         yield
         return
-    path = Path(user_path(job.storage)) / f".{job.run_name}.lock"
-    with parents_made(path, tidy=True):  # a run that wrote nothing leaves no empty --storage
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-                taken = UserError(f"--name {job.run_name}: a run of this name is training now ({holder}; {path}): "
-                                  "wait for it to end, or choose another --name")
-                setattr(taken, RESUME_NOTE, "")  # the folder's work is that process's, not this one's to resume
-                raise taken from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
-            try:
-                yield
-            finally:
-                path.unlink(missing_ok=True)  # while still held: a process that opens it now locks a new file
-        finally:
-            os.close(fd)
+    with held_alone(Path(user_path(job.storage)) / f".{job.run_name}.lock",
+                    f"--name {job.run_name}: a run of this name is training now",
+                    "wait for it to end, or choose another --name"):
+        yield
 
 
 def registered_checkpoints(job: TrainJob) -> list[str]:

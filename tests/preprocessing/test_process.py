@@ -41,6 +41,37 @@ def test_synthetic_folder_end_to_end(synthetic_dir, tmp_path):
     np.testing.assert_array_equal(clips["synth0003"]["frames"], read_frames(synthetic_dir / "synth0003.mp4"))
     assert damaged_shards(str(tmp_path / "out")) == []
     assert not list((tmp_path / "out" / "_work").rglob("*.parquet"))  # work files removed after the commit
+    assert not (tmp_path / "out" / ".preprocess.lock").exists()
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_writes(synthetic_dir, tmp_path):
+    """Two runs into one --output (the same command in two terminals): the second's merge found the first's parts
+    gone, a traceback, exit 1. It is refused before it writes; a holder that dies, even by SIGKILL, holds no more."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from services.errors import UserError
+
+    cfg = cfg_for(synthetic_dir, tmp_path / "out")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from preprocessing.config import PreprocessConfig; "
+         "from preprocessing.dataset_writer import writing_alone; "
+         f"lock = writing_alone(PreprocessConfig(input='x', output={str(cfg.output)!r})); lock.__enter__(); "
+         "print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError, match=rf"^--output {cfg.output}: a preprocess run is writing there now \(pid "
+                                            rf"{holder.pid} on .*; {cfg.output}/.preprocess.lock\): wait for it to end"):
+            dw.run_local(cfg)
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".preprocess.lock"]  # nothing written
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        holder.kill()
+    assert dw.run_local(cfg)["num_clips"] == 6
 
 
 def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, shared_data):
