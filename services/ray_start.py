@@ -82,6 +82,17 @@ def _answers_http2(host: str, port: int) -> bool:
     return True
 
 
+def cluster_started_here() -> str | None:
+    """The address of the Ray that `ray start` last started on this machine (its address file), if it answers."""
+    from ray._private.services import find_bootstrap_address
+
+    host, _, port = (find_bootstrap_address(None) or "").rpartition(":")
+    try:
+        return f"{host}:{port}" if host and port.isdigit() and _answers_http2(host, int(port)) else None
+    except OSError:  # the file outlived its cluster
+        return None
+
+
 def _lets_this_driver_in(address: str, wait: float = 5.0) -> bool:
     """Whether the cluster's GCS takes this process's token (none, without RAY_AUTH_MODE=token): ray.init retried a
     refusal for 30 s, a warning a second, then a traceback. No answer within `wait` (a port that is no Ray GCS:
@@ -239,6 +250,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
                                                       "include_dashboard": False}
         if address in (None, "local"):  # a new local Ray
             token_for_a_local_ray()
+        if not address and (started := cluster_started_here()):  # an operator on a head node meant that one
+            print(f"note: a Ray cluster started with `ray start` runs on this machine ({started}); this run starts a "
+                  "local Ray of its own (--ray-address auto runs it on that cluster)", flush=True)
         if runtime_env is not None and not address:
             runtime_env["worker_process_setup_hook"] = "services.ray_start.local_worker_setup"
         before = signal.getsignal(signal.SIGTERM)

@@ -446,7 +446,10 @@ def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) 
                                   env={**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_TMPDIR": str(rtmp)},
                                   cwd=Path(__file__).resolve().parents[2])
             assert done.returncode == 0, done.stderr[-3000:]
-            gcs, answer = done.stdout.split()
+            note, result = done.stdout.splitlines()
+            assert note == (f"note: a Ray cluster started with `ray start` runs on this machine ({cluster.address}); "
+                            "this run starts a local Ray of its own (--ray-address auto runs it on that cluster)")
+            gcs, answer = result.split()
             assert gcs != cluster.address and answer == "42"
         finally:
             shutil.rmtree(rtmp, ignore_errors=True)
