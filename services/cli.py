@@ -21,6 +21,20 @@ from services.fields import RULE, Rule, flag_of, number, scalar_type
 USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
 RESUME_NOTE = "resume_note"  # an exception's attribute: where a failed run kept its resume state (services.stage)
+# the environment variables the product reads (their homes: services.storage, services.tracking.run, training.job,
+# fomm.vgg, preprocessing.detection); tests/services/test_cli_contract.py keeps this list whole
+SETTINGS = ("FOMM_S3_ENDPOINT", "FOMM_S3_MAX_ATTEMPTS", "FOMM_TRACKING_END_WAIT_S", "FOMM_ROOM_WAIT_S",
+            "FOMM_VGG19_WEIGHTS", "FOMM_S3FD_WEIGHTS")
+
+
+def misspelt_settings() -> None:
+    """A FOMM_ variable a letter or two off one of SETTINGS is a typo the product would ignore (the room wait without
+    its _S: the default 600 s; the S3 endpoint with two letters swapped: AWS's own): a UserError naming it and the
+    setting meant."""
+    for name in sorted(os.environ):
+        if name.startswith("FOMM_") and name not in SETTINGS:
+            if near := difflib.get_close_matches(name, SETTINGS, 1, cutoff=0.85):
+                raise UserError(f"${name}: not a setting of fomm-pipeline (did you mean {near[0]}?)")
 
 
 @contextlib.contextmanager
@@ -88,6 +102,8 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
     argv = [a for a in argv if a != DEBUG_FLAG]
     try:
         with sigterm_as_interrupt():
+            if not {"-h", "--help"} & set(argv):  # help is shown whatever the environment
+                misspelt_settings()
             return int(main(argv) or 0)
     except Exception as err:
         if isinstance(err, BrokenPipeError) and stdout_reader_left():  # `| head`: ended as a Unix tool ends there

@@ -456,3 +456,24 @@ def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) 
     finally:
         cluster.stop()
         shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+
+
+def test_a_misspelt_setting_is_named_with_the_one_meant_and_the_list_of_settings_is_whole(monkeypatch, capsys):
+    """FOMM_ROOM_WAIT (for FOMM_ROOM_WAIT_S) was ignored: the run waited its default 600 s for room; FOMM_S3_ENDPIONT
+    sent the job to AWS's own endpoint. Every command refuses such a typo in one line; other FOMM_ names pass."""
+    from services.cli import SETTINGS
+
+    product = Path(__file__).resolve().parents[2]
+    read = {name for folder in ("services", "fomm", "preprocessing", "animate", "training", "tuning", "evaluation",
+                                "pipelines") for path in (product / folder).rglob("*.py")
+            for name in re.findall(r"\bFOMM_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())}
+    assert read == set(SETTINGS)  # a setting added anywhere is listed, so its typos are found too
+    monkeypatch.setenv("FOMM_TORCH_INDEX_URL", "https://example.invalid")  # the image build's: no setting's typo
+    assert run_cli(lambda argv: 0, [], "prog") == 0
+    for typo, meant in (("FOMM_ROOM_WAIT", "FOMM_ROOM_WAIT_S"), ("FOMM_S3_ENDPIONT", "FOMM_S3_ENDPOINT")):
+        monkeypatch.setenv(typo, "5")
+        assert run_cli(lambda argv: 0, [], "prog") == 2
+        assert capsys.readouterr().err == f"prog: error: ${typo}: not a setting of fomm-pipeline (did you mean {meant}?)\n"
+        monkeypatch.delenv(typo)
+    monkeypatch.setenv("FOMM_ROOM_WAIT", "5")
+    assert run_cli(lambda argv: 0, ["--help"], "prog") == 0  # help whatever the environment
