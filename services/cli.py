@@ -27,14 +27,26 @@ SETTINGS = ("FOMM_S3_ENDPOINT", "FOMM_S3_MAX_ATTEMPTS", "FOMM_TRACKING_END_WAIT_
             "FOMM_VGG19_WEIGHTS", "FOMM_S3FD_WEIGHTS")
 
 
+# MLflow's, which its users set for every tool: one a letter off (MLFLOW_TRACKING_URL) sent the runs to ./mlruns
+MLFLOW_SETTINGS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
+                   "MLFLOW_TRACKING_PASSWORD", "MLFLOW_REGISTRY_URI", "MLFLOW_ALLOW_FILE_STORE")
+
+
 def misspelt_settings() -> None:
     """A FOMM_ variable a letter or two off one of SETTINGS is a typo the product would ignore (the room wait without
-    its _S: the default 600 s; the S3 endpoint with two letters swapped: AWS's own): a UserError naming it and the
-    setting meant."""
+    its _S: the default 600 s; the S3 endpoint with two letters swapped: AWS's own), and so is an MLFLOW_ one off one
+    of MLFLOW_SETTINGS that MLflow does not read: a UserError naming it and the setting meant."""
     for name in sorted(os.environ):
-        if name.startswith("FOMM_") and name not in SETTINGS:
-            if near := difflib.get_close_matches(name, SETTINGS, 1, cutoff=0.85):
-                raise UserError(f"${name}: not a setting of fomm-pipeline (did you mean {near[0]}?)")
+        for prefix, known, whose in (("FOMM_", SETTINGS, "fomm-pipeline"), ("MLFLOW_", MLFLOW_SETTINGS, "MLflow")):
+            if not name.startswith(prefix) or name in known:
+                continue
+            if near := difflib.get_close_matches(name, known, 1, cutoff=0.85):
+                if prefix == "MLFLOW_":
+                    from services.tracking.store import mlflow_reads  # MLflow's own list (imports MLflow)
+
+                    if mlflow_reads(name):
+                        continue
+                raise UserError(f"${name}: not a setting of {whose} (did you mean {near[0]}?)")
 
 
 @contextlib.contextmanager

@@ -48,6 +48,13 @@ def local_sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
+def mlflow_reads(name: str) -> bool:
+    """Whether MLflow reads the environment variable `name` (its own list of them)."""
+    import mlflow.environment_variables as variables
+
+    return any(getattr(v, "name", None) == name for v in vars(variables).values())
+
+
 def databricks_problem(uri: str) -> str | None:
     """Why MLflow has no Databricks sign-in for `uri` (databricks or databricks://PROFILE), None when it has one:
     DATABRICKS_HOST, or the profile in ~/.databrickscfg ($DATABRICKS_CONFIG_FILE). Read locally: whether the

@@ -460,7 +460,8 @@ def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) 
 
 def test_a_misspelt_setting_is_named_with_the_one_meant_and_the_list_of_settings_is_whole(monkeypatch, capsys):
     """FOMM_ROOM_WAIT (for FOMM_ROOM_WAIT_S) was ignored: the run waited its default 600 s for room; FOMM_S3_ENDPIONT
-    sent the job to AWS's own endpoint. Every command refuses such a typo in one line; other FOMM_ names pass."""
+    sent the job to AWS's own endpoint; MLFLOW_TRACKING_URL, the runs to ./mlruns. Every command refuses such a typo
+    in one line; other FOMM_ names, and MLflow's own variables, pass."""
     from services.cli import SETTINGS
 
     product = Path(__file__).resolve().parents[2]
@@ -475,5 +476,11 @@ def test_a_misspelt_setting_is_named_with_the_one_meant_and_the_list_of_settings
         assert run_cli(lambda argv: 0, [], "prog") == 2
         assert capsys.readouterr().err == f"prog: error: ${typo}: not a setting of fomm-pipeline (did you mean {meant}?)\n"
         monkeypatch.delenv(typo)
+    monkeypatch.setenv("MLFLOW_TRACKING_DIR", "/x")  # MLflow's own, a letter or two off MLFLOW_TRACKING_URI: passes
+    assert run_cli(lambda argv: 0, [], "prog") == 0
+    monkeypatch.setenv("MLFLOW_TRACKING_URL", "http://127.0.0.1:5000")  # the runs went to ./mlruns
+    assert run_cli(lambda argv: 0, [], "prog") == 2
+    assert capsys.readouterr().err == ("prog: error: $MLFLOW_TRACKING_URL: not a setting of MLflow (did you mean "
+                                       "MLFLOW_TRACKING_URI?)\n")
     monkeypatch.setenv("FOMM_ROOM_WAIT", "5")
     assert run_cli(lambda argv: 0, ["--help"], "prog") == 0  # help whatever the environment
