@@ -35,9 +35,11 @@ MLFLOW_SETTINGS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACK
 def misspelt_settings() -> None:
     """A FOMM_ variable a letter or two off one of SETTINGS is a typo the product would ignore (the room wait without
     its _S: the default 600 s; the S3 endpoint with two letters swapped: AWS's own), and so is an MLFLOW_ one off one
-    of MLFLOW_SETTINGS that MLflow does not read: a UserError naming it and the setting meant."""
+    of MLFLOW_SETTINGS that MLflow does not read, or a RAY_ one off RAY_ADDRESS (none of Ray's own is that near):
+    a UserError naming it and the setting meant."""
     for name in sorted(os.environ):
-        for prefix, known, whose in (("FOMM_", SETTINGS, "fomm-pipeline"), ("MLFLOW_", MLFLOW_SETTINGS, "MLflow")):
+        for prefix, known, whose in (("FOMM_", SETTINGS, "fomm-pipeline"), ("MLFLOW_", MLFLOW_SETTINGS, "MLflow"),
+                                     ("RAY_", ("RAY_ADDRESS",), "Ray")):  # RAY_ADRESS: a local Ray, not the cluster
             if not name.startswith(prefix) or name in known:
                 continue
             if near := difflib.get_close_matches(name, known, 1, cutoff=0.85):

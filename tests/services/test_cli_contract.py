@@ -482,5 +482,9 @@ def test_a_misspelt_setting_is_named_with_the_one_meant_and_the_list_of_settings
     assert run_cli(lambda argv: 0, [], "prog") == 2
     assert capsys.readouterr().err == ("prog: error: $MLFLOW_TRACKING_URL: not a setting of MLflow (did you mean "
                                        "MLFLOW_TRACKING_URI?)\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URL")
+    monkeypatch.setenv("RAY_ADRESS", "head:6379")  # the job ran on a local Ray, not on the cluster
+    assert run_cli(lambda argv: 0, [], "prog") == 2
+    assert capsys.readouterr().err == "prog: error: $RAY_ADRESS: not a setting of Ray (did you mean RAY_ADDRESS?)\n"
     monkeypatch.setenv("FOMM_ROOM_WAIT", "5")
     assert run_cli(lambda argv: 0, ["--help"], "prog") == 0  # help whatever the environment
