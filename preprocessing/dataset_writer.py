@@ -30,6 +30,7 @@ from preprocessing.shards import CLIP_SCHEMA, ERROR_SCHEMA, MANIFEST_NAME
 from preprocessing.sources import VideoTask, collect_tasks
 from services import s3_retries, storage
 from services.atomic import held_alone
+from services.cli import user_path
 from services.fields import RULE, flag_of
 
 PART_META_KEY = b"fomm_part"
@@ -265,7 +266,7 @@ def writing_alone(cfg: PreprocessConfig) -> contextlib.AbstractContextManager:
     traceback, exit 1). An flock (services.atomic.held_alone); S3 has no lock."""
     if storage.is_remote(cfg.output):
         return contextlib.nullcontext()
-    return held_alone(Path(cfg.output) / ".preprocess.lock", f"--output {cfg.output}: a preprocess run is writing "
+    return held_alone(Path(user_path(cfg.output)) / ".preprocess.lock", f"--output {cfg.output}: a preprocess run is writing "
                       "there now", "wait for it to end, or choose another --output")
 
 
