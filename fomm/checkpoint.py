@@ -16,6 +16,14 @@ class CheckpointError(ValueError):
     user_error = True  # services.cli.run_cli answers it with one line (fomm imports nothing of ours)
 
 
+ZIP_HEAD = b"PK\x03\x04"  # the first bytes of torch.save's zip format
+
+
+def _unreadable(path: str | Path, err: BaseException) -> CheckpointError:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}")
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                     data: bytes | None = None) -> dict[str, Any]:
     """Read a checkpoint dict safely (weights_only=True: tensors and plain containers only); from `data`, the
@@ -25,14 +33,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     # `data`: the bytes already read; `path` may then be a URL, nothing to open again
     with open(path, "rb") if data is None else io.BytesIO(data) as f:
         head = f.read(4)
-    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or a legacy pickle
+    if not head.startswith((ZIP_HEAD, b"\x80")):  # torch.save's zip, or a legacy pickle
         raise CheckpointError(f"{path}: not a checkpoint (expected a PyTorch .pth/.pth.tar file saved by torch.save)")
     try:
         source = Path(path) if data is None else io.BytesIO(data)
         state = torch.load(source, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        raise _unreadable(path, err) from None
     except Exception as err:  # noqa: BLE001 - the unpickler raises many types for foreign objects
         raise CheckpointError(f"{path}: refused to load (holds objects other than tensors; "
                               f"weights_only=True): {str(err).splitlines()[0]}") from None
@@ -45,10 +52,10 @@ def require_whole(f: BinaryIO, path: str | Path) -> None:
     """Refuse a torch.save zip cut off (no zip directory at its end) by reading its head and that directory alone;
     a legacy pickle passes (read_checkpoint judges it whole)."""
     try:
-        if f.read(4) == b"PK\x03\x04":
+        if f.read(4) == ZIP_HEAD:
             zipfile.ZipFile(f).close()
     except (zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {err}") from None
+        raise _unreadable(path, err) from None
 
 
 # the original format's parts: the three networks and their optimisers
