@@ -159,11 +159,10 @@ def console_without_tracebacks(logger: str) -> None:
 
 
 def local_worker_setup() -> None:
-    """Each worker's setup on a local Ray, which runs without its dashboard. Ray Train's placement-group cleaner
-    asks the dashboard's state API every second or two whether the run's controller lives, and warns at each
-    unanswered try (in every local training run's console): its warnings go, its errors stay. It finds the cluster
-    as Ray's command line tools do: with another Ray running on this machine, it stopped with a traceback ("Found
-    multiple active Ray instances"); RAY_ADDRESS names this one."""
+    """Each worker's setup on a local Ray. Ray Train's placement-group cleaner warns where it does its work (it
+    removed the workers' group of a run whose controller died: a Tune trial that ASHA stopped): its warnings go,
+    its errors stay. It finds the cluster as Ray's command line tools do: with another Ray running on this machine,
+    it stopped with a traceback ("Found multiple active Ray instances"); RAY_ADDRESS names this one."""
     import ray
 
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
@@ -220,10 +219,12 @@ WORKER_SETTINGS = ("FOMM_ROOM_WAIT_S", "FOMM_S3_MAX_ATTEMPTS", "FOMM_TRACKING_EN
 _joined: list[str] = []  # the cluster address ensure_ray joined (none: a local Ray, which ends with the process)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True,
+               dashboard: bool = False) -> None:
     """Connect this process to Ray once: the cluster at `address` or $RAY_ADDRESS, else a local one with `num_cpus`
-    CPUs (None: all). Outside a Ray job, workers get the repository on their PYTHONPATH and the WORKER_SETTINGS
-    set here (never S3 keys)."""
+    CPUs (None: all) and, with `dashboard`, its dashboard (Ray Train's placement-group cleaner asks its state API).
+    Outside a Ray job, workers get the repository on their PYTHONPATH and the WORKER_SETTINGS set here (never S3
+    keys)."""
     import signal
     import threading
 
@@ -247,7 +248,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         # "local": a new Ray of this process's own, also where `ray start` runs one here (ray.init joined that,
         # then refused num_cpus with a traceback: the cluster is the user's to name with --ray-address)
         where = {"address": address} if address else {"address": "local", "num_cpus": num_cpus,
-                                                      "include_dashboard": False}
+                                                      "include_dashboard": dashboard}
         if address in (None, "local"):  # a new local Ray
             token_for_a_local_ray()
         if not address and (started := cluster_started_here()):  # an operator on a head node meant that one

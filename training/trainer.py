@@ -306,7 +306,9 @@ def _fit(job: TrainJob, started_at: float) -> TrainResult:
 
 def ensure_training_ray(job: TrainJob) -> None:
     """Connect to the job's cluster (--ray-address, $RAY_ADDRESS), or start a local Ray with room for the workers
-    and the data tasks."""
+    and the data tasks, and with its dashboard: Ray Train's placement-group cleaner asks it whether a run's
+    controller lives. Without it, the workers' group of a Tune trial that ASHA stopped was never removed, and the
+    sweep's next trial waited forever for a CPU for its data."""
     # DATA_CPUS beyond the workers' even on a 2-core laptop, or decoding waits forever behind their reservations
     cpus = max(os.cpu_count() or 1, int(cpus_per_run(job)))
-    ray_start.ensure_ray(job.ray_address, num_cpus=cpus)
+    ray_start.ensure_ray(job.ray_address, num_cpus=cpus, dashboard=True)

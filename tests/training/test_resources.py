@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -183,3 +184,67 @@ def test_a_second_process_training_the_same_run_is_refused_and_a_killed_ones_loc
         with pytest.raises(UserError, match="^--name run: a run of this name is training now"):  # a sweep alike
             run_sweep(SweepJob(base=dataclasses.replace(job, storage=str(tmp_path)), space=space))
         assert not ray.is_initialized()
+
+
+STOPPED_TRIAL = """
+import os, sys, time
+import ray, ray.train, ray.train.torch
+from training.job import TrainJob
+from training.trainer import ensure_training_ray
+
+ensure_training_ray(TrainJob(config="c", data="d", storage=sys.argv[1]))
+
+
+def trains(config: dict) -> None:  # says it runs, then trains for ten minutes
+    open(config["started"], "w").close()
+    time.sleep(600)
+
+
+@ray.remote(num_cpus=0)
+class Trial:  # what a Tune trial is: an actor whose method drives a Ray Train run
+    def fit(self, storage: str) -> None:
+        ray.train.torch.TorchTrainer(trains, train_loop_config={"started": storage + ".started"},
+                                     scaling_config=ray.train.ScalingConfig(num_workers=1),
+                                     run_config=ray.train.RunConfig(storage_path=storage)).fit()
+
+
+def workers_groups() -> list[str]:
+    return [g for g, info in ray.util.placement_group_table().items()
+            if info["state"] != "REMOVED" and info["bundles"] == {0: {"CPU": 1.0}}]
+
+
+trial = Trial.remote()
+trial.fit.remote(sys.argv[1])
+deadline = time.monotonic() + 120
+while not os.path.exists(sys.argv[1] + ".started") and time.monotonic() < deadline:
+    time.sleep(0.2)
+group = workers_groups()[0]
+ray.kill(trial)  # ASHA's stop: the trial's process ends, its Train controller with it
+
+
+def freed() -> tuple[str, bool]:  # the group's state, and whether every CPU of the cluster is free
+    return ray.util.placement_group_table()[group]["state"], ray.available_resources().get("CPU", 0) == \
+        ray.cluster_resources()["CPU"]
+
+
+deadline = time.monotonic() + 30
+while freed() != ("REMOVED", True) and time.monotonic() < deadline:
+    time.sleep(0.2)
+print(*freed(), flush=True)
+"""
+
+
+@pytest.mark.ray
+def test_a_train_run_whose_driver_was_killed_frees_its_workers_cpus_on_a_local_ray(tmp_path, repo_root) -> None:
+    """A Tune trial stopped by ASHA ends with its Train controller: the workers' placement group, which Ray keeps
+    while the sweep's job lives, is Ray Train's cleaner's to remove, and the cleaner asks the dashboard whether the
+    controller lives. The local Ray ran without one: the group stayed, holding a CPU, and the sweep's next trial
+    waited forever for its data (a local `tune` over a grid of 5 hung in its third trial)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", STOPPED_TRIAL, str(tmp_path / "runs")], capture_output=True,
+                          text=True, timeout=240, env=env, cwd=repo_root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["REMOVED", "True"]  # every CPU of the local training Ray is free again
