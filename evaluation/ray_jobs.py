@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,15 @@ from preprocessing.shards import ShardSet
 from services import checks, s3_retries, storage
 from services.atomic import atomic_dir
 from services.errors import UserError
-from services.ray_start import actor_device, check_device_room, check_room, ensure_ray, gpus_for
+from services.ray_start import (
+    actor_device,
+    check_device_room,
+    check_room,
+    cluster_address,
+    connected,
+    ensure_ray,
+    gpus_for,
+)
 from services.tracking.run import Tracker
 
 READ_COLUMNS = ["video_id", "clip_id", "person_id", "split", "fps", "frames"]
@@ -71,14 +81,25 @@ class EvaluateClips:
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
+# the task reading the shards runs beside the actors: an actor holding every CPU left it none, and the evaluation
+# waited forever (--cpus-per-worker 2 on a 2-CPU machine)
+READ_CPUS = 1
+
+
 def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0, device: str = "cpu") -> None:
-    """Join a Ray cluster (argument, $RAY_ADDRESS) or start one where an actor's CPUs (and GPU) fit; none for 0
-    workers."""
+    """Join a Ray cluster (argument, $RAY_ADDRESS) or start a local one, where an actor's CPUs (and GPU) and the
+    read task's CPU fit; none for 0 workers. A local Ray's actors run here: its device is this machine's."""
     if workers == 0:
         return
-    ensure_ray(address, log_to_driver=False)
+    need = cpus_per_worker + READ_CPUS
+    if not (cluster_address(address) or connected()):
+        checks.device("--device", device)  # before the local Ray starts, as without workers
+    ensure_ray(address, num_cpus=max(os.cpu_count() or 1, math.ceil(need)), log_to_driver=False)
     check_room("--cpus-per-worker", "CPU", cpus_per_worker)
     check_device_room(device)
+    if (have := ray.cluster_resources().get("CPU", 0.0)) < need:
+        raise UserError(f"--cpus-per-worker {cpus_per_worker:g}: an evaluation actor and the task reading its clips "
+                        f"need {need:g} CPUs, and the Ray cluster has {have:g}; the job would wait forever")
 
 
 def select_clips(cfg: runner.EvalConfig, shard_set: ShardSet) -> list[str]:

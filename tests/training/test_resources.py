@@ -51,6 +51,16 @@ def test_requests_the_cluster_can_never_grant_are_refused(monkeypatch) -> None:
         check_device_room("cuda:1")
     assert [actor_device(d) for d in ("cpu", "cuda", "cuda:1", "mps")] == ["cpu", "cuda", "cuda", "mps"]
 
+    import evaluation.ray_jobs as ray_jobs  # a cluster joined: one 4-CPU node (the one above, alone alive)
+
+    nodes[1]["Alive"] = False
+    monkeypatch.setattr(ray_jobs, "ensure_ray", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0})
+    ray_jobs.init_ray("head:6379", 2, 3.0)  # an actor of 3 CPUs and the read task's 1 fit
+    with pytest.raises(UserError, match=r"^--cpus-per-worker 4: an evaluation actor and the task reading its clips "
+                                        r"need 5 CPUs, and the Ray cluster has 4; the job would wait forever$"):
+        ray_jobs.init_ray("head:6379", 2, 4.0)
+
 
 @pytest.mark.ray
 def test_gpu_actors_on_the_clusters_cpu_nodes_are_refused_as_the_stage_joins(ray_local) -> None:
@@ -248,3 +258,26 @@ def test_a_train_run_whose_driver_was_killed_frees_its_workers_cpus_on_a_local_r
                           text=True, timeout=240, env=env, cwd=repo_root)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["REMOVED", "True"]  # every CPU of the local training Ray is free again
+
+
+@pytest.mark.ray
+def test_an_evaluation_actor_as_large_as_the_machine_leaves_its_clips_a_cpu_to_be_read(tmp_path, repo_root,
+                                                                                       tiny_config_path,
+                                                                                       fresh_sqlite_uri) -> None:
+    """`evaluate --cpus-per-worker N` on an N-CPU machine: its one actor took every CPU of the local Ray, the task
+    reading the clips waited for one forever (so with 1.5 on 2 CPUs). The local Ray has a CPU for the read beside
+    the actor; a cluster without one is refused as the stage joins it."""
+    import subprocess
+    import sys
+
+    from preprocessing.synthetic import write_synthetic_shards
+
+    data = write_synthetic_shards(tmp_path / "shards", num_videos=2, num_frames=4, seed=3)
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(repo_root / "pipelines" / "evaluate.py"), "--config",
+                           str(tiny_config_path), "--checkpoint", "random-init", "--data", str(data), "--workers", "1",
+                           "--cpus-per-worker", str(os.cpu_count()), "--domain", "synthetic", "--keypoints", "none",
+                           "--tracking-uri", fresh_sqlite_uri, "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "per_video.parquet").is_file()
