@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 import os
 import time
 from pathlib import Path
@@ -196,7 +197,9 @@ def start(pairs: str, config: str, *, rows: list[dict[str, str]] | None = None, 
     then no temporary beside an output."""
     rows = read_pairs(pairs, plan.get("endpoint"))[1] if rows is None else rows
     joined, outputs = not connected(), local_outputs(rows, csv_folder(pairs))
-    ensure_ray(ray_address)
+    # a local Ray holds an actor of --num-cpus on any machine (as train's and evaluate's hold theirs): it was
+    # refused after Ray's start-up lines
+    ensure_ray(ray_address, num_cpus=max(os.cpu_count() or 1, math.ceil(plan.get("num_cpus", 1))))
     try:
         check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
         check_device_room(plan.get("device", "cpu"))

@@ -213,8 +213,10 @@ def test_ctrl_c_while_an_actor_writes_leaves_no_temporary_beside_the_outputs(sha
             (shared_data / "face_source_a.jpg", shared_data / "face_talk_a.mp4", out / f"r{i}.mp4") for i in range(4))])
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {  # Ray's folder where it always is
         "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp), "RAY_TMPDIR": tempfile.gettempdir()}
+    # an actor of more CPUs than the machine has: its local Ray holds it (it was refused after Ray's start-up lines)
     proc = subprocess.Popen([*as_a_shell_starts(REPO / "pipelines" / "animate_batch.py"), "--pairs", str(pairs),
-                             "--config", str(tiny_config_path), "--random-init", "--crop", "center"],
+                             "--config", str(tiny_config_path), "--random-init", "--crop", "center",
+                             "--num-cpus", str(os.cpu_count() + 1)],
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 240
