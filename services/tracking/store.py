@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from pathlib import Path
 
@@ -75,11 +76,20 @@ def databricks_problem(uri: str) -> str | None:
 
 
 def make_client(tracking_uri: str | None = None) -> mlflow.MlflowClient:
-    """An MLflow client for `tracking_uri` (default: `default_tracking_uri()`); creates a local SQLite folder."""
+    """An MLflow client for `tracking_uri` (default: `default_tracking_uri()`); creates a local SQLite folder.
+    A SQLite store is opened by one process at a time: MLflow creates a new store's tables in steps (its schema
+    migrations) as its client is made, and processes creating one store at once (an evaluation started beside a
+    training run on a new machine) failed, one of them with a traceback."""
     uri = tracking_uri or default_tracking_uri()
-    if (db := local_sqlite_path(uri)) is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
-    return mlflow.MlflowClient(tracking_uri=uri)
+    if (db := local_sqlite_path(uri)) is None:
+        return mlflow.MlflowClient(tracking_uri=uri)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(db.parent, os.O_RDONLY)  # its lock: nothing left beside the store
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # released as it closes
+        return mlflow.MlflowClient(tracking_uri=uri)
+    finally:
+        os.close(folder)
 
 
 def get_or_create_experiment(client: mlflow.MlflowClient, name: str) -> str:

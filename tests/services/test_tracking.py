@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -156,3 +157,34 @@ def test_run_files_registered_as_model_versions_come_back_whole(uri, tmp_path) -
     assert (got / "checkpoint.pth.tar").read_bytes() == b"\x00weights\xff"  # version 1 keeps its own files
     with pytest.raises(LookupError, match="no versions"):
         latest_model_version(uri, "t-no-such-model")
+
+
+MAKES_A_RUN = """
+import os, sys, time
+from services.tracking.run import Tracker
+
+open(sys.argv[2] + "." + sys.argv[3], "w").close()  # MLflow imported: ready
+while not os.path.exists(sys.argv[2]):  # all start together
+    time.sleep(0.01)
+Tracker(tracking_uri=sys.argv[1], experiment="together", run_name=sys.argv[3]).end("FINISHED")
+"""
+
+
+def test_processes_creating_one_new_sqlite_store_at_once_all_log_to_it(tmp_path, repo_root) -> None:
+    """An evaluation started beside a training run on a new machine: MLflow creates a new store's tables in steps
+    as a client opens it, and three processes doing so at once all failed (`table _alembic_tmp_metrics already
+    exists`, one with alembic's traceback). A local SQLite store is opened one process at a time."""
+    import subprocess
+    import sys
+
+    uri, go = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", MAKES_A_RUN, uri, str(go), f"run-{i}"], cwd=repo_root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.*"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert [code for code, _ in outcomes] == [0, 0, 0], [err[-1500:] for _, err in outcomes]
+    assert sorted(r["run_name"] for r in search_runs(uri, "together")) == ["run-0", "run-1", "run-2"]
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["mlflow.db"]  # no lock file beside it
