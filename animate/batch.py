@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import math
 import os
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from services.ray_start import (
     disconnect,
     ensure_ray,
     gpus_for,
+    local_cpus,
 )
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
@@ -199,7 +199,7 @@ def start(pairs: str, config: str, *, rows: list[dict[str, str]] | None = None, 
     joined, outputs = not connected(), local_outputs(rows, csv_folder(pairs))
     # a local Ray holds an actor of --num-cpus on any machine (as train's and evaluate's hold theirs): it was
     # refused after Ray's start-up lines
-    ensure_ray(ray_address, num_cpus=max(os.cpu_count() or 1, math.ceil(plan.get("num_cpus", 1))))
+    ensure_ray(ray_address, num_cpus=local_cpus(plan.get("num_cpus", 1)))
     try:
         check_room("--num-cpus", "CPU", plan.get("num_cpus", 1))
         check_device_room(plan.get("device", "cpu"))

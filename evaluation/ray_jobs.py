@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from services.ray_start import (
     connected,
     ensure_ray,
     gpus_for,
+    local_cpus,
 )
 from services.tracking.run import Tracker
 
@@ -94,7 +93,7 @@ def init_ray(address: str | None, workers: int, cpus_per_worker: float = 1.0, de
     need = cpus_per_worker + READ_CPUS
     if not (cluster_address(address) or connected()):
         checks.device("--device", device)  # before the local Ray starts, as without workers
-    ensure_ray(address, num_cpus=max(os.cpu_count() or 1, math.ceil(need)), log_to_driver=False)
+    ensure_ray(address, num_cpus=local_cpus(need), log_to_driver=False)
     check_room("--cpus-per-worker", "CPU", cpus_per_worker)
     check_device_room(device)
     if (have := ray.cluster_resources().get("CPU", 0.0)) < need:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -266,6 +267,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
             signal.signal(signal.SIGTERM, before if callable(before) else signal.getsignal(signal.SIGTERM))
     for logger in ("ray", "ray.data"):  # after ray.init, which sets up "ray"'s: Tune's, Ray Train's driver-side lines
         console_without_tracebacks(logger)
+
+
+def local_cpus(needed: float) -> int:
+    """The CPUs of a local Ray that must hold `needed` at once (a stage's actors or workers and its data tasks):
+    this machine's, or more where it has fewer (their processes share its cores; fewer, and a task waited forever
+    for a CPU that was never free)."""
+    return max(os.cpu_count() or 1, math.ceil(needed))
 
 
 def connected() -> bool:

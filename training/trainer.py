@@ -310,5 +310,4 @@ def ensure_training_ray(job: TrainJob) -> None:
     controller lives. Without it, the workers' group of a Tune trial that ASHA stopped was never removed, and the
     sweep's next trial waited forever for a CPU for its data."""
     # DATA_CPUS beyond the workers' even on a 2-core laptop, or decoding waits forever behind their reservations
-    cpus = max(os.cpu_count() or 1, int(cpus_per_run(job)))
-    ray_start.ensure_ray(job.ray_address, num_cpus=cpus, dashboard=True)
+    ray_start.ensure_ray(job.ray_address, num_cpus=ray_start.local_cpus(cpus_per_run(job)), dashboard=True)
