@@ -264,8 +264,8 @@ def test_a_train_run_whose_driver_was_killed_frees_its_workers_cpus_on_a_local_r
 def test_an_evaluation_actor_as_large_as_the_machine_leaves_its_clips_a_cpu_to_be_read(repo_root) -> None:
     """`evaluate --cpus-per-worker N` on an N-CPU machine: its one actor took every CPU of the local Ray, and the
     task reading the clips waited for one forever (by hand: the run hung; so with 1.5 on 2 CPUs). The local Ray
-    holds the actor and the read at once; a cluster without room for both is refused as the stage joins it (the
-    test above)."""
+    holds the actor and the read at once; a cluster without room for both is refused as the stage joins it
+    (test_requests_the_cluster_can_never_grant_are_refused)."""
     import subprocess
     import sys
 
