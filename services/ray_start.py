@@ -161,7 +161,7 @@ def console_without_tracebacks(logger: str) -> None:
 
 def local_worker_setup() -> None:
     """Each worker's setup on a local Ray. Ray Train's placement-group cleaner warns where it does its work (it
-    removed the workers' group of a run whose controller died: a Tune trial that ASHA stopped): its warnings go,
+    removed the workers' group of a run whose controller died: a Tune trial ended under it): its warnings go,
     its errors stay. It finds the cluster as Ray's command line tools do: with another Ray running on this machine,
     it stopped with a traceback ("Found multiple active Ray instances"); RAY_ADDRESS names this one."""
     import ray

@@ -307,7 +307,7 @@ def _fit(job: TrainJob, started_at: float) -> TrainResult:
 def ensure_training_ray(job: TrainJob) -> None:
     """Connect to the job's cluster (--ray-address, $RAY_ADDRESS), or start a local Ray with room for the workers
     and the data tasks, and with its dashboard: Ray Train's placement-group cleaner asks it whether a run's
-    controller lives. Without it, the workers' group of a Tune trial that ASHA stopped was never removed, and the
-    sweep's next trial waited forever for a CPU for its data."""
+    controller lives. Without it, the workers' group of a Tune trial ended under its controller was never removed,
+    and the sweep's next trial waited forever for a CPU for its data."""
     # DATA_CPUS beyond the workers' even on a 2-core laptop, or decoding waits forever behind their reservations
     ray_start.ensure_ray(job.ray_address, num_cpus=ray_start.local_cpus(cpus_per_run(job)), dashboard=True)

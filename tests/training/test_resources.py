@@ -229,7 +229,7 @@ deadline = time.monotonic() + 120
 while not os.path.exists(sys.argv[1] + ".started") and time.monotonic() < deadline:
     time.sleep(0.2)
 group = workers_groups()[0]
-ray.kill(trial)  # ASHA's stop: the trial's process ends, its Train controller with it
+ray.kill(trial)  # Tune's end of a trial (ASHA's stop): its process ends, its Train controller with it
 
 
 def freed() -> tuple[str, bool]:  # the group's state, and whether every CPU of the cluster is free
@@ -246,9 +246,9 @@ print(*freed(), flush=True)
 
 @pytest.mark.ray
 def test_a_train_run_whose_driver_was_killed_frees_its_workers_cpus_on_a_local_ray(tmp_path, repo_root) -> None:
-    """A Tune trial stopped by ASHA ends with its Train controller: the workers' placement group, which Ray keeps
-    while the sweep's job lives, is Ray Train's cleaner's to remove, and the cleaner asks the dashboard whether the
-    controller lives. The local Ray ran without one: the group stayed, holding a CPU, and the sweep's next trial
+    """A Tune trial that Tune ends (ASHA's stop) takes its Train controller with it: the workers' placement group,
+    which Ray keeps while the sweep's job lives, is Ray Train's cleaner's to remove, and the cleaner asks the
+    dashboard whether the controller lives. The local Ray ran without one: the group stayed, holding a CPU, and the sweep's next trial
     waited forever for its data (a local `tune` over a grid of 5 hung in its third trial)."""
     import subprocess
     import sys
