@@ -114,7 +114,7 @@ def run_rows(cfg: runner.EvalConfig, source: ModelSource, shard_set: ShardSet, c
     if cfg.num_workers == 0:
         rows = pa.Table.from_pylist(shard_set.rows(clip_ids, READ_COLUMNS))
         return EvaluateClips(cfg, source)(rows).to_pylist()
-    init_ray(None, cfg.num_workers)
+    init_ray(None, cfg.num_workers, cfg.cpus_per_worker, cfg.device)  # as the stage asked
     from ray.data.expressions import col
 
     ds = shard_set.dataset(cfg.split, READ_COLUMNS, paths=shard_set.holding(clip_ids))
