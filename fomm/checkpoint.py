@@ -70,8 +70,11 @@ def _known(parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path, name: str) -> None:
-    """load_state_dict(strict=True), turning a mismatch into an error naming the file and the keys."""
+    """load_state_dict(strict=True), turning a mismatch into an error naming the file and the keys; the `module.`
+    prefix of a state saved from a DataParallel or DDP wrapper is taken off."""
     own = module.state_dict()
+    if state and all(k.startswith("module.") for k in state) and not any(k.startswith("module.") for k in own):
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from (Distributed)DataParallel
     problems = {"missing": [k for k in own if k not in state], "unexpected": [k for k in state if k not in own],
                 "shape mismatch": [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                                    for k in own if k in state and hasattr(state[k], "shape")

@@ -21,6 +21,8 @@ ENDPOINT_ENV = ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 # retried with exponential backoff and jitter by botocore's own "standard" retry mode
 S3_MAX_ATTEMPTS_ENV = "FOMM_S3_MAX_ATTEMPTS"
 S3_MAX_ATTEMPTS = 10
+# schemes a path may misspell with a slash short ("s3:/bucket/ds" was a local folder 's3:', written with exit 0)
+URL_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "hdfs", "http", "https")
 
 
 class StorageError(UserError, OSError):
@@ -47,14 +49,16 @@ def s3_max_attempts() -> int:
 
 
 def url_problem(path: str | os.PathLike) -> str | None:
-    """Why `path` names no storage of ours (None: a local path, file:// or s3://BUCKET/…): another scheme would be
-    taken for a local folder named like 'gs:'."""
+    """Why `path` names no storage of ours (None: a local path, file:// or s3://BUCKET/…): another scheme, or a URL
+    short of a slash, would be taken for a local folder named like 'gs:'."""
     s = str(path)
     scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", s)
     if scheme and not is_remote(s) and scheme[0] != "file://":
         return f"unsupported storage {scheme[0]} (expected a local path or s3://BUCKET/…)"
     if is_remote(s) and not s.split("://", 1)[1].split("/", 1)[0]:
         return "no bucket (expected s3://BUCKET/…)"
+    if (short := re.match(r"([A-Za-z][A-Za-z0-9+.-]*):/?(?!/)", s)) and short[1].lower() in URL_SCHEMES:
+        return f"a slash is missing after '{short[1]}:' (expected a local path or s3://BUCKET/…)"
     return None
 
 

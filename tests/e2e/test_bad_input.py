@@ -151,6 +151,8 @@ CASES = [
          "and the run have started)", TRAIN + " --ray-address ray://127.0.0.1:{dead}", "--ray-address"),
     Case("preprocess", "typo", "--output gs://… (only local paths and s3://: it was a local folder 'gs:')",
          "--input synthetic:1 --output gs://bucket/ds", "--output"),
+    Case("preprocess", "typo", "--output s3:/… (a slash short: it was a local folder 's3:', and exit 0)",
+         "--input synthetic:1 --output s3:/bucket/ds", "--output"),
     Case("train", "typo", "--data s3:// without a bucket", "--config {tiny} --data s3:///shards --storage {w}/store",
          "--data"),
     Case("preprocess", "empty", "--output is empty (an unset shell variable: it would be the current folder)",

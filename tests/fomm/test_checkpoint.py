@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from fomm.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, read_checkpoint, require_whole
+from fomm.checkpoint import (
+    CheckpointError,
+    checkpoint_bytes,
+    load_checkpoint,
+    load_parts,
+    read_checkpoint,
+    require_whole,
+)
 from fomm.config.schema import load_config
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
@@ -76,6 +83,20 @@ def test_bytes_already_read_load_without_the_file(tiny):
     assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), gen2.state_dict().values()))
     with pytest.raises(CheckpointError, match="^s3://bucket/x.pth: not a checkpoint"):
         read_checkpoint("s3://bucket/x.pth", data=b"model_params: {}\n")
+
+
+def test_a_checkpoint_saved_from_a_data_parallel_wrapper_loads_its_module_prefix_taken_off(tiny):
+    """Weights saved as `nn.DataParallel(net).state_dict()` (or DDP's) carry `module.` on every key: refused as "does
+    not fit" before; the same weights load."""
+    cfg, kp, gen = tiny
+    state = {"generator": torch.nn.DataParallel(gen).state_dict()}
+    assert all(k.startswith("module.") for k in state["generator"])
+    gen2 = OcclusionAwareGenerator.from_config(cfg)
+    load_parts(state, "ckpt", generator=gen2)
+    assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), gen2.state_dict().values(), strict=True))
+    state["generator"]["extra.weight"] = torch.zeros(1)  # one key without it: the prefix is the state's own
+    with pytest.raises(CheckpointError, match="'generator' does not fit the model config: missing"):
+        load_parts(state, "ckpt", generator=OcclusionAwareGenerator.from_config(cfg))
 
 
 def test_truncated_file_names_the_file(tmp_path, tiny):

@@ -97,10 +97,13 @@ def test_counting_retries_counts_only_inside_its_block():
     ("hdfs://nn/x", "unsupported storage hdfs:// (expected a local path or s3://BUCKET/…)"),
     ("s3://", "no bucket (expected s3://BUCKET/…)"),
     ("s3:///key", "no bucket (expected s3://BUCKET/…)"),
-    ("s3://bucket/key", None), ("file:///tmp/x", None), ("runs/a:b", None), ("/tmp/x", None),
+    ("s3:/bucket/ds", "a slash is missing after 's3:' (expected a local path or s3://BUCKET/…)"),
+    ("S3:bucket", "a slash is missing after 'S3:' (expected a local path or s3://BUCKET/…)"),
+    ("s3://bucket/key", None), ("file:///tmp/x", None), ("runs/a:b", None), ("/tmp/x", None), ("run:2/x", None),
 ])
 def test_a_url_of_another_scheme_is_refused_not_taken_for_a_local_folder(tmp_path, monkeypatch, path, problem):
-    """gs://b/x was a local folder 'gs:/b/x' (preprocess wrote a dataset there): every resolve refuses it."""
+    """gs://b/x was a local folder 'gs:/b/x' (preprocess wrote a dataset there), and so was s3:/b/x, with exit 0:
+    every resolve refuses them."""
     from services import checks
     from services.storage import StorageError, resolve, url_problem
 
