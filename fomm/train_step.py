@@ -6,6 +6,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +62,12 @@ class TrainState:
     def to_bytes(self) -> bytes:
         """The original checkpoint format (plus the step), for the caller to write."""
         return checkpoint_bytes(**self._parts(), epoch=self.epoch, extra={"step": self.step})
+
+    def start_from(self, state: dict[str, Any], path: str | Path) -> None:
+        """Fine-tuning: the networks of a checkpoint read from `path` (its discriminator where it has one); the
+        optimisers, epoch and step stay at their start."""
+        load_parts(state, path, generator=self.generator, kp_detector=self.kp_detector,
+                   discriminator=self.discriminator if "discriminator" in state else None)
 
     def load(self, path: str | Path) -> None:
         """Restore weights, optimisers and the epoch; schedulers are re-aligned to the epoch."""

@@ -54,6 +54,9 @@ class TrainJob:
     parent_run_id: str | None = None  # MLflow parent (a Tune sweep)
     resume: bool = field(default=False, metadata=rule(
         "continue the run in --storage/--name from its latest checkpoint"))
+    init_from: str | None = field(default=None, metadata=rule(  # a run restored from its own checkpoint ignores it
+        "start a new run from this checkpoint's networks, e.g. vox-cpk.pth.tar to fine-tune (local or s3://; "
+        "not its optimisers or step)"))
     keep_checkpoints: int = field(default=3, metadata=rule("keep the best N checkpoints by val_l1 (and the latest)",
                                                            ge=1))
     max_failures: int = field(default=3, metadata=rule("worker-group restarts from the latest checkpoint", ge=0))
@@ -156,6 +159,20 @@ def check_resume_checkpoint(job: TrainJob) -> None:
             require_whole(f, path)
 
 
+def check_init_checkpoint(job: TrainJob, cfg: FommConfig) -> None:
+    """The checkpoint --init-from names is read whole, as each worker will read it, and its networks fit the
+    config: a CheckpointError naming the file, not a failure in every worker after Ray starts."""
+    from fomm.checkpoint import load_parts, read_checkpoint
+    from fomm.models import build_networks
+    from services import checks, storage
+
+    checks.existing_file("--init-from", job.init_from, "a checkpoint file", job.endpoint)
+    state = read_checkpoint(job.init_from, data=storage.read_bytes(job.init_from, job.endpoint))
+    nets = build_networks(cfg.model_params, discriminator="discriminator" in state)
+    load_parts(state, job.init_from, generator=nets.generator, kp_detector=nets.kp_detector,
+               discriminator=nets.discriminator)
+
+
 def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
     """What makes a run impossible before anything starts: a batch the workers cannot share, a run folder that
     exists without --resume (`run_folder`: not for a sweep's base job, whose trials have their own); a UserError
@@ -179,6 +196,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("name", "workers", "gpus_per_worker", "max_steps", "num_epochs", "tracking_uri", "experiment",
                  "num_val_clips", "endpoint"):
         job(name)
+    job("init_from", metavar="CHECKPOINT")
     add_ray_address_flag(parser)  # the job's ray_address
 
 
@@ -204,6 +222,8 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
             why = " to rank the sweep's trials by (preprocess with --test-fraction above 0)" if sweep else ""
             raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}{why}")
     check_colormap(job.config, cfg.visualizer_params)  # not at the first image a worker draws
+    if job.init_from is not None:
+        check_init_checkpoint(job, cfg)
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
