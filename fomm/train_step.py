@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fomm.checkpoint import checkpoint_bytes, load_parts, read_checkpoint
+from fomm.checkpoint import CheckpointError, checkpoint_bytes, load_parts, read_checkpoint
 from fomm.config.schema import ModelConfig, TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
@@ -63,12 +63,6 @@ class TrainState:
         """The original checkpoint format (plus the step), for the caller to write."""
         return checkpoint_bytes(**self._parts(), epoch=self.epoch, extra={"step": self.step})
 
-    def start_from(self, state: dict[str, Any], path: str | Path) -> None:
-        """Fine-tuning: the networks of a checkpoint read from `path` (its discriminator where it has one); the
-        optimisers, epoch and step stay at their start."""
-        load_parts(state, path, generator=self.generator, kp_detector=self.kp_detector,
-                   discriminator=self.discriminator if "discriminator" in state else None)
-
     def load(self, path: str | Path) -> None:
         """Restore weights, optimisers and the epoch; schedulers are re-aligned to the epoch."""
         state = read_checkpoint(path)  # one torch.load: a checkpoint can be hundreds of MB
@@ -79,6 +73,19 @@ class TrainState:
             # finished epochs it is at `epoch` (epoch - 1 would apply a milestone at `epoch` a second time)
             scheduler.last_epoch = self.epoch
         self.scale_learning_rates(0.1 ** sum(1 for m in self.train_params.epoch_milestones if m <= self.epoch))
+
+
+def start_from(state: dict[str, Any], path: str | Path, generator: nn.Module, kp_detector: nn.Module,
+               discriminator: nn.Module) -> str | None:
+    """Fine-tuning: load a checkpoint's (read from `path`) generator and kp detector, and its discriminator where it
+    has one that fits (another GAN setting, e.g. vox-cpk under vox-adv-256.yaml, starts it anew); optimisers, epoch
+    and step are not taken. Returns why the discriminator was not taken (None: it was)."""
+    load_parts(state, path, generator=generator, kp_detector=kp_detector)
+    try:
+        load_parts(state, path, discriminator=discriminator)
+    except CheckpointError as err:
+        return str(err)
+    return None
 
 
 def build_train_state(model_cfg: ModelConfig, train_params: TrainParams, vgg: Vgg19 | None = None,

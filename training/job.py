@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -78,6 +79,8 @@ class TrainJob:
 
     def __post_init__(self) -> None:
         check_fields(self)  # the declared rules: finite numbers in range, choices
+        if self.init_from is not None and not re.match(r"s3a?://", self.init_from):  # workers each have a folder
+            object.__setattr__(self, "init_from", str(Path(user_path(self.init_from)).absolute()))
         if self.lr_schedule == "budget" and self.max_steps is None and self.max_minutes is None:
             raise ValueError("--lr-schedule budget needs a budget: set --max-steps and/or --max-minutes")
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*", self.name):
@@ -160,17 +163,19 @@ def check_resume_checkpoint(job: TrainJob) -> None:
 
 
 def check_init_checkpoint(job: TrainJob, cfg: FommConfig) -> None:
-    """The checkpoint --init-from names is read whole, as each worker will read it, and its networks fit the
-    config: a CheckpointError naming the file, not a failure in every worker after Ray starts."""
-    from fomm.checkpoint import load_parts, read_checkpoint
+    """The checkpoint --init-from names is read whole, as each worker will read it, and its generator and kp
+    detector fit the config: a CheckpointError naming the file, not a failure in every worker after Ray starts. A
+    discriminator that does not fit is said in a warning (it trains anew)."""
+    from fomm.checkpoint import read_checkpoint
     from fomm.models import build_networks
+    from fomm.train_step import start_from
     from services import checks, storage
 
     checks.existing_file("--init-from", job.init_from, "a checkpoint file", job.endpoint)
     state = read_checkpoint(job.init_from, data=storage.read_bytes(job.init_from, job.endpoint))
-    nets = build_networks(cfg.model_params, discriminator="discriminator" in state)
-    load_parts(state, job.init_from, generator=nets.generator, kp_detector=nets.kp_detector,
-               discriminator=nets.discriminator)
+    nets = build_networks(cfg.model_params, discriminator=True)
+    if why := start_from(state, job.init_from, nets.generator, nets.kp_detector, nets.discriminator):
+        logging.getLogger(__name__).warning("--init-from: %s: the discriminator starts from random weights", why)
 
 
 def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:

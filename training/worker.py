@@ -23,7 +23,7 @@ from torch import nn
 from fomm.checkpoint import read_checkpoint
 from fomm.config.schema import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
-from fomm.train_step import build_train_state, end_epoch, to_channels_last, train_step
+from fomm.train_step import build_train_state, end_epoch, start_from, to_channels_last, train_step
 from services import ray_start, s3_retries, storage
 from services.atomic import scratch_dir
 from training import loop
@@ -93,8 +93,9 @@ class WorkerLoop:
                 if (Path(d) / STATE_FILE).is_file():
                     saved = json.loads((Path(d) / STATE_FILE).read_text())
         elif self.job.init_from is not None:  # a new run from another checkpoint's networks (fine-tuning)
-            source = self.job.init_from
-            self.state.start_from(read_checkpoint(source, data=storage.read_bytes(source, self.job.endpoint)), source)
+            source, nets = self.job.init_from, self.state
+            start_from(read_checkpoint(source, data=storage.read_bytes(source, self.job.endpoint)), source,
+                       nets.generator, nets.kp_detector, nets.discriminator)
         self.progress = Progress(**{f.name: saved[f.name] for f in dataclasses.fields(Progress) if f.name in saved})
         started_at = config["started_at"]
         if self.progress.started_at == started_at:  # restored: this submission failed, came back

@@ -163,12 +163,9 @@ def _run_sweep(sweep: SweepJob) -> SweepResult:
     experiment_dir = Path(base.storage).resolve() / sweep.name
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
     # each trial writes under <storage>/<sweep>/trials from its own working directory: hand it absolute paths
-    def absolute(path: str | None) -> str | None:
-        return path if path is None or "://" in path else str(Path(path).resolve())
-
+    data = base.data if "://" in base.data else str(Path(base.data).resolve())
     trial_base = dataclasses.replace(base, storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None,
-                                     config=absolute(base.config), data=absolute(base.data),
-                                     init_from=absolute(base.init_from))
+                                     config=str(Path(base.config).resolve()), data=data)
     trainable = tune.with_resources(train_trial, {"CPU": 0.01})  # the driver only waits; workers hold the CPUs
     if sweep.resume and tune.Tuner.can_restore(str(experiment_dir / "tune")):
         tuner = tune.Tuner.restore(str(experiment_dir / "tune"), trainable=trainable, resume_errored=True,

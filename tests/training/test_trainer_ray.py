@@ -249,10 +249,12 @@ def test_a_run_whose_loss_turns_nan_fails_at_that_step_and_keeps_no_checkpoint_o
 
 @pytest.mark.ray
 def test_a_new_run_starts_from_the_networks_of_the_checkpoint_init_from_names(
-        ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri):
-    """--init-from (fine-tuning, e.g. the released vox-cpk.pth.tar on one's own clips): with every learning rate 0
-    the run's checkpoint after its one step holds that checkpoint's parameters, at step 1 of epoch 0 (not the
-    file's epoch 99, nor its optimisers); a checkpoint of another model is refused before Ray, naming the file."""
+        ray_local, synthetic_shards, tiny_config_path, tmp_path, sqlite_uri, monkeypatch, caplog):
+    """--init-from (fine-tuning, e.g. the released vox-cpk.pth.tar on one's own clips), a path relative to where
+    the command runs (each worker runs in a folder of its own): with every learning rate 0 the run's checkpoint
+    after its one step holds that checkpoint's parameters, at step 1 of epoch 0 (not the file's epoch 99, nor its
+    optimisers). A checkpoint of another model is refused before Ray, naming the file; one whose discriminator is
+    of another GAN setting (vox-cpk under vox-adv-256.yaml) is taken without it, and a warning says so."""
     import torch
 
     from fomm.checkpoint import CheckpointError, checkpoint_bytes
@@ -263,14 +265,20 @@ def test_a_new_run_starts_from_the_networks_of_the_checkpoint_init_from_names(
     nets = build_networks(load_config(tiny_config_path).model_params, discriminator=True, seed=7)
     source = tmp_path / "vox-cpk.pth.tar"
     source.write_bytes(checkpoint_bytes(epoch=99, **vars(nets)))
+    monkeypatch.chdir(tmp_path)
     lrs = {f"lr_{net}": 0 for net in ("generator", "kp_detector", "discriminator")}
     job = dataclasses.replace(small_job(tiny_config_path, str(synthetic_shards), str(tmp_path / "storage"),
                                         sqlite_uri, name="tuned"),
                               workers=1, max_steps=1, num_val_clips=0, log_images_every=0, validate_at_start=False,
-                              init_from=str(source), overrides={**SMALL, "train_params": {**SMALL["train_params"], **lrs}})
+                              init_from=source.name, overrides={**SMALL, "train_params": {**SMALL["train_params"], **lrs}})
     other_model = dataclasses.replace(job, overrides={**job.overrides, "model_params": {"common_params": {"num_kp": 4}}})
-    with pytest.raises(CheckpointError, match=f"^{source}: 'generator' does not fit the model config"):
+    with pytest.raises(CheckpointError, match=r"vox-cpk\.pth\.tar: 'generator' does not fit the model config"):
         check_inputs(other_model)
+    other_gan = dataclasses.replace(job, overrides={
+        **job.overrides, "model_params": {"discriminator_params": {"use_kp": True}}})
+    check_inputs(other_gan)
+    assert "'discriminator' does not fit the model config" in caplog.text
+    assert "the discriminator starts from random weights" in caplog.text
     check_inputs(job)
     saved = read_checkpoint(fit(job).checkpoint)
     assert (saved["step"], saved["epoch"]) == (1, 0)
