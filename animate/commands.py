@@ -19,6 +19,7 @@ from animate.options import (
     check_animation_flags,
     check_model_files,
     parse_size,
+    registered_weights,
     weights,
 )
 from fomm.animator import Animator
@@ -189,5 +190,5 @@ ANIMATE = Stage("fomm animate", "animate a source image with a driving video", a
                 check_animate, run_animate)
 EXPORT = Stage("fomm export", "write the model as ONNX graphs (kp detector, source, per-frame step)", export_flags,
                build_export, check_export, run_export)
-INFO = Stage("fomm info", "parameter counts of a config; does a checkpoint fit it?", info_flags, lambda a: a,
+INFO = Stage("fomm info", "parameter counts of a config; does a checkpoint fit it?", info_flags, registered_weights,
              lambda a: check_model_files(a.config, a.checkpoint), run_info)

@@ -23,7 +23,8 @@ class ModelOptions:
     """What makes the model: a config and its weights (a checkpoint, or an explicit random init); the flags' rules."""
 
     config: str = field(metadata=rule("model YAML (e.g. configs/vox-256.yaml)"))
-    checkpoint: str | None = field(default=None, metadata=rule("original-format checkpoint (e.g. vox-cpk.pth.tar)"))
+    checkpoint: str | None = field(default=None, metadata=rule(
+        "original-format checkpoint (e.g. vox-cpk.pth.tar), or a registered model: models:/NAME/VERSION or @ALIAS"))
     random_init: bool = field(default=False, metadata=rule("no checkpoint: random weights (tests, demos)"))
     seed: int = field(default=0, metadata=rule("seed of a --random-init model", ge=0, le=MAX_SEED))
 
@@ -91,8 +92,16 @@ def add_animation_flags(parser: argparse.ArgumentParser) -> None:
         option(f.name, **({"action": argparse.BooleanOptionalAction} if f.type == "bool" else {}))
 
 
+def registered_weights(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with a registered model's --checkpoint (models:/NAME/VERSION, /latest, @ALIAS) made its file here."""
+    args.checkpoint = checks.registered_checkpoint("--checkpoint", args.checkpoint)
+    return args
+
+
 def weights(args: argparse.Namespace) -> dict:
-    """The model flags' weights: a checkpoint, or an explicit --random-init (one line otherwise)."""
+    """The model flags' weights: a checkpoint (a registered model's too), or an explicit --random-init (one line
+    otherwise)."""
+    registered_weights(args)
     if args.checkpoint is None and not args.random_init:
         raise UserError("--checkpoint is required (or pass --random-init for an untrained model)")
     if args.checkpoint is not None and args.random_init:  # which weights were meant is not ours to guess

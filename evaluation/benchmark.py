@@ -16,7 +16,6 @@ from services.fields import check_fields, rule
 if TYPE_CHECKING:  # MLflow and torch (seconds): imported where a benchmark runs, not where its flags are checked
     from evaluation.ray_jobs import EvalResult
 
-CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 # only runs equal in these compete: figures of other data or other backends are never compared
 MATCH_PARAMS = ("eval.data", "eval.split", "eval.max_videos", "eval.config_path", "akd.backend", "aed.backend")
 
@@ -56,6 +55,7 @@ class BenchmarkResult:
 def newest_checkpoint(path: str, endpoint: str | None = None) -> str:
     """`path` itself when it is a file; else the most recently modified checkpoint file under it."""
     from services import storage
+    from services.tracking.registry import CHECKPOINT_SUFFIXES
 
     if not storage.is_dir(path, endpoint):
         if storage.exists(path, endpoint):

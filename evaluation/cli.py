@@ -66,7 +66,7 @@ def metric_names(flag: str, text: str) -> tuple[str, ...]:
 
 def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The EvalConfig of eval_flags' flags ('random-init': no checkpoint; split 'all': every clip)."""
-    checkpoint = getattr(args, "checkpoint", None)
+    checkpoint = checks.registered_checkpoint("--checkpoint", getattr(args, "checkpoint", None), args.tracking_uri)
     values = field_values(EvalConfig, args, checkpoint=None if checkpoint == "random-init" else checkpoint,
                           split=None if args.split == "all" else args.split)
     with user_input():

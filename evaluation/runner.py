@@ -28,7 +28,8 @@ class EvalConfig:
 
     config_path: str = field(metadata=rule("FOMM model config YAML (e.g. configs/vox-256.yaml)", flag="--config"))
     checkpoint: str | None = field(metadata=rule(  # None = random init (smoke tests only)
-        "original-format checkpoint (local or s3://); 'random-init' = untrained smoke run"))
+        "original-format checkpoint (local or s3://; or models:/NAME/VERSION or @ALIAS); 'random-init' = untrained "
+        "smoke run"))
     data: str = field(metadata=rule("clip shards: dataset root, shard folder or file (local or s3://)"))
     out_dir: str = field(default="eval_output", metadata=rule("folder for Parquet tables and the report", flag="--out"))
     split: str | None = field(default="test", metadata=rule("shard split to evaluate; 'all' for every clip"))

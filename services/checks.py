@@ -234,6 +234,23 @@ def tracking_uri(flag: str, uri: str | None, write: bool = True) -> None:
                         "or a folder)")
 
 
+def registered_checkpoint(flag: str, value: str | None, uri: str | None = None) -> str | None:
+    """`value` as it is, unless it names a registered model version (models:/NAME/VERSION, /latest or @ALIAS): then
+    its checkpoint file, copied to this machine (services.tracking.registry) from the tracking store `uri` (None:
+    $MLFLOW_TRACKING_URI, else ./mlruns), checked first."""
+    if value is None or not value.startswith("models:"):
+        return value
+    tracking_uri("--tracking-uri", uri, write=False)  # a server that answers, a store that opens; then MLflow
+    from services.tracking.registry import registered_checkpoint as fetch
+    from services.tracking.store import default_tracking_uri, local_sqlite_path
+
+    store = uri or default_tracking_uri()
+    if (db := local_sqlite_path(store)) is not None and not db.is_file():  # opening it would make an empty one
+        raise UserError(f"{flag} {value}: no MLflow store at {store} (name the one `train --model-name` registered "
+                        "it in: $MLFLOW_TRACKING_URI or --tracking-uri)")
+    return fetch(flag, value, store)
+
+
 DATABRICKS = ("databricks", "databricks-uc", "uc")  # MLflow's names for a workspace (databricks://PROFILE too)
 SQL_STORES = ("postgresql", "mysql", "mssql")  # the databases MLflow keeps runs in besides SQLite
 

@@ -56,8 +56,8 @@ class TrainJob:
     resume: bool = field(default=False, metadata=rule(
         "continue the run in --storage/--name from its latest checkpoint"))
     init_from: str | None = field(default=None, metadata=rule(  # a run restored from its own checkpoint ignores it
-        "start a new run from this checkpoint's networks, e.g. vox-cpk.pth.tar to fine-tune (local or s3://; "
-        "not its optimisers or step)"))
+        "start a new run from this checkpoint's networks, e.g. vox-cpk.pth.tar to fine-tune (local, s3:// or "
+        "models:/NAME/VERSION; not its optimisers or step)"))
     keep_checkpoints: int = field(default=3, metadata=rule("keep the best N checkpoints by val_l1 (and the latest)",
                                                            ge=1))
     max_failures: int = field(default=3, metadata=rule("worker-group restarts from the latest checkpoint", ge=0))
@@ -203,6 +203,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         job(name)
     job("init_from", metavar="CHECKPOINT")
     add_ray_address_flag(parser)  # the job's ray_address
+
+
+def init_from(args: argparse.Namespace) -> str | None:
+    """--init-from as given, or a registered model's (models:/NAME/VERSION, /latest, @ALIAS) checkpoint file here."""
+    from services import checks
+
+    return checks.registered_checkpoint("--init-from", args.init_from, args.tracking_uri)
 
 
 def check_inputs(job: TrainJob, sweep: bool = False) -> None:

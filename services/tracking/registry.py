@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from pathlib import Path
 
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
+from services.errors import UserError
 from services.tracking.store import default_tracking_uri, make_client
+
+CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
+MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))/?")
+CACHE = Path("~/.cache/fomm/models")  # a registered version's files never change: copied once per machine
 
 
 def register_model_version(tracking_uri: str | None, name: str, source: str, run_id: str | None = None,
@@ -48,3 +56,37 @@ def download_model_version(tracking_uri: str | None, name: str, version: int, ds
     Path(dst).mkdir(parents=True, exist_ok=True)
     return Path(download_artifacts(artifact_uri=source, dst_path=str(dst),
                                    tracking_uri=tracking_uri or default_tracking_uri()))
+
+
+def registered_checkpoint(flag: str, value: str, store: str) -> str:
+    """The local path of the checkpoint file of the registered model version `value` names (models:/NAME/VERSION,
+    models:/NAME/latest, models:/NAME@ALIAS, as `train --model-name` registers them) in the tracking store `store`,
+    copied once into ~/.cache/fomm/models; a UserError naming the flag where the store has no such version. Called
+    through services.checks.registered_checkpoint, which checks the store first."""
+    if not (uri := MODEL_URI.fullmatch(value)):
+        raise UserError(f"{flag} {value}: expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")
+    name, client = uri["name"], make_client(store)
+    try:
+        if uri["alias"]:
+            version = client.get_model_version_by_alias(name, uri["alias"])
+        else:
+            number = latest_model_version(store, name)["version"] if uri["version"] == "latest" else uri["version"]
+            version = client.get_model_version(name, str(number))
+    except (MlflowException, LookupError) as err:
+        reason = err.message if isinstance(err, MlflowException) else str(err)
+        raise UserError(f"{flag} {value}: not in the model registry at {store} ({reason.splitlines()[0]})") from None
+    folder = CACHE.expanduser() / f"{name}-v{version.version}-{version.run_id}"
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = folder.with_name(f".{folder.name}-{os.getpid()}")
+        try:  # whole or not at all: a second process may be copying it too
+            download_model_version(store, name, int(version.version), staging).rename(folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    found = sorted(str(p) for p in folder.iterdir() if p.name.endswith(CHECKPOINT_SUFFIXES))
+    if len(found) != 1:
+        raise UserError(f"{flag} {value}: version {version.version} holds {len(found)} checkpoint files, not one")
+    return found[0]

@@ -255,6 +255,43 @@ def test_info_counts_parameters_and_checks_checkpoints(media, tiny_config_path, 
     assert code == 2 and "'kp_detector' does not fit the model config" in out
 
 
+def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, capsys, fresh_sqlite_uri, monkeypatch,
+                                                    tmp_path):
+    """models:/NAME/VERSION, /latest and @ALIAS (what `train --model-name` registers, in $MLFLOW_TRACKING_URI's
+    store) name that version's checkpoint, copied once into ~/.cache/fomm/models; a version the store lacks, a
+    malformed URI or a store that is not there is one line naming the flag (the same call serves evaluate's
+    --checkpoint and train's --init-from)."""
+    from services.tracking.registry import register_run_files
+    from services.tracking.run import Tracker
+    from services.tracking.store import make_client
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_sqlite_uri)
+    with Tracker(fresh_sqlite_uri, "t-registered") as t:
+        pass
+    files = tmp_path / "model"
+    files.mkdir()
+    shutil.copyfile(media["tiny_ckpt"], files / "checkpoint.pth.tar")
+    (files / "config.yaml").write_text("model_params: {}\n")
+    register_run_files(fresh_sqlite_uri, "tiny", t.run_id, files)
+    make_client(fresh_sqlite_uri).set_registered_model_alias("tiny", "champion", "1")
+    for uri in ("models:/tiny/1", "models:/tiny/latest", "models:/tiny@champion"):
+        code, out, err = run(["info", "--config", tiny_config_path, "--checkpoint", uri], capsys)
+        assert code == 0 and "[generator]: ok" in out, err
+    [cached] = (tmp_path / ".cache" / "fomm" / "models").iterdir()
+    assert (cached / "checkpoint.pth.tar").read_bytes() == Path(media["tiny_ckpt"]).read_bytes()
+    for uri, problem in (("models:/tiny/2", f"not in the model registry at {fresh_sqlite_uri} (Model Version "
+                                            "(name=tiny, version=2) not found)"),
+                         ("models:tiny", "expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")):
+        code, _, err = run(["info", "--config", tiny_config_path, "--checkpoint", uri], capsys)
+        assert (code, err.strip()) == (2, f"fomm info: error: --checkpoint {uri}: {problem}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none.db'}")  # opening it would make one
+    code, _, err = run(["animate", "--config", tiny_config_path, "--checkpoint", "models:/tiny/1", "--source",
+                        media["source"], "--driving", media["clip"], "--out", tmp_path / "out.mp4"], capsys)
+    assert code == 2 and "--checkpoint models:/tiny/1: no MLflow store at sqlite:///" in err
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "out.mp4").exists()
+
+
 def test_runs_compare_goes_to_the_compare_stage_with_its_arguments(capsys, fresh_sqlite_uri):
     from services.tracking.run import Tracker
 
