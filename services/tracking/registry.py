@@ -11,11 +11,11 @@ from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
 from services.errors import UserError
+from services.failures import why
 from services.tracking.store import default_tracking_uri, make_client
 
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))/?")
-CACHE = Path("~/.cache/fomm/models")  # a registered version's files never change: copied once per machine
 
 
 def register_model_version(tracking_uri: str | None, name: str, source: str, run_id: str | None = None,
@@ -61,8 +61,8 @@ def download_model_version(tracking_uri: str | None, name: str, version: int, ds
 def registered_checkpoint(flag: str, value: str, store: str) -> str:
     """The local path of the checkpoint file of the registered model version `value` names (models:/NAME/VERSION,
     models:/NAME/latest, models:/NAME@ALIAS, as `train --model-name` registers them) in the tracking store `store`,
-    copied once into ~/.cache/fomm/models; a UserError naming the flag where the store has no such version. Called
-    through services.checks.registered_checkpoint, which checks the store first."""
+    copied once into $XDG_CACHE_HOME/fomm/models (else ~/.cache/…); a UserError naming the flag where the store has
+    no such version. Called through services.checks.registered_checkpoint, which checks the store first."""
     if not (uri := MODEL_URI.fullmatch(value)):
         raise UserError(f"{flag} {value}: expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")
     name, client = uri["name"], make_client(store)
@@ -75,17 +75,21 @@ def registered_checkpoint(flag: str, value: str, store: str) -> str:
     except (MlflowException, LookupError) as err:
         reason = err.message if isinstance(err, MlflowException) else str(err)
         raise UserError(f"{flag} {value}: not in the model registry at {store} ({reason.splitlines()[0]})") from None
-    folder = CACHE.expanduser() / f"{name}-v{version.version}-{version.run_id}"
-    if not folder.is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = folder.with_name(f".{folder.name}-{os.getpid()}")
-        try:  # whole or not at all: a second process may be copying it too
+    # a registered version's files never change: copied once per machine, under $XDG_CACHE_HOME (else ~/.cache)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fomm" / "models"
+    folder = cache / f"{name}-v{version.version}-{version.run_id}"
+    staging = folder.with_name(f".{folder.name}-{os.getpid()}")
+    try:  # whole or not at all: a second process may be copying it too
+        if not folder.is_dir():
+            folder.parent.mkdir(parents=True, exist_ok=True)
             download_model_version(store, name, int(version.version), staging).rename(folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    except (OSError, MlflowException) as err:
+        if not folder.is_dir():  # MLflow's download error keeps no cause: the free space says what a full disk is
+            free = f"; {shutil.disk_usage(cache).free / 2**20:,.0f} MiB free there" if cache.is_dir() else ""
+            raise UserError(f"{flag} {value}: cannot copy version {version.version} into {cache} ({why(err)}{free}; "
+                            "$XDG_CACHE_HOME moves it)") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     found = sorted(str(p) for p in folder.iterdir() if p.name.endswith(CHECKPOINT_SUFFIXES))
     if len(found) != 1:
         raise UserError(f"{flag} {value}: version {version.version} holds {len(found)} checkpoint files, not one")

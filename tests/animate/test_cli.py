@@ -259,13 +259,14 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
                                                     tmp_path):
     """models:/NAME/VERSION, /latest and @ALIAS (what `train --model-name` registers, in $MLFLOW_TRACKING_URI's
     store) name that version's checkpoint, copied once into ~/.cache/fomm/models; a version the store lacks, a
-    malformed URI or a store that is not there is one line naming the flag (the same call serves evaluate's
-    --checkpoint and train's --init-from)."""
+    malformed URI, a store that is not there or a cache that cannot be written is one line naming the flag (the
+    same call serves evaluate's --checkpoint and train's --init-from)."""
     from services.tracking.registry import register_run_files
     from services.tracking.run import Tracker
     from services.tracking.store import make_client
 
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_sqlite_uri)
     with Tracker(fresh_sqlite_uri, "t-registered") as t:
         pass
@@ -285,6 +286,10 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
                          ("models:tiny", "expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")):
         code, _, err = run(["info", "--config", tiny_config_path, "--checkpoint", uri], capsys)
         assert (code, err.strip()) == (2, f"fomm info: error: --checkpoint {uri}: {problem}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(files / "config.yaml"))  # a file: no folder can be made under it
+    code, _, err = run(["info", "--config", tiny_config_path, "--checkpoint", "models:/tiny/1"], capsys)
+    assert code == 2 and err.startswith(f"fomm info: error: --checkpoint models:/tiny/1: cannot copy version 1 into "
+                                        f"{files / 'config.yaml'}/fomm/models (") and err.count("\n") == 1
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none.db'}")  # opening it would make one
     code, _, err = run(["animate", "--config", tiny_config_path, "--checkpoint", "models:/tiny/1", "--source",
                         media["source"], "--driving", media["clip"], "--out", tmp_path / "out.mp4"], capsys)
