@@ -66,9 +66,11 @@ def metric_names(flag: str, text: str) -> tuple[str, ...]:
 
 def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The EvalConfig of eval_flags' flags ('random-init': no checkpoint; split 'all': every clip)."""
-    checkpoint = checks.registered_checkpoint("--checkpoint", getattr(args, "checkpoint", None), args.tracking_uri)
+    given = getattr(args, "checkpoint", None)
+    checkpoint = checks.registered_checkpoint("--checkpoint", given, args.tracking_uri)
     values = field_values(EvalConfig, args, checkpoint=None if checkpoint == "random-init" else checkpoint,
-                          split=None if args.split == "all" else args.split)
+                          split=None if args.split == "all" else args.split,
+                          tags={"checkpoint.model_uri": given} if checkpoint != given else {})  # models:/…
     with user_input():
         return EvalConfig(**values)
 

@@ -259,11 +259,15 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
                                                     tmp_path):
     """models:/NAME/VERSION, /latest and @ALIAS (what `train --model-name` registers, in $MLFLOW_TRACKING_URI's
     store) name that version's checkpoint, copied once into ~/.cache/fomm/models; a version the store lacks, a
-    malformed URI, a store that is not there or a cache that cannot be written is one line naming the flag (the
-    same call serves evaluate's --checkpoint and train's --init-from)."""
+    malformed URI, a store that is not there or a cache that cannot be written is one line naming the flag.
+    evaluate's --checkpoint (its run tagged with the URI) and train's --init-from take it too."""
+    import argparse
+
+    from evaluation.cli import eval_config_from_args, eval_flags
     from services.tracking.registry import register_run_files
     from services.tracking.run import Tracker
     from services.tracking.store import make_client
+    from training.job import init_from
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
@@ -281,6 +285,13 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
         assert code == 0 and "[generator]: ok" in out, err
     [cached] = (tmp_path / ".cache" / "fomm" / "models").iterdir()
     assert (cached / "checkpoint.pth.tar").read_bytes() == Path(media["tiny_ckpt"]).read_bytes()
+    parser = argparse.ArgumentParser()
+    eval_flags(parser, "e")
+    cfg = eval_config_from_args(parser.parse_args(["--config", "c", "--checkpoint", "models:/tiny@champion",
+                                                   "--data", "d", "--tracking-uri", fresh_sqlite_uri]))
+    assert (cfg.checkpoint, cfg.tags) == (str(cached / "checkpoint.pth.tar"), {"checkpoint.model_uri":
+                                                                                 "models:/tiny@champion"})
+    assert init_from(argparse.Namespace(init_from="models:/tiny/latest", tracking_uri=None)) == cfg.checkpoint
     for uri, problem in (("models:/tiny/2", f"not in the model registry at {fresh_sqlite_uri} (Model Version "
                                             "(name=tiny, version=2) not found)"),
                          ("models:tiny", "expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")):

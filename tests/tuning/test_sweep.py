@@ -87,14 +87,21 @@ def test_two_trial_sweep_logs_children_and_exports_a_trainable_config(ray_local,
 
 @pytest.mark.ray
 def test_a_trial_the_scheduler_stops_early_leaves_no_run_running(ray_local, mlflow_server, synthetic_shards,
-                                                                 tmp_path, tiny_config_path):
+                                                                 tmp_path, tiny_config_path, monkeypatch):
     """ASHA stops the trial at its first report (max_t 1) while it still has an epoch to train: Tune ends the
-    trial's process before `train_trial` returns, so the sweep's callback must end its MLflow run (KILLED)."""
+    trial's process before `train_trial` returns, so the sweep's callback must end its MLflow run (KILLED). The
+    trial starts from the checkpoint --init-from names relative to the command's folder (its workers run in
+    folders of their own)."""
+    from fomm.checkpoint import checkpoint_bytes
+    from fomm.models import build_networks
     from services.tracking.queries import search_runs
 
+    monkeypatch.chdir(tmp_path)
+    nets = build_networks(load_config(tiny_config_path).model_params, discriminator=True)
+    (tmp_path / "init.pth.tar").write_bytes(checkpoint_bytes(**vars(nets)))
     base = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "runs"),
                     num_epochs=4, tracking_uri=mlflow_server, experiment="sweep-stopped", num_val_clips=0,
-                    log_images_every=0, validate_at_start=False,
+                    log_images_every=0, validate_at_start=False, init_from="init.pth.tar",
                     overrides={"train_params": {"num_repeats": 1, "scales": [1]}})
     space = SearchSpace.from_dict({"space": {"train_params.loss_weights.equivariance_value": {"grid": [10]}},
                                    "num_samples": 1}, source="test-space")
@@ -104,7 +111,7 @@ def test_a_trial_the_scheduler_stops_early_leaves_no_run_running(ray_local, mlfl
     runs = search_runs(mlflow_server, "sweep-stopped")
     assert [r["run_name"] for r in runs if r["status"] == "RUNNING"] == []
     trial = next(r for r in runs if r["tags"].get("mlflow.parentRunId") == result.parent_run_id)
-    assert trial["status"] == "KILLED"
+    assert trial["status"] == "KILLED" and trial["params"]["job.init_from"] == str(tmp_path / "init.pth.tar")
     # the first reason recorded stays: under load the trial's own process may record its Train actors' death
     # before Tune's stop reaches the callback (seen once in a full-suite run)
     assert trial["tags"]["fomm.end_reason"].startswith(("stopped by Tune", "The actor died unexpectedly"))
