@@ -101,12 +101,12 @@ def registered_weights(args: argparse.Namespace) -> argparse.Namespace:
 def weights(args: argparse.Namespace) -> dict:
     """The model flags' weights: a checkpoint (a registered model's too), or an explicit --random-init (one line
     otherwise)."""
-    registered_weights(args)
     if args.checkpoint is None and not args.random_init:
         raise UserError("--checkpoint is required (or pass --random-init for an untrained model)")
     if args.checkpoint is not None and args.random_init:  # which weights were meant is not ours to guess
         raise UserError(f"--random-init with --checkpoint {args.checkpoint}: choose one (trained weights, or random "
                         "ones)")
+    registered_weights(args)
     return {"checkpoint": args.checkpoint, "random_init": args.random_init, "seed": args.seed}
 
 
