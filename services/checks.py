@@ -246,7 +246,7 @@ def registered_checkpoint(flag: str, value: str | None, uri: str | None = None) 
 
     store = uri or default_tracking_uri()
     if (db := local_sqlite_path(store)) is not None and not db.is_file():  # opening it would make an empty one
-        raise UserError(f"{flag} {value}: no MLflow store at {store} (name the one `train --model-name` registered "
+        raise UserError(f"{flag} {value}: no MLflow store at {store} (name the store train --model-name registered "
                         "it in: $MLFLOW_TRACKING_URI or --tracking-uri)")
     return fetch(flag, value, store)
 
