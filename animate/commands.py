@@ -145,7 +145,8 @@ def run_export(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
 # fomm info
 
 def info_flags(i: argparse.ArgumentParser) -> None:
-    i.add_argument("--config", required=True, help="model YAML (e.g. configs/vox-256.yaml)")
+    i.add_argument("--config", help="model YAML (e.g. configs/vox-256.yaml); a models:/ --checkpoint brings the one "
+                   "registered with it")
     i.add_argument("--checkpoint", help="original-format checkpoint: does each network's state dict fit the config?")
     i.add_argument("--json", action="store_true", help="print JSON")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fomm.config.schema import CROP_MODES, PRECISIONS, SUBJECT_KINDS
 from services import checks
@@ -22,7 +23,8 @@ LAYOUTS = ("result", "side-by-side")  # animate.render's output frames
 class ModelOptions:
     """What makes the model: a config and its weights (a checkpoint, or an explicit random init); the flags' rules."""
 
-    config: str = field(metadata=rule("model YAML (e.g. configs/vox-256.yaml)"))
+    config: str = field(metadata=rule(
+        "model YAML (e.g. configs/vox-256.yaml); a models:/ --checkpoint brings the one registered with it"))
     checkpoint: str | None = field(default=None, metadata=rule(
         "original-format checkpoint (e.g. vox-cpk.pth.tar), or a registered model: models:/NAME/VERSION or @ALIAS"))
     random_init: bool = field(default=False, metadata=rule("no checkpoint: random weights (tests, demos)"))
@@ -75,7 +77,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that make the model: `fomm animate`, `fomm export` and the batch job."""
     model = field_flags(parser, ModelOptions)  # help, types and ranges: ModelOptions' rules
-    model("config", required=True)
+    model("config")  # required unless a registered model brings its own (registered_weights)
     model("checkpoint")
     model("random_init", action="store_true")
     model("seed")
@@ -93,8 +95,15 @@ def add_animation_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def registered_weights(args: argparse.Namespace) -> argparse.Namespace:
-    """`args` with a registered model's --checkpoint (models:/NAME/VERSION, /latest, @ALIAS) made its file here."""
-    args.checkpoint = checks.registered_checkpoint("--checkpoint", args.checkpoint)
+    """`args` with a registered model's --checkpoint (models:/NAME/VERSION, /latest, @ALIAS) made its file here,
+    and the config registered with it (`train --model-name`) as --config where none is given."""
+    given = args.checkpoint
+    args.checkpoint = checks.registered_checkpoint("--checkpoint", given)
+    if args.config is None:
+        registered = Path(args.checkpoint).with_name("config.yaml") if args.checkpoint != given else None
+        if registered is None or not registered.is_file():
+            raise UserError("--config is required (a models:/ --checkpoint brings the config registered with it)")
+        args.config = str(registered)
     return args
 
 

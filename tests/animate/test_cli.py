@@ -258,7 +258,8 @@ def test_info_counts_parameters_and_checks_checkpoints(media, tiny_config_path, 
 def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, capsys, fresh_sqlite_uri, monkeypatch,
                                                     tmp_path):
     """models:/NAME/VERSION, /latest and @ALIAS (what `train --model-name` registers, in $MLFLOW_TRACKING_URI's
-    store) name that version's checkpoint, copied once into ~/.cache/fomm/models; a version the store lacks, a
+    store) name that version's checkpoint, copied once into ~/.cache/fomm/models, and its config where --config is
+    left out; a version the store lacks, a
     malformed URI, a store that is not there or a cache that cannot be written is one line naming the flag.
     evaluate's --checkpoint (its run tagged with the URI) and train's --init-from take it too."""
     import argparse
@@ -277,12 +278,17 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
     files = tmp_path / "model"
     files.mkdir()
     shutil.copyfile(media["tiny_ckpt"], files / "checkpoint.pth.tar")
-    (files / "config.yaml").write_text("model_params: {}\n")
+    shutil.copyfile(tiny_config_path, files / "config.yaml")
     register_run_files(fresh_sqlite_uri, "tiny", t.run_id, files)
     make_client(fresh_sqlite_uri).set_registered_model_alias("tiny", "champion", "1")
     for uri in ("models:/tiny/1", "models:/tiny/latest", "models:/tiny@champion"):
         code, out, err = run(["info", "--config", tiny_config_path, "--checkpoint", uri], capsys)
         assert code == 0 and "[generator]: ok" in out, err
+    code, out, err = run(["info", "--checkpoint", "models:/tiny/1"], capsys)  # the config registered with it
+    assert code == 0 and "[generator]: ok" in out and out.startswith(str(tmp_path / ".cache")), err
+    code, _, err = run(["info", "--checkpoint", media["tiny_ckpt"]], capsys)  # a file brings no config
+    assert (code, err) == (2, "fomm info: error: --config is required (a models:/ --checkpoint brings the config "
+                              "registered with it)\n")
     [cached] = (tmp_path / ".cache" / "fomm" / "models").iterdir()
     assert (cached / "checkpoint.pth.tar").read_bytes() == Path(media["tiny_ckpt"]).read_bytes()
     parser = argparse.ArgumentParser()
