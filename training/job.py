@@ -234,8 +234,6 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
             why = " to rank the sweep's trials by (preprocess with --test-fraction above 0)" if sweep else ""
             raise UserError(f"--val-split {job.val_split}: no clips of that split in --data {job.data}{why}")
     check_colormap(job.config, cfg.visualizer_params)  # not at the first image a worker draws
-    if job.init_from is not None:
-        check_init_checkpoint(job, cfg)
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
     checks.tracking_uri("--tracking-uri", job.tracking_uri)
@@ -244,6 +242,8 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     check_plan(job, cfg, run_folder=not sweep)
     if job.resume and not sweep:
         check_resume_checkpoint(job)
+    if job.init_from is not None:  # last: a whole checkpoint read and a model built, after the checks that answer fast
+        check_init_checkpoint(job, cfg)
 
 
 def room_wait_s() -> float:
