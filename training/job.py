@@ -79,8 +79,11 @@ class TrainJob:
 
     def __post_init__(self) -> None:
         check_fields(self)  # the declared rules: finite numbers in range, choices
-        if self.init_from is not None and not re.match(r"s3a?://", self.init_from):  # workers each have a folder
-            object.__setattr__(self, "init_from", str(Path(user_path(self.init_from)).absolute()))
+        if self.init_from is not None:  # read by workers, each in a folder of its own
+            from services.storage import is_remote
+
+            if not is_remote(self.init_from):
+                object.__setattr__(self, "init_from", str(Path(user_path(self.init_from)).absolute()))
         if self.lr_schedule == "budget" and self.max_steps is None and self.max_minutes is None:
             raise ValueError("--lr-schedule budget needs a budget: set --max-steps and/or --max-minutes")
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*", self.name):
@@ -162,17 +165,24 @@ def check_resume_checkpoint(job: TrainJob) -> None:
             require_whole(f, path)
 
 
+def read_init_checkpoint(job: TrainJob) -> dict[str, Any]:
+    """The checkpoint dict --init-from names (local or s3://), read whole: by the input check, then by each worker."""
+    from fomm.checkpoint import read_checkpoint
+    from services import storage
+
+    return read_checkpoint(job.init_from, data=storage.read_bytes(job.init_from, job.endpoint))
+
+
 def check_init_checkpoint(job: TrainJob, cfg: FommConfig) -> None:
     """The checkpoint --init-from names is read whole, as each worker will read it, and its generator and kp
     detector fit the config: a CheckpointError naming the file, not a failure in every worker after Ray starts. A
     discriminator that does not fit is said in a warning (it trains anew)."""
-    from fomm.checkpoint import read_checkpoint
     from fomm.models import build_networks
     from fomm.train_step import start_from
-    from services import checks, storage
+    from services import checks
 
     checks.existing_file("--init-from", job.init_from, "a checkpoint file", job.endpoint)
-    state = read_checkpoint(job.init_from, data=storage.read_bytes(job.init_from, job.endpoint))
+    state = read_init_checkpoint(job)
     nets = build_networks(cfg.model_params, discriminator=True)
     if why := start_from(state, job.init_from, nets.generator, nets.kp_detector, nets.discriminator):
         logging.getLogger(__name__).warning("--init-from: %s: the discriminator starts from random weights", why)

@@ -20,7 +20,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fomm.checkpoint import read_checkpoint
 from fomm.config.schema import FommConfig
 from fomm.precision import autocast_dtype, precision_name, use_channels_last
 from fomm.train_step import build_train_state, end_epoch, start_from, to_channels_last, train_step
@@ -28,7 +27,7 @@ from services import ray_start, s3_retries, storage
 from services.atomic import scratch_dir
 from training import loop
 from training.data import DataError
-from training.job import CHECKPOINT_FILE, TrainJob, run_path
+from training.job import CHECKPOINT_FILE, TrainJob, read_init_checkpoint, run_path
 from training.sync_bn import convert_sync_batchnorm, world_size
 
 STATE_FILE = "train_state.json"  # what the original format has no room for: progress within an epoch, MLflow run
@@ -93,9 +92,9 @@ class WorkerLoop:
                 if (Path(d) / STATE_FILE).is_file():
                     saved = json.loads((Path(d) / STATE_FILE).read_text())
         elif self.job.init_from is not None:  # a new run from another checkpoint's networks (fine-tuning)
-            source, nets = self.job.init_from, self.state
-            start_from(read_checkpoint(source, data=storage.read_bytes(source, self.job.endpoint)), source,
-                       nets.generator, nets.kp_detector, nets.discriminator)
+            nets = self.state
+            start_from(read_init_checkpoint(self.job), self.job.init_from, nets.generator, nets.kp_detector,
+                       nets.discriminator)
         self.progress = Progress(**{f.name: saved[f.name] for f in dataclasses.fields(Progress) if f.name in saved})
         started_at = config["started_at"]
         if self.progress.started_at == started_at:  # restored: this submission failed, came back
