@@ -18,6 +18,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from services import storage
 from services.atomic import atomic_open
 from services.errors import UserError
 from services.failures import every_task_fails, why
@@ -163,7 +164,7 @@ def _run_sweep(sweep: SweepJob) -> SweepResult:
     experiment_dir = Path(base.storage).resolve() / sweep.name
     parent_run_id, uri = _parent_run(sweep, experiment_dir)
     # each trial writes under <storage>/<sweep>/trials from its own working directory: hand it absolute paths
-    data = base.data if "://" in base.data else str(Path(base.data).resolve())
+    data = base.data if storage.is_remote(base.data) else str(Path(base.data).resolve())
     trial_base = dataclasses.replace(base, storage=str(experiment_dir / "trials"), tracking_uri=uri, name=None,
                                      config=str(Path(base.config).resolve()), data=data)
     trainable = tune.with_resources(train_trial, {"CPU": 0.01})  # the driver only waits; workers hold the CPUs
