@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fomm.config.schema import CROP_MODES, PRECISIONS, SUBJECT_KINDS
 from services import checks
@@ -99,11 +98,7 @@ def registered_weights(args: argparse.Namespace) -> argparse.Namespace:
     and the config registered with it (`train --model-name`) as --config where none is given."""
     given = args.checkpoint
     args.checkpoint = checks.registered_checkpoint("--checkpoint", given)
-    if args.config is None:
-        registered = Path(args.checkpoint).with_name("config.yaml") if args.checkpoint != given else None
-        if registered is None or not registered.is_file():
-            raise UserError("--config is required (a models:/ --checkpoint brings the config registered with it)")
-        args.config = str(registered)
+    args.config = checks.registered_config(args.config, args.checkpoint, given)
     return args
 
 

@@ -20,8 +20,11 @@ from services.ray_start import add_ray_address_flag
 def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:
     """The flags pipelines/evaluate.py and pipelines/benchmark.py share, each for an EvalConfig field (its default)."""
     cfg = field_flags(p, EvalConfig)  # help, type and range from EvalConfig's rules
-    for name in ("config_path", "checkpoint", "data") if checkpoint_required else ("config_path", "data"):
+    for name in ("checkpoint", "data") if checkpoint_required else ("config_path", "data"):
         cfg(name, required=True)
+    if checkpoint_required:  # a models:/ --checkpoint brings the config registered with it
+        cfg("config_path", help="FOMM model config YAML (e.g. configs/vox-256.yaml); a models:/ --checkpoint brings "
+                                "the one registered with it")
     for name in ("split", "max_videos", "out_dir", "tracking_uri", "experiment", "run_name", "domain"):
         cfg(name)
     cfg("keypoints", choices=["auto", "none", *KEYPOINT_BACKENDS])
@@ -68,7 +71,9 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The EvalConfig of eval_flags' flags ('random-init': no checkpoint; split 'all': every clip)."""
     given = getattr(args, "checkpoint", None)
     checkpoint = checks.registered_checkpoint("--checkpoint", given, args.tracking_uri)
+    config = checks.registered_config(args.config_path, checkpoint, given)
     values = field_values(EvalConfig, args, checkpoint=None if checkpoint == "random-init" else checkpoint,
+                          config_path=config,
                           split=None if args.split == "all" else args.split,
                           tags={"checkpoint.model_uri": given} if checkpoint != given else {})  # models:/…
     with user_input():

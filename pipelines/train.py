@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from fomm.config.overrides import parse_assignments  # noqa: E402
 from services.cli import field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
-from training.job import TrainJob, add_train_flags, check_inputs, init_from  # noqa: E402
+from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace) -> TrainJob:
-    return TrainJob(**field_values(TrainJob, args, overrides=parse_assignments(args.set), init_from=init_from(args)))
+    return TrainJob(**field_values(TrainJob, args, overrides=parse_assignments(args.set)))
 
 
 def run(job: TrainJob, args: argparse.Namespace) -> Summary:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 from services import checks  # noqa: E402
 from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
-from training.job import TrainJob, add_train_flags, check_inputs, init_from  # noqa: E402
+from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 from tuning.options import SweepJob  # noqa: E402
 from tuning.spaces import SearchSpace  # noqa: E402
 
@@ -32,7 +32,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace) -> tuple[TrainJob, argparse.Namespace]:
-    return TrainJob(**field_values(TrainJob, args, resume=False, log_images_every=0, init_from=init_from(args))), args
+    return TrainJob(**field_values(TrainJob, args, resume=False, log_images_every=0)), args
 
 
 def check(built: tuple[TrainJob, argparse.Namespace]) -> SweepJob:

@@ -251,6 +251,17 @@ def registered_checkpoint(flag: str, value: str | None, uri: str | None = None) 
     return fetch(flag, value, store)
 
 
+def registered_config(config: str | None, checkpoint: str | None, given: str | None) -> str:
+    """--config as given, else the config registered with a models:/ checkpoint (`train --model-name` keeps it
+    beside the file `registered_checkpoint` copied here: `checkpoint`, from the URI `given`); a UserError otherwise."""
+    if config is not None:
+        return config
+    registered = Path(checkpoint).with_name("config.yaml") if checkpoint and checkpoint != given else None
+    if registered is None or not registered.is_file():
+        raise UserError("--config is required (a models:/ --checkpoint brings the config registered with it)")
+    return str(registered)
+
+
 DATABRICKS = ("databricks", "databricks-uc", "uc")  # MLflow's names for a workspace (databricks://PROFILE too)
 SQL_STORES = ("postgresql", "mysql", "mssql")  # the databases MLflow keeps runs in besides SQLite
 

@@ -82,7 +82,7 @@ class TrainJob:
         if self.init_from is not None:  # read by workers, each in a folder of its own
             from services.storage import is_remote
 
-            if not is_remote(self.init_from):
+            if not is_remote(self.init_from) and not self.init_from.startswith("models:"):
                 object.__setattr__(self, "init_from", str(Path(user_path(self.init_from)).absolute()))
         if self.lr_schedule == "budget" and self.max_steps is None and self.max_minutes is None:
             raise ValueError("--lr-schedule budget needs a budget: set --max-steps and/or --max-minutes")
@@ -165,12 +165,15 @@ def check_resume_checkpoint(job: TrainJob) -> None:
             require_whole(f, path)
 
 
-def read_init_checkpoint(job: TrainJob) -> dict[str, Any]:
-    """The checkpoint dict --init-from names (local or s3://), read whole: by the input check, then by each worker."""
+def read_init_checkpoint(job: TrainJob, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The checkpoint dict --init-from names, read whole: by the input check, then by each worker. A file (local or
+    s3://), or a registered model version (models:/…) each machine copies from `tracking_uri` (the run's store; None:
+    the job's) once for itself: a worker on another node has no copy of the driver's."""
     from fomm.checkpoint import read_checkpoint
-    from services import storage
+    from services import checks, storage
 
-    return read_checkpoint(job.init_from, data=storage.read_bytes(job.init_from, job.endpoint))
+    path = checks.registered_checkpoint("--init-from", job.init_from, tracking_uri or job.tracking_uri)
+    return read_checkpoint(job.init_from, data=storage.read_bytes(path, job.endpoint))
 
 
 def check_init_checkpoint(job: TrainJob, cfg: FommConfig) -> None:
@@ -181,7 +184,8 @@ def check_init_checkpoint(job: TrainJob, cfg: FommConfig) -> None:
     from fomm.train_step import start_from
     from services import checks
 
-    checks.existing_file("--init-from", job.init_from, "a checkpoint file", job.endpoint)
+    path = checks.registered_checkpoint("--init-from", job.init_from, job.tracking_uri)  # models:/…: copied here
+    checks.existing_file("--init-from", path, "a checkpoint file", job.endpoint)
     state = read_init_checkpoint(job)
     nets = build_networks(cfg.model_params, discriminator=True)
     if why := start_from(state, job.init_from, nets.generator, nets.kp_detector, nets.discriminator):
@@ -213,13 +217,6 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         job(name)
     job("init_from", metavar="CHECKPOINT")
     add_ray_address_flag(parser)  # the job's ray_address
-
-
-def init_from(args: argparse.Namespace) -> str | None:
-    """--init-from as given, or a registered model's (models:/NAME/VERSION, /latest, @ALIAS) checkpoint file here."""
-    from services import checks
-
-    return checks.registered_checkpoint("--init-from", args.init_from, args.tracking_uri)
 
 
 def check_inputs(job: TrainJob, sweep: bool = False) -> None:

@@ -93,8 +93,8 @@ class WorkerLoop:
                     saved = json.loads((Path(d) / STATE_FILE).read_text())
         elif self.job.init_from is not None:  # a new run from another checkpoint's networks (fine-tuning)
             nets = self.state
-            start_from(read_init_checkpoint(self.job), self.job.init_from, nets.generator, nets.kp_detector,
-                       nets.discriminator)
+            start_from(read_init_checkpoint(self.job, config["tracking_uri"]), self.job.init_from, nets.generator,
+                       nets.kp_detector, nets.discriminator)
         self.progress = Progress(**{f.name: saved[f.name] for f in dataclasses.fields(Progress) if f.name in saved})
         started_at = config["started_at"]
         if self.progress.started_at == started_at:  # restored: this submission failed, came back

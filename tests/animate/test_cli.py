@@ -261,14 +261,16 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
     store) name that version's checkpoint, copied once into ~/.cache/fomm/models, and its config where --config is
     left out; a version the store lacks, a
     malformed URI, a store that is not there or a cache that cannot be written is one line naming the flag.
-    evaluate's --checkpoint (its run tagged with the URI) and train's --init-from take it too."""
+    evaluate's --checkpoint (its run tagged with the URI; the registered config without --config) and train's
+    --init-from (kept as the URI: each worker's machine copies the version for itself) take it too."""
     import argparse
 
     from evaluation.cli import eval_config_from_args, eval_flags
+    from services.errors import UserError
     from services.tracking.registry import register_run_files
     from services.tracking.run import Tracker
     from services.tracking.store import make_client
-    from training.job import init_from
+    from training.job import TrainJob, read_init_checkpoint
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
@@ -297,7 +299,20 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
                                                    "--data", "d", "--tracking-uri", fresh_sqlite_uri]))
     assert (cfg.checkpoint, cfg.tags) == (str(cached / "checkpoint.pth.tar"), {"checkpoint.model_uri":
                                                                                  "models:/tiny@champion"})
-    assert init_from(argparse.Namespace(init_from="models:/tiny/latest", tracking_uri=None)) == cfg.checkpoint
+    assert cfg.config_path == "c"  # --config given wins
+    unconfigured = parser.parse_args(["--checkpoint", "models:/tiny/1", "--data", "d"])
+    assert eval_config_from_args(unconfigured).config_path == str(cached / "config.yaml")
+    with pytest.raises(UserError, match=r"^--config is required \(a models:/ --checkpoint brings"):
+        eval_config_from_args(parser.parse_args(["--checkpoint", str(media["tiny_ckpt"]), "--data", "d"]))
+    job = TrainJob(config=tiny_config_path, data="d", storage="s", init_from="models:/tiny/latest")
+    assert job.init_from == "models:/tiny/latest"  # kept: each machine that reads it copies it for itself
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "node2"))  # a worker on a machine without the driver's copy
+    state = read_init_checkpoint(job, fresh_sqlite_uri)
+    assert (tmp_path / "node2" / "fomm" / "models" / cached.name / "checkpoint.pth.tar").is_file()
+    expected = torch.load(media["tiny_ckpt"], map_location="cpu", weights_only=True)["generator"]
+    assert all(torch.equal(state["generator"][k], v) for k, v in expected.items())
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    capsys.readouterr()  # MLflow's download bar
     for uri, problem in (("models:/tiny/2", f"not in the model registry at {fresh_sqlite_uri} (Model Version "
                                             "(name=tiny, version=2) not found)"),
                          ("models:tiny", "expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")):
