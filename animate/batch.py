@@ -97,6 +97,10 @@ class AnimatePairs:
 
         torch.set_num_threads(num_threads)
         options = {**options, "device": actor_device(options.get("device", "cpu"))}
+        if model := options.pop("registered", None):  # this machine's copy: another node has none of the driver's
+            options["checkpoint"] = checks.registered_checkpoint("--checkpoint", model["uri"], model["store"])
+            if model["config"]:
+                options["config"] = checks.registered_config(None, options["checkpoint"], model["uri"])
         self.options = {k: v for k, v in options.items() if k in FILE_KEYS}  # the rest make the model
         self.animator, self.options["auto_crop"] = build_animator(**{k: v for k, v in options.items()
                                                                       if k not in FILE_KEYS})
@@ -104,6 +108,14 @@ class AnimatePairs:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:
         return animate_rows(batch, self.animator, self.options, self.base, self.endpoint)
+
+
+def registered(uri: str, registered_config: bool) -> dict:
+    """What an AnimatePairs actor needs to copy the registered model version `uri` (models:/…) on its own machine:
+    the URI, the driver's tracking store, and whether the config is the one registered with it."""
+    from services.tracking.store import default_tracking_uri
+
+    return {"uri": uri, "store": default_tracking_uri(), "config": registered_config}
 
 
 def error_table_path(pairs: str, errors: str | None) -> str:

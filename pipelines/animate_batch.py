@@ -35,9 +35,13 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace) -> dict:
     """animate.batch.start's keyword arguments (the flags, checked by their rules)."""
+    given, config_given = args.checkpoint, args.config is not None
     weights(args)
     check_animation_flags(args)
-    return {k: v for k, v in vars(args).items() if k != "debug"}
+    job = {k: v for k, v in vars(args).items() if k != "debug"}
+    if args.checkpoint != given:  # a models:/ version: each actor's machine copies it for itself
+        job["registered"] = batch.registered(given, registered_config=not config_given)
+    return job
 
 
 def check(job: dict) -> dict:

@@ -262,9 +262,11 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
     left out; a version the store lacks, a
     malformed URI, a store that is not there or a cache that cannot be written is one line naming the flag.
     evaluate's --checkpoint (its run tagged with the URI; the registered config without --config) and train's
-    --init-from (kept as the URI: each worker's machine copies the version for itself) take it too."""
+    --init-from (kept as the URI: each worker's machine copies the version for itself) take it too, and so do
+    animate_batch's actors (each copies it on its own machine)."""
     import argparse
 
+    from animate.batch import AnimatePairs, registered
     from evaluation.cli import eval_config_from_args, eval_flags
     from services.errors import UserError
     from services.tracking.registry import register_run_files
@@ -311,8 +313,13 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
     assert (tmp_path / "node2" / "fomm" / "models" / cached.name / "checkpoint.pth.tar").is_file()
     expected = torch.load(media["tiny_ckpt"], map_location="cpu", weights_only=True)["generator"]
     assert all(torch.equal(state["generator"][k], v) for k, v in expected.items())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "node3"))  # an animate_batch actor on another machine
+    actor = AnimatePairs({"config": "driver-only.yaml", "checkpoint": "driver-only.pth.tar",
+                          "registered": registered("models:/tiny/1", registered_config=True)})
+    assert (tmp_path / "node3" / "fomm" / "models" / cached.name / "config.yaml").is_file()
+    assert all(torch.equal(actor.animator.generator.state_dict()[k], v) for k, v in expected.items())
     monkeypatch.delenv("XDG_CACHE_HOME")
-    capsys.readouterr()  # MLflow's download bar
+    capsys.readouterr()  # MLflow's download bars
     for uri, problem in (("models:/tiny/2", f"not in the model registry at {fresh_sqlite_uri} (Model Version "
                                             "(name=tiny, version=2) not found)"),
                          ("models:tiny", "expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")):
