@@ -13,7 +13,7 @@ from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.metrics import FORMULAS
 from evaluation.runner import EvalConfig
 from services import checks
-from services.cli import UserError, field_flags, field_values, user_input
+from services.cli import UserError, experiment_flag, field_flags, field_values, user_input
 from services.ray_start import add_ray_address_flag
 
 
@@ -25,7 +25,10 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
     if checkpoint_required:  # a models:/ --checkpoint brings the config registered with it
         cfg("config_path", help="FOMM model config YAML (e.g. configs/vox-256.yaml); a models:/ --checkpoint brings "
                                 "the one registered with it")
-    for name in ("split", "max_videos", "out_dir", "tracking_uri", "experiment", "run_name", "domain"):
+    for name in ("split", "max_videos", "out_dir", "tracking_uri"):
+        cfg(name)
+    experiment_flag(p, experiment)
+    for name in ("run_name", "domain"):
         cfg(name)
     cfg("keypoints", choices=["auto", "none", *KEYPOINT_BACKENDS])
     cfg("embedding", choices=["auto", "none", *EMBEDDING_BACKENDS])
@@ -36,7 +39,6 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
     add_ray_address_flag(p)
     cfg("endpoint")
     field_flags(p, BenchmarkConfig)("max_error_fraction")  # type, range and help: the benchmark gate's rule
-    p.set_defaults(experiment=experiment)  # after the flag: its field default would win
 
 
 def mapping(text: str) -> dict:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services import checks
-from services.cli import at_least
+from services.cli import at_least, experiment_flag
 from services.errors import UserError
 from services.stage import Stage, Summary
 
@@ -63,7 +63,7 @@ def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[li
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--experiment", "-e", default="fomm-eval", help="MLflow experiment name (default: fomm-eval)")
+    experiment_flag(p, "fomm-eval", "--experiment", "-e")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "
                    "or the local ./mlruns SQLite store)")
     p.add_argument("--metrics", default=None, help="comma-separated metric keys (default: all L1/AKD/MKR/AED)")

@@ -27,7 +27,14 @@ SETTINGS = ("FOMM_S3_ENDPOINT", "FOMM_S3_MAX_ATTEMPTS", "FOMM_TRACKING_END_WAIT_
             "FOMM_VGG19_WEIGHTS", "FOMM_S3FD_WEIGHTS")
 # MLflow's, which its users set for every tool: one a letter off (MLFLOW_TRACKING_URL) sent the runs to ./mlruns
 MLFLOW_SETTINGS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
-                   "MLFLOW_TRACKING_PASSWORD", "MLFLOW_REGISTRY_URI", "MLFLOW_ALLOW_FILE_STORE")
+                   "MLFLOW_TRACKING_PASSWORD", "MLFLOW_REGISTRY_URI", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_EXPERIMENT_NAME")
+
+
+def experiment_flag(parser: argparse.ArgumentParser, stage_default: str, *flags: str) -> None:
+    """--experiment: MLflow's own default where its users set one (MLFLOW_EXPERIMENT_NAME), else the stage's."""
+    parser.add_argument(*(flags or ("--experiment",)), dest="experiment",
+                        default=os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip() or stage_default,
+                        help=f"MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {stage_default})")
 
 
 def misspelt_settings() -> None:

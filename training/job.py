@@ -17,7 +17,7 @@ from evaluation.visualize import check_colormap
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig, load_config
 from services.atomic import held_alone
-from services.cli import UserError, field_default, field_flags, user_input, user_path
+from services.cli import UserError, experiment_flag, field_default, field_flags, user_input, user_path
 from services.fields import check_fields, env_number, rule
 from services.ray_start import add_ray_address_flag
 
@@ -212,8 +212,10 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     job = field_flags(parser, TrainJob)  # name, help, type and range from TrainJob's declared rules
     for name in ("config", "data", "storage"):
         job(name, required=True)
-    for name in ("name", "workers", "gpus_per_worker", "max_steps", "num_epochs", "tracking_uri", "experiment",
-                 "num_val_clips", "endpoint"):
+    for name in ("name", "workers", "gpus_per_worker", "max_steps", "num_epochs", "tracking_uri"):
+        job(name)
+    experiment_flag(parser, "fomm-train")
+    for name in ("num_val_clips", "endpoint"):
         job(name)
     job("init_from", metavar="CHECKPOINT")
     add_ray_address_flag(parser)  # the job's ray_address

@@ -458,6 +458,34 @@ def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) 
         shutil.rmtree(cluster.temp_dir, ignore_errors=True)
 
 
+def test_mlflow_experiment_name_is_the_default_experiment_of_every_stage_that_logs_or_reads_runs(monkeypatch, capsys):
+    """MLflow's users set MLFLOW_EXPERIMENT_NAME for every tool: train, tune, evaluate, the benchmark and `fomm runs
+    compare` take it where --experiment is not given (their runs went to fomm-train, fomm-eval, …); a typo of it is
+    refused like any other."""
+    from evaluation.cli import eval_flags
+    from evaluation.compare import add_flags
+    from training.job import add_train_flags
+
+    def experiments() -> list[str]:
+        train, evaluate, compare = ArgumentParser(prog="t"), ArgumentParser(prog="e"), ArgumentParser(prog="c")
+        add_train_flags(train)
+        eval_flags(evaluate, "fomm-eval")
+        add_flags(compare)
+        return [train.parse_args(["--config", "c", "--data", "d", "--storage", "s"]).experiment,
+                evaluate.parse_args(["--checkpoint", "k", "--data", "d"]).experiment, compare.parse_args([]).experiment,
+                compare.parse_args(["-e", "other"]).experiment]
+
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    assert experiments() == ["fomm-train", "fomm-eval", "fomm-eval", "other"]
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "faces-ft")
+    assert experiments() == ["faces-ft", "faces-ft", "faces-ft", "other"]
+    assert run_cli(lambda argv: 0, [], "prog") == 0
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAM", "faces-ft")
+    assert run_cli(lambda argv: 0, [], "prog") == 2
+    assert capsys.readouterr().err == ("prog: error: $MLFLOW_EXPERIMENT_NAM: not a setting of MLflow (did you mean "
+                                       "MLFLOW_EXPERIMENT_NAME?)\n")
+
+
 def test_a_misspelt_setting_is_named_with_the_one_meant_and_the_list_of_settings_is_whole(monkeypatch, capsys):
     """FOMM_ROOM_WAIT (for FOMM_ROOM_WAIT_S) was ignored: the run waited its default 600 s for room; FOMM_S3_ENDPIONT
     sent the job to AWS's own endpoint; MLFLOW_TRACKING_URL, the runs to ./mlruns. Every command refuses such a typo
