@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,10 +60,12 @@ def animate_flags(a: argparse.ArgumentParser) -> None:
                    help="torch (default), or the exported graphs on ONNX Runtime (CPU, fp32; the export extra)")
     a.add_argument("--onnx", metavar="DIR", help="with --engine onnx: a `fomm export` directory (default: export "
                    "the given checkpoint to a temporary one first)")
-    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.add_argument("--quiet", action="store_true", help="no progress bar (a models:/ checkpoint's copy shows none)")
 
 
 def build_animate(args: argparse.Namespace) -> argparse.Namespace:
+    if args.quiet:  # MLflow's own bar, when weights() copies a registered model
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     weights(args)
     check_animation_flags(args)
     if args.onnx is not None and args.engine != "onnx":

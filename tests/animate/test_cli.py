@@ -318,8 +318,13 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
                           "registered": registered("models:/tiny/1", registered_config=True)})
     assert (tmp_path / "node3" / "fomm" / "models" / cached.name / "config.yaml").is_file()
     assert all(torch.equal(actor.animator.generator.state_dict()[k], v) for k, v in expected.items())
-    monkeypatch.delenv("XDG_CACHE_HOME")
     capsys.readouterr()  # MLflow's download bars
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "node4"))  # a first copy under --quiet: no bar
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")  # the product turns it off: undone after
+    code, _, err = run(["animate", "--checkpoint", "models:/tiny/1", "--source", media["source"], "--driving",
+                        media["clip"], "--out", tmp_path / "quiet.mp4", "--quiet"], capsys)
+    assert (code, err) == (0, "") and (tmp_path / "node4" / "fomm" / "models" / cached.name).is_dir()
+    monkeypatch.delenv("XDG_CACHE_HOME")
     for uri, problem in (("models:/tiny/2", f"not in the model registry at {fresh_sqlite_uri} (Model Version "
                                             "(name=tiny, version=2) not found)"),
                          ("models:tiny", "expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")):
