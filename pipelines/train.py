@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
 from fomm.config.overrides import parse_assignments  # noqa: E402
+from services import storage  # noqa: E402
 from services.cli import field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
@@ -50,7 +51,7 @@ def run(job: TrainJob, args: argparse.Namespace) -> Summary:
 
 def keeps(job: TrainJob) -> dict[str, str]:
     """A failed run keeps its checkpoints in <storage>/<name>: --resume goes on from the last one."""
-    if job.storage.startswith("s3://"):
+    if storage.is_remote(job.storage):
         return {}
     return {str(Path(job.storage) / job.run_name): "rerun the same command with --resume to go on from its last "
                                                     "checkpoint", job.storage: ""}

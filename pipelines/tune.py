@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services import checks  # noqa: E402
+from services import checks, storage  # noqa: E402
 from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
@@ -38,7 +38,7 @@ def build(args: argparse.Namespace) -> tuple[TrainJob, argparse.Namespace]:
 def check(built: tuple[TrainJob, argparse.Namespace]) -> SweepJob:
     """The sweep's own files, then the base job's inputs; the SweepJob with the search space it read."""
     base, a = built
-    if base.storage.startswith("s3://"):
+    if storage.is_remote(base.storage):  # s3a:// too: it was a local folder 's3a:', and exit 0
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
     checks.existing_file("--space", a.space, "a search space YAML")
     checks.not_an_input("--out", a.out, {"--config": a.config, "--space": a.space, "--data": a.data})

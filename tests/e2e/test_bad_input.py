@@ -179,6 +179,8 @@ CASES = [
          "--pairs {pairs} --config {colormap_yaml} --checkpoint {ckpt}", "colormap.yaml"),
     Case("tune", "wrong type", "--storage s3://… (Ray Tune keeps its state on a local or shared path)",
          TRAIN.replace("{w}/store", "s3://bucket/runs") + " --space {space}", "--storage"),
+    Case("tune", "wrong type", "--storage s3a://… (it was a local folder 's3a:', and exit 0)",
+         TRAIN.replace("{w}/store", "s3a://bucket/runs") + " --space {space}", "--storage s3a://bucket/runs: a sweep"),
     Case("evaluate", "corrupt", "a shard whose footer reads but whose pages are damaged (a traceback)",
          EVAL.replace("{shard}", "{damaged_shard}"), "damaged.parquet: a damaged clip shard"),
     Case("train", "corrupt", "--tracking-uri a file that is no SQLite database (MLflow retried it for 100 s, 40 "
