@@ -162,6 +162,13 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# the original FOMM's demo.py / run.py flags, as its users type them, and ours (said where the command has ours)
+ORIGINAL_FLAGS = {"--source_image": "--source", "--driving_video": "--driving", "--result_video": "--out",
+                  "--adapt_scale": "--adapt-scale", "--find_best_frame": "--find-best-frame",
+                  "--best_frame": "--find-best-frame", "--cpu": "--device cpu", "--log_dir": "--storage",
+                  "--device_ids": "--workers N --gpus-per-worker 1"}
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse listing `--debug`, whose usage errors are a UserError; flags only as spelt (no abbreviations)."""
 
@@ -185,11 +192,17 @@ class ArgumentParser(argparse.ArgumentParser):
                 named = flag or (before[-1] if before else None)  # --x= , or the flag the value follows
                 where = f"argument {named}: expected a value" if named else "expected an argument"
                 self.error(f"{where}, got {value!r} (an unset shell variable?)")
-        known = [s for s in self._option_string_actions if s.startswith("--")]
+        known, typos = [s for s in self._option_string_actions if s.startswith("--")], []
         for token in argv[:argv.index("--") if "--" in argv else None]:  # before "required: …" hides the typo
             flag = token.partition("=")[0]
-            if flag.startswith("--") and flag not in known and (near := difflib.get_close_matches(flag, known, 1)):
-                self.error(f"unrecognized argument {flag} (did you mean {near[0]}?)")
+            if not flag.startswith("--") or flag in known:
+                continue
+            if ORIGINAL_FLAGS.get(flag, "").split(" ")[0] in known:  # difflib: --result_video → --relative
+                typos.append(f"{flag} (did you mean {ORIGINAL_FLAGS[flag]}?)")
+            elif near := difflib.get_close_matches(flag, known, 1):
+                typos.append(f"{flag} (did you mean {near[0]}?)")
+        if typos:  # all at once: a command of the original's names has several
+            self.error(f"unrecognized argument{'s' if len(typos) > 1 else ''} {', '.join(typos)}")
         parsed, rest = super().parse_known_args(argv, namespace)
         for name, value in vars(parsed).items():  # a path the shell left as typed: quoted, or after --flag=
             if isinstance(value, str) and value.startswith(("~", "file://")):

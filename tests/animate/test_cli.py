@@ -453,6 +453,13 @@ def test_a_model_too_large_for_memory_is_one_line_and_no_output(media, tiny_conf
      "fomm info: error: unrecognized argument --jsn (did you mean --json?)"),
     (["export", "--config", "configs/tiny-64.yaml", "--random", "--out", "x"],  # no abbreviations
      "fomm export: error: unrecognized argument --random (did you mean --random-init?)"),
+    # the original FOMM's demo.py command as its users type it: every name at once, ours for each (difflib alone
+    # offered --relative for --result_video and --crop for --cpu)
+    (["animate", "--config", "configs/tiny-64.yaml", "--checkpoint", "vox.pth.tar", "--source_image", "a.jpg",
+      "--driving_video", "b.mp4", "--result_video", "c.mp4", "--relative", "--adapt_scale", "--cpu"],
+     "fomm animate: error: unrecognized arguments --source_image (did you mean --source?), --driving_video (did you "
+     "mean --driving?), --result_video (did you mean --out?), --adapt_scale (did you mean --adapt-scale?), --cpu (did "
+     "you mean --device cpu?)"),
 ])
 def test_command_line_mistakes_are_one_line_and_status_2(argv, line, capsys):
     assert main(argv) == 2
