@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from services.errors import UserError
-from services.failures import environment_failure, one_line, user_error_line
+from services.failures import environment_failure, one_line, stopped_for, user_error_line
 from services.fields import RULE, Rule, flag_of, number, scalar_type
 
 USER_ERROR_STATUS = 2
@@ -144,6 +144,9 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         stopped = signal.Signals(_stopped_by[0]) if _stopped_by else None  # set whenever Terminated is raised
         kept = f" ({note})" if (note := getattr(err, RESUME_NOTE, None)) else ""
         sys.stdout.flush()
+        if stopped_for:  # not the user's: a fault a watcher thread found (services.ray_start: the local Ray died)
+            print(f"{prog}: error: {stopped_for.pop()}{kept}", file=sys.stderr, flush=True)
+            return USER_ERROR_STATUS
         with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line
             print(f"{prog}: {f'stopped by {stopped.name}' if stopped else 'interrupted'}{kept}", file=sys.stderr,
                   flush=True)

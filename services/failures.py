@@ -104,6 +104,19 @@ def _line(err: BaseException) -> str | None:
     return None
 
 
+stopped_for: list[str] = []  # why stop_main stopped the main thread, if it did: a fault, not the user's Ctrl-C
+
+
+def stop_main(reason: str) -> None:
+    """From another thread (a watcher that found a fault), stop the main thread as SIGTERM would (Ctrl-C where
+    SIGTERM has no Python handler): its clean-up runs, and the stage's line and MLflow run give `reason`."""
+    import _thread
+    import signal
+
+    stopped_for[:] = [reason]
+    _thread.interrupt_main(signal.SIGTERM if callable(signal.getsignal(signal.SIGTERM)) else signal.SIGINT)
+
+
 def out_of_memory(err: BaseException) -> bool:
     """Python's, NumPy's or PyTorch's allocation failure (CPU or GPU), or a task Ray killed for its node's memory."""
     return (isinstance(err, MemoryError) or _named(err, "torch:OutOfMemoryError", "ray:OutOfMemoryError")

@@ -260,6 +260,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         before = signal.getsignal(signal.SIGTERM)
         _joined[:] = [address] if address not in (None, "local") else []
         ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
+        if not _joined:
+            watch_local_ray()
         if threading.current_thread() is threading.main_thread():
             # ray.init sets a Python SIGTERM handler (sys.exit(15), which a Ray wait turns into exit 1), then its
             # core worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put a
@@ -267,6 +269,41 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
             signal.signal(signal.SIGTERM, before if callable(before) else signal.getsignal(signal.SIGTERM))
     for logger in ("ray", "ray.data"):  # after ray.init, which sets up "ray"'s: Tune's, Ray Train's driver-side lines
         console_without_tracebacks(logger)
+
+
+VITAL = ("gcs_server", "raylet")  # a local Ray's processes it cannot go on without
+
+
+def watch_local_ray(poll_s: float = 1.0) -> None:
+    """A local Ray whose GCS or raylet died (the OOM killer, `ray stop` in another shell) ended this process a minute
+    later from Ray's C++ (exit 1 after its own log line, the MLflow run left RUNNING). A daemon thread sees such a
+    death within `poll_s` and stops the main thread (services.failures.stop_main): the run ends FAILED, and the
+    stage says why in one line. A shutdown stops the watch first (it disconnects before it stops the processes)."""
+    import threading
+    import time
+
+    import ray
+    from ray._private import worker
+
+    from services.failures import stop_main
+
+    node = worker._global_node
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            try:
+                dead = sorted({kind for kind, _ in node.dead_processes() if kind in VITAL})
+            except RuntimeError:  # its process table changed as it was read: read again
+                continue
+            if not ray.is_initialized() or worker._global_node is not node:  # shut down: that stopped them
+                return
+            if dead:
+                stop_main(f"the local Ray stopped: its {' and '.join(dead)} exited (killed? Ray's logs: "
+                          f"{node.get_logs_dir_path()})")
+                return
+
+    threading.Thread(target=watch, name="local-ray-watch", daemon=True).start()
 
 
 def local_cpus(needed: float) -> int:

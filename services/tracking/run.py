@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 
-from services.failures import why
+from services.failures import stopped_for, why
 from services.fields import env_number
 from services.tracking.outbox import Outbox
 from services.tracking.redaction import REDACTED, flatten_config, is_secret, redact
@@ -199,6 +199,8 @@ def end_status(exc: BaseException | None) -> str:
     (a KeyboardInterrupt), or SystemExit(15) in a Ray driver (`ray.init`'s handler calls sys.exit(signum))."""
     if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
         return "FINISHED"
+    if stopped_for:  # stopped by a fault a watcher found (services.failures.stop_main), not by the user
+        return "FAILED"
     if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and exc.code == signal.SIGTERM):
         return "KILLED"
     return "FAILED"
@@ -207,4 +209,6 @@ def end_status(exc: BaseException | None) -> str:
 def end_reason(exc: BaseException | None) -> str | None:
     """Why a run that ended with `exc` did not finish, in one line (None: it finished)."""
     status = end_status(exc)
-    return None if status == "FINISHED" else "stopped (Ctrl-C, SIGTERM or SIGHUP)" if status == "KILLED" else why(exc)
+    if status == "FINISHED":
+        return None
+    return "stopped (Ctrl-C, SIGTERM or SIGHUP)" if status == "KILLED" else stopped_for[0] if stopped_for else why(exc)

@@ -47,3 +47,54 @@ def test_a_driver_leaving_a_cluster_removes_the_placement_groups_its_job_still_h
         assert (state(ours), state(theirs)) == ("REMOVED", "CREATED")
     finally:
         other.communicate(timeout=60)  # its driver leaves: its job's group goes with it
+
+
+# a stage's driver on a local Ray of its own: it opens an MLflow run, prints the pid of one of the Ray's processes
+# and waits on a Ray task
+STAGE_ON_A_LOCAL_RAY = """
+import sys, time, ray
+from services.cli import run_cli
+from services.ray_start import ensure_ray
+from services.tracking.run import Tracker
+
+def main(argv):
+    ensure_ray(num_cpus=1)
+    sleep = ray.remote(lambda seconds: time.sleep(seconds))
+    ray.get(sleep.remote(0))  # the function exported, a worker up: the wait below needs the GCS no more
+    with Tracker(sys.argv[1], "lost-ray", run_name="waits") as run:
+        print(run.run_id, ray._private.worker._global_node.all_processes[sys.argv[2]][0].process.pid, flush=True)
+        ray.get(sleep.remote(300))
+
+sys.exit(run_cli(main, [], "stage"))
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("vital", ["gcs_server", "raylet"])
+def test_a_local_ray_that_dies_under_a_stage_ends_it_in_one_line_and_its_run_failed(vital, fresh_sqlite_uri,
+                                                                                        tmp_path) -> None:
+    """Its GCS or raylet SIGKILLed (the OOM killer, `ray stop` in another shell): Ray's C++ ended the driver a minute
+    later, exit 1 after its own log line, the MLflow run left RUNNING. Now: one line naming what stopped, exit 2 within
+    seconds, the run FAILED with that reason."""
+    import signal
+    import time
+
+    from services.tracking.queries import get_run
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    stage = subprocess.Popen([sys.executable, "-c", STAGE_ON_A_LOCAL_RAY, fresh_sqlite_uri, vital],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             cwd=Path(__file__).resolve().parents[2])
+    try:
+        run_id, pid = stage.stdout.readline().split()
+        killed = time.time()
+        os.kill(int(pid), signal.SIGKILL)
+        _, err = stage.communicate(timeout=50)  # Ray's own end came after 60 s
+    finally:
+        stage.kill()
+    lines = err.strip().splitlines()
+    assert stage.returncode == 2 and lines[-1].startswith(f"stage: error: the local Ray stopped: its {vital} "
+                                                          "exited (killed? Ray's logs: "), err[-3000:]
+    assert time.time() - killed < 40 and "Traceback" not in err
+    run = get_run(fresh_sqlite_uri, run_id)
+    assert run["status"] == "FAILED" and run["tags"]["fomm.end_reason"].startswith("the local Ray stopped: its ")
