@@ -12,6 +12,7 @@ from evaluation.benchmark import BenchmarkConfig
 from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
 from evaluation.metrics import FORMULAS
 from evaluation.runner import EvalConfig
+from fomm.config.loader import ConfigError, parse_yaml
 from services import checks
 from services.cli import UserError, experiment_flag, field_flags, field_values, user_input
 from services.ray_start import add_ray_address_flag
@@ -44,8 +45,8 @@ def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required:
 def mapping(text: str) -> dict:
     """An argparse `type=`: a YAML/JSON mapping backend → options of known backends, numbers finite."""
     value = None
-    with contextlib.suppress(yaml.YAMLError):
-        value = yaml.safe_load(text)
+    with contextlib.suppress(yaml.YAMLError, ConfigError):  # a key given twice: ConfigError
+        value = parse_yaml(text)
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
     known = (*KEYPOINT_BACKENDS, *EMBEDDING_BACKENDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -127,7 +128,9 @@ class Section:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the later one silently)."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the later one silently), and
+    reading 1e-5, 2E4 and 1.0e5 as numbers, as YAML 1.2 and JSON do (PyYAML's YAML 1.1 wants a dot and an exponent
+    sign: `loguniform: [1e-5, 1e-3]` was two strings, and refused)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
@@ -140,11 +143,20 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+_StrictLoader.add_implicit_resolver(  # after PyYAML's own float and int resolvers: only what they leave as strings
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text's data, as config files are read (see _StrictLoader)."""
+    return yaml.load(text, _StrictLoader)  # noqa: S506 - a safe loader
+
+
 def read_yaml(path: str | Path, what: str = "config") -> Any:
     """The YAML file's data; an unreadable, empty or non-UTF-8 file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), _StrictLoader)  # noqa: S506 - a safe loader
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:  # a checkpoint or image given as the config
         raise ConfigError(f"{path}: not a UTF-8 text {what} ({err.reason} at byte {err.start})") from None
     except OSError as err:

@@ -4,7 +4,7 @@ from dataclasses import field
 
 import pytest
 
-from fomm.config.loader import ConfigError, Section, build, section
+from fomm.config.loader import ConfigError, Section, build, parse_yaml, section
 from fomm.config.schema import load_config
 
 
@@ -184,3 +184,14 @@ def test_a_discriminator_too_small_for_its_frame_loads_where_no_gan_term_runs_it
     path.write_text("dataset_params:\n  frame_shape: [32, 32, 3]\nmodel_params:\n  kp_detector_params:\n"
                     "    num_blocks: 3\n  generator_params:\n    dense_motion_params:\n      num_blocks: 3\n")
     assert load_config(path).model_params.discriminator_params.num_blocks == 4
+
+
+def test_numbers_in_exponent_form_are_numbers_as_in_yaml_1_2_and_json(tmp_path, tiny_config_path):
+    """PyYAML's YAML 1.1 wants a dot and a signed exponent (2.0e-4): `lr_generator: 2e-4` was the string '2e-4',
+    refused as "expected float". What it already read, and what is no number, reads as before."""
+    assert parse_yaml("[1e-5, 2E4, 1.0e5, +1e3, -2e-4, 2.0e-4, 10, 1_000, 1.5, .inf]") == [
+        1e-5, 2e4, 1e5, 1e3, -2e-4, 2e-4, 10, 1000, 1.5, float("inf")]
+    assert parse_yaml("[1e, e5, 1e5x, 1.2.3, '1e-5']") == ["1e", "e5", "1e5x", "1.2.3", "1e-5"]
+    config = tmp_path / "lr.yaml"
+    config.write_text(tiny_config_path.read_text().replace("lr_generator: 2.0e-4", "lr_generator: 2e-4"))
+    assert "lr_generator: 2e-4" in config.read_text() and load_config(config).train_params.lr_generator == 2e-4

@@ -19,6 +19,19 @@ def test_shipped_space_parses_and_fits_vox(repo_root):
     assert isinstance(lr, Float) and lr.lower == pytest.approx(5e-5)
 
 
+def test_a_range_written_as_people_write_learning_rates_is_read_as_numbers(tmp_path, tiny_config_path):
+    """`loguniform: [1e-5, 1e-3]`: PyYAML (YAML 1.1) read 1e-5 as a string, and the space was refused ("takes two
+    finite numbers, got ['1e-5', '1e-3']")."""
+    path = tmp_path / "lr.yaml"
+    path.write_text("metric: val_l1\nmode: min\nspace:\n  train_params.lr_generator: {loguniform: [1e-5, 1E-3]}\n"
+                    "  train_params.loss_weights.equivariance_value: {uniform: [1.0e1, 2e1]}\n")
+    space = SearchSpace.from_yaml(path)
+    space.check_against(load_config(tiny_config_path))
+    ps = space.param_space()
+    assert (ps["train_params.lr_generator"].lower, ps["train_params.lr_generator"].upper) == (1e-5, 1e-3)
+    assert ps["train_params.loss_weights.equivariance_value"].upper == 20.0
+
+
 def test_joined_keys_share_one_value_and_config_is_typed(tiny_config_path):
     sample = {"train_params.lr_generator,train_params.lr_kp_detector": 1e-3,
               "train_params.loss_weights.perceptual": [1, 2, 3, 4, 5]}
