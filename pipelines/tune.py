@@ -21,8 +21,8 @@ from tuning.spaces import SearchSpace  # noqa: E402
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    add_train_flags(p)  # of every trial; --name is the sweep's (default: sweep-<config stem>)
-    p.set_defaults(experiment="fomm-tune", num_val_clips=4)  # a sweep's: its own experiment, shorter validation
+    add_train_flags(p, "fomm-tune")  # of every trial; --name is the sweep's (default: sweep-<config stem>)
+    p.set_defaults(num_val_clips=4)  # a sweep's: shorter validation
     p.add_argument("--space", default=str(ROOT / "configs" / "sweeps" / "loss-weights.yaml"),
                    help="search space YAML (default: the repository's configs/sweeps/loss-weights.yaml)")
     sweep = field_flags(p, SweepJob)  # help, types, ranges and defaults: SweepJob's rules

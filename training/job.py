@@ -207,14 +207,15 @@ def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
                         "continue it or --name for a new one")
 
 
-def add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags pipelines/train.py and pipelines/tune.py share, each for a TrainJob field (its default)."""
+def add_train_flags(parser: argparse.ArgumentParser, experiment: str = "fomm-train") -> None:
+    """The flags pipelines/train.py and pipelines/tune.py share, each for a TrainJob field (its default; the stage's
+    own `experiment`)."""
     job = field_flags(parser, TrainJob)  # name, help, type and range from TrainJob's declared rules
     for name in ("config", "data", "storage"):
         job(name, required=True)
     for name in ("name", "workers", "gpus_per_worker", "max_steps", "num_epochs", "tracking_uri"):
         job(name)
-    experiment_flag(parser, "fomm-train")
+    experiment_flag(parser, experiment)
     for name in ("num_val_clips", "endpoint"):
         job(name)
     job("init_from", metavar="CHECKPOINT")

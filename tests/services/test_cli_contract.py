@@ -467,18 +467,20 @@ def test_mlflow_experiment_name_is_the_default_experiment_of_every_stage_that_lo
     from training.job import add_train_flags
 
     def experiments() -> list[str]:
-        train, evaluate, compare = ArgumentParser(prog="t"), ArgumentParser(prog="e"), ArgumentParser(prog="c")
+        train, tune, evaluate, compare = (ArgumentParser(prog=name) for name in ("train", "tune", "e", "c"))
         add_train_flags(train)
+        add_train_flags(tune, "fomm-tune")
         eval_flags(evaluate, "fomm-eval")
         add_flags(compare)
-        return [train.parse_args(["--config", "c", "--data", "d", "--storage", "s"]).experiment,
+        job = ["--config", "c", "--data", "d", "--storage", "s"]
+        return [train.parse_args(job).experiment, tune.parse_args(job).experiment,
                 evaluate.parse_args(["--checkpoint", "k", "--data", "d"]).experiment, compare.parse_args([]).experiment,
                 compare.parse_args(["-e", "other"]).experiment]
 
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    assert experiments() == ["fomm-train", "fomm-eval", "fomm-eval", "other"]
+    assert experiments() == ["fomm-train", "fomm-tune", "fomm-eval", "fomm-eval", "other"]
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "faces-ft")
-    assert experiments() == ["faces-ft", "faces-ft", "faces-ft", "other"]
+    assert experiments() == ["faces-ft", "faces-ft", "faces-ft", "faces-ft", "other"]
     assert run_cli(lambda argv: 0, [], "prog") == 0
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAM", "faces-ft")
     assert run_cli(lambda argv: 0, [], "prog") == 2
