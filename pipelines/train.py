@@ -28,8 +28,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     job("resume", action="store_true")
     p.add_argument("--model-name", default=None,
                    help="register the best checkpoint as a new version of this MLflow model (default: not registered)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                   help="override a config value, e.g. train_params.loss_weights.perceptual=[10,10,10,0,0]")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, written as in the YAML, e.g. "
+                        "train_params.loss_weights.perceptual=[10,10,10,0,0]")
 
 
 def build(args: argparse.Namespace) -> TrainJob:

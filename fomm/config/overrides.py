@@ -4,11 +4,12 @@ in order; a mapping merges into a mapping, else replaces; a key the config lacks
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fomm.config.loader import ConfigError
+import yaml
+
+from fomm.config.loader import ConfigError, parse_yaml
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], where: str = "") -> dict[str, Any]:
@@ -31,14 +32,15 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], where
 
 
 def parse_assignments(items: Iterable[str], flag: str = "--set") -> dict[str, Any]:
-    """['KEY=VALUE', ...] → {KEY: value}, the VALUE read as JSON (2e-4, true, [1, 2], null), else kept as text."""
+    """['KEY=VALUE', ...] → {KEY: value}, the VALUE read as the config file's YAML reads it (JSON too: 2e-4, .0002,
+    false, False, [1, 2], null), else kept as text."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. train_params.lr_generator=2e-4")
         try:
-            out[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
+            out[key.strip()] = parse_yaml(text) if text.strip() else text
+        except (yaml.YAMLError, ConfigError):
             out[key.strip()] = text
     return out

@@ -39,10 +39,13 @@ def test_unknown_keys_name_their_dotted_path(override, path):
         apply_overrides(BASE, override)
 
 
-def test_assignments_read_json_values_else_text():
-    items = ["a.b=2e-4", "a.c=[10,10,0]", "a.d=true", "a.e=null", "a.f=vox", 'a.g="7"', "a.h=x=y"]
+def test_assignments_read_values_as_the_config_yaml_does_else_text():
+    """JSON, and what a config file holds (False, .0002, 2.e-4 were refused as text: "expected bool, got 'False'")."""
+    items = ["a.b=2e-4", "a.c=[10,10,0]", "a.d=true", "a.e=null", "a.f=vox", 'a.g="7"', "a.h=x=y", "a.i=False",
+             "a.j=.0002", "a.k=2.e-4", "a.l=[1, 0.5]", "a.m=", "a.n=[1, 2", "a.o={x: 1}"]
     assert parse_assignments(items) == {"a.b": 2e-4, "a.c": [10, 10, 0], "a.d": True, "a.e": None, "a.f": "vox",
-                                        "a.g": "7", "a.h": "x=y"}
+                                        "a.g": "7", "a.h": "x=y", "a.i": False, "a.j": 2e-4, "a.k": 2e-4,
+                                        "a.l": [1, 0.5], "a.m": "", "a.n": "[1, 2", "a.o": {"x": 1}}
     for bad in ("train_params.lr", "=1"):
         with pytest.raises(ConfigError, match=f"^--set '{bad}': expected KEY=VALUE"):
             parse_assignments([bad])
