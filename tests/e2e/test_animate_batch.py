@@ -179,17 +179,23 @@ def test_a_row_with_an_empty_cell_is_refused_before_ray(tiny_config_path, tmp_pa
         batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
 
 
-def test_a_header_not_as_expected_is_shown_as_written(tiny_config_path, tmp_path):
-    """A space after a comma, capitals or ';' between the names: "no 'driving' column" alone hid why."""
+def test_a_pairs_csv_as_a_spreadsheet_saves_it_is_read_and_another_header_is_shown_as_written(tiny_config_path,
+                                                                                               tmp_path):
+    """A space after a comma, capitals, ';' or a tab between the fields (they were refused); a header without the
+    columns is shown as written: "no 'driving' column" alone hid why."""
     from services.cli import UserError
 
     pairs = tmp_path / "pairs.csv"
-    for header, names in (("source, driving, output", "['source', ' driving', ' output']"),
-                          ("source;driving;output", "['source;driving;output']")):
-        pairs.write_text(f"{header}\nx.jpg,y.mp4,z.mp4\n")
-        with pytest.raises(UserError, match=rf"column \(expected a header with source,driving,output; it has "
-                                            rf"{re.escape(names)}\)$"):
-            batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+    for header, row in (("source, driving, output", "x.jpg, y.mp4, z.mp4"), ("Source,Driving,Output", "x.jpg,y.mp4,z.mp4"),
+                        ("source;driving;output", "x.jpg;y.mp4;z.mp4"), ("source\tdriving\toutput", "x.jpg\ty.mp4\tz.mp4")):
+        pairs.write_text(f"{header}\n{row}\n")
+        [read] = batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+        assert {c: read[c].strip() for c in batch_job.COLUMNS} == {"source": "x.jpg", "driving": "y.mp4",
+                                                                   "output": "z.mp4"}
+    pairs.write_text("Src, drv, out\nx.jpg,y.mp4,z.mp4\n")
+    with pytest.raises(UserError, match=rf"column \(expected a header with source,driving,output; it has "
+                                        rf"{re.escape(str(['Src', ' drv', ' out']))}\)$"):
+        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
 
 
 def test_a_pairs_csv_saved_with_a_bom_is_read(tiny_config_path, tmp_path):
