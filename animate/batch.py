@@ -123,22 +123,11 @@ def error_table_path(pairs: str, errors: str | None) -> str:
     return errors or str(pairs).removesuffix(".csv") + ".errors.csv"
 
 
-def column_name(written: str) -> str:
-    """A pairs CSV's header name as the job reads it: ' Source' is source."""
-    return written.strip().lower()
-
-
 def read_pairs(pairs: str, endpoint: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
-    """The pairs CSV's column names as written and its rows (keyed by column_name), each cell as written (Ray Data's
-    read_csv typed a column of number-only names as numbers: `0001` was 1)."""
-    try:  # -sig: a BOM (Excel's) goes
-        lines = storage.read_bytes(pairs, endpoint).decode("utf-8-sig").splitlines()
-        # as spreadsheets save it: ';' or tab between fields, "Source, Driving" headers (they were refused)
-        delimiter = max(",;\t", key=lambda d: lines[0].count(d)) if lines else ","
-        reader = csv.DictReader(lines, delimiter=delimiter)
-        written = list(reader.fieldnames or [])
-        reader.fieldnames = [column_name(name) for name in written]
-        return written, list(reader)
+    """The pairs CSV's column names as written and its rows (checks.csv_table: as spreadsheets save it), each cell as
+    written (Ray Data's read_csv typed a column of number-only names as numbers: `0001` was 1)."""
+    try:
+        return checks.csv_table(storage.read_bytes(pairs, endpoint))
     except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
 
@@ -175,7 +164,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     rows, read once (the job animates what was checked)."""
     checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns", endpoint)
     names, rows = read_pairs(pairs, endpoint)
-    if missing := [c for c in COLUMNS if c not in map(column_name, names)]:  # shown as written: 'src' shows
+    if missing := [c for c in COLUMNS if c not in map(checks.csv_key, names)]:  # shown as written: 'src' shows
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)}; "
                         f"it has {names})")
     if not rows:  # a job that would make nothing

@@ -5,9 +5,7 @@ person_id): frame numbers at its fps, a box in a width×height frame, both resca
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import itertools
 import math
 import tempfile
@@ -56,7 +54,7 @@ def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[Vid
     or file name, each one's person_id and split."""
     side, table = {}, storage.join(root, METADATA_CSV)
     if storage.exists(table, cfg.endpoint):
-        rows = csv.DictReader(io.StringIO(storage.read_bytes(table, cfg.endpoint).decode()))
+        rows = checks.csv_table(storage.read_bytes(table, cfg.endpoint))[1]
         side = {key: r for r in rows for key in (r.get("video_id"), Path(r.get("file") or "").stem) if key}
     tasks = []
     for p in paths:
@@ -100,8 +98,7 @@ def segment_problem(s: Segment) -> str | None:
 
 def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
     """Tasks from a VoxCeleb / Tai-Chi-HD metadata CSV; raw videos looked up as <video_dir>/<video_id>.<ext>."""
-    text = storage.read_bytes(csv_path, cfg.endpoint).decode("utf-8-sig")  # -sig: a BOM (Excel's) goes
-    rows = list(csv.DictReader(io.StringIO(text)))
+    rows = checks.csv_table(storage.read_bytes(csv_path, cfg.endpoint))[1]
     required = {"video_id", "start", "end", "bbox"}
     if not rows or not required <= set(rows[0]):
         raise ValueError(f"{csv_path}: not a metadata CSV (needs columns {sorted(required)}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import re
 import socket
@@ -52,6 +53,22 @@ def free_space(flag: str, path: str | os.PathLike, folder: str | os.PathLike) ->
     free = st.f_bavail * st.f_frsize
     if free < MIN_FREE_BYTES:
         raise UserError(f"{flag} {path}: no space left on the device ({free // 1024} KiB free under {folder})")
+
+
+def csv_key(written: str) -> str:
+    """A CSV header name as the product reads it: ' Video_ID' is video_id."""
+    return written.strip().lower()
+
+
+def csv_table(data: bytes) -> tuple[list[str], list[dict[str, str]]]:
+    """A user's CSV as spreadsheets save it (a BOM; ',', ';' or a tab between the fields, the one its header holds
+    most of; capitals or spaces in the header): its header names as written, and its rows keyed by csv_key.
+    UnicodeDecodeError: not text."""
+    lines = data.decode("utf-8-sig").splitlines()
+    reader = csv.DictReader(lines, delimiter=max(",;\t", key=lines[0].count) if lines else ",")
+    written = list(reader.fieldnames or [])
+    reader.fieldnames = [csv_key(name) for name in written]
+    return written, list(reader)
 
 
 def ragged_row(row: dict) -> int | None:

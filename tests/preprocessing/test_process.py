@@ -136,6 +136,21 @@ def test_a_metadata_row_that_names_no_clip_is_refused_not_dropped(tmp_path, row,
         collect_tasks(cfg_for(table, tmp_path / "out"))
 
 
+def test_a_metadata_csv_as_a_spreadsheet_saves_it_gives_the_tasks_the_original_one_does(tmp_path):
+    """';' between the fields, 'Video_ID' and ' Start' in the header, a BOM: read as the original's comma CSV is
+    (it was "not a metadata CSV")."""
+    rows = ["vidA,6,18,100-80-300-290,50,820,824,test", "vidB,0,30,0-0-64-64,25,64,64,train"]
+    plain, saved = tmp_path / "plain" / "meta.csv", tmp_path / "saved" / "meta.csv"
+    for path, text in ((plain, "video_id,start,end,bbox,fps,width,height,partition\n" + "\n".join(rows)),
+                       (saved, "\ufeffVideo_ID; Start;End;BBox;FPS;Width;Height;Partition\n"
+                               + "\n".join(r.replace(",", ";") for r in rows))):
+        path.parent.mkdir()
+        path.write_text(text + "\n")
+    strip = [(t.video_id, t.split, t.segments) for t in collect_tasks(cfg_for(plain, tmp_path / "o1"))]
+    assert strip == [(t.video_id, t.split, t.segments) for t in collect_tasks(cfg_for(saved, tmp_path / "o2"))]
+    assert [(v, s, len(g)) for v, s, g in strip] == [("vidA", "test", 1), ("vidB", "train", 1)]
+
+
 def test_corrupt_and_zero_frame_videos_go_to_errors(synthetic_dir, tmp_path, corrupt_video, zero_frame_video):
     inputs = tmp_path / "in"
     inputs.mkdir()
