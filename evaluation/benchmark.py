@@ -29,6 +29,8 @@ class BenchmarkConfig:
     eval: EvalConfig  # its checkpoint is replaced by the resolved newest one
     checkpoints: str | None = None  # a checkpoint file, or a folder searched for the newest one
     model_name: str | None = None  # or: the newest version of this MLflow registered model
+    promote: str | None = field(default=None, metadata=rule(
+        "with --model-name: point this alias (e.g. champion) at the evaluated version when it has no regression"))
     metrics: tuple[str, ...] = field(default=("l1", "akd", "mkr", "aed"), metadata=rule(
         "metrics compared (lower is better), comma-separated"))  # plain names; compared under their logged labels
     primary: str = field(default="l1", metadata=rule("the metric that picks the best earlier run"))
@@ -41,6 +43,8 @@ class BenchmarkConfig:
         check_fields(self)  # the declared rules: numbers in range
         if (self.checkpoints is None) == (self.model_name is None):
             raise UserError("give exactly one of --checkpoints or --model-name")
+        if self.promote is not None and self.model_name is None:
+            raise UserError(f"--promote {self.promote}: needs --model-name (the registered model whose alias moves)")
 
 
 @dataclass
@@ -50,6 +54,7 @@ class BenchmarkResult:
     baseline: dict | None  # the best earlier run (plain dict) or None for the first run
     regressions: list[str] = field(default_factory=list)
     compared: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric → (current, best)
+    promoted: str | None = None  # 'models:/NAME@ALIAS is version N' (--promote, no regression)
 
 
 def newest_checkpoint(path: str, endpoint: str | None = None) -> str:
@@ -112,7 +117,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     """Evaluate the newest checkpoint as a 'benchmark' run, then judge it against the best earlier run."""
     from evaluation.ray_jobs import evaluate
     from services.tracking.queries import get_run
-    from services.tracking.registry import download_model_version, latest_model_version
+    from services.tracking.registry import download_model_version, latest_model_version, set_alias
     from services.tracking.run import Tracker
 
     with scratch_dir("benchmark") as workdir:
@@ -136,6 +141,11 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     tracker.set_tags({"benchmark.baseline_run_id": baseline["run_id"] if baseline else "none",
                       "benchmark.regression": str(bool(regressions)).lower(),
                       "benchmark.regressions": "; ".join(regressions)[:5000]})
+    promoted = None
+    if cfg.promote is not None and not regressions:  # the guarded model: models:/NAME@ALIAS is this version now
+        set_alias(eval_cfg.tracking_uri, cfg.model_name, cfg.promote, version)
+        promoted = f"models:/{cfg.model_name}@{cfg.promote} is version {version}"
+        tracker.set_tags({"benchmark.promoted": cfg.promote})
     tracker.end("FINISHED")
     return BenchmarkResult(result=result, checkpoint=checkpoint, baseline=baseline, regressions=regressions,
-                           compared=compared)
+                           compared=compared, promoted=promoted)

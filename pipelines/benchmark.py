@@ -26,7 +26,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", help="checkpoint file, or folder (local or s3://) searched for the newest")
     source.add_argument("--model-name", help="MLflow registered model: its newest version is evaluated")
-    field_flags(p, BenchmarkConfig)("threshold")  # type, range, default and help: BenchmarkConfig's rule
+    bench = field_flags(p, BenchmarkConfig)  # type, range, default and help: BenchmarkConfig's rules
+    bench("threshold")
+    bench("promote", metavar="ALIAS")
     p.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
 
 
@@ -44,7 +46,14 @@ def check(cfg: BenchmarkConfig) -> None:
         check_eval_inputs(dataclasses.replace(cfg.eval, checkpoint=newest), "--checkpoints")
         return
     check_eval_inputs(cfg.eval)
-    from services.tracking.registry import latest_model_version  # MLflow (seconds): only for --model-name
+    from services.tracking.registry import (  # MLflow (seconds): only for --model-name
+        ALIAS,
+        latest_model_version,
+    )
+
+    if cfg.promote is not None and not ALIAS.fullmatch(cfg.promote):  # refused only after the evaluation, else
+        raise UserError(f"--promote {cfg.promote}: not an alias MLflow takes (letters, digits, '_' and '-'; not "
+                        "'latest' or v<N>, its own names)")
 
     try:
         latest_model_version(cfg.eval.tracking_uri, cfg.model_name)
@@ -61,7 +70,8 @@ def run(cfg: BenchmarkConfig, args: argparse.Namespace) -> Summary:
     baseline = "none (first comparable run)" if bench.baseline is None else \
         f"run {bench.baseline['run_id']} ({bench.baseline.get('run_name')})"
     compared = [f"  {key}: {now:.5f} (best {best:.5f})" for key, (now, best) in bench.compared.items()]
-    return Summary({"checkpoint": bench.checkpoint, "baseline": baseline},
+    promoted = {"promoted": bench.promoted} if bench.promoted else {}
+    return Summary({"checkpoint": bench.checkpoint, "baseline": baseline, **promoted},
                    notes=[*compared, f"MLflow run id: {bench.result.run_id}",
                           *([] if bench.regressions else ["no regression"])],
                    status=1 if bench.regressions else 0, problem="REGRESSION: " + "; ".join(bench.regressions))

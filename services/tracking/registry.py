@@ -16,6 +16,7 @@ from services.tracking.store import default_tracking_uri, make_client
 
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))/?")
+ALIAS = re.compile(r"(?!latest$)(?![vV]\d+$)[\w-]{1,255}")  # MLflow's rule: 'latest' and v<N> are its own names
 
 
 def register_model_version(tracking_uri: str | None, name: str, source: str, run_id: str | None = None,
@@ -47,6 +48,11 @@ def latest_model_version(tracking_uri: str | None, name: str) -> dict:
     mv = max(versions, key=lambda v: int(v.version))
     return {"name": name, "version": int(mv.version), "source": mv.source, "run_id": mv.run_id,
             "tags": dict(mv.tags)}
+
+
+def set_alias(tracking_uri: str | None, name: str, alias: str, version: int) -> None:
+    """Point alias `alias` of registered model `name` at `version` (models:/NAME@ALIAS then names it)."""
+    make_client(tracking_uri).set_registered_model_alias(name, alias, str(version))
 
 
 def download_model_version(tracking_uri: str | None, name: str, version: int, dst: str | Path) -> Path:

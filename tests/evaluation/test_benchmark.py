@@ -151,3 +151,52 @@ def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, ti
     assert "l1: nan (no frame could be scored)" in regression[0]
     [run] = search_runs(uri, "fomm-benchmark")
     assert run["tags"]["benchmark.regression"] == "true" and run["metrics"]["num_errors"] == 2
+
+
+def test_promote_moves_the_alias_to_a_version_without_regression_only(repo_root, tiny_config_path, tmp_path,
+                                                                      capsys, fresh_sqlite_uri) -> None:
+    """`--model-name NAME --promote champion`: a version that passes becomes models:/NAME@champion, the model the
+    animation and evaluation stages take; a worse newer one leaves the alias where it was. An alias MLflow would
+    refuse, or --promote without a registered model, is one line before anything is evaluated."""
+    from evaluation.reconstruction import ModelSource
+    from fomm.checkpoint import checkpoint_bytes
+    from services.tracking.registry import register_run_files
+    from services.tracking.run import Tracker
+    from services.tracking.store import make_client
+
+    uri, name = fresh_sqlite_uri, "guarded"
+    data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=6, seed=5)
+    model = ModelSource.resolve(tiny_config_path, None).load()
+
+    def register(tag: str) -> None:
+        files = tmp_path / tag
+        files.mkdir()
+        (files / "checkpoint.pth.tar").write_bytes(checkpoint_bytes(generator=model.generator,
+                                                                    kp_detector=model.kp_detector))
+        with Tracker(uri, "train", run_name=tag) as run:
+            register_run_files(uri, name, run.run_id, files)
+
+    bench = load_pipeline(repo_root, "benchmark")
+    args = ["--model-name", name, "--promote", "champion", "--config", str(tiny_config_path), "--data", str(data),
+            "--tracking-uri", uri, "--workers", "0", "--domain", "synthetic", "--out", str(tmp_path / "out"),
+            "--metrics", "l1"]
+    register("good")
+    assert bench.main(args) == 0
+    assert f"promoted: models:/{name}@champion is version 1" in capsys.readouterr().out
+    mean = np.mean([c["frames"].mean(axis=(0, 1, 2)) / 255 for c in shard_clips(str(data))], axis=0)
+    with torch.no_grad():  # a constant output at the extreme away from the data's mean colour: far worse
+        model.generator.final.weight.zero_()
+        model.generator.final.bias.copy_(torch.tensor(np.where(mean < 0.5, 10.0, -10.0)))
+    register("worse")
+    assert bench.main(args) == 1
+    assert "promoted" not in capsys.readouterr().out
+    assert int(make_client(uri).get_model_version_by_alias(name, "champion").version) == 1
+    for flags, line in ((["--promote", "v2"], "--promote v2: not an alias MLflow takes"),
+                        (["--promote", "champion", "--checkpoints", str(tmp_path / "good")],
+                         "--promote champion: needs --model-name")):
+        argv = [a for a in args if a not in ("--promote", "champion")] + flags
+        if "--checkpoints" in flags:
+            argv = argv[2:]  # without --model-name
+        assert bench.main(argv) == 2
+        assert capsys.readouterr().err.startswith(f"benchmark: error: {line}")
+    assert len(search_runs(uri, "fomm-benchmark")) == 2
