@@ -142,10 +142,12 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                       "benchmark.regression": str(bool(regressions)).lower(),
                       "benchmark.regressions": "; ".join(regressions)[:5000]})
     promoted = None
-    if cfg.promote is not None and not regressions:  # the guarded model: models:/NAME@ALIAS is this version now
-        set_alias(eval_cfg.tracking_uri, cfg.model_name, cfg.promote, version)
-        promoted = f"models:/{cfg.model_name}@{cfg.promote} is version {version}"
-        tracker.set_tags({"benchmark.promoted": cfg.promote})
-    tracker.end("FINISHED")
+    try:
+        if cfg.promote is not None and not regressions:  # the guarded model: models:/NAME@ALIAS is this version now
+            set_alias(eval_cfg.tracking_uri, cfg.model_name, cfg.promote, version)
+            promoted = f"models:/{cfg.model_name}@{cfg.promote} is version {version}"
+            tracker.set_tags({"benchmark.promoted": cfg.promote})
+    finally:  # the evaluation finished: an alias the registry refuses is the stage's error, not the run's
+        tracker.end("FINISHED")
     return BenchmarkResult(result=result, checkpoint=checkpoint, baseline=baseline, regressions=regressions,
                            compared=compared, promoted=promoted)
