@@ -260,13 +260,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
         before = signal.getsignal(signal.SIGTERM)
         _joined[:] = [address] if address not in (None, "local") else []
         ray.init(**where, runtime_env=runtime_env, log_to_driver=log_to_driver, ignore_reinit_error=True)
-        if not _joined:
-            watch_local_ray()
         if threading.current_thread() is threading.main_thread():
             # ray.init sets a Python SIGTERM handler (sys.exit(15), which a Ray wait turns into exit 1), then its
             # core worker puts a C++ crash handler over it that, at random, aborts the process (-6) instead: put a
             # Python handler back on top, the one there before (a stage's: one line, exit 143), else Ray's
             signal.signal(signal.SIGTERM, before if callable(before) else signal.getsignal(signal.SIGTERM))
+        if not _joined:  # after the SIGTERM handler is the stage's again: the watcher stops the stage through it
+            watch_local_ray()
     for logger in ("ray", "ray.data"):  # after ray.init, which sets up "ray"'s: Tune's, Ray Train's driver-side lines
         console_without_tracebacks(logger)
 

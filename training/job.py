@@ -165,14 +165,17 @@ def check_resume_checkpoint(job: TrainJob) -> None:
             require_whole(f, path)
 
 
-def read_init_checkpoint(job: TrainJob, tracking_uri: str | None = None) -> dict[str, Any]:
-    """The checkpoint dict --init-from names, read whole: by the input check, then by each worker. A file (local or
-    s3://), or a registered model version (models:/…) each machine copies from `tracking_uri` (the run's store; None:
-    the job's) once for itself: a worker on another node has no copy of the driver's."""
+def read_init_checkpoint(job: TrainJob, tracking_uri: str | None = None, check: bool = False) -> dict[str, Any]:
+    """The checkpoint dict --init-from names, read whole: by the input check (`check`: a missing, empty or
+    unreachable file first said in one line naming the flag), then by each worker. A file (local or s3://), or a
+    registered model version (models:/…) each machine copies from `tracking_uri` (the run's store; None: the job's)
+    once for itself: a worker on another node has no copy of the driver's."""
     from fomm.checkpoint import read_checkpoint
     from services import checks, storage
 
     path = checks.registered_checkpoint("--init-from", job.init_from, tracking_uri or job.tracking_uri)
+    if check:
+        checks.existing_file("--init-from", path, "a checkpoint file", job.endpoint)
     return read_checkpoint(job.init_from, data=storage.read_bytes(path, job.endpoint))
 
 
@@ -182,11 +185,8 @@ def check_init_checkpoint(job: TrainJob, cfg: FommConfig) -> None:
     discriminator that does not fit is said in a warning (it trains anew)."""
     from fomm.models import build_networks
     from fomm.train_step import start_from
-    from services import checks
 
-    path = checks.registered_checkpoint("--init-from", job.init_from, job.tracking_uri)  # models:/…: copied here
-    checks.existing_file("--init-from", path, "a checkpoint file", job.endpoint)
-    state = read_init_checkpoint(job)
+    state = read_init_checkpoint(job, check=True)  # a models:/ version: looked up and copied here once
     nets = build_networks(cfg.model_params, discriminator=True)
     if why := start_from(state, job.init_from, nets.generator, nets.kp_detector, nets.discriminator):
         logging.getLogger(__name__).warning("--init-from: %s: the discriminator starts from random weights", why)
