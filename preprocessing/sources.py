@@ -105,21 +105,28 @@ def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
                          f"has {sorted(rows[0]) if rows else 'no rows'})")
     video_dir = cfg.video_dir or csv_path.rsplit("/", 1)[0]
     tasks, raw_videos = [], raw_video_index(video_dir, cfg.endpoint)
-    for vid, group in itertools.groupby(sorted(rows, key=lambda r: r["video_id"]), key=lambda r: r["video_id"]):
-        rs = list(group)
+    numbered = sorted(enumerate(rows, start=2), key=lambda lr: lr[1]["video_id"])  # (its line in the file, row)
+    for vid, group in itertools.groupby(numbered, key=lambda lr: lr[1]["video_id"]):
+        numbered_rows = list(group)
+        rs = [r for _, r in numbered_rows]
         segs = []
-        for i, r in enumerate(rs):
+        for line, r in numbered_rows:
+            where = f"{csv_path} line {line} (video {vid})"
             if (width := checks.ragged_row(r)) is not None:
-                raise ValueError(f"{csv_path}: row {i} of video {vid}: not the header's {width} fields")
+                raise ValueError(f"{where}: not the header's {width} fields")
             try:
                 bbox = tuple(int(v) for v in r["bbox"].split("-"))
+            except ValueError:
+                raise ValueError(f"{where}: bbox {r['bbox']!r} is not 4 whole numbers (expected "
+                                 "left-top-right-bottom, e.g. 112-54-374-316)") from None
+            try:
                 segs.append(Segment(start=int(r["start"]), end=int(r["end"]), bbox=bbox,  # type: ignore[arg-type]
                                     fps=float(r.get("fps") or 0) or 25.0, width=int(r.get("width") or 0),
                                     height=int(r.get("height") or 0)))
             except (ValueError, KeyError) as e:
-                raise ValueError(f"{csv_path}: row {i} of video {vid}: bad value ({e})") from e
+                raise ValueError(f"{where}: bad value ({e})") from e
             if problem := segment_problem(segs[-1]):  # refused whole: a row must never vanish unreported
-                raise ValueError(f"{csv_path}: row {i} of video {vid}: {problem}")
+                raise ValueError(f"{where}: {problem}")
         raw = raw_videos.get(vid)
         missing = "" if raw else f"raw video not found: {storage.join(video_dir, vid)}.{{{','.join(e[1:] for e in VIDEO_EXTENSIONS[:5])}}}"
         split = rs[0].get("partition") or hash_split(vid, cfg.test_fraction)

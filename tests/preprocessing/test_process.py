@@ -119,20 +119,23 @@ def test_raw_videos_are_found_by_one_listing_with_the_extension_order_kept(tmp_p
 
 
 @pytest.mark.parametrize(("row", "problem"), [
-    ("vidA,18,6,100-80-300-290,50,820,824", "row 0 of video vidA: frame range start 18, end 6 is empty or reversed"),
+    ("vidA,18,6,100-80-300-290,50,820,824", r"line 2 \(video vidA\): frame range start 18, end 6 is empty or reversed"),
     ("vidA,6,6,100-80-300-290,50,820,824", "frame range start 6, end 6 is empty"),
     ("vidA,6,18,900-80-1000-290,50,820,824", "bbox 900-80-1000-290 is outside the 820×824 frame"),
     ("vidA,6,18,300-80-100-290,50,820,824", "bbox 300-80-100-290 has no area"),
     # each was a traceback (an unpacking error, an AttributeError on a missing field) or a clip timed at NaN fps
     ("vidA,6,18,100-80-300,50,820,824", r"bbox 100-80-300 is not 4 numbers \(expected left-top-right-bottom\)"),
     ("vidA,6,18,100-80-300-290,nan,820,824", "fps nan is not a positive number"),
-    ("vidA,6,18", "row 0 of video vidA: not the header's 7 fields"),
-    ("vidA,6,18,100-80-300-290,50,820,824,extra", "row 0 of video vidA: not the header's 7 fields"),
+    ("vidA,6,18", r"line 2 \(video vidA\): not the header's 7 fields"),
+    ("vidA,6,18,100-80-300-290,50,820,824,extra", r"line 2 \(video vidA\): not the header's 7 fields"),
+    # the bbox written another way was "bad value (invalid literal for int() with base 10: '100,80,300,290')"
+    ('vidA,6,18,"100,80,300,290",50,820,824', r"line 2 \(video vidA\): bbox '100,80,300,290' is not 4 whole "
+                                              r"numbers \(expected left-top-right-bottom, e.g. 112-54-374-316\)"),
 ])
 def test_a_metadata_row_that_names_no_clip_is_refused_not_dropped(tmp_path, row, problem):
     table = tmp_path / "vox-metadata.csv"
     table.write_bytes(f"\ufeffvideo_id,start,end,bbox,fps,width,height\n{row}\n".encode())  # with Excel's BOM
-    with pytest.raises(ValueError, match=f"vox-metadata.csv: {problem}" if "row" in problem else problem):
+    with pytest.raises(ValueError, match=f"vox-metadata.csv {problem}" if "line" in problem else problem):
         collect_tasks(cfg_for(table, tmp_path / "out"))
 
 
