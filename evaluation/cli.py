@@ -9,10 +9,10 @@ import math
 import yaml
 
 from evaluation.benchmark import BenchmarkConfig
-from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS
+from evaluation.extractors import EMBEDDING_BACKENDS, KEYPOINT_BACKENDS, option_problem
 from evaluation.metrics import FORMULAS
 from evaluation.runner import EvalConfig
-from fomm.config.loader import ConfigError, parse_yaml
+from fomm.config.loader import ConfigError, parse_yaml, shown
 from services import checks
 from services.cli import UserError, experiment_flag, field_flags, field_values, user_input
 from services.ray_start import add_ray_address_flag
@@ -48,16 +48,18 @@ def mapping(text: str) -> dict:
     with contextlib.suppress(yaml.YAMLError, ConfigError):  # a key given twice: ConfigError
         value = parse_yaml(text)
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {shown(text)}")
     known = (*KEYPOINT_BACKENDS, *EMBEDDING_BACKENDS)
     for backend, options in value.items():
         if backend not in known:
             raise argparse.ArgumentTypeError(f"unknown backend {backend!r} (expected some of {', '.join(known)})")
         if not isinstance(options, dict):
-            raise argparse.ArgumentTypeError(f"{backend}: expected a mapping of options, got {options!r}")
+            raise argparse.ArgumentTypeError(f"{backend}: expected a mapping of options, got {shown(options)}")
         for key, option in options.items():
             if isinstance(option, float) and not math.isfinite(option):
                 raise argparse.ArgumentTypeError(f"{backend}.{key}: must be a finite number, got {option}")
+            if problem := option_problem(backend, key, option):
+                raise argparse.ArgumentTypeError(f"{backend}.{key}: {problem}, got {shown(option)}")
     return value
 
 

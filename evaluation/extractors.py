@@ -4,6 +4,7 @@ names its `network`, and weights load from local files only (`MissingWeightsErro
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -71,6 +72,25 @@ def make_extractor(kind: str, name: str, **options: Any) -> KeypointExtractor | 
         raise ValueError(f"unknown {kind} backend {name!r}; choose from {sorted(BACKENDS[kind])}")
     module, cls = BACKENDS[kind][name].split(":")
     return getattr(importlib.import_module(module), cls)(**options)
+
+
+def option_problem(name: str, key: str, value: Any) -> str | None:
+    """Why backend `name` cannot take option `key`=`value` (not one of its constructor's, or not of its default's
+    kind; a default of None is a path), else None: each was a traceback once the evaluation had started."""
+    module, cls = {**KEYPOINT_BACKENDS, **EMBEDDING_BACKENDS}[name].split(":")
+    params = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    if key not in params:
+        return f"not an option of {name} (it takes {', '.join(params) or 'none'})"
+    default = params[key].default
+    kind, size = str if default is None else type(default), len(default) if isinstance(default, tuple) else 0
+    kinds = {bool: "true or false", int: "a whole number", float: "a number", tuple: f"{size} whole numbers",
+             str: "a text (a path where the default is none)"}
+    fits = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
+            float: isinstance(value, (int, float)) and not isinstance(value, bool),
+            tuple: isinstance(value, list) and len(value) == size and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value),
+            str: isinstance(value, str) and bool(value)}.get(kind, True)
+    return None if fits else f"expected {kinds[kind]}"
 
 
 def build_backend(kind: str, name: str, domain: str, options: dict | None = None) -> tuple[Any, str, list[str]]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fomm.config.loader import ConfigError, read_yaml
+from fomm.config.loader import ConfigError, read_yaml, shown
 from fomm.config.overrides import apply_overrides
 from fomm.config.schema import FommConfig
 from services.cli import UserError
@@ -50,26 +50,26 @@ class SearchSpace:
             raise SpaceError(f"{source}: unknown key {sorted(unknown)[0]!r} (use metric, mode, num_samples, space)")
         params: dict[str, tuple[str, list]] = {}
         if not isinstance(data.get("space") or {}, dict):
-            raise SpaceError(f"{source}: 'space' must map config keys to distributions, got {data['space']!r}")
+            raise SpaceError(f"{source}: 'space' must map config keys to distributions, got {shown(data['space'])}")
         for key, spec in (data.get("space") or {}).items():
             if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
                 raise SpaceError(f"{source}: space.{key}: expected one of {', '.join(DISTRIBUTIONS)} "
-                                 f"with its arguments, got {spec!r}")
+                                 f"with its arguments, got {shown(spec)}")
             kind, args = next(iter(spec.items()))
             if problem := _arguments_problem(kind, args):
-                raise SpaceError(f"{source}: space.{key}: {kind} {problem}, got {args!r}")
+                raise SpaceError(f"{source}: space.{key}: {kind} {problem}, got {shown(args)}")
             params[key] = (kind, list(args))
         if not params:
             raise SpaceError(f"{source}: 'space' is empty")
         mode = data.get("mode", "min")
         if mode not in ("min", "max"):
-            raise SpaceError(f"{source}: mode must be min or max, got {mode!r}")
+            raise SpaceError(f"{source}: mode must be min or max, got {shown(mode)}")
         num_samples = data.get("num_samples", 4)
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise SpaceError(f"{source}: num_samples must be a whole number ≥ 1, got {num_samples!r}")
+            raise SpaceError(f"{source}: num_samples must be a whole number ≥ 1, got {shown(num_samples)}")
         metric = data.get("metric", "val_l1")
         if metric not in TRIAL_METRICS:  # Tune refuses a trial whose first result lacks it (after a trial's start)
-            raise SpaceError(f"{source}: metric {metric!r}: a trial reports {', '.join(TRIAL_METRICS)} in every "
+            raise SpaceError(f"{source}: metric {shown(metric)}: a trial reports {', '.join(TRIAL_METRICS)} in every "
                              "result (training.worker), so the sweep can rank by that")
         return cls(params, metric, mode, num_samples, source)
 
@@ -94,9 +94,9 @@ class SearchSpace:
             except ConfigError as err:
                 if len(sample) == 1:
                     (key, value), = sample.items()
-                    what = f"space.{key}: the value {value!r} of its {self.params[key][0]}"
+                    what = f"space.{key}: the value {shown(value)} of its {self.params[key][0]}"
                 else:
-                    what = f"the sample {sample} (values at the ends of the space)"
+                    what = f"the sample {shown(sample)} (values at the ends of the space)"
                 raise SpaceError(f"{self.source}: {what} makes a config that does not load or train "
                                  f"({one_line(err)})") from None
 

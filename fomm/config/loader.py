@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 import types
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,6 +21,16 @@ section = dataclass(frozen=True, kw_only=True, slots=True)  # the decorator of e
 class ConfigError(ValueError):
     """A config file or section that does not fit the schema; the message names the file and the key."""
     user_error = True  # services.cli.run_cli answers it with one line (fomm imports nothing of ours)
+
+
+_SHOWN = reprlib.Repr()  # a value in a message, cut to a line: YAML aliases make a nested list of billions in a few
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlevel = 80, 80, 2  # lines (its repr was a 1.4 GB line, after 70 s)
+
+
+def shown(value: Any, width: int = 160) -> str:
+    """`value`'s repr for an error line: long lists and strings cut with '...' (reprlib), the whole to `width`."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _child(where: str, name: str) -> str:
@@ -74,9 +85,9 @@ def build(cls: type[T], data: Any, where: str) -> T:
         elif sub is not None and (isinstance(value, dict) or value is None):
             kwargs[name] = build(sub, value, _child(where, name))
         elif not _fits(hint, value):
-            raise ConfigError(f"{_child(where, name)}: expected {_describe(hint)}, got {value!r}")
+            raise ConfigError(f"{_child(where, name)}: expected {_describe(hint)}, got {shown(value)}")
         elif not _finite(value):
-            raise ConfigError(f"{_child(where, name)}: expected finite numbers, got {value!r}")
+            raise ConfigError(f"{_child(where, name)}: expected finite numbers, got {shown(value)}")
         else:
             kwargs[name] = tuple(value) if isinstance(value, list) else value
     try:
@@ -113,7 +124,7 @@ class Section:
                 if value is None and names is not self.positive:  # an optional number left unset
                     continue
                 if value is None or not all(holds(v) for v in (value if isinstance(value, tuple) else (value,))):
-                    raise ValueError(f"{name} must be {what}, got {to_dict(value)!r}")
+                    raise ValueError(f"{name} must be {what}, got {shown(to_dict(value))}")
 
     @classmethod
     def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass

@@ -195,3 +195,25 @@ def test_numbers_in_exponent_form_are_numbers_as_in_yaml_1_2_and_json(tmp_path, 
     config = tmp_path / "lr.yaml"
     config.write_text(tiny_config_path.read_text().replace("lr_generator: 2.0e-4", "lr_generator: 2e-4"))
     assert "lr_generator: 2e-4" in config.read_text() and load_config(config).train_params.lr_generator == 2e-4
+
+
+LAUGHS = "[&a [1,1,1,1,1,1,1,1,1], " + ", ".join(f"&{n} [{','.join([f'*{o}'] * 9)}]" for o, n in
+                                                 zip("abcdefgh", "bcdefghi")) + "]"  # 9^9 ones in 230 bytes
+
+
+def test_a_value_yaml_aliases_make_huge_is_named_in_a_line_not_printed_whole(tmp_path, tiny_config_path):
+    """YAML aliases ('billion laughs') build a nested list of 9^9 numbers from a few bytes: its whole repr in the
+    error line was 1.4 GB, written after 70 s with 4 GB of memory (a level more, and the machine's memory). The
+    value shown is cut to a line, in a config file and in an override (`train --set`, a sweep's sample)."""
+    from fomm.config.overrides import apply_overrides
+    from fomm.config.schema import FommConfig
+
+    config = tmp_path / "laughs.yaml"
+    config.write_text(tiny_config_path.read_text().replace("num_kp: ", f"num_kp: {LAUGHS} #", 1))
+    with pytest.raises(ConfigError, match=r"num_kp: expected int, got \[\[1, 1, 1, 1, 1, 1, \.\.\.\], \[\[") as file:
+        load_config(config)
+    overridden = apply_overrides(load_config(tiny_config_path).to_dict(),
+                                 {"train_params.epoch_milestones": parse_yaml(LAUGHS)})
+    with pytest.raises(ConfigError, match=r"epoch_milestones: expected a list of int, got \[\[1, 1,") as override:
+        FommConfig.from_dict(overridden)
+    assert all(len(str(refused.value)) < 250 for refused in (file, override))

@@ -77,12 +77,24 @@ def test_preprocess_and_evaluate_flag_defaults_are_the_configs(repo_root) -> Non
     args = eval_parser("e", experiment="fomm-eval").parse_args(["--config", "c", "--checkpoint", "k", "--data", "d"])
     assert eval_config_from_args(args) == EvalConfig(config_path="c", checkpoint="k", data="d")
     args = eval_parser("e", "x").parse_args(["--config", "c", "--checkpoint", "random-init", "--data", "d",
-                                             "--split", "all", "--extractor-options", "{dlib-68: {a: 1}}"])
+                                             "--split", "all", "--extractor-options", "{dlib-68: {predictor_path: p.dat}}"])
     cfg = eval_config_from_args(args)
-    assert (cfg.checkpoint, cfg.split, cfg.experiment, cfg.extractor_options) == (None, None, "x", {"dlib-68": {"a": 1}})
-    with pytest.raises(UserError, match="--extractor-options: expected a YAML/JSON mapping"):
-        eval_parser("e", "x").parse_args(["--config", "c", "--checkpoint", "k", "--data", "d",
-                                          "--extractor-options", "[1, 2]"])
+    assert (cfg.checkpoint, cfg.split, cfg.experiment, cfg.extractor_options) == \
+        (None, None, "x", {"dlib-68": {"predictor_path": "p.dat"}})
+    laughs = "[&a [1,1,1,1,1,1,1,1,1], " + ", ".join(f"&{n} [{','.join([f'*{o}'] * 9)}]" for o, n in
+                                                      zip("abcdefg", "bcdefgh")) + "]"  # 9^8 ones in 200 bytes
+    for options, problem in [
+            ("[1, 2]", "expected a YAML/JSON mapping, got '[1, 2]'"),
+            # each was a traceback in the driver once Ray and the run had started
+            ("{dlib-68: {upsample: 1}}", "dlib-68.upsample: not an option of dlib-68 (it takes predictor_path), got 1"),
+            ("{foreground-centroids: {threshold: abc}}", "foreground-centroids.threshold: expected a number, got 'abc'"),
+            ("{colour-histogram: {bins: [8, 4]}}", "colour-histogram.bins: expected 3 whole numbers, got [8, 4]"),
+            # YAML aliases: its whole repr was the error line (1.4 GB, after a minute); cut to a line now
+            (f"{{dlib-68: {laughs}}}", "dlib-68: expected a mapping of options, got [[1, 1, 1, 1, 1, 1, ...], [[...], [...], ")]:
+        with pytest.raises(UserError, match="--extractor-options: " + re.escape(problem)) as refused:
+            eval_parser("e", "x").parse_args(["--config", "c", "--checkpoint", "k", "--data", "d",
+                                              "--extractor-options", options])
+        assert len(str(refused.value)) < 250
 
 
 def test_benchmark_flag_defaults_are_the_benchmark_configs(repo_root) -> None:
