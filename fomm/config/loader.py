@@ -160,7 +160,10 @@ _StrictLoader.add_implicit_resolver(  # after PyYAML's own float and int resolve
 
 def parse_yaml(text: str) -> Any:
     """YAML text's data, as config files are read (see _StrictLoader)."""
-    return yaml.load(text, _StrictLoader)  # noqa: S506 - a safe loader
+    try:
+        return yaml.load(text, _StrictLoader)  # noqa: S506 - a safe loader
+    except RecursionError:  # PyYAML recurses once per level: `[[[…]]]` 20,000 deep was a traceback
+        raise ConfigError("lists or mappings nested too deeply (hundreds of levels)") from None
 
 
 def read_yaml(path: str | Path, what: str = "config") -> Any:

@@ -217,3 +217,15 @@ def test_a_value_yaml_aliases_make_huge_is_named_in_a_line_not_printed_whole(tmp
     with pytest.raises(ConfigError, match=r"epoch_milestones: expected a list of int, got \[\[1, 1,") as override:
         FommConfig.from_dict(overridden)
     assert all(len(str(refused.value)) < 250 for refused in (file, override))
+
+
+def test_yaml_nested_too_deeply_for_the_parser_is_a_config_error_naming_the_file(tmp_path, tiny_config_path):
+    """PyYAML recurses once per level: `[[[…]]]` 20,000 deep was a RecursionError traceback (in a config, a space,
+    `--set`); a few hundred levels load and are refused by type, shown cut."""
+    deep, shallow = tmp_path / "deep.yaml", tmp_path / "shallow.yaml"
+    for path, levels in ((deep, 20_000), (shallow, 300)):
+        path.write_text(tiny_config_path.read_text().replace("num_kp: ", f"num_kp: {'[' * levels}{']' * levels} #", 1))
+    with pytest.raises(ConfigError, match=r"deep.yaml: lists or mappings nested too deeply \(hundreds of levels\)$"):
+        load_config(deep)
+    with pytest.raises(ConfigError, match=r"num_kp: expected int, got \[\[\[\.\.\.\]\]\]$"):
+        load_config(shallow)
