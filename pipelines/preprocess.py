@@ -48,7 +48,9 @@ def check(cfg: PreprocessConfig) -> None:
     checks.not_an_input("--output", cfg.output, {"--input": glob_root, "--video-dir": cfg.video_dir})
     from preprocessing.dataset_writer import changed_settings
 
-    if changed := changed_settings(cfg):  # a re-run resumes: finished videos are not made again with these
+    with cli.user_input("--output"):  # a damaged manifest of the dataset to resume
+        changed = changed_settings(cfg)
+    if changed:  # a re-run resumes: finished videos are not made again with these
         raise cli.UserError(f"--output {cfg.output}: holds a dataset made with other settings ({'; '.join(changed)}); "
                             f"choose a new --output, or the same settings to resume or extend it")
     if cfg.input == "synthetic" or cfg.input.startswith("synthetic:"):

@@ -116,11 +116,24 @@ def read_table(path: str, columns: list[str] | None = None, endpoint: str | None
     return pq.read_table(path, filesystem=fs, columns=columns, filters=filters)
 
 
+def parse_manifest(data: bytes, path: str) -> dict:
+    """A manifest's JSON, else a ValueError naming `path` (a damaged or edited file: a traceback before)."""
+    try:
+        manifest = json.loads(data)
+        if not all(isinstance(e["file"], str) and isinstance(e["split"], str) for e in manifest["shards"]):
+            raise TypeError("a shard's file or split is not text")
+        if not isinstance(manifest.get("videos", {}), dict):
+            raise TypeError("'videos' is not a mapping")
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"{path}: a damaged dataset manifest ({type(err).__name__}: {err})") from None
+    return manifest
+
+
 def read_manifest(root: str, endpoint: str | None = None) -> dict:
     """The dataset manifest: shards (file, split, rows, bytes, sha256, videos) and totals."""
     path = storage.join(root, MANIFEST_NAME)
     try:
-        return json.loads(storage.read_bytes(path, endpoint))
+        return parse_manifest(storage.read_bytes(path, endpoint), path)
     except storage.StorageError as e:
         raise FileNotFoundError(f"{path}: no manifest; was the preprocessing job run on {root}?") from e
 
@@ -167,7 +180,7 @@ class ShardSet:
         location = storage.Location(str(url).rstrip("/"), endpoint)
         fs, root = location.fs, location.path()
         try:
-            manifest = json.loads(fs.cat_file(f"{root}/{MANIFEST_NAME}"))
+            manifest = parse_manifest(fs.cat_file(f"{root}/{MANIFEST_NAME}"), location.uri_of(f"{root}/{MANIFEST_NAME}"))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             files = sorted(f for f in fs.find(root) if f.endswith(".parquet") and "/." not in f) \
                 if fs.isdir(root) else [root]

@@ -90,6 +90,26 @@ def test_manifest_errors_and_the_shard_set(tmp_path):
         shards.read_manifest(str(tmp_path / "elsewhere"))
 
 
+@pytest.mark.parametrize(("text", "why"), [
+    ('{"shards', "JSONDecodeError"), ("[1, 2]", "TypeError: list indices"), ('{"shards": [{"file": "a"}]}',
+                                                                             "KeyError: 'split'"),
+    ('{"shards": [], "videos": [1]}', "TypeError: 'videos' is not a mapping")])
+def test_a_damaged_manifest_is_one_line_for_the_readers_and_for_a_resumed_preprocess(tmp_path, text, why):
+    """An edited or damaged _manifest.json was a traceback: in train/evaluate (a list or a shard entry without its
+    split) and in a preprocess resuming the dataset (any)."""
+    from preprocessing.config import PreprocessConfig
+    from preprocessing.dataset_writer import changed_settings
+    from preprocessing.shards import require_shards
+    from services.cli import UserError, user_input
+
+    (tmp_path / "_manifest.json").write_text(text)
+    damaged = rf"{tmp_path}/_manifest.json: a damaged dataset manifest \({why}"
+    with pytest.raises(UserError, match=rf"^--data {tmp_path}: not readable as clip shards.*\({damaged}"):
+        require_shards("--data", str(tmp_path))
+    with pytest.raises(UserError, match=f"^--output: {damaged}"), user_input("--output"):
+        changed_settings(PreprocessConfig(input="synthetic", output=str(tmp_path)))
+
+
 def test_a_half_written_shard_among_good_ones_is_named_before_any_job(tmp_path):
     from preprocessing.shards import require_shards
     from preprocessing.synthetic import write_synthetic_shards
