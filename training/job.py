@@ -23,6 +23,9 @@ from services.ray_start import add_ray_address_flag
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # in each checkpoint folder, the original format (fomm.checkpoint)
 RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
+RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
+STATE_FILE = "train_state.json"  # in each checkpoint folder: what the original format has no room for (progress
+# within an epoch, MLflow run)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,15 +141,31 @@ def run_lock(job: TrainJob) -> Iterator[None]:
 def registered_checkpoints(job: TrainJob) -> list[str]:
     """Checkpoint directories of storage/<name> that Ray Train registered, oldest first; a resumed run restores
     the last. A directory on disk but not listed (its job stopped while reporting it) is never restored."""
+    def oldest_first(state: dict) -> list[str]:
+        latest = (state.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+        names = [r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])]
+        return [n for n in names if n != latest] + ([latest] if latest else [])
+
+    return run_record(job, RAY_CHECKPOINTS_FILE, read=oldest_first) or []
+
+
+def run_record(job: TrainJob, *parts: str, read: Any = None) -> Any:
+    """The JSON record at storage/<name>/`parts` that a resumed run goes on from, or `read` of it (None: there is
+    none); a damaged or edited one is a CheckpointError naming it (a traceback, in the driver or in every worker)."""
+    from fomm.checkpoint import CheckpointError
     from services import storage
 
-    snapshot = storage.join(run_path(job), RAY_CHECKPOINTS_FILE)
-    if not storage.exists(snapshot, job.endpoint):
-        return []
-    state = json.loads(storage.read_bytes(snapshot, job.endpoint))
-    latest = (state.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
-    names = [r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])]
-    return [n for n in names if n != latest] + ([latest] if latest else [])
+    path = storage.join(run_path(job), *parts)
+    if not storage.exists(path, job.endpoint):
+        return None
+    try:
+        record = json.loads(storage.read_bytes(path, job.endpoint))
+        if not isinstance(record, dict):
+            raise TypeError(f"a JSON {type(record).__name__}, not an object")
+        return read(record) if read else record
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise CheckpointError(f"{path}: damaged ({type(err).__name__}: {err}), a record this run resumes from: put it "
+                              "back, or train a new run with another --name") from None
 
 
 def check_resume_checkpoint(job: TrainJob) -> None:
@@ -155,7 +174,9 @@ def check_resume_checkpoint(job: TrainJob) -> None:
     from fomm.checkpoint import CheckpointError, require_whole
     from services import storage
 
+    run_record(job, RUN_FILE)
     if registered := registered_checkpoints(job):
+        run_record(job, registered[-1], STATE_FILE)  # what each worker reads as it restores
         path = storage.join(run_path(job), registered[-1], CHECKPOINT_FILE)
         fs, fs_path = storage.resolve(path, job.endpoint)
         if not fs.isfile(fs_path):  # removed by hand: Ray Train restores its latest registered checkpoint only

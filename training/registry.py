@@ -11,9 +11,8 @@ from services import storage
 from services.atomic import scratch_dir
 from services.tracking.registry import register_run_files
 from services.tracking.store import default_tracking_uri, is_transient
-from training.job import CHECKPOINT_FILE, TrainJob
+from training.job import CHECKPOINT_FILE, STATE_FILE, TrainJob
 from training.trainer import TrainResult
-from training.worker import STATE_FILE
 
 
 def register_best(job: TrainJob, result: TrainResult, model_name: str) -> dict | None:

@@ -26,16 +26,17 @@ from services.failures import every_task_fails
 from training import data
 from training.job import (
     CHECKPOINT_FILE,
+    RUN_FILE,
     TrainJob,
     check_plan,
     registered_checkpoints,
     room_wait_s,
     run_lock,
     run_path,
+    run_record,
 )
 from training.worker import DIVERGED_FILE, NO_SCORE, train_loop_per_worker
 
-RUN_FILE = "fomm_run.json"  # in storage/<name>: the MLflow run that a resumed job keeps logging to
 HEALTH_CHECK_S = 0.5  # how often Ray Train's controller looks at the workers (make_trainer)
 
 
@@ -76,11 +77,9 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
 
     uri = job.tracking_uri or default_tracking_uri()
     record = storage.join(run_path(job), RUN_FILE)
-    if job.resume and storage.exists(record, job.endpoint):
-        saved = json.loads(storage.read_bytes(record, job.endpoint))
-        if saved.get("tracking_uri") == uri:
-            Tracker(tracking_uri=uri, run_id=saved["mlflow_run_id"]).set_tags({"resumed": "true"})
-            return saved["mlflow_run_id"], uri
+    if job.resume and (saved := run_record(job, RUN_FILE)) and saved.get("tracking_uri") == uri:
+        Tracker(tracking_uri=uri, run_id=saved["mlflow_run_id"]).set_tags({"resumed": "true"})
+        return saved["mlflow_run_id"], uri
     tracker = Tracker(tracking_uri=uri, experiment=job.experiment, run_name=job.run_name,
                       parent_run_id=job.parent_run_id, tags={"storage": run_path(job), "config": job.config})
     tracker.log_config({"fomm": cfg.to_dict(), "job": {k: v for k, v in dataclasses.asdict(job).items() if k != "overrides"},

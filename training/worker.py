@@ -27,10 +27,9 @@ from services import ray_start, s3_retries, storage
 from services.atomic import scratch_dir
 from training import loop
 from training.data import DataError
-from training.job import CHECKPOINT_FILE, TrainJob, read_init_checkpoint, run_path
+from training.job import CHECKPOINT_FILE, STATE_FILE, TrainJob, read_init_checkpoint, run_path
 from training.sync_bn import convert_sync_batchnorm, world_size
 
-STATE_FILE = "train_state.json"  # what the original format has no room for: progress within an epoch, MLflow run
 DIVERGED_FILE = "diverged.json"  # beside them, from rank 0: the step whose loss turned NaN/inf, ending the run
 NO_SCORE = 1e9  # val_l1 of a checkpoint taken before any validation (ranked last by CheckpointConfig)
 

@@ -93,3 +93,25 @@ def test_registered_checkpoints_follow_ray_trains_snapshot_with_the_latest_last(
     latest.write_bytes(b"PK\x03\x04" + bytes(100))  # its start, cut off before the zip directory
     with pytest.raises(CheckpointError, match=rf"^{latest}: not a readable checkpoint \(truncated or corrupt\?\)"):
         check_resume_checkpoint(resumed)
+
+
+@pytest.mark.parametrize(("record", "text", "why"), [
+    ("checkpoint_manager_snapshot.json", '{"checkpoint_results', "JSONDecodeError"),
+    ("checkpoint_manager_snapshot.json", '{"checkpoint_results": [{"x": 1}]}', "KeyError: 'checkpoint_dir_name'"),
+    ("fomm_run.json", "[1]", "TypeError: a JSON list, not an object"),
+    ("checkpoint_e0000_s00000002/train_state.json", '"text"', "TypeError: a JSON str, not an object")])
+def test_a_damaged_record_a_resumed_run_reads_is_named_before_ray_starts(tmp_path, record, text, why):
+    """Each was a traceback: the driver's (Ray Train's snapshot, the MLflow run record), or every worker's as it
+    restored the checkpoint's train state, four restarts over."""
+    from fomm.checkpoint import CheckpointError
+    from training.job import RAY_CHECKPOINTS_FILE, TrainJob, check_resume_checkpoint
+
+    job = TrainJob(config="c.yaml", data=str(tmp_path), storage=str(tmp_path), name="run", resume=True)
+    folder = tmp_path / "run" / "checkpoint_e0000_s00000002"
+    folder.mkdir(parents=True)
+    (tmp_path / "run" / RAY_CHECKPOINTS_FILE).write_text(json.dumps(
+        {"checkpoint_results": [{"checkpoint_dir_name": folder.name}]}))
+    (tmp_path / "run" / record).write_text(text)
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path / 'run' / record}: damaged \({why}.*, a record this run "
+                                              r"resumes from: put it back, or train a new run with another --name$"):
+        check_resume_checkpoint(job)
