@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from fomm.geometry import Keypoints
 from fomm.onnx_export import FILES, MANIFEST, export_onnx, weights_digest
 from services.atomic import atomic_dir
 from services.errors import UserError
+from services.failures import one_line
 
 
 class _Session:
@@ -27,7 +29,13 @@ class _Session:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own kinds (InvalidProtobuf, Fail, …): a damaged file
+            if isinstance(graph, bytes):  # an export made here a moment ago: not the user's to mend
+                raise
+            raise ExportMissing(f"--onnx {graph.parent}: {graph.name} is not a readable ONNX graph (damaged? run "
+                                f"`fomm export` again): {one_line(err)}") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
 
@@ -74,6 +82,10 @@ def check_export(out_dir: str | Path) -> dict:
         raise ExportMissing(f"--onnx {root}: {MANIFEST} is not a manifest of `fomm export` ({err})") from None
     if not isinstance(manifest, dict) or not {"jacobian", "frame_size"} <= set(manifest):
         raise ExportMissing(f"--onnx {root}: {MANIFEST} is not a manifest of `fomm export`")
+    for name, digest in (manifest.get("files_sha256") or {}).items():  # exports before it was recorded: not checked
+        if name in FILES and hashlib.sha256((root / name).read_bytes()).hexdigest() != digest:
+            raise ExportMissing(f"--onnx {root}: {name} is not the graph this export wrote (changed or damaged "
+                                "since: run `fomm export` again)")
     return manifest
 
 

@@ -118,5 +118,6 @@ def export_onnx(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
                                         opset_version=OPSET, dynamic_shapes=shapes, dynamo=True, verbose=False)
         out[name] = program.model_proto.SerializeToString()  # weights inside: one self-contained file each
     manifest = {"frame_size": [h, w], "jacobian": jac, "opset": OPSET, "files": list(FILES),
-                "weights_sha256": weights_digest(kp_detector, generator)}
+                "weights_sha256": weights_digest(kp_detector, generator),
+                "files_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in out.items()}}
     return {**out, MANIFEST: json.dumps(manifest, indent=1).encode()}

@@ -86,3 +86,27 @@ def test_export_command_and_onnx_engine_on_real_media(shared_data, tiny_config_p
         f"fomm animate: error: --onnx {out}: exported from other weights than this model's (--checkpoint, or "
         "--random-init with its --seed): export it again with `fomm export`, or leave out --onnx")
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_an_export_whose_graph_changed_since_is_one_line_naming_the_file(ref, exported, tmp_path):
+    """A graph file cut short, emptied, or swapped for another of the export was ONNX Runtime's traceback (a swap
+    when the first frames ran); each is named against the digests the manifest records. An older export without
+    them is still read, and a file there that ONNX Runtime cannot load is named too."""
+    import json
+    import shutil
+
+    from animate.onnx_engine import ExportMissing
+
+    animator = Animator(*build(ref)[:2], frame_size=(64, 64), precision="fp32")
+    for name, damage in (("source.onnx", lambda f: f.write_bytes(f.read_bytes()[:1000])),
+                         ("kp_detector.onnx", lambda f: f.write_bytes((exported / "source.onnx").read_bytes()))):
+        copy = shutil.copytree(exported, tmp_path / name)
+        damage(copy / name)
+        with pytest.raises(ExportMissing, match=rf"^--onnx {copy}: {name} is not the graph this export wrote"):
+            onnx_animator(animator, copy)
+        manifest = json.loads((copy / "fomm-onnx.json").read_text())
+        del manifest["files_sha256"]  # as an export made before the digests were recorded
+        (copy / "fomm-onnx.json").write_text(json.dumps(manifest))
+        if name == "source.onnx":
+            with pytest.raises(ExportMissing, match=rf"^--onnx {copy}: {name} is not a readable ONNX graph"):
+                onnx_animator(animator, copy)
