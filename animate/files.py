@@ -81,10 +81,14 @@ def check_output(out: str | Path) -> Path:
     return out
 
 
+SOURCE_PIXELS = 1 << 25  # a larger photo is read shrunk to this: an 8K frame's 33 MP, whole (the model sees 256², an
+# output is ≤ 8K); read whole, a 1,000 MP PNG of 3 MB took 24 GB, and the OOM killer ended `fomm animate` unannounced
+
+
 def read_source(path: str | Path) -> np.ndarray:
-    """The source image as H×W×3 uint8 RGB: an image file, or the first frame of a video."""
+    """The source image as H×W×3 uint8 RGB (≤ SOURCE_PIXELS): an image file, or the first frame of a video."""
     try:
-        return read_image(path)
+        return read_image(path, SOURCE_PIXELS)
     except ImageError as image_err:
         if not Path(path).is_file() or isinstance(image_err, DamagedImageError):  # a damaged image is refused:
             raise  # FFmpeg's image decoders would conceal the damage (a cut-off JPEG's missing part filled)

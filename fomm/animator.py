@@ -4,6 +4,7 @@ however long the video, with relative motion (Sec. 3.4); numpy frames and tensor
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,27 @@ def frames_to_tensor(frames: Frame, dtype: torch.dtype = torch.float32) -> Tenso
     return x
 
 
+LARGE_FRAME_PIXELS = 1 << 24  # frames above 16 MP are fitted as uint8, then made float (shrink_large)
+
+
+def shrink_large(frames: Frame, size: tuple[int, int], crop: str = "center") -> Frame:
+    """uint8 RGB numpy frames above LARGE_FRAME_PIXELS fitted to `size` as uint8 (fit_frames, rounded once), so no
+    float copy of the whole frame is made: a 1,000 MP photo took 24 GB that way, and the OOM killer ended the run;
+    other frames as given."""
+    a = frames if isinstance(frames, np.ndarray) else None
+    if a is None or a.dtype != np.uint8 or a.ndim not in (3, 4) or a.shape[-1] != 3 \
+            or a.shape[-3] * a.shape[-2] <= LARGE_FRAME_PIXELS:
+        return frames
+    with warnings.catch_warnings():  # a read-only array (PIL's): only read here
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        x = torch.from_numpy(a)
+    x = x.permute(2, 0, 1)[None] if a.ndim == 3 else x.permute(0, 3, 1, 2)  # B×3×H×W, channels-last: no copy
+    return fit_frames(x, size, crop).permute(0, 2, 3, 1).numpy()  # B×h×w×3 uint8
+
+
 def fit_frames(x: Tensor, size: tuple[int, int], crop: str = "center") -> Tensor:
-    """Bring B×3×H×W frames to the model's size: central crop, black padding, or a plain stretch ('none')."""
+    """Bring B×3×H×W frames to the model's size: central crop, black padding, or a plain stretch ('none'); float
+    frames stay in [0, 1]."""
     if crop not in CROP_MODES:
         raise AnimatorError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
     h, w = x.shape[-2:]
@@ -88,9 +108,9 @@ def fit_frames(x: Tensor, size: tuple[int, int], crop: str = "center") -> Tensor
         ph, pw = max(h, round(w * th / tw)), max(w, round(h * tw / th))
         top, left = (ph - h) // 2, (pw - w) // 2
         x = F.pad(x, (left, pw - w - left, top, ph - h - top))
-    if tuple(x.shape[-2:]) == (th, tw):
-        return x.clamp(0, 1)
-    return F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    if tuple(x.shape[-2:]) != (th, tw):
+        x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
+    return x if x.dtype == torch.uint8 else x.clamp(0, 1)
 
 
 def to_uint8(x: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -154,7 +174,7 @@ class Animator:
 
     def prepare(self, frames: Frame) -> Tensor:
         """Frames of any size and type, cropped/padded and resized to the model's size.  # B×3×H×W"""
-        x = frames_to_tensor(frames, self.float_dtype).to(self.device)
+        x = frames_to_tensor(shrink_large(frames, self.frame_size, self.crop), self.float_dtype).to(self.device)
         return fit_frames(x, self.frame_size, self.crop).contiguous(memory_format=self.memory_format)
 
     def _kp(self, x: Tensor) -> Keypoints:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -149,8 +150,9 @@ def read_frames(path: PathLike, max_frames: int | None = None) -> np.ndarray:
     return np.stack(list(iter_frames(path, 0, max_frames)))
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB, whatever its extension says (format sniffed from the bytes)."""
+def read_image(path: PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """An image file as H×W×3 uint8 RGB, whatever its extension says (format sniffed from the bytes); one of more
+    than `max_pixels` shrunk by a whole factor to at most that many as it is read (a JPEG decoded small: 1/2 … 1/8)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
@@ -172,11 +174,20 @@ def read_image(path: PathLike) -> np.ndarray:
                                 "decompression bomb?)")
     try:  # the format is known from here on: a failure is a damaged image (a truncated JPEG, …)
         with img:
-            img = ImageOps.exif_transpose(img)
+            if max_pixels and img.width * img.height > max_pixels:  # before the turn, which copies the image whole
+                img.draft(img.mode, (img.width // _factor(img, max_pixels), img.height // _factor(img, max_pixels)))
+                img.load()
+                img = img.reduce(_factor(img, max_pixels)) if img.width * img.height > max_pixels else img
+            img = ImageOps.exif_transpose(img)  # the EXIF orientation (info kept by reduce)
             img.load()
     except (OSError, SyntaxError, ValueError) as e:
         raise DamagedImageError(f"{p}: damaged {img.format or ''} image ({e})".replace("  ", " ")) from e
     return _to_rgb8(img, p)
+
+
+def _factor(img, max_pixels: int) -> int:  # noqa: ANN001 - a PIL image
+    """The whole factor that brings `img` to at most `max_pixels`."""
+    return math.ceil(math.sqrt(img.width * img.height / max_pixels))
 
 
 def _register_heif() -> bool:

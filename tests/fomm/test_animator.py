@@ -56,6 +56,25 @@ def test_fit_frames_center_crop_pad_and_stretch():
         fit_frames(x, (4, 4), "zoom")
 
 
+def test_a_frame_above_16_mp_is_fitted_as_uint8_within_a_grey_level_of_the_float_path(animator):
+    """Made float whole, a 1,000 MP photo took 24 GB (the OOM killer ended the run); above LARGE_FRAME_PIXELS a
+    frame is cropped and resized as uint8 first, rounded once. Smaller frames take the float path unchanged."""
+    from fomm.animator import LARGE_FRAME_PIXELS, shrink_large
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (4400, 4160, 3), dtype=np.uint8)  # 18.3 MP
+    assert big.shape[0] * big.shape[1] > LARGE_FRAME_PIXELS
+    big.flags.writeable = False  # as PIL gives it: read, never written
+    for crop in ("center", "pad", "none"):
+        fitted = shrink_large(big, (64, 64), crop)
+        assert fitted.shape == (1, 64, 64, 3) and fitted.dtype == np.uint8
+        exact = fit_frames(frames_to_tensor(big), (64, 64), crop)
+        assert (frames_to_tensor(fitted) - exact).abs().max() <= 1 / 255
+    small = big[:2000, :2000]
+    assert shrink_large(small, (64, 64)) is small
+    assert (animator.prepare(big) - fit_frames(frames_to_tensor(big), (64, 64), animator.crop)).abs().max() <= 1 / 255
+
+
 def test_to_uint8_rounds_and_clamps():
     x = torch.tensor([-0.5, 0.0, 0.5, 1.0, 2.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
     assert to_uint8(x)[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]

@@ -242,6 +242,23 @@ def test_a_damaged_or_bomb_image_is_refused_naming_the_file_and_a_200_mp_photo_i
     assert image.shape == (12_240, 16_320, 3) and image[::997, ::997].min() == 255
 
 
+def test_an_image_above_max_pixels_is_read_shrunk_by_a_whole_factor_and_still_turned(tmp_path):
+    """read_image(path, max_pixels): the source of an animation (animate.files.SOURCE_PIXELS). A 1,000 MP PNG of 3 MB
+    took 24 GB read whole and made float; shrunk as it is read: a JPEG decoded at 1/2 … 1/8 of its size, others
+    box-reduced; the EXIF orientation applied to the small image."""
+    from PIL import Image
+
+    photo = Image.new("RGB", (4000, 3000), (200, 100, 50))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # shown turned 90° clockwise
+    photo.save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=95)
+    photo.save(tmp_path / "plain.png")
+    turned = read_image(tmp_path / "turned.jpg", max_pixels=1_000_000)  # factor 4: JPEG's 1/4 scale
+    assert turned.shape == (1000, 750, 3) and np.abs(turned.astype(int) - (200, 100, 50)).max() <= 3
+    assert read_image(tmp_path / "plain.png", max_pixels=1_000_000).shape == (750, 1000, 3)
+    assert read_image(tmp_path / "plain.png", max_pixels=12_000_000).shape == (3000, 4000, 3)  # within: whole
+
+
 def test_a_tiled_heic_photo_is_read_whole_and_rotated_or_refused_without_its_plugin(tmp_path, shared_data, repo_root):
     """iPhones save HEIC photos as grids of tiles: FFmpeg (read_source's fallback) decoded the first tile alone, so a
     256×256 corner of the photo was animated without a word. pillow-heif reads it whole, EXIF orientation applied;
