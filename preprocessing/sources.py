@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -58,6 +59,9 @@ def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[Vid
         side = {key: r for r in rows for key in (r.get("video_id"), Path(r.get("file") or "").stem) if key}
     tasks = []
     for p in paths:
+        if not p.isascii() and any("\udc80" <= c <= "\udcff" for c in p):  # undecodable bytes, kept by the OS
+            raise ValueError(f"{os.fsencode(p).decode(errors='backslashreplace')}: a file name that is not UTF-8 "
+                             "(a clip's ids and paths are stored as text: rename the file)")
         parts = p[len(root):].strip("/").split("/") if p.startswith(root) else [Path(p).name]  # relative path
         vid = "__".join(parts).rsplit(".", 1)[0]
         meta = side.get(vid) or side.get(Path(p).stem) or {}

@@ -305,3 +305,17 @@ def test_a_run_stopped_before_its_manifest_still_refuses_other_clip_settings(tmp
     assert preprocess.main([*args, "--size", "32"]) == 0
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["size"] == 32 and manifest["totals"]["videos"] == 2
+
+
+def test_a_video_whose_file_name_is_not_utf8_is_named_before_any_work(tmp_path, shared_data):
+    """A name with bytes that are not UTF-8 (from an old archive, a Windows share) failed as "--input: 'utf-8' codec
+    can't encode characters in position 3-4", naming no file; it is named as its bytes read."""
+    import os
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(shared_data / "face_talk_a.mp4", raw / "fine.mp4")
+    shutil.copy(shared_data / "face_talk_b.mp4", os.fsdecode(os.fsencode(raw) + b"/bad\xff\xfename.mp4"))
+    with pytest.raises(ValueError, match=r"raw/bad\\xff\\xfename.mp4: a file name that is not UTF-8 \(a clip's ids "
+                                         r"and paths are stored as text: rename the file\)$"):
+        collect_tasks(cfg_for(raw, tmp_path / "out"))
