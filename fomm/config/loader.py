@@ -166,9 +166,14 @@ def parse_yaml(text: str) -> Any:
         raise ConfigError("lists or mappings nested too deeply (hundreds of levels)") from None
 
 
+MAX_YAML_BYTES = 16 << 20  # a config or a sweep space is a few KB
+
+
 def read_yaml(path: str | Path, what: str = "config") -> Any:
     """The YAML file's data; an unreadable, empty or non-UTF-8 file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
+    if path.is_file() and (size := path.stat().st_size) > MAX_YAML_BYTES:  # read whole, 3 GB took 20 s and 6 GB
+        raise ConfigError(f"{path}: {size / 2**20:,.0f} MiB, too large for a {what} (a YAML of a few KB)")
     try:
         data = parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:  # a checkpoint or image given as the config

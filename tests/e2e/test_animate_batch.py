@@ -205,6 +205,16 @@ def test_a_pairs_csv_saved_with_a_bom_is_read(tiny_config_path, tmp_path):
     batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)  # no "no 'source' column"
 
 
+def test_a_pairs_csv_with_a_field_no_csv_reader_takes_is_one_line(tiny_config_path, tmp_path):
+    """A cell over the csv module's 128 KB (a file of NULs, a binary given as --pairs) was `_csv.Error` traceback."""
+    from services.cli import UserError
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("source,driving,output\n" + "x" * 200_000 + ",y.mp4,z.mp4\n")
+    with pytest.raises(UserError, match=rf"^--pairs {pairs}: not a text CSV with source,driving,output columns$"):
+        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+
+
 @pytest.mark.ray
 def test_ctrl_c_while_an_actor_writes_leaves_no_temporary_beside_the_outputs(shared_data, tiny_config_path,
                                                                              tmp_path):

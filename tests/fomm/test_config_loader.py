@@ -229,3 +229,19 @@ def test_yaml_nested_too_deeply_for_the_parser_is_a_config_error_naming_the_file
         load_config(deep)
     with pytest.raises(ConfigError, match=r"num_kp: expected int, got \[\[\[\.\.\.\]\]\]$"):
         load_config(shallow)
+
+
+def test_a_file_far_too_large_for_a_config_is_refused_unread(tmp_path):
+    """A video or a disk image given as --config or --space was read whole first: 3 GB took 20 s and 6 GB, then
+    "not valid YAML"."""
+    from fomm.config.loader import MAX_YAML_BYTES, read_yaml
+
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as f:
+        f.truncate(3 << 30)  # sparse: no disk used
+    with pytest.raises(ConfigError, match=r"huge.yaml: 3,072 MiB, too large for a search space \(a YAML of a few KB\)$"):
+        read_yaml(huge, "search space")
+    with huge.open("r+b") as f:
+        f.truncate(MAX_YAML_BYTES)
+    with pytest.raises(ConfigError, match=r"huge.yaml: not valid YAML \(unacceptable character #x0000"):
+        read_yaml(huge)
