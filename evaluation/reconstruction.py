@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from fomm.animator import fit_frames, frames_to_tensor, to_uint8
-from fomm.checkpoint import load_checkpoint
+from fomm.checkpoint import load_checkpoint, require_checkpoint
 from fomm.config.schema import FommConfig, load_config
 from fomm.models import build_networks
 from fomm.precision import autocast_dtype
@@ -38,6 +38,10 @@ class ModelSource:
     @classmethod
     def resolve(cls, config_path: str | Path, checkpoint: str | Path | None,
                 endpoint: str | None = None) -> ModelSource:
+        if checkpoint is not None:  # its head and zip directory first: a 12 GB file was read whole, then refused
+            fs, path = storage.resolve(str(checkpoint), endpoint)
+            with fs.open(path, "rb") as f:
+                require_checkpoint(f, checkpoint)
         weights = None if checkpoint is None else storage.read_bytes(str(checkpoint), endpoint)
         return cls(load_config(config_path), None if checkpoint is None else str(checkpoint), weights)
 

@@ -32,9 +32,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
         raise CheckpointError(f"{path}: checkpoint file not found")
     # `data`: the bytes already read; `path` may then be a URL, nothing to open again
     with open(path, "rb") if data is None else io.BytesIO(data) as f:
-        head = f.read(4)
-    if not head.startswith((ZIP_HEAD, b"\x80")):  # torch.save's zip, or a legacy pickle
-        raise CheckpointError(f"{path}: not a checkpoint (expected a PyTorch .pth/.pth.tar file saved by torch.save)")
+        require_checkpoint(f, path)
     try:
         source = Path(path) if data is None else io.BytesIO(data)
         state = torch.load(source, map_location=map_location, weights_only=True)
@@ -48,11 +46,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     return state
 
 
-def require_whole(f: BinaryIO, path: str | Path) -> None:
-    """Refuse a torch.save zip cut off (no zip directory at its end) by reading its head and that directory alone;
-    a legacy pickle passes (read_checkpoint judges it whole)."""
+def require_checkpoint(f: BinaryIO, path: str | Path) -> None:
+    """Refuse a file torch.save did not write, or its zip cut off (no zip directory at its end), by reading its head
+    and that directory alone (a few KB, also on S3: a 12 GB file was read whole first); a legacy pickle passes
+    (read_checkpoint judges it whole)."""
+    head = f.read(4)
+    if not head.startswith((ZIP_HEAD, b"\x80")):  # torch.save's zip, or a legacy pickle
+        raise CheckpointError(f"{path}: not a checkpoint (expected a PyTorch .pth/.pth.tar file saved by torch.save)")
     try:
-        if f.read(4) == ZIP_HEAD:
+        if head == ZIP_HEAD:
             zipfile.ZipFile(f).close()
     except (zipfile.BadZipFile, EOFError, ValueError) as err:
         raise _unreadable(path, err) from None

@@ -171,7 +171,7 @@ def run_record(job: TrainJob, *parts: str, read: Any = None) -> Any:
 def check_resume_checkpoint(job: TrainJob) -> None:
     """The checkpoint a --resume restores is whole: one cut off (a copy that died halfway) would fail every worker
     restart alike, after Ray starts. Its zip directory, at the end, is read: a few KB, also on S3."""
-    from fomm.checkpoint import CheckpointError, require_whole
+    from fomm.checkpoint import CheckpointError, require_checkpoint
     from services import storage
 
     run_record(job, RUN_FILE)
@@ -183,7 +183,7 @@ def check_resume_checkpoint(job: TrainJob) -> None:
             raise CheckpointError(f"{path}: checkpoint file not found (the run's latest registered checkpoint: put "
                                   "it back, or train a new run with another --name)")
         with fs.open(fs_path, "rb") as f:
-            require_whole(f, path)
+            require_checkpoint(f, path)
 
 
 def read_init_checkpoint(job: TrainJob, tracking_uri: str | None = None, check: bool = False) -> dict[str, Any]:
@@ -191,12 +191,15 @@ def read_init_checkpoint(job: TrainJob, tracking_uri: str | None = None, check: 
     unreachable file first said in one line naming the flag), then by each worker. A file (local or s3://), or a
     registered model version (models:/…) each machine copies from `tracking_uri` (the run's store; None: the job's)
     once for itself: a worker on another node has no copy of the driver's."""
-    from fomm.checkpoint import read_checkpoint
+    from fomm.checkpoint import read_checkpoint, require_checkpoint
     from services import checks, storage
 
     path = checks.registered_checkpoint("--init-from", job.init_from, tracking_uri or job.tracking_uri)
     if check:
         checks.existing_file("--init-from", path, "a checkpoint file", job.endpoint)
+        fs, fs_path = storage.resolve(path, job.endpoint)
+        with fs.open(fs_path, "rb") as f:
+            require_checkpoint(f, job.init_from)  # before the whole file is read
     return read_checkpoint(job.init_from, data=storage.read_bytes(path, job.endpoint))
 
 

@@ -12,7 +12,7 @@ from fomm.checkpoint import (
     load_checkpoint,
     load_parts,
     read_checkpoint,
-    require_whole,
+    require_checkpoint,
 )
 from fomm.config.schema import load_config
 from fomm.discriminator import MultiScaleDiscriminator
@@ -111,24 +111,37 @@ def test_truncated_file_names_the_file(tmp_path, tiny):
         load_checkpoint(tmp_path / "nowhere.pth", generator=gen)
 
 
-def test_a_cut_off_checkpoint_is_found_from_its_zip_directory_alone(tmp_path, tiny):
-    """`require_whole` (what --resume checks before Ray starts) refuses a file cut anywhere, even a byte short, and
-    passes a whole one and a legacy pickle, whose wholeness only reading it tells."""
+def test_a_cut_off_checkpoint_is_found_from_its_zip_directory_alone(tmp_path, tiny, tiny_config_path):
+    """`require_checkpoint` (what --resume, --init-from and evaluate check before they read a checkpoint whole)
+    refuses a file cut anywhere, even a byte short, and one of another kind; it passes a whole one and a legacy
+    pickle, whose wholeness only reading it tells."""
     cfg, kp, gen = tiny
     whole = checkpoint_bytes(generator=gen, kp_detector=kp)
     path = tmp_path / "ok.pth.tar"
     path.write_bytes(whole)
     with open(path, "rb") as f:
-        require_whole(f, path)
+        require_checkpoint(f, path)
     for cut in (len(whole) - 1, len(whole) // 2, 10):
         path.write_bytes(whole[:cut])
         with open(path, "rb") as f, pytest.raises(CheckpointError, match=r"ok\.pth\.tar: not a readable checkpoint"):
-            require_whole(f, path)
+            require_checkpoint(f, path)
     legacy = tmp_path / "legacy.pth"
     torch.save({"generator": {}}, legacy, _use_new_zipfile_serialization=False)
     with open(legacy, "rb") as f:
-        require_whole(f, legacy)
+        require_checkpoint(f, legacy)
     assert read_checkpoint(legacy) == {"generator": {}}
+    huge = tmp_path / "disk.img"  # a file of another kind, refused from its head: 12 GB was read whole first
+    with huge.open("wb") as f:
+        f.truncate(12 << 30)  # sparse: no disk used
+    with open(huge, "rb") as f, pytest.raises(CheckpointError, match=r"disk\.img: not a checkpoint \(expected a PyTorch"):
+        require_checkpoint(f, huge)
+    from evaluation.reconstruction import ModelSource
+    from training.job import TrainJob, read_init_checkpoint
+
+    with pytest.raises(CheckpointError, match=r"disk\.img: not a checkpoint"):
+        ModelSource.resolve(tiny_config_path, huge)
+    with pytest.raises(CheckpointError, match=r"disk\.img: not a checkpoint"):
+        read_init_checkpoint(TrainJob(config=str(tiny_config_path), data="-", storage="-", init_from=str(huge)), check=True)
 
 
 def test_wrong_config_lists_mismatched_keys(tmp_path, tiny, repo_root):
