@@ -46,6 +46,9 @@ class SearchSpace:
         if not isinstance(data, dict):
             raise SpaceError(f"{source}: expected a mapping with space (and metric, mode, num_samples)")
         unknown = set(data) - {"metric", "mode", "num_samples", "space"}
+        if unknown & {"model_params", "train_params", "dataset_params"}:  # --config and --space swapped?
+            raise SpaceError(f"{source}: a model config, not a search space (a YAML of space, metric, mode, "
+                             "num_samples, e.g. configs/sweeps/loss-weights.yaml; the model config goes in --config)")
         if unknown:
             raise SpaceError(f"{source}: unknown key {sorted(unknown)[0]!r} (use metric, mode, num_samples, space)")
         params: dict[str, tuple[str, list]] = {}

@@ -90,6 +90,8 @@ def test_a_value_the_space_can_sample_that_the_config_refuses_fails_before_any_t
     ({"space": {"k": {"randint": [0, 2.5]}}}, "space.k: randint takes two whole numbers"),
     ({"space": {"k": {"choice": []}}}, "space.k: choice takes a non-empty list of values"),
     ({"space": [1, 2]}, "'space' must map config keys to distributions"),
+    # a model config given as --space (the two swapped) was "unknown key 'animate_params'"
+    ({"model_params": {}, "train_params": {}}, r"a model config, not a search space \(a YAML of space, metric, mode"),
     # YAML aliases make a value of billions of items in a few bytes: it was shown whole, now cut to a line
     ({"mode": [[[[0] * 9] * 9] * 9] * 9}, r"mode must be min or max, got \[\[\[\.\.\.\], \[\.\.\.\], .{0,160}$"),
 ])
