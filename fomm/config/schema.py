@@ -377,4 +377,8 @@ def discriminator_fits(sides: tuple[int, int], num_blocks: int) -> bool:
 
 def load_config(path: str | Path) -> FommConfig:
     """Read a whole original-format (or our) YAML config file."""
-    return build(FommConfig, read_yaml(path), f"{Path(path).name}:")
+    data = read_yaml(path)
+    if isinstance(data, dict) and "space" in data and "model_params" not in data:  # it was "unknown key 'metric'"
+        raise ConfigError(f"{Path(path).name}: a search space (space, metric, mode, num_samples), not a model config "
+                          "(a YAML of model_params, train_params, …, e.g. configs/vox-256.yaml)")
+    return build(FommConfig, data, f"{Path(path).name}:")

@@ -245,3 +245,10 @@ def test_a_file_far_too_large_for_a_config_is_refused_unread(tmp_path):
         f.truncate(MAX_YAML_BYTES)
     with pytest.raises(ConfigError, match=r"huge.yaml: not valid YAML \(unacceptable character #x0000"):
         read_yaml(huge)
+
+
+def test_a_search_space_given_as_the_model_config_says_so(repo_root):
+    """--config and --space swapped: it was "unknown key 'metric'" with the model config's keys."""
+    with pytest.raises(ConfigError, match=r"^loss-weights.yaml: a search space \(space, metric, mode, num_samples\), "
+                                          r"not a model config"):
+        load_config(repo_root / "configs" / "sweeps" / "loss-weights.yaml")
