@@ -131,13 +131,18 @@ def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str, str]:
     uri = sweep.base.tracking_uri or default_tracking_uri()
     record = experiment_dir / PARENT_FILE
     if sweep.resume and record.is_file():
-        return json.loads(record.read_text())["run_id"], uri
+        try:
+            return json.loads(record.read_text())["run_id"], uri
+        except (ValueError, KeyError, TypeError) as err:  # edited, or written by hand: a traceback before
+            raise UserError(f"{record}: damaged ({type(err).__name__}: {err}), the record of the MLflow parent run "
+                            "this --resume goes on with: put it back, or start a sweep of another --name") from None
     tracker = Tracker(tracking_uri=uri, experiment=sweep.base.experiment, run_name=sweep.name,
                       tags={"kind": "sweep", "config": sweep.base.config, "space": sweep.space.source})
     tracker.log_params({"space": json.dumps(sweep.space.params), "metric": sweep.space.metric,
                         "mode": sweep.space.mode, "num_samples": sweep.num_samples or sweep.space.num_samples})
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"run_id": tracker.run_id, "tracking_uri": uri}))
+    with atomic_open(record, "w") as f:  # whole or not at all: a restore reads it
+        f.write(json.dumps({"run_id": tracker.run_id, "tracking_uri": uri}))
     return tracker.run_id, uri
 
 

@@ -138,3 +138,19 @@ def test_a_range_over_an_integer_key_is_refused_as_tune_would_sample_it(tiny_con
             space.check_against(cfg)
     SearchSpace.from_dict({"space": {"train_params.num_epochs": {"randint": [1, 3]}}}).check_against(cfg)
     SearchSpace.from_dict({"space": {"train_params.lr_generator": {"uniform": [1, 2]}}}).check_against(cfg)
+
+
+def test_a_damaged_parent_run_record_of_a_resumed_sweep_is_one_line(tmp_path):
+    """`tune --resume` reads the MLflow parent run's id from the sweep's folder: an empty or edited record was a
+    JSONDecodeError traceback (it was also written in place: a crash could leave it empty; it is atomic now)."""
+    from services.errors import UserError
+    from tuning.options import SweepJob
+    from tuning.sweep import PARENT_FILE, _parent_run
+
+    sweep = SweepJob(base=TrainJob(config="c.yaml", data="d", storage=str(tmp_path)),
+                     space=SearchSpace({"a.b": ("choice", [1])}), resume=True)
+    for text in ("", '{"run": 1}'):
+        (tmp_path / PARENT_FILE).write_text(text)
+        with pytest.raises(UserError, match=rf"^{tmp_path / PARENT_FILE}: damaged \(\w+Error: .*\), the record of the "
+                                            r"MLflow parent run this --resume goes on with"):
+            _parent_run(sweep, tmp_path)
