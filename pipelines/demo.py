@@ -52,8 +52,12 @@ def stage(out: Path, name: str, run, ray: bool = True) -> dict:  # noqa: ANN001 
     """Run a stage once (its result kept in <out>/stages/<name>.json); Ray starts with the first stage that needs it."""
     record = out / "stages" / f"{name}.json"
     if record.is_file():
-        print(f"[{name}] done earlier, skipped ({record})")
-        return json.loads(record.read_text())
+        try:
+            done = json.loads(record.read_text())
+            print(f"[{name}] done earlier, skipped ({record})")
+            return done
+        except ValueError:  # edited, or damaged: a traceback before
+            print(f"[{name}] its record {record} is not JSON: running it again")
     print(f"[{name}] running …", flush=True)
     if ray:  # a laptop: room for the 2 train workers and Ray Data's decoding tasks
         from training.trainer import ensure_training_ray

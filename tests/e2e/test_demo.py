@@ -70,3 +70,16 @@ def test_demo_chain_leaves_results_and_skips_finished_stages(tmp_path, ray_head)
     for name in STAGES:
         assert f"[{name}] done earlier, skipped" in second.stdout
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)  # nothing ran again
+
+
+def test_a_stage_whose_record_is_damaged_runs_again(tmp_path, repo_root, capsys):
+    """A finished stage's record (<out>/stages/NAME.json) that is not JSON any more was a traceback on the next
+    `make demo`; the stage runs again and its record is written anew."""
+    from tests.evaluation.test_benchmark import load_pipeline
+
+    demo = load_pipeline(repo_root, "demo")
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "plot.json").write_text('{"cut')
+    assert demo.stage(tmp_path, "plot", lambda: {"made": 1}, ray=False)["made"] == 1
+    assert "[plot] its record" in capsys.readouterr().out
+    assert demo.stage(tmp_path, "plot", lambda: {"made": 2}, ray=False)["made"] == 1  # whole now: skipped
