@@ -20,6 +20,7 @@ from animate.render import render
 from evaluation.visualize import check_colormap
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.config.schema import load_config
+from services import checks
 from services.video_read import (
     DamagedImageError,
     ImageError,
@@ -129,8 +130,25 @@ def build_animator(config: str | Path, checkpoint: str | Path | None = None, *, 
         raise AnimatorError(f"--subject needs --crop auto (got --crop {crop})")
     auto_crop = AutoCropOptions(kind=kind, subject=subject, paste_back=paste_back, smooth=smooth) \
         if crop == "auto" else None
-    return Animator.from_config(config, checkpoint, crop="none" if auto_crop else crop, smooth=smooth,
-                                **animator_options), auto_crop
+    animator = Animator.from_config(config, checkpoint, crop="none" if auto_crop else crop, smooth=smooth,
+                                    **animator_options)
+    animator.batch_size = batch_that_fits(animator, cfg.model_params.generator_params.block_expansion)
+    return animator, auto_crop
+
+
+FLOATS_PER_PIXEL = 6  # × the generator's block_expansion: what a frame's forward pass holds at once (measured 3.6–5.7)
+
+
+def batch_that_fits(animator: Animator, block_expansion: int) -> int:
+    """The Animator's batch, or on a CPU the most frames that the memory free now holds (a note says so): vox-512
+    at --batch-size 128 wanted 29 GB of 24, and the OOM killer ended `fomm animate` after 3 minutes, unannounced."""
+    free = checks.free_memory() if animator.device.type == "cpu" else None  # a GPU's is one "out of memory" line
+    frame = 4 * FLOATS_PER_PIXEL * block_expansion * animator.frame_size[0] * animator.frame_size[1]  # bytes
+    fits = max(1, int(0.8 * free) // frame) if free is not None else animator.batch_size
+    if fits < animator.batch_size:
+        print(f"note: --batch-size {animator.batch_size}: batches of {fits} frames, what this machine's free memory "
+              f"({free / 2**30:.1f} GiB) holds at {animator.frame_size[0]}×{animator.frame_size[1]}", flush=True)
+    return min(fits, animator.batch_size)
 
 
 def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,

@@ -55,6 +55,24 @@ def free_space(flag: str, path: str | os.PathLike, folder: str | os.PathLike) ->
         raise UserError(f"{flag} {path}: no space left on the device ({free // 1024} KiB free under {folder})")
 
 
+def free_memory() -> int | None:
+    """Bytes of memory this process can take now: Linux's MemAvailable, within its cgroup's limit (a container's,
+    a Kubernetes pod's) where one is set; None where neither is known."""
+    def read(path: str) -> str | None:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return None
+
+    meminfo = read("/proc/meminfo") or ""
+    free = next((int(line.split()[1]) * 1024 for line in meminfo.splitlines() if line.startswith("MemAvailable:")),
+                None)
+    limit, used = read("/sys/fs/cgroup/memory.max"), read("/sys/fs/cgroup/memory.current")  # cgroup v2
+    if limit and used and limit.strip().isdigit():
+        free = min(free or 1 << 62, max(0, int(limit) - int(used)))
+    return free
+
+
 def csv_key(written: str) -> str:
     """A CSV header name as the product reads it: ' Video_ID' is video_id."""
     return written.strip().lower()

@@ -464,3 +464,21 @@ def test_a_model_too_large_for_memory_is_one_line_and_no_output(media, tiny_conf
 def test_command_line_mistakes_are_one_line_and_status_2(argv, line, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err == line + "\n"
+
+
+def test_a_batch_larger_than_the_free_memory_holds_is_cut_to_what_fits(repo_root, capsys):
+    """`--batch-size 128` under vox-512 wanted 29 GB on a 24 GB machine: the OOM killer ended the run after three
+    minutes, no line, no output. On a CPU the batch is cut to what the memory free now holds (a note says so); one
+    that fits is kept. Batches do not change the result (test_batch_size_does_not_change_the_result)."""
+    from animate.files import build_animator
+    from services.checks import free_memory
+
+    free = free_memory()
+    assert free is not None and 0 < free < 1 << 50  # this machine's MemAvailable (a cgroup's limit within)
+    animator, _ = build_animator(repo_root / "configs" / "vox-512.yaml", random_init=True, crop="none",
+                                 batch_size=4096)  # 4096 frames of 512²: about 1.6 TB
+    assert 1 <= animator.batch_size < 4096
+    assert capsys.readouterr().out.startswith(f"note: --batch-size 4096: batches of {animator.batch_size} frames, "
+                                              "what this machine's free memory (")
+    animator, _ = build_animator(repo_root / "configs" / "vox-512.yaml", random_init=True, crop="none", batch_size=1)
+    assert animator.batch_size == 1 and capsys.readouterr().out == ""
