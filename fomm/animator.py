@@ -212,7 +212,8 @@ class Animator:
             if len({(type(f), tuple(f.shape)) for f in batch}) > 1:  # frames of several sizes: fitted one by one
                 x = torch.cat([self.prepare(f) for f in batch])
             else:
-                x = self.prepare(torch.cat([frames_to_tensor(f, self.float_dtype) for f in batch]))
+                x = self.prepare(torch.cat([frames_to_tensor(shrink_large(f, self.frame_size, self.crop), self.float_dtype)
+                                            for f in batch]))  # an 8K frame: fitted as uint8 first
             b = x.shape[0]
             kp_driving = {k: filters[k].sequence(v) for k, v in self._kp(x).items()}  # frames in order
             if kp_initial is None:
