@@ -14,6 +14,7 @@ from animate.files import animate_file, build_animator, check_output, probe_driv
 from animate.onnx_engine import check_export as check_export_folder
 from animate.onnx_engine import onnx_animator, save_export
 from animate.options import (
+    MAX_OUTPUT_SIZE,
     AnimationOptions,
     add_animation_flags,
     add_model_flags,
@@ -91,6 +92,11 @@ def check_animate(args: argparse.Namespace) -> None:
     checks.writable_file("--out", args.out)  # room on its disk
     if args.onnx is not None:
         check_export_folder(args.onnx)
+    if args.layout == "side-by-side" and args.output_size and 3 * args.output_size[1] > MAX_OUTPUT_SIZE:
+        height, width = args.output_size  # a traceback from the encoder once all the frames were made
+        raise UserError(f"--output-size {width}x{height} with --layout side-by-side: three panels make frames "
+                        f"{3 * width:,} wide, above H.264 level 6.2's {MAX_OUTPUT_SIZE:,} (a panel at most "
+                        f"{MAX_OUTPUT_SIZE // 6 * 2} wide)")
     read_source(args.source)
     probe_driving(args.driving)
 

@@ -63,9 +63,8 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
         batches = animator.animate(crop_subpixel(full, plan.source_box, animator.frame_size), crops,
                                    driving_initial=driving_initial)
     for batch in batches:
-        results = to_uint8(batch.prediction, size)
-        drivings = to_uint8(batch.driving, size) if side and plan is None else None
-        for i, result in enumerate(results):
+        for i in range(len(batch.prediction)):  # one frame at a time: a batch of 8192² frames was 8 GB as float
+            result = to_uint8(batch.prediction[i:i + 1], size)[0]
             if draw_kp:
                 result = draw_styled_kp(result, batch.kp_norm["value"][i].cpu().numpy(), animator.visualizer,
                                         scale)
@@ -78,7 +77,7 @@ def render(animator: Animator, source: np.ndarray, driving: Iterable[np.ndarray]
             elif plan is not None:
                 yield three_panels(full if canvas is None else canvas, next(originals), result, height)
             else:
-                panel = drivings[i]
+                panel = to_uint8(batch.driving[i:i + 1], size)[0]
                 if draw_kp:
                     panel = draw_styled_kp(panel, batch.kp_driving["value"][i].cpu().numpy(), animator.visualizer,
                                            scale)

@@ -13,6 +13,8 @@ import numpy as np
 from services.atomic import atomic_path
 from services.video_read import PathLike, VideoError, _open
 
+MAX_SIDE = 16384  # the largest frame side libx264 encodes
+
 
 class VideoWriter:
     """H.264 (crf 18) written atomically, with `audio_from`'s audio (from its first video frame, trimmed) as AAC;
@@ -42,6 +44,9 @@ class VideoWriter:
         return self
 
     def _start(self, height: int, width: int) -> None:
+        if max(height, width) > MAX_SIDE:  # libx264 refused to open: a traceback after the whole animation's work
+            raise VideoError(f"{self.path}: a {width}×{height} frame, larger than H.264 encodes ({MAX_SIDE:,} a "
+                             "side; players take 8,192): a smaller --output-size")
         rate = Fraction(self.fps).limit_denominator(100000)
         self._video = self._container.add_stream("libx264", rate=rate)
         # yuv420p needs even sizes: odd frames get one replicated row/column

@@ -482,3 +482,23 @@ def test_a_batch_larger_than_the_free_memory_holds_is_cut_to_what_fits(repo_root
                                               "what this machine's free memory (")
     animator, _ = build_animator(repo_root / "configs" / "vox-512.yaml", random_init=True, crop="none", batch_size=1)
     assert animator.batch_size == 1 and capsys.readouterr().out == ""
+
+
+def test_frames_wider_than_h264_takes_are_refused_before_the_work(media, tiny_config_path, tmp_path, capsys):
+    """`--output-size 8192 --layout side-by-side` makes frames of three 8192-wide panels: libx264 refused to open
+    (a traceback) once every frame was made, after a minute and 21 GB. The flags are refused first, and the
+    writer refuses such a frame in one line (services.video_write.MAX_SIDE)."""
+    from services.video_read import VideoError
+    from services.video_write import VideoWriter
+
+    out = tmp_path / "wide.mp4"
+    assert main(["animate", "--config", str(tiny_config_path), "--random-init", "--source", str(media["source"]),
+                 "--driving", str(media["clip"]), "--out", str(out), "--output-size", "8192",
+                 "--layout", "side-by-side"]) == 2
+    assert capsys.readouterr().err == ("fomm animate: error: --output-size 8192x8192 with --layout side-by-side: "
+                                       "three panels make frames 24,576 wide, above H.264 level 6.2's 8,192 (a "
+                                       "panel at most 2730 wide)\n")
+    with pytest.raises(VideoError, match=r"a 16386×64 frame, larger than H.264 encodes \(16,384 a side"):
+        with VideoWriter(out, 25) as writer:
+            writer.write(np.zeros((64, 16386, 3), np.uint8))
+    assert not out.exists() and list(tmp_path.iterdir()) == []
