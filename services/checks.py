@@ -57,7 +57,7 @@ def free_space(flag: str, path: str | os.PathLike, folder: str | os.PathLike) ->
 
 def free_memory() -> int | None:
     """Bytes of memory this process can take now: Linux's MemAvailable, within its cgroup's limit (a container's,
-    a Kubernetes pod's) where one is set; None where neither is known."""
+    a Kubernetes pod's; cgroup v2 or v1) where one is set; None where neither is known."""
     def read(path: str) -> str | None:
         try:
             return Path(path).read_text()
@@ -67,7 +67,8 @@ def free_memory() -> int | None:
     meminfo = read("/proc/meminfo") or ""
     free = next((int(line.split()[1]) * 1024 for line in meminfo.splitlines() if line.startswith("MemAvailable:")),
                 None)
-    limit, used = read("/sys/fs/cgroup/memory.max"), read("/sys/fs/cgroup/memory.current")  # cgroup v2
+    limit = read("/sys/fs/cgroup/memory.max") or read("/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+    used = read("/sys/fs/cgroup/memory.current") or read("/sys/fs/cgroup/memory/memory.usage_in_bytes")
     if limit and used and limit.strip().isdigit():
         free = min(free or 1 << 62, max(0, int(limit) - int(used)))
     return free
