@@ -66,19 +66,23 @@ AUTO_ORDER: dict[str, dict[str, list[str]]] = {
 BACKENDS = {"keypoints": KEYPOINT_BACKENDS, "embedding": EMBEDDING_BACKENDS}
 
 
+def _backend_class(spec: str) -> type:
+    """The class a BACKENDS entry ("module:Class") names, its module imported."""
+    module, cls = spec.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def make_extractor(kind: str, name: str, **options: Any) -> KeypointExtractor | EmbeddingExtractor:
     """Build the `kind` ('keypoints' / 'embedding') backend `name` with its options (e.g. weights paths)."""
     if name not in BACKENDS[kind]:
         raise ValueError(f"unknown {kind} backend {name!r}; choose from {sorted(BACKENDS[kind])}")
-    module, cls = BACKENDS[kind][name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    return _backend_class(BACKENDS[kind][name])(**options)
 
 
 def option_problem(name: str, key: str, value: Any) -> str | None:
     """Why backend `name` cannot take option `key`=`value` (not one of its constructor's, or not of its default's
     kind; a default of None is a path), else None: each was a traceback once the evaluation had started."""
-    module, cls = {**KEYPOINT_BACKENDS, **EMBEDDING_BACKENDS}[name].split(":")
-    params = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    params = inspect.signature(_backend_class({**KEYPOINT_BACKENDS, **EMBEDDING_BACKENDS}[name])).parameters
     if key not in params:
         return f"not an option of {name} (it takes {', '.join(params) or 'none'})"
     default = params[key].default

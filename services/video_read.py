@@ -175,7 +175,8 @@ def read_image(path: PathLike, max_pixels: int | None = None) -> np.ndarray:
     try:  # the format is known from here on: a failure is a damaged image (a truncated JPEG, …)
         with img:
             if max_pixels and img.width * img.height > max_pixels:  # before the turn, which copies the image whole
-                img.draft(img.mode, (img.width // _factor(img, max_pixels), img.height // _factor(img, max_pixels)))
+                factor = _factor(img, max_pixels)
+                img.draft(img.mode, (img.width // factor, img.height // factor))
                 img.load()
                 img = img.reduce(_factor(img, max_pixels)) if img.width * img.height > max_pixels else img
             img = ImageOps.exif_transpose(img)  # the EXIF orientation (info kept by reduce)
