@@ -49,23 +49,23 @@ def test_a_driver_leaving_a_cluster_removes_the_placement_groups_its_job_still_h
         other.communicate(timeout=60)  # its driver leaves: its job's group goes with it
 
 
-# a stage's driver on a local Ray of its own: it opens an MLflow run, prints the pid of one of the Ray's processes
-# and waits on a Ray task
+# a stage (services.stage, as every entry point) on a local Ray of its own: it opens an MLflow run, prints the pid of
+# one of the Ray's processes and waits on a Ray task
 STAGE_ON_A_LOCAL_RAY = """
 import sys, time, ray
-from services.cli import run_cli
 from services.ray_start import ensure_ray
+from services.stage import Stage
 from services.tracking.run import Tracker
 
-def main(argv):
+def run(cfg, args):
     ensure_ray(num_cpus=1)
     sleep = ray.remote(lambda seconds: time.sleep(seconds))
     ray.get(sleep.remote(0))  # the function exported, a worker up: the wait below needs the GCS no more
-    with Tracker(sys.argv[1], "lost-ray", run_name="waits") as run:
-        print(run.run_id, ray._private.worker._global_node.all_processes[sys.argv[2]][0].process.pid, flush=True)
+    with Tracker(sys.argv[1], "lost-ray", run_name="waits") as tracked:
+        print(tracked.run_id, ray._private.worker._global_node.all_processes[sys.argv[2]][0].process.pid, flush=True)
         ray.get(sleep.remote(300))
 
-sys.exit(run_cli(main, [], "stage"))
+sys.exit(Stage("stage", "waits on a local Ray", lambda p: None, lambda args: args, lambda cfg: None, run).main([]))
 """
 
 
