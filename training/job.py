@@ -149,6 +149,22 @@ def registered_checkpoints(job: TrainJob) -> list[str]:
     return run_record(job, RAY_CHECKPOINTS_FILE, read=oldest_first) or []
 
 
+def resume_point(job: TrainJob) -> str | None:
+    """The registered checkpoint directory a --resume run restores; None for a start at step 0, said where the run's
+    folder is there already (stopped before its first checkpoint; a Tune trial restarted before one). Asked before
+    the run opens its MLflow run, whose record would make a new run's folder look like an earlier one's."""
+    from services import storage
+
+    if not job.resume:
+        return None
+    if registered := registered_checkpoints(job):
+        return storage.join(run_path(job), registered[-1])
+    if storage.exists(run_path(job), job.endpoint):
+        logging.getLogger(__name__).warning("%s: no checkpoint registered yet, the resumed run starts at step 0",
+                                            run_path(job))
+    return None
+
+
 def run_record(job: TrainJob, *parts: str, read: Any = None) -> Any:
     """The JSON record at storage/<name>/`parts` that a resumed run goes on from, or `read` of it (None: there is
     none); a damaged or edited one is a CheckpointError naming it (a traceback, in the driver or in every worker)."""

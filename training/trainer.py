@@ -29,7 +29,7 @@ from training.job import (
     RUN_FILE,
     TrainJob,
     check_plan,
-    registered_checkpoints,
+    resume_point,
     room_wait_s,
     run_lock,
     run_path,
@@ -107,14 +107,8 @@ def plan_run(job: TrainJob) -> RunPlan:
     if samples // job.workers < tp.batch_size // job.workers:  # 0 steps: refused before the MLflow run opens
         raise data.DataError(f"{job.data}: an epoch of {samples} samples is less than one batch per worker "
                              f"(batch_size {tp.batch_size}, {job.workers} workers); raise num_repeats")
+    resume_from = resume_point(job)
     run_id, uri = _open_mlflow_run(job, cfg)
-    resume_from = None
-    if job.resume:
-        registered = registered_checkpoints(job)
-        resume_from = storage.join(run_path(job), registered[-1]) if registered else None
-        if resume_from is None and storage.exists(run_path(job), job.endpoint):
-            logging.getLogger(__name__).warning("%s: no checkpoint registered yet, the resumed run starts at step 0",
-                                                run_path(job))
     return RunPlan(job, cfg, datasets, samples, run_id, uri, resume_from)
 
 

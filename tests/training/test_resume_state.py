@@ -95,6 +95,26 @@ def test_registered_checkpoints_follow_ray_trains_snapshot_with_the_latest_last(
         check_resume_checkpoint(resumed)
 
 
+def test_only_a_run_whose_folder_was_there_before_is_said_to_start_again_at_step_0(tmp_path, caplog):
+    """Every new Tune trial (resume=True, as all trials) logged "no checkpoint registered yet, the resumed run starts
+    at step 0": its folder was looked at after its own MLflow run record had made it."""
+    import logging
+
+    from training.job import RAY_CHECKPOINTS_FILE, RUN_FILE, TrainJob, resume_point
+
+    job = TrainJob(config="c.yaml", data=str(tmp_path), storage=str(tmp_path), name="run", resume=True)
+    with caplog.at_level(logging.WARNING, logger="training.job"):
+        assert resume_point(job) is None and caplog.text == ""  # a new run: nothing to say
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / RUN_FILE).write_text('{"mlflow_run_id": "r", "tracking_uri": "u"}')
+        assert resume_point(job) is None  # stopped before its first checkpoint
+        assert f"{tmp_path / 'run'}: no checkpoint registered yet, the resumed run starts at step 0" in caplog.text
+    snapshot = {"checkpoint_results": [{"checkpoint_dir_name": "checkpoint_e0000_s00000002"}]}
+    (tmp_path / "run" / RAY_CHECKPOINTS_FILE).write_text(json.dumps(snapshot))
+    assert resume_point(job) == str(tmp_path / "run" / "checkpoint_e0000_s00000002")
+    assert resume_point(dataclasses.replace(job, resume=False)) is None
+
+
 @pytest.mark.parametrize(("record", "text", "why"), [
     ("checkpoint_manager_snapshot.json", '{"checkpoint_results', "JSONDecodeError"),
     ("checkpoint_manager_snapshot.json", '{"checkpoint_results": [{"x": 1}]}', "KeyError: 'checkpoint_dir_name'"),
