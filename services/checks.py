@@ -342,8 +342,32 @@ def sqlite_store(flag: str, uri: str, write: bool = True, create: bool = False) 
                             ) from None
         if head and head != SQLITE_HEADER:
             raise UserError(f"{flag} {uri}: {db} is not a SQLite database (expected MLflow's store, or a new file)")
+        if head and (others := _tables_not_mlflows(flag, uri, db)):
+            raise UserError(f"{flag} {uri}: {db} is another application's SQLite database (tables "
+                            f"{', '.join(others[:3])}{', …' if len(others) > 3 else ''}), not an MLflow store: MLflow "
+                            "would add its own tables to it (give a new file, e.g. sqlite:///mlflow.db)")
     if write:  # SQLite writes its journal beside the file
         writable_dir(f"{flag} {uri}: folder", db.parent)
+
+
+# the tables MLflow makes first in a new store (experiments) and last (alembic_version): a store another process is
+# making now has one of them already
+MLFLOW_TABLES = {"alembic_version", "experiments"}
+
+
+def _tables_not_mlflows(flag: str, uri: str, db: Path) -> list[str]:
+    """The tables of SQLite file `db` when it is not an MLflow store (MLflow made its own ~50 beside them); [] for
+    MLflow's store, an empty database or one locked by its writer. Read only; a damaged file is a UserError."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            tables = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        if "locked" in str(err):  # a server or run writing it now: MLflow's to wait on
+            return []
+        raise UserError(f"{flag} {uri}: {db} is a damaged SQLite database ({err})") from None
+    return [] if not tables or tables & MLFLOW_TABLES else sorted(tables)
 
 
 def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str | os.PathLike | None],

@@ -7,8 +7,10 @@ docs/reliability.md (the messages as the pipelines print them), so the document 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -185,6 +187,8 @@ CASES = [
          EVAL.replace("{shard}", "{damaged_shard}"), "damaged.parquet: a damaged clip shard"),
     Case("train", "corrupt", "--tracking-uri a file that is no SQLite database (MLflow retried it for 100 s, 40 "
          "warnings, then a traceback)", TRAIN + " --tracking-uri sqlite:///{typo_yaml}", "is not a SQLite database"),
+    Case("evaluate", "overwrite", "--tracking-uri another application's SQLite database (MLflow added its ~50 "
+         "tables to the user's file)", EVAL + " --tracking-uri sqlite:///{app_db}", "another application's SQLite"),
     Case("preprocess", "swapped", "--input a dataset preprocess made (the copies of its videos in _work/ were "
          "preprocessed again)", "--input {dataset} --output {w}/ds", "--input"),
     Case("train", "hang", "--data a named pipe (PyArrow waited for a writer forever, SIGTERM did not end it)",
@@ -240,6 +244,7 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
     (root / "pairs_blank.csv").write_text("source,driving,output\na.png,b.mp4,\n")
     (root / "dataset").mkdir()
+    sqlite3.connect(root / "app.db").execute("create table users (id, name)").connection.close()
     os.mkfifo(root / "pipe.parquet")
     (root / "dataset" / "_manifest.json").write_text('{"version": 1, "shards": []}')
     (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
@@ -249,7 +254,7 @@ def prepare(root: Path) -> dict[str, str]:
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
              "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet",
-             "dataset": "dataset", "pipe": "pipe.parquet"}
+             "dataset": "dataset", "pipe": "pipe.parquet", "app_db": "app.db"}
     return {"w": str(root), "tiny": str(tiny), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "train_only": str(train_only), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
@@ -306,6 +311,8 @@ def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path) -> None
     assert not failures, "\n".join(failures)
     assert files_under(tmp_path) - before == set(), "a failed pipeline left files behind"
     assert files_under(tmp_path / "cwd") == set()  # no default ./mlruns, ./eval_output
+    with contextlib.closing(sqlite3.connect(inputs["app_db"])) as app:  # the other application's database as it was
+        assert app.execute("select name from sqlite_master").fetchall() == [("users",)]
     assert time.perf_counter() - start < 600
 
 

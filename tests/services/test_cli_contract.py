@@ -167,7 +167,19 @@ def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_wor
         checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/notes.db")
     store = tmp_path / "store"
     store.mkdir()
-    sqlite3.connect(store / "mlflow.db").execute("create table t (x)").connection.close()  # a real SQLite file
+    # another application's database: MLflow added its ~50 tables to it, the user's file changed (its own are named)
+    sqlite3.connect(tmp_path / "app.db").executescript("create table users (x); create table orders (x); "
+                                                    "create table items (x); create table carts (x)").close()
+    with pytest.raises(UserError, match=rf"^--tracking-uri sqlite:///{tmp_path}/app.db: {tmp_path}/app.db is another "
+                                        r"application's SQLite database \(tables carts, items, orders, …\), not an "
+                                        r"MLflow store: MLflow would add its own tables to it \(give a new file"):
+        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/app.db")
+    (tmp_path / "cut.db").write_bytes(checks.SQLITE_HEADER + bytes(50))  # its header, then nothing SQLite can read
+    with pytest.raises(UserError, match=rf"^--tracking-uri sqlite:///{tmp_path}/cut.db: {tmp_path}/cut.db is a "
+                                        r"damaged SQLite database \("):
+        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/cut.db", write=False)
+    # an MLflow store being made by another process (its first table there, not yet alembic's)
+    sqlite3.connect(store / "mlflow.db").execute("create table experiments (x)").connection.close()
     (store / "empty.db").touch()  # SQLite takes an empty file as a new database
     for name in ("mlflow.db", "empty.db", "new.db"):
         checks.tracking_uri("--tracking-uri", f"sqlite:///{store}/{name}")
