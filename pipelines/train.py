@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from fomm.config.overrides import parse_assignments  # noqa: E402
 from services import storage  # noqa: E402
-from services.cli import field_flags, field_values  # noqa: E402
+from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
 
@@ -34,6 +34,12 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace) -> TrainJob:
+    if args.model_name is not None:  # MLflow refused it only once the training had ended
+        from services.tracking.registry import MODEL_NAME
+
+        if not MODEL_NAME.fullmatch(args.model_name):
+            raise UserError(f"--model-name {args.model_name}: not a name MLflow registers a model under (no '/', "
+                            "':' or '@'; not blank)")
     return TrainJob(**field_values(TrainJob, args, overrides=parse_assignments(args.set)))
 
 

@@ -17,6 +17,8 @@ from services.tracking.store import default_tracking_uri, make_client
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))/?")
 ALIAS = re.compile(r"(?!latest$)(?![vV]\d+$)[\w-]{1,255}")  # MLflow's rule: 'latest' and v<N> are its own names
+# MLflow's rule (not blank, no '/' or ':', not '.' or starting '..'), and no '@': models:/NAME@ALIAS could not name it
+MODEL_NAME = re.compile(r"(?!\.$)(?!\.\.)[^/:@]*[^/:@\s][^/:@]*")
 
 
 def register_model_version(tracking_uri: str | None, name: str, source: str, run_id: str | None = None,

@@ -187,6 +187,8 @@ CASES = [
          EVAL.replace("{shard}", "{damaged_shard}"), "damaged.parquet: a damaged clip shard"),
     Case("train", "corrupt", "--tracking-uri a file that is no SQLite database (MLflow retried it for 100 s, 40 "
          "warnings, then a traceback)", TRAIN + " --tracking-uri sqlite:///{typo_yaml}", "is not a SQLite database"),
+    Case("train", "typo", "--model-name with a '/' (MLflow refused the name once the training had ended, in a line "
+         "naming no flag)", TRAIN + " --model-name team/fomm", "--model-name team/fomm: not a name MLflow"),
     Case("evaluate", "overwrite", "--tracking-uri another application's SQLite database (MLflow added its ~50 "
          "tables to the user's file)", EVAL + " --tracking-uri sqlite:///{app_db}", "another application's SQLite"),
     Case("preprocess", "swapped", "--input a dataset preprocess made (the copies of its videos in _work/ were "
