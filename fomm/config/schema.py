@@ -303,57 +303,67 @@ class FommConfig(Section):
 
     def __post_init__(self) -> None:
         Section.__post_init__(self)
-        h, w = self.dataset_params.shape[:2]
-        gp = self.model_params.generator_params
         if self.model_params.common_params.num_channels != 3:
             raise ValueError(f"model_params.common_params: num_channels must be 3 (frames are read as RGB), got "
                              f"{self.model_params.common_params.num_channels}")
+        self.check_frame(self.dataset_params.shape[:2], "dataset_params.frame_shape")
+
+    def check_frame(self, size: tuple[int, ...], named: str) -> None:
+        """The networks take an H×W frame (`named` says where the size comes from), else a ValueError."""
+        (h, w), gp = size, self.model_params.generator_params
         for where, p in (("kp_detector_params", self.model_params.kp_detector_params),
                          ("generator_params.dense_motion_params", gp.dense_motion_params)):
             if p is None:
                 continue
-            sides, grain = self.pyramid_sides(p.scale_factor), 2**p.num_blocks
+            sides, grain = pyramid_sides(size, p.scale_factor), 2**p.num_blocks
             if sides[0] % grain or sides[1] % grain:  # the hourglass halves it num_blocks times, then doubles back
-                raise ValueError(f"model_params.{where}: a {h}×{w} frame (dataset_params.frame_shape) at scale_factor "
+                raise ValueError(f"model_params.{where}: a {h}×{w} frame ({named}) at scale_factor "
                                  f"{p.scale_factor:g} is {sides[0]}×{sides[1]}, not a multiple of 2**num_blocks = "
                                  f"{grain} in both sides: its hourglass cannot halve it and double it back")
         kp = self.model_params.kp_detector_params
-        side = min(self.pyramid_sides(kp.scale_factor))
+        side = min(pyramid_sides(size, kp.scale_factor))
         if side + 2 * kp.pad < 7:  # the keypoint head is a 7×7 convolution, padded by pad
-            raise ValueError(f"model_params.kp_detector_params: a {h}×{w} frame at scale_factor {kp.scale_factor:g} "
-                             f"is {side} pixels across, too small for the 7×7 keypoint head with pad {kp.pad} (needs "
-                             f"side + 2·pad ≥ 7)")
+            raise ValueError(f"model_params.kp_detector_params: a {h}×{w} frame ({named}) at scale_factor "
+                             f"{kp.scale_factor:g} is {side} pixels across, too small for the 7×7 keypoint head with "
+                             f"pad {kp.pad} (needs side + 2·pad ≥ 7)")
         if h % 2**gp.num_down_blocks or w % 2**gp.num_down_blocks:  # the decoder would give a smaller frame
-            raise ValueError(f"model_params.generator_params: a {h}×{w} frame (dataset_params.frame_shape) is not a "
+            raise ValueError(f"model_params.generator_params: a {h}×{w} frame ({named}) is not a "
                              f"multiple of 2**num_down_blocks = {2**gp.num_down_blocks} in both sides")
-
-    def pyramid_sides(self, scale: float) -> tuple[int, int]:
-        """The frame's height and width after the anti-aliased downscale by `scale` (pyramid_side)."""
-        h, w = self.dataset_params.shape[:2]
-        return pyramid_side(h, scale), pyramid_side(w, scale)
 
     def check_trainable(self, where: str) -> None:
         """What only a training step needs of the sizes (animation does not run it), else a ConfigError starting with
-        `where` ("file.yaml:"): the GAN discriminator's input and the perceptual loss's VGG-19 on each pyramid scale."""
-        h, w = self.dataset_params.shape[:2]
-        tp, dp = self.train_params, self.model_params.discriminator_params
+        `where` ("file.yaml:"): the networks on the training frame (crop_param's window, where there is one), the GAN
+        discriminator's input and the perceptual loss's VGG-19 on each pyramid scale."""
+        size, tp, dp = self.dataset_params.shape[:2], self.train_params, self.model_params.discriminator_params
+        if (crop := self.dataset_params.augmentation_params.crop_param) is not None:  # the frames trained on
+            size = crop.size
+            try:
+                self.check_frame(size, "dataset_params.augmentation_params.crop_param.size, the frames trained on")
+            except ValueError as err:
+                raise ConfigError(f"{where} {err}") from None
+        h, w = size
         if tp.loss_weights.generator_gan != 0:  # the discriminator runs, on the training pyramid
             if missing := [s for s in dp.scales if s not in tp.scales]:
                 raise ConfigError(f"{where} model_params.discriminator_params: scales {list(dp.scales)} must be among "
                                   f"train_params.scales {list(tp.scales)} (the GAN terms judge that pyramid), not "
                                   f"{missing}")
             for s in dp.scales:
-                if not discriminator_fits(self.pyramid_sides(s), dp.num_blocks):
+                if not discriminator_fits(pyramid_sides(size, s), dp.num_blocks):
                     raise ConfigError(f"{where} model_params.discriminator_params: a {h}×{w} frame at scale {s:g} is "
                                       f"too small for {dp.num_blocks} blocks (each a 4×4 convolution, all but the last "
                                       "halving it): use fewer num_blocks or a larger frame")
         used = max((i + 1 for i, weight in enumerate(tp.loss_weights.perceptual) if weight), default=0)
         for s in tp.scales:  # VGG-19 pools 2×2 before each of relu2_1 … relu5_1: relu{used}_1 needs 2**(used-1)
-            if used > 1 and (side := min(self.pyramid_sides(s))) < 2 ** (used - 1):
+            if used > 1 and (side := min(pyramid_sides(size, s))) < 2 ** (used - 1):
                 raise ConfigError(f"{where} train_params: a {h}×{w} frame at scale {s:g} is {side} pixels across, "
                                   f"too small for the perceptual loss up to VGG-19's relu{used}_1 (it needs "
                                   f"{2 ** (used - 1)}): drop that scale, or zero loss_weights.perceptual from "
                                   f"relu{used}_1 on")
+
+
+def pyramid_sides(size: tuple[int, ...], scale: float) -> tuple[int, int]:
+    """An H×W frame's sides after the anti-aliased downscale by `scale` (pyramid_side)."""
+    return pyramid_side(size[0], scale), pyramid_side(size[1], scale)
 
 
 def pyramid_side(size: int, scale: float) -> int:

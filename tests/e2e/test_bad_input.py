@@ -187,6 +187,9 @@ CASES = [
          EVAL.replace("{shard}", "{damaged_shard}"), "damaged.parquet: a damaged clip shard"),
     Case("train", "corrupt", "--tracking-uri a file that is no SQLite database (MLflow retried it for 100 s, 40 "
          "warnings, then a traceback)", TRAIN + " --tracking-uri sqlite:///{typo_yaml}", "is not a SQLite database"),
+    Case("train", "wrong config", "a crop_param (the original's RandomCrop) too small for the networks, which train "
+         "on its window (a traceback in every worker)", TRAIN + " --set dataset_params.augmentation_params.crop_param"
+         ".size=[8,8]", "crop_param.size, the frames trained on"),
     Case("train", "typo", "--model-name with a '/' (MLflow refused the name once the training had ended, in a line "
          "naming no flag)", TRAIN + " --model-name team/fomm", "--model-name team/fomm: not a name MLflow"),
     Case("evaluate", "overwrite", "--tracking-uri another application's SQLite database (MLflow added its ~50 "

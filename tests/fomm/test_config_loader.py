@@ -108,8 +108,8 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
      r"^c.yaml: model_params: kp_detector_params: block_expansion 2048 is above max_features 1024 \(the widths"),
     (b"dataset_params:\n  frame_shape: [16, 16, 3]\nmodel_params:\n  kp_detector_params:\n    num_blocks: 2\n"
      b"  generator_params:\n    dense_motion_params:\n      num_blocks: 2\n",
-     r"^c.yaml: model_params.kp_detector_params: a 16×16 frame at scale_factor 0.25 is 4 pixels across, too small "
-     r"for the 7×7 keypoint head with pad 0"),
+     r"^c.yaml: model_params.kp_detector_params: a 16×16 frame \(dataset_params.frame_shape\) at scale_factor 0.25 "
+     r"is 4 pixels across, too small for the 7×7 keypoint head with pad 0"),
     (b"model_params:\n  common_params:\n    num_kp: 10\n  common_params:\n    num_kp: 5\n",
      r"^.*c.yaml: line 4: key 'common_params' given twice in one mapping \(YAML would keep only the later one\)$"),
     (b"train_params:\n  lr_generator: .nan\n", "train_params.lr_generator: expected finite numbers"),
@@ -166,6 +166,13 @@ SMALL_FRAME = (b"dataset_params:\n  frame_shape: [32, 32, 3]\nmodel_params:\n  k
     (SMALL_FRAME + b"train_params:\n  scales: [1, 0.5, 0.25]\n",  # 8 pixels at 0.25; relu5_1 needs 16
      r"^c.yaml: train_params: a 32×32 frame at scale 0.25 is 8 pixels across, too small for the perceptual loss "
      r"up to VGG-19's relu5_1 \(it needs 16\)"),
+    # the original's RandomCrop: the networks train on its window, not on frame_shape (a traceback in every worker)
+    (SMALL_FRAME.replace(b"[32, 32, 3]", b"[64, 64, 3]\n  augmentation_params:\n    crop_param:\n      size: [8, 8]"),
+     r"^c.yaml: model_params.kp_detector_params: a 8×8 frame \(dataset_params.augmentation_params.crop_param.size, "
+     r"the frames trained on\) at scale_factor 0.25 is 2×2, not a multiple of 2\*\*num_blocks = 8"),
+    (SMALL_FRAME.replace(b"[32, 32, 3]", b"[64, 64, 3]\n  augmentation_params:\n    crop_param:\n      size: [32, 32]")
+     + b"train_params:\n  scales: [1, 0.5, 0.25]\n",  # fine at 64; the 32×32 crop at 0.25 is 8 pixels
+     r"^c.yaml: train_params: a 32×32 frame at scale 0.25 is 8 pixels across, too small for the perceptual loss"),
 ])
 def test_sizes_only_a_training_step_needs_are_checked_where_training_builds_its_config(tmp_path, text, message):
     """A training run's config (TrainJob.load_config: the driver's check, the workers, a sweep's trials) is
