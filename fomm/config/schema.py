@@ -183,6 +183,7 @@ class JitterParams(Section):
     contrast: float = 0.0
     saturation: float = 0.0
     hue: float = 0.0
+    non_negative: ClassVar = ("brightness", "contrast", "saturation", "hue")  # a factor in [1 − v, 1 + v]
 
 
 @section
@@ -335,7 +336,12 @@ class FommConfig(Section):
         `where` ("file.yaml:"): the networks on the training frame (crop_param's window, where there is one), the GAN
         discriminator's input and the perceptual loss's VGG-19 on each pyramid scale."""
         size, tp, dp = self.dataset_params.shape[:2], self.train_params, self.model_params.discriminator_params
-        if (crop := self.dataset_params.augmentation_params.crop_param) is not None:  # the frames trained on
+        augmentation = self.dataset_params.augmentation_params
+        if augmentation.resize_param is not None and augmentation.crop_param is None:  # a batch of unequal pairs
+            raise ConfigError(f"{where} dataset_params.augmentation_params: resize_param zooms each pair by a factor "
+                              "of its own, so pairs differ in size: it needs a crop_param (the original's RandomCrop, "
+                              "as in mgif-256.yaml) to bring them to one size")
+        if (crop := augmentation.crop_param) is not None:  # the frames trained on
             size = crop.size
             try:
                 self.check_frame(size, "dataset_params.augmentation_params.crop_param.size, the frames trained on")

@@ -190,6 +190,9 @@ CASES = [
     Case("train", "wrong config", "a crop_param (the original's RandomCrop) too small for the networks, which train "
          "on its window (a traceback in every worker)", TRAIN + " --set dataset_params.augmentation_params.crop_param"
          ".size=[8,8]", "crop_param.size, the frames trained on"),
+    Case("train", "wrong config", "a resize_param without a crop_param (pairs of unequal sizes in one batch: a "
+         "traceback in the worker)", TRAIN + " --set dataset_params.augmentation_params.resize_param.ratio=[0.5,2]",
+         "it needs a crop_param"),
     Case("train", "typo", "--model-name with a '/' (MLflow refused the name once the training had ended, in a line "
          "naming no flag)", TRAIN + " --model-name team/fomm", "--model-name team/fomm: not a name MLflow"),
     Case("evaluate", "overwrite", "--tracking-uri another application's SQLite database (MLflow added its ~50 "

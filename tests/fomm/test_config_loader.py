@@ -133,6 +133,9 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
     (b"train_params:\n  epoch_milestones: [-5]\n", r"epoch_milestones must be ≥ 0, got \[-5\]"),
     (b"dataset_params:\n  augmentation_params:\n    crop_param:\n      size: [0, 0]\n",
      r"crop_param: size must be positive, got \[0, 0\]"),
+    # a factor drawn in [1 − v, 1 + v]: a negative strength failed in Ray Data's tasks ("high - low < 0"), 10 tracebacks
+    (b"dataset_params:\n  augmentation_params:\n    jitter_param:\n      brightness: -1\n",
+     r"augmentation_params.jitter_param: brightness must be ≥ 0, got -1"),
 ])
 def test_a_file_that_is_no_usable_config_is_one_config_error_naming_it(tmp_path, text, message):
     path = tmp_path / "c.yaml"
@@ -173,6 +176,10 @@ SMALL_FRAME = (b"dataset_params:\n  frame_shape: [32, 32, 3]\nmodel_params:\n  k
     (SMALL_FRAME.replace(b"[32, 32, 3]", b"[64, 64, 3]\n  augmentation_params:\n    crop_param:\n      size: [32, 32]")
      + b"train_params:\n  scales: [1, 0.5, 0.25]\n",  # fine at 64; the 32×32 crop at 0.25 is 8 pixels
      r"^c.yaml: train_params: a 32×32 frame at scale 0.25 is 8 pixels across, too small for the perceptual loss"),
+    # a zoom of each pair's own and no crop to bring them back: a batch of pairs of unequal sizes (a worker's traceback)
+    (b"dataset_params:\n  augmentation_params:\n    resize_param:\n      ratio: [0.9, 1.1]\n",
+     r"^c.yaml: dataset_params.augmentation_params: resize_param zooms each pair by a factor of its own, so pairs "
+     r"differ in size: it needs a crop_param"),
 ])
 def test_sizes_only_a_training_step_needs_are_checked_where_training_builds_its_config(tmp_path, text, message):
     """A training run's config (TrainJob.load_config: the driver's check, the workers, a sweep's trials) is
