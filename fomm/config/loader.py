@@ -116,6 +116,9 @@ class Section:
     downscales: ClassVar[tuple[str, ...]] = ()  # an image size times it: the anti-aliased pyramid only shrinks
 
     def __post_init__(self) -> None:
+        for name in self.downscales:  # a pyramid of no scale: no loss term, or a network of no parameter
+            if getattr(self, name) == ():
+                raise ValueError(f"{name} must list the pyramid's scales, each in (0, 1], got []")
         rules = ((self.positive, lambda v: v > 0, "positive"), (self.non_negative, lambda v: v >= 0, "≥ 0"),
                  (self.downscales, lambda v: 0 < v <= 1, "in (0, 1] (a downscale of the frame)"))
         for names, holds, what in rules:  # a comparison is False for NaN: refused as well

@@ -154,8 +154,6 @@ class TrainParams(Section):
 
     def __post_init__(self) -> None:
         Section.__post_init__(self)
-        if not self.scales:
-            raise ValueError("scales must list the pyramid's scales, each in (0, 1], got []")
         for name in ("bf16", "channels_last"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ValueError(f"{name} must be true, false or auto, got {getattr(self, name)!r}")

@@ -133,6 +133,9 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
     (b"train_params:\n  epoch_milestones: [-5]\n", r"epoch_milestones must be ≥ 0, got \[-5\]"),
     (b"dataset_params:\n  augmentation_params:\n    crop_param:\n      size: [0, 0]\n",
      r"crop_param: size must be positive, got \[0, 0\]"),
+    # a discriminator of no scale has no parameter: its optimiser failed in every worker, 4 restarts over
+    (b"model_params:\n  discriminator_params:\n    scales: []\n",
+     r"model_params.discriminator_params: scales must list the pyramid's scales, each in \(0, 1\], got \[\]"),
     # a factor drawn in [1 − v, 1 + v]: a negative strength failed in Ray Data's tasks ("high - low < 0"), 10 tracebacks
     (b"dataset_params:\n  augmentation_params:\n    jitter_param:\n      brightness: -1\n",
      r"augmentation_params.jitter_param: brightness must be ≥ 0, got -1"),
