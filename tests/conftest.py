@@ -30,6 +30,15 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # keep drivers on 127.0.0.1 instead of rewriting it to the machine's interface address
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# every Ray process of the suite (the session clusters, the local Rays the stages start) reports its metrics and
+# node stats once a minute, not every 2.5–10 s, keeps no event-loop statistics, and its dashboard agents check their
+# raylet every 5 s, not 0.4 s: nothing here reads them, and an idle 3-node cluster burnt 10.3 CPU-s a minute, 6.7
+# so (measured on 2 cores), with both pytest processes' clusters idle through most of the suite. A raylet starts no
+# idle workers for its first driver (a job of the product's runtime env never used them: 2 CPU-s a local Ray)
+for name, value in {"RAY_metrics_report_interval_ms": "60000", "REPORTER_UPDATE_INTERVAL_MS": "60000",
+                    "METRICS_RECORD_INTERVAL_S": "60", "RAY_event_stats": "0",
+                    "RAY_DASHBOARD_AGENT_CHECK_PARENT_INTERVAL_S": "5", "RAY_prestart_worker_first_driver": "0"}.items():
+    os.environ.setdefault(name, value)
 
 
 _AS_A_SHELL_STARTS_IT = """import runpy, signal, sys
@@ -74,12 +83,30 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"service at {url} did not come up in {timeout:.0f}s")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files holding a Ray or slow test first, in their order otherwise: with pytest-xdist's `--dist loadfile
-    --no-loadscope-reorder` (make test) the long files start first and the short ones fill the end, so both
-    processes finish together instead of one running the last long file alone."""
-    long_files = {item.path for item in items if item.get_closest_marker("ray") or item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in long_files)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files holding a Ray test first, then those holding a slow one, in their order otherwise: with pytest-xdist's
+    `--dist loadfile --no-loadscope-reorder` (make test) the long files start first and the short ones fill the end,
+    so both processes finish together instead of one running the last long file alone; and once a process starts a
+    file without a Ray test, none of its later files has one (see pytest_runtest_teardown)."""
+    ray_files = {item.path for item in items if item.get_closest_marker("ray")}
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item.path not in ray_files, item.path not in slow_files))
+    config.stash[RAY_FILES] = ray_files
+
+
+RAY_FILES = pytest.StashKey[set]()
+_session_cluster: list[dict] = []  # ray_head's cluster while it runs
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the last file with a Ray test, the session's cluster stops: the files with one run first, so no later
+    file needs it, and its dozen processes would otherwise idle through the rest of the suite (about 7 CPU-s a
+    minute each, on 2 cores). The test's own fixtures (a Ray driver's connection) end first."""
+    yield
+    ray_files = item.config.stash.get(RAY_FILES, set())
+    if _session_cluster and nextitem is not None and nextitem.path not in ray_files:
+        stop_session_cluster(_session_cluster.pop())
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
@@ -268,7 +295,8 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
     env["FOMM_TEST_CLUSTER"] = str(root)  # every process of the cluster inherits it: teardown finds them all
     cluster = RayCluster(root, env)
     info = {"address": cluster.address, "dashboard": cluster.dashboard, "temp_dir": cluster.temp_dir,
-            "cluster": cluster}
+            "cluster": cluster, "root": root, "stopped": False}
+    _session_cluster[:] = [info]
     try:
         cluster.start_head()
         try:
@@ -282,12 +310,22 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
         cluster.wait_workers()
         yield info
     finally:
-        cluster.stop()
-        # workers re-parented away from the groups still carry the session dir on their command line
-        subprocess.run(["pkill", "-9", "-f", str(cluster.temp_dir)], capture_output=True)
-        kill_marked(f"FOMM_TEST_CLUSTER={root}")  # a worker renamed `ray::…` and re-parented away from the groups
-        for folder in [cluster.temp_dir, *(f"{cluster.temp_dir}_{name}" for name in cluster.workers)]:
-            shutil.rmtree(folder, ignore_errors=True)
+        _session_cluster.clear()
+        stop_session_cluster(info)
+
+
+def stop_session_cluster(info: dict) -> None:
+    """Stop ray_head's cluster (once) and remove its sessions: every process it started goes."""
+    if info["stopped"]:
+        return
+    info["stopped"] = True
+    cluster = info["cluster"]
+    cluster.stop()
+    # workers re-parented away from the groups still carry the session dir on their command line
+    subprocess.run(["pkill", "-9", "-f", str(cluster.temp_dir)], capture_output=True)
+    kill_marked(f"FOMM_TEST_CLUSTER={info['root']}")  # a worker renamed `ray::…` and re-parented away from the groups
+    for folder in [cluster.temp_dir, *(f"{cluster.temp_dir}_{name}" for name in cluster.workers)]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -296,6 +334,9 @@ def _whole_cluster(request) -> None:  # noqa: ANN001 - pytest's FixtureRequest
     head declared dead on a loaded machine) is started again first, and no placement group is left holding CPUs.
     Cheap when both hold (two state-API calls)."""
     if {"ray_head", "ray_local"} & set(request.fixturenames):
+        if request.getfixturevalue("ray_head")["stopped"]:
+            pytest.fail("the session's Ray cluster was stopped after the last file with a test marked `ray`: mark "
+                        "this test `ray`")
         cluster = request.getfixturevalue("ray_head")["cluster"]
         cluster.wait_workers()
         cluster.wait_no_placement_groups()

@@ -134,6 +134,7 @@ sys.exit(run_cli(main, [], "prog"))
 """
 
 
+@pytest.mark.ray
 def test_a_full_disk_inside_a_ray_data_task_is_one_line_at_the_driver(ray_head) -> None:
     """Ray Data wraps a task's error in UserCodeException, whose cause is lost on the way to the driver, and writes
     its retry note into an OSError's file name: ensure_ray has Ray Data raise the task's own error instead, and

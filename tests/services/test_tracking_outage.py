@@ -136,7 +136,8 @@ sys.exit(run_cli(main, sys.argv[1:], "job"))
 """
 
 
-@pytest.mark.parametrize(("driver", "sig"), [("plain", signal.SIGTERM), ("ray", signal.SIGTERM),
+@pytest.mark.parametrize(("driver", "sig"), [("plain", signal.SIGTERM),
+                                             pytest.param("ray", signal.SIGTERM, marks=pytest.mark.ray),
                                              ("plain", signal.SIGHUP)])
 def test_a_sigterm_ends_the_run_killed(fresh_sqlite_uri, driver, sig, tmp_path, request):
     """Kubernetes, `ray job stop` and `kill` send SIGTERM: the run says KILLED, not RUNNING forever; so does
