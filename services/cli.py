@@ -202,8 +202,8 @@ class ArgumentParser(argparse.ArgumentParser):
                 continue
             if ORIGINAL_FLAGS.get(flag, "").split(" ")[0] in known:  # difflib: --result_video → --relative
                 typos.append(f"{flag} (did you mean {ORIGINAL_FLAGS[flag]}?)")
-            elif near := difflib.get_close_matches(flag, known, 1):
-                typos.append(f"{flag} (did you mean {near[0]}?)")
+            elif near := difflib.get_close_matches(flag[2:], [k[2:] for k in known], 1, cutoff=0.7):  # names alike,
+                typos.append(f"{flag} (did you mean --{near[0]}?)")  # not only their dashes: --out is no --layout
         if typos:  # all at once: a command of the original's names has several
             self.error(f"unrecognized argument{'s' if len(typos) > 1 else ''} {', '.join(typos)}")
         parsed, rest = super().parse_known_args(argv, namespace)

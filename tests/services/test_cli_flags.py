@@ -248,6 +248,13 @@ def test_a_misspelt_flag_names_the_flag_meant(repo_root, argv, message) -> None:
         _pipeline(repo_root, "train").parse_args(["--data", "d", *argv])
 
 
+def test_a_flag_alike_only_in_its_dashes_suggests_none(repo_root) -> None:
+    """animate_batch has no --out (its CSV names each output): difflib on whole flags found "--out" 0.77 like
+    "--layout", the shared dashes counting; on names, 0.67, below the cutoff."""
+    with pytest.raises(UserError, match=r"^unrecognized arguments: --out x$"):
+        _pipeline(repo_root, "animate_batch").parse_args(["--pairs", "p.csv", "--out", "x"])
+
+
 def test_a_path_the_shell_left_as_typed_is_the_local_path_meant(repo_root, monkeypatch) -> None:
     """`--storage=~/runs` and a quoted "~/My videos" reach the program with the "~": it is the home folder (a
     folder named "~" was made in the current one); `file:///x` is /x, as fsspec reads it; s3:// stays."""
