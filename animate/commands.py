@@ -1,5 +1,7 @@
 """The `fomm` subcommands as stages (services.stage): `animate` (image + driving video → video), `export` (ONNX
-graphs), `info` (model sizes, checkpoint fit). Flags, checks and one summary each; the work is in animate.files."""
+graphs), `info` (model sizes, checkpoint fit). Flags, checks and one summary each; the work is in animate.files.
+PyTorch is imported where a check or the work needs it: a mistyped flag or --help answers in a fraction of a
+second, not the 2 s torch takes to import."""
 
 from __future__ import annotations
 
@@ -10,9 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-from animate.files import animate_file, build_animator, check_output, probe_driving, read_source
-from animate.onnx_engine import check_export as check_export_folder
-from animate.onnx_engine import onnx_animator, save_export
 from animate.options import (
     MAX_OUTPUT_SIZE,
     AnimationOptions,
@@ -24,11 +23,6 @@ from animate.options import (
     registered_weights,
     weights,
 )
-from fomm.animator import Animator
-from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
-from fomm.config.schema import load_config
-from fomm.models import build_networks
-from fomm.onnx_export import FILES, MANIFEST, OPSET, export_onnx
 from services import checks, storage
 from services.atomic import remove_leftovers
 from services.cli import USER_ERROR_STATUS, field_values
@@ -86,11 +80,16 @@ def check_animate(args: argparse.Namespace) -> None:
     checks.not_an_input("--out", args.out, {"--source": args.source, "--driving": args.driving,
                                             "--config": args.config, "--checkpoint": args.checkpoint,
                                             "--onnx": args.onnx})
+    # torch: after the checks that need none
+    from animate.files import check_output, probe_driving, read_source
+
     check_output(args.out)
     if Path(args.out).exists():
         raise UserError(f"--out {args.out}: exists (a file is never overwritten: remove it or choose a new name)")
     checks.writable_file("--out", args.out)  # room on its disk
     if args.onnx is not None:
+        from animate.onnx_engine import check_export as check_export_folder
+
         check_export_folder(args.onnx)
     if args.layout == "side-by-side" and args.output_size and 3 * args.output_size[1] > MAX_OUTPUT_SIZE:
         height, width = args.output_size  # a traceback from the encoder once all the frames were made
@@ -102,6 +101,9 @@ def check_animate(args: argparse.Namespace) -> None:
 
 
 def run_animate(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
+    from animate.files import animate_file, build_animator
+    from animate.onnx_engine import onnx_animator
+
     options = field_values(AnimationOptions, args)  # the device too: build_animate checked them
     options.pop("layout")  # animate_file's; the rest make the Animator and its crop
     animator, auto_crop = build_animator(args.config, **weights(args), **options)
@@ -138,6 +140,8 @@ def check_export(args: argparse.Namespace) -> None:
     check_model_files(args.config, args.checkpoint)
     checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint}, folder=True)
     checks.writable_dir("--out", args.out)
+    from fomm.onnx_export import FILES, MANIFEST
+
     out = Path(args.out)  # an earlier export (its manifest there) is replaced; a file no export of ours wrote is not
     if not (out / MANIFEST).is_file() and (theirs := [f for f in FILES if (out / f).exists()]):
         raise UserError(f"--out {args.out}: holds {theirs[0]}, not written by `fomm export` (no {MANIFEST}); a file "
@@ -146,6 +150,10 @@ def check_export(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
+    from animate.onnx_engine import save_export
+    from fomm.animator import Animator
+    from fomm.onnx_export import FILES, OPSET, export_onnx
+
     animator = Animator.from_config(args.config, **weights(args), precision="fp32", channels_last=False)
     save_export(export_onnx(animator.kp_detector, animator.generator, animator.frame_size), args.out)
     return Summary(notes=[f"{args.out}: {', '.join(FILES)} (opset {OPSET})"])
@@ -162,6 +170,10 @@ def info_flags(i: argparse.ArgumentParser) -> None:
 
 def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
     """Parameter counts per network and, with a checkpoint, whether each of its state dicts fits the config."""
+    from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
+    from fomm.config.schema import load_config
+    from fomm.models import build_networks
+
     cfg = load_config(config)
     nets = vars(build_networks(cfg.model_params, discriminator=True))
     info: dict = {"config": str(config), "frame_shape": list(cfg.dataset_params.shape),

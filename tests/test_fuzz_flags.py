@@ -104,16 +104,18 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
         "fomm info": (fomm, "fomm info", 2, ["info", *model, "--checkpoint", w["ckpt"]]),
         "fomm runs compare": (fomm, "fomm runs compare", 2, ["runs", "compare", "--tracking-uri", w["uri"]]),
     }
+    import animate.files
     import evaluation.ray_jobs
+    import fomm.onnx_export
     import preprocessing.dataset_writer
     import services.tracking.queries
     import training.trainer
     import tuning.sweep
-    from animate import batch, commands
+    from animate import batch
 
     stubs = [(preprocessing.dataset_writer, "run_local"), (training.trainer, "fit"), (training.trainer, "ensure_training_ray"),
              (tuning.sweep, "run_sweep"), (evaluation.ray_jobs, "init_ray"), (batch, "ensure_ray"),
-             (commands, "animate_file"), (commands, "export_onnx"), (services.tracking.queries, "search_runs")]
+             (animate.files, "animate_file"), (fomm.onnx_export, "export_onnx"), (services.tracking.queries, "search_runs")]
     (root / "cwd").mkdir()
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.chdir(root / "cwd"))  # generated relative paths ("-", "s3:x") land here

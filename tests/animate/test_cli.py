@@ -377,6 +377,17 @@ def test_console_script_exit_status(media, tmp_path):
                                                     "not a readable image or video")
 
 
+def test_a_mistyped_flag_and_help_answer_without_importing_torch():
+    """torch takes ~2 s to import: `fomm animate --help` and a flag typo answered only after it."""
+    code = ("import sys\nfrom animate.cli import main\nfor argv in (['animate', '--help'], ['export', '--help'], "
+            "['info', '--help'], ['animate', '--sourc', 'x']):\n    try:\n        main(argv)\n"
+            "    except SystemExit:\n        pass\nsys.exit('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, "torch was imported"
+    assert "usage: fomm animate" in done.stdout and "usage: fomm info" in done.stdout
+    assert done.stderr.strip() == "fomm animate: error: unrecognized argument --sourc (did you mean --source?)"
+
+
 def test_a_source_this_user_may_not_read_says_so(shared_data):
     """A source without read permission was "not a readable image or video": the video decoder's try hid why."""
     folder = Path(tempfile.mkdtemp())
