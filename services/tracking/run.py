@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from services.failures import stopped_for, why
 from services.fields import env_number
 from services.tracking.outbox import Outbox
+from services.tracking.owner import OWNER, gone, this_process
 from services.tracking.redaction import REDACTED, flatten_config, is_secret, redact
 from services.tracking.store import (
     default_tracking_uri,
@@ -59,15 +61,17 @@ class Tracker:
         self._client = make_client(self.tracking_uri)
         self._ended = False
         self._last_flush = time.monotonic()
-        tags = {**(tags or {}), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        tags = {**(tags or {}), **({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})}
         if run_id:  # resume: re-open the run and mark it running again
             self.run_id = run_id
             with _outage_passes():  # a worker restarted during an outage goes on; the run is still open
                 self._client.update_run(run_id, status="RUNNING")
         else:
-            self.run_id = self._client.create_run(get_or_create_experiment(self._client, experiment),
-                                                  run_name=run_name, tags={k: str(v) for k, v in tags.items()}
-                                                  ).info.run_id
+            experiment_id = get_or_create_experiment(self._client, experiment)
+            end_orphans(self._client, experiment_id)
+            tags[OWNER] = this_process()  # the process that ends it (a resumed run's new driver sets it again)
+            self.run_id = self._client.create_run(experiment_id, run_name=run_name,
+                                                  tags={k: str(v) for k, v in tags.items()}).info.run_id
         self.outbox = Outbox(f"MLflow run {self.run_id} at {self.tracking_uri}", is_transient)
         if run_id and tags:  # a new run got them at its creation
             self.set_tags(tags)
@@ -192,6 +196,28 @@ class Tracker:
 
 
 END_REASON = "fomm.end_reason"  # the tag that says why a run ended FAILED or KILLED
+
+
+def end_orphans(client: Any, experiment_id: str) -> list[str]:
+    """End KILLED every run of the experiment left RUNNING by a process of this machine that is gone (see
+    services.tracking.owner), with the RUNNING child runs of those (a sweep's trials die with its driver); their ids.
+    A child run's own process is its sweep's to judge. Never fails the run being opened: a store that cannot be read
+    or written now leaves them for the next run."""
+    try:
+        running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+        dead = {r.info.run_id: who for r in running if MLFLOW_PARENT_RUN_ID not in r.data.tags
+                and (who := gone(r.data.tags.get(OWNER)))}
+        dead.update({r.info.run_id: dead[r.data.tags[MLFLOW_PARENT_RUN_ID]] for r in running if r.data.tags.get(MLFLOW_PARENT_RUN_ID) in dead})
+        for run in (r for r in running if r.info.run_id in dead):
+            if END_REASON not in run.data.tags:
+                client.set_tag(run.info.run_id, END_REASON, f"its process ({dead[run.info.run_id]}) ended without "
+                                                            "closing it (SIGKILL, the OOM killer?)")
+            client.set_terminated(run.info.run_id, status="KILLED")
+    except Exception as exc:  # noqa: BLE001 - an outage, a server that forbids ending others' runs: not this run's
+        logging.getLogger(__name__).warning("MLflow: could not end the runs left open by killed processes: %s",
+                                            why(exc))
+        return []
+    return list(dead)
 
 
 def end_status(exc: BaseException | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,49 @@ def test_failed_status_on_exception_resume_and_nesting(uri) -> None:
     resumed.end("KILLED")
     assert get_run(uri, parent.run_id)["status"] == "KILLED"
     assert get_run(uri, parent.run_id)["params"]["a"] == "1"
+
+
+def test_a_run_whose_process_was_killed_is_ended_killed_by_the_next_run_of_its_experiment(uri) -> None:
+    """SIGKILL (the OOM killer) left a run RUNNING forever: MLflow has no heartbeat. The next run of the experiment
+    on this machine ends it KILLED, with its RUNNING child runs; a run whose process lives, one owned on another
+    machine or in another container, and another experiment's are left as they are."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from services.tracking.owner import OWNER, gone, this_process
+
+    code = ("import os, signal, sys\nfrom services.tracking.run import Tracker\n"
+            "t = Tracker(sys.argv[1], 't-orphans', run_name='killed')\n"
+            "Tracker(sys.argv[1], 't-orphans', run_name='trial', parent_run_id=t.run_id)\n"
+            "Tracker(sys.argv[1], 't-orphans-elsewhere', run_name='killed-elsewhere')\n"
+            "print(t.run_id, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)")
+    done = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    killed = done.stdout.strip()
+    alive = Tracker(uri, "t-orphans", run_name="alive")  # this process's, not ended
+    elsewhere = {**json.loads(this_process()), "boot": "another-machine", "pid": 1}
+    client = make_client(uri)
+    foreign = client.create_run(client.get_run(alive.run_id).info.experiment_id,
+                                run_name="foreign", tags={OWNER: json.dumps(elsewhere)}).info.run_id
+    assert gone(this_process()) is None and gone(json.dumps(elsewhere)) is None and gone("not json") is None
+    reused = {**json.loads(this_process()), "start": "0"}  # this PID, another process's start: it was reused
+    assert gone(json.dumps(reused)) == f"{reused['host']}, PID {os.getpid()}"
+
+    Tracker(uri, "t-orphans", run_name="next").end()
+    runs = {r["run_name"]: r for r in search_runs(uri, "t-orphans")}
+    assert runs["killed"]["run_id"] == killed and runs["killed"]["status"] == "KILLED"
+    assert runs["killed"]["tags"]["fomm.end_reason"].startswith("its process (") and "ended without closing it" \
+        in runs["killed"]["tags"]["fomm.end_reason"]
+    assert runs["trial"]["status"] == "KILLED"  # the sweep's trial, with its driver
+    assert (runs["alive"]["status"], runs["foreign"]["status"], runs["next"]["status"]) == ("RUNNING", "RUNNING",
+                                                                                          "FINISHED")
+    assert [r["status"] for r in search_runs(uri, "t-orphans-elsewhere")] == ["RUNNING"]
+    alive.end()
+    client.set_terminated(foreign)
 
 
 def test_a_run_that_did_not_finish_says_why_on_its_page(uri) -> None:
