@@ -72,14 +72,13 @@ class RunPlan:
 
 def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
     """Create the job's MLflow run (or re-open it when resuming); returns (run id, tracking URI)."""
-    from services.tracking.owner import OWNER, this_process
     from services.tracking.run import Tracker
     from services.tracking.store import default_tracking_uri
 
     uri = job.tracking_uri or default_tracking_uri()
     record = storage.join(run_path(job), RUN_FILE)
     if job.resume and (saved := run_record(job, RUN_FILE)) and saved.get("tracking_uri") == uri:
-        Tracker(tracking_uri=uri, run_id=saved["mlflow_run_id"]).set_tags({"resumed": "true", OWNER: this_process()})
+        Tracker(tracking_uri=uri, run_id=saved["mlflow_run_id"], take_over=True).set_tags({"resumed": "true"})
         return saved["mlflow_run_id"], uri
     tracker = Tracker(tracking_uri=uri, experiment=job.experiment, run_name=job.run_name,
                       parent_run_id=job.parent_run_id, tags={"storage": run_path(job), "config": job.config})

@@ -55,7 +55,9 @@ class Tracker:
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "fomm", run_name: str | None = None,
                  run_id: str | None = None, parent_run_id: str | None = None,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, take_over: bool = False) -> None:
+        """A new run of `experiment`, or the run `run_id` re-opened (by a worker, or with `take_over` by the process
+        that will end it now: a resumed job's driver, which drops the reason its last end gave)."""
         self.end_wait_s = end_wait_s()
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self._client = make_client(self.tracking_uri)
@@ -66,10 +68,14 @@ class Tracker:
             self.run_id = run_id
             with _outage_passes():  # a worker restarted during an outage goes on; the run is still open
                 self._client.update_run(run_id, status="RUNNING")
+                if take_over and END_REASON in self._client.get_run(run_id).data.tags:
+                    self._client.delete_tag(run_id, END_REASON)
+            if take_over:
+                tags[OWNER] = this_process()
         else:
             experiment_id = get_or_create_experiment(self._client, experiment)
             end_orphans(self._client, experiment_id)
-            tags[OWNER] = this_process()  # the process that ends it (a resumed run's new driver sets it again)
+            tags[OWNER] = this_process()  # the process that ends it
             self.run_id = self._client.create_run(experiment_id, run_name=run_name,
                                                   tags={k: str(v) for k, v in tags.items()}).info.run_id
         self.outbox = Outbox(f"MLflow run {self.run_id} at {self.tracking_uri}", is_transient)

@@ -129,6 +129,13 @@ def test_a_run_whose_process_was_killed_is_ended_killed_by_the_next_run_of_its_e
     alive.end()
     client.set_terminated(foreign)
 
+    resumed = Tracker(uri, run_id=killed, take_over=True)  # `train --resume`'s driver: the run is its own now
+    run = get_run(uri, killed)
+    assert run["status"] == "RUNNING" and "fomm.end_reason" not in run["tags"]
+    assert run["tags"][OWNER] == this_process()
+    resumed.end()
+    assert get_run(uri, killed)["status"] == "FINISHED" and "fomm.end_reason" not in get_run(uri, killed)["tags"]
+
 
 def test_a_run_that_did_not_finish_says_why_on_its_page(uri) -> None:
     """An evaluation (or any stage's run) that failed or was stopped was FAILED or KILLED with no word why: only
