@@ -115,7 +115,8 @@ def world(tmp_path_factory, repo_root, shared_data, tiny_config_path) -> dict:
 
     stubs = [(preprocessing.dataset_writer, "run_local"), (training.trainer, "fit"), (training.trainer, "ensure_training_ray"),
              (tuning.sweep, "run_sweep"), (evaluation.ray_jobs, "init_ray"), (batch, "ensure_ray"),
-             (animate.files, "animate_file"), (fomm.onnx_export, "export_onnx"), (services.tracking.queries, "search_runs")]
+             (animate.files, "animate_file"), (fomm.onnx_export, "export_onnx"),
+             (services.tracking.queries, "search_runs")]
     (root / "cwd").mkdir()
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.chdir(root / "cwd"))  # generated relative paths ("-", "s3:x") land here

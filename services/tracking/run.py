@@ -211,9 +211,10 @@ def end_orphans(client: Any, experiment_id: str) -> list[str]:
     or written now leaves them for the next run."""
     try:
         running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
-        dead = {r.info.run_id: who for r in running if MLFLOW_PARENT_RUN_ID not in r.data.tags
+        parent = {r.info.run_id: r.data.tags.get(MLFLOW_PARENT_RUN_ID) for r in running}
+        dead = {r.info.run_id: who for r in running if parent[r.info.run_id] is None
                 and (who := gone(r.data.tags.get(OWNER)))}
-        dead.update({r.info.run_id: dead[r.data.tags[MLFLOW_PARENT_RUN_ID]] for r in running if r.data.tags.get(MLFLOW_PARENT_RUN_ID) in dead})
+        dead.update({run_id: dead[up] for run_id, up in parent.items() if up in dead})
         for run in (r for r in running if r.info.run_id in dead):
             if END_REASON not in run.data.tags:
                 client.set_tag(run.info.run_id, END_REASON, f"its process ({dead[run.info.run_id]}) ended without "
