@@ -8,7 +8,7 @@ from mlflow.utils import get_results_from_paginated_fn
 from mlflow.utils.search_utils import SearchUtils
 
 from services.errors import UserError
-from services.tracking.run import END_REASON
+from services.tracking.run import end_left_open
 from services.tracking.store import make_client
 
 
@@ -53,9 +53,7 @@ def end_open_runs(tracking_uri: str | None, experiment: str, status: str, filter
     client = make_client(tracking_uri)
     ended = []
     for run in search_runs(tracking_uri, experiment, where):
-        if reason and END_REASON not in (run.get("tags") or {}):
-            client.set_tag(run["run_id"], END_REASON, reason)
-        client.set_terminated(run["run_id"], status=status)
+        end_left_open(client, run["run_id"], run.get("tags") or {}, status, reason)
         ended.append(run["run_id"])
     return ended
 

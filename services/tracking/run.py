@@ -204,6 +204,13 @@ class Tracker:
 END_REASON = "fomm.end_reason"  # the tag that says why a run ended FAILED or KILLED
 
 
+def end_left_open(client: Any, run_id: str, tags: Mapping[str, str], status: str, reason: str | None) -> None:
+    """End as `status` a run its own process could not end; the first reason recorded (`tags`: the run's) stays."""
+    if reason and END_REASON not in tags:
+        client.set_tag(run_id, END_REASON, reason)
+    client.set_terminated(run_id, status=status)
+
+
 def end_orphans(client: Any, experiment_id: str) -> list[str]:
     """End KILLED every run of the experiment left RUNNING by a process of this machine that is gone (see
     services.tracking.owner), with the RUNNING child runs of those (a sweep's trials die with its driver); their ids.
@@ -216,10 +223,8 @@ def end_orphans(client: Any, experiment_id: str) -> list[str]:
                 and (who := gone(r.data.tags.get(OWNER)))}
         dead.update({run_id: dead[up] for run_id, up in parent.items() if up in dead})
         for run in (r for r in running if r.info.run_id in dead):
-            if END_REASON not in run.data.tags:
-                client.set_tag(run.info.run_id, END_REASON, f"its process ({dead[run.info.run_id]}) ended without "
-                                                            "closing it (SIGKILL, the OOM killer?)")
-            client.set_terminated(run.info.run_id, status="KILLED")
+            end_left_open(client, run.info.run_id, run.data.tags, "KILLED",
+                          f"its process ({dead[run.info.run_id]}) ended without closing it (SIGKILL, the OOM killer?)")
     except Exception as exc:  # noqa: BLE001 - an outage, a server that forbids ending others' runs: not this run's
         logging.getLogger(__name__).warning("MLflow: could not end the runs left open by killed processes: %s",
                                             why(exc))
