@@ -71,9 +71,30 @@ def check(cfg: PreprocessConfig) -> None:
                             "videos here, or this folder to train and evaluate as --data")
     with cli.user_input("--input"):
         tasks = collect_tasks(cfg)
+    if len(tasks) == 1 and tasks[0].path == cfg.input and not cfg.input.lower().endswith(".csv"):
+        one_video(cfg.input, VIDEO_EXTENSIONS)
     if not tasks:
         raise cli.UserError(f"--input {cfg.input}: no videos (expected a folder, glob or metadata CSV of "
                             f"{', '.join(VIDEO_EXTENSIONS)} files)")
+
+
+def one_video(path: str, extensions: tuple[str, ...]) -> None:
+    """An --input of one file is a video (a config or an image given there started Ray, then failed as a clip):
+    a local one opens and has frames to make a clip of; an s3:// one has a video's extension."""
+    from services import storage
+    from services.video_read import VideoError, probe_video
+
+    expected = "expected a video, or a folder, glob or metadata CSV of videos"
+    if storage.is_remote(path):
+        if not path.lower().endswith(extensions):
+            raise cli.UserError(f"--input {path}: not a video file name ({expected}: {', '.join(extensions)})")
+        return
+    try:
+        frames = probe_video(path).num_frames
+    except VideoError as err:
+        raise cli.UserError(f"--input {err} ({expected})") from None
+    if frames < 2:
+        raise cli.UserError(f"--input {path}: one frame only, a still image ({expected})")
 
 
 def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
