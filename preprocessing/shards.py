@@ -273,7 +273,13 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
                    frame_shape: Sequence[int] | None = None) -> ShardSet:
     """The ShardSet of `path`, every footer read (half-written shards fail here, before Ray); else a UserError. With
     `frame_shape` (H, W the model sees), clips smaller than it get a note: each frame would be upsampled."""
+    from preprocessing.sources import VIDEO_EXTENSIONS
+
     checks.storage_reachable(flag, path, endpoint)
+    if path.lower().endswith(VIDEO_EXTENSIONS) and storage.exists(path, endpoint) and \
+            not storage.is_dir(path, endpoint):  # a raw video given where its clips go
+        raise UserError(f"{flag} {path}: a video, not {SHARDS_EXPECTED} (make them with python pipelines/"
+                        f"preprocess.py --input {path} --output DATASET, then give DATASET here)")
     if not storage.is_remote(path):
         if not Path(path).exists():
             raise UserError(f"{flag} {path}: no such file or folder (expected {SHARDS_EXPECTED})")

@@ -110,6 +110,19 @@ def test_a_damaged_manifest_is_one_line_for_the_readers_and_for_a_resumed_prepro
         changed_settings(PreprocessConfig(input="synthetic", output=str(tmp_path)))
 
 
+def test_a_raw_video_given_as_data_is_named_with_the_command_that_makes_its_shards(tmp_path, shared_data):
+    """A video given as --data was PyArrow's "Parquet magic bytes not found"; a folder named like one is no video."""
+    from preprocessing.shards import require_shards
+    from preprocessing.synthetic import write_synthetic_shards
+    from services.cli import UserError
+
+    video = str(shared_data / "face_talk_a.mp4")
+    with pytest.raises(UserError, match=rf"^--data {video}: a video, not clip shards.*--input {video} --output"):
+        require_shards("--data", video)
+    folder = write_synthetic_shards(tmp_path / "clips.mp4", num_videos=2, size=32, num_frames=4, split="train")
+    assert require_shards("--data", str(folder.parent), "train").uris() == [str(folder)]
+
+
 def test_a_half_written_shard_among_good_ones_is_named_before_any_job(tmp_path):
     from preprocessing.shards import require_shards
     from preprocessing.synthetic import write_synthetic_shards
