@@ -326,6 +326,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 d
 def sqlite_store(flag: str, uri: str, write: bool = True, create: bool = False) -> None:
     """A SQLite tracking store MLflow can open and, to `write`, write (with `create`, its folder may be missing):
     MLflow retried a file it could not open for 100 s, 40 warning lines, then a traceback."""
+    if not uri.startswith("sqlite:///") and uri != "sqlite://":  # sqlite://x.db: SQLAlchemy takes x.db for a host
+        raise UserError(f"{flag} {uri}: expected sqlite:///PATH/mlflow.db (three slashes, then the path; four for "
+                        "an absolute one)")
     db = Path(uri.removeprefix("sqlite:///"))
     if str(db) in ("", ".", ":memory:"):
         return

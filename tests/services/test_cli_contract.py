@@ -174,6 +174,9 @@ def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_wor
                                         r"application's SQLite database \(tables carts, items, orders, …\), not an "
                                         r"MLflow store: MLflow would add its own tables to it \(give a new file"):
         checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/app.db")
+    for typo in (f"sqlite:/{tmp_path}/m.db", f"sqlite://{tmp_path.name}/m.db", "sqlite:m.db"):  # a slash or two short
+        with pytest.raises(UserError, match=rf"^--tracking-uri {typo}: expected sqlite:///PATH/mlflow.db \(three "):
+            checks.tracking_uri("--tracking-uri", typo)
     (tmp_path / "cut.db").write_bytes(checks.SQLITE_HEADER + bytes(50))  # its header, then nothing SQLite can read
     with pytest.raises(UserError, match=rf"^--tracking-uri sqlite:///{tmp_path}/cut.db: {tmp_path}/cut.db is a "
                                         r"damaged SQLite database \("):
