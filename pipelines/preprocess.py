@@ -40,8 +40,9 @@ def build(args: argparse.Namespace) -> PreprocessConfig:
 
 def check(cfg: PreprocessConfig) -> None:
     """Before Ray starts or anything is written: the output can be written and the input names videos."""
-    from preprocessing.sources import VIDEO_EXTENSIONS, collect_tasks
+    from preprocessing.sources import collect_tasks
     from services import storage
+    from services.video_read import VIDEO_EXTENSIONS
 
     checks.writable_storage("--output", cfg.output, cfg.endpoint)
     glob_root = re.split(r"[*?\[]", cfg.input)[0]  # videos/*.mp4: the folder videos/
@@ -72,22 +73,22 @@ def check(cfg: PreprocessConfig) -> None:
     with cli.user_input("--input"):
         tasks = collect_tasks(cfg)
     if len(tasks) == 1 and tasks[0].path == cfg.input and not cfg.input.lower().endswith(".csv"):
-        one_video(cfg.input, VIDEO_EXTENSIONS)
+        one_video(cfg.input)
     if not tasks:
         raise cli.UserError(f"--input {cfg.input}: no videos (expected a folder, glob or metadata CSV of "
                             f"{', '.join(VIDEO_EXTENSIONS)} files)")
 
 
-def one_video(path: str, extensions: tuple[str, ...]) -> None:
+def one_video(path: str) -> None:
     """An --input of one file is a video (a config or an image given there started Ray, then failed as a clip):
     a local one opens and has frames to make a clip of; an s3:// one has a video's extension."""
     from services import storage
-    from services.video_read import VideoError, probe_video
+    from services.video_read import VIDEO_EXTENSIONS, VideoError, probe_video
 
     expected = "expected a video, or a folder, glob or metadata CSV of videos"
     if storage.is_remote(path):
-        if not path.lower().endswith(extensions):
-            raise cli.UserError(f"--input {path}: not a video file name ({expected}: {', '.join(extensions)})")
+        if not path.lower().endswith(VIDEO_EXTENSIONS):
+            raise cli.UserError(f"--input {path}: not a video file name ({expected}: {', '.join(VIDEO_EXTENSIONS)})")
         return
     try:
         frames = probe_video(path).num_frames

@@ -273,7 +273,7 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
                    frame_shape: Sequence[int] | None = None) -> ShardSet:
     """The ShardSet of `path`, every footer read (half-written shards fail here, before Ray); else a UserError. With
     `frame_shape` (H, W the model sees), clips smaller than it get a note: each frame would be upsampled."""
-    from preprocessing.sources import VIDEO_EXTENSIONS
+    from services.video_read import VIDEO_EXTENSIONS
 
     checks.storage_reachable(flag, path, endpoint)
     if path.lower().endswith(VIDEO_EXTENSIONS) and storage.exists(path, endpoint) and \

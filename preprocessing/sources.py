@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 
 from preprocessing.config import PreprocessConfig
 from services import checks, storage
+from services.video_read import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".gif")
 METADATA_CSV = "metadata.csv"
 
 

@@ -15,6 +15,8 @@ from services.checks import NOT_REGULAR
 from services.cli import UserError
 
 PathLike = str | os.PathLike
+# the file names taken for videos where a folder or glob is listed (preprocess --input)
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".gif")
 MAX_IMAGE_PIXELS = 1 << 30  # the largest image read: 1,074 MP (3 GiB as RGB), 5× a 200 MP phone photo
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # ftyp brands of HEIF stills
 
