@@ -97,7 +97,7 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)  # the cheap checks first: a mistake answers fast
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
                                                checkpoint_flag: cfg.checkpoint}, folder=True)
-    checks.tracking_uri("--tracking-uri", cfg.tracking_uri)
+    checks.tracking_uri("--tracking-uri", cfg.tracking_uri, experiment=cfg.experiment)
     from evaluation.reconstruction import ModelSource  # torch, pyarrow: after the checks that need neither
     from preprocessing.shards import require_shards
 

@@ -230,10 +230,10 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
                            f"{CREDENTIALS_HINT}, and the bucket's permissions)") from None
 
 
-def tracking_uri(flag: str, uri: str | None, write: bool = True) -> None:
+def tracking_uri(flag: str, uri: str | None, write: bool = True, experiment: str | None = None) -> None:
     """An MLflow tracking URI that can work: a reachable http(s) server, or a sqlite/file store whose folder exists
     (None: $MLFLOW_TRACKING_URI, the default of every entry point, if set; else, for a command that `write`s,
-    the ./mlruns store it will create)."""
+    the ./mlruns store it will create). A server's `experiment` whose artifacts go to S3 needs credentials here."""
     from services.tracking.run import end_wait_s
 
     end_wait_s()  # its environment variable, read where a run ends: refused before the work
@@ -257,6 +257,8 @@ def tracking_uri(flag: str, uri: str | None, write: bool = True) -> None:
     if scheme in ("http", "https"):
         reachable(flag, uri)
         mlflow_answers(flag, uri)
+        if write and experiment:
+            s3_artifacts(flag, uri, experiment)
     elif scheme == "sqlite":
         sqlite_store(flag, uri, write=write)
     elif scheme in ("", "file"):
@@ -271,6 +273,31 @@ def tracking_uri(flag: str, uri: str | None, write: bool = True) -> None:
     else:
         raise UserError(f"{flag} {uri}: unknown tracking URI scheme {scheme!r} (expected http(s)://, sqlite:/// "
                         "or a folder)")
+
+
+def s3_artifacts(flag: str, uri: str, experiment: str) -> None:
+    """An existing experiment of server `uri` whose artifacts are on S3 (a server started with an s3:// artifact root,
+    without --serve-artifacts: each client uploads them) finds S3 credentials on this machine. Without them a run
+    failed at its first artifact, after Ray had started. A new experiment's root is the server's to choose."""
+    import botocore.exceptions
+    import botocore.session
+
+    from services.failures import CREDENTIALS_HINT, environment_failure
+    from services.tracking.store import make_client
+
+    try:
+        found = make_client(uri).get_experiment_by_name(experiment)
+    except Exception:  # noqa: BLE001 - the run's own calls meet it again, with the store's retries and messages
+        return
+    root = found.artifact_location if found is not None else ""
+    if not root.startswith("s3://"):
+        return
+    where = f"{flag} {uri}: experiment {experiment!r} keeps its artifacts at {root}, uploaded from this machine"
+    try:
+        if botocore.session.get_session().get_credentials() is None:
+            raise UserError(f"{where}: no S3 credentials ({CREDENTIALS_HINT})")
+    except botocore.exceptions.BotoCoreError as err:  # a profile that is not there, a sign-in that fails
+        raise UserError(f"{where}: {environment_failure(err) or err}") from None
 
 
 def registered_checkpoint(flag: str, value: str | None, uri: str | None = None) -> str | None:

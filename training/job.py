@@ -286,7 +286,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     check_colormap(job.config, cfg.visualizer_params)  # not at the first image a worker draws
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
-    checks.tracking_uri("--tracking-uri", job.tracking_uri)
+    checks.tracking_uri("--tracking-uri", job.tracking_uri, experiment=job.experiment)
     local_room(job)
     room_wait_s()  # a bad $FOMM_ROOM_WAIT_S: one line now, not when the workers start
     check_plan(job, cfg, run_folder=not sweep)

@@ -82,10 +82,11 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
         return saved["mlflow_run_id"], uri
     tracker = Tracker(tracking_uri=uri, experiment=job.experiment, run_name=job.run_name,
                       parent_run_id=job.parent_run_id, tags={"storage": run_path(job), "config": job.config})
-    tracker.log_config({"fomm": cfg.to_dict(), "job": {k: v for k, v in dataclasses.asdict(job).items() if k != "overrides"},
-                        "overrides": job.overrides})
-    storage.write_bytes(record, json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri}).encode(),
-                        endpoint=job.endpoint)
+    with tracker.ended_if_raises():  # an artifact store or --storage failing here: the run ends FAILED
+        job_fields = {k: v for k, v in dataclasses.asdict(job).items() if k != "overrides"}
+        tracker.log_config({"fomm": cfg.to_dict(), "job": job_fields, "overrides": job.overrides})
+        storage.write_bytes(record, json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri}).encode(),
+                            endpoint=job.endpoint)
     return tracker.run_id, uri
 
 

@@ -138,11 +138,12 @@ def _parent_run(sweep: SweepJob, experiment_dir: Path) -> tuple[str, str]:
                             "this --resume goes on with: put it back, or start a sweep of another --name") from None
     tracker = Tracker(tracking_uri=uri, experiment=sweep.base.experiment, run_name=sweep.name,
                       tags={"kind": "sweep", "config": sweep.base.config, "space": sweep.space.source})
-    tracker.log_params({"space": json.dumps(sweep.space.params), "metric": sweep.space.metric,
-                        "mode": sweep.space.mode, "num_samples": sweep.num_samples or sweep.space.num_samples})
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(record, "w") as f:  # whole or not at all: a restore reads it
-        f.write(json.dumps({"run_id": tracker.run_id, "tracking_uri": uri}))
+    with tracker.ended_if_raises():  # a full disk here: the parent run ends FAILED, not left RUNNING
+        tracker.log_params({"space": json.dumps(sweep.space.params), "metric": sweep.space.metric,
+                            "mode": sweep.space.mode, "num_samples": sweep.num_samples or sweep.space.num_samples})
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_open(record, "w") as f:  # whole or not at all: a restore reads it
+            f.write(json.dumps({"run_id": tracker.run_id, "tracking_uri": uri}))
     return tracker.run_id, uri
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from services.failures import stopped_for, why
+from services.errors import UserError
+from services.failures import environment_failure, stopped_for, why
 from services.fields import env_number
 from services.tracking.outbox import Outbox
 from services.tracking.owner import OWNER, gone, this_process
@@ -164,9 +165,18 @@ class Tracker:
         self._try_artifact(str(path), lambda: log(self.run_id, str(path), artifact_path))
 
     def _try_artifact(self, name: str, log: Any) -> None:
-        """An artifact upload that a tracking outage skips (with one warning) instead of failing the run."""
+        """An artifact upload that a tracking outage skips (with one warning) instead of failing the run. An artifact
+        store this client writes itself (a server's s3:// artifact root) without S3 credentials, or refusing its keys,
+        fails it in a line naming the store: no upload of the run would pass."""
         with _outage_passes() as outage:
-            log()
+            try:
+                log()
+            except Exception as exc:
+                if is_transient(exc) or is_full(exc) or not (problem := environment_failure(exc)):
+                    raise
+                store = self._client.get_run(self.run_id).info.artifact_uri
+                raise UserError(f"--tracking-uri {self.tracking_uri}: the run's artifact store {store}: {problem}"
+                                ) from exc
         if outage:
             self.outbox.note_skipped(name, outage[0])
 
@@ -193,6 +203,16 @@ class Tracker:
             self._buffer_tags({END_REASON: reason[:500]})  # sent with the end, redacted as any tag
         self._ended = self._ended or self.drain(wait_s, status)
         return self._ended
+
+    @contextlib.contextmanager
+    def ended_if_raises(self) -> Iterator[Tracker]:
+        """A block after which the run stays open, unless it raises: then the run ends as `__exit__` ends it
+        (FAILED, or KILLED by Ctrl-C or SIGTERM, with the reason), never left RUNNING by a process that exits."""
+        try:
+            yield self
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
 
     def __enter__(self) -> Tracker:
         return self

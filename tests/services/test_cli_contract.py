@@ -311,6 +311,38 @@ def test_a_tracking_uri_must_answer_as_mlflow(mlflow_server, tmp_path) -> None:
         server.server_close()
 
 
+def test_an_experiment_whose_artifacts_this_machine_uploads_to_s3_needs_credentials(mlflow_server, tmp_path,
+                                                                                       monkeypatch) -> None:
+    """A server whose artifact root is s3:// (no --serve-artifacts): each client uploads a run's artifacts itself.
+    Without S3 credentials a training run failed at its first artifact after Ray had started, and its run stayed
+    RUNNING. The check refuses an existing such experiment; a run that meets it anyway ends FAILED, naming it."""
+    from mlflow import MlflowClient
+
+    from services.tracking.run import END_REASON, Tracker
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = MlflowClient(mlflow_server)
+    client.create_experiment("on-s3", artifact_location="s3://fomm-artifacts/runs")
+    with pytest.raises(UserError, match=rf"^--tracking-uri {mlflow_server}: experiment 'on-s3' keeps its artifacts at "
+                                        r"s3://fomm-artifacts/runs, uploaded from this machine: no S3 credentials \("):
+        checks.tracking_uri("--tracking-uri", mlflow_server, experiment="on-s3")
+    checks.tracking_uri("--tracking-uri", mlflow_server, write=False, experiment="on-s3")  # `runs compare` reads
+    checks.tracking_uri("--tracking-uri", mlflow_server, experiment="new")  # the server's root, not known yet
+    tracker = Tracker(mlflow_server, "on-s3")
+    with pytest.raises(UserError, match=r"^--tracking-uri .+: the run's artifact store s3://fomm-artifacts/runs/"
+                                        r"\w+/artifacts: S3: Unable to locate credentials"), tracker.ended_if_raises():
+        tracker.log_config({"a": 1})
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FAILED" and "Unable to locate credentials" in run.data.tags[END_REASON]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    checks.tracking_uri("--tracking-uri", mlflow_server, experiment="on-s3")
+
+
 def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) -> None:
     """ray.init waits minutes on a dead address: the address is tried first (a closed port answers at once), and
     a malformed one or a dashboard URL is named as such, for the flag or for $RAY_ADDRESS."""
