@@ -190,7 +190,7 @@ S3_ANSWER_S = 20.0  # the input checks' S3 request: answered within this, or the
 def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None:
     """An s3:// path's endpoint accepts connections, credentials exist and its bucket exists and lets them list it
     (jobs never create buckets); else an error naming the flag."""
-    from services.failures import CREDENTIALS_HINT, environment_failure, first_line
+    from services.failures import CREDENTIALS_HINT, environment_failure, first_line, s3_credentials_problem
     from services.storage import StorageError, is_remote, resolve, s3_endpoint, url_problem
 
     if problem := url_problem(path):
@@ -200,13 +200,12 @@ def storage_reachable(flag: str, path: str, endpoint: str | None = None) -> None
     if url := s3_endpoint(endpoint):
         reachable(f"{flag} {path}: S3 endpoint", url)
     import botocore.exceptions
-    import botocore.session
 
     from services.s3 import s3_filesystem
 
-    try:  # AWS settings no request passes (a profile that is not there, a malformed region) and sign-ins that fail
-        if botocore.session.get_session().get_credentials() is None:
-            raise StorageError(f"{flag} {path}: no S3 credentials ({CREDENTIALS_HINT})")
+    if problem := s3_credentials_problem():  # AWS settings no request passes, sign-ins that fail
+        raise StorageError(f"{flag} {path}: {problem}")
+    try:  # a malformed region, an endpoint that does not answer
         fs, inside = resolve(path, endpoint)
         probe = s3_filesystem(s3_endpoint(endpoint), 0, S3_ANSWER_S)  # one try: a port that never answers: seconds
         probe.connect()
@@ -279,10 +278,7 @@ def s3_artifacts(flag: str, uri: str, experiment: str) -> None:
     """An existing experiment of server `uri` whose artifacts are on S3 (a server started with an s3:// artifact root,
     without --serve-artifacts: each client uploads them) finds S3 credentials on this machine. Without them a run
     failed at its first artifact, after Ray had started. A new experiment's root is the server's to choose."""
-    import botocore.exceptions
-    import botocore.session
-
-    from services.failures import CREDENTIALS_HINT, environment_failure
+    from services.failures import s3_credentials_problem
     from services.tracking.store import make_client
 
     try:
@@ -292,12 +288,9 @@ def s3_artifacts(flag: str, uri: str, experiment: str) -> None:
     root = found.artifact_location if found is not None else ""
     if not root.startswith("s3://"):
         return
-    where = f"{flag} {uri}: experiment {experiment!r} keeps its artifacts at {root}, uploaded from this machine"
-    try:
-        if botocore.session.get_session().get_credentials() is None:
-            raise UserError(f"{where}: no S3 credentials ({CREDENTIALS_HINT})")
-    except botocore.exceptions.BotoCoreError as err:  # a profile that is not there, a sign-in that fails
-        raise UserError(f"{where}: {environment_failure(err) or err}") from None
+    if problem := s3_credentials_problem():
+        raise UserError(f"{flag} {uri}: experiment {experiment!r} keeps its artifacts at {root}, uploaded from this "
+                        f"machine: {problem}")
 
 
 def registered_checkpoint(flag: str, value: str | None, uri: str | None = None) -> str | None:

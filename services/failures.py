@@ -128,6 +128,20 @@ def environment_failure(err: BaseException) -> str | None:
     return next((line for link in _chain(err) if (line := _line(link)) is not None), None)
 
 
+def s3_credentials_problem() -> str | None:
+    """Why botocore finds no S3 credentials here (none set, a profile that is not there, a sign-in that fails), in
+    one line; None where it finds some (whether S3 takes them is S3's to say)."""
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        if botocore.session.get_session().get_credentials() is None:
+            return f"no S3 credentials ({CREDENTIALS_HINT})"
+    except botocore.exceptions.BotoCoreError as err:
+        return environment_failure(err) or f"S3: {first_line(err)}"
+    return None
+
+
 def why(err: BaseException) -> str:
     """Why `err` happened, in one line: its environment failure's line, else the first line of the error at its root
     (a Ray Train run's: its controller's or its first failed worker's own; a Ray task's: its cause), else its own."""

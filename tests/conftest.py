@@ -488,6 +488,24 @@ def mlflow_restartable(tmp_path, mlflow_template_db) -> Iterator[MlflowServerPro
         server.stop()
 
 
+S3_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+def no_s3_credentials_here(folder: Path) -> dict[str, str]:
+    """The settings (beside no S3_CREDENTIALS variables) of a machine where botocore finds no S3 credentials: no
+    ~/.aws files (their names under `folder`, not there), no cloud metadata."""
+    return {"AWS_SHARED_CREDENTIALS_FILE": str(folder / "none"), "AWS_CONFIG_FILE": str(folder / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture()
+def no_s3_credentials(monkeypatch, tmp_path) -> None:
+    for name in S3_CREDENTIALS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in no_s3_credentials_here(tmp_path).items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[dict]:
     """A moto S3 server on 127.0.0.1 with credentials in the environment; yields endpoint and bucket."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
 from services.errors import UserError
-from services.failures import why
+from services.failures import s3_credentials_problem, why
 from services.tracking.store import default_tracking_uri, make_client
 
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
@@ -93,6 +94,11 @@ def registered_checkpoint(flag: str, value: str, store: str) -> str:
             download_model_version(store, name, int(version.version), staging).rename(folder)
     except (OSError, MlflowException) as err:
         if not folder.is_dir():  # MLflow's download error keeps no cause: the free space says what a full disk is
+            with contextlib.suppress(MlflowException):  # files on S3 (a server's s3:// root) and no credentials here
+                source = client.get_run(version.run_id).info.artifact_uri  # the version's source is runs:/…
+                if source.startswith("s3://") and (problem := s3_credentials_problem()):
+                    raise UserError(f"{flag} {value}: version {version.version}'s files are at {source}: {problem}"
+                                    ) from None
             free = f"; {shutil.disk_usage(cache).free / 2**20:,.0f} MiB free there" if cache.is_dir() else ""
             raise UserError(f"{flag} {value}: cannot copy version {version.version} into {cache} ({why(err)}{free}; "
                             "$XDG_CACHE_HOME moves it)") from None

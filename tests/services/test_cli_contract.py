@@ -311,20 +311,15 @@ def test_a_tracking_uri_must_answer_as_mlflow(mlflow_server, tmp_path) -> None:
         server.server_close()
 
 
-def test_an_experiment_whose_artifacts_this_machine_uploads_to_s3_needs_credentials(mlflow_server, tmp_path,
-                                                                                       monkeypatch) -> None:
+def test_an_experiment_whose_artifacts_this_machine_uploads_to_s3_needs_credentials(mlflow_server, no_s3_credentials,
+                                                                                       repo_root, monkeypatch) -> None:
     """A server whose artifact root is s3:// (no --serve-artifacts): each client uploads a run's artifacts itself.
     Without S3 credentials a training run failed at its first artifact after Ray had started, and its run stayed
     RUNNING. The check refuses an existing such experiment; a run that meets it anyway ends FAILED, naming it."""
     from mlflow import MlflowClient
 
-    from services.tracking.run import END_REASON, Tracker
+    from services.tracking.run import END_REASON
 
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-        monkeypatch.setenv(name, str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     client = MlflowClient(mlflow_server)
     client.create_experiment("on-s3", artifact_location="s3://fomm-artifacts/runs")
     with pytest.raises(UserError, match=rf"^--tracking-uri {mlflow_server}: experiment 'on-s3' keeps its artifacts at "
@@ -332,11 +327,18 @@ def test_an_experiment_whose_artifacts_this_machine_uploads_to_s3_needs_credenti
         checks.tracking_uri("--tracking-uri", mlflow_server, experiment="on-s3")
     checks.tracking_uri("--tracking-uri", mlflow_server, write=False, experiment="on-s3")  # `runs compare` reads
     checks.tracking_uri("--tracking-uri", mlflow_server, experiment="new")  # the server's root, not known yet
-    tracker = Tracker(mlflow_server, "on-s3")
-    with pytest.raises(UserError, match=r"^--tracking-uri .+: the run's artifact store s3://fomm-artifacts/runs/"
-                                        r"\w+/artifacts: S3: Unable to locate credentials"), tracker.ended_if_raises():
-        tracker.log_config({"a": 1})
-    run = client.get_run(tracker.run_id)
+    # in a process of its own: boto3's default session keeps the keys it found first (an earlier test's moto keys)
+    opening = f"""from services.tracking.run import Tracker
+tracker = Tracker({mlflow_server!r}, "on-s3")
+print(tracker.run_id, flush=True)
+with tracker.ended_if_raises():
+    tracker.log_config({{"a": 1}})
+"""
+    done = subprocess.run([sys.executable, "-c", opening], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and re.search(r"UserError: --tracking-uri .+: the run's artifact store s3://fomm-"
+                                              r"artifacts/runs/\w+/artifacts: S3: Unable to locate credentials",
+                                              done.stderr), done.stderr
+    run = client.get_run(done.stdout.split()[0])
     assert run.info.status == "FAILED" and "Unable to locate credentials" in run.data.tags[END_REASON]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")

@@ -16,7 +16,7 @@ import pytest
 from services import checks, storage
 from services.failures import environment_failure, every_task_fails
 from services.storage import StorageError
-from tests.conftest import BIN, free_port, wait_http
+from tests.conftest import BIN, S3_CREDENTIALS, free_port, no_s3_credentials_here, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 REFUSED = ("S3 refused access (The AWS Access Key Id you provided does not exist in our records; check the "
@@ -161,3 +161,30 @@ def test_aws_settings_no_request_passes_are_one_line_naming_the_flag(refusing_s3
         assert environment_failure(raw.value).startswith(f"{line} (") and every_task_fails(raw.value)
     finally:
         s3_filesystem.cache_clear()
+
+
+def test_a_registered_version_whose_files_are_on_s3_says_when_this_machine_has_no_credentials(
+        moto_s3, mlflow_server, tiny_config_path, tmp_path):
+    """`--checkpoint models:/…` of a version a server keeps on S3 (its experiment's artifact root), run as `fomm
+    info` on a machine without S3 credentials: MLflow's "Failed to download artifacts from path 'model'" was shown
+    beside the cache's free space, as if the disk were full. With them the file comes back whole."""
+    from mlflow import MlflowClient
+
+    from services.tracking.registry import register_run_files
+
+    client = MlflowClient(mlflow_server)
+    root = f"s3://{moto_s3['bucket']}/registry"
+    run = client.create_run(client.create_experiment("registry-on-s3", artifact_location=root))
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "model.pth.tar").write_bytes(b"weights")
+    register_run_files(mlflow_server, "on-s3", run.info.run_id, tmp_path / "files")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = [str(BIN / "fomm"), "info", "--config", str(tiny_config_path), "--checkpoint", "models:/on-s3/1"]
+    bare = {k: v for k, v in env.items() if k not in S3_CREDENTIALS} | no_s3_credentials_here(tmp_path)
+    done = subprocess.run(command, env=bare, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr == (
+        f"fomm info: error: --checkpoint models:/on-s3/1: version 1's files are at {root}/{run.info.run_id}/"
+        "artifacts: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE))\n")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    copied = list((tmp_path / "cache" / "fomm" / "models").glob("on-s3-v1-*/model.pth.tar"))
+    assert [p.read_bytes() for p in copied] == [b"weights"], done.stderr

@@ -62,18 +62,14 @@ def test_pipeline_help(repo_root):
     assert out.returncode == 0 and "--input" in out.stdout and "--kind {face,person,none}" in out.stdout
 
 
-def test_an_s3_path_without_credentials_is_one_line_before_any_job(tmp_path, monkeypatch):
+def test_an_s3_path_without_credentials_is_one_line_before_any_job(no_s3_credentials, tmp_path, monkeypatch):
     import time
 
     from services.checks import storage_reachable
     from services.storage import StorageError
 
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+    for name in ("FOMM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # not on a cloud machine
     started = time.monotonic()
     with pytest.raises(StorageError, match=r"^--data s3://bucket/shards: no S3 credentials \(set AWS_ACCESS_KEY_ID"):
         storage_reachable("--data", "s3://bucket/shards")
