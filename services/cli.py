@@ -117,6 +117,9 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
     """`main(argv)`'s exit status; a user error or an environment failure (services.failures) → one line on stderr
     and exit 2 (`--debug`: the traceback too). Ctrl-C / SIGTERM / SIGHUP: one line, exit 130 / 143 / 129."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot show × or ≥ (a Latin-1 or ASCII locale,
+        with contextlib.suppress(AttributeError, ValueError):  # PYTHONIOENCODING=ascii) escapes them: no traceback
+            stream.reconfigure(errors="backslashreplace")
     debug = DEBUG_FLAG in argv
     argv = [a for a in argv if a != DEBUG_FLAG]
     try:

@@ -91,6 +91,15 @@ def test_a_reader_that_left_ends_the_command_as_sigpipe_would_without_a_tracebac
     assert read.returncode == 0 and "parameters" in read.stdout, read.stderr
 
 
+def test_a_console_that_cannot_show_a_character_gets_it_escaped_not_a_traceback() -> None:
+    """Under an ASCII or Latin-1 console (PYTHONIOENCODING, an old server's locale) the summary's × was a
+    UnicodeEncodeError traceback, exit 1, after the work was done; it is escaped now, as Python escapes stderr."""
+    fomm = [str(Path(sys.executable).parent / "fomm"), "info", "--config", "configs/tiny-64.yaml"]
+    done = subprocess.run(fomm, capture_output=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0 and b"frames 64\\xd764\\xd73" in done.stdout, done.stderr
+
+
 def test_checks(tmp_path, monkeypatch) -> None:
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "dir").mkdir()
