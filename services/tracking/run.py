@@ -174,8 +174,10 @@ class Tracker:
             except Exception as exc:
                 if is_transient(exc) or is_full(exc) or not (problem := environment_failure(exc)):
                     raise
-                store = self._client.get_run(self.run_id).info.artifact_uri
-                raise UserError(f"--tracking-uri {self.tracking_uri}: the run's artifact store {store}: {problem}"
+                store = ""
+                with contextlib.suppress(Exception):  # the store's answer names it; without one, the line still says why
+                    store = f" {self._client.get_run(self.run_id).info.artifact_uri}"
+                raise UserError(f"--tracking-uri {self.tracking_uri}: the run's artifact store{store}: {problem}"
                                 ) from exc
         if outage:
             self.outbox.note_skipped(name, outage[0])
