@@ -305,7 +305,9 @@ class FommConfig(Section):
         if self.model_params.common_params.num_channels != 3:
             raise ValueError(f"model_params.common_params: num_channels must be 3 (frames are read as RGB), got "
                              f"{self.model_params.common_params.num_channels}")
-        self.check_frame(self.dataset_params.shape[:2], "dataset_params.frame_shape")
+        if len(shape := self.dataset_params.shape) == 3 and shape[2] != 3:  # a grey set would train as RGB anyway
+            raise ValueError(f"dataset_params.frame_shape: C must be 3 (frames are read as RGB), got {list(shape)}")
+        self.check_frame(shape[:2], "dataset_params.frame_shape")
 
     def check_frame(self, size: tuple[int, ...], named: str) -> None:
         """The networks take an H×W frame (`named` says where the size comes from), else a ValueError."""

@@ -85,6 +85,9 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
     (b"{}\n", "empty config"),
     (b"PK\x03\x04\x80\xff\x00 a checkpoint", "not a UTF-8 text config"),
     (b"dataset_params:\n  frame_shape: [64]\n", r"frame_shape must be \[H, W\] or \[H, W, C\]"),
+    # a grey (C 1) or RGBA (C 4) frame_shape trained on RGB frames without a word
+    (b"dataset_params:\n  frame_shape: [256, 256, 1]\n", r"frame_shape: C must be 3 \(frames are read as RGB\), "
+                                                         r"got \[256, 256, 1\]"),
     (b"train_params:\n  num_epochs: -1\n", "num_epochs must be positive, got -1"),
     (b"train_params:\n  scales: []\n", r"scales must list the pyramid's scales, each in \(0, 1\], got \[\]"),
     # the pyramid only shrinks (a scale of 2 made a gaussian of negative size: a traceback inside torch)
