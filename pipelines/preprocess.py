@@ -70,6 +70,10 @@ def check(cfg: PreprocessConfig) -> None:
     if storage.exists(storage.join(cfg.input, MANIFEST_NAME), cfg.endpoint):  # its _work/ copies would be found
         raise cli.UserError(f"--input {cfg.input}: a dataset preprocess made (it holds {MANIFEST_NAME}): give the raw "
                             "videos here, or this folder to train and evaluate as --data")
+    if not any(c in cfg.input for c in "*?[") and not storage.is_dir(cfg.input, cfg.endpoint):  # a video or a CSV
+        if checks.same_place(cfg.output, cfg.input.rsplit("/", 1)[0] if "/" in cfg.input else "."):
+            raise cli.UserError(f"--output {cfg.output}: is the folder of --input {cfg.input} (the dataset would be "
+                                "written among the raw videos, and that folder read as a dataset: choose a new folder)")
     with cli.user_input("--input"):
         tasks = collect_tasks(cfg)
     if len(tasks) == 1 and tasks[0].path == cfg.input and not cfg.input.lower().endswith(".csv"):

@@ -415,6 +415,11 @@ def not_an_input(flag: str, out: str | os.PathLike | None, inputs: dict[str, str
                             "choose a new or empty one)")
 
 
+def same_place(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file or folder: local ones with symlinks followed, URLs as written."""
+    return _resolved(a) == _resolved(b)
+
+
 def _resolved(path: str | os.PathLike) -> tuple[str, PurePosixPath]:
     """(scheme, path): a local path made absolute with symlinks followed; a URL's bucket and key as written."""
     scheme, sep, rest = str(path).partition("://")

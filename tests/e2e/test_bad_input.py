@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -207,6 +208,9 @@ CASES = [
          "--input {tiny} --output {w}/ds", "--input"),
     Case("preprocess", "wrong type", "--input a still image (a one-frame 'video': Ray started, then no clip)",
          "--input {still} --output {w}/ds", "--input"),
+    Case("preprocess", "overwrite", "--output the folder of the one --input video (the dataset was written among the "
+         "raw videos, and the folder could not be an --input again)", "--input {w}/raw/a.mp4 --output {w}/raw",
+         "--output"),
 ]
 
 
@@ -256,6 +260,8 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
     (root / "pairs_blank.csv").write_text("source,driving,output\na.png,b.mp4,\n")
     (root / "dataset").mkdir()
+    (root / "raw").mkdir()
+    shutil.copy(REPO.parent / "shared" / "data" / "face_talk_a.mp4", root / "raw" / "a.mp4")
     sqlite3.connect(root / "app.db").execute("create table users (id, name)").connection.close()
     os.mkfifo(root / "pipe.parquet")
     (root / "dataset" / "_manifest.json").write_text('{"version": 1, "shards": []}')
