@@ -70,26 +70,27 @@ def check(cfg: PreprocessConfig) -> None:
     if storage.exists(storage.join(cfg.input, MANIFEST_NAME), cfg.endpoint):  # its _work/ copies would be found
         raise cli.UserError(f"--input {cfg.input}: a dataset preprocess made (it holds {MANIFEST_NAME}): give the raw "
                             "videos here, or this folder to train and evaluate as --data")
-    if not any(c in cfg.input for c in "*?[") and not storage.is_dir(cfg.input, cfg.endpoint):  # a video or a CSV
-        if checks.same_place(cfg.output, cfg.input.rsplit("/", 1)[0] if "/" in cfg.input else "."):
-            raise cli.UserError(f"--output {cfg.output}: is the folder of --input {cfg.input} (the dataset would be "
-                                "written among the raw videos, and that folder read as a dataset: choose a new folder)")
+    if not any(c in cfg.input for c in "*?[") and not cfg.input.lower().endswith(".csv") and \
+            not storage.is_dir(cfg.input, cfg.endpoint):
+        one_video(cfg)
     with cli.user_input("--input"):
         tasks = collect_tasks(cfg)
-    if len(tasks) == 1 and tasks[0].path == cfg.input and not cfg.input.lower().endswith(".csv"):
-        one_video(cfg.input)
     if not tasks:
         raise cli.UserError(f"--input {cfg.input}: no videos (expected a folder, glob or metadata CSV of "
                             f"{', '.join(VIDEO_EXTENSIONS)} files)")
 
 
-def one_video(path: str) -> None:
+def one_video(cfg: PreprocessConfig) -> None:
     """An --input of one file is a video (a config or an image given there started Ray, then failed as a clip):
-    a local one opens and has frames to make a clip of; an s3:// one has a video's extension."""
+    a local one opens and has frames to make a clip of; an s3:// one has a video's extension. Its folder is not the
+    --output: the dataset would be written among the raw videos, and the folder read as a dataset."""
     from services import storage
     from services.video_read import VIDEO_EXTENSIONS, VideoError, probe_video
 
-    expected = "expected a video, or a folder, glob or metadata CSV of videos"
+    path, expected = cfg.input, "expected a video, or a folder, glob or metadata CSV of videos"
+    if checks.same_place(cfg.output, path.rsplit("/", 1)[0] if "/" in path else "."):
+        raise cli.UserError(f"--output {cfg.output}: is the folder of --input {path} (the dataset would be written "
+                            "among the raw videos, and that folder read as a dataset: choose a new folder)")
     if storage.is_remote(path):
         if not path.lower().endswith(VIDEO_EXTENSIONS):
             raise cli.UserError(f"--input {path}: not a video file name ({expected}: {', '.join(VIDEO_EXTENSIONS)})")
