@@ -300,6 +300,7 @@ def registered_checkpoint(flag: str, value: str | None, uri: str | None = None) 
     if value is None or not value.startswith("models:"):
         return value
     tracking_uri("--tracking-uri", uri, write=False)  # a server that answers, a store that opens; then MLflow
+    from services.tracking.registry import NotCopied
     from services.tracking.registry import registered_checkpoint as fetch
     from services.tracking.store import default_tracking_uri, local_sqlite_path
 
@@ -307,7 +308,12 @@ def registered_checkpoint(flag: str, value: str | None, uri: str | None = None) 
     if (db := local_sqlite_path(store)) is not None and not db.is_file():  # opening it would make an empty one
         raise UserError(f"{flag} {value}: no MLflow store at {store} (name the store train --model-name registered "
                         "it in: $MLFLOW_TRACKING_URI or --tracking-uri)")
-    return fetch(flag, value, store)
+    try:
+        return fetch(flag, value, store)
+    except NotCopied as err:  # MLflow's download error keeps no cause: files on S3 are asked for as a job asks
+        if err.source.startswith("s3://"):  # (no credentials, keys refused, no bucket); MLflow's S3 endpoint
+            storage_reachable(f"{flag} {value}: its files at", err.source, os.environ.get("MLFLOW_S3_ENDPOINT_URL"))
+        raise
 
 
 def registered_config(config: str | None, checkpoint: str | None, given: str | None) -> str:

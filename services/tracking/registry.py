@@ -12,8 +12,17 @@ from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
 from services.errors import UserError
-from services.failures import s3_credentials_problem, why
+from services.failures import why
 from services.tracking.store import default_tracking_uri, make_client
+
+
+class NotCopied(UserError):
+    """A registered version's files could not be copied here; `source`: where they are ('' where unknown)."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+
 
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))/?")
@@ -94,14 +103,12 @@ def registered_checkpoint(flag: str, value: str, store: str) -> str:
             download_model_version(store, name, int(version.version), staging).rename(folder)
     except (OSError, MlflowException) as err:
         if not folder.is_dir():  # MLflow's download error keeps no cause: the free space says what a full disk is
-            with contextlib.suppress(MlflowException):  # files on S3 (a server's s3:// root) and no credentials here
-                source = client.get_run(version.run_id).info.artifact_uri  # the version's source is runs:/…
-                if source.startswith("s3://") and (problem := s3_credentials_problem()):
-                    raise UserError(f"{flag} {value}: version {version.version}'s files are at {source}: {problem}"
-                                    ) from None
+            source = ""
+            with contextlib.suppress(MlflowException):  # the version's source is runs:/…
+                source = client.get_run(version.run_id).info.artifact_uri
             free = f"; {shutil.disk_usage(cache).free / 2**20:,.0f} MiB free there" if cache.is_dir() else ""
-            raise UserError(f"{flag} {value}: cannot copy version {version.version} into {cache} ({why(err)}{free}; "
-                            "$XDG_CACHE_HOME moves it)") from None
+            raise NotCopied(f"{flag} {value}: cannot copy version {version.version} into {cache} ({why(err)}{free}; "
+                            "$XDG_CACHE_HOME moves it)", source) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     found = sorted(str(p) for p in folder.iterdir() if p.name.endswith(CHECKPOINT_SUFFIXES))

@@ -163,11 +163,12 @@ def test_aws_settings_no_request_passes_are_one_line_naming_the_flag(refusing_s3
         s3_filesystem.cache_clear()
 
 
-def test_a_registered_version_whose_files_are_on_s3_says_when_this_machine_has_no_credentials(
-        moto_s3, mlflow_server, tiny_config_path, tmp_path):
+def test_a_registered_version_whose_files_are_on_s3_says_why_they_cannot_be_copied(
+        moto_s3, refusing_s3, mlflow_server, tiny_config_path, tmp_path):
     """`--checkpoint models:/…` of a version a server keeps on S3 (its experiment's artifact root), run as `fomm
-    info` on a machine without S3 credentials: MLflow's "Failed to download artifacts from path 'model'" was shown
-    beside the cache's free space, as if the disk were full. With them the file comes back whole."""
+    info` on a machine without S3 credentials, or whose keys S3 refuses: MLflow's "Failed to download artifacts from
+    path 'model'" was shown beside the cache's free space, as if the disk were full. With good keys the file comes
+    back whole."""
     from mlflow import MlflowClient
 
     from services.tracking.registry import register_run_files
@@ -180,11 +181,14 @@ def test_a_registered_version_whose_files_are_on_s3_says_when_this_machine_has_n
     register_run_files(mlflow_server, "on-s3", run.info.run_id, tmp_path / "files")
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     command = [str(BIN / "fomm"), "info", "--config", str(tiny_config_path), "--checkpoint", "models:/on-s3/1"]
-    bare = {k: v for k, v in env.items() if k not in S3_CREDENTIALS} | no_s3_credentials_here(tmp_path)
-    done = subprocess.run(command, env=bare, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr == (
-        f"fomm info: error: --checkpoint models:/on-s3/1: version 1's files are at {root}/{run.info.run_id}/"
-        "artifacts: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE))\n")
+    where = f"fomm info: error: --checkpoint models:/on-s3/1: its files at {root}/{run.info.run_id}/artifacts: "
+    without = {k: v for k, v in env.items() if k not in S3_CREDENTIALS} | no_s3_credentials_here(tmp_path)
+    refused = {**env, "AWS_ENDPOINT_URL": refusing_s3, "FOMM_S3_ENDPOINT": refusing_s3}  # keys it does not know
+    for settings, why in ((without, "no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+                                    "AWS_PROFILE))"), (refused, "S3 refused access (The AWS Access Key Id you ")):
+        done = subprocess.run(command, env=settings, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.startswith(where + why), done.stderr
+        assert done.stderr.count("\n") == 1
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     copied = list((tmp_path / "cache" / "fomm" / "models").glob("on-s3-v1-*/model.pth.tar"))
     assert [p.read_bytes() for p in copied] == [b"weights"], done.stderr
