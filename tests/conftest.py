@@ -488,7 +488,8 @@ def mlflow_restartable(tmp_path, mlflow_template_db) -> Iterator[MlflowServerPro
         server.stop()
 
 
-S3_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+S3_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                  "AWS_DEFAULT_PROFILE")
 
 
 def no_s3_credentials_here(folder: Path) -> dict[str, str]:

@@ -175,7 +175,7 @@ class Tracker:
                 if is_transient(exc) or is_full(exc) or not (problem := environment_failure(exc)):
                     raise
                 store = ""
-                with contextlib.suppress(Exception):  # the store's answer names it; without one, the line still says why
+                with contextlib.suppress(Exception):  # named where the store says it; the line says why anyway
                     store = f" {self._client.get_run(self.run_id).info.artifact_uri}"
                 raise UserError(f"--tracking-uri {self.tracking_uri}: the run's artifact store{store}: {problem}"
                                 ) from exc

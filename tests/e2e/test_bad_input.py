@@ -273,7 +273,8 @@ def prepare(root: Path) -> dict[str, str]:
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
              "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet",
              "dataset": "dataset", "pipe": "pipe.parquet", "app_db": "app.db"}
-    return {"w": str(root), "tiny": str(tiny), "still": str(REPO.parent / "shared" / "data" / "face_source_a.jpg"), "demo_config": str(REPO / "configs" / "demo-64.yaml"),
+    return {"w": str(root), "tiny": str(tiny), "still": str(REPO.parent / "shared" / "data" / "face_source_a.jpg"),
+            "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
             "shard": str(shard), "train_only": str(train_only), "shard_dir": str(Path(shard).parent), "ckpt": str(ckpt), "ckpts": str(Path(ckpt).parent), "dead": str(dead_port()),
             **{key: str(root / name) for key, name in files.items()}}
