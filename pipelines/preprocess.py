@@ -77,7 +77,7 @@ def check(cfg: PreprocessConfig) -> None:
         tasks = collect_tasks(cfg)
     if not tasks:
         raise cli.UserError(f"--input {cfg.input}: no videos (expected a folder, glob or metadata CSV of "
-                            f"{', '.join(VIDEO_EXTENSIONS)} files)")
+                            f"{', '.join(VIDEO_EXTENSIONS)} files, or folders of .png/.jpg frames named like them)")
 
 
 def one_video(cfg: PreprocessConfig) -> None:

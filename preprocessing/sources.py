@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from preprocessing.config import PreprocessConfig
 from services import checks, storage
-from services.video_read import VIDEO_EXTENSIONS
+from services.video_read import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
 
 METADATA_CSV = "metadata.csv"
 
@@ -62,13 +62,21 @@ def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[Vid
         if not p.isascii() and any("\udc80" <= c <= "\udcff" for c in p):  # undecodable bytes, kept by the OS
             raise ValueError(f"{os.fsencode(p).decode(errors='backslashreplace')}: a file name that is not UTF-8 "
                              "(a clip's ids and paths are stored as text: rename the file)")
-        parts = p[len(root):].strip("/").split("/") if p.startswith(root) else [Path(p).name]  # relative path
+        inside = p[len(root):].strip("/") if p.startswith(root) else ""
+        parts = inside.split("/") if inside else [PurePosixPath(p).name]  # relative path (root itself: its name)
         vid = "__".join(parts).rsplit(".", 1)[0]
         meta = side.get(vid) or side.get(Path(p).stem) or {}
         split = meta.get("split") or (parts[0] if len(parts) > 1 and parts[0] in ("train", "test") else "")
         tasks.append(VideoTask(video_id=vid, path=p, person_id=meta.get("person_id") or vid,
                                split=split or hash_split(vid, cfg.test_fraction)))
     return tasks
+
+
+def frame_folders(files: list[str]) -> list[str]:
+    """The folders among listed files that hold .png/.jpg frames and are named like a video: the original FOMM's
+    png datasets (train/id10001#7w0IBEWc9Qw#000993#001143.mp4/0000000.png); a folder of other pictures is none."""
+    folders = {f.rsplit("/", 1)[0] for f in files if f.lower().endswith(FRAME_EXTENSIONS) and "/" in f}
+    return sorted(f for f in folders if f.lower().endswith(VIDEO_EXTENSIONS))
 
 
 def raw_video_index(video_dir: str, endpoint: str | None) -> dict[str, str]:
@@ -166,7 +174,8 @@ def collect_tasks(cfg: PreprocessConfig) -> list[VideoTask]:
         tasks = folder_tasks(paths, root, cfg)
     elif storage.is_dir(spec, cfg.endpoint):
         root = spec if storage.is_remote(spec) else storage.resolve(spec)[1]
-        paths = [p for p in storage.list_files(root, endpoint=cfg.endpoint) if p.lower().endswith(VIDEO_EXTENSIONS)]
+        files = storage.list_files(root, endpoint=cfg.endpoint)
+        paths = [p for p in files if p.lower().endswith(VIDEO_EXTENSIONS)] + frame_folders(files)
         tasks = folder_tasks(paths, root, cfg)
     elif storage.exists(spec, cfg.endpoint):
         tasks = folder_tasks([spec], spec.rsplit("/", 1)[0], cfg)

@@ -171,7 +171,8 @@ def glob(pattern: str, endpoint: str | None = None) -> list[str]:
 
 @contextlib.contextmanager
 def local_copy(path: str, endpoint: str | None = None) -> Iterator[str]:
-    """A local file path for `path`: the path itself when local, else a temporary download removed afterwards."""
+    """A local path for `path`: the path itself when local, else a temporary download (of a file, or of a folder's
+    files) removed afterwards."""
     if not is_remote(path):
         yield str(path)
         return
@@ -179,7 +180,12 @@ def local_copy(path: str, endpoint: str | None = None) -> Iterator[str]:
     with scratch_dir("download") as d:
         local = os.path.join(d, f"input{PurePosixPath(p).suffix}")
         try:
-            fs.get_file(p, local)
+            try:
+                fs.get_file(p, local)
+            except FileNotFoundError:  # a folder (of a video's frames): its files, asked for only then
+                if not fs.isdir(p):
+                    raise
+                fs.get(f"{p.rstrip('/')}/", f"{local}/", recursive=True)
         except OSError as e:
             raise StorageError(f"{path}: cannot download ({_reason(e)})") from e
         yield local

@@ -17,6 +17,9 @@ from services.cli import UserError
 PathLike = str | os.PathLike
 # the file names taken for videos where a folder or glob is listed (preprocess --input)
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".gif")
+# a folder of frames read as a video: the original FOMM's png datasets (a folder per clip, named like a video)
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+FRAMES_FPS = 25.0  # such a folder keeps no frame rate: VoxCeleb's and Tai-Chi-HD's
 MAX_IMAGE_PIXELS = 1 << 30  # the largest image read: 1,074 MP (3 GiB as RGB), 5× a 200 MP phone photo
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # ftyp brands of HEIF stills
 
@@ -57,8 +60,31 @@ def _not_a_file(p: Path) -> str | None:
     return NOT_REGULAR if p.exists() else "no such file"
 
 
+def frame_files(path: PathLike) -> list[Path] | None:
+    """The frames of a folder of .png/.jpg frames, in name order (0000000.png, …); None for anything else."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    return sorted(f for f in p.iterdir() if f.suffix.lower() in FRAME_EXTENSIONS and not f.name.startswith(".")) or None
+
+
+def _frames_timed(path: PathLike, files: list[Path], start: int,
+                  stop: int | None) -> Iterator[tuple[float, np.ndarray]]:
+    """(seconds, frame) of a folder of frames at FRAMES_FPS; every frame of the first one's size."""
+    size = None
+    for i, file in enumerate(files[start:stop], start):
+        frame = read_image(file)
+        size = size or frame.shape
+        if frame.shape != size:
+            raise VideoError(f"{path}: frame {file.name} is {frame.shape[1]}×{frame.shape[0]}, the first "
+                             f"{size[1]}×{size[0]}")
+        yield i / FRAMES_FPS, frame
+
+
 def _open(path: PathLike) -> av.container.InputContainer:
     p = Path(path)
+    if p.is_dir():
+        raise VideoError(f"{p}: a folder without .png or .jpg frames (a video is a file, or a folder of frames)")
     if why := _not_a_file(p):  # a pipe would block the read forever
         raise VideoError(f"{p}: {why}")
     if p.stat().st_size == 0:
@@ -94,6 +120,10 @@ def _decode(path: PathLike, container: av.container.InputContainer) -> Iterator[
 
 def probe_video(path: PathLike) -> VideoInfo:
     """Size, frame rate, frame count, duration, audio and rotation of a video (decodes one frame)."""
+    if files := frame_files(path):
+        height, width = read_image(files[0]).shape[:2]
+        return VideoInfo(path=str(path), width=width, height=height, fps=FRAMES_FPS, num_frames=len(files),
+                         duration=len(files) / FRAMES_FPS, has_audio=False, rotation=0)
     with _open(path) as container:
         stream = container.streams.video[0]
         first = next(_decode(path, container), None)
@@ -122,6 +152,9 @@ def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
                       expected: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """(seconds from the first frame, H×W×3 uint8 RGB frame) for frames start ≤ i < stop; decoding to the end fails
     when far fewer frames decode than listed or `expected` (one frame of slack: some count a trailing empty packet)."""
+    if files := frame_files(path):
+        yield from _frames_timed(path, files, start, stop)
+        return
     with _open(path) as container:
         stream = container.streams.video[0]
         declared = expected or int(stream.frames or 0)

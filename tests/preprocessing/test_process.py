@@ -118,6 +118,36 @@ def test_raw_videos_are_found_by_one_listing_with_the_extension_order_kept(tmp_p
     assert raw_video_index(root, None) == {"v1": f"{root}/v1.mov", "v2": f"{root}/v2.mkv"}  # not recursive
 
 
+def test_the_original_fomms_png_datasets_preprocess_as_their_videos_would_locally_and_on_s3(tmp_path, moto_s3):
+    """A folder of clips kept as folders of frames named like videos (train/id#yt#start#end.mp4/0000000.png, the
+    original FOMM's png format) gives a clip per folder, split by its train/test folder; a folder of other pictures
+    is no video. On S3 each clip's frames are downloaded and give the same clips."""
+    import boto3
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    raw = tmp_path / "vox-png"
+    for split, name in (("train", "id1#yt1#000010#000022.mp4"), ("test", "id2#yt2#000000#000012.mp4")):
+        (raw / split / name).mkdir(parents=True)
+        for i, frame in enumerate(rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)):
+            Image.fromarray(frame).save(raw / split / name / f"{i:07d}.png")
+    (raw / "train" / "thumbs").mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(raw / "train" / "thumbs" / "cover.jpg")
+    local = dw.run_local(cfg_for(raw, tmp_path / "out", min_frames=8, min_size=32))
+    clips = {c["clip_id"]: (c["split"], c["frames"].shape[0], c["frames"].tobytes()) for c in shard_clips(str(tmp_path / "out"))}
+    assert {k: v[0] for k, v in clips.items()} == {"train__id1#yt1#000010#000022#000#000000#000012": "train",
+                                                   "test__id2#yt2#000000#000012#000#000000#000012": "test"}
+    assert local["num_errors"] == 0 and [v[1] for v in clips.values()] == [12, 12]
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint"], region_name="us-east-1")
+    prefix = f"png-{tmp_path.name}"  # the session's bucket is shared: a folder of this test's own
+    for file in (f for f in raw.rglob("*") if f.is_file()):
+        s3.upload_file(str(file), moto_s3["bucket"], f"{prefix}/{file.relative_to(raw)}")
+    dw.run_local(cfg_for(f"s3://{moto_s3['bucket']}/{prefix}", tmp_path / "from_s3", min_frames=8, min_size=32))
+    assert {c["clip_id"]: (c["split"], c["frames"].shape[0], c["frames"].tobytes())
+            for c in shard_clips(str(tmp_path / "from_s3"))} == clips
+
+
 @pytest.mark.parametrize(("row", "problem"), [
     ("vidA,18,6,100-80-300-290,50,820,824", r"line 2 \(video vidA\): frame range start 18, end 6 is empty or reversed"),
     ("vidA,6,6,100-80-300-290,50,820,824", "frame range start 6, end 6 is empty"),

@@ -28,6 +28,27 @@ def test_read_frames_first_n_and_window(shared_data):
     np.testing.assert_array_equal(window, frames[2:5])
 
 
+def test_a_folder_of_frames_reads_as_a_video_of_its_frames_in_name_order(tmp_path):
+    """The original FOMM's png datasets keep a clip as a folder of frames (0000000.png, …): read at 25 fps."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 12, 16, 3), dtype=np.uint8)  # T×H×W×3
+    clip = tmp_path / "id1#a#1.mp4"
+    clip.mkdir()
+    for i in (3, 0, 4, 1, 2):  # written out of order: read in name order
+        Image.fromarray(frames[i]).save(clip / f"{i:07d}.png")
+    (clip / ".DS_Store").write_bytes(b"x")
+    info = probe_video(clip)
+    assert (info.width, info.height, info.num_frames, info.fps, info.has_audio) == (16, 12, 5, 25.0, False)
+    np.testing.assert_array_equal(read_frames(clip), frames)
+    np.testing.assert_array_equal(np.stack(list(iter_frames(clip, start=1, stop=3))), frames[1:3])
+    Image.fromarray(frames[0][:6]).save(clip / "0000005.png")  # a frame of another size
+    with pytest.raises(VideoError, match=r"frame 0000005.png is 16×6, the first 16×12$"):
+        read_frames(clip)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoError, match=r"empty: a folder without .png or .jpg frames"):
+        probe_video(tmp_path / "empty")
+
+
 def test_round_trip_keeps_content_and_fps(tmp_path):
     rng = np.random.default_rng(0)
     frames = np.repeat(rng.integers(0, 255, (5, 4, 4, 3), dtype=np.uint8), 8, axis=1).repeat(8, axis=2)  # 5×32×32×3
