@@ -70,11 +70,10 @@ def check(cfg: PreprocessConfig) -> None:
     if storage.exists(storage.join(cfg.input, MANIFEST_NAME), cfg.endpoint):  # its _work/ copies would be found
         raise cli.UserError(f"--input {cfg.input}: a dataset preprocess made (it holds {MANIFEST_NAME}): give the raw "
                             "videos here, or this folder to train and evaluate as --data")
-    if not any(c in cfg.input for c in "*?[") and not cfg.input.lower().endswith(".csv") and \
-            not storage.is_dir(cfg.input, cfg.endpoint):
-        one_video(cfg)
     with cli.user_input("--input"):
         tasks = collect_tasks(cfg)
+    if len(tasks) == 1 and tasks[0].path == cfg.input:  # the input is one video (not a folder, glob or CSV of them)
+        one_video(cfg)
     if not tasks:
         raise cli.UserError(f"--input {cfg.input}: no videos (expected a folder, glob or metadata CSV of "
                             f"{', '.join(VIDEO_EXTENSIONS)} files, or folders of .png/.jpg frames named like them)")
