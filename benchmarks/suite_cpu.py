@@ -52,8 +52,8 @@ def kind_of(command: str) -> str:
 
 
 def sample(root: int, seen: dict[tuple[str, str], list]) -> None:
-    """Update {(pid, start): [kind, cpu at first sight, cpu now]} from /proc for process `root` and every process
-    it started (kept once seen: Ray's processes outlive the drivers that start them)."""
+    """Update {(pid, start): [kind, CPU-seconds so far]} from /proc for process `root` and every process it started
+    (kept once seen: Ray's processes outlive the drivers that start them)."""
     table = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -70,8 +70,8 @@ def sample(root: int, seen: dict[tuple[str, str], list]) -> None:
         grew = bool(new)
     for pid in ours & table.keys():
         _, key, cpu, command = table[pid]
-        entry = seen.setdefault(key, [kind_of(command), 0.0, cpu])
-        entry[2] = cpu
+        entry = seen.setdefault(key, [kind_of(command), cpu])
+        entry[1] = cpu
         if entry[0] == "Ray worker, idle":  # an idle worker takes its actor's or task's title later
             entry[0] = kind_of(command)
 
@@ -93,9 +93,9 @@ def main() -> int:
     sample(proc.pid, seen)
     wall = time.monotonic() - start
     kinds: dict[str, list] = defaultdict(lambda: [0.0, 0])
-    for kind, first, last in seen.values():
-        if last > first:
-            kinds[kind][0] += last - first
+    for kind, cpu in seen.values():
+        if cpu > 0:
+            kinds[kind][0] += cpu
             kinds[kind][1] += 1
     total = sum(cpu for cpu, _ in kinds.values())
     print(json.dumps({"command": " ".join(command), "exit_status": proc.returncode, "wall_s": round(wall, 1),
