@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -295,7 +296,7 @@ def ray_head(tmp_path_factory) -> Iterator[dict]:
     env["FOMM_TEST_CLUSTER"] = str(root)  # every process of the cluster inherits it: teardown finds them all
     cluster = RayCluster(root, env)
     info = {"address": cluster.address, "dashboard": cluster.dashboard, "temp_dir": cluster.temp_dir,
-            "cluster": cluster, "root": root, "stopped": False}
+            "cluster": cluster, "root": root, "stopped": False, "job_tests": {}}
     _session_cluster[:] = [info]
     try:
         cluster.start_head()
@@ -339,20 +340,29 @@ def _whole_cluster(request) -> None:  # noqa: ANN001 - pytest's FixtureRequest
                         "this test `ray`")
         cluster = request.getfixturevalue("ray_head")["cluster"]
         cluster.wait_workers()
-        cluster.wait_no_placement_groups()
+        if orphans := cluster.wait_no_placement_groups():  # a Ray race, not this test's: said, and cleared
+            tests = request.getfixturevalue("ray_head")["job_tests"]
+            named = [f"{o} ({tests.get(o.rsplit(' ', 1)[-1], 'a driver the test started')})" for o in orphans]
+            warnings.warn(f"Ray kept placement groups of ended jobs; removed: {named}", pytest.PytestWarning,
+                          stacklevel=1)
 
 
 @pytest.fixture
-def ray_local(ray_head) -> Iterator[dict]:
+def ray_local(ray_head, request) -> Iterator[dict]:  # noqa: ANN001
     """This test process connected as a Ray driver to the session's head node, for one test: disconnecting ends
     the driver's job, and with it whatever the test left running on the cluster (a Train controller a raised error
     kept alive, its placement group), so the next test's CPUs are free."""
     import ray
 
+    from services.ray_start import release_placement_groups
+
     ray.init(address=ray_head["address"], log_to_driver=False, ignore_reinit_error=True)
+    ray_head["job_tests"][ray.get_runtime_context().get_job_id()] = request.node.nodeid
     try:
         yield ray_head
     finally:
+        if ray.is_initialized():  # as a stage's driver leaving a cluster does (services.ray_start.disconnect)
+            release_placement_groups()
         ray.shutdown()
 
 
