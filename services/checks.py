@@ -143,11 +143,23 @@ def parsed_url(flag: str, url: str) -> urllib.parse.ParseResult:
     return parsed
 
 
+SERVER_WITHOUT_SCHEME = re.compile(r"(?:(https?)(?://|:(?!/)))?([A-Za-z0-9.-]+:\d+(?:/.*)?)")  # HOST:PORT[/…]
+
+
+def server_meant(address: str) -> str | None:
+    """The http(s) URL meant by a server's address typed without its scheme or with part of it (127.0.0.1:5000,
+    http//host:5000, http:host:5000); None for anything else."""
+    if found := SERVER_WITHOUT_SCHEME.fullmatch(address):
+        return f"{found[1] or 'http'}://{found[2]}"
+    return None
+
+
 def reachable(flag: str, url: str, timeout: float = 3.0) -> None:
     """An http(s) endpoint whose host accepts a TCP connection; `flag` starts the message (flag, or flag + what)."""
     parsed = parsed_url(flag, url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise UserError(f"{flag} {url}: expected an http(s):// URL")
+        meant = server_meant(url)
+        raise UserError(f"{flag} {url}: expected an http(s):// URL" + (f" (meant {meant}?)" if meant else ""))
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         socket.create_connection((parsed.hostname, port), timeout=timeout).close()
@@ -251,6 +263,8 @@ def tracking_uri(flag: str, uri: str | None, write: bool = True, experiment: str
             raise UserError(f"{flag} {uri}: {problem} (set DATABRICKS_HOST and DATABRICKS_TOKEN, or a profile "
                             "in ~/.databrickscfg)")
         return
+    if (meant := server_meant(uri)) and not Path(uri).is_dir():  # not a folder store named 127.0.0.1:5000
+        raise UserError(f"{flag} {uri}: a server's address without its scheme (meant {meant}?)")
     parsed = parsed_url(flag, uri)
     scheme = parsed.scheme
     if scheme in ("http", "https"):

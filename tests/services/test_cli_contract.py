@@ -130,6 +130,17 @@ def test_checks(tmp_path, monkeypatch) -> None:
         with pytest.raises(UserError, match=rf"^--endpoint {re.escape(uri)}: not a valid URL \({why}\)$"):
             checks.reachable("--endpoint", uri)
     checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    # a server's address typed without its scheme, or with a piece of it: it was taken for a folder store (or
+    # 'unknown tracking URI scheme localhost')
+    for uri, meant in (("127.0.0.1:5000", "http://127.0.0.1:5000"), ("localhost:5000", "http://localhost:5000"),
+                       ("https//mlflow.example.com:443/p", "https://mlflow.example.com:443/p"),
+                       ("http:127.0.0.1:5000", "http://127.0.0.1:5000")):
+        with pytest.raises(UserError, match=rf"^--tracking-uri {uri}: a server's address without its scheme \(meant "
+                                            rf"{meant}\?\)$"):
+            checks.tracking_uri("--tracking-uri", uri)
+    with pytest.raises(UserError, match=r"^--endpoint localhost:9000: expected an http\(s\):// URL \(meant "
+                                        r"http://localhost:9000\?\)$"):  # an S3 endpoint alike
+        checks.reachable("--endpoint", "localhost:9000")
     # MLflow 3 refuses a folder store once the run has begun: refused here, before any work, with the SQLite URI
     with pytest.raises(UserError, match=rf"^--tracking-uri mlruns: a folder store, which MLflow 3 refuses \(use "
                                         rf"sqlite:///{tmp_path}/mlruns/mlflow.db, or set MLFLOW_ALLOW_FILE_STORE"):
