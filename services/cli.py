@@ -22,9 +22,10 @@ USER_ERROR_STATUS = 2
 DEBUG_FLAG = "--debug"
 RESUME_NOTE = "resume_note"  # an exception's attribute: where a failed run kept its resume state (services.stage)
 # the environment variables the product reads (their homes: services.storage, services.tracking.run, training.job,
-# fomm.vgg, preprocessing.detection); tests/services/test_cli_contract.py keeps this list whole
+# fomm.vgg, preprocessing.detection, services.tracking.registry); tests/services/test_cli_contract.py keeps this
+# list whole
 SETTINGS = ("FOMM_S3_ENDPOINT", "FOMM_S3_MAX_ATTEMPTS", "FOMM_TRACKING_END_WAIT_S", "FOMM_ROOM_WAIT_S",
-            "FOMM_VGG19_WEIGHTS", "FOMM_S3FD_WEIGHTS")
+            "FOMM_VGG19_WEIGHTS", "FOMM_S3FD_WEIGHTS", "FOMM_MODEL_CACHE_DAYS")
 # MLflow's, which its users set for every tool: one a letter off (MLFLOW_TRACKING_URL) sent the runs to ./mlruns
 MLFLOW_SETTINGS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
                    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_REGISTRY_URI", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_EXPERIMENT_NAME")

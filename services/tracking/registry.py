@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from mlflow.artifacts import download_artifacts
@@ -13,6 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from services.errors import UserError
 from services.failures import why
+from services.fields import env_number
 from services.tracking.store import default_tracking_uri, make_client
 
 
@@ -99,8 +101,11 @@ def registered_checkpoint(flag: str, value: str, store: str) -> str:
     staging = folder.with_name(f".{folder.name}-{os.getpid()}")
     try:  # whole or not at all: a second process may be copying it too
         if not folder.is_dir():
+            unused_days = env_number("FOMM_MODEL_CACHE_DAYS", 30.0)
             folder.parent.mkdir(parents=True, exist_ok=True)
             download_model_version(store, name, int(version.version), staging).rename(folder)
+            evict_unused(cache, unused_days, keep=folder)
+        os.utime(folder)  # used now: what eviction goes by
     except (OSError, MlflowException) as err:
         if not folder.is_dir():  # MLflow's download error keeps no cause: the free space says what a full disk is
             source = ""
@@ -115,3 +120,14 @@ def registered_checkpoint(flag: str, value: str, store: str) -> str:
     if len(found) != 1:
         raise UserError(f"{flag} {value}: version {version.version} holds {len(found)} checkpoint files, not one")
     return found[0]
+
+
+def evict_unused(cache: Path, days: float, keep: Path) -> None:
+    """Remove the cached versions other than `keep` that no process has used for `days` days ($FOMM_MODEL_CACHE_DAYS,
+    default 30), as `keep` is copied: a nightly benchmark copied each night's version and kept them all until the disk
+    was full."""
+    cutoff = time.time() - days * 86400
+    for old in cache.iterdir():
+        with contextlib.suppress(OSError):  # gone already: another process evicted it
+            if old != keep and not old.name.startswith(".") and old.stat().st_mtime < cutoff:  # not a copy under way
+                shutil.rmtree(old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from pathlib import Path
@@ -208,6 +209,41 @@ def test_run_files_registered_as_model_versions_come_back_whole(uri, tmp_path) -
     assert (got / "checkpoint.pth.tar").read_bytes() == b"\x00weights\xff"  # version 1 keeps its own files
     with pytest.raises(LookupError, match="no versions"):
         latest_model_version(uri, "t-no-such-model")
+
+
+def test_a_version_copied_into_the_cache_evicts_those_unused_for_a_month(uri, tmp_path, monkeypatch) -> None:
+    """A nightly benchmark copies each night's new version into the cache: kept for ever, they filled the disk. A new
+    copy removes the versions no process used for $FOMM_MODEL_CACHE_DAYS (30) days; a use counts as one, and a copy
+    another process has under way (its dot-named staging folder) stays."""
+    from services.errors import UserError
+    from services.tracking.registry import registered_checkpoint
+
+    with Tracker(uri, "t-cache") as t:
+        pass
+    files = tmp_path / "model"
+    files.mkdir()
+    (files / "checkpoint.pth.tar").write_bytes(b"weights")
+    register_run_files(uri, "nightly", t.run_id, files)
+    register_run_files(uri, "nightly", t.run_id, files)
+    cache = tmp_path / "cache" / "fomm" / "models"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    day = 86400
+    for name, age_days in (("old-v1-a", 31), ("recent-v1-b", 29), (".nightly-v9-c-123", 40)):
+        (cache / name).mkdir(parents=True)
+        (cache / name / "checkpoint.pth.tar").write_bytes(b"x")
+        os.utime(cache / name, (time.time() - age_days * day,) * 2)
+    first = Path(registered_checkpoint("--checkpoint", "models:/nightly/1", uri))
+    assert first.read_bytes() == b"weights"
+    assert sorted(p.name for p in cache.iterdir()) == [".nightly-v9-c-123", first.parent.name, "recent-v1-b"]
+    os.utime(first.parent, (time.time() - 40 * day,) * 2)
+    assert Path(registered_checkpoint("--checkpoint", "models:/nightly/1", uri)) == first  # a use: fresh again
+    assert time.time() - first.parent.stat().st_mtime < 60
+    monkeypatch.setenv("FOMM_MODEL_CACHE_DAYS", "0")  # keep only the version copied now
+    second = Path(registered_checkpoint("--checkpoint", "models:/nightly/2", uri))
+    assert sorted(p.name for p in cache.iterdir()) == [".nightly-v9-c-123", second.parent.name]
+    monkeypatch.setenv("FOMM_MODEL_CACHE_DAYS", "-1")
+    with pytest.raises(UserError, match=r"^\$FOMM_MODEL_CACHE_DAYS: "):
+        registered_checkpoint("--checkpoint", "models:/nightly/1", uri)
 
 
 MAKES_A_RUN = """
