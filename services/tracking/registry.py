@@ -124,8 +124,8 @@ def registered_checkpoint(flag: str, value: str, store: str) -> str:
 
 def evict_unused(cache: Path, days: float, keep: Path) -> None:
     """Remove the cached versions other than `keep` that no process has used for `days` days ($FOMM_MODEL_CACHE_DAYS,
-    default 30), as `keep` is copied: a nightly benchmark copied each night's version and kept them all until the disk
-    was full."""
+    default 30), as `keep` is copied: a node animating with models:/NAME@champion copied each version the alias moved
+    to, and kept them all until its disk was full."""
     cutoff = time.time() - days * 86400
     for old in cache.iterdir():
         with contextlib.suppress(OSError):  # gone already: another process evicted it

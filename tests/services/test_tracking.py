@@ -212,9 +212,9 @@ def test_run_files_registered_as_model_versions_come_back_whole(uri, tmp_path) -
 
 
 def test_a_version_copied_into_the_cache_evicts_those_unused_for_a_month(uri, tmp_path, monkeypatch) -> None:
-    """A nightly benchmark copies each night's new version into the cache: kept for ever, they filled the disk. A new
-    copy removes the versions no process used for $FOMM_MODEL_CACHE_DAYS (30) days; a use counts as one, and a copy
-    another process has under way (its dot-named staging folder) stays."""
+    """A node animating with models:/NAME@champion copies each version the alias moves to: kept for ever, they filled
+    its disk. A new copy removes the versions no process used for $FOMM_MODEL_CACHE_DAYS (30) days; a use counts as
+    one, and a copy another process has under way (its dot-named staging folder) stays."""
     from services.errors import UserError
     from services.tracking.registry import registered_checkpoint
 
