@@ -30,6 +30,7 @@ from services.ray_start import (
     gpus_for,
     local_cpus,
 )
+from services.tracking import store_checks
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
     from fomm.animator import Animator
@@ -98,9 +99,9 @@ class AnimatePairs:
         torch.set_num_threads(num_threads)
         options = {**options, "device": actor_device(options.get("device", "cpu"))}
         if model := options.pop("registered", None):  # this machine's copy: another node has none of the driver's
-            options["checkpoint"] = checks.registered_checkpoint("--checkpoint", model["uri"], model["store"])
+            options["checkpoint"] = store_checks.registered_checkpoint("--checkpoint", model["uri"], model["store"])
             if model["config"]:
-                options["config"] = checks.registered_config(None, options["checkpoint"], model["uri"])
+                options["config"] = store_checks.registered_config(None, options["checkpoint"], model["uri"])
         self.options = {k: v for k, v in options.items() if k in FILE_KEYS}  # the rest make the model
         self.animator, self.options["auto_crop"] = build_animator(**{k: v for k, v in options.items()
                                                                       if k not in FILE_KEYS})

@@ -12,6 +12,7 @@ from services import checks
 from services.cli import field_flags, field_values
 from services.errors import UserError
 from services.fields import check_fields, rule
+from services.tracking import store_checks
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 MAX_OUTPUT_SIZE = 8192  # --output-size, H.264 level 6.2
@@ -97,8 +98,8 @@ def registered_weights(args: argparse.Namespace) -> argparse.Namespace:
     """`args` with a registered model's --checkpoint (models:/NAME/VERSION, /latest, @ALIAS) made its file here,
     and the config registered with it (`train --model-name`) as --config where none is given."""
     given = args.checkpoint
-    args.checkpoint = checks.registered_checkpoint("--checkpoint", given)
-    args.config = checks.registered_config(args.config, args.checkpoint, given)
+    args.checkpoint = store_checks.registered_checkpoint("--checkpoint", given)
+    args.config = store_checks.registered_config(args.config, args.checkpoint, given)
     return args
 
 

@@ -16,6 +16,7 @@ from fomm.config.loader import ConfigError, parse_yaml, shown
 from services import checks
 from services.cli import UserError, experiment_flag, field_flags, field_values, user_input
 from services.ray_start import add_ray_address_flag
+from services.tracking import store_checks
 
 
 def eval_flags(p: argparse.ArgumentParser, experiment: str, checkpoint_required: bool = True) -> None:
@@ -75,8 +76,8 @@ def metric_names(flag: str, text: str) -> tuple[str, ...]:
 def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The EvalConfig of eval_flags' flags ('random-init': no checkpoint; split 'all': every clip)."""
     given = getattr(args, "checkpoint", None)
-    checkpoint = checks.registered_checkpoint("--checkpoint", given, args.tracking_uri)
-    config = checks.registered_config(args.config_path, checkpoint, given)
+    checkpoint = store_checks.registered_checkpoint("--checkpoint", given, args.tracking_uri)
+    config = store_checks.registered_config(args.config_path, checkpoint, given)
     values = field_values(EvalConfig, args, checkpoint=None if checkpoint == "random-init" else checkpoint,
                           config_path=config,
                           split=None if args.split == "all" else args.split,
@@ -97,7 +98,7 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)  # the cheap checks first: a mistake answers fast
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
                                                checkpoint_flag: cfg.checkpoint}, folder=True)
-    checks.tracking_uri("--tracking-uri", cfg.tracking_uri, experiment=cfg.experiment)
+    store_checks.tracking_uri("--tracking-uri", cfg.tracking_uri, experiment=cfg.experiment)
     from evaluation.reconstruction import ModelSource  # torch, pyarrow: after the checks that need neither
     from preprocessing.shards import require_shards
 

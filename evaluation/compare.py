@@ -17,6 +17,7 @@ from services import checks
 from services.cli import at_least, experiment_flag
 from services.errors import UserError
 from services.stage import Stage, Summary
+from services.tracking import store_checks
 
 MAIN_METRIC = re.compile(r"^(l1|akd|akd_l2|mkr|aed|aed_l2)(/.*)?$")
 
@@ -76,7 +77,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """A tracking URI that answers; a --plot that can be written and is not the tracking store."""
-    checks.tracking_uri("--tracking-uri", args.tracking_uri, write=False)
+    store_checks.tracking_uri("--tracking-uri", args.tracking_uri, write=False)
     from services.tracking.queries import check_filter
     from services.tracking.store import default_tracking_uri, local_sqlite_path  # MLflow (seconds)
 

@@ -209,8 +209,9 @@ def read_init_checkpoint(job: TrainJob, tracking_uri: str | None = None, check: 
     once for itself: a worker on another node has no copy of the driver's."""
     from fomm.checkpoint import read_checkpoint, require_checkpoint
     from services import checks, storage
+    from services.tracking import store_checks
 
-    path = checks.registered_checkpoint("--init-from", job.init_from, tracking_uri or job.tracking_uri)
+    path = store_checks.registered_checkpoint("--init-from", job.init_from, tracking_uri or job.tracking_uri)
     if check:
         checks.existing_file("--init-from", path, "a checkpoint file", job.endpoint)
         fs, fs_path = storage.resolve(path, job.endpoint)
@@ -267,6 +268,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     the run's plan (`sweep`: the base job of a sweep, whose trials have run folders of their own)."""
     from preprocessing.shards import require_shards
     from services import checks
+    from services.tracking import store_checks
 
     checks.existing_file("--config", job.config, "a FOMM YAML")
     base = load_config(job.config)  # a ConfigError names the file and the key
@@ -286,7 +288,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     check_colormap(job.config, cfg.visualizer_params)  # not at the first image a worker draws
     checks.writable_storage("--storage", job.storage, job.endpoint)
     checks.not_an_input("--storage", job.storage, {"--data": job.data, "--config": job.config})
-    checks.tracking_uri("--tracking-uri", job.tracking_uri, experiment=job.experiment)
+    store_checks.tracking_uri("--tracking-uri", job.tracking_uri, experiment=job.experiment)
     local_room(job)
     room_wait_s()  # a bad $FOMM_ROOM_WAIT_S: one line now, not when the workers start
     check_plan(job, cfg, run_folder=not sweep)

@@ -1,1 +1,2 @@
-"""MLflow tracking, the project's only MLflow importer: store, run, queries, registry, redaction, outage outbox."""
+"""MLflow tracking, the project's only MLflow importer: store, run, queries, registry, redaction, outage outbox; the
+store's and registry's input checks."""

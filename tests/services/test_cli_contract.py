@@ -15,6 +15,7 @@ import pytest
 
 from services import checks
 from services.cli import ArgumentParser, UserError, run_cli
+from services.tracking import store_checks
 from tests.conftest import fill_disk, read_only
 
 
@@ -119,17 +120,17 @@ def test_checks(tmp_path, monkeypatch) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # released at once: nothing listens there
     with pytest.raises(UserError, match=rf"^--tracking-uri http://127.0.0.1:{port}: unreachable"):
-        checks.tracking_uri("--tracking-uri", f"http://127.0.0.1:{port}")
+        store_checks.tracking_uri("--tracking-uri", f"http://127.0.0.1:{port}")
     with pytest.raises(UserError, match="folder .* does not exist"):
-        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/missing/mlflow.db")
+        store_checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/missing/mlflow.db")
     # URLs urllib cannot split (it raised ValueError: a traceback), for the server and for an S3 endpoint alike
     for uri, why in (("http://localhost:abc", "Port could not be cast to integer value as 'abc'"),
                      ("http://localhost:99999", "Port out of range 0-65535"), ("http://[::1", "Invalid IPv6 URL")):
         with pytest.raises(UserError, match=rf"^--tracking-uri {re.escape(uri)}: not a valid URL \({why}\)$"):
-            checks.tracking_uri("--tracking-uri", uri)
+            store_checks.tracking_uri("--tracking-uri", uri)
         with pytest.raises(UserError, match=rf"^--endpoint {re.escape(uri)}: not a valid URL \({why}\)$"):
             checks.reachable("--endpoint", uri)
-    checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    store_checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
     # a server's address typed without its scheme, or with a piece of it: it was taken for a folder store (or
     # 'unknown tracking URI scheme localhost')
     for uri, meant in (("127.0.0.1:5000", "http://127.0.0.1:5000"), ("localhost:5000", "http://localhost:5000"),
@@ -137,7 +138,7 @@ def test_checks(tmp_path, monkeypatch) -> None:
                        ("http:127.0.0.1:5000", "http://127.0.0.1:5000")):
         with pytest.raises(UserError, match=rf"^--tracking-uri {uri}: a server's address without its scheme \(meant "
                                             rf"{meant}\?\)$"):
-            checks.tracking_uri("--tracking-uri", uri)
+            store_checks.tracking_uri("--tracking-uri", uri)
     with pytest.raises(UserError, match=r"^--endpoint localhost:9000: expected an http\(s\):// URL \(meant "
                                         r"http://localhost:9000\?\)$"):  # an S3 endpoint alike
         checks.reachable("--endpoint", "localhost:9000")
@@ -145,12 +146,12 @@ def test_checks(tmp_path, monkeypatch) -> None:
     with pytest.raises(UserError, match=rf"^--tracking-uri mlruns: a folder store, which MLflow 3 refuses \(use "
                                         rf"sqlite:///{tmp_path}/mlruns/mlflow.db, or set MLFLOW_ALLOW_FILE_STORE"):
         monkeypatch.chdir(tmp_path)
-        checks.tracking_uri("--tracking-uri", "mlruns")
+        store_checks.tracking_uri("--tracking-uri", "mlruns")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's own opt-out: the folder store is the user's
-    checks.tracking_uri("--tracking-uri", f"file://{tmp_path}/mlruns")
+    store_checks.tracking_uri("--tracking-uri", f"file://{tmp_path}/mlruns")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://somewhere")  # the default is checked under its own name
     with pytest.raises(UserError, match=r"^\$MLFLOW_TRACKING_URI ftp://somewhere: unknown tracking URI scheme"):
-        checks.tracking_uri("--tracking-uri", None)
+        store_checks.tracking_uri("--tracking-uri", None)
 
 
 def test_a_database_or_databricks_store_this_machine_cannot_use_is_refused_before_the_work(tmp_path, monkeypatch):
@@ -160,23 +161,23 @@ def test_a_database_or_databricks_store_this_machine_cannot_use_is_refused_befor
                         ("postgresql+psycopg2://u@h/runs", "psycopg2")):  # a driver named in the scheme
         with pytest.raises(UserError, match=rf"^--tracking-uri {re.escape(uri)}: its database driver \({driver}\) is "
                                             r"not installed: install it, or log to an MLflow server"):
-            checks.tracking_uri("--tracking-uri", uri)
+            store_checks.tracking_uri("--tracking-uri", uri)
     with pytest.raises(UserError, match=r"^--tracking-uri postgresql\+nodriver://h/runs: not a database URL"):
-        checks.tracking_uri("--tracking-uri", "postgresql+nodriver://h/runs")
+        store_checks.tracking_uri("--tracking-uri", "postgresql+nodriver://h/runs")
     cfg = tmp_path / "databrickscfg"
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(cfg))
     monkeypatch.delenv("DATABRICKS_HOST", raising=False)
     monkeypatch.delenv("DATABRICKS_CONFIG_PROFILE", raising=False)
     with pytest.raises(UserError, match=rf"^--tracking-uri databricks: no Databricks sign-in: no DATABRICKS_HOST, "
                                         rf"and no profile 'DEFAULT' with a host in {cfg} \(set DATABRICKS_HOST"):
-        checks.tracking_uri("--tracking-uri", "databricks")
+        store_checks.tracking_uri("--tracking-uri", "databricks")
     cfg.write_text("[lab]\nhost = https://lab.example\ntoken = t\n")
-    checks.tracking_uri("--tracking-uri", "databricks://lab")  # signed in: whether it answers is the run's to see
+    store_checks.tracking_uri("--tracking-uri", "databricks://lab")  # signed in: whether it answers is the run's to see
     with pytest.raises(UserError, match=rf"^--tracking-uri databricks://prod: no Databricks sign-in: no profile "
                                         rf"'prod' with a host in {cfg} "):
-        checks.tracking_uri("--tracking-uri", "databricks://prod")
+        store_checks.tracking_uri("--tracking-uri", "databricks://prod")
     monkeypatch.setenv("DATABRICKS_HOST", "https://lab.example")
-    checks.tracking_uri("--tracking-uri", "databricks")
+    store_checks.tracking_uri("--tracking-uri", "databricks")
 
 
 def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_work(tmp_path, monkeypatch) -> None:
@@ -184,7 +185,7 @@ def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_wor
     (tmp_path / "notes.db").write_text("not a database\n")
     with pytest.raises(UserError, match=rf"^--tracking-uri sqlite:///{tmp_path}/notes.db: {tmp_path}/notes.db is "
                                         r"not a SQLite database \(expected MLflow's store, or a new file\)$"):
-        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/notes.db")
+        store_checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/notes.db")
     store = tmp_path / "store"
     store.mkdir()
     # another application's database: MLflow added its ~50 tables to it, the user's file changed (its own are named)
@@ -193,33 +194,33 @@ def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_wor
     with pytest.raises(UserError, match=rf"^--tracking-uri sqlite:///{tmp_path}/app.db: {tmp_path}/app.db is another "
                                         r"application's SQLite database \(tables carts, items, orders, …\), not an "
                                         r"MLflow store: MLflow would add its own tables to it \(give a new file"):
-        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/app.db")
+        store_checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/app.db")
     for typo in (f"sqlite:/{tmp_path}/m.db", f"sqlite://{tmp_path.name}/m.db", "sqlite:m.db"):  # a slash or two short
         with pytest.raises(UserError, match=rf"^--tracking-uri {typo}: expected sqlite:///PATH/mlflow.db \(three "):
-            checks.tracking_uri("--tracking-uri", typo)
-    (tmp_path / "cut.db").write_bytes(checks.SQLITE_HEADER + bytes(50))  # its header, then nothing SQLite can read
+            store_checks.tracking_uri("--tracking-uri", typo)
+    (tmp_path / "cut.db").write_bytes(store_checks.SQLITE_HEADER + bytes(50))  # its header, then nothing SQLite can read
     with pytest.raises(UserError, match=rf"^--tracking-uri sqlite:///{tmp_path}/cut.db: {tmp_path}/cut.db is a "
                                         r"damaged SQLite database \("):
-        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/cut.db", write=False)
+        store_checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/cut.db", write=False)
     # an MLflow store being made by another process (its first table there, not yet alembic's)
     sqlite3.connect(store / "mlflow.db").execute("create table experiments (x)").connection.close()
     (store / "empty.db").touch()  # SQLite takes an empty file as a new database
     for name in ("mlflow.db", "empty.db", "new.db"):
-        checks.tracking_uri("--tracking-uri", f"sqlite:///{store}/{name}")
+        store_checks.tracking_uri("--tracking-uri", f"sqlite:///{store}/{name}")
     with read_only(store):
         for name in ("mlflow.db", "new.db"):  # SQLite writes the file and its journal beside it
             uri = f"sqlite:///{store}/{name}"
             with pytest.raises(UserError, match=rf"^--tracking-uri {uri}: (cannot write {store}/mlflow.db \(.+\)|"
                                                 rf"folder {store}: cannot write under {store})$"):
-                checks.tracking_uri("--tracking-uri", uri)
-        checks.tracking_uri("--tracking-uri", f"sqlite:///{store}/mlflow.db", write=False)  # `runs compare` reads
+                store_checks.tracking_uri("--tracking-uri", uri)
+        store_checks.tracking_uri("--tracking-uri", f"sqlite:///{store}/mlflow.db", write=False)  # `runs compare` reads
         # no --tracking-uri and no $MLFLOW_TRACKING_URI: the ./mlruns store a training run would create there
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
         monkeypatch.chdir(store)
         with pytest.raises(UserError, match=rf"^--tracking-uri \(the default\) sqlite:///{store}/mlruns/mlflow.db: "
                                             rf"folder {store}/mlruns: cannot write under {store}$"):
-            checks.tracking_uri("--tracking-uri", None)
-        checks.tracking_uri("--tracking-uri", None, write=False)
+            store_checks.tracking_uri("--tracking-uri", None)
+        store_checks.tracking_uri("--tracking-uri", None, write=False)
     assert sorted(p.name for p in store.iterdir()) == ["empty.db", "mlflow.db"]  # the checks made nothing
 
 
@@ -231,10 +232,10 @@ def test_a_bad_number_in_an_environment_variable_is_refused_naming_it(tmp_path, 
                           ("-1", "must be ≥ 0, got -1")):
         monkeypatch.setenv("FOMM_TRACKING_END_WAIT_S", text)
         with pytest.raises(UserError, match=rf"^\$FOMM_TRACKING_END_WAIT_S: {re.escape(problem)}$"):
-            checks.tracking_uri("--tracking-uri", uri)
+            store_checks.tracking_uri("--tracking-uri", uri)
     for text in ("30", " 0.5 ", ""):
         monkeypatch.setenv("FOMM_TRACKING_END_WAIT_S", text)
-        checks.tracking_uri("--tracking-uri", uri)
+        store_checks.tracking_uri("--tracking-uri", uri)
     from services.tracking.run import Tracker
 
     monkeypatch.setenv("FOMM_TRACKING_END_WAIT_S", "7")
@@ -248,7 +249,7 @@ def test_a_disk_without_room_is_refused_before_the_work(tmp_path, monkeypatch) -
                                         rf"{tmp_path}\)$"):
         checks.writable_dir("--out", tmp_path / "new")
     with pytest.raises(UserError, match="no space left on the device"):
-        checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+        store_checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -319,13 +320,13 @@ def test_a_tracking_uri_must_answer_as_mlflow(mlflow_server, tmp_path) -> None:
     import http.server
     import threading
 
-    checks.tracking_uri("--tracking-uri", mlflow_server)
+    store_checks.tracking_uri("--tracking-uri", mlflow_server)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     uri = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         with pytest.raises(UserError, match=rf"^--tracking-uri {uri}: not an MLflow tracking server \(HTTP 404 "):
-            checks.tracking_uri("--tracking-uri", uri)
+            store_checks.tracking_uri("--tracking-uri", uri)
     finally:
         server.shutdown()
         server.server_close()
@@ -344,9 +345,9 @@ def test_an_experiment_whose_artifacts_this_machine_uploads_to_s3_needs_credenti
     client.create_experiment("on-s3", artifact_location="s3://fomm-artifacts/runs")
     with pytest.raises(UserError, match=rf"^--tracking-uri {mlflow_server}: experiment 'on-s3' keeps its artifacts at "
                                         r"s3://fomm-artifacts/runs, uploaded from this machine: no S3 credentials \("):
-        checks.tracking_uri("--tracking-uri", mlflow_server, experiment="on-s3")
-    checks.tracking_uri("--tracking-uri", mlflow_server, write=False, experiment="on-s3")  # `runs compare` reads
-    checks.tracking_uri("--tracking-uri", mlflow_server, experiment="new")  # the server's root, not known yet
+        store_checks.tracking_uri("--tracking-uri", mlflow_server, experiment="on-s3")
+    store_checks.tracking_uri("--tracking-uri", mlflow_server, write=False, experiment="on-s3")  # `runs compare` reads
+    store_checks.tracking_uri("--tracking-uri", mlflow_server, experiment="new")  # the server's root, not known yet
     # in a process of its own: boto3's default session keeps the keys it found first (an earlier test's moto keys)
     opening = f"""from services.tracking.run import Tracker
 tracker = Tracker({mlflow_server!r}, "on-s3")
@@ -362,7 +363,7 @@ with tracker.ended_if_raises():
     assert run.info.status == "FAILED" and "Unable to locate credentials" in run.data.tags[END_REASON]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    checks.tracking_uri("--tracking-uri", mlflow_server, experiment="on-s3")
+    store_checks.tracking_uri("--tracking-uri", mlflow_server, experiment="on-s3")
 
 
 def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) -> None:
