@@ -15,7 +15,7 @@ from evaluation.runner import EvalConfig
 from fomm.config.loader import ConfigError, parse_yaml, shown
 from services import checks
 from services.cli import UserError, experiment_flag, field_flags, field_values, user_input
-from services.ray_start import add_ray_address_flag
+from services.ray_address import add_ray_address_flag
 from services.tracking import store_checks
 
 

@@ -22,11 +22,11 @@ from preprocessing.shards import ShardSet
 from services import checks, s3_retries, storage
 from services.atomic import atomic_dir
 from services.errors import UserError
+from services.ray_address import cluster_address
 from services.ray_start import (
     actor_device,
     check_device_room,
     check_room,
-    cluster_address,
     connected,
     ensure_ray,
     gpus_for,

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from animate import batch  # noqa: E402
 from animate.options import add_animation_flags, add_model_flags, check_animation_flags, weights  # noqa: E402
 from services.cli import at_least  # noqa: E402
-from services.ray_start import add_ray_address_flag  # noqa: E402
+from services.ray_address import add_ray_address_flag  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 

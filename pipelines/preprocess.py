@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from preprocessing.config import PreprocessConfig  # noqa: E402
 from services import checks, cli  # noqa: E402
-from services.ray_start import add_ray_address_flag  # noqa: E402
+from services.ray_address import add_ray_address_flag  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 

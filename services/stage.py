@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from services.cli import RESUME_NOTE, ArgumentParser, run_cli, user_input
-from services.ray_start import check_address, connected, disconnect
+from services.ray_address import check_address
+from services.ray_start import connected, disconnect
 
 Config = TypeVar("Config")
 

@@ -19,7 +19,7 @@ from fomm.config.schema import FommConfig, load_config
 from services.atomic import held_alone
 from services.cli import UserError, experiment_flag, field_default, field_flags, user_input, user_path
 from services.fields import check_fields, env_number, rule
-from services.ray_start import add_ray_address_flag
+from services.ray_address import add_ray_address_flag
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # in each checkpoint folder, the original format (fomm.checkpoint)
 RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
@@ -308,7 +308,7 @@ def local_room(job: TrainJob) -> None:
     at most, and the GPUs asked for are its own; checked before Ray (a cluster's are checked once connected)."""
     import torch
 
-    from services.ray_start import cluster_address
+    from services.ray_address import cluster_address
 
     if cluster_address(job.ray_address):
         return

@@ -371,7 +371,7 @@ def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) 
     a malformed one or a dashboard URL is named as such, for the flag or for $RAY_ADDRESS."""
     import socket
 
-    from services.ray_start import check_address
+    from services.ray_address import check_address
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -394,9 +394,9 @@ def test_a_ray_address_where_no_cluster_answers_is_refused_at_once(monkeypatch) 
                                         r"every stage uses, does not run over Ray Client: submit the stage with "
                                         r"`ray job submit --address http://HOST:8265"):
         check_address(None)
-    from services import ray_start
+    from services import ray_address
 
-    monkeypatch.setattr(ray_start, "ANSWER_S", 0.5)
+    monkeypatch.setattr(ray_address, "ANSWER_S", 0.5)
     with socket.socket() as server:  # takes connections, never answers (ray.init waited minutes; joined: every test)
         server.bind(("127.0.0.1", 0))
         server.listen()
@@ -487,7 +487,7 @@ def test_a_cluster_that_refuses_the_drivers_token_is_one_line_at_once(tmp_path) 
     token = "fomm-test-token-0123456789abcdef"
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     cluster = RayCluster(tmp_path, {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, cpus=0)
-    check = [sys.executable, "-c", "from services.ray_start import check_address; import sys; "
+    check = [sys.executable, "-c", "from services.ray_address import check_address; import sys; "
              "check_address(sys.argv[1])", cluster.address]
     try:
         cluster.start_head()

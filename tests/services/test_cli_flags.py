@@ -193,7 +193,7 @@ RAY_STAGES = ("preprocess", "train", "tune", "evaluate", "benchmark", "animate_b
 def test_every_ray_stage_takes_the_one_ray_address_flag(repo_root, name, monkeypatch) -> None:
     """`--ray-address` names the cluster on every stage that uses Ray (none says `--address`); the train job
     carries it, and without it $RAY_ADDRESS still counts."""
-    from services.ray_start import cluster_address
+    from services.ray_address import cluster_address
 
     flags = _pipeline(repo_root, name).STAGE.parser()._option_string_actions
     assert "--address" not in flags and (flags["--ray-address"].dest, flags["--ray-address"].default) == \
