@@ -188,8 +188,11 @@ class RayCluster:
             if not live:
                 return []
             if time.time() > deadline:
-                ended = {job_id for job_id, status in self.jobs().items()
-                         if status in ("SUCCEEDED", "FAILED", "STOPPED")}
+                try:
+                    ended = {job_id for job_id, status in self.jobs().items()
+                             if status in ("SUCCEEDED", "FAILED", "STOPPED")}
+                except OSError:  # the jobs API did not answer: each group is said as it is
+                    ended = set()
                 orphans = [r for r in live if r.get("creator_job_id") in ended]
                 if len(orphans) < len(live):  # with what created them: a recurrence names its cause
                     detail = [{k: r.get(k) for k in ("placement_group_id", "name", "creator_job_id", "state",
