@@ -130,6 +130,8 @@ CASES = [
     Case("train", "typo", "--epoch for --epochs (a flag is taken only as spelt)", TRAIN + " --epoch 2", "--epoch"),
     Case("train", "typo", "--tracking-uri whose port is no number (urllib's ValueError: a traceback)",
          TRAIN + " --tracking-uri http://127.0.0.1:50OO", "--tracking-uri"),
+    Case("train", "typo", "--tracking-uri a server's HOST:PORT without http:// (taken for a folder store)",
+         TRAIN + " --tracking-uri 127.0.0.1:5000", "--tracking-uri"),
     Case("demo", "typo", "--video for --videos", "--out {w}/demo --video 10", "--video"),
     Case("evaluate", "swapped", "the config given as --checkpoint", EVAL.replace("{ckpt}", "{tiny}"),
          "not a checkpoint"),
