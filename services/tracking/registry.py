@@ -82,7 +82,8 @@ def registered_checkpoint(flag: str, value: str, store: str) -> str:
     """The local path of the checkpoint file of the registered model version `value` names (models:/NAME/VERSION,
     models:/NAME/latest, models:/NAME@ALIAS, as `train --model-name` registers them) in the tracking store `store`,
     copied once into $XDG_CACHE_HOME/fomm/models (else ~/.cache/…); a UserError naming the flag where the store has
-    no such version. Called through services.tracking.store_checks.registered_checkpoint, which checks the store first."""
+    no such version. Called through services.tracking.store_checks.registered_checkpoint, which checks the store
+    first."""
     if not (uri := MODEL_URI.fullmatch(value)):
         raise UserError(f"{flag} {value}: expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")
     name, client = uri["name"], make_client(store)

@@ -198,7 +198,7 @@ def test_a_sqlite_store_mlflow_could_not_open_or_write_is_refused_before_the_wor
     for typo in (f"sqlite:/{tmp_path}/m.db", f"sqlite://{tmp_path.name}/m.db", "sqlite:m.db"):  # a slash or two short
         with pytest.raises(UserError, match=rf"^--tracking-uri {typo}: expected sqlite:///PATH/mlflow.db \(three "):
             store_checks.tracking_uri("--tracking-uri", typo)
-    (tmp_path / "cut.db").write_bytes(store_checks.SQLITE_HEADER + bytes(50))  # its header, then nothing SQLite can read
+    (tmp_path / "cut.db").write_bytes(store_checks.SQLITE_HEADER + bytes(50))  # its header, then nothing readable
     with pytest.raises(UserError, match=rf"^--tracking-uri sqlite:///{tmp_path}/cut.db: {tmp_path}/cut.db is a "
                                         r"damaged SQLite database \("):
         store_checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/cut.db", write=False)
