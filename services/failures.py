@@ -125,7 +125,19 @@ def out_of_memory(err: BaseException) -> bool:
 
 def environment_failure(err: BaseException) -> str | None:
     """One line for an environment failure anywhere in err's chain of causes; None when it is none of them."""
-    return next((line for link in _chain(err) if (line := _line(link)) is not None), None)
+    line = next((line for link in _chain(err) if (line := _line(link)) is not None), None)
+    if line in DISK_ERRNOS.values() and (path := _task_file(err, line)):  # a disk error that names no file
+        return f"{path}: {line}"
+    return line
+
+
+def _task_file(err: BaseException, line: str) -> str | None:
+    """The file a Ray task's disk error (`line`) named, read from the task's traceback that Ray keeps in its error's
+    text: Ray Data raises the task's error again with its retry note where the file's name was."""
+    code = next(number for number, message in DISK_ERRNOS.items() if message == line)
+    named = re.compile(rf"^\w+: \[Errno {code}\] [^\n]*?: (?:'([^'\n]+)'|\"([^\"\n]+)\")$", re.M)
+    found = [a or b for link in _chain(err) if _named(link, "ray:RayTaskError") for a, b in named.findall(str(link))]
+    return found[-1] if found else None
 
 
 def s3_credentials_problem() -> str | None:

@@ -136,15 +136,16 @@ sys.exit(run_cli(main, [], "prog"))
 
 @pytest.mark.ray
 def test_a_full_disk_inside_a_ray_data_task_is_one_line_at_the_driver(ray_head) -> None:
-    """Ray Data wraps a task's error in UserCodeException, whose cause is lost on the way to the driver, and writes
-    its retry note into an OSError's file name: ensure_ray has Ray Data raise the task's own error instead, and
-    its console lines come without the task's traceback (Ray Data's log file keeps it). A driver of its own, as a
-    user runs one, on the tests' cluster."""
+    """Ray Data wraps a task's error in UserCodeException, whose cause is lost on the way to the driver: ensure_ray
+    has Ray Data raise the task's own error instead, and its console lines come without the task's traceback (Ray
+    Data's log file keeps it). Ray Data writes its retry note where the OSError's file name was: the line names the
+    file from the task's traceback, which Ray's error keeps (it said only "no space left on the device"). A driver
+    of its own, as a user runs one, on the tests' cluster."""
     env = {**os.environ, "RAY_ADDRESS": ray_head["address"], "PYTHONPATH": str(Path(__file__).parents[2])}
     done = subprocess.run([sys.executable, "-c", FULL_DISK_DRIVER], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2, done.stderr[-3000:]
-    assert done.stderr.splitlines()[-1] == "prog: error: no space left on the device"  # after Ray Data's lines
+    assert done.stderr.splitlines()[-1] == "prog: error: /out/_work/parts/v.parquet: no space left on the device"
     assert "Traceback" not in done.stderr and "\tERROR " in done.stderr
 
 
