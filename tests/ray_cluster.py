@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+JOB_ENDED = ("SUCCEEDED", "FAILED", "STOPPED")  # a job's status once its driver has left
 
 
 def free_port() -> int:
@@ -189,8 +190,7 @@ class RayCluster:
                 return []
             if time.time() > deadline:
                 try:
-                    ended = {job_id for job_id, status in self.jobs().items()
-                             if status in ("SUCCEEDED", "FAILED", "STOPPED")}
+                    ended = {j.get("job_id") for j in self.jobs() if j.get("status") in JOB_ENDED}
                 except OSError:  # the jobs API did not answer: each group is said as it is
                     ended = set()
                 orphans = [r for r in live if r.get("creator_job_id") in ended]
@@ -202,10 +202,11 @@ class RayCluster:
                 return [f"{r['placement_group_id'][:8]} {r['state']} job {r['creator_job_id']}" for r in orphans]
             time.sleep(0.5)
 
-    def jobs(self) -> dict[str, str]:
-        """Every job the cluster has had (drivers and submitted ones): job id → status."""
+    def jobs(self) -> list[dict]:
+        """Every job the cluster has had (drivers and submitted ones) as its jobs API lists them: job_id, type,
+        status, driver_info, entrypoint, …."""
         with urllib.request.urlopen(f"{self.dashboard}/api/jobs/", timeout=10) as r:
-            return {j.get("job_id"): j.get("status") for j in json.load(r)}
+            return json.load(r)
 
     def remove_placement_groups(self, groups: list[str]) -> None:
         """Remove placement groups by id, from a driver of its own (this process may be one of another job)."""
@@ -231,9 +232,9 @@ class RayCluster:
                     f"node {str(r.get('node_id'))[:8]} job {r.get('job_id')}" for r in rows if r.get("state") not in done]
             parts.append(f"{kind} not done ({len(live)}):\n" + "\n".join(live[:40]))
         try:  # drivers and submitted jobs: whether the job that holds something has ended
-            with urllib.request.urlopen(f"{self.dashboard}/api/jobs/", timeout=10) as r:
-                jobs = [f"  {j.get('job_id')} {j.get('type')} {j.get('status')} driver "
-                        f"{(j.get('driver_info') or {}).get('pid')} {(j.get('entrypoint') or '')[:80]}" for j in json.load(r)]
+            jobs = [f"  {j.get('job_id')} {j.get('type')} {j.get('status')} driver "
+                    f"{(j.get('driver_info') or {}).get('pid')} {(j.get('entrypoint') or '')[:80]}"
+                    for j in self.jobs()]
             parts.append("jobs:\n" + "\n".join(jobs[-20:]))
         except OSError as err:
             parts.append(f"jobs: {err}")
