@@ -44,7 +44,7 @@ def animate_flags(a: argparse.ArgumentParser) -> None:
     add_model_flags(a)
     a.add_argument("--source", required=True, help="source image (any size; RGB/RGBA/grey/16-bit)")
     a.add_argument("--driving", required=True, help="driving video")
-    a.add_argument("--out", required=True, help="output video (.mp4, .mov, .mkv)")
+    a.add_argument("--out", required=True, help="output video (.mp4, .mov, .mkv, .webm) or animated .gif")
     add_animation_flags(a)
     a.add_argument("--find-best-frame", action="store_true",
                    help="start relative motion from the driving frame whose face pose best matches the source")

@@ -30,9 +30,8 @@ from services.video_read import (
     probe_video,
     read_image,
 )
-from services.video_write import VideoWriter
+from services.video_write import OUTPUT_SUFFIXES, VideoWriter
 
-OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
 LandmarkFn = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
 
 
@@ -195,6 +194,8 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                           disable=not progress, dynamic_ncols=True):
             writer.write(frame)
             height, width = frame.shape[:2]
+    if info.has_audio and not writer.keeps_audio:
+        notes.append(f"the driving video's audio is left out: a {out.suffix.lower()} file keeps none")
     return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
-                         has_audio=info.has_audio, best_frame=best, seconds=time.perf_counter() - started,
+                         has_audio=writer.keeps_audio, best_frame=best, seconds=time.perf_counter() - started,
                          notes=tuple(notes))

@@ -17,6 +17,7 @@ from fomm.config.schema import VisualizerParams
 from fomm.visualization import draw_keypoints
 from services.atomic import atomic_path
 from services.cli import user_input
+from services.video_write import write_video
 
 
 def matplotlib_module():  # noqa: ANN201 - the matplotlib module
@@ -78,16 +79,10 @@ def strip(frames: np.ndarray, n: int = 6) -> np.ndarray:
 
 
 def write_gif(frames: np.ndarray, path: str | Path, fps: float = 10.0, scale: int = 1) -> Path:
-    """An animated GIF of T×H×W×3 uint8 frames (nearest-neighbour upscaled by `scale`), written atomically."""
-    from PIL import Image
-
+    """An animated GIF (looping) of T×H×W×3 uint8 frames (nearest-neighbour upscaled by `scale`), written atomically."""
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
-    images = [Image.fromarray(f) for f in frames]
-    with atomic_path(path) as tmp:
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / max(fps, 1e-3)),
-                       loop=0, format="GIF")
-    return Path(path)
+    return write_video(path, frames, fps)
 
 
 def write_png(image: np.ndarray, path: str | Path) -> Path:

@@ -1,23 +1,44 @@
-"""Writing video with PyAV: RGB frames encoded atomically (temporary file, then rename), a video's audio alongside."""
+"""Writing video with PyAV: RGB frames encoded atomically (temporary file, then rename), a video's audio alongside;
+H.264 + AAC (.mp4, .mov, .mkv), VP9 + Opus (.webm) or an animated GIF (adaptive palette per frame, no audio)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 from services.atomic import atomic_path
 from services.video_read import PathLike, VideoError, _open
 
-MAX_SIDE = 16384  # the largest frame side libx264 encodes
+MAX_SIDE = 16384  # the largest frame side libx264 encodes (libvpx 16,384 too; GIF 65,535)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How one output format is encoded: FFmpeg's video encoder, its pixel format and options, its audio encoder."""
+
+    video: str
+    pix_fmt: str
+    options: tuple[tuple[str, str], ...]
+    audio: str | None  # None: the format keeps no audio
+
+
+H264 = Encoding("libx264", "yuv420p", (("crf", "18"),), "aac")
+ENCODINGS = {".mp4": H264, ".mov": H264, ".mkv": H264,
+             ".webm": Encoding("libvpx-vp9", "yuv420p", (("crf", "30"), ("b", "0"), ("row-mt", "1")), "libopus"),
+             ".gif": Encoding("gif", "pal8", (), None)}
+OUTPUT_SUFFIXES = tuple(ENCODINGS)  # what an animation may be written as
 
 
 class VideoWriter:
-    """H.264 (crf 18) written atomically, with `audio_from`'s audio (from its first video frame, trimmed) as AAC;
+    """A video in the encoding of its suffix (ENCODINGS; others H.264) written atomically, with `audio_from`'s audio
+    (from its first video frame, trimmed) where the format keeps audio;
     `deterministic`: byte-identical files, one thread and x264's C code (its SIMD reads unwritten memory; 3× slower);
     without `replace`, a file that took `path`'s name while it was written stays (services.atomic.MadeMeanwhileError)."""
 
@@ -27,7 +48,8 @@ class VideoWriter:
         self.fps = float(fps)
         if self.fps <= 0:
             raise VideoError(f"{self.path}: fps must be positive, got {fps}")
-        self.audio_from = Path(audio_from) if audio_from is not None else None
+        self.encoding = ENCODINGS.get(self.path.suffix.lower(), H264)
+        self.audio_from = Path(audio_from) if audio_from is not None and self.encoding.audio else None
         self.deterministic, self.replace = deterministic, replace
         self.num_frames = 0
         self._target = contextlib.ExitStack()  # services.atomic: the temporary, renamed onto path on a clean exit
@@ -47,12 +69,12 @@ class VideoWriter:
         if max(height, width) > MAX_SIDE:  # libx264 refused to open: a traceback after the whole animation's work
             raise VideoError(f"{self.path}: a {width}×{height} frame, larger than H.264 encodes ({MAX_SIDE:,} a "
                              "side; players take 8,192): a smaller --output-size")
-        rate = Fraction(self.fps).limit_denominator(100000)
-        self._video = self._container.add_stream("libx264", rate=rate)
-        # yuv420p needs even sizes: odd frames get one replicated row/column
-        self._video.width, self._video.height = width + width % 2, height + height % 2
-        self._video.pix_fmt = "yuv420p"
-        self._video.options = {"crf": "18", **({"x264-params": "no-asm=1"} if self.deterministic else {})}
+        rate, enc = Fraction(self.fps).limit_denominator(100000), self.encoding
+        self._video = self._container.add_stream(enc.video, rate=rate)
+        self._video.width, self._video.height = width + self._pad(width), height + self._pad(height)
+        self._video.pix_fmt = enc.pix_fmt
+        no_asm = {"x264-params": "no-asm=1"} if self.deterministic and enc is H264 else {}
+        self._video.options = {**dict(enc.options), **no_asm}
         self._video.codec_context.time_base = Fraction(1) / rate
         if self.deterministic:  # else the encoder decides
             self._video.codec_context.thread_count = 1
@@ -67,7 +89,30 @@ class VideoWriter:
             a = src.streams.audio[0]
             rate = a.codec_context.sample_rate or a.rate or 44100
             layout = "stereo" if (a.codec_context.channels or len(a.layout.channels)) >= 2 else "mono"
-        self._audio = self._container.add_stream("aac", rate=rate, layout=layout)
+        rates = av.Codec(self.encoding.audio, "w").audio_rates  # Opus: 48 kHz and a few below; None: any
+        rate = rate if not rates or rate in rates else max(rates)
+        self._audio = self._container.add_stream(self.encoding.audio, rate=rate, layout=layout)
+
+    @property
+    def keeps_audio(self) -> bool:
+        """Whether the written file holds the audio it was given (a GIF holds none)."""
+        return self._audio is not None
+
+    def _pad(self, side: int) -> int:
+        """Rows or columns added to a side: yuv420p needs even sizes (one replicated row/column); pal8 none."""
+        return side % 2 if self.encoding.pix_fmt == "yuv420p" else 0
+
+    def _frame(self, frame: np.ndarray) -> av.VideoFrame:
+        """An RGB frame in the encoder's pixel format; for a GIF, the 256 colours that fit this frame (median cut: of
+        Pillow's methods the closest on photos, 1.2 levels off on average on a face video, octree 2.4)."""
+        if self.encoding.pix_fmt != "pal8":
+            return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        indexed = Image.fromarray(frame).quantize(256, method=Image.Quantize.MEDIANCUT)
+        rgb = np.zeros((256, 3), np.uint8)
+        palette = np.asarray(indexed.getpalette(), np.uint8).reshape(-1, 3)[:256]
+        rgb[:len(palette)] = palette
+        argb = np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1)  # opaque
+        return av.VideoFrame.from_ndarray((np.asarray(indexed), argb), format="pal8")
 
     def write(self, frame: np.ndarray) -> None:
         """Append one H×W×3 uint8 RGB frame; every frame must have the first frame's size."""
@@ -78,9 +123,10 @@ class VideoWriter:
             self._start(frame.shape[0], frame.shape[1])
         elif frame.shape[:2] != self._size:
             raise VideoError(f"{self.path}: frame {self.num_frames} is {frame.shape[:2]}, expected {self._size}")
-        if frame.shape[0] % 2 or frame.shape[1] % 2:
-            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        rows, columns = self._pad(frame.shape[0]), self._pad(frame.shape[1])
+        if rows or columns:
+            frame = np.pad(frame, ((0, rows), (0, columns), (0, 0)), mode="edge")
+        vf = self._frame(frame)
         vf.pts = self.num_frames
         vf.time_base = self._video.codec_context.time_base
         self._container.mux(self._video.encode(vf))
@@ -107,11 +153,13 @@ class VideoWriter:
         offset = round((v0 - (first_t or 0.0)) * rate)
         samples = samples[:, offset:] if offset >= 0 else np.pad(samples, ((0, 0), (-offset, 0)))
         samples = samples[:, : round(self.num_frames / self.fps * rate)]  # the written duration
-        step = self._audio.codec_context.frame_size or 1024
-        for i in range(0, samples.shape[1], step):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + step]), format="fltp", layout=layout)
-            af.sample_rate, af.pts, af.time_base = rate, i, Fraction(1, rate)
-            self._container.mux(self._audio.encode(af))
+        # in the encoder's sample format, in frames of its size (AAC 1,024 planar floats; Opus 960 packed)
+        out = av.AudioResampler(format=self._audio.codec_context.format.name, layout=layout, rate=rate,
+                                frame_size=self._audio.codec_context.frame_size or 1024)
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=layout)
+        af.sample_rate, af.pts, af.time_base = rate, 0, Fraction(1, rate)
+        for chunk in [*out.resample(af), *out.resample(None)]:
+            self._container.mux(self._audio.encode(chunk))
         self._container.mux(self._audio.encode(None))
 
     def _finish(self) -> None:

@@ -97,6 +97,21 @@ def test_animate_tiny_keeps_frames_fps_and_audio(media, tiny_config_path, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.mp4"]  # no temporary left
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".webm"])
+def test_animate_writes_a_gif_or_webm_as_the_out_names_it(suffix, media, tiny_config_path, tmp_path, capsys):
+    """The original's users wrote result.gif; a GIF holds no sound, so the driving video's is left out, and said."""
+    out = tmp_path / f"result{suffix}"
+    code, stdout, err = run(["animate", "--config", tiny_config_path, "--random-init", "--source", media["source"],
+                             "--driving", media["clip"], "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    with av.open(str(out)) as c:
+        assert c.format.name == {".gif": "gif", ".webm": "matroska,webm"}[suffix]
+    assert len(read_frames(out)) == CLIP_FRAMES and probe_video(out).has_audio == (suffix == ".webm")
+    assert f"{out}: {CLIP_FRAMES} frames 64×64 at 25 fps, audio {'none' if suffix == '.gif' else 'kept'}" in stdout
+    assert ("the driving video's audio is left out: a .gif file keeps none" in stdout) == (suffix == ".gif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
 @pytest.mark.parametrize("source", ["rgba", "grey16"])
 def test_animate_side_by_side_with_keypoints_any_source_type(source, media, tiny_config_path, tmp_path, capsys):
     out = tmp_path / "view.mkv"

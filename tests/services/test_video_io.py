@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.video_read import ImageError, VideoError, iter_frames, probe_video, read_frames, read_image
+from services.video_read import (
+    ImageError,
+    VideoError,
+    iter_frames,
+    iter_frames_timed,
+    probe_video,
+    read_frames,
+    read_image,
+)
 from services.video_write import VideoWriter, write_video
 
 
@@ -110,6 +118,38 @@ def test_audio_from_a_silent_video_gives_no_audio(tmp_path, shared_data):
     out = write_video(tmp_path / "silent.mp4", np.zeros((3, 16, 16, 3), np.uint8), fps=25,
                       audio_from=shared_data / "face_desk_portrait.mp4")
     assert not probe_video(out).has_audio
+
+
+def test_a_gif_keeps_every_frame_its_colours_size_and_timing_and_takes_no_audio(tmp_path, shared_data):
+    """An animated GIF: each frame's own palette holds a frame of ≤ 256 colours exactly, odd sizes stay as they are,
+    30 fps (3⅓ centiseconds a frame) keeps its times, and a driving video's audio is left out, not a failure."""
+    rng = np.random.default_rng(1)
+    frames = np.repeat(rng.integers(0, 255, (31, 3, 5, 3), dtype=np.uint8), 11, axis=1).repeat(7, axis=2)[:, :, :-2]
+    with VideoWriter(tmp_path / "clip.gif", fps=30, audio_from=shared_data / "face_talk_a.mp4") as writer:
+        for frame in frames:  # 33×33, 15 colours each, new colours every frame
+            writer.write(frame)
+    assert not writer.keeps_audio
+    info = probe_video(tmp_path / "clip.gif")
+    assert (info.num_frames, info.width, info.height, info.has_audio) == (31, 33, 33, False)
+    timed = list(iter_frames_timed(tmp_path / "clip.gif"))
+    assert np.array_equal(np.stack([f for _, f in timed]), frames)
+    assert [t for t, _ in timed][-1] == pytest.approx(30 / 30, abs=0.005)
+    photo = read_frames(shared_data / "face_talk_a.mp4", 3)  # tens of thousands of colours: 256 chosen per frame
+    back = read_frames(write_video(tmp_path / "talk.gif", photo, fps=25))
+    assert back.shape == photo.shape and np.abs(back.astype(int) - photo).mean() < 2  # 1.2 measured
+
+
+def test_webm_is_vp9_with_its_opus_audio_trimmed(tmp_path, shared_data):
+    src = shared_data / "face_talk_a.mp4"
+    frames = read_frames(src, 25)
+    out = write_video(tmp_path / "clip.webm", frames, fps=25, audio_from=src)
+    with av.open(str(out)) as c:
+        assert (c.streams.video[0].codec_context.name, c.streams.audio[0].codec_context.name) == ("vp9", "opus")
+        rate = c.streams.audio[0].rate
+        samples = sum(f.samples for f in c.decode(c.streams.audio[0]))
+    assert samples / rate == pytest.approx(1.0, abs=0.03)  # 25 frames at 25 fps, resampled to Opus's 48 kHz
+    back = read_frames(out)
+    assert len(back) == 25 and np.abs(back.astype(int) - frames).mean() < 6
 
 
 def test_writer_is_atomic(tmp_path):
