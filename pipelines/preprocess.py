@@ -76,7 +76,8 @@ def check(cfg: PreprocessConfig) -> None:
         one_video(cfg)
     if not tasks:
         raise cli.UserError(f"--input {cfg.input}: no videos (expected a folder, glob or metadata CSV of "
-                            f"{', '.join(VIDEO_EXTENSIONS)} files, or folders of .png/.jpg frames named like them)")
+                            f"{', '.join(VIDEO_EXTENSIONS)} files, folders of .png/.jpg frames named like them, "
+                            "or .png/.jpg images of square frames side by side)")
 
 
 def one_video(cfg: PreprocessConfig) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from preprocessing.config import PreprocessConfig
 from services import checks, storage
-from services.video_read import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
+from services.video_read import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, strip_frames
 
 METADATA_CSV = "metadata.csv"
 
@@ -77,6 +77,19 @@ def frame_folders(files: list[str]) -> list[str]:
     png datasets (train/id10001#7w0IBEWc9Qw#000993#001143.mp4/0000000.png); a folder of other pictures is none."""
     folders = {f.rsplit("/", 1)[0] for f in files if f.lower().endswith(FRAME_EXTENSIONS) and "/" in f}
     return sorted(f for f in folders if f.lower().endswith(VIDEO_EXTENSIONS))
+
+
+def strip_images(files: list[str], endpoint: str | None) -> list[str]:
+    """The .png/.jpg files among listed ones, outside frame folders, that hold square frames side by side (the
+    original FOMM's one-image clips, e.g. its BAIR set); a picture of other proportions is no video. Read from their
+    headers: on S3 the first 64 KiB of each, in one concurrent batch."""
+    folders = set(frame_folders(files))
+    images = [f for f in files if f.lower().endswith(FRAME_EXTENSIONS) and f.rsplit("/", 1)[0] not in folders]
+    if not images or not storage.is_remote(images[0]):
+        return [f for f in images if strip_frames(f)]
+    fs = storage.resolve(images[0], endpoint)[0]
+    heads = fs.cat_ranges([storage.resolve(f, endpoint)[1] for f in images], 0, 1 << 16)
+    return [f for f, head in zip(images, heads) if strip_frames(f, head)]
 
 
 def raw_video_index(video_dir: str, endpoint: str | None) -> dict[str, str]:
@@ -169,13 +182,15 @@ def collect_tasks(cfg: PreprocessConfig) -> list[VideoTask]:
     elif spec.lower().endswith(".csv"):
         tasks = csv_tasks(spec, cfg)
     elif any(c in spec for c in "*?["):
-        paths = [p for p in storage.glob(spec, cfg.endpoint) if p.lower().endswith(VIDEO_EXTENSIONS)]
+        matched = storage.glob(spec, cfg.endpoint)
+        paths = [p for p in matched if p.lower().endswith(VIDEO_EXTENSIONS)] + strip_images(matched, cfg.endpoint)
         root = spec.split("*")[0].rsplit("/", 1)[0]
         tasks = folder_tasks(paths, root, cfg)
     elif storage.is_dir(spec, cfg.endpoint):
         root = spec if storage.is_remote(spec) else storage.resolve(spec)[1]
         files = storage.list_files(root, endpoint=cfg.endpoint)
-        paths = [p for p in files if p.lower().endswith(VIDEO_EXTENSIONS)] + frame_folders(files)
+        paths = [p for p in files if p.lower().endswith(VIDEO_EXTENSIONS)] + frame_folders(files) + \
+            strip_images(files, cfg.endpoint)
         tasks = folder_tasks(paths, root, cfg)
     elif storage.exists(spec, cfg.endpoint):
         tasks = folder_tasks([spec], spec.rsplit("/", 1)[0], cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Iterator
@@ -17,9 +18,10 @@ from services.cli import UserError
 PathLike = str | os.PathLike
 # the file names taken for videos where a folder or glob is listed (preprocess --input)
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".gif")
-# a folder of frames read as a video: the original FOMM's png datasets (a folder per clip, named like a video)
+# a folder of frames, or an image of k square frames side by side (k·H wide, k ≥ 2), reads as a video: the original
+# FOMM's datasets keep clips so (a folder per clip named like a video; one image a clip, e.g. its BAIR set)
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
-FRAMES_FPS = 25.0  # such a folder keeps no frame rate: VoxCeleb's and Tai-Chi-HD's
+FRAMES_FPS = 25.0  # such a folder or image keeps no frame rate: VoxCeleb's and Tai-Chi-HD's
 MAX_IMAGE_PIXELS = 1 << 30  # the largest image read: 1,074 MP (3 GiB as RGB), 5× a 200 MP phone photo
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # ftyp brands of HEIF stills
 
@@ -66,6 +68,32 @@ def frame_files(path: PathLike) -> list[Path] | None:
     if not p.is_dir():
         return None
     return sorted(f for f in p.iterdir() if f.suffix.lower() in FRAME_EXTENSIONS and not f.name.startswith(".")) or None
+
+
+def strip_frames(path: PathLike, head: bytes | None = None) -> tuple[int, int] | None:
+    """(frames, side) of a .png/.jpg of k square frames side by side (W = k·H, k ≥ 2), from its header (or `head`,
+    the file's first bytes); None for anything else (a video, a folder, a picture of other proportions)."""
+    from PIL import Image
+
+    p = Path(path)
+    if p.suffix.lower() not in FRAME_EXTENSIONS or (head is None and not p.is_file()):
+        return None
+    try:
+        with Image.open(p if head is None else io.BytesIO(head)) as img:
+            width, height = img.size
+    except (OSError, SyntaxError, ValueError):  # not an image: read_image says why where it is read
+        return None
+    return (width // height, height) if height and width % height == 0 and width >= 2 * height else None
+
+
+def _strip_timed(path: PathLike, frames: int, side: int, start: int,
+                 stop: int | None) -> Iterator[tuple[float, np.ndarray]]:
+    """(seconds, frame) of an image of square frames side by side, at FRAMES_FPS."""
+    image = read_image(path)
+    if image.shape[:2] != (side, frames * side):  # its EXIF orientation turned it
+        raise VideoError(f"{path}: {image.shape[1]}×{image.shape[0]} as shown, not {frames} square frames side by side")
+    for i in range(start, min(stop if stop is not None else frames, frames)):
+        yield i / FRAMES_FPS, np.ascontiguousarray(image[:, i * side:(i + 1) * side])
 
 
 def _frames_timed(path: PathLike, files: list[Path], start: int,
@@ -120,10 +148,10 @@ def _decode(path: PathLike, container: av.container.InputContainer) -> Iterator[
 
 def probe_video(path: PathLike) -> VideoInfo:
     """Size, frame rate, frame count, duration, audio and rotation of a video (decodes one frame)."""
-    if files := frame_files(path):
-        height, width = read_image(files[0]).shape[:2]
-        return VideoInfo(path=str(path), width=width, height=height, fps=FRAMES_FPS, num_frames=len(files),
-                         duration=len(files) / FRAMES_FPS, has_audio=False, rotation=0)
+    if (files := frame_files(path)) or (strip := strip_frames(path)):  # a folder of frames, or one image of them
+        n, (height, width) = (len(files), read_image(files[0]).shape[:2]) if files else (strip[0], (strip[1],) * 2)
+        return VideoInfo(path=str(path), width=width, height=height, fps=FRAMES_FPS, num_frames=n,
+                         duration=n / FRAMES_FPS, has_audio=False, rotation=0)
     with _open(path) as container:
         stream = container.streams.video[0]
         first = next(_decode(path, container), None)
@@ -154,6 +182,9 @@ def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
     when far fewer frames decode than listed or `expected` (one frame of slack: some count a trailing empty packet)."""
     if files := frame_files(path):
         yield from _frames_timed(path, files, start, stop)
+        return
+    if strip := strip_frames(path):
+        yield from _strip_timed(path, *strip, start, stop)
         return
     with _open(path) as container:
         stream = container.streams.video[0]

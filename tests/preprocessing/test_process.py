@@ -148,6 +148,42 @@ def test_the_original_fomms_png_datasets_preprocess_as_their_videos_would_locall
             for c in shard_clips(str(tmp_path / "from_s3"))} == clips
 
 
+def test_the_original_fomms_one_image_clips_preprocess_to_their_frames_locally_and_on_s3(tmp_path, moto_s3):
+    """Clips kept as one .png of square frames side by side (the original's BAIR set: train/x.png, 64·k × 64) give a
+    clip each, frame for frame, split by folder; a square or 3:2 picture, and the frames of a frame folder (2:1
+    here), are not such clips. On S3 the images' headers are read in one batch and give the same clips."""
+    import boto3
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    raw, strips = tmp_path / "bair", {"train/a.png": 10, "test/b.png": 9}
+    for name, k in strips.items():
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        frames = rng.integers(0, 256, (k, 64, 64, 3), dtype=np.uint8)
+        Image.fromarray(np.concatenate(list(frames), axis=1)).save(raw / name)
+        strips[name] = frames
+    Image.new("RGB", (64, 64)).save(raw / "train" / "cover.jpg")
+    Image.new("RGB", (96, 64)).save(raw / "train" / "wide.png")
+    (raw / "train" / "c.mp4").mkdir()  # a frame folder: its 2:1 frames are frames, not clips
+    for i in range(9):
+        Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(raw / "train" / "c.mp4" / f"{i:07d}.png")
+    local = dw.run_local(cfg_for(raw, tmp_path / "out"))
+    clips = {c["video_id"]: (c["split"], c["frames"]) for c in shard_clips(str(tmp_path / "out"))}
+    assert sorted(clips) == ["test__b", "train__a", "train__c"] and local["num_errors"] == 0
+    for name, frames in strips.items():
+        split, got = clips[name.replace("/", "__").removesuffix(".png")]
+        assert split == name.split("/")[0] and np.array_equal(got, frames)  # png frames, the whole 64² frame kept
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint"], region_name="us-east-1")
+    prefix = f"bair-{tmp_path.name}"  # the session's bucket is shared: a folder of this test's own
+    for file in (f for f in raw.rglob("*") if f.is_file()):
+        s3.upload_file(str(file), moto_s3["bucket"], f"{prefix}/{file.relative_to(raw)}")
+    dw.run_local(cfg_for(f"s3://{moto_s3['bucket']}/{prefix}", tmp_path / "from_s3"))
+    from_s3 = {c["video_id"]: (c["split"], c["frames"]) for c in shard_clips(str(tmp_path / "from_s3"))}
+    assert sorted(from_s3) == sorted(clips)
+    assert all(from_s3[v][0] == clips[v][0] and np.array_equal(from_s3[v][1], clips[v][1]) for v in clips)
+
+
 @pytest.mark.parametrize(("row", "problem"), [
     ("vidA,18,6,100-80-300-290,50,820,824", r"line 2 \(video vidA\): frame range start 18, end 6 is empty or reversed"),
     ("vidA,6,6,100-80-300-290,50,820,824", "frame range start 6, end 6 is empty"),

@@ -15,6 +15,7 @@ from services.video_read import (
     probe_video,
     read_frames,
     read_image,
+    strip_frames,
 )
 from services.video_write import VideoWriter, write_video
 
@@ -55,6 +56,29 @@ def test_a_folder_of_frames_reads_as_a_video_of_its_frames_in_name_order(tmp_pat
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoError, match=r"empty: a folder without .png or .jpg frames"):
         probe_video(tmp_path / "empty")
+
+
+def test_an_image_of_square_frames_side_by_side_reads_as_a_video_of_them_and_other_pictures_as_none(tmp_path):
+    """The original FOMM's one-image clips (its BAIR set): a .png/.jpg k·H wide is k H×H frames at 25 fps; a square
+    or 3:2 picture is no such video; a strip its EXIF orientation turns is refused, naming the file."""
+    frames = np.random.default_rng(2).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    Image.fromarray(np.concatenate(list(frames), axis=1)).save(tmp_path / "clip.png")
+    info = probe_video(tmp_path / "clip.png")
+    assert (info.num_frames, info.width, info.height, info.fps, info.has_audio) == (5, 16, 16, 25.0, False)
+    assert np.array_equal(read_frames(tmp_path / "clip.png"), frames)
+    assert [round(t * 25) for t, _ in iter_frames_timed(tmp_path / "clip.png", 1, 3)] == [1, 2]
+    assert np.array_equal(np.stack(list(iter_frames(tmp_path / "clip.png", 1, 3))), frames[1:3])
+    head = (tmp_path / "clip.png").read_bytes()[:100]  # the header alone, as a listing on S3 reads it
+    assert strip_frames("s3://b/clip.png", head) == (5, 16) and strip_frames(tmp_path / "clip.png") == (5, 16)
+    for name, size in (("photo.png", (16, 16)), ("wide.jpg", (48, 32)), ("clip.mp4", (80, 16))):
+        Image.new("RGB", size).save(tmp_path / name, format="PNG")
+        assert strip_frames(tmp_path / name) is None
+    turned = Image.fromarray(np.concatenate(list(frames), axis=1))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # shown turned 90°: 16×80
+    turned.save(tmp_path / "turned.jpg", exif=exif)
+    with pytest.raises(VideoError, match=r"turned.jpg: 16×80 as shown, not 5 square frames side by side"):
+        read_frames(tmp_path / "turned.jpg")
 
 
 def test_round_trip_keeps_content_and_fps(tmp_path):
