@@ -181,8 +181,9 @@ def evaluate(cfg: runner.EvalConfig) -> EvalResult:
         out, local = cfg.out_dir, not storage.is_remote(cfg.out_dir)
         tables = {"per_frame": (frame_rows, frame_schema(keys)), "per_video": (videos, None),
                   "errors": (errors, pa.schema([(k, pa.string()) for k in (*runner.IDENT, "error")]))}
-        # a local --out is built beside it and appears whole or not at all; on S3 each object is one PUT
-        with atomic_dir(out) if local else contextlib.nullcontext(out) as work:
+        # a local --out is built beside it and appears whole or not at all (an earlier report/ replaced, not
+        # merged: its cases' GIFs would stay); on S3 each object is one PUT
+        with atomic_dir(out, whole=("report",)) if local else contextlib.nullcontext(out) as work:
             for name, (table_rows, schema) in tables.items():  # each written whole (local or s3://)
                 sink = io.BytesIO()
                 pq.write_table(pa.Table.from_pylist(table_rows, schema=schema), sink)

@@ -160,8 +160,9 @@ def atomic_open(target: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterat
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder beside `target`: renamed to a new `target`, or its files moved into an existing one."""
+def atomic_dir(target: str | os.PathLike, whole: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A temporary folder beside `target`: renamed to a new `target`, or its files moved into an existing one; the
+    subfolders named in `whole` are the writer's own: an earlier one goes, never merged with the new."""
     target = Path(target)
     with parents_made(target):
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -170,11 +171,16 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
             with _named_as_target(str(tmp), target):
                 yield tmp
             if target.exists():
+                old = [target / name for name in whole if (target / name).is_dir() and not (target / name).is_symlink()]
+                for folder in old:  # moved aside beside the temporary, removed with it below
+                    os.replace(folder, tmp.with_suffix(f".{folder.name}.old.tmp"))
                 _merge(tmp, target)
             else:
                 os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            for name in whole:
+                shutil.rmtree(tmp.with_suffix(f".{name}.old.tmp"), ignore_errors=True)
 
 
 def _merge(source: Path, target: Path) -> None:

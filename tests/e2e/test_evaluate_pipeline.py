@@ -98,8 +98,14 @@ def test_evaluate_pipeline_on_ray_with_mlflow_server(repo_root, tiny_config_path
     one = [*cmd[:cmd.index("--tracking-uri")], "--tracking-uri", f"sqlite:///{tmp_path / 'one.db'}",
            *cmd[cmd.index("--max-videos"):]]
     one[one.index("--out") + 1], one[one.index("--workers") + 1] = str(tmp_path / "one"), "0"
+    stale = tmp_path / "one" / "report" / "worst_synth0009_000.gif"  # an earlier evaluation into this --out
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"GIF89a")
+    (tmp_path / "one" / "notes.txt").write_text("mine")
     alone = subprocess.run(one, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
+    assert not stale.exists() and (stale.parent / "index.html").is_file()  # the report is this run's alone
+    assert (tmp_path / "one" / "notes.txt").read_text() == "mine"  # the user's files stay
     key = ("clip_id", "frame")
     cluster_rows = sorted(per_frame.to_pylist(), key=lambda r: tuple(r[k] for k in key))
     alone_rows = sorted(pq.read_table(tmp_path / "one" / "per_frame.parquet").to_pylist(),

@@ -86,17 +86,22 @@ def test_a_folder_appears_whole_or_not_at_all(tmp_path):
     assert (target / "a.onnx").read_bytes() == b"a" and (target / "report" / "index.html").read_text() == "<p>"
 
 
-def test_a_folder_written_again_keeps_its_other_files(tmp_path):
+def test_a_folder_written_again_keeps_its_other_files_and_replaces_the_subfolders_it_owns_whole(tmp_path):
+    """An evaluation written again into its --out: the user's files stay, the report/ is the new one alone (the
+    earlier cases' GIFs went with it; merged, they stayed beside the new index.html)."""
     target = tmp_path / "eval"
-    (target / "report").mkdir(parents=True)
+    for sub in ("report", "tables"):
+        (target / sub).mkdir(parents=True)
+        (target / sub / "old.gif").write_bytes(b"old")
     (target / "notes.txt").write_text("mine")
-    (target / "report" / "old.gif").write_bytes(b"old")
-    with atomic_dir(target) as work:
-        (work / "report").mkdir()
-        (work / "report" / "index.html").write_text("new")
-    assert (target / "notes.txt").read_text() == "mine" and (target / "report" / "old.gif").read_bytes() == b"old"
+    with atomic_dir(target, whole=("report", "absent")) as work:
+        for sub in ("report", "tables"):
+            (work / sub).mkdir()
+            (work / sub / "index.html").write_text("new")
+    assert (target / "notes.txt").read_text() == "mine" and (target / "tables" / "old.gif").read_bytes() == b"old"
+    assert sorted(p.name for p in (target / "report").iterdir()) == ["index.html"]
     assert (target / "report" / "index.html").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no temporary, no old folder left
 
 
 KILLED_WRITER = """
