@@ -1,6 +1,7 @@
-"""The batch job (`check_inputs`, then `start`): every (source, driving, output) row of a CSV (local or s3://, paths
-relative to its folder) on Ray Data; an existing output is skipped, a failed pair goes to the error table (a full
-disk or missing S3 credentials stop the job: every later pair would fail too)."""
+"""The batch job (`check_inputs` or `check_dataset`, then `start`): every (source, driving, output) row of a CSV
+(local or s3://, paths relative to its folder), or of a dataset's clip pairs (the original's animate mode), on Ray
+Data; an existing output is skipped, a failed pair goes to the error table (a full disk or missing S3 credentials
+stop the job: every later pair would fail too)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from animate.dataset_pairs import dataset_rows, read_pair
 from animate.options import check_model_files
 from evaluation.visualize import check_colormap
 from services import checks, storage
@@ -34,6 +36,7 @@ from services.tracking import store_checks
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
     from fomm.animator import Animator
+    from preprocessing.shards import ShardSet
 
 COLUMNS = ("source", "driving", "output")
 FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's
@@ -53,26 +56,30 @@ def csv_folder(pairs: str) -> str:
 
 
 def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict, base: str | None = None,
-                 endpoint: str | None = None) -> dict:
-    """Animate each row of a batch (s3:// paths at `endpoint`); rows come back with `status` (done|skipped|failed)
-    and `error`."""
-    from animate.files import animate_file
+                 endpoint: str | None = None, clips: ShardSet | None = None) -> dict:
+    """Animate each row of a batch (s3:// paths at `endpoint`; with `clips`, source and driving are its clip ids);
+    rows come back with `status` (done|skipped|failed) and `error`."""
+    from animate.files import animate_file, animate_frames
 
     results = []  # (status, error) per row
     for row in zip(*(batch[c] for c in COLUMNS)):
-        source, driving, output = (_absolute(str(p), base) for p in row)
+        source, driving, output = (str(p) if clips else _absolute(str(p), base) for p in row)
         local = {}
         try:
             if storage.exists(output, endpoint):
                 results.append(("skipped", ""))
                 continue
-            with storage.local_copy(source, endpoint) as local["source"], \
-                    storage.local_copy(driving, endpoint) as local["driving"], contextlib.ExitStack() as stack:
+            with contextlib.ExitStack() as stack:
                 target = output  # a local one is written in place (temporary name, then rename)
                 if storage.is_remote(output):
                     target = f"{stack.enter_context(scratch_dir('animate'))}/" \
                              f"{Path(output).name}"
-                animate_file(animator, local["source"], local["driving"], target, progress=False, **options)
+                if clips is not None:
+                    animate_frames(animator, *read_pair(clips, source, driving), target, **options)
+                else:
+                    local = {k: stack.enter_context(storage.local_copy(path, endpoint))
+                             for k, path in (("source", source), ("driving", driving))}
+                    animate_file(animator, local["source"], local["driving"], target, progress=False, **options)
                 if storage.is_remote(output):  # one PUT: the object appears whole or not at all
                     storage.write_bytes(output, Path(target).read_bytes(), endpoint)
             results.append(("done", ""))
@@ -91,7 +98,7 @@ class AnimatePairs:
     """Ray Data actor: one Animator per actor, built once, applied to every batch of rows."""
 
     def __init__(self, options: dict, num_threads: int = 1, base: str | None = None,
-                 endpoint: str | None = None) -> None:
+                 endpoint: str | None = None, clips: ShardSet | None = None) -> None:
         import torch
 
         from animate.files import build_animator
@@ -105,10 +112,10 @@ class AnimatePairs:
         self.options = {k: v for k, v in options.items() if k in FILE_KEYS}  # the rest make the model
         self.animator, self.options["auto_crop"] = build_animator(**{k: v for k, v in options.items()
                                                                       if k not in FILE_KEYS})
-        self.base, self.endpoint = base, endpoint
+        self.base, self.endpoint, self.clips = base, endpoint, clips
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:
-        return animate_rows(batch, self.animator, self.options, self.base, self.endpoint)
+        return animate_rows(batch, self.animator, self.options, self.base, self.endpoint, self.clips)
 
 
 def registered(uri: str, registered_config: bool) -> dict:
@@ -119,8 +126,8 @@ def registered(uri: str, registered_config: bool) -> dict:
     return {"uri": uri, "store": default_tracking_uri(), "config": registered_config}
 
 
-def error_table_path(pairs: str, errors: str | None) -> str:
-    """The error table: `errors`, or next to the pairs CSV as *.errors.csv."""
+def error_table_path(pairs: str | None, errors: str | None) -> str:
+    """The error table: `errors`, or next to the pairs CSV as *.errors.csv (`errors` is given without one)."""
     return errors or str(pairs).removesuffix(".csv") + ".errors.csv"
 
 
@@ -133,13 +140,18 @@ def read_pairs(pairs: str, endpoint: str | None = None) -> tuple[list[str], list
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
 
 
-def run(pairs: str, config: str, rows: list[dict[str, str]], *, errors: str | None = None, concurrency: int = 1,
-        num_cpus: float = 1, endpoint: str | None = None, **options) -> dict:
-    """The rows → map_batches(AnimatePairs; `options`: the model's and animate_file's) → error table; counts."""
+def run(pairs: str | None, config: str, rows: list[dict[str, str]], *, errors: str | None = None,
+        concurrency: int = 1, num_cpus: float = 1, endpoint: str | None = None, data: str | None = None,
+        **options) -> dict:
+    """The rows (of --pairs, or of --data's clips) → map_batches(AnimatePairs; `options`: the model's and
+    animate_file's) → error table; counts."""
     import ray
 
-    base = csv_folder(pairs)
+    from preprocessing.shards import ShardSet
+
+    base = csv_folder(pairs) if pairs else None
     errors = error_table_path(pairs, errors)
+    clips = ShardSet.open(data, endpoint) if data else None
     ds = ray.data.from_items([{c: row[c].strip() for c in COLUMNS} for row in rows])
     results = ds.map_batches(
         # up to `concurrency` actors, as many as the cluster has room for: a fixed pool larger than the cluster
@@ -148,7 +160,7 @@ def run(pairs: str, config: str, rows: list[dict[str, str]], *, errors: str | No
         num_cpus=num_cpus,
         num_gpus=gpus_for(options.get("device", "cpu")),
         fn_constructor_kwargs={"options": {"config": config, **options}, "num_threads": max(1, int(num_cpus)),
-                               "base": base, "endpoint": storage.s3_endpoint(endpoint)},  # the driver's
+                               "base": base, "endpoint": storage.s3_endpoint(endpoint), "clips": clips},
     ).take_all()
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "error"], lineterminator="\n")
@@ -187,9 +199,51 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         checks.not_an_input(f"--pairs {pairs} line {line}: output", out, {
             "source": src or None, "driving": drv or None, "--pairs": pairs, "--config": config,
             "--checkpoint": checkpoint})
+    check_model(config, checkpoint, random_init, error_table_path(pairs, errors), {"--pairs": pairs}, endpoint)
+    return rows
+
+
+def check_dataset(data: str, split: str, out: str, num_pairs: int | None, pairs_list: str | None, config: str,
+                  checkpoint: str | None, random_init: bool, errors: str | None, endpoint: str | None = None
+                  ) -> tuple[list[dict[str, str]], str]:
+    """The animate mode's checks, before Ray starts or anything is written: the dataset's split, --out, the pairs
+    (--pairs-list, else the config's dataset_params.pairs_list where that file is, else --num-pairs or the config's
+    animate_params.num_pairs drawn at random), the model, the error table (default --out/errors.csv); the rows and
+    the table."""
+    from fomm.config.schema import load_config
+    from preprocessing.shards import require_shards
+    from services.video_write import OUTPUT_SUFFIXES
+
     check_model_files(config, checkpoint)
-    table = error_table_path(pairs, errors)
-    checks.not_an_input("--errors", table, {"--pairs": pairs, "--config": config, "--checkpoint": checkpoint})
+    cfg = load_config(config)
+    suffix = cfg.animate_params.format.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UserError(f"--config {config}: animate_params.format {cfg.animate_params.format!r} is not one of "
+                        f"{', '.join(OUTPUT_SUFFIXES)}")
+    clips = require_shards("--data", data, split, endpoint)
+    checks.writable_storage("--out", out, endpoint)
+    checks.not_an_input("--out", out, {"--data": data, "--config": config, "--checkpoint": checkpoint,
+                                       "--pairs-list": pairs_list}, folder=True)
+    listed = cfg.dataset_params.pairs_list
+    if pairs_list is None and listed and storage.exists(listed, endpoint):
+        pairs_list = listed
+    elif pairs_list is None and listed:
+        print(f"note: the config's dataset_params.pairs_list {listed}: no such file here: random pairs instead "
+              "(give one with --pairs-list)", flush=True)
+    if pairs_list is not None:
+        checks.existing_file("--pairs-list", pairs_list, "a CSV with source,driving columns", endpoint)
+    rows = dataset_rows(clips, data, split, out, suffix, num_pairs or cfg.animate_params.num_pairs, pairs_list,
+                        endpoint)
+    table = errors or storage.join(out, "errors.csv")
+    check_model(config, checkpoint, random_init, table, {"--data": data, "--pairs-list": pairs_list}, endpoint)
+    return rows, table
+
+
+def check_model(config: str, checkpoint: str | None, random_init: bool, table: str, inputs: dict[str, str | None],
+                endpoint: str | None) -> None:
+    """The model's files and the error table (not an input, writable), then the model itself (it fits)."""
+    check_model_files(config, checkpoint)
+    checks.not_an_input("--errors", table, {**inputs, "--config": config, "--checkpoint": checkpoint})
     if storage.is_remote(table):
         checks.storage_reachable("--errors", table, endpoint)
     else:
@@ -199,7 +253,6 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     from fomm.animator import Animator  # torch: only once the cheap checks pass
 
     check_colormap(config, Animator.from_config(config, checkpoint, random_init=random_init).visualizer)  # it fits
-    return rows
 
 
 def start(pairs: str, config: str, *, rows: list[dict[str, str]] | None = None, ray_address: str | None = None,
@@ -208,7 +261,7 @@ def start(pairs: str, config: str, *, rows: list[dict[str, str]] | None = None, 
     plan; returns `run`'s counts. However it ends (Ctrl-C, an error), it leaves Ray, whose actors stop writing, and
     then no temporary beside an output."""
     rows = read_pairs(pairs, plan.get("endpoint"))[1] if rows is None else rows
-    joined, outputs = not connected(), local_outputs(rows, csv_folder(pairs))
+    joined, outputs = not connected(), local_outputs(rows, csv_folder(pairs) if pairs else None)
     # a local Ray holds an actor of --num-cpus on any machine (as train's and evaluate's hold theirs): it was
     # refused after Ray's start-up lines
     ensure_ray(ray_address, num_cpus=local_cpus(plan.get("num_cpus", 1)))
@@ -222,7 +275,7 @@ def start(pairs: str, config: str, *, rows: list[dict[str, str]] | None = None, 
         remove_leftovers(outputs, before=time.time())  # a lost node's or Ctrl-C's killed tries
 
 
-def local_outputs(rows: list[dict[str, str]], base: str) -> list[str]:
+def local_outputs(rows: list[dict[str, str]], base: str | None) -> list[str]:
     """The local output paths of the pairs CSV's rows (an s3:// output is one PUT: it leaves no temporary)."""
     return [out for row in rows if (out := _absolute((row.get("output") or "").strip(), base))
             and not storage.is_remote(out)]

@@ -150,6 +150,18 @@ def batch_that_fits(animator: Animator, block_expansion: int) -> int:
     return min(fits, animator.batch_size)
 
 
+def animate_frames(animator: Animator, source: np.ndarray, driving: np.ndarray, fps: float, out: str | Path, *,
+                   layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
+                   **_file_options) -> Path:  # noqa: ANN003 - animate_file's, which a dataset's clips do not take
+    """A dataset's clip pair (the animate mode): a source frame and driving frames (H×W×3, T×H×W×3 uint8), each
+    fitted as the config's crop says, into a video at `fps`; a file given its name meanwhile is never replaced."""
+    out = check_output(out)
+    with VideoWriter(out, fps, replace=False) as writer:
+        for frame in render(animator, source, iter(driving), layout=layout, draw_kp=draw_kp, output_size=output_size):
+            writer.write(frame)
+    return out
+
+
 def animate_file(animator: Animator, source: str | Path, driving: str | Path, out: str | Path, *,
                  layout: str = "result", draw_kp: bool = False, output_size: tuple[int, int] | None = None,
                  use_best_frame: bool = False, landmarks: LandmarkFn | None = None, progress: bool = True,

@@ -1,6 +1,8 @@
-"""Ray Data batch job: animate every (source, driving, output) row of a CSV, local or s3://, skipping done pairs.
+"""Ray Data batch job: animate every (source, driving, output) row of a CSV, local or s3://, skipping done pairs;
+or, as the original's animate mode, pairs of a dataset's clips (--data) into --out.
 
 python pipelines/animate_batch.py --pairs pairs.csv --config configs/vox-256.yaml --checkpoint vox-cpk.pth.tar
+python pipelines/animate_batch.py --data DATASET --out animation/ --config configs/vox-256.yaml --checkpoint …
 
 CSV paths are relative to its folder; a pair that fails goes to the error table and the job goes on.
 """
@@ -16,15 +18,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from animate import batch  # noqa: E402
 from animate.options import add_animation_flags, add_model_flags, check_animation_flags, weights  # noqa: E402
-from services.cli import at_least  # noqa: E402
+from services.cli import UserError, at_least  # noqa: E402
 from services.ray_address import add_ray_address_flag  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", required=True, help="CSV with source,driving,output columns (local or s3://)")
+    p.add_argument("--pairs", help="CSV with source,driving,output columns (local or s3://)")
+    p.add_argument("--data", help="or a dataset's clips, paired as the original's animate mode does (its test split)")
+    p.add_argument("--out", help="with --data: the folder of the animations, DRIVING-SOURCE + animate_params.format")
+    p.add_argument("--split", default="test", help="with --data: the split whose clips are paired (default test)")
+    p.add_argument("--num-pairs", type=at_least(1), help="with --data: pairs drawn at random from the first N clips' "
+                   "grid (default: the config's animate_params.num_pairs)")
+    p.add_argument("--pairs-list", help="with --data: a CSV of source,driving video names or clip ids (default: the "
+                   "config's dataset_params.pairs_list where that file is)")
     add_model_flags(p)
-    p.add_argument("--errors", help="error table CSV (default: next to --pairs, *.errors.csv)")
+    p.add_argument("--errors", help="error table CSV (default: next to --pairs, *.errors.csv; --out/errors.csv)")
     add_animation_flags(p)
     p.add_argument("--concurrency", type=at_least(1), default=1,
                    help="animator actors at most (as many as the Ray cluster has room for)")
@@ -36,6 +45,16 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace) -> dict:
     """animate.batch.start's keyword arguments (the flags, checked by their rules)."""
     given, config_given = args.checkpoint, args.config is not None
+    if (args.pairs is None) == (args.data is None):
+        raise UserError("give --pairs CSV (rows of files) or --data DATASET (pairs of its clips), one of them")
+    if args.pairs is not None and (flag := next((f"--{f.replace('_', '-')}" for f in ("out", "num_pairs", "pairs_list")
+                                                  if getattr(args, f) is not None), None)):
+        raise UserError(f"{flag}: with --data only (--pairs names each row's output)")
+    if args.data is not None and args.out is None:
+        raise UserError("--data needs --out, the folder of the animations")
+    if args.data is not None and args.crop == "auto":
+        raise UserError("--crop auto: not with --data (a dataset's clips were cropped as preprocess made them)")
+    args.crop = args.crop or ("center" if args.data is not None else None)
     weights(args)
     check_animation_flags(args)
     job = {k: v for k, v in vars(args).items() if k != "debug"}
@@ -45,9 +64,16 @@ def build(args: argparse.Namespace) -> dict:
 
 
 def check(job: dict) -> dict:
-    """The job with the CSV's rows, read once: the job animates the rows checked."""
-    return {**job, "rows": batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"],
-                                              job["errors"], job["endpoint"])}
+    """The job with its rows (the CSV's, read once; or --data's pairs), planned once: the job animates what was
+    checked."""
+    plan = {k: job.pop(k) for k in ("split", "out", "num_pairs", "pairs_list")}
+    if job["data"] is None:
+        return {**job, "rows": batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"],
+                                                  job["errors"], job["endpoint"])}
+    rows, errors = batch.check_dataset(job["data"], plan["split"], plan["out"], plan["num_pairs"], plan["pairs_list"],
+                                       job["config"], job["checkpoint"], job["random_init"], job["errors"],
+                                       job["endpoint"])
+    return {**job, "rows": rows, "errors": errors}
 
 
 def run(job: dict, args: argparse.Namespace) -> Summary:

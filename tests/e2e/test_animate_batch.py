@@ -124,6 +124,70 @@ def test_ray_job_animates_pairs_and_keeps_an_error_table(inputs, tiny_config_pat
     assert (rerun["done"], rerun["skipped"], rerun["failed"]) == (0, 2, 1)
 
 
+def test_the_animate_modes_pairs_are_the_originals_draw_or_its_list_named_as_it_names_videos():
+    from animate.dataset_pairs import listed_pairs, random_pairs
+    from services.cli import UserError
+
+    ids = [f"c{i}" for i in range(10)]
+    drawn = random_pairs(ids, 4)  # 4 distinct cells of the first 4 clips' 4×4 grid, the same on every run
+    assert drawn == random_pairs(ids, 4) and len(set(drawn)) == 4 and {c for p in drawn for c in p} <= set(ids[:4])
+    assert sorted(random_pairs(ids[:2], 50)) == [(a, b) for a in ids[:2] for b in ids[:2]]  # the whole grid
+    meta = [{"clip_id": f"test__id1#yt#000158#000328#00{k}#0#9", "video_id": "test__id1#yt#000158#000328"}
+            for k in range(2)] + [{"clip_id": "synth0002_000", "video_id": "synth0002"}]
+    with tempfile.TemporaryDirectory() as d:
+        listed = Path(d) / "pairs.csv"
+        listed.write_text("source,driving\nid1#yt#000158#000328.mp4,synth0002\nsynth0002_000,synth0002.mp4\n")
+        assert listed_pairs(str(listed), meta, None) == [(meta[0]["clip_id"], "synth0002_000"),
+                                                         ("synth0002_000", "synth0002_000")]
+        listed.write_text("source,driving\nsynth0002,id9#gone.mp4\n")
+        with pytest.raises(UserError, match=r"pairs.csv line 2: no clip of 'id9#gone.mp4' in --data's split$"):
+            listed_pairs(str(listed), meta, None)
+
+
+@pytest.mark.ray
+def test_the_animate_mode_animates_pairs_of_a_datasets_test_clips_into_out(synthetic_shards_64, tiny_config_path,
+                                                                           ray_local, tmp_path):
+    """The original's `run.py --mode animate`: pairs of the test split's clips, each animated into --out as
+    DRIVING-SOURCE.mp4 at the clip's frame rate; the middle panel of side-by-side is the named driving clip."""
+    from preprocessing.shards import ShardSet, decode_frames
+
+    out = tmp_path / "animation"
+    rows, table = batch_job.check_dataset(str(synthetic_shards_64), "test", str(out), 3, None, str(tiny_config_path),
+                                          None, True, None)
+    assert table == str(out / "errors.csv") and not out.exists()  # checked and planned, nothing written
+    summary = batch_job.start(None, str(tiny_config_path), rows=rows, data=str(synthetic_shards_64), errors=table,
+                              random_init=True, concurrency=1, batch_size=4, crop="center", layout="side-by-side")
+    assert (summary["pairs"], summary["done"], summary["failed"]) == (3, 3, 0)
+    clips = ShardSet.open(str(synthetic_shards_64))
+    for row in rows:
+        name = f"{row['driving']}-{row['source']}.mp4"
+        assert row["output"] == str(out / name) and row["source"].startswith("synth")
+        info = probe_video(out / name)
+        assert (info.num_frames, info.fps, info.width, info.height) == (16, 25.0, 192, 64)
+        driving = decode_frames(clips.rows([row["driving"]], ["clip_id", "frames"])[0]["frames"])
+        assert np.abs(read_frames(out / name)[:, :, 64:128].astype(int) - driving).mean() < 8  # H.264 of JPEG
+    assert list(csv.DictReader(Path(table).open())) == []
+    again = batch_job.start(None, str(tiny_config_path), rows=rows, data=str(synthetic_shards_64), errors=table,
+                            random_init=True, concurrency=1, crop="center")
+    assert (again["done"], again["skipped"]) == (0, 3)
+
+
+@pytest.mark.parametrize(("flags", "line"), [
+    (["--data", "D", "--pairs", "p.csv"], "give --pairs CSV (rows of files) or --data DATASET (pairs of its clips), "
+                                          "one of them"),
+    (["--pairs", "p.csv", "--num-pairs", "5"], "--num-pairs: with --data only (--pairs names each row's output)"),
+    (["--data", "D"], "--data needs --out, the folder of the animations"),
+    (["--data", "D", "--out", "o", "--crop", "auto"], "--crop auto: not with --data (a dataset's clips were cropped "
+                                                      "as preprocess made them)"),
+])
+def test_the_animate_modes_flags_are_checked_before_anything_runs(flags, line, tiny_config_path, tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "animate_batch.py"), "--config",
+                           str(tiny_config_path), "--random-init", *flags], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (2, [f"animate_batch: error: {line}"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_pipeline_help():
     done = subprocess.run([sys.executable, str(REPO / "pipelines" / "animate_batch.py"), "--help"],
                           capture_output=True, text=True, timeout=60)
