@@ -94,6 +94,23 @@ def test_rows_on_s3(inputs, animator, moto_s3, tmp_path, monkeypatch):
     assert not storage.exists(f"{bucket}/out/missing.mp4", endpoint)
 
 
+def test_the_animate_modes_rows_read_clips_from_s3_and_write_there(synthetic_shards_64, animator, moto_s3, tmp_path):
+    from preprocessing.shards import ShardSet
+
+    endpoint, bucket = moto_s3["endpoint"], f"s3://{moto_s3['bucket']}/animate-mode"
+    for shard in Path(synthetic_shards_64).rglob("*"):
+        if shard.is_file():
+            storage.write_bytes(f"{bucket}/data/{shard.relative_to(synthetic_shards_64)}", shard.read_bytes(), endpoint)
+    clips = ShardSet.open(f"{bucket}/data", endpoint)
+    rows = batch(("synth0002_000", "synth0005_000", f"{bucket}/out/a.mp4"),
+                 ("synth0002_000", "synth9999_000", f"{bucket}/out/b.mp4"))
+    out = batch_job.animate_rows(rows, animator, {}, endpoint=endpoint, clips=clips)
+    assert out["status"].tolist() == ["done", "failed"] and "clip synth9999_000: not in the dataset" in out["error"][1]
+    (tmp_path / "a.mp4").write_bytes(storage.read_bytes(f"{bucket}/out/a.mp4", endpoint))
+    assert (probe_video(tmp_path / "a.mp4").num_frames, probe_video(tmp_path / "a.mp4").width) == (16, 64)
+    assert not storage.exists(f"{bucket}/out/b.mp4", endpoint)
+
+
 @pytest.mark.ray
 def test_ray_job_animates_pairs_and_keeps_an_error_table(inputs, tiny_config_path, ray_local, tmp_path):
     pairs = tmp_path / "pairs.csv"
