@@ -30,7 +30,7 @@ from services.video_read import (
     probe_video,
     read_image,
 )
-from services.video_write import OUTPUT_SUFFIXES, VideoWriter
+from services.video_write import GIF_MAX_FPS, OUTPUT_SUFFIXES, VideoWriter
 
 LandmarkFn = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None
 
@@ -206,6 +206,9 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
                           disable=not progress, dynamic_ncols=True):
             writer.write(frame)
             height, width = frame.shape[:2]
+    if writer.keep_every > 1:
+        notes.append(f"a GIF shows at most {GIF_MAX_FPS} frames a second: every {writer.keep_every}th driving frame "
+                     f"kept ({info.fps / writer.keep_every:g} fps)")
     if info.has_audio and not writer.keeps_audio:
         notes.append(f"the driving video's audio is left out: a {out.suffix.lower()} file keeps none")
     return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,

@@ -4,6 +4,7 @@ H.264 + AAC (.mp4, .mov, .mkv), VP9 + Opus (.webm) or an animated GIF (adaptive 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,6 +35,7 @@ ENCODINGS = {".mp4": H264, ".mov": H264, ".mkv": H264,
              ".webm": Encoding("libvpx-vp9", "yuv420p", (("crf", "30"), ("b", "0"), ("row-mt", "1")), "libopus"),
              ".gif": Encoding("gif", "pal8", (), None)}
 OUTPUT_SUFFIXES = tuple(ENCODINGS)  # what an animation may be written as
+GIF_MAX_FPS = 50  # a GIF frame lasts whole hundredths of a second; browsers show one of under 2 for 10
 
 
 class VideoWriter:
@@ -51,7 +53,10 @@ class VideoWriter:
         self.encoding = ENCODINGS.get(self.path.suffix.lower(), H264)
         self.audio_from = Path(audio_from) if audio_from is not None and self.encoding.audio else None
         self.deterministic, self.replace = deterministic, replace
-        self.num_frames = 0
+        self.num_frames = 0  # given to write()
+        # a GIF above GIF_MAX_FPS keeps every k-th frame (60 fps: 30), else browsers slow it and FFmpeg refuses
+        # two frames in one hundredth of a second (120 fps)
+        self.keep_every = math.ceil(self.fps / GIF_MAX_FPS - 1e-9) if self.encoding.video == "gif" else 1
         self._target = contextlib.ExitStack()  # services.atomic: the temporary, renamed onto path on a clean exit
         self._container = self._video = self._audio = None
         self._size: tuple[int, int] | None = None
@@ -69,7 +74,7 @@ class VideoWriter:
         if max(height, width) > MAX_SIDE:  # libx264 refused to open: a traceback after the whole animation's work
             raise VideoError(f"{self.path}: a {width}×{height} frame, larger than H.264 encodes ({MAX_SIDE:,} a "
                              "side; players take 8,192): a smaller --output-size")
-        rate, enc = Fraction(self.fps).limit_denominator(100000), self.encoding
+        rate, enc = Fraction(self.fps / self.keep_every).limit_denominator(100000), self.encoding
         self._video = self._container.add_stream(enc.video, rate=rate)
         self._video.width, self._video.height = width + self._pad(width), height + self._pad(height)
         self._video.pix_fmt = enc.pix_fmt
@@ -123,14 +128,16 @@ class VideoWriter:
             self._start(frame.shape[0], frame.shape[1])
         elif frame.shape[:2] != self._size:
             raise VideoError(f"{self.path}: frame {self.num_frames} is {frame.shape[:2]}, expected {self._size}")
+        index, self.num_frames = self.num_frames, self.num_frames + 1
+        if index % self.keep_every:
+            return
         rows, columns = self._pad(frame.shape[0]), self._pad(frame.shape[1])
         if rows or columns:
             frame = np.pad(frame, ((0, rows), (0, columns), (0, 0)), mode="edge")
         vf = self._frame(frame)
-        vf.pts = self.num_frames
+        vf.pts = index // self.keep_every
         vf.time_base = self._video.codec_context.time_base
         self._container.mux(self._video.encode(vf))
-        self.num_frames += 1
 
     def _write_audio(self) -> None:
         with _open(self.audio_from) as src:

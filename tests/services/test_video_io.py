@@ -146,7 +146,8 @@ def test_audio_from_a_silent_video_gives_no_audio(tmp_path, shared_data):
 
 def test_a_gif_keeps_every_frame_its_colours_size_and_timing_and_takes_no_audio(tmp_path, shared_data):
     """An animated GIF: each frame's own palette holds a frame of ≤ 256 colours exactly, odd sizes stay as they are,
-    30 fps (3⅓ centiseconds a frame) keeps its times, and a driving video's audio is left out, not a failure."""
+    30 fps (3⅓ centiseconds a frame) keeps its times, 120 fps keeps every 3rd frame, and a driving video's audio
+    is left out, not a failure."""
     rng = np.random.default_rng(1)
     frames = np.repeat(rng.integers(0, 255, (31, 3, 5, 3), dtype=np.uint8), 11, axis=1).repeat(7, axis=2)[:, :, :-2]
     with VideoWriter(tmp_path / "clip.gif", fps=30, audio_from=shared_data / "face_talk_a.mp4") as writer:
@@ -158,6 +159,14 @@ def test_a_gif_keeps_every_frame_its_colours_size_and_timing_and_takes_no_audio(
     timed = list(iter_frames_timed(tmp_path / "clip.gif"))
     assert np.array_equal(np.stack([f for _, f in timed]), frames)
     assert [t for t, _ in timed][-1] == pytest.approx(30 / 30, abs=0.005)
+    with VideoWriter(tmp_path / "fast.gif", fps=120) as fast:  # a phone's slow-motion driving video
+        for frame in frames[:12]:
+            fast.write(frame)
+    with Image.open(tmp_path / "fast.gif") as shown:  # every frame ≥ 2 hundredths (a browser shows 1 as 10)
+        durations = [shown.seek(i) or shown.info["duration"] for i in range(shown.n_frames)]
+    assert fast.num_frames == 12 and fast.keep_every == 3 and min(durations) >= 20
+    assert abs(sum(durations[:-1]) - 75) <= 5  # 40 fps, in whole hundredths
+    assert np.array_equal(read_frames(tmp_path / "fast.gif"), frames[:12:3])  # 40 fps: FFmpeg refused 120
     photo = read_frames(shared_data / "face_talk_a.mp4", 3)  # tens of thousands of colours: 256 chosen per frame
     back = read_frames(write_video(tmp_path / "talk.gif", photo, fps=25))
     assert back.shape == photo.shape and np.abs(back.astype(int) - photo).mean() < 2  # 1.2 measured
