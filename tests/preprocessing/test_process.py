@@ -166,7 +166,8 @@ def test_the_original_fomms_one_image_clips_preprocess_to_their_frames_locally_a
     Image.new("RGB", (96, 64)).save(raw / "train" / "wide.png")
     (raw / "train" / "c.mp4").mkdir()  # a frame folder: its 2:1 frames are frames, not clips
     for i in range(9):
-        Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(raw / "train" / "c.mp4" / f"{i:07d}.png")
+        frame = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+        Image.fromarray(frame).save(raw / "train" / "c.mp4" / f"{i:07d}.png")
     local = dw.run_local(cfg_for(raw, tmp_path / "out"))
     clips = {c["video_id"]: (c["split"], c["frames"]) for c in shard_clips(str(tmp_path / "out"))}
     assert sorted(clips) == ["test__b", "train__a", "train__c"] and local["num_errors"] == 0
