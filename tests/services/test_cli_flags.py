@@ -249,10 +249,10 @@ def test_a_misspelt_flag_names_the_flag_meant(repo_root, argv, message) -> None:
 
 
 def test_a_flag_alike_only_in_its_dashes_suggests_none(repo_root) -> None:
-    """animate_batch has no --out (its CSV names each output): difflib on whole flags found "--out" 0.77 like
-    "--layout", the shared dashes counting; on names, 0.67, below the cutoff."""
-    with pytest.raises(UserError, match=r"^unrecognized arguments: --out x$"):
-        _pipeline(repo_root, "animate_batch").parse_args(["--pairs", "p.csv", "--out", "x"])
+    """tune has no --layout (fomm animate's): difflib on whole flags found "--layout" 0.77 like "--out", the shared
+    dashes counting; on names, 0.67, below the cutoff."""
+    with pytest.raises(UserError, match=r"^unrecognized arguments: --layout x$"):
+        _pipeline(repo_root, "tune").parse_args(["--config", "c.yaml", "--data", "d", "--storage", "s", "--layout", "x"])
 
 
 def test_a_path_the_shell_left_as_typed_is_the_local_path_meant(repo_root, monkeypatch) -> None:
