@@ -208,6 +208,9 @@ class ArgumentParser(argparse.ArgumentParser):
                 typos.append(f"{flag} (did you mean {ORIGINAL_FLAGS[flag]}?)")
             elif near := difflib.get_close_matches(flag[2:], [k[2:] for k in known], 1, cutoff=0.7):  # names alike,
                 typos.append(f"{flag} (did you mean --{near[0]}?)")  # not only their dashes: --out is no --layout
+            elif len(near := [k for k in known if len(k) > 3 and len(flag) > 3 and (k.startswith(flag) or
+                                                                                  flag.startswith(k))]) == 1:
+                typos.append(f"{flag} (did you mean {near[0]}?)")  # --out where the stage says --output, or back
         if typos:  # all at once: a command of the original's names has several
             self.error(f"unrecognized argument{'s' if len(typos) > 1 else ''} {', '.join(typos)}")
         parsed, rest = super().parse_known_args(argv, namespace)

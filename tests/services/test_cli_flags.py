@@ -248,6 +248,17 @@ def test_a_misspelt_flag_names_the_flag_meant(repo_root, argv, message) -> None:
         _pipeline(repo_root, "train").parse_args(["--data", "d", *argv])
 
 
+@pytest.mark.parametrize(("stage", "argv", "meant"), [
+    ("preprocess", ["--input", "in", "--out", "ds"], "--out (did you mean --output?)"),  # the other stages' name
+    ("evaluate", ["--output", "eval"], "--output (did you mean --out?)"),  # preprocess's
+    ("benchmark", ["--model", "fomm"], "--model (did you mean --model-name?)"),
+])
+def test_a_flag_cut_short_or_run_on_names_the_one_meant(repo_root, stage, argv, meant) -> None:
+    """Names 0.67 alike or less (`out`, `output`) were below difflib's cutoff: the line named no flag."""
+    with pytest.raises(UserError, match=f"^unrecognized argument {re.escape(meant)}$"):
+        _pipeline(repo_root, stage).parse_args(argv)
+
+
 def test_a_flag_alike_only_in_its_dashes_suggests_none(repo_root) -> None:
     """tune has no --layout (fomm animate's): difflib on whole flags found "--layout" 0.77 like "--out", the shared
     dashes counting; on names, 0.67, below the cutoff."""
