@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 from services.checks import NOT_REGULAR
 from services.cli import UserError
@@ -73,11 +74,10 @@ def frame_files(path: PathLike) -> list[Path] | None:
 def strip_frames(path: PathLike, head: bytes | None = None) -> tuple[int, int] | None:
     """(frames, side) of a .png/.jpg of k square frames side by side (W = k·H, k ≥ 2), from its header (or `head`,
     the file's first bytes); None for anything else (a video, a folder, a picture of other proportions)."""
-    from PIL import Image
-
     p = Path(path)
     if p.suffix.lower() not in FRAME_EXTENSIONS or (head is None and not p.is_file()):
         return None
+    Image.MAX_IMAGE_PIXELS = None  # the header alone is read here: read_image refuses a bomb, naming its file
     try:
         with Image.open(p if head is None else io.BytesIO(head)) as img:
             width, height = img.size
@@ -219,7 +219,7 @@ def read_frames(path: PathLike, max_frames: int | None = None) -> np.ndarray:
 def read_image(path: PathLike, max_pixels: int | None = None) -> np.ndarray:
     """An image file as H×W×3 uint8 RGB, whatever its extension says (format sniffed from the bytes); one of more
     than `max_pixels` shrunk by a whole factor to at most that many as it is read (a JPEG decoded small: 1/2 … 1/8)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps, UnidentifiedImageError
 
     p = Path(path)
     if why := _not_a_file(p):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import av
 import numpy as np
 import pytest
@@ -73,6 +76,12 @@ def test_an_image_of_square_frames_side_by_side_reads_as_a_video_of_them_and_oth
     for name, size in (("photo.png", (16, 16)), ("wide.jpg", (48, 32)), ("clip.mp4", (80, 16))):
         Image.new("RGB", size).save(tmp_path / name, format="PNG")
         assert strip_frames(tmp_path / name) is None
+    bomb, ihdr = tmp_path / "bomb.png", b"IHDR" + struct.pack(">IIBBBBB", 5_000_000, 100_000, 8, 2, 0, 0, 0)
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) +
+                     struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND")))  # no pixels at all
+    assert strip_frames(bomb) == (50, 100_000)  # 50 frames of 100,000²: Pillow's bomb check raised, naming no file
+    with pytest.raises(VideoError, match=r"bomb.png: .*(decompression bomb|damaged)"):
+        read_frames(bomb)
     turned = Image.fromarray(np.concatenate(list(frames), axis=1))
     exif = turned.getexif()
     exif[0x0112] = 6  # shown turned 90°: 16×80
