@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.blocks import level_features
-from fomm.config.schema import ModelConfig
+from fomm.config.model_params import ModelConfig
 from fomm.geometry import Keypoints, kp2gaussian
 
 

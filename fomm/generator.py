@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, level_features
-from fomm.config.schema import ModelConfig
+from fomm.config.model_params import ModelConfig
 from fomm.dense_motion import DenseMotionNetwork, MotionSource
 from fomm.geometry import Keypoints
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.blocks import AntiAliasInterpolation2d, Hourglass
-from fomm.config.schema import ModelConfig
+from fomm.config.model_params import ModelConfig
 from fomm.geometry import Keypoints, heatmap_to_keypoints
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fomm.config.schema import ModelConfig
+from fomm.config.model_params import ModelConfig
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector

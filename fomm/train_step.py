@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from fomm.checkpoint import CheckpointError, checkpoint_bytes, load_parts, read_checkpoint
-from fomm.config.schema import ModelConfig, TrainParams
+from fomm.config.model_params import ModelConfig
+from fomm.config.schema import TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
 from fomm.keypoint_detector import KPDetector

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from fomm.config.loader import ConfigError
-from fomm.config.schema import FommConfig, ModelConfig, load_config
+from fomm.config.model_params import ModelConfig
+from fomm.config.schema import FommConfig, load_config
 
 ORIGINAL = ["vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256", "bair-256", "fashion-256",
             "nemo-256"]

@@ -7,7 +7,7 @@ import torch
 from animate.cli import main
 from animate.render import render
 from fomm.animator import Animator
-from fomm.config.schema import ModelConfig
+from fomm.config.model_params import ModelConfig
 from services.video_read import probe_video, read_frames, read_image
 from tests.fomm.test_parity_original import PARITY_FP32
 

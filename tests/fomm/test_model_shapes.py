@@ -11,7 +11,8 @@ import torch
 
 from fomm.blocks import ImagePyramid
 from fomm.config.loader import ConfigError, build, read_yaml
-from fomm.config.schema import FommConfig, discriminator_fits
+from fomm.config.model_params import discriminator_fits
+from fomm.config.schema import FommConfig
 from fomm.discriminator import Discriminator
 from fomm.keypoint_detector import KPDetector
 from fomm.models import build_networks

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from fomm.animator import AnimatedBatch, Animator
-from fomm.config.schema import ModelConfig, TrainParams
+from fomm.config.model_params import ModelConfig
+from fomm.config.schema import TrainParams
 from fomm.discriminator import MultiScaleDiscriminator
 from fomm.generator import OcclusionAwareGenerator
 from fomm.geometry import Transform
