@@ -36,7 +36,7 @@ from services.tracking import store_checks
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
     from fomm.animator import Animator
-    from preprocessing.shards import ShardSet
+    from preprocessing.shard_set import ShardSet
 
 COLUMNS = ("source", "driving", "output")
 FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's
@@ -147,7 +147,7 @@ def run(pairs: str | None, config: str, rows: list[dict[str, str]], *, errors: s
     animate_file's) → error table; counts."""
     import ray
 
-    from preprocessing.shards import ShardSet
+    from preprocessing.shard_set import ShardSet
 
     base = csv_folder(pairs) if pairs else None
     errors = error_table_path(pairs, errors)
@@ -211,7 +211,7 @@ def check_dataset(data: str, split: str, out: str, num_pairs: int | None, pairs_
     animate_params.num_pairs drawn at random), the model, the error table (default --out/errors.csv); the rows and
     the table."""
     from fomm.config.schema import load_config
-    from preprocessing.shards import require_shards
+    from preprocessing.shard_set import require_shards
     from services.video_write import OUTPUT_SUFFIXES
 
     check_model_files(config, checkpoint)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from preprocessing.shards import ShardSet, decode_frames
+from preprocessing.shard_set import ShardSet
+from preprocessing.shards import decode_frames
 from services import checks, storage
 from services.cli import UserError
 from services.video_read import FRAME_EXTENSIONS, VIDEO_EXTENSIONS

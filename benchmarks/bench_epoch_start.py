@@ -28,6 +28,7 @@ if __package__ in (None, ""):
 
 from fomm.config.schema import load_config  # noqa: E402
 from preprocessing import shards  # noqa: E402
+from preprocessing.shard_set import ShardSet  # noqa: E402
 from training import data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def epoch_start(root: Path, use_ray: bool) -> dict[str, float]:
     """Seconds of each step from opening the dataset to its first batch."""
     cfg = load_config(ROOT / "configs" / "demo-64.yaml")
     times = {}
-    shard_set, times["open"] = timed(lambda: shards.ShardSet.open(str(root)))
+    shard_set, times["open"] = timed(lambda: ShardSet.open(str(root)))
     (train, test), times["index"] = timed(lambda: (data.clip_index(shard_set, "train"),
                                                    data.clip_index(shard_set, "test")))
 

@@ -100,7 +100,7 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
                                                checkpoint_flag: cfg.checkpoint}, folder=True)
     store_checks.tracking_uri("--tracking-uri", cfg.tracking_uri, experiment=cfg.experiment)
     from evaluation.reconstruction import ModelSource  # torch, pyarrow: after the checks that need neither
-    from preprocessing.shards import require_shards
+    from preprocessing.shard_set import require_shards
 
     source = ModelSource.resolve(cfg.config_path, cfg.checkpoint if local else None)
     shard_set = require_shards("--data", cfg.data, cfg.split, cfg.endpoint, source.config.dataset_params.frame_shape)

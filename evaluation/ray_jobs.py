@@ -18,7 +18,7 @@ from PIL import Image
 from evaluation import runner
 from evaluation.reconstruction import ModelSource
 from evaluation.report import metric_table_text, write_report
-from preprocessing.shards import ShardSet
+from preprocessing.shard_set import ShardSet
 from services import checks, s3_retries, storage
 from services.atomic import atomic_dir
 from services.errors import UserError

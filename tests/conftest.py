@@ -470,7 +470,8 @@ def damaged_shards(root: str, endpoint: str | None = None) -> list[str]:
 
 def shard_clips(url: str, split: str | None = None, columns: list[str] | None = None) -> Iterator[dict]:
     """Rows of clip shards in shard order, frames decoded (T×H×W×3 uint8); `columns` limits what is read."""
-    from preprocessing.shards import ShardSet, decode_frames, read_table
+    from preprocessing.shard_set import ShardSet
+    from preprocessing.shards import decode_frames, read_table
 
     found = ShardSet.open(url)
     filters = [("split", "=", split)] if split is not None else None

@@ -21,7 +21,7 @@ import pyarrow as pa
 from fomm.config.schema import AugmentationParams, FommConfig
 from preprocessing import shards
 from preprocessing.pairs import augment_pair, sample_pair
-from preprocessing.shards import META_COLUMNS, ClipIndex, ShardSet
+from preprocessing.shard_set import META_COLUMNS, ClipIndex, ShardSet
 from services.cli import UserError
 
 READ_COLUMNS = [*META_COLUMNS, "frames"]

@@ -266,7 +266,7 @@ def add_train_flags(parser: argparse.ArgumentParser, experiment: str = "fomm-tra
 def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     """Before Ray starts or anything is written: config (with --set), shards, storage, tracking URI, resources and
     the run's plan (`sweep`: the base job of a sweep, whose trials have run folders of their own)."""
-    from preprocessing.shards import require_shards
+    from preprocessing.shard_set import require_shards
     from services import checks
     from services.tracking import store_checks
 

@@ -19,7 +19,7 @@ from ray.train.v2._internal.execution.callback import ControllerCallback, Worker
 from ray.train.v2._internal.execution.controller.state import ReschedulingState
 
 from fomm.config.schema import FommConfig
-from preprocessing.shards import ShardSet
+from preprocessing.shard_set import ShardSet
 from services import ray_start, storage
 from services.errors import UserError, is_user_error
 from services.failures import every_task_fails

@@ -95,7 +95,7 @@ def test_rows_on_s3(inputs, animator, moto_s3, tmp_path, monkeypatch):
 
 
 def test_the_animate_modes_rows_read_clips_from_s3_and_write_there(synthetic_shards_64, animator, moto_s3, tmp_path):
-    from preprocessing.shards import ShardSet
+    from preprocessing.shard_set import ShardSet
 
     endpoint, bucket = moto_s3["endpoint"], f"s3://{moto_s3['bucket']}/animate-mode"
     for shard in Path(synthetic_shards_64).rglob("*"):
@@ -166,7 +166,8 @@ def test_the_animate_mode_animates_pairs_of_a_datasets_test_clips_into_out(synth
                                                                            ray_local, tmp_path):
     """The original's `run.py --mode animate`: pairs of the test split's clips, each animated into --out as
     DRIVING-SOURCE.mp4 at the clip's frame rate; the middle panel of side-by-side is the named driving clip."""
-    from preprocessing.shards import ShardSet, decode_frames
+    from preprocessing.shard_set import ShardSet
+    from preprocessing.shards import decode_frames
 
     out = tmp_path / "animation"
     rows, table = batch_job.check_dataset(str(synthetic_shards_64), "test", str(out), 3, None, str(tiny_config_path),

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocessing import shards
+from preprocessing.shard_set import ShardSet
 from tests.conftest import damaged_shards, shard_clips
 
 
@@ -75,7 +76,7 @@ def test_manifest_errors_and_the_shard_set(tmp_path):
     manifest = {"shards": [{"file": "shards/train/shard-00000.parquet", "split": "train", **info}]}
     (root / "_manifest.json").write_text(json.dumps(manifest))
     assert shards.read_manifest(str(root))["shards"][0]["rows"] == 1
-    opened = shards.ShardSet.open(str(root))
+    opened = ShardSet.open(str(root))
     assert opened.uris() == [str(root / "shards" / "train" / "shard-00000.parquet")]
     assert opened.uris("test") == [] and opened.index("train").clip_ids == ("v0#000",)
     assert damaged_shards(str(root)) == []
@@ -99,7 +100,7 @@ def test_a_damaged_manifest_is_one_line_for_the_readers_and_for_a_resumed_prepro
     split) and in a preprocess resuming the dataset (any)."""
     from preprocessing.config import PreprocessConfig
     from preprocessing.dataset_writer import changed_settings
-    from preprocessing.shards import require_shards
+    from preprocessing.shard_set import require_shards
     from services.cli import UserError, user_input
 
     (tmp_path / "_manifest.json").write_text(text)
@@ -112,7 +113,7 @@ def test_a_damaged_manifest_is_one_line_for_the_readers_and_for_a_resumed_prepro
 
 def test_a_raw_video_given_as_data_is_named_with_the_command_that_makes_its_shards(tmp_path, shared_data):
     """A video given as --data was PyArrow's "Parquet magic bytes not found"; a folder named like one is no video."""
-    from preprocessing.shards import require_shards
+    from preprocessing.shard_set import require_shards
     from preprocessing.synthetic import write_synthetic_shards
     from services.cli import UserError
 
@@ -124,7 +125,7 @@ def test_a_raw_video_given_as_data_is_named_with_the_command_that_makes_its_shar
 
 
 def test_a_half_written_shard_among_good_ones_is_named_before_any_job(tmp_path):
-    from preprocessing.shards import require_shards
+    from preprocessing.shard_set import require_shards
     from preprocessing.synthetic import write_synthetic_shards
     from services.cli import UserError
 
@@ -139,7 +140,7 @@ def test_a_half_written_shard_among_good_ones_is_named_before_any_job(tmp_path):
 
 def test_clips_smaller_than_the_models_frames_are_named_as_they_would_be_upsampled(tmp_path, capsys):
     """32-pixel clips under a 64-pixel config trained and evaluated on silently upsampled frames."""
-    from preprocessing.shards import require_shards
+    from preprocessing.shard_set import require_shards
     from preprocessing.synthetic import write_synthetic_shards
 
     good = write_synthetic_shards(tmp_path / "shards", num_videos=2, size=32, num_frames=4, split="train")

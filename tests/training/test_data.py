@@ -9,6 +9,7 @@ import pytest
 
 from fomm.config.schema import AugmentationParams, load_config
 from preprocessing import shards
+from preprocessing.shard_set import ShardSet
 from training import data
 
 NO_AUGMENT = AugmentationParams()
@@ -19,8 +20,8 @@ def _train_table(root) -> shards.pa.Table:  # noqa: F821
 
 
 def test_scan_keeps_one_split_sorted_without_frames(synthetic_shards):
-    train = data.clip_index(shards.ShardSet.open(str(synthetic_shards)), "train")
-    test = data.clip_index(shards.ShardSet.open(str(synthetic_shards)), "test")
+    train = data.clip_index(ShardSet.open(str(synthetic_shards)), "train")
+    test = data.clip_index(ShardSet.open(str(synthetic_shards)), "test")
     assert train.clip_ids == tuple(f"synth{v:04d}_000" for v in (0, 1, 2, 4, 5, 6))
     assert test.clip_ids == ("synth0003_000", "synth0007_000")
     assert train.clips_per_person == {"id00": 4, "id01": 2}
@@ -121,7 +122,7 @@ def test_validation_clips_cover_persons_first_and_divide_over_workers():
 
 
 def test_a_folder_without_shards_has_no_clips(tmp_path):
-    assert len(data.clip_index(shards.ShardSet.open(str(tmp_path)), "train")) == 0
+    assert len(data.clip_index(ShardSet.open(str(tmp_path)), "train")) == 0
 
 
 def test_a_damaged_frame_costs_its_samples_not_the_epoch(synthetic_shards):

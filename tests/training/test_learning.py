@@ -12,6 +12,7 @@ import torch
 from fomm.config.schema import load_config
 from fomm.train_step import build_train_state, train_step
 from preprocessing import shards
+from preprocessing.shard_set import ShardSet
 from training import data
 from training.loop import to_model_batch, validate
 
@@ -24,7 +25,7 @@ def test_demo_config_reconstruction_improves_within_a_few_dozen_steps(repo_root,
     torch.manual_seed(0)
     state = build_train_state(cfg.model_params, cfg.train_params)
     root = str(synthetic_shards_64)
-    index = data.clip_index(shards.ShardSet.open(root), "train")
+    index = data.clip_index(ShardSet.open(root), "train")
     spec = data.PairSpec.from_config(cfg, index)
     train = shards.read_table(f"{root}/train-00000.parquet", columns=data.READ_COLUMNS)
     held_out = shards.read_table(f"{root}/test-00000.parquet", columns=data.READ_COLUMNS)
