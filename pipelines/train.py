@@ -16,7 +16,8 @@ from fomm.config.overrides import parse_assignments  # noqa: E402
 from services import storage  # noqa: E402
 from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
-from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
+from training.job import TrainJob, add_train_flags  # noqa: E402
+from training.job_checks import check_inputs  # noqa: E402
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:

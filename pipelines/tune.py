@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT))
 from services import checks, storage  # noqa: E402
 from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
-from training.job import TrainJob, add_train_flags, check_inputs  # noqa: E402
+from training.job import TrainJob, add_train_flags  # noqa: E402
+from training.job_checks import check_inputs  # noqa: E402
 from tuning.options import SweepJob  # noqa: E402
 from tuning.spaces import SearchSpace  # noqa: E402
 

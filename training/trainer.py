@@ -24,17 +24,8 @@ from services import ray_start, storage
 from services.errors import UserError, is_user_error
 from services.failures import every_task_fails
 from training import data
-from training.job import (
-    CHECKPOINT_FILE,
-    RUN_FILE,
-    TrainJob,
-    check_plan,
-    resume_point,
-    room_wait_s,
-    run_lock,
-    run_path,
-    run_record,
-)
+from training.job import CHECKPOINT_FILE, RUN_FILE, TrainJob, resume_point, run_lock, run_path, run_record
+from training.job_checks import check_plan, room_wait_s
 from training.worker import DIVERGED_FILE, NO_SCORE, train_loop_per_worker
 
 HEALTH_CHECK_S = 0.5  # how often Ray Train's controller looks at the workers (make_trainer)

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from services.cli import UserError
-from training.job import TrainJob, local_room
+from training.job import TrainJob
+from training.job_checks import local_room
 
 
 def test_workers_and_gpus_a_machine_does_not_have_are_refused_before_ray(monkeypatch) -> None:
@@ -97,7 +98,7 @@ def test_a_driver_joining_a_cluster_hands_its_settings_to_the_workers(ray_head) 
 
 def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_path) -> None:
     from fomm.config.schema import load_config
-    from training.job import check_plan
+    from training.job_checks import check_plan
 
     cfg = load_config(tiny_config_path)
     job = TrainJob(config=str(tiny_config_path), data="d", storage=str(tmp_path), name="run")
@@ -113,7 +114,7 @@ def test_a_run_that_cannot_start_is_refused_before_ray(tmp_path, tiny_config_pat
 
 def test_a_validation_split_asked_for_by_name_must_exist(tmp_path, tiny_config_path) -> None:
     from preprocessing.synthetic import write_synthetic_shards
-    from training.job import check_inputs
+    from training.job_checks import check_inputs
 
     shards = write_synthetic_shards(tmp_path / "shards", num_videos=4, size=32, num_frames=6, test_every=2)
     job = TrainJob(config=str(tiny_config_path), data=str(shards), storage=str(tmp_path / "st"),
@@ -130,7 +131,7 @@ def test_a_bad_wait_for_room_is_refused_before_ray(tmp_path, tiny_config_path, s
                                                    monkeypatch) -> None:
     """$FOMM_ROOM_WAIT_S (how long a run short of CPUs waits for the cluster to grow) is checked with the inputs,
     not once the workers start."""
-    from training.job import check_inputs, room_wait_s
+    from training.job_checks import check_inputs, room_wait_s
 
     job = TrainJob(config=str(tiny_config_path), data=str(synthetic_shards), storage=str(tmp_path / "st"),
                    tracking_uri=f"sqlite:///{tmp_path}/m.db")

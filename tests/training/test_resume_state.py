@@ -83,7 +83,7 @@ def test_registered_checkpoints_follow_ray_trains_snapshot_with_the_latest_last(
     assert registered_checkpoints(job) == ["checkpoint_e0000_s00000002", "checkpoint_e0000_s00000004"]
     # --resume checks the latest before Ray starts: a file removed by hand is named (Ray Train would restore it)
     from fomm.checkpoint import CheckpointError
-    from training.job import check_resume_checkpoint
+    from training.job_checks import check_resume_checkpoint
 
     resumed = dataclasses.replace(job, resume=True)
     latest = tmp_path / "run" / "checkpoint_e0000_s00000004" / "checkpoint.pth.tar"
@@ -124,7 +124,8 @@ def test_a_damaged_record_a_resumed_run_reads_is_named_before_ray_starts(tmp_pat
     """Each was a traceback: the driver's (Ray Train's snapshot, the MLflow run record), or every worker's as it
     restored the checkpoint's train state, four restarts over."""
     from fomm.checkpoint import CheckpointError
-    from training.job import RAY_CHECKPOINTS_FILE, TrainJob, check_resume_checkpoint
+    from training.job import RAY_CHECKPOINTS_FILE, TrainJob
+    from training.job_checks import check_resume_checkpoint
 
     job = TrainJob(config="c.yaml", data=str(tmp_path), storage=str(tmp_path), name="run", resume=True)
     folder = tmp_path / "run" / "checkpoint_e0000_s00000002"

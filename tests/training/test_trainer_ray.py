@@ -260,7 +260,7 @@ def test_a_new_run_starts_from_the_networks_of_the_checkpoint_init_from_names(
     from fomm.checkpoint import CheckpointError, checkpoint_bytes
     from fomm.config.schema import load_config
     from fomm.models import build_networks
-    from training.job import check_inputs
+    from training.job_checks import check_inputs
 
     nets = build_networks(load_config(tiny_config_path).model_params, discriminator=True, seed=7)
     source = tmp_path / "vox-cpk.pth.tar"
