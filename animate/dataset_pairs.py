@@ -26,16 +26,23 @@ def _named(meta: list[dict], name: str) -> str | None:
 
 def listed_pairs(pairs_list: str, meta: list[dict], endpoint: str | None) -> list[tuple[str, str]]:
     """(source, driving) clip ids of a pairs list; a name no clip answers is refused, naming its line."""
-    names, rows = checks.csv_table(storage.read_bytes(pairs_list, endpoint))
+    try:
+        names, rows = checks.csv_table(storage.read_bytes(pairs_list, endpoint))
+    except (UnicodeDecodeError, ValueError):
+        raise UserError(f"--pairs-list {pairs_list}: not a text CSV with source,driving columns") from None
     if not {"source", "driving"} <= set(map(checks.csv_key, names)):
         raise UserError(f"--pairs-list {pairs_list}: expected source,driving columns (the original's pairs lists), "
                         f"it has {names}")
     pairs = []
     for line, row in enumerate(rows, start=2):
-        ids = [(_named(meta, (row.get(c) or "").strip()), (row.get(c) or "").strip()) for c in ("source", "driving")]
-        if missing := next((name for clip, name in ids if clip is None), None):
-            raise UserError(f"--pairs-list {pairs_list} line {line}: no clip of {missing!r} in --data's split")
-        pairs.append((ids[0][0], ids[1][0]))
+        cells = {c: (row.get(c) or "").strip() for c in ("source", "driving")}
+        if empty := next((c for c, name in cells.items() if not name), None):
+            raise UserError(f"--pairs-list {pairs_list} line {line}: no {empty} (every row names a source and a "
+                            "driving video)")
+        clips = {c: _named(meta, name) for c, name in cells.items()}
+        if missing := next((c for c, clip in clips.items() if clip is None), None):
+            raise UserError(f"--pairs-list {pairs_list} line {line}: no clip of {cells[missing]!r} in --data's split")
+        pairs.append((clips["source"], clips["driving"]))
     if not pairs:
         raise UserError(f"--pairs-list {pairs_list}: no rows below the header (nothing to animate)")
     return pairs

@@ -159,6 +159,12 @@ def test_the_animate_modes_pairs_are_the_originals_draw_or_its_list_named_as_it_
         listed.write_text("source,driving\nsynth0002,id9#gone.mp4\n")
         with pytest.raises(UserError, match=r"pairs.csv line 2: no clip of 'id9#gone.mp4' in --data's split$"):
             listed_pairs(str(listed), meta, None)
+        listed.write_text("Source;Driving\nsynth0002;\n")  # a spreadsheet's header; an empty cell was a TypeError
+        with pytest.raises(UserError, match=r"pairs.csv line 2: no driving \(every row names a source and a driving"):
+            listed_pairs(str(listed), meta, None)
+        listed.write_bytes(b"\x80\x81 not text")
+        with pytest.raises(UserError, match=r"pairs.csv: not a text CSV with source,driving columns$"):
+            listed_pairs(str(listed), meta, None)
 
 
 @pytest.mark.ray
