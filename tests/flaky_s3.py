@@ -1,7 +1,8 @@
 """A loopback HTTP proxy in front of the moto S3 server that answers 503 SlowDown for a while: S3 blinking.
 
 The failure window opens at the first request that `trigger(method, path)` accepts and closes by itself after
-`seconds`; every request inside it gets a 503 (counted in `failed`), every other one is forwarded to moto
+`seconds`, or with `count`, after that many failed requests, however long they take (a loaded machine's retries
+come later); every request inside it gets a 503 (counted in `failed`), every other one is forwarded to moto
 (counted in `forwarded`). It serves from a thread of the test process and stops with `close()`.
 """
 
@@ -22,9 +23,10 @@ SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code
 
 
 class FlakyS3Proxy:
-    def __init__(self, target: str, trigger: Callable[[str, str], bool], seconds: float) -> None:
+    def __init__(self, target: str, trigger: Callable[[str, str], bool], seconds: float,
+                 count: int | None = None) -> None:
         self.target = urlparse(target)
-        self.trigger, self.seconds = trigger, seconds
+        self.trigger, self.seconds, self.count = trigger, seconds, count
         self.window: tuple[float, float] | None = None
         self.failed = self.forwarded = 0
         self.failed_paths: list[str] = []
@@ -44,7 +46,8 @@ class FlakyS3Proxy:
         with self._lock:
             if self.window is None and self.trigger(method, path):
                 self.window = (now, now + self.seconds)
-            failing = self.window is not None and self.window[0] <= now < self.window[1]
+            failing = self.window is not None and (self.failed < self.count if self.count is not None
+                                                   else self.window[0] <= now < self.window[1])
             if failing:
                 self.failed += 1
                 self.failed_paths.append(f"{method} {path}")
