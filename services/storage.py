@@ -44,7 +44,8 @@ def s3_endpoint(endpoint: str | None = None) -> str | None:
 
 
 def s3_max_attempts() -> int:
-    """Attempts per S3 request: FOMM_S3_MAX_ATTEMPTS, else 10 (botocore's default of 3 gives up within a second)."""
+    """Retries of an S3 request after its first try (botocore's `max_attempts`): FOMM_S3_MAX_ATTEMPTS, else 10
+    (botocore's default of 3 tries gives up within a second)."""
     return int(env_number(S3_MAX_ATTEMPTS_ENV, S3_MAX_ATTEMPTS, int, Rule(ge=1)))
 
 
