@@ -65,12 +65,8 @@ def dataset_rows(clips: ShardSet, data: str, split: str, out: str, suffix: str, 
         raise UserError(f"--data {data}: no clips in split {split!r} (--split)")
     pairs = listed_pairs(pairs_list, meta, endpoint) if pairs_list else random_pairs(
         [m["clip_id"] for m in meta], num_pairs)
-    return [{"source": s, "driving": d, "output": storage.join(out, f"{_file_name(d)}-{_file_name(s)}{suffix}")}
+    return [{"source": s, "driving": d, "output": storage.join(out, storage.safe_name(f"{d}-{s}{suffix}"))}
             for s, d in pairs]
-
-
-def _file_name(clip_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in clip_id)
 
 
 def read_pair(shard_set: ShardSet, source: str, driving: str) -> tuple[np.ndarray, np.ndarray, float]:

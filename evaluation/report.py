@@ -11,6 +11,7 @@ import numpy as np
 
 from evaluation.metrics import SHORT_FORMULAS
 from evaluation.visualize import matplotlib_module, side_by_side, strip, write_gif, write_png
+from services import storage
 from services.atomic import atomic_open, atomic_path
 
 TITLES = {"l1": "L1", "akd": "AKD", "akd_l2": "AKD (L2)", "mkr": "MKR", "aed": "AED (sq. L2)", "aed_l2": "AED (L2)"}
@@ -85,8 +86,7 @@ def write_report(out_dir: str | Path, aggregate: dict[str, float], labels: dict[
               for row in metric_rows(aggregate, labels)]
     parts.append("</table><h2>Worst and best reconstructions</h2><p>real | generated | |difference| ×4</p>")
     for case in cases:
-        name = f"{case['title'].replace(' ', '_')}_{case['clip_id']}.gif"
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        safe = storage.safe_name(f"{case['title'].replace(' ', '_')}_{case['clip_id']}.gif")
         both = side_by_side(case["real"], case["prediction"])
         write_gif(both, root / safe, scale=max(1, 192 // case["real"].shape[1]))
         write_png(both[0], root / safe.replace(".gif", "_f0.png"))

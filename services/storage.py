@@ -116,6 +116,12 @@ def join(base: str, *parts: str) -> str:
     return "/".join([str(base).rstrip("/"), *(str(p).strip("/") for p in parts)])
 
 
+def safe_name(text: str) -> str:
+    """`text` (an id with '#', '/' or ':') as one file name: characters other than letters, digits, '.', '_' and '-'
+    as '_'."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+
+
 def exists(path: str, endpoint: str | None = None) -> bool:
     fs, p = resolve(path, endpoint)
     return fs.exists(p)

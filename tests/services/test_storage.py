@@ -37,6 +37,11 @@ def test_resolve_once_per_process_and_pickle_without_secrets(tmp_path, monkeypat
         storage.resolve("s3://bucket/x")
 
 
+def test_an_id_becomes_one_file_name():
+    """A clip id's '#', a path's '/' and a time's ':' would be a folder, a URL fragment or a Windows stream."""
+    assert storage.safe_name("worst_id10283#yt/x:1.é-b.gif") == "worst_id10283_yt_x_1.é-b.gif"
+
+
 def test_atomic_write_list_glob_and_copy(tmp_path):
     target = str(tmp_path / "d" / "e" / "f.bin")
     storage.write_bytes(target, b"abc")
