@@ -141,17 +141,14 @@ def read_pairs(pairs: str, endpoint: str | None = None) -> tuple[list[str], list
 
 
 def run(pairs: str | None, config: str, rows: list[dict[str, str]], *, errors: str | None = None,
-        concurrency: int = 1, num_cpus: float = 1, endpoint: str | None = None, data: str | None = None,
+        concurrency: int = 1, num_cpus: float = 1, endpoint: str | None = None, clips: ShardSet | None = None,
         **options) -> dict:
-    """The rows (of --pairs, or of --data's clips) → map_batches(AnimatePairs; `options`: the model's and
-    animate_file's) → error table; counts."""
+    """The rows (of --pairs, or of the dataset `clips` as check_dataset opened it) → map_batches(AnimatePairs;
+    `options`: the model's and animate_file's) → error table; counts."""
     import ray
-
-    from preprocessing.shard_set import ShardSet
 
     base = csv_folder(pairs) if pairs else None
     errors = error_table_path(pairs, errors)
-    clips = ShardSet.open(data, endpoint) if data else None
     ds = ray.data.from_items([{c: row[c].strip() for c in COLUMNS} for row in rows])
     results = ds.map_batches(
         # up to `concurrency` actors, as many as the cluster has room for: a fixed pool larger than the cluster
@@ -199,17 +196,18 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         checks.not_an_input(f"--pairs {pairs} line {line}: output", out, {
             "source": src or None, "driving": drv or None, "--pairs": pairs, "--config": config,
             "--checkpoint": checkpoint})
+    check_model_files(config, checkpoint)
     check_model(config, checkpoint, random_init, error_table_path(pairs, errors), {"--pairs": pairs}, endpoint)
     return rows
 
 
 def check_dataset(data: str, split: str, out: str, num_pairs: int | None, pairs_list: str | None, config: str,
                   checkpoint: str | None, random_init: bool, errors: str | None, endpoint: str | None = None
-                  ) -> tuple[list[dict[str, str]], str]:
+                  ) -> tuple[list[dict[str, str]], str, ShardSet]:
     """The animate mode's checks, before Ray starts or anything is written: the dataset's split, --out, the pairs
     (--pairs-list, else the config's dataset_params.pairs_list where that file is, else --num-pairs or the config's
-    animate_params.num_pairs drawn at random), the model, the error table (default --out/errors.csv); the rows and
-    the table."""
+    animate_params.num_pairs drawn at random), the model, the error table (default --out/errors.csv); the rows, the
+    table and the dataset, opened once (the job's actors read its clips)."""
     from fomm.config.schema import load_config
     from preprocessing.shard_set import require_shards
     from services.video_write import OUTPUT_SUFFIXES
@@ -236,13 +234,12 @@ def check_dataset(data: str, split: str, out: str, num_pairs: int | None, pairs_
                         endpoint)
     table = errors or storage.join(out, "errors.csv")
     check_model(config, checkpoint, random_init, table, {"--data": data, "--pairs-list": pairs_list}, endpoint)
-    return rows, table
+    return rows, table, clips
 
 
 def check_model(config: str, checkpoint: str | None, random_init: bool, table: str, inputs: dict[str, str | None],
                 endpoint: str | None) -> None:
-    """The model's files and the error table (not an input, writable), then the model itself (it fits)."""
-    check_model_files(config, checkpoint)
+    """The error table (not an input, writable), then the model itself (it fits); its files were checked first."""
     checks.not_an_input("--errors", table, {**inputs, "--config": config, "--checkpoint": checkpoint})
     if storage.is_remote(table):
         checks.storage_reachable("--errors", table, endpoint)

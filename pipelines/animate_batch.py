@@ -66,14 +66,14 @@ def build(args: argparse.Namespace) -> dict:
 def check(job: dict) -> dict:
     """The job with its rows (the CSV's, read once; or --data's pairs), planned once: the job animates what was
     checked."""
-    plan = {k: job.pop(k) for k in ("split", "out", "num_pairs", "pairs_list")}
-    if job["data"] is None:
+    plan = {k: job.pop(k) for k in ("data", "split", "out", "num_pairs", "pairs_list")}
+    if plan["data"] is None:
         return {**job, "rows": batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"],
                                                   job["errors"], job["endpoint"])}
-    rows, errors = batch.check_dataset(job["data"], plan["split"], plan["out"], plan["num_pairs"], plan["pairs_list"],
-                                       job["config"], job["checkpoint"], job["random_init"], job["errors"],
-                                       job["endpoint"])
-    return {**job, "rows": rows, "errors": errors}
+    rows, errors, clips = batch.check_dataset(plan["data"], plan["split"], plan["out"], plan["num_pairs"],
+                                              plan["pairs_list"], job["config"], job["checkpoint"],
+                                              job["random_init"], job["errors"], job["endpoint"])
+    return {**job, "rows": rows, "errors": errors, "clips": clips}
 
 
 def run(job: dict, args: argparse.Namespace) -> Summary:

@@ -172,17 +172,15 @@ def test_the_animate_mode_animates_pairs_of_a_datasets_test_clips_into_out(synth
                                                                            ray_local, tmp_path):
     """The original's `run.py --mode animate`: pairs of the test split's clips, each animated into --out as
     DRIVING-SOURCE.mp4 at the clip's frame rate; the middle panel of side-by-side is the named driving clip."""
-    from preprocessing.shard_set import ShardSet
     from preprocessing.shards import decode_frames
 
     out = tmp_path / "animation"
-    rows, table = batch_job.check_dataset(str(synthetic_shards_64), "test", str(out), 3, None, str(tiny_config_path),
-                                          None, True, None)
+    rows, table, clips = batch_job.check_dataset(str(synthetic_shards_64), "test", str(out), 3, None,
+                                                 str(tiny_config_path), None, True, None)
     assert table == str(out / "errors.csv") and not out.exists()  # checked and planned, nothing written
-    summary = batch_job.start(None, str(tiny_config_path), rows=rows, data=str(synthetic_shards_64), errors=table,
+    summary = batch_job.start(None, str(tiny_config_path), rows=rows, clips=clips, errors=table,
                               random_init=True, concurrency=1, batch_size=4, crop="center", layout="side-by-side")
     assert (summary["pairs"], summary["done"], summary["failed"]) == (3, 3, 0)
-    clips = ShardSet.open(str(synthetic_shards_64))
     for row in rows:
         name = f"{row['driving']}-{row['source']}.mp4"
         assert row["output"] == str(out / name) and row["source"].startswith("synth")
@@ -191,7 +189,7 @@ def test_the_animate_mode_animates_pairs_of_a_datasets_test_clips_into_out(synth
         driving = decode_frames(clips.rows([row["driving"]], ["clip_id", "frames"])[0]["frames"])
         assert np.abs(read_frames(out / name)[:, :, 64:128].astype(int) - driving).mean() < 8  # H.264 of JPEG
     assert list(csv.DictReader(Path(table).open())) == []
-    again = batch_job.start(None, str(tiny_config_path), rows=rows, data=str(synthetic_shards_64), errors=table,
+    again = batch_job.start(None, str(tiny_config_path), rows=rows, clips=clips, errors=table,
                             random_init=True, concurrency=1, crop="center")
     assert (again["done"], again["skipped"]) == (0, 3)
 
