@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +27,17 @@ def _unreadable(path: str | Path, err: BaseException) -> CheckpointError:
     return CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}")
 
 
+def _refused(path: str | Path, err: pickle.UnpicklingError) -> CheckpointError:
+    """torch's weights-only refusal, told apart: a class it may not build (a foreign object) or an opcode no pickle
+    holds (damaged bytes); its advice to load with weights_only=False is left out."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+    reason = found.group(1).strip() if found else (str(err).splitlines() or [type(err).__name__])[0]
+    if named := re.match(r"Unsupported global: GLOBAL (\S+)", reason):
+        return CheckpointError(f"{path}: refused to load: it holds a {named.group(1)} object, and only tensors and "
+                               f"plain containers are read (weights_only=True)")
+    return _unreadable(path, err if not found else ValueError(reason))
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                     data: bytes | None = None) -> dict[str, Any]:
     """Read a checkpoint dict safely (weights_only=True: tensors and plain containers only); from `data`, the
@@ -35,12 +49,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
         require_checkpoint(f, path)
     try:
         source = Path(path) if data is None else io.BytesIO(data)
-        state = torch.load(source, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        with warnings.catch_warnings():  # torch warns of a pickle protocol other than 2 before reading on
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise _refused(path, err) from None
+    except Exception as err:  # noqa: BLE001 - damaged bytes fail anywhere in torch's reader (IndexError, EOFError...)
         raise _unreadable(path, err) from None
-    except Exception as err:  # noqa: BLE001 - the unpickler raises many types for foreign objects
-        raise CheckpointError(f"{path}: refused to load (holds objects other than tensors; "
-                              f"weights_only=True): {str(err).splitlines()[0]}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict of state dicts, got {type(state).__name__}")
     return state

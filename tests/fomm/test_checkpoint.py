@@ -1,6 +1,8 @@
 """Checkpoint I/O: the reference vox-256 key list, bit-exact round trips, clear errors naming the file."""
 
+import random
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -157,11 +159,27 @@ def test_wrong_config_lists_mismatched_keys(tmp_path, tiny, repo_root):
     assert "shape mismatch" in msg and "predictor.encoder.down_blocks.0.conv.weight" in msg
 
 
-def test_arbitrary_pickles_are_refused(tmp_path):
+def test_arbitrary_pickles_are_refused_naming_the_class(tmp_path):
     path = tmp_path / "evil.pth.tar"
     torch.save({"generator": {}, "note": Path("x")}, path)  # a non-tensor object inside
-    with pytest.raises(CheckpointError, match="evil.pth.tar"):
+    with pytest.raises(CheckpointError, match=r"^\S*evil\.pth\.tar: refused to load: it holds a pathlib\.\S*Path obj"):
         read_checkpoint(path)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5, 53, 255])
+def test_damaged_bytes_after_a_pickle_head_are_corrupt_in_one_message_without_torchs_warning(tmp_path, protocol):
+    """A legacy (pickle) head, 0x80 and a protocol byte, then noise: torch warned of the protocol on stderr (a second
+    line under the user's error) and its refusal read as 'holds objects other than tensors' with its advice to load
+    with weights_only=False. The file is damaged, not foreign: it says so, and nothing else is printed."""
+    path = tmp_path / "noise.pth.tar"
+    path.write_bytes(bytes([0x80, protocol]) + random.Random(protocol).randbytes(254))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError) as err:
+            read_checkpoint(path)
+    assert re.match(r"\S*noise\.pth\.tar: not a readable checkpoint \(truncated or corrupt\?\): \S", str(err.value))
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+    assert [str(w.message) for w in caught] == []
 
 
 @pytest.mark.parametrize("content", [b"", b"dataset_params:\n  frame_shape: [64, 64, 3]\n", b"\xff\xd8\xff\xe0JFIF"])
