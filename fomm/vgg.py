@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from fomm.checkpoint import read_checkpoint
+
 # torchvision's vgg19().features layout (conv channel counts, 'M' = max-pool) up to conv5_1, the last the loss uses
 _LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
 # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 end after features indices 1, 6, 11, 20, 29
@@ -52,7 +54,7 @@ class Vgg19(nn.Module):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: VGG-19 weights not found (torchvision's {TORCHVISION_FILE}; "
                                         f"set {WEIGHTS_ENV} or put it in the torch hub cache)")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_checkpoint(path)  # weights_only; a damaged file is one line naming it
             wanted = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
             own = self.features.state_dict()
             if missing := [k for k in own if k not in wanted]:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fomm.blocks import ImagePyramid
+from fomm.checkpoint import CheckpointError
 from fomm.geometry import Transform
 from fomm.losses import (
     discriminator_gan_loss,
@@ -62,6 +63,10 @@ def test_vgg_keys_follow_torchvision_and_local_weights_load(tmp_path):
     assert torch.equal(loaded.features[28].bias, state["features.28.bias"])
     with pytest.raises(FileNotFoundError, match="missing.pth: VGG-19 weights not found"):
         Vgg19(tmp_path / "missing.pth")
+    # a download cut off: one line naming the file (was torch's own error, with a traceback)
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "vgg19.pth").read_bytes()[:4096])
+    with pytest.raises(CheckpointError, match=r"cut\.pth: not a readable checkpoint \(truncated or corrupt\?\)"):
+        Vgg19(tmp_path / "cut.pth")
 
 
 def test_equivariance_losses_vanish_for_an_exactly_equivariant_detector():
