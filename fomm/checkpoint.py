@@ -31,11 +31,12 @@ def _refused(path: str | Path, err: pickle.UnpicklingError) -> CheckpointError:
     """torch's weights-only refusal, told apart: a class it may not build (a foreign object) or an opcode no pickle
     holds (damaged bytes); its advice to load with weights_only=False is left out."""
     found = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
-    reason = found.group(1).strip() if found else (str(err).splitlines() or [type(err).__name__])[0]
-    if named := re.match(r"Unsupported global: GLOBAL (\S+)", reason):
+    if found is None:  # pickle's own (damaged bytes): its first line
+        return _unreadable(path, err)
+    if named := re.match(r"Unsupported global: GLOBAL (\S+)", found.group(1)):
         return CheckpointError(f"{path}: refused to load: it holds a {named.group(1)} object, and only tensors and "
                                f"plain containers are read (weights_only=True)")
-    return _unreadable(path, err if not found else ValueError(reason))
+    return _unreadable(path, ValueError(found.group(1).strip()))
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
