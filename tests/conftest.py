@@ -36,9 +36,14 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # raylet every 5 s, not 0.4 s: nothing here reads them, and an idle 3-node cluster burnt 10.3 CPU-s a minute, 6.7
 # so (measured on 2 cores), with both pytest processes' clusters idle through most of the suite. A raylet starts no
 # idle workers for its first driver (a job of the product's runtime env never used them: 2 CPU-s a local Ray)
+# Ray Train's preemption watcher (an actor per worker group, polling Ray for node drains) stays off: nodes here are
+# killed, never drained, and it cost 2–3 CPU-s each time a run's workers started (measured on 2 cores). A node's log
+# monitor looks for new log files every 0.5 s, not on each 0.1 s poll: each look globs and stats every worker log the
+# session has had (two per worker process), and the log monitors of the suite's Rays took 115 of its 2,393 CPU-s
 for name, value in {"RAY_metrics_report_interval_ms": "60000", "REPORTER_UPDATE_INTERVAL_MS": "60000",
                     "METRICS_RECORD_INTERVAL_S": "60", "RAY_event_stats": "0",
-                    "RAY_DASHBOARD_AGENT_CHECK_PARENT_INTERVAL_S": "5", "RAY_prestart_worker_first_driver": "0"}.items():
+                    "RAY_DASHBOARD_AGENT_CHECK_PARENT_INTERVAL_S": "5", "RAY_prestart_worker_first_driver": "0",
+                    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0"}.items():
     os.environ.setdefault(name, value)
 
 
@@ -581,7 +586,7 @@ def wait_registered():  # noqa: ANN201 - a callable(job, timeout) -> registered 
                     return names
             except (StorageError, ValueError):
                 pass  # the snapshot caught mid-write
-            time.sleep(0.05)
+            time.sleep(0.2)  # a read of the snapshot (S3 for some runs) each time; a step takes longer
         raise TimeoutError(f"{job.storage}/{job.run_name}: no registered checkpoint within {timeout:.0f}s")
 
     return wait

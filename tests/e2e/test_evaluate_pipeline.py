@@ -41,7 +41,7 @@ def lose_the_node_of(actor_class: str, cluster, dashboard: str, timeout: float, 
             cluster.kill_worker(lost[0])
             cluster.replace_worker(lost[0])
             return
-        time.sleep(0.1)
+        time.sleep(0.25)  # each look asks the state API (dashboard and GCS CPU)
 
 
 @pytest.mark.ray

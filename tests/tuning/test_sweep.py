@@ -32,7 +32,7 @@ def _lose_a_training_node(cluster, dashboard: str, timeout: float, lost: list, s
             lost.append(names[workers[0].node_id])
             cluster.kill_worker(lost[0])
             cluster.replace_worker(lost[0])  # the autoscaler's replacement
-        time.sleep(0.2)
+        time.sleep(0.5)  # each look asks the state API (dashboard and GCS CPU); a trial's workers live for seconds
 
 
 @pytest.mark.ray
