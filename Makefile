@@ -45,8 +45,9 @@ TEST_PROCESSES ?= 2
 TEST_THREADS ?= 1
 
 # on an x86 CPU with AVX2 and nothing above it (no AVX-512, AMX or AVX-VNNI) the AVX2 pass ran the numeric tests with
-# the CPU's own kernels: the suite leaves them out rather than run them the same way a second time (~50 CPU-s)
-AVX2_IS_NATIVE := $(shell f=/proc/cpuinfo; [ -r $$f ] && grep -qw avx2 $$f && \
+# the CPU's own kernels: the suite leaves them out rather than run them the same way a second time (~50 CPU-s).
+# Read when `test` runs (=, not :=), not on every make
+AVX2_IS_NATIVE = $(shell f=/proc/cpuinfo; [ -r $$f ] && grep -qw avx2 $$f && \
 	! grep -qwE 'avx512[a-z0-9_]*|amx[a-z0-9_]*|avx_vnni[a-z0-9_]*' $$f && echo yes)
 
 test: $(STAMP) lint numeric
