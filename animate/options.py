@@ -36,8 +36,7 @@ class AnimationOptions:
     """How to animate; `fomm animate` and the batch job share these flags."""
 
     relative: bool = True  # relative motion transfer (Sec. 3.4); --absolute: absolute keypoints
-    adapt_movement_scale: bool = field(default=True, metadata=rule(
-        "scale motion by the ratio of keypoint hull areas (default on)", flag="--adapt-scale"))
+    adapt_movement_scale: bool = field(default=True, metadata=rule(flag="--adapt-scale"))  # help: add_animation_flags
     crop: str | None = field(default=None, metadata=rule(
         "auto: crop on the detected face/person and track it (default for face and body configs when a detector "
         "runs here); center/pad/none: fit the whole frame (default otherwise)", choices=("auto", *CROP_MODES)))
@@ -83,14 +82,18 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     model("seed")
 
 
-def add_animation_flags(parser: argparse.ArgumentParser) -> None:
-    """How to animate: `fomm animate` and the batch job; `check_animation_flags` validates them."""
+def add_animation_flags(parser: argparse.ArgumentParser, motion_default: str | None = None) -> None:
+    """How to animate: `fomm animate` and the batch job; `check_animation_flags` validates them. `motion_default`:
+    --relative/--absolute and --adapt-scale left None when not given, their help naming that default instead."""
+    default, said = (True, "on") if motion_default is None else (None, motion_default)
     motion = parser.add_mutually_exclusive_group()
-    motion.add_argument("--relative", dest="relative", action="store_true", default=True,
-                        help="relative motion transfer (default; Sec. 3.4)")
+    motion.add_argument("--relative", dest="relative", action="store_true", default=default,
+                        help=f"relative motion transfer (Sec. 3.4; default {said})")
     motion.add_argument("--absolute", dest="relative", action="store_false", help="absolute keypoints")
     option = field_flags(parser, AnimationOptions)  # help, choices, types and ranges: AnimationOptions' rules
-    for f in dataclasses.fields(AnimationOptions)[1:]:  # after `relative` (the two flags above), in their order
+    option("adapt_movement_scale", action=argparse.BooleanOptionalAction, default=default,
+           help=f"scale motion by the ratio of keypoint hull areas (default {said})")
+    for f in dataclasses.fields(AnimationOptions)[2:]:  # after `relative` and `adapt_movement_scale`, in their order
         option(f.name, **({"action": argparse.BooleanOptionalAction} if f.type == "bool" else {}))
 
 

@@ -161,14 +161,20 @@ class Animator:
     @classmethod
     def from_config(cls, config: str | Path | FommConfig, checkpoint: str | Path | None = None, *,
                     random_init: bool = False, seed: int = 0, **options) -> Animator:
-        """Build the models of a config and load a checkpoint (or, only when asked, keep a random init)."""
+        """Build the models of a config and load a checkpoint (or, only when asked, keep a random init). `relative`,
+        `adapt_movement_scale` and `use_relative_jacobian` given as None (the last also when not given) take the
+        config's animate_params.normalization_params."""
         cfg = config if isinstance(config, FommConfig) else load_config(config)
         if checkpoint is None and not random_init:
             raise AnimatorError("no checkpoint given; pass one, or ask for a random-init model explicitly")
         nets = build_networks(cfg.model_params, seed=seed)
         if checkpoint is not None:
             load_checkpoint(checkpoint, generator=nets.generator, kp_detector=nets.kp_detector, map_location="cpu")
-        options.setdefault("use_relative_jacobian", cfg.animate_params.normalization_params.use_relative_jacobian)
+        norm = cfg.animate_params.normalization_params
+        options = {"use_relative_jacobian": None, **options}  # None: the config's (the original's animate mode)
+        config_says = {"relative": norm.use_relative_movement, "adapt_movement_scale": norm.adapt_movement_scale,
+                       "use_relative_jacobian": norm.use_relative_jacobian}
+        options.update({k: v for k, v in config_says.items() if k in options and options[k] is None})
         return cls(nets.kp_detector, nets.generator, frame_size=tuple(cfg.dataset_params.shape[:2]),
                    visualizer=cfg.visualizer_params, **options)
 

@@ -34,7 +34,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    "config's dataset_params.pairs_list where that file is)")
     add_model_flags(p)
     p.add_argument("--errors", help="error table CSV (default: next to --pairs, *.errors.csv; --out/errors.csv)")
-    add_animation_flags(p)
+    add_animation_flags(p, motion_default="on; with --data the config's animate_params.normalization_params, as "
+                        "the original's animate mode")
     p.add_argument("--concurrency", type=at_least(1), default=1,
                    help="animator actors at most (as many as the Ray cluster has room for)")
     p.add_argument("--num-cpus", type=at_least(0.01, float), default=1, help="CPUs per actor")
@@ -55,6 +56,9 @@ def build(args: argparse.Namespace) -> dict:
     if args.data is not None and args.crop == "auto":
         raise UserError("--crop auto: not with --data (a dataset's clips were cropped as preprocess made them)")
     args.crop = args.crop or ("center" if args.data is not None else None)
+    if args.pairs is not None:  # files, as `fomm animate` takes them; --data: the config's (fomm.animator)
+        args.relative, args.adapt_movement_scale = (True if v is None else v for v in (args.relative,
+                                                                                      args.adapt_movement_scale))
     weights(args)
     check_animation_flags(args)
     job = {k: v for k, v in vars(args).items() if k != "debug"}

@@ -216,6 +216,21 @@ def test_pipeline_help():
     assert done.returncode == 0 and "--pairs" in done.stdout and "error table" in done.stdout
 
 
+@pytest.mark.parametrize(("flags", "motion"), [
+    (["--data", "D", "--out", "o"], (None, None)),  # None: the config's normalization_params (fomm.animator)
+    (["--data", "D", "--out", "o", "--absolute", "--adapt-scale"], (False, True)),
+    (["--pairs", "p.csv"], (True, True)),  # rows of files: as `fomm animate` animates them
+    (["--pairs", "p.csv", "--no-adapt-scale"], (True, False)),
+])
+def test_the_animate_mode_leaves_the_motion_to_the_config_unless_a_flag_sets_it(flags, motion, repo_root,
+                                                                                tiny_config_path):
+    from tests.evaluation.test_benchmark import load_pipeline
+
+    stage = load_pipeline(repo_root, "animate_batch").STAGE
+    job = stage.build(stage.parse_args(["--config", str(tiny_config_path), "--random-init", *flags]))
+    assert (job["relative"], job["adapt_movement_scale"]) == motion
+
+
 @pytest.mark.parametrize(("flags", "line"), [
     (["--smooth", "-1"], "animate_batch: error: argument --smooth: must be ≥ 0, got -1"),
     (["--smooth", "nan"], "animate_batch: error: argument --smooth: must be a finite number, got nan"),

@@ -227,6 +227,30 @@ def test_keypoints_are_drawn_as_the_configs_visualizer_params_say(animator):
         next(render(styled, source, frames, draw_kp=True))
 
 
+def test_motion_options_given_as_none_follow_the_configs_normalization_params(tiny_config_path):
+    """The original's animate mode reads animate_params.normalization_params (tiny-64.yaml, as vox-256.yaml:
+    relative, its jacobians relative, scale not adapted); a value given wins, and one not given keeps the
+    Animator's default (relative motion, scale adapted: `fomm animate`'s)."""
+    import dataclasses
+
+    from fomm.config.schema import load_config
+
+    def motion(config, **options) -> tuple[bool, bool, bool]:  # noqa: ANN001 - a path or a FommConfig
+        a = Animator.from_config(config, random_init=True, **options)
+        return a.relative, a.adapt_movement_scale, a.use_relative_jacobian
+
+    unset = {"relative": None, "adapt_movement_scale": None}
+    assert motion(tiny_config_path, **unset) == (True, False, True)
+    cfg = load_config(tiny_config_path)
+    flipped = dataclasses.replace(cfg, animate_params=dataclasses.replace(
+        cfg.animate_params, normalization_params=dataclasses.replace(
+            cfg.animate_params.normalization_params, adapt_movement_scale=True, use_relative_movement=False,
+            use_relative_jacobian=False)))
+    assert motion(flipped, **unset) == (False, True, False)
+    assert motion(flipped, relative=True, adapt_movement_scale=False) == (True, False, False)
+    assert motion(tiny_config_path) == (True, True, True)
+
+
 def test_from_config_needs_a_checkpoint_or_an_explicit_random_init(tiny_config_path, tmp_path):
     with pytest.raises(AnimatorError, match="no checkpoint given"):
         Animator.from_config(tiny_config_path)
