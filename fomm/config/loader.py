@@ -16,6 +16,7 @@ import yaml
 
 T = TypeVar("T")
 section = dataclass(frozen=True, kw_only=True, slots=True)  # the decorator of every config section
+WHOLE_MAX = 2**31 - 1  # a config's whole numbers: sizes, counts and steps as C's int takes them
 
 
 class ConfigError(ValueError):
@@ -114,6 +115,7 @@ class Section:
     positive: ClassVar[tuple[str, ...]] = ()
     non_negative: ClassVar[tuple[str, ...]] = ()
     downscales: ClassVar[tuple[str, ...]] = ()  # an image size times it: the anti-aliased pyramid only shrinks
+    at_most: ClassVar[dict[str, int]] = {}  # a whole number's bound where not WHOLE_MAX (a network's depth: 2**n)
 
     def __post_init__(self) -> None:
         for name in self.downscales:  # a pyramid of no scale: no loss term, or a network of no parameter
@@ -128,6 +130,12 @@ class Section:
                     continue
                 if value is None or not all(holds(v) for v in (value if isinstance(value, tuple) else (value,))):
                     raise ValueError(f"{name} must be {what}, got {shown(to_dict(value))}")
+        for f in fields(self):  # beyond it: C's integers overflow (a traceback), or 2**n runs for ever
+            limit, value = self.at_most.get(f.name, WHOLE_MAX), getattr(self, f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, int) and not isinstance(v, bool) and not -limit <= v <= limit:
+                    raise ValueError(f"{f.name} must be at {'most' if v > 0 else 'least'} {limit if v > 0 else -limit}"
+                                     f", got {shown(to_dict(value))}")
 
     @classmethod
     def from_dict(cls, data: dict | None, where: str | None = None):  # noqa: ANN206 - the subclass
@@ -156,7 +164,15 @@ class _StrictLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python reads a whole number of at most 4,300 digits (sys.get_int_max_str_digits)
+            raise ConfigError(f"line {node.start_mark.line + 1}: a whole number of {len(node.value):,} digits, too "
+                              "long to read") from None
 
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 _StrictLoader.add_implicit_resolver(  # after PyYAML's own float and int resolvers: only what they leave as strings
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 

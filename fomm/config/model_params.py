@@ -9,6 +9,9 @@ from typing import ClassVar
 
 from fomm.config.loader import Section, section
 
+MAX_DEPTH = 16  # halvings of a frame (2**16 = 65536 pixels across)
+MAX_BOTTLENECK = 1024  # residual blocks at the generator's bottleneck (the original's 6)
+
 
 @section
 class CommonParams(Section):
@@ -32,6 +35,7 @@ class KPDetectorParams(Section):
     pad: int = 0
     positive: ClassVar = ("temperature", "block_expansion", "max_features", "scale_factor", "num_blocks")
     non_negative: ClassVar = ("pad",)
+    at_most: ClassVar = {"num_blocks": MAX_DEPTH}
     downscales: ClassVar = ("scale_factor",)
 
 
@@ -44,6 +48,7 @@ class DenseMotionParams(Section):
     kp_variance: float = 0.01
     positive: ClassVar = ("block_expansion", "max_features", "num_blocks", "scale_factor", "kp_variance")
     downscales: ClassVar = ("scale_factor",)
+    at_most: ClassVar = {"num_blocks": MAX_DEPTH}
 
 
 @section
@@ -56,6 +61,7 @@ class GeneratorParams(Section):
     dense_motion_params: DenseMotionParams | None = field(default_factory=DenseMotionParams)
     positive: ClassVar = ("block_expansion", "max_features")
     non_negative: ClassVar = ("num_down_blocks", "num_bottleneck_blocks")
+    at_most: ClassVar = {"num_down_blocks": MAX_DEPTH, "num_bottleneck_blocks": MAX_BOTTLENECK}
 
 
 @section
@@ -69,6 +75,7 @@ class DiscriminatorParams(Section):
     kp_variance: float = 0.01
     positive: ClassVar = ("block_expansion", "max_features", "num_blocks", "kp_variance")
     downscales: ClassVar = ("scales",)
+    at_most: ClassVar = {"num_blocks": MAX_DEPTH}
 
 
 @section

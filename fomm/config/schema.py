@@ -64,9 +64,10 @@ class TrainParams(Section):
     # use and keep their running statistics (weights train on): small batches stop shifting each image's colours
     freeze_batch_norm_epoch: int | None = None
     positive: ClassVar = ("num_epochs", "num_repeats", "batch_size", "checkpoint_freq")  # 0 epochs: refused
+    at_most: ClassVar = {"seed": 2**32 - 1}  # numpy's seeds
     downscales: ClassVar = ("scales",)
     non_negative: ClassVar = ("lr_generator", "lr_discriminator", "lr_kp_detector",  # 0: that network stays as it is
-                              "epoch_milestones", "checkpoint_every_steps", "freeze_batch_norm_epoch")
+                              "epoch_milestones", "checkpoint_every_steps", "freeze_batch_norm_epoch", "seed")
 
     def __post_init__(self) -> None:
         Section.__post_init__(self)
@@ -162,6 +163,7 @@ class DatasetParams(Section):
     subject_kind: str | None = None
 
     def __post_init__(self) -> None:
+        Section.__post_init__(self)
         if self.subject_kind not in (None, *SUBJECT_KINDS):
             raise ValueError(f"subject_kind must be one of {', '.join(SUBJECT_KINDS)}, got {self.subject_kind!r}")
         for name in ("frame_shape", "image_shape"):
@@ -192,6 +194,7 @@ class AnimateParams(Section):
     num_pairs: int = 50
     format: str = ".mp4"
     normalization_params: NormalizationParams = field(default_factory=NormalizationParams)
+    positive: ClassVar = ("num_pairs",)
 
 
 @section

@@ -142,6 +142,23 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
     # a factor drawn in [1 − v, 1 + v]: a negative strength failed in Ray Data's tasks ("high - low < 0"), 10 tracebacks
     (b"dataset_params:\n  augmentation_params:\n    jitter_param:\n      brightness: -1\n",
      r"augmentation_params.jitter_param: brightness must be ≥ 0, got -1"),
+    # whole numbers past what C and the networks take: 2**num_down_blocks never ended (the check hung), a huge
+    # num_kp was a traceback inside torch, a huge num_repeats one in Ray Data's tasks, 4 restarts over
+    (b"model_params:\n  generator_params:\n    num_down_blocks: 100000000000000000000\n",
+     "model_params.generator_params: num_down_blocks must be at most 16, got 100000000000000000000"),
+    (b"model_params:\n  kp_detector_params:\n    num_blocks: 17\n",
+     "model_params.kp_detector_params: num_blocks must be at most 16, got 17"),
+    (b"model_params:\n  generator_params:\n    num_bottleneck_blocks: 5000\n", "num_bottleneck_blocks must be at most 1024"),
+    (b"model_params:\n  common_params:\n    num_kp: 100000000000000000000\n",
+     "model_params.common_params: num_kp must be at most 2147483647, got 100000000000000000000"),
+    (b"train_params:\n  num_repeats: 2147483648\n", "train_params: num_repeats must be at most 2147483647"),
+    (b"dataset_params:\n  frame_shape: [64, 99999999999, 3]\n",
+     r"dataset_params: frame_shape must be at most 2147483647, got \[64, 99999999999, 3\]"),
+    (b"train_params:\n  seed: -3\n", "train_params: seed must be ≥ 0, got -3"),  # numpy's seeds
+    (b"train_params:\n  seed: 4294967296\n", "train_params: seed must be at most 4294967295"),
+    (b"animate_params:\n  num_pairs: 0\n", "animate_params: num_pairs must be positive, got 0"),
+    (b"model_params:\n  common_params:\n    num_kp: " + b"9" * 5000 + b"\n",  # Python reads 4,300 digits at most
+     r"c.yaml: line 3: a whole number of 5,000 digits, too long to read$"),
 ])
 def test_a_file_that_is_no_usable_config_is_one_config_error_naming_it(tmp_path, text, message):
     path = tmp_path / "c.yaml"
