@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT))
 from services import checks, storage  # noqa: E402
 from services.cli import UserError, field_flags, field_values  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
+from services.tracking.store import default_tracking_uri, local_sqlite_path  # noqa: E402
 from training.job import TrainJob, add_train_flags  # noqa: E402
 from training.job_checks import check_inputs  # noqa: E402
 from tuning.options import SweepJob  # noqa: E402
@@ -42,10 +43,14 @@ def check(built: tuple[TrainJob, argparse.Namespace]) -> SweepJob:
     if storage.is_remote(base.storage):  # s3a:// too: it was a local folder 's3a:', and exit 0
         raise UserError(f"--storage {base.storage}: a sweep keeps Ray Tune's state on a local or shared path")
     checks.existing_file("--space", a.space, "a search space YAML")
-    checks.not_an_input("--out", a.out, {"--config": a.config, "--space": a.space, "--data": a.data})
+    store = local_sqlite_path(base.tracking_uri or default_tracking_uri())
+    checks.not_an_input("--out", a.out, {"--config": a.config, "--space": a.space, "--data": a.data,
+                                         "--init-from": base.init_from, "--tracking-uri": store})
     if a.out is not None:
         if Path(a.out).is_dir():
             raise UserError(f"--out {a.out}: is a folder (expected the best config's .yaml file)")
+        if Path(a.out).exists() and not a.resume:  # --resume: the interrupted sweep's own
+            raise UserError(f"--out {a.out}: exists (a file is never overwritten: remove it or choose a new name)")
         checks.writable_file("--out", a.out)
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key
     check_inputs(base, sweep=True)  # the sweep's own files first: they answer without torch

@@ -79,7 +79,8 @@ class SearchSpace:
     def check_against(self, cfg: FommConfig) -> None:
         """Every key must exist in the config, and every sample of values at the ends of the distributions (each
         choice, each end of a range; Tune draws each key on its own, so any mix of them) must make a config that
-        loads and trains: a typo, a negative weight or a frame too small for the loss fails before any trial."""
+        loads and trains: a typo, a negative weight or a frame too small for the loss fails before any trial. First
+        samples that hold every value once (however many mixes there are), then the first MAX_SAMPLES_CHECKED mixes."""
         for key in to_overrides(dict.fromkeys(self.params)):
             try:
                 apply_overrides(cfg.to_dict(), {key: None})
@@ -90,8 +91,11 @@ class SearchSpace:
         ends = {key: args if kind in ("choice", "grid") else [args[0], args[1] - 1] if kind == "randint"
                 else [float(a) for a in args]  # as Tune samples a range: a real number, never an int
                 for key, (kind, args) in self.params.items()}
-        for values in itertools.islice(itertools.product(*ends.values()), MAX_SAMPLES_CHECKED):
-            sample = dict(zip(ends, values))
+        widest = max(map(len, ends.values()))  # samples that hold every value once, however many mixes there are
+        covering = ({key: values[i % len(values)] for key, values in ends.items()} for i in range(widest))
+        mixes = (dict(zip(ends, values)) for values in itertools.islice(itertools.product(*ends.values()),
+                                                                        MAX_SAMPLES_CHECKED))
+        for sample in itertools.chain(covering, mixes):
             try:
                 apply(cfg, sample)
             except ConfigError as err:

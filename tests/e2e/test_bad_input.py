@@ -214,6 +214,17 @@ CASES = [
     Case("preprocess", "overwrite", "--output the folder of the one --input video (the dataset was written among the "
          "raw videos, and the folder could not be an --input again)", "--input {w}/raw/a.mp4 --output {w}/raw",
          "--output"),
+    Case("tune", "overwrite", "--out the --init-from checkpoint (the best config replaced it, exit 0)",
+         TRAIN + " --space {space} --init-from {ckpt} --out {ckpt}", "is the input --init-from"),
+    Case("tune", "overwrite", "--out the --tracking-uri's SQLite store (replaced by the best config; the sweep then "
+         "hung on a read-only database)", TRAIN + " --space {space} --tracking-uri sqlite:///{w}/ml.db --out {w}/ml.db",
+         "is the input --tracking-uri"),
+    Case("tune", "overwrite", "--out a file that exists (a file is never overwritten)",
+         TRAIN + " --space {space} --out {pairs}", "exists (a file is never overwritten"),
+    Case("evaluate", "hang", "num_down_blocks: 10**20 in the config (the size check's 2**n never ended)",
+         EVAL.replace("{tiny}", "{huge_yaml}"), "num_down_blocks must be at most 16"),
+    Case("train", "wrong config", "num_kp: 10**20 in the config (a traceback inside torch)",
+         TRAIN.replace("{tiny}", "{huge_kp_yaml}"), "num_kp must be at most 2147483647"),
 ]
 
 
@@ -256,6 +267,8 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "typo.yaml").write_text(text.replace("num_kp:", "num_kps:"))
     (root / "wrongtype.yaml").write_text(text.replace("num_kp: 5", "num_kp: five"))
     (root / "colormap.yaml").write_text(text.replace("'gist_rainbow'", "'gist_rainbw'"))
+    (root / "huge.yaml").write_text(text.replace("num_down_blocks: 2", f"num_down_blocks: {10**20}"))
+    (root / "huge_kp.yaml").write_text(text.replace("num_kp: 5", f"num_kp: {10**20}"))
     (root / "bad_space.yaml").write_text("metric: val_l1\nmode: min\nspaces: {}\n")
     (root / "log0.yaml").write_text("space:\n  train_params.lr_generator:\n    loguniform: [0, 1.0e-3]\n")
     (root / "pairs_bad.csv").write_text("image,video\na.png,b.mp4\n")
@@ -271,7 +284,7 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
-             "colormap_yaml": "colormap.yaml",
+             "colormap_yaml": "colormap.yaml", "huge_yaml": "huge.yaml", "huge_kp_yaml": "huge_kp.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
              "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet",

@@ -127,6 +127,24 @@ def test_the_space_is_checked_as_tune_samples_it_every_mix_of_its_ends(tiny_conf
         mixed.check_against(cfg)
 
 
+def test_a_bad_value_is_found_however_many_mixes_the_space_has(tiny_config_path):
+    """13 keys of two values: 8,192 mixes, past the MAX_SAMPLES_CHECKED tried. The bad learning rate, the first
+    key's second value, sat in none of the first 4,096: a trial failed in Tune and the sweep exited 0."""
+    from tuning.spaces import MAX_SAMPLES_CHECKED
+
+    weights = ("equivariance_value", "equivariance_jacobian", "generator_gan", "discriminator_gan",
+               "keypoint_separation")
+    space = {"train_params.lr_generator": {"grid": [2.0e-4, -1.0]},
+             **{f"train_params.loss_weights.{w}": {"choice": [1, 2]} for w in weights},
+             **{f"train_params.transform_params.{t}": {"choice": [0.01, 0.02]} for t in ("sigma_affine", "sigma_tps")},
+             **{f"dataset_params.augmentation_params.jitter_param.{j}": {"choice": [0.1, 0.2]}
+                for j in ("brightness", "contrast", "saturation", "hue")},
+             "train_params.lr_kp_detector": {"choice": [1e-4, 2e-4]}}
+    assert len(space) == 13 and 2 ** 13 == 2 * MAX_SAMPLES_CHECKED  # lr_generator: first in the mixes, slowest
+    with pytest.raises(SpaceError, match=r"makes a config that does not load or train \(.*lr_generator must be ≥ 0"):
+        SearchSpace.from_dict({"space": space}, source="s.yaml").check_against(load_config(tiny_config_path))
+
+
 def test_a_range_over_an_integer_key_is_refused_as_tune_would_sample_it(tiny_config_path):
     """uniform [1, 3] over num_epochs passed the check (its ends, as written, are whole numbers), then every trial
     failed on a sampled 1.24. The ends are checked as Tune samples a range: real numbers. randint is the way."""
