@@ -33,6 +33,7 @@ from services.ray_start import (
     local_cpus,
 )
 from services.tracking import store_checks
+from services.video_write import OUTPUT_SUFFIXES
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
     from fomm.animator import Animator
@@ -131,6 +132,13 @@ def error_table_path(pairs: str | None, errors: str | None) -> str:
     return errors or str(pairs).removesuffix(".csv") + ".errors.csv"
 
 
+def is_error_table(path: str) -> bool:
+    """Whether a local file starts with the header `run` gives an error table (a rerun writes it anew)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8", newline="") as f:
+        return f.readline().rstrip("\r\n") == ",".join((*COLUMNS, "error"))
+    return False
+
+
 def read_pairs(pairs: str, endpoint: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
     """The pairs CSV's column names as written and its rows (checks.csv_table: as spreadsheets save it), each cell as
     written (Ray Data's read_csv typed a column of number-only names as numbers: `0001` was 1)."""
@@ -181,6 +189,8 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
     base = csv_folder(pairs)
     outputs: dict[str, int] = {}  # output → its line: two pairs into one file would leave one "skipped"
+    files: dict[str, str] = {}  # each row's files, which the error table must not overwrite
+    folders: set[str] = set()  # the output folders checked writable (once each)
     for line, row in enumerate(rows, start=2):  # no output overwrites an input
         if (width := checks.ragged_row(row)) is not None:
             raise UserError(f"--pairs {pairs} line {line}: not the header's {width} fields (a comma inside a path "
@@ -193,11 +203,21 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
         if (first := outputs.setdefault(key, line)) != line:
             raise UserError(f"--pairs {pairs} line {line}: output {out} is line {first}'s output too "
                             f"(each pair needs a file of its own)")
-        checks.not_an_input(f"--pairs {pairs} line {line}: output", out, {
-            "source": src or None, "driving": drv or None, "--pairs": pairs, "--config": config,
-            "--checkpoint": checkpoint})
+        flag = f"--pairs {pairs} line {line}: output"
+        checks.not_an_input(flag, out, {"source": src or None, "driving": drv or None, "--pairs": pairs,
+                                        "--config": config, "--checkpoint": checkpoint})
+        if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:  # found by each actor, with Ray running: exit 1
+            raise UserError(f"{flag} {out}: not a video file name (use {', '.join(OUTPUT_SUFFIXES)})")
+        if not storage.is_remote(out):
+            if Path(out).is_dir():  # it was "skipped": nothing made, and exit 0
+                raise UserError(f"{flag} {out}: is a folder (expected the video file to write)")
+            if (folder := os.path.dirname(out)) not in folders:  # a read-only one failed inside Ray Data
+                folders.add(folder)
+                checks.writable_file(flag, out)
+        files.update({f"line {line}'s {c}": path for c, path in zip(COLUMNS, (src, drv, out))})
     check_model_files(config, checkpoint)
-    check_model(config, checkpoint, random_init, error_table_path(pairs, errors), {"--pairs": pairs}, endpoint)
+    check_model(config, checkpoint, random_init, error_table_path(pairs, errors), {"--pairs": pairs, **files},
+                endpoint)
     return rows
 
 
@@ -210,7 +230,6 @@ def check_dataset(data: str, split: str, out: str, num_pairs: int | None, pairs_
     table and the dataset, opened once (the job's actors read its clips)."""
     from fomm.config.schema import load_config
     from preprocessing.shard_set import require_shards
-    from services.video_write import OUTPUT_SUFFIXES
 
     check_model_files(config, checkpoint)
     cfg = load_config(config)
@@ -246,6 +265,9 @@ def check_model(config: str, checkpoint: str | None, random_init: bool, table: s
     else:
         if Path(table).is_dir():
             raise UserError(f"--errors {table}: is a folder (expected a CSV file)")
+        if Path(table).exists() and not is_error_table(table):  # a user's file: it was replaced, and exit 0
+            raise UserError(f"--errors {table}: exists and is no error table of this job (a file is never "
+                            "overwritten: remove it or choose a new name)")
         checks.writable_file("--errors", table)
     from fomm.animator import Animator  # torch: only once the cheap checks pass
 

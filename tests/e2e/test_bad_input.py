@@ -221,6 +221,12 @@ CASES = [
          "is the input --tracking-uri"),
     Case("tune", "overwrite", "--out a file that exists (a file is never overwritten)",
          TRAIN + " --space {space} --out {pairs}", "exists (a file is never overwritten"),
+    Case("animate_batch", "overwrite", "--errors a row's driving video (replaced by the error table, exit 0)",
+         "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --errors {w}/b.mp4", "is the input line 2's driving"),
+    Case("animate_batch", "overwrite", "--errors a file that exists and is no error table (replaced, exit 0)",
+         "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --errors {empty_file}", "is no error table"),
+    Case("animate_batch", "wrong type", "a row's output is a folder (counted 'skipped': nothing made, exit 0)",
+         "--pairs {pairs_dir} --config {tiny} --checkpoint {ckpt}", "line 2: output"),
     Case("evaluate", "hang", "num_down_blocks: 10**20 in the config (the size check's 2**n never ended)",
          EVAL.replace("{tiny}", "{huge_yaml}"), "num_down_blocks must be at most 16"),
     Case("train", "wrong config", "num_kp: 10**20 in the config (a traceback inside torch)",
@@ -275,6 +281,7 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs.csv").write_text("source,driving,output\na.png,b.mp4,c.mp4\n")
     (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
     (root / "pairs_blank.csv").write_text("source,driving,output\na.png,b.mp4,\n")
+    (root / "pairs_dir.csv").write_text("source,driving,output\na.png,b.mp4,empty_dir\n")
     (root / "dataset").mkdir()
     (root / "raw").mkdir()
     shutil.copy(REPO.parent / "shared" / "data" / "face_talk_a.mp4", root / "raw" / "a.mp4")
@@ -287,7 +294,7 @@ def prepare(root: Path) -> dict[str, str]:
              "colormap_yaml": "colormap.yaml", "huge_yaml": "huge.yaml", "huge_kp_yaml": "huge_kp.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
-             "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "damaged_shard": "damaged.parquet",
+             "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "pairs_dir": "pairs_dir.csv", "damaged_shard": "damaged.parquet",
              "dataset": "dataset", "pipe": "pipe.parquet", "app_db": "app.db"}
     return {"w": str(root), "tiny": str(tiny), "still": str(REPO.parent / "shared" / "data" / "face_source_a.jpg"),
             "demo_config": str(REPO / "configs" / "demo-64.yaml"),
