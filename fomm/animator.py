@@ -232,7 +232,10 @@ class Animator:
             with autocast(self.dtype, self.device):
                 out = self.generator(None, kp_driving=kp_norm, kp_source=expand_kp(state.kp, b),
                                      source=state.prepared, outputs="prediction")
-            yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm,
-                                prediction=out["prediction"].to(self.float_dtype))
+            prediction = out["prediction"].to(self.float_dtype)
+            if not bool(torch.isfinite(prediction).all()):  # written as black frames, and reported done
+                raise AnimatorError(f"the model's output holds NaN or inf values (driving frames {start}–{start + b - 1})"
+                                    ": its checkpoint's weights or batch-norm statistics are damaged")
+            yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm, prediction=prediction)
             start += b
 

@@ -105,6 +105,9 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
                if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]:
         raise CheckpointError(f"{path}: '{name}' holds NaN or inf values ({len(bad)} of its tensors, e.g. "
                               f"{bad[0]}): the weights of a diverged training run; use a checkpoint from before it")
+    if bad := [k for k, v in state.items() if k.endswith("running_var") and torch.is_tensor(v) and bool((v < 0).any())]:
+        raise CheckpointError(f"{path}: '{name}' holds negative batch-norm variances ({len(bad)} of its tensors, e.g. "
+                              f"{bad[0]}): a damaged checkpoint (the model's output would be NaN)")
     module.load_state_dict(state, strict=True)
 
 
@@ -127,7 +130,10 @@ def load_parts(state: dict[str, Any], path: str | Path,
             if name not in state:
                 raise CheckpointError(f"{path}: has no '{name}' (keys: {', '.join(sorted(state))})")
             load_state(_unwrap(part), state[name], path, name)
-    return int(state.get("epoch", 0))
+    try:
+        return int(state.get("epoch", 0))
+    except (TypeError, ValueError, OverflowError):  # 'abc', a list, inf: a traceback before
+        raise CheckpointError(f"{path}: its 'epoch' is not a whole number ({str(state['epoch'])[:40]!r})") from None
 
 
 def checkpoint_bytes(epoch: int = 0, extra: dict[str, Any] | None = None,

@@ -251,6 +251,15 @@ def test_motion_options_given_as_none_follow_the_configs_normalization_params(ti
     assert motion(tiny_config_path) == (True, True, True)
 
 
+def test_an_output_of_nan_is_an_error_not_black_frames(tiny_config_path):
+    """Weights that pass the checkpoint's checks can still overflow: the frames were written black, exit 0."""
+    broken = Animator.from_config(tiny_config_path, random_init=True, batch_size=2)
+    with torch.no_grad():
+        next(broken.generator.parameters()).fill_(float("nan"))
+    with pytest.raises(AnimatorError, match=r"^the model's output holds NaN or inf values \(driving frames 0–1\)"):
+        next(broken.animate(random_frames(1)[0], random_frames(3, seed=1)))
+
+
 def test_from_config_needs_a_checkpoint_or_an_explicit_random_init(tiny_config_path, tmp_path):
     with pytest.raises(AnimatorError, match="no checkpoint given"):
         Animator.from_config(tiny_config_path)

@@ -214,3 +214,27 @@ def test_weights_of_a_diverged_run_are_refused_and_the_model_left_as_it_was(tmp_
                                               rf"\(1 of its tensors, e\.g\. {re.escape(name)}\)"):
         load_checkpoint(path, kp_detector=kp)
     assert all(torch.equal(v, before[k]) for k, v in kp.state_dict().items())
+
+
+def test_negative_batch_norm_variances_are_refused_and_the_model_left_as_it_was(tmp_path, tiny):
+    """Finite, but a variance below 0: batch norm's square root made every frame NaN, written black as a success."""
+    cfg, kp, gen = tiny
+    state = {k: v.clone() for k, v in kp.state_dict().items()}
+    name = next(k for k in state if k.endswith("running_var"))
+    state[name].view(-1)[0] = -1.0
+    path = tmp_path / "negvar.pth.tar"
+    torch.save({"kp_detector": state}, path)
+    before = {k: v.clone() for k, v in kp.state_dict().items()}
+    with pytest.raises(CheckpointError, match=rf"negvar\.pth\.tar: 'kp_detector' holds negative batch-norm variances "
+                                              rf"\(1 of its tensors, e\.g\. {re.escape(name)}\)"):
+        load_checkpoint(path, kp_detector=kp)
+    assert all(torch.equal(v, before[k]) for k, v in kp.state_dict().items())
+
+
+@pytest.mark.parametrize("epoch", ["abc", [3], float("inf")])
+def test_an_epoch_that_is_no_whole_number_is_a_checkpoint_error(tmp_path, tiny, epoch):
+    cfg, kp, gen = tiny
+    path = tmp_path / "epoch.pth.tar"
+    torch.save({"kp_detector": kp.state_dict(), "epoch": epoch}, path)
+    with pytest.raises(CheckpointError, match=r"epoch\.pth\.tar: its 'epoch' is not a whole number"):
+        load_checkpoint(path, kp_detector=kp)
