@@ -11,6 +11,7 @@ import numpy as np
 from evaluation import metrics
 from evaluation.extractors import EmbeddingExtractor, ExtractorError, KeypointExtractor, build_backend
 from services.fields import check_fields, rule
+from services.ray_start import MAX_NODE_CPUS
 
 if TYPE_CHECKING:  # torch: imported where clips are reconstructed, not where flags are checked
     from evaluation.reconstruction import ReconstructionModel
@@ -46,7 +47,7 @@ class EvalConfig:
     batch_size: int = field(default=16, metadata=rule("frames per generator call", ge=1))
     num_workers: int = field(default=2, metadata=rule("Ray Data actors (0 = no Ray, in-process)", ge=0,
                                                       flag="--workers"))
-    cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per Ray Data actor", gt=0))
+    cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per Ray Data actor", gt=0, le=MAX_NODE_CPUS))
     device: str = field(default="cpu", metadata=rule("cpu, cuda or cuda:N"))
     endpoint: str | None = field(default=None, metadata=rule("S3 endpoint override for s3:// paths"))
     tracking_uri: str | None = field(default=None, metadata=rule(

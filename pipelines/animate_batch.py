@@ -20,6 +20,7 @@ from animate import batch  # noqa: E402
 from animate.options import add_animation_flags, add_model_flags, check_animation_flags, weights  # noqa: E402
 from services.cli import UserError, at_least  # noqa: E402
 from services.ray_address import add_ray_address_flag  # noqa: E402
+from services.ray_start import MAX_NODE_CPUS  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                         "the original's animate mode")
     p.add_argument("--concurrency", type=at_least(1), default=1,
                    help="animator actors at most (as many as the Ray cluster has room for)")
-    p.add_argument("--num-cpus", type=at_least(0.01, float), default=1, help="CPUs per actor")
+    p.add_argument("--num-cpus", type=at_least(0.01, float, at_most=MAX_NODE_CPUS), default=1, help="CPUs per actor")
     add_ray_address_flag(p)
     p.add_argument("--endpoint", help="S3 endpoint of s3:// paths (else FOMM_S3_ENDPOINT / AWS_ENDPOINT_URL)")
 

@@ -226,9 +226,9 @@ def user_path(text: str) -> str:
     return os.path.expanduser(text.removeprefix("file://"))
 
 
-def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
-    """An argparse `type=`: a finite number of `kind` ≥ minimum (the error names the flag)."""
-    return number(kind, Rule(ge=minimum))
+def at_least(minimum: float, kind: type = int, at_most: float | None = None) -> Callable[[str], float]:
+    """An argparse `type=`: a finite number of `kind` ≥ minimum (and ≤ at_most; the error names the flag)."""
+    return number(kind, Rule(ge=minimum, le=at_most))
 
 
 def field_default(cls: type, name: str) -> Any:

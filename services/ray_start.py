@@ -170,11 +170,16 @@ def watch_local_ray(poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="local-ray-watch", daemon=True).start()
 
 
+MAX_LOCAL_CPUS = 4096  # CPUs a local Ray is started with at most (its own cores, or more where a stage needs them)
+MAX_NODE_CPUS = 1024  # CPUs one worker or actor may ask for (no node has more)
+
+
 def local_cpus(needed: float) -> int:
     """The CPUs of a local Ray that must hold `needed` at once (a stage's actors or workers and its data tasks):
     this machine's, or more where it has fewer (their processes share its cores; fewer, and a task waited forever
-    for a CPU that was never free)."""
-    return max(os.cpu_count() or 1, math.ceil(needed))
+    for a CPU that was never free), up to MAX_LOCAL_CPUS: a local Ray of 10**9 never started (check_room then names
+    the flag that asked for more)."""
+    return max(os.cpu_count() or 1, min(math.ceil(needed), MAX_LOCAL_CPUS))
 
 
 def connected() -> bool:

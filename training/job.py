@@ -18,6 +18,7 @@ from services.atomic import held_alone
 from services.cli import experiment_flag, field_flags, user_path
 from services.fields import check_fields, rule
 from services.ray_address import add_ray_address_flag
+from services.ray_start import MAX_NODE_CPUS
 
 CHECKPOINT_FILE = "checkpoint.pth.tar"  # in each checkpoint folder, the original format (fomm.checkpoint)
 RAY_CHECKPOINTS_FILE = "checkpoint_manager_snapshot.json"  # in storage/<name>: Ray Train's registered checkpoints
@@ -37,7 +38,7 @@ class TrainJob:
     name: str | None = field(default=None, metadata=rule("run folder under --storage (default: the config's stem)"))
     workers: int = field(default=1, metadata=rule("DDP workers", ge=1))
     gpus_per_worker: float = field(default=0.0, metadata=rule("0 trains on CPU with gloo; >0 on GPU with NCCL", ge=0))
-    cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per worker", gt=0))
+    cpus_per_worker: float = field(default=1.0, metadata=rule("CPUs per worker", gt=0, le=MAX_NODE_CPUS))
     placement: str = field(default="PACK", metadata=rule(  # Ray Train's ScalingConfig.placement_strategy
         "DDP workers on as few nodes as hold them (PACK: fast all-reduce) or one per node where the cluster can "
         "(SPREAD: a lost node takes fewer workers with it)", choices=("PACK", "SPREAD")))

@@ -227,6 +227,8 @@ CASES = [
          "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --errors {empty_file}", "is no error table"),
     Case("animate_batch", "wrong type", "a row's output is a folder (counted 'skipped': nothing made, exit 0)",
          "--pairs {pairs_dir} --config {tiny} --checkpoint {ckpt}", "line 2: output"),
+    Case("animate_batch", "hang", "--num-cpus 1e9 (a local Ray of 10**9 CPUs never started)",
+         "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --num-cpus 1e9", "--num-cpus"),
     Case("evaluate", "hang", "num_down_blocks: 10**20 in the config (the size check's 2**n never ended)",
          EVAL.replace("{tiny}", "{huge_yaml}"), "num_down_blocks must be at most 16"),
     Case("train", "wrong config", "num_kp: 10**20 in the config (a traceback inside torch)",

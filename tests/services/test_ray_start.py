@@ -98,3 +98,13 @@ def test_a_local_ray_that_dies_under_a_stage_ends_it_in_one_line_and_its_run_fai
     assert time.time() - killed < 40 and "Traceback" not in err
     run = get_run(fresh_sqlite_uri, run_id)
     assert run["status"] == "FAILED" and run["tags"]["fomm.end_reason"].startswith("the local Ray stopped: its ")
+
+
+def test_a_local_ray_holds_what_a_stage_needs_but_never_a_number_ray_cannot_start_with() -> None:
+    """A local Ray asked for 10**9 CPUs never started (the stage hung): it gets MAX_LOCAL_CPUS, and check_room then
+    names the flag that asked for more."""
+    from services.ray_start import MAX_LOCAL_CPUS, local_cpus
+
+    cores = os.cpu_count() or 1
+    assert local_cpus(0.5) == cores and local_cpus(cores + 2.5) == cores + 3
+    assert local_cpus(1e9) == max(cores, MAX_LOCAL_CPUS)
