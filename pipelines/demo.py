@@ -22,6 +22,8 @@ from services.cli import UserError, at_least  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob  # noqa: E402
 
+WORKERS = 2  # the main training run's DDP workers
+
 
 def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_output", help="everything the demo writes")
@@ -45,7 +47,14 @@ def check(a: argparse.Namespace) -> None:
     checks.writable_dir("--out", a.out)
     checks.existing_file("--config", a.config, "a FOMM YAML")
     checks.not_an_input("--out", a.out, {"--config": a.config}, folder=True)
-    TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
+    cfg = TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
+    (h, w), batch = cfg.dataset_params.shape[:2], cfg.train_params.batch_size
+    if h != w:  # found once preprocessing had run
+        raise UserError(f"--config {a.config}: dataset_params.frame_shape {h}×{w}: the demo's synthetic clips are square")
+    if batch % WORKERS:
+        raise UserError(f"--config {a.config}: train_params.batch_size {batch} must divide evenly over the demo's "
+                        f"{WORKERS} training workers")
+    a.size = h  # the clips are made at the config's frame size
 
 
 def stage(out: Path, name: str, run, ray: bool = True) -> dict:  # noqa: ANN001 - a zero-argument callable → dict
@@ -62,7 +71,7 @@ def stage(out: Path, name: str, run, ray: bool = True) -> dict:  # noqa: ANN001 
     if ray:  # a laptop: room for the 2 train workers and Ray Data's decoding tasks
         from training.trainer import ensure_training_ray
 
-        ensure_training_ray(TrainJob(config="-", data="-", storage=str(out), workers=2))
+        ensure_training_ray(TrainJob(config="-", data="-", storage=str(out), workers=WORKERS))
     start = time.perf_counter()
     result = {**run(), "seconds": round(time.perf_counter() - start, 1)}
     with atomic_open(record, "w") as f:
@@ -88,9 +97,9 @@ def run(a: argparse.Namespace, args: argparse.Namespace) -> Summary:
     shards = str(out / "shards")
 
     pre = stage(out, "preprocess", lambda: run_preprocess(PreprocessConfig(
-        input=f"synthetic:{a.videos}", output=shards, kind="none", size=64, synthetic_videos=a.videos,
+        input=f"synthetic:{a.videos}", output=shards, kind="none", size=a.size, synthetic_videos=a.videos,
         min_frames=16, test_fraction=0.2, workers=2)))
-    base = TrainJob(config=a.config, data=shards, storage=str(out / "runs"), name="demo", workers=2,
+    base = TrainJob(config=a.config, data=shards, storage=str(out / "runs"), name="demo", workers=WORKERS,
                     max_steps=a.train_steps, max_minutes=a.train_minutes, lr_schedule="budget",  # decays fit the run
                     tracking_uri=uri, experiment="fomm-demo", resume=True, num_val_clips=4)
     train = stage(out, "train", lambda: vars(fit(base)))

@@ -229,6 +229,9 @@ CASES = [
          "--pairs {pairs_dir} --config {tiny} --checkpoint {ckpt}", "line 2: output"),
     Case("animate_batch", "hang", "--num-cpus 1e9 (a local Ray of 10**9 CPUs never started)",
          "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --num-cpus 1e9", "--num-cpus"),
+    Case("demo", "wrong config", "a batch_size its 2 training workers cannot share (found once preprocessing had "
+         "run, naming a --workers flag the demo lacks)", "--out {w}/demo --config {bs3_yaml}",
+         "batch_size 3 must divide evenly over the demo's 2"),
     Case("evaluate", "hang", "num_down_blocks: 10**20 in the config (the size check's 2**n never ended)",
          EVAL.replace("{tiny}", "{huge_yaml}"), "num_down_blocks must be at most 16"),
     Case("train", "wrong config", "num_kp: 10**20 in the config (a traceback inside torch)",
@@ -275,6 +278,7 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "typo.yaml").write_text(text.replace("num_kp:", "num_kps:"))
     (root / "wrongtype.yaml").write_text(text.replace("num_kp: 5", "num_kp: five"))
     (root / "colormap.yaml").write_text(text.replace("'gist_rainbow'", "'gist_rainbw'"))
+    (root / "bs3.yaml").write_text(text.replace("batch_size: 2", "batch_size: 3"))
     (root / "huge.yaml").write_text(text.replace("num_down_blocks: 2", f"num_down_blocks: {10**20}"))
     (root / "huge_kp.yaml").write_text(text.replace("num_kp: 5", f"num_kp: {10**20}"))
     (root / "bad_space.yaml").write_text("metric: val_l1\nmode: min\nspaces: {}\n")
@@ -293,7 +297,7 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
-             "colormap_yaml": "colormap.yaml", "huge_yaml": "huge.yaml", "huge_kp_yaml": "huge_kp.yaml",
+             "colormap_yaml": "colormap.yaml", "huge_yaml": "huge.yaml", "bs3_yaml": "bs3.yaml", "huge_kp_yaml": "huge_kp.yaml",
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
              "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "pairs_dir": "pairs_dir.csv", "damaged_shard": "damaged.parquet",
