@@ -114,7 +114,8 @@ def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
         result = run_preprocess(cfg, address=args.ray_address)
     if not result["num_clips"]:  # a job that made nothing has failed: no lines naming a manifest never written
         return Summary(status=cli.USER_ERROR_STATUS, problem=f"preprocess: error: --output {cfg.output}: no clips "
-                                                             f"were made ({why_nothing(cfg, result)})")
+                                                             f"were made ({why_nothing(cfg, result)})",
+                       kept_nothing=not result["num_errors"])  # else its line names their error table there
     return Summary({"shards": f"{result['shards']} ({result['num_shards']} files, {result['num_clips']} clips, "
                               f"{result['num_frames']} frames)",
                     "manifest": result["manifest"], "errors": f"{result['errors']} ({result['num_errors']} failed "

@@ -31,6 +31,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     status: int = 0
     problem: str | None = None  # printed on stderr, as it is, when the status is not 0
+    kept_nothing: bool = False  # with a status: nothing of the run is worth keeping (its new folders go whole)
 
     def show(self) -> int:
         for name, value in self.lines.items():
@@ -73,7 +74,7 @@ class Stage(Generic[Config]):
         cfg = self.check(cfg) or cfg
         if hasattr(args, "ray_address") and not getattr(args, "no_ray", False):  # a stage on Ray: before any output
             check_address(args.ray_address)
-        fresh = {folder for folder in self.keeps(cfg) if not os.path.lexists(folder)}
+        fresh = {folder: made for folder in self.keeps(cfg) if (made := first_missing(folder)) is not None}
         joined = connected()
         try:
             summary = self.run(cfg, args)
@@ -85,20 +86,29 @@ class Stage(Generic[Config]):
             if not joined:  # the Ray this run joined: no worker's output after the run's last line
                 disconnect()
         if summary.status:  # a run that made nothing leaves no empty folder either
-            resume_note(self.keeps(cfg), fresh)
+            resume_note(self.keeps(cfg), fresh, whole=summary.kept_nothing)
         return summary.show()
 
 
-def resume_note(keeps: dict[str, str], fresh: set[str]) -> str | None:
-    """Where a failed run kept resume state and how to go on (None: nowhere); fileless folders in `fresh` go."""
+def first_missing(folder: str) -> Path | None:
+    """The outermost of `folder` and its parents that does not exist yet (what a run that makes it creates)."""
+    missing = [p for p in (Path(folder), *Path(folder).parents) if not os.path.lexists(p)]
+    return missing[-1] if missing else None
+
+
+def resume_note(keeps: dict[str, str], fresh: dict[str, Path], whole: bool = False) -> str | None:
+    """Where a failed run kept resume state and how to go on (None: nowhere); a folder in `fresh` goes (with the
+    parents the run made for it, `fresh`'s value) when it holds no file, and with `whole`, whatever it holds."""
     notes = []
     for folder, how in keeps.items():
         root = Path(folder)
         if not root.is_dir():
             continue
-        if any(p.is_file() for p in root.rglob("*")):
+        if whole and folder in fresh:
+            shutil.rmtree(fresh[folder], ignore_errors=True)
+        elif any(p.is_file() for p in root.rglob("*")):
             if how:  # "": a folder only cleaned (e.g. --storage, which holds other runs too)
                 notes.append(f"work done so far is kept in {folder}: {how}")
-        elif folder in fresh:
-            shutil.rmtree(root, ignore_errors=True)
+        elif folder in fresh and not any(p.is_file() for p in fresh[folder].rglob("*")):
+            shutil.rmtree(fresh[folder], ignore_errors=True)
     return "; ".join(notes) or None

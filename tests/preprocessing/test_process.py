@@ -298,8 +298,9 @@ def test_a_job_that_makes_no_clip_fails(tmp_path, repo_root, capsys):
     assert code == 2 and err == (f"preprocess: error: --output {tmp_path / 'out'}: no clips were made (none of the "
                                  f"1 videos has ≥ 1000 frames (--min-frames) of ≥ 64 px (--min-size))\n")
     assert "manifest" not in out and "result" not in out, out  # was: a summary naming files never written
-    # no dataset of 0 clips (only the synthetic input's videos, kept for a re-run): other settings start afresh
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["_work"]
+    # no dataset of 0 clips, and no folder: the run made it, and nothing in it was worth keeping (the synthetic
+    # input's videos were left in _work/); other settings start afresh
+    assert not (tmp_path / "out").exists()
     assert preprocess.main(["--input", "synthetic:1", "--output", str(tmp_path / "out"), "--kind", "none",
                             "--size", "32", "--no-ray"]) == 0
     # why, for the other mixes: the summary's num_videos counts the videos read, num_errors those that failed
