@@ -7,15 +7,15 @@ import contextlib
 import os
 from pathlib import Path
 
-from services.checks import parsed_url, reachable, server_meant, storage_reachable, writable_dir
+from services.checks import S3_ANSWER_S, parsed_url, reachable, server_meant, storage_reachable, writable_dir
 from services.cli import UserError
 
 MLFLOW_PROBE = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
 
 
-def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
-    """An http(s) URI that answers as an MLflow server (a proxy would make MLflow retry for minutes); one too busy to
-    answer within `timeout` passes (it accepted the connection; MLflow's client waits for it)."""
+def mlflow_answers(flag: str, uri: str, timeout: float = S3_ANSWER_S) -> None:
+    """An http(s) URI that answers as an MLflow server within `timeout` (a proxy, or a server that accepts and never
+    answers, made MLflow retry for a minute and end in a line naming no flag)."""
     import requests
 
     token, user = os.environ.get("MLFLOW_TRACKING_TOKEN"), os.environ.get("MLFLOW_TRACKING_USERNAME")
@@ -23,8 +23,9 @@ def mlflow_answers(flag: str, uri: str, timeout: float = 3.0) -> None:
     try:
         answer = requests.get(uri.rstrip("/") + MLFLOW_PROBE, auth=auth, timeout=timeout,
                               headers={"Authorization": f"Bearer {token}"} if token else {})
-    except requests.Timeout:
-        return  # accepted the connection but busy: MLflow's client waits and retries as it should
+    except requests.Timeout:  # MLflow's own requests give up after as long
+        raise UserError(f"{flag} {uri}: the tracking server took the connection but gave no answer within "
+                        f"{timeout:g} s") from None
     except (requests.RequestException, ValueError) as err:  # a refused or reset connection, a TLS failure
         raise UserError(f"{flag} {uri}: the tracking server did not answer ({err})") from None
     if answer.ok:

@@ -275,3 +275,19 @@ def test_processes_creating_one_new_sqlite_store_at_once_all_log_to_it(tmp_path,
     assert [code for code, _ in outcomes] == [0, 0, 0], [err[-1500:] for _, err in outcomes]
     assert sorted(r["run_name"] for r in search_runs(uri, "together")) == ["run-0", "run-1", "run-2"]
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["mlflow.db"]  # no lock file beside it
+
+
+def test_a_server_that_takes_the_connection_and_never_answers_is_refused_naming_the_flag() -> None:
+    """It passed the check, and MLflow's client retried for a minute, ending in a line that named no flag."""
+    import socket
+
+    from services.errors import UserError
+    from services.tracking.store_checks import mlflow_answers
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel accepts connections; nothing reads them
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(UserError, match=rf"^--tracking-uri {uri}: the tracking server took the connection but "
+                                            r"gave no answer within 0.5 s$"):
+            mlflow_answers("--tracking-uri", uri, timeout=0.5)
