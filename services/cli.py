@@ -195,7 +195,8 @@ class ArgumentParser(argparse.ArgumentParser):
         for i, token in enumerate(argv):
             flag, eq, value = token.partition("=") if token.startswith("--") else ("", "", token)
             if (eq or not flag) and not value.strip():
-                before = [t.partition("=")[0] for t in argv[:i] if t.startswith("--") and t != "--"]
+                before = [t.partition("=")[0] for t in argv[:i]  # -e too: a short flag a value follows
+                          if (t.startswith("--") and t != "--") or t in self._option_string_actions]
                 named = flag or (before[-1] if before else None)  # --x= , or the flag the value follows
                 where = f"argument {named}: expected a value" if named else "expected an argument"
                 self.error(f"{where}, got {value!r} (an unset shell variable?)")

@@ -215,13 +215,14 @@ def test_the_train_job_carries_the_ray_address(repo_root) -> None:
     (["--rate", ""], "argument --rate: expected a value, got ''"),
     (["--mode=", "--rate", "1"], "argument --mode: expected a value, got ''"),
     (["--rate", "1", "--mode", "  "], "argument --mode: expected a value, got '  '"),
+    (["--rate", "1", "-m", ""], "argument -m: expected a value, got ''"),  # it named --rate, the flag before
 ])
 def test_an_empty_value_is_refused_before_it_can_mean_the_current_folder(argv, message) -> None:
     """`--output "$OUT"` with OUT unset passes "": as a path that is the current folder, so it is refused."""
     p = ArgumentParser(prog="p")
     add = field_flags(p, Ruled)
-    for name in ("rate", "mode"):
-        add(name)
+    add("rate")
+    add("mode", "--mode", "-m")
     with pytest.raises(UserError, match=f"^{message} \\(an unset shell variable\\?\\)$"):
         p.parse_args(argv)
 
