@@ -30,12 +30,12 @@ def _unreadable(path: str | Path, err: BaseException) -> CheckpointError:
 def _refused(path: str | Path, err: pickle.UnpicklingError) -> CheckpointError:
     """torch's weights-only refusal, told apart: a class it may not build (a foreign object) or an opcode no pickle
     holds (damaged bytes); its advice to load with weights_only=False is left out."""
+    if named := re.search(r"\bGLOBAL ([\w.]+)", str(err)):  # "Unsupported global: GLOBAL x", "unsupported GLOBAL x"
+        return CheckpointError(f"{path}: refused to load: it holds a {named.group(1)} object, and only tensors and "
+                               f"plain containers are read (weights_only=True)")
     found = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
     if found is None:  # pickle's own (damaged bytes): its first line
         return _unreadable(path, err)
-    if named := re.match(r"Unsupported global: GLOBAL (\S+)", found.group(1)):
-        return CheckpointError(f"{path}: refused to load: it holds a {named.group(1)} object, and only tensors and "
-                               f"plain containers are read (weights_only=True)")
     return _unreadable(path, ValueError(found.group(1).strip()))
 
 

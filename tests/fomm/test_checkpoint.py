@@ -159,10 +159,22 @@ def test_wrong_config_lists_mismatched_keys(tmp_path, tiny, repo_root):
     assert "shape mismatch" in msg and "predictor.encoder.down_blocks.0.conv.weight" in msg
 
 
-def test_arbitrary_pickles_are_refused_naming_the_class(tmp_path):
+class _RunsACommand:  # what a malicious checkpoint holds: a call of os.system when unpickled
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return os.system, ("true",)
+
+
+@pytest.mark.parametrize(("thing", "named"), [
+    (Path("x"), r"pathlib\.\S*Path"),  # a class torch does not allow
+    (_RunsACommand(), r"posix\.system"),  # a function of a module torch blocks: "not readable (truncated or corrupt?)
+])                                        # … Re-running torch.load with weights_only set to False will likely succeed"
+def test_arbitrary_pickles_are_refused_naming_the_class(tmp_path, thing, named):
     path = tmp_path / "evil.pth.tar"
-    torch.save({"generator": {}, "note": Path("x")}, path)  # a non-tensor object inside
-    with pytest.raises(CheckpointError, match=r"^\S*evil\.pth\.tar: refused to load: it holds a pathlib\.\S*Path obj"):
+    torch.save({"generator": {}, "note": thing}, path)  # a non-tensor object inside
+    with pytest.raises(CheckpointError, match=rf"^\S*evil\.pth\.tar: refused to load: it holds a {named} object, "
+                                              r"and only tensors and plain containers are read \(weights_only=True\)$"):
         read_checkpoint(path)
 
 
