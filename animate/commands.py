@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -107,9 +106,6 @@ def run_animate(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
     options = field_values(AnimationOptions, args)  # the device too: build_animate checked them
     options.pop("layout")  # animate_file's; the rest make the Animator and its crop
     animator, auto_crop = build_animator(args.config, **weights(args), **options)
-    if args.checkpoint is None:
-        print("WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows the pipeline "
-              "working, not a trained animation", file=sys.stderr)
     if args.engine == "onnx":
         require_export_extra()
         animator = onnx_animator(animator, args.onnx)
@@ -121,7 +117,10 @@ def run_animate(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
     best = f", relative motion from driving frame {result.best_frame}" if result.best_frame is not None else ""
     return Summary(notes=[f"{result.path}: {result.num_frames} frames {result.width}×{result.height} at "
                           f"{result.fps:g} fps, audio {'kept' if result.has_audio else 'none'}{best}; "
-                          f"{result.frames_per_second:.2f} frames/s", *(f"  {note}" for note in result.notes)])
+                          f"{result.frames_per_second:.2f} frames/s", *(f"  {note}" for note in result.notes),
+                          # with the result: on stderr before it, an error's line was its second
+                          *(["WARNING: --random-init: the model has RANDOM weights (no checkpoint); the output shows "
+                             "the pipeline working, not a trained animation"] if args.checkpoint is None else [])])
 
 
 # fomm export
