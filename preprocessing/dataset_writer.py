@@ -88,13 +88,21 @@ def run_video(task: VideoTask, cfg: PreprocessConfig, layout: Layout, detector=N
     write_part(layout, task, records, cfg)
 
 
-def _part_meta(layout: Layout, path: str) -> dict:
-    return json.loads(pq.read_schema(path, filesystem=layout.fs).metadata[PART_META_KEY])
+def _part_meta(layout: Layout, path: str) -> dict | None:
+    """A part file's metadata; None for a damaged one (parts are written whole: a cut or overwritten one was a
+    vague line naming no file), which is removed so that its video is made again."""
+    try:
+        return json.loads(pq.read_schema(path, filesystem=layout.fs).metadata[PART_META_KEY])
+    except (pa.ArrowInvalid, KeyError, TypeError, ValueError) as err:  # not S3's OSError: a good part stays
+        print(f"note: {path}: a damaged work file ({str(err).splitlines()[0][:100]}): removed, its video "
+              "is made again", flush=True)
+        layout.fs.rm(path)
+        return None
 
 
 def _parts(layout: Layout) -> list[tuple[dict, str]]:
-    """(metadata, path) of every finished video's part file."""
-    return [(_part_meta(layout, p), p) for p in layout.list("_work", "parts")]
+    """(metadata, path) of every finished video's part file (a damaged one removed: see _part_meta)."""
+    return [(meta, p) for p in layout.list("_work", "parts") if (meta := _part_meta(layout, p)) is not None]
 
 
 def _errors(layout: Layout) -> list[tuple[dict, str]]:
@@ -246,8 +254,8 @@ def changed_settings(cfg: PreprocessConfig) -> list[str]:
     """How `cfg` differs in CLIP_SETTINGS from the dataset already at its output (none: it resumes or extends it):
     from its manifest, or, for a run stopped before its manifest, from its first finished video's part file."""
     layout = Layout(cfg.output, cfg.endpoint)
-    first = layout.list("_work", "parts")[:1]
-    made = (_manifest(layout) or {}).get("config") or (_part_meta(layout, first[0]).get("settings") if first else None)
+    first = next(filter(None, (_part_meta(layout, p) for p in layout.list("_work", "parts"))), None)
+    made = (_manifest(layout) or {}).get("config") or (first.get("settings") if first else None)
     old = made or {}  # nothing made yet, or parts written before they recorded their settings
     rules = {f.name: f.metadata.get(RULE) for f in dataclasses.fields(cfg)}
     return [f"{flag_of(k, rules[k]) if rules[k] else k} {old[k]!r}, now {getattr(cfg, k)!r}"

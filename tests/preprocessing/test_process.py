@@ -387,3 +387,25 @@ def test_a_video_whose_file_name_is_not_utf8_is_named_before_any_work(tmp_path, 
     with pytest.raises(ValueError, match=r"raw/bad\\xff\\xfename.mp4: a file name that is not UTF-8 \(a clip's ids "
                                          r"and paths are stored as text: rename the file\)$"):
         collect_tasks(cfg_for(raw, tmp_path / "out"))
+
+
+def test_a_damaged_work_file_of_a_stopped_run_is_made_again_not_a_line_naming_no_file(tmp_path, repo_root, capsys):
+    """A part file cut short (parts are written whole: a disk's damage, a copy stopped halfway): the re-run said
+    "--output: Parquet magic bytes not found in footer …", naming no file. It is removed, its video made again."""
+    import importlib.util
+
+    from preprocessing import dataset_writer as dw
+
+    spec = importlib.util.spec_from_file_location("pipeline_preprocess", repo_root / "pipelines" / "preprocess.py")
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
+    out = tmp_path / "out"
+    args = ["--input", "synthetic:2", "--output", str(out), "--kind", "none", "--no-ray", "--size", "32"]
+    cfg = preprocess.build(preprocess.parse_args(args))
+    layout, todo = dw.pending(cfg)
+    dw.run_video(todo[0], cfg, layout)
+    [part] = (out / "_work" / "parts").iterdir()
+    part.write_bytes(part.read_bytes()[:100])
+    assert preprocess.main(args) == 0
+    assert f"note: {part}: a damaged work file (" in capsys.readouterr().out
+    assert json.loads((out / "_manifest.json").read_text())["totals"]["videos"] == 2
