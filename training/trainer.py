@@ -88,8 +88,11 @@ def plan_run(job: TrainJob) -> RunPlan:
     check_plan(job, cfg)
     shard_set = ShardSet.open(job.data, job.endpoint)  # listed once; its clips' metadata read once
     train_index = data.clip_index(shard_set, job.train_split)
-    if len(train_index) == 0:
-        raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}")
+    if len(train_index) == 0:  # the manifest may list shards of the split that hold none (a file replaced)
+        listed = job.train_split in shard_set.splits
+        raise data.DataError(f"{job.data}: no clips of split {job.train_split!r}" + (
+            " in the shards its manifest lists for it (replaced or damaged? compare them with the sha256 in "
+            "_manifest.json)" if listed else ""))
     spec = data.PairSpec.from_config(cfg, train_index, job.train_split)
     datasets = {"train": data.train_dataset(shard_set, spec)}
     if val_ids := data.choose_val_clips(data.clip_index(shard_set, job.val_split), job.num_val_clips,

@@ -134,3 +134,24 @@ def test_a_damaged_frame_costs_its_samples_not_the_epoch(synthetic_shards):
     out = data.clips_to_pairs(damaged, data.PairSpec((32, 32), 200, augment=NO_AUGMENT), np.random.default_rng(0))
     # a pair avoids frame 3 with probability (3/4)²: about 112 of 200 samples survive
     assert 80 < len(out["source"]) < 150
+
+
+def test_a_run_whose_listed_training_shards_hold_no_training_clip_says_the_manifest_lists_them(tmp_path,
+                                                                                               tiny_config_path):
+    """The train shard replaced by the test one: the manifest still lists it as train. The line said "no clips of
+    split 'train'", no more."""
+    import json
+    import shutil
+
+    from preprocessing.synthetic import write_synthetic_shards
+    from training.job import TrainJob
+    from training.trainer import plan_run
+
+    root = write_synthetic_shards(tmp_path / "ds", num_videos=4, size=32, num_frames=4, test_every=2)
+    shutil.copyfile(root / "test-00000.parquet", root / "train-00000.parquet")
+    (root / "_manifest.json").write_text(json.dumps({"shards": [{"file": "train-00000.parquet", "split": "train"},
+                                                                {"file": "test-00000.parquet", "split": "test"}]}))
+    job = TrainJob(config=str(tiny_config_path), data=str(root), storage=str(tmp_path / "runs"))
+    with pytest.raises(data.DataError, match=r"no clips of split 'train' in the shards its manifest lists for it "
+                                             r"\(replaced or damaged\?"):
+        plan_run(job)
