@@ -94,6 +94,8 @@ def read_source(path: str | Path) -> np.ndarray:
             raise  # FFmpeg's image decoders would conceal the damage (a cut-off JPEG's missing part filled)
         if isinstance(image_err.__cause__, PermissionError):  # no decoder can read it either: say why
             raise
+        if Path(path).stat().st_size == 0:  # as the driving video's line says it
+            raise ImageError(f"{path}: empty file (0 bytes)") from None
         try:
             return next(iter_frames(path, 0, 1))
         except VideoError:

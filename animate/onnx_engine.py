@@ -72,6 +72,9 @@ def check_export(out_dir: str | Path) -> dict:
     """The manifest of a whole `fomm export` folder; else an ExportMissing naming --onnx and the folder."""
     root = Path(out_dir)
     path = root / MANIFEST
+    if not root.is_dir():  # it said "no ONNX export here (fomm-onnx.json missing)" of a missing path or a file
+        raise ExportMissing(f"--onnx {root}: " + ("is a file (expected the folder `fomm export` wrote)" if
+                                                  root.exists() else "no such folder"))
     if not path.is_file():
         raise ExportMissing(f"--onnx {root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
     if missing := [f for f in FILES if not (root / f).is_file()]:

@@ -21,9 +21,15 @@ def _run_dict(run: Run) -> dict:
 def check_filter(flag: str, text: str) -> None:
     """A search filter MLflow can parse (else a UserError naming the flag, before any query)."""
     try:
-        SearchUtils.parse_search_filter(text)
+        clauses = SearchUtils.parse_search_filter(text)
     except MlflowException as err:
         raise UserError(f"{flag} {text!r}: {err.message}") from None
+    valid = {"metric": SearchUtils.VALID_METRIC_COMPARATORS, "parameter": SearchUtils.VALID_PARAM_COMPARATORS,
+             "tag": SearchUtils.VALID_TAG_COMPARATORS}  # parsed, a wrong one failed in the store: "MLflow: Invalid …"
+    for clause in clauses:
+        if (ok := valid.get(clause["type"])) is not None and clause["comparator"].upper() not in ok:
+            raise UserError(f"{flag} {text!r}: {clause['comparator']!r} does not compare a {clause['type']} "
+                            f"(use {', '.join(sorted(ok))})")
 
 
 def search_runs(tracking_uri: str | None, experiment: str, filter_string: str = "") -> list[dict]:

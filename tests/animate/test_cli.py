@@ -57,6 +57,7 @@ def media(tmp_path_factory, shared_data, tiny_config_path) -> dict[str, Path]:
         c.start_encoding()
     m["zero"] = root / "zero.avi"
     (m.setdefault("text", root / "notes.mp4")).write_text("not a video\n")
+    (m.setdefault("empty", root / "empty.png")).write_bytes(b"")
     (root / "pipes").mkdir()
     os.mkfifo(m.setdefault("fifo", root / "pipes" / "talk.mp4"))  # a named pipe: reading it would wait forever
     jpeg = (shared_data / "face_source_a.jpg").read_bytes()  # a JPEG cut off part-way: refused, never filled in
@@ -169,6 +170,11 @@ BAD_INPUTS = {  # case: (changed arguments, the argument whose file the message 
     "source a device": (lambda m, o: {"--source": "/dev/null"}, "--source", "not a regular file (a device or pipe)"),
     "driving a pipe": (lambda m, o: {"--driving": m["fifo"]}, "--driving", "not a regular file (a device or pipe)"),
     "source a folder": (lambda m, o: {"--source": m["fifo"].parent}, "--source", "is a directory, not a file"),
+    # an empty source was 'not a readable image or video', an empty driving video 'empty file (0 bytes)'
+    "source empty": (lambda m, o: {"--source": m["empty"]}, "--source", "empty file (0 bytes)"),
+    # a missing path or a lone .onnx file was 'no ONNX export here (fomm-onnx.json missing)'
+    "onnx missing": (lambda m, o: {"--engine": "onnx", "--onnx": o / "nowhere"}, "--onnx", "no such folder"),
+    "onnx a file": (lambda m, o: {"--engine": "onnx", "--onnx": m["text"]}, "--onnx", "is a file (expected the folder"),
 }
 
 
@@ -187,7 +193,8 @@ def test_bad_input_gives_one_line_and_no_output(case, media, tiny_config_path, t
     errors = [line for line in err.splitlines() if "error:" in line]
     assert code == 2
     assert len(errors) == 1 and errors[0].startswith("fomm animate: error: "), err
-    assert f"error: {args[named]}: " in errors[0] and problem in errors[0], errors[0]
+    assert f"error: {args[named]}: " in errors[0] or f"error: {named} {args[named]}: " in errors[0], errors[0]
+    assert problem in errors[0], errors[0]
     assert list(out_dir.iterdir()) == []  # no output, no temporary
 
 

@@ -54,7 +54,10 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, fresh_sqlite_uri) -> 
                         (["--sort", "akd"], "--sort akd: names 2 metrics (akd/dlib-68, akd/foreground-centroids): "
                          "choose one"),
                         (["--filter", "metrics.l1 <"], "--filter 'metrics.l1 <': Invalid clause(s) in filter string: "
-                         "'metrics.l1', '<'")):
+                         "'metrics.l1', '<'"),
+                        # parsed, it failed in the store: "MLflow: Invalid comparator …", naming no flag
+                        (["--filter", "metrics.l1 <<< 3"], "--filter 'metrics.l1 <<< 3': '<<<' does not compare a "
+                         "metric (use !=, <, <=, =, >, >=)")):
         assert compare.main(["-e", "cmp", "--tracking-uri", uri, *flags]) == 2
         assert capsys.readouterr().err == f"fomm runs compare: error: {line}\n"
 
