@@ -101,7 +101,7 @@ def registered_weights(args: argparse.Namespace) -> argparse.Namespace:
     """`args` with a registered model's --checkpoint (models:/NAME/VERSION, /latest, @ALIAS) made its file here,
     and the config registered with it (`train --model-name`) as --config where none is given."""
     given = args.checkpoint
-    args.checkpoint = store_checks.registered_checkpoint("--checkpoint", given)
+    args.checkpoint = store_checks.registered_checkpoint("--checkpoint", given, uri_flag=None)  # no --tracking-uri
     args.config = store_checks.registered_config(args.config, args.checkpoint, given)
     return args
 

@@ -78,14 +78,21 @@ def download_model_version(tracking_uri: str | None, name: str, version: int, ds
                                    tracking_uri=tracking_uri or default_tracking_uri()))
 
 
+def model_uri(flag: str, value: str) -> re.Match:
+    """The parts of a registered model version's URI (name, and version or alias); else a UserError naming the
+    flag."""
+    if not (uri := MODEL_URI.fullmatch(value)):
+        raise UserError(f"{flag} {value}: expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")
+    return uri
+
+
 def registered_checkpoint(flag: str, value: str, store: str) -> str:
     """The local path of the checkpoint file of the registered model version `value` names (models:/NAME/VERSION,
     models:/NAME/latest, models:/NAME@ALIAS, as `train --model-name` registers them) in the tracking store `store`,
     copied once into $XDG_CACHE_HOME/fomm/models (else ~/.cache/…); a UserError naming the flag where the store has
     no such version. Called through services.tracking.store_checks.registered_checkpoint, which checks the store
     first."""
-    if not (uri := MODEL_URI.fullmatch(value)):
-        raise UserError(f"{flag} {value}: expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")
+    uri = model_uri(flag, value)
     name, client = uri["name"], make_client(store)
     try:
         if uri["alias"]:

@@ -106,21 +106,24 @@ def s3_artifacts(flag: str, uri: str, experiment: str) -> None:
                         f"machine: {problem}")
 
 
-def registered_checkpoint(flag: str, value: str | None, uri: str | None = None) -> str | None:
+def registered_checkpoint(flag: str, value: str | None, uri: str | None = None,
+                          uri_flag: str | None = "--tracking-uri") -> str | None:
     """`value` as it is, unless it names a registered model version (models:/NAME/VERSION, /latest or @ALIAS): then
     its checkpoint file, copied to this machine (services.tracking.registry) from the tracking store `uri` (None:
-    $MLFLOW_TRACKING_URI, else ./mlruns), checked first."""
+    $MLFLOW_TRACKING_URI, else ./mlruns; `uri_flag`: the command's flag for it, if it has one), checked first."""
     if value is None or not value.startswith("models:"):
         return value
-    tracking_uri("--tracking-uri", uri, write=False)  # a server that answers, a store that opens; then MLflow
-    from services.tracking.registry import NotCopied
+    from services.tracking.registry import NotCopied, model_uri
     from services.tracking.registry import registered_checkpoint as fetch
+
+    model_uri(flag, value)  # the URI's form first: a models:/NAME without a version was "no MLflow store at …"
+    tracking_uri("--tracking-uri", uri, write=False)  # a server that answers, a store that opens; then MLflow
     from services.tracking.store import default_tracking_uri, local_sqlite_path
 
     store = uri or default_tracking_uri()
     if (db := local_sqlite_path(store)) is not None and not db.is_file():  # opening it would make an empty one
         raise UserError(f"{flag} {value}: no MLflow store at {store} (name the store train --model-name registered "
-                        "it in: $MLFLOW_TRACKING_URI or --tracking-uri)")
+                        f"it in: $MLFLOW_TRACKING_URI{f' or {uri_flag}' if uri_flag else ''})")
     try:
         return fetch(flag, value, store)
     except NotCopied as err:  # MLflow's download error keeps no cause: files on S3 are asked for as a job asks

@@ -361,7 +361,12 @@ def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, cap
     code, _, err = run(["animate", "--config", tiny_config_path, "--checkpoint", "models:/tiny/1", "--source",
                         media["source"], "--driving", media["clip"], "--out", tmp_path / "out.mp4"], capsys)
     assert code == 2 and "--checkpoint models:/tiny/1: no MLflow store at sqlite:///" in err
+    assert err.rstrip().endswith("registered it in: $MLFLOW_TRACKING_URI)")  # fomm animate has no --tracking-uri
     assert not (tmp_path / "none.db").exists() and not (tmp_path / "out.mp4").exists()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # a URI without its version: its form first, not "no MLflow store"
+    code, _, err = run(["info", "--config", tiny_config_path, "--checkpoint", "models:/tiny"], capsys)
+    assert (code, err.strip()) == (2, "fomm info: error: --checkpoint models:/tiny: expected models:/NAME/VERSION, "
+                                      "models:/NAME/latest or models:/NAME@ALIAS")
 
 
 def test_runs_compare_goes_to_the_compare_stage_with_its_arguments(capsys, fresh_sqlite_uri):
