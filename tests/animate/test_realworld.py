@@ -178,7 +178,7 @@ def test_cli_auto_crop_encoded_output_and_side_by_side(tmp_path_factory, tiny_co
                  "--driving", str(clip), "--out", str(out), "--quiet"])
     stdout, err = capsys.readouterr()
     assert code == 0, err
-    assert "auto-crop: face detector" in stdout and "WARNING: --random-init" in err
+    assert "auto-crop: face detector" in stdout and "WARNING: --random-init" in stdout
     source = even_frame(read_image(shared_data / "face_source_d.jpg"))  # 375×500 → 376×500
     frames = read_frames(out)
     assert frames.shape == (8, 500, 376, 3)

@@ -123,7 +123,8 @@ def test_benchmark_flags_a_worse_checkpoint_and_passes_an_equal_one(repo_root, t
 def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, tiny_config_path, tmp_path,
                                                                    fresh_sqlite_uri) -> None:
     """The real pipeline as a process: a checkpoint whose generator outputs NaN fails every clip → exit 1. Its
-    weights are finite (NaN weights are refused before the run): a negative batch-norm variance, √(-1) = NaN."""
+    weights pass the checkpoint's checks (NaN weights and negative batch-norm variances are refused before the run):
+    a first convolution of 1e38 overflows float32 to inf, and inf − inf is NaN a layer later."""
     import subprocess
     import sys
 
@@ -133,7 +134,7 @@ def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, ti
     data = write_synthetic_shards(tmp_path / "bench", num_videos=2, num_frames=4, seed=7)
     model = ModelSource.resolve(tiny_config_path, None).load()
     with torch.no_grad():
-        model.generator.first.norm.running_var.fill_(-1.0)
+        model.generator.first.conv.weight.fill_(1e38)
     (tmp_path / "ckpts").mkdir()
     (tmp_path / "ckpts" / "nan.pth.tar").write_bytes(checkpoint_bytes(generator=model.generator,
                                                                       kp_detector=model.kp_detector))
