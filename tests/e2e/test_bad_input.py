@@ -226,7 +226,7 @@ CASES = [
     Case("animate_batch", "overwrite", "--errors a file that exists and is no error table (replaced, exit 0)",
          "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --errors {empty_file}", "is no error table"),
     Case("animate_batch", "wrong type", "a row's output is a folder (counted 'skipped': nothing made, exit 0)",
-         "--pairs {pairs_dir} --config {tiny} --checkpoint {ckpt}", "line 2: output"),
+         "--pairs {pairs_dir} --config {tiny} --checkpoint {ckpt}", "is a folder (expected the video file"),
     Case("animate_batch", "hang", "--num-cpus 1e9 (a local Ray of 10**9 CPUs never started)",
          "--pairs {pairs} --config {tiny} --checkpoint {ckpt} --num-cpus 1e9", "--num-cpus"),
     Case("demo", "wrong config", "a batch_size its 2 training workers cannot share (found once preprocessing had "
@@ -287,7 +287,8 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "pairs.csv").write_text("source,driving,output\na.png,b.mp4,c.mp4\n")
     (root / "pairs_same.csv").write_text("source,driving,output\na.png,b.mp4,./b.mp4\n")
     (root / "pairs_blank.csv").write_text("source,driving,output\na.png,b.mp4,\n")
-    (root / "pairs_dir.csv").write_text("source,driving,output\na.png,b.mp4,empty_dir\n")
+    (root / "made.mp4").mkdir()  # a folder named as a video
+    (root / "pairs_dir.csv").write_text("source,driving,output\na.png,b.mp4,made.mp4\n")
     (root / "dataset").mkdir()
     (root / "raw").mkdir()
     shutil.copy(REPO.parent / "shared" / "data" / "face_talk_a.mp4", root / "raw" / "a.mp4")
