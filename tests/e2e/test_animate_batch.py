@@ -350,3 +350,28 @@ def test_ctrl_c_while_an_actor_writes_leaves_no_temporary_beside_the_outputs(sha
     assert list(tmp.iterdir()) == []
     for video in out.iterdir():  # what was finished before Ctrl-C is whole
         assert probe_video(video).num_frames == probe_video(shared_data / "face_talk_a.mp4").num_frames
+
+
+def test_a_rows_output_that_no_actor_could_write_is_refused_before_ray(tiny_config_path, tmp_path):
+    """An output named .avi, or in a folder that cannot be written, failed inside Ray (exit 1, or 18 lines of Ray
+    Data's own); the error table may not be a row's output either."""
+    from services.cli import UserError
+    from tests.conftest import read_only
+
+    pairs = tmp_path / "pairs.csv"
+
+    def refused(output: str, errors: str | None = None) -> str:
+        pairs.write_text(f"source,driving,output\na.jpg,b.mp4,{output}\n")
+        with pytest.raises(UserError) as err:
+            batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, errors)
+        return str(err.value)
+
+    assert refused("o.avi") == (f"--pairs {pairs} line 2: output {tmp_path / 'o.avi'}: not a video file name (use "
+                                ".mp4, .mov, .mkv, .webm, .gif)")
+    assert refused("o.mp4", errors=str(tmp_path / "o.mp4")).startswith(
+        f"--errors {tmp_path / 'o.mp4'}: is the input line 2's output")
+    (tmp_path / "locked").mkdir()
+    with read_only(tmp_path / "locked"):
+        assert refused("locked/o.mp4") == (f"--pairs {pairs} line 2: output {tmp_path / 'locked'}: cannot write "
+                                           f"under {tmp_path / 'locked'}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked", "pairs.csv"]
