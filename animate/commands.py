@@ -83,8 +83,7 @@ def check_animate(args: argparse.Namespace) -> None:
     from animate.files import check_output, probe_driving, read_source
 
     check_output(args.out)
-    if Path(args.out).exists():
-        raise UserError(f"--out {args.out}: exists (a file is never overwritten: remove it or choose a new name)")
+    checks.new_file("--out", args.out)
     checks.writable_file("--out", args.out)  # room on its disk
     if args.onnx is not None:
         from animate.onnx_engine import check_export as check_export_folder

@@ -92,9 +92,7 @@ def check(args: argparse.Namespace) -> None:
             raise UserError(f"--plot {args.plot}: is a folder (expected a .png file)")
         if plot.suffix.lower() != ".png":
             raise UserError(f"--plot {args.plot}: expected a .png file")
-        if plot.exists():
-            raise UserError(f"--plot {args.plot}: exists (a file is never overwritten: remove it or choose a new "
-                            "name)")
+        checks.new_file("--plot", args.plot)
         checks.not_an_input("--plot", args.plot, {"--tracking-uri": db})
         checks.writable_file("--plot", args.plot)
 

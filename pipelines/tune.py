@@ -49,8 +49,8 @@ def check(built: tuple[TrainJob, argparse.Namespace]) -> SweepJob:
     if a.out is not None:
         if Path(a.out).is_dir():
             raise UserError(f"--out {a.out}: is a folder (expected the best config's .yaml file)")
-        if Path(a.out).exists() and not a.resume:  # --resume: the interrupted sweep's own
-            raise UserError(f"--out {a.out}: exists (a file is never overwritten: remove it or choose a new name)")
+        if not a.resume:  # --resume: the interrupted sweep's own
+            checks.new_file("--out", a.out)
         checks.writable_file("--out", a.out)
     space = SearchSpace.from_yaml(a.space)  # a SpaceError names the file and the key
     check_inputs(base, sweep=True)  # the sweep's own files first: they answer without torch

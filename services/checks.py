@@ -116,6 +116,12 @@ def writable_dir(flag: str, path: str | os.PathLike) -> None:
             raise UserError(f"{flag} {path}: cannot write ({err.strerror or err})") from None
 
 
+def new_file(flag: str, path: str | os.PathLike) -> None:
+    """An output file that does not exist yet: a file is never overwritten."""
+    if Path(path).exists():
+        raise UserError(f"{flag} {path}: exists (a file is never overwritten: remove it or choose a new name)")
+
+
 def writable_file(flag: str, path: str | os.PathLike) -> None:
     """A local output file whose folder can be created and written (see writable_dir)."""
     writable_dir(flag, path if "://" in str(path) else Path(path).parent)
