@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fomm.animator import fit_frames, frames_to_tensor, to_uint8
+from fomm.animator import fit_frames, frames_to_tensor, nonfinite_frames, to_uint8
 from fomm.checkpoint import load_checkpoint, require_checkpoint
 from fomm.config.schema import FommConfig, load_config
 from fomm.models import build_networks
@@ -74,7 +74,6 @@ def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size
     video = fit_frames(frames_to_tensor(frames), model.frame_size, crop="none")  # T×3×H×W, antialiased resize
     prediction = reconstruct(model.kp_detector, model.generator, video, batch_size,
                              autocast_dtype(precision, torch.device(device)), device)
-    bad = (~torch.isfinite(prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
-    if bad:
+    if bad := nonfinite_frames(prediction):
         raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {bad[0]}..{bad[-1]}")
     return {"real": to_uint8(video), "prediction": to_uint8(prediction)}

@@ -113,6 +113,11 @@ def fit_frames(x: Tensor, size: tuple[int, int], crop: str = "center") -> Tensor
     return x if x.dtype == torch.uint8 else x.clamp(0, 1)
 
 
+def nonfinite_frames(x: Tensor) -> list[int]:
+    """The indices of the frames of `x` (B×…) holding a NaN or inf value."""
+    return (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+
+
 def to_uint8(x: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
     """B×3×H×W in [0, 1] to B×H×W×3 uint8, resized to `size` first when given."""
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
@@ -233,7 +238,7 @@ class Animator:
                 out = self.generator(None, kp_driving=kp_norm, kp_source=expand_kp(state.kp, b),
                                      source=state.prepared, outputs="prediction")
             prediction = out["prediction"].to(self.float_dtype)
-            if not bool(torch.isfinite(prediction).all()):  # written as black frames, and reported done
+            if nonfinite_frames(prediction):  # written as black frames, and reported done
                 raise AnimatorError(f"the model's output holds NaN or inf values (driving frames {start}–{start + b - 1})"
                                     ": its checkpoint's weights or batch-norm statistics are damaged")
             yield AnimatedBatch(start=start, driving=x, kp_driving=kp_driving, kp_norm=kp_norm, prediction=prediction)
