@@ -215,3 +215,13 @@ def test_storage_libraries_and_ray_start_only_in_services():
                     owner = node.func.value
                     assert not (isinstance(owner, ast.Name) and owner.id == "ray"), \
                         f"{rel}:{node.lineno} calls ray.init (use services.ray_start.ensure_ray)"
+
+
+MAX_MODULE_LINES = 300  # small modules, one concept each
+
+
+def test_no_module_is_over_300_lines():
+    """A module past this has grown a second concept: split it along that seam."""
+    long = [f"{p.relative_to(ROOT)} ({n} lines)" for package in [*ORDER, "pipelines"] for p in package_files(package)
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert not long, f"over {MAX_MODULE_LINES} lines: {', '.join(long)}"

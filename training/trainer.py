@@ -269,23 +269,20 @@ def fit_plan(plan: RunPlan, callbacks: list | None = None) -> ray.train.Result:
 
 def fit(job: TrainJob) -> TrainResult:
     """Run a training job to the end (or max_steps); resumes from storage/<name> when `job.resume`."""
+    started_at = time.time()  # the time budget (max_minutes) counts from here
     with run_lock(job):
-        return _fit(job, time.time())
-
-
-def _fit(job: TrainJob, started_at: float) -> TrainResult:
-    ensure_training_ray(job)
-    # before any run exists: the workers' GPUs and CPUs fit the cluster (a UserError naming the flag, no hang)
-    ray_start.check_room("--gpus-per-worker", "GPU", job.gpus_per_worker, job.workers)
-    ray_start.check_room("--cpus-per-worker", "CPU", job.cpus_per_worker, job.workers)
-    if (cpus := ray.cluster_resources().get("CPU", 0)) < cpus_per_run(job):  # Ray Data's tasks could never run
-        logging.getLogger(__name__).warning(
-            "the cluster has %s CPUs and %d workers × %s CPUs leave fewer than %d for Ray Data's read and decode "
-            "tasks: training will wait for data unless the cluster grows within %g s (start Ray with more "
-            "--num-cpus)", cpus, job.workers, job.cpus_per_worker, DATA_CPUS, room_wait_s())
-    plan = plan_run(job)
-    plan.started_at = started_at
-    result = fit_plan(plan)
+        ensure_training_ray(job)
+        # before any run exists: the workers' GPUs and CPUs fit the cluster (a UserError naming the flag, no hang)
+        ray_start.check_room("--gpus-per-worker", "GPU", job.gpus_per_worker, job.workers)
+        ray_start.check_room("--cpus-per-worker", "CPU", job.cpus_per_worker, job.workers)
+        if (cpus := ray.cluster_resources().get("CPU", 0)) < cpus_per_run(job):  # Ray Data's tasks could never run
+            logging.getLogger(__name__).warning(
+                "the cluster has %s CPUs and %d workers × %s CPUs leave fewer than %d for Ray Data's read and "
+                "decode tasks: training will wait for data unless the cluster grows within %g s (start Ray with "
+                "more --num-cpus)", cpus, job.workers, job.cpus_per_worker, DATA_CPUS, room_wait_s())
+        plan = plan_run(job)
+        plan.started_at = started_at
+        result = fit_plan(plan)
     best = min(result.best_checkpoints or [], key=lambda cm: cm[1].get("val_l1", NO_SCORE), default=None)
     scored = {k: v for k, v in (result.metrics or {}).items() if not (k == "val_l1" and v == NO_SCORE)}  # no val
     return TrainResult(_checkpoint_file(result.checkpoint, job), _checkpoint_file(best[0] if best else None, job),
