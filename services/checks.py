@@ -98,33 +98,59 @@ def ragged_row(row: dict) -> int | None:
     return len(row) - (None in row) if None in row or None in row.values() else None
 
 
-def writable_dir(flag: str, path: str | os.PathLike) -> None:
-    """A local folder that can be created (if missing) and written, on a disk with room; nothing is created."""
+def writable_dir(flag: str, path: str | os.PathLike, named: str | os.PathLike | None = None) -> None:
+    """A local folder that can be created (if missing) and written, on a disk with room; nothing is created. The
+    error names `named` (an output file in it), else the folder."""
+    shown = f"{flag} {path if named is None else named}"
     if "://" in str(path):  # Path() would take 's3://b/x' for the local folder 's3:/b/x'
-        raise UserError(f"{flag} {path}: expected a local path (this command writes local files)")
+        raise UserError(f"{shown}: expected a local path (this command writes local files)")
     p = Path(path)
-    existing = next((a for a in (p, *p.parents) if a.exists()), None)
+    existing = next((a for a in (p, *p.parents) if os.path.lexists(a)), None)
+    if existing is not None and not existing.exists():  # a symlink to nothing: mkdir would fail on it
+        raise UserError(f"{shown}: {existing} is {dangling(existing)}")
     if existing is not None and not existing.is_dir():
-        raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
+        raise UserError(f"{shown}: {existing} is a file, not a folder")
     if existing is None or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path}: cannot write under {existing or p.anchor}")
-    free_space(flag, path, existing)
+        raise UserError(f"{shown}: cannot write under {existing or p.anchor}")
+    free_space(flag, path if named is None else named, existing)
     if p.exists():
         try:
             tempfile.TemporaryFile(dir=p).close()
         except OSError as err:
-            raise UserError(f"{flag} {path}: cannot write ({err.strerror or err})") from None
+            raise UserError(f"{shown}: cannot write ({err.strerror or err})") from None
+
+
+def dangling(link: str | os.PathLike) -> str:
+    """What a symlink to nothing is, for a one-line error."""
+    return f"a symlink to {os.readlink(link)}, which does not exist (remove it, or choose another path)"
 
 
 def new_file(flag: str, path: str | os.PathLike) -> None:
-    """An output file that does not exist yet: a file is never overwritten."""
+    """An output file that does not exist yet (nor a symlink to nothing there): a file is never overwritten."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UserError(f"{flag} {path}: {dangling(path)}")
     if Path(path).exists():
         raise UserError(f"{flag} {path}: exists (a file is never overwritten: remove it or choose a new name)")
 
 
+NAME_MAX = 255  # bytes in a file name on Linux's file systems
+
+
+def name_fits(flag: str, path: str | os.PathLike) -> None:
+    """A local output's name leaves room for its temporary's (services.atomic: `.NAME.XXXXXXXX.tmpSUFFIX`)."""
+    name = os.fsencode(Path(path).name)
+    longest = NAME_MAX - 14 - len(os.path.splitext(name)[1])
+    if len(name) > longest:
+        raise UserError(f"{flag} {path}: file name too long ({len(name)} bytes; at most {longest}: it is written "
+                        f"first under a temporary name {NAME_MAX - longest} bytes longer)")
+
+
 def writable_file(flag: str, path: str | os.PathLike) -> None:
-    """A local output file whose folder can be created and written (see writable_dir)."""
-    writable_dir(flag, path if "://" in str(path) else Path(path).parent)
+    """A local output file whose name fits (name_fits) and whose folder can be created and written (writable_dir)."""
+    if "://" in str(path):
+        writable_dir(flag, path)  # refused: a local path is expected
+    name_fits(flag, path)
+    writable_dir(flag, Path(path).parent, named=path)
 
 
 def writable_storage(flag: str, path: str, endpoint: str | None = None) -> None:

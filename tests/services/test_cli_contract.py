@@ -116,6 +116,17 @@ def test_checks(tmp_path, monkeypatch) -> None:
     assert not (tmp_path / "new").exists()
     with pytest.raises(UserError, match="is a file, not a folder"):
         checks.writable_dir("--out", tmp_path / "empty" / "sub")
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere" / "x.mp4")  # an output through a symlink to nothing:
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")  # a traceback (mkdir, rename) after the work
+    for check, path in ((checks.new_file, "gone.mp4"), (checks.writable_dir, "gone"),
+                        (checks.writable_file, "gone/a.mp4"), (checks.writable_dir, "gone/deeper")):
+        with pytest.raises(UserError, match=rf"^--out .*/{path}: (.*/gone is )?a symlink to .*/nowhere(/x.mp4)?, which "
+                                            "does not exist"):
+            check("--out", tmp_path / path)
+    # 237 bytes is the longest .mp4 name: its temporary (.NAME.XXXXXXXX.tmp.mp4) takes 18 more, NAME_MAX is 255
+    checks.writable_file("--out", tmp_path / ("a" * 233 + ".mp4"))
+    with pytest.raises(UserError, match=r"^--out .*\.mp4: file name too long \(238 bytes; at most 237: it is "):
+        checks.writable_file("--out", tmp_path / ("a" * 234 + ".mp4"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # released at once: nothing listens there
