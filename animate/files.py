@@ -21,15 +21,8 @@ from evaluation.visualize import check_colormap
 from fomm.animator import Animator, AnimatorError, to_uint8
 from fomm.config.schema import load_config
 from services import checks
-from services.video_read import (
-    DamagedImageError,
-    ImageError,
-    VideoError,
-    VideoInfo,
-    iter_frames,
-    probe_video,
-    read_image,
-)
+from services.image_read import DamagedImageError, ImageError, VideoError, read_image
+from services.video_read import VideoInfo, iter_frames, probe_video
 from services.video_write import GIF_MAX_FPS, OUTPUT_SUFFIXES, VideoWriter
 
 LandmarkFn = Callable[[np.ndarray], "np.ndarray | None"]  # H×W×3 uint8 frame → N×2 face landmarks, or None

@@ -141,7 +141,8 @@ def main() -> int:
     args = parser.parse_args()
     from animate.files import animate_file
     from fomm.animator import Animator
-    from services.video_read import read_frames, read_image
+    from services.image_read import read_image
+    from services.video_read import read_frames
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

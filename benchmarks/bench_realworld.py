@@ -75,7 +75,8 @@ def keypoints_and_boxes(driving: np.ndarray, smooth: float, source: np.ndarray) 
 
 
 def part_jitter(args: argparse.Namespace) -> dict:
-    from services.video_read import read_frames, read_image
+    from services.image_read import read_image
+    from services.video_read import read_frames
 
     source = read_image(args.data / "face_source_e.jpg")
     clips = {"still": still_clip(args.frames, args.data), "moving": read_frames(args.data / "face_talk_a.mp4",
@@ -101,7 +102,8 @@ def part_speed(args: argparse.Namespace) -> dict:
     from animate.crop_plan import crop_subpixel, plan_crops
     from animate.paste import even_frame, paste_back
     from fomm.animator import Animator, to_uint8
-    from services.video_read import read_frames, read_image
+    from services.image_read import read_image
+    from services.video_read import read_frames
 
     source = read_image(args.data / "face_source_e.jpg")
     driving = read_frames(args.data / "face_talk_a.mp4", args.frames)

@@ -1,10 +1,9 @@
-"""Reading video and images with PyAV and Pillow: probe, decode RGB frames (rotation applied), stills."""
+"""Reading video with PyAV: probe, decode RGB frames (rotation applied); a folder of frames, or an image of frames
+side by side, reads as a video (services.image_read reads each)."""
 
 from __future__ import annotations
 
 import io
-import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,31 +12,14 @@ import av
 import numpy as np
 from PIL import Image
 
-from services.checks import NOT_REGULAR
-from services.cli import UserError
+from services.image_read import PathLike, VideoError, not_a_file, read_image
 
-PathLike = str | os.PathLike
 # the file names taken for videos where a folder or glob is listed (preprocess --input)
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".gif")
 # a folder of frames, or an image of k square frames side by side (k·H wide, k ≥ 2), reads as a video: the original
 # FOMM's datasets keep clips so (a folder per clip named like a video; one image a clip, e.g. its BAIR set)
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 FRAMES_FPS = 25.0  # such a folder or image keeps no frame rate: VoxCeleb's and Tai-Chi-HD's
-MAX_IMAGE_PIXELS = 1 << 30  # the largest image read: 1,074 MP (3 GiB as RGB), 5× a 200 MP phone photo
-HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # ftyp brands of HEIF stills
-
-
-class VideoError(UserError, ValueError):
-    """A video (or image) that cannot be read or written; the message names the file and the problem."""
-
-
-class ImageError(VideoError):
-    """A file that is not a readable image."""
-
-
-class DamagedImageError(ImageError):
-    """A file that is an image, but cut off or corrupt, too large to decode, or one FFmpeg would read only in part:
-    refused, never concealed."""
 
 
 @dataclass
@@ -52,15 +34,6 @@ class VideoInfo:
     duration: float
     has_audio: bool
     rotation: int  # degrees counter-clockwise that the stored frames are turned for display
-
-
-def _not_a_file(p: Path) -> str | None:
-    """Why `p` is no regular file to read (None: it is one)."""
-    if p.is_file():
-        return None
-    if p.is_dir():
-        return "is a directory, not a file"
-    return NOT_REGULAR if p.exists() else "no such file"
 
 
 def frame_files(path: PathLike) -> list[Path] | None:
@@ -113,7 +86,7 @@ def _open(path: PathLike) -> av.container.InputContainer:
     p = Path(path)
     if p.is_dir():
         raise VideoError(f"{p}: a folder without .png or .jpg frames (a video is a file, or a folder of frames)")
-    if why := _not_a_file(p):  # a pipe would block the read forever
+    if why := not_a_file(p):  # a pipe would block the read forever
         raise VideoError(f"{p}: {why}")
     if p.stat().st_size == 0:
         raise VideoError(f"{p}: empty file (0 bytes)")
@@ -137,8 +110,14 @@ def _stream_fps(stream: av.video.stream.VideoStream) -> float | None:
     return next((float(rate) for rate in rates if rate is not None and float(rate) > 0), None)
 
 
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The video a file holds: FFmpeg's best video stream (a cover picture or one-frame thumbnail track before it,
+    as some MKVs and phone videos carry, is not it)."""
+    return container.streams.best("video") or container.streams.video[0]
+
+
 def _decode(path: PathLike, container: av.container.InputContainer) -> Iterator[av.VideoFrame]:
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     stream.thread_type = "AUTO"
     try:
         yield from container.decode(stream)
@@ -153,7 +132,7 @@ def probe_video(path: PathLike) -> VideoInfo:
         return VideoInfo(path=str(path), width=width, height=height, fps=FRAMES_FPS, num_frames=n,
                          duration=n / FRAMES_FPS, has_audio=False, rotation=0)
     with _open(path) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         first = next(_decode(path, container), None)
         if first is None:
             raise VideoError(f"{path}: no decodable frames (zero-frame video)")
@@ -187,7 +166,7 @@ def iter_frames_timed(path: PathLike, start: int = 0, stop: int | None = None,
         yield from _strip_timed(path, *strip, start, stop)
         return
     with _open(path) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         declared = expected or int(stream.frames or 0)
         count, t0 = 0, None
         for frame in _decode(path, container):
@@ -214,87 +193,3 @@ def iter_frames(path: PathLike, start: int = 0, stop: int | None = None,
 def read_frames(path: PathLike, max_frames: int | None = None) -> np.ndarray:
     """The first max_frames (default all) frames of a video.  # T×H×W×3 uint8"""
     return np.stack(list(iter_frames(path, 0, max_frames)))
-
-
-def read_image(path: PathLike, max_pixels: int | None = None) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB, whatever its extension says (format sniffed from the bytes); one of more
-    than `max_pixels` shrunk by a whole factor to at most that many as it is read (a JPEG decoded small: 1/2 … 1/8)."""
-    from PIL import ImageOps, UnidentifiedImageError
-
-    p = Path(path)
-    if why := _not_a_file(p):
-        raise ImageError(f"{p}: {why}")
-    Image.MAX_IMAGE_PIXELS = None  # checked here: PIL's 179 MP refused a 200 MP phone photo, and warned from 89 MP
-    heif_plugin = _register_heif()
-    try:
-        img = Image.open(p)  # reads the header only
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        if not heif_plugin and _tiled_heif(p):  # FFmpeg, read_source's fallback, decodes its first tile alone
-            raise DamagedImageError(f"{p}: a HEIC/HEIF photo in tiles (as phones save them), which only pillow-heif "
-                                    "reads whole: `pip install pillow-heif`, or convert it to JPEG or PNG") from None
-        raise ImageError(f"{p}: not a readable image ({e})") from e
-    if img.width * img.height > MAX_IMAGE_PIXELS:  # a few bytes that would decode to gigabytes
-        img.close()
-        raise DamagedImageError(f"{p}: image refused: {img.width}×{img.height} is {img.width * img.height / 1e6:,.0f} "
-                                f"MP, above the {MAX_IMAGE_PIXELS / 1e6:,.0f} MP a source image may have (a "
-                                "decompression bomb?)")
-    try:  # the format is known from here on: a failure is a damaged image (a truncated JPEG, …)
-        with img:
-            if max_pixels and img.width * img.height > max_pixels:  # before the turn, which copies the image whole
-                factor = _factor(img, max_pixels)
-                img.draft(img.mode, (img.width // factor, img.height // factor))
-                img.load()
-                img = img.reduce(_factor(img, max_pixels)) if img.width * img.height > max_pixels else img
-            img = ImageOps.exif_transpose(img)  # the EXIF orientation (info kept by reduce)
-            img.load()
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DamagedImageError(f"{p}: damaged {img.format or ''} image ({e})".replace("  ", " ")) from e
-    return _to_rgb8(img, p)
-
-
-def _factor(img, max_pixels: int) -> int:  # noqa: ANN001 - a PIL image
-    """The whole factor that brings `img` to at most `max_pixels`."""
-    return math.ceil(math.sqrt(img.width * img.height / max_pixels))
-
-
-def _register_heif() -> bool:
-    """Pillow opens HEIC/HEIF photos (iPhones' default) where pillow-heif is installed; whether it is."""
-    try:
-        import pillow_heif
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()  # once: it checks itself
-    return True
-
-
-def _tiled_heif(path: Path) -> bool:
-    """A HEIF file whose image FFmpeg sees as several streams: the tiles of a grid, which it does not join."""
-    with path.open("rb") as f:
-        head = f.read(32)
-    if head[4:8] != b"ftyp" or not any(brand in head[8:32] for brand in HEIF_BRANDS):
-        return False
-    try:
-        with av.open(f"file:{path}") as container:
-            return len(container.streams.video) > 1
-    except av.FFmpegError:
-        return False
-
-
-def _to_rgb8(img, path: Path) -> np.ndarray:  # noqa: ANN001 - a PIL image
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth greyscale: scale, don't clip
-        a = np.asarray(img, dtype=np.float64)
-        if not np.isfinite(a).all():  # a float image: would cast to arbitrary grey levels
-            raise DamagedImageError(f"{path}: {int((~np.isfinite(a)).sum())} of its {a.size} pixels are NaN or inf")
-        if img.mode == "F" and a.max() <= 1.0:  # white: 1.0 in a float image of [0, 1]
-            top = 1.0
-        else:  # else the largest value of its depth
-            top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        g = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(g[..., None], 3, axis=2)
-    if img.mode in ("P", "PA", "LA", "La", "RGBa") or "A" in img.mode or "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode == "RGBA":  # composite on white so transparent areas do not show arbitrary hidden colours
-        a = np.asarray(img, dtype=np.float32)
-        alpha = a[..., 3:4] / 255.0
-        return (a[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
-    return np.asarray(img.convert("RGB"))  # H×W×3 whatever the mode

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from services.atomic import atomic_path
-from services.video_read import PathLike, VideoError, _open
+from services.video_read import PathLike, VideoError, _open, video_stream
 
 MAX_SIDE = 16384  # the largest frame side libx264 encodes (libvpx 16,384 too; GIF 65,535)
 
@@ -142,8 +142,8 @@ class VideoWriter:
     def _write_audio(self) -> None:
         with _open(self.audio_from) as src:
             try:
-                v0 = src.streams.video[0].start_time
-                v0 = float(v0 * src.streams.video[0].time_base) if v0 is not None else 0.0
+                video = video_stream(src)
+                v0 = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
                 rate, layout = self._audio.codec_context.sample_rate, self._audio.codec_context.layout.name
                 resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
                 chunks, first_t = [], None

@@ -17,7 +17,8 @@ from animate.paste import MAX_SIDE, even_frame, feather_mask, fit_frame, paste_b
 from animate.render import render
 from fomm.animator import Animator, AnimatorError
 from fomm.config.schema import load_config
-from services.video_read import iter_frames, probe_video, read_frames, read_image
+from services.image_read import read_image
+from services.video_read import iter_frames, probe_video, read_frames
 from services.video_write import write_video
 
 

@@ -8,7 +8,8 @@ from animate.cli import main
 from animate.render import render
 from fomm.animator import Animator
 from fomm.config.model_params import ModelConfig
-from services.video_read import probe_video, read_frames, read_image
+from services.image_read import read_image
+from services.video_read import probe_video, read_frames
 from tests.fomm.test_parity_original import PARITY_FP32
 
 pytestmark = pytest.mark.numeric

@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.video_read import (
-    ImageError,
-    VideoError,
-    iter_frames,
-    iter_frames_timed,
-    probe_video,
-    read_frames,
-    read_image,
-    strip_frames,
-)
+from services.image_read import ImageError, VideoError, read_image
+from services.video_read import iter_frames, iter_frames_timed, probe_video, read_frames, strip_frames
 from services.video_write import VideoWriter, write_video
 
 
@@ -291,7 +283,7 @@ def test_read_image_modes(mode, tmp_path):
 
 
 def test_a_float_image_reads_as_its_range_and_one_with_nan_or_inf_pixels_is_refused(tmp_path):
-    from services.video_read import DamagedImageError
+    from services.image_read import DamagedImageError
 
     ramp = np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5)  # a [0, 1] float image: 1.0 is white
     Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tiff")
@@ -329,7 +321,7 @@ def test_a_damaged_or_bomb_image_is_refused_naming_the_file_and_a_200_mp_photo_i
 
     from PIL import Image
 
-    from services.video_read import DamagedImageError
+    from services.image_read import DamagedImageError
 
     jpeg = (shared_data / "face_source_a.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
@@ -364,6 +356,42 @@ def test_an_image_above_max_pixels_is_read_shrunk_by_a_whole_factor_and_still_tu
     assert read_image(tmp_path / "plain.png", max_pixels=12_000_000).shape == (3000, 4000, 3)  # within: whole
 
 
+def test_an_image_above_max_pixels_in_a_mode_reduce_refuses_is_shrunk_to_its_colours(tmp_path):
+    """A palette, 1-bit or 16-bit PNG above max_pixels was refused as "damaged" (Image.reduce: "image has wrong
+    mode"); a palette's indices must not be averaged (blue 0 and green 2 would average to red 1)."""
+    from PIL import Image
+
+    palette = Image.new("P", (400, 300))
+    palette.putpalette([0, 0, 255, 255, 0, 0, 0, 255, 0] + [0] * 759)  # 0 blue, 1 red, 2 green
+    palette.putdata([(x + y) % 2 * 2 for y in range(300) for x in range(400)])  # blue and green, checkered
+    palette.save(tmp_path / "p.png")
+    Image.new("1", (400, 300), 1).save(tmp_path / "bits.png")
+    Image.fromarray(np.full((300, 400), 65535 // 2, np.uint16)).save(tmp_path / "deep.png")
+    mixed = read_image(tmp_path / "p.png", max_pixels=30_000)  # factor 2: each 2×2 box two blue, two green
+    assert mixed.shape == (150, 200, 3) and np.abs(mixed.astype(int) - (0, 128, 128)).max() <= 1
+    assert np.array_equal(read_image(tmp_path / "bits.png", max_pixels=30_000), np.full((150, 200, 3), 255))
+    assert np.abs(read_image(tmp_path / "deep.png", max_pixels=30_000).astype(int) - 127).max() <= 1  # half of 16 bits
+
+
+def test_the_video_read_is_the_files_main_stream_not_a_thumbnail_track_before_it(tmp_path):
+    """A one-frame MJPEG track (a cover or thumbnail, as some MKVs carry) before the video: the file was refused as
+    "one frame only"."""
+    import av
+
+    with av.open(str(tmp_path / "cover.mkv"), "w") as out:
+        cover, video = out.add_stream("mjpeg", rate=25), out.add_stream("libx264", rate=25)
+        cover.width = cover.height = video.width = video.height = 64
+        cover.pix_fmt, video.pix_fmt = "yuvj420p", "yuv420p"
+        out.mux(cover.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 255, np.uint8)).reformat(
+            format="yuvj420p")))
+        out.mux(cover.encode())
+        for i in range(12):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 20, np.uint8))))
+        out.mux(video.encode())
+    assert probe_video(tmp_path / "cover.mkv").num_frames == 12
+    assert np.abs(read_frames(tmp_path / "cover.mkv")[:, 0, 0, 0].astype(int) - np.arange(12) * 20).max() <= 3
+
+
 def test_a_tiled_heic_photo_is_read_whole_and_rotated_or_refused_without_its_plugin(tmp_path, shared_data, repo_root):
     """iPhones save HEIC photos as grids of tiles: FFmpeg (read_source's fallback) decoded the first tile alone, so a
     256×256 corner of the photo was animated without a word. pillow-heif reads it whole, EXIF orientation applied;
@@ -392,5 +420,5 @@ def test_a_tiled_heic_photo_is_read_whole_and_rotated_or_refused_without_its_plu
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(repo_root)})
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
-        f"services.video_read.DamagedImageError: {tmp_path / 'IMG_0001.HEIC'}: a HEIC/HEIF photo in tiles (as phones "
+        f"services.image_read.DamagedImageError: {tmp_path / 'IMG_0001.HEIC'}: a HEIC/HEIF photo in tiles (as phones "
         "save them), which only pillow-heif reads whole: `pip install pillow-heif`, or convert it to JPEG or PNG")
