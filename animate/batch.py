@@ -1,4 +1,4 @@
-"""The batch job (`check_inputs` or `check_dataset`, then `start`): every (source, driving, output) row of a CSV
+"""The batch job (`animate.batch_checks`, then `start`): every (source, driving, output) row of a CSV
 (local or s3://, paths relative to its folder), or of a dataset's clip pairs (the original's animate mode), on Ray
 Data; an existing output is skipped, a failed pair goes to the error table (a full disk or missing S3 credentials
 stop the job: every later pair would fail too)."""
@@ -8,16 +8,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from animate.dataset_pairs import dataset_rows, read_pair
-from animate.options import check_model_files
-from evaluation.visualize import check_colormap
+from animate.dataset_pairs import read_pair
 from services import checks, storage
 from services.atomic import remove_leftovers, scratch_dir
 from services.cli import UserError, user_path
@@ -33,7 +30,6 @@ from services.ray_start import (
     local_cpus,
 )
 from services.tracking import store_checks
-from services.video_write import OUTPUT_SUFFIXES
 
 if TYPE_CHECKING:  # torch comes with the model, after the flags and the CSV are checked
     from fomm.animator import Animator
@@ -43,7 +39,7 @@ COLUMNS = ("source", "driving", "output")
 FILE_KEYS = ("layout", "draw_kp", "output_size", "use_best_frame")  # animate_file's
 
 
-def _absolute(path: str, base: str | None) -> str:
+def row_path(path: str, base: str | None) -> str:
     """A CSV cell as a path: from the CSV's folder unless absolute; ~ and file:// read as on the command line."""
     path = user_path(path)
     if base is None or storage.is_remote(path) or Path(path).is_absolute():
@@ -64,7 +60,7 @@ def animate_rows(batch: dict[str, np.ndarray], animator: Animator, options: dict
 
     results = []  # (status, error) per row
     for row in zip(*(batch[c] for c in COLUMNS)):
-        source, driving, output = (str(p) if clips else _absolute(str(p), base) for p in row)
+        source, driving, output = (str(p) if clips else row_path(str(p), base) for p in row)
         local = {}
         try:
             if storage.exists(output, endpoint):
@@ -132,13 +128,6 @@ def error_table_path(pairs: str | None, errors: str | None) -> str:
     return errors or str(pairs).removesuffix(".csv") + ".errors.csv"
 
 
-def is_error_table(path: str) -> bool:
-    """Whether a local file starts with the header `run` gives an error table (a rerun writes it anew)."""
-    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8", newline="") as f:
-        return f.readline().rstrip("\r\n") == ",".join((*COLUMNS, "error"))
-    return False
-
-
 def read_pairs(pairs: str, endpoint: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
     """The pairs CSV's column names as written and its rows (checks.csv_table: as spreadsheets save it), each cell as
     written (Ray Data's read_csv typed a column of number-only names as numbers: `0001` was 1)."""
@@ -176,104 +165,6 @@ def run(pairs: str | None, config: str, rows: list[dict[str, str]], *, errors: s
     return {"pairs": len(results), **counts, "errors": errors}
 
 
-def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: bool, errors: str | None,
-                 endpoint: str | None = None) -> list[dict[str, str]]:
-    """Before Ray starts or anything is written: the pairs CSV and its columns, the model, the error table; the CSV's
-    rows, read once (the job animates what was checked)."""
-    checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns", endpoint)
-    names, rows = read_pairs(pairs, endpoint)
-    if missing := [c for c in COLUMNS if c not in map(checks.csv_key, names)]:  # shown as written: 'src' shows
-        raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)}; "
-                        f"it has {names})")
-    if not rows:  # a job that would make nothing
-        raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
-    base = csv_folder(pairs)
-    outputs: dict[str, int] = {}  # output → its line: two pairs into one file would leave one "skipped"
-    files: dict[str, str] = {}  # each row's files, which the error table must not overwrite
-    folders: set[str] = set()  # the output folders checked writable (once each)
-    for line, row in enumerate(rows, start=2):  # no output overwrites an input
-        if (width := checks.ragged_row(row)) is not None:
-            raise UserError(f"--pairs {pairs} line {line}: not the header's {width} fields (a comma inside a path "
-                            "needs quotes)")
-        if empty := [c for c in COLUMNS if not (row.get(c) or "").strip()]:  # Ray Data would read it as 'nan'
-            raise UserError(f"--pairs {pairs} line {line}: no {empty[0]} (every row names a source, a driving video "
-                            "and an output)")
-        src, drv, out = (_absolute(row[c].strip(), base) for c in COLUMNS)
-        key = out if storage.is_remote(out) else os.path.normpath(out)
-        if (first := outputs.setdefault(key, line)) != line:
-            raise UserError(f"--pairs {pairs} line {line}: output {out} is line {first}'s output too "
-                            f"(each pair needs a file of its own)")
-        flag = f"--pairs {pairs} line {line}: output"
-        checks.not_an_input(flag, out, {"source": src or None, "driving": drv or None, "--pairs": pairs,
-                                        "--config": config, "--checkpoint": checkpoint})
-        if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:  # found by each actor, with Ray running: exit 1
-            raise UserError(f"{flag} {out}: not a video file name (use {', '.join(OUTPUT_SUFFIXES)})")
-        if not storage.is_remote(out):
-            if Path(out).is_dir():  # it was "skipped": nothing made, and exit 0
-                raise UserError(f"{flag} {out}: is a folder (expected the video file to write)")
-            if (folder := os.path.dirname(out)) not in folders:  # a read-only one failed inside Ray Data
-                folders.add(folder)
-                checks.writable_file(flag, out)
-        files.update({f"line {line}'s {c}": path for c, path in zip(COLUMNS, (src, drv, out))})
-    check_model_files(config, checkpoint)
-    check_model(config, checkpoint, random_init, error_table_path(pairs, errors), {"--pairs": pairs, **files},
-                endpoint)
-    return rows
-
-
-def check_dataset(data: str, split: str, out: str, num_pairs: int | None, pairs_list: str | None, config: str,
-                  checkpoint: str | None, random_init: bool, errors: str | None, endpoint: str | None = None
-                  ) -> tuple[list[dict[str, str]], str, ShardSet]:
-    """The animate mode's checks, before Ray starts or anything is written: the dataset's split, --out, the pairs
-    (--pairs-list, else the config's dataset_params.pairs_list where that file is, else --num-pairs or the config's
-    animate_params.num_pairs drawn at random), the model, the error table (default --out/errors.csv); the rows, the
-    table and the dataset, opened once (the job's actors read its clips)."""
-    from fomm.config.schema import load_config
-    from preprocessing.shard_set import require_shards
-
-    check_model_files(config, checkpoint)
-    cfg = load_config(config)
-    suffix = cfg.animate_params.format.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise UserError(f"--config {config}: animate_params.format {cfg.animate_params.format!r} is not one of "
-                        f"{', '.join(OUTPUT_SUFFIXES)}")
-    clips = require_shards("--data", data, split, endpoint)
-    checks.writable_storage("--out", out, endpoint)
-    checks.not_an_input("--out", out, {"--data": data, "--config": config, "--checkpoint": checkpoint,
-                                       "--pairs-list": pairs_list}, folder=True)
-    listed = cfg.dataset_params.pairs_list
-    if pairs_list is None and listed and storage.exists(listed, endpoint):
-        pairs_list = listed
-    elif pairs_list is None and listed:
-        print(f"note: the config's dataset_params.pairs_list {listed}: no such file here: random pairs instead "
-              "(give one with --pairs-list)", flush=True)
-    if pairs_list is not None:
-        checks.existing_file("--pairs-list", pairs_list, "a CSV with source,driving columns", endpoint)
-    rows = dataset_rows(clips, data, split, out, suffix, num_pairs or cfg.animate_params.num_pairs, pairs_list,
-                        endpoint)
-    table = errors or storage.join(out, "errors.csv")
-    check_model(config, checkpoint, random_init, table, {"--data": data, "--pairs-list": pairs_list}, endpoint)
-    return rows, table, clips
-
-
-def check_model(config: str, checkpoint: str | None, random_init: bool, table: str, inputs: dict[str, str | None],
-                endpoint: str | None) -> None:
-    """The error table (not an input, writable), then the model itself (it fits); its files were checked first."""
-    checks.not_an_input("--errors", table, {**inputs, "--config": config, "--checkpoint": checkpoint})
-    if storage.is_remote(table):
-        checks.storage_reachable("--errors", table, endpoint)
-    else:
-        if Path(table).is_dir():
-            raise UserError(f"--errors {table}: is a folder (expected a CSV file)")
-        if Path(table).exists() and not is_error_table(table):  # a user's file: it was replaced, and exit 0
-            raise UserError(f"--errors {table}: exists and is no error table of this job (a file is never "
-                            "overwritten: remove it or choose a new name)")
-        checks.writable_file("--errors", table)
-    from fomm.animator import Animator  # torch: only once the cheap checks pass
-
-    check_colormap(config, Animator.from_config(config, checkpoint, random_init=random_init).visualizer)  # it fits
-
-
 def start(pairs: str, config: str, *, rows: list[dict[str, str]] | None = None, ray_address: str | None = None,
           **plan) -> dict:
     """After check_inputs (its `rows`, else the CSV is read): join (or start) Ray, check the actors fit it, run the
@@ -296,5 +187,5 @@ def start(pairs: str, config: str, *, rows: list[dict[str, str]] | None = None, 
 
 def local_outputs(rows: list[dict[str, str]], base: str | None) -> list[str]:
     """The local output paths of the pairs CSV's rows (an s3:// output is one PUT: it leaves no temporary)."""
-    return [out for row in rows if (out := _absolute((row.get("output") or "").strip(), base))
+    return [out for row in rows if (out := row_path((row.get("output") or "").strip(), base))
             and not storage.is_remote(out)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
-from animate import batch  # noqa: E402
+from animate import batch, batch_checks  # noqa: E402
 from animate.options import add_animation_flags, add_model_flags, check_animation_flags, weights  # noqa: E402
 from services.cli import UserError, at_least  # noqa: E402
 from services.ray_address import add_ray_address_flag  # noqa: E402
@@ -73,11 +73,11 @@ def check(job: dict) -> dict:
     checked."""
     plan = {k: job.pop(k) for k in ("data", "split", "out", "num_pairs", "pairs_list")}
     if plan["data"] is None:
-        return {**job, "rows": batch.check_inputs(job["pairs"], job["config"], job["checkpoint"], job["random_init"],
-                                                  job["errors"], job["endpoint"])}
-    rows, errors, clips = batch.check_dataset(plan["data"], plan["split"], plan["out"], plan["num_pairs"],
-                                              plan["pairs_list"], job["config"], job["checkpoint"],
-                                              job["random_init"], job["errors"], job["endpoint"])
+        return {**job, "rows": batch_checks.check_inputs(job["pairs"], job["config"], job["checkpoint"],
+                                                         job["random_init"], job["errors"], job["endpoint"])}
+    rows, errors, clips = batch_checks.check_dataset(plan["data"], plan["split"], plan["out"], plan["num_pairs"],
+                                                     plan["pairs_list"], job["config"], job["checkpoint"],
+                                                     job["random_init"], job["errors"], job["endpoint"])
     return {**job, "rows": rows, "errors": errors, "clips": clips}
 
 

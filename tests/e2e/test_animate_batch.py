@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from animate import batch as batch_job
+from animate import batch_checks
 from fomm.animator import Animator
 from services import storage
 from services.failures import environment_failure
@@ -175,7 +176,7 @@ def test_the_animate_mode_animates_pairs_of_a_datasets_test_clips_into_out(synth
     from preprocessing.shards import decode_frames
 
     out = tmp_path / "animation"
-    rows, table, clips = batch_job.check_dataset(str(synthetic_shards_64), "test", str(out), 3, None,
+    rows, table, clips = batch_checks.check_dataset(str(synthetic_shards_64), "test", str(out), 3, None,
                                                  str(tiny_config_path), None, True, None)
     assert table == str(out / "errors.csv") and not out.exists()  # checked and planned, nothing written
     summary = batch_job.start(None, str(tiny_config_path), rows=rows, clips=clips, errors=table,
@@ -253,7 +254,7 @@ def test_a_pairs_csv_without_rows_is_refused_before_ray(tiny_config_path, tmp_pa
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("source,driving,output\n\n")
     with pytest.raises(UserError, match=r"^--pairs .*pairs.csv: no rows below the header \(nothing to animate\)$"):
-        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+        batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
     assert [p.name for p in tmp_path.iterdir()] == ["pairs.csv"]
 
 
@@ -266,7 +267,7 @@ def test_a_row_of_more_or_fewer_fields_is_refused_before_ray(tiny_config_path, t
     pairs.write_text(f"source,driving,output\nx.jpg,y.mp4,z.mp4\n{row}\n")
     with pytest.raises(UserError, match=rf"^--pairs .*pairs.csv line 3: not the header's {fields} fields \(a comma "
                                         r"inside a path needs quotes\)$"):
-        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+        batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
 
 
 @pytest.mark.parametrize(("row", "column"), [("a.jpg,b.mp4,", "output"), (",b.mp4,o.mp4", "source"), (",,", "source")])
@@ -277,7 +278,7 @@ def test_a_row_with_an_empty_cell_is_refused_before_ray(tiny_config_path, tmp_pa
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(f"source,driving,output\nx.jpg,y.mp4,z.mp4\n{row}\n")
     with pytest.raises(UserError, match=rf"^--pairs .*pairs.csv line 3: no {column} \(every row names a source"):
-        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+        batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
 
 
 def test_a_pairs_csv_as_a_spreadsheet_saves_it_is_read_and_another_header_is_shown_as_written(tiny_config_path,
@@ -290,20 +291,51 @@ def test_a_pairs_csv_as_a_spreadsheet_saves_it_is_read_and_another_header_is_sho
     for header, row in (("source, driving, output", "x.jpg, y.mp4, z.mp4"), ("Source,Driving,Output", "x.jpg,y.mp4,z.mp4"),
                         ("source;driving;output", "x.jpg;y.mp4;z.mp4"), ("source\tdriving\toutput", "x.jpg\ty.mp4\tz.mp4")):
         pairs.write_text(f"{header}\n{row}\n")
-        [read] = batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+        [read] = batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
         assert {c: read[c].strip() for c in batch_job.COLUMNS} == {"source": "x.jpg", "driving": "y.mp4",
                                                                    "output": "z.mp4"}
     pairs.write_text("Src, drv, out\nx.jpg,y.mp4,z.mp4\n")
     with pytest.raises(UserError, match=rf"column \(expected a header with source,driving,output; it has "
                                         rf"{re.escape(str(['Src', ' drv', ' out']))}\)$"):
-        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+        batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+
+
+@pytest.mark.parametrize(("rows", "line"), [
+    # one output through a symlinked folder: one of the two pairs was "skipped", made by neither
+    (["x.jpg,y.mp4,out.mp4", "x.jpg,y.mp4,here/out.mp4"], r"line 3: output .*/here/out.mp4 is line 2's output too"),
+    # a pair writing another's driving video, or one reading a pair's output (its order in Ray Data is any)
+    (["x.jpg,y.mp4,o.mp4", "x.jpg,z.mp4,y.mp4"], r"line 3's output: .*/y.mp4 is line 2's driving \(an output must "),
+    (["x.jpg,o.mp4,p.mp4", "x.jpg,y.mp4,o.mp4"], r"line 3's output: .*/o.mp4 is line 2's driving"),
+    # existing outputs that are no video: each was "skipped", exit 0
+    (["x.jpg,y.mp4,empty.mp4"], r"line 2: output .*/empty.mp4: exists but is empty \(0 bytes\), so it would be skipped"),
+    (["x.jpg,y.mp4,pipe.mp4"], r"line 2: output .*/pipe.mp4: not a regular file \(a device or pipe\)"),
+    (["x.jpg,y.mp4,gone.mp4"], r"line 2: output .*/gone.mp4: a symlink to .*/nowhere.mp4, which does not exist"),
+    # a URL short of a slash was a local folder 's3:' (the pair "done"); another scheme named a joined path
+    (["x.jpg,y.mp4,s3:/bucket/o.mp4"], r"line 2: output s3:/bucket/o.mp4: a slash is missing after 's3:'"),
+    (["gs://b/x.jpg,y.mp4,o.mp4"], r"line 2: source gs://b/x.jpg: unsupported storage gs://"),
+    (["x.jpg,y.mp4," + "a" * 234 + ".mp4"], r"line 2: output .*a.mp4: file name too long \(238 bytes; at most 237"),
+])
+def test_row_outputs_that_would_be_skipped_or_overwrite_are_refused_before_ray(tiny_config_path, tmp_path, rows, line):
+    """Rows whose pair would make nothing yet count as done or skipped (exit 0), or write over another's input."""
+    from services.cli import UserError
+
+    (tmp_path / "here").symlink_to(tmp_path)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.mp4")
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("source,driving,output\n" + "\n".join(rows) + "\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(UserError, match=rf"^--pairs .*pairs.csv {line}"):
+        batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_a_pairs_csv_saved_with_a_bom_is_read(tiny_config_path, tmp_path):
     """Excel writes UTF-8 CSVs with a byte-order mark: the header's first column is still `source`."""
     pairs = tmp_path / "pairs.csv"
     pairs.write_bytes(b"\xef\xbb\xbfsource,driving,output\nx.jpg,y.mp4,z.mp4\n")
-    batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)  # no "no 'source' column"
+    batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)  # no "no 'source' column"
 
 
 def test_a_pairs_csv_with_a_field_no_csv_reader_takes_is_one_line(tiny_config_path, tmp_path):
@@ -313,7 +345,7 @@ def test_a_pairs_csv_with_a_field_no_csv_reader_takes_is_one_line(tiny_config_pa
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("source,driving,output\n" + "x" * 200_000 + ",y.mp4,z.mp4\n")
     with pytest.raises(UserError, match=rf"^--pairs {pairs}: not a text CSV with source,driving,output columns$"):
-        batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
+        batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)
 
 
 @pytest.mark.ray
@@ -363,7 +395,7 @@ def test_a_rows_output_that_no_actor_could_write_is_refused_before_ray(tiny_conf
     def refused(output: str, errors: str | None = None) -> str:
         pairs.write_text(f"source,driving,output\na.jpg,b.mp4,{output}\n")
         with pytest.raises(UserError) as err:
-            batch_job.check_inputs(str(pairs), str(tiny_config_path), None, True, errors)
+            batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, errors)
         return str(err.value)
 
     assert refused("o.avi") == (f"--pairs {pairs} line 2: output {tmp_path / 'o.avi'}: not a video file name (use "
@@ -372,6 +404,6 @@ def test_a_rows_output_that_no_actor_could_write_is_refused_before_ray(tiny_conf
         f"--errors {tmp_path / 'o.mp4'}: is the input line 2's output")
     (tmp_path / "locked").mkdir()
     with read_only(tmp_path / "locked"):
-        assert refused("locked/o.mp4") == (f"--pairs {pairs} line 2: output {tmp_path / 'locked'}: cannot write "
+        assert refused("locked/o.mp4") == (f"--pairs {pairs} line 2: output {tmp_path / 'locked/o.mp4'}: cannot write "
                                            f"under {tmp_path / 'locked'}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locked", "pairs.csv"]
