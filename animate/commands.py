@@ -168,7 +168,7 @@ def info_flags(i: argparse.ArgumentParser) -> None:
 
 def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict:
     """Parameter counts per network and, with a checkpoint, whether each of its state dicts fits the config."""
-    from fomm.checkpoint import CheckpointError, load_state, read_checkpoint
+    from fomm.checkpoint import CheckpointError, checkpoint_epoch, load_state, read_checkpoint
     from fomm.config.schema import load_config
     from fomm.models import build_networks
 
@@ -188,7 +188,7 @@ def model_info(config: str | Path, checkpoint: str | Path | None = None) -> dict
             except CheckpointError as err:
                 fit[name] = str(err)
         ok = fit["generator"] == fit["kp_detector"] == "ok" and fit["discriminator"] in ("ok", "absent")
-        info.update(checkpoint=str(checkpoint), epoch=int(state.get("epoch", 0)), fits=fit, ok=ok)
+        info.update(checkpoint=str(checkpoint), epoch=checkpoint_epoch(state, checkpoint), fits=fit, ok=ok)
     return info
 
 
@@ -200,10 +200,13 @@ def run_info(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
         notes = [f"{info['config']}: {info['num_kp']} keypoints, frames {'×'.join(map(str, info['frame_shape']))}",
                  *(f"  {name:<14} {count:>12,} parameters" for name, count in info["parameters"].items()),
                  *(f"  {info['checkpoint']} [{name}]: {fit}" for name, fit in info.get("fits", {}).items())]
-    misfit = next((name for name, fit in info.get("fits", {}).items() if fit not in ("ok", "absent")), "generator")
+    fits = info.get("fits", {})
+    if misfit := next((name for name, fit in fits.items() if fit not in ("ok", "absent")), None):
+        problem = f"its {misfit!r} cannot be used with --config {args.config} (see the table above)"
+    else:  # a network animation needs is not there
+        problem = f"has no {next((n for n in ('generator', 'kp_detector') if fits.get(n) == 'absent'), '')!r}"
     return Summary(notes=notes, status=0 if info.get("ok", True) else USER_ERROR_STATUS,
-                   problem=f"fomm info: error: --checkpoint {args.checkpoint}: its {misfit!r} cannot be used with "
-                           f"--config {args.config} (see the table above)")
+                   problem=f"fomm info: error: --checkpoint {args.checkpoint}: {problem}")
 
 
 ANIMATE = Stage("fomm animate", "animate a source image with a driving video", animate_flags, build_animate,

@@ -90,6 +90,9 @@ def _known(parts: dict[str, Any]) -> dict[str, Any]:
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path, name: str) -> None:
     """load_state_dict(strict=True), turning a mismatch into an error naming the file and the keys; the `module.`
     prefix of a state saved from a DataParallel or DDP wrapper is taken off."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: '{name}' is not a state dict of tensors (it holds the "
+                              f"{type(state).__name__} {str(state)[:40]!r})")
     own = module.state_dict()
     if state and all(k.startswith("module.") for k in state) and not any(k.startswith("module.") for k in own):
         state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from (Distributed)DataParallel
@@ -130,6 +133,11 @@ def load_parts(state: dict[str, Any], path: str | Path,
             if name not in state:
                 raise CheckpointError(f"{path}: has no '{name}' (keys: {', '.join(sorted(state))})")
             load_state(_unwrap(part), state[name], path, name)
+    return checkpoint_epoch(state, path)
+
+
+def checkpoint_epoch(state: dict[str, Any], path: str | Path) -> int:
+    """The epoch a checkpoint dict records (0 where it records none)."""
     try:
         return int(state.get("epoch", 0))
     except (TypeError, ValueError, OverflowError):  # 'abc', a list, inf: a traceback before

@@ -278,6 +278,23 @@ def test_info_counts_parameters_and_checks_checkpoints(media, tiny_config_path, 
     assert code == 2 and "'kp_detector' does not fit the model config" in out
 
 
+def test_info_on_a_checkpoint_lacking_a_network_or_with_an_odd_epoch_says_so_in_one_line(media, tiny_config_path,
+                                                                                        capsys, tmp_path):
+    """A checkpoint without its kp_detector was blamed on its fitting generator; an epoch of NaN (which `animate`
+    refuses in one line) was a traceback here."""
+    import torch
+
+    state = torch.load(media["tiny_ckpt"], weights_only=True)
+    torch.save({"generator": state["generator"]}, tmp_path / "half.pth.tar")
+    code, out, err = run(["info", "--config", tiny_config_path, "--checkpoint", tmp_path / "half.pth.tar"], capsys)
+    assert (code, err.strip()) == (2, f"fomm info: error: --checkpoint {tmp_path / 'half.pth.tar'}: has no "
+                                      "'kp_detector'") and "[generator]: ok" in out
+    torch.save({**state, "epoch": float("nan")}, tmp_path / "nan.pth.tar")
+    code, _, err = run(["info", "--config", tiny_config_path, "--checkpoint", tmp_path / "nan.pth.tar"], capsys)
+    assert (code, err.strip()) == (2, f"fomm info: error: {tmp_path / 'nan.pth.tar'}: its 'epoch' is not a whole "
+                                      "number ('nan')")
+
+
 def test_a_registered_model_version_is_a_checkpoint(media, tiny_config_path, capsys, fresh_sqlite_uri, monkeypatch,
                                                     tmp_path):
     """models:/NAME/VERSION, /latest and @ALIAS (what `train --model-name` registers, in $MLFLOW_TRACKING_URI's

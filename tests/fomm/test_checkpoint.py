@@ -238,3 +238,14 @@ def test_an_epoch_that_is_no_whole_number_is_a_checkpoint_error(tmp_path, tiny, 
     torch.save({"kp_detector": kp.state_dict(), "epoch": epoch}, path)
     with pytest.raises(CheckpointError, match=r"epoch\.pth\.tar: its 'epoch' is not a whole number"):
         load_checkpoint(path, kp_detector=kp)
+
+
+@pytest.mark.parametrize("held", [5, "x", [1, 2]])
+def test_a_network_entry_that_is_no_state_dict_is_a_checkpoint_error(tmp_path, tiny, held):
+    """`{'kp_detector': 5}` was a TypeError traceback from inside the key check."""
+    cfg, kp, gen = tiny
+    path = tmp_path / "odd.pth.tar"
+    torch.save({"kp_detector": held}, path)
+    with pytest.raises(CheckpointError, match=rf"odd\.pth\.tar: 'kp_detector' is not a state dict of tensors \(it "
+                                              rf"holds the {type(held).__name__} "):
+        load_checkpoint(path, kp_detector=kp)
