@@ -52,7 +52,7 @@ class Layout(storage.Location):
 
 def video_key(video_id: str) -> str:
     """A file name for a video id: readable, and unique even when ids differ only in unsafe characters."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", video_id)[:80]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", video_id)[:80].lstrip(".")  # a dot first: a hidden file, never listed
     return f"{safe}-{hashlib.sha1(video_id.encode()).hexdigest()[:10]}"
 
 

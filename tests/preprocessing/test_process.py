@@ -83,6 +83,7 @@ def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, s
         "video_id,start,end,bbox,fps,width,height,partition,person_id",
         "vidA,6,18,100-80-300-290,50,820,824,train,id10001",
         "vidMissing,0,50,10-10-200-200,25,640,360,test,id10002",
+        ".vidHidden,0,50,10-10-200-200,25,640,360,test,id10002",  # its work file was a hidden one: never listed
     ]
     table.write_text("\n".join(rows) + "\n")
     result = dw.run_local(cfg_for(table, tmp_path / "out", video_dir=str(raw), size=48))
@@ -92,9 +93,9 @@ def test_metadata_csv_is_cropped_exactly_and_missing_videos_recorded(tmp_path, s
     source = read_frames(raw / "vidA.mp4", 9)[3:9]
     expected = np.stack([resize_keep_aspect(f[40:145, 50:150], 48) for f in source])
     np.testing.assert_array_equal(clip["frames"], expected)
-    (err,) = shards.read_errors(str(tmp_path / "out"))
-    assert (err["video_id"], err["stage"]) == ("vidMissing", "missing")
-    assert "vidMissing" in err["message"] and result["num_errors"] == 1
+    errors = sorted(shards.read_errors(str(tmp_path / "out")), key=lambda e: e["video_id"])
+    assert [(e["video_id"], e["stage"]) for e in errors] == [(".vidHidden", "missing"), ("vidMissing", "missing")]
+    assert "vidMissing" in errors[1]["message"] and result["num_errors"] == 2
 
 
 def _touch(folder, *names) -> None:
