@@ -126,7 +126,11 @@ def why_nothing(cfg: PreprocessConfig, result: dict) -> str:
     """What the videos of a run without clips came to: failures (in the error table), or no track kept."""
     failed, rest = result["num_errors"], result["num_videos"]  # the manifest counts the videos read apart
     parts = [f"{failed} of {failed + rest} videos failed: {result['errors']}"] if failed else []
-    if rest:
+    if rest and cfg.input.lower().endswith(".csv"):  # a metadata CSV's rows name each clip
+        parts.append(f"no row of the {'other ' if failed else ''}{rest} videos named ≥ {cfg.min_frames} frames "
+                     f"(--min-frames) inside its video, at ≥ {cfg.min_size} px (--min-size): check each row's start "
+                     "and end (frames at its fps) against its video's length")
+    elif rest:
         held = "has" if cfg.kind == "none" else f"held a {cfg.kind} track of"
         parts.append(f"none of the {'other ' if failed else ''}{rest} videos {held} ≥ {cfg.min_frames} frames "
                      f"(--min-frames) of ≥ {cfg.min_size} px (--min-size)"

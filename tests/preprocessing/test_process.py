@@ -312,6 +312,11 @@ def test_a_job_that_makes_no_clip_fails(tmp_path, repo_root, capsys):
         "(--min-frames) of ≥ 64 px (--min-size); --kind none keeps the whole frame")
     assert preprocess.why_nothing(cfg, {**failed, "num_videos": 0, "num_errors": 3}) == (
         "3 of 3 videos failed: out/errors.parquet")
+    # a metadata CSV's rows name the clips: a range past its video's end was blamed on the tracks
+    rows = preprocess.PreprocessConfig(input="vox-metadata.csv", output="out", kind="none")
+    assert preprocess.why_nothing(rows, {**failed, "num_errors": 0}) == (
+        "no row of the 2 videos named ≥ 32 frames (--min-frames) inside its video, at ≥ 64 px (--min-size): check "
+        "each row's start and end (frames at its fps) against its video's length")
 
 
 def test_a_job_whose_every_video_failed_counts_them_as_the_error_table_does(tmp_path, repo_root, corrupt_video,
