@@ -236,6 +236,13 @@ CASES = [
          EVAL.replace("{tiny}", "{huge_yaml}"), "num_down_blocks must be at most 16"),
     Case("train", "wrong config", "num_kp: 10**20 in the config (a traceback inside torch)",
          TRAIN.replace("{tiny}", "{huge_kp_yaml}"), "num_kp must be at most 2147483647"),
+    # the third probe's: outputs that a pair would "skip" having made nothing, paths through symlinks to nothing
+    Case("animate_batch", "empty", "a row's output is an existing empty file (counted 'skipped', exit 0)",
+         "--pairs {pairs_zero} --config {tiny} --checkpoint {ckpt}", "exists but is empty (0 bytes)"),
+    Case("animate_batch", "typo", "a row's output s3:/… (a local folder 's3:' was made, the pair counted done)",
+         "--pairs {pairs_s3typo} --config {tiny} --checkpoint {ckpt}", "a slash is missing after 's3:'"),
+    Case("preprocess", "missing", "--output a symlink to a missing folder (mkdir's FileExistsError traceback)",
+         "--input synthetic:1 --output {dangling}", "which does not exist"),
 ]
 
 
@@ -295,6 +302,10 @@ def prepare(root: Path) -> dict[str, str]:
     sqlite3.connect(root / "app.db").execute("create table users (id, name)").connection.close()
     os.mkfifo(root / "pipe.parquet")
     (root / "dataset" / "_manifest.json").write_text('{"version": 1, "shards": []}')
+    (root / "zero.mp4").write_bytes(b"")
+    (root / "pairs_zero.csv").write_text("source,driving,output\na.png,b.mp4,zero.mp4\n")
+    (root / "pairs_s3typo.csv").write_text("source,driving,output\na.png,b.mp4,s3:/bucket/c.mp4\n")
+    (root / "dangling").symlink_to(root / "nowhere")
     (root / "pairs_twice.csv").write_text("source,driving,output\na.png,b.mp4,out/c.mp4\nd.png,e.mp4,./out//c.mp4\n")
     files = {"empty_dir": "empty_dir", "empty_file": "empty_file", "corrupt_parquet": "corrupt.parquet",
              "corrupt_ckpt": "corrupt.pth.tar", "typo_yaml": "typo.yaml", "wrongtype_yaml": "wrongtype.yaml",
@@ -302,7 +313,8 @@ def prepare(root: Path) -> dict[str, str]:
              "bad_space": "bad_space.yaml", "pairs_bad": "pairs_bad.csv", "pairs": "pairs.csv", "log0_space": "log0.yaml",
              "pairs_same": "pairs_same.csv", "nan_ckpt": "nan.pth.tar",
              "pairs_twice": "pairs_twice.csv", "pairs_blank": "pairs_blank.csv", "pairs_dir": "pairs_dir.csv", "damaged_shard": "damaged.parquet",
-             "dataset": "dataset", "pipe": "pipe.parquet", "app_db": "app.db"}
+             "dataset": "dataset", "pipe": "pipe.parquet", "app_db": "app.db",
+             "pairs_zero": "pairs_zero.csv", "pairs_s3typo": "pairs_s3typo.csv", "dangling": "dangling"}
     return {"w": str(root), "tiny": str(tiny), "still": str(REPO.parent / "shared" / "data" / "face_source_a.jpg"),
             "demo_config": str(REPO / "configs" / "demo-64.yaml"),
             "space": str(REPO / "configs" / "sweeps" / "loss-weights.yaml"),
