@@ -35,7 +35,7 @@ def _place(path: str) -> str:
 def _no_unfinished_output(flag: str, out: str) -> None:
     """An existing output is taken as made and skipped: it must be a video file, not a folder, a pipe or empty."""
     if os.path.lexists(out) and not os.path.exists(out):
-        raise UserError(f"{flag} {out}: {checks.dangling(out)}")
+        raise UserError(f"{flag} {out}: {checks.dangling(out)} (remove it, or choose another path)")
     if Path(out).is_dir():  # it was "skipped": nothing made, and exit 0
         raise UserError(f"{flag} {out}: is a folder (expected the video file to write)")
     if Path(out).exists() and not Path(out).is_file():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
 import socket
@@ -31,6 +32,8 @@ def existing_file(flag: str, path: str | os.PathLike, what: str = "a file", endp
     if is_remote(path):
         storage_reachable(flag, str(path), endpoint)
     fs, p = resolve(path, endpoint)
+    if not is_remote(path) and os.path.islink(p) and not os.path.exists(p):
+        raise UserError(f"{flag} {path}: {dangling(p)} (expected {what})")
     if not fs.exists(p):
         raise UserError(f"{flag} {path}: no such file (expected {what})")
     if not fs.isfile(p):  # a folder, or a device or pipe: /dev/null read as an empty config
@@ -107,9 +110,9 @@ def writable_dir(flag: str, path: str | os.PathLike, named: str | os.PathLike | 
     p = Path(path)
     existing = next((a for a in (p, *p.parents) if os.path.lexists(a)), None)
     if existing is not None and not existing.exists():  # a symlink to nothing: mkdir would fail on it
-        raise UserError(f"{shown}: {existing} is {dangling(existing)}")
+        raise UserError(f"{shown}: {existing} is {dangling(existing)} (remove it, or choose another path)")
     if existing is not None and not existing.is_dir():
-        raise UserError(f"{shown}: {existing} is a file, not a folder")
+        raise UserError(f"{shown}: {existing} is {'a file' if existing.is_file() else 'a device or pipe'}, not a folder")
     if existing is None or not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{shown}: cannot write under {existing or p.anchor}")
     free_space(flag, path if named is None else named, existing)
@@ -121,14 +124,19 @@ def writable_dir(flag: str, path: str | os.PathLike, named: str | os.PathLike | 
 
 
 def dangling(link: str | os.PathLike) -> str:
-    """What a symlink to nothing is, for a one-line error."""
-    return f"a symlink to {os.readlink(link)}, which does not exist (remove it, or choose another path)"
+    """What a symlink to nothing (or a loop of them) is, for a one-line error."""
+    try:
+        os.stat(link)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a loop of symlinks"
+    return f"a symlink to {os.readlink(link)}, which does not exist"
 
 
 def new_file(flag: str, path: str | os.PathLike) -> None:
     """An output file that does not exist yet (nor a symlink to nothing there): a file is never overwritten."""
     if os.path.islink(path) and not os.path.exists(path):
-        raise UserError(f"{flag} {path}: {dangling(path)}")
+        raise UserError(f"{flag} {path}: {dangling(path)} (remove it, or choose another path)")
     if Path(path).exists():
         raise UserError(f"{flag} {path}: exists (a file is never overwritten: remove it or choose a new name)")
 

@@ -123,6 +123,11 @@ def test_checks(tmp_path, monkeypatch) -> None:
         with pytest.raises(UserError, match=rf"^--out .*/{path}: (.*/gone is )?a symlink to .*/nowhere(/x.mp4)?, which "
                                             "does not exist"):
             check("--out", tmp_path / path)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # was "no such file"; a pipe was "a file, not a folder"
+    with pytest.raises(UserError, match=r"^--config .*/loop: a loop of symlinks \(expected a YAML\)$"):
+        checks.existing_file("--config", tmp_path / "loop", "a YAML")
+    with pytest.raises(UserError, match=r"^--out .*/pipe: .*/pipe is a device or pipe, not a folder$"):
+        checks.writable_dir("--out", tmp_path / "pipe")
     # 237 bytes is the longest .mp4 name: its temporary (.NAME.XXXXXXXX.tmp.mp4) takes 18 more, NAME_MAX is 255
     checks.writable_file("--out", tmp_path / ("a" * 233 + ".mp4"))
     with pytest.raises(UserError, match=r"^--out .*\.mp4: file name too long \(238 bytes; at most 237: it is "):
