@@ -138,13 +138,14 @@ def check_export(args: argparse.Namespace) -> None:
     check_model_files(args.config, args.checkpoint)
     checks.not_an_input("--out", args.out, {"--config": args.config, "--checkpoint": args.checkpoint}, folder=True)
     checks.writable_dir("--out", args.out)
+    require_export_extra()
+    from animate.onnx_engine import export_manifest
     from fomm.onnx_export import FILES, MANIFEST
 
     out = Path(args.out)  # an earlier export (its manifest there) is replaced; a file no export of ours wrote is not
-    if not (out / MANIFEST).is_file() and (theirs := [f for f in FILES if (out / f).exists()]):
-        raise UserError(f"--out {args.out}: holds {theirs[0]}, not written by `fomm export` (no {MANIFEST}); a file "
-                        "is never overwritten: choose another folder")
-    require_export_extra()
+    if export_manifest(out) is None and (theirs := [f for f in (*FILES, MANIFEST) if os.path.lexists(out / f)]):
+        raise UserError(f"--out {args.out}: holds {theirs[0]}, not written by `fomm export` (no {MANIFEST} of "
+                        "an export there); a file is never overwritten: choose another folder")
 
 
 def run_export(args: argparse.Namespace, _: argparse.Namespace) -> Summary:

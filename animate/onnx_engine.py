@@ -68,6 +68,15 @@ class ExportMissing(UserError, FileNotFoundError):
     """A folder that is not a whole `fomm export`."""
 
 
+def export_manifest(out_dir: str | Path) -> dict | None:
+    """The manifest `fomm export` wrote in the folder; None where there is none, or the file is not one."""
+    try:
+        manifest = json.loads((Path(out_dir) / MANIFEST).read_text())
+    except (ValueError, OSError):
+        return None
+    return manifest if isinstance(manifest, dict) and {"jacobian", "frame_size"} <= set(manifest) else None
+
+
 def check_export(out_dir: str | Path) -> dict:
     """The manifest of a whole `fomm export` folder; else an ExportMissing naming --onnx and the folder."""
     root = Path(out_dir)
@@ -79,11 +88,7 @@ def check_export(out_dir: str | Path) -> dict:
         raise ExportMissing(f"--onnx {root}: no ONNX export here ({MANIFEST} missing; run `fomm export`)")
     if missing := [f for f in FILES if not (root / f).is_file()]:
         raise ExportMissing(f"--onnx {root}: {missing[0]} missing from the ONNX export")
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, OSError) as err:
-        raise ExportMissing(f"--onnx {root}: {MANIFEST} is not a manifest of `fomm export` ({err})") from None
-    if not isinstance(manifest, dict) or not {"jacobian", "frame_size"} <= set(manifest):
+    if (manifest := export_manifest(root)) is None:
         raise ExportMissing(f"--onnx {root}: {MANIFEST} is not a manifest of `fomm export`")
     for name, digest in (manifest.get("files_sha256") or {}).items():  # exports before it was recorded: not checked
         if name in FILES and hashlib.sha256((root / name).read_bytes()).hexdigest() != digest:

@@ -224,9 +224,17 @@ def test_export_never_overwrites_a_file_it_did_not_write(tiny_config_path, tmp_p
     mine.write_bytes(b"the user's own graph")
     code, _, err = run(["export", "--config", tiny_config_path, "--random-init", "--out", mine.parent], capsys)
     assert code == 2 and err == (f"fomm export: error: --out {mine.parent}: holds kp_detector.onnx, not written by "
-                                 "`fomm export` (no fomm-onnx.json); a file is never overwritten: choose another "
-                                 "folder\n")
+                                 "`fomm export` (no fomm-onnx.json of an export there); a file is never overwritten: "
+                                 "choose another folder\n")
     assert mine.read_bytes() == b"the user's own graph" and [p.name for p in mine.parent.iterdir()] == [mine.name]
+    (mine.parent / "fomm-onnx.json").write_text('{"mine": true}')  # a file of that name was taken for an export's
+    code, _, err = run(["export", "--config", tiny_config_path, "--random-init", "--out", mine.parent], capsys)
+    assert code == 2 and "holds kp_detector.onnx, not written by `fomm export`" in err
+    assert mine.read_bytes() == b"the user's own graph" and (mine.parent / "fomm-onnx.json").read_text() == \
+        '{"mine": true}'
+    mine.unlink()  # the manifest's name alone, the user's too
+    code, _, err = run(["export", "--config", tiny_config_path, "--random-init", "--out", mine.parent], capsys)
+    assert code == 2 and "holds fomm-onnx.json, not written by `fomm export`" in err
 
 
 @pytest.mark.parametrize(("command", "flag", "url"), [
