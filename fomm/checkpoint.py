@@ -104,6 +104,12 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
              for label, keys in problems.items() if keys]
     if parts:
         raise CheckpointError(f"{path}: '{name}' does not fit the model config: {'; '.join(parts)}")
+    if odd := next((k for k, v in state.items() if not _same_kind(v, own[k])), None):  # loaded, it would be cast
+        held = state[odd]
+        what = f"a {held.dtype} {str(held.layout).removeprefix('torch.')} tensor on {held.device}" \
+            if torch.is_tensor(held) else f"the {type(held).__name__} {str(held)[:40]!r}"
+        raise CheckpointError(f"{path}: '{name}' holds {odd} as {what}, not a dense {own[odd].dtype} tensor (a "
+                              "damaged or converted checkpoint)")
     if bad := [k for k, v in state.items()
                if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]:
         raise CheckpointError(f"{path}: '{name}' holds NaN or inf values ({len(bad)} of its tensors, e.g. "
@@ -112,6 +118,13 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
         raise CheckpointError(f"{path}: '{name}' holds negative batch-norm variances ({len(bad)} of its tensors, e.g. "
                               f"{bad[0]}): a damaged checkpoint (the model's output would be NaN)")
     module.load_state_dict(state, strict=True)
+
+
+def _same_kind(held: Any, own: torch.Tensor) -> bool:
+    """A saved value load_state_dict would copy into `own` as it is: a dense tensor in memory, floating point where
+    the model's is (an int or bool weight would be truncated or binarised; complex, sparse and meta ones fail)."""
+    return (torch.is_tensor(held) and held.layout == torch.strided and not held.is_meta and not held.is_complex()
+            and held.is_floating_point() == own.is_floating_point())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", data: bytes | None = None,

@@ -249,3 +249,20 @@ def test_a_network_entry_that_is_no_state_dict_is_a_checkpoint_error(tmp_path, t
     with pytest.raises(CheckpointError, match=rf"odd\.pth\.tar: 'kp_detector' is not a state dict of tensors \(it "
                                               rf"holds the {type(held).__name__} "):
         load_checkpoint(path, kp_detector=kp)
+
+
+@pytest.mark.parametrize(("convert", "held"), [
+    (lambda t: t.to(torch.int32), "torch.int32 strided tensor on cpu"),  # loaded truncated: ran, exit 0
+    (lambda t: t.bool(), "torch.bool strided tensor on cpu"),  # loaded as 0/1 weights: ran, exit 0
+    (lambda t: t.to(torch.complex64), "torch.complex64 strided"),  # a traceback from the NaN check
+    (lambda t: t.to_sparse(), "torch.float32 sparse_coo tensor"),  # 124 lines of traceback
+    (lambda t: torch.empty_like(t, device="meta"), "tensor on meta"),  # a traceback
+])
+def test_weights_of_another_kind_than_the_models_are_a_checkpoint_error(tmp_path, tiny, convert, held):
+    cfg, kp, gen = tiny
+    state = kp.state_dict()
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 4)  # a conv weight
+    torch.save({"kp_detector": {**state, name: convert(state[name])}}, tmp_path / "odd.pth.tar")
+    with pytest.raises(CheckpointError, match=rf"odd\.pth\.tar: 'kp_detector' holds {re.escape(name)} as a .*"
+                                              rf"{re.escape(held)}.*, not a dense torch.float32 tensor"):
+        load_checkpoint(tmp_path / "odd.pth.tar", kp_detector=kp)
