@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fomm.animator import fit_frames, frames_to_tensor, nonfinite_frames, to_uint8
+from fomm.animator import SINGULAR, fit_frames, frames_to_tensor, nonfinite_frames, to_uint8
 from fomm.checkpoint import load_checkpoint, require_checkpoint
 from fomm.config.schema import FommConfig, load_config
 from fomm.models import build_networks
@@ -72,8 +72,11 @@ def reconstruct_video(model: ReconstructionModel, frames: np.ndarray, batch_size
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"reconstruct_video: expected T×H×W×3 frames with T ≥ 1, got {frames.shape}")
     video = fit_frames(frames_to_tensor(frames), model.frame_size, crop="none")  # T×3×H×W, antialiased resize
-    prediction = reconstruct(model.kp_detector, model.generator, video, batch_size,
-                             autocast_dtype(precision, torch.device(device)), device)
+    try:
+        prediction = reconstruct(model.kp_detector, model.generator, video, batch_size,
+                                 autocast_dtype(precision, torch.device(device)), device)
+    except torch.linalg.LinAlgError:  # a data error of the clip's run, as NaN frames are
+        raise ValueError(SINGULAR) from None
     if bad := nonfinite_frames(prediction):
         raise ValueError(f"the model produced non-finite frames (NaN/inf) at frames {bad[0]}..{bad[-1]}")
     return {"real": to_uint8(video), "prediction": to_uint8(prediction)}

@@ -113,6 +113,10 @@ def fit_frames(x: Tensor, size: tuple[int, int], crop: str = "center") -> Tensor
     return x if x.dtype == torch.uint8 else x.clamp(0, 1)
 
 
+# a keypoint jacobian the motion inverts that has no inverse: all-zero weights, or a detector damaged otherwise
+SINGULAR = "the model's keypoint jacobians are singular (not invertible): its checkpoint's weights are damaged"
+
+
 def nonfinite_frames(x: Tensor) -> list[int]:
     """The indices of the frames of `x` (B×…) holding a NaN or inf value."""
     return (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
@@ -231,12 +235,16 @@ class Animator:
                 kp_initial = {k: v[:1] for k, v in kp_driving.items()}  # type: ignore[assignment]
             if scale is None:  # once per animation: the one host round trip of the relative motion
                 scale = movement_scale(state.kp, kp_initial) if self.adapt_movement_scale and self.relative else 1.0
-            kp_norm = normalize_kp(kp_source=expand_kp(state.kp, b), kp_driving=kp_driving,
-                                   kp_driving_initial=expand_kp(kp_initial, b), use_relative_movement=self.relative,
-                                   use_relative_jacobian=self.use_relative_jacobian, scale=scale)
-            with autocast(self.dtype, self.device):
-                out = self.generator(None, kp_driving=kp_norm, kp_source=expand_kp(state.kp, b),
-                                     source=state.prepared, outputs="prediction")
+            try:
+                kp_norm = normalize_kp(kp_source=expand_kp(state.kp, b), kp_driving=kp_driving,
+                                       kp_driving_initial=expand_kp(kp_initial, b), scale=scale,
+                                       use_relative_movement=self.relative,
+                                       use_relative_jacobian=self.use_relative_jacobian)
+                with autocast(self.dtype, self.device):
+                    out = self.generator(None, kp_driving=kp_norm, kp_source=expand_kp(state.kp, b),
+                                         source=state.prepared, outputs="prediction")
+            except torch.linalg.LinAlgError:
+                raise AnimatorError(f"{SINGULAR} (driving frames {start}–{start + b - 1})") from None
             prediction = out["prediction"].to(self.float_dtype)
             if nonfinite_frames(prediction):  # written as black frames, and reported done
                 raise AnimatorError(f"the model's output holds NaN or inf values (driving frames {start}–{start + b - 1})"

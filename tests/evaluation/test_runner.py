@@ -130,3 +130,8 @@ def test_non_finite_model_output_is_a_clip_error(tiny_config_path, shards) -> No
         model.generator.final.bias.fill_(float("nan"))  # every output pixel NaN (uint8 conversion would hide it)
     [row] = runner.evaluate_clip(good, model, Extractors())
     assert row["frame"] == -1 and "non-finite frames" in row["error"]
+    with torch.no_grad():  # all-zero keypoint jacobians cannot be inverted: a LinAlgError traceback, exit 1
+        for p in model.kp_detector.parameters():
+            p.zero_()
+    [row] = runner.evaluate_clip(good, model, Extractors())
+    assert row["frame"] == -1 and row["error"].startswith("ValueError: the model's keypoint jacobians are singular")

@@ -260,6 +260,17 @@ def test_an_output_of_nan_is_an_error_not_black_frames(tiny_config_path):
         next(broken.animate(random_frames(1)[0], random_frames(3, seed=1)))
 
 
+def test_a_detector_of_zero_weights_is_an_error_naming_the_jacobians_not_a_traceback(tiny_config_path):
+    """All-zero weights pass the checkpoint's checks; their jacobians are 0, and inverting one was a LinAlgError."""
+    broken = Animator.from_config(tiny_config_path, random_init=True, batch_size=2)
+    with torch.no_grad():
+        for p in broken.kp_detector.parameters():
+            p.zero_()
+    with pytest.raises(AnimatorError, match=r"^the model's keypoint jacobians are singular \(not invertible\): .* "
+                                            r"\(driving frames 0–1\)$"):
+        next(broken.animate(random_frames(1)[0], random_frames(3, seed=1)))
+
+
 def test_from_config_needs_a_checkpoint_or_an_explicit_random_init(tiny_config_path, tmp_path):
     with pytest.raises(AnimatorError, match="no checkpoint given"):
         Animator.from_config(tiny_config_path)
