@@ -158,7 +158,10 @@ class _StrictLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep) if key_node.tag != "tag:yaml.org,2002:merge" else None
-            if isinstance(key, str | int | float | bool) and key in seen:  # a merge (`<<`): None, not checked
+            if not isinstance(key, str | int | float | bool | None):  # `? [a, b]`: a list as a key (unhashable)
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: a {type(key).__name__} as a key (keys are "
+                                  "names)")
+            if key is not None and key in seen:  # a merge (`<<`): None, not checked
                 raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} given twice in one mapping "
                                   "(YAML would keep only the later one)")
             seen.add(key)

@@ -115,6 +115,8 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
      r"is 4 pixels across, too small for the 7×7 keypoint head with pad 0"),
     (b"model_params:\n  common_params:\n    num_kp: 10\n  common_params:\n    num_kp: 5\n",
      r"^.*c.yaml: line 4: key 'common_params' given twice in one mapping \(YAML would keep only the later one\)$"),
+    (b"train_params:\n  ? [a, b]\n  : 1\n",  # a complex key: 'unhashable type: list' (a traceback)
+     r"^.*c.yaml: line 2: a list as a key \(keys are names\)$"),
     (b"train_params:\n  lr_generator: .nan\n", "train_params.lr_generator: expected finite numbers"),
     # a negative rate or weight climbs its loss: the run fails inside Ray's workers, or trains the wrong way
     (b"train_params:\n  lr_kp_detector: -2.0e-4\n", "train_params: lr_kp_detector must be ≥ 0, got -0.0002"),
