@@ -3,7 +3,6 @@ room, and the checkpoints a run resumes or starts from (read whole, as each work
 
 from __future__ import annotations
 
-import logging
 import os
 
 from evaluation.visualize import check_colormap
@@ -43,14 +42,27 @@ def check_resume_checkpoint(job: TrainJob) -> None:
 def check_init_checkpoint(job: TrainJob, cfg: FommConfig) -> None:
     """The checkpoint --init-from names is read whole, as each worker will read it, and its generator and kp
     detector fit the config: a CheckpointError naming the file, not a failure in every worker after Ray starts. A
-    discriminator that does not fit is said in a warning (it trains anew)."""
+    discriminator that does not fit is said in a note (it trains anew)."""
     from fomm.models import build_networks
     from fomm.train_step import start_from
 
     state = read_init_checkpoint(job, check=True)  # a models:/ version: looked up and copied here once
     nets = build_networks(cfg.model_params, discriminator=True)
     if why := start_from(state, job.init_from, nets.generator, nets.kp_detector, nets.discriminator):
-        logging.getLogger(__name__).warning("--init-from: %s: the discriminator starts from random weights", why)
+        # on stdout, with the run's other notes: on stderr it made a second line before any error's
+        print(f"note: --init-from: {why}: the discriminator starts from random weights", flush=True)
+
+
+def check_vgg_weights(cfg: FommConfig) -> None:
+    """The VGG-19 weights of the perceptual loss ($FOMM_VGG19_WEIGHTS, else torch hub's cache), where it is on, load
+    here as each worker will load them: not a failure in every worker, 4 restarts, after Ray starts."""
+    from fomm.vgg import WEIGHTS_ENV, Vgg19, default_weights_path
+
+    if sum(cfg.train_params.loss_weights.perceptual) != 0 and (path := default_weights_path()) is not None:
+        try:
+            Vgg19(path)
+        except (OSError, ValueError) as err:  # missing, a folder, damaged, not VGG-19's
+            raise UserError(f"${WEIGHTS_ENV}: {err}") from None
 
 
 def check_plan(job: TrainJob, cfg: FommConfig, run_folder: bool = True) -> None:
@@ -99,6 +111,7 @@ def check_inputs(job: TrainJob, sweep: bool = False) -> None:
     check_plan(job, cfg, run_folder=not sweep)
     if job.resume and not sweep:
         check_resume_checkpoint(job)
+    check_vgg_weights(cfg)
     if job.init_from is not None:  # last: a whole checkpoint read and a model built, after the checks that answer fast
         check_init_checkpoint(job, cfg)
 

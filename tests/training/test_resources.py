@@ -127,6 +127,30 @@ def test_a_validation_split_asked_for_by_name_must_exist(tmp_path, tiny_config_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]  # the checks wrote nothing
 
 
+def test_vgg_weights_the_perceptual_loss_cannot_load_are_refused_before_ray(tmp_path, tiny_config_path,
+                                                                            monkeypatch) -> None:
+    """A wrong $FOMM_VGG19_WEIGHTS failed in every worker after Ray started (4 restarts, 51 lines, exit 1)."""
+    import torch
+
+    from fomm.config.schema import load_config
+    from fomm.vgg import Vgg19
+    from training.job_checks import check_vgg_weights
+
+    cfg = load_config(tiny_config_path)  # perceptual weights of 10
+    (tmp_path / "vgg.pth").write_bytes(b"")
+    torch.save({f"features.{k}": v for k, v in Vgg19().features.state_dict().items()}, tmp_path / "ok.pth")
+    for given, why in ((tmp_path / "nothing.pth", "VGG-19 weights not found"), (tmp_path, "VGG-19 weights not found"),
+                       (tiny_config_path, "not a checkpoint"), (tmp_path / "vgg.pth", "")):
+        monkeypatch.setenv("FOMM_VGG19_WEIGHTS", str(given))
+        with pytest.raises(UserError, match=rf"^\$FOMM_VGG19_WEIGHTS: {given}: .*{why}"):
+            check_vgg_weights(cfg)
+    monkeypatch.setenv("FOMM_VGG19_WEIGHTS", str(tmp_path / "ok.pth"))
+    check_vgg_weights(cfg)
+    monkeypatch.setenv("FOMM_VGG19_WEIGHTS", str(tmp_path / "nothing.pth"))  # a config without the perceptual term
+    check_vgg_weights(dataclasses.replace(cfg, train_params=dataclasses.replace(
+        cfg.train_params, loss_weights=dataclasses.replace(cfg.train_params.loss_weights, perceptual=(0,) * 5))))
+
+
 def test_a_bad_wait_for_room_is_refused_before_ray(tmp_path, tiny_config_path, synthetic_shards,
                                                    monkeypatch) -> None:
     """$FOMM_ROOM_WAIT_S (how long a run short of CPUs waits for the cluster to grow) is checked with the inputs,
