@@ -85,6 +85,14 @@ def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> d
     return min(same, key=lambda r: r["metrics"][primary_key]) if same else None
 
 
+def unmeasured(cfg: BenchmarkConfig) -> str | None:
+    """Why a metric of `cfg.metrics` will not be measured with the extractors the evaluation was told to use."""
+    e = cfg.eval
+    off = {"akd": e.keypoints == "none" and "--keypoints none", "aed": e.embedding == "none" and "--embedding none",
+           "mkr": (e.use_mkr is False and "--no-mkr") or (e.keypoints == "none" and "--keypoints none")}
+    return next((f"{m} is not measured with {off[m]}" for m in cfg.metrics if off.get(m)), None)
+
+
 def judge(result: EvalResult, metrics: tuple[str, ...] | list[str], max_error_fraction: float = 0.0,
           best: dict[str, float] | None = None, threshold: float = 0.05,
           abs_tolerance: float = 1e-6) -> tuple[list[str], dict[str, tuple[float, float]]]:

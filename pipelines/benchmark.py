@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root importable
 
-from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark  # noqa: E402
+from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark, unmeasured  # noqa: E402
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
 from services import checks  # noqa: E402
 from services.cli import UserError, field_flags, field_values, user_input  # noqa: E402
@@ -29,12 +29,15 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     bench = field_flags(p, BenchmarkConfig)  # type, range, default and help: BenchmarkConfig's rules
     bench("threshold")
     bench("promote", metavar="ALIAS")
-    p.add_argument("--metrics", default="l1,akd,mkr,aed", help="metrics compared (lower is better)")
+    p.add_argument("--metrics", help="metrics compared (lower is better; default l1,akd,mkr,aed: those measured)")
 
 
 def build(args: argparse.Namespace) -> BenchmarkConfig:
-    return BenchmarkConfig(**field_values(BenchmarkConfig, args, eval=eval_config_from_args(args),
-                                          metrics=metric_names("--metrics", args.metrics)))
+    cfg = BenchmarkConfig(**field_values(BenchmarkConfig, args, eval=eval_config_from_args(args),
+                                         metrics=metric_names("--metrics", args.metrics or "l1,akd,mkr,aed")))
+    if args.metrics is not None and (why := unmeasured(cfg)):  # named, it passed the gate unmeasured: exit 0
+        raise UserError(f"--metrics {args.metrics}: {why} (leave it out, or turn its extractor on)")
+    return cfg
 
 
 def check(cfg: BenchmarkConfig) -> None:

@@ -201,3 +201,20 @@ def test_promote_moves_the_alias_to_a_version_without_regression_only(repo_root,
         assert bench.main(argv) == 2
         assert capsys.readouterr().err.startswith(f"benchmark: error: {line}")
     assert len(search_runs(uri, "fomm-benchmark")) == 2
+
+
+@pytest.mark.parametrize(("flags", "why"), [
+    (["--metrics", "akd", "--keypoints", "none"], "akd is not measured with --keypoints none"),
+    (["--metrics", "l1,mkr", "--no-mkr"], "mkr is not measured with --no-mkr"),
+    (["--metrics", "aed", "--embedding", "none"], "aed is not measured with --embedding none"),
+])
+def test_a_metric_named_for_the_gate_that_its_flags_turn_off_is_refused(repo_root, tmp_path, capsys, flags, why):
+    """The gate passed a metric it never measured ("no regression", exit 0); by default the gate compares the
+    metrics the evaluation measures, as before."""
+    benchmark = load_pipeline(repo_root, "benchmark")
+    common = ["--config", "c.yaml", "--checkpoints", "ckpts", "--data", "d", "--out", str(tmp_path / "out")]
+    assert benchmark.main([*common, *flags]) == 2
+    assert capsys.readouterr().err == (f"benchmark: error: --metrics {flags[1]}: {why} (leave it out, or turn its "
+                                       "extractor on)\n")
+    assert benchmark.build(benchmark.parse_args([*common, "--keypoints", "none"])).metrics == ("l1", "akd", "mkr",
+                                                                                               "aed")
