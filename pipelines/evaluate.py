@@ -37,6 +37,10 @@ def run(cfg: EvalConfig, args: argparse.Namespace) -> Summary:
     result = evaluate(cfg)
     print(result.table)
     problems, _ = judge(result, metric_names("--require", args.require), args.max_error_fraction)
+    if problems:  # the run's page says it failed and why, as the exit status does (it said FINISHED)
+        from services.tracking.run import Tracker
+
+        Tracker(cfg.tracking_uri, run_id=result.run_id).end("FAILED", reason="; ".join(problems))
     return Summary({"videos": f"{int(result.aggregate['num_videos'])}, frames: {int(result.aggregate['num_frames'])}, "
                               f"errors: {len(result.errors)}, {result.frames_per_second:.1f} frames/s, "
                               f"S3 retries: {result.s3_retries}",

@@ -152,6 +152,14 @@ def test_benchmark_over_a_checkpoint_that_fails_every_clip_exits_1(repo_root, ti
     assert "l1: nan (no frame could be scored)" in regression[0]
     [run] = search_runs(uri, "fomm-benchmark")
     assert run["tags"]["benchmark.regression"] == "true" and run["metrics"]["num_errors"] == 2
+    # `evaluate` of it exits 1 too, and its run's page says FAILED and why (it said FINISHED)
+    cmd = [sys.executable, str(repo_root / "pipelines" / "evaluate.py"), "--checkpoint", str(tmp_path / "ckpts" /
+           "nan.pth.tar"), *cmd[4:]]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1 and "FAILED: errors: 2 of 2 clips failed" in done.stderr, done.stderr[-3000:]
+    [run] = search_runs(uri, "fomm-eval")
+    assert run["status"] == "FAILED" and run["tags"]["fomm.end_reason"].startswith("errors: 2 of 2 clips failed")
 
 
 def test_promote_moves_the_alias_to_a_version_without_regression_only(repo_root, tiny_config_path, tmp_path,
