@@ -172,8 +172,9 @@ def sqlite_store(flag: str, uri: str, write: bool = True, create: bool = False) 
         raise UserError(f"{flag} {uri}: expected sqlite:///PATH/mlflow.db (three slashes, then the path; four for "
                         "an absolute one)")
     db = Path(uri.removeprefix("sqlite:///"))
-    if str(db) in ("", ".", ":memory:"):
-        return
+    if uri == "sqlite://" or str(db) in ("", ".", ":memory:"):  # a run id printed that no store holds once it ends
+        raise UserError(f"{flag} {uri}: an in-memory SQLite store, gone when the process ends (expected "
+                        "sqlite:///PATH/mlflow.db)")
     if not create and not db.parent.is_dir():
         raise UserError(f"{flag} {uri}: folder {db.parent} does not exist (expected sqlite:///PATH/mlflow.db)")
     if db.is_dir():

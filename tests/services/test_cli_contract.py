@@ -137,6 +137,9 @@ def test_checks(tmp_path, monkeypatch) -> None:
         port = s.getsockname()[1]  # released at once: nothing listens there
     with pytest.raises(UserError, match=rf"^--tracking-uri http://127.0.0.1:{port}: unreachable"):
         store_checks.tracking_uri("--tracking-uri", f"http://127.0.0.1:{port}")
+    for memory in ("sqlite://", "sqlite:///:memory:"):  # exit 0 with a run id no store holds once it ends
+        with pytest.raises(UserError, match=rf"^--tracking-uri {memory}: an in-memory SQLite store, gone when"):
+            store_checks.tracking_uri("--tracking-uri", memory)
     with pytest.raises(UserError, match="folder .* does not exist"):
         store_checks.tracking_uri("--tracking-uri", f"sqlite:///{tmp_path}/missing/mlflow.db")
     # URLs urllib cannot split (it raised ValueError: a traceback), for the server and for an S3 endpoint alike
