@@ -128,6 +128,8 @@ def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
         text = buf.getvalue().rstrip("\n")
     else:
         text = "\n".join(text_table([header, *rows]))
+    if args.plot and not metrics:  # a chart of no panel: a ValueError traceback from matplotlib
+        raise UserError(f"--plot {args.plot}: the {len(runs)} run(s) matched hold no metrics to plot")
     if args.plot:
         print(f"plot: {plot_runs(runs, metrics, args.plot)}", file=sys.stderr)
     return Summary(notes=[text])

@@ -62,7 +62,7 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, fresh_sqlite_uri) -> 
         assert capsys.readouterr().err == f"fomm runs compare: error: {line}\n"
 
 
-def test_a_run_that_did_not_finish_shows_why(capsys, sqlite_uri) -> None:
+def test_a_run_that_did_not_finish_shows_why(capsys, sqlite_uri, tmp_path) -> None:
     """A failed evaluation among the compared ones showed FAILED and its partial metrics, with no word why; its
     reason follows in a last column, shown only where a run did not finish."""
     with Tracker(sqlite_uri, "cmp-why", run_name="ok") as t:
@@ -76,6 +76,12 @@ def test_a_run_that_did_not_finish_shows_why(capsys, sqlite_uri) -> None:
     assert compare.main(["-e", "cmp-why", "--tracking-uri", sqlite_uri, "--filter", "attributes.status = "
                          "'FINISHED'"]) == 0
     assert "end_reason" not in capsys.readouterr().out  # all finished: no empty column
+    with Tracker(sqlite_uri, "cmp-none", run_name="bare"):  # a run of no metric: its plot was a traceback
+        pass
+    plot = tmp_path / "none.png"
+    assert compare.main(["-e", "cmp-none", "--tracking-uri", sqlite_uri, "--plot", str(plot)]) == 2
+    assert capsys.readouterr().err == (f"fomm runs compare: error: --plot {plot}: the 1 run(s) matched hold no "
+                                       "metrics to plot\n") and not plot.exists()
 
 
 def test_compare_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path, capsys, monkeypatch) -> None:
