@@ -33,9 +33,16 @@ MLFLOW_SETTINGS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACK
 
 def experiment_flag(parser: argparse.ArgumentParser, stage_default: str, *flags: str) -> None:
     """--experiment: MLflow's own default where its users set one (MLFLOW_EXPERIMENT_NAME), else the stage's."""
-    parser.add_argument(*(flags or ("--experiment",)), dest="experiment",
+    parser.add_argument(*(flags or ("--experiment",)), dest="experiment", type=_experiment_name,
                         default=os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip() or stage_default,
                         help=f"MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {stage_default})")
+
+
+def _experiment_name(text: str) -> str:
+    """A name MLflow takes for an experiment: refused by the store after the work, in a line naming no flag."""
+    if len(text) > 500:
+        raise argparse.ArgumentTypeError(f"MLflow takes experiment names of at most 500 characters, got {len(text)}")
+    return text
 
 
 def misspelt_settings() -> None:

@@ -275,3 +275,15 @@ def test_a_path_the_shell_left_as_typed_is_the_local_path_meant(repo_root, monke
                                                      "--data", "file:///data/shards", "--tracking-uri", "s3://b/~x"])
     assert (args.config, args.storage, args.data, args.tracking_uri) == (
         "/home/someone/My configs/c.yaml", "/home/someone/runs", "/data/shards", "s3://b/~x")
+
+
+def test_an_experiment_name_mlflow_would_refuse_is_refused_with_the_flags() -> None:
+    """A 600-character --experiment ran the whole evaluation, then failed in the store in a line naming no flag."""
+    from services.cli import experiment_flag
+
+    p = ArgumentParser(prog="p")
+    experiment_flag(p, "fomm-eval", "--experiment", "-e")
+    assert p.parse_args(["-e", "x" * 500]).experiment == "x" * 500
+    with pytest.raises(UserError, match=r"^argument --experiment/-e: MLflow takes experiment names of at most 500 "
+                                        r"characters, got 501$"):
+        p.parse_args(["-e", "x" * 501])
