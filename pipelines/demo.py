@@ -23,12 +23,13 @@ from services.stage import Stage, Summary  # noqa: E402
 from training.job import TrainJob  # noqa: E402
 
 WORKERS = 2  # the main training run's DDP workers
+MAX_VIDEOS = 1000  # a demo's synthetic set: 10**8 was taken, and generated for hours
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_output", help="everything the demo writes")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo-64.yaml"), help="the model and training YAML")
-    p.add_argument("--videos", type=at_least(1), default=24, help="synthetic videos to generate")
+    p.add_argument("--videos", type=at_least(1, at_most=MAX_VIDEOS), default=24, help="synthetic videos to generate")
     p.add_argument("--train-minutes", type=at_least(0.01, float), default=6.0,
                    help="time budget of the main training run (then a last validation and checkpoint)")
     p.add_argument("--train-steps", type=at_least(1), default=5000, help="cap on the main run's optimiser steps")
@@ -47,6 +48,11 @@ def check(a: argparse.Namespace) -> None:
     checks.writable_dir("--out", a.out)
     checks.existing_file("--config", a.config, "a FOMM YAML")
     checks.not_an_input("--out", a.out, {"--config": a.config}, folder=True)
+    out = Path(a.out)  # an earlier demo's is resumed; another folder's files would be mixed with the demo's
+    if out.is_dir() and (names := {p.name for p in out.iterdir()}) and not names & {"stages", "shards", "mlflow.db"}:
+        raise UserError(f"--out {a.out}: a folder of other files, not an earlier demo's (it holds {sorted(names)[0]}"
+                        f"{', …' if len(names) > 1 else ''}): the demo writes a folder of its own; choose a new or "
+                        "empty one")
     cfg = TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
     (h, w), batch = cfg.dataset_params.shape[:2], cfg.train_params.batch_size
     if h != w:  # found once preprocessing had run

@@ -32,6 +32,17 @@ def test_too_few_videos_is_refused_before_any_work(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--videos must be at least 8" in out.stderr
     assert not (tmp_path / "d").exists()
+    out = subprocess.run([sys.executable, str(DEMO), "--out", str(tmp_path / "d"), "--videos", "100000000"],
+                         capture_output=True, text=True, timeout=120)  # was taken: hours of synthetic videos
+    assert out.returncode == 2 and "argument --videos: must be in [1, 1000], got 100000000" in out.stderr, out.stderr
+    (tmp_path / "mine").mkdir()  # a folder of the user's: the demo's files were written among them
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    out = subprocess.run([sys.executable, str(DEMO), "--out", str(tmp_path / "mine")], capture_output=True,
+                         text=True, timeout=120)
+    assert (out.returncode, out.stderr.strip()) == (2, f"demo: error: --out {tmp_path / 'mine'}: a folder of other "
+                                                       "files, not an earlier demo's (it holds notes.txt): the demo "
+                                                       "writes a folder of its own; choose a new or empty one")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
 def test_demo_chain_leaves_results_and_skips_finished_stages(tmp_path, ray_head):
