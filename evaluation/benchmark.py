@@ -66,10 +66,17 @@ def newest_checkpoint(path: str, endpoint: str | None = None) -> str:
         if storage.exists(path, endpoint):
             return path
         raise FileNotFoundError(f"{path}: no such checkpoint file or folder")
-    found = [f for f in storage.list_files(path, endpoint=endpoint) if f.endswith(CHECKPOINT_SUFFIXES)]
+    def modified(file: str) -> float | None:  # None: gone, or a symlink to nothing
+        try:
+            return storage.modified(file, endpoint)
+        except FileNotFoundError:
+            return None
+
+    found = [(t, f) for f in storage.list_files(path, endpoint=endpoint) if f.endswith(CHECKPOINT_SUFFIXES)
+             and (t := modified(f)) is not None]
     if not found:
         raise FileNotFoundError(f"{path}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) under it")
-    return max(found, key=lambda f: (storage.modified(f, endpoint), f))
+    return max(found)[1]
 
 
 def best_earlier_run(cfg: BenchmarkConfig, current: dict, primary_key: str) -> dict | None:

@@ -65,6 +65,8 @@ def test_newest_checkpoint(tmp_path) -> None:
         os.utime(path, (1_000 + i, 1_000 + i))
     assert newest_checkpoint(str(tmp_path)) == str(tmp_path / "sub" / "b.pth.tar")
     assert newest_checkpoint(str(tmp_path / "a.pth.tar")) == str(tmp_path / "a.pth.tar")
+    (tmp_path / "z.pth.tar").symlink_to(tmp_path / "gone.pth.tar")  # a broken link beside them: was "[Errno 2]"
+    assert newest_checkpoint(str(tmp_path)) == str(tmp_path / "sub" / "b.pth.tar")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no checkpoint files"):
         newest_checkpoint(str(tmp_path / "empty"))
