@@ -74,6 +74,9 @@ class SearchSpace:
         if metric not in TRIAL_METRICS:  # Tune refuses a trial whose first result lacks it (after a trial's start)
             raise SpaceError(f"{source}: metric {shown(metric)}: a trial reports {', '.join(TRIAL_METRICS)} in every "
                              "result (training.worker), so the sweep can rank by that")
+        if mode == "max":  # every metric a trial reports is an error (lower is better)
+            raise SpaceError(f"{source}: mode max: {metric} is an error, lower is better (the sweep would keep its "
+                             "worst trial); use min")
         return cls(params, metric, mode, num_samples, source)
 
     def check_against(self, cfg: FommConfig) -> None:
