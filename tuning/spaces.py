@@ -59,6 +59,9 @@ class SearchSpace:
                 raise SpaceError(f"{source}: space.{key}: expected one of {', '.join(DISTRIBUTIONS)} "
                                  f"with its arguments, got {shown(spec)}")
             kind, args = next(iter(spec.items()))
+            if twice := next((k for k in str(key).split(",") for earlier in params if k in earlier.split(",")), None):
+                raise SpaceError(f"{source}: space.{key}: {twice} is sampled by another key too (the later one "
+                                 "would win silently)")
             if problem := _arguments_problem(kind, args):
                 raise SpaceError(f"{source}: space.{key}: {kind} {problem}, got {shown(args)}")
             params[key] = (kind, list(args))

@@ -95,6 +95,10 @@ def test_a_value_the_space_can_sample_that_the_config_refuses_fails_before_any_t
     # YAML aliases make a value of billions of items in a few bytes: it was shown whole, now cut to a line
     ({"mode": [[[[0] * 9] * 9] * 9] * 9}, r"mode must be min or max, got \[\[\[\.\.\.\], \[\.\.\.\], .{0,160}$"),
     # the metric is an error: ranked by max, ASHA kept the worst trials and the sweep wrote the worst config
+    ({"space": {"train_params.lr_generator": {"choice": [1e-4]}, "train_params.lr_kp_detector,"
+                "train_params.lr_generator": {"choice": [[1e-4, 2e-4]]}}},
+     r"space.train_params.lr_kp_detector,train_params.lr_generator: train_params.lr_generator is sampled by another "
+     r"key too"),
     ({"mode": "max"}, r"mode max: val_l1 is an error, lower is better \(the sweep would keep its worst trial\)"),
 ])
 def test_a_space_tune_cannot_sample_is_refused_before_any_trial(space, problem):
