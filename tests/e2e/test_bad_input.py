@@ -243,6 +243,12 @@ CASES = [
          "--pairs {pairs_s3typo} --config {tiny} --checkpoint {ckpt}", "a slash is missing after 's3:'"),
     Case("preprocess", "missing", "--output a symlink to a missing folder (mkdir's FileExistsError traceback)",
          "--input synthetic:1 --output {dangling}", "which does not exist"),
+    Case("benchmark", "swapped", "--metrics akd with --keypoints none (the gate passed it unmeasured, exit 0)",
+         BENCH + " --metrics akd --keypoints none", "akd is not measured with --keypoints none"),
+    Case("evaluate", "wrong type", "--tracking-uri an in-memory SQLite store (exit 0 with a run id no store keeps)",
+         EVAL + " --tracking-uri sqlite:///:memory:", "an in-memory SQLite store"),
+    Case("demo", "overwrite", "--out a folder of other files (the demo's were written among them)",
+         "--out {dataset}", "not an earlier demo's"),
 ]
 
 
