@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from animate.dataset_pairs import read_pair
-from services import checks, storage
+from services import storage, user_csv
 from services.atomic import remove_leftovers, scratch_dir
 from services.cli import UserError, user_path
 from services.failures import every_task_fails
@@ -129,10 +129,10 @@ def error_table_path(pairs: str | None, errors: str | None) -> str:
 
 
 def read_pairs(pairs: str, endpoint: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
-    """The pairs CSV's column names as written and its rows (checks.csv_table: as spreadsheets save it), each cell as
+    """The pairs CSV's column names as written and its rows (user_csv.csv_table: as spreadsheets save it), each cell as
     written (Ray Data's read_csv typed a column of number-only names as numbers: `0001` was 1)."""
     try:
-        return checks.csv_table(storage.read_bytes(pairs, endpoint))
+        return user_csv.csv_table(storage.read_bytes(pairs, endpoint))
     except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs {pairs}: not a text CSV with source,driving,output columns") from None
 

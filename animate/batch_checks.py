@@ -12,7 +12,7 @@ from animate.batch import COLUMNS, csv_folder, error_table_path, read_pairs, row
 from animate.dataset_pairs import dataset_rows
 from animate.options import check_model_files
 from evaluation.visualize import check_colormap
-from services import checks, storage
+from services import checks, storage, user_csv
 from services.cli import UserError
 from services.video_write import OUTPUT_SUFFIXES
 
@@ -50,7 +50,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     rows, read once (the job animates what was checked)."""
     checks.existing_file("--pairs", pairs, "a CSV with source,driving,output columns", endpoint)
     names, rows = read_pairs(pairs, endpoint)
-    if missing := [c for c in COLUMNS if c not in map(checks.csv_key, names)]:  # shown as written: 'src' shows
+    if missing := [c for c in COLUMNS if c not in map(user_csv.csv_key, names)]:  # shown as written: 'src' shows
         raise UserError(f"--pairs {pairs}: no {missing[0]!r} column (expected a header with {','.join(COLUMNS)}; "
                         f"it has {names})")
     if not rows:  # a job that would make nothing
@@ -61,7 +61,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     folders: set[str] = set()  # the output folders checked writable (once each)
     for line, row in enumerate(rows, start=2):
         at = f"--pairs {pairs} line {line}"
-        if (width := checks.ragged_row(row)) is not None:
+        if (width := user_csv.ragged_row(row)) is not None:
             raise UserError(f"{at}: not the header's {width} fields (a comma inside a path needs quotes)")
         if empty := [c for c in COLUMNS if not (row.get(c) or "").strip()]:  # Ray Data would read it as 'nan'
             raise UserError(f"{at}: no {empty[0]} (every row names a source, a driving video and an output)")

@@ -7,7 +7,7 @@ import numpy as np
 
 from preprocessing.shard_set import ShardSet
 from preprocessing.shards import decode_frames
-from services import checks, storage
+from services import storage, user_csv
 from services.cli import UserError
 from services.video_read import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
 
@@ -27,10 +27,10 @@ def _named(meta: list[dict], name: str) -> str | None:
 def listed_pairs(pairs_list: str, meta: list[dict], endpoint: str | None) -> list[tuple[str, str]]:
     """(source, driving) clip ids of a pairs list; a name no clip answers is refused, naming its line."""
     try:
-        names, rows = checks.csv_table(storage.read_bytes(pairs_list, endpoint))
+        names, rows = user_csv.csv_table(storage.read_bytes(pairs_list, endpoint))
     except (UnicodeDecodeError, ValueError):
         raise UserError(f"--pairs-list {pairs_list}: not a text CSV with source,driving columns") from None
-    if not {"source", "driving"} <= set(map(checks.csv_key, names)):
+    if not {"source", "driving"} <= set(map(user_csv.csv_key, names)):
         raise UserError(f"--pairs-list {pairs_list}: expected source,driving columns (the original's pairs lists), "
                         f"it has {names}")
     pairs = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from preprocessing.config import PreprocessConfig
-from services import checks, storage
+from services import storage, user_csv
 from services.video_read import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, strip_frames
 
 METADATA_CSV = "metadata.csv"
@@ -55,7 +55,7 @@ def folder_tasks(paths: list[str], root: str, cfg: PreprocessConfig) -> list[Vid
     or file name, each one's person_id and split."""
     side, table = {}, storage.join(root, METADATA_CSV)
     if storage.exists(table, cfg.endpoint):
-        rows = checks.csv_table(storage.read_bytes(table, cfg.endpoint))[1]
+        rows = user_csv.csv_table(storage.read_bytes(table, cfg.endpoint))[1]
         side = {key: r for r in rows for key in (r.get("video_id"), Path(r.get("file") or "").stem) if key}
     tasks = []
     for p in paths:
@@ -123,7 +123,7 @@ def segment_problem(s: Segment) -> str | None:
 
 def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
     """Tasks from a VoxCeleb / Tai-Chi-HD metadata CSV; raw videos looked up as <video_dir>/<video_id>.<ext>."""
-    rows = checks.csv_table(storage.read_bytes(csv_path, cfg.endpoint))[1]
+    rows = user_csv.csv_table(storage.read_bytes(csv_path, cfg.endpoint))[1]
     required = {"video_id", "start", "end", "bbox"}
     if not rows or not required <= set(rows[0]):
         raise ValueError(f"{csv_path}: not a metadata CSV (needs columns {sorted(required)}, "
@@ -137,7 +137,7 @@ def csv_tasks(csv_path: str, cfg: PreprocessConfig) -> list[VideoTask]:
         segs = []
         for line, r in numbered_rows:
             where = f"{csv_path} line {line} (video {vid})"
-            if (width := checks.ragged_row(r)) is not None:
+            if (width := user_csv.ragged_row(r)) is not None:
                 raise ValueError(f"{where}: not the header's {width} fields")
             try:
                 bbox = tuple(int(v) for v in r["bbox"].split("-"))
