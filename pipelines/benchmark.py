@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from evaluation.benchmark import BenchmarkConfig, newest_checkpoint, run_benchmark, unmeasured  # noqa: E402
 from evaluation.cli import check_eval_inputs, eval_config_from_args, eval_flags, metric_names  # noqa: E402
 from services import checks  # noqa: E402
-from services.cli import UserError, field_flags, field_values, user_input  # noqa: E402
+from services.cli import UserError, field_default, field_flags, field_values, user_input  # noqa: E402
 from services.stage import Stage, Summary  # noqa: E402
 
 
@@ -33,8 +33,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace) -> BenchmarkConfig:
-    cfg = BenchmarkConfig(**field_values(BenchmarkConfig, args, eval=eval_config_from_args(args),
-                                         metrics=metric_names("--metrics", args.metrics or "l1,akd,mkr,aed")))
+    metrics = metric_names("--metrics", args.metrics) if args.metrics else field_default(BenchmarkConfig, "metrics")
+    cfg = BenchmarkConfig(**field_values(BenchmarkConfig, args, eval=eval_config_from_args(args), metrics=metrics))
     if args.metrics is not None and (why := unmeasured(cfg)):  # named, it passed the gate unmeasured: exit 0
         raise UserError(f"--metrics {args.metrics}: {why} (leave it out, or turn its extractor on)")
     return cfg

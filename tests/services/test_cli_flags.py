@@ -100,8 +100,9 @@ def test_preprocess_and_evaluate_flag_defaults_are_the_configs(repo_root) -> Non
 def test_benchmark_flag_defaults_are_the_benchmark_configs(repo_root) -> None:
     from evaluation.benchmark import BenchmarkConfig
 
-    args = _pipeline(repo_root, "benchmark").parse_args(["--config", "c", "--data", "d", "--checkpoints", "k"])
-    assert (args.threshold, args.max_error_fraction, tuple(args.metrics.split(","))) == tuple(
+    benchmark = _pipeline(repo_root, "benchmark")
+    args = benchmark.parse_args(["--config", "c", "--data", "d", "--checkpoints", "k"])
+    assert (args.threshold, args.max_error_fraction, benchmark.build(args).metrics) == tuple(
         field_default(BenchmarkConfig, name) for name in ("threshold", "max_error_fraction", "metrics"))
     assert args.experiment == "fomm-benchmark"
 
