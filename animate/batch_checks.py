@@ -34,12 +34,10 @@ def _place(path: str) -> str:
 
 def _no_unfinished_output(flag: str, out: str) -> None:
     """An existing output is taken as made and skipped: it must be a video file, not a folder, a pipe or empty."""
-    if os.path.lexists(out) and not os.path.exists(out):
-        raise UserError(f"{flag} {out}: {checks.dangling(out)} (remove it, or choose another path)")
+    checks.no_dangling_output(flag, out)
     if Path(out).is_dir():  # it was "skipped": nothing made, and exit 0
         raise UserError(f"{flag} {out}: is a folder (expected the video file to write)")
-    if Path(out).exists() and not Path(out).is_file():
-        raise UserError(f"{flag} {out}: {checks.NOT_REGULAR} (expected the video file to write)")
+    checks.file_or_folder(flag, out, "the video file to write")
     if Path(out).is_file() and Path(out).stat().st_size == 0:
         raise UserError(f"{flag} {out}: exists but is empty (0 bytes), so it would be skipped as made: remove it")
 
@@ -56,7 +54,10 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
     if not rows:  # a job that would make nothing
         raise UserError(f"--pairs {pairs}: no rows below the header (nothing to animate)")
     base = csv_folder(pairs)
-    outputs: dict[str, int] = {}  # output → its line: two pairs into one file would leave one "skipped"
+    # each path in one spelling (_place): output → its line and path (two pairs into one file would leave one
+    # "skipped"), source or driving → its line and column
+    outputs: dict[str, tuple[int, str]] = {}
+    inputs: dict[str, str] = {}
     files: dict[str, str] = {}  # each row's files, which the error table must not overwrite
     folders: set[str] = set()  # the output folders checked writable (once each)
     for line, row in enumerate(rows, start=2):
@@ -69,7 +70,7 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
             if problem := storage.url_problem(row[c].strip()):
                 raise UserError(f"{at}: {c} {row[c].strip()}: {problem}")
         src, drv, out = (row_path(row[c].strip(), base) for c in COLUMNS)
-        if (first := outputs.setdefault(_place(out), line)) != line:  # however spelt: ./x, a symlinked folder
+        if (first := outputs.setdefault(_place(out), (line, out))[0]) != line:  # however spelt: ./x, a symlink
             raise UserError(f"{at}: output {out} is line {first}'s output too (each pair needs a file of its own)")
         flag = f"{at}: output"
         checks.not_an_input(flag, out, {"source": src or None, "driving": drv or None, "--pairs": pairs,
@@ -83,10 +84,11 @@ def check_inputs(pairs: str, config: str, checkpoint: str | None, random_init: b
                 folders.add(folder)
                 checks.writable_file(flag, out)
         files.update({f"line {line}'s {c}": path for c, path in zip(COLUMNS, (src, drv, out))})
-    inputs = {_place(path): name for name, path in files.items() if not name.endswith("output")}
-    for name, path in files.items():  # a pair would write over another's input, or skip it as made
-        if name.endswith("output") and (used := inputs.get(_place(path))):
-            raise UserError(f"--pairs {pairs} {name}: {path} is {used} (an output must not overwrite an input)")
+        inputs.update({_place(path): f"line {line}'s {c}" for c, path in (("source", src), ("driving", drv))})
+    for place, (line, out) in outputs.items():  # a pair would write over another's input, or skip it as made
+        if used := inputs.get(place):
+            raise UserError(f"--pairs {pairs} line {line}'s output: {out} is {used} (an output must not overwrite an "
+                            "input)")
     check_model_files(config, checkpoint)
     check_model(config, checkpoint, random_init, error_table_path(pairs, errors), {"--pairs": pairs, **files},
                 endpoint)

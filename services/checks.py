@@ -31,8 +31,8 @@ def existing_file(flag: str, path: str | os.PathLike, what: str = "a file", endp
     if is_remote(path):
         storage_reachable(flag, str(path), endpoint)
     fs, p = resolve(path, endpoint)
-    if not is_remote(path) and os.path.islink(p) and not os.path.exists(p):
-        raise UserError(f"{flag} {path}: {dangling(p)} (expected {what})")
+    if not is_remote(path) and (why := dangling(p)):
+        raise UserError(f"{flag} {path}: {why} (expected {what})")
     if not fs.exists(p):
         raise UserError(f"{flag} {path}: no such file (expected {what})")
     if not fs.isfile(p):  # a folder, or a device or pipe: /dev/null read as an empty config
@@ -83,8 +83,8 @@ def writable_dir(flag: str, path: str | os.PathLike, named: str | os.PathLike | 
         raise UserError(f"{shown}: expected a local path (this command writes local files)")
     p = Path(path)
     existing = next((a for a in (p, *p.parents) if os.path.lexists(a)), None)
-    if existing is not None and not existing.exists():  # a symlink to nothing: mkdir would fail on it
-        raise UserError(f"{shown}: {existing} is {dangling(existing)} (remove it, or choose another path)")
+    if existing is not None and (why := dangling(existing)):  # mkdir would fail on it
+        raise UserError(f"{shown}: {existing} is {why} (remove it, or choose another path)")
     if existing is not None and not existing.is_dir():
         raise UserError(f"{shown}: {existing} is {'a file' if existing.is_file() else 'a device or pipe'}, not a folder")
     if existing is None or not os.access(existing, os.W_OK | os.X_OK):
@@ -97,20 +97,27 @@ def writable_dir(flag: str, path: str | os.PathLike, named: str | os.PathLike | 
             raise UserError(f"{shown}: cannot write ({err.strerror or err})") from None
 
 
-def dangling(link: str | os.PathLike) -> str:
-    """What a symlink to nothing (or a loop of them) is, for a one-line error."""
+def dangling(path: str | os.PathLike) -> str | None:
+    """What `path` is where it is a symlink to nothing (or a loop of them), for a one-line error; else None."""
+    if not os.path.islink(path) or os.path.exists(path):
+        return None
     try:
-        os.stat(link)
+        os.stat(path)
     except OSError as err:
         if err.errno == errno.ELOOP:
             return "a loop of symlinks"
-    return f"a symlink to {os.readlink(link)}, which does not exist"
+    return f"a symlink to {os.readlink(path)}, which does not exist"
+
+
+def no_dangling_output(flag: str, path: str | os.PathLike) -> None:
+    """An output path that is no symlink to nothing: writing through it failed (a rename, mkdir) after the work."""
+    if why := dangling(path):
+        raise UserError(f"{flag} {path}: {why} (remove it, or choose another path)")
 
 
 def new_file(flag: str, path: str | os.PathLike) -> None:
     """An output file that does not exist yet (nor a symlink to nothing there): a file is never overwritten."""
-    if os.path.islink(path) and not os.path.exists(path):
-        raise UserError(f"{flag} {path}: {dangling(path)} (remove it, or choose another path)")
+    no_dangling_output(flag, path)
     if Path(path).exists():
         raise UserError(f"{flag} {path}: exists (a file is never overwritten: remove it or choose a new name)")
 
