@@ -110,11 +110,10 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
             if torch.is_tensor(held) else f"the {type(held).__name__} {str(held)[:40]!r}"
         raise CheckpointError(f"{path}: '{name}' holds {odd} as {what}, not a dense {own[odd].dtype} tensor (a "
                               "damaged or converted checkpoint)")
-    if bad := [k for k, v in state.items()
-               if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]:
+    if bad := [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]:
         raise CheckpointError(f"{path}: '{name}' holds NaN or inf values ({len(bad)} of its tensors, e.g. "
                               f"{bad[0]}): the weights of a diverged training run; use a checkpoint from before it")
-    if bad := [k for k, v in state.items() if k.endswith("running_var") and torch.is_tensor(v) and bool((v < 0).any())]:
+    if bad := [k for k, v in state.items() if k.endswith("running_var") and bool((v < 0).any())]:  # dense tensors
         raise CheckpointError(f"{path}: '{name}' holds negative batch-norm variances ({len(bad)} of its tensors, e.g. "
                               f"{bad[0]}): a damaged checkpoint (the model's output would be NaN)")
     module.load_state_dict(state, strict=True)
