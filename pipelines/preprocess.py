@@ -124,9 +124,11 @@ def run(cfg: PreprocessConfig, args: argparse.Namespace) -> Summary:
 
 def why_nothing(cfg: PreprocessConfig, result: dict) -> str:
     """What the videos of a run without clips came to: failures (in the error table), or no track kept."""
+    from preprocessing.sources import metadata_csv
+
     failed, rest = result["num_errors"], result["num_videos"]  # the manifest counts the videos read apart
     parts = [f"{failed} of {failed + rest} videos failed: {result['errors']}"] if failed else []
-    if rest and cfg.input.lower().endswith(".csv"):  # a metadata CSV's rows name each clip
+    if rest and metadata_csv(cfg.input):
         parts.append(f"no row of the {'other ' if failed else ''}{rest} videos named ≥ {cfg.min_frames} frames "
                      f"(--min-frames) inside its video, at ≥ {cfg.min_size} px (--min-size): check each row's start "
                      "and end (frames at its fps) against its video's length")

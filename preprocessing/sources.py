@@ -174,12 +174,17 @@ def synthetic_tasks(spec: str, cfg: PreprocessConfig) -> list[VideoTask]:
     return folder_tasks(paths, str(root), cfg)
 
 
+def metadata_csv(spec: str) -> bool:
+    """Whether --input is a metadata CSV (VoxCeleb's, Tai-Chi-HD's): its rows name each clip."""
+    return spec.lower().endswith(".csv")
+
+
 def collect_tasks(cfg: PreprocessConfig) -> list[VideoTask]:
     """All videos named by cfg.input, sorted by video_id (ids must be unique)."""
     spec = cfg.input
     if spec == "synthetic" or spec.startswith("synthetic:"):
         tasks = synthetic_tasks(spec, cfg)
-    elif spec.lower().endswith(".csv"):
+    elif metadata_csv(spec):
         tasks = csv_tasks(spec, cfg)
     elif any(c in spec for c in "*?["):
         matched = storage.glob(spec, cfg.endpoint)
