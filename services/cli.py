@@ -147,7 +147,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         if note := getattr(err, RESUME_NOTE, None):
             line = f"{line} ({note})"
         sys.stdout.flush()  # what the run printed first, where both streams go to one file or pipe
-        print(f"{prog}: error: {line}", file=sys.stderr, flush=True)
+        print(f"{prog}: error: {shown(line)}", file=sys.stderr, flush=True)
         return USER_ERROR_STATUS
     except KeyboardInterrupt as err:
         if debug:
@@ -156,12 +156,18 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
         kept = f" ({note})" if (note := getattr(err, RESUME_NOTE, None)) else ""
         sys.stdout.flush()
         if stopped_for:  # not the user's: a fault a watcher thread found (services.ray_start: the local Ray died)
-            print(f"{prog}: error: {stopped_for.pop()}{kept}", file=sys.stderr, flush=True)
+            print(f"{prog}: error: {shown(stopped_for.pop() + kept)}", file=sys.stderr, flush=True)
             return USER_ERROR_STATUS
         with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line
             print(f"{prog}: {f'stopped by {stopped.name}' if stopped else 'interrupted'}{kept}", file=sys.stderr,
                   flush=True)
         return 128 + (stopped or signal.SIGINT)
+
+
+def shown(line: str) -> str:
+    """`line` with its control characters escaped as Python writes them: a file name's ESC would act on the terminal
+    (colour the line), a NUL would vanish."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -51,8 +51,10 @@ def s3_max_attempts() -> int:
 
 def url_problem(path: str | os.PathLike) -> str | None:
     """Why `path` names no storage of ours (None: a local path, file:// or s3://BUCKET/…): another scheme, or a URL
-    short of a slash, would be taken for a local folder named like 'gs:'."""
+    short of a slash, would be taken for a local folder named like 'gs:'; a NUL byte is in no file's name."""
     s = str(path)
+    if "\x00" in s:
+        return "a NUL byte (\\x00) in the name: no file can have that name"
     scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", s)
     if scheme and not is_remote(s) and scheme[0] != "file://":
         return f"unsupported storage {scheme[0]} (expected a local path or s3://BUCKET/…)"

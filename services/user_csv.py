@@ -1,4 +1,4 @@
-"""A user's CSV as spreadsheets save it: a BOM; ',', ';' or a tab between the fields; capitals or spaces in the
+"""A user's CSV as spreadsheets save it: a BOM (UTF-8, or UTF-16 as Excel's "Unicode Text"); ',', ';' or a tab between the fields; capitals or spaces in the
 header. The pairs of `animate_batch`, a dataset's pairs list and preprocess's metadata tables are read so."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ def csv_key(written: str) -> str:
 
 
 def csv_table(data: bytes) -> tuple[list[str], list[dict[str, str]]]:
-    """A user's CSV as spreadsheets save it (a BOM; ',', ';' or a tab between the fields, the one its header holds
-    most of; capitals or spaces in the header): its header names as written, and its rows keyed by csv_key.
-    UnicodeDecodeError: not text; ValueError: not a CSV."""
-    lines = data.decode("utf-8-sig").splitlines()
+    """A user's CSV as spreadsheets save it (a BOM: UTF-8, or UTF-16 as Excel's "Unicode Text"; ',', ';' or a tab
+    between the fields, the one its header holds most of; capitals or spaces in the header): its header names as
+    written, and its rows keyed by csv_key. UnicodeDecodeError: not text; ValueError: not a CSV."""
+    lines = data.decode("utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig").splitlines()
     reader = csv.DictReader(lines, delimiter=max(",;\t", key=lines[0].count) if lines else ",")
     try:
         written = list(reader.fieldnames or [])

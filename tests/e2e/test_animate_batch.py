@@ -17,7 +17,7 @@ import pytest
 from animate import batch as batch_job
 from animate import batch_checks
 from fomm.animator import Animator
-from services import storage
+from services import storage, user_csv
 from services.failures import environment_failure
 from services.video_read import probe_video, read_frames
 from services.video_write import write_video
@@ -313,6 +313,8 @@ def test_a_pairs_csv_as_a_spreadsheet_saves_it_is_read_and_another_header_is_sho
     # a URL short of a slash was a local folder 's3:' (the pair "done"); another scheme named a joined path
     (["x.jpg,y.mp4,s3:/bucket/o.mp4"], r"line 2: output s3:/bucket/o.mp4: a slash is missing after 's3:'"),
     (["gs://b/x.jpg,y.mp4,o.mp4"], r"line 2: source gs://b/x.jpg: unsupported storage gs://"),
+    # a NUL byte (a binary saved as text): Python's "embedded null byte", named no row
+    (["x.jpg,y\x00.mp4,o.mp4"], r"line 2: driving y\x00.mp4: a NUL byte \(\\x00\) in the name"),
     (["x.jpg,y.mp4," + "a" * 234 + ".mp4"], r"line 2: output .*a.mp4: file name too long \(238 bytes; at most 237"),
 ])
 def test_row_outputs_that_would_be_skipped_or_overwrite_are_refused_before_ray(tiny_config_path, tmp_path, rows, line):
@@ -332,10 +334,15 @@ def test_row_outputs_that_would_be_skipped_or_overwrite_are_refused_before_ray(t
 
 
 def test_a_pairs_csv_saved_with_a_bom_is_read(tiny_config_path, tmp_path):
-    """Excel writes UTF-8 CSVs with a byte-order mark: the header's first column is still `source`."""
+    """Excel writes UTF-8 CSVs with a byte-order mark: the header's first column is still `source`. Its "Unicode
+    Text" is UTF-16 (either byte order) with tabs: it was "not a text CSV"."""
     pairs = tmp_path / "pairs.csv"
-    pairs.write_bytes(b"\xef\xbb\xbfsource,driving,output\nx.jpg,y.mp4,z.mp4\n")
-    batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)  # no "no 'source' column"
+    table = "source,driving,output\nx.jpg,y.mp4,z.mp4\n"
+    for data in (b"\xef\xbb\xbf" + table.encode(), table.replace(",", "\t").encode("utf-16"),
+                 b"\xfe\xff" + table.encode("utf-16-be")):
+        pairs.write_bytes(data)
+        batch_checks.check_inputs(str(pairs), str(tiny_config_path), None, True, None)  # no "no 'source' column"
+        assert user_csv.csv_table(data)[1] == [{"source": "x.jpg", "driving": "y.mp4", "output": "z.mp4"}]
 
 
 def test_a_pairs_csv_with_a_field_no_csv_reader_takes_is_one_line(tiny_config_path, tmp_path):

@@ -37,6 +37,16 @@ def test_user_error_is_one_line_and_status_2_a_bug_raises(capsys) -> None:
     assert run_cli(main, [], "prog") == 0
 
 
+def test_a_control_character_in_an_error_line_is_shown_escaped(capsys) -> None:
+    """A file name holding ESC (a terminal colour code) or NUL went to the console raw: it coloured the line, or
+    vanished (a line break is ' | ', as in a multi-line message). Letters of any script are shown as they are."""
+    def main(argv: list[str]) -> int:
+        raise UserError(f"--source {argv[0]}: no such file")
+
+    assert run_cli(main, ["a\x1b[31mred\x00\t\u00a0é.png"], "prog") == 2
+    assert capsys.readouterr().err == "prog: error: --source a\\x1b[31mred\\x00\\t\\xa0é.png: no such file\n"
+
+
 def test_config_error_of_an_imported_package_is_a_user_error(capsys) -> None:
     from fomm.config.loader import ConfigError
 
