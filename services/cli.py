@@ -121,6 +121,16 @@ def stdout_reader_left() -> bool:
         return False
 
 
+def current_folder_exists() -> None:
+    """The process's current folder is still there: one removed under a shell made every relative path fail, and
+    PyTorch's import end the process with MKL's "Cannot load libtorch_cpu.so"."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise UserError("the current folder was removed after the shell entered it (cd to a folder that exists)"
+                        ) from None
+
+
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """`main(argv)`'s exit status; a user error or an environment failure (services.failures) → one line on stderr
     and exit 2 (`--debug`: the traceback too). Ctrl-C / SIGTERM / SIGHUP: one line, exit 130 / 143 / 129."""
@@ -133,6 +143,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
     try:
         with sigterm_as_interrupt():
             if not {"-h", "--help"} & set(argv):  # help is shown whatever the environment
+                current_folder_exists()
                 misspelt_settings()
             return int(main(argv) or 0)
     except Exception as err:

@@ -102,6 +102,18 @@ def test_a_reader_that_left_ends_the_command_as_sigpipe_would_without_a_tracebac
     assert read.returncode == 0 and "parameters" in read.stdout, read.stderr
 
 
+def test_a_current_folder_removed_under_the_shell_is_one_line(tmp_path) -> None:
+    """`fomm` started in a folder another shell removed ended in MKL's "Cannot load libtorch_cpu.so" (exit 2)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    fomm = str(Path(sys.executable).parent / "fomm")
+    code = f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); os.execv({fomm!r}, sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", code, fomm, "info", "--config", "/nowhere.yaml"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, "fomm info: error: the current folder was removed after the shell "
+                                                 "entered it (cd to a folder that exists)\n")
+
+
 def test_a_console_that_cannot_show_a_character_gets_it_escaped_not_a_traceback() -> None:
     """Under an ASCII or Latin-1 console (PYTHONIOENCODING, an old server's locale) the summary's × was a
     UnicodeEncodeError traceback, exit 1, after the work was done; it is escaped now, as Python escapes stderr."""
