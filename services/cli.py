@@ -131,10 +131,30 @@ def current_folder_exists() -> None:
                         ) from None
 
 
+def closed_streams() -> list[str]:
+    """The standard streams closed when the process started (`>&-`; Python sets them to None), each given
+    /dev/null: no file the command opens takes its descriptor, where a library's stray write to it would land."""
+    closed = []
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.dup2(null := os.open(os.devnull, os.O_WRONLY), fd)
+            if null != fd:
+                os.close(null)
+            setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 - the process's stream, never closed
+            closed.append(name)
+    return closed
+
+
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """`main(argv)`'s exit status; a user error or an environment failure (services.failures) → one line on stderr
     and exit 2 (`--debug`: the traceback too). Ctrl-C / SIGTERM / SIGHUP: one line, exit 130 / 143 / 129."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "stdout" in closed_streams():  # print() wrote nothing (an exit 0 that showed nothing), an error a traceback
+        print(f"{prog}: error: standard output is closed (>&-): what the command prints would be lost (redirect it "
+              "to a file or /dev/null)", file=sys.stderr, flush=True)
+        return USER_ERROR_STATUS
     for stream in (sys.stdout, sys.stderr):  # a console that cannot show × or ≥ (a Latin-1 or ASCII locale,
         with contextlib.suppress(AttributeError, ValueError):  # PYTHONIOENCODING=ascii) escapes them: no traceback
             stream.reconfigure(errors="backslashreplace")

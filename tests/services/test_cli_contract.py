@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -112,6 +113,21 @@ def test_a_current_folder_removed_under_the_shell_is_one_line(tmp_path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (2, "fomm info: error: the current folder was removed after the shell "
                                                  "entered it (cd to a folder that exists)\n")
+
+
+def test_a_closed_standard_stream_is_refused_or_given_dev_null() -> None:
+    """`fomm info >&-` exited 0 having shown nothing (Python makes a closed stdout None and print() a no-op); an error
+    under it was an AttributeError traceback. A closed stderr takes /dev/null: the command runs, its status says."""
+    fomm = f"{Path(sys.executable).parent / 'fomm'} info --config configs/tiny-64.yaml"
+    root = Path(__file__).resolve().parents[2]
+    shell = functools.partial(subprocess.run, capture_output=True, text=True, timeout=60, cwd=root)
+    done = shell(["bash", "-c", f"{fomm} >&-"])
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", "fomm info: error: standard output is closed (>&-): "
+                                                                 "what the command prints would be lost (redirect it "
+                                                                 "to a file or /dev/null)\n")
+    done = shell(["bash", "-c", f"{fomm} 2>&-"])
+    assert done.returncode == 0 and "total" in done.stdout
+    assert shell(["bash", "-c", f"{fomm}.gone 2>&-"]).returncode == 2
 
 
 def test_a_console_that_cannot_show_a_character_gets_it_escaped_not_a_traceback() -> None:
