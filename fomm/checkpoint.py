@@ -68,6 +68,8 @@ def require_checkpoint(f: BinaryIO, path: str | Path) -> None:
     (read_checkpoint judges it whole)."""
     head = f.read(4)
     if not head.startswith((ZIP_HEAD, b"\x80")):  # torch.save's zip, or a legacy pickle
+        if str(path).lower().endswith((".yaml", ".yml")):  # --config and --checkpoint swapped
+            raise CheckpointError(f"{path}: a YAML config, not a checkpoint (a config goes to --config)")
         raise CheckpointError(f"{path}: not a checkpoint (expected a PyTorch .pth/.pth.tar file saved by torch.save)")
     try:
         if head == ZIP_HEAD:

@@ -199,6 +199,10 @@ def read_yaml(path: str | Path, what: str = "config") -> Any:
     try:
         data = parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:  # a checkpoint or image given as the config
+        with path.open("rb") as f:
+            if f.read(4).startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, a legacy pickle (fomm.checkpoint)
+                raise ConfigError(f"{path}: a PyTorch checkpoint, not a YAML {what} (a checkpoint goes to "
+                                  "--checkpoint)") from None
         raise ConfigError(f"{path}: not a UTF-8 text {what} ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read {what} ({err.strerror or err})") from None

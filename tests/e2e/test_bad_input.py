@@ -136,6 +136,8 @@ CASES = [
     Case("demo", "typo", "--video for --videos", "--out {w}/demo --video 10", "--video"),
     Case("evaluate", "swapped", "the config given as --checkpoint", EVAL.replace("{ckpt}", "{tiny}"),
          "not a checkpoint"),
+    Case("evaluate", "swapped", "--config and --checkpoint swapped", "--config {ckpt} --checkpoint {tiny} --data "
+         "{shard} --out {w}/eval --workers 0", "a YAML config, not a checkpoint"),
     Case("benchmark", "swapped", "the config given as --checkpoints", BENCH.replace("{ckpts}", "{tiny}"),
          "not a checkpoint"),
     Case("evaluate", "overwrite", "--out is the folder holding the checkpoint", EVAL.replace("{w}/eval", "{ckpts}"),

@@ -200,6 +200,11 @@ def test_a_file_that_is_no_checkpoint_says_so(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=r"swapped\.pth\.tar: not a checkpoint \(expected a PyTorch"):
         read_checkpoint(path)
+    yaml = path.with_name("vox-256.yaml")  # --config and --checkpoint swapped: said so
+    path.rename(yaml)
+    with pytest.raises(CheckpointError, match=r"vox-256\.yaml: a YAML config, not a checkpoint \(a config goes to "
+                                              r"--config\)$"):
+        read_checkpoint(yaml)
 
 
 def test_a_misspelled_part_is_refused_not_written_or_skipped(tiny):

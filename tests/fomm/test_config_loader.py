@@ -83,7 +83,9 @@ def test_non_negative_fields_take_zero_and_refuse_any_negative_number_of_a_list(
 @pytest.mark.parametrize(("text", "message"), [
     (b"", "empty config"),
     (b"{}\n", "empty config"),
-    (b"PK\x03\x04\x80\xff\x00 a checkpoint", "not a UTF-8 text config"),
+    (b"PK\x03\x04\x80\xff\x00 a checkpoint", r"a PyTorch checkpoint, not a YAML config \(a checkpoint goes to "
+                                            r"--checkpoint\)"),  # --config and --checkpoint swapped
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "not a UTF-8 text config"),
     (b"dataset_params:\n  frame_shape: [64]\n", r"frame_shape must be \[H, W\] or \[H, W, C\]"),
     # a grey (C 1) or RGBA (C 4) frame_shape trained on RGB frames without a word
     (b"dataset_params:\n  frame_shape: [256, 256, 1]\n", r"frame_shape: C must be 3 \(frames are read as RGB\), "
