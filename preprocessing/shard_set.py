@@ -164,6 +164,10 @@ def require_shards(flag: str, path: str, split: str | None = None, endpoint: str
         found = ShardSet.open(path, endpoint)
         if not found.paths(split):
             of_split = f" of split {split!r}" if split else ""
+            if not storage.is_remote(path) and Path(path).is_dir() and \
+                    any(p.name.lower().endswith(VIDEO_EXTENSIONS) for p in Path(path).iterdir()):
+                raise UserError(f"{flag} {path}: a folder of videos, no shards{of_split} (make them with python "
+                                f"pipelines/preprocess.py --input {path} --output DATASET, then give DATASET here)")
             raise UserError(f"{flag} {path}: no shards{of_split} (expected {SHARDS_EXPECTED})")
         columns = {}  # shard → its column names
         for shard, where in zip(found.paths(split), found.uris(split)):

@@ -120,6 +120,9 @@ def test_a_raw_video_given_as_data_is_named_with_the_command_that_makes_its_shar
     video = str(shared_data / "face_talk_a.mp4")
     with pytest.raises(UserError, match=rf"^--data {video}: a video, not clip shards.*--input {video} --output"):
         require_shards("--data", video)
+    with pytest.raises(UserError, match=rf"^--data {shared_data}: a folder of videos, no shards of split 'train' "
+                                        rf"\(make them with python pipelines/preprocess.py --input {shared_data} "):
+        require_shards("--data", str(shared_data), "train")  # the raw videos' folder: 'no shards' said not why
     folder = write_synthetic_shards(tmp_path / "clips.mp4", num_videos=2, size=32, num_frames=4, split="train")
     assert require_shards("--data", str(folder.parent), "train").uris() == [str(folder)]
 
