@@ -45,12 +45,9 @@ def default_tracking_uri() -> str:
 
 
 def local_sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite:/// URI, without its options (`?timeout=20`; SQLite's own URI with `uri=true`:
-    sqlite:///file:PATH?mode=ro&uri=true); None: another kind of store."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path, _, options = uri[len("sqlite:///"):].partition("?")
-    return Path(path.removeprefix("file:") if "uri=true" in options.lower().split("&") else path)
+    """The database file of a sqlite:/// URI, without its SQLAlchemy options (`?timeout=20`); None: another kind of
+    store."""
+    return Path(uri[len("sqlite:///"):].partition("?")[0]) if uri.startswith("sqlite:///") else None
 
 
 def mlflow_reads(name: str) -> bool:

@@ -174,9 +174,9 @@ def sqlite_store(flag: str, uri: str, write: bool = True, create: bool = False) 
     from services.tracking.store import local_sqlite_path
 
     db = local_sqlite_path(uri) or Path()
-    if "uri=true" in uri.lower() and not uri.startswith("sqlite:///file:"):  # SQLite would open 'PATH?mode=ro'
-        raise UserError(f"{flag} {uri}: with uri=true, SQLite reads the path as a URI only after 'file:' (expected "
-                        "sqlite:///file:PATH?mode=ro&uri=true)")
+    if "uri=true" in uri.lower():  # SQLite opened 'PATH?mode=ro', a new store; with file:, MLflow made ./file:/…
+        raise UserError(f"{flag} {uri}: SQLite URI filenames (uri=true) are not taken (expected "
+                        "sqlite:///PATH/mlflow.db)")
     if uri == "sqlite://" or str(db) in ("", ".", ":memory:"):  # a run id printed that no store holds once it ends
         raise UserError(f"{flag} {uri}: an in-memory SQLite store, gone when the process ends (expected "
                         "sqlite:///PATH/mlflow.db)")
