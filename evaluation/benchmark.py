@@ -162,7 +162,11 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
             set_alias(eval_cfg.tracking_uri, cfg.model_name, cfg.promote, version)
             promoted = f"models:/{cfg.model_name}@{cfg.promote} is version {version}"
             tracker.set_tags({"benchmark.promoted": cfg.promote})
-    finally:  # the evaluation finished: an alias the registry refuses is the stage's error, not the run's
-        tracker.end("FINISHED")
+    finally:  # a regression ends the run FAILED, as a failed evaluate's does: never a later run's baseline (only
+        # FINISHED ones are); an alias the registry refuses is the stage's error, not the run's
+        if regressions:
+            tracker.end("FAILED", reason="REGRESSION: " + "; ".join(regressions))
+        else:
+            tracker.end("FINISHED")
     return BenchmarkResult(result=result, checkpoint=checkpoint, baseline=baseline, regressions=regressions,
                            compared=compared, promoted=promoted)
