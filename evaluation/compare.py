@@ -42,9 +42,21 @@ def metric_keys(flag: str, names: list[str], have: list[str], experiment: str) -
     return keys
 
 
-def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of run name, id, status, start time, checkpoint and the metrics ('' where absent); then why a
-    run did not finish, where one did not."""
+def shown_value(v: float | None, exact: bool) -> str | float | None:
+    """A metric as a table shows it (4 decimals; 4 significant digits where those would show 0 or overflow; '' where
+    absent), or `exact` for CSV / JSON (the float itself; None where absent); 'nan' or 'inf' where not finite."""
+    if v is None:
+        return None if exact else ""
+    if not math.isfinite(v):
+        return str(v)
+    if exact:
+        return v
+    return f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e6 else f"{v:.4g}"  # 2e-05 was 0.0000
+
+
+def runs_table(runs: list[dict], metrics: list[str], exact: bool = False) -> tuple[list[str], list[list]]:
+    """(header, rows) of run name, id, status, start time, checkpoint and the metrics (shown_value); then why a run
+    did not finish, where one did not."""
     from services.tracking.run import END_REASON
 
     header = ["run_name", "run_id", "status", "start_time", "checkpoint_sha256", *metrics]
@@ -54,8 +66,7 @@ def runs_table(runs: list[dict], metrics: list[str]) -> tuple[list[str], list[li
         start = datetime.fromtimestamp(r["start_time"] / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") \
             if r.get("start_time") else ""
         sha = r["params"].get("checkpoint.sha256", r["tags"].get("checkpoint.sha256", ""))[:12]
-        values = ["" if v is None else ("nan" if not math.isfinite(v) else f"{v:.4f}")
-                  for v in (r["metrics"].get(m) for m in metrics)]
+        values = [shown_value(r["metrics"].get(m), exact) for m in metrics]
         rows.append([r.get("run_name") or "", r["run_id"], r["status"], start, sha, *values])
     if any(reasons):
         header.append("end_reason")
@@ -119,7 +130,7 @@ def run(args: argparse.Namespace, _: argparse.Namespace) -> Summary:
             raise UserError(f"--sort {args.sort}: names {len(keys)} metrics ({', '.join(keys)}): choose one")
         runs.sort(key=lambda r: (r["metrics"].get(keys[0]) is None, r["metrics"].get(keys[0], 0.0)))
     runs = runs[:args.limit]
-    header, rows = runs_table(runs, metrics)
+    header, rows = runs_table(runs, metrics, exact=args.format != "table")  # machine formats: every digit
     if args.format == "json":
         text = json.dumps([dict(zip(header, row)) for row in rows], indent=1)
     elif args.format == "csv":

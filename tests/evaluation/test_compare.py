@@ -30,7 +30,7 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, fresh_sqlite_uri) -> 
 
     assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--metrics", "l1", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["run_name"]: r["l1"] for r in rows} == {"good": "0.0500", "bad": "0.2500", "other-backend": "0.1000"}
+    assert {r["run_name"]: r["l1"] for r in rows} == {"good": 0.05, "bad": 0.25, "other-backend": 0.1}
 
     assert compare.main(["-e", "cmp", "--tracking-uri", uri, "--format", "csv", "--limit", "1"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
@@ -60,6 +60,13 @@ def test_compare_table_csv_json_and_plot(tmp_path, capsys, fresh_sqlite_uri) -> 
                          "metric (use !=, <, <=, =, >, >=)")):
         assert compare.main(["-e", "cmp", "--tracking-uri", uri, *flags]) == 2
         assert capsys.readouterr().err == f"fomm runs compare: error: {line}\n"
+    # every digit in CSV and JSON; the table showed 2e-05 as 0.0000
+    with Tracker(uri, "cmp-small", run_name="small") as t:
+        t.log_metrics({"l1": 2e-05, "aed/x": 0.123456789})
+    assert compare.main(["-e", "cmp-small", "--tracking-uri", uri, "--metrics", "l1,aed", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split(",")[5:] == ["2e-05", "0.123456789"]
+    assert compare.main(["-e", "cmp-small", "--tracking-uri", uri, "--metrics", "l1,aed"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[-2:] == ["2e-05", "0.1235"]
 
 
 def test_a_run_that_did_not_finish_shows_why(capsys, sqlite_uri, tmp_path) -> None:
