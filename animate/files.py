@@ -3,6 +3,7 @@ auto-cropped and pasted back, in up to three passes decoding the driving video a
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -202,10 +203,11 @@ def animate_file(animator: Animator, source: str | Path, driving: str | Path, ou
             writer.write(frame)
             height, width = frame.shape[:2]
     if writer.keep_every > 1:
-        notes.append(f"a GIF shows at most {GIF_MAX_FPS} frames a second: every {writer.keep_every}th driving frame "
-                     f"kept ({info.fps / writer.keep_every:g} fps)")
+        notes.append(f"a GIF shows at most {GIF_MAX_FPS} frames a second: 1 driving frame in {writer.keep_every} "
+                     f"kept")
     if info.has_audio and not writer.keeps_audio:
         notes.append(f"the driving video's audio is left out: a {out.suffix.lower()} file keeps none")
-    return AnimateResult(path=str(out), num_frames=writer.num_frames, fps=info.fps, width=width, height=height,
+    kept = math.ceil(writer.num_frames / writer.keep_every)  # the frames the file holds (a GIF's: fewer)
+    return AnimateResult(path=str(out), num_frames=kept, fps=info.fps / writer.keep_every, width=width, height=height,
                          has_audio=writer.keeps_audio, best_frame=best, seconds=time.perf_counter() - started,
                          notes=tuple(notes))
