@@ -42,7 +42,9 @@ class PreprocessConfig:
         "how the shards store each frame", choices=FRAME_FORMATS))
     quality: int = field(default=95, metadata=rule(ge=1, le=100))
     shard_bytes: int = field(default=256 * 1024 * 1024, metadata=rule(ge=1))  # target shard size
-    test_fraction: float = field(default=0.1, metadata=rule("test share when the input has no split", ge=0, le=1))
+    test_fraction: float = field(default=0.1, metadata=rule(
+        "when the input has no split: each video goes to test with this chance, drawn from a hash of its id (stable "
+        "across reruns; a small set can stray from the share)", ge=0, le=1))
     video_dir: str | None = field(default=None, metadata=rule(
         "raw videos of a metadata CSV (default: the CSV's folder)"))
     endpoint: str | None = field(default=None, metadata=rule(
