@@ -68,14 +68,16 @@ def _open_mlflow_run(job: TrainJob, cfg: FommConfig) -> tuple[str, str]:
 
     uri = job.tracking_uri or default_tracking_uri()
     record = storage.join(run_path(job), RUN_FILE)
+    job_fields = {k: v for k, v in dataclasses.asdict(job).items() if k not in ("overrides", "resume")}
+    run_config = {"fomm": cfg.to_dict(), "job": job_fields, "overrides": job.overrides}
     if job.resume and (saved := run_record(job, RUN_FILE)) and saved.get("tracking_uri") == uri:
-        Tracker(tracking_uri=uri, run_id=saved["mlflow_run_id"], take_over=True).set_tags({"resumed": "true"})
+        tracker = Tracker(tracking_uri=uri, run_id=saved["mlflow_run_id"], take_over=True, tags={"resumed": "true"})
+        tracker.log_config(run_config)  # settings changed since the start: tags fomm.changed_param.KEY
         return saved["mlflow_run_id"], uri
     tracker = Tracker(tracking_uri=uri, experiment=job.experiment, run_name=job.run_name,
                       parent_run_id=job.parent_run_id, tags={"storage": run_path(job), "config": job.config})
     with tracker.ended_if_raises():  # an artifact store or --storage failing here: the run ends FAILED
-        job_fields = {k: v for k, v in dataclasses.asdict(job).items() if k != "overrides"}
-        tracker.log_config({"fomm": cfg.to_dict(), "job": job_fields, "overrides": job.overrides})
+        tracker.log_config(run_config)
         storage.write_bytes(record, json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri}).encode(),
                             endpoint=job.endpoint)
     return tracker.run_id, uri

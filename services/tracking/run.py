@@ -6,7 +6,6 @@ import contextlib
 import logging
 import signal
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,8 @@ def end_wait_s() -> float:
     """How long a run's end waits for an unreachable store: $FOMM_TRACKING_END_WAIT_S seconds, else 300."""
     return env_number("FOMM_TRACKING_END_WAIT_S", 300.0)
 
+
+CHANGED_PARAM = "fomm.changed_param."  # + a param's key: the value a resumed run uses instead of the logged one
 
 class Tracker:
     """One MLflow run. Metrics, tags and params survive a store outage in a bounded `Outbox`, artifacts are skipped,
@@ -98,15 +99,14 @@ class Tracker:
                                                                          "config.yaml"))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Params (nested dicts flattened) through the outbox; a key already logged with another value is skipped
-        with a warning (with the store unreachable, the store itself refuses a changed value later)."""
+        """Params (nested dicts flattened) through the outbox. MLflow never changes a param: a key already logged
+        with another value (a run resumed with new settings) keeps it, and its new value goes to tag
+        `CHANGED_PARAM<key>` (the store unreachable: it refuses a changed value itself later)."""
         flat = flatten_config(params)
         with _outage_passes():
             existing = self._client.get_run(self.run_id).data.params
-            for key in flat.keys() & existing.keys():
-                if existing[key] != flat[key]:
-                    warnings.warn(f"MLflow run {self.run_id}: param {key!r} already logged as "
-                                  f"{existing[key]!r}; not changed to {flat[key]!r}", stacklevel=2)
+            changed = {k: flat[k] for k in flat.keys() & existing.keys() if existing[k] != str(flat[k])}
+            self._buffer_tags({f"{CHANGED_PARAM}{k}": v for k, v in changed.items()})
             flat = {k: v for k, v in flat.items() if k not in existing}
         self.outbox.params.update(flat)
         self.flush()

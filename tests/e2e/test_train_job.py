@@ -97,7 +97,7 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
     assert kept_steps and 2 <= min(kept_steps) and max(kept_steps) < 10
     run_id = json.loads((storage / "job" / "fomm_run.json").read_text())["mlflow_run_id"]
 
-    second = _submit(jobs, [*train, "--resume"], env)
+    second = _submit(jobs, [*train, "--resume", "--log-images-every", "1000"], env)  # a setting changed: see below
     _wait_for(lambda: jobs.get_job_status(second).is_terminal(), 600, "the resumed job did not finish", every=1)
     logs = jobs.get_job_logs(second)
     assert jobs.get_job_status(second) == JobStatus.SUCCEEDED, (jobs.get_job_info(second).message, logs[-4000:])
@@ -116,6 +116,9 @@ def test_stopped_job_resumes_from_its_checkpoint(ray_head, mlflow_server, synthe
 
     client = mlflow.MlflowClient(mlflow_server)
     assert client.get_run(run_id).info.status == "FINISHED"
+    # MLflow never changes a param: the resumed run's new value is a tag (the run showed the first value only)
+    run = client.get_run(run_id).data
+    assert (run.params["job.log_images_every"], run.tags["fomm.changed_param.job.log_images_every"]) == ("0", "1000")
     restored = client.get_metric_history(run_id, "restored_from_step")
     assert restored and restored[-1].value == kept_steps[-1]  # the latest registered checkpoint
     totals = client.get_metric_history(run_id, "total")
