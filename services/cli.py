@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from services.console import closed_streams, shown
 from services.errors import UserError
 from services.failures import environment_failure, one_line, stopped_for, user_error_line
 from services.fields import RULE, Rule, flag_of, number, scalar_type
@@ -131,22 +132,6 @@ def current_folder_exists() -> None:
                         ) from None
 
 
-def closed_streams() -> list[str]:
-    """The standard streams closed when the process started (`>&-`; Python sets them to None), each given
-    /dev/null: no file the command opens takes its descriptor, where a library's stray write to it would land."""
-    closed = []
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            os.dup2(null := os.open(os.devnull, os.O_WRONLY), fd)
-            if null != fd:
-                os.close(null)
-            setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 - the process's stream, never closed
-            closed.append(name)
-    return closed
-
-
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """`main(argv)`'s exit status; a user error or an environment failure (services.failures) → one line on stderr
     and exit 2 (`--debug`: the traceback too). Ctrl-C / SIGTERM / SIGHUP: one line, exit 130 / 143 / 129."""
@@ -193,12 +178,6 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None,
             print(f"{prog}: {f'stopped by {stopped.name}' if stopped else 'interrupted'}{kept}", file=sys.stderr,
                   flush=True)
         return 128 + (stopped or signal.SIGINT)
-
-
-def shown(line: str) -> str:
-    """`line` with its control characters escaped as Python writes them: a file name's ESC would act on the terminal
-    (colour the line), a NUL would vanish."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
