@@ -86,6 +86,9 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
         return EvalConfig(**values)
 
 
+EVAL_OUTPUTS = {"per_frame.parquet", "per_video.parquet", "errors.parquet", "report"}  # what --out receives
+
+
 def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") -> None:
     """Before Ray starts or anything is written: each input and output usable, or an error naming its flag."""
     from services import storage
@@ -98,6 +101,8 @@ def check_eval_inputs(cfg: EvalConfig, checkpoint_flag: str = "--checkpoint") ->
     checks.writable_storage("--out", cfg.out_dir, cfg.endpoint)  # the cheap checks first: a mistake answers fast
     checks.not_an_input("--out", cfg.out_dir, {"--data": cfg.data, "--config": cfg.config_path,
                                                checkpoint_flag: cfg.checkpoint}, folder=True)
+    if not storage.is_remote(cfg.out_dir):  # evaluation.ray_jobs's tables and report: an earlier one is replaced
+        checks.own_folder("--out", cfg.out_dir, EVAL_OUTPUTS, "evaluation")
     store_checks.tracking_uri("--tracking-uri", cfg.tracking_uri, experiment=cfg.experiment)
     from evaluation.reconstruction import ModelSource  # torch, pyarrow: after the checks that need neither
     from preprocessing.shard_set import require_shards

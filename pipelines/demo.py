@@ -48,11 +48,7 @@ def check(a: argparse.Namespace) -> None:
     checks.writable_dir("--out", a.out)
     checks.existing_file("--config", a.config, "a FOMM YAML")
     checks.not_an_input("--out", a.out, {"--config": a.config}, folder=True)
-    out = Path(a.out)  # an earlier demo's is resumed; another folder's files would be mixed with the demo's
-    if out.is_dir() and (names := {p.name for p in out.iterdir()}) and not names & {"stages", "shards", "mlflow.db"}:
-        raise UserError(f"--out {a.out}: a folder of other files, not an earlier demo's (it holds {sorted(names)[0]}"
-                        f"{', …' if len(names) > 1 else ''}): the demo writes a folder of its own; choose a new or "
-                        "empty one")
+    checks.own_folder("--out", a.out, {"stages", "shards", "mlflow.db"}, "demo")  # an earlier demo's is resumed
     cfg = TrainJob(config=a.config, data="-", storage=a.out).load_config()  # a ConfigError names the file and key
     (h, w), batch = cfg.dataset_params.shape[:2], cfg.train_params.batch_size
     if h != w:  # found once preprocessing had run

@@ -281,3 +281,12 @@ def device(flag: str, text: str, here: bool = True) -> str:
             raise UserError(f"{flag} {text}: CUDA is not available on this machine" if have == 0 else
                             f"{flag} {text}: this machine has {have} CUDA device{'s' * (have != 1)}")
     return text
+
+
+def own_folder(flag: str, path: str | os.PathLike, names: set[str], stage: str) -> None:
+    """A local output folder that is new, empty or an earlier run's (it holds one of the stage's `names`): files of
+    the user's would be mixed with the stage's, and any of the same names replaced."""
+    if Path(path).is_dir() and (held := {p.name for p in Path(path).iterdir()}) and not held & names:
+        raise UserError(f"{flag} {path}: a folder of other files, not an earlier {stage}'s (it holds {sorted(held)[0]}"
+                        f"{', …' if len(held) > 1 else ''}): the {stage} writes a folder of its own; choose a new or "
+                        "empty one")

@@ -251,6 +251,8 @@ CASES = [
          EVAL + " --tracking-uri sqlite:///:memory:", "an in-memory SQLite store"),
     Case("demo", "overwrite", "--out a folder of other files (the demo's were written among them)",
          "--out {dataset}", "not an earlier demo's"),
+    Case("evaluate", "overwrite", "--out a folder of other files (the user's files of its names were replaced, exit 0)",
+         EVAL.replace("{w}/eval", "{dataset}"), "not an earlier evaluation's"),
 ]
 
 
