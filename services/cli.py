@@ -226,8 +226,9 @@ class ArgumentParser(argparse.ArgumentParser):
         known, typos = [s for s in self._option_string_actions if s.startswith("--")], []
         for token in argv[:argv.index("--") if "--" in argv else None]:  # before "required: …" hides the typo
             flag = token.partition("=")[0]
-            if not flag.startswith("--") or flag in known:
-                continue
+            if not (flag.startswith("--") or flag[:1] == "-" and flag[1:2].isalpha()) or \
+                    flag in self._option_string_actions:
+                continue  # a value (-1, a path), or a flag of this parser
             if ORIGINAL_FLAGS.get(flag, "").split(" ")[0] in known:  # difflib: --result_video → --relative
                 typos.append(f"{flag} (did you mean {ORIGINAL_FLAGS[flag]}?)")
             elif near := difflib.get_close_matches(flag[2:], [k[2:] for k in known], 1, cutoff=0.7):  # names alike,
@@ -235,6 +236,8 @@ class ArgumentParser(argparse.ArgumentParser):
             elif len(near := [k for k in known if len(k) > 3 and len(flag) > 3 and (k.startswith(flag) or
                                                                                   flag.startswith(k))]) == 1:
                 typos.append(f"{flag} (did you mean {near[0]}?)")  # --out where the stage says --output, or back
+            elif self._subparsers is None:  # like none of its flags (-o, --src): named, not "required: --out"
+                typos.append(flag)
         if typos:  # all at once: a command of the original's names has several
             self.error(f"unrecognized argument{'s' if len(typos) > 1 else ''} {', '.join(typos)}")
         parsed, rest = super().parse_known_args(argv, namespace)

@@ -243,7 +243,11 @@ def test_an_empty_output_writes_nothing_into_the_current_folder(repo_root, tmp_p
 @pytest.mark.parametrize(("argv", "message"), [
     (["--config", "c.yaml", "--storge", "runs"], "unrecognized argument --storge (did you mean --storage?)"),
     (["--confg=c.yaml"], "unrecognized argument --confg (did you mean --config?)"),  # before "required: --config"
-    (["--config", "c.yaml", "--storage", "runs", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--config", "c.yaml", "--storage", "runs", "--frobnicate"], "unrecognized argument --frobnicate"),
+    # a flag like none of the stage's was hidden behind "the following arguments are required: --storage"
+    (["--config", "c.yaml", "-s", "runs"], "unrecognized argument -s"),
+    (["--config", "c.yaml", "--st", "runs", "--smooth", "-1"], "unrecognized arguments --st (did you mean --set?), "
+                                                                 "--smooth"),
 ])
 def test_a_misspelt_flag_names_the_flag_meant(repo_root, argv, message) -> None:
     with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
@@ -264,7 +268,7 @@ def test_a_flag_cut_short_or_run_on_names_the_one_meant(repo_root, stage, argv, 
 def test_a_flag_alike_only_in_its_dashes_suggests_none(repo_root) -> None:
     """tune has no --layout (fomm animate's): difflib on whole flags found "--layout" 0.77 like "--out", the shared
     dashes counting; on names, 0.67, below the cutoff."""
-    with pytest.raises(UserError, match=r"^unrecognized arguments: --layout x$"):
+    with pytest.raises(UserError, match=r"^unrecognized argument --layout$"):
         _pipeline(repo_root, "tune").parse_args(["--config", "c.yaml", "--data", "d", "--storage", "s", "--layout", "x"])
 
 
